@@ -1,0 +1,1 @@
+"""mailbridge: the shared layer package (services, stores, adapters) behind every Lambda."""
