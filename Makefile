@@ -1,0 +1,74 @@
+# mailbridge: `make run` starts everything locally; `make test` runs every check and test tier.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+SAM_VENV  := .venv-sam
+PY        := $(VENV)/bin/python
+SAM       := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
+REGION    ?= us-east-1
+ENV       ?= dev
+TENANT    ?= demo
+ROLE      ?= owner
+PORT      ?= 3000
+
+.PHONY: help run test check lint types cfn pytest build deploy token bench services clean
+
+help:
+	@echo "make run     start the whole system locally on http://127.0.0.1:$(PORT) (moto inside)"
+	@echo "make test    lint, types, cfn-lint, sam validate, sam build, every test tier"
+	@echo "make check   lint + types only"
+	@echo "make token TENANT=acme ROLE=admin   a bearer token for the running local API"
+	@echo "make bench   benchmarks, printed as ratios against named peers"
+	@echo "make build / make deploy ENV=dev|prod"
+
+$(VENV)/.stamp: requirements-dev.txt constraints.txt layers/mailbridge/requirements.txt scripts/bootstrap-venv
+	scripts/bootstrap-venv $(VENV) requirements-dev.txt constraints.txt
+	@touch $@
+
+$(SAM_VENV)/.stamp: requirements-sam.txt scripts/bootstrap-venv
+	scripts/bootstrap-venv $(SAM_VENV) requirements-sam.txt
+	@touch $@
+
+venv: $(VENV)/.stamp
+
+run: $(VENV)/.stamp
+	PORT=$(PORT) $(PY) -m local
+
+token: $(VENV)/.stamp
+	@$(PY) -m local.token --tenant $(TENANT) --role $(ROLE)
+
+lint: $(VENV)/.stamp
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+types: $(VENV)/.stamp
+	$(VENV)/bin/mypy layers/mailbridge/mailbridge functions local tests benchmarks
+
+cfn: $(VENV)/.stamp $(SAM_VENV)/.stamp
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM) validate --lint --region $(REGION) --template-file template.yaml
+
+check: lint types cfn
+
+build: $(SAM_VENV)/.stamp $(VENV)/.stamp
+	$(SAM) build --template-file template.yaml
+
+# Real services the integration tier talks to (installed when missing).
+services:
+	scripts/ensure-dovecot
+
+# pytest exits 5 when it collected nothing: that fails `make test` like any other error.
+pytest: $(VENV)/.stamp services
+	$(PY) -m pytest
+
+test: check build pytest
+
+bench: $(VENV)/.stamp
+	$(PY) benchmarks/run.py
+
+deploy: build
+	$(SAM) deploy --config-env $(ENV)
+
+clean:
+	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache .local

@@ -1,0 +1,1 @@
+"""HTTP API: Powertools routers (one per resource) included by one resolver in `api.app`."""

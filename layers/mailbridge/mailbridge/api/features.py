@@ -1,0 +1,40 @@
+"""Per-tenant feature flags. Everyone in the tenant reads them; admins and owners change them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body
+
+from mailbridge import features
+from mailbridge.api import deps
+from mailbridge.api.context import current_tenant, require_role
+from mailbridge.api.schemas import AUTHED_ERRORS, BEARER, error_responses
+from mailbridge.models.features import FeatureFlagsUpdate, FeatureSettings
+from mailbridge.tenancy import Role
+
+router = Router()
+
+
+@router.get(
+    "/features",
+    summary="The tenant's feature flags (defaults until an admin changes them)",
+    tags=["settings"],
+    security=BEARER,
+    responses=error_responses(*AUTHED_ERRORS),
+)
+def get_features() -> FeatureSettings:
+    return features.get_features(current_tenant(router), deps.feature_store())
+
+
+@router.put(
+    "/features",
+    summary="Change feature flags (admin or owner); flags left out keep their value",
+    tags=["settings"],
+    security=BEARER,
+    middlewares=[require_role(Role.ADMIN)],
+    responses=error_responses(400, *AUTHED_ERRORS, 409, 503),
+)
+def put_features(update: Annotated[FeatureFlagsUpdate, Body()]) -> FeatureSettings:
+    return features.update_features(current_tenant(router), update, deps.feature_store(), deps.publisher())

@@ -1,0 +1,24 @@
+"""Liveness: no auth and no downstream calls, so probes and load balancers cannot cost a query."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from pydantic import BaseModel
+
+from mailbridge import __version__
+from mailbridge.config import get_settings
+
+router = Router()
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    stage: str
+    version: str
+
+
+@router.get("/health", summary="Liveness check", tags=["meta"], security=[])
+def health() -> Health:
+    return Health(stage=get_settings().stage, version=__version__)

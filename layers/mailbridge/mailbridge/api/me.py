@@ -1,0 +1,22 @@
+"""Who am I: the tenant, role and subject the verified token carries."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from mailbridge.api.context import current_tenant
+from mailbridge.api.schemas import AUTHED_ERRORS, BEARER, error_responses
+from mailbridge.tenancy import TenantContext
+
+router = Router()
+
+
+@router.get(
+    "/me",
+    summary="The caller's tenant, role and subject",
+    tags=["meta"],
+    security=BEARER,
+    responses=error_responses(*AUTHED_ERRORS),
+)
+def me() -> TenantContext:
+    return current_tenant(router)

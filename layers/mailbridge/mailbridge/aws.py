@@ -1,0 +1,74 @@
+"""Cached boto3 clients, created on first use.
+
+boto3 costs ~150 ms to import, so it is imported here lazily rather than at module load: a cold
+start that only answers /health never pays for it. Endpoints come from the standard
+AWS_ENDPOINT_URL* variables, which is how the local runner points handlers at moto.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from botocore.config import Config
+    from mypy_boto3_dynamodb import DynamoDBServiceResource
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_kms import KMSClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_scheduler import EventBridgeSchedulerClient
+    from mypy_boto3_sqs import SQSClient
+
+
+def _config() -> Config:
+    from botocore.config import Config
+
+    return Config(
+        connect_timeout=3,
+        read_timeout=10,
+        retries={"mode": "standard", "max_attempts": 5},
+        tcp_keepalive=True,
+    )
+
+
+@lru_cache(maxsize=1)
+def _session() -> Any:
+    import boto3
+
+    return boto3.session.Session()
+
+
+@lru_cache(maxsize=1)
+def dynamodb() -> DynamoDBServiceResource:
+    return _session().resource("dynamodb", config=_config())  # type: ignore[no-any-return]
+
+
+@lru_cache(maxsize=1)
+def events() -> EventBridgeClient:
+    return _session().client("events", config=_config())  # type: ignore[no-any-return]
+
+
+@lru_cache(maxsize=1)
+def kms() -> KMSClient:
+    return _session().client("kms", config=_config())  # type: ignore[no-any-return]
+
+
+@lru_cache(maxsize=1)
+def s3() -> S3Client:
+    return _session().client("s3", config=_config())  # type: ignore[no-any-return]
+
+
+@lru_cache(maxsize=1)
+def sqs() -> SQSClient:
+    return _session().client("sqs", config=_config())  # type: ignore[no-any-return]
+
+
+@lru_cache(maxsize=1)
+def scheduler() -> EventBridgeSchedulerClient:
+    return _session().client("scheduler", config=_config())  # type: ignore[no-any-return]
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests switch endpoints between moto instances)."""
+    for cached in (_session, dynamodb, events, kms, s3, sqs, scheduler):
+        cached.cache_clear()

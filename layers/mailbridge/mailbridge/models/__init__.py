@@ -1,0 +1,1 @@
+"""Pydantic domain models shared by services, stores and the API."""

@@ -1,0 +1,45 @@
+"""Per-tenant feature flags: which capabilities a tenant has switched on."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class FeatureFlags(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    crm: bool = Field(default=True, description="Built-in CRM, matching and email links")
+    campaigns: bool = Field(default=False, description="Campaign records and campaign links")
+    ai: bool = Field(default=True, description="AI categorization, lead extraction, smart replies")
+    automations: bool = Field(default=True, description="No-code automations")
+    tracking: bool = Field(default=False, description="Open and click tracking of sent mail")
+    calendar: bool = Field(default=True, description="Calendar invitations (ICS)")
+
+
+class FeatureFlagsUpdate(BaseModel):
+    """A partial update: flags left out keep their current value."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"campaigns": True, "tracking": False}]},
+    )
+
+    crm: bool | None = None
+    campaigns: bool | None = None
+    ai: bool | None = None
+    automations: bool | None = None
+    tracking: bool | None = None
+    calendar: bool | None = None
+
+
+class FeatureSettings(BaseModel):
+    """The stored flags with their revision, as the API returns them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    flags: FeatureFlags
+    version: int = Field(description="Revision; 0 while the tenant still has the defaults")
+    updated_at: datetime | None = None
+    updated_by: str | None = Field(default=None, description="Subject of the last writer")

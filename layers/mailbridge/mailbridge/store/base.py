@@ -1,0 +1,142 @@
+"""Repository base: conditional create, optimistic versioning and paged queries.
+
+Subclasses map their domain models to items (keys, version, ttl live only here) and call these
+helpers; a lost condition always surfaces as `Conflict`, never as a botocore error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from mailbridge import aws
+from mailbridge.errors import Conflict, Invalid
+from mailbridge.store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_cursor, encode_cursor
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+Item = dict[str, Any]
+
+
+def tenant_pk(tenant_id: str) -> str:
+    return f"TENANT#{tenant_id}"
+
+
+def _is_condition_failure(exc: Exception) -> bool:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, Mapping):
+        return False
+    code = response.get("Error", {}).get("Code")
+    return code in {"ConditionalCheckFailedException", "TransactionCanceledException"}
+
+
+class DynamoRepository:
+    """Owns one table. `table` may be injected (tests); otherwise the cached resource is used."""
+
+    def __init__(self, table_name: str, table: Table | None = None) -> None:
+        self.table_name = table_name
+        self._table = table
+
+    @property
+    def table(self) -> Table:
+        if self._table is None:
+            self._table = aws.dynamodb().Table(self.table_name)
+        return self._table
+
+    def get(self, pk: str, sk: str, *, consistent: bool = False) -> Item | None:
+        response = self.table.get_item(Key={"pk": pk, "sk": sk}, ConsistentRead=consistent)
+        return response.get("Item")
+
+    def create(self, item: Item) -> Item:
+        """Write a new item; `Conflict` if the key already exists. The item starts at version 1."""
+        new = {**item, "version": 1}
+        try:
+            self.table.put_item(Item=new, ConditionExpression="attribute_not_exists(pk)")
+        except Exception as exc:
+            if _is_condition_failure(exc):
+                raise Conflict("the item already exists", code="already_exists") from exc
+            raise
+        return new
+
+    def replace(self, item: Item, *, expected_version: int | None) -> Item:
+        """Overwrite an item written at `expected_version` (None: it must not exist yet).
+
+        The stored version goes up by one; a concurrent writer that got there first makes this
+        raise `Conflict` so the caller can re-read and merge.
+        """
+        if expected_version is None:
+            return self.create(item)
+        new = {**item, "version": expected_version + 1}
+        try:
+            self.table.put_item(
+                Item=new,
+                ConditionExpression="#v = :expected",
+                ExpressionAttributeNames={"#v": "version"},
+                ExpressionAttributeValues={":expected": expected_version},
+            )
+        except Exception as exc:
+            if _is_condition_failure(exc):
+                raise Conflict("the item was changed by someone else", code="version_conflict") from exc
+            raise
+        return new
+
+    def advance(self, pk: str, sk: str, attribute: str, value: Any, **extra: Any) -> None:
+        """Move a monotonic attribute (a sync cursor) forward only; `Conflict` if it would go back."""
+        names = {"#a": attribute}
+        values: dict[str, Any] = {":v": value}
+        sets = ["#a = :v"]
+        for i, (name, extra_value) in enumerate(extra.items()):
+            names[f"#e{i}"] = name
+            values[f":e{i}"] = extra_value
+            sets.append(f"#e{i} = :e{i}")
+        try:
+            self.table.update_item(
+                Key={"pk": pk, "sk": sk},
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression="attribute_not_exists(#a) OR #a <= :v",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except Exception as exc:
+            if _is_condition_failure(exc):
+                raise Conflict(f"{attribute} cannot move backwards", code="cursor_backwards") from exc
+            raise
+
+    def delete(self, pk: str, sk: str) -> None:
+        self.table.delete_item(Key={"pk": pk, "sk": sk})
+
+    def query_page(
+        self,
+        *,
+        tenant_id: str,
+        key_condition: Any,
+        cursor: str | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
+        index: str | None = None,
+        newest_first: bool = False,
+        filter_expression: Any = None,
+    ) -> tuple[list[Item], str | None]:
+        """One page of a query and the opaque cursor of the next one (None at the end)."""
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise Invalid(f"limit must be between 1 and {MAX_PAGE_SIZE}", code="invalid_limit")
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": key_condition,
+            "Limit": limit,
+            "ScanIndexForward": not newest_first,
+        }
+        if index:
+            kwargs["IndexName"] = index
+        if filter_expression is not None:
+            kwargs["FilterExpression"] = filter_expression
+        start = decode_cursor(cursor, tenant_id)
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        try:
+            response = self.table.query(**kwargs)
+        except Exception as exc:
+            # A hand-made start key for another partition fails DynamoDB's own validation.
+            if start and getattr(exc, "response", {}).get("Error", {}).get("Code") == "ValidationException":
+                raise Invalid("the cursor does not belong to this listing", code="invalid_cursor") from exc
+            raise
+        return response.get("Items", []), encode_cursor(response.get("LastEvaluatedKey"), tenant_id)

@@ -1,0 +1,68 @@
+"""Who is calling: tenant, role and subject, taken only from JWT claims API Gateway verified.
+
+Nothing in a path, query or body can name a tenant; every store key is built from this context.
+Cognito ID tokens carry custom attributes as `custom:tenant_id` / `custom:role`; external OIDC
+issuers are expected to emit `tenant_id` / `role` directly. Both spellings are accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from mailbridge.errors import Forbidden
+
+_TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+    VIEWER = "viewer"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    def at_least(self, minimum: Role) -> bool:
+        return self.rank >= minimum.rank
+
+
+_RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
+
+
+class TenantContext(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    tenant_id: str
+    role: Role
+    subject: str
+
+    def require(self, minimum: Role) -> None:
+        if not self.role.at_least(minimum):
+            raise Forbidden(f"this action needs the {minimum.value} role or higher", code="role_required")
+
+
+def _claim(claims: Mapping[str, Any], name: str) -> str | None:
+    value = claims.get(name, claims.get(f"custom:{name}"))
+    return value if isinstance(value, str) and value else None
+
+
+def tenant_from_claims(claims: Mapping[str, Any] | None) -> TenantContext:
+    """Build the caller's context; a verified token without a usable tenant or role is refused."""
+    claims = claims or {}
+    tenant_id = _claim(claims, "tenant_id")
+    role = _claim(claims, "role")
+    subject = _claim(claims, "sub")
+    if tenant_id is None or not _TENANT_ID.match(tenant_id):
+        raise Forbidden("the token carries no valid tenant_id claim", code="no_tenant")
+    if role is None or role not in Role.__members__.values():
+        raise Forbidden("the token carries no valid role claim", code="no_role")
+    if subject is None:
+        raise Forbidden("the token carries no subject", code="no_subject")
+    return TenantContext(tenant_id=tenant_id, role=Role(role), subject=subject)

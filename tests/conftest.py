@@ -1,0 +1,37 @@
+"""Suite-wide rules: fake AWS credentials, and no skipped test under CI=true."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Never reach a real account: every tier runs on moto or the local runner.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "mailbridge")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+
+pytest_plugins = ["tests.fixtures.aws"]
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # In CI a skip means a missing service or missing ../shared/data: that is a failure.
+    if os.environ.get("CI") == "true" and _skipped and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if os.environ.get("CI") == "true" and _skipped:
+        terminalreporter.write_line(
+            f"CI=true: {len(_skipped)} skipped test(s) count as failures: {', '.join(_skipped[:10])}",
+            red=True,
+        )

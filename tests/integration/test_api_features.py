@@ -1,0 +1,161 @@
+"""The api function end to end in-process: sample events -> handler -> DynamoDB (moto)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+
+from tests.events import load_event
+from tests.fixtures.aws import Stack
+
+Invoke = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def body(response: dict[str, Any]) -> Any:
+    return json.loads(response["body"])
+
+
+def test_health_needs_no_token(invoke_api: Invoke) -> None:
+    response = invoke_api(load_event("api/get-health.json"))
+    assert response["statusCode"] == 200
+    assert body(response)["status"] == "ok"
+
+
+def test_me_returns_the_callers_claims(invoke_api: Invoke) -> None:
+    response = invoke_api(load_event("api/get-me.json", tenant="acme", role="member", sub="u-1"))
+    assert response["statusCode"] == 200
+    assert body(response) == {"tenant_id": "acme", "role": "member", "subject": "u-1"}
+
+
+def test_a_token_without_tenant_is_forbidden(invoke_api: Invoke) -> None:
+    response = invoke_api(load_event("api/get-me.json", claims={"sub": "u-1", "role": "admin"}))
+    assert response["statusCode"] == 403
+    assert body(response)["error"]["code"] == "no_tenant"
+
+
+def test_features_start_at_the_defaults(invoke_api: Invoke) -> None:
+    response = invoke_api(load_event("api/get-features.json", tenant="fresh", role="viewer"))
+    assert response["statusCode"] == 200
+    data = body(response)
+    assert data["version"] == 0
+    assert data["flags"] == {
+        "crm": True,
+        "campaigns": False,
+        "ai": True,
+        "automations": True,
+        "tracking": False,
+        "calendar": True,
+    }
+
+
+def test_admin_changes_flags_and_the_change_is_stored(invoke_api: Invoke, stack: Stack) -> None:
+    # Given an admin of acme
+    event = load_event(
+        "api/put-features.json",
+        tenant="acme",
+        role="admin",
+        sub="admin-1",
+        body={"campaigns": True, "ai": False},
+    )
+    # When they switch campaigns on and ai off
+    response = invoke_api(event)
+    # Then the answer and the settings table both hold the new flags at version 1
+    assert response["statusCode"] == 200, response
+    data = body(response)
+    assert data["flags"]["campaigns"] is True
+    assert data["flags"]["ai"] is False
+    assert data["version"] == 1
+    assert data["updated_by"] == "admin-1"
+    item = stack.table("SettingsTable").get_item(Key={"pk": "TENANT#acme", "sk": "FEATURES"})["Item"]
+    assert item["flags"]["campaigns"] is True
+    # And a second partial change keeps the first one
+    again = invoke_api(
+        load_event("api/put-features.json", tenant="acme", role="owner", body={"tracking": True})
+    )
+    assert body(again)["flags"] | {} == {**data["flags"], "tracking": True}
+    assert body(again)["version"] == 2
+
+
+def test_viewer_and_member_cannot_change_flags(invoke_api: Invoke, stack: Stack) -> None:
+    for role in ("viewer", "member"):
+        response = invoke_api(
+            load_event("api/put-features.json", tenant="acme", role=role, body={"crm": False})
+        )
+        assert response["statusCode"] == 403
+        assert body(response)["error"]["code"] == "role_required"
+    assert "Item" not in stack.table("SettingsTable").get_item(Key={"pk": "TENANT#acme", "sk": "FEATURES"})
+
+
+def test_tenants_never_see_each_others_flags(invoke_api: Invoke) -> None:
+    # Given tenant A switched campaigns on
+    invoke_api(load_event("api/put-features.json", tenant="tenant-a", role="owner", body={"campaigns": True}))
+    # When tenant B reads its flags
+    response = invoke_api(load_event("api/get-features.json", tenant="tenant-b", role="owner"))
+    # Then B still has the defaults
+    assert body(response)["flags"]["campaigns"] is False
+    assert body(response)["version"] == 0
+    # And A sees its own change
+    assert (
+        body(invoke_api(load_event("api/get-features.json", tenant="tenant-a")))["flags"]["campaigns"] is True
+    )
+
+
+def test_unknown_flags_and_wrong_types_are_rejected(invoke_api: Invoke) -> None:
+    for bad in ({"crm": "yes please"}, {"teleport": True}, [1, 2]):
+        response = invoke_api(load_event("api/put-features.json", tenant="acme", role="admin", body=bad))
+        assert response["statusCode"] == 422, bad
+        error = body(response)["error"]
+        assert error["code"] == "validation_error"
+        assert error["details"]
+
+
+def test_invalid_json_is_a_clear_400(invoke_api: Invoke) -> None:
+    response = invoke_api(load_event("api/put-features.json", tenant="acme", role="admin", body="{not json"))
+    assert response["statusCode"] == 400
+    assert body(response)["error"]["code"] == "invalid_json"
+
+
+def test_a_route_the_resolver_does_not_know_is_404_not_500(invoke_api: Invoke) -> None:
+    event = load_event("api/get-me.json")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/nope"
+    event["routeKey"] = event["requestContext"]["routeKey"] = "GET /nope"
+    response = invoke_api(event)
+    assert response["statusCode"] == 404
+    assert body(response)["error"]["code"] == "not_found"
+
+
+def test_a_flag_change_is_announced_on_the_bus(invoke_api: Invoke, stack: Stack) -> None:
+    # Given a queue subscribed to features.updated on the template's bus
+    sqs = boto3.client("sqs")
+    events = boto3.client("events")
+    queue_url = sqs.create_queue(QueueName="probe-features")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bus = stack.deployed.buses["EventBus"]
+    events.put_rule(
+        Name="probe", EventBusName=bus, EventPattern=json.dumps({"detail-type": ["features.updated"]})
+    )
+    events.put_targets(Rule="probe", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+    # When an admin changes a flag
+    invoke_api(load_event("api/put-features.json", tenant="acme", role="admin", body={"tracking": True}))
+    # Then one event with the documented detail arrives
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    assert len(messages) == 1
+    detail = json.loads(messages[0]["Body"])["detail"]
+    assert detail["tenant_id"] == "acme"
+    assert detail["idempotency_key"] == "features:acme:1"
+    assert detail["data"]["changed"] == ["tracking"]
+
+
+def test_docs_and_openapi_list_every_route(invoke_api: Invoke) -> None:
+    spec = body(invoke_api(load_event("api/get-openapi.json")))
+    assert set(spec["paths"]) == {"/health", "/me", "/features"}
+    assert set(spec["paths"]["/features"]) == {"get", "put"}
+    assert "403" in spec["paths"]["/features"]["put"]["responses"]
+    assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    docs = invoke_api(load_event("api/get-docs.json"))
+    assert docs["statusCode"] == 200
+    assert "swagger-ui" in docs["body"].lower()
+    assert '"/features"' in docs["body"]

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+
+from mailbridge.errors import Forbidden
+from mailbridge.tenancy import Role, tenant_from_claims
+
+
+def test_claims_from_external_issuer_give_the_context() -> None:
+    ctx = tenant_from_claims({"sub": "u1", "tenant_id": "acme", "role": "admin"})
+    assert (ctx.tenant_id, ctx.role, ctx.subject) == ("acme", Role.ADMIN, "u1")
+
+
+def test_cognito_custom_attribute_claims_are_accepted() -> None:
+    ctx = tenant_from_claims({"sub": "u1", "custom:tenant_id": "acme", "custom:role": "viewer"})
+    assert ctx.tenant_id == "acme"
+    assert ctx.role is Role.VIEWER
+
+
+@pytest.mark.parametrize(
+    ("claims", "code"),
+    [
+        ({"sub": "u", "role": "admin"}, "no_tenant"),
+        ({"sub": "u", "tenant_id": "../other", "role": "admin"}, "no_tenant"),
+        ({"sub": "u", "tenant_id": "TENANT#x", "role": "admin"}, "no_tenant"),
+        ({"sub": "u", "tenant_id": "acme", "role": "root"}, "no_role"),
+        ({"sub": "u", "tenant_id": "acme"}, "no_role"),
+        ({"tenant_id": "acme", "role": "admin"}, "no_subject"),
+        (None, "no_tenant"),
+    ],
+)
+def test_unusable_claims_are_forbidden(claims: dict[str, str] | None, code: str) -> None:
+    with pytest.raises(Forbidden) as raised:
+        tenant_from_claims(claims)
+    assert raised.value.code == code
+
+
+@pytest.mark.parametrize(
+    ("role", "minimum", "allowed"),
+    [
+        (Role.OWNER, Role.ADMIN, True),
+        (Role.ADMIN, Role.ADMIN, True),
+        (Role.MEMBER, Role.ADMIN, False),
+        (Role.VIEWER, Role.MEMBER, False),
+        (Role.VIEWER, Role.VIEWER, True),
+    ],
+)
+def test_role_hierarchy(role: Role, minimum: Role, allowed: bool) -> None:
+    ctx = tenant_from_claims({"sub": "u", "tenant_id": "acme", "role": role.value})
+    if allowed:
+        ctx.require(minimum)
+    else:
+        with pytest.raises(Forbidden):
+            ctx.require(minimum)
