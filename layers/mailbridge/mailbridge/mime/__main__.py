@@ -1,0 +1,5 @@
+import sys
+
+from mailbridge.mime.cli import main
+
+sys.exit(main())

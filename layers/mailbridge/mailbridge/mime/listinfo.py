@@ -1,0 +1,70 @@
+"""Headers that categorization uses: list membership, auto-replies, bulk precedence."""
+
+from __future__ import annotations
+
+import re
+from email.message import Message
+
+from mailbridge.mime.headers import header_text
+from mailbridge.models.email import ListInfo
+
+_BRACKETED = re.compile(r"<([^<>]+)>")
+
+# Headers copied verbatim (cleaned, truncated) into `headers_of_interest`.
+INTERESTING_HEADERS = (
+    "X-Auto-Response-Suppress",
+    "X-Autoreply",
+    "X-Autorespond",
+    "X-Auto-Reply",
+    "X-Mailer",
+    "User-Agent",
+    "Importance",
+    "X-Priority",
+    "Priority",
+    "Feedback-ID",
+    "X-MS-Exchange-Generated-Message-Source",
+    "X-Spam-Flag",
+    "X-Spam-Status",
+    "X-Forwarded-For",
+    "X-Original-To",
+    "Delivered-To",
+    "Thread-Topic",
+    "Thread-Index",
+)
+_MAX_HEADER_VALUE = 500
+
+
+def _uris(value: str | None) -> list[str]:
+    if not value:
+        return []
+    return [uri.strip().replace(" ", "") for uri in _BRACKETED.findall(value) if uri.strip()]
+
+
+def list_info(msg: Message, defects: list[str]) -> ListInfo | None:
+    list_id = header_text(msg, "List-Id", defects)
+    unsubscribe = header_text(msg, "List-Unsubscribe", defects)
+    unsubscribe_post = header_text(msg, "List-Unsubscribe-Post", defects)
+    post = header_text(msg, "List-Post", defects)
+    archive = header_text(msg, "List-Archive", defects)
+    help_ = header_text(msg, "List-Help", defects)
+    if not any((list_id, unsubscribe, unsubscribe_post, post, archive, help_)):
+        return None
+    ids = _BRACKETED.findall(list_id) if list_id else []
+    return ListInfo(
+        # RFC 2919: the identifier is the bracketed part; the phrase before it is a description.
+        list_id=(ids[0].strip() if ids else list_id) or None,
+        list_unsubscribe=_uris(unsubscribe),
+        list_unsubscribe_post=unsubscribe_post,
+        list_post=(_uris(post) or [post])[0] if post else None,
+        list_archive=(_uris(archive) or [archive])[0] if archive else None,
+        list_help=(_uris(help_) or [help_])[0] if help_ else None,
+    )
+
+
+def interesting_headers(msg: Message, defects: list[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name in INTERESTING_HEADERS:
+        value = header_text(msg, name, defects)
+        if value:
+            found[name.lower()] = value[:_MAX_HEADER_VALUE]
+    return found

@@ -1,0 +1,74 @@
+"""Attachments: names (RFC 2231, RFC 2047 in parameters), bytes, TNEF, calendar, DSN."""
+
+from __future__ import annotations
+
+import hashlib
+
+from mailbridge.mime import normalize
+
+
+def test_rfc2231_continuations_and_charsets_are_decoded(eml):
+    # Given filename*0*/filename*1* in UTF-8, an RFC 2047 word in a quoted name, and ISO-8859-1 2231
+    msg = normalize(eml("rfc2231_filenames.eml")).message
+
+    # Then all three names decode
+    assert [a.filename for a in msg.attachments] == ["Übersicht Q1 2026.pdf", "naïve notes.txt", "résumé.bin"]
+    assert msg.text_body == "See attached."
+
+
+def test_attachment_bytes_come_back_separately_with_matching_metadata(eml):
+    result = normalize(eml("rfc2231_filenames.eml"))
+
+    for meta, data in result.attachments:
+        assert meta.size == len(data)
+        assert meta.sha256 == hashlib.sha256(data).hexdigest()
+    assert [meta.id for meta, _ in result.attachments] == ["att-0", "att-1", "att-2"]
+    assert result.attachments[2][1] == b"AAAA"
+    assert result.message.attachments == [meta for meta, _ in result.attachments]
+
+
+def test_tnef_winmail_dat_is_unpacked_into_its_files(eml):
+    # Given an Outlook message whose attachments sit inside winmail.dat
+    result = normalize(eml("tnef_winmail.eml"))
+
+    # Then the files inside are the attachments, and winmail.dat itself is not
+    names = [(meta.filename, meta.from_tnef) for meta, _ in result.attachments]
+    assert names == [("budget.xlsx", True), ("notes.txt", True)]
+    assert result.attachments[1][1] == b"meeting notes\n"
+    assert result.message.text_body == "Please see the attached budget."
+
+
+def test_calendar_invite_is_captured_with_its_method(eml):
+    msg = normalize(eml("calendar_invite.eml")).message
+
+    assert msg.calendar is not None
+    assert msg.calendar.method == "REQUEST"
+    assert msg.calendar.ics.startswith("BEGIN:VCALENDAR\nVERSION:2.0")
+    assert "UID:planning-1@example.com" in msg.calendar.ics
+    assert msg.text_body == "You have been invited to Planning."
+    assert msg.attachments == []
+
+
+def test_delivery_status_report_is_captured(eml):
+    # Given a multipart/report DSN for two recipients
+    msg = normalize(eml("dsn_bounce.eml")).message
+
+    # Then per-recipient action and status are read, types stripped, plus the bounced message id
+    bounce = msg.bounce
+    assert bounce is not None
+    assert bounce.reporting_mta == "mx.example.net"
+    assert bounce.original_envelope_id == "ENV-77"
+    assert bounce.original_message_id == "original.7@example.com"
+    failed, delayed = bounce.recipients
+    assert (failed.final_recipient, failed.action, failed.status) == ("gone@example.org", "failed", "5.1.1")
+    assert failed.original_recipient == "Gone@Example.org"
+    assert failed.remote_mta == "mx.example.org"
+    assert failed.diagnostic_code is not None
+    assert failed.diagnostic_code.startswith("smtp; 550 5.1.1")
+    assert (delayed.final_recipient, delayed.action, delayed.status) == (
+        "slow@example.org",
+        "delayed",
+        "4.4.1",
+    )
+    assert msg.auto_submitted == "auto-replied"
+    assert msg.text_body == "Your message could not be delivered to one or more recipients."

@@ -1,0 +1,101 @@
+"""Headers: RFC 2047 words, addresses, ids, dates, list and automation headers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from mailbridge.mime import normalize
+from mailbridge.models.email import EmailAddress
+
+
+def test_rfc2047_subject_and_display_names_are_decoded(eml):
+    # Given a message whose subject and names mix UTF-8 B and ISO-8859-1 Q encoded words
+    raw = eml("rfc2047_headers.eml")
+
+    # When it is normalized
+    msg = normalize(raw).message
+
+    # Then every header comes out as readable unicode
+    assert msg.subject == "Re: Angebot über € 100 für Sie"
+    assert msg.from_ == [EmailAddress(name="Jürgen Müller", address="Juergen.Mueller@example.de")]
+    assert msg.reply_to == [EmailAddress(name="François Dupont", address="francois@example.fr")]
+    assert msg.cc == [EmailAddress(name="Zoë", address="zoe@example.org")]
+
+
+def test_addresses_keep_local_part_lower_case_domain_and_flatten_groups(eml):
+    msg = normalize(eml("rfc2047_headers.eml")).message
+
+    assert msg.sender == EmailAddress(name="Assistant", address="assist@example.de")
+    assert [a.address for a in msg.to] == ["alice@example.com", "bob@example.com", "carol@example.com"]
+    assert msg.to[1].name == "Bob, Jr."
+    assert [a.address for a in msg.bcc] == ["hidden@example.net"]
+
+
+def test_message_ids_lose_brackets_and_whitespace_but_keep_case(eml):
+    msg = normalize(eml("rfc2047_headers.eml")).message
+
+    assert msg.message_id == "AbC.123@mail.Example.DE"
+    assert msg.in_reply_to == "parent.1@example.com"
+    assert msg.references == ["root.0@example.com", "parent.1@example.com"]
+
+
+def test_date_header_is_converted_to_aware_utc(eml):
+    msg = normalize(eml("rfc2047_headers.eml")).message
+
+    assert msg.date == datetime(2026, 4, 7, 8, 0, tzinfo=UTC)
+    assert msg.date_source == "header"
+
+
+def test_missing_date_falls_back_to_the_internal_date(eml):
+    # Given a message without a Date header and the server's internal date
+    internal = datetime(2026, 4, 20, 9, 30, tzinfo=UTC)
+
+    # When it is normalized with and without that date
+    with_internal = normalize(eml("no_date.eml"), internal_date=internal).message
+    without = normalize(eml("no_date.eml")).message
+
+    # Then the internal date is used and says so; without one there is no date at all
+    assert (with_internal.date, with_internal.date_source) == (internal, "internal")
+    assert (without.date, without.date_source) == (None, "none")
+
+
+def test_a_naive_internal_date_is_taken_as_utc(eml):
+    msg = normalize(eml("no_date.eml"), internal_date=datetime(2026, 1, 1, 12, 0)).message
+
+    assert msg.date == datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def test_list_and_automation_headers_are_captured(eml):
+    # Given a mailing-list message
+    msg = normalize(eml("mailing_list.eml")).message
+
+    # Then the categorization fields are filled, normalized
+    assert msg.list_ is not None
+    assert msg.list_.list_id == "dev-list.lists.example.com"
+    assert msg.list_.list_unsubscribe == [
+        "mailto:leave@lists.example.com?subject=unsubscribe",
+        "https://lists.example.com/unsub?u=abc",
+    ]
+    assert msg.list_.list_unsubscribe_post == "List-Unsubscribe=One-Click"
+    assert msg.list_.list_post == "mailto:dev-list@lists.example.com"
+    assert msg.list_.list_archive == "https://lists.example.com/archive/dev-list"
+    assert msg.precedence == "bulk"
+    assert msg.auto_submitted == "auto-generated"
+    assert msg.headers_of_interest["x-auto-response-suppress"] == "OOF, AutoReply"
+
+
+def test_a_plain_message_has_no_list_info(eml):
+    msg = normalize(eml("rfc2047_headers.eml")).message
+
+    assert msg.list_ is None
+    assert msg.auto_submitted is None
+
+
+def test_the_model_serializes_to_json_with_the_public_field_names(eml):
+    msg = normalize(eml("mailing_list.eml")).message
+
+    dumped = msg.model_dump(mode="json", by_alias=True)
+
+    assert dumped["from"][0]["address"] == "news@lists.example.com"
+    assert dumped["list"]["list_id"] == "dev-list.lists.example.com"
+    assert dumped["date"] == "2026-04-13T07:00:00Z"
