@@ -335,6 +335,25 @@ service stats {{
         tmp.replace(self.passwd_dir / user.name)
         return user
 
+    def set_password(self, user: DovecotUser, password: str) -> DovecotUser:
+        """Change a user's password on the server (the mailbox stays)."""
+        if ":" in password:
+            raise ValueError("passwords must be passwd-file safe")
+        changed = DovecotUser(name=user.name, password=password)
+        with self._users_lock:
+            self._users[user.name] = changed
+        line = (
+            f"{user.name}:{{PLAIN}}{password}:{self.mail_uid}:{self.mail_gid}::"
+            f"{self.mail_root / user.name}::\n"
+        )
+        tmp = self.passwd_dir / f".{user.name}.tmp"
+        tmp.write_text(line)
+        tmp.chmod(0o644)
+        tmp.replace(self.passwd_dir / user.name)
+        # Dovecot looks at a passwd-file's stat at most once a second.
+        time.sleep(1.1)
+        return changed
+
     # -- mailbox helpers (stdlib imaplib on the plain port, independent of the adapter) -----------
 
     @contextlib.contextmanager

@@ -97,3 +97,10 @@ class EventPublishError(MailbridgeError):
 
     code = "event_publish_failed"
     retryable = True
+
+
+class QueueSendError(MailbridgeError):
+    """Work could not be queued; the caller's request or record should be retried."""
+
+    code = "queue_send_failed"
+    retryable = True

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from mailbridge.accounts import AccountDeps
 from mailbridge.bus import EventPublisher
 from mailbridge.config import get_settings
+from mailbridge.queues import SyncQueue
+from mailbridge.store.accounts import AccountStore
+from mailbridge.store.blobs import BlobStore
+from mailbridge.store.emails import EmailStore
 from mailbridge.store.settings import DynamoFeatureStore, FeatureStore
 
 
@@ -17,3 +22,34 @@ def feature_store() -> FeatureStore:
 @lru_cache(maxsize=1)
 def publisher() -> EventPublisher:
     return EventPublisher(get_settings().event_bus_name)
+
+
+@lru_cache(maxsize=1)
+def account_store() -> AccountStore:
+    return AccountStore(get_settings().tables.accounts)
+
+
+@lru_cache(maxsize=1)
+def email_store() -> EmailStore:
+    return EmailStore(get_settings().tables.emails)
+
+
+@lru_cache(maxsize=1)
+def blob_store() -> BlobStore:
+    return BlobStore(get_settings().mail_bucket)
+
+
+@lru_cache(maxsize=1)
+def sync_queue() -> SyncQueue:
+    return SyncQueue(get_settings().sync_queue_url)
+
+
+@lru_cache(maxsize=1)
+def account_deps() -> AccountDeps:
+    settings = get_settings()
+    return AccountDeps(
+        store=account_store(),
+        queue=sync_queue(),
+        key_id=settings.data_key_id,
+        allow_private_hosts=settings.allow_private_mail_hosts,
+    )

@@ -26,6 +26,7 @@ from mailbridge.errors import (
     ProviderError,
     ProviderRateLimited,
     ProviderUnreachable,
+    QueueSendError,
     Unauthorized,
 )
 from mailbridge.observability import logger
@@ -44,6 +45,7 @@ _STATUS: list[tuple[type[MailbridgeError], int]] = [
     (ProviderUnreachable, 422),
     (ProviderError, 502),
     (EventPublishError, 503),
+    (QueueSendError, 503),
 ]
 
 

@@ -23,7 +23,7 @@ def tenant_pk(tenant_id: str) -> str:
     return f"TENANT#{tenant_id}"
 
 
-def _is_condition_failure(exc: Exception) -> bool:
+def is_condition_failure(exc: Exception) -> bool:
     response = getattr(exc, "response", None)
     if not isinstance(response, Mapping):
         return False
@@ -54,7 +54,7 @@ class DynamoRepository:
         try:
             self.table.put_item(Item=new, ConditionExpression="attribute_not_exists(pk)")
         except Exception as exc:
-            if _is_condition_failure(exc):
+            if is_condition_failure(exc):
                 raise Conflict("the item already exists", code="already_exists") from exc
             raise
         return new
@@ -76,7 +76,7 @@ class DynamoRepository:
                 ExpressionAttributeValues={":expected": expected_version},
             )
         except Exception as exc:
-            if _is_condition_failure(exc):
+            if is_condition_failure(exc):
                 raise Conflict("the item was changed by someone else", code="version_conflict") from exc
             raise
         return new
@@ -99,7 +99,7 @@ class DynamoRepository:
                 ExpressionAttributeValues=values,
             )
         except Exception as exc:
-            if _is_condition_failure(exc):
+            if is_condition_failure(exc):
                 raise Conflict(f"{attribute} cannot move backwards", code="cursor_backwards") from exc
             raise
 

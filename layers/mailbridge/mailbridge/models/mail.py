@@ -1,0 +1,89 @@
+"""Stored mail: one `Email` per message per tenant, found in one or more mailbox `Location`s."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from mailbridge.models.email import (
+    AttachmentMeta,
+    BounceReport,
+    CalendarPart,
+    EmailAddress,
+    ListInfo,
+)
+
+Direction = Literal["inbound", "outbound"]
+
+
+class Location(BaseModel):
+    """Where a mailbox holds the message: (account, folder, UIDVALIDITY, UID) is the provider id."""
+
+    account_id: str
+    folder: str
+    uidvalidity: int
+    uid: int
+    flags: list[str] = Field(default_factory=list)
+    modseq: int | None = None
+
+
+class EmailSummary(BaseModel):
+    """A row of `GET /emails`."""
+
+    email_id: str
+    thread_id: str
+    subject: str | None
+    from_: list[EmailAddress] = Field(alias="from", serialization_alias="from")
+    to: list[EmailAddress]
+    date: datetime
+    snippet: str
+    read: bool
+    flagged: bool
+    answered: bool
+    has_attachments: bool
+    direction: Direction
+    accounts: list[str]
+    folders: list[str]
+    deleted: bool = False
+
+    model_config = {"populate_by_name": True}
+
+
+class Email(EmailSummary):
+    """`GET /emails/{id}`: everything but the raw bytes (those come from a presigned URL)."""
+
+    message_id: str | None
+    in_reply_to: str | None
+    references: list[str]
+    sender: EmailAddress | None
+    reply_to: list[EmailAddress]
+    cc: list[EmailAddress]
+    bcc: list[EmailAddress]
+    date_source: str
+    text_body: str | None
+    html_body: str | None
+    attachments: list[AttachmentMeta]
+    calendar: CalendarPart | None
+    bounce: BounceReport | None
+    auto_submitted: str | None
+    precedence: str | None
+    list_: ListInfo | None = Field(default=None, alias="list", serialization_alias="list")
+    size: int
+    locations: list[Location] = Field(default_factory=list)
+
+
+class ThreadView(BaseModel):
+    thread_id: str
+    subject: str | None
+    participants: list[EmailAddress]
+    messages: list[EmailSummary]
+    next_cursor: str | None = None
+
+
+class PresignedUrl(BaseModel):
+    url: str
+    expires_in: int = Field(description="Seconds the URL stays valid")
+    filename: str | None = None
+    content_type: str | None = None

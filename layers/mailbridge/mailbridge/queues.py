@@ -1,0 +1,64 @@
+"""Sending to the SyncQueue (FIFO): one message group per account keeps an account's work in order."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+
+from mailbridge import aws
+from mailbridge.errors import QueueSendError
+from mailbridge.sync.messages import PollAll, PurgeAccount, PushFlags, SyncRequest
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+
+POLL_GROUP = "poll"
+
+
+def _group(message: BaseModel) -> str:
+    if isinstance(message, SyncRequest | PushFlags | PurgeAccount):
+        return f"{message.tenant_id}:{message.account_id}"
+    return POLL_GROUP
+
+
+class SyncQueue:
+    def __init__(self, queue_url: str, client: SQSClient | None = None) -> None:
+        self.queue_url = queue_url
+        self._client = client
+
+    @property
+    def client(self) -> SQSClient:
+        if self._client is None:
+            self._client = aws.sqs()
+        return self._client
+
+    def send(
+        self, message: SyncRequest | PollAll | PushFlags | PurgeAccount, dedupe_id: str | None = None
+    ) -> None:
+        self.send_many([message], [dedupe_id] if dedupe_id else None)
+
+    def send_many(
+        self,
+        messages: Sequence[SyncRequest | PollAll | PushFlags | PurgeAccount],
+        dedupe_ids: Sequence[str] | None = None,
+    ) -> None:
+        """Dedupe ids default to random (every send counts); pass stable ones to collapse repeats."""
+        for start in range(0, len(messages), 10):
+            chunk = messages[start : start + 10]
+            entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                {
+                    "Id": str(i),
+                    "MessageBody": m.model_dump_json(),
+                    "MessageGroupId": _group(m),
+                    "MessageDeduplicationId": (dedupe_ids[start + i] if dedupe_ids else uuid.uuid4().hex),
+                }
+                for i, m in enumerate(chunk)
+            ]
+            response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            if response.get("Failed"):
+                codes = sorted({f.get("Code", "?") for f in response["Failed"]})
+                raise QueueSendError(f"{len(response['Failed'])} sync message(s) not queued: {codes}")

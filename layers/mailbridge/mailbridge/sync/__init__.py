@@ -1,0 +1,1 @@
+"""Mailbox sync: fetch what changed on the provider, normalize it and store it exactly once."""

@@ -1,0 +1,277 @@
+"""Incremental, resumable IMAP sync of one account.
+
+Per folder (INBOX, the SPECIAL-USE Sent folder, and the user's selection):
+  1. STATUS; a changed UIDVALIDITY drops the old generation's locations and restarts the folder
+     (emails are keyed by Message-ID, so re-fetching duplicates nothing);
+  2. flag changes and expunges of what is already stored: CHANGEDSINCE/VANISHED when the server
+     has CONDSTORE/QRESYNC, else a UID diff when the message count says something went away;
+  3. new mail in UID order, in batches; after each batch the new emails are announced and only
+     then the cursor moves (conditional, forward only), so a crash never skips an announcement.
+Work stops when the budget is spent; the caller queues a continuation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from mailbridge.bus import DomainEvent, EventPublisher
+from mailbridge.models.account import Account, FolderState
+from mailbridge.observability import logger
+from mailbridge.providers.imap.models import FetchBatch, FlagChanges
+from mailbridge.providers.imap.protocol import MailFolderSource
+from mailbridge.store.accounts import AccountStore
+from mailbridge.store.blobs import BlobStore
+from mailbridge.store.emails import EmailStore
+from mailbridge.store.keys import location_sk
+from mailbridge.sync.ingest import Mailbox, flag_state, ingest
+
+INBOX = "INBOX"
+
+
+@dataclass
+class Budget:
+    """How much one invocation may do before handing over to a continuation."""
+
+    max_messages: int = 1000
+    deadline: float = float("inf")  # time.monotonic() value
+    batch_size: int = 50
+    spent: int = 0
+
+    def exhausted(self) -> bool:
+        return self.spent >= self.max_messages or time.monotonic() >= self.deadline
+
+    def allowance(self) -> int:
+        return max(1, min(self.batch_size, self.max_messages - self.spent))
+
+
+@dataclass
+class FolderReport:
+    name: str
+    stored: int = 0
+    quarantined: int = 0
+    flag_updates: int = 0
+    expunged: int = 0
+    complete: bool = True
+
+
+@dataclass
+class SyncReport:
+    folders: list[FolderReport] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return all(f.complete for f in self.folders)
+
+    @property
+    def stored(self) -> int:
+        return sum(f.stored for f in self.folders)
+
+
+@dataclass
+class SyncDeps:
+    accounts: AccountStore
+    emails: EmailStore
+    blobs: BlobStore
+    publisher: EventPublisher
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+def folders_to_sync(source: MailFolderSource, account: Account) -> list[tuple[str, bool]]:
+    """(folder, is_sent) in sync order; selected folders that vanished are skipped, not fatal."""
+    available = {f.name: f for f in source.list_folders() if f.selectable}
+    wanted: list[tuple[str, bool]] = [(INBOX, False)]
+    sent = source.sent_folder()
+    if sent is not None and sent.name != INBOX:
+        wanted.append((sent.name, True))
+    for name in account.folders:
+        if name in available and all(name != w for w, _ in wanted):
+            wanted.append((name, False))
+    return wanted
+
+
+def sync_account(source: MailFolderSource, account: Account, deps: SyncDeps, budget: Budget) -> SyncReport:
+    report = SyncReport()
+    for name, is_sent in folders_to_sync(source, account):
+        if budget.exhausted():
+            report.folders.append(FolderReport(name=name, complete=False))
+            continue
+        mailbox = Mailbox(account.tenant_id, account.account_id, account.address, name, 0, is_sent)
+        report.folders.append(sync_folder(source, mailbox, deps, budget))
+    return report
+
+
+def sync_folder(source: MailFolderSource, mailbox: Mailbox, deps: SyncDeps, budget: Budget) -> FolderReport:
+    tenant, account_id, name = mailbox.tenant_id, mailbox.account_id, mailbox.folder
+    report = FolderReport(name=name)
+    status = source.folder_status(name)
+    previous = deps.accounts.folder_state(tenant, account_id, name)
+    state = previous.model_copy()
+
+    if previous.uidvalidity is not None and previous.uidvalidity != status.uidvalidity:
+        logger.info(
+            "uidvalidity changed; re-syncing folder", extra={"folder_uidvalidity": status.uidvalidity}
+        )
+        for loc in deps.emails.folder_locations(tenant, account_id, name, previous.uidvalidity):
+            deps.emails.delete_location(tenant, str(loc["sk"]))
+            deps.emails.detach_location(tenant, str(loc["email_id"]), str(loc["sk"]))
+        state = FolderState(name=name)
+    if state.uidvalidity is None:
+        state = FolderState(name=name, uidvalidity=status.uidvalidity)
+        deps.accounts.save_folder_state(tenant, account_id, state, previous=previous)
+        previous = state
+
+    mailbox = Mailbox(tenant, account_id, mailbox.address, name, status.uidvalidity, mailbox.is_sent_folder)
+
+    if state.last_uid > 0:
+        _apply_changes(source, mailbox, state, status.highestmodseq, status.messages, deps, report)
+
+    while not budget.exhausted():
+        batch = source.fetch_new(name, state.last_uid, budget.allowance())
+        if batch.uidvalidity != status.uidvalidity:
+            # Renumbered between STATUS and FETCH: leave it for the next run, which resets cleanly.
+            report.complete = False
+            break
+        _store_batch(batch, mailbox, state, deps, report)
+        budget.spent += len(batch.messages)
+        if batch.last_uid is not None:
+            state.last_uid = batch.last_uid
+        state.last_synced_at = deps.now()
+        state.messages_on_server = status.messages
+        deps.accounts.save_folder_state(tenant, account_id, state, previous=previous)
+        previous = state.model_copy()
+        if not batch.has_more:
+            break
+    else:
+        report.complete = False
+
+    if report.complete:
+        # Safe to remember: changes after STATUS have higher modseqs and are fetched next time.
+        state.highestmodseq = status.highestmodseq
+    state.messages_on_server = status.messages
+    state.last_synced_at = deps.now()
+    deps.accounts.save_folder_state(tenant, account_id, state, previous=previous)
+    return report
+
+
+def _store_batch(
+    batch: FetchBatch, mailbox: Mailbox, state: FolderState, deps: SyncDeps, report: FolderReport
+) -> None:
+    to_announce: list[str] = []
+    for fetched in batch.messages:
+        result = ingest(mailbox, fetched, deps.emails, deps.blobs)
+        if result.quarantined:
+            report.quarantined += 1
+            continue
+        if result.new_location:
+            state.messages_stored += 1
+            report.stored += 1
+        if result.needs_announcement and result.email_id:
+            to_announce.append(result.email_id)
+    announce(mailbox.tenant_id, mailbox.account_id, to_announce, deps)
+
+
+def announce(tenant_id: str, account_id: str, email_ids: list[str], deps: SyncDeps) -> None:
+    """Publish `email.received` once per email; consumers dedupe on the idempotency key anyway."""
+    if not email_ids:
+        return
+    unique = list(dict.fromkeys(email_ids))
+    items = deps.emails.batch_get_emails(tenant_id, unique)
+    events = []
+    for email_id in unique:
+        item = items.get(email_id)
+        if item is None or item.get("announced"):
+            continue
+        detail_type = "email.sent" if item.get("direction") == "outbound" else "email.received"
+        events.append(
+            DomainEvent(
+                detail_type=detail_type,
+                tenant_id=tenant_id,
+                idempotency_key=f"{detail_type}:{email_id}",
+                data={
+                    "email_id": email_id,
+                    "account_id": account_id,
+                    "thread_id": item.get("thread_id"),
+                    "message_id": item.get("message_id"),
+                    "direction": item.get("direction"),
+                    "date": item.get("date"),
+                },
+            )
+        )
+    deps.publisher.publish(events)
+    for event in events:
+        deps.emails.update_email(tenant_id, str(event.data["email_id"]), announced=True)
+
+
+def _apply_changes(
+    source: MailFolderSource,
+    mailbox: Mailbox,
+    state: FolderState,
+    server_modseq: int | None,
+    server_messages: int,
+    deps: SyncDeps,
+    report: FolderReport,
+) -> None:
+    changes: FlagChanges | None = None
+    if state.highestmodseq is not None and server_modseq is not None:
+        if server_modseq > state.highestmodseq:
+            changes = source.fetch_flag_changes(mailbox.folder, state.highestmodseq)
+        else:
+            changes = FlagChanges(mailbox.folder, mailbox.uidvalidity, server_modseq, (), ())
+    if changes is not None:
+        for change in changes.changed:
+            if change.uid > state.last_uid:
+                continue  # not stored yet: the fetch below brings it with its flags
+            if _update_flags(mailbox, change.uid, change.flags, change.modseq, deps):
+                report.flag_updates += 1
+    if changes is not None and changes.vanished is not None:
+        vanished = [uid for uid in changes.vanished if uid <= state.last_uid]
+    elif server_messages < state.messages_stored:
+        # No VANISHED (no QRESYNC): diff UIDs, a full listing on both sides, only when the count
+        # says something went away. An expunge hidden by new mail in the same interval shows up
+        # on the next run, once the new mail is stored and the counts differ.
+        vanished = _uid_diff(source, mailbox, state, deps)
+    else:
+        vanished = []
+    for uid in vanished:
+        if _expunge(mailbox, uid, deps):
+            report.expunged += 1
+            state.messages_stored = max(0, state.messages_stored - 1)
+
+
+def _uid_diff(source: MailFolderSource, mailbox: Mailbox, state: FolderState, deps: SyncDeps) -> list[int]:
+    on_server = set(source.list_uids(mailbox.folder))
+    stored = deps.emails.folder_locations(
+        mailbox.tenant_id, mailbox.account_id, mailbox.folder, mailbox.uidvalidity
+    )
+    return [
+        int(loc["uid"])
+        for loc in stored
+        if int(loc["uid"]) not in on_server and int(loc["uid"]) <= state.last_uid
+    ]
+
+
+def _update_flags(
+    mailbox: Mailbox, uid: int, flags: tuple[str, ...], modseq: int | None, deps: SyncDeps
+) -> bool:
+    sk = location_sk(mailbox.account_id, mailbox.folder, mailbox.uidvalidity, uid)
+    location = deps.emails.get_location(mailbox.tenant_id, sk)
+    if location is None:
+        return False
+    if sorted(location.get("flags") or []) == sorted(flags):
+        return False
+    deps.emails.set_location_flags(mailbox.tenant_id, sk, flags, modseq)
+    deps.emails.update_email(mailbox.tenant_id, str(location["email_id"]), **flag_state(flags))
+    return True
+
+
+def _expunge(mailbox: Mailbox, uid: int, deps: SyncDeps) -> bool:
+    sk = location_sk(mailbox.account_id, mailbox.folder, mailbox.uidvalidity, uid)
+    location = deps.emails.get_location(mailbox.tenant_id, sk)
+    if location is None:
+        return False
+    deps.emails.delete_location(mailbox.tenant_id, sk)
+    deps.emails.detach_location(mailbox.tenant_id, str(location["email_id"]), sk)
+    return True

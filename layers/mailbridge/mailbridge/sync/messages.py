@@ -1,0 +1,52 @@
+"""Messages on the SyncQueue (FIFO, message group = account, so one account syncs in order)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SyncRequest(BaseModel):
+    """Sync an account: new mail, flag changes, expunges. `reason` is for status and logs only."""
+
+    kind: Literal["sync"] = "sync"
+    tenant_id: str
+    account_id: str
+    reason: Literal["connected", "manual", "poll", "continuation", "retry"] = "manual"
+    requested_at: datetime = Field(default_factory=_now)
+
+
+class PollAll(BaseModel):
+    """From the poll schedule: queue a sync for every active account of a provider."""
+
+    kind: Literal["poll"] = "poll"
+    provider: Literal["imap"] = "imap"
+
+
+class PushFlags(BaseModel):
+    """Write flag changes made through the API back to every mailbox location of an email."""
+
+    kind: Literal["push_flags"] = "push_flags"
+    tenant_id: str
+    account_id: str
+    email_id: str
+    add: list[str] = Field(default_factory=list)
+    remove: list[str] = Field(default_factory=list)
+    requested_at: datetime = Field(default_factory=_now)
+
+
+class PurgeAccount(BaseModel):
+    """Delete the synced mail of a removed account (DELETE /accounts/{id}?purge=true)."""
+
+    kind: Literal["purge"] = "purge"
+    tenant_id: str
+    account_id: str
+
+
+SyncMessage = Annotated[SyncRequest | PollAll | PushFlags | PurgeAccount, Field(discriminator="kind")]

@@ -1,0 +1,204 @@
+"""What the sync function does with each SyncQueue message."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from mailbridge import crypto
+from mailbridge.accounts import Connector, credentials_context, imap_connect, imap_settings
+from mailbridge.errors import NotFound, ProviderAuthError, ProviderError
+from mailbridge.models.account import Account, SyncStage, SyncState
+from mailbridge.observability import logger
+from mailbridge.queues import SyncQueue
+from mailbridge.store.blobs import BlobStore
+from mailbridge.store.emails import EmailStore
+from mailbridge.store.keys import email_sk, tenant_pk
+from mailbridge.sync.engine import Budget, SyncDeps, SyncReport, sync_account
+from mailbridge.sync.messages import PollAll, PurgeAccount, PushFlags, SyncRequest
+
+POLL_WINDOW_SECONDS = 300
+TRANSIENT_ATTEMPTS = 3
+
+
+@dataclass
+class SyncServiceDeps:
+    sync: SyncDeps
+    queue: SyncQueue
+    allow_private_hosts: bool = False
+    connect: Connector = imap_connect
+    sleep: Callable[[float], None] = time.sleep
+
+
+def handle(
+    message: SyncRequest | PollAll | PushFlags | PurgeAccount, deps: SyncServiceDeps, budget: Budget
+) -> None:
+    if isinstance(message, SyncRequest):
+        run_sync(message, deps, budget)
+    elif isinstance(message, PollAll):
+        poll_all(message, deps)
+    elif isinstance(message, PushFlags):
+        push_flags(message, deps)
+    else:
+        purge_account(message, deps)
+
+
+def _password(account: Account, deps: SyncServiceDeps) -> str:
+    envelope = deps.sync.accounts.get_credentials(account.tenant_id, account.account_id)
+    if envelope is None:
+        raise ProviderAuthError("no credentials stored", code="auth_failed")
+    secrets = json.loads(crypto.decrypt(envelope, credentials_context(account.tenant_id, account.account_id)))
+    return str(secrets["imap_password"])
+
+
+def _state(account: Account, deps: SyncServiceDeps, **changes: object) -> SyncState:
+    state = account.sync.model_copy(update=changes)
+    deps.sync.accounts.set_sync_state(
+        account.tenant_id, account.account_id, state, pollable=state.reason != "auth_failed"
+    )
+    return state
+
+
+def run_sync(request: SyncRequest, deps: SyncServiceDeps, budget: Budget) -> SyncReport | None:
+    try:
+        account = deps.sync.accounts.get_account(request.tenant_id, request.account_id)
+    except NotFound:
+        logger.info("sync for a removed account dropped")
+        return None
+    if account.sync.reason == "auth_failed" and request.reason == "poll":
+        return None  # waits for the user; polling would only hammer the server with bad logins
+
+    _state(account, deps, stage=SyncStage.SYNCING)
+    now = deps.sync.now
+    for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+        try:
+            settings = imap_settings(
+                account.imap, _password(account, deps), allow_insecure=deps.allow_private_hosts
+            )
+            with deps.connect(settings) as source:
+                report = sync_account(source, account, deps.sync, budget)
+            break
+        except ProviderAuthError as exc:
+            # Stop here: no retry, no polling, until the user asks for a sync again.
+            _state(
+                account,
+                deps,
+                stage=SyncStage.FAILED,
+                reason=exc.code,
+                last_error=exc.message,
+                last_error_at=now(),
+            )
+            logger.warning("sync stopped: credentials rejected", extra={"code": exc.code})
+            return None
+        except ProviderError as exc:
+            if not exc.retryable:
+                _state(
+                    account,
+                    deps,
+                    stage=SyncStage.FAILED,
+                    reason=exc.code,
+                    last_error=exc.message,
+                    last_error_at=now(),
+                )
+                return None
+            if attempt == TRANSIENT_ATTEMPTS or budget.exhausted():
+                _state(
+                    account,
+                    deps,
+                    stage=SyncStage.FAILED,
+                    reason=exc.code,
+                    last_error=exc.message,
+                    last_error_at=now(),
+                )
+                raise  # the queue redelivers later; the cursor keeps what was stored
+            logger.info("transient provider error; retrying", extra={"code": exc.code, "attempt": attempt})
+            deps.sleep(2.0**attempt)
+
+    if report.complete:
+        _state(account, deps, stage=SyncStage.IDLE, reason=None, last_success_at=now())
+    else:
+        deps.queue.send(continuation_of(request))
+    logger.info("sync run", extra={"stored": report.stored, "complete": report.complete})
+    return report
+
+
+def continuation_of(request: SyncRequest) -> SyncRequest:
+    return SyncRequest(tenant_id=request.tenant_id, account_id=request.account_id, reason="continuation")
+
+
+def poll_all(message: PollAll, deps: SyncServiceDeps) -> int:
+    """Queue a sync per active account; a stable dedupe id per 5-minute window collapses repeats."""
+    window = int(datetime.now(UTC).timestamp()) // POLL_WINDOW_SECONDS
+    requests, ids = [], []
+    for tenant_id, account_id in deps.sync.accounts.pollable(message.provider):
+        requests.append(SyncRequest(tenant_id=tenant_id, account_id=account_id, reason="poll"))
+        ids.append(f"poll-{tenant_id}-{account_id}-{window}"[:128])
+    if requests:
+        deps.queue.send_many(requests, ids)
+    return len(requests)
+
+
+def push_flags(message: PushFlags, deps: SyncServiceDeps) -> None:
+    from mailbridge.providers.imap.models import Flag
+
+    try:
+        account = deps.sync.accounts.get_account(message.tenant_id, message.account_id)
+    except NotFound:
+        return
+    item = deps.sync.emails.get_email(message.tenant_id, message.email_id)
+    if item is None:
+        return
+    locations = [
+        loc
+        for loc in deps.sync.emails.batch_get_sks(message.tenant_id, sorted(item.get("loc_keys") or []))
+        if loc.get("account_id") == message.account_id
+    ]
+    if not locations:
+        return
+    add = [Flag(f) for f in message.add]
+    remove = [Flag(f) for f in message.remove]
+    settings = imap_settings(account.imap, _password(account, deps), allow_insecure=deps.allow_private_hosts)
+    with deps.connect(settings) as source:
+        for loc in locations:
+            source.set_flags(str(loc["folder"]), int(loc["uid"]), add=add, remove=remove)
+            flags = (set(loc.get("flags") or []) | set(message.add)) - set(message.remove)
+            deps.sync.emails.set_location_flags(message.tenant_id, str(loc["sk"]), sorted(flags), None)
+
+
+def purge_account(message: PurgeAccount, deps: SyncServiceDeps) -> int:
+    """Remove a deleted account's synced mail: its locations, and emails no other mailbox holds."""
+    emails, blobs = deps.sync.emails, deps.sync.blobs
+    removed = 0
+    cursor: str | None = None
+    while True:
+        locations, cursor = emails.list_account_locations(
+            message.tenant_id, message.account_id, cursor=cursor, limit=100
+        )
+        for loc in locations:
+            emails.delete_location(message.tenant_id, str(loc["sk"]))
+            if emails.detach_location(message.tenant_id, str(loc["email_id"]), str(loc["sk"])):
+                _delete_email(message.tenant_id, str(loc["email_id"]), emails, blobs)
+                removed += 1
+        if cursor is None:
+            break
+    for item in emails.list_quarantine(message.tenant_id, message.account_id):
+        blobs.client.delete_object(Bucket=blobs.bucket, Key=str(item["raw_key"]))
+        emails.delete(str(item["pk"]), str(item["sk"]))
+    return removed
+
+
+def _delete_email(tenant_id: str, email_id: str, emails: EmailStore, blobs: BlobStore) -> None:
+    item = emails.get_email(tenant_id, email_id)
+    if item is None:
+        return
+    keys = [str(item["raw_key"])] + [
+        blobs.attachment_key(tenant_id, email_id, str(a["id"])) for a in item.get("attachments") or []
+    ]
+    if item.get("body_key"):
+        keys.append(str(item["body_key"]))
+    for key in keys:
+        blobs.client.delete_object(Bucket=blobs.bucket, Key=key)
+    emails.delete(tenant_pk(tenant_id), email_sk(email_id))

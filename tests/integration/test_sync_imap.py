@@ -1,0 +1,304 @@
+"""IMAP sync end to end in-process: the real api and sync handlers, moto, and a real Dovecot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+
+from mailbridge.sync import ingest as ingest_module
+from mailbridge.sync.wiring import service_deps
+from tests.fixtures.aws import Stack
+from tests.integration.dovecot import DovecotServer, DovecotUser
+from tests.integration.sync_harness import TENANT, SyncHarness, message
+
+pytestmark = pytest.mark.dovecot
+
+Invoke = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@pytest.fixture
+def harness(
+    stack: Stack, invoke_api: Invoke, dovecot_server: DovecotServer, dovecot_user: DovecotUser
+) -> SyncHarness:
+    h = SyncHarness(stack, invoke_api, dovecot_server, dovecot_user)
+    service_deps().sleep = lambda _s: None  # transient retries back off in real time otherwise
+    return h
+
+
+@pytest.fixture
+def bus_probe(stack: Stack) -> Callable[[], list[dict[str, Any]]]:
+    """A queue subscribed to every mailbridge event on the template's bus."""
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    url = sqs.create_queue(QueueName="bus-probe")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bus = stack.deployed.buses["EventBus"]
+    events.put_rule(Name="probe-all", EventBusName=bus, EventPattern=json.dumps({"source": ["mailbridge"]}))
+    events.put_targets(Rule="probe-all", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+
+    def read() -> list[dict[str, Any]]:
+        out = []
+        while msgs := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            for m in msgs:
+                out.append(json.loads(m["Body"]))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        return out
+
+    return read
+
+
+def _seed_thread(h: SyncHarness) -> None:
+    h.server.append(h.user, "INBOX", message("Pricing for 2027", msgid="p1@customer.example"))
+    h.server.append(
+        h.user,
+        "INBOX",
+        message(
+            "Re: Pricing for 2027",
+            msgid="p2@customer.example",
+            refs=["p1@customer.example"],
+            date="Tue, 17 Nov 2026 11:00:00 +0000",
+        ),
+    )
+    h.server.append(
+        h.user,
+        "Sent",
+        message(
+            "Re: Pricing for 2027",
+            msgid="p3@example.com",
+            sender=f"{h.user.name}@example.com",
+            to="carol@customer.example",
+            refs=["p1@customer.example", "p2@customer.example"],
+            date="Tue, 17 Nov 2026 12:00:00 +0000",
+        ),
+        flags=["\\Seen"],
+    )
+
+
+def test_connect_then_sync_stores_threaded_mail_and_announces_it_once(
+    harness: SyncHarness, bus_probe: Callable[[], list[dict[str, Any]]]
+) -> None:
+    # Given a mailbox with a three-message conversation across INBOX and Sent
+    _seed_thread(harness)
+    # When the user connects it and the queued sync runs
+    status, account = harness.connect()
+    assert status == 201, account
+    assert "password" not in json.dumps(account)
+    harness.drain()
+    # Then three emails exist, one thread, Sent mail is outbound and read
+    emails = harness.emails()
+    assert len(emails) == 3
+    assert len({e["thread_id"] for e in emails}) == 1
+    by_id = {e["message_id"]: e for e in emails}
+    assert by_id["p3@example.com"]["direction"] == "outbound"
+    assert by_id["p3@example.com"]["read"] is True
+    assert by_id["p1@customer.example"]["read"] is False
+    # And the status shows idle with per-folder cursors and counts
+    state = harness.status()
+    assert state["stage"] == "idle"
+    assert state["last_success_at"]
+    folders = {f["name"]: f for f in state["folders"]}
+    assert folders["INBOX"]["messages_stored"] == 2
+    assert folders["INBOX"]["messages_on_server"] == 2
+    assert folders["Sent"]["messages_stored"] == 1
+    assert folders["INBOX"]["last_uid"] == 2
+    # And each message was announced exactly once
+    events = bus_probe()
+    received = [e for e in events if e["detail-type"] == "email.received"]
+    sent = [e for e in events if e["detail-type"] == "email.sent"]
+    assert len(received) == 2
+    assert len(sent) == 1
+    assert {e["detail"]["idempotency_key"] for e in received} == {
+        f"email.received:{e['email_id']}" for e in emails if e["direction"] == "inbound"
+    }
+
+
+def test_the_credentials_are_stored_encrypted(harness: SyncHarness, stack: Stack) -> None:
+    harness.connect()
+    item = stack.table("AccountsTable").get_item(
+        Key={"pk": f"TENANT#{TENANT}", "sk": f"ACCOUNT#{harness.account_id}"}
+    )["Item"]
+    assert harness.user.password not in json.dumps(item, default=str)
+    assert set(item["credentials"]) == {"v", "encrypted_key", "nonce", "ciphertext"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code"),
+    [({"password": "wrong-password"}, "auth_failed"), ({"port": 1}, "unreachable")],
+)
+def test_connecting_with_bad_settings_is_a_clear_4xx_and_saves_nothing(
+    harness: SyncHarness, stack: Stack, overrides: dict[str, Any], code: str
+) -> None:
+    status, body = harness.connect(**overrides)
+    assert status == 422
+    assert body["error"]["code"] == code
+    assert stack.table("AccountsTable").scan()["Count"] == 0
+
+
+def test_the_same_sync_message_twice_stores_nothing_twice(
+    harness: SyncHarness, bus_probe: Callable[[], list[dict[str, Any]]]
+) -> None:
+    _seed_thread(harness)
+    harness.connect()
+    harness.drain()
+    before = (len(harness.emails()), len(harness.locations()), len(bus_probe()))
+    # When the same record arrives again (at-least-once delivery)
+    result = harness.deliver_raw({"kind": "sync", "tenant_id": TENANT, "account_id": harness.account_id})
+    assert result["batchItemFailures"] == []
+    # Then nothing new is stored or announced
+    assert (len(harness.emails()), len(harness.locations()), len(bus_probe())) == (before[0], before[1], 0)
+
+
+def test_a_crash_mid_batch_resumes_with_nothing_missing_or_duplicated(
+    harness: SyncHarness, monkeypatch: pytest.MonkeyPatch, bus_probe: Callable[[], list[dict[str, Any]]]
+) -> None:
+    # Given 6 messages and an ingest that dies on the 4th
+    for i in range(6):
+        harness.server.append(harness.user, "INBOX", message(f"Order {i}", msgid=f"o{i}@customer.example"))
+    real_ingest = ingest_module.ingest
+    calls = {"n": 0}
+
+    def crashing(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RuntimeError("lambda died")
+        return real_ingest(*args, **kwargs)
+
+    monkeypatch.setattr("mailbridge.sync.engine.ingest", crashing)
+    harness.connect()
+    # When the first delivery dies mid-batch
+    first = harness.deliver_next()
+    # Then the record is reported failed (it comes back), with part of the batch stored
+    assert first is not None
+    assert len(first["batchItemFailures"]) == 1
+    assert len(harness.emails()) == 3
+    # When it is delivered again, with the crash gone
+    monkeypatch.setattr("mailbridge.sync.engine.ingest", real_ingest)
+    harness.drain()
+    # Then all six are stored once and announced once
+    subjects = sorted(e["subject"] for e in harness.emails())
+    assert subjects == [f"Order {i}" for i in range(6)]
+    assert len(harness.locations()) == 6
+    keys = [e["detail"]["idempotency_key"] for e in bus_probe() if e["detail-type"] == "email.received"]
+    assert len(keys) == len(set(keys)) == 6
+
+
+def test_server_side_flags_expunges_and_new_mail_follow(harness: SyncHarness) -> None:
+    uids = [
+        harness.server.append(harness.user, "INBOX", message(f"M{i}", msgid=f"m{i}@x.example"))
+        for i in range(3)
+    ]
+    harness.connect()
+    harness.drain()
+    # When the server marks one read, expunges another and receives a new one
+    harness.server.set_flags(harness.user, "INBOX", uids[0], add=["\\Seen"])
+    harness.server.expunge(harness.user, "INBOX", uids[1])
+    harness.server.append(harness.user, "INBOX", message("M3", msgid="m3@x.example"))
+    harness.api("sync-account.json", params={"account_id": harness.account_id})
+    harness.drain()
+    # Then the store follows
+    by_subject = {e["subject"]: e for e in harness.emails()}
+    assert by_subject["M0"]["read"] is True
+    assert by_subject["M1"]["deleted"] is True
+    assert by_subject["M3"]["deleted"] is False
+    inbox = {f["name"]: f for f in harness.status()["folders"]}["INBOX"]
+    assert inbox["messages_stored"] == inbox["messages_on_server"] == 3
+
+
+def test_a_uidvalidity_change_resyncs_without_duplicates(harness: SyncHarness) -> None:
+    for i in range(3):
+        harness.server.append(harness.user, "INBOX", message(f"V{i}", msgid=f"v{i}@x.example"))
+    harness.server.create_folder(harness.user, "Projects")
+    for i in range(2):
+        harness.server.append(harness.user, "Projects", message(f"P{i}", msgid=f"proj{i}@x.example"))
+    harness.connect(folders=["Projects"])
+    harness.drain()
+    ids_before = {e["email_id"] for e in harness.emails()}
+    # When the server renumbers the folder (recreated with the same mail)
+    harness.server.recreate_folder(harness.user, "Projects")
+    for i in range(2):
+        harness.server.append(harness.user, "Projects", message(f"P{i}", msgid=f"proj{i}@x.example"))
+    harness.api("sync-account.json", params={"account_id": harness.account_id})
+    harness.drain()
+    # Then the same emails remain, none duplicated, and the folder counts are right
+    assert {e["email_id"] for e in harness.emails()} == ids_before
+    assert all(e["deleted"] is False for e in harness.emails())
+    projects = {f["name"]: f for f in harness.status()["folders"]}["Projects"]
+    assert projects["messages_stored"] == 2
+
+
+def test_wrong_credentials_fail_the_account_and_stop_polling(harness: SyncHarness, stack: Stack) -> None:
+    # Given a connected account whose password then changes on the server
+    harness.connect()
+    harness.drain()
+    harness.server.set_password(harness.user, "a-new-password")
+    # When the next sync runs
+    harness.api("sync-account.json", params={"account_id": harness.account_id})
+    results = harness.drain()
+    # Then the record is not retried, the status says why, and polls skip the account
+    assert all(r["batchItemFailures"] == [] for r in results)
+    state = harness.status()
+    assert state["stage"] == "failed"
+    assert state["reason"] == "auth_failed"
+    harness.deliver_raw({"kind": "poll", "provider": "imap"})
+    assert harness.receive() == []
+
+
+def test_the_connection_dropping_mid_fetch_is_retried(harness: SyncHarness, cuttable_proxy: Any) -> None:
+    # Given a mailbox with a few large messages behind a relay that will drop the connection
+    for i in range(4):
+        harness.server.append(
+            harness.user, "INBOX", message(f"Big {i}", msgid=f"big{i}@x.example", body="x" * 20000)
+        )
+    status, _ = harness.connect(port=cuttable_proxy.port)
+    assert status == 201
+    cuttable_proxy.cut_after(30_000)
+    # When the sync runs
+    results = harness.drain()
+    # Then it retried and stored everything
+    assert all(r["batchItemFailures"] == [] for r in results)
+    assert sorted(e["subject"] for e in harness.emails()) == [f"Big {i}" for i in range(4)]
+    assert harness.status()["stage"] == "idle"
+
+
+def test_a_large_mailbox_syncs_across_continuations(
+    harness: SyncHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(25):
+        harness.server.append(harness.user, "INBOX", message(f"Bulk {i}", msgid=f"bulk{i}@x.example"))
+    monkeypatch.setattr("mailbridge.sync.wiring.MAX_MESSAGES_PER_RUN", 10)
+    harness.connect()
+    results = harness.drain()
+    assert len(results) >= 3  # the first run and at least two continuations
+    assert len(harness.emails()) == 25
+    assert harness.status()["stage"] == "idle"
+
+
+def test_unparseable_mail_is_quarantined_and_the_sync_goes_on(harness: SyncHarness, stack: Stack) -> None:
+    harness.server.append(harness.user, "INBOX", b"\x00\x01 this is not a message at all \xff\xfe")
+    harness.server.append(harness.user, "INBOX", message("Fine", msgid="fine@x.example"))
+    harness.connect()
+    harness.drain()
+    assert [e["subject"] for e in harness.emails()] == ["Fine"]
+    quarantined = stack.table("EmailsTable").query(
+        KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+        ExpressionAttributeValues={":p": f"TENANT#{TENANT}", ":s": "QUAR#"},
+    )["Items"]
+    assert len(quarantined) == 1
+    assert quarantined[0]["reason"]
+    raw = boto3.client("s3").get_object(
+        Bucket=stack.deployed.buckets["MailBucket"], Key=quarantined[0]["raw_key"]
+    )
+    assert b"not a message" in raw["Body"].read()
+
+
+def test_poll_queues_every_active_account(harness: SyncHarness) -> None:
+    harness.connect()
+    harness.drain()
+    harness.deliver_raw({"kind": "poll", "provider": "imap"})
+    queued = [json.loads(m["Body"]) for m in harness.receive()]
+    assert [(q["kind"], q["account_id"], q["reason"]) for q in queued] == [
+        ("sync", harness.account_id, "poll")
+    ]
