@@ -1,0 +1,40 @@
+"""`python -m local` (what `make run` calls): the whole system on 127.0.0.1:$PORT until Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+
+from local.runner import Runner
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("LOCAL_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    port = int(os.environ.get("PORT", "3000"))
+    signal.signal(signal.SIGTERM, _interrupt)
+    with Runner(port=port, warm=True) as runner:
+        token = runner.token(tenant="demo", role="owner")
+        print(f"\nmailbridge is running on {runner.url} (AWS APIs: moto at {runner.endpoint_url})")
+        print(f"\nBearer token (tenant demo, role owner; more with `python -m local.token`):\n{token}\n")
+        print(
+            f'Try:\n  curl {runner.url}/health\n  curl -H "Authorization: Bearer {token}" {runner.url}/me\n'
+        )
+        print("Ctrl-C to stop.", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print("\nstopping...")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,357 @@
+"""Serve the template's HttpApi routes as API Gateway HTTP API does (payload format 2.0).
+
+`match_route` picks the route like API Gateway (most specific first, greedy `{proxy+}` last,
+`$default` at the end); `build_event` makes the 2.0 event; `write_response` applies the handler's
+result (or API Gateway's inferred format). Protected routes check the bearer token first.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+import jwt
+
+from local.auth import ISSUER_PATH, Issuer
+from local.functions import Invocation
+from local.template import ACCOUNT_ID, Authorizer, Route
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+API_ID = "local"
+_TEXT_TYPES = re.compile(r"^(text/.*|application/(json|javascript|xml|.*\+json|.*\+xml))$")
+
+
+@dataclass(frozen=True)
+class RouteMatch:
+    route: Route
+    path_parameters: dict[str, str]
+
+
+def _route_regex(path: str) -> re.Pattern[str]:
+    pattern = ""
+    for segment in path.strip("/").split("/"):
+        if segment.endswith("+}") and segment.startswith("{"):
+            pattern += f"/(?P<{_group(segment[1:-2])}>.+)"
+        elif segment.startswith("{") and segment.endswith("}"):
+            pattern += f"/(?P<{_group(segment[1:-1])}>[^/]+)"
+        else:
+            pattern += "/" + re.escape(segment)
+    return re.compile(f"^{pattern or '/'}$")
+
+
+def _group(name: str) -> str:
+    return "p_" + name.encode().hex()
+
+
+def _specificity(route: Route) -> tuple[int, int, int, int]:
+    segments = route.path.strip("/").split("/")
+    greedy = int(any(s.endswith("+}") for s in segments))
+    literals = sum(1 for s in segments if not s.startswith("{"))
+    return (greedy, -literals, -len(segments), int(route.method == "ANY"))
+
+
+def match_route(routes: Sequence[Route], method: str, path: str) -> RouteMatch | None:
+    """The route API Gateway would choose for `method path`, with its path parameters."""
+    candidates = sorted((r for r in routes if r.path != "$default"), key=_specificity)
+    for route in candidates:
+        if route.method not in (method.upper(), "ANY"):
+            continue
+        match = _route_regex(route.path).match(path)
+        if match:
+            params = {bytes.fromhex(k[2:]).decode(): unquote(v) for k, v in match.groupdict().items()}
+            return RouteMatch(route, params)
+    for route in routes:
+        if route.path == "$default":
+            return RouteMatch(route, {})
+    return None
+
+
+def is_textual(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    return bool(_TEXT_TYPES.match(content_type.split(";", 1)[0].strip().lower()))
+
+
+def build_event(
+    *,
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: Sequence[tuple[str, str]],
+    body: bytes | None,
+    match: RouteMatch,
+    claims: dict[str, Any] | None,
+    source_ip: str,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API payload format 2.0 event, as AWS builds it."""
+    now = now or datetime.now(UTC)
+    merged: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in headers:
+        key = name.lower()
+        if key == "cookie":
+            cookies.extend(c.strip() for c in value.split(";") if c.strip())
+            continue
+        merged[key] = f"{merged[key]},{value}" if key in merged else value
+    merged.setdefault("x-forwarded-for", source_ip)
+    merged.setdefault("x-forwarded-proto", "http")
+    host = merged.get("host", "localhost")
+    merged.setdefault("x-forwarded-port", host.rsplit(":", 1)[1] if ":" in host else "80")
+    request_id = base64.b64encode(secrets.token_bytes(10)).decode()
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": match.route.route_key,
+        "rawPath": raw_path,
+        "rawQueryString": raw_query,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    event["headers"] = merged
+    if raw_query:
+        query: dict[str, str] = {}
+        for key, value in parse_qsl(raw_query, keep_blank_values=True):
+            query[key] = f"{query[key]},{value}" if key in query else value
+        event["queryStringParameters"] = query
+    request_context: dict[str, Any] = {
+        "accountId": ACCOUNT_ID,
+        "apiId": API_ID,
+    }
+    if claims is not None:
+        scope = claims.get("scope")
+        request_context["authorizer"] = {
+            "jwt": {
+                "claims": {k: _claim_string(v) for k, v in claims.items()},
+                "scopes": str(scope).split() if scope else None,
+            }
+        }
+    request_context.update(
+        {
+            "domainName": host,
+            "domainPrefix": host.split(".", 1)[0],
+            "http": {
+                "method": method.upper(),
+                "path": raw_path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": merged.get("user-agent", ""),
+            },
+            "requestId": request_id,
+            "routeKey": match.route.route_key,
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        }
+    )
+    event["requestContext"] = request_context
+    if match.path_parameters:
+        event["pathParameters"] = match.path_parameters
+    if body:
+        textual = is_textual(merged.get("content-type"))
+        event["body"] = body.decode("utf-8", "replace") if textual else base64.b64encode(body).decode()
+        event["isBase64Encoded"] = not textual
+    else:
+        event["isBase64Encoded"] = False
+    return event
+
+
+def _claim_string(value: Any) -> str:
+    """API Gateway passes every claim as a string; arrays look like `[a b]`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + " ".join(str(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def response_from_result(result: Any) -> HttpResponse:
+    """Turn a handler's return value into the HTTP response API Gateway would send."""
+    if not isinstance(result, dict) or "statusCode" not in result:
+        # Inferred format: any valid JSON without statusCode is the body of a 200 JSON response.
+        inferred = result if isinstance(result, str) else json.dumps(result)
+        return HttpResponse(200, [("content-type", "application/json")], inferred.encode())
+    headers: list[tuple[str, str]] = [(k, str(v)) for k, v in (result.get("headers") or {}).items()]
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        headers.extend((name, str(v)) for v in values)
+    headers.extend(("set-cookie", str(c)) for c in result.get("cookies") or [])
+    raw_body = result.get("body")
+    if raw_body is None:
+        body = b""
+    elif result.get("isBase64Encoded"):
+        body = base64.b64decode(str(raw_body))
+    else:
+        body = (raw_body if isinstance(raw_body, str) else json.dumps(raw_body)).encode()
+    if not any(k.lower() == "content-type" for k, _ in headers) and body:
+        headers.append(("content-type", "application/json"))
+    return HttpResponse(int(result["statusCode"]), headers, body)
+
+
+def _message(status: int, message: str, extra: Sequence[tuple[str, str]] = ()) -> HttpResponse:
+    body = json.dumps({"message": message}, separators=(",", ":")).encode()
+    return HttpResponse(status, [("content-type", "application/json"), *extra], body)
+
+
+class ApiGateway:
+    """Routes, authorizers and the function invoker behind the HTTP server."""
+
+    def __init__(
+        self,
+        routes: Sequence[Route],
+        authorizers: dict[str, Authorizer],
+        issuer: Issuer,
+        invoke: Callable[[str, dict[str, Any]], Invocation],
+    ) -> None:
+        self.routes = list(routes)
+        self.authorizers = authorizers
+        self.issuer = issuer
+        self.invoke = invoke
+
+    def handle(
+        self,
+        method: str,
+        target: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes | None,
+        source_ip: str,
+    ) -> HttpResponse:
+        raw_path, _, raw_query = target.partition("?")
+        if raw_path.startswith(ISSUER_PATH):
+            return self._issuer_document(raw_path)
+        match = match_route(self.routes, method, raw_path)
+        if match is None:
+            return _message(404, "Not Found")
+        claims = None
+        if match.route.auth is not None:
+            claims = self._authorize(match.route.auth, headers)
+            if claims is None:
+                return _message(401, "Unauthorized", [("www-authenticate", 'Bearer error="invalid_token"')])
+        event = build_event(
+            method=method,
+            raw_path=raw_path,
+            raw_query=raw_query,
+            headers=headers,
+            body=body,
+            match=match,
+            claims=claims,
+            source_ip=source_ip,
+        )
+        started = time.monotonic()
+        outcome = self.invoke(match.route.function, event)
+        log.debug(
+            "%s %s -> %s in %.0f ms",
+            method,
+            raw_path,
+            match.route.function,
+            (time.monotonic() - started) * 1e3,
+        )
+        if not outcome.ok:
+            log.warning("%s failed: %s: %s", match.route.function, outcome.error_type, outcome.error_message)
+            return _message(500, "Internal Server Error")
+        try:
+            return response_from_result(outcome.result)
+        except (TypeError, ValueError, KeyError):
+            log.exception("%s returned a malformed response", match.route.function)
+            return _message(500, "Internal Server Error")
+
+    def _authorize(self, authorizer_name: str, headers: Sequence[tuple[str, str]]) -> dict[str, Any] | None:
+        authorizer = self.authorizers.get(authorizer_name)
+        if authorizer is None:
+            log.error("route uses unknown authorizer %s", authorizer_name)
+            return None
+        header = authorizer.identity_source.rsplit(".", 1)[-1].lower()
+        values = [v for k, v in headers if k.lower() == header]
+        if not values:
+            return None
+        token = values[0].strip()
+        if token[:7].lower() == "bearer ":
+            token = token[7:].strip()
+        try:
+            return self.issuer.verify(token, authorizer.issuer, authorizer.audience)
+        except jwt.PyJWTError as exc:
+            log.info("rejected token: %s", exc)
+            return None
+
+    def _issuer_document(self, raw_path: str) -> HttpResponse:
+        if raw_path.endswith("/.well-known/openid-configuration"):
+            doc: dict[str, Any] = {
+                "issuer": self.issuer.issuer,
+                "jwks_uri": self.issuer.issuer + "/.well-known/jwks.json",
+                "id_token_signing_alg_values_supported": ["RS256"],
+            }
+        elif raw_path.endswith("/.well-known/jwks.json"):
+            doc = {"keys": [self.issuer.public_jwk()]}
+        else:
+            return _message(404, "Not Found")
+        return HttpResponse(200, [("content-type", "application/json")], json.dumps(doc).encode())
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        if length > MAX_BODY_BYTES:
+            self._send(_message(413, "Request Entity Too Large"))
+            self.close_connection = True
+            return
+        body = self.rfile.read(length) if length else None
+        try:
+            response = self.server.gateway.handle(
+                self.command, self.path, list(self.headers.items()), body, self.client_address[0]
+            )
+        except Exception:
+            log.exception("runner error on %s %s", self.command, self.path)
+            response = _message(500, "Internal Server Error")
+        self._send(response)
+
+    def _send(self, response: HttpResponse) -> None:
+        self.send_response(response.status)
+        for name, value in response.headers:
+            if name.lower() != "content-length":
+                self.send_header(name, value)
+        self.send_header("content-length", str(len(response.body)))
+        self.send_header("apigw-requestid", uuid.uuid4().hex[:16])
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve  # noqa: N815
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.info("%s %s", self.address_string(), format % args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], gateway: ApiGateway | None = None) -> None:
+        super().__init__(address, _Handler)
+        self.gateway: ApiGateway = gateway  # type: ignore[assignment]
+
+
+def bind_server(host: str = "127.0.0.1", port: int = 3000) -> _Server:
+    """Bind first (port 0 picks a free one) so the issuer URL is known before the gateway exists."""
+    return _Server((host, port))

@@ -1,0 +1,351 @@
+"""Move work along on the runner clock: SQS event source mappings, scheduled rules, Scheduler.
+
+`Pump.tick()` does one pass and returns how much it did; `Pump.drain()` ticks until a pass does
+nothing (nothing visible, nothing due). Messages are received with a long real visibility
+timeout; a message that was not deleted becomes visible again once the runner clock passes
+its queue's VisibilityTimeout (moto then moves it to the DLQ after maxReceiveCount).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from local.clock import Clock
+from local.functions import FunctionPool
+from local.schedule_expressions import ScheduleExpressionError, next_fire_time
+from local.template import ACCOUNT_ID, REGION, ScheduledRule, Target
+
+log = logging.getLogger(__name__)
+
+REAL_VISIBILITY_SECONDS = 43200  # SQS maximum: the runner clock decides when it comes back
+HIDDEN_RETRY_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class QueueConsumer:
+    """A queue pumped into a function: an SQS event source mapping or a hidden bus-rule queue."""
+
+    function: str
+    queue_url: str
+    queue_arn: str
+    visibility_timeout: int
+    batch_size: int = 10
+    report_batch_item_failures: bool = False
+    raw_events: bool = False  # hidden queue: invoke with the EventBridge event itself, one by one
+    input: str | None = None
+
+
+def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
+    """One Lambda SQS event record from a ReceiveMessage message, as AWS builds it."""
+    attributes = message.get("Attributes") or {}
+    wanted = (
+        "ApproximateReceiveCount",
+        "AWSTraceHeader",
+        "SentTimestamp",
+        "SequenceNumber",
+        "MessageGroupId",
+        "SenderId",
+        "MessageDeduplicationId",
+        "ApproximateFirstReceiveTimestamp",
+    )
+    record: dict[str, Any] = {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message.get("Body", ""),
+        "attributes": {k: str(attributes[k]) for k in wanted if k in attributes},
+        "messageAttributes": {
+            name: {
+                **({"stringValue": value["StringValue"]} if "StringValue" in value else {}),
+                **({"binaryValue": _b64(value["BinaryValue"])} if "BinaryValue" in value else {}),
+                "stringListValues": value.get("StringListValues", []),
+                "binaryListValues": [_b64(v) for v in value.get("BinaryListValues", [])],
+                "dataType": value["DataType"],
+            }
+            for name, value in (message.get("MessageAttributes") or {}).items()
+        },
+    }
+    if "MD5OfMessageAttributes" in message:
+        record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
+    record.update(
+        {
+            "md5OfBody": message.get("MD5OfBody", ""),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": queue_arn,
+            "awsRegion": REGION,
+        }
+    )
+    return record
+
+
+def _b64(value: bytes | str) -> str:
+    return base64.b64encode(value if isinstance(value, bytes) else value.encode()).decode()
+
+
+def scheduled_event(rule_arn: str, when: datetime) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT_ID,
+        "time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [rule_arn],
+        "detail": {},
+    }
+
+
+@dataclass
+class _ScheduleState:
+    signature: tuple[Any, ...]
+    next_at: datetime | None
+
+
+@dataclass
+class Pump:
+    sqs: Any
+    scheduler: Any
+    functions: FunctionPool
+    clock: Clock
+    consumers: list[QueueConsumer]
+    scheduled_rules: list[ScheduledRule]
+    queue_url_by_arn: dict[str, str]
+    fifo_content_dedup: dict[str, bool] = field(default_factory=dict)  # URL -> ContentBasedDeduplication
+    _in_flight: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    _rule_next: dict[str, datetime | None] = field(default_factory=dict)
+    _schedules: dict[tuple[str, str], _ScheduleState] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        now = self.clock.now()
+        for rule in self.scheduled_rules:
+            self._rule_next[rule.name] = (
+                self._next(rule.expression, now, rule.timezone) if rule.enabled else None
+            )
+
+    # ------------------------------------------------------------------------------ driving
+
+    def tick(self) -> int:
+        """One pass over everything; returns the number of things done."""
+        with self._lock:
+            done = self._release_due()
+            done += self._fire_rules()
+            done += self._fire_scheduler()
+            for consumer in self.consumers:
+                done += self._consume(consumer)
+            return done
+
+    def drain(self, timeout: float = 60.0) -> None:
+        """Tick until quiescent: nothing visible, nothing due. Raises TimeoutError (real seconds)."""
+        deadline = time.monotonic() + timeout
+        while self.tick():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the runner did not settle within {timeout} s")
+
+    # ----------------------------------------------------------------------------- queues
+
+    def _release_due(self) -> int:
+        now = self.clock.now()
+        due = [key for key, visible_at in self._in_flight.items() if visible_at <= now]
+        for url, receipt in due:
+            del self._in_flight[url, receipt]
+            try:
+                self.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=0)
+            except ClientError as exc:  # deleted or moved meanwhile
+                log.debug("could not release %s: %s", receipt[:12], exc)
+        return len(due)
+
+    def _receive(self, consumer: QueueConsumer) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        while len(messages) < consumer.batch_size:
+            got = self.sqs.receive_message(
+                QueueUrl=consumer.queue_url,
+                MaxNumberOfMessages=min(10, consumer.batch_size - len(messages)),
+                VisibilityTimeout=REAL_VISIBILITY_SECONDS,
+                WaitTimeSeconds=0,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if not got:
+                break
+            messages.extend(got)
+        return messages
+
+    def _consume(self, consumer: QueueConsumer) -> int:
+        messages = self._receive(consumer)
+        if not messages:
+            return 0
+        if consumer.raw_events:
+            for message in messages:
+                event = json.loads(consumer.input) if consumer.input else json.loads(message["Body"])
+                outcome = self.functions.invoke(consumer.function, event)
+                self._settle(consumer, [message], failed_ids=set() if outcome.ok else {message["MessageId"]})
+            return len(messages)
+        records = [sqs_record(m, consumer.queue_arn) for m in messages]
+        outcome = self.functions.invoke(consumer.function, {"Records": records})
+        all_ids = {m["MessageId"] for m in messages}
+        if not outcome.ok:
+            log.warning(
+                "%s failed on a batch of %d: %s: %s",
+                consumer.function,
+                len(messages),
+                outcome.error_type,
+                outcome.error_message,
+            )
+            failed = all_ids
+        elif consumer.report_batch_item_failures and isinstance(outcome.result, dict):
+            failed = self._reported_failures(outcome.result, all_ids)
+        else:
+            failed = set()
+        self._settle(consumer, messages, failed)
+        return len(messages)
+
+    @staticmethod
+    def _reported_failures(result: dict[str, Any], all_ids: set[str]) -> set[str]:
+        items = result.get("batchItemFailures") or []
+        failed = {str(item.get("itemIdentifier") or "") for item in items if isinstance(item, dict)}
+        if len(failed) != len(items) or not failed <= all_ids:
+            log.warning("invalid batchItemFailures %r: the whole batch is retried, as in AWS", items)
+            return all_ids
+        return failed
+
+    def _settle(self, consumer: QueueConsumer, messages: list[dict[str, Any]], failed_ids: set[str]) -> None:
+        retry_at = self.clock.now() + timedelta(seconds=consumer.visibility_timeout)
+        done = [m for m in messages if m["MessageId"] not in failed_ids]
+        for message in messages:
+            if message["MessageId"] in failed_ids:
+                self._in_flight[consumer.queue_url, message["ReceiptHandle"]] = retry_at
+        for start in range(0, len(done), 10):
+            chunk = done[start : start + 10]
+            self.sqs.delete_message_batch(
+                QueueUrl=consumer.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+            )
+
+    # -------------------------------------------------------------------------- schedules
+
+    @staticmethod
+    def _next(expression: str, after: datetime, timezone: str = "UTC") -> datetime | None:
+        try:
+            return next_fire_time(expression, after, timezone)
+        except ScheduleExpressionError:
+            log.exception("schedule %r ignored", expression)
+            return None
+
+    def _fire_rules(self) -> int:
+        """Scheduled rules; several missed runs (a big clock jump) fire once, like a laptop waking up."""
+        now = self.clock.now()
+        fired = 0
+        for rule in self.scheduled_rules:
+            due = self._rule_next.get(rule.name)
+            if due is None or due > now:
+                continue
+            arn = f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{rule.name}"
+            for target in rule.targets:
+                payload = target.input if target.input is not None else json.dumps(scheduled_event(arn, due))
+                self._deliver(target, payload, rule.name)
+            following = self._next(rule.expression, due, rule.timezone)
+            while following is not None and following <= now:
+                following = self._next(rule.expression, following, rule.timezone)
+            self._rule_next[rule.name] = following
+            fired += 1
+        return fired
+
+    def _fire_scheduler(self) -> int:
+        now = self.clock.now()
+        fired = 0
+        seen: set[tuple[str, str]] = set()
+        for summary in _all_schedules(self.scheduler):
+            key = (summary.get("GroupName", "default"), summary["Name"])
+            seen.add(key)
+            if summary.get("State") == "DISABLED":
+                continue
+            schedule = self.scheduler.get_schedule(Name=key[1], GroupName=key[0])
+            expression = schedule["ScheduleExpression"]
+            timezone = schedule.get("ScheduleExpressionTimezone") or "UTC"
+            signature = (expression, timezone, schedule.get("CreationDate"), schedule.get("StartDate"))
+            state = self._schedules.get(key)
+            if state is None or state.signature != signature:
+                state = _ScheduleState(signature, self._first_run(schedule, now))
+                self._schedules[key] = state
+            if state.next_at is None or state.next_at > now:
+                continue
+            end = schedule.get("EndDate")
+            if end is not None and state.next_at > _aware(end):
+                state.next_at = None
+                continue
+            target = schedule["Target"]
+            self._deliver(
+                Target(
+                    arn=target["Arn"],
+                    input=target.get("Input"),
+                    message_group_id=(target.get("SqsParameters") or {}).get("MessageGroupId"),
+                ),
+                target.get("Input") or "{}",
+                f"schedule {key[0]}/{key[1]}",
+            )
+            fired += 1
+            if expression.startswith("at("):
+                state.next_at = None
+                if schedule.get("ActionAfterCompletion") == "DELETE":
+                    self.scheduler.delete_schedule(Name=key[1], GroupName=key[0])
+                    del self._schedules[key]
+            else:
+                following = self._next(expression, state.next_at, timezone)
+                while following is not None and following <= now:
+                    following = self._next(expression, following, timezone)
+                state.next_at = following
+        for gone in set(self._schedules) - seen:
+            del self._schedules[gone]
+        return fired
+
+    def _first_run(self, schedule: dict[str, Any], now: datetime) -> datetime | None:
+        expression = schedule["ScheduleExpression"]
+        timezone = schedule.get("ScheduleExpressionTimezone") or "UTC"
+        if expression.startswith("at("):
+            return self._next(expression, datetime.min.replace(tzinfo=now.tzinfo), timezone)
+        start = schedule.get("StartDate")
+        after = max(now, _aware(start)) if start is not None else now
+        return self._next(expression, after, timezone)
+
+    def _deliver(self, target: Target, payload: str, what: str) -> None:
+        if target.arn.startswith("arn:aws:sqs:"):
+            url = self.queue_url_by_arn.get(target.arn)
+            if url is None:
+                log.warning("%s targets unknown queue %s", what, target.arn)
+                return
+            args: dict[str, Any] = {"QueueUrl": url, "MessageBody": payload}
+            if url.endswith(".fifo"):
+                args["MessageGroupId"] = target.message_group_id or "default"
+                if not self.fifo_content_dedup.get(url):
+                    args["MessageDeduplicationId"] = uuid.uuid4().hex
+            self.sqs.send_message(**args)
+            return
+        function = self.functions.logical_id_for_arn(target.arn)
+        if function is None:
+            log.warning("%s targets %s, which the local runner cannot deliver to", what, target.arn)
+            return
+        outcome = self.functions.invoke(function, json.loads(payload))
+        if not outcome.ok:
+            log.warning("%s: %s failed: %s: %s", what, function, outcome.error_type, outcome.error_message)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _all_schedules(scheduler: Any) -> list[dict[str, Any]]:
+    schedules: list[dict[str, Any]] = []
+    for page in scheduler.get_paginator("list_schedules").paginate():
+        schedules.extend(page.get("Schedules", []))
+    return schedules

@@ -1,0 +1,248 @@
+"""The local runner: moto in-process, the template's resources, HTTP API, queues and schedules.
+
+with Runner(templates=[Path("template.yaml")], port=0, clock=ManualClock()) as runner:
+    requests.get(runner.url + "/health")
+    runner.boto3_client("events").put_events(...)
+    runner.drain()
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from local.auth import AUDIENCE, Issuer
+from local.clock import Clock, RealClock
+from local.functions import ROOT, FunctionPool
+from local.http import ApiGateway, bind_server
+from local.pump import HIDDEN_RETRY_SECONDS, Pump, QueueConsumer
+from local.resources import Deployed, create_resources
+from local.template import DEFAULT_STACK, REGION, Template, load_template
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 0.5
+
+
+class Runner:
+    """Everything `make run` and the e2e tests need, as a context manager."""
+
+    def __init__(
+        self,
+        templates: Sequence[Path] = (ROOT / "template.yaml",),
+        *,
+        port: int = 3000,
+        clock: Clock | None = None,
+        parameters: Mapping[str, str] | None = None,
+        stack_name: str = DEFAULT_STACK,
+        host: str = "127.0.0.1",
+        log_prefix: bool = True,
+        warm: bool = False,
+    ) -> None:
+        self.templates = [Path(t) for t in templates]
+        self.clock: Clock = clock or RealClock()
+        self._realtime = isinstance(self.clock, RealClock)
+        self._parameters = dict(parameters or {})
+        self._stack_name = stack_name
+        self._host = host
+        self._port = port
+        self._log_prefix = log_prefix
+        self._warm = warm
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._moto: ThreadedMotoServer | None = None
+        self._server: Any = None
+        self._serving = False
+        self._pool: FunctionPool | None = None
+        self._clients: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------------------- lifecycle
+
+    def start(self) -> Runner:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        moto_host, moto_port = self._moto.get_host_and_port()
+        self.endpoint_url = f"http://{moto_host}:{moto_port}"
+        # moto's backends are per process: start from a clean slate (one runner per process at a time).
+        reset = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")  # noqa: S310
+        urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310 - our own loopback moto
+
+        self._server = bind_server(self._host, self._port)
+        self.url = f"http://{self._host}:{self._server.server_address[1]}"
+        self.issuer = Issuer.create(self.url)
+        self.issuer.save()
+
+        self.template = self._load_template()
+        self.deployed: Deployed = create_resources(self.boto3_client, self.template)
+        consumers = self._queue_consumers() + self._hidden_bus_queues()
+        self._pool = FunctionPool(self.template.functions(), self.endpoint_url, self._log_prefix)
+        self._server.gateway = ApiGateway(
+            self.template.routes(), self.template.authorizers(), self.issuer, self._pool.invoke
+        )
+        self.pump = Pump(
+            sqs=self.boto3_client("sqs"),
+            scheduler=self.boto3_client("scheduler"),
+            functions=self._pool,
+            clock=self.clock,
+            consumers=consumers,
+            scheduled_rules=self.template.scheduled_rules(),
+            queue_url_by_arn=self.deployed.queue_url_by_arn,
+            fifo_content_dedup=self._content_dedup_queues(),
+        )
+        self._spawn(self._server.serve_forever, "http")
+        self._serving = True
+        if self._realtime:
+            self._spawn(self._pump_forever, "pump")
+        if self._warm:
+            for fn in self._pool.functions.values():
+                self._spawn(fn.warm, f"warm-{fn.function.logical_id}")
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            if self._serving:
+                self._server.shutdown()
+            self._server.server_close()
+        if self._pool is not None:
+            self._pool.stop()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        if self._moto is not None:
+            self._moto.stop()
+
+    def __enter__(self) -> Runner:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------------- public API
+
+    def token(
+        self, tenant: str = "demo", role: str = "owner", sub: str = "local-user", ttl: int = 3600
+    ) -> str:
+        """A bearer token the API accepts (`Authorization: Bearer <token>`)."""
+        return self.issuer.token(tenant=tenant, role=role, sub=sub, ttl=ttl)
+
+    def advance(self, seconds: float) -> None:
+        """Move the runner clock (visibility timeouts and schedules follow it)."""
+        self.clock.advance(seconds)
+
+    def drain(self, timeout: float = 60.0) -> None:
+        """Pump queues and due schedules until nothing is visible and nothing is due."""
+        self.pump.drain(timeout=timeout)
+
+    def boto3_client(self, service: str) -> Any:
+        """A boto3 client on the runner's moto (cached per service)."""
+        if service not in self._clients:
+            self._clients[service] = boto3.client(
+                service,  # type: ignore[call-overload]
+                region_name=REGION,
+                endpoint_url=self.endpoint_url,
+                aws_access_key_id="local",
+                aws_secret_access_key="local",  # noqa: S106 - dummy credentials for moto
+            )
+        return self._clients[service]
+
+    def physical_name(self, logical_id: str) -> str:
+        return self.template.physical_name(logical_id)
+
+    def queue_url(self, logical_id: str) -> str:
+        return self.deployed.queue_urls[logical_id]
+
+    # ------------------------------------------------------------------------------ wiring
+
+    def _load_template(self) -> Template:
+        probe = load_template(self.templates, stack_name=self._stack_name)
+        defaults = {"JwtIssuer": self.issuer.issuer, "JwtAudience": AUDIENCE}
+        parameters = {k: v for k, v in defaults.items() if k in probe.parameters_spec}
+        parameters.update(self._parameters)
+        return load_template(self.templates, parameters=parameters, stack_name=self._stack_name)
+
+    def _queue_consumers(self) -> list[QueueConsumer]:
+        consumers = []
+        for mapping in self.template.queue_mappings():
+            if not mapping.enabled:
+                continue
+            url = self.deployed.queue_url_by_arn[mapping.queue_arn]
+            consumers.append(
+                QueueConsumer(
+                    function=mapping.function,
+                    queue_url=url,
+                    queue_arn=mapping.queue_arn,
+                    visibility_timeout=self.deployed.visibility_timeouts[url],
+                    batch_size=mapping.batch_size,
+                    report_batch_item_failures=mapping.report_batch_item_failures,
+                )
+            )
+        return consumers
+
+    def _hidden_bus_queues(self) -> list[QueueConsumer]:
+        """EventBridge rules that target a function: rule -> hidden queue -> function, one event at a time."""
+        sqs, events = self.boto3_client("sqs"), self.boto3_client("events")
+        consumers = []
+        for rule in self.template.bus_rules_to_functions():
+            name = f"{self._stack_name}-{rule.name}-local"[:80]
+            dlq = sqs.create_queue(QueueName=f"{name}-dlq"[:80])["QueueUrl"]
+            dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
+                "QueueArn"
+            ]
+            url = sqs.create_queue(
+                QueueName=name,
+                Attributes={
+                    "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3})
+                },
+            )["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+                "QueueArn"
+            ]
+            events.put_rule(Name=name, EventBusName=rule.bus_name, EventPattern=json.dumps(rule.pattern))
+            events.put_targets(Rule=name, EventBusName=rule.bus_name, Targets=[{"Id": "local", "Arn": arn}])
+            consumers.append(
+                QueueConsumer(
+                    function=rule.function,
+                    queue_url=url,
+                    queue_arn=arn,
+                    visibility_timeout=HIDDEN_RETRY_SECONDS,
+                    batch_size=1,
+                    raw_events=True,
+                    input=rule.input,
+                )
+            )
+        return consumers
+
+    def _content_dedup_queues(self) -> dict[str, bool]:
+        out = {}
+        for lid, url in self.deployed.queue_urls.items():
+            props = self.template.properties(lid)
+            out[url] = str(props.get("ContentBasedDeduplication", False)).lower() == "true"
+        return out
+
+    def _spawn(self, target: Any, name: str) -> None:
+        thread = threading.Thread(target=target, name=f"runner-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _pump_forever(self) -> None:
+        while not self._stop.wait(TICK_SECONDS):
+            try:
+                self.pump.tick()
+            except Exception:
+                log.exception("pump tick failed")
