@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
 from datetime import UTC, datetime
+from typing import Any
 
 from local.http import build_event, match_route, response_from_result
 from local.template import Route
