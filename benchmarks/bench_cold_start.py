@@ -27,6 +27,7 @@ ENV = {
     "MAIL_BUCKET": "bench-bucket",
     "EVENT_BUS_NAME": "bench-bus",
     "DATA_KEY_ID": "bench-key",
+    "SYNC_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/bench.fifo",
     **{
         f"{t}_TABLE": f"bench-{t.lower()}"
         for t in ("ACCOUNTS", "EMAILS", "LINKS", "FLAGS", "SNOOZES", "CRM", "SETTINGS", "IDEMPOTENCY")

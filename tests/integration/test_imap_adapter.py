@@ -16,7 +16,7 @@ from mailbridge.providers.imap import (
     SpecialUse,
     connect,
 )
-from tests.integration.conftest import ImapSettingsFactory
+from tests.fixtures.dovecot import ImapSettingsFactory
 from tests.integration.dovecot import CuttableProxy, DovecotServer, DovecotUser
 
 pytestmark = pytest.mark.dovecot

@@ -79,3 +79,33 @@ def test_newest_first_and_limits(repo: DynamoRepository) -> None:
     for bad in (0, 101):
         with pytest.raises(Invalid):
             repo.query_page(tenant_id="a", key_condition=Key("pk").eq("TENANT#a"), limit=bad)
+
+
+def test_detaching_a_location_keeps_accounts_and_folders_in_step(stack: Stack) -> None:
+    from mailbridge.store.emails import EmailStore
+    from mailbridge.store.keys import location_sk
+
+    store = EmailStore(stack.deployed.tables["EmailsTable"])
+    store.create_email("t", {"email_id": "em_1", "deleted": False})
+    inbox = location_sk("acc_a", "INBOX", 1, 5)
+    archive = location_sk("acc_a", "Archive/2026 #1", 3, 9)
+    other = location_sk("acc_b", "INBOX", 1, 2)
+    for key, account, folder in (
+        (inbox, "acc_a", "INBOX"),
+        (archive, "acc_a", "Archive/2026 #1"),
+        (other, "acc_b", "INBOX"),
+    ):
+        store.attach_location("t", "em_1", key, account, folder)
+    # When one mailbox loses it, the derived sets follow
+    assert store.detach_location("t", "em_1", other) is False
+    item = store.get_email("t", "em_1")
+    assert item is not None
+    assert item["accounts"] == {"acc_a"}
+    assert item["folders"] == {"acc_a:INBOX", "acc_a:Archive/2026 #1"}
+    # And when the last location goes, the email is marked deleted
+    store.detach_location("t", "em_1", inbox)
+    assert store.detach_location("t", "em_1", archive) is True
+    item = store.get_email("t", "em_1")
+    assert item is not None
+    assert item["deleted"] is True
+    assert "accounts" not in item

@@ -110,3 +110,31 @@ def test_every_route_has_a_sample_event() -> None:
     samples = {json.loads(p.read_text())["routeKey"] for p in (ROOT / "events" / "api").glob("*.json")}
     declared = {r.route_key for r in TEMPLATE.routes()}
     assert declared <= samples, f"routes without a sample in events/api: {sorted(declared - samples)}"
+
+
+def test_every_consumed_queue_and_schedule_has_a_sample_event() -> None:
+    import json
+
+    arns = [
+        r["eventSourceARN"]
+        for p in (ROOT / "events" / "sqs").glob("*.json")
+        for r in json.loads(p.read_text())["Records"]
+    ]
+    by_arn = {TEMPLATE.get_att(lid, "Arn"): lid for lid in TEMPLATE.of_type("AWS::SQS::Queue")}
+    for mapping in TEMPLATE.queue_mappings():
+        queue = by_arn[mapping.queue_arn]
+        assert any(queue in arn for arn in arns), f"no events/sqs sample for {queue}"
+    inputs = [json.loads(p.read_text()) for p in (ROOT / "events" / "scheduler").glob("*.json")]
+    for lid in TEMPLATE.of_type("AWS::Scheduler::Schedule"):
+        target_input = json.loads(TEMPLATE.properties(lid)["Target"]["Input"])
+        assert target_input in inputs, f"no events/scheduler sample for {lid}"
+
+
+def test_sync_samples_parse_as_the_sync_function_reads_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    module = _import_handler(TEMPLATE, "SyncFunction", monkeypatch)
+    for path in sorted((ROOT / "events" / "sqs").glob("sync-*.json")):
+        for record in json.loads(path.read_text())["Records"]:
+            parsed = module.SyncRecord.model_validate(record)  # type: ignore[attr-defined]
+            assert parsed.body.kind in {"sync", "poll", "push_flags", "purge"}, path.name

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 
-def _config() -> Config:
+def _config(**extra: object) -> Config:
     from botocore.config import Config
 
     return Config(
@@ -28,6 +28,7 @@ def _config() -> Config:
         read_timeout=10,
         retries={"mode": "standard", "max_attempts": 5},
         tcp_keepalive=True,
+        **extra,  # type: ignore[arg-type]
     )
 
 
@@ -55,7 +56,8 @@ def kms() -> KMSClient:
 
 @lru_cache(maxsize=1)
 def s3() -> S3Client:
-    return _session().client("s3", config=_config())  # type: ignore[no-any-return]
+    # SigV4 presigned URLs: S3 refuses SigV2 for SSE-KMS objects (the mail bucket's default).
+    return _session().client("s3", config=_config(signature_version="s3v4"))  # type: ignore[no-any-return]
 
 
 @lru_cache(maxsize=1)

@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.conditions import Key
-
 from mailbridge.crypto import Envelope
 from mailbridge.errors import Conflict, NotFound
 from mailbridge.models.account import Account, FolderState, SyncState
 from mailbridge.store.base import DynamoRepository, is_condition_failure
+from mailbridge.store.conditions import Key
 from mailbridge.store.keys import folder_key, tenant_pk
 
 if TYPE_CHECKING:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
-
-from boto3.dynamodb.conditions import Attr, Key
+from urllib.parse import unquote
 
 from mailbridge.errors import Conflict
 from mailbridge.store.base import DynamoRepository, Item, is_condition_failure
+from mailbridge.store.conditions import Attr, Key
 from mailbridge.store.keys import (
     email_sk,
     location_prefix,
@@ -31,6 +31,17 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 BATCH_GET = 100
+
+
+def locations_summary(loc_keys: Iterable[str]) -> tuple[set[str], set[str]]:
+    """Accounts and `account:folder` names from location keys (LOC#{account}#{folder}#{v}#{uid})."""
+    accounts: set[str] = set()
+    folders: set[str] = set()
+    for key in loc_keys:
+        _, account_id, folder, _validity, _uid = key.split("#")
+        accounts.add(account_id)
+        folders.add(f"{account_id}:{unquote(folder)}")
+    return accounts, folders
 
 
 class EmailStore(DynamoRepository):
@@ -99,10 +110,22 @@ class EmailStore(DynamoRepository):
             ExpressionAttributeValues={":l": {loc_sk}},
             ReturnValues="ALL_NEW",
         )
-        remaining = response.get("Attributes", {}).get("loc_keys") or set()
+        left: Any = response.get("Attributes", {}).get("loc_keys") or set()
+        remaining = {str(k) for k in left}
         if not remaining:
-            self.update_email(tenant_id, email_id, deleted=True)
+            self.table.update_item(
+                Key={"pk": tenant_pk(tenant_id), "sk": email_sk(email_id)},
+                UpdateExpression="SET deleted = :true REMOVE accounts, folders",
+                ExpressionAttributeValues={":true": True},
+            )
             return True
+        # Keep the derived sets in step with the locations that are left.
+        accounts, folders = locations_summary(remaining)
+        self.table.update_item(
+            Key={"pk": tenant_pk(tenant_id), "sk": email_sk(email_id)},
+            UpdateExpression="SET accounts = :a, folders = :f",
+            ExpressionAttributeValues={":a": accounts, ":f": folders},
+        )
         return False
 
     # ------------------------------------------------------------------ locations

@@ -5,7 +5,8 @@ with connect(ImapSettings(host=..., username=..., password=...)) as mailbox:
     batch = mailbox.fetch_new("INBOX", after_uid=cursor, limit=100)
 """
 
-from mailbridge.providers.imap.client import ImapConnection, build_ssl_context, connect
+from typing import TYPE_CHECKING, Any
+
 from mailbridge.providers.imap.errors import Code, Stage, map_exception
 from mailbridge.providers.imap.folders import find_sent_folder, find_special_folder
 from mailbridge.providers.imap.models import (
@@ -20,6 +21,21 @@ from mailbridge.providers.imap.models import (
 )
 from mailbridge.providers.imap.protocol import MailFolderSource
 from mailbridge.providers.imap.settings import ImapSettings, Security
+
+if TYPE_CHECKING:
+    from mailbridge.providers.imap.client import ImapConnection, build_ssl_context, connect
+
+_CLIENT_NAMES = {"ImapConnection", "build_ssl_context", "connect"}
+
+
+def __getattr__(name: str) -> Any:
+    # The client pulls in IMAPClient (ssl, imaplib...); models importing Security should not.
+    if name in _CLIENT_NAMES:
+        from mailbridge.providers.imap import client
+
+        return getattr(client, name)
+    raise AttributeError(name)
+
 
 __all__ = [
     "Code",

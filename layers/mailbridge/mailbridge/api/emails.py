@@ -1,0 +1,126 @@
+"""Stored emails: list with filters, read one, mark read/flagged, presigned raw and attachment downloads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+
+from mailbridge import emails
+from mailbridge.api import deps
+from mailbridge.api.context import current_tenant, require_role
+from mailbridge.api.schemas import AUTHED_ERRORS, BEARER, error_responses
+from mailbridge.emails import EmailPatch, EmailQuery
+from mailbridge.models.mail import Email, EmailSummary, PresignedUrl
+from mailbridge.store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
+from mailbridge.tenancy import Role
+
+router = Router()
+
+ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+THREAD_ID_PATTERN = emails.THREAD_ID.pattern
+
+
+@router.get(
+    "/emails",
+    summary="List emails, newest first, with filters; follow `next_cursor` (pages may be short)",
+    tags=["emails"],
+    security=BEARER,
+    responses=error_responses(400, *AUTHED_ERRORS),
+)
+def list_emails(
+    account_id: Annotated[
+        str | None, Query(pattern=ACCOUNT_ID_PATTERN, description="Only emails held by this account")
+    ] = None,
+    folder: Annotated[
+        str | None,
+        Query(max_length=1000, description="Only emails in this folder of `account_id` (needs account_id)"),
+    ] = None,
+    thread_id: Annotated[
+        str | None, Query(pattern=THREAD_ID_PATTERN, description="Only emails of this thread")
+    ] = None,
+    sender: Annotated[
+        str | None,
+        Query(alias="from", max_length=320, description="Sender address or name contains this (any case)"),
+    ] = None,
+    since: Annotated[
+        datetime | None, Query(description="ISO 8601; emails dated at or after this (no offset: UTC)")
+    ] = None,
+    until: Annotated[
+        datetime | None, Query(description="ISO 8601; emails dated at or before this (not before since)")
+    ] = None,
+    unread: Annotated[bool | None, Query(description="true: only unread; false: only read")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Subject or sender contains this text (any case)")
+    ] = None,
+    include_deleted: Annotated[bool, Query(description="Also emails no mailbox holds any more")] = False,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[
+        str | None, Query(max_length=4096, description="`next_cursor` of the previous page")
+    ] = None,
+) -> Page[EmailSummary]:
+    query = EmailQuery(
+        account_id=account_id,
+        folder=folder,
+        thread_id=thread_id,
+        sender=sender,
+        since=since,
+        until=until,
+        unread=unread,
+        q=q,
+        include_deleted=include_deleted,
+        limit=limit,
+        cursor=cursor,
+    )
+    return emails.list_emails(current_tenant(router), query, deps.email_store())
+
+
+@router.get(
+    "/emails/<email_id>",
+    summary="One email with bodies, attachments' metadata and mailbox locations",
+    tags=["emails"],
+    security=BEARER,
+    responses=error_responses(*AUTHED_ERRORS, 404),
+)
+def get_email(email_id: str) -> Email:
+    return emails.get_email(current_tenant(router), email_id, deps.email_store(), deps.blob_store())
+
+
+@router.patch(
+    "/emails/<email_id>",
+    summary="Mark read/unread or flagged/unflagged (member or above); written back to every mailbox",
+    tags=["emails"],
+    security=BEARER,
+    middlewares=[require_role(Role.MEMBER)],
+    responses=error_responses(400, *AUTHED_ERRORS, 404, 503),
+)
+def patch_email(email_id: str, patch: Annotated[EmailPatch, Body()]) -> Email:
+    return emails.update_email(
+        current_tenant(router), email_id, patch, deps.email_store(), deps.blob_store(), deps.sync_queue()
+    )
+
+
+@router.get(
+    "/emails/<email_id>/raw",
+    summary="A short-lived download URL for the original message (message/rfc822)",
+    tags=["emails"],
+    security=BEARER,
+    responses=error_responses(*AUTHED_ERRORS, 404),
+)
+def get_email_raw(email_id: str) -> PresignedUrl:
+    return emails.raw_url(current_tenant(router), email_id, deps.email_store(), deps.blob_store())
+
+
+@router.get(
+    "/emails/<email_id>/attachments/<attachment_id>",
+    summary="A short-lived download URL for one attachment",
+    tags=["emails"],
+    security=BEARER,
+    responses=error_responses(*AUTHED_ERRORS, 404),
+)
+def get_attachment(email_id: str, attachment_id: str) -> PresignedUrl:
+    return emails.attachment_url(
+        current_tenant(router), email_id, attachment_id, deps.email_store(), deps.blob_store()
+    )

@@ -1,0 +1,434 @@
+"""Stored mail as the API shows it: list with filters, read one, flag it (pushed back to the
+mailboxes through the SyncQueue), presigned downloads and thread views.
+
+Email items are a persistence shape (keys, string sets, Decimals, bodies possibly in S3, `from`
+under "from"); every function here maps them to `mailbridge.models.mail` explicitly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mailbridge.errors import Invalid, NotFound
+from mailbridge.models.email import (
+    AttachmentMeta,
+    BounceReport,
+    CalendarPart,
+    EmailAddress,
+    ListInfo,
+)
+from mailbridge.models.mail import Email, EmailSummary, Location, PresignedUrl, ThreadView
+from mailbridge.queues import SyncQueue
+from mailbridge.store.base import Item, is_condition_failure
+from mailbridge.store.blobs import PRESIGN_SECONDS, BlobStore
+from mailbridge.store.emails import EmailStore, email_filter
+from mailbridge.store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
+from mailbridge.sync.messages import PushFlags
+from mailbridge.tenancy import Role, TenantContext
+
+EMAIL_ID = re.compile(r"^em_[0-9a-f]{26}$")
+THREAD_ID = re.compile(r"^th_[0-9a-f]{24}$")
+
+# IMAP system flags (the same names mailbridge.sync.ingest reads; not imported from there because
+# that module pulls the MIME stack into the API's cold start).
+SEEN, FLAGGED = "\\Seen", "\\Flagged"
+IMAP_FLAG = {"read": SEEN, "flagged": FLAGGED}
+
+RAW_CONTENT_TYPE = "message/rfc822"
+
+# A filtered listing queries again while its page is short, at most this many times per request:
+# pages may come back short (never past a cursor that loses items), but rarely empty.
+FILL_ROUNDS = 5
+# Locations of one email in one account sit side by side in the account index; after a page this
+# many more are read one by one so the next page does not repeat the page's last email.
+BOUNDARY_PEEKS = 10
+
+Fetch = Callable[[str | None, int], tuple[list[Item], str | None]]
+
+
+class EmailQuery(BaseModel):
+    """The filters of `GET /emails` (all optional; they combine with AND)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    account_id: str | None = None
+    folder: str | None = None
+    thread_id: str | None = None
+    sender: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    unread: bool | None = None
+    q: str | None = None
+    include_deleted: bool = False
+    limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+    cursor: str | None = None
+
+
+class EmailPatch(BaseModel):
+    """`PATCH /emails/{id}`: the flags to set; fields left out keep their value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    read: bool | None = Field(default=None, description="Mark read (IMAP \\Seen) or unread")
+    flagged: bool | None = Field(default=None, description="Flag (IMAP \\Flagged) or unflag")
+
+
+# ---------------------------------------------------------------------------------- mapping
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB's Decimals and sets as JSON-ish Python: ints/floats and sorted lists."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, set | frozenset):
+        return sorted(_plain(v) for v in value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _addresses(value: Any) -> list[EmailAddress]:
+    return [EmailAddress(name=a.get("name"), address=str(a["address"])) for a in value or ()]
+
+
+def _address(value: Any) -> EmailAddress | None:
+    return EmailAddress(name=value.get("name"), address=str(value["address"])) if value else None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _strings(value: Any) -> list[str]:
+    return sorted(str(v) for v in value or ())
+
+
+def _summary_fields(item: Item) -> dict[str, Any]:
+    return {
+        "email_id": str(item["email_id"]),
+        "thread_id": str(item["thread_id"]),
+        "subject": _text(item.get("subject")),
+        "from_": _addresses(item.get("from")),
+        "to": _addresses(item.get("to")),
+        "date": datetime.fromisoformat(str(item["date"])),
+        "snippet": str(item.get("snippet") or ""),
+        "read": bool(item.get("read")),
+        "flagged": bool(item.get("flagged")),
+        "answered": bool(item.get("answered")),
+        "has_attachments": bool(item.get("has_attachments")),
+        "direction": item.get("direction") or "inbound",
+        "accounts": _strings(item.get("accounts")),
+        "folders": _strings(item.get("folders")),
+        "deleted": bool(item.get("deleted")),
+    }
+
+
+def to_summary(item: Item) -> EmailSummary:
+    return EmailSummary.model_validate(_summary_fields(item))
+
+
+def to_location(item: Item) -> Location:
+    modseq = item.get("modseq")
+    return Location(
+        account_id=str(item["account_id"]),
+        folder=str(item["folder"]),
+        uidvalidity=int(item["uidvalidity"]),
+        uid=int(item["uid"]),
+        flags=_strings(item.get("flags")),
+        modseq=None if modseq is None else int(modseq),
+    )
+
+
+def to_email(item: Item, bodies: Mapping[str, Any], locations: Iterable[Item]) -> Email:
+    """`bodies` holds text_body, html_body and calendar (from the item, or its S3 body document)."""
+    calendar, bounce, listinfo = bodies.get("calendar"), item.get("bounce"), item.get("list")
+    return Email.model_validate(
+        {
+            **_summary_fields(item),
+            "message_id": _text(item.get("message_id")),
+            "in_reply_to": _text(item.get("in_reply_to")),
+            "references": [str(r) for r in item.get("references") or ()],
+            "sender": _address(item.get("sender")),
+            "reply_to": _addresses(item.get("reply_to")),
+            "cc": _addresses(item.get("cc")),
+            "bcc": _addresses(item.get("bcc")),
+            "date_source": str(item.get("date_source") or "none"),
+            "text_body": _text(bodies.get("text_body")),
+            "html_body": _text(bodies.get("html_body")),
+            "attachments": [AttachmentMeta.model_validate(_plain(a)) for a in item.get("attachments") or ()],
+            "calendar": CalendarPart.model_validate(_plain(calendar)) if calendar else None,
+            "bounce": BounceReport.model_validate(_plain(bounce)) if bounce else None,
+            "auto_submitted": _text(item.get("auto_submitted")),
+            "precedence": _text(item.get("precedence")),
+            "list_": ListInfo.model_validate(_plain(listinfo)) if listinfo else None,
+            "size": int(item.get("size") or 0),
+            "locations": [to_location(loc) for loc in sorted(locations, key=lambda loc: str(loc["sk"]))],
+        }
+    )
+
+
+def participants(address_lists: Iterable[Iterable[EmailAddress]]) -> list[EmailAddress]:
+    """Unique by lower-cased address, in order of first appearance; the first name seen wins."""
+    found: dict[str, EmailAddress] = {}
+    for addresses in address_lists:
+        for address in addresses:
+            key = address.address.lower()
+            known = found.get(key)
+            if known is None:
+                found[key] = address
+            elif not known.name and address.name:
+                found[key] = EmailAddress(name=address.name, address=known.address)
+    return list(found.values())
+
+
+# ---------------------------------------------------------------------------------- filters
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    # A datetime without an offset is taken as UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def normalize_query(query: EmailQuery) -> EmailQuery:
+    """Check the rules between filters; blank text filters count as absent, times become UTC."""
+    changes: dict[str, Any] = {
+        name: (getattr(query, name) or "").strip() or None for name in ("sender", "q", "folder")
+    }
+    changes.update(since=_utc(query.since), until=_utc(query.until))
+    normalized = query.model_copy(update=changes)
+    if normalized.folder and not normalized.account_id:
+        raise Invalid("folder can only be used together with account_id", code="folder_needs_account")
+    if normalized.since and normalized.until and normalized.until < normalized.since:
+        raise Invalid("until must not be before since", code="invalid_date_range")
+    return normalized
+
+
+def _sender_matches(item: Item, needle: str) -> bool:
+    needle = needle.lower()
+    return any(
+        needle in str(a.get("address") or "").lower() or needle in str(a.get("name") or "").lower()
+        for a in item.get("from") or ()
+    )
+
+
+def matches(item: Item, query: EmailQuery) -> bool:
+    """Every filter of a normalized query, checked on a stored email item."""
+    checks = [
+        query.include_deleted or not item.get("deleted"),
+        query.unread is None or bool(item.get("read")) != query.unread,
+        not query.q or query.q.lower() in str(item.get("search") or ""),
+        not query.sender or _sender_matches(item, query.sender),
+        not query.thread_id or item.get("thread_id") == query.thread_id,
+        not query.account_id or query.account_id in (item.get("accounts") or ()),
+        not query.folder or f"{query.account_id}:{query.folder}" in (item.get("folders") or ()),
+    ]
+    if query.since or query.until:
+        date = datetime.fromisoformat(str(item["date"]))
+        checks.append(query.since is None or date >= query.since)
+        checks.append(query.until is None or date <= query.until)
+    return all(checks)
+
+
+def fill_page(
+    fetch: Fetch, keep: Callable[[Item], bool], *, limit: int, cursor: str | None, rounds: int = FILL_ROUNDS
+) -> tuple[list[Item], str | None]:
+    """Query again while the page is short. Each query asks for at most the missing count, so
+    every item read is either returned or filtered out, and the last cursor loses nothing."""
+    kept: list[Item] = []
+    for _ in range(rounds):
+        items, cursor = fetch(cursor, limit - len(kept))
+        kept.extend(item for item in items if keep(item))
+        if cursor is None or len(kept) >= limit:
+            break
+    return kept, cursor
+
+
+# ---------------------------------------------------------------------------------- listing
+
+
+def list_emails(ctx: TenantContext, query: EmailQuery, store: EmailStore) -> Page[EmailSummary]:
+    """Newest first. By thread (gsi2), by account (its locations), else the tenant's index (gsi1)."""
+    query = normalize_query(query)
+    if query.account_id and not query.thread_id:
+        return _list_account(ctx, query.account_id, query, store)
+    since = query.since.isoformat() if query.since else None
+    until = query.until.isoformat() if query.until else None
+    filters = email_filter(
+        include_deleted=query.include_deleted,
+        read=None if query.unread is None else not query.unread,
+        search=query.q.lower() if query.q else None,
+        account_id=query.account_id,
+        folder=query.folder,
+    )
+    thread_id = query.thread_id
+
+    def fetch(cursor: str | None, limit: int) -> tuple[list[Item], str | None]:
+        if thread_id:
+            return store.list_thread(
+                ctx.tenant_id, thread_id, cursor=cursor, limit=limit, newest_first=True, filters=filters
+            )
+        return store.list_emails(
+            ctx.tenant_id, cursor=cursor, limit=limit, since=since, until=until, filters=filters
+        )
+
+    items, cursor = fill_page(
+        fetch, lambda item: matches(item, query), limit=query.limit, cursor=query.cursor
+    )
+    return Page[EmailSummary](items=[to_summary(i) for i in items], next_cursor=cursor)
+
+
+def _list_account(
+    ctx: TenantContext, account_id: str, query: EmailQuery, store: EmailStore
+) -> Page[EmailSummary]:
+    # The location proves the account and folder; the email item is checked for the rest.
+    email_query = query.model_copy(update={"account_id": None, "folder": None})
+    since = query.since.isoformat() if query.since else None
+    until = query.until.isoformat() if query.until else None
+    seen: set[str] = set()
+    kept: list[Item] = []
+
+    def locations(cursor: str | None, limit: int) -> tuple[list[Item], str | None]:
+        # The folder is checked here rather than in DynamoDB so every location read is seen.
+        return store.list_account_locations(
+            ctx.tenant_id, account_id, cursor=cursor, limit=limit, since=since, until=until
+        )
+
+    cursor = query.cursor
+    for _ in range(FILL_ROUNDS):
+        page, cursor = locations(cursor, query.limit - len(kept))
+        ids = [str(loc["email_id"]) for loc in page if not query.folder or loc.get("folder") == query.folder]
+        fresh = [e for e in dict.fromkeys(ids) if e not in seen]
+        seen.update(fresh)
+        found = store.batch_get_emails(ctx.tenant_id, fresh) if fresh else {}
+        kept.extend(found[e] for e in fresh if e in found and matches(found[e], email_query))
+        if cursor is None or len(kept) >= query.limit:
+            break
+    # One email in two folders of the account has two adjacent locations: do not end the page
+    # between them, or the next page would show the email again.
+    for _ in range(BOUNDARY_PEEKS):
+        if cursor is None:
+            break
+        peek, after = locations(cursor, 1)
+        if not peek or str(peek[0]["email_id"]) not in seen:
+            break
+        cursor = after
+    return Page[EmailSummary](items=[to_summary(i) for i in kept], next_cursor=cursor)
+
+
+# ---------------------------------------------------------------------------------- one email
+
+
+def _email_item(ctx: TenantContext, email_id: str, store: EmailStore) -> Item:
+    item = store.get_email(ctx.tenant_id, email_id) if EMAIL_ID.match(email_id) else None
+    if item is None:
+        raise NotFound("no such email")
+    return item
+
+
+def _load_email(ctx: TenantContext, item: Item, store: EmailStore, blobs: BlobStore) -> Email:
+    body_key = item.get("body_key")
+    bodies: Mapping[str, Any] = blobs.get_json(str(body_key)) if body_key else item
+    loc_keys = _strings(item.get("loc_keys"))
+    locations = store.batch_get_sks(ctx.tenant_id, loc_keys) if loc_keys else []
+    return to_email(item, bodies, locations)
+
+
+def get_email(ctx: TenantContext, email_id: str, store: EmailStore, blobs: BlobStore) -> Email:
+    """The full message with bodies and mailbox locations; deleted emails too (`deleted: true`)."""
+    return _load_email(ctx, _email_item(ctx, email_id, store), store, blobs)
+
+
+def update_email(
+    ctx: TenantContext,
+    email_id: str,
+    patch: EmailPatch,
+    store: EmailStore,
+    blobs: BlobStore,
+    queue: SyncQueue,
+) -> Email:
+    """Set read/flagged now and ask the sync function to write the flags to every mailbox."""
+    ctx.require(Role.MEMBER)
+    changes: dict[str, bool] = patch.model_dump(exclude_none=True)
+    if not changes:
+        raise Invalid("send at least one of read, flagged", code="empty_patch")
+    item = _email_item(ctx, email_id, store)
+    try:
+        store.update_email(ctx.tenant_id, email_id, **changes)
+    except Exception as exc:
+        if is_condition_failure(exc):
+            raise NotFound("no such email") from exc
+        raise
+    add = [IMAP_FLAG[name] for name, on in changes.items() if on]
+    remove = [IMAP_FLAG[name] for name, on in changes.items() if not on]
+    pushes = [
+        PushFlags(tenant_id=ctx.tenant_id, account_id=account_id, email_id=email_id, add=add, remove=remove)
+        for account_id in _strings(item.get("accounts"))
+    ]
+    if pushes:
+        queue.send_many(pushes)
+    return _load_email(ctx, {**item, **changes}, store, blobs)
+
+
+def raw_url(ctx: TenantContext, email_id: str, store: EmailStore, blobs: BlobStore) -> PresignedUrl:
+    item = _email_item(ctx, email_id, store)
+    if not item.get("raw_key"):
+        raise NotFound("the raw message is not stored", code="raw_not_found")
+    filename = f"{email_id}.eml"
+    url = blobs.presign_get(str(item["raw_key"]), filename=filename, content_type=RAW_CONTENT_TYPE)
+    return PresignedUrl(url=url, expires_in=PRESIGN_SECONDS, filename=filename, content_type=RAW_CONTENT_TYPE)
+
+
+def attachment_url(
+    ctx: TenantContext, email_id: str, attachment_id: str, store: EmailStore, blobs: BlobStore
+) -> PresignedUrl:
+    item = _email_item(ctx, email_id, store)
+    meta = next((a for a in item.get("attachments") or () if a.get("id") == attachment_id), None)
+    if meta is None:
+        raise NotFound("the email has no such attachment", code="attachment_not_found")
+    filename = str(meta.get("filename") or attachment_id)
+    content_type = str(meta.get("content_type") or "application/octet-stream")
+    key = blobs.attachment_key(ctx.tenant_id, email_id, attachment_id)
+    url = blobs.presign_get(key, filename=filename, content_type=content_type)
+    return PresignedUrl(url=url, expires_in=PRESIGN_SECONDS, filename=filename, content_type=content_type)
+
+
+# ---------------------------------------------------------------------------------- threads
+
+
+def get_thread(
+    ctx: TenantContext,
+    thread_id: str,
+    store: EmailStore,
+    *,
+    cursor: str | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+) -> ThreadView:
+    """A page of the thread's messages, oldest first; the subject is the thread's first message's."""
+    if not THREAD_ID.match(thread_id):
+        raise NotFound("no such thread", code="thread_not_found")
+    items, next_cursor = store.list_thread(ctx.tenant_id, thread_id, cursor=cursor, limit=limit)
+    first = items[0] if items and cursor is None else None
+    if first is None:
+        head, _ = store.list_thread(ctx.tenant_id, thread_id, cursor=None, limit=1)
+        if not head:
+            raise NotFound("no such thread", code="thread_not_found")
+        first = head[0]
+    return ThreadView(
+        thread_id=thread_id,
+        subject=_text(first.get("subject")),
+        participants=participants(
+            _addresses(item.get(field)) for item in items for field in ("from", "to", "cc")
+        ),
+        messages=[to_summary(i) for i in items],
+        next_cursor=next_cursor,
+    )

@@ -1,0 +1,127 @@
+"""Issue acceptance through the local runner: a real Dovecot mailbox connected over the HTTP API,
+synced by the sync function from the SyncQueue, read back through /emails and /threads, a flag
+written back to the server, and new mail picked up by the template's 5-minute poll schedule."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.clock import ManualClock
+from local.runner import Runner
+from tests.integration.dovecot import DovecotServer, DovecotUser
+from tests.integration.sync_harness import message
+
+pytestmark = pytest.mark.dovecot
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[Runner]:
+    clock = ManualClock(datetime(2030, 1, 1, 9, 0, tzinfo=UTC))
+    with Runner(
+        templates=[ROOT / "template.yaml"], port=0, clock=clock, parameters={"AllowPrivateMailHosts": "true"}
+    ) as r:
+        yield r
+
+
+def call(runner: Runner, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        runner.url + path,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def server_flags(server: DovecotServer, user: DovecotUser, uid: int) -> str:
+    with server.session(user, "INBOX") as conn:
+        _typ, data = conn.uid("FETCH", str(uid), "(FLAGS)")
+    return repr(data)
+
+
+def test_a_mailbox_connected_through_the_api_syncs_threads_and_writes_flags_back(
+    runner: Runner, dovecot_server: DovecotServer, dovecot_user: DovecotUser
+) -> None:
+    token = runner.token(tenant="acme", role="member", sub="alice")
+    server, user = dovecot_server, dovecot_user
+    # Given a mailbox holding a conversation
+    first_uid = server.append(user, "INBOX", message("Renewal quote", msgid="q1@customer.example"))
+    server.append(
+        user,
+        "INBOX",
+        message(
+            "Re: Renewal quote",
+            msgid="q2@customer.example",
+            refs=["q1@customer.example"],
+            date="Tue, 17 Nov 2026 11:00:00 +0000",
+        ),
+    )
+    # When the user connects it through the API
+    status, account = call(
+        runner,
+        "POST",
+        "/accounts",
+        token,
+        {
+            "provider": "imap",
+            "address": f"{user.name}@example.com",
+            "imap": {
+                "host": server.host,
+                "port": server.imap_port,
+                "security": "none",
+                "username": user.name,
+                "password": user.password,
+            },
+        },
+    )
+    assert status == 201, account
+    account_id = account["account_id"]
+    runner.drain()
+    # Then the sync ran and the mail shows up, threaded
+    status, sync_state = call(runner, "GET", f"/accounts/{account_id}/status", token)
+    assert sync_state["stage"] == "idle", sync_state
+    status, page = call(runner, "GET", "/emails", token)
+    assert status == 200, page
+    subjects = [e["subject"] for e in page["items"]]
+    assert subjects == ["Re: Renewal quote", "Renewal quote"]  # newest first
+    thread_id = page["items"][0]["thread_id"]
+    status, thread = call(runner, "GET", f"/threads/{thread_id}", token)
+    assert status == 200, thread
+    assert [m["subject"] for m in thread["messages"]] == ["Renewal quote", "Re: Renewal quote"]
+    # When the first message is marked read through the API
+    first = next(e for e in page["items"] if e["subject"] == "Renewal quote")
+    status, patched = call(runner, "PATCH", f"/emails/{first['email_id']}", token, {"read": True})
+    assert status == 200, patched
+    runner.drain()
+    # Then the IMAP server has \Seen on it
+    assert "\\\\Seen" in server_flags(server, user, first_uid)
+    # When a new message arrives and the poll schedule's 5 minutes pass
+    server.append(
+        user,
+        "INBOX",
+        message("Signed contract", msgid="q3@customer.example", date="Tue, 17 Nov 2026 12:00:00 +0000"),
+    )
+    runner.advance(5 * 60)
+    runner.drain()
+    # Then it is listed too
+    status, page = call(runner, "GET", "/emails", token)
+    assert page["items"][0]["subject"] == "Signed contract"
+    # And another tenant sees none of it
+    other = runner.token(tenant="globex", role="owner")
+    assert call(runner, "GET", "/emails", other)[1]["items"] == []
+    assert call(runner, "GET", f"/threads/{thread_id}", other)[0] == 404
