@@ -325,6 +325,10 @@ service stats {{
             self._users[user.name] = user
         # One passwd-file per user (the path has %u): a new user is a new file, so there is no
         # reload to wait for (Dovecot re-stats a changed passwd-file at most once a second).
+        self._write_passwd(user)
+        return user
+
+    def _write_passwd(self, user: DovecotUser) -> None:
         line = (
             f"{user.name}:{{PLAIN}}{user.password}:{self.mail_uid}:{self.mail_gid}::"
             f"{self.mail_root / user.name}::\n"
@@ -333,7 +337,6 @@ service stats {{
         tmp.write_text(line)
         tmp.chmod(0o644)
         tmp.replace(self.passwd_dir / user.name)
-        return user
 
     def set_password(self, user: DovecotUser, password: str) -> DovecotUser:
         """Change a user's password on the server (the mailbox stays)."""
@@ -342,14 +345,7 @@ service stats {{
         changed = DovecotUser(name=user.name, password=password)
         with self._users_lock:
             self._users[user.name] = changed
-        line = (
-            f"{user.name}:{{PLAIN}}{password}:{self.mail_uid}:{self.mail_gid}::"
-            f"{self.mail_root / user.name}::\n"
-        )
-        tmp = self.passwd_dir / f".{user.name}.tmp"
-        tmp.write_text(line)
-        tmp.chmod(0o644)
-        tmp.replace(self.passwd_dir / user.name)
+        self._write_passwd(changed)
         # Dovecot looks at a passwd-file's stat at most once a second.
         time.sleep(1.1)
         return changed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import warnings
 from collections.abc import Generator, Sequence
 from typing import Any
 
@@ -78,6 +79,8 @@ def _make_tracer() -> Tracer:
 logger = Logger()
 tracer = _make_tracer()
 metrics = Metrics()
+# Most invocations emit nothing but the cold-start metric; Powertools warns on every one of them.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 
 def redact_address(address: str) -> str:

@@ -247,17 +247,7 @@ class EmailStore(DynamoRepository):
         until: str | None = None,
         filters: Any = None,
     ) -> tuple[list[Item], str | None]:
-        condition = Key("gsi1pk").eq(tenant_pk(tenant_id))
-        condition = _date_range(condition, since, until)
-        return self.query_page(
-            tenant_id=tenant_id,
-            key_condition=condition,
-            cursor=cursor,
-            limit=limit,
-            index="gsi1",
-            newest_first=True,
-            filter_expression=filters,
-        )
+        return self._newest_first(tenant_id, tenant_pk(tenant_id), cursor, limit, since, until, filters)
 
     def list_account_locations(
         self,
@@ -270,16 +260,29 @@ class EmailStore(DynamoRepository):
         until: str | None = None,
         folder: str | None = None,
     ) -> tuple[list[Item], str | None]:
-        condition = Key("gsi1pk").eq(f"{tenant_pk(tenant_id)}#ACC#{account_id}")
-        condition = _date_range(condition, since, until)
+        partition = f"{tenant_pk(tenant_id)}#ACC#{account_id}"
+        folder_filter = Attr("folder").eq(folder) if folder else None
+        return self._newest_first(tenant_id, partition, cursor, limit, since, until, folder_filter)
+
+    def _newest_first(
+        self,
+        tenant_id: str,
+        partition: str,
+        cursor: str | None,
+        limit: int,
+        since: str | None,
+        until: str | None,
+        filters: Any,
+    ) -> tuple[list[Item], str | None]:
+        """A gsi1 partition, newest first, optionally within a date range."""
         return self.query_page(
             tenant_id=tenant_id,
-            key_condition=condition,
+            key_condition=_date_range(Key("gsi1pk").eq(partition), since, until),
             cursor=cursor,
             limit=limit,
             index="gsi1",
             newest_first=True,
-            filter_expression=Attr("folder").eq(folder) if folder else None,
+            filter_expression=filters,
         )
 
     def list_thread(

@@ -62,6 +62,17 @@ def _state(account: Account, deps: SyncServiceDeps, **changes: object) -> SyncSt
     return state
 
 
+def _failed(account: Account, deps: SyncServiceDeps, exc: ProviderError) -> None:
+    _state(
+        account,
+        deps,
+        stage=SyncStage.FAILED,
+        reason=exc.code,
+        last_error=exc.message,
+        last_error_at=deps.sync.now(),
+    )
+
+
 def run_sync(request: SyncRequest, deps: SyncServiceDeps, budget: Budget) -> SyncReport | None:
     try:
         account = deps.sync.accounts.get_account(request.tenant_id, request.account_id)
@@ -83,36 +94,15 @@ def run_sync(request: SyncRequest, deps: SyncServiceDeps, budget: Budget) -> Syn
             break
         except ProviderAuthError as exc:
             # Stop here: no retry, no polling, until the user asks for a sync again.
-            _state(
-                account,
-                deps,
-                stage=SyncStage.FAILED,
-                reason=exc.code,
-                last_error=exc.message,
-                last_error_at=now(),
-            )
+            _failed(account, deps, exc)
             logger.warning("sync stopped: credentials rejected", extra={"code": exc.code})
             return None
         except ProviderError as exc:
             if not exc.retryable:
-                _state(
-                    account,
-                    deps,
-                    stage=SyncStage.FAILED,
-                    reason=exc.code,
-                    last_error=exc.message,
-                    last_error_at=now(),
-                )
+                _failed(account, deps, exc)
                 return None
             if attempt == TRANSIENT_ATTEMPTS or budget.exhausted():
-                _state(
-                    account,
-                    deps,
-                    stage=SyncStage.FAILED,
-                    reason=exc.code,
-                    last_error=exc.message,
-                    last_error_at=now(),
-                )
+                _failed(account, deps, exc)
                 raise  # the queue redelivers later; the cursor keeps what was stored
             logger.info("transient provider error; retrying", extra={"code": exc.code, "attempt": attempt})
             deps.sleep(2.0**attempt)
