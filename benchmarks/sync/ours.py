@@ -1,0 +1,226 @@
+"""Our side of benchmarks/bench_sync.py, run in its own process so its peak memory is its own.
+
+The parent starts moto (ThreadedMotoServer) and Dovecot, then runs this script with the moto
+endpoint and the mailbox in a JSON argument. This process creates the template's resources in
+moto, connects the account through the service layer (mailbridge.accounts.connect_account, which
+logs in first and stores the KMS-encrypted password), and times `run_sync` (IMAP fetch, MIME
+normalization, S3 + DynamoDB writes, bus events) until the report is complete. It writes one JSON
+line per phase to the result file descriptor, then waits for a line on stdin ("go") before the
+incremental run, so the parent can append a message in between.
+
+`BENCH_SYNC_PROFILE=1` prints a cProfile top list of the initial sync to stderr;
+`BENCH_SYNC_TRACEMALLOC=1` adds the tracemalloc peak (slows the run down noticeably).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import cProfile
+import io
+import json
+import os
+import pstats
+import resource
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+TENANT = "bench"
+
+
+def _maxrss_mb() -> float:
+    """This process's own peak RSS since exec.
+
+    Not getrusage(): on Linux its ru_maxrss also counts the parent's peak that the child inherited
+    when it was forked (exec keeps the old mm's high-water mark), and the parent holds moto.
+    """
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # elsewhere: the best there is
+
+
+class OperationClock:
+    """Wall time per AWS operation, from botocore's before-call/after-call events."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, list[float]] = {}
+        self._started: dict[int, float] = {}
+
+    def attach(self, session: Any) -> None:
+        session.register("before-call", self._before)
+        session.register("after-call", self._after)
+
+    def _before(self, model: Any, **_: Any) -> None:
+        self._started[id(model)] = time.perf_counter()
+
+    def _after(self, model: Any, **_: Any) -> None:
+        start = self._started.pop(id(model), None)
+        if start is not None:
+            entry = self.totals.setdefault(f"{model.service_model.service_name}.{model.name}", [0, 0.0])
+            entry[0] += 1
+            entry[1] += time.perf_counter() - start
+
+    def report(self) -> str:
+        lines = [f"{'AWS operation':<34}{'calls':>7}{'total s':>9}{'ms/call':>9}"]
+        for name, (calls, total) in sorted(self.totals.items(), key=lambda kv: -kv[1][1]):
+            lines.append(f"{name:<34}{calls:>7}{total:>9.2f}{1000 * total / calls:>9.2f}")
+        return "\n".join(lines)
+
+
+def main() -> int:
+    config: dict[str, Any] = json.loads(sys.argv[1])
+    out = os.fdopen(int(config["result_fd"]), "w", buffering=1)
+    sys.path[:0] = [str(ROOT / "layers" / "mailbridge"), str(ROOT)]
+
+    import boto3
+
+    from local.resources import create_resources
+    from local.template import load_template
+
+    template = load_template([ROOT / "template.yaml"], parameters={"AllowPrivateMailHosts": "true"})
+    create_resources(boto3.session.Session(), template)
+    os.environ.update(template.functions()["SyncFunction"].environment)
+    os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
+    os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"  # one INFO line per run is all it would add
+
+    from mailbridge.accounts import AccountDeps, connect_account
+    from mailbridge.config import get_settings
+    from mailbridge.models.account import AccountCreate
+    from mailbridge.sync.engine import Budget, SyncReport
+    from mailbridge.sync.messages import SyncRequest
+    from mailbridge.sync.service import run_sync
+    from mailbridge.sync.wiring import service_deps
+    from mailbridge.tenancy import Role, TenantContext
+
+    clock = OperationClock()
+    if os.environ.get("BENCH_SYNC_PROFILE") == "1":
+        from mailbridge import aws
+
+        # Clients copy the session's event hooks when created: register before the first one.
+        clock.attach(aws._session().events)
+    settings = get_settings()
+    deps = service_deps()
+    account = connect_account(
+        TenantContext(tenant_id=TENANT, role=Role.MEMBER, subject="bench"),
+        AccountCreate.model_validate(
+            {
+                "provider": "imap",
+                "address": f"{config['user']}@example.com",
+                "imap": {
+                    "host": config["host"],
+                    "port": config["port"],
+                    "security": "none",
+                    "username": config["user"],
+                    "password": config["password"],
+                },
+            }
+        ),
+        AccountDeps(
+            store=deps.sync.accounts,
+            queue=deps.queue,
+            key_id=settings.data_key_id,
+            allow_private_hosts=settings.allow_private_mail_hosts,
+        ),
+    )
+    request = SyncRequest(tenant_id=TENANT, account_id=account.account_id, reason="manual")
+
+    cpu_seconds: list[float] = []
+
+    def sync_until_complete() -> tuple[float, int, int, int]:
+        """Seconds, stored, quarantined, runs: continuations are run here instead of queued."""
+        stored = quarantined = runs = 0
+        start, cpu = time.perf_counter(), time.process_time()
+        while True:
+            runs += 1
+            report: SyncReport | None = run_sync(request, deps, Budget(max_messages=10**9))
+            if report is None:
+                raise RuntimeError("run_sync gave no report (account removed or credentials rejected)")
+            stored += report.stored
+            quarantined += sum(f.quarantined for f in report.folders)
+            if report.complete:
+                cpu_seconds.append(time.process_time() - cpu)
+                return time.perf_counter() - start, stored, quarantined, runs
+
+    def count(prefix: str) -> int:
+        table: Any = boto3.resource("dynamodb").Table(settings.tables.emails)
+        total, kwargs = 0, dict[str, Any]()
+        while True:
+            page = table.query(
+                KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+                ExpressionAttributeValues={":p": f"TENANT#{TENANT}", ":s": prefix},
+                Select="COUNT",
+                **kwargs,
+            )
+            total += int(page["Count"])
+            if "LastEvaluatedKey" not in page:
+                return total
+            kwargs = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+    profile = cProfile.Profile() if os.environ.get("BENCH_SYNC_PROFILE") == "1" else None
+    traced = os.environ.get("BENCH_SYNC_TRACEMALLOC") == "1"
+    if traced:
+        tracemalloc.start(6)
+    if profile is not None:
+        profile.enable()
+    seconds, stored, quarantined, runs = sync_until_complete()
+    if profile is not None:
+        profile.disable()
+        text = io.StringIO()
+        pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(25)
+        text.write("\n--- by own time ---\n")
+        pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(15)
+        print(text.getvalue(), file=sys.stderr)
+        print(clock.report(), file=sys.stderr)
+    peak_traced = tracemalloc.get_traced_memory()[1] / 2**20 if traced else None
+    if traced:
+        snapshot = tracemalloc.take_snapshot()
+        print("--- memory still held after the initial sync, by allocation site ---", file=sys.stderr)
+        for stat in snapshot.statistics("traceback")[:12]:
+            print(f"{stat.size / 2**20:8.1f} MB {stat.count:>8} blocks", file=sys.stderr)
+            for line in stat.traceback.format(limit=6):
+                print("    " + line, file=sys.stderr)
+    out.write(
+        json.dumps(
+            {
+                "phase": "initial",
+                "seconds": seconds,
+                "cpu_seconds": cpu_seconds[-1],
+                "stored": stored,
+                "quarantined": quarantined,
+                "runs": runs,
+                "emails": count("EMAIL#"),
+                "maxrss_mb": _maxrss_mb(),
+                "tracemalloc_peak_mb": peak_traced,
+            }
+        )
+        + "\n"
+    )
+
+    if sys.stdin.readline().strip() != "go":
+        return 0
+    seconds, stored, quarantined, runs = sync_until_complete()
+    out.write(
+        json.dumps(
+            {
+                "phase": "incremental",
+                "seconds": seconds,
+                "cpu_seconds": cpu_seconds[-1],
+                "stored": stored,
+                "quarantined": quarantined,
+                "runs": runs,
+                "emails": count("EMAIL#"),
+                "maxrss_mb": _maxrss_mb(),
+            }
+        )
+        + "\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
