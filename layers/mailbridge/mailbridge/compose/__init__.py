@@ -1,0 +1,42 @@
+"""Outbound MIME: a `Draft` (plus the original, for a reply or forward) -> `ComposedMessage`.
+
+composed = compose_message(Draft(from_=..., to=[...], subject="Hi", text="..."))
+result = mailbridge.providers.smtp.send(settings, composed)
+"""
+
+from mailbridge.compose.build import (
+    HEADER_INJECTION,
+    MAX_MESSAGE_BYTES,
+    MESSAGE_TOO_LARGE,
+    ORIGINAL_REQUIRED,
+    compose_message,
+)
+from mailbridge.compose.models import (
+    MAX_RECIPIENTS,
+    MAX_REFERENCES,
+    ComposedMessage,
+    Draft,
+    ForwardAs,
+    Mode,
+    OriginalMessage,
+    OutgoingAttachment,
+)
+from mailbridge.compose.subject import forward_subject, reply_subject
+
+__all__ = [
+    "HEADER_INJECTION",
+    "MAX_MESSAGE_BYTES",
+    "MAX_RECIPIENTS",
+    "MAX_REFERENCES",
+    "MESSAGE_TOO_LARGE",
+    "ORIGINAL_REQUIRED",
+    "ComposedMessage",
+    "Draft",
+    "ForwardAs",
+    "Mode",
+    "OriginalMessage",
+    "OutgoingAttachment",
+    "compose_message",
+    "forward_subject",
+    "reply_subject",
+]

@@ -1,0 +1,183 @@
+"""What the composer takes (a draft, the message it answers) and what it gives back.
+
+Structural rules (address syntax, recipient count, "some body") are pydantic validation, so the
+API answers 422 on its own. Rules about content the composer has to look at (CR/LF in a header
+value, the encoded size) are checked by `compose_message` and raised as `Invalid` with a code.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Literal
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mailbridge.models.email import EmailAddress, ParsedMessage
+
+MAX_RECIPIENTS = 100
+MAX_ATTACHMENTS = 100
+MAX_REFERENCES = 20
+
+# RFC 5322 msg-id without the brackets: id-left "@" id-right, both printable ASCII, no specials
+# that would end the header or the bracket.
+_MSG_ID = re.compile(r"^<?([!-;=?-~]{1,200}@[!-;=?-~]{1,200})>?$")
+_CONTENT_ID = re.compile(r"^<?([!-;=?-~]{1,250})>?$")
+_CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
+
+Mode = Literal["new", "reply", "forward"]
+ForwardAs = Literal["attachment", "inline"]
+
+
+def normalize_address(address: str) -> str:
+    """Syntax-checked, domain lower-cased (IDNA A-label when the local part is ASCII); no DNS.
+
+    Raises ValueError (pydantic turns it into a validation error) without echoing the address.
+    """
+    try:
+        checked = validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid email address: {exc}") from None
+    return checked.ascii_email or checked.normalized
+
+
+def _normalized(value: EmailAddress) -> EmailAddress:
+    address = normalize_address(value.address)
+    return value if address == value.address else EmailAddress(name=value.name, address=address)
+
+
+def normalize_message_id(value: str) -> str:
+    """A Message-ID as `left@right`, brackets stripped; ValueError when it is not one."""
+    match = _MSG_ID.match(value.strip())
+    if match is None:
+        raise ValueError("not a valid Message-ID (expected <left@right>)")
+    return match.group(1)
+
+
+class OutgoingAttachment(BaseModel):
+    """A file to attach; `inline` + `content_id` make it an image the HTML can show as cid:."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    filename: str = Field(min_length=1, max_length=255)
+    content_type: str = Field(default="application/octet-stream", max_length=190)
+    data: bytes
+    inline: bool = False
+    content_id: str | None = Field(default=None, max_length=252)
+
+    @field_validator("content_type")
+    @classmethod
+    def _known_shape(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not _CONTENT_TYPE.match(value):
+            raise ValueError("content_type must look like type/subtype")
+        if value.startswith("multipart/"):
+            raise ValueError("a multipart content_type cannot be attached as a file")
+        return value
+
+    @field_validator("content_id")
+    @classmethod
+    def _bare_content_id(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        match = _CONTENT_ID.match(value.strip())
+        if match is None:
+            raise ValueError("content_id must be printable ASCII without spaces or brackets")
+        return match.group(1)
+
+
+class Draft(BaseModel):
+    """A message to send. `message_id` (without brackets) makes a retried send reuse its id."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    from_: EmailAddress = Field(alias="from")
+    to: list[EmailAddress] = Field(default_factory=list)
+    cc: list[EmailAddress] = Field(default_factory=list)
+    bcc: list[EmailAddress] = Field(default_factory=list)
+    reply_to: list[EmailAddress] = Field(default_factory=list, max_length=10)
+    subject: str = Field(default="", max_length=998)
+    text: str | None = None
+    html: str | None = None
+    attachments: list[OutgoingAttachment] = Field(default_factory=list, max_length=MAX_ATTACHMENTS)
+    mode: Mode = "new"
+    forward_as: ForwardAs = "attachment"
+    message_id: str | None = None
+
+    @field_validator("from_")
+    @classmethod
+    def _valid_sender(cls, value: EmailAddress) -> EmailAddress:
+        return _normalized(value)
+
+    @field_validator("to", "cc", "bcc", "reply_to")
+    @classmethod
+    def _valid_addresses(cls, values: list[EmailAddress]) -> list[EmailAddress]:
+        return [_normalized(value) for value in values]
+
+    @field_validator("message_id")
+    @classmethod
+    def _valid_message_id(cls, value: str | None) -> str | None:
+        return normalize_message_id(value) if value is not None else None
+
+    @model_validator(mode="after")
+    def _sendable(self) -> Draft:
+        total = len(self.to) + len(self.cc) + len(self.bcc)
+        if total == 0:
+            raise ValueError("a message needs at least one recipient (to, cc or bcc)")
+        if total > MAX_RECIPIENTS:
+            raise ValueError(f"at most {MAX_RECIPIENTS} recipients in total (to + cc + bcc)")
+        if self.text is None and self.html is None:
+            raise ValueError("a message needs a text or an html body")
+        return self
+
+
+class OriginalMessage(BaseModel):
+    """What the caller knows of the message replied to or forwarded.
+
+    `raw` is needed to forward as an attachment; the rest feeds threading headers, the subject
+    and the quoted block of an inline forward.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    message_id: str | None = None
+    references: list[str] = Field(default_factory=list)
+    subject: str | None = None
+    from_: EmailAddress | None = Field(default=None, alias="from")
+    to: list[EmailAddress] = Field(default_factory=list)
+    cc: list[EmailAddress] = Field(default_factory=list)
+    date: datetime | None = None
+    text: str | None = None
+    raw: bytes | None = None
+
+    @classmethod
+    def from_parsed(cls, parsed: ParsedMessage, raw: bytes | None = None) -> OriginalMessage:
+        """From what `mailbridge.mime.normalize` made of the stored message."""
+        return cls(
+            message_id=parsed.message_id,
+            references=parsed.references,
+            subject=parsed.subject,
+            from_=parsed.from_[0] if parsed.from_ else None,
+            to=parsed.to,
+            cc=parsed.cc,
+            date=parsed.date,
+            text=parsed.text_body,
+            raw=raw,
+        )
+
+
+class ComposedMessage(BaseModel):
+    """Ready to send: `raw` is the exact byte string for SMTP DATA (CRLF line ends).
+
+    `message_id` is without brackets (as `ParsedMessage.message_id`); `recipients` is the SMTP
+    envelope: to + cc + bcc, deduplicated, domains lower-cased. Bcc addresses are only here.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    raw: bytes
+    message_id: str
+    envelope_from: str
+    recipients: list[str]
+    subject: str
