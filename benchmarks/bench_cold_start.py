@@ -28,6 +28,9 @@ ENV = {
     "EVENT_BUS_NAME": "bench-bus",
     "DATA_KEY_ID": "bench-key",
     "SYNC_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/bench.fifo",
+    "OUTBOX_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/bench-outbox",
+    "OUTBOX_QUEUE_ARN": "arn:aws:sqs:us-east-1:123456789012:bench-outbox",
+    "SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/bench-scheduler",
     **{
         f"{t}_TABLE": f"bench-{t.lower()}"
         for t in ("ACCOUNTS", "EMAILS", "LINKS", "FLAGS", "SNOOZES", "CRM", "SETTINGS", "IDEMPOTENCY")

@@ -13,7 +13,7 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "mailbridge")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
-pytest_plugins = ["tests.fixtures.aws", "tests.fixtures.dovecot"]
+pytest_plugins = ["tests.fixtures.aws", "tests.fixtures.dovecot", "tests.fixtures.smtp"]
 
 _skipped: list[str] = []
 

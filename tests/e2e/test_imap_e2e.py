@@ -8,7 +8,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def runner() -> Iterator[Runner]:
-    clock = ManualClock(datetime(2030, 1, 1, 9, 0, tzinfo=UTC))
+    # Starts at the real time: scheduled sends are validated against it, then fired by this clock.
+    clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
     with Runner(
         templates=[ROOT / "template.yaml"], port=0, clock=clock, parameters={"AllowPrivateMailHosts": "true"}
     ) as r:
@@ -125,3 +126,79 @@ def test_a_mailbox_connected_through_the_api_syncs_threads_and_writes_flags_back
     other = runner.token(tenant="globex", role="owner")
     assert call(runner, "GET", "/emails", other)[1]["items"] == []
     assert call(runner, "GET", f"/threads/{thread_id}", other)[0] == 404
+
+
+def test_a_scheduled_send_fires_when_the_clock_passes_and_a_cancelled_one_never_does(
+    runner: Runner, dovecot_server: DovecotServer, dovecot_user: DovecotUser, smtp_sink: Any
+) -> None:
+    from tests.fixtures.smtp import SINK_PASSWORD, SINK_USER
+
+    token = runner.token(tenant="sched", role="member")
+    server, user = dovecot_server, dovecot_user
+    status, account = call(
+        runner,
+        "POST",
+        "/accounts",
+        token,
+        {
+            "provider": "imap",
+            "address": f"{user.name}@example.com",
+            "imap": {
+                "host": server.host,
+                "port": server.imap_port,
+                "security": "none",
+                "username": user.name,
+                "password": user.password,
+            },
+            "smtp": {
+                "host": smtp_sink.host,
+                "port": smtp_sink.plain_port,
+                "security": "none",
+                "username": SINK_USER,
+                "password": SINK_PASSWORD,
+            },
+        },
+    )
+    assert status == 201, account
+    runner.drain()
+    # Given two sends scheduled ten minutes ahead on the runner's clock, one of them cancelled
+    send_at = (runner.clock.now() + timedelta(minutes=10)).isoformat()
+    kept = call(
+        runner,
+        "POST",
+        "/emails/send",
+        token,
+        {
+            "account_id": account["account_id"],
+            "to": [{"address": "carol@customer.example"}],
+            "subject": "Scheduled hello",
+            "text": "See you soon",
+            "send_at": send_at,
+        },
+    )[1]
+    dropped = call(
+        runner,
+        "POST",
+        "/emails/send",
+        token,
+        {
+            "account_id": account["account_id"],
+            "to": [{"address": "carol@customer.example"}],
+            "subject": "Never mind",
+            "text": "Cancelled",
+            "send_at": send_at,
+        },
+    )[1]
+    assert kept["status"] == dropped["status"] == "scheduled"
+    assert call(runner, "DELETE", f"/emails/{dropped['email_id']}/schedule", token)[0] == 200
+    # When five minutes pass, nothing is sent yet
+    runner.advance(5 * 60)
+    runner.drain()
+    assert smtp_sink.messages == []
+    # When the send time passes, the kept one is sent and the cancelled one never is
+    runner.advance(6 * 60)
+    runner.drain()
+    subjects = [m.raw.split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0] for m in smtp_sink.messages]
+    assert subjects == [b"Scheduled hello"]
+    assert call(runner, "GET", f"/emails/{kept['email_id']}", token)[1]["status"] == "sent"
+    assert call(runner, "GET", f"/emails/{dropped['email_id']}", token)[1]["status"] == "cancelled"

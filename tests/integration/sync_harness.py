@@ -69,9 +69,11 @@ class SyncHarness:
     ) -> tuple[int, Any]:
         event = load_event(f"api/{name}", tenant=tenant, role=role, body=body, query=query)
         if params:
-            # The sample events name a sample account; point them at the one under test.
+            # The sample events name sample ids; point the path at the ones under test.
+            path = event["rawPath"]
+            for key, value in params.items():
+                path = path.replace(str((event.get("pathParameters") or {}).get(key, value)), value)
             event["pathParameters"] = params
-            path = event["rawPath"].replace(SAMPLE_ACCOUNT, params.get("account_id", SAMPLE_ACCOUNT))
             event["rawPath"] = event["requestContext"]["http"]["path"] = path
         response = self.invoke_api(event)
         return response["statusCode"], json.loads(response["body"]) if response.get("body") else None
@@ -83,6 +85,7 @@ class SyncHarness:
         password: str | None = None,
         folders: list[str] | None = None,
         tenant: str = TENANT,
+        smtp: dict[str, Any] | None = None,
     ) -> tuple[int, Any]:
         body = {
             "provider": "imap",
@@ -95,6 +98,7 @@ class SyncHarness:
                 "password": password or self.user.password,
             },
             "folders": folders or [],
+            "smtp": smtp,
         }
         status, data = self.api("create-account.json", body=body, tenant=tenant)
         if status == 201:

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     event_bus_name: str = Field(validation_alias="EVENT_BUS_NAME", min_length=1)
     data_key_id: str = Field(validation_alias="DATA_KEY_ID", min_length=1)
     sync_queue_url: str = Field(validation_alias="SYNC_QUEUE_URL", min_length=1)
+    outbox_queue_url: str = Field(validation_alias="OUTBOX_QUEUE_URL", min_length=1)
+    outbox_queue_arn: str = Field(validation_alias="OUTBOX_QUEUE_ARN", min_length=1)
+    scheduler_role_arn: str = Field(validation_alias="SCHEDULER_ROLE_ARN", min_length=1)
     allow_private_mail_hosts: bool = Field(default=False, validation_alias="ALLOW_PRIVATE_MAIL_HOSTS")
     tables: TableNames = Field(default_factory=TableNames)
 

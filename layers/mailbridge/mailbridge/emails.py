@@ -128,6 +128,9 @@ def _summary_fields(item: Item) -> dict[str, Any]:
         "accounts": _strings(item.get("accounts")),
         "folders": _strings(item.get("folders")),
         "deleted": bool(item.get("deleted")),
+        "status": item.get("send_status"),
+        "send_at": datetime.fromisoformat(str(item["send_at"])) if item.get("send_at") else None,
+        "failure": _plain(item["failure"]) if item.get("failure") else None,
     }
 
 

@@ -62,3 +62,28 @@ class SyncQueue:
             if response.get("Failed"):
                 codes = sorted({f.get("Code", "?") for f in response["Failed"]})
                 raise QueueSendError(f"{len(response['Failed'])} sync message(s) not queued: {codes}")
+
+
+class OutboxQueue:
+    """The OutboxQueue (standard): one message per outbound email; retries back off per attempt."""
+
+    def __init__(self, queue_url: str, client: SQSClient | None = None) -> None:
+        self.queue_url = queue_url
+        self._client = client
+
+    @property
+    def client(self) -> SQSClient:
+        if self._client is None:
+            self._client = aws.sqs()
+        return self._client
+
+    def send(self, body: BaseModel) -> None:
+        self.client.send_message(QueueUrl=self.queue_url, MessageBody=body.model_dump_json())
+
+    def retry_later(self, receipt_handle: str, delay_seconds: int) -> None:
+        """Hold a failed record back for `delay_seconds` before SQS redelivers it."""
+        self.client.change_message_visibility(
+            QueueUrl=self.queue_url,
+            ReceiptHandle=receipt_handle,
+            VisibilityTimeout=min(delay_seconds, 43_200),
+        )

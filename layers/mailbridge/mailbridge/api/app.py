@@ -8,11 +8,20 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 from mailbridge import __version__
-from mailbridge.api import accounts, emails, features, health, me, threads
+from mailbridge.api import accounts, crm, emails, features, health, me, outbox, threads
 from mailbridge.api.errors import register_error_handlers
 from mailbridge.config import Settings
 
-ROUTERS = (health.router, me.router, features.router, accounts.router, emails.router, threads.router)
+ROUTERS = (
+    health.router,
+    me.router,
+    features.router,
+    accounts.router,
+    emails.router,
+    threads.router,
+    outbox.router,
+    crm.router,
+)
 
 DESCRIPTION = (
     "mailbridge connects Gmail, Microsoft 365 and IMAP mailboxes to the CRM. "

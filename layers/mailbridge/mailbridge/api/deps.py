@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from mailbridge.accounts import AccountDeps
 from mailbridge.bus import EventPublisher
@@ -10,8 +11,12 @@ from mailbridge.config import get_settings
 from mailbridge.queues import SyncQueue
 from mailbridge.store.accounts import AccountStore
 from mailbridge.store.blobs import BlobStore
+from mailbridge.store.crm import CrmStore
 from mailbridge.store.emails import EmailStore
 from mailbridge.store.settings import DynamoFeatureStore, FeatureStore
+
+if TYPE_CHECKING:
+    from mailbridge.outbox.service import OutboxDeps
 
 
 @lru_cache(maxsize=1)
@@ -53,3 +58,15 @@ def account_deps() -> AccountDeps:
         key_id=settings.data_key_id,
         allow_private_hosts=settings.allow_private_mail_hosts,
     )
+
+
+def outbox_deps() -> OutboxDeps:
+    # Imported on use: composing and normalizing mail is not needed on most API cold starts.
+    from mailbridge.outbox.wiring import outbox_deps as build
+
+    return build()
+
+
+@lru_cache(maxsize=1)
+def crm_store() -> CrmStore:
+    return CrmStore(get_settings().tables.crm)

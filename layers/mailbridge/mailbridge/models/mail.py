@@ -16,6 +16,16 @@ from mailbridge.models.email import (
 )
 
 Direction = Literal["inbound", "outbound"]
+SendStatus = Literal["queued", "scheduled", "sending", "sent", "failed", "cancelled"]
+
+
+class SendFailure(BaseModel):
+    """Why an outbound email failed; SMTP replies are kept as the server gave them."""
+
+    code: str = Field(examples=["smtp_rejected"])
+    message: str
+    smtp_code: int | None = None
+    smtp_reply: str | None = None
 
 
 class Location(BaseModel):
@@ -47,6 +57,9 @@ class EmailSummary(BaseModel):
     accounts: list[str]
     folders: list[str]
     deleted: bool = False
+    status: SendStatus | None = Field(default=None, description="Outbound mail sent through mailbridge only")
+    send_at: datetime | None = None
+    failure: SendFailure | None = None
 
     model_config = {"populate_by_name": True}
 

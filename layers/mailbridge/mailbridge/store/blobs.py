@@ -40,6 +40,10 @@ class BlobStore:
         return f"body/{tenant_id}/{email_id}.json"
 
     @staticmethod
+    def upload_key(tenant_id: str, upload_id: str) -> str:
+        return f"uploads/{tenant_id}/{upload_id}"
+
+    @staticmethod
     def quarantine_key(tenant_id: str, account_id: str, name: str) -> str:
         return f"quarantine/{tenant_id}/{account_id}/{name}.eml"
 

@@ -1,0 +1,436 @@
+"""Built-in CRM: contacts, companies, deals, campaigns and the deal pipeline under /crm.
+
+Every route answers 404 `feature_disabled` while the tenant's `crm` flag is off (campaign routes
+also while `campaigns` is off). Viewers read; members create, change and delete; admins change
+the pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+from urllib.parse import unquote
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+
+from mailbridge.api import deps
+from mailbridge.api.context import current_tenant, require_role
+from mailbridge.api.schemas import AUTHED_ERRORS, BEARER, error_responses
+from mailbridge.crm import pipeline as pipelines
+from mailbridge.crm import service
+from mailbridge.crm.models import (
+    COMPANY_ID,
+    CONTACT_ID,
+    Campaign,
+    CampaignCreate,
+    CampaignPatch,
+    Company,
+    CompanyCreate,
+    CompanyPatch,
+    Contact,
+    ContactCreate,
+    ContactPatch,
+    ContactView,
+    Deal,
+    DealCreate,
+    DealPatch,
+    Deleted,
+    Pipeline,
+    PipelineUpdate,
+)
+from mailbridge.features import require_feature
+from mailbridge.store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
+from mailbridge.tenancy import Role
+
+router = Router()
+
+Middleware = Callable[[Any, NextMiddleware], Response[Any]]
+
+
+def feature_gate(*names: str) -> Middleware:
+    """Route middleware, first in the list: a switched-off capability is 404 before any role check."""
+
+    def middleware(app: Any, next_middleware: NextMiddleware) -> Response[Any]:
+        ctx = current_tenant(app)
+        for name in names:
+            require_feature(ctx, deps.feature_store(), name)
+        return next_middleware(app)
+
+    middleware.__name__ = "require_" + "_".join(names)
+    return middleware
+
+
+CRM = feature_gate("crm")
+CAMPAIGNS = feature_gate("crm", "campaigns")
+READ = [CRM]
+WRITE = [CRM, require_role(Role.MEMBER)]
+CAMPAIGN_READ = [CAMPAIGNS]
+CAMPAIGN_WRITE = [CAMPAIGNS, require_role(Role.MEMBER)]
+
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")]
+Cursor = Annotated[str | None, Query(max_length=4096, description="`next_cursor` of the previous page")]
+CompanyFilter = Annotated[str | None, Query(pattern=COMPANY_ID.pattern, description="Only this company's")]
+
+READ_ERRORS = error_responses(*AUTHED_ERRORS, 404)
+LIST_ERRORS = error_responses(400, *AUTHED_ERRORS, 404)
+WRITE_ERRORS = error_responses(400, *AUTHED_ERRORS, 404, 409, 503)
+DELETE_ERRORS = error_responses(*AUTHED_ERRORS, 404, 409)
+VERSIONED = (
+    "Send only the fields to change; `null` clears an optional field. With `version` the change "
+    "applies only to that version (409 `version_conflict` otherwise); without it the last write wins."
+)
+
+
+# ---------------------------------------------------------------------------------- contacts
+
+
+@router.post(
+    "/crm/contacts",
+    summary="Create a contact",
+    description="400 `unknown_company` when company_id names no company; 409 `email_in_use` when "
+    "another contact of the tenant has one of the addresses (`details.address`).",
+    tags=["crm"],
+    security=BEARER,
+    status_code=201,
+    middlewares=WRITE,
+    responses=WRITE_ERRORS,
+)
+def create_contact(body: Annotated[ContactCreate, Body()]) -> Contact:
+    return service.create_contact(current_tenant(router), body, deps.crm_store(), deps.publisher())
+
+
+@router.get(
+    "/crm/contacts",
+    summary="Contacts in creation order, with filters (pages may be short: follow `next_cursor`)",
+    tags=["crm"],
+    security=BEARER,
+    middlewares=READ,
+    responses=LIST_ERRORS,
+)
+def list_contacts(
+    q: Annotated[
+        str | None, Query(max_length=200, description="Name or address contains this (any case)")
+    ] = None,
+    company_id: CompanyFilter = None,
+    tag: Annotated[str | None, Query(min_length=1, max_length=50, description="Has this tag")] = None,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    cursor: Cursor = None,
+) -> Page[Contact]:
+    return service.list_contacts(
+        current_tenant(router),
+        deps.crm_store(),
+        q=q,
+        company_id=company_id,
+        tag=tag,
+        cursor=cursor,
+        limit=limit,
+    )
+
+
+@router.get(
+    "/crm/contacts/by-email/<address>",
+    summary="The contact that owns an address (any case), with its company and open deals",
+    description="404 `contact_not_found` when no contact has the address. `last_emails` is a hook "
+    "for email matching and is always empty until matching is built.",
+    tags=["crm"],
+    security=BEARER,
+    middlewares=READ,
+    responses=READ_ERRORS,
+)
+def contact_by_email(address: str) -> ContactView:
+    return service.contact_by_email(current_tenant(router), unquote(address), deps.crm_store())
+
+
+@router.get(
+    "/crm/contacts/<contact_id>",
+    summary="One contact",
+    tags=["crm"],
+    security=BEARER,
+    middlewares=READ,
+    responses=READ_ERRORS,
+)
+def get_contact(contact_id: str) -> Contact:
+    return service.get_contact(current_tenant(router), contact_id, deps.crm_store())
+
+
+@router.patch(
+    "/crm/contacts/<contact_id>",
+    summary="Change a contact",
+    description=VERSIONED + " 409 `email_in_use` as for create.",
+    tags=["crm"],
+    security=BEARER,
+    middlewares=WRITE,
+    responses=WRITE_ERRORS,
+)
+def update_contact(contact_id: str, patch: Annotated[ContactPatch, Body()]) -> Contact:
+    return service.update_contact(
+        current_tenant(router), contact_id, patch, deps.crm_store(), deps.publisher()
+    )
+
+
+@router.delete(
+    "/crm/contacts/<contact_id>",
+    summary="Delete a contact and free its addresses (deals keep its id)",
+    tags=["crm"],
+    security=BEARER,
+    middlewares=WRITE,
+    responses=DELETE_ERRORS,
+)
+def delete_contact(contact_id: str) -> Deleted:
+    service.delete_contact(current_tenant(router), contact_id, deps.crm_store())
+    return Deleted(id=contact_id)
+
+
+# ---------------------------------------------------------------------------------- companies
+
+
+@router.post(
+    "/crm/companies",
+    summary="Create a company",
+    description="409 `domain_in_use` when another company of the tenant has one of the domains.",
+    tags=["crm"],
+    security=BEARER,
+    status_code=201,
+    middlewares=WRITE,
+    responses=WRITE_ERRORS,
+)
+def create_company(body: Annotated[CompanyCreate, Body()]) -> Company:
+    return service.create_company(current_tenant(router), body, deps.crm_store(), deps.publisher())
+
+
+@router.get(
+    "/crm/companies",
+    summary="Companies in creation order",
+    tags=["crm"],
+    security=BEARER,
+    middlewares=READ,
+    responses=LIST_ERRORS,
+)
+def list_companies(
+    q: Annotated[str | None, Query(max_length=200, description="Name contains this (any case)")] = None,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    cursor: Cursor = None,
+) -> Page[Company]:
+    return service.list_companies(current_tenant(router), deps.crm_store(), q=q, cursor=cursor, limit=limit)
+
+
+@router.get(
+    "/crm/companies/<company_id>",
+    summary="One company",
+    tags=["crm"],
+    security=BEARER,
+    middlewares=READ,
+    responses=READ_ERRORS,
+)
+def get_company(company_id: str) -> Company:
+    return service.get_company(current_tenant(router), company_id, deps.crm_store())
+
+
+@router.patch(
+    "/crm/companies/<company_id>",
+    summary="Change a company",
+    description=VERSIONED + " 409 `domain_in_use` as for create.",
+    tags=["crm"],
+    security=BEARER,
+    middlewares=WRITE,
+    responses=WRITE_ERRORS,
+)
+def update_company(company_id: str, patch: Annotated[CompanyPatch, Body()]) -> Company:
+    return service.update_company(current_tenant(router), company_id, patch, deps.crm_store())
+
+
+@router.delete(
+    "/crm/companies/<company_id>",
+    summary="Delete a company and free its domains (contacts and deals keep its id)",
+    tags=["crm"],
+    security=BEARER,
+    middlewares=WRITE,
+    responses=DELETE_ERRORS,
+)
+def delete_company(company_id: str) -> Deleted:
+    service.delete_company(current_tenant(router), company_id, deps.crm_store())
+    return Deleted(id=company_id)
+
+
+# ---------------------------------------------------------------------------------- deals
+
+
+@router.post(
+    "/crm/deals",
+    summary="Create a deal (stage defaults to the pipeline's first)",
+    description="400 `unknown_stage`, `unknown_company` or `unknown_contact` for references that "
+    "do not exist.",
+    tags=["crm"],
+    security=BEARER,
+    status_code=201,
+    middlewares=WRITE,
+    responses=WRITE_ERRORS,
+)
+def create_deal(body: Annotated[DealCreate, Body()]) -> Deal:
+    return service.create_deal(current_tenant(router), body, deps.crm_store(), deps.publisher())
+
+
+@router.get(
+    "/crm/deals",
+    summary="Deals: by contact or company last updated first, otherwise in creation order",
+    tags=["crm"],
+    security=BEARER,
+    middlewares=READ,
+    responses=LIST_ERRORS,
+)
+def list_deals(
+    stage: Annotated[str | None, Query(max_length=40, description="Only deals in this stage")] = None,
+    company_id: CompanyFilter = None,
+    contact_id: Annotated[
+        str | None, Query(pattern=CONTACT_ID.pattern, description="Only deals naming this contact")
+    ] = None,
+    open_: Annotated[
+        bool | None, Query(alias="open", description="true: not won/lost; false: won or lost")
+    ] = None,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    cursor: Cursor = None,
+) -> Page[Deal]:
+    return service.list_deals(
+        current_tenant(router),
+        deps.crm_store(),
+        stage=stage,
+        company_id=company_id,
+        contact_id=contact_id,
+        open_=open_,
+        cursor=cursor,
+        limit=limit,
+    )
+
+
+@router.get(
+    "/crm/deals/<deal_id>",
+    summary="One deal",
+    tags=["crm"],
+    security=BEARER,
+    middlewares=READ,
+    responses=READ_ERRORS,
+)
+def get_deal(deal_id: str) -> Deal:
+    return service.get_deal(current_tenant(router), deal_id, deps.crm_store())
+
+
+@router.patch(
+    "/crm/deals/<deal_id>",
+    summary="Change a deal (a new stage also announces `deal.stage_changed`)",
+    description=VERSIONED,
+    tags=["crm"],
+    security=BEARER,
+    middlewares=WRITE,
+    responses=WRITE_ERRORS,
+)
+def update_deal(deal_id: str, patch: Annotated[DealPatch, Body()]) -> Deal:
+    return service.update_deal(current_tenant(router), deal_id, patch, deps.crm_store(), deps.publisher())
+
+
+@router.delete(
+    "/crm/deals/<deal_id>",
+    summary="Delete a deal",
+    tags=["crm"],
+    security=BEARER,
+    middlewares=WRITE,
+    responses=DELETE_ERRORS,
+)
+def delete_deal(deal_id: str) -> Deleted:
+    service.delete_deal(current_tenant(router), deal_id, deps.crm_store())
+    return Deleted(id=deal_id)
+
+
+# ---------------------------------------------------------------------------------- pipeline
+
+
+@router.get(
+    "/crm/pipeline",
+    summary="The tenant's deal stages (the default until an admin changes them)",
+    tags=["crm"],
+    security=BEARER,
+    middlewares=READ,
+    responses=READ_ERRORS,
+)
+def get_pipeline() -> Pipeline:
+    return pipelines.get_pipeline(current_tenant(router), deps.crm_store())
+
+
+@router.put(
+    "/crm/pipeline",
+    summary="Replace the deal stages (admin or owner); existing deals keep their stage",
+    tags=["crm"],
+    security=BEARER,
+    middlewares=[CRM, require_role(Role.ADMIN)],
+    responses=WRITE_ERRORS,
+)
+def put_pipeline(update: Annotated[PipelineUpdate, Body()]) -> Pipeline:
+    return pipelines.update_pipeline(current_tenant(router), update, deps.crm_store())
+
+
+# ---------------------------------------------------------------------------------- campaigns
+
+
+@router.post(
+    "/crm/campaigns",
+    summary="Create a campaign (needs the campaigns feature)",
+    tags=["crm"],
+    security=BEARER,
+    status_code=201,
+    middlewares=CAMPAIGN_WRITE,
+    responses=WRITE_ERRORS,
+)
+def create_campaign(body: Annotated[CampaignCreate, Body()]) -> Campaign:
+    return service.create_campaign(current_tenant(router), body, deps.crm_store())
+
+
+@router.get(
+    "/crm/campaigns",
+    summary="Campaigns in creation order",
+    tags=["crm"],
+    security=BEARER,
+    middlewares=CAMPAIGN_READ,
+    responses=LIST_ERRORS,
+)
+def list_campaigns(limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None) -> Page[Campaign]:
+    return service.list_campaigns(current_tenant(router), deps.crm_store(), cursor=cursor, limit=limit)
+
+
+@router.get(
+    "/crm/campaigns/<campaign_id>",
+    summary="One campaign",
+    tags=["crm"],
+    security=BEARER,
+    middlewares=CAMPAIGN_READ,
+    responses=READ_ERRORS,
+)
+def get_campaign(campaign_id: str) -> Campaign:
+    return service.get_campaign(current_tenant(router), campaign_id, deps.crm_store())
+
+
+@router.patch(
+    "/crm/campaigns/<campaign_id>",
+    summary="Change a campaign",
+    description=VERSIONED,
+    tags=["crm"],
+    security=BEARER,
+    middlewares=CAMPAIGN_WRITE,
+    responses=WRITE_ERRORS,
+)
+def update_campaign(campaign_id: str, patch: Annotated[CampaignPatch, Body()]) -> Campaign:
+    return service.update_campaign(current_tenant(router), campaign_id, patch, deps.crm_store())
+
+
+@router.delete(
+    "/crm/campaigns/<campaign_id>",
+    summary="Delete a campaign",
+    tags=["crm"],
+    security=BEARER,
+    middlewares=CAMPAIGN_WRITE,
+    responses=DELETE_ERRORS,
+)
+def delete_campaign(campaign_id: str) -> Deleted:
+    service.delete_campaign(current_tenant(router), campaign_id, deps.crm_store())
+    return Deleted(id=campaign_id)

@@ -1,0 +1,79 @@
+"""Sending: compose and send (now or at `send_at`), upload large attachments, cancel a schedule."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from pydantic import BaseModel
+
+from mailbridge.api import deps
+from mailbridge.api.context import current_tenant, require_role
+from mailbridge.api.schemas import AUTHED_ERRORS, BEARER, error_responses
+from mailbridge.errors import NotFound
+from mailbridge.outbox.models import SendAccepted, SendRequest, UploadRequest, UploadTicket
+from mailbridge.tenancy import Role
+
+router = Router()
+_EMAIL_ID = re.compile(r"^em_[0-9a-f]{26}$")
+
+
+class ScheduleCancelled(BaseModel):
+    email_id: str
+    status: str = "cancelled"
+
+
+@router.post(
+    "/emails/send",
+    summary="Send an email from a connected mailbox (now, or scheduled with send_at)",
+    description=(
+        "Answers 202 with the outbound email's id; `GET /emails/{id}` shows its `status` "
+        "(queued, scheduled, sending, sent, failed with the server's reply, cancelled). "
+        "`reply_to_email_id` threads the reply (In-Reply-To, References, one `Re:`); "
+        "`forward_email_id` attaches the original (message/rfc822) or inlines it. Small attachments "
+        "travel base64 in the request; larger ones through `POST /uploads` first."
+    ),
+    tags=["sending"],
+    security=BEARER,
+    status_code=202,
+    middlewares=[require_role(Role.MEMBER)],
+    responses=error_responses(400, *AUTHED_ERRORS, 404, 409, 503),
+)
+def send_email(body: Annotated[SendRequest, Body()]) -> SendAccepted:
+    from mailbridge.outbox import service
+
+    return service.queue_send(current_tenant(router), body, deps.outbox_deps())
+
+
+@router.post(
+    "/uploads",
+    summary="Get a presigned URL to upload a large attachment (up to 25 MB, kept for a day)",
+    tags=["sending"],
+    security=BEARER,
+    status_code=201,
+    middlewares=[require_role(Role.MEMBER)],
+    responses=error_responses(*AUTHED_ERRORS),
+)
+def create_upload(body: Annotated[UploadRequest, Body()]) -> UploadTicket:
+    from mailbridge.outbox import service
+
+    return service.create_upload(current_tenant(router), body, deps.outbox_deps())
+
+
+@router.delete(
+    "/emails/<email_id>/schedule",
+    summary="Cancel a scheduled send while it is still scheduled",
+    tags=["sending"],
+    security=BEARER,
+    middlewares=[require_role(Role.MEMBER)],
+    responses=error_responses(*AUTHED_ERRORS, 404, 409),
+)
+def cancel_schedule(email_id: str) -> ScheduleCancelled:
+    if not _EMAIL_ID.match(email_id):
+        raise NotFound("no such outbound email", code="not_found")
+    from mailbridge.outbox import service
+
+    service.cancel_schedule(current_tenant(router), email_id, deps.outbox_deps())
+    return ScheduleCancelled(email_id=email_id)

@@ -1,0 +1,1 @@
+"""Built-in CRM: contacts, companies, deals (with a per-tenant pipeline) and campaigns."""

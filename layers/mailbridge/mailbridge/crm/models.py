@@ -1,0 +1,420 @@
+"""Built-in CRM records: what the API accepts (`*Create`, `*Patch`) and what it returns.
+
+Records are tenant-scoped by their store keys, never by a field: no model here carries a tenant.
+Email addresses and domains are lower-cased on the way in so matching mail against them is an
+exact key lookup. `*Patch` models hold only what the caller sent (`model_fields_set`); `null`
+clears an optional field, and the optional `version` makes the change conditional on it.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from mailbridge.models.mail import EmailSummary
+
+# ------------------------------------------------------------------------------- identifiers
+
+CONTACT_PREFIX, COMPANY_PREFIX, DEAL_PREFIX, CAMPAIGN_PREFIX = "ct_", "co_", "dl_", "cp_"
+ID_PATTERN = r"^(ct|co|dl|cp)_[0-9a-f]{26}$"
+CONTACT_ID = re.compile(r"^ct_[0-9a-f]{26}$")
+COMPANY_ID = re.compile(r"^co_[0-9a-f]{26}$")
+DEAL_ID = re.compile(r"^dl_[0-9a-f]{26}$")
+CAMPAIGN_ID = re.compile(r"^cp_[0-9a-f]{26}$")
+
+
+def new_id(prefix: str, now_ms: int | None = None) -> str:
+    """`{prefix}` + 26 hex: 12 of milliseconds then 14 random, so ids sort by creation time."""
+    millis = int(time.time() * 1000) if now_ms is None else now_ms
+    return f"{prefix}{millis:012x}{secrets.token_hex(7)}"
+
+
+# ------------------------------------------------------------------------------- field rules
+
+MAX_EMAILS = 10
+MAX_PHONES = 10
+MAX_TAGS = 50
+MAX_DOMAINS = 20
+MAX_DEAL_CONTACTS = 20
+MAX_CUSTOM_FIELDS = 50
+MAX_CUSTOM_VALUE = 1000
+MAX_STAGES = 20
+
+CLOSED_STAGES = frozenset({"won", "lost"})
+DEFAULT_STAGES = ("lead", "qualified", "proposal", "negotiation", "won", "lost")
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$"
+)
+_CUSTOM_KEY = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+
+
+def normalize_domain(value: str) -> str:
+    """Lower-case, without surrounding spaces or a trailing dot; a valid public hostname."""
+    domain = value.strip().lower().rstrip(".")
+    if not _HOSTNAME.match(domain):
+        raise ValueError(f"{value!r} is not a valid domain name")
+    return domain
+
+
+def normalize_address(value: str) -> str:
+    return value.strip().lower()
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _upper(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _unique(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError("values must be unique")
+    return values
+
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9+()./ x-]{3,40}$")]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+Domain = Annotated[str, AfterValidator(normalize_domain)]
+Currency = Annotated[str, BeforeValidator(_upper), StringConstraints(pattern=r"^[A-Z]{3}$")]
+Stage = Annotated[
+    str, BeforeValidator(_strip), StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$", to_lower=True)
+]
+
+
+def _plain_decimal(value: Decimal) -> Decimal:
+    """Without trailing zeros or an exponent (12500.50 -> 12500.5), as DynamoDB will hand it back."""
+    return Decimal(format(value.normalize(), "f"))
+
+
+Amount = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4), AfterValidator(_plain_decimal)]
+CompanyRef = Annotated[str, StringConstraints(pattern=COMPANY_ID.pattern)]
+ContactRef = Annotated[str, StringConstraints(pattern=CONTACT_ID.pattern)]
+CustomValue = Annotated[str, StringConstraints(max_length=MAX_CUSTOM_VALUE)] | bool | int | float
+CustomKey = Annotated[str, StringConstraints(pattern=_CUSTOM_KEY)]
+CustomFields = Annotated[dict[CustomKey, CustomValue], Field(max_length=MAX_CUSTOM_FIELDS)]
+Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(_unique)]
+Domains = Annotated[list[Domain], Field(max_length=MAX_DOMAINS), AfterValidator(_unique)]
+ContactIds = Annotated[list[ContactRef], Field(max_length=MAX_DEAL_CONTACTS), AfterValidator(_unique)]
+
+
+class Versioned(BaseModel):
+    """What every stored record carries besides its own fields."""
+
+    created_at: datetime
+    updated_at: datetime
+    created_by: str = Field(description="Subject of the creator")
+    version: int = Field(ge=1, description="Goes up by one on every change; send it back to update safely")
+
+
+class _Patch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int | None = Field(
+        default=None,
+        ge=1,
+        description="Optional: the version you read; the update fails with 409 `version_conflict` "
+        "if the record changed since. Without it the last write wins.",
+    )
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the caller sent (null included), without `version`."""
+        return {name: getattr(self, name) for name in self.model_fields_set if name != "version"}
+
+
+# ------------------------------------------------------------------------------- contacts
+
+
+class ContactEmail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    address: Annotated[EmailStr, AfterValidator(normalize_address)] = Field(
+        description="Stored lower-cased; unique across the tenant's contacts", examples=["ada@example.com"]
+    )
+    primary: bool = False
+    label: Text | None = Field(default=None, examples=["work"])
+
+
+def _one_primary(emails: list[ContactEmail]) -> list[ContactEmail]:
+    """No address marked primary: the first one is. More than one: refused."""
+    if len({e.address for e in emails}) != len(emails):
+        raise ValueError("the same address is listed twice")
+    primaries = sum(e.primary for e in emails)
+    if primaries > 1:
+        raise ValueError("exactly one address may be primary")
+    if primaries == 0 and emails:
+        emails = [emails[0].model_copy(update={"primary": True}), *emails[1:]]
+    return emails
+
+
+ContactEmails = Annotated[
+    list[ContactEmail], Field(min_length=1, max_length=MAX_EMAILS), AfterValidator(_one_primary)
+]
+
+
+class ContactFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = Field(examples=["Ada Lovelace"])
+    emails: ContactEmails = Field(
+        description="At least one; exactly one is primary (the first, when none is marked)"
+    )
+    phones: Annotated[list[Phone], Field(max_length=MAX_PHONES)] = Field(default_factory=list)
+    title: Text | None = None
+    company_id: CompanyRef | None = None
+    tags: Tags = Field(default_factory=list)
+    owner: Subject | None = Field(default=None, description="Subject of the owning user (default: creator)")
+    custom: CustomFields = Field(
+        default_factory=dict,
+        description=f"Up to {MAX_CUSTOM_FIELDS} custom fields: string (<= {MAX_CUSTOM_VALUE} chars), "
+        "number or boolean",
+    )
+
+
+class ContactCreate(ContactFields):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Ada Lovelace",
+                    "emails": [{"address": "ada@example.com", "primary": True}],
+                    "title": "CTO",
+                    "tags": ["vip"],
+                    "custom": {"source": "conference", "score": 42},
+                }
+            ]
+        },
+    )
+
+
+class ContactPatch(_Patch):
+    name: Name | None = None
+    emails: ContactEmails | None = None
+    phones: Annotated[list[Phone], Field(max_length=MAX_PHONES)] | None = None
+    title: Text | None = None
+    company_id: CompanyRef | None = None
+    tags: Tags | None = None
+    owner: Subject | None = None
+    custom: CustomFields | None = None
+
+
+class Contact(ContactFields, Versioned):
+    model_config = ConfigDict(extra="forbid")
+
+    contact_id: str
+
+    @property
+    def primary_email(self) -> str:
+        return next(e.address for e in self.emails if e.primary)
+
+    @property
+    def addresses(self) -> list[str]:
+        return [e.address for e in self.emails]
+
+
+# ------------------------------------------------------------------------------- companies
+
+
+class CompanyFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = Field(examples=["Example Corp"])
+    domains: Domains = Field(
+        default_factory=list,
+        description="Hostnames, stored lower-cased; each unique across the tenant's companies",
+        examples=[["example.com"]],
+    )
+    owner: Subject | None = None
+
+
+class CompanyCreate(CompanyFields):
+    pass
+
+
+class CompanyPatch(_Patch):
+    name: Name | None = None
+    domains: Domains | None = None
+    owner: Subject | None = None
+
+
+class Company(CompanyFields, Versioned):
+    company_id: str
+
+
+# ------------------------------------------------------------------------------- pipeline
+
+
+class PipelineUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"stages": ["lead", "demo", "proposal", "won", "lost"]}]},
+    )
+
+    stages: Annotated[list[Stage], Field(min_length=3, max_length=MAX_STAGES)] = Field(
+        description="Ordered deal stages; must include `won` and `lost` (the closed stages)"
+    )
+    version: int | None = Field(default=None, ge=0, description="Optional: the version you read")
+
+    @field_validator("stages")
+    @classmethod
+    def _closed_and_unique(cls, stages: list[str]) -> list[str]:
+        if len(set(stages)) != len(stages):
+            raise ValueError("stage names must be unique")
+        missing = sorted(CLOSED_STAGES - set(stages))
+        if missing:
+            raise ValueError(f"the pipeline must include the closed stages: {', '.join(missing)}")
+        return stages
+
+
+class Pipeline(BaseModel):
+    stages: list[str]
+    closed_stages: list[str] = Field(default_factory=lambda: sorted(CLOSED_STAGES))
+    version: int = Field(description="Revision; 0 while the tenant still has the default pipeline")
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+    @property
+    def open_stages(self) -> list[str]:
+        return [s for s in self.stages if s not in CLOSED_STAGES]
+
+
+def default_pipeline() -> Pipeline:
+    return Pipeline(stages=list(DEFAULT_STAGES), version=0)
+
+
+def is_open(stage: str) -> bool:
+    return stage not in CLOSED_STAGES
+
+
+# ------------------------------------------------------------------------------- deals
+
+
+class DealFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = Field(examples=["Example Corp: 50 seats"])
+    stage: Stage | None = Field(
+        default=None, description="One of the tenant's pipeline stages (default: the first)"
+    )
+    amount: Amount | None = Field(
+        default=None, description="Decimal >= 0 in `currency`; returned as a decimal string"
+    )
+    currency: Currency | None = Field(default=None, description="ISO 4217 code; required with amount")
+    contact_ids: ContactIds = Field(default_factory=list)
+    company_id: CompanyRef | None = None
+    owner: Subject | None = None
+    close_date: date | None = None
+
+    @model_validator(mode="after")
+    def _amount_needs_currency(self) -> DealFields:
+        if self.amount is not None and self.currency is None:
+            raise ValueError("currency is required when amount is set")
+        return self
+
+
+class DealCreate(DealFields):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"name": "Example Corp: 50 seats", "amount": "12500.00", "currency": "EUR"}]
+        },
+    )
+
+
+class DealPatch(_Patch):
+    name: Name | None = None
+    stage: Stage | None = None
+    amount: Amount | None = None
+    currency: Currency | None = None
+    contact_ids: ContactIds | None = None
+    company_id: CompanyRef | None = None
+    owner: Subject | None = None
+    close_date: date | None = None
+
+
+class Deal(DealFields, Versioned):
+    deal_id: str
+    stage: str
+    open: bool = Field(description="False once the stage is `won` or `lost`")
+
+
+# ------------------------------------------------------------------------------- campaigns
+
+
+class CampaignStatus(StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    DONE = "done"
+
+
+class CampaignFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = Field(examples=["Spring launch"])
+    status: CampaignStatus = CampaignStatus.DRAFT
+
+
+class CampaignCreate(CampaignFields):
+    pass
+
+
+class CampaignPatch(_Patch):
+    name: Name | None = None
+    status: CampaignStatus | None = None
+
+
+class Campaign(CampaignFields, Versioned):
+    campaign_id: str
+
+
+# ------------------------------------------------------------------------------- views
+
+
+class Deleted(BaseModel):
+    id: str
+    deleted: bool = True
+
+
+class EmailLookup(BaseModel):
+    """What an address resolves to without reading the contact: enough for linking mail."""
+
+    address: str
+    contact_id: str
+    company_id: str | None = None
+
+
+class ContactView(BaseModel):
+    """`GET /crm/contacts/by-email/{address}`: the contact and what hangs off it."""
+
+    contact: Contact
+    company: Company | None = Field(description="The contact's company, if set and still present")
+    open_deals: list[Deal] = Field(description="Open deals naming the contact, last updated first")
+    last_emails: list[EmailSummary] = Field(
+        default_factory=list,
+        description="Hook for email matching: the contact's latest emails. Always empty until "
+        "email <-> contact matching is built.",
+    )

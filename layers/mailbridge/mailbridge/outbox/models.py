@@ -1,0 +1,120 @@
+"""What `POST /emails/send` and `POST /uploads` accept and answer, and the OutboxQueue message."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+
+from mailbridge.models.mail import SendStatus
+
+MAX_RECIPIENTS = 100
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+MAX_INLINE_BYTES = 4 * 1024 * 1024  # base64 of this still fits API Gateway's 10 MB payload
+CONTENT_TYPE = r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$"
+EMAIL_ID = r"^em_[0-9a-f]{26}$"
+UPLOAD_ID = r"^up_[0-9a-f]{24}$"
+
+
+class Recipient(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    address: EmailStr
+    name: str | None = Field(default=None, max_length=200)
+
+
+class InlineAttachment(BaseModel):
+    """A small attachment sent in the request itself (base64)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(min_length=1, max_length=255)
+    content_type: str = Field(default="application/octet-stream", pattern=CONTENT_TYPE)
+    content_base64: str = Field(max_length=MAX_INLINE_BYTES * 4 // 3 + 4)
+    inline: bool = False
+    content_id: str | None = Field(default=None, max_length=200)
+
+
+class UploadedAttachment(BaseModel):
+    """A large attachment uploaded beforehand through `POST /uploads`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    upload_id: str = Field(pattern=UPLOAD_ID)
+    filename: str = Field(min_length=1, max_length=255)
+    content_type: str = Field(default="application/octet-stream", pattern=CONTENT_TYPE)
+
+
+class SendRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "account_id": "acc_5f0c1d2e3a4b5c6d7e8f",
+                    "to": [{"address": "carol@customer.example", "name": "Carol"}],
+                    "subject": "Your quote",
+                    "text": "Hi Carol, the quote is attached.",
+                    "reply_to_email_id": "em_3f2a9c4b1d0e8f7a6b5c4d3e2f",
+                }
+            ]
+        },
+    )
+
+    account_id: str = Field(pattern=r"^acc_[0-9a-f]{20}$")
+    to: list[Recipient] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
+    cc: list[Recipient] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
+    bcc: list[Recipient] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
+    subject: str = Field(default="", max_length=900)
+    text: str | None = Field(default=None, max_length=2_000_000)
+    html: str | None = Field(default=None, max_length=4_000_000)
+    reply_to_email_id: str | None = Field(default=None, pattern=EMAIL_ID)
+    forward_email_id: str | None = Field(default=None, pattern=EMAIL_ID)
+    forward_as: Literal["attachment", "inline"] = "attachment"
+    attachments: list[InlineAttachment | UploadedAttachment] = Field(default_factory=list, max_length=20)
+    send_at: datetime | None = Field(default=None, description="Schedule the send (UTC if no offset)")
+
+    @model_validator(mode="after")
+    def _rules(self) -> SendRequest:
+        count = len(self.to) + len(self.cc) + len(self.bcc)
+        if count == 0:
+            raise ValueError("at least one recipient (to, cc or bcc) is required")
+        if count > MAX_RECIPIENTS:
+            raise ValueError(f"at most {MAX_RECIPIENTS} recipients in total")
+        if not (self.text or self.html):
+            raise ValueError("text or html is required")
+        if self.reply_to_email_id and self.forward_email_id:
+            raise ValueError("reply_to_email_id and forward_email_id cannot be combined")
+        return self
+
+
+class SendAccepted(BaseModel):
+    email_id: str
+    thread_id: str
+    status: SendStatus
+    send_at: datetime | None = None
+    message_id: str
+
+
+class UploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(min_length=1, max_length=255)
+    content_type: str = Field(default="application/octet-stream", pattern=CONTENT_TYPE)
+    size: int = Field(ge=1, le=MAX_UPLOAD_BYTES)
+
+
+class UploadTicket(BaseModel):
+    upload_id: str
+    url: str = Field(description="PUT the file's bytes here, with the Content-Type header given")
+    method: Literal["PUT"] = "PUT"
+    headers: dict[str, str]
+    expires_in: int
+    max_size: int
+
+
+class OutboxMessage(BaseModel):
+    kind: Literal["send"] = "send"
+    tenant_id: str
+    email_id: str

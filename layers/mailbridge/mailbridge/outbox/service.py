@@ -1,0 +1,386 @@
+"""The outbox: accept a send (compose once, store it like any other email, queue or schedule it),
+then send it over SMTP exactly once, keep a copy in the mailbox's Sent folder and announce it.
+
+The raw message is composed at request time with its final Message-ID and Date (the send time
+for scheduled mail), stored in S3 and sent byte for byte later. The email id follows the same rule
+as synced mail, so when the sync later meets the copy in Sent it finds this email, not a new one.
+Status moves queued|scheduled -> sending -> sent|failed (or scheduled -> cancelled), each step a
+conditional write, so a duplicate or late delivery of the queue record never sends twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from mailbridge import crypto
+from mailbridge.accounts import Connector, credentials_context, imap_connect, imap_settings
+from mailbridge.bus import EventPublisher
+from mailbridge.compose import (
+    ComposedMessage,
+    Draft,
+    Mode,
+    OriginalMessage,
+    OutgoingAttachment,
+    compose_message,
+)
+from mailbridge.errors import Conflict, Invalid, NotFound, ProviderError
+from mailbridge.mime import normalize
+from mailbridge.models.account import Account
+from mailbridge.models.email import EmailAddress
+from mailbridge.models.mail import SendStatus
+from mailbridge.observability import logger
+from mailbridge.outbox.models import (
+    MAX_UPLOAD_BYTES,
+    InlineAttachment,
+    OutboxMessage,
+    SendAccepted,
+    SendRequest,
+    UploadedAttachment,
+    UploadRequest,
+    UploadTicket,
+)
+from mailbridge.providers.imap.models import FetchedMessage
+from mailbridge.queues import OutboxQueue
+from mailbridge.schedules import OneTimeScheduler
+from mailbridge.store.accounts import AccountStore
+from mailbridge.store.base import is_condition_failure
+from mailbridge.store.blobs import PRESIGN_SECONDS, BlobStore
+from mailbridge.store.emails import EmailStore
+from mailbridge.store.keys import email_sk, tenant_pk
+from mailbridge.sync.engine import SyncDeps, announce
+from mailbridge.sync.ingest import Mailbox, build_email_item, email_id_for, ingest
+from mailbridge.sync.threads import assign_thread
+from mailbridge.tenancy import Role, TenantContext
+
+MIN_SCHEDULE_AHEAD = timedelta(seconds=60)
+MAX_SCHEDULE_AHEAD = timedelta(days=365)
+PENDING = ("queued", "scheduled", "sending")
+
+
+@dataclass
+class OutboxDeps:
+    emails: EmailStore
+    accounts: AccountStore
+    blobs: BlobStore
+    queue: OutboxQueue
+    scheduler: OneTimeScheduler
+    publisher: EventPublisher
+    connect_imap: Connector = imap_connect
+    send_smtp: Callable[..., Any] | None = None
+    allow_private_hosts: bool = False
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+# ---------------------------------------------------------------------------------- requests
+def create_upload(ctx: TenantContext, request: UploadRequest, deps: OutboxDeps) -> UploadTicket:
+    ctx.require(Role.MEMBER)
+    upload_id = "up_" + uuid.uuid4().hex[:24]
+    key = deps.blobs.upload_key(ctx.tenant_id, upload_id)
+    url = deps.blobs.client.generate_presigned_url(
+        "put_object",
+        Params={"Bucket": deps.blobs.bucket, "Key": key, "ContentType": request.content_type},
+        ExpiresIn=PRESIGN_SECONDS * 3,
+    )
+    return UploadTicket(
+        upload_id=upload_id,
+        url=url,
+        headers={"Content-Type": request.content_type},
+        expires_in=PRESIGN_SECONDS * 3,
+        max_size=MAX_UPLOAD_BYTES,
+    )
+
+
+def _attachment(
+    ctx: TenantContext, spec: InlineAttachment | UploadedAttachment, deps: OutboxDeps
+) -> OutgoingAttachment:
+    if isinstance(spec, InlineAttachment):
+        try:
+            data = base64.b64decode(spec.content_base64, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise Invalid(
+                f"attachment {spec.filename!r} is not valid base64", code="invalid_attachment"
+            ) from exc
+        return OutgoingAttachment(
+            filename=spec.filename,
+            content_type=spec.content_type,
+            data=data,
+            inline=spec.inline,
+            content_id=spec.content_id,
+        )
+    key = deps.blobs.upload_key(ctx.tenant_id, spec.upload_id)
+    try:
+        data = deps.blobs.get(key)
+    except Exception as exc:
+        if getattr(exc, "response", {}).get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+            raise NotFound(
+                f"upload {spec.upload_id} was not found (expired or never uploaded)", code="upload_not_found"
+            ) from exc
+        raise
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise Invalid("an uploaded attachment is larger than 25 MB", code="attachment_too_large")
+    return OutgoingAttachment(filename=spec.filename, content_type=spec.content_type, data=data)
+
+
+def _original(ctx: TenantContext, email_id: str, deps: OutboxDeps) -> OriginalMessage:
+    item = deps.emails.get_email(ctx.tenant_id, email_id)
+    if item is None:
+        raise NotFound("the email to reply to or forward does not exist", code="email_not_found")
+    sender = (item.get("from") or [None])[0]
+    bodies: dict[str, Any] = deps.blobs.get_json(str(item["body_key"])) if item.get("body_key") else item
+    return OriginalMessage(
+        message_id=item.get("message_id"),
+        references=[str(r) for r in item.get("references") or ()],
+        subject=item.get("subject"),
+        from_=EmailAddress.model_validate(sender) if sender else None,
+        date=datetime.fromisoformat(str(item["date"])),
+        text=bodies.get("text_body"),
+        raw=deps.blobs.get(str(item["raw_key"])) if item.get("raw_key") else None,
+    )
+
+
+def _schedule_time(send_at: datetime | None, now: datetime) -> datetime | None:
+    if send_at is None:
+        return None
+    when = send_at if send_at.tzinfo else send_at.replace(tzinfo=UTC)
+    if when < now + MIN_SCHEDULE_AHEAD:
+        raise Invalid("send_at must be at least a minute in the future", code="send_at_in_past")
+    if when > now + MAX_SCHEDULE_AHEAD:
+        raise Invalid("send_at must be within a year", code="send_at_too_far")
+    return when.astimezone(UTC)
+
+
+def queue_send(ctx: TenantContext, request: SendRequest, deps: OutboxDeps) -> SendAccepted:
+    ctx.require(Role.MEMBER)
+    account = deps.accounts.get_account(ctx.tenant_id, request.account_id)
+    if account.smtp is None:
+        raise Invalid("this account has no SMTP settings", code="account_cannot_send")
+    now = deps.now()
+    send_at = _schedule_time(request.send_at, now)
+    mode: Mode = "new"
+    original: OriginalMessage | None = None
+    if request.reply_to_email_id:
+        mode, original = "reply", _original(ctx, request.reply_to_email_id, deps)
+    elif request.forward_email_id:
+        mode, original = "forward", _original(ctx, request.forward_email_id, deps)
+
+    domain = account.address.rpartition("@")[2]
+    draft = Draft(
+        from_=EmailAddress(name=account.display_name, address=account.address),
+        to=[EmailAddress(name=r.name, address=str(r.address)) for r in request.to],
+        cc=[EmailAddress(name=r.name, address=str(r.address)) for r in request.cc],
+        bcc=[EmailAddress(name=r.name, address=str(r.address)) for r in request.bcc],
+        subject=request.subject,
+        text=request.text,
+        html=request.html,
+        attachments=[_attachment(ctx, a, deps) for a in request.attachments],
+        mode=mode,
+        forward_as=request.forward_as,
+        message_id=f"{uuid.uuid4().hex}@{domain}",
+    )
+    composed = compose_message(draft, original=original, now=send_at or now)
+    normalized = normalize(composed.raw)
+    parsed = normalized.message
+    tenant = ctx.tenant_id
+    email_id = email_id_for(tenant, parsed, composed.raw)
+    date = send_at or now
+    thread_id = assign_thread(tenant, account.account_id, parsed, date, email_id, deps.emails)
+    mailbox = Mailbox(tenant, account.account_id, account.address, "", 0, is_sent_folder=True)
+    raw_key = deps.blobs.raw_key(tenant, account.account_id, email_id)
+    deps.blobs.put(raw_key, composed.raw, "message/rfc822")
+    for meta, data in normalized.attachments:
+        deps.blobs.put(deps.blobs.attachment_key(tenant, email_id, meta.id), data, meta.content_type)
+    item = build_email_item(mailbox, email_id, thread_id, parsed, date, raw_key, deps.blobs, ("\\Seen",))
+    status: SendStatus = "scheduled" if send_at else "queued"
+    item |= {
+        "send_status": status,
+        "send_at": send_at.isoformat() if send_at else None,
+        "outbox_account_id": account.account_id,
+        "envelope_from": composed.envelope_from,
+        "envelope_to": composed.recipients,
+        "bcc": [r.model_dump() for r in draft.bcc],
+        "requested_by": ctx.subject,
+        "schedule_name": _schedule_name(email_id) if send_at else None,
+    }
+    if not deps.emails.create_email(tenant, item):
+        raise Conflict("this message was already queued", code="already_queued")
+    message = OutboxMessage(tenant_id=tenant, email_id=email_id)
+    if send_at:
+        deps.scheduler.create(_schedule_name(email_id), send_at, message.model_dump())
+    else:
+        deps.queue.send(message)
+    return SendAccepted(
+        email_id=email_id, thread_id=thread_id, status=status, send_at=send_at, message_id=composed.message_id
+    )
+
+
+def _schedule_name(email_id: str) -> str:
+    return f"send-{email_id}"
+
+
+def _transition(
+    deps: OutboxDeps, tenant_id: str, email_id: str, allowed: tuple[str, ...], **values: Any
+) -> bool:
+    names = {f"#f{i}": k for i, k in enumerate(values)} | {"#s": "send_status"}
+    exprs: dict[str, Any] = {f":v{i}": v for i, v in enumerate(values.values())}
+    exprs |= {f":a{i}": a for i, a in enumerate(allowed)}
+    allowed_list = ", ".join(f":a{i}" for i in range(len(allowed)))
+    try:
+        deps.emails.table.update_item(
+            Key={"pk": tenant_pk(tenant_id), "sk": email_sk(email_id)},
+            UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values))),
+            ConditionExpression=f"#s IN ({allowed_list})",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=exprs,
+        )
+    except Exception as exc:
+        if is_condition_failure(exc):
+            return False
+        raise
+    return True
+
+
+def cancel_schedule(ctx: TenantContext, email_id: str, deps: OutboxDeps) -> None:
+    ctx.require(Role.MEMBER)
+    item = deps.emails.get_email(ctx.tenant_id, email_id)
+    if item is None or not item.get("send_status"):
+        raise NotFound("no such outbound email", code="not_found")
+    if not _transition(deps, ctx.tenant_id, email_id, ("scheduled",), send_status="cancelled", deleted=True):
+        raise Conflict(f"the email is {item.get('send_status')}, not scheduled", code="not_scheduled")
+    deps.scheduler.delete(_schedule_name(email_id))
+
+
+# ---------------------------------------------------------------------------------- sending
+@dataclass
+class SendOutcome:
+    status: str
+    refused: dict[str, str]
+
+
+def _smtp_settings(account: Account, deps: OutboxDeps) -> Any:
+    from mailbridge.providers.smtp import SmtpSettings
+
+    envelope = deps.accounts.get_credentials(account.tenant_id, account.account_id)
+    if envelope is None or account.smtp is None:
+        raise Invalid("the account has no SMTP credentials", code="account_cannot_send")
+    secrets = json.loads(crypto.decrypt(envelope, credentials_context(account.tenant_id, account.account_id)))
+    server = account.smtp
+    return SmtpSettings(
+        host=server.host,
+        port=server.port,
+        security=server.security,
+        username=server.username,
+        password=secrets.get("smtp_password") or secrets["imap_password"],
+        allow_insecure=deps.allow_private_hosts and server.security.value == "none",
+    )
+
+
+def fail(deps: OutboxDeps, message: OutboxMessage, exc: Exception) -> None:
+    """Give up on a send: the status shows why, with the SMTP reply when there was one."""
+    details = getattr(exc, "details", None) or {}
+    failure = {
+        "code": getattr(exc, "code", "send_failed"),
+        "message": getattr(exc, "message", "the send failed"),
+        "smtp_code": details.get("smtp_code") if isinstance(details, dict) else None,
+        "smtp_reply": details.get("smtp_reply") if isinstance(details, dict) else None,
+    }
+    _transition(deps, message.tenant_id, message.email_id, PENDING, send_status="failed", failure=failure)
+
+
+def send_queued(message: OutboxMessage, deps: OutboxDeps) -> SendOutcome:
+    """Send one queued email. Transient provider errors propagate (the caller retries with backoff);
+    permanent ones mark the email failed with the server's reply."""
+    tenant, email_id = message.tenant_id, message.email_id
+    item = deps.emails.get_email(tenant, email_id)
+    if item is None:
+        return SendOutcome("missing", {})
+    if item.get("send_status") not in PENDING:
+        return SendOutcome(str(item.get("send_status")), {})  # sent, failed or cancelled: done
+    if not _transition(deps, tenant, email_id, PENDING, send_status="sending"):
+        return SendOutcome("raced", {})
+    try:
+        account = deps.accounts.get_account(tenant, str(item["outbox_account_id"]))
+    except NotFound:
+        fail(deps, message, Invalid("the sending account was removed", code="account_removed"))
+        return SendOutcome("failed", {})
+    raw = deps.blobs.get(str(item["raw_key"]))
+    from mailbridge.providers.smtp import send as smtp_send
+
+    sender = deps.send_smtp or smtp_send
+    composed = ComposedMessage(
+        raw=raw,
+        message_id=str(item["message_id"]),
+        envelope_from=str(item["envelope_from"]),
+        recipients=[str(r) for r in item["envelope_to"]],
+        subject=str(item.get("subject") or ""),
+    )
+    try:
+        result = sender(_smtp_settings(account, deps), composed)
+    except ProviderError as exc:
+        if exc.retryable:
+            _transition(deps, tenant, email_id, ("sending",), send_status="queued")
+            raise
+        fail(deps, message, exc)
+        return SendOutcome("failed", {})
+    refused = dict(getattr(result, "refused", {}) or {})
+    _transition(
+        deps,
+        tenant,
+        email_id,
+        ("sending",),
+        send_status="sent",
+        sent_at=deps.now().isoformat(),
+        refused=refused or None,
+    )
+    _copy_to_sent(account, raw, email_id, deps)
+    sync_deps = SyncDeps(
+        accounts=deps.accounts, emails=deps.emails, blobs=deps.blobs, publisher=deps.publisher
+    )
+    announce(tenant, account.account_id, [email_id], sync_deps)
+    return SendOutcome("sent", refused)
+
+
+def _copy_to_sent(account: Account, raw: bytes, email_id: str, deps: OutboxDeps) -> None:
+    """APPEND the sent message to the Sent folder (\\Seen) and record that location.
+
+    The mail is already sent: a failure here is logged and left to the next sync, never retried
+    by re-sending.
+    """
+    try:
+        envelope = deps.accounts.get_credentials(account.tenant_id, account.account_id)
+        if envelope is None:
+            return
+        secrets = json.loads(
+            crypto.decrypt(envelope, credentials_context(account.tenant_id, account.account_id))
+        )
+        settings = imap_settings(
+            account.imap, secrets["imap_password"], allow_insecure=deps.allow_private_hosts
+        )
+        with deps.connect_imap(settings) as imap:
+            sent = imap.sent_folder()
+            if sent is None:
+                logger.warning("no Sent folder; sent copy not stored")
+                return
+            uid = imap.append(sent.name, raw, flags=["\\Seen"], internal_date=deps.now())  # type: ignore[list-item]
+            status = imap.folder_status(sent.name)
+        if uid is not None:
+            mailbox = Mailbox(
+                account.tenant_id,
+                account.account_id,
+                account.address,
+                sent.name,
+                status.uidvalidity,
+                is_sent_folder=True,
+            )
+            fetched = FetchedMessage(
+                uid=uid, flags=("\\Seen",), internal_date=deps.now(), modseq=None, size=len(raw), raw=raw
+            )
+            ingest(mailbox, fetched, deps.emails, deps.blobs)
+    except ProviderError as exc:
+        logger.warning("sent copy not stored", extra={"code": exc.code, "email_id": email_id})

@@ -1,0 +1,69 @@
+"""One-time EventBridge Scheduler schedules (scheduled send, later: snooze wake-ups, cron rules).
+
+A schedule puts its input on a queue at `at(...)` and deletes itself afterwards. Names are
+derived from the business id, so creating twice is a Conflict and cancelling needs no lookup.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from mailbridge import aws
+from mailbridge.errors import Conflict
+
+if TYPE_CHECKING:
+    from mypy_boto3_scheduler import EventBridgeSchedulerClient
+
+
+class OneTimeScheduler:
+    def __init__(
+        self,
+        target_arn: str,
+        role_arn: str,
+        group: str = "default",
+        client: EventBridgeSchedulerClient | None = None,
+    ) -> None:
+        self.target_arn = target_arn
+        self.role_arn = role_arn
+        self.group = group
+        self._client = client
+
+    @property
+    def client(self) -> EventBridgeSchedulerClient:
+        if self._client is None:
+            self._client = aws.scheduler()
+        return self._client
+
+    def create(self, name: str, at: datetime, payload: dict[str, Any]) -> None:
+        when = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        try:
+            self.client.create_schedule(
+                Name=name,
+                GroupName=self.group,
+                ScheduleExpression=f"at({when})",
+                ScheduleExpressionTimezone="UTC",
+                FlexibleTimeWindow={"Mode": "OFF"},
+                ActionAfterCompletion="DELETE",
+                Target={
+                    "Arn": self.target_arn,
+                    "RoleArn": self.role_arn,
+                    "Input": json.dumps(payload),
+                    "RetryPolicy": {"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 3600},
+                },
+            )
+        except Exception as exc:
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") == "ConflictException":
+                raise Conflict("a schedule with this name exists", code="already_scheduled") from exc
+            raise
+
+    def delete(self, name: str) -> bool:
+        """False when it was already gone (fired, or never created)."""
+        try:
+            self.client.delete_schedule(Name=name, GroupName=self.group)
+        except Exception as exc:
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return False
+            raise
+        return True

@@ -1,0 +1,716 @@
+"""CRM table: contacts, companies, deals, campaigns, the deal pipeline, and their lookup items.
+
+Item types (pk = TENANT#{tenant} for all):
+  CONTACT#{contact_id}                   a contact
+  EMAIL#{address}                        lookup: address (lower-cased) -> contact_id, company_id
+  COMPANY#{company_id}                   a company
+  DOMAIN#{domain}                        lookup: domain (lower-cased) -> company_id
+  DEAL#{deal_id}                         a deal; with a company, also in gsi1 under the company
+  DEALCONTACT#{deal_id}#{contact_id}     a deal's link to one of its contacts, in gsi1 under the contact
+  CAMPAIGN#{campaign_id}                 a campaign
+  PIPELINE                               the tenant's deal stages (absent: the default pipeline)
+gsi1 (deals by company / by contact, open first, last updated first):
+  gsi1pk = TENANT#{tenant}#COMPANY#{company_id}#DEALS | TENANT#{tenant}#CONTACT#{contact_id}#DEALS
+  gsi1sk = OPEN#{updated_at}#{deal_id} | CLOSED#{updated_at}#{deal_id}
+A record and its lookup/link items change in one TransactWriteItems: the lookups are created with
+`attribute_not_exists(pk) OR <id> = :me`, so two records can never claim one address or domain,
+even when written concurrently; the record itself is conditional on its version.
+Ids are time-ordered, so a plain listing is in creation order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from mailbridge.crm.models import (
+    Campaign,
+    Company,
+    Contact,
+    Deal,
+    EmailLookup,
+    Pipeline,
+    is_open,
+)
+from mailbridge.errors import Conflict, MailbridgeError, NotFound
+from mailbridge.store.base import DynamoRepository, Item, is_condition_failure, tenant_pk
+from mailbridge.store.conditions import Attr, Key
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+PIPELINE_SK = "PIPELINE"
+BATCH_GET = 100
+# A filtered listing queries again while its page is short, at most this many times per request.
+FILL_ROUNDS = 5
+
+Query = Callable[[str | None, int], tuple[list[Item], str | None]]
+
+
+def contact_sk(contact_id: str) -> str:
+    return f"CONTACT#{contact_id}"
+
+
+def company_sk(company_id: str) -> str:
+    return f"COMPANY#{company_id}"
+
+
+def deal_sk(deal_id: str) -> str:
+    return f"DEAL#{deal_id}"
+
+
+def campaign_sk(campaign_id: str) -> str:
+    return f"CAMPAIGN#{campaign_id}"
+
+
+def email_sk(address: str) -> str:
+    return f"EMAIL#{address.lower()}"
+
+
+def domain_sk(domain: str) -> str:
+    return f"DOMAIN#{domain.lower()}"
+
+
+def deal_contact_sk(deal_id: str, contact_id: str) -> str:
+    return f"DEALCONTACT#{deal_id}#{contact_id}"
+
+
+def company_deals_pk(tenant_id: str, company_id: str) -> str:
+    return f"{tenant_pk(tenant_id)}#COMPANY#{company_id}#DEALS"
+
+
+def contact_deals_pk(tenant_id: str, contact_id: str) -> str:
+    return f"{tenant_pk(tenant_id)}#CONTACT#{contact_id}#DEALS"
+
+
+def deal_order_key(deal: Deal) -> str:
+    state = "OPEN" if deal.open else "CLOSED"
+    return f"{state}#{deal.updated_at.isoformat()}#{deal.deal_id}"
+
+
+# ---------------------------------------------------------------------------------- mapping
+
+
+def to_dynamo(value: Any) -> Any:
+    """DynamoDB refuses floats: numbers go in as Decimals (through str, so 0.1 stays 0.1)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): to_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_dynamo(v) for v in value]
+    return value
+
+
+def plain(value: Any) -> Any:
+    """Decimals back as ints or floats (custom fields); containers recursively."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def _meta(item: Item) -> dict[str, Any]:
+    return {
+        "created_at": item["created_at"],
+        "updated_at": item["updated_at"],
+        "created_by": item["created_by"],
+        "version": int(item["version"]),
+    }
+
+
+def _record_item(tenant_id: str, sk: str, record: Any, exclude: set[str] | None = None) -> Item:
+    fields = record.model_dump(mode="python", exclude=exclude)
+    return {"pk": tenant_pk(tenant_id), "sk": sk, **to_dynamo(fields)}
+
+
+def contact_item(tenant_id: str, contact: Contact) -> Item:
+    item = _record_item(tenant_id, contact_sk(contact.contact_id), contact)
+    # What `q` searches: the name and every address, lower-cased.
+    item["search"] = " ".join([contact.name.lower(), *contact.addresses])
+    return item
+
+
+def to_contact(item: Item) -> Contact:
+    return Contact.model_validate(
+        {
+            "contact_id": item["contact_id"],
+            "name": item["name"],
+            "emails": [
+                {"address": e["address"], "primary": bool(e.get("primary")), "label": e.get("label")}
+                for e in item.get("emails") or ()
+            ],
+            "phones": list(item.get("phones") or ()),
+            "title": item.get("title"),
+            "company_id": item.get("company_id"),
+            "tags": list(item.get("tags") or ()),
+            "owner": item.get("owner"),
+            "custom": plain(item.get("custom") or {}),
+            **_meta(item),
+        }
+    )
+
+
+def company_item(tenant_id: str, company: Company) -> Item:
+    item = _record_item(tenant_id, company_sk(company.company_id), company)
+    item["search"] = company.name.lower()
+    return item
+
+
+def to_company(item: Item) -> Company:
+    return Company.model_validate(
+        {
+            "company_id": item["company_id"],
+            "name": item["name"],
+            "domains": list(item.get("domains") or ()),
+            "owner": item.get("owner"),
+            **_meta(item),
+        }
+    )
+
+
+def deal_item(tenant_id: str, deal: Deal) -> Item:
+    item = _record_item(tenant_id, deal_sk(deal.deal_id), deal)
+    if deal.company_id:
+        item["gsi1pk"] = company_deals_pk(tenant_id, deal.company_id)
+        item["gsi1sk"] = deal_order_key(deal)
+    return item
+
+
+def deal_contact_item(tenant_id: str, deal: Deal, contact_id: str) -> Item:
+    return {
+        "pk": tenant_pk(tenant_id),
+        "sk": deal_contact_sk(deal.deal_id, contact_id),
+        "deal_id": deal.deal_id,
+        "contact_id": contact_id,
+        "company_id": deal.company_id,
+        "stage": deal.stage,
+        "open": deal.open,
+        "gsi1pk": contact_deals_pk(tenant_id, contact_id),
+        "gsi1sk": deal_order_key(deal),
+    }
+
+
+def to_deal(item: Item) -> Deal:
+    amount = item.get("amount")
+    return Deal.model_validate(
+        {
+            "deal_id": item["deal_id"],
+            "name": item["name"],
+            "stage": item["stage"],
+            "open": is_open(str(item["stage"])),
+            "amount": None if amount is None else Decimal(amount),
+            "currency": item.get("currency"),
+            "contact_ids": list(item.get("contact_ids") or ()),
+            "company_id": item.get("company_id"),
+            "owner": item.get("owner"),
+            "close_date": item.get("close_date"),
+            **_meta(item),
+        }
+    )
+
+
+def campaign_item(tenant_id: str, campaign: Campaign) -> Item:
+    return _record_item(tenant_id, campaign_sk(campaign.campaign_id), campaign)
+
+
+def to_campaign(item: Item) -> Campaign:
+    return Campaign.model_validate(
+        {"campaign_id": item["campaign_id"], "name": item["name"], "status": item["status"], **_meta(item)}
+    )
+
+
+# ---------------------------------------------------------------------------------- filters
+
+
+@dataclass(frozen=True)
+class ContactFilter:
+    q: str | None = None
+    company_id: str | None = None
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
+class DealFilter:
+    stage: str | None = None
+    company_id: str | None = None
+    contact_id: str | None = None
+    open: bool | None = None
+
+
+def _all(conditions: Iterable[Any]) -> Any:
+    combined = None
+    for condition in conditions:
+        combined = condition if combined is None else combined & condition
+    return combined
+
+
+def contact_filter(f: ContactFilter) -> Any:
+    return _all(
+        c
+        for c in (
+            Attr("search").contains(f.q.lower()) if f.q else None,
+            Attr("company_id").eq(f.company_id) if f.company_id else None,
+            Attr("tags").contains(f.tag) if f.tag else None,
+        )
+        if c is not None
+    )
+
+
+# ---------------------------------------------------------------------------------- writes
+
+
+@dataclass(frozen=True)
+class Write:
+    """One item of a transaction and the error to raise when its condition fails."""
+
+    op: dict[str, Any]
+    error: Callable[[], MailbridgeError]
+
+
+def _put(item: Item, condition: str, error: Callable[[], MailbridgeError], **values: Any) -> Write:
+    op: dict[str, Any] = {"Put": {"Item": item, "ConditionExpression": condition}}
+    if values:
+        op["Put"]["ExpressionAttributeValues"] = {f":{k}": v for k, v in values.items()}
+    return Write(op, error)
+
+
+def _delete(key: Item, condition: str, error: Callable[[], MailbridgeError], **values: Any) -> Write:
+    op: dict[str, Any] = {"Delete": {"Key": key, "ConditionExpression": condition}}
+    if values:
+        op["Delete"]["ExpressionAttributeValues"] = {f":{k}": v for k, v in values.items()}
+    return Write(op, error)
+
+
+def _in_use(code: str, what: str, value: str) -> Callable[[], MailbridgeError]:
+    return lambda: Conflict(f"{what} {value} belongs to another record", code=code, details={what: value})
+
+
+class CrmStore(DynamoRepository):
+    def __init__(self, table_name: str, table: Table | None = None) -> None:
+        super().__init__(table_name, table)
+
+    # ------------------------------------------------------------------ plumbing
+    def _transact(self, writes: Sequence[Write]) -> None:
+        """All or nothing; the first write whose condition failed names the error."""
+        items: list[Any] = []
+        for write in writes:
+            ((action, body),) = write.op.items()
+            items.append({action: {**body, "TableName": self.table_name}})
+        try:
+            self.table.meta.client.transact_write_items(TransactItems=items)
+        except Exception as exc:
+            if not is_condition_failure(exc):
+                raise
+            reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
+            for write, reason in zip(writes, reasons, strict=False):
+                if reason.get("Code") == "ConditionalCheckFailed":
+                    raise write.error() from exc
+            raise Conflict("a concurrent change got there first; try again", code="conflict") from exc
+
+    def _record_writes(
+        self, tenant_id: str, sk: str, item: Item, *, expected_version: int | None, kind: str
+    ) -> Write:
+        if expected_version is None:
+            return _put(
+                item, "attribute_not_exists(pk)", lambda: Conflict("the record exists", code="exists")
+            )
+        return _put(
+            item,
+            "version = :expected",
+            lambda: self._lost_race(tenant_id, sk, kind),
+            expected=expected_version,
+        )
+
+    def _lost_race(self, tenant_id: str, sk: str, kind: str) -> MailbridgeError:
+        if self.get(tenant_pk(tenant_id), sk, consistent=True) is None:
+            return NotFound(f"no such {kind}", code=f"{kind}_not_found")
+        return Conflict(f"the {kind} was changed by someone else", code="version_conflict")
+
+    def _record_delete(self, tenant_id: str, sk: str, version: int, kind: str) -> Write:
+        return _delete(
+            {"pk": tenant_pk(tenant_id), "sk": sk},
+            "version = :expected",
+            lambda: self._lost_race(tenant_id, sk, kind),
+            expected=version,
+        )
+
+    def _get_item(self, tenant_id: str, sk: str) -> Item | None:
+        return self.get(tenant_pk(tenant_id), sk, consistent=True)
+
+    def _batch_get(self, tenant_id: str, sks: Sequence[str]) -> dict[str, Item]:
+        found: dict[str, Item] = {}
+        unique = list(dict.fromkeys(sks))
+        for start in range(0, len(unique), BATCH_GET):
+            keys = [{"pk": tenant_pk(tenant_id), "sk": sk} for sk in unique[start : start + BATCH_GET]]
+            request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                response = self.table.meta.client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    found[str(item["sk"])] = item
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
+    def _fill(self, query: Query, *, cursor: str | None, limit: int) -> tuple[list[Item], str | None]:
+        """Query again while a filtered page is short. Each query reads at most the missing
+        count, so every item read is returned or filtered out and the cursor loses nothing."""
+        kept: list[Item] = []
+        for _ in range(FILL_ROUNDS):
+            items, cursor = query(cursor, limit - len(kept))
+            kept.extend(items)
+            if cursor is None or len(kept) >= limit:
+                break
+        return kept, cursor
+
+    def _list_kind(
+        self, tenant_id: str, prefix: str, *, cursor: str | None, limit: int, filters: Any = None
+    ) -> tuple[list[Item], str | None]:
+        def query(page_cursor: str | None, page_limit: int) -> tuple[list[Item], str | None]:
+            return self.query_page(
+                tenant_id=tenant_id,
+                key_condition=Key("pk").eq(tenant_pk(tenant_id)) & Key("sk").begins_with(prefix),
+                cursor=page_cursor,
+                limit=page_limit,
+                filter_expression=filters,
+            )
+
+        if filters is None:
+            return query(cursor, limit)
+        return self._fill(query, cursor=cursor, limit=limit)
+
+    # ------------------------------------------------------------------ contacts
+    def get_contact(self, tenant_id: str, contact_id: str) -> Contact | None:
+        item = self._get_item(tenant_id, contact_sk(contact_id))
+        return None if item is None else to_contact(item)
+
+    def _email_lookup_writes(self, tenant_id: str, contact: Contact, previous: Contact | None) -> list[Write]:
+        writes = [
+            _put(
+                {
+                    "pk": tenant_pk(tenant_id),
+                    "sk": email_sk(address),
+                    "address": address,
+                    "contact_id": contact.contact_id,
+                    "company_id": contact.company_id,
+                },
+                "attribute_not_exists(pk) OR contact_id = :me",
+                _in_use("email_in_use", "address", address),
+                me=contact.contact_id,
+            )
+            for address in contact.addresses
+        ]
+        gone = [a for a in (previous.addresses if previous else []) if a not in contact.addresses]
+        writes += [
+            _delete(
+                {"pk": tenant_pk(tenant_id), "sk": email_sk(address)},
+                "attribute_not_exists(pk) OR contact_id = :me",
+                _in_use("email_in_use", "address", address),
+                me=contact.contact_id,
+            )
+            for address in gone
+        ]
+        return writes
+
+    def create_contact(self, tenant_id: str, contact: Contact) -> None:
+        item = contact_item(tenant_id, contact)
+        record = self._record_writes(tenant_id, item["sk"], item, expected_version=None, kind="contact")
+        self._transact([record, *self._email_lookup_writes(tenant_id, contact, None)])
+
+    def update_contact(self, tenant_id: str, contact: Contact, previous: Contact) -> None:
+        """Write `contact` over `previous` (which must still be the stored version)."""
+        item = contact_item(tenant_id, contact)
+        record = self._record_writes(
+            tenant_id, item["sk"], item, expected_version=previous.version, kind="contact"
+        )
+        self._transact([record, *self._email_lookup_writes(tenant_id, contact, previous)])
+
+    def delete_contact(self, tenant_id: str, contact: Contact) -> None:
+        sk = contact_sk(contact.contact_id)
+        writes = [self._record_delete(tenant_id, sk, contact.version, "contact")]
+        writes += [
+            _delete(
+                {"pk": tenant_pk(tenant_id), "sk": email_sk(address)},
+                "attribute_not_exists(pk) OR contact_id = :me",
+                _in_use("email_in_use", "address", address),
+                me=contact.contact_id,
+            )
+            for address in contact.addresses
+        ]
+        self._transact(writes)
+
+    def list_contacts(
+        self, tenant_id: str, filters: ContactFilter, *, cursor: str | None, limit: int
+    ) -> tuple[list[Contact], str | None]:
+        items, next_cursor = self._list_kind(
+            tenant_id, "CONTACT#", cursor=cursor, limit=limit, filters=contact_filter(filters)
+        )
+        return [to_contact(i) for i in items], next_cursor
+
+    def get_contacts(self, tenant_id: str, contact_ids: Sequence[str]) -> list[Contact]:
+        """The contacts that exist, in the order asked."""
+        found = self._batch_get(tenant_id, [contact_sk(c) for c in contact_ids])
+        return [to_contact(found[contact_sk(c)]) for c in contact_ids if contact_sk(c) in found]
+
+    def find_email(self, tenant_id: str, address: str) -> EmailLookup | None:
+        """Address (any case) -> contact id and company id: one key read."""
+        item = self._get_item(tenant_id, email_sk(address))
+        return None if item is None else _lookup(item)
+
+    def find_emails(self, tenant_id: str, addresses: Iterable[str]) -> dict[str, EmailLookup]:
+        """Many addresses at once (BatchGetItem), keyed by the lower-cased address."""
+        found = self._batch_get(tenant_id, [email_sk(a) for a in addresses])
+        return {str(i["address"]): _lookup(i) for i in found.values()}
+
+    # ------------------------------------------------------------------ companies
+    def get_company(self, tenant_id: str, company_id: str) -> Company | None:
+        item = self._get_item(tenant_id, company_sk(company_id))
+        return None if item is None else to_company(item)
+
+    def _domain_writes(self, tenant_id: str, company: Company, previous: Company | None) -> list[Write]:
+        me = company.company_id
+        writes = [
+            _put(
+                {"pk": tenant_pk(tenant_id), "sk": domain_sk(d), "domain": d, "company_id": me},
+                "attribute_not_exists(pk) OR company_id = :me",
+                _in_use("domain_in_use", "domain", d),
+                me=me,
+            )
+            for d in company.domains
+            if previous is None or d not in previous.domains
+        ]
+        gone = [d for d in (previous.domains if previous else []) if d not in company.domains]
+        writes += [
+            _delete(
+                {"pk": tenant_pk(tenant_id), "sk": domain_sk(d)},
+                "attribute_not_exists(pk) OR company_id = :me",
+                _in_use("domain_in_use", "domain", d),
+                me=me,
+            )
+            for d in gone
+        ]
+        return writes
+
+    def create_company(self, tenant_id: str, company: Company) -> None:
+        item = company_item(tenant_id, company)
+        record = self._record_writes(tenant_id, item["sk"], item, expected_version=None, kind="company")
+        self._transact([record, *self._domain_writes(tenant_id, company, None)])
+
+    def update_company(self, tenant_id: str, company: Company, previous: Company) -> None:
+        item = company_item(tenant_id, company)
+        record = self._record_writes(
+            tenant_id, item["sk"], item, expected_version=previous.version, kind="company"
+        )
+        self._transact([record, *self._domain_writes(tenant_id, company, previous)])
+
+    def delete_company(self, tenant_id: str, company: Company) -> None:
+        sk = company_sk(company.company_id)
+        writes = [self._record_delete(tenant_id, sk, company.version, "company")]
+        empty = company.model_copy(update={"domains": []})
+        self._transact([*writes, *self._domain_writes(tenant_id, empty, company)])
+
+    def list_companies(
+        self, tenant_id: str, *, q: str | None, cursor: str | None, limit: int
+    ) -> tuple[list[Company], str | None]:
+        filters = Attr("search").contains(q.lower()) if q else None
+        items, next_cursor = self._list_kind(
+            tenant_id, "COMPANY#", cursor=cursor, limit=limit, filters=filters
+        )
+        return [to_company(i) for i in items], next_cursor
+
+    def find_domain(self, tenant_id: str, domain: str) -> str | None:
+        """Domain (any case) -> company id: one key read."""
+        item = self._get_item(tenant_id, domain_sk(domain))
+        return None if item is None else str(item["company_id"])
+
+    def find_domains(self, tenant_id: str, domains: Iterable[str]) -> dict[str, str]:
+        found = self._batch_get(tenant_id, [domain_sk(d) for d in domains])
+        return {str(i["domain"]): str(i["company_id"]) for i in found.values()}
+
+    # ------------------------------------------------------------------ deals
+    def get_deal(self, tenant_id: str, deal_id: str) -> Deal | None:
+        item = self._get_item(tenant_id, deal_sk(deal_id))
+        return None if item is None else to_deal(item)
+
+    def get_deals(self, tenant_id: str, deal_ids: Sequence[str]) -> list[Deal]:
+        """The deals that exist, in the order asked."""
+        found = self._batch_get(tenant_id, [deal_sk(d) for d in deal_ids])
+        return [to_deal(found[deal_sk(d)]) for d in deal_ids if deal_sk(d) in found]
+
+    def _link_writes(self, tenant_id: str, deal: Deal, previous: Deal | None) -> list[Write]:
+        # Every link is rewritten: its sort key carries the deal's open state and update time.
+        def ok() -> MailbridgeError:
+            return Conflict("a concurrent change got there first; try again", code="conflict")
+
+        writes = [
+            _put(
+                deal_contact_item(tenant_id, deal, c),
+                "attribute_not_exists(pk) OR deal_id = :me",
+                ok,
+                me=deal.deal_id,
+            )
+            for c in deal.contact_ids
+        ]
+        gone = [c for c in (previous.contact_ids if previous else []) if c not in deal.contact_ids]
+        writes += [
+            _delete(
+                {"pk": tenant_pk(tenant_id), "sk": deal_contact_sk(deal.deal_id, c)},
+                "attribute_not_exists(pk) OR deal_id = :me",
+                ok,
+                me=deal.deal_id,
+            )
+            for c in gone
+        ]
+        return writes
+
+    def create_deal(self, tenant_id: str, deal: Deal) -> None:
+        item = deal_item(tenant_id, deal)
+        record = self._record_writes(tenant_id, item["sk"], item, expected_version=None, kind="deal")
+        self._transact([record, *self._link_writes(tenant_id, deal, None)])
+
+    def update_deal(self, tenant_id: str, deal: Deal, previous: Deal) -> None:
+        item = deal_item(tenant_id, deal)
+        record = self._record_writes(
+            tenant_id, item["sk"], item, expected_version=previous.version, kind="deal"
+        )
+        self._transact([record, *self._link_writes(tenant_id, deal, previous)])
+
+    def delete_deal(self, tenant_id: str, deal: Deal) -> None:
+        record = self._record_delete(tenant_id, deal_sk(deal.deal_id), deal.version, "deal")
+        unlinked = deal.model_copy(update={"contact_ids": []})
+        self._transact([record, *self._link_writes(tenant_id, unlinked, deal)])
+
+    def list_deals(
+        self, tenant_id: str, filters: DealFilter, *, cursor: str | None, limit: int
+    ) -> tuple[list[Deal], str | None]:
+        """By contact or company: last updated first (gsi1). Otherwise all deals, oldest first."""
+        conditions = [
+            Attr("stage").eq(filters.stage) if filters.stage else None,
+            Attr("open").eq(filters.open) if filters.open is not None else None,
+        ]
+        if filters.contact_id:
+            conditions.append(Attr("company_id").eq(filters.company_id) if filters.company_id else None)
+            pk = contact_deals_pk(tenant_id, filters.contact_id)
+        elif filters.company_id:
+            pk = company_deals_pk(tenant_id, filters.company_id)
+        else:
+            items, next_cursor = self._list_kind(
+                tenant_id, "DEAL#", cursor=cursor, limit=limit, filters=_all(c for c in conditions if c)
+            )
+            return [to_deal(i) for i in items], next_cursor
+        items, next_cursor = self._fill(
+            self._index_query(tenant_id, pk, filters.open, _all(c for c in conditions if c)),
+            cursor=cursor,
+            limit=limit,
+        )
+        if filters.contact_id:
+            return self.get_deals(tenant_id, [str(i["deal_id"]) for i in items]), next_cursor
+        return [to_deal(i) for i in items], next_cursor
+
+    def _index_query(self, tenant_id: str, gsi1pk: str, open_only: bool | None, filters: Any) -> Query:
+        key = Key("gsi1pk").eq(gsi1pk)
+        if open_only is not None:
+            key = key & Key("gsi1sk").begins_with("OPEN#" if open_only else "CLOSED#")
+
+        def query(page_cursor: str | None, page_limit: int) -> tuple[list[Item], str | None]:
+            return self.query_page(
+                tenant_id=tenant_id,
+                key_condition=key,
+                index="gsi1",
+                cursor=page_cursor,
+                limit=page_limit,
+                newest_first=True,
+                filter_expression=filters,
+            )
+
+        return query
+
+    def open_deals_of_contact(self, tenant_id: str, contact_id: str, *, limit: int = 100) -> list[Deal]:
+        """Open deals naming the contact, last updated first (one gsi1 query + one batch read)."""
+        deals, _ = self.list_deals(
+            tenant_id, DealFilter(contact_id=contact_id, open=True), cursor=None, limit=limit
+        )
+        return deals
+
+    def open_deals_of_company(self, tenant_id: str, company_id: str, *, limit: int = 100) -> list[Deal]:
+        """Open deals of the company, last updated first (one gsi1 query)."""
+        deals, _ = self.list_deals(
+            tenant_id, DealFilter(company_id=company_id, open=True), cursor=None, limit=limit
+        )
+        return deals
+
+    # ------------------------------------------------------------------ campaigns
+    def get_campaign(self, tenant_id: str, campaign_id: str) -> Campaign | None:
+        item = self._get_item(tenant_id, campaign_sk(campaign_id))
+        return None if item is None else to_campaign(item)
+
+    def create_campaign(self, tenant_id: str, campaign: Campaign) -> None:
+        item = campaign_item(tenant_id, campaign)
+        self._transact(
+            [self._record_writes(tenant_id, item["sk"], item, expected_version=None, kind="campaign")]
+        )
+
+    def update_campaign(self, tenant_id: str, campaign: Campaign, previous: Campaign) -> None:
+        item = campaign_item(tenant_id, campaign)
+        self._transact(
+            [
+                self._record_writes(
+                    tenant_id, item["sk"], item, expected_version=previous.version, kind="campaign"
+                )
+            ]
+        )
+
+    def delete_campaign(self, tenant_id: str, campaign: Campaign) -> None:
+        sk = campaign_sk(campaign.campaign_id)
+        self._transact([self._record_delete(tenant_id, sk, campaign.version, "campaign")])
+
+    def list_campaigns(
+        self, tenant_id: str, *, cursor: str | None, limit: int
+    ) -> tuple[list[Campaign], str | None]:
+        items, next_cursor = self._list_kind(tenant_id, "CAMPAIGN#", cursor=cursor, limit=limit)
+        return [to_campaign(i) for i in items], next_cursor
+
+    # ------------------------------------------------------------------ pipeline
+    def get_pipeline(self, tenant_id: str) -> Pipeline | None:
+        item = self._get_item(tenant_id, PIPELINE_SK)
+        if item is None:
+            return None
+        return Pipeline(
+            stages=[str(s) for s in item["stages"]],
+            version=int(item["version"]),
+            updated_at=datetime.fromisoformat(item["updated_at"]) if item.get("updated_at") else None,
+            updated_by=item.get("updated_by"),
+        )
+
+    def save_pipeline(self, tenant_id: str, pipeline: Pipeline, *, expected_version: int | None) -> Pipeline:
+        """`expected_version` None: the tenant still has the default (no item yet)."""
+        item = {
+            "pk": tenant_pk(tenant_id),
+            "sk": PIPELINE_SK,
+            "stages": list(pipeline.stages),
+            "updated_at": pipeline.updated_at.isoformat() if pipeline.updated_at else None,
+            "updated_by": pipeline.updated_by,
+        }
+        try:
+            stored = self.replace(item, expected_version=expected_version)
+        except Conflict as exc:
+            raise Conflict("the pipeline was changed by someone else", code="version_conflict") from exc
+        return pipeline.model_copy(update={"version": int(stored["version"])})
+
+
+def _lookup(item: Item) -> EmailLookup:
+    company = item.get("company_id")
+    return EmailLookup(
+        address=str(item["address"]),
+        contact_id=str(item["contact_id"]),
+        company_id=str(company) if company else None,
+    )
