@@ -182,6 +182,7 @@ def ingest(mailbox: Mailbox, fetched: FetchedMessage, emails: EmailStore, blobs:
     email_id = email_id_for(tenant, message, fetched.raw)
     date = message.date or fetched.internal_date
     current = emails.get_email(tenant, email_id)
+    created_now = False
     if current is None:
         thread_id = assign_thread(tenant, mailbox.account_id, message, date, email_id, emails)
         raw_key = blobs.raw_key(tenant, mailbox.account_id, email_id)
@@ -189,7 +190,13 @@ def ingest(mailbox: Mailbox, fetched: FetchedMessage, emails: EmailStore, blobs:
         for meta, data in result.attachments:
             blobs.put(blobs.attachment_key(tenant, email_id, meta.id), data, meta.content_type)
         item = build_email_item(mailbox, email_id, thread_id, message, date, raw_key, blobs, fetched.flags)
-        emails.create_email(tenant, item)
+        # Born with its first location, so no follow-up update is needed for it.
+        item |= {
+            "loc_keys": {loc_sk},
+            "accounts": {mailbox.account_id},
+            "folders": {f"{mailbox.account_id}:{mailbox.folder}"},
+        }
+        created_now = emails.create_email(tenant, item)
         needs_announcement = True
     else:
         needs_announcement = not current.get("announced")
@@ -206,7 +213,8 @@ def ingest(mailbox: Mailbox, fetched: FetchedMessage, emails: EmailStore, blobs:
         "gsi1sk": f"{date.astimezone(UTC).isoformat()}#{email_id}",
     }
     created = emails.create_location(tenant, loc_sk, location)
-    emails.attach_location(tenant, email_id, loc_sk, mailbox.account_id, mailbox.folder)
+    if current is not None or not created_now:
+        emails.attach_location(tenant, email_id, loc_sk, mailbox.account_id, mailbox.folder)
     if current is not None:
         # The newest mailbox view of the flags wins (the same message read in one mailbox is read).
         emails.update_email(tenant, email_id, **flag_state(fetched.flags))

@@ -66,8 +66,9 @@ def assign_thread(
         root = (message.references[0] if message.references else None) or message.in_reply_to or own
         thread_id = thread_id_for_root(tenant_id, root or fallback_root)
 
-    if lookups:
-        index.remember_message_ids(tenant_id, lookups, thread_id)
+    unknown = [m for m in lookups if m not in known]
+    if unknown:
+        index.remember_message_ids(tenant_id, unknown, thread_id)
     if subject:
         index.remember_subject(tenant_id, account_id, subject, thread_id, date.isoformat())
     return thread_id
