@@ -38,7 +38,7 @@ run: $(VENV)/.stamp
 
 # A local Dovecot with a demo mailbox to connect while `make run` runs.
 mailbox: $(VENV)/.stamp services
-	$(PY) -m local.mailbox
+	PYTHONPATH=layers/mailbridge $(PY) -m local.mailbox
 
 token: $(VENV)/.stamp
 	@$(PY) -m local.token --tenant $(TENANT) --role $(ROLE)

@@ -14,6 +14,11 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
+# Local development talks to mail servers on loopback (`make mailbox`), possibly without TLS;
+# a deployed stack keeps the template default ("false").
+LOCAL_PARAMETERS = {"AllowPrivateMailHosts": "true"}
+
+
 def main() -> None:
     logging.basicConfig(
         level=os.environ.get("LOCAL_LOG_LEVEL", "INFO"),
@@ -22,7 +27,7 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = int(os.environ.get("PORT", "3000"))
     signal.signal(signal.SIGTERM, _interrupt)
-    with Runner(port=port, warm=True) as runner:
+    with Runner(port=port, warm=True, parameters=LOCAL_PARAMETERS) as runner:
         token = runner.token(tenant="demo", role="owner")
         print(f"\nmailbridge is running on {runner.url} (AWS APIs: moto at {runner.endpoint_url})")
         print(f"\nBearer token (tenant demo, role owner; more with `python -m local.token`):\n{token}\n")

@@ -1,8 +1,10 @@
-"""`make mailbox`: a real Dovecot on loopback with a demo user and some mail, for `make run`.
+"""`make mailbox`: a real Dovecot on loopback with a demo user and some mail, plus an SMTP sink,
+for `make run`.
 
-Prints the body to POST to /accounts, then serves until Ctrl-C. Uses the same private-config
-Dovecot as the integration tests (tests/integration/dovecot.py); `scripts/ensure-dovecot`
-installs the binary when it is missing.
+Prints the body to POST to /accounts, then serves until Ctrl-C; every message sent through the
+sink is printed (From, To, Subject, In-Reply-To, References) and saved as .eml in the folder it
+names. Uses the same private-config Dovecot and aiosmtpd sink as the tests
+(tests/integration/dovecot.py, tests/fixtures/smtp.py).
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ import signal
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
+from email import policy
 from email.message import EmailMessage
+from email.parser import BytesParser
 from email.utils import format_datetime, make_msgid
+from pathlib import Path
 
+from tests.fixtures.smtp import SINK_PASSWORD, SINK_USER, SmtpSink
 from tests.integration.dovecot import DovecotServer, find_dovecot, make_server_root
 
 SEED = [
@@ -51,6 +57,21 @@ def seed_messages(address: str) -> list[bytes]:
     return out
 
 
+def _report_sent(sink: SmtpSink, folder: Path, stop: threading.Event) -> None:
+    seen = 0
+    while not stop.wait(0.5):
+        for received in sink.messages[seen:]:
+            seen += 1
+            path = folder / f"sent-{seen:04d}.eml"
+            path.write_bytes(received.raw)
+            headers = BytesParser(policy=policy.default).parsebytes(received.raw, headersonly=True)
+            print(f"-- received by the SMTP sink ({path.name}): envelope to {', '.join(received.rcpt_tos)}")
+            for name in ("From", "To", "Subject", "In-Reply-To", "References"):
+                if headers[name]:
+                    print(f"   {name}: {headers[name]}")
+            print(flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--user", default="demo")
@@ -64,9 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     root = make_server_root("mailbridge-dev-dovecot-")
     server = DovecotServer(root=root, binary=binary)
     stop = threading.Event()
+    sink: SmtpSink | None = None
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         server.start()
+        (root / "smtp").mkdir(exist_ok=True)
+        sink = SmtpSink(root=root / "smtp")
+        sink.start()
         user = server.add_user(args.user, args.password)
         address = f"{user.name}@example.com"
         if not args.no_seed:
@@ -82,7 +107,13 @@ def main(argv: list[str] | None = None) -> int:
                 "username": user.name,
                 "password": user.password,
             },
-            "smtp": None,
+            "smtp": {
+                "host": sink.host,
+                "port": sink.plain_port,
+                "security": "none",
+                "username": SINK_USER,
+                "password": SINK_PASSWORD,
+            },
         }
         print(f"Dovecot on {server.host}:{server.imap_port} (IMAP) / {server.imaps_port} (IMAPS)")
         print("Connect it while `make run` runs:")
@@ -90,10 +121,13 @@ def main(argv: list[str] | None = None) -> int:
             f"  curl -s -X POST -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' "
             f"localhost:3000/accounts -d '{json.dumps(body)}'"
         )
+        print(f"SMTP sink on {sink.host}:{sink.plain_port}; sent mail is saved under {root / 'smtp'}")
         print("Ctrl-C to stop.", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
+            _report_sent(sink, root / "smtp", stop)
     finally:
+        if sink is not None:
+            sink.stop()
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
     return 0

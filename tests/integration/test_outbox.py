@@ -121,6 +121,8 @@ def test_a_reply_is_sent_threaded_filed_in_sent_and_announced_once(
     mail.api("sync-account.json", params={"account_id": mail.account_id})
     mail.drain()
     assert sum(1 for e in mail.emails() if e["subject"] == "Re: Renewal quote") == 1
+    sent_state = {f["name"]: f for f in mail.status()["folders"]}["Sent"]
+    assert sent_state["messages_stored"] == sent_state["messages_on_server"] == 1
 
 
 def test_the_same_record_delivered_twice_sends_once(mail: SyncHarness, stack: Stack, smtp_sink: Any) -> None:

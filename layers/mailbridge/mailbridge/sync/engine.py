@@ -165,8 +165,11 @@ def _store_batch(
         if result.quarantined:
             report.quarantined += 1
             continue
+        # Everything past the cursor is new to this folder's count, even when its location was
+        # already written (by the outbox filing a sent copy, or by a crashed earlier attempt whose
+        # state, saved with the cursor after the batch, was never stored).
+        state.messages_stored += 1
         if result.new_location:
-            state.messages_stored += 1
             report.stored += 1
         if result.needs_announcement and result.email_id:
             to_announce.append(result.email_id)
