@@ -17,10 +17,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from mailbridge import aws
 from mailbridge.errors import EventPublishError, Invalid
+from mailbridge.models.base import Model
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -35,7 +36,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class DomainEvent(BaseModel):
+class DomainEvent(Model):
     model_config = ConfigDict(frozen=True)
 
     detail_type: str = Field(pattern=r"^[a-z]+(\.[a-z_]+)+$")

@@ -13,10 +13,11 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from mailbridge import aws
 from mailbridge.errors import MailbridgeError
+from mailbridge.models.base import Model
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
@@ -26,7 +27,7 @@ class DecryptionFailed(MailbridgeError):
     code = "decryption_failed"
 
 
-class Envelope(BaseModel):
+class Envelope(Model):
     model_config = ConfigDict(frozen=True)
 
     v: int = 1

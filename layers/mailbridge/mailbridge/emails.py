@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from mailbridge.errors import Invalid, NotFound
+from mailbridge.models.base import Model
 from mailbridge.models.email import (
     AttachmentMeta,
     BounceReport,
@@ -52,7 +53,7 @@ BOUNDARY_PEEKS = 10
 Fetch = Callable[[str | None, int], tuple[list[Item], str | None]]
 
 
-class EmailQuery(BaseModel):
+class EmailQuery(Model):
     """The filters of `GET /emails` (all optional; they combine with AND)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -70,7 +71,7 @@ class EmailQuery(BaseModel):
     cursor: str | None = None
 
 
-class EmailPatch(BaseModel):
+class EmailPatch(Model):
     """`PATCH /emails/{id}`: the flags to set; fields left out keep their value."""
 
     model_config = ConfigDict(extra="forbid")

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from mailbridge.errors import Forbidden
+from mailbridge.models.base import Model
 
 _TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
@@ -36,7 +37,7 @@ class Role(StrEnum):
 _RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
 
 
-class TenantContext(BaseModel):
+class TenantContext(Model):
     model_config = ConfigDict(frozen=True)
 
     tenant_id: str

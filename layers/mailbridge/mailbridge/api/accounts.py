@@ -7,7 +7,6 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
-from pydantic import BaseModel
 
 from mailbridge import accounts
 from mailbridge.api import deps
@@ -15,6 +14,7 @@ from mailbridge.api.context import current_tenant, require_role
 from mailbridge.api.schemas import AUTHED_ERRORS, BEARER, error_responses
 from mailbridge.errors import NotFound
 from mailbridge.models.account import AccountCreate, AccountOut, AccountStatus
+from mailbridge.models.base import Model
 from mailbridge.store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from mailbridge.tenancy import Role
 
@@ -22,7 +22,7 @@ router = Router()
 _ACCOUNT_ID = re.compile(r"^acc_[0-9a-f]{20}$")
 
 
-class AccountDeleted(BaseModel):
+class AccountDeleted(Model):
     account_id: str
     purge_queued: bool
 

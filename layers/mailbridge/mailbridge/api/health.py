@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Literal
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from pydantic import BaseModel
 
 from mailbridge import __version__
 from mailbridge.config import get_settings
+from mailbridge.models.base import Model
 
 router = Router()
 
 
-class Health(BaseModel):
+class Health(Model):
     status: Literal["ok"] = "ok"
     stage: str
     version: str

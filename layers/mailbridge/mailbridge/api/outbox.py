@@ -7,12 +7,12 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
-from pydantic import BaseModel
 
 from mailbridge.api import deps
 from mailbridge.api.context import current_tenant, require_role
 from mailbridge.api.schemas import AUTHED_ERRORS, BEARER, error_responses
 from mailbridge.errors import NotFound
+from mailbridge.models.base import Model
 from mailbridge.outbox.models import SendAccepted, SendRequest, UploadRequest, UploadTicket
 from mailbridge.tenancy import Role
 
@@ -20,7 +20,7 @@ router = Router()
 _EMAIL_ID = re.compile(r"^em_[0-9a-f]{26}$")
 
 
-class ScheduleCancelled(BaseModel):
+class ScheduleCancelled(Model):
     email_id: str
     status: str = "cancelled"
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from mailbridge.models.base import Model
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(Model):
     code: str = Field(description="Machine-readable reason, stable across releases", examples=["not_found"])
     message: str = Field(description="Human-readable explanation")
     details: Any = Field(default=None, description="Extra structured information, e.g. invalid fields")
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(Model):
     error: ErrorDetail
 
 

@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Literal
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from mailbridge.models.base import Model
 from mailbridge.models.email import EmailAddress, ParsedMessage
 
 MAX_RECIPIENTS = 100
@@ -55,7 +56,7 @@ def normalize_message_id(value: str) -> str:
     return match.group(1)
 
 
-class OutgoingAttachment(BaseModel):
+class OutgoingAttachment(Model):
     """A file to attach; `inline` + `content_id` make it an image the HTML can show as cid:."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -87,7 +88,7 @@ class OutgoingAttachment(BaseModel):
         return match.group(1)
 
 
-class Draft(BaseModel):
+class Draft(Model):
     """A message to send. `message_id` (without brackets) makes a retried send reuse its id."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
@@ -132,7 +133,7 @@ class Draft(BaseModel):
         return self
 
 
-class OriginalMessage(BaseModel):
+class OriginalMessage(Model):
     """What the caller knows of the message replied to or forwarded.
 
     `raw` is needed to forward as an attachment; the rest feeds threading headers, the subject
@@ -167,7 +168,7 @@ class OriginalMessage(BaseModel):
         )
 
 
-class ComposedMessage(BaseModel):
+class ComposedMessage(Model):
     """Ready to send: `raw` is the exact byte string for SMTP DATA (CRLF line ends).
 
     `message_id` is without brackets (as `ParsedMessage.message_id`); `recipients` is the SMTP

@@ -18,7 +18,6 @@ from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     EmailStr,
@@ -28,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from mailbridge.models.base import Model
 from mailbridge.models.mail import EmailSummary
 
 # ------------------------------------------------------------------------------- identifiers
@@ -120,7 +120,7 @@ Domains = Annotated[list[Domain], Field(max_length=MAX_DOMAINS), AfterValidator(
 ContactIds = Annotated[list[ContactRef], Field(max_length=MAX_DEAL_CONTACTS), AfterValidator(_unique)]
 
 
-class Versioned(BaseModel):
+class Versioned(Model):
     """What every stored record carries besides its own fields."""
 
     created_at: datetime
@@ -129,7 +129,7 @@ class Versioned(BaseModel):
     version: int = Field(ge=1, description="Goes up by one on every change; send it back to update safely")
 
 
-class _Patch(BaseModel):
+class _Patch(Model):
     model_config = ConfigDict(extra="forbid")
 
     version: int | None = Field(
@@ -147,7 +147,7 @@ class _Patch(BaseModel):
 # ------------------------------------------------------------------------------- contacts
 
 
-class ContactEmail(BaseModel):
+class ContactEmail(Model):
     model_config = ConfigDict(extra="forbid")
 
     address: Annotated[EmailStr, AfterValidator(normalize_address)] = Field(
@@ -174,7 +174,7 @@ ContactEmails = Annotated[
 ]
 
 
-class ContactFields(BaseModel):
+class ContactFields(Model):
     model_config = ConfigDict(extra="forbid")
 
     name: Name = Field(examples=["Ada Lovelace"])
@@ -238,7 +238,7 @@ class Contact(ContactFields, Versioned):
 # ------------------------------------------------------------------------------- companies
 
 
-class CompanyFields(BaseModel):
+class CompanyFields(Model):
     model_config = ConfigDict(extra="forbid")
 
     name: Name = Field(examples=["Example Corp"])
@@ -267,7 +267,7 @@ class Company(CompanyFields, Versioned):
 # ------------------------------------------------------------------------------- pipeline
 
 
-class PipelineUpdate(BaseModel):
+class PipelineUpdate(Model):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"stages": ["lead", "demo", "proposal", "won", "lost"]}]},
@@ -289,7 +289,7 @@ class PipelineUpdate(BaseModel):
         return stages
 
 
-class Pipeline(BaseModel):
+class Pipeline(Model):
     stages: list[str]
     closed_stages: list[str] = Field(default_factory=lambda: sorted(CLOSED_STAGES))
     version: int = Field(description="Revision; 0 while the tenant still has the default pipeline")
@@ -312,7 +312,7 @@ def is_open(stage: str) -> bool:
 # ------------------------------------------------------------------------------- deals
 
 
-class DealFields(BaseModel):
+class DealFields(Model):
     model_config = ConfigDict(extra="forbid")
 
     name: Name = Field(examples=["Example Corp: 50 seats"])
@@ -371,7 +371,7 @@ class CampaignStatus(StrEnum):
     DONE = "done"
 
 
-class CampaignFields(BaseModel):
+class CampaignFields(Model):
     model_config = ConfigDict(extra="forbid")
 
     name: Name = Field(examples=["Spring launch"])
@@ -394,12 +394,12 @@ class Campaign(CampaignFields, Versioned):
 # ------------------------------------------------------------------------------- views
 
 
-class Deleted(BaseModel):
+class Deleted(Model):
     id: str
     deleted: bool = True
 
 
-class EmailLookup(BaseModel):
+class EmailLookup(Model):
     """What an address resolves to without reading the contact: enough for linking mail."""
 
     address: str
@@ -407,7 +407,7 @@ class EmailLookup(BaseModel):
     company_id: str | None = None
 
 
-class ContactView(BaseModel):
+class ContactView(Model):
     """`GET /crm/contacts/by-email/{address}`: the contact and what hangs off it."""
 
     contact: Contact
@@ -415,6 +415,5 @@ class ContactView(BaseModel):
     open_deals: list[Deal] = Field(description="Open deals naming the contact, last updated first")
     last_emails: list[EmailSummary] = Field(
         default_factory=list,
-        description="Hook for email matching: the contact's latest emails. Always empty until "
-        "email <-> contact matching is built.",
+        description="The contact's 5 newest linked emails, newest first",
     )

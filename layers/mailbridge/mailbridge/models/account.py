@@ -6,14 +6,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr
+from pydantic import ConfigDict, EmailStr, Field, SecretStr
 
+from mailbridge.models.base import Model
 from mailbridge.providers.imap.settings import Security
 
 FOLDER_NAME = r"^[^\x00-\x1f]{1,200}$"
 
 
-class ServerSettings(BaseModel):
+class ServerSettings(Model):
     """IMAP or SMTP endpoint as the user enters it."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -27,7 +28,7 @@ class ServerSettings(BaseModel):
     password: SecretStr = Field(min_length=1, max_length=1024)
 
 
-class PublicServerSettings(BaseModel):
+class PublicServerSettings(Model):
     """The same without the password, as the API returns it."""
 
     host: str
@@ -36,7 +37,7 @@ class PublicServerSettings(BaseModel):
     username: str
 
 
-class AccountCreate(BaseModel):
+class AccountCreate(Model):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -83,7 +84,7 @@ class SyncStage(StrEnum):
     FAILED = "failed"
 
 
-class SyncState(BaseModel):
+class SyncState(Model):
     stage: SyncStage = SyncStage.PENDING
     reason: str | None = Field(default=None, description="Machine-readable reason when failed")
     last_success_at: datetime | None = None
@@ -91,7 +92,7 @@ class SyncState(BaseModel):
     last_error_at: datetime | None = None
 
 
-class Account(BaseModel):
+class Account(Model):
     """A connected mailbox as stored (credentials are held separately, encrypted)."""
 
     account_id: str
@@ -108,7 +109,7 @@ class Account(BaseModel):
     version: int = 0
 
 
-class AccountOut(BaseModel):
+class AccountOut(Model):
     """What `GET /accounts/{id}` returns."""
 
     account_id: str
@@ -122,7 +123,7 @@ class AccountOut(BaseModel):
     sync: SyncState
 
 
-class FolderState(BaseModel):
+class FolderState(Model):
     """Per-folder sync cursor and counts."""
 
     name: str
@@ -134,7 +135,7 @@ class FolderState(BaseModel):
     last_synced_at: datetime | None = None
 
 
-class AccountStatus(BaseModel):
+class AccountStatus(Model):
     account_id: str
     stage: SyncStage
     reason: str | None

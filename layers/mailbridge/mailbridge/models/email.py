@@ -9,12 +9,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from mailbridge.models.base import Model
 
 DateSource = Literal["header", "internal", "none"]
 
 
-class EmailAddress(BaseModel):
+class EmailAddress(Model):
     """One mailbox; the domain is lower-cased, the local part kept as sent (it may be case-sensitive)."""
 
     model_config = ConfigDict(frozen=True)
@@ -23,7 +25,7 @@ class EmailAddress(BaseModel):
     address: str
 
 
-class AttachmentMeta(BaseModel):
+class AttachmentMeta(Model):
     model_config = ConfigDict(frozen=True)
 
     # Stable within one message (position in the part walk), so re-normalizing gives the same ids.
@@ -38,14 +40,14 @@ class AttachmentMeta(BaseModel):
     from_tnef: bool = False
 
 
-class CalendarPart(BaseModel):
+class CalendarPart(Model):
     model_config = ConfigDict(frozen=True)
 
     method: str | None = None
     ics: str
 
 
-class BounceRecipient(BaseModel):
+class BounceRecipient(Model):
     model_config = ConfigDict(frozen=True)
 
     final_recipient: str | None = None
@@ -56,7 +58,7 @@ class BounceRecipient(BaseModel):
     remote_mta: str | None = None
 
 
-class BounceReport(BaseModel):
+class BounceReport(Model):
     """A multipart/report; report-type=delivery-status (RFC 3464)."""
 
     model_config = ConfigDict(frozen=True)
@@ -67,7 +69,7 @@ class BounceReport(BaseModel):
     original_message_id: str | None = None
 
 
-class ListInfo(BaseModel):
+class ListInfo(Model):
     """RFC 2369 / 2919 / 8058 list headers; the unsubscribe targets are the bracketed URIs in order."""
 
     model_config = ConfigDict(frozen=True)
@@ -80,7 +82,7 @@ class ListInfo(BaseModel):
     list_help: str | None = None
 
 
-class ParsedMessage(BaseModel):
+class ParsedMessage(Model):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     message_id: str | None = None

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from mailbridge.models.base import Model
 
 
-class FeatureFlags(BaseModel):
+class FeatureFlags(Model):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     crm: bool = Field(default=True, description="Built-in CRM, matching and email links")
@@ -18,7 +20,7 @@ class FeatureFlags(BaseModel):
     calendar: bool = Field(default=True, description="Calendar invitations (ICS)")
 
 
-class FeatureFlagsUpdate(BaseModel):
+class FeatureFlagsUpdate(Model):
     """A partial update: flags left out keep their current value."""
 
     model_config = ConfigDict(
@@ -34,7 +36,7 @@ class FeatureFlagsUpdate(BaseModel):
     calendar: bool | None = None
 
 
-class FeatureSettings(BaseModel):
+class FeatureSettings(Model):
     """The stored flags with their revision, as the API returns them."""
 
     model_config = ConfigDict(frozen=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import ConfigDict, Field
 
+from mailbridge.models.base import Model
 from mailbridge.models.email import (
     AttachmentMeta,
     BounceReport,
@@ -19,7 +20,7 @@ Direction = Literal["inbound", "outbound"]
 SendStatus = Literal["queued", "scheduled", "sending", "sent", "failed", "cancelled"]
 
 
-class SendFailure(BaseModel):
+class SendFailure(Model):
     """Why an outbound email failed; SMTP replies are kept as the server gave them."""
 
     code: str = Field(examples=["smtp_rejected"])
@@ -28,7 +29,7 @@ class SendFailure(BaseModel):
     smtp_reply: str | None = None
 
 
-class Location(BaseModel):
+class Location(Model):
     """Where a mailbox holds the message: (account, folder, UIDVALIDITY, UID) is the provider id."""
 
     account_id: str
@@ -39,7 +40,7 @@ class Location(BaseModel):
     modseq: int | None = None
 
 
-class EmailSummary(BaseModel):
+class EmailSummary(Model):
     """A row of `GET /emails`."""
 
     email_id: str
@@ -61,7 +62,7 @@ class EmailSummary(BaseModel):
     send_at: datetime | None = None
     failure: SendFailure | None = None
 
-    model_config = {"populate_by_name": True}
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class Email(EmailSummary):
@@ -87,7 +88,7 @@ class Email(EmailSummary):
     locations: list[Location] = Field(default_factory=list)
 
 
-class ThreadView(BaseModel):
+class ThreadView(Model):
     thread_id: str
     subject: str | None
     participants: list[EmailAddress]
@@ -95,7 +96,7 @@ class ThreadView(BaseModel):
     next_cursor: str | None = None
 
 
-class PresignedUrl(BaseModel):
+class PresignedUrl(Model):
     url: str
     expires_in: int = Field(description="Seconds the URL stays valid")
     filename: str | None = None

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import ConfigDict, EmailStr, Field, model_validator
 
+from mailbridge.models.base import Model
 from mailbridge.models.mail import SendStatus
 
 MAX_RECIPIENTS = 100
@@ -17,14 +18,14 @@ EMAIL_ID = r"^em_[0-9a-f]{26}$"
 UPLOAD_ID = r"^up_[0-9a-f]{24}$"
 
 
-class Recipient(BaseModel):
+class Recipient(Model):
     model_config = ConfigDict(extra="forbid")
 
     address: EmailStr
     name: str | None = Field(default=None, max_length=200)
 
 
-class InlineAttachment(BaseModel):
+class InlineAttachment(Model):
     """A small attachment sent in the request itself (base64)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -36,7 +37,7 @@ class InlineAttachment(BaseModel):
     content_id: str | None = Field(default=None, max_length=200)
 
 
-class UploadedAttachment(BaseModel):
+class UploadedAttachment(Model):
     """A large attachment uploaded beforehand through `POST /uploads`."""
 
     model_config = ConfigDict(extra="forbid")
@@ -46,7 +47,7 @@ class UploadedAttachment(BaseModel):
     content_type: str = Field(default="application/octet-stream", pattern=CONTENT_TYPE)
 
 
-class SendRequest(BaseModel):
+class SendRequest(Model):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -89,7 +90,7 @@ class SendRequest(BaseModel):
         return self
 
 
-class SendAccepted(BaseModel):
+class SendAccepted(Model):
     email_id: str
     thread_id: str
     status: SendStatus
@@ -97,7 +98,7 @@ class SendAccepted(BaseModel):
     message_id: str
 
 
-class UploadRequest(BaseModel):
+class UploadRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
     filename: str = Field(min_length=1, max_length=255)
@@ -105,7 +106,7 @@ class UploadRequest(BaseModel):
     size: int = Field(ge=1, le=MAX_UPLOAD_BYTES)
 
 
-class UploadTicket(BaseModel):
+class UploadTicket(Model):
     upload_id: str
     url: str = Field(description="PUT the file's bytes here, with the Content-Type header given")
     method: Literal["PUT"] = "PUT"
@@ -114,7 +115,7 @@ class UploadTicket(BaseModel):
     max_size: int
 
 
-class OutboxMessage(BaseModel):
+class OutboxMessage(Model):
     kind: Literal["send"] = "send"
     tenant_id: str
     email_id: str

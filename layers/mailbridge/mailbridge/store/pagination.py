@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from mailbridge.errors import Invalid
+from mailbridge.models.base import Model
 
 T = TypeVar("T")
 
@@ -23,7 +24,7 @@ MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 25
 
 
-class Page(BaseModel, Generic[T]):
+class Page(Model, Generic[T]):
     items: list[T]
     next_cursor: str | None = Field(default=None, description="Pass as `cursor` to get the next page")
 

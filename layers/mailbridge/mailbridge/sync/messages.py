@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from mailbridge.models.base import Model
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class SyncRequest(BaseModel):
+class SyncRequest(Model):
     """Sync an account: new mail, flag changes, expunges. `reason` is for status and logs only."""
 
     kind: Literal["sync"] = "sync"
@@ -22,14 +24,14 @@ class SyncRequest(BaseModel):
     requested_at: datetime = Field(default_factory=_now)
 
 
-class PollAll(BaseModel):
+class PollAll(Model):
     """From the poll schedule: queue a sync for every active account of a provider."""
 
     kind: Literal["poll"] = "poll"
     provider: Literal["imap"] = "imap"
 
 
-class PushFlags(BaseModel):
+class PushFlags(Model):
     """Write flag changes made through the API back to every mailbox location of an email."""
 
     kind: Literal["push_flags"] = "push_flags"
@@ -41,7 +43,7 @@ class PushFlags(BaseModel):
     requested_at: datetime = Field(default_factory=_now)
 
 
-class PurgeAccount(BaseModel):
+class PurgeAccount(Model):
     """Delete the synced mail of a removed account (DELETE /accounts/{id}?purge=true)."""
 
     kind: Literal["purge"] = "purge"

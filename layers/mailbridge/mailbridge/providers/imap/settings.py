@@ -5,7 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import ConfigDict, Field, SecretStr, model_validator
+
+from mailbridge.models.base import Model
 
 
 class Security(StrEnum):
@@ -17,7 +19,7 @@ class Security(StrEnum):
 DEFAULT_PORTS: dict[Security, int] = {Security.SSL: 993, Security.STARTTLS: 143, Security.NONE: 143}
 
 
-class ImapSettings(BaseModel):
+class ImapSettings(Model):
     """What the adapter needs to reach and log in to one mailbox.
 
     TLS certificates are verified against the system trust store, or `ca_bundle` when given.

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from mailbridge.models.base import Model
 
 
-class SendResult(BaseModel):
+class SendResult(Model):
     """The server took the message for `accepted`.
 
     `refused` maps each recipient the server turned down at RCPT to its reply (`"550 5.1.1 ..."`);

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
+from mailbridge.models.base import Model
 from mailbridge.providers.imap.settings import Security
 
 DEFAULT_PORTS: dict[Security, int] = {Security.SSL: 465, Security.STARTTLS: 587, Security.NONE: 25}
 
 
-class SmtpSettings(BaseModel):
+class SmtpSettings(Model):
     """What the adapter needs to reach, and log in to, one submission server.
 
     TLS certificates are verified against the system trust store, or `ca_bundle` when given.
