@@ -7,12 +7,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from mailbridge.api import deps
 from tests.events import EVENTS_DIR, load_event
-from tests.fixtures.aws import Stack
+from tests.fixtures.aws import BusReader, Stack
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -104,26 +103,6 @@ def crm(invoke_api: Invoke) -> Crm:
 def set_flags(invoke_api: Invoke, tenant: str = TENANT, **flags: bool) -> None:
     response = invoke_api(load_event("api/put-features.json", tenant=tenant, role="admin", body=flags))
     assert response["statusCode"] == 200, response
-
-
-def bus_probe(stack: Stack) -> Callable[[], list[dict[str, Any]]]:
-    """A queue subscribed to every mailbridge event on the template's bus."""
-    sqs, events = boto3.client("sqs"), boto3.client("events")
-    url = sqs.create_queue(QueueName="crm-bus-probe")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    bus = stack.deployed.buses["EventBus"]
-    events.put_rule(Name="crm-probe", EventBusName=bus, EventPattern=json.dumps({"source": ["mailbridge"]}))
-    events.put_targets(Rule="crm-probe", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
-
-    def read() -> list[dict[str, Any]]:
-        out = []
-        while msgs := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-            for m in msgs:
-                out.append(json.loads(m["Body"]))
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-        return out
-
-    return read
 
 
 # ------------------------------------------------------------------------------------ contacts
@@ -287,8 +266,8 @@ def test_invalid_domains_are_rejected(crm: Crm, domain: str) -> None:
 # ------------------------------------------------------------------------------------ deals
 
 
-def test_deal_crud_and_stage_change_event(crm: Crm, stack: Stack) -> None:
-    read_bus = bus_probe(stack)
+def test_deal_crud_and_stage_change_event(crm: Crm, stack: Stack, bus_probe: BusReader) -> None:
+    read_bus = bus_probe
     company = crm.company("Example", "example.com")["company_id"]
     contact = crm.contact("Ada", "ada@example.com")["contact_id"]
     # Given a deal created without a stage

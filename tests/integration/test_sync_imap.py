@@ -29,27 +29,6 @@ def harness(
     return h
 
 
-@pytest.fixture
-def bus_probe(stack: Stack) -> Callable[[], list[dict[str, Any]]]:
-    """A queue subscribed to every mailbridge event on the template's bus."""
-    sqs, events = boto3.client("sqs"), boto3.client("events")
-    url = sqs.create_queue(QueueName="bus-probe")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    bus = stack.deployed.buses["EventBus"]
-    events.put_rule(Name="probe-all", EventBusName=bus, EventPattern=json.dumps({"source": ["mailbridge"]}))
-    events.put_targets(Rule="probe-all", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
-
-    def read() -> list[dict[str, Any]]:
-        out = []
-        while msgs := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-            for m in msgs:
-                out.append(json.loads(m["Body"]))
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-        return out
-
-    return read
-
-
 def _seed_thread(h: SyncHarness) -> None:
     h.server.append(h.user, "INBOX", message("Pricing for 2027", msgid="p1@customer.example"))
     h.server.append(
