@@ -86,3 +86,46 @@ def test_handler_error_and_timeout_are_500_and_the_next_call_cold_starts(runner:
     fast = http(runner, "GET", "/_probe/slow/0")
     assert fast.status == 200
     assert fast.json()["function_name"] == runner.physical_name("ProbeSlowFunction")
+
+
+def _put_json(
+    runner: Runner, path: str, token: str, body: dict[str, object]
+) -> tuple[int, dict[str, object]]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        runner.url + path,
+        data=json.dumps(body).encode(),
+        method="PUT",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_a_request_reaches_the_handler_and_dynamodb_and_roles_and_tenants_hold(runner: Runner) -> None:
+    # Given an admin of tenant A and a viewer of tenant A
+    admin, viewer = (
+        runner.token(tenant="tenant-a", role="admin"),
+        runner.token(tenant="tenant-a", role="viewer"),
+    )
+    # When the admin switches campaigns on through the runner
+    status, body = _put_json(runner, "/features", admin, {"campaigns": True})
+    # Then the api function stored it in the template's settings table
+    assert status == 200, body
+    table = runner.physical_name("SettingsTable")
+    item = runner.boto3_client("dynamodb").get_item(
+        TableName=table, Key={"pk": {"S": "TENANT#tenant-a"}, "sk": {"S": "FEATURES"}}
+    )["Item"]
+    assert item["flags"]["M"]["campaigns"] == {"BOOL": True}
+    # And a viewer may not change flags
+    assert _put_json(runner, "/features", viewer, {"crm": False})[0] == 403
+    # And tenant B still sees the defaults
+    other = runner.token(tenant="tenant-b", role="owner")
+    reply = http(runner, "GET", "/features", other)
+    assert reply.json()["flags"]["campaigns"] is False
