@@ -16,7 +16,7 @@ import pytest
 
 from mailbridge.sync.wiring import service_deps
 from tests.events import load_event
-from tests.fixtures.aws import Stack
+from tests.fixtures.aws import BusReader, Stack
 from tests.fixtures.smtp import SINK_PASSWORD, SINK_USER
 from tests.integration.dovecot import DovecotServer, DovecotUser
 from tests.integration.outbox_harness import OutboxHarness
@@ -76,9 +76,10 @@ def email_view(h: SyncHarness, email_id: str) -> Any:
 
 
 def test_a_reply_is_sent_threaded_filed_in_sent_and_announced_once(
-    mail: SyncHarness, stack: Stack, smtp_sink: Any
+    mail: SyncHarness, stack: Stack, smtp_sink: Any, bus_probe: BusReader
 ) -> None:
     outbox = OutboxHarness(stack)
+    bus_probe()  # forget what the initial sync announced
     # Given a synced message, when the user replies with an attachment and a Bcc
     status, accepted = send(
         mail,
@@ -123,6 +124,9 @@ def test_a_reply_is_sent_threaded_filed_in_sent_and_announced_once(
     assert sum(1 for e in mail.emails() if e["subject"] == "Re: Renewal quote") == 1
     sent_state = {f["name"]: f for f in mail.status()["folders"]}["Sent"]
     assert sent_state["messages_stored"] == sent_state["messages_on_server"] == 1
+    # And email.sent went out exactly once, through the send and the later sync alike
+    announced = [e for e in bus_probe() if e["detail-type"] == "email.sent"]
+    assert [e["detail"]["data"]["email_id"] for e in announced] == [accepted["email_id"]]
 
 
 def test_the_same_record_delivered_twice_sends_once(mail: SyncHarness, stack: Stack, smtp_sink: Any) -> None:
