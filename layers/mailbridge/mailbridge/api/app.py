@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 from mailbridge import __version__
-from mailbridge.api import accounts, crm, emails, features, health, me, outbox, threads
+from mailbridge.api import accounts, crm, emails, features, health, links, me, outbox, threads
 from mailbridge.api.errors import register_error_handlers
 from mailbridge.config import Settings
 
@@ -21,6 +21,7 @@ ROUTERS = (
     threads.router,
     outbox.router,
     crm.router,
+    links.router,
 )
 
 DESCRIPTION = (

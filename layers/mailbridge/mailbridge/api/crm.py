@@ -133,15 +133,23 @@ def list_contacts(
 @router.get(
     "/crm/contacts/by-email/<address>",
     summary="The contact that owns an address (any case), with its company and open deals",
-    description="404 `contact_not_found` when no contact has the address. `last_emails` is a hook "
-    "for email matching and is always empty until matching is built.",
+    description="404 `contact_not_found` when no contact has the address. `last_emails`: the "
+    "contact's 5 newest linked emails.",
     tags=["crm"],
     security=BEARER,
     middlewares=READ,
     responses=READ_ERRORS,
 )
 def contact_by_email(address: str) -> ContactView:
-    return service.contact_by_email(current_tenant(router), unquote(address), deps.crm_store())
+    from mailbridge.crm.links import last_emails  # the email stack only on this route
+
+    store = deps.link_deps()
+    return service.contact_by_email(
+        current_tenant(router),
+        unquote(address),
+        deps.crm_store(),
+        lambda tenant, contact: last_emails(tenant, contact, store.links, store.emails),
+    )
 
 
 @router.get(
@@ -180,7 +188,7 @@ def update_contact(contact_id: str, patch: Annotated[ContactPatch, Body()]) -> C
     responses=DELETE_ERRORS,
 )
 def delete_contact(contact_id: str) -> Deleted:
-    service.delete_contact(current_tenant(router), contact_id, deps.crm_store())
+    service.delete_contact(current_tenant(router), contact_id, deps.crm_store(), deps.publisher())
     return Deleted(id=contact_id)
 
 

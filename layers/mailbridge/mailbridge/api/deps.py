@@ -16,7 +16,10 @@ from mailbridge.store.emails import EmailStore
 from mailbridge.store.settings import DynamoFeatureStore, FeatureStore
 
 if TYPE_CHECKING:
+    from mailbridge.crm.links import LinkDeps
     from mailbridge.outbox.service import OutboxDeps
+    from mailbridge.store.links import LinkStore
+    from mailbridge.store.policy import PolicyStore
 
 
 @lru_cache(maxsize=1)
@@ -70,3 +73,24 @@ def outbox_deps() -> OutboxDeps:
 @lru_cache(maxsize=1)
 def crm_store() -> CrmStore:
     return CrmStore(get_settings().tables.crm)
+
+
+@lru_cache(maxsize=1)
+def link_store() -> LinkStore:
+    from mailbridge.store.links import LinkStore
+
+    return LinkStore(get_settings().tables.links)
+
+
+@lru_cache(maxsize=1)
+def policy_store() -> PolicyStore:
+    from mailbridge.store.policy import PolicyStore
+
+    return PolicyStore(get_settings().tables.settings)
+
+
+@lru_cache(maxsize=1)
+def link_deps() -> LinkDeps:
+    from mailbridge.crm.links import LinkDeps
+
+    return LinkDeps(links=link_store(), emails=email_store(), crm=crm_store(), features=feature_store())

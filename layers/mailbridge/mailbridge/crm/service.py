@@ -49,6 +49,7 @@ from mailbridge.crm.models import (
     normalize_address,
 )
 from mailbridge.errors import Conflict, Invalid, NotFound
+from mailbridge.models.mail import EmailSummary
 from mailbridge.store.crm import ContactFilter, CrmStore, DealFilter
 from mailbridge.store.pagination import Page
 from mailbridge.tenancy import Role, TenantContext
@@ -266,14 +267,35 @@ def update_contact(
     return after
 
 
-def delete_contact(ctx: TenantContext, contact_id: str, store: CrmStore) -> None:
-    """The contact and its address lookups go; deals keep naming it (their contact_ids)."""
+def delete_contact(
+    ctx: TenantContext, contact_id: str, store: CrmStore, publisher: EventPublisher | None = None
+) -> None:
+    """The contact and its address lookups go; deals keep naming it (their contact_ids).
+    `contact.deleted` lets matching remove the contact's automatic email links."""
     ctx.require(Role.MEMBER)
-    store.delete_contact(ctx.tenant_id, get_contact(ctx, contact_id, store))
+    contact = get_contact(ctx, contact_id, store)
+    store.delete_contact(ctx.tenant_id, contact)
+    _publish(
+        publisher,
+        [
+            _event(
+                ctx,
+                "contact.deleted",
+                f"contact.deleted:{contact_id}",
+                {"contact": contact.model_dump(mode="json")},
+            )
+        ],
+    )
 
 
-def contact_by_email(ctx: TenantContext, address: str, store: CrmStore) -> ContactView:
-    """The contact owning `address` (any case), its company and its open deals."""
+def contact_by_email(
+    ctx: TenantContext,
+    address: str,
+    store: CrmStore,
+    last_emails: Callable[[str, str], list[EmailSummary]] | None = None,
+) -> ContactView:
+    """The contact owning `address` (any case), its company, its open deals and (with
+    `last_emails(tenant_id, contact_id)`, from email matching) its newest emails."""
     lookup = store.find_email(ctx.tenant_id, normalize_address(address))
     contact = store.get_contact(ctx.tenant_id, lookup.contact_id) if lookup else None
     if contact is None:
@@ -283,7 +305,7 @@ def contact_by_email(ctx: TenantContext, address: str, store: CrmStore) -> Conta
         contact=contact,
         company=company,
         open_deals=store.open_deals_of_contact(ctx.tenant_id, contact.contact_id),
-        last_emails=[],
+        last_emails=last_emails(ctx.tenant_id, contact.contact_id) if last_emails else [],
     )
 
 

@@ -1,0 +1,201 @@
+"""Email <-> CRM record links as the API shows them: manual links, an email's links, and the
+timeline of a contact or deal (its emails, newest first, as `GET /emails` summarizes them).
+
+A link's id is the linked record's id (ids carry their kind: ct_, co_, dl_, cp_), so an email has
+at most one link per record. `reason` says why it exists: `participant` (the contact took part,
+or the company of a contact that did), `domain` (a participant's domain is the company's),
+`deal_rule` (the most recently updated open deal of a matched contact or company) or `manual`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from mailbridge.crm.models import CAMPAIGN_ID, COMPANY_ID, CONTACT_ID, DEAL_ID, ID_PATTERN
+from mailbridge.emails import EMAIL_ID, to_summary
+from mailbridge.errors import NotFound
+from mailbridge.features import require_feature
+from mailbridge.models.mail import EmailSummary
+from mailbridge.store.crm import CrmStore
+from mailbridge.store.emails import EmailStore
+from mailbridge.store.links import LinkRecord, LinkStore
+from mailbridge.store.pagination import Page
+from mailbridge.store.settings import FeatureStore
+from mailbridge.tenancy import Role, TenantContext
+
+LinkKind = Literal["contact", "company", "deal", "campaign"]
+LinkReason = Literal["participant", "domain", "deal_rule", "manual"]
+KINDS: dict[str, LinkKind] = {"ct_": "contact", "co_": "company", "dl_": "deal", "cp_": "campaign"}
+PATTERNS = {"contact": CONTACT_ID, "company": COMPANY_ID, "deal": DEAL_ID, "campaign": CAMPAIGN_ID}
+LAST_EMAILS = 5
+
+RecordId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+
+
+def kind_of(record_id: str) -> LinkKind | None:
+    return KINDS.get(record_id[:3])
+
+
+class LinkCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"kind": "contact", "record_id": "ct_0193a5b2c4d1e2f3a4b5c6d7e8"}]},
+    )
+
+    kind: LinkKind
+    record_id: RecordId = Field(description="Id of the contact, company, deal or campaign")
+
+
+class Link(BaseModel):
+    link_id: str = Field(description="The linked record's id; use it to delete the link")
+    email_id: str
+    kind: LinkKind
+    record_id: str
+    reason: LinkReason
+    via: str | None = Field(
+        default=None, description="What matched: the address, the domain or the record it came from"
+    )
+    date: datetime = Field(description="The email's date")
+    created_at: datetime
+    created_by: str
+
+
+def to_link(record: LinkRecord) -> Link:
+    return Link.model_validate(
+        {
+            "link_id": record.record_id,
+            "email_id": record.email_id,
+            "kind": record.kind,
+            "record_id": record.record_id,
+            "reason": record.reason,
+            "via": record.via,
+            "date": record.date,
+            "created_at": record.created_at,
+            "created_by": record.created_by,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class LinkDeps:
+    links: LinkStore
+    emails: EmailStore
+    crm: CrmStore
+    features: FeatureStore
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _email(ctx: TenantContext, email_id: str, deps: LinkDeps) -> dict[str, object]:
+    item = deps.emails.get_email(ctx.tenant_id, email_id) if EMAIL_ID.match(email_id) else None
+    if item is None:
+        raise NotFound("no such email", code="email_not_found")
+    return item
+
+
+def _require_record(ctx: TenantContext, kind: str, record_id: str, deps: LinkDeps) -> None:
+    tenant = ctx.tenant_id
+    pattern = PATTERNS.get(kind)
+    if pattern is None or not pattern.match(record_id):
+        raise NotFound(f"no such {kind}", code=f"{kind}_not_found")
+    if kind == "campaign":
+        require_feature(ctx, deps.features, "campaigns")
+    found: object | None
+    if kind == "contact":
+        found = deps.crm.get_contact(tenant, record_id)
+    elif kind == "company":
+        found = deps.crm.get_company(tenant, record_id)
+    elif kind == "deal":
+        found = deps.crm.get_deal(tenant, record_id)
+    else:
+        found = deps.crm.get_campaign(tenant, record_id)
+    if found is None:
+        raise NotFound(f"no such {kind}", code=f"{kind}_not_found")
+
+
+def create_link(
+    ctx: TenantContext,
+    email_id: str,
+    body: LinkCreate,
+    deps: LinkDeps,
+    now: Callable[[], datetime] = _utcnow,
+) -> Link:
+    """Link by hand; an automatic link on the same pair becomes manual (kept on re-matching)."""
+    ctx.require(Role.MEMBER)
+    item = _email(ctx, email_id, deps)
+    _require_record(ctx, body.kind, body.record_id, deps)
+    record = LinkRecord(
+        email_id=email_id,
+        kind=body.kind,
+        record_id=body.record_id,
+        reason="manual",
+        via=None,
+        date=str(item["date"]),
+        direction=str(item.get("direction") or "inbound"),
+        created_at=now().isoformat(),
+        created_by=ctx.subject,
+    )
+    deps.links.put_manual_link(ctx.tenant_id, record)
+    return to_link(record)
+
+
+def list_links(ctx: TenantContext, email_id: str, deps: LinkDeps) -> list[Link]:
+    _email(ctx, email_id, deps)
+    campaigns = _campaigns_on(ctx, deps)
+    return [
+        to_link(r)
+        for r in sorted(deps.links.email_links(ctx.tenant_id, email_id), key=lambda r: (r.kind, r.record_id))
+        if campaigns or r.kind != "campaign"
+    ]
+
+
+def _campaigns_on(ctx: TenantContext, deps: LinkDeps) -> bool:
+    try:
+        require_feature(ctx, deps.features, "campaigns")
+    except NotFound:
+        return False
+    return True
+
+
+def delete_link(ctx: TenantContext, email_id: str, link_id: str, deps: LinkDeps) -> None:
+    ctx.require(Role.MEMBER)
+    _email(ctx, email_id, deps)
+    kind = kind_of(link_id)
+    if kind == "campaign":
+        require_feature(ctx, deps.features, "campaigns")
+    if kind is None or not deps.links.delete_link(ctx.tenant_id, email_id, kind, link_id):
+        raise NotFound("the email has no such link", code="link_not_found")
+
+
+def timeline(
+    ctx: TenantContext,
+    kind: LinkKind,
+    record_id: str,
+    deps: LinkDeps,
+    *,
+    cursor: str | None,
+    limit: int,
+) -> Page[EmailSummary]:
+    """The record's emails in both directions, newest first; 404 for a record the tenant lacks."""
+    _require_record(ctx, kind, record_id, deps)
+    links, next_cursor = deps.links.timeline_page(ctx.tenant_id, kind, record_id, cursor=cursor, limit=limit)
+    return Page[EmailSummary](items=summaries(ctx.tenant_id, links, deps.emails), next_cursor=next_cursor)
+
+
+def summaries(tenant_id: str, links: list[LinkRecord], emails: EmailStore) -> list[EmailSummary]:
+    """The linked emails in the links' order (an email gone from the table is left out)."""
+    items = emails.batch_get_emails(tenant_id, [link.email_id for link in links])
+    return [to_summary(items[link.email_id]) for link in links if link.email_id in items]
+
+
+def last_emails(tenant_id: str, contact_id: str, links: LinkStore, emails: EmailStore) -> list[EmailSummary]:
+    """The contact's newest emails for `GET /crm/contacts/by-email/{address}`."""
+    page, _ = links.timeline_page(tenant_id, "contact", contact_id, cursor=None, limit=LAST_EMAILS)
+    return summaries(tenant_id, page, emails)
