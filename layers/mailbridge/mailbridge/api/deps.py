@@ -1,23 +1,27 @@
-"""Cached factories for what routes depend on, built from the cold-start settings."""
+"""Cached factories for what routes depend on, built from the cold-start settings.
+
+Modules are imported inside the factories: a cold start that serves one router should not pay
+for the stores and services of the others.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from mailbridge.accounts import AccountDeps
 from mailbridge.bus import EventPublisher
 from mailbridge.config import get_settings
-from mailbridge.queues import SyncQueue
-from mailbridge.store.accounts import AccountStore
-from mailbridge.store.blobs import BlobStore
-from mailbridge.store.crm import CrmStore
-from mailbridge.store.emails import EmailStore
 from mailbridge.store.settings import DynamoFeatureStore, FeatureStore
 
 if TYPE_CHECKING:
+    from mailbridge.accounts import AccountDeps
     from mailbridge.crm.links import LinkDeps
     from mailbridge.outbox.service import OutboxDeps
+    from mailbridge.queues import SyncQueue
+    from mailbridge.store.accounts import AccountStore
+    from mailbridge.store.blobs import BlobStore
+    from mailbridge.store.crm import CrmStore
+    from mailbridge.store.emails import EmailStore
     from mailbridge.store.links import LinkStore
     from mailbridge.store.policy import PolicyStore
 
@@ -34,26 +38,36 @@ def publisher() -> EventPublisher:
 
 @lru_cache(maxsize=1)
 def account_store() -> AccountStore:
+    from mailbridge.store.accounts import AccountStore
+
     return AccountStore(get_settings().tables.accounts)
 
 
 @lru_cache(maxsize=1)
 def email_store() -> EmailStore:
+    from mailbridge.store.emails import EmailStore
+
     return EmailStore(get_settings().tables.emails)
 
 
 @lru_cache(maxsize=1)
 def blob_store() -> BlobStore:
+    from mailbridge.store.blobs import BlobStore
+
     return BlobStore(get_settings().mail_bucket)
 
 
 @lru_cache(maxsize=1)
 def sync_queue() -> SyncQueue:
+    from mailbridge.queues import SyncQueue
+
     return SyncQueue(get_settings().sync_queue_url)
 
 
 @lru_cache(maxsize=1)
 def account_deps() -> AccountDeps:
+    from mailbridge.accounts import AccountDeps
+
     settings = get_settings()
     return AccountDeps(
         store=account_store(),
@@ -72,6 +86,8 @@ def outbox_deps() -> OutboxDeps:
 
 @lru_cache(maxsize=1)
 def crm_store() -> CrmStore:
+    from mailbridge.store.crm import CrmStore
+
     return CrmStore(get_settings().tables.crm)
 
 
