@@ -531,3 +531,19 @@ def test_settings_default_to_sent_and_only_admins_change_them(m: Matching) -> No
     stale = m.api("crm-put-settings", 409, role="admin", body={"auto_create": "sent", "version": 0})
     assert stale["error"]["code"] == "version_conflict"
     m.api("crm-put-settings", 422, role="admin", body={"auto_create": "always"})
+
+
+def test_the_issue_paths_for_timelines_answer_like_the_crm_ones(invoke_api: Any) -> None:
+    """`GET /contacts/{id}/timeline` and `/deals/{id}/timeline` are aliases of the /crm/... routes."""
+    from tests.events import load_event
+
+    for alias, canonical in (
+        ("api/contact-timeline.json", "api/crm-get-contact-timeline.json"),
+        ("api/deal-timeline.json", "api/crm-get-deal-timeline.json"),
+    ):
+        # Given a record id this tenant does not have, both paths give the same answer
+        answers = [
+            invoke_api(load_event(name, tenant="nobody-here", role="viewer")) for name in (alias, canonical)
+        ]
+        assert [a["statusCode"] for a in answers] == [404, 404]
+        assert json.loads(answers[0]["body"]) == json.loads(answers[1]["body"])

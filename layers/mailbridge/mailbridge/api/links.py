@@ -103,6 +103,35 @@ def deal_timeline(
     )
 
 
+# The paths the issue names (the seed's endpoints); same answers as the /crm/... routes above.
+@router.get(
+    "/contacts/<contact_id>/timeline",
+    summary="Same as GET /crm/contacts/{contact_id}/timeline",
+    tags=["links"],
+    security=BEARER,
+    middlewares=READ,
+    responses=PAGE_ERRORS,
+)
+def contact_timeline_alias(
+    contact_id: str, limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None
+) -> Page[EmailSummary]:
+    return contact_timeline(contact_id, limit, cursor)
+
+
+@router.get(
+    "/deals/<deal_id>/timeline",
+    summary="Same as GET /crm/deals/{deal_id}/timeline",
+    tags=["links"],
+    security=BEARER,
+    middlewares=READ,
+    responses=PAGE_ERRORS,
+)
+def deal_timeline_alias(
+    deal_id: str, limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None
+) -> Page[EmailSummary]:
+    return deal_timeline(deal_id, limit, cursor)
+
+
 @router.get(
     "/crm/settings",
     summary="The matching policy: contact auto-creation, own domains, blocklist",
