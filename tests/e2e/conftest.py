@@ -63,3 +63,30 @@ def probe_items(runner: Runner) -> list[dict[str, Any]]:
         }
         for i in items
     ]
+
+
+@pytest.fixture(scope="module")
+def mail_runner() -> Iterator[Runner]:
+    """The template alone, with loopback mail hosts allowed (the tests' Dovecot and SMTP sink), on a
+    clock that starts at the real time (scheduled sends are validated against it)."""
+    clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
+    with Runner(
+        templates=[ROOT / "template.yaml"], port=0, clock=clock, parameters={"AllowPrivateMailHosts": "true"}
+    ) as r:
+        yield r
+
+
+def call(runner: Runner, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
+    """A JSON request through the runner's HTTP API: (status, decoded body)."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        runner.url + path,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")

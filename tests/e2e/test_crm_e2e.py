@@ -4,49 +4,29 @@ matched by the match function from the MatchQueue under each auto-creation polic
 
 from __future__ import annotations
 
-import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from local.clock import ManualClock
 from local.runner import Runner
+from tests.e2e.conftest import call
 from tests.integration.dovecot import DovecotServer, DovecotUser
 
 pytestmark = pytest.mark.dovecot
 
-ROOT = Path(__file__).resolve().parents[2]
-CUSTOMER, NEW_CUSTOMER = "initech-industries.com", "globex-systems.com"
-
 
 @pytest.fixture(scope="module")
-def runner() -> Iterator[Runner]:
-    clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
-    with Runner(
-        templates=[ROOT / "template.yaml"], port=0, clock=clock, parameters={"AllowPrivateMailHosts": "true"}
-    ) as r:
-        yield r
+def runner(mail_runner: Runner) -> Runner:
+    return mail_runner
 
 
-def call(runner: Runner, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        runner.url + path,
-        data=data,
-        method=method,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+ROOT = Path(__file__).resolve().parents[2]
+CUSTOMER, NEW_CUSTOMER = "initech-industries.com", "globex-systems.com"
 
 
 def mail(

@@ -12,9 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
-from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from mailbridge.bus import DomainEvent, EventPublisher
 from mailbridge.crm.wiring import match_deps
@@ -23,8 +21,8 @@ from mailbridge.store.blobs import BlobStore
 from mailbridge.store.emails import EmailStore
 from mailbridge.sync.ingest import Mailbox, build_email_item, email_id_for
 from tests.events import load_event
-from tests.fixtures.aws import FakeLambdaContext, Stack, load_function, reset_caches
-from tests.integration.sync_harness import _record
+from tests.fixtures.aws import Stack, reset_caches
+from tests.integration.queue_harness import QueueConsumer
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 TENANT, OTHER = "acme", "globex"
@@ -66,13 +64,12 @@ class Matching:
         reset_caches()
         self.stack = stack
         self.invoke_api = invoke_api
-        self.function = load_function("match")
-        self.sqs: Any = boto3.client("sqs")
-        self.queue_url = stack.deployed.queue_urls["MatchQueue"]
+        self.consumer = QueueConsumer(stack, "match", "MatchQueue")
+        self.sqs: Any = self.consumer.sqs
+        self.queue_url = self.consumer.queue_url
         self.emails = EmailStore(stack.deployed.tables["EmailsTable"])
         self.blobs = BlobStore(stack.deployed.buckets["MailBucket"])
         self.publisher = EventPublisher(stack.deployed.buses["EventBus"])
-        self.results: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ mail
     def store(self, raw: bytes, *, sent: bool = False, tenant: str = TENANT, announce: bool = True) -> str:
@@ -110,33 +107,18 @@ class Matching:
         )
 
     # ------------------------------------------------------------------ queue
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        return self.consumer.results
+
     def receive(self) -> list[dict[str, Any]]:
-        messages: list[dict[str, Any]] = self.sqs.receive_message(
-            QueueUrl=self.queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]
-        ).get("Messages", [])
-        return messages
+        return self.consumer.receive()
 
     def invoke(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
-        event = {"Records": [_record(m, self.queue_url) for m in messages]}
-        try:
-            result: dict[str, Any] = self.function.lambda_handler(event, FakeLambdaContext())
-        except BatchProcessingError:
-            result = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in messages]}
-        failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
-        for m in messages:
-            if m["MessageId"] not in failed:
-                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
-        self.results.append(result)
-        return result
+        return self.consumer.invoke(messages)
 
     def drain(self, *, max_batches: int = 50) -> None:
-        for _ in range(max_batches):
-            messages = self.receive()
-            if not messages:
-                return
-            result = self.invoke(messages)
-            assert result["batchItemFailures"] == [], result
-        raise AssertionError("the match queue did not drain")
+        self.consumer.drain(max_batches=max_batches, expect_success=True)
 
     # ------------------------------------------------------------------ api
     def api(

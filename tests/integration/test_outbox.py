@@ -19,7 +19,7 @@ from tests.events import load_event
 from tests.fixtures.aws import BusReader, Stack
 from tests.fixtures.smtp import SINK_PASSWORD, SINK_USER
 from tests.integration.dovecot import DovecotServer, DovecotUser
-from tests.integration.outbox_harness import OutboxHarness
+from tests.integration.queue_harness import QueueConsumer
 from tests.integration.sync_harness import TENANT, SyncHarness, message
 
 pytestmark = pytest.mark.dovecot
@@ -78,7 +78,7 @@ def email_view(h: SyncHarness, email_id: str) -> Any:
 def test_a_reply_is_sent_threaded_filed_in_sent_and_announced_once(
     mail: SyncHarness, stack: Stack, smtp_sink: Any, bus_probe: BusReader
 ) -> None:
-    outbox = OutboxHarness(stack)
+    outbox = QueueConsumer(stack, "outbox", "OutboxQueue")
     bus_probe()  # forget what the initial sync announced
     # Given a synced message, when the user replies with an attachment and a Bcc
     status, accepted = send(
@@ -130,7 +130,7 @@ def test_a_reply_is_sent_threaded_filed_in_sent_and_announced_once(
 
 
 def test_the_same_record_delivered_twice_sends_once(mail: SyncHarness, stack: Stack, smtp_sink: Any) -> None:
-    outbox = OutboxHarness(stack)
+    outbox = QueueConsumer(stack, "outbox", "OutboxQueue")
     send(mail)
     records = outbox.receive()
     assert len(records) == 1
@@ -144,7 +144,7 @@ def test_the_same_record_delivered_twice_sends_once(mail: SyncHarness, stack: St
 def test_a_transient_smtp_failure_is_retried_then_sent(
     mail: SyncHarness, stack: Stack, smtp_sink: Any
 ) -> None:
-    outbox = OutboxHarness(stack)
+    outbox = QueueConsumer(stack, "outbox", "OutboxQueue")
     _status, accepted = send(mail)
     smtp_sink.fail_next(1, reply="451 4.7.1 Try again later")
     # When the first attempt meets greylisting
@@ -169,7 +169,7 @@ def test_a_transient_smtp_failure_is_retried_then_sent(
 def test_a_permanent_rejection_fails_at_once_with_the_servers_reply(
     mail: SyncHarness, stack: Stack, smtp_sink: Any
 ) -> None:
-    outbox = OutboxHarness(stack)
+    outbox = QueueConsumer(stack, "outbox", "OutboxQueue")
     smtp_sink.reject_recipient("carol@customer.example", reply="550 5.1.1 No such user")
     _status, accepted = send(mail)
     result = outbox.invoke(outbox.receive())
@@ -209,7 +209,7 @@ def test_send_times_out_of_range_are_a_clear_400(mail: SyncHarness, delta: timed
 
 
 def test_bad_send_requests_are_rejected_and_nothing_is_queued(mail: SyncHarness, stack: Stack) -> None:
-    outbox = OutboxHarness(stack)
+    outbox = QueueConsumer(stack, "outbox", "OutboxQueue")
     cases: list[tuple[dict[str, Any], int]] = [
         ({"to": []}, 422),
         ({"to": [{"address": "not-an-address"}]}, 422),
@@ -227,7 +227,7 @@ def test_bad_send_requests_are_rejected_and_nothing_is_queued(mail: SyncHarness,
 
 
 def test_an_uploaded_attachment_is_sent(mail: SyncHarness, stack: Stack, smtp_sink: Any) -> None:
-    outbox = OutboxHarness(stack)
+    outbox = QueueConsumer(stack, "outbox", "OutboxQueue")
     status, ticket = mail.api(
         "create-upload.json", body={"filename": "contract.pdf", "content_type": "application/pdf", "size": 11}
     )

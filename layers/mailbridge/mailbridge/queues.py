@@ -64,8 +64,8 @@ class SyncQueue:
                 raise QueueSendError(f"{len(response['Failed'])} sync message(s) not queued: {codes}")
 
 
-class OutboxQueue:
-    """The OutboxQueue (standard): one message per outbound email; retries back off per attempt."""
+class StandardQueue:
+    """A standard SQS queue that takes one JSON message per piece of work."""
 
     def __init__(self, queue_url: str, client: SQSClient | None = None) -> None:
         self.queue_url = queue_url
@@ -78,7 +78,10 @@ class OutboxQueue:
         return self._client
 
     def send(self, body: BaseModel) -> None:
-        self.client.send_message(QueueUrl=self.queue_url, MessageBody=body.model_dump_json())
+        try:
+            self.client.send_message(QueueUrl=self.queue_url, MessageBody=body.model_dump_json())
+        except Exception as exc:  # botocore errors: the caller's request or record is retried
+            raise QueueSendError("the work could not be queued") from exc
 
     def retry_later(self, receipt_handle: str, delay_seconds: int) -> None:
         """Hold a failed record back for `delay_seconds` before SQS redelivers it."""
@@ -87,3 +90,11 @@ class OutboxQueue:
             ReceiptHandle=receipt_handle,
             VisibilityTimeout=min(delay_seconds, 43_200),
         )
+
+
+class OutboxQueue(StandardQueue):
+    """The OutboxQueue: one message per outbound email; retries back off per attempt."""
+
+
+class MatchQueue(StandardQueue):
+    """The MatchQueue: matching work, and the continuations of backfills that spent their budget."""

@@ -40,10 +40,10 @@ from mailbridge.crm.policy import (
     may_create_company,
     may_create_contact,
 )
-from mailbridge.crm.queue import MatchQueue
 from mailbridge.crm.settings import load_policy
 from mailbridge.errors import Conflict, Invalid
 from mailbridge.models.features import FeatureFlags
+from mailbridge.queues import MatchQueue
 from mailbridge.store.accounts import AccountStore
 from mailbridge.store.crm import CrmStore
 from mailbridge.store.emails import EmailStore

@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from mailbridge.bus import EventPublisher
 from mailbridge.config import get_settings
 from mailbridge.crm.matching import MatchDeps
-from mailbridge.crm.queue import MatchQueue
+from mailbridge.queues import MatchQueue
 from mailbridge.store.accounts import AccountStore
 from mailbridge.store.crm import CrmStore
 from mailbridge.store.emails import EmailStore

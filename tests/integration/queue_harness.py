@@ -1,4 +1,5 @@
-"""Delivers OutboxQueue records to the real outbox function (in-process, on moto)."""
+"""Delivers a queue's records to the real function the template maps to it (in-process, on moto),
+as the SQS event source mapping would: successes deleted, reported failures left for redelivery."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from tests.fixtures.aws import FakeLambdaContext, Stack, load_function
 from tests.integration.sync_harness import _record
 
 
-class OutboxHarness:
-    def __init__(self, stack: Stack) -> None:
-        self.function = load_function("outbox")
+class QueueConsumer:
+    def __init__(self, stack: Stack, function: str, queue: str) -> None:
+        self.function = load_function(function)
         self.sqs: Any = boto3.client("sqs")
-        self.queue_url = stack.deployed.queue_urls["OutboxQueue"]
+        self.queue_url = stack.deployed.queue_urls[queue]
+        self.results: list[dict[str, Any]] = []
 
     def receive(self) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = self.sqs.receive_message(
@@ -28,15 +30,23 @@ class OutboxHarness:
         try:
             result: dict[str, Any] = self.function.lambda_handler(event, FakeLambdaContext())
         except BatchProcessingError:
+            # Every record failed: Powertools fails the invocation and SQS redelivers the batch.
             result = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in messages]}
         failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
         for m in messages:
             if m["MessageId"] not in failed:
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
+        self.results.append(result)
         return result
 
-    def drain(self) -> list[dict[str, Any]]:
-        results = []
-        while messages := self.receive():
-            results.append(self.invoke(messages))
-        return results
+    def drain(self, *, max_batches: int = 50, expect_success: bool = False) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        for _ in range(max_batches):
+            messages = self.receive()
+            if not messages:
+                return results
+            result = self.invoke(messages)
+            if expect_success:
+                assert result["batchItemFailures"] == [], result
+            results.append(result)
+        raise AssertionError("the queue did not drain")
