@@ -90,3 +90,24 @@ def call(runner: Runner, method: str, path: str, token: str, body: Any = None) -
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"null")
+
+
+def connect_mailbox(
+    runner: Runner, token: str, server: Any, user: Any, smtp: dict[str, Any] | None = None
+) -> str:
+    """Connect a test Dovecot user (plain IMAP on loopback) through POST /accounts; the account id."""
+    body = {
+        "provider": "imap",
+        "address": f"{user.name}@example.com",
+        "imap": {
+            "host": server.host,
+            "port": server.imap_port,
+            "security": "none",
+            "username": user.name,
+            "password": user.password,
+        },
+        "smtp": smtp,
+    }
+    status, account = call(runner, "POST", "/accounts", token, body)
+    assert status == 201, account
+    return str(account["account_id"])

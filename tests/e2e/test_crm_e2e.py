@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from local.runner import Runner
-from tests.e2e.conftest import call
+from tests.e2e.conftest import call, connect_mailbox
 from tests.integration.dovecot import DovecotServer, DovecotUser
 
 pytestmark = pytest.mark.dovecot
@@ -106,25 +106,7 @@ def seed(server: DovecotServer, user: DovecotUser) -> str:
 
 
 def connect(runner: Runner, token: str, server: DovecotServer, user: DovecotUser) -> str:
-    status, account = call(
-        runner,
-        "POST",
-        "/accounts",
-        token,
-        {
-            "provider": "imap",
-            "address": f"{user.name}@example.com",
-            "imap": {
-                "host": server.host,
-                "port": server.imap_port,
-                "security": "none",
-                "username": user.name,
-                "password": user.password,
-            },
-        },
-    )
-    assert status == 201, account
-    return str(account["account_id"])
+    return connect_mailbox(runner, token, server, user)
 
 
 def state(runner: Runner, token: str) -> tuple[dict[str, Any], set[str], dict[str, dict[str, str]]]:

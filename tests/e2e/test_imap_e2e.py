@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from local.runner import Runner
-from tests.e2e.conftest import call
+from tests.e2e.conftest import call, connect_mailbox
 from tests.integration.dovecot import DovecotServer, DovecotUser
 from tests.integration.sync_harness import message
 
@@ -50,25 +50,7 @@ def test_a_mailbox_connected_through_the_api_syncs_threads_and_writes_flags_back
         ),
     )
     # When the user connects it through the API
-    status, account = call(
-        runner,
-        "POST",
-        "/accounts",
-        token,
-        {
-            "provider": "imap",
-            "address": f"{user.name}@example.com",
-            "imap": {
-                "host": server.host,
-                "port": server.imap_port,
-                "security": "none",
-                "username": user.name,
-                "password": user.password,
-            },
-        },
-    )
-    assert status == 201, account
-    account_id = account["account_id"]
+    account_id = connect_mailbox(runner, token, server, user)
     runner.drain()
     # Then the sync ran and the mail shows up, threaded
     status, sync_state = call(runner, "GET", f"/accounts/{account_id}/status", token)
@@ -112,31 +94,14 @@ def test_a_scheduled_send_fires_when_the_clock_passes_and_a_cancelled_one_never_
 
     token = runner.token(tenant="sched", role="member")
     server, user = dovecot_server, dovecot_user
-    status, account = call(
-        runner,
-        "POST",
-        "/accounts",
-        token,
-        {
-            "provider": "imap",
-            "address": f"{user.name}@example.com",
-            "imap": {
-                "host": server.host,
-                "port": server.imap_port,
-                "security": "none",
-                "username": user.name,
-                "password": user.password,
-            },
-            "smtp": {
-                "host": smtp_sink.host,
-                "port": smtp_sink.plain_port,
-                "security": "none",
-                "username": SINK_USER,
-                "password": SINK_PASSWORD,
-            },
-        },
-    )
-    assert status == 201, account
+    smtp = {
+        "host": smtp_sink.host,
+        "port": smtp_sink.plain_port,
+        "security": "none",
+        "username": SINK_USER,
+        "password": SINK_PASSWORD,
+    }
+    account = {"account_id": connect_mailbox(runner, token, server, user, smtp)}
     runner.drain()
     # Given two sends scheduled ten minutes ahead on the runner's clock, one of them cancelled
     send_at = (runner.clock.now() + timedelta(minutes=10)).isoformat()

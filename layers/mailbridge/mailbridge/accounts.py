@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mailbridge import crypto
-from mailbridge.errors import Conflict, Invalid
+from mailbridge.errors import Conflict, Invalid, ProviderAuthError
 from mailbridge.models.account import (
     Account,
     AccountCreate,
@@ -71,6 +71,16 @@ def imap_settings(
 
 def credentials_context(tenant_id: str, account_id: str) -> dict[str, str]:
     return {"tenant_id": tenant_id, "account_id": account_id}
+
+
+def load_secrets(store: AccountStore, account: Account) -> dict[str, str | None]:
+    """The account's decrypted passwords ({imap_password, smtp_password}); never log the result."""
+    envelope = store.get_credentials(account.tenant_id, account.account_id)
+    if envelope is None:
+        raise ProviderAuthError("no credentials stored", code="auth_failed")
+    context = credentials_context(account.tenant_id, account.account_id)
+    secrets: dict[str, str | None] = json.loads(crypto.decrypt(envelope, context))
+    return secrets
 
 
 def to_out(account: Account) -> AccountOut:

@@ -104,6 +104,14 @@ def _not_found(kind: str) -> NotFound:
     return NotFound(f"no such {kind}", code=f"{kind}_not_found")
 
 
+def _merged(current: BaseModel, fields: type[F], changes: dict[str, Any]) -> F | None:
+    """The record's editable fields with `changes` applied, or None when nothing would change."""
+    merged = merge(current, fields, changes)
+    if merged == fields.model_validate(current.model_dump(include=set(fields.model_fields))):
+        return None
+    return merged
+
+
 def _changed(before: BaseModel, after: BaseModel, fields: type[BaseModel]) -> list[str]:
     names = set(fields.model_fields)
     return sorted(n for n in names if getattr(before, n) != getattr(after, n))
@@ -234,10 +242,8 @@ def update_contact(
         _check_company(ctx, store, changes["company_id"])
 
     def apply(current: Contact) -> Contact | None:
-        fields = merge(current, ContactFields, changes)
-        if fields == ContactFields.model_validate(
-            current.model_dump(include=set(ContactFields.model_fields))
-        ):
+        fields = _merged(current, ContactFields, changes)
+        if fields is None:
             return None
         return Contact.model_validate(
             {**fields.model_dump(), "contact_id": contact_id, **_meta(ctx, now(), current)}
@@ -361,10 +367,8 @@ def update_company(
     changes = _require_changes(patch.changes())
 
     def apply(current: Company) -> Company | None:
-        fields = merge(current, CompanyFields, changes)
-        if fields == CompanyFields.model_validate(
-            current.model_dump(include=set(CompanyFields.model_fields))
-        ):
+        fields = _merged(current, CompanyFields, changes)
+        if fields is None:
             return None
         return Company.model_validate(
             {**fields.model_dump(), "company_id": company_id, **_meta(ctx, now(), current)}
@@ -456,8 +460,8 @@ def update_deal(
         _check_contacts(ctx, store, changes["contact_ids"])
 
     def apply(current: Deal) -> Deal | None:
-        fields = merge(current, DealFields, changes)
-        if fields == DealFields.model_validate(current.model_dump(include=set(DealFields.model_fields))):
+        fields = _merged(current, DealFields, changes)
+        if fields is None:
             return None
         stage = fields.stage or current.stage
         return Deal.model_validate(
@@ -546,10 +550,8 @@ def update_campaign(
     changes = _require_changes(patch.changes())
 
     def apply(current: Campaign) -> Campaign | None:
-        fields = merge(current, CampaignFields, changes)
-        if fields == CampaignFields.model_validate(
-            current.model_dump(include=set(CampaignFields.model_fields))
-        ):
+        fields = _merged(current, CampaignFields, changes)
+        if fields is None:
             return None
         return Campaign.model_validate(
             {**fields.model_dump(), "campaign_id": campaign_id, **_meta(ctx, now(), current)}

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mailbridge import crypto
-from mailbridge.accounts import Connector, credentials_context, imap_connect, imap_settings
+from pydantic import SecretStr
+
+from mailbridge.accounts import Connector, imap_connect, imap_settings, load_secrets
 from mailbridge.bus import EventPublisher
 from mailbridge.compose import (
     ComposedMessage,
@@ -50,10 +50,8 @@ from mailbridge.providers.imap.models import FetchedMessage
 from mailbridge.queues import OutboxQueue
 from mailbridge.schedules import OneTimeScheduler
 from mailbridge.store.accounts import AccountStore
-from mailbridge.store.base import is_condition_failure
 from mailbridge.store.blobs import PRESIGN_SECONDS, BlobStore
 from mailbridge.store.emails import EmailStore
-from mailbridge.store.keys import email_sk, tenant_pk
 from mailbridge.sync.engine import SyncDeps, announce
 from mailbridge.sync.ingest import Mailbox, build_email_item, email_id_for, ingest
 from mailbridge.sync.threads import assign_thread
@@ -224,34 +222,14 @@ def _schedule_name(email_id: str) -> str:
     return f"send-{email_id}"
 
 
-def _transition(
-    deps: OutboxDeps, tenant_id: str, email_id: str, allowed: tuple[str, ...], **values: Any
-) -> bool:
-    names = {f"#f{i}": k for i, k in enumerate(values)} | {"#s": "send_status"}
-    exprs: dict[str, Any] = {f":v{i}": v for i, v in enumerate(values.values())}
-    exprs |= {f":a{i}": a for i, a in enumerate(allowed)}
-    allowed_list = ", ".join(f":a{i}" for i in range(len(allowed)))
-    try:
-        deps.emails.table.update_item(
-            Key={"pk": tenant_pk(tenant_id), "sk": email_sk(email_id)},
-            UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values))),
-            ConditionExpression=f"#s IN ({allowed_list})",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=exprs,
-        )
-    except Exception as exc:
-        if is_condition_failure(exc):
-            return False
-        raise
-    return True
-
-
 def cancel_schedule(ctx: TenantContext, email_id: str, deps: OutboxDeps) -> None:
     ctx.require(Role.MEMBER)
     item = deps.emails.get_email(ctx.tenant_id, email_id)
     if item is None or not item.get("send_status"):
         raise NotFound("no such outbound email", code="not_found")
-    if not _transition(deps, ctx.tenant_id, email_id, ("scheduled",), send_status="cancelled", deleted=True):
+    if not deps.emails.transition(
+        ctx.tenant_id, email_id, ("scheduled",), send_status="cancelled", deleted=True
+    ):
         raise Conflict(f"the email is {item.get('send_status')}, not scheduled", code="not_scheduled")
     deps.scheduler.delete(_schedule_name(email_id))
 
@@ -266,17 +244,16 @@ class SendOutcome:
 def _smtp_settings(account: Account, deps: OutboxDeps) -> Any:
     from mailbridge.providers.smtp import SmtpSettings
 
-    envelope = deps.accounts.get_credentials(account.tenant_id, account.account_id)
-    if envelope is None or account.smtp is None:
+    if account.smtp is None:
         raise Invalid("the account has no SMTP credentials", code="account_cannot_send")
-    secrets = json.loads(crypto.decrypt(envelope, credentials_context(account.tenant_id, account.account_id)))
+    secrets = load_secrets(deps.accounts, account)
     server = account.smtp
     return SmtpSettings(
         host=server.host,
         port=server.port,
         security=server.security,
         username=server.username,
-        password=secrets.get("smtp_password") or secrets["imap_password"],
+        password=SecretStr(secrets.get("smtp_password") or str(secrets["imap_password"])),
         allow_insecure=deps.allow_private_hosts and server.security.value == "none",
     )
 
@@ -290,7 +267,9 @@ def fail(deps: OutboxDeps, message: OutboxMessage, exc: Exception) -> None:
         "smtp_code": details.get("smtp_code") if isinstance(details, dict) else None,
         "smtp_reply": details.get("smtp_reply") if isinstance(details, dict) else None,
     }
-    _transition(deps, message.tenant_id, message.email_id, PENDING, send_status="failed", failure=failure)
+    deps.emails.transition(
+        message.tenant_id, message.email_id, PENDING, send_status="failed", failure=failure
+    )
 
 
 def send_queued(message: OutboxMessage, deps: OutboxDeps) -> SendOutcome:
@@ -302,7 +281,7 @@ def send_queued(message: OutboxMessage, deps: OutboxDeps) -> SendOutcome:
         return SendOutcome("missing", {})
     if item.get("send_status") not in PENDING:
         return SendOutcome(str(item.get("send_status")), {})  # sent, failed or cancelled: done
-    if not _transition(deps, tenant, email_id, PENDING, send_status="sending"):
+    if not deps.emails.transition(tenant, email_id, PENDING, send_status="sending"):
         return SendOutcome("raced", {})
     try:
         account = deps.accounts.get_account(tenant, str(item["outbox_account_id"]))
@@ -324,13 +303,12 @@ def send_queued(message: OutboxMessage, deps: OutboxDeps) -> SendOutcome:
         result = sender(_smtp_settings(account, deps), composed)
     except ProviderError as exc:
         if exc.retryable:
-            _transition(deps, tenant, email_id, ("sending",), send_status="queued")
+            deps.emails.transition(tenant, email_id, ("sending",), send_status="queued")
             raise
         fail(deps, message, exc)
         return SendOutcome("failed", {})
     refused = dict(getattr(result, "refused", {}) or {})
-    _transition(
-        deps,
+    deps.emails.transition(
         tenant,
         email_id,
         ("sending",),
@@ -353,15 +331,8 @@ def _copy_to_sent(account: Account, raw: bytes, email_id: str, deps: OutboxDeps)
     by re-sending.
     """
     try:
-        envelope = deps.accounts.get_credentials(account.tenant_id, account.account_id)
-        if envelope is None:
-            return
-        secrets = json.loads(
-            crypto.decrypt(envelope, credentials_context(account.tenant_id, account.account_id))
-        )
-        settings = imap_settings(
-            account.imap, secrets["imap_password"], allow_insecure=deps.allow_private_hosts
-        )
+        password = str(load_secrets(deps.accounts, account)["imap_password"])
+        settings = imap_settings(account.imap, password, allow_insecure=deps.allow_private_hosts)
         with deps.connect_imap(settings) as imap:
             sent = imap.sent_folder()
             if sent is None:

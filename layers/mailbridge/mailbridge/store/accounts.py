@@ -133,15 +133,11 @@ class AccountStore(DynamoRepository):
             return FolderState(name=folder)
         return _folder_state(item)
 
-    def save_folder_state(
-        self, tenant_id: str, account_id: str, state: FolderState, *, previous: FolderState
-    ) -> None:
+    def save_folder_state(self, tenant_id: str, account_id: str, state: FolderState) -> None:
         """Write the folder's state; the cursor may only move forward within one UIDVALIDITY.
 
         A UIDVALIDITY change is the one legitimate reset (the server renumbered the folder).
-        `previous` is what the caller read; it documents intent and is not trusted for the check.
         """
-        del previous
         try:
             self.table.update_item(
                 Key={"pk": tenant_pk(tenant_id), "sk": folder_sk(account_id, state.name)},

@@ -421,18 +421,23 @@ class CrmStore(DynamoRepository):
         ]
         return writes
 
+    def _save(
+        self, tenant_id: str, item: Item, kind: str, previous_version: int | None, lookups: list[Any]
+    ) -> None:
+        """The record (new, or over `previous_version`) and its lookup items, in one transaction."""
+        record = self._record_writes(
+            tenant_id, item["sk"], item, expected_version=previous_version, kind=kind
+        )
+        self._transact([record, *lookups])
+
     def create_contact(self, tenant_id: str, contact: Contact) -> None:
-        item = contact_item(tenant_id, contact)
-        record = self._record_writes(tenant_id, item["sk"], item, expected_version=None, kind="contact")
-        self._transact([record, *self._email_lookup_writes(tenant_id, contact, None)])
+        lookups = self._email_lookup_writes(tenant_id, contact, None)
+        self._save(tenant_id, contact_item(tenant_id, contact), "contact", None, lookups)
 
     def update_contact(self, tenant_id: str, contact: Contact, previous: Contact) -> None:
         """Write `contact` over `previous` (which must still be the stored version)."""
-        item = contact_item(tenant_id, contact)
-        record = self._record_writes(
-            tenant_id, item["sk"], item, expected_version=previous.version, kind="contact"
-        )
-        self._transact([record, *self._email_lookup_writes(tenant_id, contact, previous)])
+        lookups = self._email_lookup_writes(tenant_id, contact, previous)
+        self._save(tenant_id, contact_item(tenant_id, contact), "contact", previous.version, lookups)
 
     def delete_contact(self, tenant_id: str, contact: Contact) -> None:
         sk = contact_sk(contact.contact_id)
@@ -501,16 +506,12 @@ class CrmStore(DynamoRepository):
         return writes
 
     def create_company(self, tenant_id: str, company: Company) -> None:
-        item = company_item(tenant_id, company)
-        record = self._record_writes(tenant_id, item["sk"], item, expected_version=None, kind="company")
-        self._transact([record, *self._domain_writes(tenant_id, company, None)])
+        lookups = self._domain_writes(tenant_id, company, None)
+        self._save(tenant_id, company_item(tenant_id, company), "company", None, lookups)
 
     def update_company(self, tenant_id: str, company: Company, previous: Company) -> None:
-        item = company_item(tenant_id, company)
-        record = self._record_writes(
-            tenant_id, item["sk"], item, expected_version=previous.version, kind="company"
-        )
-        self._transact([record, *self._domain_writes(tenant_id, company, previous)])
+        lookups = self._domain_writes(tenant_id, company, previous)
+        self._save(tenant_id, company_item(tenant_id, company), "company", previous.version, lookups)
 
     def delete_company(self, tenant_id: str, company: Company) -> None:
         sk = company_sk(company.company_id)
@@ -573,16 +574,13 @@ class CrmStore(DynamoRepository):
         return writes
 
     def create_deal(self, tenant_id: str, deal: Deal) -> None:
-        item = deal_item(tenant_id, deal)
-        record = self._record_writes(tenant_id, item["sk"], item, expected_version=None, kind="deal")
-        self._transact([record, *self._link_writes(tenant_id, deal, None)])
+        self._save(
+            tenant_id, deal_item(tenant_id, deal), "deal", None, self._link_writes(tenant_id, deal, None)
+        )
 
     def update_deal(self, tenant_id: str, deal: Deal, previous: Deal) -> None:
-        item = deal_item(tenant_id, deal)
-        record = self._record_writes(
-            tenant_id, item["sk"], item, expected_version=previous.version, kind="deal"
-        )
-        self._transact([record, *self._link_writes(tenant_id, deal, previous)])
+        lookups = self._link_writes(tenant_id, deal, previous)
+        self._save(tenant_id, deal_item(tenant_id, deal), "deal", previous.version, lookups)
 
     def delete_deal(self, tenant_id: str, deal: Deal) -> None:
         record = self._record_delete(tenant_id, deal_sk(deal.deal_id), deal.version, "deal")
@@ -654,20 +652,10 @@ class CrmStore(DynamoRepository):
         return None if item is None else to_campaign(item)
 
     def create_campaign(self, tenant_id: str, campaign: Campaign) -> None:
-        item = campaign_item(tenant_id, campaign)
-        self._transact(
-            [self._record_writes(tenant_id, item["sk"], item, expected_version=None, kind="campaign")]
-        )
+        self._save(tenant_id, campaign_item(tenant_id, campaign), "campaign", None, [])
 
     def update_campaign(self, tenant_id: str, campaign: Campaign, previous: Campaign) -> None:
-        item = campaign_item(tenant_id, campaign)
-        self._transact(
-            [
-                self._record_writes(
-                    tenant_id, item["sk"], item, expected_version=previous.version, kind="campaign"
-                )
-            ]
-        )
+        self._save(tenant_id, campaign_item(tenant_id, campaign), "campaign", previous.version, [])
 
     def delete_campaign(self, tenant_id: str, campaign: Campaign) -> None:
         sk = campaign_sk(campaign.campaign_id)

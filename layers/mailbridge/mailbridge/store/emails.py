@@ -76,16 +76,33 @@ class EmailStore(DynamoRepository):
         return found
 
     def update_email(self, tenant_id: str, email_id: str, **values: Any) -> None:
-        names = {f"#f{i}": name for i, name in enumerate(values)}
-        exprs = {f":v{i}": value for i, value in enumerate(values.values())}
-        sets = ", ".join(f"#f{i} = :v{i}" for i in range(len(values)))
+        expression, names, exprs = _set_expression(values)
         self.table.update_item(
             Key={"pk": tenant_pk(tenant_id), "sk": email_sk(email_id)},
-            UpdateExpression=f"SET {sets}",
+            UpdateExpression=expression,
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=exprs,
         )
+
+    def transition(self, tenant_id: str, email_id: str, allowed: tuple[str, ...], **values: Any) -> bool:
+        """Set `values` only while the outbound `send_status` is one of `allowed`; False otherwise."""
+        expression, names, exprs = _set_expression(values)
+        names["#s"] = "send_status"
+        exprs |= {f":a{i}": a for i, a in enumerate(allowed)}
+        try:
+            self.table.update_item(
+                Key={"pk": tenant_pk(tenant_id), "sk": email_sk(email_id)},
+                UpdateExpression=expression,
+                ConditionExpression=f"#s IN ({', '.join(f':a{i}' for i in range(len(allowed)))})",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=exprs,
+            )
+        except Exception as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
 
     def attach_location(
         self, tenant_id: str, email_id: str, loc_sk: str, account_id: str, folder: str
@@ -336,6 +353,13 @@ def email_filter(
     for condition in conditions[1:]:
         combined &= condition
     return combined
+
+
+def _set_expression(values: dict[str, Any]) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """`SET #f0 = :v0, ...` with its name and value maps."""
+    names = {f"#f{i}": name for i, name in enumerate(values)}
+    exprs = {f":v{i}": value for i, value in enumerate(values.values())}
+    return "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values))), names, exprs
 
 
 def _date_range(condition: Any, since: str | None, until: str | None) -> Any:

@@ -120,8 +120,7 @@ def sync_folder(source: MailFolderSource, mailbox: Mailbox, deps: SyncDeps, budg
         state = FolderState(name=name)
     if state.uidvalidity is None:
         state = FolderState(name=name, uidvalidity=status.uidvalidity)
-        deps.accounts.save_folder_state(tenant, account_id, state, previous=previous)
-        previous = state
+        deps.accounts.save_folder_state(tenant, account_id, state)
 
     mailbox = Mailbox(tenant, account_id, mailbox.address, name, status.uidvalidity, mailbox.is_sent_folder)
 
@@ -140,8 +139,7 @@ def sync_folder(source: MailFolderSource, mailbox: Mailbox, deps: SyncDeps, budg
             state.last_uid = batch.last_uid
         state.last_synced_at = deps.now()
         state.messages_on_server = status.messages
-        deps.accounts.save_folder_state(tenant, account_id, state, previous=previous)
-        previous = state.model_copy()
+        deps.accounts.save_folder_state(tenant, account_id, state)
         if not batch.has_more:
             break
     else:
@@ -152,7 +150,7 @@ def sync_folder(source: MailFolderSource, mailbox: Mailbox, deps: SyncDeps, budg
         state.highestmodseq = status.highestmodseq
     state.messages_on_server = status.messages
     state.last_synced_at = deps.now()
-    deps.accounts.save_folder_state(tenant, account_id, state, previous=previous)
+    deps.accounts.save_folder_state(tenant, account_id, state)
     return report
 
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from mailbridge import crypto
-from mailbridge.accounts import Connector, credentials_context, imap_connect, imap_settings
+from mailbridge.accounts import Connector, imap_connect, imap_settings, load_secrets
 from mailbridge.errors import NotFound, ProviderAuthError, ProviderError
 from mailbridge.models.account import Account, SyncStage, SyncState
 from mailbridge.observability import logger
@@ -47,11 +45,7 @@ def handle(
 
 
 def _password(account: Account, deps: SyncServiceDeps) -> str:
-    envelope = deps.sync.accounts.get_credentials(account.tenant_id, account.account_id)
-    if envelope is None:
-        raise ProviderAuthError("no credentials stored", code="auth_failed")
-    secrets = json.loads(crypto.decrypt(envelope, credentials_context(account.tenant_id, account.account_id)))
-    return str(secrets["imap_password"])
+    return str(load_secrets(deps.sync.accounts, account)["imap_password"])
 
 
 def _state(account: Account, deps: SyncServiceDeps, **changes: object) -> SyncState:
