@@ -188,7 +188,10 @@ class HttpServer:
         self._server = _Server((host, port), _Handler)
         self._server.routes = routes
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="google-double-http", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="google-double-http",
+            daemon=True,
         )
 
     @property
