@@ -101,6 +101,7 @@ def unauthenticated(missing: bool) -> ApiError:
         "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie "
         "or other valid authentication credential.",
         "authError",
+        item_message="Invalid Credentials",
         location="Authorization",
         location_type="header",
         headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'},
