@@ -62,6 +62,7 @@ def test_sync_token_returns_changes_and_deletions(google: GoogleDouble, client: 
     # Given a full sync that asked for a sync token
     kept = google.add_contact(USER, name="Carol Customer", emails=["carol@customer.example"])
     gone = google.add_contact(USER, name="Dan Supplier", emails=["dan@supplier.example"])
+    google.add_contact(USER, name="Eve Unchanged", emails=["eve@example.org"])
     token = connect(google, client, scope=CONTACTS)["access_token"]
     full = connections(google, token, personFields="names,emailAddresses", requestSyncToken="true").json()
 
@@ -78,6 +79,7 @@ def test_sync_token_returns_changes_and_deletions(google: GoogleDouble, client: 
 
     # Then only the two changes come back, the deletion flagged, and a new sync token
     by_name = {p["resourceName"]: p for p in delta["connections"]}
+    assert set(by_name) == {kept.resource_name, gone.resource_name}
     assert by_name[kept.resource_name]["emailAddresses"][0]["value"] == "carol@new.example"
     assert by_name[gone.resource_name]["metadata"]["deleted"] is True
     assert delta["nextSyncToken"] != full["nextSyncToken"]
