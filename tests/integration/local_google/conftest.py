@@ -183,7 +183,9 @@ class PushReceiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhooks/gmail"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def data(self, index: int) -> dict[str, Any]:
         decoded: dict[str, Any] = json.loads(base64.b64decode(self.received[index].body["message"]["data"]))
