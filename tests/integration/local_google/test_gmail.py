@@ -379,3 +379,52 @@ def test_delivered_replies_join_the_thread(google: GoogleDouble, gmail: Gmail) -
     # Then both are in one thread
     assert [m["id"] for m in thread["messages"]] == [first, second]
     assert thread["historyId"] == str(google.history_id(USER))
+
+
+def test_insert_import_and_media_upload(google: GoogleDouble, client: OAuthClient) -> None:
+    # Given a token with the full scope (insert/import accept it)
+    gmail = Gmail(google, connect(google, client, scope=FULL)["access_token"])
+    raw = rfc5322(subject="Imported", message_id="<i1@customer.example>")
+
+    # When a message is inserted with labels, imported without, and sent through the media upload path
+    inserted = gmail.post("/messages", {"raw": b64url(raw), "labelIds": ["STARRED"]}).json()
+    imported = gmail.post("/messages/import", {"raw": b64url(raw)}).json()
+    uploaded = HTTP.post(
+        google.base_url + "/upload/gmail/v1/users/me/messages/send?uploadType=media",
+        content=rfc5322(sender=USER, to="carol@customer.example"),
+        headers={**gmail.headers, "Content-Type": "message/rfc822"},
+    ).json()
+
+    # Then insert keeps the labels given, import lands in the inbox unread, the upload was sent
+    assert inserted["labelIds"] == ["STARRED"]
+    assert imported["labelIds"] == ["INBOX", "UNREAD"]
+    assert uploaded["labelIds"] == ["SENT"]
+    assert [s.message_id for s in google.sent(USER)] == [uploaded["id"]]
+
+
+def test_batch_modify_and_attachments(google: GoogleDouble, gmail: Gmail) -> None:
+    # Given two messages, one with a PDF attachment
+    pdf = base64.b64encode(b"%PDF-1.4 test").decode()
+    with_file = (
+        f"From: carol@customer.example\r\nTo: {USER}\r\nSubject: Quote\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n"
+        '--b\r\nContent-Type: application/pdf; name="q.pdf"\r\n'
+        'Content-Disposition: attachment; filename="q.pdf"\r\n'
+        f"Content-Transfer-Encoding: base64\r\n\r\n{pdf}\r\n--b--\r\n"
+    ).encode()
+    first = google.deliver(USER, with_file)
+    second = google.deliver(USER, rfc5322())
+
+    # When both are marked read in one batch, and the attachment is fetched by its id
+    batch = gmail.post("/messages/batchModify", {"ids": [first, second], "removeLabelIds": ["UNREAD"]})
+    part = gmail.get(f"/messages/{first}").json()["payload"]["parts"][1]
+    attachment = gmail.get(f"/messages/{first}/attachments/{part['body']['attachmentId']}").json()
+
+    # Then the batch answered 204 and changed both; the attachment part and its body are Gmail's
+    assert batch.status_code == 204
+    assert google.labels_of(USER, first) == google.labels_of(USER, second) == ["INBOX"]
+    assert (part["partId"], part["mimeType"], part["filename"]) == ("1", "application/pdf", "q.pdf")
+    assert "data" not in part["body"]
+    assert base64.urlsafe_b64decode(attachment["data"]) == b"%PDF-1.4 test"
+    assert attachment["size"] == len(b"%PDF-1.4 test")
