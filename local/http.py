@@ -3,6 +3,12 @@
 `match_route` picks the route like API Gateway (most specific first, greedy `{proxy+}` last,
 `$default` at the end); `build_event` makes the 2.0 event; `write_response` applies the handler's
 result (or API Gateway's inferred format). Protected routes check the bearer token first.
+
+Where API Gateway answers itself, the runner answers as it does, in its `{"message": ...}` shape:
+401 from the JWT authorizer, 404 for a route nobody declares, 413 for a body over 10 MB, and 500
+"Internal Server Error" whenever the Lambda integration fails (the function raised, timed out, or
+Lambda refused an event or response over 6 MB; docs.aws.amazon.com/apigateway/latest/developerguide/
+http-api-troubleshooting-lambda.html).
 """
 
 from __future__ import annotations
