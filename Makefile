@@ -18,7 +18,7 @@ help:
 	@echo "make run     start the whole system locally on http://127.0.0.1:$(PORT) (moto inside)"
 	@echo "make test    lint, types, cfn-lint, sam validate, sam build, every test tier"
 	@echo "make check   lint + types only"
-	@echo "make token TENANT=acme ROLE=admin   a bearer token for the running local API"
+	@echo "make -s token TENANT=acme ROLE=admin   a bearer token for the running local API"
 	@echo "make mailbox a local Dovecot with a demo mailbox to connect to the running API"
 	@echo "make bench   benchmarks, printed as ratios against named peers"
 	@echo "make build / make deploy ENV=dev|prod"
@@ -38,7 +38,7 @@ run: $(VENV)/.stamp
 
 # A local Dovecot with a demo mailbox to connect while `make run` runs.
 mailbox: $(VENV)/.stamp services
-	PYTHONPATH=layers/mailbridge $(PY) -m local.mailbox
+	PORT=$(PORT) PYTHONPATH=layers/mailbridge $(PY) -m local.mailbox
 
 token: $(VENV)/.stamp
 	@$(PY) -m local.token --tenant $(TENANT) --role $(ROLE)

@@ -30,10 +30,11 @@ def main() -> None:
     with Runner(port=port, warm=True, parameters=LOCAL_PARAMETERS) as runner:
         token = runner.token(tenant="demo", role="owner")
         print(f"\nmailbridge is running on {runner.url} (AWS APIs: moto at {runner.endpoint_url})")
-        print(f"\nBearer token (tenant demo, role owner; more with `python -m local.token`):\n{token}\n")
-        print(
-            f'Try:\n  curl {runner.url}/health\n  curl -H "Authorization: Bearer {token}" {runner.url}/me\n'
-        )
+        print(f"\nBearer token (tenant demo, role owner):\n{token}\n")
+        print("In another shell (a token for another tenant or role: make -s token TENANT=acme ROLE=admin):")
+        print(f"  export API={runner.url} TOKEN=$(make -s token)")
+        print('  curl -s "$API/health"')
+        print('  curl -s -H "Authorization: Bearer $TOKEN" "$API/me"\n')
         print("Ctrl-C to stop.", flush=True)
         try:
             threading.Event().wait()

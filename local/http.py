@@ -3,21 +3,31 @@
 `match_route` picks the route like API Gateway (most specific first, greedy `{proxy+}` last,
 `$default` at the end); `build_event` makes the 2.0 event; `write_response` applies the handler's
 result (or API Gateway's inferred format). Protected routes check the bearer token first.
+
+Where API Gateway answers itself, the runner answers as it does, in its `{"message": ...}` shape:
+401 from the JWT authorizer, 404 for a route nobody declares, 413 for a body over 10 MB, and 500
+"Internal Server Error" whenever the Lambda integration fails (the function raised, timed out, or
+Lambda refused an event or response over 6 MB; docs.aws.amazon.com/apigateway/latest/developerguide/
+http-api-troubleshooting-lambda.html).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import re
 import secrets
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -29,7 +39,14 @@ from local.template import ACCOUNT_ID, Authorizer, Route
 
 log = logging.getLogger(__name__)
 
+# API Gateway HTTP API refuses a request body above 10 MB with its own 413
+# (docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html, "Payload size").
+# Lambda's 6 MB Invoke limit on the event is enforced where Lambda enforces it: local.functions.
 MAX_BODY_BYTES = 10 * 1024 * 1024
+MAX_DISCARD_BYTES = 4 * MAX_BODY_BYTES  # read (and drop) at most this much of a refused body
+HTTP_THREADS = 64  # requests handled at once; more connections wait in the queue, not refused
+LISTEN_BACKLOG = 1024  # connections the kernel holds before accept (socketserver's default is 5)
+IDLE_SECONDS = 10.0  # socket timeout: an idle keep-alive connection or stalled client gives up its thread
 API_ID = "local"
 _TEXT_TYPES = re.compile(r"^(text/.*|application/(json|javascript|xml|.*\+json|.*\+xml))$")
 
@@ -310,10 +327,13 @@ class ApiGateway:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_SECONDS  # an idle keep-alive connection gives its thread back
 
     def _serve(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         if length > MAX_BODY_BYTES:
+            # API Gateway's own answer: the integration never sees the request.
+            self._discard_body(length)
             self._send(_message(413, "Request Entity Too Large"))
             self.close_connection = True
             return
@@ -326,6 +346,15 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("runner error on %s %s", self.command, self.path)
             response = _message(500, "Internal Server Error")
         self._send(response)
+
+    def _discard_body(self, length: int) -> None:
+        """Read what the client sends (up to a bound) so it sees the 413, not a reset connection."""
+        remaining = min(length, MAX_DISCARD_BYTES)
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 1 << 16))
+            if not chunk:
+                break
+            remaining -= len(chunk)
 
     def _send(self, response: HttpResponse) -> None:
         self.send_response(response.status)
@@ -344,12 +373,66 @@ class _Handler(BaseHTTPRequestHandler):
         log.info("%s %s", self.address_string(), format % args)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(HTTPServer):
+    """An HTTP server that queues connections instead of refusing them.
+
+    Connections wait in a deep listen backlog, then in the queue of a bounded pool of handler
+    threads (HTTP_THREADS); the accept loop never blocks on a busy handler. `close()` ends it
+    all: stops accepting, waits up to `grace` seconds for requests in flight, then shuts down
+    the connections still open (their threads wake and end).
+    """
+
+    request_queue_size = LISTEN_BACKLOG
+    allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], gateway: ApiGateway | None = None) -> None:
         super().__init__(address, _Handler)
         self.gateway: ApiGateway = gateway  # type: ignore[assignment]
+        self._handlers = ThreadPoolExecutor(max_workers=HTTP_THREADS, thread_name_prefix="runner-http")
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        try:
+            self._handlers.submit(self._process, request, client_address)
+        except RuntimeError:  # closing: no new work
+            self._forget(request)
+
+    def _process(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # noqa: BLE001 - one broken connection must not end its pool thread
+            self.handle_error(request, client_address)
+        finally:
+            self._forget(request)
+
+    def _forget(self, request: Any) -> None:
+        with self._open_lock:
+            known = request in self._open
+            self._open.discard(request)
+        if known:
+            self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ARG002 - socketserver's signature
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+    def close(self, grace: float = 2.0) -> None:
+        self.server_close()
+        self._handlers.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            with self._open_lock:
+                if not self._open:
+                    return
+            time.sleep(0.05)
+        with self._open_lock:
+            left, self._open = list(self._open), set()
+        for connection in left:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            connection.close()
 
 
 def bind_server(host: str = "127.0.0.1", port: int = 3000) -> _Server:

@@ -1,9 +1,11 @@
 """`make mailbox`: a real Dovecot on loopback with a demo user and some mail, plus an SMTP sink,
 for `make run`.
 
-Prints the body to POST to /accounts, then serves until Ctrl-C; every message sent through the
-sink is printed (From, To, Subject, In-Reply-To, References) and saved as .eml in the folder it
-names. Uses the same private-config Dovecot and aiosmtpd sink as the tests
+Writes the body to POST to /accounts to ACCOUNT_FILE and prints the command that connects it to
+the running `make run` (its URL comes from the runner's issuer file, so the port is the one it
+really uses; `PORT` when no runner has started yet). Then serves until Ctrl-C; every message sent
+through the sink is printed (From, To, Subject, In-Reply-To, References) and saved as .eml in the
+folder it names. Uses the same private-config Dovecot and aiosmtpd sink as the tests
 (tests/integration/dovecot.py, tests/fixtures/smtp.py).
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import signal
 import sys
@@ -23,6 +26,8 @@ from email.parser import BytesParser
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
+from local.auth import ISSUER_FILE, ISSUER_PATH, Issuer, NoIssuerError
+from local.functions import ROOT
 from tests.fixtures.smtp import SINK_PASSWORD, SINK_USER, SmtpSink
 from tests.integration.dovecot import DovecotServer, find_dovecot, make_server_root
 
@@ -55,6 +60,18 @@ def seed_messages(address: str) -> list[bytes]:
         ids.append(str(msg["Message-ID"]))
         out.append(bytes(msg))
     return out
+
+
+ACCOUNT_FILE = ROOT / ".local" / "mailbox-account.json"
+
+
+def runner_url(issuer_file: Path = ISSUER_FILE) -> str:
+    """Base URL of the last `make run` started from this checkout, else 127.0.0.1:$PORT."""
+    try:
+        issuer = Issuer.load(issuer_file).issuer
+    except NoIssuerError:
+        return f"http://127.0.0.1:{os.environ.get('PORT', '3000')}"
+    return issuer.removesuffix(ISSUER_PATH)
 
 
 def _report_sent(sink: SmtpSink, folder: Path, stop: threading.Event) -> None:
@@ -115,11 +132,15 @@ def main(argv: list[str] | None = None) -> int:
                 "password": SINK_PASSWORD,
             },
         }
+        ACCOUNT_FILE.parent.mkdir(parents=True, exist_ok=True)
+        ACCOUNT_FILE.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+        relative = ACCOUNT_FILE.relative_to(ROOT)
         print(f"Dovecot on {server.host}:{server.imap_port} (IMAP) / {server.imaps_port} (IMAPS)")
-        print("Connect it while `make run` runs:")
+        print(f"Connect it while `make run` runs (the POST /accounts body is in {relative}):")
+        print(f"  export API={runner_url()} TOKEN=$(make -s token)")
         print(
-            f"  curl -s -X POST -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' "
-            f"localhost:3000/accounts -d '{json.dumps(body)}'"
+            '  ACCOUNT_ID=$(curl -s -X POST -H "Authorization: Bearer $TOKEN" '
+            f"-H 'content-type: application/json' \"$API/accounts\" -d @{relative} | jq -r .account_id)"
         )
         print(f"SMTP sink on {sink.host}:{sink.plain_port}; sent mail is saved under {root / 'smtp'}")
         print("Ctrl-C to stop.", flush=True)

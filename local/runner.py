@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,7 +23,7 @@ from moto.server import ThreadedMotoServer
 
 from local.auth import AUDIENCE, Issuer
 from local.clock import Clock, RealClock
-from local.functions import ROOT, FunctionPool
+from local.functions import DEFAULT_MAX_INSTANCES, ROOT, FunctionPool
 from local.http import ApiGateway, bind_server
 from local.pump import HIDDEN_RETRY_SECONDS, Pump, QueueConsumer
 from local.resources import Deployed, create_resources
@@ -31,6 +32,7 @@ from local.template import DEFAULT_STACK, REGION, Template, load_template
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.5
+STOP_GRACE_SECONDS = 2.0  # how long stop() lets requests in flight finish after their sandboxes die
 
 
 class Runner:
@@ -47,6 +49,7 @@ class Runner:
         host: str = "127.0.0.1",
         log_prefix: bool = True,
         warm: bool = False,
+        max_instances: int = DEFAULT_MAX_INSTANCES,
     ) -> None:
         self.templates = [Path(t) for t in templates]
         self.clock: Clock = clock or RealClock()
@@ -57,6 +60,7 @@ class Runner:
         self._port = port
         self._log_prefix = log_prefix
         self._warm = warm
+        self._max_instances = max_instances
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._moto: ThreadedMotoServer | None = None
@@ -85,7 +89,9 @@ class Runner:
         self.template = self._load_template()
         self.deployed: Deployed = create_resources(self.boto3_client, self.template)
         consumers = self._queue_consumers() + self._hidden_bus_queues()
-        self._pool = FunctionPool(self.template.functions(), self.endpoint_url, self._log_prefix)
+        self._pool = FunctionPool(
+            self.template.functions(), self.endpoint_url, self._log_prefix, self._max_instances
+        )
         self._server.gateway = ApiGateway(
             self.template.routes(), self.template.authorizers(), self.issuer, self._pool.invoke
         )
@@ -109,17 +115,22 @@ class Runner:
         return self
 
     def stop(self) -> None:
+        """Stop within a few seconds, busy or not: no new connections, every sandbox killed (requests
+        in flight answer 500 or lose their connection after STOP_GRACE_SECONDS), then moto."""
         self._stop.set()
-        if self._server is not None:
-            if self._serving:
-                self._server.shutdown()
-            self._server.server_close()
+        if self._server is not None and self._serving:
+            self._server.shutdown()  # the accept loop ends within its 0.5 s poll
+            self._serving = False
         if self._pool is not None:
             self._pool.stop()
+        if self._server is not None:
+            self._server.close(grace=STOP_GRACE_SECONDS)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
         for thread in self._threads:
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self._moto is not None:
             self._moto.stop()
+            self._moto = None
 
     def __enter__(self) -> Runner:
         try:

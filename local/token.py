@@ -1,6 +1,7 @@
 """Print a bearer token signed by the running local runner's dev issuer.
 
-python -m local.token --tenant acme --role admin [--sub alice] [--ttl 3600]
+make -s token TENANT=acme ROLE=admin            (from the repository root, no venv needed)
+python -m local.token --tenant acme --role admin [--sub alice] [--ttl 3600]   (inside the venv)
 """
 
 from __future__ import annotations

@@ -41,14 +41,59 @@ def test_features_start_at_the_defaults(invoke_api: Invoke) -> None:
     assert response["statusCode"] == 200
     data = body(response)
     assert data["version"] == 0
+    # Only what exists is on; the planned capabilities are listed and off
     assert data["flags"] == {
         "crm": True,
         "campaigns": False,
-        "ai": True,
-        "automations": True,
+        "ai": False,
+        "automations": False,
         "tracking": False,
-        "calendar": True,
+        "calendar": False,
     }
+    assert data["planned"] == ["ai", "automations", "calendar", "tracking"]
+
+
+def test_a_planned_feature_cannot_be_switched_on(invoke_api: Invoke, stack: Stack) -> None:
+    # Given an admin
+    for flag in ("ai", "automations", "tracking", "calendar"):
+        # When they try to switch on a capability that is not built
+        response = invoke_api(
+            load_event(
+                "api/put-features.json", tenant="acme", role="admin", body={"campaigns": True, flag: True}
+            )
+        )
+        # Then a 400 names it, and nothing is stored
+        assert response["statusCode"] == 400, response
+        error = body(response)["error"]
+        assert error["code"] == "feature_not_available"
+        assert error["details"] == {"features": [flag]}
+    assert "Item" not in stack.table("SettingsTable").get_item(Key={"pk": "TENANT#acme", "sk": "FEATURES"})
+
+
+def test_planned_features_stored_on_by_an_older_revision_read_as_off(
+    invoke_api: Invoke, stack: Stack
+) -> None:
+    # Given flags saved when the defaults still said ai, automations and calendar were on
+    stack.table("SettingsTable").put_item(
+        Item={
+            "pk": "TENANT#acme",
+            "sk": "FEATURES",
+            "version": 1,
+            "flags": {
+                "crm": True,
+                "campaigns": True,
+                "ai": True,
+                "automations": True,
+                "tracking": False,
+                "calendar": True,
+            },
+        }
+    )
+    # When the tenant reads its flags
+    data = body(invoke_api(load_event("api/get-features.json", tenant="acme", role="viewer")))
+    # Then only what exists reads as on
+    on = sorted(name for name, value in data["flags"].items() if value)
+    assert on == ["campaigns", "crm"]
 
 
 def test_admin_changes_flags_and_the_change_is_stored(invoke_api: Invoke, stack: Stack) -> None:
@@ -60,7 +105,7 @@ def test_admin_changes_flags_and_the_change_is_stored(invoke_api: Invoke, stack:
         sub="admin-1",
         body={"campaigns": True, "ai": False},
     )
-    # When they switch campaigns on and ai off
+    # When they switch campaigns on (and a planned capability off, which it already is)
     response = invoke_api(event)
     # Then the answer and the settings table both hold the new flags at version 1
     assert response["statusCode"] == 200, response
@@ -72,10 +117,8 @@ def test_admin_changes_flags_and_the_change_is_stored(invoke_api: Invoke, stack:
     item = stack.table("SettingsTable").get_item(Key={"pk": "TENANT#acme", "sk": "FEATURES"})["Item"]
     assert item["flags"]["campaigns"] is True
     # And a second partial change keeps the first one
-    again = invoke_api(
-        load_event("api/put-features.json", tenant="acme", role="owner", body={"tracking": True})
-    )
-    assert body(again)["flags"] | {} == {**data["flags"], "tracking": True}
+    again = invoke_api(load_event("api/put-features.json", tenant="acme", role="owner", body={"crm": False}))
+    assert body(again)["flags"] | {} == {**data["flags"], "crm": False}
     assert body(again)["version"] == 2
 
 
@@ -139,14 +182,14 @@ def test_a_flag_change_is_announced_on_the_bus(invoke_api: Invoke, stack: Stack)
     )
     events.put_targets(Rule="probe", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
     # When an admin changes a flag
-    invoke_api(load_event("api/put-features.json", tenant="acme", role="admin", body={"tracking": True}))
+    invoke_api(load_event("api/put-features.json", tenant="acme", role="admin", body={"campaigns": True}))
     # Then one event with the documented detail arrives
     messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
     assert len(messages) == 1
     detail = json.loads(messages[0]["Body"])["detail"]
     assert detail["tenant_id"] == "acme"
     assert detail["idempotency_key"] == "features:acme:1"
-    assert detail["data"]["changed"] == ["tracking"]
+    assert detail["data"]["changed"] == ["campaigns"]
 
 
 def test_docs_and_openapi_list_every_route(invoke_api: Invoke) -> None:

@@ -13,7 +13,9 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
 
+from mailbridge import aws
 from mailbridge.sync.wiring import service_deps
 from tests.events import load_event
 from tests.fixtures.aws import BusReader, Stack
@@ -226,25 +228,95 @@ def test_bad_send_requests_are_rejected_and_nothing_is_queued(mail: SyncHarness,
     assert outbox.receive() == []
 
 
-def test_an_uploaded_attachment_is_sent(mail: SyncHarness, stack: Stack, smtp_sink: Any) -> None:
-    outbox = QueueConsumer(stack, "outbox", "OutboxQueue")
-    status, ticket = mail.api(
-        "create-upload.json", body={"filename": "contract.pdf", "content_type": "application/pdf", "size": 11}
+def upload(h: SyncHarness, size: int, content_type: str = "application/pdf") -> dict[str, Any]:
+    status, ticket = h.api(
+        "create-upload.json", body={"filename": "contract.pdf", "content_type": content_type, "size": size}
     )
     assert status == 201, ticket
-    # The client PUTs the bytes to the presigned URL; here, straight to the key it names.
-    key = f"uploads/{TENANT}/{ticket['upload_id']}"
-    assert key in ticket["url"]
-    boto3.client("s3").put_object(Bucket=stack.deployed.buckets["MailBucket"], Key=key, Body=b"%PDF-1.7 ok")
+    return dict(ticket)
+
+
+def test_an_uploaded_attachment_is_sent(mail: SyncHarness, stack: Stack, smtp_sink: Any) -> None:
+    outbox = QueueConsumer(stack, "outbox", "OutboxQueue")
+    # Given a ticket for 11 bytes, used as a client would: a form POST of its fields, then the file
+    ticket = upload(mail, size=11)
+    assert ticket["method"] == "POST"
+    posted = requests.post(
+        ticket["url"], data=ticket["fields"], files={"file": ("contract.pdf", b"%PDF-1.7 ok")}, timeout=10
+    )
+    assert posted.status_code == 204, posted.text
+    # When the upload is attached to a send
     status, accepted = send(
         mail,
         attachments=[
             {"upload_id": ticket["upload_id"], "filename": "contract.pdf", "content_type": "application/pdf"}
         ],
     )
+    # Then the file goes out as the attachment
     assert status == 202, accepted
     outbox.drain()
     parsed = email.message_from_bytes(smtp_sink.messages[0].raw, policy=email.policy.default)
     attachment = next(parsed.iter_attachments())
     assert attachment.get_filename() == "contract.pdf"
     assert attachment.get_content() == b"%PDF-1.7 ok"
+
+
+def test_the_upload_policy_binds_key_type_and_declared_size(mail: SyncHarness, stack: Stack) -> None:
+    # Given a member asks to upload 10 bytes of PDF
+    before = datetime.now(UTC).replace(microsecond=0)
+    # When the ticket comes back
+    ticket = upload(mail, size=10)
+    # Then it is a presigned POST (the old PUT shape is gone) whose signed policy S3 enforces:
+    assert set(ticket) == {"upload_id", "method", "url", "fields", "expires_in", "max_size"}
+    assert ticket["max_size"] == 10
+    key = f"uploads/{TENANT}/{ticket['upload_id']}"
+    fields = ticket["fields"]
+    assert fields["key"] == key
+    assert fields["Content-Type"] == "application/pdf"
+    policy = json.loads(base64.b64decode(fields["policy"]))
+    conditions = policy["conditions"]
+    # the file is 1..10 bytes (moto does not enforce POST policies, so the policy itself is checked)
+    assert ["content-length-range", 1, 10] in conditions
+    # the key, the bucket, the Content-Type and the declared size are fixed
+    assert {"key": key} in conditions
+    assert {"bucket": stack.deployed.buckets["MailBucket"]} in conditions
+    assert {"Content-Type": "application/pdf"} in conditions
+    assert {"x-amz-meta-declared-size": "10"} in conditions
+    # and every form field the client sends is covered by a condition (nothing left free)
+    signed = {name.lower() for c in conditions if isinstance(c, dict) for name in c}
+    unsigned = {"policy", "x-amz-signature", "signature", "awsaccesskeyid"}
+    assert {name.lower() for name in fields} - unsigned <= signed
+    # and the policy expires when the ticket says
+    expiration = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
+    assert before < expiration <= datetime.now(UTC) + timedelta(seconds=ticket["expires_in"])
+
+
+def test_an_upload_larger_than_declared_is_refused_without_being_read(
+    mail: SyncHarness, stack: Stack
+) -> None:
+    outbox = QueueConsumer(stack, "outbox", "OutboxQueue")
+    bucket = stack.deployed.buckets["MailBucket"]
+    s3 = boto3.client("s3")
+    # Given an upload declared as 10 bytes whose object holds 30 (put straight into the bucket),
+    # and one with no declared size that holds a byte more than 25 MB
+    small = upload(mail, size=10)
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"uploads/{TENANT}/{small['upload_id']}",
+        Body=b"x" * 30,
+        Metadata={"declared-size": "10"},
+    )
+    huge = upload(mail, size=1)
+    s3.put_object(Bucket=bucket, Key=f"uploads/{TENANT}/{huge['upload_id']}", Body=b"x" * (25 * 2**20 + 1))
+    reads: list[str] = []
+    aws.s3().meta.events.register(
+        "provide-client-params.s3.GetObject", lambda params, **_: reads.append(params["Key"])
+    )
+    for ticket in (small, huge):
+        # When a send attaches it
+        status, body = send(mail, attachments=[{"upload_id": ticket["upload_id"], "filename": "big.pdf"}])
+        # Then it is refused with a code, nothing is queued, and the object was never read
+        assert status == 400, body
+        assert body["error"]["code"] == "attachment_too_large"
+    assert reads == []
+    assert outbox.receive() == []

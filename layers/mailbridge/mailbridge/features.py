@@ -1,4 +1,8 @@
-"""Feature flags service: read with defaults, merge partial updates with optimistic concurrency."""
+"""Feature flags service: read with defaults, merge partial updates with optimistic concurrency.
+
+Flags of planned capabilities (`models.features.PLANNED`) are never reported on and cannot be
+switched on (400 `feature_not_available`), so `/features` says only what exists.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from mailbridge.bus import DomainEvent, EventPublisher
-from mailbridge.errors import Conflict, FeatureDisabled
-from mailbridge.models.features import FeatureFlags, FeatureFlagsUpdate, FeatureSettings
+from mailbridge.errors import Conflict, FeatureDisabled, Invalid
+from mailbridge.models.features import PLANNED, FeatureFlags, FeatureFlagsUpdate, FeatureSettings
 from mailbridge.store.settings import FeatureStore
 from mailbridge.tenancy import Role, TenantContext
 
@@ -15,7 +19,14 @@ MAX_MERGE_ATTEMPTS = 3
 
 
 def get_features(ctx: TenantContext, store: FeatureStore) -> FeatureSettings:
-    return store.get_features(ctx.tenant_id) or FeatureSettings(flags=FeatureFlags(), version=0)
+    """The tenant's flags (the defaults until an admin saves some); planned capabilities read as off,
+    even where an older revision stored them on."""
+    settings = store.get_features(ctx.tenant_id) or FeatureSettings(flags=FeatureFlags(), version=0)
+    switched_on = [name for name in PLANNED if getattr(settings.flags, name)]
+    if not switched_on:
+        return settings
+    flags = settings.flags.model_copy(update=dict.fromkeys(switched_on, False))
+    return settings.model_copy(update={"flags": flags})
 
 
 def require_feature(ctx: TenantContext, store: FeatureStore, name: str) -> None:
@@ -33,6 +44,13 @@ def update_features(
 ) -> FeatureSettings:
     ctx.require(Role.ADMIN)
     changes = update.model_dump(exclude_none=True)
+    planned_on = sorted(name for name, on in changes.items() if on and name in PLANNED)
+    if planned_on:
+        raise Invalid(
+            f"not built yet, so it cannot be switched on: {', '.join(planned_on)}",
+            code="feature_not_available",
+            details={"features": planned_on},
+        )
     for attempt in range(MAX_MERGE_ATTEMPTS):
         current = get_features(ctx, store)
         merged = current.flags.model_copy(update=changes)

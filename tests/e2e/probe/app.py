@@ -47,10 +47,19 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     what = (event.get("pathParameters") or {}).get("what")
     if what == "boom":
         raise ProbeFailure("boom")
+    if what == "big":  # a response over Lambda's 6 MB limit
+        return {"statusCode": 200, "body": "x" * (7 * 1024 * 1024)}
+    if "size_only" in (event.get("queryStringParameters") or {}):
+        return {"statusCode": 200, "body": json.dumps({"body_length": len(event.get("body") or "")})}
+    started = time.time()
+    if os.environ.get("POWERTOOLS_SERVICE_NAME") == "probe-long":  # tell the tests it is busy now
+        table.put_item(Item={"pk": f"busy#{context.aws_request_id}", "pid": os.getpid()})
     if what is not None:
         time.sleep(float(what))
+    # pid and times tell the tests which sandbox served the request, and when
+    sandbox = {"pid": os.getpid(), "started": started, "ended": time.time()}
     return {
         "statusCode": 200,
         "headers": {"content-type": "application/json"},
-        "body": json.dumps({"event": event, "function_name": context.function_name}),
+        "body": json.dumps({"event": event, "function_name": context.function_name, "sandbox": sandbox}),
     }

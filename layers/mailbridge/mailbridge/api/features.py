@@ -31,6 +31,10 @@ def get_features() -> FeatureSettings:
 @router.put(
     "/features",
     summary="Change feature flags (admin or owner); flags left out keep their value",
+    description=(
+        "Flags listed in `planned` belong to capabilities not built yet: switching one on answers "
+        "400 `feature_not_available`."
+    ),
     tags=["settings"],
     security=BEARER,
     middlewares=[require_role(Role.ADMIN)],

@@ -49,7 +49,7 @@ def send_email(body: Annotated[SendRequest, Body()]) -> SendAccepted:
 
 @router.post(
     "/uploads",
-    summary="Get a presigned URL to upload a large attachment (up to 25 MB, kept for a day)",
+    summary="Get a presigned POST to upload a large attachment (up to 25 MB, kept for a day)",
     tags=["sending"],
     security=BEARER,
     status_code=201,

@@ -8,16 +8,22 @@ from pydantic import ConfigDict, Field
 
 from mailbridge.models.base import Model
 
+# Capabilities that have a flag but are not built yet: always reported off, cannot be switched on.
+PLANNED: frozenset[str] = frozenset({"ai", "automations", "tracking", "calendar"})
+_PLANNED_NOTE = " (planned, not built yet: always off)"
+
 
 class FeatureFlags(Model):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     crm: bool = Field(default=True, description="Built-in CRM, matching and email links")
     campaigns: bool = Field(default=False, description="Campaign records and campaign links")
-    ai: bool = Field(default=True, description="AI categorization, lead extraction, smart replies")
-    automations: bool = Field(default=True, description="No-code automations")
-    tracking: bool = Field(default=False, description="Open and click tracking of sent mail")
-    calendar: bool = Field(default=True, description="Calendar invitations (ICS)")
+    ai: bool = Field(
+        default=False, description="AI categorization, lead extraction, smart replies" + _PLANNED_NOTE
+    )
+    automations: bool = Field(default=False, description="No-code automations" + _PLANNED_NOTE)
+    tracking: bool = Field(default=False, description="Open and click tracking of sent mail" + _PLANNED_NOTE)
+    calendar: bool = Field(default=False, description="Calendar invitations (ICS)" + _PLANNED_NOTE)
 
 
 class FeatureFlagsUpdate(Model):
@@ -42,6 +48,10 @@ class FeatureSettings(Model):
     model_config = ConfigDict(frozen=True)
 
     flags: FeatureFlags
+    planned: list[str] = Field(
+        default_factory=lambda: sorted(PLANNED),
+        description="Flags of capabilities not built yet: reported off, refused when switched on",
+    )
     version: int = Field(description="Revision; 0 while the tenant still has the defaults")
     updated_at: datetime | None = None
     updated_by: str | None = Field(default=None, description="Subject of the last writer")

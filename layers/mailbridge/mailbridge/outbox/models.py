@@ -107,12 +107,48 @@ class UploadRequest(Model):
 
 
 class UploadTicket(Model):
-    upload_id: str
-    url: str = Field(description="PUT the file's bytes here, with the Content-Type header given")
-    method: Literal["PUT"] = "PUT"
-    headers: dict[str, str]
-    expires_in: int
-    max_size: int
+    """How to upload the file: an S3 presigned POST (an HTML-form upload, multipart/form-data).
+
+    Send every entry of `fields` unchanged as form fields, then the file as the last part, named
+    `file`, to `url`. S3 refuses the upload after `expires_in` seconds, for a file of more than
+    `max_size` bytes (the declared `size`), or with any other key or Content-Type
+    (docs.aws.amazon.com/AmazonS3/latest/API/RESTObjectPOST.html). Then name `upload_id` in an
+    attachment of `POST /emails/send`.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "upload_id": "up_5d0c1f7e9a2b4c6d8e0f1a2b",
+                    "method": "POST",
+                    "url": "https://mailbridge-dev-mail.s3.amazonaws.com/",
+                    "fields": {
+                        "Content-Type": "application/pdf",
+                        "x-amz-meta-declared-size": "482113",
+                        "key": "uploads/acme/up_5d0c1f7e9a2b4c6d8e0f1a2b",
+                        "x-amz-algorithm": "AWS4-HMAC-SHA256",
+                        "x-amz-credential": "ASIA.../20261121/eu-west-1/s3/aws4_request",
+                        "x-amz-date": "20261121T091403Z",
+                        "x-amz-security-token": "IQoJb3JpZ2lu...",
+                        "policy": "eyJleHBpcmF0aW9uIjogIjIwMjYtMTEtMjFUMDk6MTk6MDNaIiwgLi4ufQ==",
+                        "x-amz-signature": "1f3b...",
+                    },
+                    "expires_in": 300,
+                    "max_size": 482113,
+                }
+            ]
+        }
+    )
+
+    upload_id: str = Field(description="Name it in `attachments[].upload_id` of `POST /emails/send`")
+    method: Literal["POST"] = Field(default="POST", description="Always POST (multipart/form-data)")
+    url: str = Field(description="Where to POST the form")
+    fields: dict[str, str] = Field(
+        description="Form fields to send unchanged, before the file part (named `file`)"
+    )
+    expires_in: int = Field(description="Seconds from now during which S3 accepts the upload")
+    max_size: int = Field(description="Bytes: the declared size; S3 refuses a larger file")
 
 
 class OutboxMessage(Model):

@@ -60,6 +60,8 @@ from mailbridge.tenancy import Role, TenantContext
 MIN_SCHEDULE_AHEAD = timedelta(seconds=60)
 MAX_SCHEDULE_AHEAD = timedelta(days=365)
 PENDING = ("queued", "scheduled", "sending")
+UPLOAD_SECONDS = PRESIGN_SECONDS  # how long a presigned upload stays usable
+DECLARED_SIZE = "declared-size"  # object metadata: the size POST /uploads was asked for
 
 
 @dataclass
@@ -78,21 +80,61 @@ class OutboxDeps:
 
 # ---------------------------------------------------------------------------------- requests
 def create_upload(ctx: TenantContext, request: UploadRequest, deps: OutboxDeps) -> UploadTicket:
+    """A presigned S3 POST for one file of `request.size` bytes (1 B .. 25 MB).
+
+    The POST policy binds the key (`uploads/{tenant}/{upload_id}`), the Content-Type, the declared
+    size (kept as the object's `declared-size` metadata) and `content-length-range` [1, size], and
+    expires after UPLOAD_SECONDS; S3 refuses any other upload. `_uploaded` checks the stored object
+    against the declared size again before reading it.
+    """
     ctx.require(Role.MEMBER)
     upload_id = "up_" + uuid.uuid4().hex[:24]
-    key = deps.blobs.upload_key(ctx.tenant_id, upload_id)
-    url = deps.blobs.client.generate_presigned_url(
-        "put_object",
-        Params={"Bucket": deps.blobs.bucket, "Key": key, "ContentType": request.content_type},
-        ExpiresIn=PRESIGN_SECONDS * 3,
+    post = deps.blobs.presign_post(
+        deps.blobs.upload_key(ctx.tenant_id, upload_id),
+        content_type=request.content_type,
+        max_size=request.size,
+        metadata={DECLARED_SIZE: str(request.size)},
+        expires_in=UPLOAD_SECONDS,
     )
     return UploadTicket(
         upload_id=upload_id,
-        url=url,
-        headers={"Content-Type": request.content_type},
-        expires_in=PRESIGN_SECONDS * 3,
-        max_size=MAX_UPLOAD_BYTES,
+        url=post.url,
+        fields=post.fields,
+        expires_in=UPLOAD_SECONDS,
+        max_size=request.size,
     )
+
+
+def _uploaded_limit(metadata: dict[str, str]) -> int:
+    """Bytes an upload may hold: its declared size, never more than MAX_UPLOAD_BYTES."""
+    declared = metadata.get(DECLARED_SIZE, "")
+    return min(int(declared), MAX_UPLOAD_BYTES) if declared.isdigit() else MAX_UPLOAD_BYTES
+
+
+def _uploaded(ctx: TenantContext, spec: UploadedAttachment, deps: OutboxDeps) -> OutgoingAttachment:
+    """Read an uploaded file, after a HEAD shows it holds no more than its declared size (and 25 MB).
+
+    Raises NotFound `upload_not_found` (expired or never uploaded) or Invalid `attachment_too_large`;
+    a larger object is never read (and the read itself stops one byte past the limit).
+    """
+    key = deps.blobs.upload_key(ctx.tenant_id, spec.upload_id)
+    head = deps.blobs.head(key)
+    if head is None:
+        raise NotFound(
+            f"upload {spec.upload_id} was not found (expired or never uploaded)", code="upload_not_found"
+        )
+    limit = _uploaded_limit(head.metadata)
+    too_large = Invalid(
+        "the uploaded file is larger than the size declared for it (25 MB at most)",
+        code="attachment_too_large",
+        details={"upload_id": spec.upload_id, "max_size": limit},
+    )
+    if head.size > limit:
+        raise too_large
+    data = deps.blobs.get(key, max_bytes=limit)
+    if len(data) > limit:  # replaced by a larger object between the HEAD and the GET
+        raise too_large
+    return OutgoingAttachment(filename=spec.filename, content_type=spec.content_type, data=data)
 
 
 def _attachment(
@@ -112,18 +154,7 @@ def _attachment(
             inline=spec.inline,
             content_id=spec.content_id,
         )
-    key = deps.blobs.upload_key(ctx.tenant_id, spec.upload_id)
-    try:
-        data = deps.blobs.get(key)
-    except Exception as exc:
-        if getattr(exc, "response", {}).get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
-            raise NotFound(
-                f"upload {spec.upload_id} was not found (expired or never uploaded)", code="upload_not_found"
-            ) from exc
-        raise
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise Invalid("an uploaded attachment is larger than 25 MB", code="attachment_too_large")
-    return OutgoingAttachment(filename=spec.filename, content_type=spec.content_type, data=data)
+    return _uploaded(ctx, spec, deps)
 
 
 def _original(ctx: TenantContext, email_id: str, deps: OutboxDeps) -> OriginalMessage:

@@ -6,6 +6,8 @@ Keys always start with the area and the tenant, so lifecycle rules and IAM condi
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mailbridge import aws
@@ -14,6 +16,22 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 PRESIGN_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class PresignedPost:
+    """An S3 POST upload: send `fields` then the file, as multipart/form-data, to `url`."""
+
+    url: str
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True)
+class BlobHead:
+    """What a HEAD tells about a stored object: its size in bytes and its user metadata."""
+
+    size: int
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 class BlobStore:
@@ -50,14 +68,54 @@ class BlobStore:
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
-    def get(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        """The object's bytes; with `max_bytes`, at most `max_bytes + 1` of them are read, so a caller
+        sees that an object is too large without holding all of it."""
+        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        return body.read() if max_bytes is None else body.read(max_bytes + 1)
+
+    def head(self, key: str) -> BlobHead | None:
+        """Size and user metadata (names without `x-amz-meta-`) of an object; None when it is absent."""
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+        return BlobHead(size=int(head["ContentLength"]), metadata=dict(head.get("Metadata") or {}))
 
     def put_json(self, key: str, document: Any) -> None:
         self.put(key, json.dumps(document, separators=(",", ":")).encode(), "application/json")
 
     def get_json(self, key: str) -> Any:
         return json.loads(self.get(key))
+
+    def presign_post(
+        self,
+        key: str,
+        *,
+        content_type: str,
+        max_size: int,
+        metadata: Mapping[str, str] | None = None,
+        expires_in: int = PRESIGN_SECONDS,
+    ) -> PresignedPost:
+        """A presigned POST that S3 accepts only for this key, this Content-Type, these metadata
+        values and a body of 1..`max_size` bytes, until `expires_in` seconds from now.
+
+        Every form field is also an exact-match policy condition, and `content-length-range` bounds
+        the file (S3 POST policy: docs.aws.amazon.com/AmazonS3/latest/API/sigv4-HTTPPOSTConstructPolicy.html).
+        boto3 adds the bucket and key conditions itself.
+        """
+        fields = {"Content-Type": content_type}
+        fields |= {f"x-amz-meta-{name}": value for name, value in (metadata or {}).items()}
+        conditions: list[Any] = [{name: value} for name, value in fields.items()]
+        conditions.append(["content-length-range", 1, max_size])
+        post = self.client.generate_presigned_post(
+            Bucket=self.bucket, Key=key, Fields=fields, Conditions=conditions, ExpiresIn=expires_in
+        )
+        return PresignedPost(url=post["url"], fields={k: str(v) for k, v in post["fields"].items()})
 
     def presign_get(
         self,

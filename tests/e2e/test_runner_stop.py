@@ -1,0 +1,69 @@
+"""Stopping the runner while its functions are busy: it returns within a few seconds."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+from local.clock import ManualClock
+from local.runner import Runner
+from tests.e2e.conftest import PROBE_TEMPLATE, ROOT, START, http
+
+JOIN_SECONDS = 15.0  # generous: stop() itself gives requests in flight 2 s; the probes sleep 30 s
+
+
+def _busy_sandboxes(runner: Runner) -> set[int]:
+    """Process ids of the sandboxes that started a long probe."""
+    table = runner.physical_name("ProbeTable")
+    items = runner.boto3_client("dynamodb").scan(TableName=table)["Items"]
+    return {int(item["pid"]["N"]) for item in items if item["pk"]["S"].startswith("busy#")}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_stopping_a_busy_runner_returns_promptly_and_no_client_hangs() -> None:
+    runner = Runner(
+        templates=[ROOT / "template.yaml", PROBE_TEMPLATE], port=0, clock=ManualClock(START), max_instances=2
+    ).start()
+    outcomes: list[Any] = []
+    try:
+        # Given both sandboxes of a function busy for 30 s, and more requests queued behind them
+        def call() -> None:
+            try:
+                outcomes.append(http(runner, "GET", "/_probe/long/30").status)
+            except OSError as exc:  # the connection closed under it: an answer too
+                outcomes.append(exc)
+
+        clients = [threading.Thread(target=call, daemon=True) for _ in range(5)]
+        for client in clients:
+            client.start()
+        waited = 0.0
+        while len(_busy_sandboxes(runner)) < 2 and waited < 120:
+            time.sleep(0.2)
+            waited += 0.2
+        sandboxes = _busy_sandboxes(runner)
+        assert len(sandboxes) == 2
+        # When the runner is stopped
+        stopper = threading.Thread(target=runner.stop, daemon=True)
+        stopper.start()
+        stopper.join(timeout=JOIN_SECONDS)
+        # Then stop() returned without waiting for the 30 s handlers
+        assert not stopper.is_alive()
+        # And every client got its answer (API Gateway's 500) or a closed connection, none hangs
+        for client in clients:
+            client.join(timeout=JOIN_SECONDS)
+        assert [c for c in clients if c.is_alive()] == []
+        assert len(outcomes) == 5
+        assert all(o == 500 or isinstance(o, OSError) for o in outcomes), outcomes
+        # And the busy sandboxes were killed, not left running
+        assert [pid for pid in sandboxes if _alive(pid)] == []
+    finally:
+        runner.stop()
