@@ -16,6 +16,8 @@ import pytest
 import requests
 
 from mailbridge import aws
+from mailbridge.store.accounts import account_sk
+from mailbridge.store.keys import tenant_pk
 from mailbridge.sync.wiring import service_deps
 from tests.events import load_event
 from tests.fixtures.aws import BusReader, Stack
@@ -220,7 +222,7 @@ def test_bad_send_requests_are_rejected_and_nothing_is_queued(mail: SyncHarness,
         ({"reply_to_email_id": "em_" + "0" * 26}, 404),
         ({"attachments": [{"filename": "x.bin", "content_base64": "!!!notbase64"}]}, 400),
         ({"attachments": [{"upload_id": "up_" + "0" * 24, "filename": "big.pdf"}]}, 404),
-        ({"subject": "line\r\nBcc: victim@example.com"}, 400),
+        ({"subject": "line\r\nBcc: victim@example.com"}, 422),
     ]
     for fields, expected in cases:
         status, body = send(mail, **fields)
@@ -320,3 +322,197 @@ def test_an_upload_larger_than_declared_is_refused_without_being_read(
         assert body["error"]["code"] == "attachment_too_large"
     assert reads == []
     assert outbox.receive() == []
+
+
+# -- header safety (issue 8 points 1 and 3) --------------------------------------------------------
+
+# Decodes (RFC 2047) to "Hi" CR LF "Bcc: x@evil.example"
+EVIL = "=?utf-8?b?SGkNCkJjYzogeEBldmlsLmV4YW1wbGU=?="
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
+
+
+def _types(body: Any) -> set[str]:
+    return {str(d["type"]) for d in body["error"]["details"]}
+
+
+@pytest.mark.parametrize(
+    ("fields", "rule"),
+    [
+        ({"subject": EVIL}, "header_injection"),
+        ({"subject": "Hi\r\nBcc: x@evil.example"}, "control_characters"),
+        ({"to": [{"address": "carol@customer.example", "name": EVIL}]}, "header_injection"),
+        ({"bcc": [{"address": "b@customer.example", "name": "B\nX-Injected: 1"}]}, "control_characters"),
+        ({"attachments": [{"filename": EVIL, "content_base64": "eA=="}]}, "header_injection"),
+        ({"attachments": [{"upload_id": "up_" + "0" * 24, "filename": EVIL}]}, "header_injection"),
+        ({"text": "nul \x00 byte"}, "control_characters"),
+        ({"text": None, "html": "<p>\x1b[31m</p>"}, "control_characters"),
+    ],
+)
+def test_header_text_that_is_or_decodes_to_a_line_break_is_a_422(
+    mail: SyncHarness, stack: Stack, fields: dict[str, Any], rule: str
+) -> None:
+    outbox = QueueConsumer(stack, "outbox", "OutboxQueue")
+    # Given a send whose header text carries (or RFC 2047 decodes to) control characters
+    status, body = send(mail, **fields)
+    # Then the API answers 422 naming the rule, and nothing is queued
+    assert status == 422, body
+    assert rule in _types(body)
+    assert outbox.receive() == []
+
+
+def test_an_upload_file_name_that_decodes_to_a_line_break_is_a_422(mail: SyncHarness) -> None:
+    status, body = mail.api("create-upload.json", body={"filename": EVIL, "size": 10})
+    assert status == 422, body
+    assert "header_injection" in _types(body)
+
+
+@pytest.mark.parametrize(
+    ("attachment", "rule"),
+    [
+        ({"content_id": "MARK7f3a>x@example.com", "inline": True}, "invalid_content_id"),
+        ({"content_id": "MARK7f3a@example.com\r\nX-Injected: 1", "inline": True}, "invalid_content_id"),
+        ({"content_id": "MARK7f3a x@example.com", "inline": True}, "invalid_content_id"),
+        ({"content_type": "multipart/mixed; boundary=MARK7f3a"}, "invalid_content_type"),
+        ({"content_type": "multipart/mixed"}, "invalid_content_type"),
+        ({"content_type": "message/partial"}, "invalid_content_type"),
+        ({"content_type": "text/MARK7f3a\r\n"}, "invalid_content_type"),
+    ],
+)
+def test_attachment_fields_that_broke_compose_are_a_4xx_and_never_logged(
+    mail: SyncHarness,
+    stack: Stack,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    attachment: dict[str, Any],
+    rule: str,
+) -> None:
+    outbox = QueueConsumer(stack, "outbox", "OutboxQueue")
+    capfd.readouterr()  # forget what connecting the mailbox logged
+    # Given an inline attachment whose content_id or content_type a message cannot carry
+    spec = {"filename": "logo.png", "content_type": "image/png", "content_base64": PNG} | attachment
+    # When sending it
+    status, body = send(mail, html='<img src="cid:logo">', attachments=[spec])
+    # Then the API answers 422 with the rule, nothing is queued
+    assert status == 422, body
+    assert rule in _types(body)
+    assert outbox.receive() == []
+    # And no log line carries the value
+    out, err = capfd.readouterr()
+    assert "MARK7f3a" not in out + err + caplog.text
+    assert "input_value" not in out + err + caplog.text
+
+
+def test_a_literal_encoded_word_is_sent_as_the_text_typed(
+    mail: SyncHarness, stack: Stack, smtp_sink: Any
+) -> None:
+    outbox = QueueConsumer(stack, "outbox", "OutboxQueue")
+    # Given a subject and a name that look like encoded words but decode to harmless text
+    subject = "How =?utf-8?q?this?= looks"
+    status, accepted = send(
+        mail, subject=subject, to=[{"address": "carol@customer.example", "name": "=?utf-8?q?Carol?="}]
+    )
+    assert status == 202, accepted
+    # When the outbox sends it
+    outbox.drain()
+    # Then the recipient's reader shows exactly the text typed
+    parsed = email.message_from_bytes(smtp_sink.messages[0].raw, policy=email.policy.default)
+    assert parsed["Subject"] == subject
+    assert parsed["To"].addresses[0].display_name == "=?utf-8?q?Carol?="
+    assert email_view(mail, accepted["email_id"])["subject"] == subject
+
+
+@pytest.mark.parametrize(
+    "inbound_subject",
+    [
+        EVIL,
+        # Encoded twice: the stored subject is the literal encoded word, which the stdlib's header
+        # registry decoded again when the reply's Subject was assigned.
+        "=?utf-8?b?" + base64.b64encode(EVIL.encode()).decode() + "?=",
+    ],
+)
+def test_a_reply_to_a_hostile_inbound_subject_sends_no_extra_header(
+    mail: SyncHarness, stack: Stack, smtp_sink: Any, inbound_subject: str
+) -> None:
+    outbox = QueueConsumer(stack, "outbox", "OutboxQueue")
+    # Given an inbound mail whose Subject decodes to CR LF "Bcc: x@evil.example", synced
+    mail.server.append(mail.user, "INBOX", message(inbound_subject, msgid="evil-1@customer.example"))
+    mail.api("sync-account.json", params={"account_id": mail.account_id})
+    mail.drain()
+    stored = next(e for e in mail.emails() if e["message_id"] == "evil-1@customer.example")
+    # When the user replies without typing a subject
+    status, accepted = send(mail, subject="", reply_to_email_id=stored["email_id"])
+    assert status == 202, accepted
+    outbox.drain()
+    # Then what went out has one Subject, no Bcc, and only the intended recipient
+    (sent,) = smtp_sink.messages
+    parsed = email.message_from_bytes(sent.raw, policy=email.policy.default)
+    names = [name.lower() for name in parsed]
+    assert "bcc" not in names
+    assert names.count("subject") == 1
+    assert str(parsed["Subject"]) == "Re: " + " ".join(str(stored["subject"]).split())
+    assert sent.rcpt_tos == ["carol@customer.example"]
+
+
+def _set_account(mail: SyncHarness, stack: Stack, field: str, value: str) -> None:
+    """Write a value into the stored account as an older version could have stored it."""
+    stack.table("AccountsTable").update_item(
+        Key={"pk": tenant_pk(TENANT), "sk": account_sk(mail.account_id)},
+        UpdateExpression="SET #a.#f = :v",
+        ExpressionAttributeNames={"#a": "account", "#f": field},
+        ExpressionAttributeValues={":v": value},
+    )
+
+
+@pytest.mark.parametrize("display_name", ["Alice\r\nBcc: x@evil.example", EVIL])
+def test_a_stored_display_name_that_breaks_the_header_rule_is_a_400_not_a_500(
+    mail: SyncHarness, stack: Stack, display_name: str
+) -> None:
+    outbox = QueueConsumer(stack, "outbox", "OutboxQueue")
+    # Given an account whose display name was stored before it was validated
+    _set_account(mail, stack, "display_name", display_name)
+    # When sending from it
+    status, body = send(mail)
+    # Then the send is refused at request time with the typed code, naming the From field
+    assert status == 400, body
+    assert body["error"]["code"] == "header_injection"
+    assert body["error"]["details"] == {"field": "from"}
+    assert outbox.receive() == []
+
+
+def test_a_draft_rule_that_fails_inside_the_send_is_a_400_without_the_value(
+    mail: SyncHarness, stack: Stack, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given an account whose stored address no longer passes the address rules
+    _set_account(mail, stack, "address", "MARK7f3a-not-an-address")
+    capfd.readouterr()
+    # When sending from it
+    status, body = send(mail)
+    # Then it is a 400 naming the field and the rule, with no value in the answer or the logs
+    assert status == 400, body
+    assert body["error"]["code"] == "invalid_message"
+    assert ["from"] in [d["loc"] for d in body["error"]["details"]]
+    out, err = capfd.readouterr()
+    assert "MARK7f3a" not in json.dumps(body) + out + err + caplog.text
+
+
+def test_the_inline_image_sample_sends_two_quoted_names_and_a_cid_image(
+    mail: SyncHarness, stack: Stack, smtp_sink: Any
+) -> None:
+    outbox = QueueConsumer(stack, "outbox", "OutboxQueue")
+    # Given the sample request: two names that need quoting and encoding, an inline image
+    sample = json.loads(load_event("api/send-email-inline-image.json")["body"])
+    status, accepted = mail.api("send-email-inline-image.json", body=sample | {"account_id": mail.account_id})
+    assert status == 202, accepted
+    # When the outbox sends it
+    outbox.drain()
+    # Then the server received two mailboxes in To (real-world case 14 through the API)
+    parsed = email.message_from_bytes(smtp_sink.messages[0].raw, policy=email.policy.default)
+    assert [(a.display_name, a.addr_spec) for a in parsed["To"].addresses] == [
+        ("Löstname, Firstname - COMPANY", "f.loestname@customer.example"),
+        ("Smith, Ann", "ann@customer.example"),
+    ]
+    assert sorted(smtp_sink.messages[0].rcpt_tos) == ["ann@customer.example", "f.loestname@customer.example"]
+    # And the image is in multipart/related with its Content-ID, the CSV keeps its name
+    image = next(p for p in parsed.walk() if p.get_content_type() == "image/png")
+    assert image["Content-ID"] == "<logo@mail.example.com>"
+    assert [p.get_filename() for p in parsed.iter_attachments()] == ["Übersicht Q3.csv"]

@@ -5,10 +5,10 @@ result = mailbridge.providers.smtp.send(settings, composed)
 """
 
 from mailbridge.compose.build import (
-    HEADER_INJECTION,
     MAX_MESSAGE_BYTES,
     MESSAGE_TOO_LARGE,
     ORIGINAL_REQUIRED,
+    compose_and_normalize,
     compose_message,
 )
 from mailbridge.compose.models import (
@@ -22,6 +22,7 @@ from mailbridge.compose.models import (
     OutgoingAttachment,
 )
 from mailbridge.compose.subject import forward_subject, reply_subject
+from mailbridge.compose.verify import HEADER_INJECTION
 
 __all__ = [
     "HEADER_INJECTION",
@@ -36,6 +37,7 @@ __all__ = [
     "Mode",
     "OriginalMessage",
     "OutgoingAttachment",
+    "compose_and_normalize",
     "compose_message",
     "forward_subject",
     "reply_subject",

@@ -1,8 +1,9 @@
 """What the composer takes (a draft, the message it answers) and what it gives back.
 
-Structural rules (address syntax, recipient count, "some body") are pydantic validation, so the
-API answers 422 on its own. Rules about content the composer has to look at (CR/LF in a header
-value, the encoded size) are checked by `compose_message` and raised as `Invalid` with a code.
+Structural rules (address syntax, recipient count, "some body", media types and Content-IDs, the
+latter two with the same field types as the API's request models) are pydantic validation.
+Rules about content the composer has to look at (a header value that decodes to a line break,
+the encoded size) are checked by `compose_message` and raised as `Invalid` with a code.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from mailbridge.models.base import Model
 from mailbridge.models.email import EmailAddress, ParsedMessage
+from mailbridge.models.mime_fields import ContentId, MediaType
 
 MAX_RECIPIENTS = 100
 MAX_ATTACHMENTS = 100
@@ -23,9 +25,7 @@ MAX_REFERENCES = 20
 
 # RFC 5322 msg-id without the brackets: id-left "@" id-right, both printable ASCII, no specials
 # that would end the header or the bracket.
-_MSG_ID = re.compile(r"^<?([!-;=?-~]{1,200}@[!-;=?-~]{1,200})>?$")
-_CONTENT_ID = re.compile(r"^<?([!-;=?-~]{1,250})>?$")
-_CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
+_MSG_ID = re.compile(r"<?([!-;=?-~]{1,200}@[!-;=?-~]{1,200})>?")
 
 Mode = Literal["new", "reply", "forward"]
 ForwardAs = Literal["attachment", "inline"]
@@ -50,7 +50,7 @@ def _normalized(value: EmailAddress) -> EmailAddress:
 
 def normalize_message_id(value: str) -> str:
     """A Message-ID as `left@right`, brackets stripped; ValueError when it is not one."""
-    match = _MSG_ID.match(value.strip())
+    match = _MSG_ID.fullmatch(value.strip())
     if match is None:
         raise ValueError("not a valid Message-ID (expected <left@right>)")
     return match.group(1)
@@ -62,30 +62,10 @@ class OutgoingAttachment(Model):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     filename: str = Field(min_length=1, max_length=255)
-    content_type: str = Field(default="application/octet-stream", max_length=190)
+    content_type: MediaType = "application/octet-stream"
     data: bytes
     inline: bool = False
-    content_id: str | None = Field(default=None, max_length=252)
-
-    @field_validator("content_type")
-    @classmethod
-    def _known_shape(cls, value: str) -> str:
-        value = value.strip().lower()
-        if not _CONTENT_TYPE.match(value):
-            raise ValueError("content_type must look like type/subtype")
-        if value.startswith("multipart/"):
-            raise ValueError("a multipart content_type cannot be attached as a file")
-        return value
-
-    @field_validator("content_id")
-    @classmethod
-    def _bare_content_id(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        match = _CONTENT_ID.match(value.strip())
-        if match is None:
-            raise ValueError("content_id must be printable ASCII without spaces or brackets")
-        return match.group(1)
+    content_id: ContentId | None = None
 
 
 class Draft(Model):

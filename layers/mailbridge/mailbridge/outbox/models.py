@@ -1,19 +1,26 @@
-"""What `POST /emails/send` and `POST /uploads` accept and answer, and the OutboxQueue message."""
+"""What `POST /emails/send` and `POST /uploads` accept and answer, and the OutboxQueue message.
+
+Text that ends up in a mail header (subject, recipient names, file names) is `HeaderText`: no
+control characters, also once RFC 2047 decoded (422 `header_injection` / `control_characters`);
+bodies are `MultiLine`; media types and Content-IDs use the same field types as compose
+(`mailbridge.models.mime_fields`), so an accepted request never fails when the message is built.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, EmailStr, Field, model_validator
 
 from mailbridge.models.base import Model
+from mailbridge.models.fields import HeaderText, MultiLine
 from mailbridge.models.mail import SendStatus
+from mailbridge.models.mime_fields import ContentId, MediaType
 
 MAX_RECIPIENTS = 100
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 MAX_INLINE_BYTES = 4 * 1024 * 1024  # base64 of this still fits API Gateway's 10 MB payload
-CONTENT_TYPE = r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$"
 EMAIL_ID = r"^em_[0-9a-f]{26}$"
 UPLOAD_ID = r"^up_[0-9a-f]{24}$"
 
@@ -22,7 +29,7 @@ class Recipient(Model):
     model_config = ConfigDict(extra="forbid")
 
     address: EmailStr
-    name: str | None = Field(default=None, max_length=200)
+    name: Annotated[HeaderText, Field(max_length=200)] | None = None
 
 
 class InlineAttachment(Model):
@@ -30,11 +37,13 @@ class InlineAttachment(Model):
 
     model_config = ConfigDict(extra="forbid")
 
-    filename: str = Field(min_length=1, max_length=255)
-    content_type: str = Field(default="application/octet-stream", pattern=CONTENT_TYPE)
+    filename: Annotated[HeaderText, Field(min_length=1, max_length=255)]
+    content_type: MediaType = "application/octet-stream"
     content_base64: str = Field(max_length=MAX_INLINE_BYTES * 4 // 3 + 4)
     inline: bool = False
-    content_id: str | None = Field(default=None, max_length=200)
+    content_id: ContentId | None = Field(
+        default=None, description="Makes an inline image the HTML can show as cid:<content_id> (RFC 2392)"
+    )
 
 
 class UploadedAttachment(Model):
@@ -43,8 +52,8 @@ class UploadedAttachment(Model):
     model_config = ConfigDict(extra="forbid")
 
     upload_id: str = Field(pattern=UPLOAD_ID)
-    filename: str = Field(min_length=1, max_length=255)
-    content_type: str = Field(default="application/octet-stream", pattern=CONTENT_TYPE)
+    filename: Annotated[HeaderText, Field(min_length=1, max_length=255)]
+    content_type: MediaType = "application/octet-stream"
 
 
 class SendRequest(Model):
@@ -67,9 +76,9 @@ class SendRequest(Model):
     to: list[Recipient] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
     cc: list[Recipient] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
     bcc: list[Recipient] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
-    subject: str = Field(default="", max_length=900)
-    text: str | None = Field(default=None, max_length=2_000_000)
-    html: str | None = Field(default=None, max_length=4_000_000)
+    subject: Annotated[HeaderText, Field(max_length=900)] = ""
+    text: Annotated[MultiLine, Field(max_length=2_000_000)] | None = None
+    html: Annotated[MultiLine, Field(max_length=4_000_000)] | None = None
     reply_to_email_id: str | None = Field(default=None, pattern=EMAIL_ID)
     forward_email_id: str | None = Field(default=None, pattern=EMAIL_ID)
     forward_as: Literal["attachment", "inline"] = "attachment"
@@ -101,8 +110,8 @@ class SendAccepted(Model):
 class UploadRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
-    filename: str = Field(min_length=1, max_length=255)
-    content_type: str = Field(default="application/octet-stream", pattern=CONTENT_TYPE)
+    filename: Annotated[HeaderText, Field(min_length=1, max_length=255)]
+    content_type: MediaType = "application/octet-stream"
     size: int = Field(ge=1, le=MAX_UPLOAD_BYTES)
 
 

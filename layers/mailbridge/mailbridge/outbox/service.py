@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from mailbridge.accounts import Connector, imap_connect, imap_settings, load_secrets
 from mailbridge.bus import EventPublisher
@@ -28,10 +28,9 @@ from mailbridge.compose import (
     Mode,
     OriginalMessage,
     OutgoingAttachment,
-    compose_message,
+    compose_and_normalize,
 )
 from mailbridge.errors import Conflict, Invalid, NotFound, ProviderError
-from mailbridge.mime import normalize
 from mailbridge.models.account import Account
 from mailbridge.models.email import EmailAddress
 from mailbridge.models.mail import SendStatus
@@ -185,7 +184,48 @@ def _schedule_time(send_at: datetime | None, now: datetime) -> datetime | None:
     return when.astimezone(UTC)
 
 
+def _draft(ctx: TenantContext, request: SendRequest, account: Account, mode: Mode, deps: OutboxDeps) -> Draft:
+    """The request (validated at the boundary) and the account as a Draft.
+
+    Draft and OutgoingAttachment check again (addresses normalized, stored values such as the
+    display name). A rule that fails there is the caller's input, not a server fault: it becomes
+    `Invalid(code="invalid_message")` naming the fields and rule types, never the values (a
+    pydantic error carries `input_value`, which must not reach a response or a log).
+    """
+    domain = account.address.rpartition("@")[2]
+    try:
+        return Draft(
+            from_=EmailAddress(name=account.display_name, address=account.address),
+            to=[EmailAddress(name=r.name, address=str(r.address)) for r in request.to],
+            cc=[EmailAddress(name=r.name, address=str(r.address)) for r in request.cc],
+            bcc=[EmailAddress(name=r.name, address=str(r.address)) for r in request.bcc],
+            subject=request.subject,
+            text=request.text,
+            html=request.html,
+            attachments=[_attachment(ctx, a, deps) for a in request.attachments],
+            mode=mode,
+            forward_as=request.forward_as,
+            message_id=f"{uuid.uuid4().hex}@{domain}",
+        )
+    except ValidationError as exc:
+        details = [
+            {"loc": ["from" if part == "from_" else str(part) for part in err["loc"]], "type": err["type"]}
+            for err in exc.errors()
+        ]
+        raise Invalid(
+            "the message cannot be built from this request", code="invalid_message", details=details
+        ) from None
+
+
 def queue_send(ctx: TenantContext, request: SendRequest, deps: OutboxDeps) -> SendAccepted:
+    """Compose, store and queue (or schedule) one outbound email; 202 with its ids.
+
+    Raises NotFound (account, original email or upload), Invalid (`account_cannot_send`,
+    `send_at_in_past`, `send_at_too_far`, `invalid_attachment`, `attachment_too_large`,
+    `invalid_message`, and every code of `compose_message`: `header_injection` when a value,
+    such as the account's stored display name, cannot be written into a header), Conflict
+    (`already_queued`).
+    """
     ctx.require(Role.MEMBER)
     account = deps.accounts.get_account(ctx.tenant_id, request.account_id)
     if account.smtp is None:
@@ -199,22 +239,8 @@ def queue_send(ctx: TenantContext, request: SendRequest, deps: OutboxDeps) -> Se
     elif request.forward_email_id:
         mode, original = "forward", _original(ctx, request.forward_email_id, deps)
 
-    domain = account.address.rpartition("@")[2]
-    draft = Draft(
-        from_=EmailAddress(name=account.display_name, address=account.address),
-        to=[EmailAddress(name=r.name, address=str(r.address)) for r in request.to],
-        cc=[EmailAddress(name=r.name, address=str(r.address)) for r in request.cc],
-        bcc=[EmailAddress(name=r.name, address=str(r.address)) for r in request.bcc],
-        subject=request.subject,
-        text=request.text,
-        html=request.html,
-        attachments=[_attachment(ctx, a, deps) for a in request.attachments],
-        mode=mode,
-        forward_as=request.forward_as,
-        message_id=f"{uuid.uuid4().hex}@{domain}",
-    )
-    composed = compose_message(draft, original=original, now=send_at or now)
-    normalized = normalize(composed.raw)
+    draft = _draft(ctx, request, account, mode, deps)
+    composed, normalized = compose_and_normalize(draft, original=original, now=send_at or now)
     parsed = normalized.message
     tenant = ctx.tenant_id
     email_id = email_id_for(tenant, parsed, composed.raw)

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from mailbridge.mime import base_subject
+from mailbridge.mime.subject import is_reply_or_forward
 from mailbridge.models.email import ParsedMessage
 from mailbridge.store.keys import digest
 
@@ -33,9 +34,8 @@ class ThreadIndex(Protocol):
 
 
 def _is_reply_or_forward(subject: str | None) -> bool:
-    if not subject:
-        return False
-    return base_subject(subject).casefold() != subject.strip().casefold()
+    # An explicit prefix from the shared table ("Re:", "AW:", "회신:"), not just a list tag.
+    return is_reply_or_forward(subject)
 
 
 def thread_id_for_root(tenant_id: str, root: str) -> str:
