@@ -169,7 +169,7 @@ class AccountStore(DynamoRepository):
         Raises NotFound(account_not_found) or Conflict(version_conflict).
         """
         values = account.model_dump(mode="json", include=set(fields))
-        names = {"#a": "account", "#v": "version"}
+        names = {"#v": "version"} | ({"#a": "account"} if values else {})
         expression_values: dict[str, Any] = {":expected": expected_version, ":one": 1}
         sets = ["#v = #v + :one"]
         for i, (field, value) in enumerate(values.items()):
