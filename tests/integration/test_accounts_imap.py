@@ -99,6 +99,39 @@ def test_a_selected_folder_missing_on_the_server_is_shown_and_the_others_sync(ha
     assert (folders["Archive 2019"]["state"], folders["Archive 2019"]["reason"]) == ("active", None)
 
 
+def test_a_folder_deleted_while_the_sync_runs_is_shown_missing_and_the_rest_syncs(
+    harness: SyncHarness,
+) -> None:
+    # Given a selected folder that the server deletes right after the sync has listed folders
+    harness.server.create_folder(harness.user, "Projects")
+    harness.server.append(harness.user, "INBOX", message("Hello", msgid="hello@x.example"))
+    assert harness.connect(folders=["Projects"])[0] == 201
+    real_connect = service_deps().connect
+
+    def connect(settings: Any) -> Any:
+        session = real_connect(settings)
+        real_list = session.list_folders
+
+        def list_then_delete() -> Any:
+            folders = real_list()
+            with harness.server.session(harness.user) as conn:
+                conn.delete('"Projects"')
+            return folders
+
+        session.list_folders = list_then_delete  # type: ignore[method-assign]
+        return session
+
+    service_deps().connect = connect
+    # When the sync runs
+    harness.drain()
+    # Then the account is healthy, INBOX synced, and the folder shows missing
+    state = harness.status()
+    assert (state["stage"], state["reason"]) == ("idle", None)
+    folders = {f["name"]: f for f in state["folders"]}
+    assert folders["INBOX"]["messages_stored"] == 1
+    assert (folders["Projects"]["state"], folders["Projects"]["reason"]) == ("missing", "folder_not_found")
+
+
 # ------------------------------------------------------------------------------ queued_at
 
 

@@ -24,6 +24,7 @@ from mailbridge.errors import Conflict
 from mailbridge.models.account import Account, AccountCreate, PublicServerSettings, SyncState
 from mailbridge.outbox.wiring import outbox_deps
 from mailbridge.providers.imap.settings import ImapSettings, Security
+from mailbridge.providers.smtp.models import SendResult
 from mailbridge.store.accounts import AccountStore
 from mailbridge.sync.wiring import service_deps
 from mailbridge.tenancy import Role, TenantContext
@@ -290,6 +291,46 @@ def test_the_outbox_checks_the_smtp_host_again_and_never_connects_to_a_private_a
     assert status == 200, view
     assert view["status"] == "failed"
     assert view["failure"]["code"] == "host_not_allowed"
+    assert dns.connects_to(canary.port) == []
+    assert canary.accepted == 0
+
+
+@pytest.mark.usefixtures("deployed")
+def test_filing_the_sent_copy_checks_the_imap_host_again(
+    stack: Stack, invoke_api: Invoke, monkeypatch: pytest.MonkeyPatch, canary: Canary
+) -> None:
+    # Given an account whose IMAP host now resolves to a loopback server, and an SMTP server
+    # that takes the message (a stand-in: the point is the IMAP connection that follows)
+    account = seed_account(host="imap.rebind.test", port=canary.port, smtp_host="smtp.example.com")
+    dns = Rebinding(monkeypatch, "imap.rebind.test", first="127.0.0.1")
+    sent_with: list[Any] = []
+
+    def smtp_accepts(settings: Any, composed: Any) -> SendResult:
+        sent_with.append(settings)
+        return SendResult(accepted=list(composed.recipients), server_reply="250 2.0.0 queued")
+
+    outbox_deps().send_smtp = smtp_accepts
+    # When a message is sent from it
+    status, accepted = call_api(
+        invoke_api,
+        "send-email.json",
+        body={
+            "account_id": account.account_id,
+            "to": [{"address": "bob@example.org"}],
+            "subject": "Hi",
+            "text": "Hi",
+        },
+    )
+    assert status == 202, accepted
+    QueueConsumer(stack, "outbox", "OutboxQueue").drain(expect_success=True)
+    # Then it is sent, the SMTP connection was made under the guard, and the Sent copy was not
+    # filed: the IMAP host was refused without connecting
+    status, view = call_api(
+        invoke_api, "get-email.json", params={"email_id": accepted["email_id"]}, role="viewer"
+    )
+    assert (status, view["status"]) == (200, "sent")
+    assert [s.allow_private for s in sent_with] == [False]
+    assert view["locations"] == []
     assert dns.connects_to(canary.port) == []
     assert canary.accepted == 0
 
