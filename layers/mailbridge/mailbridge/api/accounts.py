@@ -44,7 +44,9 @@ _LOGIN_ERRORS = (
     "`timeout` when the server has not answered completely within the request's login deadline "
     "(at most 20 s, and always well inside the API's own timeout), each with `details.server` "
     "(`imap` or `smtp`); 400 `host_not_allowed` (the host resolves to a private or reserved "
-    "address) or `insecure_not_allowed`."
+    "address) or `insecure_not_allowed`. A value refused at the boundary is 422 "
+    "`validation_error` whose `details[].type` names the rule: `control_characters`, "
+    "`header_injection` (display name), `invalid_folder_name`, `duplicate_folder`."
 )
 
 
