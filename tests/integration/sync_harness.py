@@ -46,6 +46,29 @@ def message(
     return ("\r\n".join(headers) + "\r\n\r\n" + body + "\r\n").encode()
 
 
+def call_api(
+    invoke_api: Invoke,
+    name: str,
+    *,
+    role: str = "member",
+    tenant: str = TENANT,
+    body: Any = None,
+    params: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    """Invoke the api function with events/api/<name>; (status, decoded body)."""
+    event = load_event(f"api/{name}", tenant=tenant, role=role, body=body, query=query)
+    if params:
+        # The sample events name sample ids; point the path at the ones under test.
+        path = event["rawPath"]
+        for key, value in params.items():
+            path = path.replace(str((event.get("pathParameters") or {}).get(key, value)), value)
+        event["pathParameters"] = params
+        event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    response = invoke_api(event)
+    return response["statusCode"], json.loads(response["body"]) if response.get("body") else None
+
+
 class SyncHarness:
     def __init__(self, stack: Stack, invoke_api: Invoke, server: DovecotServer, user: DovecotUser) -> None:
         self.stack = stack
@@ -67,16 +90,9 @@ class SyncHarness:
         params: dict[str, str] | None = None,
         query: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
-        event = load_event(f"api/{name}", tenant=tenant, role=role, body=body, query=query)
-        if params:
-            # The sample events name sample ids; point the path at the ones under test.
-            path = event["rawPath"]
-            for key, value in params.items():
-                path = path.replace(str((event.get("pathParameters") or {}).get(key, value)), value)
-            event["pathParameters"] = params
-            event["rawPath"] = event["requestContext"]["http"]["path"] = path
-        response = self.invoke_api(event)
-        return response["statusCode"], json.loads(response["body"]) if response.get("body") else None
+        return call_api(
+            self.invoke_api, name, role=role, tenant=tenant, body=body, params=params, query=query
+        )
 
     def connect(
         self,

@@ -1,35 +1,54 @@
-"""Connected mailboxes: connect (log in before saving), list, read, delete, request a sync, status."""
+"""Connected mailboxes: connect (log in before saving), list, read, change, delete, request a sync,
+status.
+
+Every login made while an API request waits (connecting, changing credentials) runs under one
+deadline (`login_deadline`): `login_check_seconds` from now, and never later than the Lambda's
+remaining time less `response_margin_seconds`. A server that accepts and never answers, or
+trickles its answer, is cut off at the deadline and the request answers 422 `timeout`.
+"""
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from mailbridge import crypto
-from mailbridge.errors import Conflict, Invalid, ProviderAuthError
+from mailbridge.errors import Conflict, Invalid, MailbridgeError, ProviderAuthError, ProviderUnreachable
 from mailbridge.models.account import (
     Account,
     AccountCreate,
     AccountOut,
+    AccountPatch,
     AccountStatus,
     PublicServerSettings,
     ServerSettings,
+    SmtpChange,
     SyncStage,
     SyncState,
 )
 from mailbridge.providers.imap.protocol import MailFolderSource
 from mailbridge.providers.imap.settings import ImapSettings, Security
-from mailbridge.providers.netguard import check_mail_host
 from mailbridge.queues import SyncQueue
 from mailbridge.store.accounts import AccountStore
 from mailbridge.store.pagination import Page
 from mailbridge.sync.messages import PurgeAccount, SyncRequest
 from mailbridge.tenancy import Role, TenantContext
 
+if TYPE_CHECKING:
+    from mailbridge.providers.smtp.settings import SmtpSettings
+
 Connector = Callable[[ImapSettings], MailFolderSource]
+SmtpLoginCheck = Callable[["SmtpSettings"], None]
+
+# Per socket operation. The sync and the outbox have the whole function's time; an API request
+# is bounded by `login_deadline` on top.
+IMAP_TIMEOUT_SECONDS = 20.0
+SMTP_TIMEOUT_SECONDS = 30.0
 
 
 def imap_connect(settings: ImapSettings) -> MailFolderSource:
@@ -39,6 +58,12 @@ def imap_connect(settings: ImapSettings) -> MailFolderSource:
     return connect(settings)
 
 
+def smtp_check_login(settings: SmtpSettings) -> None:
+    from mailbridge.providers.smtp.client import check_login
+
+    check_login(settings)
+
+
 @dataclass
 class AccountDeps:
     store: AccountStore
@@ -46,7 +71,12 @@ class AccountDeps:
     key_id: str
     allow_private_hosts: bool = False
     connect: Connector = imap_connect
+    check_smtp: SmtpLoginCheck = smtp_check_login
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # The API function's timeout is 29 s (template.yaml): logins get at most 20 s of it, and at
+    # least 4 s stay for sealing the credentials, the store and the queue.
+    login_check_seconds: float = 20.0
+    response_margin_seconds: float = 4.0
 
 
 def _public(server: ServerSettings) -> PublicServerSettings:
@@ -56,16 +86,47 @@ def _public(server: ServerSettings) -> PublicServerSettings:
 
 
 def imap_settings(
-    server: PublicServerSettings | ServerSettings, password: str, *, allow_insecure: bool
+    server: PublicServerSettings | ServerSettings,
+    password: str,
+    *,
+    allow_private: bool,
+    deadline: float | None = None,
 ) -> ImapSettings:
+    """The adapter's settings for an account's IMAP server. `allow_private` (local development)
+    also allows `security: none`; `deadline` is a `time.monotonic()` instant (API requests)."""
     return ImapSettings(
         host=server.host,
         port=server.port,
         security=server.security,
         username=server.username,
         password=password,  # type: ignore[arg-type]  # pydantic coerces str to SecretStr
-        allow_insecure=allow_insecure and server.security is Security.NONE,
-        timeout_seconds=20,
+        allow_insecure=allow_private and server.security is Security.NONE,
+        allow_private=allow_private,
+        timeout_seconds=IMAP_TIMEOUT_SECONDS,
+        deadline=deadline,
+    )
+
+
+def smtp_settings(
+    server: PublicServerSettings | ServerSettings,
+    password: str,
+    *,
+    allow_private: bool,
+    deadline: float | None = None,
+) -> SmtpSettings:
+    """The same for the account's SMTP server."""
+    from mailbridge.providers.smtp.settings import SmtpSettings
+
+    return SmtpSettings(
+        host=server.host,
+        port=server.port,
+        security=server.security,
+        username=server.username,
+        password=password,  # type: ignore[arg-type]  # pydantic coerces str to SecretStr
+        allow_insecure=allow_private and server.security is Security.NONE,
+        allow_private=allow_private,
+        timeout_seconds=SMTP_TIMEOUT_SECONDS,
+        deadline=deadline,
     )
 
 
@@ -83,6 +144,15 @@ def load_secrets(store: AccountStore, account: Account) -> dict[str, str | None]
     return secrets
 
 
+def _seal(
+    secrets: dict[str, str | None], tenant_id: str, account_id: str, deps: AccountDeps
+) -> crypto.Envelope:
+    """Encrypt under a fresh data key, bound to this tenant and account (KMS encryption context)."""
+    return crypto.encrypt(
+        json.dumps(secrets).encode(), credentials_context(tenant_id, account_id), key_id=deps.key_id
+    )
+
+
 def to_out(account: Account) -> AccountOut:
     return AccountOut(
         account_id=account.account_id,
@@ -94,6 +164,7 @@ def to_out(account: Account) -> AccountOut:
         folders=account.folders,
         created_at=account.created_at,
         sync=account.sync,
+        version=account.version,
     )
 
 
@@ -102,36 +173,88 @@ def _check_server(server: ServerSettings, deps: AccountDeps) -> None:
         raise Invalid(
             "unencrypted connections are not allowed; use ssl or starttls", code="insecure_not_allowed"
         )
-    port = server.port or (993 if server.security is Security.SSL else 143)
-    check_mail_host(server.host, port, allow_private=deps.allow_private_hosts)
 
 
-def connect_account(ctx: TenantContext, body: AccountCreate, deps: AccountDeps) -> AccountOut:
+def login_deadline(deps: AccountDeps, remaining_ms: int | None) -> float:
+    """The `time.monotonic()` instant by which an API request's logins must be over.
+
+    Raises ProviderUnreachable(timeout) when the function has no time left for one.
+    """
+    budget = deps.login_check_seconds
+    if remaining_ms is not None:
+        budget = min(budget, remaining_ms / 1000 - deps.response_margin_seconds)
+    if budget <= 0:
+        raise ProviderUnreachable("no time left to check the login; try again", code="timeout")
+    return time.monotonic() + budget
+
+
+def _on(server: str, exc: MailbridgeError) -> MailbridgeError:
+    """Say which server an error came from (`details.server`: imap or smtp)."""
+    if exc.details is None or isinstance(exc.details, dict):
+        exc.details = {**(exc.details or {}), "server": server}
+    return exc
+
+
+def _check_logins(deps: AccountDeps, imap: ImapSettings | None, smtp: SmtpSettings | None) -> str | None:
+    """Log in where settings are given, before anything is saved; returns the name of the Sent
+    folder (SPECIAL-USE, RFC 6154) when the IMAP login was checked and the server names one.
+
+    Bad credentials, unreachable or private hosts, TLS failures and timeouts answer now, as the
+    typed error with `details.server`, not in a failed background sync or send.
+    """
+    sent: str | None = None
+    if imap is not None:
+        try:
+            with deps.connect(imap) as session:
+                folder = session.sent_folder()
+                sent = folder.name if folder is not None else None
+        except MailbridgeError as exc:
+            raise _on("imap", exc) from None
+    if smtp is not None:
+        try:
+            deps.check_smtp(smtp)
+        except MailbridgeError as exc:
+            raise _on("smtp", exc) from None
+    return sent
+
+
+def _queue_sync(account: Account, deps: AccountDeps) -> None:
+    """Queue a sync the user asked for and show it as queued (`queued_at`) until it starts."""
+    request = SyncRequest(tenant_id=account.tenant_id, account_id=account.account_id, reason="manual")
+    deps.store.mark_sync_queued(account.tenant_id, account.account_id, request.requested_at)
+    deps.queue.send(request)
+
+
+def connect_account(
+    ctx: TenantContext, body: AccountCreate, deps: AccountDeps, *, remaining_ms: int | None = None
+) -> AccountOut:
+    """Log in (IMAP, and SMTP when given), then save the account and queue its first sync.
+
+    `remaining_ms` is the Lambda's remaining time (the login deadline is derived from it).
+    Raises Conflict(account_exists, details.field address | login), Invalid(insecure_not_allowed
+    | host_not_allowed), ProviderAuthError(auth_failed) or ProviderUnreachable(unreachable |
+    tls_failed | timeout | connection_lost), the last two with `details.server`.
+    """
     ctx.require(Role.MEMBER)
     for server in (body.imap, body.smtp):
         if server is not None:
             _check_server(server, deps)
-    existing = list_accounts(ctx, deps, cursor=None, limit=100).items
-    if any(a.address.lower() == body.address.lower() for a in existing):
-        raise Conflict("this mailbox is already connected", code="account_exists")
+    deps.store.check_unique(ctx.tenant_id, str(body.address), body.imap.host, body.imap.username)
 
-    # Log in before saving: bad credentials, unreachable hosts, TLS failures and timeouts answer
-    # now (typed ProviderError -> 422), not in a failed background sync.
-    with deps.connect(
-        imap_settings(
-            body.imap, body.imap.password.get_secret_value(), allow_insecure=deps.allow_private_hosts
-        )
-    ) as session:
-        session.capabilities()
+    deadline = login_deadline(deps, remaining_ms)
+    allow_private = deps.allow_private_hosts
+    imap_password = body.imap.password.get_secret_value()
+    smtp_password = body.smtp.password.get_secret_value() if body.smtp else None
+    sent = _check_logins(
+        deps,
+        imap_settings(body.imap, imap_password, allow_private=allow_private, deadline=deadline),
+        smtp_settings(body.smtp, smtp_password, allow_private=allow_private, deadline=deadline)
+        if body.smtp and smtp_password
+        else None,
+    )
 
     account_id = "acc_" + uuid.uuid4().hex[:20]
-    secrets = {
-        "imap_password": body.imap.password.get_secret_value(),
-        "smtp_password": body.smtp.password.get_secret_value() if body.smtp else None,
-    }
-    envelope = crypto.encrypt(
-        json.dumps(secrets).encode(), credentials_context(ctx.tenant_id, account_id), key_id=deps.key_id
-    )
+    request = SyncRequest(tenant_id=ctx.tenant_id, account_id=account_id, reason="connected")
     account = Account(
         account_id=account_id,
         tenant_id=ctx.tenant_id,
@@ -140,14 +263,115 @@ def connect_account(ctx: TenantContext, body: AccountCreate, deps: AccountDeps) 
         display_name=body.display_name,
         imap=_public(body.imap),
         smtp=_public(body.smtp) if body.smtp else None,
-        folders=body.folders,
+        folders=[name for name in body.folders if name != sent],  # Sent is synced anyway
         created_at=deps.now(),
         created_by=ctx.subject,
-        sync=SyncState(stage=SyncStage.PENDING),
+        sync=SyncState(stage=SyncStage.PENDING, queued_at=request.requested_at),
+        version=1,
     )
-    deps.store.create_account(account, envelope)
-    deps.queue.send(SyncRequest(tenant_id=ctx.tenant_id, account_id=account_id, reason="connected"))
+    secrets = {"imap_password": imap_password, "smtp_password": smtp_password}
+    deps.store.create_account(account, _seal(secrets, ctx.tenant_id, account_id, deps))
+    deps.queue.send(request)
     return to_out(account)
+
+
+def _merged_smtp(
+    current: PublicServerSettings | None, password: str | None, change: SmtpChange
+) -> ServerSettings:
+    """The SMTP settings after `change`; a first SMTP setup must name host, username and password."""
+    host = change.host or (current.host if current else None)
+    username = change.username or (current.username if current else None)
+    secret = change.password.get_secret_value() if change.password else password
+    if host is None or username is None or not secret:
+        raise Invalid(
+            "the account has no SMTP settings yet: give host, username and password",
+            code="smtp_incomplete",
+        )
+    security = change.security or (current.security if current else Security.SSL)
+    if "port" in change.model_fields_set:
+        port = change.port
+    elif current is not None and security is current.security:
+        port = current.port
+    else:
+        port = None  # the security mode changed: its default port
+    return ServerSettings.model_validate(
+        {"host": host, "port": port, "security": security, "username": username, "password": secret}
+    )
+
+
+def update_account(
+    ctx: TenantContext,
+    account_id: str,
+    body: AccountPatch,
+    deps: AccountDeps,
+    *,
+    remaining_ms: int | None = None,
+) -> AccountOut:
+    """Change the display name, the folders, the IMAP password or the SMTP settings.
+
+    A new IMAP password and changed SMTP settings are tried with a login first (same checks,
+    guard and deadline as `connect_account`), then sealed again under KMS with the account's
+    `{tenant_id, account_id}` context. A successful IMAP login clears an `auth_failed` failure:
+    the account goes back into the poll rotation and a sync is queued (as after a folder change).
+    Raises NotFound(account_not_found), Conflict(version_conflict), Invalid(smtp_incomplete |
+    insecure_not_allowed | host_not_allowed) and the login errors of `connect_account`.
+    """
+    ctx.require(Role.MEMBER)
+    account = deps.store.get_account(ctx.tenant_id, account_id)
+    expected = body.version if body.version is not None else account.version
+    if expected != account.version:
+        raise Conflict("the account was changed by someone else", code="version_conflict")
+    sent_fields = body.model_fields_set - {"version"}
+    changes: dict[str, object] = {}
+    if "display_name" in sent_fields:
+        changes["display_name"] = body.display_name
+
+    secrets: dict[str, str | None] | None = None
+    if body.imap is not None or "smtp" in sent_fields:
+        secrets = load_secrets(deps.store, account)
+    allow_private = deps.allow_private_hosts
+    check_imap: ImapSettings | None = None
+    check_smtp: SmtpSettings | None = None
+    deadline: float | None = None
+    if body.imap is not None or body.smtp is not None:
+        deadline = login_deadline(deps, remaining_ms)
+    if secrets is not None and body.imap is not None:
+        new_password = body.imap.password.get_secret_value()
+        secrets["imap_password"] = new_password
+        check_imap = imap_settings(account.imap, new_password, allow_private=allow_private, deadline=deadline)
+    if secrets is not None and "smtp" in sent_fields:
+        if body.smtp is None:
+            changes["smtp"], secrets["smtp_password"] = None, None
+        else:
+            stored = secrets.get("smtp_password") or secrets.get("imap_password")
+            server = _merged_smtp(account.smtp, stored, body.smtp)
+            _check_server(server, deps)
+            password = server.password.get_secret_value()
+            changes["smtp"], secrets["smtp_password"] = _public(server), password
+            check_smtp = smtp_settings(server, password, allow_private=allow_private, deadline=deadline)
+
+    sent = _check_logins(deps, check_imap, check_smtp)
+    if body.folders is not None:
+        changes["folders"] = [name for name in body.folders if name != sent]
+    if not changes and secrets is None:
+        return to_out(account)
+
+    updated = deps.store.update_account(
+        account.model_copy(update=changes),
+        fields=changes.keys(),
+        expected_version=expected,
+        credentials=_seal(secrets, ctx.tenant_id, account_id, deps) if secrets is not None else None,
+    )
+    removed = set(account.folders) - set(updated.folders)
+    deps.store.delete_folder_states(ctx.tenant_id, account_id, sorted(removed))
+    recovered = check_imap is not None and account.sync.reason == "auth_failed"
+    if recovered:
+        state = updated.sync.model_copy(update={"stage": SyncStage.PENDING, "reason": None})
+        deps.store.set_sync_state(ctx.tenant_id, account_id, state)
+        deps.store.make_pollable(ctx.tenant_id, account_id, account.provider)
+    if recovered or set(updated.folders) - set(account.folders):
+        _queue_sync(updated, deps)
+    return to_out(deps.store.get_account(ctx.tenant_id, account_id))
 
 
 def list_accounts(
@@ -175,7 +399,7 @@ def request_sync(ctx: TenantContext, account_id: str, deps: AccountDeps) -> Acco
     if account.sync.stage is SyncStage.FAILED:
         # The user asks again (perhaps after fixing the server side): back into the poll rotation.
         deps.store.make_pollable(ctx.tenant_id, account_id, account.provider)
-    deps.queue.send(SyncRequest(tenant_id=ctx.tenant_id, account_id=account_id, reason="manual"))
+    _queue_sync(account, deps)
     return account_status(ctx, account_id, deps)
 
 
@@ -189,5 +413,6 @@ def account_status(ctx: TenantContext, account_id: str, deps: AccountDeps) -> Ac
         last_success_at=sync.last_success_at,
         last_error=sync.last_error,
         last_error_at=sync.last_error_at,
+        queued_at=sync.queued_at,
         folders=deps.store.folder_states(ctx.tenant_id, account_id),
     )

@@ -1,4 +1,4 @@
-"""Connected mailboxes: connect, list, read, remove, sync now, sync status."""
+"""Connected mailboxes: connect, list, read, change, remove, sync now, sync status."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from mailbridge.api import deps
 from mailbridge.api.context import current_tenant, require_role
 from mailbridge.api.schemas import AUTHED_ERRORS, BEARER, error_responses
 from mailbridge.errors import NotFound
-from mailbridge.models.account import AccountCreate, AccountOut, AccountStatus
+from mailbridge.models.account import AccountCreate, AccountOut, AccountPatch, AccountStatus
 from mailbridge.models.base import Model
 from mailbridge.store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from mailbridge.tenancy import Role
 
 router = Router()
-_ACCOUNT_ID = re.compile(r"^acc_[0-9a-f]{20}$")
+_ACCOUNT_ID = re.compile(r"acc_[0-9a-f]{20}")
 
 
 class AccountDeleted(Model):
@@ -28,18 +28,37 @@ class AccountDeleted(Model):
 
 
 def _valid(account_id: str) -> str:
-    if not _ACCOUNT_ID.match(account_id):
+    if not _ACCOUNT_ID.fullmatch(account_id):
         raise NotFound("no such account", code="account_not_found")
     return account_id
+
+
+def _remaining_ms() -> int | None:
+    """The Lambda's remaining time: the login deadline of this request is derived from it."""
+    context = router.lambda_context
+    return context.get_remaining_time_in_millis() if context is not None else None
+
+
+_LOGIN_ERRORS = (
+    "422 `auth_failed` (credentials refused), `unreachable`, `tls_failed`, `connection_lost`, or "
+    "`timeout` when the server has not answered completely within the request's login deadline "
+    "(at most 20 s, and always well inside the API's own timeout), each with `details.server` "
+    "(`imap` or `smtp`); 400 `host_not_allowed` (the host resolves to a private or reserved "
+    "address) or `insecure_not_allowed`. A value refused at the boundary is 422 "
+    "`validation_error` whose `details[].type` names the rule: `control_characters`, "
+    "`header_injection` (display name), `invalid_folder_name`, `duplicate_folder`."
+)
 
 
 @router.post(
     "/accounts",
     summary="Connect a mailbox (logs in first; credentials are stored encrypted and never returned)",
     description=(
-        "A clear 4xx for every way connecting can fail: 422 `auth_failed` (bad credentials), "
-        "`unreachable`, `tls_failed`, `timeout`; 400 `host_not_allowed` or `insecure_not_allowed`; "
-        "409 `account_exists`. On success the first sync is queued: watch `GET /accounts/{id}/status`."
+        "Logs in to IMAP (and SMTP when given) before saving. A clear 4xx for every way connecting "
+        f"can fail: {_LOGIN_ERRORS} 409 `account_exists` when the address, or the IMAP login (server "
+        "and user name), is already connected in this tenant; `details.field` says which "
+        "(`address` or `login`). On success the first sync is queued (`sync.queued_at`): watch "
+        "`GET /accounts/{id}/status`."
     ),
     tags=["accounts"],
     security=BEARER,
@@ -48,7 +67,9 @@ def _valid(account_id: str) -> str:
     responses=error_responses(400, *AUTHED_ERRORS, 409, 503),
 )
 def create_account(body: Annotated[AccountCreate, Body()]) -> AccountOut:
-    return accounts.connect_account(current_tenant(router), body, deps.account_deps())
+    return accounts.connect_account(
+        current_tenant(router), body, deps.account_deps(), remaining_ms=_remaining_ms()
+    )
 
 
 @router.get(
@@ -76,6 +97,33 @@ def get_account(account_id: str) -> AccountOut:
     return accounts.get_account(current_tenant(router), _valid(account_id), deps.account_deps())
 
 
+@router.patch(
+    "/accounts/<account_id>",
+    summary="Change a mailbox: display name, folders, IMAP password, SMTP settings",
+    description=(
+        "Fields left out stay as they are; `display_name: null` clears the name, `smtp: null` "
+        "removes sending. A new IMAP password or changed SMTP settings are tried with a login "
+        f"before anything is saved: {_LOGIN_ERRORS} 400 `smtp_incomplete` when SMTP is set up "
+        "for the first time without host, username and password. A successful IMAP login clears "
+        "an `auth_failed` sync failure and queues a sync. 409 `version_conflict` when `version` "
+        "is given and the account changed since; 404 `account_not_found`. Returns the account "
+        "with its new `version`."
+    ),
+    tags=["accounts"],
+    security=BEARER,
+    middlewares=[require_role(Role.MEMBER)],
+    responses=error_responses(400, *AUTHED_ERRORS, 404, 409, 503),
+)
+def update_account(account_id: str, body: Annotated[AccountPatch, Body()]) -> AccountOut:
+    return accounts.update_account(
+        current_tenant(router),
+        _valid(account_id),
+        body,
+        deps.account_deps(),
+        remaining_ms=_remaining_ms(),
+    )
+
+
 @router.delete(
     "/accounts/<account_id>",
     summary="Disconnect a mailbox: credentials are removed at once; synced mail stays unless purge=true",
@@ -92,6 +140,7 @@ def delete_account(account_id: str, purge: Annotated[bool, Query()] = False) -> 
 @router.post(
     "/accounts/<account_id>/sync",
     summary="Queue a sync now (also re-enables an account whose credentials had failed)",
+    description="The status then shows `queued_at` until the sync starts.",
     tags=["accounts"],
     security=BEARER,
     status_code=202,
@@ -105,6 +154,11 @@ def sync_account(account_id: str) -> AccountStatus:
 @router.get(
     "/accounts/<account_id>/status",
     summary="Sync stage, last success, last error, and per folder the cursor and stored vs server counts",
+    description=(
+        "`queued_at` is set while a sync is queued and not started. Per folder, `state` is "
+        "`active`, or `missing` with `reason` `folder_not_found` / `folder_not_selectable` for a "
+        "selected folder the server does not have (the other folders sync as usual)."
+    ),
     tags=["accounts"],
     security=BEARER,
     responses=error_responses(*AUTHED_ERRORS, 404),

@@ -35,6 +35,7 @@ ROUTE_MODULES: dict[str, str] = {
     "GET /health": "health",
     "GET /me": "me",
     "GET /threads/{thread_id}": "threads",
+    "PATCH /accounts/{account_id}": "accounts",
     "PATCH /crm/campaigns/{campaign_id}": "crm",
     "PATCH /crm/companies/{company_id}": "crm",
     "PATCH /crm/contacts/{contact_id}": "crm",

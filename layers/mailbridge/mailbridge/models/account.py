@@ -2,16 +2,70 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict, EmailStr, Field, SecretStr
+from pydantic import AfterValidator, ConfigDict, EmailStr, Field, SecretStr, field_serializer, model_validator
+from pydantic_core import PydanticCustomError
 
 from mailbridge.models.base import Model
+from mailbridge.models.fields import FolderName, HeaderText, SingleLine
 from mailbridge.providers.imap.settings import Security
 
-FOLDER_NAME = r"^[^\x00-\x1f]{1,200}$"
+INBOX = "INBOX"
+MAX_FOLDERS = 50
+
+
+def sortable_utc(value: datetime) -> str:
+    """`2026-11-21T09:14:03.000000Z`: fixed width, so stored times compare as strings."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def is_inbox(name: str) -> bool:
+    """RFC 3501 section 5.1: the name INBOX is case-insensitive; every other name is not."""
+    return name.upper() == INBOX
+
+
+def _folder_selection(names: list[str]) -> list[str]:
+    """INBOX (any case) is always synced: listing it is harmless and it is not kept; any other
+    name listed twice is refused (names compare exactly: `Projects` and `projects` are two
+    folders on most servers)."""
+    kept: list[str] = []
+    for name in names:
+        if is_inbox(name):
+            continue
+        if name in kept:
+            raise PydanticCustomError("duplicate_folder", "a folder is listed more than once")
+        kept.append(name)
+    return kept
+
+
+def _password(value: SecretStr) -> SecretStr:
+    # IMAP LOGIN sends the password as a quoted string, which cannot hold NUL, CR or LF
+    # (RFC 3501 section 9, QUOTED-CHAR); such a password could only break or inject a command.
+    if any(c in value.get_secret_value() for c in "\x00\r\n"):
+        raise PydanticCustomError("control_characters", "a password cannot contain NUL, CR or LF")
+    return value
+
+
+Host = Annotated[
+    str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9._-]+$", examples=["imap.example.com"])
+]
+Username = Annotated[SingleLine, Field(min_length=1, max_length=320)]
+Password = Annotated[SecretStr, Field(min_length=1, max_length=1024), AfterValidator(_password)]
+DisplayName = Annotated[HeaderText, Field(max_length=200)]
+FolderSelection = Annotated[
+    list[FolderName],
+    Field(
+        max_length=MAX_FOLDERS,
+        description=(
+            "Folders to sync besides INBOX and the Sent folder (found by SPECIAL-USE, RFC 6154); "
+            "INBOX or the Sent folder listed here is synced once, a name listed twice is refused"
+        ),
+    ),
+    AfterValidator(_folder_selection),
+]
 
 
 class ServerSettings(Model):
@@ -19,13 +73,11 @@ class ServerSettings(Model):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    host: str = Field(
-        min_length=1, max_length=253, pattern=r"^[A-Za-z0-9._-]+$", examples=["imap.example.com"]
-    )
+    host: Host
     port: int | None = Field(default=None, ge=1, le=65535)
     security: Security = Security.SSL
-    username: str = Field(min_length=1, max_length=320)
-    password: SecretStr = Field(min_length=1, max_length=1024)
+    username: Username
+    password: Password
 
 
 class PublicServerSettings(Model):
@@ -67,14 +119,65 @@ class AccountCreate(Model):
 
     provider: Literal["imap"]
     address: EmailStr
-    display_name: str | None = Field(default=None, max_length=200)
+    display_name: DisplayName | None = None
     imap: ServerSettings
     smtp: ServerSettings | None = None
-    folders: list[str] = Field(
-        default_factory=list,
-        max_length=50,
-        description="Folders to sync besides INBOX and the Sent folder (found by SPECIAL-USE)",
+    folders: FolderSelection = Field(default_factory=list)
+
+
+class ImapChange(Model):
+    """A new IMAP password (the server and the login name are what identify the account)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    password: Password
+
+
+class SmtpChange(Model):
+    """SMTP settings to change; fields left out keep their current value."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    host: Host | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Security | None = None
+    username: Username | None = None
+    password: Password | None = None
+
+
+class AccountPatch(Model):
+    """`PATCH /accounts/{id}`: fields left out stay as they are.
+
+    `display_name: null` clears the name and `smtp: null` removes the SMTP settings (the account
+    can no longer send). A new password or changed SMTP settings are tried with a login before
+    anything is saved. `version` (from `GET /accounts/{id}`) makes the change conditional.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"version": 3, "imap": {"password": "new-app-password"}},
+                {"display_name": "Alice Example", "folders": ["Projects", "Invoices"]},
+                {"smtp": {"host": "smtp.example.com", "port": 587, "security": "starttls"}},
+            ]
+        },
     )
+
+    version: int | None = Field(
+        default=None, ge=1, description="The version last read; 409 `version_conflict` if it changed since"
+    )
+    display_name: DisplayName | None = None
+    folders: FolderSelection | None = None
+    imap: ImapChange | None = None
+    smtp: SmtpChange | None = None
+
+    @model_validator(mode="after")
+    def _null_only_where_it_means_something(self) -> AccountPatch:
+        for name in ("folders", "imap", "version"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise PydanticCustomError("null_not_allowed", "this field cannot be null")
+        return self
 
 
 class SyncStage(StrEnum):
@@ -90,6 +193,14 @@ class SyncState(Model):
     last_success_at: datetime | None = None
     last_error: str | None = None
     last_error_at: datetime | None = None
+    queued_at: datetime | None = Field(
+        default=None,
+        description="When a sync was queued (connect, manual sync, poll) that has not started yet",
+    )
+
+    @field_serializer("queued_at", when_used="json-unless-none")
+    def _sortable(self, value: datetime) -> str:
+        return sortable_utc(value)
 
 
 class Account(Model):
@@ -121,12 +232,23 @@ class AccountOut(Model):
     folders: list[str]
     created_at: datetime
     sync: SyncState
+    version: int = Field(description="Pass it back in `PATCH` to change only what you read")
+
+
+class FolderPresence(StrEnum):
+    ACTIVE = "active"  # synced
+    MISSING = "missing"  # selected, but the server has no such folder (or it cannot be selected)
 
 
 class FolderState(Model):
     """Per-folder sync cursor and counts."""
 
     name: str
+    state: FolderPresence = FolderPresence.ACTIVE
+    reason: str | None = Field(
+        default=None,
+        description="Why a folder is missing: `folder_not_found` or `folder_not_selectable` (\\Noselect)",
+    )
     uidvalidity: int | None = None
     last_uid: int = Field(default=0, description="Highest UID stored; the cursor only moves forward")
     highestmodseq: int | None = None
@@ -142,4 +264,5 @@ class AccountStatus(Model):
     last_success_at: datetime | None
     last_error: str | None
     last_error_at: datetime | None
+    queued_at: datetime | None = Field(description="A sync is queued and has not started yet")
     folders: list[FolderState]

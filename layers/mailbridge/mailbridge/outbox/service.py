@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
-from mailbridge.accounts import Connector, imap_connect, imap_settings, load_secrets
+from mailbridge.accounts import Connector, imap_connect, imap_settings, load_secrets, smtp_settings
 from mailbridge.bus import EventPublisher
 from mailbridge.compose import (
     ComposedMessage,
@@ -299,20 +299,11 @@ class SendOutcome:
 
 
 def _smtp_settings(account: Account, deps: OutboxDeps) -> Any:
-    from mailbridge.providers.smtp import SmtpSettings
-
     if account.smtp is None:
         raise Invalid("the account has no SMTP credentials", code="account_cannot_send")
     secrets = load_secrets(deps.accounts, account)
-    server = account.smtp
-    return SmtpSettings(
-        host=server.host,
-        port=server.port,
-        security=server.security,
-        username=server.username,
-        password=SecretStr(secrets.get("smtp_password") or str(secrets["imap_password"])),
-        allow_insecure=deps.allow_private_hosts and server.security.value == "none",
-    )
+    password = secrets.get("smtp_password") or str(secrets["imap_password"])
+    return smtp_settings(account.smtp, password, allow_private=deps.allow_private_hosts)
 
 
 def fail(deps: OutboxDeps, message: OutboxMessage, exc: Exception) -> None:
@@ -358,7 +349,7 @@ def send_queued(message: OutboxMessage, deps: OutboxDeps) -> SendOutcome:
     )
     try:
         result = sender(_smtp_settings(account, deps), composed)
-    except ProviderError as exc:
+    except (ProviderError, Invalid) as exc:  # Invalid: host_not_allowed, never retryable
         if exc.retryable:
             deps.emails.transition(tenant, email_id, ("sending",), send_status="queued")
             raise
@@ -389,7 +380,7 @@ def _copy_to_sent(account: Account, raw: bytes, email_id: str, deps: OutboxDeps)
     """
     try:
         password = str(load_secrets(deps.accounts, account)["imap_password"])
-        settings = imap_settings(account.imap, password, allow_insecure=deps.allow_private_hosts)
+        settings = imap_settings(account.imap, password, allow_private=deps.allow_private_hosts)
         with deps.connect_imap(settings) as imap:
             sent = imap.sent_folder()
             if sent is None:
@@ -410,5 +401,5 @@ def _copy_to_sent(account: Account, raw: bytes, email_id: str, deps: OutboxDeps)
                 uid=uid, flags=("\\Seen",), internal_date=deps.now(), modseq=None, size=len(raw), raw=raw
             )
             ingest(mailbox, fetched, deps.emails, deps.blobs)
-    except ProviderError as exc:
+    except (ProviderError, Invalid) as exc:  # Invalid: the IMAP host is now refused by the guard
         logger.warning("sent copy not stored", extra={"code": exc.code, "email_id": email_id})

@@ -1,28 +1,40 @@
-"""Accounts table: connected mailboxes and their per-folder sync state.
+"""Accounts table: connected mailboxes, their per-folder sync state, and what keeps them unique.
 
-pk = TENANT#{tenant}, sk = ACCOUNT#{account_id}          the account (+ encrypted credentials)
-pk = TENANT#{tenant}, sk = FOLDER#{account_id}#{folder}  per-folder cursor and counts
+pk = TENANT#{tenant}, sk = ACCOUNT#{account_id}           the account (+ encrypted credentials)
+pk = TENANT#{tenant}, sk = FOLDER#{account_id}#{folder}   per-folder cursor, counts, presence
+pk = TENANT#{tenant}, sk = UNIQUE#ADDRESS#{address}       address lower-cased -> account_id
+pk = TENANT#{tenant}, sk = UNIQUE#LOGIN#{digest}          sha256 of (IMAP host lower-cased,
+                                                          username) -> account_id
 gsi1pk = POLL#{provider} on active accounts (sparse): what the poll schedule walks.
+
+The two UNIQUE items are written in the same transaction as the account, each on condition that
+it does not exist, and deleted in the same transaction as the account: one address, and one IMAP
+login, is one account per tenant, however many accounts there are and however many creates race.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from mailbridge.crypto import Envelope
 from mailbridge.errors import Conflict, NotFound
-from mailbridge.models.account import Account, FolderState, SyncState
-from mailbridge.store.base import DynamoRepository, is_condition_failure
+from mailbridge.models.account import Account, FolderState, SyncState, sortable_utc
+from mailbridge.store.base import DynamoRepository, Write, is_condition_failure
 from mailbridge.store.conditions import Key
-from mailbridge.store.keys import folder_key, tenant_pk
+from mailbridge.store.keys import digest, folder_key, tenant_pk
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 
 def _folder_state(item: dict[str, Any]) -> FolderState:
-    return FolderState.model_validate({**dict(item["state"]), "name": item["name"]})
+    return FolderState.model_validate({**dict(item.get("state") or {}), "name": item["name"]})
+
+
+def _account(item: dict[str, Any]) -> Account:
+    return Account.model_validate({**item["account"], "version": int(item["version"])})
 
 
 def account_sk(account_id: str) -> str:
@@ -33,19 +45,91 @@ def folder_sk(account_id: str, folder: str) -> str:
     return f"FOLDER#{account_id}#{folder_key(folder)}"
 
 
+def address_sk(address: str) -> str:
+    return f"UNIQUE#ADDRESS#{address.lower()}"
+
+
+def login_sk(host: str, username: str) -> str:
+    # Host names are case-insensitive (RFC 4343) and may end in the root's dot; user names are
+    # compared as the server would see them, exactly.
+    return f"UNIQUE#LOGIN#{digest(host.lower().rstrip('.') + chr(0) + username)}"
+
+
+def _unique_keys(account: Account) -> tuple[str, str]:
+    return address_sk(account.address), login_sk(account.imap.host, account.imap.username)
+
+
+def _address_taken() -> Conflict:
+    return Conflict(
+        "a mailbox with this address is already connected",
+        code="account_exists",
+        details={"field": "address"},
+    )
+
+
+def _login_taken() -> Conflict:
+    return Conflict(
+        "this IMAP login (server and user name) is already connected",
+        code="account_exists",
+        details={"field": "login"},
+    )
+
+
 class AccountStore(DynamoRepository):
     def __init__(self, table_name: str, table: Table | None = None) -> None:
         super().__init__(table_name, table)
 
     def create_account(self, account: Account, credentials: Envelope) -> None:
+        """Write the account with its uniqueness items, all or nothing.
+
+        Raises Conflict(account_exists, details.field = "address" | "login").
+        """
+        pk = tenant_pk(account.tenant_id)
         item = {
-            "pk": tenant_pk(account.tenant_id),
+            "pk": pk,
             "sk": account_sk(account.account_id),
             "account": account.model_dump(mode="json"),
             "credentials": credentials.model_dump(),
             "gsi1pk": f"POLL#{account.provider}",
+            "version": 1,
         }
-        self.create(item)
+        new = "attribute_not_exists(pk)"
+        by_address, by_login = _unique_keys(account)
+        self.transact(
+            [
+                Write(
+                    {"Put": {"Item": item, "ConditionExpression": new}},
+                    lambda: Conflict("the account exists", code="already_exists"),
+                ),
+                Write(
+                    {
+                        "Put": {
+                            "Item": {"pk": pk, "sk": by_address, "account_id": account.account_id},
+                            "ConditionExpression": new,
+                        }
+                    },
+                    _address_taken,
+                ),
+                Write(
+                    {
+                        "Put": {
+                            "Item": {"pk": pk, "sk": by_login, "account_id": account.account_id},
+                            "ConditionExpression": new,
+                        }
+                    },
+                    _login_taken,
+                ),
+            ]
+        )
+
+    def check_unique(self, tenant_id: str, address: str, host: str, username: str) -> None:
+        """Conflict(account_exists) when the address or the login is taken: an early answer before
+        logging in; `create_account` is what enforces it."""
+        pk = tenant_pk(tenant_id)
+        if self.get(pk, address_sk(address), consistent=True) is not None:
+            raise _address_taken()
+        if self.get(pk, login_sk(host, username), consistent=True) is not None:
+            raise _login_taken()
 
     def _item(self, tenant_id: str, account_id: str) -> dict[str, Any]:
         item = self.get(tenant_pk(tenant_id), account_sk(account_id), consistent=True)
@@ -54,8 +138,7 @@ class AccountStore(DynamoRepository):
         return item
 
     def get_account(self, tenant_id: str, account_id: str) -> Account:
-        item = self._item(tenant_id, account_id)
-        return Account.model_validate({**item["account"], "version": int(item["version"])})
+        return _account(self._item(tenant_id, account_id))
 
     def get_credentials(self, tenant_id: str, account_id: str) -> Envelope | None:
         raw = self._item(tenant_id, account_id).get("credentials")
@@ -70,25 +153,104 @@ class AccountStore(DynamoRepository):
             cursor=cursor,
             limit=limit,
         )
-        accounts = [Account.model_validate({**i["account"], "version": int(i["version"])}) for i in items]
-        return accounts, next_cursor
+        return [_account(i) for i in items], next_cursor
+
+    def update_account(
+        self,
+        account: Account,
+        *,
+        fields: Iterable[str],
+        expected_version: int,
+        credentials: Envelope | None = None,
+    ) -> Account:
+        """Write `fields` of `account` (and new credentials) if the stored version is still
+        `expected_version`; the version goes up by one. The sync state is not touched.
+
+        Raises NotFound(account_not_found) or Conflict(version_conflict).
+        """
+        values = account.model_dump(mode="json", include=set(fields))
+        names = {"#v": "version"} | ({"#a": "account"} if values else {})
+        expression_values: dict[str, Any] = {":expected": expected_version, ":one": 1}
+        sets = ["#v = #v + :one"]
+        for i, (field, value) in enumerate(values.items()):
+            names[f"#f{i}"] = field
+            expression_values[f":f{i}"] = value
+            sets.append(f"#a.#f{i} = :f{i}")
+        if credentials is not None:
+            expression_values[":c"] = credentials.model_dump()
+            sets.append("credentials = :c")
+        key = {"pk": tenant_pk(account.tenant_id), "sk": account_sk(account.account_id)}
+        try:
+            response = self.table.update_item(
+                Key=key,
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression="attribute_exists(pk) AND #v = :expected",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=expression_values,
+                ReturnValues="ALL_NEW",
+            )
+        except Exception as exc:
+            if not is_condition_failure(exc):
+                raise
+            self._item(account.tenant_id, account.account_id)  # NotFound when it is gone
+            raise Conflict("the account was changed by someone else", code="version_conflict") from exc
+        return _account(response["Attributes"])
 
     def set_sync_state(
         self, tenant_id: str, account_id: str, state: SyncState, *, pollable: bool = True
     ) -> None:
-        """Record the sync stage; an account whose credentials failed leaves the poll index."""
-        expression = "SET account.sync = :s" + ("" if pollable else " REMOVE gsi1pk")
+        """Record the sync stage; an account whose credentials failed leaves the poll index.
+
+        `queued_at` is left as it is: only `mark_sync_queued` and `clear_sync_queued` move it, so
+        a sync finishing never hides one queued meanwhile.
+        """
+        values = state.model_dump(mode="json", exclude={"queued_at"})
+        names = {"#a": "account", "#s": "sync"} | {f"#f{i}": field for i, field in enumerate(values)}
+        sets = [f"#a.#s.#f{i} = :f{i}" for i in range(len(values))]
+        expression = "SET " + ", ".join(sets) + ("" if pollable else " REMOVE gsi1pk")
         try:
             self.table.update_item(
                 Key={"pk": tenant_pk(tenant_id), "sk": account_sk(account_id)},
                 UpdateExpression=expression,
                 ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":s": state.model_dump(mode="json")},
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={f":f{i}": value for i, value in enumerate(values.values())},
             )
         except Exception as exc:
             if is_condition_failure(exc):
                 raise NotFound("no such account", code="account_not_found") from exc
             raise
+
+    def mark_sync_queued(self, tenant_id: str, account_id: str, at: datetime) -> bool:
+        """Show that a sync requested at `at` is queued; False when the account is gone."""
+        try:
+            self.table.update_item(
+                Key={"pk": tenant_pk(tenant_id), "sk": account_sk(account_id)},
+                UpdateExpression="SET #a.#s.#q = :q",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#a": "account", "#s": "sync", "#q": "queued_at"},
+                ExpressionAttributeValues={":q": sortable_utc(at)},
+            )
+        except Exception as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def clear_sync_queued(self, tenant_id: str, account_id: str, requested_at: datetime) -> None:
+        """A sync requested at `requested_at` started: clear `queued_at` unless a later request
+        was queued since (its time sorts after; times are stored fixed-width)."""
+        try:
+            self.table.update_item(
+                Key={"pk": tenant_pk(tenant_id), "sk": account_sk(account_id)},
+                UpdateExpression="SET #a.#s.#q = :null",
+                ConditionExpression="#a.#s.#q <= :r",
+                ExpressionAttributeNames={"#a": "account", "#s": "sync", "#q": "queued_at"},
+                ExpressionAttributeValues={":null": None, ":r": sortable_utc(requested_at)},
+            )
+        except Exception as exc:
+            if not is_condition_failure(exc):
+                raise
 
     def make_pollable(self, tenant_id: str, account_id: str, provider: str) -> None:
         self.table.update_item(
@@ -99,10 +261,48 @@ class AccountStore(DynamoRepository):
         )
 
     def delete_account(self, tenant_id: str, account_id: str) -> None:
-        self._item(tenant_id, account_id)
-        for state in self.folder_states(tenant_id, account_id):
-            self.delete(tenant_pk(tenant_id), folder_sk(account_id, state.name))
-        self.delete(tenant_pk(tenant_id), account_sk(account_id))
+        """Delete the account, its credentials and its uniqueness items in one transaction, then
+        its folder states. Raises NotFound(account_not_found)."""
+        pk = tenant_pk(tenant_id)
+        account = self.get_account(tenant_id, account_id)
+
+        def gone() -> NotFound:
+            return NotFound("no such account", code="account_not_found")
+
+        writes = [
+            Write(
+                {
+                    "Delete": {
+                        "Key": {"pk": pk, "sk": account_sk(account_id)},
+                        "ConditionExpression": "attribute_exists(pk)",
+                    }
+                },
+                gone,
+            )
+        ]
+        for sk in _unique_keys(account):
+            held = self.get(pk, sk, consistent=True)
+            if held is not None and held.get("account_id") == account_id:  # never another's
+                writes.append(
+                    Write(
+                        {
+                            "Delete": {
+                                "Key": {"pk": pk, "sk": sk},
+                                "ConditionExpression": "account_id = :me",
+                                "ExpressionAttributeValues": {":me": account_id},
+                            }
+                        },
+                        lambda: Conflict("a concurrent change got there first; try again", code="conflict"),
+                    )
+                )
+        self.transact(writes)
+        self.delete_folder_states(
+            tenant_id, account_id, [s.name for s in self.folder_states(tenant_id, account_id)]
+        )
+
+    def delete_folder_states(self, tenant_id: str, account_id: str, folders: Iterable[str]) -> None:
+        for folder in folders:
+            self.delete(tenant_pk(tenant_id), folder_sk(account_id, folder))
 
     def pollable(self, provider: str) -> Iterator[tuple[str, str]]:
         """(tenant_id, account_id) of every active account of a provider."""

@@ -6,11 +6,12 @@ helpers; a lost condition always surfaces as `Conflict`, never as a botocore err
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mailbridge import aws
-from mailbridge.errors import Conflict, Invalid
+from mailbridge.errors import Conflict, Invalid, MailbridgeError
 from mailbridge.store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_cursor, encode_cursor
 
 if TYPE_CHECKING:
@@ -29,6 +30,15 @@ def is_condition_failure(exc: Exception) -> bool:
         return False
     code = response.get("Error", {}).get("Code")
     return code in {"ConditionalCheckFailedException", "TransactionCanceledException"}
+
+
+@dataclass(frozen=True)
+class Write:
+    """One action of a transaction (`{"Put": {...}}`, `{"Delete": {...}}`, `{"Update": {...}}`,
+    without the table name) and the error to raise when its condition is what failed."""
+
+    op: dict[str, Any]
+    error: Callable[[], MailbridgeError]
 
 
 class DynamoRepository:
@@ -105,6 +115,28 @@ class DynamoRepository:
 
     def delete(self, pk: str, sk: str) -> None:
         self.table.delete_item(Key={"pk": pk, "sk": sk})
+
+    def transact(self, writes: Sequence[Write]) -> None:
+        """All of `writes` in one TransactWriteItems on this table, or none.
+
+        When a condition fails, the first write whose condition failed names the error
+        (DynamoDB's CancellationReasons are in the order of the actions); a transaction lost to
+        a concurrent one is `Conflict(conflict)`.
+        """
+        items: list[Any] = []
+        for write in writes:
+            ((action, body),) = write.op.items()
+            items.append({action: {**body, "TableName": self.table_name}})
+        try:
+            self.table.meta.client.transact_write_items(TransactItems=items)
+        except Exception as exc:
+            if not is_condition_failure(exc):
+                raise
+            reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
+            for write, reason in zip(writes, reasons, strict=False):
+                if reason.get("Code") == "ConditionalCheckFailed":
+                    raise write.error() from exc
+            raise Conflict("a concurrent change got there first; try again", code="conflict") from exc
 
     def query_page(
         self,

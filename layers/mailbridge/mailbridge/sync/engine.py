@@ -1,6 +1,7 @@
 """Incremental, resumable IMAP sync of one account.
 
-Per folder (INBOX, the SPECIAL-USE Sent folder, and the user's selection):
+Per folder (INBOX, the SPECIAL-USE Sent folder, and the user's selection; a selected folder the
+server does not have is recorded as `missing` with its reason and the others carry on):
   1. STATUS; a changed UIDVALIDITY drops the old generation's locations and restarts the folder
      (emails are keyed by Message-ID, so re-fetching duplicates nothing);
   2. flag changes and expunges of what is already stored: CHANGEDSINCE/VANISHED when the server
@@ -18,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from mailbridge.bus import DomainEvent, EventPublisher
-from mailbridge.models.account import Account, FolderState
+from mailbridge.errors import ProviderError
+from mailbridge.models.account import Account, FolderPresence, FolderState, is_inbox
 from mailbridge.observability import logger
 from mailbridge.providers.imap.models import FetchBatch, FlagChanges
 from mailbridge.providers.imap.protocol import MailFolderSource
@@ -79,28 +81,68 @@ class SyncDeps:
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
-def folders_to_sync(source: MailFolderSource, account: Account) -> list[tuple[str, bool]]:
-    """(folder, is_sent) in sync order; selected folders that vanished are skipped, not fatal."""
-    available = {f.name: f for f in source.list_folders() if f.selectable}
+FOLDER_NOT_FOUND = "folder_not_found"
+FOLDER_NOT_SELECTABLE = "folder_not_selectable"
+
+
+@dataclass
+class FolderPlan:
+    wanted: list[tuple[str, bool]]  # (folder, is_sent) in sync order
+    missing: dict[str, str]  # selected folder -> why it cannot be synced
+
+
+def plan_folders(source: MailFolderSource, account: Account) -> FolderPlan:
+    """INBOX, the Sent folder, then the user's selection; INBOX (any case, RFC 3501 section 5.1)
+    or the Sent folder selected again is synced once. A selected folder the server does not list
+    is `folder_not_found`, one it lists as \\Noselect is `folder_not_selectable`."""
+    listed = {f.name: f for f in source.list_folders()}
     wanted: list[tuple[str, bool]] = [(INBOX, False)]
     sent = source.sent_folder()
     if sent is not None and sent.name != INBOX:
         wanted.append((sent.name, True))
+    missing: dict[str, str] = {}
     for name in account.folders:
-        if name in available and all(name != w for w, _ in wanted):
+        if is_inbox(name) or any(name == w for w, _ in wanted):
+            continue
+        folder = listed.get(name)
+        if folder is None:
+            missing[name] = FOLDER_NOT_FOUND
+        elif not folder.selectable:
+            missing[name] = FOLDER_NOT_SELECTABLE
+        else:
             wanted.append((name, False))
-    return wanted
+    return FolderPlan(wanted, missing)
 
 
 def sync_account(source: MailFolderSource, account: Account, deps: SyncDeps, budget: Budget) -> SyncReport:
     report = SyncReport()
-    for name, is_sent in folders_to_sync(source, account):
+    plan = plan_folders(source, account)
+    for name, reason in plan.missing.items():
+        mark_missing(account, name, reason, deps)
+    for name, is_sent in plan.wanted:
         if budget.exhausted():
             report.folders.append(FolderReport(name=name, complete=False))
             continue
         mailbox = Mailbox(account.tenant_id, account.account_id, account.address, name, 0, is_sent)
-        report.folders.append(sync_folder(source, mailbox, deps, budget))
+        try:
+            report.folders.append(sync_folder(source, mailbox, deps, budget))
+        except ProviderError as exc:
+            if exc.code != FOLDER_NOT_FOUND or name == INBOX:
+                raise
+            # Deleted on the server since the LIST: the other folders carry on.
+            mark_missing(account, name, FOLDER_NOT_FOUND, deps)
+            report.folders.append(FolderReport(name=name))
     return report
+
+
+def mark_missing(account: Account, name: str, reason: str, deps: SyncDeps) -> None:
+    """Show in the account status that a selected folder is not synced, and why (its cursor and
+    counts stay: if the folder comes back with the same UIDVALIDITY, the sync resumes)."""
+    state = deps.accounts.folder_state(account.tenant_id, account.account_id, name)
+    if state.state is FolderPresence.MISSING and state.reason == reason:
+        return
+    missing = state.model_copy(update={"state": FolderPresence.MISSING, "reason": reason})
+    deps.accounts.save_folder_state(account.tenant_id, account.account_id, missing)
 
 
 def sync_folder(source: MailFolderSource, mailbox: Mailbox, deps: SyncDeps, budget: Budget) -> FolderReport:
@@ -108,7 +150,7 @@ def sync_folder(source: MailFolderSource, mailbox: Mailbox, deps: SyncDeps, budg
     report = FolderReport(name=name)
     status = source.folder_status(name)
     previous = deps.accounts.folder_state(tenant, account_id, name)
-    state = previous.model_copy()
+    state = previous.model_copy(update={"state": FolderPresence.ACTIVE, "reason": None})
 
     if previous.uidvalidity is not None and previous.uidvalidity != status.uidvalidity:
         logger.info(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mailbridge.accounts import Connector, imap_connect, imap_settings, load_secrets
-from mailbridge.errors import NotFound, ProviderAuthError, ProviderError
+from mailbridge.errors import Invalid, MailbridgeError, NotFound, ProviderAuthError, ProviderError
 from mailbridge.models.account import Account, SyncStage, SyncState
 from mailbridge.observability import logger
 from mailbridge.queues import SyncQueue
@@ -56,7 +56,7 @@ def _state(account: Account, deps: SyncServiceDeps, **changes: object) -> SyncSt
     return state
 
 
-def _failed(account: Account, deps: SyncServiceDeps, exc: ProviderError) -> None:
+def _failed(account: Account, deps: SyncServiceDeps, exc: MailbridgeError) -> None:
     _state(
         account,
         deps,
@@ -73,19 +73,28 @@ def run_sync(request: SyncRequest, deps: SyncServiceDeps, budget: Budget) -> Syn
     except NotFound:
         logger.info("sync for a removed account dropped")
         return None
+    accounts = deps.sync.accounts
     if account.sync.reason == "auth_failed" and request.reason == "poll":
+        accounts.clear_sync_queued(account.tenant_id, account.account_id, request.requested_at)
         return None  # waits for the user; polling would only hammer the server with bad logins
 
     _state(account, deps, stage=SyncStage.SYNCING)
+    accounts.clear_sync_queued(account.tenant_id, account.account_id, request.requested_at)
     now = deps.sync.now
     for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
         try:
             settings = imap_settings(
-                account.imap, _password(account, deps), allow_insecure=deps.allow_private_hosts
+                account.imap, _password(account, deps), allow_private=deps.allow_private_hosts
             )
             with deps.connect(settings) as source:
                 report = sync_account(source, account, deps.sync, budget)
             break
+        except Invalid as exc:
+            # The host now resolves to an address the guard refuses (host_not_allowed): no login
+            # was attempted. Failed until the DNS or the settings change; polls try again.
+            _failed(account, deps, exc)
+            logger.warning("sync refused", extra={"code": exc.code})
+            return None
         except ProviderAuthError as exc:
             # Stop here: no retry, no polling, until the user asks for a sync again.
             _failed(account, deps, exc)
@@ -118,7 +127,10 @@ def poll_all(message: PollAll, deps: SyncServiceDeps) -> int:
     window = int(datetime.now(UTC).timestamp()) // POLL_WINDOW_SECONDS
     requests, ids = [], []
     for tenant_id, account_id in deps.sync.accounts.pollable(message.provider):
-        requests.append(SyncRequest(tenant_id=tenant_id, account_id=account_id, reason="poll"))
+        request = SyncRequest(tenant_id=tenant_id, account_id=account_id, reason="poll")
+        if not deps.sync.accounts.mark_sync_queued(tenant_id, account_id, request.requested_at):
+            continue  # removed since the index was read
+        requests.append(request)
         ids.append(f"poll-{tenant_id}-{account_id}-{window}"[:128])
     if requests:
         deps.queue.send_many(requests, ids)
@@ -144,12 +156,15 @@ def push_flags(message: PushFlags, deps: SyncServiceDeps) -> None:
         return
     add = [Flag(f) for f in message.add]
     remove = [Flag(f) for f in message.remove]
-    settings = imap_settings(account.imap, _password(account, deps), allow_insecure=deps.allow_private_hosts)
-    with deps.connect(settings) as source:
-        for loc in locations:
-            source.set_flags(str(loc["folder"]), int(loc["uid"]), add=add, remove=remove)
-            flags = (set(loc.get("flags") or []) | set(message.add)) - set(message.remove)
-            deps.sync.emails.set_location_flags(message.tenant_id, str(loc["sk"]), sorted(flags), None)
+    settings = imap_settings(account.imap, _password(account, deps), allow_private=deps.allow_private_hosts)
+    try:
+        with deps.connect(settings) as source:
+            for loc in locations:
+                source.set_flags(str(loc["folder"]), int(loc["uid"]), add=add, remove=remove)
+                flags = (set(loc.get("flags") or []) | set(message.add)) - set(message.remove)
+                deps.sync.emails.set_location_flags(message.tenant_id, str(loc["sk"]), sorted(flags), None)
+    except Invalid as exc:  # host_not_allowed: retrying cannot help; the next sync reports it
+        logger.warning("flag push dropped", extra={"code": exc.code})
 
 
 def purge_account(message: PurgeAccount, deps: SyncServiceDeps) -> int:

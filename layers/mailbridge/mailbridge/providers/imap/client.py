@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import imaplib
 import logging
 import re
+import socket
 import ssl
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Self
 
@@ -28,6 +30,7 @@ from mailbridge.providers.imap.models import (
 )
 from mailbridge.providers.imap.protocol import MailFolderSource
 from mailbridge.providers.imap.settings import ImapSettings, Security
+from mailbridge.providers.netguard import Deadline, open_connection
 
 logger = logging.getLogger(__name__)
 # IMAPClient logs every protocol line (message bodies included) and the user name at DEBUG.
@@ -53,24 +56,84 @@ def build_ssl_context(settings: ImapSettings) -> ssl.SSLContext:
     return context
 
 
-def connect(settings: ImapSettings) -> ImapConnection:
-    """Connect, secure the channel as configured, LOGIN, and return the session.
+class _CheckedIMAP4(imaplib.IMAP4):
+    """imaplib over the socket `open_socket` returns (TLS-wrapped when `tls` is given).
 
-    Raises ProviderAuthError(auth_failed), ProviderUnreachable(unreachable | tls_failed |
-    timeout | connection_lost) or ProviderError.
+    imaplib would resolve the host name again in `_create_socket`; this connects to an address
+    `netguard` checked instead, and TLS still verifies the certificate against the host name.
     """
-    host, port = settings.host, settings.effective_port
-    stage = Stage.CONNECT
-    client: Any = None
-    try:
-        context = build_ssl_context(settings)
-        client = imapclient.IMAPClient(
-            host,
-            port=port,
+
+    def __init__(
+        self, host: str, port: int, open_socket: Callable[[], socket.socket], tls: ssl.SSLContext | None
+    ) -> None:
+        self._open_socket = open_socket
+        self._tls = tls
+        super().__init__(host, port)
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:  # noqa: ARG002 - in the settings
+        sock = self._open_socket()
+        if self._tls is None:
+            return sock
+        try:
+            return self._tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+
+
+class _CheckedIMAPClient(imapclient.IMAPClient):  # type: ignore[misc]  # IMAPClient is untyped
+    """IMAPClient whose imaplib connection is a `_CheckedIMAP4`."""
+
+    def __init__(self, settings: ImapSettings, context: ssl.SSLContext, deadline: Deadline) -> None:
+        self._settings = settings
+        self._deadline = deadline
+        super().__init__(
+            settings.host,
+            port=settings.effective_port,
             ssl=settings.security is Security.SSL,
             ssl_context=context,
             timeout=settings.timeout_seconds,
         )
+
+    def _create_IMAP4(self) -> imaplib.IMAP4:  # noqa: N802 - IMAPClient's hook name
+        settings = self._settings
+
+        def open_socket() -> socket.socket:
+            return open_connection(
+                settings.host,
+                settings.effective_port,
+                allow_private=settings.allow_private,
+                timeout=settings.timeout_seconds,
+                deadline=self._deadline,
+            )
+
+        return _CheckedIMAP4(self.host, self.port, open_socket, self.ssl_context if self.ssl else None)
+
+
+def _deadline_error(host: str, port: int, stage: Stage) -> ProviderUnreachable:
+    return ProviderUnreachable(
+        f"IMAP server {host}:{port}: no complete answer within the time allowed",
+        code=Code.TIMEOUT,
+        details={"host": host, "port": port, "stage": stage.value, "cause": "deadline"},
+    )
+
+
+def connect(settings: ImapSettings) -> ImapConnection:
+    """Connect, secure the channel as configured, LOGIN, and return the session.
+
+    The host is resolved once and every address checked (`netguard`); the connection goes to a
+    checked address. With `settings.deadline`, the session is cut off when it passes.
+
+    Raises ProviderAuthError(auth_failed), ProviderUnreachable(unreachable | tls_failed |
+    timeout | connection_lost), HostNotAllowed (host_not_allowed) or ProviderError.
+    """
+    host, port = settings.host, settings.effective_port
+    stage = Stage.CONNECT
+    client: Any = None
+    deadline = Deadline(settings.deadline)
+    try:
+        context = build_ssl_context(settings)
+        client = _CheckedIMAPClient(settings, context, deadline)
         client.normalise_times = False  # keep INTERNALDATE timezone-aware
         if settings.security is Security.STARTTLS:
             client.starttls(context)
@@ -79,14 +142,26 @@ def connect(settings: ImapSettings) -> ImapConnection:
     except (OSError, imapclient.exceptions.IMAPClientError) as exc:
         if client is not None:
             _shutdown_quietly(client)
-        error = map_exception(exc, stage=stage, host=host, port=port)
+        deadline.close()
+        error = (
+            _deadline_error(host, port, stage)
+            if deadline.fired
+            else map_exception(exc, stage=stage, host=host, port=port)
+        )
         logger.warning(
             "imap connect failed",
             extra={"host": host, "port": port, "stage": stage.value, "code": error.code},
         )
         raise error from None
+    except BaseException:
+        deadline.close()
+        raise
     logger.debug("imap connected", extra={"host": host, "port": port, "security": settings.security.value})
-    return ImapConnection(client, host=host, port=port)
+    try:
+        return ImapConnection(client, host=host, port=port, deadline=deadline)
+    except BaseException:
+        deadline.close()
+        raise
 
 
 def _shutdown_quietly(client: Any) -> None:
@@ -124,10 +199,11 @@ class ImapConnection:
     Not thread-safe. After a `ProviderUnreachable` the session is closed: connect again.
     """
 
-    def __init__(self, client: Any, *, host: str, port: int) -> None:
+    def __init__(self, client: Any, *, host: str, port: int, deadline: Deadline | None = None) -> None:
         self._client = client
         self._host = host
         self._port = port
+        self._deadline = deadline or Deadline(None)
         self._closed = False
         self._selected: str | None = None
         self._qresync = False
@@ -149,7 +225,11 @@ class ImapConnection:
         try:
             yield
         except (OSError, imapclient.exceptions.IMAPClientError) as exc:
-            error = map_exception(exc, stage=Stage.SESSION, host=self._host, port=self._port)
+            error = (
+                _deadline_error(self._host, self._port, Stage.SESSION)
+                if self._deadline.fired
+                else map_exception(exc, stage=Stage.SESSION, host=self._host, port=self._port)
+            )
             if isinstance(error, ProviderUnreachable):
                 self._closed = True
                 _shutdown_quietly(self._client)
@@ -391,12 +471,15 @@ class ImapConnection:
 
     def logout(self) -> None:
         if self._closed:
+            self._deadline.close()
             return
         self._closed = True
         try:
             self._client.logout()
         except (OSError, imapclient.exceptions.IMAPClientError):
             _shutdown_quietly(self._client)
+        finally:
+            self._deadline.close()
 
     def __enter__(self) -> Self:
         return self

@@ -25,6 +25,12 @@ class ImapSettings(Model):
     TLS certificates are verified against the system trust store, or `ca_bundle` when given.
     `allow_insecure` switches verification off and is also required for `security="none"`,
     so a plain-text password can never be sent by accident.
+
+    `allow_private` lets the host resolve to private, loopback or link-local addresses (local
+    development only; see `mailbridge.providers.netguard`). `timeout_seconds` bounds each socket
+    operation; `deadline`, a `time.monotonic()` instant, bounds the whole session (connect,
+    TLS, greeting, LOGIN and every command after): an API request passes one so a slow or
+    trickling server is cut off with `timeout` well inside the function's own timeout.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
@@ -37,6 +43,8 @@ class ImapSettings(Model):
     timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     ca_bundle: Path | None = None
     allow_insecure: bool = False
+    allow_private: bool = False
+    deadline: float | None = None
 
     @model_validator(mode="after")
     def _plain_text_needs_opt_in(self) -> ImapSettings:

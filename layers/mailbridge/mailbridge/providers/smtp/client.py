@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import smtplib
+import socket
 import ssl
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from mailbridge.compose.models import ComposedMessage
-from mailbridge.errors import ProviderError
+from mailbridge.errors import ProviderError, ProviderUnreachable
 from mailbridge.observability import redact_address
 from mailbridge.providers.imap.settings import Security
+from mailbridge.providers.netguard import Deadline, open_connection
 from mailbridge.providers.smtp.errors import (
     Code,
     SmtpRejectedError,
@@ -27,6 +30,7 @@ from mailbridge.providers.smtp.settings import SmtpSettings
 
 logger = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
 _ACCEPTED_RCPT = (250, 251)
 _HEADER_END = b"\r\n\r\n"
 
@@ -70,13 +74,74 @@ def build_ssl_context(settings: SmtpSettings) -> ssl.SSLContext:
     return context
 
 
-def _open(settings: SmtpSettings, context: ssl.SSLContext) -> SmtpClient:
-    host, port = settings.host, settings.effective_port
-    if settings.security is Security.SSL:
-        return smtplib.SMTP_SSL(
-            host, port, local_hostname=settings.helo_name, timeout=settings.timeout_seconds, context=context
+class _CheckedSMTP(smtplib.SMTP):
+    """smtplib over a socket `netguard` opened to a checked address (smtplib would resolve the
+    host name again in `_get_socket`). STARTTLS verifies the certificate against the host name."""
+
+    def __init__(self, settings: SmtpSettings, open_socket: Callable[[], socket.socket]) -> None:
+        self._open_socket = open_socket
+        super().__init__(
+            settings.host,
+            settings.effective_port,
+            local_hostname=settings.helo_name,
+            timeout=settings.timeout_seconds,
         )
-    return smtplib.SMTP(host, port, local_hostname=settings.helo_name, timeout=settings.timeout_seconds)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:  # noqa: ARG002
+        # host, port and timeout are what the settings gave `open_socket` already.
+        return self._open_socket()
+
+
+class _CheckedSMTPSSL(smtplib.SMTP_SSL):
+    """The same with implicit TLS: the checked socket is wrapped with `server_hostname=host`."""
+
+    def __init__(
+        self, settings: SmtpSettings, context: ssl.SSLContext, open_socket: Callable[[], socket.socket]
+    ) -> None:
+        self._open_socket = open_socket
+        super().__init__(
+            settings.host,
+            settings.effective_port,
+            local_hostname=settings.helo_name,
+            timeout=settings.timeout_seconds,
+            context=context,
+        )
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:  # noqa: ARG002
+        sock = self._open_socket()
+        try:
+            return self.context.wrap_socket(sock, server_hostname=self._host)  # type: ignore[attr-defined]
+        except BaseException:
+            sock.close()
+            raise
+
+
+def _open(settings: SmtpSettings, context: ssl.SSLContext, *, deadline: Deadline) -> SmtpClient:
+    def open_socket() -> socket.socket:
+        return open_connection(
+            settings.host,
+            settings.effective_port,
+            allow_private=settings.allow_private,
+            timeout=settings.timeout_seconds,
+            deadline=deadline,
+        )
+
+    if settings.security is Security.SSL:
+        return _CheckedSMTPSSL(settings, context, open_socket)
+    return _CheckedSMTP(settings, open_socket)
+
+
+def _deadline_error(attempt: _Send) -> ProviderUnreachable:
+    return ProviderUnreachable(
+        f"SMTP server {attempt.host}:{attempt.port}: no complete answer within the time allowed",
+        code=Code.TIMEOUT,
+        details={
+            "host": attempt.host,
+            "port": attempt.port,
+            "stage": attempt.stage.value,
+            "cause": "deadline",
+        },
+    )
 
 
 def _needs_smtputf8(composed: ComposedMessage) -> bool:
@@ -173,6 +238,48 @@ def _close_quietly(client: SmtpClient) -> None:
         client.close()
 
 
+def _exchange(
+    settings: SmtpSettings,
+    connector: Connector | None,
+    work: Callable[[_Send, SmtpClient], _T],
+    *,
+    what: str,
+) -> _T:
+    """Open (connect, EHLO, STARTTLS, AUTH), run `work`, QUIT; failures become typed errors."""
+    attempt = _Send(settings)
+    client: SmtpClient | None = None
+    with Deadline(settings.deadline) as deadline:
+        try:
+            client = attempt.open(connector or functools.partial(_open, deadline=deadline))
+            result = work(attempt, client)
+        except (OSError, ProviderError) as exc:  # smtplib and ssl errors are OSErrors
+            if client is not None:
+                _close_quietly(client)
+            error: ProviderError
+            if deadline.fired and isinstance(exc, OSError):
+                error = _deadline_error(attempt)
+            else:
+                error = map_exception(exc, stage=attempt.stage, host=attempt.host, port=attempt.port)
+            logger.warning(
+                f"smtp {what} failed",
+                extra={
+                    "host": attempt.host,
+                    "port": attempt.port,
+                    "stage": attempt.stage.value,
+                    "code": error.code,
+                    "smtp_code": (error.details or {}).get("smtp_code"),
+                },
+            )
+            raise error from None
+        except BaseException:
+            if client is not None:
+                _close_quietly(client)
+            raise
+        with contextlib.suppress(Exception):
+            client.quit()
+    return result
+
+
 def send(
     settings: SmtpSettings, composed: ComposedMessage, *, connector: Connector | None = None
 ) -> SendResult:
@@ -182,43 +289,30 @@ def send(
     refusal is not an error). Raises ProviderAuthError (auth_failed, auth_unsupported),
     ProviderUnreachable (unreachable, tls_failed, timeout, connection_lost), SmtpTransientError
     (smtp_transient, retryable), SmtpRejectedError (smtp_rejected, smtputf8_unsupported,
-    8bitmime_unsupported) or ProviderError (protocol_error). After connection_lost or a timeout
-    during DATA the message may have been delivered: resend with the same Message-ID.
+    8bitmime_unsupported), ProviderError (protocol_error) or HostNotAllowed (the host resolves
+    to a private address; see `netguard`). After connection_lost or a timeout during DATA the
+    message may have been delivered: resend with the same Message-ID.
     """
-    attempt = _Send(settings)
-    client: SmtpClient | None = None
-    try:
-        client = attempt.open(connector or _open)
-        result = attempt.transact(client, composed)
-    except (OSError, ProviderError) as exc:  # smtplib and ssl errors are OSErrors
-        if client is not None:
-            _close_quietly(client)
-        error = map_exception(exc, stage=attempt.stage, host=attempt.host, port=attempt.port)
-        logger.warning(
-            "smtp send failed",
-            extra={
-                "host": attempt.host,
-                "port": attempt.port,
-                "stage": attempt.stage.value,
-                "code": error.code,
-                "smtp_code": (error.details or {}).get("smtp_code"),
-            },
-        )
-        raise error from None
-    except BaseException:
-        if client is not None:
-            _close_quietly(client)
-        raise
-    with contextlib.suppress(Exception):
-        client.quit()
+    result = _exchange(
+        settings, connector, lambda attempt, client: attempt.transact(client, composed), what="send"
+    )
     logger.info(
         "smtp sent",
         extra={
-            "host": attempt.host,
-            "port": attempt.port,
+            "host": settings.host,
+            "port": settings.effective_port,
             "sender": redact_address(composed.envelope_from),
             "accepted": len(result.accepted),
             "refused": len(result.refused),
         },
     )
     return result
+
+
+def check_login(settings: SmtpSettings, *, connector: Connector | None = None) -> None:
+    """Connect, secure the channel, AUTH (when credentials are set) and QUIT, sending nothing.
+
+    What connecting an account uses to prove the submission settings work before saving them.
+    Raises what `send` raises up to the AUTH stage.
+    """
+    _exchange(settings, connector, lambda _attempt, _client: None, what="login check")

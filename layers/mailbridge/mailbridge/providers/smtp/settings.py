@@ -20,6 +20,8 @@ class SmtpSettings(Model):
     a password or a message can never travel in clear text by accident. `username` and
     `password` come together or not at all (a relay that trusts the network needs no AUTH).
     `helo_name` is what EHLO announces (the default avoids a reverse DNS lookup per send).
+    `allow_private` and `deadline` work as in `ImapSettings`: private addresses only for local
+    development, and a `time.monotonic()` instant by which the whole exchange must end.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
@@ -32,6 +34,8 @@ class SmtpSettings(Model):
     timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     ca_bundle: Path | None = None
     allow_insecure: bool = False
+    allow_private: bool = False
+    deadline: float | None = None
     helo_name: str = Field(
         default="localhost", min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.\[\]:-]+$"
     )

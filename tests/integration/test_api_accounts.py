@@ -1,0 +1,442 @@
+"""Accounts through the API on moto, without a mail server: what the boundary refuses, the login
+deadline, the private-host guard on every connection, and uniqueness kept by the store.
+
+Where a login must succeed, the account's login check is a stand-in (`LoggedIn`); where the
+behaviour is about connections, real loopback servers and a scripted resolver are used
+(tests/integration/stub_servers.py).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from mailbridge import accounts, crypto
+from mailbridge.api import deps
+from mailbridge.config import get_settings
+from mailbridge.errors import Conflict
+from mailbridge.models.account import Account, AccountCreate, PublicServerSettings, SyncState
+from mailbridge.outbox.wiring import outbox_deps
+from mailbridge.providers.imap.settings import ImapSettings, Security
+from mailbridge.providers.smtp.models import SendResult
+from mailbridge.store.accounts import AccountStore
+from mailbridge.sync.wiring import service_deps
+from mailbridge.tenancy import Role, TenantContext
+from tests.fixtures.aws import FakeLambdaContext, Stack
+from tests.integration.queue_harness import QueueConsumer
+from tests.integration.stub_servers import PUBLIC_ADDRESS, Canary, Rebinding, StallingServer
+from tests.integration.sync_harness import TENANT, call_api
+
+Invoke = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class LoggedIn:
+    """What a successful login check returns (a session without a Sent folder)."""
+
+    def sent_folder(self) -> None:
+        return None
+
+    def __enter__(self) -> LoggedIn:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def logged_in(settings: ImapSettings) -> Any:
+    return LoggedIn()
+
+
+def new_account(address: str = "alice@example.com", **imap: Any) -> dict[str, Any]:
+    return {
+        "provider": "imap",
+        "address": address,
+        "imap": {
+            "host": "imap.example.com",
+            "port": 993,
+            "security": "ssl",
+            "username": address,
+            "password": "app-password",
+        }
+        | imap,
+    }
+
+
+def account_items(stack: Stack, prefix: str = "ACCOUNT#") -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = stack.table("AccountsTable").scan()["Items"]
+    return [i for i in items if str(i["sk"]).startswith(prefix)]
+
+
+def seed_account(
+    *,
+    host: str,
+    port: int,
+    address: str = "alice@example.com",
+    smtp_host: str | None = None,
+    account_id: str | None = None,
+) -> Account:
+    """An account as an earlier create left it (its host resolved to a public address then)."""
+    account_id = account_id or "acc_" + uuid.uuid4().hex[:20]
+    server: dict[str, Any] = {"port": port, "security": Security.SSL, "username": address}
+    account = Account(
+        account_id=account_id,
+        tenant_id=TENANT,
+        provider="imap",
+        address=address,
+        imap=PublicServerSettings(host=host, **server),
+        smtp=PublicServerSettings(host=smtp_host, **server) if smtp_host else None,
+        created_at=datetime.now(UTC),
+        created_by="seed",
+        sync=SyncState(),
+    )
+    secrets = {"imap_password": "app-password", "smtp_password": "app-password" if smtp_host else None}
+    envelope = crypto.encrypt(
+        json.dumps(secrets).encode(),
+        accounts.credentials_context(TENANT, account_id),
+        key_id=get_settings().data_key_id,
+    )
+    AccountStore(get_settings().tables.accounts).create_account(account, envelope)
+    return account
+
+
+@pytest.fixture
+def canary() -> Iterator[Canary]:
+    server = Canary()
+    yield server
+    server.close()
+
+
+# ------------------------------------------------------------------------------ the boundary
+
+
+@pytest.mark.parametrize(
+    ("change", "error_type"),
+    [
+        ({"display_name": "Alice\r\nBcc: x@evil.example"}, "control_characters"),
+        ({"display_name": "=?utf-8?b?SGkNCkJjYzogeEBldmlsLmV4YW1wbGU=?="}, "header_injection"),
+        ({"folders": ["Pro\r\njects"]}, "control_characters"),
+        ({"folders": ["Pro\x00jects"]}, "control_characters"),
+        ({"folders": [""]}, "string_too_short"),
+        ({"folders": ["x" * 5000]}, "string_too_long"),
+        ({"folders": ["Projects", "Projects"]}, "duplicate_folder"),
+        ({"imap": {"username": "alice\r\nA1 DELETE INBOX"}}, "control_characters"),
+        ({"imap": {"password": "pw\r\nA1 DELETE INBOX"}}, "control_characters"),
+        ({"imap": {"host": "imap.exa\nmple.com"}}, "string_pattern_mismatch"),
+    ],
+)
+def test_values_that_would_break_sending_or_syncing_are_refused_and_nothing_is_stored(
+    stack: Stack, invoke_api: Invoke, change: dict[str, Any], error_type: str
+) -> None:
+    # Given a request to connect a mailbox with one bad value
+    body = new_account()
+    body["imap"] |= change.pop("imap", {})
+    body |= change
+    # When it is sent
+    status, answer = call_api(invoke_api, "create-account.json", body=body)
+    # Then it is a 422 naming the rule, without echoing the value, and nothing is stored
+    assert status == 422, answer
+    assert answer["error"]["code"] == "validation_error"
+    assert error_type in {d["type"] for d in answer["error"]["details"]}
+    assert "evil" not in json.dumps(answer)
+    assert "DELETE" not in json.dumps(answer)
+    assert account_items(stack, "") == []
+
+
+# ------------------------------------------------------------------------------ the deadline
+
+
+@pytest.mark.parametrize("mode", ["silent", "trickle"])
+def test_connecting_to_a_server_that_stalls_answers_timeout_within_the_request(
+    stack: Stack, invoke_api: Invoke, monkeypatch: pytest.MonkeyPatch, mode: Any
+) -> None:
+    # Given a server that accepts and then never finishes its greeting (silent, or one byte at a
+    # time), and an API function with 4.6 s left, of which 4 s are kept for the response
+    server = StallingServer("imap", mode)
+    monkeypatch.setattr(FakeLambdaContext, "get_remaining_time_in_millis", lambda self: 4600)
+    seen: list[ImapSettings] = []
+    account_deps = deps.account_deps()
+    real_connect = account_deps.connect
+
+    def recording(settings: ImapSettings) -> Any:
+        seen.append(settings)
+        return real_connect(settings)
+
+    account_deps.connect = recording
+    body = new_account(host="127.0.0.1", port=server.port, security="none")
+    # When the user connects it
+    try:
+        before = time.monotonic()
+        status, answer = call_api(invoke_api, "create-account.json", body=body)
+        after = time.monotonic()
+    finally:
+        server.close()
+    # Then the answer is 422 timeout from the IMAP login (not the server's eventual refusal,
+    # which only a client that waited it out would see), and nothing is stored
+    assert status == 422, answer
+    assert answer["error"]["code"] == "timeout"
+    assert answer["error"]["details"]["server"] == "imap"
+    assert account_items(stack, "") == []
+    # And the client was given a deadline 0.6 s after the request, from the Lambda's remaining
+    # time: well inside the function's own timeout
+    (settings,) = seen
+    assert settings.deadline is not None
+    assert before + 0.6 <= settings.deadline <= after + 0.6
+    assert server.accepted == 1
+
+
+def test_without_time_left_for_a_login_nothing_is_tried(
+    stack: Stack, invoke_api: Invoke, monkeypatch: pytest.MonkeyPatch, canary: Canary
+) -> None:
+    # Given an API function with less time left than it keeps for its response
+    monkeypatch.setattr(FakeLambdaContext, "get_remaining_time_in_millis", lambda self: 3000)
+    body = new_account(host="127.0.0.1", port=canary.port, security="none")
+    # When the user connects a mailbox
+    status, answer = call_api(invoke_api, "create-account.json", body=body)
+    # Then it is 422 timeout at once: no connection was opened
+    assert status == 422, answer
+    assert answer["error"]["code"] == "timeout"
+    assert canary.accepted == 0
+
+
+# ------------------------------------------------------------------------------ the private-host guard
+
+
+@pytest.fixture
+def deployed(stack: Stack) -> None:
+    """The deployed configuration (AllowPrivateMailHosts=false) for the api, sync and outbox."""
+    deps.account_deps().allow_private_hosts = False
+    service_deps().allow_private_hosts = False
+    outbox_deps().allow_private_hosts = False
+
+
+@pytest.mark.usefixtures("deployed")
+def test_connecting_never_reaches_what_the_host_name_rebinds_to(
+    stack: Stack, invoke_api: Invoke, monkeypatch: pytest.MonkeyPatch, canary: Canary
+) -> None:
+    # Given a host name that resolves to a public address, then to a loopback server
+    dns = Rebinding(monkeypatch, "imap.rebind.test")
+    # When a mailbox on it is connected
+    body = new_account(host="imap.rebind.test", port=canary.port)
+    status, answer = call_api(invoke_api, "create-account.json", body=body)
+    # Then only the checked public address was tried (refused here: there is no network)
+    assert status == 422, answer
+    assert answer["error"]["code"] == "unreachable"
+    assert dns.connects_to(canary.port) == [(PUBLIC_ADDRESS, canary.port)]
+    assert canary.accepted == 0
+    assert account_items(stack, "") == []
+
+
+@pytest.mark.usefixtures("deployed")
+def test_a_host_resolving_to_a_private_address_is_refused(
+    stack: Stack, invoke_api: Invoke, monkeypatch: pytest.MonkeyPatch, canary: Canary
+) -> None:
+    dns = Rebinding(monkeypatch, "imap.rebind.test", first="127.0.0.1")
+    body = new_account(host="imap.rebind.test", port=canary.port)
+    status, answer = call_api(invoke_api, "create-account.json", body=body)
+    assert status == 400, answer
+    assert answer["error"]["code"] == "host_not_allowed"
+    assert dns.connects_to(canary.port) == []
+    assert account_items(stack, "") == []
+
+
+@pytest.mark.usefixtures("deployed")
+def test_the_sync_checks_the_host_again_and_never_connects_to_a_private_address(
+    stack: Stack, invoke_api: Invoke, monkeypatch: pytest.MonkeyPatch, canary: Canary
+) -> None:
+    # Given an account whose host now resolves to a loopback server (rebound after creation)
+    account = seed_account(host="imap.rebind.test", port=canary.port)
+    dns = Rebinding(monkeypatch, "imap.rebind.test", first="127.0.0.1")
+    # When a sync runs
+    params = {"account_id": account.account_id}
+    assert call_api(invoke_api, "sync-account.json", params=params)[0] == 202
+    QueueConsumer(stack, "sync", "SyncQueue").drain(expect_success=True)
+    # Then it failed with host_not_allowed, without connecting
+    status, state = call_api(invoke_api, "get-account-status.json", params=params, role="viewer")
+    assert status == 200, state
+    assert (state["stage"], state["reason"]) == ("failed", "host_not_allowed")
+    assert dns.connects_to(canary.port) == []
+    assert canary.accepted == 0
+
+
+@pytest.mark.usefixtures("deployed")
+def test_the_outbox_checks_the_smtp_host_again_and_never_connects_to_a_private_address(
+    stack: Stack, invoke_api: Invoke, monkeypatch: pytest.MonkeyPatch, canary: Canary
+) -> None:
+    # Given an account whose SMTP host now resolves to a loopback server
+    account = seed_account(host="imap.example.com", port=993, smtp_host="smtp.rebind.test")
+    dns = Rebinding(monkeypatch, "smtp.rebind.test", first="127.0.0.1")
+    # When a message is sent from it
+    status, accepted = call_api(
+        invoke_api,
+        "send-email.json",
+        body={
+            "account_id": account.account_id,
+            "to": [{"address": "bob@example.org"}],
+            "subject": "Hi",
+            "text": "Hi",
+        },
+    )
+    assert status == 202, accepted
+    QueueConsumer(stack, "outbox", "OutboxQueue").drain(expect_success=True)
+    # Then the send failed for good with host_not_allowed, without connecting
+    status, view = call_api(
+        invoke_api, "get-email.json", params={"email_id": accepted["email_id"]}, role="viewer"
+    )
+    assert status == 200, view
+    assert view["status"] == "failed"
+    assert view["failure"]["code"] == "host_not_allowed"
+    assert dns.connects_to(canary.port) == []
+    assert canary.accepted == 0
+
+
+@pytest.mark.usefixtures("deployed")
+def test_filing_the_sent_copy_checks_the_imap_host_again(
+    stack: Stack, invoke_api: Invoke, monkeypatch: pytest.MonkeyPatch, canary: Canary
+) -> None:
+    # Given an account whose IMAP host now resolves to a loopback server, and an SMTP server
+    # that takes the message (a stand-in: the point is the IMAP connection that follows)
+    account = seed_account(host="imap.rebind.test", port=canary.port, smtp_host="smtp.example.com")
+    dns = Rebinding(monkeypatch, "imap.rebind.test", first="127.0.0.1")
+    sent_with: list[Any] = []
+
+    def smtp_accepts(settings: Any, composed: Any) -> SendResult:
+        sent_with.append(settings)
+        return SendResult(accepted=list(composed.recipients), server_reply="250 2.0.0 queued")
+
+    outbox_deps().send_smtp = smtp_accepts
+    # When a message is sent from it
+    status, accepted = call_api(
+        invoke_api,
+        "send-email.json",
+        body={
+            "account_id": account.account_id,
+            "to": [{"address": "bob@example.org"}],
+            "subject": "Hi",
+            "text": "Hi",
+        },
+    )
+    assert status == 202, accepted
+    QueueConsumer(stack, "outbox", "OutboxQueue").drain(expect_success=True)
+    # Then it is sent, the SMTP connection was made under the guard, and the Sent copy was not
+    # filed: the IMAP host was refused without connecting
+    status, view = call_api(
+        invoke_api, "get-email.json", params={"email_id": accepted["email_id"]}, role="viewer"
+    )
+    assert (status, view["status"]) == (200, "sent")
+    assert [s.allow_private for s in sent_with] == [False]
+    assert view["locations"] == []
+    assert dns.connects_to(canary.port) == []
+    assert canary.accepted == 0
+
+
+# ------------------------------------------------------------------------------ uniqueness
+
+
+@pytest.fixture
+def login_ok(stack: Stack) -> None:
+    deps.account_deps().connect = logged_in
+
+
+@pytest.mark.usefixtures("login_ok")
+def test_an_address_held_by_an_account_on_the_second_page_is_not_connected_twice(
+    stack: Stack, invoke_api: Invoke
+) -> None:
+    # Given 101 accounts, the one holding alice@example.com last in the listing (second page)
+    store = AccountStore(get_settings().tables.accounts)
+    with stack.table("AccountsTable").batch_writer() as batch:
+        for i in range(100):  # written as they are stored, without KMS: they are only listed
+            filler = Account(
+                account_id=f"acc_{i:020x}",
+                tenant_id=TENANT,
+                provider="imap",
+                address=f"user{i}@example.com",
+                imap=PublicServerSettings(
+                    host="imap.example.com", port=993, security=Security.SSL, username=f"u{i}"
+                ),
+                created_at=datetime.now(UTC),
+                created_by="seed",
+            )
+            batch.put_item(
+                Item={
+                    "pk": f"TENANT#{TENANT}",
+                    "sk": f"ACCOUNT#{filler.account_id}",
+                    "account": filler.model_dump(mode="json"),
+                    "version": 1,
+                }
+            )
+    held = seed_account(
+        host="imap.other.example", port=993, address="Alice@Example.com", account_id="acc_" + "f" * 20
+    )
+    status, first_page = call_api(invoke_api, "list-accounts.json", query={"limit": "100"}, role="viewer")
+    assert status == 200
+    assert held.account_id not in {a["account_id"] for a in first_page["items"]}
+    assert first_page["next_cursor"]
+    # When alice@example.com is connected again (another login, another case)
+    status, answer = call_api(invoke_api, "create-account.json", body=new_account("alice@example.com"))
+    # Then it is 409 account_exists, naming the address as the reason, and no account is added
+    assert status == 409, answer
+    assert answer["error"]["code"] == "account_exists"
+    assert answer["error"]["details"] == {"field": "address"}
+    assert len(account_items(stack)) == 101
+    assert store.get_account(TENANT, held.account_id).address == "Alice@Example.com"
+
+
+@pytest.mark.usefixtures("login_ok")
+def test_one_imap_login_is_one_account_even_under_two_addresses(stack: Stack, invoke_api: Invoke) -> None:
+    # Given a connected mailbox
+    first = new_account("alice@example.com", username="alice")
+    assert call_api(invoke_api, "create-account.json", body=first)[0] == 201
+    # When the same login (host in another case) is connected under another address
+    second = new_account("sales@example.com", username="alice", host="IMAP.example.com")
+    status, answer = call_api(invoke_api, "create-account.json", body=second)
+    # Then it is 409, naming the login (and nothing of the other account)
+    assert status == 409, answer
+    assert answer["error"]["details"] == {"field": "login"}
+    assert "alice@example.com" not in json.dumps(answer)
+    assert len(account_items(stack)) == 1
+
+
+@pytest.mark.usefixtures("login_ok")
+def test_deleting_an_account_releases_its_address_and_login(stack: Stack, invoke_api: Invoke) -> None:
+    # Given a connected mailbox, then disconnected
+    status, account = call_api(invoke_api, "create-account.json", body=new_account())
+    assert status == 201, account
+    params = {"account_id": account["account_id"]}
+    assert call_api(invoke_api, "delete-account.json", params=params)[0] == 200
+    assert account_items(stack, "UNIQUE#") == []
+    # When it is connected again / Then that works
+    status, again = call_api(invoke_api, "create-account.json", body=new_account())
+    assert status == 201, again
+    assert len(account_items(stack)) == 1
+
+
+def test_two_creates_of_the_same_address_racing_end_with_exactly_one_account(stack: Stack) -> None:
+    # Given two requests for the same address, the second arriving while the first logs in
+    # (both pass any read-based check before either writes)
+    ctx = TenantContext(tenant_id=TENANT, role=Role.MEMBER, subject="user-1")
+    base = deps.account_deps()
+    first = AccountCreate.model_validate(new_account("alice@example.com", username="alice"))
+    second = AccountCreate.model_validate(new_account("alice@example.com", username="alice.sales"))
+    outcome: dict[str, Any] = {}
+
+    def login_while_the_other_request_completes(settings: ImapSettings) -> Any:
+        racing = accounts.AccountDeps(base.store, base.queue, base.key_id, connect=logged_in)
+        outcome["second"] = accounts.connect_account(ctx, second, racing)
+        return LoggedIn()
+
+    first_deps = accounts.AccountDeps(
+        base.store, base.queue, base.key_id, connect=login_while_the_other_request_completes
+    )
+    # When both complete
+    with pytest.raises(Conflict) as caught:
+        accounts.connect_account(ctx, first, first_deps)
+    # Then exactly one account exists: the one that wrote first; the other got account_exists
+    assert caught.value.code == "account_exists"
+    (item,) = account_items(stack)
+    assert item["sk"] == f"ACCOUNT#{outcome['second'].account_id}"
