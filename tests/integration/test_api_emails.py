@@ -729,6 +729,7 @@ def test_openapi_documents_the_routes_and_their_errors(invoke_api: Invoke) -> No
         "until",
         "unread",
         "q",
+        "status",
         "include_deleted",
         "limit",
         "cursor",
