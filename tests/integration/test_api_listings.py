@@ -22,10 +22,14 @@ from mailbridge import emails as emails_service
 from mailbridge.store.fill import PAGE_BUDGET
 from tests.fixtures.aws import Stack
 from tests.integration.test_api_emails import (
+    ACC_A,
+    ACC_B,
+    OTHER,
     TENANT,
     Seeder,
     api,
     body,
+    ids,
     mail,  # noqa: F401 - the shared fixture (tests take it by name)
     rfc,
 )
@@ -280,3 +284,122 @@ def test_more_than_ten_search_words_are_a_clear_400(invoke_api: Invoke, stack: S
     response = invoke_api(api("list-emails", query={"q": " ".join(f"w{n}" for n in range(11))}))
     assert response["statusCode"] == 400
     assert body(response)["error"]["code"] == "too_many_search_words"
+
+
+# ------------------------------------------------------------------------------------ threads
+
+
+def threads(invoke_api: Invoke, tenant: str = TENANT, **query: str) -> list[dict[str, Any]]:
+    response = invoke_api(api("list-threads", tenant=tenant, query=query))
+    assert response["statusCode"] == 200, response
+    return list(body(response)["items"])
+
+
+def thread_of(invoke_api: Invoke, email_id: str) -> str:
+    return str(body(invoke_api(api("get-email", path={"email_id": email_id})))["thread_id"])
+
+
+def test_threads_newest_activity_first_with_their_summary(invoke_api: Invoke, mail: dict[str, str]) -> None:
+    # When acme lists its threads
+    listed = threads(invoke_api)
+    # Then each live thread shows once, by its newest email
+    kickoff = thread_of(invoke_api, mail["m1"])
+    assert [t["last_email_id"] for t in listed] == ids(mail, "m6", "m5", "m4", "m3")
+    summary = listed[-1]
+    assert summary == {
+        "thread_id": kickoff,
+        "subject": "Project kickoff",
+        "participants": [
+            {"name": "Alice Doe", "address": "alice@example.com"},
+            {"name": "Bob", "address": "bob@acme.test"},
+            {"name": "Carol", "address": "carol@acme.test"},
+        ],
+        "message_count": 3,
+        "unread_count": 0,
+        "last_email_id": mail["m3"],
+        "last_message_date": "2026-01-03T09:00:00Z",
+        "snippet": "Hello there.",
+    }
+    assert listed[1]["unread_count"] == 1
+
+
+def test_thread_filters_place_a_thread_by_its_newest_matching_email(
+    invoke_api: Invoke, mail: dict[str, str]
+) -> None:
+    cases: list[tuple[dict[str, str], tuple[str, ...]]] = [
+        ({"unread": "true"}, ("m5",)),
+        ({"account_id": ACC_B}, ("m6", "m2")),
+        ({"account_id": ACC_A, "folder": "Archive"}, ("m1",)),
+        ({"q": "kickoff"}, ("m3",)),
+        ({"from": "bob"}, ("m2",)),
+        ({"from": "alice@example.com"}, ("m3",)),
+        ({"until": "2026-01-02T12:00:00Z"}, ("m2",)),
+        ({"since": "2026-01-04T00:00:00Z", "until": "2026-01-05T12:00:00Z"}, ("m5", "m4")),
+        ({"include_deleted": "true"}, ("m6", "m5", "m4", "m3", "m8")),
+    ]
+    for query, expected in cases:
+        assert [t["last_email_id"] for t in threads(invoke_api, **query)] == ids(mail, *expected), query
+    # And counts cover the whole thread, whatever the filter
+    [kickoff] = threads(invoke_api, account_id=ACC_B, q="kickoff")
+    assert (kickoff["message_count"], kickoff["last_email_id"]) == (3, mail["m2"])
+
+
+def test_thread_pages_show_each_thread_once(
+    invoke_api: Invoke, stack: Stack, mail: dict[str, str], requests: Requests
+) -> None:
+    for limit in ("1", "2"):
+        pages = walk_pages(invoke_api, requests, "list-threads", limit=limit)
+        shown = [t["last_email_id"] for items, _ in pages for t in items]
+        assert shown == ids(mail, "m6", "m5", "m4", "m3"), limit
+        assert all(len(items) == int(limit) for items, _ in pages[:-1])
+        assert max(count for _, count in pages) <= PAGE_BUDGET + 2 * int(limit)
+
+
+def test_a_thread_page_reads_only_the_threads_it_shows(
+    invoke_api: Invoke, stack: Stack, requests: Requests
+) -> None:
+    # Given a conversation of three emails, newer than ten single emails
+    seed = Seeder(stack)
+    singles = seed_series(seed, 10, start=START, name="single")
+    previous: str | None = None
+    for n in range(3):
+        raw = rfc(
+            msgid=f"talk-{n}@example.com",
+            sender="alice@example.com",
+            to="bob@acme.test",
+            subject="Re: talk" if n else "talk",
+            date=format_datetime(START + timedelta(days=1, minutes=n)),
+            in_reply_to=previous,
+            references=f"<{previous}>" if previous else None,
+        )
+        talk = seed.add(raw)
+        previous = f"talk-{n}@example.com"
+    # When the first page of two threads is listed
+    response, count = requests.count_during(lambda: invoke_api(api("list-threads", query={"limit": "2"})))
+    # Then it holds the conversation (once) and the newest single email
+    shown = [t["last_email_id"] for t in body(response)["items"]]
+    assert shown == [talk, singles[-1]]
+    # And it made two reads of the email index and one query per thread shown, no more
+    assert count == 4
+
+
+def test_threads_of_another_tenant_stay_hidden(invoke_api: Invoke, mail: dict[str, str]) -> None:
+    assert [t["last_email_id"] for t in threads(invoke_api, tenant=OTHER)] == [mail["b1"]]
+    assert threads(invoke_api, tenant=OTHER, account_id=ACC_A) == []
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "code"),
+    [
+        ({"folder": "INBOX"}, 400, "folder_needs_account"),
+        ({"cursor": "not-a-cursor"}, 400, "invalid_cursor"),
+        ({"limit": "0"}, 422, "validation_error"),
+        ({"unread": "perhaps"}, 422, "validation_error"),
+    ],
+)
+def test_bad_thread_queries_are_clear_4xx(
+    invoke_api: Invoke, stack: Stack, query: dict[str, str], status: int, code: str
+) -> None:
+    response = invoke_api(api("list-threads", query=query))
+    assert response["statusCode"] == status, response
+    assert body(response)["error"]["code"] == code

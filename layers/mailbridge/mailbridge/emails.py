@@ -31,6 +31,7 @@ from mailbridge.models.mail import (
     Location,
     PresignedUrl,
     SendStatus,
+    ThreadSummary,
     ThreadView,
 )
 from mailbridge.queues import SyncQueue
@@ -388,6 +389,64 @@ def list_emails(ctx: TenantContext, query: EmailQuery, store: EmailStore) -> Pag
 
     summaries, cursor = walk.page(resolve, query.limit, query.cursor, _shown_again)
     return Page[EmailSummary](items=summaries, next_cursor=cursor)
+
+
+def list_threads(ctx: TenantContext, query: EmailQuery, store: EmailStore) -> Page[ThreadSummary]:
+    """Threads with at least one email the filters select, by their newest such email, newest first.
+
+    The emails are walked as `list_emails` walks them; a thread is shown at its newest selected
+    email, found by reading the thread (one query), so it shows once across all pages. Each
+    page may make `PAGE_BUDGET` requests plus two per thread it shows.
+    """
+    query = normalize_query(query)
+    walk = _Walk(ctx, query, store, Budget(PAGE_BUDGET + 2 * query.limit))
+    decided: set[str] = set()
+
+    def resolve(items: list[Item], wanted: int) -> list[ThreadSummary | None]:
+        out: list[ThreadSummary | None] = []
+        shown = 0
+        for email in walk.emails(items):
+            if shown == wanted or (out and walk.budget.left <= 0):
+                break  # the page is full, or out of requests: the page ends here
+            thread_id = None if email is None else str(email["thread_id"])
+            if email is None or thread_id in decided:
+                out.append(None)
+                continue
+            decided.add(str(thread_id))
+            summary = thread_summary(
+                email, store.thread_emails(ctx.tenant_id, str(thread_id), walk.budget), query
+            )
+            shown += summary is not None
+            out.append(summary)
+        return out
+
+    threads, cursor = walk.page(resolve, query.limit, query.cursor)
+    return Page[ThreadSummary](items=threads, next_cursor=cursor)
+
+
+def thread_summary(email: Item, messages: list[Item], query: EmailQuery) -> ThreadSummary | None:
+    """The thread of `email` when `email` is its newest message the query selects, else None.
+
+    Counts and participants cover the thread's emails a mailbox still holds (all of them with
+    `include_deleted`); the date and snippet are those of `email`.
+    """
+    selected = [m for m in messages if matches(m, query)]
+    newest = max(selected, key=lambda m: str(m["gsi1sk"]), default=None)
+    if newest is None or newest["email_id"] != email["email_id"]:
+        return None
+    live = sorted(
+        (m for m in messages if query.include_deleted or not m.get("deleted")), key=lambda m: str(m["gsi1sk"])
+    )
+    return ThreadSummary(
+        thread_id=str(email["thread_id"]),
+        subject=_text(live[0].get("subject")) if live else _text(email.get("subject")),
+        participants=participants(_addresses(m.get(f)) for m in live for f in ("from", "to", "cc")),
+        message_count=len(live),
+        unread_count=sum(1 for m in live if not m.get("read")),
+        last_email_id=str(email["email_id"]),
+        last_message_date=datetime.fromisoformat(str(email["date"])),
+        snippet=str(email.get("snippet") or ""),
+    )
 
 
 # ---------------------------------------------------------------------------------- one email

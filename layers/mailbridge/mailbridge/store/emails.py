@@ -439,6 +439,29 @@ class EmailStore(DynamoRepository):
             filter_expression=filters,
         )
 
+    def thread_emails(self, tenant_id: str, thread_id: str, budget: Budget | None = None) -> list[Item]:
+        """Every email of a thread, oldest first, with the summary attributes only (1 MB a request;
+        every request is spent from `budget`)."""
+        kwargs: dict[str, Any] = {
+            "IndexName": "gsi2",
+            "KeyConditionExpression": Key("gsi2pk").eq(thread_source(tenant_id, thread_id).partition),
+            "ProjectionExpression": ", ".join(f"#a{i}" for i in range(len(THREAD_ATTRIBUTES))),
+            "ExpressionAttributeNames": {f"#a{i}": name for i, name in enumerate(THREAD_ATTRIBUTES)},
+        }
+        out: list[Item] = []
+        while True:
+            response = self.table.query(**kwargs)
+            if budget is not None:
+                budget.spend()
+            out.extend(response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return out
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+# A thread summary reads these of every message: the summary's and the listing filters' attributes.
+THREAD_ATTRIBUTES = (*SUMMARY_ATTRIBUTES, "cc", "gsi1sk")
+
 
 def email_filter(
     *,
