@@ -9,13 +9,15 @@ Item types (pk = TENANT#{tenant} for all):
   DEALCONTACT#{deal_id}#{contact_id}     a deal's link to one of its contacts, in gsi1 under the contact
   CAMPAIGN#{campaign_id}                 a campaign
   PIPELINE                               the tenant's deal stages (absent: the default pipeline)
-gsi1 (deals by company / by contact, open first, last updated first):
+gsi1 (deals by company / by contact, open first, last updated first; a company's contacts):
   gsi1pk = TENANT#{tenant}#COMPANY#{company_id}#DEALS | TENANT#{tenant}#CONTACT#{contact_id}#DEALS
   gsi1sk = OPEN#{updated_at}#{deal_id} | CLOSED#{updated_at}#{deal_id}
+  gsi1pk = TENANT#{tenant}#COMPANY#{company_id}#CONTACTS, gsi1sk = {contact_id}  (creation order)
 A record and its lookup/link items change in one TransactWriteItems: the lookups are created with
 `attribute_not_exists(pk) OR <id> = :me`, so two records can never claim one address or domain,
 even when written concurrently; the record itself is conditional on its version.
-Ids are time-ordered, so a plain listing is in creation order.
+Ids are time-ordered, so a plain listing is in creation order. Filtered listings fill their
+pages with `mailbridge.store.fill` (a bounded number of requests per page).
 """
 
 from __future__ import annotations
@@ -38,16 +40,19 @@ from mailbridge.crm.models import (
 from mailbridge.errors import Conflict, MailbridgeError, NotFound
 from mailbridge.store.base import DynamoRepository, Item, is_condition_failure, tenant_pk
 from mailbridge.store.conditions import Attr, Key
+from mailbridge.store.fill import PAGE_BUDGET, Budget, fill
+from mailbridge.store.pagination import MAX_PAGE_SIZE, encode_cursor
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 PIPELINE_SK = "PIPELINE"
 BATCH_GET = 100
-# A filtered listing queries again while its page is short, at most this many times per request.
-FILL_ROUNDS = 5
 
 Query = Callable[[str | None, int], tuple[list[Item], str | None]]
+# The attributes of a key after which a listing resumes: the table's, or gsi1's.
+TABLE_KEY = ("pk", "sk")
+INDEX_KEY = ("pk", "sk", "gsi1pk", "gsi1sk")
 
 
 def contact_sk(contact_id: str) -> str:
@@ -84,6 +89,10 @@ def company_deals_pk(tenant_id: str, company_id: str) -> str:
 
 def contact_deals_pk(tenant_id: str, contact_id: str) -> str:
     return f"{tenant_pk(tenant_id)}#CONTACT#{contact_id}#DEALS"
+
+
+def company_contacts_pk(tenant_id: str, company_id: str) -> str:
+    return f"{tenant_pk(tenant_id)}#COMPANY#{company_id}#CONTACTS"
 
 
 def deal_order_key(deal: Deal) -> str:
@@ -138,6 +147,9 @@ def contact_item(tenant_id: str, contact: Contact) -> Item:
     item = _record_item(tenant_id, contact_sk(contact.contact_id), contact)
     # What `q` searches: the name and every address, lower-cased.
     item["search"] = " ".join([contact.name.lower(), *contact.addresses])
+    if contact.company_id:
+        item["gsi1pk"] = company_contacts_pk(tenant_id, contact.company_id)
+        item["gsi1sk"] = contact.contact_id
     return item
 
 
@@ -361,16 +373,20 @@ class CrmStore(DynamoRepository):
                 request = response.get("UnprocessedKeys") or {}
         return found
 
-    def _fill(self, query: Query, *, cursor: str | None, limit: int) -> tuple[list[Item], str | None]:
-        """Query again while a filtered page is short. Each query reads at most the missing
-        count, so every item read is returned or filtered out and the cursor loses nothing."""
-        kept: list[Item] = []
-        for _ in range(FILL_ROUNDS):
-            items, cursor = query(cursor, limit - len(kept))
-            kept.extend(items)
-            if cursor is None or len(kept) >= limit:
-                break
-        return kept, cursor
+    def _fill(
+        self, tenant_id: str, query: Query, key: tuple[str, ...], *, cursor: str | None, limit: int
+    ) -> tuple[list[Item], str | None]:
+        """A filtered page holding `limit` items whenever that many match (within the request
+        budget of `mailbridge.store.fill`); `key` names the attributes of the queried key."""
+        return fill(
+            query,
+            lambda items, _wanted: items,  # the FilterExpression already dropped the others
+            lambda item: encode_cursor({name: item[name] for name in key}, tenant_id),
+            limit=limit,
+            cursor=cursor,
+            budget=Budget(PAGE_BUDGET),
+            max_read=MAX_PAGE_SIZE,
+        )
 
     def _list_kind(
         self, tenant_id: str, prefix: str, *, cursor: str | None, limit: int, filters: Any = None
@@ -386,7 +402,7 @@ class CrmStore(DynamoRepository):
 
         if filters is None:
             return query(cursor, limit)
-        return self._fill(query, cursor=cursor, limit=limit)
+        return self._fill(tenant_id, query, TABLE_KEY, cursor=cursor, limit=limit)
 
     # ------------------------------------------------------------------ contacts
     def get_contact(self, tenant_id: str, contact_id: str) -> Contact | None:
@@ -456,9 +472,17 @@ class CrmStore(DynamoRepository):
     def list_contacts(
         self, tenant_id: str, filters: ContactFilter, *, cursor: str | None, limit: int
     ) -> tuple[list[Contact], str | None]:
-        items, next_cursor = self._list_kind(
-            tenant_id, "CONTACT#", cursor=cursor, limit=limit, filters=contact_filter(filters)
-        )
+        """In creation order; a company's contacts from its gsi1 partition, the rest filtered."""
+        if filters.company_id:
+            rest = contact_filter(ContactFilter(q=filters.q, tag=filters.tag))
+            query = self._index_query(
+                tenant_id, company_contacts_pk(tenant_id, filters.company_id), None, rest, newest_first=False
+            )
+            items, next_cursor = self._fill(tenant_id, query, INDEX_KEY, cursor=cursor, limit=limit)
+        else:
+            items, next_cursor = self._list_kind(
+                tenant_id, "CONTACT#", cursor=cursor, limit=limit, filters=contact_filter(filters)
+            )
         return [to_contact(i) for i in items], next_cursor
 
     def get_contacts(self, tenant_id: str, contact_ids: Sequence[str]) -> list[Contact]:
@@ -606,7 +630,9 @@ class CrmStore(DynamoRepository):
             )
             return [to_deal(i) for i in items], next_cursor
         items, next_cursor = self._fill(
+            tenant_id,
             self._index_query(tenant_id, pk, filters.open, _all(c for c in conditions if c)),
+            INDEX_KEY,
             cursor=cursor,
             limit=limit,
         )
@@ -614,7 +640,9 @@ class CrmStore(DynamoRepository):
             return self.get_deals(tenant_id, [str(i["deal_id"]) for i in items]), next_cursor
         return [to_deal(i) for i in items], next_cursor
 
-    def _index_query(self, tenant_id: str, gsi1pk: str, open_only: bool | None, filters: Any) -> Query:
+    def _index_query(
+        self, tenant_id: str, gsi1pk: str, open_only: bool | None, filters: Any, *, newest_first: bool = True
+    ) -> Query:
         key = Key("gsi1pk").eq(gsi1pk)
         if open_only is not None:
             key = key & Key("gsi1sk").begins_with("OPEN#" if open_only else "CLOSED#")
@@ -626,7 +654,7 @@ class CrmStore(DynamoRepository):
                 index="gsi1",
                 cursor=page_cursor,
                 limit=page_limit,
-                newest_first=True,
+                newest_first=newest_first,
                 filter_expression=filters,
             )
 
