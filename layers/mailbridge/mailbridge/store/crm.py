@@ -304,10 +304,6 @@ def _delete(key: Item, condition: str, error: Callable[[], MailbridgeError], **v
     return Write(op, error)
 
 
-def _in_use(code: str, what: str, value: str) -> Callable[[], MailbridgeError]:
-    return lambda: Conflict(f"{what} {value} belongs to another record", code=code, details={what: value})
-
-
 class CrmStore(DynamoRepository):
     def __init__(self, table_name: str, table: Table | None = None) -> None:
         super().__init__(table_name, table)
@@ -356,6 +352,31 @@ class CrmStore(DynamoRepository):
             lambda: self._lost_race(tenant_id, sk, kind),
             expected=version,
         )
+
+    def _address_in_use(self, tenant_id: str, address: str) -> Callable[[], MailbridgeError]:
+        """409 `email_in_use` naming the contact that holds the address (read when it happens)."""
+
+        def error() -> MailbridgeError:
+            holder = self.find_email(tenant_id, address)
+            return Conflict(
+                f"address {address} belongs to another contact",
+                code="email_in_use",
+                details={"address": address, "contact_id": holder.contact_id if holder else None},
+            )
+
+        return error
+
+    def _domain_in_use(self, tenant_id: str, domain: str) -> Callable[[], MailbridgeError]:
+        """409 `domain_in_use` naming the company that holds the domain (read when it happens)."""
+
+        def error() -> MailbridgeError:
+            return Conflict(
+                f"domain {domain} belongs to another company",
+                code="domain_in_use",
+                details={"domain": domain, "company_id": self.find_domain(tenant_id, domain)},
+            )
+
+        return error
 
     def _get_item(self, tenant_id: str, sk: str) -> Item | None:
         return self.get(tenant_pk(tenant_id), sk, consistent=True)
@@ -420,7 +441,7 @@ class CrmStore(DynamoRepository):
                     "company_id": contact.company_id,
                 },
                 "attribute_not_exists(pk) OR contact_id = :me",
-                _in_use("email_in_use", "address", address),
+                self._address_in_use(tenant_id, address),
                 me=contact.contact_id,
             )
             for address in contact.addresses
@@ -430,7 +451,7 @@ class CrmStore(DynamoRepository):
             _delete(
                 {"pk": tenant_pk(tenant_id), "sk": email_sk(address)},
                 "attribute_not_exists(pk) OR contact_id = :me",
-                _in_use("email_in_use", "address", address),
+                self._address_in_use(tenant_id, address),
                 me=contact.contact_id,
             )
             for address in gone
@@ -462,7 +483,7 @@ class CrmStore(DynamoRepository):
             _delete(
                 {"pk": tenant_pk(tenant_id), "sk": email_sk(address)},
                 "attribute_not_exists(pk) OR contact_id = :me",
-                _in_use("email_in_use", "address", address),
+                self._address_in_use(tenant_id, address),
                 me=contact.contact_id,
             )
             for address in contact.addresses
@@ -511,7 +532,7 @@ class CrmStore(DynamoRepository):
             _put(
                 {"pk": tenant_pk(tenant_id), "sk": domain_sk(d), "domain": d, "company_id": me},
                 "attribute_not_exists(pk) OR company_id = :me",
-                _in_use("domain_in_use", "domain", d),
+                self._domain_in_use(tenant_id, d),
                 me=me,
             )
             for d in company.domains
@@ -522,7 +543,7 @@ class CrmStore(DynamoRepository):
             _delete(
                 {"pk": tenant_pk(tenant_id), "sk": domain_sk(d)},
                 "attribute_not_exists(pk) OR company_id = :me",
-                _in_use("domain_in_use", "domain", d),
+                self._domain_in_use(tenant_id, d),
                 me=me,
             )
             for d in gone
