@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailbridge.search import MAX_SEARCH_CHARS, query_terms, search_text
+from mailbridge.search import MAX_SCAN_CHARS, MAX_SEARCH_CHARS, query_terms, search_text
 
 
 def test_words_are_normalized_once_each_in_first_seen_order() -> None:
@@ -41,3 +41,10 @@ def test_a_query_word_matches_the_words_it_begins() -> None:
     assert all(term in stored for term in query_terms("KICK proj"))
     assert not all(term in stored for term in query_terms("off"))
     assert not all(term in stored for term in query_terms("ana"))
+
+
+def test_text_past_the_scan_bound_is_not_read() -> None:
+    # Given a body whose only word lies past the first MAX_SCAN_CHARS characters
+    body = " " * MAX_SCAN_CHARS + "zeppelin"
+    # Then the work per message stays bounded: the word is not looked at
+    assert search_text(["subject", body]) == " subject"

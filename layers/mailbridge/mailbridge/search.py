@@ -21,20 +21,26 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 MAX_SEARCH_CHARS = 8_000
 # Longer runs are encoded data (base64, hashes, URLs' tokens), not words anyone types.
 MAX_WORD_CHARS = 64
 MAX_QUERY_WORDS = 10
+# Text past this is not looked at (a bound on the work per message; the list is full long before).
+MAX_SCAN_CHARS = 1_000_000
 
 _WORD = re.compile(r"\w+")
 
 
+def iter_words(text: str) -> Iterator[str]:
+    """The normalized words of `text`, in order (repeats kept), found as they are asked for."""
+    folded = unicodedata.normalize("NFKC", text[:MAX_SCAN_CHARS]).casefold()
+    return (m.group() for m in _WORD.finditer(folded) if len(m.group()) <= MAX_WORD_CHARS)
+
+
 def words(text: str) -> list[str]:
-    """The normalized words of `text`, in order (repeats kept)."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    return [w for w in _WORD.findall(folded) if len(w) <= MAX_WORD_CHARS]
+    return list(iter_words(text))
 
 
 def search_text(parts: Iterable[str | None], limit: int = MAX_SEARCH_CHARS) -> str:
@@ -42,7 +48,7 @@ def search_text(parts: Iterable[str | None], limit: int = MAX_SEARCH_CHARS) -> s
     seen: dict[str, None] = {}
     used = 0
     for part in parts:
-        for word in words(part or ""):
+        for word in iter_words(part or ""):
             if word in seen:
                 continue
             if used + len(word) + 1 > limit:
