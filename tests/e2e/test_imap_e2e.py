@@ -63,6 +63,10 @@ def test_a_mailbox_connected_through_the_api_syncs_threads_and_writes_flags_back
     status, thread = call(runner, "GET", f"/threads/{thread_id}", token)
     assert status == 200, thread
     assert [m["subject"] for m in thread["messages"]] == ["Renewal quote", "Re: Renewal quote"]
+    # And GET /threads lists the conversation once, both messages counted
+    status, threads = call(runner, "GET", "/threads", token)
+    assert status == 200, threads
+    assert [(t["thread_id"], t["message_count"]) for t in threads["items"]] == [(thread_id, 2)]
     # When the first message is marked read through the API
     first = next(e for e in page["items"] if e["subject"] == "Renewal quote")
     status, patched = call(runner, "PATCH", f"/emails/{first['email_id']}", token, {"read": True})
@@ -144,3 +148,6 @@ def test_a_scheduled_send_fires_when_the_clock_passes_and_a_cancelled_one_never_
     assert subjects == [b"Scheduled hello"]
     assert call(runner, "GET", f"/emails/{kept['email_id']}", token)[1]["status"] == "sent"
     assert call(runner, "GET", f"/emails/{dropped['email_id']}", token)[1]["status"] == "cancelled"
+    # And the cancelled one stays listed under its status
+    cancelled = call(runner, "GET", "/emails?status=cancelled", token)[1]["items"]
+    assert [e["email_id"] for e in cancelled] == [dropped["email_id"]]

@@ -148,9 +148,9 @@ def test_an_address_belongs_to_one_contact(crm: Crm) -> None:
     error = crm.call(
         "create-contact", 409, body={"name": "Imposter", "emails": [{"address": "ADA@example.com"}]}
     )["error"]
-    # Then it is refused with the address named, and nothing was written
+    # Then it is refused with the address and the contact holding it named, and nothing was written
     assert error["code"] == "email_in_use"
-    assert error["details"] == {"address": "ada@example.com"}
+    assert error["details"] == {"address": "ada@example.com", "contact_id": first["contact_id"]}
     assert [c["name"] for c in crm.call("list-contacts")["items"]] == ["Ada"]
     # And an update cannot take it either
     second = crm.contact("Bob", "bob@example.com")
@@ -237,10 +237,15 @@ def test_company_crud_and_domains(crm: Crm, stack: Stack) -> None:
     co = created["company_id"]
     assert created["domains"] == ["example.com", "example.co.uk"]
     assert crm.call("get-company", path={"company_id": co}) == created
-    # A second company cannot take a domain
+    # A second company cannot take a domain, and is told which company holds it
     error = crm.call("create-company", 409, body={"name": "Copycat", "domains": ["example.com"]})["error"]
     assert error["code"] == "domain_in_use"
-    assert error["details"] == {"domain": "example.com"}
+    assert error["details"] == {"domain": "example.com", "company_id": co}
+    other = crm.company("Other", "other.example")["company_id"]
+    error = crm.call(
+        "patch-company", 409, path={"company_id": other}, body={"domains": ["other.example", "example.co.uk"]}
+    )["error"]
+    assert error["details"] == {"domain": "example.co.uk", "company_id": co}
     # Dropping a domain frees it
     patched = crm.call("patch-company", path={"company_id": co}, body={"domains": ["example.co.uk"]})
     assert patched["domains"] == ["example.co.uk"]

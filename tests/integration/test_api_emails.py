@@ -714,6 +714,7 @@ def test_openapi_documents_the_routes_and_their_errors(invoke_api: Invoke) -> No
         "/emails/{email_id}",
         "/emails/{email_id}/raw",
         "/emails/{email_id}/attachments/{attachment_id}",
+        "/threads",
         "/threads/{thread_id}",
     } <= set(paths)
     assert set(paths["/emails/{email_id}"]) == {"get", "patch"}
@@ -729,8 +730,12 @@ def test_openapi_documents_the_routes_and_their_errors(invoke_api: Invoke) -> No
         "until",
         "unread",
         "q",
+        "status",
         "include_deleted",
         "limit",
         "cursor",
     }
     assert paths["/emails"]["get"]["security"] == [{"bearerAuth": []}]
+    thread_params = {p["name"] for p in paths["/threads"]["get"]["parameters"]}
+    assert thread_params == params - {"thread_id", "status"}
+    assert "400" in paths["/threads"]["get"]["responses"]

@@ -260,6 +260,51 @@ def test_sent_mail_creates_contacts_and_companies_under_the_default_policy(m: Ma
     }
 
 
+def test_an_auto_created_contact_takes_the_display_name_seen_in_earlier_mail(m: Matching) -> None:
+    # Given received mail from "Carol Customer" (the default policy creates nobody for it)
+    m.policy()
+    m.store(raw_mail("Renewal", sender=f"Carol Customer <carol@{CUSTOMER}>", to=ME, msgid="c1@initech"))
+    m.drain()
+    assert m.contacts() == {}
+    # When the user writes to her address without a name
+    m.store(raw_mail("Re: Renewal", sender=ME, to=f"carol@{CUSTOMER}", msgid="c2@acme"), sent=True)
+    m.drain()
+    # Then her contact has her name, not the local part of her address
+    assert m.contacts()[f"carol@{CUSTOMER}"]["name"] == "Carol Customer"
+
+
+def test_a_later_display_name_renames_an_auto_created_contact_once(m: Matching) -> None:
+    # Given contacts auto-created from nameless recipients (one display name is only an address)
+    m.policy()
+    m.store(
+        raw_mail(
+            "Hello", sender=ME, to=f'carol@{CUSTOMER}, "dave@{CUSTOMER}" <dave@{CUSTOMER}>', msgid="n1@acme"
+        ),
+        sent=True,
+    )
+    m.drain()
+    contacts = m.contacts()
+    assert (contacts[f"carol@{CUSTOMER}"]["name"], contacts[f"dave@{CUSTOMER}"]["name"]) == ("carol", "dave")
+    # And the user renames dave by hand
+    dave = contacts[f"dave@{CUSTOMER}"]["contact_id"]
+    m.api("crm-patch-contact", path={"contact_id": dave}, body={"name": "David (purchasing)"})
+    # When both reply with display names, carol's in directory order
+    for sender, msgid in (
+        (f'"Customer, Carol" <carol@{CUSTOMER}>', "n2"),
+        (f"Dave Dee <dave@{CUSTOMER}>", "n3"),
+    ):
+        m.store(raw_mail("Re: Hello", sender=sender, to=ME, msgid=f"{msgid}@initech"))
+    m.drain()
+    # Then carol's contact takes her name, and the name the user gave dave stays
+    contacts = m.contacts()
+    assert contacts[f"carol@{CUSTOMER}"]["name"] == "Carol Customer"
+    assert contacts[f"dave@{CUSTOMER}"]["name"] == "David (purchasing)"
+    # And a later mail with another display name changes nothing any more
+    m.store(raw_mail("Again", sender=f"CC <carol@{CUSTOMER}>", to=ME, msgid="n4@initech"))
+    m.drain()
+    assert m.contacts()[f"carol@{CUSTOMER}"]["name"] == "Carol Customer"
+
+
 @pytest.mark.parametrize(
     ("extra", "sender"),
     [

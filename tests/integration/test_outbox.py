@@ -122,6 +122,8 @@ def test_a_reply_is_sent_threaded_filed_in_sent_and_announced_once(
     assert view["status"] == "sent"
     assert view["thread_id"] == email_view(mail, original_id(mail))["thread_id"]
     assert [loc["folder"] for loc in view["locations"]] == ["Sent"]
+    assert [e["email_id"] for e in listed(mail, status="sent")] == [accepted["email_id"]]
+    assert listed(mail, status="queued") == listed(mail, status="sending") == []
     # And a later sync of Sent does not create a second email
     mail.api("sync-account.json", params={"account_id": mail.account_id})
     mail.drain()
@@ -201,6 +203,33 @@ def test_scheduled_send_creates_a_schedule_and_can_be_cancelled(mail: SyncHarnes
         scheduler.get_schedule(Name=f"send-{accepted['email_id']}")
     # And cancelling again is a conflict
     assert mail.api("cancel-schedule.json", params={"email_id": accepted["email_id"]})[0] == 409
+
+
+def listed(h: SyncHarness, **query: str) -> list[dict[str, Any]]:
+    event = load_event("api/list-emails.json", tenant=TENANT, role="viewer", query=query)
+    response = h.invoke_api(event)
+    assert response["statusCode"] == 200, response
+    return list(json.loads(response["body"])["items"])
+
+
+def test_a_cancelled_send_stays_listed_and_each_status_is_a_filter(mail: SyncHarness, stack: Stack) -> None:
+    # Given two scheduled sends
+    when = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0).isoformat()
+    first, second = (send(mail, send_at=when, subject=s)[1]["email_id"] for s in ("One", "Two"))
+    scheduled = mail.invoke_api(load_event("api/list-emails-scheduled.json", tenant=TENANT))
+    assert {e["email_id"] for e in json.loads(scheduled["body"])["items"]} == {first, second}
+    # When one is cancelled
+    assert mail.api("cancel-schedule.json", params={"email_id": first})[0] == 200
+    # Then it is still in the mailbox listing, with its status, not deleted
+    [row] = [e for e in listed(mail) if e["email_id"] == first]
+    assert (row["status"], row["deleted"], row["subject"]) == ("cancelled", False, "One")
+    # And each status lists its own outbound mail only
+    assert [e["email_id"] for e in listed(mail, status="cancelled")] == [first]
+    assert [e["email_id"] for e in listed(mail, status="scheduled")] == [second]
+    assert listed(mail, status="sent") == []
+    # And an unknown status is refused
+    event = load_event("api/list-emails.json", tenant=TENANT, query={"status": "lost"})
+    assert mail.invoke_api(event)["statusCode"] == 422
 
 
 @pytest.mark.parametrize(

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
+from local.template import load_template
 from mailbridge import emails
 from mailbridge.emails import EmailPatch, EmailQuery
 from mailbridge.errors import Forbidden, Invalid, NotFound
 from mailbridge.models.email import EmailAddress
 from mailbridge.queues import SyncQueue
 from mailbridge.store.blobs import BlobStore
-from mailbridge.store.emails import EmailStore, email_filter
+from mailbridge.store.emails import SUMMARY_ATTRIBUTES, EmailStore, email_filter
 from mailbridge.tenancy import Role, TenantContext
 
 CTX = TenantContext(tenant_id="acme", role=Role.MEMBER, subject="u-1")
@@ -62,7 +64,7 @@ def stored(email_id: str = EM, **overrides: Any) -> dict[str, Any]:
         "direction": "inbound",
         "deleted": False,
         "raw_key": f"raw/acme/acc_a/{email_id}.eml",
-        "search": "quarterly numbers alice doe alice@example.com",
+        "search": " quarterly numbers alice doe example com",
         "read": False,
         "flagged": True,
         "answered": False,
@@ -219,6 +221,87 @@ def test_matches(query: EmailQuery, expected: bool) -> None:
     assert emails.matches(stored(), emails.normalize_query(query)) is expected
 
 
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        # q: every word, in any order and case, anywhere in subject, sender, snippet or body words
+        (EmailQuery(q="numbers QUARTERLY"), True),
+        (EmailQuery(q="attached alice"), True),
+        (EmailQuery(q="ttached"), False),
+        (EmailQuery(q="quarterly bob"), False),
+        # from: a whole address is the first From address exactly, any case
+        (EmailQuery(sender="alice@EXAMPLE.com"), True),
+        (EmailQuery(sender="lice@example.com"), False),
+        (EmailQuery(sender="lice@example"), True),
+        # status: outbound mail only
+        (EmailQuery(status="sent"), False),
+    ],
+)
+def test_matches_words_addresses_and_status(query: EmailQuery, expected: bool) -> None:
+    item = stored(search=" quarterly numbers alice doe example com attached")
+    assert emails.matches(item, emails.normalize_query(query)) is expected
+
+
+def test_status_matches_outbound_mail_in_that_state() -> None:
+    item = stored(send_status="cancelled", direction="outbound")
+    assert emails.matches(item, EmailQuery(status="cancelled")) is True
+    assert emails.matches(item, EmailQuery(status="scheduled")) is False
+
+
+@pytest.mark.parametrize(
+    ("query", "partition"),
+    [
+        (EmailQuery(), "TENANT#acme"),
+        (EmailQuery(thread_id="th_" + "b" * 24, unread=True), "TENANT#acme#THREAD#th_" + "b" * 24),
+        (EmailQuery(status="scheduled", unread=True), "TENANT#acme#STATUS#scheduled"),
+        (EmailQuery(sender="Alice@Example.com", account_id="acc_a"), None),
+        (EmailQuery(sender="alice", unread=True), "TENANT#acme#UNREAD"),
+        (EmailQuery(unread=True, account_id="acc_a"), "TENANT#acme#UNREAD"),
+        (EmailQuery(unread=True, include_deleted=True, account_id="acc_a"), "TENANT#acme#ACC#acc_a"),
+        (EmailQuery(unread=False), "TENANT#acme"),
+        (EmailQuery(account_id="acc_a", q="x"), "TENANT#acme#ACC#acc_a"),
+    ],
+)
+def test_a_listing_reads_the_smallest_index_partition_that_holds_its_emails(
+    query: EmailQuery, partition: str | None
+) -> None:
+    source = emails.choose_source("acme", query)
+    if partition is None:  # the sender index is keyed by a digest of the lower-cased address
+        assert source.index == "gsi5"
+        assert (
+            source.partition == emails.choose_source("acme", EmailQuery(sender="alice@example.com")).partition
+        )
+    else:
+        assert source.partition == partition
+
+
+def test_too_many_search_words_are_refused() -> None:
+    with pytest.raises(Invalid) as raised:
+        emails.normalize_query(EmailQuery(q=" ".join(f"w{n}" for n in range(11))))
+    assert raised.value.code == "too_many_search_words"
+
+
+def test_the_listing_indexes_project_what_summaries_and_filters_read() -> None:
+    # Given the template's listing indexes (gsi4-6 project some attributes only)
+    template = load_template([Path(__file__).resolve().parents[2] / "template.yaml"])
+    template.physical_ids["DataKey"] = "00000000-0000-4000-8000-000000000000"  # any id will do
+    indexes = {i["IndexName"]: i for i in template.properties("EmailsTable")["GlobalSecondaryIndexes"]}
+    for name in ("gsi4", "gsi5", "gsi6"):
+        assert set(indexes[name]["Projection"]["NonKeyAttributes"]) == set(SUMMARY_ATTRIBUTES), name
+    # When an item is read through one of them
+    item = stored(send_status="sent", send_at="2026-01-02T09:00:00+00:00", failure=None)
+    projected = {k: v for k, v in item.items() if k in SUMMARY_ATTRIBUTES}
+    # Then its summary and every filter come out as from the whole item
+    assert emails.to_summary(projected) == emails.to_summary(item)
+    for query in (
+        EmailQuery(unread=True, q="numbers", sender="alice", account_id="acc_a", folder="INBOX"),
+        EmailQuery(status="sent", thread_id="th_" + "b" * 24, since=datetime(2026, 1, 1, tzinfo=UTC)),
+        EmailQuery(sender="alice@example.com", include_deleted=True),
+    ):
+        normalized = emails.normalize_query(query)
+        assert emails.matches(projected, normalized) == emails.matches(item, normalized) is True
+
+
 def test_deleted_emails_only_match_when_asked_for() -> None:
     item = stored(deleted=True)
     assert emails.matches(item, EmailQuery()) is False
@@ -227,7 +310,7 @@ def test_deleted_emails_only_match_when_asked_for() -> None:
 
 def test_the_dynamodb_filter_covers_what_it_can() -> None:
     assert email_filter(include_deleted=True) is None
-    expression = email_filter(read=False, search="kickoff", account_id="acc_a", folder="INBOX")
+    expression = email_filter(read=False, search=["kickoff"], account_id="acc_a", folder="INBOX")
     # boto3 conditions render to an expression string with placeholders
     from boto3.dynamodb.conditions import ConditionExpressionBuilder
 
@@ -251,66 +334,30 @@ def test_the_dynamodb_filter_covers_what_it_can() -> None:
 # ------------------------------------------------------------------------------------ paging
 
 
-class Pages:
-    """A fake query over `items`: the cursor is the next index, `Limit` counts items read."""
-
-    def __init__(self, items: list[int]) -> None:
-        self.items = items
-        self.asked: list[int] = []
-
-    def __call__(self, cursor: str | None, limit: int) -> tuple[list[Any], str | None]:
-        self.asked.append(limit)
-        start = int(cursor or 0)
-        page = self.items[start : start + limit]
-        end = start + len(page)
-        return [{"n": n} for n in page], (str(end) if end < len(self.items) else None)
-
-
-def test_fill_page_never_returns_more_than_the_limit_or_loses_an_item() -> None:
-    # Given 20 items of which the even ones pass the filter
-    fetch = Pages(list(range(20)))
-    keep = lambda item: item["n"] % 2 == 0  # noqa: E731
-    seen: list[int] = []
-    cursor: str | None = None
-    while True:
-        page, cursor = emails.fill_page(fetch, keep, limit=3, cursor=cursor)
-        assert len(page) <= 3
-        seen += [i["n"] for i in page]
-        if cursor is None:
-            break
-    # Then every even item came exactly once, in order
-    assert seen == list(range(0, 20, 2))
-    # And each query asked only for what was still missing
-    assert max(fetch.asked) == 3
-
-
-def test_fill_page_stops_after_its_rounds() -> None:
-    fetch = Pages(list(range(100)))
-    page, cursor = emails.fill_page(fetch, lambda _: False, limit=5, cursor=None, rounds=3)
-    assert page == []
-    assert cursor == "15"
-    assert fetch.asked == [5, 5, 5]
-
-
 class FakeStore:
-    """Just enough of EmailStore for the account listing and PATCH."""
+    """Just enough of EmailStore for the account listing and PATCH: a read's cursor is the position
+    to read from, as a DynamoDB key would be."""
 
     def __init__(
         self, locations: list[tuple[str, str]] | None = None, items: list[dict[str, Any]] | None = None
     ):
-        self.locations = [{"email_id": e, "folder": f} for e, f in locations or []]
+        self.locations = [{"email_id": e, "folder": f, "pos": i} for i, (e, f) in enumerate(locations or [])]
         self.items = {i["email_id"]: i for i in items or []}
         self.updates: list[tuple[str, dict[str, Any]]] = []
 
-    def list_account_locations(
-        self, tenant_id: str, account_id: str, *, cursor: str | None, limit: int, **_: Any
+    def read_source(
+        self, tenant_id: str, source: Any, *, cursor: str | None, limit: int, **_: Any
     ) -> tuple[list[Any], str | None]:
+        assert source.partition == "TENANT#acme#ACC#acc_a"
         start = int(cursor or 0)
         page = self.locations[start : start + limit]
         end = start + len(page)
         return page, (str(end) if end < len(self.locations) else None)
 
-    def batch_get_emails(self, tenant_id: str, email_ids: list[str]) -> dict[str, Any]:
+    def cursor_after(self, tenant_id: str, source: Any, item: dict[str, Any]) -> str:
+        return str(item["pos"] + 1)
+
+    def batch_get_emails(self, tenant_id: str, email_ids: list[str], budget: Any = None) -> dict[str, Any]:
         return {e: self.items[e] for e in email_ids if e in self.items}
 
     def get_email(self, tenant_id: str, email_id: str) -> dict[str, Any] | None:

@@ -8,10 +8,11 @@ under "from"); every function here maps them to `mailbridge.models.mail` explici
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ConfigDict, Field
 
@@ -24,17 +25,43 @@ from mailbridge.models.email import (
     EmailAddress,
     ListInfo,
 )
-from mailbridge.models.mail import Email, EmailSummary, Location, PresignedUrl, ThreadView
+from mailbridge.models.mail import (
+    Email,
+    EmailSummary,
+    Location,
+    PresignedUrl,
+    SendStatus,
+    ThreadSummary,
+    ThreadView,
+)
 from mailbridge.queues import SyncQueue
+from mailbridge.search import MAX_QUERY_WORDS, query_terms, words
 from mailbridge.store.base import Item, is_condition_failure
 from mailbridge.store.blobs import PRESIGN_SECONDS, BlobStore
-from mailbridge.store.emails import EmailStore, email_filter
+from mailbridge.store.conditions import Attr
+from mailbridge.store.emails import (
+    EmailStore,
+    Source,
+    account_source,
+    email_filter,
+    sender_source,
+    status_source,
+    tenant_source,
+    thread_source,
+    unread_source,
+)
+from mailbridge.store.fill import PAGE_BUDGET, Budget, Repeats, Resolve, fill
 from mailbridge.store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from mailbridge.sync.messages import PushFlags
 from mailbridge.tenancy import Role, TenantContext
 
+# Anchored for pydantic `pattern` (api/); Python checks use fullmatch.
 EMAIL_ID = re.compile(r"^em_[0-9a-f]{26}$")
 THREAD_ID = re.compile(r"^th_[0-9a-f]{24}$")
+# A whole address for the `from` filter: something@domain.tld, no spaces (RFC 5322 addr-spec, loosely).
+ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+
+T = TypeVar("T")
 
 # IMAP system flags (the same names mailbridge.sync.ingest reads; not imported from there because
 # that module pulls the MIME stack into the API's cold start).
@@ -42,15 +69,6 @@ SEEN, FLAGGED = "\\Seen", "\\Flagged"
 IMAP_FLAG = {"read": SEEN, "flagged": FLAGGED}
 
 RAW_CONTENT_TYPE = "message/rfc822"
-
-# A filtered listing queries again while its page is short, at most this many times per request:
-# pages may come back short (never past a cursor that loses items), but rarely empty.
-FILL_ROUNDS = 5
-# Locations of one email in one account sit side by side in the account index; after a page this
-# many more are read one by one so the next page does not repeat the page's last email.
-BOUNDARY_PEEKS = 10
-
-Fetch = Callable[[str | None, int], tuple[list[Item], str | None]]
 
 
 class EmailQuery(Model):
@@ -66,6 +84,7 @@ class EmailQuery(Model):
     until: datetime | None = None
     unread: bool | None = None
     q: str | None = None
+    status: SendStatus | None = None
     include_deleted: bool = False
     limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
     cursor: str | None = None
@@ -214,25 +233,38 @@ def normalize_query(query: EmailQuery) -> EmailQuery:
         raise Invalid("folder can only be used together with account_id", code="folder_needs_account")
     if normalized.since and normalized.until and normalized.until < normalized.since:
         raise Invalid("until must not be before since", code="invalid_date_range")
+    if len(dict.fromkeys(words(normalized.q or ""))) > MAX_QUERY_WORDS:
+        raise Invalid(f"q may hold at most {MAX_QUERY_WORDS} words", code="too_many_search_words")
     return normalized
 
 
+def is_address(value: str) -> bool:
+    """A whole address (local@domain) rather than a part of a name or address."""
+    return ADDRESS.fullmatch(value) is not None
+
+
 def _sender_matches(item: Item, needle: str) -> bool:
+    senders = [a for a in item.get("from") or () if a.get("address")]
+    if is_address(needle):
+        # A whole address names the sender: the first From address (what the sender index holds).
+        return bool(senders) and str(senders[0]["address"]).lower() == needle.lower()
     needle = needle.lower()
     return any(
         needle in str(a.get("address") or "").lower() or needle in str(a.get("name") or "").lower()
-        for a in item.get("from") or ()
+        for a in senders
     )
 
 
 def matches(item: Item, query: EmailQuery) -> bool:
     """Every filter of a normalized query, checked on a stored email item."""
+    search = str(item.get("search") or "")
     checks = [
         query.include_deleted or not item.get("deleted"),
         query.unread is None or bool(item.get("read")) != query.unread,
-        not query.q or query.q.lower() in str(item.get("search") or ""),
+        all(term in search for term in query_terms(query.q)),
         not query.sender or _sender_matches(item, query.sender),
         not query.thread_id or item.get("thread_id") == query.thread_id,
+        not query.status or item.get("send_status") == query.status,
         not query.account_id or query.account_id in (item.get("accounts") or ()),
         not query.folder or f"{query.account_id}:{query.folder}" in (item.get("folders") or ()),
     ]
@@ -243,97 +275,185 @@ def matches(item: Item, query: EmailQuery) -> bool:
     return all(checks)
 
 
-def fill_page(
-    fetch: Fetch, keep: Callable[[Item], bool], *, limit: int, cursor: str | None, rounds: int = FILL_ROUNDS
-) -> tuple[list[Item], str | None]:
-    """Query again while the page is short. Each query asks for at most the missing count, so
-    every item read is either returned or filtered out, and the last cursor loses nothing."""
-    kept: list[Item] = []
-    for _ in range(rounds):
-        items, cursor = fetch(cursor, limit - len(kept))
-        kept.extend(item for item in items if keep(item))
-        if cursor is None or len(kept) >= limit:
-            break
-    return kept, cursor
+def choose_source(tenant_id: str, query: EmailQuery) -> Source:
+    """The index partition that holds the fewest emails a normalized query does not want.
+
+    Thread, send status and sender address each name a small partition; unread mail is a sparse
+    index (without deleted mail, so not with `include_deleted`); an account reads its mailboxes'
+    locations. Everything else reads the tenant's emails newest first, filtered.
+    """
+    if query.thread_id:
+        return thread_source(tenant_id, query.thread_id)
+    if query.status:
+        return status_source(tenant_id, query.status)
+    if query.sender and is_address(query.sender):
+        return sender_source(tenant_id, query.sender)
+    if query.unread and not query.include_deleted:
+        return unread_source(tenant_id)
+    if query.account_id:
+        return account_source(tenant_id, query.account_id)
+    return tenant_source(tenant_id)
 
 
 # ---------------------------------------------------------------------------------- listing
 
 
-def list_emails(ctx: TenantContext, query: EmailQuery, store: EmailStore) -> Page[EmailSummary]:
-    """Newest first. By thread (gsi2), by account (its locations), else the tenant's index (gsi1)."""
-    query = normalize_query(query)
-    if query.account_id and not query.thread_id:
-        return _list_account(ctx, query.account_id, query, store)
-    since = query.since.isoformat() if query.since else None
-    until = query.until.isoformat() if query.until else None
-    filters = email_filter(
-        include_deleted=query.include_deleted,
-        read=None if query.unread is None else not query.unread,
-        search=query.q.lower() if query.q else None,
-        account_id=query.account_id,
-        folder=query.folder,
-    )
-    thread_id = query.thread_id
+@dataclass
+class _Walk:
+    """The emails a normalized query selects, newest first, read from its source with a budget."""
 
-    def fetch(cursor: str | None, limit: int) -> tuple[list[Item], str | None]:
-        if thread_id:
-            return store.list_thread(
-                ctx.tenant_id, thread_id, cursor=cursor, limit=limit, newest_first=True, filters=filters
+    ctx: TenantContext
+    query: EmailQuery
+    store: EmailStore
+    budget: Budget
+    source: Source = field(init=False)
+    on_page: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.source = choose_source(self.ctx.tenant_id, self.query)
+
+    @property
+    def by_location(self) -> bool:
+        return self.source.partition.endswith(f"#ACC#{self.query.account_id}")
+
+    def read(self, cursor: str | None, limit: int) -> tuple[list[Item], str | None]:
+        query = self.query
+        if self.by_location:
+            # Locations carry the folder; the emails they point to are checked for the rest.
+            filters = Attr("folder").eq(query.folder) if query.folder else None
+        else:
+            filters = email_filter(
+                include_deleted=query.include_deleted,
+                read=None if query.unread is None else not query.unread,
+                search=query_terms(query.q),
+                account_id=query.account_id,
+                folder=query.folder,
             )
-        return store.list_emails(
-            ctx.tenant_id, cursor=cursor, limit=limit, since=since, until=until, filters=filters
+        return self.store.read_source(
+            self.ctx.tenant_id,
+            self.source,
+            cursor=cursor,
+            limit=limit,
+            since=query.since.isoformat() if query.since else None,
+            until=query.until.isoformat() if query.until else None,
+            filters=filters,
         )
 
-    items, cursor = fill_page(
-        fetch, lambda item: matches(item, query), limit=query.limit, cursor=query.cursor
+    def emails(self, items: list[Item]) -> list[Item | None]:
+        """The wanted email of each read item (None: not wanted, or shown by an earlier item)."""
+        if not self.by_location:
+            return [item if matches(item, self.query) else None for item in items]
+        folder = self.query.folder
+        rest = self.query.model_copy(update={"account_id": None, "folder": None})
+        wanted = [loc for loc in items if not folder or loc.get("folder") == folder]
+        fresh = [e for e in dict.fromkeys(str(loc["email_id"]) for loc in wanted) if e not in self.on_page]
+        found = self.store.batch_get_emails(self.ctx.tenant_id, fresh, self.budget) if fresh else {}
+        out: list[Item | None] = []
+        for loc in items:
+            email = found.get(str(loc["email_id"])) if not folder or loc.get("folder") == folder else None
+            if email is None or str(email["email_id"]) in self.on_page or not matches(email, rest):
+                out.append(None)
+                continue
+            self.on_page.add(str(email["email_id"]))
+            out.append(email)
+        return out
+
+    def page(
+        self, resolve: Resolve[T], limit: int, cursor: str | None, repeats: Repeats[T] | None = None
+    ) -> tuple[list[T], str | None]:
+        return fill(
+            self.read,
+            resolve,
+            lambda item: self.store.cursor_after(self.ctx.tenant_id, self.source, item),
+            limit=limit,
+            cursor=cursor,
+            budget=self.budget,
+            max_read=MAX_PAGE_SIZE,
+            round_cost=2 if self.by_location else 1,
+            repeats=repeats if self.by_location else None,
+        )
+
+
+def _shown_again(location: Item, page: list[EmailSummary]) -> bool:
+    """A location of an email the page already shows (the same email in another folder)."""
+    return any(summary.email_id == location["email_id"] for summary in page)
+
+
+def list_emails(ctx: TenantContext, query: EmailQuery, store: EmailStore) -> Page[EmailSummary]:
+    """Newest first, `limit` per page whenever that many match (see `mailbridge.store.fill`)."""
+    query = normalize_query(query)
+    walk = _Walk(ctx, query, store, Budget(PAGE_BUDGET))
+
+    def resolve(items: list[Item], _wanted: int) -> list[EmailSummary | None]:
+        return [None if email is None else to_summary(email) for email in walk.emails(items)]
+
+    summaries, cursor = walk.page(resolve, query.limit, query.cursor, _shown_again)
+    return Page[EmailSummary](items=summaries, next_cursor=cursor)
+
+
+def list_threads(ctx: TenantContext, query: EmailQuery, store: EmailStore) -> Page[ThreadSummary]:
+    """Threads with at least one email the filters select, by their newest such email, newest first.
+
+    The emails are walked as `list_emails` walks them; a thread is shown at its newest selected
+    email, found by reading the thread (one query), so it shows once across all pages. Each
+    page may make `PAGE_BUDGET` requests plus two per thread it shows.
+    """
+    query = normalize_query(query)
+    walk = _Walk(ctx, query, store, Budget(PAGE_BUDGET + 2 * query.limit))
+    decided: set[str] = set()
+
+    def resolve(items: list[Item], wanted: int) -> list[ThreadSummary | None]:
+        out: list[ThreadSummary | None] = []
+        shown = 0
+        for email in walk.emails(items):
+            if shown == wanted or (out and walk.budget.left <= 0):
+                break  # the page is full, or out of requests: the page ends here
+            thread_id = None if email is None else str(email["thread_id"])
+            if email is None or thread_id in decided:
+                out.append(None)
+                continue
+            decided.add(str(thread_id))
+            summary = thread_summary(
+                email, store.thread_emails(ctx.tenant_id, str(thread_id), walk.budget), query
+            )
+            shown += summary is not None
+            out.append(summary)
+        return out
+
+    threads, cursor = walk.page(resolve, query.limit, query.cursor)
+    return Page[ThreadSummary](items=threads, next_cursor=cursor)
+
+
+def thread_summary(email: Item, messages: list[Item], query: EmailQuery) -> ThreadSummary | None:
+    """The thread of `email` when `email` is its newest message the query selects, else None.
+
+    Counts and participants cover the thread's emails a mailbox still holds (all of them with
+    `include_deleted`); the date and snippet are those of `email`.
+    """
+    selected = [m for m in messages if matches(m, query)]
+    newest = max(selected, key=lambda m: str(m["gsi1sk"]), default=None)
+    if newest is None or newest["email_id"] != email["email_id"]:
+        return None
+    live = sorted(
+        (m for m in messages if query.include_deleted or not m.get("deleted")), key=lambda m: str(m["gsi1sk"])
     )
-    return Page[EmailSummary](items=[to_summary(i) for i in items], next_cursor=cursor)
-
-
-def _list_account(
-    ctx: TenantContext, account_id: str, query: EmailQuery, store: EmailStore
-) -> Page[EmailSummary]:
-    # The location proves the account and folder; the email item is checked for the rest.
-    email_query = query.model_copy(update={"account_id": None, "folder": None})
-    since = query.since.isoformat() if query.since else None
-    until = query.until.isoformat() if query.until else None
-    seen: set[str] = set()
-    kept: list[Item] = []
-
-    def locations(cursor: str | None, limit: int) -> tuple[list[Item], str | None]:
-        # The folder is checked here rather than in DynamoDB so every location read is seen.
-        return store.list_account_locations(
-            ctx.tenant_id, account_id, cursor=cursor, limit=limit, since=since, until=until
-        )
-
-    cursor = query.cursor
-    for _ in range(FILL_ROUNDS):
-        page, cursor = locations(cursor, query.limit - len(kept))
-        ids = [str(loc["email_id"]) for loc in page if not query.folder or loc.get("folder") == query.folder]
-        fresh = [e for e in dict.fromkeys(ids) if e not in seen]
-        seen.update(fresh)
-        found = store.batch_get_emails(ctx.tenant_id, fresh) if fresh else {}
-        kept.extend(found[e] for e in fresh if e in found and matches(found[e], email_query))
-        if cursor is None or len(kept) >= query.limit:
-            break
-    # One email in two folders of the account has two adjacent locations: do not end the page
-    # between them, or the next page would show the email again.
-    for _ in range(BOUNDARY_PEEKS):
-        if cursor is None:
-            break
-        peek, after = locations(cursor, 1)
-        if not peek or str(peek[0]["email_id"]) not in seen:
-            break
-        cursor = after
-    return Page[EmailSummary](items=[to_summary(i) for i in kept], next_cursor=cursor)
+    return ThreadSummary(
+        thread_id=str(email["thread_id"]),
+        subject=_text(live[0].get("subject")) if live else _text(email.get("subject")),
+        participants=participants(_addresses(m.get(f)) for m in live for f in ("from", "to", "cc")),
+        message_count=len(live),
+        unread_count=sum(1 for m in live if not m.get("read")),
+        last_email_id=str(email["email_id"]),
+        last_message_date=datetime.fromisoformat(str(email["date"])),
+        snippet=str(email.get("snippet") or ""),
+    )
 
 
 # ---------------------------------------------------------------------------------- one email
 
 
 def _email_item(ctx: TenantContext, email_id: str, store: EmailStore) -> Item:
-    item = store.get_email(ctx.tenant_id, email_id) if EMAIL_ID.match(email_id) else None
+    item = store.get_email(ctx.tenant_id, email_id) if EMAIL_ID.fullmatch(email_id) else None
     if item is None:
         raise NotFound("no such email")
     return item
@@ -418,7 +538,7 @@ def get_thread(
     limit: int = DEFAULT_PAGE_SIZE,
 ) -> ThreadView:
     """A page of the thread's messages, oldest first; the subject is the thread's first message's."""
-    if not THREAD_ID.match(thread_id):
+    if not THREAD_ID.fullmatch(thread_id):
         raise NotFound("no such thread", code="thread_not_found")
     items, next_cursor = store.list_thread(ctx.tenant_id, thread_id, cursor=cursor, limit=limit)
     first = items[0] if items and cursor is None else None

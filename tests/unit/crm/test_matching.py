@@ -14,6 +14,7 @@ from mailbridge.crm.matching import (
     creation_candidates,
     display_name,
     mail_facts,
+    person_name,
     plan_links,
 )
 from mailbridge.crm.models import EmailLookup
@@ -229,6 +230,33 @@ def test_no_candidates_for_automated_mail_or_known_addresses() -> None:
 def test_display_names() -> None:
     assert display_name(Participant("jane@x.com", "to", '"Jane Roe"')) == "Jane Roe"
     assert display_name(Participant("jane.roe@x.com", "to")) == "jane.roe"
+
+
+@pytest.mark.parametrize(
+    ("display", "name"),
+    [
+        ("Carol Customer", "Carol Customer"),
+        ('  "Carol   Customer" ', "Carol Customer"),
+        ("Customer, Carol", "Carol Customer"),
+        ("O'Neil, Mary-Jane", "Mary-Jane O'Neil"),
+        ("Müller-Lüdenscheidt, Anna Maria", "Anna Maria Müller-Lüdenscheidt"),
+        ("Acme, Inc.", "Acme, Inc."),
+        ("Sales, Marketing, Support", "Sales, Marketing, Support"),
+        ("Team 42, Berlin", "Team 42, Berlin"),
+        # not a name: an address, control characters (a decoded encoded word), nothing
+        ("carol@customer.example", None),
+        ("<carol@customer.example>", None),
+        ("'carol@customer.example'", None),
+        ("Carol\r\nBcc: x@evil.example", None),
+        ("Carol\u202eremmoC", None),
+        ('""', None),
+        (None, None),
+    ],
+)
+def test_person_names_from_display_names(display: str | None, name: str | None) -> None:
+    assert person_name(display) == name
+    fallback = display_name(Participant("carol@customer.example", "to", display))
+    assert fallback == (name or "carol")
 
 
 # ------------------------------------------------------------------------------ links

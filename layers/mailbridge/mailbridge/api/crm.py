@@ -91,7 +91,8 @@ VERSIONED = (
     "/crm/contacts",
     summary="Create a contact",
     description="400 `unknown_company` when company_id names no company; 409 `email_in_use` when "
-    "another contact of the tenant has one of the addresses (`details.address`).",
+    "another contact of the tenant has one of the addresses (`details.address`, and the contact "
+    "holding it in `details.contact_id`).",
     tags=["crm"],
     security=BEARER,
     status_code=201,
@@ -198,7 +199,8 @@ def delete_contact(contact_id: str) -> Deleted:
 @router.post(
     "/crm/companies",
     summary="Create a company",
-    description="409 `domain_in_use` when another company of the tenant has one of the domains.",
+    description="409 `domain_in_use` when another company of the tenant has one of the domains "
+    "(`details.domain`, and the company holding it in `details.company_id`).",
     tags=["crm"],
     security=BEARER,
     status_code=201,

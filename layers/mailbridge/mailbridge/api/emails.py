@@ -13,7 +13,7 @@ from mailbridge.api import deps
 from mailbridge.api.context import current_tenant, require_role
 from mailbridge.api.schemas import AUTHED_ERRORS, BEARER, error_responses
 from mailbridge.emails import EmailPatch, EmailQuery
-from mailbridge.models.mail import Email, EmailSummary, PresignedUrl
+from mailbridge.models.mail import Email, EmailSummary, PresignedUrl, SendStatus
 from mailbridge.store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from mailbridge.tenancy import Role
 
@@ -25,7 +25,12 @@ THREAD_ID_PATTERN = emails.THREAD_ID.pattern
 
 @router.get(
     "/emails",
-    summary="List emails, newest first, with filters; follow `next_cursor` (pages may be short)",
+    summary="List emails, newest first, with filters; follow `next_cursor`",
+    description=(
+        "A page holds `limit` emails whenever that many match. A rare, very selective filter may "
+        "end a page early (each page reads a bounded amount): follow `next_cursor` until it is null. "
+        "400 `folder_needs_account`, `invalid_date_range`, `invalid_cursor`, `too_many_search_words`."
+    ),
     tags=["emails"],
     security=BEARER,
     responses=error_responses(400, *AUTHED_ERRORS),
@@ -43,7 +48,12 @@ def list_emails(
     ] = None,
     sender: Annotated[
         str | None,
-        Query(alias="from", max_length=320, description="Sender address or name contains this (any case)"),
+        Query(
+            alias="from",
+            max_length=320,
+            description="A whole address: sent from this address (any case); otherwise the sender's "
+            "address or name contains this text (any case)",
+        ),
     ] = None,
     since: Annotated[
         datetime | None, Query(description="ISO 8601; emails dated at or after this (no offset: UTC)")
@@ -53,7 +63,15 @@ def list_emails(
     ] = None,
     unread: Annotated[bool | None, Query(description="true: only unread; false: only read")] = None,
     q: Annotated[
-        str | None, Query(max_length=200, description="Subject or sender contains this text (any case)")
+        str | None,
+        Query(
+            max_length=200,
+            description="Words (at most 10) that the subject, sender, snippet or body text all contain, "
+            "in any case and order; punctuation is ignored",
+        ),
+    ] = None,
+    status: Annotated[
+        SendStatus | None, Query(description="Only outbound mail sent through mailbridge in this state")
     ] = None,
     include_deleted: Annotated[bool, Query(description="Also emails no mailbox holds any more")] = False,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")] = DEFAULT_PAGE_SIZE,
@@ -70,6 +88,7 @@ def list_emails(
         until=until,
         unread=unread,
         q=q,
+        status=status,
         include_deleted=include_deleted,
         limit=limit,
         cursor=cursor,

@@ -34,6 +34,7 @@ ROUTE_MODULES: dict[str, str] = {
     "GET /features": "features",
     "GET /health": "health",
     "GET /me": "me",
+    "GET /threads": "threads",
     "GET /threads/{thread_id}": "threads",
     "PATCH /accounts/{account_id}": "accounts",
     "PATCH /crm/campaigns/{campaign_id}": "crm",

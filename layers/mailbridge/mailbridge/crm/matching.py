@@ -22,6 +22,7 @@ remain visible on the email and can be deleted through the API.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mailbridge.bus import EventPublisher
 from mailbridge.crm import service
-from mailbridge.crm.models import CompanyCreate, ContactCreate, EmailLookup
+from mailbridge.crm.models import CompanyCreate, ContactCreate, ContactPatch, EmailLookup
 from mailbridge.crm.policy import (
     Policy,
     domain_of,
@@ -41,7 +42,7 @@ from mailbridge.crm.policy import (
     may_create_contact,
 )
 from mailbridge.crm.settings import load_policy
-from mailbridge.errors import Conflict, Invalid
+from mailbridge.errors import Conflict, Invalid, NotFound
 from mailbridge.models.features import FeatureFlags
 from mailbridge.queues import MatchQueue
 from mailbridge.store.accounts import AccountStore
@@ -59,6 +60,7 @@ REASON_RANK = {"participant": 0, "domain": 1, "deal_rule": 2}
 INDEX_PAGE = 1000
 BACKFILL_BUDGET = 2000
 LINK_PAGE = 100
+AUTO_CREATED = "auto-created"
 
 
 # ---------------------------------------------------------------------------------- pure rules
@@ -168,9 +170,58 @@ def creation_candidates(mail: MailFacts, policy: Policy, known: Collection[str])
     return [p for p in wanted if p.address not in known and may_create_contact(p.address, policy)]
 
 
+# ---------------------------------------------------------------------------------- names
+
+# Legal-entity words that end a company name after a comma ("Acme, Inc."): such a display name is
+# not a person's "Last, First".
+_ENTITY_WORDS = frozenset(
+    {"ab", "ag", "as", "bv", "co", "corp", "gmbh", "inc", "kg", "kk", "llc", "llp", "lp", "ltd", "nv", "oy",
+     "plc", "pty", "sa", "sarl", "sas", "spa", "srl"}
+)  # fmt: skip
+_ADDRESS_LIKE = re.compile(r"<?[^\s@<>\"']+@[^\s@<>\"']+>?")
+_PERSON_PART = re.compile(r"[^\W\d_][\w.'\u2019-]*(?: [^\W\d_][\w.'\u2019-]*){0,2}")
+MAX_NAME = 200
+# Emails of an address read to find its display name when the mail at hand carries none.
+NAME_LOOKBACK = 10
+
+
+def person_name(display: str | None) -> str | None:
+    """The contact name a display name gives (RFC 5322 section 3.4 `display-name`), or None.
+
+    Quotes and surrounding spaces go, inner whitespace collapses. Not a name: nothing left, any
+    control character (`mailbridge.models.fields.has_control`: after RFC 2047 decoding a display
+    name can hold CR/LF), or an address (systems that fill the display name with the address,
+    `"carol@x.example" <carol@x.example>`). The directory form "Last, First" (Exchange and Outlook
+    write names so) becomes "First Last", the order `Contact.name` holds, unless the part after
+    the comma is a legal-entity word ("Acme, Inc.").
+    """
+    from mailbridge.models.fields import has_control
+
+    if display is None or has_control(display):
+        return None
+    name = " ".join(display.strip().strip("\"'").split())
+    if not name or _ADDRESS_LIKE.fullmatch(name):
+        return None
+    last, comma, first = name.partition(",")
+    last, first = last.strip(), first.strip()
+    if (
+        comma
+        and "," not in first
+        and _PERSON_PART.fullmatch(last)
+        and _PERSON_PART.fullmatch(first)
+        and first.lower().rstrip(".") not in _ENTITY_WORDS
+    ):
+        name = f"{first} {last}"
+    return name[:MAX_NAME]
+
+
+def fallback_name(address: str) -> str:
+    """The name of a contact whose mail never carried a usable display name: the local part."""
+    return (local_part(address) or address)[:MAX_NAME]
+
+
 def display_name(p: Participant) -> str:
-    name = (p.name or "").strip().strip("\"'").strip()
-    return (name or local_part(p.address) or p.address)[:200]
+    return person_name(p.name) or fallback_name(p.address)
 
 
 # ---------------------------------------------------------------------------------- messages
@@ -271,6 +322,7 @@ def match_email(tenant_id: str, email_id: str, deps: MatchDeps) -> MatchOutcome:
     contacts = deps.crm.find_emails(tenant_id, [p.address for p in people]) if people else {}
     domains = sorted({p.domain for p in people if not policy.own(p.domain)})
     companies = deps.crm.find_domains(tenant_id, domains) if domains else {}
+    _adopt_names(tenant_id, people, contacts, deps)
     contacts_created = companies_created = 0
     for candidate in creation_candidates(mail, policy, contacts):
         company_id = companies.get(candidate.domain)
@@ -309,17 +361,58 @@ def _create_company(tenant_id: str, domain: str, deps: MatchDeps) -> str | None:
         return deps.crm.find_domain(tenant_id, domain)  # created concurrently: use that one
 
 
+def known_name(tenant_id: str, address: str, deps: MatchDeps) -> str | None:
+    """A usable display name the address carried in its newest `NAME_LOOKBACK` emails (newest
+    first): one participant-index query and one batch read."""
+    entries = deps.links.address_emails(tenant_id, address, limit=NAME_LOOKBACK)
+    items = deps.emails.batch_get_emails(tenant_id, [e.email_id for e in entries]) if entries else {}
+    for entry in entries:
+        item = items.get(entry.email_id) or {}
+        for role in ("from", "to", "cc"):
+            for value in item.get(role) or ():
+                if str(value.get("address") or "").strip().lower() == address:
+                    name = person_name(value.get("name"))
+                    if name:
+                        return name
+    return None
+
+
+def _adopt_names(
+    tenant_id: str, people: list[Participant], contacts: Mapping[str, EmailLookup], deps: MatchDeps
+) -> None:
+    """Give auto-created contacts still named after their address's local part the display name
+    this mail carries for them. A name a person set (or changed since) is never replaced."""
+    named = {p.address: name for p in people if p.address in contacts and (name := person_name(p.name))}
+    if not named:
+        return
+    ids = list(dict.fromkeys(contacts[a].contact_id for a in named))
+    for contact in deps.crm.get_contacts(tenant_id, ids):
+        if AUTO_CREATED not in contact.tags:
+            continue
+        address = next((a for a in contact.addresses if a in named), None)
+        if address is None or contact.name not in {fallback_name(a) for a in contact.addresses}:
+            continue
+        patch = ContactPatch(name=named[address], version=contact.version)
+        try:
+            service.update_contact(_system(tenant_id), contact.contact_id, patch, deps.crm, deps.publisher)
+        except (Conflict, NotFound):
+            continue  # changed or deleted meanwhile: that change wins
+
+
 def _create_contact(
     tenant_id: str, person: Participant, company_id: str | None, deps: MatchDeps
 ) -> EmailLookup | None:
-    """Through the CRM service, so `contact.created` goes out and address uniqueness holds."""
+    """Through the CRM service, so `contact.created` goes out and address uniqueness holds. The
+    name: this mail's display name, else one the address carried in earlier mail, else the
+    local part."""
+    name = person_name(person.name) or known_name(tenant_id, person.address, deps)
     try:
         body = ContactCreate.model_validate(
             {
-                "name": display_name(person),
+                "name": name or fallback_name(person.address),
                 "emails": [{"address": person.address}],
                 "company_id": company_id,
-                "tags": ["auto-created"],
+                "tags": [AUTO_CREATED],
             }
         )
     except ValidationError:

@@ -96,6 +96,19 @@ class ThreadView(Model):
     next_cursor: str | None = None
 
 
+class ThreadSummary(Model):
+    """A row of `GET /threads`: one conversation, placed by its newest email the filters select."""
+
+    thread_id: str
+    subject: str | None = Field(description="The subject of the thread's first email")
+    participants: list[EmailAddress] = Field(description="From, To and Cc of its emails, each address once")
+    message_count: int = Field(description="Emails in the thread a mailbox still holds")
+    unread_count: int = Field(description="Of those, the unread ones")
+    last_email_id: str = Field(description="The newest email of the thread the filters select")
+    last_message_date: datetime = Field(description="That email's date (the listing's order)")
+    snippet: str = Field(description="That email's snippet")
+
+
 class PresignedUrl(Model):
     url: str
     expires_in: int = Field(description="Seconds the URL stays valid")

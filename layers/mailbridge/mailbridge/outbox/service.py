@@ -280,13 +280,13 @@ def _schedule_name(email_id: str) -> str:
 
 
 def cancel_schedule(ctx: TenantContext, email_id: str, deps: OutboxDeps) -> None:
+    """Stop a scheduled send. The email stays listed (`status: cancelled`, `GET /emails?status=`),
+    so the user sees what did not go out; only the schedule is deleted."""
     ctx.require(Role.MEMBER)
     item = deps.emails.get_email(ctx.tenant_id, email_id)
     if item is None or not item.get("send_status"):
         raise NotFound("no such outbound email", code="not_found")
-    if not deps.emails.transition(
-        ctx.tenant_id, email_id, ("scheduled",), send_status="cancelled", deleted=True
-    ):
+    if not deps.emails.transition(ctx.tenant_id, email_id, ("scheduled",), send_status="cancelled"):
         raise Conflict(f"the email is {item.get('send_status')}, not scheduled", code="not_scheduled")
     deps.scheduler.delete(_schedule_name(email_id))
 

@@ -9,13 +9,15 @@ Item types (pk = TENANT#{tenant} for all):
   DEALCONTACT#{deal_id}#{contact_id}     a deal's link to one of its contacts, in gsi1 under the contact
   CAMPAIGN#{campaign_id}                 a campaign
   PIPELINE                               the tenant's deal stages (absent: the default pipeline)
-gsi1 (deals by company / by contact, open first, last updated first):
+gsi1 (deals by company / by contact, open first, last updated first; a company's contacts):
   gsi1pk = TENANT#{tenant}#COMPANY#{company_id}#DEALS | TENANT#{tenant}#CONTACT#{contact_id}#DEALS
   gsi1sk = OPEN#{updated_at}#{deal_id} | CLOSED#{updated_at}#{deal_id}
+  gsi1pk = TENANT#{tenant}#COMPANY#{company_id}#CONTACTS, gsi1sk = {contact_id}  (creation order)
 A record and its lookup/link items change in one TransactWriteItems: the lookups are created with
 `attribute_not_exists(pk) OR <id> = :me`, so two records can never claim one address or domain,
 even when written concurrently; the record itself is conditional on its version.
-Ids are time-ordered, so a plain listing is in creation order.
+Ids are time-ordered, so a plain listing is in creation order. Filtered listings fill their
+pages with `mailbridge.store.fill` (a bounded number of requests per page).
 """
 
 from __future__ import annotations
@@ -38,16 +40,19 @@ from mailbridge.crm.models import (
 from mailbridge.errors import Conflict, MailbridgeError, NotFound
 from mailbridge.store.base import DynamoRepository, Item, is_condition_failure, tenant_pk
 from mailbridge.store.conditions import Attr, Key
+from mailbridge.store.fill import PAGE_BUDGET, Budget, fill
+from mailbridge.store.pagination import MAX_PAGE_SIZE, encode_cursor
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 PIPELINE_SK = "PIPELINE"
 BATCH_GET = 100
-# A filtered listing queries again while its page is short, at most this many times per request.
-FILL_ROUNDS = 5
 
 Query = Callable[[str | None, int], tuple[list[Item], str | None]]
+# The attributes of a key after which a listing resumes: the table's, or gsi1's.
+TABLE_KEY = ("pk", "sk")
+INDEX_KEY = ("pk", "sk", "gsi1pk", "gsi1sk")
 
 
 def contact_sk(contact_id: str) -> str:
@@ -84,6 +89,10 @@ def company_deals_pk(tenant_id: str, company_id: str) -> str:
 
 def contact_deals_pk(tenant_id: str, contact_id: str) -> str:
     return f"{tenant_pk(tenant_id)}#CONTACT#{contact_id}#DEALS"
+
+
+def company_contacts_pk(tenant_id: str, company_id: str) -> str:
+    return f"{tenant_pk(tenant_id)}#COMPANY#{company_id}#CONTACTS"
 
 
 def deal_order_key(deal: Deal) -> str:
@@ -138,6 +147,9 @@ def contact_item(tenant_id: str, contact: Contact) -> Item:
     item = _record_item(tenant_id, contact_sk(contact.contact_id), contact)
     # What `q` searches: the name and every address, lower-cased.
     item["search"] = " ".join([contact.name.lower(), *contact.addresses])
+    if contact.company_id:
+        item["gsi1pk"] = company_contacts_pk(tenant_id, contact.company_id)
+        item["gsi1sk"] = contact.contact_id
     return item
 
 
@@ -292,10 +304,6 @@ def _delete(key: Item, condition: str, error: Callable[[], MailbridgeError], **v
     return Write(op, error)
 
 
-def _in_use(code: str, what: str, value: str) -> Callable[[], MailbridgeError]:
-    return lambda: Conflict(f"{what} {value} belongs to another record", code=code, details={what: value})
-
-
 class CrmStore(DynamoRepository):
     def __init__(self, table_name: str, table: Table | None = None) -> None:
         super().__init__(table_name, table)
@@ -345,6 +353,31 @@ class CrmStore(DynamoRepository):
             expected=version,
         )
 
+    def _address_in_use(self, tenant_id: str, address: str) -> Callable[[], MailbridgeError]:
+        """409 `email_in_use` naming the contact that holds the address (read when it happens)."""
+
+        def error() -> MailbridgeError:
+            holder = self.find_email(tenant_id, address)
+            return Conflict(
+                f"address {address} belongs to another contact",
+                code="email_in_use",
+                details={"address": address, "contact_id": holder.contact_id if holder else None},
+            )
+
+        return error
+
+    def _domain_in_use(self, tenant_id: str, domain: str) -> Callable[[], MailbridgeError]:
+        """409 `domain_in_use` naming the company that holds the domain (read when it happens)."""
+
+        def error() -> MailbridgeError:
+            return Conflict(
+                f"domain {domain} belongs to another company",
+                code="domain_in_use",
+                details={"domain": domain, "company_id": self.find_domain(tenant_id, domain)},
+            )
+
+        return error
+
     def _get_item(self, tenant_id: str, sk: str) -> Item | None:
         return self.get(tenant_pk(tenant_id), sk, consistent=True)
 
@@ -361,16 +394,20 @@ class CrmStore(DynamoRepository):
                 request = response.get("UnprocessedKeys") or {}
         return found
 
-    def _fill(self, query: Query, *, cursor: str | None, limit: int) -> tuple[list[Item], str | None]:
-        """Query again while a filtered page is short. Each query reads at most the missing
-        count, so every item read is returned or filtered out and the cursor loses nothing."""
-        kept: list[Item] = []
-        for _ in range(FILL_ROUNDS):
-            items, cursor = query(cursor, limit - len(kept))
-            kept.extend(items)
-            if cursor is None or len(kept) >= limit:
-                break
-        return kept, cursor
+    def _fill(
+        self, tenant_id: str, query: Query, key: tuple[str, ...], *, cursor: str | None, limit: int
+    ) -> tuple[list[Item], str | None]:
+        """A filtered page holding `limit` items whenever that many match (within the request
+        budget of `mailbridge.store.fill`); `key` names the attributes of the queried key."""
+        return fill(
+            query,
+            lambda items, _wanted: items,  # the FilterExpression already dropped the others
+            lambda item: encode_cursor({name: item[name] for name in key}, tenant_id),
+            limit=limit,
+            cursor=cursor,
+            budget=Budget(PAGE_BUDGET),
+            max_read=MAX_PAGE_SIZE,
+        )
 
     def _list_kind(
         self, tenant_id: str, prefix: str, *, cursor: str | None, limit: int, filters: Any = None
@@ -386,7 +423,7 @@ class CrmStore(DynamoRepository):
 
         if filters is None:
             return query(cursor, limit)
-        return self._fill(query, cursor=cursor, limit=limit)
+        return self._fill(tenant_id, query, TABLE_KEY, cursor=cursor, limit=limit)
 
     # ------------------------------------------------------------------ contacts
     def get_contact(self, tenant_id: str, contact_id: str) -> Contact | None:
@@ -404,7 +441,7 @@ class CrmStore(DynamoRepository):
                     "company_id": contact.company_id,
                 },
                 "attribute_not_exists(pk) OR contact_id = :me",
-                _in_use("email_in_use", "address", address),
+                self._address_in_use(tenant_id, address),
                 me=contact.contact_id,
             )
             for address in contact.addresses
@@ -414,7 +451,7 @@ class CrmStore(DynamoRepository):
             _delete(
                 {"pk": tenant_pk(tenant_id), "sk": email_sk(address)},
                 "attribute_not_exists(pk) OR contact_id = :me",
-                _in_use("email_in_use", "address", address),
+                self._address_in_use(tenant_id, address),
                 me=contact.contact_id,
             )
             for address in gone
@@ -446,7 +483,7 @@ class CrmStore(DynamoRepository):
             _delete(
                 {"pk": tenant_pk(tenant_id), "sk": email_sk(address)},
                 "attribute_not_exists(pk) OR contact_id = :me",
-                _in_use("email_in_use", "address", address),
+                self._address_in_use(tenant_id, address),
                 me=contact.contact_id,
             )
             for address in contact.addresses
@@ -456,9 +493,17 @@ class CrmStore(DynamoRepository):
     def list_contacts(
         self, tenant_id: str, filters: ContactFilter, *, cursor: str | None, limit: int
     ) -> tuple[list[Contact], str | None]:
-        items, next_cursor = self._list_kind(
-            tenant_id, "CONTACT#", cursor=cursor, limit=limit, filters=contact_filter(filters)
-        )
+        """In creation order; a company's contacts from its gsi1 partition, the rest filtered."""
+        if filters.company_id:
+            rest = contact_filter(ContactFilter(q=filters.q, tag=filters.tag))
+            query = self._index_query(
+                tenant_id, company_contacts_pk(tenant_id, filters.company_id), None, rest, newest_first=False
+            )
+            items, next_cursor = self._fill(tenant_id, query, INDEX_KEY, cursor=cursor, limit=limit)
+        else:
+            items, next_cursor = self._list_kind(
+                tenant_id, "CONTACT#", cursor=cursor, limit=limit, filters=contact_filter(filters)
+            )
         return [to_contact(i) for i in items], next_cursor
 
     def get_contacts(self, tenant_id: str, contact_ids: Sequence[str]) -> list[Contact]:
@@ -487,7 +532,7 @@ class CrmStore(DynamoRepository):
             _put(
                 {"pk": tenant_pk(tenant_id), "sk": domain_sk(d), "domain": d, "company_id": me},
                 "attribute_not_exists(pk) OR company_id = :me",
-                _in_use("domain_in_use", "domain", d),
+                self._domain_in_use(tenant_id, d),
                 me=me,
             )
             for d in company.domains
@@ -498,7 +543,7 @@ class CrmStore(DynamoRepository):
             _delete(
                 {"pk": tenant_pk(tenant_id), "sk": domain_sk(d)},
                 "attribute_not_exists(pk) OR company_id = :me",
-                _in_use("domain_in_use", "domain", d),
+                self._domain_in_use(tenant_id, d),
                 me=me,
             )
             for d in gone
@@ -606,7 +651,9 @@ class CrmStore(DynamoRepository):
             )
             return [to_deal(i) for i in items], next_cursor
         items, next_cursor = self._fill(
+            tenant_id,
             self._index_query(tenant_id, pk, filters.open, _all(c for c in conditions if c)),
+            INDEX_KEY,
             cursor=cursor,
             limit=limit,
         )
@@ -614,7 +661,9 @@ class CrmStore(DynamoRepository):
             return self.get_deals(tenant_id, [str(i["deal_id"]) for i in items]), next_cursor
         return [to_deal(i) for i in items], next_cursor
 
-    def _index_query(self, tenant_id: str, gsi1pk: str, open_only: bool | None, filters: Any) -> Query:
+    def _index_query(
+        self, tenant_id: str, gsi1pk: str, open_only: bool | None, filters: Any, *, newest_first: bool = True
+    ) -> Query:
         key = Key("gsi1pk").eq(gsi1pk)
         if open_only is not None:
             key = key & Key("gsi1sk").begins_with("OPEN#" if open_only else "CLOSED#")
@@ -626,7 +675,7 @@ class CrmStore(DynamoRepository):
                 index="gsi1",
                 cursor=page_cursor,
                 limit=page_limit,
-                newest_first=True,
+                newest_first=newest_first,
                 filter_expression=filters,
             )
 

@@ -1,24 +1,40 @@
 """Emails table: messages, their mailbox locations, threading lookups and quarantine records.
 
 Item types (pk = TENANT#{tenant} for all):
-  EMAIL#{email_id}                          the message (gsi1: newest first, gsi2: thread, gsi3: Message-ID)
+  EMAIL#{email_id}                          the message (gsi1: newest first, gsi2: thread, gsi3: Message-ID,
+                                            gsi4: unread, gsi5: by sender, gsi6: outbound by send status)
   LOC#{account}#{folder}#{uidvalidity}#{uid} where a mailbox holds it (gsi1: per account, newest first)
   MSGID#{hash}                              Message-ID -> thread id (also for ids only referenced so far)
   SUBJ#{account}#{hash}                     base subject -> thread id, for replies without references
   QUAR#{account}#{folder}#{uidvalidity}#{uid} input that could not be normalized (raw bytes in S3)
 Every create is conditional, so replaying a batch writes nothing twice.
+
+Listing indexes (newest first; gsi4-6 reuse gsi1sk = "{date}#{email_id}" as their sort key, so a
+date range is a key condition on every one of them, and project `SUMMARY_ATTRIBUTES` only, so a
+listing never reads bodies):
+  gsi1  gsi1pk = TENANT#{t}                      every email (and, as TENANT#{t}#ACC#{account},
+                                                  the account's locations)
+  gsi2  gsi2pk = TENANT#{t}#THREAD#{thread_id}    a thread's emails
+  gsi4  gsi4pk = TENANT#{t}#UNREAD                sparse: unread emails a mailbox still holds
+  gsi5  gsi5pk = TENANT#{t}#FROM#{digest(addr)}   the first From address, lower-cased
+  gsi6  gsi6pk = TENANT#{t}#STATUS#{status}       sparse: outbound mail sent through mailbridge
+The sparse keys follow the item: `create_email` derives them, and every write that changes `read`,
+`deleted` or `send_status` sets or removes them in the same update.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from mailbridge.errors import Conflict
 from mailbridge.store.base import DynamoRepository, Item, is_condition_failure
 from mailbridge.store.conditions import Attr, Key
+from mailbridge.store.fill import Budget
 from mailbridge.store.keys import (
+    digest,
     email_sk,
     location_prefix,
     message_id_sk,
@@ -26,11 +42,96 @@ from mailbridge.store.keys import (
     subject_sk,
     tenant_pk,
 )
+from mailbridge.store.pagination import encode_cursor
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 BATCH_GET = 100
+
+# What the listing indexes gsi4-6 project besides their keys (template.yaml lists the same names;
+# tests/unit/test_wiring.py checks): everything a summary shows and every listing filter reads.
+SUMMARY_ATTRIBUTES = (
+    "email_id",
+    "thread_id",
+    "subject",
+    "from",
+    "to",
+    "date",
+    "snippet",
+    "read",
+    "flagged",
+    "answered",
+    "has_attachments",
+    "direction",
+    "accounts",
+    "folders",
+    "deleted",
+    "send_status",
+    "send_at",
+    "failure",
+    "search",
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One index partition a listing reads, newest first."""
+
+    index: str
+    partition: str
+    pk_attr: str
+    sk_attr: str = "gsi1sk"
+
+    def key_of(self, item: Item) -> dict[str, Any]:
+        """The item's key in this index: what DynamoDB's LastEvaluatedKey would be after it."""
+        return {name: item[name] for name in ("pk", "sk", self.pk_attr, self.sk_attr)}
+
+
+def tenant_source(tenant_id: str) -> Source:
+    return Source("gsi1", tenant_pk(tenant_id), "gsi1pk")
+
+
+def account_source(tenant_id: str, account_id: str) -> Source:
+    """The account's locations (not emails: one email may have several)."""
+    return Source("gsi1", f"{tenant_pk(tenant_id)}#ACC#{account_id}", "gsi1pk")
+
+
+def thread_source(tenant_id: str, thread_id: str) -> Source:
+    return Source("gsi2", f"{tenant_pk(tenant_id)}#THREAD#{thread_id}", "gsi2pk", "gsi2sk")
+
+
+def unread_source(tenant_id: str) -> Source:
+    return Source("gsi4", f"{tenant_pk(tenant_id)}#UNREAD", "gsi4pk")
+
+
+def sender_source(tenant_id: str, address: str) -> Source:
+    return Source("gsi5", _sender_pk(tenant_id, address), "gsi5pk")
+
+
+def status_source(tenant_id: str, status: str) -> Source:
+    return Source("gsi6", _status_pk(tenant_id, status), "gsi6pk")
+
+
+def _sender_pk(tenant_id: str, address: str) -> str:
+    return f"{tenant_pk(tenant_id)}#FROM#{digest(address.strip().lower())}"
+
+
+def _status_pk(tenant_id: str, status: str) -> str:
+    return f"{tenant_pk(tenant_id)}#STATUS#{status}"
+
+
+def index_keys(tenant_id: str, item: Item) -> dict[str, str]:
+    """The listing index keys (gsi4-6) an email item carries, from its own values."""
+    keys: dict[str, str] = {}
+    if not item.get("read") and not item.get("deleted"):
+        keys["gsi4pk"] = unread_source(tenant_id).partition
+    senders = [a for a in item.get("from") or () if a.get("address")]
+    if senders:
+        keys["gsi5pk"] = _sender_pk(tenant_id, str(senders[0]["address"]))
+    if item.get("send_status"):
+        keys["gsi6pk"] = _status_pk(tenant_id, str(item["send_status"]))
+    return keys
 
 
 def locations_summary(loc_keys: Iterable[str]) -> tuple[set[str], set[str]]:
@@ -54,13 +155,17 @@ class EmailStore(DynamoRepository):
 
     def create_email(self, tenant_id: str, item: Item) -> bool:
         """True when this call stored the email, False when it already existed."""
+        keys = index_keys(tenant_id, item)
         try:
-            self.create({"pk": tenant_pk(tenant_id), "sk": email_sk(item["email_id"]), **item})
+            self.create({"pk": tenant_pk(tenant_id), "sk": email_sk(item["email_id"]), **item, **keys})
         except Conflict:
             return False
         return True
 
-    def batch_get_emails(self, tenant_id: str, email_ids: Sequence[str]) -> dict[str, Item]:
+    def batch_get_emails(
+        self, tenant_id: str, email_ids: Sequence[str], budget: Budget | None = None
+    ) -> dict[str, Item]:
+        """Email items by id (missing ones left out); every request is spent from `budget`."""
         found: dict[str, Item] = {}
         unique = list(dict.fromkeys(email_ids))
         for start in range(0, len(unique), BATCH_GET):
@@ -70,13 +175,19 @@ class EmailStore(DynamoRepository):
             request: dict[str, Any] = {self.table_name: {"Keys": keys}}
             while request:
                 response = self.table.meta.client.batch_get_item(RequestItems=request)
+                if budget is not None:
+                    budget.spend()
                 for item in response.get("Responses", {}).get(self.table_name, []):
                     found[str(item["email_id"])] = item
                 request = response.get("UnprocessedKeys") or {}
         return found
 
     def update_email(self, tenant_id: str, email_id: str, **values: Any) -> None:
-        expression, names, exprs = _set_expression(values)
+        """SET `values`; a change of `read` moves the email into or out of the unread index.
+
+        (An unread flag set on a deleted email puts it in the index too; listings check `deleted`.)
+        """
+        expression, names, exprs = _set_expression(values, _unread_key(tenant_id, values))
         self.table.update_item(
             Key={"pk": tenant_pk(tenant_id), "sk": email_sk(email_id)},
             UpdateExpression=expression,
@@ -86,8 +197,12 @@ class EmailStore(DynamoRepository):
         )
 
     def transition(self, tenant_id: str, email_id: str, allowed: tuple[str, ...], **values: Any) -> bool:
-        """Set `values` only while the outbound `send_status` is one of `allowed`; False otherwise."""
-        expression, names, exprs = _set_expression(values)
+        """Set `values` only while the outbound `send_status` is one of `allowed`; False otherwise.
+        A new `send_status` moves the email to that status's partition of the status index."""
+        index: dict[str, str | None] = {}
+        if "send_status" in values:
+            index["gsi6pk"] = _status_pk(tenant_id, str(values["send_status"]))
+        expression, names, exprs = _set_expression(values, index)
         names["#s"] = "send_status"
         exprs |= {f":a{i}": a for i, a in enumerate(allowed)}
         try:
@@ -120,7 +235,8 @@ class EmailStore(DynamoRepository):
         )
 
     def detach_location(self, tenant_id: str, email_id: str, loc_sk: str) -> bool:
-        """Forget one location; True when the email has no location left (it is then marked deleted)."""
+        """Forget one location; True when the email has no location left (it is then marked deleted
+        and leaves the unread index)."""
         response = self.table.update_item(
             Key={"pk": tenant_pk(tenant_id), "sk": email_sk(email_id)},
             UpdateExpression="DELETE loc_keys :l",
@@ -132,7 +248,7 @@ class EmailStore(DynamoRepository):
         if not remaining:
             self.table.update_item(
                 Key={"pk": tenant_pk(tenant_id), "sk": email_sk(email_id)},
-                UpdateExpression="SET deleted = :true REMOVE accounts, folders",
+                UpdateExpression="SET deleted = :true REMOVE accounts, folders, gsi4pk",
                 ExpressionAttributeValues={":true": True},
             )
             return True
@@ -254,9 +370,10 @@ class EmailStore(DynamoRepository):
         return response.get("Items", [])
 
     # ------------------------------------------------------------------ listings
-    def list_emails(
+    def read_source(
         self,
         tenant_id: str,
+        source: Source,
         *,
         cursor: str | None,
         limit: int,
@@ -264,7 +381,20 @@ class EmailStore(DynamoRepository):
         until: str | None = None,
         filters: Any = None,
     ) -> tuple[list[Item], str | None]:
-        return self._newest_first(tenant_id, tenant_pk(tenant_id), cursor, limit, since, until, filters)
+        """One query of an index partition, newest first, optionally within a date range."""
+        return self.query_page(
+            tenant_id=tenant_id,
+            key_condition=_date_range(Key(source.pk_attr).eq(source.partition), source.sk_attr, since, until),
+            cursor=cursor,
+            limit=limit,
+            index=source.index,
+            newest_first=True,
+            filter_expression=filters,
+        )
+
+    def cursor_after(self, tenant_id: str, source: Source, item: Item) -> str | None:
+        """The cursor that resumes a `read_source` of `source` right after `item`."""
+        return encode_cursor(source.key_of(item), tenant_id)
 
     def list_account_locations(
         self,
@@ -277,29 +407,15 @@ class EmailStore(DynamoRepository):
         until: str | None = None,
         folder: str | None = None,
     ) -> tuple[list[Item], str | None]:
-        partition = f"{tenant_pk(tenant_id)}#ACC#{account_id}"
         folder_filter = Attr("folder").eq(folder) if folder else None
-        return self._newest_first(tenant_id, partition, cursor, limit, since, until, folder_filter)
-
-    def _newest_first(
-        self,
-        tenant_id: str,
-        partition: str,
-        cursor: str | None,
-        limit: int,
-        since: str | None,
-        until: str | None,
-        filters: Any,
-    ) -> tuple[list[Item], str | None]:
-        """A gsi1 partition, newest first, optionally within a date range."""
-        return self.query_page(
-            tenant_id=tenant_id,
-            key_condition=_date_range(Key("gsi1pk").eq(partition), since, until),
+        return self.read_source(
+            tenant_id,
+            account_source(tenant_id, account_id),
             cursor=cursor,
             limit=limit,
-            index="gsi1",
-            newest_first=True,
-            filter_expression=filters,
+            since=since,
+            until=until,
+            filters=folder_filter,
         )
 
     def list_thread(
@@ -315,7 +431,7 @@ class EmailStore(DynamoRepository):
         """A thread's emails, oldest first unless `newest_first`; `filters` is a FilterExpression."""
         return self.query_page(
             tenant_id=tenant_id,
-            key_condition=Key("gsi2pk").eq(f"{tenant_pk(tenant_id)}#THREAD#{thread_id}"),
+            key_condition=Key("gsi2pk").eq(thread_source(tenant_id, thread_id).partition),
             cursor=cursor,
             limit=limit,
             index="gsi2",
@@ -323,26 +439,49 @@ class EmailStore(DynamoRepository):
             filter_expression=filters,
         )
 
+    def thread_emails(self, tenant_id: str, thread_id: str, budget: Budget | None = None) -> list[Item]:
+        """Every email of a thread, oldest first, with the summary attributes only (1 MB a request;
+        every request is spent from `budget`)."""
+        kwargs: dict[str, Any] = {
+            "IndexName": "gsi2",
+            "KeyConditionExpression": Key("gsi2pk").eq(thread_source(tenant_id, thread_id).partition),
+            "ProjectionExpression": ", ".join(f"#a{i}" for i in range(len(THREAD_ATTRIBUTES))),
+            "ExpressionAttributeNames": {f"#a{i}": name for i, name in enumerate(THREAD_ATTRIBUTES)},
+        }
+        out: list[Item] = []
+        while True:
+            response = self.table.query(**kwargs)
+            if budget is not None:
+                budget.spend()
+            out.extend(response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return out
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+# A thread summary reads these of every message: the summary's and the listing filters' attributes.
+THREAD_ATTRIBUTES = (*SUMMARY_ATTRIBUTES, "cc", "gsi1sk")
+
 
 def email_filter(
     *,
     include_deleted: bool = False,
     read: bool | None = None,
-    search: str | None = None,
+    search: list[str] | None = None,
     account_id: str | None = None,
     folder: str | None = None,
 ) -> Any:
-    """A FilterExpression over email items for `list_emails` / `list_thread` (None: no filter).
+    """A FilterExpression over email items (None: no filter): what DynamoDB can check of a query.
 
-    `search` must already be lower-case (the item's `search` attribute is); `folder` needs `account_id`.
+    `search` holds the terms of `mailbridge.search.query_terms`, each of which the item's `search`
+    attribute must contain; `folder` needs `account_id`.
     """
     conditions: list[Any] = []
     if not include_deleted:
         conditions.append(Attr("deleted").ne(True))
     if read is not None:
         conditions.append(Attr("read").eq(read))
-    if search:
-        conditions.append(Attr("search").contains(search))
+    conditions.extend(Attr("search").contains(term) for term in search or ())
     if account_id:
         conditions.append(Attr("accounts").contains(account_id))
         if folder:
@@ -355,19 +494,34 @@ def email_filter(
     return combined
 
 
-def _set_expression(values: dict[str, Any]) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """`SET #f0 = :v0, ...` with its name and value maps."""
-    names = {f"#f{i}": name for i, name in enumerate(values)}
-    exprs = {f":v{i}": value for i, value in enumerate(values.values())}
-    return "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values))), names, exprs
+def _set_expression(
+    values: dict[str, Any], index: dict[str, str | None] | None = None
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """`SET #f0 = :v0, ... [REMOVE #r0 ...]` with its name and value maps; `index` names key
+    attributes to set (a value) or remove (None) alongside."""
+    sets = {**values, **{k: v for k, v in (index or {}).items() if v is not None}}
+    removes = [k for k, v in (index or {}).items() if v is None]
+    names = {f"#f{i}": name for i, name in enumerate(sets)}
+    names |= {f"#r{i}": name for i, name in enumerate(removes)}
+    exprs = {f":v{i}": value for i, value in enumerate(sets.values())}
+    expression = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(sets)))
+    if removes:
+        expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes)))
+    return expression, names, exprs
 
 
-def _date_range(condition: Any, since: str | None, until: str | None) -> Any:
-    # gsi1sk = "{iso date}#{email_id}": ISO dates sort as text, and "~" sorts after every id.
+def _unread_key(tenant_id: str, values: dict[str, Any]) -> dict[str, str | None]:
+    if "read" not in values:
+        return {}
+    return {"gsi4pk": None if values["read"] else unread_source(tenant_id).partition}
+
+
+def _date_range(condition: Any, sort_key: str, since: str | None, until: str | None) -> Any:
+    # Sort keys are "{iso date}#{email_id}": ISO dates sort as text, and "~" sorts after every id.
     if since and until:
-        return condition & Key("gsi1sk").between(since, f"{until}~")
+        return condition & Key(sort_key).between(since, f"{until}~")
     if since:
-        return condition & Key("gsi1sk").gte(since)
+        return condition & Key(sort_key).gte(since)
     if until:
-        return condition & Key("gsi1sk").lte(f"{until}~")
+        return condition & Key(sort_key).lte(f"{until}~")
     return condition

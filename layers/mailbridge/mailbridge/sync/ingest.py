@@ -15,6 +15,7 @@ from typing import Any
 from mailbridge.mime import MimeError, normalize
 from mailbridge.models.email import ParsedMessage
 from mailbridge.providers.imap.models import FetchedMessage
+from mailbridge.search import search_text
 from mailbridge.store.blobs import BlobStore
 from mailbridge.store.emails import EmailStore
 from mailbridge.store.keys import digest, location_sk, tenant_pk
@@ -120,9 +121,14 @@ def build_email_item(
         "deleted": False,
         "announced": False,
         "raw_key": raw_key,
-        "search": " ".join(
-            [(message.subject or "").lower()] + [f"{a.name or ''} {a.address}".lower() for a in message.from_]
-        )[:1000],
+        "search": search_text(
+            [
+                message.subject,
+                *(f"{a.name or ''} {a.address}" for a in message.from_),
+                message.snippet,
+                message.text_body,
+            ]
+        ),
         "created_at": datetime.now(UTC).isoformat(),
         "gsi1pk": tenant_pk(tenant),
         "gsi1sk": f"{iso}#{email_id}",
