@@ -31,6 +31,7 @@ class ControlApi:
         message = user + "/messages/{id}"
         return [
             route("GET", PREFIX, self.state),
+            route("GET", PREFIX + "/", self.state),
             route("POST", PREFIX + "/apps", self.app),
             route("POST", PREFIX + "/users", self.user),
             route("POST", user + "/sign-in", self.sign_in),

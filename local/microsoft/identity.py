@@ -109,6 +109,7 @@ class User:
     personal: bool
     tokens_valid_from: datetime  # "revoke sign-in sessions" moves it forward (AADSTS50173 before it)
     denies_consent: bool = False
+    session: int = 0  # bumped by each revocation; a refresh token of an older session is dead
 
 
 @dataclass
@@ -132,6 +133,7 @@ class AuthorizationCode:
     nonce: str | None
     auth_time: datetime
     expires_at: datetime
+    session: int = 0
     used: bool = False
 
 
@@ -140,9 +142,10 @@ class RefreshToken:
     value: str
     client_id: str
     oid: str
-    auth_time: datetime  # when the user signed in (revocation compares against this)
+    auth_time: datetime  # when the user signed in
     issued_at: datetime
     last_used: datetime
+    session: int  # the user's session generation at sign-in (revocation compares against this)
 
 
 @dataclass
@@ -415,6 +418,7 @@ class Identity:
             nonce=params.get("nonce"),
             auth_time=now,
             expires_at=now + timedelta(seconds=self.settings.code_seconds),
+            session=user.session,
         )
         values = {"code": code, "state": state, "session_state": self.ids.guid()}
         if params.get("client_info") == "1":
@@ -604,7 +608,9 @@ class Identity:
         user = self.user_by_oid(code.oid)
         assert user is not None
         requested, oidc = self._scope_for_redemption(form, code, app)
-        return self._issue(app, user, requested, oidc, code.auth_time, code.nonce, form, origin, now)
+        return self._issue(
+            app, user, requested, oidc, (code.auth_time, code.session), code.nonce, form, origin, now
+        )
 
     def _scope_for_redemption(
         self, form: dict[str, str], code: AuthorizationCode, app: App
@@ -613,7 +619,9 @@ class Identity:
         if not raw:
             return code.graph_scopes, code.oidc_scopes
         graph, oidc = self.parse_scopes(raw, app)
-        return frozenset(graph & code.graph_scopes or code.graph_scopes), frozenset(oidc | code.oidc_scopes)
+        return frozenset(graph & code.graph_scopes or code.graph_scopes), frozenset(
+            oidc & code.oidc_scopes or code.oidc_scopes
+        )
 
     def _refresh(self, app: App, form: dict[str, str], origin: str, now: datetime) -> dict[str, Any]:
         value = form.get("refresh_token")
@@ -631,7 +639,7 @@ class Identity:
             )
         user = self.user_by_oid(token.oid)
         assert user is not None
-        if token.auth_time < user.tokens_valid_from:
+        if token.session < user.session:
             raise IdentityError(
                 400,
                 "invalid_grant",
@@ -675,7 +683,15 @@ class Identity:
         token.last_used = now
         oidc.add("offline_access")  # a refresh token was in hand, so one comes back (rotation)
         return self._issue(
-            app, user, frozenset(graph), frozenset(oidc), token.auth_time, None, form, origin, now
+            app,
+            user,
+            frozenset(graph),
+            frozenset(oidc),
+            (token.auth_time, token.session),
+            None,
+            form,
+            origin,
+            now,
         )
 
     def _issue(
@@ -684,7 +700,7 @@ class Identity:
         user: User,
         graph: frozenset[str],
         oidc: frozenset[str],
-        auth_time: datetime,
+        signed_in: tuple[datetime, int],
         nonce: str | None,
         form: dict[str, str],
         origin: str,
@@ -714,9 +730,10 @@ class Identity:
                 value=self.ids.refresh_token(user.personal),
                 client_id=app.client_id,
                 oid=user.oid,
-                auth_time=auth_time,
+                auth_time=signed_in[0],
                 issued_at=now,
                 last_used=now,
+                session=signed_in[1],
             )
             self.refresh_tokens[refresh.value] = refresh
             body["refresh_token"] = refresh.value
@@ -781,8 +798,10 @@ class Identity:
     # ------------------------------------------------------------------ revocation and checks
 
     def revoke_sessions(self, address: str, now: datetime) -> None:
-        """revokeSignInSessions / an admin revocation: every refresh token issued before now dies (50173)."""
-        self.users[address.lower()].tokens_valid_from = now
+        """revokeSignInSessions / an admin revocation: every refresh token issued so far dies (50173)."""
+        user = self.users[address.lower()]
+        user.tokens_valid_from = now
+        user.session += 1
 
     def withdraw_consent(self, address: str, client_id: str | None = None) -> int:
         """The user removes the app from myapps (the oauth2PermissionGrant is deleted): refresh -> 65001."""

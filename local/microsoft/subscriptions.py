@@ -19,10 +19,10 @@ data (notes.md and the stored payloads):
   dropped notifications are reported by a `missed` lifecycle event;
 * lifecycle events `reauthorizationRequired`, `subscriptionRemoved`, `missed` go to the
   lifecycleNotificationUrl in the stored shape; reauthorizationRequired comes when the access token
-  the subscription runs on or the subscription itself nears expiry, and keeps coming (every 15
-  minutes here, the doc's illustrative cadence) until `POST /subscriptions/{id}/reauthorize` or a
-  PATCH; if nobody answers, delivery "eventually pauses" (one hour after the token expired, here
-  [R]) and changes made while paused are lost;
+  the subscription runs on or the subscription itself nears expiry (15 minutes before, here), and
+  keeps coming (every 15 minutes, the doc's illustrative cadence) until
+  `POST /subscriptions/{id}/reauthorize` or a PATCH; if nobody answers, delivery "eventually
+  pauses" (one hour after the token expired, here [R]) and changes made while paused are lost;
 * the maximum lifetime of Outlook message/contact subscriptions is 4,230 minutes in the stored doc
   versions (10,080 in newer notes: `max_minutes`); a longer expirationDateTime is clamped (or
   refused with `over_max="reject"`), and the answer carries the value Graph kept;
@@ -54,7 +54,7 @@ DELIVERY_TIMEOUT = 3.0
 RETRY_FOR = timedelta(hours=4)
 MIN_BACKOFF = timedelta(seconds=10)
 MAX_BACKOFF = timedelta(minutes=10)
-REAUTH_LEAD = timedelta(hours=1)
+REAUTH_LEAD = timedelta(minutes=15)
 REAUTH_EVERY = timedelta(minutes=15)
 PAUSE_AFTER = timedelta(hours=1)
 CHANGE_TYPES = ("created", "updated", "deleted")
