@@ -195,7 +195,7 @@ class _Handler(BaseHTTPRequestHandler):
             path=parts.path,
             params={},
             query=parse_qs(parts.query, keep_blank_values=True),
-            headers={k.lower(): v for k, v in self.headers.items()},
+            headers=_headers(self.headers.items()),
             body=body,
             scheme="https" if isinstance(self.connection, ssl.SSLSocket) else "http",
             host=self.headers.get("Host") or f"{host!s}:{port}",
@@ -219,6 +219,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(response.body)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve  # noqa: N815 - http.server's names
+
+
+def _headers(items: Any) -> dict[str, str]:
+    """Header names lower-cased; a repeated header (two `Prefer` lines) joined with commas (RFC 9110 §5.3)."""
+    out: dict[str, str] = {}
+    for name, value in items:
+        key = name.lower()
+        out[key] = f"{out[key]}, {value}" if key in out else value
+    return out
 
 
 class _Server(ThreadingHTTPServer):

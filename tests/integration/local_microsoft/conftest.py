@@ -202,7 +202,8 @@ class Received:
 class Receiver:
     """A webhook on loopback. `validation` decides how it answers a validation request:
     "echo" (right), "encoded" (echoes the still-encoded token), "ignore" (200 with no token),
-    or an HTTP status code. Notifications are answered with `statuses` in turn, then 202."""
+    or an HTTP status code. Change notifications are answered with `statuses` in turn, then 202;
+    lifecycle notifications always with 202."""
 
     def __init__(self) -> None:
         self.validations: list[Received] = []
@@ -226,7 +227,9 @@ class Receiver:
                     self._validate(parts.query, received.query["validationToken"])
                     return
                 receiver.notifications.append(received)
-                self._answer(receiver.statuses.pop(0) if receiver.statuses else 202, b"", "text/plain")
+                lifecycle = parts.path.endswith("/lifecycle")
+                status = receiver.statuses.pop(0) if receiver.statuses and not lifecycle else 202
+                self._answer(status, b"", "text/plain")
 
             def _validate(self, raw_query: str, decoded: str) -> None:
                 mode = receiver.validation

@@ -283,3 +283,45 @@ def test_unanswered_reauthorization_pauses_delivery_and_changes_made_meanwhile_a
     assert receiver.items() == []
     assert {e["lifecycleEvent"] for e in receiver.items(lifecycle=True)} == {"reauthorizationRequired"}
     assert ms.subscription(subscription["id"]).paused is True
+
+
+def test_notifications_failing_for_four_hours_are_dropped_and_a_missed_event_follows(ms, graph, receiver):
+    # Given a subscription whose notification URL keeps failing (its lifecycle URL works)
+    graph.post("/subscriptions", _request(receiver, ms, minutes=2 * 24 * 60))
+    receiver.statuses = [503] * 1000
+    ms.deliver(USER, rfc5322())
+
+    # When four hours of retries pass
+    ms.flush()
+    for _ in range(4 * 6 + 2):
+        ms.advance(600)
+        ms.flush()
+
+    # Then the notification was retried, then dropped, and a `missed` lifecycle event was sent
+    attempts = [d for d in ms.deliveries() if d.kind == "notification"]
+    assert len(attempts) > 5
+    assert ms.subscriptions.pending() == 0
+    assert "missed" in [e["lifecycleEvent"] for e in receiver.items(lifecycle=True)]
+
+
+def test_two_prefer_headers_are_both_honoured(ms, graph):
+    # Given three messages
+    for i in range(3):
+        ms.deliver(USER, rfc5322(subject=f"m{i}"))
+
+    # When delta is asked with the page size and the id type in two separate Prefer headers
+    response = graph.http.get(
+        graph.base + "/me/mailFolders/inbox/messages/delta",
+        headers=[
+            ("Authorization", f"Bearer {graph.token}"),
+            ("Prefer", "odata.maxpagesize=2"),
+            ("Prefer", 'IdType="ImmutableId"'),
+        ],
+    )
+
+    # Then both applied: two items, with immutable ids
+    body = response.json()
+    assert len(body["value"]) == 2
+    immutable = {m.immutable_id for m in ms.folder_contents(USER, "inbox")}
+    assert {item["id"] for item in body["value"]} <= immutable
+    assert response.headers["preference-applied"] == 'odata.maxpagesize=2, IdType="ImmutableId"'
