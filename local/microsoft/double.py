@@ -76,7 +76,8 @@ class MicrosoftDouble:
         self.lock = threading.RLock()
         self.ids = Ids(seed)
         self.keys = KeySet(self.now())
-        self.tls = TlsIdentity(now=self.now()) if tls else None
+        # TLS is checked against the wall clock, not the double's: the certificate uses real time.
+        self.tls = TlsIdentity() if tls else None
         self.identity = Identity(
             self.ids, self.keys, IdentitySettings(access_token_seconds=access_token_seconds)
         )

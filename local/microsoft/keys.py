@@ -23,7 +23,7 @@ import ssl
 import tempfile
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -120,10 +120,8 @@ class KeySet:
 class TlsIdentity:
     """A CA (PEM file at `ca_file`) and a server certificate for the loopback names."""
 
-    def __init__(
-        self, hosts: tuple[str, ...] = ("127.0.0.1", "localhost"), now: datetime | None = None
-    ) -> None:
-        start = (now or datetime.now().astimezone()) - timedelta(days=1)
+    def __init__(self, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> None:
+        start = datetime.now(UTC) - timedelta(days=1)  # wall-clock time: TLS clients check it
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mailbridge local Microsoft double CA")])
         ca_cert = (

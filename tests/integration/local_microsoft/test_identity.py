@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,6 +16,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from local.clock import ManualClock
 from local.microsoft import MicrosoftDouble
 from local.microsoft.identity import App
 
@@ -361,3 +363,16 @@ def test_client_info_is_base64url_uid_and_utid(ms, http, app):
     info = json.loads(base64.urlsafe_b64decode(body["client_info"] + "=="))
     user = ms.identity.users[USER]
     assert info == {"uid": user.oid, "utid": user.tid}
+
+
+def test_tls_is_valid_by_the_wall_clock_whatever_time_the_double_keeps():
+    # Given a double whose clock starts in 2030
+    with MicrosoftDouble(clock=ManualClock()) as far_future:
+        assert far_future.now().year == 2030
+
+        # When a client checks its certificate against the real time
+        context = ssl.create_default_context(cafile=far_future.ca_file)
+        response = httpx.get(far_future.openid_configuration_url(), verify=context)
+
+    # Then the handshake succeeds: the certificate is dated by the wall clock
+    assert response.status_code == 200
