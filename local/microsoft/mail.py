@@ -91,6 +91,9 @@ class Message:
     inference: str = "focused"
     draft: dict[str, Any] | None = None  # the JSON a draft was made from (PATCHable)
     internet_message_id: str | None = None
+    mime_fields: dict[bool, dict[str, Any]] = field(
+        default_factory=dict, repr=False
+    )  # parsed once per body type
 
     def id(self, immutable: bool) -> str:
         return self.immutable_id if immutable else self.rest_id
@@ -372,6 +375,7 @@ class Mail:
             message.raw = render.build_mime(
                 message.draft, mailbox.address, mailbox.name, message.internet_message_id or "", self.now()
             )
+            message.mime_fields.clear()
         self._touch(message)
         self._emit(mailbox, "updated", message.folder_id, message)
         return message
@@ -506,7 +510,9 @@ class Mail:
         prefer_text: bool = False,
         delta: bool = False,
     ) -> dict[str, Any]:
-        fields = render.message_fields(message.raw, prefer_text)
+        if prefer_text not in message.mime_fields:
+            message.mime_fields[prefer_text] = render.message_fields(message.raw, prefer_text)
+        fields = dict(message.mime_fields[prefer_text])
         fields |= {
             "createdDateTime": render.iso(message.created),
             "lastModifiedDateTime": render.iso(message.modified),

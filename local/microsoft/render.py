@@ -14,6 +14,8 @@ no fraction, as Graph writes them [R].
 from __future__ import annotations
 
 import email
+import email.errors
+import email.header
 import email.message
 import email.policy
 import re
@@ -75,40 +77,40 @@ def parse_select(value: str | None, allowed: frozenset[str], type_name: str) -> 
     return names
 
 
-def parse(raw: bytes) -> email.message.EmailMessage:
-    parsed = email.message_from_bytes(raw, policy=email.policy.default)
-    assert isinstance(parsed, email.message.EmailMessage)
-    return parsed
+def parse(raw: bytes) -> email.message.Message:
+    """The MIME tree (compat32: fast, raw header values; decoding is done per field below)."""
+    return email.message_from_bytes(raw, policy=email.policy.compat32)
 
 
-def header_text(message: email.message.EmailMessage, name: str) -> str | None:
+def decode_words(value: str) -> str:
+    """RFC 2047 encoded-words decoded, folding whitespace collapsed."""
     try:
-        value = message.get(name)
-    except (ValueError, IndexError, TypeError):
-        return None
-    return None if value is None else " ".join(str(value).split())
+        decoded = str(email.header.make_header(email.header.decode_header(value)))
+    except (LookupError, ValueError, UnicodeDecodeError, email.errors.HeaderParseError):
+        decoded = value
+    return " ".join(decoded.split())
 
 
-def recipients(message: email.message.EmailMessage, *names: str) -> list[dict[str, Any]]:
-    values: list[str] = []
-    for name in names:
-        try:
-            values += [str(v) for v in message.get_all(name) or []]
-        except (ValueError, IndexError, TypeError):
-            continue
+def header_text(message: email.message.Message, name: str) -> str | None:
+    value = message.get(name)
+    return None if value is None else decode_words(str(value))
+
+
+def recipients(message: email.message.Message, *names: str) -> list[dict[str, Any]]:
+    values = [str(v) for name in names for v in message.get_all(name) or []]
     return [
-        {"emailAddress": {"name": display or address, "address": address}}
+        {"emailAddress": {"name": decode_words(display) or address, "address": address}}
         for display, address in getaddresses(values)
         if address
     ]
 
 
-def _address(message: email.message.EmailMessage, name: str) -> dict[str, Any] | None:
+def _address(message: email.message.Message, name: str) -> dict[str, Any] | None:
     found = recipients(message, name)
     return found[0] if found else None
 
 
-def _parts(message: email.message.EmailMessage) -> tuple[str | None, str | None, bool]:
+def _parts(message: email.message.Message) -> tuple[str | None, str | None, bool]:
     text = html = None
     attachments = False
     for part in message.walk():
@@ -120,10 +122,12 @@ def _parts(message: email.message.EmailMessage) -> tuple[str | None, str | None,
             continue
         if part.get_content_maintype() != "text":
             continue
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
         try:
-            content = str(part.get_content())
-        except (LookupError, ValueError, AssertionError):
-            content = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")  # type: ignore[union-attr]
+            content = data.decode(part.get_content_charset() or "utf-8", "replace")
+        except LookupError:
+            content = data.decode("utf-8", "replace")
         if part.get_content_subtype() == "html" and html is None:
             html = content
         elif part.get_content_subtype() == "plain" and text is None:
@@ -169,7 +173,7 @@ def message_fields(raw: bytes, prefer_text: bool) -> dict[str, Any]:
         "hasAttachments": attachments,
         "isDeliveryReceiptRequested": parsed.get("Return-Receipt-To") is not None,
         "isReadReceiptRequested": parsed.get("Disposition-Notification-To") is not None,
-        "internetMessageHeaders": [{"name": k, "value": " ".join(str(v).split())} for k, v in parsed.items()],
+        "internetMessageHeaders": [{"name": k, "value": decode_words(str(v))} for k, v in parsed.items()],
     }
 
 

@@ -375,3 +375,35 @@ def test_list_messages_pages_with_skip_and_other_users_mailboxes_are_denied(ms, 
     assert denied.status_code == 403
     assert denied.json()["error"]["code"] == "ErrorAccessDenied"
     assert own.status_code == 200
+
+
+def test_encoded_words_and_html_bodies_are_decoded_as_exchange_shows_them(ms, graph):
+    # Given a message with an RFC 2047 subject and sender name, and text + HTML alternatives
+    raw = (
+        "From: =?utf-8?q?Jos=C3=A9_N=C3=BA=C3=B1ez?= <jose@customer.example>\r\n"
+        f"To: {USER}\r\n"
+        "Subject: =?utf-8?b?Q2Fmw6kgb24gVHVlc2RheT8=?=\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/alternative; boundary="b1"\r\n\r\n'
+        "--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee you at the caf\u00e9.\r\n"
+        "--b1\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>See you at the <b>caf\u00e9</b>.</p>\r\n"
+        "--b1--\r\n"
+    ).encode()
+    message = ms.deliver(USER, raw)
+
+    # When it is read, as HTML (the default) and as text
+    html = graph.get(f"/me/messages/{message.rest_id}").json()
+    text = graph.get(
+        f"/me/messages/{message.rest_id}", headers={"Prefer": 'outlook.body-content-type="text"'}
+    ).json()
+
+    # Then the words are decoded and the body is the HTML part unless text is preferred
+    assert html["subject"] == "Caf\u00e9 on Tuesday?"
+    assert html["from"]["emailAddress"] == {
+        "name": "Jos\u00e9 N\u00fa\u00f1ez",
+        "address": "jose@customer.example",
+    }
+    assert html["body"]["contentType"] == "html"
+    assert "<b>caf\u00e9</b>" in html["body"]["content"]
+    assert text["body"] == {"contentType": "text", "content": "See you at the caf\u00e9."}
+    assert html["bodyPreview"] == "See you at the caf\u00e9."
