@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(double.urls(), indent=2), flush=True)
         print(
             "msal: ConfidentialClientApplication(client_id, client_secret, authority=<authority>, "
-            "instance_discovery=False, verify=<ca_file>)",
+            "instance_discovery=False) in a process with REQUESTS_CA_BUNDLE=<ca_bundle> "
+            "(or http_client=a requests.Session with trust_env=False and verify=<ca_file>)",
             flush=True,
         )
         print("Ctrl-C to stop.", flush=True)
