@@ -481,6 +481,7 @@ class CuttableProxy:
         self._conns: list[socket.socket] = []
         self._budget: int | None = None
         self._closed = False
+        self.connections = 0  # clients accepted so far: each login attempt of the code under test
         self._thread = threading.Thread(target=self._accept_loop, name="cuttable-proxy", daemon=True)
         self._thread.start()
 
@@ -511,6 +512,8 @@ class CuttableProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            with self._lock:
+                self.connections += 1
             try:
                 upstream = socket.create_connection((self.host, self.target_port), timeout=5)
             except OSError:
