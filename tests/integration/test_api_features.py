@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
+import pytest
 
 from tests.events import load_event
 from tests.fixtures.aws import BusReader, Stack
@@ -34,6 +35,32 @@ def test_a_token_without_tenant_is_forbidden(invoke_api: Invoke) -> None:
     response = invoke_api(load_event("api/get-me.json", claims={"sub": "u-1", "role": "admin"}))
     assert response["statusCode"] == 403
     assert body(response)["error"]["code"] == "no_tenant"
+
+
+@pytest.mark.parametrize(
+    ("claims", "code", "message"),
+    [
+        ({"sub": "u-1", "role": "admin"}, "no_tenant", "the token carries no valid tenant_id claim"),
+        ({"sub": "u-1", "custom:tenant_id": "acme"}, "no_role", "the token carries no valid role claim"),
+        ({"custom:tenant_id": "acme", "custom:role": "admin"}, "no_subject", "the token carries no subject"),
+    ],
+)
+def test_a_token_without_a_usable_claim_is_told_which(
+    invoke_api: Invoke, claims: dict[str, str], code: str, message: str
+) -> None:
+    response = invoke_api(load_event("api/get-me.json", claims=claims))
+    assert response["statusCode"] == 403
+    assert body(response)["error"] == {"code": code, "message": message, "details": None}
+
+
+def test_a_role_too_low_is_told_the_role_it_needs(invoke_api: Invoke) -> None:
+    response = invoke_api(load_event("api/put-features.json", tenant="acme", role="member", body={}))
+    assert response["statusCode"] == 403
+    assert body(response)["error"] == {
+        "code": "role_required",
+        "message": "this action needs the admin role or higher",
+        "details": None,
+    }
 
 
 def test_features_start_at_the_defaults(invoke_api: Invoke) -> None:
