@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from mailbridge.providers.imap.models import FetchedMessage
+from mailbridge.store.base import Item
 from mailbridge.store.blobs import BlobStore
-from mailbridge.store.emails import EmailStore, Item
+from mailbridge.store.emails import EmailStore
 from mailbridge.store.keys import location_sk
 from mailbridge.sync.ingest import Ingested, Mailbox, ingest
 from tests.events import load_event
