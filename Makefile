@@ -12,7 +12,7 @@ TENANT    ?= demo
 ROLE      ?= owner
 PORT      ?= 3000
 
-.PHONY: mailbox help run test check lint types cfn pytest build deploy token bench services clean
+.PHONY: mailbox help run test check lint types cfn pytest build deploy token bench services clean mutate
 
 help:
 	@echo "make run     start the whole system locally on http://127.0.0.1:$(PORT) (moto inside)"
@@ -21,6 +21,7 @@ help:
 	@echo "make -s token TENANT=acme ROLE=admin   a bearer token for the running local API"
 	@echo "make mailbox a local Dovecot with a demo mailbox to connect to the running API"
 	@echo "make bench   benchmarks, printed as ratios against named peers"
+	@echo "make mutate MODULES=\"crypto.py tenancy.py\"   mutation testing of those modules (slow)"
 	@echo "make build / make deploy ENV=dev|prod"
 
 $(VENV)/.stamp: requirements-dev.txt constraints.txt layers/mailbridge/requirements.txt scripts/bootstrap-venv
@@ -72,8 +73,13 @@ test: check build pytest
 bench: $(VENV)/.stamp
 	$(PY) benchmarks/run.py
 
+# Mutation testing (mutmut) of MODULES (paths under layers/mailbridge/mailbridge/) with only the
+# tests scripts/mutate.toml lists for them; slow, so not part of `make test`. JOBS=n to limit CPUs.
+mutate: $(VENV)/.stamp services
+	$(PY) scripts/mutate.py $(if $(JOBS),--jobs $(JOBS)) $(MODULES)
+
 deploy: build
 	$(SAM) deploy --config-env $(ENV)
 
 clean:
-	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache .local
+	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache .local .mutate mutants

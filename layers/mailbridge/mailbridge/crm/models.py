@@ -227,10 +227,6 @@ class Contact(ContactFields, Versioned):
     contact_id: str
 
     @property
-    def primary_email(self) -> str:
-        return next(e.address for e in self.emails if e.primary)
-
-    @property
     def addresses(self) -> list[str]:
         return [e.address for e in self.emails]
 
@@ -295,10 +291,6 @@ class Pipeline(Model):
     version: int = Field(description="Revision; 0 while the tenant still has the default pipeline")
     updated_at: datetime | None = None
     updated_by: str | None = None
-
-    @property
-    def open_stages(self) -> list[str]:
-        return [s for s in self.stages if s not in CLOSED_STAGES]
 
 
 def default_pipeline() -> Pipeline:

@@ -91,28 +91,6 @@ class DynamoRepository:
             raise
         return new
 
-    def advance(self, pk: str, sk: str, attribute: str, value: Any, **extra: Any) -> None:
-        """Move a monotonic attribute (a sync cursor) forward only; `Conflict` if it would go back."""
-        names = {"#a": attribute}
-        values: dict[str, Any] = {":v": value}
-        sets = ["#a = :v"]
-        for i, (name, extra_value) in enumerate(extra.items()):
-            names[f"#e{i}"] = name
-            values[f":e{i}"] = extra_value
-            sets.append(f"#e{i} = :e{i}")
-        try:
-            self.table.update_item(
-                Key={"pk": pk, "sk": sk},
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression="attribute_not_exists(#a) OR #a <= :v",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except Exception as exc:
-            if is_condition_failure(exc):
-                raise Conflict(f"{attribute} cannot move backwards", code="cursor_backwards") from exc
-            raise
-
     def delete(self, pk: str, sk: str) -> None:
         self.table.delete_item(Key={"pk": pk, "sk": sk})
 
