@@ -175,3 +175,29 @@ def test_a_manual_sync_puts_a_failed_account_back_into_the_poll(harness: SyncHar
     assert [(q["kind"], q["account_id"], q["reason"]) for q in queued_syncs] == [
         ("sync", harness.account_id, "poll")
     ]
+
+
+def test_a_sync_that_succeeds_after_a_failure_puts_the_account_back_into_the_poll(
+    harness: SyncHarness,
+) -> None:
+    # Given an account that failed on rejected credentials (so the poll skips it)
+    assert harness.connect()[0] == 201
+    harness.drain()
+    password = harness.user.password
+    harness.server.set_password(harness.user, "changed-on-the-server")
+    harness.api("sync-account.json", params={"account_id": harness.account_id})
+    harness.drain()
+    assert harness.status()["reason"] == "auth_failed"
+    # When the server side is fixed and a sync arrives that did not come through POST /sync
+    # (a retry, or later a provider push): nothing made the account pollable first
+    harness.server.set_password(harness.user, password)
+    harness.deliver_raw(
+        {"kind": "sync", "tenant_id": TENANT, "account_id": harness.account_id, "reason": "retry"}
+    )
+    assert harness.status()["stage"] == "idle"
+    # Then the next poll queues the account again
+    harness.deliver_raw({"kind": "poll", "provider": "imap"})
+    queued = [json.loads(m["Body"]) for m in harness.receive()]
+    assert [(q["kind"], q["account_id"], q["reason"]) for q in queued] == [
+        ("sync", harness.account_id, "poll")
+    ]

@@ -164,6 +164,16 @@ class LinkStore(DynamoRepository):
         items = response.get("Items", [])
         return [to_entry(i) for i in items], encode_cursor(response.get("LastEvaluatedKey"), tenant_id)
 
+    def address_emails(self, tenant_id: str, address: str, *, limit: int) -> list[IndexEntry]:
+        """The newest `limit` emails of an address (one query of the participant index)."""
+        items, _ = self.query_page(
+            tenant_id=tenant_id,
+            key_condition=Key("pk").eq(address_pk(tenant_id, address)),
+            limit=limit,
+            newest_first=True,
+        )
+        return [to_entry(i) for i in items]
+
     # ------------------------------------------------------------------ links
     def put_auto_links(self, tenant_id: str, links: Sequence[LinkRecord]) -> int:
         """Create the links that do not exist yet; returns how many this call wrote.

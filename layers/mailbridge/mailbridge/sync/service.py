@@ -51,7 +51,11 @@ def _password(account: Account, deps: SyncServiceDeps) -> str:
 def _state(account: Account, deps: SyncServiceDeps, **changes: object) -> SyncState:
     state = account.sync.model_copy(update=changes)
     deps.sync.accounts.set_sync_state(
-        account.tenant_id, account.account_id, state, pollable=state.reason != "auth_failed"
+        account.tenant_id,
+        account.account_id,
+        state,
+        pollable=state.reason != "auth_failed",
+        provider=account.provider,
     )
     return state
 
