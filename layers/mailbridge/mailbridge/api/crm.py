@@ -7,17 +7,14 @@ the pipeline.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
 from mailbridge.api import deps
-from mailbridge.api.context import current_tenant, require_role
+from mailbridge.api.context import Guards, RouteGuard, current_tenant, require_role
 from mailbridge.api.schemas import AUTHED_ERRORS, BEARER, error_responses
 from mailbridge.crm import pipeline as pipelines
 from mailbridge.crm import service
@@ -47,28 +44,24 @@ from mailbridge.tenancy import Role
 
 router = Router()
 
-Middleware = Callable[[Any, NextMiddleware], Response[Any]]
 
+def feature_gate(*names: str) -> RouteGuard:
+    """Route guard, first in the list: a switched-off capability is 404 before any role check."""
 
-def feature_gate(*names: str) -> Middleware:
-    """Route middleware, first in the list: a switched-off capability is 404 before any role check."""
-
-    def middleware(app: Any, next_middleware: NextMiddleware) -> Response[Any]:
+    def check(app: Any) -> None:
         ctx = current_tenant(app)
         for name in names:
             require_feature(ctx, deps.feature_store(), name)
-        return next_middleware(app)
 
-    middleware.__name__ = "require_" + "_".join(names)
-    return middleware
+    return RouteGuard("require_" + "_".join(names), check)
 
 
 CRM = feature_gate("crm")
 CAMPAIGNS = feature_gate("crm", "campaigns")
-READ = [CRM]
-WRITE = [CRM, require_role(Role.MEMBER)]
-CAMPAIGN_READ = [CAMPAIGNS]
-CAMPAIGN_WRITE = [CAMPAIGNS, require_role(Role.MEMBER)]
+READ: Guards = [CRM]
+WRITE: Guards = [CRM, require_role(Role.MEMBER)]
+CAMPAIGN_READ: Guards = [CAMPAIGNS]
+CAMPAIGN_WRITE: Guards = [CAMPAIGNS, require_role(Role.MEMBER)]
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")]
 Cursor = Annotated[str | None, Query(max_length=4096, description="`next_cursor` of the previous page")]
