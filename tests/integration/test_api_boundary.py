@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
 
 from mailbridge.api.app import create_app
@@ -19,6 +20,7 @@ from mailbridge.config import Settings, TableNames
 from mailbridge.observability import logger
 from mailbridge.tenancy import Role
 from tests.events import load_event
+from tests.fixtures.aws import Stack
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -239,3 +241,60 @@ def test_an_unexpected_error_is_500_and_no_log_line_carries_a_request_value(
     assert unhandled[0]["error_at"]  # where it happened is there
     assert [line for line in lines if MARKER in line] == []
     assert MARKER not in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------ identifiers
+
+
+def _stored(stack: Stack) -> dict[str, int]:
+    """Items per table and objects in the bucket: what a request may have written."""
+    counts = {lid: stack.table(lid).scan(Select="COUNT")["Count"] for lid in stack.deployed.tables}
+    s3 = boto3.client("s3")
+    counts["bucket"] = s3.list_objects_v2(Bucket=stack.deployed.buckets["MailBucket"]).get("KeyCount", 0)
+    return counts
+
+
+@pytest.mark.parametrize("tenant", ["acme\n", "acme\r\n", "\nacme", "ac\nme"])
+def test_a_tenant_claim_with_a_line_break_is_refused_and_writes_nothing(
+    invoke_api: Invoke, stack: Stack, tenant: str
+) -> None:
+    # Given a verified token whose tenant_id carries a line break (`^...$` with re.match let
+    # "acme\n" through, and the newline reached S3 keys)
+    before = _stored(stack)
+    contact = {"name": "Ada", "emails": [{"address": "ada@example.com"}]}
+    upload = {"filename": "a.pdf", "content_type": "application/pdf", "size": 10}
+    # When it creates a contact, asks for an upload and reads its identity
+    answers = [
+        invoke_api(load_event("api/crm-create-contact.json", tenant=tenant, body=contact)),
+        invoke_api(load_event("api/create-upload.json", tenant=tenant, body=upload)),
+        invoke_api(load_event("api/get-me.json", tenant=tenant)),
+    ]
+    # Then every answer is 403 no_tenant and nothing was stored anywhere
+    assert [(r["statusCode"], body(r)["error"]["code"]) for r in answers] == [(403, "no_tenant")] * 3
+    assert _stored(stack) == before
+
+
+def test_a_path_id_with_a_trailing_line_break_is_not_found(invoke_api: Invoke, stack: Stack) -> None:
+    # Given a contact
+    created = invoke_api(
+        load_event(
+            "api/crm-create-contact.json",
+            tenant=TENANT,
+            body={"name": "Ada", "emails": [{"address": "ada@example.com"}]},
+        )
+    )
+    assert created["statusCode"] == 201
+    contact_id = body(created)["contact_id"]
+    before = _stored(stack)
+    # When its path is asked for with a line break after the id (read, change, delete)
+    answers = []
+    for method, raw in (("GET", None), ("PATCH", '{"name": "Eve"}'), ("DELETE", None)):
+        event = request(method, "/crm/contacts/<contact_id>", role="member", raw_body=raw)
+        event["rawPath"] = event["requestContext"]["http"]["path"] = f"/crm/contacts/{contact_id}\n"
+        event["pathParameters"] = {"contact_id": f"{contact_id}\n"}
+        answers.append(invoke_api(event))
+    # Then each is 404 and nothing changed
+    assert [r["statusCode"] for r in answers] == [404, 404, 404]
+    assert _stored(stack) == before
+    read = invoke_api(request("GET", f"/crm/contacts/{contact_id}", role="member"))
+    assert body(read)["name"] == "Ada"

@@ -333,7 +333,7 @@ def _list_account(
 
 
 def _email_item(ctx: TenantContext, email_id: str, store: EmailStore) -> Item:
-    item = store.get_email(ctx.tenant_id, email_id) if EMAIL_ID.match(email_id) else None
+    item = store.get_email(ctx.tenant_id, email_id) if EMAIL_ID.fullmatch(email_id) else None
     if item is None:
         raise NotFound("no such email")
     return item
@@ -418,7 +418,7 @@ def get_thread(
     limit: int = DEFAULT_PAGE_SIZE,
 ) -> ThreadView:
     """A page of the thread's messages, oldest first; the subject is the thread's first message's."""
-    if not THREAD_ID.match(thread_id):
+    if not THREAD_ID.fullmatch(thread_id):
         raise NotFound("no such thread", code="thread_not_found")
     items, next_cursor = store.list_thread(ctx.tenant_id, thread_id, cursor=cursor, limit=limit)
     first = items[0] if items and cursor is None else None

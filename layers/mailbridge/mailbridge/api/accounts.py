@@ -28,7 +28,7 @@ class AccountDeleted(Model):
 
 
 def _valid(account_id: str) -> str:
-    if not _ACCOUNT_ID.match(account_id):
+    if not _ACCOUNT_ID.fullmatch(account_id):
         raise NotFound("no such account", code="account_not_found")
     return account_id
 

@@ -71,7 +71,7 @@ def create_upload(body: Annotated[UploadRequest, Body()]) -> UploadTicket:
     responses=error_responses(*AUTHED_ERRORS, 404, 409),
 )
 def cancel_schedule(email_id: str) -> ScheduleCancelled:
-    if not _EMAIL_ID.match(email_id):
+    if not _EMAIL_ID.fullmatch(email_id):
         raise NotFound("no such outbound email", code="not_found")
     from mailbridge.outbox import service
 

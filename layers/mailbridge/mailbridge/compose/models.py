@@ -50,7 +50,7 @@ def _normalized(value: EmailAddress) -> EmailAddress:
 
 def normalize_message_id(value: str) -> str:
     """A Message-ID as `left@right`, brackets stripped; ValueError when it is not one."""
-    match = _MSG_ID.match(value.strip())
+    match = _MSG_ID.fullmatch(value.strip())
     if match is None:
         raise ValueError("not a valid Message-ID (expected <left@right>)")
     return match.group(1)
@@ -71,7 +71,7 @@ class OutgoingAttachment(Model):
     @classmethod
     def _known_shape(cls, value: str) -> str:
         value = value.strip().lower()
-        if not _CONTENT_TYPE.match(value):
+        if not _CONTENT_TYPE.fullmatch(value):
             raise ValueError("content_type must look like type/subtype")
         if value.startswith("multipart/"):
             raise ValueError("a multipart content_type cannot be attached as a file")
@@ -82,7 +82,7 @@ class OutgoingAttachment(Model):
     def _bare_content_id(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        match = _CONTENT_ID.match(value.strip())
+        match = _CONTENT_ID.fullmatch(value.strip())
         if match is None:
             raise ValueError("content_id must be printable ASCII without spaces or brackets")
         return match.group(1)

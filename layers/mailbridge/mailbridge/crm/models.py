@@ -69,7 +69,7 @@ _CUSTOM_KEY = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 def normalize_domain(value: str) -> str:
     """Lower-case, without surrounding spaces or a trailing dot; a valid public hostname."""
     domain = value.strip().lower().rstrip(".")
-    if not _HOSTNAME.match(domain):
+    if not _HOSTNAME.fullmatch(domain):
         raise ValueError(f"{value!r} is not a valid domain name")
     return domain
 

@@ -192,7 +192,7 @@ def local_part(address: str) -> str:
 def is_role_address(address: str) -> bool:
     """Shared, machine or no-reply mailboxes (see ROLE_LOCAL_PARTS and NOREPLY)."""
     local = local_part(address)
-    return local in ROLE_LOCAL_PARTS or bool(NOREPLY.match(local))
+    return local in ROLE_LOCAL_PARTS or bool(NOREPLY.fullmatch(local))
 
 
 def is_automated(item: Mapping[str, Any]) -> bool:
