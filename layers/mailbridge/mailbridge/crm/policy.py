@@ -22,6 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
 from mailbridge.crm.freemail import is_free_domain
 from mailbridge.crm.models import Domain, normalize_address
+from mailbridge.models.numbers import DynamoInt
 
 AutoCreate = Literal["none", "sent", "sent_and_received"]
 
@@ -137,7 +138,7 @@ class CrmPolicyUpdate(BaseModel):
         "of the connected mailboxes",
     )
     blocklist: Blocklist = Field(default_factory=Blocklist)
-    version: int | None = Field(default=None, ge=0, description="Optional: the version you read")
+    version: DynamoInt | None = Field(default=None, ge=0, description="Optional: the version you read")
 
 
 class CrmSettings(BaseModel):

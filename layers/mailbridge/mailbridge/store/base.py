@@ -23,12 +23,28 @@ def tenant_pk(tenant_id: str) -> str:
     return f"TENANT#{tenant_id}"
 
 
+# Why DynamoDB cancels a transaction (TransactWriteItems API reference, CancellationReasons):
+# only these two are about other writers; the others (ValidationError, ThrottlingError,
+# ProvisionedThroughputExceeded, ItemCollectionSizeLimitExceeded ...) are not conflicts.
+_CONFLICT_REASONS = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
+
+
 def is_condition_failure(exc: Exception) -> bool:
+    """True only when a write lost to the table's current state: a failed ConditionExpression,
+    or a transaction cancelled because one of its conditions failed or another transaction held
+    an item. Any other error (an invalid value, throttling) is not a conflict: retrying the same
+    request could never help, so it must not be answered as one."""
     response = getattr(exc, "response", None)
     if not isinstance(response, Mapping):
         return False
     code = response.get("Error", {}).get("Code")
-    return code in {"ConditionalCheckFailedException", "TransactionCanceledException"}
+    if code == "ConditionalCheckFailedException":
+        return True
+    if code == "TransactionCanceledException":
+        reasons = response.get("CancellationReasons") or []
+        codes = {reason.get("Code") for reason in reasons if isinstance(reason, Mapping)}
+        return bool(codes & _CONFLICT_REASONS) and codes <= _CONFLICT_REASONS | {"None", None}
+    return False
 
 
 class DynamoRepository:

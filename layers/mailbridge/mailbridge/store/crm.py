@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 PIPELINE_SK = "PIPELINE"
+_INT_DIGITS_LIMIT = Decimal(10) ** 38
 BATCH_GET = 100
 # A filtered listing queries again while its page is short, at most this many times per request.
 FILL_ROUNDS = 5
@@ -110,9 +111,14 @@ def to_dynamo(value: Any) -> Any:
 
 
 def plain(value: Any) -> Any:
-    """Decimals back as ints or floats (custom fields); containers recursively."""
+    """Decimals back as ints (up to 38 digits, as they were accepted) or floats (custom fields);
+    containers recursively. -9.9E+125 is integral but was sent, and is read back, as a float."""
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        return (
+            int(value)
+            if value == value.to_integral_value() and value.copy_abs() < _INT_DIGITS_LIMIT
+            else float(value)
+        )
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -316,6 +322,7 @@ class CrmStore(DynamoRepository):
             for write, reason in zip(writes, reasons, strict=False):
                 if reason.get("Code") == "ConditionalCheckFailed":
                     raise write.error() from exc
+            # What is left is TransactionConflict: another transaction held an item; a retry helps.
             raise Conflict("a concurrent change got there first; try again", code="conflict") from exc
 
     def _record_writes(
