@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic import Tag as UnionTag  # `Tag` is a CRM tag below
 
 from mailbridge.models.base import Model
+from mailbridge.models.fields import MultiLine, SingleLine
 from mailbridge.models.mail import EmailSummary
 from mailbridge.models.numbers import DynamoInt, DynamoNumber
 
@@ -95,11 +96,13 @@ def _unique(values: list[str]) -> list[str]:
     return values
 
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# Free text is SingleLine/MultiLine (mailbridge.models.fields): no control characters, 422
+# `control_characters` otherwise. Stripped of surrounding spaces, then measured.
+Name = Annotated[SingleLine, Field(min_length=1, max_length=200)]
+Text = Annotated[SingleLine, Field(min_length=1, max_length=200)]
+Subject = Annotated[SingleLine, Field(min_length=1, max_length=200)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9+()./ x-]{3,40}$")]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+Tag = Annotated[SingleLine, Field(min_length=1, max_length=50)]
 Domain = Annotated[str, AfterValidator(normalize_domain)]
 Currency = Annotated[str, BeforeValidator(_upper), StringConstraints(pattern=r"^[A-Z]{3}$")]
 Stage = Annotated[
@@ -113,7 +116,7 @@ def _plain_decimal(value: Decimal) -> Decimal:
 
 
 Amount = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4), AfterValidator(_plain_decimal)]
-CustomText = Annotated[str, StringConstraints(max_length=MAX_CUSTOM_VALUE)]
+CustomText = Annotated[MultiLine, Field(max_length=MAX_CUSTOM_VALUE)]  # a note may have line breaks
 CompanyRef = Annotated[str, StringConstraints(pattern=COMPANY_ID.pattern)]
 ContactRef = Annotated[str, StringConstraints(pattern=CONTACT_ID.pattern)]
 
