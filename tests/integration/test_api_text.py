@@ -60,7 +60,7 @@ CASES: list[tuple[str, dict[str, Any], list[Any]]] = [
 
 
 @pytest.mark.parametrize(
-    ("event", "payload", "loc"), CASES, ids=[f"{e}:{'.'.join(map(str, l[1:]))}" for e, _, l in CASES]
+    ("event", "payload", "loc"), CASES, ids=[f"{e}:{'.'.join(map(str, loc[1:]))}" for e, _, loc in CASES]
 )
 def test_control_characters_in_free_text_are_refused(
     invoke_api: Invoke, stack: Stack, event: str, payload: dict[str, Any], loc: list[Any]
