@@ -6,6 +6,7 @@ helpers; a lost condition always surfaces as `Conflict`, never as a botocore err
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -133,7 +134,10 @@ class DynamoRepository:
         newest_first: bool = False,
         filter_expression: Any = None,
     ) -> tuple[list[Item], str | None]:
-        """One page of a query and the opaque cursor of the next one (None at the end)."""
+        """One page of a query and the opaque cursor of the next one (None at the end).
+
+        `cursor` must come from the same query (tenant, table, index, key condition): anything
+        else is `Invalid` 400 `invalid_cursor` (store/pagination.py)."""
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise Invalid(f"limit must be between 1 and {MAX_PAGE_SIZE}", code="invalid_limit")
         kwargs: dict[str, Any] = {
@@ -145,14 +149,29 @@ class DynamoRepository:
             kwargs["IndexName"] = index
         if filter_expression is not None:
             kwargs["FilterExpression"] = filter_expression
-        start = decode_cursor(cursor, tenant_id)
+        listing = self._listing(index, key_condition)
+        start = decode_cursor(cursor, tenant_id, listing=listing)
         if start:
             kwargs["ExclusiveStartKey"] = start
-        try:
-            response = self.table.query(**kwargs)
-        except Exception as exc:
-            # A hand-made start key for another partition fails DynamoDB's own validation.
-            if start and getattr(exc, "response", {}).get("Error", {}).get("Code") == "ValidationException":
-                raise Invalid("the cursor does not belong to this listing", code="invalid_cursor") from exc
-            raise
-        return response.get("Items", []), encode_cursor(response.get("LastEvaluatedKey"), tenant_id)
+        response = self.table.query(**kwargs)
+        next_cursor = encode_cursor(response.get("LastEvaluatedKey"), tenant_id, listing=listing)
+        return response.get("Items", []), next_cursor
+
+    def _listing(self, index: str | None, key_condition: Any) -> str:
+        """What a cursor is bound to: this table, the index and the query's key condition, so a
+        cursor of one listing (`/crm/contacts`) is refused by another (`/crm/companies`, `/emails`)."""
+        from boto3.dynamodb.conditions import ConditionExpressionBuilder
+
+        built = ConditionExpressionBuilder().build_expression(key_condition, is_key_condition=True)
+        values = {name: str(value) for name, value in built.attribute_value_placeholders.items()}
+        return json.dumps(
+            [
+                self.table_name,
+                index or "",
+                built.condition_expression,
+                built.attribute_name_placeholders,
+                values,
+            ],
+            sort_keys=True,
+            separators=(",", ":"),
+        )
