@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from mailbridge import accounts
 from mailbridge.api import deps
 from mailbridge.api.context import current_tenant, require_role
-from mailbridge.api.schemas import AUTHED_ERRORS, BEARER, error_responses
+from mailbridge.api.schemas import BEARER, errors
 from mailbridge.errors import NotFound
 from mailbridge.models.account import AccountCreate, AccountOut, AccountStatus
 from mailbridge.models.base import Model
@@ -45,7 +45,16 @@ def _valid(account_id: str) -> str:
     security=BEARER,
     status_code=201,
     middlewares=[require_role(Role.MEMBER)],
-    responses=error_responses(400, *AUTHED_ERRORS, 409, 503),
+    responses=errors(
+        {
+            400: ["host_not_allowed", "insecure_not_allowed"],
+            409: ["account_exists"],
+            422: ["auth_failed", "unreachable", "tls_failed", "timeout", "connection_lost"],
+            429: ["provider_rate_limited"],
+            502: ["unavailable", "protocol_error"],
+            503: ["queue_send_failed"],
+        }
+    ),
 )
 def create_account(body: Annotated[AccountCreate, Body()]) -> AccountOut:
     return accounts.connect_account(current_tenant(router), body, deps.account_deps())
@@ -56,7 +65,7 @@ def create_account(body: Annotated[AccountCreate, Body()]) -> AccountOut:
     summary="Connected mailboxes of the tenant",
     tags=["accounts"],
     security=BEARER,
-    responses=error_responses(400, *AUTHED_ERRORS),
+    responses=errors({}),
 )
 def list_accounts(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
@@ -70,7 +79,7 @@ def list_accounts(
     summary="One connected mailbox",
     tags=["accounts"],
     security=BEARER,
-    responses=error_responses(*AUTHED_ERRORS, 404),
+    responses=errors({404: ["account_not_found"]}),
 )
 def get_account(account_id: str) -> AccountOut:
     return accounts.get_account(current_tenant(router), _valid(account_id), deps.account_deps())
@@ -82,7 +91,7 @@ def get_account(account_id: str) -> AccountOut:
     tags=["accounts"],
     security=BEARER,
     middlewares=[require_role(Role.MEMBER)],
-    responses=error_responses(*AUTHED_ERRORS, 404, 503),
+    responses=errors({404: ["account_not_found"], 503: ["queue_send_failed"]}),
 )
 def delete_account(account_id: str, purge: Annotated[bool, Query()] = False) -> AccountDeleted:
     accounts.delete_account(current_tenant(router), _valid(account_id), deps.account_deps(), purge=purge)
@@ -96,7 +105,7 @@ def delete_account(account_id: str, purge: Annotated[bool, Query()] = False) -> 
     security=BEARER,
     status_code=202,
     middlewares=[require_role(Role.MEMBER)],
-    responses=error_responses(*AUTHED_ERRORS, 404, 503),
+    responses=errors({404: ["account_not_found"], 503: ["queue_send_failed"]}),
 )
 def sync_account(account_id: str) -> AccountStatus:
     return accounts.request_sync(current_tenant(router), _valid(account_id), deps.account_deps())
@@ -107,7 +116,7 @@ def sync_account(account_id: str) -> AccountStatus:
     summary="Sync stage, last success, last error, and per folder the cursor and stored vs server counts",
     tags=["accounts"],
     security=BEARER,
-    responses=error_responses(*AUTHED_ERRORS, 404),
+    responses=errors({404: ["account_not_found"]}),
 )
 def account_status(account_id: str) -> AccountStatus:
     return accounts.account_status(current_tenant(router), _valid(account_id), deps.account_deps())

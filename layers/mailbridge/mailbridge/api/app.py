@@ -158,8 +158,20 @@ def _configure_openapi(app: APIGatewayHttpResolver) -> None:
     )
 
 
+def _document_routes(app: MailbridgeResolver) -> None:
+    """Complete every route's responses for the document (mailbridge.api.schemas), once."""
+    from mailbridge.api.schemas import complete_responses
+
+    for route in app._static_routes + app._dynamic_routes:
+        if route.include_in_schema and not getattr(route, "_mailbridge_documented", False):
+            route.responses = complete_responses(route)
+            route._dependant = None  # rebuilt from the new responses (it lists their models)
+            route._mailbridge_documented = True  # type: ignore[attr-defined]
+
+
 def _openapi_ready(app: Any, next_middleware: NextMiddleware) -> Response[Any]:
     app.load_all()
+    _document_routes(app)
     if app.openapi_config.title != "mailbridge API":
         _configure_openapi(app)
     return next_middleware(app)

@@ -10,7 +10,7 @@ guards also run in place on a resolver that did not check them first.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -32,11 +32,16 @@ def current_tenant(router: BaseRouter) -> TenantContext:
 
 
 class RouteGuard:
-    """A route middleware whose check the resolver runs before request validation."""
+    """A route middleware whose check the resolver runs before request validation.
 
-    def __init__(self, name: str, check: Callable[[Any], None]) -> None:
+    `answers`: status -> the error codes the check can answer with (for the OpenAPI document)."""
+
+    def __init__(
+        self, name: str, check: Callable[[Any], None], answers: Mapping[int, Sequence[str]] | None = None
+    ) -> None:
         self.__name__ = name
         self._check = check
+        self.answers: Mapping[int, Sequence[str]] = answers or {}
 
     def check(self, app: Any) -> None:
         """Raise the typed error that answers the request when the check fails."""
@@ -55,7 +60,11 @@ class RoleGuard(RouteGuard):
     """403 `role_required` unless the caller's role is at least `minimum`."""
 
     def __init__(self, minimum: Role) -> None:
-        super().__init__(f"require_{minimum.value}", lambda app: current_tenant(app).require(minimum))
+        super().__init__(
+            f"require_{minimum.value}",
+            lambda app: current_tenant(app).require(minimum),
+            {403: ["role_required"]},
+        )
         self.minimum = minimum
 
 

@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from mailbridge import emails
 from mailbridge.api import deps
 from mailbridge.api.context import current_tenant
-from mailbridge.api.schemas import AUTHED_ERRORS, BEARER, error_responses
+from mailbridge.api.schemas import BEARER, errors
 from mailbridge.models.mail import ThreadView
 from mailbridge.store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
@@ -22,7 +22,7 @@ router = Router()
     summary="A thread's messages oldest first (paged), its subject and the participants of the page",
     tags=["threads"],
     security=BEARER,
-    responses=error_responses(400, *AUTHED_ERRORS, 404),
+    responses=errors({404: ["thread_not_found"]}),
 )
 def get_thread(
     thread_id: str,
