@@ -6,6 +6,7 @@ the one error shape, and what an unexpected error leaves in the logs.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Callable
@@ -125,6 +126,21 @@ def test_nesting_within_the_limit_reaches_validation(invoke_api: Invoke) -> None
 )
 def test_what_is_not_standard_json_is_400_invalid_json(invoke_api: Invoke, raw: str) -> None:
     response = invoke_api(request("POST", "/crm/contacts", raw_body=raw))
+    assert response["statusCode"] == 400, response
+    assert body(response)["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [base64.b64encode(b'{"name": "\xff\xfe"}').decode(), "not base64!"],
+    ids=["not-utf-8", "not-base64"],
+)
+def test_a_body_that_does_not_decode_is_400_invalid_json(invoke_api: Invoke, raw: str) -> None:
+    # Given a body API Gateway passed base64-encoded, which is not UTF-8 text (or not base64)
+    event = request("POST", "/crm/contacts", raw_body=raw)
+    event["isBase64Encoded"] = True
+    # Then it is refused as not JSON (RFC 8259: JSON text is UTF-8), not a 500
+    response = invoke_api(event)
     assert response["statusCode"] == 400, response
     assert body(response)["error"]["code"] == "invalid_json"
 

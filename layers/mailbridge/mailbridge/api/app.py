@@ -15,10 +15,13 @@ and validated; then the remaining middlewares and the handler.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import importlib
 import json
 import re
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -26,6 +29,7 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
     OpenAPIRequestValidationMiddleware,
 )
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mailbridge import __version__
@@ -104,6 +108,21 @@ def parse_json_body(text: str) -> Any:
         raise Invalid("the request body is not valid JSON", code="invalid_json") from exc
 
 
+class _StrictBodyEvent(APIGatewayProxyEventV2):
+    """The HTTP API event, whose body must decode (base64 when flagged, then UTF-8, RFC 8259
+    section 8.1) or the request is 400 `invalid_json` (it was a 500)."""
+
+    @cached_property
+    def decoded_body(self) -> str | None:
+        body: str | None = self.body
+        if not (self.is_base64_encoded and body):
+            return body
+        try:
+            return base64.b64decode(body.encode(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            raise Invalid("the request body is not valid UTF-8 JSON", code="invalid_json") from exc
+
+
 class _GuardsFirst(OpenAPIRequestValidationMiddleware):
     """Powertools' request validation, preceded by the matched route's guards."""
 
@@ -121,6 +140,9 @@ class MailbridgeResolver(APIGatewayHttpResolver):
         # Powertools puts request validation first in every route's chain; the guards go before it.
         self._request_validation_middleware = _GuardsFirst()
         self._loaded: set[str] = set()
+
+    def _to_proxy_event(self, event: dict[str, Any]) -> _StrictBodyEvent:
+        return _StrictBodyEvent(event, self._json_body_deserializer)
 
     @staticmethod
     def _compile_regex(rule: str, base_regex: str = r"^{}\Z") -> re.Pattern[str]:
