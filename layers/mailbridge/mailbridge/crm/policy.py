@@ -22,6 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
 from mailbridge.crm.freemail import is_free_domain
 from mailbridge.crm.models import Domain, normalize_address
+from mailbridge.models.numbers import DynamoInt
 
 AutoCreate = Literal["none", "sent", "sent_and_received"]
 
@@ -137,7 +138,7 @@ class CrmPolicyUpdate(BaseModel):
         "of the connected mailboxes",
     )
     blocklist: Blocklist = Field(default_factory=Blocklist)
-    version: int | None = Field(default=None, ge=0, description="Optional: the version you read")
+    version: DynamoInt | None = Field(default=None, ge=0, description="Optional: the version you read")
 
 
 class CrmSettings(BaseModel):
@@ -192,7 +193,7 @@ def local_part(address: str) -> str:
 def is_role_address(address: str) -> bool:
     """Shared, machine or no-reply mailboxes (see ROLE_LOCAL_PARTS and NOREPLY)."""
     local = local_part(address)
-    return local in ROLE_LOCAL_PARTS or bool(NOREPLY.match(local))
+    return local in ROLE_LOCAL_PARTS or bool(NOREPLY.fullmatch(local))
 
 
 def is_automated(item: Mapping[str, Any]) -> bool:
