@@ -113,10 +113,13 @@ def _unquote(text: str) -> str:
 
 
 def _elements(tokens: list[Token]) -> list[list[Token]]:
-    """Split at `,` and `;` outside angle brackets; drop group names (the words before `:`)."""
+    """Split at `,` and `;` outside angle brackets; drop group names (the phrase before `:`). A
+    `:` after something that is no phrase (an address, an angle bracket) opens no group: it and
+    what follows up to the next separator are not read ("b@x.test Bcc: eve@x.test" is b alone)."""
     elements: list[list[Token]] = []
     current: list[Token] = []
     in_angle = False
+    junk = False
     for token in tokens:
         kind, text = token
         if kind == SPECIAL:
@@ -127,11 +130,16 @@ def _elements(tokens: list[Token]) -> list[list[Token]]:
             elif not in_angle and text in ",;":
                 elements.append(current)
                 current = []
+                junk = False
                 continue
             elif not in_angle and text == ":":
-                current = []  # the group's display name
+                if any(_is_special(t, "@<>") for t in current):
+                    junk = True
+                else:
+                    current = []  # the group's display name
                 continue
-        current.append(token)
+        if not junk:
+            current.append(token)
     elements.append(current)
     return [e for e in elements if any(kind not in (WS, COMMENT) for kind, _ in e)]
 

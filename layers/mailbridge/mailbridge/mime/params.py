@@ -9,8 +9,8 @@ languages and continuations), read leniently and one parameter at a time.
   its escape sequences); the charset of section 0 then decodes the whole, through the same charset
   lookup as bodies and RFC 2047 words (`text.known_codec`).
 - The first occurrence of a name wins (as the stdlib's `get_param` does).
-- One parameter that cannot be read is left out and named in `defects`
-  (`parameter_unreadable:<name>`); it never costs the message.
+- One parameter that cannot be read (more than MAX_SECTIONS sections, anything that fails) is
+  left out and named in `defects` (`parameter_unreadable:<name>`); it never costs the message.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 # One parameter: quoted strings (a `;` inside does not end it; unterminated runs to the end) and
 # anything else but `;`.
 _PIECE = re.compile(r'(?:"(?:[^"\\]|\\.)*(?:"|\Z)|[^;"])*', re.DOTALL)
-_MAX_SECTIONS = 100
+# More sections than this in one parameter is no file name a sender wrote: left out.
+MAX_SECTIONS = 100
 
 
 def _split(value: str) -> list[str]:
@@ -58,17 +59,20 @@ def _octets(text: str) -> bytes:
 
 def _rfc2231(sections: list[tuple[int, bool, str]]) -> str:
     """Join the sections (number, extended, raw value) as octets, then decode with one charset."""
+    if len(sections) > MAX_SECTIONS:
+        raise ValueError("too many RFC 2231 sections")
     sections.sort(key=lambda s: s[0])
     charset: str | None = None
     octets: list[bytes] = []
-    for index, (_, extended, raw) in enumerate(sections[:_MAX_SECTIONS]):
+    for index, (_, extended, raw) in enumerate(sections):
         text = _unquote(raw)  # quotes are not allowed around extended values; some mailers add them
         if extended:
             if index == 0 and text.count("'") >= 2:
                 charset, _, encoded = text.split("'", 2)
             else:
                 encoded = text
-            octets.append(unquote_to_bytes(encoded))
+            # Raw 8-bit octets among the %XX escapes (surrogate escapes here) stay those octets.
+            octets.append(unquote_to_bytes(encoded.encode("ascii", "surrogateescape")))
         else:
             octets.append(_octets(text))
     decoded, _ = decode_bytes(b"".join(octets), charset or None)

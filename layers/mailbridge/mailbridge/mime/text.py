@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from functools import lru_cache
 
 from charset_normalizer import from_bytes
 
@@ -69,13 +70,15 @@ _ALIASES = {
 _CODE_PAGE = re.compile(r"(?:x-)?(?:windows|win|cp|ibm|ms)[-_]?(\d{3,5})")
 
 
+@lru_cache(maxsize=512)
 def known_codec(label: str | None) -> str | None:
     """The Python codec for a MIME charset label (RFC 2045 `charset`, RFC 2047 encoded words,
     RFC 2231 parameters and TNEF all use this one lookup), or None when there is no usable one.
 
     Tried in order: the alias table above, the label as Python knows it, the label without an
     `x-` prefix, and the code page number of windows-/cp-/ibm-/ms- variants. An RFC 2231
-    language suffix (`utf-8*en`, RFC 2231 section 5) is ignored.
+    language suffix (`utf-8*en`, RFC 2231 section 5) is ignored. Python codecs that are not text
+    encodings (base64, zlib, rot13 ...: `bytes.decode` refuses them) are no charset.
     """
     if not label:
         return None
@@ -84,9 +87,11 @@ def known_codec(label: str | None) -> str | None:
         if not candidate:
             return None
         try:
-            return codecs.lookup(candidate).name
+            info = codecs.lookup(candidate)
         except LookupError:
             continue
+        # The flag bytes.decode itself checks (CodecInfo._is_text_encoding, Python 3.4+).
+        return info.name if getattr(info, "_is_text_encoding", True) else None
     return None
 
 
