@@ -1,17 +1,19 @@
-"""Headers that categorization uses: list membership, auto-replies, bulk precedence."""
+"""Headers that categorization uses: list membership (RFC 2369/2919/8058), automated-mail markers."""
 
 from __future__ import annotations
 
 import re
 from email.message import Message
 
+from mailbridge.mime.automated import AUTOMATION_HEADERS
 from mailbridge.mime.headers import header_text
 from mailbridge.models.email import ListInfo
 
 _BRACKETED = re.compile(r"<([^<>]+)>")
 
-# Headers copied verbatim (cleaned, truncated) into `headers_of_interest`.
-INTERESTING_HEADERS = (
+# Headers copied verbatim (cleaned, truncated) into `headers_of_interest`: these, then the
+# automated-mail markers (mime.automated) that have no field of their own.
+_CATEGORIZATION_HEADERS = (
     "X-Auto-Response-Suppress",
     "X-Autoreply",
     "X-Autorespond",
@@ -30,6 +32,14 @@ INTERESTING_HEADERS = (
     "Delivered-To",
     "Thread-Topic",
     "Thread-Index",
+)
+INTERESTING_HEADERS = tuple(
+    dict.fromkeys(
+        (
+            *_CATEGORIZATION_HEADERS,
+            *(h for h in AUTOMATION_HEADERS if h.lower() not in {"auto-submitted", "precedence"}),
+        )
+    )
 )
 _MAX_HEADER_VALUE = 500
 

@@ -6,8 +6,6 @@ import codecs
 import re
 from functools import lru_cache
 
-from charset_normalizer import from_bytes
-
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
 _WS = re.compile(r"\s+")
@@ -137,6 +135,8 @@ def decode_bytes(data: bytes, declared: str | None) -> tuple[str, bool]:
 
 
 def _detect(data: bytes) -> str | None:
+    from charset_normalizer import from_bytes  # only for undeclared or mislabeled 8-bit text
+
     results = from_bytes(data)
     best = results.best()
     if best is None:
