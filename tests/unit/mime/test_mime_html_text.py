@@ -77,6 +77,7 @@ FRAGMENTS = [
     "<p =x>", "&amp;", "&lt", "&#60;", "&#x3c", "&nbsp;", "&lt;<?p?>", "&amp<?a?>;", "&", "#", ";",
     " ", "\n", "\t", "  ", "text", "more words", "\u00e9", "\u00a0", "x", "=", "'", '"', "/", "1",
     "<b", "<i>", "</i>", "<tr>", "</tr>", "<table>", "</table>", "<noscript>", "</noscript>",
+    "\x1c", "\u3000", "\u2028", "\u200b", "\ufeff", "\x85", "\r", "<pre> a\u00a0 b</pre>",
 ]  # fmt: skip
 
 

@@ -30,13 +30,22 @@ _FOLD = re.compile(r"\r\n|\r|\n")
 
 def raw_values(part: object, name: str) -> list[str]:
     """Every `name` header of a part, raw (folding kept, 8-bit bytes as surrogate escapes)."""
-    indexed = getattr(part, "header_values", None)
-    if indexed is not None:
-        values: list[str] = indexed(name)
-        return values
-    lname = name.lower()
-    headers: list[tuple[str, str]] = getattr(part, "_headers", [])
-    return [str(v) for k, v in headers if k.lower() == lname]
+    try:
+        values: list[str] = part.header_values(name)  # type: ignore[attr-defined]
+    except AttributeError:  # a stdlib Message (RFC 3464 blocks read from a decoded body)
+        lname = name.lower()
+        headers: list[tuple[str, str]] = getattr(part, "_headers", [])
+        return [str(v) for k, v in headers if k.lower() == lname]
+    return values
+
+
+def header_names(part: object) -> set[str]:
+    """The lower-cased names of the headers a part has."""
+    try:
+        names: set[str] = part.header_names()  # type: ignore[attr-defined]
+    except AttributeError:
+        return {str(k).lower() for k, _ in getattr(part, "_headers", [])}
+    return names
 
 
 def unfold(value: str) -> str:

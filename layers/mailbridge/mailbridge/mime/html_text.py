@@ -45,7 +45,7 @@ _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # instructions in it (they leave no text); then the common constructs, read in the same step with
 # the same outcome as the general path below: a start tag without attributes, an end tag.
 _CHUNK = re.compile(
-    r"(?P<text>(?:[^<]+|<(?![a-zA-Z/!?])|<\?[^>]*>)*)"
+    r"(?P<text>[^<]*(?:(?:<(?![a-zA-Z/!?])|<\?[^>]*>)[^<]*)*)"
     r"(?:<(?P<start>[a-zA-Z][^\t\n\r\f />\x00]*)\s*(?P<empty>/)?>"
     r"|</(?P<end>[a-zA-Z][-.a-zA-Z0-9:_]*)\s*>)?"
 )
@@ -94,7 +94,25 @@ class _Text:
 
     def data(self, text: str) -> None:
         if not self.skip and text:
-            self.parts.append(text if self.pre else _WS.sub(" ", text))
+            self.parts.append(text if self.pre else _collapse(text))
+
+
+def _collapse(text: str) -> str:
+    """`re.sub(r"\\s+", " ", text)` (str.split and the pattern's \\s agree on what is
+    whitespace), without a pattern pass over large text."""
+    words = text.split()
+    if not words:
+        return " "
+    lead = " " if text[0].isspace() else ""
+    trail = " " if text[-1].isspace() else ""
+    return lead + " ".join(words) + trail
+
+
+def _line(line: str) -> str:
+    """One output line: runs of spaces (and no-break, zero-width spaces, BOMs) as one, trimmed."""
+    if "  " in line or any(c in line for c in "\t\u00a0\u200b\ufeff"):
+        line = _SPACES.sub(" ", line)
+    return line.strip()
 
 
 def _whole_start_tag(raw: str, i: int) -> int:
@@ -291,5 +309,5 @@ def html_to_text(html: str) -> str:
     out = _Text()
     _tokens(html, out)
     text = "".join(out.parts)
-    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    lines = [_line(line) for line in text.split("\n")]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()

@@ -67,18 +67,21 @@ class Part(Message):
         self._source = b""
         self._span = (0, 0)
         self.defect_names: list[str] = []
-        self._index: dict[str, list[str]] | None = None
+        self._index: dict[str, list[str]] = {}
         self.param_cache: dict[tuple[str, bool], dict[str, str]] = {}
+
+    def add_header_raw(self, name: str, value: str) -> None:
+        """Message.set_raw, indexed by lower-cased name as it goes."""
+        self.__dict__["_headers"].append((name, value))
+        self._index.setdefault(name.lower(), []).append(value)
 
     def header_values(self, name: str) -> list[str]:
         """Every raw value of header `name` (case-insensitive), in order."""
-        index = self._index
-        if index is None:
-            index = {}
-            for key, value in self.raw_items():
-                index.setdefault(key.lower(), []).append(str(value))
-            self._index = index
-        return index.get(name.lower(), [])
+        return self._index.get(name.lower(), [])
+
+    def header_names(self) -> set[str]:
+        """The lower-cased names of the headers this part has."""
+        return set(self._index)
 
     def embedded(self) -> bytes:
         start, end = self._span
@@ -298,18 +301,17 @@ class _Parser:
 
     def _set_headers(self, part: Part, lines: list[bytes]) -> None:
         """email.feedparser._parse_headers: unix-from lines, continuations, nameless fields."""
-        name = ""
-        value: list[bytes] = []
+        field: list[bytes] = []  # the lines of the field being read
         for lineno, line in enumerate(lines):
             if line[:1] in (b" ", b"\t"):
-                if not name:
+                if not field:
                     _defect(part, "FirstHeaderLineIsContinuationDefect")
                     continue
-                value.append(line)
+                field.append(line)
                 continue
-            if name:
-                part.set_raw(*_header(name, value))
-                name, value = "", []
+            if field:
+                part.add_header_raw(*_header(field))
+                field = []
             if line.startswith(b"From "):
                 if lineno == 0:
                     continue
@@ -318,14 +320,12 @@ class _Parser:
                     return
                 _defect(part, "MisplacedEnvelopeHeaderDefect")
                 continue
-            colon = line.find(b":")
-            if colon == 0:
+            if line[:1] == b":":
                 _defect(part, "InvalidHeaderDefect")
                 continue
-            name = _ascii(line[:colon])
-            value = [line]
-        if name:
-            part.set_raw(*_header(name, value))
+            field = [line]
+        if field:
+            part.add_header_raw(*_header(field))
 
     def _message(self, parent: Part | None, depth: int) -> Part:
         part = self._new(parent, depth)
@@ -434,10 +434,11 @@ def _content_type(part: Part) -> str:
     return ctype if ctype.count("/") == 1 else "text/plain"
 
 
-def _header(name: str, lines: list[bytes]) -> tuple[str, str]:
-    """email.policy.Compat32.header_source_parse: the value after the colon, folding kept."""
-    text = _ascii(lines[0] if len(lines) == 1 else b"".join(lines))
-    return name, text.split(":", 1)[1].lstrip(" \t").rstrip("\r\n")
+def _header(lines: list[bytes]) -> tuple[str, str]:
+    """email.policy.Compat32.header_source_parse: the name, and the value after the colon with
+    its folding kept."""
+    name, value = _ascii(lines[0] if len(lines) == 1 else b"".join(lines)).split(":", 1)
+    return name, value.lstrip(" \t").rstrip("\r\n")
 
 
 def _strip_eol(body: bytes) -> bytes:

@@ -7,6 +7,7 @@ import re
 from functools import lru_cache
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL_TABLE = dict.fromkeys([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
 _WS = re.compile(r"\s+")
 _WESTERN = {"cp1252", "latin_1", "iso8859_15"}
@@ -155,7 +156,7 @@ def unsurrogate(value: str) -> str:
     """Undo the surrogate escapes that stand for raw 8-bit header bytes: UTF-8 (RFC 6532) when
     the bytes are UTF-8, a cut-off last character included (senders truncate long names at a byte
     count); otherwise the charset is detected."""
-    if not _SURROGATES.search(value):
+    if value.isascii() or not _SURROGATES.search(value):
         return value
     try:
         raw = value.encode("utf-8", errors="surrogateescape")
@@ -172,14 +173,23 @@ def unsurrogate(value: str) -> str:
 
 def clean_header_text(value: str) -> str:
     """Single-line, printable, JSON-safe header text."""
+    if value.isprintable() and "  " not in value:
+        # Nothing to remove or collapse: printable text has no control characters, surrogates
+        # or whitespace but the ASCII space (str.isprintable).
+        return value.strip()
     value = unsurrogate(value)
     value = _CONTROL.sub("", value)
     return _WS.sub(" ", value).strip()
 
 
 def clean_body_text(value: str) -> str:
-    value = unsurrogate(value)
-    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    """Body text with LF line ends, without control characters (TAB and LF stay) or lone
+    surrogates (UTF-7 can encode one)."""
+    # ASCII text (a flag on the string, no scan) has no surrogates, and str.translate is much
+    # faster than a pattern pass on it; on other text it is much slower.
+    if value.isascii():
+        return value.replace("\r\n", "\n").replace("\r", "\n").translate(_CONTROL_TABLE)
+    value = unsurrogate(value).replace("\r\n", "\n").replace("\r", "\n")
     return _CONTROL.sub("", value)
 
 
