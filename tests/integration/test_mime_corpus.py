@@ -2,6 +2,8 @@
 
 Every message must normalize or raise MimeError with a code: nothing else may escape. Where
 stalwart-mail-parser's expected JSON says what a header or attachment name is, we must agree.
+The structure parser must split every message into the parts, headers, bodies and defects the
+stdlib feed parser (compat32) finds, except where a Content-Type is folded (read unfolded here).
 
 What we compare from the stalwart JSON, and what we deliberately do not:
 - subject: compared after collapsing whitespace (we fold header lines to one line; stalwart keeps
@@ -30,12 +32,15 @@ from __future__ import annotations
 import json
 import os
 import re
+from email.parser import BytesParser
+from email.policy import compat32
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mailbridge.mime import MimeError, normalize
+from mailbridge.mime.structure import Part, TooComplex, parse_structure
 from mailbridge.mime.tnef import unpack_tnef
 
 pytestmark = pytest.mark.corpus
@@ -86,6 +91,38 @@ def test_every_message_normalizes_or_is_quarantined_with_a_reason(path: Path) ->
     result.message.model_dump_json(by_alias=True)
     assert [meta for meta, _ in result.attachments] == result.message.attachments
     assert all(meta.size == len(data) for meta, data in result.attachments)
+
+
+def _stdlib_parts(raw: bytes) -> list[Any] | None:
+    """The stdlib feed parser's part tree, or None when a Content-Type is folded (our parser
+    reads those unfolded, as policy.default did, so a folded boundary is still found)."""
+    parts = []
+    for part in BytesParser(policy=compat32).parsebytes(raw).walk():
+        if any("\n" in str(v) or "\r" in str(v) for v in part.get_all("Content-Type") or []):
+            return None
+        payload = None if part.is_multipart() else vars(part)["_payload"]
+        body = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else payload
+        defects = [type(d).__name__ for d in part.defects]
+        parts.append((part.items(), part.get_content_type(), defects, body, part.get_default_type()))
+    return parts
+
+
+@pytest.mark.parametrize("path", _params(EML_FILES), ids=_ids(EML_FILES) or None)
+def test_the_structure_parser_splits_like_the_stdlib_feed_parser(path: Path) -> None:
+    raw = path.read_bytes()
+    expected = _stdlib_parts(raw)
+    if expected is None:
+        return
+    try:
+        tree = parse_structure(raw)
+    except TooComplex:
+        pytest.fail("the stdlib parses this message, the structure parser gave up")
+    ours = []
+    for part in tree.walk():
+        assert isinstance(part, Part)
+        body = None if part.is_multipart() else part.body
+        ours.append((part.items(), part.ctype, part.defect_names, body, part.get_default_type()))
+    assert ours == expected
 
 
 def _header(part: dict[str, Any], name: str) -> Any:
