@@ -39,8 +39,8 @@ def _strip_type(value: str | None) -> str | None:
 def _blocks(part: Part, defects: list[str]) -> list[Message]:
     if transfer_encoding(part) not in ("base64", "quoted-printable"):
         return list(part.children)
-    # Some MTAs encode the status body against RFC 3464 section 2.1; its blocks are in the
-    # decoded text.
+    # Some MTAs base64- or quoted-printable-encode the status body; its blocks are in the
+    # decoded text (the structure parser read the encoded text as blocks).
     text = embedded_message(part, defects).decode("utf-8", errors="replace")
     parser = HeaderParser(policy=compat32)
     return [parser.parsestr(chunk) for chunk in _BLOCK_SPLIT.split(text.strip()) if chunk.strip()]
