@@ -10,6 +10,7 @@ from mailbridge.automations.conditions import (
     MAX_DATA_BYTES,
     MAX_DEPTH,
     MAX_NODES,
+    EventData,
     check_logic,
     compile_logic,
     evaluate,
@@ -173,3 +174,19 @@ def test_a_bare_string_is_a_literal_not_json_text() -> None:
 )
 def test_truthiness_follows_jsonlogic_com(value: Any, truthy: bool) -> None:
     assert is_truthy(value) is truthy
+
+
+def test_event_data_encoded_once_evaluates_like_the_plain_data() -> None:
+    # Given an event encoded once (or a queue body as it arrived)
+    data = {"contact": {"tags": ["vip"], "score": 3}}
+    rule = compile_logic(
+        {"and": [{"in": ["vip", {"var": "contact.tags"}]}, {">": [{"var": "contact.score"}, 2]}]}
+    )
+    # When / Then both forms give the rule's value
+    assert rule.evaluate(EventData.of(data)) is True
+    assert rule.evaluate(EventData.from_json('{"contact":{"tags":[],"score":3}}')) is False
+    with pytest.raises(LogicError) as caught:
+        rule.evaluate(EventData.from_json("[" * 5000 + "]" * 5000))
+    assert caught.value.code == "invalid_data"
+    with pytest.raises(LogicError):
+        EventData.of({"x": float("nan")})
