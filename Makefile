@@ -65,8 +65,12 @@ services:
 	scripts/ensure-dovecot
 
 # pytest exits 5 when it collected nothing: that fails `make test` like any other error.
+# Test files run in parallel (pytest-xdist), each file on one worker so module-scoped fixtures (the
+# local runner of an e2e module) start once; most of a test's time is spent waiting on moto,
+# Dovecot or the runner, so more workers than cores pays. PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= 4
 pytest: $(VENV)/.stamp services
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
 test: check build pytest
 
