@@ -264,6 +264,7 @@ class Attempt:
     status: int | None
     body: bytes
     error: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -296,13 +297,13 @@ class RetryPolicy:
     """When a failed delivery is tried again, and whether at all.
 
     `judge(attempt)` says whether the receiver accepted the message; `retryable(attempt)` whether a
-    refusal is tried again; `backoff(n)` is the wait after the n-th failed attempt (1-based);
+    refusal is tried again; `backoff(n, attempt)` is the wait after the n-th failed attempt (1-based);
     `max_attempts` / `give_up_after` end the retries.
     """
 
     judge: Callable[[Attempt], bool]
     retryable: Callable[[Attempt], bool]
-    backoff: Callable[[int], timedelta]
+    backoff: Callable[[int, Attempt], timedelta]
     max_attempts: int | None = None
     give_up_after: timedelta | None = None
     timeout: float = 10.0
@@ -394,7 +395,7 @@ class Outbox:
     def _retry_or_drop(self, item: Pending, outcome: Attempt, now: datetime) -> None:
         policy = self.policy
         out_of_attempts = policy.max_attempts is not None and item.attempt >= policy.max_attempts
-        due = now + policy.backoff(item.attempt)
+        due = now + policy.backoff(item.attempt, outcome)
         too_old = policy.give_up_after is not None and due - item.first > policy.give_up_after
         if not policy.retryable(outcome) or out_of_attempts or too_old:
             self.dropped.append(item)
@@ -429,8 +430,11 @@ def post(request: Outgoing, timeout: float) -> Attempt:
     )
     try:
         with urllib.request.urlopen(sent, timeout=timeout) as answer:  # noqa: S310
-            return Attempt(answer.status, answer.read())
+            return Attempt(
+                answer.status, answer.read(), headers={k.lower(): v for k, v in answer.headers.items()}
+            )
     except urllib.error.HTTPError as exc:
-        return Attempt(exc.code, exc.read() if exc.fp is not None else b"")
+        headers = {k.lower(): v for k, v in exc.headers.items()} if exc.headers else {}
+        return Attempt(exc.code, exc.read() if exc.fp is not None else b"", headers=headers)
     except (OSError, TimeoutError) as exc:
         return Attempt(None, b"", type(exc).__name__)

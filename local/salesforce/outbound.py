@@ -98,7 +98,7 @@ def ack_ok(attempt: Attempt) -> bool:
     return ack is not None and (ack.text or "").strip() == "true"
 
 
-def backoff(failures: int) -> timedelta:
+def backoff(failures: int, _attempt: Attempt | None = None) -> timedelta:
     wait: timedelta = FIRST_RETRY * 2 ** (failures - 1)
     return min(wait, MAX_RETRY)
 
