@@ -197,3 +197,20 @@ def test_manual_list_memberships(hubspot: HubSpotDouble, api: Api):
     assert removed == {"recordIdsRemoved": [b], "recordIdsMissing": []}
     assert [m["recordId"] for m in members["results"]] == [a]
     assert hubspot.list_members(list_id) == [a]
+
+
+def test_demo_seed_for_make_mailbox(hubspot: HubSpotDouble, api: Api):
+    # Given the seed `make mailbox PROVIDER=hubspot` runs
+    from local.hubspot.__main__ import seed_demo
+
+    seed_demo(hubspot)
+    # Then the demo senders are contacts with the custom tier property, and a company exists
+    rows = api.get(CONTACTS, properties="email,mailbridge_tier").json()["results"]
+    assert sorted((r["properties"]["email"], r["properties"]["mailbridge_tier"]) for r in rows) == [
+        ("carol@customer.example", "gold"),
+        ("dan@supplier.example", "silver"),
+    ]
+    assert (
+        hubspot.object("companies", next(iter(hubspot.crm.objects["companies"]))).properties["domain"]
+        == "customer.example"
+    )

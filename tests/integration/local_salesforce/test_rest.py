@@ -232,3 +232,18 @@ def test_composite_collections_all_or_none_and_limits(rest: Rest):
     )
     assert too_many.status_code == 400
     assert too_many.json()[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
+
+
+def test_demo_seed_for_make_mailbox(salesforce: SalesforceDouble, rest: Rest):
+    # Given the seed `make mailbox PROVIDER=salesforce` runs
+    from local.salesforce.__main__ import seed_demo
+
+    seed_demo(salesforce)
+    # Then the demo senders are contacts with the custom tier field, next to a lead and a campaign
+    contacts = rest.query("SELECT Email, Tier__c FROM Contact ORDER BY Email").json()["records"]
+    assert [(c["Email"], c["Tier__c"]) for c in contacts] == [
+        ("carol@customer.example", "Gold"),
+        ("dan@supplier.example", "Silver"),
+    ]
+    assert rest.query("SELECT COUNT() FROM Lead").json()["totalSize"] == 1
+    assert rest.query("SELECT Name FROM Campaign").json()["records"][0]["Name"] == "Spring launch"
