@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,7 +31,11 @@ SCOPES = " ".join(
         "crm.lists.write",
     )
 )
-DATA = "/work/shared/data/providers/hubspot"
+# The shared reference data: $MAILBRIDGE_CORPUS, else ../shared/data beside the checkout.
+_CORPUS = os.environ.get("MAILBRIDGE_CORPUS")
+DATA = str(
+    Path(_CORPUS or Path(__file__).resolve().parents[3].parent / "shared" / "data") / "providers" / "hubspot"
+)
 
 
 @pytest.fixture

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,7 +24,13 @@ from local.salesforce.oauth import ConnectedApp
 
 HTTP = httpx.Client(timeout=10)
 CALLBACK = "http://127.0.0.1:3000/oauth/salesforce/callback"
-DATA = "/work/shared/data/providers/salesforce"
+# The shared reference data: $MAILBRIDGE_CORPUS, else ../shared/data beside the checkout.
+_CORPUS = os.environ.get("MAILBRIDGE_CORPUS")
+DATA = str(
+    Path(_CORPUS or Path(__file__).resolve().parents[3].parent / "shared" / "data")
+    / "providers"
+    / "salesforce"
+)
 
 ACK = (
     b'<?xml version="1.0" encoding="UTF-8"?>'
