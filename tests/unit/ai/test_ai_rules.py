@@ -52,6 +52,15 @@ CASES = [
         ("notification", False, True),
     ),
     (
+        rules.bounce_body,
+        {
+            "subject": "",
+            "body": "Delivery has failed to these recipients or groups:\r\n\r\nx@example.org\r\n",
+        },
+        "body:bounce",
+        ("notification", False, True),
+    ),
+    (
         rules.auto_submitted,
         {"headers": ("Auto-Submitted: auto-generated",)},
         "header:auto-submitted",
@@ -143,6 +152,13 @@ def test_auto_submitted_no_is_not_automated(message):
     parsed = message("Auto-Submitted: no")
     # Then no rule fires
     assert rules.auto_submitted(parsed) is None
+
+
+def test_quoted_bounce_in_a_reply_is_a_person(message):
+    # Given a person forwarding bounce text in a reply
+    parsed = message(subject="Re: problem", body="Delivery has failed to these recipients or groups:\r\n")
+    # Then the bounce body rule does not fire
+    assert rules.bounce_body(parsed) is None
 
 
 def test_reply_to_a_bounce_is_a_person(message):

@@ -17,9 +17,9 @@ into `reasons`, strongest first):
    (`feature:finance-terms` ...), else `personal` for personal vocabulary, else `other`.
 
 `action_requested`: the sentence model over what the sender wrote (quoted history dropped), true
-when one sentence passes its threshold; never for automated mail. `needs_reply`: person-to-person mail (not spam, bulk or
-automated) that requests an action, asks a question, or is a calendar REQUEST. `is_lead`: a
-`sales` email from a sender with no history with the tenant and not a known contact.
+when one sentence passes its threshold; never for automated mail. `needs_reply`: person-to-person
+mail (not spam, bulk or automated) that requests an action, asks a question, or is a calendar
+REQUEST. `is_lead`: a `sales` email from a sender with no history with the tenant and not a known contact.
 
 CLI: `python -m mailbridge.ai.categorize FILE...` prints one JSON object per file (the fields of
 `Categorization` plus `file`; a file that cannot be read or parsed gives `{"file", "error"}`);
@@ -127,6 +127,41 @@ def _topic(message: ParsedMessage, text: str) -> tuple[Category, int, str] | Non
     return best
 
 
+def _bulk_category(
+    message: ParsedMessage, evidence: list[rules.Evidence], bulk: Score | None
+) -> tuple[Category, float, list[str]]:
+    """`marketing` when the text is promotional, else `newsletter`."""
+    text = features.normalize_text(f"{message.subject or ''}\n{message.text_body or ''}")
+    category: Category = "marketing" if len(_PROMOTIONAL.findall(text)) >= 3 else "newsletter"
+    decided: list[str] = []
+    if bulk is not None:
+        confidence = bulk.probability
+        decided = [_reason(bulk), *_feature_reasons(bulk)]
+    else:
+        confidence = max(found.confidence for found in evidence if found.is_bulk)
+    if category == "marketing":
+        decided.append("feature:promotional")
+    return category, confidence, decided
+
+
+def _person_category(
+    message: ParsedMessage, written: str, bulk: Score | None
+) -> tuple[Category, float, list[str]]:
+    """finance / support / sales by vocabulary, else personal, else other."""
+    person = max(1.0 - bulk.probability if bulk is not None else 0.5, 0.5)
+    topic = _topic(message, written)
+    category: Category
+    if topic is not None:
+        category, confidence, decided = topic[0], min(0.95, 0.5 + 0.1 * topic[1]) * person, [topic[2]]
+    elif len(_PERSONAL.findall(written)) >= 2:
+        category, confidence, decided = "personal", 0.6 * person, ["feature:personal-terms"]
+    else:
+        category, confidence, decided = "other", 0.6 * person, []
+    if bulk is not None:
+        decided.append(_reason(bulk))
+    return category, confidence, decided
+
+
 def _history_reasons(history: SenderHistory | None) -> list[str]:
     if history is None:
         return []
@@ -181,9 +216,6 @@ def categorize(
     best_action = max((score for _, score in actions), key=lambda s: s.probability, default=None)
     action_requested = best_action is not None and best_action.positive
 
-    category: Category
-    confidence: float
-    decided: list[str] = []
     # A report always decides; an automated marker decides unless list headers say it is bulk
     # (list software and newsletters may also carry Auto-Submitted).
     automated = next(
@@ -196,37 +228,17 @@ def categorize(
     )
     calendar = next((found for found in evidence if found.category == "calendar"), None)
     if automated is not None:
-        category = automated.category or "automated"
-        confidence = automated.confidence
+        category: Category = automated.category or "automated"
+        confidence, decided = automated.confidence, []
     elif is_spam:
         category, confidence = "spam", spam.probability
         decided = [_reason(spam), *_feature_reasons(spam)]
     elif calendar is not None:
-        category, confidence = "calendar", calendar.confidence
+        category, confidence, decided = "calendar", calendar.confidence, []
     elif is_bulk:
-        promotional = len(_PROMOTIONAL.findall(features.normalize_text(f"{message.subject or ''}\n{body}")))
-        category = "marketing" if promotional >= 3 else "newsletter"
-        if bulk is not None and not is_bulk_header:
-            confidence = bulk.probability
-            decided = [_reason(bulk), *_feature_reasons(bulk)]
-        else:
-            confidence = max(found.confidence for found in evidence if found.is_bulk)
-        if category == "marketing":
-            decided.append("feature:promotional")
+        category, confidence, decided = _bulk_category(message, evidence, bulk)
     else:
-        topic = _topic(message, written)
-        person = 1.0 - bulk.probability if bulk is not None else 0.5
-        if topic is not None:
-            category = topic[0]
-            confidence = min(0.95, 0.5 + 0.1 * topic[1]) * max(person, 0.5)
-            decided = [topic[2]]
-        elif len(_PERSONAL.findall(written)) >= 2:
-            category, confidence = "personal", 0.6 * max(person, 0.5)
-            decided = ["feature:personal-terms"]
-        else:
-            category, confidence = "other", max(person, 0.5) * 0.6
-        if bulk is not None:
-            decided.append(_reason(bulk))
+        category, confidence, decided = _person_category(message, written, bulk)
 
     if not is_spam and category != "spam" and spam.probability >= 0.5:
         decided.append(_reason(spam))

@@ -21,6 +21,7 @@ import math
 import re
 import zlib
 from collections import Counter
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -40,7 +41,9 @@ _PERCENT = re.compile(r"\d+(?:\.\d+)?\s?%")
 _NUMBER = re.compile(r"\d+")
 _WORD = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)?|_(?:url|email|money|pct|num)_")
 # Scripts written without spaces (CJK, kana, Thai): a run of them is cut into character bigrams.
-_UNSPACED = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]{2,}")
+_UNSPACED = re.compile(
+    r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]{2,}"
+)
 _TAG = re.compile(r"<(font|table|center|img|a|b|strong|big|h[1-6]|style|td|span|div|p|br)\b", re.IGNORECASE)
 _MIXED_TOKEN = re.compile(r"\b(?=[a-z]*\d)(?=\d*[a-z])[a-z\d]{6,}\b", re.IGNORECASE)
 _HREF = re.compile(r"<a\s[^>]*href", re.IGNORECASE)
@@ -113,7 +116,7 @@ def _words(prefix: str, words: list[str], into: Counter[str]) -> None:
 
 
 def _bigrams(words: list[str], into: Counter[str]) -> None:
-    for first, second in zip(words, words[1:], strict=False):
+    for first, second in pairwise(words):
         into[f"b:{first}_{second}"] += 1
 
 
@@ -171,6 +174,19 @@ def _form_flags(message: ParsedMessage, subject: str, html: str) -> set[str]:
         flags.add("f:html")
         if not message.text_body or len(html) > 4 * len(message.text_body):
             flags.add("f:html-heavy")
+    flags |= _header_flags(message, subject)
+    flags |= _address_flags(message)
+    body = (message.text_body or "")[:MAX_BODY_CHARS]
+    words = body.split()
+    if words:
+        shouted = sum(1 for w in words if len(w) > 2 and w.isupper())
+        flags.add(f"f:body-caps:{_bucket(100 * shouted // len(words), (2, 5, 10, 20))}")
+        flags.add(f"f:body-exclamations:{_bucket(body.count('!'), (1, 3, 10))}")
+    return flags
+
+
+def _header_flags(message: ParsedMessage, subject: str) -> set[str]:
+    flags: set[str] = set()
     headers = message.headers_of_interest
     for name in ("x-mailer", "user-agent"):
         for word in tokens(headers.get(name, ""))[:4]:
@@ -189,13 +205,6 @@ def _form_flags(message: ParsedMessage, subject: str, html: str) -> set[str]:
         flags.add("f:subject:mixed-token")
     if any(ord(c) > 127 for c in subject):
         flags.add("f:subject:non-ascii")
-    flags |= _address_flags(message)
-    body = (message.text_body or "")[:MAX_BODY_CHARS]
-    words = body.split()
-    if words:
-        shouted = sum(1 for w in words if len(w) > 2 and w.isupper())
-        flags.add(f"f:body-caps:{_bucket(100 * shouted // len(words), (2, 5, 10, 20))}")
-        flags.add(f"f:body-exclamations:{_bucket(body.count('!'), (1, 3, 10))}")
     return flags
 
 
@@ -221,6 +230,14 @@ def _address_flags(message: ParsedMessage) -> set[str]:
         flags.add(f"f:from-tld:{from_domain.rpartition('.')[2][:6]}")
         for word in tokens(sender.name or "")[:4]:
             flags.add(f"f:from-name:{word}")
+    flags |= _identity_flags(message, from_domain)
+    if sender and any(a.address.lower() == sender.address.lower() for a in message.to):
+        flags.add("f:to-self")
+    return flags
+
+
+def _identity_flags(message: ParsedMessage, from_domain: str) -> set[str]:
+    flags: set[str] = set()
     if message.in_reply_to:
         flags.add("f:in-reply-to")
     if message.references:
@@ -240,8 +257,6 @@ def _address_flags(message: ParsedMessage) -> set[str]:
         flags.add("f:return-path-differs")
     if message.sender is not None:
         flags.add("f:sender")
-    if sender and any(a.address.lower() == sender.address.lower() for a in message.to):
-        flags.add("f:to-self")
     return flags
 
 

@@ -51,6 +51,20 @@ _BOUNCE_SUBJECT = re.compile(
     r"|unzustellbar|non remis|banned file)",
     re.IGNORECASE,
 )
+# The opening boilerplate of the common MTAs' bounces: Exchange (in its languages), Postfix,
+# exim, qmail, sendmail, Gmail.
+_BOUNCE_BODY = re.compile(
+    r"delivery has failed to these recipients or groups|your message (?:could not|couldn't|wasn't) be"
+    r" delivered|could not be delivered to one or more recipients|this is the mail system at host"
+    r"|i'm sorry to have to inform you that your message could not|this is the qmail-send program"
+    r"|this message was created automatically by mail delivery software|delivery to the following"
+    r" recipients? failed|the following message to .{0,200} was undeliverable|was undeliverable"
+    r"|zustellung an folgende empf\S+nger oder gruppen ist fehlgeschlagen|nachricht konnte nicht"
+    r" zugestellt werden|la remise aux destinataires ou groupes suivants a \S+chou|error en la entrega"
+    r"|配信に失敗しました|邮件无法送达|投递失败",
+    re.IGNORECASE,
+)
+_BOUNCE_BODY_CHARS = 1500
 # RFC 3834 section 3.1.5 recommends "Auto:" for auto-replies; Exchange and Gmail write the rest.
 _AUTO_REPLY_SUBJECT = re.compile(
     r"^\s*(?:auto:|automatic reply:|autoreply:|auto-reply:|auto reply:|out of (?:the )?office\b"
@@ -170,6 +184,19 @@ def bounce_subject(message: ParsedMessage) -> Evidence | None:
     return None
 
 
+def bounce_body(message: ParsedMessage) -> Evidence | None:
+    """A bounce without a delivery-status part: the body opens with an MTA's standard wording
+    (Exchange "Delivery has failed to these recipients or groups" in its languages, Postfix
+    "This is the mail system at host", exim, qmail, sendmail, Gmail). Not for replies.
+    Automated, notification."""
+    subject = message.subject or ""
+    if message.in_reply_to or re.match(r"\s*(?:re|aw|sv)\s*:", subject, re.IGNORECASE):
+        return None
+    if _BOUNCE_BODY.search((message.text_body or "")[:_BOUNCE_BODY_CHARS]):
+        return Evidence("body:bounce", 0.9, is_automated=True, category="notification")
+    return None
+
+
 def auto_reply_subject(message: ParsedMessage) -> Evidence | None:
     """An out-of-office or auto-reply by its subject ("Auto:" is RFC 3834 section 3.1.5's
     recommendation; "Automatic reply:" Exchange; "Out of Office" the rest). Automated."""
@@ -205,6 +232,7 @@ RULES: tuple[Rule, ...] = (
     other_reports,
     mailer_daemon,
     bounce_subject,
+    bounce_body,
     auto_submitted,
     autoreply_headers,
     auto_reply_subject,
