@@ -141,10 +141,12 @@ def test_bad_task_input_is_a_4xx_with_a_code(
 def test_patch_refuses_bad_values_and_unknown_records(crm: Client) -> None:
     tid = crm.task()["task_id"]
     assert (
-        crm.call("patch-task", 400, path={"task_id": tid}, body={"title": None})["error"]["code"] == "invalid_record"
+        crm.call("patch-task", 400, path={"task_id": tid}, body={"title": None})["error"]["code"]
+        == "invalid_record"
     )
     assert (
-        crm.call("patch-task", 400, path={"task_id": tid}, body={"status": None})["error"]["code"] == "invalid_record"
+        crm.call("patch-task", 400, path={"task_id": tid}, body={"status": None})["error"]["code"]
+        == "invalid_record"
     )
     assert crm.call("patch-task", 400, path={"task_id": tid}, body={})["error"]["code"] == "empty_patch"
     patch = {"deal_id": MISSING_DEAL}
@@ -154,7 +156,8 @@ def test_patch_refuses_bad_values_and_unknown_records(crm: Client) -> None:
         == "validation_error"
     )
     assert (
-        crm.call("patch-task", 404, path={"task_id": "tk_x"}, body={"title": "x"})["error"]["code"] == "task_not_found"
+        crm.call("patch-task", 404, path={"task_id": "tk_x"}, body={"title": "x"})["error"]["code"]
+        == "task_not_found"
     )
 
 
@@ -188,8 +191,14 @@ def test_other_tenant_cannot_see_or_touch(crm: Client) -> None:
     )
     assert other.call("delete-task", 404, path={"task_id": tid})["error"]["code"] == "task_not_found"
     assert other.call("list-tasks")["items"] == []
-    assert other.call("create-task", 400, body={"title": "x", "contact_id": cid})["error"]["code"] == "unknown_contact"
-    assert other.call("list-contact-activities", 404, path={"contact_id": cid})["error"]["code"] == "contact_not_found"
+    assert (
+        other.call("create-task", 400, body={"title": "x", "contact_id": cid})["error"]["code"]
+        == "unknown_contact"
+    )
+    assert (
+        other.call("list-contact-activities", 404, path={"contact_id": cid})["error"]["code"]
+        == "contact_not_found"
+    )
     assert crm.call("get-task", path={"task_id": tid})["status"] == "open"
 
 
@@ -320,7 +329,9 @@ def test_activity_log_of_an_unknown_record_is_404(crm: Client) -> None:
         crm.call("list-contact-activities", 404, path={"contact_id": MISSING_CONTACT})["error"]["code"]
         == "contact_not_found"
     )
-    assert crm.call("list-deal-activities", 404, path={"deal_id": "nope"})["error"]["code"] == "deal_not_found"
+    assert (
+        crm.call("list-deal-activities", 404, path={"deal_id": "nope"})["error"]["code"] == "deal_not_found"
+    )
 
 
 # ------------------------------------------------------------------------------------ due soon

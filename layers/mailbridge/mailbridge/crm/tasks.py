@@ -240,7 +240,7 @@ def update_task(
                 "task_id": task_id,
                 "status": new_status,
                 "completed_at": completed_at,
-                "due_soon_for": current.due_soon_for if merged["due"] == current.due else None,
+                "due_soon_for": current.due_soon_for,  # a new due time differs from it: announced again
                 **_meta(ctx, at, current),
             }
         )
