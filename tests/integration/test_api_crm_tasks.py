@@ -68,6 +68,18 @@ def of_type(events: list[dict[str, Any]], detail_type: str) -> list[dict[str, An
     return [e for e in events if e["detail-type"] == detail_type]
 
 
+def assert_sample_shape(event: dict[str, Any], sample: str) -> None:
+    """The published event carries the fields of its sample in events/eventbridge/ (what consumers
+    such as automations are written against)."""
+    expected = load_event(f"eventbridge/{sample}")
+    assert event["detail-type"] == expected["detail-type"]
+    data, want = event["detail"]["data"], expected["detail"]["data"]
+    assert set(data) == set(want)
+    for name, value in want.items():
+        if isinstance(value, dict):
+            assert set(data[name]) == set(value), name
+
+
 def iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
@@ -85,7 +97,9 @@ def test_task_crud(crm: Client, bus_probe: BusReader) -> None:
     assert created["assignee"] == created["created_by"]
     assert created["due"] == "2026-12-01T09:00:00Z"
     assert created["version"] == 1
-    assert [e["detail"]["data"]["task"]["task_id"] for e in of_type(bus_probe(), "task.created")] == [tid]
+    (announced,) = of_type(bus_probe(), "task.created")
+    assert announced["detail"]["data"]["task"]["task_id"] == tid
+    assert_sample_shape(announced, "task-created.json")
     assert crm.call("get-task", path={"task_id": tid}) == created
     # When it is changed
     changed = crm.call("patch-task", path={"task_id": tid}, body={"title": "Call Ada back", "version": 1})
@@ -109,6 +123,9 @@ def test_list_tasks_by_due_date_with_filters(crm: Client) -> None:
     open_before = crm.call("list-tasks", query={"status": "open", "due_before": "2026-12-10T00:00:00Z"})
     assert [t["task_id"] for t in open_before["items"]] == [soon]
     assert crm.call("list-tasks", query={"assignee": "someone-else"})["items"] == []
+    # And bounds at the ends of the calendar are answered, not failed on
+    for bound, expected in (("9999-12-31T23:59:59-01:00", 3), ("0001-01-01T00:00:00+01:00", 0)):
+        assert len(crm.call("list-tasks", query={"due_before": bound})["items"]) == expected
 
 
 @pytest.mark.parametrize(
@@ -240,6 +257,7 @@ def test_completing_publishes_task_completed_once_and_logs_task_done(
     completed = of_type(bus_probe(), "task.completed")
     assert len(completed) == 1
     assert completed[0]["detail"]["data"]["completed_at"] == done["completed_at"]
+    assert_sample_shape(completed[0], "task-completed.json")
     # And the contact's activity log shows it
     log = crm.call("list-contact-activities", path={"contact_id": cid})["items"]
     assert [(a["kind"], a["task_id"], a["body"]) for a in log] == [("task_done", tid, "Send the quote")]
@@ -283,6 +301,7 @@ def test_activities_are_listed_newest_first_in_pages(crm: Client, bus_probe: Bus
     assert pages == 3
     notes = of_type(bus_probe(), "note.created")
     assert sorted(e["detail"]["data"]["activity"]["activity_id"] for e in notes) == sorted([ids[3], ids[1]])
+    assert_sample_shape(notes[0], "note-created.json")
 
 
 def test_activity_on_a_deal_and_a_contact_is_on_both_logs(crm: Client) -> None:
@@ -381,6 +400,8 @@ def test_due_soon_announces_once_per_task_and_due_time(
     assert run_due_soon() == {"announced": 0}
     again = of_type(bus_probe(), "activity.due_soon")
     assert sorted(e["detail"]["data"]["task"]["task_id"] for e in again) == sorted([soon, later])
+    assert_sample_shape(announced[0], "activity-due-soon.json")
+    assert announced[0]["detail"]["data"]["due"] == announced[0]["detail"]["data"]["task"]["due"]
     keys = {e["detail"]["idempotency_key"] for e in announced + again}
     assert len(keys) == 4
     stored = crm.call("get-task", path={"task_id": soon})

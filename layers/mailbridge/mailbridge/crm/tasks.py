@@ -300,12 +300,12 @@ def announce_due_soon(store: CrmStore, publisher: EventPublisher, now: Clock = _
     announced = 0
     for tenant_id, task in store.tasks_coming_due(start, start + DUE_SOON_WINDOW):
         assert task.due is not None
-        due = task.due.isoformat()
+        data = _task_data(task)
         event = DomainEvent(
             detail_type="activity.due_soon",
             tenant_id=tenant_id,
-            idempotency_key=f"activity.due_soon:{task.task_id}:{due}",
-            data={**_task_data(task), "due": due},
+            idempotency_key=f"activity.due_soon:{task.task_id}:{task.due.isoformat()}",
+            data={**data, "due": data["task"]["due"]},
         )
         publisher.publish([event])
         store.mark_due_soon(tenant_id, task)
