@@ -229,6 +229,14 @@ def test_idempotency_key_creates_one_task(crm: Client, bus_probe: BusReader) -> 
     assert again == first
     assert len(crm.call("list-tasks")["items"]) == 1
     assert len(of_type(bus_probe(), "task.created")) == 1
+    # And a retry still answers with it after its contact is gone (no 400 unknown_contact)
+    cid = crm.contact("Ada", "ada@example.com")
+    keyed = {"idempotency-key": "rule-7:v3:event-43:action-1"}
+    with_contact = crm.call("create-task", 201, headers=keyed, body={"title": "Call", "contact_id": cid})
+    crm.call("delete-contact", path={"contact_id": cid})
+    retried = crm.call("create-task", 201, headers=keyed, body={"title": "Call", "contact_id": cid})
+    assert retried == with_contact
+    assert len(of_type(bus_probe(), "task.created")) == 1
     # And the same key in another tenant is another task
     theirs = crm.as_(tenant=OTHER).call("create-task", 201, headers=key, body={"title": "Welcome call"})
     assert theirs["task_id"] != first["task_id"]

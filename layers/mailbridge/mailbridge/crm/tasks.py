@@ -120,9 +120,14 @@ def create_task(
     ctx.require(Role.MEMBER)
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
         raise Invalid("the idempotency key must be 1-512 characters", code="invalid_idempotency_key")
+    task_id = task_id_for_key(ctx.tenant_id, idempotency_key) if idempotency_key else new_id(TASK_PREFIX)
+    if idempotency_key is not None:
+        # A retry answers with the first task even if a related record went away since.
+        first = store.get_task(ctx.tenant_id, task_id)
+        if first is not None:
+            return first
     fields = body.model_dump()
     check_related(ctx, store, fields, email_exists)
-    task_id = task_id_for_key(ctx.tenant_id, idempotency_key) if idempotency_key else new_id(TASK_PREFIX)
     fields["assignee"] = fields["assignee"] or ctx.subject
     task = Task.model_validate({**fields, "task_id": task_id, "status": "open", **_meta(ctx, now())})
     try:
@@ -130,8 +135,8 @@ def create_task(
     except Conflict as exc:
         if idempotency_key is None or exc.code != "exists":
             raise
-        first = store.get_task(ctx.tenant_id, task_id)
-        if first is None:  # deleted between the put and the read
+        first = store.get_task(ctx.tenant_id, task_id)  # a concurrent create with the key won
+        if first is None:  # and its task was deleted since
             raise
         return first
     _publish(publisher, [_event(ctx, "task.created", f"task.created:{task_id}", _task_data(task))])
