@@ -37,7 +37,6 @@ from mailbridge.crm.models import (
 from mailbridge.crm.service import (
     Clock,
     _check_company,
-    _check_contacts,
     _event,
     _merged,
     _meta,
@@ -87,8 +86,11 @@ def check_related(
     """Every related id the caller set names a record of the tenant (400 otherwise)."""
     if fields.get("company_id"):
         _check_company(ctx, store, fields["company_id"])
-    if fields.get("contact_id"):
-        _check_contacts(ctx, store, [fields["contact_id"]])
+    contact_id = fields.get("contact_id")
+    if contact_id and store.get_contact(ctx.tenant_id, contact_id) is None:
+        raise Invalid(
+            "contact_id names no contact", code="unknown_contact", details={"contact_id": contact_id}
+        )
     deal_id = fields.get("deal_id")
     if deal_id and store.get_deal(ctx.tenant_id, deal_id) is None:
         raise Invalid("deal_id names no deal", code="unknown_deal", details={"deal_id": deal_id})
