@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BeforeValidator,
     ConfigDict,
     Discriminator,
@@ -37,11 +38,15 @@ from mailbridge.models.numbers import DynamoInt, DynamoNumber
 # ------------------------------------------------------------------------------- identifiers
 
 CONTACT_PREFIX, COMPANY_PREFIX, DEAL_PREFIX, CAMPAIGN_PREFIX = "ct_", "co_", "dl_", "cp_"
+TASK_PREFIX, ACTIVITY_PREFIX = "tk_", "ac_"
 ID_PATTERN = r"^(ct|co|dl|cp)_[0-9a-f]{26}$"
 CONTACT_ID = re.compile(r"^ct_[0-9a-f]{26}$")
 COMPANY_ID = re.compile(r"^co_[0-9a-f]{26}$")
 DEAL_ID = re.compile(r"^dl_[0-9a-f]{26}$")
 CAMPAIGN_ID = re.compile(r"^cp_[0-9a-f]{26}$")
+TASK_ID = re.compile(r"^tk_[0-9a-f]{26}$")
+ACTIVITY_ID = re.compile(r"^ac_[0-9a-f]{26}$")
+EMAIL_ID = re.compile(r"^em_[0-9a-f]{26}$")
 
 
 def new_id(prefix: str, now_ms: int | None = None) -> str:
@@ -119,6 +124,8 @@ Amount = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4), AfterV
 CustomText = Annotated[MultiLine, Field(max_length=MAX_CUSTOM_VALUE)]  # a note may have line breaks
 CompanyRef = Annotated[str, StringConstraints(pattern=COMPANY_ID.pattern)]
 ContactRef = Annotated[str, StringConstraints(pattern=CONTACT_ID.pattern)]
+DealRef = Annotated[str, StringConstraints(pattern=DEAL_ID.pattern)]
+EmailRef = Annotated[str, StringConstraints(pattern=EMAIL_ID.pattern)]
 
 
 def _custom_kind(value: Any) -> str | None:
@@ -411,6 +418,147 @@ class CampaignPatch(_Patch):
 
 class Campaign(CampaignFields, Versioned):
     campaign_id: str
+
+
+# ------------------------------------------------------------------------------- tasks
+
+MAX_TASK_TEXT = 10_000
+MIN_YEAR, MAX_YEAR = 1970, 9998
+
+
+def _utc(value: datetime) -> datetime:
+    """An aware instant in UTC, so stored keys (`{ISO date}#{id}`) sort as time does."""
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("the date is out of range") from exc
+    if not MIN_YEAR <= utc.year <= MAX_YEAR:
+        raise ValueError(f"the year must be between {MIN_YEAR} and {MAX_YEAR}")
+    return utc
+
+
+# A client's date-time: with a UTC offset (RFC 3339 section 5.6), normalised to UTC; 422 otherwise.
+Instant = Annotated[AwareDatetime, AfterValidator(_utc)]
+TaskPriority = Literal["low", "normal", "high"]
+TaskStatus = Literal["open", "done"]
+LongText = Annotated[MultiLine, Field(min_length=1, max_length=MAX_TASK_TEXT)]
+
+
+class TaskFields(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    title: Name = Field(examples=["Call Ada about the renewal"])
+    description: LongText | None = None
+    due: Instant | None = Field(
+        default=None,
+        description="When the task is due: an RFC 3339 date-time with an offset, stored in UTC; "
+        "`activity.due_soon` is announced once in the 24 hours before it",
+        examples=["2026-12-01T09:00:00Z"],
+    )
+    priority: TaskPriority = "normal"
+    assignee: Subject | None = Field(default=None, description="Subject of the user doing it")
+    contact_id: ContactRef | None = None
+    company_id: CompanyRef | None = None
+    deal_id: DealRef | None = None
+    email_id: EmailRef | None = None
+
+
+class TaskCreate(TaskFields):
+    """`POST /crm/tasks` (and the automations `task.create` action). Every related id must name
+    a record of the tenant (400 `unknown_contact` / `unknown_company` / `unknown_deal` /
+    `unknown_email`)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "Call Ada about the renewal",
+                    "due": "2026-12-01T09:00:00Z",
+                    "priority": "high",
+                    "contact_id": "ct_018f2a6b3c4d5e6f7a8b9c0d1e",
+                }
+            ]
+        },
+    )
+
+
+class TaskPatch(_Patch):
+    title: Name | None = None
+    description: LongText | None = None
+    due: Instant | None = None
+    priority: TaskPriority | None = None
+    assignee: Subject | None = None
+    contact_id: ContactRef | None = None
+    company_id: CompanyRef | None = None
+    deal_id: DealRef | None = None
+    email_id: EmailRef | None = None
+    status: TaskStatus | None = Field(
+        default=None, description="`done` completes the task (`task.completed`, once); `open` reopens it"
+    )
+
+
+class Task(TaskFields, Versioned):
+    task_id: str
+    status: TaskStatus = "open"
+    completed_at: datetime | None = Field(default=None, description="When it was last set `done`")
+    due_soon_for: datetime | None = Field(
+        default=None,
+        description="The due time `activity.due_soon` was announced for (null: not yet); a new "
+        "due time may be announced again",
+    )
+
+
+# ------------------------------------------------------------------------------- activities
+
+# Written by users; `task_done` is written when a task with a contact or deal is completed.
+# Sent and received mail is on the timelines through email links, never as activity items.
+UserActivityKind = Literal["note", "call", "meeting"]
+ActivityKind = Literal["note", "call", "meeting", "task_done"]
+
+
+class ActivityCreate(Model):
+    """`POST /crm/activities`: a note, call or meeting about a contact and/or a deal."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "call",
+                    "body": "Discussed the renewal; send a quote by Friday.",
+                    "occurred_at": "2026-11-28T15:30:00Z",
+                    "contact_id": "ct_018f2a6b3c4d5e6f7a8b9c0d1e",
+                }
+            ]
+        },
+    )
+
+    kind: UserActivityKind
+    body: LongText
+    occurred_at: Instant | None = Field(default=None, description="Default: now")
+    contact_id: ContactRef | None = None
+    deal_id: DealRef | None = None
+    company_id: CompanyRef | None = None
+
+    @model_validator(mode="after")
+    def _about_a_record(self) -> ActivityCreate:
+        if self.contact_id is None and self.deal_id is None:
+            raise ValueError("name a contact_id or a deal_id (or both)")
+        return self
+
+
+class Activity(Model):
+    activity_id: str
+    kind: ActivityKind
+    body: str
+    occurred_at: datetime
+    contact_id: str | None = None
+    deal_id: str | None = None
+    company_id: str | None = None
+    task_id: str | None = Field(default=None, description="The completed task (`task_done`)")
+    created_at: datetime
+    created_by: str
 
 
 # ------------------------------------------------------------------------------- views

@@ -1,4 +1,4 @@
-"""Builds the match function's dependencies once per cold start."""
+"""Builds the match and tasks functions' dependencies once per cold start."""
 
 from __future__ import annotations
 
@@ -45,3 +45,10 @@ def match_deps() -> MatchDeps:
         publisher=EventPublisher(settings.event_bus_name),
         queue=MatchQueue(match_settings().match_queue_url),
     )
+
+
+@lru_cache(maxsize=1)
+def task_deps() -> tuple[CrmStore, EventPublisher]:
+    """The tasks function's CRM store and bus publisher (the due-soon scan)."""
+    settings = get_settings()
+    return CrmStore(settings.tables.crm), EventPublisher(settings.event_bus_name)

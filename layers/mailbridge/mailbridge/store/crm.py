@@ -9,10 +9,19 @@ Item types (pk = TENANT#{tenant} for all):
   DEALCONTACT#{deal_id}#{contact_id}     a deal's link to one of its contacts, in gsi1 under the contact
   CAMPAIGN#{campaign_id}                 a campaign
   PIPELINE                               the tenant's deal stages (absent: the default pipeline)
+  TASK#{task_id}                         a task; in gsi1 under the tenant's tasks (by due date),
+                                         and while open, due and not yet announced, in gsi2
+  ACTIVITY#{activity_id}                 an activity (immutable)
+  ACTREL#{record_id}#{occurred_at}#{activity_id}
+                                         the activity listed under a contact or deal (a copy),
+                                         newest first with `ScanIndexForward=false`
 gsi1 (deals by company / by contact, open first, last updated first; a company's contacts):
   gsi1pk = TENANT#{tenant}#COMPANY#{company_id}#DEALS | TENANT#{tenant}#CONTACT#{contact_id}#DEALS
   gsi1sk = OPEN#{updated_at}#{deal_id} | CLOSED#{updated_at}#{deal_id}
   gsi1pk = TENANT#{tenant}#COMPANY#{company_id}#CONTACTS, gsi1sk = {contact_id}  (creation order)
+  gsi1pk = TENANT#{tenant}#TASKS, gsi1sk = {due UTC ISO 8601}#{task_id} | ~#{task_id} (no due date)
+gsi2 (tasks coming due, all tenants, for the hourly due-soon scan; sparse):
+  gsi2pk = TASKDUE#{due date, UTC}, gsi2sk = {due UTC ISO 8601}#{tenant}#{task_id}
 A record and its lookup/link items change in one TransactWriteItems: the lookups are created with
 `attribute_not_exists(pk) OR <id> = :me`, so two records can never claim one address or domain,
 even when written concurrently; the record itself is conditional on its version.
@@ -22,19 +31,21 @@ pages with `mailbridge.store.fill` (a bounded number of requests per page).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from mailbridge.crm.models import (
+    Activity,
     Campaign,
     Company,
     Contact,
     Deal,
     EmailLookup,
     Pipeline,
+    Task,
     is_open,
 )
 from mailbridge.errors import Conflict, MailbridgeError, NotFound
@@ -94,6 +105,31 @@ def contact_deals_pk(tenant_id: str, contact_id: str) -> str:
 
 def company_contacts_pk(tenant_id: str, company_id: str) -> str:
     return f"{tenant_pk(tenant_id)}#COMPANY#{company_id}#CONTACTS"
+
+
+def task_sk(task_id: str) -> str:
+    return f"TASK#{task_id}"
+
+
+def activity_sk(activity_id: str) -> str:
+    return f"ACTIVITY#{activity_id}"
+
+
+def instant_key(value: datetime) -> str:
+    """`{UTC ISO 8601}`: the date part of timeline sort keys (`datetime.isoformat`, as mail dates)."""
+    return value.astimezone(UTC).isoformat()
+
+
+def activity_rel_prefix(record_id: str) -> str:
+    return f"ACTREL#{record_id}#"
+
+
+def tasks_pk(tenant_id: str) -> str:
+    return f"{tenant_pk(tenant_id)}#TASKS"
+
+
+def task_due_pk(day: date) -> str:
+    return f"TASKDUE#{day.isoformat()}"
 
 
 def deal_order_key(deal: Deal) -> str:
@@ -246,6 +282,57 @@ def to_campaign(item: Item) -> Campaign:
     return Campaign.model_validate(
         {"campaign_id": item["campaign_id"], "name": item["name"], "status": item["status"], **_meta(item)}
     )
+
+
+def task_item(tenant_id: str, task: Task) -> Item:
+    item = _record_item(tenant_id, task_sk(task.task_id), task)
+    due = instant_key(task.due) if task.due else None
+    item["gsi1pk"] = tasks_pk(tenant_id)
+    item["gsi1sk"] = f"{due or '~'}#{task.task_id}"
+    if task.due and task.status == "open" and task.due_soon_for != task.due:
+        item["tenant_id"] = tenant_id
+        item["gsi2pk"] = task_due_pk(task.due.astimezone(UTC).date())
+        item["gsi2sk"] = f"{due}#{tenant_id}#{task.task_id}"
+    return item
+
+
+def to_task(item: Item) -> Task:
+    return Task.model_validate(
+        {
+            "task_id": item["task_id"],
+            "title": item["title"],
+            "description": item.get("description"),
+            "due": item.get("due"),
+            "priority": item["priority"],
+            "assignee": item.get("assignee"),
+            "contact_id": item.get("contact_id"),
+            "company_id": item.get("company_id"),
+            "deal_id": item.get("deal_id"),
+            "email_id": item.get("email_id"),
+            "status": item["status"],
+            "completed_at": item.get("completed_at"),
+            "due_soon_for": item.get("due_soon_for"),
+            **_meta(item),
+        }
+    )
+
+
+def activity_items(tenant_id: str, activity: Activity) -> list[Item]:
+    """The activity, and its copy under each contact and deal it is about."""
+    record = {"pk": tenant_pk(tenant_id), "sk": activity_sk(activity.activity_id)}
+    record.update(to_dynamo(activity.model_dump(mode="python")))
+    order = f"{instant_key(activity.occurred_at)}#{activity.activity_id}"
+    copies = [
+        {**record, "sk": f"{activity_rel_prefix(rid)}{order}", "order_key": order}
+        for rid in (activity.contact_id, activity.deal_id)
+        if rid
+    ]
+    return [record, *copies]
+
+
+def to_activity(item: Item) -> Activity:
+    fields = {name: item.get(name) for name in Activity.model_fields}
+    return Activity.model_validate(fields)
 
 
 # ---------------------------------------------------------------------------------- filters
@@ -738,6 +825,120 @@ class CrmStore(DynamoRepository):
     ) -> tuple[list[Campaign], str | None]:
         items, next_cursor = self._list_kind(tenant_id, "CAMPAIGN#", cursor=cursor, limit=limit)
         return [to_campaign(i) for i in items], next_cursor
+
+    # ------------------------------------------------------------------ tasks
+    def get_task(self, tenant_id: str, task_id: str) -> Task | None:
+        item = self._get_item(tenant_id, task_sk(task_id))
+        return None if item is None else to_task(item)
+
+    def create_task(self, tenant_id: str, task: Task) -> None:
+        """`Conflict(exists)` when a task with this id is already stored (an idempotency key
+        used before)."""
+        self._save(tenant_id, task_item(tenant_id, task), "task", None, [])
+
+    def update_task(
+        self, tenant_id: str, task: Task, previous: Task, activity: Activity | None = None
+    ) -> None:
+        """`task` over `previous`, with the `task_done` activity in the same transaction."""
+        extra = [self._activity_put(i) for i in activity_items(tenant_id, activity)] if activity else []
+        self._save(tenant_id, task_item(tenant_id, task), "task", previous.version, extra)
+
+    def delete_task(self, tenant_id: str, task: Task) -> None:
+        self._transact([self._record_delete(tenant_id, task_sk(task.task_id), task.version, "task")])
+
+    def list_tasks(
+        self,
+        tenant_id: str,
+        *,
+        due_before: datetime | None,
+        filters: Any,
+        cursor: str | None,
+        limit: int,
+    ) -> tuple[list[Task], str | None]:
+        """By due date, soonest first, undated last (gsi1); `due_before` is part of the key
+        condition, the other filters fill the page."""
+        key = Key("gsi1pk").eq(tasks_pk(tenant_id))
+        if due_before is not None:
+            key = key & Key("gsi1sk").lt(instant_key(due_before))
+
+        def query(page_cursor: str | None, page_limit: int) -> tuple[list[Item], str | None]:
+            return self.query_page(
+                tenant_id=tenant_id,
+                key_condition=key,
+                index="gsi1",
+                cursor=page_cursor,
+                limit=page_limit,
+                filter_expression=filters,
+            )
+
+        if filters is None:
+            items, next_cursor = query(cursor, limit)
+        else:
+            items, next_cursor = self._fill(
+                tenant_id, query, index="gsi1", key_condition=key, cursor=cursor, limit=limit
+            )
+        return [to_task(i) for i in items], next_cursor
+
+    def tasks_coming_due(self, start: datetime, end: datetime) -> Iterator[tuple[str, Task]]:
+        """(tenant, task) of every open task due in [start, end) not yet announced for its due
+        time, across tenants: one Query per page of gsi2, one partition per UTC day."""
+        day = start.astimezone(UTC).date()
+        while day <= end.astimezone(UTC).date():
+            kwargs: dict[str, Any] = {
+                "IndexName": "gsi2",
+                "KeyConditionExpression": Key("gsi2pk").eq(task_due_pk(day))
+                & Key("gsi2sk").between(instant_key(start), instant_key(end)),
+            }
+            while True:
+                response = self.table.query(**kwargs)
+                for item in response.get("Items", []):
+                    task = to_task(item)
+                    if task.due is not None and start <= task.due < end:
+                        yield str(item["tenant_id"]), task
+                if "LastEvaluatedKey" not in response:
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            day += timedelta(days=1)
+
+    def mark_due_soon(self, tenant_id: str, task: Task) -> bool:
+        """Record that `activity.due_soon` went out for the task's current due time and take it
+        out of gsi2. False when the task changed its due time, was completed or is gone (the
+        version is not bumped: a reminder is not an edit)."""
+        assert task.due is not None
+        try:
+            self.table.update_item(
+                Key={"pk": tenant_pk(tenant_id), "sk": task_sk(task.task_id)},
+                UpdateExpression="SET due_soon_for = :due REMOVE gsi2pk, gsi2sk",
+                ConditionExpression="#due = :due AND #status = :open",
+                ExpressionAttributeNames={"#due": "due", "#status": "status"},
+                ExpressionAttributeValues={":due": task.due.isoformat(), ":open": "open"},
+            )
+        except Exception as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    # ------------------------------------------------------------------ activities
+    def _activity_put(self, item: Item) -> Write:
+        return _put(item, "attribute_not_exists(pk)", lambda: Conflict("the activity exists", code="exists"))
+
+    def create_activity(self, tenant_id: str, activity: Activity) -> None:
+        self._transact([self._activity_put(i) for i in activity_items(tenant_id, activity)])
+
+    def activities_page(
+        self, tenant_id: str, record_id: str, *, cursor: str | None, limit: int
+    ) -> tuple[list[tuple[str, Activity]], str | None]:
+        """A contact's or deal's activities newest first: (sort key `{date}#{id}`, activity)."""
+        items, next_cursor = self.query_page(
+            tenant_id=tenant_id,
+            key_condition=Key("pk").eq(tenant_pk(tenant_id))
+            & Key("sk").begins_with(activity_rel_prefix(record_id)),
+            cursor=cursor,
+            limit=limit,
+            newest_first=True,
+        )
+        return [(str(i["order_key"]), to_activity(i)) for i in items], next_cursor
 
     # ------------------------------------------------------------------ pipeline
     def get_pipeline(self, tenant_id: str) -> Pipeline | None:
