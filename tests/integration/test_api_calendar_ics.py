@@ -112,7 +112,9 @@ def test_multipart_uploads_and_bad_bodies(cal: Calendar) -> None:
     )
     assert cal.import_ics(b"x" * (2 * 1024 * 1024 + 1), 413)["error"]["code"] == "payload_too_large"
     assert cal.import_ics(b"hello", 400)["error"]["code"] == "not_icalendar"
-    no_file = f'--{boundary}\r\nContent-Disposition: form-data; name="other"\r\n\r\nx\r\n--{boundary}--\r\n'.encode()
+    no_file = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="other"\r\n\r\nx\r\n--{boundary}--\r\n'
+    ).encode()
     assert (
         cal.import_ics(no_file, 400, content_type=f"multipart/form-data; boundary={boundary}")["error"][
             "code"

@@ -27,7 +27,9 @@ def invitation(**overrides: object) -> Draft:
         "subject": "Invitation: Réunion",
         "text": "You are invited.\n",
         "calendar": CalendarBody(method="REQUEST", ics=ICS),
-        "attachments": [OutgoingAttachment(filename="invite.ics", content_type="application/ics", data=ICS.encode())],
+        "attachments": [
+            OutgoingAttachment(filename="invite.ics", content_type="application/ics", data=ICS.encode())
+        ],
     }
     values.update(overrides)
     return Draft.model_validate(values)

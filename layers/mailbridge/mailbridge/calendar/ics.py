@@ -687,6 +687,52 @@ def _parse(text: str) -> ParsedFile:
     return ParsedFile(method.strip().upper() if method else None, events, skipped)
 
 
+@dataclass
+class ReplyItem:
+    """One VEVENT of a METHOD:REPLY: who answered what (RFC 5546 section 3.2.3).
+
+    A REPLY needs only UID, DTSTAMP, ORGANIZER and the replying ATTENDEE; DTSTART is optional
+    there, so replies are not read as events. `recurrence_id` is set for an answer about one
+    occurrence."""
+
+    uid: str
+    sequence: int
+    attendees: list[Attendee]
+    recurrence_id: bool = False
+
+
+def parse_reply(data: bytes | str) -> list[ReplyItem]:
+    """The VEVENTs of an iTIP REPLY, each with its attendees and their PARTSTAT (a VEVENT
+    without UID is left out). Raises `IcsError` like `parse_calendar` for what is not iCalendar."""
+    text = _decode(data)
+    _check_shape(text)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _parse_reply(text)
+
+
+def _parse_reply(text: str) -> list[ReplyItem]:
+    from icalendar import Calendar
+
+    try:
+        calendars = list(Calendar.from_ical(text, multiple=True))
+    except Exception:  # noqa: BLE001 - third-party parser on untrusted input: read it piece by piece
+        calendars, _ = _calendars_leniently(text, [])
+    items = []
+    for calendar in calendars:
+        for component in calendar.walk("VEVENT"):
+            uid = clean_line(component.get("UID", ""), MAX_UID, [])
+            if not uid:
+                continue
+            try:
+                attendees = [Attendee.model_validate(a) for a in _attendees(component, [])]
+            except (_Skip, ValidationError):
+                continue
+            rid = component.get("RECURRENCE-ID") is not None
+            items.append(ReplyItem(uid, _sequence(component), attendees, rid))
+    return items
+
+
 def _summary(component: Component) -> str | None:
     try:
         return clean_line(component.get("SUMMARY", ""), MAX_TITLE, []) or None

@@ -486,28 +486,30 @@ def _sender(item: dict[str, Any]) -> str | None:
     return str(address).lower() if address else None
 
 
-def _reply_refusal(parsed: ics.ParsedEvent, sender: str, current: Event | None) -> str | None:
+def _reply_refusal(parsed: ics.ReplyItem, sender: str, current: Event | None) -> str | None:
     if current is None:
         return "unknown_event"
-    if current.invitation is not None:
-        return "not_organizer"  # replies go to the organizer; here we are an attendee
-    if parsed.sequence < current.sequence:
-        return "stale"
-    answer = next((a for a in parsed.fields.attendees if a.address == sender), None)
-    if answer is None:
-        return "attendee_mismatch"  # RFC 5546 section 3.2.3: the reply comes from the attendee
-    if answer.partstat == "needs-action":
-        return "no_answer"
-    return None
+    answer = next((a for a in parsed.attendees if a.address == sender), None)
+    checks = (
+        # replies go to the organizer; here we are an attendee
+        (current.invitation is not None, "not_organizer"),
+        # PARTSTAT is kept per series, not per occurrence
+        (parsed.recurrence_id, "occurrence_reply_unsupported"),
+        (parsed.sequence < current.sequence, "stale"),
+        # RFC 5546 section 3.2.3: the reply comes from the attendee it answers for
+        (answer is None, "attendee_mismatch"),
+        (answer is not None and answer.partstat == "needs-action", "no_answer"),
+    )
+    return next((reason for refused, reason in checks if refused), None)
 
 
 def _reply(
-    ctx: TenantContext, parsed: ics.ParsedEvent, sender: str, deps: CalendarDeps, current: Event | None
+    ctx: TenantContext, parsed: ics.ReplyItem, sender: str, deps: CalendarDeps, current: Event | None
 ) -> str:
     refusal = _reply_refusal(parsed, sender, current)
     if refusal is not None or current is None:
         return refusal or "unknown_event"
-    partstat = next(a.partstat for a in parsed.fields.attendees if a.address == sender)
+    partstat = next(a.partstat for a in parsed.attendees if a.address == sender)
 
     def apply(latest: Event) -> Event | None:
         known = next((a for a in latest.attendees if a.address == sender), None)
@@ -664,9 +666,10 @@ def on_email(tenant_id: str, email_id: str, account_id: str, deps: ItipDeps) -> 
         return ItipOutcome("no_calendar")
     try:
         parsed = ics.parse_calendar(str(part["ics"]))
+        method = str(part.get("method") or parsed.method or "").upper()
+        replies = ics.parse_reply(str(part["ics"])) if method == "REPLY" else []
     except Invalid:
         return ItipOutcome("unreadable")
-    method = str(part.get("method") or parsed.method or "").upper()
     sender = _sender(item)
     try:
         account = deps.accounts.get_account(tenant_id, account_id)
@@ -674,13 +677,16 @@ def on_email(tenant_id: str, email_id: str, account_id: str, deps: ItipDeps) -> 
         return ItipOutcome("no_account")
     ctx = TenantContext(tenant_id=tenant_id, role=Role.MEMBER, subject=f"itip:{account_id}")
     calendar = deps.calendar
-    existing = calendar.store.events_by_uid(tenant_id, [e.uid for e in parsed.events])
+    uids = [e.uid for e in parsed.events] + [r.uid for r in replies]
+    existing = calendar.store.events_by_uid(tenant_id, list(dict.fromkeys(uids)))
     outcome = ItipOutcome(method.lower() or "no_method")
-    for event in parsed.events:
+    # A REPLY need not carry DTSTART (RFC 5546 section 3.2.3): read as answers, not as events.
+    for answer in replies:
+        current = existing.get(answer.uid)
+        outcome.changed.append(_reply(ctx, answer, sender, calendar, current) if sender else "no_sender")
+    for event in parsed.events if method != "REPLY" else []:
         current = existing.get(event.uid)
-        if method == "REPLY" and sender:
-            result = _reply(ctx, event, sender, calendar, current)
-        elif method == "REQUEST":
+        if method == "REQUEST":
             result = _request(ctx, event, account, email_id, calendar, current)
         elif method == "CANCEL" and sender:
             result = _cancel(ctx, event, sender, calendar, current)

@@ -11,6 +11,12 @@ sources is one cursor, signed like every other (`store.pagination`), bound to th
 record; a tampered cursor is 400 `invalid_cursor`.
 
 Items carry `type`: `email` (the fields of `GET /emails` rows) or `event` (`CalendarTimelineItem`).
+
+Adding a source (e.g. CRM activities): (1) an item model with a `type: Literal["..."]` field,
+added to the `TimelineItem` union below (the API schema and the discriminator read it); (2) a
+class meeting `TimelineSource` (a unique `name`: it names the source's part of the cursor, so it
+must never change); (3) a `SourceFactory` for it in `LinkDeps.timeline_sources`
+(`api/deps.link_deps`). Nothing here changes: the merge takes any number of sources.
 """
 
 from __future__ import annotations
@@ -46,7 +52,19 @@ class Entry:
 
 
 class TimelineSource(Protocol):
-    """Items of one kind on a record's timeline, newest first, in cursor pages."""
+    """Items of one kind on one record's timeline, newest first, in cursor pages.
+
+    `name`: short and stable (`email`, `calendar`); a key of the merged cursor.
+    `page(cursor, limit)`: the entries after `cursor` (None: from the newest), in descending
+    `key` order, and the cursor of the next page (None: no more). Contract the merge relies on:
+    - keys are `{UTC ISO 8601 instant}#{id}` (`store.links.order_key` format), unique per source,
+      so keys of different sources compare in time order;
+    - a page holds exactly `limit` entries unless it is the last one (a short page with a next
+      cursor would let older items of other sources overtake this source's next page);
+    - the same `cursor` and `limit` give the same entries while nothing changes (a page is read
+      again to skip what an earlier merged page already used);
+    - an entry whose item is gone may carry `item=None`: it keeps its place and is not shown.
+    The source's own cursor is opaque here and is carried inside the merged, signed cursor."""
 
     name: str
 
