@@ -18,7 +18,6 @@ pytestmark = pytest.mark.corpus
 REFUSALS = {"not_icalendar", "too_deep", "too_many_events"}
 
 
-@pytest.mark.skipif(ICS is None, reason=NO_CORPUS)
 def _empty(table: Any) -> None:
     """moto copies a whole table for every action of a transaction: keep the table small."""
     scan: dict[str, Any] = {"ProjectionExpression": "pk, sk"}
@@ -32,6 +31,7 @@ def _empty(table: Any) -> None:
         scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+@pytest.mark.skipif(ICS is None, reason=NO_CORPUS)
 def test_every_corpus_file_imports_or_is_refused_with_a_reason_and_reimports_unchanged(
     invoke_api: Invoke, stack: Stack
 ) -> None:
