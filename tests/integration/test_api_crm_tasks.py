@@ -414,3 +414,44 @@ def test_due_soon_announces_once_per_task_and_due_time(
     assert len(keys) == 4
     stored = crm.call("get-task", path={"task_id": soon})
     assert stored["due_soon_for"] == stored["due"]
+
+
+def test_activities_are_on_the_contact_and_deal_timelines_in_time_order(crm: Client) -> None:
+    # Given a contact and a deal with three activities, one of them a completed task's task_done
+    cid = crm.contact("Ada", "ada@example.com")
+    did = crm.call("create-deal", 201, body={"name": "50 seats", "contact_ids": [cid]})["deal_id"]
+    start = datetime(2026, 11, 1, 9, tzinfo=UTC)
+    call = crm.call(
+        "create-activity",
+        201,
+        body={"kind": "call", "body": "Intro", "occurred_at": iso(start), "contact_id": cid},
+    )
+    note = crm.call(
+        "create-activity",
+        201,
+        body={
+            "kind": "note",
+            "body": "Quote",
+            "occurred_at": iso(start + timedelta(hours=2)),
+            "contact_id": cid,
+            "deal_id": did,
+        },
+    )
+    task = crm.task(contact_id=cid, deal_id=did)
+    crm.call("patch-task", path={"task_id": task["task_id"]}, body={"status": "done"})
+    # When the contact's timeline is read one item a page, and the deal's in one page
+    seen: list[tuple[str, str]] = []
+    cursor = None
+    while True:
+        query = {"limit": "1", **({"cursor": cursor} if cursor else {})}
+        page = crm.call("get-contact-timeline", path={"contact_id": cid}, query=query)
+        seen += [(i["type"], i["kind"]) for i in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    deal_items = crm.call("get-deal-timeline", path={"deal_id": did})["items"]
+    # Then both show their activities beside the mail, newest first, each once
+    assert seen == [("activity", "task_done"), ("activity", "note"), ("activity", "call")]
+    assert [(i["type"], i["kind"]) for i in deal_items] == [("activity", "task_done"), ("activity", "note")]
+    assert [i["activity_id"] for i in deal_items][1] == note["activity_id"]
+    assert call["activity_id"] not in [i["activity_id"] for i in deal_items]

@@ -60,9 +60,10 @@ def test_resolver_routes_and_template_routes_are_the_same_set(monkeypatch: pytes
     assert served == declared
 
 
-def test_only_health_and_docs_skip_the_authorizer() -> None:
+def test_only_health_docs_and_signed_calendar_links_skip_the_authorizer() -> None:
     public = {r.path for r in TEMPLATE.routes() if r.auth is None}
-    assert public == {"/health", "/docs", "/openapi.json"}
+    # The calendar feed and RSVP links carry a signed token in the path instead of a bearer token.
+    assert public == {"/health", "/docs", "/openapi.json", "/calendar/feed/{token}", "/calendar/rsvp/{token}"}
 
 
 def _queues_without_dlq(template: Template) -> list[str]:

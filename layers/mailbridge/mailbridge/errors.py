@@ -64,6 +64,22 @@ class PayloadTooLarge(MailbridgeError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(MailbridgeError):
+    """The request body is of a media type the route does not take."""
+
+    code = "unsupported_media_type"
+
+
+class RateLimited(MailbridgeError):
+    """The tenant used up a rate limit of ours; `retry_after` seconds until it may try again."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
 class ProviderError(MailbridgeError):
     """A mail or CRM provider failed; transient unless a subclass says otherwise."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from mailbridge.crm.activities import ActivityTimeline, source_factory
-from mailbridge.crm.models import Activity
+from mailbridge.crm.models import Activity, ActivityTimelineItem
 from mailbridge.store.crm import CrmStore
 from tests.fixtures.aws import Stack
 
@@ -44,7 +44,7 @@ def test_source_pages_newest_first_with_date_id_keys(stack: Stack) -> None:
         entries, cursor = source.page(cursor, 3)
         pages += 1
         for entry in entries:
-            assert entry.item is not None
+            assert isinstance(entry.item, ActivityTimelineItem)
             # Then each key is `{UTC ISO date}#{id}` of its item, and the item is typed `activity`
             assert entry.key == f"{entry.item.date.isoformat()}#{entry.item.activity_id}"
             assert entry.item.type == "activity"

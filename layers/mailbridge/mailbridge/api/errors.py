@@ -14,6 +14,7 @@ request values (a pydantic `ValidationError` prints each `input_value`), so it i
 from __future__ import annotations
 
 import json
+import math
 import re
 import traceback
 from typing import Any
@@ -38,7 +39,9 @@ from mailbridge.errors import (
     ProviderRateLimited,
     ProviderUnreachable,
     QueueSendError,
+    RateLimited,
     Unauthorized,
+    UnsupportedMediaType,
 )
 from mailbridge.observability import logger
 
@@ -50,6 +53,8 @@ _STATUS: list[tuple[type[MailbridgeError], int]] = [
     (NotFound, 404),
     (Conflict, 409),
     (PayloadTooLarge, 413),
+    (UnsupportedMediaType, 415),
+    (RateLimited, 429),
     (ProviderRateLimited, 429),
     # Connecting a mailbox with bad credentials or an unreachable host is the caller's input problem.
     (ProviderAuthError, 422),
@@ -129,8 +134,8 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
     def _typed(exc: MailbridgeError) -> Response[str]:
         status = status_for(exc)
         response = error_response(status, exc.code, exc.message, exc.details)
-        if isinstance(exc, ProviderRateLimited) and exc.retry_after is not None:
-            response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        if isinstance(exc, ProviderRateLimited | RateLimited) and exc.retry_after is not None:
+            response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
         if status >= 500:
             logger.warning("request failed", extra={"error_code": exc.code, "status": status})
         return response

@@ -19,7 +19,7 @@ from mailbridge.crm import links, settings
 from mailbridge.crm.links import Link, LinkCreate
 from mailbridge.crm.models import Deleted
 from mailbridge.crm.policy import CrmPolicyUpdate, CrmSettings
-from mailbridge.models.mail import EmailSummary
+from mailbridge.crm.timeline import TimelineItem
 from mailbridge.store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from mailbridge.tenancy import Role
 
@@ -82,7 +82,7 @@ def delete_link(email_id: str, link_id: str) -> Deleted:
 
 @router.get(
     "/crm/contacts/<contact_id>/timeline",
-    summary="The contact's emails in both directions, newest first",
+    summary="The contact's emails in both directions and its calendar events, newest first",
     tags=["links"],
     security=BEARER,
     middlewares=READ,
@@ -90,7 +90,7 @@ def delete_link(email_id: str, link_id: str) -> Deleted:
 )
 def contact_timeline(
     contact_id: str, limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None
-) -> Page[EmailSummary]:
+) -> Page[TimelineItem]:
     return links.timeline(
         current_tenant(router), "contact", contact_id, deps.link_deps(), cursor=cursor, limit=limit
     )
@@ -98,7 +98,7 @@ def contact_timeline(
 
 @router.get(
     "/crm/deals/<deal_id>/timeline",
-    summary="The deal's emails in both directions, newest first",
+    summary="The deal's emails in both directions and its calendar events, newest first",
     tags=["links"],
     security=BEARER,
     middlewares=READ,
@@ -106,7 +106,7 @@ def contact_timeline(
 )
 def deal_timeline(
     deal_id: str, limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None
-) -> Page[EmailSummary]:
+) -> Page[TimelineItem]:
     return links.timeline(
         current_tenant(router), "deal", deal_id, deps.link_deps(), cursor=cursor, limit=limit
     )
@@ -123,7 +123,7 @@ def deal_timeline(
 )
 def contact_timeline_alias(
     contact_id: str, limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None
-) -> Page[EmailSummary]:
+) -> Page[TimelineItem]:
     return contact_timeline(contact_id, limit, cursor)
 
 
@@ -137,7 +137,7 @@ def contact_timeline_alias(
 )
 def deal_timeline_alias(
     deal_id: str, limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None
-) -> Page[EmailSummary]:
+) -> Page[TimelineItem]:
     return deal_timeline(deal_id, limit, cursor)
 
 

@@ -28,6 +28,7 @@ ROUTER_MODULES = (
     "crm",
     "links",
     "tasks",
+    "calendar",
 )
 
 

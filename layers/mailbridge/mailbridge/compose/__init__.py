@@ -14,6 +14,7 @@ from mailbridge.compose.build import (
 from mailbridge.compose.models import (
     MAX_RECIPIENTS,
     MAX_REFERENCES,
+    CalendarBody,
     ComposedMessage,
     Draft,
     ForwardAs,
@@ -31,6 +32,7 @@ __all__ = [
     "MAX_REFERENCES",
     "MESSAGE_TOO_LARGE",
     "ORIGINAL_REQUIRED",
+    "CalendarBody",
     "ComposedMessage",
     "Draft",
     "ForwardAs",

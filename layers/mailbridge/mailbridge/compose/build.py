@@ -8,6 +8,7 @@ Structure (each level only when needed):
         multipart/related
           text/html
           image/png; Content-ID   (inline attachments with a content_id)
+        text/calendar; method=... (an iTIP message, RFC 6047 section 2.4: the last alternative)
       application/pdf             (attachments)
       message/rfc822              (forward as attachment: the original bytes, verbatim)
 
@@ -241,9 +242,9 @@ class _Build:
         return raw
 
 
-def _text(content: str, subtype: str) -> _Fill:
+def _text(content: str, subtype: str, params: dict[str, str] | None = None) -> _Fill:
     def fill(part: MIMEPart) -> None:
-        part.set_content(content, subtype=subtype, charset="utf-8")
+        part.set_content(content, subtype=subtype, charset="utf-8", params=params)
 
     return fill
 
@@ -304,11 +305,16 @@ def _tree(draft: Draft, original: OriginalMessage | None, build: _Build) -> _Fil
     others = [a for a in draft.attachments if not any(a is r for r in related)]
 
     body: _Fill = _text(text, "plain")
+    alternatives = [body]
     if markup is not None:
         html_part = _text(markup, "html")
         if related:
             html_part = _multipart("related", [html_part, *(_file(a, build) for a in related)])
-        body = _multipart("alternative", [body, html_part])
+        alternatives.append(html_part)
+    if draft.calendar is not None:
+        alternatives.append(_text(draft.calendar.ics, "calendar", {"method": draft.calendar.method}))
+    if len(alternatives) > 1:
+        body = _multipart("alternative", alternatives)
 
     files = [_file(a, build) for a in others]
     if draft.mode == "forward" and draft.forward_as == "attachment" and original is not None:
@@ -333,7 +339,7 @@ def _subject(draft: Draft, original: OriginalMessage | None) -> str:
 
 def _estimated_size(draft: Draft, original: OriginalMessage | None) -> int:
     size = sum(len(a.data) for a in draft.attachments)
-    size += len(draft.text or "") + len(draft.html or "")
+    size += len(draft.text or "") + len(draft.html or "") + len(draft.calendar.ics if draft.calendar else "")
     if original is not None and original.raw is not None and draft.mode == "forward":
         size += len(original.raw)
     return size

@@ -68,6 +68,19 @@ class OutgoingAttachment(Model):
     content_id: ContentId | None = None
 
 
+ItipMethod = Literal["PUBLISH", "REQUEST", "REPLY", "ADD", "CANCEL", "REFRESH", "COUNTER", "DECLINECOUNTER"]
+
+
+class CalendarBody(Model):
+    """An iTIP message (RFC 5546) carried in the mail itself (iMIP, RFC 6047 section 2.4): the
+    last alternative of the body, `text/calendar; method=...`, whose METHOD must be `method`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: ItipMethod
+    ics: str = Field(min_length=1, max_length=5_000_000)
+
+
 class Draft(Model):
     """A message to send. `message_id` (without brackets) makes a retried send reuse its id."""
 
@@ -85,6 +98,7 @@ class Draft(Model):
     mode: Mode = "new"
     forward_as: ForwardAs = "attachment"
     message_id: str | None = None
+    calendar: CalendarBody | None = None
 
     @field_validator("from_")
     @classmethod

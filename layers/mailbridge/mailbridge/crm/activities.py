@@ -6,7 +6,7 @@ source), never copied in as activity items.
 
 An activity is immutable and listed under each contact and deal it names, newest first under the
 sort key `{occurred_at as UTC ISO 8601}#{activity_id}`: the same key shape as the mail and calendar
-sources of the merged timeline (`crm/timeline.py`, calendar branch), so `ActivityTimeline` plugs
+sources of the merged timeline (`crm/timeline.py`), so `ActivityTimeline` plugs
 into `merged_page` as one more source, with its own cursor.
 
 Events: `note.created` {activity} for notes.
@@ -16,17 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal
-
-from pydantic import Field
 
 from mailbridge.bus import EventPublisher
 from mailbridge.crm.models import (
     ACTIVITY_PREFIX,
     Activity,
     ActivityCreate,
-    ActivityKind,
+    ActivityTimelineItem,
     new_id,
 )
 from mailbridge.crm.service import (
@@ -38,25 +35,10 @@ from mailbridge.crm.service import (
     get_deal,
 )
 from mailbridge.crm.tasks import check_related
-from mailbridge.models.base import Model
+from mailbridge.crm.timeline import Entry
 from mailbridge.store.crm import CrmStore
 from mailbridge.store.pagination import Page
 from mailbridge.tenancy import Role, TenantContext
-
-
-class ActivityTimelineItem(Model):
-    """An activity on a contact's or deal's timeline, at `date` (when it happened)."""
-
-    type: Literal["activity"] = "activity"
-    activity_id: str
-    kind: ActivityKind
-    body: str
-    date: datetime = Field(description="`occurred_at` as a UTC instant: where the timeline places it")
-    contact_id: str | None = None
-    deal_id: str | None = None
-    company_id: str | None = None
-    task_id: str | None = None
-    created_by: str
 
 
 def timeline_item(activity: Activity) -> ActivityTimelineItem:
@@ -77,14 +59,6 @@ ActivitySourceFactory = Callable[[str, str, str], "ActivityTimeline"]
 """(tenant_id, kind, record_id) -> the record's activity source."""
 
 
-@dataclass(frozen=True)
-class ActivityEntry:
-    """One item of the source: its sort key and the item (the shape of `crm.timeline.Entry`)."""
-
-    key: str
-    item: ActivityTimelineItem | None
-
-
 @dataclass
 class ActivityTimeline:
     """A record's activities as a timeline source (`crm.timeline.TimelineSource`): newest first,
@@ -95,11 +69,11 @@ class ActivityTimeline:
     record_id: str
     name: str = "activity"
 
-    def page(self, cursor: str | None, limit: int) -> tuple[list[ActivityEntry], str | None]:
+    def page(self, cursor: str | None, limit: int) -> tuple[list[Entry], str | None]:
         rows, next_cursor = self.store.activities_page(
             self.tenant_id, self.record_id, cursor=cursor, limit=limit
         )
-        return [ActivityEntry(key, timeline_item(activity)) for key, activity in rows], next_cursor
+        return [Entry(key, timeline_item(activity)) for key, activity in rows], next_cursor
 
 
 def source_factory(store: CrmStore) -> ActivitySourceFactory:

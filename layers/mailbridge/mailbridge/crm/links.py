@@ -10,20 +10,21 @@ or the company of a contact that did), `domain` (a participant's domain is the c
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from mailbridge.crm.models import CAMPAIGN_ID, COMPANY_ID, CONTACT_ID, DEAL_ID, ID_PATTERN
+from mailbridge.crm.timeline import Entry, SourceFactory, TimelineEmail, TimelineItem, merged_page
 from mailbridge.emails import EMAIL_ID, to_summary
 from mailbridge.errors import NotFound
 from mailbridge.features import require_feature
 from mailbridge.models.mail import EmailSummary
 from mailbridge.store.crm import CrmStore
 from mailbridge.store.emails import EmailStore
-from mailbridge.store.links import LinkRecord, LinkStore
+from mailbridge.store.links import LinkRecord, LinkStore, order_key
 from mailbridge.store.pagination import Page
 from mailbridge.store.settings import FeatureStore
 from mailbridge.tenancy import Role, TenantContext
@@ -87,6 +88,8 @@ class LinkDeps:
     emails: EmailStore
     crm: CrmStore
     features: FeatureStore
+    # Other sources merged into record timelines (the calendar's events), by (tenant, kind, record).
+    timeline_sources: tuple[SourceFactory, ...] = field(default=())
 
 
 def _utcnow() -> datetime:
@@ -182,11 +185,42 @@ def timeline(
     *,
     cursor: str | None,
     limit: int,
-) -> Page[EmailSummary]:
-    """The record's emails in both directions, newest first; 404 for a record the tenant lacks."""
+) -> Page[TimelineItem]:
+    """The record's emails in both directions and the items of `deps.timeline_sources` (calendar
+    events), newest first (`mailbridge.crm.timeline`); 404 for a record the tenant lacks."""
     _require_record(ctx, kind, record_id, deps)
-    links, next_cursor = deps.links.timeline_page(ctx.tenant_id, kind, record_id, cursor=cursor, limit=limit)
-    return Page[EmailSummary](items=summaries(ctx.tenant_id, links, deps.emails), next_cursor=next_cursor)
+    tenant = ctx.tenant_id
+    sources = [
+        EmailTimeline(tenant, kind, record_id, deps),
+        *(make(tenant, kind, record_id) for make in deps.timeline_sources),
+    ]
+    return merged_page(tenant, f"timeline:{kind}:{record_id}", sources, cursor=cursor, limit=limit)
+
+
+@dataclass
+class EmailTimeline:
+    """The record's linked emails as a timeline source (sort key `{date}#{email_id}`)."""
+
+    tenant_id: str
+    kind: str
+    record_id: str
+    deps: LinkDeps
+    name: str = "email"
+
+    def page(self, cursor: str | None, limit: int) -> tuple[list[Entry], str | None]:
+        links, next_cursor = self.deps.links.timeline_page(
+            self.tenant_id, self.kind, self.record_id, cursor=cursor, limit=limit
+        )
+        items = self.deps.emails.batch_get_emails(self.tenant_id, [link.email_id for link in links])
+        return [
+            Entry(
+                order_key(link.date, link.email_id),
+                TimelineEmail.model_validate(to_summary(items[link.email_id]).model_dump())
+                if link.email_id in items
+                else None,
+            )
+            for link in links
+        ], next_cursor
 
 
 def summaries(tenant_id: str, links: list[LinkRecord], emails: EmailStore) -> list[EmailSummary]:

@@ -587,3 +587,18 @@ class ContactView(Model):
         default_factory=list,
         description="The contact's 5 newest linked emails, newest first",
     )
+
+
+class ActivityTimelineItem(Model):
+    """An activity on a contact's or deal's timeline, at `date` (when it happened)."""
+
+    type: Literal["activity"] = "activity"
+    activity_id: str
+    kind: ActivityKind
+    body: str
+    date: datetime = Field(description="`occurred_at` as a UTC instant: where the timeline places it")
+    contact_id: str | None = None
+    deal_id: str | None = None
+    company_id: str | None = None
+    task_id: str | None = None
+    created_by: str

@@ -240,6 +240,29 @@ def queue_send(ctx: TenantContext, request: SendRequest, deps: OutboxDeps) -> Se
         mode, original = "forward", _original(ctx, request.forward_email_id, deps)
 
     draft = _draft(ctx, request, account, mode, deps)
+    return queue_draft(ctx, account, draft, deps, original=original, send_at=send_at)
+
+
+def queue_draft(
+    ctx: TenantContext,
+    account: Account,
+    draft: Draft,
+    deps: OutboxDeps,
+    *,
+    original: OriginalMessage | None = None,
+    send_at: datetime | None = None,
+) -> SendAccepted:
+    """Compose, store and queue (or schedule, at `send_at`) a draft the caller built, sent from
+    `account`: what `queue_send` does after reading the request, for mail mailbridge writes
+    itself (an iTIP invitation or reply, `mailbridge.calendar.itip`). `draft.message_id` should
+    be set (the email id is derived from the composed message).
+
+    Raises Invalid (`account_cannot_send`, every code of `compose_message`), Conflict
+    (`already_queued`)."""
+    ctx.require(Role.MEMBER)
+    if account.smtp is None:
+        raise Invalid("this account has no SMTP settings", code="account_cannot_send")
+    now = deps.now()
     composed, normalized = compose_and_normalize(draft, original=original, now=send_at or now)
     parsed = normalized.message
     tenant = ctx.tenant_id

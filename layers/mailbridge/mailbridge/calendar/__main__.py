@@ -1,0 +1,5 @@
+import sys
+
+from mailbridge.calendar.cli import main
+
+sys.exit(main())

@@ -1,0 +1,105 @@
+"""The calendar's settings and dependencies, built once per cold start (api and calendar functions)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mailbridge.config import get_settings
+
+if TYPE_CHECKING:
+    from mailbridge.calendar.itip import ItipDeps
+    from mailbridge.calendar.service import CalendarDeps
+    from mailbridge.calendar.tokens import Signer
+    from mailbridge.store.calendar import CalendarStore
+
+
+class CalendarSettings(BaseSettings):
+    """What only the calendar needs (set on ApiFunction and CalendarFunction in template.yaml)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    calendar_table: str = Field(validation_alias="CALENDAR_TABLE", min_length=3)
+    calendar_secret_arn: str = Field(
+        validation_alias="CALENDAR_SECRET_ARN",
+        min_length=1,
+        description="Secrets Manager secret whose value signs RSVP links and feed URLs (calendar/tokens.py)",
+    )
+    public_api_url: str = Field(
+        default="",
+        validation_alias="PUBLIC_API_URL",
+        description="Base URL of links in mail and feeds; empty: the URL the request came in on",
+    )
+
+
+@lru_cache(maxsize=1)
+def calendar_settings() -> CalendarSettings:
+    return CalendarSettings()
+
+
+@lru_cache(maxsize=1)
+def calendar_store() -> CalendarStore:
+    from mailbridge.store.calendar import CalendarStore
+
+    return CalendarStore(calendar_settings().calendar_table)
+
+
+@lru_cache(maxsize=1)
+def token_key() -> bytes:
+    """The link-signing key: one Secrets Manager read per container, on first use."""
+    from mailbridge import aws
+
+    secret = aws.secretsmanager().get_secret_value(SecretId=calendar_settings().calendar_secret_arn)
+    return str(secret["SecretString"]).encode()
+
+
+def signer() -> Signer:
+    from mailbridge.calendar.tokens import Signer
+
+    return Signer(token_key)
+
+
+@lru_cache(maxsize=1)
+def calendar_deps() -> CalendarDeps:
+    from datetime import UTC, datetime
+
+    from mailbridge.bus import EventPublisher
+    from mailbridge.calendar.limits import RateLimits
+    from mailbridge.calendar.service import CalendarDeps
+    from mailbridge.store.crm import CrmStore
+
+    settings = get_settings()
+    store = calendar_store()
+    return CalendarDeps(
+        store=store,
+        crm=CrmStore(settings.tables.crm),
+        publisher=EventPublisher(settings.event_bus_name),
+        limits=RateLimits(store, lambda: datetime.now(UTC)),
+        signer=signer(),
+    )
+
+
+@lru_cache(maxsize=1)
+def itip_deps() -> ItipDeps:
+    """For the calendar function (iTIP in incoming mail): reads mail, writes events."""
+    from mailbridge.calendar.itip import ItipDeps
+    from mailbridge.store.accounts import AccountStore
+    from mailbridge.store.blobs import BlobStore
+    from mailbridge.store.emails import EmailStore
+
+    settings = get_settings()
+    return ItipDeps(
+        calendar=calendar_deps(),
+        emails=EmailStore(settings.tables.emails),
+        blobs=BlobStore(settings.mail_bucket),
+        accounts=AccountStore(settings.tables.accounts),
+    )
+
+
+def reset() -> None:
+    """Forget everything cached (tests switch moto instances and environments)."""
+    for cached in (calendar_settings, calendar_store, token_key, calendar_deps, itip_deps):
+        cached.cache_clear()

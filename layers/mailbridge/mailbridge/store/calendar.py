@@ -1,0 +1,388 @@
+"""Calendar table: events, their UID lookups, timeline entries, feed tokens and rate counters.
+
+Item types:
+  pk = TENANT#{tenant}, sk = EVENT#{event_id}
+      an event (a series with its overrides) as a document (`doc`), its `version`, and the
+      instants its occurrences span (`series_start`, `series_end`; END_OF_TIME when open-ended).
+      gsi1 (events by the end of their span, for range reads):
+        gsi1pk = TENANT#{tenant}#SERIES, gsi1sk = {series_end}#{event_id}
+      gsi2 (pending invitations, sparse: only while one waits for an answer):
+        gsi2pk = TENANT#{tenant}#PENDING, gsi2sk = {received_at}#{event_id}
+  pk = TENANT#{tenant}, sk = UID#{sha256(uid)}
+      iCalendar UID -> event_id: one event per UID per tenant (imports and iTIP find events by it)
+  pk = TENANT#{tenant}#REL#{record_id}, sk = {start}#{event_id}
+      the event on a contact's, company's or deal's timeline (a summary: title, start, end ...)
+  pk = TENANT#{tenant}, sk = FEED#{user key}  (the user key: a digest of the subject, tokens.subject_key)
+      the generation of a user's subscription feed token (rotating it makes old tokens invalid)
+  pk = TENANT#{tenant}, sk = RATE#{bucket}#{window}
+      a per-tenant counter for one rate-limit window; `ttl` removes it after the window
+An event, its UID item and its timeline entries change in one TransactWriteItems; the event is
+conditional on its version, the UID item on being new or the event's own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from mailbridge.calendar.models import Event
+from mailbridge.errors import Conflict, Invalid, MailbridgeError
+from mailbridge.store.base import DynamoRepository, Item, Write, is_condition_failure, tenant_pk
+from mailbridge.store.conditions import Attr, Key
+from mailbridge.store.keys import digest
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+BATCH_GET = 100
+MAX_EVENT_BYTES = 350_000  # DynamoDB items stop at 400 KB; keys and indexes need the rest
+RANGE_READ_MAX = 5000
+
+
+def event_sk(event_id: str) -> str:
+    return f"EVENT#{event_id}"
+
+
+def uid_sk(uid: str) -> str:
+    return f"UID#{digest(uid, 40)}"
+
+
+def series_pk(tenant_id: str) -> str:
+    return f"{tenant_pk(tenant_id)}#SERIES"
+
+
+def pending_pk(tenant_id: str) -> str:
+    return f"{tenant_pk(tenant_id)}#PENDING"
+
+
+def record_pk(tenant_id: str, record_id: str) -> str:
+    return f"{tenant_pk(tenant_id)}#REL#{record_id}"
+
+
+def feed_sk(user: str) -> str:
+    return f"FEED#{user}"
+
+
+def rate_sk(bucket: str, window: int) -> str:
+    return f"RATE#{bucket}#{window}"
+
+
+@dataclass(frozen=True)
+class Span:
+    """The UTC instants (ISO 8601) between which an event's occurrences fall."""
+
+    start: str
+    end: str
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """An event on a CRM record's timeline, as stored under the record."""
+
+    event_id: str
+    order_key: str  # {start}#{event_id}: the sort key, comparable with mail's {date}#{email_id}
+    summary: dict[str, Any]
+
+
+def _doc(event: Event) -> dict[str, Any]:
+    doc = event.model_dump(mode="json", exclude={"version"})
+    if len(json.dumps(doc, separators=(",", ":"))) > MAX_EVENT_BYTES:
+        raise Invalid(
+            "the event is too large to store (too many attendees, overrides or too much text)",
+            code="event_too_large",
+        )
+    return doc
+
+
+def to_event(item: Item) -> Event:
+    return Event.model_validate({**_plain(item["doc"]), "version": int(item["version"])})
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB's Decimals back to ints (the event document holds no fractions)."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _timeline_summary(event: Event) -> dict[str, Any]:
+    assert event.end is not None
+    return {
+        "event_id": event.event_id,
+        "title": event.title,
+        "start": event.start.model_dump(mode="json", exclude_none=True),
+        "end": event.end.model_dump(mode="json", exclude_none=True),
+        "all_day": event.start.all_day,
+        "location": event.location,
+        "status": event.status,
+        "recurring": event.recurring,
+    }
+
+
+def timeline_key(event: Event) -> str:
+    return f"{event.start.instant.isoformat()}#{event.event_id}"
+
+
+class CalendarStore(DynamoRepository):
+    def __init__(self, table_name: str, table: Table | None = None) -> None:
+        super().__init__(table_name, table)
+
+    # ------------------------------------------------------------------ reads
+    def get_event(self, tenant_id: str, event_id: str) -> Event | None:
+        item = self.get(tenant_pk(tenant_id), event_sk(event_id), consistent=True)
+        return to_event(item) if item else None
+
+    def _batch_get(self, tenant_id: str, sks: Sequence[str]) -> dict[str, Item]:
+        found: dict[str, Item] = {}
+        unique = list(dict.fromkeys(sks))
+        for start in range(0, len(unique), BATCH_GET):
+            keys = [{"pk": tenant_pk(tenant_id), "sk": sk} for sk in unique[start : start + BATCH_GET]]
+            request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                response = self.table.meta.client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    found[str(item["sk"])] = item
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
+    def events_by_uid(self, tenant_id: str, uids: Iterable[str]) -> dict[str, Event]:
+        """The stored events of these UIDs (UIDs without one are left out): two batched reads."""
+        wanted = list(dict.fromkeys(uids))
+        lookups = self._batch_get(tenant_id, [uid_sk(uid) for uid in wanted])
+        event_ids = {str(item["uid"]): str(item["event_id"]) for item in lookups.values()}
+        events = self._batch_get(tenant_id, [event_sk(i) for i in event_ids.values()])
+        out: dict[str, Event] = {}
+        for uid, event_id in event_ids.items():
+            item = events.get(event_sk(event_id))
+            if item is not None:
+                out[uid] = to_event(item)
+        return out
+
+    def events_overlapping(self, tenant_id: str, start: datetime, end: datetime) -> list[Event]:
+        """Events whose span meets [start, end): gsi1 from `start` on, filtered on the span's start.
+
+        At most RANGE_READ_MAX events; more is `Invalid` 400 `range_too_busy` (ask for less)."""
+        kwargs: dict[str, Any] = {
+            "IndexName": "gsi1",
+            "KeyConditionExpression": Key("gsi1pk").eq(series_pk(tenant_id))
+            & Key("gsi1sk").gte(start.isoformat()),
+            "FilterExpression": Attr("series_start").lt(end.isoformat()),
+        }
+        out: list[Event] = []
+        while True:
+            response = self.table.query(**kwargs)
+            out.extend(to_event(item) for item in response.get("Items", []))
+            if len(out) > RANGE_READ_MAX:
+                raise Invalid(
+                    f"more than {RANGE_READ_MAX} events in this range; ask for a shorter one",
+                    code="range_too_busy",
+                )
+            if "LastEvaluatedKey" not in response:
+                return out
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def timeline_page(
+        self, tenant_id: str, record_id: str, *, cursor: str | None, limit: int
+    ) -> tuple[list[TimelineEntry], str | None]:
+        """A record's events, latest start first."""
+        items, next_cursor = self.query_page(
+            tenant_id=tenant_id,
+            key_condition=Key("pk").eq(record_pk(tenant_id, record_id)),
+            cursor=cursor,
+            limit=limit,
+            newest_first=True,
+        )
+        return [
+            TimelineEntry(event_id=str(i["event_id"]), order_key=str(i["sk"]), summary=_plain(i["summary"]))
+            for i in items
+        ], next_cursor
+
+    def pending_page(
+        self, tenant_id: str, *, cursor: str | None, limit: int
+    ) -> tuple[list[Event], str | None]:
+        """Invitations waiting for an answer, latest received first."""
+        items, next_cursor = self.query_page(
+            tenant_id=tenant_id,
+            key_condition=Key("gsi2pk").eq(pending_pk(tenant_id)),
+            cursor=cursor,
+            limit=limit,
+            index="gsi2",
+            newest_first=True,
+        )
+        return [to_event(i) for i in items], next_cursor
+
+    # ------------------------------------------------------------------ writes
+    def _event_item(self, tenant_id: str, event: Event, span: Span) -> Item:
+        item: Item = {
+            "pk": tenant_pk(tenant_id),
+            "sk": event_sk(event.event_id),
+            "doc": _doc(event),
+            "version": event.version,
+            "uid": event.uid,
+            "series_start": span.start,
+            "series_end": span.end,
+            "gsi1pk": series_pk(tenant_id),
+            "gsi1sk": f"{span.end}#{event.event_id}",
+        }
+        invitation = event.invitation
+        if invitation is not None and invitation.status == "pending":
+            item["gsi2pk"] = pending_pk(tenant_id)
+            item["gsi2sk"] = f"{invitation.received_at.isoformat()}#{event.event_id}"
+        return item
+
+    def _uid_item(self, tenant_id: str, event: Event) -> Item:
+        return {
+            "pk": tenant_pk(tenant_id),
+            "sk": uid_sk(event.uid),
+            "uid": event.uid,
+            "event_id": event.event_id,
+        }
+
+    def _timeline_items(self, tenant_id: str, event: Event) -> dict[tuple[str, str], Item]:
+        key = timeline_key(event)
+        summary = _timeline_summary(event)
+        return {
+            (record_pk(tenant_id, record), key): {
+                "pk": record_pk(tenant_id, record),
+                "sk": key,
+                "event_id": event.event_id,
+                "summary": summary,
+            }
+            for record in event.record_ids
+        }
+
+    def _uid_taken(self, event: Event) -> MailbridgeError:
+        return Conflict("another event already has this UID", code="uid_in_use", details={"uid": event.uid})
+
+    def create_event(self, tenant_id: str, event: Event, span: Span) -> None:
+        """Event, UID lookup and timeline entries at once; `Conflict` `uid_in_use` when the UID
+        belongs to another event."""
+        writes = [
+            Write(
+                {
+                    "Put": {
+                        "Item": self._event_item(tenant_id, event, span),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                lambda: Conflict("the event already exists", code="already_exists"),
+            ),
+            Write(
+                {
+                    "Put": {
+                        "Item": self._uid_item(tenant_id, event),
+                        "ConditionExpression": "attribute_not_exists(pk) OR event_id = :me",
+                        "ExpressionAttributeValues": {":me": event.event_id},
+                    }
+                },
+                lambda: self._uid_taken(event),
+            ),
+        ]
+        writes += [
+            Write({"Put": {"Item": item}}, lambda: Conflict("conflict", code="conflict"))
+            for item in self._timeline_items(tenant_id, event).values()
+        ]
+        self.transact(writes)
+
+    def replace_event(self, tenant_id: str, event: Event, previous: Event, span: Span) -> None:
+        """Write `event` (its version one above `previous`'s) and move its timeline entries;
+        `Conflict` `version_conflict` when the stored event is no longer at `previous.version`."""
+        old = self._timeline_items(tenant_id, previous)
+        new = self._timeline_items(tenant_id, event)
+        writes = [
+            Write(
+                {
+                    "Put": {
+                        "Item": self._event_item(tenant_id, event, span),
+                        "ConditionExpression": "#v = :expected",
+                        "ExpressionAttributeNames": {"#v": "version"},
+                        "ExpressionAttributeValues": {":expected": previous.version},
+                    }
+                },
+                lambda: Conflict("the event was changed by someone else", code="version_conflict"),
+            )
+        ]
+        writes += [
+            Write({"Delete": {"Key": {"pk": pk, "sk": sk}}}, lambda: Conflict("conflict", code="conflict"))
+            for pk, sk in old.keys() - new.keys()
+        ]
+        writes += [
+            Write({"Put": {"Item": item}}, lambda: Conflict("conflict", code="conflict"))
+            for key, item in new.items()
+            if old.get(key) != item
+        ]
+        self.transact(writes)
+
+    def delete_event(self, tenant_id: str, event: Event) -> None:
+        writes = [
+            Write(
+                {
+                    "Delete": {
+                        "Key": {"pk": tenant_pk(tenant_id), "sk": event_sk(event.event_id)},
+                        "ConditionExpression": "#v = :expected",
+                        "ExpressionAttributeNames": {"#v": "version"},
+                        "ExpressionAttributeValues": {":expected": event.version},
+                    }
+                },
+                lambda: Conflict("the event was changed by someone else", code="version_conflict"),
+            ),
+            Write(
+                {
+                    "Delete": {
+                        "Key": {"pk": tenant_pk(tenant_id), "sk": uid_sk(event.uid)},
+                        "ConditionExpression": "attribute_not_exists(pk) OR event_id = :me",
+                        "ExpressionAttributeValues": {":me": event.event_id},
+                    }
+                },
+                lambda: Conflict("conflict", code="conflict"),
+            ),
+        ]
+        writes += [
+            Write({"Delete": {"Key": {"pk": pk, "sk": sk}}}, lambda: Conflict("conflict", code="conflict"))
+            for pk, sk in self._timeline_items(tenant_id, event)
+        ]
+        self.transact(writes)
+
+    # ------------------------------------------------------------------ feed tokens
+    def feed_generation(self, tenant_id: str, user: str) -> tuple[int, str | None]:
+        """(generation, rotated_at) of the user's feed token; (1, None) before any rotation."""
+        item = self.get(tenant_pk(tenant_id), feed_sk(user), consistent=True)
+        if item is None:
+            return 1, None
+        return int(item["generation"]), str(item["rotated_at"])
+
+    def rotate_feed(self, tenant_id: str, user: str, rotated_at: str) -> int:
+        """Move to the next generation (old tokens stop working); returns it."""
+        response = self.table.update_item(
+            Key={"pk": tenant_pk(tenant_id), "sk": feed_sk(user)},
+            UpdateExpression="SET generation = if_not_exists(generation, :one) + :one, rotated_at = :at",
+            ExpressionAttributeValues={":one": 1, ":at": rotated_at},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(str(response["Attributes"]["generation"]))
+
+    # ------------------------------------------------------------------ rate limits
+    def count(self, tenant_id: str, bucket: str, window: int, *, limit: int, expires_at: int) -> bool:
+        """Count one use in the window; False (nothing counted) when `limit` uses are already in."""
+        try:
+            self.table.update_item(
+                Key={"pk": tenant_pk(tenant_id), "sk": rate_sk(bucket, window)},
+                UpdateExpression="ADD uses :one SET #ttl = :ttl",
+                ConditionExpression="attribute_not_exists(uses) OR uses < :limit",
+                ExpressionAttributeNames={"#ttl": "ttl"},
+                ExpressionAttributeValues={":one": 1, ":limit": limit, ":ttl": expires_at},
+            )
+        except Exception as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
