@@ -18,6 +18,9 @@ _PARAM = re.compile(r"<(\w+)>")
 
 # Every router module; the order is the order routes are registered (it decides nothing else).
 ROUTER_MODULES = ("health", "me", "features", "accounts", "emails", "threads", "outbox", "crm", "links")
+# Routers other functions serve (template.yaml routes them there): in the API document too, so
+# one document describes every route of the HTTP API; never in the route map.
+DOCUMENTED_ELSEWHERE = ("mailbridge.oauth.routes", "mailbridge.webhooks.routes")
 
 
 def _route_keys(router: Any) -> list[str]:
