@@ -20,6 +20,7 @@ help:
 	@echo "make check   lint + types only"
 	@echo "make -s token TENANT=acme ROLE=admin   a bearer token for the running local API"
 	@echo "make mailbox a local Dovecot with a demo mailbox to connect to the running API"
+	@echo "make mailbox PROVIDER=gmail   a Gmail mailbox in the Google double, connected through OAuth"
 	@echo "make bench   benchmarks, printed as ratios against named peers"
 	@echo "make mutate MODULES=\"crypto.py tenancy.py\"   mutation testing of those modules (slow)"
 	@echo "make build / make deploy ENV=dev|prod"
@@ -37,9 +38,11 @@ venv: $(VENV)/.stamp
 run: $(VENV)/.stamp
 	PORT=$(PORT) $(PY) -m local
 
-# A local Dovecot with a demo mailbox to connect while `make run` runs.
-mailbox: $(VENV)/.stamp services
-	PORT=$(PORT) PYTHONPATH=layers/mailbridge $(PY) -m local.mailbox
+# A local Dovecot with a demo mailbox to connect while `make run` runs; PROVIDER=gmail seeds a
+# Gmail mailbox in the Google double `make run` started instead.
+PROVIDER  ?= imap
+mailbox: $(VENV)/.stamp $(if $(filter gmail,$(PROVIDER)),,services)
+	PORT=$(PORT) PYTHONPATH=layers/mailbridge $(PY) -m local.mailbox --provider $(PROVIDER)
 
 token: $(VENV)/.stamp
 	@$(PY) -m local.token --tenant $(TENANT) --role $(ROLE)

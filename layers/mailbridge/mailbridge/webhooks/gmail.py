@@ -109,14 +109,13 @@ def queue_syncs(notice: PushNotice, accounts: AccountStore, queue: SyncQueue) ->
     """Queue a sync of every account connected for the notice's mailbox (see the module docstring).
 
     SQS FIFO deduplication (5 minutes, per message and account) backs up the idempotency record.
+    Two requests and no more (the lookup and one SendMessageBatch): the lookup item goes with its
+    account in one transaction, and a sync of an account removed meanwhile is dropped by the sync.
     """
     requests: list[SyncRequest] = []
     ids: list[str] = []
     for tenant_id, account_id in accounts.accounts_for_address(PROVIDER, notice.email_address):
-        request = SyncRequest(tenant_id=tenant_id, account_id=account_id, reason="push")
-        if not accounts.mark_sync_queued(tenant_id, account_id, request.requested_at):
-            continue  # removed since the lookup was read
-        requests.append(request)
+        requests.append(SyncRequest(tenant_id=tenant_id, account_id=account_id, reason="push"))
         ids.append(f"push-{notice.message_id}-{account_id}"[:128])
     if requests:
         queue.send_many(requests, ids)

@@ -1,0 +1,37 @@
+"""`make mailbox PROVIDER=gmail` against a running Google double: seeds once, prints the steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from local.google import GoogleDouble
+from local.google_wiring import write_state
+from local.mailbox import SEED, gmail_mailbox
+
+
+def test_seeds_a_gmail_mailbox_once_and_prints_how_to_connect_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a running double whose URLs `make run` wrote down
+    with GoogleDouble() as google:
+        state = tmp_path / "google-double.json"
+        write_state(google, "http://127.0.0.1:3999", state)
+
+        # When the mailbox is made, twice
+        assert gmail_mailbox("demo", seed=True, state_file=state) == 0
+        assert gmail_mailbox("demo", seed=True, state_file=state) == 0
+
+        # Then the user has the demo mail once
+        assert len(google.gmail.mailbox("demo@example.com").messages) == len(SEED)
+    # And the two steps name the runner's start route with the mailbox as login hint
+    out = capsys.readouterr().out
+    assert "export API=http://127.0.0.1:3999" in out
+    assert '"$API/oauth/gmail/start?login_hint=demo@example.com"' in out
+    assert 'curl -sL "$URL"' in out
+
+
+def test_without_make_run_it_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert gmail_mailbox("demo", seed=True, state_file=tmp_path / "missing.json") == 1
+    assert "make run" in capsys.readouterr().err
