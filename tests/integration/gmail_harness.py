@@ -141,6 +141,57 @@ class GmailStack:
         assert outcome["outcome"] in ("connected", "reconnected"), outcome
         return outcome["account_id"]
 
+    def add_account(self, tenant_id: str = TENANT, account_id: str = "acc_" + "a" * 20) -> str:
+        """A connected Gmail account written straight to the store (with a real grant sealed), for
+        tests about what happens after connecting."""
+        from mailbridge import accounts as account_service
+        from mailbridge.models.account import OAuthGrant, SyncState
+
+        token = HTTP.post(
+            self.google.token_url,
+            data={
+                "grant_type": "authorization_code",
+                "code": self.consent_code(),
+                "code_verifier": "v" * 43,
+                "redirect_uri": REDIRECT,
+                "client_id": self.client.client_id,
+                "client_secret": self.client.client_secret,
+            },
+        ).json()
+        account = Account(
+            account_id=account_id,
+            tenant_id=tenant_id,
+            provider="gmail",
+            address=USER,
+            oauth=OAuthGrant(scopes=token["scope"].split()),
+            created_at=datetime.now(UTC),
+            created_by="user-1",
+            sync=SyncState(),
+        )
+        sealed = account_service.seal_secrets(
+            {"refresh_token": token["refresh_token"]},
+            tenant_id,
+            account_id,
+            key_id=get_settings().data_key_id,
+        )
+        self.accounts.create_account(account, sealed)
+        return account_id
+
+    def consent_code(self) -> str:
+        """An authorization code of the double for the Gmail scopes, with a plain PKCE verifier."""
+        params = {
+            "client_id": self.client.client_id,
+            "redirect_uri": REDIRECT,
+            "response_type": "code",
+            "scope": "https://www.googleapis.com/auth/gmail.modify https://www.googleapis.com/auth/gmail.send",
+            "access_type": "offline",
+            "prompt": "consent",
+            "code_challenge": "v" * 43,
+            "code_challenge_method": "plain",
+        }
+        answer = HTTP.get(self.google.authorize_url, params=params)
+        return query_of(answer.headers["location"])["code"]
+
     def api(self, name: str, account_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
         """An api function route from its sample event (the account id put into its path)."""
         event = load_event(f"api/{name}.json", tenant=TENANT, **kwargs)

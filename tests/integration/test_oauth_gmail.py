@@ -408,3 +408,39 @@ def test_an_oauth_account_has_no_imap_password_to_change(gmail_stack: GmailStack
     account_id = gmail_stack.connect()
     response = gmail_stack.api("patch-account", account_id, role="member", body={"imap": {"password": "x"}})
     assert (response["statusCode"], json.loads(response["body"])["error"]["code"]) == (400, "oauth_account")
+
+
+def test_without_a_usable_id_token_the_address_comes_from_gmail(gmail_stack: GmailStack) -> None:
+    from mailbridge.oauth.providers import GoogleOAuth, TokenGrant
+
+    # Given an access token, and either no ID token or one issued to another client
+    token = HTTP.post(
+        gmail_stack.google.token_url,
+        data={
+            "grant_type": "authorization_code",
+            "code": gmail_stack.consent_code(),
+            "code_verifier": "v" * 43,
+            "redirect_uri": REDIRECT,
+            "client_id": gmail_stack.client.client_id,
+            "client_secret": gmail_stack.client.client_secret,
+        },
+    ).json()
+    now = int(gmail_stack.clock.now().timestamp())
+    foreign = gmail_stack.google.keys.sign(
+        {
+            "iss": "https://accounts.google.com",
+            "aud": "someone-else.apps.googleusercontent.com",
+            "sub": "1",
+            "email": "mallory@example.com",
+            "email_verified": True,
+            "iat": now,
+            "exp": now + 3600,
+        }
+    )
+    provider = GoogleOAuth(get_google(), lambda: gmail_stack.client.client_secret)
+
+    # When the provider learns who connected
+    for id_token in (None, foreign):
+        grant = TokenGrant(access_token=token["access_token"], expires_in=3600, scopes=(), id_token=id_token)
+        # Then it asks Gmail's getProfile
+        assert provider.identify(grant).address == USER

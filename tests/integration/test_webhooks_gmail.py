@@ -49,12 +49,14 @@ def code_of(response: dict[str, Any]) -> tuple[int, str, Any]:
 
 @pytest.fixture
 def connected(gmail_stack: GmailStack) -> str:
-    account_id = gmail_stack.connect()
+    return gmail_stack.add_account()
+
+
+def test_a_genuine_push_queues_a_sync_of_the_mailbox(gmail_stack: GmailStack) -> None:
+    # Given a mailbox connected through the OAuth flow
+    connected = gmail_stack.connect()
     gmail_stack.sync_messages()  # the connect's own sync
-    return account_id
 
-
-def test_a_genuine_push_queues_a_sync_of_the_mailbox(gmail_stack: GmailStack, connected: str) -> None:
     # When Pub/Sub pushes a notification for the mailbox
     response = deliver(gmail_stack, push_event(forge(gmail_stack)))
 
