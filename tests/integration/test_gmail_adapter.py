@@ -323,3 +323,20 @@ def test_get_raw_many_stops_at_the_first_error(clock: ManualClock) -> None:
         assert [m.id for m in batch.messages] == ids[:2]
         assert isinstance(batch.error, ProviderRateLimited)
         assert gmail.requests == 3
+
+
+def test_get_raw_many_does_not_start_what_follows_an_error(google: GoogleDouble, tokens: Tokens) -> None:
+    # Given ten messages, the first fetch failing at Google (a 500)
+    ids = seed(google, 10)
+    google.fail_next("users.messages.get", count=1, status=500)
+    gmail = GmailClient(google.gmail_url, tokens, max_concurrency=1)
+
+    # When they are fetched in one batch
+    batch = gmail.get_raw_many(ids)
+
+    # Then the error stops the batch: nothing counts as fetched and the queued calls are not made
+    # (at most the one a worker had already picked up)
+    assert batch.error is not None
+    assert batch.error.code == "unavailable"
+    assert batch.messages == []
+    assert gmail.requests <= 2
