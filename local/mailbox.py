@@ -40,6 +40,12 @@ SEED = [
 ]
 
 
+# The Gmail demo mailbox has its own address: the README connects both in one tenant, where an
+# address is connected once.
+IMAP_USER = "demo"
+GMAIL_USER = "ada"
+
+
 def seed_messages(address: str) -> list[bytes]:
     out: list[bytes] = []
     ids: list[str] = []
@@ -156,12 +162,14 @@ def gmail_mailbox(user: str, seed: bool, state_file: Path | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--provider", choices=("imap", "gmail"), default="imap")
-    parser.add_argument("--user", default="demo")
+    parser.add_argument(
+        "--user", default=None, help=f"default: {IMAP_USER} (imap), {GMAIL_USER} (gmail: another address)"
+    )
     parser.add_argument("--password", default="demo-password")
     parser.add_argument("--no-seed", action="store_true")
     args = parser.parse_args(argv)
     if args.provider == "gmail":
-        return gmail_mailbox(args.user, seed=not args.no_seed)
+        return gmail_mailbox(args.user or GMAIL_USER, seed=not args.no_seed)
     binary = find_dovecot()
     if binary is None:
         print("dovecot is not installed: run scripts/ensure-dovecot", file=sys.stderr)
@@ -176,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         (root / "smtp").mkdir(exist_ok=True)
         sink = SmtpSink(root=root / "smtp")
         sink.start()
-        user = server.add_user(args.user, args.password)
+        user = server.add_user(args.user or IMAP_USER, args.password)
         address = f"{user.name}@example.com"
         if not args.no_seed:
             for raw in seed_messages(address):
