@@ -20,6 +20,7 @@ help:
 	@echo "make check   lint + types only"
 	@echo "make -s token TENANT=acme ROLE=admin   a bearer token for the running local API"
 	@echo "make mailbox a local Dovecot with a demo mailbox to connect to the running API"
+	@echo "make mailbox PROVIDER=gmail   a Gmail mailbox in the Google double, connected through OAuth"
 	@echo "make bench   benchmarks, printed as ratios against named peers"
 	@echo "make mutate MODULES=\"crypto.py tenancy.py\"   mutation testing of those modules (slow)"
 	@echo "make build / make deploy ENV=dev|prod"
@@ -37,11 +38,12 @@ venv: $(VENV)/.stamp
 run: $(VENV)/.stamp
 	PORT=$(PORT) $(PY) -m local
 
-# A local Dovecot with a demo mailbox to connect while `make run` runs; PROVIDER=salesforce|hubspot
-# starts that CRM double instead, seeded with demo records (CRM_PORT, default 3100).
+# A local Dovecot with a demo mailbox to connect while `make run` runs; PROVIDER=gmail seeds a
+# Gmail mailbox in the Google double `make run` started; PROVIDER=salesforce|hubspot starts that CRM
+# double instead, seeded with demo records (CRM_PORT, default 3100).
 PROVIDER  ?= imap
 CRM_PORT  ?= 3100
-mailbox: $(VENV)/.stamp services
+mailbox: $(VENV)/.stamp $(if $(filter imap,$(PROVIDER)),services,)
 	@case "$(PROVIDER)" in \
 	  salesforce) $(PY) -m local.salesforce --port $(CRM_PORT) --seed-demo \
 	    --callback-url http://127.0.0.1:$(PORT)/oauth/salesforce/callback \
@@ -49,7 +51,7 @@ mailbox: $(VENV)/.stamp services
 	  hubspot) $(PY) -m local.hubspot --port $(CRM_PORT) --seed-demo \
 	    --redirect-uri http://127.0.0.1:$(PORT)/oauth/hubspot/callback \
 	    --webhook-url http://127.0.0.1:$(PORT)/webhooks/hubspot ;; \
-	  *) PORT=$(PORT) PYTHONPATH=layers/mailbridge $(PY) -m local.mailbox ;; \
+	  *) PORT=$(PORT) PYTHONPATH=layers/mailbridge $(PY) -m local.mailbox --provider $(PROVIDER) ;; \
 	esac
 
 token: $(VENV)/.stamp

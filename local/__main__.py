@@ -1,4 +1,5 @@
-"""`python -m local` (what `make run` calls): the whole system on 127.0.0.1:$PORT until Ctrl-C."""
+"""`python -m local` (what `make run` calls): the whole system on 127.0.0.1:$PORT until Ctrl-C,
+with the Google double (local/google) standing in for Google on 127.0.0.1:$GOOGLE_PORT."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import signal
 import threading
 
+from local.google import GoogleDouble
+from local.google_wiring import write_state
 from local.runner import Runner
 
 
@@ -26,8 +29,13 @@ def main() -> None:
     )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = int(os.environ.get("PORT", "3000"))
+    google_port = int(os.environ.get("GOOGLE_PORT", "0"))
     signal.signal(signal.SIGTERM, _interrupt)
-    with Runner(port=port, warm=True, parameters=LOCAL_PARAMETERS) as runner:
+    with (
+        GoogleDouble(port=google_port) as google,
+        Runner(port=port, warm=True, parameters=LOCAL_PARAMETERS, google=google) as runner,
+    ):
+        write_state(google, runner.url)
         token = runner.token(tenant="demo", role="owner")
         print(f"\nmailbridge is running on {runner.url} (AWS APIs: moto at {runner.endpoint_url})")
         print(f"\nBearer token (tenant demo, role owner):\n{token}\n")
@@ -35,6 +43,8 @@ def main() -> None:
         print(f"  export API={runner.url} TOKEN=$(make -s token)")
         print('  curl -s "$API/health"')
         print('  curl -s -H "Authorization: Bearer $TOKEN" "$API/me"\n')
+        print(f"Google double (OAuth, Gmail, Pub/Sub push to this runner) at {google.base_url}:")
+        print("  make mailbox PROVIDER=gmail   seeds a Gmail mailbox and prints how to connect it\n")
         print("Ctrl-C to stop.", flush=True)
         try:
             threading.Event().wait()

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -301,7 +301,7 @@ class LocalFunction:
 
 
 class FunctionPool:
-    """All the template's functions by logical id."""
+    """All the template's functions by logical id; `environment` is added to each one's own."""
 
     def __init__(
         self,
@@ -309,7 +309,13 @@ class FunctionPool:
         endpoint_url: str,
         log_prefix: bool = True,
         max_instances: int = DEFAULT_MAX_INSTANCES,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
+        if environment:
+            functions = {
+                lid: replace(fn, environment={**fn.environment, **environment})
+                for lid, fn in functions.items()
+            }
         self.functions = {
             lid: LocalFunction(fn, endpoint_url, log_prefix, max_instances) for lid, fn in functions.items()
         }

@@ -1,5 +1,6 @@
 """`make mailbox`: a real Dovecot on loopback with a demo user and some mail, plus an SMTP sink,
-for `make run`.
+for `make run`. `make mailbox PROVIDER=gmail`: a Gmail mailbox with some mail in the Google double
+that `make run` started, and the two steps that connect it through OAuth.
 
 Writes the body to POST to /accounts to ACCOUNT_FILE and prints the command that connects it to
 the running `make run` (its URL comes from the runner's issuer file, so the port is the one it
@@ -37,6 +38,12 @@ SEED = [
     ("Dan Supplier", "dan@supplier.example", "Delivery schedule", None),
     ("Newsletter", "news@list.example", "This week in CRM", None),
 ]
+
+
+# The Gmail demo mailbox has its own address: the README connects both in one tenant, where an
+# address is connected once.
+IMAP_USER = "demo"
+GMAIL_USER = "ada"
 
 
 def seed_messages(address: str) -> list[bytes]:
@@ -89,12 +96,80 @@ def _report_sent(sink: SmtpSink, folder: Path, stop: threading.Event) -> None:
             print(flush=True)
 
 
+def _control(base: str, method: str, path: str, body: dict[str, object] | None = None) -> tuple[int, object]:
+    """A call to the Google double's control API (loopback, JSON)."""
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(  # noqa: S310 - the double on loopback
+        base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, None
+
+
+def gmail_mailbox(user: str, seed: bool, state_file: Path | None = None) -> int:
+    """Seed a Gmail mailbox in the running double (found through the state file `make run`
+    wrote) and print how to connect it. Running it again seeds nothing twice."""
+    import base64
+
+    from local.google_wiring import STATE_FILE, read_state
+
+    state = read_state(state_file or STATE_FILE)
+    if state is None:
+        print("no Google double found: start `make run` first (it starts one)", file=sys.stderr)
+        return 1
+    control = str(state["urls"]["control"])
+    address = f"{user}@example.com"
+    try:
+        _, listed = _control(control, "GET", "")
+    except OSError:
+        print(f"the Google double at {control} does not answer: is `make run` running?", file=sys.stderr)
+        return 1
+    users = listed.get("users", []) if isinstance(listed, dict) else []
+    if address.lower() not in users:
+        _control(control, "POST", "/users", {"address": address, "name": user.title()})
+        if seed:
+            for raw in seed_messages(address):
+                raw_base64 = base64.b64encode(raw).decode()
+                _control(control, "POST", f"/users/{address}/messages", {"raw_base64": raw_base64})
+    api = str(state.get("runner") or runner_url())
+    print(f"Gmail mailbox {address} in the Google double ({control.removesuffix('/__double__')}).")
+    print("Connect it while `make run` runs:")
+    print(f"  export API={api} TOKEN=$(make -s token)")
+    print("1. Ask for the consent URL:")
+    print(
+        '  URL=$(curl -s -H "Authorization: Bearer $TOKEN" '
+        f'"$API/oauth/gmail/start?login_hint={address}" | jq -r .authorization_url)'
+    )
+    print("2. Open it (in a browser, or with curl): the double consents at once and Google's redirect")
+    print("   lands on the runner's callback, which connects the mailbox:")
+    print('  curl -sL "$URL"')
+    print('Then: curl -s -H "Authorization: Bearer $TOKEN" "$API/accounts"')
+    print("New mail (pushed to the runner through Pub/Sub):")
+    new_mail = json.dumps({"raw": "From: carol@customer.example\r\nSubject: hello\r\n\r\nhello again\r\n"})
+    print(
+        f"  curl -s -X POST -H 'content-type: application/json' \\\n    {control}/users/{address}/messages \\"
+    )
+    print(f"    -d '{new_mail}'")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--user", default="demo")
+    parser.add_argument("--provider", choices=("imap", "gmail"), default="imap")
+    parser.add_argument(
+        "--user", default=None, help=f"default: {IMAP_USER} (imap), {GMAIL_USER} (gmail: another address)"
+    )
     parser.add_argument("--password", default="demo-password")
     parser.add_argument("--no-seed", action="store_true")
     args = parser.parse_args(argv)
+    if args.provider == "gmail":
+        return gmail_mailbox(args.user or GMAIL_USER, seed=not args.no_seed)
     binary = find_dovecot()
     if binary is None:
         print("dovecot is not installed: run scripts/ensure-dovecot", file=sys.stderr)
@@ -109,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         (root / "smtp").mkdir(exist_ok=True)
         sink = SmtpSink(root=root / "smtp")
         sink.start()
-        user = server.add_user(args.user, args.password)
+        user = server.add_user(args.user or IMAP_USER, args.password)
         address = f"{user.name}@example.com"
         if not args.no_seed:
             for raw in seed_messages(address):

@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from moto.server import ThreadedMotoServer
@@ -28,6 +28,10 @@ from local.http import ApiGateway, bind_server
 from local.pump import HIDDEN_RETRY_SECONDS, Pump, QueueConsumer
 from local.resources import Deployed, create_resources
 from local.template import DEFAULT_STACK, REGION, Template, load_template
+
+if TYPE_CHECKING:
+    from local.google import GoogleDouble
+    from local.google_wiring import GoogleWiring
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +54,12 @@ class Runner:
         log_prefix: bool = True,
         warm: bool = False,
         max_instances: int = DEFAULT_MAX_INSTANCES,
+        environment: Mapping[str, str] | None = None,
+        google: GoogleDouble | None = None,
     ) -> None:
+        """`environment`: variables every function sees on top of its template environment.
+        `google`: a started Google double the functions talk to instead of Google
+        (local.google_wiring: OAuth client, push topic to this runner, settings)."""
         self.templates = [Path(t) for t in templates]
         self.clock: Clock = clock or RealClock()
         self._realtime = isinstance(self.clock, RealClock)
@@ -61,6 +70,9 @@ class Runner:
         self._log_prefix = log_prefix
         self._warm = warm
         self._max_instances = max_instances
+        self._environment = dict(environment or {})
+        self.google = google
+        self.google_wiring: GoogleWiring | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._moto: ThreadedMotoServer | None = None
@@ -85,12 +97,30 @@ class Runner:
         self.url = f"http://{self._host}:{self._server.server_address[1]}"
         self.issuer = Issuer.create(self.url)
         self.issuer.save()
+        if self.google is not None:
+            from local.google_wiring import wire_google
+
+            self.google_wiring = wire_google(self.google, self.url)
+            self._parameters = {**self.google_wiring.parameters, **self._parameters}
+            self._environment = {**self.google_wiring.environment, **self._environment}
 
         self.template = self._load_template()
         self.deployed: Deployed = create_resources(self.boto3_client, self.template)
+        if self.google_wiring is not None and "GoogleClientSecret" in self.deployed.secrets:
+            from local.google_wiring import store_client_secret
+
+            store_client_secret(
+                self.boto3_client("secretsmanager"),
+                self.deployed.secrets["GoogleClientSecret"],
+                self.google_wiring.client,
+            )
         consumers = self._queue_consumers() + self._hidden_bus_queues()
         self._pool = FunctionPool(
-            self.template.functions(), self.endpoint_url, self._log_prefix, self._max_instances
+            self.template.functions(),
+            self.endpoint_url,
+            self._log_prefix,
+            self._max_instances,
+            environment=self._environment,
         )
         self._server.gateway = ApiGateway(
             self.template.routes(), self.template.authorizers(), self.issuer, self._pool.invoke

@@ -80,6 +80,7 @@ def test_features_start_at_the_defaults(invoke_api: Invoke) -> None:
         "automations": False,
         "tracking": False,
         "calendar": False,
+        "contact_import": False,
     }
     assert data["planned"] == ["ai", "automations", "calendar", "tracking"]
 

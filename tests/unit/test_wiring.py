@@ -45,25 +45,46 @@ def test_every_functions_handler_exists_and_imports(
     _import_handler(TEMPLATE, function_id, monkeypatch)
 
 
-def test_resolver_routes_and_template_routes_are_the_same_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given the api function loaded with docs on (the template's default)
-    module = _import_handler(TEMPLATE, "ApiFunction", monkeypatch)
+HTTP_FUNCTIONS = sorted({r.function for r in TEMPLATE.routes()})
+
+
+def test_several_functions_serve_http_routes() -> None:
+    # The api function is not the only one: OAuth and provider pushes have their own
+    assert {"ApiFunction", "OAuthFunction", "WebhooksFunction"} <= set(HTTP_FUNCTIONS)
+
+
+@pytest.mark.parametrize("function_id", HTTP_FUNCTIONS)
+def test_resolver_routes_and_template_routes_are_the_same_set(
+    function_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the function loaded with docs on (the template's default)
+    module = _import_handler(TEMPLATE, function_id, monkeypatch)
     app = module.app  # type: ignore[attr-defined]
-    app.load_all()  # routers load on demand; compare the full set
+    if hasattr(app, "load_all"):
+        app.load_all()  # the api function's routers load on demand; compare the full set
     # When both sides list their (method, path) pairs
     served = {
         (route.method.upper(), re.sub(r"<(\w+)>", r"{\1}", route.path))
         for route in app._static_routes + app._dynamic_routes
     }
-    declared = {(r.method, r.path) for r in TEMPLATE.routes() if r.function == "ApiFunction"}
+    declared = {(r.method, r.path) for r in TEMPLATE.routes() if r.function == function_id}
     # Then they match exactly: no route unreachable, none served without an API Gateway route
     assert served == declared
 
 
-def test_only_health_docs_and_signed_calendar_links_skip_the_authorizer() -> None:
+def test_only_health_docs_and_what_proves_itself_skip_the_authorizer() -> None:
+    # The OAuth callback's proof is its single-use state; a push's is its provider's signature; the
+    # calendar feed and RSVP links carry a signed token in the path instead of a bearer token.
     public = {r.path for r in TEMPLATE.routes() if r.auth is None}
-    # The calendar feed and RSVP links carry a signed token in the path instead of a bearer token.
-    assert public == {"/health", "/docs", "/openapi.json", "/calendar/feed/{token}", "/calendar/rsvp/{token}"}
+    assert public == {
+        "/health",
+        "/docs",
+        "/openapi.json",
+        "/oauth/{provider}/callback",
+        "/webhooks/gmail",
+        "/calendar/feed/{token}",
+        "/calendar/rsvp/{token}",
+    }
 
 
 def _queues_without_dlq(template: Template) -> list[str]:
@@ -109,9 +130,15 @@ Resources:
 def test_every_route_has_a_sample_event() -> None:
     import json
 
-    samples = {json.loads(p.read_text())["routeKey"] for p in (ROOT / "events" / "api").glob("*.json")}
+    samples = {
+        json.loads(p.read_text())["routeKey"]
+        for folder in ("api", "webhooks")
+        for p in (ROOT / "events" / folder).glob("*.json")
+    }
     declared = {r.route_key for r in TEMPLATE.routes()}
-    assert declared <= samples, f"routes without a sample in events/api: {sorted(declared - samples)}"
+    assert declared <= samples, (
+        f"routes without a sample in events/api or /webhooks: {sorted(declared - samples)}"
+    )
 
 
 def test_every_consumed_queue_and_schedule_has_a_sample_event() -> None:
@@ -139,4 +166,4 @@ def test_sync_samples_parse_as_the_sync_function_reads_them(monkeypatch: pytest.
     for path in sorted((ROOT / "events" / "sqs").glob("sync-*.json")):
         for record in json.loads(path.read_text())["Records"]:
             parsed = module.SyncRecord.model_validate(record)  # type: ignore[attr-defined]
-            assert parsed.body.kind in {"sync", "poll", "push_flags", "purge"}, path.name
+            assert parsed.body.kind in {"sync", "poll", "push_flags", "purge", "renew_watches"}, path.name

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 from mailbridge import crypto
 from mailbridge.errors import Conflict, Invalid, MailbridgeError, ProviderAuthError, ProviderUnreachable
 from mailbridge.models.account import (
+    OAUTH_PROVIDERS,
+    REAUTH_REQUIRED,
     Account,
     AccountCreate,
     AccountOut,
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
 
 Connector = Callable[[ImapSettings], MailFolderSource]
 SmtpLoginCheck = Callable[["SmtpSettings"], None]
+Disconnect = Callable[[Account], None]
+"""Best-effort goodbye to an OAuth provider before the account is deleted (stop push, revoke)."""
 
 # Per socket operation. The sync and the outbox have the whole function's time; an API request
 # is bounded by `login_deadline` on top.
@@ -72,6 +76,7 @@ class AccountDeps:
     allow_private_hosts: bool = False
     connect: Connector = imap_connect
     check_smtp: SmtpLoginCheck = smtp_check_login
+    disconnect: Disconnect | None = None
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     # The API function's timeout is 29 s (template.yaml): logins get at most 20 s of it, and at
     # least 4 s stay for sealing the credentials, the store and the queue.
@@ -135,7 +140,11 @@ def credentials_context(tenant_id: str, account_id: str) -> dict[str, str]:
 
 
 def load_secrets(store: AccountStore, account: Account) -> dict[str, str | None]:
-    """The account's decrypted passwords ({imap_password, smtp_password}); never log the result."""
+    """The account's decrypted secrets; never log the result.
+
+    IMAP accounts: `{imap_password, smtp_password}`; OAuth accounts: `{refresh_token}`
+    (mailbridge.oauth). Raises ProviderAuthError(auth_failed) when none are stored.
+    """
     envelope = store.get_credentials(account.tenant_id, account.account_id)
     if envelope is None:
         raise ProviderAuthError("no credentials stored", code="auth_failed")
@@ -144,13 +153,20 @@ def load_secrets(store: AccountStore, account: Account) -> dict[str, str | None]
     return secrets
 
 
+def seal_secrets(
+    secrets: dict[str, str | None], tenant_id: str, account_id: str, *, key_id: str
+) -> crypto.Envelope:
+    """Encrypt under a fresh data key, bound to this tenant and account (KMS encryption context):
+    what `load_secrets` opens."""
+    return crypto.encrypt(
+        json.dumps(secrets).encode(), credentials_context(tenant_id, account_id), key_id=key_id
+    )
+
+
 def _seal(
     secrets: dict[str, str | None], tenant_id: str, account_id: str, deps: AccountDeps
 ) -> crypto.Envelope:
-    """Encrypt under a fresh data key, bound to this tenant and account (KMS encryption context)."""
-    return crypto.encrypt(
-        json.dumps(secrets).encode(), credentials_context(tenant_id, account_id), key_id=deps.key_id
-    )
+    return seal_secrets(secrets, tenant_id, account_id, key_id=deps.key_id)
 
 
 def to_out(account: Account) -> AccountOut:
@@ -161,6 +177,7 @@ def to_out(account: Account) -> AccountOut:
         display_name=account.display_name,
         imap=account.imap,
         smtp=account.smtp,
+        oauth=account.oauth,
         folders=account.folders,
         created_at=account.created_at,
         sync=account.sync,
@@ -299,6 +316,18 @@ def _merged_smtp(
     )
 
 
+def _server_settings(
+    account: Account, body: AccountPatch, sent_fields: set[str]
+) -> PublicServerSettings | None:
+    """The account's IMAP settings; an OAuth account has none, so a change of them is refused."""
+    if account.imap is None and (body.imap is not None or "smtp" in sent_fields):
+        raise Invalid(
+            "this mailbox is connected through OAuth: it has no IMAP password or SMTP settings",
+            code="oauth_account",
+        )
+    return account.imap
+
+
 def update_account(
     ctx: TenantContext,
     account_id: str,
@@ -322,6 +351,7 @@ def update_account(
     if expected != account.version:
         raise Conflict("the account was changed by someone else", code="version_conflict")
     sent_fields = body.model_fields_set - {"version"}
+    imap = _server_settings(account, body, sent_fields)
     changes: dict[str, object] = {}
     if "display_name" in sent_fields:
         changes["display_name"] = body.display_name
@@ -335,10 +365,10 @@ def update_account(
     deadline: float | None = None
     if body.imap is not None or body.smtp is not None:
         deadline = login_deadline(deps, remaining_ms)
-    if secrets is not None and body.imap is not None:
+    if secrets is not None and body.imap is not None and imap is not None:
         new_password = body.imap.password.get_secret_value()
         secrets["imap_password"] = new_password
-        check_imap = imap_settings(account.imap, new_password, allow_private=allow_private, deadline=deadline)
+        check_imap = imap_settings(imap, new_password, allow_private=allow_private, deadline=deadline)
     if secrets is not None and "smtp" in sent_fields:
         if body.smtp is None:
             changes["smtp"], secrets["smtp_password"] = None, None
@@ -386,8 +416,16 @@ def get_account(ctx: TenantContext, account_id: str, deps: AccountDeps) -> Accou
 
 
 def delete_account(ctx: TenantContext, account_id: str, deps: AccountDeps, *, purge: bool) -> None:
-    """Credentials go at once with the account item; synced mail stays unless `purge`."""
+    """Credentials go at once with the account item; synced mail stays unless `purge`.
+
+    An OAuth account first says goodbye to its provider (`deps.disconnect`: stop the push watch,
+    revoke the grant), best effort: a provider that is down never keeps an account connected.
+    """
     ctx.require(Role.MEMBER)
+    if deps.disconnect is not None:
+        account = deps.store.get_account(ctx.tenant_id, account_id)
+        if account.provider in OAUTH_PROVIDERS:
+            deps.disconnect(account)
     deps.store.delete_account(ctx.tenant_id, account_id)
     if purge:
         deps.queue.send(PurgeAccount(tenant_id=ctx.tenant_id, account_id=account_id))
@@ -396,6 +434,12 @@ def delete_account(ctx: TenantContext, account_id: str, deps: AccountDeps, *, pu
 def request_sync(ctx: TenantContext, account_id: str, deps: AccountDeps) -> AccountStatus:
     ctx.require(Role.MEMBER)
     account = deps.store.get_account(ctx.tenant_id, account_id)
+    if account.sync.reason == REAUTH_REQUIRED:
+        raise Conflict(
+            "the provider revoked this mailbox's access: reconnect it through /oauth/{provider}/start "
+            "with its account_id",
+            code=REAUTH_REQUIRED,
+        )
     if account.sync.stage is SyncStage.FAILED:
         # The user asks again (perhaps after fixing the server side): back into the poll rotation.
         deps.store.make_pollable(ctx.tenant_id, account_id, account.provider)

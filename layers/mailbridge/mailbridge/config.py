@@ -26,6 +26,72 @@ class TableNames(BaseSettings):
     idempotency: str = Field(validation_alias="IDEMPOTENCY_TABLE", min_length=3)
 
 
+class GoogleSettings(BaseSettings):
+    """Google OAuth client, Gmail API and Pub/Sub push. Every URL defaults to Google's real endpoint
+    (tests and `make run` point them at local/google); empty push settings mean no watch is made
+    and every push is refused (the 15-minute poll still syncs)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    client_id: str = Field(default="", validation_alias="GOOGLE_CLIENT_ID")
+    client_secret_arn: str = Field(
+        default="",
+        validation_alias="GOOGLE_CLIENT_SECRET_ARN",
+        description="Secrets Manager secret holding the OAuth client secret (read on first use)",
+    )
+    # developers.google.com/identity/protocols/oauth2/web-server (endpoints)
+    auth_url: str = Field(
+        default="https://accounts.google.com/o/oauth2/v2/auth", validation_alias="GOOGLE_AUTH_URL"
+    )
+    token_url: str = Field(default="https://oauth2.googleapis.com/token", validation_alias="GOOGLE_TOKEN_URL")
+    revoke_url: str = Field(
+        default="https://oauth2.googleapis.com/revoke", validation_alias="GOOGLE_REVOKE_URL"
+    )
+    # gmail.v1 discovery document: rootUrl + servicePath
+    gmail_api_url: str = Field(
+        default="https://gmail.googleapis.com/gmail/v1", validation_alias="GMAIL_API_URL"
+    )
+    people_api_url: str = Field(default="https://people.googleapis.com/v1", validation_alias="PEOPLE_API_URL")
+    # The X.509 form ({kid: PEM}) Google publishes its token signing keys in
+    certs_url: str = Field(
+        default="https://www.googleapis.com/oauth2/v1/certs", validation_alias="GOOGLE_CERTS_URL"
+    )
+    push_topic: str = Field(
+        default="",
+        validation_alias="GMAIL_PUSH_TOPIC",
+        description="projects/{project}/topics/{topic} that users.watch publishes to",
+    )
+    push_audience: str = Field(
+        default="", validation_alias="GMAIL_PUSH_AUDIENCE", description="`aud` of the push OIDC tokens"
+    )
+    push_service_account: str = Field(
+        default="",
+        validation_alias="GMAIL_PUSH_SERVICE_ACCOUNT",
+        description="`email` of the push OIDC tokens: the push subscription's service account",
+    )
+
+    @property
+    def push_configured(self) -> bool:
+        return bool(self.push_topic and self.push_audience and self.push_service_account)
+
+
+class OAuthSettings(BaseSettings):
+    """Where the OAuth callback sends the browser back, and the callback's own public base URL."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    return_url: str = Field(
+        default="",
+        validation_alias="OAUTH_RETURN_URL",
+        description="Front-end URL the callback redirects to with ?outcome=...; empty: answer JSON",
+    )
+    callback_base_url: str = Field(
+        default="",
+        validation_alias="OAUTH_CALLBACK_BASE_URL",
+        description="Public base URL of the API (custom domain); empty: https://{the request's domain}",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
@@ -45,6 +111,8 @@ class Settings(BaseSettings):
         description="Secrets Manager secret whose value signs pagination cursors (store/pagination.py)",
     )
     tables: TableNames = Field(default_factory=TableNames)
+    google: GoogleSettings = Field(default_factory=GoogleSettings)
+    oauth: OAuthSettings = Field(default_factory=OAuthSettings)
 
 
 @lru_cache(maxsize=1)

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from mailbridge import aws
 from mailbridge.errors import QueueSendError
-from mailbridge.sync.messages import PollAll, PurgeAccount, PushFlags, SyncRequest
+from mailbridge.sync.messages import PollAll, PurgeAccount, PushFlags, RenewWatches, SyncRequest
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -22,7 +22,12 @@ POLL_GROUP = "poll"
 def _group(message: BaseModel) -> str:
     if isinstance(message, SyncRequest | PushFlags | PurgeAccount):
         return f"{message.tenant_id}:{message.account_id}"
+    if isinstance(message, RenewWatches) and message.tenant_id and message.account_id:
+        return f"{message.tenant_id}:{message.account_id}"
     return POLL_GROUP
+
+
+SyncMessage = SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches
 
 
 class SyncQueue:
@@ -36,14 +41,12 @@ class SyncQueue:
             self._client = aws.sqs()
         return self._client
 
-    def send(
-        self, message: SyncRequest | PollAll | PushFlags | PurgeAccount, dedupe_id: str | None = None
-    ) -> None:
+    def send(self, message: SyncMessage, dedupe_id: str | None = None) -> None:
         self.send_many([message], [dedupe_id] if dedupe_id else None)
 
     def send_many(
         self,
-        messages: Sequence[SyncRequest | PollAll | PushFlags | PurgeAccount],
+        messages: Sequence[SyncMessage],
         dedupe_ids: Sequence[str] | None = None,
     ) -> None:
         """Dedupe ids default to random (every send counts); pass stable ones to collapse repeats."""

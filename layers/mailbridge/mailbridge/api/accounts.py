@@ -115,15 +115,16 @@ def get_account(account_id: str) -> AccountOut:
         f"before anything is saved: {_LOGIN_ERRORS} 400 `smtp_incomplete` when SMTP is set up "
         "for the first time without host, username and password. A successful IMAP login clears "
         "an `auth_failed` sync failure and queues a sync. 409 `version_conflict` when `version` "
-        "is given and the account changed since; 404 `account_not_found`. Returns the account "
-        "with its new `version`."
+        "is given and the account changed since; 404 `account_not_found`; 400 `oauth_account` "
+        "when an IMAP password or SMTP settings are sent for a mailbox connected through OAuth. "
+        "Returns the account with its new `version`."
     ),
     tags=["accounts"],
     security=BEARER,
     middlewares=[require_role(Role.MEMBER)],
     responses=errors(
         {
-            400: ["host_not_allowed", "insecure_not_allowed", "smtp_incomplete"],
+            400: ["host_not_allowed", "insecure_not_allowed", "smtp_incomplete", "oauth_account"],
             404: ["account_not_found"],
             409: ["version_conflict", "account_exists"],
             422: ["auth_failed", "unreachable", "tls_failed", "timeout", "connection_lost"],
@@ -146,6 +147,10 @@ def update_account(account_id: str, body: Annotated[AccountPatch, Body()]) -> Ac
 @router.delete(
     "/accounts/<account_id>",
     summary="Disconnect a mailbox: credentials are removed at once; synced mail stays unless purge=true",
+    description=(
+        "A mailbox connected through OAuth (Gmail) also has its push watch stopped and its grant "
+        "revoked at the provider first, best effort: a provider that is down does not keep it."
+    ),
     tags=["accounts"],
     security=BEARER,
     middlewares=[require_role(Role.MEMBER)],
@@ -159,12 +164,16 @@ def delete_account(account_id: str, purge: Annotated[bool, Query()] = False) -> 
 @router.post(
     "/accounts/<account_id>/sync",
     summary="Queue a sync now (also re-enables an account whose credentials had failed)",
-    description="The status then shows `queued_at` until the sync starts.",
+    description=(
+        "The status then shows `queued_at` until the sync starts. 409 `reauth_required` for an "
+        "OAuth mailbox whose grant was revoked: reconnect it through "
+        "`/oauth/{provider}/start?account_id=...`."
+    ),
     tags=["accounts"],
     security=BEARER,
     status_code=202,
     middlewares=[require_role(Role.MEMBER)],
-    responses=errors({404: ["account_not_found"], 503: ["queue_send_failed"]}),
+    responses=errors({404: ["account_not_found"], 409: ["reauth_required"], 503: ["queue_send_failed"]}),
 )
 def sync_account(account_id: str) -> AccountStatus:
     return accounts.request_sync(current_tenant(router), _valid(account_id), deps.account_deps())

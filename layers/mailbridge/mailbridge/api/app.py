@@ -36,7 +36,7 @@ from mailbridge import __version__
 from mailbridge.api.context import check_guards
 from mailbridge.api.errors import register_error_handlers
 from mailbridge.api.route_map import ROUTE_MODULES
-from mailbridge.api.routes import ROUTER_MODULES
+from mailbridge.api.routes import DOCUMENTED_ELSEWHERE, ROUTER_MODULES
 from mailbridge.config import Settings
 from mailbridge.errors import Invalid
 
@@ -159,6 +159,14 @@ class MailbridgeResolver(APIGatewayHttpResolver):
         for module in ROUTER_MODULES:
             self.load(module)
 
+    def load_documented_elsewhere(self) -> None:
+        """Include the routers other functions serve, for the document (API Gateway never sends
+        their routes here)."""
+        for module in DOCUMENTED_ELSEWHERE:
+            if module not in self._loaded:
+                self.include_router(importlib.import_module(module).router)
+                self._loaded.add(module)
+
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         module = ROUTE_MODULES.get(str(event.get("routeKey", "")))
         if module is None:
@@ -193,6 +201,7 @@ def _document_routes(app: MailbridgeResolver) -> None:
 
 def _openapi_ready(app: Any, next_middleware: NextMiddleware) -> Response[Any]:
     app.load_all()
+    app.load_documented_elsewhere()
     _document_routes(app)
     if app.openapi_config.title != "mailbridge API":
         _configure_openapi(app)

@@ -16,6 +16,7 @@ from mailbridge.store.settings import DynamoFeatureStore, FeatureStore
 if TYPE_CHECKING:
     from mailbridge.accounts import AccountDeps
     from mailbridge.crm.links import LinkDeps
+    from mailbridge.models.account import Account
     from mailbridge.outbox.service import OutboxDeps
     from mailbridge.queues import SyncQueue
     from mailbridge.store.accounts import AccountStore
@@ -64,6 +65,13 @@ def sync_queue() -> SyncQueue:
     return SyncQueue(get_settings().sync_queue_url)
 
 
+def _disconnect(account: Account) -> None:
+    # Imported on use: only removing an OAuth mailbox needs the OAuth provider code.
+    from mailbridge.oauth.disconnect import disconnect
+
+    disconnect(account, store=account_store())
+
+
 @lru_cache(maxsize=1)
 def account_deps() -> AccountDeps:
     from mailbridge.accounts import AccountDeps
@@ -74,6 +82,7 @@ def account_deps() -> AccountDeps:
         queue=sync_queue(),
         key_id=settings.data_key_id,
         allow_private_hosts=settings.allow_private_mail_hosts,
+        disconnect=_disconnect,
     )
 
 

@@ -30,6 +30,9 @@ ROUTER_MODULES = (
     "tasks",
     "calendar",
 )
+# Routers other functions serve (template.yaml routes them there): in the API document too, so
+# one document describes every route of the HTTP API; never in the route map.
+DOCUMENTED_ELSEWHERE = ("mailbridge.oauth.routes", "mailbridge.webhooks.routes")
 
 
 def _route_keys(router: Any) -> list[str]:

@@ -71,11 +71,13 @@ AUTHED_ERRORS = (401, 403, 422)
 _TOKEN_CODES = ("no_tenant", "no_role", "no_subject")
 
 
-def _entry(status: int, codes: Sequence[str]) -> dict[str, Any]:
+def _entry(status: int, codes: Sequence[str], *, gateway: bool = True) -> dict[str, Any]:
+    """`gateway`: API Gateway may answer this status itself (401 from the JWT authorizer only on
+    routes with a bearer token; 413 always)."""
     description = _DESCRIPTIONS.get(status, "Error")
     if codes:
         description += ". Codes: " + ", ".join(f"`{code}`" for code in codes)
-    model = GatewayMessage if status in _GATEWAY else ErrorResponse
+    model = GatewayMessage if status in _GATEWAY and (gateway or status != 401) else ErrorResponse
     return {
         "description": description,
         "content": {"application/json": {"model": model}},
@@ -83,9 +85,10 @@ def _entry(status: int, codes: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def errors(codes: Mapping[int, Iterable[str]]) -> dict[int, Any]:
-    """A route's own error answers: status -> the `code` values it can return with it."""
-    return {status: _entry(status, list(values)) for status, values in sorted(codes.items())}
+def errors(codes: Mapping[int, Iterable[str]], *, bearer: bool = True) -> dict[int, Any]:
+    """A route's own error answers: status -> the `code` values it can return with it.
+    `bearer=False` for a route without a JWT, whose 401 is its own (ours, with a code)."""
+    return {status: _entry(status, list(values), gateway=bearer) for status, values in sorted(codes.items())}
 
 
 def error_responses(*statuses: int) -> dict[int, Any]:
@@ -128,4 +131,5 @@ def complete_responses(route: Any) -> dict[int, Any]:
     if not any(200 <= status < 300 for status in success):
         # No `content`: Powertools documents the return annotation's schema here.
         success[route.status_code] = {"description": _SUCCESS.get(route.status_code, "Success")}
-    return {**success, **{status: _entry(status, codes[status]) for status in sorted(codes)}}
+    gateway = bool(route.security)
+    return {**success, **{status: _entry(status, codes[status], gateway=gateway) for status in sorted(codes)}}

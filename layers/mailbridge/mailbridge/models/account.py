@@ -16,6 +16,12 @@ from mailbridge.providers.imap.settings import Security
 INBOX = "INBOX"
 MAX_FOLDERS = 50
 
+Provider = Literal["imap", "gmail"]
+"""How a mailbox is reached: IMAP/SMTP with a password, or Gmail's API with an OAuth grant."""
+OAUTH_PROVIDERS: frozenset[str] = frozenset({"gmail"})
+REAUTH_REQUIRED = "reauth_required"
+"""`sync.reason` of an OAuth account whose grant was revoked: out of the poll until reconnected."""
+
 
 def sortable_utc(value: datetime) -> str:
     """`2026-11-21T09:14:03.000000Z`: fixed width, so stored times compare as strings."""
@@ -189,7 +195,13 @@ class SyncStage(StrEnum):
 
 class SyncState(Model):
     stage: SyncStage = SyncStage.PENDING
-    reason: str | None = Field(default=None, description="Machine-readable reason when failed")
+    reason: str | None = Field(
+        default=None,
+        description=(
+            "Machine-readable reason when failed, e.g. `auth_failed` (IMAP login refused) or "
+            "`reauth_required` (the OAuth grant was revoked: reconnect through /oauth/{provider}/start)"
+        ),
+    )
     last_success_at: datetime | None = None
     last_error: str | None = None
     last_error_at: datetime | None = None
@@ -203,16 +215,28 @@ class SyncState(Model):
         return sortable_utc(value)
 
 
+class OAuthGrant(Model):
+    """What an OAuth account was granted (the tokens themselves are sealed with the credentials)."""
+
+    scopes: list[str] = Field(default_factory=list, description="Scopes the user granted")
+    subject: str | None = Field(default=None, description="The provider's stable id of the user (`sub`)")
+    connected_at: datetime | None = Field(default=None, description="Last connect or reconnect")
+
+
 class Account(Model):
-    """A connected mailbox as stored (credentials are held separately, encrypted)."""
+    """A connected mailbox as stored (credentials are held separately, encrypted).
+
+    IMAP accounts have `imap` (and `smtp` to send); OAuth accounts (`gmail`) have `oauth` instead.
+    """
 
     account_id: str
     tenant_id: str
-    provider: Literal["imap"]
+    provider: Provider
     address: str
     display_name: str | None = None
-    imap: PublicServerSettings
+    imap: PublicServerSettings | None = None
     smtp: PublicServerSettings | None = None
+    oauth: OAuthGrant | None = None
     folders: list[str] = Field(default_factory=list)
     created_at: datetime
     created_by: str
@@ -224,11 +248,12 @@ class AccountOut(Model):
     """What `GET /accounts/{id}` returns."""
 
     account_id: str
-    provider: Literal["imap"]
+    provider: Provider
     address: str
     display_name: str | None
-    imap: PublicServerSettings
+    imap: PublicServerSettings | None = Field(description="IMAP accounts only")
     smtp: PublicServerSettings | None
+    oauth: OAuthGrant | None = Field(default=None, description="OAuth accounts only (`gmail`)")
     folders: list[str]
     created_at: datetime
     sync: SyncState

@@ -24,6 +24,13 @@ class FeatureFlags(Model):
     automations: bool = Field(default=False, description="No-code automations" + _PLANNED_NOTE)
     tracking: bool = Field(default=False, description="Open and click tracking of sent mail" + _PLANNED_NOTE)
     calendar: bool = Field(default=False, description="Calendar invitations (ICS)" + _PLANNED_NOTE)
+    contact_import: bool = Field(
+        default=False,
+        description=(
+            "Ask for read access to the contacts of mailboxes connected through OAuth (Google "
+            "`contacts.readonly`) when they connect or reconnect"
+        ),
+    )
 
 
 class FeatureFlagsUpdate(Model):
@@ -40,6 +47,7 @@ class FeatureFlagsUpdate(Model):
     automations: bool | None = None
     tracking: bool | None = None
     calendar: bool | None = None
+    contact_import: bool | None = None
 
 
 class FeatureSettings(Model):

@@ -401,6 +401,8 @@ def _copy_to_sent(account: Account, raw: bytes, email_id: str, deps: OutboxDeps)
     The mail is already sent: a failure here is logged and left to the next sync, never retried
     by re-sending.
     """
+    if account.imap is None:
+        return  # an OAuth mailbox's provider files its own copy in Sent
     try:
         password = str(load_secrets(deps.accounts, account)["imap_password"])
         settings = imap_settings(account.imap, password, allow_private=deps.allow_private_hosts)

@@ -5,11 +5,20 @@ pk = TENANT#{tenant}, sk = FOLDER#{account_id}#{folder}   per-folder cursor, cou
 pk = TENANT#{tenant}, sk = UNIQUE#ADDRESS#{address}       address lower-cased -> account_id
 pk = TENANT#{tenant}, sk = UNIQUE#LOGIN#{digest}          sha256 of (IMAP host lower-cased,
                                                           username) -> account_id
+pk = PUSH#{provider}#{address}, sk = TENANT#{tenant}#ACCOUNT#{account_id}
+                                                          push lookup of an OAuth mailbox
+                                                          (address lower-cased) -> tenant_id,
+                                                          account_id
 gsi1pk = POLL#{provider} on active accounts (sparse): what the poll schedule walks.
 
-The two UNIQUE items are written in the same transaction as the account, each on condition that
-it does not exist, and deleted in the same transaction as the account: one address, and one IMAP
-login, is one account per tenant, however many accounts there are and however many creates race.
+The UNIQUE items (address; the IMAP login for IMAP accounts) are written in the same transaction
+as the account, each on condition that it does not exist, and deleted in the same transaction as
+the account: one address, and one IMAP login, is one account per tenant, however many accounts
+there are and however many creates race.
+
+The PUSH items are the one cross-tenant key, by design: a provider's push names only the mailbox
+address (Gmail's Pub/Sub notification carries `emailAddress`), and the same mailbox may be
+connected in several tenants. Written and deleted with the account, they hold nothing but the ids.
 """
 
 from __future__ import annotations
@@ -20,7 +29,15 @@ from typing import TYPE_CHECKING, Any
 
 from mailbridge.crypto import Envelope
 from mailbridge.errors import Conflict, NotFound
-from mailbridge.models.account import Account, FolderState, SyncState, sortable_utc
+from mailbridge.models.account import (
+    OAUTH_PROVIDERS,
+    REAUTH_REQUIRED,
+    Account,
+    FolderState,
+    SyncStage,
+    SyncState,
+    sortable_utc,
+)
 from mailbridge.store.base import DynamoRepository, Write, is_condition_failure
 from mailbridge.store.conditions import Key
 from mailbridge.store.keys import digest, folder_key, tenant_pk
@@ -55,7 +72,17 @@ def login_sk(host: str, username: str) -> str:
     return f"UNIQUE#LOGIN#{digest(host.lower().rstrip('.') + chr(0) + username)}"
 
 
-def _unique_keys(account: Account) -> tuple[str, str]:
+def push_pk(provider: str, address: str) -> str:
+    return f"PUSH#{provider}#{address.lower()}"
+
+
+def push_sk(tenant_id: str, account_id: str) -> str:
+    return f"TENANT#{tenant_id}#ACCOUNT#{account_id}"
+
+
+def _unique_keys(account: Account) -> tuple[str, ...]:
+    if account.imap is None:
+        return (address_sk(account.address),)
     return address_sk(account.address), login_sk(account.imap.host, account.imap.username)
 
 
@@ -80,7 +107,8 @@ class AccountStore(DynamoRepository):
         super().__init__(table_name, table)
 
     def create_account(self, account: Account, credentials: Envelope) -> None:
-        """Write the account with its uniqueness items, all or nothing.
+        """Write the account with its uniqueness items (and an OAuth mailbox's push lookup), all or
+        nothing.
 
         Raises Conflict(account_exists, details.field = "address" | "login").
         """
@@ -94,33 +122,37 @@ class AccountStore(DynamoRepository):
             "version": 1,
         }
         new = "attribute_not_exists(pk)"
-        by_address, by_login = _unique_keys(account)
-        self.transact(
-            [
-                Write(
-                    {"Put": {"Item": item, "ConditionExpression": new}},
-                    lambda: Conflict("the account exists", code="already_exists"),
-                ),
-                Write(
-                    {
-                        "Put": {
-                            "Item": {"pk": pk, "sk": by_address, "account_id": account.account_id},
-                            "ConditionExpression": new,
-                        }
-                    },
-                    _address_taken,
-                ),
+        writes = [
+            Write(
+                {"Put": {"Item": item, "ConditionExpression": new}},
+                lambda: Conflict("the account exists", code="already_exists"),
+            )
+        ]
+        for sk, taken in zip(_unique_keys(account), (_address_taken, _login_taken), strict=False):
+            writes.append(
                 Write(
                     {
                         "Put": {
-                            "Item": {"pk": pk, "sk": by_login, "account_id": account.account_id},
+                            "Item": {"pk": pk, "sk": sk, "account_id": account.account_id},
                             "ConditionExpression": new,
                         }
                     },
-                    _login_taken,
-                ),
-            ]
-        )
+                    taken,
+                )
+            )
+        if account.provider in OAUTH_PROVIDERS:
+            lookup = {
+                "pk": push_pk(account.provider, account.address),
+                "sk": push_sk(account.tenant_id, account.account_id),
+                "tenant_id": account.tenant_id,
+                "account_id": account.account_id,
+            }
+            writes.append(
+                Write(
+                    {"Put": {"Item": lookup}}, lambda: Conflict("the account exists", code="already_exists")
+                )
+            )
+        self.transact(writes)
 
     def check_unique(self, tenant_id: str, address: str, host: str, username: str) -> None:
         """Conflict(account_exists) when the address or the login is taken: an early answer before
@@ -310,6 +342,9 @@ class AccountStore(DynamoRepository):
                         lambda: Conflict("a concurrent change got there first; try again", code="conflict"),
                     )
                 )
+        if account.provider in OAUTH_PROVIDERS:
+            lookup = {"pk": push_pk(account.provider, account.address), "sk": push_sk(tenant_id, account_id)}
+            writes.append(Write({"Delete": {"Key": lookup}}, gone))
         self.transact(writes)
         self.delete_folder_states(
             tenant_id, account_id, [s.name for s in self.folder_states(tenant_id, account_id)]
@@ -318,6 +353,59 @@ class AccountStore(DynamoRepository):
     def delete_folder_states(self, tenant_id: str, account_id: str, folders: Iterable[str]) -> None:
         for folder in folders:
             self.delete(tenant_pk(tenant_id), folder_sk(account_id, folder))
+
+    def accounts_for_address(self, provider: str, address: str) -> list[tuple[str, str]]:
+        """(tenant_id, account_id) of every account of `provider` connected for `address`, in any
+        tenant: what a provider push (which names only the mailbox) is routed by."""
+        response = self.table.query(KeyConditionExpression=Key("pk").eq(push_pk(provider, address)))
+        return [(str(i["tenant_id"]), str(i["account_id"])) for i in response.get("Items", [])]
+
+    def replace_credentials(self, tenant_id: str, account_id: str, credentials: Envelope) -> None:
+        """Store new sealed credentials (a provider rotated a refresh token); the version and the
+        sync state are not touched. Raises NotFound(account_not_found)."""
+        try:
+            self.table.update_item(
+                Key={"pk": tenant_pk(tenant_id), "sk": account_sk(account_id)},
+                UpdateExpression="SET credentials = :c",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":c": credentials.model_dump()},
+            )
+        except Exception as exc:
+            if is_condition_failure(exc):
+                raise NotFound("no such account", code="account_not_found") from exc
+            raise
+
+    def mark_reauth_required(self, tenant_id: str, account_id: str, at: datetime, message: str) -> bool:
+        """Fail the account with `reauth_required` and take it out of the poll; True only for the
+        call that made the change (so its event goes out once), False when it was already marked
+        or the account is gone."""
+        try:
+            self.table.update_item(
+                Key={"pk": tenant_pk(tenant_id), "sk": account_sk(account_id)},
+                UpdateExpression=(
+                    "SET #a.#s.#st = :failed, #a.#s.#r = :r, #a.#s.#e = :e, #a.#s.#ea = :at REMOVE gsi1pk"
+                ),
+                ConditionExpression="attribute_exists(pk) AND (NOT #a.#s.#r = :r)",
+                ExpressionAttributeNames={
+                    "#a": "account",
+                    "#s": "sync",
+                    "#st": "stage",
+                    "#r": "reason",
+                    "#e": "last_error",
+                    "#ea": "last_error_at",
+                },
+                ExpressionAttributeValues={
+                    ":failed": SyncStage.FAILED.value,
+                    ":r": REAUTH_REQUIRED,
+                    ":e": message,
+                    ":at": at.isoformat(),
+                },
+            )
+        except Exception as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
 
     def pollable(self, provider: str) -> Iterator[tuple[str, str]]:
         """(tenant_id, account_id) of every active account of a provider."""

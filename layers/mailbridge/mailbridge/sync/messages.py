@@ -20,7 +20,7 @@ class SyncRequest(Model):
     kind: Literal["sync"] = "sync"
     tenant_id: str
     account_id: str
-    reason: Literal["connected", "manual", "poll", "continuation", "retry"] = "manual"
+    reason: Literal["connected", "manual", "poll", "continuation", "retry", "push"] = "manual"
     requested_at: datetime = Field(default_factory=_now)
 
 
@@ -28,7 +28,7 @@ class PollAll(Model):
     """From the poll schedule: queue a sync for every active account of a provider."""
 
     kind: Literal["poll"] = "poll"
-    provider: Literal["imap"] = "imap"
+    provider: Literal["imap", "gmail"] = "imap"
 
 
 class PushFlags(Model):
@@ -51,4 +51,16 @@ class PurgeAccount(Model):
     account_id: str
 
 
-SyncMessage = Annotated[SyncRequest | PollAll | PushFlags | PurgeAccount, Field(discriminator="kind")]
+class RenewWatches(Model):
+    """From the daily watch schedule: renew the push watch of every active account of a provider
+    (fanned out to one message per account, which names it)."""
+
+    kind: Literal["renew_watches"] = "renew_watches"
+    provider: Literal["gmail"] = "gmail"
+    tenant_id: str | None = None
+    account_id: str | None = None
+
+
+SyncMessage = Annotated[
+    SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches, Field(discriminator="kind")
+]

@@ -16,7 +16,7 @@ from mailbridge.store.blobs import BlobStore
 from mailbridge.store.emails import EmailStore
 from mailbridge.store.keys import email_sk, tenant_pk
 from mailbridge.sync.engine import Budget, SyncDeps, SyncReport, sync_account
-from mailbridge.sync.messages import PollAll, PurgeAccount, PushFlags, SyncRequest
+from mailbridge.sync.messages import PollAll, PurgeAccount, PushFlags, RenewWatches, SyncRequest
 
 POLL_WINDOW_SECONDS = 300
 TRANSIENT_ATTEMPTS = 3
@@ -32,7 +32,9 @@ class SyncServiceDeps:
 
 
 def handle(
-    message: SyncRequest | PollAll | PushFlags | PurgeAccount, deps: SyncServiceDeps, budget: Budget
+    message: SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches,
+    deps: SyncServiceDeps,
+    budget: Budget,
 ) -> None:
     if isinstance(message, SyncRequest):
         run_sync(message, deps, budget)
@@ -40,6 +42,11 @@ def handle(
         poll_all(message, deps)
     elif isinstance(message, PushFlags):
         push_flags(message, deps)
+    elif isinstance(message, RenewWatches):
+        from mailbridge.config import get_settings
+        from mailbridge.providers.gmail.connect import renew_watches
+
+        renew_watches(message, deps.sync.accounts, deps.queue, get_settings().google)
     else:
         purge_account(message, deps)
 
@@ -78,9 +85,17 @@ def run_sync(request: SyncRequest, deps: SyncServiceDeps, budget: Budget) -> Syn
         logger.info("sync for a removed account dropped")
         return None
     accounts = deps.sync.accounts
-    if account.sync.reason == "auth_failed" and request.reason == "poll":
+    # An auth_failed account waits for the user (polling would only hammer the server with bad
+    # logins). Gmail sync lands with the batched ingest (issue 11, part 2); until then a push,
+    # poll or connect of an OAuth mailbox only shows as queued and is cleared here.
+    imap = account.imap
+    if imap is None or (account.sync.reason == "auth_failed" and request.reason == "poll"):
         accounts.clear_sync_queued(account.tenant_id, account.account_id, request.requested_at)
-        return None  # waits for the user; polling would only hammer the server with bad logins
+        if imap is None:
+            logger.info(
+                "sync of an OAuth mailbox skipped: not built yet", extra={"provider": account.provider}
+            )
+        return None
 
     # A run that starts clears the last failure's reason: a SYNCING state that kept `auth_failed`
     # would take the account (made pollable again by POST /accounts/{id}/sync) out of the poll.
@@ -89,9 +104,7 @@ def run_sync(request: SyncRequest, deps: SyncServiceDeps, budget: Budget) -> Syn
     now = deps.sync.now
     for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
         try:
-            settings = imap_settings(
-                account.imap, _password(account, deps), allow_private=deps.allow_private_hosts
-            )
+            settings = imap_settings(imap, _password(account, deps), allow_private=deps.allow_private_hosts)
             with deps.connect(settings) as source:
                 report = sync_account(source, account, deps.sync, budget)
             break
@@ -158,7 +171,7 @@ def push_flags(message: PushFlags, deps: SyncServiceDeps) -> None:
         for loc in deps.sync.emails.batch_get_sks(message.tenant_id, sorted(item.get("loc_keys") or []))
         if loc.get("account_id") == message.account_id
     ]
-    if not locations:
+    if not locations or account.imap is None:
         return
     add = [Flag(f) for f in message.add]
     remove = [Flag(f) for f in message.remove]
