@@ -38,6 +38,7 @@ from mailbridge.errors import (
     ProviderRateLimited,
     ProviderUnreachable,
     QueueSendError,
+    RateLimited,
     Unauthorized,
 )
 from mailbridge.observability import logger
@@ -51,6 +52,7 @@ _STATUS: list[tuple[type[MailbridgeError], int]] = [
     (Conflict, 409),
     (PayloadTooLarge, 413),
     (ProviderRateLimited, 429),
+    (RateLimited, 429),
     # Connecting a mailbox with bad credentials or an unreachable host is the caller's input problem.
     (ProviderAuthError, 422),
     (ProviderUnreachable, 422),
@@ -129,7 +131,7 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
     def _typed(exc: MailbridgeError) -> Response[str]:
         status = status_for(exc)
         response = error_response(status, exc.code, exc.message, exc.details)
-        if isinstance(exc, ProviderRateLimited) and exc.retry_after is not None:
+        if isinstance(exc, ProviderRateLimited | RateLimited) and exc.retry_after is not None:
             response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         if status >= 500:
             logger.warning("request failed", extra={"error_code": exc.code, "status": status})

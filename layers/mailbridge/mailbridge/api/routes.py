@@ -17,7 +17,18 @@ from typing import Any
 _PARAM = re.compile(r"<(\w+)>")
 
 # Every router module; the order is the order routes are registered (it decides nothing else).
-ROUTER_MODULES = ("health", "me", "features", "accounts", "emails", "threads", "outbox", "crm", "links")
+ROUTER_MODULES = (
+    "health",
+    "me",
+    "features",
+    "accounts",
+    "emails",
+    "threads",
+    "outbox",
+    "crm",
+    "links",
+    "automations",
+)
 
 
 def _route_keys(router: Any) -> list[str]:
