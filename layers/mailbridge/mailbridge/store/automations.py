@@ -7,7 +7,10 @@ Keys (template.yaml `AutomationsTable` lists them too):
 | rule (latest) | `TENANT#{t}` | `RULE#{rule_id}` | `gsi1pk = TENANT#{t}#ON#{event}` while enabled |
 | rule version | `TENANT#{t}` | `VER#{rule_id}#{version:08d}` | written once, never changed |
 | run | `TENANT#{t}` | `RUN#{rule_id}#{run_id}` | `run_id` sorts by the event's time |
+| run key | `TENANT#{t}` | `RUNKEY#{rule_id}#{digest}` | (rule, version, event) -> its `run_id` |
 | save counter | `TENANT#{t}` | `RATE#SAVE#{minute}` | `ttl` two minutes later |
+| webhook secret | `TENANT#{t}` | `SECRET#{name}` | `secrets`: active signing secrets, newest first |
+| metric | `TENANT#{t}` | `METRIC#{yyyy-mm-dd}#{metric}` | `analytics.track`: `count`, `sum` of the day |
 
 A rule's document (trigger, condition, actions; JSON that may hold floats) is kept as JSON text
 in `doc`, so what was saved is what is read back, number for number. Only this module touches
@@ -68,7 +71,7 @@ class AutomationStore(DynamoRepository):
         }
         item = {k: v for k, v in item.items() if v is not None}
         event = getattr(rule.trigger, "event", None)
-        if rule.enabled and event is not None:
+        if rule.enabled and rule.paused_reason is None and event is not None:
             item["gsi1pk"] = trigger_key(tenant_id, event)
             item["gsi1sk"] = rule.rule_id
         return item
@@ -207,6 +210,21 @@ class AutomationStore(DynamoRepository):
             }
         )
 
+    def claim_run_id(self, tenant_id: str, rule_id: str, digest: str, run_id: str) -> str:
+        """The run id of (rule, version, event) `digest`: `run_id` when this is the first time,
+        else the one recorded first (an event published again later has another time)."""
+        key = {"pk": tenant_pk(tenant_id), "sk": f"RUNKEY#{rule_id}#{digest}"}
+        try:
+            self.table.put_item(
+                Item={**key, "run_id": run_id}, ConditionExpression="attribute_not_exists(pk)"
+            )
+        except Exception as exc:
+            if not is_condition_failure(exc):
+                raise
+            item = self.get(key["pk"], key["sk"], consistent=True)
+            return str(item["run_id"]) if item else run_id
+        return run_id
+
     def get_run(self, tenant_id: str, rule_id: str, run_id: str) -> Run | None:
         item = self.get(tenant_pk(tenant_id), run_sk(rule_id, run_id), consistent=True)
         return None if item is None else Run.model_validate_json(item["run"])
@@ -235,3 +253,30 @@ class AutomationStore(DynamoRepository):
             ReturnValues="UPDATED_NEW",
         )
         return int(response["Attributes"]["count"])  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------------- action data
+    def put_secret(self, tenant_id: str, name: str, secret: str) -> None:
+        """Make `secret` the endpoint's newest signing secret (the previous one stays during a
+        rotation: at most two are kept)."""
+        current = self.get_secrets(tenant_id, name)
+        self.table.put_item(
+            Item={"pk": tenant_pk(tenant_id), "sk": f"SECRET#{name}", "secrets": [secret, *current][:2]}
+        )
+
+    def get_secrets(self, tenant_id: str, name: str) -> list[str]:
+        item = self.get(tenant_pk(tenant_id), f"SECRET#{name}", consistent=True)
+        return [str(s) for s in item["secrets"]] if item else []
+
+    def add_metric(self, tenant_id: str, day: str, metric: str, value: float) -> None:
+        from decimal import Decimal
+
+        self.table.update_item(
+            Key={"pk": tenant_pk(tenant_id), "sk": f"METRIC#{day}#{metric}"},
+            UpdateExpression="ADD #count :one, #sum :value",
+            ExpressionAttributeNames={"#count": "count", "#sum": "sum"},
+            ExpressionAttributeValues={":one": 1, ":value": Decimal(str(value))},
+        )
+
+    def get_metric(self, tenant_id: str, day: str, metric: str) -> tuple[int, float] | None:
+        item = self.get(tenant_pk(tenant_id), f"METRIC#{day}#{metric}", consistent=True)
+        return None if item is None else (int(item["count"]), float(item["sum"]))
