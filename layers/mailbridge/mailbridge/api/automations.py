@@ -19,6 +19,8 @@ from mailbridge.api.schemas import BEARER, errors
 from mailbridge.automations.models import (
     EvaluateRequest,
     EvaluateResult,
+    ReplayRequest,
+    ReplayResult,
     Rule,
     RuleFields,
     RuleList,
@@ -26,7 +28,11 @@ from mailbridge.automations.models import (
     RuleVersion,
     Run,
     RunList,
+    SecretCreated,
+    SecretRequest,
     TemplateList,
+    TestRequest,
+    TestResult,
     VersionList,
 )
 from mailbridge.models.base import Model
@@ -278,3 +284,57 @@ def get_run(rule_id: str, run_id: str) -> Run:
     from mailbridge.automations import service
 
     return service.get_run(current_tenant(router), rule_id, run_id, _deps())
+
+
+@router.post(
+    "/automations/secrets",
+    summary="Create (or rotate) a webhook signing secret; the secret is shown once",
+    tags=["automations"],
+    security=BEARER,
+    status_code=201,
+    middlewares=[AUTOMATIONS, require_role(Role.ADMIN)],
+    responses=errors({}),
+)
+def create_secret(body: Annotated[SecretRequest, Body()]) -> SecretCreated:
+    from mailbridge.automations import service
+
+    return service.create_secret(current_tenant(router), body, _deps())
+
+
+@router.post(
+    "/automations/<rule_id>/test",
+    summary="Dry-run the rule on sample event data: the condition and what each action would do",
+    description=(
+        "Nothing is sent, stored or published. Each step shows its input after templating (a "
+        "webhook: URL, signature headers, body) and `output.would`, or `status: failed` with the "
+        "error code it would fail with."
+    ),
+    tags=["automations"],
+    security=BEARER,
+    middlewares=[AUTOMATIONS, require_role(Role.MEMBER)],
+    responses=errors({400: ["invalid_logic", "logic_evaluation_failed"], 404: ["automation_not_found"]}),
+)
+def test_rule(rule_id: str, body: Annotated[TestRequest, Body()]) -> TestResult:
+    from mailbridge.automations import preview
+
+    return preview.test_rule(current_tenant(router), rule_id, body, _deps())
+
+
+@router.post(
+    "/automations/<rule_id>/replay",
+    summary="Replay a saved version over the archived events of a window (at most 31 days)",
+    description=(
+        "Per archived event of the version's trigger type: whether the version matches, the "
+        "actions it would run (dry), and the current version's run for that event."
+    ),
+    tags=["automations"],
+    security=BEARER,
+    middlewares=[AUTOMATIONS, require_role(Role.MEMBER)],
+    responses=errors(
+        {400: ["invalid_window", "not_replayable"], 404: ["automation_not_found", "version_not_found"]}
+    ),
+)
+def replay_rule(rule_id: str, body: Annotated[ReplayRequest, Body()]) -> ReplayResult:
+    from mailbridge.automations import preview
+
+    return preview.replay(current_tenant(router), rule_id, body, _deps())

@@ -27,6 +27,7 @@ Run records hold the tenant's own data (rendered inputs, outputs); logs never do
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -167,6 +168,15 @@ def handle_trigger(trigger: Trigger, deps: ExecutionDeps, *, final_attempt: bool
     if trigger.chain_depth >= MAX_CHAIN_DEPTH:
         logger.info("automation chain too deep", extra={"depth": trigger.chain_depth})
         return []
+    if trigger.rule_id is None:
+        # The event archive replay reads (90 days; also an EventBridge archive in AWS).
+        deps.store.archive_event(
+            trigger.tenant_id,
+            trigger.event_type,
+            trigger.event_id,
+            trigger.occurred_at,
+            json.dumps(dict(trigger.data), separators=(",", ":"), default=str),
+        )
     if trigger.rule_id is not None:
         rule = deps.store.get_rule(trigger.tenant_id, trigger.rule_id)
         rules = [rule] if rule and rule.enabled and not rule.paused_reason else []

@@ -229,3 +229,108 @@ class Run(Model):
 class RunList(Model):
     items: list[Run]
     next_cursor: str | None = None
+
+
+# ------------------------------------------------------------------------------- dry-run, replay
+
+
+class TestRequest(Model):
+    """`POST /automations/{id}/test`: sample event data (as the trigger's event carries it)."""
+
+    __test__ = False  # not a pytest class
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "data": {
+                        "contact": {
+                            "name": "Ada Lovelace",
+                            "emails": [{"address": "ada@example.com"}],
+                            "tags": ["new-lead"],
+                        }
+                    }
+                }
+            ]
+        },
+    )
+
+    data: dict[str, JsonValue] = Field(default_factory=dict)
+    event_type: str | None = Field(
+        default=None,
+        pattern=EVENT_TYPE,
+        description="Default: the rule's trigger event (`schedule.fired` for cron)",
+    )
+
+
+class DryStep(Model):
+    """What one action would do: its input after templating (for a webhook: URL, headers with the
+    signature, body) and `output.would`, or the error it would fail with."""
+
+    index: int
+    type: str
+    status: Literal["would_run", "failed", "skipped"]
+    input: JsonValue = None
+    output: JsonValue = None
+    error: dict[str, JsonValue] | None = None
+
+
+class TestResult(Model):
+    __test__ = False  # not a pytest class
+
+    rule_id: str
+    version: int
+    matched: bool
+    steps: list[DryStep]
+
+
+class ReplayRequest(Model):
+    """`POST /automations/{id}/replay`: a saved version and a window of archived events."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"version": 1, "from": "2026-11-01T00:00:00Z", "to": "2026-11-30T00:00:00Z"}]
+        },
+    )
+
+    version: int = Field(ge=1)
+    start: datetime = Field(alias="from", description="Window start (inclusive), ISO 8601 with a zone")
+    end: datetime = Field(alias="to", description="Window end (exclusive); at most 31 days after `from`")
+
+
+class ReplayedEvent(Model):
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+    matched: bool = Field(description="Whether the replayed version's condition matches the event")
+    would_run: list[DryStep] = Field(
+        description="The replayed version's actions, dry (empty when not matched)"
+    )
+    current_run: Run | None = Field(default=None, description="What the current version did with this event")
+
+
+class ReplayResult(Model):
+    rule_id: str
+    version: int
+    current_version: int
+    events: int = Field(description="Archived events of the trigger type in the window")
+    matched: int
+    items: list[ReplayedEvent]
+    truncated: bool = Field(description="True when the window held more than the replay limit")
+
+
+class SecretRequest(Model):
+    """`POST /automations/secrets`: name an endpoint's signing secret (`secret_ref` of
+    `webhook.publish`). Posting an existing name rotates it (the previous secret keeps signing
+    too until the next rotation)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "crm-hook"}]})
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class SecretCreated(Model):
+    name: str
+    secret: str = Field(description="Shown once: give it to the receiver to verify `Mailbridge-Signature`")

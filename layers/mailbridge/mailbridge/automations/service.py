@@ -36,6 +36,8 @@ from mailbridge.automations.models import (
     RuleVersion,
     Run,
     RunList,
+    SecretCreated,
+    SecretRequest,
     TemplateList,
     VersionList,
 )
@@ -357,3 +359,14 @@ TEMPLATES: tuple[RuleTemplate, ...] = (
 def templates(ctx: TenantContext, deps: AutomationDeps) -> TemplateList:
     _enabled(ctx, deps)
     return TemplateList(items=list(TEMPLATES))
+
+
+def create_secret(ctx: TenantContext, body: SecretRequest, deps: AutomationDeps) -> SecretCreated:
+    """A fresh webhook signing secret under `body.name` (rotation keeps the previous one)."""
+    from mailbridge.automations.signing import new_secret
+
+    ctx.require(Role.ADMIN)
+    _enabled(ctx, deps)
+    secret = new_secret()
+    deps.store.put_secret(ctx.tenant_id, body.name, secret)
+    return SecretCreated(name=body.name, secret=secret)

@@ -8,6 +8,7 @@ Keys (template.yaml `AutomationsTable` lists them too):
 | rule version | `TENANT#{t}` | `VER#{rule_id}#{version:08d}` | written once, never changed |
 | run | `TENANT#{t}` | `RUN#{rule_id}#{run_id}` | `run_id` sorts by the event's time |
 | run key | `TENANT#{t}` | `RUNKEY#{rule_id}#{digest}` | (rule, version, event) -> its `run_id` |
+| archived event | `TENANT#{t}` | `EVENT#{type}#{occurred_at}#{event_id}` | `ttl` 90 days |
 | save counter | `TENANT#{t}` | `RATE#SAVE#{minute}` | `ttl` two minutes later |
 | webhook secret | `TENANT#{t}` | `SECRET#{name}` | `secrets`: active signing secrets, newest first |
 | metric | `TENANT#{t}` | `METRIC#{yyyy-mm-dd}#{metric}` | `analytics.track`: `count`, `sum` of the day |
@@ -20,7 +21,7 @@ the table.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Key
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 INDEX = "gsi1"
+ARCHIVE_SECONDS = 90 * 24 * 3600
 _DOC_FIELDS = ("trigger", "logic", "conditions", "actions")
 
 
@@ -280,3 +282,46 @@ class AutomationStore(DynamoRepository):
     def get_metric(self, tenant_id: str, day: str, metric: str) -> tuple[int, float] | None:
         item = self.get(tenant_pk(tenant_id), f"METRIC#{day}#{metric}", consistent=True)
         return None if item is None else (int(item["count"]), float(item["sum"]))
+
+    # ------------------------------------------------------------------------- event archive
+    def archive_event(
+        self, tenant_id: str, event_type: str, event_id: str, occurred_at: datetime, data: str
+    ) -> None:
+        """Keep a received event 90 days (`data`: its JSON text); writing it again is harmless."""
+        stamp = occurred_at.astimezone(UTC).isoformat()
+        self.table.put_item(
+            Item={
+                "pk": tenant_pk(tenant_id),
+                "sk": f"EVENT#{event_type}#{stamp}#{event_id}",
+                "event_id": event_id,
+                "event_type": event_type,
+                "occurred_at": stamp,
+                "data": data,
+                "ttl": int(occurred_at.timestamp()) + ARCHIVE_SECONDS,
+            }
+        )
+
+    def archived_events(
+        self, tenant_id: str, event_type: str, start: datetime, end: datetime, *, limit: int
+    ) -> tuple[list[Item], bool]:
+        """Archived events of `event_type` with start <= time < end, oldest first (at most
+        `limit`; True when there were more)."""
+        low = f"EVENT#{event_type}#{start.astimezone(UTC).isoformat()}"
+        high = f"EVENT#{event_type}#{end.astimezone(UTC).isoformat()}"
+        items: list[Item] = []
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(tenant_pk(tenant_id)) & Key("sk").between(low, high),
+        }
+        while True:
+            response = self.table.query(**kwargs)
+            items.extend(i for i in response.get("Items", []) if str(i["sk"]) < high)
+            if len(items) > limit:
+                return items[:limit], True
+            if "LastEvaluatedKey" not in response:
+                return items, False
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def find_run(self, tenant_id: str, rule_id: str, digest: str) -> Run | None:
+        """The run of (rule, version, event) `digest`, if there was one."""
+        pointer = self.get(tenant_pk(tenant_id), f"RUNKEY#{rule_id}#{digest}")
+        return None if pointer is None else self.get_run(tenant_id, rule_id, str(pointer["run_id"]))
