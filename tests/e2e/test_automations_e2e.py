@@ -110,7 +110,8 @@ def test_the_welcome_rule_sends_its_email_when_a_tagged_contact_is_created(
     # And the run history shows the email step (task creation: checked once crm.tasks is merged)
     runs = _runs(runner, token, rule["rule_id"])
     matched = [r for r in runs if r["matched"]]
-    assert len(matched) == 1 and len(runs) == 2
+    assert len(matched) == 1
+    assert len(runs) == 2
     email_step, task_step = matched[0]["steps"]
     assert email_step["status"] == "succeeded"
     assert email_step["input"]["to"] == [{"address": "ada@customer.example", "name": "Ada Lovelace"}]
