@@ -150,10 +150,6 @@ class VersionList(Model):
     next_cursor: str | None = None
 
 
-class EnabledChange(Model):
-    """`POST /automations/{id}/enable|disable` takes no body and returns the rule."""
-
-
 class EvaluateRequest(Model):
     """`POST /automations/evaluate`: a JSON-Logic rule and the data to apply it to."""
 

@@ -13,6 +13,7 @@ figure).
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,13 +43,14 @@ from mailbridge.automations.models import (
     VersionList,
 )
 from mailbridge.automations.scheduling import CronScheduler
-from mailbridge.errors import NotFound, RateLimited
+from mailbridge.errors import Conflict, NotFound, RateLimited
 from mailbridge.features import require_feature
 from mailbridge.store.automations import AutomationStore
 from mailbridge.store.settings import FeatureStore
 from mailbridge.tenancy import Role, TenantContext
 
 SAVES_PER_MINUTE = 20
+_RULE_ID = re.compile(RULE_ID.removeprefix("^").removesuffix("$"))
 FEATURE = "automations"
 
 
@@ -69,9 +71,7 @@ def _enabled(ctx: TenantContext, deps: AutomationDeps) -> None:
 
 
 def _rule_id(rule_id: str) -> str:
-    import re
-
-    if not re.fullmatch(RULE_ID.strip("^$"), rule_id):
+    if not _RULE_ID.fullmatch(rule_id):
         raise NotFound("no such automation", code="automation_not_found")
     return rule_id
 
@@ -170,8 +170,6 @@ def update_rule(ctx: TenantContext, rule_id: str, body: RuleUpdate, deps: Automa
     _enabled(ctx, deps)
     current = deps.store.require_rule(ctx.tenant_id, _rule_id(rule_id))
     if body.version != current.version:
-        from mailbridge.errors import Conflict
-
         raise Conflict(
             "the rule was changed since it was read",
             code="version_conflict",
