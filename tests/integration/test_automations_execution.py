@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
+import boto3
 import pytest
 
 from mailbridge.automations.execution import ExecutionDeps, RetryLater, Trigger, handle_trigger
@@ -509,3 +510,37 @@ def test_replay_shows_the_current_versions_runs(auto: Automations) -> None:
     (item,) = result["items"]
     assert item["current_run"]["status"] == "succeeded"
     assert item["current_run"]["rule_version"] == 1
+
+
+def test_queue_enqueue_sends_to_a_registered_queue_of_this_account_only(auto: Automations) -> None:
+    # Given a queue of this account registered under a name, and a rule enqueueing to it
+    from mailbridge.automations.executors import ExecutorDeps, default_executors
+
+    sqs: Any = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="tenant-leads")["QueueUrl"]
+    registered = auto.api(
+        "automations-register-queue", 201, role="admin", body={"name": "leads", "queue_url": url}
+    )
+    assert registered == {"name": "leads", "queue_url": url}
+    auto.rule([{"type": "queue.enqueue", "queue": "leads", "message": {"email": "{{contact.email}}"}}])
+    # When the event is handled
+    deps = auto.deps(default_executors(ExecutorDeps(store=auto.store)))
+    (run,) = handle_trigger(_trigger({"contact": CONTACT}), deps)
+    # Then the rendered message is on the queue
+    assert run.status == "succeeded"
+    (message,) = sqs.receive_message(QueueUrl=url)["Messages"]
+    assert json.loads(message["Body"]) == {"email": "ada@example.com"}
+    # And a queue of another account, or not an SQS URL, is refused
+    foreign = url.replace("123456789012", "210987654321")
+    for bad, code in ((foreign, "queue_not_in_account"), ("https://example.com/x", "invalid_queue_url")):
+        refused = auto.api(
+            "automations-register-queue", 400, role="admin", body={"name": "x", "queue_url": bad}
+        )
+        assert refused["error"]["code"] == code
+    # And a name nobody registered fails the action for good
+    auto.rule([{"type": "queue.enqueue", "queue": "nope"}], name="Other")
+    runs = handle_trigger(_trigger({"contact": CONTACT}, "ev-2"), deps)
+    failed = [r for r in runs if r.status == "failed"]
+    assert [s.error for r in failed for s in r.steps] == [
+        {"code": "queue_not_registered", "message": "no queue is registered under this name"}
+    ]

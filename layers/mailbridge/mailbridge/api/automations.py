@@ -19,6 +19,8 @@ from mailbridge.api.schemas import BEARER, errors
 from mailbridge.automations.models import (
     EvaluateRequest,
     EvaluateResult,
+    QueueRegistered,
+    QueueRegistration,
     ReplayRequest,
     ReplayResult,
     Rule,
@@ -338,3 +340,18 @@ def replay_rule(rule_id: str, body: Annotated[ReplayRequest, Body()]) -> ReplayR
     from mailbridge.automations import preview
 
     return preview.replay(current_tenant(router), rule_id, body, _deps())
+
+
+@router.post(
+    "/automations/queues",
+    summary="Name an SQS queue of this deployment's account for queue.enqueue actions",
+    tags=["automations"],
+    security=BEARER,
+    status_code=201,
+    middlewares=[AUTOMATIONS, require_role(Role.ADMIN)],
+    responses=errors({400: ["invalid_queue_url", "queue_not_in_account"]}),
+)
+def register_queue(body: Annotated[QueueRegistration, Body()]) -> QueueRegistered:
+    from mailbridge.automations import service
+
+    return service.register_queue(current_tenant(router), body, _deps())

@@ -11,8 +11,9 @@ then, unless `step.dry_run`, performs it through the part of the system that own
 | `webhook.publish` | `providers.http.request`, signed (`signing.py`; delivery id: the key) | `{status}` |
 | `message.post` | `providers.http.request` (`{"text": ...}`) | `{status}` |
 | `analytics.track` | a per tenant/day metric item, and an `analytics.tracked` event | `{metric, value}` |
+| `queue.enqueue` | SQS SendMessage to the queue the tenant registered under that name | `{message_id}` |
 
-`queue.enqueue` and `http.openapi` have no executor yet (a run fails them with
+`http.openapi` has no executor yet (a run fails them with
 `action_not_available`). An endpoint answering 4xx (other than 429) fails the action for good
 (`webhook_rejected`); 429, 5xx and connection failures are retryable (`providers.http`).
 """
@@ -43,6 +44,8 @@ class ExecutorDeps:
     task_store: Callable[[], Any] | None = None
     http_request: Callable[..., Any] | None = None
     local_mode: bool = False
+    sqs: Callable[[], Any] | None = None
+    """Returns the SQS client `queue.enqueue` sends with (default: `aws.sqs()`)."""
 
 
 class Executors:
@@ -59,6 +62,7 @@ class Executors:
             "webhook.publish": self.webhook_publish,
             "message.post": self.message_post,
             "analytics.track": self.analytics_track,
+            "queue.enqueue": self.queue_enqueue,
         }
 
     def email_send(self, action: a.EmailSendAction, step: StepContext) -> tuple[Any, Any]:
@@ -138,6 +142,30 @@ class Executors:
             )
         return given, {"metric": point.metric, "value": point.value, "day": day}
 
+    def queue_enqueue(self, action: a.QueueEnqueueAction, step: StepContext) -> tuple[Any, Any]:
+        message = a.build_queue_message(action, step.render)
+        url = self.deps.store.get_queue(step.ctx.tenant_id, message.queue)
+        if url is None:
+            raise ActionError("no queue is registered under this name", code="queue_not_registered")
+        given = {"queue": message.queue, "queue_url": url, "body": message.body}
+        if message.message_group_id is not None:
+            given["message_group_id"] = message.message_group_id
+        if step.dry_run:
+            return given, {"would": "send the message"}
+        from mailbridge import aws
+        from mailbridge.errors import QueueSendError
+
+        client = self.deps.sqs() if self.deps.sqs else aws.sqs()
+        args: dict[str, Any] = {"QueueUrl": url, "MessageBody": message.body}
+        if message.message_group_id is not None:
+            # FIFO: the action's key dedupes a retried send within SQS's 5-minute window.
+            args |= {"MessageGroupId": message.message_group_id, "MessageDeduplicationId": _dedupe_id(step)}
+        try:
+            sent = client.send_message(**args)
+        except Exception as exc:
+            raise QueueSendError("the message could not be queued") from exc
+        return given, {"message_id": sent["MessageId"]}
+
     def _post(self, url: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
         from mailbridge.providers.http import HttpPolicy, request
 
@@ -172,3 +200,9 @@ def _crm_create_task() -> TaskCreator:
         return module.create_task(ctx, body, store, publisher, idempotency_key=idempotency_key)
 
     return create
+
+
+def _dedupe_id(step: StepContext) -> str:
+    import hashlib
+
+    return hashlib.sha256(step.idempotency_key.encode()).hexdigest()

@@ -330,3 +330,28 @@ class SecretRequest(Model):
 class SecretCreated(Model):
     name: str
     secret: str = Field(description="Shown once: give it to the receiver to verify `Mailbridge-Signature`")
+
+
+class QueueRegistration(Model):
+    """`POST /automations/queues`: a name `queue.enqueue` actions use for an SQS queue of this
+    deployment's AWS account (a queue of another account is refused: `queue_not_in_account`)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "new-leads",
+                    "queue_url": "https://sqs.eu-west-1.amazonaws.com/123456789012/new-leads",
+                }
+            ]
+        },
+    )
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$")
+    queue_url: str = Field(min_length=10, max_length=1024)
+
+
+class QueueRegistered(Model):
+    name: str
+    queue_url: str

@@ -29,6 +29,8 @@ from mailbridge.automations.models import (
     CronTrigger,
     EvaluateRequest,
     EvaluateResult,
+    QueueRegistered,
+    QueueRegistration,
     Rule,
     RuleFields,
     RuleList,
@@ -43,7 +45,7 @@ from mailbridge.automations.models import (
     VersionList,
 )
 from mailbridge.automations.scheduling import CronScheduler
-from mailbridge.errors import Conflict, NotFound, RateLimited
+from mailbridge.errors import Conflict, Invalid, NotFound, RateLimited
 from mailbridge.features import require_feature
 from mailbridge.store.automations import AutomationStore
 from mailbridge.store.settings import FeatureStore
@@ -60,6 +62,9 @@ class AutomationDeps:
     features: FeatureStore
     scheduler: CronScheduler
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    home_queue_url: str = ""
+    """A queue URL of this deployment (the AutomationsQueue): its account is the only one
+    `POST /automations/queues` accepts."""
 
 
 def new_rule_id() -> str:
@@ -368,3 +373,22 @@ def create_secret(ctx: TenantContext, body: SecretRequest, deps: AutomationDeps)
     secret = new_secret()
     deps.store.put_secret(ctx.tenant_id, body.name, secret)
     return SecretCreated(name=body.name, secret=secret)
+
+
+_QUEUE_URL = re.compile(r"https?://[A-Za-z0-9.:-]+/(\d{12})/[A-Za-z0-9_-]{1,80}(\.fifo)?")
+
+
+def register_queue(ctx: TenantContext, body: QueueRegistration, deps: AutomationDeps) -> QueueRegistered:
+    """Name an SQS queue for `queue.enqueue`: Invalid `invalid_queue_url` (not an SQS queue URL,
+    `https://sqs.{region}.amazonaws.com/{account}/{name}`), `queue_not_in_account` (another
+    AWS account than this deployment's)."""
+    ctx.require(Role.ADMIN)
+    _enabled(ctx, deps)
+    found = _QUEUE_URL.fullmatch(body.queue_url)
+    home = _QUEUE_URL.fullmatch(deps.home_queue_url)
+    if found is None:
+        raise Invalid("not an SQS queue URL", code="invalid_queue_url")
+    if home is None or found.group(1) != home.group(1):
+        raise Invalid("the queue is not in this deployment's AWS account", code="queue_not_in_account")
+    deps.store.put_queue(ctx.tenant_id, body.name, body.queue_url)
+    return QueueRegistered(name=body.name, queue_url=body.queue_url)

@@ -22,6 +22,7 @@ def automation_deps() -> AutomationDeps:
         store=AutomationStore(settings.tables.automations),
         features=DynamoFeatureStore(settings.tables.settings),
         scheduler=CronScheduler(settings.automations_queue_arn, settings.scheduler_role_arn),
+        home_queue_url=settings.automations_queue_url,
     )
 
 

@@ -11,6 +11,7 @@ Keys (template.yaml `AutomationsTable` lists them too):
 | archived event | `TENANT#{t}` | `EVENT#{type}#{occurred_at}#{event_id}` | `ttl` 90 days |
 | save counter | `TENANT#{t}` | `RATE#SAVE#{minute}` | `ttl` two minutes later |
 | webhook secret | `TENANT#{t}` | `SECRET#{name}` | `secrets`: active signing secrets, newest first |
+| registered queue | `TENANT#{t}` | `QUEUE#{name}` | `queue_url` (`queue.enqueue`) |
 | metric | `TENANT#{t}` | `METRIC#{yyyy-mm-dd}#{metric}` | `analytics.track`: `count`, `sum` of the day |
 
 A rule's document (trigger, condition, actions; JSON that may hold floats) is kept as JSON text
@@ -325,3 +326,10 @@ class AutomationStore(DynamoRepository):
         """The run of (rule, version, event) `digest`, if there was one."""
         pointer = self.get(tenant_pk(tenant_id), f"RUNKEY#{rule_id}#{digest}")
         return None if pointer is None else self.get_run(tenant_id, rule_id, str(pointer["run_id"]))
+
+    def put_queue(self, tenant_id: str, name: str, queue_url: str) -> None:
+        self.table.put_item(Item={"pk": tenant_pk(tenant_id), "sk": f"QUEUE#{name}", "queue_url": queue_url})
+
+    def get_queue(self, tenant_id: str, name: str) -> str | None:
+        item = self.get(tenant_pk(tenant_id), f"QUEUE#{name}", consistent=True)
+        return None if item is None else str(item["queue_url"])
