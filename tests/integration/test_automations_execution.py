@@ -40,12 +40,14 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[tuple[dict[str, str], bytes]] = []
         self.statuses: list[int] = []
+        self.paths: list[str] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 receiver.requests.append((dict(self.headers.items()), body))
+                receiver.paths.append(self.path)
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
                 self.send_header("content-length", "0")
@@ -544,3 +546,43 @@ def test_queue_enqueue_sends_to_a_registered_queue_of_this_account_only(auto: Au
     assert [s.error for r in failed for s in r.steps] == [
         {"code": "queue_not_registered", "message": "no queue is registered under this name"}
     ]
+
+
+def test_http_openapi_calls_the_registered_operation_with_mapped_parameters(
+    auto: Automations, receiver: Receiver
+) -> None:
+    # Given a registered document whose server is the local receiver, and a rule calling addNote
+    from mailbridge.automations.executors import ExecutorDeps, default_executors
+
+    document = json.loads(load_event("api/automations-register-openapi.json")["body"])
+    document["document"]["servers"] = [{"url": receiver.url.removesuffix("/hook")}]
+    registered = auto.api("automations-register-openapi", 201, role="admin", body=document)
+    assert registered["operations"] == ["addNote"]
+    action = {
+        "type": "http.openapi",
+        "document_id": "billing-api",
+        "operation_id": "addNote",
+        "parameters": {"customer_id": "{{contact.contact_id}}", "source": "a b"},
+        "body": {"text": "Welcome {{contact.first_name}}"},
+    }
+    auto.rule([action])
+    deps = auto.deps(default_executors(ExecutorDeps(store=auto.store, local_mode=True)))
+    # When the event is handled
+    (run,) = handle_trigger(_trigger({"contact": CONTACT}), deps)
+    # Then the operation was called at its path with the parameters mapped and the body rendered
+    assert run.status == "succeeded", run.steps[0].error
+    ((_, body),) = receiver.requests
+    assert json.loads(body) == {"text": "Welcome Ada"}
+    assert receiver.paths == [f"/customers/{CONTACT['contact_id']}/notes?source=a+b"]
+    # And a required parameter the action leaves out fails the action for good
+    auto.rule([{**action, "parameters": {"source": "x"}}], name="Missing")
+    failed = [r for r in handle_trigger(_trigger({"contact": CONTACT}, "ev-2"), deps) if r.status == "failed"]
+    assert [(r.steps[0].error or {}).get("code") for r in failed] == ["missing_parameter"]
+    # And a document that is not OpenAPI 3 is refused
+    refused = auto.api(
+        "automations-register-openapi",
+        400,
+        role="admin",
+        body={"document_id": "x", "document": {"swagger": "2.0"}},
+    )
+    assert refused["error"]["code"] == "invalid_openapi"

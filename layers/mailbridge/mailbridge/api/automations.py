@@ -19,6 +19,8 @@ from mailbridge.api.schemas import BEARER, errors
 from mailbridge.automations.models import (
     EvaluateRequest,
     EvaluateResult,
+    OpenApiRegistered,
+    OpenApiRegistration,
     QueueRegistered,
     QueueRegistration,
     ReplayRequest,
@@ -355,3 +357,18 @@ def register_queue(body: Annotated[QueueRegistration, Body()]) -> QueueRegistere
     from mailbridge.automations import service
 
     return service.register_queue(current_tenant(router), body, _deps())
+
+
+@router.post(
+    "/automations/openapi",
+    summary="Register an OpenAPI 3 document whose operations http.openapi actions call",
+    tags=["automations"],
+    security=BEARER,
+    status_code=201,
+    middlewares=[AUTOMATIONS, require_role(Role.ADMIN)],
+    responses=errors({400: ["invalid_openapi"]}),
+)
+def register_openapi(body: Annotated[OpenApiRegistration, Body()]) -> OpenApiRegistered:
+    from mailbridge.automations import service
+
+    return service.register_openapi(current_tenant(router), body, _deps())

@@ -54,6 +54,7 @@ ROUTE_MODULES: dict[str, str] = {
     "POST /accounts/{account_id}/sync": "accounts",
     "POST /automations": "automations",
     "POST /automations/evaluate": "automations",
+    "POST /automations/openapi": "automations",
     "POST /automations/queues": "automations",
     "POST /automations/secrets": "automations",
     "POST /automations/{rule_id}/disable": "automations",

@@ -11,15 +11,16 @@ then, unless `step.dry_run`, performs it through the part of the system that own
 | `webhook.publish` | `providers.http.request`, signed (`signing.py`; delivery id: the key) | `{status}` |
 | `message.post` | `providers.http.request` (`{"text": ...}`) | `{status}` |
 | `analytics.track` | a per tenant/day metric item, and an `analytics.tracked` event | `{metric, value}` |
+| `http.openapi` | `providers.http.request` to the operation of the registered document | `{status, body}` |
 | `queue.enqueue` | SQS SendMessage to the queue the tenant registered under that name | `{message_id}` |
 
-`http.openapi` has no executor yet (a run fails them with
-`action_not_available`). An endpoint answering 4xx (other than 429) fails the action for good
+An endpoint answering 4xx (other than 429) fails the action for good
 (`webhook_rejected`); 429, 5xx and connection failures are retryable (`providers.http`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,7 @@ class Executors:
             "message.post": self.message_post,
             "analytics.track": self.analytics_track,
             "queue.enqueue": self.queue_enqueue,
+            "http.openapi": self.http_openapi,
         }
 
     def email_send(self, action: a.EmailSendAction, step: StepContext) -> tuple[Any, Any]:
@@ -166,19 +168,46 @@ class Executors:
             raise QueueSendError("the message could not be queued") from exc
         return given, {"message_id": sent["MessageId"]}
 
+    def http_openapi(self, action: a.HttpOpenApiAction, step: StepContext) -> tuple[Any, Any]:
+        from mailbridge.automations.openapi import build_operation
+
+        call = a.build_openapi_call(action, step.render)
+        document = self.deps.store.get_openapi(step.ctx.tenant_id, call.document_id)
+        if document is None:
+            raise ActionError("no OpenAPI document is registered under this id", code="openapi_not_found")
+        request = build_operation(document, call.operation_id, call.parameters, call.body)
+        given = {
+            "method": request.method,
+            "url": request.url,
+            "headers": request.headers,
+            "body": None if request.body is None else request.body.decode(),
+        }
+        if step.dry_run:
+            return given, {"would": "call the operation"}
+        response = self._send(request.method, request.url, request.body, request.headers)
+        text = response.body[:10_000].decode(errors="replace")
+        try:
+            answer: Any = json.loads(text)
+        except ValueError:
+            answer = text
+        return given, {"status": response.status, "body": answer}
+
     def _post(self, url: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+        return {"status": self._send("POST", url, body, headers).status}
+
+    def _send(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> Any:
         from mailbridge.providers.http import HttpPolicy, request
 
         send = self.deps.http_request or request
         policy = HttpPolicy(local_mode=self.deps.local_mode)
-        response = send("POST", url, policy=policy, headers=headers, content=body)
+        response = send(method, url, policy=policy, headers=headers, content=body)
         if response.status >= 400:
             raise ActionError(
                 "the endpoint refused the request",
                 code="webhook_rejected",
                 details={"status": response.status},
             )
-        return {"status": response.status}
+        return response
 
 
 def default_executors(deps: ExecutorDeps) -> dict[str, Executor]:

@@ -355,3 +355,34 @@ class QueueRegistration(Model):
 class QueueRegistered(Model):
     name: str
     queue_url: str
+
+
+class OpenApiRegistration(Model):
+    """`POST /automations/openapi`: an OpenAPI 3 document (JSON) whose operations `http.openapi`
+    actions call by `operationId`. Its first `servers` URL is the base (https, or http to
+    loopback in local mode); every call still passes the SSRF guard."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "document_id": "billing-api",
+                    "document": {
+                        "openapi": "3.0.3",
+                        "info": {"title": "Billing", "version": "1"},
+                        "servers": [{"url": "https://billing.example.com/v1"}],
+                        "paths": {"/customers": {"post": {"operationId": "createCustomer"}}},
+                    },
+                }
+            ]
+        },
+    )
+
+    document_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    document: dict[str, JsonValue]
+
+
+class OpenApiRegistered(Model):
+    document_id: str
+    operations: list[str] = Field(description="The operationIds actions can call")

@@ -29,6 +29,8 @@ from mailbridge.automations.models import (
     CronTrigger,
     EvaluateRequest,
     EvaluateResult,
+    OpenApiRegistered,
+    OpenApiRegistration,
     QueueRegistered,
     QueueRegistration,
     Rule,
@@ -392,3 +394,18 @@ def register_queue(ctx: TenantContext, body: QueueRegistration, deps: Automation
         raise Invalid("the queue is not in this deployment's AWS account", code="queue_not_in_account")
     deps.store.put_queue(ctx.tenant_id, body.name, body.queue_url)
     return QueueRegistered(name=body.name, queue_url=body.queue_url)
+
+
+def register_openapi(
+    ctx: TenantContext, body: OpenApiRegistration, deps: AutomationDeps
+) -> OpenApiRegistered:
+    """Store an OpenAPI document for `http.openapi` (ActionError `invalid_openapi`, 400)."""
+    import json
+
+    from mailbridge.automations.openapi import check_document
+
+    ctx.require(Role.ADMIN)
+    _enabled(ctx, deps)
+    operations = check_document(body.document)
+    deps.store.put_openapi(ctx.tenant_id, body.document_id, json.dumps(body.document, separators=(",", ":")))
+    return OpenApiRegistered(document_id=body.document_id, operations=operations)

@@ -12,6 +12,7 @@ Keys (template.yaml `AutomationsTable` lists them too):
 | save counter | `TENANT#{t}` | `RATE#SAVE#{minute}` | `ttl` two minutes later |
 | webhook secret | `TENANT#{t}` | `SECRET#{name}` | `secrets`: active signing secrets, newest first |
 | registered queue | `TENANT#{t}` | `QUEUE#{name}` | `queue_url` (`queue.enqueue`) |
+| OpenAPI document | `TENANT#{t}` | `OPENAPI#{document_id}` | `doc`: its JSON text (`http.openapi`) |
 | metric | `TENANT#{t}` | `METRIC#{yyyy-mm-dd}#{metric}` | `analytics.track`: `count`, `sum` of the day |
 
 A rule's document (trigger, condition, actions; JSON that may hold floats) is kept as JSON text
@@ -333,3 +334,12 @@ class AutomationStore(DynamoRepository):
     def get_queue(self, tenant_id: str, name: str) -> str | None:
         item = self.get(tenant_pk(tenant_id), f"QUEUE#{name}", consistent=True)
         return None if item is None else str(item["queue_url"])
+
+    def put_openapi(self, tenant_id: str, document_id: str, document: str) -> None:
+        self.table.put_item(
+            Item={"pk": tenant_pk(tenant_id), "sk": f"OPENAPI#{document_id}", "doc": document}
+        )
+
+    def get_openapi(self, tenant_id: str, document_id: str) -> dict[str, Any] | None:
+        item = self.get(tenant_pk(tenant_id), f"OPENAPI#{document_id}", consistent=True)
+        return None if item is None else dict(json.loads(str(item["doc"])))
