@@ -9,6 +9,13 @@ operation budget, the result parsed back; the rate when the event is encoded for
 evaluation is printed beside it. The peer, panzi-json-logic (pure Python), evaluates the same JSON-Logic
 against the same data; both must agree before anything is timed. The process is pinned to one
 CPU; no thresholds: it prints the rates and the ratio.
+
+Then event -> completed run latency through the local runner (`local/`, moto, the real handlers):
+one rule on `deal.stage_changed` with an `analytics.track` action; each of `EVENTS` (200) events
+is put on the bus, the runner pumps the bus rule, the AutomationsQueue and the automations
+function until idle, and the time from PutEvents to the run record being `succeeded` is one
+sample; p50 and p99 are printed (`automations event to run p50 ms: X`). Pass `--no-runner` to
+skip it.
 """
 
 from __future__ import annotations
@@ -83,8 +90,69 @@ def rate(evaluate: Callable[[], Any], seconds: float) -> float:
     return count / elapsed
 
 
+EVENTS = 200
+
+
+def _call(runner: Any, method: str, path: str, token: str, body: Any = None) -> Any:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        runner.url + path,
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read() or b"null")
+
+
+def run_latency(events: int = EVENTS) -> tuple[float, float]:
+    """(p50, p99) in milliseconds of event -> succeeded run through the local runner."""
+    import json
+    import statistics
+    from datetime import UTC, datetime
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))  # the local runner package
+    from local.clock import ManualClock
+    from local.runner import Runner
+
+    with Runner(templates=[ROOT / "template.yaml"], port=0, clock=ManualClock(datetime.now(UTC))) as runner:
+        token = runner.token(tenant="bench", role="admin", sub="bench-owner")
+        _call(runner, "PUT", "/features", token, {"automations": True})
+        rule = {
+            "name": "Bench",
+            "trigger": {"event": "deal.stage_changed"},
+            "conditions": [{"field": "deal.stage", "operator": "equals", "value": "won"}],
+            "actions": [{"type": "analytics.track", "metric": "deals.won"}],
+        }
+        rule_id = _call(runner, "POST", "/automations", token, rule)["rule_id"]
+        client, bus = runner.boto3_client("events"), runner.physical_name("EventBus")
+        samples: list[float] = []
+        for n in range(events):
+            detail = {
+                "tenant_id": "bench",
+                "id": f"e{n}",
+                "occurred_at": runner.clock.now().isoformat(),
+                "idempotency_key": f"deal.stage_changed:{n}",
+                "data": {"deal": {"deal_id": f"dl_{n}", "stage": "won"}},
+            }
+            entry = {"Source": "mailbridge", "DetailType": "deal.stage_changed", "Detail": json.dumps(detail)}
+            started = time.perf_counter()
+            client.put_events(Entries=[{**entry, "EventBusName": bus}])
+            runner.drain()
+            samples.append((time.perf_counter() - started) * 1000)
+        runs = _call(runner, "GET", f"/automations/{rule_id}/runs?limit=100", token)["items"]
+        if not runs or any(r["status"] != "succeeded" for r in runs):
+            raise RuntimeError("the runs did not all succeed")
+    cuts = statistics.quantiles(samples, n=100)
+    return cuts[49], cuts[98]
+
+
 def main() -> int:
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    seconds = float(args[0]) if args else 1.0
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     for name, conditions in (("seed", SEED), ("20-clause", TWENTY)):
@@ -103,6 +171,10 @@ def main() -> int:
             f"(panzi-json-logic 1.0.1: {peer_rate:,.0f}; ratio {ours_rate / peer_rate:.2f}x; "
             f"encoding the event each time: {encoding_rate:,.0f}, {encoding_rate / peer_rate:.2f}x)"
         )
+    if "--no-runner" not in sys.argv:
+        p50, p99 = run_latency()
+        print(f"automations event to run p50 ms: {p50:.1f}")
+        print(f"automations event to run p99 ms: {p99:.1f}")
     return 0
 
 

@@ -69,8 +69,10 @@ GUARDED = sorted(
 
 @pytest.fixture
 def campaigns_on(invoke_api: Invoke) -> None:
-    # Campaign routes are 404 while the feature is off; switch it on so their role guard is reached.
-    event = load_event("api/put-features.json", tenant=TENANT, role="admin", body={"campaigns": True})
+    # Campaign and automation routes are 404 while their feature is off; switch them on so their
+    # role guard is reached.
+    body = {"campaigns": True, "automations": True}
+    event = load_event("api/put-features.json", tenant=TENANT, role="admin", body=body)
     assert invoke_api(event)["statusCode"] == 200
 
 

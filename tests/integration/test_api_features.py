@@ -82,12 +82,12 @@ def test_features_start_at_the_defaults(invoke_api: Invoke) -> None:
         "calendar": False,
         "contact_import": False,
     }
-    assert data["planned"] == ["ai", "automations", "calendar", "tracking"]
+    assert data["planned"] == ["ai", "calendar", "tracking"]
 
 
 def test_a_planned_feature_cannot_be_switched_on(invoke_api: Invoke, stack: Stack) -> None:
     # Given an admin
-    for flag in ("ai", "automations", "tracking", "calendar"):
+    for flag in ("ai", "tracking", "calendar"):
         # When they try to switch on a capability that is not built
         response = invoke_api(
             load_event(
@@ -125,7 +125,7 @@ def test_planned_features_stored_on_by_an_older_revision_read_as_off(
     data = body(invoke_api(load_event("api/get-features.json", tenant="acme", role="viewer")))
     # Then only what exists reads as on
     on = sorted(name for name, value in data["flags"].items() if value)
-    assert on == ["campaigns", "crm"]
+    assert on == ["automations", "campaigns", "crm"]
 
 
 def test_admin_changes_flags_and_the_change_is_stored(invoke_api: Invoke, stack: Stack) -> None:

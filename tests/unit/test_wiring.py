@@ -167,3 +167,17 @@ def test_sync_samples_parse_as_the_sync_function_reads_them(monkeypatch: pytest.
         for record in json.loads(path.read_text())["Records"]:
             parsed = module.SyncRecord.model_validate(record)  # type: ignore[attr-defined]
             assert parsed.body.kind in {"sync", "poll", "push_flags", "purge", "renew_watches"}, path.name
+
+
+def test_automations_samples_parse_as_the_automations_function_reads_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    module = _import_handler(TEMPLATE, "AutomationsFunction", monkeypatch)
+    kinds = set()
+    for path in sorted((ROOT / "events" / "sqs").glob("automations-*.json")):
+        for record in json.loads(path.read_text())["Records"]:
+            trigger = module.trigger_of(module.AutomationRecord.model_validate(record))  # type: ignore[attr-defined]
+            kinds.add(trigger.event_type)
+    assert kinds == {"contact.created", "schedule.fired"}

@@ -24,6 +24,7 @@ class TableNames(BaseSettings):
     crm: str = Field(validation_alias="CRM_TABLE", min_length=3)
     settings: str = Field(validation_alias="SETTINGS_TABLE", min_length=3)
     idempotency: str = Field(validation_alias="IDEMPOTENCY_TABLE", min_length=3)
+    automations: str = Field(validation_alias="AUTOMATIONS_TABLE", min_length=3)
 
 
 class GoogleSettings(BaseSettings):
@@ -103,6 +104,8 @@ class Settings(BaseSettings):
     sync_queue_url: str = Field(validation_alias="SYNC_QUEUE_URL", min_length=1)
     outbox_queue_url: str = Field(validation_alias="OUTBOX_QUEUE_URL", min_length=1)
     outbox_queue_arn: str = Field(validation_alias="OUTBOX_QUEUE_ARN", min_length=1)
+    automations_queue_url: str = Field(validation_alias="AUTOMATIONS_QUEUE_URL", min_length=1)
+    automations_queue_arn: str = Field(validation_alias="AUTOMATIONS_QUEUE_ARN", min_length=1)
     scheduler_role_arn: str = Field(validation_alias="SCHEDULER_ROLE_ARN", min_length=1)
     allow_private_mail_hosts: bool = Field(default=False, validation_alias="ALLOW_PRIVATE_MAIL_HOSTS")
     cursor_secret_arn: str = Field(

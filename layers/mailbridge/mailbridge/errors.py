@@ -60,6 +60,18 @@ class FeatureDisabled(NotFound):
     code = "feature_disabled"
 
 
+class RateLimited(MailbridgeError):
+    """The caller sent more than its limit allows; `retry_after` seconds until it may again."""
+
+    code = "rate_limited"
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, code: str | None = None, details: Any = None
+    ) -> None:
+        super().__init__(message, code=code, details=details)
+        self.retry_after = retry_after
+
+
 class PayloadTooLarge(MailbridgeError):
     code = "payload_too_large"
 
@@ -68,16 +80,6 @@ class UnsupportedMediaType(MailbridgeError):
     """The request body is of a media type the route does not take."""
 
     code = "unsupported_media_type"
-
-
-class RateLimited(MailbridgeError):
-    """The tenant used up a rate limit of ours; `retry_after` seconds until it may try again."""
-
-    code = "rate_limited"
-
-    def __init__(self, message: str, *, retry_after: float, details: Any = None) -> None:
-        super().__init__(message, details=details)
-        self.retry_after = retry_after
 
 
 class ProviderError(MailbridgeError):

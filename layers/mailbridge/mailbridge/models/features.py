@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field
 from mailbridge.models.base import Model
 
 # Capabilities that have a flag but are not built yet: always reported off, cannot be switched on.
-PLANNED: frozenset[str] = frozenset({"ai", "automations", "tracking", "calendar"})
+PLANNED: frozenset[str] = frozenset({"ai", "tracking", "calendar"})
 _PLANNED_NOTE = " (planned, not built yet: always off)"
 
 
@@ -21,7 +21,7 @@ class FeatureFlags(Model):
     ai: bool = Field(
         default=False, description="AI categorization, lead extraction, smart replies" + _PLANNED_NOTE
     )
-    automations: bool = Field(default=False, description="No-code automations" + _PLANNED_NOTE)
+    automations: bool = Field(default=False, description="No-code automations: rules, runs, dry-run")
     tracking: bool = Field(default=False, description="Open and click tracking of sent mail" + _PLANNED_NOTE)
     calendar: bool = Field(default=False, description="Calendar invitations (ICS)" + _PLANNED_NOTE)
     contact_import: bool = Field(
