@@ -37,9 +37,20 @@ venv: $(VENV)/.stamp
 run: $(VENV)/.stamp
 	PORT=$(PORT) $(PY) -m local
 
-# A local Dovecot with a demo mailbox to connect while `make run` runs.
+# A local Dovecot with a demo mailbox to connect while `make run` runs; PROVIDER=salesforce|hubspot
+# starts that CRM double instead, seeded with demo records (CRM_PORT, default 3100).
+PROVIDER  ?= imap
+CRM_PORT  ?= 3100
 mailbox: $(VENV)/.stamp services
-	PORT=$(PORT) PYTHONPATH=layers/mailbridge $(PY) -m local.mailbox
+	@case "$(PROVIDER)" in \
+	  salesforce) $(PY) -m local.salesforce --port $(CRM_PORT) --seed-demo \
+	    --callback-url http://127.0.0.1:$(PORT)/oauth/salesforce/callback \
+	    --outbound-url http://127.0.0.1:$(PORT)/webhooks/salesforce ;; \
+	  hubspot) $(PY) -m local.hubspot --port $(CRM_PORT) --seed-demo \
+	    --redirect-uri http://127.0.0.1:$(PORT)/oauth/hubspot/callback \
+	    --webhook-url http://127.0.0.1:$(PORT)/webhooks/hubspot ;; \
+	  *) PORT=$(PORT) PYTHONPATH=layers/mailbridge $(PY) -m local.mailbox ;; \
+	esac
 
 token: $(VENV)/.stamp
 	@$(PY) -m local.token --tenant $(TENANT) --role $(ROLE)
