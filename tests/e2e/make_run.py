@@ -118,8 +118,12 @@ class MakeRun:
         try:
             self.process.wait(timeout=STOP_SECONDS)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            self.process.send_signal(signal.SIGABRT)  # the stacks of what held it up, into the log
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         return time.monotonic() - started
 
 
@@ -129,9 +133,17 @@ def start_make_run(folder: Path, parameters: Mapping[str, str] | None = None) ->
     issuer_file = folder / "dev-issuer.json"
     log_path = folder / "make-run.log"
     env = {**os.environ, "PORT": "0", "LOCAL_ISSUER_FILE": str(issuer_file), "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "local"]
+    # -X faulthandler: when it does not stop in time, SIGABRT prints every thread's stack to the log
+    command = [sys.executable, "-X", "faulthandler", "-m", "local"]
     if parameters:
-        command = [sys.executable, "-c", _WITH_PARAMETERS, *(f"{k}={v}" for k, v in parameters.items())]
+        command = [
+            sys.executable,
+            "-X",
+            "faulthandler",
+            "-c",
+            _WITH_PARAMETERS,
+            *(f"{k}={v}" for k, v in parameters.items()),
+        ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + START_SECONDS
