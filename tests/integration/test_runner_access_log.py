@@ -27,7 +27,7 @@ def _ok(_function: str, _event: dict[str, Any]) -> Invocation:
 @pytest.fixture
 def server() -> Iterator[_Server]:
     server = bind_server("127.0.0.1", 0)
-    host, port = server.server_address[:2]
+    host, port = _address(server)
     server.gateway = ApiGateway(
         [Route("GET", "/emails/{email_id}", "Fn", None)],
         {},
@@ -41,8 +41,13 @@ def server() -> Iterator[_Server]:
     server.close(grace=0)
 
 
-def _get(server: _Server, path: str) -> int:
+def _address(server: _Server) -> tuple[str, int]:
     host, port = server.server_address[:2]
+    return str(host), int(port)
+
+
+def _get(server: _Server, path: str) -> int:
+    host, port = _address(server)
     try:
         with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=30) as response:
             return int(response.status)
@@ -58,8 +63,7 @@ def test_the_access_log_names_the_route_not_the_path_or_query(
     assert _get(server, f"/emails/{SECRET}?q={SECRET}+renewal&from=carol-{SECRET}@x.example") == 200
     assert _get(server, f"/no-such-route/{SECRET}") == 404
     # And a request line the server cannot parse arrives
-    host, port = server.server_address[:2]
-    with socket.create_connection((host, port), timeout=30) as raw:
+    with socket.create_connection(_address(server), timeout=30) as raw:
         raw.sendall(f"GET /{SECRET} HTTP/1.1 {SECRET}\r\n\r\n".encode())
         assert raw.recv(1024)  # the stdlib's 400 page
     # Then each got its access line, naming the route key (or "-") and the status
