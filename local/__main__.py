@@ -26,6 +26,10 @@ def main() -> None:
     )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = int(os.environ.get("PORT", "3000"))
+    # Ctrl-C and kill stop it, even when it was started with SIGINT ignored (a background job of a
+    # shell without job control, `nohup`, some CI runners): Python leaves an ignored SIGINT ignored,
+    # and the runner then ran on until it was killed.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     with Runner(port=port, warm=True, parameters=LOCAL_PARAMETERS) as runner:
         token = runner.token(tenant="demo", role="owner")

@@ -127,8 +127,17 @@ class MakeRun:
         return time.monotonic() - started
 
 
-def start_make_run(folder: Path, parameters: Mapping[str, str] | None = None) -> MakeRun:
-    """Start `python -m local` on a free port and wait for its banner; output goes to folder/make-run.log."""
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def start_make_run(
+    folder: Path, parameters: Mapping[str, str] | None = None, *, sigint_ignored: bool = False
+) -> MakeRun:
+    """Start `python -m local` on a free port and wait for its banner; output goes to folder/make-run.log.
+
+    `sigint_ignored`: start it as a shell without job control starts a background job (`make run &`
+    in a script), with SIGINT ignored."""
     folder.mkdir(parents=True, exist_ok=True)
     issuer_file = folder / "dev-issuer.json"
     log_path = folder / "make-run.log"
@@ -145,7 +154,14 @@ def start_make_run(folder: Path, parameters: Mapping[str, str] | None = None) ->
             *(f"{k}={v}" for k, v in parameters.items()),
         ]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_ignore_sigint if sigint_ignored else None,  # noqa: PLW1509 - no threads yet
+        )
     deadline = time.monotonic() + START_SECONDS
     while time.monotonic() < deadline:
         banner = _BANNER.search(log_path.read_text(encoding="utf-8", errors="replace"))
