@@ -1164,3 +1164,39 @@ def test_no_line_make_run_printed_holds_a_value_that_was_sent(world: World) -> N
     needles = (CANARY.lower(), "evil.example", "sgkncmjjyzog", "input_value", "mallory", "bcc:")
     leaked = [line[:300] for line in output.splitlines() if any(n in line.lower() for n in needles)]
     assert leaked == []
+
+
+def test_the_deployed_configuration_refuses_mail_hosts_on_loopback_at_connect_time(
+    tmp_path_factory: pytest.TempPathFactory, dovecot_server: DovecotServer
+) -> None:
+    # Given make run with the deployed stack's AllowPrivateMailHosts=false, and a real server on loopback
+    run = start_make_run(tmp_path_factory.mktemp("make-run-deployed"), {"AllowPrivateMailHosts": "false"})
+    try:
+        token = run.token(TENANT, "owner")
+        user = dovecot_server.add_user(f"{CANARY.lower()}-deployed", f"{CANARY}-pw-deployed")
+        hosts = ("127.0.0.1", "localhost", "127.1", "0.0.0.0", "::1", "localhost.")
+        answers = {}
+        for host in hosts:
+            body = {
+                "provider": "imap",
+                "address": f"{CANARY.lower()}-deployed@example.com",
+                "imap": {
+                    "host": host,
+                    "port": dovecot_server.imaps_port,
+                    "security": "ssl",
+                    "username": user.name,
+                    "password": user.password,
+                },
+            }
+            # When a mailbox on a loopback name or address is connected
+            answers[host] = run.request("POST", "/accounts", token, body)
+        # Then each is refused with a code: 400 host_not_allowed for what resolves to loopback
+        outcomes = {host: (a.status, a.code) for host, a in answers.items()}
+        assert all(400 <= status < 500 and code for status, code in outcomes.values()), outcomes
+        assert outcomes["127.0.0.1"] == (400, "host_not_allowed")
+        assert outcomes["localhost"] == (400, "host_not_allowed")
+        # And nothing was connected
+        assert run.request("GET", "/accounts", token).json()["items"] == []
+    finally:
+        run.stop()
+    assert CANARY.lower() not in run.output().lower()
