@@ -1,12 +1,15 @@
 """A local JWT issuer and API Gateway's JWT authorizer checks.
 
 The runner makes an RSA key at start (RS256, with a `kid`) and writes it to `.local/dev-issuer.json`
-(gitignored), so `python -m local.token` can sign tokens for the running runner.
+(gitignored), so `python -m local.token` can sign tokens for the running runner. `LOCAL_ISSUER_FILE`
+names another file (for the runner and the token command alike): a second `python -m local`, such
+as the one an e2e test starts, then leaves the file of the developer's `make run` alone.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from local.functions import ROOT
 
 AUDIENCE = "mailbridge-local"
-ISSUER_FILE = ROOT / ".local" / "dev-issuer.json"
+ISSUER_FILE = Path(os.environ.get("LOCAL_ISSUER_FILE") or ROOT / ".local" / "dev-issuer.json")
 ISSUER_PATH = "/_local/issuer"
 
 

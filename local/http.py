@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -277,9 +278,8 @@ class ApiGateway:
         started = time.monotonic()
         outcome = self.invoke(match.route.function, event)
         log.debug(
-            "%s %s -> %s in %.0f ms",
-            method,
-            raw_path,
+            "%s -> %s in %.0f ms",
+            match.route.route_key,
             match.route.function,
             (time.monotonic() - started) * 1e3,
         )
@@ -309,6 +309,14 @@ class ApiGateway:
         except jwt.PyJWTError as exc:
             log.info("rejected token: %s", exc)
             return None
+
+    def route_key(self, method: str | None, target: str | None) -> str:
+        """The matched route's key (`GET /emails/{email_id}`), or "-" like API Gateway's
+        `$context.routeKey` when none matches: what the access log names instead of the path."""
+        if not method or not target:
+            return "-"
+        found = match_route(self.routes, method, target.partition("?")[0])
+        return found.route.route_key if found is not None else "-"
 
     def _issuer_document(self, raw_path: str) -> HttpResponse:
         if raw_path.endswith("/.well-known/openid-configuration"):
@@ -343,7 +351,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.command, self.path, list(self.headers.items()), body, self.client_address[0]
             )
         except Exception:
-            log.exception("runner error on %s %s", self.command, self.path)
+            log.exception("runner error on %s", self.server.gateway.route_key(self.command, self.path))
             response = _message(500, "Internal Server Error")
         self._send(response)
 
@@ -369,8 +377,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve  # noqa: N815
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.info("%s %s", self.address_string(), format % args)
+    # The access log names the route and the status, never the path or query the client sent: ids,
+    # addresses and search words in them are request values (API Gateway's access log likewise
+    # offers `$context.routeKey`). BaseHTTPRequestHandler's own lines would print the request line.
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:  # noqa: ARG002
+        status = code.value if isinstance(code, HTTPStatus) else code
+        route = self.server.gateway.route_key(getattr(self, "command", None), getattr(self, "path", None))
+        log.info('%s "%s" %s', self.address_string(), route, status)
+
+    def log_error(self, format: str, *args: Any) -> None:  # noqa: ARG002 - the base class's signature
+        code = args[0] if args and isinstance(args[0], int) else "-"
+        log.info("%s refused a malformed request (%s)", self.address_string(), code)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: ARG002
+        log.info("%s %s", self.address_string(), format)
 
 
 class _Server(HTTPServer):

@@ -39,6 +39,35 @@ TICK_SECONDS = 0.5
 STOP_GRACE_SECONDS = 2.0  # how long stop() lets requests in flight finish after their sandboxes die
 
 
+class _OneDynamoDBRequestAtATime:
+    """moto's WSGI app with DynamoDB requests served one at a time (other services stay concurrent).
+
+    moto's DynamoDB backend is not thread-safe: TransactWriteItems deep-copies every table it
+    touches while other request threads write to them, and fails with "dictionary changed size
+    during iteration" (a 500 that reached the API as a 500 when clients wrote concurrently).
+    DynamoDB itself serves concurrent transactions; the runner must not fail where it would not.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB_"):
+            return self.app(environ, start_response)
+        with self.lock:
+            return list(self.app(environ, start_response))  # the whole response, inside the lock
+
+
+def start_moto() -> ThreadedMotoServer:
+    """moto's server on a free loopback port, safe for concurrent DynamoDB requests."""
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    server: Any = moto._server  # ThreadedMotoServer offers no way to wrap its app
+    server.app = _OneDynamoDBRequestAtATime(server.app)
+    return moto
+
+
 class Runner:
     """Everything `make run` and the e2e tests need, as a context manager."""
 
@@ -85,8 +114,7 @@ class Runner:
 
     def start(self) -> Runner:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._moto.start()
+        self._moto = start_moto()
         moto_host, moto_port = self._moto.get_host_and_port()
         self.endpoint_url = f"http://{moto_host}:{moto_port}"
         # moto's backends are per process: start from a clean slate (one runner per process at a time).

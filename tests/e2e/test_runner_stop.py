@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from local.clock import ManualClock
 from local.runner import Runner
 from tests.e2e.conftest import PROBE_TEMPLATE, ROOT, START, http
+from tests.e2e.make_run import start_make_run
 
 JOIN_SECONDS = 15.0  # generous: stop() itself gives requests in flight 2 s; the probes sleep 30 s
 
@@ -67,3 +69,18 @@ def test_stopping_a_busy_runner_returns_promptly_and_no_client_hangs() -> None:
         assert [pid for pid in sandboxes if _alive(pid)] == []
     finally:
         runner.stop()
+
+
+def test_make_run_started_with_sigint_ignored_still_stops_on_ctrl_c(tmp_path: Path) -> None:
+    # Given make run started as a background job of a script starts it: SIGINT ignored
+    run = start_make_run(tmp_path, sigint_ignored=True)
+    try:
+        assert run.request("GET", "/health").status == 200
+        # When it gets Ctrl-C's signal
+        run.stop()
+        # Then it stopped on its own (exit status 0), not killed after make_run.STOP_SECONDS
+        assert run.process.returncode == 0
+        assert "stopping..." in run.output()
+    finally:
+        if run.process.poll() is None:
+            run.process.kill()

@@ -84,6 +84,7 @@ def test_custom_numbers_at_dynamodbs_limits_are_stored_and_read_back(invoke_api:
         ("api/crm-patch-contact.json", '{"title": "CEO", "version": %s}'),
         ("api/crm-put-pipeline.json", '{"stages": ["lead", "won", "lost"], "version": %s}'),
         ("api/crm-put-settings.json", '{"auto_create": "sent", "version": %s}'),
+        ("api/patch-account.json", '{"display_name": "Ada", "version": %s}'),
     ],
 )
 def test_a_version_beyond_38_digits_is_refused(invoke_api: Invoke, event: str, raw: str) -> None:

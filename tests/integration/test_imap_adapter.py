@@ -82,6 +82,22 @@ def test_wrong_password_is_auth_failed(imap_settings: ImapSettingsFactory, dovec
     assert dovecot_user.name not in str(caught.value)
 
 
+def test_a_password_beyond_ascii_logs_in(
+    imap_settings: ImapSettingsFactory, dovecot_server: DovecotServer, dovecot_user: DovecotUser
+) -> None:
+    # Given a user whose password is not ASCII (LOGIN's quoted strings are 7-bit, RFC 3501 section 9)
+    dovecot_server.set_password(dovecot_user, "pässwörd-€")
+
+    # When connecting with it, then the session works (AUTHENTICATE PLAIN carries UTF-8, RFC 4616)
+    with connect(imap_settings(Security.NONE, password="pässwörd-€")) as mailbox:
+        assert mailbox.folder_status("INBOX").messages == 0
+
+    # And a wrong one is auth_failed, like any wrong password, not an encoding crash
+    with pytest.raises(ProviderAuthError) as caught:
+        connect(imap_settings(Security.NONE, password="fälsch"))
+    assert caught.value.code == "auth_failed"
+
+
 def test_closed_port_is_unreachable(imap_settings: ImapSettingsFactory) -> None:
     # Given a loopback port nobody listens on
     settings = imap_settings(Security.STARTTLS, port=free_closed_port())

@@ -13,7 +13,8 @@ from mailbridge.errors import ProviderAuthError, ProviderUnreachable
 from mailbridge.mime import normalize
 from mailbridge.models.email import EmailAddress
 from mailbridge.providers.smtp import Security, SmtpRejectedError, SmtpTransientError, send
-from tests.fixtures.smtp import SINK_USER, SmtpSettingsFactory, SmtpSink
+from mailbridge.providers.smtp.client import check_login
+from tests.fixtures.smtp import SINK_USER, SINK_UTF8_PASSWORD, SmtpSettingsFactory, SmtpSink
 
 SENDER = EmailAddress(name="Sender Ünïcode", address=SINK_USER)
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64
@@ -134,6 +135,20 @@ def test_bad_password_is_auth_failed(smtp_sink: SmtpSink, smtp_settings: SmtpSet
     assert caught.value.details["smtp_code"] == 535
     assert "wrong-password" not in str(caught.value.details) + caught.value.message
     assert smtp_sink.messages == []
+
+
+def test_a_password_beyond_ascii_logs_in_with_auth_plain(
+    smtp_sink: SmtpSink, smtp_settings: SmtpSettingsFactory
+) -> None:
+    # When logging in with a password that is not ASCII (smtplib encodes AUTH as ASCII)
+    check_login(smtp_settings(Security.STARTTLS, password=SINK_UTF8_PASSWORD))
+    # Then it is accepted (AUTH PLAIN carries UTF-8, RFC 4616 section 2)
+
+    # And a wrong one is auth_failed, like any wrong password, not an encoding crash
+    with pytest.raises(ProviderAuthError) as caught:
+        check_login(smtp_settings(Security.STARTTLS, password="fälsch-\u2028"))
+    assert caught.value.code == "auth_failed"
+    assert caught.value.details["smtp_code"] == 535
 
 
 def test_unreachable_port(smtp_settings: SmtpSettingsFactory) -> None:

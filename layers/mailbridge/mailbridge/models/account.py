@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from mailbridge.models.base import Model
 from mailbridge.models.fields import FolderName, HeaderText, SingleLine
+from mailbridge.models.numbers import DynamoInt
 from mailbridge.providers.imap.settings import Security
 
 INBOX = "INBOX"
@@ -170,7 +171,7 @@ class AccountPatch(Model):
         },
     )
 
-    version: int | None = Field(
+    version: DynamoInt | None = Field(
         default=None, ge=1, description="The version last read; 409 `version_conflict` if it changed since"
     )
     display_name: DisplayName | None = None

@@ -138,7 +138,7 @@ def connect(settings: ImapSettings) -> ImapConnection:
         if settings.security is Security.STARTTLS:
             client.starttls(context)
         stage = Stage.LOGIN
-        client.login(settings.username, settings.password.get_secret_value())
+        _login(client, settings.username, settings.password.get_secret_value())
     except (OSError, imapclient.exceptions.IMAPClientError) as exc:
         if client is not None:
             _shutdown_quietly(client)
@@ -162,6 +162,19 @@ def connect(settings: ImapSettings) -> ImapConnection:
     except BaseException:
         deadline.close()
         raise
+
+
+def _login(client: Any, username: str, password: str) -> None:
+    """LOGIN, or AUTHENTICATE PLAIN when the user name or password is not ASCII.
+
+    LOGIN sends them as quoted strings of 7-bit characters (RFC 3501 section 9, QUOTED-CHAR), and
+    imaplib encodes its commands as ASCII; SASL PLAIN carries UTF-8 (RFC 4616 section 2), base64
+    encoded in AUTHENTICATE (RFC 3501 section 6.2.2). A server without PLAIN refuses it: auth_failed.
+    """
+    if username.isascii() and password.isascii():
+        client.login(username, password)
+    else:
+        client.plain_login(username, password)
 
 
 def _shutdown_quietly(client: Any) -> None:

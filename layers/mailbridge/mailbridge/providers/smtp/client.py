@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import logging
@@ -74,6 +75,26 @@ def build_ssl_context(settings: SmtpSettings) -> ssl.SSLContext:
     return context
 
 
+def _login_utf8(client: smtplib.SMTP, user: str, password: str) -> tuple[int, bytes]:
+    """AUTH PLAIN with a user name or password beyond ASCII.
+
+    smtplib encodes every SASL response as ASCII (`SMTP.auth`), so such a login raised
+    UnicodeEncodeError; PLAIN carries UTF-8 (RFC 4616 section 2; AUTH in RFC 4954 section 4).
+    Fails as `SMTP.login` does: SMTPNotSupportedError without AUTH, SMTPException without PLAIN,
+    SMTPAuthenticationError when the server refuses.
+    """
+    client.ehlo_or_helo_if_needed()
+    if not client.has_extn("auth"):
+        raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+    if "PLAIN" not in client.esmtp_features["auth"].upper().split():
+        raise smtplib.SMTPException("No suitable authentication method found.")
+    response = base64.b64encode(f"\0{user}\0{password}".encode()).decode("ascii")
+    code, reply = client.docmd("AUTH", f"PLAIN {response}")
+    if code in (235, 503):  # 503: already authenticated, as SMTP.login accepts
+        return code, reply
+    raise smtplib.SMTPAuthenticationError(code, reply)
+
+
 class _CheckedSMTP(smtplib.SMTP):
     """smtplib over a socket `netguard` opened to a checked address (smtplib would resolve the
     host name again in `_get_socket`). STARTTLS verifies the certificate against the host name."""
@@ -90,6 +111,11 @@ class _CheckedSMTP(smtplib.SMTP):
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:  # noqa: ARG002
         # host, port and timeout are what the settings gave `open_socket` already.
         return self._open_socket()
+
+    def login(self, user: str, password: str, *, initial_response_ok: bool = True) -> tuple[int, bytes]:
+        if user.isascii() and password.isascii():
+            return super().login(user, password, initial_response_ok=initial_response_ok)
+        return _login_utf8(self, user, password)
 
 
 class _CheckedSMTPSSL(smtplib.SMTP_SSL):
@@ -114,6 +140,11 @@ class _CheckedSMTPSSL(smtplib.SMTP_SSL):
         except BaseException:
             sock.close()
             raise
+
+    def login(self, user: str, password: str, *, initial_response_ok: bool = True) -> tuple[int, bytes]:
+        if user.isascii() and password.isascii():
+            return super().login(user, password, initial_response_ok=initial_response_ok)
+        return _login_utf8(self, user, password)
 
 
 def _open(settings: SmtpSettings, context: ssl.SSLContext, *, deadline: Deadline) -> SmtpClient:
