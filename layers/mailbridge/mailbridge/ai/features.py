@@ -53,9 +53,11 @@ _REPLY_PREFIX = re.compile(r"^\s*(?:re|aw|sv|antw)\s*:", re.IGNORECASE)
 _FORWARD_PREFIX = re.compile(r"^\s*(?:fwd?|wg|tr)\s*:", re.IGNORECASE)
 _QUOTED_LINE = re.compile(r"(?m)^[ \t]*>.*$")
 # Cut at the first quoted-history marker: Outlook's separator, Notes' "Forwarded by", Gmail's
-# "On ... wrote:" (English only; the model scores what the sender wrote, not what they quoted).
+# "On ... wrote:" (Yahoo's "--- On ... wrote:"; English only; the model scores what the sender
+# wrote, not what they quoted).
 _HISTORY_MARKER = re.compile(
-    r"^[ \t]*(?:-{2,}[ \t]*Original Message[ \t]*-{2,}|-{5,}[ \t]*Forwarded by|On .{0,200}wrote:[ \t]*$"
+    r"^[ \t]*(?:-{2,}[ \t]*Original Message[ \t]*-{2,}|-{5,}[ \t]*Forwarded by"
+    r"|(?:-{2,}[ \t]*)?On .{0,200}wrote:[ \t]*$"
     r"|From:[ \t].{0,200}\n[ \t]*(?:Sent|Date):)",
     re.IGNORECASE | re.MULTILINE,
 )
@@ -125,8 +127,9 @@ def message_features(message: ParsedMessage, *, form: bool = False) -> dict[str,
     """Named features of a normalized message: subject and body words and bigrams, counts.
 
     `form`: also how the message is built (an HTML part much larger than its text, the mailer,
-    priority headers, parser defects, odd tokens in the subject), and the words are those the
-    sender wrote (quoted history cut, `x:quoted-history`; see `_spam_text`). Right for spam,
+    priority headers, parser defects, odd tokens in the subject), and an HTML part's text when
+    the text part is a stub. Either way the words are those the sender wrote (quoted history
+    cut, `x:quoted-history`; see `_written_text`). Right for spam,
     where both classes come from one collection; wrong for bulk-vs-person, where the person
     mail (Enron) is a plain-text export.
     Values are log(1 + count) for words and indicator 1.0 for the counts' buckets; unscaled
@@ -135,9 +138,7 @@ def message_features(message: ParsedMessage, *, form: bool = False) -> dict[str,
     counts: Counter[str] = Counter()
     subject = message.subject or ""
     body = (message.text_body or "")[:MAX_BODY_CHARS]
-    quoted = False
-    if form:
-        body, quoted = _spam_text(message, body)
+    body, quoted = _written_text(message, body, html=form)
     subject_words = tokens(subject)
     body_words = tokens(body)
     _words("s:", subject_words, counts)
@@ -147,7 +148,8 @@ def message_features(message: ParsedMessage, *, form: bool = False) -> dict[str,
     features = {name: math.log1p(value) for name, value in counts.items()}
 
     html = (message.html_body or "")[: MAX_BODY_CHARS * 4]
-    links = len(_HREF.findall(html)) + len(_URL.findall(body))
+    # A reply's HTML part holds the quoted history too: count only the links the sender wrote.
+    links = len(_URL.findall(body)) if quoted else len(_HREF.findall(html)) + len(_URL.findall(body))
     recipients = len(message.to) + len(message.cc)
     flags = {
         f"x:links:{_bucket(links, (1, 3, 10, 25))}",
@@ -167,28 +169,28 @@ def message_features(message: ParsedMessage, *, form: bool = False) -> dict[str,
         flags.add("x:subject:exclamation")
     if message.reply_to and message.from_ and message.reply_to[0].address != message.from_[0].address:
         flags.add("x:reply-to-differs")
+    if quoted:
+        flags.add("x:quoted-history")
     if form:
         flags |= _form_flags(message, subject, html)
-        if quoted:
-            flags.add("x:quoted-history")
     for flag in flags:
         features[flag] = 1.0
     return features
 
 
-def _spam_text(message: ParsedMessage, body: str) -> tuple[str, bool]:
-    """The text the spam model reads, and whether quoted history was cut from it.
+def _written_text(message: ParsedMessage, body: str, *, html: bool) -> tuple[str, bool]:
+    """The text the models read, and whether quoted history was cut from it.
 
     What the sender wrote (`new_text`): a reply quoting a newsletter ("unsubscribe", "we
-    apologize for any inconvenience") is judged by its own words, not by what it quotes. When
-    the plain-text part is a stub beside a fuller HTML part ("your mail program does not
-    support HTML"), the HTML part's text is read instead (`mime.html_text.html_to_text`).
+    apologize for any inconvenience") is judged by its own words, not by what it quotes.
+    `html`: when the plain-text part is a stub beside a fuller HTML part ("your mail program
+    does not support HTML"), read the HTML part's text instead (`mime.html_text.html_to_text`).
     """
-    html = message.html_body or ""
-    if html and len(body) < SHORT_TEXT_CHARS:
+    html_body = (message.html_body or "") if html else ""
+    if html_body and len(body) < SHORT_TEXT_CHARS:
         from mailbridge.mime.html_text import html_to_text
 
-        html_text = html_to_text(html[: MAX_BODY_CHARS * 4])[:MAX_BODY_CHARS]
+        html_text = html_to_text(html_body[: MAX_BODY_CHARS * 4])[:MAX_BODY_CHARS]
         if len(html_text) > 2 * len(body):
             body = html_text
     written = new_text(body)
