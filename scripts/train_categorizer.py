@@ -71,7 +71,8 @@ class Fitted:
     columns: np.ndarray
 
     def predict_proba(self, x: csr_matrix) -> np.ndarray:
-        return self.clf.predict_proba(x[:, self.columns])
+        probabilities: np.ndarray = self.clf.predict_proba(x[:, self.columns])
+        return probabilities
 
     @property
     def coef(self) -> np.ndarray:
