@@ -12,7 +12,8 @@ and scores the held-out fold. Figures (printed, never asserted):
 - automated recall: the DSNs, reports and auto-replies of the MIME corpus
   (`corpus.AUTOMATED_MIME`), `is_automated` from the shipped categorizer (rules, no training);
   the baseline is TF-IDF + LR cross-validated on the whole MIME corpus with those labels;
-- categorize emails/s: `categorize()` on already normalized messages, one core, shipped weights.
+- categorize emails/s: `categorize()` on already normalized messages, one core, shipped weights;
+- scorer load ms: reading and decoding `weights.json` (the cold-start cost of the model).
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def main() -> int:
     if root is None:
         print("ai: no corpus (set MAILBRIDGE_CORPUS or put ../shared/data beside the repo); skipped")
         return 0
+    started = time.perf_counter()
     weights = load_weights()
+    print(f"ai scorer load ms: {1000 * (time.perf_counter() - started):.1f}")
     started = time.monotonic()
     sa = corpus.spamassassin(root)
     en = corpus.enron(root)

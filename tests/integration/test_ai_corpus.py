@@ -30,6 +30,24 @@ needs_corpus = pytest.mark.skipif(ROOT is None, reason="no ../shared/data (or $M
 # ai package / the bench), so its floor guards against regressions, not the target.
 CV_FLOORS = {"spam": 0.90, "bulk": 0.95, "action": 0.81}
 
+# Person-to-person replies written with Gmail, Outlook, Apple Mail and other mailers (the
+# mailgun-talon reply-parsing fixtures).
+TALON_REPLIES = (
+    "android.eml",
+    "aol.eml",
+    "apple_mail.eml",
+    "apple_mail_2.eml",
+    "comcast.eml",
+    "gmail.eml",
+    "hotmail.eml",
+    "iphone.eml",
+    "outlook.eml",
+    "reply-quotations-share-block.eml",
+    "sparrow.eml",
+    "thunderbird.eml",
+    "yahoo.eml",
+)
+
 
 def f1(truth: list[bool], predicted: list[bool]) -> float:
     tp = sum(t and p for t, p in zip(truth, predicted, strict=True))
@@ -85,3 +103,16 @@ def test_shipped_weights_reproduce_their_training_on_a_fixed_fold():
     assert f1(spam_truth, spam_pred) >= 0.97
     assert f1(bulk_truth, bulk_pred) >= 0.97
     assert f1([label for _, label in sentences], action_pred) >= 0.85
+
+
+@needs_corpus
+@pytest.mark.parametrize("name", TALON_REPLIES)
+def test_replies_from_everyday_mailers_are_person_mail(name):
+    # Given a reply typed in Gmail, Outlook, Apple Mail or another everyday mailer
+    assert ROOT is not None
+    path = ROOT / "mime" / "mailgun-talon" / name
+    # When it is categorized
+    result = categorize(normalize(path.read_bytes()).message)
+    # Then it is person-to-person mail: not spam, not bulk, not automated
+    assert (result.is_spam, result.is_bulk, result.is_automated) == (False, False, False), result.reasons
+    assert result.category in ("personal", "other", "support", "sales", "finance"), result.category
