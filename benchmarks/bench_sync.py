@@ -343,6 +343,25 @@ def moto_server() -> Iterator[str]:
 # --------------------------------------------------------------------------------------- main
 
 
+def print_requests(phase: str, requests: dict[str, int], stored: int) -> float:
+    """The phase's AWS requests by service and operation, per stored message; returns the total per
+    stored message (every request of our process during the phase: IMAP-side work is not AWS)."""
+    total = sum(requests.values())
+    per = total / stored if stored else float(total)
+    print(f"AWS requests, {phase} ({stored} stored message(s)):")
+    print(f"  {'service.operation':<34}{'requests':>9}{'per msg':>9}")
+    for name, calls in sorted(requests.items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"  {name:<34}{calls:>9}{calls / max(stored, 1):>9.3f}")
+    by_service: dict[str, int] = {}
+    for name, calls in requests.items():
+        service = name.split(".", 1)[0]
+        by_service[service] = by_service.get(service, 0) + calls
+    for service, calls in sorted(by_service.items(), key=lambda kv: -kv[1]):
+        print(f"  {service + ' (all)':<34}{calls:>9}{calls / max(stored, 1):>9.3f}")
+    print(f"  {'total':<34}{total:>9}{per:>9.3f}")
+    return per
+
+
 def fmt_ratio(ours: float, peer: float | None) -> str:
     return f"{ours / peer:8.2f}x" if peer else "       -"
 
@@ -466,11 +485,19 @@ def main() -> int:
             if mb_initial_count != n - skipped or counted != mb_initial_count + 1:
                 print("WARNING: the Maildir does not hold the mailbox")
             print(f"mbsync: peak RSS via {'GNU time %M' if gnu_time() else '/proc VmHWM sampling'}")
+        print()
+        per_message = print_requests("initial sync", initial["requests"], initial["stored"])
+        print_requests("incremental +1", incremental["requests"], incremental["stored"])
+        print()
         print(
             "note: ours writes raw MIME, attachments and items to moto (S3/DynamoDB/EventBridge) over "
             "HTTP loopback,\n      mbsync writes Maildir files: the comparison includes that storage "
             "cost. Our incremental\n      run is warm (same process); mbsync's includes its process start."
         )
+        print()
+        print(f"sync aws requests per stored message: {per_message:.2f}")
+        if mb_initial:
+            print(f"sync initial ours/mbsync: {initial['seconds'] / mb_initial.seconds:.1f}")
         print(f"\nbenchmark wall time {time.perf_counter() - wall:.0f} s")
         return 0
     finally:
