@@ -324,12 +324,60 @@ class Ours:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
+class ServerClock:
+    """CPU seconds moto's server threads spend per operation (a WSGI wrapper: the thread's own CPU
+    time per request, keyed by X-Amz-Target or, for S3, the HTTP method)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.totals: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        import time
+
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+        original = DomainDispatcherApplication.__call__
+        clock = self
+
+        def timed(app: Any, environ: dict[str, Any], start_response: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return original(app, environ, start_response)
+            finally:
+                target = environ.get("HTTP_X_AMZ_TARGET") or f"s3/other {environ.get('REQUEST_METHOD')}"
+                with clock._lock:
+                    entry = clock.totals.setdefault(str(target).split(".")[-1], [0, 0.0])
+                    entry[0] += 1
+                    entry[1] += time.thread_time() - started
+
+        DomainDispatcherApplication.__call__ = timed  # type: ignore[method-assign,assignment]
+
+    def report(self) -> str:
+        lines = [f"  {'moto server operation':<34}{'requests':>9}{'CPU s':>8}{'ms/req':>8}"]
+        for name, (calls, cpu) in sorted(self.totals.items(), key=lambda kv: -kv[1][1]):
+            lines.append(f"  {name:<34}{int(calls):>9}{cpu:>8.1f}{1000 * cpu / max(calls, 1):>8.1f}")
+        return "\n".join(lines)
+
+
+# Set when BENCH_SYNC_PROFILE=1: moto's server CPU per operation (this process serves moto).
+SERVER_CLOCK: list[Any] = []
+
+
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
     import logging
 
     from moto.server import ThreadedMotoServer
 
+    from tests.fixtures import moto_transactions
+
+    moto_transactions.install()  # TransactWriteItems at AWS's cost (see that module)
+    if os.environ.get("BENCH_SYNC_PROFILE") == "1":
+        SERVER_CLOCK.append(ServerClock())
+        SERVER_CLOCK[0].install()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -397,6 +445,10 @@ def main() -> int:
         if seeded.refused:
             print(f"  {seeded.refused} corpus file(s) refused by Dovecot's APPEND and left out")
         print(f"  seeded in {seed_s:.1f} s (one IMAP session)")
+        print(
+            "moto: TransactWriteItems snapshots only the items it writes "
+            "(tests/fixtures/moto_transactions.py)"
+        )
         if mbsync:
             print(f"peer: {mb_text} ({mbsync})")
         else:
@@ -488,6 +540,9 @@ def main() -> int:
         print()
         per_message = print_requests("initial sync", initial["requests"], initial["stored"])
         print_requests("incremental +1", incremental["requests"], incremental["stored"])
+        if SERVER_CLOCK:
+            print("moto server CPU (both phases and the setup):")
+            print(SERVER_CLOCK[0].report())
         print()
         print(
             "note: ours writes raw MIME, attachments and items to moto (S3/DynamoDB/EventBridge) over "

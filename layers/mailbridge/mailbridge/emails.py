@@ -522,8 +522,31 @@ def attachment_url(
     filename = str(meta.get("filename") or attachment_id)
     content_type = str(meta.get("content_type") or "application/octet-stream")
     key = blobs.attachment_key(ctx.tenant_id, email_id, attachment_id)
+    if item.get("attachments_stored") is False:
+        _extract_attachment(item, attachment_id, key, content_type, blobs)
     url = blobs.presign_get(key, filename=filename, content_type=content_type)
     return PresignedUrl(url=url, expires_in=PRESIGN_SECONDS, filename=filename, content_type=content_type)
+
+
+def _extract_attachment(
+    item: Item, attachment_id: str, key: str, content_type: str, blobs: BlobStore
+) -> None:
+    """Store one attachment of a message whose attachments the sync left inside the raw MIME
+    (messages up to `mailbridge.sync.ingest.LAZY_ATTACHMENTS_MAX_BYTES`): the first download parses
+    the raw message and stores the part asked for under its usual key; later ones find it there.
+    Attachment ids are the parts' order (`att-{n}`), the same in every normalization."""
+    if blobs.head(key) is not None:
+        return
+    from mailbridge.mime import MimeError, normalize  # the MIME stack only on this path
+
+    try:
+        result = normalize(blobs.get(str(item["raw_key"])))
+    except MimeError as exc:
+        raise NotFound("the attachment cannot be read from the message", code="attachment_not_found") from exc
+    data = next((part for meta, part in result.attachments if meta.id == attachment_id), None)
+    if data is None:
+        raise NotFound("the email has no such attachment", code="attachment_not_found")
+    blobs.put(key, data, content_type)
 
 
 # ---------------------------------------------------------------------------------- threads
