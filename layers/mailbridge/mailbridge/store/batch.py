@@ -21,7 +21,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mailbridge.errors import Conflict, MailbridgeError
@@ -70,6 +70,66 @@ class Backoff:
         self.sleep(random.uniform(0, min(MAX_DELAY, BASE_DELAY * 2**attempt)))  # noqa: S311
 
 
+@dataclass
+class BatchRead:
+    """Keys of one table for a shared BatchGetItem (`read_together`); `items` holds what exists
+    (any order) afterwards. `projection` names the attributes to read (the keys are added)."""
+
+    client: Any
+    table_name: str
+    keys: list[dict[str, Any]]
+    projection: Sequence[str] | None = None
+    consistent: bool = False
+    items: list[Item] = field(default_factory=list)
+
+    def spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {"ConsistentRead": self.consistent}
+        if self.projection:
+            names = list(dict.fromkeys(["pk", "sk", *self.projection]))
+            spec["ProjectionExpression"] = ", ".join(f"#p{i}" for i in range(len(names)))
+            spec["ExpressionAttributeNames"] = {f"#p{i}": name for i, name in enumerate(names)}
+        return spec
+
+
+def read_together(
+    reads: Sequence[BatchRead],
+    *,
+    backoff: Backoff | None = None,
+    on_request: Callable[[], None] | None = None,
+) -> None:
+    """Read every key of every read (one read per table; duplicates asked once) in BatchGetItem
+    requests of at most 100 keys in all: one request reads several tables, so a route that needs
+    a record and the emails linked to it pays one request, not two. `on_request` is called once
+    per request made."""
+    by_table = {read.table_name: read for read in reads}
+    if len(by_table) != len(reads):
+        raise ValueError("read_together takes one read per table")
+    wanted = [
+        (read.table_name, key)
+        for read in reads
+        for key in {(str(k["pk"]), str(k["sk"])): dict(k) for k in read.keys}.values()
+    ]
+    if not wanted:
+        return
+    client = reads[0].client
+    wait = backoff or Backoff()
+    for start in range(0, len(wanted), BATCH_GET_MAX):
+        request: dict[str, Any] = {}
+        for table, key in wanted[start : start + BATCH_GET_MAX]:
+            request.setdefault(table, {**by_table[table].spec(), "Keys": []})["Keys"].append(key)
+        attempt = 0
+        while request:
+            if attempt:
+                wait.wait(attempt)
+            response = client.batch_get_item(RequestItems=request)
+            if on_request is not None:
+                on_request()
+            for table, found in response.get("Responses", {}).items():
+                by_table[table].items.extend(found)
+            request = response.get("UnprocessedKeys") or {}
+            attempt += 1
+
+
 def batch_get(
     client: Any,
     table_name: str,
@@ -82,27 +142,9 @@ def batch_get(
 ) -> list[Item]:
     """The items of `keys` that exist (any order); duplicates asked once. `projection` names the
     attributes to read (the key attributes are always added)."""
-    unique = list({(str(k["pk"]), str(k["sk"])): dict(k) for k in keys}.values())
-    wait = backoff or Backoff()
-    spec: dict[str, Any] = {"ConsistentRead": consistent}
-    if projection:
-        names = list(dict.fromkeys(["pk", "sk", *projection]))
-        spec["ProjectionExpression"] = ", ".join(f"#p{i}" for i in range(len(names)))
-        spec["ExpressionAttributeNames"] = {f"#p{i}": name for i, name in enumerate(names)}
-    found: list[Item] = []
-    for start in range(0, len(unique), BATCH_GET_MAX):
-        request: dict[str, Any] = {table_name: {**spec, "Keys": unique[start : start + BATCH_GET_MAX]}}
-        attempt = 0
-        while request:
-            if attempt:
-                wait.wait(attempt)
-            response = client.batch_get_item(RequestItems=request)
-            if on_request is not None:
-                on_request()
-            found.extend(response.get("Responses", {}).get(table_name, []))
-            request = response.get("UnprocessedKeys") or {}
-            attempt += 1
-    return found
+    read = BatchRead(client, table_name, [dict(k) for k in keys], projection, consistent)
+    read_together([read], backoff=backoff, on_request=on_request)
+    return read.items
 
 
 def batch_put(client: Any, table_name: str, items: Sequence[Item], *, backoff: Backoff | None = None) -> None:

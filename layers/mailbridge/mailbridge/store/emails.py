@@ -36,7 +36,7 @@ from urllib.parse import unquote
 
 from mailbridge.errors import Conflict
 from mailbridge.store.base import DynamoRepository, Item, is_condition_failure
-from mailbridge.store.batch import TransactionLost, batch_get, batch_put, chunks, transact
+from mailbridge.store.batch import BatchRead, TransactionLost, batch_get, batch_put, chunks, transact
 from mailbridge.store.conditions import Attr, Key
 from mailbridge.store.fill import Budget
 from mailbridge.store.keys import (
@@ -203,6 +203,11 @@ class EmailStore(DynamoRepository):
             on_request=None if budget is None else budget.spend,
         )
         return {str(item["email_id"]): item for item in items}
+
+    def summaries_read(self, tenant_id: str, email_ids: Sequence[str]) -> BatchRead:
+        """The emails' `SUMMARY_ATTRIBUTES`, for `read_together` with another table's keys."""
+        keys = [{"pk": tenant_pk(tenant_id), "sk": email_sk(e)} for e in dict.fromkeys(email_ids)]
+        return BatchRead(self.table.meta.client, self.table_name, keys, ("email_id", *SUMMARY_ATTRIBUTES))
 
     def update_email(self, tenant_id: str, email_id: str, **values: Any) -> None:
         """SET `values`; a change of `read` moves the email into or out of the unread index.
