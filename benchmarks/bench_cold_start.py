@@ -31,6 +31,7 @@ ENV = {
     "OUTBOX_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/bench-outbox",
     "OUTBOX_QUEUE_ARN": "arn:aws:sqs:us-east-1:123456789012:bench-outbox",
     "SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/bench-scheduler",
+    "CURSOR_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-cursor",
     **{
         f"{t}_TABLE": f"bench-{t.lower()}"
         for t in ("ACCOUNTS", "EMAILS", "LINKS", "FLAGS", "SNOOZES", "CRM", "SETTINGS", "IDEMPOTENCY")

@@ -86,7 +86,7 @@ def match_route(routes: Sequence[Route], method: str, path: str) -> RouteMatch |
     for route in candidates:
         if route.method not in (method.upper(), "ANY"):
             continue
-        match = _route_regex(route.path).match(path)
+        match = _route_regex(route.path).fullmatch(path)
         if match:
             params = {bytes.fromhex(k[2:]).decode(): unquote(v) for k, v in match.groupdict().items()}
             return RouteMatch(route, params)
@@ -99,7 +99,7 @@ def match_route(routes: Sequence[Route], method: str, path: str) -> RouteMatch |
 def is_textual(content_type: str | None) -> bool:
     if not content_type:
         return False
-    return bool(_TEXT_TYPES.match(content_type.split(";", 1)[0].strip().lower()))
+    return bool(_TEXT_TYPES.fullmatch(content_type.split(";", 1)[0].strip().lower()))
 
 
 def build_event(

@@ -1,7 +1,8 @@
 """Create the template's resources in moto (server or `mock_aws`) from their own Properties.
 
-`create_resources(clients, template)` makes KMS keys and aliases, buckets, tables, queues (dead-letter
-queues first), event buses, pattern rules with their targets, and Scheduler schedules. Types the
+`create_resources(clients, template)` makes KMS keys and aliases, Secrets Manager secrets (with a
+generated value, as `GenerateSecretString` asks), buckets, tables, queues (dead-letter queues
+first), event buses, pattern rules with their targets, and Scheduler schedules. Types the
 runner does not need (IAM, Cognito, HttpApi, layers, bucket policies...) are skipped with a debug
 log. `tables_from_template(dynamodb_client, path)` builds only the DynamoDB tables (and the KMS keys
 they name) for integration tests running under `moto.mock_aws()`.
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
+import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +39,7 @@ class Deployed:
     buckets: dict[str, str] = field(default_factory=dict)
     buses: dict[str, str] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)  # logical id -> key id
+    secrets: dict[str, str] = field(default_factory=dict)  # logical id -> secret ARN
     rules: dict[str, str] = field(default_factory=dict)
     schedules: dict[str, str] = field(default_factory=dict)
 
@@ -43,6 +47,7 @@ class Deployed:
 _HANDLED = {
     "AWS::KMS::Key",
     "AWS::KMS::Alias",
+    "AWS::SecretsManager::Secret",
     "AWS::S3::Bucket",
     "AWS::DynamoDB::Table",
     "AWS::SQS::Queue",
@@ -66,6 +71,8 @@ def create_resources(clients: ClientFactory | boto3.session.Session, template: T
     for lid in template.of_type("AWS::KMS::Alias"):
         props = template.properties(lid)
         client("kms").create_alias(AliasName=props["AliasName"], TargetKeyId=props["TargetKeyId"])
+    for lid in template.of_type("AWS::SecretsManager::Secret"):
+        _create_secret(client("secretsmanager"), template, lid, deployed)
     for lid in template.of_type("AWS::S3::Bucket"):
         name = template.physical_name(lid)
         client("s3").create_bucket(Bucket=name)
@@ -136,6 +143,27 @@ def _create_key(kms: Any, template: Template, lid: str, deployed: Deployed) -> N
     deployed.keys[lid] = key_id
     if str(template.resolve(raw.get("EnableKeyRotation", False))).lower() == "true":
         kms.enable_key_rotation(KeyId=key_id)
+
+
+def _create_secret(secretsmanager: Any, template: Template, lid: str, deployed: Deployed) -> None:
+    """A secret with its SecretString, or one generated per GenerateSecretString (length, and
+    without punctuation when asked); `Ref` then gives its ARN, as in CloudFormation."""
+    props = template.properties(lid)
+    args: dict[str, Any] = {"Name": template.physical_name(lid)}
+    if "Description" in props:
+        args["Description"] = str(props["Description"])
+    if "SecretString" in props:
+        args["SecretString"] = str(props["SecretString"])
+    else:
+        spec = props.get("GenerateSecretString") or {}
+        alphabet = string.ascii_letters + string.digits
+        if str(spec.get("ExcludePunctuation", False)).lower() != "true":
+            alphabet += "!#$%&()*+,-.:;<=>?@[]^_{|}~"
+        length = int(spec.get("PasswordLength", 32))
+        args["SecretString"] = "".join(secrets.choice(alphabet) for _ in range(length))
+    arn = secretsmanager.create_secret(**args)["ARN"]
+    template.physical_ids[lid] = arn
+    deployed.secrets[lid] = arn
 
 
 def create_table(dynamodb: Any, template: Template, lid: str) -> str:

@@ -19,7 +19,7 @@ class ScheduleExpressionError(ValueError):
 
 
 def rate_seconds(expression: str) -> int:
-    match = _RATE.match(expression.strip())
+    match = _RATE.fullmatch(expression.strip())
     if not match:
         raise ScheduleExpressionError(f"not a rate expression: {expression!r}")
     value, unit = int(match.group(1)), match.group(2).rstrip("s")
@@ -47,7 +47,7 @@ def _shift_day_of_week(field: str) -> str:
 
 def eventbridge_cron_to_croniter(expression: str) -> str:
     """`cron(m h dom mon dow year)` -> croniter's 7-field form `m h dom mon dow second year`."""
-    match = _CRON.match(expression.strip())
+    match = _CRON.fullmatch(expression.strip())
     if not match:
         raise ScheduleExpressionError(f"not a cron expression: {expression!r}")
     fields = match.group(1).split()
@@ -76,7 +76,7 @@ def next_cron_time(expression: str, after: datetime, timezone: str = "UTC") -> d
 
 
 def at_time(expression: str, timezone: str = "UTC") -> datetime:
-    match = _AT.match(expression.strip())
+    match = _AT.fullmatch(expression.strip())
     if not match:
         raise ScheduleExpressionError(f"not an at() expression: {expression!r}")
     return datetime.fromisoformat(match.group(1)).replace(tzinfo=ZoneInfo(timezone))

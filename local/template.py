@@ -165,6 +165,7 @@ _REF_FORMATS: dict[str, str] = {
     "AWS::Cognito::UserPoolClient": "local{n}",
     "AWS::SNS::Topic": "arn:aws:sns:{region}:{account}:{n}",
     "AWS::IAM::Role": "{n}",
+    "AWS::SecretsManager::Secret": "{n}",  # the ARN once created (local.resources), else the name
 }
 
 _ARN_FORMATS: dict[str, str] = {
@@ -196,6 +197,7 @@ _NAME_PROPERTIES: dict[str, str] = {
     "AWS::Serverless::LayerVersion": "LayerName",
     "AWS::IAM::Role": "RoleName",
     "AWS::SNS::Topic": "TopicName",
+    "AWS::SecretsManager::Secret": "Name",
 }
 
 _EXTRA_ATTRIBUTES: dict[tuple[str, str], str] = {

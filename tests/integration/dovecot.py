@@ -44,6 +44,14 @@ SPECIAL_USE_FOLDERS: dict[str, str] = {
     "Junk": "\\Junk",
     "Archive": "\\Archive",
 }
+# Dovecot 2.3's post-login CAPABILITY without CONDSTORE (RFC 7162) and QRESYNC: what a server
+# without them offers, so clients fall back to UID lists (`imap_capability` replaces the list).
+CAPABILITIES_WITHOUT_CONDSTORE = (
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=REFS "
+    "THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN NAMESPACE UIDPLUS "
+    "LIST-EXTENDED I18NLEVEL=1 ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE "
+    "SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE SAVEDATE LITERAL+ NOTIFY SPECIAL-USE"
+)
 _START_TIMEOUT_S = 20.0
 _STOP_TIMEOUT_S = 3.0
 
@@ -162,6 +170,7 @@ class DovecotServer:
     imap_port: int = field(default_factory=free_port)
     imaps_port: int = field(default_factory=free_port)
     host: str = HOST
+    condstore: bool = True  # False: CONDSTORE/QRESYNC are not offered (CAPABILITIES_WITHOUT_CONDSTORE)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _users: dict[str, DovecotUser] = field(default_factory=dict, init=False, repr=False)
     _users_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -237,7 +246,7 @@ namespace inbox {{
   separator = /
 {mailboxes}
 }}
-service imap-login {{
+{self._capability_config()}service imap-login {{
   inet_listener imap {{
     address = {self.host}
     port = {self.imap_port}
@@ -260,6 +269,11 @@ service stats {{
   }}
 }}
 """
+
+    def _capability_config(self) -> str:
+        if self.condstore:
+            return ""
+        return f"protocol imap {{\n  imap_capability = {CAPABILITIES_WITHOUT_CONDSTORE}\n}}\n"
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -481,6 +495,7 @@ class CuttableProxy:
         self._conns: list[socket.socket] = []
         self._budget: int | None = None
         self._closed = False
+        self.connections = 0  # clients accepted so far: each login attempt of the code under test
         self._thread = threading.Thread(target=self._accept_loop, name="cuttable-proxy", daemon=True)
         self._thread.start()
 
@@ -511,6 +526,8 @@ class CuttableProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            with self._lock:
+                self.connections += 1
             try:
                 upstream = socket.create_connection((self.host, self.target_port), timeout=5)
             except OSError:

@@ -7,9 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
+import pytest
 
 from tests.events import load_event
-from tests.fixtures.aws import Stack
+from tests.fixtures.aws import BusReader, Stack
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -34,6 +35,36 @@ def test_a_token_without_tenant_is_forbidden(invoke_api: Invoke) -> None:
     response = invoke_api(load_event("api/get-me.json", claims={"sub": "u-1", "role": "admin"}))
     assert response["statusCode"] == 403
     assert body(response)["error"]["code"] == "no_tenant"
+
+
+@pytest.mark.parametrize(
+    ("claims", "code", "message"),
+    [
+        ({"sub": "u-1", "role": "admin"}, "no_tenant", "the token carries no valid tenant_id claim"),
+        ({"sub": "u-1", "custom:tenant_id": "acme"}, "no_role", "the token carries no valid role claim"),
+        (
+            {"custom:tenant_id": "acme", "custom:role": "admin"},
+            "no_subject",
+            "the token carries no valid subject",
+        ),
+    ],
+)
+def test_a_token_without_a_usable_claim_is_told_which(
+    invoke_api: Invoke, claims: dict[str, str], code: str, message: str
+) -> None:
+    response = invoke_api(load_event("api/get-me.json", claims=claims))
+    assert response["statusCode"] == 403
+    assert body(response)["error"] == {"code": code, "message": message, "details": None}
+
+
+def test_a_role_too_low_is_told_the_role_it_needs(invoke_api: Invoke) -> None:
+    response = invoke_api(load_event("api/put-features.json", tenant="acme", role="member", body={}))
+    assert response["statusCode"] == 403
+    assert body(response)["error"] == {
+        "code": "role_required",
+        "message": "this action needs the admin role or higher",
+        "details": None,
+    }
 
 
 def test_features_start_at_the_defaults(invoke_api: Invoke) -> None:
@@ -190,6 +221,29 @@ def test_a_flag_change_is_announced_on_the_bus(invoke_api: Invoke, stack: Stack)
     assert detail["tenant_id"] == "acme"
     assert detail["idempotency_key"] == "features:acme:1"
     assert detail["data"]["changed"] == ["campaigns"]
+
+
+def test_a_put_that_changes_nothing_keeps_the_version_and_announces_nothing(
+    invoke_api: Invoke, stack: Stack, bus_probe: BusReader
+) -> None:
+    # Given flags an admin saved once (version 1)
+    first = invoke_api(
+        load_event("api/put-features.json", tenant="acme", role="admin", sub="a-1", body={"campaigns": True})
+    )
+    assert body(first)["version"] == 1
+    bus_probe()  # forget the first change's announcement
+    # When another admin sends the same value again, and then an empty change
+    for change in ({"campaigns": True}, {}):
+        again = invoke_api(
+            load_event("api/put-features.json", tenant="acme", role="owner", sub="o-2", body=change)
+        )
+        # Then the answer is the stored revision, unchanged
+        assert again["statusCode"] == 200, again
+        assert body(again) == body(first)
+    # And the stored item is still version 1 by the first admin, and nothing was announced
+    item = stack.table("SettingsTable").get_item(Key={"pk": "TENANT#acme", "sk": "FEATURES"})["Item"]
+    assert (item["version"], item["updated_by"]) == (1, "a-1")
+    assert bus_probe() == []
 
 
 def test_docs_and_openapi_list_every_route(invoke_api: Invoke) -> None:

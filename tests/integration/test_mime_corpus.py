@@ -1,7 +1,13 @@
 """The MIME normalizer over the shared corpus of 521 real messages from 13 parsers' test suites.
 
-Every message must normalize or raise MimeError with a code: nothing else may escape. Where
-stalwart-mail-parser's expected JSON says what a header or attachment name is, we must agree.
+Every message's outcome is compared with a committed snapshot of our own results
+(tests/integration/snapshots/mime_corpus.json, see tests/integration/mime_snapshot.py): subject,
+addresses, date, attachment names and sizes, body hashes, or the quarantine reason. A change to
+the snapshot is reviewed in its commit like code: regenerate it only for a deliberate change to the
+normalizer, and read the diff. Where stalwart-mail-parser's expected JSON says what a header or
+attachment name is, we must also agree with it. The structure parser must split every message into
+the parts, headers, bodies and defects the stdlib feed parser (compat32) finds, except where a
+Content-Type is folded (read unfolded here).
 
 What we compare from the stalwart JSON, and what we deliberately do not:
 - subject: compared after collapsing whitespace (we fold header lines to one line; stalwart keeps
@@ -28,30 +34,25 @@ are attachments, while tnefparse gives each embedded item once plus the files in
 from __future__ import annotations
 
 import json
-import os
 import re
+from email.parser import BytesParser
+from email.policy import compat32
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mailbridge.mime import MimeError, normalize
+from mailbridge.mime.errors import EMPTY, NOT_RFC822, TOO_COMPLEX, TOO_LARGE, UNPARSEABLE
+from mailbridge.mime.structure import Part, TooComplex, parse_structure
 from mailbridge.mime.tnef import unpack_tnef
+from tests.integration import mime_snapshot
 
 pytestmark = pytest.mark.corpus
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _corpus_root() -> Path | None:
-    configured = os.environ.get("MAILBRIDGE_CORPUS")
-    candidate = Path(configured) if configured else _REPO_ROOT.parent / "shared" / "data"
-    return candidate if (candidate / "mime").is_dir() else None
-
-
-CORPUS = _corpus_root()
+CORPUS = mime_snapshot.corpus_root()
 MIME = CORPUS / "mime" if CORPUS else None
-EML_FILES = sorted(MIME.rglob("*.eml")) if MIME else []
+EML_FILES = mime_snapshot.corpus_messages(MIME) if MIME else []
 TNEF_FILES = sorted((MIME / "mimekit" / "tnef-raw").glob("*.tnef")) if MIME else []
 STALWART = (
     sorted(p for p in (MIME / "stalwart-mail-parser").glob("*.json") if p.with_suffix(".eml").exists())
@@ -59,6 +60,8 @@ STALWART = (
     else []
 )
 NO_CORPUS = "corpus not found: set $MAILBRIDGE_CORPUS or put the shared data at ../shared/data"
+REGENERATE = "if the change is deliberate: python -m tests.integration.mime_snapshot, and review the diff"
+SNAPSHOT = mime_snapshot.load()
 
 
 def _ids(paths: list[Path]) -> list[str]:
@@ -73,19 +76,62 @@ def _ws(value: str) -> str:
     return re.sub(r"\s+", " ", value).strip()
 
 
+@pytest.mark.skipif(MIME is None, reason=NO_CORPUS)
+def test_the_snapshot_has_one_entry_per_corpus_message() -> None:
+    assert MIME is not None
+    assert sorted(SNAPSHOT) == [mime_snapshot.key(MIME, p) for p in EML_FILES], REGENERATE
+
+
 @pytest.mark.parametrize("path", _params(EML_FILES), ids=_ids(EML_FILES) or None)
-def test_every_message_normalizes_or_is_quarantined_with_a_reason(path: Path) -> None:
+def test_every_message_normalizes_as_the_snapshot_says(path: Path) -> None:
+    assert MIME is not None
+    # Given a corpus message and what we made of it when the snapshot was reviewed
     raw = path.read_bytes()
-    try:
-        result = normalize(raw)
-    except MimeError as exc:
-        code = exc.code
-        assert code in {"empty", "not_rfc822", "too_large", "too_complex", "unparseable"}
+    expected = SNAPSHOT.get(mime_snapshot.key(MIME, path))
+    # When it is normalized now
+    summary = mime_snapshot.summarize(raw)
+    # Then the outcome is the same: same fields, or quarantined for the same reason
+    assert summary == expected, REGENERATE
+    if "quarantined" in summary:
+        assert summary["quarantined"] in {EMPTY, NOT_RFC822, TOO_LARGE, TOO_COMPLEX, UNPARSEABLE}
         return
-    # The stored record must serialize, and the attachment bytes must match their metadata.
+    # And the record serializes, with attachment bytes that match their metadata
+    result = normalize(raw)
     result.message.model_dump_json(by_alias=True)
     assert [meta for meta, _ in result.attachments] == result.message.attachments
     assert all(meta.size == len(data) for meta, data in result.attachments)
+
+
+def _stdlib_parts(raw: bytes) -> list[Any] | None:
+    """The stdlib feed parser's part tree, or None when a Content-Type is folded (our parser
+    reads those unfolded, as policy.default did, so a folded boundary is still found)."""
+    parts = []
+    for part in BytesParser(policy=compat32).parsebytes(raw).walk():
+        if any("\n" in str(v) or "\r" in str(v) for v in part.get_all("Content-Type") or []):
+            return None
+        payload = None if part.is_multipart() else vars(part)["_payload"]
+        body = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else payload
+        defects = [type(d).__name__ for d in part.defects]
+        parts.append((part.items(), part.get_content_type(), defects, body, part.get_default_type()))
+    return parts
+
+
+@pytest.mark.parametrize("path", _params(EML_FILES), ids=_ids(EML_FILES) or None)
+def test_the_structure_parser_splits_like_the_stdlib_feed_parser(path: Path) -> None:
+    raw = path.read_bytes()
+    expected = _stdlib_parts(raw)
+    if expected is None:
+        return
+    try:
+        tree = parse_structure(raw)
+    except TooComplex:
+        pytest.fail("the stdlib parses this message, the structure parser gave up")
+    ours = []
+    for part in tree.walk():
+        assert isinstance(part, Part)
+        body = None if part.is_multipart() else part.body
+        ours.append((part.items(), part.ctype, part.defect_names, body, part.get_default_type()))
+    assert ours == expected
 
 
 def _header(part: dict[str, Any], name: str) -> Any:

@@ -172,6 +172,33 @@ def test_a_transient_smtp_failure_is_retried_then_sent(
     assert len(smtp_sink.messages) == 1
 
 
+def test_a_send_that_keeps_failing_transiently_gives_up_after_the_last_attempt(
+    mail: SyncHarness, stack: Stack, smtp_sink: Any
+) -> None:
+    outbox = QueueConsumer(stack, "outbox", "OutboxQueue")
+    _status, accepted = send(mail)
+    smtp_sink.fail_next(50, reply="451 4.7.1 Try again later")
+    # When every delivery of the record meets a transient failure
+    for attempt in range(1, 6):
+        records = outbox.receive()
+        assert [r["Attributes"]["ApproximateReceiveCount"] for r in records] == [str(attempt)]
+        result = outbox.invoke(records)
+        view = email_view(mail, accepted["email_id"])
+        if attempt < 5:
+            # Then the first four are held back for a retry, the email still queued
+            assert len(result["batchItemFailures"]) == 1
+            assert view["status"] == "queued"
+            outbox.sqs.change_message_visibility(
+                QueueUrl=outbox.queue_url, ReceiptHandle=records[0]["ReceiptHandle"], VisibilityTimeout=0
+            )
+    # And the fifth gives up: the email is failed with the server's reply and the record is gone
+    assert result["batchItemFailures"] == []
+    assert view["status"] == "failed"
+    assert view["failure"]["smtp_code"] == 451
+    assert outbox.receive() == []
+    assert smtp_sink.messages == []
+
+
 def test_a_permanent_rejection_fails_at_once_with_the_servers_reply(
     mail: SyncHarness, stack: Stack, smtp_sink: Any
 ) -> None:

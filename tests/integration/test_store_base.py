@@ -36,16 +36,6 @@ def test_a_stale_version_loses(repo: DynamoRepository) -> None:
     assert repo.get("TENANT#a", "X")["v"] == 2  # type: ignore[index]
 
 
-def test_a_cursor_only_moves_forward(repo: DynamoRepository) -> None:
-    repo.advance("TENANT#a", "CURSOR", "uid", 10, uidvalidity=7)
-    repo.advance("TENANT#a", "CURSOR", "uid", 10)
-    repo.advance("TENANT#a", "CURSOR", "uid", 25)
-    with pytest.raises(Conflict) as raised:
-        repo.advance("TENANT#a", "CURSOR", "uid", 24)
-    assert raised.value.code == "cursor_backwards"
-    assert repo.get("TENANT#a", "CURSOR") == {"pk": "TENANT#a", "sk": "CURSOR", "uid": 25, "uidvalidity": 7}
-
-
 def test_pages_walk_everything_once_and_cursors_stay_with_their_tenant(repo: DynamoRepository) -> None:
     # Given 7 items for tenant a and 3 for tenant b
     for i in range(7):

@@ -354,7 +354,9 @@ class FakeStore:
         end = start + len(page)
         return page, (str(end) if end < len(self.locations) else None)
 
-    def cursor_after(self, tenant_id: str, source: Any, item: dict[str, Any]) -> str:
+    def cursor_after(
+        self, tenant_id: str, source: Any, item: dict[str, Any], *, since: Any = None, until: Any = None
+    ) -> str:
         return str(item["pos"] + 1)
 
     def batch_get_emails(

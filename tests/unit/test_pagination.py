@@ -1,35 +1,84 @@
+"""Cursors without the API: every character is covered by the tag, and a cursor belongs to one
+tenant, one listing and one signing key."""
+
 from __future__ import annotations
 
+import base64
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from mailbridge.errors import Invalid
 from mailbridge.store.pagination import decode_cursor, encode_cursor
 
-
-def test_cursor_round_trips_for_its_tenant() -> None:
-    key = {"pk": "TENANT#acme", "sk": "EMAIL#42", "n": Decimal(7)}
-    cursor = encode_cursor(key, "acme")
-    assert cursor is not None
-    assert "TENANT" not in cursor  # opaque, not readable at a glance
-    assert decode_cursor(cursor, "acme") == {"pk": "TENANT#acme", "sk": "EMAIL#42", "n": 7}
-
-
-def test_no_last_key_means_no_next_page() -> None:
-    assert encode_cursor(None, "acme") is None
-    assert encode_cursor({}, "acme") is None
-    assert decode_cursor(None, "acme") is None
+KEY = b"k" * 64
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+BASE = {"pk": "TENANT#acme", "sk": "CONTACT#ct_0193a5b2c4d1e2f3a4b5c6d7e8"}
+GSI = {
+    "pk": "TENANT#acme",
+    "sk": "EMAIL#em_0193a5b2c4d1e2f3a4b5c6d7e8",
+    "gsi1pk": "TENANT#acme#ACC#acc_7f3e2d1c0b9a8f7e6d5c",
+    "gsi1sk": "2026-01-01T09:00:00+00:00#em_0193a5b2c4d1e2f3a4b5c6d7e8",
+}
+NUMERIC = {"pk": "TENANT#acme", "n": Decimal("12345678901234567890.5"), "i": 7}
 
 
-def test_another_tenants_cursor_is_rejected() -> None:
-    cursor = encode_cursor({"pk": "TENANT#acme", "sk": "x"}, "acme")
+def decoded(cursor: str, tenant: str = "acme", listing: str = "contacts", key: bytes = KEY) -> Any:
+    return decode_cursor(cursor, tenant, listing=listing, key=key)
+
+
+def assert_invalid(cursor: str, **kwargs: Any) -> None:
     with pytest.raises(Invalid) as raised:
-        decode_cursor(cursor, "globex")
+        decoded(cursor, **kwargs)
     assert raised.value.code == "invalid_cursor"
 
 
-@pytest.mark.parametrize("garbage", ["!!!", "e30", "bm90IGpzb24", "W10"])
+@pytest.mark.parametrize("last_key", [BASE, GSI, NUMERIC], ids=["base", "gsi", "numbers"])
+def test_a_cursor_round_trips_for_its_tenant_and_listing(last_key: dict[str, Any]) -> None:
+    cursor = encode_cursor(last_key, "acme", listing="contacts", key=KEY)
+    assert cursor is not None
+    assert decoded(cursor) == last_key
+
+
+def test_no_last_key_means_no_next_page_and_no_key_is_needed() -> None:
+    # (no key passed: reading the secret would need the network, which unit tests do not have)
+    assert encode_cursor(None, "acme") is None
+    assert encode_cursor({}, "acme") is None
+    assert decode_cursor(None, "acme") is None
+    assert decode_cursor("", "acme") is None
+
+
+# Three lengths, so the last base64 character carries 0, 2 and 4 unused bits in one of them.
+SHAPES = [BASE, GSI, NUMERIC, *({**BASE, "sk": BASE["sk"] + "x" * n} for n in (1, 2))]
+
+
+@pytest.mark.parametrize("last_key", SHAPES, ids=["base", "gsi", "numbers", "base+1", "base+2"])
+def test_every_changed_character_is_refused(last_key: dict[str, Any]) -> None:
+    cursor = encode_cursor(last_key, "acme", listing="contacts", key=KEY)
+    assert cursor is not None
+    for i, char in enumerate(cursor):
+        for replacement in set(ALPHABET) - {char}:
+            assert_invalid(cursor[:i] + replacement + cursor[i + 1 :])
+
+
+def test_a_cursor_is_bound_to_tenant_listing_and_key() -> None:
+    cursor = encode_cursor(BASE, "acme", listing="contacts", key=KEY)
+    assert cursor is not None
+    assert_invalid(cursor, tenant="globex")
+    assert_invalid(cursor, listing="companies")
+    assert_invalid(cursor, key=b"rotated")
+
+
+def test_a_forged_key_is_refused() -> None:
+    cursor = encode_cursor(BASE, "acme", listing="contacts", key=KEY)
+    assert cursor is not None
+    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    forged = raw.replace(b"CONTACT#ct_0", b"CONTACT#ct_1")
+    assert forged != raw
+    assert_invalid(base64.urlsafe_b64encode(forged).decode().rstrip("="))
+
+
+@pytest.mark.parametrize("garbage", ["!!!", "e30", "bm90IGpzb24", "W10", "AQ", "A" * 60, "é", "a b", "a=="])
 def test_malformed_cursors_are_invalid(garbage: str) -> None:
-    with pytest.raises(Invalid):
-        decode_cursor(garbage, "acme")
+    assert_invalid(garbage)

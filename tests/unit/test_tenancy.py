@@ -27,9 +27,17 @@ def test_cognito_custom_attribute_claims_are_accepted() -> None:
         ({"sub": "u", "tenant_id": "acme"}, "no_role"),
         ({"tenant_id": "acme", "role": "admin"}, "no_subject"),
         (None, "no_tenant"),
+        # Present but empty, or not a string: as unusable as a missing claim.
+        ({"sub": "u", "tenant_id": "", "role": "admin"}, "no_tenant"),
+        ({"sub": "u", "tenant_id": ["acme"], "role": "admin"}, "no_tenant"),
+        ({"sub": "u", "tenant_id": 42, "role": "admin"}, "no_tenant"),
+        ({"sub": "u", "tenant_id": "acme", "role": ""}, "no_role"),
+        ({"sub": "u", "tenant_id": "acme", "role": ["admin"]}, "no_role"),
+        ({"sub": "", "tenant_id": "acme", "role": "admin"}, "no_subject"),
+        ({"sub": 7, "tenant_id": "acme", "role": "admin"}, "no_subject"),
     ],
 )
-def test_unusable_claims_are_forbidden(claims: dict[str, str] | None, code: str) -> None:
+def test_unusable_claims_are_forbidden(claims: dict[str, object] | None, code: str) -> None:
     with pytest.raises(Forbidden) as raised:
         tenant_from_claims(claims)
     assert raised.value.code == code

@@ -70,7 +70,12 @@ def scheduler() -> EventBridgeSchedulerClient:
     return _session().client("scheduler", config=_config())  # type: ignore[no-any-return]
 
 
+@lru_cache(maxsize=1)
+def secretsmanager() -> Any:  # no type stubs for Secrets Manager in the dev dependencies
+    return _session().client("secretsmanager", config=_config())
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests switch endpoints between moto instances)."""
-    for cached in (_session, dynamodb, events, kms, s3, sqs, scheduler):
+    for cached in (_session, dynamodb, events, kms, s3, sqs, scheduler, secretsmanager):
         cached.cache_clear()

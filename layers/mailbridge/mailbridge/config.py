@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     outbox_queue_arn: str = Field(validation_alias="OUTBOX_QUEUE_ARN", min_length=1)
     scheduler_role_arn: str = Field(validation_alias="SCHEDULER_ROLE_ARN", min_length=1)
     allow_private_mail_hosts: bool = Field(default=False, validation_alias="ALLOW_PRIVATE_MAIL_HOSTS")
+    cursor_secret_arn: str = Field(
+        validation_alias="CURSOR_SECRET_ARN",
+        min_length=1,
+        description="Secrets Manager secret whose value signs pagination cursors (store/pagination.py)",
+    )
     tables: TableNames = Field(default_factory=TableNames)
 
 

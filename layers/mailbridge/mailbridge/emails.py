@@ -381,7 +381,13 @@ class _Walk:
         return fill(
             read,
             resolve,
-            lambda item: self.store.cursor_after(self.ctx.tenant_id, self.source, item),
+            lambda item: self.store.cursor_after(
+                self.ctx.tenant_id,
+                self.source,
+                item,
+                since=self.query.since.isoformat() if self.query.since else None,
+                until=self.query.until.isoformat() if self.query.until else None,
+            ),
             limit=limit,
             cursor=cursor,
             budget=self.budget,

@@ -17,7 +17,10 @@ from pydantic import ConfigDict
 from mailbridge.errors import Forbidden
 from mailbridge.models.base import Model
 
-_TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+# Checked with fullmatch: `$` would also match before a trailing newline ("acme\n").
+_TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# Any printable text (Cognito's `sub` is a UUID; other issuers use other forms), no controls.
+_SUBJECT = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,256}")
 
 
 class Role(StrEnum):
@@ -60,10 +63,10 @@ def tenant_from_claims(claims: Mapping[str, Any] | None) -> TenantContext:
     tenant_id = _claim(claims, "tenant_id")
     role = _claim(claims, "role")
     subject = _claim(claims, "sub")
-    if tenant_id is None or not _TENANT_ID.match(tenant_id):
+    if tenant_id is None or not _TENANT_ID.fullmatch(tenant_id):
         raise Forbidden("the token carries no valid tenant_id claim", code="no_tenant")
     if role is None or role not in Role.__members__.values():
         raise Forbidden("the token carries no valid role claim", code="no_role")
-    if subject is None:
-        raise Forbidden("the token carries no subject", code="no_subject")
+    if subject is None or not _SUBJECT.fullmatch(subject):
+        raise Forbidden("the token carries no valid subject", code="no_subject")
     return TenantContext(tenant_id=tenant_id, role=Role(role), subject=subject)

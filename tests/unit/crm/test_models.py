@@ -129,7 +129,6 @@ def test_deal_amounts_and_currencies() -> None:
 
 def test_pipeline_rules() -> None:
     assert default_pipeline().stages == ["lead", "qualified", "proposal", "negotiation", "won", "lost"]
-    assert default_pipeline().open_stages == ["lead", "qualified", "proposal", "negotiation"]
     assert PipelineUpdate.model_validate({"stages": [" Intro", "won", "lost"]}).stages == [
         "intro",
         "won",

@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from mailbridge import accounts
 from mailbridge.api import deps
 from mailbridge.api.context import current_tenant, require_role
-from mailbridge.api.schemas import AUTHED_ERRORS, BEARER, error_responses
+from mailbridge.api.schemas import BEARER, errors
 from mailbridge.errors import NotFound
 from mailbridge.models.account import AccountCreate, AccountOut, AccountPatch, AccountStatus
 from mailbridge.models.base import Model
@@ -64,7 +64,16 @@ _LOGIN_ERRORS = (
     security=BEARER,
     status_code=201,
     middlewares=[require_role(Role.MEMBER)],
-    responses=error_responses(400, *AUTHED_ERRORS, 409, 503),
+    responses=errors(
+        {
+            400: ["host_not_allowed", "insecure_not_allowed"],
+            409: ["account_exists"],
+            422: ["auth_failed", "unreachable", "tls_failed", "timeout", "connection_lost"],
+            429: ["provider_rate_limited"],
+            502: ["unavailable", "protocol_error"],
+            503: ["queue_send_failed"],
+        }
+    ),
 )
 def create_account(body: Annotated[AccountCreate, Body()]) -> AccountOut:
     return accounts.connect_account(
@@ -77,7 +86,7 @@ def create_account(body: Annotated[AccountCreate, Body()]) -> AccountOut:
     summary="Connected mailboxes of the tenant",
     tags=["accounts"],
     security=BEARER,
-    responses=error_responses(400, *AUTHED_ERRORS),
+    responses=errors({}),
 )
 def list_accounts(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
@@ -91,7 +100,7 @@ def list_accounts(
     summary="One connected mailbox",
     tags=["accounts"],
     security=BEARER,
-    responses=error_responses(*AUTHED_ERRORS, 404),
+    responses=errors({404: ["account_not_found"]}),
 )
 def get_account(account_id: str) -> AccountOut:
     return accounts.get_account(current_tenant(router), _valid(account_id), deps.account_deps())
@@ -112,7 +121,17 @@ def get_account(account_id: str) -> AccountOut:
     tags=["accounts"],
     security=BEARER,
     middlewares=[require_role(Role.MEMBER)],
-    responses=error_responses(400, *AUTHED_ERRORS, 404, 409, 503),
+    responses=errors(
+        {
+            400: ["host_not_allowed", "insecure_not_allowed", "smtp_incomplete"],
+            404: ["account_not_found"],
+            409: ["version_conflict", "account_exists"],
+            422: ["auth_failed", "unreachable", "tls_failed", "timeout", "connection_lost"],
+            429: ["provider_rate_limited"],
+            502: ["unavailable", "protocol_error"],
+            503: ["queue_send_failed"],
+        }
+    ),
 )
 def update_account(account_id: str, body: Annotated[AccountPatch, Body()]) -> AccountOut:
     return accounts.update_account(
@@ -130,7 +149,7 @@ def update_account(account_id: str, body: Annotated[AccountPatch, Body()]) -> Ac
     tags=["accounts"],
     security=BEARER,
     middlewares=[require_role(Role.MEMBER)],
-    responses=error_responses(*AUTHED_ERRORS, 404, 503),
+    responses=errors({404: ["account_not_found"], 503: ["queue_send_failed"]}),
 )
 def delete_account(account_id: str, purge: Annotated[bool, Query()] = False) -> AccountDeleted:
     accounts.delete_account(current_tenant(router), _valid(account_id), deps.account_deps(), purge=purge)
@@ -145,7 +164,7 @@ def delete_account(account_id: str, purge: Annotated[bool, Query()] = False) -> 
     security=BEARER,
     status_code=202,
     middlewares=[require_role(Role.MEMBER)],
-    responses=error_responses(*AUTHED_ERRORS, 404, 503),
+    responses=errors({404: ["account_not_found"], 503: ["queue_send_failed"]}),
 )
 def sync_account(account_id: str) -> AccountStatus:
     return accounts.request_sync(current_tenant(router), _valid(account_id), deps.account_deps())
@@ -161,7 +180,7 @@ def sync_account(account_id: str) -> AccountStatus:
     ),
     tags=["accounts"],
     security=BEARER,
-    responses=error_responses(*AUTHED_ERRORS, 404),
+    responses=errors({404: ["account_not_found"]}),
 )
 def account_status(account_id: str) -> AccountStatus:
     return accounts.account_status(current_tenant(router), _valid(account_id), deps.account_deps())

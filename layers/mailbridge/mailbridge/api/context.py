@@ -1,8 +1,16 @@
-"""Request-scoped helpers for routes: the caller's tenant context and a role check middleware."""
+"""Request-scoped helpers for routes: the caller's tenant context and route guards.
+
+A guard is a check declared in a route's `middlewares=` that must pass before anything else
+about the request is looked at: the tenant's feature switch (404 `feature_disabled`) and the
+caller's role (403 `role_required`). The resolver (`mailbridge.api.app`) runs every guard of the
+matched route, in declaration order, before Powertools validates the path, query and body, so a
+caller without the right gets the same answer whatever it sends. Declared as middlewares, the
+guards also run in place on a resolver that did not check them first.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -11,6 +19,11 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 from mailbridge.tenancy import Role, TenantContext, tenant_from_claims
 
+_GUARDS_CHECKED = "_mailbridge_guards_checked"
+
+Guards = list[Callable[..., Any]]
+"""A route's `middlewares=` list (Powertools' parameter type), e.g. `[CRM, require_role(...)]`."""
+
 
 def current_tenant(router: BaseRouter) -> TenantContext:
     """The verified caller; raises Forbidden when the token has no usable tenant or role."""
@@ -18,12 +31,52 @@ def current_tenant(router: BaseRouter) -> TenantContext:
     return tenant_from_claims(event.request_context.authorizer.jwt_claim)
 
 
-def require_role(minimum: Role) -> Callable[[Any, NextMiddleware], Response[Any]]:
-    """Route middleware: `@router.put(..., middlewares=[require_role(Role.ADMIN)])`."""
+class RouteGuard:
+    """A route middleware whose check the resolver runs before request validation.
 
-    def middleware(app: Any, next_middleware: NextMiddleware) -> Response[Any]:
-        current_tenant(app).require(minimum)
+    `answers`: status -> the error codes the check can answer with (for the OpenAPI document)."""
+
+    def __init__(
+        self, name: str, check: Callable[[Any], None], answers: Mapping[int, Sequence[str]] | None = None
+    ) -> None:
+        self.__name__ = name
+        self._check = check
+        self.answers: Mapping[int, Sequence[str]] = answers or {}
+
+    def check(self, app: Any) -> None:
+        """Raise the typed error that answers the request when the check fails."""
+        self._check(app)
+
+    def __call__(self, app: Any, next_middleware: NextMiddleware) -> Response[Any]:
+        if not app.context.get(_GUARDS_CHECKED):
+            self.check(app)
         return next_middleware(app)
 
-    middleware.__name__ = f"require_{minimum.value}"
-    return middleware
+    def __repr__(self) -> str:
+        return f"<guard {self.__name__}>"
+
+
+class RoleGuard(RouteGuard):
+    """403 `role_required` unless the caller's role is at least `minimum`."""
+
+    def __init__(self, minimum: Role) -> None:
+        super().__init__(
+            f"require_{minimum.value}",
+            lambda app: current_tenant(app).require(minimum),
+            {403: ["role_required"]},
+        )
+        self.minimum = minimum
+
+
+def require_role(minimum: Role) -> RoleGuard:
+    """Route guard: `@router.put(..., middlewares=[require_role(Role.ADMIN)])`."""
+    return RoleGuard(minimum)
+
+
+def check_guards(app: Any) -> None:
+    """Run the matched route's guards in declaration order (the resolver calls this first)."""
+    route = app.context.get("_route")
+    for middleware in getattr(route, "middlewares", None) or ():
+        if isinstance(middleware, RouteGuard):
+            middleware.check(app)
+    app.append_context(**{_GUARDS_CHECKED: True})

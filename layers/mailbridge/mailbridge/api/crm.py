@@ -7,18 +7,15 @@ the pipeline.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
 from mailbridge.api import deps
-from mailbridge.api.context import current_tenant, require_role
-from mailbridge.api.schemas import AUTHED_ERRORS, BEARER, error_responses
+from mailbridge.api.context import Guards, RouteGuard, current_tenant, require_role
+from mailbridge.api.schemas import BEARER, errors
 from mailbridge.crm import pipeline as pipelines
 from mailbridge.crm import service
 from mailbridge.crm.models import (
@@ -47,37 +44,29 @@ from mailbridge.tenancy import Role
 
 router = Router()
 
-Middleware = Callable[[Any, NextMiddleware], Response[Any]]
 
+def feature_gate(*names: str) -> RouteGuard:
+    """Route guard, first in the list: a switched-off capability is 404 before any role check."""
 
-def feature_gate(*names: str) -> Middleware:
-    """Route middleware, first in the list: a switched-off capability is 404 before any role check."""
-
-    def middleware(app: Any, next_middleware: NextMiddleware) -> Response[Any]:
+    def check(app: Any) -> None:
         ctx = current_tenant(app)
         for name in names:
             require_feature(ctx, deps.feature_store(), name)
-        return next_middleware(app)
 
-    middleware.__name__ = "require_" + "_".join(names)
-    return middleware
+    return RouteGuard("require_" + "_".join(names), check, {404: ["feature_disabled"]})
 
 
 CRM = feature_gate("crm")
 CAMPAIGNS = feature_gate("crm", "campaigns")
-READ = [CRM]
-WRITE = [CRM, require_role(Role.MEMBER)]
-CAMPAIGN_READ = [CAMPAIGNS]
-CAMPAIGN_WRITE = [CAMPAIGNS, require_role(Role.MEMBER)]
+READ: Guards = [CRM]
+WRITE: Guards = [CRM, require_role(Role.MEMBER)]
+CAMPAIGN_READ: Guards = [CAMPAIGNS]
+CAMPAIGN_WRITE: Guards = [CAMPAIGNS, require_role(Role.MEMBER)]
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")]
 Cursor = Annotated[str | None, Query(max_length=4096, description="`next_cursor` of the previous page")]
 CompanyFilter = Annotated[str | None, Query(pattern=COMPANY_ID.pattern, description="Only this company's")]
 
-READ_ERRORS = error_responses(*AUTHED_ERRORS, 404)
-LIST_ERRORS = error_responses(400, *AUTHED_ERRORS, 404)
-WRITE_ERRORS = error_responses(400, *AUTHED_ERRORS, 404, 409, 503)
-DELETE_ERRORS = error_responses(*AUTHED_ERRORS, 404, 409)
 VERSIONED = (
     "Send only the fields to change; `null` clears an optional field. With `version` the change "
     "applies only to that version (409 `version_conflict` otherwise); without it the last write wins."
@@ -97,7 +86,7 @@ VERSIONED = (
     security=BEARER,
     status_code=201,
     middlewares=WRITE,
-    responses=WRITE_ERRORS,
+    responses=errors({400: ["unknown_company"], 409: ["email_in_use"], 503: ["event_publish_failed"]}),
 )
 def create_contact(body: Annotated[ContactCreate, Body()]) -> Contact:
     return service.create_contact(current_tenant(router), body, deps.crm_store(), deps.publisher())
@@ -109,7 +98,7 @@ def create_contact(body: Annotated[ContactCreate, Body()]) -> Contact:
     tags=["crm"],
     security=BEARER,
     middlewares=READ,
-    responses=LIST_ERRORS,
+    responses=errors({}),
 )
 def list_contacts(
     q: Annotated[
@@ -139,7 +128,7 @@ def list_contacts(
     tags=["crm"],
     security=BEARER,
     middlewares=READ,
-    responses=READ_ERRORS,
+    responses=errors({404: ["contact_not_found"]}),
 )
 def contact_by_email(address: str) -> ContactView:
     from mailbridge.crm.links import contact_by_email as view  # the email stack only on this route
@@ -153,7 +142,7 @@ def contact_by_email(address: str) -> ContactView:
     tags=["crm"],
     security=BEARER,
     middlewares=READ,
-    responses=READ_ERRORS,
+    responses=errors({404: ["contact_not_found"]}),
 )
 def get_contact(contact_id: str) -> Contact:
     return service.get_contact(current_tenant(router), contact_id, deps.crm_store())
@@ -166,7 +155,14 @@ def get_contact(contact_id: str) -> Contact:
     tags=["crm"],
     security=BEARER,
     middlewares=WRITE,
-    responses=WRITE_ERRORS,
+    responses=errors(
+        {
+            400: ["empty_patch", "invalid_record", "unknown_company"],
+            404: ["contact_not_found"],
+            409: ["version_conflict", "email_in_use"],
+            503: ["event_publish_failed"],
+        }
+    ),
 )
 def update_contact(contact_id: str, patch: Annotated[ContactPatch, Body()]) -> Contact:
     return service.update_contact(
@@ -180,7 +176,7 @@ def update_contact(contact_id: str, patch: Annotated[ContactPatch, Body()]) -> C
     tags=["crm"],
     security=BEARER,
     middlewares=WRITE,
-    responses=DELETE_ERRORS,
+    responses=errors({404: ["contact_not_found"], 409: ["version_conflict"], 503: ["event_publish_failed"]}),
 )
 def delete_contact(contact_id: str) -> Deleted:
     service.delete_contact(current_tenant(router), contact_id, deps.crm_store(), deps.publisher())
@@ -199,7 +195,7 @@ def delete_contact(contact_id: str) -> Deleted:
     security=BEARER,
     status_code=201,
     middlewares=WRITE,
-    responses=WRITE_ERRORS,
+    responses=errors({409: ["domain_in_use"], 503: ["event_publish_failed"]}),
 )
 def create_company(body: Annotated[CompanyCreate, Body()]) -> Company:
     return service.create_company(current_tenant(router), body, deps.crm_store(), deps.publisher())
@@ -211,7 +207,7 @@ def create_company(body: Annotated[CompanyCreate, Body()]) -> Company:
     tags=["crm"],
     security=BEARER,
     middlewares=READ,
-    responses=LIST_ERRORS,
+    responses=errors({}),
 )
 def list_companies(
     q: Annotated[str | None, Query(max_length=200, description="Name contains this (any case)")] = None,
@@ -227,7 +223,7 @@ def list_companies(
     tags=["crm"],
     security=BEARER,
     middlewares=READ,
-    responses=READ_ERRORS,
+    responses=errors({404: ["company_not_found"]}),
 )
 def get_company(company_id: str) -> Company:
     return service.get_company(current_tenant(router), company_id, deps.crm_store())
@@ -240,7 +236,13 @@ def get_company(company_id: str) -> Company:
     tags=["crm"],
     security=BEARER,
     middlewares=WRITE,
-    responses=WRITE_ERRORS,
+    responses=errors(
+        {
+            400: ["empty_patch", "invalid_record"],
+            404: ["company_not_found"],
+            409: ["version_conflict", "domain_in_use"],
+        }
+    ),
 )
 def update_company(company_id: str, patch: Annotated[CompanyPatch, Body()]) -> Company:
     return service.update_company(current_tenant(router), company_id, patch, deps.crm_store())
@@ -252,7 +254,7 @@ def update_company(company_id: str, patch: Annotated[CompanyPatch, Body()]) -> C
     tags=["crm"],
     security=BEARER,
     middlewares=WRITE,
-    responses=DELETE_ERRORS,
+    responses=errors({404: ["company_not_found"], 409: ["version_conflict"]}),
 )
 def delete_company(company_id: str) -> Deleted:
     service.delete_company(current_tenant(router), company_id, deps.crm_store())
@@ -271,7 +273,13 @@ def delete_company(company_id: str) -> Deleted:
     security=BEARER,
     status_code=201,
     middlewares=WRITE,
-    responses=WRITE_ERRORS,
+    responses=errors(
+        {
+            400: ["unknown_stage", "unknown_company", "unknown_contact"],
+            409: ["conflict"],
+            503: ["event_publish_failed"],
+        }
+    ),
 )
 def create_deal(body: Annotated[DealCreate, Body()]) -> Deal:
     return service.create_deal(current_tenant(router), body, deps.crm_store(), deps.publisher())
@@ -283,7 +291,7 @@ def create_deal(body: Annotated[DealCreate, Body()]) -> Deal:
     tags=["crm"],
     security=BEARER,
     middlewares=READ,
-    responses=LIST_ERRORS,
+    responses=errors({}),
 )
 def list_deals(
     stage: Annotated[str | None, Query(max_length=40, description="Only deals in this stage")] = None,
@@ -315,7 +323,7 @@ def list_deals(
     tags=["crm"],
     security=BEARER,
     middlewares=READ,
-    responses=READ_ERRORS,
+    responses=errors({404: ["deal_not_found"]}),
 )
 def get_deal(deal_id: str) -> Deal:
     return service.get_deal(current_tenant(router), deal_id, deps.crm_store())
@@ -328,7 +336,14 @@ def get_deal(deal_id: str) -> Deal:
     tags=["crm"],
     security=BEARER,
     middlewares=WRITE,
-    responses=WRITE_ERRORS,
+    responses=errors(
+        {
+            400: ["empty_patch", "invalid_record", "unknown_stage", "unknown_company", "unknown_contact"],
+            404: ["deal_not_found"],
+            409: ["version_conflict", "conflict"],
+            503: ["event_publish_failed"],
+        }
+    ),
 )
 def update_deal(deal_id: str, patch: Annotated[DealPatch, Body()]) -> Deal:
     return service.update_deal(current_tenant(router), deal_id, patch, deps.crm_store(), deps.publisher())
@@ -340,7 +355,7 @@ def update_deal(deal_id: str, patch: Annotated[DealPatch, Body()]) -> Deal:
     tags=["crm"],
     security=BEARER,
     middlewares=WRITE,
-    responses=DELETE_ERRORS,
+    responses=errors({404: ["deal_not_found"], 409: ["version_conflict", "conflict"]}),
 )
 def delete_deal(deal_id: str) -> Deleted:
     service.delete_deal(current_tenant(router), deal_id, deps.crm_store())
@@ -356,7 +371,7 @@ def delete_deal(deal_id: str) -> Deleted:
     tags=["crm"],
     security=BEARER,
     middlewares=READ,
-    responses=READ_ERRORS,
+    responses=errors({}),
 )
 def get_pipeline() -> Pipeline:
     return pipelines.get_pipeline(current_tenant(router), deps.crm_store())
@@ -368,7 +383,7 @@ def get_pipeline() -> Pipeline:
     tags=["crm"],
     security=BEARER,
     middlewares=[CRM, require_role(Role.ADMIN)],
-    responses=WRITE_ERRORS,
+    responses=errors({409: ["version_conflict"]}),
 )
 def put_pipeline(update: Annotated[PipelineUpdate, Body()]) -> Pipeline:
     return pipelines.update_pipeline(current_tenant(router), update, deps.crm_store())
@@ -384,7 +399,7 @@ def put_pipeline(update: Annotated[PipelineUpdate, Body()]) -> Pipeline:
     security=BEARER,
     status_code=201,
     middlewares=CAMPAIGN_WRITE,
-    responses=WRITE_ERRORS,
+    responses=errors({}),
 )
 def create_campaign(body: Annotated[CampaignCreate, Body()]) -> Campaign:
     return service.create_campaign(current_tenant(router), body, deps.crm_store())
@@ -396,7 +411,7 @@ def create_campaign(body: Annotated[CampaignCreate, Body()]) -> Campaign:
     tags=["crm"],
     security=BEARER,
     middlewares=CAMPAIGN_READ,
-    responses=LIST_ERRORS,
+    responses=errors({}),
 )
 def list_campaigns(limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None) -> Page[Campaign]:
     return service.list_campaigns(current_tenant(router), deps.crm_store(), cursor=cursor, limit=limit)
@@ -408,7 +423,7 @@ def list_campaigns(limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None) -> P
     tags=["crm"],
     security=BEARER,
     middlewares=CAMPAIGN_READ,
-    responses=READ_ERRORS,
+    responses=errors({404: ["campaign_not_found"]}),
 )
 def get_campaign(campaign_id: str) -> Campaign:
     return service.get_campaign(current_tenant(router), campaign_id, deps.crm_store())
@@ -421,7 +436,9 @@ def get_campaign(campaign_id: str) -> Campaign:
     tags=["crm"],
     security=BEARER,
     middlewares=CAMPAIGN_WRITE,
-    responses=WRITE_ERRORS,
+    responses=errors(
+        {400: ["empty_patch", "invalid_record"], 404: ["campaign_not_found"], 409: ["version_conflict"]}
+    ),
 )
 def update_campaign(campaign_id: str, patch: Annotated[CampaignPatch, Body()]) -> Campaign:
     return service.update_campaign(current_tenant(router), campaign_id, patch, deps.crm_store())
@@ -433,7 +450,7 @@ def update_campaign(campaign_id: str, patch: Annotated[CampaignPatch, Body()]) -
     tags=["crm"],
     security=BEARER,
     middlewares=CAMPAIGN_WRITE,
-    responses=DELETE_ERRORS,
+    responses=errors({404: ["campaign_not_found"], 409: ["version_conflict"]}),
 )
 def delete_campaign(campaign_id: str) -> Deleted:
     service.delete_campaign(current_tenant(router), campaign_id, deps.crm_store())

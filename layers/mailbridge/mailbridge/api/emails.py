@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from mailbridge import emails
 from mailbridge.api import deps
 from mailbridge.api.context import current_tenant, require_role
-from mailbridge.api.schemas import AUTHED_ERRORS, BEARER, error_responses
+from mailbridge.api.schemas import BEARER, errors
 from mailbridge.emails import EmailPatch, EmailQuery
 from mailbridge.models.mail import Email, EmailSummary, PresignedUrl, SendStatus
 from mailbridge.store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
@@ -33,7 +33,7 @@ THREAD_ID_PATTERN = emails.THREAD_ID.pattern
     ),
     tags=["emails"],
     security=BEARER,
-    responses=error_responses(400, *AUTHED_ERRORS),
+    responses=errors({400: ["folder_needs_account", "invalid_date_range", "too_many_search_words"]}),
 )
 def list_emails(
     account_id: Annotated[
@@ -101,7 +101,7 @@ def list_emails(
     summary="One email with bodies, attachments' metadata and mailbox locations",
     tags=["emails"],
     security=BEARER,
-    responses=error_responses(*AUTHED_ERRORS, 404),
+    responses=errors({404: ["not_found"]}),
 )
 def get_email(email_id: str) -> Email:
     return emails.get_email(current_tenant(router), email_id, deps.email_store(), deps.blob_store())
@@ -113,7 +113,7 @@ def get_email(email_id: str) -> Email:
     tags=["emails"],
     security=BEARER,
     middlewares=[require_role(Role.MEMBER)],
-    responses=error_responses(400, *AUTHED_ERRORS, 404, 503),
+    responses=errors({400: ["empty_patch"], 404: ["not_found"], 503: ["queue_send_failed"]}),
 )
 def patch_email(email_id: str, patch: Annotated[EmailPatch, Body()]) -> Email:
     return emails.update_email(
@@ -126,7 +126,7 @@ def patch_email(email_id: str, patch: Annotated[EmailPatch, Body()]) -> Email:
     summary="A short-lived download URL for the original message (message/rfc822)",
     tags=["emails"],
     security=BEARER,
-    responses=error_responses(*AUTHED_ERRORS, 404),
+    responses=errors({404: ["not_found", "raw_not_found"]}),
 )
 def get_email_raw(email_id: str) -> PresignedUrl:
     return emails.raw_url(current_tenant(router), email_id, deps.email_store(), deps.blob_store())
@@ -137,7 +137,7 @@ def get_email_raw(email_id: str) -> PresignedUrl:
     summary="A short-lived download URL for one attachment",
     tags=["emails"],
     security=BEARER,
-    responses=error_responses(*AUTHED_ERRORS, 404),
+    responses=errors({404: ["not_found", "attachment_not_found"]}),
 )
 def get_attachment(email_id: str, attachment_id: str) -> PresignedUrl:
     return emails.attachment_url(

@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from mailbridge import features
 from mailbridge.api import deps
 from mailbridge.api.context import current_tenant, require_role
-from mailbridge.api.schemas import AUTHED_ERRORS, BEARER, error_responses
+from mailbridge.api.schemas import BEARER, errors
 from mailbridge.models.features import FeatureFlagsUpdate, FeatureSettings
 from mailbridge.tenancy import Role
 
@@ -22,7 +22,7 @@ router = Router()
     summary="The tenant's feature flags (defaults until an admin changes them)",
     tags=["settings"],
     security=BEARER,
-    responses=error_responses(*AUTHED_ERRORS),
+    responses=errors({}),
 )
 def get_features() -> FeatureSettings:
     return features.get_features(current_tenant(router), deps.feature_store())
@@ -38,7 +38,7 @@ def get_features() -> FeatureSettings:
     tags=["settings"],
     security=BEARER,
     middlewares=[require_role(Role.ADMIN)],
-    responses=error_responses(400, *AUTHED_ERRORS, 409, 503),
+    responses=errors({409: ["version_conflict"], 503: ["event_publish_failed"]}),
 )
 def put_features(update: Annotated[FeatureFlagsUpdate, Body()]) -> FeatureSettings:
     return features.update_features(current_tenant(router), update, deps.feature_store(), deps.publisher())

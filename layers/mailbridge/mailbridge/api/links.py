@@ -13,8 +13,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
 from mailbridge.api import deps
 from mailbridge.api.context import current_tenant, require_role
-from mailbridge.api.crm import CRM, READ, READ_ERRORS, WRITE, WRITE_ERRORS
-from mailbridge.api.schemas import AUTHED_ERRORS, BEARER, error_responses
+from mailbridge.api.crm import CRM, READ, WRITE
+from mailbridge.api.schemas import BEARER, errors
 from mailbridge.crm import links, settings
 from mailbridge.crm.links import Link, LinkCreate
 from mailbridge.crm.models import Deleted
@@ -27,7 +27,6 @@ router = Router()
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")]
 Cursor = Annotated[str | None, Query(max_length=4096, description="`next_cursor` of the previous page")]
-PAGE_ERRORS = error_responses(400, *AUTHED_ERRORS, 404)
 
 
 @router.post(
@@ -40,7 +39,17 @@ PAGE_ERRORS = error_responses(400, *AUTHED_ERRORS, 404)
     security=BEARER,
     status_code=201,
     middlewares=WRITE,
-    responses=WRITE_ERRORS,
+    responses=errors(
+        {
+            404: [
+                "email_not_found",
+                "contact_not_found",
+                "company_not_found",
+                "deal_not_found",
+                "campaign_not_found",
+            ]
+        }
+    ),
 )
 def create_link(email_id: str, body: Annotated[LinkCreate, Body()]) -> Link:
     return links.create_link(current_tenant(router), email_id, body, deps.link_deps())
@@ -52,7 +61,7 @@ def create_link(email_id: str, body: Annotated[LinkCreate, Body()]) -> Link:
     tags=["links"],
     security=BEARER,
     middlewares=READ,
-    responses=READ_ERRORS,
+    responses=errors({404: ["email_not_found"]}),
 )
 def list_links(email_id: str) -> list[Link]:
     return links.list_links(current_tenant(router), email_id, deps.link_deps())
@@ -64,7 +73,7 @@ def list_links(email_id: str) -> list[Link]:
     tags=["links"],
     security=BEARER,
     middlewares=WRITE,
-    responses=error_responses(*AUTHED_ERRORS, 404),
+    responses=errors({404: ["email_not_found", "link_not_found"]}),
 )
 def delete_link(email_id: str, link_id: str) -> Deleted:
     links.delete_link(current_tenant(router), email_id, link_id, deps.link_deps())
@@ -77,7 +86,7 @@ def delete_link(email_id: str, link_id: str) -> Deleted:
     tags=["links"],
     security=BEARER,
     middlewares=READ,
-    responses=PAGE_ERRORS,
+    responses=errors({404: ["contact_not_found"]}),
 )
 def contact_timeline(
     contact_id: str, limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None
@@ -93,7 +102,7 @@ def contact_timeline(
     tags=["links"],
     security=BEARER,
     middlewares=READ,
-    responses=PAGE_ERRORS,
+    responses=errors({404: ["deal_not_found"]}),
 )
 def deal_timeline(
     deal_id: str, limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None
@@ -110,7 +119,7 @@ def deal_timeline(
     tags=["links"],
     security=BEARER,
     middlewares=READ,
-    responses=PAGE_ERRORS,
+    responses=errors({404: ["contact_not_found"]}),
 )
 def contact_timeline_alias(
     contact_id: str, limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None
@@ -124,7 +133,7 @@ def contact_timeline_alias(
     tags=["links"],
     security=BEARER,
     middlewares=READ,
-    responses=PAGE_ERRORS,
+    responses=errors({404: ["deal_not_found"]}),
 )
 def deal_timeline_alias(
     deal_id: str, limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None
@@ -138,7 +147,7 @@ def deal_timeline_alias(
     tags=["links"],
     security=BEARER,
     middlewares=READ,
-    responses=READ_ERRORS,
+    responses=errors({}),
 )
 def get_crm_settings() -> CrmSettings:
     return settings.get_crm_settings(current_tenant(router), deps.policy_store(), deps.account_store())
@@ -150,7 +159,7 @@ def get_crm_settings() -> CrmSettings:
     tags=["links"],
     security=BEARER,
     middlewares=[CRM, require_role(Role.ADMIN)],
-    responses=WRITE_ERRORS,
+    responses=errors({409: ["version_conflict"]}),
 )
 def put_crm_settings(update: Annotated[CrmPolicyUpdate, Body()]) -> CrmSettings:
     return settings.update_crm_settings(

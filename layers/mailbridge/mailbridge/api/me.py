@@ -5,7 +5,7 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from mailbridge.api.context import current_tenant
-from mailbridge.api.schemas import AUTHED_ERRORS, BEARER, error_responses
+from mailbridge.api.schemas import BEARER, errors
 from mailbridge.tenancy import TenantContext
 
 router = Router()
@@ -16,7 +16,7 @@ router = Router()
     summary="The caller's tenant, role and subject",
     tags=["meta"],
     security=BEARER,
-    responses=error_responses(*AUTHED_ERRORS),
+    responses=errors({}),
 )
 def me() -> TenantContext:
     return current_tenant(router)

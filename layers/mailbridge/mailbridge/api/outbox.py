@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 
 from mailbridge.api import deps
 from mailbridge.api.context import current_tenant, require_role
-from mailbridge.api.schemas import AUTHED_ERRORS, BEARER, error_responses
+from mailbridge.api.schemas import BEARER, errors
 from mailbridge.errors import NotFound
 from mailbridge.models.base import Model
 from mailbridge.outbox.models import SendAccepted, SendRequest, UploadRequest, UploadTicket
@@ -39,7 +39,20 @@ class ScheduleCancelled(Model):
     security=BEARER,
     status_code=202,
     middlewares=[require_role(Role.MEMBER)],
-    responses=error_responses(400, *AUTHED_ERRORS, 404, 409, 503),
+    responses=errors(
+        {
+            400: [
+                "account_cannot_send",
+                "send_at_in_past",
+                "send_at_too_far",
+                "invalid_attachment",
+                "attachment_too_large",
+            ],
+            404: ["account_not_found", "email_not_found", "upload_not_found"],
+            409: ["already_queued", "already_scheduled"],
+            503: ["queue_send_failed"],
+        }
+    ),
 )
 def send_email(body: Annotated[SendRequest, Body()]) -> SendAccepted:
     from mailbridge.outbox import service
@@ -54,7 +67,7 @@ def send_email(body: Annotated[SendRequest, Body()]) -> SendAccepted:
     security=BEARER,
     status_code=201,
     middlewares=[require_role(Role.MEMBER)],
-    responses=error_responses(*AUTHED_ERRORS),
+    responses=errors({}),
 )
 def create_upload(body: Annotated[UploadRequest, Body()]) -> UploadTicket:
     from mailbridge.outbox import service
@@ -68,10 +81,10 @@ def create_upload(body: Annotated[UploadRequest, Body()]) -> UploadTicket:
     tags=["sending"],
     security=BEARER,
     middlewares=[require_role(Role.MEMBER)],
-    responses=error_responses(*AUTHED_ERRORS, 404, 409),
+    responses=errors({404: ["not_found"], 409: ["not_scheduled"]}),
 )
 def cancel_schedule(email_id: str) -> ScheduleCancelled:
-    if not _EMAIL_ID.match(email_id):
+    if not _EMAIL_ID.fullmatch(email_id):
         raise NotFound("no such outbound email", code="not_found")
     from mailbridge.outbox import service
 

@@ -1,12 +1,28 @@
-"""Response shapes shared by every route, and helpers that document them in OpenAPI."""
+"""Response shapes shared by every route, and how routes document them in OpenAPI.
+
+A route declares the answers that are its own in `responses=errors({status: [code, ...]})` (an
+unknown company, a version conflict ...). When the document is built, `complete_responses` adds
+what follows from the route itself, so no route can forget it:
+
+- the success status (`status_code=`) with the return annotation's schema;
+- 401 (API Gateway's JWT authorizer, `{"message": "Unauthorized"}`) and 403 `no_tenant` /
+  `no_role` / `no_subject` on routes with a bearer token;
+- what its guards answer (403 `role_required`, 404 `feature_disabled`);
+- on routes with a body: 400 `invalid_json` / `json_too_deep`, 413 (API Gateway, `{"message":
+  ...}`), 415 `unsupported_media_type`; on paged routes 400 `invalid_cursor`;
+- 422 `validation_error` and 500 `internal` everywhere.
+
+Each error response lists its `code` values in its description and in `x-error-codes`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import Field
 
+from mailbridge.api.context import RouteGuard
 from mailbridge.models.base import Model
 
 
@@ -17,33 +33,99 @@ class ErrorDetail(Model):
 
 
 class ErrorResponse(Model):
+    """Every error the api function answers itself."""
+
     error: ErrorDetail
 
 
+class GatewayMessage(Model):
+    """What API Gateway answers on its own, before the api function runs."""
+
+    message: str = Field(examples=["Unauthorized"])
+
+
+ERROR_CODES = "x-error-codes"
+
 _DESCRIPTIONS = {
-    400: "Invalid input (bad cursor, rule violation)",
-    401: "Missing, invalid or expired bearer token (answered by the API Gateway authorizer)",
-    403: "The caller's role does not allow this, or the token carries no tenant",
-    404: "Not found, or not visible to this tenant",
+    400: "Invalid input (a body that is not JSON, a bad cursor, a rule the schema cannot express)",
+    401: "Missing, invalid or expired bearer token. Answered by API Gateway's JWT authorizer, "
+    'before this API runs: `{"message": "Unauthorized"}`',
+    403: "The token carries no usable tenant, role or subject, or the caller's role does not allow this",
+    404: "Not found, not visible to this tenant, or a feature the tenant switched off",
     409: "Conflict with the current state (duplicate, concurrent change)",
-    413: "Payload too large",
-    422: "Request validation failed",
+    413: "The request is larger than API Gateway or Lambda accept. Answered by API Gateway, "
+    'before this API runs: `{"message": "Request Entity Too Large"}`',
+    415: "The body is not JSON (content-type)",
+    422: "Request validation failed: `details` lists each field (`loc`), message and `type`",
     429: "Rate limited by a provider; retry after the Retry-After header",
+    500: "Unexpected error (nothing about it is echoed)",
     502: "An upstream provider failed",
     503: "Temporarily unavailable; retry",
+    504: "An upstream provider did not answer in time",
 }
+_SUCCESS = {200: "OK", 201: "Created", 202: "Accepted"}
+_GATEWAY = frozenset({401, 413})  # answered by API Gateway in its own shape
 
 BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+AUTHED_ERRORS = (401, 403, 422)
+_TOKEN_CODES = ("no_tenant", "no_role", "no_subject")
 
 
-def error_responses(*statuses: int) -> dict[int, OpenAPIResponse]:
+def _entry(status: int, codes: Sequence[str]) -> dict[str, Any]:
+    description = _DESCRIPTIONS.get(status, "Error")
+    if codes:
+        description += ". Codes: " + ", ".join(f"`{code}`" for code in codes)
+    model = GatewayMessage if status in _GATEWAY else ErrorResponse
     return {
-        status: {
-            "description": _DESCRIPTIONS[status],
-            "content": {"application/json": {"model": ErrorResponse}},
-        }
-        for status in statuses
+        "description": description,
+        "content": {"application/json": {"model": model}},
+        ERROR_CODES: list(codes),
     }
 
 
-AUTHED_ERRORS = (401, 403, 422)
+def errors(codes: Mapping[int, Iterable[str]]) -> dict[int, Any]:
+    """A route's own error answers: status -> the `code` values it can return with it."""
+    return {status: _entry(status, list(values)) for status, values in sorted(codes.items())}
+
+
+def error_responses(*statuses: int) -> dict[int, Any]:
+    """Statuses without their codes (the earlier style; `errors` says more)."""
+    return {status: _entry(status, []) for status in statuses}
+
+
+def complete_responses(route: Any) -> dict[int, Any]:
+    """The route's responses for the OpenAPI document: its own, plus what follows from the route
+    (see the module docstring). `route` is a Powertools `Route`."""
+    declared: Mapping[int, Any] = route.responses or {}
+    codes: dict[int, list[str]] = {}
+
+    def add(status: int, *new: str) -> None:
+        listed = codes.setdefault(status, [])
+        listed.extend(code for code in new if code not in listed)
+
+    for status, entry in declared.items():
+        if status >= 400:
+            add(status, *entry.get(ERROR_CODES, ()))
+    if route.security:
+        add(401)
+        add(403, *_TOKEN_CODES)
+    for guard in route.middlewares or ():
+        if isinstance(guard, RouteGuard):
+            for status, guard_codes in guard.answers.items():
+                add(status, *guard_codes)
+    dependant = route.dependant
+    if dependant.body_params:
+        add(400, "invalid_json", "json_too_deep")
+        add(413)
+        add(415, "unsupported_media_type")
+    if any(param.alias == "cursor" for param in dependant.query_params):
+        add(400, "invalid_cursor")
+    # Powertools documents a 422 on every validated route; ours has our shape and code.
+    add(422, "validation_error")
+    add(500, "internal")
+
+    success = {status: entry for status, entry in declared.items() if status < 400}
+    if not any(200 <= status < 300 for status in success):
+        # No `content`: Powertools documents the return annotation's schema here.
+        success[route.status_code] = {"description": _SUCCESS.get(route.status_code, "Success")}
+    return {**success, **{status: _entry(status, codes[status]) for status in sorted(codes)}}

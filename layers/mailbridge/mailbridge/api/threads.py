@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from mailbridge import emails
 from mailbridge.api import deps
 from mailbridge.api.context import current_tenant
-from mailbridge.api.schemas import AUTHED_ERRORS, BEARER, error_responses
+from mailbridge.api.schemas import BEARER, errors
 from mailbridge.emails import EmailQuery
 from mailbridge.models.mail import ThreadSummary, ThreadView
 from mailbridge.store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
@@ -34,7 +34,7 @@ ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
     ),
     tags=["threads"],
     security=BEARER,
-    responses=error_responses(400, *AUTHED_ERRORS),
+    responses=errors({400: ["folder_needs_account", "invalid_date_range", "too_many_search_words"]}),
 )
 def list_threads(
     account_id: Annotated[
@@ -98,7 +98,7 @@ def list_threads(
     summary="A thread's messages oldest first (paged), its subject and the participants of the page",
     tags=["threads"],
     security=BEARER,
-    responses=error_responses(400, *AUTHED_ERRORS, 404),
+    responses=errors({404: ["thread_not_found"]}),
 )
 def get_thread(
     thread_id: str,

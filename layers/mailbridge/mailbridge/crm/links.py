@@ -103,7 +103,7 @@ def _utcnow() -> datetime:
 
 
 def _email(ctx: TenantContext, email_id: str, deps: LinkDeps) -> dict[str, object]:
-    item = deps.emails.get_email(ctx.tenant_id, email_id) if EMAIL_ID.match(email_id) else None
+    item = deps.emails.get_email(ctx.tenant_id, email_id) if EMAIL_ID.fullmatch(email_id) else None
     if item is None:
         raise NotFound("no such email", code="email_not_found")
     return item
@@ -112,7 +112,7 @@ def _email(ctx: TenantContext, email_id: str, deps: LinkDeps) -> dict[str, objec
 def _check_record_id(ctx: TenantContext, kind: str, record_id: str, deps: LinkDeps) -> None:
     """404 for an id that cannot name a record of `kind` (and for campaigns while they are off)."""
     pattern = PATTERNS.get(kind)
-    if pattern is None or not pattern.match(record_id):
+    if pattern is None or not pattern.fullmatch(record_id):
         raise NotFound(f"no such {kind}", code=f"{kind}_not_found")
     if kind == "campaign":
         require_feature(ctx, deps.features, "campaigns")

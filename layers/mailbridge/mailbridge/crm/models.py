@@ -20,15 +20,19 @@ from pydantic import (
     AfterValidator,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     EmailStr,
     Field,
     StringConstraints,
     field_validator,
     model_validator,
 )
+from pydantic import Tag as UnionTag  # `Tag` is a CRM tag below
 
 from mailbridge.models.base import Model
+from mailbridge.models.fields import MultiLine, SingleLine
 from mailbridge.models.mail import EmailSummary
+from mailbridge.models.numbers import DynamoInt, DynamoNumber
 
 # ------------------------------------------------------------------------------- identifiers
 
@@ -69,7 +73,7 @@ _CUSTOM_KEY = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 def normalize_domain(value: str) -> str:
     """Lower-case, without surrounding spaces or a trailing dot; a valid public hostname."""
     domain = value.strip().lower().rstrip(".")
-    if not _HOSTNAME.match(domain):
+    if not _HOSTNAME.fullmatch(domain):
         raise ValueError(f"{value!r} is not a valid domain name")
     return domain
 
@@ -92,11 +96,13 @@ def _unique(values: list[str]) -> list[str]:
     return values
 
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# Free text is SingleLine/MultiLine (mailbridge.models.fields): no control characters, 422
+# `control_characters` otherwise. Stripped of surrounding spaces, then measured.
+Name = Annotated[SingleLine, Field(min_length=1, max_length=200)]
+Text = Annotated[SingleLine, Field(min_length=1, max_length=200)]
+Subject = Annotated[SingleLine, Field(min_length=1, max_length=200)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9+()./ x-]{3,40}$")]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+Tag = Annotated[SingleLine, Field(min_length=1, max_length=50)]
 Domain = Annotated[str, AfterValidator(normalize_domain)]
 Currency = Annotated[str, BeforeValidator(_upper), StringConstraints(pattern=r"^[A-Z]{3}$")]
 Stage = Annotated[
@@ -110,9 +116,32 @@ def _plain_decimal(value: Decimal) -> Decimal:
 
 
 Amount = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4), AfterValidator(_plain_decimal)]
+CustomText = Annotated[MultiLine, Field(max_length=MAX_CUSTOM_VALUE)]  # a note may have line breaks
 CompanyRef = Annotated[str, StringConstraints(pattern=COMPANY_ID.pattern)]
 ContactRef = Annotated[str, StringConstraints(pattern=CONTACT_ID.pattern)]
-CustomValue = Annotated[str, StringConstraints(max_length=MAX_CUSTOM_VALUE)] | bool | int | float
+
+
+def _custom_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return None
+
+
+# Tagged by the JSON type, so a refused value gets the one error of its kind (not one per member).
+CustomValue = Annotated[
+    Annotated[CustomText, UnionTag("text")]
+    | Annotated[bool, UnionTag("boolean")]
+    | Annotated[DynamoNumber, UnionTag("number")],
+    Discriminator(
+        _custom_kind,
+        custom_error_type="custom_value_type",
+        custom_error_message="a custom field value is a string, a boolean or a number",
+    ),
+]
 CustomKey = Annotated[str, StringConstraints(pattern=_CUSTOM_KEY)]
 CustomFields = Annotated[dict[CustomKey, CustomValue], Field(max_length=MAX_CUSTOM_FIELDS)]
 Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(_unique)]
@@ -132,7 +161,7 @@ class Versioned(Model):
 class _Patch(Model):
     model_config = ConfigDict(extra="forbid")
 
-    version: int | None = Field(
+    version: DynamoInt | None = Field(
         default=None,
         ge=1,
         description="Optional: the version you read; the update fails with 409 `version_conflict` "
@@ -189,7 +218,8 @@ class ContactFields(Model):
     custom: CustomFields = Field(
         default_factory=dict,
         description=f"Up to {MAX_CUSTOM_FIELDS} custom fields: string (<= {MAX_CUSTOM_VALUE} chars), "
-        "number or boolean",
+        "boolean, or number (an integer of at most 38 digits, or a finite number of magnitude "
+        "1E-130 to 9.9E+125; 422 `number_out_of_range` / `number_not_finite` otherwise)",
     )
 
 
@@ -225,10 +255,6 @@ class Contact(ContactFields, Versioned):
     model_config = ConfigDict(extra="forbid")
 
     contact_id: str
-
-    @property
-    def primary_email(self) -> str:
-        return next(e.address for e in self.emails if e.primary)
 
     @property
     def addresses(self) -> list[str]:
@@ -276,7 +302,7 @@ class PipelineUpdate(Model):
     stages: Annotated[list[Stage], Field(min_length=3, max_length=MAX_STAGES)] = Field(
         description="Ordered deal stages; must include `won` and `lost` (the closed stages)"
     )
-    version: int | None = Field(default=None, ge=0, description="Optional: the version you read")
+    version: DynamoInt | None = Field(default=None, ge=0, description="Optional: the version you read")
 
     @field_validator("stages")
     @classmethod
@@ -295,10 +321,6 @@ class Pipeline(Model):
     version: int = Field(description="Revision; 0 while the tenant still has the default pipeline")
     updated_at: datetime | None = None
     updated_by: str | None = None
-
-    @property
-    def open_stages(self) -> list[str]:
-        return [s for s in self.stages if s not in CLOSED_STAGES]
 
 
 def default_pipeline() -> Pipeline:

@@ -204,7 +204,7 @@ def create_contact(
 
 
 def get_contact(ctx: TenantContext, contact_id: str, store: CrmStore) -> Contact:
-    contact = store.get_contact(ctx.tenant_id, contact_id) if CONTACT_ID.match(contact_id) else None
+    contact = store.get_contact(ctx.tenant_id, contact_id) if CONTACT_ID.fullmatch(contact_id) else None
     if contact is None:
         raise _not_found("contact")
     return contact
@@ -321,7 +321,7 @@ def create_company(
 
 
 def get_company(ctx: TenantContext, company_id: str, store: CrmStore) -> Company:
-    company = store.get_company(ctx.tenant_id, company_id) if COMPANY_ID.match(company_id) else None
+    company = store.get_company(ctx.tenant_id, company_id) if COMPANY_ID.fullmatch(company_id) else None
     if company is None:
         raise _not_found("company")
     return company
@@ -394,7 +394,7 @@ def create_deal(
 
 
 def get_deal(ctx: TenantContext, deal_id: str, store: CrmStore) -> Deal:
-    deal = store.get_deal(ctx.tenant_id, deal_id) if DEAL_ID.match(deal_id) else None
+    deal = store.get_deal(ctx.tenant_id, deal_id) if DEAL_ID.fullmatch(deal_id) else None
     if deal is None:
         raise _not_found("deal")
     return deal
@@ -506,7 +506,7 @@ def create_campaign(
 
 
 def get_campaign(ctx: TenantContext, campaign_id: str, store: CrmStore) -> Campaign:
-    campaign = store.get_campaign(ctx.tenant_id, campaign_id) if CAMPAIGN_ID.match(campaign_id) else None
+    campaign = store.get_campaign(ctx.tenant_id, campaign_id) if CAMPAIGN_ID.fullmatch(campaign_id) else None
     if campaign is None:
         raise _not_found("campaign")
     return campaign

@@ -197,16 +197,31 @@ class AccountStore(DynamoRepository):
         return _account(response["Attributes"])
 
     def set_sync_state(
-        self, tenant_id: str, account_id: str, state: SyncState, *, pollable: bool = True
+        self,
+        tenant_id: str,
+        account_id: str,
+        state: SyncState,
+        *,
+        pollable: bool = True,
+        provider: str | None = None,
     ) -> None:
-        """Record the sync stage; an account whose credentials failed leaves the poll index.
+        """Record the sync stage; an account whose credentials failed leaves the poll index, and
+        (given its `provider`) a pollable one is put back in it, whatever queued the sync that
+        recovered it (a manual sync, a PATCH, a push).
 
         `queued_at` is left as it is: only `mark_sync_queued` and `clear_sync_queued` move it, so
         a sync finishing never hides one queued meanwhile.
         """
-        values = state.model_dump(mode="json", exclude={"queued_at"})
-        names = {"#a": "account", "#s": "sync"} | {f"#f{i}": field for i, field in enumerate(values)}
-        sets = [f"#a.#s.#f{i} = :f{i}" for i in range(len(values))]
+        values: dict[str, Any] = {
+            f":f{i}": value
+            for i, value in enumerate(state.model_dump(mode="json", exclude={"queued_at"}).values())
+        }
+        fields = list(state.model_dump(mode="json", exclude={"queued_at"}))
+        names = {"#a": "account", "#s": "sync"} | {f"#f{i}": field for i, field in enumerate(fields)}
+        sets = [f"#a.#s.#f{i} = :f{i}" for i in range(len(fields))]
+        if pollable and provider is not None:
+            sets.append("gsi1pk = :poll")
+            values[":poll"] = f"POLL#{provider}"
         expression = "SET " + ", ".join(sets) + ("" if pollable else " REMOVE gsi1pk")
         try:
             self.table.update_item(
@@ -214,7 +229,7 @@ class AccountStore(DynamoRepository):
                 UpdateExpression=expression,
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues={f":f{i}": value for i, value in enumerate(values.values())},
+                ExpressionAttributeValues=values,
             )
         except Exception as exc:
             if is_condition_failure(exc):

@@ -6,6 +6,7 @@ helpers; a lost condition always surfaces as `Conflict`, never as a botocore err
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,12 +25,28 @@ def tenant_pk(tenant_id: str) -> str:
     return f"TENANT#{tenant_id}"
 
 
+# Why DynamoDB cancels a transaction (TransactWriteItems API reference, CancellationReasons):
+# only these two are about other writers; the others (ValidationError, ThrottlingError,
+# ProvisionedThroughputExceeded, ItemCollectionSizeLimitExceeded ...) are not conflicts.
+_CONFLICT_REASONS = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
+
+
 def is_condition_failure(exc: Exception) -> bool:
+    """True only when a write lost to the table's current state: a failed ConditionExpression,
+    or a transaction cancelled because one of its conditions failed or another transaction held
+    an item. Any other error (an invalid value, throttling) is not a conflict: retrying the same
+    request could never help, so it must not be answered as one."""
     response = getattr(exc, "response", None)
     if not isinstance(response, Mapping):
         return False
     code = response.get("Error", {}).get("Code")
-    return code in {"ConditionalCheckFailedException", "TransactionCanceledException"}
+    if code == "ConditionalCheckFailedException":
+        return True
+    if code == "TransactionCanceledException":
+        reasons = response.get("CancellationReasons") or []
+        codes = {reason.get("Code") for reason in reasons if isinstance(reason, Mapping)}
+        return bool(codes & _CONFLICT_REASONS) and codes <= _CONFLICT_REASONS | {"None", None}
+    return False
 
 
 @dataclass(frozen=True)
@@ -91,28 +108,6 @@ class DynamoRepository:
             raise
         return new
 
-    def advance(self, pk: str, sk: str, attribute: str, value: Any, **extra: Any) -> None:
-        """Move a monotonic attribute (a sync cursor) forward only; `Conflict` if it would go back."""
-        names = {"#a": attribute}
-        values: dict[str, Any] = {":v": value}
-        sets = ["#a = :v"]
-        for i, (name, extra_value) in enumerate(extra.items()):
-            names[f"#e{i}"] = name
-            values[f":e{i}"] = extra_value
-            sets.append(f"#e{i} = :e{i}")
-        try:
-            self.table.update_item(
-                Key={"pk": pk, "sk": sk},
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression="attribute_not_exists(#a) OR #a <= :v",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except Exception as exc:
-            if is_condition_failure(exc):
-                raise Conflict(f"{attribute} cannot move backwards", code="cursor_backwards") from exc
-            raise
-
     def delete(self, pk: str, sk: str) -> None:
         self.table.delete_item(Key={"pk": pk, "sk": sk})
 
@@ -149,7 +144,10 @@ class DynamoRepository:
         newest_first: bool = False,
         filter_expression: Any = None,
     ) -> tuple[list[Item], str | None]:
-        """One page of a query and the opaque cursor of the next one (None at the end)."""
+        """One page of a query and the opaque cursor of the next one (None at the end).
+
+        `cursor` must come from the same query (tenant, table, index, key condition): anything
+        else is `Invalid` 400 `invalid_cursor` (store/pagination.py)."""
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise Invalid(f"limit must be between 1 and {MAX_PAGE_SIZE}", code="invalid_limit")
         kwargs: dict[str, Any] = {
@@ -161,14 +159,37 @@ class DynamoRepository:
             kwargs["IndexName"] = index
         if filter_expression is not None:
             kwargs["FilterExpression"] = filter_expression
-        start = decode_cursor(cursor, tenant_id)
+        listing = self._listing(index, key_condition)
+        start = decode_cursor(cursor, tenant_id, listing=listing)
         if start:
             kwargs["ExclusiveStartKey"] = start
-        try:
-            response = self.table.query(**kwargs)
-        except Exception as exc:
-            # A hand-made start key for another partition fails DynamoDB's own validation.
-            if start and getattr(exc, "response", {}).get("Error", {}).get("Code") == "ValidationException":
-                raise Invalid("the cursor does not belong to this listing", code="invalid_cursor") from exc
-            raise
-        return response.get("Items", []), encode_cursor(response.get("LastEvaluatedKey"), tenant_id)
+        response = self.table.query(**kwargs)
+        next_cursor = encode_cursor(response.get("LastEvaluatedKey"), tenant_id, listing=listing)
+        return response.get("Items", []), next_cursor
+
+    def cursor_at(
+        self, tenant_id: str, key: Mapping[str, Any], *, index: str | None, key_condition: Any
+    ) -> str | None:
+        """The cursor that resumes the `query_page` listing (`index`, `key_condition`) right after
+        the item whose key (table key, plus the index key when `index` is set) is `key`: what a
+        page filler returns when it stops in the middle of what it read."""
+        return encode_cursor(dict(key), tenant_id, listing=self._listing(index, key_condition))
+
+    def _listing(self, index: str | None, key_condition: Any) -> str:
+        """What a cursor is bound to: this table, the index and the query's key condition, so a
+        cursor of one listing (`/crm/contacts`) is refused by another (`/crm/companies`, `/emails`)."""
+        from boto3.dynamodb.conditions import ConditionExpressionBuilder
+
+        built = ConditionExpressionBuilder().build_expression(key_condition, is_key_condition=True)
+        values = {name: str(value) for name, value in built.attribute_value_placeholders.items()}
+        return json.dumps(
+            [
+                self.table_name,
+                index or "",
+                built.condition_expression,
+                built.attribute_name_placeholders,
+                values,
+            ],
+            sort_keys=True,
+            separators=(",", ":"),
+        )

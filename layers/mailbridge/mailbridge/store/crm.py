@@ -42,12 +42,13 @@ from mailbridge.store.base import DynamoRepository, Item, is_condition_failure, 
 from mailbridge.store.batch import BatchRead
 from mailbridge.store.conditions import Attr, Key
 from mailbridge.store.fill import PAGE_BUDGET, Budget, fill
-from mailbridge.store.pagination import MAX_PAGE_SIZE, encode_cursor
+from mailbridge.store.pagination import MAX_PAGE_SIZE
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 PIPELINE_SK = "PIPELINE"
+_INT_DIGITS_LIMIT = Decimal(10) ** 38
 BATCH_GET = 100
 
 Query = Callable[[str | None, int], tuple[list[Item], str | None]]
@@ -120,9 +121,14 @@ def to_dynamo(value: Any) -> Any:
 
 
 def plain(value: Any) -> Any:
-    """Decimals back as ints or floats (custom fields); containers recursively."""
+    """Decimals back as ints (up to 38 digits, as they were accepted) or floats (custom fields);
+    containers recursively. -9.9E+125 is integral but was sent, and is read back, as a float."""
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        return (
+            int(value)
+            if value == value.to_integral_value() and value.copy_abs() < _INT_DIGITS_LIMIT
+            else float(value)
+        )
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -325,6 +331,7 @@ class CrmStore(DynamoRepository):
             for write, reason in zip(writes, reasons, strict=False):
                 if reason.get("Code") == "ConditionalCheckFailed":
                     raise write.error() from exc
+            # What is left is TransactionConflict: another transaction held an item; a retry helps.
             raise Conflict("a concurrent change got there first; try again", code="conflict") from exc
 
     def _record_writes(
@@ -396,14 +403,24 @@ class CrmStore(DynamoRepository):
         return found
 
     def _fill(
-        self, tenant_id: str, query: Query, key: tuple[str, ...], *, cursor: str | None, limit: int
+        self,
+        tenant_id: str,
+        query: Query,
+        *,
+        index: str | None,
+        key_condition: Any,
+        cursor: str | None,
+        limit: int,
     ) -> tuple[list[Item], str | None]:
         """A filtered page holding `limit` items whenever that many match (within the request
-        budget of `mailbridge.store.fill`); `key` names the attributes of the queried key."""
+        budget of `mailbridge.store.fill`); `query` pages `key_condition` on `index`."""
+        key = INDEX_KEY if index else TABLE_KEY
         return fill(
             query,
             lambda items, _wanted: items,  # the FilterExpression already dropped the others
-            lambda item: encode_cursor({name: item[name] for name in key}, tenant_id),
+            lambda item: self.cursor_at(
+                tenant_id, {name: item[name] for name in key}, index=index, key_condition=key_condition
+            ),
             limit=limit,
             cursor=cursor,
             budget=Budget(PAGE_BUDGET),
@@ -413,10 +430,12 @@ class CrmStore(DynamoRepository):
     def _list_kind(
         self, tenant_id: str, prefix: str, *, cursor: str | None, limit: int, filters: Any = None
     ) -> tuple[list[Item], str | None]:
+        key_condition = Key("pk").eq(tenant_pk(tenant_id)) & Key("sk").begins_with(prefix)
+
         def query(page_cursor: str | None, page_limit: int) -> tuple[list[Item], str | None]:
             return self.query_page(
                 tenant_id=tenant_id,
-                key_condition=Key("pk").eq(tenant_pk(tenant_id)) & Key("sk").begins_with(prefix),
+                key_condition=key_condition,
                 cursor=page_cursor,
                 limit=page_limit,
                 filter_expression=filters,
@@ -424,7 +443,9 @@ class CrmStore(DynamoRepository):
 
         if filters is None:
             return query(cursor, limit)
-        return self._fill(tenant_id, query, TABLE_KEY, cursor=cursor, limit=limit)
+        return self._fill(
+            tenant_id, query, index=None, key_condition=key_condition, cursor=cursor, limit=limit
+        )
 
     # ------------------------------------------------------------------ contacts
     def get_contact(self, tenant_id: str, contact_id: str) -> Contact | None:
@@ -497,10 +518,12 @@ class CrmStore(DynamoRepository):
         """In creation order; a company's contacts from its gsi1 partition, the rest filtered."""
         if filters.company_id:
             rest = contact_filter(ContactFilter(q=filters.q, tag=filters.tag))
-            query = self._index_query(
+            query, key_condition = self._index_query(
                 tenant_id, company_contacts_pk(tenant_id, filters.company_id), None, rest, newest_first=False
             )
-            items, next_cursor = self._fill(tenant_id, query, INDEX_KEY, cursor=cursor, limit=limit)
+            items, next_cursor = self._fill(
+                tenant_id, query, index="gsi1", key_condition=key_condition, cursor=cursor, limit=limit
+            )
         else:
             items, next_cursor = self._list_kind(
                 tenant_id, "CONTACT#", cursor=cursor, limit=limit, filters=contact_filter(filters)
@@ -651,12 +674,11 @@ class CrmStore(DynamoRepository):
                 tenant_id, "DEAL#", cursor=cursor, limit=limit, filters=_all(c for c in conditions if c)
             )
             return [to_deal(i) for i in items], next_cursor
+        query, key_condition = self._index_query(
+            tenant_id, pk, filters.open, _all(c for c in conditions if c)
+        )
         items, next_cursor = self._fill(
-            tenant_id,
-            self._index_query(tenant_id, pk, filters.open, _all(c for c in conditions if c)),
-            INDEX_KEY,
-            cursor=cursor,
-            limit=limit,
+            tenant_id, query, index="gsi1", key_condition=key_condition, cursor=cursor, limit=limit
         )
         if filters.contact_id:
             return self.get_deals(tenant_id, [str(i["deal_id"]) for i in items]), next_cursor
@@ -664,7 +686,8 @@ class CrmStore(DynamoRepository):
 
     def _index_query(
         self, tenant_id: str, gsi1pk: str, open_only: bool | None, filters: Any, *, newest_first: bool = True
-    ) -> Query:
+    ) -> tuple[Query, Any]:
+        """A page reader of one gsi1 partition, and its key condition (what its cursors are bound to)."""
         key = Key("gsi1pk").eq(gsi1pk)
         if open_only is not None:
             key = key & Key("gsi1sk").begins_with("OPEN#" if open_only else "CLOSED#")
@@ -680,7 +703,7 @@ class CrmStore(DynamoRepository):
                 filter_expression=filters,
             )
 
-        return query
+        return query, key
 
     def open_deal_ids_of_contact(self, tenant_id: str, contact_id: str, *, limit: int = 100) -> list[str]:
         """Ids of the contact's open deals, last updated first (one gsi1 query, no deal read)."""

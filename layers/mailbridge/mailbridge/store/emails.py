@@ -49,7 +49,6 @@ from mailbridge.store.keys import (
     tenant_pk,
     thread_sk,
 )
-from mailbridge.store.pagination import encode_cursor
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -411,7 +410,7 @@ class EmailStore(DynamoRepository):
         """One query of an index partition, newest first, optionally within a date range."""
         return self.query_page(
             tenant_id=tenant_id,
-            key_condition=_date_range(Key(source.pk_attr).eq(source.partition), source.sk_attr, since, until),
+            key_condition=_source_condition(source, since, until),
             cursor=cursor,
             limit=limit,
             index=source.index,
@@ -419,9 +418,22 @@ class EmailStore(DynamoRepository):
             filter_expression=filters,
         )
 
-    def cursor_after(self, tenant_id: str, source: Source, item: Item) -> str | None:
-        """The cursor that resumes a `read_source` of `source` right after `item`."""
-        return encode_cursor(source.key_of(item), tenant_id)
+    def cursor_after(
+        self,
+        tenant_id: str,
+        source: Source,
+        item: Item,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> str | None:
+        """The cursor that resumes a `read_source` of `source` (same `since`/`until`) right after `item`."""
+        return self.cursor_at(
+            tenant_id,
+            source.key_of(item),
+            index=source.index,
+            key_condition=_source_condition(source, since, until),
+        )
 
     def list_account_locations(
         self,
@@ -753,3 +765,7 @@ def _date_range(condition: Any, sort_key: str, since: str | None, until: str | N
     if until:
         return condition & Key(sort_key).lte(f"{until}~")
     return condition
+
+
+def _source_condition(source: Source, since: str | None, until: str | None) -> Any:
+    return _date_range(Key(source.pk_attr).eq(source.partition), source.sk_attr, since, until)

@@ -165,7 +165,7 @@ class LinkStore(DynamoRepository):
         return [to_entry(i) for i in items], encode_cursor(response.get("LastEvaluatedKey"), tenant_id)
 
     def address_emails(self, tenant_id: str, address: str, *, limit: int) -> list[IndexEntry]:
-        """The newest `limit` emails of an address."""
+        """The newest `limit` emails of an address (one query of the participant index)."""
         items, _ = self.query_page(
             tenant_id=tenant_id,
             key_condition=Key("pk").eq(address_pk(tenant_id, address)),
@@ -210,10 +210,6 @@ class LinkStore(DynamoRepository):
     def put_manual_link(self, tenant_id: str, link: LinkRecord) -> None:
         """A person's link wins over an automatic one on the same pair."""
         self.table.put_item(Item=link_item(tenant_id, link))
-
-    def get_link(self, tenant_id: str, email_id: str, kind: str, record_id: str) -> LinkRecord | None:
-        item = self.get(email_links_pk(tenant_id, email_id), link_sk(kind, record_id), consistent=True)
-        return None if item is None else to_link(item)
 
     def email_links(self, tenant_id: str, email_id: str) -> list[LinkRecord]:
         """Every link of one email (an email has a handful; one query, all pages)."""

@@ -51,7 +51,11 @@ def _password(account: Account, deps: SyncServiceDeps) -> str:
 def _state(account: Account, deps: SyncServiceDeps, **changes: object) -> SyncState:
     state = account.sync.model_copy(update=changes)
     deps.sync.accounts.set_sync_state(
-        account.tenant_id, account.account_id, state, pollable=state.reason != "auth_failed"
+        account.tenant_id,
+        account.account_id,
+        state,
+        pollable=state.reason != "auth_failed",
+        provider=account.provider,
     )
     return state
 
@@ -78,7 +82,9 @@ def run_sync(request: SyncRequest, deps: SyncServiceDeps, budget: Budget) -> Syn
         accounts.clear_sync_queued(account.tenant_id, account.account_id, request.requested_at)
         return None  # waits for the user; polling would only hammer the server with bad logins
 
-    _state(account, deps, stage=SyncStage.SYNCING)
+    # A run that starts clears the last failure's reason: a SYNCING state that kept `auth_failed`
+    # would take the account (made pollable again by POST /accounts/{id}/sync) out of the poll.
+    _state(account, deps, stage=SyncStage.SYNCING, reason=None)
     accounts.clear_sync_queued(account.tenant_id, account.account_id, request.requested_at)
     now = deps.sync.now
     for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
