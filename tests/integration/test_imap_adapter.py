@@ -239,7 +239,9 @@ def test_batches_are_bounded_by_bytes_and_a_huge_message_comes_alone(
     # Then a batch holds what fits in 70 KB, the 200 KB message comes alone, and nothing is lost
     assert [[m.uid for m in b.messages] for b in batches] == [uids[:2], uids[2:3], uids[3:4], uids[4:]]
     assert [b.has_more for b in batches] == [True, True, True, False]
-    assert [len(m.raw) for b in batches for m in b.messages] == [len(message(n, s)) for n, s in enumerate(sizes)]
+    assert [len(m.raw) for b in batches for m in b.messages] == [
+        len(message(n, s)) for n, s in enumerate(sizes)
+    ]
 
 
 def test_append_returns_the_uid_and_keeps_flags_and_date(imap_settings: ImapSettingsFactory) -> None:

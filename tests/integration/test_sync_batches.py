@@ -467,9 +467,8 @@ class StallingSource(MemorySource):
             if self.deadline is None:
                 # Nothing cuts the session off: the trickle outlasts the function's timeout.
                 raise LambdaDied("the Lambda timed out while the server trickled")
-            else:
-                time.sleep(max(0.0, self.deadline - time.monotonic()))
-                raise ProviderUnreachable("IMAP server: no complete answer in time", code="timeout")
+            time.sleep(max(0.0, self.deadline - time.monotonic()))
+            raise ProviderUnreachable("IMAP server: no complete answer in time", code="timeout")
         return super().fetch_new(name, after_uid, limit, max_bytes)
 
 

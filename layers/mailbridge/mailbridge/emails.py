@@ -477,7 +477,7 @@ def thread_messages(
     wanted: dict[str, list[str]] = {}
     for thread_id in thread_ids:
         listed = lists.get(thread_id)
-        if True:
+        if listed is None or listed.get("overflow") or not listed.get("members"):
             out[thread_id] = store.thread_emails(tenant_id, thread_id, budget)
         else:
             wanted[thread_id] = sorted(str(m) for m in listed["members"])
