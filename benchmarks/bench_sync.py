@@ -527,6 +527,14 @@ def main() -> int:
         if initial.get("tracemalloc_peak_mb") is not None:
             print(f", tracemalloc peak {initial['tracemalloc_peak_mb']:.0f} MB", end="")
         print(" (VmHWM: Python + boto3 + Powertools included)")
+        seconds = sorted(initial.get("batch_seconds") or [0.0])
+        sizes = initial.get("batch_messages") or [0]
+        p99 = seconds[min(len(seconds) - 1, int(0.99 * len(seconds)))]
+        print(
+            f"ours: {len(initial.get('batch_seconds') or [])} fetch batches of up to {max(sizes)} "
+            f"messages, each stored in {sum(seconds) / len(seconds):.2f} s mean, {p99:.2f} s p99, "
+            f"{seconds[-1]:.2f} s max"
+        )
         if mb_initial:
             counted = maildir_count(mb_dir)
             skipped = len(re.findall(r"incomplete header; skipping", mb_initial.output))

@@ -106,10 +106,11 @@ def main() -> int:
     from mailbridge.accounts import AccountDeps, connect_account
     from mailbridge.config import get_settings
     from mailbridge.models.account import AccountCreate
+    from mailbridge.sync import engine
     from mailbridge.sync.engine import Budget, SyncReport
     from mailbridge.sync.messages import SyncRequest
     from mailbridge.sync.service import run_sync
-    from mailbridge.sync.wiring import service_deps
+    from mailbridge.sync.wiring import BATCH_BYTES, BATCH_SIZE, service_deps
     from mailbridge.tenancy import Role, TenantContext
 
     # Every AWS request our process makes, by service.operation (botocore before/after-call);
@@ -143,16 +144,31 @@ def main() -> int:
     request = SyncRequest(tenant_id=TENANT, account_id=account.account_id, reason="manual")
 
     cpu_seconds: list[float] = []
+    # Seconds and messages of each stored fetch batch (normalize, S3, DynamoDB, events, cursor):
+    # what template.yaml's SyncFunction sizing is derived from.
+    batches: list[tuple[float, int]] = []
+    store_batch = engine._store_batch
+
+    def timed_store_batch(batch: Any, *args: Any) -> None:
+        started = time.perf_counter()
+        store_batch(batch, *args)
+        batches.append((time.perf_counter() - started, len(batch.messages)))
+
+    engine._store_batch = timed_store_batch  # type: ignore[assignment]
 
     def sync_until_complete() -> tuple[float, int, int, int]:
         """Seconds, stored, quarantined, runs: continuations are run here instead of queued.
         The operation counts start from zero, so they are this phase's requests only."""
         clock.totals.clear()
+        batches.clear()
         stored = quarantined = runs = 0
         start, cpu = time.perf_counter(), time.process_time()
         while True:
             runs += 1
-            report: SyncReport | None = run_sync(request, deps, Budget(max_messages=10**9))
+            # The sync function's batch sizes (sync/wiring.py); no time limit: continuations of a
+            # deployed run are what a run cut short hands over, here the loop runs them.
+            budget = Budget(max_messages=10**9, batch_size=BATCH_SIZE, batch_bytes=BATCH_BYTES)
+            report: SyncReport | None = run_sync(request, deps, budget)
             if report is None:
                 raise RuntimeError("run_sync gave no report (account removed or credentials rejected)")
             stored += report.stored
@@ -212,6 +228,8 @@ def main() -> int:
                 "maxrss_mb": _maxrss_mb(),
                 "tracemalloc_peak_mb": peak_traced,
                 "requests": clock.counts(),
+                "batch_seconds": [b[0] for b in batches],
+                "batch_messages": [b[1] for b in batches],
             }
         )
         + "\n"
