@@ -92,6 +92,7 @@ def main() -> int:
     sys.path[:0] = [str(ROOT / "layers" / "mailbridge"), str(ROOT)]
 
     import boto3
+    from botocore.config import Config
 
     from local.resources import create_resources
     from local.template import load_template
@@ -103,6 +104,11 @@ def main() -> int:
     os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"  # one INFO line per run is all it would add
 
     from mailbridge import aws
+
+    # moto over HTTP on a loaded machine can take longer than the clients' 10-s read timeout for a
+    # transaction of 100 actions (DynamoDB answers those in milliseconds): give the benchmark 120 s.
+    make_config = aws._config
+    aws._config = lambda **extra: make_config(**extra).merge(Config(read_timeout=120))
     from mailbridge.accounts import AccountDeps, connect_account
     from mailbridge.config import get_settings
     from mailbridge.models.account import AccountCreate
