@@ -23,7 +23,6 @@ router = Router()
     tags=["settings"],
     security=BEARER,
     responses=errors({}),
-    responses=errors({}),
 )
 def get_features() -> FeatureSettings:
     return features.get_features(current_tenant(router), deps.feature_store())
@@ -39,7 +38,6 @@ def get_features() -> FeatureSettings:
     tags=["settings"],
     security=BEARER,
     middlewares=[require_role(Role.ADMIN)],
-    responses=errors({409: ["version_conflict"], 503: ["event_publish_failed"]}),
     responses=errors({409: ["version_conflict"], 503: ["event_publish_failed"]}),
 )
 def put_features(update: Annotated[FeatureFlagsUpdate, Body()]) -> FeatureSettings:

@@ -17,7 +17,6 @@ router = Router()
     tags=["meta"],
     security=BEARER,
     responses=errors({}),
-    responses=errors({}),
 )
 def me() -> TenantContext:
     return current_tenant(router)
