@@ -324,12 +324,60 @@ class Ours:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
+class ServerClock:
+    """CPU seconds moto's server threads spend per operation (a WSGI wrapper: the thread's own CPU
+    time per request, keyed by X-Amz-Target or, for S3, the HTTP method)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.totals: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        import time
+
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+        original = DomainDispatcherApplication.__call__
+        clock = self
+
+        def timed(app: Any, environ: dict[str, Any], start_response: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return original(app, environ, start_response)
+            finally:
+                target = environ.get("HTTP_X_AMZ_TARGET") or f"s3/other {environ.get('REQUEST_METHOD')}"
+                with clock._lock:
+                    entry = clock.totals.setdefault(str(target).split(".")[-1], [0, 0.0])
+                    entry[0] += 1
+                    entry[1] += time.thread_time() - started
+
+        DomainDispatcherApplication.__call__ = timed  # type: ignore[method-assign,assignment]
+
+    def report(self) -> str:
+        lines = [f"  {'moto server operation':<34}{'requests':>9}{'CPU s':>8}{'ms/req':>8}"]
+        for name, (calls, cpu) in sorted(self.totals.items(), key=lambda kv: -kv[1][1]):
+            lines.append(f"  {name:<34}{int(calls):>9}{cpu:>8.1f}{1000 * cpu / max(calls, 1):>8.1f}")
+        return "\n".join(lines)
+
+
+# Set when BENCH_SYNC_PROFILE=1: moto's server CPU per operation (this process serves moto).
+SERVER_CLOCK: list[Any] = []
+
+
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
     import logging
 
     from moto.server import ThreadedMotoServer
 
+    from tests.fixtures import moto_transactions
+
+    moto_transactions.install()  # TransactWriteItems at AWS's cost (see that module)
+    if os.environ.get("BENCH_SYNC_PROFILE") == "1":
+        SERVER_CLOCK.append(ServerClock())
+        SERVER_CLOCK[0].install()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -341,6 +389,25 @@ def moto_server() -> Iterator[str]:
 
 
 # --------------------------------------------------------------------------------------- main
+
+
+def print_requests(phase: str, requests: dict[str, int], stored: int) -> float:
+    """The phase's AWS requests by service and operation, per stored message; returns the total per
+    stored message (every request of our process during the phase: IMAP-side work is not AWS)."""
+    total = sum(requests.values())
+    per = total / stored if stored else float(total)
+    print(f"AWS requests, {phase} ({stored} stored message(s)):")
+    print(f"  {'service.operation':<34}{'requests':>9}{'per msg':>9}")
+    for name, calls in sorted(requests.items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"  {name:<34}{calls:>9}{calls / max(stored, 1):>9.3f}")
+    by_service: dict[str, int] = {}
+    for name, calls in requests.items():
+        service = name.split(".", 1)[0]
+        by_service[service] = by_service.get(service, 0) + calls
+    for service, calls in sorted(by_service.items(), key=lambda kv: -kv[1]):
+        print(f"  {service + ' (all)':<34}{calls:>9}{calls / max(stored, 1):>9.3f}")
+    print(f"  {'total':<34}{total:>9}{per:>9.3f}")
+    return per
 
 
 def fmt_ratio(ours: float, peer: float | None) -> str:
@@ -378,6 +445,10 @@ def main() -> int:
         if seeded.refused:
             print(f"  {seeded.refused} corpus file(s) refused by Dovecot's APPEND and left out")
         print(f"  seeded in {seed_s:.1f} s (one IMAP session)")
+        print(
+            "moto: TransactWriteItems snapshots only the items it writes "
+            "(tests/fixtures/moto_transactions.py)"
+        )
         if mbsync:
             print(f"peer: {mb_text} ({mbsync})")
         else:
@@ -456,6 +527,14 @@ def main() -> int:
         if initial.get("tracemalloc_peak_mb") is not None:
             print(f", tracemalloc peak {initial['tracemalloc_peak_mb']:.0f} MB", end="")
         print(" (VmHWM: Python + boto3 + Powertools included)")
+        seconds = sorted(initial.get("batch_seconds") or [0.0])
+        sizes = initial.get("batch_messages") or [0]
+        p99 = seconds[min(len(seconds) - 1, int(0.99 * len(seconds)))]
+        print(
+            f"ours: {len(initial.get('batch_seconds') or [])} fetch batches of up to {max(sizes)} "
+            f"messages, each stored in {sum(seconds) / len(seconds):.2f} s mean, {p99:.2f} s p99, "
+            f"{seconds[-1]:.2f} s max"
+        )
         if mb_initial:
             counted = maildir_count(mb_dir)
             skipped = len(re.findall(r"incomplete header; skipping", mb_initial.output))
@@ -466,11 +545,22 @@ def main() -> int:
             if mb_initial_count != n - skipped or counted != mb_initial_count + 1:
                 print("WARNING: the Maildir does not hold the mailbox")
             print(f"mbsync: peak RSS via {'GNU time %M' if gnu_time() else '/proc VmHWM sampling'}")
+        print()
+        per_message = print_requests("initial sync", initial["requests"], initial["stored"])
+        print_requests("incremental +1", incremental["requests"], incremental["stored"])
+        if SERVER_CLOCK:
+            print("moto server CPU (both phases and the setup):")
+            print(SERVER_CLOCK[0].report())
+        print()
         print(
             "note: ours writes raw MIME, attachments and items to moto (S3/DynamoDB/EventBridge) over "
             "HTTP loopback,\n      mbsync writes Maildir files: the comparison includes that storage "
             "cost. Our incremental\n      run is warm (same process); mbsync's includes its process start."
         )
+        print()
+        print(f"sync aws requests per stored message: {per_message:.2f}")
+        if mb_initial:
+            print(f"sync initial ours/mbsync: {initial['seconds'] / mb_initial.seconds:.1f}")
         print(f"\nbenchmark wall time {time.perf_counter() - wall:.0f} s")
         return 0
     finally:

@@ -1,7 +1,7 @@
 """`make bench`: run every benchmark script in turn; each prints ratios against a named peer.
 
 Usage: benchmarks/run.py [NAME ...]
-(names: cold_start, mime, sync, backfill, automations, ai, calendar, webhooks; default all)
+(names: cold_start, mime, sync, reads, backfill, automations, ai, calendar, webhooks; default all)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-ORDER = ["cold_start", "mime", "sync", "backfill", "automations", "ai", "calendar", "webhooks"]
+ORDER = ["cold_start", "mime", "sync", "reads", "backfill", "automations", "ai", "calendar", "webhooks"]
 
 
 def main(argv: list[str]) -> int:

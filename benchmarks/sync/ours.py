@@ -22,6 +22,7 @@ import os
 import pstats
 import resource
 import sys
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -45,25 +46,38 @@ def _maxrss_mb() -> float:
 
 
 class OperationClock:
-    """Wall time per AWS operation, from botocore's before-call/after-call events."""
+    """Requests and wall time per AWS operation, from botocore's before-call/after-call events.
+
+    Counted at before-call, so concurrent calls of one operation (the S3 put pool) all count; the
+    start times are per thread for the same reason.
+    """
 
     def __init__(self) -> None:
         self.totals: dict[str, list[float]] = {}
-        self._started: dict[int, float] = {}
+        self._started = threading.local()
+        self._lock = threading.Lock()
 
     def attach(self, session: Any) -> None:
         session.register("before-call", self._before)
         session.register("after-call", self._after)
 
     def _before(self, model: Any, **_: Any) -> None:
-        self._started[id(model)] = time.perf_counter()
-
-    def _after(self, model: Any, **_: Any) -> None:
-        start = self._started.pop(id(model), None)
-        if start is not None:
+        with self._lock:
             entry = self.totals.setdefault(f"{model.service_model.service_name}.{model.name}", [0, 0.0])
             entry[0] += 1
-            entry[1] += time.perf_counter() - start
+        self._started.at = time.perf_counter()
+
+    def _after(self, model: Any, **_: Any) -> None:
+        start = getattr(self._started, "at", None)
+        if start is not None:
+            self._started.at = None
+            with self._lock:
+                self.totals[f"{model.service_model.service_name}.{model.name}"][1] += (
+                    time.perf_counter() - start
+                )
+
+    def counts(self) -> dict[str, int]:
+        return {name: int(calls) for name, (calls, _) in self.totals.items()}
 
     def report(self) -> str:
         lines = [f"{'AWS operation':<34}{'calls':>7}{'total s':>9}{'ms/call':>9}"]
@@ -78,6 +92,7 @@ def main() -> int:
     sys.path[:0] = [str(ROOT / "layers" / "mailbridge"), str(ROOT)]
 
     import boto3
+    from botocore.config import Config
 
     from local.resources import create_resources
     from local.template import load_template
@@ -88,21 +103,26 @@ def main() -> int:
     os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
     os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"  # one INFO line per run is all it would add
 
+    from mailbridge import aws
+
+    # moto over HTTP on a loaded machine can take longer than the clients' 10-s read timeout for a
+    # transaction of 100 actions (DynamoDB answers those in milliseconds): give the benchmark 120 s.
+    make_config = aws._config
+    aws._config = lambda **extra: make_config(**extra).merge(Config(read_timeout=120))
     from mailbridge.accounts import AccountDeps, connect_account
     from mailbridge.config import get_settings
     from mailbridge.models.account import AccountCreate
+    from mailbridge.sync import engine
     from mailbridge.sync.engine import Budget, SyncReport
     from mailbridge.sync.messages import SyncRequest
     from mailbridge.sync.service import run_sync
-    from mailbridge.sync.wiring import service_deps
+    from mailbridge.sync.wiring import BATCH_BYTES, BATCH_SIZE, service_deps
     from mailbridge.tenancy import Role, TenantContext
 
+    # Every AWS request our process makes, by service.operation (botocore before/after-call);
+    # clients copy the session's event hooks when created, so register before the first one.
     clock = OperationClock()
-    if os.environ.get("BENCH_SYNC_PROFILE") == "1":
-        from mailbridge import aws
-
-        # Clients copy the session's event hooks when created: register before the first one.
-        clock.attach(aws._session().events)
+    clock.attach(aws._session().events)
     settings = get_settings()
     deps = service_deps()
     account = connect_account(
@@ -130,14 +150,31 @@ def main() -> int:
     request = SyncRequest(tenant_id=TENANT, account_id=account.account_id, reason="manual")
 
     cpu_seconds: list[float] = []
+    # Seconds and messages of each stored fetch batch (normalize, S3, DynamoDB, events, cursor):
+    # what template.yaml's SyncFunction sizing is derived from.
+    batches: list[tuple[float, int]] = []
+    store_batch = engine._store_batch
+
+    def timed_store_batch(batch: Any, *args: Any) -> None:
+        started = time.perf_counter()
+        store_batch(batch, *args)
+        batches.append((time.perf_counter() - started, len(batch.messages)))
+
+    engine._store_batch = timed_store_batch  # type: ignore[assignment]
 
     def sync_until_complete() -> tuple[float, int, int, int]:
-        """Seconds, stored, quarantined, runs: continuations are run here instead of queued."""
+        """Seconds, stored, quarantined, runs: continuations are run here instead of queued.
+        The operation counts start from zero, so they are this phase's requests only."""
+        clock.totals.clear()
+        batches.clear()
         stored = quarantined = runs = 0
         start, cpu = time.perf_counter(), time.process_time()
         while True:
             runs += 1
-            report: SyncReport | None = run_sync(request, deps, Budget(max_messages=10**9))
+            # The sync function's batch sizes (sync/wiring.py); no time limit: continuations of a
+            # deployed run are what a run cut short hands over, here the loop runs them.
+            budget = Budget(max_messages=10**9, batch_size=BATCH_SIZE, batch_bytes=BATCH_BYTES)
+            report: SyncReport | None = run_sync(request, deps, budget)
             if report is None:
                 raise RuntimeError("run_sync gave no report (account removed or credentials rejected)")
             stored += report.stored
@@ -196,6 +233,9 @@ def main() -> int:
                 "emails": count("EMAIL#"),
                 "maxrss_mb": _maxrss_mb(),
                 "tracemalloc_peak_mb": peak_traced,
+                "requests": clock.counts(),
+                "batch_seconds": [b[0] for b in batches],
+                "batch_messages": [b[1] for b in batches],
             }
         )
         + "\n"
@@ -215,6 +255,7 @@ def main() -> int:
                 "runs": runs,
                 "emails": count("EMAIL#"),
                 "maxrss_mb": _maxrss_mb(),
+                "requests": clock.counts(),
             }
         )
         + "\n"

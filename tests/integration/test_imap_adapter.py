@@ -233,6 +233,33 @@ def test_fetches_new_messages_in_batches(
         assert "\\Seen" not in mailbox.fetch_new("INBOX", after_uid=0, limit=1).messages[0].flags
 
 
+def test_batches_are_bounded_by_bytes_and_a_huge_message_comes_alone(
+    imap_settings: ImapSettingsFactory, dovecot_server: DovecotServer, dovecot_user: DovecotUser
+) -> None:
+    # Given messages of about 30 KB, 30 KB, 30 KB, 200 KB and 1 KB
+    sizes = [30_000, 30_000, 30_000, 200_000, 1_000]
+    uids = [dovecot_server.append(dovecot_user, "INBOX", message(n, size)) for n, size in enumerate(sizes)]
+
+    with connect(imap_settings()) as mailbox:
+        # When fetching up to 10 messages but at most 70 KB at a time
+        batches = []
+        cursor = 0
+        while True:
+            batch = mailbox.fetch_new("INBOX", after_uid=cursor, limit=10, max_bytes=70_000)
+            batches.append(batch)
+            assert batch.last_uid is not None
+            cursor = batch.last_uid
+            if not batch.has_more:
+                break
+
+    # Then a batch holds what fits in 70 KB, the 200 KB message comes alone, and nothing is lost
+    assert [[m.uid for m in b.messages] for b in batches] == [uids[:2], uids[2:3], uids[3:4], uids[4:]]
+    assert [b.has_more for b in batches] == [True, True, True, False]
+    assert [len(m.raw) for b in batches for m in b.messages] == [
+        len(message(n, s)) for n, s in enumerate(sizes)
+    ]
+
+
 def test_append_returns_the_uid_and_keeps_flags_and_date(imap_settings: ImapSettingsFactory) -> None:
     # Given a connected mailbox
     date = dt.datetime(2023, 12, 24, 18, 0, tzinfo=dt.UTC)

@@ -133,19 +133,20 @@ def test_the_same_sync_message_twice_stores_nothing_twice(
 def test_a_crash_mid_batch_resumes_with_nothing_missing_or_duplicated(
     harness: SyncHarness, monkeypatch: pytest.MonkeyPatch, bus_probe: Callable[[], list[dict[str, Any]]]
 ) -> None:
-    # Given 6 messages and an ingest that dies on the 4th
+    # Given 6 messages fetched 3 at a time and an ingest that dies on the 4th (the second batch)
     for i in range(6):
         harness.server.append(harness.user, "INBOX", message(f"Order {i}", msgid=f"o{i}@customer.example"))
-    real_ingest = ingest_module.ingest
+    monkeypatch.setattr("mailbridge.sync.wiring.BATCH_SIZE", 3)
+    real_ingest = ingest_module.ingest_batch
     calls = {"n": 0}
 
-    def crashing(*args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 4:
+    def crashing(mailbox: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += len(batch)
+        if calls["n"] >= 4:
             raise RuntimeError("lambda died")
-        return real_ingest(*args, **kwargs)
+        return real_ingest(mailbox, batch, *args, **kwargs)
 
-    monkeypatch.setattr("mailbridge.sync.engine.ingest", crashing)
+    monkeypatch.setattr("mailbridge.sync.engine.ingest_batch", crashing)
     harness.connect()
     # When the first delivery dies mid-batch
     first = harness.deliver_next()
@@ -154,7 +155,7 @@ def test_a_crash_mid_batch_resumes_with_nothing_missing_or_duplicated(
     assert len(first["batchItemFailures"]) == 1
     assert len(harness.emails()) == 3
     # When it is delivered again, with the crash gone
-    monkeypatch.setattr("mailbridge.sync.engine.ingest", real_ingest)
+    monkeypatch.setattr("mailbridge.sync.engine.ingest_batch", real_ingest)
     harness.drain()
     # Then all six are stored once and announced once
     subjects = sorted(e["subject"] for e in harness.emails())

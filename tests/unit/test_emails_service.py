@@ -359,7 +359,9 @@ class FakeStore:
     ) -> str:
         return str(item["pos"] + 1)
 
-    def batch_get_emails(self, tenant_id: str, email_ids: list[str], budget: Any = None) -> dict[str, Any]:
+    def batch_get_emails(
+        self, tenant_id: str, email_ids: list[str], budget: Any = None, *, projection: Any = None
+    ) -> dict[str, Any]:
         return {e: self.items[e] for e in email_ids if e in self.items}
 
     def get_email(self, tenant_id: str, email_id: str) -> dict[str, Any] | None:

@@ -40,6 +40,7 @@ from mailbridge.store.base import Item, is_condition_failure
 from mailbridge.store.blobs import PRESIGN_SECONDS, BlobStore
 from mailbridge.store.conditions import Attr
 from mailbridge.store.emails import (
+    THREAD_ATTRIBUTES,
     EmailStore,
     Source,
     account_source,
@@ -347,7 +348,11 @@ class _Walk:
         rest = self.query.model_copy(update={"account_id": None, "folder": None})
         wanted = [loc for loc in items if not folder or loc.get("folder") == folder]
         fresh = [e for e in dict.fromkeys(str(loc["email_id"]) for loc in wanted) if e not in self.on_page]
-        found = self.store.batch_get_emails(self.ctx.tenant_id, fresh, self.budget) if fresh else {}
+        found = (
+            self.store.batch_get_emails(self.ctx.tenant_id, fresh, self.budget, projection=THREAD_ATTRIBUTES)
+            if fresh
+            else {}
+        )
         out: list[Item | None] = []
         for loc in items:
             email = found.get(str(loc["email_id"])) if not folder or loc.get("folder") == folder else None
@@ -359,10 +364,22 @@ class _Walk:
         return out
 
     def page(
-        self, resolve: Resolve[T], limit: int, cursor: str | None, repeats: Repeats[T] | None = None
+        self,
+        resolve: Resolve[T],
+        limit: int,
+        cursor: str | None,
+        repeats: Repeats[T] | None = None,
+        *,
+        read_ahead: int = 1,
     ) -> tuple[list[T], str | None]:
+        """A page through `fill`; `read_ahead` reads that many items per item asked for (up to
+        MAX_PAGE_SIZE a read), for listings where several read items make one result."""
+
+        def read(cursor: str | None, size: int) -> tuple[list[Item], str | None]:
+            return self.read(cursor, min(MAX_PAGE_SIZE, size * read_ahead))
+
         return fill(
-            self.read,
+            read,
             resolve,
             lambda item: self.store.cursor_after(
                 self.ctx.tenant_id,
@@ -400,34 +417,91 @@ def list_emails(ctx: TenantContext, query: EmailQuery, store: EmailStore) -> Pag
 def list_threads(ctx: TenantContext, query: EmailQuery, store: EmailStore) -> Page[ThreadSummary]:
     """Threads with at least one email the filters select, by their newest such email, newest first.
 
-    The emails are walked as `list_emails` walks them; a thread is shown at its newest selected
-    email, found by reading the thread (one query), so it shows once across all pages. Each
-    page may make `PAGE_BUDGET` requests plus two per thread it shows.
+    The emails are walked as `list_emails` walks them (two at a time per thread asked for: a
+    conversation's emails often sit side by side); a thread is shown at its newest selected email,
+    found by reading the whole thread, so it shows once across all pages. The threads of a read
+    are read together: one BatchGetItem of their member lists (THREAD items), one per 100 of the
+    members not in hand, so a page costs the same few requests whatever its size (a thread past
+    THREAD_MEMBERS_MAX members, or stored before member lists existed, is queried on its own).
+    Each page may make `PAGE_BUDGET` requests plus two per thread it shows.
     """
     query = normalize_query(query)
     walk = _Walk(ctx, query, store, Budget(PAGE_BUDGET + 2 * query.limit))
     decided: set[str] = set()
 
     def resolve(items: list[Item], wanted: int) -> list[ThreadSummary | None]:
+        emails = walk.emails(items)
         out: list[ThreadSummary | None] = []
         shown = 0
-        for email in walk.emails(items):
-            if shown == wanted or (out and walk.budget.left <= 0):
-                break  # the page is full, or out of requests: the page ends here
-            thread_id = None if email is None else str(email["thread_id"])
-            if email is None or thread_id in decided:
-                out.append(None)
-                continue
-            decided.add(str(thread_id))
-            summary = thread_summary(
-                email, store.thread_emails(ctx.tenant_id, str(thread_id), walk.budget), query
-            )
-            shown += summary is not None
-            out.append(summary)
+        while len(out) < len(emails) and shown < wanted:
+            if out and walk.budget.left <= 0:
+                break  # out of requests: the page ends here
+            # The next threads this read may show, as many as the page still wants.
+            group: dict[str, Item] = {}
+            for email in emails[len(out) :]:
+                thread_id = None if email is None else str(email["thread_id"])
+                if email is not None and thread_id not in decided and thread_id not in group:
+                    if len(group) == wanted - shown:
+                        break
+                    group[str(thread_id)] = email
+            in_hand = {str(e["email_id"]): e for e in emails if e is not None}
+            members = _thread_messages_of(ctx.tenant_id, group, in_hand, store, walk.budget)
+            for email in emails[len(out) :]:
+                thread_id = None if email is None else str(email["thread_id"])
+                if email is None or thread_id in decided:
+                    out.append(None)
+                    continue
+                if thread_id not in group:
+                    break  # the next group's
+                decided.add(str(thread_id))
+                summary = thread_summary(email, members.get(str(thread_id), [email]), query)
+                shown += summary is not None
+                out.append(summary)
+                if shown == wanted:
+                    break
         return out
 
-    threads, cursor = walk.page(resolve, query.limit, query.cursor)
+    threads, cursor = walk.page(resolve, query.limit, query.cursor, read_ahead=2)
     return Page[ThreadSummary](items=threads, next_cursor=cursor)
+
+
+def thread_messages(
+    tenant_id: str, thread_ids: list[str], in_hand: Mapping[str, Item], store: EmailStore, budget: Budget
+) -> dict[str, list[Item]]:
+    """Every email of each thread (`THREAD_ATTRIBUTES`), by thread id: the member lists in one
+    batched read, then the members not in hand (or in hand without every attribute) in batches."""
+    if not thread_ids:
+        return {}
+    lists = store.thread_members(tenant_id, thread_ids, budget)
+    out: dict[str, list[Item]] = {}
+    wanted: dict[str, list[str]] = {}
+    for thread_id in thread_ids:
+        listed = lists.get(thread_id)
+        if listed is None or listed.get("overflow") or not listed.get("members"):
+            out[thread_id] = store.thread_emails(tenant_id, thread_id, budget)
+        else:
+            wanted[thread_id] = sorted(str(m) for m in listed["members"])
+    complete = {e: item for e, item in in_hand.items() if all(a in item for a in ("cc", "gsi1sk"))}
+    missing = [e for ids in wanted.values() for e in ids if e not in complete]
+    fetched = (
+        store.batch_get_emails(tenant_id, missing, budget, projection=THREAD_ATTRIBUTES) if missing else {}
+    )
+    found = {**complete, **fetched}
+    for thread_id, ids in wanted.items():
+        out[thread_id] = [found[e] for e in ids if e in found and found[e].get("thread_id") == thread_id]
+    return out
+
+
+def _thread_messages_of(
+    tenant_id: str, group: Mapping[str, Item], in_hand: Mapping[str, Item], store: EmailStore, budget: Budget
+) -> dict[str, list[Item]]:
+    """`thread_messages` of the group's threads; a list that lacks the group's own email (stored
+    before member lists existed) is read again by querying the thread."""
+    out = thread_messages(tenant_id, list(group), in_hand, store, budget)
+    for thread_id, email in group.items():
+        if all(m["email_id"] != email["email_id"] for m in out.get(thread_id, [])):
+            out[thread_id] = store.thread_emails(tenant_id, thread_id, budget)
+    return out
 
 
 def thread_summary(email: Item, messages: list[Item], query: EmailQuery) -> ThreadSummary | None:
@@ -528,8 +602,31 @@ def attachment_url(
     filename = str(meta.get("filename") or attachment_id)
     content_type = str(meta.get("content_type") or "application/octet-stream")
     key = blobs.attachment_key(ctx.tenant_id, email_id, attachment_id)
+    if item.get("attachments_stored") is False:
+        _extract_attachment(item, attachment_id, key, content_type, blobs)
     url = blobs.presign_get(key, filename=filename, content_type=content_type)
     return PresignedUrl(url=url, expires_in=PRESIGN_SECONDS, filename=filename, content_type=content_type)
+
+
+def _extract_attachment(
+    item: Item, attachment_id: str, key: str, content_type: str, blobs: BlobStore
+) -> None:
+    """Store one attachment of a message whose attachments the sync left inside the raw MIME
+    (messages up to `mailbridge.sync.ingest.LAZY_ATTACHMENTS_MAX_BYTES`): the first download parses
+    the raw message and stores the part asked for under its usual key; later ones find it there.
+    Attachment ids are the parts' order (`att-{n}`), the same in every normalization."""
+    if blobs.head(key) is not None:
+        return
+    from mailbridge.mime import MimeError, normalize  # the MIME stack only on this path
+
+    try:
+        result = normalize(blobs.get(str(item["raw_key"])))
+    except MimeError as exc:
+        raise NotFound("the attachment cannot be read from the message", code="attachment_not_found") from exc
+    data = next((part for meta, part in result.attachments if meta.id == attachment_id), None)
+    if data is None:
+        raise NotFound("the email has no such attachment", code="attachment_not_found")
+    blobs.put(key, data, content_type)
 
 
 # ---------------------------------------------------------------------------------- threads

@@ -131,15 +131,9 @@ def list_contacts(
     responses=errors({404: ["contact_not_found"]}),
 )
 def contact_by_email(address: str) -> ContactView:
-    from mailbridge.crm.links import last_emails  # the email stack only on this route
+    from mailbridge.crm.links import contact_by_email as view  # the email stack only on this route
 
-    store = deps.link_deps()
-    return service.contact_by_email(
-        current_tenant(router),
-        unquote(address),
-        deps.crm_store(),
-        lambda tenant, contact: last_emails(tenant, contact, store.links, store.emails),
-    )
+    return view(current_tenant(router), unquote(address), deps.link_deps())
 
 
 @router.get(

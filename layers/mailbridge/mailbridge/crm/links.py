@@ -12,16 +12,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from mailbridge.crm.models import CAMPAIGN_ID, COMPANY_ID, CONTACT_ID, DEAL_ID, ID_PATTERN
+from mailbridge.crm.models import (
+    CAMPAIGN_ID,
+    COMPANY_ID,
+    CONTACT_ID,
+    DEAL_ID,
+    ID_PATTERN,
+    ContactView,
+    normalize_address,
+)
 from mailbridge.crm.timeline import Entry, SourceFactory, TimelineEmail, TimelineItem, merged_page
 from mailbridge.emails import EMAIL_ID, to_summary
-from mailbridge.errors import NotFound
+from mailbridge.errors import Invalid, NotFound
 from mailbridge.features import require_feature
 from mailbridge.models.mail import EmailSummary
+from mailbridge.store.batch import read_together
 from mailbridge.store.crm import CrmStore
 from mailbridge.store.emails import EmailStore
 from mailbridge.store.links import LinkRecord, LinkStore, order_key
@@ -103,23 +112,20 @@ def _email(ctx: TenantContext, email_id: str, deps: LinkDeps) -> dict[str, objec
     return item
 
 
-def _require_record(ctx: TenantContext, kind: str, record_id: str, deps: LinkDeps) -> None:
-    tenant = ctx.tenant_id
+def _check_record_id(ctx: TenantContext, kind: str, record_id: str, deps: LinkDeps) -> None:
+    """404 for an id that cannot name a record of `kind` (and for campaigns while they are off)."""
     pattern = PATTERNS.get(kind)
     if pattern is None or not pattern.fullmatch(record_id):
         raise NotFound(f"no such {kind}", code=f"{kind}_not_found")
     if kind == "campaign":
         require_feature(ctx, deps.features, "campaigns")
-    found: object | None
-    if kind == "contact":
-        found = deps.crm.get_contact(tenant, record_id)
-    elif kind == "company":
-        found = deps.crm.get_company(tenant, record_id)
-    elif kind == "deal":
-        found = deps.crm.get_deal(tenant, record_id)
-    else:
-        found = deps.crm.get_campaign(tenant, record_id)
-    if found is None:
+
+
+def _require_record(ctx: TenantContext, kind: str, record_id: str, deps: LinkDeps) -> None:
+    _check_record_id(ctx, kind, record_id, deps)
+    read = deps.crm.record_read(ctx.tenant_id, kind, record_id)
+    read_together([read])
+    if not read.items:
         raise NotFound(f"no such {kind}", code=f"{kind}_not_found")
 
 
@@ -187,31 +193,53 @@ def timeline(
     limit: int,
 ) -> Page[TimelineItem]:
     """The record's emails in both directions and the items of `deps.timeline_sources` (calendar
-    events), newest first (`mailbridge.crm.timeline`); 404 for a record the tenant lacks."""
-    _require_record(ctx, kind, record_id, deps)
+    events, CRM activities), newest first (`mailbridge.crm.timeline`); 404 for a record the
+    tenant lacks.
+
+    Requests per page: the mail source's links (one gsi1 query) and one BatchGetItem holding the
+    record itself (the 404 check) with the linked emails' summaries, then one query per other
+    source. Once the mail is exhausted the record is read on its own.
+    """
+    _check_record_id(ctx, kind, record_id, deps)
     tenant = ctx.tenant_id
-    sources = [
-        EmailTimeline(tenant, kind, record_id, deps),
-        *(make(tenant, kind, record_id) for make in deps.timeline_sources),
-    ]
-    return merged_page(tenant, f"timeline:{kind}:{record_id}", sources, cursor=cursor, limit=limit)
+    mail = EmailTimeline(tenant, kind, record_id, deps)
+    sources = [mail, *(make(tenant, kind, record_id) for make in deps.timeline_sources)]
+    try:
+        page = merged_page(tenant, f"timeline:{kind}:{record_id}", sources, cursor=cursor, limit=limit)
+    except Invalid:
+        # A record the tenant lacks is 404 whatever the cursor says (as before the cursor is read)
+        _require_record(ctx, kind, record_id, deps)
+        raise
+    if not mail.record_checked:
+        _require_record(ctx, kind, record_id, deps)
+    return page
 
 
 @dataclass
 class EmailTimeline:
-    """The record's linked emails as a timeline source (sort key `{date}#{email_id}`)."""
+    """The record's linked emails as a timeline source (sort key `{date}#{email_id}`).
+
+    Reads the record in the same BatchGetItem as the emails and raises NotFound(`{kind}_not_found`)
+    when it is gone (`record_checked` tells the caller the check was made)."""
 
     tenant_id: str
     kind: str
     record_id: str
     deps: LinkDeps
     name: str = "email"
+    record_checked: bool = False
 
     def page(self, cursor: str | None, limit: int) -> tuple[list[Entry], str | None]:
         links, next_cursor = self.deps.links.timeline_page(
             self.tenant_id, self.kind, self.record_id, cursor=cursor, limit=limit
         )
-        items = self.deps.emails.batch_get_emails(self.tenant_id, [link.email_id for link in links])
+        record = self.deps.crm.record_read(self.tenant_id, self.kind, self.record_id)
+        emails = self.deps.emails.summaries_read(self.tenant_id, [link.email_id for link in links])
+        read_together([record, emails])
+        if not record.items:
+            raise NotFound(f"no such {self.kind}", code=f"{self.kind}_not_found")
+        self.record_checked = True
+        items = {str(item["email_id"]): item for item in emails.items}
         return [
             Entry(
                 order_key(link.date, link.email_id),
@@ -223,13 +251,34 @@ class EmailTimeline:
         ], next_cursor
 
 
-def summaries(tenant_id: str, links: list[LinkRecord], emails: EmailStore) -> list[EmailSummary]:
+def _in_link_order(links: list[LinkRecord], items: list[dict[str, Any]]) -> list[EmailSummary]:
     """The linked emails in the links' order (an email gone from the table is left out)."""
-    items = emails.batch_get_emails(tenant_id, [link.email_id for link in links])
-    return [to_summary(items[link.email_id]) for link in links if link.email_id in items]
+    by_id = {str(item["email_id"]): item for item in items}
+    return [to_summary(by_id[link.email_id]) for link in links if link.email_id in by_id]
 
 
-def last_emails(tenant_id: str, contact_id: str, links: LinkStore, emails: EmailStore) -> list[EmailSummary]:
-    """The contact's newest emails for `GET /crm/contacts/by-email/{address}`."""
-    page, _ = links.timeline_page(tenant_id, "contact", contact_id, cursor=None, limit=LAST_EMAILS)
-    return summaries(tenant_id, page, emails)
+def contact_by_email(ctx: TenantContext, address: str, deps: LinkDeps) -> ContactView:
+    """The contact owning `address` (any case), its company, its open deals and its newest emails.
+
+    Four requests: the address lookup, the ids of the contact's open deals (gsi1) and its newest
+    links, then the contact, company, deals and linked emails in one BatchGetItem. Raises
+    NotFound(contact_not_found).
+    """
+    tenant = ctx.tenant_id
+    lookup = deps.crm.find_email(tenant, normalize_address(address))
+    if lookup is None:
+        raise NotFound("no contact has this address", code="contact_not_found")
+    deal_ids = deps.crm.open_deal_ids_of_contact(tenant, lookup.contact_id)
+    links, _ = deps.links.timeline_page(tenant, "contact", lookup.contact_id, cursor=None, limit=LAST_EMAILS)
+    records = deps.crm.contact_view_read(tenant, lookup, deal_ids)
+    emails = deps.emails.summaries_read(tenant, [link.email_id for link in links])
+    read_together([records, emails])
+    contact, company, open_deals = deps.crm.contact_view_from(tenant, records, lookup, deal_ids)
+    if contact is None:
+        raise NotFound("no contact has this address", code="contact_not_found")
+    return ContactView(
+        contact=contact,
+        company=company,
+        open_deals=open_deals,
+        last_emails=_in_link_order(links, emails.items),
+    )

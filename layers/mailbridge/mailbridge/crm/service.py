@@ -38,7 +38,6 @@ from mailbridge.crm.models import (
     ContactCreate,
     ContactFields,
     ContactPatch,
-    ContactView,
     Deal,
     DealCreate,
     DealFields,
@@ -46,10 +45,8 @@ from mailbridge.crm.models import (
     Versioned,
     is_open,
     new_id,
-    normalize_address,
 )
 from mailbridge.errors import Conflict, Invalid, NotFound
-from mailbridge.models.mail import EmailSummary
 from mailbridge.store.crm import ContactFilter, CrmStore, DealFilter
 from mailbridge.store.pagination import Page
 from mailbridge.tenancy import Role, TenantContext
@@ -291,27 +288,6 @@ def delete_contact(
                 {"contact": contact.model_dump(mode="json")},
             )
         ],
-    )
-
-
-def contact_by_email(
-    ctx: TenantContext,
-    address: str,
-    store: CrmStore,
-    last_emails: Callable[[str, str], list[EmailSummary]] | None = None,
-) -> ContactView:
-    """The contact owning `address` (any case), its company, its open deals and (with
-    `last_emails(tenant_id, contact_id)`, from email matching) its newest emails."""
-    lookup = store.find_email(ctx.tenant_id, normalize_address(address))
-    contact = store.get_contact(ctx.tenant_id, lookup.contact_id) if lookup else None
-    if contact is None:
-        raise NotFound("no contact has this address", code="contact_not_found")
-    company = store.get_company(ctx.tenant_id, contact.company_id) if contact.company_id else None
-    return ContactView(
-        contact=contact,
-        company=company,
-        open_deals=store.open_deals_of_contact(ctx.tenant_id, contact.contact_id),
-        last_emails=last_emails(ctx.tenant_id, contact.contact_id) if last_emails else [],
     )
 
 

@@ -6,7 +6,8 @@ Keys always start with the area and the tenant, so lifecycle rules and IAM condi
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,17 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 PRESIGN_SECONDS = 300
+# Concurrent PutObject calls of one `put_many` (botocore's default pool keeps 10 connections).
+PUT_WORKERS = 8
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One object to write: key, bytes and Content-Type."""
+
+    key: str
+    data: bytes
+    content_type: str = "application/octet-stream"
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,7 @@ class BlobStore:
     def __init__(self, bucket: str, client: S3Client | None = None) -> None:
         self.bucket = bucket
         self._client = client
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def client(self) -> S3Client:
@@ -67,6 +80,27 @@ class BlobStore:
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    def put_many(self, uploads: Sequence[Upload]) -> None:
+        """Write every upload, `PUT_WORKERS` at a time (the S3 client is thread-safe). Returns when
+        all have finished; the first failure is raised then (the others still completed, which
+        is harmless: keys are deterministic and a rewrite stores the same bytes)."""
+        if len(uploads) <= 1:
+            for upload in uploads:
+                self.put(upload.key, upload.data, upload.content_type)
+            return
+        client = self.client  # created here, not raced for by the workers
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=PUT_WORKERS, thread_name_prefix="s3put")
+        futures = [
+            self._pool.submit(
+                client.put_object, Bucket=self.bucket, Key=u.key, Body=u.data, ContentType=u.content_type
+            )
+            for u in uploads
+        ]
+        wait(futures)
+        for future in futures:
+            future.result()
 
     def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
         """The object's bytes; with `max_bytes`, at most `max_bytes + 1` of them are read, so a caller

@@ -50,6 +50,7 @@ from mailbridge.crm.models import (
 )
 from mailbridge.errors import Conflict, MailbridgeError, NotFound
 from mailbridge.store.base import DynamoRepository, Item, is_condition_failure, tenant_pk
+from mailbridge.store.batch import BatchRead
 from mailbridge.store.conditions import Attr, Key
 from mailbridge.store.fill import PAGE_BUDGET, Budget, fill
 from mailbridge.store.pagination import MAX_PAGE_SIZE
@@ -790,6 +791,53 @@ class CrmStore(DynamoRepository):
             )
 
         return query, key
+
+    def open_deal_ids_of_contact(self, tenant_id: str, contact_id: str, *, limit: int = 100) -> list[str]:
+        """Ids of the contact's open deals, last updated first (one gsi1 query, no deal read)."""
+        items, _ = self.query_page(
+            tenant_id=tenant_id,
+            key_condition=Key("gsi1pk").eq(contact_deals_pk(tenant_id, contact_id))
+            & Key("gsi1sk").begins_with("OPEN#"),
+            limit=limit,
+            index="gsi1",
+            newest_first=True,
+        )
+        return [str(i["deal_id"]) for i in items]
+
+    def record_read(self, tenant_id: str, kind: str, record_id: str) -> BatchRead:
+        """A consistent read of one contact, company, deal or campaign, for `read_together`."""
+        sk = {"contact": contact_sk, "company": company_sk, "deal": deal_sk, "campaign": campaign_sk}[kind]
+        return self._read(tenant_id, [sk(record_id)])
+
+    def contact_view_read(self, tenant_id: str, lookup: EmailLookup, deal_ids: Sequence[str]) -> BatchRead:
+        """The contact an address resolves to, the company the lookup names (written with the
+        contact) and the given deals, for `read_together`; see `contact_view_from`."""
+        sks = [contact_sk(lookup.contact_id), *(deal_sk(d) for d in deal_ids)]
+        if lookup.company_id:
+            sks.append(company_sk(lookup.company_id))
+        return self._read(tenant_id, sks)
+
+    def contact_view_from(
+        self, tenant_id: str, read: BatchRead, lookup: EmailLookup, deal_ids: Sequence[str]
+    ) -> tuple[Contact | None, Company | None, list[Deal]]:
+        """The contact, its company and the deals that exist (in the order of `deal_ids`) from a
+        `contact_view_read`; a contact whose company is not the lookup's has it read on its own."""
+        found = {str(item["sk"]): item for item in read.items}
+        item = found.get(contact_sk(lookup.contact_id))
+        if item is None:
+            return None, None, []
+        contact = to_contact(item)
+        company: Company | None = None
+        if contact.company_id:
+            company_item = found.get(company_sk(contact.company_id))
+            company = (
+                to_company(company_item) if company_item else self.get_company(tenant_id, contact.company_id)
+            )
+        return contact, company, [to_deal(found[deal_sk(d)]) for d in deal_ids if deal_sk(d) in found]
+
+    def _read(self, tenant_id: str, sks: Sequence[str]) -> BatchRead:
+        keys = [{"pk": tenant_pk(tenant_id), "sk": sk} for sk in sks]
+        return BatchRead(self.table.meta.client, self.table_name, keys, consistent=True)
 
     def open_deals_of_contact(self, tenant_id: str, contact_id: str, *, limit: int = 100) -> list[Deal]:
         """Open deals naming the contact, last updated first (one gsi1 query + one batch read)."""

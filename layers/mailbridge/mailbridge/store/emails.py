@@ -7,7 +7,12 @@ Item types (pk = TENANT#{tenant} for all):
   MSGID#{hash}                              Message-ID -> thread id (also for ids only referenced so far)
   SUBJ#{account}#{hash}                     base subject -> thread id, for replies without references
   QUAR#{account}#{folder}#{uidvalidity}#{uid} input that could not be normalized (raw bytes in S3)
-Every create is conditional, so replaying a batch writes nothing twice.
+  THREAD#{thread_id}                        the thread's members (a string set of email ids, at
+                                            most THREAD_MEMBERS_MAX; past that `overflow` is set
+                                            and readers query gsi2), so a page of threads reads
+                                            every member with batched gets instead of a query each
+Creates are conditional where exactly-once matters (emails, Message-ID keys) and plain puts where
+the key is deterministic (locations, quarantine records), so replaying a batch writes nothing twice.
 
 Listing indexes (newest first; gsi4-6 reuse gsi1sk = "{date}#{email_id}" as their sort key, so a
 date range is a key condition on every one of them, and project `SUMMARY_ATTRIBUTES` only, so a
@@ -31,6 +36,7 @@ from urllib.parse import unquote
 
 from mailbridge.errors import Conflict
 from mailbridge.store.base import DynamoRepository, Item, is_condition_failure
+from mailbridge.store.batch import BatchRead, TransactionLost, batch_get, batch_put, chunks, transact
 from mailbridge.store.conditions import Attr, Key
 from mailbridge.store.fill import Budget
 from mailbridge.store.keys import (
@@ -41,12 +47,17 @@ from mailbridge.store.keys import (
     quarantine_sk,
     subject_sk,
     tenant_pk,
+    thread_sk,
 )
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 BATCH_GET = 100
+# Members a THREAD item lists (email ids are 29 characters: about 60 KB, far below 400 KB).
+THREAD_MEMBERS_MAX = 2000
+# What ingest reads of what is already stored (locations, emails, Message-ID and subject keys).
+PLAN_ATTRIBUTES = ("email_id", "thread_id", "announced", "direction", "message_id", "date")
 
 # What the listing indexes gsi4-6 project besides their keys (template.yaml lists the same names;
 # tests/unit/test_wiring.py checks): everything a summary shows and every listing filter reads.
@@ -153,33 +164,49 @@ class EmailStore(DynamoRepository):
         return self.get(tenant_pk(tenant_id), email_sk(email_id), consistent=True)
 
     def create_email(self, tenant_id: str, item: Item) -> bool:
-        """True when this call stored the email, False when it already existed."""
-        keys = index_keys(tenant_id, item)
-        try:
-            self.create({"pk": tenant_pk(tenant_id), "sk": email_sk(item["email_id"]), **item, **keys})
-        except Conflict:
-            return False
-        return True
+        """True when this call stored the email, False when it already existed. The email joins
+        its thread's members in the same transaction."""
+        for full in (False, True):
+            writes = EmailWrites(tenant_id)
+            writes.create_email(item)
+            writes.join_thread(str(item["thread_id"]), [str(item["email_id"])], full=full)
+            try:
+                self.write(writes)
+            except TransactionLost as lost:
+                failed = writes.tags_of(lost.failed)
+                if "email" in failed:
+                    return False
+                if failed != {"thread"}:
+                    raise
+                continue  # the thread lists THREAD_MEMBERS_MAX members: mark it overflowing
+            return True
+        raise Conflict("the email could not be stored; try again", code="conflict")
 
     def batch_get_emails(
-        self, tenant_id: str, email_ids: Sequence[str], budget: Budget | None = None
+        self,
+        tenant_id: str,
+        email_ids: Sequence[str],
+        budget: Budget | None = None,
+        *,
+        projection: Sequence[str] | None = None,
     ) -> dict[str, Item]:
-        """Email items by id (missing ones left out); every request is spent from `budget`."""
-        found: dict[str, Item] = {}
-        unique = list(dict.fromkeys(email_ids))
-        for start in range(0, len(unique), BATCH_GET):
-            keys = [
-                {"pk": tenant_pk(tenant_id), "sk": email_sk(e)} for e in unique[start : start + BATCH_GET]
-            ]
-            request: dict[str, Any] = {self.table_name: {"Keys": keys}}
-            while request:
-                response = self.table.meta.client.batch_get_item(RequestItems=request)
-                if budget is not None:
-                    budget.spend()
-                for item in response.get("Responses", {}).get(self.table_name, []):
-                    found[str(item["email_id"])] = item
-                request = response.get("UnprocessedKeys") or {}
-        return found
+        """Email items by id (missing ones left out), 100 to a BatchGetItem; every request is spent
+        from `budget`. `projection` names the attributes to read (all when None)."""
+        keys = [{"pk": tenant_pk(tenant_id), "sk": email_sk(e)} for e in dict.fromkeys(email_ids)]
+        names = None if projection is None else ("email_id", *projection)
+        items = batch_get(
+            self.table.meta.client,
+            self.table_name,
+            keys,
+            projection=names,
+            on_request=None if budget is None else budget.spend,
+        )
+        return {str(item["email_id"]): item for item in items}
+
+    def summaries_read(self, tenant_id: str, email_ids: Sequence[str]) -> BatchRead:
+        """The emails' `SUMMARY_ATTRIBUTES`, for `read_together` with another table's keys."""
+        keys = [{"pk": tenant_pk(tenant_id), "sk": email_sk(e)} for e in dict.fromkeys(email_ids)]
+        return BatchRead(self.table.meta.client, self.table_name, keys, ("email_id", *SUMMARY_ATTRIBUTES))
 
     def update_email(self, tenant_id: str, email_id: str, **values: Any) -> None:
         """SET `values`; a change of `read` moves the email into or out of the unread index.
@@ -469,6 +496,207 @@ class EmailStore(DynamoRepository):
             if "LastEvaluatedKey" not in response:
                 return out
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    # ------------------------------------------------------------------ batched ingest
+    def plan_read(self, tenant_id: str, sks: Iterable[str]) -> dict[str, Item]:
+        """Consistent BatchGetItem of the given sort keys (100 a request), `PLAN_ATTRIBUTES`
+        only: what ingest needs to know of what is stored. Missing keys are left out."""
+        keys = [{"pk": tenant_pk(tenant_id), "sk": sk} for sk in dict.fromkeys(sks)]
+        items = batch_get(
+            self.table.meta.client, self.table_name, keys, consistent=True, projection=PLAN_ATTRIBUTES
+        )
+        return {str(item["sk"]): item for item in items}
+
+    def write(self, writes: EmailWrites) -> None:
+        """The conditional and update writes of `writes`, in order, in transactions of up to 100
+        actions and about 3.5 MB. Raises `TransactionLost` (its `failed` indexes into all of
+        `writes`) when a condition failed; transactions before it stay written."""
+        done = 0
+        for chunk in chunks(writes.actions):
+            try:
+                transact(self.table.meta.client, self.table_name, chunk)
+            except TransactionLost as lost:
+                raise TransactionLost([done + i for i in lost.failed]) from lost
+            done += len(chunk)
+
+    def put_items(self, tenant_id: str, items: Sequence[tuple[str, Item]]) -> None:
+        """Plain puts of (sort key, item), 25 a BatchWriteItem: only for deterministic keys, where
+        writing an item again changes nothing (locations, quarantine records)."""
+        batch_put(
+            self.table.meta.client,
+            self.table_name,
+            [{"pk": tenant_pk(tenant_id), "sk": sk, **item} for sk, item in items],
+        )
+
+    def mark_announced(self, tenant_id: str, email_ids: Sequence[str]) -> None:
+        """Set `announced` on each email, 100 to a transaction; an email deleted meanwhile (a
+        purge) is skipped."""
+        writes = EmailWrites(tenant_id)
+        for email_id in dict.fromkeys(email_ids):
+            writes.set_announced(email_id)
+        try:
+            self.write(writes)
+        except TransactionLost:
+            for email_id in dict.fromkeys(email_ids):
+                try:
+                    self.update_email(tenant_id, email_id, announced=True)
+                except Exception as exc:
+                    if not is_condition_failure(exc):
+                        raise
+
+    def thread_members(
+        self, tenant_id: str, thread_ids: Sequence[str], budget: Budget | None = None
+    ) -> dict[str, Item]:
+        """THREAD items by thread id (`members`, `overflow`), 100 to a BatchGetItem; every request
+        is spent from `budget`."""
+        keys = [{"pk": tenant_pk(tenant_id), "sk": thread_sk(t)} for t in dict.fromkeys(thread_ids)]
+        items = batch_get(
+            self.table.meta.client,
+            self.table_name,
+            keys,
+            on_request=None if budget is None else budget.spend,
+        )
+        return {str(item["thread_id"]): item for item in items}
+
+
+class EmailWrites:
+    """An ordered list of the transactional writes of one ingest batch, each tagged with what it
+    is ("message_id", "subject", "thread", "thread_full", "email", "attach", "announced") so a
+    lost condition can be told apart by kind."""
+
+    def __init__(self, tenant_id: str) -> None:
+        self.tenant_id = tenant_id
+        self.pk = tenant_pk(tenant_id)
+        self.actions: list[dict[str, Any]] = []
+        self.tags: list[str] = []
+        self.keys: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def _add(self, tag: str, key: str, action: dict[str, Any]) -> None:
+        self.actions.append(action)
+        self.tags.append(tag)
+        self.keys.append(key)
+
+    def tags_of(self, indexes: Iterable[int]) -> set[str]:
+        return {self.tags[i] for i in indexes}
+
+    def register_message_id(self, message_id: str, thread_id: str) -> None:
+        """Message-ID -> thread, only where the Message-ID points nowhere yet (first writer wins)."""
+        self._add(
+            "message_id",
+            message_id,
+            {
+                "Put": {
+                    "Item": {"pk": self.pk, "sk": message_id_sk(message_id), "thread_id": thread_id},
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+        )
+
+    def remember_subject(self, scope: str, base_subject: str, thread_id: str, date: str) -> None:
+        """Base subject -> thread, unless a newer conversation holds it (the newest one wins)."""
+        self._add(
+            "subject",
+            subject_sk(scope, base_subject),
+            {
+                "Put": {
+                    "Item": {
+                        "pk": self.pk,
+                        "sk": subject_sk(scope, base_subject),
+                        "thread_id": thread_id,
+                        "date": date,
+                    },
+                    "ConditionExpression": "attribute_not_exists(#d) OR #d <= :d",
+                    "ExpressionAttributeNames": {"#d": "date"},
+                    "ExpressionAttributeValues": {":d": date},
+                }
+            },
+        )
+
+    def join_thread(self, thread_id: str, email_ids: Sequence[str], *, full: bool = False) -> None:
+        """Add emails to a thread's members (a set add: replays change nothing) while it lists
+        fewer than THREAD_MEMBERS_MAX; `full` (after that condition failed) marks it `overflow`."""
+        key = {"pk": self.pk, "sk": thread_sk(thread_id)}
+        if full:
+            update = {
+                "Key": key,
+                "UpdateExpression": "SET thread_id = :t, overflow = :true",
+                "ExpressionAttributeValues": {":t": thread_id, ":true": True},
+            }
+            self._add("thread_full", thread_id, {"Update": update})
+            return
+        update = {
+            "Key": key,
+            "UpdateExpression": "SET thread_id = :t ADD members :m",
+            "ConditionExpression": "attribute_not_exists(members) OR size(members) < :cap",
+            "ExpressionAttributeValues": {":t": thread_id, ":m": set(email_ids), ":cap": THREAD_MEMBERS_MAX},
+        }
+        self._add("thread", thread_id, {"Update": update})
+
+    def create_email(self, item: Item) -> None:
+        """A new email (with its listing index keys), only if it does not exist yet."""
+        keys = index_keys(self.tenant_id, item)
+        stored = {"pk": self.pk, "sk": email_sk(item["email_id"]), **item, **keys, "version": 1}
+        self._add(
+            "email",
+            str(item["email_id"]),
+            {"Put": {"Item": stored, "ConditionExpression": "attribute_not_exists(pk)"}},
+        )
+
+    def attach(
+        self,
+        email_id: str,
+        loc_keys: Iterable[str],
+        flags: dict[str, bool] | None = None,
+    ) -> None:
+        """An existing email gains locations (set adds, so replays change nothing) and, with
+        `flags`, takes the newest mailbox view of read/flagged/answered (moving it into or out
+        of the unread index). The email must exist."""
+        keys = set(loc_keys)
+        accounts, folders = locations_summary(keys)
+        values: dict[str, Any] = {":l": keys, ":a": accounts, ":f": folders, ":false": False}
+        sets = ["deleted = :false"]
+        removes: list[str] = []
+        names: dict[str, str] = {}
+        if flags is not None:
+            for i, (name, on) in enumerate(flags.items()):
+                names[f"#g{i}"] = name
+                values[f":g{i}"] = on
+                sets.append(f"#g{i} = :g{i}")
+            if flags.get("read"):
+                removes.append("gsi4pk")
+            else:
+                values[":u"] = unread_source(self.tenant_id).partition
+                sets.append("gsi4pk = :u")
+        expression = "SET " + ", ".join(sets)
+        if removes:
+            expression += " REMOVE " + ", ".join(removes)
+        expression += " ADD loc_keys :l, accounts :a, folders :f"
+        update: dict[str, Any] = {
+            "Key": {"pk": self.pk, "sk": email_sk(email_id)},
+            "UpdateExpression": expression,
+            "ConditionExpression": "attribute_exists(pk)",
+            "ExpressionAttributeValues": values,
+        }
+        if names:
+            update["ExpressionAttributeNames"] = names
+        self._add("attach", email_id, {"Update": update})
+
+    def set_announced(self, email_id: str) -> None:
+        self._add(
+            "announced",
+            email_id,
+            {
+                "Update": {
+                    "Key": {"pk": self.pk, "sk": email_sk(email_id)},
+                    "UpdateExpression": "SET announced = :true",
+                    "ConditionExpression": "attribute_exists(pk)",
+                    "ExpressionAttributeValues": {":true": True},
+                }
+            },
+        )
 
 
 # A thread summary reads these of every message: the summary's and the listing filters' attributes.

@@ -41,5 +41,9 @@ def subject_sk(account_scope: str, base_subject: str) -> str:
     return f"SUBJ#{account_scope}#{digest(base_subject.casefold())}"
 
 
+def thread_sk(thread_id: str) -> str:
+    return f"THREAD#{thread_id}"
+
+
 def quarantine_sk(account_id: str, folder: str, uidvalidity: int, uid: int) -> str:
     return f"QUAR#{account_id}#{folder_key(folder)}#{uidvalidity}#{uid:010d}"

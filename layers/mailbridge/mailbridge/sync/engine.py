@@ -6,9 +6,12 @@ server does not have is recorded as `missing` with its reason and the others car
      (emails are keyed by Message-ID, so re-fetching duplicates nothing);
   2. flag changes and expunges of what is already stored: CHANGEDSINCE/VANISHED when the server
      has CONDSTORE/QRESYNC, else a UID diff when the message count says something went away;
-  3. new mail in UID order, in batches; after each batch the new emails are announced and only
-     then the cursor moves (conditional, forward only), so a crash never skips an announcement.
-Work stops when the budget is spent; the caller queues a continuation.
+  3. new mail in UID order, in batches bounded by count and by bytes (one huge message is a batch
+     of its own), each ingested as a batch (`mailbridge.sync.ingest`); after each batch the new
+     emails are announced (PutEvents, 10 a call) and only then the cursor moves (conditional,
+     forward only), so a crash never skips an announcement.
+Work stops when the budget is spent (messages, or its deadline: no batch starts after it); the
+caller queues a continuation.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from mailbridge.bus import DomainEvent, EventPublisher
 from mailbridge.errors import ProviderError
@@ -28,22 +32,34 @@ from mailbridge.store.accounts import AccountStore
 from mailbridge.store.blobs import BlobStore
 from mailbridge.store.emails import EmailStore
 from mailbridge.store.keys import location_sk
-from mailbridge.sync.ingest import Mailbox, flag_state, ingest
+from mailbridge.sync.ingest import Ingested, Mailbox, flag_state, ingest_batch
 
 INBOX = "INBOX"
 
 
 @dataclass
 class Budget:
-    """How much one invocation may do before handing over to a continuation."""
+    """How much one invocation may do before handing over to a continuation.
+
+    `deadline` (a `time.monotonic()` instant): no batch starts after it. `session_deadline`: the
+    IMAP session is cut off then, whatever the server is doing (None: no cut-off), so a batch
+    that started in time cannot hold the run past the Lambda timeout either. A batch holds at
+    most `batch_size` messages and, past its first message, `batch_bytes` bytes of them.
+    """
 
     max_messages: int = 1000
     deadline: float = float("inf")  # time.monotonic() value
     batch_size: int = 50
+    batch_bytes: int | None = None
+    session_deadline: float | None = None
     spent: int = 0
 
     def exhausted(self) -> bool:
         return self.spent >= self.max_messages or time.monotonic() >= self.deadline
+
+    def cut_off(self) -> bool:
+        """The session deadline has passed: whatever failed now failed because it was cut off."""
+        return self.session_deadline is not None and time.monotonic() >= self.session_deadline
 
     def allowance(self) -> int:
         return max(1, min(self.batch_size, self.max_messages - self.spent))
@@ -62,10 +78,11 @@ class FolderReport:
 @dataclass
 class SyncReport:
     folders: list[FolderReport] = field(default_factory=list)
+    cut_off: bool = False  # the session deadline ended the run: a continuation carries on
 
     @property
     def complete(self) -> bool:
-        return all(f.complete for f in self.folders)
+        return not self.cut_off and all(f.complete for f in self.folders)
 
     @property
     def stored(self) -> int:
@@ -170,7 +187,7 @@ def sync_folder(source: MailFolderSource, mailbox: Mailbox, deps: SyncDeps, budg
         _apply_changes(source, mailbox, state, status.highestmodseq, status.messages, deps, report)
 
     while not budget.exhausted():
-        batch = source.fetch_new(name, state.last_uid, budget.allowance())
+        batch = source.fetch_new(name, state.last_uid, budget.allowance(), max_bytes=budget.batch_bytes)
         if batch.uidvalidity != status.uidvalidity:
             # Renumbered between STATUS and FETCH: leave it for the next run, which resets cleanly.
             report.complete = False
@@ -199,9 +216,8 @@ def sync_folder(source: MailFolderSource, mailbox: Mailbox, deps: SyncDeps, budg
 def _store_batch(
     batch: FetchBatch, mailbox: Mailbox, state: FolderState, deps: SyncDeps, report: FolderReport
 ) -> None:
-    to_announce: list[str] = []
-    for fetched in batch.messages:
-        result = ingest(mailbox, fetched, deps.emails, deps.blobs)
+    results = ingest_batch(mailbox, batch.messages, deps.emails, deps.blobs)
+    for result in results:
         if result.quarantined:
             report.quarantined += 1
             continue
@@ -211,22 +227,36 @@ def _store_batch(
         state.messages_stored += 1
         if result.new_location:
             report.stored += 1
-        if result.needs_announcement and result.email_id:
-            to_announce.append(result.email_id)
-    announce(mailbox.tenant_id, mailbox.account_id, to_announce, deps)
+    announce_ingested(mailbox.tenant_id, mailbox.account_id, results, deps)
+
+
+def announce_ingested(tenant_id: str, account_id: str, results: list[Ingested], deps: SyncDeps) -> None:
+    """Announce what a batch stored that is not announced yet, from what the ingest read."""
+    pending: dict[str, dict[str, Any]] = {}
+    for result in results:
+        if result.needs_announcement and result.email_id and result.announcement is not None:
+            pending.setdefault(result.email_id, result.announcement)
+    _publish(tenant_id, account_id, pending, deps)
 
 
 def announce(tenant_id: str, account_id: str, email_ids: list[str], deps: SyncDeps) -> None:
-    """Publish `email.received` once per email; consumers dedupe on the idempotency key anyway."""
+    """Publish `email.received` (`email.sent` for outbound mail) once per email; consumers
+    dedupe on the idempotency key anyway."""
     if not email_ids:
         return
     unique = list(dict.fromkeys(email_ids))
     items = deps.emails.batch_get_emails(tenant_id, unique)
+    pending = {e: items[e] for e in unique if e in items and not items[e].get("announced")}
+    _publish(tenant_id, account_id, pending, deps)
+
+
+def _publish(tenant_id: str, account_id: str, pending: dict[str, dict[str, Any]], deps: SyncDeps) -> None:
+    """Events in PutEvents calls of 10 (`EventPublisher`), then `announced` set on the emails in
+    transactions of 100: a crash in between announces again on replay, never not at all."""
+    if not pending:
+        return
     events = []
-    for email_id in unique:
-        item = items.get(email_id)
-        if item is None or item.get("announced"):
-            continue
+    for email_id, item in pending.items():
         detail_type = "email.sent" if item.get("direction") == "outbound" else "email.received"
         events.append(
             DomainEvent(
@@ -244,8 +274,7 @@ def announce(tenant_id: str, account_id: str, email_ids: list[str], deps: SyncDe
             )
         )
     deps.publisher.publish(events)
-    for event in events:
-        deps.emails.update_email(tenant_id, str(event.data["email_id"]), announced=True)
+    deps.emails.mark_announced(tenant_id, list(pending))
 
 
 def _apply_changes(

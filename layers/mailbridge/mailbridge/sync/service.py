@@ -104,7 +104,12 @@ def run_sync(request: SyncRequest, deps: SyncServiceDeps, budget: Budget) -> Syn
     now = deps.sync.now
     for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
         try:
-            settings = imap_settings(imap, _password(account, deps), allow_private=deps.allow_private_hosts)
+            settings = imap_settings(
+                imap,
+                _password(account, deps),
+                allow_private=deps.allow_private_hosts,
+                deadline=budget.session_deadline,
+            )
             with deps.connect(settings) as source:
                 report = sync_account(source, account, deps.sync, budget)
             break
@@ -120,6 +125,13 @@ def run_sync(request: SyncRequest, deps: SyncServiceDeps, budget: Budget) -> Syn
             logger.warning("sync stopped: credentials rejected", extra={"code": exc.code})
             return None
         except ProviderError as exc:
+            if budget.cut_off() and budget.spent:
+                # The run's own deadline ended the IMAP session (a slow or trickling server) after
+                # some progress: what was stored is durable and the cursor says where; hand over
+                # in time. Without progress it is a failure like any other (retried, then the DLQ).
+                logger.info("sync cut off at its deadline; continuing", extra={"code": exc.code})
+                report = SyncReport(cut_off=True)
+                break
             if not exc.retryable:
                 _failed(account, deps, exc)
                 return None

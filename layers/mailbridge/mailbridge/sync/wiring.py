@@ -14,9 +14,18 @@ from mailbridge.store.emails import EmailStore
 from mailbridge.sync.engine import Budget, SyncDeps
 from mailbridge.sync.service import SyncServiceDeps
 
-# Leave this much of the Lambda's time for saving state and queueing the continuation.
-SAFETY_MARGIN_SECONDS = 60
-MAX_MESSAGES_PER_RUN = 2000
+# How one run spends the Lambda's time (template.yaml, SyncFunction: Timeout; sizes measured by
+# benchmarks/bench_sync.py, see the comment there):
+#   ... no batch starts ... | the IMAP session is cut off | a fetched batch is stored | hand-off
+#   <-- FETCH_SECONDS -----> <------ STORE_SECONDS ------> <---- HANDOFF_SECONDS ---->| timeout
+# A batch fetched just before the cut-off still has STORE_SECONDS to be normalized and stored,
+# and saving the folder state and queueing the continuation have HANDOFF_SECONDS after that.
+HANDOFF_SECONDS = 10
+STORE_SECONDS = 30
+FETCH_SECONDS = 20
+MAX_MESSAGES_PER_RUN = 5000
+BATCH_SIZE = 100
+BATCH_BYTES = 16_000_000
 
 
 @lru_cache(maxsize=1)
@@ -35,5 +44,21 @@ def service_deps() -> SyncServiceDeps:
 
 
 def budget_for(remaining_ms: int) -> Budget:
-    seconds = max(5.0, remaining_ms / 1000 - SAFETY_MARGIN_SECONDS)
-    return Budget(max_messages=MAX_MESSAGES_PER_RUN, deadline=time.monotonic() + seconds)
+    """The budget of a run that has `remaining_ms` of the Lambda's time left. A run too short for
+    the margins above (tests, the local runner) keeps their shape in proportion."""
+    now = time.monotonic()
+    remaining = remaining_ms / 1000
+    reserve = HANDOFF_SECONDS + STORE_SECONDS
+    if remaining >= 2 * (reserve + FETCH_SECONDS):
+        session_deadline = now + remaining - reserve
+        deadline = session_deadline - FETCH_SECONDS
+    else:
+        session_deadline = now + 0.8 * remaining
+        deadline = now + 0.5 * remaining
+    return Budget(
+        max_messages=MAX_MESSAGES_PER_RUN,
+        deadline=deadline,
+        batch_size=BATCH_SIZE,
+        batch_bytes=BATCH_BYTES,
+        session_deadline=session_deadline,
+    )

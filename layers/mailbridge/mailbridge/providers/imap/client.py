@@ -342,18 +342,24 @@ class ImapConnection:
             uids = self._client.search("ALL")
         return sorted(int(u) for u in uids)
 
-    def fetch_new(self, name: str, after_uid: int, limit: int) -> FetchBatch:
-        """Messages with UID > after_uid, at most `limit`, in UID order."""
+    def fetch_new(self, name: str, after_uid: int, limit: int, max_bytes: int | None = None) -> FetchBatch:
+        """Messages with UID > after_uid, at most `limit`, in UID order; with `max_bytes`, only as
+        many as fit in that many bytes by their RFC822.SIZE (always at least one), so a batch of
+        large messages is shorter and a huge one comes alone."""
         if after_uid < 0:
             raise Invalid("after_uid must be >= 0", code="invalid_cursor")
         if not 1 <= limit <= _MAX_BATCH:
             raise Invalid(f"limit must be between 1 and {_MAX_BATCH}", code="invalid_limit")
+        if max_bytes is not None and max_bytes < 1:
+            raise Invalid("max_bytes must be >= 1", code="invalid_limit")
         status = self.select(name)
         with self._guard():
             # "n:*" always matches the last message, even below n: filter again.
             found = self._client.search(["UID", f"{after_uid + 1}:*"])
         uids = sorted(u for u in (int(x) for x in found) if u > after_uid)
         batch = uids[:limit]
+        if max_bytes is not None and len(batch) > 1:
+            batch = self._within_bytes(batch, max_bytes)
         items = [*_FETCH_ITEMS, "MODSEQ"] if self.has_condstore else list(_FETCH_ITEMS)
         with self._guard():
             response = self._client.fetch(batch, items) if batch else {}
@@ -367,8 +373,20 @@ class ImapConnection:
             folder=name,
             uidvalidity=status.uidvalidity,
             messages=tuple(messages),
-            has_more=len(uids) > limit,
+            has_more=len(uids) > len(batch),
         )
+
+    def _within_bytes(self, uids: list[int], max_bytes: int) -> list[int]:
+        """The longest prefix of `uids` whose RFC822.SIZE values add up to at most `max_bytes`
+        (at least the first UID). A UID expunged meanwhile counts as empty."""
+        with self._guard():
+            sizes = self._client.fetch(uids, ["RFC822.SIZE"])
+        total = 0
+        for count, uid in enumerate(uids):
+            total += int((sizes.get(uid) or {}).get(b"RFC822.SIZE", 0))
+            if count and total > max_bytes:
+                return uids[:count]
+        return uids
 
     @staticmethod
     def _message(uid: int, data: dict[bytes, Any]) -> FetchedMessage:
