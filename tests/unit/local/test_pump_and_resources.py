@@ -59,7 +59,14 @@ def test_tables_from_template_under_mock_aws() -> None:
     tables = tables_from_template(dynamodb, ROOT / "template.yaml")
     # Then
     emails = dynamodb.describe_table(TableName=tables["EmailsTable"])["Table"]
-    assert {ix["IndexName"] for ix in emails["GlobalSecondaryIndexes"]} == {"gsi1", "gsi2", "gsi3", "gsi4", "gsi5", "gsi6"}
+    assert {ix["IndexName"] for ix in emails["GlobalSecondaryIndexes"]} == {
+        "gsi1",
+        "gsi2",
+        "gsi3",
+        "gsi4",
+        "gsi5",
+        "gsi6",
+    }
     ttl = dynamodb.describe_time_to_live(TableName=tables["AccountsTable"])["TimeToLiveDescription"]
     assert ttl == {"AttributeName": "ttl", "TimeToLiveStatus": "ENABLED"}
 
