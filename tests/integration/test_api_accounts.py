@@ -21,11 +21,12 @@ from mailbridge import accounts, crypto
 from mailbridge.api import deps
 from mailbridge.config import get_settings
 from mailbridge.errors import Conflict
-from mailbridge.models.account import Account, AccountCreate, PublicServerSettings, SyncState
+from mailbridge.models.account import Account, AccountCreate, PublicServerSettings, SyncStage, SyncState
 from mailbridge.providers.imap.settings import ImapSettings, Security
 from mailbridge.store.accounts import AccountStore
 from mailbridge.tenancy import Role, TenantContext
 from tests.fixtures.aws import FakeLambdaContext, Stack
+from tests.integration.queue_harness import QueueConsumer
 from tests.integration.stub_servers import Canary, StallingServer
 from tests.integration.sync_harness import TENANT, call_api
 
@@ -306,3 +307,43 @@ def test_two_creates_of_the_same_address_racing_end_with_exactly_one_account(sta
     assert caught.value.code == "account_exists"
     (item,) = account_items(stack)
     assert item["sk"] == f"ACCOUNT#{outcome['second'].account_id}"
+
+
+# ------------------------------------------------------------------------------ back into the poll
+
+
+def test_asking_for_a_sync_puts_an_account_failed_on_its_credentials_back_into_the_poll(
+    stack: Stack, invoke_api: Invoke
+) -> None:
+    # Given an account whose sync failed on rejected credentials, which the 5-minute poll skips
+    account = seed_account(host="imap.example.com", port=993)
+    store = AccountStore(get_settings().tables.accounts)
+    failed = SyncState(stage=SyncStage.FAILED, reason="auth_failed")
+    store.set_sync_state(TENANT, account.account_id, failed, pollable=False)
+    sync = QueueConsumer(stack, "sync", "SyncQueue")
+
+    def poll() -> list[dict[str, Any]]:
+        """Run the 5-minute poll; the syncs it queued."""
+        sync.sqs.send_message(
+            QueueUrl=sync.queue_url,
+            MessageBody=json.dumps({"kind": "poll", "provider": "imap"}),
+            MessageGroupId="poll",
+            MessageDeduplicationId=uuid.uuid4().hex,
+        )
+        assert sync.invoke(sync.receive())["batchItemFailures"] == []
+        return [json.loads(m["Body"]) for m in take()]
+
+    def take() -> list[dict[str, Any]]:
+        """Everything queued, removed from the queue (nothing of it runs)."""
+        messages = sync.receive()
+        for message in messages:
+            sync.sqs.delete_message(QueueUrl=sync.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return messages
+
+    assert poll() == []
+    # When the user asks for a sync (and before it runs)
+    status, _ = call_api(invoke_api, "sync-account.json", params={"account_id": account.account_id})
+    assert status == 202
+    assert [json.loads(m["Body"])["reason"] for m in take()] == ["manual"]
+    # Then the next poll queues it again
+    assert [(q["account_id"], q["reason"]) for q in poll()] == [(account.account_id, "poll")]
