@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,8 +42,6 @@ from mailbridge.tenancy import Role, TenantContext
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template([ROOT / "template.yaml"])
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
-MEMBER = TenantContext(tenant_id="acme", role=Role.MEMBER, subject="user-1")
-VIEWER = TenantContext(tenant_id="acme", role=Role.VIEWER, subject="user-2")
 
 
 class RecordingQueue(SyncQueue):
@@ -94,32 +93,51 @@ class Servers:
 
 @dataclass
 class World:
+    """One test's tenant (its own, so tests share the module's tables without seeing each other)."""
+
+    tenant: str
     deps: AccountDeps
     store: AccountStore
     queue: RecordingQueue
     servers: Servers
 
-    def secrets(self, account_id: str, tenant: str = "acme") -> dict[str, Any]:
-        envelope = self.store.get_credentials(tenant, account_id)
+    @property
+    def member(self) -> TenantContext:
+        return TenantContext(tenant_id=self.tenant, role=Role.MEMBER, subject="user-1")
+
+    @property
+    def viewer(self) -> TenantContext:
+        return TenantContext(tenant_id=self.tenant, role=Role.VIEWER, subject="user-2")
+
+    def secrets(self, account_id: str) -> dict[str, Any]:
+        envelope = self.store.get_credentials(self.tenant, account_id)
         assert envelope is not None
-        return json.loads(crypto.decrypt(envelope, {"tenant_id": tenant, "account_id": account_id}))  # type: ignore[no-any-return]
+        context = {"tenant_id": self.tenant, "account_id": account_id}
+        return json.loads(crypto.decrypt(envelope, context))  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    with mock_aws():
+@pytest.fixture(scope="module")
+def aws_stack() -> Iterator[tuple[AccountStore, str]]:
+    """The accounts table and the data key, once per module (creating them is the slow part)."""
+    with mock_aws(), pytest.MonkeyPatch.context() as patch:
         aws.reset_clients()
+        patch.setattr(pagination, "signing_key", lambda: b"k" * 64)
         # The data key first: the table is encrypted with it (SSESpecification)
         key_id = boto3.client("kms", region_name="us-east-1").create_key()["KeyMetadata"]["KeyId"]
         TEMPLATE.physical_ids["DataKey"] = key_id
         table = create_table(boto3.client("dynamodb", region_name="us-east-1"), TEMPLATE, "AccountsTable")
-        monkeypatch.setattr(pagination, "signing_key", lambda: b"k" * 64)
-        store, queue, servers = AccountStore(table), RecordingQueue(), Servers()
-        deps = AccountDeps(
-            store, queue, key_id, connect=servers.connect, check_smtp=servers.check_smtp, now=lambda: NOW
-        )
-        yield World(deps, store, queue, servers)
+        yield AccountStore(table), key_id
         aws.reset_clients()
+
+
+@pytest.fixture
+def world(aws_stack: tuple[AccountStore, str]) -> World:
+    store, key_id = aws_stack
+    queue, servers = RecordingQueue(), Servers()
+    deps = AccountDeps(
+        store, queue, key_id, connect=servers.connect, check_smtp=servers.check_smtp, now=lambda: NOW
+    )
+    return World("t" + uuid.uuid4().hex[:12], deps, store, queue, servers)
 
 
 def create_body(**changes: Any) -> AccountCreate:
@@ -152,11 +170,11 @@ def create_body(**changes: Any) -> AccountCreate:
 
 
 def connect(w: World, **changes: Any) -> str:
-    return accounts.connect_account(MEMBER, create_body(**changes), w.deps).account_id
+    return accounts.connect_account(w.member, create_body(**changes), w.deps).account_id
 
 
 def patch(w: World, account_id: str, **body: Any) -> Any:
-    return accounts.update_account(MEMBER, account_id, AccountPatch.model_validate(body), w.deps)
+    return accounts.update_account(w.member, account_id, AccountPatch.model_validate(body), w.deps)
 
 
 # ------------------------------------------------------------------------------ connect
@@ -167,7 +185,7 @@ def test_connecting_logs_in_to_both_servers_then_stores_seals_and_queues(world: 
     world.servers.sent_folder = "Sent Items"
     # When a member connects a mailbox that lists the Sent folder among its folders
     before = time.monotonic()
-    out = accounts.connect_account(MEMBER, create_body(folders=["Projects", "Sent Items"]), world.deps)
+    out = accounts.connect_account(world.member, create_body(folders=["Projects", "Sent Items"]), world.deps)
     after = time.monotonic()
     # Then the IMAP login got the server, the password, the deployed guard and the login deadline
     (imap,) = world.servers.imap
@@ -193,10 +211,10 @@ def test_connecting_logs_in_to_both_servers_then_stores_seals_and_queues(world: 
     assert (smtp.allow_private, smtp.allow_insecure, smtp.timeout_seconds) == (False, False, 30.0)
     assert smtp.deadline == imap.deadline
     # And the account is stored as answered, without passwords, the Sent folder left out
-    stored = world.store.get_account("acme", out.account_id)
+    stored = world.store.get_account(world.tenant, out.account_id)
     assert stored.model_dump() == {
         "account_id": out.account_id,
-        "tenant_id": "acme",
+        "tenant_id": world.tenant,
         "provider": "imap",
         "address": "alice@example.com",
         "display_name": "Alice",
@@ -223,7 +241,7 @@ def test_connecting_logs_in_to_both_servers_then_stores_seals_and_queues(world: 
     # And its first sync is queued
     assert world.queue.sent == [
         SyncRequest(
-            tenant_id="acme",
+            tenant_id=world.tenant,
             account_id=out.account_id,
             reason="connected",
             requested_at=world.queue.sent[0].requested_at,
@@ -234,7 +252,7 @@ def test_connecting_logs_in_to_both_servers_then_stores_seals_and_queues(world: 
 def test_a_mailbox_without_smtp_logs_in_to_imap_only_and_stores_no_smtp_password(world: World) -> None:
     account_id = connect(world, smtp=None)
     assert world.servers.smtp == []
-    assert world.store.get_account("acme", account_id).smtp is None
+    assert world.store.get_account(world.tenant, account_id).smtp is None
     assert world.secrets(account_id) == {"imap_password": "imap-pw", "smtp_password": None}
 
 
@@ -246,7 +264,7 @@ def test_each_account_gets_its_own_id(world: World) -> None:
 
 def test_a_viewer_cannot_connect_and_nothing_happens(world: World) -> None:
     with pytest.raises(Forbidden):
-        accounts.connect_account(VIEWER, create_body(), world.deps)
+        accounts.connect_account(world.viewer, create_body(), world.deps)
     assert (world.servers.imap, world.queue.sent) == ([], [])
 
 
@@ -259,7 +277,7 @@ def test_plain_text_is_refused_before_anything_outside_local_mode(world: World, 
         "unencrypted connections are not allowed; use ssl or starttls",
     )
     assert (world.servers.imap, world.servers.smtp, world.queue.sent) == ([], [], [])
-    assert world.store.list_accounts("acme", cursor=None, limit=10) == ([], None)
+    assert world.store.list_accounts(world.tenant, cursor=None, limit=10) == ([], None)
 
 
 def test_in_local_mode_plain_text_and_private_hosts_are_allowed_through_to_the_login(world: World) -> None:
@@ -293,7 +311,7 @@ def test_a_failed_login_says_which_server_and_stores_nothing(world: World, serve
         connect(world)
     assert caught.value.details == {"host": "h", "server": server}
     assert world.queue.sent == []
-    assert world.store.list_accounts("acme", cursor=None, limit=10) == ([], None)
+    assert world.store.list_accounts(world.tenant, cursor=None, limit=10) == ([], None)
 
 
 def test_a_login_error_without_details_gets_the_server_and_other_details_are_kept(world: World) -> None:
@@ -321,7 +339,7 @@ def test_the_login_deadline_keeps_the_response_margin_of_the_lambdas_time(world:
 @pytest.mark.parametrize("remaining_ms", [4000, 3000])
 def test_without_time_left_for_a_login_nothing_is_tried(world: World, remaining_ms: int) -> None:
     with pytest.raises(ProviderUnreachable) as caught:
-        accounts.connect_account(MEMBER, create_body(), world.deps, remaining_ms=remaining_ms)
+        accounts.connect_account(world.member, create_body(), world.deps, remaining_ms=remaining_ms)
     assert (caught.value.code, caught.value.message) == (
         "timeout",
         "no time left to check the login; try again",
@@ -335,11 +353,11 @@ def test_without_time_left_for_a_login_nothing_is_tried(world: World, remaining_
 def test_a_display_name_change_needs_no_login_and_keeps_the_credentials(world: World) -> None:
     account_id = connect(world)
     world.servers.imap.clear()
-    envelope = world.store.get_credentials("acme", account_id)
+    envelope = world.store.get_credentials(world.tenant, account_id)
     out = patch(world, account_id, display_name="Alice Doe")
     assert (out.display_name, out.version) == ("Alice Doe", 2)
-    assert world.store.get_account("acme", account_id).display_name == "Alice Doe"
-    assert world.store.get_credentials("acme", account_id) == envelope
+    assert world.store.get_account(world.tenant, account_id).display_name == "Alice Doe"
+    assert world.store.get_credentials(world.tenant, account_id) == envelope
     assert world.servers.imap == []
     assert len(world.queue.sent) == 1  # the connect's sync only
     # And null clears it
@@ -361,7 +379,7 @@ def test_a_patch_against_an_older_version_is_a_conflict(world: World) -> None:
         "version_conflict",
         "the account was changed by someone else",
     )
-    assert world.store.get_account("acme", account_id).display_name == "x"
+    assert world.store.get_account(world.tenant, account_id).display_name == "x"
 
 
 def test_a_new_password_is_tried_then_sealed_with_the_smtp_password_kept(world: World) -> None:
@@ -386,32 +404,34 @@ def test_a_rejected_new_password_changes_nothing(world: World) -> None:
     with pytest.raises(ProviderAuthError):
         patch(world, account_id, imap={"password": "wrong"})
     assert world.secrets(account_id)["imap_password"] == "imap-pw"
-    assert world.store.get_account("acme", account_id).version == 1
+    assert world.store.get_account(world.tenant, account_id).version == 1
 
 
 def test_a_new_password_brings_an_account_failed_on_its_credentials_back(world: World) -> None:
     # Given an account whose sync failed on rejected credentials, out of the poll
     account_id = connect(world)
     failed = SyncState(stage=SyncStage.FAILED, reason="auth_failed", last_error="rejected")
-    world.store.set_sync_state("acme", account_id, failed, pollable=False)
+    world.store.set_sync_state(world.tenant, account_id, failed, pollable=False)
     world.queue.sent.clear()
     assert account_id not in [a for _, a in world.store.pollable("imap")]
     # When a password that logs in is set
     patch(world, account_id, imap={"password": "new-imap-pw"})
     # Then it is pending with the failure cleared, back in the poll, and a sync is queued
-    state = world.store.get_account("acme", account_id).sync
+    state = world.store.get_account(world.tenant, account_id).sync
     assert (state.stage, state.reason) == (SyncStage.PENDING, None)
-    assert ("acme", account_id) in set(world.store.pollable("imap"))
+    assert (world.tenant, account_id) in set(world.store.pollable("imap"))
     assert [(m.account_id, m.reason) for m in world.queue.sent] == [(account_id, "manual")]
     assert state.queued_at == world.queue.sent[0].requested_at
 
 
 def test_another_failure_is_not_cleared_by_a_new_password(world: World) -> None:
     account_id = connect(world)
-    world.store.set_sync_state("acme", account_id, SyncState(stage=SyncStage.FAILED, reason="unreachable"))
+    world.store.set_sync_state(
+        world.tenant, account_id, SyncState(stage=SyncStage.FAILED, reason="unreachable")
+    )
     world.queue.sent.clear()
     patch(world, account_id, imap={"password": "new-imap-pw"})
-    state = world.store.get_account("acme", account_id).sync
+    state = world.store.get_account(world.tenant, account_id).sync
     assert (state.stage, state.reason) == (SyncStage.FAILED, "unreachable")
     assert world.queue.sent == []
 
@@ -419,13 +439,15 @@ def test_another_failure_is_not_cleared_by_a_new_password(world: World) -> None:
 def test_adding_a_folder_queues_a_sync_and_removing_one_forgets_its_state(world: World) -> None:
     account_id = connect(world, folders=["Projects", "Invoices"])
     for name in ("Projects", "Invoices"):
-        world.store.save_folder_state("acme", account_id, FolderState(name=name, uidvalidity=1, last_uid=5))
+        world.store.save_folder_state(
+            world.tenant, account_id, FolderState(name=name, uidvalidity=1, last_uid=5)
+        )
     world.queue.sent.clear()
     # When Invoices is dropped and Archive added
     out = patch(world, account_id, folders=["Projects", "Archive"])
     # Then the account lists the new folders, Invoices' cursor is gone, Projects' kept, a sync queued
     assert out.folders == ["Projects", "Archive"]
-    assert [f.name for f in world.store.folder_states("acme", account_id)] == ["Projects"]
+    assert [f.name for f in world.store.folder_states(world.tenant, account_id)] == ["Projects"]
     assert [m.reason for m in world.queue.sent] == ["manual"]
     # And dropping one without adding any queues nothing
     world.queue.sent.clear()
@@ -510,13 +532,13 @@ def test_smtp_changed_to_plain_text_is_refused(world: World) -> None:
     with pytest.raises(Invalid) as caught:
         patch(world, account_id, smtp={"security": "none"})
     assert caught.value.code == "insecure_not_allowed"
-    assert world.store.get_account("acme", account_id).smtp.security is Security.SSL  # type: ignore[union-attr]
+    assert world.store.get_account(world.tenant, account_id).smtp.security is Security.SSL  # type: ignore[union-attr]
 
 
 def test_a_viewer_cannot_patch(world: World) -> None:
     account_id = connect(world)
     with pytest.raises(Forbidden):
-        accounts.update_account(VIEWER, account_id, AccountPatch(display_name="x"), world.deps)
+        accounts.update_account(world.viewer, account_id, AccountPatch(display_name="x"), world.deps)
 
 
 # ------------------------------------------------------------------------------ delete, sync, status
@@ -525,42 +547,42 @@ def test_a_viewer_cannot_patch(world: World) -> None:
 def test_delete_removes_the_account_and_queues_a_purge_only_when_asked(world: World) -> None:
     kept, purged = connect(world), connect(world, address="bob@example.com", imap={"username": "bob"})
     world.queue.sent.clear()
-    accounts.delete_account(MEMBER, kept, world.deps, purge=False)
-    accounts.delete_account(MEMBER, purged, world.deps, purge=True)
+    accounts.delete_account(world.member, kept, world.deps, purge=False)
+    accounts.delete_account(world.member, purged, world.deps, purge=True)
     for account_id in (kept, purged):
         with pytest.raises(NotFound):
-            world.store.get_account("acme", account_id)
-    assert world.queue.sent == [PurgeAccount(tenant_id="acme", account_id=purged)]
+            world.store.get_account(world.tenant, account_id)
+    assert world.queue.sent == [PurgeAccount(tenant_id=world.tenant, account_id=purged)]
     with pytest.raises(Forbidden):
-        accounts.delete_account(VIEWER, kept, world.deps, purge=False)
+        accounts.delete_account(world.viewer, kept, world.deps, purge=False)
 
 
 def test_a_sync_request_queues_a_manual_sync_and_shows_it_queued(world: World) -> None:
     account_id = connect(world)
     world.queue.sent.clear()
-    status = accounts.request_sync(MEMBER, account_id, world.deps)
+    status = accounts.request_sync(world.member, account_id, world.deps)
     (request,) = world.queue.sent
-    assert (request.tenant_id, request.account_id, request.reason) == ("acme", account_id, "manual")
+    assert (request.tenant_id, request.account_id, request.reason) == (world.tenant, account_id, "manual")
     assert status.queued_at == request.requested_at
     assert (status.account_id, status.stage) == (account_id, SyncStage.PENDING)
     with pytest.raises(Forbidden):
-        accounts.request_sync(VIEWER, account_id, world.deps)
+        accounts.request_sync(world.viewer, account_id, world.deps)
 
 
 def test_a_sync_request_puts_only_a_failed_account_back_into_the_poll(world: World) -> None:
     failed, idle = connect(world), connect(world, address="bob@example.com", imap={"username": "bob"})
     # (both out of the poll index, as a sync failing on rejected credentials leaves them)
     world.store.set_sync_state(
-        "acme", failed, SyncState(stage=SyncStage.FAILED, reason="auth_failed"), pollable=False
+        world.tenant, failed, SyncState(stage=SyncStage.FAILED, reason="auth_failed"), pollable=False
     )
     world.store.set_sync_state(
-        "acme", idle, SyncState(stage=SyncStage.IDLE, reason="auth_failed"), pollable=False
+        world.tenant, idle, SyncState(stage=SyncStage.IDLE, reason="auth_failed"), pollable=False
     )
-    accounts.request_sync(MEMBER, failed, world.deps)
-    accounts.request_sync(MEMBER, idle, world.deps)
+    accounts.request_sync(world.member, failed, world.deps)
+    accounts.request_sync(world.member, idle, world.deps)
     pollable = set(world.store.pollable("imap"))
-    assert ("acme", failed) in pollable
-    assert ("acme", idle) not in pollable
+    assert (world.tenant, failed) in pollable
+    assert (world.tenant, idle) not in pollable
 
 
 def test_the_status_shows_the_sync_state_and_the_folders(world: World) -> None:
@@ -572,10 +594,10 @@ def test_the_status_shows_the_sync_state_and_the_folders(world: World) -> None:
         last_error="down",
         last_error_at=NOW,
     )
-    world.store.set_sync_state("acme", account_id, state)
+    world.store.set_sync_state(world.tenant, account_id, state)
     folder = FolderState(name="INBOX", uidvalidity=3, last_uid=9)
-    world.store.save_folder_state("acme", account_id, folder)
-    status = accounts.account_status(VIEWER, account_id, world.deps)
+    world.store.save_folder_state(world.tenant, account_id, folder)
+    status = accounts.account_status(world.viewer, account_id, world.deps)
     assert status.model_dump() == {
         "account_id": account_id,
         "stage": SyncStage.FAILED,
@@ -591,10 +613,10 @@ def test_the_status_shows_the_sync_state_and_the_folders(world: World) -> None:
 def test_listing_pages_through_the_tenants_accounts(world: World) -> None:
     first = connect(world)
     second = connect(world, address="bob@example.com", imap={"username": "bob"})
-    page = accounts.list_accounts(VIEWER, world.deps, cursor=None, limit=1)
+    page = accounts.list_accounts(world.viewer, world.deps, cursor=None, limit=1)
     assert page.next_cursor is not None
-    rest = accounts.list_accounts(VIEWER, world.deps, cursor=page.next_cursor, limit=1)
+    rest = accounts.list_accounts(world.viewer, world.deps, cursor=page.next_cursor, limit=1)
     assert {a.account_id for a in page.items + rest.items} == {first, second}
-    assert accounts.get_account(VIEWER, first, world.deps) == accounts.to_out(
-        world.store.get_account("acme", first)
+    assert accounts.get_account(world.viewer, first, world.deps) == accounts.to_out(
+        world.store.get_account(world.tenant, first)
     )

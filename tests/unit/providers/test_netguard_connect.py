@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from mailbridge.providers import netguard
-from mailbridge.providers.netguard import Deadline, open_connection
+from mailbridge.providers.netguard import Deadline, HostNotAllowed, open_connection
 
 PUBLIC_A, PUBLIC_B = "93.184.215.14", "93.184.215.15"
 
@@ -77,6 +77,21 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     theirs.close()
 
 
+class GoneSocket:
+    """A connection the peer already tore down: shutting it down fails (ENOTCONN)."""
+
+    closed = False
+
+    def dup(self) -> GoneSocket:
+        return self
+
+    def shutdown(self, how: int) -> None:
+        raise OSError(errno.ENOTCONN, "not connected")
+
+    def close(self) -> None:
+        self.closed = True
+
+
 def open_fds() -> int:
     return len(list(Path("/proc/self/fd").iterdir()))
 
@@ -116,6 +131,7 @@ def test_without_a_deadline_nothing_is_limited(
 
 def test_the_time_left_shortens_timeouts_until_none_is_left(clock: Clock) -> None:
     deadline = Deadline(clock.now + 5)
+    assert deadline.fired is False
     assert deadline.remaining() == 5
     assert deadline.clamp(20.0) == 5
     assert deadline.clamp(3.0) == 3.0
@@ -168,12 +184,12 @@ def test_when_it_fires_every_watched_connection_is_shut_down_and_nothing_leaks(
     ours, theirs = pair
     other, other_end = socket.socketpair()
     other_end.settimeout(5)
-    unconnected = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # its shutdown fails (ENOTCONN)
+    gone = GoneSocket()
     try:
         before = open_fds()
         deadline = Deadline(clock.now + 3)
-        for sock in (unconnected, ours, other):
-            deadline.watch(sock)
+        for sock in (gone, ours, other):
+            deadline.watch(sock)  # type: ignore[arg-type]
         # When the timer fires
         timers[0].fire()
         # Then both connections ended for the other side, past the one whose shutdown failed
@@ -181,11 +197,13 @@ def test_when_it_fires_every_watched_connection_is_shut_down_and_nothing_leaks(
         assert shut_down(other_end)
         assert deadline.fired
         assert deadline.expired
-        # And the duplicates the deadline held are closed; the sockets stay their owners' to close
+        # And the duplicates the deadline held are closed (that one too); the sockets stay their
+        # owners' to close
         assert open_fds() == before
+        assert gone.closed
         assert ours.fileno() != -1
     finally:
-        for sock in (other, other_end, unconnected):
+        for sock in (other, other_end):
             sock.close()
 
 
@@ -264,17 +282,20 @@ class FakeSocket:
 
 @pytest.fixture
 def network(monkeypatch: pytest.MonkeyPatch) -> type[FakeSocket]:
-    """Two public addresses for imap.example.com; sockets are stand-ins that record."""
-    answers = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 993)) for a in (PUBLIC_A, PUBLIC_B)]
+    """imap.example.com has two public addresses, localhost a loopback one; sockets are
+    stand-ins that record (lookups too)."""
     fake = type("Sockets", (FakeSocket,), {"log": [], "refuse": {}})
+
+    def getaddrinfo(host: str, port: int, **kwargs: Any) -> list[Any]:
+        fake.log.append(("lookup", host, port))
+        addresses = ["127.0.0.1"] if host == "localhost" else [PUBLIC_A, PUBLIC_B]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses]
+
     monkeypatch.setattr(
         netguard,
         "socket",
         SimpleNamespace(
-            socket=fake,
-            getaddrinfo=lambda *args, **kwargs: answers,
-            SOCK_STREAM=socket.SOCK_STREAM,
-            SHUT_RDWR=socket.SHUT_RDWR,
+            socket=fake, getaddrinfo=getaddrinfo, SOCK_STREAM=socket.SOCK_STREAM, SHUT_RDWR=socket.SHUT_RDWR
         ),
     )
     return fake
@@ -291,6 +312,7 @@ def test_the_first_checked_address_that_answers_gets_the_connection(
     # Then each connect waited at most what the deadline left, the refused socket was closed, the
     # second address got the connection, kept the 20 s timeout, and is watched by the deadline
     assert network.log == [
+        ("lookup", "imap.example.com", 993),
         ("socket", socket.AF_INET, socket.SOCK_STREAM, 6),
         ("settimeout", 5),
         ("connect", (PUBLIC_A, 993)),
@@ -339,3 +361,15 @@ def test_no_further_address_is_tried_once_a_failed_connect_used_up_the_deadline(
         )
     assert caught.value is refused
     assert [entry for entry in network.log if entry[0] == "connect"] == [("connect", (PUBLIC_A, 993))]
+
+
+def test_where_the_deployment_allows_private_hosts_a_loopback_server_is_connected_to(
+    clock: Clock, timers: list[FakeTimer], network: type[FakeSocket]
+) -> None:
+    open_connection("localhost", 143, allow_private=True, timeout=20, deadline=Deadline(None))
+    assert ("connect", ("127.0.0.1", 143)) in network.log
+    # And where it does not, nothing is
+    network.log.clear()
+    with pytest.raises(HostNotAllowed):
+        open_connection("localhost", 143, allow_private=False, timeout=20, deadline=Deadline(None))
+    assert network.log == [("lookup", "localhost", 143)]
