@@ -37,9 +37,20 @@ venv: $(VENV)/.stamp
 run: $(VENV)/.stamp
 	PORT=$(PORT) $(PY) -m local
 
-# A local Dovecot with a demo mailbox to connect while `make run` runs.
+# A local Dovecot with a demo mailbox to connect while `make run` runs; PROVIDER=salesforce|hubspot
+# starts that CRM double instead, seeded with demo records (CRM_PORT, default 3100).
+PROVIDER  ?= imap
+CRM_PORT  ?= 3100
 mailbox: $(VENV)/.stamp services
-	PORT=$(PORT) PYTHONPATH=layers/mailbridge $(PY) -m local.mailbox
+	@case "$(PROVIDER)" in \
+	  salesforce) $(PY) -m local.salesforce --port $(CRM_PORT) --seed-demo \
+	    --callback-url http://127.0.0.1:$(PORT)/oauth/salesforce/callback \
+	    --outbound-url http://127.0.0.1:$(PORT)/webhooks/salesforce ;; \
+	  hubspot) $(PY) -m local.hubspot --port $(CRM_PORT) --seed-demo \
+	    --redirect-uri http://127.0.0.1:$(PORT)/oauth/hubspot/callback \
+	    --webhook-url http://127.0.0.1:$(PORT)/webhooks/hubspot ;; \
+	  *) PORT=$(PORT) PYTHONPATH=layers/mailbridge $(PY) -m local.mailbox ;; \
+	esac
 
 token: $(VENV)/.stamp
 	@$(PY) -m local.token --tenant $(TENANT) --role $(ROLE)
@@ -65,8 +76,12 @@ services:
 	scripts/ensure-dovecot
 
 # pytest exits 5 when it collected nothing: that fails `make test` like any other error.
+# Test files run in parallel (pytest-xdist), each file on one worker so module-scoped fixtures (the
+# local runner of an e2e module) start once; most of a test's time is spent waiting on moto,
+# Dovecot or the runner, so more workers than cores pays. PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= 4
 pytest: $(VENV)/.stamp services
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
 test: check build pytest
 

@@ -1,6 +1,6 @@
 """`make bench`: run every benchmark script in turn; each prints ratios against a named peer.
 
-Usage: benchmarks/run.py [NAME ...]   (names: cold_start, mime, sync, backfill; default all)
+Usage: benchmarks/run.py [NAME ...]   (names: cold_start, mime, sync, backfill, automations, ai; default all)
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-ORDER = ["cold_start", "mime", "sync", "backfill"]
+ORDER = ["cold_start", "mime", "sync", "backfill", "automations", "ai"]
 
 
 def main(argv: list[str]) -> int:

@@ -51,6 +51,13 @@ class StallingServer:
         self._closed = threading.Event()
         threading.Thread(target=self._accept_loop, name="stalling-server", daemon=True).start()
 
+    def wait_accepted(self, count: int, timeout: float = 10.0) -> None:
+        """Give the accept thread time to count connections the kernel already completed (on a
+        busy machine it may not have run yet when the client has given up)."""
+        end = time.monotonic() + timeout
+        while self.accepted < count and time.monotonic() < end:
+            time.sleep(0.01)
+
     def close(self) -> None:
         self._closed.set()
         with contextlib.suppress(OSError):

@@ -42,7 +42,11 @@ def test_a_token_without_tenant_is_forbidden(invoke_api: Invoke) -> None:
     [
         ({"sub": "u-1", "role": "admin"}, "no_tenant", "the token carries no valid tenant_id claim"),
         ({"sub": "u-1", "custom:tenant_id": "acme"}, "no_role", "the token carries no valid role claim"),
-        ({"custom:tenant_id": "acme", "custom:role": "admin"}, "no_subject", "the token carries no subject"),
+        (
+            {"custom:tenant_id": "acme", "custom:role": "admin"},
+            "no_subject",
+            "the token carries no valid subject",
+        ),
     ],
 )
 def test_a_token_without_a_usable_claim_is_told_which(

@@ -5,7 +5,9 @@ Every message's outcome is compared with a committed snapshot of our own results
 addresses, date, attachment names and sizes, body hashes, or the quarantine reason. A change to
 the snapshot is reviewed in its commit like code: regenerate it only for a deliberate change to the
 normalizer, and read the diff. Where stalwart-mail-parser's expected JSON says what a header or
-attachment name is, we must also agree with it.
+attachment name is, we must also agree with it. The structure parser must split every message into
+the parts, headers, bodies and defects the stdlib feed parser (compat32) finds, except where a
+Content-Type is folded (read unfolded here).
 
 What we compare from the stalwart JSON, and what we deliberately do not:
 - subject: compared after collapsing whitespace (we fold header lines to one line; stalwart keeps
@@ -33,6 +35,8 @@ from __future__ import annotations
 
 import json
 import re
+from email.parser import BytesParser
+from email.policy import compat32
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +44,7 @@ import pytest
 
 from mailbridge.mime import MimeError, normalize
 from mailbridge.mime.errors import EMPTY, NOT_RFC822, TOO_COMPLEX, TOO_LARGE, UNPARSEABLE
+from mailbridge.mime.structure import Part, TooComplex, parse_structure
 from mailbridge.mime.tnef import unpack_tnef
 from tests.integration import mime_snapshot
 
@@ -95,6 +100,38 @@ def test_every_message_normalizes_as_the_snapshot_says(path: Path) -> None:
     result.message.model_dump_json(by_alias=True)
     assert [meta for meta, _ in result.attachments] == result.message.attachments
     assert all(meta.size == len(data) for meta, data in result.attachments)
+
+
+def _stdlib_parts(raw: bytes) -> list[Any] | None:
+    """The stdlib feed parser's part tree, or None when a Content-Type is folded (our parser
+    reads those unfolded, as policy.default did, so a folded boundary is still found)."""
+    parts = []
+    for part in BytesParser(policy=compat32).parsebytes(raw).walk():
+        if any("\n" in str(v) or "\r" in str(v) for v in part.get_all("Content-Type") or []):
+            return None
+        payload = None if part.is_multipart() else vars(part)["_payload"]
+        body = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else payload
+        defects = [type(d).__name__ for d in part.defects]
+        parts.append((part.items(), part.get_content_type(), defects, body, part.get_default_type()))
+    return parts
+
+
+@pytest.mark.parametrize("path", _params(EML_FILES), ids=_ids(EML_FILES) or None)
+def test_the_structure_parser_splits_like_the_stdlib_feed_parser(path: Path) -> None:
+    raw = path.read_bytes()
+    expected = _stdlib_parts(raw)
+    if expected is None:
+        return
+    try:
+        tree = parse_structure(raw)
+    except TooComplex:
+        pytest.fail("the stdlib parses this message, the structure parser gave up")
+    ours = []
+    for part in tree.walk():
+        assert isinstance(part, Part)
+        body = None if part.is_multipart() else part.body
+        ours.append((part.items(), part.ctype, part.defect_names, body, part.get_default_type()))
+    assert ours == expected
 
 
 def _header(part: dict[str, Any], name: str) -> Any:

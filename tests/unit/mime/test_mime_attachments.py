@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
 from mailbridge.mime import normalize
@@ -72,3 +73,29 @@ def test_delivery_status_report_is_captured(eml):
     )
     assert msg.auto_submitted == "auto-replied"
     assert msg.text_body == "Your message could not be delivered to one or more recipients."
+
+
+def test_a_base64_encoded_delivery_status_is_read_from_its_decoded_text():
+    # Given a DSN whose message/delivery-status body an MTA base64-encoded
+    status = (
+        b"Reporting-MTA: dns; mx.example.net\r\n\r\n"
+        b"Final-Recipient: rfc822; gone@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+    )
+    raw = (
+        b"From: MAILER-DAEMON@mx.example.net\r\n"
+        b"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
+        b"--b\r\nContent-Type: message/delivery-status\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(status)
+        + b"--b--\r\n"
+    )
+
+    # When it is normalized
+    bounce = normalize(raw).message.bounce
+
+    # Then the report is the decoded one (it used to come out empty)
+    assert bounce is not None
+    assert bounce.reporting_mta == "mx.example.net"
+    assert [(r.final_recipient, r.action, r.status) for r in bounce.recipients] == [
+        ("gone@example.org", "failed", "5.1.1")
+    ]

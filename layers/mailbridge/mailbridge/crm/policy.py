@@ -22,6 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
 from mailbridge.crm.freemail import is_free_domain
 from mailbridge.crm.models import Domain, normalize_address
+from mailbridge.mime.automated import automation_markers_of
 from mailbridge.models.numbers import DynamoInt
 
 AutoCreate = Literal["none", "sent", "sent_and_received"]
@@ -89,7 +90,6 @@ NOREPLY = re.compile(
     r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|dont[-_.]?reply|noreply[-_.].*|.*[-_.]noreply"
     r"|bounces?(?:[-_.+].*)?|mailer[-_.]?daemon|notifications?[-_.].*)$"
 )
-BULK_PRECEDENCE = frozenset({"bulk", "list", "junk"})
 
 
 def _addresses(values: list[str]) -> list[str]:
@@ -197,15 +197,14 @@ def is_role_address(address: str) -> bool:
 
 
 def is_automated(item: Mapping[str, Any]) -> bool:
-    """Bulk or machine mail: a mailing list, Auto-Submitted other than `no`, Precedence
-    bulk/list/junk, a bounce (DSN), or a sender that is a mailer daemon."""
+    """Bulk or machine mail (a stored email item): a mailing list (List-Id, List-Unsubscribe),
+    an automated-mail header marker (`mailbridge.mime.automated`: Auto-Submitted, Precedence,
+    X-Autoreply/X-Autorespond/X-Autoresponder ...), a bounce (DSN), or a sender that is a mailer
+    daemon."""
     listinfo = item.get("list") or {}
     if listinfo.get("list_id") or listinfo.get("list_unsubscribe"):
         return True
-    auto = str(item.get("auto_submitted") or "").strip().lower()
-    if auto and auto != "no":
-        return True
-    if str(item.get("precedence") or "").strip().lower() in BULK_PRECEDENCE:
+    if automation_markers_of(item):
         return True
     if item.get("bounce"):
         return True

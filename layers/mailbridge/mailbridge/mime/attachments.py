@@ -1,13 +1,15 @@
-"""Attachment metadata: decoded file names (RFC 2231 and the RFC 2047 that mailers use anyway)."""
+"""Attachment metadata: file names (RFC 2183 `filename`, RFC 2045 `name`, RFC 2231 and the
+RFC 2047 words mailers put in parameters anyway), Content-ID, disposition."""
 
 from __future__ import annotations
 
 import hashlib
 import re
-from email.message import Message
 
-from mailbridge.mime.headers import decode_raw
+from mailbridge.mime.headers import decode_raw, raw_values, unfold
 from mailbridge.mime.identifiers import normalize_id
+from mailbridge.mime.params import param
+from mailbridge.mime.structure import Part
 from mailbridge.mime.text import clean_header_text
 from mailbridge.models.email import AttachmentMeta
 
@@ -23,33 +25,31 @@ def clean_filename(name: str | None) -> str | None:
     return text or None
 
 
-def filename(part: Message, defects: list[str]) -> str | None:
-    try:
-        return clean_filename(part.get_filename())
-    except Exception:  # noqa: BLE001 - policy.default's parameter parser has edge cases that raise
-        defects.append("filename_unreadable")
+def filename(part: Part, defects: list[str]) -> str | None:
+    """Content-Disposition `filename`, else Content-Type `name` (what `Message.get_filename` reads)."""
+    name = param(part, "Content-Disposition", "filename", defects)
+    if name is None:
+        name = param(part, "Content-Type", "name", defects)
+    return clean_filename(name.strip()) if name is not None else None
+
+
+def content_id(part: Part) -> str | None:
+    values = raw_values(part, "Content-ID")
+    return normalize_id(decode_raw(values[0])) if values else None
+
+
+def disposition(part: Part) -> str | None:
+    """RFC 2183 disposition type, lower-cased (`inline`, `attachment`, ...), or None."""
+    values = raw_values(part, "Content-Disposition")
+    if not values:
         return None
+    return unfold(values[0]).split(";", 1)[0].strip().lower()
 
 
-def content_id(part: Message) -> str | None:
-    try:
-        value = part.get("Content-ID")
-    except Exception:  # noqa: BLE001 - an unparseable Content-ID is as good as none
-        return None
-    return normalize_id(clean_header_text(str(value))) if value is not None else None
-
-
-def content_type(part: Message) -> str:
-    try:
-        return part.get_content_type()
-    except Exception:  # noqa: BLE001 - fall back to the RFC 2045 default
-        return "application/octet-stream"
-
-
-def is_inline(part: Message, cid: str | None) -> bool:
-    disposition = part.get_content_disposition()
-    if disposition is not None:
-        return disposition == "inline"
+def is_inline(part: Part, cid: str | None) -> bool:
+    value = disposition(part)
+    if value is not None:
+        return value == "inline"
     return cid is not None
 
 

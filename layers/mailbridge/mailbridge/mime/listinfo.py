@@ -1,17 +1,19 @@
-"""Headers that categorization uses: list membership, auto-replies, bulk precedence."""
+"""Headers that categorization uses: list membership (RFC 2369/2919/8058), automated-mail markers."""
 
 from __future__ import annotations
 
 import re
 from email.message import Message
 
-from mailbridge.mime.headers import header_text
+from mailbridge.mime.automated import AUTOMATION_HEADERS
+from mailbridge.mime.headers import header_names, header_text
 from mailbridge.models.email import ListInfo
 
 _BRACKETED = re.compile(r"<([^<>]+)>")
 
-# Headers copied verbatim (cleaned, truncated) into `headers_of_interest`.
-INTERESTING_HEADERS = (
+# Headers copied verbatim (cleaned, truncated) into `headers_of_interest`: these, then the
+# automated-mail markers (mime.automated) that have no field of their own.
+_CATEGORIZATION_HEADERS = (
     "X-Auto-Response-Suppress",
     "X-Autoreply",
     "X-Autorespond",
@@ -31,6 +33,14 @@ INTERESTING_HEADERS = (
     "Thread-Topic",
     "Thread-Index",
 )
+INTERESTING_HEADERS = tuple(
+    dict.fromkeys(
+        (
+            *_CATEGORIZATION_HEADERS,
+            *(h for h in AUTOMATION_HEADERS if h.lower() not in {"auto-submitted", "precedence"}),
+        )
+    )
+)
 _MAX_HEADER_VALUE = 500
 
 
@@ -40,7 +50,15 @@ def _uris(value: str | None) -> list[str]:
     return [uri.strip().replace(" ", "") for uri in _BRACKETED.findall(value) if uri.strip()]
 
 
+_LIST_HEADERS = frozenset(
+    {"list-id", "list-unsubscribe", "list-unsubscribe-post", "list-post", "list-archive", "list-help"}
+)
+_INTERESTING = tuple((name, name.lower()) for name in INTERESTING_HEADERS)
+
+
 def list_info(msg: Message, defects: list[str]) -> ListInfo | None:
+    if not _LIST_HEADERS & header_names(msg):
+        return None
     list_id = header_text(msg, "List-Id", defects)
     unsubscribe = header_text(msg, "List-Unsubscribe", defects)
     unsubscribe_post = header_text(msg, "List-Unsubscribe-Post", defects)
@@ -62,9 +80,12 @@ def list_info(msg: Message, defects: list[str]) -> ListInfo | None:
 
 
 def interesting_headers(msg: Message, defects: list[str]) -> dict[str, str]:
+    present = header_names(msg)
     found: dict[str, str] = {}
-    for name in INTERESTING_HEADERS:
+    for name, lower in _INTERESTING:
+        if lower not in present:
+            continue
         value = header_text(msg, name, defects)
         if value:
-            found[name.lower()] = value[:_MAX_HEADER_VALUE]
+            found[lower] = value[:_MAX_HEADER_VALUE]
     return found

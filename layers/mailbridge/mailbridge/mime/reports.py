@@ -7,9 +7,11 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
 
-from mailbridge.mime.headers import decode_raw
+from mailbridge.mime.bodies import embedded_message, part_bytes, transfer_encoding
+from mailbridge.mime.headers import decode_raw, raw_values
 from mailbridge.mime.identifiers import first_id
-from mailbridge.mime.text import clean_header_text
+from mailbridge.mime.params import param
+from mailbridge.mime.structure import Part
 from mailbridge.models.email import BounceRecipient, BounceReport, CalendarPart
 
 _STATUS_CODE = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -18,10 +20,10 @@ _ICS_METHOD = re.compile(r"^METHOD:(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
 
 
 def _field(block: Message, name: str) -> str | None:
-    raw = block.get(name)
-    if raw is None:
+    values = raw_values(block, name)
+    if not values:
         return None
-    text = decode_raw(str(raw))
+    text = decode_raw(values[0])
     return text or None
 
 
@@ -34,21 +36,18 @@ def _strip_type(value: str | None) -> str | None:
     return cleaned or None
 
 
-def _blocks(part: Message) -> list[Message]:
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        blocks = [p for p in payload if isinstance(p, Message)]
-        if blocks:
-            return blocks
-    # Some MTAs encode the status body, which leaves the stdlib with one opaque string.
-    raw = part.get_payload(decode=True)
-    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(payload)
+def _blocks(part: Part, defects: list[str]) -> list[Message]:
+    if transfer_encoding(part) not in ("base64", "quoted-printable"):
+        return list(part.children)
+    # Some MTAs base64- or quoted-printable-encode the status body; its blocks are in the
+    # decoded text (the structure parser read the encoded text as blocks).
+    text = embedded_message(part, defects).decode("utf-8", errors="replace")
     parser = HeaderParser(policy=compat32)
     return [parser.parsestr(chunk) for chunk in _BLOCK_SPLIT.split(text.strip()) if chunk.strip()]
 
 
-def delivery_status(part: Message, original_message_id: str | None) -> BounceReport:
-    blocks = _blocks(part)
+def delivery_status(part: Part, original_message_id: str | None, defects: list[str]) -> BounceReport:
+    blocks = _blocks(part, defects)
     per_message = blocks[0] if blocks else Message()
     recipients: list[BounceRecipient] = []
     for block in blocks[1:]:
@@ -72,23 +71,21 @@ def delivery_status(part: Message, original_message_id: str | None) -> BounceRep
     )
 
 
-def original_message_id(part: Message) -> str | None:
+def original_message_id(part: Part, defects: list[str]) -> str | None:
     """The Message-ID of the bounced message, from its message/rfc822 or text/rfc822-headers part."""
-    payload = part.get_payload()
-    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
-        value = payload[0].get("Message-ID")
-        return first_id(clean_header_text(str(value))) if value is not None else None
-    raw = part.get_payload(decode=True)
-    if not isinstance(raw, bytes):
-        return None
+    children = part.children
+    if children:
+        values = raw_values(children[0], "Message-ID")
+        return first_id(decode_raw(values[0])) if values else None
+    raw = part_bytes(part, defects)
     headers = HeaderParser(policy=compat32).parsestr(raw.decode("utf-8", errors="replace"))
     value = headers.get("Message-ID")
     return first_id(str(value)) if value is not None else None
 
 
-def calendar(part: Message, ics: str) -> CalendarPart:
-    method = part.get_param("method")
-    if not isinstance(method, str) or not method.strip():
+def calendar(part: Part, ics: str, defects: list[str]) -> CalendarPart:
+    method = param(part, "Content-Type", "method", defects)
+    if not method or not method.strip():
         found = _ICS_METHOD.search(ics)
         method = found.group(1) if found else None
     return CalendarPart(method=method.strip().upper() if method else None, ics=ics)

@@ -1,0 +1,1 @@
+"""Categorization: header evidence first, then a small local model scored in plain Python."""
