@@ -5,13 +5,14 @@ what is stored and sealed, what is queued, and what settings reach the mail serv
 from __future__ import annotations
 
 import json
+import socket
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
@@ -31,6 +32,7 @@ from mailbridge.models.account import (
     SyncState,
 )
 from mailbridge.providers.imap.models import Folder
+from mailbridge.providers.imap.protocol import MailFolderSource
 from mailbridge.providers.imap.settings import ImapSettings, Security
 from mailbridge.providers.smtp.settings import SmtpSettings
 from mailbridge.queues import SyncQueue
@@ -79,11 +81,12 @@ class Servers:
     imap_error: Exception | None = None
     smtp_error: Exception | None = None
 
-    def connect(self, settings: ImapSettings) -> Session:
+    def connect(self, settings: ImapSettings) -> MailFolderSource:
         self.imap.append(settings)
         if self.imap_error is not None:
             raise self.imap_error
-        return Session(self.sent_folder)
+        # The login check uses only sent_folder() and the context manager.
+        return cast("MailFolderSource", Session(self.sent_folder))
 
     def check_smtp(self, settings: SmtpSettings) -> None:
         self.smtp.append(settings)
@@ -207,6 +210,7 @@ def test_connecting_logs_in_to_both_servers_then_stores_seals_and_queues(world: 
         Security.SSL,
         "alice-smtp",
     )
+    assert smtp.password is not None
     assert smtp.password.get_secret_value() == "smtp-pw"
     assert (smtp.allow_private, smtp.allow_insecure, smtp.timeout_seconds) == (False, False, 30.0)
     assert smtp.deadline == imap.deadline
@@ -292,6 +296,26 @@ def test_in_local_mode_tls_is_still_verified(world: World) -> None:
     world.deps.allow_private_hosts = True
     connect(world)
     assert (world.servers.imap[0].allow_insecure, world.servers.smtp[0].allow_insecure) == (False, False)
+
+
+@pytest.mark.parametrize("server", ["imap", "smtp"])
+def test_the_default_logins_are_the_guarded_adapters(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a mail host whose name resolves to loopback, outside local mode
+    def resolve(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    public = PublicServerSettings(host="mail.example.com", port=993, security=Security.SSL, username="alice")
+    # When the default login of AccountDeps (the real adapter) is tried
+    # Then the adapter's host guard refuses it before connecting
+    login: Callable[[], object] = (
+        (lambda: accounts.imap_connect(accounts.imap_settings(public, "pw", allow_private=False)))
+        if server == "imap"
+        else (lambda: accounts.smtp_check_login(accounts.smtp_settings(public, "pw", allow_private=False)))
+    )
+    with pytest.raises(Invalid) as caught:
+        login()
+    assert caught.value.code == "host_not_allowed"
 
 
 def test_a_taken_address_is_refused_before_logging_in(world: World) -> None:
@@ -489,6 +513,7 @@ def test_an_smtp_change_merges_with_what_is_stored_and_logs_in_first(world: Worl
         Security.SSL,
         "alice-smtp",
     )
+    assert smtp.password is not None
     assert smtp.password.get_secret_value() == "smtp-pw"
     assert smtp.deadline is not None
     assert out.smtp == PublicServerSettings(
@@ -512,7 +537,9 @@ def test_a_first_smtp_setup_borrows_the_imap_password_when_it_names_none(world: 
     assert out.smtp == PublicServerSettings(
         host="smtp.example.com", port=None, security=Security.SSL, username="alice"
     )
-    assert world.servers.smtp[-1].password.get_secret_value() == "imap-pw"
+    password = world.servers.smtp[-1].password
+    assert password is not None
+    assert password.get_secret_value() == "imap-pw"
     assert world.secrets(account_id)["smtp_password"] == "imap-pw"
 
 
