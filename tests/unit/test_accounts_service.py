@@ -431,6 +431,23 @@ def test_a_rejected_new_password_changes_nothing(world: World) -> None:
     assert world.store.get_account(world.tenant, account_id).version == 1
 
 
+def test_an_account_whose_credentials_are_gone_is_refused_as_auth_failed(world: World) -> None:
+    # Given an account whose stored credentials are missing (the item lost its sealed envelope)
+    account_id = connect(world)
+    world.servers.imap.clear()
+    world.store.table.update_item(
+        Key={"pk": f"TENANT#{world.tenant}", "sk": f"ACCOUNT#{account_id}"},
+        UpdateExpression="REMOVE credentials",
+    )
+    # When a new password is set
+    with pytest.raises(ProviderAuthError) as caught:
+        patch(world, account_id, imap={"password": "new-pw"})
+    # Then it is refused as a credentials failure, before any login, and nothing is written
+    assert (caught.value.code, caught.value.message) == ("auth_failed", "no credentials stored")
+    assert world.servers.imap == []
+    assert world.store.get_account(world.tenant, account_id).version == 1
+
+
 def test_a_new_password_brings_an_account_failed_on_its_credentials_back(world: World) -> None:
     # Given an account whose sync failed on rejected credentials, out of the poll
     account_id = connect(world)
