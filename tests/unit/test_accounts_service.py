@@ -371,6 +371,26 @@ def test_without_time_left_for_a_login_nothing_is_tried(world: World, remaining_
     assert world.servers.imap == []
 
 
+@pytest.mark.parametrize("change", [{"imap": {"password": "new-pw"}}, {"smtp": {"password": "new-smtp-pw"}}])
+def test_a_patch_without_time_left_for_a_login_tries_none_and_writes_nothing(
+    world: World, change: dict[str, Any]
+) -> None:
+    # Given an account, and a PATCH request whose Lambda has less time left than the response margin
+    account_id = connect(world)
+    world.servers.imap.clear()
+    world.servers.smtp.clear()
+    # When a new password is set
+    with pytest.raises(ProviderUnreachable) as caught:
+        accounts.update_account(
+            world.member, account_id, AccountPatch.model_validate(change), world.deps, remaining_ms=3000
+        )
+    # Then it times out before any login, and the stored account and secrets are unchanged
+    assert caught.value.code == "timeout"
+    assert (world.servers.imap, world.servers.smtp) == ([], [])
+    assert world.store.get_account(world.tenant, account_id).version == 1
+    assert world.secrets(account_id) == {"imap_password": "imap-pw", "smtp_password": "smtp-pw"}
+
+
 # ------------------------------------------------------------------------------ PATCH
 
 
