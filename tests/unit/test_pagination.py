@@ -128,3 +128,23 @@ def test_a_signed_key_that_is_not_a_typed_dynamodb_key_is_invalid_not_an_error(p
     # When it is decoded
     # Then the answer is invalid_cursor (400), never another exception (500)
     assert_invalid(signed(payload))
+
+
+def test_a_cursor_made_without_a_listing_name_is_read_without_one() -> None:
+    # Given a cursor encoded with the default (empty) listing
+    cursor = encode_cursor(BASE, "acme", key=KEY)
+    assert cursor is not None
+    # When it is decoded with the default listing, Then it resumes; another listing refuses it
+    assert decode_cursor(cursor, "acme", key=KEY) == BASE
+    assert_invalid(cursor, listing="contacts")
+
+
+@pytest.mark.parametrize(
+    ("value", "name"), [(True, "bool"), (b"x", "bytes"), (1.5, "float"), (None, "NoneType")]
+)
+def test_a_key_attribute_that_is_neither_string_nor_number_makes_no_cursor(value: object, name: str) -> None:
+    # Given a last key with an attribute DynamoDB keys never hold here (S and N only)
+    # When a cursor is made of it, Then it is refused, naming the type
+    with pytest.raises(TypeError) as raised:
+        encode_cursor({"pk": "TENANT#acme", "sk": value}, "acme", key=KEY)
+    assert str(raised.value) == f"unsupported key attribute type {name}"
