@@ -18,6 +18,7 @@ Usage (from the repository root; slow, not part of `make test`):
     .venv/bin/python scripts/breaks.py            # every break, after a baseline run
     .venv/bin/python scripts/breaks.py 3 8 1b     # only these
     .venv/bin/python scripts/breaks.py --list     # the breaks and their tests
+    .venv/bin/python scripts/breaks.py --first    # stop each break's tests at the first failure
 Exit status: 0 when every break was caught, 1 otherwise.
 """
 
@@ -288,12 +289,17 @@ def restore(work: Path, item: Break) -> None:
     shutil.copy2(ROOT / item.path, work / item.path)
 
 
-def run_tests(work: Path, tests: tuple[str, ...]) -> tuple[int, list[str]]:
+def run_tests(work: Path, tests: tuple[str, ...], *, first: bool = False) -> tuple[int, list[str]]:
     env = dict(os.environ)
     env.setdefault("MAILBRIDGE_CORPUS", str(ROOT.parent / "shared" / "data"))
     env.pop("PYTHONPATH", None)  # imports come from the work copy (pyproject's pythonpath)
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--tb=no", "-rfE", *tests],
+        [
+            sys.executable,
+            *("-m", "pytest", "-q", "-p", "no:cacheprovider", "--tb=no", "-rfE"),
+            *(["-x"] if first else []),
+            *tests,
+        ],
         cwd=work,
         env=env,
         check=False,
@@ -320,6 +326,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("numbers", nargs="*", help="break numbers to run (default: all)")
     parser.add_argument("--list", action="store_true", help="print the breaks and their tests")
     parser.add_argument("--no-baseline", action="store_true", help="skip the run without any break")
+    parser.add_argument(
+        "--first",
+        action="store_true",
+        help="stop each break's tests at the first failure (faster; names one test)",
+    )
     args = parser.parse_args(argv)
     chosen = [b for b in BREAKS if not args.numbers or b.number in args.numbers]
     unknown = set(args.numbers) - {b.number for b in BREAKS}
@@ -336,7 +347,7 @@ def main(argv: list[str]) -> int:
         if not args.no_baseline:
             tests = tuple(dict.fromkeys(t for b in chosen for t in b.tests))
             print(f"baseline: {len(tests)} test paths without any break", flush=True)
-            code, failed = run_tests(work, tests)
+            code, failed = run_tests(work, tests, first=args.first)
             if code != 0:
                 show([("-", "red", "baseline (no break): these must pass first", failed)])
                 return 1
@@ -347,11 +358,12 @@ def main(argv: list[str]) -> int:
                 rows.append((item.number, "stale", f"{item.what} (no longer in {item.path}: {stale!r})", []))
                 continue
             try:
-                code, failed = run_tests(work, item.tests)
+                code, failed = run_tests(work, item.tests, first=args.first)
             finally:
                 restore(work, item)
             result = "red" if code == 1 and failed else "green" if code == 0 else f"exit {code}"
             rows.append((item.number, result, item.what, failed))
+            print(f"  {result}: {', '.join(failed[:3]) or 'no test failed'}", flush=True)
     show(rows)
     return 0 if all(r[1] == "red" for r in rows) else 1
 
