@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
@@ -28,6 +28,7 @@ from mailbridge.models.account import Account, PublicServerSettings
 from mailbridge.outbox.models import OutboxMessage, SendRequest
 from mailbridge.outbox.service import OutboxDeps, SendOutcome, cancel_schedule, fail, queue_send, send_queued
 from mailbridge.providers.imap.models import Folder, FolderStatus
+from mailbridge.providers.imap.protocol import MailFolderSource
 from mailbridge.providers.imap.settings import Security
 from mailbridge.providers.smtp.models import SendResult
 from mailbridge.queues import OutboxQueue
@@ -85,11 +86,12 @@ class Imap:
     appended: list[tuple[str, bytes, list[str], datetime]] = field(default_factory=list)
     settings: list[Any] = field(default_factory=list)
 
-    def connect(self, settings: Any) -> Imap:
+    def connect(self, settings: Any) -> MailFolderSource:
         self.settings.append(settings)
         if self.error is not None:
             raise self.error
-        return self
+        # The outbox uses only sent_folder(), append() and the context manager.
+        return cast("MailFolderSource", self)
 
     def __enter__(self) -> Imap:
         return self
@@ -141,14 +143,20 @@ class World:
 
     def account(self, *, smtp: bool = True, smtp_password: str | None = "smtp-pw") -> str:
         account_id = "acc_" + uuid.uuid4().hex[:20]
-        server = {"port": 465, "security": Security.SSL, "username": f"u{account_id[-6:]}"}
+        username = f"u{account_id[-6:]}"
         account = Account(
             account_id=account_id,
             tenant_id=self.tenant,
             provider="imap",
             address=f"alice.{account_id[-6:]}@example.com",
-            imap=PublicServerSettings(host="imap.example.com", **server),
-            smtp=PublicServerSettings(host="smtp.example.com", **server) if smtp else None,
+            imap=PublicServerSettings(
+                host="imap.example.com", port=465, security=Security.SSL, username=username
+            ),
+            smtp=PublicServerSettings(
+                host="smtp.example.com", port=465, security=Security.SSL, username=username
+            )
+            if smtp
+            else None,
             created_at=NOW,
             created_by="seed",
         )

@@ -126,7 +126,8 @@ def test_the_name_is_resolved_once_for_tcp(monkeypatch: pytest.MonkeyPatch) -> N
 
     def recording(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
         asked.append((host, port, args, kwargs))
-        return answer(host, port)
+        result: list[Any] = answer(host, port)
+        return result
 
     monkeypatch.setattr(socket, "getaddrinfo", recording)
     # When a name is checked / Then it was looked up once, for a TCP connection to that port

@@ -284,7 +284,7 @@ class FakeSocket:
 def network(monkeypatch: pytest.MonkeyPatch) -> type[FakeSocket]:
     """imap.example.com has two public addresses, localhost a loopback one; sockets are
     stand-ins that record (lookups too)."""
-    fake = type("Sockets", (FakeSocket,), {"log": [], "refuse": {}})
+    fake: type[FakeSocket] = type("Sockets", (FakeSocket,), {"log": [], "refuse": {}})
 
     def getaddrinfo(host: str, port: int, **kwargs: Any) -> list[Any]:
         fake.log.append(("lookup", host, port))
