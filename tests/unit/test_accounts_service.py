@@ -360,6 +360,24 @@ def test_the_login_deadline_keeps_the_response_margin_of_the_lambdas_time(world:
     assert before + 6 <= accounts.login_deadline(world.deps, 10_000) <= time.monotonic() + 6
 
 
+def test_half_a_second_left_for_the_login_is_still_tried(world: World) -> None:
+    # Given 4.5 s of Lambda time, 4 s of which are kept for the response
+    # When a mailbox is connected, Then the login is tried within the 0.5 s left
+    before = time.monotonic()
+    accounts.connect_account(world.member, create_body(), world.deps, remaining_ms=4500)
+    (imap,) = world.servers.imap
+    assert imap.deadline is not None
+    assert before + 0.5 <= imap.deadline <= time.monotonic() + 0.5
+
+
+def test_the_smtp_login_check_uses_the_security_mode_given(world: World) -> None:
+    # Given an SMTP server reached with STARTTLS on 587
+    # When the mailbox is connected, Then the SMTP login is tried with STARTTLS
+    connect(world, smtp={"security": "starttls", "port": 587})
+    (smtp,) = world.servers.smtp
+    assert (smtp.security, smtp.port) == (Security.STARTTLS, 587)
+
+
 @pytest.mark.parametrize("remaining_ms", [4000, 3000])
 def test_without_time_left_for_a_login_nothing_is_tried(world: World, remaining_ms: int) -> None:
     with pytest.raises(ProviderUnreachable) as caught:
