@@ -2,8 +2,10 @@
 with only the tests that cover them, then killed/survived counts and every survivor.
 
 MODULES are paths under layers/mailbridge/mailbridge/ (`crypto.py`, `store/accounts.py`) or dotted
-names (`mailbridge.crypto`). Which tests cover a module is kept in scripts/mutate.toml; a module
-missing there is an error (add it with the tests that exercise it).
+names (`mailbridge.crypto`). `path::name` limits a run to some functions of a module
+(`store/emails.py::EmailStore.transition`, `outbox/service.py::send_queued,fail`): only their
+mutants are run and counted. Which tests cover a module (or such a spec) is kept in
+scripts/mutate.toml; one missing there is an error (add it with the tests that exercise it).
 
 Why a work directory: mutmut 3 names a mutant after the file's path relative to where it runs
 (`layers/mailbridge/mailbridge/crypto.py` -> `layers.mailbridge.mailbridge.crypto`), while the
@@ -15,13 +17,15 @@ into `.mutate/mutants/` and runs pytest there, so the mutated copy is the one im
 starts from a fresh `mutants/`: a result never comes from an older version of the code or tests.
 
 Exit status: 0 when every mutant was killed (or timed out), 1 when any survived or had no test.
-Options: --jobs N (parallel mutants; default: all CPUs), --list (print the table and exit).
+Options: --jobs N (parallel mutants, mutmut's --max-children; default: all CPUs), --list (print
+the table and exit).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import fnmatch
 import json
 import os
 import re
@@ -29,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,19 +75,50 @@ def module_path(spec: str) -> str:
     return spec
 
 
+@dataclass(frozen=True)
+class Target:
+    """A module, or some of its functions (`store/emails.py::EmailStore.transition`)."""
+
+    module: str
+    functions: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.module}::{','.join(self.functions)}" if self.functions else self.module
+
+    def globs(self) -> list[str]:
+        """mutmut's names for this target's mutants (`mailbridge.crypto.x_encrypt__mutmut_3`,
+        `mailbridge.store.emails.xǁEmailStoreǁtransition__mutmut_1`)."""
+        dotted = "mailbridge." + self.module.removesuffix(".py").replace("/", ".")
+        if not self.functions:
+            return [f"{dotted}.*"]
+        names = []
+        for function in self.functions:
+            cls, _, name = function.rpartition(".")
+            mangled = f"x\u01c1{cls}\u01c1{name}" if cls else f"x_{name}"
+            names.append(f"{dotted}.{mangled}__mutmut_*")
+        return names
+
+
+def target(spec: str) -> Target:
+    module, _, functions = spec.partition("::")
+    names = tuple(f.strip() for f in functions.split(",") if f.strip())
+    return Target(module_path(module), names)
+
+
 def load_table() -> dict[str, list[str]]:
     data = tomllib.loads(TABLE.read_text())
     return {str(k): [str(t) for t in v] for k, v in data["tests"].items()}
 
 
-def tests_for(modules: list[str], table: dict[str, list[str]]) -> list[str]:
-    missing = [m for m in modules if m not in table]
+def tests_for(targets: list[Target], table: dict[str, list[str]]) -> list[str]:
+    missing = [t.key for t in targets if t.key not in table]
     if missing:
         raise SystemExit(
             f"mutate: {', '.join(missing)} not in {TABLE.relative_to(ROOT)}; add each with the tests "
             "that cover it"
         )
-    return list(dict.fromkeys(t for m in modules for t in table[m]))
+    return list(dict.fromkeys(test for t in targets for test in table[t.key]))
 
 
 def pytest_settings() -> dict[str, object]:
@@ -202,13 +238,21 @@ def locate(name: str, removed: list[str], offset: int | None) -> tuple[Path, int
     return path, span[0]
 
 
-def survivors() -> list[Survivor]:
-    found = []
-    for row in mutmut("results", capture=True).splitlines():
+def statuses(globs: list[str]) -> dict[str, str]:
+    """Every mutant of the run's targets -> its status (killed, survived, timeout, ...)."""
+    found = {}
+    for row in mutmut("results", "--all", "true", capture=True).splitlines():
         match = re.fullmatch(r"\s*(\S+): (.+)", row)
-        if not match or match.group(2) not in NOT_KILLED:
+        if match and any(fnmatch.fnmatchcase(match.group(1), g) for g in globs):
+            found[match.group(1)] = match.group(2)
+    return found
+
+
+def survivors(status_by_name: dict[str, str]) -> list[Survivor]:
+    found = []
+    for name, status in status_by_name.items():
+        if status not in NOT_KILLED:
             continue
-        name, status = match.groups()
         removed, added, offset = diff_lines(mutmut("show", name, capture=True))
         path, line = locate(name, removed, offset)
         found.append(Survivor(name, status, path, line, removed, added))
@@ -228,20 +272,27 @@ def main(argv: list[str]) -> int:
         if not args.modules:
             print('\nusage: make mutate MODULES="crypto.py tenancy.py"')
         return 0 if args.list else 2
-    modules = list(dict.fromkeys(module_path(m) for m in args.modules))
-    tests = tests_for(modules, table)
-    print(f"mutate: {', '.join(modules)}\n  tests: {' '.join(tests)}", flush=True)
+    targets = list({t.key: t for t in (target(m) for m in args.modules)}.values())
+    tests = tests_for(targets, table)
+    modules = list(dict.fromkeys(t.module for t in targets))
+    whole = {t.module for t in targets if not t.functions}
+    # A module named whole runs all its mutants; otherwise only those of the named functions.
+    globs = [g for t in targets if t.module in whole or t.functions for g in t.globs()]
+    limited = [g for t in targets if t.functions and t.module not in whole for g in t.globs()]
+    run_args = ["run", "--max-children", str(max(1, args.jobs)), *limited]
+    print(f"mutate: {', '.join(t.key for t in targets)}\n  tests: {' '.join(tests)}", flush=True)
     prepare(modules, tests)
-    mutmut("run", "--max-children", str(max(1, args.jobs)))
-    mutmut("export-cicd-stats", capture=True)
-    stats = json.loads((WORK / "mutants" / "mutmut-cicd-stats.json").read_text())
-    left = survivors()
+    mutmut(*run_args)
+    status_by_name = statuses(globs)
+    counts = Counter(status_by_name.values())
+    left = survivors(status_by_name)
     print()
-    print(f"mutate: {', '.join(modules)}")
+    print(f"mutate: {', '.join(t.key for t in targets)}")
+    print(f"  command: (cd .mutate && mutmut {' '.join(run_args)})")
     print(
-        f"  killed {stats['killed']}, survived {stats['survived']}, no tests {stats['no_tests']}, "
-        f"timeout {stats['timeout']} (counts as killed), suspicious {stats['suspicious']}, "
-        f"total {stats['total']}"
+        f"  killed {counts['killed']}, survived {counts['survived']}, no tests {counts['no tests']}, "
+        f"timeout {counts['timeout']} (counts as killed), suspicious {counts['suspicious']}, "
+        f"not checked {counts['not checked']}, total {len(status_by_name)}"
     )
     for s in left:
         where = f"{s.path.relative_to(ROOT)}:{s.line}" if s.line else str(s.path.relative_to(ROOT))

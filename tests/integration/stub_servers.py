@@ -9,7 +9,9 @@ refuses everything. A client cut off by its deadline sees `timeout`; a client th
 `Rebinding` scripts `socket.getaddrinfo` and watches `socket.socket.connect`: the first lookup of
 a name answers a public address, every later one the loopback address of a canary server, and a
 connect to the public address is refused (there is no network in the tests). What was connected to
-is recorded.
+is recorded. `ScriptedDns` answers fixed addresses (IPv4 or IPv6) for given names. `PublicRoute`
+makes a loopback server look like a public host: its name resolves to the public address, and
+connections to that address reach the loopback server.
 """
 
 from __future__ import annotations
@@ -162,3 +164,57 @@ class Rebinding:
 
     def connects_to(self, port: int) -> list[Any]:
         return [a for a in self.connects if isinstance(a, tuple) and a[1] == port]
+
+
+class PublicRoute:
+    """Names in `names` resolve to PUBLIC_ADDRESS, and a connection to PUBLIC_ADDRESS reaches the
+    same port on 127.0.0.1: a loopback test server seen as a public mail host (the machine has no
+    public interface), so the deployed configuration's guard lets it through to TLS and LOGIN."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+        self.names = set(names)
+        self.connects: list[Any] = []
+        real_getaddrinfo = socket.getaddrinfo
+        real_connect = socket.socket.connect
+
+        def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+            if host not in self.names:
+                return real_getaddrinfo(host, port, *args, **kwargs)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (PUBLIC_ADDRESS, int(port)))]
+
+        def connect(sock: socket.socket, address: Any) -> None:
+            self.connects.append(address)
+            if isinstance(address, tuple) and address[0] == PUBLIC_ADDRESS:
+                address = (HOST, address[1])
+            real_connect(sock, address)
+
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+        monkeypatch.setattr(socket.socket, "connect", connect)
+
+
+class ScriptedDns:
+    """Each name in `answers` resolves to its address (IPv4 or IPv6); other names resolve as
+    usual. Every lookup of a scripted name and every connect attempt is recorded."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, answers: dict[str, str]) -> None:
+        self.answers = dict(answers)
+        self.lookups: list[str] = []
+        self.connects: list[Any] = []
+        real_getaddrinfo = socket.getaddrinfo
+        real_connect = socket.socket.connect
+
+        def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+            if host not in self.answers:
+                return real_getaddrinfo(host, port, *args, **kwargs)
+            self.lookups.append(host)
+            address = self.answers[host]
+            if ":" in address:
+                return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, int(port), 0, 0))]
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port)))]
+
+        def connect(sock: socket.socket, address: Any) -> None:
+            self.connects.append(address)
+            real_connect(sock, address)
+
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+        monkeypatch.setattr(socket.socket, "connect", connect)

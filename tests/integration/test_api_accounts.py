@@ -21,16 +21,13 @@ from mailbridge import accounts, crypto
 from mailbridge.api import deps
 from mailbridge.config import get_settings
 from mailbridge.errors import Conflict
-from mailbridge.models.account import Account, AccountCreate, PublicServerSettings, SyncState
-from mailbridge.outbox.wiring import outbox_deps
+from mailbridge.models.account import Account, AccountCreate, PublicServerSettings, SyncStage, SyncState
 from mailbridge.providers.imap.settings import ImapSettings, Security
-from mailbridge.providers.smtp.models import SendResult
 from mailbridge.store.accounts import AccountStore
-from mailbridge.sync.wiring import service_deps
 from mailbridge.tenancy import Role, TenantContext
 from tests.fixtures.aws import FakeLambdaContext, Stack
 from tests.integration.queue_harness import QueueConsumer
-from tests.integration.stub_servers import PUBLIC_ADDRESS, Canary, Rebinding, StallingServer
+from tests.integration.stub_servers import Canary, StallingServer
 from tests.integration.sync_harness import TENANT, call_api
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
@@ -80,10 +77,11 @@ def seed_account(
     address: str = "alice@example.com",
     smtp_host: str | None = None,
     account_id: str | None = None,
+    security: Security = Security.SSL,
 ) -> Account:
     """An account as an earlier create left it (its host resolved to a public address then)."""
     account_id = account_id or "acc_" + uuid.uuid4().hex[:20]
-    server: dict[str, Any] = {"port": port, "security": Security.SSL, "username": address}
+    server: dict[str, Any] = {"port": port, "security": security, "username": address}
     account = Account(
         account_id=account_id,
         tenant_id=TENANT,
@@ -204,137 +202,6 @@ def test_without_time_left_for_a_login_nothing_is_tried(
     assert canary.accepted == 0
 
 
-# ------------------------------------------------------------------------------ the private-host guard
-
-
-@pytest.fixture
-def deployed(stack: Stack) -> None:
-    """The deployed configuration (AllowPrivateMailHosts=false) for the api, sync and outbox."""
-    deps.account_deps().allow_private_hosts = False
-    service_deps().allow_private_hosts = False
-    outbox_deps().allow_private_hosts = False
-
-
-@pytest.mark.usefixtures("deployed")
-def test_connecting_never_reaches_what_the_host_name_rebinds_to(
-    stack: Stack, invoke_api: Invoke, monkeypatch: pytest.MonkeyPatch, canary: Canary
-) -> None:
-    # Given a host name that resolves to a public address, then to a loopback server
-    dns = Rebinding(monkeypatch, "imap.rebind.test")
-    # When a mailbox on it is connected
-    body = new_account(host="imap.rebind.test", port=canary.port)
-    status, answer = call_api(invoke_api, "create-account.json", body=body)
-    # Then only the checked public address was tried (refused here: there is no network)
-    assert status == 422, answer
-    assert answer["error"]["code"] == "unreachable"
-    assert dns.connects_to(canary.port) == [(PUBLIC_ADDRESS, canary.port)]
-    assert canary.accepted == 0
-    assert account_items(stack, "") == []
-
-
-@pytest.mark.usefixtures("deployed")
-def test_a_host_resolving_to_a_private_address_is_refused(
-    stack: Stack, invoke_api: Invoke, monkeypatch: pytest.MonkeyPatch, canary: Canary
-) -> None:
-    dns = Rebinding(monkeypatch, "imap.rebind.test", first="127.0.0.1")
-    body = new_account(host="imap.rebind.test", port=canary.port)
-    status, answer = call_api(invoke_api, "create-account.json", body=body)
-    assert status == 400, answer
-    assert answer["error"]["code"] == "host_not_allowed"
-    assert dns.connects_to(canary.port) == []
-    assert account_items(stack, "") == []
-
-
-@pytest.mark.usefixtures("deployed")
-def test_the_sync_checks_the_host_again_and_never_connects_to_a_private_address(
-    stack: Stack, invoke_api: Invoke, monkeypatch: pytest.MonkeyPatch, canary: Canary
-) -> None:
-    # Given an account whose host now resolves to a loopback server (rebound after creation)
-    account = seed_account(host="imap.rebind.test", port=canary.port)
-    dns = Rebinding(monkeypatch, "imap.rebind.test", first="127.0.0.1")
-    # When a sync runs
-    params = {"account_id": account.account_id}
-    assert call_api(invoke_api, "sync-account.json", params=params)[0] == 202
-    QueueConsumer(stack, "sync", "SyncQueue").drain(expect_success=True)
-    # Then it failed with host_not_allowed, without connecting
-    status, state = call_api(invoke_api, "get-account-status.json", params=params, role="viewer")
-    assert status == 200, state
-    assert (state["stage"], state["reason"]) == ("failed", "host_not_allowed")
-    assert dns.connects_to(canary.port) == []
-    assert canary.accepted == 0
-
-
-@pytest.mark.usefixtures("deployed")
-def test_the_outbox_checks_the_smtp_host_again_and_never_connects_to_a_private_address(
-    stack: Stack, invoke_api: Invoke, monkeypatch: pytest.MonkeyPatch, canary: Canary
-) -> None:
-    # Given an account whose SMTP host now resolves to a loopback server
-    account = seed_account(host="imap.example.com", port=993, smtp_host="smtp.rebind.test")
-    dns = Rebinding(monkeypatch, "smtp.rebind.test", first="127.0.0.1")
-    # When a message is sent from it
-    status, accepted = call_api(
-        invoke_api,
-        "send-email.json",
-        body={
-            "account_id": account.account_id,
-            "to": [{"address": "bob@example.org"}],
-            "subject": "Hi",
-            "text": "Hi",
-        },
-    )
-    assert status == 202, accepted
-    QueueConsumer(stack, "outbox", "OutboxQueue").drain(expect_success=True)
-    # Then the send failed for good with host_not_allowed, without connecting
-    status, view = call_api(
-        invoke_api, "get-email.json", params={"email_id": accepted["email_id"]}, role="viewer"
-    )
-    assert status == 200, view
-    assert view["status"] == "failed"
-    assert view["failure"]["code"] == "host_not_allowed"
-    assert dns.connects_to(canary.port) == []
-    assert canary.accepted == 0
-
-
-@pytest.mark.usefixtures("deployed")
-def test_filing_the_sent_copy_checks_the_imap_host_again(
-    stack: Stack, invoke_api: Invoke, monkeypatch: pytest.MonkeyPatch, canary: Canary
-) -> None:
-    # Given an account whose IMAP host now resolves to a loopback server, and an SMTP server
-    # that takes the message (a stand-in: the point is the IMAP connection that follows)
-    account = seed_account(host="imap.rebind.test", port=canary.port, smtp_host="smtp.example.com")
-    dns = Rebinding(monkeypatch, "imap.rebind.test", first="127.0.0.1")
-    sent_with: list[Any] = []
-
-    def smtp_accepts(settings: Any, composed: Any) -> SendResult:
-        sent_with.append(settings)
-        return SendResult(accepted=list(composed.recipients), server_reply="250 2.0.0 queued")
-
-    outbox_deps().send_smtp = smtp_accepts
-    # When a message is sent from it
-    status, accepted = call_api(
-        invoke_api,
-        "send-email.json",
-        body={
-            "account_id": account.account_id,
-            "to": [{"address": "bob@example.org"}],
-            "subject": "Hi",
-            "text": "Hi",
-        },
-    )
-    assert status == 202, accepted
-    QueueConsumer(stack, "outbox", "OutboxQueue").drain(expect_success=True)
-    # Then it is sent, the SMTP connection was made under the guard, and the Sent copy was not
-    # filed: the IMAP host was refused without connecting
-    status, view = call_api(
-        invoke_api, "get-email.json", params={"email_id": accepted["email_id"]}, role="viewer"
-    )
-    assert (status, view["status"]) == (200, "sent")
-    assert [s.allow_private for s in sent_with] == [False]
-    assert view["locations"] == []
-    assert dns.connects_to(canary.port) == []
-    assert canary.accepted == 0
-
-
 # ------------------------------------------------------------------------------ uniqueness
 
 
@@ -440,3 +307,43 @@ def test_two_creates_of_the_same_address_racing_end_with_exactly_one_account(sta
     assert caught.value.code == "account_exists"
     (item,) = account_items(stack)
     assert item["sk"] == f"ACCOUNT#{outcome['second'].account_id}"
+
+
+# ------------------------------------------------------------------------------ back into the poll
+
+
+def test_asking_for_a_sync_puts_an_account_failed_on_its_credentials_back_into_the_poll(
+    stack: Stack, invoke_api: Invoke
+) -> None:
+    # Given an account whose sync failed on rejected credentials, which the 5-minute poll skips
+    account = seed_account(host="imap.example.com", port=993)
+    store = AccountStore(get_settings().tables.accounts)
+    failed = SyncState(stage=SyncStage.FAILED, reason="auth_failed")
+    store.set_sync_state(TENANT, account.account_id, failed, pollable=False)
+    sync = QueueConsumer(stack, "sync", "SyncQueue")
+
+    def poll() -> list[dict[str, Any]]:
+        """Run the 5-minute poll; the syncs it queued."""
+        sync.sqs.send_message(
+            QueueUrl=sync.queue_url,
+            MessageBody=json.dumps({"kind": "poll", "provider": "imap"}),
+            MessageGroupId="poll",
+            MessageDeduplicationId=uuid.uuid4().hex,
+        )
+        assert sync.invoke(sync.receive())["batchItemFailures"] == []
+        return [json.loads(m["Body"]) for m in take()]
+
+    def take() -> list[dict[str, Any]]:
+        """Everything queued, removed from the queue (nothing of it runs)."""
+        messages = sync.receive()
+        for message in messages:
+            sync.sqs.delete_message(QueueUrl=sync.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return messages
+
+    assert poll() == []
+    # When the user asks for a sync (and before it runs)
+    status, _ = call_api(invoke_api, "sync-account.json", params={"account_id": account.account_id})
+    assert status == 202
+    assert [json.loads(m["Body"])["reason"] for m in take()] == ["manual"]
+    # Then the next poll queues it again
+    assert [(q["account_id"], q["reason"]) for q in poll()] == [(account.account_id, "poll")]

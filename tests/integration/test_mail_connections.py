@@ -1,30 +1,22 @@
-"""The IMAP and SMTP adapters connect only to the addresses they checked, verify TLS against the
-host name, and give up at their deadline, against real loopback servers."""
+"""The IMAP and SMTP adapters verify TLS against the host name and give up at their deadline,
+against real loopback servers. That they connect only to the addresses they checked (DNS
+rebinding) is tested in the deployed configuration: tests/deployed/test_dns_rebinding.py."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import pytest
 
 from mailbridge.errors import ProviderUnreachable
 from mailbridge.providers.imap import ImapSettings, Security, connect
-from mailbridge.providers.netguard import HostNotAllowed
 from mailbridge.providers.smtp import SmtpSettings
 from mailbridge.providers.smtp.client import check_login
 from tests.fixtures.dovecot import ImapSettingsFactory
-from tests.integration.stub_servers import PUBLIC_ADDRESS, Canary, Rebinding, StallingServer
+from tests.integration.stub_servers import Rebinding, StallingServer
 
 Mode = Literal["silent", "trickle"]
-
-
-@pytest.fixture
-def canary() -> Iterator[Canary]:
-    server = Canary()
-    yield server
-    server.close()
 
 
 def _imap(port: int, **overrides: Any) -> ImapSettings:
@@ -49,52 +41,6 @@ def _smtp(port: int, **overrides: Any) -> SmtpSettings:
         "timeout_seconds": 60,
     } | overrides
     return SmtpSettings.model_validate(values)
-
-
-def test_imap_connects_to_the_address_it_checked_not_to_a_second_answer(
-    monkeypatch: pytest.MonkeyPatch, canary: Canary
-) -> None:
-    # Given a name that resolves to a public address, then to a loopback server (DNS rebinding)
-    dns = Rebinding(monkeypatch, "mail.rebind.test")
-    # When the adapter connects in the deployed configuration (private addresses refused)
-    with pytest.raises(ProviderUnreachable) as caught:
-        connect(_imap(canary.port))
-    # Then it tried exactly the checked public address (refused here), and never the loopback one
-    assert caught.value.code == "unreachable"
-    assert dns.connects_to(canary.port) == [(PUBLIC_ADDRESS, canary.port)]
-    assert dns.lookups == ["mail.rebind.test"]
-    assert canary.accepted == 0
-
-
-def test_smtp_connects_to_the_address_it_checked_not_to_a_second_answer(
-    monkeypatch: pytest.MonkeyPatch, canary: Canary
-) -> None:
-    dns = Rebinding(monkeypatch, "mail.rebind.test")
-    with pytest.raises(ProviderUnreachable) as caught:
-        check_login(_smtp(canary.port))
-    assert caught.value.code == "unreachable"
-    assert dns.connects_to(canary.port) == [(PUBLIC_ADDRESS, canary.port)]
-    assert canary.accepted == 0
-
-
-@pytest.mark.parametrize("protocol", ["imap", "smtp"])
-def test_a_host_resolving_to_loopback_is_refused_before_any_connection(
-    monkeypatch: pytest.MonkeyPatch, canary: Canary, protocol: str
-) -> None:
-    # Given a name that resolves to the loopback canary from the start
-    dns = Rebinding(monkeypatch, "mail.rebind.test", first="127.0.0.1")
-
-    def attempt() -> None:
-        if protocol == "imap":
-            connect(_imap(canary.port))
-        else:
-            check_login(_smtp(canary.port))
-
-    # When / Then the deployed configuration refuses it, and nothing is connected to
-    with pytest.raises(HostNotAllowed):
-        attempt()
-    assert dns.connects_to(canary.port) == []
-    assert canary.accepted == 0
 
 
 @pytest.mark.dovecot

@@ -82,3 +82,69 @@ def test_a_forged_key_is_refused() -> None:
 @pytest.mark.parametrize("garbage", ["!!!", "e30", "bm90IGpzb24", "W10", "AQ", "A" * 60, "é", "a b", "a=="])
 def test_malformed_cursors_are_invalid(garbage: str) -> None:
     assert_invalid(garbage)
+
+
+# A cursor issued by the code as deployed today (key b"k" * 64, tenant acme, listing contacts).
+ISSUED = (
+    "AWYzVnIPfobYPLBwVeEukED39feCZcKPPtTO8PqVT-YQeyJuIjp7Ik4iOiI3In0sInBrIjp7IlMiOiJURU5BTlQjYWNt"
+    "ZSJ9LCJzayI6eyJTIjoiQ09OVEFDVCNjdF8xIn19"
+)
+
+
+def test_a_cursor_issued_before_a_deploy_is_still_accepted_and_issued_alike() -> None:
+    # Given a cursor a client got from the previous deployment (same signing key)
+    last_key = {"pk": "TENANT#acme", "sk": "CONTACT#ct_1", "n": 7}
+    # When it comes back, and when the same page end is encoded again
+    # Then it resumes at the same key, and the same cursor is issued: the format did not change
+    assert decoded(ISSUED) == last_key
+    assert encode_cursor(last_key, "acme", listing="contacts", key=KEY) == ISSUED
+
+
+def signed(payload: bytes) -> str:
+    """A cursor made with the signing key around any payload: what only the server could make."""
+    from mailbridge.store.pagination import _tag
+
+    raw = b"\x01" + _tag(KEY, "acme", "contacts", payload) + payload
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"sk":"x"}',
+        b'{"sk":["x"]}',
+        b'{"sk":5}',
+        b'{"sk":{"S":"a","N":"1"}}',
+        b'{"sk":{"S":5}}',
+        b'{"sk":{"N":"NaN"}}',
+        b'{"sk":{"N":"one"}}',
+        b"{}",
+        b"[]",
+        b"\xff",
+    ],
+)
+def test_a_signed_key_that_is_not_a_typed_dynamodb_key_is_invalid_not_an_error(payload: bytes) -> None:
+    # Given a correctly signed cursor whose key is not in DynamoDB's typed form
+    # When it is decoded
+    # Then the answer is invalid_cursor (400), never another exception (500)
+    assert_invalid(signed(payload))
+
+
+def test_a_cursor_made_without_a_listing_name_is_read_without_one() -> None:
+    # Given a cursor encoded with the default (empty) listing
+    cursor = encode_cursor(BASE, "acme", key=KEY)
+    assert cursor is not None
+    # When it is decoded with the default listing, Then it resumes; another listing refuses it
+    assert decode_cursor(cursor, "acme", key=KEY) == BASE
+    assert_invalid(cursor, listing="contacts")
+
+
+@pytest.mark.parametrize(
+    ("value", "name"), [(True, "bool"), (b"x", "bytes"), (1.5, "float"), (None, "NoneType")]
+)
+def test_a_key_attribute_that_is_neither_string_nor_number_makes_no_cursor(value: object, name: str) -> None:
+    # Given a last key with an attribute DynamoDB keys never hold here (S and N only)
+    # When a cursor is made of it, Then it is refused, naming the type
+    with pytest.raises(TypeError) as raised:
+        encode_cursor({"pk": "TENANT#acme", "sk": value}, "acme", key=KEY)
+    assert str(raised.value) == f"unsupported key attribute type {name}"

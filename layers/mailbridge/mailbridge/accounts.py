@@ -90,6 +90,18 @@ def _public(server: ServerSettings) -> PublicServerSettings:
     )
 
 
+def require_encryption(security: Security, *, allow_private: bool) -> None:
+    """Plain text (`security: none`) is for local development only (`allow_private`): it sends the
+    password and the mail readable by anyone on the path.
+
+    Raises Invalid(insecure_not_allowed) (400) otherwise.
+    """
+    if security is Security.NONE and not allow_private:
+        raise Invalid(
+            "unencrypted connections are not allowed; use ssl or starttls", code="insecure_not_allowed"
+        )
+
+
 def imap_settings(
     server: PublicServerSettings | ServerSettings,
     password: str,
@@ -98,7 +110,12 @@ def imap_settings(
     deadline: float | None = None,
 ) -> ImapSettings:
     """The adapter's settings for an account's IMAP server. `allow_private` (local development)
-    also allows `security: none`; `deadline` is a `time.monotonic()` instant (API requests)."""
+    also allows `security: none`; `deadline` is a `time.monotonic()` instant (API requests).
+
+    Raises Invalid(insecure_not_allowed) for `security: none` without `allow_private`: an account
+    connected while the stack allowed plain text is refused by a stack that does not.
+    """
+    require_encryption(server.security, allow_private=allow_private)
     return ImapSettings(
         host=server.host,
         port=server.port,
@@ -119,9 +136,10 @@ def smtp_settings(
     allow_private: bool,
     deadline: float | None = None,
 ) -> SmtpSettings:
-    """The same for the account's SMTP server."""
+    """The same for the account's SMTP server (same refusal of `security: none`)."""
     from mailbridge.providers.smtp.settings import SmtpSettings
 
+    require_encryption(server.security, allow_private=allow_private)
     return SmtpSettings(
         host=server.host,
         port=server.port,
@@ -186,10 +204,7 @@ def to_out(account: Account) -> AccountOut:
 
 
 def _check_server(server: ServerSettings, deps: AccountDeps) -> None:
-    if server.security is Security.NONE and not deps.allow_private_hosts:
-        raise Invalid(
-            "unencrypted connections are not allowed; use ssl or starttls", code="insecure_not_allowed"
-        )
+    require_encryption(server.security, allow_private=deps.allow_private_hosts)
 
 
 def login_deadline(deps: AccountDeps, remaining_ms: int | None) -> float:

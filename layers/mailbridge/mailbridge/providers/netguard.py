@@ -122,13 +122,70 @@ class Deadline:
         self.close()
 
 
+# Every block of the IANA IPv4 and IPv6 Special-Purpose Address Registries (RFC 6890 and its
+# updates) that is not globally reachable, plus multicast and the deprecated IPv6 site-local and
+# IPv4-compatible blocks. The guard keeps its own table instead of `ipaddress`'s `is_global`:
+# that follows an older table in some Python releases (3.11.7 calls 64:ff9b:1::/48, fec0::/10
+# and ::7f00:1 global), and the answer must not change with the Lambda runtime's patch level.
+_REFUSED_V4 = tuple(
+    ipaddress.IPv4Network(block)
+    for block in (
+        "0.0.0.0/8",  # "this network" (RFC 791)
+        "10.0.0.0/8",  # private (RFC 1918)
+        "100.64.0.0/10",  # shared, carrier-grade NAT (RFC 6598)
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link-local, the instance metadata service (RFC 3927)
+        "172.16.0.0/12",  # private
+        "192.0.0.0/24",  # IETF protocol assignments (RFC 6890)
+        "192.0.2.0/24",  # documentation (RFC 5737)
+        "192.88.99.0/24",  # 6to4 relay anycast, deprecated (RFC 7526)
+        "192.168.0.0/16",  # private
+        "198.18.0.0/15",  # benchmarking (RFC 2544)
+        "198.51.100.0/24",  # documentation
+        "203.0.113.0/24",  # documentation
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, and the limited broadcast address
+    )
+)
+_REFUSED_V6 = tuple(
+    ipaddress.IPv6Network(block)
+    for block in (
+        "::/96",  # unspecified, loopback, IPv4-compatible (deprecated, RFC 4291)
+        "64:ff9b:1::/48",  # local-use IPv4/IPv6 translation (RFC 8215)
+        "100::/64",  # discard-only (RFC 6666)
+        "2001::/23",  # IETF protocol assignments, Teredo included (RFC 2928, RFC 4380)
+        "2001:db8::/32",  # documentation (RFC 3849)
+        "3fff::/20",  # documentation (RFC 9637)
+        "5f00::/16",  # segment routing SIDs (RFC 9602)
+        "fc00::/7",  # unique local, the metadata service's fd00:ec2::254 (RFC 4193)
+        "fe80::/10",  # link-local
+        "fec0::/10",  # site-local, deprecated (RFC 3879)
+        "ff00::/8",  # multicast
+    )
+)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # well-known prefix (RFC 6052)
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address reaches: IPv4-mapped ::ffff:a.b.c.d (RFC 4291 2.5.5.2),
+    6to4 2002:AABB:CCDD:: (RFC 3056), or NAT64 64:ff9b::a.b.c.d (RFC 6052 section 2.1)."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
+    return None
+
+
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address):
-        # An IPv4 address carried inside IPv6 (::ffff:a.b.c.d, 6to4, Teredo) is judged as itself.
-        embedded = address.ipv4_mapped or address.sixtofour or (address.teredo or (None, None))[1]
-        if embedded is not None and not _is_public(embedded):
-            return False
-    return address.is_global and not address.is_multicast
+    """False for an address in a refused block, or an IPv6 address standing for a refused IPv4."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return not any(address in block for block in _REFUSED_V4)
+    embedded = _embedded_ipv4(address)
+    if embedded is not None:
+        return _is_public(embedded)
+    return not any(address in block for block in _REFUSED_V6)
 
 
 def resolve_checked(host: str, port: int, *, allow_private: bool) -> list[Address]:
@@ -162,7 +219,7 @@ def open_connection(
     Raises what `resolve_checked` raises, TimeoutError when the deadline has passed, or the
     OSError of the last address tried.
     """
-    last_error: OSError | None = None
+    errors: list[OSError] = []
     for family, kind, proto, sockaddr in resolve_checked(host, port, allow_private=allow_private):
         connect_timeout = deadline.clamp(timeout)
         sock = socket.socket(family, kind, proto)
@@ -171,11 +228,12 @@ def open_connection(
             sock.connect(sockaddr)
         except OSError as exc:
             sock.close()
-            last_error = exc
+            errors.append(exc)
             if deadline.expired:
                 break
             continue
         sock.settimeout(timeout)
         deadline.watch(sock)
         return sock
-    raise last_error or TimeoutError("deadline passed")
+    # resolve_checked returns at least one address, so at least one attempt failed to get here.
+    raise errors[-1]

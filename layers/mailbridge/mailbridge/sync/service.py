@@ -114,7 +114,8 @@ def run_sync(request: SyncRequest, deps: SyncServiceDeps, budget: Budget) -> Syn
                 report = sync_account(source, account, deps.sync, budget)
             break
         except Invalid as exc:
-            # The host now resolves to an address the guard refuses (host_not_allowed): no login
+            # The host now resolves to an address the guard refuses (host_not_allowed), or the
+            # account is plain text on a stack that refuses it (insecure_not_allowed): no login
             # was attempted. Failed until the DNS or the settings change; polls try again.
             _failed(account, deps, exc)
             logger.warning("sync refused", extra={"code": exc.code})
@@ -187,14 +188,16 @@ def push_flags(message: PushFlags, deps: SyncServiceDeps) -> None:
         return
     add = [Flag(f) for f in message.add]
     remove = [Flag(f) for f in message.remove]
-    settings = imap_settings(account.imap, _password(account, deps), allow_private=deps.allow_private_hosts)
     try:
+        settings = imap_settings(
+            account.imap, _password(account, deps), allow_private=deps.allow_private_hosts
+        )
         with deps.connect(settings) as source:
             for loc in locations:
                 source.set_flags(str(loc["folder"]), int(loc["uid"]), add=add, remove=remove)
                 flags = (set(loc.get("flags") or []) | set(message.add)) - set(message.remove)
                 deps.sync.emails.set_location_flags(message.tenant_id, str(loc["sk"]), sorted(flags), None)
-    except Invalid as exc:  # host_not_allowed: retrying cannot help; the next sync reports it
+    except Invalid as exc:  # host_not_allowed, insecure_not_allowed: the next sync reports it
         logger.warning("flag push dropped", extra={"code": exc.code})
 
 
