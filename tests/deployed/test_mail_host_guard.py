@@ -99,6 +99,7 @@ def log_in(protocol: str, account: Account) -> None:
     """Log in with the adapter settings the running stack builds for the account (IMAP or SMTP)."""
     allow_private = get_settings().allow_private_mail_hosts
     if protocol == "imap":
+        assert account.imap is not None
         connect(accounts.imap_settings(account.imap, "pw", allow_private=allow_private))
     else:
         assert account.smtp is not None
