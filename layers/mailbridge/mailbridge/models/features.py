@@ -23,7 +23,9 @@ class FeatureFlags(Model):
     )
     automations: bool = Field(default=False, description="No-code automations: rules, runs, dry-run")
     tracking: bool = Field(default=False, description="Open and click tracking of sent mail" + _PLANNED_NOTE)
-    calendar: bool = Field(default=False, description="Sync with Google and Microsoft 365 calendars" + _PLANNED_NOTE)
+    calendar: bool = Field(
+        default=False, description="Sync with Google and Microsoft 365 calendars" + _PLANNED_NOTE
+    )
     contact_import: bool = Field(
         default=False,
         description=(
