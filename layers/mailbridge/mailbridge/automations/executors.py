@@ -28,7 +28,7 @@ from typing import Any
 
 from mailbridge.automations import actions as a
 from mailbridge.automations.errors import ActionError
-from mailbridge.automations.execution import Executor, StepContext
+from mailbridge.automations.execution import ChainPublisher, Executor, StepContext
 from mailbridge.bus import DomainEvent
 from mailbridge.store.automations import AutomationStore
 
@@ -76,7 +76,9 @@ class Executors:
         from mailbridge.outbox.service import queue_send
 
         assert self.deps.outbox is not None
-        accepted = queue_send(step.ctx, request, self.deps.outbox())
+        # The run's chain rides on the email to its email.sent event (loop protection)
+        chain = step.publisher.chain if isinstance(step.publisher, ChainPublisher) else None
+        accepted = queue_send(step.ctx, request, self.deps.outbox(), automation=chain)
         return given, {"email_id": accepted.email_id, "status": accepted.status}
 
     def deal_update(self, action: a.DealUpdateAction, step: StepContext) -> tuple[Any, Any]:

@@ -217,8 +217,13 @@ def _draft(ctx: TenantContext, request: SendRequest, account: Account, mode: Mod
         ) from None
 
 
-def queue_send(ctx: TenantContext, request: SendRequest, deps: OutboxDeps) -> SendAccepted:
+def queue_send(
+    ctx: TenantContext, request: SendRequest, deps: OutboxDeps, *, automation: dict[str, Any] | None = None
+) -> SendAccepted:
     """Compose, store and queue (or schedule) one outbound email; 202 with its ids.
+
+    `automation`: the chain of the automation run sending it (`{depth, rule_id, run_id}`), kept on
+    the email and carried by its `email.sent` event, so rules cannot trigger each other forever.
 
     Raises NotFound (account, original email or upload), Invalid (`account_cannot_send`,
     `send_at_in_past`, `send_at_too_far`, `invalid_attachment`, `attachment_too_large`,
@@ -240,7 +245,7 @@ def queue_send(ctx: TenantContext, request: SendRequest, deps: OutboxDeps) -> Se
         mode, original = "forward", _original(ctx, request.forward_email_id, deps)
 
     draft = _draft(ctx, request, account, mode, deps)
-    return queue_draft(ctx, account, draft, deps, original=original, send_at=send_at)
+    return queue_draft(ctx, account, draft, deps, original=original, send_at=send_at, automation=automation)
 
 
 def queue_draft(
@@ -251,6 +256,7 @@ def queue_draft(
     *,
     original: OriginalMessage | None = None,
     send_at: datetime | None = None,
+    automation: dict[str, Any] | None = None,
 ) -> SendAccepted:
     """Compose, store and queue (or schedule, at `send_at`) a draft the caller built, sent from
     `account`: what `queue_send` does after reading the request, for mail mailbridge writes
@@ -286,6 +292,8 @@ def queue_draft(
         "requested_by": ctx.subject,
         "schedule_name": _schedule_name(email_id) if send_at else None,
     }
+    if automation:
+        item["automation"] = automation
     if not deps.emails.create_email(tenant, item):
         raise Conflict("this message was already queued", code="already_queued")
     message = OutboxMessage(tenant_id=tenant, email_id=email_id)

@@ -270,11 +270,28 @@ def _publish(tenant_id: str, account_id: str, pending: dict[str, dict[str, Any]]
                     "message_id": item.get("message_id"),
                     "direction": item.get("direction"),
                     "date": item.get("date"),
+                    **_automation_chain(item),
                 },
             )
         )
     deps.publisher.publish(events)
     deps.emails.mark_announced(tenant_id, list(pending))
+
+
+def _automation_chain(item: dict[str, Any]) -> dict[str, Any]:
+    """`{"automation": {depth, rule_id, run_id}}` for mail an automation run sent (the outbox keeps
+    the run's chain on the email), so the rules its `email.sent` triggers see how deep the chain
+    is (`mailbridge.automations.execution`); nothing for other mail."""
+    chain = item.get("automation")
+    if not isinstance(chain, dict) or "depth" not in chain:
+        return {}
+    return {
+        "automation": {
+            "depth": int(chain["depth"]),
+            "rule_id": str(chain.get("rule_id", "")),
+            "run_id": str(chain.get("run_id", "")),
+        }
+    }
 
 
 def _apply_changes(
