@@ -17,7 +17,10 @@ if TYPE_CHECKING:
     from mypy_boto3_scheduler import EventBridgeSchedulerClient
 
 
-class OneTimeScheduler:
+class SchedulerTarget:
+    """EventBridge Scheduler schedules in `group` that put their input on `target_arn` (a queue),
+    assuming `role_arn`; the client is made on first use (cold start)."""
+
     def __init__(
         self,
         target_arn: str,
@@ -35,6 +38,10 @@ class OneTimeScheduler:
         if self._client is None:
             self._client = aws.scheduler()
         return self._client
+
+
+class OneTimeScheduler(SchedulerTarget):
+    """`at(...)` schedules that delete themselves once they fired."""
 
     def create(self, name: str, at: datetime, payload: dict[str, Any]) -> None:
         when = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")

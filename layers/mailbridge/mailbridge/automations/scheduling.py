@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mailbridge import aws
 from mailbridge.automations.cron import scheduler_arguments
-
-if TYPE_CHECKING:
-    from mypy_boto3_scheduler import EventBridgeSchedulerClient
+from mailbridge.schedules import SchedulerTarget
 
 
 def schedule_name(tenant_id: str, rule_id: str) -> str:
@@ -25,24 +22,8 @@ def schedule_name(tenant_id: str, rule_id: str) -> str:
     return f"au-{hashlib.sha256(tenant_id.encode()).hexdigest()[:16]}-{rule_id}"
 
 
-class CronScheduler:
-    def __init__(
-        self,
-        target_arn: str,
-        role_arn: str,
-        group: str = "default",
-        client: EventBridgeSchedulerClient | None = None,
-    ) -> None:
-        self.target_arn = target_arn
-        self.role_arn = role_arn
-        self.group = group
-        self._client = client
-
-    @property
-    def client(self) -> EventBridgeSchedulerClient:
-        if self._client is None:
-            self._client = aws.scheduler()
-        return self._client
+class CronScheduler(SchedulerTarget):
+    """One schedule per cron rule (names from `schedule_name`)."""
 
     def put(self, tenant_id: str, rule_id: str, expression: str, time_zone: str, *, enabled: bool) -> str:
         """Create the rule's schedule, or update it when it exists; returns its name."""
