@@ -586,3 +586,36 @@ def test_http_openapi_calls_the_registered_operation_with_mapped_parameters(
         body={"document_id": "x", "document": {"swagger": "2.0"}},
     )
     assert refused["error"]["code"] == "invalid_openapi"
+
+
+def test_actions_call_only_the_tenants_allowed_hosts_once_it_sets_any(
+    auto: Automations, receiver: Receiver
+) -> None:
+    # Given a webhook rule to the local receiver, and an allowlist that does not name it
+    auto.store.put_secret(TENANT, "crm-hook", SECRET)
+    webhook = {"type": "webhook.publish", "url": receiver.url, "secret_ref": "crm-hook", "payload": {"a": 1}}
+    rule = auto.rule([webhook])
+    assert auto.api("automations-get-outbound-hosts", 200, role="viewer") == {"allowed_hosts": []}
+    # (members may not change it; hosts are checked and stored in lower case)
+    auto.api("automations-put-outbound-hosts", 403, body={"allowed_hosts": [".example.com"]})
+    for bad in (["http://x.example"], ["a b"], ["x.example\n"], ["-x.example"], ["h.example"] * 101):
+        answer = auto.api("automations-put-outbound-hosts", 422, role="admin", body={"allowed_hosts": bad})
+        assert answer["error"]["code"] == "validation_error"
+    stored = auto.api(
+        "automations-put-outbound-hosts", 200, role="admin", body={"allowed_hosts": ["Hooks.Example.com"] * 2}
+    )
+    assert stored == {"allowed_hosts": ["hooks.example.com"]}
+    # When a tagged contact is created
+    auto.announce(CONTACT)
+    auto.consumer.drain()
+    # Then nothing reaches the receiver and the run says why
+    assert receiver.requests == []
+    (run,) = auto.runs(rule["rule_id"])
+    (step,) = run["steps"]
+    assert (step["status"], step["error"]["code"]) == ("failed", "host_not_allowed")
+    # When the receiver's host is allowed, the next event is delivered
+    host = receiver.url.split("//", 1)[1].split(":", 1)[0]
+    auto.api("automations-put-outbound-hosts", 200, role="admin", body={"allowed_hosts": [host]})
+    auto.announce(CONTACT, key="contact.created:2")
+    auto.consumer.drain()
+    assert len(receiver.requests) == 1

@@ -21,6 +21,7 @@ from mailbridge.automations.models import (
     EvaluateResult,
     OpenApiRegistered,
     OpenApiRegistration,
+    OutboundHosts,
     QueueRegistered,
     QueueRegistration,
     ReplayRequest,
@@ -357,6 +358,34 @@ def register_queue(body: Annotated[QueueRegistration, Body()]) -> QueueRegistere
     from mailbridge.automations import service
 
     return service.register_queue(current_tenant(router), body, _deps())
+
+
+@router.get(
+    "/automations/outbound-hosts",
+    summary="The hosts the tenant's actions may call (empty: any public https host)",
+    tags=["automations"],
+    security=BEARER,
+    middlewares=[AUTOMATIONS],
+    responses=errors({}),
+)
+def get_outbound_hosts() -> OutboundHosts:
+    from mailbridge.automations import service
+
+    return service.get_outbound_hosts(current_tenant(router), _deps())
+
+
+@router.put(
+    "/automations/outbound-hosts",
+    summary="Replace the allowlist of hosts webhook.publish, message.post and http.openapi call",
+    tags=["automations"],
+    security=BEARER,
+    middlewares=[AUTOMATIONS, require_role(Role.ADMIN)],
+    responses=errors({}),
+)
+def put_outbound_hosts(body: Annotated[OutboundHosts, Body()]) -> OutboundHosts:
+    from mailbridge.automations import service
+
+    return service.put_outbound_hosts(current_tenant(router), body, _deps())
 
 
 @router.post(

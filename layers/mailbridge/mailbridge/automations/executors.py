@@ -118,14 +118,14 @@ class Executors:
         given = {"url": request.url, "headers": request.headers, "body": request.body.decode()}
         if step.dry_run:
             return given, {"would": "POST the signed body"}
-        return given, self._post(request.url, request.body, request.headers)
+        return given, self._post(step, request.url, request.body, request.headers)
 
     def message_post(self, action: a.MessagePostAction, step: StepContext) -> tuple[Any, Any]:
         post = a.build_message_post(action, step.render)
         given = {"url": post.url, "body": post.body.decode()}
         if step.dry_run:
             return given, {"would": "POST the message"}
-        return given, self._post(post.url, post.body, {"Content-Type": post.content_type})
+        return given, self._post(step, post.url, post.body, {"Content-Type": post.content_type})
 
     def analytics_track(self, action: a.AnalyticsTrackAction, step: StepContext) -> tuple[Any, Any]:
         point = a.build_metric(action, step.render)
@@ -187,7 +187,7 @@ class Executors:
         }
         if step.dry_run:
             return given, {"would": "call the operation"}
-        response = self._send(request.method, request.url, request.body, request.headers)
+        response = self._send(step, request.method, request.url, request.body, request.headers)
         text = response.body[:10_000].decode(errors="replace")
         try:
             answer: Any = json.loads(text)
@@ -195,14 +195,19 @@ class Executors:
             answer = text
         return given, {"status": response.status, "body": answer}
 
-    def _post(self, url: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
-        return {"status": self._send("POST", url, body, headers).status}
+    def _post(self, step: StepContext, url: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+        return {"status": self._send(step, "POST", url, body, headers).status}
 
-    def _send(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> Any:
+    def _send(
+        self, step: StepContext, method: str, url: str, body: bytes | None, headers: dict[str, str]
+    ) -> Any:
+        """One guarded call (`providers.http`): https only, public addresses only, and only the
+        tenant's allowed hosts when it set any (`PUT /automations/outbound-hosts`)."""
         from mailbridge.providers.http import HttpPolicy, request
 
         send = self.deps.http_request or request
-        policy = HttpPolicy(local_mode=self.deps.local_mode)
+        hosts = self.deps.store.get_outbound_hosts(step.ctx.tenant_id)
+        policy = HttpPolicy(allowed_hosts=frozenset(hosts) or None, local_mode=self.deps.local_mode)
         response = send(method, url, policy=policy, headers=headers, content=body)
         if response.status >= 400:
             raise ActionError(

@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, JsonValue, model_validator
+from pydantic import ConfigDict, Field, JsonValue, StringConstraints, model_validator
 
 from mailbridge.models.base import Model
 from mailbridge.models.fields import MultiLine, SingleLine
@@ -330,6 +330,29 @@ class SecretRequest(Model):
 class SecretCreated(Model):
     name: str
     secret: str = Field(description="Shown once: give it to the receiver to verify `Mailbridge-Signature`")
+
+
+# A host name (RFC 1123 labels) or, with a leading dot, every host under a domain; stored lower case.
+HOST_PATTERN = (
+    r"\.?[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*"
+)
+
+
+class OutboundHosts(Model):
+    """`PUT/GET /automations/outbound-hosts`: the tenant's allowlist for the URLs its actions call
+    (`webhook.publish`, `message.post`, `http.openapi`). `api.example.com` allows that host,
+    `.example.com` every host under example.com. Empty: any public https host. Every call still
+    passes the SSRF guard (`providers/http.py`), whatever the list says."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"allowed_hosts": ["hooks.slack.com", ".example.com"]}]},
+    )
+
+    allowed_hosts: Annotated[
+        list[Annotated[str, StringConstraints(to_lower=True, max_length=253, pattern=f"^{HOST_PATTERN}$")]],
+        Field(max_length=100),
+    ]
 
 
 class QueueRegistration(Model):

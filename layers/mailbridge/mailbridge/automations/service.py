@@ -31,6 +31,7 @@ from mailbridge.automations.models import (
     EvaluateResult,
     OpenApiRegistered,
     OpenApiRegistration,
+    OutboundHosts,
     QueueRegistered,
     QueueRegistration,
     Rule,
@@ -409,3 +410,21 @@ def register_openapi(
     operations = check_document(body.document)
     deps.store.put_openapi(ctx.tenant_id, body.document_id, json.dumps(body.document, separators=(",", ":")))
     return OpenApiRegistered(document_id=body.document_id, operations=operations)
+
+
+def get_outbound_hosts(ctx: TenantContext, deps: AutomationDeps) -> OutboundHosts:
+    """The tenant's allowlist of hosts actions may call (empty: any public https host)."""
+    ctx.require(Role.VIEWER)
+    _enabled(ctx, deps)
+    return OutboundHosts(allowed_hosts=deps.store.get_outbound_hosts(ctx.tenant_id))
+
+
+def put_outbound_hosts(ctx: TenantContext, body: OutboundHosts, deps: AutomationDeps) -> OutboundHosts:
+    """Replace the tenant's allowlist (admins). From the next action on, `webhook.publish`,
+    `message.post` and `http.openapi` call only these hosts (`host_not_allowed` otherwise);
+    duplicates are dropped, the order kept."""
+    ctx.require(Role.ADMIN)
+    _enabled(ctx, deps)
+    hosts = list(dict.fromkeys(body.allowed_hosts))
+    deps.store.put_outbound_hosts(ctx.tenant_id, hosts)
+    return OutboundHosts(allowed_hosts=hosts)

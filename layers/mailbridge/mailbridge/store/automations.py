@@ -343,3 +343,11 @@ class AutomationStore(DynamoRepository):
     def get_openapi(self, tenant_id: str, document_id: str) -> dict[str, Any] | None:
         item = self.get(tenant_pk(tenant_id), f"OPENAPI#{document_id}", consistent=True)
         return None if item is None else dict(json.loads(str(item["doc"])))
+
+    def put_outbound_hosts(self, tenant_id: str, hosts: list[str]) -> None:
+        """The tenant's allowlist of hosts its actions call (`SETTINGS#OUTBOUND`; empty: none)."""
+        self.table.put_item(Item={"pk": tenant_pk(tenant_id), "sk": "SETTINGS#OUTBOUND", "hosts": hosts})
+
+    def get_outbound_hosts(self, tenant_id: str) -> list[str]:
+        item = self.get(tenant_pk(tenant_id), "SETTINGS#OUTBOUND", consistent=True)
+        return [] if item is None else [str(h) for h in item.get("hosts", [])]
