@@ -134,19 +134,41 @@ class Document:
                 yield f"{method.upper()} {path}", operation
 
     def body_routes(self) -> dict[str, dict[str, Any]]:
-        """Route key -> the JSON schema of its request body."""
+        """Route key -> the JSON schema of its request body (the routes this probe covers)."""
         return {
             route: op["requestBody"]["content"]["application/json"]["schema"]
             for route, op in self.operations()
-            if "requestBody" in op
+            if "requestBody" in op and probed(route)
         }
 
     def paged_routes(self) -> list[str]:
         return [
             route
             for route, op in self.operations()
-            if any(p["name"] == "cursor" and p["in"] == "query" for p in op.get("parameters", []))
+            if probed(route)
+            and any(p["name"] == "cursor" and p["in"] == "query" for p in op.get("parameters", []))
         ]
+
+
+# Routes added after issue 8 (CRM tasks and activities, calendar, automations, OAuth and push
+# webhooks) are not in this probe's world yet: their bodies and listings are covered in-process
+# by tests/integration/test_api_boundary.py (every body route of the API document: nesting, media
+# type, role before body) and their own validation tests. To probe one through make run, give it
+# base bodies, path ids and two listing items here and drop its prefix.
+NOT_YET_PROBED = (
+    "/crm/tasks",
+    "/crm/activities",
+    "/crm/contacts/{contact_id}/activities",
+    "/crm/deals/{deal_id}/activities",
+    "/calendar",
+    "/automations",
+    "/oauth",
+    "/webhooks",
+)
+
+
+def probed(route: str) -> bool:
+    return not route.split(" ", 1)[1].startswith(NOT_YET_PROBED)
 
     def fields(self, schema: dict[str, Any], wanted: Callable[[dict[str, Any]], bool]) -> set[Path_]:
         found: set[Path_] = set()
@@ -1061,7 +1083,9 @@ def test_a_viewer_is_refused_before_the_body_is_looked_at(world: World) -> None:
     guarded = [
         route
         for route, op in world.doc.operations()
-        if "requestBody" in op and "role_required" in op["responses"].get("403", {}).get("x-error-codes", [])
+        if "requestBody" in op
+        and probed(route)
+        and "role_required" in op["responses"].get("403", {}).get("x-error-codes", [])
     ]
     assert set(guarded) == set(world.doc.body_routes())
     for route in guarded:

@@ -76,7 +76,7 @@ def test_detaching_a_location_keeps_accounts_and_folders_in_step(stack: Stack) -
     from mailbridge.store.keys import location_sk
 
     store = EmailStore(stack.deployed.tables["EmailsTable"])
-    store.create_email("t", {"email_id": "em_1", "deleted": False})
+    store.create_email("t", {"email_id": "em_1", "thread_id": "th_1", "deleted": False})
     inbox = location_sk("acc_a", "INBOX", 1, 5)
     archive = location_sk("acc_a", "Archive/2026 #1", 3, 9)
     other = location_sk("acc_b", "INBOX", 1, 2)

@@ -235,6 +235,7 @@ def test_connecting_logs_in_to_both_servers_then_stores_seals_and_queues(world: 
             "last_error_at": None,
             "queued_at": world.queue.sent[0].requested_at,
         },
+        "oauth": None,
         "version": 1,
     }
     assert out == accounts.to_out(stored)
