@@ -121,6 +121,27 @@ def field_kind(route: str, path: Path_) -> str:
 # ------------------------------------------------------------------------------------ the API document
 
 
+# Routes added after issue 8 (CRM tasks and activities, calendar, automations, OAuth and push
+# webhooks) are not in this probe's world yet: their bodies and listings are covered in-process
+# by tests/integration/test_api_boundary.py (every body route of the API document: nesting, media
+# type, role before body) and their own validation tests. To probe one through make run, give it
+# base bodies, path ids and two listing items here and drop its prefix.
+NOT_YET_PROBED = (
+    "/crm/tasks",
+    "/crm/activities",
+    "/crm/contacts/{contact_id}/activities",
+    "/crm/deals/{deal_id}/activities",
+    "/calendar",
+    "/automations",
+    "/oauth",
+    "/webhooks",
+)
+
+
+def probed(route: str) -> bool:
+    return not route.split(" ", 1)[1].startswith(NOT_YET_PROBED)
+
+
 class Document:
     """The running API's /openapi.json: routes, request bodies and the fields in them."""
 
@@ -148,27 +169,6 @@ class Document:
             if probed(route)
             and any(p["name"] == "cursor" and p["in"] == "query" for p in op.get("parameters", []))
         ]
-
-
-# Routes added after issue 8 (CRM tasks and activities, calendar, automations, OAuth and push
-# webhooks) are not in this probe's world yet: their bodies and listings are covered in-process
-# by tests/integration/test_api_boundary.py (every body route of the API document: nesting, media
-# type, role before body) and their own validation tests. To probe one through make run, give it
-# base bodies, path ids and two listing items here and drop its prefix.
-NOT_YET_PROBED = (
-    "/crm/tasks",
-    "/crm/activities",
-    "/crm/contacts/{contact_id}/activities",
-    "/crm/deals/{deal_id}/activities",
-    "/calendar",
-    "/automations",
-    "/oauth",
-    "/webhooks",
-)
-
-
-def probed(route: str) -> bool:
-    return not route.split(" ", 1)[1].startswith(NOT_YET_PROBED)
 
     def fields(self, schema: dict[str, Any], wanted: Callable[[dict[str, Any]], bool]) -> set[Path_]:
         found: set[Path_] = set()
