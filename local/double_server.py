@@ -110,6 +110,31 @@ class Response:
 Handler = Callable[[Call], Response]
 
 
+class ControlError(HttpError):
+    """A refused call to a double's own control surface (`/__double__/...`): `{"error": message}`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def response(self) -> Response:
+        return Response.json(self.status, {"error": self.message})
+
+
+def control_body(call: Call) -> dict[str, Any]:
+    """A control call's JSON object body (`{}` when empty); `ControlError` 400 for anything else."""
+    try:
+        body = call.json()
+    except ValueError:
+        raise ControlError(400, "the body must be JSON") from None
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise ControlError(400, "the body must be a JSON object")
+    return body
+
+
 @dataclass
 class Route:
     method: str

@@ -7,36 +7,14 @@ unauthenticated: a development tool, never deployed.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from local.double_server import Call, HttpError, Response, Route, route
+from local.double_server import Call, ControlError, Response, Route, control_body, route
 
 if TYPE_CHECKING:
     from local.hubspot.double import HubSpotDouble
 
 PREFIX = "/__double__"
-
-
-class ControlError(HttpError):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-    def response(self) -> Response:
-        return Response.json(self.status, {"error": self.message})
-
-
-def _body(call: Call) -> dict[str, Any]:
-    try:
-        body = call.json()
-    except ValueError:
-        raise ControlError(400, "the body must be JSON") from None
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise ControlError(400, "the body must be a JSON object")
-    return body
 
 
 class ControlApi:
@@ -74,7 +52,7 @@ class ControlApi:
         )
 
     def app(self, call: Call) -> Response:
-        body = _body(call)
+        body = control_body(call)
         app = self.double.register_app(
             [str(u) for u in body.get("redirect_uris") or []],
             body.get("client_id"),
@@ -84,7 +62,7 @@ class ControlApi:
         return Response.json(201, asdict(app))
 
     def property(self, call: Call) -> Response:
-        body = _body(call)
+        body = control_body(call)
         prop = self.double.add_property(
             call.params["objectType"],
             str(body.get("name") or ""),
@@ -97,12 +75,13 @@ class ControlApi:
         return Response.json(201, prop.json())
 
     def create(self, call: Call) -> Response:
-        object_id = self.double.create(call.params["objectType"], **(_body(call).get("properties") or {}))
+        properties = control_body(call).get("properties") or {}
+        object_id = self.double.create(call.params["objectType"], **properties)
         return Response.json(201, {"id": object_id})
 
     def update(self, call: Call) -> Response:
         self.double.update(
-            call.params["objectType"], call.params["id"], **(_body(call).get("properties") or {})
+            call.params["objectType"], call.params["id"], **(control_body(call).get("properties") or {})
         )
         return Response.empty()
 
@@ -111,11 +90,11 @@ class ControlApi:
         return Response.empty()
 
     def target(self, call: Call) -> Response:
-        self.double.set_webhook_target(_body(call).get("url"))
+        self.double.set_webhook_target(control_body(call).get("url"))
         return Response.empty()
 
     def subscribe(self, call: Call) -> Response:
-        body = _body(call)
+        body = control_body(call)
         try:
             subscription = self.double.subscribe(str(body.get("eventType") or ""), body.get("propertyName"))
         except ValueError as exc:
@@ -141,8 +120,8 @@ class ControlApi:
         return Response.json(200, {"deliveries": len(self.double.flush())})
 
     def uninstall(self, call: Call) -> Response:
-        return Response.json(200, {"revoked": self.double.uninstall(_body(call).get("client_id"))})
+        return Response.json(200, {"revoked": self.double.uninstall(control_body(call).get("client_id"))})
 
     def advance(self, call: Call) -> Response:
-        self.double.advance(float(_body(call).get("seconds", 0)))
+        self.double.advance(float(control_body(call).get("seconds", 0)))
         return Response.json(200, {"now": self.double.now().isoformat()})

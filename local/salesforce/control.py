@@ -7,37 +7,15 @@ unauthenticated: a development tool, never deployed.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from local.double_server import Call, HttpError, Response, Route, route
+from local.double_server import Call, ControlError, Response, Route, control_body, route
 from local.salesforce.errors import SaveError
 
 if TYPE_CHECKING:
     from local.salesforce.double import SalesforceDouble
 
 PREFIX = "/__double__"
-
-
-class ControlError(HttpError):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-    def response(self) -> Response:
-        return Response.json(self.status, {"error": self.message})
-
-
-def _body(call: Call) -> dict[str, Any]:
-    try:
-        body = call.json()
-    except ValueError:
-        raise ControlError(400, "the body must be JSON") from None
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise ControlError(400, "the body must be a JSON object")
-    return body
 
 
 class ControlApi:
@@ -82,7 +60,7 @@ class ControlApi:
         )
 
     def app(self, call: Call) -> Response:
-        body = _body(call)
+        body = control_body(call)
         app = self.double.register_app(
             [str(u) for u in body.get("callback_urls") or []],
             body.get("client_id"),
@@ -94,7 +72,7 @@ class ControlApi:
         return Response.json(201, asdict(app))
 
     def approve(self, call: Call) -> Response:
-        body = _body(call)
+        body = control_body(call)
         try:
             device = self.double.approve_device(
                 str(body.get("user_code") or ""), bool(body.get("deny", False))
@@ -104,11 +82,11 @@ class ControlApi:
         return Response.json(200, {"user_code": device.user_code, "denied": device.denied})
 
     def consent(self, call: Call) -> Response:
-        self.double.deny_consent(bool(_body(call).get("deny", True)))
+        self.double.deny_consent(bool(control_body(call).get("deny", True)))
         return Response.empty()
 
     def field(self, call: Call) -> Response:
-        body = _body(call)
+        body = control_body(call)
         try:
             described = self.double.add_custom_field(
                 str(body.get("object") or ""),
@@ -126,7 +104,7 @@ class ControlApi:
 
     def create(self, call: Call) -> Response:
         try:
-            record_id = self.double.create(call.params["sobject"], **_body(call))
+            record_id = self.double.create(call.params["sobject"], **control_body(call))
         except SaveError as error:
             return Response.json(400, [error.save_result()])
         except ValueError as exc:
@@ -135,7 +113,7 @@ class ControlApi:
 
     def update(self, call: Call) -> Response:
         try:
-            self.double.update(call.params["sobject"], call.params["id"], **_body(call))
+            self.double.update(call.params["sobject"], call.params["id"], **control_body(call))
         except SaveError as error:
             return Response.json(400, [error.save_result()])
         except ValueError as exc:
@@ -156,7 +134,7 @@ class ControlApi:
             raise ControlError(404, "no such record") from None
 
     def limits(self, call: Call) -> Response:
-        body = _body(call)
+        body = control_body(call)
         if "daily" in body:
             self.double.set_daily_api_requests(int(body["daily"]))
         if "spend" in body:
@@ -168,10 +146,10 @@ class ControlApi:
         return Response.json(200, {"expired": self.double.expire_sessions()})
 
     def revoke(self, call: Call) -> Response:
-        return Response.json(200, {"revoked": self.double.revoke(_body(call).get("client_id"))})
+        return Response.json(200, {"revoked": self.double.revoke(control_body(call).get("client_id"))})
 
     def fault(self, call: Call) -> Response:
-        body = _body(call)
+        body = control_body(call)
         try:
             self.double.fail_next(int(body.get("count", 1)), int(body.get("status", 503)), body.get("match"))
         except ValueError as exc:
@@ -179,7 +157,7 @@ class ControlApi:
         return Response.empty()
 
     def watch(self, call: Call) -> Response:
-        body = _body(call)
+        body = control_body(call)
         try:
             action = self.double.watch(
                 str(body.get("object") or "Contact"),
@@ -210,5 +188,5 @@ class ControlApi:
         return Response.json(200, {"deliveries": len(self.double.flush())})
 
     def advance(self, call: Call) -> Response:
-        self.double.advance(float(_body(call).get("seconds", 0)))
+        self.double.advance(float(control_body(call).get("seconds", 0)))
         return Response.json(200, {"now": self.double.now().isoformat()})
