@@ -81,9 +81,11 @@ services:
 # Test files run in parallel (pytest-xdist), each file on one worker so module-scoped fixtures (the
 # local runner of an e2e module) start once; most of a test's time is spent waiting on moto,
 # Dovecot or the runner, so more workers than cores pays. PYTEST_WORKERS=0 runs serially.
+# PYTEST_ARGS passes more options, e.g. PYTEST_ARGS="--durations=30" to see the slowest tests.
 PYTEST_WORKERS ?= 4
+PYTEST_ARGS    ?=
 pytest: $(VENV)/.stamp services
-	$(PY) -m pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
+	$(PY) -m pytest $(PYTEST_ARGS) $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
 test: check build pytest
 
