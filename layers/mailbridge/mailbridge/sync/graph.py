@@ -25,17 +25,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from mailbridge.errors import ProviderRateLimited
-from mailbridge.models.account import Account, FolderPresence, FolderState
+from mailbridge.errors import ProviderAuthError, ProviderError, ProviderRateLimited
+from mailbridge.models.account import Account, FolderPresence, FolderState, SyncStage
 from mailbridge.observability import logger
 from mailbridge.providers.graph.client import GraphClient
-from mailbridge.providers.graph.errors import DeltaReset
+from mailbridge.providers.graph.errors import DeltaReset, MessageNotFound
 from mailbridge.providers.graph.models import DeltaMessage
+from mailbridge.providers.graph.wiring import client_for
 from mailbridge.providers.imap.models import FetchedMessage
 from mailbridge.store.keys import location_sk
 from mailbridge.sync.engine import Budget, FolderReport, SyncDeps, SyncReport, announce_ingested
 from mailbridge.sync.ingest import Mailbox, flag_state, ingest_batch
+from mailbridge.sync.messages import PushFlags, SyncRequest
+
+if TYPE_CHECKING:
+    from mailbridge.sync.service import SyncServiceDeps
 
 INBOX, SENT_ITEMS = "inbox", "sentitems"
 GRAPH_UIDVALIDITY = 0  # Graph ids do not renumber: one generation of locations per folder
@@ -183,3 +189,73 @@ def _apply_page(
 
 def _loc_sk(mailbox: Mailbox, message_id: str) -> str:
     return location_sk(mailbox.account_id, mailbox.folder, mailbox.uidvalidity, message_id)
+
+
+def run_graph_sync(
+    request: SyncRequest, account: Account, deps: SyncServiceDeps, budget: Budget
+) -> SyncReport | None:
+    """One SyncQueue record of a Graph account: sync, then idle or a continuation. Credentials
+    refused -> failed (`reauth_required`), no retry; a rate limit -> the state says so and
+    ProviderRateLimited goes up for the record to come back after `retry_after`
+    (`functions/sync`); other provider errors go up for the queue's retry."""
+    from mailbridge.sync.service import _failed, _state, continuation_of
+
+    if account.sync.reason == "reauth_required" and request.reason == "poll":
+        deps.sync.accounts.clear_sync_queued(account.tenant_id, account.account_id, request.requested_at)
+        return None
+    _state(account, deps, stage=SyncStage.SYNCING, reason=None)
+    deps.sync.accounts.clear_sync_queued(account.tenant_id, account.account_id, request.requested_at)
+    client = (deps.graph_client or client_for)(account)
+    try:
+        report = sync_graph_account(client, account, deps.sync, budget)
+    except ProviderAuthError as exc:
+        _failed(account, deps, exc)
+        logger.warning("graph sync stopped: credentials rejected", extra={"code": exc.code})
+        return None
+    except ProviderRateLimited as exc:
+        _state(account, deps, stage=SyncStage.SYNCING, reason="rate_limited")
+        logger.info(
+            "graph sync rate limited; the record comes back later", extra={"retry_after": exc.retry_after}
+        )
+        raise
+    except ProviderError as exc:
+        if not exc.retryable:
+            _failed(account, deps, exc)
+            return None
+        raise
+    if report.complete:
+        _state(account, deps, stage=SyncStage.IDLE, reason=None, last_success_at=deps.sync.now())
+    else:
+        deps.queue.send(continuation_of(request))
+    logger.info("graph sync run", extra={"stored": report.stored, "complete": report.complete})
+    return report
+
+
+def push_graph_flags(
+    message: PushFlags, account: Account, locations: list[dict[str, Any]], deps: SyncServiceDeps
+) -> None:
+    """Write read/flagged changes made through the API to the Graph mailbox: one `PATCH
+    /me/messages/{id}` (isRead, flag.flagStatus) per location of the email in the account, then
+    the location's flags as the mailbox now has them. A message gone from the mailbox is skipped
+    (the next delta reports it removed)."""
+    client = (deps.graph_client or client_for)(account)
+    is_read = _wanted(message, "\\Seen")
+    flagged = _wanted(message, "\\Flagged")
+    for loc in locations:
+        provider_id = loc.get("provider_id")
+        if not provider_id:
+            continue
+        try:
+            client.update(str(provider_id), is_read=is_read, flagged=flagged)
+        except MessageNotFound:
+            continue
+        flags = (set(loc.get("flags") or []) | set(message.add)) - set(message.remove)
+        deps.sync.emails.set_location_flags(message.tenant_id, str(loc["sk"]), sorted(flags), None)
+
+
+def _wanted(message: PushFlags, flag: str) -> bool | None:
+    if flag in message.add:
+        return True
+    if flag in message.remove:
+        return False
+    return None
