@@ -283,6 +283,7 @@ class FolderState(Model):
     last_synced_at: datetime | None = None
     delta_link: str | None = Field(
         default=None,
+        exclude=True,  # internal: stored (store/accounts.py), never in an API answer
         description="Graph: the saved @odata.nextLink or @odata.deltaLink the folder resumes from",
     )
 

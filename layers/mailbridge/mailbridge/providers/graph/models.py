@@ -41,13 +41,10 @@ class DeltaMessage(_Graph):
     @classmethod
     def from_graph(cls, entry: dict[str, Any]) -> DeltaMessage:
         flag = entry.get("flag")
-        is_read = entry.get("isRead")
-        if isinstance(is_read, str):  # Graph's own sample shows "true" as a string
-            is_read = is_read.lower() == "true"
+        # isRead as the string "true" (Graph's own delta sample) validates as True too.
         return cls.model_validate(
             {
                 **entry,
-                "isRead": is_read,
                 "removed": "@removed" in entry,
                 "flag_status": flag.get("flagStatus") if isinstance(flag, dict) else None,
             }
