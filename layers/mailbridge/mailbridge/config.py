@@ -76,6 +76,17 @@ class GoogleSettings(BaseSettings):
         return bool(self.push_topic and self.push_audience and self.push_service_account)
 
 
+class GraphSettings(BaseSettings):
+    """Microsoft Graph mail: the API's base URL (Graph v1.0 by default; tests and `make run`
+    point it at local/microsoft) and, for the local double only, the CA that signed its TLS
+    certificate (empty: the public roots)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    api_url: str = Field(default="https://graph.microsoft.com/v1.0", validation_alias="GRAPH_API_URL")
+    ca_file: str = Field(default="", validation_alias="GRAPH_CA_FILE")
+
+
 class OAuthSettings(BaseSettings):
     """Where the OAuth callback sends the browser back, and the callback's own public base URL."""
 
@@ -116,6 +127,7 @@ class Settings(BaseSettings):
     tables: TableNames = Field(default_factory=TableNames)
     google: GoogleSettings = Field(default_factory=GoogleSettings)
     oauth: OAuthSettings = Field(default_factory=OAuthSettings)
+    graph: GraphSettings = Field(default_factory=GraphSettings)
 
 
 @lru_cache(maxsize=1)

@@ -17,7 +17,7 @@ from mailbridge.providers.imap.settings import Security
 INBOX = "INBOX"
 MAX_FOLDERS = 50
 
-Provider = Literal["imap", "gmail"]
+Provider = Literal["imap", "gmail", "graph"]
 """How a mailbox is reached: IMAP/SMTP with a password, or Gmail's API with an OAuth grant."""
 OAUTH_PROVIDERS: frozenset[str] = frozenset({"gmail"})
 REAUTH_REQUIRED = "reauth_required"
@@ -281,6 +281,11 @@ class FolderState(Model):
     messages_on_server: int | None = None
     messages_stored: int = 0
     last_synced_at: datetime | None = None
+    delta_link: str | None = Field(
+        default=None,
+        exclude=True,  # internal: stored (store/accounts.py), never in an API answer
+        description="Graph: the saved @odata.nextLink or @odata.deltaLink the folder resumes from",
+    )
 
 
 class AccountStatus(Model):

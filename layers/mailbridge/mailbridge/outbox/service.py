@@ -73,6 +73,7 @@ class OutboxDeps:
     publisher: EventPublisher
     connect_imap: Connector = imap_connect
     send_smtp: Callable[..., Any] | None = None
+    send_graph: Callable[[Account, ComposedMessage], None] | None = None  # None: sendMail
     allow_private_hosts: bool = False
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
@@ -233,7 +234,7 @@ def queue_send(
     """
     ctx.require(Role.MEMBER)
     account = deps.accounts.get_account(ctx.tenant_id, request.account_id)
-    if account.smtp is None:
+    if account.smtp is None and account.provider != "graph":
         raise Invalid("this account has no SMTP settings", code="account_cannot_send")
     now = deps.now()
     send_at = _schedule_time(request.send_at, now)
@@ -266,7 +267,7 @@ def queue_draft(
     Raises Invalid (`account_cannot_send`, every code of `compose_message`), Conflict
     (`already_queued`)."""
     ctx.require(Role.MEMBER)
-    if account.smtp is None:
+    if account.smtp is None and account.provider != "graph":
         raise Invalid("this account has no SMTP settings", code="account_cannot_send")
     now = deps.now()
     composed, normalized = compose_and_normalize(draft, original=original, now=send_at or now)
@@ -337,6 +338,14 @@ def _smtp_settings(account: Account, deps: OutboxDeps) -> Any:
     return smtp_settings(account.smtp, password, allow_private=deps.allow_private_hosts)
 
 
+def _send_graph(account: Account, composed: ComposedMessage) -> None:
+    """sendMail with the MIME (our Message-ID kept): Graph files the Sent Items copy, which the
+    sync recognises as this email (same Message-ID, sender and subject: `email_id_for`)."""
+    from mailbridge.providers.graph.wiring import client_for, mime_for_send_mail
+
+    client_for(account).send_mime(mime_for_send_mail(composed))
+
+
 def fail(deps: OutboxDeps, message: OutboxMessage, exc: Exception) -> None:
     """Give up on a send: the status shows why, with the SMTP reply when there was one."""
     details = getattr(exc, "details", None) or {}
@@ -379,7 +388,10 @@ def send_queued(message: OutboxMessage, deps: OutboxDeps) -> SendOutcome:
         subject=str(item.get("subject") or ""),
     )
     try:
-        result = sender(_smtp_settings(account, deps), composed)
+        if account.provider == "graph":
+            result = (deps.send_graph or _send_graph)(account, composed)
+        else:
+            result = sender(_smtp_settings(account, deps), composed)
     except (ProviderError, Invalid) as exc:  # Invalid: host_not_allowed, never retryable
         if exc.retryable:
             deps.emails.transition(tenant, email_id, ("sending",), send_status="queued")

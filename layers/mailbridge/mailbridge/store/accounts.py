@@ -450,7 +450,8 @@ class AccountStore(DynamoRepository):
                 ),
                 ExpressionAttributeNames={"#st": "state", "#nm": "name"},
                 ExpressionAttributeValues={
-                    ":s": state.model_dump(mode="json", exclude={"name"}),
+                    ":s": state.model_dump(mode="json", exclude={"name"})
+                    | ({"delta_link": state.delta_link} if state.delta_link else {}),
                     ":n": state.name,
                     ":v": state.uidvalidity,
                     ":u": state.last_uid,

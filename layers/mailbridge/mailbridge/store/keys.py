@@ -28,9 +28,13 @@ def location_prefix(account_id: str, folder: str, uidvalidity: int | None = None
     return prefix if uidvalidity is None else f"{prefix}{uidvalidity}#"
 
 
-def location_sk(account_id: str, folder: str, uidvalidity: int, uid: int) -> str:
-    # Zero-padded so a folder's locations sort by UID.
-    return f"{location_prefix(account_id, folder, uidvalidity)}{uid:010d}"
+def location_sk(account_id: str, folder: str, uidvalidity: int, uid: int | str) -> str:
+    # Zero-padded so a folder's locations sort by UID; a provider's own id (Graph) as it is.
+    return f"{location_prefix(account_id, folder, uidvalidity)}{_uid(uid)}"
+
+
+def _uid(uid: int | str) -> str:
+    return uid if isinstance(uid, str) else f"{uid:010d}"
 
 
 def message_id_sk(message_id: str) -> str:
@@ -45,5 +49,5 @@ def thread_sk(thread_id: str) -> str:
     return f"THREAD#{thread_id}"
 
 
-def quarantine_sk(account_id: str, folder: str, uidvalidity: int, uid: int) -> str:
-    return f"QUAR#{account_id}#{folder_key(folder)}#{uidvalidity}#{uid:010d}"
+def quarantine_sk(account_id: str, folder: str, uidvalidity: int, uid: int | str) -> str:
+    return f"QUAR#{account_id}#{folder_key(folder)}#{uidvalidity}#{_uid(uid)}"

@@ -52,7 +52,7 @@ from mailbridge.store.keys import (
     subject_sk,
     tenant_pk,
 )
-from mailbridge.sync.threads import assign_thread
+from mailbridge.sync.threads import assign_thread, provider_thread
 
 # Bodies above this many characters live in S3 so items stay far below DynamoDB's 400 KB.
 INLINE_BODY_LIMIT = 100_000
@@ -256,7 +256,7 @@ class _Prepared:
 
 
 def _prepare(mailbox: Mailbox, fetched: FetchedMessage) -> _Prepared:
-    loc_sk = location_sk(mailbox.account_id, mailbox.folder, mailbox.uidvalidity, fetched.uid)
+    loc_sk = location_sk(mailbox.account_id, mailbox.folder, mailbox.uidvalidity, _location_id(fetched))
     try:
         result = normalize(fetched.raw, internal_date=fetched.internal_date)
     except MimeError as exc:
@@ -264,6 +264,11 @@ def _prepare(mailbox: Mailbox, fetched: FetchedMessage) -> _Prepared:
     return _Prepared(
         fetched, loc_sk, result=result, email_id=email_id_for(mailbox.tenant_id, result.message, fetched.raw)
     )
+
+
+def _location_id(fetched: FetchedMessage) -> int | str:
+    """The UID, or the provider's own message id where it has one (Graph's immutable id)."""
+    return fetched.location_id if fetched.location_id is not None else fetched.uid
 
 
 def _relatives(message: ParsedMessage) -> list[str]:
@@ -417,10 +422,11 @@ class _Plan:
 
     def _quarantine(self, p: _Prepared, exc: MimeError) -> None:
         mailbox, fetched = self.mailbox, p.fetched
-        name = f"{digest(mailbox.folder, 12)}-{mailbox.uidvalidity}-{fetched.uid}"
+        uid = fetched.uid if fetched.location_id is None else digest(fetched.location_id, 24)
+        name = f"{digest(mailbox.folder, 12)}-{mailbox.uidvalidity}-{uid}"
         key = self.blobs.quarantine_key(mailbox.tenant_id, mailbox.account_id, name)
         self.uploads.append(Upload(key, fetched.raw, "message/rfc822"))
-        sk = quarantine_sk(mailbox.account_id, mailbox.folder, mailbox.uidvalidity, fetched.uid)
+        sk = quarantine_sk(mailbox.account_id, mailbox.folder, mailbox.uidvalidity, _location_id(fetched))
         record = {
             "reason": exc.code,
             "detail": exc.message,
@@ -440,7 +446,10 @@ class _Plan:
         assert p.email_id is not None
         mailbox, message, fetched, email_id = self.mailbox, p.result.message, p.fetched, p.email_id
         tenant = mailbox.tenant_id
-        thread_id = assign_thread(tenant, mailbox.account_id, message, date, email_id, self.index)
+        if fetched.thread_id:
+            thread_id = provider_thread(tenant, mailbox.account_id, fetched.thread_id, message, self.index)
+        else:
+            thread_id = assign_thread(tenant, mailbox.account_id, message, date, email_id, self.index)
         raw_key = self.blobs.raw_key(tenant, mailbox.account_id, email_id)
         self.uploads.append(Upload(raw_key, fetched.raw, "message/rfc822"))
         stored_now = len(fetched.raw) > LAZY_ATTACHMENTS_MAX_BYTES
@@ -472,6 +481,7 @@ class _Plan:
             "uid": fetched.uid,
             "flags": sorted(fetched.flags),
             "modseq": fetched.modseq,
+            **({"provider_id": fetched.location_id} if fetched.location_id is not None else {}),
             "gsi1pk": f"{tenant_pk(mailbox.tenant_id)}#ACC#{mailbox.account_id}",
             "gsi1sk": f"{date.astimezone(UTC).isoformat()}#{email_id}",
         }

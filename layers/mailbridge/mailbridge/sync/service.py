@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from mailbridge.accounts import Connector, imap_connect, imap_settings, load_secrets
 from mailbridge.errors import Invalid, MailbridgeError, NotFound, ProviderAuthError, ProviderError
@@ -18,6 +19,9 @@ from mailbridge.store.keys import email_sk, tenant_pk
 from mailbridge.sync.engine import Budget, SyncDeps, SyncReport, sync_account
 from mailbridge.sync.messages import PollAll, PurgeAccount, PushFlags, RenewWatches, SyncRequest
 
+if TYPE_CHECKING:
+    from mailbridge.providers.graph.client import GraphClient
+
 POLL_WINDOW_SECONDS = 300
 TRANSIENT_ATTEMPTS = 3
 
@@ -29,6 +33,7 @@ class SyncServiceDeps:
     allow_private_hosts: bool = False
     connect: Connector = imap_connect
     sleep: Callable[[float], None] = time.sleep
+    graph_client: Callable[[Account], GraphClient] | None = None  # None: from the settings
 
 
 def handle(
@@ -84,6 +89,16 @@ def run_sync(request: SyncRequest, deps: SyncServiceDeps, budget: Budget) -> Syn
     except NotFound:
         logger.info("sync for a removed account dropped")
         return None
+    if account.provider == "graph":
+        from mailbridge.sync.graph import run_graph_sync
+
+        return run_graph_sync(request, account, deps, budget)
+    return _run_imap_sync(request, account, deps, budget)
+
+
+def _run_imap_sync(
+    request: SyncRequest, account: Account, deps: SyncServiceDeps, budget: Budget
+) -> SyncReport | None:
     accounts = deps.sync.accounts
     # An auth_failed account waits for the user (polling would only hammer the server with bad
     # logins). Gmail sync lands with the batched ingest (issue 11, part 2); until then a push,
@@ -184,6 +199,11 @@ def push_flags(message: PushFlags, deps: SyncServiceDeps) -> None:
         for loc in deps.sync.emails.batch_get_sks(message.tenant_id, sorted(item.get("loc_keys") or []))
         if loc.get("account_id") == message.account_id
     ]
+    if locations and account.provider == "graph":
+        from mailbridge.sync.graph import push_graph_flags
+
+        push_graph_flags(message, account, locations, deps)
+        return
     if not locations or account.imap is None:
         return
     add = [Flag(f) for f in message.add]

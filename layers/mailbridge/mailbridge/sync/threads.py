@@ -74,6 +74,23 @@ def assign_thread(
     return thread_id
 
 
+def provider_thread(
+    tenant_id: str, account_id: str, conversation: str, message: ParsedMessage, index: ThreadIndex
+) -> str:
+    """The thread of a provider's own conversation id (Graph `conversationId`, Gmail `threadId`:
+    DESIGN.md "Threads"), stable per mailbox; the message's Message-IDs not yet known are
+    registered to it so that copies and replies seen in other mailboxes join it."""
+    thread_id = "th_" + digest(f"{tenant_id}\nconv\n{account_id}\n{conversation}", 24)
+    own = [m for m in [message.message_id, message.in_reply_to, *message.references] if m]
+    lookups = list(dict.fromkeys(own))
+    if lookups:
+        known = index.threads_for_message_ids(tenant_id, lookups)
+        unknown = [m for m in lookups if m not in known]
+        if unknown:
+            index.remember_message_ids(tenant_id, unknown, thread_id)
+    return thread_id
+
+
 def _within_window(stored: str, date: datetime) -> bool:
     try:
         seen = datetime.fromisoformat(stored)

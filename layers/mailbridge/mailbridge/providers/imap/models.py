@@ -69,6 +69,8 @@ class FetchedMessage:
     modseq: int | None
     size: int
     raw: bytes
+    location_id: str | None = None  # a provider's own message id (Graph immutable id) instead of the UID
+    thread_id: str | None = None  # the provider's conversation (Graph conversationId)
 
     def __repr__(self) -> str:  # never show message content
         return f"FetchedMessage(uid={self.uid}, flags={self.flags}, size={self.size}, modseq={self.modseq})"
