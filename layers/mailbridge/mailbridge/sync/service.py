@@ -176,6 +176,11 @@ def push_flags(message: PushFlags, deps: SyncServiceDeps) -> None:
         account = deps.sync.accounts.get_account(message.tenant_id, message.account_id)
     except NotFound:
         return
+    if account.provider == "gmail":
+        from mailbridge.sync.writeback_gmail import push_labels
+
+        push_labels(message, account, deps.sync.emails, sleep=deps.sleep)
+        return
     item = deps.sync.emails.get_email(message.tenant_id, message.email_id)
     if item is None:
         return
