@@ -30,7 +30,6 @@ from mailbridge.errors import ProviderAuthError, ProviderError, ProviderRateLimi
 from mailbridge.models.account import Account
 from mailbridge.observability import logger
 from mailbridge.providers.gmail.client import GmailClient
-from mailbridge.providers.gmail.errors import MessageNotFound
 from mailbridge.providers.gmail.locations import gmail_message_id
 from mailbridge.store.emails import EmailStore
 from mailbridge.sync.messages import PushFlags
@@ -113,16 +112,13 @@ def push_labels(
         gmail_id = str(gmail_message_id(loc))
         try:
             with_retries(partial(client.modify, gmail_id, add=add_labels, remove=remove_labels), sleep)
-        except MessageNotFound:
-            logger.info("gmail write-back skipped: the message is gone", extra={"code": "message_not_found"})
-            continue
-        except ProviderAuthError as exc:
-            logger.warning("gmail write-back dropped", extra={"code": exc.code})
-            return changed
         except ProviderError as exc:
             if exc.retryable:
-                raise
-            logger.warning("gmail write-back refused", extra={"code": exc.code})
+                raise  # still failing after ATTEMPTS: the queue redelivers
+            # 404 message_not_found, reauth_required, other refusals: nothing a retry would fix
+            logger.warning("gmail write-back skipped", extra={"code": exc.code})
+            if isinstance(exc, ProviderAuthError):
+                return changed  # every other message of the account would be refused too
             continue
         flags = (set(loc.get("flags") or []) | set(message.add)) - set(message.remove)
         emails.set_location_flags(message.tenant_id, str(loc["sk"]), sorted(flags), None)
