@@ -16,7 +16,14 @@ from mailbridge.store.blobs import BlobStore
 from mailbridge.store.emails import EmailStore
 from mailbridge.store.keys import email_sk, tenant_pk
 from mailbridge.sync.engine import Budget, SyncDeps, SyncReport, sync_account
-from mailbridge.sync.messages import PollAll, PurgeAccount, PushFlags, RenewWatches, SyncRequest
+from mailbridge.sync.messages import (
+    ImportContacts,
+    PollAll,
+    PurgeAccount,
+    PushFlags,
+    RenewWatches,
+    SyncRequest,
+)
 
 POLL_WINDOW_SECONDS = 300
 TRANSIENT_ATTEMPTS = 3
@@ -32,7 +39,7 @@ class SyncServiceDeps:
 
 
 def handle(
-    message: SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches,
+    message: SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches | ImportContacts,
     deps: SyncServiceDeps,
     budget: Budget,
 ) -> None:
@@ -47,6 +54,10 @@ def handle(
         from mailbridge.providers.gmail.connect import renew_watches
 
         renew_watches(message, deps.sync.accounts, deps.queue, get_settings().google)
+    elif isinstance(message, ImportContacts):
+        from mailbridge.crm.contact_import import handle_import
+
+        handle_import(message, deps.sync.accounts, deps.queue)
     else:
         purge_account(message, deps)
 
