@@ -182,10 +182,10 @@ def import_contacts(tenant_id: str, account_id: str, deps: ImportDeps) -> Import
     logger.info(
         "contacts imported",
         extra={
-            "created": report.created,
-            "existing": report.existing,
-            "skipped": report.skipped,
-            "full": report.full,
+            "contacts_created": report.created,
+            "contacts_existing": report.existing,
+            "contacts_skipped": report.skipped,
+            "full_list": report.full,
         },
     )
     return report
