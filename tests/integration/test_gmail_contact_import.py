@@ -131,6 +131,26 @@ def test_the_daily_import_reads_only_the_changes_and_a_stale_token_lists_all_aga
     }
 
 
+def test_every_page_of_contacts_is_imported(gmail_stack: GmailStack) -> None:
+    from mailbridge.oauth.tokens import token_source
+    from mailbridge.providers.gmail.people import PeopleClient
+
+    # Given five Google contacts, read two a page
+    for n in range(5):
+        gmail_stack.google.add_contact(USER, f"Customer {n}", [f"c{n}@customer.example"])
+    account_id = connect_with_contact_import(gmail_stack)
+    url = get_settings().google.people_api_url
+    deps = import_deps()
+    deps.people_for = lambda account: PeopleClient(url, token_source(account), page_size=2)
+
+    # When the import runs
+    report = import_contacts(TENANT, account_id, deps)
+
+    # Then all five are contacts
+    assert report.created == 5
+    assert set(contacts(gmail_stack)) == {f"c{n}@customer.example" for n in range(5)}
+
+
 def test_an_account_without_the_contacts_grant_imports_nothing(gmail_stack: GmailStack) -> None:
     # Given a Gmail account connected without contact import
     gmail_stack.google.add_contact(USER, "Carol Customer", ["carol@customer.example"])
