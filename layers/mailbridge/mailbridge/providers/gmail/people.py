@@ -82,8 +82,16 @@ def _reason(body: Any) -> str:
 
 
 class PeopleClient:
-    def __init__(self, base_url: str, token: TokenSource, *, http: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: TokenSource,
+        *,
+        http: httpx.Client | None = None,
+        page_size: int = PAGE_SIZE,
+    ) -> None:
         self.url = base_url.rstrip("/") + "/people/me/connections"
+        self.page_size = page_size
         self._token = token
         self._http = http
         self.requests = 0
@@ -144,7 +152,11 @@ class PeopleClient:
         people: list[Person] = []
         page_token: str | None = None
         while True:
-            params = {"personFields": PERSON_FIELDS, "pageSize": str(PAGE_SIZE), "requestSyncToken": "true"}
+            params = {
+                "personFields": PERSON_FIELDS,
+                "pageSize": str(self.page_size),
+                "requestSyncToken": "true",
+            }
             if sync_token:
                 params["syncToken"] = sync_token
             if page_token:
