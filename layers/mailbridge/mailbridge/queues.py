@@ -11,7 +11,14 @@ from pydantic import BaseModel
 
 from mailbridge import aws
 from mailbridge.errors import QueueSendError
-from mailbridge.sync.messages import PollAll, PurgeAccount, PushFlags, RenewWatches, SyncRequest
+from mailbridge.sync.messages import (
+    ImportContacts,
+    PollAll,
+    PurgeAccount,
+    PushFlags,
+    RenewWatches,
+    SyncRequest,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -23,12 +30,12 @@ POLL_GROUP = "poll"
 def _group(message: BaseModel) -> str:
     if isinstance(message, SyncRequest | PushFlags | PurgeAccount):
         return f"{message.tenant_id}:{message.account_id}"
-    if isinstance(message, RenewWatches) and message.tenant_id and message.account_id:
+    if isinstance(message, RenewWatches | ImportContacts) and message.tenant_id and message.account_id:
         return f"{message.tenant_id}:{message.account_id}"
     return POLL_GROUP
 
 
-SyncMessage = SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches
+SyncMessage = SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches | ImportContacts
 
 
 class SyncQueue:

@@ -281,6 +281,7 @@ def _connect(
         raise _Failed("account_exists", _existing(state.tenant_id, address, deps)) from None
     deps.tokens.remember(account, grant.access_token, grant.expires_in)
     deps.queue.send(request)
+    _import_contacts_after_connect(account, deps)
     _watch_quietly(account, deps)
     return CallbackOutcome(outcome="connected", account_id=account_id)
 
@@ -323,8 +324,18 @@ def _reconnect(
     request = SyncRequest(tenant_id=state.tenant_id, account_id=state.account_id, reason="connected")
     deps.accounts.mark_sync_queued(state.tenant_id, state.account_id, request.requested_at)
     deps.queue.send(request)
+    _import_contacts_after_connect(updated, deps)
     _watch_quietly(updated, deps)
     return CallbackOutcome(outcome="reconnected", account_id=state.account_id)
+
+
+def _import_contacts_after_connect(account: Account, deps: OAuthDeps) -> None:
+    """Queue the first contact import of an account that granted contacts.readonly."""
+    from mailbridge.crm.contact_import import wants_import
+    from mailbridge.sync.messages import ImportContacts
+
+    if wants_import(account):
+        deps.queue.send(ImportContacts(tenant_id=account.tenant_id, account_id=account.account_id))
 
 
 def _watch_quietly(account: Account, deps: OAuthDeps) -> None:

@@ -1,5 +1,6 @@
 """The outbox: accept a send (compose once, store it like any other email, queue or schedule it),
-then send it over SMTP exactly once, keep a copy in the mailbox's Sent folder and announce it.
+then send it exactly once (over SMTP, or through the Gmail API for a Gmail account:
+`mailbridge.outbox.gmail`), keep a copy in the mailbox's Sent folder and announce it.
 
 The raw message is composed at request time with its final Message-ID and Date (the send time
 for scheduled mail), stored in S3 and sent byte for byte later. The email id follows the same rule
@@ -74,6 +75,7 @@ class OutboxDeps:
     connect_imap: Connector = imap_connect
     send_smtp: Callable[..., Any] | None = None
     send_graph: Callable[[Account, ComposedMessage], None] | None = None  # None: sendMail
+    gmail_client: Callable[[Account], Any] | None = None  # tests: a GmailClient per account
     allow_private_hosts: bool = False
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
@@ -234,8 +236,7 @@ def queue_send(
     """
     ctx.require(Role.MEMBER)
     account = deps.accounts.get_account(ctx.tenant_id, request.account_id)
-    if account.smtp is None and account.provider != "graph":
-        raise Invalid("this account has no SMTP settings", code="account_cannot_send")
+    _require_sender(account)
     now = deps.now()
     send_at = _schedule_time(request.send_at, now)
     mode: Mode = "new"
@@ -246,7 +247,23 @@ def queue_send(
         mode, original = "forward", _original(ctx, request.forward_email_id, deps)
 
     draft = _draft(ctx, request, account, mode, deps)
-    return queue_draft(ctx, account, draft, deps, original=original, send_at=send_at, automation=automation)
+    return queue_draft(
+        ctx,
+        account,
+        draft,
+        deps,
+        original=original,
+        send_at=send_at,
+        automation=automation,
+        reply_to_email_id=request.reply_to_email_id,
+    )
+
+
+def _require_sender(account: Account) -> None:
+    """An IMAP account sends over its SMTP settings, a Gmail account through the Gmail API and a
+    Microsoft 365 account by Graph sendMail."""
+    if account.smtp is None and account.provider not in ("gmail", "graph"):
+        raise Invalid("this account has no SMTP settings", code="account_cannot_send")
 
 
 def queue_draft(
@@ -258,17 +275,18 @@ def queue_draft(
     original: OriginalMessage | None = None,
     send_at: datetime | None = None,
     automation: dict[str, Any] | None = None,
+    reply_to_email_id: str | None = None,
 ) -> SendAccepted:
     """Compose, store and queue (or schedule, at `send_at`) a draft the caller built, sent from
     `account`: what `queue_send` does after reading the request, for mail mailbridge writes
     itself (an iTIP invitation or reply, `mailbridge.calendar.itip`). `draft.message_id` should
-    be set (the email id is derived from the composed message).
+    be set (the email id is derived from the composed message). `reply_to_email_id` (kept on
+    the item) lets a Gmail send name the replied-to message's Gmail thread.
 
     Raises Invalid (`account_cannot_send`, every code of `compose_message`), Conflict
     (`already_queued`)."""
     ctx.require(Role.MEMBER)
-    if account.smtp is None and account.provider != "graph":
-        raise Invalid("this account has no SMTP settings", code="account_cannot_send")
+    _require_sender(account)
     now = deps.now()
     composed, normalized = compose_and_normalize(draft, original=original, now=send_at or now)
     parsed = normalized.message
@@ -295,6 +313,8 @@ def queue_draft(
     }
     if automation:
         item["automation"] = automation
+    if reply_to_email_id:
+        item["reply_to_email_id"] = reply_to_email_id
     if not deps.emails.create_email(tenant, item):
         raise Conflict("this message was already queued", code="already_queued")
     message = OutboxMessage(tenant_id=tenant, email_id=email_id)
@@ -377,21 +397,17 @@ def send_queued(message: OutboxMessage, deps: OutboxDeps) -> SendOutcome:
         fail(deps, message, Invalid("the sending account was removed", code="account_removed"))
         return SendOutcome("failed", {})
     raw = deps.blobs.get(str(item["raw_key"]))
-    from mailbridge.providers.smtp import send as smtp_send
-
-    sender = deps.send_smtp or smtp_send
-    composed = ComposedMessage(
-        raw=raw,
-        message_id=str(item["message_id"]),
-        envelope_from=str(item["envelope_from"]),
-        recipients=[str(r) for r in item["envelope_to"]],
-        subject=str(item.get("subject") or ""),
-    )
+    gmail_id: str | None = None
     try:
         if account.provider == "graph":
-            result = (deps.send_graph or _send_graph)(account, composed)
+            result = (deps.send_graph or _send_graph)(account, _composed(item, raw))
+        elif account.provider == "gmail":
+            from mailbridge.outbox import gmail
+
+            sent = gmail.send(account, item, raw, deps.emails, deps.gmail_client or gmail.default_client)
+            result, gmail_id = None, sent.id
         else:
-            result = sender(_smtp_settings(account, deps), composed)
+            result = _send_smtp(account, item, raw, deps)
     except (ProviderError, Invalid) as exc:  # Invalid: host_not_allowed, never retryable
         if exc.retryable:
             deps.emails.transition(tenant, email_id, ("sending",), send_status="queued")
@@ -407,12 +423,55 @@ def send_queued(message: OutboxMessage, deps: OutboxDeps) -> SendOutcome:
         sent_at=deps.now().isoformat(),
         refused=refused or None,
     )
-    _copy_to_sent(account, raw, email_id, deps)
+    if gmail_id is not None:
+        _record_gmail_sent(account, raw, gmail_id, deps)
+    else:
+        _copy_to_sent(account, raw, email_id, deps)
     sync_deps = SyncDeps(
         accounts=deps.accounts, emails=deps.emails, blobs=deps.blobs, publisher=deps.publisher
     )
     announce(tenant, account.account_id, [email_id], sync_deps)
     return SendOutcome("sent", refused)
+
+
+def _send_smtp(account: Account, item: dict[str, Any], raw: bytes, deps: OutboxDeps) -> Any:
+    from mailbridge.providers.smtp import send as smtp_send
+
+    sender = deps.send_smtp or smtp_send
+    return sender(_smtp_settings(account, deps), _composed(item, raw))
+
+
+def _composed(item: dict[str, Any], raw: bytes) -> ComposedMessage:
+    """The stored outbound item and its raw bytes as the message the senders take."""
+    return ComposedMessage(
+        raw=raw,
+        message_id=str(item["message_id"]),
+        envelope_from=str(item["envelope_from"]),
+        recipients=[str(r) for r in item["envelope_to"]],
+        subject=str(item.get("subject") or ""),
+    )
+
+
+def _record_gmail_sent(account: Account, raw: bytes, gmail_id: str, deps: OutboxDeps) -> None:
+    """Store the location Gmail gave the sent copy (its message id, `providers.gmail.locations`),
+    read, on the email: the sync meets that copy in SENT as a location it already has."""
+    from mailbridge.providers.gmail.locations import FOLDER, UIDVALIDITY, uid_for
+
+    mailbox = Mailbox(
+        account.tenant_id, account.account_id, account.address, FOLDER, UIDVALIDITY, is_sent_folder=True
+    )
+    fetched = FetchedMessage(
+        uid=uid_for(gmail_id),
+        flags=("\\Seen",),
+        internal_date=deps.now(),
+        modseq=None,
+        size=len(raw),
+        raw=raw,
+    )
+    try:
+        ingest(mailbox, fetched, deps.emails, deps.blobs)
+    except Conflict as exc:  # the mail is sent: the sync stores the location when it meets it
+        logger.warning("sent copy not recorded", extra={"code": exc.code})
 
 
 def _copy_to_sent(account: Account, raw: bytes, email_id: str, deps: OutboxDeps) -> None:

@@ -422,6 +422,16 @@ class AccountStore(DynamoRepository):
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     # ------------------------------------------------------------------ folders
+    def contacts_sync_token(self, tenant_id: str, account_id: str) -> str | None:
+        """The People API sync token saved by the account's last contact import (None: none yet)."""
+        item = self.get(tenant_pk(tenant_id), f"CURSOR#{account_id}#contacts", consistent=True)
+        return str(item["sync_token"]) if item and item.get("sync_token") else None
+
+    def save_contacts_sync_token(self, tenant_id: str, account_id: str, token: str | None) -> None:
+        self.table.put_item(
+            Item={"pk": tenant_pk(tenant_id), "sk": f"CURSOR#{account_id}#contacts", "sync_token": token}
+        )
+
     def folder_states(self, tenant_id: str, account_id: str) -> list[FolderState]:
         response = self.table.query(
             KeyConditionExpression=Key("pk").eq(tenant_pk(tenant_id))

@@ -61,6 +61,18 @@ class RenewWatches(Model):
     account_id: str | None = None
 
 
+class ImportContacts(Model):
+    """Import an account's Google contacts into the CRM (`mailbridge.crm.contact_import`): queued
+    after connecting, and from the daily schedule without an account (fanned out to one message
+    per active Gmail account, which names it)."""
+
+    kind: Literal["import_contacts"] = "import_contacts"
+    provider: Literal["gmail"] = "gmail"
+    tenant_id: str | None = None
+    account_id: str | None = None
+
+
 SyncMessage = Annotated[
-    SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches, Field(discriminator="kind")
+    SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches | ImportContacts,
+    Field(discriminator="kind"),
 ]

@@ -17,7 +17,14 @@ from mailbridge.store.blobs import BlobStore
 from mailbridge.store.emails import EmailStore
 from mailbridge.store.keys import email_sk, tenant_pk
 from mailbridge.sync.engine import Budget, SyncDeps, SyncReport, sync_account
-from mailbridge.sync.messages import PollAll, PurgeAccount, PushFlags, RenewWatches, SyncRequest
+from mailbridge.sync.messages import (
+    ImportContacts,
+    PollAll,
+    PurgeAccount,
+    PushFlags,
+    RenewWatches,
+    SyncRequest,
+)
 
 if TYPE_CHECKING:
     from mailbridge.providers.graph.client import GraphClient
@@ -37,7 +44,7 @@ class SyncServiceDeps:
 
 
 def handle(
-    message: SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches,
+    message: SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches | ImportContacts,
     deps: SyncServiceDeps,
     budget: Budget,
 ) -> None:
@@ -52,6 +59,10 @@ def handle(
         from mailbridge.providers.gmail.connect import renew_watches
 
         renew_watches(message, deps.sync.accounts, deps.queue, get_settings().google)
+    elif isinstance(message, ImportContacts):
+        from mailbridge.crm.contact_import import handle_import
+
+        handle_import(message, deps.sync.accounts, deps.queue)
     else:
         purge_account(message, deps)
 
@@ -190,6 +201,11 @@ def push_flags(message: PushFlags, deps: SyncServiceDeps) -> None:
     try:
         account = deps.sync.accounts.get_account(message.tenant_id, message.account_id)
     except NotFound:
+        return
+    if account.provider == "gmail":
+        from mailbridge.sync.writeback_gmail import push_labels
+
+        push_labels(message, account, deps.sync.emails, sleep=deps.sleep)
         return
     item = deps.sync.emails.get_email(message.tenant_id, message.email_id)
     if item is None:
