@@ -23,15 +23,15 @@ def install() -> None:
     """Cache `jsonpath_ng.ext.parse` for moto's event templating (moto imports it at call time)."""
     import jsonpath_ng.ext
 
-    if getattr(jsonpath_ng.ext.parse, "cache_info", None) is not None:
+    original = jsonpath_ng.ext.parse  # type: ignore[attr-defined]
+    if getattr(original, "cache_info", None) is not None:
         return
-    original = jsonpath_ng.ext.parse
 
     @functools.lru_cache(maxsize=256)
     def parse(path: str, *args: Any, **kwargs: Any) -> Any:
         return original(path, *args, **kwargs)
 
-    jsonpath_ng.ext.parse = parse
+    jsonpath_ng.ext.parse = parse  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
@@ -45,7 +45,7 @@ def rule_queues_consumed(interval: float = 1.0) -> Iterator[None]:
     (quadratic: 5,000 emails leave 15,000 messages behind). AWS's SendMessage does not depend on
     the queue's depth. Our sync never reads these queues.
     """
-    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.core.models import DEFAULT_ACCOUNT_ID
     from moto.events.models import events_backends
     from moto.sqs.models import sqs_backends
 
