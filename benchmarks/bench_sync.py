@@ -17,6 +17,14 @@ without the corpus, generated multipart messages. Then:
 Both read the same Dovecot over the plain port. After both initial syncs one message is appended
 and each side syncs again (ours warm in the same process, like a warm Lambda; mbsync as a fresh
 process, as it always runs). Peak memory is each child's max RSS from wait4(). No thresholds.
+
+moto answers slower than AWS (Python in this process, one request at a time under the GIL), so
+besides `sync initial ours/mbsync` the bench prints `... without aws wait`: the same run minus the
+seconds during which any AWS request of ours was out (benchmarks/sync/ours.py). Two moto costs
+that AWS does not have are taken out before measuring, and said so in the header: a
+TransactWriteItems rollback copy of whole tables (tests/fixtures/moto_transactions.py) and
+PutEvents' per-event jsonpath parsing and unconsumed target queues (benchmarks/sync/moto_events.py).
+`BENCH_SYNC_PROFILE=1` adds moto's server CPU per operation and our process's cProfile.
 """
 
 from __future__ import annotations
