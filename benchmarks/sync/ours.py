@@ -8,7 +8,8 @@ normalization, S3 + DynamoDB writes, bus events) until the report is complete. I
 line per phase to the result file descriptor, then waits for a line on stdin ("go") before the
 incremental run, so the parent can append a message in between.
 
-`BENCH_SYNC_PROFILE=1` prints a cProfile top list of the initial sync to stderr;
+`BENCH_SYNC_PROFILE=1` prints a cProfile top list of the initial sync to stderr (and with
+`BENCH_SYNC_PROFILE_OUT=path` dumps the whole profile there, for pstats or snakeviz);
 `BENCH_SYNC_TRACEMALLOC=1` adds the tracemalloc peak (slows the run down noticeably).
 """
 
@@ -57,9 +58,36 @@ class OperationClock:
         self._started = threading.local()
         self._lock = threading.Lock()
 
+        # (start, end) of every HTTP exchange with AWS (moto here), from any thread
+        self.exchanges: list[tuple[float, float]] = []
+        self._sent = threading.local()
+
     def attach(self, session: Any) -> None:
         session.register("before-call", self._before)
         session.register("after-call", self._after)
+        session.register("before-send", self._send)
+        session.register("response-received", self._received)
+
+    def _send(self, **_: Any) -> None:
+        self._sent.at = time.perf_counter()
+
+    def _received(self, **_: Any) -> None:
+        start = getattr(self._sent, "at", None)
+        if start is not None:
+            self._sent.at = None
+            with self._lock:
+                self.exchanges.append((start, time.perf_counter()))
+
+    def waiting_seconds(self) -> float:
+        """Seconds during which at least one AWS request was out (botocore's before-send until its
+        response is parsed; the union of the intervals, so concurrent S3 puts count once): the
+        time moto took to answer, which a deployed function spends waiting on AWS instead."""
+        total, reach = 0.0, float("-inf")
+        for start, end in sorted(self.exchanges):
+            if end > reach:
+                total += end - max(start, reach)
+                reach = end
+        return total
 
     def _before(self, model: Any, **_: Any) -> None:
         with self._lock:
@@ -166,6 +194,7 @@ def main() -> int:
         """Seconds, stored, quarantined, runs: continuations are run here instead of queued.
         The operation counts start from zero, so they are this phase's requests only."""
         clock.totals.clear()
+        clock.exchanges.clear()
         batches.clear()
         stored = quarantined = runs = 0
         start, cpu = time.perf_counter(), time.process_time()
@@ -205,8 +234,11 @@ def main() -> int:
     if profile is not None:
         profile.enable()
     seconds, stored, quarantined, runs = sync_until_complete()
+    aws_waiting = clock.waiting_seconds()
     if profile is not None:
         profile.disable()
+        if dump := os.environ.get("BENCH_SYNC_PROFILE_OUT"):
+            profile.dump_stats(dump)
         text = io.StringIO()
         pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(25)
         text.write("\n--- by own time ---\n")
@@ -226,6 +258,7 @@ def main() -> int:
             {
                 "phase": "initial",
                 "seconds": seconds,
+                "aws_waiting_seconds": aws_waiting,
                 "cpu_seconds": cpu_seconds[-1],
                 "stored": stored,
                 "quarantined": quarantined,

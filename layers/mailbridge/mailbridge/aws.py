@@ -41,7 +41,14 @@ def _session() -> Any:
 
 @lru_cache(maxsize=1)
 def dynamodb() -> DynamoDBServiceResource:
-    return _session().resource("dynamodb", config=_config())  # type: ignore[no-any-return]
+    # No client-side parameter validation: botocore walks every attribute of every item against
+    # the service model before sending, which for the sync's 100-email transactions was the
+    # largest single share of its request-building CPU (benchmarks/bench_sync.py profile).
+    # DynamoDB validates the same on arrival and answers ValidationException (a ClientError);
+    # our requests are built by the store, never passed through from a client.
+    return _session().resource(  # type: ignore[no-any-return]
+        "dynamodb", config=_config(parameter_validation=False)
+    )
 
 
 @lru_cache(maxsize=1)
