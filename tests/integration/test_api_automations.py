@@ -110,6 +110,21 @@ def test_every_save_is_a_new_immutable_version_with_optimistic_concurrency(api: 
     assert missing["error"]["code"] == "version_not_found"
 
 
+def test_a_version_beyond_dynamodbs_range_is_a_422_naming_it_not_a_conflict(api: Api) -> None:
+    # Given a rule at version 1
+    path = {"rule_id": api.create()["rule_id"]}
+    window = {"from": "2026-11-01T00:00:00Z", "to": "2026-11-02T00:00:00Z"}
+    for name, body in (
+        ("automations-put", {**WELCOME, "version": 10**41}),
+        ("automations-replay", {**window, "version": 10**41}),
+    ):
+        # When a save or a replay names a version of 42 digits (no DynamoDB number holds it)
+        answer = api.call(name, 422, path=path, body=body)
+        # Then 422 naming `version` (it was a 409 version_conflict and a 404 version_not_found)
+        assert answer["error"]["code"] == "validation_error", name
+        assert [d["loc"][-1] for d in answer["error"]["details"]] == ["version"], name
+
+
 def test_rules_are_listed_and_deleted(api: Api) -> None:
     # Given two rules
     first, second = api.create(), api.create({**WELCOME, "name": "Second"})

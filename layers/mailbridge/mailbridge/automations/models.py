@@ -23,6 +23,7 @@ from pydantic import ConfigDict, Field, JsonValue, StringConstraints, model_vali
 
 from mailbridge.models.base import Model
 from mailbridge.models.fields import MultiLine, SingleLine
+from mailbridge.models.numbers import DynamoInt
 
 RULE_ID = r"^au_[0-9a-f]{20}$"
 EVENT_TYPE = r"^[a-z]+(\.[a-z_]+)+$"
@@ -99,7 +100,9 @@ class RuleFields(Model):
 class RuleUpdate(RuleFields):
     """`PUT /automations/{id}`: the whole rule again, and the version it was read at."""
 
-    version: int = Field(ge=1, description="The `version` the client last read (optimistic concurrency)")
+    version: DynamoInt = Field(
+        ge=1, description="The `version` the client last read (optimistic concurrency)"
+    )
 
 
 class Rule(Model):
@@ -291,7 +294,7 @@ class ReplayRequest(Model):
         },
     )
 
-    version: int = Field(ge=1)
+    version: DynamoInt = Field(ge=1)
     start: datetime = Field(alias="from", description="Window start (inclusive), ISO 8601 with a zone")
     end: datetime = Field(alias="to", description="Window end (exclusive); at most 31 days after `from`")
 
