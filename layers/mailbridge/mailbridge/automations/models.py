@@ -46,8 +46,12 @@ class CronTrigger(Model):
 
     model_config = ConfigDict(extra="forbid")
 
-    cron: str = Field(min_length=1, max_length=256, examples=["cron(0 9 ? * MON-FRI *)"])
-    timezone: str = Field(default="UTC", min_length=1, max_length=64, examples=["Europe/Berlin"])
+    cron: Annotated[SingleLine, Field(min_length=1, max_length=256)] = Field(
+        examples=["cron(0 9 ? * MON-FRI *)"]
+    )
+    timezone: Annotated[SingleLine, Field(min_length=1, max_length=64)] = Field(
+        default="UTC", examples=["Europe/Berlin"]
+    )
 
 
 Trigger = EventTrigger | CronTrigger
@@ -375,7 +379,7 @@ class QueueRegistration(Model):
     )
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$")
-    queue_url: str = Field(min_length=10, max_length=1024)
+    queue_url: Annotated[SingleLine, Field(min_length=10, max_length=1024)]
 
 
 class QueueRegistered(Model):
