@@ -725,8 +725,8 @@ def test_control_characters_in_every_text_field_of_every_body_route_are_refused(
         uncovered = sorted(p for p in strings if not any(has_path(sample, p) for sample in samples))
         assert uncovered == [], f"{route}: add these fields to its base body"
         # And each valid body is accepted as it is (so a refusal below is the probed field's doing)
-        for sample in samples:
-            control = world.call(route.split(" ")[0], world.concrete(route), sample)
+        for make in bases[route]:  # made again: a body may carry state (the version a PUT read)
+            control = world.call(route.split(" ")[0], world.concrete(route), make())
             assert 200 <= control.status < 300, (route, control.status, control.body[:300])
         for make, sample in zip(bases[route], samples, strict=True):
             for path in sorted(p for p in strings if has_path(sample, p)):
