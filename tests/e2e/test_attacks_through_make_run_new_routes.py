@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from local.template import ACCOUNT_ID, REGION
+from mailbridge.store.oauth_states import state_pk
 from tests.e2e import test_attacks_through_make_run as issue8
 from tests.e2e.make_run import Answer, start_make_run
 from tests.e2e.test_attacks_through_make_run import (
@@ -705,13 +706,27 @@ def test_actions_aimed_at_private_and_link_local_hosts_are_refused_by_the_ssrf_g
 # ------------------------------------------------------------------------------------- OAuth
 
 
-def test_oauth_start_and_callback_with_unknown_providers_and_forged_or_reused_state(world: NewWorld) -> None:
-    # Given a real start (its state) for Gmail
-    started = world.call("GET", "/oauth/gmail/start")
-    assert started.status == 200, started.body
-    state = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(started.json()["authorization_url"]).query))[
-        "state"
-    ]
+def test_oauth_start_and_callback_with_unknown_providers_and_forged_reused_or_expired_state(
+    world: NewWorld,
+) -> None:
+    def start_state() -> str:
+        started = world.call("GET", "/oauth/gmail/start")
+        assert started.status == 200, started.body
+        query = urllib.parse.urlsplit(started.json()["authorization_url"]).query
+        return dict(urllib.parse.parse_qsl(query))["state"]
+
+    # Given a real start (its state) for Gmail, and a second one that expired (its stored expiry
+    # moved back, as ten minutes would: make run's clock is the real one)
+    state, expiring = start_state(), start_state()
+    dynamodb = world.run.boto3_client("dynamodb")
+    accounts_table = next(t for t in dynamodb.list_tables()["TableNames"] if "accounts" in t.lower())
+    dynamodb.update_item(
+        TableName=accounts_table,
+        Key={"pk": {"S": state_pk(expiring)}, "sk": {"S": "STATE"}},
+        UpdateExpression="SET #state.expires_at = :past",
+        ExpressionAttributeNames={"#state": "state"},
+        ExpressionAttributeValues={":past": {"S": (datetime.now(UTC) - timedelta(minutes=1)).isoformat()}},
+    )
     accounts_before = [a["account_id"] for a in world.call("GET", "/accounts?limit=100").json()["items"]]
 
     def callback(provider: str, **query: str) -> Answer:
@@ -741,6 +756,7 @@ def test_oauth_start_and_callback_with_unknown_providers_and_forged_or_reused_st
     }
     first = callback("gmail", state=state, code=f"{CANARY}\r\n\x00bad")
     reused = callback("gmail", state=state, code="c")
+    expired = callback("gmail", state=expiring, code="c")
     # Then each answers 200 with an error outcome (no return URL on make run), never a 5xx or an
     # "internal" outcome, never a redirect elsewhere
     outcomes = {label: (a.status, a.json()["outcome"], a.json()["code"]) for label, a in forged.items()}
@@ -748,7 +764,10 @@ def test_oauth_start_and_callback_with_unknown_providers_and_forged_or_reused_st
     assert (first.status, first.json()["outcome"]) == (200, "error"), first.body
     assert first.json()["code"] in ("exchange_failed", "provider_unavailable"), first.body
     assert (reused.status, reused.json()["code"]) == (200, "invalid_state")
-    assert all("location" not in {h.lower() for h in a.headers} for a in [*forged.values(), first, reused])
+    assert (expired.status, expired.json()["code"]) == (200, "state_expired"), expired.body
+    assert all(
+        "location" not in {h.lower() for h in a.headers} for a in [*forged.values(), first, reused, expired]
+    )
     # And no account was connected
     accounts = [a["account_id"] for a in world.call("GET", "/accounts?limit=100").json()["items"]]
     assert accounts == accounts_before
