@@ -19,6 +19,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -512,7 +513,7 @@ def test_hostile_icalendar_files_are_refused_with_a_code_and_store_nothing(world
     }
     # When each file is imported by a tenant of its own (5 imports a minute per tenant)
     answers = run_all(
-        [lambda c=c, b=b, t=t: _import(world, f"ics-{t}", b, c) for t, (c, b, _) in enumerate(files.values())]
+        [partial(_import, world, f"ics-{t}", b, c) for t, (c, b, _) in enumerate(files.values())]
     )
     # Then each is refused with its code (API Gateway's own 413 has its `message`)
     outcomes = {label: (a.status, a.code) for label, a in zip(files, answers, strict=True)}
@@ -622,11 +623,11 @@ def test_hostile_json_logic_and_cron_rules_are_refused_with_a_code_and_not_saved
     # When each is evaluated (the logic) and saved as a rule
     evaluations = run_all(
         [
-            lambda lg=lg: world.call("POST", "/automations/evaluate", raw=with_logic({"data": {}}, lg))
+            partial(world.call, "POST", "/automations/evaluate", raw=with_logic({"data": {}}, lg))
             for lg in logic_cases.values()
         ]
     )
-    saves = run_all([lambda b=b: world.call("POST", "/automations", raw=b) for b in bodies.values()])
+    saves = run_all([partial(world.call, "POST", "/automations", raw=b) for b in bodies.values()])
     # Then every answer is a 4xx with a code (a huge `in` list may evaluate: it is the caller's data)
     wrong = [
         (label, a.status, a.code)
@@ -713,7 +714,7 @@ def test_oauth_start_and_callback_with_unknown_providers_and_forged_reused_or_ex
         started = world.call("GET", "/oauth/gmail/start")
         assert started.status == 200, started.body
         query = urllib.parse.urlsplit(started.json()["authorization_url"]).query
-        return dict(urllib.parse.parse_qsl(query))["state"]
+        return str(dict(urllib.parse.parse_qsl(query))["state"])
 
     # Given a real start (its state) for Gmail, and a second one that expired (its stored expiry
     # moved back, as ten minutes would: make run's clock is the real one)
