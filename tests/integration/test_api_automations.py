@@ -110,6 +110,56 @@ def test_every_save_is_a_new_immutable_version_with_optimistic_concurrency(api: 
     assert missing["error"]["code"] == "version_not_found"
 
 
+def test_a_version_beyond_dynamodbs_range_is_a_422_naming_it_not_a_conflict(api: Api) -> None:
+    # Given a rule at version 1
+    path = {"rule_id": api.create()["rule_id"]}
+    window = {"from": "2026-11-01T00:00:00Z", "to": "2026-11-02T00:00:00Z"}
+    for name, body in (
+        ("automations-put", {**WELCOME, "version": 10**41}),
+        ("automations-replay", {**window, "version": 10**41}),
+    ):
+        # When a save or a replay names a version of 42 digits (no DynamoDB number holds it)
+        answer = api.call(name, 422, path=path, body=body)
+        # Then 422 naming `version` (it was a 409 version_conflict and a 404 version_not_found)
+        assert answer["error"]["code"] == "validation_error", name
+        assert [d["loc"][-1] for d in answer["error"]["details"]] == ["version"], name
+
+
+def test_line_breaks_in_a_cron_its_time_zone_or_a_queue_url_are_a_422_naming_the_field(api: Api) -> None:
+    # Given a rule at version 1
+    path = {"rule_id": api.create()["rule_id"]}
+    cron = {"cron": "cron(0 9 ? * MON-FRI *)", "timezone": "Europe/Berlin"}
+    queue = {"name": "leads", "queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/leads"}
+    for value in ("\r\n", "\x00", "\u2028"):  # inside the value (outer white space is trimmed)
+        cases = [
+            (
+                "automations-create",
+                None,
+                {**WELCOME, "trigger": {**cron, "cron": f"cron(0 9 ? *{value} MON-FRI *)"}},
+                "cron",
+            ),
+            (
+                "automations-put",
+                path,
+                {**WELCOME, "trigger": {**cron, "timezone": f"Europe/{value}Berlin"}, "version": 9},
+                "timezone",
+            ),
+            (
+                "automations-register-queue",
+                None,
+                {**queue, "queue_url": queue["queue_url"] + value + "x"},
+                "queue_url",
+            ),
+        ]
+        for name, where, body, field in cases:
+            # When the value carries a line break, NUL or U+2028
+            answer = api.call(name, 422, role="admin", path=where, body=body)
+            # Then 422 naming the field, before the service reads it (it was a 400 invalid_cron /
+            # invalid_timezone / invalid_queue_url, and a 409 version_conflict on a stale PUT)
+            assert answer["error"]["code"] == "validation_error", (name, repr(value))
+            assert field in {d["loc"][-1] for d in answer["error"]["details"]}, (name, repr(value))
+
+
 def test_rules_are_listed_and_deleted(api: Api) -> None:
     # Given two rules
     first, second = api.create(), api.create({**WELCOME, "name": "Second"})

@@ -23,6 +23,7 @@ from pydantic import ConfigDict, Field, JsonValue, StringConstraints, model_vali
 
 from mailbridge.models.base import Model
 from mailbridge.models.fields import MultiLine, SingleLine
+from mailbridge.models.numbers import DynamoInt
 
 RULE_ID = r"^au_[0-9a-f]{20}$"
 EVENT_TYPE = r"^[a-z]+(\.[a-z_]+)+$"
@@ -45,8 +46,12 @@ class CronTrigger(Model):
 
     model_config = ConfigDict(extra="forbid")
 
-    cron: str = Field(min_length=1, max_length=256, examples=["cron(0 9 ? * MON-FRI *)"])
-    timezone: str = Field(default="UTC", min_length=1, max_length=64, examples=["Europe/Berlin"])
+    cron: Annotated[SingleLine, Field(min_length=1, max_length=256)] = Field(
+        examples=["cron(0 9 ? * MON-FRI *)"]
+    )
+    timezone: Annotated[SingleLine, Field(min_length=1, max_length=64)] = Field(
+        default="UTC", examples=["Europe/Berlin"]
+    )
 
 
 Trigger = EventTrigger | CronTrigger
@@ -99,7 +104,9 @@ class RuleFields(Model):
 class RuleUpdate(RuleFields):
     """`PUT /automations/{id}`: the whole rule again, and the version it was read at."""
 
-    version: int = Field(ge=1, description="The `version` the client last read (optimistic concurrency)")
+    version: DynamoInt = Field(
+        ge=1, description="The `version` the client last read (optimistic concurrency)"
+    )
 
 
 class Rule(Model):
@@ -291,7 +298,7 @@ class ReplayRequest(Model):
         },
     )
 
-    version: int = Field(ge=1)
+    version: DynamoInt = Field(ge=1)
     start: datetime = Field(alias="from", description="Window start (inclusive), ISO 8601 with a zone")
     end: datetime = Field(alias="to", description="Window end (exclusive); at most 31 days after `from`")
 
@@ -372,7 +379,7 @@ class QueueRegistration(Model):
     )
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$")
-    queue_url: str = Field(min_length=10, max_length=1024)
+    queue_url: Annotated[SingleLine, Field(min_length=10, max_length=1024)]
 
 
 class QueueRegistered(Model):
