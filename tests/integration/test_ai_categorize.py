@@ -301,3 +301,32 @@ def test_an_email_of_another_tenant_is_404(stack: Stack, invoke_api: Invoke) -> 
     assert response["statusCode"] == 404
     assert body(response)["error"]["code"] == "not_found"
     assert json.dumps(body(response)).find(email_id) == -1
+
+
+def test_an_automation_rule_fires_on_email_categorized_for_its_category(
+    stack: Stack, invoke_api: Invoke, consumer: QueueConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.integration.test_automations_execution import Automations
+
+    # Given ai on and an automation rule on email.categorized for support mail
+    set_ai(invoke_api, True)
+    auto = Automations(stack, invoke_api, monkeypatch)
+    rule = auto.api(
+        "automations-create",
+        201,
+        body={
+            "name": "Support mail",
+            "trigger": {"event": "email.categorized"},
+            "conditions": [{"field": "category", "operator": "equals", "value": "support"}],
+            "actions": [{"type": "analytics.track", "metric": "support.mail"}],
+        },
+    )
+    seed = Seeder(stack)
+    support, newsletter = seed.add(fixture("support_question.eml")), seed.add(fixture("newsletter.eml"))
+    # When both are categorized and the automations function gets the announcements
+    receive(stack, [support, newsletter])
+    consumer.drain(expect_success=True)
+    auto.consumer.drain(expect_success=True)
+    # Then the rule ran its action for the support email only
+    runs = auto.runs(rule["rule_id"])
+    assert sorted(run["status"] for run in runs) == ["skipped", "succeeded"]
