@@ -1,6 +1,7 @@
 """Categorize function: CategorizeQueue consumer; categorizes new mail (mailbridge.ai.service).
 
-The queue carries `email.received` bus events (through the template's CategorizeRule). Idempotent
+The queue carries `email.received` bus events (through the template's CategorizeRule) and the
+steps of categorize backfills (`{"kind": "categorize_backfill", ...}`, each queueing the next). Idempotent
 on the event's idempotency key with Powertools idempotency, on top of a conditional update that
 stores each run once and announces `email.categorized` once. Skips every email while the tenant's
 `ai` flag is off.
@@ -23,7 +24,7 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field, Json
 
-from mailbridge.ai.service import on_email_received
+from mailbridge.ai.service import BackfillStep, on_email_received, run_backfill_step
 from mailbridge.ai.wiring import categorize_deps
 from mailbridge.config import get_settings
 from mailbridge.observability import logger, metrics, tracer
@@ -53,13 +54,14 @@ class BusEvent(BaseModel):
 
 
 class CategorizeRecord(SqsRecordModel):
-    body: Json[BusEvent]
+    body: Json[BusEvent | BackfillStep]
 
 
 class CategorizeTask(BaseModel):
     key: str
     tenant_id: str
-    email_id: str
+    email_id: str = ""
+    step: BackfillStep | None = None
 
 
 @dataclass
@@ -75,15 +77,26 @@ class Outcome:
     output_serializer=DataclassSerializer(Outcome),
 )
 def run_once(task: CategorizeTask) -> Outcome:
-    result = on_email_received(task.tenant_id, task.email_id, task.key, categorize_deps())
+    if task.step is not None:
+        result = run_backfill_step(task.step, categorize_deps())
+    else:
+        result = on_email_received(task.tenant_id, task.email_id, task.key, categorize_deps())
     return Outcome(result.action, result.category)
 
 
 def record_handler(record: CategorizeRecord) -> None:
-    detail = record.body.detail
-    task = CategorizeTask(
-        key=f"categorize:{detail.idempotency_key}", tenant_id=detail.tenant_id, email_id=detail.data.email_id
-    )
+    body = record.body
+    if isinstance(body, BackfillStep):
+        task = CategorizeTask(
+            key=f"categorize-backfill:{body.job_id}:{body.step}", tenant_id=body.tenant_id, step=body
+        )
+    else:
+        detail = body.detail
+        task = CategorizeTask(
+            key=f"categorize:{detail.idempotency_key}",
+            tenant_id=detail.tenant_id,
+            email_id=detail.data.email_id,
+        )
     outcome = run_once(task=task)
     logger.info("categorize", extra={"action": outcome.action, "category": outcome.category})
 

@@ -330,3 +330,49 @@ def test_an_automation_rule_fires_on_email_categorized_for_its_category(
     # Then the rule ran its action for the support email only
     runs = auto.runs(rule["rule_id"])
     assert sorted(run["status"] for run in runs) == ["skipped", "succeeded"]
+
+
+def test_a_backfill_categorizes_stored_mail_in_steps_and_reports_progress(
+    stack: Stack, invoke_api: Invoke, consumer: QueueConsumer, bus_probe: BusReader
+) -> None:
+    # Given 27 stored emails (more than one step's 25), one of them already corrected by a user
+    set_ai(invoke_api, True)
+    seed = Seeder(stack)
+    raw = fixture("newsletter.eml")
+    ids = [
+        seed.add(with_sender(raw, f"News <news{n}@letters.example>", f"n{n}@letters.example"))
+        for n in range(27)
+    ]
+    assert patch_category(invoke_api, ids[0], "personal")["statusCode"] == 200
+    bus_probe()
+    # When a member starts a backfill and the categorize function drains its queue
+    response = invoke_api(load_event("api/ai-start-backfill.json", tenant=TENANT, role="member"))
+    assert response["statusCode"] == 202, response
+    job = body(response)
+    assert (job["status"], job["steps"]) == ("running", 0)
+    results = consumer.drain(expect_success=True)
+    # Then it took two queued steps (plus none over everything), and the job says it is done
+    assert len(results) == 2
+    event = load_event("api/ai-get-backfill.json", tenant=TENANT, role="viewer")
+    event["pathParameters"] = {"job_id": job["job_id"]}
+    event["rawPath"] = f"/ai/categorize/backfill/{job['job_id']}"
+    progress = body(invoke_api(event))
+    assert {k: progress[k] for k in ("status", "steps", "processed", "categorized", "skipped")} == {
+        "status": "done",
+        "steps": 2,
+        "processed": 27,
+        "categorized": 26,
+        "skipped": 1,
+    }
+    # And every email holds a category; the user's correction stands
+    assert {stored(stack, e)["category"] for e in ids[1:]} == {"newsletter"}
+    assert stored(stack, ids[0])["category"] == "personal"
+    assert len(categorized(bus_probe())) == 26
+    # And a replayed first step does nothing more
+    from mailbridge.ai.service import BackfillStep, run_backfill_step
+
+    again = run_backfill_step(
+        BackfillStep(tenant_id=TENANT, job_id=job["job_id"], step=0), wiring.categorize_deps()
+    )
+    assert again.action == "unchanged"
+    assert categorized(bus_probe()) == []

@@ -14,6 +14,9 @@ backfill):
    of the same run key finds the run stored: it announces only when the earlier attempt stopped
    before announcing.
 
+Backfill (`start_backfill`, `run_backfill_step`): a job item and one CategorizeQueue message per
+step of `BACKFILL_PAGE` emails; each step queues the next, so no run reads everything.
+
 Corrections (`correct_category`, `PATCH /emails/{id}` with `category`): stored with
 `category_source: user`. `RULE_AFTER` corrections to one category of emails from one sender
 address, or from `RULE_AFTER` addresses of one domain (not a free-mail domain), store a rule.
@@ -26,7 +29,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -38,6 +41,7 @@ from mailbridge.store.ai import AiRuleStore, RuleKind, rule_id_for
 from mailbridge.store.keys import digest
 
 if TYPE_CHECKING:
+    from mailbridge.queues import StandardQueue
     from mailbridge.store.base import Item
     from mailbridge.store.blobs import BlobStore
     from mailbridge.store.emails import EmailStore
@@ -93,6 +97,8 @@ class CategorizeDeps:
     rules: AiRuleStore
     features: FeatureStore
     publisher: EventPublisher
+    queue: StandardQueue | None = None
+    """The CategorizeQueue (backfill steps); None where nothing queues steps."""
 
 
 class EmailCategorization(Categorization):
@@ -381,3 +387,132 @@ def delete_rule(ctx: TenantContext, rule_id: str, rules: AiRuleStore) -> None:
     if not RULE_ID.fullmatch(rule_id):
         raise NotFound("no such rule")
     rules.delete_rule(ctx.tenant_id, rule_id)
+
+
+# ---------------------------------------------------------------------------------- backfill
+
+BACKFILL_PAGE = 25
+"""Emails one backfill step categorizes (one queue message, far inside the function's timeout)."""
+JOB_ID = re.compile(r"cb_[0-9a-f]{24}")
+
+
+class BackfillStep(Model):
+    """A CategorizeQueue message: categorize the next page of the job's emails."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["categorize_backfill"] = "categorize_backfill"
+    tenant_id: str
+    job_id: str
+    step: int = Field(ge=0)
+
+
+class BackfillJob(Model):
+    """`POST /ai/categorize/backfill` and `GET /ai/categorize/backfill/{job_id}`.
+
+    `status`: `running` (steps are queued), `done` (every stored email was read), `stopped` (the
+    ai flag was switched off). `steps`: pages done; `processed`: emails read; `categorized`: stored
+    and announced; `skipped`: kept as they were (a user's category, or already done by this job)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    status: Literal["running", "done", "stopped"]
+    steps: int
+    processed: int
+    categorized: int
+    skipped: int
+    created_at: datetime
+    updated_at: datetime
+
+
+def _job(item: Item) -> BackfillJob:
+    return BackfillJob(
+        job_id=str(item["job_id"]),
+        status=item["status"],
+        steps=int(item["step"]),
+        processed=int(item.get("processed") or 0),
+        categorized=int(item.get("categorized") or 0),
+        skipped=int(item.get("skipped") or 0),
+        created_at=datetime.fromisoformat(str(item["created_at"])),
+        updated_at=datetime.fromisoformat(str(item["updated_at"])),
+    )
+
+
+def start_backfill(ctx: TenantContext, deps: CategorizeDeps) -> BackfillJob:
+    """Create a job and queue its first step; each step categorizes `BACKFILL_PAGE` stored emails,
+    newest first, and queues the next (never one run over everything)."""
+    from mailbridge.tenancy import Role
+
+    ctx.require(Role.MEMBER)
+    if deps.queue is None:
+        raise FeatureDisabled("the backfill queue is not configured")
+    now = datetime.now(UTC).isoformat()
+    job_id = f"cb_{uuid.uuid4().hex[:24]}"
+    item = {
+        "job_id": job_id,
+        "status": "running",
+        "step": 0,
+        "processed": 0,
+        "categorized": 0,
+        "skipped": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    deps.rules.create_job(ctx.tenant_id, item)
+    deps.queue.send(BackfillStep(tenant_id=ctx.tenant_id, job_id=job_id, step=0))
+    return _job(item)
+
+
+def get_backfill(ctx: TenantContext, job_id: str, deps: CategorizeDeps) -> BackfillJob:
+    """The job's progress; 404 `job_not_found`."""
+    item = deps.rules.get_job(ctx.tenant_id, job_id) if JOB_ID.fullmatch(job_id) else None
+    if item is None:
+        raise NotFound("no such backfill job", code="job_not_found")
+    return _job(item)
+
+
+def run_backfill_step(step: BackfillStep, deps: CategorizeDeps) -> Outcome:
+    """One step: the next page of the tenant's emails from the job's cursor, each categorized as
+    run `backfill:{job_id}` (a user's category stands), then the job advanced by a conditional
+    update (a replayed step finds the job moved on and does nothing) and the next step queued."""
+    from mailbridge.store.emails import email_filter, tenant_source
+
+    tenant_id = step.tenant_id
+    job = deps.rules.get_job(tenant_id, step.job_id)
+    if job is None or job["status"] != "running" or int(job["step"]) != step.step:
+        return Outcome("unchanged")
+    now = datetime.now(UTC).isoformat()
+    if not ai_enabled(tenant_id, deps.features):
+        deps.rules.advance_job(tenant_id, step.job_id, step.step, status="stopped", updated_at=now)
+        return Outcome("disabled")
+    items, cursor = deps.emails.read_source(
+        tenant_id,
+        tenant_source(tenant_id),
+        cursor=job.get("cursor"),
+        limit=BACKFILL_PAGE,
+        filters=email_filter(),
+    )
+    rules = deps.rules.list_rules(tenant_id)
+    done = 0
+    for item in items:
+        if item.get("direction") == "outbound":
+            continue
+        outcome, _ = categorize_stored(
+            tenant_id, str(item["email_id"]), f"backfill:{step.job_id}", deps, rules=rules
+        )
+        done += outcome.action == "categorized"
+    advanced = deps.rules.advance_job(
+        tenant_id,
+        step.job_id,
+        step.step,
+        status="running" if cursor else "done",
+        cursor=cursor,
+        processed=int(job.get("processed") or 0) + len(items),
+        categorized=int(job.get("categorized") or 0) + done,
+        skipped=int(job.get("skipped") or 0) + len(items) - done,
+        updated_at=now,
+    )
+    if advanced and cursor and deps.queue is not None:
+        deps.queue.send(BackfillStep(tenant_id=tenant_id, job_id=step.job_id, step=step.step + 1))
+    return Outcome("categorized" if advanced else "unchanged")

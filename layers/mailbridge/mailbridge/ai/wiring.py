@@ -12,6 +12,9 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from mailbridge.config import get_settings
 
 if TYPE_CHECKING:
@@ -29,6 +32,21 @@ def rule_store() -> AiRuleStore:
     from mailbridge.store.ai import AiRuleStore
 
     return AiRuleStore(get_settings().tables.settings)
+
+
+class AiSettings(BaseSettings):
+    """What only AI needs (set on ApiFunction and CategorizeFunction in template.yaml)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    categorize_queue_url: str = Field(
+        default="", validation_alias="CATEGORIZE_QUEUE_URL", description="Backfill steps go here"
+    )
+
+
+@lru_cache(maxsize=1)
+def ai_settings() -> AiSettings:
+    return AiSettings()
 
 
 AI_REQUESTS_PER_MINUTE = 10
@@ -59,6 +77,7 @@ def ai_limits() -> AiLimits:
 def categorize_deps() -> CategorizeDeps:
     from mailbridge.ai.service import CategorizeDeps
     from mailbridge.bus import EventPublisher
+    from mailbridge.queues import StandardQueue
     from mailbridge.store.blobs import BlobStore
     from mailbridge.store.emails import EmailStore
     from mailbridge.store.settings import DynamoFeatureStore
@@ -70,6 +89,7 @@ def categorize_deps() -> CategorizeDeps:
         rules=rule_store(),
         features=DynamoFeatureStore(settings.tables.settings),
         publisher=EventPublisher(settings.event_bus_name),
+        queue=StandardQueue(url) if (url := ai_settings().categorize_queue_url) else None,
     )
 
 
@@ -88,6 +108,7 @@ def category_corrector() -> CategoryCorrection:
 
 def reset() -> None:
     """Forget the cached dependencies (tests: a new cold start)."""
+    ai_settings.cache_clear()
     rule_store.cache_clear()
     categorize_deps.cache_clear()
     ai_limits.cache_clear()

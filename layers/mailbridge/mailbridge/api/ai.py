@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import ConfigDict, Field
 
-from mailbridge.ai.service import CategorizeDeps, CategoryRuleList, EmailCategorization
+from mailbridge.ai.service import BackfillJob, CategorizeDeps, CategoryRuleList, EmailCategorization
 from mailbridge.api.context import RouteGuard, current_tenant, require_role
 from mailbridge.api.schemas import BEARER, errors
 from mailbridge.models.base import Model
@@ -76,6 +76,40 @@ def categorize_email(body: Annotated[CategorizeEmailRequest, Body()]) -> EmailCa
     from mailbridge.ai.service import categorize_now
 
     return categorize_now(current_tenant(router), body.email_id, _deps())
+
+
+@router.post(
+    "/ai/categorize/backfill",
+    summary="Categorize the tenant's stored mail in resumable steps; follow the job's progress",
+    description=(
+        "Creates a job and queues its first step; each step categorizes 25 stored emails, newest "
+        "first, and queues the next, so no single run reads everything. A category a user set is "
+        "kept. Progress: `GET /ai/categorize/backfill/{job_id}`."
+    ),
+    tags=["ai"],
+    security=BEARER,
+    status_code=202,
+    middlewares=[AI, require_role(Role.MEMBER), AI_LIMIT],
+    responses=errors({503: ["queue_send_failed"]}),
+)
+def start_backfill() -> BackfillJob:
+    from mailbridge.ai.service import start_backfill as start
+
+    return start(current_tenant(router), _deps())
+
+
+@router.get(
+    "/ai/categorize/backfill/<job_id>",
+    summary="A categorize backfill's progress (`status`: running, done, stopped)",
+    tags=["ai"],
+    security=BEARER,
+    middlewares=[AI],
+    responses=errors({404: ["job_not_found"]}),
+)
+def get_backfill(job_id: str) -> BackfillJob:
+    from mailbridge.ai.service import get_backfill as progress
+
+    return progress(current_tenant(router), job_id, _deps())
 
 
 @router.get(
