@@ -35,16 +35,17 @@ def _ai_on(app: Any) -> None:
     require_ai(current_tenant(app).tenant_id, _deps().features)
 
 
-def _within_limit(app: Any) -> None:
+def _count_request() -> None:
+    """One AI request of the caller's tenant; 429 `rate_limited` past the limit. Called first in
+    the routes that run the categorizer, after validation: a refused or invalid request counts
+    nothing."""
     from mailbridge.ai.wiring import ai_limits
 
-    ai_limits().check(current_tenant(app).tenant_id)
+    ai_limits().check(current_tenant(router).tenant_id)
 
 
 # First in every route's list: a switched-off capability is 404 before any role check.
 AI = RouteGuard("require_ai", _ai_on, {404: ["feature_disabled"]})
-# Last: only a request that may run counts towards the limit.
-AI_LIMIT = RouteGuard("ai_rate_limit", _within_limit, {429: ["rate_limited"]})
 
 
 class CategorizeEmailRequest(Model):
@@ -69,12 +70,20 @@ class RuleDeleted(Model):
     ),
     tags=["ai"],
     security=BEARER,
-    middlewares=[AI, require_role(Role.MEMBER), AI_LIMIT],
-    responses=errors({400: ["not_categorizable"], 404: ["not_found"], 503: ["event_publish_failed"]}),
+    middlewares=[AI, require_role(Role.MEMBER)],
+    responses=errors(
+        {
+            400: ["not_categorizable"],
+            404: ["not_found"],
+            429: ["rate_limited"],
+            503: ["event_publish_failed"],
+        }
+    ),
 )
 def categorize_email(body: Annotated[CategorizeEmailRequest, Body()]) -> EmailCategorization:
     from mailbridge.ai.service import categorize_now
 
+    _count_request()
     return categorize_now(current_tenant(router), body.email_id, _deps())
 
 
@@ -89,12 +98,13 @@ def categorize_email(body: Annotated[CategorizeEmailRequest, Body()]) -> EmailCa
     tags=["ai"],
     security=BEARER,
     status_code=202,
-    middlewares=[AI, require_role(Role.MEMBER), AI_LIMIT],
-    responses=errors({503: ["queue_send_failed"]}),
+    middlewares=[AI, require_role(Role.MEMBER)],
+    responses=errors({429: ["rate_limited"], 503: ["queue_send_failed"]}),
 )
 def start_backfill() -> BackfillJob:
     from mailbridge.ai.service import start_backfill as start
 
+    _count_request()
     return start(current_tenant(router), _deps())
 
 
