@@ -69,9 +69,9 @@ GUARDED = sorted(
 
 @pytest.fixture
 def campaigns_on(invoke_api: Invoke) -> None:
-    # Campaign and automation routes are 404 while their feature is off; switch them on so their
-    # role guard is reached.
-    body = {"campaigns": True, "automations": True}
+    # Campaign, automation and AI routes are 404 while their feature is off; switch them on so
+    # their role guard is reached.
+    body = {"campaigns": True, "automations": True, "ai": True}
     event = load_event("api/put-features.json", tenant=TENANT, role="admin", body=body)
     assert invoke_api(event)["statusCode"] == 200
 

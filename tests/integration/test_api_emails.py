@@ -731,6 +731,7 @@ def test_openapi_documents_the_routes_and_their_errors(invoke_api: Invoke) -> No
         "unread",
         "q",
         "status",
+        "category",
         "include_deleted",
         "limit",
         "cursor",

@@ -82,12 +82,12 @@ def test_features_start_at_the_defaults(invoke_api: Invoke) -> None:
         "calendar": False,
         "contact_import": False,
     }
-    assert data["planned"] == ["ai", "calendar", "tracking"]
+    assert data["planned"] == ["calendar", "tracking"]
 
 
 def test_a_planned_feature_cannot_be_switched_on(invoke_api: Invoke, stack: Stack) -> None:
     # Given an admin
-    for flag in ("ai", "tracking", "calendar"):
+    for flag in ("tracking", "calendar"):
         # When they try to switch on a capability that is not built
         response = invoke_api(
             load_event(
@@ -105,7 +105,7 @@ def test_a_planned_feature_cannot_be_switched_on(invoke_api: Invoke, stack: Stac
 def test_planned_features_stored_on_by_an_older_revision_read_as_off(
     invoke_api: Invoke, stack: Stack
 ) -> None:
-    # Given flags saved when the defaults still said ai, automations and calendar were on
+    # Given flags saved when the defaults still said automations and calendar were on (and ai)
     stack.table("SettingsTable").put_item(
         Item={
             "pk": "TENANT#acme",
@@ -125,7 +125,7 @@ def test_planned_features_stored_on_by_an_older_revision_read_as_off(
     data = body(invoke_api(load_event("api/get-features.json", tenant="acme", role="viewer")))
     # Then only what exists reads as on
     on = sorted(name for name, value in data["flags"].items() if value)
-    assert on == ["automations", "campaigns", "crm"]
+    assert on == ["ai", "automations", "campaigns", "crm"]
 
 
 def test_admin_changes_flags_and_the_change_is_stored(invoke_api: Invoke, stack: Stack) -> None:

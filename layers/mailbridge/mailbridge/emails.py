@@ -8,7 +8,7 @@ under "from"); every function here maps them to `mailbridge.models.mail` explici
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 
 from pydantic import ConfigDict, Field
 
-from mailbridge.errors import Invalid, NotFound
+from mailbridge.ai.models import Category
+from mailbridge.errors import FeatureDisabled, Invalid, NotFound
 from mailbridge.models.base import Model
 from mailbridge.models.email import (
     AttachmentMeta,
@@ -86,6 +87,7 @@ class EmailQuery(Model):
     unread: bool | None = None
     q: str | None = None
     status: SendStatus | None = None
+    category: Category | None = None
     include_deleted: bool = False
     limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
     cursor: str | None = None
@@ -98,6 +100,11 @@ class EmailPatch(Model):
 
     read: bool | None = Field(default=None, description="Mark read (IMAP \\Seen) or unread")
     flagged: bool | None = Field(default=None, description="Flag (IMAP \\Flagged) or unflag")
+    category: Category | None = Field(
+        default=None,
+        description="Correct the AI category (needs the ai flag): stored as the user's, never "
+        "overwritten by a later run; repeated corrections for a sender make a rule (GET /ai/rules)",
+    )
 
 
 # ---------------------------------------------------------------------------------- mapping
@@ -152,6 +159,7 @@ def _summary_fields(item: Item) -> dict[str, Any]:
         "status": item.get("send_status"),
         "send_at": datetime.fromisoformat(str(item["send_at"])) if item.get("send_at") else None,
         "failure": _plain(item["failure"]) if item.get("failure") else None,
+        "category": item.get("category"),
     }
 
 
@@ -195,8 +203,25 @@ def to_email(item: Item, bodies: Mapping[str, Any], locations: Iterable[Item]) -
             "list_": ListInfo.model_validate(_plain(listinfo)) if listinfo else None,
             "size": int(item.get("size") or 0),
             "locations": [to_location(loc) for loc in sorted(locations, key=lambda loc: str(loc["sk"]))],
+            **_categorization_fields(item),
         }
     )
+
+
+_AI_FLAGS = ("is_spam", "is_bulk", "is_automated", "needs_reply", "action_requested", "is_lead")
+
+
+def _categorization_fields(item: Item) -> dict[str, Any]:
+    """What `mailbridge.ai.service` stored on the email (nothing until it is categorized)."""
+    if not item.get("category"):
+        return {}
+    confidence = item.get("confidence")
+    return {
+        "category_source": item.get("category_source") or "model",
+        **{name: bool(item.get(name)) for name in _AI_FLAGS},
+        "confidence": None if confidence is None else float(confidence),
+        "reasons": [str(r) for r in item.get("reasons") or ()],
+    }
 
 
 def participants(address_lists: Iterable[Iterable[EmailAddress]]) -> list[EmailAddress]:
@@ -266,6 +291,7 @@ def matches(item: Item, query: EmailQuery) -> bool:
         not query.sender or _sender_matches(item, query.sender),
         not query.thread_id or item.get("thread_id") == query.thread_id,
         not query.status or item.get("send_status") == query.status,
+        not query.category or item.get("category") == query.category,
         not query.account_id or query.account_id in (item.get("accounts") or ()),
         not query.folder or f"{query.account_id}:{query.folder}" in (item.get("folders") or ()),
     ]
@@ -329,6 +355,7 @@ class _Walk:
                 search=query_terms(query.q),
                 account_id=query.account_id,
                 folder=query.folder,
+                category=query.category,
             )
         return self.store.read_source(
             self.ctx.tenant_id,
@@ -552,6 +579,11 @@ def get_email(ctx: TenantContext, email_id: str, store: EmailStore, blobs: BlobS
     return _load_email(ctx, _email_item(ctx, email_id, store), store, blobs)
 
 
+CategoryCorrection = Callable[[TenantContext, Item, Category], dict[str, Any]]
+"""Stores a user's category on an email item and learns from it (`mailbridge.ai.service`);
+returns the values it set."""
+
+
 def update_email(
     ctx: TenantContext,
     email_id: str,
@@ -559,13 +591,21 @@ def update_email(
     store: EmailStore,
     blobs: BlobStore,
     queue: SyncQueue,
+    correct: CategoryCorrection | None = None,
 ) -> Email:
-    """Set read/flagged now and ask the sync function to write the flags to every mailbox."""
+    """Set read/flagged now and ask the sync function to write the flags to every mailbox; a
+    `category` goes to `correct` (the AI corrections, which check the tenant's ai flag)."""
     ctx.require(Role.MEMBER)
-    changes: dict[str, bool] = patch.model_dump(exclude_none=True)
-    if not changes:
-        raise Invalid("send at least one of read, flagged", code="empty_patch")
+    changes: dict[str, bool] = patch.model_dump(exclude_none=True, exclude={"category"})
+    if not changes and patch.category is None:
+        raise Invalid("send at least one of read, flagged, category", code="empty_patch")
     item = _email_item(ctx, email_id, store)
+    if patch.category is not None:
+        if correct is None:
+            raise FeatureDisabled("the ai feature is not available here")
+        item = {**item, **correct(ctx, item, patch.category)}
+    if not changes:
+        return _load_email(ctx, item, store, blobs)
     try:
         store.update_email(ctx.tenant_id, email_id, **changes)
     except Exception as exc:

@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
 from mailbridge import emails
+from mailbridge.ai.models import Category
 from mailbridge.api import deps
 from mailbridge.api.context import current_tenant, require_role
 from mailbridge.api.schemas import BEARER, errors
@@ -73,6 +74,10 @@ def list_emails(
     status: Annotated[
         SendStatus | None, Query(description="Only outbound mail sent through mailbridge in this state")
     ] = None,
+    category: Annotated[
+        Category | None,
+        Query(description="Only emails of this AI category (set by the categorizer or a user)"),
+    ] = None,
     include_deleted: Annotated[bool, Query(description="Also emails no mailbox holds any more")] = False,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[
@@ -89,6 +94,7 @@ def list_emails(
         unread=unread,
         q=q,
         status=status,
+        category=category,
         include_deleted=include_deleted,
         limit=limit,
         cursor=cursor,
@@ -109,15 +115,34 @@ def get_email(email_id: str) -> Email:
 
 @router.patch(
     "/emails/<email_id>",
-    summary="Mark read/unread or flagged/unflagged (member or above); written back to every mailbox",
+    summary=(
+        "Mark read/unread or flagged/unflagged (written back to every mailbox), or correct the AI "
+        "`category` (member or above)"
+    ),
+    description=(
+        "A `category` is stored as the user's (`category_source: user`) and never overwritten by a "
+        "later categorization; two corrections to one category for a sender address (or for two "
+        "addresses of one domain) make a rule (`GET /ai/rules`) that decides that sender's next mail. "
+        "404 `feature_disabled` for `category` while the tenant's ai flag is off."
+    ),
     tags=["emails"],
     security=BEARER,
     middlewares=[require_role(Role.MEMBER)],
-    responses=errors({400: ["empty_patch"], 404: ["not_found"], 503: ["queue_send_failed"]}),
+    responses=errors(
+        {400: ["empty_patch"], 404: ["not_found", "feature_disabled"], 503: ["queue_send_failed"]}
+    ),
 )
 def patch_email(email_id: str, patch: Annotated[EmailPatch, Body()]) -> Email:
+    from mailbridge.ai.wiring import category_corrector
+
     return emails.update_email(
-        current_tenant(router), email_id, patch, deps.email_store(), deps.blob_store(), deps.sync_queue()
+        current_tenant(router),
+        email_id,
+        patch,
+        deps.email_store(),
+        deps.blob_store(),
+        deps.sync_queue(),
+        category_corrector(),
     )
 
 

@@ -2,6 +2,7 @@
 
 ROUTE_MODULES: dict[str, str] = {
     "DELETE /accounts/{account_id}": "accounts",
+    "DELETE /ai/rules/{rule_id}": "ai",
     "DELETE /automations/{rule_id}": "automations",
     "DELETE /calendar/events/{event_id}": "calendar",
     "DELETE /crm/campaigns/{campaign_id}": "crm",
@@ -14,6 +15,8 @@ ROUTE_MODULES: dict[str, str] = {
     "GET /accounts": "accounts",
     "GET /accounts/{account_id}": "accounts",
     "GET /accounts/{account_id}/status": "accounts",
+    "GET /ai/categorize/backfill/{job_id}": "ai",
+    "GET /ai/rules": "ai",
     "GET /automations": "automations",
     "GET /automations/outbound-hosts": "automations",
     "GET /automations/templates": "automations",
@@ -67,6 +70,8 @@ ROUTE_MODULES: dict[str, str] = {
     "PATCH /emails/{email_id}": "emails",
     "POST /accounts": "accounts",
     "POST /accounts/{account_id}/sync": "accounts",
+    "POST /ai/categorize-email": "ai",
+    "POST /ai/categorize/backfill": "ai",
     "POST /automations": "automations",
     "POST /automations/evaluate": "automations",
     "POST /automations/openapi": "automations",

@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from mailbridge import emails
+from mailbridge.ai.models import Category
 from mailbridge.api import deps
 from mailbridge.api.context import current_tenant
 from mailbridge.api.schemas import BEARER, errors
@@ -70,6 +71,12 @@ def list_threads(
             "contain, in any case and order",
         ),
     ] = None,
+    category: Annotated[
+        Category | None,
+        Query(
+            description="Only threads with an email of this AI category (set by the categorizer or a user)"
+        ),
+    ] = None,
     include_deleted: Annotated[
         bool, Query(description="Also mail no mailbox holds any more (and count it)")
     ] = False,
@@ -86,6 +93,7 @@ def list_threads(
         until=until,
         unread=unread,
         q=q,
+        category=category,
         include_deleted=include_deleted,
         limit=limit,
         cursor=cursor,

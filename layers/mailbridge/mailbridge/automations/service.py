@@ -48,9 +48,10 @@ from mailbridge.automations.models import (
     VersionList,
 )
 from mailbridge.automations.scheduling import CronScheduler
-from mailbridge.errors import Conflict, Invalid, NotFound, RateLimited
+from mailbridge.errors import Conflict, Invalid, NotFound
 from mailbridge.features import require_feature
 from mailbridge.store.automations import AutomationStore
+from mailbridge.store.ratelimit import RateLimiter
 from mailbridge.store.settings import FeatureStore
 from mailbridge.tenancy import Role, TenantContext
 
@@ -68,6 +69,8 @@ class AutomationDeps:
     home_queue_url: str = ""
     """A queue URL of this deployment (the AutomationsQueue): its account is the only one
     `POST /automations/queues` accepts."""
+    limiter: RateLimiter | None = None
+    """The save limiter (default: the shared limiter on the automations table)."""
 
 
 def new_rule_id() -> str:
@@ -85,11 +88,10 @@ def _rule_id(rule_id: str) -> str:
 
 
 def _limit_saves(ctx: TenantContext, deps: AutomationDeps, now: datetime) -> None:
-    if deps.store.count_save(ctx.tenant_id, now) > SAVES_PER_MINUTE:
-        raise RateLimited(
-            f"at most {SAVES_PER_MINUTE} rule saves a minute per tenant",
-            retry_after=60 - now.second,
-        )
+    """`SAVES_PER_MINUTE` per tenant on the shared limiter (`store.ratelimit`, counters in the
+    automations table); 429 `rate_limited` with Retry-After past it."""
+    limiter = deps.limiter or RateLimiter(deps.store.table_name)
+    limiter.take(ctx.tenant_id, "automation_saves", SAVES_PER_MINUTE, now, what="rule saves")
 
 
 def _compiled(body: RuleFields, now: datetime) -> tuple[Any, Any, list[dict[str, Any]]]:

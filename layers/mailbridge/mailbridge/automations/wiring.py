@@ -9,6 +9,7 @@ from mailbridge.automations.scheduling import CronScheduler
 from mailbridge.automations.service import AutomationDeps
 from mailbridge.config import get_settings
 from mailbridge.store.automations import AutomationStore
+from mailbridge.store.ratelimit import RateLimiter
 from mailbridge.store.settings import DynamoFeatureStore
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ def automation_deps() -> AutomationDeps:
         features=DynamoFeatureStore(settings.tables.settings),
         scheduler=CronScheduler(settings.automations_queue_arn, settings.scheduler_role_arn),
         home_queue_url=settings.automations_queue_url,
+        limiter=RateLimiter(settings.tables.automations),
     )
 
 

@@ -70,6 +70,7 @@ def calendar_deps() -> CalendarDeps:
     from mailbridge.calendar.limits import RateLimits
     from mailbridge.calendar.service import CalendarDeps
     from mailbridge.store.crm import CrmStore
+    from mailbridge.store.ratelimit import RateLimiter
 
     settings = get_settings()
     store = calendar_store()
@@ -77,7 +78,7 @@ def calendar_deps() -> CalendarDeps:
         store=store,
         crm=CrmStore(settings.tables.crm),
         publisher=EventPublisher(settings.event_bus_name),
-        limits=RateLimits(store, lambda: datetime.now(UTC)),
+        limits=RateLimits(RateLimiter(store.table_name), lambda: datetime.now(UTC)),
         signer=signer(),
     )
 

@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field
 from mailbridge.models.base import Model
 
 # Capabilities that have a flag but are not built yet: always reported off, cannot be switched on.
-PLANNED: frozenset[str] = frozenset({"ai", "tracking", "calendar"})
+PLANNED: frozenset[str] = frozenset({"tracking", "calendar"})
 _PLANNED_NOTE = " (planned, not built yet: always off)"
 
 
@@ -19,7 +19,11 @@ class FeatureFlags(Model):
     crm: bool = Field(default=True, description="Built-in CRM, matching and email links")
     campaigns: bool = Field(default=False, description="Campaign records and campaign links")
     ai: bool = Field(
-        default=False, description="AI categorization, lead extraction, smart replies" + _PLANNED_NOTE
+        default=False,
+        description=(
+            "AI categorization of every email (`email.categorized`), `/ai/*` routes, corrections "
+            "that teach per-tenant rules"
+        ),
     )
     automations: bool = Field(default=False, description="No-code automations: rules, runs, dry-run")
     tracking: bool = Field(default=False, description="Open and click tracking of sent mail" + _PLANNED_NOTE)

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
+from mailbridge.ai.models import Category
 from mailbridge.models.base import Model
 from mailbridge.models.email import (
     AttachmentMeta,
@@ -61,6 +62,9 @@ class EmailSummary(Model):
     status: SendStatus | None = Field(default=None, description="Outbound mail sent through mailbridge only")
     send_at: datetime | None = None
     failure: SendFailure | None = None
+    category: Category | None = Field(
+        default=None, description="AI category (mailbridge.ai); null until categorized or with ai off"
+    )
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -86,6 +90,20 @@ class Email(EmailSummary):
     list_: ListInfo | None = Field(default=None, alias="list", serialization_alias="list")
     size: int
     locations: list[Location] = Field(default_factory=list)
+    category_source: Literal["model", "rule", "user"] | None = Field(
+        default=None, description="Who set `category`: the model, a rule learnt from corrections, a user"
+    )
+    is_spam: bool | None = Field(default=None, description="AI: null until categorized")
+    is_bulk: bool | None = None
+    is_automated: bool | None = None
+    needs_reply: bool | None = None
+    action_requested: bool | None = None
+    is_lead: bool | None = None
+    confidence: float | None = Field(default=None, ge=0, le=1)
+    reasons: list[str] = Field(
+        default_factory=list,
+        description="What decided the category (`header:...`, `model:...`, `rule:sender:<id>`)",
+    )
 
 
 class ThreadView(Model):

@@ -9,7 +9,7 @@ Keys (template.yaml `AutomationsTable` lists them too):
 | run | `TENANT#{t}` | `RUN#{rule_id}#{run_id}` | `run_id` sorts by the event's time |
 | run key | `TENANT#{t}` | `RUNKEY#{rule_id}#{digest}` | (rule, version, event) -> its `run_id` |
 | archived event | `TENANT#{t}` | `EVENT#{type}#{occurred_at}#{event_id}` | `ttl` 90 days |
-| save counter | `TENANT#{t}` | `RATE#SAVE#{minute}` | `ttl` two minutes later |
+| save counter | `TENANT#{t}` | `RATE#automation_saves#{minute number}` | `ttl` (store/ratelimit.py) |
 | webhook secret | `TENANT#{t}` | `SECRET#{name}` | `secrets`: active signing secrets, newest first |
 | registered queue | `TENANT#{t}` | `QUEUE#{name}` | `queue_url` (`queue.enqueue`) |
 | OpenAPI document | `TENANT#{t}` | `OPENAPI#{document_id}` | `doc`: its JSON text (`http.openapi`) |
@@ -244,19 +244,6 @@ class AutomationStore(DynamoRepository):
             newest_first=True,
         )
         return [Run.model_validate_json(item["run"]) for item in items], next_cursor
-
-    # ------------------------------------------------------------------------- limits
-    def count_save(self, tenant_id: str, now: datetime) -> int:
-        """Count one rule save in the current minute; returns the minute's count so far."""
-        minute = now.strftime("%Y%m%d%H%M")
-        response = self.table.update_item(
-            Key={"pk": tenant_pk(tenant_id), "sk": f"RATE#SAVE#{minute}"},
-            UpdateExpression="ADD #n :one SET #ttl = if_not_exists(#ttl, :ttl)",
-            ExpressionAttributeNames={"#n": "count", "#ttl": "ttl"},
-            ExpressionAttributeValues={":one": 1, ":ttl": int(now.timestamp()) + 120},
-            ReturnValues="UPDATED_NEW",
-        )
-        return int(response["Attributes"]["count"])  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------------- action data
     def put_secret(self, tenant_id: str, name: str, secret: str) -> None:

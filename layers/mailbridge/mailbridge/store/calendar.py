@@ -15,7 +15,7 @@ Item types:
   pk = TENANT#{tenant}, sk = FEED#{user key}  (the user key: a digest of the subject, tokens.subject_key)
       the generation of a user's subscription feed token (rotating it makes old tokens invalid)
   pk = TENANT#{tenant}, sk = RATE#{bucket}#{window}
-      a per-tenant counter for one rate-limit window; `ttl` removes it after the window
+      a per-tenant counter for one rate-limit window (written by store/ratelimit.py); `ttl` removes it
 An event, its UID item and its timeline entries change in one TransactWriteItems; the event is
 conditional on its version, the UID item on being new or the event's own.
 """
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailbridge.calendar.models import Event
 from mailbridge.errors import Conflict, Invalid, MailbridgeError
-from mailbridge.store.base import DynamoRepository, Item, Write, is_condition_failure, tenant_pk
+from mailbridge.store.base import DynamoRepository, Item, Write, tenant_pk
 from mailbridge.store.conditions import Attr, Key
 from mailbridge.store.keys import digest
 
@@ -64,10 +64,6 @@ def record_pk(tenant_id: str, record_id: str) -> str:
 
 def feed_sk(user: str) -> str:
     return f"FEED#{user}"
-
-
-def rate_sk(bucket: str, window: int) -> str:
-    return f"RATE#{bucket}#{window}"
 
 
 @dataclass(frozen=True)
@@ -369,20 +365,3 @@ class CalendarStore(DynamoRepository):
             ReturnValues="UPDATED_NEW",
         )
         return int(str(response["Attributes"]["generation"]))
-
-    # ------------------------------------------------------------------ rate limits
-    def count(self, tenant_id: str, bucket: str, window: int, *, limit: int, expires_at: int) -> bool:
-        """Count one use in the window; False (nothing counted) when `limit` uses are already in."""
-        try:
-            self.table.update_item(
-                Key={"pk": tenant_pk(tenant_id), "sk": rate_sk(bucket, window)},
-                UpdateExpression="ADD uses :one SET #ttl = :ttl",
-                ConditionExpression="attribute_not_exists(uses) OR uses < :limit",
-                ExpressionAttributeNames={"#ttl": "ttl"},
-                ExpressionAttributeValues={":one": 1, ":limit": limit, ":ttl": expires_at},
-            )
-        except Exception as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True

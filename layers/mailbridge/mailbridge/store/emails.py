@@ -81,6 +81,7 @@ SUMMARY_ATTRIBUTES = (
     "send_at",
     "failure",
     "search",
+    "category",
 )
 
 
@@ -221,6 +222,47 @@ class EmailStore(DynamoRepository):
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=exprs,
         )
+
+    def set_categorization(self, tenant_id: str, email_id: str, key: str, **values: Any) -> bool:
+        """Store a categorization run's `values` (category, booleans, confidence, reasons,
+        `category_source`) with `category_key = key` and `category_announced = false`.
+
+        False, writing nothing, when the email is gone, its category is the user's
+        (`category_source = user`: a correction is never overwritten) or this run (`key`) was
+        already stored; the caller then announces nothing new."""
+        values = {**values, "category_key": key, "category_announced": False}
+        expression, names, exprs = _set_expression(values)
+        names |= {"#src": "category_source", "#key": "category_key"}
+        exprs |= {":user": "user", ":key": key}
+        try:
+            self.table.update_item(
+                Key={"pk": tenant_pk(tenant_id), "sk": email_sk(email_id)},
+                UpdateExpression=expression,
+                ConditionExpression=(
+                    "attribute_exists(pk) AND (attribute_not_exists(#src) OR #src <> :user)"
+                    " AND (attribute_not_exists(#key) OR #key <> :key)"
+                ),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=exprs,
+            )
+        except Exception as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def mark_categorized_announced(self, tenant_id: str, email_id: str, key: str) -> None:
+        """`category_announced = true` while the stored run is still `key`."""
+        try:
+            self.table.update_item(
+                Key={"pk": tenant_pk(tenant_id), "sk": email_sk(email_id)},
+                UpdateExpression="SET category_announced = :yes",
+                ConditionExpression="category_key = :key",
+                ExpressionAttributeValues={":yes": True, ":key": key},
+            )
+        except Exception as exc:
+            if not is_condition_failure(exc):
+                raise
 
     def transition(self, tenant_id: str, email_id: str, allowed: tuple[str, ...], **values: Any) -> bool:
         """Set `values` only while the outbound `send_status` is one of `allowed`; False otherwise.
@@ -710,6 +752,7 @@ def email_filter(
     search: list[str] | None = None,
     account_id: str | None = None,
     folder: str | None = None,
+    category: str | None = None,
 ) -> Any:
     """A FilterExpression over email items (None: no filter): what DynamoDB can check of a query.
 
@@ -722,6 +765,8 @@ def email_filter(
     if read is not None:
         conditions.append(Attr("read").eq(read))
     conditions.extend(Attr("search").contains(term) for term in search or ())
+    if category:
+        conditions.append(Attr("category").eq(category))
     if account_id:
         conditions.append(Attr("accounts").contains(account_id))
         if folder:
