@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,8 +25,10 @@ import httpx
 import pytest
 
 from local.clock import ManualClock
+from local.http import RouteMatch, build_event, response_from_result
 from local.microsoft import MicrosoftDouble
 from local.microsoft.identity import App
+from local.template import Route
 from mailbridge.config import get_settings
 from mailbridge.models.account import Account
 from mailbridge.store.accounts import AccountStore
@@ -38,13 +42,56 @@ REDIRECT = CALLBACK_BASE + "/oauth/graph/callback"
 RETURN_URL = "https://app.mailbridge.test/connected"
 
 
+WEBHOOK_ROUTE = Route("POST", "/webhooks/graph", "WebhooksFunction", None)
+
+
 def reset_microsoft_caches() -> None:
     """Forget what the oauth and webhooks code cache per cold start."""
     from mailbridge.oauth import providers, tokens, wiring
+    from mailbridge.webhooks import wiring as webhook_wiring
 
     providers._cached.cache_clear()
     tokens.default_tokens.cache_clear()
     wiring.oauth_deps.cache_clear()
+    webhook_wiring.graph_deps.cache_clear()
+
+
+class _Bridge(BaseHTTPRequestHandler):
+    """Graph's POSTs to the notification URL, handed to the webhooks function as API Gateway would."""
+
+    server: _BridgeServer
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        path, _, query = self.path.partition("?")
+        event = build_event(
+            method="POST",
+            raw_path=path,
+            raw_query=query,
+            headers=list(self.headers.items()),
+            body=body,
+            match=RouteMatch(WEBHOOK_ROUTE, {}),
+            claims=None,
+            source_ip="127.0.0.1",
+        )
+        answer = response_from_result(self.server.invoke(event))
+        self.send_response(answer.status)
+        for name, value in answer.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(answer.body)))
+        self.end_headers()
+        self.wfile.write(answer.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+class _BridgeServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, invoke: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        super().__init__(("127.0.0.1", 0), _Bridge)
+        self.invoke = invoke
 
 
 def microsoft_environment(ms: MicrosoftDouble, app: App, secret_arn: str) -> dict[str, str]:
@@ -72,6 +119,7 @@ class GraphStack:
     app: App
     clock: ManualClock
     http: httpx.Client
+    webhook_url: str = ""
     context: FakeLambdaContext = field(default_factory=FakeLambdaContext)
     modules: dict[str, ModuleType] = field(default_factory=dict)
 
@@ -128,6 +176,13 @@ class GraphStack:
         assert outcome["outcome"] in ("connected", "reconnected"), outcome
         return outcome["account_id"]
 
+    def post_webhook(
+        self, url: str, body: bytes = b"", content_type: str = "application/json"
+    ) -> httpx.Response:
+        """POST to the webhook as Graph (or a forger) would, through the bridge."""
+        with httpx.Client(timeout=10, trust_env=False) as plain:
+            return plain.post(url, content=body, headers={"Content-Type": content_type})
+
     @property
     def accounts(self) -> AccountStore:
         return AccountStore(get_settings().tables.accounts)
@@ -165,6 +220,15 @@ class GraphStack:
 def graph_stack(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphStack]:
     # Real time (to the second), so msal's own clock agrees with the double's.
     clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
+    modules: dict[str, ModuleType] = {}
+
+    def invoke_webhooks(event: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = modules["webhooks"].lambda_handler(event, FakeLambdaContext())
+        return result
+
+    bridge = _BridgeServer(invoke_webhooks)
+    threading.Thread(target=bridge.serve_forever, daemon=True).start()
+    webhook_url = f"http://127.0.0.1:{bridge.server_address[1]}/webhooks/graph"
     with MicrosoftDouble(clock=clock, seed=13) as ms:
         ms.add_user(USER, "Ada Lovelace")
         app = ms.register_app([REDIRECT])
@@ -172,9 +236,23 @@ def graph_stack(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Graph
         boto3.client("secretsmanager").put_secret_value(SecretId=secret_arn, SecretString=app.client_secret)
         for name, value in microsoft_environment(ms, app, secret_arn).items():
             monkeypatch.setenv(name, value)
+        monkeypatch.setenv("GRAPH_WEBHOOK_URL", webhook_url)
         reset_caches()
         reset_microsoft_caches()
+        modules["webhooks"] = load_function("webhooks")
         verify = ssl.create_default_context(cafile=ms.ca_file) if ms.ca_file else True
-        with httpx.Client(verify=verify, timeout=10, trust_env=False) as http:
-            yield GraphStack(stack=stack, ms=ms, app=app, clock=clock, http=http)
-        reset_microsoft_caches()
+        try:
+            with httpx.Client(verify=verify, timeout=10, trust_env=False) as http:
+                yield GraphStack(
+                    stack=stack,
+                    ms=ms,
+                    app=app,
+                    clock=clock,
+                    http=http,
+                    webhook_url=webhook_url,
+                    modules=modules,
+                )
+        finally:
+            bridge.shutdown()
+            bridge.server_close()
+            reset_microsoft_caches()

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import threading
 import warnings
 from collections.abc import Callable, Collection
@@ -283,7 +284,9 @@ class MicrosoftOAuth:
         http = self._http or httpx.Client(
             timeout=httpx.Timeout(TIMEOUT_SECONDS, connect=5.0),
             trust_env=False,
-            verify=self.settings.ca_bundle or True,
+            verify=ssl.create_default_context(cafile=self.settings.ca_bundle)
+            if self.settings.ca_bundle
+            else True,
         )
         try:
             response = http.get(

@@ -1,0 +1,1 @@
+"""Microsoft Graph: the mail adapter (client.py) and change-notification subscriptions (subscriptions.py)."""
