@@ -13,7 +13,7 @@ import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -163,3 +163,44 @@ def test_connect_subscribe_push_lifecycle_and_forgeries(graph_runner: Runner, ms
     # Then each is refused and nothing is queued
     assert [(status, body["error"]["code"]) for status, body in answers] == [(403, "forged_notification")] * 3
     assert waiting(graph_runner) == []
+
+
+@pytest.fixture(scope="module")
+def short_lived() -> Iterator[MicrosoftDouble]:
+    """A Graph that keeps subscriptions 10 hours at most (it clamps what is asked for)."""
+    clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
+    with MicrosoftDouble(clock=clock, seed=29, subscription_max_minutes=600) as double:
+        double.add_user(USER, "Ada Lovelace")
+        yield double
+
+
+def test_the_schedule_renews_subscriptions_before_the_expiry_graph_returned(
+    short_lived: MicrosoftDouble,
+) -> None:
+    ms = short_lived
+    clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
+    with Runner(templates=[ROOT / "template.yaml"], port=0, clock=clock, microsoft=ms) as runner:
+        assert post(runner.url + "/webhooks/graph", b"{}")[0] == 400
+        token = runner.token(tenant="acme", role="member", sub="ada-user")
+        # Given a mailbox connected to a Graph that kept its subscriptions 10 hours, not the 4,230
+        # minutes asked for
+        status, started = call(runner, "GET", f"/oauth/graph/start?login_hint={USER}", token)
+        assert status == 200, started
+        _, headers, _ = get(started["authorization_url"], ms.ca_file)
+        status, _, body = get(headers["Location"], None)
+        assert json.loads(body)["outcome"] == "connected", body
+        first = {s.id: s.expiration for s in ms.subscriptions_of(USER)}
+        assert len(first) == 2
+        assert all(e - ms.now() <= timedelta(hours=10) for e in first.values())
+
+        runner.drain()  # the connect's sync runs; the pump sees the schedules (first run in an hour)
+
+        # When an hour passes for Graph and for the runner, whose hourly schedule then runs
+        ms.advance(3600)
+        runner.advance(3600)
+        runner.drain()
+
+        # Then both subscriptions were renewed (PATCHed) before they expired: same ids, later expiry
+        renewed = {s.id: s.expiration for s in ms.subscriptions_of(USER)}
+        assert set(renewed) == set(first)
+        assert all(renewed[i] > first[i] for i in first)
