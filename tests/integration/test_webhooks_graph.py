@@ -332,3 +332,30 @@ def test_no_body_gets_a_5xx_and_none_queues_anything(
     assert 400 <= answer.status_code < 500, answer.text
     assert answer.json()["error"]["code"] in {"invalid_notification", "forged_notification"}
     assert graph_stack.sync_messages() == []
+
+
+def test_an_account_whose_subscriptions_failed_on_connect_gets_them_from_the_schedule(
+    graph_stack: GraphStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a mailbox connected while our webhook did not answer Graph's validation request
+    monkeypatch.setenv("GRAPH_WEBHOOK_URL", "http://127.0.0.1:9/webhooks/graph")
+    get_settings.cache_clear()
+    account_id = _connected(graph_stack)
+    assert graph_stack.ms.subscriptions_of(USER) == []
+    monkeypatch.setenv("GRAPH_WEBHOOK_URL", graph_stack.webhook_url)
+    get_settings.cache_clear()
+
+    # When the hourly schedule runs, and then the renewal it queued
+    fanned = graph_subscriptions.handle_renewal(
+        RenewWatches(provider="graph"), graph_stack.accounts, _queue(), _deps(graph_stack)
+    )
+    (queued,) = graph_stack.sync_messages()
+    made = graph_subscriptions.handle_renewal(
+        RenewWatches.model_validate(queued), graph_stack.accounts, _queue(), _deps(graph_stack)
+    )
+
+    # Then the account has its two subscriptions after all
+    assert fanned == 1
+    assert queued["account_id"] == account_id
+    assert made == 2
+    assert len(graph_stack.ms.subscriptions_of(USER)) == 2

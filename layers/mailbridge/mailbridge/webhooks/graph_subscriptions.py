@@ -11,7 +11,8 @@ empty: no subscriptions, the poll still syncs). Graph validates both URLs before
 Renewal (Graph "Update subscription"): the `GraphSubscriptionRenewSchedule` queues
 `renew_watches(provider=graph)`; without an account it walks every subscription and queues one
 renewal per account that has one expiring within `RENEW_MARGIN` of now (by the
-`expirationDateTime` Graph returned, never an assumed lifetime); with an account, each such
+`expirationDateTime` Graph returned, never an assumed lifetime), and one per active account that
+has none (its subscriptions could not be made on connect); with an account, each such
 subscription is PATCHed (all of them with `force`, as after `reauthorizationRequired`, or
 `action="recreate"`, after `subscriptionRemoved`); one Graph no longer has (404) is made again,
 as is any synced folder without one. A revoked grant leaves the account to `reauth_required`.
@@ -175,11 +176,16 @@ def handle_renewal(
         return 0
     if message.tenant_id is None or message.account_id is None:
         limit = deps.now() + RENEW_MARGIN
-        due = sorted({(r.tenant_id, r.account_id) for r in deps.store.all() if r.expires_at <= limit})
+        records = list(deps.store.all())
+        subscribed = {(r.tenant_id, r.account_id) for r in records}
+        due = {(r.tenant_id, r.account_id) for r in records if r.expires_at <= limit}
+        # Active accounts with no subscription at all (the one made on connect failed): made now.
+        due |= {key for key in accounts.pollable(PROVIDER) if key not in subscribed}
+        ordered = sorted(due)
         hour = deps.now().strftime("%Y%m%d%H")
-        requests = [RenewWatches(provider=PROVIDER, tenant_id=t, account_id=a) for t, a in due]
+        requests = [RenewWatches(provider=PROVIDER, tenant_id=t, account_id=a) for t, a in ordered]
         if requests:
-            queue.send_many(requests, [f"graph-renew-{t}-{a}-{hour}"[:128] for t, a in due])
+            queue.send_many(requests, [f"graph-renew-{t}-{a}-{hour}"[:128] for t, a in ordered])
         return len(requests)
     try:
         account = accounts.get_account(message.tenant_id, message.account_id)
