@@ -21,6 +21,7 @@ help:
 	@echo "make -s token TENANT=acme ROLE=admin   a bearer token for the running local API"
 	@echo "make mailbox a local Dovecot with a demo mailbox to connect to the running API"
 	@echo "make mailbox PROVIDER=gmail   a Gmail mailbox in the Google double, connected through OAuth"
+	@echo "make mailbox PROVIDER=graph   a Microsoft 365 mailbox in the Microsoft double, connected through msal"
 	@echo "make bench   benchmarks, printed as ratios against named peers"
 	@echo "make mutate MODULES=\"crypto.py tenancy.py\"   mutation testing of those modules (slow)"
 	@echo "make build / make deploy ENV=dev|prod"
@@ -39,7 +40,8 @@ run: $(VENV)/.stamp
 	PORT=$(PORT) $(PY) -m local
 
 # A local Dovecot with a demo mailbox to connect while `make run` runs; PROVIDER=gmail seeds a
-# Gmail mailbox in the Google double `make run` started; PROVIDER=salesforce|hubspot starts that CRM
+# Gmail mailbox in the Google double `make run` started (PROVIDER=graph: a Microsoft 365 mailbox in
+# the Microsoft double); PROVIDER=salesforce|hubspot starts that CRM
 # double instead, seeded with demo records (CRM_PORT, default 3100).
 PROVIDER  ?= imap
 CRM_PORT  ?= 3100

@@ -42,7 +42,7 @@ from mailbridge.models.account import Account, FolderState  # noqa: E402
 from mailbridge.sync import graph as graph_sync  # noqa: E402
 from mailbridge.sync.engine import Budget  # noqa: E402
 from mailbridge.sync.ingest import Ingested  # noqa: E402
-from tests.integration.graph_harness import Tokens, graph_client  # noqa: E402
+from tests.integration.graph_adapter_harness import Tokens, graph_client  # noqa: E402
 from tests.integration.local_microsoft.conftest import USER, rfc5322  # noqa: E402
 
 

@@ -1,5 +1,6 @@
 """`python -m local` (what `make run` calls): the whole system on 127.0.0.1:$PORT until Ctrl-C,
-with the Google double (local/google) standing in for Google on 127.0.0.1:$GOOGLE_PORT."""
+with the Google double (local/google) standing in for Google on 127.0.0.1:$GOOGLE_PORT and the
+Microsoft double (local/microsoft, HTTPS with its own CA) for Microsoft on 127.0.0.1:$MICROSOFT_PORT."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import threading
 
 from local.google import GoogleDouble
 from local.google_wiring import write_state
+from local.microsoft import MicrosoftDouble
+from local.microsoft_wiring import write_state as write_microsoft_state
 from local.runner import Runner
 
 
@@ -31,6 +34,7 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = int(os.environ.get("PORT", "3000"))
     google_port = int(os.environ.get("GOOGLE_PORT", "0"))
+    microsoft_port = int(os.environ.get("MICROSOFT_PORT", "0"))
     # Ctrl-C and kill stop it, even when it was started with SIGINT ignored (a background job of a
     # shell without job control, `nohup`, some CI runners): Python leaves an ignored SIGINT ignored,
     # and the runner then ran on until it was killed.
@@ -38,9 +42,13 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     with (
         GoogleDouble(port=google_port) as google,
-        Runner(port=port, warm=True, parameters=LOCAL_PARAMETERS, google=google) as runner,
+        MicrosoftDouble(port=microsoft_port) as microsoft,
+        Runner(
+            port=port, warm=True, parameters=LOCAL_PARAMETERS, google=google, microsoft=microsoft
+        ) as runner,
     ):
         write_state(google, runner.url)
+        write_microsoft_state(microsoft, runner.url)
         token = runner.token(tenant="demo", role="owner")
         print(f"\nmailbridge is running on {runner.url} (AWS APIs: moto at {runner.endpoint_url})")
         print(f"\nBearer token (tenant demo, role owner):\n{token}\n")
@@ -50,6 +58,10 @@ def main() -> None:
         print('  curl -s -H "Authorization: Bearer $TOKEN" "$API/me"\n')
         print(f"Google double (OAuth, Gmail, Pub/Sub push to this runner) at {google.base_url}:")
         print("  make mailbox PROVIDER=gmail   seeds a Gmail mailbox and prints how to connect it\n")
+        print(
+            f"Microsoft double (identity platform, Graph, webhooks to this runner) at {microsoft.base_url}:"
+        )
+        print("  make mailbox PROVIDER=graph   seeds a Microsoft 365 mailbox and prints how to connect it\n")
         print("Ctrl-C to stop.", flush=True)
         try:
             threading.Event().wait()

@@ -159,9 +159,58 @@ def gmail_mailbox(user: str, seed: bool, state_file: Path | None = None) -> int:
     return 0
 
 
+def graph_mailbox(user: str, seed: bool, state_file: Path | None = None) -> int:
+    """Seed a Microsoft 365 mailbox in the running Microsoft double (found through the state file
+    `make run` wrote), signed in at its consent page, and print how to connect it."""
+    import base64
+
+    from local.microsoft_wiring import STATE_FILE, read_state
+
+    state = read_state(state_file or STATE_FILE)
+    if state is None:
+        print("no Microsoft double found: start `make run` first (it starts one)", file=sys.stderr)
+        return 1
+    control = str(state["urls"]["control"])
+    address = f"{user}@contoso.example"
+    try:
+        _, listed = _control(control, "GET", "")
+    except OSError:
+        print(f"the Microsoft double at {control} does not answer: is `make run` running?", file=sys.stderr)
+        return 1
+    users = listed.get("users", []) if isinstance(listed, dict) else []
+    if address.lower() not in users:
+        _control(control, "POST", "/users", {"address": address, "name": user.title()})
+        if seed:
+            for raw in seed_messages(address):
+                raw_base64 = base64.b64encode(raw).decode()
+                _control(control, "POST", f"/users/{address}/messages", {"raw_base64": raw_base64})
+    _control(control, "POST", f"/users/{address}/sign-in")
+    api = str(state.get("runner") or runner_url())
+    ca_file = state["urls"].get("ca_file")
+    print(f"Microsoft 365 mailbox {address} in the Microsoft double ({state['urls']['authority_host']}).")
+    print("Connect it while `make run` runs:")
+    print(f"  export API={api} TOKEN=$(make -s token)")
+    print("1. Ask for the consent URL:")
+    print(
+        '  URL=$(curl -s -H "Authorization: Bearer $TOKEN" '
+        f'"$API/oauth/graph/start?login_hint={address}" | jq -r .authorization_url)'
+    )
+    print("2. Open it: the double (HTTPS with its own CA) consents at once and redirects to the")
+    print("   runner's callback, which connects the mailbox and subscribes to Inbox and Sent Items:")
+    print(f'  curl -sL --cacert {ca_file} "$URL"')
+    print('Then: curl -s -H "Authorization: Bearer $TOKEN" "$API/accounts"')
+    print("New mail (the double notifies the runner's /webhooks/graph):")
+    new_mail = json.dumps({"raw": "From: carol@customer.example\r\nSubject: hello\r\n\r\nhello again\r\n"})
+    print(
+        f"  curl -s -X POST -H 'content-type: application/json' \\\n    {control}/users/{address}/messages \\"
+    )
+    print(f"    -d '{new_mail}'")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--provider", choices=("imap", "gmail"), default="imap")
+    parser.add_argument("--provider", choices=("imap", "gmail", "graph"), default="imap")
     parser.add_argument(
         "--user", default=None, help=f"default: {IMAP_USER} (imap), {GMAIL_USER} (gmail: another address)"
     )
@@ -170,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.provider == "gmail":
         return gmail_mailbox(args.user or GMAIL_USER, seed=not args.no_seed)
+    if args.provider == "graph":
+        return graph_mailbox(args.user or GMAIL_USER, seed=not args.no_seed)
     binary = find_dovecot()
     if binary is None:
         print("dovecot is not installed: run scripts/ensure-dovecot", file=sys.stderr)

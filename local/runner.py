@@ -32,6 +32,8 @@ from local.template import DEFAULT_STACK, REGION, Template, load_template
 if TYPE_CHECKING:
     from local.google import GoogleDouble
     from local.google_wiring import GoogleWiring
+    from local.microsoft import MicrosoftDouble
+    from local.microsoft_wiring import MicrosoftWiring
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +87,12 @@ class Runner:
         max_instances: int = DEFAULT_MAX_INSTANCES,
         environment: Mapping[str, str] | None = None,
         google: GoogleDouble | None = None,
+        microsoft: MicrosoftDouble | None = None,
     ) -> None:
         """`environment`: variables every function sees on top of its template environment.
         `google`: a started Google double the functions talk to instead of Google
-        (local.google_wiring: OAuth client, push topic to this runner, settings)."""
+        (local.google_wiring: OAuth client, push topic to this runner, settings). `microsoft`:
+        the same for the Microsoft double (local.microsoft_wiring)."""
         self.templates = [Path(t) for t in templates]
         self.clock: Clock = clock or RealClock()
         self._realtime = isinstance(self.clock, RealClock)
@@ -102,6 +106,8 @@ class Runner:
         self._environment = dict(environment or {})
         self.google = google
         self.google_wiring: GoogleWiring | None = None
+        self.microsoft = microsoft
+        self.microsoft_wiring: MicrosoftWiring | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._moto: ThreadedMotoServer | None = None
@@ -132,8 +138,23 @@ class Runner:
             self._parameters = {**self.google_wiring.parameters, **self._parameters}
             self._environment = {**self.google_wiring.environment, **self._environment}
 
+        if self.microsoft is not None:
+            from local.microsoft_wiring import wire_microsoft
+
+            self.microsoft_wiring = wire_microsoft(self.microsoft, self.url)
+            self._parameters = {**self.microsoft_wiring.parameters, **self._parameters}
+            self._environment = {**self.microsoft_wiring.environment, **self._environment}
+
         self.template = self._load_template()
         self.deployed: Deployed = create_resources(self.boto3_client, self.template)
+        if self.microsoft_wiring is not None and "MicrosoftClientSecret" in self.deployed.secrets:
+            from local.microsoft_wiring import store_client_secret as store_microsoft_secret
+
+            store_microsoft_secret(
+                self.boto3_client("secretsmanager"),
+                self.deployed.secrets["MicrosoftClientSecret"],
+                self.microsoft_wiring.app,
+            )
         if self.google_wiring is not None and "GoogleClientSecret" in self.deployed.secrets:
             from local.google_wiring import store_client_secret
 

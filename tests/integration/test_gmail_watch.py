@@ -37,7 +37,14 @@ def test_the_daily_renewal_fans_out_and_watches_each_gmail_account(gmail_stack: 
 
     # Then one renewal per active account is queued in that account's group (none for the revoked)
     assert fanned == [
-        {"kind": "renew_watches", "provider": "gmail", "tenant_id": TENANT, "account_id": account_id}
+        {
+            "kind": "renew_watches",
+            "provider": "gmail",
+            "tenant_id": TENANT,
+            "account_id": account_id,
+            "action": "renew",
+            "force": False,
+        }
     ]
 
     # When that message is handled

@@ -16,7 +16,7 @@ from mailbridge.providers.graph.budget import RequestBudget
 from mailbridge.providers.graph.client import GraphClient
 from mailbridge.providers.graph.errors import DeltaReset, MessageNotFound
 from mailbridge.providers.graph.models import DeltaMessage
-from tests.integration.graph_harness import Tokens, graph_client
+from tests.integration.graph_adapter_harness import Tokens, graph_client
 from tests.integration.local_microsoft.conftest import USER, rfc5322
 
 

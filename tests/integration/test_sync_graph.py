@@ -24,7 +24,7 @@ from mailbridge.sync.graph import sync_graph_account
 from mailbridge.sync.ingest import ingest_batch
 from mailbridge.sync.wiring import service_deps
 from tests.fixtures.aws import Stack
-from tests.integration.graph_harness import Tokens, graph_client
+from tests.integration.graph_adapter_harness import Tokens, graph_client
 from tests.integration.local_microsoft.conftest import USER, rfc5322
 
 TENANT = "acme"

@@ -26,7 +26,7 @@ from mailbridge.sync.messages import PushFlags, SyncRequest
 from mailbridge.sync.wiring import service_deps
 from mailbridge.tenancy import Role, TenantContext
 from tests.fixtures.aws import FakeLambdaContext, Stack, load_function
-from tests.integration.graph_harness import Tokens, graph_client
+from tests.integration.graph_adapter_harness import Tokens, graph_client
 from tests.integration.local_microsoft.conftest import USER, rfc5322
 from tests.integration.sync_harness import _record
 

@@ -82,6 +82,7 @@ def test_only_health_docs_and_what_proves_itself_skip_the_authorizer() -> None:
         "/openapi.json",
         "/oauth/{provider}/callback",
         "/webhooks/gmail",
+        "/webhooks/graph",
         "/calendar/feed/{token}",
         "/calendar/rsvp/{token}",
     }

@@ -76,15 +76,44 @@ class GoogleSettings(BaseSettings):
         return bool(self.push_topic and self.push_audience and self.push_service_account)
 
 
-class GraphSettings(BaseSettings):
-    """Microsoft Graph mail: the API's base URL (Graph v1.0 by default; tests and `make run`
-    point it at local/microsoft) and, for the local double only, the CA that signed its TLS
-    certificate (empty: the public roots)."""
+class MicrosoftSettings(BaseSettings):
+    """Microsoft identity platform (msal) and Microsoft Graph. The authority host and Graph URL
+    default to Microsoft's real endpoints (tests and `make run` point them at local/microsoft);
+    `ca_bundle` is for the local double's CA only (tests, `make run`), never to turn checks off."""
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
-    api_url: str = Field(default="https://graph.microsoft.com/v1.0", validation_alias="GRAPH_API_URL")
-    ca_file: str = Field(default="", validation_alias="GRAPH_CA_FILE")
+    client_id: str = Field(default="", validation_alias="MICROSOFT_CLIENT_ID")
+    client_secret_arn: str = Field(
+        default="",
+        validation_alias="MICROSOFT_CLIENT_SECRET_ARN",
+        description="Secrets Manager secret holding the app registration's client secret",
+    )
+    # learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow: {host}/{tenant}/oauth2/v2.0/...
+    authority_host: str = Field(
+        default="https://login.microsoftonline.com", validation_alias="MICROSOFT_AUTHORITY_HOST"
+    )
+    tenant: str = Field(
+        default="common",
+        validation_alias="MICROSOFT_TENANT",
+        pattern=r"^[A-Za-z0-9.-]{1,100}$",
+        description="common, organizations, consumers, or one directory's id or domain",
+    )
+    graph_url: str = Field(default="https://graph.microsoft.com/v1.0", validation_alias="GRAPH_API_URL")
+    ca_bundle: str = Field(
+        default="",
+        validation_alias="MICROSOFT_CA_BUNDLE",
+        description="PEM file of extra CAs to trust for Microsoft's hosts (the local double only)",
+    )
+    webhook_url: str = Field(
+        default="",
+        validation_alias="GRAPH_WEBHOOK_URL",
+        description="Public https URL of POST /webhooks/graph; empty: no subscriptions are made",
+    )
+
+    @property
+    def authority(self) -> str:
+        return f"{self.authority_host.rstrip('/')}/{self.tenant}"
 
 
 class OAuthSettings(BaseSettings):
@@ -127,7 +156,7 @@ class Settings(BaseSettings):
     tables: TableNames = Field(default_factory=TableNames)
     google: GoogleSettings = Field(default_factory=GoogleSettings)
     oauth: OAuthSettings = Field(default_factory=OAuthSettings)
-    graph: GraphSettings = Field(default_factory=GraphSettings)
+    microsoft: MicrosoftSettings = Field(default_factory=MicrosoftSettings)
 
 
 @lru_cache(maxsize=1)

@@ -19,7 +19,7 @@ MAX_FOLDERS = 50
 
 Provider = Literal["imap", "gmail", "graph"]
 """How a mailbox is reached: IMAP/SMTP with a password, or Gmail's API with an OAuth grant."""
-OAUTH_PROVIDERS: frozenset[str] = frozenset({"gmail"})
+OAUTH_PROVIDERS: frozenset[str] = frozenset({"gmail", "graph"})
 REAUTH_REQUIRED = "reauth_required"
 """`sync.reason` of an OAuth account whose grant was revoked: out of the poll until reconnected."""
 

@@ -1,5 +1,8 @@
 """Saying goodbye to an OAuth provider when a mailbox is removed (`DELETE /accounts/{id}`).
 
+Microsoft (`graph`): the account's Graph subscriptions are deleted (webhooks/graph_subscriptions.py);
+there is no grant to revoke from the client side.
+
 Best effort, in this order: stop the push watch (it needs a live access token, so it comes
 before the revocation), then revoke the refresh token, which revokes the whole grant and every
 access token issued under it (Google: "Revoking a token", web-server guide; RFC 7009). A failure
@@ -23,6 +26,14 @@ def disconnect(
 ) -> None:
     settings = settings or get_settings()
     store = store or AccountStore(settings.tables.accounts)
+    if account.provider == "graph":
+        # Graph subscriptions are deleted with a live token; Microsoft has no client revocation.
+        from mailbridge.webhooks.graph_subscriptions import unsubscribe
+
+        try:
+            unsubscribe(account)
+        except MailbridgeError as exc:
+            logger.warning("disconnect: graph subscriptions not deleted", extra={"code": exc.code})
     try:
         provider = provider_for_account(account.provider, settings)
         refresh_token = account_service.load_secrets(store, account).get("refresh_token")

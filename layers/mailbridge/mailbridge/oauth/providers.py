@@ -53,6 +53,9 @@ class TokenGrant:
     scopes: tuple[str, ...]
     refresh_token: str | None = field(default=None, repr=False)
     id_token: str | None = field(default=None, repr=False)
+    # What the callback seals as the account's credentials; None: `{"refresh_token": ...}`.
+    # Microsoft: `{"token_cache": <msal's serialized cache>}` (see microsoft.py).
+    secrets: dict[str, str | None] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -257,7 +260,13 @@ def _google(settings: Settings) -> OAuthProvider:
     return GoogleOAuth(settings.google, ClientSecret(settings.google.client_secret_arn))
 
 
-_FACTORIES: dict[str, Callable[[Settings], OAuthProvider]] = {"gmail": _google}
+def _microsoft(settings: Settings) -> OAuthProvider:
+    from mailbridge.oauth.microsoft import MicrosoftOAuth
+
+    return MicrosoftOAuth(settings.microsoft, ClientSecret(settings.microsoft.client_secret_arn))
+
+
+_FACTORIES: dict[str, Callable[[Settings], OAuthProvider]] = {"gmail": _google, "graph": _microsoft}
 PROVIDER_NAMES = tuple(_FACTORIES)
 
 
@@ -274,7 +283,7 @@ def get_provider(name: str, settings: Settings) -> OAuthProvider:
 
 
 def provider_for_account(account_provider: str, settings: Settings) -> OAuthProvider:
-    """The OAuth provider behind an account's `provider` (`gmail` -> Google)."""
+    """The OAuth provider behind an account's `provider` (`gmail` -> Google, `graph` -> Microsoft)."""
     for name in _FACTORIES:
         provider = get_provider(name, settings)
         if provider.account_provider == account_provider:

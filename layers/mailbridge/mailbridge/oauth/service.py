@@ -240,6 +240,11 @@ def _revoke_quietly(provider: OAuthProvider, grant: TokenGrant) -> None:
         logger.info("oauth revoke failed", extra={"code": exc.code})
 
 
+def _secrets(grant: TokenGrant) -> dict[str, str | None]:
+    """What to seal: the provider's own secrets (Microsoft: msal's token cache) or the refresh token."""
+    return dict(grant.secrets) if grant.secrets else {"refresh_token": grant.refresh_token}
+
+
 def _existing(tenant_id: str, address: str, deps: OAuthDeps) -> str | None:
     from mailbridge.store.accounts import address_sk
     from mailbridge.store.keys import tenant_pk
@@ -273,7 +278,7 @@ def _connect(
         version=1,
     )
     sealed = account_service.seal_secrets(
-        {"refresh_token": grant.refresh_token}, state.tenant_id, account_id, key_id=deps.settings.data_key_id
+        _secrets(grant), state.tenant_id, account_id, key_id=deps.settings.data_key_id
     )
     try:
         deps.accounts.create_account(account, sealed)
@@ -304,7 +309,7 @@ def _reconnect(
         _revoke_quietly(provider, grant)
         raise _Failed("account_mismatch", state.account_id)
     sealed = account_service.seal_secrets(
-        {"refresh_token": grant.refresh_token},
+        _secrets(grant),
         state.tenant_id,
         state.account_id,
         key_id=deps.settings.data_key_id,

@@ -11,30 +11,50 @@ scopes, or the grant expired) is not retried: the account is failed with reason
 `reauth_required`, taken out of the poll, `account.reauth_required` goes on the bus once, and
 ProviderAuthError(`reauth_required`) is raised. Reconnecting through `/oauth/{provider}/start`
 with the account's id seals a new grant and resumes from the saved cursor.
+
+Providers that keep a whole token cache (Microsoft: msal's cache, `TokenCacheProvider`) rotate
+the refresh token on every refresh, and several Lambda invocations may refresh the same account
+at once. The sealed cache is read with its `credentials_version`, msal refreshes from it, and the
+changed cache is written only if the version is unchanged (a conditional write); a writer that
+loses re-reads the newer cache and takes its token from there (msal serves the access token the
+winner cached), so the stored cache always holds the newest refresh token the winner received.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Protocol, runtime_checkable
 
 from mailbridge import accounts as account_service
+from mailbridge import crypto
 from mailbridge.bus import DomainEvent, EventPublisher
 from mailbridge.config import Settings, get_settings
-from mailbridge.errors import ProviderAuthError
+from mailbridge.errors import ProviderAuthError, ProviderError
 from mailbridge.models.account import REAUTH_REQUIRED, Account
 from mailbridge.oauth.http import GrantRevoked
-from mailbridge.oauth.providers import OAuthProvider, provider_for_account
+from mailbridge.oauth.providers import OAuthProvider, TokenGrant, provider_for_account
 from mailbridge.observability import logger
 from mailbridge.store.accounts import AccountStore
 
 REFRESH_MARGIN_SECONDS = 300.0
+CACHE_WRITE_ATTEMPTS = 3
 ACCOUNT_REAUTH_REQUIRED = "account.reauth_required"
 """Bus detail-type: `data = {account_id, provider, reason}` when an OAuth grant stops working."""
+
+
+@runtime_checkable
+class TokenCacheProvider(Protocol):
+    """A provider whose sealed credentials are a token cache (`{"token_cache": ...}`)."""
+
+    def acquire(self, token_cache: str, *, force_refresh: bool) -> tuple[TokenGrant, str | None]:
+        """A token from the cache, and the cache serialized again when it changed (else None)."""
+        ...
 
 
 @dataclass
@@ -90,10 +110,12 @@ class AccessTokens:
             again = self._cache.get(key)
             if again is not None and again is not cached and self._clock() < again.expires_at:
                 return again.token  # another thread refreshed while this one waited
-            return self._refresh(account, key)
+            return self._refresh(account, key, force_refresh=force_refresh)
 
-    def _refresh(self, account: Account, key: tuple[str, str]) -> str:
+    def _refresh(self, account: Account, key: tuple[str, str], *, force_refresh: bool = False) -> str:
         provider = self._providers(account.provider)
+        if isinstance(provider, TokenCacheProvider):
+            return self._from_cache(account, key, provider, force_refresh=force_refresh)
         secrets = account_service.load_secrets(self.store, account)
         refresh_token = secrets.get("refresh_token")
         if not refresh_token:
@@ -115,6 +137,40 @@ class AccessTokens:
             grant.access_token, self._clock() + grant.expires_in - REFRESH_MARGIN_SECONDS
         )
         return grant.access_token
+
+    def _from_cache(
+        self, account: Account, key: tuple[str, str], provider: TokenCacheProvider, *, force_refresh: bool
+    ) -> str:
+        """The token-cache path with optimistic concurrency (see the module docstring)."""
+        context = account_service.credentials_context(account.tenant_id, account.account_id)
+        for _attempt in range(CACHE_WRITE_ATTEMPTS):
+            envelope, version = self.store.get_versioned_credentials(account.tenant_id, account.account_id)
+            if envelope is None:
+                raise self._revoked(account, "no token cache is stored")
+            secrets: dict[str, str | None] = json.loads(crypto.decrypt(envelope, context))
+            token_cache = secrets.get("token_cache")
+            if not token_cache:
+                raise self._revoked(account, "no token cache is stored")
+            try:
+                grant, changed = provider.acquire(token_cache, force_refresh=force_refresh)
+            except GrantRevoked:
+                raise self._revoked(account, "the provider refused the refresh token") from None
+            if changed is not None:
+                self.refreshes += 1
+                sealed = account_service.seal_secrets(
+                    {**secrets, "token_cache": changed},
+                    account.tenant_id,
+                    account.account_id,
+                    key_id=self.key_id,
+                )
+                if not self.store.swap_credentials(account.tenant_id, account.account_id, sealed, version):
+                    force_refresh = False  # another invocation refreshed: use the cache it wrote
+                    continue
+            self._cache[key] = _Cached(
+                grant.access_token, self._clock() + grant.expires_in - REFRESH_MARGIN_SECONDS
+            )
+            return grant.access_token
+        raise ProviderError("the token cache kept changing under us", code="token_cache_conflict")
 
     def _revoked(self, account: Account, message: str) -> ProviderAuthError:
         self.forget(account)

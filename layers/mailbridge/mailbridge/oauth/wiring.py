@@ -20,6 +20,10 @@ def _watch(account: Account) -> None:
         from mailbridge.providers.gmail.connect import start_watch
 
         start_watch(account, get_settings().google)
+    elif account.provider == "graph":
+        from mailbridge.webhooks.graph_subscriptions import subscribe
+
+        subscribe(account)
 
 
 def _provider(name: str) -> OAuthProvider:

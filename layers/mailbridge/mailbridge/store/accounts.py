@@ -1,6 +1,9 @@
 """Accounts table: connected mailboxes, their per-folder sync state, and what keeps them unique.
 
-pk = TENANT#{tenant}, sk = ACCOUNT#{account_id}           the account (+ encrypted credentials)
+pk = TENANT#{tenant}, sk = ACCOUNT#{account_id}           the account (+ encrypted credentials and
+                                                          `credentials_version`, which every
+                                                          credentials write raises by one: the
+                                                          optimistic lock of a rotating token cache)
 pk = TENANT#{tenant}, sk = FOLDER#{account_id}#{folder}   per-folder cursor, counts, presence
 pk = TENANT#{tenant}, sk = UNIQUE#ADDRESS#{address}       address lower-cased -> account_id
 pk = TENANT#{tenant}, sk = UNIQUE#LOGIN#{digest}          sha256 of (IMAP host lower-cased,
@@ -208,14 +211,16 @@ class AccountStore(DynamoRepository):
             names[f"#f{i}"] = field
             expression_values[f":f{i}"] = value
             sets.append(f"#a.#f{i} = :f{i}")
+        adds = ""
         if credentials is not None:
             expression_values[":c"] = credentials.model_dump()
             sets.append("credentials = :c")
+            adds = " ADD credentials_version :one"
         key = {"pk": tenant_pk(account.tenant_id), "sk": account_sk(account.account_id)}
         try:
             response = self.table.update_item(
                 Key=key,
-                UpdateExpression="SET " + ", ".join(sets),
+                UpdateExpression="SET " + ", ".join(sets) + adds,
                 ConditionExpression="attribute_exists(pk) AND #v = :expected",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=expression_values,
@@ -366,14 +371,49 @@ class AccountStore(DynamoRepository):
         try:
             self.table.update_item(
                 Key={"pk": tenant_pk(tenant_id), "sk": account_sk(account_id)},
-                UpdateExpression="SET credentials = :c",
+                UpdateExpression="SET credentials = :c ADD credentials_version :one",
                 ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":c": credentials.model_dump()},
+                ExpressionAttributeValues={":c": credentials.model_dump(), ":one": 1},
             )
         except Exception as exc:
             if is_condition_failure(exc):
                 raise NotFound("no such account", code="account_not_found") from exc
             raise
+
+    def get_versioned_credentials(self, tenant_id: str, account_id: str) -> tuple[Envelope | None, int]:
+        """The sealed credentials and their `credentials_version` (0 before the first rewrite),
+        read consistently: what `swap_credentials` is conditioned on. Raises NotFound."""
+        item = self._item(tenant_id, account_id)
+        raw = item.get("credentials")
+        return (Envelope.model_validate(raw) if raw else None), int(item.get("credentials_version", 0))
+
+    def swap_credentials(
+        self, tenant_id: str, account_id: str, credentials: Envelope, expected_version: int
+    ) -> bool:
+        """Write new sealed credentials only if `credentials_version` is still `expected_version`
+        (then it becomes `expected_version + 1`); False when another writer got there first (read
+        again and use theirs). Raises NotFound(account_not_found) when the account is gone."""
+        condition = (
+            "attribute_exists(pk) AND attribute_not_exists(credentials_version)"
+            if expected_version == 0
+            else "attribute_exists(pk) AND credentials_version = :expected"
+        )
+        values: dict[str, Any] = {":c": credentials.model_dump(), ":next": expected_version + 1}
+        if expected_version:
+            values[":expected"] = expected_version
+        try:
+            self.table.update_item(
+                Key={"pk": tenant_pk(tenant_id), "sk": account_sk(account_id)},
+                UpdateExpression="SET credentials = :c, credentials_version = :next",
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+            )
+        except Exception as exc:
+            if not is_condition_failure(exc):
+                raise
+            self._item(tenant_id, account_id)  # NotFound when it is gone
+            return False
+        return True
 
     def mark_reauth_required(self, tenant_id: str, account_id: str, at: datetime, message: str) -> bool:
         """Fail the account with `reauth_required` and take it out of the poll; True only for the

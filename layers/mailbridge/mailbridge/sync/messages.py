@@ -20,7 +20,7 @@ class SyncRequest(Model):
     kind: Literal["sync"] = "sync"
     tenant_id: str
     account_id: str
-    reason: Literal["connected", "manual", "poll", "continuation", "retry", "push"] = "manual"
+    reason: Literal["connected", "manual", "poll", "continuation", "retry", "push", "resync"] = "manual"
     requested_at: datetime = Field(default_factory=_now)
 
 
@@ -52,13 +52,17 @@ class PurgeAccount(Model):
 
 
 class RenewWatches(Model):
-    """From the daily watch schedule: renew the push watch of every active account of a provider
-    (fanned out to one message per account, which names it)."""
+    """From the watch schedule: renew the push watch of every active account of a provider
+    (fanned out to one message per account, which names it). Graph (webhooks/graph_subscriptions.py):
+    `action="recreate"` after a `subscriptionRemoved` lifecycle event, `renew` otherwise (only
+    subscriptions near their expiry unless `force`, as after `reauthorizationRequired`)."""
 
     kind: Literal["renew_watches"] = "renew_watches"
-    provider: Literal["gmail"] = "gmail"
+    provider: Literal["gmail", "graph"] = "gmail"
     tenant_id: str | None = None
     account_id: str | None = None
+    action: Literal["renew", "recreate"] = "renew"
+    force: bool = False
 
 
 class ImportContacts(Model):

@@ -54,6 +54,10 @@ def handle(
         poll_all(message, deps)
     elif isinstance(message, PushFlags):
         push_flags(message, deps)
+    elif isinstance(message, RenewWatches) and message.provider == "graph":
+        from mailbridge.webhooks.graph_subscriptions import handle_renewal
+
+        handle_renewal(message, deps.sync.accounts, deps.queue)
     elif isinstance(message, RenewWatches):
         from mailbridge.config import get_settings
         from mailbridge.providers.gmail.connect import renew_watches

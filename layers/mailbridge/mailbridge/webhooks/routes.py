@@ -8,8 +8,9 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from mailbridge.api.schemas import errors
-from mailbridge.webhooks import gmail
-from mailbridge.webhooks.wiring import gmail_deps
+from mailbridge.errors import Invalid
+from mailbridge.webhooks import gmail, graph
+from mailbridge.webhooks.wiring import gmail_deps, graph_deps
 
 router = Router()
 
@@ -45,3 +46,51 @@ def gmail_push() -> Response[str]:
     event: Any = router.current_event
     gmail.receive(event.headers.get("authorization"), event.decoded_body, gmail_deps())
     return Response(status_code=204, body="")
+
+
+@router.post(
+    "/webhooks/graph",
+    summary="Microsoft Graph change and lifecycle notifications, and the subscription validation handshake",
+    description=(
+        "With `?validationToken=`: 200 `text/plain`, the decoded token as the body (400 "
+        "`invalid_validation_token` when it is over 512 characters, holds a control character or is "
+        'still percent-encoded). Otherwise a `{"value": [...]}` batch: 202 once every authentic '
+        "item (known `subscriptionId`, matching `clientState`) has its sync, renewal or recreation "
+        "queued; 400 `invalid_notification` (not a batch); 403 `forged_notification` (no authentic "
+        "item: nothing queued); 503 `queue_send_failed` (Graph retries)."
+    ),
+    tags=["webhooks"],
+    security=[],
+    status_code=202,
+    responses={
+        200: {
+            "description": "The validation handshake: the decoded validationToken",
+            "content": {"text/plain": {"schema": {"type": "string", "maxLength": graph.MAX_TOKEN_CHARS}}},
+        },
+        202: {"description": "Accepted: the authentic notifications are queued"},
+        **errors(
+            {
+                400: ["invalid_validation_token", "invalid_notification"],
+                403: ["forged_notification"],
+                503: ["queue_send_failed"],
+            },
+            bearer=False,
+        ),
+    },
+)
+def graph_notification() -> Response[str]:
+    event: Any = router.current_event
+    token = (event.query_string_parameters or {}).get("validationToken")
+    if token is not None:
+        return Response(
+            status_code=200,
+            content_type="text/plain; charset=utf-8",
+            body=graph.validation_answer(token),
+            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"},
+        )
+    try:
+        body = event.decoded_body
+    except (ValueError, UnicodeDecodeError):
+        raise Invalid("the body is not a Graph notification batch", code="invalid_notification") from None
+    graph.receive(body, graph_deps())
+    return Response(status_code=202, body="")

@@ -14,6 +14,7 @@ from mailbridge.config import get_settings
 from mailbridge.queues import SyncQueue
 from mailbridge.store.accounts import AccountStore
 from mailbridge.webhooks.gmail import PushNotice, PushResult, WebhookDeps, queue_syncs
+from mailbridge.webhooks.graph import GraphWebhookDeps
 from mailbridge.webhooks.verify import PushVerifier
 
 if TYPE_CHECKING:
@@ -58,3 +59,14 @@ def gmail_deps() -> WebhookDeps:
         else None
     )
     return WebhookDeps(verifier=verifier, once=once)
+
+
+@lru_cache(maxsize=1)
+def graph_deps() -> GraphWebhookDeps:
+    from mailbridge.store.graph_subscriptions import GraphSubscriptionStore
+
+    settings = get_settings()
+    return GraphWebhookDeps(
+        subscriptions=GraphSubscriptionStore(settings.tables.accounts),
+        queue=SyncQueue(settings.sync_queue_url),
+    )

@@ -1,1 +1,1 @@
-"""Microsoft Graph v1.0 mail adapter (`client.GraphClient`)."""
+"""Microsoft Graph: the mail adapter (client.py) and change-notification subscriptions (subscriptions.py)."""

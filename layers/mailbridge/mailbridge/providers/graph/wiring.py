@@ -1,4 +1,4 @@
-"""The Graph adapter of an account, from the settings (`GRAPH_API_URL`, `GRAPH_CA_FILE`), its
+"""The Graph adapter of an account, from the settings (`GRAPH_API_URL`, `MICROSOFT_CA_BUNDLE`), its
 tokens (`oauth.tokens`) and the process's request budget of the account."""
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ def client_for(account: Account) -> GraphClient:
     from mailbridge.oauth.tokens import token_source
     from mailbridge.providers.graph.budget import budget_for
 
-    settings = get_settings().graph
+    settings = get_settings().microsoft
     return GraphClient(
         token_source(account),
-        base_url=settings.api_url,
-        ca_file=settings.ca_file or None,
+        base_url=settings.graph_url,
+        ca_file=settings.ca_bundle or None,
         budget=budget_for(f"{account.tenant_id}#{account.account_id}"),
     )
 
