@@ -143,7 +143,9 @@ def test_the_document_lists_role_required_under_403_for_a_guarded_route() -> Non
     assert "role_required" not in unguarded.get(403, {}).get("x-error-codes", [])
 
 
-def test_a_guard_is_shown_by_its_name() -> None:
+def test_a_role_guard_is_shown_by_its_name_and_says_its_role() -> None:
     # The name Powertools' debug listing and tracebacks show for the route's middlewares
     assert repr(require_role(Role.ADMIN)) == "<guard require_admin>"
     assert require_role(Role.VIEWER).__name__ == "require_viewer"
+    # And the role it needs, by which the boundary tests find every guarded route and its callers
+    assert require_role(Role.OWNER).minimum is Role.OWNER
