@@ -1,0 +1,200 @@
+"""The repository base's answers to what DynamoDB answers (mailbridge.store.base), without moto:
+a table stand-in raises the service's errors (botocore ClientError, the shapes of the
+PutItem / TransactWriteItems API references) and records the requests that reach it.
+
+A lost condition is a `Conflict` (409); every other error (throttling, an invalid value) is raised
+as it came, so it is retried or answered as the fault it is, never as a conflict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from mailbridge.errors import Conflict, NotFound
+from mailbridge.store import pagination
+from mailbridge.store.base import DynamoRepository, Write, is_condition_failure
+
+
+def client_error(code: str, reasons: list[Any] | None = None, operation: str = "PutItem") -> ClientError:
+    response: dict[str, Any] = {"Error": {"Code": code, "Message": "m"}}
+    if reasons is not None:
+        response["CancellationReasons"] = reasons
+    return ClientError(response, operation)  # type: ignore[arg-type]
+
+
+class Client:
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def transact_write_items(self, **kwargs: Any) -> None:
+        self.table.requests.append(("transact_write_items", kwargs))
+        if self.table.error is not None:
+            raise self.table.error
+
+
+class Meta:
+    def __init__(self, table: Table) -> None:
+        self.client = Client(table)
+
+
+class Table:
+    """Answers every write with `error` (None: success), a query with `page`; records requests."""
+
+    def __init__(self, error: Exception | None = None, page: dict[str, Any] | None = None) -> None:
+        self.error = error
+        self.page = page or {"Items": []}
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.meta = Meta(self)
+
+    def put_item(self, **kwargs: Any) -> None:
+        self.requests.append(("put_item", kwargs))
+        if self.error is not None:
+            raise self.error
+
+    def query(self, **kwargs: Any) -> dict[str, Any]:
+        self.requests.append(("query", kwargs))
+        return self.page
+
+
+@pytest.fixture(autouse=True)
+def cursor_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pagination, "signing_key", lambda: b"k" * 64)
+    return
+
+
+def repo(table: Table) -> DynamoRepository:
+    return DynamoRepository("Emails", table)  # type: ignore[arg-type]
+
+
+def canceled(*codes: Any) -> ClientError:
+    reasons = [{"Code": c} if isinstance(c, str) else c for c in codes]
+    return client_error("TransactionCanceledException", reasons, "TransactWriteItems")
+
+
+# ------------------------------------------------------------------------------ create / replace
+
+
+def test_a_create_that_loses_its_condition_is_a_conflict_and_other_errors_pass_through() -> None:
+    # Given a table whose conditional put fails, When an item is created, Then 409 already_exists
+    with pytest.raises(Conflict) as caught:
+        repo(Table(client_error("ConditionalCheckFailedException"))).create({"pk": "p", "sk": "s"})
+    assert caught.value.code == "already_exists"
+    # And throttling is raised as it came (retried by the caller), not answered as a conflict
+    throttled = client_error("ProvisionedThroughputExceededException")
+    with pytest.raises(ClientError) as raw:
+        repo(Table(throttled)).create({"pk": "p", "sk": "s"})
+    assert raw.value is throttled
+
+
+def test_a_replace_at_a_stale_version_is_a_conflict_and_other_errors_pass_through() -> None:
+    with pytest.raises(Conflict) as caught:
+        repo(Table(client_error("ConditionalCheckFailedException"))).replace(
+            {"pk": "p", "sk": "s"}, expected_version=3
+        )
+    assert caught.value.code == "version_conflict"
+    invalid = client_error("ValidationException")
+    with pytest.raises(ClientError) as raw:
+        repo(Table(invalid)).replace({"pk": "p", "sk": "s"}, expected_version=3)
+    assert raw.value is invalid
+
+
+def test_an_error_without_a_service_response_is_not_a_conflict() -> None:
+    # A network error has no `response`; one with a response of another shape is no conflict either
+    for error in (ConnectionError("reset"), _WithResponse("not a mapping")):
+        with pytest.raises(type(error)):
+            repo(Table(error)).create({"pk": "p", "sk": "s"})
+
+
+class _WithResponse(Exception):
+    def __init__(self, response: Any) -> None:
+        super().__init__("odd")
+        self.response = response
+
+
+# ------------------------------------------------------------------------------ transactions
+
+
+def writes() -> list[Write]:
+    return [
+        Write({"Put": {"Item": {"pk": "p", "sk": "a"}}}, lambda: NotFound("first", code="first_failed")),
+        Write({"Put": {"Item": {"pk": "p", "sk": "b"}}}, lambda: NotFound("second", code="second_failed")),
+    ]
+
+
+def test_a_transaction_names_the_first_write_whose_condition_failed() -> None:
+    # Given DynamoDB's reasons in the order of the actions: the second one's condition failed
+    table = Table(canceled("None", "ConditionalCheckFailed"))
+    # When the transaction runs, Then the error is the second write's
+    with pytest.raises(NotFound) as caught:
+        repo(table).transact(writes())
+    assert caught.value.code == "second_failed"
+    # And every action reached DynamoDB with the table's name
+    ((operation, request),) = table.requests
+    assert operation == "transact_write_items"
+    assert request["TransactItems"] == [
+        {"Put": {"Item": {"pk": "p", "sk": "a"}, "TableName": "Emails"}},
+        {"Put": {"Item": {"pk": "p", "sk": "b"}, "TableName": "Emails"}},
+    ]
+
+
+def test_a_transaction_lost_to_a_concurrent_one_is_a_conflict() -> None:
+    cases: list[tuple[Any, ...]] = [
+        ("TransactionConflict", "None"),
+        ("None", "TransactionConflict"),
+        ({}, "TransactionConflict"),  # a reason without a code
+    ]
+    for reasons in cases:
+        with pytest.raises(Conflict) as caught:
+            repo(Table(canceled(*reasons))).transact(writes())
+        assert caught.value.code == "conflict", reasons
+
+
+@pytest.mark.parametrize(
+    "reasons",
+    [
+        ("ValidationError", "None"),  # an invalid value: retrying cannot help
+        ("ConditionalCheckFailed", "ThrottlingError"),  # throttled: retried as such
+        ("ItemCollectionSizeLimitExceeded",),
+        ("None", "None"),  # no reason that is about another writer
+        (),
+    ],
+)
+def test_a_transaction_cancelled_for_another_reason_is_raised_as_it_came(reasons: tuple[str, ...]) -> None:
+    error = canceled(*reasons)
+    with pytest.raises(ClientError) as raw:
+        repo(Table(error)).transact(writes())
+    assert raw.value is error
+
+
+def test_a_transaction_cancelled_without_reasons_is_not_a_conflict() -> None:
+    without = client_error("TransactionCanceledException", None, "TransactWriteItems")
+    with pytest.raises(ClientError) as raw:
+        repo(Table(without)).transact(writes())
+    assert raw.value is without
+
+
+def test_reasons_that_are_not_objects_count_for_nothing() -> None:
+    # What the other stores ask before answering a write with 409 (e.g. EmailStore.transition)
+    assert is_condition_failure(canceled(["ConditionalCheckFailed"], "None")) is False
+    assert is_condition_failure(canceled(["ConditionalCheckFailed"], "TransactionConflict")) is True
+
+
+# ------------------------------------------------------------------------------ cursors
+
+
+def test_a_cursor_made_at_an_item_resumes_the_listing_right_after_it() -> None:
+    # Given a listing of a tenant's emails by an index
+    table = Table()
+    condition = Key("gsi1pk").eq("TENANT#acme")
+    key = {"pk": "TENANT#acme", "sk": "EMAIL#e7", "gsi1pk": "TENANT#acme", "gsi1sk": "2026-01-02"}
+    # When a page filler stops at an item and makes the cursor there
+    cursor = repo(table).cursor_at("acme", key, index="gsi1", key_condition=condition)
+    assert cursor is not None
+    # Then the next page of the same listing starts right after that item
+    repo(table).query_page(tenant_id="acme", key_condition=condition, cursor=cursor, index="gsi1")
+    ((_, request),) = table.requests
+    assert request["ExclusiveStartKey"] == key
+    assert request["IndexName"] == "gsi1"
