@@ -54,6 +54,9 @@ class Table:
         if self.error is not None:
             raise self.error
 
+    def delete_item(self, **kwargs: Any) -> None:
+        self.requests.append(("delete_item", kwargs))
+
     def query(self, **kwargs: Any) -> dict[str, Any]:
         self.requests.append(("query", kwargs))
         return self.page
@@ -99,6 +102,32 @@ def test_a_replace_at_a_stale_version_is_a_conflict_and_other_errors_pass_throug
     with pytest.raises(ClientError) as raw:
         repo(Table(invalid)).replace({"pk": "p", "sk": "s"}, expected_version=3)
     assert raw.value is invalid
+
+
+def test_a_replace_without_a_version_creates_the_item_only_if_it_is_new() -> None:
+    # Given nothing read before (expected_version None), When the item is written
+    table = Table()
+    assert repo(table).replace({"pk": "p", "sk": "s"}, expected_version=None) == {
+        "pk": "p",
+        "sk": "s",
+        "version": 1,
+    }
+    # Then it is put at version 1 on the condition that the key is new
+    ((operation, request),) = table.requests
+    assert (operation, request["Item"]) == ("put_item", {"pk": "p", "sk": "s", "version": 1})
+    assert request["ConditionExpression"] == "attribute_not_exists(pk)"
+    # And an item that exists meanwhile is a conflict
+    with pytest.raises(Conflict) as caught:
+        repo(Table(client_error("ConditionalCheckFailedException"))).replace(
+            {"pk": "p", "sk": "s"}, expected_version=None
+        )
+    assert caught.value.code == "already_exists"
+
+
+def test_delete_removes_the_item_by_its_key() -> None:
+    table = Table()
+    repo(table).delete("TENANT#acme", "EMAIL#e1")
+    assert table.requests == [("delete_item", {"Key": {"pk": "TENANT#acme", "sk": "EMAIL#e1"}})]
 
 
 def test_an_error_without_a_service_response_is_not_a_conflict() -> None:
@@ -149,7 +178,11 @@ def test_a_transaction_lost_to_a_concurrent_one_is_a_conflict() -> None:
     for reasons in cases:
         with pytest.raises(Conflict) as caught:
             repo(Table(canceled(*reasons))).transact(writes())
-        assert caught.value.code == "conflict", reasons
+        # the 409 the API answers, telling the caller to try again
+        assert (caught.value.code, caught.value.message) == (
+            "conflict",
+            "a concurrent change got there first; try again",
+        ), reasons
 
 
 @pytest.mark.parametrize(
