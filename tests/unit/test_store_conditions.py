@@ -13,7 +13,7 @@ import pytest
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from mailbridge.errors import Conflict, NotFound
+from mailbridge.errors import Conflict, Invalid, NotFound
 from mailbridge.store import pagination
 from mailbridge.store.base import DynamoRepository, Write, is_condition_failure
 
@@ -84,7 +84,7 @@ def test_a_create_that_loses_its_condition_is_a_conflict_and_other_errors_pass_t
     # Given a table whose conditional put fails, When an item is created, Then 409 already_exists
     with pytest.raises(Conflict) as caught:
         repo(Table(client_error("ConditionalCheckFailedException"))).create({"pk": "p", "sk": "s"})
-    assert caught.value.code == "already_exists"
+    assert (caught.value.code, caught.value.message) == ("already_exists", "the item already exists")
     # And throttling is raised as it came (retried by the caller), not answered as a conflict
     throttled = client_error("ProvisionedThroughputExceededException")
     with pytest.raises(ClientError) as raw:
@@ -97,7 +97,10 @@ def test_a_replace_at_a_stale_version_is_a_conflict_and_other_errors_pass_throug
         repo(Table(client_error("ConditionalCheckFailedException"))).replace(
             {"pk": "p", "sk": "s"}, expected_version=3
         )
-    assert caught.value.code == "version_conflict"
+    assert (caught.value.code, caught.value.message) == (
+        "version_conflict",
+        "the item was changed by someone else",
+    )
     invalid = client_error("ValidationException")
     with pytest.raises(ClientError) as raw:
         repo(Table(invalid)).replace({"pk": "p", "sk": "s"}, expected_version=3)
@@ -231,3 +234,41 @@ def test_a_cursor_made_at_an_item_resumes_the_listing_right_after_it() -> None:
     ((_, request),) = table.requests
     assert request["ExclusiveStartKey"] == key
     assert request["IndexName"] == "gsi1"
+
+
+@pytest.mark.parametrize("limit", [1, 100])
+def test_a_page_of_1_to_100_items_is_asked_for_as_such(limit: int) -> None:
+    table = Table()
+    repo(table).query_page(tenant_id="acme", key_condition=Key("pk").eq("TENANT#acme"), limit=limit)
+    ((_, request),) = table.requests
+    assert request["Limit"] == limit
+
+
+@pytest.mark.parametrize("limit", [0, 101])
+def test_a_page_size_outside_1_to_100_is_400_invalid_limit_and_nothing_is_read(limit: int) -> None:
+    table = Table()
+    with pytest.raises(Invalid) as caught:
+        repo(table).query_page(tenant_id="acme", key_condition=Key("pk").eq("TENANT#acme"), limit=limit)
+    assert (caught.value.code, caught.value.message) == ("invalid_limit", "limit must be between 1 and 100")
+    assert table.requests == []
+
+
+def test_a_cursor_is_refused_by_another_table_index_or_key_value() -> None:
+    # Given a cursor of the emails of tenant acme's partition
+    key = {"pk": "TENANT#acme", "sk": "EMAIL#e7"}
+    condition = Key("pk").eq("TENANT#acme")
+    cursor = repo(Table()).cursor_at("acme", key, index=None, key_condition=condition)
+    # When it is replayed on another table, another index or another key value
+    others = [
+        (DynamoRepository("Contacts", Table()), None, condition),  # type: ignore[arg-type]
+        (repo(Table()), "gsi1", condition),
+        (repo(Table()), None, Key("pk").eq("TENANT#acme2")),
+    ]
+    # Then each refuses it (400 invalid_cursor), and the same listing takes it
+    for other, index, other_condition in others:
+        with pytest.raises(Invalid) as caught:
+            other.query_page(tenant_id="acme", key_condition=other_condition, cursor=cursor, index=index)
+        assert caught.value.code == "invalid_cursor"
+    table = Table()
+    repo(table).query_page(tenant_id="acme", key_condition=condition, cursor=cursor)
+    assert table.requests[0][1]["ExclusiveStartKey"] == key
