@@ -379,6 +379,38 @@ def test_the_smtp_login_check_uses_the_security_mode_given(world: World) -> None
     assert (smtp.security, smtp.port) == (Security.STARTTLS, 587)
 
 
+def test_the_imap_login_check_uses_the_security_mode_given(world: World) -> None:
+    # Given an IMAP server reached with STARTTLS on 143
+    # When the mailbox is connected, Then the IMAP login is tried with STARTTLS
+    connect(world, imap={"security": "starttls", "port": 143})
+    (imap,) = world.servers.imap
+    assert (imap.security, imap.port) == (Security.STARTTLS, 143)
+
+
+def test_plain_text_is_refused_as_such_even_when_the_address_is_taken(world: World) -> None:
+    # Given a connected mailbox
+    connect(world)
+    # When the same address is connected again over plain text, outside local mode
+    with pytest.raises(Invalid) as caught:
+        connect(world, imap={"security": "none", "port": 143})
+    # Then the answer is the plain-text refusal (400), not the taken address (409)
+    assert caught.value.code == "insecure_not_allowed"
+
+
+@pytest.mark.parametrize("server", ["imap", "smtp"])
+def test_a_stored_plain_text_server_is_refused_outside_local_mode(server: str) -> None:
+    # Given a server stored as plain text (connected while the stack allowed it)
+    stored = PublicServerSettings(host="mail.example.com", port=143, security=Security.NONE, username="alice")
+    settings = accounts.imap_settings if server == "imap" else accounts.smtp_settings
+    # When a stack outside local mode builds its login settings (sync or send time)
+    with pytest.raises(Invalid) as caught:
+        settings(stored, "pw", allow_private=False)
+    # Then it refuses plain text before anything connects
+    assert caught.value.code == "insecure_not_allowed"
+    # And in local mode the same server is allowed, insecure on purpose
+    assert settings(stored, "pw", allow_private=True).allow_insecure is True
+
+
 @pytest.mark.parametrize("remaining_ms", [4000, 3000])
 def test_without_time_left_for_a_login_nothing_is_tried(world: World, remaining_ms: int) -> None:
     with pytest.raises(ProviderUnreachable) as caught:

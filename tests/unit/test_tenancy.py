@@ -5,6 +5,13 @@ import pytest
 from mailbridge.errors import Forbidden
 from mailbridge.tenancy import Role, tenant_from_claims
 
+# What the API answers (403, in `error.message`) for each unusable claim.
+MESSAGES = {
+    "no_tenant": "the token carries no valid tenant_id claim",
+    "no_role": "the token carries no valid role claim",
+    "no_subject": "the token carries no valid subject",
+}
+
 
 def test_claims_from_external_issuer_give_the_context() -> None:
     ctx = tenant_from_claims({"sub": "u1", "tenant_id": "acme", "role": "admin"})
@@ -38,9 +45,11 @@ def test_cognito_custom_attribute_claims_are_accepted() -> None:
     ],
 )
 def test_unusable_claims_are_forbidden(claims: dict[str, object] | None, code: str) -> None:
+    # Given a verified token whose claims cannot name the caller
+    # When the context is built, Then it is refused with the code and the message the API answers
     with pytest.raises(Forbidden) as raised:
         tenant_from_claims(claims)
-    assert raised.value.code == code
+    assert (raised.value.code, raised.value.message) == (code, MESSAGES[code])
 
 
 @pytest.mark.parametrize(

@@ -15,14 +15,17 @@ DATE = datetime(2024, 1, 2, 10, 0, tzinfo=UTC)
 
 class MemoryThreadIndex:
     """The ThreadIndex protocol over dicts, as the EmailStore keeps it: per tenant, a Message-ID
-    keeps the first thread written for it, a subject keeps its newest thread; every write counts."""
+    keeps the first thread written for it, a subject keeps its newest thread; every Message-ID
+    read and write counts."""
 
     def __init__(self) -> None:
         self.ids: dict[tuple[str, str], str] = {}
         self.subjects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.id_writes: list[str] = []
+        self.id_reads: list[list[str]] = []
 
     def threads_for_message_ids(self, tenant_id: str, message_ids: list[str]) -> dict[str, str]:
+        self.id_reads.append(list(message_ids))
         return {m: self.ids[(tenant_id, m)] for m in message_ids if (tenant_id, m) in self.ids}
 
     def remember_message_ids(self, tenant_id: str, message_ids: list[str], thread_id: str) -> None:
@@ -139,6 +142,17 @@ def test_the_nearest_known_relative_decides() -> None:
     # And the message's own id, registered by an earlier child, comes before both
     index.remember_message_ids("acme", ["own@x"], "th_registered")
     assert _assign(index, _msg("own@x", in_reply_to="near@x", subject="E")) == "th_registered"
+
+
+def test_a_message_naming_no_message_id_reads_no_index() -> None:
+    # Given a message without Message-ID, In-Reply-To or References
+    index = MemoryThreadIndex()
+    # When it is threaded, Then no Message-ID lookup is made (a request for nothing)
+    _assign(index, _msg(None))
+    assert index.id_reads == []
+    # While a message with an id is looked up once, with its id
+    _assign(index, _msg("m@x"))
+    assert index.id_reads == [["m@x"]]
 
 
 def test_only_unknown_message_ids_are_written_and_all_of_them_are() -> None:

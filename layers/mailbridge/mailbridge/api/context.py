@@ -75,8 +75,10 @@ def require_role(minimum: Role) -> RoleGuard:
 
 def check_guards(app: Any) -> None:
     """Run the matched route's guards in declaration order (the resolver calls this first)."""
-    route = app.context.get("_route")
-    for middleware in getattr(route, "middlewares", None) or ():
+    # Powertools puts the matched route in the context before running its middlewares, and a
+    # route's `middlewares` is always a list.
+    route = app.context["_route"]
+    for middleware in route.middlewares:
         if isinstance(middleware, RouteGuard):
             middleware.check(app)
     app.append_context(**{_GUARDS_CHECKED: True})

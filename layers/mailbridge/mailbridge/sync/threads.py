@@ -57,7 +57,7 @@ def assign_thread(
     known = index.threads_for_message_ids(tenant_id, lookups) if lookups else {}
 
     thread_id = next((known[m] for m in lookups if m in known), None)
-    subject = base_subject(message.subject) if message.subject else ""
+    subject = base_subject(message.subject)  # "" for None
     if thread_id is None and subject and _is_reply_or_forward(message.subject):
         hit = index.subject_thread(tenant_id, account_id, subject)
         if hit and _within_window(str(hit.get("date", "")), date):
