@@ -16,9 +16,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Json
 
 from mailbridge.config import get_settings
+from mailbridge.errors import ProviderRateLimited
 from mailbridge.observability import logger, metrics, tracer
 from mailbridge.sync.messages import SyncMessage
-from mailbridge.sync.service import handle
+from mailbridge.sync.service import RATE_LIMIT_WAIT_MAX_SECONDS, handle
 from mailbridge.sync.wiring import budget_for, service_deps
 
 get_settings()  # fail the cold start, not the first record, on a bad environment
@@ -34,7 +35,13 @@ _context: dict[str, LambdaContext] = {}
 
 def record_handler(record: SyncRecord) -> None:
     remaining = _context["current"].get_remaining_time_in_millis()
-    handle(record.body, service_deps(), budget_for(remaining))
+    deps = service_deps()
+    try:
+        handle(record.body, deps, budget_for(remaining))
+    except ProviderRateLimited as exc:
+        # Back on the queue for as long as the provider asked (the record fails below).
+        deps.queue.retry_later(record.receiptHandle, exc.retry_after or RATE_LIMIT_WAIT_MAX_SECONDS)
+        raise
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -65,6 +66,16 @@ class SyncQueue:
             if response.get("Failed"):
                 codes = sorted({f.get("Code", "?") for f in response["Failed"]})
                 raise QueueSendError(f"{len(response['Failed'])} sync message(s) not queued: {codes}")
+
+    def retry_later(self, receipt_handle: str, delay_seconds: float) -> None:
+        """Hold a record back for `delay_seconds` (a provider's Retry-After) before SQS delivers
+        it again. FIFO queues take no per-message DelaySeconds; a record held back also holds
+        back its message group, so the account's later work waits behind it, in order."""
+        self.client.change_message_visibility(
+            QueueUrl=self.queue_url,
+            ReceiptHandle=receipt_handle,
+            VisibilityTimeout=min(max(1, math.ceil(delay_seconds)), 43_200),
+        )
 
 
 class StandardQueue:

@@ -281,6 +281,13 @@ class FolderState(Model):
     messages_on_server: int | None = None
     messages_stored: int = 0
     last_synced_at: datetime | None = None
+    history_id: int | None = Field(
+        default=None, description="Gmail: the historyId the stored mail is complete up to (the cursor)"
+    )
+    pending_history_id: int | None = Field(
+        default=None,
+        description="Gmail: the historyId taken before a full sync's listing; the cursor once it completes",
+    )
 
 
 class AccountStatus(Model):

@@ -440,7 +440,9 @@ class _Plan:
         assert p.email_id is not None
         mailbox, message, fetched, email_id = self.mailbox, p.result.message, p.fetched, p.email_id
         tenant = mailbox.tenant_id
-        thread_id = assign_thread(tenant, mailbox.account_id, message, date, email_id, self.index)
+        thread_id = assign_thread(
+            tenant, mailbox.account_id, message, date, email_id, self.index, fetched.provider_thread_id
+        )
         raw_key = self.blobs.raw_key(tenant, mailbox.account_id, email_id)
         self.uploads.append(Upload(raw_key, fetched.raw, "message/rfc822"))
         stored_now = len(fetched.raw) > LAZY_ATTACHMENTS_MAX_BYTES
@@ -464,7 +466,7 @@ class _Plan:
 
     def _location(self, p: _Prepared, email_id: str, date: datetime) -> dict[str, Any]:
         mailbox, fetched = self.mailbox, p.fetched
-        return {
+        location: dict[str, Any] = {
             "email_id": email_id,
             "account_id": mailbox.account_id,
             "folder": mailbox.folder,
@@ -475,6 +477,13 @@ class _Plan:
             "gsi1pk": f"{tenant_pk(mailbox.tenant_id)}#ACC#{mailbox.account_id}",
             "gsi1sk": f"{date.astimezone(UTC).isoformat()}#{email_id}",
         }
+        if fetched.provider_id is not None:
+            location |= {
+                "provider_id": fetched.provider_id,
+                "provider_thread_id": fetched.provider_thread_id,
+                "labels": sorted(fetched.labels),
+            }
+        return location
 
     # ------------------------------------------------------------------ writing
     def write_keys_and_emails(self, full_threads: set[str]) -> None:

@@ -49,7 +49,10 @@ def assign_thread(
     date: datetime,
     fallback_root: str,
     index: ThreadIndex,
+    provider_thread: str | None = None,
 ) -> str:
+    """The message's thread id. `provider_thread` (Gmail's `threadId`) decides when no relative
+    is known yet: the provider's own threading, scoped to the mailbox, before subject guessing."""
     own = message.message_id
     # Nearest relative first: a parent's thread is a better guess than a distant ancestor's.
     relatives = [r for r in [message.in_reply_to, *reversed(message.references)] if r]
@@ -57,6 +60,8 @@ def assign_thread(
     known = index.threads_for_message_ids(tenant_id, lookups) if lookups else {}
 
     thread_id = next((known[m] for m in lookups if m in known), None)
+    if thread_id is None and provider_thread:
+        thread_id = thread_id_for_root(tenant_id, f"provider-thread\n{account_id}\n{provider_thread}")
     subject = base_subject(message.subject) if message.subject else ""
     if thread_id is None and subject and _is_reply_or_forward(message.subject):
         hit = index.subject_thread(tenant_id, account_id, subject)

@@ -69,6 +69,11 @@ class FetchedMessage:
     modseq: int | None
     size: int
     raw: bytes
+    # Providers with their own ids (Gmail): the message id, its thread id and its labels, kept on
+    # the location so write-back and send can name the message to the provider.
+    provider_id: str | None = None
+    provider_thread_id: str | None = None
+    labels: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # never show message content
         return f"FetchedMessage(uid={self.uid}, flags={self.flags}, size={self.size}, modseq={self.modseq})"
