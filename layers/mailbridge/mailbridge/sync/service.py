@@ -34,9 +34,11 @@ POLL_WINDOW_SECONDS = 300
 TRANSIENT_ATTEMPTS = 3
 GMAIL_POLL_INTERVAL = timedelta(minutes=15)
 """A Gmail poll finds nothing to do for an account synced this recently (by a push)."""
-RATE_LIMIT_WAIT_MAX_SECONDS = 60.0
+RATE_LIMIT_WAIT_MAX_SECONDS = 64.0
 """A rate limit this short is waited out in the run (when the run's deadline allows); a longer one
-puts the record back on the queue for that long (the caller, `functions/sync/app.py`)."""
+puts the record back on the queue for that long (the caller, `functions/sync/app.py`). 64 s is
+the cap of the truncated exponential backoff Google asks for (`providers/gmail/quota.py`), so a
+quota storm is waited out within a run that has the time."""
 
 
 @dataclass
