@@ -56,7 +56,7 @@ def push(account_id: str) -> dict[str, Any]:
     return {"kind": "sync", "tenant_id": TENANT, "account_id": account_id, "reason": "push"}
 
 
-def api(gmail_stack: GmailStack, name: str, *, path: dict[str, str] | None = None, **query: str) -> Any:
+def api(gmail_stack: GmailStack, name: str, path: dict[str, str] | None = None, **query: str) -> Any:
     event = load_event(f"api/{name}.json", tenant=TENANT, sub="user-1")
     if path:
         for key, value in path.items():
@@ -75,7 +75,7 @@ def emails(gmail_stack: GmailStack, account_id: str, folder: str | None = None) 
     query = {"account_id": account_id, "limit": "100"}
     if folder:
         query["folder"] = folder
-    listed = api(gmail_stack, "list-emails", **query)
+    listed = api(gmail_stack, "list-emails", None, **query)
     return {str(e["subject"]): e for e in listed["items"]}
 
 
@@ -106,7 +106,7 @@ def seed(gmail_stack: GmailStack) -> dict[str, str]:
     sent, and one under a user label."""
     google = gmail_stack.google
     projects = google.create_label(USER, "Projects")
-    ids = {
+    return {
         "quote": google.deliver(USER, rfc5322("Renewal quote", message_id="<q1@customer.example>")),
         "reply": google.deliver(
             USER,
@@ -126,7 +126,6 @@ def seed(gmail_stack: GmailStack) -> dict[str, str]:
             USER, rfc5322("Plans", message_id="<p1@customer.example>"), labels=[projects, "UNREAD"]
         ),
     }
-    return ids
 
 
 def test_connecting_syncs_the_mailbox_in_full_with_folders_flags_and_threads(gmail_stack: GmailStack) -> None:
@@ -295,8 +294,10 @@ def test_a_quota_storm_slows_the_sync_but_completes_it(gmail_stack: GmailStack) 
         service_deps.cache_clear()
 
     # Then it waited for Gmail (every wait a backoff, not a loop) and stored everything
-    assert report is not None and report.complete
-    assert waits and all(w >= 1 for w in waits)
+    assert report is not None
+    assert report.complete
+    assert waits
+    assert all(w >= 1 for w in waits)
     assert len(emails(gmail_stack, account_id, ALL_MAIL)) == 30
     assert gmail_stack.google.quota.rejected > 0
 
