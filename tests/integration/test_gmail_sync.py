@@ -7,6 +7,7 @@ double saw."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -331,3 +332,30 @@ def test_a_long_rate_limit_puts_the_record_back_on_the_queue(
     assert len(result["batchItemFailures"]) == 1
     assert [delay for _, delay in held] == [600]
     assert status(gmail_stack, account_id)["stage"] == "syncing"
+
+
+def test_a_poll_syncs_only_an_account_no_push_synced_in_15_minutes(
+    gmail_stack: GmailStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an account a push synced just now, and mail that arrived since
+    account_id = gmail_stack.connect()
+    sync(gmail_stack)
+    gmail_stack.google.deliver(USER, rfc5322("Late news", message_id="<l1@customer.example>"))
+    gets = RawGets(monkeypatch)
+    poll = {"kind": "sync", "tenant_id": TENANT, "account_id": account_id, "reason": "poll"}
+
+    # When the 15-minute poll names it
+    sync(gmail_stack, poll)
+
+    # Then Gmail is not asked: the push keeps it current
+    assert gets.ids == []
+
+    # When a poll comes 16 minutes later (no push in that time)
+    deps = service_deps()
+    later = deps.sync.now() + timedelta(minutes=16)
+    monkeypatch.setattr(deps.sync, "now", lambda: later)
+    sync(gmail_stack, poll)
+
+    # Then it syncs and brings the mail in
+    assert len(gets.ids) == 1
+    assert "Late news" in emails(gmail_stack, account_id, ALL_MAIL)
