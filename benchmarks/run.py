@@ -13,7 +13,18 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-ORDER = ["cold_start", "mime", "sync", "reads", "backfill", "automations", "ai", "calendar", "webhooks"]
+ORDER = [
+    "cold_start",
+    "mime",
+    "sync",
+    "reads",
+    "backfill",
+    "automations",
+    "ai",
+    "calendar",
+    "webhooks",
+    "gmail",
+]
 
 
 def main(argv: list[str]) -> int:
