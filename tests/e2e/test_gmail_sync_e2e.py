@@ -169,7 +169,7 @@ def test_a_quota_storm_slows_the_sync_but_completes_it(runner: Runner, google: G
     try:
         started = time.monotonic()
         runner.drain(timeout=120)
-        while len(listing(runner, token, account_id)) < before + 20 and time.monotonic() - started < 240:
+        while len(listing(runner, token, account_id)) < before + 20 and time.monotonic() - started < 420:
             runner.drain(timeout=60)
     finally:
         stop.set()

@@ -333,7 +333,8 @@ class GmailSync:
         }
         if not keys:
             return {}
-        found = self.deps.emails.batch_get_sks(self.tenant, list(keys))
+        # Consistent: the anchors a batch just wrote are read back to place their labels.
+        found = self.deps.emails.batch_get_sks(self.tenant, list(keys), consistent=True)
         return {keys[str(item["sk"])]: item for item in found if str(item["sk"]) in keys}
 
     def _save(self, state: FolderState) -> None:
