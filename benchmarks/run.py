@@ -24,6 +24,7 @@ ORDER = [
     "ai",
     "calendar",
     "webhooks",
+    "gmail",
 ]
 
 

@@ -203,8 +203,8 @@ def main() -> int:
             # The sync function's batch sizes (sync/wiring.py); no time limit: continuations of a
             # deployed run are what a run cut short hands over, here the loop runs them.
             budget = Budget(max_messages=10**9, batch_size=BATCH_SIZE, batch_bytes=BATCH_BYTES)
-            report: SyncReport | None = run_sync(request, deps, budget)
-            if report is None:
+            report = run_sync(request, deps, budget)
+            if not isinstance(report, SyncReport):
                 raise RuntimeError("run_sync gave no report (account removed or credentials rejected)")
             stored += report.stored
             quarantined += sum(f.quarantined for f in report.folders)

@@ -19,10 +19,9 @@ from mailbridge.config import get_settings
 from mailbridge.errors import ProviderRateLimited
 from mailbridge.observability import logger, metrics, tracer
 from mailbridge.sync.messages import SyncMessage
-from mailbridge.sync.service import handle
+from mailbridge.sync.service import RATE_LIMIT_WAIT_MAX_SECONDS, handle
 from mailbridge.sync.wiring import budget_for, service_deps
 
-RATE_LIMIT_DEFAULT_SECONDS = 60
 get_settings()  # fail the cold start, not the first record, on a bad environment
 
 
@@ -40,8 +39,8 @@ def record_handler(record: SyncRecord) -> None:
     try:
         handle(record.body, deps, budget_for(remaining))
     except ProviderRateLimited as exc:
-        # The provider (or our budget of it) said when to come back: the record waits that long.
-        deps.queue.retry_later(record.receiptHandle, exc.retry_after or RATE_LIMIT_DEFAULT_SECONDS)
+        # Back on the queue for as long as the provider asked (the record fails below).
+        deps.queue.retry_later(record.receiptHandle, exc.retry_after or RATE_LIMIT_WAIT_MAX_SECONDS)
         raise
 
 

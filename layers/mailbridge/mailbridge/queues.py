@@ -75,13 +75,13 @@ class SyncQueue:
                 raise QueueSendError(f"{len(response['Failed'])} sync message(s) not queued: {codes}")
 
     def retry_later(self, receipt_handle: str, delay_seconds: float) -> None:
-        """Hold a record that failed for rate back for `delay_seconds` (a FIFO queue takes no
-        per-message DelaySeconds: the record's visibility timeout is the delay, and its group
-        waits behind it, so the account's work stays in order)."""
+        """Hold a record back for `delay_seconds` (a provider's Retry-After) before SQS delivers
+        it again. FIFO queues take no per-message DelaySeconds; a record held back also holds
+        back its message group, so the account's later work waits behind it, in order."""
         self.client.change_message_visibility(
             QueueUrl=self.queue_url,
             ReceiptHandle=receipt_handle,
-            VisibilityTimeout=max(1, min(math.ceil(delay_seconds), 43_200)),
+            VisibilityTimeout=min(max(1, math.ceil(delay_seconds)), 43_200),
         )
 
 

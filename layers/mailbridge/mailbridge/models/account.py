@@ -286,6 +286,13 @@ class FolderState(Model):
         exclude=True,  # internal: stored (store/accounts.py), never in an API answer
         description="Graph: the saved @odata.nextLink or @odata.deltaLink the folder resumes from",
     )
+    history_id: int | None = Field(
+        default=None, description="Gmail: the historyId the stored mail is complete up to (the cursor)"
+    )
+    pending_history_id: int | None = Field(
+        default=None,
+        description="Gmail: the historyId taken before a full sync's listing; the cursor once it completes",
+    )
 
 
 class AccountStatus(Model):

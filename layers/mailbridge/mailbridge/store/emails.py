@@ -377,11 +377,15 @@ class EmailStore(DynamoRepository):
                 return
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    def batch_get_sks(self, tenant_id: str, loc_keys: Iterable[str]) -> list[Item]:
+    def batch_get_sks(
+        self, tenant_id: str, loc_keys: Iterable[str], *, consistent: bool = False
+    ) -> list[Item]:
         keys = [{"pk": tenant_pk(tenant_id), "sk": sk} for sk in loc_keys]
         out: list[Item] = []
         for start in range(0, len(keys), BATCH_GET):
-            request: dict[str, Any] = {self.table_name: {"Keys": keys[start : start + BATCH_GET]}}
+            request: dict[str, Any] = {
+                self.table_name: {"Keys": keys[start : start + BATCH_GET], "ConsistentRead": consistent}
+            }
             while request:
                 response = self.table.meta.client.batch_get_item(RequestItems=request)
                 out.extend(response.get("Responses", {}).get(self.table_name, []))

@@ -165,7 +165,7 @@ def _apply_page(
             size=len(downloaded.mime[entry.id]),
             raw=downloaded.mime[entry.id],
             location_id=entry.id,
-            thread_id=entry.conversation_id,
+            provider_thread_id=entry.conversation_id,
         )
         for entry in new
         if entry.id in downloaded.mime

@@ -446,8 +446,10 @@ class _Plan:
         assert p.email_id is not None
         mailbox, message, fetched, email_id = self.mailbox, p.result.message, p.fetched, p.email_id
         tenant = mailbox.tenant_id
-        if fetched.thread_id:
-            thread_id = provider_thread(tenant, mailbox.account_id, fetched.thread_id, message, self.index)
+        if fetched.provider_thread_id:
+            thread_id = provider_thread(
+                tenant, mailbox.account_id, fetched.provider_thread_id, message, self.index
+            )
         else:
             thread_id = assign_thread(tenant, mailbox.account_id, message, date, email_id, self.index)
         raw_key = self.blobs.raw_key(tenant, mailbox.account_id, email_id)
@@ -473,7 +475,7 @@ class _Plan:
 
     def _location(self, p: _Prepared, email_id: str, date: datetime) -> dict[str, Any]:
         mailbox, fetched = self.mailbox, p.fetched
-        return {
+        location: dict[str, Any] = {
             "email_id": email_id,
             "account_id": mailbox.account_id,
             "folder": mailbox.folder,
@@ -485,6 +487,13 @@ class _Plan:
             "gsi1pk": f"{tenant_pk(mailbox.tenant_id)}#ACC#{mailbox.account_id}",
             "gsi1sk": f"{date.astimezone(UTC).isoformat()}#{email_id}",
         }
+        if fetched.provider_id is not None:
+            location |= {
+                "provider_id": fetched.provider_id,
+                "provider_thread_id": fetched.provider_thread_id,
+                "labels": sorted(fetched.labels),
+            }
+        return location
 
     # ------------------------------------------------------------------ writing
     def write_keys_and_emails(self, full_threads: set[str]) -> None:

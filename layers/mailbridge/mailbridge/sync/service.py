@@ -5,12 +5,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from mailbridge.accounts import Connector, imap_connect, imap_settings, load_secrets
-from mailbridge.errors import Invalid, MailbridgeError, NotFound, ProviderAuthError, ProviderError
-from mailbridge.models.account import Account, SyncStage, SyncState
+from mailbridge.errors import (
+    Invalid,
+    MailbridgeError,
+    NotFound,
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimited,
+)
+from mailbridge.models.account import REAUTH_REQUIRED, Account, SyncStage, SyncState
 from mailbridge.observability import logger
 from mailbridge.queues import SyncQueue
 from mailbridge.store.blobs import BlobStore
@@ -27,10 +34,19 @@ from mailbridge.sync.messages import (
 )
 
 if TYPE_CHECKING:
+    from mailbridge.providers.gmail.client import GmailClient
     from mailbridge.providers.graph.client import GraphClient
+    from mailbridge.sync.gmail import GmailReport
 
 POLL_WINDOW_SECONDS = 300
 TRANSIENT_ATTEMPTS = 3
+GMAIL_POLL_INTERVAL = timedelta(minutes=15)
+"""A Gmail poll finds nothing to do for an account synced this recently (by a push)."""
+RATE_LIMIT_WAIT_MAX_SECONDS = 64.0
+"""A rate limit this short is waited out in the run (when the run's deadline allows); a longer one
+puts the record back on the queue for that long (the caller, `functions/sync/app.py`). 64 s is
+the cap of the truncated exponential backoff Google asks for (`providers/gmail/quota.py`), so a
+quota storm is waited out within a run that has the time."""
 
 
 @dataclass
@@ -41,6 +57,7 @@ class SyncServiceDeps:
     connect: Connector = imap_connect
     sleep: Callable[[float], None] = time.sleep
     graph_client: Callable[[Account], GraphClient] | None = None  # None: from the settings
+    gmail_client: Callable[[Account], GmailClient] | None = None  # None: the settings' Gmail API
 
 
 def handle(
@@ -81,7 +98,7 @@ def _state(account: Account, deps: SyncServiceDeps, **changes: object) -> SyncSt
         account.tenant_id,
         account.account_id,
         state,
-        pollable=state.reason != "auth_failed",
+        pollable=state.reason not in ("auth_failed", REAUTH_REQUIRED),
         provider=account.provider,
     )
     return state
@@ -98,7 +115,7 @@ def _failed(account: Account, deps: SyncServiceDeps, exc: MailbridgeError) -> No
     )
 
 
-def run_sync(request: SyncRequest, deps: SyncServiceDeps, budget: Budget) -> SyncReport | None:
+def run_sync(request: SyncRequest, deps: SyncServiceDeps, budget: Budget) -> SyncReport | GmailReport | None:
     try:
         account = deps.sync.accounts.get_account(request.tenant_id, request.account_id)
     except NotFound:
@@ -108,23 +125,20 @@ def run_sync(request: SyncRequest, deps: SyncServiceDeps, budget: Budget) -> Syn
         from mailbridge.sync.graph import run_graph_sync
 
         return run_graph_sync(request, account, deps, budget)
-    return _run_imap_sync(request, account, deps, budget)
+    if account.provider == "gmail":
+        return run_gmail_sync(request, account, deps, budget)
+    return run_imap_sync(request, account, deps, budget)
 
 
-def _run_imap_sync(
+def run_imap_sync(
     request: SyncRequest, account: Account, deps: SyncServiceDeps, budget: Budget
 ) -> SyncReport | None:
     accounts = deps.sync.accounts
     # An auth_failed account waits for the user (polling would only hammer the server with bad
-    # logins). Gmail sync lands with the batched ingest (issue 11, part 2); until then a push,
-    # poll or connect of an OAuth mailbox only shows as queued and is cleared here.
+    # logins).
     imap = account.imap
     if imap is None or (account.sync.reason == "auth_failed" and request.reason == "poll"):
         accounts.clear_sync_queued(account.tenant_id, account.account_id, request.requested_at)
-        if imap is None:
-            logger.info(
-                "sync of an OAuth mailbox skipped: not built yet", extra={"provider": account.provider}
-            )
         return None
 
     # A run that starts clears the last failure's reason: a SYNCING state that kept `auth_failed`
@@ -177,6 +191,72 @@ def _run_imap_sync(
     else:
         deps.queue.send(continuation_of(request))
     logger.info("sync run", extra={"stored": report.stored, "complete": report.complete})
+    return report
+
+
+def _gmail_client(account: Account, deps: SyncServiceDeps) -> GmailClient:
+    if deps.gmail_client is not None:
+        return deps.gmail_client(account)
+    from mailbridge.config import get_settings
+    from mailbridge.providers.gmail.connect import client_for
+
+    return client_for(account, get_settings().google)
+
+
+def run_gmail_sync(
+    request: SyncRequest, account: Account, deps: SyncServiceDeps, budget: Budget
+) -> GmailReport | None:
+    """Sync a Gmail account (`mailbridge.sync.gmail`): `pending`/`idle` -> `syncing` -> `idle`
+    with `last_success_at`, or `failed` with the error's code.
+
+    A revoked grant (`reauth_required`, set by `mailbridge.oauth.tokens`) waits for the user:
+    polls and pushes are dropped until a reconnect, which resumes from the saved cursor. A poll
+    finds nothing to do for an account synced in the last 15 minutes (a push did it). A rate
+    limit (ProviderRateLimited) of at most RATE_LIMIT_WAIT_MAX_SECONDS that ends before the run's
+    deadline is waited out and the run carries on from its cursor; a longer one is raised for the
+    caller to put the record back on the queue for `retry_after` seconds. Other errors: retryable
+    ones are retried by the queue, the others fail the account.
+    """
+    from mailbridge.sync.gmail import sync_gmail
+
+    accounts, now = deps.sync.accounts, deps.sync.now
+    tenant_id, account_id = account.tenant_id, account.account_id
+    last = account.sync.last_success_at
+    if (account.sync.reason == REAUTH_REQUIRED and request.reason in ("poll", "push")) or (
+        request.reason == "poll" and last is not None and now() - last < GMAIL_POLL_INTERVAL
+    ):
+        accounts.clear_sync_queued(tenant_id, account_id, request.requested_at)
+        return None
+    _state(account, deps, stage=SyncStage.SYNCING, reason=None)
+    accounts.clear_sync_queued(tenant_id, account_id, request.requested_at)
+    client = _gmail_client(account, deps)
+    while True:
+        try:
+            report = sync_gmail(client, account, deps.sync, budget)
+            break
+        except ProviderRateLimited as exc:
+            wait = exc.retry_after if exc.retry_after is not None else RATE_LIMIT_WAIT_MAX_SECONDS
+            if wait <= RATE_LIMIT_WAIT_MAX_SECONDS and time.monotonic() + wait < budget.deadline:
+                logger.info("gmail rate limited; waiting", extra={"retry_after": wait})
+                deps.sleep(wait)
+                continue
+            logger.info("gmail rate limited; back on the queue", extra={"retry_after": wait})
+            raise
+        except ProviderAuthError as exc:
+            # reauth_required (the grant is gone) or insufficient_scope: the user must reconnect.
+            _failed(account, deps, exc)
+            logger.warning("gmail sync stopped: the grant does not work", extra={"code": exc.code})
+            return None
+        except ProviderError as exc:
+            _failed(account, deps, exc)
+            if exc.retryable:
+                raise  # the queue redelivers later; the cursor keeps what was stored
+            return None
+    if report.complete:
+        _state(account, deps, stage=SyncStage.IDLE, reason=None, last_success_at=now())
+    else:
+        deps.queue.send(continuation_of(request))
+    logger.info("gmail sync run", extra={"stored": report.stored, "complete": report.complete})
     return report
 
 

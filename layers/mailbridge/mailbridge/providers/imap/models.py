@@ -69,8 +69,14 @@ class FetchedMessage:
     modseq: int | None
     size: int
     raw: bytes
-    location_id: str | None = None  # a provider's own message id (Graph immutable id) instead of the UID
-    thread_id: str | None = None  # the provider's conversation (Graph conversationId)
+    # Providers with their own ids. Graph: `location_id`, the immutable message id, keys the location
+    # instead of the UID. Gmail: the location keeps its UID (the id read as a number) and names the
+    # message in `provider_id`. Both: the provider's thread (`threadId`, `conversationId`) and
+    # Gmail's labels, kept on the location so write-back and send can name the message.
+    location_id: str | None = None
+    provider_id: str | None = None
+    provider_thread_id: str | None = None
+    labels: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # never show message content
         return f"FetchedMessage(uid={self.uid}, flags={self.flags}, size={self.size}, modseq={self.modseq})"
