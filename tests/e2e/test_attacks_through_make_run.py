@@ -481,8 +481,8 @@ def _fill(w: World) -> None:
         w.server.append(
             w.user, "INBOX", inbound(sender, me, subject, msgid, hour=hour, refs=refs, extra=extra)
         )
-    # Given the tenant has campaigns on and two mailboxes connected, the first one synced
-    assert w.call("PUT", "/features", {"campaigns": True}).status == 200
+    # Given the tenant has campaigns and AI on and two mailboxes connected, the first one synced
+    assert w.call("PUT", "/features", {"campaigns": True, "ai": True}).status == 200
     for user, address, smtp in ((w.user, me, True), (w.fresh_user("second"), f"2-{me}", False)):
         body = {**w.account_body(user, address, smtp=smtp), "display_name": f"Me {CANARY}"}
         created = w.call("POST", "/accounts", body)
@@ -657,7 +657,10 @@ def base_bodies(w: World) -> dict[str, list[Callable[[], dict[str, Any]]]]:
     return {
         "POST /accounts": [account],
         "PATCH /accounts/{account_id}": [account_patch],
-        "PATCH /emails/{email_id}": [lambda: {"read": True, "flagged": False}],
+        "PATCH /emails/{email_id}": [
+            lambda: {"read": True, "flagged": False},
+            lambda: {"category": "support"},
+        ],
         "POST /emails/send": [send_reply, send_forward],
         "POST /uploads": [lambda: {"filename": f"f-{CANARY}.txt", "content_type": "text/plain", "size": 10}],
         "POST /emails/{email_id}/links": [lambda: {"kind": "contact", "record_id": w.records["contact2"]}],
