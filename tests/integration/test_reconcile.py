@@ -7,15 +7,28 @@ real Dovecot, Gmail and Graph against their local doubles, all on moto."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any, Literal
 
+import boto3
 import pytest
 
-from mailbridge.store.keys import location_sk
+from local.clock import ManualClock
+from local.microsoft import MicrosoftDouble
+from mailbridge import accounts as account_service
+from mailbridge.config import get_settings
+from mailbridge.models.account import Account, OAuthGrant
+from mailbridge.providers.graph.budget import RequestBudget
+from mailbridge.store.keys import location_prefix, location_sk
+from mailbridge.sync.messages import SyncRequest
 from mailbridge.sync.wiring import service_deps
 from tests.events import load_event
-from tests.fixtures.aws import Stack
+from tests.fixtures.aws import FakeLambdaContext, Stack, load_function
+from tests.integration.graph_adapter_harness import Tokens, graph_client
+from tests.integration.local_microsoft.conftest import USER as MS_USER
+from tests.integration.local_microsoft.conftest import rfc5322
+from tests.integration.sync_harness import _record
 from tests.integration.dovecot import DovecotServer, DovecotUser
 from tests.integration.sync_harness import TENANT, SyncHarness, message
 
@@ -111,3 +124,121 @@ def test_imap_gaps_are_found_repaired_and_shown_by_the_verdict(imap: SyncHarness
     imap.drain()
     assert sorted(int(loc["uid"]) for loc in imap.locations() if loc["folder"] == "INBOX") == [1, 2, 4]
     assert len(imap.emails()) == 4  # the expunged message's email stays (marked deleted)
+
+
+# ---------------------------------------------------------------------- shared drivers
+
+
+def drain(stack: Stack, max_records: int = 50) -> None:
+    """Hand SyncQueue records to the sync function until none is left (as the event source
+    mapping would: deleted when they succeed)."""
+    sqs: Any = boto3.client("sqs")
+    url = stack.deployed.queue_urls["SyncQueue"]
+    for _ in range(max_records):
+        got = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=0, AttributeNames=["All"]
+        ).get("Messages", [])
+        if not got:
+            return
+        (msg,) = got
+        result = load_function("sync").lambda_handler({"Records": [_record(msg, url)]}, FakeLambdaContext())
+        assert not result["batchItemFailures"], result
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
+    raise AssertionError("the sync queue did not drain")
+
+
+def get_status(invoke_api: Invoke, account_id: str) -> dict[str, Any]:
+    event = load_event("api/get-account-status.json", tenant=TENANT, role="viewer")
+    event["pathParameters"] = {"account_id": account_id}
+    event["rawPath"] = event["requestContext"]["http"]["path"] = f"/accounts/{account_id}/status"
+    response = invoke_api(event)
+    assert response["statusCode"] == 200, response
+    body: dict[str, Any] = json.loads(response["body"])
+    return body
+
+
+def store_account(account: Account) -> None:
+    sealed = account_service.seal_secrets(
+        {"refresh_token": "unused"}, TENANT, account.account_id, key_id=get_settings().data_key_id
+    )
+    service_deps().sync.accounts.create_account(account, sealed)
+
+
+def oauth_account(account_id: str, provider: Literal["gmail", "graph"], address: str) -> Account:
+    return Account(
+        account_id=account_id,
+        tenant_id=TENANT,
+        provider=provider,
+        address=address,
+        oauth=OAuthGrant(scopes=["mail"]),
+        created_at=datetime.now(UTC),
+        created_by="user-1",
+    )
+
+
+def locations_in(stack: Stack, account_id: str, folder: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = stack.table("EmailsTable").query(
+        KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+        ExpressionAttributeValues={":p": f"TENANT#{TENANT}", ":s": location_prefix(account_id, folder)},
+    )["Items"]
+    return items
+
+
+# ---------------------------------------------------------------------- Graph
+
+GRAPH_ACCOUNT = "acc_0123456789abcdef0abc"
+
+
+@pytest.fixture
+def ms() -> Iterator[MicrosoftDouble]:
+    clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
+    with MicrosoftDouble(clock=clock, seed=17) as double:
+        double.add_user(MS_USER, "Ada Lovelace")
+        client = graph_client(
+            double, Tokens(double), budget=RequestBudget(clock=lambda: clock.now().timestamp())
+        )
+        service_deps().graph_client = lambda _account: client
+        yield double
+
+
+def test_graph_gaps_are_found_repaired_and_shown_by_the_verdict(
+    stack: Stack, invoke_api: Invoke, ms: MicrosoftDouble
+) -> None:
+    # Given a synced Graph account with three messages in its Inbox
+    ids = [
+        ms.deliver(MS_USER, rfc5322(subject=f"Quote {n}", message_id=f"<g{n}@customer.example>")).immutable_id
+        for n in range(3)
+    ]
+    store_account(oauth_account(GRAPH_ACCOUNT, "graph", MS_USER))
+    service_deps().queue.send(SyncRequest(tenant_id=TENANT, account_id=GRAPH_ACCOUNT, reason="connected"))
+    drain(stack)
+    assert folder(get_status(invoke_api, GRAPH_ACCOUNT), "inbox")["verdict"] == "healthy"
+    # ... whose first message our store loses, a fourth arriving with its notification dropped,
+    # and the third purged on the server unseen
+    lose_location(location_sk(GRAPH_ACCOUNT, "inbox", 0, ids[0]))
+    added = ms.deliver(MS_USER, rfc5322(subject="Quote 3", message_id="<g3@customer.example>")).immutable_id
+    ms.purge(MS_USER, ids[2])
+
+    # When it is reconciled
+    assert post_reconcile(invoke_api, GRAPH_ACCOUNT)["statusCode"] == 202
+    drain(stack)
+
+    # Then the lost and the unseen message are stored, the purged one is gone
+    stored = {str(loc["sk"]).rsplit("#", 1)[-1] for loc in locations_in(stack, GRAPH_ACCOUNT, "inbox")}
+    assert stored == {ids[0], ids[1], added}
+    # ... and the verdict says a gap was found, all of it repaired
+    inbox = folder(get_status(invoke_api, GRAPH_ACCOUNT), "inbox")
+    assert inbox["verdict"] == "gap_found"
+    assert (inbox["reconcile"]["missing"], inbox["reconcile"]["extra"], inbox["reconcile"]["repaired"]) == (
+        2,
+        1,
+        3,
+    )
+    assert inbox["server_count"] == inbox["stored_count"] == 3
+
+    # When it is reconciled again, then the folder is whole
+    assert post_reconcile(invoke_api, GRAPH_ACCOUNT)["statusCode"] == 202
+    drain(stack)
+    inbox = folder(get_status(invoke_api, GRAPH_ACCOUNT), "inbox")
+    assert inbox["verdict"] == "healthy"
+    assert (inbox["reconcile"]["missing"], inbox["reconcile"]["extra"]) == (0, 0)
