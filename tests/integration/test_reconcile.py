@@ -21,16 +21,21 @@ from mailbridge.config import get_settings
 from mailbridge.models.account import Account, OAuthGrant
 from mailbridge.providers.graph.budget import RequestBudget
 from mailbridge.store.keys import location_prefix, location_sk
+from mailbridge.sync.gmail import gmail_uid
 from mailbridge.sync.messages import SyncRequest
 from mailbridge.sync.wiring import service_deps
 from tests.events import load_event
 from tests.fixtures.aws import FakeLambdaContext, Stack, load_function
+from tests.integration.dovecot import DovecotServer, DovecotUser
+from tests.integration.gmail_harness import USER as GMAIL_USER
+from tests.integration.gmail_harness import GmailStack
 from tests.integration.graph_adapter_harness import Tokens, graph_client
+from tests.integration.local_google.conftest import rfc5322 as gmail_rfc5322
 from tests.integration.local_microsoft.conftest import USER as MS_USER
 from tests.integration.local_microsoft.conftest import rfc5322
-from tests.integration.sync_harness import _record
-from tests.integration.dovecot import DovecotServer, DovecotUser
-from tests.integration.sync_harness import TENANT, SyncHarness, message
+from tests.integration.sync_harness import TENANT, SyncHarness, _record, message
+from tests.integration.test_gmail_sync import ALL_MAIL as GMAIL_ALL_MAIL
+from tests.integration.test_gmail_sync import sync as gmail_sync
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -242,3 +247,57 @@ def test_graph_gaps_are_found_repaired_and_shown_by_the_verdict(
     inbox = folder(get_status(invoke_api, GRAPH_ACCOUNT), "inbox")
     assert inbox["verdict"] == "healthy"
     assert (inbox["reconcile"]["missing"], inbox["reconcile"]["extra"]) == (0, 0)
+
+
+# ---------------------------------------------------------------------- Gmail
+
+
+def test_gmail_gaps_are_found_repaired_and_shown_by_the_verdict(gmail_stack: GmailStack) -> None:
+    # Given a synced Gmail account of three messages
+    google = gmail_stack.google
+    ids = [
+        google.deliver(GMAIL_USER, gmail_rfc5322(f"Quote {n}", message_id=f"<m{n}@customer.example>"))
+        for n in range(3)
+    ]
+    account_id = gmail_stack.connect()
+    gmail_sync(gmail_stack)
+
+    def invoke_api(event: dict[str, Any]) -> dict[str, Any]:
+        return gmail_stack.invoke("api", event)
+
+    assert folder(get_status(invoke_api, account_id), GMAIL_ALL_MAIL)["verdict"] == "healthy"
+    # ... whose first message our store loses, a fourth arriving with its push dropped,
+    # and the third deleted on the server unseen
+    lose_location(location_sk(account_id, GMAIL_ALL_MAIL, 1, gmail_uid(ids[0])))
+    added = google.deliver(GMAIL_USER, gmail_rfc5322("Quote 3", message_id="<m3@customer.example>"))
+    google.delete(GMAIL_USER, ids[2])
+    gmail_stack.sync_messages()  # whatever push was queued is lost
+
+    # When it is reconciled
+    answer = post_reconcile(invoke_api, account_id)
+    assert answer["statusCode"] == 202, answer
+    results = gmail_sync(gmail_stack)
+
+    # Then the lost and the unseen message are stored (and in the Inbox), the deleted one is gone
+    assert all(r == {"batchItemFailures": []} for r in results), results
+    anchors = {int(loc["uid"]) for loc in locations_in(stack_of(gmail_stack), account_id, GMAIL_ALL_MAIL)}
+    assert anchors == {gmail_uid(i) for i in (ids[0], ids[1], added)}
+    inbox = {int(loc["uid"]) for loc in locations_in(stack_of(gmail_stack), account_id, "INBOX")}
+    assert inbox == anchors
+    # ... and the verdict says a gap was found, all of it repaired
+    all_mail = folder(get_status(invoke_api, account_id), GMAIL_ALL_MAIL)
+    assert all_mail["verdict"] == "gap_found"
+    found = all_mail["reconcile"]
+    assert (found["missing"], found["extra"], found["repaired"]) == (2, 1, 3)
+    assert all_mail["server_count"] == all_mail["stored_count"] == 3
+
+    # When it is reconciled again, then the folder is whole
+    assert post_reconcile(invoke_api, account_id)["statusCode"] == 202
+    gmail_sync(gmail_stack)
+    all_mail = folder(get_status(invoke_api, account_id), GMAIL_ALL_MAIL)
+    assert all_mail["verdict"] == "healthy"
+    assert (all_mail["reconcile"]["missing"], all_mail["reconcile"]["extra"]) == (0, 0)
+
+
+def stack_of(gmail_stack: GmailStack) -> Stack:
+    return gmail_stack.stack
