@@ -22,7 +22,7 @@ from mailbridge.models.account import Account, OAuthGrant
 from mailbridge.providers.graph.budget import RequestBudget
 from mailbridge.store.keys import location_prefix, location_sk
 from mailbridge.sync.gmail import gmail_uid
-from mailbridge.sync.messages import SyncRequest
+from mailbridge.sync.messages import Reconcile, SyncRequest
 from mailbridge.sync.wiring import service_deps
 from tests.events import load_event
 from tests.fixtures.aws import FakeLambdaContext, Stack, load_function
@@ -301,3 +301,32 @@ def test_gmail_gaps_are_found_repaired_and_shown_by_the_verdict(gmail_stack: Gma
 
 def stack_of(gmail_stack: GmailStack) -> Stack:
     return gmail_stack.stack
+
+
+def test_the_nightly_schedule_reconciles_every_account_and_the_status_shows_the_last_push(
+    stack: Stack, invoke_api: Invoke, ms: MicrosoftDouble
+) -> None:
+    # Given a synced Graph account whose first message our store lost, and a push received
+    ids = [
+        ms.deliver(MS_USER, rfc5322(subject=f"Note {n}", message_id=f"<n{n}@customer.example>")).immutable_id
+        for n in range(2)
+    ]
+    store_account(oauth_account(GRAPH_ACCOUNT, "graph", MS_USER))
+    service_deps().queue.send(SyncRequest(tenant_id=TENANT, account_id=GRAPH_ACCOUNT, reason="push"))
+    drain(stack)
+    lose_location(location_sk(GRAPH_ACCOUNT, "inbox", 0, ids[0]))
+    assert get_status(invoke_api, GRAPH_ACCOUNT)["folders"][0]["since_last_push_seconds"] is not None
+
+    # When the nightly schedule's message (events/scheduler) reaches the sync function
+    schedule = load_event("scheduler/reconcile-nightly.json")
+    service_deps().queue.send(Reconcile.model_validate(schedule))
+    drain(stack)
+
+    # Then the account was reconciled: the lost message is back and the verdict shows the gap
+    stored = {str(loc["sk"]).rsplit("#", 1)[-1] for loc in locations_in(stack, GRAPH_ACCOUNT, "inbox")}
+    assert stored == set(ids)
+    status = get_status(invoke_api, GRAPH_ACCOUNT)
+    inbox = folder(status, "inbox")
+    assert inbox["verdict"] == "gap_found"
+    assert inbox["reconcile"]["missing"] == inbox["reconcile"]["repaired"] == 1
+    assert status["reconcile_queued_at"] is None
