@@ -54,11 +54,12 @@ def post_reconcile(invoke_api: Invoke, account_id: str) -> dict[str, Any]:
     event["pathParameters"] = {"account_id": account_id}
     path = f"/accounts/{account_id}/reconcile"
     event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    return invoke_api(event)
+    response: dict[str, Any] = invoke_api(event)
+    return response
 
 
 def folder(status: dict[str, Any], name: str) -> dict[str, Any]:
-    found = [f for f in status["folders"] if f["name"] == name]
+    found: list[dict[str, Any]] = [f for f in status["folders"] if f["name"] == name]
     assert found, [f["name"] for f in status["folders"]]
     return found[0]
 
