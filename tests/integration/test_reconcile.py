@@ -331,3 +331,28 @@ def test_the_nightly_schedule_reconciles_every_account_and_the_status_shows_the_
     assert inbox["verdict"] == "gap_found"
     assert inbox["reconcile"]["missing"] == inbox["reconcile"]["repaired"] == 1
     assert status["reconcile_queued_at"] is None
+
+
+def test_a_revoked_grant_met_by_the_reconcile_shows_reauth_required(
+    stack: Stack, invoke_api: Invoke, ms: MicrosoftDouble
+) -> None:
+    # Given a synced Graph account whose grant the user then revokes
+    ms.deliver(MS_USER, rfc5322(subject="Note", message_id="<r0@customer.example>"))
+    store_account(oauth_account(GRAPH_ACCOUNT, "graph", MS_USER))
+    service_deps().queue.send(SyncRequest(tenant_id=TENANT, account_id=GRAPH_ACCOUNT, reason="connected"))
+    drain(stack)
+    ms.revoke(MS_USER)
+    ms.expire_access_tokens(MS_USER)  # so the next call must refresh, which the revocation refuses
+
+    # When it is reconciled
+    assert post_reconcile(invoke_api, GRAPH_ACCOUNT)["statusCode"] == 202
+    drain(stack)
+
+    # Then every folder's verdict asks for a reconnect, and no reconcile is left queued
+    status = get_status(invoke_api, GRAPH_ACCOUNT)
+    assert {f["verdict"] for f in status["folders"]} == {"reauth_required"}
+    assert status["reconcile_queued_at"] is None
+    # ... and a new request is refused until the user reconnects
+    refused = post_reconcile(invoke_api, GRAPH_ACCOUNT)
+    assert refused["statusCode"] == 409
+    assert json.loads(refused["body"])["error"]["code"] == "reauth_required"

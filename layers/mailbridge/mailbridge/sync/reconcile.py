@@ -102,9 +102,13 @@ def handle_reconcile(message: Reconcile, deps: SyncServiceDeps, budget: Budget) 
     except ProviderAuthError as exc:
         from mailbridge.sync.service import _failed
 
-        _failed(account, deps, exc)
-        accounts.clear_reconcile_queued(account.tenant_id, account.account_id)
-        return []
+        _failed(account, deps, exc)  # the verdict says reauth_required
+    except ProviderError as exc:
+        if exc.retryable:
+            raise  # unreachable, timeout ...: the queue redelivers it
+        logger.warning("reconcile refused", extra={"code": exc.code})
+    except MailbridgeError as exc:  # Invalid: host_not_allowed, insecure_not_allowed (the sync reports it)
+        logger.warning("reconcile refused", extra={"code": exc.code})
     if any(not t.complete for t in tallies):
         deps.queue.send(
             Reconcile(tenant_id=account.tenant_id, account_id=account.account_id, reason="continuation")
