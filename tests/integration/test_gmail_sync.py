@@ -25,6 +25,7 @@ from mailbridge.sync.wiring import service_deps
 from tests.events import load_event
 from tests.integration.gmail_harness import TENANT, USER, GmailStack
 from tests.integration.local_google.conftest import rfc5322
+from tests.integration.sync_harness import without_ages
 
 ALL_MAIL = "[Gmail]/All Mail"
 
@@ -82,12 +83,6 @@ def emails(gmail_stack: GmailStack, account_id: str, folder: str | None = None) 
 
 def status(gmail_stack: GmailStack, account_id: str) -> dict[str, Any]:
     return dict(api(gmail_stack, "get-account-status", path={"account_id": account_id}))
-
-
-def without_ages(state: dict[str, Any]) -> dict[str, Any]:
-    """The status without the figures that grow with the clock (cursor age, time since a push)."""
-    ages = ("cursor_age_seconds", "since_last_push_seconds")
-    return state | {"folders": [{k: v for k, v in f.items() if k not in ages} for f in state["folders"]]}
 
 
 def mailbox(gmail_stack: GmailStack) -> DoubleMailbox:
