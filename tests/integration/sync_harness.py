@@ -202,6 +202,13 @@ class SyncHarness:
         return self._items(f"LOC#{self.account_id}#")
 
 
+def without_ages(state: dict[str, Any]) -> dict[str, Any]:
+    """An account status without the figures that grow with the clock (each folder's cursor age
+    and time since the last push), to compare two statuses taken apart in time."""
+    ages = ("cursor_age_seconds", "since_last_push_seconds")
+    return state | {"folders": [{k: v for k, v in f.items() if k not in ages} for f in state["folders"]]}
+
+
 def _record(msg: dict[str, Any], queue_url: str) -> dict[str, Any]:
     name = queue_url.rsplit("/", 1)[-1]
     return {

@@ -234,6 +234,8 @@ def test_connecting_logs_in_to_both_servers_then_stores_seals_and_queues(world: 
             "last_error": None,
             "last_error_at": None,
             "queued_at": world.queue.sent[0].requested_at,
+            "last_push_at": None,
+            "reconcile_queued_at": None,
         },
         "oauth": None,
         "version": 1,
@@ -721,7 +723,18 @@ def test_the_status_shows_the_sync_state_and_the_folders(world: World) -> None:
         "last_error": "down",
         "last_error_at": NOW,
         "queued_at": world.queue.sent[0].requested_at,  # the connect's sync, not started yet
-        "folders": [folder.model_dump()],
+        "reconcile_queued_at": None,
+        "folders": [
+            folder.model_dump()
+            | {
+                "server_count": None,
+                "stored_count": 0,
+                "last_reconcile_at": None,
+                "cursor_age_seconds": None,
+                "since_last_push_seconds": None,
+                "verdict": "failed",  # the last sync failed
+            }
+        ],
     }
 
 

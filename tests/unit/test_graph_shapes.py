@@ -3,8 +3,11 @@ gets, and a folder's saved delta link kept out of API answers."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from mailbridge.accounts import folder_status
 from mailbridge.compose.models import ComposedMessage
-from mailbridge.models.account import AccountStatus, FolderState, SyncStage
+from mailbridge.models.account import Account, AccountStatus, FolderState, SyncStage
 from mailbridge.providers.graph.models import DeltaMessage
 from mailbridge.providers.graph.wiring import mime_for_send_mail
 
@@ -50,7 +53,16 @@ def test_a_folders_delta_link_is_never_in_an_api_answer():
     # Given a folder state holding a Graph delta link
     state = FolderState(name="inbox", delta_link="https://graph.example/delta?$deltatoken=secret")
 
-    # When the account status is serialized for the API
+    # When the account status is serialized for the API (each folder as GET .../status shows it)
+    now = datetime.now(UTC)
+    account = Account(
+        account_id="acc_1",
+        tenant_id="t",
+        provider="graph",
+        address="a@b.example",
+        created_at=now,
+        created_by="u",
+    )
     status = AccountStatus(
         account_id="acc_1",
         stage=SyncStage.IDLE,
@@ -59,7 +71,7 @@ def test_a_folders_delta_link_is_never_in_an_api_answer():
         last_error=None,
         last_error_at=None,
         queued_at=None,
-        folders=[state],
+        folders=[folder_status(account, state, now)],
     )
 
     # Then the link is not in it

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from mailbridge import crypto
@@ -27,18 +27,22 @@ from mailbridge.models.account import (
     AccountOut,
     AccountPatch,
     AccountStatus,
+    FolderPresence,
+    FolderState,
+    FolderStatus,
     PublicServerSettings,
     ServerSettings,
     SmtpChange,
     SyncStage,
     SyncState,
+    Verdict,
 )
 from mailbridge.providers.imap.protocol import MailFolderSource
 from mailbridge.providers.imap.settings import ImapSettings, Security
 from mailbridge.queues import SyncQueue
 from mailbridge.store.accounts import AccountStore
 from mailbridge.store.pagination import Page
-from mailbridge.sync.messages import PurgeAccount, SyncRequest
+from mailbridge.sync.messages import PurgeAccount, Reconcile, SyncRequest
 from mailbridge.tenancy import Role, TenantContext
 
 if TYPE_CHECKING:
@@ -462,9 +466,83 @@ def request_sync(ctx: TenantContext, account_id: str, deps: AccountDeps) -> Acco
     return account_status(ctx, account_id, deps)
 
 
+LAGGING_AFTER = timedelta(hours=1)
+"""A folder whose cursor has not moved for this long is `lagging`: 12 missed IMAP polls (every
+5 minutes), 4 missed Gmail polls (every 15 minutes), or an hour of Graph pushes and polls."""
+RECONCILE_STALE_AFTER = timedelta(hours=6)
+"""A queued reconcile older than this no longer holds back a new request (its record was lost)."""
+AUTH_REASONS = frozenset({REAUTH_REQUIRED, "auth_failed"})
+
+
+def folder_verdict(account: Account, state: FolderState, now: datetime) -> Verdict:
+    """The health of one folder, the first rule that holds:
+
+    1. `reauth_required`: the mailbox's credentials no longer work (`sync.reason` is
+       `reauth_required`, an OAuth grant revoked, or `auth_failed`, an IMAP password refused):
+       nothing syncs until the user reconnects or changes the password;
+    2. `failed`: the account's last sync failed (`sync.stage` `failed`, another reason), the
+       selected folder is `missing` on the server, or the folder's last reconcile stopped with
+       an error (`reconcile.error`);
+    3. `gap_found`: the folder's last reconcile found messages the server has that we had not
+       stored (`reconcile.missing`) or stored ones the server no longer has (`reconcile.extra`);
+       `reconcile.repaired` says how many it repaired. The next reconcile that finds none clears
+       it, so a sync that loses mail shows until it is proven whole again;
+    4. `lagging`: the folder's cursor has not moved for LAGGING_AFTER (1 hour) or the folder was
+       never synced;
+    5. `healthy`: none of these.
+    """
+    if account.sync.reason in AUTH_REASONS:
+        return "reauth_required"
+    findings = state.reconcile
+    if (
+        account.sync.stage is SyncStage.FAILED
+        or state.state is FolderPresence.MISSING
+        or (findings is not None and findings.error is not None)
+    ):
+        return "failed"
+    if findings is not None and (findings.missing or findings.extra):
+        return "gap_found"
+    if state.last_synced_at is None or now - state.last_synced_at > LAGGING_AFTER:
+        return "lagging"
+    return "healthy"
+
+
+def _seconds_since(then: datetime | None, now: datetime) -> float | None:
+    return None if then is None else max(0.0, (now - then).total_seconds())
+
+
+def folder_status(account: Account, state: FolderState, now: datetime) -> FolderStatus:
+    findings = state.reconcile
+    return FolderStatus(
+        **state.model_dump(exclude={"delta_link"}),
+        server_count=state.messages_on_server,
+        stored_count=state.messages_stored,
+        last_reconcile_at=findings.at if findings is not None else None,
+        cursor_age_seconds=_seconds_since(state.last_synced_at, now),
+        since_last_push_seconds=_seconds_since(account.sync.last_push_at, now),
+        verdict=folder_verdict(account, state, now),
+    )
+
+
 def account_status(ctx: TenantContext, account_id: str, deps: AccountDeps) -> AccountStatus:
+    """The account's sync state and per folder its counts, last reconcile, cursor age, time
+    since the last push and verdict (`folder_verdict`); each figure is also a metric."""
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    from mailbridge.observability import metrics
+
     account = deps.store.get_account(ctx.tenant_id, account_id)
     sync = account.sync
+    now = deps.now()
+    folders = [
+        folder_status(account, state, now) for state in deps.store.folder_states(ctx.tenant_id, account_id)
+    ]
+    for folder in folders:
+        metrics.add_metric(name=f"FolderVerdict_{folder.verdict}", unit=MetricUnit.Count, value=1)
+        if folder.cursor_age_seconds is not None:
+            metrics.add_metric(
+                name="FolderCursorAge", unit=MetricUnit.Seconds, value=folder.cursor_age_seconds
+            )
     return AccountStatus(
         account_id=account_id,
         stage=sync.stage,
@@ -473,5 +551,33 @@ def account_status(ctx: TenantContext, account_id: str, deps: AccountDeps) -> Ac
         last_error=sync.last_error,
         last_error_at=sync.last_error_at,
         queued_at=sync.queued_at,
-        folders=deps.store.folder_states(ctx.tenant_id, account_id),
+        reconcile_queued_at=sync.reconcile_queued_at,
+        folders=folders,
     )
+
+
+def request_reconcile(ctx: TenantContext, account_id: str, deps: AccountDeps) -> tuple[AccountStatus, bool]:
+    """Queue a reconcile of the account (`mailbridge.sync.reconcile`), unless one is queued or
+    running (then that one stands: the request is idempotent while it runs). The status, and
+    whether this request queued it. Conflict(`reauth_required`) when the grant is revoked."""
+    ctx.require(Role.MEMBER)
+    account = deps.store.get_account(ctx.tenant_id, account_id)
+    if account.sync.reason == REAUTH_REQUIRED:
+        raise Conflict(
+            "the provider revoked this mailbox's access: reconnect it through /oauth/{provider}/start "
+            "with its account_id",
+            code=REAUTH_REQUIRED,
+        )
+    message = Reconcile(
+        tenant_id=ctx.tenant_id, account_id=account_id, reason="manual", requested_at=deps.now()
+    )
+    queued = deps.store.mark_reconcile_queued(
+        ctx.tenant_id, account_id, message.requested_at, message.requested_at - RECONCILE_STALE_AFTER
+    )
+    if queued:
+        try:
+            deps.queue.send(message)
+        except Exception:
+            deps.store.clear_reconcile_queued(ctx.tenant_id, account_id)  # nothing runs: a retry may queue
+            raise
+    return account_status(ctx, account_id, deps), queued

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.api_gateway import Response, Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
 from mailbridge import accounts
@@ -179,13 +179,50 @@ def sync_account(account_id: str) -> AccountStatus:
     return accounts.request_sync(current_tenant(router), _valid(account_id), deps.account_deps())
 
 
+@router.post(
+    "/accounts/<account_id>/reconcile",
+    summary="Queue a reconcile: compare each folder's ids on the server with what is stored, and repair",
+    description=(
+        "Answers 202 with the account status and `Location: /accounts/{id}/status`, where "
+        "`reconcile_queued_at` shows the reconcile until it finishes and each folder's `reconcile` "
+        "then holds its findings (server and stored counts, `missing`, `extra`, `repaired`). "
+        "Idempotent while one is queued or running: a repeated request queues nothing and answers "
+        "the same. Missing messages are stored through the sync's ingest, extra ones removed as "
+        "the sync removes them. A nightly schedule reconciles every active account too. 409 "
+        "`reauth_required` for an OAuth mailbox whose grant was revoked."
+    ),
+    tags=["accounts"],
+    security=BEARER,
+    status_code=202,
+    middlewares=[require_role(Role.MEMBER)],
+    responses=errors({404: ["account_not_found"], 409: ["reauth_required"], 503: ["queue_send_failed"]}),
+)
+def reconcile_account(account_id: str) -> Response[AccountStatus]:
+    account_id = _valid(account_id)
+    status, _ = accounts.request_reconcile(current_tenant(router), account_id, deps.account_deps())
+    return Response(
+        status_code=202,
+        content_type="application/json",
+        body=status,
+        headers={"Location": f"/accounts/{account_id}/status"},
+    )
+
+
 @router.get(
     "/accounts/<account_id>/status",
-    summary="Sync stage, last success, last error, and per folder the cursor and stored vs server counts",
+    summary="Sync stage, last success, last error, and per folder the cursor, counts, reconcile and verdict",
     description=(
-        "`queued_at` is set while a sync is queued and not started. Per folder, `state` is "
-        "`active`, or `missing` with `reason` `folder_not_found` / `folder_not_selectable` for a "
-        "selected folder the server does not have (the other folders sync as usual)."
+        "`queued_at` is set while a sync is queued and not started, `reconcile_queued_at` while a "
+        "reconcile is queued or running. Per folder, `state` is `active`, or `missing` with "
+        "`reason` `folder_not_found` / `folder_not_selectable` for a selected folder the server "
+        "does not have (the other folders sync as usual); `server_count` and `stored_count`; "
+        "`reconcile` (the last reconcile's findings) and `last_reconcile_at`; "
+        "`cursor_age_seconds` (since the folder's cursor last moved); `since_last_push_seconds`; "
+        "and `verdict`, the first that holds of: `reauth_required` (the grant was revoked or the "
+        "IMAP password refused), `failed` (the last sync failed, the folder is missing, or its "
+        "last reconcile stopped with an error), `gap_found` (the last reconcile found missing or "
+        "extra messages; `reconcile.repaired` says how many it repaired), `lagging` (the cursor "
+        "has not moved for an hour, or never), `healthy`."
     ),
     tags=["accounts"],
     security=BEARER,

@@ -69,6 +69,7 @@ ROUTE_MODULES: dict[str, str] = {
     "PATCH /crm/tasks/{task_id}": "tasks",
     "PATCH /emails/{email_id}": "emails",
     "POST /accounts": "accounts",
+    "POST /accounts/{account_id}/reconcile": "accounts",
     "POST /accounts/{account_id}/sync": "accounts",
     "POST /ai/categorize-email": "ai",
     "POST /ai/categorize/backfill": "ai",

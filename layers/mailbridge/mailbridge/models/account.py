@@ -210,8 +210,18 @@ class SyncState(Model):
         default=None,
         description="When a sync was queued (connect, manual sync, poll) that has not started yet",
     )
+    last_push_at: datetime | None = Field(
+        default=None, description="When the provider's last push (webhook) for this mailbox was received"
+    )
+    reconcile_queued_at: datetime | None = Field(
+        default=None,
+        description=(
+            "When a reconcile (`POST /accounts/{id}/reconcile` or the nightly schedule) was queued "
+            "that has not finished yet"
+        ),
+    )
 
-    @field_serializer("queued_at", when_used="json-unless-none")
+    @field_serializer("queued_at", "reconcile_queued_at", "last_push_at", when_used="json-unless-none")
     def _sortable(self, value: datetime) -> str:
         return sortable_utc(value)
 
@@ -266,6 +276,22 @@ class FolderPresence(StrEnum):
     MISSING = "missing"  # selected, but the server has no such folder (or it cannot be selected)
 
 
+class ReconcileFindings(Model):
+    """What the last reconcile of a folder found (`mailbridge.sync.reconcile`): the server's and
+    our counts before repairing, the ids the server has that we did not store (`missing`), the
+    ones we stored that the server no longer has (`extra`), and how many of those it repaired
+    (backfilled through the ingest, or marked deleted). `error` is the code of the error that
+    stopped it (then the counts are what it got to)."""
+
+    at: datetime = Field(description="When the reconcile of this folder finished")
+    server_count: int = Field(ge=0, description="Messages the server listed in the folder")
+    stored_count: int = Field(ge=0, description="Messages stored for the folder, before repairing")
+    missing: int = Field(default=0, ge=0, description="On the server, not stored")
+    extra: int = Field(default=0, ge=0, description="Stored, no longer on the server")
+    repaired: int = Field(default=0, ge=0, description="Of missing + extra, how many were repaired")
+    error: str | None = Field(default=None, description="Code of the error that stopped it, if any")
+
+
 class FolderState(Model):
     """Per-folder sync cursor and counts."""
 
@@ -293,6 +319,28 @@ class FolderState(Model):
         default=None,
         description="Gmail: the historyId taken before a full sync's listing; the cursor once it completes",
     )
+    reconcile: ReconcileFindings | None = Field(
+        default=None, description="The last reconcile of the folder, if any"
+    )
+
+
+Verdict = Literal["healthy", "lagging", "gap_found", "reauth_required", "failed"]
+
+
+class FolderStatus(FolderState):
+    """A folder in `GET /accounts/{id}/status`: its state and the figures derived from it
+    (`mailbridge.accounts.folder_verdict` gives the rule of each verdict)."""
+
+    server_count: int | None = Field(description="Messages on the server (last sync or reconcile)")
+    stored_count: int = Field(description="Messages stored for the folder")
+    last_reconcile_at: datetime | None = Field(description="When the folder was last reconciled")
+    cursor_age_seconds: float | None = Field(
+        description="Seconds since the folder's cursor last moved (its last sync); null: never synced"
+    )
+    since_last_push_seconds: float | None = Field(
+        description="Seconds since the mailbox's last push; null: no push received (IMAP has none)"
+    )
+    verdict: Verdict
 
 
 class AccountStatus(Model):
@@ -303,4 +351,7 @@ class AccountStatus(Model):
     last_error: str | None
     last_error_at: datetime | None
     queued_at: datetime | None = Field(description="A sync is queued and has not started yet")
-    folders: list[FolderState]
+    reconcile_queued_at: datetime | None = Field(
+        default=None, description="A reconcile is queued or running and has not finished yet"
+    )
+    folders: list[FolderStatus]

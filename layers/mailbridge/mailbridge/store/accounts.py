@@ -49,6 +49,10 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 
+_OWN_WRITERS = {"queued_at", "reconcile_queued_at", "last_push_at"}
+"""SyncState fields that `set_sync_state` leaves alone: each has its own conditional writer."""
+
+
 def _folder_state(item: dict[str, Any]) -> FolderState:
     return FolderState.model_validate({**dict(item.get("state") or {}), "name": item["name"]})
 
@@ -247,13 +251,14 @@ class AccountStore(DynamoRepository):
         recovered it (a manual sync, a PATCH, a push).
 
         `queued_at` is left as it is: only `mark_sync_queued` and `clear_sync_queued` move it, so
-        a sync finishing never hides one queued meanwhile.
+        a sync finishing never hides one queued meanwhile; so are `reconcile_queued_at`
+        (`mark_reconcile_queued`, `clear_reconcile_queued`) and `last_push_at` (`note_push`).
         """
         values: dict[str, Any] = {
             f":f{i}": value
-            for i, value in enumerate(state.model_dump(mode="json", exclude={"queued_at"}).values())
+            for i, value in enumerate(state.model_dump(mode="json", exclude=_OWN_WRITERS).values())
         }
-        fields = list(state.model_dump(mode="json", exclude={"queued_at"}))
+        fields = list(state.model_dump(mode="json", exclude=_OWN_WRITERS))
         names = {"#a": "account", "#s": "sync"} | {f"#f{i}": field for i, field in enumerate(fields)}
         sets = [f"#a.#s.#f{i} = :f{i}" for i in range(len(fields))]
         if pollable and provider is not None:
@@ -288,6 +293,64 @@ class AccountStore(DynamoRepository):
                 return False
             raise
         return True
+
+    def mark_reconcile_queued(
+        self, tenant_id: str, account_id: str, at: datetime, stale_before: datetime
+    ) -> bool:
+        """Show that a reconcile requested at `at` is queued, unless one queued after
+        `stale_before` has not finished yet (then False: that one stands). A reconcile whose
+        record was lost (its queue's DLQ) stops holding new ones once it is older than that."""
+        try:
+            self.table.update_item(
+                Key={"pk": tenant_pk(tenant_id), "sk": account_sk(account_id)},
+                UpdateExpression="SET #a.#s.#r = :r",
+                ConditionExpression=(
+                    "attribute_exists(pk) AND (attribute_not_exists(#a.#s.#r) OR #a.#s.#r = :null "
+                    "OR #a.#s.#r < :stale)"
+                ),
+                ExpressionAttributeNames={"#a": "account", "#s": "sync", "#r": "reconcile_queued_at"},
+                ExpressionAttributeValues={
+                    ":r": sortable_utc(at),
+                    ":null": None,
+                    ":stale": sortable_utc(stale_before),
+                },
+            )
+        except Exception as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def clear_reconcile_queued(self, tenant_id: str, account_id: str) -> None:
+        """The queued reconcile finished (whatever it found): a new one may be requested."""
+        try:
+            self.table.update_item(
+                Key={"pk": tenant_pk(tenant_id), "sk": account_sk(account_id)},
+                UpdateExpression="SET #a.#s.#r = :null",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#a": "account", "#s": "sync", "#r": "reconcile_queued_at"},
+                ExpressionAttributeValues={":null": None},
+            )
+        except Exception as exc:
+            if not is_condition_failure(exc):
+                raise
+
+    def note_push(self, tenant_id: str, account_id: str, at: datetime) -> None:
+        """Record that a push for the mailbox arrived at `at` (only ever later)."""
+        try:
+            self.table.update_item(
+                Key={"pk": tenant_pk(tenant_id), "sk": account_sk(account_id)},
+                UpdateExpression="SET #a.#s.#p = :p",
+                ConditionExpression=(
+                    "attribute_exists(pk) AND (attribute_not_exists(#a.#s.#p) OR #a.#s.#p = :null "
+                    "OR #a.#s.#p < :p)"
+                ),
+                ExpressionAttributeNames={"#a": "account", "#s": "sync", "#p": "last_push_at"},
+                ExpressionAttributeValues={":p": sortable_utc(at), ":null": None},
+            )
+        except Exception as exc:
+            if not is_condition_failure(exc):
+                raise
 
     def clear_sync_queued(self, tenant_id: str, account_id: str, requested_at: datetime) -> None:
         """A sync requested at `requested_at` started: clear `queued_at` unless a later request

@@ -76,7 +76,20 @@ class ImportContacts(Model):
     account_id: str | None = None
 
 
+class Reconcile(Model):
+    """Reconcile an account's folders with the server (`mailbridge.sync.reconcile`): queued by
+    `POST /accounts/{id}/reconcile`, or from the nightly schedule without an account (fanned out
+    to one message per active account, which names it). On the SyncQueue, in the account's
+    message group, so it never runs beside a sync of the same account."""
+
+    kind: Literal["reconcile"] = "reconcile"
+    tenant_id: str | None = None
+    account_id: str | None = None
+    reason: Literal["manual", "nightly", "continuation"] = "nightly"
+    requested_at: datetime = Field(default_factory=_now)
+
+
 SyncMessage = Annotated[
-    SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches | ImportContacts,
+    SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches | ImportContacts | Reconcile,
     Field(discriminator="kind"),
 ]

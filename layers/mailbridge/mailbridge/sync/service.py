@@ -29,6 +29,7 @@ from mailbridge.sync.messages import (
     PollAll,
     PurgeAccount,
     PushFlags,
+    Reconcile,
     RenewWatches,
     SyncRequest,
 )
@@ -61,11 +62,15 @@ class SyncServiceDeps:
 
 
 def handle(
-    message: SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches | ImportContacts,
+    message: SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches | ImportContacts | Reconcile,
     deps: SyncServiceDeps,
     budget: Budget,
 ) -> None:
-    if isinstance(message, SyncRequest):
+    if isinstance(message, Reconcile):
+        from mailbridge.sync.reconcile import handle_reconcile
+
+        handle_reconcile(message, deps, budget)
+    elif isinstance(message, SyncRequest):
         run_sync(message, deps, budget)
     elif isinstance(message, PollAll):
         poll_all(message, deps)
@@ -121,6 +126,8 @@ def run_sync(request: SyncRequest, deps: SyncServiceDeps, budget: Budget) -> Syn
     except NotFound:
         logger.info("sync for a removed account dropped")
         return None
+    if request.reason == "push":
+        deps.sync.accounts.note_push(account.tenant_id, account.account_id, request.requested_at)
     if account.provider == "graph":
         from mailbridge.sync.graph import run_graph_sync
 

@@ -209,9 +209,15 @@ class GmailClient:
     # ------------------------------------------------------------------ messages
 
     def list_messages(
-        self, *, label_ids: Sequence[str] = (), query: str | None = None, include_spam_trash: bool = False
+        self,
+        *,
+        label_ids: Sequence[str] = (),
+        query: str | None = None,
+        include_spam_trash: bool = False,
+        fields: str | None = None,
     ) -> MessageList:
-        """Every page of users.messages.list (newest first), joined."""
+        """Every page of users.messages.list (newest first), joined. `fields` (system parameter,
+        e.g. `messages/id,nextPageToken`) trims each answer to what the caller reads."""
         refs: list[MessageRef] = []
         estimate = 0
         token: str | None = None
@@ -222,6 +228,8 @@ class GmailClient:
                 params.append(("q", query))
             if include_spam_trash:
                 params.append(("includeSpamTrash", "true"))
+            if fields:
+                params.append(("fields", fields))
             if token:
                 params.append(("pageToken", token))
             page = self._call("users.messages.list", "GET", "/messages", params=params)

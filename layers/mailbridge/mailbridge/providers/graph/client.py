@@ -44,6 +44,8 @@ DEFAULT_PAGE_SIZE = 100  # Prefer: odata.maxpagesize for messages/delta
 IMMUTABLE = 'IdType="ImmutableId"'
 WELL_KNOWN_FOLDERS = ("inbox", "sentitems", "archive", "deleteditems")
 DELTA_SELECT = "id,conversationId,internetMessageId,isRead,flag,receivedDateTime,parentFolderId"
+LIST_SELECT = "id,conversationId,isRead,flag,receivedDateTime"
+LIST_TOP = 1000  # the largest $top Graph takes for user-list-messages / mailfolder-list-messages
 RESET_CODES = frozenset({"syncstatenotfound", "resyncrequired"})
 
 
@@ -208,6 +210,27 @@ class GraphClient:
             )
             if not next_link:
                 return
+            url, params = str(next_link), None
+
+    # ------------------------------------------------------------------ listing
+
+    def list_messages(self, folder_id: str) -> list[DeltaMessage]:
+        """Every message of a folder as the reconciler needs it, with the fewest requests:
+        `GET /me/mailFolders/{id}/messages?$select=id,conversationId,isRead,flag,receivedDateTime
+        &$top=1000` (mailfolder-list-messages), following `@odata.nextLink`. The fields beyond `id`
+        are the few a missing message needs to be stored (its flags and thread) without a second
+        request; bodies are never asked for."""
+        url = f"/me/mailFolders/{folder_id}/messages"
+        params: dict[str, str] | None = {"$select": LIST_SELECT, "$top": str(LIST_TOP)}
+        out: list[DeltaMessage] = []
+        while True:
+            body = self._json("GET", url, params=params)
+            out += [
+                DeltaMessage.from_graph(entry) for entry in body.get("value") or [] if isinstance(entry, dict)
+            ]
+            next_link = body.get("@odata.nextLink")
+            if not next_link:
+                return out
             url, params = str(next_link), None
 
     # ------------------------------------------------------------------ messages
