@@ -32,6 +32,7 @@ from mailbridge.models.account import (
     SmtpChange,
     SyncStage,
     SyncState,
+    calendar_access,
 )
 from mailbridge.providers.imap.protocol import MailFolderSource
 from mailbridge.providers.imap.settings import ImapSettings, Security
@@ -196,6 +197,7 @@ def to_out(account: Account) -> AccountOut:
         imap=account.imap,
         smtp=account.smtp,
         oauth=account.oauth,
+        calendar=calendar_access(account.provider, account.oauth.scopes if account.oauth else None),
         folders=account.folders,
         created_at=account.created_at,
         sync=account.sync,

@@ -113,9 +113,12 @@ class _Failed(Exception):
 
 
 def _options(tenant_id: str, deps: OAuthDeps) -> set[str]:
-    """Optional scopes the tenant switched on (`contact_import`: the provider's contacts)."""
+    """Optional scopes the tenant switched on (`contact_import`: the provider's contacts;
+    `calendar`: its calendar)."""
     stored = deps.features.get_features(tenant_id)
-    return {"contact_import"} if stored is not None and stored.flags.contact_import else set()
+    if stored is None:
+        return set()
+    return {name for name in ("contact_import", "calendar") if getattr(stored.flags, name)}
 
 
 def start(
