@@ -112,6 +112,9 @@ def _publish(deps: CalendarDeps, events: list[DomainEvent]) -> None:
         deps.publisher.publish(events)
 
 
+publish = _publish  # for the provider calendar pull (provider_sync.py)
+
+
 def created_event(tenant_id: str, event: Event) -> DomainEvent:
     return DomainEvent(
         detail_type="calendar.event_created",

@@ -1,0 +1,250 @@
+"""Google Calendar pull (issue 16 point 6) against the Google double: the adapter's pages, sync
+tokens, deletions and 410; the pull into the calendar store (recurrence, exceptions, attendees'
+PARTSTAT), incremental changes and deletes, the full resync after a 410, and etag echo
+suppression."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mailbridge.calendar.models import Event
+from mailbridge.calendar.provider_sync import PullReport, pull_google
+from mailbridge.calendar.wiring import calendar_deps, calendar_store
+from mailbridge.config import get_settings
+from mailbridge.models.account import Account
+from mailbridge.oauth.tokens import token_source
+from mailbridge.providers.google_calendar.client import GoogleCalendarClient, SyncTokenExpired
+from tests.integration.gmail_harness import TENANT, USER, GmailStack
+
+BERLIN = "Europe/Berlin"
+
+
+def timed(at: str, zone: str = BERLIN) -> dict[str, str]:
+    return {"dateTime": at, "timeZone": zone}
+
+
+def connect(gs: GmailStack, *, calendar: bool = True) -> Account:
+    if calendar:
+        on = gs.api("put-features", role="admin", body={"calendar": True})
+        assert on["statusCode"] == 200, on
+    return gs.account(gs.connect())
+
+
+def client_for(account: Account, page_size: int = 2500) -> GoogleCalendarClient:
+    return GoogleCalendarClient(
+        get_settings().google.calendar_api_url, token_source(account), page_size=page_size
+    )
+
+
+def pull(account: Account, page_size: int = 2500) -> PullReport:
+    calendar_deps.cache_clear()
+    calendar_store.cache_clear()
+    return pull_google(account, client_for(account, page_size), calendar_deps(), enabled=True)
+
+
+def stored(uid: str) -> Event | None:
+    return calendar_store().events_by_uid(TENANT, [uid]).get(uid)
+
+
+def weekly(gs: GmailStack) -> dict[str, Any]:
+    """A weekly series on Mondays 09:00 Berlin, one Monday excluded, with an attendee."""
+    return gs.google.calendars.put(
+        USER,
+        {
+            "summary": "Weekly sync",
+            "start": timed("2026-10-05T09:00:00+02:00"),
+            "end": timed("2026-10-05T09:30:00+02:00"),
+            "recurrence": [
+                "RRULE:FREQ=WEEKLY;BYDAY=MO;COUNT=10",
+                "EXDATE;TZID=Europe/Berlin:20261012T090000",
+            ],
+            "attendees": [
+                {"email": "bob@partner.example", "responseStatus": "accepted"},
+                {"email": "eve@partner.example", "responseStatus": "needsAction", "optional": True},
+            ],
+        },
+    )
+
+
+def test_the_adapter_pages_ends_with_a_sync_token_and_reports_changes_and_deletions(
+    gmail_stack: GmailStack,
+) -> None:
+    google = gmail_stack.google.calendars
+    # Given three events in Google and a client reading two per page
+    account = connect(gmail_stack)
+    ids = [
+        google.put(
+            USER,
+            {
+                "summary": f"E{i}",
+                "start": {"date": "2026-10-0" + str(i + 1)},
+                "end": {"date": "2026-10-0" + str(i + 2)},
+            },
+        )["id"]
+        for i in range(3)
+    ]
+    client = client_for(account, page_size=2)
+
+    # When the full listing is read page by page
+    first = client.list_events(None)
+    second = client.list_events(None, first.next_page_token)
+
+    # Then the first page has a page token and no sync token; the last the reverse
+    assert [e.id for e in first.items + second.items] == ids
+    assert (first.next_page_token is not None, first.next_sync_token) == (True, None)
+    assert (second.next_page_token, second.next_sync_token is not None) == (None, True)
+
+    # When one event changes and another is deleted, then the changes are read with the token
+    google.put(
+        USER,
+        {"id": ids[0], "summary": "E0 moved", "start": {"date": "2026-10-09"}, "end": {"date": "2026-10-10"}},
+    )
+    google.delete(USER, ids[1])
+    changes = client.list_events(second.next_sync_token)
+
+    # Then only those two come, the deleted one as `cancelled` with nothing but its id
+    assert [(e.id, e.status, e.summary) for e in changes.items] == [
+        (ids[0], "confirmed", "E0 moved"),
+        (ids[1], "cancelled", None),
+    ]
+    assert changes.next_sync_token is not None
+
+
+def test_an_expired_sync_token_is_sync_token_expired(gmail_stack: GmailStack) -> None:
+    # Given a sync token that Google no longer accepts
+    account = connect(gmail_stack)
+    client = client_for(account)
+    token = client.list_events(None).next_sync_token
+    gmail_stack.google.calendars.expire_sync_tokens()
+    # When it is used, then the adapter raises SyncTokenExpired (Google's 410 fullSyncRequired)
+    with pytest.raises(SyncTokenExpired):
+        client.list_events(token)
+
+
+def test_a_pull_stores_series_exceptions_and_attendee_partstat(gmail_stack: GmailStack) -> None:
+    google = gmail_stack.google.calendars
+    # Given a weekly series with an excluded Monday, a moved occurrence and a cancelled one
+    account = connect(gmail_stack)
+    series = weekly(gmail_stack)
+    google.put_exception(
+        USER,
+        series["id"],
+        timed("2026-10-19T09:00:00+02:00"),
+        summary="Weekly sync (moved)",
+        start=timed("2026-10-19T11:00:00+02:00"),
+        end=timed("2026-10-19T11:30:00+02:00"),
+    )
+    cancelled = google.put_exception(USER, series["id"], timed("2026-10-26T09:00:00+01:00"))
+    google.delete(USER, cancelled["id"])
+
+    # When the account's calendar is pulled
+    report = pull(account)
+
+    # Then one event holds the series: its rule, the EXDATE, both overrides, and the attendees
+    assert (report.status, report.full, report.imported) == ("synced", True, 1)
+    event = stored(series["iCalUID"])
+    assert event is not None
+    assert (event.source, event.title, event.start.time_zone) == ("google", "Weekly sync", BERLIN)
+    assert event.recurrence is not None
+    assert event.recurrence.rrule == ["FREQ=WEEKLY;COUNT=10;BYDAY=MO"]
+    assert [str(d) for d in event.recurrence.exdate] == ["2026-10-12 09:00:00+02:00"]
+    overrides = {str(o.recurrence_id): o for o in event.overrides}
+    moved = overrides["2026-10-19 09:00:00+02:00"]
+    assert (moved.title, str(moved.start.value if moved.start else None)) == (
+        "Weekly sync (moved)",
+        "2026-10-19 11:00:00+02:00",
+    )
+    assert overrides["2026-10-26 09:00:00+01:00"].status == "cancelled"
+    assert [(a.address, a.partstat, a.role) for a in event.attendees] == [
+        ("bob@partner.example", "accepted", "req-participant"),
+        ("eve@partner.example", "needs-action", "opt-participant"),
+    ]
+
+
+def test_an_incremental_pull_applies_changes_deletions_and_new_exceptions(gmail_stack: GmailStack) -> None:
+    google = gmail_stack.google.calendars
+    # Given a pulled series (with one moved occurrence) and a single all-day event
+    account = connect(gmail_stack)
+    series = weekly(gmail_stack)
+    google.put_exception(USER, series["id"], timed("2026-10-19T09:00:00+02:00"), summary="Moved")
+    single = google.put(
+        USER, {"summary": "Offsite", "start": {"date": "2026-11-02"}, "end": {"date": "2026-11-04"}}
+    )
+    assert pull(account).imported == 2
+    assert stored(single["iCalUID"]) is not None
+
+    # When Google gets a new exception of the series, Bob declines, and the offsite is deleted
+    google.put_exception(USER, series["id"], timed("2026-11-02T09:00:00+01:00"), summary="Remote")
+    google.patch(
+        USER,
+        series["id"],
+        {"attendees": [{"email": "bob@partner.example", "responseStatus": "declined"}]},
+        {},
+    )
+    google.delete(USER, single["id"])
+    report = pull(account)
+
+    # Then the pull was incremental: the offsite is gone, the series keeps its first override
+    # and gains the second, and Bob's PARTSTAT is declined
+    assert (report.full, report.removed, report.updated) == (False, 1, 1)
+    assert stored(single["iCalUID"]) is None
+    event = stored(series["iCalUID"])
+    assert event is not None
+    assert sorted((str(o.recurrence_id), o.title) for o in event.overrides) == [
+        ("2026-10-19 09:00:00+02:00", "Moved"),
+        ("2026-11-02 09:00:00+01:00", "Remote"),
+    ]
+    assert [(a.address, a.partstat) for a in event.attendees] == [("bob@partner.example", "declined")]
+
+
+def test_a_410_starts_a_full_resync_and_known_etags_are_not_written_again(gmail_stack: GmailStack) -> None:
+    google = gmail_stack.google.calendars
+    # Given a pulled calendar whose sync token Google then expires, and one event changed since
+    account = connect(gmail_stack)
+    weekly(gmail_stack)
+    lunch = google.put(
+        USER,
+        {
+            "summary": "Lunch",
+            "start": timed("2026-10-07T12:00:00+02:00"),
+            "end": timed("2026-10-07T13:00:00+02:00"),
+        },
+    )
+    assert pull(account).imported == 2
+    google.expire_sync_tokens()
+    google.put(
+        USER,
+        {
+            "id": lunch["id"],
+            "summary": "Long lunch",
+            "start": lunch["start"],
+            "end": timed("2026-10-07T14:00:00+02:00"),
+        },
+    )
+    token_before = calendar_store().calendar_sync_token(TENANT, account.account_id)
+
+    # When the next pull runs
+    report = pull(account)
+
+    # Then it listed everything again with a new token; the unchanged series was recognised by
+    # its etag (no write), the changed event was updated
+    assert (report.full, report.echoes, report.updated, report.unchanged) == (True, 1, 1, 0)
+    assert calendar_store().calendar_sync_token(TENANT, account.account_id) not in (None, token_before)
+    saved = stored(lunch["iCalUID"])
+    assert saved is not None
+    assert saved.title == "Long lunch"
+
+
+def test_an_account_connected_without_the_calendar_scope_is_reconnect_required(
+    gmail_stack: GmailStack,
+) -> None:
+    # Given an account connected while the calendar flag was off, and an event in Google
+    account = connect(gmail_stack, calendar=False)
+    event = weekly(gmail_stack)
+    # When its calendar is pulled
+    report = pull(account)
+    # Then nothing is read or stored, and the report says a reconnect is needed
+    assert (report.status, report.pages) == ("reconnect_required", 0)
+    assert stored(event["iCalUID"]) is None
