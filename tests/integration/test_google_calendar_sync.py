@@ -16,7 +16,9 @@ from mailbridge.config import get_settings
 from mailbridge.models.account import Account
 from mailbridge.oauth.tokens import token_source
 from mailbridge.providers.google_calendar.client import GoogleCalendarClient, SyncTokenExpired
+from tests.events import load_event
 from tests.integration.gmail_harness import TENANT, USER, GmailStack
+from tests.integration.test_gmail_contact_import import run_sync
 
 BERLIN = "Europe/Berlin"
 
@@ -248,3 +250,29 @@ def test_an_account_connected_without_the_calendar_scope_is_reconnect_required(
     # Then nothing is read or stored, and the report says a reconnect is needed
     assert (report.status, report.pages) == ("reconnect_required", 0)
     assert stored(event["iCalUID"]) is None
+
+
+def test_connecting_queues_a_pull_that_the_sync_function_runs_and_the_schedule_fans_out(
+    gmail_stack: GmailStack,
+) -> None:
+    # Given an event in Google and a tenant with the calendar flag on
+    event = weekly(gmail_stack)
+    account = connect(gmail_stack)
+
+    # When the connect's queued messages run in the sync function
+    queued = gmail_stack.sync_messages()
+    pulls = [m for m in queued if m["kind"] == "sync_calendar"]
+    assert pulls == [
+        {"kind": "sync_calendar", "provider": "gmail", "tenant_id": TENANT, "account_id": account.account_id}
+    ]
+    calendar_deps.cache_clear()
+    calendar_store.cache_clear()
+    assert run_sync(gmail_stack, pulls) == {"batchItemFailures": []}
+
+    # Then the Google event is stored
+    assert stored(event["iCalUID"]) is not None
+
+    # And the schedule's message (no account) queues one pull per active Gmail account
+    schedule = load_event("scheduler/google-calendar-sync.json")
+    assert run_sync(gmail_stack, [schedule]) == {"batchItemFailures": []}
+    assert [m for m in gmail_stack.sync_messages() if m["kind"] == "sync_calendar"] == pulls

@@ -17,6 +17,7 @@ from mailbridge.sync.messages import (
     PurgeAccount,
     PushFlags,
     RenewWatches,
+    SyncCalendar,
     SyncRequest,
 )
 
@@ -30,12 +31,16 @@ POLL_GROUP = "poll"
 def _group(message: BaseModel) -> str:
     if isinstance(message, SyncRequest | PushFlags | PurgeAccount):
         return f"{message.tenant_id}:{message.account_id}"
-    if isinstance(message, RenewWatches | ImportContacts) and message.tenant_id and message.account_id:
+    if (
+        isinstance(message, RenewWatches | ImportContacts | SyncCalendar)
+        and message.tenant_id
+        and message.account_id
+    ):
         return f"{message.tenant_id}:{message.account_id}"
     return POLL_GROUP
 
 
-SyncMessage = SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches | ImportContacts
+SyncMessage = SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches | ImportContacts | SyncCalendar
 
 
 class SyncQueue:

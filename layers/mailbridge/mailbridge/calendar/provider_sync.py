@@ -21,20 +21,34 @@ Per page:
 
 Runs only for an account whose grant holds `calendar.events` (`models.account.calendar_access`)
 while the tenant's `calendar` flag is on; otherwise the report says why and nothing is read.
+
+When: on the existing SyncQueue (`SyncCalendar` messages), not a queue of its own. Its FIFO group
+is the account, so two pulls of one account never run at once (the sync token is read, then
+replaced after the last page) and a pull never overlaps that account's mail sync; its DLQ,
+partial batch reports and retry policy apply as they are. A 15-minute schedule fans out one
+message per active Gmail account (deduplicated per account and 15-minute window), and connecting
+or reconnecting with the calendar scope queues the first pull. Google also offers push channels
+(`events.watch`); they would be a hint like Gmail's pushes, the sync token stays the truth.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from mailbridge.bus import DomainEvent
 from mailbridge.calendar import google, ics, service
 from mailbridge.calendar.models import EventFields, Override
 from mailbridge.calendar.service import CalendarDeps
+from mailbridge.errors import NotFound, ProviderAuthError
 from mailbridge.models.account import Account, calendar_access
+from mailbridge.observability import logger
 from mailbridge.providers.google_calendar.client import GoogleCalendarClient, SyncTokenExpired
 from mailbridge.providers.google_calendar.models import GoogleEvent
+from mailbridge.queues import SyncQueue
+from mailbridge.store.accounts import AccountStore
 from mailbridge.store.calendar import ProviderLink
+from mailbridge.sync.messages import SyncCalendar
 from mailbridge.tenancy import Role, TenantContext
 
 SYSTEM_SUBJECT = "mailbridge:calendar-sync"
@@ -58,6 +72,62 @@ class PullReport:
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+
+def _enabled(tenant_id: str) -> bool:
+    from mailbridge.config import get_settings
+    from mailbridge.store.settings import DynamoFeatureStore
+
+    stored = DynamoFeatureStore(get_settings().tables.settings).get_features(tenant_id)
+    return stored is not None and stored.flags.calendar
+
+
+def _client(account: Account) -> GoogleCalendarClient:
+    from mailbridge.config import get_settings
+    from mailbridge.oauth.tokens import token_source
+
+    return GoogleCalendarClient(get_settings().google.calendar_api_url, token_source(account))
+
+
+def handle_calendar(message: SyncCalendar, accounts: AccountStore, queue: SyncQueue) -> PullReport | None:
+    """The schedule's message (no account): queue one per active Gmail account; an account's:
+    pull its calendar. ProviderAuthError (reauth_required, insufficient_scope) ends the pull
+    quietly (a retry cannot help); other ProviderErrors go back to the queue."""
+    if message.tenant_id is None or message.account_id is None:
+        window = datetime.now(UTC).strftime("%Y%m%d%H") + f"{datetime.now(UTC).minute // 15}"
+        requests: list[SyncCalendar] = []
+        ids: list[str] = []
+        for tenant_id, account_id in accounts.pollable(message.provider):
+            requests.append(SyncCalendar(tenant_id=tenant_id, account_id=account_id))
+            ids.append(f"calendar-{tenant_id}-{account_id}-{window}"[:128])
+        if requests:
+            queue.send_many(requests, ids)
+        return None
+    try:
+        account = accounts.get_account(message.tenant_id, message.account_id)
+    except NotFound:
+        return None
+    from mailbridge.calendar.wiring import calendar_deps
+
+    try:
+        report = pull_google(account, _client(account), calendar_deps(), enabled=_enabled(account.tenant_id))
+    except ProviderAuthError as exc:
+        logger.warning("calendar pull stopped", extra={"code": exc.code})
+        return None
+    logger.info(
+        "calendar pull",
+        extra={
+            "status": report.status,
+            "full": report.full,
+            "pages": report.pages,
+            "imported": report.imported,
+            "updated": report.updated,
+            "removed": report.removed,
+            "echoes": report.echoes,
+            "skipped": report.skipped,
+        },
+    )
+    return report
 
 
 def pull_google(

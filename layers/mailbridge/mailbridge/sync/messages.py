@@ -76,7 +76,18 @@ class ImportContacts(Model):
     account_id: str | None = None
 
 
+class SyncCalendar(Model):
+    """Pull an account's provider calendar (`mailbridge.calendar.provider_sync`): queued after
+    connecting with the calendar scope, and from the 15-minute schedule without an account
+    (fanned out to one message per active Gmail account, which names it)."""
+
+    kind: Literal["sync_calendar"] = "sync_calendar"
+    provider: Literal["gmail"] = "gmail"
+    tenant_id: str | None = None
+    account_id: str | None = None
+
+
 SyncMessage = Annotated[
-    SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches | ImportContacts,
+    SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches | ImportContacts | SyncCalendar,
     Field(discriminator="kind"),
 ]

@@ -30,6 +30,7 @@ from mailbridge.sync.messages import (
     PurgeAccount,
     PushFlags,
     RenewWatches,
+    SyncCalendar,
     SyncRequest,
 )
 
@@ -61,7 +62,7 @@ class SyncServiceDeps:
 
 
 def handle(
-    message: SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches | ImportContacts,
+    message: SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches | ImportContacts | SyncCalendar,
     deps: SyncServiceDeps,
     budget: Budget,
 ) -> None:
@@ -84,6 +85,10 @@ def handle(
         from mailbridge.crm.contact_import import handle_import
 
         handle_import(message, deps.sync.accounts, deps.queue)
+    elif isinstance(message, SyncCalendar):
+        from mailbridge.calendar.provider_sync import handle_calendar
+
+        handle_calendar(message, deps.sync.accounts, deps.queue)
     else:
         purge_account(message, deps)
 
