@@ -276,3 +276,89 @@ def test_connecting_queues_a_pull_that_the_sync_function_runs_and_the_schedule_f
     schedule = load_event("scheduler/google-calendar-sync.json")
     assert run_sync(gmail_stack, [schedule]) == {"batchItemFailures": []}
     assert [m for m in gmail_stack.sync_messages() if m["kind"] == "sync_calendar"] == pulls
+
+
+def api_put(gs: GmailStack, event: Event, **changes: Any) -> dict[str, Any]:
+    """PUT /calendar/events/{id} through the api function: the stored event with `changes`."""
+    body = event.fields().model_dump(mode="json") | event.links().model_dump(mode="json") | changes
+    request = load_event("api/calendar-put-event.json", tenant=TENANT, role="member", body=body)
+    sample = request["pathParameters"]["event_id"]
+    request["pathParameters"]["event_id"] = event.event_id
+    request["rawPath"] = request["rawPath"].replace(sample, event.event_id)
+    request["requestContext"]["http"]["path"] = request["rawPath"]
+    return gs.invoke("api", request)
+
+
+def test_an_api_change_is_pushed_with_if_match_and_not_pulled_back_as_a_change(
+    gmail_stack: GmailStack,
+) -> None:
+    google = gmail_stack.google.calendars
+    # Given a pulled weekly series
+    account = connect(gmail_stack)
+    series = weekly(gmail_stack)
+    gmail_stack.sync_messages()
+    assert pull(account).imported == 1
+    event = stored(series["iCalUID"])
+    assert event is not None
+
+    # When a member renames it and moves it to 10:00 through the API, and the sync function runs
+    # what that queued
+    calendar_deps.cache_clear()
+    calendar_store.cache_clear()
+    start = {"date_time": "2026-10-05T10:00:00", "time_zone": BERLIN}
+    end = {"date_time": "2026-10-05T10:30:00", "time_zone": BERLIN}
+    answer = api_put(gmail_stack, event, title="Weekly sync (new time)", start=start, end=end)
+    assert answer["statusCode"] == 200, answer
+    pushes = [m for m in gmail_stack.sync_messages() if m["kind"] == "push_calendar"]
+    assert [(m["account_id"], m["provider_id"], m["deleted"]) for m in pushes] == [
+        (account.account_id, series["id"], False)
+    ]
+    assert run_sync(gmail_stack, pushes) == {"batchItemFailures": []}
+
+    # Then Google's event has the new title and time, and the patch carried the etag we had read
+    theirs = google.get(USER, series["id"])
+    assert (theirs["summary"], theirs["start"]) == (
+        "Weekly sync (new time)",
+        {"dateTime": "2026-10-05T10:00:00+02:00", "timeZone": BERLIN},
+    )
+    assert theirs["recurrence"] == [
+        "RRULE:FREQ=WEEKLY;COUNT=10;BYDAY=MO",
+        "EXDATE;TZID=Europe/Berlin:20261012T090000",
+    ]
+    ((method, provider_id, headers),) = google.calls
+    assert (method, provider_id, headers["if-match"]) == ("events.patch", series["id"], series["etag"])
+
+    # And the next pull sees its own change as an echo: nothing is written
+    report = pull(account)
+    assert (report.echoes, report.updated, report.unchanged) == (1, 0, 0)
+
+
+def test_an_api_delete_deletes_the_google_event(gmail_stack: GmailStack) -> None:
+    google = gmail_stack.google.calendars
+    # Given a pulled single event
+    account = connect(gmail_stack)
+    lunch = google.put(
+        USER, {"summary": "Lunch", "start": {"date": "2026-10-07"}, "end": {"date": "2026-10-08"}}
+    )
+    gmail_stack.sync_messages()
+    pull(account)
+    event = stored(lunch["iCalUID"])
+    assert event is not None
+
+    # When a member deletes it through the API and the queued push runs
+    calendar_deps.cache_clear()
+    calendar_store.cache_clear()
+    request = load_event("api/calendar-delete-event.json", tenant=TENANT, role="member")
+    sample = request["pathParameters"]["event_id"]
+    request["pathParameters"]["event_id"] = event.event_id
+    request["rawPath"] = request["rawPath"].replace(sample, event.event_id)
+    request["requestContext"]["http"]["path"] = request["rawPath"]
+    assert gmail_stack.invoke("api", request)["statusCode"] in (200, 204)
+    pushes = [m for m in gmail_stack.sync_messages() if m["kind"] == "push_calendar"]
+    assert run_sync(gmail_stack, pushes) == {"batchItemFailures": []}
+
+    # Then it is deleted in Google, and the next pull does not bring it back
+    assert lunch["id"] not in google.live(USER)
+    report = pull(account)
+    assert stored(lunch["iCalUID"]) is None
+    assert report.imported == 0

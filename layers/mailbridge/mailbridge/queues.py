@@ -15,6 +15,7 @@ from mailbridge.sync.messages import (
     ImportContacts,
     PollAll,
     PurgeAccount,
+    PushCalendar,
     PushFlags,
     RenewWatches,
     SyncCalendar,
@@ -29,7 +30,7 @@ POLL_GROUP = "poll"
 
 
 def _group(message: BaseModel) -> str:
-    if isinstance(message, SyncRequest | PushFlags | PurgeAccount):
+    if isinstance(message, SyncRequest | PushFlags | PurgeAccount | PushCalendar):
         return f"{message.tenant_id}:{message.account_id}"
     if (
         isinstance(message, RenewWatches | ImportContacts | SyncCalendar)
@@ -40,7 +41,16 @@ def _group(message: BaseModel) -> str:
     return POLL_GROUP
 
 
-SyncMessage = SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches | ImportContacts | SyncCalendar
+SyncMessage = (
+    SyncRequest
+    | PollAll
+    | PushFlags
+    | PurgeAccount
+    | RenewWatches
+    | ImportContacts
+    | SyncCalendar
+    | PushCalendar
+)
 
 
 class SyncQueue:

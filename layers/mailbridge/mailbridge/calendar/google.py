@@ -25,6 +25,7 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from mailbridge.calendar import ics, times
+from mailbridge.calendar.models import EventFields, EventTime
 from mailbridge.providers.google_calendar.models import EventDateTime, GoogleEvent
 
 RECURRENCE_LINE = re.compile(r"(?:RRULE|EXRULE|RDATE|EXDATE)[;:][^\x00-\x1f\x7f]{1,2000}", re.IGNORECASE)
@@ -120,3 +121,58 @@ def parse(members: Sequence[Member]) -> ics.ParsedFile:
     if not members:
         return ics.ParsedFile(method=None, events=[], skipped=[])
     return ics.parse_calendar(to_calendar(members))
+
+
+# ---------------------------------------------------------------------------------- push-back
+
+RESPONSE_STATUS = {value: key for key, value in PARTSTAT.items()}
+
+
+def _event_time(value: EventTime) -> dict[str, str]:
+    """`{date}` or `{dateTime, timeZone}` (Event resource); a floating time is sent in UTC."""
+    if value.date is not None:
+        return {"date": value.date.isoformat()}
+    assert value.date_time is not None
+    return {"dateTime": value.date_time.isoformat(), "timeZone": value.time_zone or "UTC"}
+
+
+def _date_line(name: str, value: date | datetime) -> str:
+    """An RDATE / EXDATE line as RFC 5545 section 3.8.5 writes one value."""
+    if not isinstance(value, datetime):
+        return f"{name};VALUE=DATE:{value.strftime('%Y%m%d')}"
+    if value.tzinfo is None:
+        return f"{name}:{value.strftime('%Y%m%dT%H%M%S')}"
+    zone = times.zone_name(value)
+    if zone in (None, "UTC"):
+        return f"{name}:{value.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    return f"{name};TZID={zone}:{value.strftime('%Y%m%dT%H%M%S')}"
+
+
+def to_google(fields: EventFields) -> dict[str, object]:
+    """The Event resource fields `events.patch` takes for our event's series (summary,
+    description, location, status, start, end, recurrence lines, attendees with responseStatus).
+    Overrides are not sent (Google keeps them as separate exception events)."""
+    assert fields.end is not None
+    body: dict[str, object] = {
+        "summary": fields.title,
+        "description": fields.description or "",
+        "location": fields.location or "",
+        "status": fields.status,
+        "start": _event_time(fields.start),
+        "end": _event_time(fields.end),
+        "attendees": [
+            {
+                "email": a.address,
+                **({"displayName": a.name} if a.name else {}),
+                "responseStatus": RESPONSE_STATUS.get(a.partstat.upper(), "needsAction"),
+                "optional": a.role == "opt-participant",
+            }
+            for a in fields.attendees
+        ],
+    }
+    if fields.recurrence is not None:
+        lines = [f"RRULE:{rule}" for rule in fields.recurrence.rrule]
+        lines += [_date_line("RDATE", d) for d in fields.recurrence.rdate]
+        lines += [_date_line("EXDATE", d) for d in fields.recurrence.exdate]
+        body["recurrence"] = lines
+    return body

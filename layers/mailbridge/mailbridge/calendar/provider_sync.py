@@ -17,7 +17,12 @@ Per page:
 - echo suppression: an event whose `etag` equals the one stored in its provider link (the
   version we already read, or wrote ourselves) is skipped without a write;
 - Google is the source of truth on a pull: its SEQUENCE is never refused as stale (a local edit
-  raises ours; the provider's version replaces it). Pushing local edits back is not built yet.
+  raises ours; the provider's version replaces it).
+
+Push-back (`push_google`): a change made through `/calendar/events` to a pulled series or single
+event is queued (`PushCalendar`) and sent with `events.patch` / `events.delete` and `If-Match`;
+the etag Google answers is stored, so the next pull skips it as an echo. Conflicts: last writer
+by time (our change's time against Google's `updated`), see `push_google`.
 
 Runs only for an account whose grant holds `calendar.events` (`models.account.calendar_access`)
 while the tenant's `calendar` flag is on; otherwise the report says why and nothing is read.
@@ -43,12 +48,17 @@ from mailbridge.calendar.service import CalendarDeps
 from mailbridge.errors import NotFound, ProviderAuthError
 from mailbridge.models.account import Account, calendar_access
 from mailbridge.observability import logger
-from mailbridge.providers.google_calendar.client import GoogleCalendarClient, SyncTokenExpired
+from mailbridge.providers.google_calendar.client import (
+    EtagMismatch,
+    GoogleCalendarClient,
+    ProviderEventGone,
+    SyncTokenExpired,
+)
 from mailbridge.providers.google_calendar.models import GoogleEvent
 from mailbridge.queues import SyncQueue
 from mailbridge.store.accounts import AccountStore
 from mailbridge.store.calendar import ProviderLink
-from mailbridge.sync.messages import SyncCalendar
+from mailbridge.sync.messages import PushCalendar, SyncCalendar
 from mailbridge.tenancy import Role, TenantContext
 
 SYSTEM_SUBJECT = "mailbridge:calendar-sync"
@@ -185,7 +195,7 @@ def _apply(account: Account, items: list[GoogleEvent], deps: CalendarDeps, repor
     # Deleted series and single events: Google names only the id.
     deleted = {e.id for e in fresh if e.status == "cancelled" and not e.recurring_event_id}
     for provider_id in sorted(deleted):
-        _remove(tenant_id, account_id, provider_id, links.get(provider_id), deps, report)
+        _remove(tenant_id, account_id, links.get(provider_id), deps, report)
     members = _members([e for e in fresh if e.id not in deleted], deleted, links, report)
     stored = _store(account, google.parse(members), deps, report)
     for member in members:
@@ -197,7 +207,7 @@ def _apply(account: Account, items: list[GoogleEvent], deps: CalendarDeps, repor
                 etag=item.etag,
                 updated=item.updated.isoformat() if item.updated else None,
             )
-            deps.store.save_provider_link(tenant_id, account_id, link)
+            deps.store.save_provider_link(tenant_id, account_id, link, series=item.recurring_event_id is None)
 
 
 def _members(
@@ -265,7 +275,6 @@ def _store(account: Account, parsed: ics.ParsedFile, deps: CalendarDeps, report:
 def _remove(
     tenant_id: str,
     account_id: str,
-    provider_id: str,
     link: ProviderLink | None,
     deps: CalendarDeps,
     report: PullReport,
@@ -276,4 +285,84 @@ def _remove(
     if current is not None:
         deps.store.delete_event(tenant_id, current)
         report.removed += 1
-    deps.store.delete_provider_link(tenant_id, account_id, provider_id)
+    deps.store.delete_provider_link(tenant_id, account_id, link)
+
+
+# ---------------------------------------------------------------------------------- push-back
+
+
+def handle_push(message: PushCalendar, accounts: AccountStore) -> str:
+    """Run one queued push (see `push_google`); ProviderAuthError ends it quietly (a retry cannot
+    help: the account needs a reconnect); other ProviderErrors go back to the queue."""
+    try:
+        account = accounts.get_account(message.tenant_id, message.account_id)
+    except NotFound:
+        return "account_gone"
+    from mailbridge.calendar.wiring import calendar_deps
+
+    try:
+        outcome = push_google(message, _client(account), calendar_deps())
+    except ProviderAuthError as exc:
+        logger.warning("calendar push stopped", extra={"code": exc.code})
+        return "auth_failed"
+    logger.info("calendar push", extra={"outcome": outcome, "deleted": message.deleted})
+    return outcome
+
+
+def push_google(message: PushCalendar, client: GoogleCalendarClient, deps: CalendarDeps) -> str:
+    """Push an API change of a pulled event to Google: `events.patch` (or `events.delete`) with
+    `If-Match` set to the etag we last saw, then store the etag Google answers, so the next pull
+    recognises the change as ours (echo suppression) instead of importing it again.
+
+    Conflicts, last writer wins by time: a 412 means Google changed the event after we read it;
+    its `updated` is compared with `message.at` (when our change was made). Google's later change
+    wins (nothing is pushed; the next pull brings it); ours wins otherwise (sent again with the
+    etag just read). An event already deleted in Google (404/410) is left deleted.
+
+    Returns `patched`, `deleted`, `provider_newer`, `gone` or `event_gone`."""
+    tenant_id, account_id = message.tenant_id, message.account_id
+    link = deps.store.provider_links(tenant_id, account_id, [message.provider_id]).get(message.provider_id)
+    etag = link.etag if link else None
+    try:
+        if message.deleted:
+            return _push_delete(message, client, deps, link, etag)
+        event = deps.store.get_event(tenant_id, message.event_id)
+        if event is None:
+            return "event_gone"
+        body = google.to_google(event.fields())
+        try:
+            sent = client.patch_event(message.provider_id, body, etag)
+        except EtagMismatch:
+            theirs = client.get_event(message.provider_id)
+            if theirs.updated is not None and theirs.updated > message.at:
+                return "provider_newer"
+            sent = client.patch_event(message.provider_id, body, theirs.etag)
+    except ProviderEventGone:
+        return "gone"
+    link = ProviderLink(
+        provider_id=sent.id,
+        uid=event.uid,
+        etag=sent.etag,
+        updated=sent.updated.isoformat() if sent.updated else None,
+    )
+    deps.store.save_provider_link(tenant_id, account_id, link, series=True)
+    return "patched"
+
+
+def _push_delete(
+    message: PushCalendar,
+    client: GoogleCalendarClient,
+    deps: CalendarDeps,
+    link: ProviderLink | None,
+    etag: str | None,
+) -> str:
+    try:
+        client.delete_event(message.provider_id, etag)
+    except EtagMismatch:
+        theirs = client.get_event(message.provider_id)
+        if theirs.updated is not None and theirs.updated > message.at:
+            return "provider_newer"  # the next pull finds a changed etag and brings it back
+        client.delete_event(message.provider_id, theirs.etag)
+    if link is not None:
+        deps.store.delete_provider_link(message.tenant_id, message.account_id, link)
+    return "deleted"

@@ -17,6 +17,8 @@ Item types:
   pk = TENANT#{tenant}, sk = PROVIDER#{account_id}#{sha256(provider event id)}
       a provider calendar's event -> ours (`uid`, `event_id`) with the provider's `etag` and
       `updated` last seen (provider deletions name only the provider id; echo suppression)
+  pk = TENANT#{tenant}, sk = PROVIDERUID#{sha256(uid)}
+      our uid -> the provider event (`account_id`, `provider_id`): where an API change is pushed
   pk = TENANT#{tenant}, sk = CALSYNC#{account_id}
       the account's provider calendar cursor (`sync_token`: Google's nextSyncToken)
   pk = TENANT#{tenant}, sk = RATE#{bucket}#{window}
@@ -73,6 +75,10 @@ def feed_sk(user: str) -> str:
 
 def provider_sk(account_id: str, provider_id: str) -> str:
     return f"PROVIDER#{account_id}#{digest(provider_id, 40)}"
+
+
+def provider_uid_sk(uid: str) -> str:
+    return f"PROVIDERUID#{digest(uid, 40)}"
 
 
 def calendar_sync_sk(account_id: str) -> str:
@@ -387,7 +393,24 @@ class CalendarStore(DynamoRepository):
             for item in items.values()
         }
 
-    def save_provider_link(self, tenant_id: str, account_id: str, link: ProviderLink) -> None:
+    def provider_of(self, tenant_id: str, uid: str) -> tuple[str, str] | None:
+        """(account_id, provider event id) of an event pulled from a provider calendar."""
+        item = self.get(tenant_pk(tenant_id), provider_uid_sk(uid), consistent=True)
+        return (str(item["account_id"]), str(item["provider_id"])) if item else None
+
+    def save_provider_link(
+        self, tenant_id: str, account_id: str, link: ProviderLink, *, series: bool
+    ) -> None:
+        """Store the link; `series` (not an exception of one): the uid -> provider item too."""
+        if series:
+            self.table.put_item(
+                Item={
+                    "pk": tenant_pk(tenant_id),
+                    "sk": provider_uid_sk(link.uid),
+                    "account_id": account_id,
+                    "provider_id": link.provider_id,
+                }
+            )
         self.table.put_item(
             Item={
                 "pk": tenant_pk(tenant_id),
@@ -399,8 +422,10 @@ class CalendarStore(DynamoRepository):
             }
         )
 
-    def delete_provider_link(self, tenant_id: str, account_id: str, provider_id: str) -> None:
-        self.delete(tenant_pk(tenant_id), provider_sk(account_id, provider_id))
+    def delete_provider_link(self, tenant_id: str, account_id: str, link: ProviderLink) -> None:
+        self.delete(tenant_pk(tenant_id), provider_sk(account_id, link.provider_id))
+        if self.provider_of(tenant_id, link.uid) == (account_id, link.provider_id):
+            self.delete(tenant_pk(tenant_id), provider_uid_sk(link.uid))
 
     def calendar_sync_token(self, tenant_id: str, account_id: str) -> str | None:
         """The provider calendar cursor saved by the account's last complete pull (None: none)."""

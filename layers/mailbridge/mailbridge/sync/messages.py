@@ -87,7 +87,29 @@ class SyncCalendar(Model):
     account_id: str | None = None
 
 
+class PushCalendar(Model):
+    """Push a change made through `/calendar/events` to the provider event it came from
+    (`mailbridge.calendar.provider_sync.push_google`): queued by the API after the change is
+    stored. `at`: when it was made (the conflict rule compares it with the provider's `updated`)."""
+
+    kind: Literal["push_calendar"] = "push_calendar"
+    provider: Literal["gmail"] = "gmail"
+    tenant_id: str
+    account_id: str
+    provider_id: str
+    event_id: str
+    deleted: bool = False
+    at: datetime
+
+
 SyncMessage = Annotated[
-    SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches | ImportContacts | SyncCalendar,
+    SyncRequest
+    | PollAll
+    | PushFlags
+    | PurgeAccount
+    | RenewWatches
+    | ImportContacts
+    | SyncCalendar
+    | PushCalendar,
     Field(discriminator="kind"),
 ]

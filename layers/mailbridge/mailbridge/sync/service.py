@@ -28,6 +28,7 @@ from mailbridge.sync.messages import (
     ImportContacts,
     PollAll,
     PurgeAccount,
+    PushCalendar,
     PushFlags,
     RenewWatches,
     SyncCalendar,
@@ -62,7 +63,14 @@ class SyncServiceDeps:
 
 
 def handle(
-    message: SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches | ImportContacts | SyncCalendar,
+    message: SyncRequest
+    | PollAll
+    | PushFlags
+    | PurgeAccount
+    | RenewWatches
+    | ImportContacts
+    | SyncCalendar
+    | PushCalendar,
     deps: SyncServiceDeps,
     budget: Budget,
 ) -> None:
@@ -89,6 +97,10 @@ def handle(
         from mailbridge.calendar.provider_sync import handle_calendar
 
         handle_calendar(message, deps.sync.accounts, deps.queue)
+    elif isinstance(message, PushCalendar):
+        from mailbridge.calendar.provider_sync import handle_push
+
+        handle_push(message, deps.sync.accounts)
     else:
         purge_account(message, deps)
 
