@@ -5,17 +5,20 @@ suppression."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
+from mailbridge.calendar import expand
 from mailbridge.calendar.models import Event
-from mailbridge.calendar.provider_sync import PullReport, pull_google
+from mailbridge.calendar.provider_sync import PullReport, pull_google, push_google
 from mailbridge.calendar.wiring import calendar_deps, calendar_store
 from mailbridge.config import get_settings
 from mailbridge.models.account import Account
 from mailbridge.oauth.tokens import token_source
 from mailbridge.providers.google_calendar.client import GoogleCalendarClient, SyncTokenExpired
+from mailbridge.sync.messages import PushCalendar
 from tests.events import load_event
 from tests.integration.gmail_harness import TENANT, USER, GmailStack
 from tests.integration.test_gmail_contact_import import run_sync
@@ -362,3 +365,39 @@ def test_an_api_delete_deletes_the_google_event(gmail_stack: GmailStack) -> None
     report = pull(account)
     assert stored(lunch["iCalUID"]) is None
     assert report.imported == 0
+
+
+def test_a_412_is_decided_by_the_last_writer(gmail_stack: GmailStack) -> None:
+    google = gmail_stack.google.calendars
+    # Given a pulled event that is then renamed in Google (so the etag we hold is stale)
+    account = connect(gmail_stack)
+    lunch = google.put(
+        USER, {"summary": "Lunch", "start": {"date": "2026-10-07"}, "end": {"date": "2026-10-08"}}
+    )
+    pull(account)
+    event = stored(lunch["iCalUID"])
+    assert event is not None
+    google.put(
+        USER, {"id": lunch["id"], "summary": "Lunch (Google)", "start": lunch["start"], "end": lunch["end"]}
+    )
+    google_time = gmail_stack.clock.now()
+    ours = event.model_copy(update={"title": "Lunch (ours)"})
+    calendar_store().replace_event(TENANT, ours, event, expand.span(ours.uid, ours))
+
+    def push(at: datetime) -> str:
+        message = PushCalendar(
+            tenant_id=TENANT,
+            account_id=account.account_id,
+            provider_id=lunch["id"],
+            event_id=event.event_id,
+            at=at,
+        )
+        return push_google(message, client_for(account), calendar_deps())
+
+    # When our change was made before Google's: Google's stays and nothing is sent
+    assert push(google_time - timedelta(minutes=1)) == "provider_newer"
+    assert google.get(USER, lunch["id"])["summary"] == "Lunch (Google)"
+    # When ours was made after Google's: ours is sent again with the etag just read
+    assert push(google_time + timedelta(minutes=1)) == "patched"
+    assert google.get(USER, lunch["id"])["summary"] == "Lunch (ours)"
+    assert [m for m, _, _ in google.calls] == ["events.patch"]
