@@ -401,16 +401,3 @@ def test_a_412_is_decided_by_the_last_writer(gmail_stack: GmailStack) -> None:
     assert push(google_time + timedelta(minutes=1)) == "patched"
     assert google.get(USER, lunch["id"])["summary"] == "Lunch (ours)"
     assert [m for m, _, _ in google.calls] == ["events.patch"]
-
-
-@pytest.mark.parametrize("name", ["sqs/sync-calendar.json", "sqs/sync-push-calendar.json"])
-def test_the_sample_messages_are_sync_messages(name: str) -> None:
-    # Given the sample SQS records of the two calendar messages
-    from pydantic import TypeAdapter
-
-    from mailbridge.sync.messages import SyncMessage
-
-    body = load_event(name)["Records"][0]["body"]
-    # When they are read as the sync function reads its records, then they parse to their kind
-    message = TypeAdapter(SyncMessage).validate_json(body)
-    assert message.kind == {"sqs/sync-calendar.json": "sync_calendar"}.get(name, "push_calendar")
