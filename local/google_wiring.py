@@ -50,6 +50,7 @@ def wire_google(google: GoogleDouble, runner_url: str) -> GoogleWiring:
         "GOOGLE_REVOKE_URL": google.revoke_url,
         "GMAIL_API_URL": google.gmail_url,
         "PEOPLE_API_URL": google.people_url,
+        "GOOGLE_CALENDAR_API_URL": google.calendar_url,
         "GOOGLE_CERTS_URL": google.certs_url,
         "OAUTH_CALLBACK_BASE_URL": runner_url,
     }

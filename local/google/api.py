@@ -76,6 +76,17 @@ PEOPLE_SCOPES = (
     "https://www.googleapis.com/auth/contacts",
     "https://www.googleapis.com/auth/contacts.readonly",
 )
+CAL = "https://www.googleapis.com/auth/calendar"
+CALENDAR_READ = (CAL, CAL + ".readonly", CAL + ".events", CAL + ".events.readonly")
+CALENDAR_WRITE = (CAL, CAL + ".events")
+# calendar.v3 discovery document: the scopes each events method accepts.
+CALENDAR_SCOPES: dict[str, tuple[str, ...]] = {
+    "events.list": CALENDAR_READ,
+    "events.get": CALENDAR_READ,
+    "events.insert": CALENDAR_WRITE,
+    "events.patch": CALENDAR_WRITE,
+    "events.delete": CALENDAR_WRITE,
+}
 FORMATS = ("minimal", "full", "raw", "metadata")
 LABEL_FILTERS = ("include", "exclude")
 
@@ -97,6 +108,7 @@ class GoogleApi:
     def routes(self) -> list[Route]:
         gm = "/gmail/v1/users/{userId}"
         up = "/upload/gmail/v1/users/{userId}"
+        cal = "/calendar/v3/calendars/{calendarId}"
         return [
             route("GET", "/o/oauth2/v2/auth", self.authorize),
             route("POST", "/token", self.token),
@@ -134,6 +146,11 @@ class GoogleApi:
             ),
             route("GET", gm + "/threads/{id}", self.gmail("users.threads.get", self.thread)),
             route("GET", "/v1/{resource}/{name}/connections", self.connections),
+            route("GET", cal + "/events", self.calendar("events.list", self.events_list)),
+            route("POST", cal + "/events", self.calendar("events.insert", self.events_insert)),
+            route("GET", cal + "/events/{eventId}", self.calendar("events.get", self.events_get)),
+            route("PATCH", cal + "/events/{eventId}", self.calendar("events.patch", self.events_patch)),
+            route("DELETE", cal + "/events/{eventId}", self.calendar("events.delete", self.events_delete)),
         ]
 
     # ------------------------------------------------------------------ OAuth and certs
@@ -396,6 +413,42 @@ class GoogleApi:
                 raise insufficient_scope(list(accepted))
             self.double.faults.check("people.connections.list")
             return Response.json(200, self.double.people.list_connections(token.grant.email, call.query))
+
+    # ------------------------------------------------------------------ Calendar v3
+
+    def calendar(self, method: str, handler: Any) -> Any:
+        def gated(call: Call) -> Response:
+            with self.double.lock:
+                token = self._bearer(call)
+                owner = token.grant.email
+                calendar_id = call.params["calendarId"]
+                if calendar_id != "primary" and calendar_id.lower() != owner.lower():
+                    raise not_found()
+                accepted = CALENDAR_SCOPES[method]
+                if not token.scopes & set(accepted):
+                    raise insufficient_scope(list(accepted))
+                self.double.faults.check(method)
+                result: Response = handler(call, owner)
+                return result
+
+        return gated
+
+    def events_list(self, call: Call, owner: str) -> Response:
+        return Response.json(200, self.double.calendars.list(owner, call.query))
+
+    def events_get(self, call: Call, owner: str) -> Response:
+        return Response.json(200, self.double.calendars.get(owner, call.params["eventId"]))
+
+    def events_insert(self, call: Call, owner: str) -> Response:
+        return Response.json(200, self.double.calendars.insert(owner, call.json(), call.headers))
+
+    def events_patch(self, call: Call, owner: str) -> Response:
+        event_id = call.params["eventId"]
+        return Response.json(200, self.double.calendars.patch(owner, event_id, call.json(), call.headers))
+
+    def events_delete(self, call: Call, owner: str) -> Response:
+        self.double.calendars.remove(owner, call.params["eventId"], call.headers)
+        return Response.empty(204)
 
 
 def _page_size(value: str | None) -> int:

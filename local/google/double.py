@@ -19,6 +19,7 @@ from types import TracebackType
 
 from local.clock import Clock, RealClock
 from local.google.api import GoogleApi
+from local.google.calendar import Calendars
 from local.google.control import ControlApi
 from local.google.gmail import Gmail, GmailSettings, HistoryRecord, Mailbox, SentMail
 from local.google.ids import Ids
@@ -33,7 +34,8 @@ INCOMING = ("INBOX", "UNREAD")
 
 
 class GoogleDouble:
-    """A faithful local Google: OAuth, Gmail v1, Pub/Sub push, People v1, and a control surface."""
+    """A faithful local Google: OAuth, Gmail v1, Pub/Sub push, People v1, Calendar v3 events, and a
+    control surface."""
 
     def __init__(
         self,
@@ -58,6 +60,7 @@ class GoogleDouble:
         self.gmail.listeners.append(self._on_change)
         self.pubsub = PubSub(self.ids, self.keys, self.now)
         self.people = People(self.ids, self.now, expired_status=people_expired_status)
+        self.calendars = Calendars(self.ids, self.now)
         self.quota = Quota(units_per_minute=quota_units_per_minute, status=quota_status)
         self.faults = Faults()
         # "Each watched user gets at most 1 notification per second; above that they are dropped" [D].
@@ -110,6 +113,10 @@ class GoogleDouble:
     @property
     def gmail_url(self) -> str:
         return self.base_url + "/gmail/v1"
+
+    @property
+    def calendar_url(self) -> str:
+        return self.base_url + "/calendar/v3"
 
     @property
     def people_url(self) -> str:

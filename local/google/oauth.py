@@ -44,6 +44,11 @@ KNOWN_SCOPES = frozenset(
         "https://www.googleapis.com/auth/contacts",
         "https://www.googleapis.com/auth/contacts.readonly",
         "https://www.googleapis.com/auth/contacts.other.readonly",
+        # calendar.v3 discovery document, auth.oauth2.scopes
+        "https://www.googleapis.com/auth/calendar",
+        "https://www.googleapis.com/auth/calendar.events",
+        "https://www.googleapis.com/auth/calendar.events.readonly",
+        "https://www.googleapis.com/auth/calendar.readonly",
         # gmail.v1 discovery document, auth.oauth2.scopes [D]
         *(
             GMAIL + name

@@ -64,6 +64,7 @@ def google_environment(google: GoogleDouble, client: OAuthClient, secret_arn: st
         "GOOGLE_REVOKE_URL": google.revoke_url,
         "GMAIL_API_URL": google.gmail_url,
         "PEOPLE_API_URL": google.people_url,
+        "GOOGLE_CALENDAR_API_URL": google.calendar_url,
         "GOOGLE_CERTS_URL": google.certs_url,
         "GOOGLE_CLIENT_ID": client.client_id,
         "GOOGLE_CLIENT_SECRET_ARN": secret_arn,

@@ -82,12 +82,12 @@ def test_features_start_at_the_defaults(invoke_api: Invoke) -> None:
         "calendar": False,
         "contact_import": False,
     }
-    assert data["planned"] == ["calendar", "tracking"]
+    assert data["planned"] == ["tracking"]
 
 
 def test_a_planned_feature_cannot_be_switched_on(invoke_api: Invoke, stack: Stack) -> None:
     # Given an admin
-    for flag in ("tracking", "calendar"):
+    for flag in ("tracking",):
         # When they try to switch on a capability that is not built
         response = invoke_api(
             load_event(
@@ -105,7 +105,7 @@ def test_a_planned_feature_cannot_be_switched_on(invoke_api: Invoke, stack: Stac
 def test_planned_features_stored_on_by_an_older_revision_read_as_off(
     invoke_api: Invoke, stack: Stack
 ) -> None:
-    # Given flags saved when the defaults still said automations and calendar were on (and ai)
+    # Given flags saved when the defaults still said automations and tracking were on (and ai)
     stack.table("SettingsTable").put_item(
         Item={
             "pk": "TENANT#acme",
@@ -116,8 +116,8 @@ def test_planned_features_stored_on_by_an_older_revision_read_as_off(
                 "campaigns": True,
                 "ai": True,
                 "automations": True,
-                "tracking": False,
-                "calendar": True,
+                "tracking": True,
+                "calendar": False,
             },
         }
     )

@@ -14,7 +14,7 @@ import pytest
 from mailbridge import accounts as account_service
 from mailbridge.errors import ProviderAuthError
 from mailbridge.oauth import tokens
-from mailbridge.oauth.providers import CONTACTS_READONLY, GMAIL_MODIFY, GMAIL_SEND
+from mailbridge.oauth.providers import CALENDAR_EVENTS, CONTACTS_READONLY, GMAIL_MODIFY, GMAIL_SEND
 from mailbridge.oauth.wiring import oauth_deps
 from mailbridge.providers.gmail.connect import client_for
 from mailbridge.store.oauth_states import state_pk
@@ -117,6 +117,36 @@ def test_contact_import_adds_the_contacts_scope(gmail_stack: GmailStack) -> None
 
     # Then contacts.readonly is asked for too
     assert CONTACTS_READONLY in scopes
+
+
+def test_the_calendar_flag_adds_the_calendar_events_scope_only_when_on(gmail_stack: GmailStack) -> None:
+    # Given a tenant with the calendar flag off, a member starts
+    off = query_of(authorization_url(gmail_stack))["scope"].split()
+    # When an admin switches it on and the member starts again
+    on = gmail_stack.api("put-features", role="admin", body={"calendar": True})
+    assert on["statusCode"] == 200, on
+    scopes = query_of(authorization_url(gmail_stack))["scope"].split()
+    # Then only the second consent asks for calendar.events
+    assert CALENDAR_EVENTS not in off
+    assert CALENDAR_EVENTS in scopes
+
+
+def test_an_account_connected_without_calendar_reports_a_reconnect_then_granted_after_one(
+    gmail_stack: GmailStack,
+) -> None:
+    # Given a Gmail account connected while the calendar flag was off
+    account_id = gmail_stack.connect()
+    # When the flag goes on and the account is read
+    gmail_stack.api("put-features", role="admin", body={"calendar": True})
+    before = gmail_stack.api("get-account", account_id)
+    # Then it says calendar sync needs a reconnect (a 200, not an error)
+    assert before["statusCode"] == 200, before
+    assert json.loads(before["body"])["calendar"] == "reconnect_required"
+    # And after reconnecting with the calendar scope asked for, it is granted
+    url = authorization_url(gmail_stack, account_id=account_id)
+    assert gmail_stack.outcome(gmail_stack.callback(gmail_stack.consent(url)))["outcome"] == "reconnected"
+    after = gmail_stack.api("get-account", account_id)
+    assert json.loads(after["body"])["calendar"] == "granted"
 
 
 def test_a_state_is_single_use(gmail_stack: GmailStack) -> None:

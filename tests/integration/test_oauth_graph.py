@@ -80,6 +80,20 @@ def test_contact_import_adds_contacts_read(graph_stack: GraphStack) -> None:
     assert "Contacts.Read" in scopes
 
 
+def test_the_calendar_flag_adds_calendars_readwrite(graph_stack: GraphStack) -> None:
+    # Given a member's consent while the calendar flag is off
+    off = query_of(graph_stack.authorization_url())["scope"].split()
+    # When an admin switches the calendar flag on and the member starts again
+    on = graph_stack.invoke(
+        "api", load_event("api/put-features.json", tenant=TENANT, role="admin", body={"calendar": True})
+    )
+    assert on["statusCode"] == 200, on
+    scopes = query_of(graph_stack.authorization_url())["scope"].split()
+    # Then only the second asks for Calendars.ReadWrite
+    assert "Calendars.ReadWrite" not in off
+    assert "Calendars.ReadWrite" in scopes
+
+
 def _tokens(store: AccountStore) -> tokens.AccessTokens:
     """One Lambda invocation's token cache (each invocation has its own process memory)."""
     settings = get_settings()

@@ -167,7 +167,15 @@ def test_sync_samples_parse_as_the_sync_function_reads_them(monkeypatch: pytest.
     for path in sorted((ROOT / "events" / "sqs").glob("sync-*.json")):
         for record in json.loads(path.read_text())["Records"]:
             parsed = module.SyncRecord.model_validate(record)  # type: ignore[attr-defined]
-            assert parsed.body.kind in {"sync", "poll", "push_flags", "purge", "renew_watches"}, path.name
+            assert parsed.body.kind in {
+                "sync",
+                "poll",
+                "push_flags",
+                "purge",
+                "renew_watches",
+                "sync_calendar",
+                "push_calendar",
+            }, path.name
 
 
 def test_automations_samples_parse_as_the_automations_function_reads_them(

@@ -36,6 +36,7 @@ from mailbridge.models.account import (
     SyncStage,
     SyncState,
     Verdict,
+    calendar_access,
 )
 from mailbridge.providers.imap.protocol import MailFolderSource
 from mailbridge.providers.imap.settings import ImapSettings, Security
@@ -200,6 +201,7 @@ def to_out(account: Account) -> AccountOut:
         imap=account.imap,
         smtp=account.smtp,
         oauth=account.oauth,
+        calendar=calendar_access(account.provider, account.oauth.scopes if account.oauth else None),
         folders=account.folders,
         created_at=account.created_at,
         sync=account.sync,

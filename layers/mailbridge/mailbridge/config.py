@@ -53,6 +53,10 @@ class GoogleSettings(BaseSettings):
         default="https://gmail.googleapis.com/gmail/v1", validation_alias="GMAIL_API_URL"
     )
     people_api_url: str = Field(default="https://people.googleapis.com/v1", validation_alias="PEOPLE_API_URL")
+    # calendar.v3 discovery document: rootUrl + servicePath
+    calendar_api_url: str = Field(
+        default="https://www.googleapis.com/calendar/v3", validation_alias="GOOGLE_CALENDAR_API_URL"
+    )
     # The X.509 form ({kid: PEM}) Google publishes its token signing keys in
     certs_url: str = Field(
         default="https://www.googleapis.com/oauth2/v1/certs", validation_alias="GOOGLE_CERTS_URL"

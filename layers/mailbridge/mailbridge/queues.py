@@ -15,9 +15,11 @@ from mailbridge.sync.messages import (
     ImportContacts,
     PollAll,
     PurgeAccount,
+    PushCalendar,
     PushFlags,
     Reconcile,
     RenewWatches,
+    SyncCalendar,
     SyncRequest,
 )
 
@@ -29,10 +31,10 @@ POLL_GROUP = "poll"
 
 
 def _group(message: BaseModel) -> str:
-    if isinstance(message, SyncRequest | PushFlags | PurgeAccount):
+    if isinstance(message, SyncRequest | PushFlags | PurgeAccount | PushCalendar):
         return f"{message.tenant_id}:{message.account_id}"
     if (
-        isinstance(message, RenewWatches | ImportContacts | Reconcile)
+        isinstance(message, RenewWatches | ImportContacts | Reconcile | SyncCalendar)
         and message.tenant_id
         and message.account_id
     ):
@@ -40,7 +42,17 @@ def _group(message: BaseModel) -> str:
     return POLL_GROUP
 
 
-SyncMessage = SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches | ImportContacts | Reconcile
+SyncMessage = (
+    SyncRequest
+    | PollAll
+    | PushFlags
+    | PurgeAccount
+    | RenewWatches
+    | ImportContacts
+    | SyncCalendar
+    | PushCalendar
+    | Reconcile
+)
 
 
 class SyncQueue:

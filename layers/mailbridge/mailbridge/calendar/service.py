@@ -69,6 +69,9 @@ class CalendarDeps:
     limits: RateLimits | None
     signer: Signer
     now: Callable[[], datetime] = field(default=_utcnow)
+    # Called with (tenant_id, event, deleted) after an API change is stored: pushes a change of a
+    # provider calendar's event back (calendar.provider_sync); None: nothing is pushed.
+    on_change: Callable[[str, Event, bool], None] | None = None
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -110,6 +113,9 @@ def _check_links(ctx: TenantContext, links: EventLinks, deps: CalendarDeps) -> N
 def _publish(deps: CalendarDeps, events: list[DomainEvent]) -> None:
     if deps.publisher is not None and events:
         deps.publisher.publish(events)
+
+
+publish = _publish  # for the provider calendar pull (provider_sync.py)
 
 
 def created_event(tenant_id: str, event: Event) -> DomainEvent:
@@ -277,13 +283,16 @@ def update_event(
     fields = EventFields.model_validate(body.model_dump(include=set(EventFields.model_fields)))
     links = EventLinks.model_validate(body.model_dump(include=set(EventLinks.model_fields)))
     now = deps.now()
-    return change(
+    previous, saved = change(
         ctx.tenant_id,
         event_id,
         lambda current: replace_fields(current, fields, links, now),
         deps,
         expected_version=body.version,
     )
+    if saved is not previous and deps.on_change is not None:
+        deps.on_change(ctx.tenant_id, saved, False)
+    return previous, saved
 
 
 def delete_event(ctx: TenantContext, event_id: str, deps: CalendarDeps) -> Event:
@@ -292,6 +301,8 @@ def delete_event(ctx: TenantContext, event_id: str, deps: CalendarDeps) -> Event
     _limit(ctx, deps, "event_writes")
     event = load(ctx.tenant_id, event_id, deps)
     deps.store.delete_event(ctx.tenant_id, event)
+    if deps.on_change is not None:
+        deps.on_change(ctx.tenant_id, event, True)
     return event
 
 

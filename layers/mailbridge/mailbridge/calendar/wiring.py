@@ -12,6 +12,7 @@ from mailbridge.config import get_settings
 
 if TYPE_CHECKING:
     from mailbridge.calendar.itip import ItipDeps
+    from mailbridge.calendar.models import Event
     from mailbridge.calendar.service import CalendarDeps
     from mailbridge.calendar.tokens import Signer
     from mailbridge.store.calendar import CalendarStore
@@ -80,7 +81,30 @@ def calendar_deps() -> CalendarDeps:
         publisher=EventPublisher(settings.event_bus_name),
         limits=RateLimits(RateLimiter(store.table_name), lambda: datetime.now(UTC)),
         signer=signer(),
+        on_change=push_change,
     )
+
+
+def push_change(tenant_id: str, event: Event, deleted: bool) -> None:
+    """Queue the push of an API change to the provider event it came from (if any)."""
+    from datetime import UTC, datetime
+
+    from mailbridge.queues import SyncQueue
+    from mailbridge.sync.messages import PushCalendar
+
+    ref = calendar_store().provider_of(tenant_id, event.uid)
+    if ref is None:
+        return
+    account_id, provider_id = ref
+    message = PushCalendar(
+        tenant_id=tenant_id,
+        account_id=account_id,
+        provider_id=provider_id,
+        event_id=event.event_id,
+        deleted=deleted,
+        at=datetime.now(UTC),
+    )
+    SyncQueue(get_settings().sync_queue_url).send(message)
 
 
 @lru_cache(maxsize=1)

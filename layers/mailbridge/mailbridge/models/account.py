@@ -22,6 +22,25 @@ Provider = Literal["imap", "gmail", "graph"]
 OAUTH_PROVIDERS: frozenset[str] = frozenset({"gmail", "graph"})
 REAUTH_REQUIRED = "reauth_required"
 """`sync.reason` of an OAuth account whose grant was revoked: out of the poll until reconnected."""
+CALENDAR_SCOPES: dict[str, str] = {
+    "gmail": "https://www.googleapis.com/auth/calendar.events",
+    "graph": "Calendars.ReadWrite",
+}
+"""The scope a provider calendar needs: Google Calendar API v3 `calendar.events`
+(developers.google.com/calendar/api/auth); Graph `Calendars.ReadWrite` (Graph permissions
+reference). Asked for at connect when the tenant's `calendar` flag is on."""
+CalendarAccess = Literal["granted", "reconnect_required", "unsupported"]
+
+
+def calendar_access(provider: str, scopes: list[str] | None) -> CalendarAccess:
+    """Whether the account's grant lets calendar sync run: `unsupported` (IMAP: no provider
+    calendar), `granted`, or `reconnect_required` (connected without the calendar scope: connect
+    again with the `calendar` flag on). Graph scopes compare case-insensitively, as Entra ID does."""
+    needed = CALENDAR_SCOPES.get(provider)
+    if needed is None:
+        return "unsupported"
+    granted = {scope.lower() for scope in scopes or []}
+    return "granted" if needed.lower() in granted else "reconnect_required"
 
 
 def sortable_utc(value: datetime) -> str:
@@ -265,6 +284,13 @@ class AccountOut(Model):
     imap: PublicServerSettings | None = Field(description="IMAP accounts only")
     smtp: PublicServerSettings | None
     oauth: OAuthGrant | None = Field(default=None, description="OAuth accounts only (`gmail`)")
+    calendar: CalendarAccess = Field(
+        default="unsupported",
+        description=(
+            "Provider calendar sync: `granted`, `reconnect_required` (connected without the "
+            "calendar scope; reconnect with the `calendar` feature on), `unsupported` (IMAP)"
+        ),
+    )
     folders: list[str]
     created_at: datetime
     sync: SyncState

@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field
 from mailbridge.models.base import Model
 
 # Capabilities that have a flag but are not built yet: always reported off, cannot be switched on.
-PLANNED: frozenset[str] = frozenset({"tracking", "calendar"})
+PLANNED: frozenset[str] = frozenset({"tracking"})
 _PLANNED_NOTE = " (planned, not built yet: always off)"
 
 
@@ -28,7 +28,12 @@ class FeatureFlags(Model):
     automations: bool = Field(default=False, description="No-code automations: rules, runs, dry-run")
     tracking: bool = Field(default=False, description="Open and click tracking of sent mail" + _PLANNED_NOTE)
     calendar: bool = Field(
-        default=False, description="Sync with Google and Microsoft 365 calendars" + _PLANNED_NOTE
+        default=False,
+        description=(
+            "Ask for calendar access when mailboxes connect or reconnect through OAuth (Google "
+            "`calendar.events`, Microsoft `Calendars.ReadWrite`) and pull their provider calendar "
+            "into `/calendar/events`"
+        ),
     )
     contact_import: bool = Field(
         default=False,

@@ -42,13 +42,14 @@ import httpx
 
 from mailbridge.config import MicrosoftSettings
 from mailbridge.errors import ProviderAuthError, ProviderError, ProviderUnreachable
-from mailbridge.models.account import Provider
+from mailbridge.models.account import CALENDAR_SCOPES, Provider
 from mailbridge.oauth.http import GrantRevoked
 from mailbridge.oauth.providers import AccountKind, Identity, TokenGrant
 
 MAIL_READWRITE = "Mail.ReadWrite"
 MAIL_SEND = "Mail.Send"
 CONTACTS_READ = "Contacts.Read"
+CALENDARS_READWRITE = CALENDAR_SCOPES["graph"]
 OFFLINE_ACCESS = "offline_access"
 # msal adds these three to every request itself and refuses them as input ("reserved").
 _MSAL_RESERVED = frozenset({"openid", "profile", OFFLINE_ACCESS})
@@ -77,7 +78,10 @@ class MicrosoftOAuth:
     account_kind: AccountKind = "mailbox"
     base_scopes = (MAIL_READWRITE, MAIL_SEND, OFFLINE_ACCESS, "openid", "profile", "email")
     required_scopes = (MAIL_READWRITE, MAIL_SEND)
-    optional_scopes: dict[str, tuple[str, ...]] = {"contact_import": (CONTACTS_READ,)}  # noqa: RUF012
+    optional_scopes: dict[str, tuple[str, ...]] = {  # noqa: RUF012
+        "contact_import": (CONTACTS_READ,),
+        "calendar": (CALENDARS_READWRITE,),
+    }
 
     def __init__(
         self, settings: MicrosoftSettings, secret: Callable[[], str], http: httpx.Client | None = None

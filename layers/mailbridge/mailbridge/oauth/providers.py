@@ -32,12 +32,13 @@ import httpx
 from mailbridge import aws
 from mailbridge.config import GoogleSettings, Settings
 from mailbridge.errors import NotFound, ProviderAuthError, ProviderError
-from mailbridge.models.account import Provider
+from mailbridge.models.account import CALENDAR_SCOPES, Provider
 from mailbridge.oauth import http as oauth_http
 
 GMAIL_MODIFY = "https://www.googleapis.com/auth/gmail.modify"
 GMAIL_SEND = "https://www.googleapis.com/auth/gmail.send"
 CONTACTS_READONLY = "https://www.googleapis.com/auth/contacts.readonly"
+CALENDAR_EVENTS = CALENDAR_SCOPES["gmail"]
 USERINFO_EMAIL = "https://www.googleapis.com/auth/userinfo.email"
 GOOGLE_ISSUERS = frozenset({"https://accounts.google.com", "accounts.google.com"})
 
@@ -158,7 +159,10 @@ class GoogleOAuth:
     account_kind: AccountKind = "mailbox"
     base_scopes = (GMAIL_MODIFY, GMAIL_SEND, "openid", "email")
     required_scopes = (GMAIL_MODIFY, GMAIL_SEND)
-    optional_scopes: dict[str, tuple[str, ...]] = {"contact_import": (CONTACTS_READONLY,)}  # noqa: RUF012
+    optional_scopes: dict[str, tuple[str, ...]] = {  # noqa: RUF012
+        "contact_import": (CONTACTS_READONLY,),
+        "calendar": (CALENDAR_EVENTS,),
+    }
 
     def __init__(
         self, settings: GoogleSettings, secret: Callable[[], str], http: httpx.Client | None = None

@@ -113,9 +113,12 @@ class _Failed(Exception):
 
 
 def _options(tenant_id: str, deps: OAuthDeps) -> set[str]:
-    """Optional scopes the tenant switched on (`contact_import`: the provider's contacts)."""
+    """Optional scopes the tenant switched on (`contact_import`: the provider's contacts;
+    `calendar`: its calendar)."""
     stored = deps.features.get_features(tenant_id)
-    return {"contact_import"} if stored is not None and stored.flags.contact_import else set()
+    if stored is None:
+        return set()
+    return {name for name in ("contact_import", "calendar") if getattr(stored.flags, name)}
 
 
 def start(
@@ -341,6 +344,17 @@ def _import_contacts_after_connect(account: Account, deps: OAuthDeps) -> None:
 
     if wants_import(account):
         deps.queue.send(ImportContacts(tenant_id=account.tenant_id, account_id=account.account_id))
+    _pull_calendar_after_connect(account, deps)
+
+
+def _pull_calendar_after_connect(account: Account, deps: OAuthDeps) -> None:
+    """Queue the first calendar pull of a Gmail account that granted calendar.events."""
+    from mailbridge.models.account import calendar_access
+    from mailbridge.sync.messages import SyncCalendar
+
+    scopes = account.oauth.scopes if account.oauth else None
+    if account.provider == "gmail" and calendar_access(account.provider, scopes) == "granted":
+        deps.queue.send(SyncCalendar(tenant_id=account.tenant_id, account_id=account.account_id))
 
 
 def _watch_quietly(account: Account, deps: OAuthDeps) -> None:

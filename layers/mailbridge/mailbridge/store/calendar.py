@@ -14,6 +14,13 @@ Item types:
       the event on a contact's, company's or deal's timeline (a summary: title, start, end ...)
   pk = TENANT#{tenant}, sk = FEED#{user key}  (the user key: a digest of the subject, tokens.subject_key)
       the generation of a user's subscription feed token (rotating it makes old tokens invalid)
+  pk = TENANT#{tenant}, sk = PROVIDER#{account_id}#{sha256(provider event id)}
+      a provider calendar's event -> ours (`uid`, `event_id`) with the provider's `etag` and
+      `updated` last seen (provider deletions name only the provider id; echo suppression)
+  pk = TENANT#{tenant}, sk = PROVIDERUID#{sha256(uid)}
+      our uid -> the provider event (`account_id`, `provider_id`): where an API change is pushed
+  pk = TENANT#{tenant}, sk = CALSYNC#{account_id}
+      the account's provider calendar cursor (`sync_token`: Google's nextSyncToken)
   pk = TENANT#{tenant}, sk = RATE#{bucket}#{window}
       a per-tenant counter for one rate-limit window (written by store/ratelimit.py); `ttl` removes it
 An event, its UID item and its timeline entries change in one TransactWriteItems; the event is
@@ -64,6 +71,28 @@ def record_pk(tenant_id: str, record_id: str) -> str:
 
 def feed_sk(user: str) -> str:
     return f"FEED#{user}"
+
+
+def provider_sk(account_id: str, provider_id: str) -> str:
+    return f"PROVIDER#{account_id}#{digest(provider_id, 40)}"
+
+
+def provider_uid_sk(uid: str) -> str:
+    return f"PROVIDERUID#{digest(uid, 40)}"
+
+
+def calendar_sync_sk(account_id: str) -> str:
+    return f"CALSYNC#{account_id}"
+
+
+@dataclass(frozen=True)
+class ProviderLink:
+    """One provider event as we last saw or wrote it."""
+
+    provider_id: str
+    uid: str
+    etag: str | None = None
+    updated: str | None = None  # the provider's `updated` / `lastModifiedDateTime`, ISO 8601
 
 
 @dataclass(frozen=True)
@@ -347,6 +376,66 @@ class CalendarStore(DynamoRepository):
             for pk, sk in self._timeline_items(tenant_id, event)
         ]
         self.transact(writes)
+
+    # ------------------------------------------------------------------ provider calendars
+    def provider_links(
+        self, tenant_id: str, account_id: str, provider_ids: Iterable[str]
+    ) -> dict[str, ProviderLink]:
+        """The stored links of these provider event ids (ids without one are left out)."""
+        items = self._batch_get(tenant_id, [provider_sk(account_id, i) for i in provider_ids])
+        return {
+            str(item["provider_id"]): ProviderLink(
+                provider_id=str(item["provider_id"]),
+                uid=str(item["uid"]),
+                etag=str(item["etag"]) if item.get("etag") else None,
+                updated=str(item["updated"]) if item.get("updated") else None,
+            )
+            for item in items.values()
+        }
+
+    def provider_of(self, tenant_id: str, uid: str) -> tuple[str, str] | None:
+        """(account_id, provider event id) of an event pulled from a provider calendar."""
+        item = self.get(tenant_pk(tenant_id), provider_uid_sk(uid), consistent=True)
+        return (str(item["account_id"]), str(item["provider_id"])) if item else None
+
+    def save_provider_link(
+        self, tenant_id: str, account_id: str, link: ProviderLink, *, series: bool
+    ) -> None:
+        """Store the link; `series` (not an exception of one): the uid -> provider item too."""
+        if series:
+            self.table.put_item(
+                Item={
+                    "pk": tenant_pk(tenant_id),
+                    "sk": provider_uid_sk(link.uid),
+                    "account_id": account_id,
+                    "provider_id": link.provider_id,
+                }
+            )
+        self.table.put_item(
+            Item={
+                "pk": tenant_pk(tenant_id),
+                "sk": provider_sk(account_id, link.provider_id),
+                "provider_id": link.provider_id,
+                "uid": link.uid,
+                "etag": link.etag,
+                "updated": link.updated,
+            }
+        )
+
+    def delete_provider_link(self, tenant_id: str, account_id: str, link: ProviderLink) -> None:
+        self.delete(tenant_pk(tenant_id), provider_sk(account_id, link.provider_id))
+        if self.provider_of(tenant_id, link.uid) == (account_id, link.provider_id):
+            self.delete(tenant_pk(tenant_id), provider_uid_sk(link.uid))
+
+    def calendar_sync_token(self, tenant_id: str, account_id: str) -> str | None:
+        """The provider calendar cursor saved by the account's last complete pull (None: none)."""
+        item = self.get(tenant_pk(tenant_id), calendar_sync_sk(account_id), consistent=True)
+        return str(item["sync_token"]) if item and item.get("sync_token") else None
+
+    def save_calendar_sync_token(self, tenant_id: str, account_id: str, token: str | None) -> None:
+        self.table.put_item(
+            Item={"pk": tenant_pk(tenant_id), "sk": calendar_sync_sk(account_id), "sync_token": token}
+        )
 
     # ------------------------------------------------------------------ feed tokens
     def feed_generation(self, tenant_id: str, user: str) -> tuple[int, str | None]:

@@ -89,7 +89,41 @@ class Reconcile(Model):
     requested_at: datetime = Field(default_factory=_now)
 
 
+class SyncCalendar(Model):
+    """Pull an account's provider calendar (`mailbridge.calendar.provider_sync`): queued after
+    connecting with the calendar scope, and from the 15-minute schedule without an account
+    (fanned out to one message per active Gmail account, which names it)."""
+
+    kind: Literal["sync_calendar"] = "sync_calendar"
+    provider: Literal["gmail"] = "gmail"
+    tenant_id: str | None = None
+    account_id: str | None = None
+
+
+class PushCalendar(Model):
+    """Push a change made through `/calendar/events` to the provider event it came from
+    (`mailbridge.calendar.provider_sync.push_google`): queued by the API after the change is
+    stored. `at`: when it was made (the conflict rule compares it with the provider's `updated`)."""
+
+    kind: Literal["push_calendar"] = "push_calendar"
+    provider: Literal["gmail"] = "gmail"
+    tenant_id: str
+    account_id: str
+    provider_id: str
+    event_id: str
+    deleted: bool = False
+    at: datetime
+
+
 SyncMessage = Annotated[
-    SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches | ImportContacts | Reconcile,
+    SyncRequest
+    | PollAll
+    | PushFlags
+    | PurgeAccount
+    | RenewWatches
+    | ImportContacts
+    | SyncCalendar
+    | PushCalendar
+    | Reconcile,
     Field(discriminator="kind"),
 ]

@@ -28,9 +28,11 @@ from mailbridge.sync.messages import (
     ImportContacts,
     PollAll,
     PurgeAccount,
+    PushCalendar,
     PushFlags,
     Reconcile,
     RenewWatches,
+    SyncCalendar,
     SyncRequest,
 )
 
@@ -62,7 +64,15 @@ class SyncServiceDeps:
 
 
 def handle(
-    message: SyncRequest | PollAll | PushFlags | PurgeAccount | RenewWatches | ImportContacts | Reconcile,
+    message: SyncRequest
+    | PollAll
+    | PushFlags
+    | PurgeAccount
+    | RenewWatches
+    | ImportContacts
+    | SyncCalendar
+    | PushCalendar
+    | Reconcile,
     deps: SyncServiceDeps,
     budget: Budget,
 ) -> None:
@@ -89,6 +99,14 @@ def handle(
         from mailbridge.crm.contact_import import handle_import
 
         handle_import(message, deps.sync.accounts, deps.queue)
+    elif isinstance(message, SyncCalendar):
+        from mailbridge.calendar.provider_sync import handle_calendar
+
+        handle_calendar(message, deps.sync.accounts, deps.queue)
+    elif isinstance(message, PushCalendar):
+        from mailbridge.calendar.provider_sync import handle_push
+
+        handle_push(message, deps.sync.accounts)
     else:
         purge_account(message, deps)
 
