@@ -82,12 +82,12 @@ def test_features_start_at_the_defaults(invoke_api: Invoke) -> None:
         "calendar": False,
         "contact_import": False,
     }
-    assert data["planned"] == ["calendar", "tracking"]
+    assert data["planned"] == ["calendar"]
 
 
 def test_a_planned_feature_cannot_be_switched_on(invoke_api: Invoke, stack: Stack) -> None:
     # Given an admin
-    for flag in ("tracking", "calendar"):
+    for flag in ("calendar",):
         # When they try to switch on a capability that is not built
         response = invoke_api(
             load_event(

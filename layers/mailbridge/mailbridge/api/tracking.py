@@ -1,0 +1,89 @@
+"""Tracking routes (no bearer token: the signed token in the path is all there is).
+
+- `GET|HEAD /t/o/{token}`: always 200 with a 1x1 transparent GIF and `Cache-Control: no-store,
+  private` (so every open reaches us and no shared cache keeps it), whether the token is good or
+  not: nothing about tokens or emails can be learnt from the answer.
+- `GET|HEAD /t/c/{token}`: 302 to the URL stored for that link at send time; any bad token
+  (forged, another purpose, an unknown email or link) gets a 404 HTML page, never a redirect.
+
+Every valid hit is stored with its evidence and classification (`mailbridge.tracking.service`).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+router = Router()
+
+# The smallest transparent GIF89a: 1x1, one-colour palette, a transparency extension.
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+NO_STORE = {"Cache-Control": "no-store, private", "Pragma": "no-cache"}
+NOT_FOUND_PAGE = (
+    '<!doctype html><html><head><meta charset="utf-8"><title>Link not found</title></head>'
+    "<body><p>This link is not valid.</p></body></html>"
+)
+_PIXEL_RESPONSE: dict[Any, Any] = {
+    200: {"description": "1x1 transparent GIF (always, even for a bad token)", "content": {"image/gif": {}}}
+}
+_CLICK_RESPONSES: dict[Any, Any] = {
+    302: {"description": "Redirect (`Location`) to the link's URL stored at send time"},
+    404: {"description": "HTML page: the token is not valid", "content": {"text/html": {}}},
+}
+
+
+def _hit(kind: str, token: str) -> str | None:
+    from mailbridge.tracking.service import evidence_of, record_hit
+    from mailbridge.tracking.wiring import tracking_deps
+
+    event: Any = router.current_event
+    evidence = evidence_of(
+        event.request_context.http.method, dict(event.headers or {}), event.request_context.http.source_ip
+    )
+    return record_hit("click" if kind == "click" else "open", token, evidence, tracking_deps())
+
+
+def _is_head() -> bool:
+    event: Any = router.current_event
+    return str(event.request_context.http.method).upper() == "HEAD"
+
+
+@router.route(
+    "/t/o/<token>",
+    method=["GET", "HEAD"],
+    summary="Open pixel of a tracked email (no bearer token)",
+    tags=["tracking"],
+    responses=_PIXEL_RESPONSE,
+)
+def open_pixel(token: str) -> Response[bytes]:
+    _hit("open", token)
+    return Response(
+        status_code=200,
+        content_type="image/gif",
+        body=b"" if _is_head() else PIXEL,
+        headers={**NO_STORE, "Content-Length": str(len(PIXEL))},
+    )
+
+
+@router.route(
+    "/t/c/<token>",
+    method=["GET", "HEAD"],
+    summary="Tracked link of an email: redirect to its URL (no bearer token)",
+    tags=["tracking"],
+    responses=_CLICK_RESPONSES,
+)
+def click(token: str) -> Response[str]:
+    url = _hit("click", token)
+    if url is None:
+        return Response(
+            status_code=404,
+            content_type="text/html; charset=utf-8",
+            body="" if _is_head() else NOT_FOUND_PAGE,
+            headers=NO_STORE,
+        )
+    return Response(
+        status_code=302, content_type="text/plain", body="", headers={**NO_STORE, "Location": url}
+    )
