@@ -2,7 +2,8 @@
 
 User agents are checked against crawlerdetect's maintained crawler and proxy list (JayBizzle's
 Crawler-Detect, `crawlerdetect` on PyPI) rather than a list of our own. crawlerdetect names the
-mail image proxies it knows (`GoogleImageProxy`, `YahooMailProxy`): those are `proxy`; any other
+mail image proxies it knows (`GoogleImageProxy`, `YahooMailProxy`, the Outlook fetchers
+`Outlook-iOS`, `MacOutlook`, `Microsoft Outlook`): those are `proxy`; any other
 match (link checkers, security gateways, bots) is `scanner`. Our own rules cover only what a
 user-agent list cannot see:
 
@@ -50,6 +51,7 @@ _PROXIES = {
     "googleimageproxy": "google_image_proxy",
     "ggpht.com": "google_image_proxy",
     "yahoomailproxy": "yahoo_mail_proxy",
+    "outlook": "outlook_proxy",
 }
 
 
