@@ -20,7 +20,8 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 router = Router()
 
 # The smallest transparent GIF89a: 1x1, one-colour palette, a transparency extension.
-PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+PIXEL_BASE64 = "R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
+PIXEL = base64.b64decode(PIXEL_BASE64)
 NO_STORE = {"Cache-Control": "no-store, private", "Pragma": "no-cache"}
 NOT_FOUND_PAGE = (
     '<!doctype html><html><head><meta charset="utf-8"><title>Link not found</title></head>'
@@ -58,14 +59,18 @@ def _is_head() -> bool:
     tags=["tracking"],
     responses=_PIXEL_RESPONSE,
 )
-def open_pixel(token: str) -> Response[bytes]:
+def open_pixel(token: str) -> Response[str]:
     _hit("open", token)
-    return Response(
+    response = Response(
         status_code=200,
         content_type="image/gif",
-        body=b"" if _is_head() else PIXEL,
+        body="" if _is_head() else PIXEL_BASE64,
         headers={**NO_STORE, "Content-Length": str(len(PIXEL))},
     )
+    # The body is already base64 (a bytes body would be, too, but the resolver's response
+    # validation serializes the body first, as JSON text, which bytes that are not UTF-8 fail).
+    response.base64_encoded = True
+    return response
 
 
 @router.route(
