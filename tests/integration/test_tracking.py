@@ -64,8 +64,14 @@ def _account(stack: Stack) -> str:
     return account_id
 
 
-def _api(invoke: Invoke, name: str, *, body: Any = None, role: str = "member") -> tuple[int, Any]:
-    response = invoke(load_event(name, tenant=TENANT, role=role, body=body))
+def _api(
+    invoke: Invoke, name: str, *, body: Any = None, role: str = "member", email_id: str | None = None
+) -> tuple[int, Any]:
+    event = load_event(name, tenant=TENANT, role=role, body=body)
+    if email_id is not None:
+        event["pathParameters"] = {"email_id": email_id}
+        event["rawPath"] = event["requestContext"]["http"]["path"] = f"/emails/{email_id}"
+    response = invoke(event)
     return response["statusCode"], json.loads(response["body"]) if response.get("body") else None
 
 
@@ -250,6 +256,21 @@ def test_public_routes_answer_without_a_jwt_and_store_classified_hits(
     assert sorted(e["detail-type"] for e in events) == ["email.clicked", "email.opened"]
     assert {e["detail"]["data"]["classification"] for e in events} == {"human"}
     assert all(e["detail"]["data"]["email_id"] == email_id for e in events)
+    # And the email shows one machine open, one human open and one human click on the second link
+    status, view = _api(invoke_api, "api/get-email.json", role="viewer", email_id=email_id)
+    assert status == 200, view
+    assert view["engagement"] == {
+        "delivered": True,
+        "human_opens": 1,
+        "machine_opens": 1,
+        "human_clicks": [
+            {"link": 0, "url": "https://shop.example.com/quote?id=7&v=2", "human_clicks": 0},
+            {"link": 1, "url": "https://shop.example.com/terms", "human_clicks": 1},
+        ],
+        "machine_clicks": 0,
+        "replies": 0,
+        "score": 30,
+    }
 
 
 def test_machine_hits_are_stored_but_not_announced(

@@ -34,6 +34,7 @@ from mailbridge.tracking.rewrite import add_pixel, rewrite_links
 if TYPE_CHECKING:
     from mailbridge.bus import EventPublisher
     from mailbridge.calendar.tokens import Signer
+    from mailbridge.models.mail import Email
     from mailbridge.store.crm import CrmStore
     from mailbridge.store.emails import EmailStore
     from mailbridge.store.settings import FeatureStore
@@ -220,15 +221,14 @@ def score(*, replied: bool, human_opens: int, links_clicked: int) -> int:
     return min(100, 50 * int(replied) + 10 * min(human_opens, 3) + 20 * min(links_clicked, 2))
 
 
-def engagement(tenant_id: str, item: Mapping[str, Any], deps: TrackingDeps) -> Engagement | None:
+def engagement(tenant_id: str, email: Email, deps: TrackingDeps) -> Engagement | None:
     """Engagement of an outbound email that was tracked; None for any other email."""
-    email_id = str(item["email_id"])
-    message = deps.store.get_message(tenant_id, email_id)
+    message = deps.store.get_message(tenant_id, email.email_id)
     if message is None:
         return None
     human_opens = machine_opens = machine_clicks = 0
     clicks = [0] * len(message.links)
-    for hit in deps.store.hits(tenant_id, email_id):
+    for hit in deps.store.hits(tenant_id, email.email_id):
         human = hit.classification == "human"
         if hit.kind == "open":
             human_opens += human
@@ -237,10 +237,10 @@ def engagement(tenant_id: str, item: Mapping[str, Any], deps: TrackingDeps) -> E
             clicks[hit.link] += 1
         else:
             machine_clicks += 1
-    replies = _replies(tenant_id, item, deps)
+    replies = _replies(tenant_id, email, deps)
     per_link = [LinkClicks(link=i, url=url, human_clicks=clicks[i]) for i, url in enumerate(message.links)]
     return Engagement(
-        delivered=item.get("send_status") == "sent",
+        delivered=email.status == "sent",
         human_opens=human_opens,
         machine_opens=machine_opens,
         human_clicks=per_link,
@@ -250,14 +250,16 @@ def engagement(tenant_id: str, item: Mapping[str, Any], deps: TrackingDeps) -> E
     )
 
 
-def _replies(tenant_id: str, item: Mapping[str, Any], deps: TrackingDeps) -> int:
+def _replies(tenant_id: str, email: Email, deps: TrackingDeps) -> int:
     """Inbound emails of the thread that answer this one (In-Reply-To or References name it)."""
-    message_id, thread_id = item.get("message_id"), item.get("thread_id")
-    if not message_id or not thread_id:
+    if not email.message_id:
         return 0
     return sum(
         1
-        for other in deps.emails.thread_emails(tenant_id, str(thread_id))
+        for other in deps.emails.thread_emails(tenant_id, email.thread_id)
         if other.get("direction") == "inbound"
-        and (other.get("in_reply_to") == message_id or message_id in (other.get("references") or ()))
+        and (
+            other.get("in_reply_to") == email.message_id
+            or email.message_id in (other.get("references") or ())
+        )
     )
