@@ -316,11 +316,12 @@ def test_bad_tokens_get_the_same_pixel_and_a_404_page_never_a_redirect(
     assert {k: pixel[k] for k in ("statusCode", "headers", "body")} == {
         k: good[k] for k in ("statusCode", "headers", "body")
     }
-    # And a bad click token is a 404 page without a Location, for GET and HEAD alike
+    # And a bad click token is a 404 `link_not_found` without a Location, for GET and HEAD alike
     for token in bad:
         for method in ("GET", "HEAD"):
             response = _hit(invoke_api, "c", token, method=method)
             assert response["statusCode"] == 404, token
+            assert json.loads(response["body"])["error"]["code"] == "link_not_found"
             assert "Location" not in response["headers"]
     # And nothing was recorded for the forged tokens: only the good open of the first message
     assert [h["kind"] for h in _hits(stack, first)] == ["open"]

@@ -4,7 +4,8 @@
   private` (so every open reaches us and no shared cache keeps it), whether the token is good or
   not: nothing about tokens or emails can be learnt from the answer.
 - `GET|HEAD /t/c/{token}`: 302 to the URL stored for that link at send time; any bad token
-  (forged, another purpose, an unknown email or link) gets a 404 HTML page, never a redirect.
+  (forged, another purpose, an unknown email or link) gets 404 `link_not_found` (the API's error
+  shape, like every other route), never a redirect.
 
 Every valid hit is stored with its evidence and classification (`mailbridge.tracking.service`).
 """
@@ -17,22 +18,27 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
+from mailbridge.api.schemas import errors
+from mailbridge.errors import NotFound
+
 router = Router()
 
 # The smallest transparent GIF89a: 1x1, one-colour palette, a transparency extension.
 PIXEL_BASE64 = "R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
 PIXEL = base64.b64decode(PIXEL_BASE64)
 NO_STORE = {"Cache-Control": "no-store, private", "Pragma": "no-cache"}
-NOT_FOUND_PAGE = (
-    '<!doctype html><html><head><meta charset="utf-8"><title>Link not found</title></head>'
-    "<body><p>This link is not valid.</p></body></html>"
-)
 _PIXEL_RESPONSE: dict[Any, Any] = {
-    200: {"description": "1x1 transparent GIF (always, even for a bad token)", "content": {"image/gif": {}}}
+    200: {
+        "description": "1x1 transparent GIF (always, even for a bad token)",
+        "content": {"image/gif": {"schema": {"type": "string", "format": "binary"}}},
+    }
 }
 _CLICK_RESPONSES: dict[Any, Any] = {
-    302: {"description": "Redirect (`Location`) to the link's URL stored at send time"},
-    404: {"description": "HTML page: the token is not valid", "content": {"text/html": {}}},
+    302: {
+        "description": "Redirect to the link's URL stored at send time",
+        "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}},
+    },
+    **errors({404: ["link_not_found"]}, bearer=False),
 }
 
 
@@ -78,17 +84,14 @@ def open_pixel(token: str) -> Response[str]:
     method=["GET", "HEAD"],
     summary="Tracked link of an email: redirect to its URL (no bearer token)",
     tags=["tracking"],
+    status_code=302,
     responses=_CLICK_RESPONSES,
 )
 def click(token: str) -> Response[str]:
     url = _hit("click", token)
     if url is None:
-        return Response(
-            status_code=404,
-            content_type="text/html; charset=utf-8",
-            body="" if _is_head() else NOT_FOUND_PAGE,
-            headers=NO_STORE,
-        )
+        # The same answer for every bad token: forged, another purpose, an unknown email or link.
+        raise NotFound("this link is not valid", code="link_not_found")
     return Response(
         status_code=302, content_type="text/plain", body="", headers={**NO_STORE, "Location": url}
     )
