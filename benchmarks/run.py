@@ -1,7 +1,8 @@
 """`make bench`: run every benchmark script in turn; each prints ratios against a named peer.
 
 Usage: benchmarks/run.py [NAME ...]
-(names: cold_start, mime, sync, reads, backfill, automations, ai, calendar, webhooks; default all)
+(names: cold_start, mime, sync, reads, backfill, automations, ai, calendar, webhooks, tracking;
+default all)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ ORDER = [
     "calendar",
     "webhooks",
     "gmail",
+    "tracking",
 ]
 
 
