@@ -43,9 +43,9 @@ def _event(kind: str, token: str) -> dict[str, object]:
     event = load_event("api/tracking-open.json" if kind == "o" else "api/tracking-click.json")
     path = f"/t/{kind}/{token}"
     event["rawPath"] = path
-    event["requestContext"]["http"]["path"] = path  # type: ignore[index]
+    event["requestContext"]["http"]["path"] = path
     event["pathParameters"] = {"token": token}
-    event["headers"]["user-agent"] = BROWSER  # type: ignore[index]
+    event["headers"]["user-agent"] = BROWSER
     return event
 
 
