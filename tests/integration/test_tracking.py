@@ -12,14 +12,19 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from local.template import load_template
 from mailbridge import accounts, crypto
 from mailbridge.models.account import Account, PublicServerSettings
 from mailbridge.providers.imap.settings import Security
 from mailbridge.store.accounts import AccountStore
 from mailbridge.store.blobs import BlobStore
 from mailbridge.store.emails import EmailStore
+from mailbridge.tracking import wiring as tracking_wiring
 from tests.events import load_event
 from tests.fixtures.aws import BusReader, Stack
 
@@ -326,3 +331,25 @@ def test_bad_tokens_get_the_same_pixel_and_a_404_page_never_a_redirect(
     # And nothing was recorded for the forged tokens: only the good open of the first message
     assert [h["kind"] for h in _hits(stack, first)] == ["open"]
     assert _hits(stack, second) == []
+
+
+def test_hit_retention_is_the_configured_number_of_days(
+    stack: Stack, invoke_api: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given hits kept for 7 days (the template's TrackingHitRetentionDays)
+    monkeypatch.setenv("TRACKING_HIT_RETENTION_DAYS", "7")
+    tracking_wiring.reset()
+    email_id, message = _send(stack, invoke_api, tracking={"opens": True})
+    open_token, _ = _tokens(_part(message, "html"))
+    # When the pixel is fetched
+    _hit(invoke_api, "o", open_token)
+    # Then the hit expires 7 days from now
+    (hit,) = _hits(stack, email_id)
+    expires_in = int(hit["ttl"]) - datetime.now(UTC).timestamp()
+    assert 6 * 86400 < expires_in <= 7 * 86400
+
+
+def test_automations_can_trigger_on_opens_and_clicks() -> None:
+    template = load_template([Path(__file__).resolve().parents[2] / "template.yaml"])
+    pattern = template.properties("AutomationsRule")["EventPattern"]
+    assert {"email.opened", "email.clicked"} <= set(pattern["detail-type"])
