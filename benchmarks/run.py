@@ -2,7 +2,7 @@
 
 Usage: benchmarks/run.py [NAME ...]
 (names: cold_start, mime, sync, graph, reads, backfill, automations, ai, calendar, webhooks, gmail,
-reconcile; default all)
+reconcile, tracking; default all)
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ ORDER = [
     "webhooks",
     "gmail",
     "reconcile",
+    "tracking",
 ]
 
 

@@ -110,7 +110,14 @@ def list_emails(
     responses=errors({404: ["not_found"]}),
 )
 def get_email(email_id: str) -> Email:
-    return emails.get_email(current_tenant(router), email_id, deps.email_store(), deps.blob_store())
+    ctx = current_tenant(router)
+    email = emails.get_email(ctx, email_id, deps.email_store(), deps.blob_store())
+    if email.direction != "outbound" or email.status is None:
+        return email  # only mail sent through mailbridge can have been tracked
+    from mailbridge.tracking.service import engagement
+    from mailbridge.tracking.wiring import tracking_deps
+
+    return email.model_copy(update={"engagement": engagement(ctx.tenant_id, email, tracking_deps())})
 
 
 @router.patch(

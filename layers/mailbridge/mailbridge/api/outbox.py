@@ -55,9 +55,13 @@ class ScheduleCancelled(Model):
     ),
 )
 def send_email(body: Annotated[SendRequest, Body()]) -> SendAccepted:
-    from mailbridge.outbox import service
+    from dataclasses import replace
 
-    return service.queue_send(current_tenant(router), body, deps.outbox_deps())
+    from mailbridge.outbox import service
+    from mailbridge.tracking.wiring import public_base_url, tracking_deps
+
+    tracking = tracking_deps(public_base_url(router.current_event))
+    return service.queue_send(current_tenant(router), body, replace(deps.outbox_deps(), tracking=tracking))
 
 
 @router.post(

@@ -128,7 +128,7 @@ def complete_responses(route: Any) -> dict[int, Any]:
     add(500, "internal")
 
     success = {status: entry for status, entry in declared.items() if status < 400}
-    if not any(200 <= status < 300 for status in success):
+    if not any(200 <= status < 400 for status in success):  # a declared redirect is the success
         # No `content`: Powertools documents the return annotation's schema here.
         success[route.status_code] = {"description": _SUCCESS.get(route.status_code, "Success")}
     gateway = bool(route.security)

@@ -228,6 +228,10 @@ class ContactFields(Model):
         "boolean, or number (an integer of at most 38 digits, or a finite number of magnitude "
         "1E-130 to 9.9E+125; 422 `number_out_of_range` / `number_not_finite` otherwise)",
     )
+    do_not_track: bool = Field(
+        default=False,
+        description="Never add open or click tracking to mail sent to this contact (issue 17)",
+    )
 
 
 class ContactCreate(ContactFields):
@@ -256,6 +260,7 @@ class ContactPatch(_Patch):
     tags: Tags | None = None
     owner: Subject | None = None
     custom: CustomFields | None = None
+    do_not_track: bool | None = None
 
 
 class Contact(ContactFields, Versioned):

@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field
 from mailbridge.models.base import Model
 
 # Capabilities that have a flag but are not built yet: always reported off, cannot be switched on.
-PLANNED: frozenset[str] = frozenset({"tracking"})
+PLANNED: frozenset[str] = frozenset()
 _PLANNED_NOTE = " (planned, not built yet: always off)"
 
 
@@ -26,7 +26,11 @@ class FeatureFlags(Model):
         ),
     )
     automations: bool = Field(default=False, description="No-code automations: rules, runs, dry-run")
-    tracking: bool = Field(default=False, description="Open and click tracking of sent mail" + _PLANNED_NOTE)
+    tracking: bool = Field(
+        default=False,
+        description="Open and click tracking of sent HTML mail by default (`tracking` of "
+        "`POST /emails/send` overrides it per message)",
+    )
     calendar: bool = Field(
         default=False,
         description=(

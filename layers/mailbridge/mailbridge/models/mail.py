@@ -16,6 +16,7 @@ from mailbridge.models.email import (
     EmailAddress,
     ListInfo,
 )
+from mailbridge.tracking.models import Engagement
 
 Direction = Literal["inbound", "outbound"]
 SendStatus = Literal["queued", "scheduled", "sending", "sent", "failed", "cancelled"]
@@ -103,6 +104,11 @@ class Email(EmailSummary):
     reasons: list[str] = Field(
         default_factory=list,
         description="What decided the category (`header:...`, `model:...`, `rule:sender:<id>`)",
+    )
+    engagement: Engagement | None = Field(
+        default=None,
+        description="Outbound mail sent with open/click tracking: human and machine opens, human "
+        "clicks per link, replies and the score (mailbridge.tracking.models.Engagement)",
     )
 
 

@@ -17,6 +17,7 @@ from mailbridge.models.base import Model
 from mailbridge.models.fields import HeaderText, MultiLine
 from mailbridge.models.mail import SendStatus
 from mailbridge.models.mime_fields import ContentId, MediaType
+from mailbridge.tracking.models import TrackingOverride
 
 MAX_RECIPIENTS = 100
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
@@ -84,6 +85,11 @@ class SendRequest(Model):
     forward_as: Literal["attachment", "inline"] = "attachment"
     attachments: list[InlineAttachment | UploadedAttachment] = Field(default_factory=list, max_length=20)
     send_at: datetime | None = Field(default=None, description="Schedule the send (UTC if no offset)")
+    tracking: TrackingOverride | None = Field(
+        default=None,
+        description="Open/click tracking of this message (default: the tenant's `tracking` feature "
+        "flag); HTML messages only, never for a recipient whose contact has `do_not_track`",
+    )
 
     @model_validator(mode="after")
     def _rules(self) -> SendRequest:

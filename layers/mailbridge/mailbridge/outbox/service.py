@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -57,6 +57,10 @@ from mailbridge.sync.ingest import Mailbox, build_email_item, email_id_for, inge
 from mailbridge.sync.threads import assign_thread
 from mailbridge.tenancy import Role, TenantContext
 
+if TYPE_CHECKING:
+    from mailbridge.tracking.models import TrackedMessage, TrackingOverride
+    from mailbridge.tracking.service import TrackingDeps
+
 MIN_SCHEDULE_AHEAD = timedelta(seconds=60)
 MAX_SCHEDULE_AHEAD = timedelta(days=365)
 PENDING = ("queued", "scheduled", "sending")
@@ -78,6 +82,7 @@ class OutboxDeps:
     gmail_client: Callable[[Account], Any] | None = None  # tests: a GmailClient per account
     allow_private_hosts: bool = False
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    tracking: TrackingDeps | None = None  # None: never tracked (only the send route sets it)
 
 
 # ---------------------------------------------------------------------------------- requests
@@ -256,6 +261,7 @@ def queue_send(
         send_at=send_at,
         automation=automation,
         reply_to_email_id=request.reply_to_email_id,
+        tracking=request.tracking,
     )
 
 
@@ -276,12 +282,14 @@ def queue_draft(
     send_at: datetime | None = None,
     automation: dict[str, Any] | None = None,
     reply_to_email_id: str | None = None,
+    tracking: TrackingOverride | None = None,
 ) -> SendAccepted:
     """Compose, store and queue (or schedule, at `send_at`) a draft the caller built, sent from
     `account`: what `queue_send` does after reading the request, for mail mailbridge writes
     itself (an iTIP invitation or reply, `mailbridge.calendar.itip`). `draft.message_id` should
     be set (the email id is derived from the composed message). `reply_to_email_id` (kept on
-    the item) lets a Gmail send name the replied-to message's Gmail thread.
+    the item) lets a Gmail send name the replied-to message's Gmail thread. With
+    `deps.tracking`, an HTML message gets the open pixel and tracked links (`_track`).
 
     Raises Invalid (`account_cannot_send`, every code of `compose_message`), Conflict
     (`already_queued`)."""
@@ -292,6 +300,12 @@ def queue_draft(
     parsed = normalized.message
     tenant = ctx.tenant_id
     email_id = email_id_for(tenant, parsed, composed.raw)
+    tracked: TrackedMessage | None = None
+    if deps.tracking is not None and draft.html:
+        tracked_draft, tracked = _track(tenant, email_id, draft, tracking, composed.recipients, deps.tracking)
+        if tracked is not None:
+            composed, normalized = compose_and_normalize(tracked_draft, original=original, now=send_at or now)
+            parsed = normalized.message
     date = send_at or now
     thread_id = assign_thread(tenant, account.account_id, parsed, date, email_id, deps.emails)
     mailbox = Mailbox(tenant, account.account_id, account.address, "", 0, is_sent_folder=True)
@@ -315,6 +329,9 @@ def queue_draft(
         item["automation"] = automation
     if reply_to_email_id:
         item["reply_to_email_id"] = reply_to_email_id
+    if tracked is not None and deps.tracking is not None:
+        item["tracking"] = {"opens": tracked.opens, "clicks": tracked.clicks}
+        deps.tracking.store.put_message(tracked)  # before the email exists: no hit finds it missing
     if not deps.emails.create_email(tenant, item):
         raise Conflict("this message was already queued", code="already_queued")
     message = OutboxMessage(tenant_id=tenant, email_id=email_id)
@@ -325,6 +342,31 @@ def queue_draft(
     return SendAccepted(
         email_id=email_id, thread_id=thread_id, status=status, send_at=send_at, message_id=composed.message_id
     )
+
+
+def _track(
+    tenant: str,
+    email_id: str,
+    draft: Draft,
+    override: TrackingOverride | None,
+    recipients: list[str],
+    deps: TrackingDeps,
+) -> tuple[Draft, TrackedMessage | None]:
+    """The draft with its HTML tracked, or (draft, None) when this message is not tracked.
+
+    The email id is known before the second composition: it depends on the Message-ID, sender
+    and subject, which tracking leaves as they are. The text part is kept as the first
+    composition had it (the given text, or the one derived from the untracked HTML).
+    """
+    from mailbridge.mime.html_text import html_to_text
+    from mailbridge.tracking.service import decide, track_html
+
+    opens, clicks = decide(tenant, override, recipients, deps)
+    if not (opens or clicks) or draft.html is None:
+        return draft, None
+    html, tracked = track_html(tenant, email_id, draft.html, opens=opens, clicks=clicks, deps=deps)
+    text = draft.text if draft.text is not None else html_to_text(draft.html)
+    return draft.model_copy(update={"html": html, "text": text}), tracked
 
 
 def _schedule_name(email_id: str) -> str:

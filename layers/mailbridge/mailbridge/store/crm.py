@@ -211,6 +211,7 @@ def to_contact(item: Item) -> Contact:
             "tags": list(item.get("tags") or ()),
             "owner": item.get("owner"),
             "custom": plain(item.get("custom") or {}),
+            "do_not_track": bool(item.get("do_not_track")),
             **_meta(item),
         }
     )
