@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,23 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 pytest_plugins = ["tests.fixtures.aws", "tests.fixtures.dovecot", "tests.fixtures.smtp"]
 
 _skipped: list[str] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup` (the Makefile's) as loadfile with groups: tests marked `xdist_group` run on
+    one worker per group (tests/e2e: modules sharing a runner), every other test with its file (so
+    module-scoped fixtures start once). xdist's own loadgroup spreads unmarked tests one by one."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]
+
+    class LoadGroupOrFile(LoadGroupScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            group = super()._split_scope(nodeid)
+            return group if group != nodeid else nodeid.split("::", 1)[0]
+
+    return LoadGroupOrFile(config, log)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
