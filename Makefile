@@ -81,14 +81,13 @@ services:
 
 # pytest exits 5 when it collected nothing: that fails `make test` like any other error.
 # Test files run in parallel (pytest-xdist), each file on one worker so module-scoped fixtures (the
-# local runner of an e2e module) start once, and the files of one `xdist_group` (e2e modules sharing
-# a runner) on one worker (tests/conftest.py); most of a test's time is spent waiting on moto,
+# local runner of an e2e module) start once; most of a test's time is spent waiting on moto,
 # Dovecot or the runner, so more workers than cores pays. PYTEST_WORKERS=0 runs serially.
 # PYTEST_ARGS passes more options, e.g. PYTEST_ARGS="--durations=30" to see the slowest tests.
 PYTEST_WORKERS ?= 4
 PYTEST_ARGS    ?=
 pytest: $(VENV)/.stamp services
-	$(PY) -m pytest $(PYTEST_ARGS) $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup)
+	$(PY) -m pytest $(PYTEST_ARGS) $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
 test: check build pytest
 

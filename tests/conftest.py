@@ -21,19 +21,24 @@ _skipped: list[str] = []
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """`--dist loadgroup` (the Makefile's) as loadfile with groups: tests marked `xdist_group` run on
-    one worker per group (tests/e2e: modules sharing a runner), every other test with its file (so
-    module-scoped fixtures start once). xdist's own loadgroup spreads unmarked tests one by one."""
-    if config.getvalue("dist") != "loadgroup":
+    """`--dist loadfile` (the Makefile's), except that the e2e modules sharing a runner
+    (tests/e2e/runner_groups.py) go to one worker as one unit: their runner starts once. (xdist's
+    `loadgroup` with `xdist_group` marks would do it, but it renames items through `item._nodeid`,
+    which pytest 9 no longer reads: every test lands alone.)"""
+    if config.getvalue("dist") != "loadfile":
         return None
-    from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]
+    from xdist.scheduler import LoadFileScheduling  # type: ignore[import-untyped]
 
-    class LoadGroupOrFile(LoadGroupScheduling):  # type: ignore[misc]
+    from tests.e2e.runner_groups import RUNNER_GROUPS
+
+    group_of = {path: group for group, paths in RUNNER_GROUPS.items() for path in paths}
+
+    class LoadFileOrGroup(LoadFileScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
-            group = super()._split_scope(nodeid)
-            return group if group != nodeid else nodeid.split("::", 1)[0]
+            path = nodeid.split("::", 1)[0]
+            return group_of.get(path, path)
 
-    return LoadGroupOrFile(config, log)
+    return LoadFileOrGroup(config, log)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -5,10 +5,10 @@ sandbox another second (its imports), so the modules that need the same runner s
 `probe_runner` (template + probe overlay, clock at START) and `mail_runner` (template alone,
 loopback mail hosts allowed, clock at the real time) each start once per session (per xdist
 worker) and serve every module that asks for them; the modules keep apart by their own tenant ids.
-Those modules carry `xdist_group` marks (PROBE_GROUP, MAIL_GROUP) so `--dist loadgroup` runs them
-on one worker. moto's backends are per process and a runner's start resets them, so at most one
-in-process runner lives at a time: the shared one is stopped before a module that does not use it
-(one with a runner of its own, e.g. other settings, a fresh clock or a stopped runner) starts.
+tests/e2e/runner_groups.py lists them, so `make pytest` runs each group on one worker. moto's
+backends are per process and a runner's start resets them, so at most one in-process runner lives
+at a time: the shared one is stopped before a test that does not use it (a module with a runner of
+its own, e.g. other settings, a fresh clock or a stopped runner) starts.
 """
 
 from __future__ import annotations
@@ -30,10 +30,6 @@ from local.runner import Runner
 ROOT = Path(__file__).resolve().parents[2]
 PROBE_TEMPLATE = ROOT / "tests" / "e2e" / "probe" / "template.yaml"
 START = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
-
-
-PROBE_GROUP = pytest.mark.xdist_group("e2e-probe-runner")
-MAIL_GROUP = pytest.mark.xdist_group("e2e-mail-runner")
 
 
 class SharedRunners:

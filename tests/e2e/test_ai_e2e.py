@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from local.runner import Runner
-from tests.e2e.conftest import MAIL_GROUP, call, connect_mailbox
+from tests.e2e.conftest import call, connect_mailbox
 from tests.integration.dovecot import DovecotServer, DovecotUser
 
-pytestmark = [pytest.mark.dovecot, MAIL_GROUP]
+pytestmark = pytest.mark.dovecot
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ai"
 CUSTOMER = "Priya Natarajan <priya@customer.example>"

@@ -15,10 +15,10 @@ import pytest
 
 from local.runner import Runner
 from mailbridge.automations.signing import verify_webhook
-from tests.e2e.conftest import MAIL_GROUP, call, connect_mailbox
+from tests.e2e.conftest import call, connect_mailbox
 from tests.integration.dovecot import DovecotServer, DovecotUser
 
-pytestmark = [pytest.mark.dovecot, MAIL_GROUP]
+pytestmark = pytest.mark.dovecot
 
 TAGGED = {"name": "Ada Lovelace", "emails": [{"address": "ada@customer.example"}], "tags": ["new-lead"]}
 

@@ -17,10 +17,10 @@ import pytest
 
 from local.runner import Runner
 from mailbridge.calendar import ics
-from tests.e2e.conftest import MAIL_GROUP, call, connect_mailbox
+from tests.e2e.conftest import call, connect_mailbox
 from tests.integration.dovecot import DovecotServer, DovecotUser
 
-pytestmark = [pytest.mark.dovecot, MAIL_GROUP]
+pytestmark = pytest.mark.dovecot
 
 DAN = "dan@supplier.example"
 

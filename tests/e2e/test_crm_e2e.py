@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from local.runner import Runner
-from tests.e2e.conftest import MAIL_GROUP, call, connect_mailbox
+from tests.e2e.conftest import call, connect_mailbox
 from tests.integration.dovecot import DovecotServer, DovecotUser
 
-pytestmark = [pytest.mark.dovecot, MAIL_GROUP]
+pytestmark = pytest.mark.dovecot
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import time
 
 from local.runner import Runner
-from tests.e2e.conftest import PROBE_GROUP, http
-
-pytestmark = PROBE_GROUP
+from tests.e2e.conftest import http
 
 
 def test_health_reaches_the_api_function_without_a_token(runner: Runner) -> None:

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from local.runner import Runner
-from tests.e2e.conftest import MAIL_GROUP, call, connect_mailbox
+from tests.e2e.conftest import call, connect_mailbox
 from tests.integration.dovecot import DovecotServer, DovecotUser
 from tests.integration.sync_harness import message
 
-pytestmark = [pytest.mark.dovecot, MAIL_GROUP]
+pytestmark = pytest.mark.dovecot
 
 
 @pytest.fixture(scope="module")

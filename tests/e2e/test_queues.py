@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 
 from local.runner import Runner
-from tests.e2e.conftest import PROBE_GROUP, probe_items
-
-pytestmark = PROBE_GROUP
+from tests.e2e.conftest import probe_items
 
 
 def test_bus_event_is_routed_by_the_template_rule_to_the_probe(runner: Runner) -> None:
