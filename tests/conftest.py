@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,28 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 pytest_plugins = ["tests.fixtures.aws", "tests.fixtures.dovecot", "tests.fixtures.smtp"]
 
 _skipped: list[str] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile` (the Makefile's), except that the e2e modules sharing a runner
+    (tests/e2e/runner_groups.py) go to one worker as one unit: their runner starts once. (xdist's
+    `loadgroup` with `xdist_group` marks would do it, but it renames items through `item._nodeid`,
+    which pytest 9 no longer reads: every test lands alone.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling  # type: ignore[import-untyped]
+
+    from tests.e2e.runner_groups import RUNNER_GROUPS
+
+    group_of = {path: group for group, paths in RUNNER_GROUPS.items() for path in paths}
+
+    class LoadFileOrGroup(LoadFileScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return group_of.get(path, path)
+
+    return LoadFileOrGroup(config, log)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -1,11 +1,22 @@
-"""E2e tests drive the local runner (template.yaml + the probe overlay) with a manual clock."""
+"""E2e tests drive the local runner (template.yaml + the probe overlay) with a manual clock.
+
+A runner costs seconds of CPU to start (moto, the template's resources) and each function's first
+sandbox another second (its imports), so the modules that need the same runner share one:
+`probe_runner` (template + probe overlay, clock at START) and `mail_runner` (template alone,
+loopback mail hosts allowed, clock at the real time) each start once per session (per xdist
+worker) and serve every module that asks for them; the modules keep apart by their own tenant ids.
+tests/e2e/runner_groups.py lists them, so `make pytest` runs each group on one worker. moto's
+backends are per process and a runner's start resets them, so at most one in-process runner lives
+at a time: the shared one is stopped before a test that does not use it (a module with a runner of
+its own, e.g. other settings, a fresh clock or a stopped runner) starts.
+"""
 
 from __future__ import annotations
 
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,10 +32,65 @@ PROBE_TEMPLATE = ROOT / "tests" / "e2e" / "probe" / "template.yaml"
 START = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 
 
+class SharedRunners:
+    """The one in-process runner shared by the modules that ask for it by the same fixture name."""
+
+    def __init__(self) -> None:
+        self.name: str | None = None  # the fixture the live runner serves
+        self.runner: Runner | None = None
+
+    def get(self, name: str, make: Callable[[], Runner]) -> Runner:
+        """The live runner if it serves `name`; otherwise the live one is stopped and `make()` started."""
+        if self.name == name and self.runner is not None:
+            return self.runner
+        self.release()
+        runner = make()
+        try:
+            runner.start()
+        except BaseException:
+            runner.stop()
+            raise
+        self.name, self.runner = name, runner
+        return runner
+
+    def release(self) -> None:
+        if self.runner is not None:
+            self.runner.stop()
+        self.name, self.runner = None, None
+
+
+_SHARED = pytest.StashKey[SharedRunners]()
+
+
+@pytest.fixture(scope="session")
+def shared_runners(request: pytest.FixtureRequest) -> Iterator[SharedRunners]:
+    shared = request.config.stash.setdefault(_SHARED, SharedRunners())
+    yield shared
+    shared.release()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the shared runner before a test that does not use it (it may start a runner of its own)."""
+    shared = item.config.stash.get(_SHARED, None)
+    if shared is None or shared.name is None:
+        return
+    if nextitem is None or shared.name not in getattr(nextitem, "fixturenames", ()):
+        shared.release()
+
+
 @pytest.fixture(scope="module")
-def runner() -> Iterator[Runner]:
-    with Runner(templates=[ROOT / "template.yaml", PROBE_TEMPLATE], port=0, clock=ManualClock(START)) as r:
-        yield r
+def probe_runner(shared_runners: SharedRunners) -> Runner:
+    """template.yaml + the probe overlay on a manual clock at START; shared by the modules using it."""
+    return shared_runners.get(
+        "probe_runner",
+        lambda: Runner(templates=[ROOT / "template.yaml", PROBE_TEMPLATE], port=0, clock=ManualClock(START)),
+    )
+
+
+@pytest.fixture(scope="module")
+def runner(probe_runner: Runner) -> Runner:
+    return probe_runner
 
 
 @dataclass
@@ -66,14 +132,19 @@ def probe_items(runner: Runner) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def mail_runner() -> Iterator[Runner]:
+def mail_runner(shared_runners: SharedRunners) -> Runner:
     """The template alone, with loopback mail hosts allowed (the tests' Dovecot and SMTP sink), on a
-    clock that starts at the real time (scheduled sends are validated against it)."""
-    clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
-    with Runner(
-        templates=[ROOT / "template.yaml"], port=0, clock=clock, parameters={"AllowPrivateMailHosts": "true"}
-    ) as r:
-        yield r
+    clock that starts at the real time (scheduled sends are validated against it); shared by the
+    modules using it (each moves the clock only forward)."""
+    return shared_runners.get(
+        "mail_runner",
+        lambda: Runner(
+            templates=[ROOT / "template.yaml"],
+            port=0,
+            clock=ManualClock(datetime.now(UTC).replace(microsecond=0)),
+            parameters={"AllowPrivateMailHosts": "true"},
+        ),
+    )
 
 
 def call(runner: Runner, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 
+from local.clock import ManualClock
 from local.runner import Runner
-from tests.e2e.conftest import probe_items
+from tests.e2e.conftest import PROBE_TEMPLATE, ROOT, START, probe_items
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[Runner]:
+    """A runner of its own, not the shared probe runner: the rate rule's first run counts from the
+    runner's start, and the tests here read the clock from there."""
+    with Runner(templates=[ROOT / "template.yaml", PROBE_TEMPLATE], port=0, clock=ManualClock(START)) as r:
+        yield r
 
 
 def _kinds(runner: Runner) -> list[str]:
