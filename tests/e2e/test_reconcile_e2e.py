@@ -19,7 +19,7 @@ def test_a_reconcile_through_the_runner_finds_and_repairs_unseen_mail(
     mail_runner: Runner, dovecot_server: DovecotServer, dovecot_user: DovecotUser
 ) -> None:
     runner, server, user = mail_runner, dovecot_server, dovecot_user
-    token = runner.token(tenant="acme", role="member", sub="alice")
+    token = runner.token(tenant="reconcile-e2e", role="member", sub="alice")
     # Given a connected, synced mailbox of two messages
     for n in range(2):
         server.append(user, "INBOX", message(f"Order {n}", msgid=f"o{n}@customer.example"))
