@@ -103,14 +103,14 @@ class EmailPatch(Model):
     archived: bool | None = Field(
         default=None,
         description="Archive: out of the inbox, kept (RFC 6154 \\Archive; Gmail: the INBOX label "
-        "removed; IMAP: MOVE, RFC 6851, from INBOX to the account's \\Archive folder); false puts "
-        "it back in the inbox. Microsoft 365 mailboxes keep the message where it is for now",
+        "removed; IMAP: MOVE, RFC 6851, from INBOX to the account's \\Archive folder; Microsoft 365: "
+        "move to `archive`); false puts it back in the inbox",
     )
     trashed: bool | None = Field(
         default=None,
         description="Move to the trash (RFC 6154 \\Trash; Gmail `messages.trash`); false restores it "
-        "(Gmail `messages.untrash`; IMAP: MOVE to the \\Trash folder, back to INBOX). Microsoft 365 "
-        "mailboxes are not moved yet. "
+        "(Gmail `messages.untrash`; IMAP: MOVE to the \\Trash folder, back to INBOX; Microsoft 365: "
+        "move to `deleteditems`, back to `inbox`). "
         "`archived: true` with `trashed: true` is 400 `conflicting_changes`",
     )
     category: Category | None = Field(

@@ -122,7 +122,8 @@ def get_email(email_id: str) -> Email:
     description=(
         "`archived` and `trashed` (RFC 6154's `\\Archive` and `\\Trash`) are written back by the sync "
         "function: Gmail `messages.modify` (INBOX label) and `messages.trash`/`untrash`; IMAP `MOVE` "
-        "(RFC 6851) to the `\\Archive`/`\\Trash` folder (RFC 6154). The answer "
+        "(RFC 6851) to the `\\Archive`/`\\Trash` folder (RFC 6154); Microsoft Graph `move` to "
+        "`archive`/`deleteditems`. The answer "
         "is the email as stored now; its folders follow once the mailbox has changed. "
         "A `category` is stored as the user's (`category_source: user`) and never overwritten by a "
         "later categorization; two corrections to one category for a sender address (or for two "
