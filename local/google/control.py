@@ -10,6 +10,7 @@ import base64
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from local.google import mime
 from local.google.errors import bad_request
 from local.google.server import Call, Response, Route, route
 
@@ -30,6 +31,7 @@ class ControlApi:
             route("POST", PREFIX + "/clients", self.client),
             route("POST", PREFIX + "/users", self.user),
             route("GET", user, self.mailbox),
+            route("GET", user + "/messages", self.messages),
             route("POST", user + "/messages", self.deliver),
             route("GET", user + "/messages/{id}", self.message),
             route("DELETE", user + "/messages/{id}", self.delete),
@@ -94,6 +96,24 @@ class ControlApi:
         labels = [str(x) for x in body.get("labels") or ("INBOX", "UNREAD")]
         message_id = self.double.deliver(call.params["address"], raw, labels, internal)
         return self._message_json(call.params["address"], message_id, 201)
+
+    def messages(self, call: Call) -> Response:
+        """Every message of the mailbox, oldest first, with its labels and Subject: how a user of
+        `make run` sees what a write-back did in Gmail (UNREAD gone, INBOX gone, TRASH added)."""
+        with self.double.lock:
+            mailbox = self.double.gmail.mailbox(call.params["address"])
+            ordered = sorted(mailbox.messages.values(), key=lambda m: (m.internal_date, m.id))
+            body = [
+                {
+                    "id": m.id,
+                    "threadId": m.thread_id,
+                    "labelIds": list(m.labels),
+                    "historyId": str(m.history_id),
+                    "subject": mime.header(m.raw, "Subject"),
+                }
+                for m in ordered
+            ]
+        return Response.json(200, body)
 
     def message(self, call: Call) -> Response:
         return self._message_json(call.params["address"], call.params["id"], 200)

@@ -642,6 +642,8 @@ def test_viewer_cannot_patch(invoke_api: Invoke, stack: Stack, mail: dict[str, s
         ({"read": None}, 400, "empty_patch"),
         ({"read": True, "deleted": True}, 422, "validation_error"),
         ({"flagged": "very"}, 422, "validation_error"),
+        ({"archived": True, "trashed": True}, 400, "conflicting_changes"),
+        ({"trashed": "soon"}, 422, "validation_error"),
         ("{nope", 400, "invalid_json"),
     ],
 )

@@ -145,6 +145,66 @@ def test_mark_read_and_flag_become_gmail_label_changes(gmail_stack: GmailStack, 
     assert waits == []
 
 
+def test_archive_and_trash_become_gmail_inbox_label_and_trash_calls(
+    gmail_stack: GmailStack, waits: list[float]
+) -> None:
+    # Given a synced Gmail message in the inbox
+    account_id = gmail_stack.add_account()
+    gmail_id = gmail_stack.google.deliver(USER, inbound(message_id="archive-1@customer.example"))
+    email_id = store_as_synced(gmail_stack, account_id, gmail_id)
+    assert "INBOX" in gmail_stack.google.labels_of(USER, gmail_id)
+
+    # When the user archives it (the sample event's body: {"archived": true})
+    status, body = api(gmail_stack, "patch-email-archive", f"/emails/{email_id}")
+    assert status == 200, body
+    assert run_sync(gmail_stack) == {"batchItemFailures": []}
+
+    # Then Gmail has it out of the inbox, and not in the trash
+    labels = gmail_stack.google.labels_of(USER, gmail_id)
+    assert "INBOX" not in labels
+    assert "TRASH" not in labels
+
+    # When the user puts it back in the inbox, then trashes it
+    patch(gmail_stack, email_id, archived=False)
+    assert run_sync(gmail_stack) == {"batchItemFailures": []}
+    assert "INBOX" in gmail_stack.google.labels_of(USER, gmail_id)
+    patch(gmail_stack, email_id, trashed=True)
+    assert run_sync(gmail_stack) == {"batchItemFailures": []}
+
+    # Then Gmail's messages.trash put it in TRASH and out of INBOX
+    labels = gmail_stack.google.labels_of(USER, gmail_id)
+    assert "TRASH" in labels
+    assert "INBOX" not in labels
+
+    # When the user restores it
+    patch(gmail_stack, email_id, trashed=False)
+    assert run_sync(gmail_stack) == {"batchItemFailures": []}
+
+    # Then messages.untrash put it back where it was
+    labels = gmail_stack.google.labels_of(USER, gmail_id)
+    assert "TRASH" not in labels
+    assert "INBOX" in labels
+    assert waits == []
+
+
+def test_archived_and_trashed_at_once_is_refused_and_nothing_is_queued(gmail_stack: GmailStack) -> None:
+    # Given a synced Gmail message
+    account_id = gmail_stack.add_account()
+    gmail_id = gmail_stack.google.deliver(USER, inbound(message_id="both-1@customer.example"))
+    email_id = store_as_synced(gmail_stack, account_id, gmail_id)
+
+    # When the client asks for archive and trash in one request, or sends a non-boolean
+    both = api(gmail_stack, "patch-email", f"/emails/{email_id}", body={"archived": True, "trashed": True})
+    wrong = api(gmail_stack, "patch-email", f"/emails/{email_id}", body={"trashed": "soon"})
+
+    # Then 400 conflicting_changes and 422, and Gmail is asked nothing
+    assert both[0] == 400
+    assert both[1]["error"]["code"] == "conflicting_changes"
+    assert wrong[0] == 422
+    assert gmail_stack.sync_messages() == []
+    assert "INBOX" in gmail_stack.google.labels_of(USER, gmail_id)
+
+
 def test_a_gmail_server_error_is_retried_with_backoff(gmail_stack: GmailStack, waits: list[float]) -> None:
     # Given a synced message and a Gmail that fails the next modify with a 503
     account_id = gmail_stack.add_account()

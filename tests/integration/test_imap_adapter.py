@@ -416,3 +416,30 @@ def test_server_restart_is_connection_lost(
         with pytest.raises(ProviderUnreachable) as caught:
             mailbox.list_uids("INBOX")
         assert caught.value.code == "connection_lost"
+
+
+@pytest.mark.parametrize("with_move", [True, False], ids=["MOVE", "COPY+EXPUNGE"])
+def test_move_puts_one_message_in_the_target_and_names_its_new_uid(
+    imap_settings: ImapSettingsFactory,
+    dovecot_server: DovecotServer,
+    dovecot_user: DovecotUser,
+    with_move: bool,
+) -> None:
+    # Given two INBOX messages, the other one already marked \Deleted by another client
+    uid = dovecot_server.append(dovecot_user, "INBOX", message(1))
+    other = dovecot_server.append(dovecot_user, "INBOX", message(2), flags=["\\Deleted"])
+    with connect(imap_settings()) as mailbox:
+        if not with_move:
+            # a server without RFC 6851 MOVE (Dovecot always has it: hide it from the adapter)
+            mailbox._caps = mailbox._caps - {"MOVE"}
+
+        # When the first is moved to Archive
+        placed = mailbox.move("INBOX", uid, "Archive")
+
+        # Then COPYUID names where it is now, and only it left INBOX
+        archive = mailbox.folder_status("Archive")
+        assert placed == (archive.uidvalidity, archive.uidnext - 1)
+        [moved] = mailbox.fetch_new("Archive", after_uid=0, limit=10).messages
+        assert moved.raw == message(1)
+        assert "\\Deleted" not in moved.flags
+        assert mailbox.list_uids("INBOX") == [other]

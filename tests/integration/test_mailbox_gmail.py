@@ -32,6 +32,30 @@ def test_seeds_a_gmail_mailbox_once_and_prints_how_to_connect_it(
     assert 'curl -sL "$URL"' in out
 
 
+def test_it_prints_a_working_command_that_shows_each_message_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import urllib.request
+
+    # Given a seeded mailbox in a running double
+    with GoogleDouble() as google:
+        state = tmp_path / "google-double.json"
+        write_state(google, "http://127.0.0.1:3999", state)
+        assert gmail_mailbox("demo", seed=True, state_file=state) == 0
+        out = capsys.readouterr().out
+
+        # When the user runs the printed inspect command (its URL)
+        line = next(x for x in out.splitlines() if "jq -c" in x)
+        url = line.split()[2]
+        with urllib.request.urlopen(url, timeout=10) as response:
+            listed = json.loads(response.read())
+
+    # Then it lists every seeded message with its labels and Subject
+    assert len(listed) == len(SEED)
+    assert all("UNREAD" in m["labelIds"] and m["subject"] for m in listed)
+
+
 def test_without_make_run_it_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert gmail_mailbox("demo", seed=True, state_file=tmp_path / "missing.json") == 1
     assert "make run" in capsys.readouterr().err

@@ -108,6 +108,9 @@ class MemorySource:
     ) -> None:
         raise NotImplementedError
 
+    def move(self, name: str, uid: int, target: str) -> tuple[int, int] | None:
+        raise NotImplementedError
+
     def append(
         self, name: str, raw: bytes, *, flags: Iterable[Flag] = (), internal_date: dt.datetime | None = None
     ) -> int | None:

@@ -88,6 +88,19 @@ def deliver(stack: Stack) -> tuple[dict[str, Any], str]:
     return result, msg["ReceiptHandle"]
 
 
+def drain(stack: Stack) -> None:
+    """Deliver SyncQueue records until none is left (a loaded machine can hand a sync over to a
+    continuation), each one succeeding."""
+    sqs: Any = boto3.client("sqs")
+    url = stack.deployed.queue_urls["SyncQueue"]
+    for _ in range(20):
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+        if attributes["Attributes"]["ApproximateNumberOfMessages"] == "0":
+            return
+        assert deliver(stack)[0] == {"batchItemFailures": []}
+    raise AssertionError("the SyncQueue did not drain")
+
+
 @pytest.fixture
 def ms(clock: ManualClock) -> Iterator[MicrosoftDouble]:
     double = start(clock)
@@ -172,6 +185,62 @@ def test_flag_changes_made_through_the_api_are_written_to_the_graph_mailbox(stac
     assert message.flag["flagStatus"] == "flagged"
     stored = table.get_item(Key={"pk": location["pk"], "sk": location["sk"]})["Item"]
     assert sorted(stored["flags"]) == ["\\Flagged", "\\Seen"]
+
+
+def test_archive_and_trash_move_the_graph_message_and_the_location_follows(stack, ms, clock):
+    # Given a synced Graph account and one of its inbox messages
+    connect(stack, ms, clock)
+    queue_sync(stack)
+    drain(stack)
+    table = stack.table("EmailsTable")
+
+    def locations() -> list[dict[str, Any]]:
+        return list(
+            table.query(
+                KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+                ExpressionAttributeValues={":p": f"TENANT#{TENANT}", ":s": "LOC#"},
+            )["Items"]
+        )
+
+    first = ms.folder_contents(USER, "inbox")[0]
+    (location,) = [loc for loc in locations() if loc["provider_id"] == first.immutable_id]
+    email_id = str(location["email_id"])
+    before = len(locations())
+
+    def push(archived: bool | None = None, trashed: bool | None = None) -> None:
+        service_deps().queue.send(
+            PushFlags(
+                tenant_id=TENANT, account_id=ACCOUNT_ID, email_id=email_id, archived=archived, trashed=trashed
+            )
+        )
+        drain(stack)
+
+    def stored() -> dict[str, Any]:
+        (loc,) = [loc for loc in locations() if loc["email_id"] == email_id]
+        return loc
+
+    # When it is archived
+    push(archived=True)
+
+    # Then Outlook has it in Archive, and the stored location is that folder and the id Graph gave
+    assert [m.immutable_id for m in ms.folder_contents(USER, "archive")] == [first.immutable_id]
+    assert first.immutable_id not in [m.immutable_id for m in ms.folder_contents(USER, "inbox")]
+    assert (stored()["folder"], stored()["provider_id"]) == ("archive", first.immutable_id)
+
+    # When it is trashed, then restored
+    push(trashed=True)
+    assert [m.immutable_id for m in ms.folder_contents(USER, "deleteditems")] == [first.immutable_id]
+    assert stored()["folder"] == "deleteditems"
+    push(trashed=False)
+
+    # Then it is back in the inbox, and a sync stores nothing new and deletes nothing
+    assert first.immutable_id in [m.immutable_id for m in ms.folder_contents(USER, "inbox")]
+    assert stored()["folder"] == "inbox"
+    queue_sync(stack)
+    drain(stack)
+    assert len(locations()) == before
+    email = table.get_item(Key={"pk": f"TENANT#{TENANT}", "sk": f"EMAIL#{email_id}"})["Item"]
+    assert email["deleted"] is False
 
 
 def test_a_send_from_a_graph_account_goes_once_by_send_mail_and_its_sent_copy_is_the_same_email(

@@ -282,3 +282,49 @@ def test_poll_queues_every_active_account(harness: SyncHarness) -> None:
     assert [(q["kind"], q["account_id"], q["reason"]) for q in queued] == [
         ("sync", harness.account_id, "poll")
     ]
+
+
+def test_archive_and_trash_move_the_message_and_the_stored_location_follows(harness: SyncHarness) -> None:
+    # Given a synced INBOX message (Dovecot marks Archive and Trash with RFC 6154 SPECIAL-USE)
+    harness.server.append(harness.user, "INBOX", message("Move me", msgid="move-1@x.example"))
+    harness.connect()
+    harness.drain()
+    (email,) = harness.emails()
+    email_id = email["sk"].removeprefix("EMAIL#")
+
+    # When the user archives it and the sync function handles the push
+    status, body = harness.api(
+        "patch-email-archive.json", params={"email_id": email_id}, body={"archived": True}
+    )
+    assert status == 200, body
+    harness.drain()
+
+    # Then Dovecot holds it in Archive, not INBOX, and the stored location is that Archive UID
+    assert harness.server.mailbox_status(harness.user, "INBOX").messages == 0
+    archive = harness.server.mailbox_status(harness.user, "Archive")
+    assert archive.messages == 1
+    (location,) = harness.locations()
+    assert (location["folder"], int(location["uid"])) == ("Archive", archive.uidnext - 1)
+
+    # When it is trashed, then a sync runs
+    status, body = harness.api("patch-email.json", params={"email_id": email_id}, body={"trashed": True})
+    assert status == 200, body
+    harness.drain()
+    harness.api("sync-account.json", params={"account_id": harness.account_id})
+    harness.drain()
+
+    # Then it is in Trash, still one email, not deleted, and nothing was stored twice
+    assert harness.server.mailbox_status(harness.user, "Archive").messages == 0
+    assert harness.server.mailbox_status(harness.user, "Trash").messages == 1
+    ((location,), (email,)) = harness.locations(), harness.emails()
+    assert location["folder"] == "Trash"
+    assert email["deleted"] is False
+
+    # When it is restored from the trash
+    harness.api("patch-email.json", params={"email_id": email_id}, body={"trashed": False})
+    harness.drain()
+
+    # Then it is back in INBOX
+    assert harness.server.mailbox_status(harness.user, "Trash").messages == 0
+    assert harness.server.mailbox_status(harness.user, "INBOX").messages == 1
+    assert [loc["folder"] for loc in harness.locations()] == ["INBOX"]

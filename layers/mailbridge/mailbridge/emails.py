@@ -100,6 +100,19 @@ class EmailPatch(Model):
 
     read: bool | None = Field(default=None, description="Mark read (IMAP \\Seen) or unread")
     flagged: bool | None = Field(default=None, description="Flag (IMAP \\Flagged) or unflag")
+    archived: bool | None = Field(
+        default=None,
+        description="Archive: out of the inbox, kept (RFC 6154 \\Archive; Gmail: the INBOX label "
+        "removed; IMAP: MOVE, RFC 6851, from INBOX to the account's \\Archive folder; Microsoft 365: "
+        "move to `archive`); false puts it back in the inbox",
+    )
+    trashed: bool | None = Field(
+        default=None,
+        description="Move to the trash (RFC 6154 \\Trash; Gmail `messages.trash`); false restores it "
+        "(Gmail `messages.untrash`; IMAP: MOVE to the \\Trash folder, back to INBOX; Microsoft 365: "
+        "move to `deleteditems`, back to `inbox`). "
+        "`archived: true` with `trashed: true` is 400 `conflicting_changes`",
+    )
     category: Category | None = Field(
         default=None,
         description="Correct the AI category (needs the ai flag): stored as the user's, never "
@@ -596,26 +609,40 @@ def update_email(
     """Set read/flagged now and ask the sync function to write the flags to every mailbox; a
     `category` goes to `correct` (the AI corrections, which check the tenant's ai flag)."""
     ctx.require(Role.MEMBER)
-    changes: dict[str, bool] = patch.model_dump(exclude_none=True, exclude={"category"})
-    if not changes and patch.category is None:
-        raise Invalid("send at least one of read, flagged, category", code="empty_patch")
+    changes: dict[str, bool] = patch.model_dump(
+        exclude_none=True, exclude={"category", "archived", "trashed"}
+    )
+    moves = patch.model_dump(exclude_none=True, include={"archived", "trashed"})
+    if not changes and not moves and patch.category is None:
+        raise Invalid("send at least one of read, flagged, archived, trashed, category", code="empty_patch")
+    if patch.archived and patch.trashed:
+        raise Invalid("an email is archived or trashed, not both", code="conflicting_changes")
     item = _email_item(ctx, email_id, store)
     if patch.category is not None:
         if correct is None:
             raise FeatureDisabled("the ai feature is not available here")
         item = {**item, **correct(ctx, item, patch.category)}
-    if not changes:
+    if not changes and not moves:
         return _load_email(ctx, item, store, blobs)
-    try:
-        store.update_email(ctx.tenant_id, email_id, **changes)
-    except Exception as exc:
-        if is_condition_failure(exc):
-            raise NotFound("no such email") from exc
-        raise
+    if changes:
+        try:
+            store.update_email(ctx.tenant_id, email_id, **changes)
+        except Exception as exc:
+            if is_condition_failure(exc):
+                raise NotFound("no such email") from exc
+            raise
     add = [IMAP_FLAG[name] for name, on in changes.items() if on]
     remove = [IMAP_FLAG[name] for name, on in changes.items() if not on]
     pushes = [
-        PushFlags(tenant_id=ctx.tenant_id, account_id=account_id, email_id=email_id, add=add, remove=remove)
+        PushFlags(
+            tenant_id=ctx.tenant_id,
+            account_id=account_id,
+            email_id=email_id,
+            add=add,
+            remove=remove,
+            archived=patch.archived,
+            trashed=patch.trashed,
+        )
         for account_id in _strings(item.get("accounts"))
     ]
     if pushes:

@@ -131,14 +131,17 @@ def test_control_api_drives_a_mailbox_over_http(google: GoogleDouble) -> None:
         control + f"/users/{USER}/messages/{created['id']}/labels", json={"remove": ["UNREAD"]}
     )
     state = HTTP.get(control).json()
+    listed = HTTP.get(control + f"/users/{USER}/messages").json()
 
-    # Then the double holds them
+    # Then the double holds them, and lists them with their labels and Subject
     assert client["client_id"] in state["clients"]
     assert state["users"] == [USER]
     assert created["labelIds"] == ["INBOX", "UNREAD"]
     assert relabelled.json()["labelIds"] == ["INBOX"]
     assert google.labels_of(USER, created["id"]) == ["INBOX"]
     assert state["urls"]["token"] == google.token_url
+    assert [(m["id"], m["labelIds"]) for m in listed] == [(created["id"], ["INBOX"])]
+    assert listed[0]["subject"] == "Renewal quote"
 
 
 def test_module_runs_as_a_process_and_prints_its_urls() -> None:

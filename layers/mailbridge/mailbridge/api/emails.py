@@ -123,10 +123,15 @@ def get_email(email_id: str) -> Email:
 @router.patch(
     "/emails/<email_id>",
     summary=(
-        "Mark read/unread or flagged/unflagged (written back to every mailbox), or correct the AI "
-        "`category` (member or above)"
+        "Mark read/unread or flagged/unflagged, archive or trash (written back to every mailbox), "
+        "or correct the AI `category` (member or above)"
     ),
     description=(
+        "`archived` and `trashed` (RFC 6154's `\\Archive` and `\\Trash`) are written back by the sync "
+        "function: Gmail `messages.modify` (INBOX label) and `messages.trash`/`untrash`; IMAP `MOVE` "
+        "(RFC 6851) to the `\\Archive`/`\\Trash` folder (RFC 6154); Microsoft Graph `move` to "
+        "`archive`/`deleteditems`. The answer "
+        "is the email as stored now; its folders follow once the mailbox has changed. "
         "A `category` is stored as the user's (`category_source: user`) and never overwritten by a "
         "later categorization; two corrections to one category for a sender address (or for two "
         "addresses of one domain) make a rule (`GET /ai/rules`) that decides that sender's next mail. "
@@ -136,7 +141,11 @@ def get_email(email_id: str) -> Email:
     security=BEARER,
     middlewares=[require_role(Role.MEMBER)],
     responses=errors(
-        {400: ["empty_patch"], 404: ["not_found", "feature_disabled"], 503: ["queue_send_failed"]}
+        {
+            400: ["empty_patch", "conflicting_changes"],
+            404: ["not_found", "feature_disabled"],
+            503: ["queue_send_failed"],
+        }
     ),
 )
 def patch_email(email_id: str, patch: Annotated[EmailPatch, Body()]) -> Email:

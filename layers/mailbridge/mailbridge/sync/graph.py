@@ -236,8 +236,10 @@ def push_graph_flags(
 ) -> None:
     """Write read/flagged changes made through the API to the Graph mailbox: one `PATCH
     /me/messages/{id}` (isRead, flag.flagStatus) per location of the email in the account, then
-    the location's flags as the mailbox now has them. A message gone from the mailbox is skipped
-    (the next delta reports it removed)."""
+    the location's flags as the mailbox now has them; archive/trash: `POST
+    /me/messages/{id}/move` with a well-known `destinationId` (see `_move_target`), and the
+    location re-keyed to that folder and the id Graph answers. A message gone from the mailbox is
+    skipped (the next delta reports it removed)."""
     client = (deps.graph_client or client_for)(account)
     is_read = _wanted(message, "\\Seen")
     flagged = _wanted(message, "\\Flagged")
@@ -246,11 +248,48 @@ def push_graph_flags(
         if not provider_id:
             continue
         try:
-            client.update(str(provider_id), is_read=is_read, flagged=flagged)
+            if is_read is not None or flagged is not None:
+                client.update(str(provider_id), is_read=is_read, flagged=flagged)
+            target = _move_target(message, str(loc["folder"]))
+            moved_id = client.move(str(provider_id), target) if target else None
         except MessageNotFound:
             continue
         flags = (set(loc.get("flags") or []) | set(message.add)) - set(message.remove)
-        deps.sync.emails.set_location_flags(message.tenant_id, str(loc["sk"]), sorted(flags), None)
+        if target is None or moved_id is None:
+            deps.sync.emails.set_location_flags(message.tenant_id, str(loc["sk"]), sorted(flags), None)
+            continue
+        # The message is in `target` now, under the id Graph answered: the location follows, so
+        # the next delta of either folder sees nothing new and nothing removed.
+        emails, new_sk = (
+            deps.sync.emails,
+            location_sk(account.account_id, target, GRAPH_UIDVALIDITY, moved_id),
+        )
+        kept = {k: v for k, v in loc.items() if k not in ("pk", "sk")}
+        item = {**kept, "folder": target, "provider_id": moved_id, "flags": sorted(flags)}
+        emails.create_location(message.tenant_id, new_sk, item)
+        emails.attach_location(message.tenant_id, message.email_id, new_sk, account.account_id, target)
+        emails.delete_location(message.tenant_id, str(loc["sk"]))
+        emails.detach_location(message.tenant_id, message.email_id, str(loc["sk"]))
+
+
+ARCHIVE, DELETED_ITEMS = "archive", "deleteditems"
+
+
+def _move_target(message: PushFlags, folder: str) -> str | None:
+    """The well-known folder (Graph mailFolder doc: `archive`, `deleteditems`, `inbox`) a location
+    in `folder` moves to for the message's archived/trashed change, or None to stay.
+
+    archived true: inbox -> archive; false: archive -> inbox. trashed true: any folder but
+    deleteditems -> deleteditems; false: deleteditems -> inbox."""
+    if message.trashed is not None:
+        if message.trashed:
+            return DELETED_ITEMS if folder != DELETED_ITEMS else None
+        return INBOX if folder == DELETED_ITEMS else None
+    if message.archived is not None:
+        if message.archived:
+            return ARCHIVE if folder == INBOX else None
+        return INBOX if folder == ARCHIVE else None
+    return None
 
 
 def _wanted(message: PushFlags, flag: str) -> bool | None:

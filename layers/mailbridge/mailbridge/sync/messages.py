@@ -40,6 +40,8 @@ class PushFlags(Model):
     email_id: str
     add: list[str] = Field(default_factory=list)
     remove: list[str] = Field(default_factory=list)
+    archived: bool | None = None  # True: out of the inbox; False: back in it (PATCH /emails/{id})
+    trashed: bool | None = None  # True: to the trash; False: restored from it
     requested_at: datetime = Field(default_factory=_now)
 
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mailbridge.accounts import Connector, imap_connect, imap_settings, load_secrets
 from mailbridge.errors import (
@@ -39,6 +39,7 @@ from mailbridge.sync.messages import (
 if TYPE_CHECKING:
     from mailbridge.providers.gmail.client import GmailClient
     from mailbridge.providers.graph.client import GraphClient
+    from mailbridge.providers.imap.protocol import MailFolderSource
     from mailbridge.sync.gmail import GmailReport
 
 POLL_WINDOW_SECONDS = 300
@@ -339,11 +340,61 @@ def push_flags(message: PushFlags, deps: SyncServiceDeps) -> None:
         )
         with deps.connect(settings) as source:
             for loc in locations:
-                source.set_flags(str(loc["folder"]), int(loc["uid"]), add=add, remove=remove)
-                flags = (set(loc.get("flags") or []) | set(message.add)) - set(message.remove)
-                deps.sync.emails.set_location_flags(message.tenant_id, str(loc["sk"]), sorted(flags), None)
+                if add or remove:
+                    source.set_flags(str(loc["folder"]), int(loc["uid"]), add=add, remove=remove)
+                    flags = (set(loc.get("flags") or []) | set(message.add)) - set(message.remove)
+                    deps.sync.emails.set_location_flags(
+                        message.tenant_id, str(loc["sk"]), sorted(flags), None
+                    )
+            if message.archived is not None or message.trashed is not None:
+                _move_imap(message, locations, source, deps)
     except Invalid as exc:  # host_not_allowed, insecure_not_allowed: the next sync reports it
         logger.warning("flag push dropped", extra={"code": exc.code})
+
+
+def _move_imap(
+    message: PushFlags, locations: list[dict[str, Any]], source: MailFolderSource, deps: SyncServiceDeps
+) -> None:
+    """Archive/trash on IMAP: move each location between INBOX and the account's RFC 6154
+    `\\Archive` / `\\Trash` folder (found by SPECIAL-USE, else by its usual name), then re-key the
+    stored location to the folder and UID the server gave it (COPYUID), so the next sync finds it
+    where it is instead of seeing a deletion and a new message.
+
+    archived true: INBOX -> Archive; false: Archive -> INBOX. trashed true: any folder but Trash
+    -> Trash; false: Trash -> INBOX. A mailbox without the folder is logged and left alone."""
+    from mailbridge.providers.imap.folders import find_special_folder
+    from mailbridge.providers.imap.models import SpecialUse
+    from mailbridge.store.keys import location_sk
+
+    use = SpecialUse.TRASH if message.trashed is not None else SpecialUse.ARCHIVE
+    special = find_special_folder(source.list_folders(), use)
+    if special is None:
+        logger.warning("imap move skipped", extra={"code": "special_folder_not_found", "use": use.value})
+        return
+    into = message.trashed if message.trashed is not None else message.archived
+    emails = deps.sync.emails
+    for loc in locations:
+        folder = str(loc["folder"])
+        if into:
+            moving = folder != special.name and (use is SpecialUse.TRASH or folder.upper() == "INBOX")
+            target = special.name
+        else:
+            moving, target = folder == special.name, "INBOX"
+        if not moving:
+            continue
+        placed = source.move(folder, int(loc["uid"]), target)
+        emails.delete_location(message.tenant_id, str(loc["sk"]))
+        if placed is None:  # no COPYUID: the next sync of the target folder finds it by Message-ID
+            emails.detach_location(message.tenant_id, message.email_id, str(loc["sk"]))
+            continue
+        uidvalidity, uid = placed
+        new_sk = location_sk(message.account_id, target, uidvalidity, uid)
+        kept = {k: v for k, v in loc.items() if k not in ("pk", "sk")}
+        emails.create_location(
+            message.tenant_id, new_sk, {**kept, "folder": target, "uidvalidity": uidvalidity, "uid": uid}
+        )
+        emails.attach_location(message.tenant_id, message.email_id, new_sk, message.account_id, target)
+        emails.detach_location(message.tenant_id, message.email_id, str(loc["sk"]))
 
 
 def purge_account(message: PurgeAccount, deps: SyncServiceDeps) -> int:

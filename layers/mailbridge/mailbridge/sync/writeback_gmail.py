@@ -6,6 +6,15 @@ IMAP flag -> Gmail system label (Gmail API "Manage labels" guide: `UNREAD`, `STA
     \\Seen added    -> remove UNREAD        \\Seen removed    -> add UNREAD
     \\Flagged added -> add STARRED          \\Flagged removed -> remove STARRED
 
+Archive and trash (`PATCH /emails/{id}` `archived` / `trashed`; Gmail Help "Archive or mute
+Gmail messages": archiving removes the INBOX label; API reference `users.messages.trash`):
+
+    archived true  -> remove INBOX          archived false -> add INBOX
+    trashed true   -> messages.trash        trashed false  -> messages.untrash
+
+The labels go in the same `messages.modify` as the flags; trash/untrash follow it. Gmail's
+history then reports the label changes, so the sync moves the email between folders itself.
+
 The Gmail message id is read from the email's location in the account
 (`mailbridge.providers.gmail.locations`). Errors (`mailbridge.providers.gmail.errors`):
 
@@ -35,7 +44,7 @@ from mailbridge.store.emails import EmailStore
 from mailbridge.sync.messages import PushFlags
 
 SEEN, FLAGGED = "\\Seen", "\\Flagged"
-UNREAD, STARRED = "UNREAD", "STARRED"
+UNREAD, STARRED, INBOX = "UNREAD", "STARRED", "INBOX"
 ATTEMPTS = 3
 MAX_WAIT_SECONDS = 30.0
 
@@ -97,7 +106,9 @@ def push_labels(
     if item is None:
         return 0
     add_labels, remove_labels = labels_for(message.add, message.remove)
-    if not add_labels and not remove_labels:
+    if message.archived is not None:
+        (remove_labels if message.archived else add_labels).append(INBOX)
+    if not add_labels and not remove_labels and message.trashed is None:
         return 0
     locations = [
         loc
@@ -108,10 +119,17 @@ def push_labels(
         return 0
     client = client_for(account)
     changed = 0
+    written: set[str] = set()  # one Gmail message has a location per label-folder: one call each
     for loc in locations:
         gmail_id = str(gmail_message_id(loc))
+        calls: list[Callable[[], object]] = []
+        if gmail_id not in written and (add_labels or remove_labels):
+            calls.append(partial(client.modify, gmail_id, add=add_labels, remove=remove_labels))
+        if gmail_id not in written and message.trashed is not None:
+            calls.append(partial(client.trash if message.trashed else client.untrash, gmail_id))
         try:
-            with_retries(partial(client.modify, gmail_id, add=add_labels, remove=remove_labels), sleep)
+            for call in calls:
+                with_retries(call, sleep)
         except ProviderError as exc:
             if exc.retryable:
                 raise  # still failing after ATTEMPTS: the queue redelivers
@@ -120,6 +138,7 @@ def push_labels(
             if isinstance(exc, ProviderAuthError):
                 return changed  # every other message of the account would be refused too
             continue
+        written.add(gmail_id)
         flags = (set(loc.get("flags") or []) | set(message.add)) - set(message.remove)
         emails.set_location_flags(message.tenant_id, str(loc["sk"]), sorted(flags), None)
         changed += 1

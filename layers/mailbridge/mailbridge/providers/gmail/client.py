@@ -312,6 +312,20 @@ class GmailClient:
         )
         return MessageRef.model_validate(data)
 
+    def trash(self, message_id: str) -> MessageRef:
+        """users.messages.trash: TRASH added (and INBOX removed by Gmail); not a deletion."""
+        data = self._call(
+            "users.messages.trash", "POST", f"/messages/{message_id}/trash", not_found=_message_gone
+        )
+        return MessageRef.model_validate(data)
+
+    def untrash(self, message_id: str) -> MessageRef:
+        """users.messages.untrash: TRASH removed, the message back where it was."""
+        data = self._call(
+            "users.messages.untrash", "POST", f"/messages/{message_id}/untrash", not_found=_message_gone
+        )
+        return MessageRef.model_validate(data)
+
     def batch_modify(
         self, message_ids: Sequence[str], add: Iterable[str] = (), remove: Iterable[str] = ()
     ) -> None:

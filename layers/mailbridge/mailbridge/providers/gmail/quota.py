@@ -45,6 +45,8 @@ UNITS: dict[str, int] = {
     "users.messages.attachments.get": 5,
     "users.messages.modify": 5,
     "users.messages.batchModify": 50,
+    "users.messages.trash": 5,
+    "users.messages.untrash": 5,
     "users.messages.send": 100,
     "users.messages.insert": 25,
     "users.messages.import": 25,

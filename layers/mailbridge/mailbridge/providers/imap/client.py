@@ -39,6 +39,7 @@ logging.getLogger("imapclient").setLevel(logging.INFO)
 _MAX_BATCH = 1000
 _FETCH_ITEMS = ("UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "BODY.PEEK[]")
 _APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]")
+_COPYUID = re.compile(rb"\[?COPYUID (\d+) (\d+) (\d+)\]?")
 _UID_SET = re.compile(rb"(\d+)(?::(\d+))?")
 # One LIST/SELECT never returns more UIDs than this in a VANISHED range we expand.
 _MAX_VANISHED_RANGE = 1_000_000
@@ -480,6 +481,40 @@ class ImapConnection:
                 self._client.add_flags([uid], to_add, silent=True)
             if to_remove:
                 self._client.remove_flags([uid], to_remove, silent=True)
+
+    def move(self, name: str, uid: int, target: str) -> tuple[int, int] | None:
+        """Move message `uid` of folder `name` to folder `target`; returns (UIDVALIDITY, UID) of the
+        message in `target` from COPYUID (RFC 4315 UIDPLUS), or None when the server sends none.
+
+        With MOVE (RFC 6851) one `UID MOVE`; without it RFC 6851 section 3.3's fallback: `UID COPY`,
+        `+FLAGS.SILENT (\\Deleted)`, then `UID EXPUNGE` of that UID alone (RFC 4315), which needs
+        UIDPLUS: a plain EXPUNGE would also remove other mail marked \\Deleted, so a server with
+        neither is refused (ProviderError `move_unsupported`, not retryable)."""
+        if uid < 1:
+            raise Invalid("uid must be >= 1", code="invalid_uid")
+        if "MOVE" not in self._caps and "UIDPLUS" not in self._caps:
+            refused = ProviderError("the IMAP server has neither MOVE nor UIDPLUS", code="move_unsupported")
+            refused.retryable = False
+            raise refused
+        self._select(name, readonly=False)
+        imap = self._client._imap  # imaplib keeps untagged [COPYUID] response codes there
+        with self._folder_guard(target):
+            imap.response("COPYUID")  # forget any earlier one
+            if "MOVE" in self._caps:
+                tagged = self._client.move([uid], target)
+            else:
+                tagged = self._client.copy([uid], target)
+                self._client.add_flags([uid], [b"\\Deleted"], silent=True)
+                self._client.uid_expunge([uid])
+            _, untagged = imap.response("COPYUID")
+        for data in [tagged, *(untagged or [])]:
+            if data is None:
+                continue
+            text = data if isinstance(data, bytes) else str(data).encode()
+            found = _COPYUID.search(text if b"COPYUID" in text else b"COPYUID " + text)
+            if found:
+                return int(found.group(1)), int(found.group(3))
+        return None
 
     def append(
         self,

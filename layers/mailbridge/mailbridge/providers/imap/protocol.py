@@ -41,6 +41,8 @@ class MailFolderSource(Protocol):
         self, name: str, uid: int, *, add: Iterable[Flag] = (), remove: Iterable[Flag] = ()
     ) -> None: ...
 
+    def move(self, name: str, uid: int, target: str) -> tuple[int, int] | None: ...
+
     def append(
         self,
         name: str,
