@@ -12,6 +12,8 @@ ROUTE_MODULES: dict[str, str] = {
     "DELETE /crm/tasks/{task_id}": "tasks",
     "DELETE /emails/{email_id}/links/{link_id}": "links",
     "DELETE /emails/{email_id}/schedule": "outbox",
+    "DELETE /emails/{email_id}/snooze": "snooze",
+    "DELETE /threads/{thread_id}/snooze": "snooze",
     "GET /accounts": "accounts",
     "GET /accounts/{account_id}": "accounts",
     "GET /accounts/{account_id}/status": "accounts",
@@ -100,5 +102,7 @@ ROUTE_MODULES: dict[str, str] = {
     "PUT /calendar/events/{event_id}": "calendar",
     "PUT /crm/pipeline": "crm",
     "PUT /crm/settings": "links",
+    "PUT /emails/{email_id}/snooze": "snooze",
     "PUT /features": "features",
+    "PUT /threads/{thread_id}/snooze": "snooze",
 }
