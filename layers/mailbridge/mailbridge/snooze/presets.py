@@ -4,13 +4,14 @@ The presets follow Gmail's snooze menu ("Later today", "Tomorrow", "This weekend
 Gmail Help "Snooze emails until later"), with fixed local times:
 
 - `later_today`: today at 18:00 local; from 17:00 on (less than an hour left), three hours from
-  now rounded up to the full hour (which may be tomorrow).
+  now rounded up to the full local hour (which may be tomorrow).
 - `tomorrow`: tomorrow at 08:00 local.
 - `next_week`: the next Monday at 08:00 local (a week ahead when today is Monday).
 - `someday`: 08:00 local, 90 days from today.
 
 A wall-clock time that does not exist (skipped by a DST change) moves forward by the gap; one that
-exists twice (a DST fall-back) is the first of the two (`fold=0`, PEP 495).
+exists twice (a DST fall-back) is the first of the two (`fold=0`, PEP 495). "Three hours ahead"
+counts elapsed time and rounds up to the next instant whose local minute is 0.
 """
 
 from __future__ import annotations
@@ -54,8 +55,12 @@ def resolve(preset: Preset, now: datetime, tz: ZoneInfo) -> datetime:
         if evening - now >= LATER_TODAY_MIN_AHEAD:
             return evening
         later = (now + LATER_TODAY_STEP).astimezone(UTC)
-        rounded = later.replace(minute=0, second=0, microsecond=0)
-        return rounded if rounded == later else rounded + timedelta(hours=1)
+        # The next instant whose local minute is 0, counted in elapsed time: a repeated or
+        # skipped wall hour (DST) neither adds nor removes an hour.
+        past_hour = timedelta(
+            minutes=later.astimezone(tz).minute, seconds=later.second, microseconds=later.microsecond
+        )
+        return later if not past_hour else later - past_hour + timedelta(hours=1)
     if preset == "tomorrow":
         return _at(today + timedelta(days=1), MORNING, tz)
     if preset == "next_week":
