@@ -11,6 +11,7 @@ import boto3
 import pytest
 
 from mailbridge.snooze.service import schedule_name
+from tests.events import load_event
 from tests.fixtures.aws import BusReader, Stack
 from tests.integration.queue_harness import QueueConsumer
 from tests.integration.test_api_emails import TENANT, Invoke, _drain, api, body, listing, mail
@@ -157,7 +158,7 @@ def test_a_snoozed_thread_hides_every_email_and_the_thread_and_an_email_of_it_ca
 
 def _received(stack: Stack, thread_id: str, email_id: str) -> None:
     """An `email.received` for a new email of the thread, as the RemindersRule delivers it."""
-    sample = json.loads(json.loads(open("events/sqs/reminders.json").read())["Records"][1]["body"])
+    sample = json.loads(load_event("sqs/reminders.json")["Records"][1]["body"])
     sample["detail"] |= {"tenant_id": TENANT}
     sample["detail"]["data"] |= {"thread_id": thread_id, "email_id": email_id}
     boto3.client("sqs").send_message(
