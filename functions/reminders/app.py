@@ -1,10 +1,11 @@
-"""Reminders function: RemindersQueue consumer. It takes what snooze schedules put there at their
-time (`WakeSnooze`) and the `email.received` bus events (the RemindersRule), which wake
-`wake_on_reply` snoozes of the thread early (mailbridge.snooze.service).
+"""Reminders function: RemindersQueue consumer. It takes what one-time schedules put there at their
+time (`WakeSnooze` of a snooze, `FollowUpDue` of a follow-up flag: mailbridge.followups.service)
+and the `email.received` bus events (the RemindersRule), which wake `wake_on_reply` snoozes of the
+thread early (mailbridge.snooze.service).
 
 No Powertools idempotency record here: a wake-up is guarded by the snooze record's own state
-(`snoozed` at that `until` -> `woken`, closed last), which also covers a replay days later, past any
-idempotency record's expiry; see mailbridge.snooze.service.
+(`snoozed` at that `until` -> `woken`, closed last), a reminder by the flag's `reminded_at`; that
+also covers a replay days later, past any idempotency record's expiry.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Json
 
+from mailbridge.followups.models import FollowUpDue
+from mailbridge.followups.service import remind
+from mailbridge.followups.wiring import follow_up_deps
 from mailbridge.observability import logger, metrics, tracer
 from mailbridge.snooze.models import EmailReceived, WakeSnooze
 from mailbridge.snooze.service import on_reply, wake
@@ -25,11 +29,15 @@ from mailbridge.snooze.wiring import snooze_deps
 
 
 class RemindersRecord(SqsRecordModel):
-    body: Json[WakeSnooze | EmailReceived]
+    body: Json[WakeSnooze | FollowUpDue | EmailReceived]
 
 
 def record_handler(record: RemindersRecord) -> None:
     message = record.body
+    if isinstance(message, FollowUpDue):
+        reminded = remind(message, follow_up_deps())
+        metrics.add_metric(name="FollowUpsDue", unit=MetricUnit.Count, value=int(reminded))
+        return
     if isinstance(message, WakeSnooze):
         woke = wake(message, snooze_deps())
         metrics.add_metric(name="SnoozesWoken", unit=MetricUnit.Count, value=int(woke))

@@ -158,7 +158,7 @@ def test_a_snoozed_thread_hides_every_email_and_the_thread_and_an_email_of_it_ca
 
 def _received(stack: Stack, thread_id: str, email_id: str) -> None:
     """An `email.received` for a new email of the thread, as the RemindersRule delivers it."""
-    sample = json.loads(load_event("sqs/reminders.json")["Records"][1]["body"])
+    sample = json.loads(load_event("sqs/reminders.json")["Records"][2]["body"])
     sample["detail"] |= {"tenant_id": TENANT}
     sample["detail"]["data"] |= {"thread_id": thread_id, "email_id": email_id}
     boto3.client("sqs").send_message(

@@ -26,6 +26,7 @@ ROUTER_MODULES = (
     "threads",
     "outbox",
     "snooze",
+    "followups",
     "crm",
     "links",
     "tasks",
