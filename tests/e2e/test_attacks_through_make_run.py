@@ -670,7 +670,10 @@ def base_bodies(w: World) -> dict[str, list[Callable[[], dict[str, Any]]]]:
             lambda: {"until": send_at, "wake_on_reply": True},
             lambda: {"preset": "tomorrow", "time_zone": "Europe/Berlin"},
         ],
-        "PUT /threads/{thread_id}/snooze": [lambda: {"preset": "next_week", "time_zone": "America/New_York"}],
+        "PUT /threads/{thread_id}/snooze": [
+            lambda: {"until": send_at},
+            lambda: {"preset": "next_week", "time_zone": "America/New_York", "wake_on_reply": True},
+        ],
         "PUT /emails/{email_id}/follow-up": [
             lambda: {"due_at": send_at, "priority": "high", "note": f"Note {CANARY}"}
         ],
