@@ -100,6 +100,7 @@ MULTI_LINE_FIELDS: set[tuple[str, Path_]] = {
     ("POST /emails/send", ("html",)),
     ("POST /crm/contacts", ("custom", "*")),
     ("PATCH /crm/contacts/{contact_id}", ("custom", "*")),
+    ("PUT /emails/{email_id}/follow-up", ("note",)),
     # The routes test_attacks_through_make_run_new_routes.py probes
     ("POST /crm/tasks", ("description",)),
     ("PATCH /crm/tasks/{task_id}", ("description",)),
@@ -664,6 +665,18 @@ def base_bodies(w: World) -> dict[str, list[Callable[[], dict[str, Any]]]]:
         "POST /emails/send": [send_reply, send_forward],
         "POST /uploads": [lambda: {"filename": f"f-{CANARY}.txt", "content_type": "text/plain", "size": 10}],
         "POST /emails/{email_id}/links": [lambda: {"kind": "contact", "record_id": w.records["contact2"]}],
+        # Snooze and follow-ups (issue 15): hours ahead, so nothing wakes while the probes run.
+        "PUT /emails/{email_id}/snooze": [
+            lambda: {"until": send_at, "wake_on_reply": True},
+            lambda: {"preset": "tomorrow", "time_zone": "Europe/Berlin"},
+        ],
+        "PUT /threads/{thread_id}/snooze": [
+            lambda: {"until": send_at},
+            lambda: {"preset": "next_week", "time_zone": "America/New_York", "wake_on_reply": True},
+        ],
+        "PUT /emails/{email_id}/follow-up": [
+            lambda: {"due_at": send_at, "priority": "high", "note": f"Note {CANARY}"}
+        ],
         "PUT /features": [lambda: {"campaigns": True}],
         "POST /crm/contacts": [contact],
         "PATCH /crm/contacts/{contact_id}": [lambda: {**contact(), "company_id": w.records["company2"]}],

@@ -735,6 +735,7 @@ def test_openapi_documents_the_routes_and_their_errors(invoke_api: Invoke) -> No
         "status",
         "category",
         "include_deleted",
+        "snoozed",
         "limit",
         "cursor",
     }

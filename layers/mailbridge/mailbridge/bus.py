@@ -39,7 +39,7 @@ def _now() -> datetime:
 class DomainEvent(Model):
     model_config = ConfigDict(frozen=True)
 
-    detail_type: str = Field(pattern=r"^[a-z]+(\.[a-z_]+)+$")
+    detail_type: str = Field(pattern=r"^[a-z][a-z_]*(\.[a-z_]+)+$")  # follow_up.due: a word may hold _
     tenant_id: str
     data: dict[str, Any] = Field(default_factory=dict)
     id: str = Field(default_factory=lambda: uuid.uuid4().hex)

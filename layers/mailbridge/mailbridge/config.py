@@ -151,6 +151,11 @@ class Settings(BaseSettings):
     automations_queue_url: str = Field(validation_alias="AUTOMATIONS_QUEUE_URL", min_length=1)
     automations_queue_arn: str = Field(validation_alias="AUTOMATIONS_QUEUE_ARN", min_length=1)
     scheduler_role_arn: str = Field(validation_alias="SCHEDULER_ROLE_ARN", min_length=1)
+    reminders_queue_arn: str = Field(
+        validation_alias="REMINDERS_QUEUE_ARN",
+        min_length=1,
+        description="Where snooze wake-ups and follow-up reminders are scheduled to (mailbridge.snooze)",
+    )
     allow_private_mail_hosts: bool = Field(default=False, validation_alias="ALLOW_PRIVATE_MAIL_HOSTS")
     cursor_secret_arn: str = Field(
         validation_alias="CURSOR_SECRET_ARN",

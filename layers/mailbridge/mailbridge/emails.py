@@ -89,6 +89,7 @@ class EmailQuery(Model):
     status: SendStatus | None = None
     category: Category | None = None
     include_deleted: bool = False
+    snoozed: bool = False
     limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
     cursor: str | None = None
 
@@ -173,6 +174,9 @@ def _summary_fields(item: Item) -> dict[str, Any]:
         "send_at": datetime.fromisoformat(str(item["send_at"])) if item.get("send_at") else None,
         "failure": _plain(item["failure"]) if item.get("failure") else None,
         "category": item.get("category"),
+        "snoozed_until": (
+            datetime.fromisoformat(str(item["snoozed_until"])) if item.get("snoozed_until") else None
+        ),
     }
 
 
@@ -307,6 +311,7 @@ def matches(item: Item, query: EmailQuery) -> bool:
         not query.category or item.get("category") == query.category,
         not query.account_id or query.account_id in (item.get("accounts") or ()),
         not query.folder or f"{query.account_id}:{query.folder}" in (item.get("folders") or ()),
+        bool(item.get("snoozed_until")) == query.snoozed,
     ]
     if query.since or query.until:
         date = datetime.fromisoformat(str(item["date"]))
@@ -369,6 +374,7 @@ class _Walk:
                 account_id=query.account_id,
                 folder=query.folder,
                 category=query.category,
+                snoozed=query.snoozed,
             )
         return self.store.read_source(
             self.ctx.tenant_id,

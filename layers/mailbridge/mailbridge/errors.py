@@ -30,6 +30,12 @@ class Invalid(MailbridgeError):
     code = "invalid"
 
 
+class Unprocessable(MailbridgeError):
+    """Well-formed input that cannot be acted on as it stands (a snooze time already past)."""
+
+    code = "unprocessable"
+
+
 class Unauthorized(MailbridgeError):
     """No usable identity (missing or unusable claims)."""
 

@@ -79,6 +79,9 @@ def list_emails(
         Query(description="Only emails of this AI category (set by the categorizer or a user)"),
     ] = None,
     include_deleted: Annotated[bool, Query(description="Also emails no mailbox holds any more")] = False,
+    snoozed: Annotated[
+        bool, Query(description="true: only snoozed emails (hidden otherwise until they wake)")
+    ] = False,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[
         str | None, Query(max_length=4096, description="`next_cursor` of the previous page")
@@ -96,6 +99,7 @@ def list_emails(
         status=status,
         category=category,
         include_deleted=include_deleted,
+        snoozed=snoozed,
         limit=limit,
         cursor=cursor,
     )

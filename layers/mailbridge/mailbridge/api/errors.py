@@ -41,6 +41,7 @@ from mailbridge.errors import (
     QueueSendError,
     RateLimited,
     Unauthorized,
+    Unprocessable,
     UnsupportedMediaType,
 )
 from mailbridge.observability import logger
@@ -54,6 +55,7 @@ _STATUS: list[tuple[type[MailbridgeError], int]] = [
     (Conflict, 409),
     (PayloadTooLarge, 413),
     (UnsupportedMediaType, 415),
+    (Unprocessable, 422),
     (RateLimited, 429),
     (ProviderRateLimited, 429),
     # Connecting a mailbox with bad credentials or an unreachable host is the caller's input problem.

@@ -25,6 +25,8 @@ ROUTER_MODULES = (
     "emails",
     "threads",
     "outbox",
+    "snooze",
+    "followups",
     "crm",
     "links",
     "tasks",

@@ -80,6 +80,9 @@ def list_threads(
     include_deleted: Annotated[
         bool, Query(description="Also mail no mailbox holds any more (and count it)")
     ] = False,
+    snoozed: Annotated[
+        bool, Query(description="true: only threads with snoozed mail (hidden otherwise until they wake)")
+    ] = False,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[
         str | None, Query(max_length=4096, description="`next_cursor` of the previous page")
@@ -95,6 +98,7 @@ def list_threads(
         q=q,
         category=category,
         include_deleted=include_deleted,
+        snoozed=snoozed,
         limit=limit,
         cursor=cursor,
     )

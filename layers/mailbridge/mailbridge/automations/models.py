@@ -26,7 +26,7 @@ from mailbridge.models.fields import MultiLine, SingleLine
 from mailbridge.models.numbers import DynamoInt
 
 RULE_ID = r"^au_[0-9a-f]{20}$"
-EVENT_TYPE = r"^[a-z]+(\.[a-z_]+)+$"
+EVENT_TYPE = r"^[a-z][a-z_]*(\.[a-z_]+)+$"  # as bus.DomainEvent.detail_type
 """As `bus.DomainEvent.detail_type`: `contact.created`, `deal.stage_changed` ..."""
 
 MAX_CHAIN_DEPTH = 3

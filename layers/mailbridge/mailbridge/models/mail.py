@@ -66,6 +66,9 @@ class EmailSummary(Model):
     category: Category | None = Field(
         default=None, description="AI category (mailbridge.ai); null until categorized or with ai off"
     )
+    snoozed_until: datetime | None = Field(
+        default=None, description="Snoozed (hidden from default listings) until this time, UTC"
+    )
 
     model_config = ConfigDict(populate_by_name=True)
 

@@ -82,6 +82,7 @@ SUMMARY_ATTRIBUTES = (
     "failure",
     "search",
     "category",
+    "snoozed_until",
 )
 
 
@@ -222,6 +223,44 @@ class EmailStore(DynamoRepository):
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=exprs,
         )
+
+    def set_snooze(self, tenant_id: str, email_id: str, until: str, snoozed_by: str) -> bool:
+        """Hide the email from default listings until `until` (ISO UTC), on behalf of the snooze of
+        `snoozed_by` (the email's own id or its thread's); False when the email is gone."""
+        try:
+            self.update_email(tenant_id, email_id, snoozed_until=until, snoozed_by=snoozed_by)
+        except Exception as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def end_snooze(self, tenant_id: str, email_id: str, until: str, *, unread: bool) -> bool:
+        """Show the email again (and, with `unread`, mark it unread: back in the unread index) if
+        the snooze at `until` still hides it, or nothing hides it any more (a replayed wake-up
+        repeats the same change); False when another snooze hides it now, or it is gone."""
+        names = {"#until": "snoozed_until", "#by": "snoozed_by"}
+        values: dict[str, Any] = {":until": until}
+        expression = "REMOVE #until, #by"
+        if unread:
+            names |= {"#read": "read", "#unread": "gsi4pk"}
+            values |= {":false": False, ":unread": unread_source(tenant_id).partition}
+            expression = "SET #read = :false, #unread = :unread " + expression
+        try:
+            self.table.update_item(
+                Key={"pk": tenant_pk(tenant_id), "sk": email_sk(email_id)},
+                UpdateExpression=expression,
+                ConditionExpression=(
+                    "attribute_exists(pk) AND (attribute_not_exists(#until) OR #until = :until)"
+                ),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except Exception as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
 
     def set_categorization(self, tenant_id: str, email_id: str, key: str, **values: Any) -> bool:
         """Store a categorization run's `values` (category, booleans, confidence, reasons,
@@ -757,15 +796,19 @@ def email_filter(
     account_id: str | None = None,
     folder: str | None = None,
     category: str | None = None,
+    snoozed: bool | None = None,
 ) -> Any:
     """A FilterExpression over email items (None: no filter): what DynamoDB can check of a query.
 
     `search` holds the terms of `mailbridge.search.query_terms`, each of which the item's `search`
-    attribute must contain; `folder` needs `account_id`.
+    attribute must contain; `folder` needs `account_id`; `snoozed` keeps only snoozed (True) or
+    only not snoozed (False) emails (those with or without `snoozed_until`).
     """
     conditions: list[Any] = []
     if not include_deleted:
         conditions.append(Attr("deleted").ne(True))
+    if snoozed is not None:
+        conditions.append(Attr("snoozed_until").exists() if snoozed else Attr("snoozed_until").not_exists())
     if read is not None:
         conditions.append(Attr("read").eq(read))
     conditions.extend(Attr("search").contains(term) for term in search or ())
