@@ -7,12 +7,17 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures import moto_events
+
 # Never reach a real account: every tier runs on moto or the local runner.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "mailbridge")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+
+# moto's EventBridge builds a JSONPath parser per target input path per event: parse each path once.
+moto_events.install()
 
 pytest_plugins = ["tests.fixtures.aws", "tests.fixtures.dovecot", "tests.fixtures.smtp"]
 

@@ -9,12 +9,14 @@ calls' requests and latency).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
 
 from mailbridge import aws
-from tests.fixtures.aws import Stack
+from tests.fixtures import moto_transactions
+from tests.fixtures.aws import Stack, module_api, module_stack
 from tests.integration.read_mail import (
     ALICE,
     EMAIL_FILTERS,
@@ -52,9 +54,24 @@ def requests(stack: Stack) -> Iterator[Requests]:
     events.unregister("before-call.dynamodb.*", counter)
 
 
-@pytest.fixture
+# The tests only read: the stack, the api's cold start and the mail are shared by the module.
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    yield from module_stack()
+
+
+@pytest.fixture(scope="module")
+def invoke_api(stack: Stack) -> Invoke:
+    return module_api()
+
+
+@pytest.fixture(scope="module")
 def mail(stack: Stack, invoke_api: Invoke) -> Mail:
-    return seed_mail(stack, invoke_api)
+    with pytest.MonkeyPatch.context() as patch:
+        # Seeding writes 180 emails in transactions of 50: moto's own rollback copies the whole
+        # table per action (tests/fixtures/moto_transactions.py); request counts are unchanged.
+        moto_transactions.install(partial(patch.setattr, raising=False))
+        return seed_mail(stack, invoke_api)
 
 
 def page(invoke_api: Invoke, requests: Requests, call: ReadCall) -> tuple[dict[str, Any], int]:
