@@ -363,3 +363,52 @@ def test_no_cursor_is_made_for_a_condition_that_is_not_a_key_condition() -> None
         repo(Table()).cursor_at(
             "acme", {"pk": "TENANT#acme", "sk": "EMAIL#e7"}, index=None, key_condition=not_a_key
         )
+
+
+# Cursors of two listings as the code deployed today issues them (signing key b"k" * 64, table
+# Emails, tenant acme): the table's partition from EMAIL# on, and an account's emails by gsi1.
+ISSUED_BY_PARTITION = (
+    "AbYcSR91dzo4NU3zD82kUkFqlxymKgkIrF-Wzo4Yjzm6eyJwayI6eyJTIjoiVEVOQU5UI2FjbWUifSwic2siOnsiUyI6IkVN"
+    "QUlMI2U3In19"
+)
+ISSUED_BY_INDEX = (
+    "ARXwVdScV4_TnFUU-DcKCfIcJnxliT94QVjV_F1UkjPieyJnc2kxcGsiOnsiUyI6IlRFTkFOVCNhY21lI0FDQyNhY2NfMSJ9"
+    "LCJnc2kxc2siOnsiUyI6IjIwMjYtMDEtMDIifSwicGsiOnsiUyI6IlRFTkFOVCNhY21lIn0sInNrIjp7IlMiOiJFTUFJTCNl"
+    "NyJ9fQ"
+)
+
+
+@pytest.mark.parametrize(
+    ("cursor", "index", "condition", "key"),
+    [
+        (
+            ISSUED_BY_PARTITION,
+            None,
+            Key("pk").eq("TENANT#acme") & Key("sk").begins_with("EMAIL#"),
+            {"pk": "TENANT#acme", "sk": "EMAIL#e7"},
+        ),
+        (
+            ISSUED_BY_INDEX,
+            "gsi1",
+            Key("gsi1pk").eq("TENANT#acme#ACC#acc_1"),
+            {
+                "pk": "TENANT#acme",
+                "sk": "EMAIL#e7",
+                "gsi1pk": "TENANT#acme#ACC#acc_1",
+                "gsi1sk": "2026-01-02",
+            },
+        ),
+    ],
+    ids=["partition", "index"],
+)
+def test_a_listing_cursor_issued_before_a_deploy_is_still_accepted_and_issued_alike(
+    cursor: str, index: str | None, condition: Any, key: dict[str, str]
+) -> None:
+    # Given a cursor a client got from the previous deployment (same signing key)
+    table = Table()
+    # When it comes back to the same listing
+    repo(table).query_page(tenant_id="acme", key_condition=condition, cursor=cursor, index=index)
+    # Then the listing resumes after the same key, and the same item makes the same cursor: what
+    # a cursor is bound to (table, index, key condition) is spelled as before
+    assert table.requests[0][1]["ExclusiveStartKey"] == key
+    assert repo(Table()).cursor_at("acme", key, index=index, key_condition=condition) == cursor
