@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from mailbridge.errors import Invalid
+from mailbridge.store import pagination
 from mailbridge.store.pagination import decode_cursor, encode_cursor
 
 KEY = b"k" * 64
@@ -31,11 +32,21 @@ def decoded(cursor: str, tenant: str = "acme", listing: str = "contacts", key: b
 def assert_invalid(cursor: str, **kwargs: Any) -> None:
     with pytest.raises(Invalid) as raised:
         decoded(cursor, **kwargs)
-    assert raised.value.code == "invalid_cursor"
+    # the one 400 answer for every refused cursor (which check failed is of no use to a client)
+    assert (raised.value.code, raised.value.message) == (
+        "invalid_cursor",
+        "the cursor is not valid for this listing; start again without one",
+    )
 
 
-@pytest.mark.parametrize("last_key", [BASE, GSI, NUMERIC], ids=["base", "gsi", "numbers"])
+# Three lengths, so the last base64 character carries 0, 2 and 4 unused bits in one of them.
+SHAPES = [BASE, GSI, NUMERIC, *({**BASE, "sk": BASE["sk"] + "x" * n} for n in (1, 2))]
+SHAPE_IDS = ["base", "gsi", "numbers", "base+1", "base+2"]
+
+
+@pytest.mark.parametrize("last_key", SHAPES, ids=SHAPE_IDS)
 def test_a_cursor_round_trips_for_its_tenant_and_listing(last_key: dict[str, Any]) -> None:
+    # (every length modulo 4: the padding base64 leaves out must be put back exactly)
     cursor = encode_cursor(last_key, "acme", listing="contacts", key=KEY)
     assert cursor is not None
     assert decoded(cursor) == last_key
@@ -49,11 +60,7 @@ def test_no_last_key_means_no_next_page_and_no_key_is_needed() -> None:
     assert decode_cursor("", "acme") is None
 
 
-# Three lengths, so the last base64 character carries 0, 2 and 4 unused bits in one of them.
-SHAPES = [BASE, GSI, NUMERIC, *({**BASE, "sk": BASE["sk"] + "x" * n} for n in (1, 2))]
-
-
-@pytest.mark.parametrize("last_key", SHAPES, ids=["base", "gsi", "numbers", "base+1", "base+2"])
+@pytest.mark.parametrize("last_key", SHAPES, ids=SHAPE_IDS)
 def test_every_changed_character_is_refused(last_key: dict[str, Any]) -> None:
     cursor = encode_cursor(last_key, "acme", listing="contacts", key=KEY)
     assert cursor is not None
@@ -148,3 +155,18 @@ def test_a_key_attribute_that_is_neither_string_nor_number_makes_no_cursor(value
     with pytest.raises(TypeError) as raised:
         encode_cursor({"pk": "TENANT#acme", "sk": value}, "acme", key=KEY)
     assert str(raised.value) == f"unsupported key attribute type {name}"
+
+
+def test_without_a_key_given_the_signing_key_from_settings_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the signing key the settings name (read from Secrets Manager in a deployment)
+    monkeypatch.setattr(pagination, "signing_key", lambda: KEY)
+    # When a cursor is made and read without a key, Then it is signed and checked with that key
+    cursor = encode_cursor(BASE, "acme", listing="contacts")
+    assert cursor == encode_cursor(BASE, "acme", listing="contacts", key=KEY)
+    assert cursor is not None
+    assert decode_cursor(cursor, "acme", listing="contacts") == BASE
+    # And a cursor signed with another key is refused
+    other = encode_cursor(BASE, "acme", listing="contacts", key=b"rotated")
+    assert other is not None
+    with pytest.raises(Invalid):
+        decode_cursor(other, "acme", listing="contacts")

@@ -7,13 +7,15 @@ as it came, so it is retried or answered as the fault it is, never as a conflict
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.conditions import Attr, Key
+from boto3.exceptions import DynamoDBNeedsKeyConditionError
 from botocore.exceptions import ClientError
 
-from mailbridge.errors import Conflict, Invalid, NotFound
+from mailbridge.errors import Conflict, Invalid, MailbridgeError, NotFound
 from mailbridge.store import pagination
 from mailbridge.store.base import DynamoRepository, Write, is_condition_failure
 
@@ -43,9 +45,15 @@ class Meta:
 class Table:
     """Answers every write with `error` (None: success), a query with `page`; records requests."""
 
-    def __init__(self, error: Exception | None = None, page: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        error: Exception | None = None,
+        page: dict[str, Any] | None = None,
+        item: dict[str, Any] | None = None,
+    ) -> None:
         self.error = error
-        self.page = page or {"Items": []}
+        self.page = {"Items": []} if page is None else page
+        self.item = item
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.meta = Meta(self)
 
@@ -56,6 +64,10 @@ class Table:
 
     def delete_item(self, **kwargs: Any) -> None:
         self.requests.append(("delete_item", kwargs))
+
+    def get_item(self, **kwargs: Any) -> dict[str, Any]:
+        self.requests.append(("get_item", kwargs))
+        return {} if self.item is None else {"Item": self.item}
 
     def query(self, **kwargs: Any) -> dict[str, Any]:
         self.requests.append(("query", kwargs))
@@ -133,9 +145,27 @@ def test_delete_removes_the_item_by_its_key() -> None:
     assert table.requests == [("delete_item", {"Key": {"pk": "TENANT#acme", "sk": "EMAIL#e1"}})]
 
 
+def test_a_read_is_eventually_consistent_unless_asked_otherwise() -> None:
+    # Given a stored item
+    table = Table(item={"pk": "TENANT#acme", "sk": "EMAIL#e1", "version": 2})
+    # When it is read plainly and then with consistent=True
+    assert repo(table).get("TENANT#acme", "EMAIL#e1") == {"pk": "TENANT#acme", "sk": "EMAIL#e1", "version": 2}
+    repo(table).get("TENANT#acme", "EMAIL#e1", consistent=True)
+    # Then DynamoDB is asked for an eventually consistent read (half the read capacity), then for
+    # a strongly consistent one (GetItem API reference, ConsistentRead)
+    key = {"pk": "TENANT#acme", "sk": "EMAIL#e1"}
+    assert table.requests == [
+        ("get_item", {"Key": key, "ConsistentRead": False}),
+        ("get_item", {"Key": key, "ConsistentRead": True}),
+    ]
+    # And an item that is not there reads as None
+    assert repo(Table()).get("TENANT#acme", "EMAIL#e2") is None
+
+
 def test_an_error_without_a_service_response_is_not_a_conflict() -> None:
     # A network error has no `response`; one with a response of another shape is no conflict either
-    for error in (ConnectionError("reset"), _WithResponse("not a mapping")):
+    # nor is one whose response has no `Error` part
+    for error in (ConnectionError("reset"), _WithResponse("not a mapping"), _WithResponse({})):
         with pytest.raises(type(error)):
             repo(Table(error)).create({"pk": "p", "sk": "s"})
 
@@ -212,6 +242,21 @@ def test_a_transaction_cancelled_without_reasons_is_not_a_conflict() -> None:
     assert raw.value is without
 
 
+def failed_write(number: int) -> Callable[[], MailbridgeError]:
+    return lambda: NotFound("the write failed", code=f"write_{number}")
+
+
+def test_a_transaction_whose_reasons_are_all_of_a_conflict_or_none_names_the_failed_write() -> None:
+    # Given four writes: no reason, a reason without a code, a lost race, a failed condition
+    # (every kind of reason that is about the table's state, at once)
+    four = [Write({"Put": {"Item": {"pk": "p", "sk": str(i)}}}, failed_write(i)) for i in range(4)]
+    table = Table(canceled("None", {}, "TransactionConflict", "ConditionalCheckFailed"))
+    # When the transaction runs, Then the error is the write whose condition failed
+    with pytest.raises(NotFound) as caught:
+        repo(table).transact(four)
+    assert caught.value.code == "write_3"
+
+
 def test_reasons_that_are_not_objects_count_for_nothing() -> None:
     # What the other stores ask before answering a write with 409 (e.g. EmailStore.transition)
     assert is_condition_failure(canceled(["ConditionalCheckFailed"], "None")) is False
@@ -272,3 +317,98 @@ def test_a_cursor_is_refused_by_another_table_index_or_key_value() -> None:
     table = Table()
     repo(table).query_page(tenant_id="acme", key_condition=condition, cursor=cursor)
     assert table.requests[0][1]["ExclusiveStartKey"] == key
+
+
+def test_a_filter_is_sent_only_when_given() -> None:
+    # Given a listing of a tenant's emails that leaves out deleted ones
+    table = Table()
+    condition = Key("pk").eq("TENANT#acme")
+    deleted = Attr("deleted").eq(False)
+    # When a page is read with the filter, then without
+    repo(table).query_page(tenant_id="acme", key_condition=condition, filter_expression=deleted)
+    repo(table).query_page(tenant_id="acme", key_condition=condition)
+    # Then the first query carries it as its FilterExpression, the second has none
+    (_, filtered), (_, plain) = table.requests
+    assert filtered["FilterExpression"] is deleted
+    assert "FilterExpression" not in plain
+
+
+def test_a_page_answered_without_items_is_an_empty_last_page() -> None:
+    # Given DynamoDB answering a query with a count and no `Items` (Query API reference: Items is
+    # left out when nothing is projected, e.g. Select COUNT)
+    table = Table(page={"Count": 0, "ScannedCount": 0})
+    # When a page is read, Then it is empty and the listing is over
+    page = repo(table).query_page(tenant_id="acme", key_condition=Key("pk").eq("TENANT#acme"))
+    assert page == ([], None)
+
+
+def test_a_cursor_of_one_index_is_refused_by_another_index() -> None:
+    # Given a cursor of the listing by index gsi1
+    condition = Key("gsi1pk").eq("TENANT#acme")
+    key = {"pk": "TENANT#acme", "sk": "EMAIL#e7", "gsi1pk": "TENANT#acme", "gsi1sk": "2026-01-02"}
+    cursor = repo(Table()).cursor_at("acme", key, index="gsi1", key_condition=condition)
+    # When it is replayed on index gsi2 with the same key condition, Then 400 invalid_cursor
+    table = Table()
+    with pytest.raises(Invalid) as caught:
+        repo(table).query_page(tenant_id="acme", key_condition=condition, cursor=cursor, index="gsi2")
+    assert caught.value.code == "invalid_cursor"
+    assert table.requests == []
+
+
+def test_no_cursor_is_made_for_a_condition_that_is_not_a_key_condition() -> None:
+    # Given a condition on a plain attribute, which DynamoDB cannot take as a KeyConditionExpression
+    not_a_key = Attr("pk").eq("TENANT#acme")
+    # When a page filler asks for a cursor of that listing, Then boto3's error, and no cursor
+    with pytest.raises(DynamoDBNeedsKeyConditionError):
+        repo(Table()).cursor_at(
+            "acme", {"pk": "TENANT#acme", "sk": "EMAIL#e7"}, index=None, key_condition=not_a_key
+        )
+
+
+# Cursors of two listings as the code deployed today issues them (signing key b"k" * 64, table
+# Emails, tenant acme): the table's partition from EMAIL# on, and an account's emails by gsi1.
+ISSUED_BY_PARTITION = (
+    "AbYcSR91dzo4NU3zD82kUkFqlxymKgkIrF-Wzo4Yjzm6eyJwayI6eyJTIjoiVEVOQU5UI2FjbWUifSwic2siOnsiUyI6IkVN"
+    "QUlMI2U3In19"
+)
+ISSUED_BY_INDEX = (
+    "ARXwVdScV4_TnFUU-DcKCfIcJnxliT94QVjV_F1UkjPieyJnc2kxcGsiOnsiUyI6IlRFTkFOVCNhY21lI0FDQyNhY2NfMSJ9"
+    "LCJnc2kxc2siOnsiUyI6IjIwMjYtMDEtMDIifSwicGsiOnsiUyI6IlRFTkFOVCNhY21lIn0sInNrIjp7IlMiOiJFTUFJTCNl"
+    "NyJ9fQ"
+)
+
+
+@pytest.mark.parametrize(
+    ("cursor", "index", "condition", "key"),
+    [
+        (
+            ISSUED_BY_PARTITION,
+            None,
+            Key("pk").eq("TENANT#acme") & Key("sk").begins_with("EMAIL#"),
+            {"pk": "TENANT#acme", "sk": "EMAIL#e7"},
+        ),
+        (
+            ISSUED_BY_INDEX,
+            "gsi1",
+            Key("gsi1pk").eq("TENANT#acme#ACC#acc_1"),
+            {
+                "pk": "TENANT#acme",
+                "sk": "EMAIL#e7",
+                "gsi1pk": "TENANT#acme#ACC#acc_1",
+                "gsi1sk": "2026-01-02",
+            },
+        ),
+    ],
+    ids=["partition", "index"],
+)
+def test_a_listing_cursor_issued_before_a_deploy_is_still_accepted_and_issued_alike(
+    cursor: str, index: str | None, condition: Any, key: dict[str, str]
+) -> None:
+    # Given a cursor a client got from the previous deployment (same signing key)
+    table = Table()
+    # When it comes back to the same listing
+    repo(table).query_page(tenant_id="acme", key_condition=condition, cursor=cursor, index=index)
+    # Then the listing resumes after the same key, and the same item makes the same cursor: what
+    # a cursor is bound to (table, index, key condition) is spelled as before
+    assert table.requests[0][1]["ExclusiveStartKey"] == key
+    assert repo(Table()).cursor_at("acme", key, index=index, key_condition=condition) == cursor
