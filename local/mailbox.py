@@ -207,8 +207,8 @@ def graph_mailbox(user: str, seed: bool, state_file: Path | None = None) -> int:
         f"  curl -s -X POST -H 'content-type: application/json' \\\n    {control}/users/{address}/messages \\"
     )
     print(f"    -d '{new_mail}'")
-    print("What Gmail holds (labels per message: a write-back shows here, e.g. UNREAD gone):")
-    print(f"  curl -s {control}/users/{address}/messages | jq -c '.[] | {{subject, labelIds}}'")
+    print("Each folder's health (server and stored counts, the reconciler's verdict):")
+    print('  curl -s -H "Authorization: Bearer $TOKEN" "$API/accounts/$ACCOUNT/status" | jq \'.folders\'')
     return 0
 
 
