@@ -300,19 +300,50 @@ class AccountStore(DynamoRepository):
         """Show that a reconcile requested at `at` is queued, unless one queued after
         `stale_before` has not finished yet (then False: that one stands). A reconcile whose
         record was lost (its queue's DLQ) stops holding new ones once it is older than that."""
+        return self._set_sync_field(
+            tenant_id,
+            account_id,
+            "reconcile_queued_at",
+            sortable_utc(at),
+            "attribute_not_exists(#a.#s.#f) OR #a.#s.#f = :null OR #a.#s.#f < :stale",
+            {":stale": sortable_utc(stale_before)},
+        )
+
+    def clear_reconcile_queued(self, tenant_id: str, account_id: str) -> None:
+        """The queued reconcile finished (whatever it found): a new one may be requested."""
+        self._set_sync_field(tenant_id, account_id, "reconcile_queued_at", None)
+
+    def note_push(self, tenant_id: str, account_id: str, at: datetime) -> None:
+        """Record that a push for the mailbox arrived at `at` (only ever later)."""
+        self._set_sync_field(
+            tenant_id,
+            account_id,
+            "last_push_at",
+            sortable_utc(at),
+            "attribute_not_exists(#a.#s.#f) OR #a.#s.#f = :null OR #a.#s.#f < :v",
+        )
+
+    def _set_sync_field(
+        self,
+        tenant_id: str,
+        account_id: str,
+        name: str,
+        value: str | None,
+        condition: str | None = None,
+        values: dict[str, Any] | None = None,
+    ) -> bool:
+        """Set `account.sync.<name>` to `value` (`:v`) on an existing account, only where
+        `condition` holds (`#f` names the field, `:null` is null); False when it does not."""
         try:
             self.table.update_item(
                 Key={"pk": tenant_pk(tenant_id), "sk": account_sk(account_id)},
-                UpdateExpression="SET #a.#s.#r = :r",
-                ConditionExpression=(
-                    "attribute_exists(pk) AND (attribute_not_exists(#a.#s.#r) OR #a.#s.#r = :null "
-                    "OR #a.#s.#r < :stale)"
-                ),
-                ExpressionAttributeNames={"#a": "account", "#s": "sync", "#r": "reconcile_queued_at"},
+                UpdateExpression="SET #a.#s.#f = :v",
+                ConditionExpression="attribute_exists(pk)" + (f" AND ({condition})" if condition else ""),
+                ExpressionAttributeNames={"#a": "account", "#s": "sync", "#f": name},
                 ExpressionAttributeValues={
-                    ":r": sortable_utc(at),
-                    ":null": None,
-                    ":stale": sortable_utc(stale_before),
+                    ":v": value,
+                    **({":null": None} if condition else {}),
+                    **(values or {}),
                 },
             )
         except Exception as exc:
@@ -320,37 +351,6 @@ class AccountStore(DynamoRepository):
                 return False
             raise
         return True
-
-    def clear_reconcile_queued(self, tenant_id: str, account_id: str) -> None:
-        """The queued reconcile finished (whatever it found): a new one may be requested."""
-        try:
-            self.table.update_item(
-                Key={"pk": tenant_pk(tenant_id), "sk": account_sk(account_id)},
-                UpdateExpression="SET #a.#s.#r = :null",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames={"#a": "account", "#s": "sync", "#r": "reconcile_queued_at"},
-                ExpressionAttributeValues={":null": None},
-            )
-        except Exception as exc:
-            if not is_condition_failure(exc):
-                raise
-
-    def note_push(self, tenant_id: str, account_id: str, at: datetime) -> None:
-        """Record that a push for the mailbox arrived at `at` (only ever later)."""
-        try:
-            self.table.update_item(
-                Key={"pk": tenant_pk(tenant_id), "sk": account_sk(account_id)},
-                UpdateExpression="SET #a.#s.#p = :p",
-                ConditionExpression=(
-                    "attribute_exists(pk) AND (attribute_not_exists(#a.#s.#p) OR #a.#s.#p = :null "
-                    "OR #a.#s.#p < :p)"
-                ),
-                ExpressionAttributeNames={"#a": "account", "#s": "sync", "#p": "last_push_at"},
-                ExpressionAttributeValues={":p": sortable_utc(at), ":null": None},
-            )
-        except Exception as exc:
-            if not is_condition_failure(exc):
-                raise
 
     def clear_sync_queued(self, tenant_id: str, account_id: str, requested_at: datetime) -> None:
         """A sync requested at `requested_at` started: clear `queued_at` unless a later request
