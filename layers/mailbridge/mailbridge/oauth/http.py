@@ -16,7 +16,8 @@ from typing import Any
 
 import httpx
 
-from mailbridge.errors import ProviderAuthError, ProviderError, ProviderRateLimited, ProviderUnreachable
+from mailbridge.errors import ProviderAuthError, ProviderError, ProviderRateLimited
+from mailbridge.providers.http import transport_errors
 
 # Per phase; the token and revoke endpoints answer in well under a second.
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -45,12 +46,8 @@ def _json(response: httpx.Response) -> dict[str, Any]:
 def post_form(url: str, form: dict[str, str], *, http: httpx.Client | None = None) -> dict[str, Any]:
     """POST an `application/x-www-form-urlencoded` request (RFC 6749 sections 4.1.3, 6; RFC 7009)
     and return the JSON object answered with a 2xx; raises the typed errors of the module."""
-    try:
+    with transport_errors("the authorization server"):
         response = (http or client()).post(url, data=form, headers={"Accept": "application/json"})
-    except httpx.TimeoutException as exc:
-        raise ProviderUnreachable("the authorization server did not answer in time", code="timeout") from exc
-    except httpx.TransportError as exc:
-        raise ProviderUnreachable("the authorization server is unreachable", code="unreachable") from exc
     if response.is_success:
         return _json(response)
     error = str(_json(response).get("error") or "")

@@ -45,6 +45,7 @@ from mailbridge.errors import ProviderAuthError, ProviderError, ProviderUnreacha
 from mailbridge.models.account import CALENDAR_SCOPES, Provider
 from mailbridge.oauth.http import GrantRevoked
 from mailbridge.oauth.providers import AccountKind, Identity, TokenGrant
+from mailbridge.providers.http import transport_errors
 
 MAIL_READWRITE = "Mail.ReadWrite"
 MAIL_SEND = "Mail.Send"
@@ -292,14 +293,12 @@ class MicrosoftOAuth:
             if self.settings.ca_bundle
             else True,
         )
-        try:
+        with transport_errors("Microsoft Graph"):
             response = http.get(
                 f"{self.settings.graph_url.rstrip('/')}/me",
                 params={"$select": "id,mail,userPrincipalName"},
                 headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
             )
-        except httpx.HTTPError as exc:
-            raise ProviderUnreachable("Microsoft Graph is unreachable", code="unreachable") from exc
         if not response.is_success:
             raise ProviderError("Microsoft Graph refused /me", code="identity_unavailable")
         try:

@@ -43,7 +43,8 @@ import ipaddress
 import random
 import ssl
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -150,7 +151,7 @@ def request(
                 url=response.url,
                 attempts=attempt,
             )
-        retry_after = _retry_after(response.headers.get("retry-after"))
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
         if attempt >= policy.max_attempts or (retry_after or 0) > policy.max_retry_after:
             if status == 429:
                 raise UpstreamRateLimited("the endpoint is rate limiting", retry_after=retry_after)
@@ -172,6 +173,25 @@ def check_url(url: str, policy: HttpPolicy) -> httpx.URL:
     if policy.allowed_hosts is not None and not _allowed(host, policy.allowed_hosts):
         raise HostNotAllowed("the host is not on the tenant's allowlist")
     return parsed
+
+
+@contextmanager
+def transport_errors(provider: str) -> Iterator[None]:
+    """Map httpx's timeouts and transport failures inside the block to ProviderUnreachable.
+
+    For the provider adapters that call a configured host with plain httpx (Gmail, Google
+    Calendar, Graph, the OAuth token endpoints): `httpx.TimeoutException` -> code `timeout`
+    ("<provider> did not answer in time"), any other `httpx.RequestError` (connect, TLS,
+    protocol, proxy, an undecodable body) -> code `unreachable` ("<provider> is unreachable");
+    both retryable.
+    `provider` is the name the message shows ("Gmail", "Graph", ...), never a URL.
+    """
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise ProviderUnreachable(f"{provider} did not answer in time", code="timeout") from exc
+    except httpx.RequestError as exc:
+        raise ProviderUnreachable(f"{provider} is unreachable", code="unreachable") from exc
 
 
 # ------------------------------------------------------------------------------- internals
@@ -320,7 +340,7 @@ def _backoff(policy: HttpPolicy, attempt: int, jitter: Callable[[], float]) -> f
     return float(jitter() * min(policy.backoff_cap, policy.backoff_base * 2 ** (attempt - 1)))
 
 
-def _retry_after(value: str | None) -> float | None:
+def parse_retry_after(value: str | None) -> float | None:
     """Seconds to wait from a Retry-After value (delay-seconds or an HTTP date), or None."""
     if not value:
         return None

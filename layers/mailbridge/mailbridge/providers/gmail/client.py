@@ -23,12 +23,11 @@ import binascii
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Literal
 
 import httpx
 
-from mailbridge.errors import ProviderAuthError, ProviderError, ProviderRateLimited, ProviderUnreachable
+from mailbridge.errors import ProviderAuthError, ProviderError, ProviderRateLimited
 from mailbridge.providers.gmail.errors import HistoryExpired, MessageNotFound
 from mailbridge.providers.gmail.models import (
     History,
@@ -43,26 +42,17 @@ from mailbridge.providers.gmail.models import (
     Watch,
 )
 from mailbridge.providers.gmail.quota import QuotaBudget
-from mailbridge.providers.http import _retry_after
+from mailbridge.providers.google_api import (
+    RATE_LIMIT_REASONS,
+    TokenSource,
+    error_reason,
+    http_client,
+)
+from mailbridge.providers.http import parse_retry_after, transport_errors
 
-TokenSource = Callable[[bool], str]
-"""force_refresh -> a bearer access token."""
-
-TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 MAX_PAGE = 500  # messages.list / history.list maxResults maximum [D]
 MAX_BATCH_MODIFY = 1000  # messages.batchModify ids per call [D discovery: "at most 1000"]
 HISTORY_TYPES = ("messageAdded", "messageDeleted", "labelAdded", "labelRemoved")
-RATE_LIMIT_REASONS = frozenset({"userRateLimitExceeded", "rateLimitExceeded"})
-
-
-@lru_cache(maxsize=1)
-def http_client() -> httpx.Client:
-    """One pooled client per process, shared by every account's adapter (thread-safe)."""
-    return httpx.Client(
-        timeout=TIMEOUT,
-        trust_env=False,
-        limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
-    )
 
 
 def b64url_decode(value: str) -> bytes:
@@ -82,16 +72,6 @@ class RawBatch:
     messages: list[RawMessage] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     error: ProviderError | None = None
-
-
-def _reason(body: dict[str, Any]) -> str:
-    error = body.get("error")
-    if not isinstance(error, dict):
-        return ""
-    errors = error.get("errors")
-    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-        return str(errors[0].get("reason") or "")
-    return str(error.get("status") or "")
 
 
 class GmailClient:
@@ -125,14 +105,10 @@ class GmailClient:
         self, verb: str, path: str, token: str, params: Any, body: dict[str, Any] | None
     ) -> httpx.Response:
         self.requests += 1
-        try:
+        with transport_errors("Gmail"):
             return self.http.request(
                 verb, self.base + path, params=params, json=body, headers={"Authorization": f"Bearer {token}"}
             )
-        except httpx.TimeoutException as exc:
-            raise ProviderUnreachable("Gmail did not answer in time", code="timeout") from exc
-        except httpx.TransportError as exc:
-            raise ProviderUnreachable("Gmail is unreachable", code="unreachable") from exc
 
     def _call(
         self,
@@ -167,10 +143,10 @@ class GmailClient:
             parsed = response.json()
         except ValueError:
             parsed = {}
-        reason = _reason(parsed if isinstance(parsed, dict) else {})
+        reason = error_reason(parsed if isinstance(parsed, dict) else {})
         details = {"status": status, "reason": reason[:64], "method": method}
         if status == 429 or (status == 403 and reason in RATE_LIMIT_REASONS):
-            delay = self.budget.refused(_retry_after(response.headers.get("retry-after")))
+            delay = self.budget.refused(parse_retry_after(response.headers.get("retry-after")))
             return ProviderRateLimited(
                 "Gmail is rate limiting this mailbox", retry_after=delay, details=details
             )

@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 from pydantic import Field
 
-from mailbridge.errors import ProviderAuthError, ProviderError, ProviderRateLimited, ProviderUnreachable
+from mailbridge.errors import ProviderAuthError, ProviderError, ProviderRateLimited
 from mailbridge.models.base import Model
-from mailbridge.providers.gmail.client import TokenSource, http_client
-from mailbridge.providers.http import _retry_after
+from mailbridge.providers.google_api import TokenSource, http_client
+from mailbridge.providers.http import parse_retry_after, transport_errors
 
 PERSON_FIELDS = "names,emailAddresses,organizations,phoneNumbers,metadata"
 PAGE_SIZE = 1000
@@ -101,14 +101,10 @@ class PeopleClient:
         response = None
         for force_refresh in (False, True):
             self.requests += 1
-            try:
+            with transport_errors("Google People"):
                 response = http.get(
                     self.url, params=params, headers={"Authorization": f"Bearer {self._token(force_refresh)}"}
                 )
-            except httpx.TimeoutException as exc:
-                raise ProviderUnreachable("Google People did not answer in time", code="timeout") from exc
-            except httpx.TransportError as exc:
-                raise ProviderUnreachable("Google People is unreachable", code="unreachable") from exc
             if response.status_code != 401:
                 break
         assert response is not None
@@ -135,7 +131,7 @@ class PeopleClient:
         if status == 429:
             return ProviderRateLimited(
                 "Google People is rate limiting this account",
-                retry_after=_retry_after(response.headers.get("retry-after")),
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
                 details=details,
             )
         if status >= 500:

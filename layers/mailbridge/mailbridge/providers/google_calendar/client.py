@@ -27,10 +27,10 @@ from urllib.parse import quote
 import httpx
 from pydantic import ValidationError
 
-from mailbridge.errors import ProviderAuthError, ProviderError, ProviderRateLimited, ProviderUnreachable
-from mailbridge.providers.gmail.client import RATE_LIMIT_REASONS, TokenSource, _reason, http_client
+from mailbridge.errors import ProviderAuthError, ProviderError, ProviderRateLimited
+from mailbridge.providers.google_api import RATE_LIMIT_REASONS, TokenSource, error_reason, http_client
 from mailbridge.providers.google_calendar.models import EventsPage, GoogleEvent
-from mailbridge.providers.http import _retry_after
+from mailbridge.providers.http import parse_retry_after, transport_errors
 
 MAX_PAGE = 2500  # events.list maxResults maximum [events.list reference]
 CALENDAR_ID = "primary"
@@ -83,7 +83,7 @@ class GoogleCalendarClient:
     def _send(
         self, verb: str, path: str, token: str, params: Any, body: Any, headers: dict[str, str]
     ) -> httpx.Response:
-        try:
+        with transport_errors("Google Calendar"):
             return self.http.request(
                 verb,
                 self.base + path,
@@ -91,10 +91,6 @@ class GoogleCalendarClient:
                 json=body,
                 headers={"Authorization": f"Bearer {token}", **headers},
             )
-        except httpx.TimeoutException as exc:
-            raise ProviderUnreachable("Google Calendar did not answer in time", code="timeout") from exc
-        except httpx.TransportError as exc:
-            raise ProviderUnreachable("Google Calendar is unreachable", code="unreachable") from exc
 
     def _call(
         self,
@@ -127,7 +123,7 @@ class GoogleCalendarClient:
             parsed = response.json()
         except ValueError:
             parsed = {}
-        reason = _reason(parsed if isinstance(parsed, dict) else {})
+        reason = error_reason(parsed if isinstance(parsed, dict) else {})
         details = {"status": status, "reason": reason[:64], "method": method}
         typed = self._typed(method, status, details)
         if typed is not None:
@@ -135,7 +131,7 @@ class GoogleCalendarClient:
         if status == 429 or (status == 403 and reason in RATE_LIMIT_REASONS):
             return ProviderRateLimited(
                 "Google Calendar is rate limiting this account",
-                retry_after=_retry_after(response.headers.get("retry-after")),
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
                 details=details,
             )
         if status == 403 and reason == "insufficientPermissions":

@@ -28,11 +28,11 @@ from typing import Any
 
 import httpx
 
-from mailbridge.errors import ProviderAuthError, ProviderError, ProviderRateLimited, ProviderUnreachable
+from mailbridge.errors import ProviderAuthError, ProviderError, ProviderRateLimited
 from mailbridge.providers.graph.budget import RequestBudget
 from mailbridge.providers.graph.errors import DeltaReset, MessageNotFound
 from mailbridge.providers.graph.models import DeltaMessage, DeltaPage, MailFolder, MimeBatch
-from mailbridge.providers.http import _retry_after
+from mailbridge.providers.http import parse_retry_after, transport_errors
 
 TokenSource = Callable[[bool], str]
 """force_refresh -> a bearer access token."""
@@ -102,14 +102,10 @@ class GraphClient:
         self, verb: str, url: str, token: str, headers: dict[str, str], **kwargs: Any
     ) -> httpx.Response:
         self.requests += 1
-        try:
+        with transport_errors("Graph"):
             return self.http.request(
                 verb, url, headers={"Authorization": f"Bearer {token}", **headers}, **kwargs
             )
-        except httpx.TimeoutException as exc:
-            raise ProviderUnreachable("Graph did not answer in time", code="timeout") from exc
-        except httpx.TransportError as exc:
-            raise ProviderUnreachable("Graph is unreachable", code="unreachable") from exc
 
     def _call(
         self,
@@ -155,7 +151,7 @@ class GraphClient:
             code = ""
         details = {"status": status, "code": code[:64]}
         if status == 429:
-            delay = self.budget.refused(_retry_after(response.headers.get("retry-after")))
+            delay = self.budget.refused(parse_retry_after(response.headers.get("retry-after")))
             return ProviderRateLimited("Graph is throttling this mailbox", retry_after=delay, details=details)
         if delta and (status == 410 or code.lower() in RESET_CODES):
             return DeltaReset("Graph asks for a full resync of this folder", details=details)
@@ -287,7 +283,7 @@ class GraphClient:
                     content = base64.b64decode(str(answer.get("body") or ""), validate=True)
                 except (binascii.Error, ValueError) as exc:
                     raise ProviderError("Graph sent MIME that is not base64", code="protocol_error") from exc
-            out[message_id] = (status, content, _retry_after(headers.get("retry-after")))
+            out[message_id] = (status, content, parse_retry_after(headers.get("retry-after")))
         for message_id in ids:
             out.setdefault(message_id, (500, None, None))
         return out

@@ -25,7 +25,8 @@ from typing import Any
 
 import httpx
 
-from mailbridge.errors import NotFound, ProviderError, ProviderRateLimited, ProviderUnreachable
+from mailbridge.errors import NotFound, ProviderError, ProviderRateLimited
+from mailbridge.providers.http import transport_errors
 
 MAX_LIFETIME = timedelta(minutes=4230)
 CHANGE_TYPES = "created,updated,deleted"
@@ -85,12 +86,8 @@ class SubscriptionClient:
                 "Accept": "application/json",
                 "Prefer": 'IdType="ImmutableId"',
             }
-            try:
+            with transport_errors("Graph"):
                 response = self._http.request(method, f"{self.base}{path}", json=body, headers=headers)
-            except httpx.TimeoutException as exc:
-                raise ProviderUnreachable("Graph did not answer in time", code="timeout") from exc
-            except httpx.TransportError as exc:
-                raise ProviderUnreachable("Graph is unreachable", code="unreachable") from exc
             if response.status_code != 401:
                 break
         return self._checked(response)
