@@ -406,12 +406,15 @@ class Identity:
         # The consent screen (shown for prompt=consent or anything not yet consented) approves at once.
         grant = self.grants.setdefault((app.client_id, user.oid), Grant(app.client_id, user.oid, set()))
         grant.scopes |= graph_scopes
+        # Scopes are additive: the code carries every Graph scope the user consented to for the
+        # app so far, not only those asked now, and the tokens redeemed from it carry them too
+        # [R: Microsoft Q&A 78683, "additive scopes", confirmed there by the product team].
         code = self.ids.code(user.personal)
         self.codes[code] = AuthorizationCode(
             client_id=app.client_id,
             redirect_uri=redirect_uri,
             oid=user.oid,
-            graph_scopes=frozenset(graph_scopes),
+            graph_scopes=frozenset(grant.scopes),
             oidc_scopes=frozenset(oidc_scopes),
             challenge=challenge,
             challenge_method=method or "plain",
@@ -618,10 +621,9 @@ class Identity:
         raw = form.get("scope")
         if not raw:
             return code.graph_scopes, code.oidc_scopes
-        graph, oidc = self.parse_scopes(raw, app)
-        return frozenset(graph & code.graph_scopes or code.graph_scopes), frozenset(
-            oidc & code.oidc_scopes or code.oidc_scopes
-        )
+        _, oidc = self.parse_scopes(raw, app)
+        # Additive scopes (see `authorize`): the token gets what is in the code.
+        return code.graph_scopes, frozenset(oidc & code.oidc_scopes or code.oidc_scopes)
 
     def _refresh(self, app: App, form: dict[str, str], origin: str, now: datetime) -> dict[str, Any]:
         value = form.get("refresh_token")
@@ -685,7 +687,7 @@ class Identity:
         return self._issue(
             app,
             user,
-            frozenset(graph),
+            frozenset(grant.scopes),  # additive: every consented Graph scope (see `authorize`)
             frozenset(oidc),
             (token.auth_time, token.session),
             None,
