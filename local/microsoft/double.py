@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from local.clock import Clock, RealClock
+from local.microsoft.calendar import Calendars
 from local.microsoft.contacts import Contact, Contacts
 from local.microsoft.control import ControlApi
 from local.microsoft.delta import GENERATIONS_KEPT, DeltaState
@@ -85,6 +86,7 @@ class MicrosoftDouble:
         self.mail.listeners.append(self._on_mail_change)
         self.contacts = Contacts(self.ids, self.now, lambda: self.mail.seq, self.mail.next_seq)
         self.contacts.listeners.append(self._on_contact_change)
+        self.calendars = Calendars(self.ids, self.now, lambda: self.mail.seq, self.mail.next_seq)
         self.delta = DeltaState(self.ids, generations_kept=delta_generations_kept)
         self.subscriptions = Subscriptions(
             self.ids,
@@ -312,6 +314,41 @@ class MicrosoftDouble:
     def delete_contact(self, address: str, contact_id: str) -> None:
         with self.lock:
             self.contacts.delete(address, contact_id)
+
+    # ------------------------------------------------------------------ calendar
+
+    def put_event(self, address: str, fields: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
+        """Create a single-instance event (or change `event_id`) as the user would in Outlook;
+        `fields` as Graph writes them (start/end dateTimeTimeZone, subject, attendees ...)."""
+        with self.lock:
+            calendars = self.calendars
+            return calendars.render(calendars.put(address, fields, event_id))
+
+    def put_series(
+        self, address: str, fields: dict[str, Any], count: int, every: timedelta = timedelta(days=7)
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """A recurring series: its master's id and its `count` occurrences as Graph renders them."""
+        with self.lock:
+            master, occurrences = self.calendars.put_series(address, fields, count, every)
+            return master, [self.calendars.render(o) for o in occurrences]
+
+    def delete_event(self, address: str, event_id: str) -> None:
+        with self.lock:
+            self.calendars.delete(address, event_id)
+
+    def event(self, address: str, event_id: str) -> dict[str, Any]:
+        with self.lock:
+            return self.calendars.render(self.calendars.find(address, event_id))
+
+    def expire_calendar_delta(self, address: str) -> int:
+        """Evict the calendar views' sync state: their links answer 410 SyncStateNotFound."""
+        with self.lock:
+            names = {
+                lineage.collection
+                for lineage in self.delta.lineages.values()
+                if lineage.owner == address.lower() and lineage.collection.startswith("calendarView|")
+            }
+            return sum(self.delta.expire(address.lower(), name) for name in names)
 
     # ------------------------------------------------------------------ identity events
 

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from local.microsoft import render
+from local.microsoft import calendar, render
 from local.microsoft.contacts import ALL_PROPERTIES as CONTACT_PROPERTIES
 from local.microsoft.contacts import ContactSource
 from local.microsoft.delta import Source, removed_entry
@@ -43,6 +43,8 @@ READ_MAIL = ("Mail.ReadBasic", "Mail.Read", "Mail.ReadWrite")
 WRITE_MAIL = ("Mail.ReadWrite",)
 SEND_MAIL = ("Mail.Send",)
 READ_CONTACTS = ("Contacts.Read", "Contacts.ReadWrite")
+READ_CALENDAR = ("Calendars.Read", "Calendars.ReadWrite")
+WRITE_CALENDAR = ("Calendars.ReadWrite",)
 READ_USER = ("User.Read", "User.ReadWrite", "User.ReadBasic.All", "User.Read.All")
 DEFAULT_TOP = 10
 MAX_TOP = 1000
@@ -117,6 +119,10 @@ class GraphApi:
             _mail_route("GET", "/contacts", self.list_contacts, READ_CONTACTS),
             _mail_route("GET", "/contacts/delta", self.contacts_delta, READ_CONTACTS),
             _mail_route("GET", "/contacts/{id}", self.get_contact, READ_CONTACTS),
+            _mail_route("GET", "/calendarView/delta", self.calendar_delta, READ_CALENDAR),
+            _mail_route("GET", "/events/{id}", self.get_event, READ_CALENDAR),
+            _mail_route("PATCH", "/events/{id}", self.update_event, WRITE_CALENDAR),
+            _mail_route("DELETE", "/events/{id}", self.delete_event, WRITE_CALENDAR),
         ]
 
     def routes(self) -> list[Route]:
@@ -504,6 +510,8 @@ class GraphApi:
             page_size = _int_param(prefer["odata.maxpagesize"], "odata.maxpagesize", DEFAULT_TOP, 1, 10**6)
         page = state.page(lineage, generation, page_size, source)
         kind = "contact" if collection == "contacts" else "message"
+        if collection.startswith(calendar.COLLECTION_PREFIX):
+            kind = "event"
         body: dict[str, Any] = {"@odata.context": f"{g.call.origin}/v1.0/$metadata#Collection({kind})"}
         if page.complete:
             body["@odata.deltaLink"] = f"{link}?$deltatoken={page.token}"
@@ -512,6 +520,57 @@ class GraphApi:
         body["value"] = [entry(key, present, lineage.select) for key, present in page.entries]
         applied = _preference(g, page_size)
         return Response.json(200, body, applied)
+
+    # ------------------------------------------------------------------ calendar
+
+    def calendar_delta(self, g: GraphCall) -> Response:
+        """calendarView/delta: the window comes from the first request, then from the token."""
+        calendars, state = self.double.calendars, self.double.delta
+        book = calendars.book(g.owner.address)
+        token = g.call.one("$skiptoken") or g.call.one("$deltatoken")
+        if token:
+            found = state.tokens.get(token)
+            lineage = state.lineages.get(found[0]) if found else None
+            name = lineage.collection if lineage is not None else calendar.collection(*_epoch_window())
+            if not name.startswith(calendar.COLLECTION_PREFIX):
+                name = calendar.collection(*_epoch_window())
+        else:
+            try:
+                start = calendar.read_time({"dateTime": g.call.one("startDateTime") or "", "timeZone": "UTC"})
+                end = calendar.read_time({"dateTime": g.call.one("endDateTime") or "", "timeZone": "UTC"})
+            except GraphError:
+                raise GraphError(
+                    400,
+                    "ErrorInvalidParameter",
+                    "This request requires a time window specified by the query string parameters "
+                    "StartDateTime and EndDateTime.",
+                ) from None
+            name = calendar.collection(start, end)
+        source = calendar.CalendarSource(calendars, book, *calendar.window_of(name))
+
+        def entry(key: str, present: bool, select: list[str] | None) -> dict[str, Any]:  # noqa: ARG001
+            event = book.events.get(key)
+            if present and event is not None:
+                return calendars.render(event, delta=True)
+            return removed_entry(key, "#microsoft.graph.event")
+
+        return self._delta(g, name, source, f"{g.link_base}/calendarView/delta", None, entry)
+
+    def get_event(self, g: GraphCall) -> Response:
+        calendars = self.double.calendars
+        return Response.json(200, calendars.render(calendars.find(g.owner.address, g.params["id"])))
+
+    def update_event(self, g: GraphCall) -> Response:
+        body = _json_body(g.call)
+        if not isinstance(body, dict):
+            raise bad_request(INVALID_JSON, "BadRequest")
+        calendars = self.double.calendars
+        event = calendars.update(g.owner.address, g.params["id"], body, g.call.headers.get("if-match"))
+        return Response.json(200, calendars.render(event))
+
+    def delete_event(self, g: GraphCall) -> Response:
+        self.double.calendars.remove(g.owner.address, g.params["id"], g.call.headers.get("if-match"))
+        return Response.empty(204)
 
     # ------------------------------------------------------------------ contacts
 
@@ -687,6 +746,11 @@ class GraphApi:
             scheme=outer.scheme,
             host=outer.host,
         )
+
+
+def _epoch_window() -> tuple[datetime, datetime]:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return epoch, epoch
 
 
 def _batch_item(item_id: str, response: Response) -> dict[str, Any]:
