@@ -56,7 +56,7 @@ PartStat = Literal["needs-action", "accepted", "declined", "tentative", "delegat
 Reply = Literal["accepted", "declined", "tentative"]
 AttendeeRole = Literal["chair", "req-participant", "opt-participant", "non-participant"]
 EventStatus = Literal["confirmed", "tentative", "cancelled"]
-EventSource = Literal["api", "import", "invitation", "google"]
+EventSource = Literal["api", "import", "invitation", "google", "microsoft"]
 InvitationStatus = Literal["pending", "accepted", "declined", "tentative", "cancelled"]
 
 Title = Annotated[SingleLine, Field(max_length=MAX_TITLE)]

@@ -38,23 +38,22 @@ or reconnecting with the calendar scope queues the first pull. Google also offer
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from mailbridge.bus import DomainEvent
-from mailbridge.calendar import google, ics, service
-from mailbridge.calendar.models import EventFields, Override
+from mailbridge.calendar import google, graph, ics, service
+from mailbridge.calendar.models import EventFields, EventSource, Override
 from mailbridge.calendar.service import CalendarDeps
 from mailbridge.errors import NotFound, ProviderAuthError
 from mailbridge.models.account import Account, calendar_access
 from mailbridge.observability import logger
-from mailbridge.providers.google_calendar.client import (
-    EtagMismatch,
-    GoogleCalendarClient,
-    ProviderEventGone,
-    SyncTokenExpired,
-)
+from mailbridge.providers.calendar_errors import EtagMismatch, ProviderEventGone
+from mailbridge.providers.google_calendar.client import GoogleCalendarClient, SyncTokenExpired
 from mailbridge.providers.google_calendar.models import GoogleEvent
+from mailbridge.providers.graph.calendar import DeltaReset, GraphCalendarClient, GraphEvent, window
 from mailbridge.queues import SyncQueue
 from mailbridge.store.accounts import AccountStore
 from mailbridge.store.calendar import ProviderLink
@@ -99,17 +98,43 @@ def _client(account: Account) -> GoogleCalendarClient:
     return GoogleCalendarClient(get_settings().google.calendar_api_url, token_source(account))
 
 
+def _graph_client(account: Account) -> GraphCalendarClient:
+    from mailbridge.config import get_settings
+    from mailbridge.oauth.tokens import token_source
+    from mailbridge.providers.graph.budget import budget_for
+
+    settings = get_settings().microsoft
+    return GraphCalendarClient(
+        token_source(account),
+        base_url=settings.graph_url,
+        ca_file=settings.ca_bundle or None,
+        budget=budget_for(f"{account.tenant_id}#{account.account_id}"),
+    )
+
+
+def pull_account(account: Account, deps: CalendarDeps, *, enabled: bool) -> PullReport:
+    """Pull with the account's provider: Graph accounts by calendarView delta, others by Google."""
+    if account.provider == "graph":
+        return pull_graph(account, _graph_client(account), deps, enabled=enabled, now=datetime.now(UTC))
+    return pull_google(account, _client(account), deps, enabled=enabled)
+
+
 def handle_calendar(message: SyncCalendar, accounts: AccountStore, queue: SyncQueue) -> PullReport | None:
-    """The schedule's message (no account): queue one per active Gmail account; an account's:
-    pull its calendar. ProviderAuthError (reauth_required, insufficient_scope) ends the pull
-    quietly (a retry cannot help); other ProviderErrors go back to the queue."""
+    """The schedule's message (no account): queue one per active account of its provider (of
+    Gmail and Graph when it names none); an account's: pull its calendar. ProviderAuthError
+    (reauth_required, insufficient_scope) ends the pull quietly (a retry cannot help); other
+    ProviderErrors go back to the queue."""
     if message.tenant_id is None or message.account_id is None:
-        window = datetime.now(UTC).strftime("%Y%m%d%H") + f"{datetime.now(UTC).minute // 15}"
+        slot = datetime.now(UTC).strftime("%Y%m%d%H") + f"{datetime.now(UTC).minute // 15}"
         requests: list[SyncCalendar] = []
         ids: list[str] = []
-        for tenant_id, account_id in accounts.pollable(message.provider):
-            requests.append(SyncCalendar(tenant_id=tenant_id, account_id=account_id))
-            ids.append(f"calendar-{tenant_id}-{account_id}-{window}"[:128])
+        providers: tuple[Literal["gmail", "graph"], ...] = (
+            (message.provider,) if message.provider else ("gmail", "graph")
+        )
+        for provider in providers:
+            for tenant_id, account_id in accounts.pollable(provider):
+                requests.append(SyncCalendar(provider=provider, tenant_id=tenant_id, account_id=account_id))
+                ids.append(f"calendar-{tenant_id}-{account_id}-{slot}"[:128])
         if requests:
             queue.send_many(requests, ids)
         return None
@@ -120,7 +145,7 @@ def handle_calendar(message: SyncCalendar, accounts: AccountStore, queue: SyncQu
     from mailbridge.calendar.wiring import calendar_deps
 
     try:
-        report = pull_google(account, _client(account), calendar_deps(), enabled=_enabled(account.tenant_id))
+        report = pull_account(account, calendar_deps(), enabled=_enabled(account.tenant_id))
     except ProviderAuthError as exc:
         logger.warning("calendar pull stopped", extra={"code": exc.code})
         return None
@@ -236,7 +261,13 @@ def _members(
     return members
 
 
-def _store(account: Account, parsed: ics.ParsedFile, deps: CalendarDeps, report: PullReport) -> set[str]:
+def _store(
+    account: Account,
+    parsed: ics.ParsedFile,
+    deps: CalendarDeps,
+    report: PullReport,
+    source: EventSource = "google",
+) -> set[str]:
     """Upsert the parsed events (overrides merged with the stored ones); the UIDs stored."""
     ctx = TenantContext(tenant_id=account.tenant_id, role=Role.MEMBER, subject=SYSTEM_SUBJECT)
     for skipped in parsed.skipped:
@@ -260,7 +291,7 @@ def _store(account: Account, parsed: ics.ParsedFile, deps: CalendarDeps, report:
             ics.ParsedEvent(uid=event.uid, sequence=sequence, fields=fields, notes=event.notes),
             current,
             deps,
-            source="google",
+            source=source,
             created=created,
         )
         if result.result == "skipped":
@@ -288,20 +319,157 @@ def _remove(
     deps.store.delete_provider_link(tenant_id, account_id, link)
 
 
+# ------------------------------------------------------------------------- Microsoft Graph
+
+
+def pull_graph(
+    account: Account, client: GraphCalendarClient, deps: CalendarDeps, *, enabled: bool, now: datetime
+) -> PullReport:
+    """Pull the account's Outlook calendar view (`calendarView/delta`, see `calendar.graph` and
+    `providers.graph.calendar`): from the saved `@odata.deltaLink`, or without one a full round
+    of the window around `now` (90 days back, 365 ahead). The deltaLink of the round's last page
+    is saved only after every page is stored. A reset (410, `syncStateNotFound`,
+    `resyncRequired`) drops the link and runs a full round; after every full round the account's
+    stored events that the round did not return are deleted (reconciled by provider id), so an
+    event deleted while the link was dead does not stay here. Raises the client's other
+    ProviderErrors (the queue retries the retryable ones)."""
+    if not enabled or account.provider != "graph":
+        return PullReport(status="off")
+    if calendar_access(account.provider, account.oauth.scopes if account.oauth else None) != "granted":
+        return PullReport(status="reconnect_required")
+    link = deps.store.calendar_sync_token(account.tenant_id, account.account_id)
+    try:
+        return _pull_graph(account, client, deps, link, now)
+    except DeltaReset:
+        deps.store.save_calendar_sync_token(account.tenant_id, account.account_id, None)
+        return _pull_graph(account, client, deps, None, now)
+
+
+def _pull_graph(
+    account: Account, client: GraphCalendarClient, deps: CalendarDeps, link: str | None, now: datetime
+) -> PullReport:
+    report = PullReport(full=link is None)
+    seen: set[str] = set()
+    for page in client.calendar_delta(window(now), link):
+        report.pages += 1
+        for _ in range(page.skipped):
+            report.skip("unreadable_event")
+        _apply_graph(account, page.events, deps, report, seen)
+        if page.delta_link is not None:
+            if report.full:
+                _reconcile(account, deps, seen, report)
+            deps.store.save_calendar_sync_token(account.tenant_id, account.account_id, page.delta_link)
+            return report
+        if report.pages >= MAX_PAGES:
+            break
+    report.skip("too_many_pages")  # the link is not saved: the next pull starts from the old one
+    return report
+
+
+def _apply_graph(
+    account: Account, items: list[GraphEvent], deps: CalendarDeps, report: PullReport, seen: set[str]
+) -> None:
+    tenant_id, account_id = account.tenant_id, account.account_id
+    links = deps.store.provider_links(tenant_id, account_id, {e.id for e in items})
+    members: list[graph.Member] = []
+    for item in items:
+        link = links.get(item.id)
+        if item.removed is not None:
+            seen.discard(item.id)
+            _remove(tenant_id, account_id, link, deps, report)
+            continue
+        seen.add(item.id)
+        if item.type == "seriesMaster":
+            report.skip("series_master")  # a calendar view holds occurrences, not masters
+        elif link is not None and item.etag is not None and link.etag == item.etag:
+            report.echoes += 1
+        else:
+            uid = item.ical_uid or (link.uid if link else f"{item.id}@outlook.graph")
+            members.append(graph.Member(item, uid))
+    stored = _store(account, graph.parse(members), deps, report, source="microsoft")
+    for member in members:
+        if member.uid in stored:
+            item = member.event
+            saved = ProviderLink(
+                provider_id=item.id,
+                uid=member.uid,
+                etag=item.etag,
+                updated=item.last_modified.isoformat() if item.last_modified else None,
+            )
+            deps.store.save_provider_link(tenant_id, account_id, saved, series=True)
+
+
+def _reconcile(account: Account, deps: CalendarDeps, seen: set[str], report: PullReport) -> None:
+    """After a full round: delete the stored events of provider ids the round did not return."""
+    for link in deps.store.account_provider_links(account.tenant_id, account.account_id):
+        if link.provider_id not in seen:
+            _remove(account.tenant_id, account.account_id, link, deps, report)
+
+
 # ---------------------------------------------------------------------------------- push-back
 
 
+@dataclass(frozen=True)
+class Written:
+    """A provider event as a write or read answered it: its id, etag and last change time."""
+
+    provider_id: str
+    etag: str | None
+    updated: datetime | None
+
+
+@dataclass(frozen=True)
+class Writer:
+    """One provider's side of the push-back: the body of our event, and patch / read / delete
+    by provider id with an `If-Match` etag (raising EtagMismatch on 412, ProviderEventGone)."""
+
+    body: Callable[[EventFields], dict[str, object]]
+    patch: Callable[[str, dict[str, object], str | None], Written]
+    read: Callable[[str], Written]
+    delete: Callable[[str, str | None], None]
+
+
+def google_writer(client: GoogleCalendarClient) -> Writer:
+    def written(event: GoogleEvent) -> Written:
+        return Written(event.id, event.etag, event.updated)
+
+    return Writer(
+        body=google.to_google,
+        patch=lambda pid, body, etag: written(client.patch_event(pid, dict(body), etag)),
+        read=lambda pid: written(client.get_event(pid)),
+        delete=client.delete_event,
+    )
+
+
+def graph_writer(client: GraphCalendarClient) -> Writer:
+    def written(event: GraphEvent) -> Written:
+        return Written(event.id, event.etag, event.last_modified)
+
+    return Writer(
+        body=graph.to_graph,
+        patch=lambda pid, body, etag: written(client.update_event(pid, dict(body), etag)),
+        read=lambda pid: written(client.get_event(pid)),
+        delete=client.delete_event,
+    )
+
+
 def handle_push(message: PushCalendar, accounts: AccountStore) -> str:
-    """Run one queued push (see `push_google`); ProviderAuthError ends it quietly (a retry cannot
-    help: the account needs a reconnect); other ProviderErrors go back to the queue."""
+    """Run one queued push (see `push`) with the account's provider; ProviderAuthError ends it
+    quietly (a retry cannot help: the account needs a reconnect); other ProviderErrors go back to
+    the queue."""
     try:
         account = accounts.get_account(message.tenant_id, message.account_id)
     except NotFound:
         return "account_gone"
     from mailbridge.calendar.wiring import calendar_deps
 
+    writer = (
+        graph_writer(_graph_client(account))
+        if account.provider == "graph"
+        else google_writer(_client(account))
+    )
     try:
-        outcome = push_google(message, _client(account), calendar_deps())
+        outcome = push(message, writer, calendar_deps())
     except ProviderAuthError as exc:
         logger.warning("calendar push stopped", extra={"code": exc.code})
         return "auth_failed"
@@ -310,14 +478,25 @@ def handle_push(message: PushCalendar, accounts: AccountStore) -> str:
 
 
 def push_google(message: PushCalendar, client: GoogleCalendarClient, deps: CalendarDeps) -> str:
-    """Push an API change of a pulled event to Google: `events.patch` (or `events.delete`) with
-    `If-Match` set to the etag we last saw, then store the etag Google answers, so the next pull
+    """`push` to Google Calendar (`events.patch` / `events.delete`)."""
+    return push(message, google_writer(client), deps)
+
+
+def push_graph(message: PushCalendar, client: GraphCalendarClient, deps: CalendarDeps) -> str:
+    """`push` to Outlook (`PATCH` / `DELETE /me/events/{id}`, conflicts by `lastModifiedDateTime`)."""
+    return push(message, graph_writer(client), deps)
+
+
+def push(message: PushCalendar, writer: Writer, deps: CalendarDeps) -> str:
+    """Push an API change of a pulled event to its provider: patch (or delete) with `If-Match`
+    set to the etag we last saw, then store the etag the provider answers, so the next pull
     recognises the change as ours (echo suppression) instead of importing it again.
 
-    Conflicts, last writer wins by time: a 412 means Google changed the event after we read it;
-    its `updated` is compared with `message.at` (when our change was made). Google's later change
-    wins (nothing is pushed; the next pull brings it); ours wins otherwise (sent again with the
-    etag just read). An event already deleted in Google (404/410) is left deleted.
+    Conflicts, last writer wins by time: a 412 means the provider changed the event after we read
+    it; its last change time (Google `updated`, Graph `lastModifiedDateTime`) is compared with
+    `message.at` (when our change was made). The provider's later change wins (nothing is pushed;
+    the next pull brings it); ours wins otherwise (sent again with the etag just read). An event
+    already deleted at the provider (404/410) is left deleted.
 
     Returns `patched`, `deleted`, `provider_newer`, `gone` or `event_gone`."""
     tenant_id, account_id = message.tenant_id, message.account_id
@@ -325,44 +504,44 @@ def push_google(message: PushCalendar, client: GoogleCalendarClient, deps: Calen
     etag = link.etag if link else None
     try:
         if message.deleted:
-            return _push_delete(message, client, deps, link, etag)
+            return _push_delete(message, writer, deps, link, etag)
         event = deps.store.get_event(tenant_id, message.event_id)
         if event is None:
             return "event_gone"
-        body = google.to_google(event.fields())
+        body = writer.body(event.fields())
         try:
-            sent = client.patch_event(message.provider_id, body, etag)
+            sent = writer.patch(message.provider_id, body, etag)
         except EtagMismatch:
-            theirs = client.get_event(message.provider_id)
+            theirs = writer.read(message.provider_id)
             if theirs.updated is not None and theirs.updated > message.at:
                 return "provider_newer"
-            sent = client.patch_event(message.provider_id, body, theirs.etag)
+            sent = writer.patch(message.provider_id, body, theirs.etag)
     except ProviderEventGone:
         return "gone"
-    link = ProviderLink(
-        provider_id=sent.id,
+    saved = ProviderLink(
+        provider_id=sent.provider_id,
         uid=event.uid,
         etag=sent.etag,
         updated=sent.updated.isoformat() if sent.updated else None,
     )
-    deps.store.save_provider_link(tenant_id, account_id, link, series=True)
+    deps.store.save_provider_link(tenant_id, account_id, saved, series=True)
     return "patched"
 
 
 def _push_delete(
     message: PushCalendar,
-    client: GoogleCalendarClient,
+    writer: Writer,
     deps: CalendarDeps,
     link: ProviderLink | None,
     etag: str | None,
 ) -> str:
     try:
-        client.delete_event(message.provider_id, etag)
+        writer.delete(message.provider_id, etag)
     except EtagMismatch:
-        theirs = client.get_event(message.provider_id)
+        theirs = writer.read(message.provider_id)
         if theirs.updated is not None and theirs.updated > message.at:
             return "provider_newer"  # the next pull finds a changed etag and brings it back
-        client.delete_event(message.provider_id, theirs.etag)
+        writer.delete(message.provider_id, theirs.etag)
     if link is not None:
         deps.store.delete_provider_link(message.tenant_id, message.account_id, link)
     return "deleted"

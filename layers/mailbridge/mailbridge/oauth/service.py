@@ -348,13 +348,17 @@ def _import_contacts_after_connect(account: Account, deps: OAuthDeps) -> None:
 
 
 def _pull_calendar_after_connect(account: Account, deps: OAuthDeps) -> None:
-    """Queue the first calendar pull of a Gmail account that granted calendar.events."""
+    """Queue the first calendar pull of a Gmail or Graph account that granted its calendar scope."""
     from mailbridge.models.account import calendar_access
     from mailbridge.sync.messages import SyncCalendar
 
     scopes = account.oauth.scopes if account.oauth else None
-    if account.provider == "gmail" and calendar_access(account.provider, scopes) == "granted":
-        deps.queue.send(SyncCalendar(tenant_id=account.tenant_id, account_id=account.account_id))
+    if account.provider in ("gmail", "graph") and calendar_access(account.provider, scopes) == "granted":
+        deps.queue.send(
+            SyncCalendar(
+                provider=account.provider, tenant_id=account.tenant_id, account_id=account.account_id
+            )
+        )
 
 
 def _watch_quietly(account: Account, deps: OAuthDeps) -> None:

@@ -74,7 +74,7 @@ def feed_sk(user: str) -> str:
 
 
 def provider_sk(account_id: str, provider_id: str) -> str:
-    return f"PROVIDER#{account_id}#{digest(provider_id, 40)}"
+    return f"PROVIDER#{account_id}#{digest(provider_id, 40)}"  # account_provider_links reads the prefix
 
 
 def provider_uid_sk(uid: str) -> str:
@@ -392,6 +392,29 @@ class CalendarStore(DynamoRepository):
             )
             for item in items.values()
         }
+
+    def account_provider_links(self, tenant_id: str, account_id: str) -> list[ProviderLink]:
+        """Every stored link of the account's provider events (a full resync reconciles by id)."""
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(tenant_pk(tenant_id))
+            & Key("sk").begins_with(f"PROVIDER#{account_id}#"),
+            "ConsistentRead": True,
+        }
+        links: list[ProviderLink] = []
+        while True:
+            response = self.table.query(**kwargs)
+            for item in response.get("Items", []):
+                links.append(
+                    ProviderLink(
+                        provider_id=str(item["provider_id"]),
+                        uid=str(item["uid"]),
+                        etag=str(item["etag"]) if item.get("etag") else None,
+                        updated=str(item["updated"]) if item.get("updated") else None,
+                    )
+                )
+            if "LastEvaluatedKey" not in response:
+                return links
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def provider_of(self, tenant_id: str, uid: str) -> tuple[str, str] | None:
         """(account_id, provider event id) of an event pulled from a provider calendar."""

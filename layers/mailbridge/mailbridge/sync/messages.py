@@ -94,21 +94,22 @@ class Reconcile(Model):
 class SyncCalendar(Model):
     """Pull an account's provider calendar (`mailbridge.calendar.provider_sync`): queued after
     connecting with the calendar scope, and from the 15-minute schedule without an account
-    (fanned out to one message per active Gmail account, which names it)."""
+    (fanned out to one message per active account of `provider`, or of every calendar provider
+    when it is None; each names its account and that account's provider)."""
 
     kind: Literal["sync_calendar"] = "sync_calendar"
-    provider: Literal["gmail"] = "gmail"
+    provider: Literal["gmail", "graph"] | None = None
     tenant_id: str | None = None
     account_id: str | None = None
 
 
 class PushCalendar(Model):
     """Push a change made through `/calendar/events` to the provider event it came from
-    (`mailbridge.calendar.provider_sync.push_google`): queued by the API after the change is
+    (`mailbridge.calendar.provider_sync.handle_push`): queued by the API after the change is
     stored. `at`: when it was made (the conflict rule compares it with the provider's `updated`)."""
 
     kind: Literal["push_calendar"] = "push_calendar"
-    provider: Literal["gmail"] = "gmail"
+    provider: Literal["gmail", "graph"] = "gmail"  # informational: the account's provider decides
     tenant_id: str
     account_id: str
     provider_id: str

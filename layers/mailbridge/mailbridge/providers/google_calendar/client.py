@@ -28,6 +28,7 @@ import httpx
 from pydantic import ValidationError
 
 from mailbridge.errors import ProviderAuthError, ProviderError, ProviderRateLimited
+from mailbridge.providers.calendar_errors import EtagMismatch, ProviderEventGone
 from mailbridge.providers.google_api import RATE_LIMIT_REASONS, TokenSource, error_reason, http_client
 from mailbridge.providers.google_calendar.models import EventsPage, GoogleEvent
 from mailbridge.providers.http import parse_retry_after, transport_errors
@@ -35,25 +36,13 @@ from mailbridge.providers.http import parse_retry_after, transport_errors
 MAX_PAGE = 2500  # events.list maxResults maximum [events.list reference]
 CALENDAR_ID = "primary"
 
+__all__ = ["EtagMismatch", "GoogleCalendarClient", "ProviderEventGone", "SyncTokenExpired"]
+
 
 class SyncTokenExpired(ProviderError):
     """410 on `events.list` with a sync token: a full sync is required."""
 
     code = "sync_token_expired"
-    retryable = False
-
-
-class EtagMismatch(ProviderError):
-    """412 on a write with `If-Match`: the event changed in Google since it was read."""
-
-    code = "etag_mismatch"
-    retryable = False
-
-
-class ProviderEventGone(ProviderError):
-    """404 or 410 on a write: the event no longer exists in Google."""
-
-    code = "provider_event_gone"
     retryable = False
 
 
