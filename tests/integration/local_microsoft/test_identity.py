@@ -376,3 +376,29 @@ def test_tls_is_valid_by_the_wall_clock_whatever_time_the_double_keeps():
 
     # Then the handshake succeeds: the certificate is dated by the wall clock
     assert response.status_code == 200
+
+
+def test_scopes_are_additive_a_token_carries_every_consented_graph_scope(ms, http, app):
+    # Given a user who consented to the mail scopes and Calendars.ReadWrite
+    pkce = Pkce()
+    wide = "openid profile offline_access Mail.ReadWrite Mail.Send Calendars.ReadWrite"
+    code = redirect_params(authorize(http, ms, app, pkce, scope=wide))["code"]
+
+    # When the code is redeemed, and the refresh token used, asking for the mail scopes only
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "client_id": app.client_id,
+        "client_secret": app.client_secret,
+        "redirect_uri": REDIRECT,
+        "code_verifier": pkce.verifier,
+        "scope": "openid profile offline_access Mail.ReadWrite Mail.Send",
+    }
+    redeemed = http.post(ms.token_url(), data=form).json()
+    refreshed = refresh(
+        http, ms, app, redeemed["refresh_token"], "offline_access Mail.ReadWrite Mail.Send"
+    ).json()
+
+    # Then both tokens carry the calendar scope too (Entra ID's additive scopes)
+    for body in (redeemed, refreshed):
+        assert {"Mail.ReadWrite", "Mail.Send", "Calendars.ReadWrite"} <= set(body["scope"].split())
