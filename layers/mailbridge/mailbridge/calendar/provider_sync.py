@@ -1,4 +1,7 @@
-"""Pull a connected account's Google Calendar into our events (issue 16 point 6).
+"""Pull a connected account's provider calendar into our events (issue 16 point 6): Google
+Calendar as below; Microsoft Graph by `calendarView/delta` (`pull_graph`, with the same stores,
+echo suppression, messages and schedule; dispatch by the account's provider in `pull_account`
+and `handle_push`).
 
 Source: "Synchronize resources efficiently" (developers.google.com/calendar/api/guides/sync).
 A pull reads `events.list` on `primary` page by page from the account's saved sync token (none:
@@ -31,8 +34,8 @@ When: on the existing SyncQueue (`SyncCalendar` messages), not a queue of its ow
 is the account, so two pulls of one account never run at once (the sync token is read, then
 replaced after the last page) and a pull never overlaps that account's mail sync; its DLQ,
 partial batch reports and retry policy apply as they are. A 15-minute schedule fans out one
-message per active Gmail account (deduplicated per account and 15-minute window), and connecting
-or reconnecting with the calendar scope queues the first pull. Google also offers push channels
+message per active Gmail and Graph account (deduplicated per account and 15-minute window), and
+connecting or reconnecting with the calendar scope queues the first pull. Google also offers push channels
 (`events.watch`); they would be a hint like Gmail's pushes, the sync token stays the truth.
 """
 

@@ -1,6 +1,6 @@
-"""The seam for provider calendars (issue 16 point 6). Google Calendar is built without this
-protocol: `providers/google_calendar` (the adapter) and `calendar/provider_sync.py` (the pull);
-Microsoft Graph (`calendarView/delta`) is not built yet. The plan as first written:
+"""The seam for provider calendars (issue 16 point 6). Google Calendar and Microsoft Graph are
+built without this protocol: `providers/google_calendar` and `providers/graph/calendar.py` (the
+adapters) and `calendar/provider_sync.py` (pull and push-back). The plan as first written:
 
 A provider calendar is pulled incrementally into the same events as imports: Google's
 `events.list` with `syncToken` (https://developers.google.com/calendar/api/guides/sync), Graph's
