@@ -23,7 +23,7 @@ The base URL is the `GRAPH_API_URL` setting, as for mail.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -136,7 +136,9 @@ class GraphCalendarClient(GraphClient):
         kwargs.setdefault("page_size", CALENDAR_PAGE_SIZE)
         super().__init__(*args, **kwargs)
 
-    def _error(self, response: httpx.Response, not_found: Any, delta: bool) -> ProviderError:
+    def _error(
+        self, response: httpx.Response, not_found: Callable[[], ProviderError] | None, delta: bool
+    ) -> ProviderError:
         if response.status_code == 412:
             return EtagMismatch("the event changed in Outlook since it was read", details={"status": 412})
         return super()._error(response, not_found, delta)
