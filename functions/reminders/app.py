@@ -52,7 +52,7 @@ def record_handler(record: RemindersRecord) -> None:
     if isinstance(message, NudgeScan):
         created = scan(nudge_deps(), message.scheduled_time)
         metrics.add_metric(name="NudgesCreated", unit=MetricUnit.Count, value=created)
-        logger.info("nudge scan", extra={"created": created})
+        logger.info("nudge scan", extra={"nudges_created": created})
         return
     if isinstance(message, EmailSent):
         on_thread_mail(message.detail.tenant_id, message.detail.data.email_id, nudge_deps())
