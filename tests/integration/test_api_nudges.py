@@ -281,7 +281,9 @@ def test_the_categorizers_no_reply_needed_wins(invoke_api: Invoke, stack: Stack,
         body={"name": "Dana", "emails": [{"address": "dana@vendorco.com"}]},
     )
     assert invoke_api(contact)["statusCode"] == 201
-    dana = seed.add(rfc(msgid="fyi@vendorco.com", sender="dana@vendorco.com", to=ME, subject="FYI", date=SENT))
+    dana = seed.add(
+        rfc(msgid="fyi@vendorco.com", sender="dana@vendorco.com", to=ME, subject="FYI", date=SENT)
+    )
     EmailStore(stack.deployed.tables["EmailsTable"]).update_email(TENANT, dana, needs_reply=False)
     announced(stack, "email.received", dana, thread_of(stack, dana))
     # When the daily run happens after three business days
