@@ -291,7 +291,7 @@ class Pump:
                     input=target.get("Input"),
                     message_group_id=(target.get("SqsParameters") or {}).get("MessageGroupId"),
                 ),
-                target.get("Input") or "{}",
+                scheduler_context(target.get("Input") or "{}", state.next_at),
                 f"schedule {key[0]}/{key[1]}",
             )
             fired += 1
@@ -338,6 +338,14 @@ class Pump:
         outcome = self.functions.invoke(function, json.loads(payload))
         if not outcome.ok:
             log.warning("%s: %s failed: %s: %s", what, function, outcome.error_type, outcome.error_message)
+
+
+def scheduler_context(payload: str, scheduled: datetime) -> str:
+    """The target input with EventBridge Scheduler's `<aws.scheduler.scheduled-time>` context
+    attribute filled in (EventBridge Scheduler User Guide, "Adding context attributes"): the time
+    the schedule was due, ISO 8601 in UTC, as Scheduler writes it."""
+    when = scheduled.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return payload.replace("<aws.scheduler.scheduled-time>", when)
 
 
 def _aware(value: datetime) -> datetime:

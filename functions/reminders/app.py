@@ -1,11 +1,14 @@
 """Reminders function: RemindersQueue consumer. It takes what one-time schedules put there at their
-time (`WakeSnooze` of a snooze, `FollowUpDue` of a follow-up flag: mailbridge.followups.service)
-and the `email.received` bus events (the RemindersRule), which wake `wake_on_reply` snoozes of the
-thread early (mailbridge.snooze.service).
+time (`WakeSnooze` of a snooze, `FollowUpDue` of a follow-up flag: mailbridge.followups.service),
+the daily NudgeSchedule's `NudgeScan` (mailbridge.nudges.service.scan), and the `email.received` /
+`email.sent` bus events (the RemindersRule): a received one wakes `wake_on_reply` snoozes of the
+thread early (mailbridge.snooze.service); both record the thread's latest message for nudges,
+which clears the thread's nudge (mailbridge.nudges.service.on_thread_mail).
 
 No Powertools idempotency record here: a wake-up is guarded by the snooze record's own state
-(`snoozed` at that `until` -> `woken`, closed last), a reminder by the flag's `reminded_at`; that
-also covers a replay days later, past any idempotency record's expiry.
+(`snoozed` at that `until` -> `woken`, closed last), a reminder by the flag's `reminded_at`, a nudge by
+its own conditional create; that also covers a replay days later, past any idempotency record's
+expiry.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from pydantic import Json
 from mailbridge.followups.models import FollowUpDue
 from mailbridge.followups.service import remind
 from mailbridge.followups.wiring import follow_up_deps
+from mailbridge.nudges.models import EmailSent, NudgeScan
+from mailbridge.nudges.service import on_thread_mail, scan
+from mailbridge.nudges.wiring import nudge_deps
 from mailbridge.observability import logger, metrics, tracer
 from mailbridge.snooze.models import EmailReceived, WakeSnooze
 from mailbridge.snooze.service import on_reply, wake
@@ -29,7 +35,7 @@ from mailbridge.snooze.wiring import snooze_deps
 
 
 class RemindersRecord(SqsRecordModel):
-    body: Json[WakeSnooze | FollowUpDue | EmailReceived]
+    body: Json[WakeSnooze | FollowUpDue | NudgeScan | EmailReceived | EmailSent]
 
 
 def record_handler(record: RemindersRecord) -> None:
@@ -43,7 +49,16 @@ def record_handler(record: RemindersRecord) -> None:
         metrics.add_metric(name="SnoozesWoken", unit=MetricUnit.Count, value=int(woke))
         logger.info("snooze wake-up", extra={"woke": woke, "reason": message.reason})
         return
+    if isinstance(message, NudgeScan):
+        created = scan(nudge_deps(), message.scheduled_time)
+        metrics.add_metric(name="NudgesCreated", unit=MetricUnit.Count, value=created)
+        logger.info("nudge scan", extra={"nudges_created": created})
+        return
+    if isinstance(message, EmailSent):
+        on_thread_mail(message.detail.tenant_id, message.detail.data.email_id, nudge_deps())
+        return
     detail = message.detail
+    on_thread_mail(detail.tenant_id, detail.data.email_id, nudge_deps())
     woken = on_reply(detail.tenant_id, detail.data.thread_id, detail.data.email_id, snooze_deps())
     if woken:
         metrics.add_metric(name="SnoozesWokenByReply", unit=MetricUnit.Count, value=woken)

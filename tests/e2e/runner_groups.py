@@ -15,6 +15,7 @@ RUNNER_GROUPS: dict[str, tuple[str, ...]] = {
         "tests/e2e/test_calendar_e2e.py",
         "tests/e2e/test_crm_e2e.py",
         "tests/e2e/test_imap_e2e.py",
+        "tests/e2e/test_nudges_e2e.py",
         "tests/e2e/test_reconcile_e2e.py",
     ),
 }

@@ -569,6 +569,7 @@ def concrete(route: str, w: World) -> str:
         "company_id": w.records["company"],
         "deal_id": w.records["deal"],
         "campaign_id": w.records["campaign"],
+        "nudge_id": w.emails["first"],  # no nudge: the dismiss probes answer 404 nudge_not_found
     }
     return re.sub(r"\{(\w+)\}", lambda m: ids[m[1]], path)
 
@@ -688,6 +689,15 @@ def base_bodies(w: World) -> dict[str, list[Callable[[], dict[str, Any]]]]:
             lambda: {"due_at": send_at, "priority": "high", "note": f"Note {CANARY}"}
         ],
         "PUT /features": [lambda: {"campaigns": True}],
+        "PUT /nudges/settings": [
+            lambda: {
+                "enabled": True,
+                "business_days": 3,
+                "working_days": [1, 2, 3, 4, 5],
+                "time_zone": "Europe/Berlin",
+                "holidays": ["2026-12-24"],
+            }
+        ],
         "POST /crm/contacts": [contact],
         "PATCH /crm/contacts/{contact_id}": [lambda: {**contact(), "company_id": w.records["company2"]}],
         "POST /crm/companies": [

@@ -63,6 +63,8 @@ ROUTE_MODULES: dict[str, str] = {
     "GET /follow-ups": "followups",
     "GET /health": "health",
     "GET /me": "me",
+    "GET /nudges": "nudges",
+    "GET /nudges/settings": "nudges",
     "GET /t/c/{token}": "tracking",
     "GET /t/o/{token}": "tracking",
     "GET /threads": "threads",
@@ -104,6 +106,7 @@ ROUTE_MODULES: dict[str, str] = {
     "POST /emails/send": "outbox",
     "POST /emails/{email_id}/links": "links",
     "POST /follow-ups/{email_id}/complete": "followups",
+    "POST /nudges/{nudge_id}/dismiss": "nudges",
     "POST /uploads": "outbox",
     "PUT /automations/outbound-hosts": "automations",
     "PUT /automations/{rule_id}": "automations",
@@ -113,5 +116,6 @@ ROUTE_MODULES: dict[str, str] = {
     "PUT /emails/{email_id}/follow-up": "followups",
     "PUT /emails/{email_id}/snooze": "snooze",
     "PUT /features": "features",
+    "PUT /nudges/settings": "nudges",
     "PUT /threads/{thread_id}/snooze": "snooze",
 }

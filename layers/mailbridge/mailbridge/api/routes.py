@@ -27,6 +27,7 @@ ROUTER_MODULES = (
     "outbox",
     "snooze",
     "followups",
+    "nudges",
     "crm",
     "links",
     "tasks",

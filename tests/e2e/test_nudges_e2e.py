@@ -1,0 +1,101 @@
+"""Nudges through the local runner with a real Dovecot (issue 15 point 3 acceptance): a sent email
+with no reply appears in `GET /nudges` once the runner's clock passes 3 business days (the sync
+announced `email.sent`, the RemindersRule recorded the thread as waiting, the daily NudgeSchedule
+fired into the RemindersQueue with its scheduled time), and a reply in the thread clears it."""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+from email.utils import format_datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from local.runner import Runner
+from mailbridge.nudges.business_days import add_business_days
+from tests.e2e.conftest import call, connect_mailbox
+from tests.integration.dovecot import DovecotServer, DovecotUser
+from tests.integration.sync_harness import message
+
+pytestmark = pytest.mark.dovecot
+
+DAY = 24 * 60 * 60
+
+
+@pytest.fixture(scope="module")
+def runner(mail_runner: Runner) -> Runner:
+    return mail_runner
+
+
+def listed(runner: Runner, token: str) -> list[tuple[str, str]]:
+    status, page = call(runner, "GET", "/nudges", token)
+    assert status == 200, page
+    return [(n["id"], n["kind"]) for n in page["items"]]
+
+
+def test_a_sent_email_with_no_reply_is_nudged_after_three_business_days_and_a_reply_clears_it(
+    runner: Runner, dovecot_server: DovecotServer, dovecot_user: DovecotUser
+) -> None:
+    server, user = dovecot_server, dovecot_user
+    admin = runner.token(tenant="nudger", role="admin", sub="nadia")
+    # Given nudges switched on with the defaults (3 business days, Monday to Friday, UTC)
+    status, settings = call(runner, "PUT", "/nudges/settings", admin, {"enabled": True})
+    assert (status, settings["business_days"]) == (200, 3), settings
+    # And an email the user sent just now (runner time), in a mailbox connected through the API
+    sent_at = runner.clock.now()
+    address = f"{user.name}@example.com"
+    server.append(
+        user,
+        "INBOX",
+        message(
+            "Our proposal",
+            msgid="proposal@nudger.example",
+            sender=address,
+            to="carol@customer.example",
+            date=format_datetime(sent_at),
+        ),
+    )
+    connect_mailbox(runner, admin, server, user)
+    runner.drain()
+    status, page = call(runner, "GET", "/emails", admin)
+    assert status == 200, page
+    [email] = page["items"]
+    assert email["direction"] == "outbound"
+    due = add_business_days(sent_at, 3, ZoneInfo("UTC"))
+    # When the clock moves a day at a time (the daily schedule fires each day)
+    appeared = None
+    for _ in range(8):
+        runner.advance(DAY)
+        runner.drain()
+        nudges = listed(runner, admin)
+        # Then nothing shows before three business days have passed
+        if runner.clock.now() < due:
+            assert nudges == [], (runner.clock.now(), due)
+        if nudges:
+            appeared = runner.clock.now()
+            break
+    # And the email shows as awaiting_reply within a day of its due time
+    assert appeared is not None, due
+    assert due <= appeared < due + timedelta(days=1, seconds=1), (appeared, due)
+    assert listed(runner, admin) == [(email["email_id"], "awaiting_reply")]
+    # And another tenant sees none of it
+    assert listed(runner, runner.token(tenant="nudger-other", role="owner", sub="olga")) == []
+
+    # When the customer's reply arrives in the thread and is synced
+    server.append(
+        user,
+        "INBOX",
+        message(
+            "Re: Our proposal",
+            msgid="re-proposal@customer.example",
+            to=address,
+            refs=["proposal@nudger.example"],
+            date=format_datetime(runner.clock.now().astimezone(UTC)),
+        ),
+    )
+    runner.advance(5 * 60)  # the next IMAP poll
+    runner.drain()
+    # Then the nudge is gone at once, with no daily run in between
+    status, page = call(runner, "GET", "/emails", admin)
+    assert len(page["items"]) == 2, page
+    assert listed(runner, admin) == []
