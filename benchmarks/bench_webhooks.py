@@ -1,8 +1,8 @@
 """The push webhook handlers, in-process: latency of `POST /webhooks/gmail` from the Lambda
 event to the answer, with the OIDC token verified (google-auth, certs cached), the messageId
-deduped (Powertools idempotency) and the sync queued, on moto with the Google double signing;
-then `POST /webhooks/graph` with a Graph change-notification batch (subscription looked up,
-clientState compared, sync queued) and the validation handshake.
+deduped (a conditional receipt, store/push_receipts.py) and the sync queued, on moto with the
+Google double signing; then `POST /webhooks/graph` with a Graph change-notification batch
+(subscription looked up, clientState compared, sync queued) and the validation handshake.
 
 Peer: Pub/Sub's acknowledgement deadline (10 s by default, notes.md) and the issue's target of
 50 ms for the handler's p99. Each push is a new Pub/Sub message with its own token (signing is
