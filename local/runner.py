@@ -41,10 +41,10 @@ log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.5
 # Routes a warm start (`make run`) sends one request through once their function's sandbox is up,
-# so the first real request finds the route's imports, settings and AWS clients ready: Graph gives
-# a new subscription's validation request 10 s (issue 12), and a cold webhooks sandbox on a busy
-# machine took most of them. `{}` is refused (400 invalid_notification) after the function built
-# its dependencies, and queues nothing.
+# so the first real request finds the route's imports, resolver and settings ready: Graph gives a
+# new subscription's validation request 10 s (issue 12). `{}` is refused (400
+# invalid_notification) and queues nothing; it reads nothing either (the stores' AWS clients are
+# made on first use, by the first notification).
 WARM_REQUESTS: tuple[tuple[str, str, bytes], ...] = (("POST", "/webhooks/graph", b"{}"),)
 STOP_GRACE_SECONDS = 2.0  # how long stop() lets requests in flight finish after their sandboxes die
 
