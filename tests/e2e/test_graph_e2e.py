@@ -177,6 +177,87 @@ def test_connect_subscribe_push_lifecycle_and_forgeries(graph_runner: Runner, ms
     assert waiting(graph_runner) == []
 
 
+BOB = "bob@contoso.example"
+CUSTOMER = "carol@customer.example"
+
+
+def test_the_graph_walk_connect_sync_push_reply_and_verdicts(
+    graph_runner: Runner, ms: MicrosoftDouble
+) -> None:
+    # (Runs on the module's runner, so before the test below starts a runner of its own: moto's
+    # state is per process, and a new runner starts it afresh.)
+    runner = graph_runner
+    token = runner.token(tenant="globex", role="member", sub="bob-user")
+    # Given a Microsoft 365 mailbox holding one message from a customer
+    ms.add_user(BOB, "Bob Builder")
+    ms.deliver(BOB, rfc5322(subject="Renewal quote", to=BOB, message_id="<quote-1@customer.example>"))
+
+    # When its owner connects it by the OAuth redirect chain, and the runner drains its queues
+    status, started = call(runner, "GET", f"/oauth/graph/start?login_hint={BOB}", token)
+    assert status == 200, started
+    _, headers, _ = get(started["authorization_url"], ms.ca_file)
+    status, _, body = get(headers["Location"], None)
+    assert status == 200, body
+    account_id = json.loads(body)["account_id"]
+    runner.drain()
+
+    # Then the initial delta sync stored the message
+    def subjects() -> list[str]:
+        status, listed = call(runner, "GET", f"/emails?account_id={account_id}&limit=50", token)
+        assert status == 200, listed
+        return sorted(str(e["subject"]) for e in listed["items"])
+
+    assert subjects() == ["Renewal quote"]
+
+    # When new mail arrives: Graph notifies the runner's /webhooks/graph, and the queue drains
+    ms.deliver(BOB, rfc5322(subject="Signed order", to=BOB, message_id="<order-1@customer.example>"))
+    bobs = {s.id for s in ms.subscriptions_of(BOB)}
+    notified = [
+        d.status
+        for d in ms.flush()
+        if d.kind == "notification" and {i["subscriptionId"] for i in (d.body or {}).get("value", [])} <= bobs
+    ]
+    assert notified == [202]
+    runner.drain()
+
+    # Then the pushed message is stored too
+    assert subjects() == ["Renewal quote", "Signed order"]
+
+    # When the owner replies to the first message from the Microsoft account
+    status, listed = call(runner, "GET", f"/emails?account_id={account_id}&limit=50", token)
+    quote = next(e for e in listed["items"] if e["subject"] == "Renewal quote")
+    reply = {
+        "account_id": account_id,
+        "to": [{"address": CUSTOMER}],
+        "subject": "Re: Renewal quote",
+        "text": "The quote is 42,000 EUR.",
+        "reply_to_email_id": quote["email_id"],
+    }
+    status, accepted = call(runner, "POST", "/emails/send", token, reply)
+    assert status == 202, accepted
+    runner.drain()
+    ms.flush()
+    runner.drain()
+
+    # Then Graph sent it once, in reply to the customer's message, and it lands in Sent Items
+    sent = ms.sent(BOB)
+    assert len(sent) == 1
+    sent_items = ms.folder_contents(BOB, "sentitems")
+    assert [m.internet_message_id for m in sent_items] == [sent[0].internet_message_id]
+    assert b"<quote-1@customer.example>" in sent_items[0].raw
+
+    # When the owner asks for a reconcile, and it runs
+    status, _ = call(runner, "POST", f"/accounts/{account_id}/reconcile", token)
+    assert status == 202
+    runner.drain()
+
+    # Then each synced folder's status shows the server and stored counts agreeing, and healthy
+    status, health = call(runner, "GET", f"/accounts/{account_id}/status", token)
+    assert status == 200, health
+    verdicts = {f["name"]: (f["server_count"], f["stored_count"], f["verdict"]) for f in health["folders"]}
+    assert verdicts == {"inbox": (2, 2, "healthy"), "sentitems": (1, 1, "healthy")}, verdicts
+
+
 @pytest.fixture(scope="module")
 def short_lived() -> Iterator[MicrosoftDouble]:
     """A Graph that keeps subscriptions 10 hours at most (it clamps what is asked for)."""
@@ -216,76 +297,3 @@ def test_the_schedule_renews_subscriptions_before_the_expiry_graph_returned(
         renewed = {s.id: s.expiration for s in ms.subscriptions_of(USER)}
         assert set(renewed) == set(first)
         assert all(renewed[i] > first[i] for i in first)
-
-
-BOB = "bob@contoso.example"
-CUSTOMER = "carol@customer.example"
-
-
-def test_the_graph_walk_connect_sync_push_reply_and_verdicts(
-    graph_runner: Runner, ms: MicrosoftDouble
-) -> None:
-    runner = graph_runner
-    token = runner.token(tenant="globex", role="member", sub="bob-user")
-    # Given a Microsoft 365 mailbox holding one message from a customer
-    ms.add_user(BOB, "Bob Builder")
-    ms.deliver(BOB, rfc5322(subject="Renewal quote", to=BOB, message_id="<quote-1@customer.example>"))
-
-    # When its owner connects it by the OAuth redirect chain, and the runner drains its queues
-    status, started = call(runner, "GET", f"/oauth/graph/start?login_hint={BOB}", token)
-    assert status == 200, started
-    _, headers, _ = get(started["authorization_url"], ms.ca_file)
-    status, _, body = get(headers["Location"], None)
-    assert status == 200, body
-    account_id = json.loads(body)["account_id"]
-    runner.drain()
-
-    # Then the initial delta sync stored the message
-    def subjects() -> list[str]:
-        status, listed = call(runner, "GET", f"/emails?account_id={account_id}&limit=50", token)
-        assert status == 200, listed
-        return sorted(str(e["subject"]) for e in listed["items"])
-
-    assert subjects() == ["Renewal quote"]
-
-    # When new mail arrives: Graph notifies the runner's /webhooks/graph, and the queue drains
-    ms.deliver(BOB, rfc5322(subject="Signed order", to=BOB, message_id="<order-1@customer.example>"))
-    assert [d.status for d in ms.flush() if d.kind == "notification"] == [202]
-    runner.drain()
-
-    # Then the pushed message is stored too
-    assert subjects() == ["Renewal quote", "Signed order"]
-
-    # When the owner replies to the first message from the Microsoft account
-    status, listed = call(runner, "GET", f"/emails?account_id={account_id}&limit=50", token)
-    quote = next(e for e in listed["items"] if e["subject"] == "Renewal quote")
-    reply = {
-        "account_id": account_id,
-        "to": [{"address": CUSTOMER}],
-        "subject": "Re: Renewal quote",
-        "text": "The quote is 42,000 EUR.",
-        "reply_to_email_id": quote["email_id"],
-    }
-    status, accepted = call(runner, "POST", "/emails/send", token, reply)
-    assert status == 202, accepted
-    runner.drain()
-    ms.flush()
-    runner.drain()
-
-    # Then Graph sent it once, in reply to the customer's message, and it lands in Sent Items
-    sent = ms.sent(BOB)
-    assert len(sent) == 1
-    sent_items = ms.folder_contents(BOB, "sentitems")
-    assert [m.internet_message_id for m in sent_items] == [sent[0].internet_message_id]
-    assert b"<quote-1@customer.example>" in sent_items[0].raw
-
-    # When the owner asks for a reconcile, and it runs
-    status, _ = call(runner, "POST", f"/accounts/{account_id}/reconcile", token)
-    assert status == 202
-    runner.drain()
-
-    # Then each synced folder's status shows the server and stored counts agreeing, and healthy
-    status, health = call(runner, "GET", f"/accounts/{account_id}/status", token)
-    assert status == 200, health
-    verdicts = {f["name"]: (f["server_count"], f["stored_count"], f["verdict"]) for f in health["folders"]}
-    assert verdicts == {"inbox": (2, 2, "healthy"), "sentitems": (1, 1, "healthy")}, verdicts
