@@ -12,8 +12,10 @@ import json
 import logging
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -23,7 +25,7 @@ from moto.server import ThreadedMotoServer
 
 from local.auth import AUDIENCE, Issuer
 from local.clock import Clock, RealClock
-from local.functions import DEFAULT_MAX_INSTANCES, ROOT, FunctionPool
+from local.functions import DEFAULT_MAX_INSTANCES, ROOT, FunctionPool, LocalFunction
 from local.http import ApiGateway, bind_server
 from local.pump import HIDDEN_RETRY_SECONDS, Pump, QueueConsumer
 from local.resources import Deployed, create_resources
@@ -38,6 +40,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.5
+# Routes a warm start (`make run`) sends one request through once their function's sandbox is up,
+# so the first real request finds the route's imports, resolver and settings ready: Graph gives a
+# new subscription's validation request 10 s (issue 12). `{}` is refused (400
+# invalid_notification) and queues nothing; it reads nothing either (the stores' AWS clients are
+# made on first use, by the first notification).
+WARM_REQUESTS: tuple[tuple[str, str, bytes], ...] = (("POST", "/webhooks/graph", b"{}"),)
 STOP_GRACE_SECONDS = 2.0  # how long stop() lets requests in flight finish after their sandboxes die
 
 
@@ -115,6 +123,7 @@ class Runner:
         self._serving = False
         self._pool: FunctionPool | None = None
         self._clients: dict[str, Any] = {}
+        self.warmed: dict[str, int] = {}  # "POST /webhooks/graph" -> the warm-up's HTTP status
 
     # ---------------------------------------------------------------------------- lifecycle
 
@@ -189,9 +198,32 @@ class Runner:
         if self._realtime:
             self._spawn(self._pump_forever, "pump")
         if self._warm:
+            routes = {(r.method, r.path): r.function for r in self.template.routes()}
             for fn in self._pool.functions.values():
-                self._spawn(fn.warm, f"warm-{fn.function.logical_id}")
+                requests = [
+                    (method, path, body)
+                    for method, path, body in WARM_REQUESTS
+                    if routes.get((method, path)) == fn.function.logical_id
+                ]
+                self._spawn(partial(self._warm_function, fn, requests), f"warm-{fn.function.logical_id}")
         return self
+
+    def _warm_function(self, fn: LocalFunction, requests: Sequence[tuple[str, str, bytes]]) -> None:
+        """Start `fn`'s sandbox, then send it its `WARM_REQUESTS`; `warmed` records each answer."""
+        fn.warm()
+        for method, path, body in requests:
+            request = urllib.request.Request(  # noqa: S310 - our own loopback server
+                self.url + path, data=body, method=method, headers={"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+                    status = response.status
+            except urllib.error.HTTPError as error:
+                status = error.code
+            except OSError as error:
+                log.warning("warm-up %s %s failed: %s", method, path, error)
+                continue
+            self.warmed[f"{method} {path}"] = status
 
     def stop(self) -> None:
         """Stop within a few seconds, busy or not: no new connections, every sandbox killed (requests

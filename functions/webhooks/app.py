@@ -15,7 +15,6 @@ from mailbridge.api.errors import register_error_handlers
 from mailbridge.config import get_settings
 from mailbridge.observability import logger, metrics, tracer
 from mailbridge.webhooks.routes import router
-from mailbridge.webhooks.wiring import idempotency_config
 
 get_settings()  # fail the cold start, not the first push, on a bad environment
 app = APIGatewayHttpResolver()
@@ -27,5 +26,4 @@ app.include_router(router)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    idempotency_config().register_lambda_context(context)
     return app.resolve(event, context)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -65,11 +66,22 @@ def ms() -> Iterator[MicrosoftDouble]:
 @pytest.fixture(scope="module")
 def graph_runner(ms: MicrosoftDouble) -> Iterator[Runner]:
     clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
-    with Runner(templates=[ROOT / "template.yaml"], port=0, clock=clock, microsoft=ms) as runner:
-        # Graph waits 10 s for the validation answer: warm the webhooks sandbox first, as a
-        # deployed webhook is kept warm by the notifications it answers.
-        assert post(runner.url + "/webhooks/graph", b"{}")[0] == 400
+    # Started as `make run` starts it (warm): Graph waits 10 s for the validation answer, and the
+    # runner sends one request through /webhooks/graph at start (a deployed webhook is kept warm
+    # by the notifications it answers).
+    with Runner(templates=[ROOT / "template.yaml"], port=0, clock=clock, microsoft=ms, warm=True) as runner:
+        waited = 0.0
+        while not runner.warmed and waited < 180:
+            time.sleep(0.5)
+            waited += 0.5
         yield runner
+
+
+def test_a_warm_start_sends_a_request_through_the_graph_webhook(graph_runner: Runner) -> None:
+    # Given the runner started warm, as `make run` starts it (the fixture)
+    # When nothing has been asked of it yet
+    # Then /webhooks/graph has answered one request already: the body-less batch, refused
+    assert graph_runner.warmed == {"POST /webhooks/graph": 400}
 
 
 def waiting(runner: Runner) -> list[dict[str, Any]]:
@@ -163,6 +175,87 @@ def test_connect_subscribe_push_lifecycle_and_forgeries(graph_runner: Runner, ms
     # Then each is refused and nothing is queued
     assert [(status, body["error"]["code"]) for status, body in answers] == [(403, "forged_notification")] * 3
     assert waiting(graph_runner) == []
+
+
+BOB = "bob@contoso.example"
+CUSTOMER = "carol@customer.example"
+
+
+def test_the_graph_walk_connect_sync_push_reply_and_verdicts(
+    graph_runner: Runner, ms: MicrosoftDouble
+) -> None:
+    # (Runs on the module's runner, so before the test below starts a runner of its own: moto's
+    # state is per process, and a new runner starts it afresh.)
+    runner = graph_runner
+    token = runner.token(tenant="globex", role="member", sub="bob-user")
+    # Given a Microsoft 365 mailbox holding one message from a customer
+    ms.add_user(BOB, "Bob Builder")
+    ms.deliver(BOB, rfc5322(subject="Renewal quote", to=BOB, message_id="<quote-1@customer.example>"))
+
+    # When its owner connects it by the OAuth redirect chain, and the runner drains its queues
+    status, started = call(runner, "GET", f"/oauth/graph/start?login_hint={BOB}", token)
+    assert status == 200, started
+    _, headers, _ = get(started["authorization_url"], ms.ca_file)
+    status, _, body = get(headers["Location"], None)
+    assert status == 200, body
+    account_id = json.loads(body)["account_id"]
+    runner.drain()
+
+    # Then the initial delta sync stored the message
+    def subjects() -> list[str]:
+        status, listed = call(runner, "GET", f"/emails?account_id={account_id}&limit=50", token)
+        assert status == 200, listed
+        return sorted(str(e["subject"]) for e in listed["items"])
+
+    assert subjects() == ["Renewal quote"]
+
+    # When new mail arrives: Graph notifies the runner's /webhooks/graph, and the queue drains
+    ms.deliver(BOB, rfc5322(subject="Signed order", to=BOB, message_id="<order-1@customer.example>"))
+    bobs = {s.id for s in ms.subscriptions_of(BOB)}
+    notified = [
+        d.status
+        for d in ms.flush()
+        if d.kind == "notification" and {i["subscriptionId"] for i in (d.body or {}).get("value", [])} <= bobs
+    ]
+    assert notified == [202]
+    runner.drain()
+
+    # Then the pushed message is stored too
+    assert subjects() == ["Renewal quote", "Signed order"]
+
+    # When the owner replies to the first message from the Microsoft account
+    status, listed = call(runner, "GET", f"/emails?account_id={account_id}&limit=50", token)
+    quote = next(e for e in listed["items"] if e["subject"] == "Renewal quote")
+    reply = {
+        "account_id": account_id,
+        "to": [{"address": CUSTOMER}],
+        "subject": "Re: Renewal quote",
+        "text": "The quote is 42,000 EUR.",
+        "reply_to_email_id": quote["email_id"],
+    }
+    status, accepted = call(runner, "POST", "/emails/send", token, reply)
+    assert status == 202, accepted
+    runner.drain()
+    ms.flush()
+    runner.drain()
+
+    # Then Graph sent it once, in reply to the customer's message, and it lands in Sent Items
+    sent = ms.sent(BOB)
+    assert len(sent) == 1
+    sent_items = ms.folder_contents(BOB, "sentitems")
+    assert [m.internet_message_id for m in sent_items] == [sent[0].internet_message_id]
+    assert b"<quote-1@customer.example>" in sent_items[0].raw
+
+    # When the owner asks for a reconcile, and it runs
+    status, _ = call(runner, "POST", f"/accounts/{account_id}/reconcile", token)
+    assert status == 202
+    runner.drain()
+
+    # Then each synced folder's status shows the server and stored counts agreeing, and healthy
+    status, health = call(runner, "GET", f"/accounts/{account_id}/status", token)
+    assert status == 200, health
+    verdicts = {f["name"]: (f["server_count"], f["stored_count"], f["verdict"]) for f in health["folders"]}
+    assert verdicts == {"inbox": (2, 2, "healthy"), "sentitems": (1, 1, "healthy")}, verdicts
 
 
 @pytest.fixture(scope="module")

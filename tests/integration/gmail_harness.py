@@ -51,7 +51,6 @@ def reset_google_caches() -> None:
     tokens.default_tokens.cache_clear()
     wiring.oauth_deps.cache_clear()
     webhook_wiring.gmail_deps.cache_clear()
-    webhook_wiring.idempotency_config.cache_clear()
     oauth_http.client.cache_clear()
     quota._budgets.clear()
 

@@ -191,3 +191,31 @@ def test_a_mailbox_connected_in_two_tenants_syncs_in_both(gmail_stack: GmailStac
     # Then each tenant's account gets its own sync
     queued = sorted((m["tenant_id"], m["account_id"]) for m in gmail_stack.sync_messages())
     assert queued == [("acme", connected), ("globex", "acc_" + "1" * 20)]
+
+
+def test_a_push_whose_sync_could_not_be_queued_is_handled_when_pubsub_retries(
+    gmail_stack: GmailStack, connected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given SQS refusing the first send
+    from mailbridge.errors import QueueSendError
+    from mailbridge.queues import SyncQueue
+
+    send_many = SyncQueue.send_many
+    refusals = [QueueSendError("1 sync message(s) not queued: ['ServiceUnavailable']")]
+
+    def flaky(queue: SyncQueue, *args: Any, **kwargs: Any) -> None:
+        if refusals:
+            raise refusals.pop()
+        send_many(queue, *args, **kwargs)
+
+    monkeypatch.setattr(SyncQueue, "send_many", flaky)
+    push = forge(gmail_stack, message_id="5150")
+
+    # When Pub/Sub delivers a push, is answered 503, and delivers the same message again
+    first = deliver(gmail_stack, push_event(push))
+    retry = deliver(gmail_stack, push_event(push))
+
+    # Then the retry is not taken for a duplicate: it queues the sync
+    assert code_of(first)[:2] == (503, "queue_send_failed")
+    assert retry["statusCode"] == 204, retry
+    assert [(m["account_id"], m["reason"]) for m in gmail_stack.sync_messages()] == [(connected, "push")]

@@ -2,13 +2,23 @@
 
 Body (Gmail push guide [D], notes.md): `{"message": {"data": base64(JSON {"emailAddress",
 "historyId"}), "messageId", "publishTime", ...}, "subscription"}`. After the OIDC token verified
-(`verify.py`), the notification is deduped on the Pub/Sub `messageId` (Powertools idempotency on
-the idempotency table, kept 7 days: as long as Pub/Sub retains and may redeliver a message) and
-a `SyncRequest(reason="push")` is queued for every account connected for `emailAddress` (the
-push lookup of the accounts table, store/accounts.py): one per tenant that connected the
-mailbox, none for an address nobody connected. The answer is 204 at once (Pub/Sub counts 102,
-200, 201, 202, 204 as an acknowledgement); refusals are 4xx with a code, so Pub/Sub retries only
-what could succeed later (502 `certs_unavailable`, 503 `queue_send_failed`).
+(`verify.py`), the notification is deduped on the Pub/Sub `messageId` (a receipt written on
+condition that it does not exist, store/push_receipts.py, kept `DEDUPE_SECONDS`: as long as
+Pub/Sub retains and may redeliver a message) and a `SyncRequest(reason="push")` is queued for
+every account connected for `emailAddress` (the push lookup of the accounts table,
+store/accounts.py): one per tenant that connected the mailbox, none for an address nobody
+connected. The answer is 204 at once (Pub/Sub counts 102, 200, 201, 202, 204 as an
+acknowledgement); refusals are 4xx with a code, so Pub/Sub retries only what could succeed later
+(502 `certs_unavailable`, 503 `queue_send_failed`: the receipt is removed first, so the retry is
+handled).
+
+Three AWS requests per push, in order: the receipt (PutItem), the lookup (Query), the queueing
+(SendMessageBatch). A forged push is refused before the first, so it queues nothing and does not
+spends the genuine message id. A delivery of a message id already being handled by another is
+acknowledged with nothing queued (the other one queues the sync, or fails and is retried); a
+function stopped between the receipt and the queueing (a timeout) leaves the receipt, and the
+account's next push or the 15-minute Gmail poll catches the change: the push is a hint, the
+saved historyId the truth.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import binascii
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from pydantic import Field, ValidationError
 
@@ -26,11 +37,13 @@ from mailbridge.models.base import Model
 from mailbridge.observability import logger
 from mailbridge.queues import SyncQueue
 from mailbridge.store.accounts import AccountStore
+from mailbridge.store.push_receipts import PushReceiptStore
 from mailbridge.sync.messages import SyncRequest
 from mailbridge.webhooks.verify import PushVerifier
 
 PROVIDER = "gmail"
 MAX_BODY_BYTES = 64 * 1024  # a Gmail notification is well under 1 KiB
+DEDUPE_SECONDS = 7 * 24 * 3600  # Pub/Sub keeps an unacknowledged message 7 days by default [D]
 
 
 class _PubsubMessage(Model):
@@ -50,7 +63,7 @@ class _Notification(Model):
 
 
 class PushNotice(Model):
-    """What a verified push says: the input of the deduped step (keyed by `message_id`)."""
+    """What a verified push says (deduped on `message_id`)."""
 
     message_id: str
     email_address: str
@@ -64,7 +77,10 @@ class PushResult(Model):
 @dataclass
 class WebhookDeps:
     verifier: PushVerifier | None  # None: push is not configured on this deployment
-    once: Callable[..., PushResult]  # queue_syncs, deduped: called as once(notice=...)
+    receipts: PushReceiptStore
+    accounts: AccountStore
+    queue: SyncQueue
+    now: Callable[[], datetime]
 
 
 def _invalid() -> Invalid:
@@ -97,19 +113,22 @@ def receive(authorization: str | None, body: str | None, deps: WebhookDeps) -> P
         raise Forbidden("Gmail push is not configured on this deployment", code="push_not_configured")
     deps.verifier.verify(authorization)
     notice = parse(body)
-    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
-
+    expires_at = int(deps.now().timestamp()) + DEDUPE_SECONDS
+    if not deps.receipts.claim(PROVIDER, notice.message_id, expires_at):
+        logger.info("gmail push seen before")
+        return PushResult()
     try:
-        return deps.once(notice=notice)
-    except IdempotencyAlreadyInProgressError:
-        return PushResult()  # the same message is being handled by another delivery
+        return queue_syncs(notice, deps.accounts, deps.queue)
+    except BaseException:
+        deps.receipts.release(PROVIDER, notice.message_id)
+        raise
 
 
 def queue_syncs(notice: PushNotice, accounts: AccountStore, queue: SyncQueue) -> PushResult:
     """Queue a sync of every account connected for the notice's mailbox (see the module docstring).
 
-    SQS FIFO deduplication (5 minutes, per message and account) backs up the idempotency record.
-    Two requests and no more (the lookup and one SendMessageBatch): the lookup item goes with its
+    SQS FIFO deduplication (5 minutes, per message and account) backs up the receipt. Two
+    requests and no more (the lookup and one SendMessageBatch): the lookup item goes with its
     account in one transaction, and a sync of an account removed meanwhile is dropped by the sync.
     """
     requests: list[SyncRequest] = []
