@@ -149,11 +149,9 @@ NEW_ROUTES = (
     "/webhooks",
 )
 
-# The AI routes (issue 14) arrived after the new-routes world was written: no world holds an AI
-# flag, a categorized email, a backfill job or a rule yet. In-process, tests/integration/
-# test_api_boundary.py covers their bodies (nesting, media type, role before body) and
-# test_ai_categorize.py their validation; through make run they are probed by neither module.
-NOT_YET_PROBED = ("/ai",)
+# Routes probed by neither module. The AI routes (issue 14) are probed here: this world turns
+# the ai flag on and holds a backfill job and a category rule (see _fill).
+NOT_YET_PROBED: tuple[str, ...] = ()
 
 
 def is_new_route(route: str) -> bool:
@@ -549,6 +547,17 @@ def _fill(w: World) -> None:
     )
     assert posted.status_code < 300, posted.text
     w.upload_id = ticket.json()["upload_id"]
+    # And for the AI routes (ai is on): a categorize backfill job, and a category rule learnt from
+    # two corrections of Carol's mail
+    job = w.call("POST", "/ai/categorize/backfill")
+    assert job.status == 202, job.body
+    w.records["job"] = job.json()["job_id"]
+    for name in ("first", "second"):
+        corrected = w.call("PATCH", f"/emails/{w.emails[name]}", {"category": "sales"})
+        assert corrected.status == 200, corrected.body
+    rules = w.call("GET", "/ai/rules").json()["items"]
+    assert rules, "two corrections of one sender make a rule"
+    w.records["rule"] = rules[0]["rule_id"]
 
 
 # ------------------------------------------------------------------------------------ request bodies
@@ -570,6 +579,8 @@ def concrete(route: str, w: World) -> str:
         "deal_id": w.records["deal"],
         "campaign_id": w.records["campaign"],
         "nudge_id": w.emails["first"],  # no nudge: the dismiss probes answer 404 nudge_not_found
+        "job_id": w.records["job"],
+        "rule_id": w.records["rule"],
     }
     return re.sub(r"\{(\w+)\}", lambda m: ids[m[1]], path)
 
@@ -713,6 +724,9 @@ def base_bodies(w: World) -> dict[str, list[Callable[[], dict[str, Any]]]]:
         ],
         "POST /crm/campaigns": [lambda: {"name": f"Campaign {CANARY}", "status": "draft"}],
         "PATCH /crm/campaigns/{campaign_id}": [lambda: {"name": f"Campaign {CANARY}", "status": "active"}],
+        # AI (issue 14): Carol's mail; extract-lead applies to her contact and her domain's company
+        "POST /ai/categorize-email": [lambda: {"email_id": w.emails["first"]}],
+        "POST /ai/extract-lead": [lambda: {"email_id": w.emails["first"], "apply": True}],
         "PUT /crm/settings": [
             lambda: {
                 "auto_create": "sent",
@@ -1247,8 +1261,9 @@ def test_answers_api_gateway_gives_itself_keep_its_documented_shape(world: World
     answer = world.call("GET", f"/no-such-route/{CANARY}")
     assert (answer.status, answer.json()) == (404, {"message": "Not Found"})
     # When the body is over 10 MB: API Gateway's 413
-    answer = world.call("POST", "/crm/contacts", raw=b"a" * (10 * 1024 * 1024 + 1))
-    assert (answer.status, answer.json()) == (413, {"message": "Request Entity Too Large"})
+    for route in ("POST /crm/contacts", "POST /ai/categorize-email", "POST /ai/extract-lead"):
+        answer = world.call("POST", route.split(" ")[1], raw=b"a" * (10 * 1024 * 1024 + 1))
+        assert (answer.status, answer.json()) == (413, {"message": "Request Entity Too Large"}), route
     # And what our code answers has our shape
     answer = world.call("GET", "/emails/em_00000000000000000000000000")
     assert (answer.status, answer.code) == (404, "not_found")

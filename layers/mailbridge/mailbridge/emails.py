@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from pydantic import ConfigDict, Field
 
 from mailbridge.ai.models import Category
+from mailbridge.ai.reply import split_reply
 from mailbridge.errors import FeatureDisabled, Invalid, NotFound
 from mailbridge.models.base import Model
 from mailbridge.models.email import (
@@ -197,8 +198,13 @@ def to_location(item: Item) -> Location:
 
 
 def to_email(item: Item, bodies: Mapping[str, Any], locations: Iterable[Item]) -> Email:
-    """`bodies` holds text_body, html_body and calendar (from the item, or its S3 body document)."""
+    """`bodies` holds text_body, html_body and calendar (from the item, or its S3 body document).
+
+    `reply_text` and `signature` are computed here, on read, from the text body already loaded
+    (plain Python, no further request): nothing to store or migrate when the rules improve."""
     calendar, bounce, listinfo = bodies.get("calendar"), item.get("bounce"), item.get("list")
+    text_body = _text(bodies.get("text_body"))
+    reply = split_reply(text_body)
     return Email.model_validate(
         {
             **_summary_fields(item),
@@ -210,8 +216,10 @@ def to_email(item: Item, bodies: Mapping[str, Any], locations: Iterable[Item]) -
             "cc": _addresses(item.get("cc")),
             "bcc": _addresses(item.get("bcc")),
             "date_source": str(item.get("date_source") or "none"),
-            "text_body": _text(bodies.get("text_body")),
+            "text_body": text_body,
             "html_body": _text(bodies.get("html_body")),
+            "reply_text": reply.reply_text,
+            "signature": reply.signature,
             "attachments": [AttachmentMeta.model_validate(_plain(a)) for a in item.get("attachments") or ()],
             "calendar": CalendarPart.model_validate(_plain(calendar)) if calendar else None,
             "bounce": BounceReport.model_validate(_plain(bounce)) if bounce else None,

@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import ConfigDict, Field
 
+from mailbridge.ai.lead import LeadExtraction
 from mailbridge.ai.service import BackfillJob, CategorizeDeps, CategoryRuleList, EmailCategorization
 from mailbridge.api.context import RouteGuard, current_tenant, require_role
 from mailbridge.api.schemas import BEARER, errors
@@ -52,6 +53,17 @@ class CategorizeEmailRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
     email_id: str = Field(pattern=r"^em_[0-9a-f]{26}$", description="The stored email to categorize")
+
+
+class ExtractLeadRequest(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    email_id: str = Field(
+        pattern=r"^em_[0-9a-f]{26}$", description="The stored email whose sender is the lead"
+    )
+    apply: bool = Field(
+        default=False, description="Also create or update the CRM contact and company (member role and above)"
+    )
 
 
 class RuleDeleted(Model):
@@ -149,3 +161,46 @@ def delete_rule(rule_id: str) -> RuleDeleted:
 
     remove(current_tenant(router), rule_id, _deps().rules)
     return RuleDeleted(rule_id=rule_id)
+
+
+@router.post(
+    "/ai/extract-lead",
+    summary="The sender of an email as a lead: name, title, company, company domain, phone, website",
+    description=(
+        "Read from the From header and the signature block (`GET /emails/{id}` `signature`), "
+        "each field with a `confidence` (0-1) and its `source`; null when not found. A free-mail "
+        "domain is never a `company_domain`. With `apply: true` the contact of the sender's "
+        "address is created, or given what it lacks (title, phone, company), and the company of "
+        "the domain is created or linked, through the CRM's own services (`contact.created`, "
+        "`company.created` ... are announced as for the CRM routes). 404 `not_found` for an "
+        "email the tenant does not hold; 400 `no_sender` when `apply` finds no From address, "
+        "`invalid_record` when an extracted value fails the CRM's field rules."
+    ),
+    tags=["ai"],
+    security=BEARER,
+    middlewares=[AI, require_role(Role.MEMBER)],
+    responses=errors(
+        {
+            400: ["no_sender", "invalid_record"],
+            404: ["not_found", "contact_not_found"],
+            409: ["version_conflict", "conflict", "email_in_use", "domain_in_use"],
+            429: ["rate_limited"],
+            503: ["event_publish_failed"],
+        }
+    ),
+)
+def extract_lead(body: Annotated[ExtractLeadRequest, Body()]) -> LeadExtraction:
+    from mailbridge.ai.lead import extract_lead_of_email
+    from mailbridge.api import deps
+
+    _count_request()
+    ai = _deps()
+    return extract_lead_of_email(
+        current_tenant(router),
+        body.email_id,
+        apply=body.apply,
+        emails=ai.emails,
+        blobs=ai.blobs,
+        crm=deps.crm_store(),
+        publisher=ai.publisher,
+    )

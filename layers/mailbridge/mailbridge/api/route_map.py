@@ -83,6 +83,7 @@ ROUTE_MODULES: dict[str, str] = {
     "POST /accounts/{account_id}/sync": "accounts",
     "POST /ai/categorize-email": "ai",
     "POST /ai/categorize/backfill": "ai",
+    "POST /ai/extract-lead": "ai",
     "POST /automations": "automations",
     "POST /automations/evaluate": "automations",
     "POST /automations/openapi": "automations",

@@ -86,6 +86,16 @@ class Email(EmailSummary):
     date_source: str
     text_body: str | None
     html_body: str | None
+    reply_text: str | None = Field(
+        default=None,
+        description="The new text of a reply: `text_body` without the quoted history and the "
+        "signature (mailbridge.ai.reply); null when there is none",
+    )
+    signature: str | None = Field(
+        default=None,
+        description="The sender's signature block (after the RFC 3676 4.3 `-- ` delimiter, a "
+        "mobile sign-off or a closer such as `Best regards,`); null when none is found",
+    )
     attachments: list[AttachmentMeta]
     calendar: CalendarPart | None
     bounce: BounceReport | None
