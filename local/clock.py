@@ -18,12 +18,15 @@ class RealClock:
 
     def __init__(self) -> None:
         self._offset = timedelta()
+        self._lock = threading.Lock()  # `make advance` moves it from an HTTP thread while the pump reads it
 
     def now(self) -> datetime:
-        return datetime.now(UTC) + self._offset
+        with self._lock:
+            return datetime.now(UTC) + self._offset
 
     def advance(self, seconds: float) -> None:
-        self._offset += timedelta(seconds=seconds)
+        with self._lock:
+            self._offset += timedelta(seconds=seconds)
 
 
 class ManualClock:

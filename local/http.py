@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl, unquote
 import jwt
 
 from local.auth import ISSUER_PATH, Issuer
+from local.clock import Clock
 from local.functions import Invocation
 from local.template import ACCOUNT_ID, Authorizer, Route
 
@@ -49,6 +50,10 @@ HTTP_THREADS = 64  # requests handled at once; more connections wait in the queu
 LISTEN_BACKLOG = 1024  # connections the kernel holds before accept (socketserver's default is 5)
 IDLE_SECONDS = 10.0  # socket timeout: an idle keep-alive connection or stalled client gives up its thread
 API_ID = "local"
+# The runner's own clock control (`make advance`): served by the runner only, never by a route of the
+# template, so a deployed stack has no such path. At most a leap year per call.
+CLOCK_PATH = "/_local/clock"
+MAX_ADVANCE_SECONDS = 366 * 24 * 3600
 _TEXT_TYPES = re.compile(r"^(text/.*|application/(json|javascript|xml|.*\+json|.*\+xml))$")
 
 
@@ -231,6 +236,11 @@ def _message(status: int, message: str, extra: Sequence[tuple[str, str]] = ()) -
     return HttpResponse(status, [("content-type", "application/json"), *extra], body)
 
 
+def _refusal(status: int, code: str, message: str, extra: Sequence[tuple[str, str]] = ()) -> HttpResponse:
+    body = json.dumps({"code": code, "message": message}, separators=(",", ":")).encode()
+    return HttpResponse(status, [("content-type", "application/json"), *extra], body)
+
+
 class ApiGateway:
     """Routes, authorizers and the function invoker behind the HTTP server."""
 
@@ -240,11 +250,14 @@ class ApiGateway:
         authorizers: dict[str, Authorizer],
         issuer: Issuer,
         invoke: Callable[[str, dict[str, Any]], Invocation],
+        clock: Clock | None = None,
     ) -> None:
+        """`clock`: the runner clock `CLOCK_PATH` reads and advances (no clock: that path is a 404)."""
         self.routes = list(routes)
         self.authorizers = authorizers
         self.issuer = issuer
         self.invoke = invoke
+        self.clock = clock
 
     def handle(
         self,
@@ -257,6 +270,8 @@ class ApiGateway:
         raw_path, _, raw_query = target.partition("?")
         if raw_path.startswith(ISSUER_PATH):
             return self._issuer_document(raw_path)
+        if self.clock is not None and raw_path in (CLOCK_PATH, CLOCK_PATH + "/advance"):
+            return self._clock_control(self.clock, method, raw_path, body)
         match = match_route(self.routes, method, raw_path)
         if match is None:
             return _message(404, "Not Found")
@@ -317,6 +332,35 @@ class ApiGateway:
             return "-"
         found = match_route(self.routes, method, target.partition("?")[0])
         return found.route.route_key if found is not None else "-"
+
+    @staticmethod
+    def _clock_control(clock: Clock, method: str, raw_path: str, body: bytes | None) -> HttpResponse:
+        """`GET /_local/clock` -> 200 `{"now": ISO 8601 UTC}`; `POST /_local/clock/advance`
+        `{"seconds": N}` (a number, 0 < N <= MAX_ADVANCE_SECONDS) moves the runner clock forward
+        and answers 200 `{"now": ...}`, the new time. Schedules and visibility timeouts that fall
+        due in the skipped span fire on the pump's next tick (local.pump). Refusals answer
+        `{"code", "message"}`: 405 `method_not_allowed`, 400 `invalid_json`, 400 `invalid_seconds`."""
+        wanted = "GET" if raw_path == CLOCK_PATH else "POST"
+        if method.upper() != wanted:
+            return _refusal(405, "method_not_allowed", f"use {wanted}", [("allow", wanted)])
+        if wanted == "POST":
+            try:
+                request = json.loads(body or b"")
+            except ValueError:
+                return _refusal(400, "invalid_json", 'the body must be JSON: {"seconds": N}')
+            seconds = request.get("seconds") if isinstance(request, dict) else None
+            if (
+                isinstance(seconds, bool)
+                or not isinstance(seconds, int | float)
+                or not 0 < seconds <= MAX_ADVANCE_SECONDS
+            ):
+                return _refusal(
+                    400, "invalid_seconds", f"seconds must be a number, 0 < seconds <= {MAX_ADVANCE_SECONDS}"
+                )
+            clock.advance(seconds)
+            log.info("runner clock advanced by %s s", seconds)
+        now = clock.now().astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return HttpResponse(200, [("content-type", "application/json")], json.dumps({"now": now}).encode())
 
     def _issuer_document(self, raw_path: str) -> HttpResponse:
         if raw_path.endswith("/.well-known/openid-configuration"):

@@ -181,7 +181,11 @@ class Runner:
             environment=self._environment,
         )
         self._server.gateway = ApiGateway(
-            self.template.routes(), self.template.authorizers(), self.issuer, self._pool.invoke
+            self.template.routes(),
+            self.template.authorizers(),
+            self.issuer,
+            self._pool.invoke,
+            clock=self.clock,
         )
         self.pump = Pump(
             sqs=self.boto3_client("sqs"),
