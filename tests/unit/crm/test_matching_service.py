@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from local.resources import create_table
 from local.template import load_template
 from mailbridge import aws
+from mailbridge.bus import DomainEvent, EventPublisher
 from mailbridge.crm import matching, service
 from mailbridge.crm.matching import (
     SYSTEM_SUBJECT,
@@ -42,7 +43,7 @@ from mailbridge.store import pagination
 from mailbridge.store.accounts import AccountStore
 from mailbridge.store.crm import ContactFilter, CrmStore
 from mailbridge.store.emails import EmailStore
-from mailbridge.store.links import LinkRecord, LinkStore
+from mailbridge.store.links import IndexEntry, LinkRecord, LinkStore
 from mailbridge.store.policy import PolicyStore
 from mailbridge.store.settings import DynamoFeatureStore
 from mailbridge.tenancy import Role, TenantContext
@@ -54,6 +55,20 @@ NOW = datetime(2026, 11, 18, 9, 30, tzinfo=UTC)
 OWN = "acme-corp.io"
 ME = f"me@{OWN}"
 CUSTOMER = "initech-industries.com"
+
+
+class RecordingPublisher(EventPublisher):
+    """What would reach the bus: every event, in order."""
+
+    def __init__(self) -> None:
+        super().__init__("unused")
+        self.events: list[DomainEvent] = []
+
+    def publish(self, events: Sequence[DomainEvent]) -> None:
+        self.events.extend(events)
+
+    def types(self) -> list[str]:
+        return [e.detail_type for e in self.events]
 
 
 class RecordingQueue(MatchQueue):
@@ -85,6 +100,7 @@ class World:
     tenant: str
     deps: MatchDeps
     queue: RecordingQueue
+    publisher: RecordingPublisher
 
     @property
     def member(self) -> TenantContext:
@@ -169,7 +185,7 @@ class World:
 
 
 def new_world(tables: dict[str, str], *, budget: int = matching.BACKFILL_BUDGET) -> World:
-    queue = RecordingQueue()
+    queue, publisher = RecordingQueue(), RecordingPublisher()
     deps = MatchDeps(
         emails=EmailStore(tables["EmailsTable"]),
         links=LinkStore(tables["LinksTable"]),
@@ -177,11 +193,12 @@ def new_world(tables: dict[str, str], *, budget: int = matching.BACKFILL_BUDGET)
         policies=PolicyStore(tables["SettingsTable"]),
         accounts=AccountStore(tables["AccountsTable"]),
         features=DynamoFeatureStore(tables["SettingsTable"]),
+        publisher=publisher,
         queue=queue,
         budget=budget,
         now=lambda: NOW,
     )
-    return World("t" + uuid.uuid4().hex[:12], deps, queue)
+    return World("t" + uuid.uuid4().hex[:12], deps, queue, publisher)
 
 
 @pytest.fixture
@@ -279,13 +296,17 @@ def test_sent_mail_creates_a_company_and_contacts_named_from_the_mail(w: World) 
     assert (hank.name, hank.company_id) == ("hank", known_company)
     # And the contacts were created by matching, and the mail linked to all four records
     assert jane.created_by == SYSTEM_SUBJECT
-    assert set(w.links("em_1")) == {
-        jane.contact_id,
-        hank.contact_id,
-        known_company,
-        companies[CUSTOMER].company_id,
+    # (the companies as the contacts' companies, not only by their domains)
+    assert w.links("em_1") == {
+        jane.contact_id: "participant",
+        hank.contact_id: "participant",
+        known_company: "participant",
+        companies[CUSTOMER].company_id: "participant",
     }
     assert outcome == MatchOutcome("matched", linked=4, contacts_created=2, companies_created=1)
+    # And the creations were announced on the bus, as matching's own
+    assert sorted(w.publisher.types()) == ["company.created", "contact.created", "contact.created"]
+    assert {e.tenant_id for e in w.publisher.events} == {w.tenant}
 
 
 def test_an_address_at_a_host_that_is_no_public_domain_creates_nothing(w: World) -> None:
@@ -300,21 +321,22 @@ def test_an_address_at_a_host_that_is_no_public_domain_creates_nothing(w: World)
     assert (outcome.contacts_created, outcome.companies_created) == (1, 1)
 
 
-def test_a_contact_created_meanwhile_is_linked_not_duplicated(tables: dict[str, str]) -> None:
-    # Given a CRM whose address lookups miss a contact and company created meanwhile
-    w = new_world(tables)
+class StaleCrm(CrmStore):
+    """A CRM whose address and domain lookups miss what was created meanwhile (a concurrent match)."""
 
-    class Stale(CrmStore):
-        def find_emails(self, tenant_id: str, addresses: Iterable[str]) -> dict[str, EmailLookup]:
-            return {}
+    def find_emails(self, tenant_id: str, addresses: Iterable[str]) -> dict[str, EmailLookup]:
+        return {}
 
-        def find_domains(self, tenant_id: str, domains: Iterable[str]) -> dict[str, str]:
-            return {}
+    def find_domains(self, tenant_id: str, domains: Iterable[str]) -> dict[str, str]:
+        return {}
 
+
+def test_a_contact_created_meanwhile_is_linked_not_duplicated(w: World) -> None:
+    # Given a contact and its company that the lookups of this match do not see yet
     w.policy()
     company = w.company("Initech", CUSTOMER)
     jane = w.contact("Jane", f"jane@{CUSTOMER}", company_id=company)
-    w.deps.crm = Stale(w.deps.crm.table_name)
+    w.deps.crm = StaleCrm(w.deps.crm.table_name)
     w.email("em_1", sender=ME, to=[f"jane@{CUSTOMER}"], direction="outbound")
     # When the sent mail is matched
     outcome = w.match("em_1")
@@ -323,6 +345,21 @@ def test_a_contact_created_meanwhile_is_linked_not_duplicated(tables: dict[str, 
     assert set(w.companies()) == {CUSTOMER}
     assert w.links("em_1") == {jane: "participant", company: "participant"}
     assert outcome.linked == 2
+
+
+def test_a_company_created_meanwhile_gets_the_new_contact(w: World) -> None:
+    # Given a company that the lookups of this match do not see yet
+    w.policy()
+    company = w.company("Initech", CUSTOMER)
+    w.deps.crm = StaleCrm(w.deps.crm.table_name)
+    w.email("em_1", sender=ME, to=[f"jane@{CUSTOMER}"], direction="outbound")
+    # When mail to a new person at its domain is matched
+    w.match("em_1")
+    # Then her contact is created at that company, and no second company is made
+    assert set(w.companies()) == {CUSTOMER}
+    jane = w.contacts()[f"jane@{CUSTOMER}"]
+    assert jane.company_id == company
+    assert w.links("em_1") == {jane.contact_id: "participant", company: "participant"}
 
 
 def test_an_auto_created_contact_takes_a_name_from_earlier_mail(w: World) -> None:
@@ -348,6 +385,42 @@ def test_an_auto_created_contact_takes_a_name_from_earlier_mail(w: World) -> Non
     assert w.contacts()[f"carol@{CUSTOMER}"].name == "Carol Customer"
 
 
+def test_names_seen_on_recipients_of_earlier_mail_are_taken(w: World) -> None:
+    # Given received mail that named carol as a recipient and dan in copy (nobody created for it)
+    w.policy()
+    w.email(
+        "em_1",
+        sender=f"ann@{CUSTOMER}",
+        to=[ME, ("Carol Customer", f"carol@{CUSTOMER}")],
+        cc=[("Dan Dee", f"dan@{CUSTOMER}")],
+    )
+    w.match("em_1")
+    # When the user writes to both without names
+    w.email("em_2", sender=ME, to=[f"carol@{CUSTOMER}", f"dan@{CUSTOMER}"], direction="outbound")
+    w.match("em_2")
+    # Then both contacts have the names that mail gave them
+    contacts = w.contacts()
+    assert (contacts[f"carol@{CUSTOMER}"].name, contacts[f"dan@{CUSTOMER}"].name) == (
+        "Carol Customer",
+        "Dan Dee",
+    )
+
+
+def test_the_display_name_of_the_mail_at_hand_wins_however_old_it_is(w: World) -> None:
+    # Given an address with more newer mail than the name lookback reads
+    w.policy()
+    newer = [
+        IndexEntry(f"carol@{CUSTOMER}", f"em_new{i}", f"2026-11-2{i}T10:00:00+00:00", "inbound", "from")
+        for i in range(matching.NAME_LOOKBACK)
+    ]
+    w.deps.links.index_participants(w.tenant, newer)
+    # When an older sent mail naming her is matched
+    w.email("em_old", sender=ME, to=[("Carol Customer", f"carol@{CUSTOMER}")], direction="outbound")
+    w.match("em_old")
+    # Then her contact takes that name
+    assert w.contacts()[f"carol@{CUSTOMER}"].name == "Carol Customer"
+
+
 def test_a_later_display_name_renames_only_contacts_matching_named_after_their_address(w: World) -> None:
     # Given auto-created contacts named after their local part, one renamed by hand since, and a
     # contact a person created with a local-part name
@@ -370,6 +443,7 @@ def test_a_later_display_name_renames_only_contacts_matching_named_after_their_a
     # Then only carol's contact takes the name, in "First Last" order, updated by matching
     contacts = w.contacts()
     assert contacts[f"carol@{CUSTOMER}"].name == "Carol Customer"
+    assert w.publisher.types().count("contact.updated") == 1
     assert contacts[f"dave@{CUSTOMER}"].name == "David"
     assert w.deps.crm.get_contact(w.tenant, erin).name == "erin"  # type: ignore[union-attr]
 
@@ -515,6 +589,65 @@ def test_a_prune_past_its_budget_continues_from_its_cursor(tables: dict[str, str
     assert queued.cursor is not None
     assert handle_work(queued, w.deps) == MatchOutcome("pruned", removed=1)
     assert [w.links(i) for i in ids] == [{}, {}, {}]
+
+
+def _auto_links(w: World, contact_id: str, count: int, *, reason: str = "participant") -> None:
+    """`count` links of the contact to emails (newest first by date), as matching or a person stores them."""
+    w.deps.links.put_auto_links(
+        w.tenant,
+        [
+            LinkRecord(
+                f"em_{i:03}", "contact", contact_id, reason, f"kim@{CUSTOMER}",
+                f"2026-11-17T10:{i // 60:02}:{i % 60:02}+00:00", "inbound", NOW.isoformat(), SYSTEM_SUBJECT,
+            )
+            for i in range(count)
+        ],
+    )  # fmt: skip
+
+
+def test_a_prune_step_resumes_past_the_manual_links_it_already_read(tables: dict[str, str]) -> None:
+    # Given a contact's two newest links made by hand, two older ones automatic, two links a step
+    w = new_world(tables, budget=2)
+    _auto_links(w, "ct_kim", 2)
+    for i in (8, 9):
+        manual = LinkRecord(
+            f"em_hand{i}",
+            "contact",
+            "ct_kim",
+            "manual",
+            None,
+            f"2026-11-2{i}T10:00:00+00:00",
+            "inbound",
+            "x",
+            "u",
+        )
+        w.deps.links.put_manual_link(w.tenant, manual)
+    # When the contact's deletion is pruned step by step
+    first = prune(MatchWork(kind="prune", tenant_id=w.tenant, contact_id="ct_kim"), w.deps)
+    [queued] = w.queue.sent
+    second = handle_work(queued, w.deps)
+    # Then the first step read the manual links and removed nothing, the second removed the rest
+    assert first == MatchOutcome("pruned", removed=0, continued=True)
+    assert second == MatchOutcome("pruned", removed=2)
+    assert w.links("em_hand8") == {"ct_kim": "manual"}
+
+
+def test_a_prune_step_reads_one_link_with_a_budget_of_one(tables: dict[str, str]) -> None:
+    w = new_world(tables, budget=1)
+    _auto_links(w, "ct_kim", 3)
+    outcome = prune(MatchWork(kind="prune", tenant_id=w.tenant, contact_id="ct_kim"), w.deps)
+    assert outcome == MatchOutcome("pruned", removed=1, continued=True)
+
+
+def test_a_prune_step_past_a_full_page_reads_only_what_its_budget_leaves(tables: dict[str, str]) -> None:
+    # Given 120 automatic links of a contact and a budget of 110 a step (pages hold 100)
+    w = new_world(tables, budget=110)
+    _auto_links(w, "ct_kim", 120)
+    # When the contact is pruned
+    first = prune(MatchWork(kind="prune", tenant_id=w.tenant, contact_id="ct_kim"), w.deps)
+    # Then the step removes a page and ten more, and its continuation the last ten
+    assert first == MatchOutcome("pruned", removed=110, continued=True)
+    assert handle_work(w.queue.sent[0], w.deps) == MatchOutcome("pruned", removed=10)
 
 
 def test_an_address_swap_backfills_the_new_one_and_unlinks_the_old(w: World) -> None:
