@@ -70,6 +70,20 @@ def test_participants_are_lower_cased_unique_and_keep_their_first_role() -> None
     assert facts.participants[0].name == "Ann"
 
 
+def test_mail_facts_carry_the_email_its_direction_and_whether_it_is_automated() -> None:
+    # Given a stored item without a direction (older items) and one of bulk mail sent by the user
+    plain = mail_facts(item(direction=None))
+    bulk = mail_facts(item(direction="outbound", precedence="bulk"))
+    # Then the first reads as received, personal mail; the second keeps its direction and is automated
+    assert (plain.email_id, plain.date, plain.direction, plain.automated) == (
+        "em_1",
+        "2026-11-17T10:00:00+00:00",
+        "inbound",
+        False,
+    )
+    assert (bulk.direction, bulk.automated) == ("outbound", True)
+
+
 @pytest.mark.parametrize(
     "fields",
     [
@@ -236,6 +250,7 @@ def test_display_names() -> None:
     ("display", "name"),
     [
         ("Carol Customer", "Carol Customer"),
+        ("Xena Cox", "Xena Cox"),
         ('  "Carol   Customer" ', "Carol Customer"),
         ("Customer, Carol", "Carol Customer"),
         ("O'Neil, Mary-Jane", "Mary-Jane O'Neil"),
@@ -300,9 +315,10 @@ def test_one_link_per_record_with_the_strongest_reason() -> None:
     }
     deals = {"ct_a": "dl_1", "ct_b": "dl_1", "co_i": "dl_1"}
     matches = plan_links(facts, POLICY, contacts, {"initech.com": "co_i"}, deals)
-    assert [(m.kind, m.record_id, m.reason) for m in matches] == [
-        ("company", "co_i", "participant"),
-        ("contact", "ct_a", "participant"),
-        ("contact", "ct_b", "participant"),
-        ("deal", "dl_1", "deal_rule"),
+    # Of equally strong reasons the first found stays: the first participant, the first record
+    assert matches == [
+        Match("company", "co_i", "participant", "ann@initech.com"),
+        Match("contact", "ct_a", "participant", "ann@initech.com"),
+        Match("contact", "ct_b", "participant", "bob@initech.com"),
+        Match("deal", "dl_1", "deal_rule", "ct_a"),
     ]

@@ -1,0 +1,663 @@
+"""The IMAP sync engine against an in-memory mailbox and moto (the template's accounts and emails
+tables and mail bucket, created once per module; a tenant per test): what `sync_account` stores,
+announces and remembers per folder. The fast tier for `make mutate MODULES=sync/engine.py`; the
+IMAP adapter and a real server are tests/integration/test_sync_imap.py's business."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from local.resources import create_table
+from local.template import load_template
+from mailbridge import aws
+from mailbridge.bus import DomainEvent, EventPublisher
+from mailbridge.errors import ProviderError
+from mailbridge.models.account import Account, FolderPresence
+from mailbridge.providers.imap.models import (
+    FetchBatch,
+    FetchedMessage,
+    Flag,
+    FlagChange,
+    FlagChanges,
+    Folder,
+    FolderStatus,
+)
+from mailbridge.store.accounts import AccountStore
+from mailbridge.store.blobs import BlobStore
+from mailbridge.store.emails import EmailStore
+from mailbridge.store.keys import location_sk
+from mailbridge.sync.engine import (
+    FOLDER_NOT_FOUND,
+    FOLDER_NOT_SELECTABLE,
+    Budget,
+    FolderReport,
+    SyncDeps,
+    announce,
+    sync_account,
+)
+from tests.integration.sync_harness import message
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = load_template([ROOT / "template.yaml"])
+ACCOUNT = "acc_0123456789abcdef0123"
+ADDRESS = "user@example.com"
+WHEN = dt.datetime(2026, 11, 17, 10, tzinfo=dt.UTC)
+NOW = dt.datetime(2026, 11, 18, 9, 30, tzinfo=dt.UTC)
+
+
+# ------------------------------------------------------------------------------ the mailbox
+
+
+@dataclass
+class Box:
+    uidvalidity: int
+    messages: dict[int, bytes] = field(default_factory=dict)
+    flags: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    modseqs: dict[int, int] = field(default_factory=dict)
+    expunged: dict[int, int] = field(default_factory=dict)  # uid -> modseq of the expunge
+    attributes: frozenset[str] = frozenset()
+    modseq: int = 1
+
+
+@dataclass
+class MemoryServer:
+    """Folders held in memory; implements `MailFolderSource` for what the engine calls. CONDSTORE
+    (modseqs) and QRESYNC (VANISHED) can be switched off."""
+
+    boxes: dict[str, Box] = field(default_factory=dict)
+    condstore: bool = True
+    qresync: bool = True
+    gone: set[str] = field(default_factory=set)  # listed, then deleted before STATUS
+    renumbered: set[str] = field(default_factory=set)  # renumbered between STATUS and FETCH
+    fetches: list[tuple[str, int, int]] = field(default_factory=list)
+
+    def add(self, folder: str, *raws: bytes, flags: tuple[str, ...] = ()) -> list[int]:
+        box = self.boxes[folder]
+        uids = []
+        for raw in raws:
+            uid = max([*box.messages, *box.expunged, 0]) + 1
+            box.modseq += 1
+            box.messages[uid], box.flags[uid], box.modseqs[uid] = raw, flags, box.modseq
+            uids.append(uid)
+        return uids
+
+    def set_flags_on_server(self, folder: str, uid: int, flags: tuple[str, ...]) -> None:
+        box = self.boxes[folder]
+        box.modseq += 1
+        box.flags[uid], box.modseqs[uid] = flags, box.modseq
+
+    def expunge(self, folder: str, uid: int) -> None:
+        box = self.boxes[folder]
+        box.modseq += 1
+        del box.messages[uid]
+        box.expunged[uid] = box.modseq
+
+    # ------------------------------------------------------------------ MailFolderSource
+    def capabilities(self) -> frozenset[str]:
+        return frozenset({"IMAP4REV1"})
+
+    def list_folders(self) -> list[Folder]:
+        return [Folder(name, "/", box.attributes) for name, box in self.boxes.items()]
+
+    def sent_folder(self) -> Folder | None:
+        return next((f for f in self.list_folders() if "\\Sent" in f.attributes), None)
+
+    def folder_status(self, name: str) -> FolderStatus:
+        if name in self.gone:
+            raise ProviderError("no such folder", code=FOLDER_NOT_FOUND)
+        box = self.boxes[name]
+        uidnext = max([*box.messages, *box.expunged, 0]) + 1
+        return FolderStatus(
+            name, box.uidvalidity, uidnext, len(box.messages), box.modseq if self.condstore else None
+        )
+
+    def select(self, name: str) -> FolderStatus:
+        return self.folder_status(name)
+
+    def fetch_new(self, name: str, after_uid: int, limit: int, max_bytes: int | None = None) -> FetchBatch:
+        self.fetches.append((name, after_uid, limit))
+        box = self.boxes[name]
+        uids = sorted(u for u in box.messages if u > after_uid)
+        batch = [
+            FetchedMessage(u, box.flags[u], WHEN, box.modseqs[u], len(box.messages[u]), box.messages[u])
+            for u in uids[:limit]
+        ]
+        uidvalidity = box.uidvalidity + 1 if name in self.renumbered else box.uidvalidity
+        return FetchBatch(name, uidvalidity, tuple(batch), len(uids) > limit)
+
+    def fetch_flag_changes(self, name: str, since_modseq: int) -> FlagChanges | None:
+        box = self.boxes[name]
+        changed = tuple(
+            FlagChange(u, box.flags[u], m)
+            for u, m in sorted(box.modseqs.items())
+            if m > since_modseq and u in box.messages
+        )
+        vanished = tuple(u for u, m in box.expunged.items() if m > since_modseq) if self.qresync else None
+        return FlagChanges(name, box.uidvalidity, box.modseq, changed, vanished)
+
+    def list_uids(self, name: str) -> list[int]:
+        return sorted(self.boxes[name].messages)
+
+    def set_flags(
+        self, name: str, uid: int, *, add: Iterable[Flag] = (), remove: Iterable[Flag] = ()
+    ) -> None:
+        raise NotImplementedError
+
+    def move(self, name: str, uid: int, target: str) -> tuple[int, int] | None:
+        raise NotImplementedError
+
+    def append(
+        self, name: str, raw: bytes, *, flags: Iterable[Flag] = (), internal_date: dt.datetime | None = None
+    ) -> int | None:
+        raise NotImplementedError
+
+    def logout(self) -> None:
+        return None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+
+class RecordingPublisher(EventPublisher):
+    """What would reach the bus: every event, in order."""
+
+    def __init__(self) -> None:
+        super().__init__("unused")
+        self.events: list[DomainEvent] = []
+
+    def publish(self, events: Sequence[DomainEvent]) -> None:
+        self.events.extend(events)
+
+
+# ------------------------------------------------------------------------------ AWS
+
+
+@pytest.fixture(scope="module")
+def resources() -> Iterator[tuple[str, str, str]]:
+    """The accounts and emails tables and the mail bucket, once per module."""
+    with mock_aws():
+        aws.reset_clients()
+        TEMPLATE.physical_ids["DataKey"] = boto3.client("kms", region_name="us-east-1").create_key()[
+            "KeyMetadata"
+        ]["KeyId"]
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        accounts = create_table(client, TEMPLATE, "AccountsTable")
+        emails = create_table(client, TEMPLATE, "EmailsTable")
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="mail-bucket")
+        yield accounts, emails, "mail-bucket"
+        aws.reset_clients()
+
+
+@dataclass
+class World:
+    tenant: str
+    server: MemoryServer
+    deps: SyncDeps
+    publisher: RecordingPublisher
+    folders: list[str] = field(default_factory=list)
+
+    @property
+    def account(self) -> Account:
+        return Account.model_validate(
+            {
+                "account_id": ACCOUNT,
+                "tenant_id": self.tenant,
+                "provider": "imap",
+                "address": ADDRESS,
+                "folders": self.folders,
+                "created_at": WHEN,
+                "created_by": "user-1",
+            }
+        )
+
+    def sync(self, **budget: Any) -> Any:
+        return sync_account(self.server, self.account, self.deps, Budget(**budget))
+
+    def state(self, folder: str) -> Any:
+        return self.deps.accounts.folder_state(self.tenant, ACCOUNT, folder)
+
+    def location(self, folder: str, uid: int) -> dict[str, Any] | None:
+        uidvalidity = self.server.boxes[folder].uidvalidity
+        return self.deps.emails.get_location(self.tenant, location_sk(ACCOUNT, folder, uidvalidity, uid))
+
+    def email_at(self, folder: str, uid: int) -> dict[str, Any]:
+        loc = self.location(folder, uid)
+        assert loc is not None
+        item = self.deps.emails.get_email(self.tenant, str(loc["email_id"]))
+        assert item is not None
+        return item
+
+    def announced(self) -> list[tuple[str, str | None]]:
+        return [(e.detail_type, e.data.get("message_id")) for e in self.publisher.events]
+
+
+@pytest.fixture
+def w(resources: tuple[str, str, str]) -> World:
+    accounts, emails, bucket = resources
+    publisher = RecordingPublisher()
+    deps = SyncDeps(AccountStore(accounts), EmailStore(emails), BlobStore(bucket), publisher, now=lambda: NOW)
+    server = MemoryServer({"INBOX": Box(uidvalidity=7)})
+    return World("t" + uuid.uuid4().hex[:12], server, deps, publisher)
+
+
+def mails(prefix: str, count: int) -> list[bytes]:
+    return [message(f"{prefix} {n}", msgid=f"{prefix.lower()}-{n}@customer.example") for n in range(count)]
+
+
+# ------------------------------------------------------------------------------ folders
+
+
+def test_inbox_sent_and_the_selection_are_synced_once_each_and_missing_ones_reported(w: World) -> None:
+    # Given INBOX, a Sent folder, a selected folder, one the server lacks and one it cannot select
+    w.server.boxes["Sent Items"] = Box(uidvalidity=3, attributes=frozenset({"\\Sent"}))
+    w.server.boxes["Projects"] = Box(uidvalidity=4)
+    w.server.boxes["Archive"] = Box(uidvalidity=5, attributes=frozenset({"\\Noselect"}))
+    w.server.add("INBOX", message("In", msgid="in@customer.example"))
+    w.server.add(
+        "Sent Items", message("Out", msgid="out@example.com", sender=ADDRESS, to="carol@customer.example")
+    )
+    w.server.add("Projects", message("Plan", msgid="plan@customer.example"))
+    w.folders = ["inbox", "Sent Items", "Projects", "Gone", "Archive"]
+    # When the account syncs
+    report = w.sync()
+    # Then each folder that exists is synced once, INBOX first, and its mail announced once
+    assert [f.name for f in report.folders] == ["INBOX", "Sent Items", "Projects"]
+    assert report.complete
+    assert report.stored == 3
+    assert sorted(w.announced()) == [
+        ("email.received", "in@customer.example"),
+        ("email.received", "plan@customer.example"),
+        ("email.sent", "out@example.com"),
+    ]
+    # And the account status shows why the two others are not synced
+    gone, archive = w.state("Gone"), w.state("Archive")
+    assert (gone.state, gone.reason) == (FolderPresence.MISSING, FOLDER_NOT_FOUND)
+    assert (archive.state, archive.reason) == (FolderPresence.MISSING, FOLDER_NOT_SELECTABLE)
+    assert w.state("Projects").state is FolderPresence.ACTIVE
+
+
+def test_a_folder_deleted_after_the_listing_is_reported_missing_and_the_others_carry_on(w: World) -> None:
+    # Given a selected folder the server lists but deletes before its STATUS
+    w.server.boxes["Projects"] = Box(uidvalidity=4)
+    w.server.boxes["Later"] = Box(uidvalidity=6)
+    w.server.add("Later", message("Later", msgid="later@customer.example"))
+    w.server.gone.add("Projects")
+    w.folders = ["Projects", "Later"]
+    # When the account syncs
+    report = w.sync()
+    # Then the folder is reported missing and the next one is synced
+    assert [(f.name, f.complete) for f in report.folders] == [
+        ("INBOX", True),
+        ("Projects", True),
+        ("Later", True),
+    ]
+    assert (w.state("Projects").state, w.state("Projects").reason) == (
+        FolderPresence.MISSING,
+        FOLDER_NOT_FOUND,
+    )
+    assert w.announced() == [("email.received", "later@customer.example")]
+
+
+def test_an_inbox_that_cannot_be_read_fails_the_sync(w: World) -> None:
+    w.server.gone.add("INBOX")
+    with pytest.raises(ProviderError):
+        w.sync()
+
+
+# ------------------------------------------------------------------------------ new mail
+
+
+def test_new_mail_is_stored_in_batches_announced_and_the_cursor_moves(w: World) -> None:
+    # Given five new messages, one of them flagged and read
+    w.server.add("INBOX", *mails("Order", 4))
+    w.server.add("INBOX", message("Hot", msgid="hot@customer.example"), flags=("\\Seen", "\\Flagged"))
+    # When the account syncs two messages a batch
+    report = w.sync(batch_size=2)
+    # Then every message is stored and announced once, fetched in three batches after the cursor
+    assert report.folders == [FolderReport("INBOX", stored=5)]
+    assert w.server.fetches == [("INBOX", 0, 2), ("INBOX", 2, 2), ("INBOX", 4, 2)]
+    assert len(w.announced()) == 5
+    assert w.email_at("INBOX", 5)["read"] is True
+    # And the folder remembers its cursor, counts, modseq and when it synced
+    state = w.state("INBOX")
+    assert (state.uidvalidity, state.last_uid, state.messages_stored, state.messages_on_server) == (
+        7,
+        5,
+        5,
+        5,
+    )
+    assert state.highestmodseq == w.server.boxes["INBOX"].modseq
+    assert state.last_synced_at == NOW
+    # And the announcement says what was stored
+    event = w.publisher.events[-1]
+    item = w.email_at("INBOX", 5)
+    assert event.tenant_id == w.tenant
+    assert event.idempotency_key == f"email.received:{item['email_id']}"
+    assert event.data == {
+        "email_id": item["email_id"],
+        "account_id": ACCOUNT,
+        "thread_id": item["thread_id"],
+        "message_id": "hot@customer.example",
+        "direction": "inbound",
+        "date": item["date"],
+    }
+
+
+def test_a_second_sync_fetches_only_what_is_new(w: World) -> None:
+    # Given a synced folder
+    w.server.add("INBOX", *mails("Old", 2))
+    w.sync()
+    w.server.fetches.clear()
+    # When a message arrives and the account syncs again
+    w.server.add("INBOX", message("New", msgid="new@customer.example"))
+    report = w.sync()
+    # Then only it is fetched, stored and announced
+    assert w.server.fetches == [("INBOX", 2, 50)]
+    assert report.folders == [FolderReport("INBOX", stored=1)]
+    assert w.announced()[-1] == ("email.received", "new@customer.example")
+    assert len(w.announced()) == 3
+    assert (w.state("INBOX").last_uid, w.state("INBOX").messages_stored) == (3, 3)
+
+
+def test_the_budget_stops_the_run_and_the_next_run_carries_on(w: World) -> None:
+    # Given five messages in INBOX and one in a selected folder
+    w.server.add("INBOX", *mails("Order", 5))
+    w.server.boxes["Projects"] = Box(uidvalidity=4)
+    w.server.add("Projects", message("Plan", msgid="plan@customer.example"))
+    w.folders = ["Projects"]
+    # When a run may take three messages
+    report = w.sync(max_messages=3, batch_size=2)
+    # Then it stores three, fetches no more than the budget leaves, and says it is not complete
+    assert w.server.fetches == [("INBOX", 0, 2), ("INBOX", 2, 1)]
+    assert [(f.name, f.stored, f.complete) for f in report.folders] == [
+        ("INBOX", 3, False),
+        ("Projects", 0, False),
+    ]
+    assert not report.complete
+    state = w.state("INBOX")
+    assert (state.last_uid, state.highestmodseq) == (3, None)
+    # When the next run has budget enough
+    report = w.sync()
+    # Then it stores the rest
+    assert [(f.name, f.stored, f.complete) for f in report.folders] == [
+        ("INBOX", 2, True),
+        ("Projects", 1, True),
+    ]
+    assert len(w.announced()) == 6
+
+
+def test_a_passed_deadline_starts_no_batch(w: World) -> None:
+    w.server.add("INBOX", *mails("Order", 2))
+    report = w.sync(deadline=0.0)
+    assert w.server.fetches == []
+    assert [(f.name, f.stored, f.complete) for f in report.folders] == [("INBOX", 0, False)]
+
+
+def test_a_folder_renumbered_between_status_and_fetch_is_left_for_the_next_run(w: World) -> None:
+    # Given a folder the server renumbers while it is being synced
+    w.server.add("INBOX", *mails("Order", 2))
+    w.server.renumbered.add("INBOX")
+    # When the account syncs
+    report = w.sync()
+    # Then nothing of the batch is stored and the folder is not complete
+    assert [(f.stored, f.complete) for f in report.folders] == [(0, False)]
+    assert w.announced() == []
+    assert w.state("INBOX").last_uid == 0
+
+
+def test_unparseable_mail_is_quarantined_counted_and_passed(w: World) -> None:
+    w.server.add("INBOX", b"\x00\x01 not a message \xff", message("Fine", msgid="fine@customer.example"))
+    report = w.sync()
+    assert report.folders == [FolderReport("INBOX", stored=1, quarantined=1)]
+    assert w.announced() == [("email.received", "fine@customer.example")]
+    assert (w.state("INBOX").last_uid, w.state("INBOX").messages_stored) == (2, 1)
+
+
+def test_a_message_filed_twice_counts_once_per_location(w: World) -> None:
+    # Given the same message twice in the folder
+    raw = message("Twice", msgid="twice@customer.example")
+    w.server.add("INBOX", raw, raw)
+    # When the account syncs
+    report = w.sync()
+    # Then both locations are stored and counted, and the email announced once
+    assert report.folders == [FolderReport("INBOX", stored=2)]
+    assert w.announced() == [("email.received", "twice@customer.example")]
+    assert w.state("INBOX").messages_stored == 2
+
+
+# ------------------------------------------------------------------------------ changes
+
+
+def test_flag_changes_of_stored_mail_follow_the_server(w: World) -> None:
+    # Given two stored messages
+    w.server.add("INBOX", *mails("Order", 2))
+    w.sync()
+    # When the server marks the first read and sets the second's flags to what they are
+    w.server.set_flags_on_server("INBOX", 1, ("\\Seen",))
+    w.server.set_flags_on_server("INBOX", 2, ())
+    report = w.sync()
+    # Then the first email is read, with one update counted
+    assert report.folders == [FolderReport("INBOX", flag_updates=1)]
+    assert w.email_at("INBOX", 1)["read"] is True
+    assert w.email_at("INBOX", 2)["read"] is False
+    assert (w.location("INBOX", 1) or {})["flags"] == ["\\Seen"]
+    assert w.state("INBOX").highestmodseq == w.server.boxes["INBOX"].modseq
+
+
+def test_a_flag_change_of_mail_not_stored_yet_comes_with_the_fetch(w: World) -> None:
+    # Given a stored message, then a new one whose flags change before the next sync
+    w.server.add("INBOX", message("Old", msgid="old@customer.example"))
+    w.sync()
+    [uid] = w.server.add("INBOX", message("New", msgid="new@customer.example"))
+    w.server.set_flags_on_server("INBOX", uid, ("\\Flagged",))
+    # When the account syncs
+    report = w.sync()
+    # Then the new message is stored with its flags, and no flag update is counted
+    assert report.folders == [FolderReport("INBOX", stored=1)]
+    assert w.email_at("INBOX", uid)["flagged"] is True
+
+
+def test_a_flag_change_of_a_message_without_a_location_is_not_counted(w: World) -> None:
+    # Given a stored message whose location is gone
+    w.server.add("INBOX", *mails("Order", 2))
+    w.sync()
+    uidvalidity = w.server.boxes["INBOX"].uidvalidity
+    w.deps.emails.delete_location(w.tenant, location_sk(ACCOUNT, "INBOX", uidvalidity, 1))
+    # When the server changes its flags
+    w.server.set_flags_on_server("INBOX", 1, ("\\Seen",))
+    report = w.sync()
+    # Then nothing is updated
+    assert report.folders == [FolderReport("INBOX")]
+
+
+def test_without_condstore_no_flag_changes_are_asked_for(w: World) -> None:
+    # Given a server without CONDSTORE and a synced folder
+    w.server.condstore = False
+    w.server.add("INBOX", *mails("Order", 2))
+    w.sync()
+    # When a flag changes on the server
+    w.server.set_flags_on_server("INBOX", 1, ("\\Seen",))
+    report = w.sync()
+    # Then the sync cannot see it (a reconcile's business) and stores no modseq
+    assert report.folders == [FolderReport("INBOX")]
+    assert w.state("INBOX").highestmodseq is None
+
+
+def test_nothing_changed_since_the_stored_modseq_asks_for_nothing(w: World) -> None:
+    w.server.add("INBOX", *mails("Order", 2))
+    w.sync()
+
+    def refuse(name: str, since_modseq: int) -> FlagChanges | None:
+        raise AssertionError("no changes to ask for")
+
+    w.server.fetch_flag_changes = refuse  # type: ignore[method-assign]
+    assert w.sync().folders == [FolderReport("INBOX")]
+
+
+def test_vanished_mail_is_expunged(w: World) -> None:
+    # Given three stored messages
+    w.server.add("INBOX", *mails("Order", 3))
+    w.sync()
+    # When the server expunges the second (QRESYNC reports it VANISHED)
+    w.server.expunge("INBOX", 2)
+    report = w.sync()
+    # Then its location is gone and the folder's count follows
+    assert report.folders == [FolderReport("INBOX", expunged=1)]
+    assert w.location("INBOX", 2) is None
+    assert w.location("INBOX", 1) is not None
+    assert w.state("INBOX").messages_stored == 2
+
+
+def test_without_qresync_an_expunge_is_found_by_uid_diff(w: World) -> None:
+    # Given a server without QRESYNC and three stored messages
+    w.server.qresync = False
+    w.server.add("INBOX", *mails("Order", 3))
+    w.sync()
+    # When the server expunges the third
+    w.server.expunge("INBOX", 3)
+    report = w.sync()
+    # Then the UID diff finds it
+    assert report.folders == [FolderReport("INBOX", expunged=1)]
+    assert w.location("INBOX", 3) is None
+    assert w.state("INBOX").messages_stored == 2
+
+
+def test_without_condstore_an_expunge_is_found_by_uid_diff(w: World) -> None:
+    w.server.condstore = w.server.qresync = False
+    w.server.add("INBOX", *mails("Order", 2))
+    w.sync()
+    w.server.expunge("INBOX", 1)
+    report = w.sync()
+    assert report.folders == [FolderReport("INBOX", expunged=1)]
+    assert w.location("INBOX", 1) is None
+    assert w.location("INBOX", 2) is not None
+
+
+def test_an_expunge_hidden_by_new_mail_is_found_once_the_counts_differ(w: World) -> None:
+    # Given a server without CONDSTORE/QRESYNC and two stored messages
+    w.server.condstore = w.server.qresync = False
+    w.server.add("INBOX", *mails("Order", 2))
+    w.sync()
+    # When one is expunged and one arrives (the count is unchanged)
+    w.server.expunge("INBOX", 1)
+    w.server.add("INBOX", message("New", msgid="new@customer.example"))
+    first = w.sync()
+    # Then this run only stores the new one, and the next finds the expunge
+    assert first.folders == [FolderReport("INBOX", stored=1)]
+    second = w.sync()
+    assert second.folders == [FolderReport("INBOX", expunged=1)]
+    assert w.location("INBOX", 1) is None
+    assert w.state("INBOX").messages_stored == 2
+
+
+def test_a_uidvalidity_change_drops_the_old_locations_and_syncs_again(w: World) -> None:
+    # Given two stored messages
+    w.server.add("INBOX", *mails("Order", 2))
+    w.sync()
+    old = [w.location("INBOX", u) for u in (1, 2)]
+    ids = {str(loc["email_id"]) for loc in old if loc}
+    # When the server renumbers the folder
+    box = w.server.boxes["INBOX"]
+    w.server.boxes["INBOX"] = Box(
+        uidvalidity=8,
+        messages=dict(box.messages),
+        flags=dict(box.flags),
+        modseqs=dict(box.modseqs),
+        modseq=box.modseq,
+    )
+    report = w.sync()
+    # Then the old locations are gone, the same emails have the new ones, and nothing is announced again
+    assert report.folders == [FolderReport("INBOX", stored=2)]
+    for uid in (1, 2):
+        assert w.deps.emails.get_location(w.tenant, location_sk(ACCOUNT, "INBOX", 7, uid)) is None
+        assert str(w.email_at("INBOX", uid)["email_id"]) in ids
+    for email_id in ids:
+        item = w.deps.emails.get_email(w.tenant, email_id)
+        assert item is not None
+        assert not any("#7#" in key for key in item["loc_keys"])
+    state = w.state("INBOX")
+    assert (state.uidvalidity, state.last_uid, state.messages_stored) == (8, 2, 2)
+    assert len(w.announced()) == 2
+
+
+# ------------------------------------------------------------------------------ announcing
+
+
+def test_announce_publishes_each_unannounced_email_once(w: World) -> None:
+    # Given a stored, announced email
+    w.server.add("INBOX", message("One", msgid="one@customer.example"))
+    w.sync()
+    email_id = str(w.email_at("INBOX", 1)["email_id"])
+    # When it is announced again, twice in one call, with an unknown id
+    announce(w.tenant, ACCOUNT, [email_id, email_id, "em_unknown"], w.deps)
+    announce(w.tenant, ACCOUNT, [], w.deps)
+    # Then nothing more is published
+    assert len(w.announced()) == 1
+
+
+def test_announce_publishes_what_a_crash_left_unannounced(w: World) -> None:
+    # Given two stored emails, neither announced (the run died before publishing)
+    w.server.add("INBOX", message("One", msgid="one@customer.example"))
+    w.server.add(
+        "INBOX", message("Two", msgid="two@example.com", sender=ADDRESS, to="carol@customer.example")
+    )
+    w.sync()
+    ids = [str(w.email_at("INBOX", u)["email_id"]) for u in (1, 2)]
+    for email_id in ids:
+        w.deps.emails.update_email(w.tenant, email_id, announced=False)
+    w.publisher.events.clear()
+    # When they are announced, once each
+    announce(w.tenant, ACCOUNT, [*ids, *ids], w.deps)
+    # Then each is published once, outbound mail as sent
+    assert w.announced() == [("email.received", "one@customer.example"), ("email.sent", "two@example.com")]
+    assert [e.idempotency_key for e in w.publisher.events] == [
+        f"email.received:{ids[0]}",
+        f"email.sent:{ids[1]}",
+    ]
+    # And marked announced
+    announce(w.tenant, ACCOUNT, ids, w.deps)
+    assert len(w.publisher.events) == 2
+
+
+def test_mail_an_automation_sent_announces_its_chain(w: World) -> None:
+    # Given a stored email the outbox marked as sent by an automation run
+    w.server.add("INBOX", message("One", msgid="one@customer.example"))
+    w.server.add("INBOX", message("Two", msgid="two@customer.example"))
+    w.sync()
+    chained, other = (str(w.email_at("INBOX", u)["email_id"]) for u in (1, 2))
+    w.deps.emails.update_email(
+        w.tenant, chained, announced=False, automation={"depth": 2, "rule_id": "ar_1", "run_id": "run_1"}
+    )
+    w.deps.emails.update_email(w.tenant, other, announced=False, automation={"rule_id": "ar_2"})
+    w.publisher.events.clear()
+    # When they are announced
+    announce(w.tenant, ACCOUNT, [chained, other], w.deps)
+    # Then the chain goes with the first, and nothing with the one without a depth
+    first, second = w.publisher.events
+    assert first.data["automation"] == {"depth": 2, "rule_id": "ar_1", "run_id": "run_1"}
+    assert "automation" not in second.data
+
+
+def test_a_chain_without_ids_announces_empty_ones(w: World) -> None:
+    w.server.add("INBOX", message("One", msgid="one@customer.example"))
+    w.sync()
+    email_id = str(w.email_at("INBOX", 1)["email_id"])
+    w.deps.emails.update_email(w.tenant, email_id, announced=False, automation={"depth": 1})
+    w.publisher.events.clear()
+    announce(w.tenant, ACCOUNT, [email_id], w.deps)
+    assert w.publisher.events[0].data["automation"] == {"depth": 1, "rule_id": "", "run_id": ""}
