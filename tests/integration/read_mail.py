@@ -111,10 +111,10 @@ def _raw_mail() -> list[bytes]:
 
 
 def seed_mail(stack: Stack, invoke_api: Invoke) -> Mail:
-    """230 emails of one account. 180 mention "pricing" and are categorized `sales`, most unread
-    (every tenth is read), most from Alice: newest, 20 three-message conversations (Alice, Bob,
-    Alice); then 60 single emails from Alice, 55 of them sent through mailbridge (send status
-    `sent`); then a conversation of 60 with Carol. Oldest, 50 snoozed emails from Dave
+    """230 emails of one account. 180 mention "pricing", most unread (every tenth is read), most
+    from Alice: newest, 20 three-message conversations (Alice, Bob, Alice), categorized `support`;
+    then 60 single emails from Alice, 55 of them sent through mailbridge (send status `sent`); then
+    a conversation of 60 with Carol, these 120 categorized `sales`. Oldest, 50 snoozed emails from Dave
     (`SNOOZED`). A contact for Alice (with her company) and a deal, each linked to 55 emails."""
     raws = _raw_mail()
     emails = EmailStore(stack.deployed.tables["EmailsTable"])
@@ -140,8 +140,9 @@ def seed_mail(stack: Stack, invoke_api: Invoke) -> Mail:
     singles = ids[60:120]
     table = stack.table("EmailsTable")
     for n, email_id in enumerate(ids[:180]):
+        category = "support" if n >= 120 else "sales"
         assert emails.set_categorization(
-            TENANT, email_id, f"seed{n}", category="sales", category_source="model"
+            TENANT, email_id, f"seed{n}", category=category, category_source="model"
         )
     for email_id in ids[180:]:
         assert emails.set_snooze(TENANT, email_id, "2026-03-02T08:00:00+00:00", email_id)
