@@ -3,9 +3,10 @@
 Run from the repo root: `.venv/bin/python benchmarks/bench_reads.py`. `BENCH_READS_CALLS`
 (default 200) sets how many times each call is made.
 
-The template's tables on moto (in-process, as the integration tests run them), 180 emails of one
-account stored through the real batch ingest, a contact, its company and a deal each linked to 55
-of them (tests/integration/read_mail.py, the same data and calls test_read_requests asserts on).
+The template's tables on moto (in-process, as the integration tests run them), 230 emails of one
+account stored through the real batch ingest (50 of them snoozed), a contact, its company and a
+deal each linked to 55 of them (tests/integration/read_mail.py, the same data and calls
+test_read_requests asserts on).
 Then every read route of point 3 (each filter of GET /emails and GET /threads on its own, a
 thread and its second page, the contact and deal timelines and their aliases, the by-email view)
 is called through the api function's handler. Printed per call: the DynamoDB requests it makes

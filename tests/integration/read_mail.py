@@ -26,6 +26,8 @@ Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 START = datetime(2026, 1, 5, 8, tzinfo=UTC)
 ALICE = "alice@example.com"
 PAGE = "50"
+# The oldest emails, from Dave, are snoozed: hidden from every listing but `snoozed=true`.
+SNOOZED = 50
 
 
 class Requests:
@@ -94,14 +96,26 @@ def _raw_mail() -> list[bytes]:
                 )
             )
             previous = f"b{c}-{m}@example.com"
+    for s in range(SNOOZED):
+        raws.append(
+            rfc(
+                msgid=f"later{s}@example.net",
+                sender="Dave <dave@example.net>",
+                to="me@acme.test",
+                subject=f"Later {s}",
+                date=_at(-100 - s),
+                text="Snoozed until next week.",
+            )
+        )
     return raws
 
 
 def seed_mail(stack: Stack, invoke_api: Invoke) -> Mail:
-    """180 emails of one account, all mentioning "pricing", most unread (every tenth is read), most
-    from Alice: newest, 20 three-message conversations (Alice, Bob, Alice); then 60 single emails
-    from Alice, 55 of them sent through mailbridge (send status `sent`); oldest, a conversation of
-    60 with Carol. A contact for Alice (with her company) and a deal, each linked to 55 emails."""
+    """230 emails of one account. 180 mention "pricing", most unread (every tenth is read), most
+    from Alice: newest, 20 three-message conversations (Alice, Bob, Alice), categorized `support`;
+    then 60 single emails from Alice, 55 of them sent through mailbridge (send status `sent`); then
+    a conversation of 60 with Carol, these 120 categorized `sales`. Oldest, 50 snoozed emails from Dave
+    (`SNOOZED`). A contact for Alice (with her company) and a deal, each linked to 55 emails."""
     raws = _raw_mail()
     emails = EmailStore(stack.deployed.tables["EmailsTable"])
     blobs = BlobStore(stack.deployed.buckets["MailBucket"])
@@ -125,6 +139,13 @@ def seed_mail(stack: Stack, invoke_api: Invoke) -> Mail:
     long_thread = str(first["thread_id"])
     singles = ids[60:120]
     table = stack.table("EmailsTable")
+    for n, email_id in enumerate(ids[:180]):
+        category = "support" if n >= 120 else "sales"
+        assert emails.set_categorization(
+            TENANT, email_id, f"seed{n}", category=category, category_source="model"
+        )
+    for email_id in ids[180:]:
+        assert emails.set_snooze(TENANT, email_id, "2026-03-02T08:00:00+00:00", email_id)
     for email_id in singles[:55]:
         table.update_item(
             Key={"pk": f"TENANT#{TENANT}", "sk": f"EMAIL#{email_id}"},
@@ -180,6 +201,8 @@ EMAIL_FILTERS: list[dict[str, str]] = [
     {"account_id": ACC_A, "folder": "INBOX"},
     {"status": "sent"},
     {"include_deleted": "true"},
+    {"category": "sales"},
+    {"snoozed": "true"},
 ]
 THREAD_FILTERS: list[dict[str, str]] = [{}, {"q": "pricing"}, {"unread": "true"}, {"from": ALICE}]
 TIMELINES = (

@@ -96,8 +96,8 @@ def test_every_read_route_costs_a_few_requests_for_a_page_of_50(
     answers: dict[str, dict[str, Any]] = {}
     for call in calls:
         answers[call.label], costs[call.label] = page(invoke_api, requests, call)
-    # Then every call was one of point 3's (each filter of /emails and /threads, the thread and
-    # its second page, the timelines and their aliases)
+    # Then every call was one of point 3's (each filter of /emails, category and snoozed
+    # included, and of /threads, the thread and its second page, the timelines and their aliases)
     assert len(calls) == len(EMAIL_FILTERS) + 1 + 2 + len(THREAD_FILTERS) + len(TIMELINES)
     # And each page is full: 50 emails, the thread of 60 in 50 + 10, and for /threads the 20
     # conversations (whole, whatever the filter) and 30 single emails
@@ -108,6 +108,9 @@ def test_every_read_route_costs_a_few_requests_for_a_page_of_50(
             assert [t["message_count"] for t in answer["items"]] == [3] * 20 + [1] * 30, label
         else:
             assert len(answer["items"]) == 50, label
+    # And the category and snoozed pages hold only what their filter selects
+    assert {e["category"] for e in answers["GET /emails {'category': 'sales'}"]["items"]} == {"sales"}
+    assert all(e["snoozed_until"] for e in answers["GET /emails {'snoozed': 'true'}"]["items"])
     # And none of them made more than three DynamoDB requests
     timelines = {name for name, _ in TIMELINES}
     assert {
