@@ -401,3 +401,38 @@ def test_a_412_is_decided_by_the_last_writer(gmail_stack: GmailStack) -> None:
     assert push(google_time + timedelta(minutes=1)) == "patched"
     assert google.get(USER, lunch["id"])["summary"] == "Lunch (ours)"
     assert [m for m, _, _ in google.calls] == ["events.patch"]
+
+
+def test_after_a_410_events_google_no_longer_lists_are_deleted_here(gmail_stack: GmailStack) -> None:
+    google = gmail_stack.google.calendars
+    # Given a pulled series with a moved occurrence and a single event, then Google expires the
+    # sync token and, while it is dead, the single event is deleted, and it and the occurrence's
+    # exception are purged (no listing returns them any more, not even as cancelled)
+    account = connect(gmail_stack)
+    series = weekly(gmail_stack)
+    moved = google.put_exception(
+        USER, series["id"], timed("2026-10-19T09:00:00+02:00"), summary="Moved",
+        start=timed("2026-10-19T11:00:00+02:00"), end=timed("2026-10-19T11:30:00+02:00"),
+    )  # fmt: skip
+    lunch = google.put(
+        USER,
+        {
+            "summary": "Lunch",
+            "start": timed("2026-10-07T12:00:00+02:00"),
+            "end": timed("2026-10-07T13:00:00+02:00"),
+        },
+    )
+    assert pull(account).imported == 2
+    google.expire_sync_tokens()
+    google.delete(USER, lunch["id"])
+    google.purge(USER, lunch["id"])
+    google.purge(USER, moved["id"])
+
+    # When the next pull runs
+    report = pull(account)
+
+    # Then the full listing removed the event Google no longer lists, and kept the series (still
+    # listed) although its exception's id is gone
+    assert (report.full, report.removed) == (True, 1)
+    assert stored(lunch["iCalUID"]) is None
+    assert stored(series["iCalUID"]) is not None

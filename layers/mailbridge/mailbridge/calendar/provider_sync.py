@@ -8,6 +8,9 @@ A pull reads `events.list` on `primary` page by page from the account's saved sy
 the full listing), applies each page, and saves the last page's `nextSyncToken` only after every
 page is stored, so a pull that fails is repeated from the same token (applying a page twice
 changes nothing). A 410 on the token (`SyncTokenExpired`) drops it and lists everything again.
+After a full listing the account's stored events whose Google ids it did not return are deleted
+(`_reconcile`, the code path of Graph's full round), so an event deleted and purged while the
+token was dead does not stay here.
 
 Per page:
 - a deleted event (`status: cancelled`, no `recurringEventId`) deletes ours, found through the
@@ -189,14 +192,18 @@ def _pull(
     account: Account, client: GoogleCalendarClient, deps: CalendarDeps, token: str | None
 ) -> PullReport:
     report = PullReport(full=token is None)
+    seen: set[str] = set()
     page_token: str | None = None
     for _ in range(MAX_PAGES):
         page = client.list_events(token, page_token)
         report.pages += 1
         _apply(account, page.items, deps, report)
+        seen.update(e.id for e in page.items if e.status != "cancelled" or e.recurring_event_id)
         if page.next_page_token:
             page_token = page.next_page_token
             continue
+        if report.full:
+            _reconcile(account, deps, seen, report)
         deps.store.save_calendar_sync_token(account.tenant_id, account.account_id, page.next_sync_token)
         return report
     report.skip("too_many_pages")  # the token is not saved: the next pull continues from the old one
@@ -403,10 +410,19 @@ def _apply_graph(
 
 
 def _reconcile(account: Account, deps: CalendarDeps, seen: set[str], report: PullReport) -> None:
-    """After a full round: delete the stored events of provider ids the round did not return."""
-    for link in deps.store.account_provider_links(account.tenant_id, account.account_id):
-        if link.provider_id not in seen:
-            _remove(account.tenant_id, account.account_id, link, deps, report)
+    """After a full round (Google after a 410 or a first listing, Graph after a reset): delete
+    the stored events of provider ids the round did not return. A link the round did not return
+    whose event is held by a returned id (a Google exception no longer listed while its series
+    is) loses only the link, not the series."""
+    tenant_id, account_id = account.tenant_id, account.account_id
+    for link in deps.store.account_provider_links(tenant_id, account_id):
+        if link.provider_id in seen:
+            continue
+        holder = deps.store.provider_of(tenant_id, link.uid)
+        if holder is not None and holder[0] == account_id and holder[1] in seen:
+            deps.store.delete_provider_link(tenant_id, account_id, link)
+        else:
+            _remove(tenant_id, account_id, link, deps, report)
 
 
 # ---------------------------------------------------------------------------------- push-back
