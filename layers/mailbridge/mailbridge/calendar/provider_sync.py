@@ -446,6 +446,8 @@ class Writer:
     patch: Callable[[str, dict[str, object], str | None], Written]
     read: Callable[[str], Written]
     delete: Callable[[str, str | None], None]
+    # create with our UID (None: this provider's create is not wired)
+    insert: Callable[[str, dict[str, object]], Written] | None = None
 
 
 def google_writer(client: GoogleCalendarClient) -> Writer:
@@ -457,6 +459,7 @@ def google_writer(client: GoogleCalendarClient) -> Writer:
         patch=lambda pid, body, etag: written(client.patch_event(pid, dict(body), etag)),
         read=lambda pid: written(client.get_event(pid)),
         delete=client.delete_event,
+        insert=lambda uid, body: written(client.insert_event({**body, "iCalUID": uid})),
     )
 
 
@@ -517,24 +520,36 @@ def push(message: PushCalendar, writer: Writer, deps: CalendarDeps) -> str:
     the next pull brings it); ours wins otherwise (sent again with the etag just read). An event
     already deleted at the provider (404/410) is left deleted.
 
-    Returns `patched`, `deleted`, `provider_newer`, `gone` or `event_gone`."""
+    An event created here (`provider_id` None) is created at the provider (Google
+    `events.insert` with our UID as `iCalUID`), its id and etag stored as a link, so the next pull
+    recognises it as an echo instead of importing a duplicate; when a link exists already (a
+    repeated message) it is patched instead.
+
+    Returns `created`, `patched`, `deleted`, `provider_newer`, `gone`, `event_gone` or
+    `unsupported` (a create for a provider without one)."""
+    if message.provider_id is None:
+        return _push_new(message, writer, deps)
+    return _push_existing(message, message.provider_id, writer, deps)
+
+
+def _push_existing(message: PushCalendar, provider_id: str, writer: Writer, deps: CalendarDeps) -> str:
     tenant_id, account_id = message.tenant_id, message.account_id
-    link = deps.store.provider_links(tenant_id, account_id, [message.provider_id]).get(message.provider_id)
+    link = deps.store.provider_links(tenant_id, account_id, [provider_id]).get(provider_id)
     etag = link.etag if link else None
     try:
         if message.deleted:
-            return _push_delete(message, writer, deps, link, etag)
+            return _push_delete(message, provider_id, writer, deps, link, etag)
         event = deps.store.get_event(tenant_id, message.event_id)
         if event is None:
             return "event_gone"
         body = writer.body(event.fields())
         try:
-            sent = writer.patch(message.provider_id, body, etag)
+            sent = writer.patch(provider_id, body, etag)
         except EtagMismatch:
-            theirs = writer.read(message.provider_id)
+            theirs = writer.read(provider_id)
             if theirs.updated is not None and theirs.updated > message.at:
                 return "provider_newer"
-            sent = writer.patch(message.provider_id, body, theirs.etag)
+            sent = writer.patch(provider_id, body, theirs.etag)
     except ProviderEventGone:
         return "gone"
     saved = ProviderLink(
@@ -547,20 +562,41 @@ def push(message: PushCalendar, writer: Writer, deps: CalendarDeps) -> str:
     return "patched"
 
 
+def _push_new(message: PushCalendar, writer: Writer, deps: CalendarDeps) -> str:
+    event = deps.store.get_event(message.tenant_id, message.event_id)
+    if event is None:
+        return "event_gone"
+    ref = deps.store.provider_of(message.tenant_id, event.uid)
+    if ref is not None and ref[0] == message.account_id:
+        return _push_existing(message, ref[1], writer, deps)  # created by an earlier message
+    if writer.insert is None:
+        return "unsupported"
+    sent = writer.insert(event.uid, writer.body(event.fields()))
+    saved = ProviderLink(
+        provider_id=sent.provider_id,
+        uid=event.uid,
+        etag=sent.etag,
+        updated=sent.updated.isoformat() if sent.updated else None,
+    )
+    deps.store.save_provider_link(message.tenant_id, message.account_id, saved, series=True)
+    return "created"
+
+
 def _push_delete(
     message: PushCalendar,
+    provider_id: str,
     writer: Writer,
     deps: CalendarDeps,
     link: ProviderLink | None,
     etag: str | None,
 ) -> str:
     try:
-        writer.delete(message.provider_id, etag)
+        writer.delete(provider_id, etag)
     except EtagMismatch:
-        theirs = writer.read(message.provider_id)
+        theirs = writer.read(provider_id)
         if theirs.updated is not None and theirs.updated > message.at:
             return "provider_newer"  # the next pull finds a changed etag and brings it back
-        writer.delete(message.provider_id, theirs.etag)
+        writer.delete(provider_id, theirs.etag)
     if link is not None:
         deps.store.delete_provider_link(message.tenant_id, message.account_id, link)
     return "deleted"

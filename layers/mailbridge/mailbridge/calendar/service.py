@@ -69,8 +69,8 @@ class CalendarDeps:
     limits: RateLimits | None
     signer: Signer
     now: Callable[[], datetime] = field(default=_utcnow)
-    # Called with (tenant_id, event, deleted) after an API change is stored: pushes a change of a
-    # provider calendar's event back (calendar.provider_sync); None: nothing is pushed.
+    # Called with (tenant_id, event, deleted) after an API create or change is stored: pushes it
+    # to the provider calendar (calendar.provider_sync); None: nothing is pushed.
     on_change: Callable[[str, Event, bool], None] | None = None
 
 
@@ -248,6 +248,8 @@ def create_event(ctx: TenantContext, body: EventCreate, deps: CalendarDeps) -> E
     _check_links(ctx, body, deps)
     event = store_new(ctx, new_event(ctx, body, body, deps.now()), deps)
     _publish(deps, [created_event(ctx.tenant_id, event)])
+    if deps.on_change is not None:
+        deps.on_change(ctx.tenant_id, event, False)
     return event
 
 
