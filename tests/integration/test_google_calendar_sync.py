@@ -519,3 +519,36 @@ def test_an_event_whose_organizer_has_no_calendar_account_of_its_creator_stays_l
     assert [m for m in gmail_stack.sync_messages() if m["kind"] == "push_calendar"] == []
     assert gmail_stack.google.calendars.live(USER) == {}
     assert stored(created["uid"]) is not None
+
+
+def test_an_occurrence_edit_of_a_pulled_series_is_refused_not_kept_here_only(gmail_stack: GmailStack) -> None:
+    google = gmail_stack.google.calendars
+    # Given a pulled weekly series with one moved occurrence
+    account = connect(gmail_stack)
+    series = weekly(gmail_stack)
+    google.put_exception(USER, series["id"], timed("2026-10-19T09:00:00+02:00"), summary="Moved")
+    gmail_stack.sync_messages()
+    assert pull(account).imported == 1
+    event = stored(series["iCalUID"])
+    assert event is not None
+    calendar_deps.cache_clear()
+    calendar_store.cache_clear()
+    overrides = [o.model_dump(mode="json") for o in event.overrides]
+
+    # When a member renames that occurrence through the API
+    edited = api_put(gmail_stack, event, overrides=[overrides[0] | {"title": "Renamed here"}])
+
+    # Then the API refuses it with a code, nothing changes here and nothing is queued
+    assert edited["statusCode"] == 422, edited
+    assert json.loads(edited["body"])["error"]["code"] == "provider_override_unsupported"
+    kept = stored(series["iCalUID"])
+    assert kept is not None
+    assert ([o.title for o in kept.overrides], kept.version) == (["Moved"], event.version)
+    assert [m for m in gmail_stack.sync_messages() if m["kind"] == "push_calendar"] == []
+
+    # And a change of the series that sends the occurrences back as read is accepted and pushed
+    renamed = api_put(gmail_stack, event, title="Weekly sync (renamed)", overrides=overrides)
+    assert renamed["statusCode"] == 200, renamed
+    assert [m["provider_id"] for m in gmail_stack.sync_messages() if m["kind"] == "push_calendar"] == [
+        series["id"]
+    ]
