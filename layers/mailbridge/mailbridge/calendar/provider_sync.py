@@ -28,7 +28,11 @@ Per page:
 Push-back (`push_google`): a change made through `/calendar/events` to a pulled series or single
 event is queued (`PushCalendar`) and sent with `events.patch` / `events.delete` and `If-Match`;
 the etag Google answers is stored, so the next pull skips it as an echo. Conflicts: last writer
-by time (our change's time against Google's `updated`), see `push_google`.
+by time (our change's time against Google's `updated`), see `push_google`. An event created
+through `POST /calendar/events` goes to its organizer's calendar account (`wiring.calendar_account`:
+the creator's own Gmail account at the organizer's address, calendar granted, flag on; else it
+stays local) by `events.insert` with our UID. A PUT changing the overrides (one occurrence) of
+a provider's event is refused (422 `provider_override_unsupported`): instances are not pushed.
 
 Runs only for an account whose grant holds `calendar.events` (`models.account.calendar_access`)
 while the tenant's `calendar` flag is on; otherwise the report says why and nothing is read.
