@@ -158,6 +158,11 @@ class Calendars:
         stored.resource["status"] = "cancelled"
         stored.resource["etag"] = f'"{int(self.now().timestamp() * 1000)}{self._sequence:06d}"'
 
+    def purge(self, owner: str, event_id: str) -> None:
+        """Forget an event entirely, as Google does with deleted events some time after their
+        deletion: no listing returns it any more, not even with `showDeleted`."""
+        del self.book(owner).events[event_id]
+
     def expire_sync_tokens(self) -> None:
         """Make every sync token handed out so far unusable (410 fullSyncRequired)."""
         self._sync_tokens.clear()

@@ -5,6 +5,7 @@ suppression."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -401,3 +402,153 @@ def test_a_412_is_decided_by_the_last_writer(gmail_stack: GmailStack) -> None:
     assert push(google_time + timedelta(minutes=1)) == "patched"
     assert google.get(USER, lunch["id"])["summary"] == "Lunch (ours)"
     assert [m for m, _, _ in google.calls] == ["events.patch"]
+
+
+def test_after_a_410_events_google_no_longer_lists_are_deleted_here(gmail_stack: GmailStack) -> None:
+    google = gmail_stack.google.calendars
+    # Given a pulled series with a moved occurrence and a single event, then Google expires the
+    # sync token and, while it is dead, the single event is deleted, and it and the occurrence's
+    # exception are purged (no listing returns them any more, not even as cancelled)
+    account = connect(gmail_stack)
+    series = weekly(gmail_stack)
+    moved = google.put_exception(
+        USER, series["id"], timed("2026-10-19T09:00:00+02:00"), summary="Moved",
+        start=timed("2026-10-19T11:00:00+02:00"), end=timed("2026-10-19T11:30:00+02:00"),
+    )  # fmt: skip
+    lunch = google.put(
+        USER,
+        {
+            "summary": "Lunch",
+            "start": timed("2026-10-07T12:00:00+02:00"),
+            "end": timed("2026-10-07T13:00:00+02:00"),
+        },
+    )
+    assert pull(account).imported == 2
+    google.expire_sync_tokens()
+    google.delete(USER, lunch["id"])
+    google.purge(USER, lunch["id"])
+    google.purge(USER, moved["id"])
+
+    # When the next pull runs
+    report = pull(account)
+
+    # Then the full listing removed the event Google no longer lists, and kept the series (still
+    # listed) although its exception's id is gone
+    assert (report.full, report.removed) == (True, 1)
+    assert stored(lunch["iCalUID"]) is None
+    assert stored(series["iCalUID"]) is not None
+
+
+def api_create(gs: GmailStack, organizer: str, sub: str = "user-1") -> dict[str, Any]:
+    """POST /calendar/events through the api function as user `sub` (user-1 connected the
+    harness's account): a single event organized by `organizer`."""
+    body = {
+        "title": "Kick-off",
+        "start": {"date_time": "2026-10-14T09:00:00", "time_zone": BERLIN},
+        "end": {"date_time": "2026-10-14T10:00:00", "time_zone": BERLIN},
+        "organizer": {"address": organizer},
+        "attendees": [{"address": "carol@customer.example", "name": "Carol"}],
+    }
+    request = load_event("api/calendar-create-event.json", tenant=TENANT, role="member", sub=sub, body=body)
+    answer = gs.invoke("api", request)
+    assert answer["statusCode"] == 201, answer
+    created: dict[str, Any] = json.loads(answer["body"])
+    return created
+
+
+def test_an_event_created_here_is_inserted_in_the_organizers_google_calendar_once(
+    gmail_stack: GmailStack,
+) -> None:
+    google = gmail_stack.google.calendars
+    # Given a connected Gmail account with the calendar granted
+    account = connect(gmail_stack)
+    gmail_stack.sync_messages()
+    calendar_deps.cache_clear()
+    calendar_store.cache_clear()
+
+    # When a member creates an event organized by that mailbox, and the sync function runs what
+    # that queued
+    created = api_create(gmail_stack, USER.upper())
+    pushes = [m for m in gmail_stack.sync_messages() if m["kind"] == "push_calendar"]
+    assert [(m["account_id"], m["provider_id"], m["deleted"]) for m in pushes] == [
+        (account.account_id, None, False)
+    ]
+    assert run_sync(gmail_stack, pushes) == {"batchItemFailures": []}
+
+    # Then Google has the event under our UID, created by one events.insert
+    (theirs,) = google.live(USER).values()
+    assert (theirs["iCalUID"], theirs["summary"], theirs["start"]) == (
+        created["uid"],
+        "Kick-off",
+        {"dateTime": "2026-10-14T09:00:00+02:00", "timeZone": BERLIN},
+    )
+    assert [(method, event_id) for method, event_id, _ in google.calls] == [("events.insert", theirs["id"])]
+
+    # And the same message delivered again creates nothing more
+    assert run_sync(gmail_stack, pushes) == {"batchItemFailures": []}
+    assert len(google.live(USER)) == 1
+    assert [method for method, _, _ in google.calls] == ["events.insert", "events.patch"]
+
+    # And the next pull sees its own echo: nothing imported, the one event kept
+    report = pull(account)
+    assert (report.echoes, report.imported, report.updated) == (1, 0, 0)
+    kept = stored(created["uid"])
+    assert kept is not None
+    assert kept.event_id == created["event_id"]
+
+
+@pytest.mark.parametrize(
+    ("organizer", "sub"),
+    [("someone@else.example", "user-1"), (USER, "user-2")],
+    ids=["another_address", "another_users_mailbox"],
+)
+def test_an_event_whose_organizer_has_no_calendar_account_of_its_creator_stays_local(
+    gmail_stack: GmailStack, organizer: str, sub: str
+) -> None:
+    # Given a connected Gmail account with the calendar granted
+    connect(gmail_stack)
+    gmail_stack.sync_messages()
+    calendar_deps.cache_clear()
+    calendar_store.cache_clear()
+
+    # When a member creates an event organized by another address, or by that mailbox while it
+    # is not the member's own
+    created = api_create(gmail_stack, organizer, sub)
+
+    # Then nothing is queued for a provider and Google holds no event; the event is stored here
+    assert [m for m in gmail_stack.sync_messages() if m["kind"] == "push_calendar"] == []
+    assert gmail_stack.google.calendars.live(USER) == {}
+    assert stored(created["uid"]) is not None
+
+
+def test_an_occurrence_edit_of_a_pulled_series_is_refused_not_kept_here_only(gmail_stack: GmailStack) -> None:
+    google = gmail_stack.google.calendars
+    # Given a pulled weekly series with one moved occurrence
+    account = connect(gmail_stack)
+    series = weekly(gmail_stack)
+    google.put_exception(USER, series["id"], timed("2026-10-19T09:00:00+02:00"), summary="Moved")
+    gmail_stack.sync_messages()
+    assert pull(account).imported == 1
+    event = stored(series["iCalUID"])
+    assert event is not None
+    calendar_deps.cache_clear()
+    calendar_store.cache_clear()
+    overrides = [o.model_dump(mode="json") for o in event.overrides]
+
+    # When a member renames that occurrence through the API
+    edited = api_put(gmail_stack, event, overrides=[overrides[0] | {"title": "Renamed here"}])
+
+    # Then the API refuses it with a code, nothing changes here and nothing is queued
+    assert edited["statusCode"] == 422, edited
+    assert json.loads(edited["body"])["error"]["code"] == "provider_override_unsupported"
+    kept = stored(series["iCalUID"])
+    assert kept is not None
+    assert ([o.title for o in kept.overrides], kept.version) == (["Moved"], event.version)
+    assert [m for m in gmail_stack.sync_messages() if m["kind"] == "push_calendar"] == []
+
+    # And a change of the series that sends the occurrences back as read is accepted and pushed
+    renamed = api_put(gmail_stack, event, title="Weekly sync (renamed)", overrides=overrides)
+    assert renamed["statusCode"] == 200, renamed
+    assert [m["provider_id"] for m in gmail_stack.sync_messages() if m["kind"] == "push_calendar"] == [
+        series["id"]
+    ]

@@ -165,6 +165,7 @@ def get_event(event_id: str) -> Event:
             ],
             404: ["event_not_found"],
             409: ["version_conflict"],
+            422: ["provider_override_unsupported"],
             **RATE,
             503: ["queue_send_failed"],
         }

@@ -8,6 +8,9 @@ A pull reads `events.list` on `primary` page by page from the account's saved sy
 the full listing), applies each page, and saves the last page's `nextSyncToken` only after every
 page is stored, so a pull that fails is repeated from the same token (applying a page twice
 changes nothing). A 410 on the token (`SyncTokenExpired`) drops it and lists everything again.
+After a full listing the account's stored events whose Google ids it did not return are deleted
+(`_reconcile`, the code path of Graph's full round), so an event deleted and purged while the
+token was dead does not stay here.
 
 Per page:
 - a deleted event (`status: cancelled`, no `recurringEventId`) deletes ours, found through the
@@ -25,7 +28,11 @@ Per page:
 Push-back (`push_google`): a change made through `/calendar/events` to a pulled series or single
 event is queued (`PushCalendar`) and sent with `events.patch` / `events.delete` and `If-Match`;
 the etag Google answers is stored, so the next pull skips it as an echo. Conflicts: last writer
-by time (our change's time against Google's `updated`), see `push_google`.
+by time (our change's time against Google's `updated`), see `push_google`. An event created
+through `POST /calendar/events` goes to its organizer's calendar account (`wiring.calendar_account`:
+the creator's own Gmail account at the organizer's address, calendar granted, flag on; else it
+stays local) by `events.insert` with our UID. A PUT changing the overrides (one occurrence) of
+a provider's event is refused (422 `provider_override_unsupported`): instances are not pushed.
 
 Runs only for an account whose grant holds `calendar.events` (`models.account.calendar_access`)
 while the tenant's `calendar` flag is on; otherwise the report says why and nothing is read.
@@ -189,14 +196,18 @@ def _pull(
     account: Account, client: GoogleCalendarClient, deps: CalendarDeps, token: str | None
 ) -> PullReport:
     report = PullReport(full=token is None)
+    seen: set[str] = set()
     page_token: str | None = None
     for _ in range(MAX_PAGES):
         page = client.list_events(token, page_token)
         report.pages += 1
         _apply(account, page.items, deps, report)
+        seen.update(e.id for e in page.items if e.status != "cancelled" or e.recurring_event_id)
         if page.next_page_token:
             page_token = page.next_page_token
             continue
+        if report.full:
+            _reconcile(account, deps, seen, report)
         deps.store.save_calendar_sync_token(account.tenant_id, account.account_id, page.next_sync_token)
         return report
     report.skip("too_many_pages")  # the token is not saved: the next pull continues from the old one
@@ -403,10 +414,19 @@ def _apply_graph(
 
 
 def _reconcile(account: Account, deps: CalendarDeps, seen: set[str], report: PullReport) -> None:
-    """After a full round: delete the stored events of provider ids the round did not return."""
-    for link in deps.store.account_provider_links(account.tenant_id, account.account_id):
-        if link.provider_id not in seen:
-            _remove(account.tenant_id, account.account_id, link, deps, report)
+    """After a full round (Google after a 410 or a first listing, Graph after a reset): delete
+    the stored events of provider ids the round did not return. A link the round did not return
+    whose event is held by a returned id (a Google exception no longer listed while its series
+    is) loses only the link, not the series."""
+    tenant_id, account_id = account.tenant_id, account.account_id
+    for link in deps.store.account_provider_links(tenant_id, account_id):
+        if link.provider_id in seen:
+            continue
+        holder = deps.store.provider_of(tenant_id, link.uid)
+        if holder is not None and holder[0] == account_id and holder[1] in seen:
+            deps.store.delete_provider_link(tenant_id, account_id, link)
+        else:
+            _remove(tenant_id, account_id, link, deps, report)
 
 
 # ---------------------------------------------------------------------------------- push-back
@@ -430,6 +450,8 @@ class Writer:
     patch: Callable[[str, dict[str, object], str | None], Written]
     read: Callable[[str], Written]
     delete: Callable[[str, str | None], None]
+    # create with our UID (None: this provider's create is not wired)
+    insert: Callable[[str, dict[str, object]], Written] | None = None
 
 
 def google_writer(client: GoogleCalendarClient) -> Writer:
@@ -441,6 +463,7 @@ def google_writer(client: GoogleCalendarClient) -> Writer:
         patch=lambda pid, body, etag: written(client.patch_event(pid, dict(body), etag)),
         read=lambda pid: written(client.get_event(pid)),
         delete=client.delete_event,
+        insert=lambda uid, body: written(client.insert_event({**body, "iCalUID": uid})),
     )
 
 
@@ -501,24 +524,36 @@ def push(message: PushCalendar, writer: Writer, deps: CalendarDeps) -> str:
     the next pull brings it); ours wins otherwise (sent again with the etag just read). An event
     already deleted at the provider (404/410) is left deleted.
 
-    Returns `patched`, `deleted`, `provider_newer`, `gone` or `event_gone`."""
+    An event created here (`provider_id` None) is created at the provider (Google
+    `events.insert` with our UID as `iCalUID`), its id and etag stored as a link, so the next pull
+    recognises it as an echo instead of importing a duplicate; when a link exists already (a
+    repeated message) it is patched instead.
+
+    Returns `created`, `patched`, `deleted`, `provider_newer`, `gone`, `event_gone` or
+    `unsupported` (a create for a provider without one)."""
+    if message.provider_id is None:
+        return _push_new(message, writer, deps)
+    return _push_existing(message, message.provider_id, writer, deps)
+
+
+def _push_existing(message: PushCalendar, provider_id: str, writer: Writer, deps: CalendarDeps) -> str:
     tenant_id, account_id = message.tenant_id, message.account_id
-    link = deps.store.provider_links(tenant_id, account_id, [message.provider_id]).get(message.provider_id)
+    link = deps.store.provider_links(tenant_id, account_id, [provider_id]).get(provider_id)
     etag = link.etag if link else None
     try:
         if message.deleted:
-            return _push_delete(message, writer, deps, link, etag)
+            return _push_delete(message, provider_id, writer, deps, link, etag)
         event = deps.store.get_event(tenant_id, message.event_id)
         if event is None:
             return "event_gone"
         body = writer.body(event.fields())
         try:
-            sent = writer.patch(message.provider_id, body, etag)
+            sent = writer.patch(provider_id, body, etag)
         except EtagMismatch:
-            theirs = writer.read(message.provider_id)
+            theirs = writer.read(provider_id)
             if theirs.updated is not None and theirs.updated > message.at:
                 return "provider_newer"
-            sent = writer.patch(message.provider_id, body, theirs.etag)
+            sent = writer.patch(provider_id, body, theirs.etag)
     except ProviderEventGone:
         return "gone"
     saved = ProviderLink(
@@ -531,20 +566,41 @@ def push(message: PushCalendar, writer: Writer, deps: CalendarDeps) -> str:
     return "patched"
 
 
+def _push_new(message: PushCalendar, writer: Writer, deps: CalendarDeps) -> str:
+    event = deps.store.get_event(message.tenant_id, message.event_id)
+    if event is None:
+        return "event_gone"
+    ref = deps.store.provider_of(message.tenant_id, event.uid)
+    if ref is not None and ref[0] == message.account_id:
+        return _push_existing(message, ref[1], writer, deps)  # created by an earlier message
+    if writer.insert is None:
+        return "unsupported"
+    sent = writer.insert(event.uid, writer.body(event.fields()))
+    saved = ProviderLink(
+        provider_id=sent.provider_id,
+        uid=event.uid,
+        etag=sent.etag,
+        updated=sent.updated.isoformat() if sent.updated else None,
+    )
+    deps.store.save_provider_link(message.tenant_id, message.account_id, saved, series=True)
+    return "created"
+
+
 def _push_delete(
     message: PushCalendar,
+    provider_id: str,
     writer: Writer,
     deps: CalendarDeps,
     link: ProviderLink | None,
     etag: str | None,
 ) -> str:
     try:
-        writer.delete(message.provider_id, etag)
+        writer.delete(provider_id, etag)
     except EtagMismatch:
-        theirs = writer.read(message.provider_id)
+        theirs = writer.read(provider_id)
         if theirs.updated is not None and theirs.updated > message.at:
             return "provider_newer"  # the next pull finds a changed etag and brings it back
-        writer.delete(message.provider_id, theirs.etag)
+        writer.delete(provider_id, theirs.etag)
     if link is not None:
         deps.store.delete_provider_link(message.tenant_id, message.account_id, link)
     return "deleted"

@@ -37,10 +37,11 @@ from mailbridge.calendar.models import (
     ImportResult,
     Invitation,
     Occurrences,
+    Override,
     new_event_id,
 )
 from mailbridge.calendar.tokens import Signer, subject_key
-from mailbridge.errors import Conflict, Forbidden, Invalid, NotFound
+from mailbridge.errors import Conflict, Forbidden, Invalid, NotFound, Unprocessable
 from mailbridge.store.calendar import CalendarStore
 from mailbridge.store.crm import CrmStore
 from mailbridge.tenancy import Role, TenantContext
@@ -69,8 +70,8 @@ class CalendarDeps:
     limits: RateLimits | None
     signer: Signer
     now: Callable[[], datetime] = field(default=_utcnow)
-    # Called with (tenant_id, event, deleted) after an API change is stored: pushes a change of a
-    # provider calendar's event back (calendar.provider_sync); None: nothing is pushed.
+    # Called with (tenant_id, event, deleted) after an API create or change is stored: pushes it
+    # to the provider calendar (calendar.provider_sync); None: nothing is pushed.
     on_change: Callable[[str, Event, bool], None] | None = None
 
 
@@ -248,6 +249,8 @@ def create_event(ctx: TenantContext, body: EventCreate, deps: CalendarDeps) -> E
     _check_links(ctx, body, deps)
     event = store_new(ctx, new_event(ctx, body, body, deps.now()), deps)
     _publish(deps, [created_event(ctx.tenant_id, event)])
+    if deps.on_change is not None:
+        deps.on_change(ctx.tenant_id, event, False)
     return event
 
 
@@ -276,23 +279,34 @@ def update_event(
     ctx: TenantContext, event_id: str, body: EventUpdate, deps: CalendarDeps
 ) -> tuple[Event, Event]:
     """Replace an event's fields and links (PUT); (previous, saved). 404 `event_not_found`,
-    409 `version_conflict`, and the errors of `create_event`."""
+    409 `version_conflict`, 422 `provider_override_unsupported` (the overrides of an event held
+    in a provider calendar changed: one occurrence's edit is not pushed to Google or Microsoft
+    yet, so it is refused rather than kept here only), and the errors of `create_event`."""
     ctx.require(Role.MEMBER)
     _limit(ctx, deps, "event_writes")
     _check_links(ctx, body, deps)
     fields = EventFields.model_validate(body.model_dump(include=set(EventFields.model_fields)))
     links = EventLinks.model_validate(body.model_dump(include=set(EventLinks.model_fields)))
     now = deps.now()
-    previous, saved = change(
-        ctx.tenant_id,
-        event_id,
-        lambda current: replace_fields(current, fields, links, now),
-        deps,
-        expected_version=body.version,
-    )
+
+    def replace(current: Event) -> Event | None:
+        if _overrides_key(fields.overrides) != _overrides_key(current.overrides) and (
+            deps.store.provider_of(ctx.tenant_id, current.uid) is not None
+        ):
+            raise Unprocessable(
+                "occurrence edits of a provider calendar's event cannot be pushed back",
+                code="provider_override_unsupported",
+            )
+        return replace_fields(current, fields, links, now)
+
+    previous, saved = change(ctx.tenant_id, event_id, replace, deps, expected_version=body.version)
     if saved is not previous and deps.on_change is not None:
         deps.on_change(ctx.tenant_id, saved, False)
     return previous, saved
+
+
+def _overrides_key(overrides: list[Override]) -> list[Any]:
+    return sorted((o.model_dump(mode="json") for o in overrides), key=lambda o: str(o["recurrence_id"]))
 
 
 def delete_event(ctx: TenantContext, event_id: str, deps: CalendarDeps) -> Event:

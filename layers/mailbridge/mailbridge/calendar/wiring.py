@@ -86,16 +86,23 @@ def calendar_deps() -> CalendarDeps:
 
 
 def push_change(tenant_id: str, event: Event, deleted: bool) -> None:
-    """Queue the push of an API change to the provider event it came from (if any)."""
+    """Queue the push of an API change to the provider event it came from; an event no provider
+    holds yet goes to its organizer's calendar account (`calendar_account`), if any, to be
+    created there (provider_id None); otherwise it stays local."""
     from datetime import UTC, datetime
 
     from mailbridge.queues import SyncQueue
     from mailbridge.sync.messages import PushCalendar
 
     ref = calendar_store().provider_of(tenant_id, event.uid)
-    if ref is None:
-        return
-    account_id, provider_id = ref
+    provider_id: str | None
+    if ref is not None:
+        account_id, provider_id = ref
+    else:
+        found = None if deleted else calendar_account(tenant_id, event)
+        if found is None:
+            return
+        account_id, provider_id = found, None
     message = PushCalendar(
         tenant_id=tenant_id,
         account_id=account_id,
@@ -105,6 +112,40 @@ def push_change(tenant_id: str, event: Event, deleted: bool) -> None:
         at=datetime.now(UTC),
     )
     SyncQueue(get_settings().sync_queue_url).send(message)
+
+
+def calendar_account(tenant_id: str, event: Event) -> str | None:
+    """The account an event created here is created in at the provider: the connected Gmail
+    account whose address is the event's organizer (case-insensitive), connected by the user
+    who created the event, whose grant holds the calendar scope, while the tenant's `calendar`
+    flag is on. None (the event stays local): no organizer, or no such account. Microsoft
+    accounts are not chosen yet (Graph `POST /me/events` is not wired)."""
+    from mailbridge.models.account import calendar_access
+    from mailbridge.store.accounts import AccountStore
+    from mailbridge.store.settings import DynamoFeatureStore
+
+    if event.organizer is None:
+        return None
+    settings = get_settings()
+    features = DynamoFeatureStore(settings.tables.settings).get_features(tenant_id)
+    if features is None or not features.flags.calendar:
+        return None
+    address = event.organizer.address.lower()
+    store = AccountStore(settings.tables.accounts)
+    cursor: str | None = None
+    while True:
+        accounts, cursor = store.list_accounts(tenant_id, cursor=cursor, limit=100)
+        for account in accounts:
+            if (
+                account.provider == "gmail"
+                and account.address.lower() == address
+                and account.created_by == event.created_by
+                and calendar_access(account.provider, account.oauth.scopes if account.oauth else None)
+                == "granted"
+            ):
+                return account.account_id
+        if cursor is None:
+            return None
 
 
 @lru_cache(maxsize=1)

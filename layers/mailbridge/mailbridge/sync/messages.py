@@ -106,13 +106,14 @@ class SyncCalendar(Model):
 class PushCalendar(Model):
     """Push a change made through `/calendar/events` to the provider event it came from
     (`mailbridge.calendar.provider_sync.handle_push`): queued by the API after the change is
-    stored. `at`: when it was made (the conflict rule compares it with the provider's `updated`)."""
+    stored. `at`: when it was made (the conflict rule compares it with the provider's `updated`).
+    `provider_id` None: an event created here, to be created in the account's calendar."""
 
     kind: Literal["push_calendar"] = "push_calendar"
     provider: Literal["gmail", "graph"] = "gmail"  # informational: the account's provider decides
     tenant_id: str
     account_id: str
-    provider_id: str
+    provider_id: str | None = None
     event_id: str
     deleted: bool = False
     at: datetime
