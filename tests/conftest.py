@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures import moto_events
+from tests.fixtures import botocore_loader, moto_events
 
 # Never reach a real account: every tier runs on moto or the local runner.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -18,6 +18,8 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
 # moto's EventBridge builds a JSONPath parser per target input path per event: parse each path once.
 moto_events.install()
+# Every boto3/botocore session reads botocore's JSON models through one loader (its cache).
+botocore_loader.install()
 
 pytest_plugins = ["tests.fixtures.aws", "tests.fixtures.dovecot", "tests.fixtures.smtp"]
 
