@@ -242,21 +242,30 @@ class Pump:
             log.exception("schedule %r ignored", expression)
             return None
 
+    def _latest_due(
+        self, expression: str, due: datetime, limit: datetime, timezone: str
+    ) -> tuple[datetime, datetime | None]:
+        """(the latest run at or before `limit`, from `due` on; the run after it). Several missed
+        runs (a big clock jump) fire once, as the latest of them: EventBridge does not back-fill
+        missed runs, the run that happens is the one due at or before now."""
+        following = self._next(expression, due, timezone)
+        while following is not None and following <= limit:
+            due, following = following, self._next(expression, following, timezone)
+        return due, following
+
     def _fire_rules(self) -> int:
-        """Scheduled rules; several missed runs (a big clock jump) fire once, like a laptop waking up."""
+        """Scheduled rules; several missed runs fire once, with the latest due time (`_latest_due`)."""
         now = self.clock.now()
         fired = 0
         for rule in self.scheduled_rules:
             due = self._rule_next.get(rule.name)
             if due is None or due > now:
                 continue
+            due, following = self._latest_due(rule.expression, due, now, rule.timezone)
             arn = f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{rule.name}"
             for target in rule.targets:
                 payload = target.input if target.input is not None else json.dumps(scheduled_event(arn, due))
                 self._deliver(target, payload, rule.name)
-            following = self._next(rule.expression, due, rule.timezone)
-            while following is not None and following <= now:
-                following = self._next(rule.expression, following, rule.timezone)
             self._rule_next[rule.name] = following
             fired += 1
         return fired
@@ -284,6 +293,10 @@ class Pump:
             if end is not None and state.next_at > _aware(end):
                 state.next_at = None
                 continue
+            following: datetime | None = None
+            if not expression.startswith("at("):
+                limit = min(now, _aware(end)) if end is not None else now
+                state.next_at, following = self._latest_due(expression, state.next_at, limit, timezone)
             target = schedule["Target"]
             self._deliver(
                 Target(
@@ -301,9 +314,6 @@ class Pump:
                     self.scheduler.delete_schedule(Name=key[1], GroupName=key[0])
                     del self._schedules[key]
             else:
-                following = self._next(expression, state.next_at, timezone)
-                while following is not None and following <= now:
-                    following = self._next(expression, following, timezone)
                 state.next_at = following
         for gone in set(self._schedules) - seen:
             del self._schedules[gone]

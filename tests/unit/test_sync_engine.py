@@ -72,11 +72,15 @@ class Box:
 @dataclass
 class MemoryServer:
     """Folders held in memory; implements `MailFolderSource` for what the engine calls. CONDSTORE
-    (modseqs) and QRESYNC (VANISHED) can be switched off."""
+    (modseqs) and QRESYNC (VANISHED) can be switched off, and so can raising HIGHESTMODSEQ on
+    expunge (only QRESYNC requires it: RFC 7162 section 3.2). `uid_listings` counts `list_uids`
+    calls (a full UID SEARCH on a real server)."""
 
     boxes: dict[str, Box] = field(default_factory=dict)
     condstore: bool = True
     qresync: bool = True
+    expunge_moves_modseq: bool = True
+    uid_listings: int = 0
     gone: set[str] = field(default_factory=set)  # listed, then deleted before STATUS
     renumbered: set[str] = field(default_factory=set)  # renumbered between STATUS and FETCH
     fetches: list[tuple[str, int, int]] = field(default_factory=list)
@@ -98,7 +102,8 @@ class MemoryServer:
 
     def expunge(self, folder: str, uid: int) -> None:
         box = self.boxes[folder]
-        box.modseq += 1
+        if self.expunge_moves_modseq:
+            box.modseq += 1
         del box.messages[uid]
         box.expunged[uid] = box.modseq
 
@@ -146,6 +151,7 @@ class MemoryServer:
         return FlagChanges(name, box.uidvalidity, box.modseq, changed, vanished)
 
     def list_uids(self, name: str) -> list[int]:
+        self.uid_listings += 1
         return sorted(self.boxes[name].messages)
 
     def set_flags(
@@ -507,6 +513,19 @@ def test_nothing_changed_since_the_stored_modseq_asks_for_nothing(w: World) -> N
 
     w.server.fetch_flag_changes = refuse  # type: ignore[method-assign]
     assert w.sync().folders == [FolderReport("INBOX")]
+    assert w.server.uid_listings == 0
+
+
+def test_condstore_without_qresync_and_nothing_changed_lists_no_uids(w: World) -> None:
+    # Given a CONDSTORE server without QRESYNC and a synced folder
+    w.server.qresync = False
+    w.server.add("INBOX", *mails("Order", 2))
+    w.sync()
+    # When nothing changed on the server
+    report = w.sync()
+    # Then the count check alone settles it: no UID listing
+    assert report.folders == [FolderReport("INBOX")]
+    assert w.server.uid_listings == 0
 
 
 def test_vanished_mail_is_expunged(w: World) -> None:
@@ -537,6 +556,59 @@ def test_without_qresync_an_expunge_is_found_by_uid_diff(w: World) -> None:
     assert w.state("INBOX").messages_stored == 2
 
 
+def test_mail_arriving_between_status_and_the_fetch_lists_no_uids(w: World) -> None:
+    # Given a CONDSTORE server without QRESYNC and two stored messages
+    w.server.qresync = False
+    w.server.add("INBOX", *mails("Order", 2))
+    w.sync()
+    # When a message arrives after the next run's STATUS, before its fetch
+    status = w.server.folder_status
+
+    def status_then_mail(name: str) -> FolderStatus:
+        seen = status(name)
+        w.server.add(name, message("Late", msgid="late@customer.example"))
+        return seen
+
+    w.server.folder_status = status_then_mail  # type: ignore[method-assign]
+    report = w.sync()
+    # Then it is stored, and not taken for an expunge the UIDs must settle
+    assert report.folders == [FolderReport("INBOX", stored=1)]
+    assert w.server.uid_listings == 0
+
+
+def test_condstore_without_qresync_finds_an_expunge_that_left_the_modseq_alone(w: World) -> None:
+    # Given a CONDSTORE server without QRESYNC that does not raise HIGHESTMODSEQ on expunge
+    w.server.qresync = False
+    w.server.expunge_moves_modseq = False
+    w.server.add("INBOX", *mails("Order", 3))
+    w.sync()
+    # When the server expunges the second
+    w.server.expunge("INBOX", 2)
+    report = w.sync()
+    # Then the count check and the UID diff find it
+    assert report.folders == [FolderReport("INBOX", expunged=1)]
+    assert w.location("INBOX", 2) is None
+    assert w.location("INBOX", 1) is not None
+    assert w.state("INBOX").messages_stored == 2
+
+
+def test_condstore_without_qresync_finds_an_expunge_hidden_by_new_mail_in_the_same_run(w: World) -> None:
+    # Given a CONDSTORE server without QRESYNC and two stored messages
+    w.server.qresync = False
+    w.server.add("INBOX", *mails("Order", 2))
+    w.sync()
+    # When one is expunged and one arrives (the count is unchanged, the modseq moved)
+    w.server.expunge("INBOX", 1)
+    w.server.add("INBOX", message("New", msgid="new@customer.example"))
+    report = w.sync()
+    # Then the same run stores the new one and finds the expunge
+    assert report.folders == [FolderReport("INBOX", stored=1, expunged=1)]
+    assert w.location("INBOX", 1) is None
+    assert w.location("INBOX", 3) is not None
+    assert w.state("INBOX").messages_stored == 2
+    assert w.server.uid_listings == 1
+
+
 def test_without_condstore_an_expunge_is_found_by_uid_diff(w: World) -> None:
     w.server.condstore = w.server.qresync = False
     w.server.add("INBOX", *mails("Order", 2))
@@ -548,7 +620,7 @@ def test_without_condstore_an_expunge_is_found_by_uid_diff(w: World) -> None:
     assert w.location("INBOX", 2) is not None
 
 
-def test_an_expunge_hidden_by_new_mail_is_found_once_the_counts_differ(w: World) -> None:
+def test_an_expunge_hidden_by_new_mail_is_found_in_the_same_run(w: World) -> None:
     # Given a server without CONDSTORE/QRESYNC and two stored messages
     w.server.condstore = w.server.qresync = False
     w.server.add("INBOX", *mails("Order", 2))
@@ -557,12 +629,11 @@ def test_an_expunge_hidden_by_new_mail_is_found_once_the_counts_differ(w: World)
     w.server.expunge("INBOX", 1)
     w.server.add("INBOX", message("New", msgid="new@customer.example"))
     first = w.sync()
-    # Then this run only stores the new one, and the next finds the expunge
-    assert first.folders == [FolderReport("INBOX", stored=1)]
-    second = w.sync()
-    assert second.folders == [FolderReport("INBOX", expunged=1)]
+    # Then this run stores the new one and finds the expunge, and the next finds nothing more
+    assert first.folders == [FolderReport("INBOX", stored=1, expunged=1)]
     assert w.location("INBOX", 1) is None
     assert w.state("INBOX").messages_stored == 2
+    assert w.sync().folders == [FolderReport("INBOX")]
 
 
 def test_a_uidvalidity_change_drops_the_old_locations_and_syncs_again(w: World) -> None:

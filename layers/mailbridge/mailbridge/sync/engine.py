@@ -4,8 +4,10 @@ Per folder (INBOX, the SPECIAL-USE Sent folder, and the user's selection; a sele
 server does not have is recorded as `missing` with its reason and the others carry on):
   1. STATUS; a changed UIDVALIDITY drops the old generation's locations and restarts the folder
      (emails are keyed by Message-ID, so re-fetching duplicates nothing);
-  2. flag changes and expunges of what is already stored: CHANGEDSINCE/VANISHED when the server
-     has CONDSTORE/QRESYNC, else a UID diff when the message count says something went away;
+  2. flag changes and expunges of what is already stored: CHANGEDSINCE when the server has
+     CONDSTORE, VANISHED when it has QRESYNC; without VANISHED, a UID diff when the message count
+     says something went away, checked before the fetch and again after it (new mail can hide an
+     expunge from the count);
   3. new mail in UID order, in batches bounded by count and by bytes (one huge message is a batch
      of its own), each ingested as a batch (`mailbridge.sync.ingest`); after each batch the new
      emails are announced (PutEvents, 10 a call) and only then the cursor moves (conditional,
@@ -183,8 +185,13 @@ def sync_folder(source: MailFolderSource, mailbox: Mailbox, deps: SyncDeps, budg
 
     mailbox = Mailbox(tenant, account_id, mailbox.address, name, status.uidvalidity, mailbox.is_sent_folder)
 
+    # Whether expunges still have to be found by the message count after the fetch (no VANISHED).
+    count_check = False
     if state.last_uid > 0:
-        _apply_changes(source, mailbox, state, status.highestmodseq, status.messages, deps, report)
+        count_check = _apply_changes(
+            source, mailbox, state, status.highestmodseq, status.messages, deps, report
+        )
+    late = 0  # stored messages that arrived after STATUS (UID >= UIDNEXT): not in its count
 
     while not budget.exhausted():
         batch = source.fetch_new(name, state.last_uid, budget.allowance(), max_bytes=budget.batch_bytes)
@@ -193,6 +200,7 @@ def sync_folder(source: MailFolderSource, mailbox: Mailbox, deps: SyncDeps, budg
             report.complete = False
             break
         _store_batch(batch, mailbox, state, deps, report)
+        late += sum(1 for m in batch.messages if m.uid >= status.uidnext)
         budget.spent += len(batch.messages)
         if batch.last_uid is not None:
             state.last_uid = batch.last_uid
@@ -204,6 +212,10 @@ def sync_folder(source: MailFolderSource, mailbox: Mailbox, deps: SyncDeps, budg
     else:
         report.complete = False
 
+    if count_check and report.complete and state.messages_stored - late > status.messages:
+        # Everything below UIDNEXT is stored, yet more is stored than the server counted at
+        # STATUS: an expunge that new mail hid from the count before the fetch.
+        _expunge_all(mailbox, _uid_diff(source, mailbox, state, deps), state, deps, report)
     if report.complete:
         # Safe to remember: changes after STATUS have higher modseqs and are fetched next time.
         state.highestmodseq = status.highestmodseq
@@ -302,13 +314,19 @@ def _apply_changes(
     server_messages: int,
     deps: SyncDeps,
     report: FolderReport,
-) -> None:
+) -> bool:
+    """Apply flag changes and expunges of stored mail. Returns True when expunges are found by
+    the message count (no VANISHED) and a UID diff was not run yet: the caller checks the count
+    again once the new mail is stored.
+
+    An unmoved HIGHESTMODSEQ means no flag changed (RFC 7162 section 3.1), so nothing is asked
+    for; it is no proof that nothing was expunged: only QRESYNC reports expunges (VANISHED,
+    section 3.2), and a CONDSTORE-only server need not raise HIGHESTMODSEQ for them. So expunges
+    are left to the count check (free: STATUS gave the count) as on servers without CONDSTORE.
+    """
     changes: FlagChanges | None = None
-    if state.highestmodseq is not None and server_modseq is not None:
-        if server_modseq > state.highestmodseq:
-            changes = source.fetch_flag_changes(mailbox.folder, state.highestmodseq)
-        else:
-            changes = FlagChanges(mailbox.folder, mailbox.uidvalidity, server_modseq, (), ())
+    if state.highestmodseq is not None and server_modseq is not None and server_modseq > state.highestmodseq:
+        changes = source.fetch_flag_changes(mailbox.folder, state.highestmodseq)
     if changes is not None:
         for change in changes.changed:
             if change.uid > state.last_uid:
@@ -316,14 +334,19 @@ def _apply_changes(
             if _update_flags(mailbox, change.uid, change.flags, change.modseq, deps):
                 report.flag_updates += 1
     if changes is not None and changes.vanished is not None:
-        vanished = [uid for uid in changes.vanished if uid <= state.last_uid]
-    elif server_messages < state.messages_stored:
-        # No VANISHED (no QRESYNC): diff UIDs, a full listing on both sides, only when the count
-        # says something went away. An expunge hidden by new mail in the same interval shows up
-        # on the next run, once the new mail is stored and the counts differ.
-        vanished = _uid_diff(source, mailbox, state, deps)
-    else:
-        vanished = []
+        _expunge_all(mailbox, [uid for uid in changes.vanished if uid <= state.last_uid], state, deps, report)
+        return False
+    if server_messages < state.messages_stored:
+        # No VANISHED: diff UIDs, a full listing on both sides, only when the count says
+        # something went away.
+        _expunge_all(mailbox, _uid_diff(source, mailbox, state, deps), state, deps, report)
+        return False
+    return True
+
+
+def _expunge_all(
+    mailbox: Mailbox, vanished: list[int], state: FolderState, deps: SyncDeps, report: FolderReport
+) -> None:
     for uid in vanished:
         if _expunge(mailbox, uid, deps):
             report.expunged += 1
