@@ -199,8 +199,10 @@ def test_the_last_push_time_only_moves_forward(tenant: Tenant) -> None:
     assert tenant.raw_sync(account_id)["last_push_at"] == sortable_utc(T0)
     store.note_push(t, account_id, T0 + timedelta(seconds=1))
     store.note_push(t, account_id, T0 - timedelta(seconds=1))
-    store.note_push(t, account_id, T0 + timedelta(seconds=1))
     # Then the latest is kept
+    assert tenant.sync(account_id).last_push_at == T0 + timedelta(seconds=1)
+    # And a repeat of the same time keeps it too
+    store.note_push(t, account_id, T0 + timedelta(seconds=1))
     assert tenant.sync(account_id).last_push_at == T0 + timedelta(seconds=1)
     # And a push for a gone account writes nothing and raises nothing
     store.note_push(t, MISSING, T0)
