@@ -2,7 +2,10 @@
 scheduled -> cancelled, each step a conditional write (EmailStore.transition), on the real stores
 on moto (the template's emails and accounts tables, a bucket, a KMS key). SMTP, the IMAP copy to
 Sent, the queue, the scheduler and the bus are recording stand-ins: a test checks what a send
-returns, what status and failure are stored, and what reached SMTP, IMAP and the bus."""
+returns, what status and failure are stored, and what reached SMTP, IMAP and the bus.
+
+The Graph and Gmail sends (which need the local doubles' sockets, refused in this tier) are in
+tests/integration/test_outbox_status_providers.py, on the same World."""
 
 from __future__ import annotations
 

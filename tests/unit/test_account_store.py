@@ -1,0 +1,497 @@
+"""AccountStore's conditional writers against the template's accounts table on moto: what each
+write stores, when its condition refuses it (and what it answers then), and what it leaves alone.
+The sync fields (`queued_at`, `reconcile_queued_at`, `last_push_at`) each have their own writer;
+the account's poll index entry (`pollable`) follows the sync verdicts; credentials are swapped
+under their own version; uniqueness and push lookup items live and die with the account."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from local.resources import create_table
+from local.template import load_template
+from mailbridge import aws
+from mailbridge.crypto import Envelope
+from mailbridge.errors import Conflict, NotFound
+from mailbridge.models.account import (
+    Account,
+    FolderState,
+    OAuthGrant,
+    PublicServerSettings,
+    SyncStage,
+    SyncState,
+    sortable_utc,
+)
+from mailbridge.providers.imap.settings import Security
+from mailbridge.store.accounts import AccountStore, account_sk
+from mailbridge.store.keys import digest
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = load_template([ROOT / "template.yaml"])
+T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+MISSING = "acc_" + "0" * 20
+
+
+def sealed(tag: str) -> Envelope:
+    """An envelope as the store keeps it (the store never opens one)."""
+    return Envelope(encrypted_key=f"key-{tag}", nonce=f"nonce-{tag}", ciphertext=f"ct-{tag}")
+
+
+@pytest.fixture(scope="module")
+def store() -> Iterator[AccountStore]:
+    with mock_aws():
+        aws.reset_clients()
+        key_id = boto3.client("kms", region_name="us-east-1").create_key()["KeyMetadata"]["KeyId"]
+        TEMPLATE.physical_ids["DataKey"] = key_id
+        table = create_table(boto3.client("dynamodb", region_name="us-east-1"), TEMPLATE, "AccountsTable")
+        yield AccountStore(table)
+        aws.reset_clients()
+
+
+@dataclass
+class Tenant:
+    store: AccountStore
+    tenant_id: str
+
+    def imap(self, address: str = "alice@example.com", username: str = "alice") -> Account:
+        """A new IMAP account written to the store; returns it as stored."""
+        account = Account(
+            account_id="acc_" + uuid.uuid4().hex[:20],
+            tenant_id=self.tenant_id,
+            provider="imap",
+            address=address,
+            imap=PublicServerSettings(
+                host="imap.example.com", port=993, security=Security.SSL, username=username
+            ),
+            created_at=T0,
+            created_by="seed",
+        )
+        self.store.create_account(account, sealed("first"))
+        return self.store.get_account(self.tenant_id, account.account_id)
+
+    def gmail(self, address: str = "ada@example.com") -> Account:
+        account = Account(
+            account_id="acc_" + uuid.uuid4().hex[:20],
+            tenant_id=self.tenant_id,
+            provider="gmail",
+            address=address,
+            oauth=OAuthGrant(scopes=["gmail.modify"]),
+            created_at=T0,
+            created_by="seed",
+        )
+        self.store.create_account(account, sealed("first"))
+        return self.store.get_account(self.tenant_id, account.account_id)
+
+    def sync(self, account_id: str) -> SyncState:
+        return self.store.get_account(self.tenant_id, account_id).sync
+
+    def raw_sync(self, account_id: str) -> dict[str, Any]:
+        """The stored `account.sync` map as it is in the table."""
+        item = self.store.get(f"TENANT#{self.tenant_id}", account_sk(account_id), consistent=True)
+        assert item is not None
+        return dict(item["account"]["sync"])
+
+    def polled(self, provider: str = "imap") -> set[str]:
+        return {a for t, a in self.store.pollable(provider) if t == self.tenant_id}
+
+
+@pytest.fixture
+def tenant(store: AccountStore) -> Tenant:
+    return Tenant(store, "t" + uuid.uuid4().hex[:12])
+
+
+# ------------------------------------------------------------------------------ queued_at
+
+
+def test_a_queued_sync_is_shown_until_the_sync_it_queued_starts(tenant: Tenant) -> None:
+    # Given an account
+    account_id = tenant.imap().account_id
+    # When a sync is queued at T0+1 min
+    assert tenant.store.mark_sync_queued(tenant.tenant_id, account_id, T0 + timedelta(minutes=1))
+    # Then it is shown queued, at that time
+    assert tenant.raw_sync(account_id)["queued_at"] == sortable_utc(T0 + timedelta(minutes=1))
+    # When a sync requested earlier starts, the later request stays shown
+    tenant.store.clear_sync_queued(tenant.tenant_id, account_id, T0)
+    assert tenant.sync(account_id).queued_at == T0 + timedelta(minutes=1)
+    # When the sync requested at that very time starts, it is cleared
+    tenant.store.clear_sync_queued(tenant.tenant_id, account_id, T0 + timedelta(minutes=1))
+    assert tenant.raw_sync(account_id)["queued_at"] is None
+
+
+def test_a_sync_queued_for_a_gone_account_says_so_and_writes_nothing(tenant: Tenant) -> None:
+    assert tenant.store.mark_sync_queued(tenant.tenant_id, MISSING, T0) is False
+    tenant.store.clear_sync_queued(tenant.tenant_id, MISSING, T0)  # nothing to clear: no error
+    with pytest.raises(NotFound):
+        tenant.store.get_account(tenant.tenant_id, MISSING)
+
+
+# ------------------------------------------------------------------------------ reconcile_queued_at
+
+
+def test_a_queued_reconcile_holds_new_ones_until_it_finishes_or_goes_stale(tenant: Tenant) -> None:
+    # Given an account with no reconcile queued
+    account_id = tenant.imap().account_id
+    store, t = tenant.store, tenant.tenant_id
+    # When one is queued at T0
+    assert store.mark_reconcile_queued(t, account_id, T0, stale_before=T0 - timedelta(hours=1))
+    assert tenant.raw_sync(account_id)["reconcile_queued_at"] == sortable_utc(T0)
+    # Then another requested while it is fresh is refused, and the first stands
+    assert not store.mark_reconcile_queued(t, account_id, T0 + timedelta(minutes=5), stale_before=T0)
+    assert not store.mark_reconcile_queued(
+        t, account_id, T0 + timedelta(minutes=5), stale_before=T0 - timedelta(seconds=1)
+    )
+    assert tenant.sync(account_id).reconcile_queued_at == T0
+    # When the first is older than the staleness bound (its record lost), a new one replaces it
+    later = T0 + timedelta(hours=2)
+    assert store.mark_reconcile_queued(t, account_id, later, stale_before=T0 + timedelta(seconds=1))
+    assert tenant.sync(account_id).reconcile_queued_at == later
+    # When it finishes, it is cleared, and a new one may be queued at once
+    store.clear_reconcile_queued(t, account_id)
+    assert tenant.raw_sync(account_id)["reconcile_queued_at"] is None
+    assert store.mark_reconcile_queued(t, account_id, later, stale_before=T0)
+    assert tenant.sync(account_id).reconcile_queued_at == later
+
+
+def test_a_reconcile_is_queued_on_an_account_stored_before_the_field_existed(tenant: Tenant) -> None:
+    # Given an account item whose sync map has no reconcile_queued_at (written before the field)
+    account_id = tenant.imap().account_id
+    tenant.store.table.update_item(
+        Key={"pk": f"TENANT#{tenant.tenant_id}", "sk": account_sk(account_id)},
+        UpdateExpression="REMOVE #a.#s.#f, #a.#s.#p",
+        ExpressionAttributeNames={
+            "#a": "account",
+            "#s": "sync",
+            "#f": "reconcile_queued_at",
+            "#p": "last_push_at",
+        },
+    )
+    # When a reconcile is queued and a push noted / Then both are written
+    assert tenant.store.mark_reconcile_queued(tenant.tenant_id, account_id, T0, stale_before=T0)
+    tenant.store.note_push(tenant.tenant_id, account_id, T0)
+    assert (tenant.sync(account_id).reconcile_queued_at, tenant.sync(account_id).last_push_at) == (T0, T0)
+
+
+def test_a_reconcile_of_a_gone_account_is_not_queued(tenant: Tenant) -> None:
+    assert tenant.store.mark_reconcile_queued(tenant.tenant_id, MISSING, T0, stale_before=T0) is False
+    tenant.store.clear_reconcile_queued(tenant.tenant_id, MISSING)  # nothing to clear: no error
+    with pytest.raises(NotFound):
+        tenant.store.get_account(tenant.tenant_id, MISSING)
+
+
+# ------------------------------------------------------------------------------ last_push_at
+
+
+def test_the_last_push_time_only_moves_forward(tenant: Tenant) -> None:
+    # Given an account that never had a push
+    account_id = tenant.gmail().account_id
+    store, t = tenant.store, tenant.tenant_id
+    # When pushes arrive at T0, then T0+1 s, then a late one of T0-1 s and a repeat of T0+1 s
+    store.note_push(t, account_id, T0)
+    assert tenant.raw_sync(account_id)["last_push_at"] == sortable_utc(T0)
+    store.note_push(t, account_id, T0 + timedelta(seconds=1))
+    store.note_push(t, account_id, T0 - timedelta(seconds=1))
+    # Then the latest is kept
+    assert tenant.sync(account_id).last_push_at == T0 + timedelta(seconds=1)
+    # And a repeat of the same time keeps it too
+    store.note_push(t, account_id, T0 + timedelta(seconds=1))
+    assert tenant.sync(account_id).last_push_at == T0 + timedelta(seconds=1)
+    # And a push for a gone account writes nothing and raises nothing
+    store.note_push(t, MISSING, T0)
+    with pytest.raises(NotFound):
+        store.get_account(t, MISSING)
+
+
+# ------------------------------------------------------------------------------ set_sync_state
+
+
+def test_the_sync_state_is_written_but_the_fields_with_their_own_writers_are_left_alone(
+    tenant: Tenant,
+) -> None:
+    # Given an account with a queued sync, a queued reconcile and a push noted
+    account_id = tenant.imap().account_id
+    store, t = tenant.store, tenant.tenant_id
+    store.mark_sync_queued(t, account_id, T0)
+    store.mark_reconcile_queued(t, account_id, T0, stale_before=T0)
+    store.note_push(t, account_id, T0)
+    # When a sync finishes and writes its state (with those fields unset)
+    store.set_sync_state(
+        t, account_id, SyncState(stage=SyncStage.IDLE, last_success_at=T0 + timedelta(minutes=3))
+    )
+    # Then the state is written and the three are as their writers left them
+    state = tenant.sync(account_id)
+    assert (state.stage, state.last_success_at) == (SyncStage.IDLE, T0 + timedelta(minutes=3))
+    assert (state.queued_at, state.reconcile_queued_at, state.last_push_at) == (T0, T0, T0)
+
+
+def test_a_credentials_failure_leaves_the_poll_and_a_recovery_with_its_provider_rejoins_it(
+    tenant: Tenant,
+) -> None:
+    # Given a polled account
+    account_id = tenant.imap().account_id
+    store, t = tenant.store, tenant.tenant_id
+    assert tenant.polled() == {account_id}
+    # When its sync fails on its credentials (not pollable)
+    failed = SyncState(stage=SyncStage.FAILED, reason="auth_failed", last_error="login refused")
+    store.set_sync_state(t, account_id, failed, pollable=False, provider="imap")
+    # Then it is failed and out of the poll
+    assert (tenant.sync(account_id).stage, tenant.sync(account_id).reason) == (
+        SyncStage.FAILED,
+        "auth_failed",
+    )
+    assert tenant.polled() == set()
+    # When a state is written as pollable but without the provider, it stays out
+    store.set_sync_state(t, account_id, SyncState(stage=SyncStage.SYNCING))
+    assert tenant.polled() == set()
+    # When a sync recovers it, naming its provider, it is polled again
+    store.set_sync_state(t, account_id, SyncState(stage=SyncStage.IDLE), provider="imap")
+    assert tenant.polled() == {account_id}
+    assert tenant.sync(account_id).stage == SyncStage.IDLE
+
+
+def test_the_sync_state_of_a_gone_account_is_not_found(tenant: Tenant) -> None:
+    with pytest.raises(NotFound) as raised:
+        tenant.store.set_sync_state(
+            tenant.tenant_id, MISSING, SyncState(stage=SyncStage.IDLE), provider="imap"
+        )
+    assert (raised.value.code, raised.value.message) == ("account_not_found", "no such account")
+    with pytest.raises(NotFound):
+        tenant.store.get_account(tenant.tenant_id, MISSING)
+
+
+def test_make_pollable_puts_an_account_back_in_its_providers_poll(tenant: Tenant) -> None:
+    account_id = tenant.imap().account_id
+    tenant.store.set_sync_state(
+        tenant.tenant_id, account_id, SyncState(stage=SyncStage.FAILED), pollable=False
+    )
+    assert tenant.polled() == set()
+    tenant.store.make_pollable(tenant.tenant_id, account_id, "imap")
+    assert tenant.polled() == {account_id}
+
+
+# ------------------------------------------------------------------------------ reauth
+
+
+def test_reauth_required_is_marked_once_and_takes_the_account_out_of_the_poll(tenant: Tenant) -> None:
+    # Given a polled Gmail account
+    account_id = tenant.gmail().account_id
+    store, t = tenant.store, tenant.tenant_id
+    assert tenant.polled("gmail") == {account_id}
+    # When its grant is found revoked, twice
+    first = store.mark_reauth_required(t, account_id, T0, "the grant was revoked")
+    second = store.mark_reauth_required(t, account_id, T0 + timedelta(seconds=1), "again")
+    # Then only the first call made the change (its event goes out once)
+    assert (first, second) == (True, False)
+    state = tenant.sync(account_id)
+    assert (state.stage, state.reason, state.last_error, state.last_error_at) == (
+        SyncStage.FAILED,
+        "reauth_required",
+        "the grant was revoked",
+        T0,
+    )
+    assert tenant.polled("gmail") == set()
+    # And a gone account is not marked
+    assert store.mark_reauth_required(t, MISSING, T0, "x") is False
+
+
+# ------------------------------------------------------------------------------ credentials
+
+
+def test_credentials_are_swapped_only_against_the_version_read(tenant: Tenant) -> None:
+    # Given an account whose credentials were never rewritten (version 0)
+    account_id = tenant.gmail().account_id
+    store, t = tenant.store, tenant.tenant_id
+    assert store.get_versioned_credentials(t, account_id) == (sealed("first"), 0)
+    # When two writers both read version 0 and swap
+    assert store.swap_credentials(t, account_id, sealed("a"), 0) is True
+    assert store.swap_credentials(t, account_id, sealed("b"), 0) is False
+    # Then the first one's credentials are kept, at version 1
+    assert store.get_versioned_credentials(t, account_id) == (sealed("a"), 1)
+    # And a swap against version 1 goes through (version 2); a stale one against 1 does not
+    assert store.swap_credentials(t, account_id, sealed("c"), 1) is True
+    assert store.swap_credentials(t, account_id, sealed("d"), 1) is False
+    assert store.get_versioned_credentials(t, account_id) == (sealed("c"), 2)
+    assert store.get_credentials(t, account_id) == sealed("c")
+
+
+def test_replacing_credentials_raises_their_version(tenant: Tenant) -> None:
+    account_id = tenant.gmail().account_id
+    store, t = tenant.store, tenant.tenant_id
+    store.replace_credentials(t, account_id, sealed("r1"))
+    assert store.get_versioned_credentials(t, account_id) == (sealed("r1"), 1)
+    store.replace_credentials(t, account_id, sealed("r2"))
+    assert store.get_versioned_credentials(t, account_id) == (sealed("r2"), 2)
+    # And the account's own version is untouched
+    assert store.get_account(t, account_id).version == 1
+
+
+def test_credentials_of_a_gone_account_are_not_found(tenant: Tenant) -> None:
+    store, t = tenant.store, tenant.tenant_id
+    for write in (
+        lambda: store.swap_credentials(t, MISSING, sealed("x"), 0),
+        lambda: store.swap_credentials(t, MISSING, sealed("x"), 3),
+        lambda: store.replace_credentials(t, MISSING, sealed("x")),
+        lambda: store.get_versioned_credentials(t, MISSING),
+    ):
+        with pytest.raises(NotFound) as raised:
+            write()
+        assert raised.value.code == "account_not_found"
+
+
+# ------------------------------------------------------------------------------ create, update, delete
+
+
+def test_one_address_and_one_imap_login_make_one_account_per_tenant(tenant: Tenant) -> None:
+    # Given an account of alice@example.com logging in as "alice"
+    first = tenant.imap()
+    store, t = tenant.store, tenant.tenant_id
+    # When another names the same address (in other case) / Then address taken
+    with pytest.raises(Conflict) as address:
+        tenant.imap(address="Alice@Example.com", username="other")
+    assert (address.value.code, address.value.details) == ("account_exists", {"field": "address"})
+    # When another uses the same login under another address / Then login taken
+    with pytest.raises(Conflict) as login:
+        tenant.imap(address="bob@example.com", username="alice")
+    assert (login.value.code, login.value.details) == ("account_exists", {"field": "login"})
+    # And the early check answers the same, each on its own
+    with pytest.raises(Conflict) as early:
+        store.check_unique(t, "ALICE@example.com", "imap.other.example", "nobody")
+    assert early.value.details == {"field": "address"}
+    with pytest.raises(Conflict) as early_login:
+        store.check_unique(t, "carol@example.com", "IMAP.example.com.", "alice")
+    assert early_login.value.details == {"field": "login"}
+    store.check_unique(t, "carol@example.com", "imap.example.com", "Alice")  # user names are exact
+    # And only the first account exists
+    assert [a.account_id for a in store.list_accounts(t, cursor=None, limit=10)[0]] == [first.account_id]
+
+
+def test_the_uniqueness_and_push_items_are_stored_under_their_documented_keys(tenant: Tenant) -> None:
+    # Given an IMAP account and a Gmail account (keys as the module docstring documents them:
+    # they must stay the same across deploys, or a stored account would stop holding its address)
+    imap = tenant.imap(address="Alice@Example.com", username="Alice")
+    gmail = tenant.gmail(address="Ada@Example.com")
+    pk = f"TENANT#{tenant.tenant_id}"
+    # Then the address (lower-cased) and the login (host lower-cased, NUL, user name) name the account
+    for sk in ("UNIQUE#ADDRESS#alice@example.com", "UNIQUE#LOGIN#" + digest("imap.example.com\x00Alice")):
+        assert tenant.store.get(pk, sk, consistent=True) == {
+            "pk": pk,
+            "sk": sk,
+            "account_id": imap.account_id,
+        }
+    # And the Gmail mailbox has its address item and its cross-tenant push lookup, no login
+    assert tenant.store.get(pk, "UNIQUE#ADDRESS#ada@example.com", consistent=True) is not None
+    push = tenant.store.get(
+        "PUSH#gmail#ada@example.com", f"TENANT#{tenant.tenant_id}#ACCOUNT#{gmail.account_id}"
+    )
+    assert push == {
+        "pk": "PUSH#gmail#ada@example.com",
+        "sk": f"TENANT#{tenant.tenant_id}#ACCOUNT#{gmail.account_id}",
+        "tenant_id": tenant.tenant_id,
+        "account_id": gmail.account_id,
+    }
+
+
+def test_the_same_account_is_not_created_twice(tenant: Tenant) -> None:
+    # Given a stored account / When it is created again / Then the account's own write refuses it
+    account = tenant.imap()
+    with pytest.raises(Conflict) as raised:
+        tenant.store.create_account(account, sealed("again"))
+    assert (raised.value.code, raised.value.message) == ("already_exists", "the account exists")
+    assert tenant.store.get_credentials(tenant.tenant_id, account.account_id) == sealed("first")
+
+
+def test_deleting_an_account_never_deletes_an_item_another_account_holds(tenant: Tenant) -> None:
+    # Given an account whose address item is held by another account (written over by hand)
+    account = tenant.imap()
+    pk, sk = f"TENANT#{tenant.tenant_id}", "UNIQUE#ADDRESS#alice@example.com"
+    tenant.store.table.put_item(Item={"pk": pk, "sk": sk, "account_id": "acc_other"})
+    # When the account is deleted
+    tenant.store.delete_account(tenant.tenant_id, account.account_id)
+    # Then the other's item is kept, and the account's own login item is gone
+    assert tenant.store.get(pk, sk, consistent=True) == {"pk": pk, "sk": sk, "account_id": "acc_other"}
+    tenant.store.check_unique(tenant.tenant_id, "bob@example.com", "imap.example.com", "alice")
+
+
+def test_deleting_an_account_frees_its_address_and_login_and_forgets_its_folders(tenant: Tenant) -> None:
+    # Given an account with a folder state
+    account = tenant.imap()
+    store, t = tenant.store, tenant.tenant_id
+    store.save_folder_state(t, account.account_id, FolderState(name="INBOX", uidvalidity=7, last_uid=3))
+    # When it is deleted
+    store.delete_account(t, account.account_id)
+    # Then it is gone, its folder state too, and its address and login may be connected again
+    with pytest.raises(NotFound):
+        store.get_account(t, account.account_id)
+    assert store.folder_states(t, account.account_id) == []
+    store.check_unique(t, "alice@example.com", "imap.example.com", "alice")
+    again = tenant.imap()
+    assert store.get_account(t, again.account_id).address == "alice@example.com"
+    # And deleting a gone account is not found
+    with pytest.raises(NotFound) as raised:
+        store.delete_account(t, account.account_id)
+    assert raised.value.code == "account_not_found"
+
+
+def test_an_oauth_mailbox_is_found_by_its_address_until_deleted(tenant: Tenant, store: AccountStore) -> None:
+    # Given the same Gmail mailbox connected in two tenants
+    other = Tenant(store, "t" + uuid.uuid4().hex[:12])
+    mine, theirs = tenant.gmail("Ada.Push@example.com"), other.gmail("ada.push@example.com")
+    # Then a push naming the address (any case) finds both
+    assert sorted(store.accounts_for_address("gmail", "ADA.PUSH@example.com")) == sorted(
+        [(tenant.tenant_id, mine.account_id), (other.tenant_id, theirs.account_id)]
+    )
+    assert store.accounts_for_address("graph", "ada.push@example.com") == []
+    # When one is deleted / Then only the other is found
+    store.delete_account(tenant.tenant_id, mine.account_id)
+    assert store.accounts_for_address("gmail", "ada.push@example.com") == [
+        (other.tenant_id, theirs.account_id)
+    ]
+
+
+def test_an_account_update_needs_the_version_read(tenant: Tenant) -> None:
+    # Given an account at version 1
+    account = tenant.imap()
+    store, t = tenant.store, tenant.tenant_id
+    # When its display name is written against version 1
+    changed = store.update_account(
+        account.model_copy(update={"display_name": "Alice L."}), fields=["display_name"], expected_version=1
+    )
+    # Then it is stored, at version 2, the credentials untouched
+    assert (changed.display_name, changed.version) == ("Alice L.", 2)
+    assert store.get_versioned_credentials(t, account.account_id) == (sealed("first"), 0)
+    # When a writer still holding version 1 writes / Then a conflict, nothing written
+    with pytest.raises(Conflict) as raised:
+        store.update_account(
+            account.model_copy(update={"display_name": "Stale"}), fields=["display_name"], expected_version=1
+        )
+    assert raised.value.code == "version_conflict"
+    assert store.get_account(t, account.account_id).display_name == "Alice L."
+    # When new credentials come with a change / Then they are stored and their version raised
+    store.update_account(changed, fields=[], expected_version=2, credentials=sealed("new"))
+    assert store.get_versioned_credentials(t, account.account_id) == (sealed("new"), 1)
+    assert store.get_account(t, account.account_id).version == 3
+    # And an update of a gone account is not found
+    store.delete_account(t, account.account_id)
+    with pytest.raises(NotFound):
+        store.update_account(changed, fields=["display_name"], expected_version=3)
+
+
+# ------------------------------------------------------------------------------ contacts cursor
+
+
+def test_the_contacts_sync_token_is_kept_per_account(tenant: Tenant) -> None:
+    account_id = tenant.gmail().account_id
+    store, t = tenant.store, tenant.tenant_id
+    assert store.contacts_sync_token(t, account_id) is None
+    store.save_contacts_sync_token(t, account_id, "tok-1")
+    assert store.contacts_sync_token(t, account_id) == "tok-1"
+    store.save_contacts_sync_token(t, account_id, None)
+    assert store.contacts_sync_token(t, account_id) is None
