@@ -61,7 +61,7 @@ from mailbridge.errors import NotFound, ProviderAuthError
 from mailbridge.models.account import Account, calendar_access
 from mailbridge.observability import logger
 from mailbridge.providers.calendar_errors import EtagMismatch, ProviderEventGone
-from mailbridge.providers.google_calendar.client import GoogleCalendarClient, SyncTokenExpired
+from mailbridge.providers.google_calendar.client import EventExists, GoogleCalendarClient, SyncTokenExpired
 from mailbridge.providers.google_calendar.models import GoogleEvent
 from mailbridge.providers.graph.calendar import DeltaReset, GraphCalendarClient, GraphEvent, window
 from mailbridge.queues import SyncQueue
@@ -463,8 +463,21 @@ def google_writer(client: GoogleCalendarClient) -> Writer:
         patch=lambda pid, body, etag: written(client.patch_event(pid, dict(body), etag)),
         read=lambda pid: written(client.get_event(pid)),
         delete=client.delete_event,
-        insert=lambda uid, body: written(client.insert_event({**body, "iCalUID": uid})),
+        insert=lambda uid, body: written(_insert_google(client, uid, body)),
     )
+
+
+def _insert_google(client: GoogleCalendarClient, uid: str, body: dict[str, object]) -> GoogleEvent:
+    """`events.insert` with our UID as `iCalUID`; a 409 `duplicate` means an earlier insert of
+    this event succeeded and its link was not stored (the message is being retried): the event
+    found by `events.list?iCalUID=` is the one to link (EventExists again when none is live)."""
+    try:
+        return client.insert_event({**body, "iCalUID": uid})
+    except EventExists:
+        found = client.find_by_ical_uid(uid)
+        if found is None:
+            raise
+        return found
 
 
 def graph_writer(client: GraphCalendarClient) -> Writer:
@@ -527,7 +540,8 @@ def push(message: PushCalendar, writer: Writer, deps: CalendarDeps) -> str:
     An event created here (`provider_id` None) is created at the provider (Google
     `events.insert` with our UID as `iCalUID`), its id and etag stored as a link, so the next pull
     recognises it as an echo instead of importing a duplicate; when a link exists already (a
-    repeated message) it is patched instead.
+    repeated message) it is patched instead. When the insert succeeded but the link write did
+    not, the retried insert gets 409 `duplicate` and the event found by its `iCalUID` is linked.
 
     Returns `created`, `patched`, `deleted`, `provider_newer`, `gone`, `event_gone` or
     `unsupported` (a create for a provider without one)."""
