@@ -454,3 +454,36 @@ def test_an_event_created_here_is_created_in_outlook_and_its_remote_edit_updates
     assert kept is not None
     assert (kept.event_id, kept.title) == (created["event_id"], "Kick-off (Outlook)")
     assert stored(theirs["iCalUId"]) is None
+
+
+def test_an_edit_of_one_pulled_occurrence_is_pushed_to_that_occurrence_only(graph_stack: GraphStack) -> None:
+    ms = graph_stack.ms
+    # Given a pulled weekly series of three occurrences (each its own event here)
+    account = connect(graph_stack)
+    master, occurrences = ms.put_series(USER, meeting(graph_stack, "Weekly sync", 2), 3)
+    graph_stack.sync_messages()
+    assert pull(graph_stack, account).imported == 3
+    second = stored(occurrences[1]["iCalUId"])
+    assert second is not None
+    calendar_deps.cache_clear()
+    calendar_store.cache_clear()
+
+    # When a member renames the second occurrence through the API and the push runs
+    answer = api_put(graph_stack, second, title="Weekly sync (moved room)")
+    assert answer["statusCode"] == 200, answer
+    pushes = [m for m in graph_stack.sync_messages() if m["kind"] == "push_calendar"]
+    assert run_sync(graph_stack, pushes) == {"batchItemFailures": []}
+
+    # Then exactly that occurrence is patched in Outlook (it becomes an exception of the series),
+    # the others keep their subject
+    assert ms.calendars.calls == [("PATCH", occurrences[1]["id"], occurrences[1]["@odata.etag"])]
+    after = [ms.event(USER, o["id"]) for o in occurrences]
+    assert [(e["subject"], e["type"], e["seriesMasterId"]) for e in after] == [
+        ("Weekly sync", "occurrence", master),
+        ("Weekly sync (moved room)", "exception", master),
+        ("Weekly sync", "occurrence", master),
+    ]
+
+    # And the next pull sees its own change as an echo
+    report = pull(graph_stack, account)
+    assert (report.echoes, report.updated, report.imported) == (1, 0, 0)
