@@ -5,7 +5,9 @@ Sources [D]: developers.google.com/calendar/api/v3/reference/events (the Event r
 list/insert/patch/delete methods) and developers.google.com/calendar/api/guides/sync
 ("Synchronize resources efficiently"):
 - `events.list`: `maxResults` default 250, at most 2500; `nextPageToken` while pages follow;
-  `nextSyncToken` only on the last page; with `syncToken`, `timeMin`/`timeMax`/`q`/`updatedMin`/
+  `nextSyncToken` only on the last page; `iCalUID` lists only the events with that iCalendar
+  UID ("Specifies an event ID in the iCalendar format to be provided in the response"); with
+  `syncToken`, `timeMin`/`timeMax`/`q`/`updatedMin`/
   `orderBy`/`iCalUID` are refused (400) and deleted events are always returned, as
   `status: cancelled`; a sync token the server no longer accepts answers 410 GONE, reason
   `fullSyncRequired` ("Sync token is no longer valid, a full sync is required.");
@@ -15,7 +17,9 @@ list/insert/patch/delete methods) and developers.google.com/calendar/api/guides/
 - a deleted event keeps only `kind`, `etag`, `id`, `status`; a cancelled occurrence only `id`,
   `recurringEventId`, `originalStartTime`, `status` (the guaranteed fields of a cancelled event);
 - `etag` is a quoted number that changes on every write; `If-Match` with another etag answers
-  412 `conditionNotMet`; deleting a deleted event answers 410 `deleted`; an unknown id 404.
+  412 `conditionNotMet`; deleting a deleted event answers 410 `deleted`; an unknown id 404;
+- `events.insert` with the `iCalUID` of a live event answers 409 `duplicate` ("The requested
+  identifier already exists.").
 Values (ids, tokens) are made up.
 """
 
@@ -185,8 +189,8 @@ class Calendars:
         if single:
             raise bad_request("singleEvents=true is not served by this double.", location="singleEvents")
         show_deleted = one("showDeleted") == "true"
-        sync_token, page_token = one("syncToken"), one("pageToken")
-        fingerprint = repr((size, show_deleted))
+        sync_token, page_token, ical_uid = one("syncToken"), one("pageToken"), one("iCalUID")
+        fingerprint = repr((size, show_deleted, ical_uid))
         if page_token:
             page = self._page_tokens.get(page_token)
             if page is None or page.owner != owner.lower() or page.fingerprint != fingerprint:
@@ -204,7 +208,9 @@ class Calendars:
                     raise full_sync_required()
                 position = held[1]
             page = _Page(owner.lower(), fingerprint, 0, self._sequence, position)
-        events = self.book(owner).events.values()
+        events = [
+            e for e in self.book(owner).events.values() if ical_uid in (None, e.resource.get("iCalUID"))
+        ]
         if page.position is None:
             chosen = [e for e in events if e.changed <= page.horizon and (show_deleted or not e.deleted)]
         else:

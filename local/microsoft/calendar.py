@@ -10,6 +10,8 @@ api/event-update, api/event-delete, resources/event, resources/datetimetimezone]
   dateTimeTimeZone (returned in UTC: no `Prefer: outlook.timezone` here), `originalStartTimeZone`,
   `isAllDay`, `isCancelled`, `subject`, `body`, `location`, `organizer`, `attendees` with
   `status.response`, `lastModifiedDateTime`, `changeKey` and `@odata.etag` (`W/"<changeKey>"`);
+* `POST /me/events` creates a single event organized by the mailbox owner, with an `id` and
+  `iCalUId` Graph assigns [D: api/user-post-events];
 * `PATCH /me/events/{id}` and `DELETE` take `If-Match`; a stale one answers 412
   ErrorIrresolvableConflict [R: Exchange's answer when the change key does not match]; editing
   an occurrence makes it an `exception`; an unknown id answers 404 ErrorItemNotFound.
@@ -205,6 +207,16 @@ class Calendars:
         event = self.book(address).events.get(event_id)
         if event is None:
             raise item_not_found()
+        return event
+
+    def create(self, address: str, body: dict[str, Any]) -> CalendarEvent:
+        """`POST /me/events`: a single event in the default calendar, organized by its owner;
+        Graph assigns `id` and `iCalUId` (one sent is ignored). No start or end: 400."""
+        if not isinstance(body.get("start"), dict) or not isinstance(body.get("end"), dict):
+            raise GraphError(400, "ErrorInvalidRequest", "Start and end are required.")
+        organizer = {"emailAddress": {"address": address}}
+        event = self.put(address, {**body, "organizer": organizer})
+        self.calls.append(("POST", event.id, None))
         return event
 
     def update(

@@ -120,6 +120,7 @@ class GraphApi:
             _mail_route("GET", "/contacts/delta", self.contacts_delta, READ_CONTACTS),
             _mail_route("GET", "/contacts/{id}", self.get_contact, READ_CONTACTS),
             _mail_route("GET", "/calendarView/delta", self.calendar_delta, READ_CALENDAR),
+            _mail_route("POST", "/events", self.create_event, WRITE_CALENDAR),
             _mail_route("GET", "/events/{id}", self.get_event, READ_CALENDAR),
             _mail_route("PATCH", "/events/{id}", self.update_event, WRITE_CALENDAR),
             _mail_route("DELETE", "/events/{id}", self.delete_event, WRITE_CALENDAR),
@@ -559,6 +560,14 @@ class GraphApi:
     def get_event(self, g: GraphCall) -> Response:
         calendars = self.double.calendars
         return Response.json(200, calendars.render(calendars.find(g.owner.address, g.params["id"])))
+
+    def create_event(self, g: GraphCall) -> Response:
+        body = _json_body(g.call)
+        if not isinstance(body, dict):
+            raise bad_request(INVALID_JSON, "BadRequest")
+        calendars = self.double.calendars
+        event = calendars.create(g.owner.address, body)
+        return Response.json(201, calendars.render(event))
 
     def update_event(self, g: GraphCall) -> Response:
         body = _json_body(g.call)

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from mailbridge.calendar import expand
 from mailbridge.calendar.models import Event
@@ -19,6 +20,7 @@ from mailbridge.config import get_settings
 from mailbridge.models.account import Account
 from mailbridge.oauth.tokens import token_source
 from mailbridge.providers.google_calendar.client import GoogleCalendarClient, SyncTokenExpired
+from mailbridge.store.calendar import CalendarStore
 from mailbridge.sync.messages import PushCalendar
 from tests.events import load_event
 from tests.integration.gmail_harness import TENANT, USER, GmailStack
@@ -495,6 +497,55 @@ def test_an_event_created_here_is_inserted_in_the_organizers_google_calendar_onc
     kept = stored(created["uid"])
     assert kept is not None
     assert kept.event_id == created["event_id"]
+
+
+def test_a_retried_insert_after_a_lost_link_write_links_the_event_google_holds(
+    gmail_stack: GmailStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    google = gmail_stack.google.calendars
+    # Given a connected Gmail account with the calendar granted, and a link write that fails once
+    # (the events.insert before it succeeded), and another event in that calendar
+    account = connect(gmail_stack)
+    other = google.put(
+        USER, {"summary": "Other", "start": timed("2026-10-13T09:00:00"), "end": timed("2026-10-13T10:00:00")}
+    )
+    gmail_stack.sync_messages()
+    calendar_deps.cache_clear()
+    calendar_store.cache_clear()
+    real_save = CalendarStore.save_provider_link
+    failures = [RuntimeError("DynamoDB write lost")]
+
+    def failing_once(self: CalendarStore, *args: Any, **kwargs: Any) -> None:
+        if failures:
+            raise failures.pop()
+        real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(CalendarStore, "save_provider_link", failing_once)
+    created = api_create(gmail_stack, USER)
+    pushes = [m for m in gmail_stack.sync_messages() if m["kind"] == "push_calendar"]
+    with pytest.raises(BatchProcessingError):  # the one record failed: SQS delivers it again
+        run_sync(gmail_stack, pushes)
+    (theirs,) = (e for e in google.live(USER).values() if e["id"] != other["id"])
+
+    # When the queue delivers the message again (Google answers its events.insert 409 duplicate)
+    retried = run_sync(gmail_stack, pushes)
+
+    # Then it succeeds, Google still holds the one event, and the event found by its iCalUID is
+    # linked: the next pull sees its own echo instead of importing it (only the other is new)
+    assert retried == {"batchItemFailures": []}
+    assert sorted(google.live(USER)) == sorted([other["id"], theirs["id"]])
+    report = pull(account)
+    assert (report.echoes, report.imported, report.updated) == (1, 1, 0)
+    kept = stored(created["uid"])
+    assert kept is not None
+    assert kept.event_id == created["event_id"]
+
+    # And a later change here patches that event (the link names it)
+    edited = api_put(gmail_stack, kept, title="Kick-off (moved)")
+    assert edited["statusCode"] == 200, edited
+    assert [m["provider_id"] for m in gmail_stack.sync_messages() if m["kind"] == "push_calendar"] == [
+        theirs["id"]
+    ]
 
 
 @pytest.mark.parametrize(

@@ -389,3 +389,101 @@ def test_a_412_is_decided_by_the_later_change(graph_stack: GraphStack) -> None:
         ("PATCH", True),
         ("PATCH", False),
     ]
+
+
+def api_create(gs: GraphStack, organizer: str) -> dict[str, Any]:
+    """POST /calendar/events through the api function as user-1 (who connected the harness's
+    account): a single event in three days organized by `organizer`."""
+    start = at(gs, 3)
+    body = {
+        "title": "Kick-off",
+        "start": {"date_time": start.isoformat(), "time_zone": "UTC"},
+        "end": {"date_time": (start + timedelta(hours=1)).isoformat(), "time_zone": "UTC"},
+        "organizer": {"address": organizer},
+        "attendees": [{"address": "carol@customer.example", "name": "Carol"}],
+    }
+    request = load_event(
+        "api/calendar-create-event.json", tenant=TENANT, role="member", sub="user-1", body=body
+    )
+    answer = gs.invoke("api", request)
+    assert answer["statusCode"] == 201, answer
+    created: dict[str, Any] = json.loads(answer["body"])
+    return created
+
+
+def test_an_event_created_here_is_created_in_outlook_and_its_remote_edit_updates_it(
+    graph_stack: GraphStack,
+) -> None:
+    ms = graph_stack.ms
+    # Given a connected Microsoft account with Calendars.ReadWrite granted, pulled once
+    account = connect(graph_stack)
+    graph_stack.sync_messages()
+    assert pull(graph_stack, account).imported == 0
+    calendar_deps.cache_clear()
+    calendar_store.cache_clear()
+
+    # When a member creates an event organized by that mailbox, and the sync function runs the
+    # push that queued
+    created = api_create(graph_stack, USER.upper())
+    pushes = [m for m in graph_stack.sync_messages() if m["kind"] == "push_calendar"]
+    assert [(m["account_id"], m["provider_id"], m["deleted"]) for m in pushes] == [
+        (account.account_id, None, False)
+    ]
+    assert run_sync(graph_stack, pushes) == {"batchItemFailures": []}
+
+    # Then Outlook holds it, created by one POST /me/events, under an iCalUId of its own
+    ((method, event_id, _),) = ms.calendars.calls
+    theirs = ms.event(USER, event_id)
+    assert (method, theirs["subject"], theirs["start"]) == (
+        "POST",
+        "Kick-off",
+        {"dateTime": at(graph_stack, 3).strftime("%Y-%m-%dT%H:%M:%S.0000000"), "timeZone": "UTC"},
+    )
+    assert theirs["iCalUId"] != created["uid"]
+
+    # And the next pull sees its echo
+    report = pull(graph_stack, account)
+    assert (report.echoes, report.imported, report.updated) == (1, 0, 0)
+
+    # And an edit made in Outlook updates our event (matched by the link, not the iCalUId):
+    # no second event is imported
+    ms.put_event(USER, {"subject": "Kick-off (Outlook)"}, event_id)
+    report = pull(graph_stack, account)
+    assert (report.imported, report.updated) == (0, 1)
+    kept = stored(created["uid"])
+    assert kept is not None
+    assert (kept.event_id, kept.title) == (created["event_id"], "Kick-off (Outlook)")
+    assert stored(theirs["iCalUId"]) is None
+
+
+def test_an_edit_of_one_pulled_occurrence_is_pushed_to_that_occurrence_only(graph_stack: GraphStack) -> None:
+    ms = graph_stack.ms
+    # Given a pulled weekly series of three occurrences (each its own event here)
+    account = connect(graph_stack)
+    master, occurrences = ms.put_series(USER, meeting(graph_stack, "Weekly sync", 2), 3)
+    graph_stack.sync_messages()
+    assert pull(graph_stack, account).imported == 3
+    second = stored(occurrences[1]["iCalUId"])
+    assert second is not None
+    calendar_deps.cache_clear()
+    calendar_store.cache_clear()
+
+    # When a member renames the second occurrence through the API and the push runs
+    answer = api_put(graph_stack, second, title="Weekly sync (moved room)")
+    assert answer["statusCode"] == 200, answer
+    pushes = [m for m in graph_stack.sync_messages() if m["kind"] == "push_calendar"]
+    assert run_sync(graph_stack, pushes) == {"batchItemFailures": []}
+
+    # Then exactly that occurrence is patched in Outlook (it becomes an exception of the series),
+    # the others keep their subject
+    assert ms.calendars.calls == [("PATCH", occurrences[1]["id"], occurrences[1]["@odata.etag"])]
+    after = [ms.event(USER, o["id"]) for o in occurrences]
+    assert [(e["subject"], e["type"], e["seriesMasterId"]) for e in after] == [
+        ("Weekly sync", "occurrence", master),
+        ("Weekly sync (moved room)", "exception", master),
+        ("Weekly sync", "occurrence", master),
+    ]
+
+    # And the next pull sees its own change as an echo
+    report = pull(graph_stack, account)
+    assert (report.echoes, report.updated, report.imported) == (1, 0, 0)

@@ -30,9 +30,10 @@ event is queued (`PushCalendar`) and sent with `events.patch` / `events.delete` 
 the etag Google answers is stored, so the next pull skips it as an echo. Conflicts: last writer
 by time (our change's time against Google's `updated`), see `push_google`. An event created
 through `POST /calendar/events` goes to its organizer's calendar account (`wiring.calendar_account`:
-the creator's own Gmail account at the organizer's address, calendar granted, flag on; else it
-stays local) by `events.insert` with our UID. A PUT changing the overrides (one occurrence) of
-a provider's event is refused (422 `provider_override_unsupported`): instances are not pushed.
+the creator's own Gmail or Microsoft account at the organizer's address, calendar granted, flag
+on; else it stays local) by `events.insert` with our UID, or Graph `POST /me/events`. A PUT
+changing the overrides (one occurrence) of a provider's event is refused (422
+`provider_override_unsupported`): instances are not pushed.
 
 Runs only for an account whose grant holds `calendar.events` (`models.account.calendar_access`)
 while the tenant's `calendar` flag is on; otherwise the report says why and nothing is read.
@@ -61,7 +62,7 @@ from mailbridge.errors import NotFound, ProviderAuthError
 from mailbridge.models.account import Account, calendar_access
 from mailbridge.observability import logger
 from mailbridge.providers.calendar_errors import EtagMismatch, ProviderEventGone
-from mailbridge.providers.google_calendar.client import GoogleCalendarClient, SyncTokenExpired
+from mailbridge.providers.google_calendar.client import EventExists, GoogleCalendarClient, SyncTokenExpired
 from mailbridge.providers.google_calendar.models import GoogleEvent
 from mailbridge.providers.graph.calendar import DeltaReset, GraphCalendarClient, GraphEvent, window
 from mailbridge.queues import SyncQueue
@@ -398,7 +399,8 @@ def _apply_graph(
         elif link is not None and item.etag is not None and link.etag == item.etag:
             report.echoes += 1
         else:
-            uid = item.ical_uid or (link.uid if link else f"{item.id}@outlook.graph")
+            # the stored link first: an event created here has our UID, Graph its own iCalUId
+            uid = (link.uid if link else None) or item.ical_uid or f"{item.id}@outlook.graph"
             members.append(graph.Member(item, uid))
     stored = _store(account, graph.parse(members), deps, report, source="microsoft")
     for member in members:
@@ -463,8 +465,21 @@ def google_writer(client: GoogleCalendarClient) -> Writer:
         patch=lambda pid, body, etag: written(client.patch_event(pid, dict(body), etag)),
         read=lambda pid: written(client.get_event(pid)),
         delete=client.delete_event,
-        insert=lambda uid, body: written(client.insert_event({**body, "iCalUID": uid})),
+        insert=lambda uid, body: written(_insert_google(client, uid, body)),
     )
+
+
+def _insert_google(client: GoogleCalendarClient, uid: str, body: dict[str, object]) -> GoogleEvent:
+    """`events.insert` with our UID as `iCalUID`; a 409 `duplicate` means an earlier insert of
+    this event succeeded and its link was not stored (the message is being retried): the event
+    found by `events.list?iCalUID=` is the one to link (EventExists again when none is live)."""
+    try:
+        return client.insert_event({**body, "iCalUID": uid})
+    except EventExists:
+        found = client.find_by_ical_uid(uid)
+        if found is None:
+            raise
+        return found
 
 
 def graph_writer(client: GraphCalendarClient) -> Writer:
@@ -476,6 +491,7 @@ def graph_writer(client: GraphCalendarClient) -> Writer:
         patch=lambda pid, body, etag: written(client.update_event(pid, dict(body), etag)),
         read=lambda pid: written(client.get_event(pid)),
         delete=client.delete_event,
+        insert=lambda _uid, body: written(client.create_event(dict(body))),  # Graph assigns iCalUId
     )
 
 
@@ -525,9 +541,11 @@ def push(message: PushCalendar, writer: Writer, deps: CalendarDeps) -> str:
     already deleted at the provider (404/410) is left deleted.
 
     An event created here (`provider_id` None) is created at the provider (Google
-    `events.insert` with our UID as `iCalUID`), its id and etag stored as a link, so the next pull
-    recognises it as an echo instead of importing a duplicate; when a link exists already (a
-    repeated message) it is patched instead.
+    `events.insert` with our UID as `iCalUID`; Graph `POST /me/events`, which assigns its own
+    `iCalUId`, so the pull matches the link before the UID), its id and etag stored as a link,
+    so the next pull recognises it as an echo instead of importing a duplicate; when a link exists already (a
+    repeated message) it is patched instead. When the insert succeeded but the link write did
+    not, the retried insert gets 409 `duplicate` and the event found by its `iCalUID` is linked.
 
     Returns `created`, `patched`, `deleted`, `provider_newer`, `gone`, `event_gone` or
     `unsupported` (a create for a provider without one)."""

@@ -115,11 +115,11 @@ def push_change(tenant_id: str, event: Event, deleted: bool) -> None:
 
 
 def calendar_account(tenant_id: str, event: Event) -> str | None:
-    """The account an event created here is created in at the provider: the connected Gmail
-    account whose address is the event's organizer (case-insensitive), connected by the user
-    who created the event, whose grant holds the calendar scope, while the tenant's `calendar`
-    flag is on. None (the event stays local): no organizer, or no such account. Microsoft
-    accounts are not chosen yet (Graph `POST /me/events` is not wired)."""
+    """The account an event created here is created in at the provider: the connected Gmail or
+    Microsoft account whose address is the event's organizer (case-insensitive), connected by
+    the user who created the event, whose grant holds the calendar scope (Google
+    `calendar.events`, Graph `Calendars.ReadWrite`), while the tenant's `calendar` flag is on.
+    None (the event stays local): no organizer, or no such account."""
     from mailbridge.models.account import calendar_access
     from mailbridge.store.accounts import AccountStore
     from mailbridge.store.settings import DynamoFeatureStore
@@ -137,7 +137,7 @@ def calendar_account(tenant_id: str, event: Event) -> str | None:
         accounts, cursor = store.list_accounts(tenant_id, cursor=cursor, limit=100)
         for account in accounts:
             if (
-                account.provider == "gmail"
+                account.provider in ("gmail", "graph")
                 and account.address.lower() == address
                 and account.created_by == event.created_by
                 and calendar_access(account.provider, account.oauth.scopes if account.oauth else None)

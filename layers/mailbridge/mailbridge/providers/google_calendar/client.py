@@ -11,7 +11,12 @@ delete) and developers.google.com/calendar/api/guides/sync ("Synchronize resourc
   -> `SyncTokenExpired`;
 - writes (`insert`, `patch`, `delete`) send `If-Match: <etag>` where an etag is known: 412
   `conditionNotMet` -> `EtagMismatch` (changed in Google since we read it); 410 on a write (the
-  event was deleted in Google) and 404 -> `ProviderEventGone`.
+  event was deleted in Google) and 404 -> `ProviderEventGone`;
+- `events.insert` with an `iCalUID` the calendar already holds answers 409 `duplicate`
+  ("The requested identifier already exists.") -> `EventExists`; the event is then found with
+  `events.list?iCalUID=` ("Specifies an event ID in the iCalendar format to be provided in the
+  response", events.list reference; events.get: "To retrieve an event using its iCalendar ID,
+  call the events.list method using the iCalUID parameter").
 
 Other errors as the Gmail adapter maps them (401 after one forced token refresh ->
 ProviderAuthError `reauth_required`; 403 `insufficientPermissions` -> `insufficient_scope`;
@@ -36,13 +41,20 @@ from mailbridge.providers.http import parse_retry_after, transport_errors
 MAX_PAGE = 2500  # events.list maxResults maximum [events.list reference]
 CALENDAR_ID = "primary"
 
-__all__ = ["EtagMismatch", "GoogleCalendarClient", "ProviderEventGone", "SyncTokenExpired"]
+__all__ = ["EtagMismatch", "EventExists", "GoogleCalendarClient", "ProviderEventGone", "SyncTokenExpired"]
 
 
 class SyncTokenExpired(ProviderError):
     """410 on `events.list` with a sync token: a full sync is required."""
 
     code = "sync_token_expired"
+    retryable = False
+
+
+class EventExists(ProviderError):
+    """409 `duplicate` on `events.insert`: an event with this `iCalUID` exists in the calendar."""
+
+    code = "provider_event_exists"
     retryable = False
 
 
@@ -140,6 +152,8 @@ class GoogleCalendarClient:
         """The errors of the sync and write protocol: 410 on a list, 412, 404/410 on one event."""
         if status == 410 and method == "events.list":
             return SyncTokenExpired("the calendar sync token expired: full sync required", details=details)
+        if status == 409 and method == "events.insert":
+            return EventExists("an event with this iCalUID exists in Google", details=details)
         if status == 412:
             return EtagMismatch("the event changed in Google since it was read", details=details)
         if status in (404, 410) and method != "events.list":
@@ -173,6 +187,21 @@ class GoogleCalendarClient:
             next_page_token=raw.get("nextPageToken") or None,
             next_sync_token=raw.get("nextSyncToken") or None,
         )
+
+    def find_by_ical_uid(self, ical_uid: str) -> GoogleEvent | None:
+        """The live event (a single event or a recurring master, not one of its changed
+        occurrences, which share its iCalUID) whose `iCalUID` is `ical_uid`, by `events.list`
+        with `iCalUID`; None when the calendar holds none."""
+        params = [("iCalUID", ical_uid), ("singleEvents", "false"), ("maxResults", str(self.page_size))]
+        raw = self._call("events.list", "GET", params=params)
+        for item in raw.get("items") or []:
+            try:
+                event = GoogleEvent.model_validate(item)
+            except ValidationError:
+                continue
+            if event.recurring_event_id is None and event.status != "cancelled":
+                return event
+        return None
 
     def get_event(self, event_id: str) -> GoogleEvent:
         return GoogleEvent.model_validate(self._call("events.get", "GET", f"/{quote(event_id, safe='')}"))

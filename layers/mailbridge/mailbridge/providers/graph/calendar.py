@@ -177,6 +177,11 @@ class GraphCalendarClient(GraphClient):
                 return
             url, params = str(next_link), None
 
+    def create_event(self, body: dict[str, Any]) -> GraphEvent:
+        """`POST /me/events` in the default calendar (api/user-post-events): 201 with the event,
+        whose `id` and `iCalUId` Graph assigns (an `iCalUId` sent is not kept)."""
+        return GraphEvent.model_validate(self._json("POST", "/me/events", json=body))
+
     def get_event(self, event_id: str) -> GraphEvent:
         return GraphEvent.model_validate(
             self._json("GET", f"/me/events/{quote(event_id, safe='')}", not_found=_gone)
