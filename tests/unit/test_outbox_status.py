@@ -382,6 +382,27 @@ def test_the_copy_to_sent_failing_does_not_undo_the_send(world: World) -> None:
     assert len(world.publisher.events) == 3
 
 
+def test_the_copy_to_sent_failing_is_logged_with_the_email_id_and_no_address_or_body(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a queued email whose IMAP server is down when the copy is filed in Sent
+    world.imap.error = ProviderUnreachable("down", code="unreachable")
+    account_id = world.account()
+    email_id = world.queued(account_id)
+    caplog.clear()  # forget what queueing logged
+    # When the outbox sends it
+    assert world.send(email_id).status == "sent"
+    # Then one warning names the email (and the error code), so the missing copy can be traced
+    warnings = [r for r in caplog.records if r.getMessage() == "sent copy not stored"]
+    assert [(w.levelname, getattr(w, "email_id", None), getattr(w, "code", None)) for w in warnings] == [
+        ("WARNING", email_id, "unreachable")
+    ]
+    # And no record (message or extra field) carries the sender's or a recipient's address, or the body
+    logged = " ".join(str(vars(r)) for r in caplog.records)
+    for secret in (f"alice.{account_id[-6:]}@example.com", "bob@example.org", "carol@example.org", "Hello"):
+        assert secret not in logged
+
+
 # ------------------------------------------------------------------------------ fail
 
 
