@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from local.resources import create_table
@@ -277,6 +278,19 @@ def test_make_pollable_puts_an_account_back_in_its_providers_poll(tenant: Tenant
     assert tenant.polled() == {account_id}
 
 
+def test_make_pollable_on_a_deleted_account_writes_no_item(tenant: Tenant) -> None:
+    # Given an account that was deleted (say while a sync request for it was on its way)
+    account_id = tenant.imap().account_id
+    tenant.store.delete_account(tenant.tenant_id, account_id)
+    # When it is made pollable again, the table refuses the write (the condition failed)
+    with pytest.raises(ClientError) as raised:
+        tenant.store.make_pollable(tenant.tenant_id, account_id, "imap")
+    assert raised.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    # Then no item was written back: not the account's key, nor anything in the poll
+    assert tenant.store.get(f"TENANT#{tenant.tenant_id}", account_sk(account_id), consistent=True) is None
+    assert tenant.polled() == set()
+
+
 # ------------------------------------------------------------------------------ reauth
 
 
@@ -343,7 +357,8 @@ def test_credentials_of_a_gone_account_are_not_found(tenant: Tenant) -> None:
     ):
         with pytest.raises(NotFound) as raised:
             write()
-        assert raised.value.code == "account_not_found"
+        # The code and the message are what the API answers ({"error": {"code", "message"}})
+        assert (raised.value.code, raised.value.message) == ("account_not_found", "no such account")
 
 
 # ------------------------------------------------------------------------------ create, update, delete
