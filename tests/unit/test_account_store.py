@@ -15,7 +15,6 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from local.resources import create_table
@@ -282,10 +281,11 @@ def test_make_pollable_on_a_deleted_account_writes_no_item(tenant: Tenant) -> No
     # Given an account that was deleted (say while a sync request for it was on its way)
     account_id = tenant.imap().account_id
     tenant.store.delete_account(tenant.tenant_id, account_id)
-    # When it is made pollable again, the table refuses the write (the condition failed)
-    with pytest.raises(ClientError) as raised:
+    # When it is made pollable again, the table refuses the write: a typed 404, never a raw
+    # botocore error that the API would answer with a 500
+    with pytest.raises(NotFound) as raised:
         tenant.store.make_pollable(tenant.tenant_id, account_id, "imap")
-    assert raised.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert raised.value.code == "account_not_found"
     # Then no item was written back: not the account's key, nor anything in the poll
     assert tenant.store.get(f"TENANT#{tenant.tenant_id}", account_sk(account_id), consistent=True) is None
     assert tenant.polled() == set()

@@ -368,12 +368,20 @@ class AccountStore(DynamoRepository):
                 raise
 
     def make_pollable(self, tenant_id: str, account_id: str, provider: str) -> None:
-        self.table.update_item(
-            Key={"pk": tenant_pk(tenant_id), "sk": account_sk(account_id)},
-            UpdateExpression="SET gsi1pk = :p",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":p": f"POLL#{provider}"},
-        )
+        """Put the account back in the `provider`'s poll index. Raises NotFound(account_not_found)
+        when the account is gone (deleted between a caller's read and this write): no item is
+        written for it."""
+        try:
+            self.table.update_item(
+                Key={"pk": tenant_pk(tenant_id), "sk": account_sk(account_id)},
+                UpdateExpression="SET gsi1pk = :p",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":p": f"POLL#{provider}"},
+            )
+        except Exception as exc:
+            if is_condition_failure(exc):
+                raise NotFound("no such account", code="account_not_found") from exc
+            raise
 
     def delete_account(self, tenant_id: str, account_id: str) -> None:
         """Delete the account, its credentials and its uniqueness items in one transaction, then
