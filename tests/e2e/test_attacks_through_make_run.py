@@ -1009,9 +1009,18 @@ def _tampered(cursor: str) -> dict[str, str]:
     }
 
 
+# Paged listings the world cannot fill through make run, each with the reason and the test that
+# attacks its cursors in-process instead.
+UNFILLED_LISTINGS = {
+    # nudges need three business days to pass: moving the runner's clock that far would wake the
+    # world's snoozes and scheduled sends that the other probes rely on
+    "GET /nudges": "tests/integration/test_api_nudges.py::test_edited_and_foreign_nudge_cursors_are_a_400",
+}
+
+
 def test_edited_forged_and_foreign_cursors_are_a_400_on_every_paged_listing(world: World) -> None:
     other = world.run.token("other-tenant", "owner")
-    paged = world.doc.paged_routes()
+    paged = [route for route in world.doc.paged_routes() if route not in UNFILLED_LISTINGS]
     # Given a real second-page cursor of every paged listing
     cursors: dict[str, str] = {}
     for route in paged:

@@ -345,3 +345,35 @@ def test_nudge_pages_fill_and_follow_their_cursor(invoke_api: Invoke, stack: Sta
             break
     # Then every nudge is seen once, in id order
     assert seen == sorted(ids)
+
+
+def test_edited_and_foreign_nudge_cursors_are_a_400(invoke_api: Invoke, stack: Stack, seed: Seeder) -> None:
+    # (The make-run attack probe cannot hold nudges: it would have to move the runner's clock
+    # three business days, waking the snoozes and scheduled sends its other probes rely on. So the
+    # listing's cursors are attacked here, as the probe attacks the others.)
+    # Given two due nudges and a real second-page cursor
+    assert settings_put(invoke_api, SETTINGS)["statusCode"] == 200
+    for n in range(2):
+        email_id = seed.add(
+            rfc(msgid=f"c{n}@acme.test", sender=ME, to="x@customer.test", subject=f"C{n}", date=SENT)
+        )
+        announced(stack, "email.sent", email_id, thread_of(stack, email_id))
+    run_daily(stack, DUE)
+    cursor = body(invoke_api(api("list-nudges", query={"limit": "1"})))["next_cursor"]
+    assert isinstance(cursor, str)
+    assert invoke_api(api("list-nudges", query={"limit": "1", "cursor": cursor}))["statusCode"] == 200
+    middle = len(cursor) // 2
+    edited = cursor[:middle] + ("A" if cursor[middle] != "A" else "B") + cursor[middle + 1 :]
+    # When it is edited, truncated, extended, or presented by another tenant
+    answers = [
+        invoke_api(api("list-nudges", tenant=tenant, query={"limit": "1", "cursor": c}))
+        for tenant, c in (
+            (TENANT, edited),
+            (TENANT, cursor[: len(cursor) * 2 // 3]),
+            (TENANT, cursor + "AAAA"),
+            (TENANT, "not base64!*"),
+            (OTHER, cursor),
+        )
+    ]
+    # Then each is 400 invalid_cursor
+    assert [(a["statusCode"], body(a)["error"]["code"]) for a in answers] == [(400, "invalid_cursor")] * 5
