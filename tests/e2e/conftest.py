@@ -3,8 +3,9 @@
 A runner costs seconds of CPU to start (moto, the template's resources) and each function's first
 sandbox another second (its imports), so the modules that need the same runner share one:
 `probe_runner` (template + probe overlay, clock at START) and `mail_runner` (template alone,
-loopback mail hosts allowed, clock at the real time) each start once per session (per xdist
-worker) and serve every module that asks for them; the modules keep apart by their own tenant ids.
+loopback mail hosts allowed, clock at the real time) and `gmail_runner` (template alone wired to a
+Google double) each start once per session (per xdist worker) and serve every module that asks for
+them; the modules keep apart by their own tenant ids (and, at the Google double, their own mailboxes).
 tests/e2e/runner_groups.py lists them, so `make pytest` runs each group on one worker. moto's
 backends are per process and a runner's start resets them, so at most one in-process runner lives
 at a time: the shared one is stopped before a test that does not use it (a module with a runner of
@@ -18,13 +19,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from local.clock import ManualClock
+from local.google import GoogleDouble
 from local.runner import Runner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,6 +147,48 @@ def mail_runner(shared_runners: SharedRunners) -> Runner:
             parameters={"AllowPrivateMailHosts": "true"},
         ),
     )
+
+
+class GmailRunner(Runner):
+    """A runner wired to its own Google double, which it starts and stops with itself."""
+
+    def __init__(self) -> None:
+        now = datetime.now(UTC).replace(microsecond=0)
+        google = GoogleDouble(clock=ManualClock(now), seed=21)
+        super().__init__(templates=[ROOT / "template.yaml"], port=0, clock=ManualClock(now), google=google)
+        self.double = google
+
+    def start(self) -> GmailRunner:
+        self.double.start()
+        super().start()
+        return self
+
+    def stop(self) -> None:
+        try:
+            super().stop()
+        finally:
+            self.double.stop()
+
+
+# The push verifier allows 10 s of skew against real time (mailbridge.webhooks.verify): a double
+# whose clock a module moved further ahead (a quota storm's minutes) signs pushes the next module's
+# runner refuses, so that module gets a fresh runner and double.
+_GMAIL_CLOCK_AHEAD = timedelta(seconds=5)
+
+
+@pytest.fixture(scope="module")
+def gmail_runner(shared_runners: SharedRunners) -> GmailRunner:
+    """The template alone wired to a Google double (`.double`), both clocks at the real time; shared
+    by the modules using it, each with its own tenant and its own Google users (added by the module).
+    Each module starts with no push pending and the queues drained."""
+    live = shared_runners.runner if shared_runners.name == "gmail_runner" else None
+    if isinstance(live, GmailRunner) and live.double.now() > datetime.now(UTC) + _GMAIL_CLOCK_AHEAD:
+        shared_runners.release()
+    runner = shared_runners.get("gmail_runner", GmailRunner)
+    assert isinstance(runner, GmailRunner)
+    runner.double.pubsub.flush()
+    runner.drain(timeout=120)
+    return runner
 
 
 def call(runner: Runner, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:

@@ -18,4 +18,9 @@ RUNNER_GROUPS: dict[str, tuple[str, ...]] = {
         "tests/e2e/test_nudges_e2e.py",
         "tests/e2e/test_reconcile_e2e.py",
     ),
+    "gmail_runner": (
+        "tests/e2e/test_gmail_e2e.py",
+        "tests/e2e/test_gmail_send_e2e.py",
+        "tests/e2e/test_gmail_sync_e2e.py",
+    ),
 }

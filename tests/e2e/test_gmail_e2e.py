@@ -9,22 +9,20 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from local.clock import ManualClock
 from local.google import GoogleDouble
 from local.google.pubsub import PushRequest
 from local.google_wiring import TOPIC
 from local.runner import Runner
-from tests.e2e.conftest import ROOT, call
+from tests.e2e.conftest import GmailRunner, call
 from tests.integration.local_google.conftest import rfc5322
 
 USER = "ada@example.com"
+TENANT = "gmail-e2e"
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -43,21 +41,16 @@ def get(url: str) -> tuple[int, dict[str, str], bytes]:
 
 
 @pytest.fixture(scope="module")
-def google() -> Iterator[GoogleDouble]:
-    with GoogleDouble(clock=ManualClock(datetime.now(UTC).replace(microsecond=0)), seed=21) as double:
-        double.add_user(USER, "Ada Lovelace")
-        yield double
-
-
-@pytest.fixture(scope="module")
-def gmail_runner(google: GoogleDouble) -> Iterator[Runner]:
-    clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
-    with Runner(templates=[ROOT / "template.yaml"], port=0, clock=clock, google=google) as runner:
-        # Pub/Sub waits 10 s for an answer, then redelivers later: on a loaded test machine a cold
-        # sandbox (imports, google-auth, Google's certs) can take longer. One forged push first,
-        # as a deployed webhook is kept warm by the pushes it answers.
-        assert post_push(runner, google.pubsub.forge(TOPIC, USER, "1", "bad_signature"))[0] == 401
-        yield runner
+def google(gmail_runner: GmailRunner) -> GoogleDouble:
+    """The shared runner's Google double (tests/e2e/conftest.py), with this module's user."""
+    gmail_runner.double.add_user(USER, "Ada Lovelace")
+    # Pub/Sub waits 10 s for an answer, then redelivers later: on a loaded test machine a cold
+    # sandbox (imports, google-auth, Google's certs) can take longer. One forged push first,
+    # as a deployed webhook is kept warm by the pushes it answers.
+    assert (
+        post_push(gmail_runner, gmail_runner.double.pubsub.forge(TOPIC, USER, "1", "bad_signature"))[0] == 401
+    )
+    return gmail_runner.double
 
 
 def post_push(runner: Runner, push: PushRequest) -> tuple[int, dict[str, Any]]:
@@ -83,8 +76,10 @@ def waiting(runner: Runner) -> int:
 def test_connect_by_the_oauth_redirect_chain_then_pushes_queue_syncs(
     gmail_runner: Runner, google: GoogleDouble
 ) -> None:
-    token = gmail_runner.token(tenant="acme", role="member", sub="ada-user")
+    token = gmail_runner.token(tenant=TENANT, role="member", sub="ada-user")
 
+    # (the double and the SyncQueue are shared with other modules: counted from here)
+    delivered, queued = len(google.pubsub.flush()), waiting(gmail_runner)
     # Given a member who asks the runner for the consent URL
     status, started = call(gmail_runner, "GET", f"/oauth/gmail/start?login_hint={USER}", token)
     assert status == 200, started
@@ -110,18 +105,18 @@ def test_connect_by_the_oauth_redirect_chain_then_pushes_queue_syncs(
 
     # And the watch's first notification reached /webhooks/gmail, was acknowledged and queued a
     # sync beside the connect's own
-    deliveries = google.pubsub.flush()
+    deliveries = google.pubsub.flush()[delivered:]
     assert [d.status for d in deliveries] == [204]
-    assert waiting(gmail_runner) == 2
+    assert waiting(gmail_runner) == queued + 2
 
     # When new mail arrives in Gmail
     google.advance(2)  # Gmail sends a user at most one notification a second
     google.deliver(USER, rfc5322(subject="A new quote"))
-    deliveries = google.pubsub.flush()
+    deliveries = google.pubsub.flush()[delivered:]
 
     # Then the push is acknowledged and one more sync of the account waits on the SyncQueue
     assert [d.status for d in deliveries] == [204, 204]
-    assert waiting(gmail_runner) == 3
+    assert waiting(gmail_runner) == queued + 3
 
     # And the sync function takes the work (Gmail sync itself comes in part 2)
     gmail_runner.drain()

@@ -10,14 +10,12 @@ defines), straight into the runner's moto.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import boto3
 import pytest
 
-from local.clock import ManualClock
 from local.google import GoogleDouble
 from local.runner import Runner
 from mailbridge.providers.gmail.locations import FOLDER, UIDVALIDITY, uid_for
@@ -25,26 +23,19 @@ from mailbridge.providers.imap.models import FetchedMessage
 from mailbridge.store.blobs import BlobStore
 from mailbridge.store.emails import EmailStore
 from mailbridge.sync.ingest import Mailbox, ingest_batch
-from tests.e2e.conftest import ROOT, call
+from tests.e2e.conftest import GmailRunner, call
 from tests.e2e.test_gmail_e2e import get
 
-USER = "ada@example.com"
-TENANT = "acme"
+USER = "ada.send@example.com"  # its own Google user: the double is shared (tests/e2e/conftest.py)
+TENANT = "gmail-send-e2e"
 CUSTOMER = "carol@customer.example"
 
 
 @pytest.fixture(scope="module")
-def google() -> Iterator[GoogleDouble]:
-    with GoogleDouble(clock=ManualClock(datetime.now(UTC).replace(microsecond=0)), seed=31) as double:
-        double.add_user(USER, "Ada Lovelace")
-        yield double
-
-
-@pytest.fixture(scope="module")
-def gmail_runner(google: GoogleDouble) -> Iterator[Runner]:
-    clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
-    with Runner(templates=[ROOT / "template.yaml"], port=0, clock=clock, google=google) as runner:
-        yield runner
+def google(gmail_runner: GmailRunner) -> GoogleDouble:
+    """The shared runner's Google double (tests/e2e/conftest.py), with this module's user."""
+    gmail_runner.double.add_user(USER, "Ada Lovelace")
+    return gmail_runner.double
 
 
 def connect(runner: Runner, token: str) -> str:

@@ -8,35 +8,31 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from local.clock import ManualClock
 from local.google import GoogleDouble
 from local.runner import Runner
-from tests.e2e.conftest import ROOT, call
+from tests.e2e.conftest import GmailRunner, call
 from tests.e2e.test_gmail_e2e import get
 from tests.integration.local_google.conftest import rfc5322
 
 USER = "grace@example.com"
+TENANT = "gmail-sync-e2e"
 ALL_MAIL = "[Gmail]%2FAll%20Mail"
 
 
 @pytest.fixture(scope="module")
-def google() -> Iterator[GoogleDouble]:
-    with GoogleDouble(clock=ManualClock(datetime.now(UTC).replace(microsecond=0)), seed=23) as double:
-        double.add_user(USER, "Grace Hopper")
-        yield double
+def google(gmail_runner: GmailRunner) -> GoogleDouble:
+    """The shared runner's Google double (tests/e2e/conftest.py), with this module's user."""
+    gmail_runner.double.add_user(USER, "Grace Hopper")
+    return gmail_runner.double
 
 
 @pytest.fixture(scope="module")
-def runner(google: GoogleDouble) -> Iterator[Runner]:
-    clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
-    with Runner(templates=[ROOT / "template.yaml"], port=0, clock=clock, google=google) as running:
-        yield running
+def runner(gmail_runner: GmailRunner, google: GoogleDouble) -> Runner:
+    return gmail_runner
 
 
 def connect(runner: Runner, token: str, account_id: str | None = None) -> str:
@@ -75,7 +71,7 @@ def status_of(runner: Runner, token: str, account_id: str) -> dict[str, Any]:
 
 
 def test_a_gmail_mailbox_syncs_through_the_runner(runner: Runner, google: GoogleDouble) -> None:
-    token = runner.token(tenant="acme", role="member", sub="grace-user")
+    token = runner.token(tenant=TENANT, role="member", sub="grace-user")
     quote = google.deliver(USER, rfc5322("Renewal quote", to=USER, message_id="<r1@customer.example>"))
     google.deliver(USER, rfc5322("Kickoff", to=USER, message_id="<k1@customer.example>"))
 
@@ -142,7 +138,7 @@ def test_a_gmail_mailbox_syncs_through_the_runner(runner: Runner, google: Google
 
 
 def test_a_quota_storm_slows_the_sync_but_completes_it(runner: Runner, google: GoogleDouble) -> None:
-    token = runner.token(tenant="acme", role="member", sub="grace-user")
+    token = runner.token(tenant=TENANT, role="member", sub="grace-user")
     status, accounts = call(runner, "GET", "/accounts", token)
     assert status == 200
     [account_id] = [a["account_id"] for a in accounts["items"] if a["address"] == USER]
