@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailbridge import aws
 from mailbridge.errors import Conflict, Invalid, MailbridgeError
+from mailbridge.store.fill import PAGE_BUDGET, Budget, fill
 from mailbridge.store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_cursor, encode_cursor
 
 if TYPE_CHECKING:
@@ -166,6 +167,34 @@ class DynamoRepository:
         response = self.table.query(**kwargs)
         next_cursor = encode_cursor(response.get("LastEvaluatedKey"), tenant_id, listing=listing)
         return response.get("Items", []), next_cursor
+
+    def filled_query(
+        self, tenant_id: str, key_condition: Any, filter_expression: Any, *, cursor: str | None, limit: int
+    ) -> tuple[list[Item], str | None]:
+        """A page of the table query `key_condition` with `filter_expression` applied by DynamoDB,
+        holding `limit` items whenever that many match (within the request budget of
+        `mailbridge.store.fill`), and the cursor right after its last item (None at the end)."""
+
+        def read(page_cursor: str | None, size: int) -> tuple[list[Item], str | None]:
+            return self.query_page(
+                tenant_id=tenant_id,
+                key_condition=key_condition,
+                cursor=page_cursor,
+                limit=size,
+                filter_expression=filter_expression,
+            )
+
+        return fill(
+            read,
+            lambda items, _wanted: items,  # the FilterExpression already dropped the others
+            lambda item: self.cursor_at(
+                tenant_id, {"pk": item["pk"], "sk": item["sk"]}, index=None, key_condition=key_condition
+            ),
+            limit=limit,
+            cursor=cursor,
+            budget=Budget(PAGE_BUDGET),
+            max_read=MAX_PAGE_SIZE,
+        )
 
     def cursor_at(
         self, tenant_id: str, key: Mapping[str, Any], *, index: str | None, key_condition: Any

@@ -22,8 +22,6 @@ from typing import TYPE_CHECKING, Any
 from mailbridge.errors import Conflict
 from mailbridge.store.base import DynamoRepository, Item, Write, is_condition_failure, tenant_pk
 from mailbridge.store.conditions import Attr, Key
-from mailbridge.store.fill import PAGE_BUDGET, Budget, fill
-from mailbridge.store.pagination import MAX_PAGE_SIZE
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -199,24 +197,4 @@ class NudgeStore(DynamoRepository):
         filters: Any = Attr("state").eq("open")
         if kind is not None:
             filters = filters & Attr("kind").eq(kind)
-
-        def read(page_cursor: str | None, size: int) -> tuple[list[Item], str | None]:
-            return self.query_page(
-                tenant_id=tenant_id,
-                key_condition=key_condition,
-                cursor=page_cursor,
-                limit=size,
-                filter_expression=filters,
-            )
-
-        return fill(
-            read,
-            lambda items, _wanted: items,  # the FilterExpression already dropped the others
-            lambda item: self.cursor_at(
-                tenant_id, {"pk": item["pk"], "sk": item["sk"]}, index=None, key_condition=key_condition
-            ),
-            limit=limit,
-            cursor=cursor,
-            budget=Budget(PAGE_BUDGET),
-            max_read=MAX_PAGE_SIZE,
-        )
+        return self.filled_query(tenant_id, key_condition, filters, cursor=cursor, limit=limit)
