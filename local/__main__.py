@@ -6,20 +6,14 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
-import threading
 
+from local import interrupt
 from local.google import GoogleDouble
 from local.google_wiring import write_state
 from local.microsoft import MicrosoftDouble
 from local.microsoft_wiring import write_state as write_microsoft_state
 from local.runner import Runner
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
-
 
 # Local development talks to mail servers on loopback (`make mailbox`), possibly without TLS;
 # a deployed stack keeps the template default ("false").
@@ -35,11 +29,7 @@ def main() -> None:
     port = int(os.environ.get("PORT", "3000"))
     google_port = int(os.environ.get("GOOGLE_PORT", "0"))
     microsoft_port = int(os.environ.get("MICROSOFT_PORT", "0"))
-    # Ctrl-C and kill stop it, even when it was started with SIGINT ignored (a background job of a
-    # shell without job control, `nohup`, some CI runners): Python leaves an ignored SIGINT ignored,
-    # and the runner then ran on until it was killed.
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt.install()
     with (
         GoogleDouble(port=google_port) as google,
         MicrosoftDouble(port=microsoft_port) as microsoft,
@@ -64,7 +54,7 @@ def main() -> None:
         print("  make mailbox PROVIDER=graph   seeds a Microsoft 365 mailbox and prints how to connect it\n")
         print("Ctrl-C to stop.", flush=True)
         try:
-            threading.Event().wait()
+            interrupt.wait_for_interrupt()
         except KeyboardInterrupt:
             print("\nstopping...")
     # Everything is stopped now (sandboxes killed, servers closed, moto stopped). The interpreter's

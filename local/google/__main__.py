@@ -9,14 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
-import threading
 
+from local import interrupt
 from local.google.double import GoogleDouble
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audience", help="OIDC audience of pushes (default: the push endpoint)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt.install()
     with GoogleDouble(host=args.host, port=args.port, seed=args.seed) as google:
         if args.redirect_uri:
             client = google.register_client(args.redirect_uri, args.client_id, args.client_secret)
@@ -48,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(google.urls(), indent=2), flush=True)
         print("Ctrl-C to stop.", flush=True)
         try:
-            threading.Event().wait()
+            interrupt.wait_for_interrupt()
         except KeyboardInterrupt:
             print("\nstopping...")
     return 0

@@ -10,19 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
-import threading
 
+from local import interrupt
 from local.hubspot.double import HubSpotDouble
 
 DEMO_CONTACTS = [
     ("Carol", "Customer", "carol@customer.example", "gold"),
     ("Dan", "Supplier", "dan@supplier.example", "silver"),
 ]
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def seed_demo(hubspot: HubSpotDouble) -> None:
@@ -47,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--webhook-url", help="the app's webhook target; subscribes to contact changes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt.install()
     with HubSpotDouble(host=args.host, port=args.port, seed=args.seed, app_type=args.app_type) as hubspot:
         if args.redirect_uri:
             app = hubspot.register_app(args.redirect_uri, args.client_id, args.client_secret)
@@ -67,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(hubspot.urls(), indent=2), flush=True)
         print("Ctrl-C to stop.", flush=True)
         try:
-            threading.Event().wait()
+            interrupt.wait_for_interrupt()
         except KeyboardInterrupt:
             print("\nstopping...")
     return 0

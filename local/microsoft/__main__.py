@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
-import threading
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
+from local import interrupt
 from local.microsoft.double import MicrosoftDouble
 
 DEMO = [
@@ -22,10 +21,6 @@ DEMO = [
     ("Dan Supplier", "dan@supplier.example", "Delivery schedule"),
     ("Newsletter", "news@list.example", "This week in CRM"),
 ]
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def seed_demo(double: MicrosoftDouble, address: str) -> int:
@@ -55,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--personal", action="store_true", help="the user is a personal Microsoft account")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt.install()
     with MicrosoftDouble(host=args.host, port=args.port, seed=args.seed, tls=not args.plain_http) as double:
         if args.redirect_uri:
             app = double.register_app(args.redirect_uri, args.client_id, args.client_secret)
@@ -73,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("Ctrl-C to stop.", flush=True)
         try:
-            threading.Event().wait()
+            interrupt.wait_for_interrupt()
         except KeyboardInterrupt:
             print("\nstopping...")
     return 0

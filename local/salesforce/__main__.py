@@ -10,19 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
-import threading
 
+from local import interrupt
 from local.salesforce.double import SalesforceDouble
 
 DEMO_CONTACTS = [
     ("Carol", "Customer", "carol@customer.example", "Gold"),
     ("Dan", "Supplier", "dan@supplier.example", "Silver"),
 ]
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def seed_demo(salesforce: SalesforceDouble) -> None:
@@ -51,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--daily-api-requests", type=int, default=100_000)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt.install()
     with SalesforceDouble(
         host=args.host, port=args.port, seed=args.seed, daily_api_requests=args.daily_api_requests
     ) as salesforce:
@@ -73,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(salesforce.urls(), indent=2), flush=True)
         print("Ctrl-C to stop.", flush=True)
         try:
-            threading.Event().wait()
+            interrupt.wait_for_interrupt()
         except KeyboardInterrupt:
             print("\nstopping...")
     return 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import Any
 from local.clock import ManualClock
 from local.runner import Runner
 from tests.e2e.conftest import PROBE_TEMPLATE, ROOT, START, http
-from tests.e2e.make_run import start_make_run
+from tests.e2e.make_run import STOP_SECONDS, start_make_run
 
 JOIN_SECONDS = 15.0  # generous: stop() itself gives requests in flight 2 s; the probes sleep 30 s
 
@@ -84,3 +86,33 @@ def test_make_run_started_with_sigint_ignored_still_stops_on_ctrl_c(tmp_path: Pa
     finally:
         if run.process.poll() is None:
             run.process.kill()
+
+
+def _tgkill(pid: int, tid: int, signum: int) -> None:
+    """Send `signum` to one thread of `pid` (tgkill(2)): where the kernel may deliver a process signal."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.tgkill(pid, tid, signum) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill failed")
+
+
+def test_make_run_stops_when_ctrl_c_lands_on_another_thread_than_the_main_one(tmp_path: Path) -> None:
+    # Given make run running (SIGINT ignored at start, as in a script), with its many threads
+    run = start_make_run(tmp_path, sigint_ignored=True)
+    try:
+        assert run.request("GET", "/health").status == 200
+        pid = run.process.pid
+        others = sorted(
+            int(task.name) for task in Path(f"/proc/{pid}/task").iterdir() if int(task.name) != pid
+        )
+        assert others
+        # When Ctrl-C's signal is delivered to a thread other than the main one (the kernel's choice
+        # for a process-directed signal when the main thread cannot take it at that moment)
+        _tgkill(pid, others[-1], signal.SIGINT)
+        run.process.wait(timeout=STOP_SECONDS)
+        # Then it still stops on its own
+        assert run.process.returncode == 0
+        assert "stopping..." in run.output()
+    finally:
+        if run.process.poll() is None:
+            run.process.kill()
+            run.process.wait()
