@@ -321,7 +321,7 @@ def _apply_changes(
 
     An unmoved HIGHESTMODSEQ means no flag changed (RFC 7162 section 3.1), so nothing is asked
     for; it is no proof that nothing was expunged: only QRESYNC reports expunges (VANISHED,
-    section 3.2), and a CONDSTORE-only server need not raise HIGHESTMODSEQ for them. So expunges
+    section 3.2.10), and a CONDSTORE-only server need not raise HIGHESTMODSEQ for them. So expunges
     are left to the count check (free: STATUS gave the count) as on servers without CONDSTORE.
     """
     changes: FlagChanges | None = None
