@@ -11,10 +11,13 @@ from typing import Any
 import boto3
 import pytest
 
+from mailbridge.nudges.service import on_thread_mail
+from mailbridge.nudges.wiring import nudge_deps
 from mailbridge.store.emails import EmailStore
 from tests.events import load_event
 from tests.fixtures.aws import BusReader, Stack
 from tests.integration.queue_harness import QueueConsumer
+from tests.integration.read_mail import Requests
 from tests.integration.test_api_emails import ACC_A, OTHER, TENANT, Invoke, Seeder, api, body, rfc
 
 ME = f"Bob <me@{ACC_A}.test>"  # the mailbox's own address: what Bob sends is outbound
@@ -377,3 +380,26 @@ def test_edited_and_foreign_nudge_cursors_are_a_400(invoke_api: Invoke, stack: S
     ]
     # Then each is 400 invalid_cursor
     assert [(a["statusCode"], body(a)["error"]["code"]) for a in answers] == [(400, "invalid_cursor")] * 5
+
+
+def test_mail_of_a_tenant_that_never_set_nudges_costs_one_request(stack: Stack, seed: Seeder) -> None:
+    # Given a tenant that never saved nudge settings (the default: off), and an email of it
+    email_id = seed.add(
+        rfc(msgid="hello@acme.test", sender=ME, to="carol@customer.test", subject="Hi", date=SENT)
+    )
+    deps = nudge_deps()
+    counter = Requests()
+    clients = {
+        id(t.meta.client): t.meta.client for t in (deps.nudges.table, deps.emails.table, deps.crm.table)
+    }
+    for client in clients.values():
+        client.meta.events.register("before-call.dynamodb.*", counter)
+    try:
+        # When its email.sent reaches the nudges' thread bookkeeping
+        outcome = on_thread_mail(TENANT, email_id, deps)
+    finally:
+        for client in clients.values():
+            client.meta.events.unregister("before-call.dynamodb.*", counter)
+    # Then nothing is kept, after one read of the settings and nothing else
+    assert outcome == "ignored"
+    assert counter.names == ["GetItem"]

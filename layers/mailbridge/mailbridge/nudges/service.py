@@ -119,12 +119,19 @@ def on_thread_mail(tenant_id: str, email_id: str, deps: NudgeDeps) -> str:
     `awaiting_reply` for outbound mail, `needs_reply` for inbound mail from a CRM contact, nothing
     for other mail; the thread's earlier nudge is deleted (a reply clears it). Returns what it
     did: `waiting`, `cleared`, `stale` (an older message than the thread's latest, or a replay),
-    `ignored` (no such email, or nudges off and nothing to clear)."""
+    `ignored` (no such email, or nudges off and nothing to clear).
+
+    DynamoDB requests: 1 for a tenant that never saved nudge settings (every `email.received` and
+    `email.sent` comes here, and with no settings there is no thread state to keep or clear); else
+    the settings, the email, and (nudges off) the thread's waiting item or (on) the write."""
+    settings_item = deps.nudges.get_settings(tenant_id)
+    if settings_item is None:
+        return "ignored"
+    settings = _settings(settings_item)
     email = deps.emails.get_email(tenant_id, email_id)
     if email is None or email.get("deleted") or not email.get("thread_id") or not email.get("date"):
         return "ignored"
     thread_id = str(email["thread_id"])
-    settings = _settings(deps.nudges.get_settings(tenant_id))
     kind: NudgeKind | None = None
     if settings.enabled:
         if email.get("direction") == "outbound":
