@@ -135,3 +135,30 @@ def test_control_characters_in_a_signature_never_reach_a_field() -> None:
     lead = extract_lead(email({"name": None, "address": "joe@bloggs.example"}, text))
     # Then no field value holds one
     assert all(v is None or v.isprintable() for v in values(lead).values())
+
+
+def test_on_mail_our_user_sent_the_lead_is_the_recipient_not_our_signature() -> None:
+    # Given an email our user sent to a prospect, signed with our user's own signature
+    sent = email(
+        {"name": "Bob Seller", "address": "bob@ourco.example"},
+        "Here is the proposal.\n-- \nBob Seller\nAccount Executive | OurCo Ltd\nTel: +1 555 0100\n",
+    )
+    sent = Email.model_validate(
+        {
+            **sent.model_dump(by_alias=True),
+            "direction": "outbound",
+            "to": [{"name": "Ana Ruiz", "address": "Ana@Contoso.example"}],
+        }
+    )
+    # When its lead is extracted
+    lead = extract_lead(sent)
+    # Then the lead is the recipient, from the To header; nothing of our signature is taken
+    assert lead.email == "ana@contoso.example"
+    assert values(lead) == {
+        "name": "Ana Ruiz",
+        "title": None,
+        "company": "Contoso",
+        "company_domain": "contoso.example",
+        "phone": None,
+        "website": None,
+    }

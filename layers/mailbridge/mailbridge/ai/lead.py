@@ -1,4 +1,5 @@
-"""Lead extraction (issue 14 point 5): who wrote an email, from its From header and signature.
+"""Lead extraction (issue 14 point 5): who wrote an email, from its From header and signature
+(or, on mail our user sent, who it went to, from its To header).
 
 `extract_lead(email)` reads a stored `Email` (its `from`, and the `signature` that
 `mailbridge.ai.reply` split off the text body) and returns a `Lead`: name, title, company,
@@ -204,10 +205,16 @@ def _name(header_name: str | None, lines: list[str], address: str | None) -> Lea
 
 
 def extract_lead(email: Email) -> Lead:
-    """The sender of `email` as a lead (see the module doc). Never raises."""
-    sender = email.from_[0] if email.from_ else None
+    """The other party of `email` as a lead (see the module doc). Never raises.
+
+    Inbound mail: the first From address and the signature. Outbound mail (`direction` outbound,
+    sent by the mailbox's own user): the first To recipient, from the header alone, since the
+    signature is our user's own."""
+    inbound = email.direction != "outbound"
+    people = email.from_ if inbound else email.to
+    sender = people[0] if people else None
     address = sender.address.lower() if sender and sender.address else None
-    lines = _signature_lines(email.signature)
+    lines = _signature_lines(email.signature) if inbound else []
     sender_domain = _domain_of(address) if address else None
     business_domain = sender_domain if sender_domain and not is_free_domain(sender_domain) else None
     website = _website(lines, business_domain)

@@ -165,10 +165,11 @@ def delete_rule(rule_id: str) -> RuleDeleted:
 
 @router.post(
     "/ai/extract-lead",
-    summary="The sender of an email as a lead: name, title, company, company domain, phone, website",
+    summary="The other party of an email as a lead: name, title, company, company domain, phone, website",
     description=(
-        "Read from the From header and the signature block (`GET /emails/{id}` `signature`), "
-        "each field with a `confidence` (0-1) and its `source`; null when not found. A free-mail "
+        "Read from the From header and the signature block (`GET /emails/{id}` `signature`); on "
+        "mail the user sent (`direction` outbound), from the first To recipient's header alone. "
+        "Each field has a `confidence` (0-1) and its `source`; null when not found. A free-mail "
         "domain is never a `company_domain`. With `apply: true` the contact of the sender's "
         "address is created, or given what it lacks (title, phone, company), and the company of "
         "the domain is created or linked, through the CRM's own services (`contact.created`, "
