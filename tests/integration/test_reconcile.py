@@ -388,6 +388,58 @@ def test_gmail_reconciles_each_synced_label_with_its_own_verdict(gmail_stack: Gm
     assert verdicts == dict.fromkeys((GMAIL_ALL_MAIL, "INBOX", "SENT", "Customers"), "healthy")
 
 
+def test_gmail_label_locations_left_behind_are_removed_and_an_absent_label_fails(
+    gmail_stack: GmailStack,
+) -> None:
+    # Given a Gmail account selecting Customers and Projects, a label the mailbox does not have,
+    # synced with three inbox messages
+    google = gmail_stack.google
+    google.create_label(GMAIL_USER, "Customers")
+    kept, deleted, archived = (
+        google.deliver(GMAIL_USER, gmail_rfc5322(name, message_id=f"<{name}@customer.example>"))
+        for name in ("Kept", "Deleted", "Archived")
+    )
+    account_id = gmail_stack.connect()
+    body = {"folders": ["Customers", "Projects"]}
+    assert gmail_stack.api("patch-account", account_id, role="member", body=body)["statusCode"] == 200
+    gmail_sync(gmail_stack)
+
+    def invoke_api(event: dict[str, Any]) -> dict[str, Any]:
+        return gmail_stack.invoke("api", event)
+
+    # ... whose All Mail anchors of two messages our store then loses (their INBOX locations
+    # stay), while on the server one of them is deleted and the other archived, unseen
+    for message_id in (deleted, archived):
+        lose_location(location_sk(account_id, GMAIL_ALL_MAIL, 1, gmail_uid(message_id)))
+    google.delete(GMAIL_USER, deleted)
+    google.relabel(GMAIL_USER, archived, remove=["INBOX"])
+    gmail_stack.sync_messages()  # whatever push was queued is lost
+
+    # When it is reconciled
+    assert post_reconcile(invoke_api, account_id)["statusCode"] == 202
+    results = gmail_sync(gmail_stack)
+
+    # Then the archived message is stored again without its INBOX location, and the deleted
+    # one's INBOX location (no message behind it) is gone
+    assert all(r == {"batchItemFailures": []} for r in results), results
+    stack = stack_of(gmail_stack)
+    anchors = {int(loc["uid"]) for loc in locations_in(stack, account_id, GMAIL_ALL_MAIL)}
+    in_inbox = {int(loc["uid"]) for loc in locations_in(stack, account_id, "INBOX")}
+    assert anchors == {gmail_uid(kept), gmail_uid(archived)}
+    assert in_inbox == {gmail_uid(kept)}
+    # ... the status says INBOX held two too many, both repaired; the absent label failed
+    folders = {f["name"]: f for f in get_status(invoke_api, account_id)["folders"]}
+    inbox, projects = folders["INBOX"], folders["Projects"]
+    assert (inbox["verdict"], inbox["reconcile"]["extra"], inbox["reconcile"]["repaired"]) == (
+        "gap_found",
+        2,
+        2,
+    )
+    assert inbox["stored_count"] == inbox["server_count"] == 1
+    assert (projects["verdict"], projects["reconcile"]["error"]) == ("failed", "folder_not_found")
+    assert folders["Customers"]["verdict"] == "healthy"
+
+
 def test_the_nightly_schedule_reconciles_every_account_and_the_status_shows_the_last_push(
     stack: Stack, invoke_api: Invoke, ms: MicrosoftDouble
 ) -> None:

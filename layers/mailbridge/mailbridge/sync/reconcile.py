@@ -363,15 +363,16 @@ def reconcile_gmail(client: GmailClient, account: Account, deps: SyncDeps, budge
                 tally.error = "folder_not_found"
             else:
                 compared[tally.name] = _gmail_compare(sync, tally, label)
-    done: set[str] = set()
+    removed: set[str] = set()
+    backfilled: set[str] = set()
     all_mail = compared.get(ALL_MAIL)
     if all_mail is not None:
         with _guarded(all_mail.tally):
-            done = _repair_all_mail(sync, all_mail)
+            _repair_all_mail(sync, all_mail, removed, backfilled)
     labels = [folder for folder in compared.values() if folder.label is not None]
     guard = Tally("labels")
     with _guarded(guard):
-        guard.complete = _repair_labels(sync, labels, done)
+        guard.complete = _repair_labels(sync, labels, removed, backfilled)
     for tally in tallies:
         folder = compared.get(tally.name)
         if folder is not None and folder.label is not None:
@@ -415,15 +416,14 @@ def _gmail_compare(sync: GmailSync, tally: Tally, label: str | None) -> GmailFol
     return GmailFolder(tally, label, stored, missing, extra)
 
 
-def _repair_all_mail(sync: GmailSync, folder: GmailFolder) -> set[str]:
+def _repair_all_mail(sync: GmailSync, folder: GmailFolder, removed: set[str], backfilled: set[str]) -> None:
     """Remove the extra messages (every location of each), fetch and store the missing ones;
-    the Gmail ids dealt with."""
+    their Gmail ids are added to `removed` and `backfilled`."""
     tally, budget = folder.tally, sync.budget
-    done: set[str] = set()
     for uid in folder.extra:
         if sync.remove(folder.stored[uid], uid):
             tally.repaired += 1
-        done.add(f"{uid:x}")
+        removed.add(f"{uid:x}")
     start = 0
     missing = folder.missing
     while start < len(missing):
@@ -433,16 +433,17 @@ def _repair_all_mail(sync: GmailSync, folder: GmailFolder) -> set[str]:
         chunk = missing[start : start + budget.allowance()]
         stored, error = sync.fetch_and_store(chunk)
         budget.spent += stored
-        done.update(chunk[:stored])
+        backfilled.update(chunk[:stored])
         start += stored
         tally.repaired += stored
         folder.backfilled += stored
         if error is not None:
             raise error
-    return done
 
 
-def _repair_labels(sync: GmailSync, folders: Sequence[GmailFolder], done: set[str]) -> bool:
+def _repair_labels(
+    sync: GmailSync, folders: Sequence[GmailFolder], removed: set[str], backfilled: set[str]
+) -> bool:
     """Bring every message with a label gap (and not dealt with by All Mail) to its labels on
     the server, one call each: a message not stored at all is fetched and stored
     (`fetch_and_store`); a stored one is read with `messages.get?format=minimal` and its labels
@@ -469,7 +470,11 @@ def _repair_labels(sync: GmailSync, folders: Sequence[GmailFolder], done: set[st
                     location_sk(sync.account.account_id, folder.tally.name, LOCATION_VALIDITY, uid),
                 )
             )
-    todo = [gid for gid in dict.fromkeys(wanted) if gid not in done]
+    # Removed by All Mail: no location is left. Backfilled: stored with the labels Gmail gave, but
+    # a label location the store kept from before (the anchor alone was lost) is not removed then.
+    todo = [
+        gid for gid in dict.fromkeys(wanted) if gid not in removed and (gid not in backfilled or gid in stale)
+    ]
     anchors = sync._anchors(todo)
     for gid in todo:
         if budget.exhausted():
