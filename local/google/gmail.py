@@ -434,6 +434,13 @@ class Gmail:
         max_results: int,
         page_token: str | None,
     ) -> dict[str, Any]:
+        """users.messages.list: `labelIds` are ids, every one must be on the message (discovery:
+        "labels that match all of the specified label IDs") [D]; an id the mailbox has no label
+        for (a label name, say) is 400 `Invalid label` [R]; SPAM and TRASH are left out unless
+        asked for by `includeSpamTrash`, a label id or the query [D]."""
+        for label in label_ids:
+            if label not in mailbox.labels:
+                raise bad_request(f"Invalid label: {label}", location="labelIds")
         matches = _Query(q or "", mailbox, self.now())
         shown = set(HIDDEN_UNLESS_ASKED)
         if include_spam_trash or matches.anywhere:

@@ -304,6 +304,142 @@ def stack_of(gmail_stack: GmailStack) -> Stack:
     return gmail_stack.stack
 
 
+def units_counted(gmail_stack: GmailStack) -> tuple[int, int]:
+    """Quota units of the last minute: as the double counted them for the user, and as the
+    mailbox's budgets in this process counted them."""
+    from mailbridge.providers.gmail import quota
+
+    google = gmail_stack.google
+    return google.quota.used(GMAIL_USER, google.now()), sum(b.used() for b in quota._budgets.values())
+
+
+def test_gmail_reconciles_each_synced_label_with_its_own_verdict(gmail_stack: GmailStack) -> None:
+    # Given a Gmail account syncing its user label Customers besides INBOX and SENT, synced with
+    # two messages in both INBOX and Customers and one only in INBOX
+    google = gmail_stack.google
+    customers = google.create_label(GMAIL_USER, "Customers")
+    kept, lost = (
+        google.deliver(GMAIL_USER, gmail_rfc5322(name, message_id=f"<{name}@customer.example>"))
+        for name in ("Kept", "Lost")
+    )
+    google.relabel(GMAIL_USER, kept, add=[customers])
+    google.relabel(GMAIL_USER, lost, add=[customers])
+    archived = google.deliver(GMAIL_USER, gmail_rfc5322("Archived", message_id="<archived@customer.example>"))
+    account_id = gmail_stack.connect()
+    patched = gmail_stack.api("patch-account", account_id, role="member", body={"folders": ["Customers"]})
+    assert patched["statusCode"] == 200, patched
+    gmail_sync(gmail_stack)
+
+    def invoke_api(event: dict[str, Any]) -> dict[str, Any]:
+        return gmail_stack.invoke("api", event)
+
+    # ... whose Customers location of one message our store then loses, while on the server
+    # another message is archived (INBOX removed) and a new one is filed under Customers only,
+    # both with their pushes dropped
+    lose_location(location_sk(account_id, "Customers", 1, gmail_uid(lost)))
+    google.relabel(GMAIL_USER, archived, remove=["INBOX"])
+    filed = google.deliver(
+        GMAIL_USER, gmail_rfc5322("Filed", message_id="<filed@customer.example>"), labels=[customers]
+    )
+    gmail_stack.sync_messages()  # whatever push was queued is lost
+    double_before, ours_before = units_counted(gmail_stack)
+
+    # When it is reconciled
+    assert post_reconcile(invoke_api, account_id)["statusCode"] == 202
+    results = gmail_sync(gmail_stack)
+
+    # Then the status shows one verdict per synced label: Customers missed two messages, INBOX
+    # held one too many, SENT is whole; All Mail missed the one never stored
+    assert all(r == {"batchItemFailures": []} for r in results), results
+    status = get_status(invoke_api, account_id)
+    found = {
+        f["name"]: (
+            f["verdict"],
+            f["server_count"],
+            f["reconcile"]["stored_count"],
+            f["reconcile"]["missing"],
+            f["reconcile"]["extra"],
+            f["reconcile"]["repaired"],
+        )
+        for f in status["folders"]
+    }
+    assert found == {
+        GMAIL_ALL_MAIL: ("gap_found", 4, 3, 1, 0, 1),
+        "INBOX": ("gap_found", 2, 3, 0, 1, 1),
+        "SENT": ("healthy", 0, 0, 0, 0, 0),
+        "Customers": ("gap_found", 3, 1, 2, 0, 2),
+    }
+    # ... and the repair fetched the missing message and put every location right
+    stack = stack_of(gmail_stack)
+    in_customers = {int(loc["uid"]) for loc in locations_in(stack, account_id, "Customers")}
+    in_inbox = {int(loc["uid"]) for loc in locations_in(stack, account_id, "INBOX")}
+    assert in_customers == {gmail_uid(i) for i in (kept, lost, filed)}
+    assert in_inbox == {gmail_uid(i) for i in (kept, lost)}
+    assert {f["name"]: f["stored_count"] for f in status["folders"]}["Customers"] == 3
+    # ... spending the quota units Gmail counts (messages.list 5 a page), none refused
+    double_after, ours_after = units_counted(gmail_stack)
+    assert double_after - double_before == ours_after - ours_before > 0
+    assert google.quota.rejected == 0
+
+    # When it is reconciled again, then every label is whole
+    assert post_reconcile(invoke_api, account_id)["statusCode"] == 202
+    gmail_sync(gmail_stack)
+    verdicts = {f["name"]: f["verdict"] for f in get_status(invoke_api, account_id)["folders"]}
+    assert verdicts == dict.fromkeys((GMAIL_ALL_MAIL, "INBOX", "SENT", "Customers"), "healthy")
+
+
+def test_gmail_label_locations_left_behind_are_removed_and_an_absent_label_fails(
+    gmail_stack: GmailStack,
+) -> None:
+    # Given a Gmail account selecting Customers and Projects, a label the mailbox does not have,
+    # synced with three inbox messages
+    google = gmail_stack.google
+    google.create_label(GMAIL_USER, "Customers")
+    kept, deleted, archived = (
+        google.deliver(GMAIL_USER, gmail_rfc5322(name, message_id=f"<{name}@customer.example>"))
+        for name in ("Kept", "Deleted", "Archived")
+    )
+    account_id = gmail_stack.connect()
+    body = {"folders": ["Customers", "Projects"]}
+    assert gmail_stack.api("patch-account", account_id, role="member", body=body)["statusCode"] == 200
+    gmail_sync(gmail_stack)
+
+    def invoke_api(event: dict[str, Any]) -> dict[str, Any]:
+        return gmail_stack.invoke("api", event)
+
+    # ... whose All Mail anchors of two messages our store then loses (their INBOX locations
+    # stay), while on the server one of them is deleted and the other archived, unseen
+    for message_id in (deleted, archived):
+        lose_location(location_sk(account_id, GMAIL_ALL_MAIL, 1, gmail_uid(message_id)))
+    google.delete(GMAIL_USER, deleted)
+    google.relabel(GMAIL_USER, archived, remove=["INBOX"])
+    gmail_stack.sync_messages()  # whatever push was queued is lost
+
+    # When it is reconciled
+    assert post_reconcile(invoke_api, account_id)["statusCode"] == 202
+    results = gmail_sync(gmail_stack)
+
+    # Then the archived message is stored again without its INBOX location, and the deleted
+    # one's INBOX location (no message behind it) is gone
+    assert all(r == {"batchItemFailures": []} for r in results), results
+    stack = stack_of(gmail_stack)
+    anchors = {int(loc["uid"]) for loc in locations_in(stack, account_id, GMAIL_ALL_MAIL)}
+    in_inbox = {int(loc["uid"]) for loc in locations_in(stack, account_id, "INBOX")}
+    assert anchors == {gmail_uid(kept), gmail_uid(archived)}
+    assert in_inbox == {gmail_uid(kept)}
+    # ... the status says INBOX held two too many, both repaired; the absent label failed
+    folders = {f["name"]: f for f in get_status(invoke_api, account_id)["folders"]}
+    inbox, projects = folders["INBOX"], folders["Projects"]
+    assert (inbox["verdict"], inbox["reconcile"]["extra"], inbox["reconcile"]["repaired"]) == (
+        "gap_found",
+        2,
+        2,
+    )
+    assert inbox["stored_count"] == inbox["server_count"] == 1
+    assert (projects["verdict"], projects["reconcile"]["error"]) == ("failed", "folder_not_found")
+    assert folders["Customers"]["verdict"] == "healthy"
+
+
 def test_the_nightly_schedule_reconciles_every_account_and_the_status_shows_the_last_push(
     stack: Stack, invoke_api: Invoke, ms: MicrosoftDouble
 ) -> None:

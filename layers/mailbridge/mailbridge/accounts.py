@@ -526,6 +526,19 @@ def folder_status(account: Account, state: FolderState, now: datetime) -> Folder
     )
 
 
+def _gmail_cursor_on_labels(states: list[FolderState]) -> list[FolderState]:
+    """A Gmail account has one cursor, All Mail's (`mailbridge.sync.gmail`): each label's folder
+    (written by the reconcile) shows its last move, so a label lags only when the account does."""
+    from mailbridge.providers.gmail.locations import FOLDER
+
+    anchor = next((state for state in states if state.name == FOLDER), None)
+    moved = anchor.last_synced_at if anchor is not None else None
+    return [
+        state if state.name == FOLDER else state.model_copy(update={"last_synced_at": moved})
+        for state in states
+    ]
+
+
 def account_status(ctx: TenantContext, account_id: str, deps: AccountDeps) -> AccountStatus:
     """The account's sync state and per folder its counts, last reconcile, cursor age, time
     since the last push and verdict (`folder_verdict`); each figure is also a metric."""
@@ -536,9 +549,10 @@ def account_status(ctx: TenantContext, account_id: str, deps: AccountDeps) -> Ac
     account = deps.store.get_account(ctx.tenant_id, account_id)
     sync = account.sync
     now = deps.now()
-    folders = [
-        folder_status(account, state, now) for state in deps.store.folder_states(ctx.tenant_id, account_id)
-    ]
+    states = deps.store.folder_states(ctx.tenant_id, account_id)
+    if account.provider == "gmail":
+        states = _gmail_cursor_on_labels(states)
+    folders = [folder_status(account, state, now) for state in states]
     for folder in folders:
         metrics.add_metric(name=f"FolderVerdict_{folder.verdict}", unit=MetricUnit.Count, value=1)
         if folder.cursor_age_seconds is not None:

@@ -151,6 +151,35 @@ def test_list_pages_with_next_page_token(google: GoogleDouble, gmail: Gmail) -> 
     assert seen == list(reversed(ids))
 
 
+def test_list_by_label_ids_matches_all_of_them_on_every_page(google: GoogleDouble, gmail: Gmail) -> None:
+    # Given a user label on two of three inbox messages, and one spam message with the label
+    label = google.create_label(USER, "Customers")
+    first, second, _inbox_only = (google.deliver(USER, rfc5322(subject=f"n{i}")) for i in range(3))
+    spam = google.deliver(USER, rfc5322(subject="spam"), labels=["SPAM"])
+    for message_id in (first, second, spam):
+        google.relabel(USER, message_id, add=[label])
+
+    # When the label is listed one message a page, with INBOX too, with SPAM, and by its name
+    seen: list[str] = []
+    page = gmail.get("/messages", labelIds=label, maxResults=1).json()
+    while True:
+        seen += [m["id"] for m in page.get("messages", [])]
+        if "nextPageToken" not in page:
+            break
+        page = gmail.get("/messages", labelIds=label, maxResults=1, pageToken=page["nextPageToken"]).json()
+    both = gmail.get("/messages", labelIds=[label, "INBOX"]).json()
+    in_spam = gmail.get("/messages", labelIds=[label, "SPAM"]).json()
+    by_name = gmail.get("/messages", labelIds="Customers")
+
+    # Then the label's inbox messages, newest first (spam left out unless asked for); all the
+    # ids must match; a name is not an id
+    assert seen == [second, first]
+    assert [m["id"] for m in both["messages"]] == [second, first]
+    assert [m["id"] for m in in_spam["messages"]] == [spam]
+    assert by_name.status_code == 400
+    assert by_name.json()["error"]["message"] == "Invalid label: Customers"
+
+
 def test_unknown_and_malformed_message_ids(google: GoogleDouble, gmail: Gmail) -> None:
     # When a message that does not exist, or a malformed id, is fetched
     missing = gmail.get("/messages/18c9f0a1b2c3d4e5")

@@ -115,6 +115,21 @@ class Labels:
                     folders.add(name)
         return folders
 
+    def id_of(self, folder: str) -> str | None:
+        """The label id of a folder name (`messages.list?labelIds=` takes ids, never names): a
+        system folder is its own id, a user label is looked up by its exact name (`labels.list`,
+        read again when it is not known); None when the mailbox has no such label."""
+        if folder in SYSTEM_FOLDERS:
+            return folder
+        found = self._id_named(folder)
+        if found is None:  # not read yet, or created since
+            self.names = {item.id: item.name for item in self.client.list_labels() if item.type == "user"}
+            found = self._id_named(folder)
+        return found
+
+    def _id_named(self, folder: str) -> str | None:
+        return next((i for i, name in (self.names or {}).items() if name == folder), None)
+
     def _name(self, label: str) -> str | None:
         if self.names is None or label not in self.names:
             self.names = {item.id: item.name for item in self.client.list_labels() if item.type == "user"}

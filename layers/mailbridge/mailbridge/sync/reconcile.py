@@ -8,12 +8,15 @@ provider has, and the folder's stored locations (`EmailStore.folder_locations`, 
   * Gmail: `users.messages.list` ids (`fields=messages(id,threadId),nextPageToken`, 500 a page,
     5 quota units each, through the account's quota budget) against the `[Gmail]/All Mail`
     anchors, the listing the full sync stores from (SPAM and TRASH left out; an anchor the user
-    moved there is not extra);
+    moved there is not extra); then per synced label (INBOX, SENT, the selected labels) the
+    listing with `labelIds=<label id>` against the label's folder locations, one verdict each;
   * Graph: `GET /me/mailFolders/{id}/messages?$select=id,...&$top=1000` pages.
 Then:
   * missing (on the server, not stored) are backfilled through the sync's own storing code:
     IMAP `fetch_new` by runs of consecutive server UIDs into `ingest_batch` + `announce_ingested`
-    (as `engine._store_batch`); Gmail `GmailSync.fetch_and_store`; Graph `graph._apply_page`;
+    (as `engine._store_batch`); Gmail `GmailSync.fetch_and_store` (a stored message a label
+    misses or holds wrongly gets its labels from `messages.get?format=minimal`, placed by
+    `GmailSync.place`); Graph `graph._apply_page`;
   * extra (stored, no longer on the server) are removed as the sync removes them: IMAP
     `engine._expunge`, Gmail `GmailSync.remove`, Graph `_apply_page` with `@removed` entries (the
     email is marked deleted when no mailbox holds it any more);
@@ -39,7 +42,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from mailbridge.errors import MailbridgeError, NotFound, ProviderAuthError, ProviderError, ProviderRateLimited
 from mailbridge.models.account import REAUTH_REQUIRED, Account, FolderState, ReconcileFindings
 from mailbridge.observability import logger, metrics
-from mailbridge.store.keys import location_prefix
+from mailbridge.store.keys import location_prefix, location_sk
 from mailbridge.sync.engine import Budget, SyncDeps, announce_ingested
 from mailbridge.sync.ingest import Mailbox, ingest_batch
 from mailbridge.sync.messages import Reconcile
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
     from mailbridge.providers.gmail.client import GmailClient
     from mailbridge.providers.graph.client import GraphClient
     from mailbridge.providers.imap.protocol import MailFolderSource
+    from mailbridge.sync.gmail import GmailSync
     from mailbridge.sync.service import SyncServiceDeps
 
 PROVIDERS = ("imap", "gmail", "graph")
@@ -311,68 +315,215 @@ def _imap_backfill(
 # ---------------------------------------------------------------------- Gmail
 
 
+GMAIL_LISTED = "messages(id,threadId),nextPageToken"
+"""`fields` of the reconcile's `messages.list` pages: the ids are all it reads."""
+GMAIL_LABELS = ("INBOX", "SENT")
+"""The labels every Gmail account syncs; the user's selected labels (`Account.folders`) follow."""
+
+
+@dataclass
+class GmailFolder:
+    """A Gmail folder compared before any repair: `[Gmail]/All Mail` (`label` None) or a synced
+    label. `stored` maps the folder's stored location uids to their email ids; `missing` are the
+    listed Gmail ids not stored there (ascending), `extra` the stored uids not listed."""
+
+    tally: Tally
+    label: str | None
+    stored: dict[int, str]
+    missing: list[str]
+    extra: list[int]
+    backfilled: int = 0
+
+
+def gmail_labels(account: Account) -> list[str]:
+    """The folder names of the labels a Gmail account syncs, each once: INBOX, SENT, then the
+    user's selected labels (system labels by id, user labels by name, as the sync names folders)."""
+    return list(dict.fromkeys([*GMAIL_LABELS, *account.folders]))
+
+
 def reconcile_gmail(client: GmailClient, account: Account, deps: SyncDeps, budget: Budget) -> list[Tally]:
-    from mailbridge.sync.gmail import ALL_MAIL
+    """All Mail, then each synced label (`gmail_labels`): every folder is listed and compared
+    before anything is repaired, so each verdict says what that folder had lost; then All Mail's
+    gaps are repaired (extra removed, missing fetched and stored with all their labels), then the
+    labels' (see `_repair_labels`). A label the mailbox does not have is recorded with the error
+    `folder_not_found`. Quota: `messages.list` costs 5 units a page of 500 ids, `labels.list` 1,
+    `messages.get` 5 (Gmail "Usage limits"), all through the client's `QuotaBudget`."""
+    from mailbridge.sync.gmail import ALL_MAIL, GmailSync
 
     state = deps.accounts.folder_state(account.tenant_id, account.account_id, ALL_MAIL)
     if state.history_id is None:
         return []  # the full sync has not completed: it is the reconcile of a first sync
-    tally = Tally(ALL_MAIL)
-    with _guarded(tally):
-        _gmail_folder(client, account, tally, deps, budget)
-    return [tally]
+    sync = GmailSync(client, account, deps, budget)
+    tallies = [Tally(ALL_MAIL), *(Tally(name) for name in gmail_labels(account))]
+    compared: dict[str, GmailFolder] = {}
+    for tally in tallies:
+        with _guarded(tally):
+            label = None if tally.name == ALL_MAIL else sync.labels.id_of(tally.name)
+            if tally.name != ALL_MAIL and label is None:
+                tally.error = "folder_not_found"
+            else:
+                compared[tally.name] = _gmail_compare(sync, tally, label)
+    removed: set[str] = set()
+    backfilled: set[str] = set()
+    all_mail = compared.get(ALL_MAIL)
+    if all_mail is not None:
+        with _guarded(all_mail.tally):
+            _repair_all_mail(sync, all_mail, removed, backfilled)
+    labels = [folder for folder in compared.values() if folder.label is not None]
+    guard = Tally("labels")
+    with _guarded(guard):
+        guard.complete = _repair_labels(sync, labels, removed, backfilled)
+    for tally in tallies:
+        folder = compared.get(tally.name)
+        if folder is not None and folder.label is not None:
+            if guard.error is not None and (folder.missing or folder.extra):
+                tally.error = guard.error
+            tally.complete = tally.complete and guard.complete
+        _record_gmail(sync, tally, folder)
+    return tallies
 
 
-def _gmail_folder(
-    client: GmailClient, account: Account, tally: Tally, deps: SyncDeps, budget: Budget
-) -> None:
-    from mailbridge.sync.gmail import ALL_MAIL, LOCATION_VALIDITY, GmailSync, gmail_uid
+def _gmail_compare(sync: GmailSync, tally: Tally, label: str | None) -> GmailFolder:
+    """List the folder's ids (every page of `messages.list`, `labelIds=label` for a label) and
+    read its stored locations; set the tally's counts."""
+    from mailbridge.sync.gmail import LOCATION_VALIDITY, gmail_uid
 
-    tenant, account_id = account.tenant_id, account.account_id
-    listing = client.list_messages(fields="messages(id,threadId),nextPageToken")
+    account = sync.account
+    listing = sync.client.list_messages(label_ids=(label,) if label else (), fields=GMAIL_LISTED)
     on_server = {gmail_uid(ref.id): ref.id for ref in listing.messages}
     stored = {
         int(loc["uid"]): str(loc["email_id"])
-        for loc in deps.emails.folder_locations(tenant, account_id, ALL_MAIL, LOCATION_VALIDITY)
+        for loc in sync.deps.emails.folder_locations(
+            account.tenant_id, account.account_id, tally.name, LOCATION_VALIDITY
+        )
     }
-    sync = GmailSync(client, account, deps, budget)
     missing = [on_server[uid] for uid in sorted(on_server) if uid not in stored]
-    unlisted = [uid for uid in stored if uid not in on_server]
-    anchors = sync._anchors(f"{uid:016x}" for uid in unlisted)
-    # An anchor labelled SPAM or TRASH is still on the server, only not in the default listing.
-    extra = [
-        gmail_uid(gid)
-        for gid, anchor in anchors.items()
-        if not NOT_STORED_FOLDERS & set(anchor.get("labels") or ())
-    ]
+    extra = sorted(uid for uid in stored if uid not in on_server)
+    if label is None:
+        # An anchor labelled SPAM or TRASH is still on the server, only not in the default listing.
+        anchors = sync._anchors(f"{uid:x}" for uid in extra)
+        extra = sorted(
+            gmail_uid(gid)
+            for gid, anchor in anchors.items()
+            if not NOT_STORED_FOLDERS & set(anchor.get("labels") or ())
+        )
     tally.server, tally.stored, tally.missing, tally.extra = (
         len(on_server),
         len(stored),
         len(missing),
         len(extra),
     )
-    for uid in extra:
-        if sync.remove(stored[uid], uid):
+    return GmailFolder(tally, label, stored, missing, extra)
+
+
+def _repair_all_mail(sync: GmailSync, folder: GmailFolder, removed: set[str], backfilled: set[str]) -> None:
+    """Remove the extra messages (every location of each), fetch and store the missing ones;
+    their Gmail ids are added to `removed` and `backfilled`."""
+    tally, budget = folder.tally, sync.budget
+    for uid in folder.extra:
+        if sync.remove(folder.stored[uid], uid):
             tally.repaired += 1
+        removed.add(f"{uid:x}")
     start = 0
+    missing = folder.missing
     while start < len(missing):
         if budget.exhausted():
             tally.complete = False
             break
         chunk = missing[start : start + budget.allowance()]
-        done, error = sync.fetch_and_store(chunk)
-        budget.spent += done
-        start += done
-        tally.repaired += done
+        stored, error = sync.fetch_and_store(chunk)
+        budget.spent += stored
+        backfilled.update(chunk[:stored])
+        start += stored
+        tally.repaired += stored
+        folder.backfilled += stored
         if error is not None:
             raise error
-    _record(
-        tally,
-        account,
-        deps,
-        messages_on_server=len(on_server),
-        messages_stored=len(stored) - len(extra) + start,
+
+
+def _repair_labels(
+    sync: GmailSync, folders: Sequence[GmailFolder], removed: set[str], backfilled: set[str]
+) -> bool:
+    """Bring every message with a label gap (and not dealt with by All Mail) to its labels on
+    the server, one call each: a message not stored at all is fetched and stored
+    (`fetch_and_store`); a stored one is read with `messages.get?format=minimal` and its labels
+    placed (`GmailSync.place`: its folder locations follow, those of labels it lost removed), or
+    removed when Gmail no longer has it (404); a label location with no anchor is deleted.
+    False when the run's budget stopped it (the rest is left to the continuation)."""
+    from mailbridge.providers.gmail.errors import MessageNotFound
+    from mailbridge.sync.gmail import LOCATION_VALIDITY, gmail_uid
+
+    emails, tenant, budget = sync.deps.emails, sync.tenant, sync.budget
+    stale: dict[str, set[str]] = {}  # Gmail id -> labels it is stored under but not listed in
+    orphans: dict[str, list[tuple[str, str]]] = {}  # Gmail id -> (email id, location sk)
+    wanted: list[str] = []
+    for folder in folders:
+        assert folder.label is not None
+        wanted += folder.missing
+        for uid in folder.extra:
+            gid = f"{uid:x}"
+            wanted.append(gid)
+            stale.setdefault(gid, set()).add(folder.label)
+            orphans.setdefault(gid, []).append(
+                (
+                    folder.stored[uid],
+                    location_sk(sync.account.account_id, folder.tally.name, LOCATION_VALIDITY, uid),
+                )
+            )
+    # Removed by All Mail: no location is left. Backfilled: stored with the labels Gmail gave, but
+    # a label location the store kept from before (the anchor alone was lost) is not removed then.
+    todo = [
+        gid for gid in dict.fromkeys(wanted) if gid not in removed and (gid not in backfilled or gid in stale)
+    ]
+    anchors = sync._anchors(todo)
+    for gid in todo:
+        if budget.exhausted():
+            return False
+        anchor = anchors.get(gid)
+        if anchor is None and gid in stale:
+            for email_id, sk in orphans[gid]:  # a label location left without its message
+                emails.delete_location(tenant, sk)
+                emails.detach_location(tenant, email_id, sk)
+            continue
+        if anchor is None:
+            _, error = sync.fetch_and_store([gid])
+            if error is not None:
+                raise error
+        else:
+            try:
+                message = sync.client.get_message(gid, "minimal")
+            except MessageNotFound:
+                sync.remove(str(anchor["email_id"]), gmail_uid(gid))
+            else:
+                before = set(anchor.get("labels") or ()) | stale.get(gid, set())
+                sync.place([(anchor, set(message.label_ids), before)])
+        budget.spent += 1
+    return True
+
+
+def _record_gmail(sync: GmailSync, tally: Tally, folder: GmailFolder | None) -> None:
+    """Save a Gmail folder's findings: a label's stored count and repairs are read back from the
+    store (what its locations hold now against what the listing found)."""
+    from mailbridge.sync.gmail import LOCATION_VALIDITY, gmail_uid
+
+    account, deps = sync.account, sync.deps
+    if folder is None:
+        _record(tally, account, deps)
+        return
+    if folder.label is None:
+        stored_now = tally.stored - len(folder.extra) + folder.backfilled
+        _record(tally, account, deps, messages_on_server=tally.server, messages_stored=stored_now)
+        return
+    now = {
+        int(loc["uid"])
+        for loc in deps.emails.folder_locations(
+            account.tenant_id, account.account_id, tally.name, LOCATION_VALIDITY
+        )
+    }
+    tally.repaired = sum(1 for gid in folder.missing if gmail_uid(gid) in now) + sum(
+        1 for uid in folder.extra if uid not in now
     )
+    _record(tally, account, deps, messages_on_server=tally.server, messages_stored=len(now))
 
 
 # ---------------------------------------------------------------------- Graph
