@@ -250,6 +250,28 @@ def test_graph_gaps_are_found_repaired_and_shown_by_the_verdict(
     assert (inbox["reconcile"]["missing"], inbox["reconcile"]["extra"]) == (0, 0)
 
 
+def test_a_folder_whose_listing_fails_shows_the_failure_on_its_status(
+    stack: Stack, invoke_api: Invoke, ms: MicrosoftDouble
+) -> None:
+    # Given a synced Graph account with one message in its Inbox
+    ms.deliver(MS_USER, rfc5322(subject="Quote", message_id="<gf@customer.example>"))
+    store_account(oauth_account(GRAPH_ACCOUNT, "graph", MS_USER))
+    service_deps().queue.send(SyncRequest(tenant_id=TENANT, account_id=GRAPH_ACCOUNT, reason="connected"))
+    drain(stack)
+    assert folder(get_status(invoke_api, GRAPH_ACCOUNT), "inbox")["verdict"] == "healthy"
+    # ... whose Inbox listing Graph answers with server errors, retries included
+    ms.fail_next(20, status=500, match=f"/mailFolders/{ms.folder_id(MS_USER, 'inbox')}/messages")
+
+    # When it is reconciled
+    assert post_reconcile(invoke_api, GRAPH_ACCOUNT)["statusCode"] == 202
+    drain(stack)
+
+    # Then the Inbox's status says the reconcile failed there, with the provider's error code
+    inbox = folder(get_status(invoke_api, GRAPH_ACCOUNT), "inbox")
+    assert inbox["verdict"] == "failed"
+    assert inbox["reconcile"]["error"] == "unavailable"
+
+
 # ---------------------------------------------------------------------- Gmail
 
 

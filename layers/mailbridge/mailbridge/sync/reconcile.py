@@ -205,6 +205,19 @@ def _guarded(tally: Tally) -> Iterator[None]:
         logger.warning("reconcile of a folder failed", extra={"code": exc.code})
 
 
+@contextmanager
+def _recorded_on_failure(tally: Tally, account: Account, deps: SyncDeps) -> Iterator[None]:
+    """`_guarded` around a folder whose comparison records its own findings when it completes:
+    when it fails instead, the failure (`error`, the counts found so far) is recorded on the folder,
+    so `GET /accounts/{id}/status` shows it (verdict `failed`) rather than the last good run."""
+    done = False
+    with _guarded(tally):
+        yield
+        done = True
+    if not done:
+        _record(tally, account, deps)
+
+
 # ---------------------------------------------------------------------- IMAP
 
 
@@ -217,7 +230,7 @@ def reconcile_imap(source: MailFolderSource, account: Account, deps: SyncDeps, b
         if state.uidvalidity is None:
             continue  # never synced: the sync stores it
         tally = Tally(name)
-        with _guarded(tally):
+        with _recorded_on_failure(tally, account, deps):
             _imap_folder(source, account, state, is_sent, tally, deps, budget)
         tallies.append(tally)
     return tallies
@@ -538,7 +551,7 @@ def reconcile_graph(client: GraphClient, account: Account, deps: SyncDeps, budge
         if state.delta_link is None and state.last_synced_at is None:
             continue  # never synced: the sync stores it
         tally = Tally(folder.name)
-        with _guarded(tally):
+        with _recorded_on_failure(tally, account, deps):
             _graph_folder(client, account, folder.id, folder.is_sent, tally, deps, budget)
         tallies.append(tally)
     return tallies
