@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from local.microsoft.delta import Books, BookSource
 from local.microsoft.errors import GraphError, item_not_found
 from local.microsoft.ids import Ids
 from local.microsoft.render import iso
@@ -97,11 +98,12 @@ def read_time(value: Any) -> datetime:
     return wall.replace(tzinfo=None).replace(tzinfo=zone).astimezone(UTC)
 
 
-class CalendarSource:
+class CalendarSource(BookSource[CalendarBook]):
     """The delta Source of one user's calendar view [start, end)."""
 
     def __init__(self, calendars: Calendars, book: CalendarBook, start: datetime, end: datetime) -> None:
-        self.calendars, self.book, self.start, self.end = calendars, book, start, end
+        super().__init__(calendars, book)
+        self.start, self.end = start, end
 
     def current(self) -> dict[str, tuple[int, int]]:
         return {
@@ -109,12 +111,6 @@ class CalendarSource:
             for e in self.book.events.values()
             if e.start < self.end and e.end > self.start
         }
-
-    def removed_since(self, watermark: int) -> dict[str, int]:
-        return {key: seq for seq, key in self.book.removals if seq > watermark}
-
-    def sequence(self) -> int:
-        return self.calendars.seq()
 
 
 def collection(start: datetime, end: datetime) -> str:
@@ -126,19 +122,15 @@ def window_of(name: str) -> tuple[datetime, datetime]:
     return datetime.fromisoformat(start), datetime.fromisoformat(end)
 
 
-class Calendars:
+class Calendars(Books[CalendarBook]):
     def __init__(
         self, ids: Ids, now: Callable[[], datetime], seq: Callable[[], int], next_seq: Callable[[], int]
     ) -> None:
-        self.ids = ids
-        self.now = now
-        self.seq = seq
-        self.next_seq = next_seq
-        self.books: dict[str, CalendarBook] = {}
+        super().__init__(ids, now, seq, next_seq)
         self.calls: list[tuple[str, str, str | None]] = []  # (method, event id, If-Match) of writes
 
-    def book(self, address: str) -> CalendarBook:
-        return self.books.setdefault(address.lower(), CalendarBook())
+    def new_book(self) -> CalendarBook:
+        return CalendarBook()
 
     # ------------------------------------------------------------------ control
 
@@ -199,7 +191,7 @@ class Calendars:
         book = self.book(address)
         if book.events.pop(event_id, None) is None:
             raise item_not_found()
-        book.removals.append((self.next_seq(), event_id))
+        self.record_removal(book, event_id)
 
     # ------------------------------------------------------------------ Graph operations
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from local.microsoft.delta import Books, BookSource
 from local.microsoft.errors import item_not_found
 from local.microsoft.ids import Ids
 from local.microsoft.render import iso
@@ -55,36 +56,20 @@ class ContactBook:
     removals: list[tuple[int, str]] = field(default_factory=list)
 
 
-class ContactSource:
-    def __init__(self, contacts: Contacts, book: ContactBook) -> None:
-        self.contacts, self.book = contacts, book
-
+class ContactSource(BookSource[ContactBook]):
     def current(self) -> dict[str, tuple[int, int]]:
         return {c.id: (c.seq, c.entered_seq) for c in self.book.contacts.values()}
 
-    def removed_since(self, watermark: int) -> dict[str, int]:
-        return {key: seq for seq, key in self.book.removals if seq > watermark}
 
-    def sequence(self) -> int:
-        return self.contacts.seq()
-
-
-class Contacts:
+class Contacts(Books[ContactBook]):
     def __init__(
         self, ids: Ids, now: Callable[[], datetime], seq: Callable[[], int], next_seq: Callable[[], int]
     ) -> None:
-        self.ids = ids
-        self.now = now
-        self.seq = seq
-        self.next_seq = next_seq
-        self.books: dict[str, ContactBook] = {}
+        super().__init__(ids, now, seq, next_seq)
         self.listeners: list[Callable[[str, str, Contact], None]] = []
 
-    def book(self, address: str) -> ContactBook:
-        key = address.lower()
-        if key not in self.books:
-            self.books[key] = ContactBook(self.ids.folder_id())
-        return self.books[key]
+    def new_book(self) -> ContactBook:
+        return ContactBook(self.ids.folder_id())
 
     def upsert(
         self,
@@ -133,7 +118,7 @@ class Contacts:
         contact = book.contacts.pop(contact_id, None)
         if contact is None:
             raise item_not_found()
-        book.removals.append((self.next_seq(), contact_id))
+        self.record_removal(book, contact_id)
         for listener in self.listeners:
             listener(address, "deleted", contact)
 

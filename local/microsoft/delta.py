@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
 
 from local.microsoft.errors import GraphError
 from local.microsoft.ids import Ids
@@ -49,6 +50,54 @@ class Source(Protocol):
         ...
 
     def sequence(self) -> int: ...
+
+
+class Book(Protocol):
+    """One mailbox's items of a kind; `removals` is (sequence, item id) of each deletion."""
+
+    removals: list[tuple[int, str]]
+
+
+BookT = TypeVar("BookT", bound=Book)
+
+
+class Books(Generic[BookT]):
+    """Every mailbox's book of one kind of item (contacts, calendar events), keyed by address,
+    changed on the mailbox double's one change sequence (`seq`, `next_seq`) as delta needs."""
+
+    def __init__(
+        self, ids: Ids, now: Callable[[], datetime], seq: Callable[[], int], next_seq: Callable[[], int]
+    ) -> None:
+        self.ids = ids
+        self.now = now
+        self.seq = seq
+        self.next_seq = next_seq
+        self.books: dict[str, BookT] = {}
+
+    def new_book(self) -> BookT:
+        raise NotImplementedError
+
+    def book(self, address: str) -> BookT:
+        key = address.lower()
+        if key not in self.books:
+            self.books[key] = self.new_book()
+        return self.books[key]
+
+    def record_removal(self, book: BookT, item_id: str) -> None:
+        book.removals.append((self.next_seq(), item_id))
+
+
+class BookSource(Generic[BookT]):
+    """The removal and sequence half of a `Source` over one book; `current` is the kind's own."""
+
+    def __init__(self, books: Books[BookT], book: BookT) -> None:
+        self.books, self.book = books, book
+
+    def removed_since(self, watermark: int) -> dict[str, int]:
+        return {key: seq for seq, key in self.book.removals if seq > watermark}
+
+    def sequence(self) -> int:
+        return self.books.seq()
 
 
 @dataclass
