@@ -318,3 +318,75 @@ def test_only_an_admin_sets_the_digest_sender_and_only_to_an_account_of_the_tena
     assert saved["statusCode"] == 200, saved
     got = body(call(invoke_api, "get-notification-settings", BOB))
     assert (got["digest_sender_account_id"], got["updated_by"]) == (world["ada_account"], ADA)
+
+
+# ------------------------------------------------------------------- the producers announce them
+
+
+def test_a_failed_automation_run_notifies_the_rules_owner_once(
+    stack: Stack, invoke_api: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailbridge.automations.execution import handle_trigger
+    from mailbridge.errors import Invalid
+    from tests.integration.test_automations_execution import CONTACT, TRACK, Automations, _trigger
+
+    # Given a rule whose action fails for good
+    auto = Automations(stack, invoke_api, monkeypatch)
+    rule = auto.rule([TRACK])
+
+    def broken(action: Any, step: Any) -> tuple[Any, Any]:
+        raise Invalid("bad", code="invalid_action")
+
+    deps = auto.deps({"analytics.track": broken})
+    # When an event runs it, and the same event comes again
+    (run,) = handle_trigger(_trigger({"contact": CONTACT}), deps)
+    handle_trigger(_trigger({"contact": CONTACT}), deps)
+    deliver(stack)
+    # Then the rule's owner has one automation_failed notification naming the rule, run and code
+    [item] = listing(invoke_api, rule["owner"])["items"]
+    assert (item["type"], item["subject_id"], item["data"]["run_id"], item["data"]["code"]) == (
+        "automation_failed",
+        rule["rule_id"],
+        run.run_id,
+        "invalid_action",
+    )
+
+
+@pytest.mark.dovecot
+def test_a_send_rejected_for_good_notifies_the_mailbox_owner_once(
+    stack: Stack, invoke_api: Invoke, dovecot_server: Any, dovecot_user: Any, smtp_sink: Any
+) -> None:
+    from tests.fixtures.smtp import SINK_PASSWORD, SINK_USER
+    from tests.integration.sync_harness import SyncHarness
+    from tests.integration.test_outbox import send
+
+    # Given a connected mailbox whose SMTP server refuses the recipient for good
+    h = SyncHarness(stack, invoke_api, dovecot_server, dovecot_user)
+    status, connected = h.connect(
+        smtp={
+            "host": smtp_sink.host,
+            "port": smtp_sink.plain_port,
+            "security": "none",
+            "username": SINK_USER,
+            "password": SINK_PASSWORD,
+        }
+    )
+    assert status == 201, connected
+    owner = (
+        AccountStore(stack.env("ApiFunction")["ACCOUNTS_TABLE"]).get_account(TENANT, h.account_id).created_by
+    )
+    smtp_sink.reject_recipient("carol@customer.example", reply="550 5.1.1 No such user")
+    _status, accepted = send(h)
+    # When the outbox tries it, and the same record comes again
+    outbox = QueueConsumer(stack, "outbox", "OutboxQueue")
+    records = outbox.receive()
+    outbox.invoke(records)
+    outbox.invoke(records)
+    deliver(stack)
+    # Then the owner has one send_failed notification about that email, with the code only
+    [item] = listing(invoke_api, owner)["items"]
+    assert (item["type"], item["subject_id"], item["data"]) == (
+        "send_failed",
+        accepted["email_id"],
+        {"email_id": accepted["email_id"], "code": "smtp_rejected"},
+    )
