@@ -31,7 +31,9 @@ class NotificationsRecord(SqsRecordModel):
 def record_handler(record: NotificationsRecord) -> None:
     created = on_event(record.body, notification_deps())
     metrics.add_metric(name="NotificationsCreated", unit=MetricUnit.Count, value=len(created))
-    logger.info("notifications", extra={"source": record.body.detail_type, "notifications_created": len(created)})
+    logger.info(
+        "notifications", extra={"source": record.body.detail_type, "notifications_created": len(created)}
+    )
 
 
 processor = BatchProcessor(event_type=EventType.SQS, model=NotificationsRecord)

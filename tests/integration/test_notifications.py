@@ -145,7 +145,7 @@ def test_each_source_event_makes_exactly_one_notification_for_the_owner(
     field: str,
 ) -> None:
     # Given a source event about Ada's email, Ada's mailbox, or Ada's rule
-    about = {
+    about: Any = {
         "email_id": world["email_id"],
         "email_ids": [world["email_id"]],
         "account_id": world["ada_account"],
@@ -153,8 +153,9 @@ def test_each_source_event_makes_exactly_one_notification_for_the_owner(
     }[field]
     # When it is announced twice (a redelivery, the same idempotency key)
     # (its data also carrying an address, which no producer sends and nothing may keep)
-    emit(stack, sample, **{field: about, "from": "carol@customer.test"})
-    emit(stack, sample, **{field: about, "from": "carol@customer.test"})
+    data: dict[str, Any] = {field: about, "from": "carol@customer.test"}
+    emit(stack, sample, **data)
+    emit(stack, sample, **data)
     # Then Ada has exactly one notification of that type, unread
     ada = listing(invoke_api, ADA)
     assert [(n["type"], n["read_at"]) for n in ada["items"]] == [(kind, None)]
