@@ -221,7 +221,11 @@ def test_unread_count_read_and_read_all_touch_only_the_callers_own(
     ids = [n["notification_id"] for n in first["items"] + rest["items"]]
     days = [n["created_at"][:10] for n in first["items"] + rest["items"]]
     assert days == ["2026-11-22", "2026-11-21", "2026-11-20"]
-    # And Bob cannot use Ada's cursor, nor read her notification
+    # And an edited cursor is refused, and Bob cannot use Ada's cursor, nor read her notification
+    cursor = first["next_cursor"]
+    edited = cursor[:-1] + ("A" if cursor[-1] != "A" else "B")
+    tampered = call(invoke_api, "list-notifications", ADA, query={"cursor": edited})
+    assert (tampered["statusCode"], body(tampered)["error"]["code"]) == (400, "invalid_cursor")
     refused = call(invoke_api, "list-notifications", BOB, query={"cursor": first["next_cursor"]})
     assert (refused["statusCode"], body(refused)["error"]["code"]) == (400, "invalid_cursor")
     other = call(invoke_api, "read-notification", BOB, path=ids[0])
