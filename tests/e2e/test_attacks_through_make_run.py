@@ -709,6 +709,14 @@ def base_bodies(w: World) -> dict[str, list[Callable[[], dict[str, Any]]]]:
                 "holidays": ["2026-12-24"],
             }
         ],
+        # Notifications (issue 15 point 4): the caller's own preferences; the tenant's digest sender
+        "PUT /notifications/preferences": [
+            lambda: {
+                "types": {"nudge": "email_digest", "automation_failed": "off"},
+                "digest_frequency": "weekly",
+            }
+        ],
+        "PUT /notifications/settings": [lambda: {"digest_sender_account_id": w.account_id}],
         "POST /crm/contacts": [contact],
         "PATCH /crm/contacts/{contact_id}": [lambda: {**contact(), "company_id": w.records["company2"]}],
         "POST /crm/companies": [
@@ -1015,6 +1023,11 @@ UNFILLED_LISTINGS = {
     # nudges need three business days to pass: moving the runner's clock that far would wake the
     # world's snoozes and scheduled sends that the other probes rely on
     "GET /nudges": "tests/integration/test_api_nudges.py::test_edited_and_foreign_nudge_cursors_are_a_400",
+    # notifications come from source events (a nudge, a due follow-up, a failed send ...) that the
+    # world does not make without moving the clock; another user's cursor is refused in-process
+    "GET /notifications": (
+        "tests/integration/test_notifications.py::test_unread_count_read_and_read_all_touch_only_the_callers_own"
+    ),
 }
 
 
@@ -1233,7 +1246,10 @@ def test_an_upload_larger_than_declared_is_refused(world: World) -> None:
 
 
 # Body routes a viewer may call: they read, and store nothing.
-OPEN_TO_VIEWERS = {"POST /automations/evaluate"}  # JSON-Logic against the caller's data: a preview
+OPEN_TO_VIEWERS = {
+    "POST /automations/evaluate",  # JSON-Logic against the caller's data: a preview
+    "PUT /notifications/preferences",  # the caller's own notification preferences
+}
 
 
 def test_a_viewer_is_refused_before_the_body_is_looked_at(world: World) -> None:

@@ -25,6 +25,7 @@ class TableNames(BaseSettings):
     settings: str = Field(validation_alias="SETTINGS_TABLE", min_length=3)
     idempotency: str = Field(validation_alias="IDEMPOTENCY_TABLE", min_length=3)
     automations: str = Field(validation_alias="AUTOMATIONS_TABLE", min_length=3)
+    notifications: str = Field(validation_alias="NOTIFICATIONS_TABLE", min_length=3)
 
 
 class GoogleSettings(BaseSettings):

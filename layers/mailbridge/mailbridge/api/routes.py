@@ -28,6 +28,7 @@ ROUTER_MODULES = (
     "snooze",
     "followups",
     "nudges",
+    "notifications",
     "crm",
     "links",
     "tasks",

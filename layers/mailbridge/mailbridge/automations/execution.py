@@ -17,7 +17,8 @@ For one trigger (`Trigger`: a bus event, or a cron rule's firing):
    (`in_run_attempts`), then handed back to the queue (`RetryLater`: SQS redelivers after a
    growing visibility timeout, then the DLQ). A permanent failure (a typed non-retryable error:
    a template the data cannot fill, a 4xx from a webhook ...) fails the run and stops it.
-6. Circuit breaker: `breaker_threshold` failed runs of a rule in a row pause it (out of the
+6. A failed run announces `automation.failed` (rule, run, owner, error code) for its owner.
+7. Circuit breaker: `breaker_threshold` failed runs of a rule in a row pause it (out of the
    trigger index, `paused_reason` set) and publish `automation.paused` for its owner; a
    successful run resets the count; enabling the rule again clears the pause.
 
@@ -277,8 +278,33 @@ def run_rule(
         }
     )
     deps.store.put_run(trigger.tenant_id, run)
+    if status == "failed":
+        _announce_failure(trigger.tenant_id, rule, run, deps)
     _breaker(trigger.tenant_id, rule, failed=status == "failed", deps=deps)
     return run
+
+
+def _announce_failure(tenant_id: str, rule: Rule, run: Run, deps: ExecutionDeps) -> None:
+    """`automation.failed` for the rule's owner's notification: ids and the error code only (the
+    run record keeps the rest); one per run (`automation.failed:{run_id}`). Not a trigger of
+    rules (not in the AutomationsRule), so a failing rule cannot feed itself."""
+    if deps.publisher is None:
+        return
+    deps.publisher.publish(
+        [
+            DomainEvent(
+                detail_type="automation.failed",
+                tenant_id=tenant_id,
+                idempotency_key=f"automation.failed:{run.run_id}",
+                data={
+                    "rule_id": rule.rule_id,
+                    "run_id": run.run_id,
+                    "owner": rule.owner,
+                    "code": str((run.error or {}).get("code") or "action_failed"),
+                },
+            )
+        ]
+    )
 
 
 def _run_step(

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from mailbridge.accounts import Connector, imap_connect, imap_settings, load_secrets, smtp_settings
-from mailbridge.bus import EventPublisher
+from mailbridge.bus import DomainEvent, EventPublisher
 from mailbridge.compose import (
     ComposedMessage,
     Draft,
@@ -408,8 +408,15 @@ def _send_graph(account: Account, composed: ComposedMessage) -> None:
     client_for(account).send_mime(mime_for_send_mail(composed))
 
 
+EMAIL_SEND_FAILED = "email.send_failed"
+
+
 def fail(deps: OutboxDeps, message: OutboxMessage, exc: Exception) -> None:
-    """Give up on a send: the status shows why, with the SMTP reply when there was one."""
+    """Give up on a send: the status shows why, with the SMTP reply when there was one, and the
+    call that moved it to `failed` announces `email.send_failed` (`{email_id, code}`: no reply
+    text, no address; idempotency key `email.send_failed:{email_id}`) for the sender's
+    notification. A PutEvents that fails after the status moved loses the announcement (the
+    status stays the truth)."""
     details = getattr(exc, "details", None) or {}
     failure = {
         "code": getattr(exc, "code", "send_failed"),
@@ -417,8 +424,19 @@ def fail(deps: OutboxDeps, message: OutboxMessage, exc: Exception) -> None:
         "smtp_code": details.get("smtp_code") if isinstance(details, dict) else None,
         "smtp_reply": details.get("smtp_reply") if isinstance(details, dict) else None,
     }
-    deps.emails.transition(
+    if not deps.emails.transition(
         message.tenant_id, message.email_id, PENDING, send_status="failed", failure=failure
+    ):
+        return
+    deps.publisher.publish(
+        [
+            DomainEvent(
+                detail_type=EMAIL_SEND_FAILED,
+                tenant_id=message.tenant_id,
+                idempotency_key=f"{EMAIL_SEND_FAILED}:{message.email_id}",
+                data={"email_id": message.email_id, "code": str(failure["code"])},
+            )
+        ]
     )
 
 

@@ -1,0 +1,1 @@
+"""In-app notifications, preferences and digests (issue 15 point 4)."""

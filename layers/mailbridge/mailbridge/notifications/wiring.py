@@ -1,0 +1,23 @@
+"""Builds the notification dependencies once per cold start (the api and notifications functions)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from mailbridge.bus import EventPublisher
+from mailbridge.config import get_settings
+from mailbridge.notifications.service import NotificationDeps
+from mailbridge.store.accounts import AccountStore
+from mailbridge.store.emails import EmailStore
+from mailbridge.store.notifications import NotificationStore
+
+
+@lru_cache(maxsize=1)
+def notification_deps() -> NotificationDeps:
+    settings = get_settings()
+    return NotificationDeps(
+        notifications=NotificationStore(settings.tables.notifications),
+        emails=EmailStore(settings.tables.emails),
+        accounts=AccountStore(settings.tables.accounts),
+        publisher=EventPublisher(settings.event_bus_name),
+    )
