@@ -100,20 +100,20 @@ PYTEST_RUN      = $(PY) -m pytest $(PYTEST_ARGS) $(if $(filter 0,$(PYTEST_WORKER
 pytest: $(VENV)/.stamp services
 	$(PYTEST_RUN)
 
-# `make test` runs its steps as parallel make jobs. `sam build` spends most of its ~5 minutes on a
-# fresh clone downloading the layer's arm64 wheels (network, little CPU) and no test reads what it
-# builds, so it runs beside everything else (test-build) instead of before pytest; ruff, mypy and
-# cfn-lint run beside each other, and pytest starts once they pass (a failed check still stops
-# make test before the tiers). The two virtualenvs and Dovecot are set up side by side too.
+# `make test` runs its steps as parallel make jobs: the two virtualenvs and Dovecot are set up side
+# by side, then ruff, mypy and cfn-lint run side by side; once they pass, pytest and `sam build`
+# start together. `sam build` spends most of its ~5 minutes on a fresh clone downloading the layer's
+# arm64 wheels (network, ~1 CPU minute) and no test reads what it builds, so it runs beside the tiers
+# (test-build) instead of before them; a failed check still stops make test before either.
 TEST_JOBS ?= 4
 test:
 	@$(MAKE) --no-print-directory -j$(TEST_JOBS) test-steps
 
 test-steps: test-build test-pytest
 
-# `make build`, its lines held in a temporary file and printed in one piece when it ends, so they
-# do not cut through pytest's progress lines.
-test-build: $(SAM_VENV)/.stamp $(VENV)/.stamp
+# `make build` after the checks, its lines held in a temporary file and printed in one piece when it
+# ends, so they do not cut through pytest's progress lines.
+test-build: check $(SAM_VENV)/.stamp $(VENV)/.stamp
 	@echo "sam build: started beside the checks and pytest (its output follows when it ends)"
 	@log=$$(mktemp); status=0; $(SAM) build --template-file template.yaml >"$$log" 2>&1 || status=$$?; \
 	  cat "$$log"; rm -f "$$log"; exit $$status
