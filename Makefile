@@ -114,7 +114,7 @@ test-steps: test-build test-pytest
 # `make build` after the checks, its lines held in a temporary file and printed in one piece when it
 # ends, so they do not cut through pytest's progress lines.
 test-build: check $(SAM_VENV)/.stamp $(VENV)/.stamp
-	@echo "sam build: started beside the checks and pytest (its output follows when it ends)"
+	@echo "sam build: started beside pytest (its output follows when it ends)"
 	@log=$$(mktemp); status=0; $(SAM) build --template-file template.yaml >"$$log" 2>&1 || status=$$?; \
 	  cat "$$log"; rm -f "$$log"; exit $$status
 
