@@ -1,6 +1,7 @@
 """`python -m local` (what `make run` calls): the whole system on 127.0.0.1:$PORT until Ctrl-C,
 with the Google double (local/google) standing in for Google on 127.0.0.1:$GOOGLE_PORT and the
-Microsoft double (local/microsoft, HTTPS with its own CA) for Microsoft on 127.0.0.1:$MICROSOFT_PORT."""
+Microsoft double (local/microsoft, HTTPS with its own CA) for Microsoft on 127.0.0.1:$MICROSOFT_PORT
+and the Bedrock Converse double (local/bedrock) for Amazon Bedrock on 127.0.0.1:$BEDROCK_PORT."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import sys
 import threading
 
+from local.bedrock import BedrockDouble
 from local.google import GoogleDouble
 from local.google_wiring import write_state
 from local.microsoft import MicrosoftDouble
@@ -35,6 +37,7 @@ def main() -> None:
     port = int(os.environ.get("PORT", "3000"))
     google_port = int(os.environ.get("GOOGLE_PORT", "0"))
     microsoft_port = int(os.environ.get("MICROSOFT_PORT", "0"))
+    bedrock_port = int(os.environ.get("BEDROCK_PORT", "0"))
     # Ctrl-C and kill stop it, even when it was started with SIGINT ignored (a background job of a
     # shell without job control, `nohup`, some CI runners): Python leaves an ignored SIGINT ignored,
     # and the runner then ran on until it was killed.
@@ -43,8 +46,15 @@ def main() -> None:
     with (
         GoogleDouble(port=google_port) as google,
         MicrosoftDouble(port=microsoft_port) as microsoft,
+        BedrockDouble(port=bedrock_port) as bedrock,
         Runner(
-            port=port, warm=True, parameters=LOCAL_PARAMETERS, google=google, microsoft=microsoft
+            port=port,
+            warm=True,
+            parameters=LOCAL_PARAMETERS,
+            google=google,
+            microsoft=microsoft,
+            # The functions' bedrock-runtime client goes to the double (the setting's default is AWS).
+            environment={"AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock.base_url},
         ) as runner,
     ):
         write_state(google, runner.url)
@@ -62,6 +72,7 @@ def main() -> None:
             f"Microsoft double (identity platform, Graph, webhooks to this runner) at {microsoft.base_url}:"
         )
         print("  make mailbox PROVIDER=graph   seeds a Microsoft 365 mailbox and prints how to connect it\n")
+        print(f"Bedrock Converse double (PUT /ai/bedrock switches a tenant on) at {bedrock.base_url}\n")
         print("Ctrl-C to stop.", flush=True)
         try:
             threading.Event().wait()

@@ -49,10 +49,10 @@ MODELS = frozenset(
 """Model ids the double serves (and their cross-region `us.`/`eu.`/`apac.` inference profiles)."""
 
 ERRORS: dict[str, tuple[int, str]] = {
-    "ValidationException": (400, "Input validation failed. Check your request parameters and retry the request."),
+    "ValidationException": (400, "Input validation failed. Check your request parameters and retry."),
     "AccessDeniedException": (403, "You don't have access to the model with the specified model ID."),
     "ResourceNotFoundException": (404, "The specified resource ARN was not found."),
-    "ModelTimeoutException": (408, "The request took too long to process. Processing time exceeded the model timeout length."),
+    "ModelTimeoutException": (408, "The request took too long to process."),
     "ThrottlingException": (429, "Too many requests, please wait before trying again."),
     "InternalServerException": (500, "The server encountered an internal error."),
     "ServiceUnavailableException": (503, "The service isn't currently available."),
@@ -245,7 +245,11 @@ class BedrockDouble:
             {
                 "output": {"message": {"role": "assistant", "content": [{"text": answer}]}},
                 "stopReason": stop_reason,
-                "usage": {"inputTokens": used_in, "outputTokens": used_out, "totalTokens": used_in + used_out},
+                "usage": {
+                    "inputTokens": used_in,
+                    "outputTokens": used_out,
+                    "totalTokens": used_in + used_out,
+                },
                 "metrics": {"latencyMs": 1},
             },
             {"x-amzn-RequestId": str(uuid.uuid4())},

@@ -242,7 +242,11 @@ class _Call:
 
     def done(self, input_tokens: int, output_tokens: int, fallback: FailureReason | None) -> None:
         self.deps.store.add_usage(
-            self.tenant_id, self.day, input_tokens=input_tokens, output_tokens=output_tokens, fallback=fallback
+            self.tenant_id,
+            self.day,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            fallback=fallback,
         )
 
 

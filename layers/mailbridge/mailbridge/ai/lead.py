@@ -78,7 +78,10 @@ class LeadField(Model):
     value: str
     confidence: float = Field(ge=0, le=1)
     source: Source = Field(
-        description="header, signature, address (the sender's), domain, or model (Bedrock, when the tenant's setting is on)"
+        description=(
+            "header, signature, address (the sender's), domain, or model (Bedrock, when the "
+            "tenant's setting is on)"
+        )
     )
 
 

@@ -52,7 +52,7 @@ class AiSettings(BaseSettings):
     bedrock_endpoint_url: str = Field(
         default="",
         validation_alias="AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
-        description="Empty: AWS's bedrock-runtime endpoint of the region; the local runner's double otherwise",
+        description="Empty: AWS's bedrock-runtime endpoint of the region (the local runner: its double)",
     )
     region: str = Field(default="us-east-1", validation_alias="AWS_REGION")
 

@@ -40,7 +40,9 @@ CONNECT_TIMEOUT = 2.0
 READ_TIMEOUT = 20.0
 """Seconds: the categorize and api functions must keep time for the local path afterwards."""
 
-FailureReason = Literal["throttled", "timeout", "access_denied", "invalid_request", "unavailable", "invalid_answer"]
+FailureReason = Literal[
+    "throttled", "timeout", "access_denied", "invalid_request", "unavailable", "invalid_answer"
+]
 _ERROR_REASONS: dict[str, FailureReason] = {
     "ThrottlingException": "throttled",
     "ModelTimeoutException": "timeout",
