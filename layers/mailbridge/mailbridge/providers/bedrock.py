@@ -37,8 +37,9 @@ if TYPE_CHECKING:
 RETRY_ATTEMPTS = 3
 """Attempts per call (the first and two retries of throttling and 5xx)."""
 CONNECT_TIMEOUT = 2.0
-READ_TIMEOUT = 20.0
-"""Seconds: the categorize and api functions must keep time for the local path afterwards."""
+READ_TIMEOUT = 6.0
+"""Seconds per attempt. A read timeout is retried like a 5xx, so the worst case (3 attempts and
+their backoff) stays under 25 s: inside the api function's 29 s, with time for the local answer."""
 
 FailureReason = Literal[
     "throttled", "timeout", "access_denied", "invalid_request", "unavailable", "invalid_answer"
