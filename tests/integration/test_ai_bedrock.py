@@ -14,7 +14,7 @@ import pytest
 from local.bedrock import BedrockDouble
 from local.bedrock.double import tokens
 from mailbridge.ai import wiring
-from mailbridge.ai.bedrock import MAX_PROMPT_CHARS
+from mailbridge.ai.bedrock import MAX_PROMPT_CHARS, PAUSE_SECONDS
 from mailbridge.ai.service import categorize_stored
 from tests.fixtures.aws import Stack
 from tests.integration.test_ai_categorize import fixture, set_ai, stored
@@ -259,6 +259,34 @@ def test_an_answer_that_is_not_the_asked_json_falls_back(
     assert usage["output_tokens"] > 0
 
 
+def test_a_model_id_bedrock_does_not_know_falls_back_as_an_invalid_request(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
+) -> None:
+    # Given Bedrock switched on with a well-formed model id that Bedrock does not serve
+    switch_on(invoke_api, model_id="acme.unknown-model-v9:0")
+    email_id = Seeder(stack).add(UNSURE)
+    # When an unsure email is categorized
+    result = categorize(invoke_api, email_id)
+    # Then Bedrock's ValidationException leaves the local answer, once (not retried)
+    assert result["category"] == "other"
+    assert result["reasons"][-1] == "bedrock:fallback:invalid_request"
+    assert [r.model_id for r in bedrock.requests] == ["acme.unknown-model-v9:0"]
+
+
+def test_an_answer_cut_off_at_max_tokens_falls_back(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
+) -> None:
+    # Given Bedrock switched on, answering more than the call's maxTokens allow
+    switch_on(invoke_api)
+    email_id = Seeder(stack).add(UNSURE)
+    bedrock.script('{"category": "finance", "confidence": 0.9, "why": "' + "x" * 2000 + '"}')
+    # When an unsure email is categorized
+    result = categorize(invoke_api, email_id)
+    # Then the cut-off answer (stopReason max_tokens) is not used
+    assert result["category"] == "other"
+    assert result["reasons"][-1] == "bedrock:fallback:invalid_answer"
+
+
 def test_a_throttle_that_clears_within_the_retries_gives_bedrocks_answer(
     stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
 ) -> None:
@@ -271,6 +299,33 @@ def test_a_throttle_that_clears_within_the_retries_gives_bedrocks_answer(
     # Then the third attempt's answer decides
     assert result["category"] == "finance"
     assert len(bedrock.requests) == 3
+
+
+def test_after_an_outage_answer_the_container_pauses_bedrock_then_asks_again(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
+) -> None:
+    # Given Bedrock switched on, a clock we move, and a call that failed as unavailable
+    switch_on(invoke_api)
+    seed = Seeder(stack)
+    first, second, third = seed.add(UNSURE), seed.add(unsure_email(5)), seed.add(unsure_email(6))
+    now = [1000.0]
+    wiring.bedrock_deps().clock = lambda: now[0]
+    bedrock.fail("ServiceUnavailableException", 3)
+    assert categorize(invoke_api, first)["reasons"][-1] == "bedrock:fallback:unavailable"
+    assert len(bedrock.requests) == 3
+    # When the next unsure email is categorized within the pause
+    now[0] += PAUSE_SECONDS - 1
+    paused = categorize(invoke_api, second)
+    # Then nothing is sent and the local answer says why
+    assert len(bedrock.requests) == 3
+    assert paused["reasons"][-1] == "bedrock:skipped:paused"
+    assert status(invoke_api)["usage"]["fallbacks"] == {"unavailable": 1, "paused": 1}
+    # When the pause is over
+    now[0] += 2
+    again = categorize(invoke_api, third)
+    # Then Bedrock is asked again
+    assert again["category"] == "finance"
+    assert len(bedrock.requests) == 4
 
 
 # ---------------------------------------------------------------------------------- budget

@@ -16,16 +16,19 @@ Where it is used (`refine_categorization`, `fill_lead`):
 Each call sends at most `MAX_PROMPT_CHARS` of the body, with email addresses replaced by
 `[email]` and long digit runs (phone, card, account numbers) by `[number]`; bodies and answers
 are never logged. Before a call the day's usage is read: at or past the budget, no call
-(reason `bedrock:skipped:budget_exhausted`). After it, the tokens of Converse's `usage` are added
-to the day. A failed call (`mailbridge.providers.bedrock.BedrockFailure`: throttled after the
-retries, timeout, access denied, invalid request, unavailable, invalid answer) leaves the local
-answer standing with reason `bedrock:fallback:<reason>`, counted on the day as
-`fallbacks.<reason>`: never an error for the caller.
+(reason `bedrock:skipped:budget_exhausted`); for `PAUSE_SECONDS` after a call that was throttled,
+timed out or found Bedrock unavailable, no call either (`bedrock:skipped:paused`). After a
+call, the tokens of Converse's `usage` are added to the day. A failed call
+(`mailbridge.providers.bedrock.BedrockFailure`: throttled after the retries, timeout, access
+denied, invalid request, unavailable, invalid answer) leaves the local answer standing with
+reason `bedrock:fallback:<reason>`, counted on the day as `fallbacks.<reason>`: never an error
+for the caller.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -51,6 +54,11 @@ UNSURE_BELOW = 0.6
 MAX_PROMPT_CHARS = 4000
 """Characters of an email body sent in a prompt (about 1,000 tokens)."""
 MAX_ANSWER_TOKENS = 200
+PAUSE_SECONDS = 60.0
+"""After a call throttled, timed out or unavailable (after its retries), this container asks
+Bedrock nothing for this long: a batch of unsure mail during an outage would otherwise spend up to
+~25 s per email and outlast the function's timeout."""
+PAUSE_AFTER = frozenset({"throttled", "timeout", "unavailable"})
 DEFAULT_DAILY_BUDGET = 200_000
 MAX_DAILY_BUDGET = 100_000_000
 MODEL_ID = r"(?:(?:us|eu|apac|us-gov|global)\.)?[a-z0-9-]{2,40}\.[A-Za-z0-9._:-]{1,120}"
@@ -95,7 +103,7 @@ class BedrockSettingUpdate(Model):
 class BedrockUsage(Model):
     """One UTC day's use: tokens from Converse's `usage`, calls made, and how often the local
     answer stood in, by reason (`throttled`, `timeout`, `access_denied`, `invalid_request`,
-    `unavailable`, `invalid_answer`, `budget_exhausted`)."""
+    `unavailable`, `invalid_answer`; and, no call made, `budget_exhausted`, `paused`)."""
 
     day: date
     input_tokens: int = 0
@@ -123,6 +131,10 @@ class BedrockDeps:
     default_model_id: str
     default_region: str
     today: Callable[[], date] = field(default=lambda: datetime.now(UTC).date())
+    clock: Callable[[], float] = time.monotonic
+    paused_until: float = 0.0
+    """`clock()` value before which no call is made (set after a throttled, timed-out or
+    unavailable call; per container, like the deps)."""
 
 
 def _setting(item: Item | None) -> tuple[BedrockSetting, int]:
@@ -226,12 +238,16 @@ class _Call:
         if not self.setting.enabled:
             return "off"
         usage = _usage(self.deps.store.get_usage(self.tenant_id, self.day), self.deps.today())
+        skipped: str | None = None
         if _status(self.setting, usage) == "budget_exhausted":
+            skipped = "budget_exhausted"
+        elif self.deps.clock() < self.deps.paused_until:
+            skipped = "paused"
+        if skipped is not None:
             self.deps.store.add_usage(
-                self.tenant_id, self.day, input_tokens=0, output_tokens=0, fallback="budget_exhausted"
+                self.tenant_id, self.day, input_tokens=0, output_tokens=0, fallback=skipped
             )
-            return "budget_exhausted"
-        return None
+        return skipped
 
     @property
     def model_id(self) -> str:
@@ -241,6 +257,8 @@ class _Call:
         return self.deps.converse(self.setting.region or self.deps.default_region)
 
     def done(self, input_tokens: int, output_tokens: int, fallback: FailureReason | None) -> None:
+        if fallback in PAUSE_AFTER:
+            self.deps.paused_until = self.deps.clock() + PAUSE_SECONDS
         self.deps.store.add_usage(
             self.tenant_id,
             self.day,
@@ -347,7 +365,8 @@ _LEAD_SYSTEM = (
 def fill_lead(tenant_id: str, email: Email, lead: Lead, deps: BedrockDeps | None) -> tuple[Lead, str | None]:
     """The lead with the fields the rules left empty filled by Bedrock (`source: model`), and
     what Bedrock did: None (not asked: nothing missing, or the setting is off), `used`,
-    `skipped:budget_exhausted` or `fallback:<reason>`. Never raises for a Bedrock failure."""
+    `skipped:budget_exhausted`, `skipped:paused` or `fallback:<reason>`. Never raises for a
+    Bedrock failure."""
     from mailbridge.ai.lead import LeadField, clean_value, website_of
     from mailbridge.providers.bedrock import BedrockFailure
 

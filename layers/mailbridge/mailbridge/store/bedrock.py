@@ -4,8 +4,8 @@ Item types (pk = TENANT#{tenant}):
   AIBEDROCK          the setting: `enabled`, `model_id`, `region`, `daily_token_budget`, `version`
   AIUSAGE#{UTC day}  that day's usage, counted with ADD (concurrent calls add up, never overwrite):
                      `input_tokens`, `output_tokens`, `calls`, and `fallback_{reason}` per reason
-                     the local answer stood in (mailbridge.providers.bedrock.FailureReason, or
-                     `budget_exhausted`)
+                     the local answer stood in (mailbridge.providers.bedrock.FailureReason,
+                     `budget_exhausted` or `paused`: no call made)
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class BedrockStore(DynamoRepository):
         """Count one Bedrock call's tokens (a call that was never made counts 0 tokens and no
         call) and, when the local answer stood in, one fallback of that reason."""
         counts: dict[str, int] = {"input_tokens": input_tokens, "output_tokens": output_tokens}
-        if input_tokens or output_tokens or fallback != "budget_exhausted":
+        if input_tokens or output_tokens or fallback not in ("budget_exhausted", "paused"):
             counts["calls"] = 1
         if fallback:
             counts[f"fallback_{fallback}"] = 1
