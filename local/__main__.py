@@ -1,6 +1,7 @@
 """`python -m local` (what `make run` calls): the whole system on 127.0.0.1:$PORT until Ctrl-C,
 with the Google double (local/google) standing in for Google on 127.0.0.1:$GOOGLE_PORT and the
-Microsoft double (local/microsoft, HTTPS with its own CA) for Microsoft on 127.0.0.1:$MICROSOFT_PORT."""
+Microsoft double (local/microsoft, HTTPS with its own CA) for Microsoft on 127.0.0.1:$MICROSOFT_PORT
+and the Bedrock Converse double (local/bedrock) for Amazon Bedrock on 127.0.0.1:$BEDROCK_PORT."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import sys
 
 from local import interrupt
+from local.bedrock import BedrockDouble
 from local.google import GoogleDouble
 from local.google_wiring import write_state
 from local.microsoft import MicrosoftDouble
@@ -29,12 +31,20 @@ def main() -> None:
     port = int(os.environ.get("PORT", "3000"))
     google_port = int(os.environ.get("GOOGLE_PORT", "0"))
     microsoft_port = int(os.environ.get("MICROSOFT_PORT", "0"))
+    bedrock_port = int(os.environ.get("BEDROCK_PORT", "0"))
     interrupt.install()
     with (
         GoogleDouble(port=google_port) as google,
         MicrosoftDouble(port=microsoft_port) as microsoft,
+        BedrockDouble(port=bedrock_port) as bedrock,
         Runner(
-            port=port, warm=True, parameters=LOCAL_PARAMETERS, google=google, microsoft=microsoft
+            port=port,
+            warm=True,
+            parameters=LOCAL_PARAMETERS,
+            google=google,
+            microsoft=microsoft,
+            # The functions' bedrock-runtime client goes to the double (the setting's default is AWS).
+            environment={"AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock.base_url},
         ) as runner,
     ):
         write_state(google, runner.url)
@@ -52,6 +62,7 @@ def main() -> None:
             f"Microsoft double (identity platform, Graph, webhooks to this runner) at {microsoft.base_url}:"
         )
         print("  make mailbox PROVIDER=graph   seeds a Microsoft 365 mailbox and prints how to connect it\n")
+        print(f"Bedrock Converse double (PUT /ai/bedrock switches a tenant on) at {bedrock.base_url}\n")
         print("Ctrl-C to stop.", flush=True)
         try:
             interrupt.wait_for_interrupt()

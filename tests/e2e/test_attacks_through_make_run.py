@@ -735,6 +735,15 @@ def base_bodies(w: World) -> dict[str, list[Callable[[], dict[str, Any]]]]:
         # AI (issue 14): Carol's mail; extract-lead applies to her contact and her domain's company
         "POST /ai/categorize-email": [lambda: {"email_id": w.emails["first"]}],
         "POST /ai/extract-lead": [lambda: {"email_id": w.emails["first"], "apply": True}],
+        # Left off: every probe's body is valid apart from the probed field, so Bedrock stays unused.
+        "PUT /ai/bedrock": [
+            lambda: {
+                "enabled": False,
+                "model_id": "anthropic.claude-3-haiku-20240307-v1:0",
+                "region": "eu-west-1",
+                "daily_token_budget": 1000,
+            }
+        ],
         "PUT /crm/settings": [
             lambda: {
                 "auto_create": "sent",

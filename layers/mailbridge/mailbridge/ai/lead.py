@@ -30,6 +30,7 @@ from mailbridge.crm.freemail import is_free_domain
 from mailbridge.models.base import Model
 
 if TYPE_CHECKING:
+    from mailbridge.ai.bedrock import BedrockDeps
     from mailbridge.bus import EventPublisher
     from mailbridge.models.mail import Email
     from mailbridge.store.blobs import BlobStore
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 MAX_VALUE_CHARS = 200
 """The CRM's Name/Text limit; longer values are cut."""
 
-Source = Literal["header", "signature", "address", "domain"]
+Source = Literal["header", "signature", "address", "domain", "model"]
 
 # Job words of a title line (English and the common European forms).
 _TITLE = re.compile(
@@ -77,7 +78,12 @@ _SIGN_OFF = re.compile(r"^(?:sent from|sent with|get outlook|von meinem|envoyé 
 class LeadField(Model):
     value: str
     confidence: float = Field(ge=0, le=1)
-    source: Source = Field(description="header, signature, address (the sender's) or domain")
+    source: Source = Field(
+        description=(
+            "header, signature, address (the sender's), domain, or model (Bedrock, when the "
+            "tenant's setting is on)"
+        )
+    )
 
 
 class Lead(Model):
@@ -107,12 +113,31 @@ class LeadExtraction(Model):
     email_id: str
     lead: Lead
     applied: LeadApplied | None = Field(default=None, description="Null unless `apply` was true")
+    bedrock: str | None = Field(
+        default=None,
+        description=(
+            "Null: Bedrock was not asked (nothing missing, or the tenant's setting is off); `used`; "
+            "`skipped:budget_exhausted`, `skipped:paused`; or `fallback:<reason>` (throttled, "
+            "timeout, access_denied, invalid_request, unavailable, invalid_answer): the rules' "
+            "answer stands"
+        ),
+    )
 
 
 def _clean(value: str) -> str:
     """One line of printable text, at most `MAX_VALUE_CHARS`."""
     kept = "".join(" " if unicodedata.category(c)[0] in "CZ" else c for c in value)
     return " ".join(kept.split())[:MAX_VALUE_CHARS].strip()
+
+
+clean_value = _clean
+"""One line of printable text, at most `MAX_VALUE_CHARS` (for values from elsewhere: Bedrock)."""
+
+
+def website_of(text: str) -> str | None:
+    """The first web address in `text` as `https://host/path`, or None."""
+    found = _website([_clean(text)], None)
+    return found.value if found else None
 
 
 def _field(value: str | None, confidence: float, source: Source) -> LeadField | None:
@@ -312,12 +337,15 @@ def extract_lead_of_email(
     blobs: BlobStore,
     crm: CrmStore,
     publisher: EventPublisher | None,
+    bedrock: BedrockDeps | None = None,
 ) -> LeadExtraction:
-    """`POST /ai/extract-lead`: 404 `not_found` for an email the tenant does not hold; with
-    `apply`, what `apply_lead` does."""
+    """`POST /ai/extract-lead`: 404 `not_found` for an email the tenant does not hold; fields the
+    rules did not find filled by Bedrock when the tenant's setting is on
+    (`mailbridge.ai.bedrock.fill_lead`); with `apply`, what `apply_lead` does."""
+    from mailbridge.ai.bedrock import fill_lead
     from mailbridge.emails import get_email
 
     email = get_email(ctx, email_id, emails, blobs)
-    lead = extract_lead(email)
+    lead, used = fill_lead(ctx.tenant_id, email, extract_lead(email), bedrock)
     applied = apply_lead(ctx, lead, crm, publisher) if apply else None
-    return LeadExtraction(email_id=email_id, lead=lead, applied=applied)
+    return LeadExtraction(email_id=email_id, lead=lead, applied=applied, bedrock=used)

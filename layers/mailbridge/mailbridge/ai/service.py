@@ -6,7 +6,8 @@ Categorizing one stored email (`categorize_stored`, for the consumer, the on-dem
 backfill):
 1. The email item (one read); an email whose category the user set is left alone.
 2. Its raw message from S3 (one read), normalized as ingest did (`mailbridge.mime.normalize`).
-3. `mailbridge.ai.categorize.categorize` (header evidence, then the local model).
+3. `mailbridge.ai.categorize.categorize` (header evidence, then the local model), then Bedrock
+   when that answer is unsure and the tenant's setting is on (`mailbridge.ai.bedrock`).
 4. The tenant's rules (`AiRuleStore.list_rules`: one Query): a rule for the sender's address, else
    for its domain, decides the category (`category_source: rule`, reason `rule:sender:<id>`).
 5. A conditional update of the email (`EmailStore.set_categorization`), then `email.categorized`
@@ -41,6 +42,7 @@ from mailbridge.store.ai import AiRuleStore, RuleKind, rule_id_for
 from mailbridge.store.keys import digest
 
 if TYPE_CHECKING:
+    from mailbridge.ai.bedrock import BedrockDeps
     from mailbridge.queues import StandardQueue
     from mailbridge.store.base import Item
     from mailbridge.store.blobs import BlobStore
@@ -99,6 +101,8 @@ class CategorizeDeps:
     publisher: EventPublisher
     queue: StandardQueue | None = None
     """The CategorizeQueue (backfill steps); None where nothing queues steps."""
+    bedrock: BedrockDeps | None = None
+    """Bedrock for unsure mail (the tenant's setting decides); None: the local path only."""
 
 
 class EmailCategorization(Categorization):
@@ -236,8 +240,10 @@ def _announce(
     deps.emails.mark_categorized_announced(tenant_id, email_id, key)
 
 
-def _run(item: Item, deps: CategorizeDeps) -> Categorization | None:
-    """The categorizer on the email's raw message (None: no raw message, or not parsable)."""
+def _run(tenant_id: str, item: Item, deps: CategorizeDeps) -> Categorization | None:
+    """The categorizer on the email's raw message, then Bedrock when the local answer is unsure
+    and the tenant's setting is on (None: no raw message, or not parsable)."""
+    from mailbridge.ai.bedrock import refine_categorization
     from mailbridge.ai.categorize import categorize
     from mailbridge.mime import MimeError, normalize
 
@@ -251,7 +257,7 @@ def _run(item: Item, deps: CategorizeDeps) -> Categorization | None:
         message = normalize(raw).message
     except MimeError:
         return None
-    return categorize(message)
+    return refine_categorization(tenant_id, message, categorize(message), deps.bedrock)
 
 
 # ---------------------------------------------------------------------------------- categorize
@@ -275,7 +281,7 @@ def categorize_stored(  # noqa: PLR0911 - one return per outcome
             return Outcome("unchanged", current.category), current
         _announce(tenant_id, email_id, key, current, item, deps)
         return Outcome("categorized", current.category), current
-    result = _run(item, deps)
+    result = _run(tenant_id, item, deps)
     if result is None:
         return Outcome("unparsable" if item.get("raw_key") else "no_raw"), current
     if rules is None:

@@ -18,9 +18,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from mailbridge.config import get_settings
 
 if TYPE_CHECKING:
+    from mailbridge.ai.bedrock import BedrockDeps
     from mailbridge.ai.models import Category
     from mailbridge.ai.service import CategorizeDeps
     from mailbridge.emails import CategoryCorrection
+    from mailbridge.providers.bedrock import BedrockConverse
     from mailbridge.store.ai import AiRuleStore
     from mailbridge.store.base import Item
     from mailbridge.store.ratelimit import RateLimiter
@@ -42,6 +44,17 @@ class AiSettings(BaseSettings):
     categorize_queue_url: str = Field(
         default="", validation_alias="CATEGORIZE_QUEUE_URL", description="Backfill steps go here"
     )
+    bedrock_model_id: str = Field(
+        default="anthropic.claude-3-haiku-20240307-v1:0",
+        validation_alias="BEDROCK_MODEL_ID",
+        description="The template's BedrockModelId: the model a tenant's setting uses unless it names one",
+    )
+    bedrock_endpoint_url: str = Field(
+        default="",
+        validation_alias="AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+        description="Empty: AWS's bedrock-runtime endpoint of the region (the local runner: its double)",
+    )
+    region: str = Field(default="us-east-1", validation_alias="AWS_REGION")
 
 
 @lru_cache(maxsize=1)
@@ -73,6 +86,28 @@ def ai_limits() -> AiLimits:
     return AiLimits(RateLimiter(get_settings().tables.accounts))
 
 
+@lru_cache(maxsize=8)
+def bedrock_converse(region: str) -> BedrockConverse:
+    """The Bedrock adapter for one region (one boto3 client each, for the container's life)."""
+    from mailbridge.providers.bedrock import BedrockConverse, make_client
+
+    return BedrockConverse(make_client(region, ai_settings().bedrock_endpoint_url or None))
+
+
+@lru_cache(maxsize=1)
+def bedrock_deps() -> BedrockDeps:
+    from mailbridge.ai.bedrock import BedrockDeps
+    from mailbridge.store.bedrock import BedrockStore
+
+    settings = ai_settings()
+    return BedrockDeps(
+        store=BedrockStore(get_settings().tables.settings),
+        converse=bedrock_converse,
+        default_model_id=settings.bedrock_model_id,
+        default_region=settings.region,
+    )
+
+
 @lru_cache(maxsize=1)
 def categorize_deps() -> CategorizeDeps:
     from mailbridge.ai.service import CategorizeDeps
@@ -90,6 +125,7 @@ def categorize_deps() -> CategorizeDeps:
         features=DynamoFeatureStore(settings.tables.settings),
         publisher=EventPublisher(settings.event_bus_name),
         queue=StandardQueue(url) if (url := ai_settings().categorize_queue_url) else None,
+        bedrock=bedrock_deps(),
     )
 
 
@@ -112,3 +148,5 @@ def reset() -> None:
     rule_store.cache_clear()
     categorize_deps.cache_clear()
     ai_limits.cache_clear()
+    bedrock_converse.cache_clear()
+    bedrock_deps.cache_clear()

@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import ConfigDict, Field
 
+from mailbridge.ai.bedrock import BedrockSettingUpdate, BedrockStatus
 from mailbridge.ai.lead import LeadExtraction
 from mailbridge.ai.service import BackfillJob, CategorizeDeps, CategoryRuleList, EmailCategorization
 from mailbridge.api.context import RouteGuard, current_tenant, require_role
@@ -204,4 +205,46 @@ def extract_lead(body: Annotated[ExtractLeadRequest, Body()]) -> LeadExtraction:
         blobs=ai.blobs,
         crm=deps.crm_store(),
         publisher=ai.publisher,
+        bedrock=ai.bedrock,
     )
+
+
+@router.get(
+    "/ai/bedrock",
+    summary="The tenant's Bedrock setting, today's token usage and its status (off, on, budget_exhausted)",
+    description=(
+        "Bedrock is asked only about mail the local categorizer is unsure of and about lead fields "
+        "the rules did not find. `usage` counts today's (UTC) input and output tokens from "
+        "Converse's `usage`, the calls, and the fallbacks by reason; at `daily_token_budget` the "
+        "status is `budget_exhausted` and no call is made until the next UTC day."
+    ),
+    tags=["ai"],
+    security=BEARER,
+    middlewares=[AI],
+    responses=errors({}),
+)
+def get_bedrock() -> BedrockStatus:
+    from mailbridge.ai.bedrock import get_status
+    from mailbridge.ai.wiring import bedrock_deps
+
+    return get_status(current_tenant(router), bedrock_deps())
+
+
+@router.put(
+    "/ai/bedrock",
+    summary="Change the tenant's Bedrock setting (admin or owner); fields left out keep their value",
+    description=(
+        "`enabled` (off by default), `model_id` (a Bedrock model or inference profile id; null: the "
+        "deployment's BedrockModelId), `region` (null: the functions' region), "
+        "`daily_token_budget` (input + output tokens a UTC day, 0 to 100,000,000)."
+    ),
+    tags=["ai"],
+    security=BEARER,
+    middlewares=[AI, require_role(Role.ADMIN)],
+    responses=errors({409: ["version_conflict", "already_exists"]}),
+)
+def put_bedrock(update: Annotated[BedrockSettingUpdate, Body()]) -> BedrockStatus:
+    from mailbridge.ai.bedrock import put_setting
+    from mailbridge.ai.wiring import bedrock_deps
+
+    return put_setting(current_tenant(router), update, bedrock_deps())

@@ -1,0 +1,408 @@
+"""Bedrock where an LLM earns it (issue 14 point 4) in-process on moto, with the product's boto3
+`bedrock-runtime` client talking to the local Converse double (local/bedrock) through the
+`AWS_ENDPOINT_URL_BEDROCK_RUNTIME` setting: the per-tenant setting, unsure-only routing, the
+fallback on each error kind, the daily token budget, and lead fields the rules did not find.
+The double's request list is what reached the network."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from local.bedrock import BedrockDouble
+from local.bedrock.double import tokens
+from mailbridge.ai import wiring
+from mailbridge.ai.bedrock import MAX_PROMPT_CHARS, PAUSE_SECONDS
+from mailbridge.ai.service import categorize_stored
+from tests.fixtures.aws import Stack
+from tests.integration.test_ai_categorize import fixture, set_ai, stored
+from tests.integration.test_api_emails import Seeder, api, body, rfc
+
+Invoke = Any
+
+UNSURE = rfc(
+    msgid="unsure-1@northwind.example",
+    sender="Kim Lee <kim.lee@northwind.example>",
+    to="sam@shop.test",
+    subject="March",
+    date="Tue, 03 Mar 2026 10:00:00 +0000",
+    text="Hello Sam,\r\n\r\nthe invoice for March is attached now.\r\n\r\nKim\r\n",
+)
+"""Local answer: `other`, confidence below 0.6 (one finance word is not enough for the rules)."""
+
+
+def unsure_email(n: int, text: str | None = None) -> bytes:
+    """Another unsure email (its own Message-ID), optionally with another body."""
+    raw = UNSURE.replace(b"unsure-1@", f"unsure-{n}@".encode())
+    if text is not None:
+        raw = raw.replace(b"the invoice for March is attached now.", text.encode())
+    return raw
+
+
+@pytest.fixture(scope="module")
+def double() -> Iterator[BedrockDouble]:
+    with BedrockDouble() as running:
+        yield running
+
+
+@pytest.fixture
+def bedrock(stack: Stack, double: BedrockDouble, monkeypatch: pytest.MonkeyPatch) -> BedrockDouble:
+    """The double, emptied, as the functions' bedrock-runtime endpoint; the tenant's ai flag on."""
+    double.reset()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", double.base_url)
+    wiring.reset()
+    return double
+
+
+def put_bedrock(invoke_api: Invoke, role: str = "admin", **values: Any) -> dict[str, Any]:
+    return invoke_api(api("ai-put-bedrock", role=role, body=values))  # type: ignore[no-any-return]
+
+
+def status(invoke_api: Invoke) -> dict[str, Any]:
+    response = invoke_api(api("ai-get-bedrock"))
+    assert response["statusCode"] == 200, response
+    return body(response)  # type: ignore[no-any-return]
+
+
+def switch_on(invoke_api: Invoke, **values: Any) -> None:
+    set_ai(invoke_api, True)
+    response = put_bedrock(invoke_api, enabled=True, **values)
+    assert response["statusCode"] == 200, response
+
+
+def categorize(invoke_api: Invoke, email_id: str) -> dict[str, Any]:
+    response = invoke_api(api("ai-categorize-email", body={"email_id": email_id}))
+    assert response["statusCode"] == 200, response
+    return body(response)  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------------------------- setting
+
+
+def test_the_setting_is_off_by_default_and_off_means_no_bedrock_call(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
+) -> None:
+    # Given a tenant with the ai flag on that never saved a Bedrock setting, and an unsure email
+    set_ai(invoke_api, True)
+    email_id = Seeder(stack).add(UNSURE)
+    # When the email is categorized and a lead is extracted from it
+    result = categorize(invoke_api, email_id)
+    lead = invoke_api(api("ai-extract-lead", body={"email_id": email_id}))
+    # Then the local answers stand, and not one request reached Bedrock
+    assert result["category"] == "other"
+    assert not [r for r in result["reasons"] if r.startswith("bedrock:")]
+    assert body(lead)["bedrock"] is None
+    assert bedrock.requests == []
+    # And the setting reads as off, with the template's model and no usage
+    state = status(invoke_api)
+    assert state["status"] == "off"
+    assert state["setting"]["enabled"] is False
+    assert state["effective_model_id"] == "anthropic.claude-3-haiku-20240307-v1:0"
+    assert state["usage"]["calls"] == 0
+
+
+def test_only_admins_change_the_setting_and_bad_values_are_refused(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
+) -> None:
+    # Given a tenant with the ai flag on
+    set_ai(invoke_api, True)
+    # When a member tries to switch Bedrock on
+    refused = put_bedrock(invoke_api, role="member", enabled=True)
+    # Then it is 403 role_required and nothing changed
+    assert refused["statusCode"] == 403
+    assert body(refused)["error"]["code"] == "role_required"
+    assert status(invoke_api)["setting"]["enabled"] is False
+    # When an admin sends values Bedrock would refuse
+    for bad in (
+        {"model_id": "no spaces allowed"},
+        {"region": "mars-1"},
+        {"daily_token_budget": -1},
+        {"x": 1},
+    ):
+        response = put_bedrock(invoke_api, **bad)
+        # Then each is a 4xx with a code, never a 5xx
+        assert 400 <= response["statusCode"] < 500, (bad, response)
+        assert body(response)["error"]["code"], bad
+    # When an admin switches it on with a model, a region and a budget
+    response = put_bedrock(
+        invoke_api,
+        enabled=True,
+        model_id="eu.amazon.nova-lite-v1:0",
+        region="eu-west-1",
+        daily_token_budget=5000,
+    )
+    # Then that is what the tenant reads back, with the status on
+    assert response["statusCode"] == 200, response
+    state = status(invoke_api)
+    assert state["status"] == "on"
+    assert state["setting"] == {
+        "enabled": True,
+        "model_id": "eu.amazon.nova-lite-v1:0",
+        "region": "eu-west-1",
+        "daily_token_budget": 5000,
+    }
+    assert state["effective_model_id"] == "eu.amazon.nova-lite-v1:0"
+
+
+# ---------------------------------------------------------------------------------- routing
+
+
+def test_only_mail_the_local_model_is_unsure_about_goes_to_bedrock(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
+) -> None:
+    # Given Bedrock switched on, a customer question the local path is sure of and an unsure email
+    switch_on(invoke_api, model_id="amazon.nova-micro-v1:0")
+    seed = Seeder(stack)
+    sure_id = seed.add(fixture("support_question.eml"))
+    unsure_id = seed.add(UNSURE)
+    # When both are categorized
+    sure = categorize(invoke_api, sure_id)
+    unsure = categorize(invoke_api, unsure_id)
+    # Then the sure one is the local answer, and only the unsure one was sent, to the tenant's model
+    assert sure["category"] == "support"
+    assert not [r for r in sure["reasons"] if r.startswith("bedrock:")]
+    assert [r.model_id for r in bedrock.requests] == ["amazon.nova-micro-v1:0"]
+    # And Bedrock's answer decides it, named first in the reasons, and is stored on the email
+    assert unsure["category"] == "finance"
+    assert unsure["confidence"] == 0.9
+    assert unsure["reasons"][0] == "bedrock:finance"
+    assert stored(stack, unsure_id)["category"] == "finance"
+    # And the call's tokens (Converse usage) are counted for the tenant's day
+    sent = bedrock.requests[0].text
+    usage = status(invoke_api)["usage"]
+    assert usage["calls"] == 1
+    assert usage["input_tokens"] == tokens(sent)
+    assert usage["output_tokens"] == tokens('{"category": "finance", "confidence": 0.9}')
+
+
+def test_the_categorize_consumer_asks_bedrock_too(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
+) -> None:
+    # Given Bedrock switched on and an unsure email
+    switch_on(invoke_api)
+    email_id = Seeder(stack).add(UNSURE)
+    # When the categorize function's run (email.received) categorizes it
+    outcome, _ = categorize_stored("acme", email_id, "categorize:email.received:x", wiring.categorize_deps())
+    # Then Bedrock's category is stored
+    assert outcome.category == "finance"
+    assert stored(stack, email_id)["reasons"][0] == "bedrock:finance"
+    assert len(bedrock.requests) == 1
+
+
+def test_the_body_sent_is_truncated_and_scrubbed(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
+) -> None:
+    # Given Bedrock switched on and an unsure email with an address, a phone number and a long body
+    switch_on(invoke_api)
+    text = "please call me on +44 20 7946 0958 or write to kim.private@home.example. " + "blah " * 3000
+    email_id = Seeder(stack).add(unsure_email(2, text))
+    # When it is categorized
+    categorize(invoke_api, email_id)
+    # Then the prompt holds at most MAX_PROMPT_CHARS of the body, without the address or number
+    sent = bedrock.requests[0].text
+    assert len(sent) < MAX_PROMPT_CHARS + 1000
+    assert "kim.private@home.example" not in sent
+    assert "7946" not in sent
+    assert "[email]" in sent
+    assert "[number]" in sent
+
+
+# ---------------------------------------------------------------------------------- fallbacks
+
+
+@pytest.mark.parametrize(
+    ("error", "times", "reason"),
+    [
+        ("ThrottlingException", 3, "throttled"),
+        ("ModelTimeoutException", 1, "timeout"),
+        ("AccessDeniedException", 1, "access_denied"),
+        ("ValidationException", 1, "invalid_request"),
+        ("ServiceUnavailableException", 3, "unavailable"),
+    ],
+)
+def test_a_bedrock_error_falls_back_to_the_local_answer_and_records_why(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble, error: str, times: int, reason: str
+) -> None:
+    # Given Bedrock switched on and answering `error` (to every retry of a retryable one)
+    switch_on(invoke_api)
+    email_id = Seeder(stack).add(UNSURE)
+    bedrock.fail(error, times)
+    # When an unsure email is categorized
+    result = categorize(invoke_api, email_id)
+    # Then the answer is the local one (200, never a 5xx), naming why Bedrock's is missing
+    assert result["category"] == "other"
+    assert result["reasons"][-1] == f"bedrock:fallback:{reason}"
+    # And retryable errors were retried (3 attempts), the others not
+    assert len(bedrock.requests) == times
+    # And the day's usage counts the fallback by its reason
+    assert status(invoke_api)["usage"]["fallbacks"] == {reason: 1}
+
+
+def test_an_answer_that_is_not_the_asked_json_falls_back(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
+) -> None:
+    # Given Bedrock switched on and answering prose, then JSON with a category that does not exist
+    switch_on(invoke_api)
+    seed = Seeder(stack)
+    first, second = seed.add(UNSURE), seed.add(unsure_email(3))
+    bedrock.script("I think this is about money.", '{"category": "invoices", "confidence": 0.8}')
+    # When both are categorized
+    results = [categorize(invoke_api, first), categorize(invoke_api, second)]
+    # Then both keep the local answer, with the reason invalid_answer
+    assert [r["category"] for r in results] == ["other", "other"]
+    assert [r["reasons"][-1] for r in results] == ["bedrock:fallback:invalid_answer"] * 2
+    # And the tokens the model used are counted all the same
+    usage = status(invoke_api)["usage"]
+    assert usage["fallbacks"] == {"invalid_answer": 2}
+    assert usage["output_tokens"] > 0
+
+
+def test_a_model_id_bedrock_does_not_know_falls_back_as_an_invalid_request(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
+) -> None:
+    # Given Bedrock switched on with a well-formed model id that Bedrock does not serve
+    switch_on(invoke_api, model_id="acme.unknown-model-v9:0")
+    email_id = Seeder(stack).add(UNSURE)
+    # When an unsure email is categorized
+    result = categorize(invoke_api, email_id)
+    # Then Bedrock's ValidationException leaves the local answer, once (not retried)
+    assert result["category"] == "other"
+    assert result["reasons"][-1] == "bedrock:fallback:invalid_request"
+    assert [r.model_id for r in bedrock.requests] == ["acme.unknown-model-v9:0"]
+
+
+def test_an_answer_cut_off_at_max_tokens_falls_back(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
+) -> None:
+    # Given Bedrock switched on, answering more than the call's maxTokens allow
+    switch_on(invoke_api)
+    email_id = Seeder(stack).add(UNSURE)
+    # (a whole JSON object first: only the stopReason tells it was cut)
+    bedrock.script('{"category": "finance", "confidence": 0.9} ' + "because it is " * 200)
+    # When an unsure email is categorized
+    result = categorize(invoke_api, email_id)
+    # Then the cut-off answer (stopReason max_tokens) is not used
+    assert result["category"] == "other"
+    assert result["reasons"][-1] == "bedrock:fallback:invalid_answer"
+
+
+def test_a_throttle_that_clears_within_the_retries_gives_bedrocks_answer(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
+) -> None:
+    # Given Bedrock switched on and throttling the first two attempts only
+    switch_on(invoke_api)
+    email_id = Seeder(stack).add(UNSURE)
+    bedrock.fail("ThrottlingException", 2)
+    # When an unsure email is categorized
+    result = categorize(invoke_api, email_id)
+    # Then the third attempt's answer decides
+    assert result["category"] == "finance"
+    assert len(bedrock.requests) == 3
+
+
+def test_after_an_outage_answer_the_container_pauses_bedrock_then_asks_again(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
+) -> None:
+    # Given Bedrock switched on, a clock we move, and a call that failed as unavailable
+    switch_on(invoke_api)
+    seed = Seeder(stack)
+    first, second, third = seed.add(UNSURE), seed.add(unsure_email(5)), seed.add(unsure_email(6))
+    now = [1000.0]
+    wiring.bedrock_deps().clock = lambda: now[0]
+    bedrock.fail("ServiceUnavailableException", 3)
+    assert categorize(invoke_api, first)["reasons"][-1] == "bedrock:fallback:unavailable"
+    assert len(bedrock.requests) == 3
+    # When the next unsure email is categorized within the pause
+    now[0] += PAUSE_SECONDS - 1
+    paused = categorize(invoke_api, second)
+    # Then nothing is sent and the local answer says why
+    assert len(bedrock.requests) == 3
+    assert paused["reasons"][-1] == "bedrock:skipped:paused"
+    assert status(invoke_api)["usage"]["fallbacks"] == {"unavailable": 1, "paused": 1}
+    # When the pause is over
+    now[0] += 2
+    again = categorize(invoke_api, third)
+    # Then Bedrock is asked again
+    assert again["category"] == "finance"
+    assert len(bedrock.requests) == 4
+
+
+# ---------------------------------------------------------------------------------- budget
+
+
+def test_the_daily_token_budget_stops_calls_with_a_clear_status(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
+) -> None:
+    # Given Bedrock switched on with a budget one call uses up
+    switch_on(invoke_api, daily_token_budget=50)
+    seed = Seeder(stack)
+    first, second = seed.add(UNSURE), seed.add(unsure_email(4))
+    categorize(invoke_api, first)
+    assert len(bedrock.requests) == 1
+    # When the next unsure email is categorized
+    result = categorize(invoke_api, second)
+    # Then no request is sent, the local answer stands and says why
+    assert len(bedrock.requests) == 1
+    assert result["category"] == "other"
+    assert result["reasons"][-1] == "bedrock:skipped:budget_exhausted"
+    # And the tenant reads the status budget_exhausted, with the stop counted
+    state = status(invoke_api)
+    assert state["status"] == "budget_exhausted"
+    assert state["usage"]["input_tokens"] + state["usage"]["output_tokens"] >= 50
+    assert state["usage"]["fallbacks"] == {"budget_exhausted": 1}
+    assert state["usage"]["calls"] == 1
+
+
+# ---------------------------------------------------------------------------------- leads
+
+SIGNED = rfc(
+    msgid="lead-1@analytical-engines.example",
+    sender="Ada Lovelace <ada@analytical-engines.example>",
+    to="sam@shop.test",
+    subject="Numbers",
+    date="Tue, 03 Mar 2026 10:00:00 +0000",
+    text=(
+        "Hello Sam, we would like to talk.\r\n\r\nBest regards,\r\nAda Lovelace\r\n"
+        "Title: Numerist\r\nTel: +44 20 7946 0000\r\n"
+    ),
+)
+"""The rules find name, phone, company domain (and a company guessed from it), not the title."""
+
+
+def test_lead_fields_the_rules_did_not_find_are_filled_by_bedrock(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
+) -> None:
+    # Given a signature whose title the rules cannot read
+    set_ai(invoke_api, True)
+    email_id = Seeder(stack).add(SIGNED)
+    before = body(invoke_api(api("ai-extract-lead", body={"email_id": email_id})))
+    assert before["lead"]["title"] is None
+    assert before["lead"]["name"]["value"] == "Ada Lovelace"
+    # When Bedrock is switched on and the lead is extracted again
+    put_bedrock(invoke_api, enabled=True)
+    after = body(invoke_api(api("ai-extract-lead", body={"email_id": email_id})))
+    # Then the title comes from the model, and what the rules found is unchanged
+    assert after["bedrock"] == "used"
+    assert after["lead"]["title"] == {"value": "Numerist", "confidence": 0.5, "source": "model"}
+    for name in ("name", "phone", "company_domain", "company"):
+        assert after["lead"][name] == before["lead"][name], name
+    assert len(bedrock.requests) == 1
+
+
+def test_lead_extraction_falls_back_to_the_rules_on_a_bedrock_error(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
+) -> None:
+    # Given Bedrock switched on, denying access to the model
+    switch_on(invoke_api)
+    email_id = Seeder(stack).add(SIGNED)
+    bedrock.deny("anthropic.claude-3-haiku-20240307-v1:0")
+    # When the lead is extracted
+    response = invoke_api(api("ai-extract-lead", body={"email_id": email_id}))
+    # Then the rules' lead is answered with the reason, never an error
+    assert response["statusCode"] == 200, response
+    result = body(response)
+    assert result["bedrock"] == "fallback:access_denied"
+    assert result["lead"]["title"] is None
+    assert result["lead"]["name"]["value"] == "Ada Lovelace"
