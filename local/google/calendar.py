@@ -92,7 +92,7 @@ def _event_date_time(moment: date | datetime, zone: str | None) -> dict[str, Any
 def _is_occurrence(master: dict[str, Any], original: date | datetime) -> bool:
     """Whether the series `master` (its start, end and `recurrence` lines, RFC 5545) has an
     occurrence starting at `original`, expanded by recurring_ical_events."""
-    import recurring_ical_events
+    import recurring_ical_events  # type: ignore[import-untyped]
     from icalendar import Calendar
     from icalendar import Event as VEvent
 

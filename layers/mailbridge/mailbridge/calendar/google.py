@@ -21,11 +21,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from mailbridge.calendar import ics, times
-from mailbridge.calendar.models import EventFields, EventTime
+from mailbridge.calendar.models import EventFields, EventTime, Override
 from mailbridge.providers.google_calendar.models import EventDateTime, GoogleEvent
 
 RECURRENCE_LINE = re.compile(r"(?:RRULE|EXRULE|RDATE|EXDATE)[;:][^\x00-\x1f\x7f]{1,2000}", re.IGNORECASE)
@@ -176,3 +176,44 @@ def to_google(fields: EventFields) -> dict[str, object]:
         lines += [_date_line("EXDATE", d) for d in fields.recurrence.exdate]
         body["recurrence"] = lines
     return body
+
+
+def occurrence_start(fields: EventFields, override: Override) -> EventTime:
+    """Where an overridden occurrence starts: the override's start, else its original start
+    (RECURRENCE-ID) in the series' zone."""
+    if override.start is not None:
+        return override.start
+    return EventTime.of(fields.in_start_form(override.recurrence_id))
+
+
+def to_google_occurrence(fields: EventFields, override: Override) -> dict[str, object]:
+    """The Event resource fields `events.patch` takes for one occurrence (an instance id) of
+    our series: the occurrence as the override makes it, every field resolved (a field the
+    override leaves null takes the series' value; a missing end is the start plus the series'
+    duration), since Google stores the patched instance as an exception that keeps its own
+    values from then on, as the pull reads them back (RFC 5545 section 3.8.4.4: an override
+    VEVENT holds the occurrence's properties)."""
+    assert fields.end is not None
+    start = occurrence_start(fields, override)
+    end = override.end
+    if end is None:
+        if start.date is not None:
+            duration_days = (fields.end.instant - fields.start.instant).days
+            end = EventTime(date=start.date + timedelta(days=max(duration_days, 1)))
+        else:
+            assert start.date_time is not None
+            end = EventTime.of(times.add_exact(start.date_time, fields.duration))
+    occurrence = fields.model_copy(
+        update={
+            "title": override.title if override.title is not None else fields.title,
+            "description": override.description if override.description is not None else fields.description,
+            "location": override.location if override.location is not None else fields.location,
+            "status": override.status or fields.status,
+            "attendees": override.attendees if override.attendees is not None else fields.attendees,
+            "start": start,
+            "end": end,
+            "recurrence": None,
+            "overrides": [],
+        }
+    )
+    return to_google(occurrence)
