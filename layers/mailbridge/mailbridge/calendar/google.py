@@ -19,7 +19,7 @@ control character, is dropped (never spliced into the text).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -106,9 +106,10 @@ def _vevent(member: Member) -> bytes:
     return text
 
 
-def to_calendar(members: Sequence[Member]) -> bytes:
-    """One VCALENDAR of the given events (a series and its exceptions share their UID)."""
-    body = b"".join(_vevent(member) for member in members)
+def to_calendar(members: Sequence[Member], masters: Mapping[str, bytes] | None = None) -> bytes:
+    """One VCALENDAR of the given events (a series and its exceptions share their UID), after
+    the series VEVENTs in `masters` (by UID)."""
+    body = b"".join((masters or {}).values()) + b"".join(_vevent(member) for member in members)
     return (
         b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//mailbridge//google//EN\r\n"
         + body
@@ -116,11 +117,29 @@ def to_calendar(members: Sequence[Member]) -> bytes:
     )
 
 
-def parse(members: Sequence[Member]) -> ics.ParsedFile:
-    """The events of `members` as an import reads them (empty when there are none)."""
+def parse(members: Sequence[Member], masters: Mapping[str, bytes] | None = None) -> ics.ParsedFile:
+    """The events of `members` as an import reads them (empty when there are none).
+
+    `masters`: the stored series VEVENT (by UID) of exceptions whose series is not among
+    `members` (an incremental page lists only the occurrences that changed). An override holds
+    what differs from its series (`ics._override`), so an exception is read against its real
+    series; the event stays `partial` (only its overrides are news). Without it an exception
+    would be read against a series made of itself, and every field of its override would be
+    empty."""
     if not members:
         return ics.ParsedFile(method=None, events=[], skipped=[])
-    return ics.parse_calendar(to_calendar(members))
+    given = {uid: text for uid, text in (masters or {}).items() if any(m.uid == uid for m in members)}
+    parsed = ics.parse_calendar(to_calendar(members, given))
+    for event in parsed.events:
+        if event.uid in given:
+            event.partial = True
+    return parsed
+
+
+def series_vevent(uid: str, sequence: int, fields: EventFields, dtstamp: datetime) -> bytes:
+    """Our stored series as its VEVENT alone (no overrides), for `parse`'s `masters`."""
+    item = ics.Outgoing(uid=uid, sequence=sequence, fields=fields, dtstamp=dtstamp, overrides=False)
+    return bytes(ics.vevents(item)[0].to_ical())
 
 
 # ---------------------------------------------------------------------------------- push-back

@@ -242,7 +242,7 @@ def _apply(account: Account, items: list[GoogleEvent], deps: CalendarDeps, repor
     for provider_id in sorted(deleted):
         _remove(tenant_id, account_id, links.get(provider_id), deps, report)
     members = _members([e for e in fresh if e.id not in deleted], deleted, links, report)
-    stored = _store(account, google.parse(members), deps, report)
+    stored = _store(account, google.parse(members, _stored_series(tenant_id, members, deps)), deps, report)
     for member in members:
         if member.uid in stored:
             item = member.event
@@ -253,6 +253,20 @@ def _apply(account: Account, items: list[GoogleEvent], deps: CalendarDeps, repor
                 updated=item.updated.isoformat() if item.updated else None,
             )
             deps.store.save_provider_link(tenant_id, account_id, link, series=item.recurring_event_id is None)
+
+
+def _stored_series(tenant_id: str, members: list[google.Member], deps: CalendarDeps) -> dict[str, bytes]:
+    """The stored series VEVENT of each UID whose exceptions come without their series (an
+    incremental page), so the exceptions are read as overrides of it (`google.parse`)."""
+    masters = {m.uid for m in members if m.event.recurring_event_id is None}
+    orphans = sorted({m.uid for m in members if m.event.recurring_event_id is not None} - masters)
+    if not orphans:
+        return {}
+    found = deps.store.events_by_uid(tenant_id, orphans)
+    return {
+        uid: google.series_vevent(uid, event.sequence, event.fields(), event.updated_at)
+        for uid, event in found.items()
+    }
 
 
 def _members(
