@@ -18,8 +18,9 @@ Per page:
 - the other events are written as one VCALENDAR (`calendar.google`) and stored like an import
   (`service.upsert`, source `google`): matched by iCalUID; a recurring master brings its RRULE /
   RDATE / EXDATE; exceptions (`recurringEventId`) become overrides of their series, merged with
-  the overrides already stored (an incremental page carries only the occurrences that changed);
-  a cancelled occurrence is an override with status `cancelled`;
+  the overrides already stored by RECURRENCE-ID (an incremental page carries only the
+  occurrences that changed, and they are read against the stored series, `_stored_series`); a
+  cancelled occurrence is an override with status `cancelled`;
 - echo suppression: an event whose `etag` equals the one stored in its provider link (the
   version we already read, or wrote ourselves) is skipped without a write;
 - Google is the source of truth on a pull: its SEQUENCE is never refused as stale (a local edit
@@ -32,8 +33,11 @@ by time (our change's time against Google's `updated`), see `push_google`. An ev
 through `POST /calendar/events` goes to its organizer's calendar account (`wiring.calendar_account`:
 the creator's own Gmail or Microsoft account at the organizer's address, calendar granted, flag
 on; else it stays local) by `events.insert` with our UID, or Graph `POST /me/events`. A PUT
-changing the overrides (one occurrence) of a provider's event is refused (422
-`provider_override_unsupported`): instances are not pushed.
+changing the overrides of a Google series pushes each new or changed occurrence to its instance
+id (`events.patch`, or `events.delete` for a cancelled one; `_push_occurrence`), the series
+itself only when something else changed; the edits Google cannot take, and every override of an
+Outlook event, are refused (422 `provider_override_unsupported`,
+`service.check_pushable_overrides`).
 
 Runs only for an account whose grant holds `calendar.events` (`models.account.calendar_access`)
 while the tenant's `calendar` flag is on; otherwise the report says why and nothing is read.
