@@ -732,19 +732,26 @@ def test_occurrence_edits_google_cannot_take_are_refused_not_kept_here_only(gmai
     moved, dropped = [o.model_dump(mode="json") for o in event.overrides]
     assert dropped["status"] == "cancelled"
 
-    # When a member removes the renamed occurrence's override, or restores the cancelled one
+    # When a member removes the renamed occurrence's override, restores the cancelled one, or
+    # overrides a time that is no occurrence (the Monday the series excludes, a Tuesday)
     refused = [
         api_put(gmail_stack, event, overrides=[dropped]),
         api_put(gmail_stack, event, overrides=[moved, dropped | {"status": "confirmed"}]),
+        *(
+            api_put(gmail_stack, event, overrides=[moved, dropped, {"recurrence_id": when, "title": "x"}])
+            for when in ("2026-10-12T09:00:00+02:00", "2026-10-20T09:00:00+02:00")
+        ),
     ]
 
-    # Then the API refuses both with a code and the reason, nothing changes here and nothing is
+    # Then the API refuses each with a code and the reason, nothing changes here and nothing is
     # queued
-    assert [r["statusCode"] for r in refused] == [422, 422], refused
-    assert [json.loads(r["body"])["error"]["code"] for r in refused] == ["provider_override_unsupported"] * 2
+    assert [r["statusCode"] for r in refused] == [422] * 4, refused
+    assert [json.loads(r["body"])["error"]["code"] for r in refused] == ["provider_override_unsupported"] * 4
     assert [json.loads(r["body"])["error"]["details"]["reason"] for r in refused] == [
         "override_removed",
         "occurrence_cancelled",
+        "not_an_occurrence",
+        "not_an_occurrence",
     ]
     kept = stored(series["iCalUID"])
     assert kept is not None

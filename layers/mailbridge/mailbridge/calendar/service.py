@@ -298,7 +298,7 @@ def update_event(
             ref = deps.store.provider_of(ctx.tenant_id, current.uid)
             if ref is not None:
                 provider = deps.account_provider(ctx.tenant_id, ref[0]) if deps.account_provider else None
-                check_pushable_overrides(provider, current.overrides, fields.overrides)
+                check_pushable_overrides(provider, current.overrides, fields, current.uid)
         return replace_fields(current, fields, links, now)
 
     previous, saved = change(ctx.tenant_id, event_id, replace, deps, expected_version=body.version)
@@ -329,7 +329,9 @@ def series_changed(before: EventFields, after: EventFields) -> bool:
     )
 
 
-def check_pushable_overrides(provider: str | None, before: list[Override], after: list[Override]) -> None:
+def check_pushable_overrides(
+    provider: str | None, before: list[Override], fields: EventFields, uid: str
+) -> None:
     """Refuse (422 `provider_override_unsupported`) the occurrence edits of a provider event
     that cannot be pushed back (the rest are pushed, `provider_sync.push`):
 
@@ -341,7 +343,9 @@ def check_pushable_overrides(provider: str | None, before: list[Override], after
       instances "become exceptions ... preserved even if the recurring event itself is
       updated"), and no call folds it back into the series;
     - Google: un-cancelling an occurrence: a cancelled instance is a deleted event there (`status:
-      cancelled`, events.delete), which a patch does not bring back (410 `deleted`).
+      cancelled`, events.delete), which a patch does not bring back (410 `deleted`);
+    - Google: a new override whose RECURRENCE-ID is not an occurrence of the series (`fields`,
+      expanded by `expand`): Google has no instance at that time (its instance id answers 404).
 
     Moving, renaming or otherwise changing one occurrence of a Google series, and cancelling one,
     are accepted (`events.patch` / `events.delete` on the instance id)."""
@@ -351,7 +355,7 @@ def check_pushable_overrides(provider: str | None, before: list[Override], after
             code="provider_override_unsupported",
             details={"reason": "provider"},
         )
-    old, new = _by_key(before), _by_key(after)
+    old, new = _by_key(before), _by_key(fields.overrides)
     if set(old) - set(new):
         raise Unprocessable(
             "Google keeps a changed occurrence as an exception: an override cannot be removed",
@@ -366,6 +370,13 @@ def check_pushable_overrides(provider: str | None, before: list[Override], after
                 code="provider_override_unsupported",
                 details={"reason": "occurrence_cancelled"},
             )
+    added = [o.recurrence_id for key, o in new.items() if key not in old]
+    if added and not all(expand.is_occurrence(uid, fields, when) for when in added):
+        raise Unprocessable(
+            "an override's recurrence_id is not an occurrence of the Google series",
+            code="provider_override_unsupported",
+            details={"reason": "not_an_occurrence"},
+        )
 
 
 def delete_event(ctx: TenantContext, event_id: str, deps: CalendarDeps) -> Event:
