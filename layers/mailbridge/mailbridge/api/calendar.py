@@ -151,8 +151,8 @@ def get_event(event_id: str) -> Event:
     description="SEQUENCE goes up when the time, recurrence or status changes. With `version` the "
     "change applies only to that version (409 `version_conflict` otherwise). An event pulled from "
     "Google or Outlook is pushed back; 422 `provider_override_unsupported` (`details.reason`: "
-    "`override_removed`, `occurrence_cancelled`, `provider`) refuses the occurrence edits that "
-    "cannot be.",
+    "`override_removed`, `occurrence_cancelled`, `not_an_occurrence`, `provider`) refuses the "
+    "occurrence edits that cannot be.",
     tags=["calendar"],
     security=BEARER,
     middlewares=WRITE,
