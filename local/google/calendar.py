@@ -19,17 +19,27 @@ list/insert/patch/delete methods) and developers.google.com/calendar/api/guides/
 - `etag` is a quoted number that changes on every write; `If-Match` with another etag answers
   412 `conditionNotMet`; deleting a deleted event answers 410 `deleted`; an unknown id 404;
 - `events.insert` with the `iCalUID` of a live event answers 409 `duplicate` ("The requested
-  identifier already exists.").
+  identifier already exists.");
+- one occurrence of a recurring event is addressed by its instance id `{recurringEventId}_{original
+  start}` (`YYYYMMDDTHHMMSSZ`, UTC basic format, for a timed series; `YYYYMMDD` for an all-day
+  one), the id `events.instances` answers (developers.google.com/calendar/api/guides/
+  recurringevents, "Modifying instances"): `events.get` of an unchanged occurrence answers the
+  instance (the master's fields, `recurringEventId`, `originalStartTime`) without storing
+  anything; `events.patch` stores it as an exception (listed by `events.list` and sync tokens
+  from then on); `events.delete` stores it as a cancelled exception. An instance id whose time
+  is not an occurrence of the series (outside the rule, excluded by EXDATE) answers 404.
 Values (ids, tokens) are made up.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from local.google.errors import ApiError, bad_request
 from local.google.ids import Ids
@@ -42,6 +52,7 @@ WRITABLE = (
     "organizer", "transparency", "visibility", "reminders", "colorId",
 )  # fmt: skip
 RESPONSE_STATUSES = frozenset({"needsAction", "declined", "tentative", "accepted"})
+INSTANCE_ID = re.compile(r"(?P<master>.+)_(?P<start>\d{8}(?:T\d{6}Z)?)")
 
 
 def calendar_error(code: int, message: str, reason: str) -> ApiError:
@@ -60,9 +71,53 @@ def _basic_utc(value: dict[str, Any]) -> str:
     if "date" in value:
         return str(value["date"]).replace("-", "")
     instant = datetime.fromisoformat(str(value["dateTime"]))
-    from datetime import UTC
-
     return instant.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _moment(value: dict[str, Any]) -> date | datetime:
+    """An EventDateTime as a date, or an aware date-time in its `timeZone` (else its offset)."""
+    if "date" in value:
+        return date.fromisoformat(str(value["date"]))
+    instant = datetime.fromisoformat(str(value["dateTime"]))
+    zone = value.get("timeZone")
+    return instant.astimezone(ZoneInfo(str(zone))) if zone else instant
+
+
+def _event_date_time(moment: date | datetime, zone: str | None) -> dict[str, Any]:
+    if not isinstance(moment, datetime):
+        return {"date": moment.isoformat()}
+    return {"dateTime": moment.isoformat(), **({"timeZone": zone} if zone else {})}
+
+
+def _is_occurrence(master: dict[str, Any], original: date | datetime) -> bool:
+    """Whether the series `master` (its start, end and `recurrence` lines, RFC 5545) has an
+    occurrence starting at `original`, expanded by recurring_ical_events."""
+    import recurring_ical_events  # type: ignore[import-untyped]
+    from icalendar import Calendar
+    from icalendar import Event as VEvent
+
+    start, end = _moment(master["start"]), _moment(master["end"])
+    if isinstance(start, datetime) != isinstance(original, datetime):
+        return False
+    vevent = VEvent()
+    vevent.add("UID", str(master.get("iCalUID") or master["id"]))
+    vevent.add("DTSTART", start)
+    vevent.add("DTEND", end)
+    tail = b"END:VEVENT\r\n"
+    text = bytes(vevent.to_ical())
+    lines = "".join(f"{line}\r\n" for line in master.get("recurrence") or [])
+    text = text[: -len(tail)] + lines.encode() + tail
+    calendar = Calendar.from_ical(
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//double//EN\r\n" + text + b"END:VCALENDAR\r\n"
+    )
+    query = recurring_ical_events.of(calendar)
+    if not isinstance(original, datetime):
+        return any(original == c.DTSTART for c in query.at(original))
+    found = query.between(original, original + timedelta(seconds=1))
+    return any(
+        isinstance(c.DTSTART, datetime) and c.DTSTART.astimezone(UTC) == original.astimezone(UTC)
+        for c in found
+    )
 
 
 @dataclass
@@ -241,10 +296,60 @@ class Calendars:
 
     # ------------------------------------------------------------------ get / insert / patch / delete
 
-    def _live(self, owner: str, event_id: str) -> StoredEvent:
+    def _instance(self, owner: str, event_id: str) -> dict[str, Any] | None:
+        """The unchanged occurrence an instance id names, as Google answers it (not stored);
+        None when `event_id` is not an occurrence of a live recurring event."""
+        matched = INSTANCE_ID.fullmatch(event_id)
+        if matched is None:
+            return None
+        stored = self.book(owner).events.get(matched["master"])
+        if stored is None or stored.deleted or not stored.resource.get("recurrence"):
+            return None
+        master = stored.resource
+        text = matched["start"]
+        original: date | datetime
+        try:
+            original = (
+                datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+                if "T" in text
+                else date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+            )
+        except ValueError:  # no such day or time: no such instance
+            return None
+        if not _is_occurrence(master, original):
+            return None
+        zone = master["start"].get("timeZone")
+        start, end = _moment(master["start"]), _moment(master["end"])
+        finish: date | datetime
+        if isinstance(original, datetime):
+            assert isinstance(start, datetime)
+            assert isinstance(end, datetime)
+            original = original.astimezone(ZoneInfo(zone)) if zone else original
+            finish = (original.astimezone(UTC) + (end - start)).astimezone(original.tzinfo)
+        else:
+            assert not isinstance(start, datetime)
+            assert not isinstance(end, datetime)
+            finish = original + (end - start)
+        instance = {k: copy.deepcopy(v) for k, v in master.items() if k not in ("recurrence", "created")}
+        instance |= {
+            "id": event_id,
+            "recurringEventId": master["id"],
+            "originalStartTime": _event_date_time(original, zone),
+            "start": _event_date_time(original, zone),
+            "end": _event_date_time(finish, master["end"].get("timeZone")),
+        }
+        return instance
+
+    def _live(self, owner: str, event_id: str, *, materialize: bool = False) -> StoredEvent:
+        """The stored event; an unchanged occurrence is stored as an exception first when
+        `materialize` (a write to one instance makes it an exception)."""
         stored = self.book(owner).events.get(event_id)
         if stored is None:
-            raise calendar_error(404, "Not Found", "notFound")
+            instance = self._instance(owner, event_id) if materialize else None
+            if instance is None:
+                raise calendar_error(404, "Not Found", "notFound")
+            self.put(owner, instance)
+            stored = self.book(owner).events[event_id]
         return stored
 
     def _check_etag(self, stored: StoredEvent, headers: dict[str, str]) -> None:
@@ -253,6 +358,10 @@ class Calendars:
             raise calendar_error(412, "Precondition Failed", "conditionNotMet")
 
     def get(self, owner: str, event_id: str) -> dict[str, Any]:
+        if event_id not in self.book(owner).events:
+            instance = self._instance(owner, event_id)
+            if instance is not None:
+                return instance
         return self._live(owner, event_id).render()
 
     def _validated(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -281,7 +390,7 @@ class Calendars:
     def patch(
         self, owner: str, event_id: str, body: dict[str, Any], headers: dict[str, str]
     ) -> dict[str, Any]:
-        stored = self._live(owner, event_id)
+        stored = self._live(owner, event_id, materialize=True)
         if stored.deleted:
             raise calendar_error(410, "Resource has been deleted", "deleted")
         self._check_etag(stored, headers)
@@ -298,7 +407,7 @@ class Calendars:
         return updated
 
     def remove(self, owner: str, event_id: str, headers: dict[str, str]) -> None:
-        stored = self._live(owner, event_id)
+        stored = self._live(owner, event_id, materialize=True)
         if stored.deleted:
             raise calendar_error(410, "Resource has been deleted", "deleted")
         self._check_etag(stored, headers)

@@ -19,7 +19,11 @@ from mailbridge.calendar.wiring import calendar_deps, calendar_store
 from mailbridge.config import get_settings
 from mailbridge.models.account import Account
 from mailbridge.oauth.tokens import token_source
-from mailbridge.providers.google_calendar.client import GoogleCalendarClient, SyncTokenExpired
+from mailbridge.providers.google_calendar.client import (
+    GoogleCalendarClient,
+    ProviderEventGone,
+    SyncTokenExpired,
+)
 from mailbridge.store.calendar import CalendarStore
 from mailbridge.sync.messages import PushCalendar
 from tests.events import load_event
@@ -572,34 +576,250 @@ def test_an_event_whose_organizer_has_no_calendar_account_of_its_creator_stays_l
     assert stored(created["uid"]) is not None
 
 
-def test_an_occurrence_edit_of_a_pulled_series_is_refused_not_kept_here_only(gmail_stack: GmailStack) -> None:
+def pushes_of(gs: GmailStack) -> list[dict[str, Any]]:
+    return [m for m in gs.sync_messages() if m["kind"] == "push_calendar"]
+
+
+def pulled_weekly_with_a_moved_occurrence(
+    gs: GmailStack,
+) -> tuple[Account, dict[str, Any], dict[str, Any], Event]:
+    """A pulled weekly series (Mondays 09:00 Berlin) whose 19 October occurrence Google holds as
+    a renamed exception: (account, series, exception, stored event)."""
+    account = connect(gs)
+    series = weekly(gs)
+    moved = gs.google.calendars.put_exception(
+        USER, series["id"], timed("2026-10-19T09:00:00+02:00"), summary="Moved"
+    )
+    gs.sync_messages()
+    assert pull(account).imported == 1
+    event = stored(series["iCalUID"])
+    assert event is not None
+    calendar_deps.cache_clear()
+    calendar_store.cache_clear()
+    return account, series, moved, event
+
+
+def test_occurrence_edits_are_pushed_to_their_instance_ids_and_pulled_back_as_ours(
+    gmail_stack: GmailStack,
+) -> None:
     google = gmail_stack.google.calendars
-    # Given a pulled weekly series with one moved occurrence
+    # Given a pulled weekly series with one renamed occurrence (an exception in Google)
+    account, series, moved, event = pulled_weekly_with_a_moved_occurrence(gmail_stack)
+    sid = series["id"]
+    (renamed,) = [o.model_dump(mode="json") for o in event.overrides]
+
+    # When a member, through the API, renames that occurrence again, moves the 2 November one to
+    # 11:00 (Google has no exception for it yet) and cancels the 9 November one, and the sync
+    # function runs the push that queued
+    moved_here = {
+        "recurrence_id": "2026-11-02T09:00:00+01:00",
+        "start": {"date_time": "2026-11-02T11:00:00", "time_zone": BERLIN},
+        "end": {"date_time": "2026-11-02T11:30:00", "time_zone": BERLIN},
+    }
+    cancelled_here = {"recurrence_id": "2026-11-09T09:00:00+01:00", "status": "cancelled"}
+    answer = api_put(
+        gmail_stack, event, overrides=[renamed | {"title": "Renamed here"}, moved_here, cancelled_here]
+    )
+    assert answer["statusCode"] == 200, answer
+    pushes = pushes_of(gmail_stack)
+    assert [(m["provider_id"], m["series"], m["occurrences"]) for m in pushes] == [
+        (sid, False, ["2026-10-19T07:00:00+00:00", "2026-11-02T08:00:00+00:00", "2026-11-09T08:00:00+00:00"])
+    ]
+    assert run_sync(gmail_stack, pushes) == {"batchItemFailures": []}
+
+    # Then each occurrence went to its instance id ({series id}_{original start, UTC}) and nothing
+    # to the series: the existing exception patched with the etag we had read, the new one
+    # patched without, the cancelled one deleted
+    assert [(m, i, h.get("if-match")) for m, i, h in google.calls] == [
+        ("events.patch", f"{sid}_20261019T070000Z", moved["etag"]),
+        ("events.patch", f"{sid}_20261102T080000Z", None),
+        ("events.delete", f"{sid}_20261109T080000Z", None),
+    ]
+    assert google.get(USER, f"{sid}_20261019T070000Z")["summary"] == "Renamed here"
+    new = google.get(USER, f"{sid}_20261102T080000Z")
+    assert (new["recurringEventId"], new["originalStartTime"], new["start"], new["summary"]) == (
+        sid,
+        {"dateTime": "2026-11-02T09:00:00+01:00", "timeZone": BERLIN},
+        {"dateTime": "2026-11-02T11:00:00+01:00", "timeZone": BERLIN},
+        "Weekly sync",
+    )
+    gone = google.book(USER).events[f"{sid}_20261109T080000Z"]
+    assert (gone.deleted, gone.resource["recurringEventId"]) == (True, sid)
+    assert google.get(USER, sid)["summary"] == "Weekly sync"
+
+    # And the next pull lists the three exceptions and recognises each as ours: nothing is
+    # imported or written, the event keeps its three overrides
+    report = pull(account)
+    assert (report.echoes, report.imported, report.updated) == (3, 0, 0)
+    kept = stored(series["iCalUID"])
+    assert kept is not None
+    assert [(str(o.recurrence_id), o.title, o.status) for o in kept.overrides] == [
+        ("2026-10-19 09:00:00+02:00", "Renamed here", None),
+        ("2026-11-02 09:00:00+01:00", None, None),
+        ("2026-11-09 09:00:00+01:00", None, "cancelled"),
+    ]
+
+    # And when Google then renames the moved occurrence, the pull matches that exception to our
+    # override by its RECURRENCE-ID: the override changes, no event or override is added
+    google.patch(USER, f"{sid}_20261102T080000Z", {"summary": "Remote"}, {})
+    report = pull(account)
+    assert (report.imported, report.updated) == (0, 1)
+    kept = stored(series["iCalUID"])
+    assert kept is not None
+    assert [(str(o.recurrence_id), o.title) for o in kept.overrides] == [
+        ("2026-10-19 09:00:00+02:00", "Renamed here"),
+        ("2026-11-02 09:00:00+01:00", "Remote"),
+        ("2026-11-09 09:00:00+01:00", None),
+    ]
+
+    # And a rename of the series afterwards still goes to the series' own id
+    calendar_deps.cache_clear()
+    calendar_store.cache_clear()
+    answer = api_put(gmail_stack, kept, title="Weekly sync (renamed)")
+    assert answer["statusCode"] == 200, answer
+    assert [(m["provider_id"], m["series"], m["occurrences"]) for m in pushes_of(gmail_stack)] == [
+        (sid, True, [])
+    ]
+
+
+def test_an_all_day_occurrence_cancelled_here_is_deleted_by_its_date_instance_id(
+    gmail_stack: GmailStack,
+) -> None:
+    google = gmail_stack.google.calendars
+    # Given a pulled all-day series of three days
     account = connect(gmail_stack)
-    series = weekly(gmail_stack)
-    google.put_exception(USER, series["id"], timed("2026-10-19T09:00:00+02:00"), summary="Moved")
+    series = google.put(
+        USER,
+        {
+            "summary": "Trade fair",
+            "start": {"date": "2026-10-01"},
+            "end": {"date": "2026-10-02"},
+            "recurrence": ["RRULE:FREQ=DAILY;COUNT=3"],
+        },
+    )
     gmail_stack.sync_messages()
     assert pull(account).imported == 1
     event = stored(series["iCalUID"])
     assert event is not None
     calendar_deps.cache_clear()
     calendar_store.cache_clear()
-    overrides = [o.model_dump(mode="json") for o in event.overrides]
 
-    # When a member renames that occurrence through the API
-    edited = api_put(gmail_stack, event, overrides=[overrides[0] | {"title": "Renamed here"}])
+    # When a member cancels its second day through the API and the push runs
+    answer = api_put(gmail_stack, event, overrides=[{"recurrence_id": "2026-10-02", "status": "cancelled"}])
+    assert answer["statusCode"] == 200, answer
+    assert run_sync(gmail_stack, pushes_of(gmail_stack)) == {"batchItemFailures": []}
 
-    # Then the API refuses it with a code, nothing changes here and nothing is queued
-    assert edited["statusCode"] == 422, edited
-    assert json.loads(edited["body"])["error"]["code"] == "provider_override_unsupported"
+    # Then Google's instance {series id}_20261002 is deleted, and the next pull sees it as ours
+    instance = f"{series['id']}_20261002"
+    assert [(m, i) for m, i, _ in google.calls] == [("events.delete", instance)]
+    cancelled = google.get(USER, instance)
+    assert (cancelled["status"], cancelled["originalStartTime"]) == ("cancelled", {"date": "2026-10-02"})
+    report = pull(account)
+    assert (report.echoes, report.imported, report.updated) == (1, 0, 0)
+
+
+def test_occurrence_edits_google_cannot_take_are_refused_not_kept_here_only(gmail_stack: GmailStack) -> None:
+    google = gmail_stack.google.calendars
+    # Given a pulled weekly series with one renamed and one cancelled occurrence
+    account, series, _, _ = pulled_weekly_with_a_moved_occurrence(gmail_stack)
+    cancelled = google.put_exception(USER, series["id"], timed("2026-10-26T09:00:00+01:00"))
+    google.delete(USER, cancelled["id"])
+    assert pull(account).updated == 1
+    event = stored(series["iCalUID"])
+    assert event is not None
+    calendar_deps.cache_clear()
+    calendar_store.cache_clear()
+    moved, dropped = [o.model_dump(mode="json") for o in event.overrides]
+    assert dropped["status"] == "cancelled"
+
+    # When a member removes the renamed occurrence's override, restores the cancelled one, or
+    # overrides a time that is no occurrence (the Monday the series excludes, a Tuesday)
+    refused = [
+        api_put(gmail_stack, event, overrides=[dropped]),
+        api_put(gmail_stack, event, overrides=[moved, dropped | {"status": "confirmed"}]),
+        *(
+            api_put(gmail_stack, event, overrides=[moved, dropped, {"recurrence_id": when, "title": "x"}])
+            for when in ("2026-10-12T09:00:00+02:00", "2026-10-20T09:00:00+02:00")
+        ),
+    ]
+
+    # Then the API refuses each with a code and the reason, nothing changes here and nothing is
+    # queued
+    assert [r["statusCode"] for r in refused] == [422] * 4, refused
+    assert [json.loads(r["body"])["error"]["code"] for r in refused] == ["provider_override_unsupported"] * 4
+    assert [json.loads(r["body"])["error"]["details"]["reason"] for r in refused] == [
+        "override_removed",
+        "occurrence_cancelled",
+        "not_an_occurrence",
+        "not_an_occurrence",
+    ]
     kept = stored(series["iCalUID"])
     assert kept is not None
-    assert ([o.title for o in kept.overrides], kept.version) == (["Moved"], event.version)
-    assert [m for m in gmail_stack.sync_messages() if m["kind"] == "push_calendar"] == []
+    assert ([o.status for o in kept.overrides], kept.version) == ([None, "cancelled"], event.version)
+    assert pushes_of(gmail_stack) == []
 
     # And a change of the series that sends the occurrences back as read is accepted and pushed
-    renamed = api_put(gmail_stack, event, title="Weekly sync (renamed)", overrides=overrides)
+    # as a change of the series alone
+    renamed = api_put(gmail_stack, event, title="Weekly sync (renamed)", overrides=[moved, dropped])
     assert renamed["statusCode"] == 200, renamed
-    assert [m["provider_id"] for m in gmail_stack.sync_messages() if m["kind"] == "push_calendar"] == [
-        series["id"]
+    assert [(m["provider_id"], m["series"], m["occurrences"]) for m in pushes_of(gmail_stack)] == [
+        (series["id"], True, [])
     ]
+
+
+def test_a_change_of_crm_links_only_pushes_nothing(gmail_stack: GmailStack) -> None:
+    # Given a pulled series and a contact
+    _, _, _, event = pulled_weekly_with_a_moved_occurrence(gmail_stack)
+    contact = gmail_stack.api(
+        "crm-create-contact",
+        role="member",
+        body={"name": "Bob", "emails": [{"address": "bob@partner.example"}]},
+    )
+    assert contact["statusCode"] == 201, contact
+
+    # When a member links the event to the contact (nothing Google holds changes)
+    answer = api_put(gmail_stack, event, contact_ids=[json.loads(contact["body"])["contact_id"]])
+
+    # Then the change is stored and nothing is queued for Google
+    assert answer["statusCode"] == 200, answer
+    assert pushes_of(gmail_stack) == []
+
+
+def test_the_double_answers_instance_ids_as_google_does(gmail_stack: GmailStack) -> None:
+    # Given a weekly series (one Monday excluded) read to the end of its listing
+    account = connect(gmail_stack)
+    series = weekly(gmail_stack)
+    client = client_for(account)
+    token = client.list_events(None).next_sync_token
+    sid = series["id"]
+
+    # When an unchanged occurrence is read by its instance id
+    instance = client.get_event(f"{sid}_20261026T080000Z")
+
+    # Then it is that occurrence (after the DST change: 09:00 CET) of the series, and reading it
+    # changed nothing in the calendar's listing
+    assert (instance.recurring_event_id, instance.summary, instance.ical_uid) == (
+        sid,
+        "Weekly sync",
+        series["iCalUID"],
+    )
+    assert instance.original_start_time is not None
+    assert instance.original_start_time.date_time == datetime.fromisoformat("2026-10-26T09:00:00+01:00")
+    assert client.list_events(token).items == []
+
+    # And ids whose time is not an occurrence (excluded by EXDATE, off the rule's day or hour,
+    # a date for a timed series) answer 404, read or written
+    for wrong in ("20261012T070000Z", "20261020T070000Z", "20261019T080000Z", "20261019"):
+        with pytest.raises(ProviderEventGone):
+            client.get_event(f"{sid}_{wrong}")
+        with pytest.raises(ProviderEventGone):
+            client.patch_event(f"{sid}_{wrong}", {"summary": "x"}, None)
+
+    # And a patch of an occurrence makes it an exception the sync token then lists
+    client.patch_event(f"{sid}_20261026T080000Z", {"summary": "Changed"}, None)
+    (changed,) = client.list_events(token).items
+    assert (changed.id, changed.recurring_event_id, changed.summary) == (
+        f"{sid}_20261026T080000Z",
+        sid,
+        "Changed",
+    )

@@ -487,3 +487,35 @@ def test_an_edit_of_one_pulled_occurrence_is_pushed_to_that_occurrence_only(grap
     # And the next pull sees its own change as an echo
     report = pull(graph_stack, account)
     assert (report.echoes, report.updated, report.imported) == (1, 0, 0)
+
+
+def test_occurrence_overrides_on_an_outlook_event_are_refused(graph_stack: GraphStack) -> None:
+    ms = graph_stack.ms
+    # Given a pulled Outlook event (each Outlook occurrence is its own event here)
+    account = connect(graph_stack)
+    review = ms.put_event(USER, meeting(graph_stack, "Review", 3))
+    graph_stack.sync_messages()
+    assert pull(graph_stack, account).imported == 1
+    event = stored(review["iCalUId"])
+    assert event is not None
+    calendar_deps.cache_clear()
+    calendar_store.cache_clear()
+
+    # When a member makes it a daily series with its second occurrence renamed
+    second = (at(graph_stack, 4)).isoformat()
+    answer = api_put(
+        graph_stack,
+        event,
+        recurrence={"rrule": ["FREQ=DAILY;COUNT=3"]},
+        overrides=[{"recurrence_id": second, "title": "Review (moved room)"}],
+    )
+
+    # Then the API refuses it (Outlook has no counterpart for that override), nothing changes
+    # here and nothing is queued
+    assert answer["statusCode"] == 422, answer
+    error = json.loads(answer["body"])["error"]
+    assert (error["code"], error["details"]["reason"]) == ("provider_override_unsupported", "provider")
+    kept = stored(review["iCalUId"])
+    assert kept is not None
+    assert (kept.version, kept.overrides) == (event.version, [])
+    assert [m for m in graph_stack.sync_messages() if m["kind"] == "push_calendar"] == []

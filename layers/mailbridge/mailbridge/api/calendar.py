@@ -149,7 +149,10 @@ def get_event(event_id: str) -> Event:
     "/calendar/events/<event_id>",
     summary="Replace an event; an invited event tells its attendees (REQUEST, or CANCEL)",
     description="SEQUENCE goes up when the time, recurrence or status changes. With `version` the "
-    "change applies only to that version (409 `version_conflict` otherwise).",
+    "change applies only to that version (409 `version_conflict` otherwise). An event pulled from "
+    "Google or Outlook is pushed back; 422 `provider_override_unsupported` (`details.reason`: "
+    "`override_removed`, `occurrence_cancelled`, `not_an_occurrence`, `provider`) refuses the "
+    "occurrence edits that cannot be.",
     tags=["calendar"],
     security=BEARER,
     middlewares=WRITE,

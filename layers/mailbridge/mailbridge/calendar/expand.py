@@ -145,6 +145,18 @@ def occurrences(event: Event, start: datetime, end: datetime) -> list[Occurrence
     return sorted(out, key=lambda o: (o.start.instant, o.event_id))
 
 
+def is_occurrence(uid: str, fields: EventFields, when: times.DateOrTime) -> bool:
+    """Whether the series `fields` (its rule, RDATEs and EXDATEs; overrides left out) has an
+    occurrence whose original start is `when` (a date for an all-day series)."""
+    series = fields.model_copy(update={"overrides": []})
+    moment = times.instant(when)
+    try:
+        found = _query(uid, series).between(moment, moment + timedelta(seconds=1))  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - a series the library cannot expand has no such occurrence
+        return False
+    return any(times.order_key(c.DTSTART) == times.order_key(when) for c in found)
+
+
 def expand(events: Sequence[Event], start: datetime, end: datetime) -> list[Occurrence]:
     """Every occurrence of `events` in [start, end), ordered by start (then event id)."""
     found = [o for event in events for o in occurrences(event, start, end)]

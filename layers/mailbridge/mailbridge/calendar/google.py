@@ -19,13 +19,13 @@ control character, is dropped (never spliced into the text).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from mailbridge.calendar import ics, times
-from mailbridge.calendar.models import EventFields, EventTime
+from mailbridge.calendar.models import EventFields, EventTime, Override
 from mailbridge.providers.google_calendar.models import EventDateTime, GoogleEvent
 
 RECURRENCE_LINE = re.compile(r"(?:RRULE|EXRULE|RDATE|EXDATE)[;:][^\x00-\x1f\x7f]{1,2000}", re.IGNORECASE)
@@ -106,9 +106,10 @@ def _vevent(member: Member) -> bytes:
     return text
 
 
-def to_calendar(members: Sequence[Member]) -> bytes:
-    """One VCALENDAR of the given events (a series and its exceptions share their UID)."""
-    body = b"".join(_vevent(member) for member in members)
+def to_calendar(members: Sequence[Member], masters: Mapping[str, bytes] | None = None) -> bytes:
+    """One VCALENDAR of the given events (a series and its exceptions share their UID), after
+    the series VEVENTs in `masters` (by UID)."""
+    body = b"".join((masters or {}).values()) + b"".join(_vevent(member) for member in members)
     return (
         b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//mailbridge//google//EN\r\n"
         + body
@@ -116,11 +117,29 @@ def to_calendar(members: Sequence[Member]) -> bytes:
     )
 
 
-def parse(members: Sequence[Member]) -> ics.ParsedFile:
-    """The events of `members` as an import reads them (empty when there are none)."""
+def parse(members: Sequence[Member], masters: Mapping[str, bytes] | None = None) -> ics.ParsedFile:
+    """The events of `members` as an import reads them (empty when there are none).
+
+    `masters`: the stored series VEVENT (by UID) of exceptions whose series is not among
+    `members` (an incremental page lists only the occurrences that changed). An override holds
+    what differs from its series (`ics._override`), so an exception is read against its real
+    series; the event stays `partial` (only its overrides are news). Without it an exception
+    would be read against a series made of itself, and every field of its override would be
+    empty."""
     if not members:
         return ics.ParsedFile(method=None, events=[], skipped=[])
-    return ics.parse_calendar(to_calendar(members))
+    given = {uid: text for uid, text in (masters or {}).items() if any(m.uid == uid for m in members)}
+    parsed = ics.parse_calendar(to_calendar(members, given))
+    for event in parsed.events:
+        if event.uid in given:
+            event.partial = True
+    return parsed
+
+
+def series_vevent(uid: str, sequence: int, fields: EventFields, dtstamp: datetime) -> bytes:
+    """Our stored series as its VEVENT alone (no overrides), for `parse`'s `masters`."""
+    item = ics.Outgoing(uid=uid, sequence=sequence, fields=fields, dtstamp=dtstamp, overrides=False)
+    return bytes(ics.vevents(item)[0].to_ical())
 
 
 # ---------------------------------------------------------------------------------- push-back
@@ -176,3 +195,44 @@ def to_google(fields: EventFields) -> dict[str, object]:
         lines += [_date_line("EXDATE", d) for d in fields.recurrence.exdate]
         body["recurrence"] = lines
     return body
+
+
+def occurrence_start(fields: EventFields, override: Override) -> EventTime:
+    """Where an overridden occurrence starts: the override's start, else its original start
+    (RECURRENCE-ID) in the series' zone."""
+    if override.start is not None:
+        return override.start
+    return EventTime.of(fields.in_start_form(override.recurrence_id))
+
+
+def to_google_occurrence(fields: EventFields, override: Override) -> dict[str, object]:
+    """The Event resource fields `events.patch` takes for one occurrence (an instance id) of
+    our series: the occurrence as the override makes it, every field resolved (a field the
+    override leaves null takes the series' value; a missing end is the start plus the series'
+    duration), since Google stores the patched instance as an exception that keeps its own
+    values from then on, as the pull reads them back (RFC 5545 section 3.8.4.4: an override
+    VEVENT holds the occurrence's properties)."""
+    assert fields.end is not None
+    start = occurrence_start(fields, override)
+    end = override.end
+    if end is None:
+        if start.date is not None:
+            duration_days = (fields.end.instant - fields.start.instant).days
+            end = EventTime(date=start.date + timedelta(days=max(duration_days, 1)))
+        else:
+            assert start.date_time is not None
+            end = EventTime.of(times.add_exact(start.date_time, fields.duration))
+    occurrence = fields.model_copy(
+        update={
+            "title": override.title if override.title is not None else fields.title,
+            "description": override.description if override.description is not None else fields.description,
+            "location": override.location if override.location is not None else fields.location,
+            "status": override.status or fields.status,
+            "attendees": override.attendees if override.attendees is not None else fields.attendees,
+            "start": start,
+            "end": end,
+            "recurrence": None,
+            "overrides": [],
+        }
+    )
+    return to_google(occurrence)

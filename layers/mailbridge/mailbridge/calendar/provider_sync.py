@@ -18,8 +18,9 @@ Per page:
 - the other events are written as one VCALENDAR (`calendar.google`) and stored like an import
   (`service.upsert`, source `google`): matched by iCalUID; a recurring master brings its RRULE /
   RDATE / EXDATE; exceptions (`recurringEventId`) become overrides of their series, merged with
-  the overrides already stored (an incremental page carries only the occurrences that changed);
-  a cancelled occurrence is an override with status `cancelled`;
+  the overrides already stored by RECURRENCE-ID (an incremental page carries only the
+  occurrences that changed, and they are read against the stored series, `_stored_series`); a
+  cancelled occurrence is an override with status `cancelled`;
 - echo suppression: an event whose `etag` equals the one stored in its provider link (the
   version we already read, or wrote ourselves) is skipped without a write;
 - Google is the source of truth on a pull: its SEQUENCE is never refused as stale (a local edit
@@ -32,8 +33,11 @@ by time (our change's time against Google's `updated`), see `push_google`. An ev
 through `POST /calendar/events` goes to its organizer's calendar account (`wiring.calendar_account`:
 the creator's own Gmail or Microsoft account at the organizer's address, calendar granted, flag
 on; else it stays local) by `events.insert` with our UID, or Graph `POST /me/events`. A PUT
-changing the overrides (one occurrence) of a provider's event is refused (422
-`provider_override_unsupported`): instances are not pushed.
+changing the overrides of a Google series pushes each new or changed occurrence to its instance
+id (`events.patch`, or `events.delete` for a cancelled one; `_push_occurrence`), the series
+itself only when something else changed; the edits Google cannot take, and every override of an
+Outlook event, are refused (422 `provider_override_unsupported`,
+`service.check_pushable_overrides`).
 
 Runs only for an account whose grant holds `calendar.events` (`models.account.calendar_access`)
 while the tenant's `calendar` flag is on; otherwise the report says why and nothing is read.
@@ -51,18 +55,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Literal
+from datetime import UTC, date, datetime
+from typing import Literal, TypeVar
 
 from mailbridge.bus import DomainEvent
-from mailbridge.calendar import google, graph, ics, service
-from mailbridge.calendar.models import EventFields, EventSource, Override
+from mailbridge.calendar import google, graph, ics, service, times
+from mailbridge.calendar.models import Event, EventFields, EventSource, Override
 from mailbridge.calendar.service import CalendarDeps
 from mailbridge.errors import NotFound, ProviderAuthError
 from mailbridge.models.account import Account, calendar_access
 from mailbridge.observability import logger
 from mailbridge.providers.calendar_errors import EtagMismatch, ProviderEventGone
-from mailbridge.providers.google_calendar.client import EventExists, GoogleCalendarClient, SyncTokenExpired
+from mailbridge.providers.google_calendar.client import (
+    EventExists,
+    GoogleCalendarClient,
+    SyncTokenExpired,
+    instance_id,
+)
 from mailbridge.providers.google_calendar.models import GoogleEvent
 from mailbridge.providers.graph.calendar import DeltaReset, GraphCalendarClient, GraphEvent, window
 from mailbridge.queues import SyncQueue
@@ -237,7 +246,7 @@ def _apply(account: Account, items: list[GoogleEvent], deps: CalendarDeps, repor
     for provider_id in sorted(deleted):
         _remove(tenant_id, account_id, links.get(provider_id), deps, report)
     members = _members([e for e in fresh if e.id not in deleted], deleted, links, report)
-    stored = _store(account, google.parse(members), deps, report)
+    stored = _store(account, google.parse(members, _stored_series(tenant_id, members, deps)), deps, report)
     for member in members:
         if member.uid in stored:
             item = member.event
@@ -248,6 +257,20 @@ def _apply(account: Account, items: list[GoogleEvent], deps: CalendarDeps, repor
                 updated=item.updated.isoformat() if item.updated else None,
             )
             deps.store.save_provider_link(tenant_id, account_id, link, series=item.recurring_event_id is None)
+
+
+def _stored_series(tenant_id: str, members: list[google.Member], deps: CalendarDeps) -> dict[str, bytes]:
+    """The stored series VEVENT of each UID whose exceptions come without their series (an
+    incremental page), so the exceptions are read as overrides of it (`google.parse`)."""
+    masters = {m.uid for m in members if m.event.recurring_event_id is None}
+    orphans = sorted({m.uid for m in members if m.event.recurring_event_id is not None} - masters)
+    if not orphans:
+        return {}
+    found = deps.store.events_by_uid(tenant_id, orphans)
+    return {
+        uid: google.series_vevent(uid, event.sequence, event.fields(), event.updated_at)
+        for uid, event in found.items()
+    }
 
 
 def _members(
@@ -454,6 +477,10 @@ class Writer:
     delete: Callable[[str, str | None], None]
     # create with our UID (None: this provider's create is not wired)
     insert: Callable[[str, dict[str, object]], Written] | None = None
+    # one occurrence: its provider id from the series' id and its RECURRENCE-ID, and the body of
+    # its patch (None: occurrences are not pushed to this provider)
+    instance_id: Callable[[str, date | datetime], str] | None = None
+    occurrence_body: Callable[[EventFields, Override], dict[str, object]] | None = None
 
 
 def google_writer(client: GoogleCalendarClient) -> Writer:
@@ -466,6 +493,8 @@ def google_writer(client: GoogleCalendarClient) -> Writer:
         read=lambda pid: written(client.get_event(pid)),
         delete=client.delete_event,
         insert=lambda uid, body: written(_insert_google(client, uid, body)),
+        instance_id=instance_id,
+        occurrence_body=google.to_google_occurrence,
     )
 
 
@@ -554,33 +583,104 @@ def push(message: PushCalendar, writer: Writer, deps: CalendarDeps) -> str:
     return _push_existing(message, message.provider_id, writer, deps)
 
 
+T = TypeVar("T")
+
+
+def _last_writer(
+    message: PushCalendar, provider_id: str, writer: Writer, etag: str | None, send: Callable[[str | None], T]
+) -> T | None:
+    """`send(etag)`; on a 412 the provider's version decides (see `push`): None when its last
+    change is later than ours (nothing sent), else `send` again with the etag just read."""
+    try:
+        return send(etag)
+    except EtagMismatch:
+        theirs = writer.read(provider_id)
+        if theirs.updated is not None and theirs.updated > message.at:
+            return None
+        return send(theirs.etag)
+
+
+def _link(written: Written, uid: str) -> ProviderLink:
+    return ProviderLink(
+        provider_id=written.provider_id,
+        uid=uid,
+        etag=written.etag,
+        updated=written.updated.isoformat() if written.updated else None,
+    )
+
+
 def _push_existing(message: PushCalendar, provider_id: str, writer: Writer, deps: CalendarDeps) -> str:
     tenant_id, account_id = message.tenant_id, message.account_id
     link = deps.store.provider_links(tenant_id, account_id, [provider_id]).get(provider_id)
     etag = link.etag if link else None
-    try:
-        if message.deleted:
+    if message.deleted:
+        try:
             return _push_delete(message, provider_id, writer, deps, link, etag)
-        event = deps.store.get_event(tenant_id, message.event_id)
-        if event is None:
-            return "event_gone"
+        except ProviderEventGone:
+            return "gone"
+    event = deps.store.get_event(tenant_id, message.event_id)
+    if event is None:
+        return "event_gone"
+    outcome = "patched"
+    if message.series:
         body = writer.body(event.fields())
         try:
-            sent = writer.patch(provider_id, body, etag)
-        except EtagMismatch:
-            theirs = writer.read(provider_id)
-            if theirs.updated is not None and theirs.updated > message.at:
-                return "provider_newer"
-            sent = writer.patch(provider_id, body, theirs.etag)
+            sent = _last_writer(
+                message, provider_id, writer, etag, lambda tag: writer.patch(provider_id, body, tag)
+            )
+        except ProviderEventGone:
+            return "gone"  # the series is gone, and its occurrences with it
+        if sent is None:
+            outcome = "provider_newer"
+        else:
+            deps.store.save_provider_link(tenant_id, account_id, _link(sent, event.uid), series=True)
+    overrides = {times.order_key(o.recurrence_id): o for o in event.overrides}
+    for key in message.occurrences:
+        override = overrides.get(key)
+        if override is None:
+            continue  # no longer overridden here (a pull replaced the event since)
+        pushed = _push_occurrence(message, provider_id, event, override, writer, deps)
+        outcome = pushed if outcome == "patched" else outcome
+    return outcome
+
+
+def _push_occurrence(
+    message: PushCalendar,
+    series_id: str,
+    event: Event,
+    override: Override,
+    writer: Writer,
+    deps: CalendarDeps,
+) -> str:
+    """Push one overridden occurrence to its instance id (Google `events.patch`, or
+    `events.delete` for a cancelled one), conflicts decided as the series' are (`push`). The
+    instance's answered etag is stored as a link of the series' UID that is not the series
+    (`series=False`), so the next pull recognises the exception it lists as our echo, and
+    otherwise merges it into this override by RECURRENCE-ID (`_merged_overrides`)."""
+    if writer.instance_id is None or writer.occurrence_body is None:
+        return "unsupported"
+    tenant_id, account_id = message.tenant_id, message.account_id
+    provider_id = writer.instance_id(series_id, override.recurrence_id)
+    link = deps.store.provider_links(tenant_id, account_id, [provider_id]).get(provider_id)
+    etag = link.etag if link else None
+    try:
+        if override.status == "cancelled":
+
+            def cancel(tag: str | None) -> Written:
+                writer.delete(provider_id, tag)
+                return writer.read(provider_id)  # the cancelled exception, with its etag
+
+            sent = _last_writer(message, provider_id, writer, etag, cancel)
+        else:
+            body = writer.occurrence_body(event.fields(), override)
+            sent = _last_writer(
+                message, provider_id, writer, etag, lambda tag: writer.patch(provider_id, body, tag)
+            )
     except ProviderEventGone:
-        return "gone"
-    saved = ProviderLink(
-        provider_id=sent.provider_id,
-        uid=event.uid,
-        etag=sent.etag,
-        updated=sent.updated.isoformat() if sent.updated else None,
-    )
-    deps.store.save_provider_link(tenant_id, account_id, saved, series=True)
+        return "gone"  # not an occurrence at the provider, or cancelled there already
+    if sent is None:
+        return "provider_newer"
+    deps.store.save_provider_link(tenant_id, account_id, _link(sent, event.uid), series=False)
     return "patched"
 
 
@@ -612,13 +712,12 @@ def _push_delete(
     link: ProviderLink | None,
     etag: str | None,
 ) -> str:
-    try:
-        writer.delete(provider_id, etag)
-    except EtagMismatch:
-        theirs = writer.read(provider_id)
-        if theirs.updated is not None and theirs.updated > message.at:
-            return "provider_newer"  # the next pull finds a changed etag and brings it back
-        writer.delete(provider_id, theirs.etag)
+    def delete(tag: str | None) -> bool:
+        writer.delete(provider_id, tag)
+        return True
+
+    if _last_writer(message, provider_id, writer, etag, delete) is None:
+        return "provider_newer"  # the next pull finds a changed etag and brings it back
     if link is not None:
         deps.store.delete_provider_link(message.tenant_id, message.account_id, link)
     return "deleted"

@@ -70,9 +70,13 @@ class CalendarDeps:
     limits: RateLimits | None
     signer: Signer
     now: Callable[[], datetime] = field(default=_utcnow)
-    # Called with (tenant_id, event, deleted) after an API create or change is stored: pushes it
-    # to the provider calendar (calendar.provider_sync); None: nothing is pushed.
-    on_change: Callable[[str, Event, bool], None] | None = None
+    # Called with (tenant_id, event, deleted, previous) after an API create (previous None), change
+    # or delete is stored: pushes it to the provider calendar (calendar.provider_sync); None:
+    # nothing is pushed.
+    on_change: Callable[[str, Event, bool, Event | None], None] | None = None
+    # The provider (`gmail`, `graph`, ...) of a connected account, (tenant_id, account_id) -> it;
+    # None (or None answered): unknown, so occurrence edits of its events are refused.
+    account_provider: Callable[[str, str], str | None] | None = None
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -250,7 +254,7 @@ def create_event(ctx: TenantContext, body: EventCreate, deps: CalendarDeps) -> E
     event = store_new(ctx, new_event(ctx, body, body, deps.now()), deps)
     _publish(deps, [created_event(ctx.tenant_id, event)])
     if deps.on_change is not None:
-        deps.on_change(ctx.tenant_id, event, False)
+        deps.on_change(ctx.tenant_id, event, False, None)
     return event
 
 
@@ -279,9 +283,9 @@ def update_event(
     ctx: TenantContext, event_id: str, body: EventUpdate, deps: CalendarDeps
 ) -> tuple[Event, Event]:
     """Replace an event's fields and links (PUT); (previous, saved). 404 `event_not_found`,
-    409 `version_conflict`, 422 `provider_override_unsupported` (the overrides of an event held
-    in a provider calendar changed: one occurrence's edit is not pushed to Google or Microsoft
-    yet, so it is refused rather than kept here only), and the errors of `create_event`."""
+    409 `version_conflict`, 422 `provider_override_unsupported` (an occurrence edit of a
+    provider calendar's event that cannot be pushed back, see `check_pushable_overrides`: it is
+    refused rather than kept here only), and the errors of `create_event`."""
     ctx.require(Role.MEMBER)
     _limit(ctx, deps, "event_writes")
     _check_links(ctx, body, deps)
@@ -290,23 +294,89 @@ def update_event(
     now = deps.now()
 
     def replace(current: Event) -> Event | None:
-        if _overrides_key(fields.overrides) != _overrides_key(current.overrides) and (
-            deps.store.provider_of(ctx.tenant_id, current.uid) is not None
-        ):
-            raise Unprocessable(
-                "occurrence edits of a provider calendar's event cannot be pushed back",
-                code="provider_override_unsupported",
-            )
+        if changed_occurrences(current.overrides, fields.overrides) or _removed(current, fields):
+            ref = deps.store.provider_of(ctx.tenant_id, current.uid)
+            if ref is not None:
+                provider = deps.account_provider(ctx.tenant_id, ref[0]) if deps.account_provider else None
+                check_pushable_overrides(provider, current.overrides, fields, current.uid)
         return replace_fields(current, fields, links, now)
 
     previous, saved = change(ctx.tenant_id, event_id, replace, deps, expected_version=body.version)
     if saved is not previous and deps.on_change is not None:
-        deps.on_change(ctx.tenant_id, saved, False)
+        deps.on_change(ctx.tenant_id, saved, False, previous)
     return previous, saved
 
 
-def _overrides_key(overrides: list[Override]) -> list[Any]:
-    return sorted((o.model_dump(mode="json") for o in overrides), key=lambda o: str(o["recurrence_id"]))
+def _by_key(overrides: list[Override]) -> dict[str, Override]:
+    return {times.order_key(o.recurrence_id): o for o in overrides}
+
+
+def _removed(current: Event, fields: EventFields) -> bool:
+    return bool(set(_by_key(current.overrides)) - set(_by_key(fields.overrides)))
+
+
+def changed_occurrences(before: list[Override], after: list[Override]) -> list[str]:
+    """The occurrences (`times.order_key` of their RECURRENCE-ID) whose override is new or
+    different in `after`, in order."""
+    known = {key: o.model_dump(mode="json") for key, o in _by_key(before).items()}
+    return sorted(key for key, o in _by_key(after).items() if known.get(key) != o.model_dump(mode="json"))
+
+
+def series_changed(before: EventFields, after: EventFields) -> bool:
+    """Whether anything but the overrides differs (what a push of the series itself sends)."""
+    return before.model_dump(mode="json", exclude={"overrides"}) != after.model_dump(
+        mode="json", exclude={"overrides"}
+    )
+
+
+def check_pushable_overrides(
+    provider: str | None, before: list[Override], fields: EventFields, uid: str
+) -> None:
+    """Refuse (422 `provider_override_unsupported`) the occurrence edits of a provider event
+    that cannot be pushed back (the rest are pushed, `provider_sync.push`):
+
+    - any, for an event held by a Microsoft (Graph) account or an unknown provider: Outlook
+      events are pulled one occurrence per event here (a calendar view), and a series created
+      here goes to Outlook without its recurrence, so an override has no Outlook counterpart;
+    - Google: removing an override (an occurrence back to the series' values): Google keeps an
+      exception once made (developers.google.com/calendar/api/guides/recurringevents: changed
+      instances "become exceptions ... preserved even if the recurring event itself is
+      updated"), and no call folds it back into the series;
+    - Google: un-cancelling an occurrence: a cancelled instance is a deleted event there (`status:
+      cancelled`, events.delete), which a patch does not bring back (410 `deleted`);
+    - Google: a new override whose RECURRENCE-ID is not an occurrence of the series (`fields`,
+      expanded by `expand`): Google has no instance at that time (its instance id answers 404).
+
+    Moving, renaming or otherwise changing one occurrence of a Google series, and cancelling one,
+    are accepted (`events.patch` / `events.delete` on the instance id)."""
+    if provider != "gmail":
+        raise Unprocessable(
+            "occurrence edits of an Outlook calendar's event cannot be pushed back",
+            code="provider_override_unsupported",
+            details={"reason": "provider"},
+        )
+    old, new = _by_key(before), _by_key(fields.overrides)
+    if set(old) - set(new):
+        raise Unprocessable(
+            "Google keeps a changed occurrence as an exception: an override cannot be removed",
+            code="provider_override_unsupported",
+            details={"reason": "override_removed"},
+        )
+    for key, override in new.items():
+        previous = old.get(key)
+        if previous is not None and previous.status == "cancelled" and override.status != "cancelled":
+            raise Unprocessable(
+                "a cancelled occurrence of a Google event cannot be restored",
+                code="provider_override_unsupported",
+                details={"reason": "occurrence_cancelled"},
+            )
+    added = [o.recurrence_id for key, o in new.items() if key not in old]
+    if added and not all(expand.is_occurrence(uid, fields, when) for when in added):
+        raise Unprocessable(
+            "an override's recurrence_id is not an occurrence of the Google series",
+            code="provider_override_unsupported",
+            details={"reason": "not_an_occurrence"},
+        )
 
 
 def delete_event(ctx: TenantContext, event_id: str, deps: CalendarDeps) -> Event:
@@ -316,7 +386,7 @@ def delete_event(ctx: TenantContext, event_id: str, deps: CalendarDeps) -> Event
     event = load(ctx.tenant_id, event_id, deps)
     deps.store.delete_event(ctx.tenant_id, event)
     if deps.on_change is not None:
-        deps.on_change(ctx.tenant_id, event, True)
+        deps.on_change(ctx.tenant_id, event, True, None)
     return event
 
 

@@ -82,15 +82,31 @@ def calendar_deps() -> CalendarDeps:
         limits=RateLimits(RateLimiter(store.table_name), lambda: datetime.now(UTC)),
         signer=signer(),
         on_change=push_change,
+        account_provider=account_provider,
     )
 
 
-def push_change(tenant_id: str, event: Event, deleted: bool) -> None:
+def account_provider(tenant_id: str, account_id: str) -> str | None:
+    """The provider of a connected account (None: the account is gone)."""
+    from mailbridge.errors import NotFound
+    from mailbridge.store.accounts import AccountStore
+
+    try:
+        return AccountStore(get_settings().tables.accounts).get_account(tenant_id, account_id).provider
+    except NotFound:
+        return None
+
+
+def push_change(tenant_id: str, event: Event, deleted: bool, previous: Event | None = None) -> None:
     """Queue the push of an API change to the provider event it came from; an event no provider
     holds yet goes to its organizer's calendar account (`calendar_account`), if any, to be
-    created there (provider_id None); otherwise it stays local."""
+    created there (provider_id None); otherwise it stays local. A change (`previous` given)
+    names what to push: the series when anything but the overrides changed, and the occurrences
+    whose override is new or changed; nothing is queued when neither did (a change of CRM links
+    only)."""
     from datetime import UTC, datetime
 
+    from mailbridge.calendar.service import changed_occurrences, series_changed
     from mailbridge.queues import SyncQueue
     from mailbridge.sync.messages import PushCalendar
 
@@ -103,12 +119,20 @@ def push_change(tenant_id: str, event: Event, deleted: bool) -> None:
         if found is None:
             return
         account_id, provider_id = found, None
+    series, occurrences = True, []
+    if previous is not None and provider_id is not None and not deleted:
+        series = series_changed(previous.fields(), event.fields())
+        occurrences = changed_occurrences(previous.overrides, event.overrides)
+        if not series and not occurrences:
+            return
     message = PushCalendar(
         tenant_id=tenant_id,
         account_id=account_id,
         provider_id=provider_id,
         event_id=event.event_id,
         deleted=deleted,
+        series=series,
+        occurrences=occurrences,
         at=datetime.now(UTC),
     )
     SyncQueue(get_settings().sync_queue_url).send(message)

@@ -107,7 +107,10 @@ class PushCalendar(Model):
     """Push a change made through `/calendar/events` to the provider event it came from
     (`mailbridge.calendar.provider_sync.handle_push`): queued by the API after the change is
     stored. `at`: when it was made (the conflict rule compares it with the provider's `updated`).
-    `provider_id` None: an event created here, to be created in the account's calendar."""
+    `provider_id` None: an event created here, to be created in the account's calendar.
+    `series`: the series (or single event) itself changed; `occurrences`: the occurrences whose
+    override is new or changed (`times.order_key` of their RECURRENCE-ID), pushed one by one
+    (Google instance ids)."""
 
     kind: Literal["push_calendar"] = "push_calendar"
     provider: Literal["gmail", "graph"] = "gmail"  # informational: the account's provider decides
@@ -116,6 +119,8 @@ class PushCalendar(Model):
     provider_id: str | None = None
     event_id: str
     deleted: bool = False
+    series: bool = True
+    occurrences: list[Annotated[str, Field(max_length=40)]] = Field(default_factory=list, max_length=500)
     at: datetime
 
 

@@ -18,6 +18,17 @@ delete) and developers.google.com/calendar/api/guides/sync ("Synchronize resourc
   response", events.list reference; events.get: "To retrieve an event using its iCalendar ID,
   call the events.list method using the iCalUID parameter").
 
+One occurrence of a recurring event is read and written by its instance id (`instance_id`):
+`{recurringEventId}_{originalStart}`, `originalStart` in UTC basic format `YYYYMMDDTHHMMSSZ` for
+a timed series and `YYYYMMDD` for an all-day one. Google documents modifying an instance as
+"retrieve the instance ... then update it" (developers.google.com/calendar/api/guides/
+recurringevents, "Modifying instances"; the instances are those `events.instances` answers, an
+instance is identified by its `recurringEventId` and `originalStartTime`, Event resource
+reference), and the ids those instances carry have this form. A patch of an unchanged instance
+makes it an exception (its own event in `events.list`); `events.delete` of an instance cancels
+that occurrence (an exception with `status: cancelled`); an id whose time is not an occurrence
+answers 404 (`ProviderEventGone`).
+
 Other errors as the Gmail adapter maps them (401 after one forced token refresh ->
 ProviderAuthError `reauth_required`; 403 `insufficientPermissions` -> `insufficient_scope`;
 403 `rateLimitExceeded`/`userRateLimitExceeded` and 429 -> ProviderRateLimited with Retry-After;
@@ -26,6 +37,7 @@ ProviderAuthError `reauth_required`; 403 `insufficientPermissions` -> `insuffici
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -41,7 +53,24 @@ from mailbridge.providers.http import parse_retry_after, transport_errors
 MAX_PAGE = 2500  # events.list maxResults maximum [events.list reference]
 CALENDAR_ID = "primary"
 
-__all__ = ["EtagMismatch", "EventExists", "GoogleCalendarClient", "ProviderEventGone", "SyncTokenExpired"]
+__all__ = [
+    "EtagMismatch",
+    "EventExists",
+    "GoogleCalendarClient",
+    "ProviderEventGone",
+    "SyncTokenExpired",
+    "instance_id",
+]
+
+
+def instance_id(recurring_event_id: str, original_start: date | datetime) -> str:
+    """The id of one occurrence of a recurring event (see the module docstring):
+    `{recurringEventId}_{YYYYMMDDTHHMMSSZ}` (the original start's UTC instant; a floating time
+    is read as UTC) or `{recurringEventId}_{YYYYMMDD}` for an all-day series."""
+    if not isinstance(original_start, datetime):
+        return f"{recurring_event_id}_{original_start.strftime('%Y%m%d')}"
+    moment = original_start if original_start.tzinfo else original_start.replace(tzinfo=UTC)
+    return f"{recurring_event_id}_{moment.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
 
 class SyncTokenExpired(ProviderError):
