@@ -1,4 +1,5 @@
 """`python -m local` (what `make run` calls): the whole system on 127.0.0.1:$PORT until Ctrl-C,
+its WebSocket API on 127.0.0.1:$WEBSOCKET_PORT (default 3001),
 with the Google double (local/google) standing in for Google on 127.0.0.1:$GOOGLE_PORT and the
 Microsoft double (local/microsoft, HTTPS with its own CA) for Microsoft on 127.0.0.1:$MICROSOFT_PORT."""
 
@@ -35,6 +36,7 @@ def main() -> None:
     port = int(os.environ.get("PORT", "3000"))
     google_port = int(os.environ.get("GOOGLE_PORT", "0"))
     microsoft_port = int(os.environ.get("MICROSOFT_PORT", "0"))
+    websocket_port = int(os.environ.get("WEBSOCKET_PORT", "3001"))
     # Ctrl-C and kill stop it, even when it was started with SIGINT ignored (a background job of a
     # shell without job control, `nohup`, some CI runners): Python leaves an ignored SIGINT ignored,
     # and the runner then ran on until it was killed.
@@ -44,7 +46,12 @@ def main() -> None:
         GoogleDouble(port=google_port) as google,
         MicrosoftDouble(port=microsoft_port) as microsoft,
         Runner(
-            port=port, warm=True, parameters=LOCAL_PARAMETERS, google=google, microsoft=microsoft
+            port=port,
+            warm=True,
+            parameters=LOCAL_PARAMETERS,
+            google=google,
+            microsoft=microsoft,
+            websocket_port=websocket_port,
         ) as runner,
     ):
         write_state(google, runner.url)
@@ -56,6 +63,8 @@ def main() -> None:
         print(f"  export API={runner.url} TOKEN=$(make -s token)")
         print('  curl -s "$API/health"')
         print('  curl -s -H "Authorization: Bearer $TOKEN" "$API/me"\n')
+        print(f"Real-time updates (WebSocket API) at {runner.websocket_url}:")
+        print("  make watch   prints every frame the demo owner receives\n")
         print(f"Google double (OAuth, Gmail, Pub/Sub push to this runner) at {google.base_url}:")
         print("  make mailbox PROVIDER=gmail   seeds a Gmail mailbox and prints how to connect it\n")
         print(
