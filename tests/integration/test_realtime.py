@@ -334,3 +334,37 @@ def test_a_notification_reaches_the_user_it_names_in_its_own_tenant_only(
     frame = json.loads(stub.posts[0][1])
     assert frame["type"] == "notification.created"
     assert frame["detail"]["notification_id"] == created["detail"]["data"]["notification_id"]
+
+
+# ------------------------------------------------------------------------------ email.updated
+
+
+def test_marking_an_email_read_announces_email_updated_for_its_mailbox(
+    stack: Stack,
+    invoke_api: Callable[[dict[str, Any]], dict[str, Any]],
+    bus_probe: Callable[[], list[dict[str, Any]]],
+) -> None:
+    from tests.integration.test_api_emails import ACC_A, TENANT, Seeder, api, rfc
+
+    # Given an unread email in account A
+    raw = rfc(
+        msgid="live@x.test",
+        sender="dan@customer.test",
+        to="me@acme.test",
+        subject="Hi",
+        date="Mon, 2 Feb 2026 10:00:00 +0000",
+    )
+    email_id = Seeder(stack).add(raw, flags=())
+    bus_probe()
+    # When the user marks it read
+    response = invoke_api(api("patch-email", path={"email_id": email_id}, body={"read": True}))
+    # Then email.updated goes out on the bus with the mailbox and what changed (the notifier's input)
+    assert response["statusCode"] == 200
+    [event] = [e for e in bus_probe() if e["detail-type"] == "email.updated"]
+    assert event["detail"]["tenant_id"] == TENANT
+    assert event["detail"]["data"] == {
+        "email_id": email_id,
+        "account_id": ACC_A,
+        "thread_id": json.loads(response["body"])["thread_id"],
+        "changes": {"read": True},
+    }
