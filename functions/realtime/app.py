@@ -2,7 +2,8 @@
 
 `$connect` answers 200 after recording the connection under the token's tenant and user, 401 for
 a missing or invalid token, 403 for claims without a tenant or role (mailbridge.realtime.service);
-API Gateway refuses the handshake with that status. `$disconnect` forgets the connection.
+API Gateway refuses the handshake with that status. Anything else (the issuer's keys unreachable)
+raises: the handshake fails with 500, as for any integration error. `$disconnect` forgets the connection.
 `$default` (anything a client sends) is accepted and ignored: the socket only carries updates out.
 """
 
@@ -13,17 +14,14 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mailbridge.errors import MailbridgeError
+from mailbridge.errors import Forbidden, Unauthorized
 from mailbridge.observability import logger, metrics, tracer
 from mailbridge.realtime.service import connect, disconnect
 from mailbridge.realtime.tokens import bearer_token
 from mailbridge.realtime.wiring import connect_deps
 
-STATUS = {"unauthorized": 401, "missing_token": 401, "invalid_token": 401}
 
-
-def _refused(error: MailbridgeError) -> dict[str, Any]:
-    status = STATUS.get(error.code, 403)
+def _refused(status: int, error: Unauthorized | Forbidden) -> dict[str, Any]:
     logger.info("websocket connect refused", extra={"code": error.code})
     return {"statusCode": status, "body": error.code}
 
@@ -39,8 +37,10 @@ def lambda_handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, 
         token = bearer_token(ws.headers, ws.query_string_parameters)
         try:
             connect(connection_id, token, connect_deps())
-        except MailbridgeError as error:
-            return _refused(error)
+        except Unauthorized as error:
+            return _refused(401, error)
+        except Forbidden as error:
+            return _refused(403, error)
         return {"statusCode": 200}
     if route == "$disconnect":
         disconnect(connection_id, connect_deps())

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mailbridge.errors import ProviderUnreachable
 
 if TYPE_CHECKING:
+    import httpx
     import jwt
 
 REFETCH_SECONDS = 60.0
@@ -23,9 +25,19 @@ TIMEOUT_SECONDS = 5.0
 class OidcKeys:
     """The issuer's public keys by `kid` (thread-safe; one instance per cold start)."""
 
-    def __init__(self, issuer: str, *, timeout: float = TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        issuer: str,
+        *,
+        timeout: float = TIMEOUT_SECONDS,
+        transport: httpx.BaseTransport | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`transport` and `monotonic` are for tests (httpx.MockTransport, a fake clock)."""
         self.issuer = issuer.rstrip("/")
         self.timeout = timeout
+        self._transport = transport
+        self._monotonic = monotonic
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at: float | None = None
         self._lock = threading.Lock()
@@ -34,10 +46,10 @@ class OidcKeys:
         """The key named `kid`, or None when the issuer does not publish it."""
         with self._lock:
             if kid not in self._keys and (
-                self._fetched_at is None or time.monotonic() - self._fetched_at >= REFETCH_SECONDS
+                self._fetched_at is None or self._monotonic() - self._fetched_at >= REFETCH_SECONDS
             ):
                 self._keys = self._fetch()
-                self._fetched_at = time.monotonic()
+                self._fetched_at = self._monotonic()
             return self._keys.get(kid)
 
     def _fetch(self) -> dict[str, jwt.PyJWK]:
@@ -45,7 +57,9 @@ class OidcKeys:
         import jwt
 
         try:
-            with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
+            with httpx.Client(
+                timeout=self.timeout, follow_redirects=False, transport=self._transport
+            ) as client:
                 discovery = client.get(f"{self.issuer}/.well-known/openid-configuration")
                 discovery.raise_for_status()
                 jwks_uri = str(discovery.json()["jwks_uri"])
