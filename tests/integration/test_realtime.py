@@ -103,7 +103,7 @@ def realtime(
     monkeypatch.setenv("REALTIME_ENDPOINT_URL", stub.base + "/dev")
     _forget_cold_start()
     module, context = load_function("realtime"), FakeLambdaContext()
-    yield lambda event: module.lambda_handler(event, context)  # type: ignore[no-any-return]
+    yield lambda event: module.lambda_handler(event, context)
     _forget_cold_start()
 
 
@@ -112,7 +112,7 @@ def notifier(
     realtime: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
     module, context = load_function("notifier"), FakeLambdaContext()
-    return lambda event: module.lambda_handler(event, context)  # type: ignore[no-any-return]
+    return lambda event: module.lambda_handler(event, context)
 
 
 def _forget_cold_start() -> None:
