@@ -6,9 +6,7 @@ from functools import lru_cache
 
 from mailbridge.config import get_realtime_settings, get_settings
 from mailbridge.providers.oidc import OidcKeys
-from mailbridge.realtime.gateway import AccountOwners, ConnectionsApi
 from mailbridge.realtime.service import ConnectDeps, NotifyDeps
-from mailbridge.store.accounts import AccountStore
 from mailbridge.store.connections import ConnectionStore
 
 
@@ -25,6 +23,10 @@ def connect_deps() -> ConnectDeps:
 
 @lru_cache(maxsize=1)
 def notify_deps() -> NotifyDeps:
+    # The accounts store and its models only in the notifier: $connect never reads a mailbox.
+    from mailbridge.realtime.gateway import AccountOwners, ConnectionsApi
+    from mailbridge.store.accounts import AccountStore
+
     settings = get_realtime_settings()
     return NotifyDeps(
         connections=ConnectionStore(settings.connections_table),
