@@ -72,7 +72,7 @@ token: $(VENV)/.stamp
 
 # Prints the frames the running `make run` sends the user of `make token` over its WebSocket API.
 watch: $(VENV)/.stamp
-	@$(PY) -m local.watch --tenant $(TENANT) --role $(ROLE)
+	@PORT=$(PORT) $(PY) -m local.watch --tenant $(TENANT) --role $(ROLE)
 
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff format --check .

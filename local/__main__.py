@@ -1,5 +1,5 @@
 """`python -m local` (what `make run` calls): the whole system on 127.0.0.1:$PORT until Ctrl-C,
-its WebSocket API on 127.0.0.1:$WEBSOCKET_PORT (default 3001),
+its WebSocket API on 127.0.0.1:$WEBSOCKET_PORT (default $PORT + 1: 3001; a free one with PORT=0),
 with the Google double (local/google) standing in for Google on 127.0.0.1:$GOOGLE_PORT and the
 Microsoft double (local/microsoft, HTTPS with its own CA) for Microsoft on 127.0.0.1:$MICROSOFT_PORT."""
 
@@ -16,6 +16,7 @@ from local.google_wiring import write_state
 from local.microsoft import MicrosoftDouble
 from local.microsoft_wiring import write_state as write_microsoft_state
 from local.runner import Runner
+from local.watch import websocket_port_for
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
@@ -36,7 +37,7 @@ def main() -> None:
     port = int(os.environ.get("PORT", "3000"))
     google_port = int(os.environ.get("GOOGLE_PORT", "0"))
     microsoft_port = int(os.environ.get("MICROSOFT_PORT", "0"))
-    websocket_port = int(os.environ.get("WEBSOCKET_PORT", "3001"))
+    websocket_port = websocket_port_for(port)
     # Ctrl-C and kill stop it, even when it was started with SIGINT ignored (a background job of a
     # shell without job control, `nohup`, some CI runners): Python leaves an ignored SIGINT ignored,
     # and the runner then ran on until it was killed.

@@ -17,12 +17,21 @@ from local.auth import Issuer, NoIssuerError
 from local.token import ROLES
 
 
+def websocket_port_for(port: int) -> int:
+    """The WebSocket API's port of a runner serving HTTP on `port`: $WEBSOCKET_PORT, else the next
+    port (3001 beside 3000), else a free one (PORT=0, as the tests start it)."""
+    configured = os.environ.get("WEBSOCKET_PORT")
+    if configured:
+        return int(configured)
+    return port + 1 if port else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.watch", description=__doc__.splitlines()[0])
     parser.add_argument("--tenant", default="demo", help="tenant_id claim (default: demo)")
     parser.add_argument("--role", default="owner", choices=ROLES, help="role claim (default: owner)")
     parser.add_argument("--sub", default="local-user", help="sub claim: the user (default: local-user)")
-    default_url = f"ws://127.0.0.1:{os.environ.get('WEBSOCKET_PORT', '3001')}"
+    default_url = f"ws://127.0.0.1:{websocket_port_for(int(os.environ.get('PORT') or 3000))}"
     parser.add_argument("--url", default=default_url, help=f"WebSocket API (default: {default_url})")
     args = parser.parse_args(argv)
     try:
