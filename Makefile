@@ -12,13 +12,14 @@ TENANT    ?= demo
 ROLE      ?= owner
 PORT      ?= 3000
 
-.PHONY: advance mailbox help run test test-steps test-build test-pytest check lint types cfn pytest build deploy token bench services clean mutate
+.PHONY: advance mailbox help run test test-steps test-build test-pytest check lint types cfn pytest build deploy token watch bench services clean mutate
 
 help:
 	@echo "make run     start the whole system locally on http://127.0.0.1:$(PORT) (moto inside)"
 	@echo "make test    lint, types, cfn-lint, sam validate, sam build, every test tier"
 	@echo "make check   lint + types only"
 	@echo "make -s token TENANT=acme ROLE=admin   a bearer token for the running local API"
+	@echo "make watch                          print the live frames (WebSocket) the token's user receives"
 	@echo "make advance SECONDS=86400   move the running local API's clock forward (due schedules fire)"
 	@echo "make mailbox a local Dovecot with a demo mailbox to connect to the running API"
 	@echo "make mailbox PROVIDER=gmail   a Gmail mailbox in the Google double, connected through OAuth"
@@ -68,6 +69,10 @@ advance:
 
 token: $(VENV)/.stamp
 	@$(PY) -m local.token --tenant $(TENANT) --role $(ROLE)
+
+# Prints the frames the running `make run` sends the user of `make token` over its WebSocket API.
+watch: $(VENV)/.stamp
+	@PORT=$(PORT) $(PY) -m local.watch --tenant $(TENANT) --role $(ROLE)
 
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff format --check .

@@ -1,4 +1,5 @@
 """`python -m local` (what `make run` calls): the whole system on 127.0.0.1:$PORT until Ctrl-C,
+its WebSocket API on 127.0.0.1:$WEBSOCKET_PORT (default $PORT + 1: 3001; a free one with PORT=0),
 with the Google double (local/google) standing in for Google on 127.0.0.1:$GOOGLE_PORT and the
 Microsoft double (local/microsoft, HTTPS with its own CA) for Microsoft on 127.0.0.1:$MICROSOFT_PORT
 and the Bedrock Converse double (local/bedrock) for Amazon Bedrock on 127.0.0.1:$BEDROCK_PORT."""
@@ -16,6 +17,7 @@ from local.google_wiring import write_state
 from local.microsoft import MicrosoftDouble
 from local.microsoft_wiring import write_state as write_microsoft_state
 from local.runner import Runner
+from local.watch import websocket_port_for
 
 # Local development talks to mail servers on loopback (`make mailbox`), possibly without TLS;
 # a deployed stack keeps the template default ("false").
@@ -32,6 +34,7 @@ def main() -> None:
     google_port = int(os.environ.get("GOOGLE_PORT", "0"))
     microsoft_port = int(os.environ.get("MICROSOFT_PORT", "0"))
     bedrock_port = int(os.environ.get("BEDROCK_PORT", "0"))
+    websocket_port = websocket_port_for(port)
     interrupt.install()
     with (
         GoogleDouble(port=google_port) as google,
@@ -45,6 +48,7 @@ def main() -> None:
             microsoft=microsoft,
             # The functions' bedrock-runtime client goes to the double (the setting's default is AWS).
             environment={"AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock.base_url},
+            websocket_port=websocket_port,
         ) as runner,
     ):
         write_state(google, runner.url)
@@ -56,6 +60,8 @@ def main() -> None:
         print(f"  export API={runner.url} TOKEN=$(make -s token)")
         print('  curl -s "$API/health"')
         print('  curl -s -H "Authorization: Bearer $TOKEN" "$API/me"\n')
+        print(f"Real-time updates (WebSocket API) at {runner.websocket_url}:")
+        print("  make watch   prints every frame the demo owner receives\n")
         print(f"Google double (OAuth, Gmail, Pub/Sub push to this runner) at {google.base_url}:")
         print("  make mailbox PROVIDER=gmail   seeds a Gmail mailbox and prints how to connect it\n")
         print(

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
 import jwt
@@ -38,6 +38,9 @@ from local.auth import ISSUER_PATH, Issuer
 from local.clock import Clock
 from local.functions import Invocation
 from local.template import ACCOUNT_ID, Authorizer, Route
+
+if TYPE_CHECKING:
+    from local.websocket import WebSocketGateway
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,9 @@ API_ID = "local"
 # The runner's own clock control (`make advance`): served by the runner only, never by a route of the
 # template, so a deployed stack has no such path. At most a leap year per call.
 CLOCK_PATH = "/_local/clock"
+# The @connections API of the WebSocket API: the real endpoint URL ends in the stage, so both
+# {url}/@connections/{id} and {url}/{stage}/@connections/{id} are served.
+CONNECTIONS_PATH = re.compile(r"(?:/[A-Za-z0-9_-]+)?/@connections/([^/]+)")
 MAX_ADVANCE_SECONDS = 366 * 24 * 3600
 _TEXT_TYPES = re.compile(r"^(text/.*|application/(json|javascript|xml|.*\+json|.*\+xml))$")
 
@@ -251,13 +257,16 @@ class ApiGateway:
         issuer: Issuer,
         invoke: Callable[[str, dict[str, Any]], Invocation],
         clock: Clock | None = None,
+        connections: WebSocketGateway | None = None,
     ) -> None:
-        """`clock`: the runner clock `CLOCK_PATH` reads and advances (no clock: that path is a 404)."""
+        """`clock`: the runner clock `CLOCK_PATH` reads and advances (no clock: that path is a 404).
+        `connections`: the WebSocket API whose @connections API this server also answers."""
         self.routes = list(routes)
         self.authorizers = authorizers
         self.issuer = issuer
         self.invoke = invoke
         self.clock = clock
+        self.connections = connections
 
     def handle(
         self,
@@ -272,6 +281,9 @@ class ApiGateway:
             return self._issuer_document(raw_path)
         if self.clock is not None and raw_path in (CLOCK_PATH, CLOCK_PATH + "/advance"):
             return self._clock_control(self.clock, method, raw_path, body)
+        connection = CONNECTIONS_PATH.fullmatch(raw_path)
+        if connection is not None and self.connections is not None:
+            return self._manage_connection(self.connections, method, unquote(connection[1]), body)
         match = match_route(self.routes, method, raw_path)
         if match is None:
             return _message(404, "Not Found")
@@ -361,6 +373,31 @@ class ApiGateway:
             log.info("runner clock advanced by %s s", seconds)
         now = clock.now().astimezone(UTC).isoformat().replace("+00:00", "Z")
         return HttpResponse(200, [("content-type", "application/json")], json.dumps({"now": now}).encode())
+
+    @staticmethod
+    def _manage_connection(
+        connections: WebSocketGateway, method: str, connection_id: str, body: bytes | None
+    ) -> HttpResponse:
+        """API Gateway's @connections API (PostToConnection, DeleteConnection, GetConnection):
+        410 with `x-amzn-ErrorType: GoneException` (what botocore reads) for a connection not open."""
+        if method == "POST":
+            done = connections.post(connection_id, body or b"")
+            answer: dict[str, Any] = {}
+        elif method == "DELETE":
+            done = connections.delete(connection_id)
+            answer = {}
+        elif method == "GET":
+            done = connections.exists(connection_id)
+            answer = {"identity": {"sourceIp": "127.0.0.1"}}
+        else:
+            return _message(405, "Method Not Allowed")
+        if not done:
+            return HttpResponse(
+                410,
+                [("content-type", "application/json"), ("x-amzn-errortype", "GoneException")],
+                json.dumps({"message": None}).encode(),
+            )
+        return HttpResponse(200, [("content-type", "application/json")], json.dumps(answer).encode())
 
     def _issuer_document(self, raw_path: str) -> HttpResponse:
         if raw_path.endswith("/.well-known/openid-configuration"):

@@ -30,6 +30,7 @@ from local.http import ApiGateway, bind_server
 from local.pump import HIDDEN_RETRY_SECONDS, Pump, QueueConsumer
 from local.resources import Deployed, create_resources
 from local.template import DEFAULT_STACK, REGION, Template, load_template
+from local.websocket import WebSocketGateway
 
 if TYPE_CHECKING:
     from local.google import GoogleDouble
@@ -96,11 +97,13 @@ class Runner:
         environment: Mapping[str, str] | None = None,
         google: GoogleDouble | None = None,
         microsoft: MicrosoftDouble | None = None,
+        websocket_port: int = 0,
     ) -> None:
         """`environment`: variables every function sees on top of its template environment.
         `google`: a started Google double the functions talk to instead of Google
         (local.google_wiring: OAuth client, push topic to this runner, settings). `microsoft`:
-        the same for the Microsoft double (local.microsoft_wiring)."""
+        the same for the Microsoft double (local.microsoft_wiring). `websocket_port`: where the
+        template's WebSocket API listens (`websocket_url`; 0: a free port)."""
         self.templates = [Path(t) for t in templates]
         self.clock: Clock = clock or RealClock()
         self._realtime = isinstance(self.clock, RealClock)
@@ -123,6 +126,9 @@ class Runner:
         self._serving = False
         self._pool: FunctionPool | None = None
         self._clients: dict[str, Any] = {}
+        self._websocket_port = websocket_port
+        self.websocket: WebSocketGateway | None = None
+        self.websocket_url: str | None = None
         self.warmed: dict[str, int] = {}  # "POST /webhooks/graph" -> the warm-up's HTTP status
 
     # ---------------------------------------------------------------------------- lifecycle
@@ -173,6 +179,8 @@ class Runner:
                 self.google_wiring.client,
             )
         consumers = self._queue_consumers() + self._hidden_bus_queues()
+        # The notifier's @connections endpoint (template default: the real API's) is this server.
+        self._environment = {"REALTIME_ENDPOINT_URL": self.url, **self._environment}
         self._pool = FunctionPool(
             self.template.functions(),
             self.endpoint_url,
@@ -180,12 +188,23 @@ class Runner:
             self._max_instances,
             environment=self._environment,
         )
+        websocket_routes = self.template.websocket_routes()
+        if websocket_routes:
+            self.websocket = WebSocketGateway(
+                websocket_routes,
+                self._pool.invoke,
+                host=self._host,
+                port=self._websocket_port,
+                stage=self.template.parameters.get("Stage", "dev"),
+            ).start()
+            self.websocket_url = self.websocket.url
         self._server.gateway = ApiGateway(
             self.template.routes(),
             self.template.authorizers(),
             self.issuer,
             self._pool.invoke,
             clock=self.clock,
+            connections=self.websocket,
         )
         self.pump = Pump(
             sqs=self.boto3_client("sqs"),
@@ -236,6 +255,8 @@ class Runner:
         if self._server is not None and self._serving:
             self._server.shutdown()  # the accept loop ends within its 0.5 s poll
             self._serving = False
+        if self.websocket is not None:
+            self.websocket.stop()
         if self._pool is not None:
             self._pool.stop()
         if self._server is not None:

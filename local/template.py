@@ -91,6 +91,15 @@ class Route:
 
 
 @dataclass(frozen=True)
+class WebSocketRoute:
+    """An `AWS::ApiGatewayV2::Route` of a WEBSOCKET API whose integration invokes a function."""
+
+    api: str  # the Api's logical id
+    route_key: str  # "$connect", "$disconnect", "$default" or a custom key
+    function: str  # logical id
+
+
+@dataclass(frozen=True)
 class Authorizer:
     name: str
     issuer: str
@@ -166,6 +175,8 @@ _REF_FORMATS: dict[str, str] = {
     "AWS::Scheduler::ScheduleGroup": "{n}",
     "AWS::Serverless::LayerVersion": "arn:aws:lambda:{region}:{account}:layer:{n}:1",
     "AWS::Serverless::HttpApi": "{n}",
+    "AWS::ApiGatewayV2::Api": "{n}",
+    "AWS::ApiGatewayV2::Integration": "{n}",
     "AWS::Cognito::UserPool": "{region}_local{n}",
     "AWS::Cognito::UserPoolClient": "local{n}",
     "AWS::SNS::Topic": "arn:aws:sns:{region}:{account}:{n}",
@@ -532,6 +543,33 @@ class Template:
             out.append(Route(method=method, path=path, function=lid, auth=authorizer))
         return out
 
+    def websocket_routes(self) -> list[WebSocketRoute]:
+        """Routes of the WebSocket APIs: Route.Target `integrations/${Integration}` -> the
+        Integration's `IntegrationUri` `...functions/${Function.Arn}/invocations` -> the function."""
+        websocket_apis = {
+            lid
+            for lid in self.of_type("AWS::ApiGatewayV2::Api")
+            if str(self.resolve(self.resources[lid].get("Properties", {}).get("ProtocolType"))) == "WEBSOCKET"
+        }
+        out = []
+        for lid in self.of_type("AWS::ApiGatewayV2::Route"):
+            props = self.resources[lid].get("Properties") or {}
+            api = _referenced(props.get("ApiId"))
+            integration = _referenced(props.get("Target"))
+            if api not in websocket_apis or integration not in self.resources:
+                continue
+            uri = (self.resources[integration].get("Properties") or {}).get("IntegrationUri")
+            function = _referenced(uri)
+            if (
+                function is None
+                or self.resources.get(function, {}).get("Type") != "AWS::Serverless::Function"
+            ):
+                raise TemplateError(f"{lid}: its integration does not invoke a function of this template")
+            out.append(
+                WebSocketRoute(api=api, route_key=str(self.resolve(props["RouteKey"])), function=function)
+            )
+        return out
+
     def queue_mappings(self) -> list[QueueMapping]:
         out = []
         for lid, _event, etype, props in self._function_events():
@@ -628,6 +666,22 @@ class Template:
                 )
             )
         return out
+
+
+def _referenced(value: Any) -> str | None:
+    """The logical id a `Ref`, `GetAtt` or the first `${Name}` / `${Name.Attr}` of a `Sub` names."""
+    if isinstance(value, dict) and len(value) == 1:
+        ((key, arg),) = value.items()
+        if key == "Ref":
+            return str(arg)
+        if key == "Fn::GetAtt":
+            return str(arg[0] if isinstance(arg, list) else str(arg).split(".", 1)[0])
+        if key == "Fn::Sub":
+            text = arg[0] if isinstance(arg, list) else arg
+            for name in re.findall(r"\$\{([^}!]+)\}", str(text)):
+                if not name.startswith("AWS::"):
+                    return str(name.split(".", 1)[0])
+    return None
 
 
 def _env_string(value: Any) -> str:

@@ -16,6 +16,7 @@ RUNNER_GROUPS: dict[str, tuple[str, ...]] = {
         "tests/e2e/test_crm_e2e.py",
         "tests/e2e/test_imap_e2e.py",
         "tests/e2e/test_nudges_e2e.py",
+        "tests/e2e/test_realtime_e2e.py",
         "tests/e2e/test_reconcile_e2e.py",
         "tests/e2e/test_snooze_e2e.py",
     ),

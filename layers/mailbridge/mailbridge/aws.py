@@ -82,7 +82,23 @@ def secretsmanager() -> Any:  # no type stubs for Secrets Manager in the dev dep
     return _session().client("secretsmanager", config=_config())
 
 
+@lru_cache(maxsize=4)
+def apigateway_management(endpoint_url: str) -> Any:  # no type stubs in the dev dependencies
+    """API Gateway's @connections API of one WebSocket API stage (its own endpoint URL)."""
+    return _session().client("apigatewaymanagementapi", endpoint_url=endpoint_url, config=_config())
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests switch endpoints between moto instances)."""
-    for cached in (_session, dynamodb, events, kms, s3, sqs, scheduler, secretsmanager):
+    for cached in (
+        _session,
+        dynamodb,
+        events,
+        kms,
+        s3,
+        sqs,
+        scheduler,
+        secretsmanager,
+        apigateway_management,
+    ):
         cached.cache_clear()

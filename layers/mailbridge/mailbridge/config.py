@@ -169,6 +169,33 @@ class Settings(BaseSettings):
     microsoft: MicrosoftSettings = Field(default_factory=MicrosoftSettings)
 
 
+class RealtimeSettings(BaseSettings):
+    """The realtime and notifier functions' own variables (template.yaml RealtimeFunction,
+    NotifierFunction); the other functions do not have them."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    connections_table: str = Field(validation_alias="CONNECTIONS_TABLE", min_length=3)
+    jwt_issuer: str = Field(default="", validation_alias="JWT_ISSUER")
+    jwt_audience: str = Field(
+        default="", validation_alias="JWT_AUDIENCE", description="comma-separated accepted audiences"
+    )
+    endpoint_url: str = Field(
+        default="",
+        validation_alias="REALTIME_ENDPOINT_URL",
+        description="the WebSocket API stage's @connections endpoint, https://{api}.execute-api.{region}.amazonaws.com/{stage}",
+    )
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.jwt_audience.split(",") if a.strip())
+
+
+@lru_cache(maxsize=1)
+def get_realtime_settings() -> RealtimeSettings:
+    return RealtimeSettings()
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()

@@ -18,7 +18,8 @@ from pydantic import ConfigDict, Field
 
 from mailbridge.ai.models import Category
 from mailbridge.ai.reply import split_reply
-from mailbridge.errors import FeatureDisabled, Invalid, NotFound
+from mailbridge.bus import DomainEvent, EventPublisher
+from mailbridge.errors import EventPublishError, FeatureDisabled, Invalid, NotFound
 from mailbridge.models.base import Model
 from mailbridge.models.email import (
     AttachmentMeta,
@@ -36,6 +37,7 @@ from mailbridge.models.mail import (
     ThreadSummary,
     ThreadView,
 )
+from mailbridge.observability import logger
 from mailbridge.queues import SyncQueue
 from mailbridge.search import MAX_QUERY_WORDS, query_terms, words
 from mailbridge.store.base import Item, is_condition_failure
@@ -619,9 +621,13 @@ def update_email(
     blobs: BlobStore,
     queue: SyncQueue,
     correct: CategoryCorrection | None = None,
+    publisher: EventPublisher | None = None,
 ) -> Email:
     """Set read/flagged now and ask the sync function to write the flags to every mailbox; a
-    `category` goes to `correct` (the AI corrections, which check the tenant's ai flag)."""
+    `category` goes to `correct` (the AI corrections, which check the tenant's ai flag). A change
+    of read, flagged, archived or trashed is announced as `email.updated` on `publisher`'s bus
+    (`data = {email_id, account_id, thread_id, changes}`), which the user's open WebSocket
+    connections receive (mailbridge.realtime)."""
     ctx.require(Role.MEMBER)
     changes: dict[str, bool] = patch.model_dump(
         exclude_none=True, exclude={"category", "archived", "trashed"}
@@ -661,7 +667,31 @@ def update_email(
     ]
     if pushes:
         queue.send_many(pushes)
+    if publisher is not None:
+        _announce_update(ctx, email_id, item, {**changes, **moves}, publisher)
     return _load_email(ctx, {**item, **changes}, store, blobs)
+
+
+def _announce_update(
+    ctx: TenantContext, email_id: str, item: Item, changes: dict[str, bool], publisher: EventPublisher
+) -> None:
+    """`email.updated`, best effort: the change is stored and queued for the mailboxes already,
+    and a live update lost to a bus failure is not worth failing the request for."""
+    accounts = _strings(item.get("accounts"))
+    event = DomainEvent(
+        detail_type="email.updated",
+        tenant_id=ctx.tenant_id,
+        data={
+            "email_id": email_id,
+            "account_id": accounts[0] if accounts else None,
+            "thread_id": item.get("thread_id"),
+            "changes": changes,
+        },
+    )
+    try:
+        publisher.publish([event])
+    except EventPublishError:
+        logger.warning("email.updated not announced", extra={"email_id": email_id})
 
 
 def raw_url(ctx: TenantContext, email_id: str, store: EmailStore, blobs: BlobStore) -> PresignedUrl:

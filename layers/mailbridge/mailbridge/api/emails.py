@@ -163,6 +163,7 @@ def patch_email(email_id: str, patch: Annotated[EmailPatch, Body()]) -> Email:
         deps.blob_store(),
         deps.sync_queue(),
         category_corrector(),
+        deps.publisher(),
     )
 
 
