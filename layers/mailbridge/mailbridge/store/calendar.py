@@ -284,6 +284,25 @@ class CalendarStore(DynamoRepository):
             lambda: Conflict("conflict", code="conflict"),
         )
 
+    def index_timeline(self, tenant_id: str, event: Event) -> bool:
+        """Put the event's timeline entries (a backfill: store/timeline_backfill.py) if the stored
+        event is still at `event.version`; False when it is not (read it again)."""
+        check = {
+            "ConditionCheck": {
+                "Key": {"pk": tenant_pk(tenant_id), "sk": event_sk(event.event_id)},
+                "ConditionExpression": "#v = :expected",
+                "ExpressionAttributeNames": {"#v": "version"},
+                "ExpressionAttributeValues": {":expected": event.version},
+            }
+        }
+        writes = [Write(check, lambda: Conflict("changed", code="version_conflict"))]
+        writes += [self._timeline_put(item) for item in self._timeline_items(tenant_id, event).values()]
+        try:
+            self.transact(writes)
+        except Conflict:
+            return False
+        return True
+
     def _uid_taken(self, event: Event) -> MailbridgeError:
         return Conflict("another event already has this UID", code="uid_in_use", details={"uid": event.uid})
 

@@ -1022,6 +1022,15 @@ class CrmStore(DynamoRepository):
     def create_activity(self, tenant_id: str, activity: Activity) -> None:
         self._transact(self._activity_writes(tenant_id, activity))
 
+    def index_activity_timeline(self, tenant_id: str, activity: Activity) -> None:
+        """Put the activity's timeline entries again (a backfill: store/timeline_backfill.py);
+        the same items its creation writes, so writing them twice changes nothing."""
+        if self.timeline_table is None:
+            raise RuntimeError("this CrmStore was built without timeline_table")
+        client = self.table.meta.client
+        for item in activity_timeline_items(tenant_id, activity):
+            client.put_item(TableName=self.timeline_table, Item=item)  # the resource client serializes
+
     def activities_page(
         self, tenant_id: str, record_id: str, *, cursor: str | None, limit: int
     ) -> tuple[list[tuple[str, Activity]], str | None]:
