@@ -106,6 +106,9 @@ def test_every_read_route_costs_a_few_requests_for_a_page_of_50(
             assert [t["message_count"] for t in answer["items"]] == [3] * 20 + [1] * 30, label
         else:
             assert len(answer["items"]) == 50, label
+    # And the timeline pages mix the record's emails, calendar events and activities
+    for name, _ in TIMELINES:
+        assert {i["type"] for i in answers[name]["items"]} == {"email", "event", "activity"}, name
     # And the category and snoozed pages hold only what their filter selects
     assert {e["category"] for e in answers["GET /emails {'category': 'sales'}"]["items"]} == {"sales"}
     assert all(e["snoozed_until"] for e in answers["GET /emails {'snoozed': 'true'}"]["items"])
