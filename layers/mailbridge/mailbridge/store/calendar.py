@@ -69,10 +69,6 @@ def pending_pk(tenant_id: str) -> str:
     return f"{tenant_pk(tenant_id)}#PENDING"
 
 
-def record_pk(tenant_id: str, record_id: str) -> str:
-    return f"{tenant_pk(tenant_id)}#REL#{record_id}"
-
-
 def feed_sk(user: str) -> str:
     return f"FEED#{user}"
 
@@ -146,10 +142,6 @@ def _timeline_summary(event: Event) -> dict[str, Any]:
         "status": event.status,
         "recurring": event.recurring,
     }
-
-
-def timeline_key(event: Event) -> str:
-    return f"{event.start.instant.isoformat()}#{event.event_id}"
 
 
 def timeline_entry(event: Event) -> str:
