@@ -12,7 +12,7 @@ TENANT    ?= demo
 ROLE      ?= owner
 PORT      ?= 3000
 
-.PHONY: advance mailbox help run test test-steps test-build test-pytest check lint types cfn pytest build deploy token watch bench services clean mutate
+.PHONY: advance mailbox help run test test-steps test-build test-pytest check lint types cfn pytest build deploy token watch bench services clean mutate backfill-timeline
 
 help:
 	@echo "make run     start the whole system locally on http://127.0.0.1:$(PORT) (moto inside)"
@@ -136,6 +136,10 @@ mutate: $(VENV)/.stamp services
 
 deploy: build
 	$(SAM) deploy --config-env $(ENV)
+
+# Once after deploying the timeline index over older data (README "Deploying"); resumable.
+backfill-timeline:
+	$(PY) scripts/backfill_timeline.py --links $(LINKS) --calendar $(CALENDAR) --crm $(CRM)
 
 clean:
 	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache .local .mutate mutants

@@ -115,7 +115,9 @@ def seed_mail(stack: Stack, invoke_api: Invoke) -> Mail:
     from Alice: newest, 20 three-message conversations (Alice, Bob, Alice), categorized `support`;
     then 60 single emails from Alice, 55 of them sent through mailbridge (send status `sent`); then
     a conversation of 60 with Carol, these 120 categorized `sales`. Oldest, 50 snoozed emails from Dave
-    (`SNOOZED`). A contact for Alice (with her company) and a deal, each linked to 55 emails."""
+    (`SNOOZED`). A contact for Alice (with her company) and a deal, each linked to 55 emails and
+    with three calendar events and three notes among the newest of them (their timelines mix all
+    three sources on the first page)."""
     raws = _raw_mail()
     emails = EmailStore(stack.deployed.tables["EmailsTable"])
     blobs = BlobStore(stack.deployed.buckets["MailBucket"])
@@ -187,6 +189,13 @@ def seed_mail(stack: Stack, invoke_api: Invoke) -> Mail:
             for kind, record in (("contact", contact), ("deal", deal))
         ],
     )
+    # Among the newest of those emails, on both records: three calendar events and three notes
+    for n in range(3):
+        at = START + timedelta(hours=150 + n, minutes=30)
+        event = {"title": f"Call {n}", "start": {"date_time": at.isoformat()}}
+        create("calendar-create-event", {**event, "contact_ids": [contact], "deal_id": deal}, "event_id")
+        note = {"kind": "note", "body": f"Note {n}", "occurred_at": (at + timedelta(minutes=10)).isoformat()}
+        create("crm-create-activity", {**note, "contact_id": contact, "deal_id": deal}, "activity_id")
     return Mail(ids, long_thread, contact, deal)
 
 

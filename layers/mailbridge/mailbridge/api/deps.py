@@ -97,7 +97,8 @@ def outbox_deps() -> OutboxDeps:
 def crm_store() -> CrmStore:
     from mailbridge.store.crm import CrmStore
 
-    return CrmStore(get_settings().tables.crm)
+    settings = get_settings()
+    return CrmStore(settings.tables.crm, timeline_table=settings.tables.links)
 
 
 @lru_cache(maxsize=1)
@@ -116,15 +117,6 @@ def policy_store() -> PolicyStore:
 
 @lru_cache(maxsize=1)
 def link_deps() -> LinkDeps:
-    from mailbridge.calendar.timeline import source_factory
-    from mailbridge.calendar.wiring import calendar_store
-    from mailbridge.crm import activities
     from mailbridge.crm.links import LinkDeps
 
-    return LinkDeps(
-        links=link_store(),
-        emails=email_store(),
-        crm=crm_store(),
-        features=feature_store(),
-        timeline_sources=(source_factory(calendar_store()), activities.source_factory(crm_store())),
-    )
+    return LinkDeps(links=link_store(), emails=email_store(), crm=crm_store(), features=feature_store())

@@ -45,7 +45,7 @@ def calendar_settings() -> CalendarSettings:
 def calendar_store() -> CalendarStore:
     from mailbridge.store.calendar import CalendarStore
 
-    return CalendarStore(calendar_settings().calendar_table)
+    return CalendarStore(calendar_settings().calendar_table, get_settings().tables.links)
 
 
 @lru_cache(maxsize=1)

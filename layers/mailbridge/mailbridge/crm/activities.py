@@ -5,17 +5,14 @@ Sent and received mail is on the same timelines through email links (the timelin
 source), never copied in as activity items.
 
 An activity is immutable and listed under each contact and deal it names, newest first under the
-sort key `{occurred_at as UTC ISO 8601}#{activity_id}`: the same key shape as the mail and calendar
-sources of the merged timeline (`crm/timeline.py`), so `ActivityTimeline` plugs
-into `merged_page` as one more source, with its own cursor.
+sort key `{occurred_at as UTC ISO 8601}#{activity_id}`; it is on their timelines through its
+entries in the timeline index (`crm/timeline.py`), written in the same transaction.
 
 Events: `note.created` {activity} for notes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
 
 from mailbridge.bus import EventPublisher
@@ -23,7 +20,6 @@ from mailbridge.crm.models import (
     ACTIVITY_PREFIX,
     Activity,
     ActivityCreate,
-    ActivityTimelineItem,
     new_id,
 )
 from mailbridge.crm.service import (
@@ -35,54 +31,9 @@ from mailbridge.crm.service import (
     get_deal,
 )
 from mailbridge.crm.tasks import check_related
-from mailbridge.crm.timeline import Entry
 from mailbridge.store.crm import CrmStore
 from mailbridge.store.pagination import Page
 from mailbridge.tenancy import Role, TenantContext
-
-
-def timeline_item(activity: Activity) -> ActivityTimelineItem:
-    return ActivityTimelineItem(
-        activity_id=activity.activity_id,
-        kind=activity.kind,
-        body=activity.body,
-        date=activity.occurred_at,
-        contact_id=activity.contact_id,
-        deal_id=activity.deal_id,
-        company_id=activity.company_id,
-        task_id=activity.task_id,
-        created_by=activity.created_by,
-    )
-
-
-ActivitySourceFactory = Callable[[str, str, str], "ActivityTimeline"]
-"""(tenant_id, kind, record_id) -> the record's activity source."""
-
-
-@dataclass
-class ActivityTimeline:
-    """A record's activities as a timeline source (`crm.timeline.TimelineSource`): newest first,
-    sort key `{ISO date}#{activity_id}`, its own signed cursor."""
-
-    store: CrmStore
-    tenant_id: str
-    record_id: str
-    name: str = "activity"
-
-    def page(self, cursor: str | None, limit: int) -> tuple[list[Entry], str | None]:
-        rows, next_cursor = self.store.activities_page(
-            self.tenant_id, self.record_id, cursor=cursor, limit=limit
-        )
-        return [Entry(key, timeline_item(activity)) for key, activity in rows], next_cursor
-
-
-def source_factory(store: CrmStore) -> ActivitySourceFactory:
-    """`(tenant_id, kind, record_id) -> source`, for the timeline's list of extra sources."""
-
-    def make(tenant_id: str, _kind: str, record_id: str) -> ActivityTimeline:
-        return ActivityTimeline(store, tenant_id, record_id)
-
-    return make
 
 
 def create_activity(

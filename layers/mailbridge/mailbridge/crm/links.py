@@ -10,22 +10,24 @@ or the company of a contact that did), `domain` (a participant's domain is the c
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from mailbridge.calendar.models import CalendarTimelineItem
 from mailbridge.crm.models import (
     CAMPAIGN_ID,
     COMPANY_ID,
     CONTACT_ID,
     DEAL_ID,
     ID_PATTERN,
+    ActivityTimelineItem,
     ContactView,
     normalize_address,
 )
-from mailbridge.crm.timeline import Entry, SourceFactory, TimelineEmail, TimelineItem, merged_page
+from mailbridge.crm.timeline import TimelineEmail, TimelineItem, timeline_item
 from mailbridge.emails import EMAIL_ID, to_summary
 from mailbridge.errors import Invalid, NotFound
 from mailbridge.features import require_feature
@@ -33,8 +35,9 @@ from mailbridge.models.mail import EmailSummary
 from mailbridge.store.batch import read_together
 from mailbridge.store.crm import CrmStore
 from mailbridge.store.emails import EmailStore
-from mailbridge.store.links import LinkRecord, LinkStore, order_key
-from mailbridge.store.pagination import Page
+from mailbridge.store.fill import PAGE_BUDGET, Budget, fill
+from mailbridge.store.links import LinkRecord, LinkStore, to_timeline_row
+from mailbridge.store.pagination import MAX_PAGE_SIZE, Page
 from mailbridge.store.settings import FeatureStore
 from mailbridge.tenancy import Role, TenantContext
 
@@ -43,6 +46,9 @@ LinkReason = Literal["participant", "domain", "deal_rule", "manual"]
 KINDS: dict[str, LinkKind] = {"ct_": "contact", "co_": "company", "dl_": "deal", "cp_": "campaign"}
 PATTERNS = {"contact": CONTACT_ID, "company": COMPANY_ID, "deal": DEAL_ID, "campaign": CAMPAIGN_ID}
 LAST_EMAILS = 5
+
+Item = dict[str, Any]
+TimelineEntryItem = TimelineEmail | CalendarTimelineItem | ActivityTimelineItem
 
 RecordId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
@@ -97,8 +103,6 @@ class LinkDeps:
     emails: EmailStore
     crm: CrmStore
     features: FeatureStore
-    # Other sources merged into record timelines (the calendar's events), by (tenant, kind, record).
-    timeline_sources: tuple[SourceFactory, ...] = field(default=())
 
 
 def _utcnow() -> datetime:
@@ -192,63 +196,54 @@ def timeline(
     cursor: str | None,
     limit: int,
 ) -> Page[TimelineItem]:
-    """The record's emails in both directions and the items of `deps.timeline_sources` (calendar
-    events, CRM activities), newest first (`mailbridge.crm.timeline`); 404 for a record the
-    tenant lacks.
+    """The record's emails in both directions, its calendar events and its CRM activities, newest
+    first (`mailbridge.crm.timeline`); 404 `{kind}_not_found` for a record the tenant lacks (whatever
+    the cursor says), 400 `invalid_cursor` for a cursor of another listing.
 
-    Requests per page: the mail source's links (one gsi1 query) and one BatchGetItem holding the
-    record itself (the 404 check) with the linked emails' summaries, then one query per other
-    source. Once the mail is exhausted the record is read on its own.
+    Requests per page: one Query of the timeline index and one BatchGetItem of the record (the
+    404 check) with the page's emails. A row whose email is gone is passed over and the page
+    filled from further rows (`store.fill`, two requests a round, within its budget); the cursor
+    resumes right after the last row the page accounted for. An empty timeline reads the record
+    on its own.
     """
     _check_record_id(ctx, kind, record_id, deps)
     tenant = ctx.tenant_id
-    mail = EmailTimeline(tenant, kind, record_id, deps)
-    sources = [mail, *(make(tenant, kind, record_id) for make in deps.timeline_sources)]
+    checked: list[bool] = []
+
+    def read(page_cursor: str | None, size: int) -> tuple[list[Item], str | None]:
+        return deps.links.timeline_rows(tenant, kind, record_id, cursor=page_cursor, limit=size)
+
+    def resolve(items: list[Item], _wanted: int) -> list[TimelineEntryItem | None]:
+        rows = [to_timeline_row(item) for item in items]
+        emails = deps.emails.summaries_read(tenant, [r.source_id for r in rows if r.source == "EMAIL"])
+        record = None if checked else deps.crm.record_read(tenant, kind, record_id)
+        read_together([emails] if record is None else [record, emails])
+        if record is not None:
+            if not record.items:
+                raise NotFound(f"no such {kind}", code=f"{kind}_not_found")
+            checked.append(True)
+        found = {str(item["email_id"]): item for item in emails.items}
+        return [timeline_item(row, found) for row in rows]
+
     try:
-        page = merged_page(tenant, f"timeline:{kind}:{record_id}", sources, cursor=cursor, limit=limit)
+        items: list[TimelineEntryItem]
+        items, next_cursor = fill(
+            read,
+            resolve,
+            lambda item: deps.links.timeline_cursor_after(tenant, kind, record_id, item),
+            limit=limit,
+            cursor=cursor,
+            budget=Budget(PAGE_BUDGET),
+            max_read=MAX_PAGE_SIZE,
+            round_cost=2,
+        )
     except Invalid:
         # A record the tenant lacks is 404 whatever the cursor says (as before the cursor is read)
         _require_record(ctx, kind, record_id, deps)
         raise
-    if not mail.record_checked:
+    if not checked:
         _require_record(ctx, kind, record_id, deps)
-    return page
-
-
-@dataclass
-class EmailTimeline:
-    """The record's linked emails as a timeline source (sort key `{date}#{email_id}`).
-
-    Reads the record in the same BatchGetItem as the emails and raises NotFound(`{kind}_not_found`)
-    when it is gone (`record_checked` tells the caller the check was made)."""
-
-    tenant_id: str
-    kind: str
-    record_id: str
-    deps: LinkDeps
-    name: str = "email"
-    record_checked: bool = False
-
-    def page(self, cursor: str | None, limit: int) -> tuple[list[Entry], str | None]:
-        links, next_cursor = self.deps.links.timeline_page(
-            self.tenant_id, self.kind, self.record_id, cursor=cursor, limit=limit
-        )
-        record = self.deps.crm.record_read(self.tenant_id, self.kind, self.record_id)
-        emails = self.deps.emails.summaries_read(self.tenant_id, [link.email_id for link in links])
-        read_together([record, emails])
-        if not record.items:
-            raise NotFound(f"no such {self.kind}", code=f"{self.kind}_not_found")
-        self.record_checked = True
-        items = {str(item["email_id"]): item for item in emails.items}
-        return [
-            Entry(
-                order_key(link.date, link.email_id),
-                TimelineEmail.model_validate(to_summary(items[link.email_id]).model_dump())
-                if link.email_id in items
-                else None,
-            )
-            for link in links
-        ], next_cursor
+    return Page[TimelineItem](items=[*items], next_cursor=next_cursor)
 
 
 def _in_link_order(links: list[LinkRecord], items: list[dict[str, Any]]) -> list[EmailSummary]:

@@ -53,7 +53,9 @@ def is_condition_failure(exc: Exception) -> bool:
 @dataclass(frozen=True)
 class Write:
     """One action of a transaction (`{"Put": {...}}`, `{"Delete": {...}}`, `{"Update": {...}}`,
-    without the table name) and the error to raise when its condition is what failed."""
+    without the table name: the repository's; an action on another table, such as a timeline
+    entry in the links table, names it with `TableName`) and the error to raise when its
+    condition is what failed."""
 
     op: dict[str, Any]
     error: Callable[[], MailbridgeError]
@@ -113,7 +115,7 @@ class DynamoRepository:
         self.table.delete_item(Key={"pk": pk, "sk": sk})
 
     def transact(self, writes: Sequence[Write]) -> None:
-        """All of `writes` in one TransactWriteItems on this table, or none.
+        """All of `writes` in one TransactWriteItems (on this table unless one names another), or none.
 
         When a condition fails, the first write whose condition failed names the error
         (DynamoDB's CancellationReasons are in the order of the actions); a transaction lost to
@@ -122,7 +124,7 @@ class DynamoRepository:
         items: list[Any] = []
         for write in writes:
             ((action, body),) = write.op.items()
-            items.append({action: {**body, "TableName": self.table_name}})
+            items.append({action: {"TableName": self.table_name, **body}})  # or the one it names
         try:
             self.table.meta.client.transact_write_items(TransactItems=items)
         except Exception as exc:

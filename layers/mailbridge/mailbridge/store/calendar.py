@@ -11,7 +11,9 @@ Item types:
   pk = TENANT#{tenant}, sk = UID#{sha256(uid)}
       iCalendar UID -> event_id: one event per UID per tenant (imports and iTIP find events by it)
   pk = TENANT#{tenant}#REL#{record_id}, sk = {start}#{event_id}
-      the event on a contact's, company's or deal's timeline (a summary: title, start, end ...)
+      legacy, no longer written or read (scripts/backfill_timeline.py deletes them): the event
+      under a record. Events are on contacts' and deals' timelines through their entries in the
+      links table's timeline index (store/links.py `timeline_entry_item`: title, start, end ...).
   pk = TENANT#{tenant}, sk = FEED#{user key}  (the user key: a digest of the subject, tokens.subject_key)
       the generation of a user's subscription feed token (rotating it makes old tokens invalid)
   pk = TENANT#{tenant}, sk = PROVIDER#{account_id}#{sha256(provider event id)}
@@ -23,8 +25,9 @@ Item types:
       the account's provider calendar cursor (`sync_token`: Google's nextSyncToken)
   pk = TENANT#{tenant}, sk = RATE#{bucket}#{window}
       a per-tenant counter for one rate-limit window (written by store/ratelimit.py); `ttl` removes it
-An event, its UID item and its timeline entries change in one TransactWriteItems; the event is
-conditional on its version, the UID item on being new or the event's own.
+An event, its UID item and its timeline entries (in the links table) change in one
+TransactWriteItems; the event is conditional on its version, the UID item on being new or the
+event's own.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from mailbridge.errors import Conflict, Invalid, MailbridgeError
 from mailbridge.store.base import DynamoRepository, Item, Write, tenant_pk
 from mailbridge.store.conditions import Attr, Key
 from mailbridge.store.keys import digest
+from mailbridge.store.links import timeline_entry_item, timeline_kind
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -63,10 +67,6 @@ def series_pk(tenant_id: str) -> str:
 
 def pending_pk(tenant_id: str) -> str:
     return f"{tenant_pk(tenant_id)}#PENDING"
-
-
-def record_pk(tenant_id: str, record_id: str) -> str:
-    return f"{tenant_pk(tenant_id)}#REL#{record_id}"
 
 
 def feed_sk(user: str) -> str:
@@ -101,15 +101,6 @@ class Span:
 
     start: str
     end: str
-
-
-@dataclass(frozen=True)
-class TimelineEntry:
-    """An event on a CRM record's timeline, as stored under the record."""
-
-    event_id: str
-    order_key: str  # {start}#{event_id}: the sort key, comparable with mail's {date}#{email_id}
-    summary: dict[str, Any]
 
 
 def _doc(event: Event) -> dict[str, Any]:
@@ -153,13 +144,20 @@ def _timeline_summary(event: Event) -> dict[str, Any]:
     }
 
 
-def timeline_key(event: Event) -> str:
-    return f"{event.start.instant.isoformat()}#{event.event_id}"
+def timeline_entry(event: Event) -> str:
+    """What a timeline shows of the event (`CalendarTimelineItem` as JSON): placed at its start."""
+    return json.dumps(
+        {**_timeline_summary(event), "type": "event", "date": event.start.instant.isoformat()},
+        separators=(",", ":"),
+    )
 
 
 class CalendarStore(DynamoRepository):
-    def __init__(self, table_name: str, table: Table | None = None) -> None:
+    """`timeline_table`: the links table, which holds the events' timeline entries."""
+
+    def __init__(self, table_name: str, timeline_table: str, table: Table | None = None) -> None:
         super().__init__(table_name, table)
+        self.timeline_table = timeline_table
 
     # ------------------------------------------------------------------ reads
     def get_event(self, tenant_id: str, event_id: str) -> Event | None:
@@ -215,22 +213,6 @@ class CalendarStore(DynamoRepository):
                 return out
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    def timeline_page(
-        self, tenant_id: str, record_id: str, *, cursor: str | None, limit: int
-    ) -> tuple[list[TimelineEntry], str | None]:
-        """A record's events, latest start first."""
-        items, next_cursor = self.query_page(
-            tenant_id=tenant_id,
-            key_condition=Key("pk").eq(record_pk(tenant_id, record_id)),
-            cursor=cursor,
-            limit=limit,
-            newest_first=True,
-        )
-        return [
-            TimelineEntry(event_id=str(i["event_id"]), order_key=str(i["sk"]), summary=_plain(i["summary"]))
-            for i in items
-        ], next_cursor
-
     def pending_page(
         self, tenant_id: str, *, cursor: str | None, limit: int
     ) -> tuple[list[Event], str | None]:
@@ -273,17 +255,45 @@ class CalendarStore(DynamoRepository):
         }
 
     def _timeline_items(self, tenant_id: str, event: Event) -> dict[tuple[str, str], Item]:
-        key = timeline_key(event)
-        summary = _timeline_summary(event)
-        return {
-            (record_pk(tenant_id, record), key): {
-                "pk": record_pk(tenant_id, record),
-                "sk": key,
-                "event_id": event.event_id,
-                "summary": summary,
-            }
+        """The event's entries on its contacts' and deal's timelines (links table), by key."""
+        at, entry = event.start.instant.isoformat(), timeline_entry(event)
+        items = [
+            timeline_entry_item(tenant_id, "EVENT", event.event_id, record, at=at, entry=entry)
             for record in event.record_ids
+            if timeline_kind(record)
+        ]
+        return {(str(item["pk"]), str(item["sk"])): item for item in items}
+
+    def _timeline_put(self, item: Item) -> Write:
+        return Write(
+            {"Put": {"TableName": self.timeline_table, "Item": item}},
+            lambda: Conflict("conflict", code="conflict"),
+        )
+
+    def _timeline_delete(self, pk: str, sk: str) -> Write:
+        return Write(
+            {"Delete": {"TableName": self.timeline_table, "Key": {"pk": pk, "sk": sk}}},
+            lambda: Conflict("conflict", code="conflict"),
+        )
+
+    def index_timeline(self, tenant_id: str, event: Event) -> bool:
+        """Put the event's timeline entries (a backfill: store/timeline_backfill.py) if the stored
+        event is still at `event.version`; False when it is not (read it again)."""
+        check = {
+            "ConditionCheck": {
+                "Key": {"pk": tenant_pk(tenant_id), "sk": event_sk(event.event_id)},
+                "ConditionExpression": "#v = :expected",
+                "ExpressionAttributeNames": {"#v": "version"},
+                "ExpressionAttributeValues": {":expected": event.version},
+            }
         }
+        writes = [Write(check, lambda: Conflict("changed", code="version_conflict"))]
+        writes += [self._timeline_put(item) for item in self._timeline_items(tenant_id, event).values()]
+        try:
+            self.transact(writes)
+        except Conflict:
+            return False
+        return True
 
     def _uid_taken(self, event: Event) -> MailbridgeError:
         return Conflict("another event already has this UID", code="uid_in_use", details={"uid": event.uid})
@@ -312,10 +322,7 @@ class CalendarStore(DynamoRepository):
                 lambda: self._uid_taken(event),
             ),
         ]
-        writes += [
-            Write({"Put": {"Item": item}}, lambda: Conflict("conflict", code="conflict"))
-            for item in self._timeline_items(tenant_id, event).values()
-        ]
+        writes += [self._timeline_put(item) for item in self._timeline_items(tenant_id, event).values()]
         self.transact(writes)
 
     def replace_event(self, tenant_id: str, event: Event, previous: Event, span: Span) -> None:
@@ -336,15 +343,8 @@ class CalendarStore(DynamoRepository):
                 lambda: Conflict("the event was changed by someone else", code="version_conflict"),
             )
         ]
-        writes += [
-            Write({"Delete": {"Key": {"pk": pk, "sk": sk}}}, lambda: Conflict("conflict", code="conflict"))
-            for pk, sk in old.keys() - new.keys()
-        ]
-        writes += [
-            Write({"Put": {"Item": item}}, lambda: Conflict("conflict", code="conflict"))
-            for key, item in new.items()
-            if old.get(key) != item
-        ]
+        writes += [self._timeline_delete(pk, sk) for pk, sk in old.keys() - new.keys()]
+        writes += [self._timeline_put(item) for key, item in new.items() if old.get(key) != item]
         self.transact(writes)
 
     def delete_event(self, tenant_id: str, event: Event) -> None:
@@ -371,10 +371,7 @@ class CalendarStore(DynamoRepository):
                 lambda: Conflict("conflict", code="conflict"),
             ),
         ]
-        writes += [
-            Write({"Delete": {"Key": {"pk": pk, "sk": sk}}}, lambda: Conflict("conflict", code="conflict"))
-            for pk, sk in self._timeline_items(tenant_id, event)
-        ]
+        writes += [self._timeline_delete(pk, sk) for pk, sk in self._timeline_items(tenant_id, event)]
         self.transact(writes)
 
     # ------------------------------------------------------------------ provider calendars

@@ -15,6 +15,9 @@ Item types (pk = TENANT#{tenant} for all):
   ACTREL#{record_id}#{occurred_at}#{activity_id}
                                          the activity listed under a contact or deal (a copy),
                                          newest first with `ScanIndexForward=false`
+An activity's entries on its contact's and deal's timelines live in the links table's timeline
+index (store/links.py `timeline_entry_item`), written in the activity's transaction: a store that
+writes activities is given that table (`timeline_table`).
 gsi1 (deals by company / by contact, open first, last updated first; a company's contacts):
   gsi1pk = TENANT#{tenant}#COMPANY#{company_id}#DEALS | TENANT#{tenant}#CONTACT#{contact_id}#DEALS
   gsi1sk = OPEN#{updated_at}#{deal_id} | CLOSED#{updated_at}#{deal_id}
@@ -39,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailbridge.crm.models import (
     Activity,
+    ActivityTimelineItem,
     Campaign,
     Company,
     Contact,
@@ -53,6 +57,7 @@ from mailbridge.store.base import DynamoRepository, Item, is_condition_failure, 
 from mailbridge.store.batch import BatchRead
 from mailbridge.store.conditions import Attr, Key
 from mailbridge.store.fill import PAGE_BUDGET, Budget, fill
+from mailbridge.store.links import timeline_entry_item
 from mailbridge.store.pagination import MAX_PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -332,6 +337,31 @@ def activity_items(tenant_id: str, activity: Activity) -> list[Item]:
     return [record, *copies]
 
 
+def activity_timeline_entry(activity: Activity) -> str:
+    """What a timeline shows of the activity (`ActivityTimelineItem` as JSON), at `occurred_at`."""
+    return ActivityTimelineItem(
+        activity_id=activity.activity_id,
+        kind=activity.kind,
+        body=activity.body,
+        date=activity.occurred_at,
+        contact_id=activity.contact_id,
+        deal_id=activity.deal_id,
+        company_id=activity.company_id,
+        task_id=activity.task_id,
+        created_by=activity.created_by,
+    ).model_dump_json()
+
+
+def activity_timeline_items(tenant_id: str, activity: Activity) -> list[Item]:
+    """The activity's entries on the timelines of the contact and deal it names (links table)."""
+    at, entry = instant_key(activity.occurred_at), activity_timeline_entry(activity)
+    return [
+        timeline_entry_item(tenant_id, "ACTIVITY", activity.activity_id, rid, at=at, entry=entry)
+        for rid in (activity.contact_id, activity.deal_id)
+        if rid
+    ]
+
+
 def to_activity(item: Item) -> Activity:
     fields = {name: item.get(name) for name in Activity.model_fields}
     return Activity.model_validate(fields)
@@ -400,8 +430,14 @@ def _delete(key: Item, condition: str, error: Callable[[], MailbridgeError], **v
 
 
 class CrmStore(DynamoRepository):
-    def __init__(self, table_name: str, table: Table | None = None) -> None:
+    """`timeline_table`: the links table, where activities are put on timelines; a store built
+    without it can do everything but write activities."""
+
+    def __init__(
+        self, table_name: str, table: Table | None = None, *, timeline_table: str | None = None
+    ) -> None:
         super().__init__(table_name, table)
+        self.timeline_table = timeline_table
 
     # ------------------------------------------------------------------ plumbing
     def _transact(self, writes: Sequence[Write]) -> None:
@@ -409,7 +445,7 @@ class CrmStore(DynamoRepository):
         items: list[Any] = []
         for write in writes:
             ((action, body),) = write.op.items()
-            items.append({action: {**body, "TableName": self.table_name}})
+            items.append({action: {"TableName": self.table_name, **body}})  # or the one it names
         try:
             self.table.meta.client.transact_write_items(TransactItems=items)
         except Exception as exc:
@@ -889,7 +925,7 @@ class CrmStore(DynamoRepository):
         self, tenant_id: str, task: Task, previous: Task, activity: Activity | None = None
     ) -> None:
         """`task` over `previous`, with the `task_done` activity in the same transaction."""
-        extra = [self._activity_put(i) for i in activity_items(tenant_id, activity)] if activity else []
+        extra = self._activity_writes(tenant_id, activity) if activity else []
         self._save(tenant_id, task_item(tenant_id, task), "task", previous.version, extra)
 
     def delete_task(self, tenant_id: str, task: Task) -> None:
@@ -972,8 +1008,28 @@ class CrmStore(DynamoRepository):
     def _activity_put(self, item: Item) -> Write:
         return _put(item, "attribute_not_exists(pk)", lambda: Conflict("the activity exists", code="exists"))
 
+    def _activity_writes(self, tenant_id: str, activity: Activity) -> list[Write]:
+        """The activity, its copies, and its timeline entries (links table)."""
+        if self.timeline_table is None:
+            raise RuntimeError("this CrmStore was built without timeline_table: it cannot write activities")
+        writes = [self._activity_put(i) for i in activity_items(tenant_id, activity)]
+        for item in activity_timeline_items(tenant_id, activity):
+            write = self._activity_put(item)
+            write.op["Put"]["TableName"] = self.timeline_table
+            writes.append(write)
+        return writes
+
     def create_activity(self, tenant_id: str, activity: Activity) -> None:
-        self._transact([self._activity_put(i) for i in activity_items(tenant_id, activity)])
+        self._transact(self._activity_writes(tenant_id, activity))
+
+    def index_activity_timeline(self, tenant_id: str, activity: Activity) -> None:
+        """Put the activity's timeline entries again (a backfill: store/timeline_backfill.py);
+        the same items its creation writes, so writing them twice changes nothing."""
+        if self.timeline_table is None:
+            raise RuntimeError("this CrmStore was built without timeline_table")
+        client = self.table.meta.client
+        for item in activity_timeline_items(tenant_id, activity):
+            client.put_item(TableName=self.timeline_table, Item=item)  # the resource client serializes
 
     def activities_page(
         self, tenant_id: str, record_id: str, *, cursor: str | None, limit: int

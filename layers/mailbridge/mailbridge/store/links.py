@@ -10,6 +10,16 @@ Item types:
       participant index: every stored email under each of its from/to/cc addresses (lower-cased),
       written whether or not anything matched, so re-matching finds an address's mail by key
       instead of scanning the emails table.
+  pk = TENANT#{tenant}#EVENT#{event_id} | TENANT#{tenant}#ACTIVITY#{activity_id}, sk = TL#{kind}#{record_id}
+      a calendar event or a CRM activity on a contact's or deal's timeline, with what the timeline
+      shows of it (`entry`, JSON); written by the calendar and CRM stores in the same transaction
+      as the event or activity itself (`timeline_entry_item`).
+
+gsi2 (the timeline index: a contact's or deal's emails, events and activities in one time order,
+so one Query fills a page): gsi2pk = TENANT#{tenant}#TL#{kind}#{record_id} (kind: contact | deal),
+gsi2sk = {UTC ISO 8601 instant}#{id} (mail: the email's date; events: their first start;
+activities: when they happened; ids carry their kind's prefix, so keys are unique). Email links
+to contacts and deals carry it, as do the event and activity entries above.
 
 Automatic links are written only where the pair has no link yet (read first, in batches):
 replays write nothing twice and never downgrade a manual link (the one gap: a manual link made
@@ -56,6 +66,59 @@ def order_key(date: str, email_id: str) -> str:
     return f"{date}#{email_id}"
 
 
+# The records that have a timeline (GET /crm/contacts/{id}/timeline, GET /crm/deals/{id}/timeline).
+TIMELINE_KINDS = {"ct_": "contact", "dl_": "deal"}
+
+
+def timeline_kind(record_id: str) -> str | None:
+    """`contact` / `deal` for an id of a record with a timeline (ids carry their kind), else None."""
+    return TIMELINE_KINDS.get(record_id[:3])
+
+
+def timeline_index_pk(tenant_id: str, kind: str, record_id: str) -> str:
+    return f"{tenant_pk(tenant_id)}#TL#{kind}#{record_id}"
+
+
+def timeline_entry_key(tenant_id: str, source: str, source_id: str, record_id: str) -> Item:
+    """The key of a `source` (`EVENT`, `ACTIVITY`) item's entry on `record_id`'s timeline."""
+    kind = timeline_kind(record_id)
+    return {"pk": f"{tenant_pk(tenant_id)}#{source}#{source_id}", "sk": f"TL#{kind}#{record_id}"}
+
+
+def timeline_entry_item(
+    tenant_id: str, source: str, source_id: str, record_id: str, *, at: str, entry: str
+) -> Item:
+    """A calendar event's or activity's entry on the timeline of `record_id` (a contact or deal:
+    see `timeline_kind`), in gsi2 at `{at}#{source_id}`; `entry`: the JSON the timeline shows."""
+    kind = timeline_kind(record_id)
+    if kind is None:
+        raise ValueError(f"{record_id[:3]} records have no timeline")
+    return {
+        **timeline_entry_key(tenant_id, source, source_id, record_id),
+        "source": source,
+        "source_id": source_id,
+        "entry": entry,
+        "gsi2pk": timeline_index_pk(tenant_id, kind, record_id),
+        "gsi2sk": order_key(at, source_id),
+    }
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    """One gsi2 row: an email link (`source` EMAIL, `entry` None: the email is read from its
+    table) or an event's / activity's entry (`entry`: its JSON)."""
+
+    source: str
+    source_id: str
+    entry: str | None
+
+
+def to_timeline_row(item: Item) -> TimelineRow:
+    if "source" not in item:
+        return TimelineRow("EMAIL", str(item["email_id"]), None)
+    return TimelineRow(str(item["source"]), str(item["source_id"]), str(item["entry"]))
+
+
 @dataclass(frozen=True)
 class LinkRecord:
     """One link as stored (the persistence shape mapped to plain fields)."""
@@ -83,7 +146,7 @@ class IndexEntry:
 
 
 def link_item(tenant_id: str, link: LinkRecord) -> Item:
-    return {
+    item: Item = {
         "pk": email_links_pk(tenant_id, link.email_id),
         "sk": link_sk(link.kind, link.record_id),
         "email_id": link.email_id,
@@ -98,6 +161,10 @@ def link_item(tenant_id: str, link: LinkRecord) -> Item:
         "gsi1pk": timeline_pk(tenant_id, link.kind, link.record_id),
         "gsi1sk": order_key(link.date, link.email_id),
     }
+    if link.kind in TIMELINE_KINDS.values():
+        item["gsi2pk"] = timeline_index_pk(tenant_id, link.kind, link.record_id)
+        item["gsi2sk"] = order_key(link.date, link.email_id)
+    return item
 
 
 def to_link(item: Item) -> LinkRecord:
@@ -262,3 +329,30 @@ class LinkStore(DynamoRepository):
             newest_first=True,
         )
         return [to_link(i) for i in items], next_cursor
+
+    def timeline_rows(
+        self, tenant_id: str, kind: str, record_id: str, *, cursor: str | None, limit: int
+    ) -> tuple[list[Item], str | None]:
+        """One Query of a contact's or deal's timeline index (gsi2), newest first: its email links
+        and its events' and activities' entries (`to_timeline_row` reads each). `Invalid`
+        `invalid_cursor` for a cursor of another listing."""
+        return self.query_page(
+            tenant_id=tenant_id,
+            key_condition=self._timeline_condition(tenant_id, kind, record_id),
+            cursor=cursor,
+            limit=limit,
+            index="gsi2",
+            newest_first=True,
+        )
+
+    def timeline_cursor_after(self, tenant_id: str, kind: str, record_id: str, item: Item) -> str | None:
+        """The cursor that resumes `timeline_rows` right after `item` (one of its rows)."""
+        return self.cursor_at(
+            tenant_id,
+            {name: item[name] for name in ("pk", "sk", "gsi2pk", "gsi2sk")},
+            index="gsi2",
+            key_condition=self._timeline_condition(tenant_id, kind, record_id),
+        )
+
+    def _timeline_condition(self, tenant_id: str, kind: str, record_id: str) -> Any:
+        return Key("gsi2pk").eq(timeline_index_pk(tenant_id, kind, record_id))
