@@ -1,0 +1,187 @@
+"""The notification digest email (issue 15 point 4) in-process: the template's DigestSchedule fires
+(its deployed target and input, as EventBridge Scheduler would deliver them), the notifications
+function drains its queue and queues the digest through the outbox; what is checked is what the
+outbox would send (the OutboxQueue record and the raw message stored for it) and what
+`GET /notifications/settings` answers."""
+
+from __future__ import annotations
+
+import email
+import json
+from datetime import datetime
+from email.message import Message
+from typing import Any
+
+import boto3
+import pytest
+
+from local.pump import scheduler_context
+from mailbridge.store.accounts import AccountStore
+from mailbridge.store.emails import EmailStore
+from tests.fixtures.aws import Stack
+from tests.integration.test_api_emails import TENANT, Invoke, body
+from tests.integration.test_notifications import ADA, BOB, call, deliver, emit, make_account, world
+
+__all__ = ["world"]  # the fixture, used by name
+
+TUESDAY, TUESDAY_LATER, WEDNESDAY = "2026-12-01T06:00:00Z", "2026-12-01T18:00:00Z", "2026-12-02T06:00:00Z"
+MONDAY = "2026-12-07T06:00:00Z"
+NUDGE_TITLE = "Still no reply to an email you sent"
+
+
+def fire_digest_schedule(stack: Stack, when: str) -> None:
+    """Deliver the deployed DigestSchedule's input to its target queue at `when`, then let the
+    notifications function drain that queue."""
+    schedule = boto3.client("scheduler").get_schedule(Name=stack.deployed.schedules["DigestSchedule"])
+    target = schedule["Target"]
+    boto3.client("sqs").send_message(
+        QueueUrl=stack.deployed.queue_url_by_arn[target["Arn"]],
+        MessageBody=scheduler_context(target["Input"], datetime.fromisoformat(when)),
+    )
+    deliver(stack)
+
+
+def queued_emails(stack: Stack) -> list[Message]:
+    """The messages the outbox was asked to send since the last call (its queue drained here)."""
+    sqs: Any = boto3.client("sqs")
+    url = stack.deployed.queue_urls["OutboxQueue"]
+    emails = EmailStore(stack.env("ApiFunction")["EMAILS_TABLE"])
+    bucket = stack.env("ApiFunction")["MAIL_BUCKET"]
+    found: list[Message] = []
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for m in messages:
+            record = json.loads(m["Body"])
+            item = emails.get_email(record["tenant_id"], record["email_id"])
+            assert item is not None
+            raw = boto3.client("s3").get_object(Bucket=bucket, Key=item["raw_key"])["Body"].read()
+            found.append(email.message_from_bytes(raw))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return found
+
+
+def text_of(message: Message) -> str:
+    part = next(p for p in message.walk() if p.get_content_type() == "text/plain")
+    payload = part.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode()
+
+
+def prefer_digest(invoke_api: Invoke, user: str, frequency: str = "daily") -> None:
+    response = call(
+        invoke_api,
+        "put-notification-preferences",
+        user,
+        body={"types": {"nudge": "email_digest"}, "digest_frequency": frequency},
+    )
+    assert response["statusCode"] == 200, response
+
+
+def set_sender(invoke_api: Invoke, account_id: str | None) -> None:
+    response = call(
+        invoke_api,
+        "put-notification-settings",
+        ADA,
+        role="admin",
+        body={"digest_sender_account_id": account_id},
+    )
+    assert response["statusCode"] == 200, response
+
+
+def nudge(stack: Stack, email_id: str, key: str) -> None:
+    emit(stack, "nudge-created", key=key, email_id=email_id, kind="awaiting_reply")
+
+
+def settings(invoke_api: Invoke) -> Any:
+    return body(call(invoke_api, "get-notification-settings", BOB))
+
+
+def test_a_daily_digest_goes_once_per_day_from_the_sender_to_the_users_own_mailbox(
+    stack: Stack, invoke_api: Invoke, world: dict[str, str]
+) -> None:
+    # Given Ada wants nudges in a daily digest, Bob's mailbox sends the tenant's digests,
+    # and two nudges about the email in Ada's mailbox reached her digest
+    prefer_digest(invoke_api, ADA)
+    set_sender(invoke_api, world["bob_account"])
+    nudge(stack, world["email_id"], "nudge-1")
+    nudge(stack, world["email_id"], "nudge-2")
+    # When the DigestSchedule fires on Tuesday
+    fire_digest_schedule(stack, TUESDAY)
+    # Then one email is queued, from Bob's mailbox to Ada's, listing the two titles and nothing
+    # of the email itself (its sender's address or subject)
+    [digest] = queued_emails(stack)
+    assert (digest["From"], digest["To"]) == (f"{BOB}@example.com", f"{ADA}@example.com")
+    assert "2 new notifications" in str(digest["Subject"])
+    text = text_of(digest)
+    assert text.count(NUDGE_TITLE) == 2
+    assert "carol" not in digest.as_string().lower()
+    assert "Quote" not in text
+    assert settings(invoke_api)["digest_status"] == "ok"
+    assert settings(invoke_api)["digest_last_run_at"].startswith("2026-12-01T06:00:00")
+    # When another nudge arrives and the schedule fires again the same day
+    nudge(stack, world["email_id"], "nudge-3")
+    fire_digest_schedule(stack, TUESDAY_LATER)
+    # Then no second digest goes out that day
+    assert queued_emails(stack) == []
+    # When it fires the next day, the next digest lists only the nudge not sent yet
+    fire_digest_schedule(stack, WEDNESDAY)
+    [next_day] = queued_emails(stack)
+    assert "1 new notification" in str(next_day["Subject"])
+    assert text_of(next_day).count(NUDGE_TITLE) == 1
+    # And with nothing new, the day after sends nothing
+    fire_digest_schedule(stack, "2026-12-03T06:00:00Z")
+    assert queued_emails(stack) == []
+
+
+def test_a_weekly_digest_waits_for_monday(stack: Stack, invoke_api: Invoke, world: dict[str, str]) -> None:
+    # Given Ada wants a weekly digest and has a nudge in it
+    prefer_digest(invoke_api, ADA, "weekly")
+    set_sender(invoke_api, world["bob_account"])
+    nudge(stack, world["email_id"], "nudge-1")
+    # When the schedule fires on Tuesday, then nothing is sent
+    fire_digest_schedule(stack, TUESDAY)
+    assert queued_emails(stack) == []
+    # When it fires on Monday, then the week's digest goes out
+    fire_digest_schedule(stack, MONDAY)
+    [digest] = queued_emails(stack)
+    assert text_of(digest).count(NUDGE_TITLE) == 1
+
+
+def test_users_with_nothing_pending_get_no_digest(
+    stack: Stack, invoke_api: Invoke, world: dict[str, str]
+) -> None:
+    # Given Ada and Bob both want digests, and only Ada has a nudge in hers
+    prefer_digest(invoke_api, ADA)
+    prefer_digest(invoke_api, BOB)
+    set_sender(invoke_api, world["bob_account"])
+    nudge(stack, world["email_id"], "nudge-1")
+    # When the schedule fires
+    fire_digest_schedule(stack, TUESDAY)
+    # Then only Ada gets one
+    assert [m["To"] for m in queued_emails(stack)] == [f"{ADA}@example.com"]
+
+
+@pytest.mark.parametrize("sender", ["none", "removed"])
+def test_without_a_usable_sender_nothing_is_sent_and_the_settings_say_why(
+    stack: Stack, invoke_api: Invoke, world: dict[str, str], sender: str
+) -> None:
+    # Given Ada has a nudge in her daily digest, and no sender is set, or the sender was removed
+    prefer_digest(invoke_api, ADA)
+    if sender == "removed":
+        gone = make_account(stack, "carl-9d8e7f6a")
+        set_sender(invoke_api, gone)
+        AccountStore(stack.env("ApiFunction")["ACCOUNTS_TABLE"]).delete_account(TENANT, gone)
+    nudge(stack, world["email_id"], "nudge-1")
+    # When the schedule fires
+    fire_digest_schedule(stack, TUESDAY)
+    # Then no email is queued and the settings show the reason and the run's time
+    assert queued_emails(stack) == []
+    got = settings(invoke_api)
+    assert got["digest_status"] == ("no_sender" if sender == "none" else "sender_not_found")
+    assert got["digest_last_run_at"].startswith("2026-12-01T06:00:00")
+    # When an admin sets a sender that exists, the next run sends the nudge kept for it
+    set_sender(invoke_api, world["bob_account"])
+    assert settings(invoke_api)["digest_status"] is None  # not run with this sender yet
+    fire_digest_schedule(stack, WEDNESDAY)
+    [digest] = queued_emails(stack)
+    assert text_of(digest).count(NUDGE_TITLE) == 1
+    assert settings(invoke_api)["digest_status"] == "ok"
