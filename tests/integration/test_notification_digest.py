@@ -146,20 +146,6 @@ def test_a_weekly_digest_waits_for_monday(stack: Stack, invoke_api: Invoke, worl
     assert text_of(digest).count(NUDGE_TITLE) == 1
 
 
-def test_users_with_nothing_pending_get_no_digest(
-    stack: Stack, invoke_api: Invoke, world: dict[str, str]
-) -> None:
-    # Given Ada and Bob both want digests, and only Ada has a nudge in hers
-    prefer_digest(invoke_api, ADA)
-    prefer_digest(invoke_api, BOB)
-    set_sender(invoke_api, world["bob_account"])
-    nudge(stack, world["email_id"], "nudge-1")
-    # When the schedule fires
-    fire_digest_schedule(stack, TUESDAY)
-    # Then only Ada gets one
-    assert [m["To"] for m in queued_emails(stack)] == [f"{ADA}@example.com"]
-
-
 @pytest.mark.parametrize("sender", ["none", "removed"])
 def test_without_a_usable_sender_nothing_is_sent_and_the_settings_say_why(
     stack: Stack, invoke_api: Invoke, world: dict[str, str], sender: str

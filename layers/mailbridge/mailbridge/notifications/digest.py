@@ -126,7 +126,7 @@ def _run_tenant(
     status, sender_id = _sender(tenant_id, deps)
     deps.notifications.update_digest_status(
         tenant_id,
-        {"digest_status": status, "digest_status_sender": sender_id, "digest_last_run_at": at.isoformat()},
+        {"digest_status": status, "digest_last_run_at": at.isoformat()},
     )
     if status != "ok" or sender_id is None:
         logger.info("digest not sent", extra={"code": status, "users": len(markers)})

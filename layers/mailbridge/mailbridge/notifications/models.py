@@ -141,9 +141,9 @@ class NotificationSettings(NotificationSettingsRequest):
     updated_by: str | None = None
     digest_status: DigestStatus | None = Field(
         default=None,
-        description="`no_sender` while no sender is set; else what the last digest run found for this "
-        "sender: `ok`, or `sender_not_found` (the account was removed: no digest is sent); null "
-        "before the first run with this sender",
+        description="`no_sender` while no sender is set; else what the last digest run found: `ok`, "
+        "or `sender_not_found` (the account was removed: no digest is sent); null before the "
+        "first run after the sender was set",
     )
     digest_last_run_at: datetime | None = Field(
         default=None, description="When the last digest run that had digests of this tenant to send ran (UTC)"

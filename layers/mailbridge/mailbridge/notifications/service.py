@@ -148,13 +148,11 @@ def put_preferences(
 
 def settings_of(item: Item | None) -> NotificationSettings:
     """The stored settings item as the API shows it: `digest_status` is `no_sender` without a
-    sender, else the last run's status if that run checked this same sender (else null)."""
+    sender, else the last digest run's status (null until a run after the sender was set:
+    `put_settings` replaces the item, the run's status with it)."""
     item = item or {}
-    sender = item.get("digest_sender_account_id")
-    status = item.get("digest_status") if sender and item.get("digest_status_sender") == sender else None
-    return NotificationSettings.model_validate(
-        item | {"digest_status": "no_sender" if not sender else status}
-    )
+    status = item.get("digest_status") if item.get("digest_sender_account_id") else "no_sender"
+    return NotificationSettings.model_validate(item | {"digest_status": status})
 
 
 def get_settings(ctx: TenantContext, deps: NotificationDeps) -> NotificationSettings:

@@ -26,8 +26,8 @@ ever reach their own):
   (`email_id` of the queued email, `items`), written only if absent: one digest per user and period.
   A digest item, once in a sent digest, leaves the digest index (`digest_period`, `digested_at`).
 - pk = TENANT#{tenant}, sk = NOTIFICATION_SETTINGS: the tenant's `digest_sender_account_id` and the
-  last digest run's `digest_status`, `digest_status_sender` (the sender it checked) and
-  `digest_last_run_at`.
+  last digest run's `digest_status` and `digest_last_run_at` (`put_settings` replaces the item, so a
+  new sender shows no status until the next run).
 """
 
 from __future__ import annotations
