@@ -132,16 +132,35 @@ def test_a_daily_digest_goes_once_per_day_from_the_sender_to_the_users_own_mailb
     assert queued_emails(stack) == []
 
 
-def test_a_weekly_digest_waits_for_monday(stack: Stack, invoke_api: Invoke, world: dict[str, str]) -> None:
-    # Given Ada wants a weekly digest and has a nudge in it
+@pytest.mark.parametrize(
+    ("working_week", "not_due", "due"),
+    [
+        (None, TUESDAY, MONDAY),  # no nudge settings saved: Monday
+        ({"working_days": [3, 4, 5, 6, 7], "time_zone": "UTC"}, TUESDAY, WEDNESDAY),
+        # 23:30 UTC on Tuesday is already Wednesday in Tokyo
+        ({"working_days": [3, 4, 5, 6, 7], "time_zone": "Asia/Tokyo"}, TUESDAY, "2026-12-01T23:30:00Z"),
+    ],
+)
+def test_a_weekly_digest_waits_for_the_tenants_first_working_day(
+    stack: Stack,
+    invoke_api: Invoke,
+    world: dict[str, str],
+    working_week: dict[str, Any] | None,
+    not_due: str,
+    due: str,
+) -> None:
+    # Given the tenant's working week, Ada wants a weekly digest and has a nudge in it
+    if working_week is not None:
+        saved = call(invoke_api, "put-nudge-settings", ADA, role="admin", body=working_week)
+        assert saved["statusCode"] == 200, saved
     prefer_digest(invoke_api, ADA, "weekly")
     set_sender(invoke_api, world["bob_account"])
     nudge(stack, world["email_id"], "nudge-1")
-    # When the schedule fires on Tuesday, then nothing is sent
-    fire_digest_schedule(stack, TUESDAY)
+    # When the schedule fires on another day, then nothing is sent
+    fire_digest_schedule(stack, not_due)
     assert queued_emails(stack) == []
-    # When it fires on Monday, then the week's digest goes out
-    fire_digest_schedule(stack, MONDAY)
+    # When it fires on the first working day, then the week's digest goes out
+    fire_digest_schedule(stack, due)
     [digest] = queued_emails(stack)
     assert text_of(digest).count(NUDGE_TITLE) == 1
 

@@ -4,12 +4,14 @@ the outbox (`mailbridge.outbox.service.queue_send`) from the tenant's digest sen
 
 - Who: the users with a pending-digest marker (`store.notifications`, written with each digest
   item): one index Query, no notification is read for a user without any.
-- When: `daily` users on every run; `weekly` users on the run of a Monday (UTC; ISO 8601 week).
-  A user not due keeps the marker and the items for a later run.
+- When: `daily` users on every run; `weekly` users on the run that falls on the tenant's first
+  working day of the week (the lowest ISO weekday of the nudge settings' `working_days`, in their
+  `time_zone`: `mailbridge.nudges`; Monday, UTC, while the tenant saved none). A user not due keeps
+  the marker and the items for a later run.
 - Period: `YYYY-MM-DD` (daily) or `YYYY-Www` (weekly, ISO 8601 week) of the run's scheduled time
-  (UTC). The period's `DIGEST#...` item is written only if absent, before the email is queued: at
-  most one digest per user and period. (If queueing then fails, that period's digest is lost, never
-  doubled; its items stay pending and go out in the next period's digest.)
+  in the tenant's time zone. The period's `DIGEST#...` item is written only if absent, before the
+  email is queued: at most one digest per user and period. (If queueing then fails, that period's
+  digest is lost, never doubled; its items stay pending and go out in the next period's digest.)
 - To: the address of the mailbox the user connected (`Account.created_by`); with several, the one
   connected first (`created_at`, then the account id). A user without a mailbox gets no digest
   (the items stay pending).
@@ -20,8 +22,8 @@ the outbox (`mailbridge.outbox.service.queue_send`) from the tenant's digest sen
   type, `service.title`) and dates; never a message body, subject or another person's address.
   The items sent are taken out of the digest index (`digest_period`).
 
-Requests per run: one Query page per 1 MB of markers; per tenant one GetItem (settings), one
-GetItem (sender), one Query of accounts, one UpdateItem (status); per user due one GetItem
+Requests per run: one Query page per 1 MB of markers; per tenant two GetItem (settings, nudge
+settings), one GetItem (sender), one Query of accounts, one UpdateItem (status); per user due one GetItem
 (preferences), one Query (items), one conditional PutItem, the outbox's own writes, one
 UpdateItem per item and one conditional DeleteItem (the marker).
 """
@@ -31,7 +33,7 @@ from __future__ import annotations
 import html
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from mailbridge.errors import Invalid, NotFound
@@ -39,6 +41,7 @@ from mailbridge.models.account import Account
 from mailbridge.notifications.models import DigestFrequency, DigestStatus
 from mailbridge.notifications.service import NotificationDeps, preferences_of
 from mailbridge.observability import logger
+from mailbridge.snooze.presets import zone
 from mailbridge.store.base import Item
 from mailbridge.store.notifications import RETENTION_DAYS
 from mailbridge.tenancy import Role, TenantContext
@@ -53,16 +56,32 @@ class DigestRunResult:
     skipped: int = 0
 
 
-def period_of(frequency: DigestFrequency, at: datetime) -> str | None:
-    """The digest period `at` (UTC) sends for `frequency`: `YYYY-MM-DD` every day, `YYYY-Www` on a
-    Monday (ISO 8601 week); None when a weekly digest is not due."""
-    day = at.astimezone(UTC).date()
+@dataclass(frozen=True)
+class Week:
+    """The tenant's week as the digest needs it: its time zone and first working day (ISO 1-7)."""
+
+    time_zone: str = "UTC"
+    first_day: int = 1
+
+
+def week_of(item: Item | None) -> Week:
+    """The tenant's stored nudge settings (or none: Monday, UTC) as a `Week`."""
+    from mailbridge.nudges.models import NudgeSettings
+
+    settings = NudgeSettings.model_validate(item or {})
+    return Week(time_zone=settings.time_zone, first_day=min(settings.working_days, default=1))
+
+
+def period_of(frequency: DigestFrequency, day: date, week: Week) -> str | None:
+    """The digest period the run of local `day` sends for `frequency`: `YYYY-MM-DD` every day,
+    `YYYY-Www` (ISO 8601 week) on the tenant's first working day; None when a weekly digest is
+    not due."""
     if frequency == "daily":
         return day.isoformat()
-    if day.isoweekday() != 1:
+    if day.isoweekday() != week.first_day:
         return None
-    year, week, _ = day.isocalendar()
-    return f"{year}-W{week:02d}"
+    year, number, _ = day.isocalendar()
+    return f"{year}-W{number:02d}"
 
 
 def user_address(accounts: list[Account], user_id: str) -> str | None:
@@ -133,9 +152,19 @@ def _run_tenant(
         result.skipped += len(markers)
         return
     accounts = _all_accounts(tenant_id, deps)
+    week = week_of(deps.nudges.get_settings(tenant_id) if deps.nudges else None)
+    day = at.astimezone(zone(week.time_zone)).date()
     for marker in markers:
         if _send_one(
-            tenant_id, str(marker["user_id"]), int(marker.get("pending") or 0), sender_id, accounts, at, deps
+            tenant_id,
+            str(marker["user_id"]),
+            int(marker.get("pending") or 0),
+            sender_id,
+            accounts,
+            at,
+            day,
+            week,
+            deps,
         ):
             result.sent += 1
         else:
@@ -149,10 +178,12 @@ def _send_one(
     sender_id: str,
     accounts: list[Account],
     at: datetime,
+    day: date,
+    week: Week,
     deps: NotificationDeps,
 ) -> bool:
     frequency = preferences_of(deps.notifications.get_preferences(tenant_id, user_id)).digest_frequency
-    period = period_of(frequency, at)
+    period = period_of(frequency, day, week)
     if period is None:
         return False  # weekly, not due today: the marker stays
     items = deps.notifications.digest_items(tenant_id, user_id)

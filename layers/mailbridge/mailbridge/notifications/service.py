@@ -51,6 +51,7 @@ from mailbridge.store.accounts import AccountStore
 from mailbridge.store.base import Item
 from mailbridge.store.emails import EmailStore
 from mailbridge.store.notifications import RETENTION_DAYS, NotificationStore
+from mailbridge.store.nudges import NudgeStore
 from mailbridge.tenancy import Role, TenantContext
 
 _NOTIFICATION_ID_CHARS = 26
@@ -82,6 +83,8 @@ class NotificationDeps:
     accounts: AccountStore
     publisher: EventPublisher
     now: Callable[[], datetime] = _now
+    nudges: NudgeStore | None = None
+    """The tenant's working week (nudge settings) for weekly digests; None: Monday, UTC."""
     outbox: Callable[[], Any] | None = None
     """Returns the `OutboxDeps` the digest is queued with (built on first use; digest runs only)."""
 

@@ -11,6 +11,7 @@ from mailbridge.notifications.service import NotificationDeps
 from mailbridge.store.accounts import AccountStore
 from mailbridge.store.emails import EmailStore
 from mailbridge.store.notifications import NotificationStore
+from mailbridge.store.nudges import NudgeStore
 
 if TYPE_CHECKING:
     from mailbridge.outbox.service import OutboxDeps
@@ -24,6 +25,7 @@ def notification_deps() -> NotificationDeps:
         emails=EmailStore(settings.tables.emails),
         accounts=AccountStore(settings.tables.accounts),
         publisher=EventPublisher(settings.event_bus_name),
+        nudges=NudgeStore(settings.tables.flags),
         outbox=_outbox_deps,
     )
 
