@@ -18,6 +18,7 @@ import pytest
 from local.pump import scheduler_context
 from mailbridge.store.accounts import AccountStore
 from mailbridge.store.emails import EmailStore
+from mailbridge.store.notifications import NotificationStore
 from tests.fixtures.aws import Stack
 from tests.integration.test_api_emails import TENANT, Invoke, body
 from tests.integration.test_notifications import ADA, BOB, call, deliver, emit, make_account, world
@@ -190,3 +191,24 @@ def test_without_a_usable_sender_nothing_is_sent_and_the_settings_say_why(
     [digest] = queued_emails(stack)
     assert text_of(digest).count(NUDGE_TITLE) == 1
     assert settings(invoke_api)["digest_status"] == "ok"
+
+
+def test_a_digest_item_written_while_the_run_reads_keeps_its_user_pending(stack: Stack) -> None:
+    # Given Ada has one digest item, and the run read her marker
+    store = NotificationStore(stack.env("NotificationsFunction")["NOTIFICATIONS_TABLE"])
+
+    def item(nid: str, channel: str = "email_digest") -> dict[str, Any]:
+        return {"notification_id": nid, "channel": channel, "created_at": "2026-12-01T05:00:00+00:00"}
+
+    store.create_notification(TENANT, ADA, item("nt_" + "1" * 26), ttl=1)
+    store.create_notification(TENANT, BOB, item("nt_" + "2" * 26, "in_app"), ttl=1)
+    [marker] = list(store.pending_digests())
+    # When another digest item arrives before the run clears the marker
+    store.create_notification(TENANT, ADA, item("nt_" + "3" * 26), ttl=1)
+    cleared = store.clear_pending(TENANT, ADA, int(marker["pending"]))
+    # Then the marker stays, so the next run still finds Ada (and Bob, in-app only, was never listed)
+    assert cleared is False
+    assert [(m["tenant_id"], m["user_id"]) for m in store.pending_digests()] == [(TENANT, ADA)]
+    # And once the run saw both, it clears
+    assert store.clear_pending(TENANT, ADA, 2) is True
+    assert list(store.pending_digests()) == []
