@@ -1,7 +1,9 @@
 """Notifications function: NotificationsQueue consumer. The NotificationsRule puts the source events
 here (nudge.created, follow_up.due, email.unsnoozed, email.send_failed, account.reauth_required,
 automation.failed); each becomes a notification per user who should see it
-(mailbridge.notifications.service.on_event), announced as `notification.created`.
+(mailbridge.notifications.service.on_event), announced as `notification.created`. The daily
+DigestSchedule puts a `DigestRun` here too: it sends the users' digest emails
+(mailbridge.notifications.digest.run_digests; idempotent per user and period on its own).
 
 No Powertools idempotency record here: a notification's id is derived from its source event's
 idempotency key and written only if absent, which also covers a replay past any record's expiry.
@@ -18,17 +20,23 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Json
 
-from mailbridge.notifications.models import SourceEvent
+from mailbridge.notifications.digest import run_digests
+from mailbridge.notifications.models import DigestRun, SourceEvent
 from mailbridge.notifications.service import on_event
 from mailbridge.notifications.wiring import notification_deps
 from mailbridge.observability import logger, metrics, tracer
 
 
 class NotificationsRecord(SqsRecordModel):
-    body: Json[SourceEvent]
+    body: Json[SourceEvent | DigestRun]
 
 
 def record_handler(record: NotificationsRecord) -> None:
+    if isinstance(record.body, DigestRun):
+        result = run_digests(notification_deps(), record.body.scheduled_time)
+        metrics.add_metric(name="DigestsSent", unit=MetricUnit.Count, value=result.sent)
+        logger.info("digest run", extra={"digests_sent": result.sent, "digests_skipped": result.skipped})
+        return
     created = on_event(record.body, notification_deps())
     metrics.add_metric(name="NotificationsCreated", unit=MetricUnit.Count, value=len(created))
     logger.info(

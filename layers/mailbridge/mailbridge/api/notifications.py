@@ -119,7 +119,8 @@ def put_notification_preferences(
 
 @router.get(
     "/notifications/settings",
-    summary="The tenant's notification settings: the account digest emails are sent from",
+    summary="The tenant's notification settings: the account digest emails are sent from, and the "
+    "last digest run's `digest_status` (ok, no_sender, sender_not_found) and time",
     tags=["notifications"],
     security=BEARER,
     responses=errors({}),

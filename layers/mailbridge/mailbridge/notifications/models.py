@@ -23,7 +23,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
 from mailbridge.models.base import Model
 
@@ -45,6 +45,7 @@ NOTIFICATION_TYPES: tuple[NotificationType, ...] = (
 )
 Channel = Literal["in_app", "email_digest", "off"]
 DigestFrequency = Literal["daily", "weekly"]
+DigestStatus = Literal["ok", "no_sender", "sender_not_found"]
 
 SourceDetailType = Literal[
     "nudge.created",
@@ -138,6 +139,24 @@ class NotificationSettings(NotificationSettingsRequest):
 
     updated_at: datetime | None = None
     updated_by: str | None = None
+    digest_status: DigestStatus | None = Field(
+        default=None,
+        description="`no_sender` while no sender is set; else what the last digest run found: `ok`, "
+        "or `sender_not_found` (the account was removed: no digest is sent); null before the "
+        "first run after the sender was set",
+    )
+    digest_last_run_at: datetime | None = Field(
+        default=None, description="When the last digest run that had digests of this tenant to send ran (UTC)"
+    )
+
+
+class DigestRun(Model):
+    """What the daily DigestSchedule puts on the NotificationsQueue: `scheduled_time` is EventBridge
+    Scheduler's `<aws.scheduler.scheduled-time>` context attribute (EventBridge Scheduler User
+    Guide, "Adding context attributes"), the instant whose day (UTC) names the digest period."""
+
+    kind: Literal["digest_run"]
+    scheduled_time: AwareDatetime | None = None
 
 
 # ------------------------------------------------------------------------- source bus events

@@ -51,6 +51,7 @@ from mailbridge.store.accounts import AccountStore
 from mailbridge.store.base import Item
 from mailbridge.store.emails import EmailStore
 from mailbridge.store.notifications import RETENTION_DAYS, NotificationStore
+from mailbridge.store.nudges import NudgeStore
 from mailbridge.tenancy import Role, TenantContext
 
 _NOTIFICATION_ID_CHARS = 26
@@ -82,6 +83,10 @@ class NotificationDeps:
     accounts: AccountStore
     publisher: EventPublisher
     now: Callable[[], datetime] = _now
+    nudges: NudgeStore | None = None
+    """The tenant's working week (nudge settings) for weekly digests; None: Monday, UTC."""
+    outbox: Callable[[], Any] | None = None
+    """Returns the `OutboxDeps` the digest is queued with (built on first use; digest runs only)."""
 
 
 def notification_id(tenant_id: str, user_id: str, kind: NotificationType, source_key: str) -> str:
@@ -144,9 +149,17 @@ def put_preferences(
     return preferences_of(values)
 
 
+def settings_of(item: Item | None) -> NotificationSettings:
+    """The stored settings item as the API shows it: `digest_status` is `no_sender` without a
+    sender, else the last digest run's status (null until a run after the sender was set:
+    `put_settings` replaces the item, the run's status with it)."""
+    item = item or {}
+    status = item.get("digest_status") if item.get("digest_sender_account_id") else "no_sender"
+    return NotificationSettings.model_validate(item | {"digest_status": status})
+
+
 def get_settings(ctx: TenantContext, deps: NotificationDeps) -> NotificationSettings:
-    item = deps.notifications.get_settings(ctx.tenant_id) or {}
-    return NotificationSettings.model_validate(item)
+    return settings_of(deps.notifications.get_settings(ctx.tenant_id))
 
 
 def put_settings(
@@ -157,20 +170,13 @@ def put_settings(
     ctx.require(Role.ADMIN)
     if request.digest_sender_account_id is not None:
         deps.accounts.get_account(ctx.tenant_id, request.digest_sender_account_id)  # NotFound: 404
-    saved = NotificationSettings(
-        digest_sender_account_id=request.digest_sender_account_id,
-        updated_at=deps.now(),
-        updated_by=ctx.subject,
-    )
-    deps.notifications.put_settings(
-        ctx.tenant_id,
-        {
-            "digest_sender_account_id": saved.digest_sender_account_id,
-            "updated_at": saved.updated_at.isoformat() if saved.updated_at else None,
-            "updated_by": saved.updated_by,
-        },
-    )
-    return saved
+    values: Item = {
+        "digest_sender_account_id": request.digest_sender_account_id,
+        "updated_at": deps.now().isoformat(),
+        "updated_by": ctx.subject,
+    }
+    deps.notifications.put_settings(ctx.tenant_id, values)
+    return settings_of(values)
 
 
 # ------------------------------------------------------------------------------ source events

@@ -16,11 +16,23 @@ ever reach their own):
         when read, so the unread count is one COUNT Query and read-all touches unread items only.
 - pk = TENANT#{tenant}#USER#{user}, sk = PREFERENCES: the user's preferences (`types`: type ->
   in_app | email_digest | off, `digest_frequency`).
-- pk = TENANT#{tenant}, sk = NOTIFICATION_SETTINGS: the tenant's `digest_sender_account_id`.
+- pk = TENANT#{tenant}#USER#{user}, sk = DIGEST_PENDING: the user has `email_digest` items not yet
+  sent (`pending`: how many were written since the marker was last cleared, `tenant_id`,
+  `user_id`); written with each digest item, so the digest run finds its users without reading any
+  notification. Index: gsi2pk = DIGEST_PENDING, gsi2sk = {tenant}#{user} (one partition across
+  tenants, as the nudges' enabled-tenants index: `store/nudges.py`); cleared by the run only while
+  `pending` is what it read, so an item written during the run keeps the marker.
+- pk = TENANT#{tenant}#USER#{user}, sk = DIGEST#{YYYY-MM-DD | YYYY-Www}: the digest of one period
+  (`email_id` of the queued email, `items`), written only if absent: one digest per user and period.
+  A digest item, once in a sent digest, leaves the digest index (`digest_period`, `digested_at`).
+- pk = TENANT#{tenant}, sk = NOTIFICATION_SETTINGS: the tenant's `digest_sender_account_id` and the
+  last digest run's `digest_status` and `digest_last_run_at` (`put_settings` replaces the item, so a
+  new sender shows no status until the next run).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +48,9 @@ SETTINGS_SK = "NOTIFICATION_SETTINGS"
 RETENTION_DAYS = 90
 ALL_INDEX = "gsi1"
 UNREAD_INDEX = "gsi2"
+PENDING_SK = "DIGEST_PENDING"
+PENDING_INDEX_PK = "DIGEST_PENDING"  # on gsi2, next to the unread partitions
+DIGEST_PREFIX = "DIGEST#"
 
 
 def user_pk(tenant_id: str, user_id: str) -> str:
@@ -89,6 +104,8 @@ class NotificationStore(DynamoRepository):
             if is_condition_failure(exc):
                 return False
             raise
+        if values["channel"] == "email_digest":
+            self._mark_pending(tenant_id, user_id)
         return True
 
     def get_notification(self, tenant_id: str, user_id: str, notification_id: str) -> Item | None:
@@ -176,3 +193,110 @@ class NotificationStore(DynamoRepository):
 
     def put_settings(self, tenant_id: str, values: Item) -> None:
         self.table.put_item(Item={"pk": tenant_pk(tenant_id), "sk": SETTINGS_SK, **values})
+
+    def update_digest_status(self, tenant_id: str, values: Item) -> None:
+        """Record the last digest run on the settings item (keeps the sender setting)."""
+        names = sorted(values)
+        self.table.update_item(
+            Key={"pk": tenant_pk(tenant_id), "sk": SETTINGS_SK},
+            UpdateExpression="SET " + ", ".join(f"#{n} = :{n}" for n in names),
+            ExpressionAttributeNames={f"#{n}": n for n in names},
+            ExpressionAttributeValues={f":{n}": values[n] for n in names},
+        )
+
+    # -- digests
+    def _mark_pending(self, tenant_id: str, user_id: str) -> None:
+        self.table.update_item(
+            Key={"pk": user_pk(tenant_id, user_id), "sk": PENDING_SK},
+            UpdateExpression=(
+                "SET gsi2pk = :index, gsi2sk = :order, tenant_id = :t, user_id = :u ADD pending :one"
+            ),
+            ExpressionAttributeValues={
+                ":index": PENDING_INDEX_PK,
+                ":order": f"{tenant_id}#{user_id}",
+                ":t": tenant_id,
+                ":u": user_id,
+                ":one": 1,
+            },
+        )
+
+    def pending_digests(self) -> Iterator[Item]:
+        """Every user's pending-digest marker (`tenant_id`, `user_id`, `pending`), in tenant order:
+        one Query per 1 MB page of markers, no notification read."""
+        kwargs: dict[str, Any] = {
+            "IndexName": UNREAD_INDEX,
+            "KeyConditionExpression": Key("gsi2pk").eq(PENDING_INDEX_PK),
+        }
+        while True:
+            response = self.table.query(**kwargs)
+            yield from response.get("Items", [])
+            if "LastEvaluatedKey" not in response:
+                return
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def clear_pending(self, tenant_id: str, user_id: str, pending: int) -> bool:
+        """Delete the marker if no digest item was written since it read `pending`; False otherwise."""
+        try:
+            self.table.delete_item(
+                Key={"pk": user_pk(tenant_id, user_id), "sk": PENDING_SK},
+                ConditionExpression="pending = :n",
+                ExpressionAttributeValues={":n": pending},
+            )
+        except Exception as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def digest_items(self, tenant_id: str, user_id: str) -> list[Item]:
+        """The user's digest items not yet sent, oldest first (the digest index, all pages)."""
+        kwargs: dict[str, Any] = {
+            "IndexName": ALL_INDEX,
+            "KeyConditionExpression": Key("gsi1pk").eq(digest_pk(tenant_id, user_id)),
+        }
+        items: list[Item] = []
+        while True:
+            response = self.table.query(**kwargs)
+            items.extend(response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return items
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def claim_digest(self, tenant_id: str, user_id: str, period: str, values: Item, *, ttl: int) -> bool:
+        """Write the digest of `period` (`YYYY-MM-DD` or `YYYY-Www`) if absent; False when the user
+        has it already."""
+        try:
+            self.table.put_item(
+                Item={
+                    "pk": user_pk(tenant_id, user_id),
+                    "sk": f"{DIGEST_PREFIX}{period}",
+                    **values,
+                    "ttl": ttl,
+                },
+                ConditionExpression="attribute_not_exists(sk)",
+            )
+        except Exception as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def set_digest_email(self, tenant_id: str, user_id: str, period: str, email_id: str) -> None:
+        self.table.update_item(
+            Key={"pk": user_pk(tenant_id, user_id), "sk": f"{DIGEST_PREFIX}{period}"},
+            UpdateExpression="SET email_id = :e",
+            ExpressionAttributeValues={":e": email_id},
+        )
+
+    def get_digest(self, tenant_id: str, user_id: str, period: str) -> Item | None:
+        return self.get(user_pk(tenant_id, user_id), f"{DIGEST_PREFIX}{period}", consistent=True)
+
+    def mark_digested(
+        self, tenant_id: str, user_id: str, notification_id: str, period: str, at: datetime
+    ) -> None:
+        """Take a digest item out of the digest index: it went out in the digest of `period`."""
+        self.table.update_item(
+            Key={"pk": user_pk(tenant_id, user_id), "sk": notification_sk(notification_id)},
+            UpdateExpression="SET digest_period = :p, digested_at = :at REMOVE gsi1pk, gsi1sk",
+            ExpressionAttributeValues={":p": period, ":at": at.isoformat()},
+        )
