@@ -351,7 +351,10 @@ def test_a_permanent_refusal_fails_with_the_servers_reply(world: World) -> None:
         "smtp_reply": "553 5.7.1 not yours",
     }
     assert world.imap.appended == []
-    assert world.publisher.events == []
+    # And the failure is announced once, with the email id and the code only (for notifications)
+    assert [(e.detail_type, e.data) for e in world.publisher.events] == [
+        ("email.send_failed", {"email_id": email_id, "code": "sender_refused"})
+    ]
 
 
 def test_a_transient_failure_puts_it_back_in_the_queue_and_is_raised(world: World) -> None:
