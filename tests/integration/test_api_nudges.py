@@ -403,3 +403,51 @@ def test_mail_of_a_tenant_that_never_set_nudges_costs_one_request(stack: Stack, 
     # Then nothing is kept, after one read of the settings and nothing else
     assert outcome == "ignored"
     assert counter.names == ["GetItem"]
+
+
+def automatic(raw: bytes, value: str) -> bytes:
+    """`raw` with an `Auto-Submitted: value` header (RFC 3834 section 5)."""
+    return raw.replace(b"MIME-Version: 1.0", f"Auto-Submitted: {value}\r\nMIME-Version: 1.0".encode(), 1)
+
+
+def test_an_out_of_office_answer_does_not_clear_the_nudge(
+    invoke_api: Invoke, stack: Stack, sent: dict[str, str], seed: Seeder
+) -> None:
+    # Given the proposal's awaiting_reply nudge
+    run_daily(stack, DUE)
+    assert [n["id"] for n in nudges(invoke_api)] == [sent["email_id"]]
+    # When Carol's mail server answers in the thread by itself (Auto-Submitted: auto-replied)
+    reply = seed.add(
+        automatic(
+            rfc(
+                msgid="ooo-proposal@customer.test",
+                sender="carol@customer.test",
+                to=ME,
+                subject="Out of office: Proposal",
+                date="Fri, 06 Mar 2026 10:00:00 +0000",
+                in_reply_to="proposal@acme.test",
+                references="<proposal@acme.test>",
+            ),
+            "auto-replied",
+        )
+    )
+    assert thread_of(stack, reply) == sent["thread_id"]
+    announced(stack, "email.received", reply, sent["thread_id"])
+    # Then the nudge stays: nobody answered yet
+    assert [n["id"] for n in nudges(invoke_api)] == [sent["email_id"]]
+
+
+def test_mail_a_process_sent_awaits_no_reply(invoke_api: Invoke, stack: Stack, seed: Seeder) -> None:
+    # Given nudges on, and an email this mailbox sent that a process wrote (a digest, a receipt)
+    assert settings_put(invoke_api, SETTINGS)["statusCode"] == 200
+    email_id = seed.add(
+        automatic(
+            rfc(msgid="digest@acme.test", sender=ME, to="carol@customer.test", subject="Digest", date=SENT),
+            "auto-generated",
+        )
+    )
+    announced(stack, "email.sent", email_id, thread_of(stack, email_id))
+    # When the daily run comes after N business days
+    run_daily(stack, DUE)
+    # Then it is not nudged
+    assert nudges(invoke_api) == []

@@ -112,6 +112,8 @@ def test_a_daily_digest_goes_once_per_day_from_the_sender_to_the_users_own_mailb
     [digest] = queued_emails(stack)
     assert (digest["From"], digest["To"]) == (f"{BOB}@example.com", f"{ADA}@example.com")
     assert "2 new notifications" in str(digest["Subject"])
+    # ... marked as written by a process (RFC 3834), so no nudge waits for a reply to it
+    assert digest["Auto-Submitted"] == "auto-generated"
     text = text_of(digest)
     assert text.count(NUDGE_TITLE) == 2
     assert "carol" not in digest.as_string().lower()

@@ -412,6 +412,8 @@ def compose_and_normalize(
         msg["In-Reply-To"] = headers.message_ids("In-Reply-To", [parent])
     if references:
         msg["References"] = headers.message_ids("References", references)
+    if draft.auto_submitted:
+        msg["Auto-Submitted"] = headers.plain("Auto-Submitted", draft.auto_submitted)
     msg["MIME-Version"] = headers.plain("MIME-Version", "1.0")
 
     build = _Build()

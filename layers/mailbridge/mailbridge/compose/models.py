@@ -99,6 +99,9 @@ class Draft(Model):
     forward_as: ForwardAs = "attachment"
     message_id: str | None = None
     calendar: CalendarBody | None = None
+    # RFC 3834 section 5: `Auto-Submitted: auto-generated` on mail a process writes, not a person
+    # (the notification digest); mail tools and our own nudges expect no reply to it.
+    auto_submitted: Literal["auto-generated"] | None = None
 
     @field_validator("from_")
     @classmethod

@@ -218,7 +218,7 @@ def _send_one(
     ctx = TenantContext(tenant_id=tenant_id, role=Role.MEMBER, subject=DIGEST_SUBJECT)
     assert deps.outbox is not None
     try:
-        accepted: Any = queue_send(ctx, request, deps.outbox())
+        accepted: Any = queue_send(ctx, request, deps.outbox(), auto_generated=True)
     except (Invalid, NotFound) as exc:
         logger.warning("digest not queued", extra={"code": exc.code})
         return False

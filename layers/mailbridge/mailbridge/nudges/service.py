@@ -114,12 +114,20 @@ def _sender(email: Item) -> str | None:
     return None
 
 
+def _auto_submitted(email: Item) -> bool:
+    """Mail a process wrote (RFC 3834 section 5: `Auto-Submitted` other than `no`): an
+    out-of-office answer is no reply that clears a nudge, and our own digest email awaits none."""
+    value = str(email.get("auto_submitted") or "").strip().lower()
+    return bool(value) and value != "no"
+
+
 def on_thread_mail(tenant_id: str, email_id: str, deps: NudgeDeps) -> str:
     """Record a message received or sent in its thread (an `email.received` / `email.sent`):
     `awaiting_reply` for outbound mail, `needs_reply` for inbound mail from a CRM contact, nothing
     for other mail; the thread's earlier nudge is deleted (a reply clears it). Returns what it
     did: `waiting`, `cleared`, `stale` (an older message than the thread's latest, or a replay),
-    `ignored` (no such email, or nudges off and nothing to clear).
+    `ignored` (no such email, automatic mail (`Auto-Submitted`), or nudges off and nothing to
+    clear).
 
     DynamoDB requests: 1 for a tenant that never saved nudge settings (every `email.received` and
     `email.sent` comes here, and with no settings there is no thread state to keep or clear); else
@@ -130,6 +138,8 @@ def on_thread_mail(tenant_id: str, email_id: str, deps: NudgeDeps) -> str:
     settings = _settings(settings_item)
     email = deps.emails.get_email(tenant_id, email_id)
     if email is None or email.get("deleted") or not email.get("thread_id") or not email.get("date"):
+        return "ignored"
+    if _auto_submitted(email):
         return "ignored"
     thread_id = str(email["thread_id"])
     kind: NudgeKind | None = None

@@ -226,12 +226,19 @@ def _draft(ctx: TenantContext, request: SendRequest, account: Account, mode: Mod
 
 
 def queue_send(
-    ctx: TenantContext, request: SendRequest, deps: OutboxDeps, *, automation: dict[str, Any] | None = None
+    ctx: TenantContext,
+    request: SendRequest,
+    deps: OutboxDeps,
+    *,
+    automation: dict[str, Any] | None = None,
+    auto_generated: bool = False,
 ) -> SendAccepted:
     """Compose, store and queue (or schedule) one outbound email; 202 with its ids.
 
     `automation`: the chain of the automation run sending it (`{depth, rule_id, run_id}`), kept on
     the email and carried by its `email.sent` event, so rules cannot trigger each other forever.
+    `auto_generated`: mail mailbridge writes itself (the notification digest) carries
+    `Auto-Submitted: auto-generated` (RFC 3834 section 5); never set from a client's request.
 
     Raises NotFound (account, original email or upload), Invalid (`account_cannot_send`,
     `send_at_in_past`, `send_at_too_far`, `invalid_attachment`, `attachment_too_large`,
@@ -252,6 +259,8 @@ def queue_send(
         mode, original = "forward", _original(ctx, request.forward_email_id, deps)
 
     draft = _draft(ctx, request, account, mode, deps)
+    if auto_generated:
+        draft = draft.model_copy(update={"auto_submitted": "auto-generated"})
     return queue_draft(
         ctx,
         account,
