@@ -56,6 +56,15 @@ def _seed_thread(h: SyncHarness) -> None:
     )
 
 
+def sync_status(events: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    """(stage, reason) of each `account.sync_status_changed` among `events`, in order."""
+    return [
+        (e["detail"]["data"]["stage"], e["detail"]["data"]["reason"])
+        for e in events
+        if e["detail-type"] == "account.sync_status_changed"
+    ]
+
+
 def test_connect_then_sync_stores_threaded_mail_and_announces_it_once(
     harness: SyncHarness, bus_probe: Callable[[], list[dict[str, Any]]]
 ) -> None:
@@ -92,6 +101,8 @@ def test_connect_then_sync_stores_threaded_mail_and_announces_it_once(
     assert {e["detail"]["idempotency_key"] for e in received} == {
         f"email.received:{e['email_id']}" for e in emails if e["direction"] == "inbound"
     }
+    # And the first sync's progress was announced for real-time clients: started, then done
+    assert sync_status(events) == [("syncing", None), ("idle", None)]
 
 
 def test_the_credentials_are_stored_encrypted(harness: SyncHarness, stack: Stack) -> None:
@@ -209,10 +220,13 @@ def test_a_uidvalidity_change_resyncs_without_duplicates(harness: SyncHarness) -
     assert projects["messages_stored"] == 2
 
 
-def test_wrong_credentials_fail_the_account_and_stop_polling(harness: SyncHarness, stack: Stack) -> None:
+def test_wrong_credentials_fail_the_account_and_stop_polling(
+    harness: SyncHarness, stack: Stack, bus_probe: Callable[[], list[dict[str, Any]]]
+) -> None:
     # Given a connected account whose password then changes on the server
     harness.connect()
     harness.drain()
+    bus_probe()
     harness.server.set_password(harness.user, "a-new-password")
     # When the next sync runs
     harness.api("sync-account.json", params={"account_id": harness.account_id})
@@ -222,6 +236,8 @@ def test_wrong_credentials_fail_the_account_and_stop_polling(harness: SyncHarnes
     state = harness.status()
     assert state["stage"] == "failed"
     assert state["reason"] == "auth_failed"
+    # And the failure was announced (a routine poll's syncing and idle are not)
+    assert sync_status(bus_probe()) == [("failed", "auth_failed")]
     harness.deliver_raw({"kind": "poll", "provider": "imap"})
     assert harness.receive() == []
 

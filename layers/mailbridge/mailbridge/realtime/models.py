@@ -13,6 +13,7 @@ FRAME_TYPES: tuple[str, ...] = (
     "email.updated",
     "notification.created",
     "account.reauth_required",
+    "account.sync_status_changed",
 )
 """The bus `detail-type`s the NotifierRule forwards; each reaches the client as the frame's `type`."""
 

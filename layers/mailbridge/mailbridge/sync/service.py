@@ -116,7 +116,16 @@ def _password(account: Account, deps: SyncServiceDeps) -> str:
     return str(load_secrets(deps.sync.accounts, account)["imap_password"])
 
 
+SYNC_STATUS_CHANGED = "account.sync_status_changed"
+_ROUTINE = {SyncStage.IDLE, SyncStage.SYNCING}
+
+
 def _state(account: Account, deps: SyncServiceDeps, **changes: object) -> SyncState:
+    """Save the account's sync state; announce `account.sync_status_changed` `{account_id, stage,
+    reason}` when the stage or reason differs from the one the run started from, except the
+    routine idle <-> syncing of every poll (a UI shows a first sync, a failure and a recovery;
+    two events per poll per account would be most of the bus traffic). Best effort: a bus
+    failure is logged, the sync goes on (the state is saved and `GET /accounts/{id}` shows it)."""
     state = account.sync.model_copy(update=changes)
     deps.sync.accounts.set_sync_state(
         account.tenant_id,
@@ -125,7 +134,27 @@ def _state(account: Account, deps: SyncServiceDeps, **changes: object) -> SyncSt
         pollable=state.reason not in ("auth_failed", REAUTH_REQUIRED),
         provider=account.provider,
     )
+    before = account.sync
+    routine = {before.stage, state.stage} <= _ROUTINE and state.reason in (None, "rate_limited")
+    if (before.stage, before.reason) != (state.stage, state.reason) and not routine:
+        _announce_status(account, state, deps)
     return state
+
+
+def _announce_status(account: Account, state: SyncState, deps: SyncServiceDeps) -> None:
+    from mailbridge.bus import DomainEvent
+
+    at = deps.sync.now().isoformat()
+    event = DomainEvent(
+        detail_type=SYNC_STATUS_CHANGED,
+        tenant_id=account.tenant_id,
+        data={"account_id": account.account_id, "stage": str(state.stage), "reason": state.reason},
+        idempotency_key=f"{SYNC_STATUS_CHANGED}:{account.account_id}:{state.stage}:{state.reason}:{at}",
+    )
+    try:
+        deps.sync.publisher.publish([event])
+    except MailbridgeError as exc:
+        logger.warning("sync status not announced", extra={"code": exc.code})
 
 
 def _failed(account: Account, deps: SyncServiceDeps, exc: MailbridgeError) -> None:
