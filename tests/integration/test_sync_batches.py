@@ -576,8 +576,9 @@ def test_a_run_hands_over_to_its_continuation_when_a_stalled_server_reaches_its_
     queued = receive_sync_messages(stack)
     assert [m["reason"] for m in queued] == ["connected"]
     request = SyncRequest(tenant_id="acme", account_id=account.account_id)
-    # When a run with six seconds left syncs it (the stall lasts until the session's deadline)
-    report = run_sync(request, svc, budget_for(6_000))
+    # When a run with twenty seconds left syncs it (the stall lasts until the session's deadline,
+    # 16 s in; fetches may start until 10 s in, time a loaded machine needs for the first batch)
+    report = run_sync(request, svc, budget_for(20_000))
     # Then it stopped at its deadline with the first batch stored and its cursor saved, and
     # queued its continuation instead of failing
     assert report is not None
