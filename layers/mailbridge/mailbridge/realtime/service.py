@@ -6,7 +6,8 @@ its user's open connections as a text frame `{"type": <detail-type>, "detail": {
 **data}}` and deletes the connections API Gateway answers 410 Gone for (@connections API,
 PostToConnection). The user is `data.user_id` where the event names one (`notification.created`),
 else the owner (`created_by`) of the mailbox `data.account_id` (`email.received`, `email.updated`,
-`account.reauth_required`, `account.sync_status_changed`). Connections are read under the event's own `tenant_id` only.
+`account.reauth_required`, `account.sync_status_changed`). Connections are read under the event's
+own `tenant_id` only.
 
 Frames are hints that something changed, not the record: a client re-reads through the HTTP API.
 A redelivered event may send a frame twice; a failed post other than Gone is logged and skipped
