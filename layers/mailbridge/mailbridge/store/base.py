@@ -7,7 +7,7 @@ helpers; a lost condition always surfaces as `Conflict`, never as a botocore err
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -135,6 +135,16 @@ class DynamoRepository:
                 if reason.get("Code") == "ConditionalCheckFailed":
                     raise write.error() from exc
             raise Conflict("a concurrent change got there first; try again", code="conflict") from exc
+
+    def query_all(self, **kwargs: Any) -> Iterator[Item]:
+        """Every item of one Query (`kwargs` as boto3's `Table.query` takes them), one request per
+        1 MB page, following `LastEvaluatedKey`. For internal sweeps, not for client pages."""
+        while True:
+            response = self.table.query(**kwargs)
+            yield from response.get("Items", [])
+            if "LastEvaluatedKey" not in response:
+                return
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def query_page(
         self,

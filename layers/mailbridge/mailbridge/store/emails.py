@@ -409,12 +409,7 @@ class EmailStore(DynamoRepository):
             & Key("sk").begins_with(location_prefix(account_id, folder, uidvalidity)),
             "ProjectionExpression": "sk, email_id, uid, uidvalidity, flags",
         }
-        while True:
-            response = self.table.query(**kwargs)
-            yield from response.get("Items", [])
-            if "LastEvaluatedKey" not in response:
-                return
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        yield from self.query_all(**kwargs)
 
     def batch_get_sks(
         self, tenant_id: str, loc_keys: Iterable[str], *, consistent: bool = False

@@ -227,12 +227,7 @@ class NotificationStore(DynamoRepository):
             "IndexName": UNREAD_INDEX,
             "KeyConditionExpression": Key("gsi2pk").eq(PENDING_INDEX_PK),
         }
-        while True:
-            response = self.table.query(**kwargs)
-            yield from response.get("Items", [])
-            if "LastEvaluatedKey" not in response:
-                return
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        yield from self.query_all(**kwargs)
 
     def clear_pending(self, tenant_id: str, user_id: str, pending: int) -> bool:
         """Delete the marker if no digest item was written since it read `pending`; False otherwise."""

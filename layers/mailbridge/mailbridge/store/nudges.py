@@ -107,12 +107,7 @@ class NudgeStore(DynamoRepository):
             "IndexName": INDEX,
             "KeyConditionExpression": Key("gsi1pk").eq(waiting_pk(tenant_id)),
         }
-        while True:
-            response = self.table.query(**kwargs)
-            yield from response.get("Items", [])
-            if "LastEvaluatedKey" not in response:
-                return
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        yield from self.query_all(**kwargs)
 
     def stop_waiting(self, tenant_id: str, thread_id: str, email_id: str) -> None:
         """Take the thread out of the waiting index while `email_id` is still its latest message."""
