@@ -271,17 +271,27 @@ def record_send(tenant_id: str, rendered: Rendered, email_id: str, deps: Templat
 
 
 # ------------------------------------------------------------------------------------- stats
-def _replied(email: Mapping[str, Any], thread: list[dict[str, Any]]) -> bool:
-    """A reply, as the nudges see one: a later inbound message in the thread that no process
-    wrote (RFC 3834 `Auto-Submitted` other than `no`: an out-of-office answer is no reply)."""
-    sent_at = str(email.get("date") or "")
-    for other in thread:
-        if other.get("email_id") == email.get("email_id") or other.get("direction") != "inbound":
-            continue
-        auto = str(other.get("auto_submitted") or "").strip().lower()
-        if auto and auto != "no":
-            continue
-        if _instant(other.get("date")) > _instant(sent_at):
+def _answers(email: Mapping[str, Any], thread: list[dict[str, Any]]) -> list[str]:
+    """The inbound emails later in the sent email's thread: its candidate replies."""
+    sent_at = _instant(email.get("date"))
+    return [
+        str(other["email_id"])
+        for other in thread
+        if other.get("email_id") != email.get("email_id")
+        and other.get("direction") == "inbound"
+        and _instant(other.get("date")) > sent_at
+    ]
+
+
+def _replied(tenant_id: str, candidates: list[str], emails: EmailStore) -> bool:
+    """A reply, as the nudges see one: one of the candidates that no process wrote (RFC 3834
+    section 5: `Auto-Submitted` other than `no`; an out-of-office answer is no reply)."""
+    if not candidates:
+        return False
+    found = emails.batch_get_emails(tenant_id, candidates, projection=("auto_submitted",))
+    for item in found.values():
+        auto = str(item.get("auto_submitted") or "").strip().lower()
+        if not auto or auto == "no":
             return True
     return False
 
@@ -295,7 +305,7 @@ def _instant(value: Any) -> datetime:
 
 
 def stats(ctx: TenantContext, template_id: str, deps: TemplateDeps) -> TemplateStats:
-    """Per variant: emails sent with it, those answered (`_replied`), those with a human click
+    """Per variant: emails sent with it, those answered (`_answers`, `_replied`), those with a human click
     (the tracking table's `click` hits classified `human`), and the rates. `winner`: the variant
     with the highest `winner_metric` once every variant has at least `MIN_SAMPLE` sent emails
     (`reason: decided`); else null with `no_variants`, `not_enough_data` or `tie`. Reads at most
@@ -319,7 +329,7 @@ def stats(ctx: TenantContext, template_id: str, deps: TemplateDeps) -> TemplateS
         if deps.emails is not None and thread_id:
             if thread_id not in threads:
                 threads[thread_id] = deps.emails.thread_emails(ctx.tenant_id, thread_id)
-            row[1] += _replied(email, threads[thread_id])
+            row[1] += _replied(ctx.tenant_id, _answers(email, threads[thread_id]), deps.emails)
         if deps.tracking is not None:
             row[2] += any(
                 hit.kind == "click" and hit.classification == "human"
