@@ -223,6 +223,25 @@ def test_template_bombs_are_refused_on_save_or_bounded(source: str, reason: str 
         assert exc.value.details["reason"] == reason
 
 
+@pytest.mark.parametrize(
+    "source",
+    ["{{ a[" + "9" * 5000 + "] }}", "{{ a." + "9" * 5000 + " }}", "{{ a['" + "9" * 5000 + "'] }}"],
+)
+def test_a_number_past_pythons_digit_limit_is_a_422(source: str) -> None:
+    # Given a key of 5,000 digits (int() refuses more than 4,300: a ValueError, not a 422, unless caught)
+    fields = _fields(subject="s", html=None, text=source)
+
+    def save_and_render() -> None:
+        check_fields(fields)
+        _render(fields, {"a": [1]})
+
+    # When saved (and, if accepted, rendered)
+    with pytest.raises(Unprocessable) as exc:
+        save_and_render()
+    # Then it is a 422
+    assert exc.value.code in ("template_invalid", "template_render_failed")
+
+
 def test_a_syntax_error_is_refused_with_its_line() -> None:
     # Given a body whose third line does not parse
     fields = _fields(html="<p>\n{{ contact.first_name }}\n{{ offer }</p>")

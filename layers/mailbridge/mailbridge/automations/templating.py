@@ -250,6 +250,8 @@ def _compiled(source: str, *, autoescape: bool) -> Template:
         raise TemplateError("the template is not valid", details={"line": exc.lineno}) from None
     except RecursionError:  # Jinja's parser and code generator recurse once per nesting level
         raise TemplateError("the template nests too deeply", code="template_too_large") from None
+    except ValueError:  # the lexer's int(): a literal past Python's 4300-digit limit
+        raise TemplateError("the template is not valid", details={"line": None}) from None
 
 
 def references(source: str) -> list[tuple[str, ...]]:

@@ -101,7 +101,9 @@ class SendRequest(Model):
         "recipient, rendered for its CRM contact (contact, company, latest open deal), the account as "
         "`sender` and `variables`, in the recipient's A/B variant; no cc or bcc",
     )
-    template_version: int | None = Field(default=None, ge=1, description="Default: the latest version")
+    template_version: int | None = Field(
+        default=None, ge=1, le=10**9, description="Default: the latest version"
+    )
     variables: dict[VariableName, JsonValue] = Field(
         default_factory=dict,
         max_length=MAX_TEMPLATE_VARIABLES,

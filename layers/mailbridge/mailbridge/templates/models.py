@@ -113,7 +113,9 @@ class TemplateFields(Model):
 class TemplateUpdate(TemplateFields):
     """`PUT /templates/{id}`: the whole template again, with the `version` you read."""
 
-    version: int = Field(ge=1, description="The version you read; 409 `version_conflict` if it moved")
+    version: int = Field(
+        ge=1, le=10**9, description="The version you read; 409 `version_conflict` if it moved"
+    )
 
 
 class Template(TemplateFields):
@@ -172,7 +174,7 @@ class PreviewRequest(Model):
 
     contact_id: str | None = Field(default=None, max_length=64)
     data: dict[str, JsonValue] | None = None
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=10**9)
     variant: str | None = Field(default=None, pattern=VARIANT_NAME, description="Default: the first variant")
 
     @model_validator(mode="after")

@@ -152,6 +152,7 @@ def _lookup(data: Mapping[str, Any], path: tuple[str, ...]) -> tuple[bool, Any]:
             current = current[part]
         elif (
             isinstance(current, list)
+            and len(part) <= 9
             and part.lstrip("-").isdigit()
             and -len(current) <= int(part) < len(current)
         ):
@@ -221,7 +222,7 @@ def _missing(source: str, data: Mapping[str, Any]) -> str | None:
     """The first value the template reads that the data does not have (for the error)."""
     for path in references(source):
         if path[0] and not _lookup(data, path)[0]:
-            return ".".join(path)
+            return ".".join(path)[:200]
     return None
 
 
