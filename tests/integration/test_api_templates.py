@@ -20,7 +20,7 @@ from mailbridge.store.accounts import AccountStore
 from mailbridge.store.blobs import BlobStore
 from mailbridge.store.emails import EmailStore
 from mailbridge.store.tracking import DynamoTrackingStore
-from mailbridge.tracking.models import Evidence, Hit
+from mailbridge.tracking.models import Classification, Evidence, Hit
 from tests.events import load_event
 from tests.fixtures.aws import Stack
 
@@ -411,7 +411,7 @@ def _reply(stack: Stack, sent: dict[str, Any], *, auto: bool = False) -> None:
     assert EmailStore(stack.env("ApiFunction")["EMAILS_TABLE"]).create_email(TENANT, item)
 
 
-def _human_click(stack: Stack, email_id: str) -> None:
+def _click(stack: Stack, email_id: str, classification: Classification = "human") -> None:
     store = DynamoTrackingStore(stack.env("ApiFunction")["TRACKING_TABLE"])
     hit = Hit(
         hit_id=uuid.uuid4().hex,
@@ -420,8 +420,8 @@ def _human_click(stack: Stack, email_id: str) -> None:
         link=0,
         at=datetime.now(UTC),
         evidence=Evidence(method="GET", user_agent="Mozilla/5.0", seconds_since_delivery=3600.0),
-        classification="human",
-        reasons=["browser"],
+        classification=classification,
+        reasons=["test"],
     )
     store.put_hit(TENANT, hit, expires=datetime.now(UTC) + timedelta(days=1))
 
@@ -443,12 +443,13 @@ def test_stats_count_sends_replies_and_human_clicks_per_variant(api: Api, stack:
     assert by_variant["A"]
     assert by_variant["B"]
     # And the first of variant A answered, the first of B only sent an out-of-office reply,
-    # and the first of B clicked a link
+    # a security scanner clicked A's link and a person B's
     first_a, _ = _stored(stack, by_variant["A"][0]["email_id"])
     first_b, _ = _stored(stack, by_variant["B"][0]["email_id"])
     _reply(stack, first_a)
     _reply(stack, first_b, auto=True)
-    _human_click(stack, by_variant["B"][0]["email_id"])
+    _click(stack, by_variant["A"][0]["email_id"], "scanner")
+    _click(stack, by_variant["B"][0]["email_id"])
     # When the stats are read
     stats = api.call("templates-stats", 200, role="viewer", path={"template_id": template_id})
     # Then each variant shows its counts, and no winner on so small a sample
