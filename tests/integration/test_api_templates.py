@@ -187,22 +187,22 @@ def test_another_tenant_does_not_see_a_template(api: Api) -> None:
 
 # ------------------------------------------------------------------------------------- preview
 def test_preview_with_a_contact_reads_the_crm_and_reports_defaults(api: Api) -> None:
-    # Given a contact of a company, and the sample template (variant B has its own subject)
+    # Given a contact of a company, and the sample template
     contact_id = _ada(api)
     template_id = api.create()["template_id"]
-    # When it is previewed for the contact, in variant B
+    # When it is previewed for the contact, in variant A
     rendered = api.call(
         "templates-preview",
         200,
         role="viewer",
         path={"template_id": template_id},
-        body={"contact_id": contact_id, "variant": "B"},
+        body={"contact_id": contact_id, "variant": "A"},
     )
     # Then the contact's values fill it, and the missing `offer` took its declared default
-    assert rendered["subject"] == "Quick question, Ada"
+    assert rendered["subject"] == "Ada, how is Analytical Engines finding the trial?"
     assert rendered["text"] == "Hi Ada,\n\nShall we talk this week?\n\nThe team"
     assert rendered["defaulted"] == ["offer"]
-    assert (rendered["variant"], rendered["version"]) == ("B", 1)
+    assert (rendered["variant"], rendered["version"]) == ("A", 1)
 
 
 def test_preview_of_an_older_version_with_sample_data(api: Api) -> None:
