@@ -366,6 +366,7 @@ def test_a_variable_with_a_header_break_in_the_subject_is_a_422(api: Api, stack:
         {"subject": "Hi"},
         {"cc": [{"address": "x@example.com"}]},
         {"variables": {"contact": "x"}},
+        {"to": [{"address": f"p{i}@elsewhere.example"} for i in range(51)]},
     ],
 )
 def test_template_sends_refuse_what_does_not_go_with_them(

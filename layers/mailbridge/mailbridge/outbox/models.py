@@ -25,6 +25,9 @@ MAX_INLINE_BYTES = 4 * 1024 * 1024  # base64 of this still fits API Gateway's 10
 EMAIL_ID = r"^em_[0-9a-f]{26}$"
 TEMPLATE_ID = r"^tpl_[0-9a-f]{20}$"
 MAX_TEMPLATE_VARIABLES = 50
+MAX_TEMPLATE_RECIPIENTS = 50
+"""A template send renders, composes and stores one email per recipient inside the request: at
+most this many, so the request stays far inside the api function's 29 s."""
 TEMPLATE_RESERVED = frozenset({"contact", "company", "deal", "sender", "custom"})
 VariableName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 UPLOAD_ID = r"^up_[0-9a-f]{24}$"
@@ -98,8 +101,8 @@ class SendRequest(Model):
         default=None,
         pattern=TEMPLATE_ID,
         description="Send a template (`/templates`) instead of subject/text/html: one email per `to` "
-        "recipient, rendered for its CRM contact (contact, company, latest open deal), the account as "
-        "`sender` and `variables`, in the recipient's A/B variant; no cc or bcc",
+        "recipient (at most 50), rendered for its CRM contact (contact, company, latest open deal), the "
+        "account as `sender` and `variables`, in the recipient's A/B variant; no cc or bcc",
     )
     template_version: int | None = Field(
         default=None, ge=1, le=10**9, description="Default: the latest version"
@@ -122,6 +125,8 @@ class SendRequest(Model):
                 raise ValueError("template_id replaces subject, text and html")
             if self.cc or self.bcc or not self.to:
                 raise ValueError("a template goes to `to` recipients (one email each), without cc or bcc")
+            if len(self.to) > MAX_TEMPLATE_RECIPIENTS:
+                raise ValueError(f"a template send has at most {MAX_TEMPLATE_RECIPIENTS} recipients")
             if TEMPLATE_RESERVED & set(self.variables):
                 raise ValueError("variables cannot be named contact, company, deal, sender or custom")
         elif self.template_version is not None or self.variables:
