@@ -292,6 +292,12 @@ def test_send_with_a_template_renders_for_each_recipient(api: Api, stack: Stack)
         assert item["template"]["variant"] == row["template"]["variant"]
     subject = {"A": "Ada, how is Analytical Engines finding the trial?", "B": "Quick question, Ada"}
     assert ada_message["Subject"] == subject[ada["template"]["variant"]]
+    # And GET /emails/{id} shows them
+    shown = api.call(
+        "get-email", 200, role="viewer", path={"email_id": accepted["recipients"][0]["email_id"]}
+    )
+    assert shown["template"] == accepted["recipients"][0]["template"]
+    assert shown["template"]["version"] == 1
 
 
 def test_send_of_a_named_version(api: Api, stack: Stack) -> None:

@@ -15,7 +15,7 @@ from pydantic import ConfigDict, EmailStr, Field, JsonValue, StringConstraints, 
 
 from mailbridge.models.base import Model
 from mailbridge.models.fields import HeaderText, MultiLine
-from mailbridge.models.mail import SendStatus
+from mailbridge.models.mail import SendStatus, TemplateUse
 from mailbridge.models.mime_fields import ContentId, MediaType
 from mailbridge.tracking.models import TrackingOverride
 
@@ -136,14 +136,6 @@ class SendRequest(Model):
         if self.reply_to_email_id and self.forward_email_id:
             raise ValueError("reply_to_email_id and forward_email_id cannot be combined")
         return self
-
-
-class TemplateUse(Model):
-    """Which template version and A/B variant an email was rendered from."""
-
-    template_id: str
-    version: int
-    variant: str | None = None
 
 
 class RecipientAccepted(Model):

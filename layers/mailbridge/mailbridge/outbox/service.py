@@ -34,7 +34,7 @@ from mailbridge.compose import (
 from mailbridge.errors import Conflict, Invalid, NotFound, ProviderError
 from mailbridge.models.account import Account
 from mailbridge.models.email import EmailAddress
-from mailbridge.models.mail import SendStatus
+from mailbridge.models.mail import SendStatus, TemplateUse
 from mailbridge.observability import logger
 from mailbridge.outbox.models import (
     MAX_UPLOAD_BYTES,
@@ -43,7 +43,6 @@ from mailbridge.outbox.models import (
     RecipientAccepted,
     SendAccepted,
     SendRequest,
-    TemplateUse,
     UploadedAttachment,
     UploadRequest,
     UploadTicket,
