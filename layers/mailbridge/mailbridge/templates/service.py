@@ -3,7 +3,7 @@ render for a send, and A/B stats.
 
 Plain functions over pydantic models; the stores come in `TemplateDeps`. Reads need any role,
 changes member or higher. Errors: NotFound `template_not_found` / `version_not_found` /
-`contact_not_found` / `account_not_found`; Conflict `version_conflict`; Unprocessable (422)
+`contact_not_found`; Conflict `version_conflict`; Unprocessable (422)
 `template_invalid` (save) and `template_render_failed` (preview, send), see
 `mailbridge.templates.render`; Invalid `unknown_variant`.
 """
@@ -45,7 +45,6 @@ from mailbridge.templates.render import (
 from mailbridge.tenancy import Role, TenantContext
 
 if TYPE_CHECKING:
-    from mailbridge.store.accounts import AccountStore
     from mailbridge.store.crm import CrmStore
     from mailbridge.store.emails import EmailStore
     from mailbridge.store.templates import TemplateStore
@@ -61,7 +60,6 @@ _TEMPLATE_ID = re.compile(TEMPLATE_ID.removeprefix("^").removesuffix("$"))
 class TemplateDeps:
     store: TemplateStore
     crm: CrmStore | None = None  # preview with a contact, send
-    accounts: AccountStore | None = None  # preview's sender
     emails: EmailStore | None = None  # stats
     tracking: TrackingStore | None = None  # stats: human clicks
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))

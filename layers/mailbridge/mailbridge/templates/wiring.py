@@ -10,7 +10,6 @@ from mailbridge.templates.service import TemplateDeps
 
 @lru_cache(maxsize=1)
 def template_deps() -> TemplateDeps:
-    from mailbridge.store.accounts import AccountStore
     from mailbridge.store.crm import CrmStore
     from mailbridge.store.emails import EmailStore
     from mailbridge.store.templates import TemplateStore
@@ -20,7 +19,6 @@ def template_deps() -> TemplateDeps:
     return TemplateDeps(
         store=TemplateStore(tables.automations),
         crm=CrmStore(tables.crm, timeline_table=tables.links),
-        accounts=AccountStore(tables.accounts),
         emails=EmailStore(tables.emails),
         tracking=tracking_store(),
     )
