@@ -230,6 +230,7 @@ def to_email(item: Item, bodies: Mapping[str, Any], locations: Iterable[Item]) -
             "list_": ListInfo.model_validate(_plain(listinfo)) if listinfo else None,
             "size": int(item.get("size") or 0),
             "locations": [to_location(loc) for loc in sorted(locations, key=lambda loc: str(loc["sk"]))],
+            "template": _plain(item["template"]) if item.get("template") else None,
             **_categorization_fields(item),
         }
     )

@@ -33,7 +33,9 @@ class ScheduleCancelled(Model):
         "(queued, scheduled, sending, sent, failed with the server's reply, cancelled). "
         "`reply_to_email_id` threads the reply (In-Reply-To, References, one `Re:`); "
         "`forward_email_id` attaches the original (message/rfc822) or inlines it. Small attachments "
-        "travel base64 in the request; larger ones through `POST /uploads` first."
+        "travel base64 in the request; larger ones through `POST /uploads` first. With `template_id` "
+        "(+ `template_version`, `variables`) instead of subject/text/html, one email per `to` "
+        "recipient is rendered and queued (`recipients` lists them; a render failure queues none)."
     ),
     tags=["sending"],
     security=BEARER,
@@ -48,8 +50,15 @@ class ScheduleCancelled(Model):
                 "invalid_attachment",
                 "attachment_too_large",
             ],
-            404: ["account_not_found", "email_not_found", "upload_not_found"],
+            404: [
+                "account_not_found",
+                "email_not_found",
+                "upload_not_found",
+                "template_not_found",
+                "version_not_found",
+            ],
             409: ["already_queued", "already_scheduled"],
+            422: ["template_render_failed"],
             503: ["queue_send_failed"],
         }
     ),
@@ -58,10 +67,12 @@ def send_email(body: Annotated[SendRequest, Body()]) -> SendAccepted:
     from dataclasses import replace
 
     from mailbridge.outbox import service
+    from mailbridge.templates.wiring import template_deps
     from mailbridge.tracking.wiring import public_base_url, tracking_deps
 
     tracking = tracking_deps(public_base_url(router.current_event))
-    return service.queue_send(current_tenant(router), body, replace(deps.outbox_deps(), tracking=tracking))
+    outbox = replace(deps.outbox_deps(), tracking=tracking, templates=template_deps())
+    return service.queue_send(current_tenant(router), body, outbox)
 
 
 @router.post(

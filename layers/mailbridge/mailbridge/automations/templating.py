@@ -248,6 +248,48 @@ def _compiled(source: str, *, autoescape: bool) -> Template:
         return environment.from_string(text)
     except (TemplateSyntaxError, TemplateAssertionError) as exc:
         raise TemplateError("the template is not valid", details={"line": exc.lineno}) from None
+    except RecursionError:  # Jinja's parser and code generator recurse once per nesting level
+        raise TemplateError("the template nests too deeply", code="template_too_large") from None
+    except ValueError:  # the lexer's int(): a literal past Python's 4300-digit limit
+        raise TemplateError("the template is not valid", details={"line": None}) from None
+
+
+def references(source: str) -> list[tuple[str, ...]]:
+    """The values a template reads, in source order, each as its path of keys:
+    `{{ contact.first_name }}` -> `("contact", "first_name")`, `a["b"]` -> `("a", "b")`. A key
+    computed at render time ends the path; a read on something other than a variable (a literal,
+    a filter's result) starts with `""`: `{{ ''.__class__ }}` -> `("", "__class__")`. Helper
+    calls are left out. Raises TemplateError as `check_template` does."""
+    from jinja2 import nodes
+
+    check_template(source)
+    tree = _environment(False).parse(_seed_to_jinja(source))
+    found: list[tuple[int, int, tuple[str, ...]]] = []
+    stack: list[nodes.Node] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, nodes.Name | nodes.Getattr | nodes.Getitem):
+            path: list[str] = []
+            current: nodes.Node = node
+            while isinstance(current, nodes.Getattr | nodes.Getitem):
+                if isinstance(current, nodes.Getattr):
+                    path.append(current.attr)
+                elif isinstance(current.arg, nodes.Const) and isinstance(current.arg.value, str | int):
+                    path.append(str(current.arg.value))
+                else:
+                    path.clear()  # a computed key: the path ends before it
+                    stack.append(current.arg)
+                current = current.node
+            if isinstance(current, nodes.Name):
+                if current.name not in HELPERS:
+                    found.append((node.lineno, len(found), (current.name, *reversed(path))))
+            else:
+                if path:
+                    found.append((node.lineno, len(found), ("", *reversed(path))))
+                stack.append(current)
+            continue
+        stack.extend(reversed(list(node.iter_child_nodes())))
+    return [path for _, _, path in sorted(found)]
 
 
 def _check_tree(tree: Node) -> None:

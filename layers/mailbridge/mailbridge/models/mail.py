@@ -73,6 +73,14 @@ class EmailSummary(Model):
     model_config = ConfigDict(populate_by_name=True)
 
 
+class TemplateUse(Model):
+    """Which template version and A/B variant an outbound email was rendered from."""
+
+    template_id: str
+    version: int
+    variant: str | None = None
+
+
 class Email(EmailSummary):
     """`GET /emails/{id}`: everything but the raw bytes (those come from a presigned URL)."""
 
@@ -117,6 +125,9 @@ class Email(EmailSummary):
     reasons: list[str] = Field(
         default_factory=list,
         description="What decided the category (`header:...`, `model:...`, `rule:sender:<id>`)",
+    )
+    template: TemplateUse | None = Field(
+        default=None, description="Sent with `template_id`: the template version and A/B variant used"
     )
     engagement: Engagement | None = Field(
         default=None,

@@ -11,11 +11,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, EmailStr, Field, model_validator
+from pydantic import ConfigDict, EmailStr, Field, JsonValue, StringConstraints, model_validator
 
 from mailbridge.models.base import Model
 from mailbridge.models.fields import HeaderText, MultiLine
-from mailbridge.models.mail import SendStatus
+from mailbridge.models.mail import SendStatus, TemplateUse
 from mailbridge.models.mime_fields import ContentId, MediaType
 from mailbridge.tracking.models import TrackingOverride
 
@@ -23,6 +23,13 @@ MAX_RECIPIENTS = 100
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 MAX_INLINE_BYTES = 4 * 1024 * 1024  # base64 of this still fits API Gateway's 10 MB payload
 EMAIL_ID = r"^em_[0-9a-f]{26}$"
+TEMPLATE_ID = r"^tpl_[0-9a-f]{20}$"
+MAX_TEMPLATE_VARIABLES = 50
+MAX_TEMPLATE_RECIPIENTS = 50
+"""A template send renders, composes and stores one email per recipient inside the request: at
+most this many, so the request stays far inside the api function's 29 s."""
+TEMPLATE_RESERVED = frozenset({"contact", "company", "deal", "sender", "custom"})
+VariableName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 UPLOAD_ID = r"^up_[0-9a-f]{24}$"
 
 
@@ -90,6 +97,21 @@ class SendRequest(Model):
         description="Open/click tracking of this message (default: the tenant's `tracking` feature "
         "flag); HTML messages only, never for a recipient whose contact has `do_not_track`",
     )
+    template_id: str | None = Field(
+        default=None,
+        pattern=TEMPLATE_ID,
+        description="Send a template (`/templates`) instead of subject/text/html: one email per `to` "
+        "recipient (at most 50), rendered for its CRM contact (contact, company, latest open deal), the "
+        "account as `sender` and `variables`, in the recipient's A/B variant; no cc or bcc",
+    )
+    template_version: int | None = Field(
+        default=None, ge=1, le=10**9, description="Default: the latest version"
+    )
+    variables: dict[VariableName, JsonValue] = Field(
+        default_factory=dict,
+        max_length=MAX_TEMPLATE_VARIABLES,
+        description="Template variables, read as `{{ name }}` (not contact, company, deal, sender, custom)",
+    )
 
     @model_validator(mode="after")
     def _rules(self) -> SendRequest:
@@ -98,11 +120,32 @@ class SendRequest(Model):
             raise ValueError("at least one recipient (to, cc or bcc) is required")
         if count > MAX_RECIPIENTS:
             raise ValueError(f"at most {MAX_RECIPIENTS} recipients in total")
-        if not (self.text or self.html):
+        if self.template_id is not None:
+            if self.subject or self.text or self.html:
+                raise ValueError("template_id replaces subject, text and html")
+            if self.cc or self.bcc or not self.to:
+                raise ValueError("a template goes to `to` recipients (one email each), without cc or bcc")
+            if len(self.to) > MAX_TEMPLATE_RECIPIENTS:
+                raise ValueError(f"a template send has at most {MAX_TEMPLATE_RECIPIENTS} recipients")
+            if TEMPLATE_RESERVED & set(self.variables):
+                raise ValueError("variables cannot be named contact, company, deal, sender or custom")
+        elif self.template_version is not None or self.variables:
+            raise ValueError("template_version and variables go with template_id")
+        elif not (self.text or self.html):
             raise ValueError("text or html is required")
         if self.reply_to_email_id and self.forward_email_id:
             raise ValueError("reply_to_email_id and forward_email_id cannot be combined")
         return self
+
+
+class RecipientAccepted(Model):
+    """One email of a template send (one per `to` recipient)."""
+
+    address: str
+    email_id: str
+    thread_id: str
+    message_id: str
+    template: TemplateUse
 
 
 class SendAccepted(Model):
@@ -111,6 +154,10 @@ class SendAccepted(Model):
     status: SendStatus
     send_at: datetime | None = None
     message_id: str
+    template: TemplateUse | None = Field(default=None, description="With `template_id`: the first email's")
+    recipients: list[RecipientAccepted] = Field(
+        default_factory=list, description="With `template_id`: every email queued, one per `to` recipient"
+    )
 
 
 class UploadRequest(Model):

@@ -34,12 +34,13 @@ from mailbridge.compose import (
 from mailbridge.errors import Conflict, Invalid, NotFound, ProviderError
 from mailbridge.models.account import Account
 from mailbridge.models.email import EmailAddress
-from mailbridge.models.mail import SendStatus
+from mailbridge.models.mail import SendStatus, TemplateUse
 from mailbridge.observability import logger
 from mailbridge.outbox.models import (
     MAX_UPLOAD_BYTES,
     InlineAttachment,
     OutboxMessage,
+    RecipientAccepted,
     SendAccepted,
     SendRequest,
     UploadedAttachment,
@@ -58,6 +59,7 @@ from mailbridge.sync.threads import assign_thread
 from mailbridge.tenancy import Role, TenantContext
 
 if TYPE_CHECKING:
+    from mailbridge.templates.service import TemplateDeps
     from mailbridge.tracking.models import TrackedMessage, TrackingOverride
     from mailbridge.tracking.service import TrackingDeps
 
@@ -83,6 +85,7 @@ class OutboxDeps:
     allow_private_hosts: bool = False
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     tracking: TrackingDeps | None = None  # None: never tracked (only the send route sets it)
+    templates: TemplateDeps | None = None  # None: `template_id` refused (only the send route sets it)
 
 
 # ---------------------------------------------------------------------------------- requests
@@ -258,6 +261,8 @@ def queue_send(
     elif request.forward_email_id:
         mode, original = "forward", _original(ctx, request.forward_email_id, deps)
 
+    if request.template_id is not None:
+        return _queue_templated(ctx, request, account, mode, original, send_at, deps, automation=automation)
     draft = _draft(ctx, request, account, mode, deps)
     if auto_generated:
         draft = draft.model_copy(update={"auto_submitted": "auto-generated"})
@@ -272,6 +277,78 @@ def queue_send(
         reply_to_email_id=request.reply_to_email_id,
         tracking=request.tracking,
     )
+
+
+def _queue_templated(
+    ctx: TenantContext,
+    request: SendRequest,
+    account: Account,
+    mode: Mode,
+    original: OriginalMessage | None,
+    send_at: datetime | None,
+    deps: OutboxDeps,
+    *,
+    automation: dict[str, Any] | None,
+) -> SendAccepted:
+    """`template_id`: render the template for every `to` recipient first (a failure queues
+    nothing: 422 `template_render_failed`), then queue one email each, with the version and
+    variant used stored on the email (`template`) and in the template's send records (its stats).
+    """
+    from mailbridge.templates.service import record_send, render_for_send
+
+    if deps.templates is None or request.template_id is None:
+        raise Invalid("templates cannot be sent from here", code="template_not_available")
+    sender = {"name": account.display_name or "", "email": account.address}
+    renders = render_for_send(
+        ctx,
+        request.template_id,
+        request.template_version,
+        [str(r.address) for r in request.to],
+        request.variables,
+        sender,
+        deps.templates,
+    )
+    accepted: list[tuple[SendAccepted, RecipientAccepted]] = []
+    for recipient, one in zip(request.to, renders, strict=True):
+        rendered = one.rendered
+        single = request.model_copy(
+            update={
+                "to": [recipient],
+                "subject": rendered.subject,
+                "text": rendered.text,
+                "html": rendered.html,
+            }
+        )
+        use = TemplateUse(
+            template_id=rendered.template_id, version=rendered.version, variant=rendered.variant
+        )
+        queued = queue_draft(
+            ctx,
+            account,
+            _draft(ctx, single, account, mode, deps),
+            deps,
+            original=original,
+            send_at=send_at,
+            automation=automation,
+            reply_to_email_id=request.reply_to_email_id,
+            tracking=request.tracking,
+            template=use.model_dump(),
+        )
+        record_send(ctx.tenant_id, rendered, queued.email_id, deps.templates)
+        accepted.append(
+            (
+                queued,
+                RecipientAccepted(
+                    address=one.address,
+                    email_id=queued.email_id,
+                    thread_id=queued.thread_id,
+                    message_id=queued.message_id,
+                    template=use,
+                ),
+            )
+        )
+    first, first_use = accepted[0]
+    return first.model_copy(update={"template": first_use.template, "recipients": [r for _, r in accepted]})
 
 
 def _require_sender(account: Account) -> None:
@@ -292,6 +369,7 @@ def queue_draft(
     automation: dict[str, Any] | None = None,
     reply_to_email_id: str | None = None,
     tracking: TrackingOverride | None = None,
+    template: dict[str, Any] | None = None,
 ) -> SendAccepted:
     """Compose, store and queue (or schedule, at `send_at`) a draft the caller built, sent from
     `account`: what `queue_send` does after reading the request, for mail mailbridge writes
@@ -336,6 +414,8 @@ def queue_draft(
     }
     if automation:
         item["automation"] = automation
+    if template:
+        item["template"] = template  # {template_id, version, variant}: what it was rendered from
     if reply_to_email_id:
         item["reply_to_email_id"] = reply_to_email_id
     if tracked is not None and deps.tracking is not None:
