@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_serializer, model_validator
 
 from mailbridge.ai.intent import DraftGoal, Grounding, Intent, Tone
 from mailbridge.calendar.models import EventCreate
@@ -175,6 +175,12 @@ class DealUpdate(Model):
 
     deal_id: str = Field(pattern=DEAL_ID.pattern)
     changes: DealPatch
+
+    @field_serializer("changes")
+    def _only_set(self, changes: DealPatch) -> dict[str, Any]:
+        # As sent: a null field of a patch clears it (`stage: null` is refused), so leave out
+        # what the patch does not set.
+        return changes.model_dump(mode="json", exclude_unset=True)
 
 
 class _Action(Model):
