@@ -391,7 +391,7 @@ def test_every_assist_route_is_off_with_the_ai_flag_and_counts_towards_the_limit
     stack: Stack, invoke_api: Invoke
 ) -> None:
     # Given a tenant whose ai flag is off
-    requests = [
+    requests: list[tuple[str, dict[str, Any]]] = [
         ("ai-generate-reply", {"email_id": "em_" + "0" * 26}),
         ("ai-assist-summarize", {"deal_id": "dl_" + "0" * 26}),
         ("ai-assist-draft-email", {"contact_id": "ct_" + "0" * 26, "goal": "intro"}),
