@@ -850,12 +850,18 @@ def _applied(item: dict[str, Any], replayed: bool) -> AppliedAction:
     )
 
 
-def apply_action(ctx: TenantContext, request: ApplyRequest, deps: AssistDeps) -> AppliedAction:
+Perform = Callable[["TenantContext", Any, AssistDeps], tuple[str, dict[str, Any]]]
+
+
+def apply_action(
+    ctx: TenantContext, request: ApplyRequest, deps: AssistDeps, perform: Perform | None = None
+) -> AppliedAction:
     """Perform one action (member role and above, like the routes it mirrors: `POST /crm/tasks`,
     `PATCH /crm/deals/{id}`, `POST /calendar/events`, `POST /emails/send`), with their errors.
     Once per `action_id` and tenant: a repeat answers the first result with `replayed: true`; the
     same id with another type or payload is 409 `action_id_reused`. A `send_email` without
-    `account_id` is 400 `account_required`."""
+    `account_id` is 400 `account_required`. `perform` (tests) replaces the dispatch to the
+    services."""
     from mailbridge.tenancy import Role
 
     ctx.require(Role.MEMBER)
@@ -866,7 +872,7 @@ def apply_action(ctx: TenantContext, request: ApplyRequest, deps: AssistDeps) ->
         if stored.get("payload_digest") != fingerprint:
             raise Conflict("this action_id was applied with another action", code="action_id_reused")
         return _applied(stored, True)
-    result_id, result = _perform(ctx, action, deps)
+    result_id, result = (perform or _perform)(ctx, action, deps)
     record = {
         "action_id": action.action_id,
         "type": action.type,
