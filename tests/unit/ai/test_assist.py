@@ -154,6 +154,17 @@ def test_sumbasic_picks_the_sentences_of_the_frequent_words_in_text_order() -> N
     assert len({s.text for s in picked}) == 3
 
 
+def test_sumbasic_second_pick_brings_words_the_first_did_not_cover() -> None:
+    # Given two sentences saying the same thing and one about something else
+    texts = [
+        ("The renewal quote covers fifty seats.", "a"),
+        ("The renewal quote for fifty seats is attached.", "b"),
+        ("The board meeting moved to Monday.", "c"),
+    ]
+    # When two are picked, then the second is the other subject, not the near-repeat
+    assert [s.source_id for s in summarize(texts, limit=2)] == ["a", "c"]
+
+
 def test_sumbasic_leaves_out_greetings_short_lines_and_repeats() -> None:
     texts = [
         ("Hi Kim,\nOk.\nThe contract renewal is due in May.", "a"),
