@@ -268,6 +268,16 @@ def test_an_unanswered_inbound_email_asks_for_a_reply_after_a_day() -> None:
     )
 
 
+def test_a_stored_sender_the_outbox_would_refuse_gives_no_reply_action_and_no_error() -> None:
+    # Given the newest email's sender stored as something that is not an address
+    odd = email(2, from_=[SimpleNamespace(address="undisclosed-recipients", name=None)])
+    # Then no send_email is suggested (rather than a 500 from the draft's validation)
+    assert assist._unanswered([odd], NOW, None) == []
+    # And a mailbox id of another shape is left out of the draft, which stays
+    [action] = assist._unanswered([email(2, accounts=["imap-legacy"])], NOW, None)
+    assert action.payload.account_id is None
+
+
 def test_overdue_tasks_become_a_meeting_on_the_next_weekday() -> None:
     task = assist.TaskFact(task_id="tk_" + "5" * 26, title="Call Kim", due=NOW - timedelta(days=1))
     friday = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)

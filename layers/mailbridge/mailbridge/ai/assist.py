@@ -30,19 +30,20 @@ so the same state suggests the same ids and applying one twice acts once.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, field_serializer, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_serializer, model_validator
 
 from mailbridge.ai.intent import DraftGoal, Grounding, Intent, Tone
 from mailbridge.calendar.models import EventCreate
 from mailbridge.crm.models import CONTACT_ID, DEAL_ID, EMAIL_ID, DealPatch, TaskCreate
 from mailbridge.errors import Conflict, Invalid, NotFound
 from mailbridge.models.base import Model
-from mailbridge.models.fields import MultiLine, SingleLine
+from mailbridge.models.fields import HeaderText, MultiLine, SingleLine
 from mailbridge.outbox.models import Recipient
 from mailbridge.store.keys import digest
 
@@ -77,6 +78,7 @@ SUMMARY_SENTENCES = 3
 MAX_OPEN_DEALS = 20
 MAX_OVERDUE = 20
 ACTION_ID = r"^act_[0-9a-f]{24}$"
+ACCOUNT_ID = r"acc_[0-9a-f]{20}"
 THREAD_ID = r"^th_[0-9a-f]{24}$"
 
 Source = Literal["local", "bedrock"]
@@ -161,9 +163,9 @@ class EmailDraft(Model):
 
     model_config = ConfigDict(extra="forbid")
 
-    account_id: str | None = Field(default=None, pattern=r"^acc_[0-9a-f]{20}$")
+    account_id: str | None = Field(default=None, pattern=f"^{ACCOUNT_ID}$")
     to: Annotated[list[Recipient], Field(min_length=1, max_length=50)]
-    subject: Annotated[SingleLine, Field(max_length=900)] = ""
+    subject: Annotated[HeaderText, Field(max_length=900)] = ""
     text: Annotated[MultiLine, Field(max_length=100_000)]
     reply_to_email_id: str | None = Field(default=None, pattern=EMAIL_ID.pattern)
 
@@ -714,23 +716,29 @@ def _unanswered(items: list[Any], now: datetime, contact: Contact | None) -> lis
         return []
     subject = newest.subject or ""
     first = _first_name(contact.name if contact else sender.name) or "there"
-    return [
-        SendEmailAction(
-            type="send_email",
-            action_id=action_id_for("unanswered", newest.email_id),
-            title=f"Reply to {subject}"[:300] if subject else "Reply to the last email",
-            reason=f"Received {newest.date.date().isoformat()} and not answered",
-            payload=EmailDraft(
-                account_id=newest.accounts[0] if newest.accounts else None,
-                to=[Recipient(address=sender.address, name=sender.name)],
-                subject=("Re: " + subject if subject and not subject.lower().startswith("re:") else subject)[
-                    :900
-                ],
-                text=f"Hi {first},\n\nThanks for your message. I'll get back to you shortly.\n\nBest,",
-                reply_to_email_id=newest.email_id,
-            ),
-        )
-    ]
+    try:
+        return [_reply_action(newest, sender, subject, first)]
+    except ValidationError:
+        # A stored address or subject a send would refuse (the outbox's own rules): no draft
+        return []
+
+
+def _reply_action(newest: Any, sender: Any, subject: str, first: str) -> SendEmailAction:
+    return SendEmailAction(
+        type="send_email",
+        action_id=action_id_for("unanswered", newest.email_id),
+        title=f"Reply to {subject}"[:300] if subject else "Reply to the last email",
+        reason=f"Received {newest.date.date().isoformat()} and not answered",
+        payload=EmailDraft(
+            account_id=next((a for a in newest.accounts if re.fullmatch(ACCOUNT_ID, a)), None),
+            to=[Recipient(address=sender.address, name=sender.name[:200] if sender.name else None)],
+            subject=("Re: " + subject if subject and not subject.lower().startswith("re:") else subject)[
+                :900
+            ],
+            text=f"Hi {first},\n\nThanks for your message. I'll get back to you shortly.\n\nBest,",
+            reply_to_email_id=newest.email_id,
+        ),
+    )
 
 
 def _overdue_actions(
@@ -826,17 +834,17 @@ def _perform(ctx: TenantContext, action: Any, deps: AssistDeps) -> tuple[str, di
             "a send_email action needs the account_id of a sending mailbox", code="account_required"
         )
     assert deps.outbox is not None
-    accepted = queue_send(
-        ctx,
-        SendRequest(
+    try:
+        send = SendRequest(
             account_id=draft.account_id,
             to=draft.to,
             subject=draft.subject,
             text=draft.text,
             reply_to_email_id=draft.reply_to_email_id,
-        ),
-        deps.outbox(),
-    )
+        )
+    except ValidationError:
+        raise Invalid("the draft is not a message the outbox can send", code="invalid_message") from None
+    accepted = queue_send(ctx, send, deps.outbox())
     return accepted.email_id, accepted.model_dump(mode="json")
 
 
