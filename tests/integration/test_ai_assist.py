@@ -5,6 +5,8 @@ double) answering or falling back."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -15,7 +17,13 @@ import pytest
 
 from local.bedrock import BedrockDouble
 from mailbridge.ai import wiring
+from mailbridge.ai.assist import action_id_for
+from mailbridge.sync.wiring import service_deps
 from tests.fixtures.aws import Stack
+from tests.fixtures.smtp import SINK_PASSWORD, SINK_USER
+from tests.integration.dovecot import DovecotServer, DovecotUser
+from tests.integration.queue_harness import QueueConsumer
+from tests.integration.sync_harness import SyncHarness, message
 from tests.integration.test_ai_categorize import set_ai
 from tests.integration.test_api_crm_tasks import Client
 from tests.integration.test_api_emails import OTHER, TENANT, Seeder, api, body, rfc
@@ -409,3 +417,45 @@ def test_every_assist_route_is_off_with_the_ai_flag_and_counts_towards_the_limit
     limited = assist(invoke_api, "ai-assist-summarize", {"deal_id": "dl_" + "0" * 26})
     assert code(limited) == (429, "rate_limited")
     assert int(limited["headers"]["Retry-After"]) >= 1
+
+
+# ---------------------------------------------------------------------------------- send_email
+
+
+@pytest.mark.dovecot
+def test_a_send_email_action_with_a_sending_account_is_queued_and_sent_once(
+    stack: Stack, invoke_api: Invoke, dovecot_server: DovecotServer, dovecot_user: DovecotUser, smtp_sink: Any
+) -> None:
+    # Given a connected, synced mailbox that sends through the SMTP sink, and the ai flag on
+    h = SyncHarness(stack, invoke_api, dovecot_server, dovecot_user)
+    service_deps().sleep = lambda _s: None
+    h.server.append(h.user, "INBOX", message("Renewal quote", msgid="orig-1@customer.example"))
+    smtp = {"host": smtp_sink.host, "port": smtp_sink.plain_port, "security": "none"}
+    status, connected = h.connect(smtp={**smtp, "username": SINK_USER, "password": SINK_PASSWORD})
+    assert status == 201, connected
+    h.drain()
+    set_ai(invoke_api, True)
+    original = next(e["email_id"] for e in h.emails() if e["message_id"] == "orig-1@customer.example")
+    action = {
+        "action_id": action_id_for("unanswered", original),
+        "type": "send_email",
+        "payload": {
+            "account_id": h.account_id,
+            "to": [{"address": "carol@customer.example", "name": "Carol"}],
+            "subject": "Re: Renewal quote",
+            "text": "Hi Carol,\n\nThanks for your message.\n\nBest,",
+            "reply_to_email_id": original,
+        },
+    }
+    # When it is applied, twice, and the outbox runs
+    first = ok(assist(invoke_api, "ai-assist-apply", {"action": action}))
+    again = ok(assist(invoke_api, "ai-assist-apply", {"action": action}))
+    QueueConsumer(stack, "outbox", "OutboxQueue").drain()
+    # Then one message reached the SMTP server, as a reply to the original
+    assert (first["replayed"], again["replayed"], again["result_id"]) == (False, True, first["result_id"])
+    assert first["result"]["status"] == "queued"
+    assert len(smtp_sink.messages) == 1
+    parsed = email.message_from_bytes(smtp_sink.messages[0].raw, policy=email.policy.default)
+    assert parsed["Subject"] == "Re: Renewal quote"
+    assert parsed["In-Reply-To"] == "<orig-1@customer.example>"
+    assert smtp_sink.messages[0].rcpt_tos == ["carol@customer.example"]

@@ -164,6 +164,7 @@ def next_best_actions(body: Annotated[NbaRequest, Body()]) -> NextBestActions:
                 "invalid_record",
                 "unknown_stage",
                 "account_cannot_send",
+                "invalid_message",
                 "invalid_recurrence",
             ],
             404: ["feature_disabled", "deal_not_found", "not_found"],
