@@ -167,7 +167,7 @@ def next_best_actions(body: Annotated[NbaRequest, Body()]) -> NextBestActions:
                 "invalid_message",
                 "invalid_recurrence",
             ],
-            404: ["feature_disabled", "deal_not_found", "not_found"],
+            404: ["feature_disabled", "deal_not_found", "account_not_found", "email_not_found"],
             409: ["action_id_reused", "version_conflict", "already_queued"],
             **RATE,
             503: ["event_publish_failed", "queue_send_failed"],
