@@ -210,6 +210,40 @@ def test_bedrock_answers_replies_and_drafts_and_a_bad_answer_falls_back(
     assert draft["subject"] == "Following up: Northwind: 50 seats"
 
 
+def test_a_bedrock_draft_is_used_and_its_prompt_holds_no_number_or_address(
+    invoke_api: Invoke, crm: Client, bedrock: BedrockDouble
+) -> None:
+    # Given Bedrock on, and a company whose name carries a phone number
+    response = invoke_api(api("ai-put-bedrock", role="admin", body={"enabled": True}))
+    assert response["statusCode"] == 200, response
+    company = crm.call("create-company", 201, body={"name": "Northwind +44 20 7946 0958"})
+    contact = crm.call(
+        "create-contact",
+        201,
+        body={
+            "name": "Kim Lee",
+            "emails": [{"address": "kim@northwind.example"}],
+            "company_id": company["company_id"],
+        },
+    )
+    # When the model answers a draft
+    bedrock.script(json.dumps({"subject": "Catching up", "text": "Hi Kim, how are things?"}))
+    draft = ok(
+        assist(invoke_api, "ai-assist-draft-email", {"contact_id": contact["contact_id"], "goal": "check_in"})
+    )
+    # Then the draft is the model's, to the contact, and the prompt named the company without its number
+    assert (draft["subject"], draft["text"], draft["source"]) == (
+        "Catching up",
+        "Hi Kim, how are things?",
+        "bedrock",
+    )
+    assert draft["to"] == [{"address": "kim@northwind.example", "name": "Kim Lee"}]
+    prompt = bedrock.requests[-1].text
+    assert "Company: Northwind [number]" in prompt
+    assert "7946" not in prompt
+    assert "kim@northwind.example" not in prompt
+
+
 # ---------------------------------------------------------------------------------- summaries and drafts
 
 

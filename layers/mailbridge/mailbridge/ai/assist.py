@@ -414,9 +414,9 @@ def generate_reply(ctx: TenantContext, request: GenerateReplyRequest, deps: Assi
     prompt = (
         "TASK: reply\n"
         f"Tone: {request.tone}\nIntent: {intent}\nCategory: {email.category or 'unknown'}\n"
-        f"Contact first name: {grounding.first_name or 'unknown'}\n"
-        f"Company: {grounding.company or 'unknown'}\n"
-        f"Open deal: {grounding.deal or 'none'} (stage {grounding.stage or 'none'})\n"
+        f"Contact first name: {scrub(grounding.first_name or 'unknown')}\n"
+        f"Company: {scrub(grounding.company or 'unknown')}\n"
+        f"Open deal: {scrub(grounding.deal or 'none')} (stage {scrub(grounding.stage or 'none')})\n"
         f"Subject: {scrub((email.subject or '')[:300])}\n"
         f"LAST MESSAGE:\n{scrub(text[:4000])}"
     )
@@ -588,6 +588,7 @@ def draft_email(ctx: TenantContext, request: DraftEmailRequest, deps: AssistDeps
     """A subject and plain-text body for `goal` to the contact (templates of
     `mailbridge.ai.intent.draft`, or Bedrock when on). 404 `contact_not_found`; 400
     `contact_has_no_email`."""
+    from mailbridge.ai.bedrock import scrub
     from mailbridge.ai.intent import draft
     from mailbridge.crm import service
 
@@ -597,9 +598,9 @@ def draft_email(ctx: TenantContext, request: DraftEmailRequest, deps: AssistDeps
     grounding = _grounding(crm)
     subject, text = draft(request.goal, grounding)
     prompt = (
-        f"TASK: draft\nGoal: {request.goal}\nContact first name: {grounding.first_name or 'unknown'}\n"
-        f"Company: {grounding.company or 'unknown'}\nOpen deal: {grounding.deal or 'none'} "
-        f"(stage {grounding.stage or 'none'}, close date {grounding.close_date or 'none'})"
+        f"TASK: draft\nGoal: {request.goal}\nContact first name: {scrub(grounding.first_name or 'unknown')}\n"
+        f"Company: {scrub(grounding.company or 'unknown')}\nOpen deal: {scrub(grounding.deal or 'none')} "
+        f"(stage {scrub(grounding.stage or 'none')}, close date {grounding.close_date or 'none'})"
     )
     answer, reason = _ask_bedrock(ctx, deps, _DRAFT_SYSTEM, prompt, DraftAnswer)
     source: Source = "local"
