@@ -493,3 +493,79 @@ def test_a_send_email_action_with_a_sending_account_is_queued_and_sent_once(
     assert parsed["Subject"] == "Re: Renewal quote"
     assert parsed["In-Reply-To"] == "<orig-1@customer.example>"
     assert smtp_sink.messages[0].rcpt_tos == ["carol@customer.example"]
+
+
+def test_bad_bodies_are_a_4xx_with_a_code_never_a_5xx(invoke_api: Invoke, crm: Client) -> None:
+    # Given the ai flag on and a real deal to name
+    _, _, deal_id = northwind(crm)
+    task = {"title": "x"}
+    bad: list[tuple[str, dict[str, Any]]] = [
+        ("ai-generate-reply", {"email_id": "em_" + "0" * 26, "tone": "angry"}),
+        ("ai-generate-reply", {"email_id": "em_1\n"}),
+        ("ai-assist-summarize", {"thread_id": "th_nope"}),
+        ("ai-assist-summarize", {"thread_id": "th_" + "0" * 24}),
+        ("ai-assist-nba", {"contact_id": None, "deal_id": None}),
+        ("ai-assist-draft-email", {"contact_id": "ct_" + "0" * 26, "goal": "intro", "extra": 1}),
+        ("ai-assist-apply", {"action": {"action_id": "act_1", "type": "create_task", "payload": task}}),
+        (
+            "ai-assist-apply",
+            {"action": {"action_id": "act_" + "1" * 24, "type": "delete_all", "payload": task}},
+        ),
+        (
+            "ai-assist-apply",
+            {"action": {"action_id": "act_" + "1" * 24, "type": "create_task", "payload": {}}},
+        ),
+        (
+            "ai-assist-apply",
+            {
+                "action": {
+                    "action_id": "act_" + "2" * 24,
+                    "type": "update_deal",
+                    "payload": {"deal_id": deal_id, "changes": {}},
+                }
+            },
+        ),
+        (
+            "ai-assist-apply",
+            {
+                "action": {
+                    "action_id": "act_" + "3" * 24,
+                    "type": "update_deal",
+                    "payload": {"deal_id": deal_id, "changes": {"stage": "no-such-stage"}},
+                }
+            },
+        ),
+        (
+            "ai-assist-apply",
+            {
+                "action": {
+                    "action_id": "act_" + "4" * 24,
+                    "type": "schedule_meeting",
+                    "payload": {
+                        "title": "x",
+                        "start": {"date_time": "2026-12-01T10:00:00", "time_zone": "UTC"},
+                        "end": {"date_time": "2026-12-01T09:00:00", "time_zone": "UTC"},
+                    },
+                }
+            },
+        ),
+        (
+            "ai-assist-apply",
+            {
+                "action": {
+                    "action_id": "act_" + "5" * 24,
+                    "type": "send_email",
+                    "payload": {
+                        "account_id": "acc_" + "0" * 20,
+                        "to": [{"address": "a@b.example"}],
+                        "text": "x",
+                    },
+                }
+            },
+        ),
+    ]
+    # When each is sent, then each answer is a 4xx with a machine-readable code
+    for name, payload in bad:
+        response = assist(invoke_api, name, payload)
+        assert 400 <= response["statusCode"] < 500, (name, payload, response)
+        assert body(response)["error"]["code"], (name, payload)
