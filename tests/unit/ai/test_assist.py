@@ -245,6 +245,7 @@ def email(days_ago: float, **fields: Any) -> SimpleNamespace:
         "from_": [SimpleNamespace(address="kim@northwind.example", name="Kim Lee")],
         "subject": "Seats",
         "accounts": ["acc_" + "a" * 20],
+        "category": "sales",
     }
     values.update(fields)
     return on_timeline(days_ago, type="email", **values)
@@ -261,6 +262,8 @@ def test_an_unanswered_inbound_email_asks_for_a_reply_after_a_day() -> None:
         "reply_to_email_id": EMAIL_ID,
     }
     assert assist._unanswered([email(0.5)], NOW, None) == []
+    assert assist._unanswered([email(2, category="newsletter")], NOW, None) == []
+    assert assist._unanswered([email(2, category=None)], NOW, None) != []
     assert assist._unanswered([email(2, answered=True)], NOW, None) == []
     assert (
         assist._unanswered([email(2), email(1, direction="outbound", email_id="em_" + "4" * 26)], NOW, None)

@@ -13,9 +13,10 @@ of mail the user sent) is looked up among the tenant's contacts (`CrmStore.find_
 contact, company and newest open deal fill the templates.
 
 Next best actions (`next_best_actions`), from CRM state at `now`:
-- unanswered mail: the newest email on the record's timeline is inbound, not `answered`, and at
-  least `UNANSWERED_AFTER` old -> `send_email` (a reply draft; its `account_id` is the mailbox
-  that received it);
+- unanswered mail: the newest email on the record's timeline is inbound, not `answered`, at
+  least `UNANSWERED_AFTER` old and not bulk mail (category newsletter, marketing, notification,
+  automated or spam) -> `send_email` (a reply draft; its `account_id` is the mailbox that
+  received it);
 - a stale deal: an open deal with no activity (its own change, or an email, event or activity on
   its timeline) for `STALE_AFTER_DAYS` days -> `create_task` (a follow-up due the next day);
 - overdue tasks: an open task of the record past its due time -> `schedule_meeting` (30 minutes
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, field_serializer, model_validator
 
-from mailbridge.ai.intent import DraftGoal, Grounding, Intent, Tone
+from mailbridge.ai.intent import BULK_CATEGORIES, DraftGoal, Grounding, Intent, Tone
 from mailbridge.calendar.models import EventCreate
 from mailbridge.crm.models import CONTACT_ID, DEAL_ID, EMAIL_ID, DealPatch, TaskCreate
 from mailbridge.errors import Conflict, Invalid, NotFound
@@ -711,6 +712,8 @@ def _unanswered(items: list[Any], now: datetime, contact: Contact | None) -> lis
         return []
     newest = max(emails, key=lambda e: e.date)
     if newest.direction != "inbound" or newest.answered or now - newest.date < UNANSWERED_AFTER:
+        return []
+    if newest.category in BULK_CATEGORIES:  # a newsletter or notification asks for no reply
         return []
     sender = next((a for a in newest.from_ if a.address), None)
     if sender is None:

@@ -119,8 +119,8 @@ def draft_email(body: Annotated[DraftEmailRequest, Body()]) -> EmailDraftAnswer:
     "/ai/assist/nba",
     summary="Next best actions for a contact or a deal, each typed and ready to apply",
     description=(
-        "Exactly one of `contact_id`, `deal_id`. Rules: the newest email unanswered for a day "
-        "(`send_email`, a reply draft), an open deal without activity for 14 days "
+        "Exactly one of `contact_id`, `deal_id`. Rules: the newest email unanswered for a day, not bulk "
+        "mail (`send_email`, a reply draft), an open deal without activity for 14 days "
         "(`create_task`), an open task past due (`schedule_meeting`), a close date within 30 "
         "days (`schedule_meeting`) or past (`update_deal`). Each action has an `action_id`, a "
         "`title`, a `reason` and the `payload` its route takes; apply it with "
