@@ -11,6 +11,7 @@ RUNNER_GROUPS: dict[str, tuple[str, ...]] = {
     "probe_runner": ("tests/e2e/test_http_api.py", "tests/e2e/test_queues.py"),
     "mail_runner": (
         "tests/e2e/test_ai_e2e.py",
+        "tests/e2e/test_assist_e2e.py",
         "tests/e2e/test_automations_e2e.py",
         "tests/e2e/test_calendar_e2e.py",
         "tests/e2e/test_crm_e2e.py",

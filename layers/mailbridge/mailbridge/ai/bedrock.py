@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 from pydantic import ConfigDict, Field
 
@@ -54,6 +54,8 @@ UNSURE_BELOW = 0.6
 MAX_PROMPT_CHARS = 4000
 """Characters of an email body sent in a prompt (about 1,000 tokens)."""
 MAX_ANSWER_TOKENS = 200
+MAX_ASSIST_TOKENS = 800
+"""Tokens of a reply-suggestion or draft answer (three short replies, or one email)."""
 PAUSE_SECONDS = 60.0
 """After a call throttled, timed out or unavailable (after its retries), this container asks
 Bedrock nothing for this long: a batch of unsure mail during an outage would otherwise spend up to
@@ -67,6 +69,7 @@ profile id (`eu.amazon.nova-lite-v1:0`)."""
 REGION = r"[a-z]{2}(?:-gov)?-[a-z]+-\d{1,2}"
 
 Status = Literal["off", "on", "budget_exhausted"]
+AnswerT = TypeVar("AnswerT", bound=Model)
 
 _ADDRESS = re.compile(r"[^\s<>()\[\]@,;:\"]+@[^\s<>()\[\]@,;:\"]+")
 _DIGITS = re.compile(r"\+?\d[\d ().\-/]{6,}\d")
@@ -335,6 +338,35 @@ def refine_categorization(
 
 def _with_reason(local: Categorization, reason: str) -> Categorization:
     return local.model_copy(update={"reasons": [*local.reasons, reason]})
+
+
+def ask_json(
+    tenant_id: str, deps: BedrockDeps | None, system: str, prompt: str, answer_model: type[AnswerT]
+) -> tuple[AnswerT | None, str | None]:
+    """One budgeted Converse call for the assist routes: `(answer, None)` when Bedrock answered,
+    `(None, None)` when the tenant's setting is off (or no deps), `(None, "skipped:<reason>")`
+    when the budget or a pause stopped the call, `(None, "fallback:<reason>")` when it failed
+    (`BedrockFailure.reason`, `invalid_answer` included). `prompt` is sent as given: scrub it
+    first. Never raises for a Bedrock failure."""
+    from mailbridge.providers.bedrock import BedrockFailure
+
+    if deps is None:
+        return None, None
+    call = _Call(tenant_id, deps)
+    skipped = call.ready()
+    if skipped == "off":
+        return None, None
+    if skipped is not None:
+        return None, f"skipped:{skipped}"
+    try:
+        answer = call.adapter().converse_json(
+            call.model_id, system, prompt, answer_model, max_tokens=MAX_ASSIST_TOKENS
+        )
+    except BedrockFailure as failure:
+        call.done(failure.usage.input_tokens, failure.usage.output_tokens, failure.reason)
+        return None, f"fallback:{failure.reason}"
+    call.done(answer.usage.input_tokens, answer.usage.output_tokens, None)
+    return answer.answer, None
 
 
 # ---------------------------------------------------------------------------------- leads

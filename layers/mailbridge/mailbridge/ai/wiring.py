@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from mailbridge.config import get_settings
 
 if TYPE_CHECKING:
+    from mailbridge.ai.assist import AssistDeps
     from mailbridge.ai.bedrock import BedrockDeps
     from mailbridge.ai.models import Category
     from mailbridge.ai.service import CategorizeDeps
@@ -126,6 +127,29 @@ def categorize_deps() -> CategorizeDeps:
         publisher=EventPublisher(settings.event_bus_name),
         queue=StandardQueue(url) if (url := ai_settings().categorize_queue_url) else None,
         bedrock=bedrock_deps(),
+    )
+
+
+def assist_deps() -> AssistDeps:
+    """Smart replies and the assist panel (`mailbridge.ai.assist`): the API's own cached stores
+    (not cached again here, so it follows theirs), the outbox and calendar built on first use
+    (only send_email and schedule_meeting need them)."""
+    from mailbridge.ai.assist import AssistDeps
+    from mailbridge.api import deps
+    from mailbridge.calendar.wiring import calendar_deps
+    from mailbridge.store.assist import AssistActionStore
+
+    return AssistDeps(
+        emails=deps.email_store(),
+        blobs=deps.blob_store(),
+        crm=deps.crm_store(),
+        links=deps.link_deps(),
+        features=deps.feature_store(),
+        actions=AssistActionStore(get_settings().tables.settings),
+        publisher=deps.publisher(),
+        bedrock=bedrock_deps(),
+        outbox=deps.outbox_deps,
+        calendar=calendar_deps,
     )
 
 

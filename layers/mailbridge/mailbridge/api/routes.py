@@ -35,6 +35,7 @@ ROUTER_MODULES = (
     "calendar",
     "automations",
     "ai",
+    "ai_assist",
     "tracking",
     "templates",
 )
