@@ -35,6 +35,7 @@ ROUTER_MODULES = (
     "calendar",
     "automations",
     "ai",
+    "enrich",
     "tracking",
 )
 # Routers other functions serve (template.yaml routes them there): in the API document too, so
