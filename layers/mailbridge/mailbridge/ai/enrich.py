@@ -248,7 +248,7 @@ def check_base_url(url: str, *, local_mode: bool) -> str:
     is resolved and checked on every call). 400 `invalid_url`, `insecure_url`, `host_not_allowed`."""
     import ipaddress
 
-    from mailbridge.providers.http import HttpPolicy, check_url
+    from mailbridge.providers.http import HttpPolicy, InsecureUrl, check_url
     from mailbridge.providers.netguard import HostNotAllowed, _is_public
 
     parsed = check_url(url, HttpPolicy(local_mode=local_mode))
@@ -262,6 +262,8 @@ def check_base_url(url: str, *, local_mode: bool) -> str:
     loopback = host == "localhost" or (address is not None and address.is_loopback)
     if loopback and not local_mode:
         raise HostNotAllowed("the base URL is a loopback address")
+    if parsed.scheme == "http" and not loopback:
+        raise InsecureUrl("only https URLs are allowed (http only to loopback, in local mode)")
     if address is not None and not address.is_loopback and not _is_public(address):
         raise HostNotAllowed("the base URL is a private or reserved address")
     return url.rstrip("/")

@@ -12,7 +12,13 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
 
-from mailbridge.ai.enrich import EnrichDeps, Enrichment, EnrichmentSetting, EnrichmentSettingUpdate, EnrichRequest
+from mailbridge.ai.enrich import (
+    EnrichDeps,
+    Enrichment,
+    EnrichmentSetting,
+    EnrichmentSettingUpdate,
+    EnrichRequest,
+)
 from mailbridge.api.context import RouteGuard, current_tenant, require_role
 from mailbridge.api.schemas import BEARER, errors
 from mailbridge.tenancy import Role
