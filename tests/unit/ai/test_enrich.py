@@ -80,6 +80,15 @@ def test_a_provider_profile_becomes_provider_facts_with_its_likelihood() -> None
     }
 
 
+def test_a_provider_value_with_control_characters_is_dropped() -> None:
+    from mailbridge.ai.enrich import _profile_facts
+
+    profile = CompanyProfile.model_validate(
+        {"name": "Evil\r\nBcc: x@evil.example", "industry": "  wholesale ", "size": "", "likelihood": 5}
+    )
+    assert [(f.field, f.value) for f in _profile_facts(profile)] == [("industry", "wholesale")]
+
+
 @pytest.mark.parametrize(
     "values",
     [{}, {"contact_id": "ct_" + "0" * 26, "company_id": "co_" + "0" * 26}, {"contact_id": "ct_1"}],

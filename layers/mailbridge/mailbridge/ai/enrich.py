@@ -40,7 +40,7 @@ from pydantic import ConfigDict, Field, model_validator
 from mailbridge.crm.models import COMPANY_ID, CONTACT_ID
 from mailbridge.errors import Invalid
 from mailbridge.models.base import Model
-from mailbridge.models.fields import SingleLine
+from mailbridge.models.fields import SingleLine, has_control
 
 if TYPE_CHECKING:
     from mailbridge.bus import EventPublisher
@@ -102,6 +102,8 @@ PROVIDER_FIELDS: tuple[FactField, ...] = (
     "facebook",
     "twitter",
 )
+MAX_FACT_CHARS = 200
+"""A provider's value longer than this is cut (a CRM name or title holds 200 characters)."""
 _ENVELOPE_PURPOSE = "enrichment-api-key"
 
 
@@ -380,9 +382,9 @@ def _profile_facts(profile: CompanyProfile) -> list[Fact]:
         "twitter": profile.twitter_url,
     }
     return [
-        Fact(field=name, value=str(value)[:500], source="provider", confidence=confidence)
+        Fact(field=name, value=str(value).strip()[:MAX_FACT_CHARS], source="provider", confidence=confidence)
         for name, value in values.items()
-        if value not in (None, "")
+        if value is not None and str(value).strip() and not has_control(str(value))
     ]
 
 
