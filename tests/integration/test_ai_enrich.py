@@ -319,3 +319,43 @@ def test_enrich_needs_the_ai_flag_and_exactly_one_id(
     assert enrich(invoke_api)["statusCode"] == 422
     both = enrich(invoke_api, contact_id=contact_id, company_id="co_" + "0" * 26)
     assert both["statusCode"] == 422
+
+
+OLA = rfc(
+    msgid="enrich-2@northwind.example",
+    sender="Ola Berg <ola.berg@northwind.example>",
+    to="sam@shop.test",
+    subject="Invoice",
+    date="Wed, 04 Mar 2026 10:00:00 +0000",
+    text=(
+        "Hi Sam, the invoice is attached.\r\n\r\nBest regards,\r\nOla Berg\r\n"
+        "Accounts | Northwind Traders Ltd\r\nTel: +1 206 555 0142\r\nwww.northwind.example\r\n"
+    ),
+)
+
+
+def test_a_colleagues_signature_gives_company_facts_but_not_their_phone(
+    stack: Stack, invoke_api: Invoke, provider: EnrichmentDouble
+) -> None:
+    # Given a company with two contacts; only Ola has written, with a signature
+    set_ai(invoke_api, True)
+    company_id = create(
+        invoke_api, "crm-create-company", {"name": "Northwind", "domains": ["northwind.example"]}
+    )
+    kim = contact(invoke_api, company_id=company_id)
+    contact(
+        invoke_api, name="Ola Berg", emails=[{"address": "ola.berg@northwind.example"}], company_id=company_id
+    )
+    seed_mail(stack, OLA)
+    # When Kim is enriched
+    answer = body(enrich(invoke_api, contact_id=kim))
+    # Then the website comes from the domain's other contact, less sure than her own signature
+    found = {f["field"]: f for f in answer["facts"]}
+    assert (found["website"]["value"], found["website"]["source"]) == (
+        "https://www.northwind.example",
+        "domain_contacts",
+    )
+    assert found["website"]["confidence"] < 0.9
+    # And the company's name is the user's, and Ola's phone is not Kim's
+    assert (found["name"]["value"], found["name"]["source"]) == ("Northwind", "crm")
+    assert "phone" not in found
