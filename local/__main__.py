@@ -2,16 +2,20 @@
 its WebSocket API on 127.0.0.1:$WEBSOCKET_PORT (default $PORT + 1: 3001; a free one with PORT=0),
 with the Google double (local/google) standing in for Google on 127.0.0.1:$GOOGLE_PORT and the
 Microsoft double (local/microsoft, HTTPS with its own CA) for Microsoft on 127.0.0.1:$MICROSOFT_PORT
-and the Bedrock Converse double (local/bedrock) for Amazon Bedrock on 127.0.0.1:$BEDROCK_PORT."""
+and the Bedrock Converse double (local/bedrock) for Amazon Bedrock on 127.0.0.1:$BEDROCK_PORT,
+and the company enrichment double (local/enrichment, People Data Labs' shape) on
+127.0.0.1:$ENRICHMENT_PORT (a tenant points its `PUT /ai/enrichment` setting at it)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 
 from local import interrupt
 from local.bedrock import BedrockDouble
+from local.enrichment import EnrichmentDouble
 from local.google import GoogleDouble
 from local.google_wiring import write_state
 from local.microsoft import MicrosoftDouble
@@ -34,12 +38,14 @@ def main() -> None:
     google_port = int(os.environ.get("GOOGLE_PORT", "0"))
     microsoft_port = int(os.environ.get("MICROSOFT_PORT", "0"))
     bedrock_port = int(os.environ.get("BEDROCK_PORT", "0"))
+    enrichment_port = int(os.environ.get("ENRICHMENT_PORT", "0"))
     websocket_port = websocket_port_for(port)
     interrupt.install()
     with (
         GoogleDouble(port=google_port) as google,
         MicrosoftDouble(port=microsoft_port) as microsoft,
         BedrockDouble(port=bedrock_port) as bedrock,
+        EnrichmentDouble(port=enrichment_port) as enrichment,
         Runner(
             port=port,
             warm=True,
@@ -69,6 +75,11 @@ def main() -> None:
         )
         print("  make mailbox PROVIDER=graph   seeds a Microsoft 365 mailbox and prints how to connect it\n")
         print(f"Bedrock Converse double (PUT /ai/bedrock switches a tenant on) at {bedrock.base_url}\n")
+        setting = json.dumps(
+            {"enabled": True, "base_url": enrichment.base_url, "api_key": enrichment.api_key}
+        )
+        print(f"Company enrichment double (People Data Labs' shape) at {enrichment.base_url}:")
+        print(f'  curl -s -X PUT -H "Authorization: Bearer $TOKEN" "$API/ai/enrichment" -d \'{setting}\'\n')
         print("Ctrl-C to stop.", flush=True)
         try:
             interrupt.wait_for_interrupt()

@@ -744,6 +744,14 @@ def base_bodies(w: World) -> dict[str, list[Callable[[], dict[str, Any]]]]:
                 "daily_token_budget": 1000,
             }
         ],
+        # Enrichment of Carol's contact and company: the provider is off (no request leaves)
+        "POST /ai/assist/enrich": [
+            lambda: {"contact_id": w.records["contact"]},
+            lambda: {"company_id": w.records["company"]},
+        ],
+        "PUT /ai/enrichment": [
+            lambda: {"enabled": False, "base_url": "https://api.peopledatalabs.com", "api_key": "probe-key"}
+        ],
         "PUT /crm/settings": [
             lambda: {
                 "auto_create": "sent",

@@ -197,12 +197,17 @@ def test_bedrock_answers_replies_and_drafts_and_a_bad_answer_falls_back(
     )
     assert "TASK: reply" in bedrock.requests[-1].text
     assert "kim.lee@northwind.example" not in bedrock.requests[-1].text
-    # When the model answers something that is not the asked JSON
+    # When the same suggestions are asked again, then the cached answer comes, without a call
+    calls = len(bedrock.requests)
+    again = ok(assist(invoke_api, "ai-generate-reply", {"email_id": email_id}))
+    assert (again["suggestions"], again["source"]) == (["One.", "Two.", "Three."], "bedrock")
+    assert len(bedrock.requests) == calls
+    # When the model answers something that is not the asked JSON (a formal tone: a new prompt)
     bedrock.script("Sure! Here are some ideas: be nice.")
-    fallback = ok(assist(invoke_api, "ai-generate-reply", {"email_id": email_id}))
+    fallback = ok(assist(invoke_api, "ai-generate-reply", {"email_id": email_id, "tone": "formal"}))
     # Then the local templates answer, with the reason
     assert (fallback["source"], fallback["fallback_reason"]) == ("local", "fallback:invalid_answer")
-    assert fallback["suggestions"][0].startswith("Hi Kim,")
+    assert fallback["suggestions"][0].startswith("Dear Kim Lee,")
     # When Bedrock is throttled while drafting, then the local draft stands with the reason
     bedrock.fail("ThrottlingException", times=3)
     draft = ok(assist(invoke_api, "ai-assist-draft-email", {"contact_id": contact_id, "goal": "follow_up"}))

@@ -14,7 +14,7 @@ import pytest
 from local.bedrock import BedrockDouble
 from local.bedrock.double import tokens
 from mailbridge.ai import wiring
-from mailbridge.ai.bedrock import MAX_PROMPT_CHARS, PAUSE_SECONDS
+from mailbridge.ai.bedrock import MAX_ANSWER_TOKENS, MAX_PROMPT_CHARS, PAUSE_SECONDS
 from mailbridge.ai.service import categorize_stored
 from tests.fixtures.aws import Stack
 from tests.integration.test_ai_categorize import fixture, set_ai, stored
@@ -119,6 +119,7 @@ def test_only_admins_change_the_setting_and_bad_values_are_refused(
         {"model_id": "no spaces allowed"},
         {"region": "mars-1"},
         {"daily_token_budget": -1},
+        {"monthly_token_budget": -1},
         {"x": 1},
     ):
         response = put_bedrock(invoke_api, **bad)
@@ -132,6 +133,7 @@ def test_only_admins_change_the_setting_and_bad_values_are_refused(
         model_id="eu.amazon.nova-lite-v1:0",
         region="eu-west-1",
         daily_token_budget=5000,
+        monthly_token_budget=90000,
     )
     # Then that is what the tenant reads back, with the status on
     assert response["statusCode"] == 200, response
@@ -142,6 +144,7 @@ def test_only_admins_change_the_setting_and_bad_values_are_refused(
         "model_id": "eu.amazon.nova-lite-v1:0",
         "region": "eu-west-1",
         "daily_token_budget": 5000,
+        "monthly_token_budget": 90000,
     }
     assert state["effective_model_id"] == "eu.amazon.nova-lite-v1:0"
 
@@ -335,13 +338,16 @@ def test_after_an_outage_answer_the_container_pauses_bedrock_then_asks_again(
 def test_the_daily_token_budget_stops_calls_with_a_clear_status(
     stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
 ) -> None:
-    # Given Bedrock switched on with a budget one call uses up
-    switch_on(invoke_api, daily_token_budget=50)
+    # Given Bedrock switched on and one call made
+    switch_on(invoke_api)
     seed = Seeder(stack)
-    first, second = seed.add(UNSURE), seed.add(unsure_email(4))
+    first, second = seed.add(UNSURE), seed.add(unsure_email(4, "the invoice for April is attached now."))
     categorize(invoke_api, first)
     assert len(bedrock.requests) == 1
-    # When the next unsure email is categorized
+    used = status(invoke_api)["usage"]
+    spent = used["input_tokens"] + used["output_tokens"]
+    # When the daily budget leaves less than one answer's tokens and the next unsure email comes
+    assert put_bedrock(invoke_api, daily_token_budget=spent + MAX_ANSWER_TOKENS - 1)["statusCode"] == 200
     result = categorize(invoke_api, second)
     # Then no request is sent, the local answer stands and says why
     assert len(bedrock.requests) == 1
@@ -350,9 +356,68 @@ def test_the_daily_token_budget_stops_calls_with_a_clear_status(
     # And the tenant reads the status budget_exhausted, with the stop counted
     state = status(invoke_api)
     assert state["status"] == "budget_exhausted"
-    assert state["usage"]["input_tokens"] + state["usage"]["output_tokens"] >= 50
     assert state["usage"]["fallbacks"] == {"budget_exhausted": 1}
     assert state["usage"]["calls"] == 1
+
+
+def test_the_monthly_token_budget_stops_calls_too(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
+) -> None:
+    # Given one call made; the month counts what it used
+    switch_on(invoke_api)
+    seed = Seeder(stack)
+    first, second = seed.add(UNSURE), seed.add(unsure_email(5, "the invoice for May is attached now."))
+    categorize(invoke_api, first)
+    month = status(invoke_api)["month_usage"]
+    assert month["calls"] == 1
+    spent = month["input_tokens"] + month["output_tokens"]
+    assert spent > 0
+    # When the monthly budget is what the month spent (the day's stays large)
+    assert put_bedrock(invoke_api, monthly_token_budget=spent)["statusCode"] == 200
+    result = categorize(invoke_api, second)
+    # Then no request is sent and the status says the budget is used up
+    assert len(bedrock.requests) == 1
+    assert result["reasons"][-1] == "bedrock:skipped:budget_exhausted"
+    assert status(invoke_api)["status"] == "budget_exhausted"
+
+
+def test_a_reservation_that_would_pass_the_budget_is_refused_before_anything_is_spent(
+    stack: Stack, bedrock: BedrockDouble
+) -> None:
+    from mailbridge.store.bedrock import BedrockStore, BudgetRefused
+
+    store = BedrockStore(stack.deployed.tables["SettingsTable"])
+    # Given two calls of one tenant that each need 600 tokens of a daily budget of 1000
+    store.reserve("acme", "2026-03-03", "2026-03", 600, daily_budget=1000, monthly_budget=10_000)
+    # When the second reserves before the first has settled (concurrent calls)
+    with pytest.raises(BudgetRefused) as refused:
+        store.reserve("acme", "2026-03-03", "2026-03", 600, daily_budget=1000, monthly_budget=10_000)
+    # Then it is refused and nothing of it is counted, on the day or the month
+    assert refused.value.details == {"budget": "daily"}
+    assert store.get_usage("acme", "2026-03-03")["spent"] == 600  # type: ignore[index]
+    assert store.get_month("acme", "2026-03")["spent"] == 600  # type: ignore[index]
+    # And once the first settles at what it used, the second fits
+    store.settle("acme", "2026-03-03", "2026-03", reserved=600, input_tokens=150, output_tokens=20)
+    store.reserve("acme", "2026-03-03", "2026-03", 600, daily_budget=1000, monthly_budget=10_000)
+    assert store.get_usage("acme", "2026-03-03")["spent"] == 770  # type: ignore[index]
+
+
+def test_the_same_question_is_answered_from_the_cache(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
+) -> None:
+    # Given Bedrock on and an unsure email categorized once
+    switch_on(invoke_api)
+    email_id = Seeder(stack).add(UNSURE)
+    first = categorize(invoke_api, email_id)
+    assert first["reasons"][0] == "bedrock:finance"
+    # When the same email is categorized again
+    again = categorize(invoke_api, email_id)
+    # Then Bedrock is not asked again: the cached answer decides, no tokens are spent
+    assert len(bedrock.requests) == 1
+    assert again["category"] == first["category"]
+    assert again["reasons"][0] == "bedrock:cached:finance"
+    usage = status(invoke_api)["usage"]
+    assert (usage["calls"], usage["cache_hits"]) == (1, 1)
 
 
 # ---------------------------------------------------------------------------------- leads

@@ -201,7 +201,7 @@ def test_enable_and_disable_change_which_rules_an_event_triggers(api: Api, stack
             {"actions": [{"type": "email.send", "account_id": ACCOUNT, "to": [], "text": "x"}]},
             "invalid_action",
         ),
-        ({"actions": [{"type": "ai.generate", "prompt": "hi"}]}, "action_not_available"),
+        ({"actions": [{"type": "ai.generate", "task": "poem"}]}, "invalid_action"),
         ({"actions": [{"type": "nope"}]}, "invalid_action"),
         (
             {"conditions": [{"field": "contact.tags", "operator": "resembles", "value": 1}]},

@@ -146,10 +146,32 @@ def test_bad_actions_are_refused_on_save_with_the_reason(raw: dict[str, Any], ty
     assert type_ in {e["type"] for e in error.details}
 
 
-def test_ai_generate_is_a_placeholder_refused_as_not_available() -> None:
-    error = _invalid([{"type": "ai.generate", "prompt": "Summarize {{email.subject}}"}])
-    assert error.code == "action_not_available"
-    assert action_schemas()["ai.generate"]["x-available"] is False
+def test_ai_generate_is_available_and_checks_its_task_on_save() -> None:
+    # Given the two tasks, the email id defaulting to the event's
+    actions = parse_actions([{"type": "ai.generate"}, {"type": "ai.generate", "task": "summary"}])
+    assert [(a.task, a.email_id) for a in actions] == [  # type: ignore[union-attr]
+        ("reply_suggestions", "{{email_id}}"),
+        ("summary", "{{email_id}}"),
+    ]
+    assert action_schemas()["ai.generate"]["x-available"] is True
+    # And another task, or the placeholder's free prompt, is refused
+    assert _invalid([{"type": "ai.generate", "task": "poem"}]).code == "invalid_action"
+    assert (
+        _invalid([{"type": "ai.generate", "prompt": "Summarize {{email.subject}}"}]).code == "invalid_action"
+    )
+
+
+def test_ai_generate_renders_the_email_id_and_refuses_what_is_not_one() -> None:
+    from mailbridge.automations.actions import AiGenerateAction, build_ai_generate
+
+    (action,) = parse_actions([{"type": "ai.generate", "task": "summary"}])
+    assert isinstance(action, AiGenerateAction)
+    email_id = "em_" + "a" * 26
+    built = build_ai_generate(action, RenderContext(data={"email_id": email_id}, now=CONTEXT.now))
+    assert (built.task, built.email_id) == ("summary", email_id)
+    with pytest.raises(ActionError) as refused:
+        build_ai_generate(action, RenderContext(data={"email_id": "em_../x"}, now=CONTEXT.now))
+    assert refused.value.code == "invalid_action"
 
 
 def test_every_action_has_a_json_schema_for_the_rule_builder() -> None:
@@ -173,8 +195,8 @@ def test_every_action_has_a_json_schema_for_the_rule_builder() -> None:
         assert schema["properties"]["type"]["const"] == name
         json.dumps(schema)
     # and every example in a schema is itself a valid action
-    examples = [e for n, s in schemas.items() if n != "ai.generate" for e in s.get("examples", [])]
-    assert len(parse_actions(examples)) == len(examples) == 8
+    examples = [e for s in schemas.values() for e in s.get("examples", [])]
+    assert len(parse_actions(examples)) == len(examples) == 10
 
 
 def test_deal_update_builds_a_crm_patch() -> None:

@@ -3,8 +3,10 @@ two places that ask the model when the local answer is not enough.
 
 Setting (`GET /ai/bedrock`, `PUT /ai/bedrock` admin and owner): `enabled` (false until an admin
 switches it on), `model_id` (null: the template's `BedrockModelId`), `region` (null: the
-function's region), `daily_token_budget` (input + output tokens a UTC day). The answer adds
-today's `usage` and a `status`: `off`, `on`, or `budget_exhausted` (no call until the next UTC day).
+function's region), `daily_token_budget` (input + output tokens a UTC day),
+`monthly_token_budget` (the same, a UTC calendar month). The answer adds today's `usage`, the
+month's `month_usage` and a `status`: `off`, `on`, or `budget_exhausted` (less than one answer's
+`MAX_ANSWER_TOKENS` left of the day's or the month's budget: no call until it renews).
 
 Where it is used (`refine_categorization`, `fill_lead`):
 - categorization, only for mail the local path is unsure about (`confidence < UNSURE_BELOW`, not
@@ -15,10 +17,15 @@ Where it is used (`refine_categorization`, `fill_lead`):
 
 Each call sends at most `MAX_PROMPT_CHARS` of the body, with email addresses replaced by
 `[email]` and long digit runs (phone, card, account numbers) by `[number]`; bodies and answers
-are never logged. Before a call the day's usage is read: at or past the budget, no call
-(reason `bedrock:skipped:budget_exhausted`); for `PAUSE_SECONDS` after a call that was throttled,
-timed out or found Bedrock unavailable, no call either (`bedrock:skipped:paused`). After a
-call, the tokens of Converse's `usage` are added to the day. A failed call
+are never logged. An answer already given for the same model, system prompt and prompt within
+`CACHE_SECONDS` is reused (reason `bedrock:cached:<category>`, counted as `cache_hits`; no call,
+no tokens). For `PAUSE_SECONDS` after a call that was throttled, timed out or found Bedrock
+unavailable, no call (`bedrock:skipped:paused`). Before a call its most possible tokens (the
+prompt at `CHARS_PER_TOKEN` characters a token, plus `MAX_ANSWER_TOKENS`) are reserved on the day
+and the month in one conditional transaction (`store.bedrock.BedrockStore.reserve`): when either
+budget would be passed, no call (`bedrock:skipped:budget_exhausted`), and concurrent calls cannot
+together pass a budget. After the call, the reservation is replaced by the tokens of Converse's
+`usage`. A failed call
 (`mailbridge.providers.bedrock.BedrockFailure`: throttled after the retries, timeout, access
 denied, invalid request, unavailable, invalid answer) leaves the local answer standing with
 reason `bedrock:fallback:<reason>`, counted on the day as `fallbacks.<reason>`: never an error
@@ -27,6 +34,9 @@ for the caller.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import re
 import time
 from collections.abc import Callable
@@ -34,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from mailbridge.ai.models import Categorization, Category
 from mailbridge.models.base import Model
@@ -46,7 +56,7 @@ if TYPE_CHECKING:
     from mailbridge.models.mail import Email
     from mailbridge.providers.bedrock import BedrockConverse, FailureReason
     from mailbridge.store.base import Item
-    from mailbridge.store.bedrock import BedrockStore
+    from mailbridge.store.bedrock import BedrockAnswerCache, BedrockStore
     from mailbridge.tenancy import TenantContext
 
 UNSURE_BELOW = 0.6
@@ -63,6 +73,13 @@ Bedrock nothing for this long: a batch of unsure mail during an outage would oth
 PAUSE_AFTER = frozenset({"throttled", "timeout", "unavailable"})
 DEFAULT_DAILY_BUDGET = 200_000
 MAX_DAILY_BUDGET = 100_000_000
+DEFAULT_MONTHLY_BUDGET = 4_000_000
+MAX_MONTHLY_BUDGET = 3_000_000_000
+CHARS_PER_TOKEN = 2
+"""A reservation counts one token per this many prompt characters: model tokenizers average about
+four characters a token in English, fewer in other scripts."""
+CACHE_SECONDS = 7 * 24 * 3600
+"""How long a Bedrock answer is reused for the same model, system prompt and prompt."""
 MODEL_ID = r"(?:(?:us|eu|apac|us-gov|global)\.)?[a-z0-9-]{2,40}\.[A-Za-z0-9._:-]{1,120}"
 """A Bedrock model id (`anthropic.claude-3-haiku-20240307-v1:0`) or cross-region inference
 profile id (`eu.amazon.nova-lite-v1:0`)."""
@@ -70,6 +87,7 @@ REGION = r"[a-z]{2}(?:-gov)?-[a-z]+-\d{1,2}"
 
 Status = Literal["off", "on", "budget_exhausted"]
 AnswerT = TypeVar("AnswerT", bound=Model)
+A = TypeVar("A", bound=BaseModel)
 
 _ADDRESS = re.compile(r"[^\s<>()\[\]@,;:\"]+@[^\s<>()\[\]@,;:\"]+")
 _DIGITS = re.compile(r"\+?\d[\d ().\-/]{6,}\d")
@@ -89,6 +107,9 @@ class BedrockSetting(Model):
     daily_token_budget: int = Field(
         default=DEFAULT_DAILY_BUDGET, ge=0, description="Input + output tokens a UTC day; 0 stops every call"
     )
+    monthly_token_budget: int = Field(
+        default=DEFAULT_MONTHLY_BUDGET, ge=0, description="Input + output tokens a UTC calendar month"
+    )
 
 
 class BedrockSettingUpdate(Model):
@@ -101,6 +122,7 @@ class BedrockSettingUpdate(Model):
     model_id: Annotated[SingleLine, Field(max_length=160, pattern=f"^{MODEL_ID}$")] | None = None
     region: Annotated[SingleLine, Field(max_length=30, pattern=f"^{REGION}$")] | None = None
     daily_token_budget: int | None = Field(default=None, ge=0, le=MAX_DAILY_BUDGET)
+    monthly_token_budget: int | None = Field(default=None, ge=0, le=MAX_MONTHLY_BUDGET)
 
 
 class BedrockUsage(Model):
@@ -112,7 +134,17 @@ class BedrockUsage(Model):
     input_tokens: int = 0
     output_tokens: int = 0
     calls: int = 0
+    cache_hits: int = Field(default=0, description="Answers reused from the cache (no call, no tokens)")
     fallbacks: dict[str, int] = Field(default_factory=dict)
+
+
+class BedrockMonthUsage(Model):
+    """One UTC calendar month's tokens and calls (`month`: YYYY-MM)."""
+
+    month: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    calls: int = 0
 
 
 class BedrockStatus(Model):
@@ -121,8 +153,11 @@ class BedrockStatus(Model):
     setting: BedrockSetting
     effective_model_id: str
     effective_region: str
-    status: Status = Field(description="off, on, or budget_exhausted (no calls until the next UTC day)")
+    status: Status = Field(
+        description="off, on, or budget_exhausted (no calls until the next UTC day, or month)"
+    )
     usage: BedrockUsage
+    month_usage: BedrockMonthUsage
     version: int = Field(description="Revisions saved so far (0: never saved)")
 
 
@@ -138,6 +173,9 @@ class BedrockDeps:
     paused_until: float = 0.0
     """`clock()` value before which no call is made (set after a throttled, timed-out or
     unavailable call; per container, like the deps)."""
+    cache: BedrockAnswerCache | None = None
+    """Answers by prompt hash (None: no reuse)."""
+    now: Callable[[], float] = time.time
 
 
 def _setting(item: Item | None) -> tuple[BedrockSetting, int]:
@@ -149,6 +187,7 @@ def _setting(item: Item | None) -> tuple[BedrockSetting, int]:
             model_id=item.get("model_id"),
             region=item.get("region"),
             daily_token_budget=int(item.get("daily_token_budget", DEFAULT_DAILY_BUDGET)),
+            monthly_token_budget=int(item.get("monthly_token_budget", DEFAULT_MONTHLY_BUDGET)),
         ),
         int(item.get("version") or 0),
     )
@@ -161,6 +200,7 @@ def _usage(item: Item | None, day: date) -> BedrockUsage:
         input_tokens=int(item.get("input_tokens") or 0),
         output_tokens=int(item.get("output_tokens") or 0),
         calls=int(item.get("calls") or 0),
+        cache_hits=int(item.get("cache_hits") or 0),
         fallbacks={
             str(name).removeprefix("fallback_"): int(count)
             for name, count in sorted(item.items())
@@ -169,23 +209,43 @@ def _usage(item: Item | None, day: date) -> BedrockUsage:
     )
 
 
-def _status(setting: BedrockSetting, usage: BedrockUsage) -> Status:
+def _spent(item: Item | None) -> int:
+    """Tokens counted against a budget: `spent` (reservations included), or, on items written
+    before reservations, input + output."""
+    item = item or {}
+    if "spent" in item:
+        return int(item["spent"])
+    return int(item.get("input_tokens") or 0) + int(item.get("output_tokens") or 0)
+
+
+def _status(setting: BedrockSetting, day: Item | None, month: Item | None) -> Status:
     if not setting.enabled:
         return "off"
-    if usage.input_tokens + usage.output_tokens >= setting.daily_token_budget:
+    if (
+        setting.daily_token_budget - _spent(day) < MAX_ANSWER_TOKENS
+        or setting.monthly_token_budget - _spent(month) < MAX_ANSWER_TOKENS
+    ):
         return "budget_exhausted"
     return "on"
 
 
 def _answer(setting: BedrockSetting, version: int, tenant_id: str, deps: BedrockDeps) -> BedrockStatus:
     day = deps.today()
-    usage = _usage(deps.store.get_usage(tenant_id, day.isoformat()), day)
+    month = day.isoformat()[:7]
+    day_item = deps.store.get_usage(tenant_id, day.isoformat())
+    month_item = deps.store.get_month(tenant_id, month) or {}
     return BedrockStatus(
         setting=setting,
         effective_model_id=setting.model_id or deps.default_model_id,
         effective_region=setting.region or deps.default_region,
-        status=_status(setting, usage),
-        usage=usage,
+        status=_status(setting, day_item, month_item),
+        usage=_usage(day_item, day),
+        month_usage=BedrockMonthUsage(
+            month=month,
+            input_tokens=int(month_item.get("input_tokens") or 0),
+            output_tokens=int(month_item.get("output_tokens") or 0),
+            calls=int(month_item.get("calls") or 0),
+        ),
         version=version,
     )
 
@@ -226,31 +286,19 @@ def _truncated(text: str | None) -> str:
 
 
 class _Call:
-    """One budgeted call for a tenant: `ready()` says whether to call (recording a budget stop),
-    `done()` counts what the call used and why the local answer stood in."""
+    """One budgeted call for a tenant (see the module doc): `ask` answers from the cache, or
+    reserves the call's tokens, calls, and settles what it used."""
 
     def __init__(self, tenant_id: str, deps: BedrockDeps) -> None:
         self.tenant_id = tenant_id
         self.deps = deps
         self.day = deps.today().isoformat()
+        self.month = self.day[:7]
         self.setting, _ = _setting(deps.store.get_setting(tenant_id))
 
-    def ready(self) -> str | None:
-        """None when the call may go ahead; else the reason to give for not calling (only
-        `budget_exhausted` is counted: a switched-off setting is not a fallback)."""
-        if not self.setting.enabled:
-            return "off"
-        usage = _usage(self.deps.store.get_usage(self.tenant_id, self.day), self.deps.today())
-        skipped: str | None = None
-        if _status(self.setting, usage) == "budget_exhausted":
-            skipped = "budget_exhausted"
-        elif self.deps.clock() < self.deps.paused_until:
-            skipped = "paused"
-        if skipped is not None:
-            self.deps.store.add_usage(
-                self.tenant_id, self.day, input_tokens=0, output_tokens=0, fallback=skipped
-            )
-        return skipped
+    @property
+    def enabled(self) -> bool:
+        return self.setting.enabled
 
     @property
     def model_id(self) -> str:
@@ -259,9 +307,69 @@ class _Call:
     def adapter(self) -> BedrockConverse:
         return self.deps.converse(self.setting.region or self.deps.default_region)
 
-    def done(self, input_tokens: int, output_tokens: int, fallback: FailureReason | None) -> None:
+    def _skip(self, reason: str) -> str:
+        self.deps.store.add_usage(self.tenant_id, self.day, input_tokens=0, output_tokens=0, fallback=reason)
+        return f"skipped:{reason}"
+
+    def ask(
+        self, system: str, prompt: str, answer_model: type[A], max_tokens: int = MAX_ANSWER_TOKENS
+    ) -> tuple[A | None, str]:
+        """The model's answer and how it came: `used`, `cached`; or None and why not:
+        `skipped:paused`, `skipped:budget_exhausted`, `fallback:<reason>`. `max_tokens` bounds
+        the answer (and is part of what the call reserves). Never raises for a Bedrock failure.
+        Call only when `enabled`."""
+        from mailbridge.providers.bedrock import BedrockFailure
+        from mailbridge.store.bedrock import BudgetRefused
+
+        key = hashlib.sha256(
+            json.dumps([self.model_id, system, prompt, answer_model.__name__]).encode()
+        ).hexdigest()
+        now = int(self.deps.now())
+        cached = self.deps.cache.get_answer(self.tenant_id, key, now) if self.deps.cache else None
+        if cached is not None:
+            self.deps.store.count_cache_hit(self.tenant_id, self.day)
+            return answer_model.model_validate_json(cached), "cached"
+        if self.deps.clock() < self.deps.paused_until:
+            return None, self._skip("paused")
+        reserved = math.ceil((len(system) + len(prompt)) / CHARS_PER_TOKEN) + max_tokens
+        try:
+            self.deps.store.reserve(
+                self.tenant_id,
+                self.day,
+                self.month,
+                reserved,
+                daily_budget=self.setting.daily_token_budget,
+                monthly_budget=self.setting.monthly_token_budget,
+            )
+        except BudgetRefused:
+            return None, self._skip("budget_exhausted")
+        try:
+            answer = self.adapter().converse_json(
+                self.model_id, system, prompt, answer_model, max_tokens=max_tokens
+            )
+        except BedrockFailure as failure:
+            self._done(reserved, failure.usage.input_tokens, failure.usage.output_tokens, failure.reason)
+            return None, f"fallback:{failure.reason}"
+        self._done(reserved, answer.usage.input_tokens, answer.usage.output_tokens, None)
+        if self.deps.cache is not None:
+            self.deps.cache.put_answer(
+                self.tenant_id, key, answer.answer.model_dump_json(), now + CACHE_SECONDS
+            )
+        return answer.answer, "used"
+
+    def _done(
+        self, reserved: int, input_tokens: int, output_tokens: int, fallback: FailureReason | None
+    ) -> None:
         if fallback in PAUSE_AFTER:
             self.deps.paused_until = self.deps.clock() + PAUSE_SECONDS
+        self.deps.store.settle(
+            self.tenant_id,
+            self.day,
+            self.month,
+            reserved=reserved,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+        )
         self.deps.store.add_usage(
             self.tenant_id,
             self.day,
@@ -298,16 +406,11 @@ def refine_categorization(
 ) -> Categorization:
     """The local categorization, or Bedrock's when the local one is unsure and the tenant's
     setting is on (see the module docstring). Never raises for a Bedrock failure."""
-    from mailbridge.providers.bedrock import BedrockFailure
-
     if deps is None or not unsure(local):
         return local
     call = _Call(tenant_id, deps)
-    skipped = call.ready()
-    if skipped == "off":
+    if not call.enabled:
         return local
-    if skipped is not None:
-        return _with_reason(local, f"bedrock:skipped:{skipped}")
     sender = message.from_[0].address if message.from_ and message.from_[0].address else ""
     prompt = (
         "TASK: categorize\n"
@@ -315,22 +418,18 @@ def refine_categorization(
         f"From domain: {sender.rpartition('@')[2][:200]}\n"
         f"EMAIL:\n{_truncated(message.text_body)}"
     )
-    try:
-        answer = call.adapter().converse_json(
-            call.model_id, _CATEGORIZE_SYSTEM, prompt, CategoryAnswer, max_tokens=MAX_ANSWER_TOKENS
-        )
-    except BedrockFailure as failure:
-        call.done(failure.usage.input_tokens, failure.usage.output_tokens, failure.reason)
-        return _with_reason(local, f"bedrock:fallback:{failure.reason}")
-    call.done(answer.usage.input_tokens, answer.usage.output_tokens, None)
-    category = answer.answer.category
+    answer, how = call.ask(_CATEGORIZE_SYSTEM, prompt, CategoryAnswer)
+    if answer is None:
+        return _with_reason(local, f"bedrock:{how}")
+    category = answer.category
+    reason = f"bedrock:cached:{category}" if how == "cached" else f"bedrock:{category}"
     decided = local.model_copy(
         update={
             "category": category,
             "is_spam": category == "spam",
             "is_lead": local.is_lead and category == "sales",
-            "confidence": round(answer.answer.confidence, 4),
-            "reasons": [f"bedrock:{category}", *local.reasons],
+            "confidence": round(answer.confidence, 4),
+            "reasons": [reason, *local.reasons],
         }
     )
     return Categorization.model_validate(decided.model_dump())
@@ -343,30 +442,21 @@ def _with_reason(local: Categorization, reason: str) -> Categorization:
 def ask_json(
     tenant_id: str, deps: BedrockDeps | None, system: str, prompt: str, answer_model: type[AnswerT]
 ) -> tuple[AnswerT | None, str | None]:
-    """One budgeted Converse call for the assist routes: `(answer, None)` when Bedrock answered,
-    `(None, None)` when the tenant's setting is off (or no deps), `(None, "skipped:<reason>")`
-    when the budget or a pause stopped the call, `(None, "fallback:<reason>")` when it failed
-    (`BedrockFailure.reason`, `invalid_answer` included). `prompt` is sent as given: scrub it
-    first. Never raises for a Bedrock failure."""
-    from mailbridge.providers.bedrock import BedrockFailure
-
+    """One budgeted Converse call for the assist routes (the same cache, daily and monthly budget
+    reservation and pause as categorization and leads): `(answer, None)` when Bedrock answered
+    (or its cached answer), `(None, None)` when the tenant's setting is off (or no deps),
+    `(None, "skipped:<reason>")` when the budget or a pause stopped the call,
+    `(None, "fallback:<reason>")` when it failed (`BedrockFailure.reason`, `invalid_answer`
+    included). `prompt` is sent as given: scrub it first. Never raises for a Bedrock failure."""
     if deps is None:
         return None, None
     call = _Call(tenant_id, deps)
-    skipped = call.ready()
-    if skipped == "off":
+    if not call.enabled:
         return None, None
-    if skipped is not None:
-        return None, f"skipped:{skipped}"
-    try:
-        answer = call.adapter().converse_json(
-            call.model_id, system, prompt, answer_model, max_tokens=MAX_ASSIST_TOKENS
-        )
-    except BedrockFailure as failure:
-        call.done(failure.usage.input_tokens, failure.usage.output_tokens, failure.reason)
-        return None, f"fallback:{failure.reason}"
-    call.done(answer.usage.input_tokens, answer.usage.output_tokens, None)
-    return answer.answer, None
+    answer, how = call.ask(system, prompt, answer_model, max_tokens=MAX_ASSIST_TOKENS)
+    if answer is not None:
+        return answer, None
+    return None, how
 
 
 # ---------------------------------------------------------------------------------- leads
@@ -397,35 +487,26 @@ _LEAD_SYSTEM = (
 def fill_lead(tenant_id: str, email: Email, lead: Lead, deps: BedrockDeps | None) -> tuple[Lead, str | None]:
     """The lead with the fields the rules left empty filled by Bedrock (`source: model`), and
     what Bedrock did: None (not asked: nothing missing, or the setting is off), `used`,
-    `skipped:budget_exhausted`, `skipped:paused` or `fallback:<reason>`. Never raises for a
-    Bedrock failure."""
+    `cached`, `skipped:budget_exhausted`, `skipped:paused` or `fallback:<reason>`. Never raises
+    for a Bedrock failure."""
     from mailbridge.ai.lead import LeadField, clean_value, website_of
-    from mailbridge.providers.bedrock import BedrockFailure
 
     missing = [name for name in LEAD_FIELDS if getattr(lead, name) is None]
     if deps is None or not missing:
         return lead, None
     call = _Call(tenant_id, deps)
-    skipped = call.ready()
-    if skipped == "off":
+    if not call.enabled:
         return lead, None
-    if skipped is not None:
-        return lead, f"skipped:{skipped}"
     text = email.signature or email.text_body or ""
     prompt = f"TASK: lead\nFind: {', '.join(missing)}\nEMAIL:\n{_truncated(text[-MAX_PROMPT_CHARS:])}"
-    try:
-        answer = call.adapter().converse_json(
-            call.model_id, _LEAD_SYSTEM, prompt, LeadAnswer, max_tokens=MAX_ANSWER_TOKENS
-        )
-    except BedrockFailure as failure:
-        call.done(failure.usage.input_tokens, failure.usage.output_tokens, failure.reason)
-        return lead, f"fallback:{failure.reason}"
-    call.done(answer.usage.input_tokens, answer.usage.output_tokens, None)
+    answer, how = call.ask(_LEAD_SYSTEM, prompt, LeadAnswer)
+    if answer is None:
+        return lead, how
     filled: dict[str, LeadField] = {}
     for name in missing:
-        value = clean_value(getattr(answer.answer, name) or "")
+        value = clean_value(getattr(answer, name) or "")
         if name == "website" and value:
             value = website_of(value) or ""
         if value and "[email]" not in value and "[number]" not in value:
             filled[name] = LeadField(value=value, confidence=MODEL_CONFIDENCE, source="model")
-    return lead.model_copy(update=filled), "used"
+    return lead.model_copy(update=filled), how

@@ -117,6 +117,7 @@ class LeadExtraction(Model):
         default=None,
         description=(
             "Null: Bedrock was not asked (nothing missing, or the tenant's setting is off); `used`; "
+            "`cached` (the same question's answer reused); "
             "`skipped:budget_exhausted`, `skipped:paused`; or `fallback:<reason>` (throttled, "
             "timeout, access_denied, invalid_request, unavailable, invalid_answer): the rules' "
             "answer stands"

@@ -98,11 +98,12 @@ def bedrock_converse(region: str) -> BedrockConverse:
 @lru_cache(maxsize=1)
 def bedrock_deps() -> BedrockDeps:
     from mailbridge.ai.bedrock import BedrockDeps
-    from mailbridge.store.bedrock import BedrockStore
+    from mailbridge.store.bedrock import BedrockAnswerCache, BedrockStore
 
     settings = ai_settings()
     return BedrockDeps(
         store=BedrockStore(get_settings().tables.settings),
+        cache=BedrockAnswerCache(get_settings().tables.accounts),
         converse=bedrock_converse,
         default_model_id=settings.bedrock_model_id,
         default_region=settings.region,

@@ -36,6 +36,7 @@ ROUTER_MODULES = (
     "automations",
     "ai",
     "ai_assist",
+    "enrich",
     "tracking",
     "templates",
 )

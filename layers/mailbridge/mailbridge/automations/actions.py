@@ -15,7 +15,7 @@ action sends, through the same models the rest of the system validates with:
 | `queue.enqueue` | `build_queue_message` | `QueueMessage` (JSON body within SQS's 256 KiB) |
 | `message.post` | `build_message_post` | `OutboundPost` (`{"text": ...}`: Slack and Teams webhooks) |
 | `analytics.track` | `build_metric` | `MetricPoint` (CloudWatch's name, unit and dimension limits) |
-| `ai.generate` | none | placeholder: refused on save (`action_not_available`) until the AI issue lands |
+| `ai.generate` | `build_ai_generate` | `AiGenerateRequest` (task, the rendered email id) |
 
 URLs are not templated (the host is fixed when the rule is saved, so the tenant's allowlist can
 be checked then and the SSRF guard of `mailbridge.providers.http` checks it again on every
@@ -576,19 +576,41 @@ def build_metric(action: AnalyticsTrackAction, context: RenderContext) -> Metric
 
 
 class AiGenerateAction(_Action):
-    """Placeholder: generate text with the tenant's AI settings. Not available yet."""
+    """Generate text for an email with the tenant's local AI (`mailbridge.ai.suggest`):
+    `reply_suggestions` (up to three short replies, none for mail nobody answers) or `summary`
+    (an extractive summary). The result is the step's output in the run record. Needs the
+    tenant's `ai` flag (`feature_disabled` otherwise)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"x-available": False})
-
-    type: Literal["ai.generate"]
-    prompt: Annotated[TemplateText, Field(min_length=1, max_length=20_000)]
-    output: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")] = Field(
-        default="ai_output", description="Where later actions read the result: `{{steps.<output>}}`"
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"type": "ai.generate", "task": "reply_suggestions"},
+                {"type": "ai.generate", "task": "summary", "email_id": "{{email_id}}"},
+            ]
+        },
     )
 
-    @model_validator(mode="after")
-    def _not_yet(self) -> AiGenerateAction:
-        raise PydanticCustomError("action_not_available", "ai.generate is not available yet")
+    type: Literal["ai.generate"]
+    task: Literal["reply_suggestions", "summary"] = "reply_suggestions"
+    email_id: Annotated[TemplateLine, Field(min_length=1, max_length=500)] = Field(
+        default="{{email_id}}", description="The email (default: the triggering email event's `email_id`)"
+    )
+
+
+class AiGenerateRequest(Model):
+    task: Literal["reply_suggestions", "summary"]
+    email_id: str
+
+
+def build_ai_generate(action: AiGenerateAction, context: RenderContext) -> AiGenerateRequest:
+    """The email id rendered; ActionError `invalid_action` when it is not an email id."""
+    from mailbridge.emails import EMAIL_ID
+
+    email_id = context.text(action.email_id).strip()
+    if not EMAIL_ID.fullmatch(email_id):
+        raise ActionError("the email id is not valid", details=[{"loc": ["email_id"], "type": "email_id"}])
+    return AiGenerateRequest(task=action.task, email_id=email_id)
 
 
 # ------------------------------------------------------------------------------- the union
@@ -617,7 +639,7 @@ ACTION_MODELS: dict[str, type[_Action]] = {
     "analytics.track": AnalyticsTrackAction,
     "ai.generate": AiGenerateAction,
 }
-AVAILABLE = {name: name != "ai.generate" for name in ACTION_MODELS}
+AVAILABLE = dict.fromkeys(ACTION_MODELS, True)
 
 _ACTIONS: TypeAdapter[list[Action]] = TypeAdapter(Annotated[list[Action], Field(max_length=MAX_ACTIONS)])
 
@@ -661,4 +683,5 @@ BUILDERS: dict[str, Callable[..., Any]] = {
     "queue.enqueue": build_queue_message,
     "message.post": build_message_post,
     "analytics.track": build_metric,
+    "ai.generate": build_ai_generate,
 }

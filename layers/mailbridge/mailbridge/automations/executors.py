@@ -13,6 +13,7 @@ then, unless `step.dry_run`, performs it through the part of the system that own
 | `analytics.track` | a per tenant/day metric item, and an `analytics.tracked` event | `{metric, value}` |
 | `http.openapi` | `providers.http.request` to the operation of the registered document | `{status, body}` |
 | `queue.enqueue` | SQS SendMessage to the queue the tenant registered under that name | `{message_id}` |
+| `ai.generate` | `ai.suggest.suggest_replies` / `summarize_email` (`ai` flag on) | `{..., suggestions}` |
 
 An endpoint answering 4xx (other than 429) fails the action for good
 (`webhook_rejected`); 429, 5xx and connection failures are retryable (`providers.http`).
@@ -48,6 +49,8 @@ class ExecutorDeps:
     local_mode: bool = False
     sqs: Callable[[], Any] | None = None
     """Returns the SQS client `queue.enqueue` sends with (default: `aws.sqs()`)."""
+    ai: Callable[[], Any] | None = None
+    """Returns `(SuggestDeps, FeatureStore)` for `ai.generate` (built on first use)."""
 
 
 class Executors:
@@ -66,6 +69,7 @@ class Executors:
             "analytics.track": self.analytics_track,
             "queue.enqueue": self.queue_enqueue,
             "http.openapi": self.http_openapi,
+            "ai.generate": self.ai_generate,
         }
 
     def email_send(self, action: a.EmailSendAction, step: StepContext) -> tuple[Any, Any]:
@@ -194,6 +198,27 @@ class Executors:
         except ValueError:
             answer = text
         return given, {"status": response.status, "body": answer}
+
+    def ai_generate(self, action: a.AiGenerateAction, step: StepContext) -> tuple[Any, Any]:
+        request = a.build_ai_generate(action, step.render)
+        given = request.model_dump(mode="json")
+        if step.dry_run:
+            return given, {"would": f"generate the {request.task.replace('_', ' ')}"}
+        from mailbridge.ai.service import ai_enabled
+        from mailbridge.ai.suggest import suggest_replies, summarize_email
+        from mailbridge.errors import NotFound
+
+        if self.deps.ai is None:
+            raise ActionError("AI is not available here", code="action_not_available")
+        deps, features = self.deps.ai()
+        if not ai_enabled(step.ctx.tenant_id, features):
+            raise ActionError("the ai feature is switched off for this tenant", code="feature_disabled")
+        try:
+            if request.task == "summary":
+                return given, {**given, "summary": summarize_email(step.ctx, request.email_id, deps)}
+            return given, {**given, "suggestions": suggest_replies(step.ctx, request.email_id, deps)}
+        except NotFound:
+            raise ActionError("the email does not exist", code="email_not_found") from None
 
     def _post(self, step: StepContext, url: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
         return {"status": self._send(step, "POST", url, body, headers).status}

@@ -13,6 +13,7 @@ from mailbridge.store.ratelimit import RateLimiter
 from mailbridge.store.settings import DynamoFeatureStore
 
 if TYPE_CHECKING:
+    from mailbridge.ai.suggest import SuggestDeps
     from mailbridge.automations.execution import ExecutionDeps
 
 
@@ -47,6 +48,7 @@ def execution_deps() -> ExecutionDeps:
             outbox=outbox_deps,
             crm_store=lambda: crm,
             local_mode=settings.allow_private_mail_hosts,
+            ai=_ai_generate_deps,
         )
     )
     return ExecutionDeps(
@@ -54,4 +56,18 @@ def execution_deps() -> ExecutionDeps:
         features=DynamoFeatureStore(settings.tables.settings),
         publisher=EventPublisher(settings.event_bus_name),
         executors=executors,
+    )
+
+
+@lru_cache(maxsize=1)
+def _ai_generate_deps() -> tuple[SuggestDeps, DynamoFeatureStore]:
+    """What `ai.generate` reads: the email (with its raw message) and the tenant's `ai` flag."""
+    from mailbridge.ai.suggest import SuggestDeps
+    from mailbridge.store.blobs import BlobStore
+    from mailbridge.store.emails import EmailStore
+
+    settings = get_settings()
+    return (
+        SuggestDeps(EmailStore(settings.tables.emails), BlobStore(settings.mail_bucket)),
+        DynamoFeatureStore(settings.tables.settings),
     )
