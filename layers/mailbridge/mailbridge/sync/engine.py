@@ -311,35 +311,54 @@ class FlagUpdate:
 
 def apply_flag_updates(tenant_id: str, account_id: str, updates: list[FlagUpdate], deps: SyncDeps) -> None:
     """Store the server's flag changes of stored mail and announce `email.updated` for each email
-    whose read or flagged state they change, with the detail `PATCH /emails/{id}` announces
-    (`data = {email_id, account_id, thread_id, changes}`, `changes` holding only what changed).
-
-    The state is compared with the email item (so a change the API made and pushed to the server,
-    seen again here, is not announced twice, and an email in two folders is announced once), the
-    events go out (PutEvents, 10 a call) and only then are the locations and emails written: a
-    crash in between finds the same changes on the replay (the cursor did not move) and announces
-    them again under the same `idempotency_key` (`email.updated:{email_id}:{change}`), which
-    consumers drop; a replay after the writes finds nothing changed and announces nothing.
-    Requests: one BatchGetItem per 100 emails, then per location two UpdateItem."""
+    whose read or flagged state they change (`announce_updates`); the events go out before the
+    locations and emails are written. Requests: one BatchGetItem per 100 emails, then per
+    location two UpdateItem."""
     if not updates:
         return
+    found = announce_updates(tenant_id, account_id, [(u.email_id, u.flags, u.change) for u in updates], deps)
+    for update in updates:
+        deps.emails.set_location_flags(tenant_id, update.sk, update.flags, update.modseq)
+        if update.email_id in found:
+            deps.emails.update_email(tenant_id, update.email_id, **flag_state(update.flags))
+
+
+def announce_updates(
+    tenant_id: str, account_id: str, updates: list[tuple[str, tuple[str, ...], str]], deps: SyncDeps
+) -> set[str]:
+    """Announce `email.updated` for each email of `updates` (email id, its flags on the server
+    now, the change's name: see `FlagUpdate`) whose read or flagged state differs from its stored
+    item, with the detail `PATCH /emails/{id}` announces (`data = {email_id, account_id,
+    thread_id, changes}`, `changes` holding only what changed). Returns the ids of the emails that
+    exist. Call it before writing the new state.
+
+    Comparing with the email item, a change the API made and pushed to the server, seen again
+    here, is not announced twice, and an email in two folders is announced once. The caller
+    writes after the events went out (PutEvents, 10 a call): a failure in between finds the same
+    changes on the replay (its cursor did not move) and announces them again under the same
+    `idempotency_key` (`email.updated:{email_id}:{change}`), which consumers drop; a replay after
+    the writes finds nothing changed and announces nothing. One BatchGetItem per 100 emails."""
+    if not updates:
+        return set()
     items = deps.emails.batch_get_emails(
-        tenant_id, [u.email_id for u in updates], projection=(*UPDATED_STATE, "thread_id", "deleted")
+        tenant_id,
+        [email_id for email_id, _, _ in updates],
+        projection=(*UPDATED_STATE, "thread_id", "deleted"),
     )
-    latest = {u.email_id: u for u in updates}  # an email's last update is its state now
+    latest = {email_id: (flags, change) for email_id, flags, change in updates}  # the last is the state now
     events = []
-    for email_id, update in latest.items():
+    for email_id, (flags, change) in latest.items():
         item = items.get(email_id)
         if item is None or item.get("deleted"):
             continue
-        state = flag_state(update.flags)
+        state = flag_state(flags)
         changes = {name: state[name] for name in UPDATED_STATE if bool(item.get(name)) != state[name]}
         if changes:
             events.append(
                 DomainEvent(
                     detail_type=EMAIL_UPDATED,
                     tenant_id=tenant_id,
-                    idempotency_key=f"{EMAIL_UPDATED}:{email_id}:{update.change}",
+                    idempotency_key=f"{EMAIL_UPDATED}:{email_id}:{change}",
                     data={
                         "email_id": email_id,
                         "account_id": account_id,
@@ -350,10 +369,7 @@ def apply_flag_updates(tenant_id: str, account_id: str, updates: list[FlagUpdate
             )
     if events:
         deps.publisher.publish(events)
-    for update in updates:
-        deps.emails.set_location_flags(tenant_id, update.sk, update.flags, update.modseq)
-        if update.email_id in items:
-            deps.emails.update_email(tenant_id, update.email_id, **flag_state(update.flags))
+    return set(items)
 
 
 def _automation_chain(item: dict[str, Any]) -> dict[str, Any]:
