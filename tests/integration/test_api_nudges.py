@@ -556,9 +556,17 @@ def test_a_nudge_written_but_not_announced_is_announced_by_the_retry_once(
     first = created_events(bus_probe)
     run_daily(stack, datetime(2026, 3, 6, 6, tzinfo=UTC))
     # Then the retry announced the nudge it did not write again, once; the next run announced nothing
-    assert [(e["detail"]["data"]["email_id"], e["detail"]["data"]["due_at"]) for e in first] == [
-        (sent["email_id"], DUE.isoformat())
+    assert [e["detail"]["data"] for e in first] == [
+        {
+            "nudge_id": sent["email_id"],
+            "kind": "awaiting_reply",
+            "email_id": sent["email_id"],
+            "thread_id": sent["thread_id"],
+            "since": datetime(2026, 3, 2, 9, tzinfo=UTC).isoformat(),
+            "due_at": DUE.isoformat(),
+        }
     ]
+    assert [e["detail"]["idempotency_key"] for e in first] == [f"nudge.created:{sent['email_id']}"]
     assert [n["id"] for n in nudges(invoke_api)] == [sent["email_id"]]
     assert created_events(bus_probe) == []
 
