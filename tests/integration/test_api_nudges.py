@@ -584,3 +584,32 @@ def test_a_nudge_dismissed_before_its_announcement_is_not_announced(
     # Then nothing is announced for it, and it stays dismissed
     assert created_events(bus_probe) == []
     assert nudges(invoke_api) == []
+
+
+def test_the_tenants_own_business_days_and_holidays_decide_the_due_time(
+    invoke_api: Invoke, stack: Stack, sent: dict[str, str]
+) -> None:
+    # Given acme's nudges after one business day, with Tuesday 2026-03-03 a holiday
+    payload = {**SETTINGS, "business_days": 1, "holidays": ["2026-03-03"]}
+    assert settings_put(invoke_api, payload)["statusCode"] == 200
+    # When the daily run happens Wednesday 08:59, then Wednesday 09:00
+    run_daily(stack, datetime(2026, 3, 4, 8, 59, tzinfo=UTC))
+    before = nudges(invoke_api)
+    run_daily(stack, datetime(2026, 3, 4, 9, tzinfo=UTC))
+    # Then the proposal (sent Monday 09:00) is nudged from Wednesday 09:00, not before
+    assert before == []
+    [nudge] = nudges(invoke_api)
+    assert datetime.fromisoformat(nudge["due_at"]) == datetime(2026, 3, 4, 9, tzinfo=UTC)
+
+
+def test_a_tenant_scan_queued_before_nudges_were_switched_off_creates_nothing(
+    invoke_api: Invoke, stack: Stack, sent: dict[str, str], bus_probe: BusReader
+) -> None:
+    # Given acme's scan queued by the daily run, then nudges switched off before it ran
+    assert settings_put(invoke_api, {**SETTINGS, "enabled": False})["statusCode"] == 200
+    # When the scan runs after the proposal was due
+    created = scan(TENANT, nudge_deps(), DUE)
+    # Then it creates and announces nothing, and reports none created
+    assert created == 0
+    assert nudges(invoke_api) == []
+    assert created_events(bus_probe) == []
