@@ -1,6 +1,7 @@
 """Reminders function: RemindersQueue consumer. It takes what one-time schedules put there at their
 time (`WakeSnooze` of a snooze, `FollowUpDue` of a follow-up flag: mailbridge.followups.service),
-the daily NudgeSchedule's `NudgeScan` (mailbridge.nudges.service.scan), and the `email.received` /
+the daily NudgeSchedule's `NudgeScan` (fanned out to one per tenant with nudges on, each a record of
+its own: mailbridge.nudges.service.fan_out, scan), and the `email.received` /
 `email.sent` bus events (the RemindersRule): a received one wakes `wake_on_reply` snoozes of the
 thread early (mailbridge.snooze.service); both record the thread's latest message for nudges,
 which clears the thread's nudge (mailbridge.nudges.service.on_thread_mail).
@@ -26,7 +27,7 @@ from mailbridge.followups.models import FollowUpDue
 from mailbridge.followups.service import remind
 from mailbridge.followups.wiring import follow_up_deps
 from mailbridge.nudges.models import EmailSent, NudgeScan
-from mailbridge.nudges.service import on_thread_mail, scan
+from mailbridge.nudges.service import fan_out, on_thread_mail, scan
 from mailbridge.nudges.wiring import nudge_deps
 from mailbridge.observability import logger, metrics, tracer
 from mailbridge.snooze.models import EmailReceived, WakeSnooze
@@ -50,7 +51,11 @@ def record_handler(record: RemindersRecord) -> None:
         logger.info("snooze wake-up", extra={"woke": woke, "reason": message.reason})
         return
     if isinstance(message, NudgeScan):
-        created = scan(nudge_deps(), message.scheduled_time)
+        if message.tenant_id is None:
+            queued = fan_out(nudge_deps(), message.scheduled_time)
+            logger.info("nudge run", extra={"tenants_queued": queued})
+            return
+        created = scan(message.tenant_id, nudge_deps(), message.scheduled_time)
         metrics.add_metric(name="NudgesCreated", unit=MetricUnit.Count, value=created)
         logger.info("nudge scan", extra={"nudges_created": created})
         return

@@ -5,15 +5,22 @@ NudgeSchedule's input, with its scheduled time filled in as EventBridge Schedule
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
-from mailbridge.nudges.service import on_thread_mail
+from mailbridge.bus import DomainEvent, EventPublisher
+from mailbridge.errors import EventPublishError
+from mailbridge.nudges.service import on_thread_mail, scan
 from mailbridge.nudges.wiring import nudge_deps
+from mailbridge.store.base import Item
 from mailbridge.store.emails import EmailStore
+from mailbridge.store.nudges import NudgeStore
 from tests.events import load_event
 from tests.fixtures.aws import BusReader, Stack
 from tests.integration.queue_harness import QueueConsumer
@@ -53,8 +60,8 @@ def announced(stack: Stack, detail_type: str, email_id: str, thread_id: str, ten
     QueueConsumer(stack, "reminders", "RemindersQueue").drain(expect_success=True)
 
 
-def run_daily(stack: Stack, at: datetime) -> None:
-    """What the NudgeSchedule does at `at`: its input, `<aws.scheduler.scheduled-time>` filled in."""
+def send_daily(stack: Stack, at: datetime) -> None:
+    """What the NudgeSchedule sends at `at`: its input, `<aws.scheduler.scheduled-time>` filled in."""
     template_input = load_event("scheduler/nudge-scan.json")
     payload = json.dumps(template_input).replace(
         "<aws.scheduler.scheduled-time>", at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -62,6 +69,11 @@ def run_daily(stack: Stack, at: datetime) -> None:
     boto3.client("sqs").send_message(
         QueueUrl=stack.deployed.queue_urls["RemindersQueue"], MessageBody=payload
     )
+
+
+def run_daily(stack: Stack, at: datetime) -> None:
+    """The NudgeSchedule's run at `at`, with the per-tenant scans it queues."""
+    send_daily(stack, at)
     QueueConsumer(stack, "reminders", "RemindersQueue").drain(expect_success=True)
 
 
@@ -451,3 +463,153 @@ def test_mail_a_process_sent_awaits_no_reply(invoke_api: Invoke, stack: Stack, s
     run_daily(stack, DUE)
     # Then it is not nudged
     assert nudges(invoke_api) == []
+
+
+def _consume(consumer: QueueConsumer, count: int) -> list[dict[str, Any]]:
+    """Receive `count` records of the queue (moto may hand them out over several calls)."""
+    messages: list[dict[str, Any]] = []
+    for _ in range(10):
+        messages += consumer.receive()
+        if len(messages) >= count:
+            break
+    assert len(messages) == count, messages
+    return messages
+
+
+def test_the_daily_run_scans_each_tenant_in_a_record_of_its_own(
+    invoke_api: Invoke,
+    stack: Stack,
+    sent: dict[str, str],
+    seed: Seeder,
+    bus_probe: BusReader,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given acme's unanswered proposal (the `sent` fixture) and globex's own, both nudges on
+    assert settings_put(invoke_api, SETTINGS, tenant=OTHER)["statusCode"] == 200
+    theirs = seed.add(
+        rfc(msgid="offer@globex.test", sender=ME, to="dan@customer.test", subject="Offer", date=SENT),
+        tenant=OTHER,
+    )
+    announced(stack, "email.sent", theirs, thread_of(stack, theirs, OTHER), tenant=OTHER)
+    # And reading acme's waiting threads fails (DynamoDB throttling), acme sorting first
+    real_waiting = NudgeStore.waiting
+
+    def throttled(self: NudgeStore, tenant_id: str) -> Iterator[Item]:
+        if tenant_id == TENANT:
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "Query")
+        return real_waiting(self, tenant_id)
+
+    monkeypatch.setattr(NudgeStore, "waiting", throttled)
+    consumer = QueueConsumer(stack, "reminders", "RemindersQueue")
+    # When the schedule's record is processed, then the two per-tenant records it queued
+    send_daily(stack, DUE)
+    assert consumer.invoke(_consume(consumer, 1))["batchItemFailures"] == []
+    records = _consume(consumer, 2)
+    result = consumer.invoke(records)
+    # Then only acme's record failed, and globex's nudge was created and announced all the same
+    [failed] = [
+        r for r in records if r["MessageId"] in {f["itemIdentifier"] for f in result["batchItemFailures"]}
+    ]
+    assert json.loads(failed["Body"])["tenant_id"] == TENANT
+    assert [n["id"] for n in nudges(invoke_api, tenant=OTHER)] == [theirs]
+    assert nudges(invoke_api) == []
+    assert [
+        (e["detail"]["tenant_id"], e["detail"]["data"]["email_id"]) for e in created_events(bus_probe)
+    ] == [(OTHER, theirs)]
+    # When SQS redelivers acme's record once DynamoDB answers again
+    monkeypatch.setattr(NudgeStore, "waiting", real_waiting)
+    boto3.client("sqs").change_message_visibility(
+        QueueUrl=consumer.queue_url, ReceiptHandle=failed["ReceiptHandle"], VisibilityTimeout=0
+    )
+    consumer.drain(expect_success=True)
+    # Then acme's nudge is created and announced, and globex's is not created or announced again
+    assert [n["id"] for n in nudges(invoke_api)] == [sent["email_id"]]
+    assert [
+        (e["detail"]["tenant_id"], e["detail"]["data"]["email_id"]) for e in created_events(bus_probe)
+    ] == [(TENANT, sent["email_id"])]
+    # When the whole run is replayed
+    run_daily(stack, DUE)
+    # Then nothing is created or announced twice
+    assert [n["id"] for n in nudges(invoke_api, tenant=OTHER)] == [theirs]
+    assert [n["id"] for n in nudges(invoke_api)] == [sent["email_id"]]
+    assert created_events(bus_probe) == []
+
+
+class _RefusingBus(EventPublisher):
+    """PutEvents refusing every entry after the retries, as `EventPublisher` reports it."""
+
+    def publish(self, events: Sequence[DomainEvent]) -> None:
+        raise EventPublishError("1 event(s) rejected after 4 attempts", details=["InternalFailure"])
+
+
+def test_a_nudge_written_but_not_announced_is_announced_by_the_retry_once(
+    invoke_api: Invoke, stack: Stack, sent: dict[str, str], bus_probe: BusReader
+) -> None:
+    # Given a scan of acme whose PutEvents fails after the nudge was written
+    refusing = replace(nudge_deps(), publisher=_RefusingBus("unused"))
+    with pytest.raises(EventPublishError):
+        scan(TENANT, refusing, DUE)
+    assert [n["id"] for n in nudges(invoke_api)] == [sent["email_id"]]
+    assert created_events(bus_probe) == []
+    # When the run is retried (the record comes back), then replayed again
+    run_daily(stack, DUE)
+    first = created_events(bus_probe)
+    run_daily(stack, datetime(2026, 3, 6, 6, tzinfo=UTC))
+    # Then the retry announced the nudge it did not write again, once; the next run announced nothing
+    assert [e["detail"]["data"] for e in first] == [
+        {
+            "nudge_id": sent["email_id"],
+            "kind": "awaiting_reply",
+            "email_id": sent["email_id"],
+            "thread_id": sent["thread_id"],
+            "since": datetime(2026, 3, 2, 9, tzinfo=UTC).isoformat(),
+            "due_at": DUE.isoformat(),
+        }
+    ]
+    assert [e["detail"]["idempotency_key"] for e in first] == [f"nudge.created:{sent['email_id']}"]
+    assert [n["id"] for n in nudges(invoke_api)] == [sent["email_id"]]
+    assert created_events(bus_probe) == []
+
+
+def test_a_nudge_dismissed_before_its_announcement_is_not_announced(
+    invoke_api: Invoke, stack: Stack, sent: dict[str, str], bus_probe: BusReader
+) -> None:
+    # Given a nudge written by a scan whose PutEvents failed, then dismissed
+    with pytest.raises(EventPublishError):
+        scan(TENANT, replace(nudge_deps(), publisher=_RefusingBus("unused")), DUE)
+    dismissed = invoke_api(api("dismiss-nudge", path={"nudge_id": sent["email_id"]}))
+    assert dismissed["statusCode"] == 200, dismissed
+    # When the run is retried
+    run_daily(stack, DUE)
+    # Then nothing is announced for it, and it stays dismissed
+    assert created_events(bus_probe) == []
+    assert nudges(invoke_api) == []
+
+
+def test_the_tenants_own_business_days_and_holidays_decide_the_due_time(
+    invoke_api: Invoke, stack: Stack, sent: dict[str, str]
+) -> None:
+    # Given acme's nudges after one business day, with Tuesday 2026-03-03 a holiday
+    payload = {**SETTINGS, "business_days": 1, "holidays": ["2026-03-03"]}
+    assert settings_put(invoke_api, payload)["statusCode"] == 200
+    # When the daily run happens Wednesday 08:59, then Wednesday 09:00
+    run_daily(stack, datetime(2026, 3, 4, 8, 59, tzinfo=UTC))
+    before = nudges(invoke_api)
+    run_daily(stack, datetime(2026, 3, 4, 9, tzinfo=UTC))
+    # Then the proposal (sent Monday 09:00) is nudged from Wednesday 09:00, not before
+    assert before == []
+    [nudge] = nudges(invoke_api)
+    assert datetime.fromisoformat(nudge["due_at"]) == datetime(2026, 3, 4, 9, tzinfo=UTC)
+
+
+def test_a_tenant_scan_queued_before_nudges_were_switched_off_creates_nothing(
+    invoke_api: Invoke, stack: Stack, sent: dict[str, str], bus_probe: BusReader
+) -> None:
+    # Given acme's scan queued by the daily run, then nudges switched off before it ran
+    assert settings_put(invoke_api, {**SETTINGS, "enabled": False})["statusCode"] == 200
+    # When the scan runs after the proposal was due
+    created = scan(TENANT, nudge_deps(), DUE)
+    # Then it creates and announces nothing, and reports none created
+    assert created == 0
+    assert nudges(invoke_api) == []
+    assert created_events(bus_probe) == []

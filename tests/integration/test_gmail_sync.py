@@ -7,6 +7,7 @@ double saw."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -173,12 +174,15 @@ def test_connecting_syncs_the_mailbox_in_full_with_folders_flags_and_threads(gma
     assert cursor["history_id"] is not None
 
 
-def test_history_brings_new_mail_label_changes_and_deletions(gmail_stack: GmailStack) -> None:
-    # Given a synced mailbox
+def test_history_brings_new_mail_label_changes_and_deletions(
+    gmail_stack: GmailStack, bus_probe: Callable[[], list[dict[str, Any]]]
+) -> None:
+    # Given a synced mailbox, its first sync's events read
     ids = seed(gmail_stack)
     account_id = gmail_stack.connect()
     sync(gmail_stack)
     google = gmail_stack.google
+    bus_probe()
 
     # When mail arrives, the quote is read and starred, the labelled one leaves its label for the
     # inbox, and the sent one is deleted for good; then a push names the account
@@ -202,6 +206,22 @@ def test_history_brings_new_mail_label_changes_and_deletions(gmail_stack: GmailS
     ]
     assert emails(gmail_stack, account_id, "Projects") == {}
     assert emails(gmail_stack, account_id, "SENT") == {}
+    # And the quote's read and starred state was announced once as email.updated (with the detail
+    # PATCH /emails/{id} announces); the label move changed no read or flagged state
+    updated = [e["detail"]["data"] for e in bus_probe() if e["detail-type"] == "email.updated"]
+    quote = stored["Renewal quote"]
+    assert updated == [
+        {
+            "email_id": quote["email_id"],
+            "account_id": account_id,
+            "thread_id": quote["thread_id"],
+            "changes": {"read": True, "flagged": True},
+        }
+    ]
+    # When another push names the account with nothing changed since
+    sync(gmail_stack, push(account_id))
+    # Then nothing is announced again
+    assert [e for e in bus_probe() if e["detail-type"] == "email.updated"] == []
 
 
 def test_a_stale_history_id_resyncs_with_no_duplicates(

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,8 @@ import pytest
 
 from local.clock import ManualClock
 from local.microsoft import MicrosoftDouble
-from mailbridge.errors import ProviderRateLimited
+from mailbridge.bus import DomainEvent, EventPublisher
+from mailbridge.errors import EventPublishError, ProviderRateLimited
 from mailbridge.models.account import Account
 from mailbridge.providers.graph.budget import RequestBudget
 from mailbridge.providers.graph.client import GraphClient
@@ -161,6 +163,57 @@ def test_the_next_sync_brings_new_mail_flag_changes_and_removals(stack, deps, ac
     assert emails["q1@customer.example"]["deleted"] is True
     assert emails["q2@customer.example"]["deleted"] is False
     assert second not in {str(loc["provider_id"]) for loc in stored(stack)["locations"]}
+
+
+class _RefusingBus(EventPublisher):
+    """PutEvents refusing every entry after its retries, as `EventPublisher` reports it."""
+
+    def publish(self, events: Sequence[DomainEvent]) -> None:
+        raise EventPublishError("1 event(s) rejected after 4 attempts", details=["InternalFailure"])
+
+
+def test_read_and_flag_changes_in_outlook_are_announced_as_email_updated_once(
+    stack, deps, account, ms, clock, bus_probe
+):
+    # Given a synced inbox of three, its email.received events read
+    first, second, _ = (deliver(ms, n) for n in range(3))
+    client = client_for(ms, clock)
+    sync(client, account, deps)
+    bus_probe()
+    # When one is read in Outlook, another flagged, and the first sync of it fails at PutEvents
+    ms.mark_read(USER, first)
+    ms.flag(USER, second)
+    with pytest.raises(EventPublishError):
+        sync(client, account, replace(deps, publisher=_RefusingBus("unused")))
+    # And the sync runs again, then once more with nothing changed in Outlook
+    sync(client, account, deps)
+    announced = bus_probe()
+    sync(client, account, deps)
+    # Then each change was announced once, with the detail PATCH /emails/{id} announces
+    emails = by_message_id(stack)
+    got = {
+        e["detail"]["data"]["email_id"]: e["detail"]["data"]
+        for e in announced
+        if e["detail-type"] == "email.updated"
+    }
+    assert len([e for e in announced if e["detail-type"] == "email.updated"]) == 2
+    q0, q1 = emails["q0@customer.example"], emails["q1@customer.example"]
+    assert got == {
+        q0["email_id"]: {
+            "email_id": q0["email_id"],
+            "account_id": ACCOUNT_ID,
+            "thread_id": q0["thread_id"],
+            "changes": {"read": True},
+        },
+        q1["email_id"]: {
+            "email_id": q1["email_id"],
+            "account_id": ACCOUNT_ID,
+            "thread_id": q1["thread_id"],
+            "changes": {"flagged": True},
+        },
+    }
+    assert (q0["read"], q1["flagged"], emails["q2@customer.example"]["read"]) == (True, True, False)
+    assert [e for e in bus_probe() if e["detail-type"] == "email.updated"] == []
 
 
 def test_the_thread_is_graphs_conversation(stack, deps, account, ms, clock):

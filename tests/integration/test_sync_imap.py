@@ -198,6 +198,57 @@ def test_server_side_flags_expunges_and_new_mail_follow(harness: SyncHarness) ->
     assert inbox["messages_stored"] == inbox["messages_on_server"] == 3
 
 
+def updated(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The `data` of each `email.updated` among `events`."""
+    return [e["detail"]["data"] for e in events if e["detail-type"] == "email.updated"]
+
+
+def test_a_flag_another_client_sets_is_announced_once_as_email_updated(
+    harness: SyncHarness, bus_probe: Callable[[], list[dict[str, Any]]]
+) -> None:
+    # Given two synced messages (Dovecot has CONDSTORE) and the first sync's events read
+    uids = [
+        harness.server.append(harness.user, "INBOX", message(f"F{i}", msgid=f"f{i}@x.example"))
+        for i in range(2)
+    ]
+    harness.connect()
+    harness.drain()
+    bus_probe()
+    by_subject = {e["subject"]: e for e in harness.emails()}
+    # When another client marks F0 read and flagged, and sets only \Answered on F1
+    harness.server.set_flags(harness.user, "INBOX", uids[0], add=["\\Seen", "\\Flagged"])
+    harness.server.set_flags(harness.user, "INBOX", uids[1], add=["\\Answered"])
+    harness.api("sync-account.json", params={"account_id": harness.account_id})
+    harness.drain()
+    # Then one email.updated went out, for F0, with the detail PATCH /emails/{id} announces
+    first = by_subject["F0"]
+    assert updated(bus_probe()) == [
+        {
+            "email_id": first["email_id"],
+            "account_id": harness.account_id,
+            "thread_id": first["thread_id"],
+            "changes": {"read": True, "flagged": True},
+        }
+    ]
+    # When the sync runs again with nothing changed on the server
+    harness.api("sync-account.json", params={"account_id": harness.account_id})
+    harness.drain()
+    # Then nothing is announced again
+    assert updated(bus_probe()) == []
+    # When the user marks F1 read through the API (pushed to the server), and the sync runs
+    status, _ = harness.api(
+        "patch-email.json", params={"email_id": by_subject["F1"]["email_id"]}, body={"read": True}
+    )
+    assert status == 200
+    harness.drain()
+    harness.api("sync-account.json", params={"account_id": harness.account_id})
+    harness.drain()
+    # Then only the API's own email.updated went out: the server's echo of it is no new change
+    assert [(d["email_id"], d["changes"]) for d in updated(bus_probe())] == [
+        (by_subject["F1"]["email_id"], {"read": True})
+    ]
+
+
 def test_a_uidvalidity_change_resyncs_without_duplicates(harness: SyncHarness) -> None:
     for i in range(3):
         harness.server.append(harness.user, "INBOX", message(f"V{i}", msgid=f"v{i}@x.example"))

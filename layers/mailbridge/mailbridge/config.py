@@ -157,6 +157,11 @@ class Settings(BaseSettings):
         min_length=1,
         description="Where snooze wake-ups and follow-up reminders are scheduled to (mailbridge.snooze)",
     )
+    reminders_queue_url: str = Field(
+        validation_alias="REMINDERS_QUEUE_URL",
+        min_length=1,
+        description="Where the daily nudge run puts one scan per tenant (mailbridge.nudges.service.fan_out)",
+    )
     allow_private_mail_hosts: bool = Field(default=False, validation_alias="ALLOW_PRIVATE_MAIL_HOSTS")
     cursor_secret_arn: str = Field(
         validation_alias="CURSOR_SECRET_ARN",

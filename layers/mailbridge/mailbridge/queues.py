@@ -121,6 +121,20 @@ class StandardQueue:
         except Exception as exc:  # botocore errors: the caller's request or record is retried
             raise QueueSendError("the work could not be queued") from exc
 
+    def send_many(self, bodies: Sequence[BaseModel]) -> None:
+        """One message per body, ten per SendMessageBatch call; QueueSendError when any is not queued."""
+        for start in range(0, len(bodies), 10):
+            entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                {"Id": str(i), "MessageBody": body.model_dump_json()}
+                for i, body in enumerate(bodies[start : start + 10])
+            ]
+            try:
+                response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            except Exception as exc:  # botocore errors: the caller's record is retried
+                raise QueueSendError("the work could not be queued") from exc
+            if response.get("Failed"):
+                raise QueueSendError(f"{len(response['Failed'])} message(s) not queued")
+
     def retry_later(self, receipt_handle: str, delay_seconds: int) -> None:
         """Hold a failed record back for `delay_seconds` before SQS redelivers it."""
         self.client.change_message_visibility(
@@ -132,6 +146,10 @@ class StandardQueue:
 
 class OutboxQueue(StandardQueue):
     """The OutboxQueue: one message per outbound email; retries back off per attempt."""
+
+
+class RemindersQueue(StandardQueue):
+    """The RemindersQueue: the daily nudge run's per-tenant scans (`mailbridge.nudges.service.fan_out`)."""
 
 
 class MatchQueue(StandardQueue):

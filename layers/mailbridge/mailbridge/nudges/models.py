@@ -95,10 +95,15 @@ class Nudge(Model):
 class NudgeScan(Model):
     """What the daily NudgeSchedule puts on the RemindersQueue: `scheduled_time` is EventBridge
     Scheduler's `<aws.scheduler.scheduled-time>` context attribute (EventBridge Scheduler User
-    Guide, "Adding context attributes"), the instant the run counts business days up to."""
+    Guide, "Adding context attributes"), the instant the run counts business days up to.
+
+    Without `tenant_id` (the schedule's input) the run fans out: one `NudgeScan` per tenant with
+    nudges on, naming it and the same `scheduled_time`, back onto the RemindersQueue, so each
+    tenant is scanned in a record of its own and a failure retries only that tenant."""
 
     kind: Literal["nudge_scan"]
     scheduled_time: AwareDatetime | None = None
+    tenant_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 class SentData(Model):

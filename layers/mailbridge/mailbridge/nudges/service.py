@@ -7,21 +7,24 @@ a CRM contact (the sender's address has a CRM email lookup) makes it wait for ou
 (`needs_reply`); any other message in the thread waits for nothing. The newer message replaces
 the older, so a reply clears the thread's waiting state and deletes its nudge at once.
 
-The daily run (`scan`) reads the tenants with nudges on from a sparse index, and for each its
-waiting threads, oldest first, from another; `due_at` = `business_days` business days after the
-message (`mailbridge.nudges.business_days`, the tenant's time zone, working days and holidays).
-It stops at the first thread not due yet (later messages are due later). Requests per tenant per
-run: one Query (per 1 MB page) of each index; per nudge: one TransactWriteItems (the nudge, put
-only if absent, and the thread taken out of the waiting index), plus for `needs_reply` one
-GetItem of the email (the categorizer's `needs_reply`, when stored False, drops the thread), and
-a tenth of a PutEvents (`nudge.created`, ten a call). Per message received or sent: one GetItem
-of the email, one of the settings, one of the CRM lookup (inbound only), one PutItem; with
-nudges off, a GetItem of the thread's item instead of the write unless a waiting state is there
-to clear.
+The daily run (`fan_out`) reads the tenants with nudges on from a sparse index and queues one
+scan per tenant; each (`scan`) reads the tenant's waiting threads, oldest first, from another;
+`due_at` = `business_days` business days after the message (`mailbridge.nudges.business_days`,
+the tenant's time zone, working days and holidays). It stops at the first thread not due yet
+(later messages are due later). Requests per run: one Query (per 1 MB page) of the tenants, a
+tenth of a SendMessageBatch per tenant; per tenant: a GetItem of the settings, one Query (per
+1 MB page) of the waiting threads; per nudge: one TransactWriteItems (the nudge, put only if
+absent, and `nudged` on the thread's waiting item), plus for `needs_reply` one GetItem of the
+email (the categorizer's `needs_reply`, when stored False, drops the thread), a tenth of a
+PutEvents (`nudge.created`, ten a call), then one UpdateItem taking the thread out of the
+waiting index. Per message received or sent: one GetItem of the email, one of the settings, one
+of the CRM lookup (inbound only), one PutItem; with nudges off, a GetItem of the thread's item
+instead of the write unless a waiting state is there to clear.
 
-Idempotent: a nudge is written only where none exists for that email, and its thread leaves the
-waiting index in the same transaction, so a second run finds nothing; a dismissed nudge stays
-(dismissed) and its thread waits no more, so it never comes back for that email.
+Idempotent: a nudge is written only where none exists for that email, and announced before its
+thread leaves the waiting index, so a second run finds nothing and a run cut short announces
+what it wrote on its retry (`scan`); a dismissed nudge stays (dismissed) and its thread waits no
+more, so it never comes back for that email.
 """
 
 from __future__ import annotations
@@ -29,13 +32,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from mailbridge.bus import DomainEvent, EventPublisher
 from mailbridge.emails import EMAIL_ID
 from mailbridge.errors import NotFound
 from mailbridge.nudges.business_days import add_business_days
-from mailbridge.nudges.models import Nudge, NudgeKind, NudgeSettings, NudgeSettingsRequest
+from mailbridge.nudges.models import Nudge, NudgeKind, NudgeScan, NudgeSettings, NudgeSettingsRequest
 from mailbridge.snooze.presets import zone
 from mailbridge.store.base import Item
 from mailbridge.store.crm import CrmStore
@@ -43,6 +47,9 @@ from mailbridge.store.emails import EmailStore
 from mailbridge.store.nudges import NudgeStore
 from mailbridge.store.pagination import Page
 from mailbridge.tenancy import Role, TenantContext
+
+if TYPE_CHECKING:
+    from mailbridge.queues import RemindersQueue
 
 
 def _now() -> datetime:
@@ -55,6 +62,7 @@ class NudgeDeps:
     emails: EmailStore
     crm: CrmStore
     publisher: EventPublisher
+    queue: RemindersQueue  # the daily run's per-tenant scans
     now: Callable[[], datetime] = _now
 
 
@@ -168,19 +176,60 @@ def on_thread_mail(tenant_id: str, email_id: str, deps: NudgeDeps) -> str:
 # ---------------------------------------------------------------------------------- daily run
 
 
-def scan(deps: NudgeDeps, at: datetime | None = None) -> int:
-    """Create the nudges due at `at` (default now: the schedule's scheduled time) for every tenant
-    with nudges on, and announce each with `nudge.created`; returns how many it created."""
+def fan_out(deps: NudgeDeps, at: datetime | None = None) -> int:
+    """The daily run (the schedule's `NudgeScan` without a tenant): one `NudgeScan` naming each
+    tenant with nudges on and the same `at` (default now) onto the RemindersQueue, ten per
+    SendMessageBatch call; returns how many it queued. A replay queues them again, which creates
+    nothing twice (`scan`)."""
     at = at or deps.now()
-    created = 0
-    for tenant_id, item in deps.nudges.enabled_tenants():
-        created += _scan_tenant(tenant_id, _settings(item), at, deps)
-    return created
+    scans = [
+        NudgeScan(kind="nudge_scan", scheduled_time=at, tenant_id=tenant_id)
+        for tenant_id, _ in deps.nudges.enabled_tenants()
+    ]
+    if scans:
+        deps.queue.send_many(scans)
+    return len(scans)
+
+
+def scan(tenant_id: str, deps: NudgeDeps, at: datetime | None = None) -> int:
+    """Create the tenant's nudges due at `at` (default now: the schedule's scheduled time) and
+    announce each with `nudge.created`; returns how many it announced (0 when nudges are off).
+
+    Exactly once per nudge (an outbox on the thread's waiting item): the nudge is written (only
+    where none exists) in one transaction with `nudged` on the thread's waiting item, which stays
+    in the waiting index; after PutEvents accepted the run's events, each thread leaves the
+    index. A run that fails in between (PutEvents refused, a crash) leaves the thread indexed
+    with `nudged` set, and the retry announces that nudge (read back, still open) without writing
+    it again; a nudge dismissed or deleted meanwhile leaves the index unannounced. The event's
+    `idempotency_key` (`nudge.created:{email_id}`) is stable, so a crash after PutEvents and
+    before the index update is a duplicate consumers drop."""
+    item = deps.nudges.get_settings(tenant_id)
+    if item is None or not item.get("enabled"):
+        return 0
+    return _scan_tenant(tenant_id, _settings(item), at or deps.now(), deps)
+
+
+def _created(tenant_id: str, nudge: Item) -> DomainEvent:
+    email_id = str(nudge["email_id"])
+    return DomainEvent(
+        detail_type="nudge.created",
+        tenant_id=tenant_id,
+        idempotency_key=f"nudge.created:{email_id}",
+        data={
+            "nudge_id": email_id,
+            "kind": nudge["kind"],
+            "email_id": email_id,
+            "thread_id": nudge["thread_id"],
+            "since": nudge["since"],
+            "due_at": nudge["due_at"],
+        },
+    )
 
 
 def _scan_tenant(tenant_id: str, settings: NudgeSettings, at: datetime, deps: NudgeDeps) -> int:
     tz: ZoneInfo = zone(settings.time_zone)
     events: list[DomainEvent] = []
+    announced: list[tuple[str, str]] = []  # (thread, email) to take out of the waiting index
     for waiting in deps.nudges.waiting(tenant_id):
         since = datetime.fromisoformat(str(waiting["since"]))
         due_at = add_business_days(
@@ -193,6 +242,15 @@ def _scan_tenant(tenant_id: str, settings: NudgeSettings, at: datetime, deps: Nu
         if due_at > at:
             break  # the index is in `since` order, and a later start is never due earlier
         email_id, thread_id, kind = str(waiting["email_id"]), str(waiting["thread_id"]), str(waiting["kind"])
+        if waiting.get("nudged") == email_id:
+            # Written by an earlier run that did not get to announce it.
+            existing = deps.nudges.get_nudge(tenant_id, email_id)
+            if existing is None or existing.get("state") != "open":
+                deps.nudges.stop_waiting(tenant_id, thread_id, email_id)
+                continue
+            events.append(_created(tenant_id, existing))
+            announced.append((thread_id, email_id))
+            continue
         if kind == "needs_reply":
             email = deps.emails.get_email(tenant_id, email_id)
             if email is None or email.get("deleted") or email.get("needs_reply") is False:
@@ -208,23 +266,12 @@ def _scan_tenant(tenant_id: str, settings: NudgeSettings, at: datetime, deps: Nu
         }
         if not deps.nudges.create_nudge(tenant_id, thread_id, values):
             continue
-        events.append(
-            DomainEvent(
-                detail_type="nudge.created",
-                tenant_id=tenant_id,
-                idempotency_key=f"nudge.created:{email_id}",
-                data={
-                    "nudge_id": email_id,
-                    "kind": kind,
-                    "email_id": email_id,
-                    "thread_id": thread_id,
-                    "since": values["since"],
-                    "due_at": values["due_at"],
-                },
-            )
-        )
+        events.append(_created(tenant_id, {**values, "thread_id": thread_id}))
+        announced.append((thread_id, email_id))
     if events:
         deps.publisher.publish(events)
+    for thread_id, email_id in announced:
+        deps.nudges.stop_waiting(tenant_id, thread_id, email_id)
     return len(events)
 
 

@@ -7,6 +7,7 @@ from functools import lru_cache
 from mailbridge.bus import EventPublisher
 from mailbridge.config import get_settings
 from mailbridge.nudges.service import NudgeDeps
+from mailbridge.queues import RemindersQueue
 from mailbridge.store.crm import CrmStore
 from mailbridge.store.emails import EmailStore
 from mailbridge.store.nudges import NudgeStore
@@ -20,4 +21,5 @@ def nudge_deps() -> NudgeDeps:
         emails=EmailStore(settings.tables.emails),
         crm=CrmStore(settings.tables.crm),
         publisher=EventPublisher(settings.event_bus_name),
+        queue=RemindersQueue(settings.reminders_queue_url),
     )

@@ -7,7 +7,8 @@ Items (pk = TENANT#{tenant}):
   their settings) from one index partition.
 - sk = NUDGEWAIT#{thread_id}: the thread's latest message and who owes an answer: `email_id`,
   `kind`, `since` (ISO UTC), `order` ({since}#{email_id}: a message older than the one stored
-  never replaces it), `nudged` (the email id once its nudge exists). While waiting (no nudge yet):
+  never replaces it), `nudged` (the email id once its nudge exists). While waiting (no nudge yet,
+  or a nudge whose `nudge.created` has not gone out yet: `nudged` set):
   gsi1pk = TENANT#{tenant}#NUDGEWAIT, gsi1sk = {since}#{thread_id}, oldest first.
 - sk = NUDGE#{email_id}: a nudge: `kind`, `thread_id`, `since`, `due_at`, `state` open|dismissed,
   `created_at`, `dismissed_at`.
@@ -124,8 +125,9 @@ class NudgeStore(DynamoRepository):
 
     # -- nudges
     def create_nudge(self, tenant_id: str, thread_id: str, values: Item) -> bool:
-        """Write the nudge and take its thread out of the waiting index, in one transaction; False
-        (nothing written) when the nudge exists already or the thread moved on (a reply)."""
+        """Write the nudge and set `nudged` on its thread's waiting item, in one transaction; the
+        thread stays in the waiting index until `stop_waiting` after its `nudge.created` went out.
+        False (nothing written) when the nudge exists already or the thread moved on (a reply)."""
         email_id = str(values["email_id"])
         pk = tenant_pk(tenant_id)
 
@@ -146,7 +148,7 @@ class NudgeStore(DynamoRepository):
                 {
                     "Update": {
                         "Key": {"pk": pk, "sk": wait_sk(thread_id)},
-                        "UpdateExpression": "SET nudged = :email REMOVE gsi1pk, gsi1sk",
+                        "UpdateExpression": "SET nudged = :email",
                         "ConditionExpression": "email_id = :email AND attribute_exists(gsi1pk)",
                         "ExpressionAttributeValues": {":email": email_id},
                     }

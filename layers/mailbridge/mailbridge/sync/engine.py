@@ -11,7 +11,8 @@ server does not have is recorded as `missing` with its reason and the others car
   3. new mail in UID order, in batches bounded by count and by bytes (one huge message is a batch
      of its own), each ingested as a batch (`mailbridge.sync.ingest`); after each batch the new
      emails are announced (PutEvents, 10 a call) and only then the cursor moves (conditional,
-     forward only), so a crash never skips an announcement.
+     forward only), so a crash never skips an announcement. A flag change that changes an
+     email's read or flagged state is announced as `email.updated` (`apply_flag_updates`).
 Work stops when the budget is spent (messages, or its deadline: no batch starts after it); the
 caller queues a continuation.
 """
@@ -290,6 +291,87 @@ def _publish(tenant_id: str, account_id: str, pending: dict[str, dict[str, Any]]
     deps.emails.mark_announced(tenant_id, list(pending))
 
 
+EMAIL_UPDATED = "email.updated"
+UPDATED_STATE = ("read", "flagged")
+"""What a server's flag change may change of an email, as `PATCH /emails/{id}` names it."""
+
+
+@dataclass(frozen=True)
+class FlagUpdate:
+    """A stored location (`sk`) of `email_id` whose flags the server changed to `flags`. `change`
+    names the change, the same when the sync replays it and different for a later one (IMAP: the
+    MODSEQ, RFC 7162 section 3.1.1; Graph: the delta link that returned it)."""
+
+    sk: str
+    email_id: str
+    flags: tuple[str, ...]
+    modseq: int | None
+    change: str
+
+
+def apply_flag_updates(tenant_id: str, account_id: str, updates: list[FlagUpdate], deps: SyncDeps) -> None:
+    """Store the server's flag changes of stored mail and announce `email.updated` for each email
+    whose read or flagged state they change (`announce_updates`); the events go out before the
+    locations and emails are written. Requests: one BatchGetItem per 100 emails, then per
+    location two UpdateItem."""
+    if not updates:
+        return
+    found = announce_updates(tenant_id, account_id, [(u.email_id, u.flags, u.change) for u in updates], deps)
+    for update in updates:
+        deps.emails.set_location_flags(tenant_id, update.sk, update.flags, update.modseq)
+        if update.email_id in found:
+            deps.emails.update_email(tenant_id, update.email_id, **flag_state(update.flags))
+
+
+def announce_updates(
+    tenant_id: str, account_id: str, updates: list[tuple[str, tuple[str, ...], str]], deps: SyncDeps
+) -> set[str]:
+    """Announce `email.updated` for each email of `updates` (email id, its flags on the server
+    now, the change's name: see `FlagUpdate`) whose read or flagged state differs from its stored
+    item, with the detail `PATCH /emails/{id}` announces (`data = {email_id, account_id,
+    thread_id, changes}`, `changes` holding only what changed). Returns the ids of the emails that
+    exist. Call it before writing the new state.
+
+    Comparing with the email item, a change the API made and pushed to the server, seen again
+    here, is not announced twice, and an email in two folders is announced once. The caller
+    writes after the events went out (PutEvents, 10 a call): a failure in between finds the same
+    changes on the replay (its cursor did not move) and announces them again under the same
+    `idempotency_key` (`email.updated:{email_id}:{change}`), which consumers drop; a replay after
+    the writes finds nothing changed and announces nothing. One BatchGetItem per 100 emails."""
+    if not updates:
+        return set()
+    items = deps.emails.batch_get_emails(
+        tenant_id,
+        [email_id for email_id, _, _ in updates],
+        projection=(*UPDATED_STATE, "thread_id", "deleted"),
+    )
+    latest = {email_id: (flags, change) for email_id, flags, change in updates}  # the last is the state now
+    events = []
+    for email_id, (flags, change) in latest.items():
+        item = items.get(email_id)
+        if item is None or item.get("deleted"):
+            continue
+        state = flag_state(flags)
+        changes = {name: state[name] for name in UPDATED_STATE if bool(item.get(name)) != state[name]}
+        if changes:
+            events.append(
+                DomainEvent(
+                    detail_type=EMAIL_UPDATED,
+                    tenant_id=tenant_id,
+                    idempotency_key=f"{EMAIL_UPDATED}:{email_id}:{change}",
+                    data={
+                        "email_id": email_id,
+                        "account_id": account_id,
+                        "thread_id": item.get("thread_id"),
+                        "changes": changes,
+                    },
+                )
+            )
+    if events:
+        deps.publisher.publish(events)
+    return set(items)
+
+
 def _automation_chain(item: dict[str, Any]) -> dict[str, Any]:
     """`{"automation": {depth, rule_id, run_id}}` for mail an automation run sent (the outbox keeps
     the run's chain on the email), so the rules its `email.sent` triggers see how deep the chain
@@ -328,11 +410,15 @@ def _apply_changes(
     if state.highestmodseq is not None and server_modseq is not None and server_modseq > state.highestmodseq:
         changes = source.fetch_flag_changes(mailbox.folder, state.highestmodseq)
     if changes is not None:
+        updates = []
         for change in changes.changed:
             if change.uid > state.last_uid:
                 continue  # not stored yet: the fetch below brings it with its flags
-            if _update_flags(mailbox, change.uid, change.flags, change.modseq, deps):
-                report.flag_updates += 1
+            update = _flag_update(mailbox, change.uid, change.flags, change.modseq, deps)
+            if update is not None:
+                updates.append(update)
+        apply_flag_updates(mailbox.tenant_id, mailbox.account_id, updates, deps)
+        report.flag_updates += len(updates)
     if changes is not None and changes.vanished is not None:
         _expunge_all(mailbox, [uid for uid in changes.vanished if uid <= state.last_uid], state, deps, report)
         return False
@@ -365,18 +451,19 @@ def _uid_diff(source: MailFolderSource, mailbox: Mailbox, state: FolderState, de
     ]
 
 
-def _update_flags(
+def _flag_update(
     mailbox: Mailbox, uid: int, flags: tuple[str, ...], modseq: int | None, deps: SyncDeps
-) -> bool:
+) -> FlagUpdate | None:
+    """The update of a stored location whose flags differ from the server's (None: not stored, or
+    the same flags)."""
     sk = location_sk(mailbox.account_id, mailbox.folder, mailbox.uidvalidity, uid)
     location = deps.emails.get_location(mailbox.tenant_id, sk)
     if location is None:
-        return False
+        return None
     if sorted(location.get("flags") or []) == sorted(flags):
-        return False
-    deps.emails.set_location_flags(mailbox.tenant_id, sk, flags, modseq)
-    deps.emails.update_email(mailbox.tenant_id, str(location["email_id"]), **flag_state(flags))
-    return True
+        return None
+    change = f"{sk}#{modseq}" if modseq is not None else f"{sk}#{','.join(sorted(flags))}"
+    return FlagUpdate(sk, str(location["email_id"]), tuple(flags), modseq, change)
 
 
 def _expunge(mailbox: Mailbox, uid: int, deps: SyncDeps) -> bool:

@@ -30,9 +30,11 @@ guides/sync):
     `messageAdded` -> fetched and ingested, `messageDeleted` -> the message's locations in this
     mailbox removed (the email is marked deleted when no mailbox holds it any more),
     `labelAdded`/`labelRemoved` -> applied in history order to the stored labels, then flags and
-    folder locations follow. The cursor moves to the answer's historyId once all of it is stored;
-    a run cut short keeps the old cursor and the next one reads the history again (stored ids are
-    skipped, label changes are set operations).
+    folder locations follow; a read or flagged state that changes is announced as
+    `email.updated` (`mailbridge.sync.engine.announce_updates`) before the labels are stored.
+    The cursor moves to the answer's historyId once all of it is stored; a run cut short keeps
+    the old cursor and the next one reads the history again (stored ids are skipped, label
+    changes are set operations).
 Work stops when the budget is spent (no batch starts after its deadline); the caller queues a
 continuation. Errors are the adapter's (`providers/gmail/errors.py`); the caller decides.
 """
@@ -54,7 +56,7 @@ from mailbridge.providers.gmail.models import History, RawMessage
 from mailbridge.providers.imap.models import FetchedMessage
 from mailbridge.store.emails import EmailWrites
 from mailbridge.store.keys import location_sk
-from mailbridge.sync.engine import Budget, SyncDeps, announce_ingested
+from mailbridge.sync.engine import Budget, SyncDeps, announce_ingested, announce_updates
 from mailbridge.sync.ingest import Mailbox, flag_state, ingest_batch
 
 ALL_MAIL = locations.FOLDER
@@ -219,7 +221,7 @@ class GmailSync:
     def incremental(self, state: FolderState) -> None:
         assert state.history_id is not None
         history = self.client.list_history(state.history_id)
-        added, deleted, changes = _changes(history)
+        added, deleted, changes, last_record = _changes(history)
         new = [i for i in added if i not in deleted]
         start = 0
         while start < len(new):
@@ -236,6 +238,7 @@ class GmailSync:
             if self.remove_message(message_id):
                 self.report.deleted += 1
         relabel: list[tuple[dict[str, Any], set[str], set[str] | None]] = []
+        updates: list[tuple[str, tuple[str, ...], str]] = []
         for message_id, anchor in self._anchors([i for i in changes if i not in deleted]).items():
             before = set(anchor.get("labels") or ())
             labels = set(before)
@@ -243,6 +246,10 @@ class GmailSync:
                 labels = (labels | add) - remove
             if labels != before:
                 relabel.append((anchor, labels, before))
+                change = f"{message_id}#{last_record[message_id]}"
+                updates.append((str(anchor["email_id"]), flags_of(labels), change))
+        # Before the new labels are stored: a run cut short after it announces them again.
+        announce_updates(self.tenant, self.account.account_id, updates, self.deps)
         self.place(relabel)
         self.report.relabeled += len(relabel)
         state.history_id = max(history.history_id, state.history_id)
@@ -375,12 +382,16 @@ def _fetched(message: RawMessage, now: datetime) -> FetchedMessage:
 LabelChanges = dict[str, list[tuple[set[str], set[str]]]]
 
 
-def _changes(history: History) -> tuple[list[str], set[str], LabelChanges]:
-    """Added ids (in order), deleted ids, and per id its label changes (add, remove) in order."""
+def _changes(history: History) -> tuple[list[str], set[str], LabelChanges, dict[str, int]]:
+    """Added ids (in order), deleted ids, per id its label changes (add, remove) in order, and per
+    id the last history record that changed its labels."""
     added: dict[str, None] = {}
     deleted: set[str] = set()
     changes: LabelChanges = {}
+    last_record: dict[str, int] = {}
     for record in history.records:
+        for change in (*record.labels_added, *record.labels_removed):
+            last_record[change.message.id] = max(record.id, last_record.get(change.message.id, 0))
         for item in record.messages_added:
             added[item.message.id] = None
         for item in record.messages_deleted:
@@ -389,7 +400,7 @@ def _changes(history: History) -> tuple[list[str], set[str], LabelChanges]:
             changes.setdefault(change.message.id, []).append((set(change.label_ids), set()))
         for change in record.labels_removed:
             changes.setdefault(change.message.id, []).append((set(), set(change.label_ids)))
-    return list(added), deleted, changes
+    return list(added), deleted, changes, last_record
 
 
 def sync_gmail(client: GmailClient, account: Account, deps: SyncDeps, budget: Budget) -> GmailReport:

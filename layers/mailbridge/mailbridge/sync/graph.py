@@ -22,6 +22,7 @@ the caller with what is stored kept, to be retried after its `retry_after`.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,8 +37,16 @@ from mailbridge.providers.graph.models import DeltaMessage
 from mailbridge.providers.graph.wiring import client_for
 from mailbridge.providers.imap.models import FetchedMessage
 from mailbridge.store.keys import location_sk
-from mailbridge.sync.engine import Budget, FolderReport, SyncDeps, SyncReport, announce_ingested
-from mailbridge.sync.ingest import Mailbox, flag_state, ingest_batch
+from mailbridge.sync.engine import (
+    Budget,
+    FlagUpdate,
+    FolderReport,
+    SyncDeps,
+    SyncReport,
+    announce_ingested,
+    apply_flag_updates,
+)
+from mailbridge.sync.ingest import Mailbox, ingest_batch
 from mailbridge.sync.messages import PushFlags, SyncRequest
 
 if TYPE_CHECKING:
@@ -139,6 +148,9 @@ def _apply_page(
     keys = {mid: _loc_sk(mailbox, mid) for mid in latest}
     stored = {str(loc["sk"]): loc for loc in deps.emails.batch_get_sks(tenant, sorted(keys.values()))}
     new: list[DeltaMessage] = []
+    updates: list[FlagUpdate] = []
+    # The link that returned this page names its changes (the same on a replay, new each round).
+    change = hashlib.sha256((state.delta_link or "").encode()).hexdigest()[:16]
     for message_id, entry in latest.items():
         location = stored.get(keys[message_id])
         if entry.removed:
@@ -150,9 +162,11 @@ def _apply_page(
         elif location is None:
             new.append(entry)
         elif sorted(location.get("flags") or []) != sorted(entry.flags):
-            deps.emails.set_location_flags(tenant, keys[message_id], entry.flags, None)
-            deps.emails.update_email(tenant, str(location["email_id"]), **flag_state(entry.flags))
-            report.flag_updates += 1
+            updates.append(
+                FlagUpdate(keys[message_id], str(location["email_id"]), tuple(entry.flags), None, change)
+            )
+    apply_flag_updates(tenant, mailbox.account_id, updates, deps)
+    report.flag_updates += len(updates)
     if not new:
         return
     downloaded = client.get_mime_many([entry.id for entry in new])
