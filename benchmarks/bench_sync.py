@@ -18,12 +18,29 @@ Both read the same Dovecot over the plain port. After both initial syncs one mes
 and each side syncs again (ours warm in the same process, like a warm Lambda; mbsync as a fresh
 process, as it always runs). Peak memory is each child's max RSS from wait4(). No thresholds.
 
-moto answers slower than AWS (Python in this process, one request at a time under the GIL), so
-besides `sync initial ours/mbsync` the bench prints `... without aws wait`: the same run minus the
-seconds during which any AWS request of ours was out (benchmarks/sync/ours.py). Two moto costs
-that AWS does not have are taken out before measuring, and said so in the header: a
+Where moto runs, and what each ratio means. moto is a ThreadedMotoServer in this (the parent)
+process and our sync is benchmarks/sync/ours.py in a child, so moto's CPU never holds our GIL;
+mbsync runs after our initial sync, so the two are not timed against each other's CPU. moto still
+answers far slower than AWS: its per-request CPU (TransactWriteItems of 100 actions about 200 ms,
+PutEvents of 10 events about 80 ms, PutObject about 4 ms; `BENCH_SYNC_PROFILE=1` prints them) is
+Python under moto's own GIL, one request at a time, and werkzeug's server closes every connection
+after one answer (no keep-alive), while DynamoDB answers a batch write in about 10 ms and S3 a
+put in 20-50 ms. So two ratios are printed, and neither is faked:
+  `sync initial ours/mbsync`  wall clock of our initial sync on moto over wall clock of mbsync:
+          what this machine measured, dominated by moto's answers.
+  `sync initial ours/mbsync without aws wait`  the same wall clock minus the seconds during which
+          at least one AWS request of ours was out (botocore's before-send until the response is
+          read, the union over threads: benchmarks/sync/ours.py), over mbsync's: our process's
+          own work and IMAP, i.e. the ratio if AWS answered instantly. The sync does not fetch or
+          normalize while it waits for AWS (only the S3 puts of a batch overlap each other, with
+          their request building), so next to none of our work is hidden in the seconds taken
+          out; against AWS its request latencies add back (the request counts per operation
+          below, each at AWS's latency).
+Two moto costs that AWS does not have are taken out before measuring, and said so in the header: a
 TransactWriteItems rollback copy of whole tables (tests/fixtures/moto_transactions.py) and
 PutEvents' per-event jsonpath parsing and unconsumed target queues (benchmarks/sync/moto_events.py).
+The machine's load moves both ratios (mbsync's seconds as much as ours): the CPU seconds of our
+process are printed too, and are the steadier figure between runs.
 `BENCH_SYNC_PROFILE=1` adds moto's server CPU per operation and our process's cProfile.
 """
 
