@@ -97,6 +97,17 @@ def drafts_folder(h: SyncHarness) -> list[tuple[set[str], email.message.EmailMes
     return found
 
 
+def stored_drafts(h: SyncHarness) -> list[dict[str, Any]]:
+    """The draft items the emails table holds for the tenant."""
+    from boto3.dynamodb.conditions import Key
+
+    table = h.stack.table("EmailsTable")
+    response = table.query(
+        KeyConditionExpression=Key("pk").eq(f"TENANT#{TENANT}") & Key("sk").begins_with("DRAFT#")
+    )
+    return list(response["Items"])
+
+
 def text_of(message: email.message.EmailMessage) -> str:
     part = message.get_body(preferencelist=("plain",))
     assert part is not None
@@ -221,6 +232,7 @@ def test_sending_a_draft_sends_it_once_and_removes_it_here_and_in_the_mailbox(
     assert listed["items"] == []
     status, _ = call(mail, "drafts-get.json", draft_id=created["draft_id"], role="viewer")
     assert status == 404
+    assert stored_drafts(mail) == []
     # When the outbox runs
     outbox.drain(expect_success=True)
     # Then the SMTP server got it once, and the Drafts folder is empty
@@ -272,6 +284,8 @@ def test_deleting_a_draft_removes_its_copy_from_the_mailbox(mail: SyncHarness, o
     outbox.drain(expect_success=True)
     # Then only the user's own message is left (UID EXPUNGE touched nothing else marked \Deleted)
     assert [m["Subject"] for _, m in drafts_folder(mail)] == ["mine"]
+    # And the draft is no longer stored
+    assert stored_drafts(mail) == []
 
 
 def test_bad_input_gets_a_4xx(mail: SyncHarness) -> None:

@@ -26,3 +26,9 @@ def draft_deps() -> DraftDeps:
         blobs=BlobStore(settings.mail_bucket),
         queue=OutboxQueue(settings.outbox_queue_url),
     )
+
+
+def reset() -> None:
+    """Forget the cached dependencies (tests, between stacks)."""
+    draft_store.cache_clear()
+    draft_deps.cache_clear()
