@@ -232,7 +232,6 @@ def test_sending_a_draft_sends_it_once_and_removes_it_here_and_in_the_mailbox(
     assert listed["items"] == []
     status, _ = call(mail, "drafts-get.json", draft_id=created["draft_id"], role="viewer")
     assert status == 404
-    assert stored_drafts(mail) == []
     # When the outbox runs
     outbox.drain(expect_success=True)
     # Then the SMTP server got it once, and the Drafts folder is empty
@@ -241,6 +240,8 @@ def test_sending_a_draft_sends_it_once_and_removes_it_here_and_in_the_mailbox(
     assert sent["Subject"] == "Quote"
     assert "carol@customer.example" in smtp_sink.messages[0].rcpt_tos
     assert drafts_folder(mail) == []
+    # And the draft is no longer stored
+    assert stored_drafts(mail) == []
     # And the outbound email is listed as sent, like any send
     event = load_event("api/get-email.json", tenant=TENANT, role="viewer")
     event["pathParameters"] = {"email_id": accepted["email_id"]}
@@ -311,3 +312,68 @@ def test_bad_input_gets_a_4xx(mail: SyncHarness) -> None:
     # And a viewer cannot write
     status, body = call(mail, "drafts-create.json", body=draft_body(mail), role="viewer")
     assert status == 403
+
+
+def sync(h: SyncHarness) -> None:
+    status, body = h.api("sync-account.json", params={"account_id": h.account_id})
+    assert status == 202, body
+    h.drain()
+
+
+def drafts_uids(h: SyncHarness) -> list[int]:
+    with h.server.session(h.user, "Drafts") as conn:
+        typ, data = conn.uid("SEARCH", "ALL")
+        assert typ == "OK"
+    return [int(uid) for uid in data[0].split()]
+
+
+def test_a_draft_written_in_another_mail_client_is_listed_and_editable_here(
+    mail: SyncHarness, outbox: QueueConsumer
+) -> None:
+    # Given a draft another IMAP client saved in the Drafts folder
+    raw = (
+        b"From: user@example.com\r\nTo: Dan <dan@customer.example>\r\nSubject: From my phone\r\n"
+        b"Message-ID: <phone-1@example.com>\r\nDate: Tue, 17 Nov 2026 10:00:00 +0000\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nWritten on the phone\r\n"
+    )
+    mail.server.append(mail.user, "Drafts", raw, flags=["\\Draft", "\\Seen"])
+    # When the mailbox syncs (twice: a repeated run stores nothing twice)
+    sync(mail)
+    sync(mail)
+    # Then it is listed, in step with its copy, and readable with its body
+    _, listed = call(mail, "drafts-list.json", role="viewer")
+    [summary] = listed["items"]
+    assert (summary["subject"], summary["to"], summary["version"], summary["synced"]) == (
+        "From my phone",
+        ["dan@customer.example"],
+        1,
+        True,
+    )
+    _, read = call(mail, "drafts-get.json", draft_id=summary["draft_id"], role="viewer")
+    assert read["origin"] == "provider"
+    assert read["text"].strip() == "Written on the phone"
+    # When it is finished here and the outbox runs
+    status, edited = call(
+        mail,
+        "drafts-update.json",
+        draft_id=summary["draft_id"],
+        body={k: read[k] for k in ("account_id", "to", "subject")} | {"text": "Finished here"},
+        if_match='"1"',
+    )
+    assert status == 200, edited
+    outbox.drain(expect_success=True)
+    # Then the Drafts folder holds one copy, the edited one, which the next sync does not take
+    # for another client draft
+    [(flags, copy)] = drafts_folder(mail)
+    assert "\\Draft" in flags
+    assert text_of(copy).strip() == "Finished here"
+    sync(mail)
+    _, listed = call(mail, "drafts-list.json", role="viewer")
+    assert [(d["draft_id"], d["version"]) for d in listed["items"]] == [(summary["draft_id"], 2)]
+    # When the user deletes it in the mail client
+    for uid in drafts_uids(mail):
+        mail.server.expunge(mail.user, "Drafts", uid)
+    sync(mail)
+    # Then it is gone here too
+    _, listed = call(mail, "drafts-list.json", role="viewer")
+    assert listed["items"] == []

@@ -29,7 +29,7 @@ from mailbridge.models.email import EmailAddress
 from mailbridge.observability import logger
 from mailbridge.outbox.models import DraftSyncMessage
 from mailbridge.providers.imap.models import Flag
-from mailbridge.store.drafts import ACTIVE, DELETING, DraftStore
+from mailbridge.store.drafts import ACTIVE, DELETING, SENDING, DraftStore
 from mailbridge.tenancy import Role, TenantContext
 
 if TYPE_CHECKING:
@@ -158,14 +158,16 @@ def _copy(account: Account, item: dict[str, Any], deps: OutboxDeps, drafts: Draf
 
 
 def remove_sent_draft(account: Account, reference: dict[str, Any], deps: OutboxDeps) -> None:
-    """After a successful send: remove the draft's copy from the mailbox. The mail is sent: a
-    failure here is logged, never retried by sending again."""
-    if account.imap is None:
-        return
-    try:
-        _imap_remove(account, str(reference["draft_id"]), reference.get("provider"), deps)
-    except (ProviderError, Invalid) as exc:
-        logger.warning("sent draft's copy not removed", extra={"code": exc.code})
+    """After a successful send: remove the draft's copy from the mailbox, then the draft itself
+    (kept, hidden, until now so the sync does not take the copy for a new client draft). The mail
+    is sent: a failure here is logged, never retried by sending again."""
+    draft_id = str(reference["draft_id"])
+    if account.imap is not None:
+        try:
+            _imap_remove(account, draft_id, reference.get("provider"), deps)
+        except (ProviderError, Invalid) as exc:
+            logger.warning("sent draft's copy not removed", extra={"code": exc.code})
+    DraftStore(deps.emails.table_name).delete_draft(account.tenant_id, draft_id, state=SENDING)
 
 
 def _session(account: Account, deps: OutboxDeps) -> Any:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from mailbridge.drafts.models import Draft, DraftBody, DraftSend, DraftSummary
 from mailbridge.errors import Conflict, Invalid, NotFound, PreconditionFailed, Unprocessable
 from mailbridge.outbox.models import DraftSyncMessage, SendAccepted, SendRequest
-from mailbridge.store.drafts import ACTIVE, DELETING, DraftStore
+from mailbridge.store.drafts import ACTIVE, DELETING, SENDING, DraftStore
 from mailbridge.store.pagination import Page
 from mailbridge.tenancy import Role, TenantContext
 
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from mailbridge.queues import OutboxQueue
     from mailbridge.store.accounts import AccountStore
     from mailbridge.store.blobs import BlobStore
-
-SENDING = "sending"
 
 
 @dataclass
@@ -223,7 +221,8 @@ def send_draft(
 ) -> SendAccepted:
     """Send the draft through the outbox exactly as `POST /emails/send` would (same checks, same
     status on `GET /emails/{id}`), now or at `send.send_at`. The draft leaves `GET /drafts` at
-    once; the mailbox's copy is removed once the send succeeded (`outbox.service.send_queued`).
+    once (state `sending`); the mailbox's copy and then the draft are removed once the send
+    succeeded (`outbox.service.send_queued`, `drafts.provider.remove_sent_draft`).
 
     The draft is claimed first (state `sending`, conditional on its version), so a concurrent
     edit or second send gets 412 / 404 rather than sending twice; when the outbox refuses the
@@ -246,5 +245,4 @@ def send_draft(
     except Exception:
         deps.drafts.release(ctx.tenant_id, draft_id, claimed_version=version + 1, state=SENDING)
         raise
-    deps.drafts.delete_draft(ctx.tenant_id, draft_id, state=SENDING)
     return accepted

@@ -6,9 +6,10 @@ The item holds the summary, the version and where the provider keeps its copy; t
 the send body's limits, far past 400 KB) lives in S3 under `body_key`, one object per version.
 
 Attributes: draft_id, account_id, version (optimistic concurrency, `DynamoRepository.replace`),
-state (`active`; `deleting` until the provider copy is removed), body_key, subject, to, created_at,
-updated_at, created_by, synced_version (the version the provider copy holds), provider (where:
-`{"kind": "imap", "folder", "uidvalidity", "uid"}`).
+state (`active`; `deleting` until the provider copy is removed; `sending` until the send
+succeeded), body_key, subject, to, created_at, updated_at, created_by, origin (`mailbridge` or
+`provider`: picked up from the mail client), synced_version (the version the provider copy
+holds), provider (where: `{"kind": "imap", "folder", "uidvalidity", "uid"}`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from mailbridge.store.keys import tenant_pk
 
 ACTIVE = "active"
 DELETING = "deleting"
+SENDING = "sending"  # handed to the outbox; deleted once the send succeeded
 
 
 def draft_sk(draft_id: str) -> str:
@@ -111,6 +113,29 @@ class DraftStore(DynamoRepository):
             kwargs["ConditionExpression"] = Attr("pk").exists()
         try:
             self.table.delete_item(**kwargs)
+        except Exception as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def account_drafts(self, tenant_id: str, account_id: str) -> list[Item]:
+        """Every draft of one mailbox, in any state (what the sync compares with its Drafts folder)."""
+        return list(
+            self.query_all(
+                KeyConditionExpression=Key("pk").eq(tenant_pk(tenant_id)) & Key("sk").begins_with("DRAFT#"),
+                FilterExpression=Attr("account_id").eq(account_id),
+                ConsistentRead=True,
+            )
+        )
+
+    def delete_if_version(self, tenant_id: str, draft_id: str, version: int) -> bool:
+        """Delete an active draft still at `version`; False when it changed or went meanwhile."""
+        try:
+            self.table.delete_item(
+                Key={"pk": tenant_pk(tenant_id), "sk": draft_sk(draft_id)},
+                ConditionExpression=Attr("version").eq(version) & Attr("state").eq(ACTIVE),
+            )
         except Exception as exc:
             if is_condition_failure(exc):
                 return False
