@@ -377,3 +377,19 @@ def test_a_draft_written_in_another_mail_client_is_listed_and_editable_here(
     # Then it is gone here too
     _, listed = call(mail, "drafts-list.json", role="viewer")
     assert listed["items"] == []
+
+
+def test_a_copy_written_by_mailbridge_is_never_picked_up_as_a_client_draft(mail: SyncHarness) -> None:
+    # Given a copy of a draft of ours in the Drafts folder that no draft records (its APPEND was
+    # done but the record of it lost, e.g. the outbox stopped in between)
+    raw = (
+        b"From: user@example.com\r\nTo: carol@customer.example\r\nSubject: Quote\r\n"
+        b"Message-ID: <dr_0193a4b2c5d6e7f8091a2b3c4d.3@example.com>\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHi Carol\r\n"
+    )
+    mail.server.append(mail.user, "Drafts", raw, flags=["\\Draft", "\\Seen"])
+    # When the mailbox syncs
+    sync(mail)
+    # Then no draft is made of it
+    _, listed = call(mail, "drafts-list.json", role="viewer")
+    assert listed["items"] == []
