@@ -270,6 +270,12 @@ class GoogleDouble:
         with self.lock:
             return list(self.gmail.mailbox(address).sent)
 
+    def drafts(self, address: str) -> dict[str, bytes]:
+        """Each draft id of the mailbox and the bytes of its current message."""
+        with self.lock:
+            mailbox = self.gmail.mailbox(address)
+            return {draft_id: mailbox.messages[m].raw for draft_id, m in mailbox.drafts.items()}
+
     def history_id(self, address: str) -> int:
         with self.lock:
             return self.gmail.mailbox(address).history_id

@@ -10,8 +10,13 @@ whose APPEND was never recorded (a crash in between, a redelivered record) is st
 
 Every run reads the draft again and does what its current state asks (copy the current version,
 remove the copy of a deleted draft, nothing when the copy already holds the version), so a late
-or repeated record changes nothing. Gmail and Microsoft 365 mailboxes are not kept in step yet
-(logged and skipped: the draft stays `synced: false`).
+or repeated record changes nothing. Microsoft 365 mailboxes are not kept in step yet (logged and
+skipped: the draft stays `synced: false`).
+
+Gmail (users.drafts [D]): `drafts.create` with the raw RFC 5322 message (a reply with the
+`threadId` of the message it answers), then `drafts.update` of the same draft id on each edit
+(a draft deleted in Gmail meanwhile is created again), `drafts.delete` when deleted here; a sent
+draft goes out by `drafts.send`, which removes it in the same call (`mailbridge.outbox.gmail`).
 """
 
 from __future__ import annotations
@@ -125,9 +130,11 @@ def sync_draft(message: DraftSyncMessage, deps: OutboxDeps, drafts: DraftStore) 
     if state == DELETING:
         if account is not None and account.imap is not None:
             _imap_remove(account, draft_id, item.get("provider"), deps)
+        elif account is not None and account.provider == "gmail":
+            _gmail_remove(account, item.get("provider"), deps)
         drafts.delete_draft(tenant, draft_id, state=DELETING)
         return "removed"
-    if account is None or account.imap is None:
+    if account is None or (account.imap is None and account.provider != "gmail"):
         provider = account.provider if account else None
         logger.info("draft not kept in step: provider not supported yet", extra={"provider": provider})
         return "not_kept"
@@ -151,7 +158,10 @@ def _copy(account: Account, item: dict[str, Any], deps: OutboxDeps, drafts: Draf
     except (Invalid, NotFound) as exc:
         logger.warning("draft copy not written", extra={"code": exc.code, "draft_id": draft_id})
         return "invalid"
-    provider = _imap_replace(account, item, raw, deps)
+    if account.provider == "gmail":
+        provider = _gmail_replace(account, item, body, raw, deps)
+    else:
+        provider = _imap_replace(account, item, raw, deps)
     return (
         "copied" if drafts.record_synced(tenant, draft_id, version=version, provider=provider) else "moved_on"
     )
@@ -209,6 +219,53 @@ def _imap_replace(account: Account, item: dict[str, Any], raw: bytes, deps: Outb
         earlier = _earlier_copies(imap, folder, uidvalidity, draft_id, item.get("provider"))
         imap.delete_uids(folder, earlier - {uid} if uid is not None else set())
     return {"kind": "imap", "folder": folder, "uidvalidity": uidvalidity, "uid": uid}
+
+
+def _gmail_client(account: Account, deps: OutboxDeps) -> Any:
+    from mailbridge.outbox import gmail
+
+    return (deps.gmail_client or gmail.default_client)(account)
+
+
+def _gmail_replace(
+    account: Account, item: dict[str, Any], body: DraftBody, raw: bytes, deps: OutboxDeps
+) -> dict[str, Any]:
+    """users.drafts.update of the recorded Gmail draft, or users.drafts.create (a reply in the
+    Gmail thread of the message it answers); a draft deleted in Gmail meanwhile is created
+    again. Where the draft now is: `{"kind": "gmail", "draft_id", "message_id"}`."""
+    from mailbridge.outbox.gmail import reply_thread_id
+    from mailbridge.providers.gmail.errors import DraftNotFound
+
+    client = _gmail_client(account, deps)
+    thread_id = reply_thread_id(account, body.reply_to_email_id, deps.emails, client)
+    recorded = item.get("provider") or {}
+    ref = None
+    if recorded.get("kind") == "gmail" and recorded.get("draft_id"):
+        try:
+            ref = client.update_draft(str(recorded["draft_id"]), raw, thread_id)
+        except DraftNotFound:
+            ref = None
+    if ref is None:
+        ref = client.create_draft(raw, thread_id)
+    return {"kind": "gmail", "draft_id": ref.id, "message_id": ref.message.id}
+
+
+def _gmail_remove(account: Account, recorded: dict[str, Any] | None, deps: OutboxDeps) -> None:
+    """users.drafts.delete of the recorded Gmail draft (already gone: nothing to do)."""
+    from mailbridge.providers.gmail.errors import DraftNotFound
+
+    if not recorded or recorded.get("kind") != "gmail" or not recorded.get("draft_id"):
+        return
+    try:
+        _gmail_client(account, deps).delete_draft(str(recorded["draft_id"]))
+    except DraftNotFound:
+        return
+
+
+def gmail_draft_id(reference: dict[str, Any] | None) -> str | None:
+    """The Gmail draft a sent draft's reference names (`drafts.send` sends and removes it)."""
+    recorded = (reference or {}).get("provider") or {}
+    return str(recorded["draft_id"]) if recorded.get("kind") == "gmail" and recorded.get("draft_id") else None
 
 
 def _imap_remove(account: Account, draft_id: str, recorded: dict[str, Any] | None, deps: OutboxDeps) -> None:
