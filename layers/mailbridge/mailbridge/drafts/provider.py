@@ -10,13 +10,16 @@ whose APPEND was never recorded (a crash in between, a redelivered record) is st
 
 Every run reads the draft again and does what its current state asks (copy the current version,
 remove the copy of a deleted draft, nothing when the copy already holds the version), so a late
-or repeated record changes nothing. Microsoft 365 mailboxes are not kept in step yet (logged and
-skipped: the draft stays `synced: false`).
+or repeated record changes nothing.
 
 Gmail (users.drafts [D]): `drafts.create` with the raw RFC 5322 message (a reply with the
 `threadId` of the message it answers), then `drafts.update` of the same draft id on each edit
 (a draft deleted in Gmail meanwhile is created again), `drafts.delete` when deleted here; a sent
 draft goes out by `drafts.send`, which removes it in the same call (`mailbridge.outbox.gmail`).
+
+Microsoft 365 (Graph): a draft message made from the MIME (`POST /me/messages`, text/plain
+base64: `isDraft`, in Drafts); an edit makes a new one and deletes the old (`_graph_replace`);
+`DELETE /me/messages/{id}` on delete, and after a send (which goes by sendMail like any send).
 """
 
 from __future__ import annotations
@@ -132,12 +135,12 @@ def sync_draft(message: DraftSyncMessage, deps: OutboxDeps, drafts: DraftStore) 
             _imap_remove(account, draft_id, item.get("provider"), deps)
         elif account is not None and account.provider == "gmail":
             _gmail_remove(account, item.get("provider"), deps)
+        elif account is not None and account.provider == "graph":
+            _graph_remove(account, item.get("provider"))
         drafts.delete_draft(tenant, draft_id, state=DELETING)
         return "removed"
-    if account is None or (account.imap is None and account.provider != "gmail"):
-        provider = account.provider if account else None
-        logger.info("draft not kept in step: provider not supported yet", extra={"provider": provider})
-        return "not_kept"
+    if account is None or (account.imap is None and account.provider not in ("gmail", "graph")):
+        return "not_kept"  # the account is gone (its drafts go with it)
     return _copy(account, item, deps, drafts)
 
 
@@ -160,6 +163,8 @@ def _copy(account: Account, item: dict[str, Any], deps: OutboxDeps, drafts: Draf
         return "invalid"
     if account.provider == "gmail":
         provider = _gmail_replace(account, item, body, raw, deps)
+    elif account.provider == "graph":
+        provider = _graph_replace(account, item, raw)
     else:
         provider = _imap_replace(account, item, raw, deps)
     return (
@@ -172,11 +177,13 @@ def remove_sent_draft(account: Account, reference: dict[str, Any], deps: OutboxD
     (kept, hidden, until now so the sync does not take the copy for a new client draft). The mail
     is sent: a failure here is logged, never retried by sending again."""
     draft_id = str(reference["draft_id"])
-    if account.imap is not None:
-        try:
+    try:
+        if account.imap is not None:
             _imap_remove(account, draft_id, reference.get("provider"), deps)
-        except (ProviderError, Invalid) as exc:
-            logger.warning("sent draft's copy not removed", extra={"code": exc.code})
+        elif account.provider == "graph":  # sent by sendMail: the draft message is deleted now
+            _graph_remove(account, reference.get("provider"))
+    except (ProviderError, Invalid) as exc:
+        logger.warning("sent draft's copy not removed", extra={"code": exc.code})
     DraftStore(deps.emails.table_name).delete_draft(account.tenant_id, draft_id, state=SENDING)
 
 
@@ -259,6 +266,32 @@ def _gmail_remove(account: Account, recorded: dict[str, Any] | None, deps: Outbo
     try:
         _gmail_client(account, deps).delete_draft(str(recorded["draft_id"]))
     except DraftNotFound:
+        return
+
+
+def _graph_replace(account: Account, item: dict[str, Any], raw: bytes) -> dict[str, Any]:
+    """A new draft message from the MIME (POST /me/messages, text/plain base64), then the earlier
+    one deleted: Graph PATCHes a message's properties but never its MIME, and the MIME is what
+    carries the attachments, threading headers and body exactly as they will be sent. Where the
+    draft now is: `{"kind": "graph", "message_id"}` (an immutable id)."""
+    from mailbridge.providers.graph.wiring import client_for
+
+    client = client_for(account)
+    message_id = client.create_draft_mime(raw)
+    _graph_remove(account, item.get("provider"), client)
+    return {"kind": "graph", "message_id": message_id}
+
+
+def _graph_remove(account: Account, recorded: dict[str, Any] | None, client: Any = None) -> None:
+    """DELETE /me/messages/{id} of the recorded draft message (already gone: nothing to do)."""
+    from mailbridge.providers.graph.errors import MessageNotFound
+    from mailbridge.providers.graph.wiring import client_for
+
+    if not recorded or recorded.get("kind") != "graph" or not recorded.get("message_id"):
+        return
+    try:
+        (client or client_for(account)).delete(str(recorded["message_id"]))
+    except MessageNotFound:
         return
 
 
