@@ -393,3 +393,17 @@ def test_a_copy_written_by_mailbridge_is_never_picked_up_as_a_client_draft(mail:
     # Then no draft is made of it
     _, listed = call(mail, "drafts-list.json", role="viewer")
     assert listed["items"] == []
+
+
+def test_a_large_draft_is_stored_and_an_oversized_one_refused(mail: SyncHarness) -> None:
+    # Given a draft body far past DynamoDB's 400 KB item limit (the body lives in S3)
+    large = "x" * 1_500_000
+    # When it is saved, then read
+    status, created = call(mail, "drafts-create.json", body=draft_body(mail, text=large))
+    assert status == 201, created
+    _, read = call(mail, "drafts-get.json", draft_id=created["draft_id"], role="viewer")
+    # Then it comes back whole
+    assert read["text"] == large
+    # And a text over the send body's limit is 422, not a server error
+    status, refused = call(mail, "drafts-create.json", body=draft_body(mail, text="x" * 2_000_001))
+    assert (status, refused["error"]["code"]) == (422, "validation_error")
