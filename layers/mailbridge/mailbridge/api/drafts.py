@@ -37,8 +37,8 @@ _BODY_NOTE = (
     "The body is the body of `POST /emails/send` without `send_at` (new mail, a reply with "
     "`reply_to_email_id`, a forward with `forward_email_id`, attachments inline or by `upload_id`) "
     "and may be unfinished (no recipient, no text yet). The mailbox's copy (IMAP: the Drafts "
-    "folder, `\\Draft`) is written after the answer, by the outbox: `synced` turns true once it holds "
-    "this version."
+    "folder, `\\Draft`; Gmail: a draft; Microsoft 365: a draft message) is written after the answer, "
+    "by the outbox: `synced` turns true once it holds this version."
 )
 
 
