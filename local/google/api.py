@@ -73,6 +73,7 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "users.drafts.update": (FULL, G + "addons.current.action.compose", G + "compose", G + "modify"),
     "users.drafts.delete": (FULL, G + "addons.current.action.compose", G + "compose", G + "modify"),
     "users.drafts.get": (*READ_MESSAGE, G + "compose"),
+    "users.drafts.list": (*READ_MESSAGE, G + "compose"),
     "users.drafts.send": (FULL, G + "addons.current.action.compose", G + "compose", G + "modify"),
     "users.messages.import": INSERT,
     "users.threads.get": READ_MESSAGE,
@@ -150,6 +151,7 @@ class GoogleApi:
                 self.gmail("users.messages.attachments.get", self.attachment),
             ),
             route("GET", gm + "/threads/{id}", self.gmail("users.threads.get", self.thread)),
+            route("GET", gm + "/drafts", self.gmail("users.drafts.list", self.drafts_list)),
             route("POST", gm + "/drafts", self.gmail("users.drafts.create", self.drafts_create)),
             route("POST", gm + "/drafts/send", self.gmail("users.drafts.send", self.drafts_send)),
             route("GET", gm + "/drafts/{id}", self.gmail("users.drafts.get", self.drafts_get)),
@@ -395,6 +397,32 @@ class GoogleApi:
         assert raw is not None
         draft_id, message = self.double.gmail.create_draft(g.mailbox, raw, _thread_id(meta))
         return Response.json(200, {"id": draft_id, "message": _minimal(message)})
+
+    def drafts_list(self, g: GmailCall) -> Response:
+        """users.drafts.list: `{"drafts": [{"id", "message": {"id", "threadId"}}],
+        "resultSizeEstimate"}`, `maxResults` (default 100, at most 500) a page, `nextPageToken`."""
+        size = _page_size(g.call.one("maxResults"))
+        ids = sorted(g.mailbox.drafts)
+        token = g.call.one("pageToken") or "0"
+        start = int(token) if token.isdigit() else 0
+        page = ids[start : start + size]
+        drafts = [
+            {
+                "id": d,
+                "message": {
+                    k: v
+                    for k, v in _minimal(self.double.gmail.draft(g.mailbox, d)).items()
+                    if k != "labelIds"
+                },
+            }
+            for d in page
+        ]
+        body: dict[str, Any] = {"resultSizeEstimate": len(ids)}
+        if drafts:
+            body["drafts"] = drafts
+        if start + size < len(ids):
+            body["nextPageToken"] = str(start + size)
+        return Response.json(200, body)
 
     def drafts_get(self, g: GmailCall) -> Response:
         draft_id = g.call.params["id"]

@@ -40,6 +40,7 @@ COSTS: dict[str, int] = {
     "users.drafts.update": 15,
     "users.drafts.delete": 10,
     "users.drafts.get": 5,
+    "users.drafts.list": 5,
     "users.drafts.send": 100,
 }
 USER_UNITS_PER_MINUTE = 15_000

@@ -58,9 +58,10 @@ def _recorded_uid(item: dict[str, Any], folder: str, uidvalidity: int) -> int | 
     return int(uid) if uid is not None else None
 
 
-def _draft_id(account: Account, folder: str, uidvalidity: int, uid: int, internal_date: datetime) -> str:
+def _draft_id(account: Account, where: str, internal_date: datetime) -> str:
+    """Deterministic for one provider copy (`where`), sorting by the copy's date."""
     millis = int(internal_date.timestamp() * 1000)
-    return f"dr_{millis:012x}{digest(f'{account.account_id}|{folder}|{uidvalidity}|{uid}', 14)}"
+    return f"dr_{millis:012x}{digest(f'{account.account_id}|{where}', 14)}"
 
 
 def _body(account: Account, raw: bytes, internal_date: datetime) -> DraftBody | None:
@@ -127,13 +128,12 @@ def pick_up_drafts(
         uid = _recorded_uid(item, folder.name, uidvalidity)
         if uid is not None:
             known[uid] = item
-    for uid, item in known.items():
-        if (
-            uid not in on_server
-            and item.get("state") == ACTIVE
-            and item.get("synced_version") == item["version"]
-        ):
-            store.delete_if_version(account.tenant_id, str(item["draft_id"]), int(item["version"]))
+    _forget_gone(
+        account,
+        list(known.values()),
+        lambda i: _recorded_uid(i, folder.name, uidvalidity) in on_server,
+        store,
+    )
     new = sorted(on_server - set(known))[:MAX_PER_RUN]
     if not new:
         return 0
@@ -146,34 +146,89 @@ def pick_up_drafts(
         body = _body(account, fetched.raw, fetched.internal_date)
         if body is None:
             continue
-        draft_id = _draft_id(account, folder.name, uidvalidity, fetched.uid, fetched.internal_date)
-        key = body_key(account.tenant_id, draft_id, 1)
-        blobs.put_json(key, body.model_dump(mode="json"))
-        at = now().isoformat()
-        try:
-            store.create_draft(
-                account.tenant_id,
-                {
-                    "draft_id": draft_id,
-                    "account_id": account.account_id,
-                    "state": ACTIVE,
-                    "body_key": key,
-                    "created_at": at,
-                    "updated_at": at,
-                    "created_by": "mailbox",
-                    "origin": "provider",
-                    "subject": body.subject,
-                    "to": [str(r.address) for r in body.to],
-                    "synced_version": 1,
-                    "provider": {
-                        "kind": "imap",
-                        "folder": folder.name,
-                        "uidvalidity": uidvalidity,
-                        "uid": fetched.uid,
-                    },
-                },
-            )
-        except Conflict:
-            continue  # stored by an earlier run
-        stored += 1
+        where = f"{folder.name}|{uidvalidity}|{fetched.uid}"
+        provider = {"kind": "imap", "folder": folder.name, "uidvalidity": uidvalidity, "uid": fetched.uid}
+        stored += _store(
+            account, _draft_id(account, where, fetched.internal_date), body, provider, store, blobs, now
+        )
+    return stored
+
+
+def _store(
+    account: Account,
+    draft_id: str,
+    body: DraftBody,
+    provider: dict[str, Any],
+    store: DraftStore,
+    blobs: BlobStore,
+    now: Callable[[], datetime],
+) -> int:
+    """Store one client draft (version 1, in step with `provider`); 1, or 0 when an earlier run did."""
+    key = body_key(account.tenant_id, draft_id, 1)
+    blobs.put_json(key, body.model_dump(mode="json"))
+    at = now().isoformat()
+    try:
+        store.create_draft(
+            account.tenant_id,
+            {
+                "draft_id": draft_id,
+                "account_id": account.account_id,
+                "state": ACTIVE,
+                "body_key": key,
+                "created_at": at,
+                "updated_at": at,
+                "created_by": "mailbox",
+                "origin": "provider",
+                "subject": body.subject,
+                "to": [str(r.address) for r in body.to],
+                "synced_version": 1,
+                "provider": provider,
+            },
+        )
+    except Conflict:
+        return 0
+    return 1
+
+
+def _forget_gone(
+    account: Account,
+    items: list[dict[str, Any]],
+    present: Callable[[dict[str, Any]], bool],
+    store: DraftStore,
+) -> None:
+    """Delete the drafts whose provider copy is gone while no change made here is pending."""
+    for item in items:
+        if (
+            item.get("state") == ACTIVE
+            and item.get("synced_version") == item["version"]
+            and not present(item)
+        ):
+            store.delete_if_version(account.tenant_id, str(item["draft_id"]), int(item["version"]))
+
+
+def pick_up_gmail_drafts(
+    client: Any, account: Account, store: DraftStore, blobs: BlobStore, now: Callable[[], datetime]
+) -> int:
+    """The same for a Gmail mailbox (users.drafts.list, then messages.get?format=raw of each new
+    draft's message): a Gmail draft no stored draft records becomes one (`provider: {"kind":
+    "gmail", "draft_id", "message_id"}`); a recorded Gmail draft gone from the list was deleted
+    or sent in Gmail, and is deleted here unless a change made here is pending."""
+    listed = {ref.id: ref for ref in client.list_drafts()}
+    items = [
+        i
+        for i in store.account_drafts(account.tenant_id, account.account_id)
+        if (i.get("provider") or {}).get("kind") == "gmail"
+    ]
+    known = {str(i["provider"].get("draft_id")) for i in items}
+    _forget_gone(account, items, lambda i: str(i["provider"].get("draft_id")) in listed, store)
+    stored = 0
+    for gmail_draft_id in sorted(set(listed) - known)[:MAX_PER_RUN]:
+        message = client.get_raw(listed[gmail_draft_id].message.id)
+        at = message.received_at or now()
+        body = _body(account, message.raw, at)
+        if body is None:
+            continue
+        provider = {"kind": "gmail", "draft_id": gmail_draft_id, "message_id": message.id}
+        draft_id = _draft_id(account, f"gmail|{gmail_draft_id}", at)
+        stored += _store(account, draft_id, body, provider, store, blobs, now)
     return stored

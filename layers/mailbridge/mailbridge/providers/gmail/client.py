@@ -337,6 +337,20 @@ class GmailClient:
             body["id"] = draft_id
         return body
 
+    def list_drafts(self) -> list[DraftRef]:
+        """users.drafts.list, every page: each draft's id and its message's id and threadId."""
+        found: list[DraftRef] = []
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"maxResults": 500}
+            if token:
+                params["pageToken"] = token
+            page = self._call("users.drafts.list", "GET", "/drafts", params=params)
+            found += [DraftRef.model_validate(d) for d in page.get("drafts") or ()]
+            token = page.get("nextPageToken")
+            if not token:
+                return found
+
     def create_draft(self, raw: bytes, thread_id: str | None = None) -> DraftRef:
         """users.drafts.create: the RFC 5322 bytes stored as a draft (label DRAFT)."""
         answer = self._call("users.drafts.create", "POST", "/drafts", body=self._draft(raw, thread_id))
