@@ -100,3 +100,66 @@ def test_deleting_a_draft_deletes_the_gmail_draft(gmail_stack: GmailStack) -> No
     outbox.drain(expect_success=True)
     # Then Gmail has no draft left (drafts.delete)
     assert google.drafts(USER) == {}
+
+
+def sync(gs: GmailStack, account_id: str) -> None:
+    """Queue a sync of the account and hand the SyncQueue's records to the sync function."""
+    response = gs.api("sync-account", account_id=account_id)
+    assert response["statusCode"] == 202, response
+    template = load_event("sqs/sync-renew-watches.json")["Records"][0]
+    records = []
+    for i, message in enumerate(gs.sync_messages()):
+        record = json.loads(json.dumps(template))
+        record["messageId"] = f"m-{i}"
+        record["body"] = json.dumps(message)
+        records.append(record)
+    assert gs.invoke("sync", {"Records": records}) == {"batchItemFailures": []}
+
+
+def test_a_draft_written_in_gmail_is_listed_editable_here_and_forgotten_once_discarded_there(
+    gmail_stack: GmailStack,
+) -> None:
+    google = gmail_stack.google
+    outbox = QueueConsumer(gmail_stack.stack, "outbox", "OutboxQueue")
+    account_id = gmail_stack.add_account()
+    # Given a draft the user saved in Gmail
+    raw = (
+        f"From: {USER}\r\nTo: Dan <dan@customer.example>\r\nSubject: From Gmail\r\n"
+        "Message-ID: <g-1@mail.gmail.com>\r\nDate: Mon, 23 Nov 2026 09:00:00 +0000\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nWritten in Gmail\r\n"
+    ).encode()
+    gmail_draft_id = google.add_draft(USER, raw)
+    # When the mailbox syncs (twice: nothing is stored twice)
+    sync(gmail_stack, account_id)
+    sync(gmail_stack, account_id)
+    # Then it is listed, in step, with its body
+    status, listed = call(gmail_stack, "drafts-list.json")
+    assert status == 200, listed
+    [summary] = listed["items"]
+    assert (summary["subject"], summary["to"], summary["synced"]) == (
+        "From Gmail",
+        ["dan@customer.example"],
+        True,
+    )
+    _, read = call(gmail_stack, "drafts-get.json", draft_id=summary["draft_id"])
+    assert (read["origin"], read["text"].strip()) == ("provider", "Written in Gmail")
+    # When it is finished here and the outbox runs
+    status, edited = call(
+        gmail_stack,
+        "drafts-update.json",
+        draft_id=summary["draft_id"],
+        body={k: read[k] for k in ("account_id", "to", "subject")} | {"text": "Finished here"},
+        if_match='"1"',
+    )
+    assert status == 200, edited
+    outbox.drain(expect_success=True)
+    # Then the same Gmail draft holds the new text
+    [(same_id, copy)] = google.drafts(USER).items()
+    assert same_id == gmail_draft_id
+    assert text_of(copy) == "Finished here"
+    # When the user discards it in Gmail and the mailbox syncs
+    google.delete_draft(USER, gmail_draft_id)
+    sync(gmail_stack, account_id)
+    # Then it is gone here too
+    _, listed = call(gmail_stack, "drafts-list.json")
+    assert listed["items"] == []
