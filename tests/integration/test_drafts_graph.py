@@ -98,3 +98,73 @@ def test_deleting_a_draft_deletes_the_graph_draft_message(graph_stack: GraphStac
     outbox.drain(expect_success=True)
     # Then the Drafts folder is empty
     assert drafts_texts(graph_stack) == []
+
+
+def sync(gs: GraphStack, account_id: str) -> None:
+    """Queue a sync of the account and hand the SyncQueue's records to the sync function."""
+    event = load_event("api/sync-account.json", tenant=TENANT)
+    sample = event["pathParameters"]["account_id"]
+    event["pathParameters"]["account_id"] = account_id
+    event["rawPath"] = event["requestContext"]["http"]["path"] = event["rawPath"].replace(sample, account_id)
+    assert gs.invoke("api", event)["statusCode"] == 202
+    template = load_event("sqs/sync-renew-watches.json")["Records"][0]
+    records = []
+    for i, message in enumerate(gs.sync_messages()):
+        record = json.loads(json.dumps(template))
+        record["messageId"] = f"m-{i}"
+        record["body"] = json.dumps(message)
+        records.append(record)
+    assert gs.invoke("sync", {"Records": records}) == {"batchItemFailures": []}
+
+
+def test_a_draft_written_in_outlook_is_listed_editable_here_and_forgotten_once_deleted_there(
+    graph_stack: GraphStack,
+) -> None:
+    ms = graph_stack.ms
+    outbox = QueueConsumer(graph_stack.stack, "outbox", "OutboxQueue")
+    account_id = graph_stack.connect()
+    graph_stack.sync_messages()  # the first sync's record: not under test
+    # Given a draft the user saved in Outlook
+    raw = (
+        f"From: {USER}\r\nTo: Dan <dan@customer.example>\r\nSubject: From Outlook\r\n"
+        "Message-ID: <o-1@contoso.example>\r\nDate: Mon, 23 Nov 2026 09:00:00 +0000\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nWritten in Outlook\r\n"
+    ).encode()
+    with ms.lock:
+        outlook_draft = ms.mail.create_draft(ms.mail.mailbox(USER), None, raw)
+    # When the mailbox syncs (twice: nothing is stored twice)
+    sync(graph_stack, account_id)
+    sync(graph_stack, account_id)
+    # Then it is listed, in step, with its body
+    _, listed = call(graph_stack, "drafts-list.json")
+    [summary] = listed["items"]
+    assert (summary["subject"], summary["to"], summary["synced"]) == (
+        "From Outlook",
+        ["dan@customer.example"],
+        True,
+    )
+    _, read = call(graph_stack, "drafts-get.json", draft_id=summary["draft_id"])
+    assert (read["origin"], read["text"].strip()) == ("provider", "Written in Outlook")
+    # When it is finished here and the outbox runs
+    status, edited = call(
+        graph_stack,
+        "drafts-update.json",
+        draft_id=summary["draft_id"],
+        body={k: read[k] for k in ("account_id", "to", "subject")} | {"text": "Finished here"},
+        if_match='"1"',
+    )
+    assert status == 200, edited
+    outbox.drain(expect_success=True)
+    # Then Drafts holds one draft, the edited one, which the next sync does not take for another
+    assert drafts_texts(graph_stack) == ["Finished here"]
+    sync(graph_stack, account_id)
+    _, listed = call(graph_stack, "drafts-list.json")
+    assert [(d["draft_id"], d["version"]) for d in listed["items"]] == [(summary["draft_id"], 2)]
+    # When the user deletes it in Outlook and the mailbox syncs
+    [current] = ms.folder_contents(USER, "drafts")
+    assert current.immutable_id != outlook_draft.immutable_id
+    ms.delete(USER, current.immutable_id)
+    sync(graph_stack, account_id)
+    # Then it is gone here too
+    _, listed = call(graph_stack, "drafts-list.json")
+    assert listed["items"] == []

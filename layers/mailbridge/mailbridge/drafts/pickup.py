@@ -1,4 +1,5 @@
-"""Drafts written in the user's mail client, picked up by the IMAP sync (the other way round).
+"""Drafts written in the user's mail client, picked up by the sync (the other way round): IMAP
+below, Gmail (`pick_up_gmail_drafts`) and Microsoft 365 (`pick_up_graph_drafts`) the same way.
 
 After each IMAP sync run, the Drafts folder (SPECIAL-USE `\\Drafts`, RFC 6154) is compared with
 the drafts stored for the mailbox:
@@ -231,4 +232,34 @@ def pick_up_gmail_drafts(
         provider = {"kind": "gmail", "draft_id": gmail_draft_id, "message_id": message.id}
         draft_id = _draft_id(account, f"gmail|{gmail_draft_id}", at)
         stored += _store(account, draft_id, body, provider, store, blobs, now)
+    return stored
+
+
+def pick_up_graph_drafts(
+    client: Any, account: Account, store: DraftStore, blobs: BlobStore, now: Callable[[], datetime]
+) -> int:
+    """The same for a Microsoft 365 mailbox: the messages of the well-known `drafts` folder
+    (mailfolder-list-messages, then `$value` of each new one); a message no stored draft records
+    becomes one (`provider: {"kind": "graph", "message_id"}`, an immutable id); a recorded draft
+    message gone from the folder was deleted or sent in Outlook, and is deleted here unless a
+    change made here is pending."""
+    folder = client.folder("drafts")
+    listed = {m.id: m for m in client.list_messages(folder.id)}
+    items = [
+        i
+        for i in store.account_drafts(account.tenant_id, account.account_id)
+        if (i.get("provider") or {}).get("kind") == "graph"
+    ]
+    known = {str(i["provider"].get("message_id")) for i in items}
+    _forget_gone(account, items, lambda i: str(i["provider"].get("message_id")) in listed, store)
+    stored = 0
+    for message_id in sorted(set(listed) - known)[:MAX_PER_RUN]:
+        at = listed[message_id].received or now()
+        body = _body(account, client.get_mime(message_id), at)
+        if body is None:
+            continue
+        provider = {"kind": "graph", "message_id": message_id}
+        stored += _store(
+            account, _draft_id(account, f"graph|{message_id}", at), body, provider, store, blobs, now
+        )
     return stored
