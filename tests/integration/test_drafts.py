@@ -407,3 +407,22 @@ def test_a_large_draft_is_stored_and_an_oversized_one_refused(mail: SyncHarness)
     # And a text over the send body's limit is 422, not a server error
     status, refused = call(mail, "drafts-create.json", body=draft_body(mail, text="x" * 2_000_001))
     assert (status, refused["error"]["code"]) == (422, "validation_error")
+
+
+def test_a_draft_can_be_scheduled_like_any_send(mail: SyncHarness, smtp_sink: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    # Given a draft
+    _, created = call(mail, "drafts-create.json", body=draft_body(mail))
+    send_at = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
+    # When it is sent at a later time
+    status, accepted = call(
+        mail, "drafts-send.json", draft_id=created["draft_id"], body={"send_at": send_at.isoformat()}
+    )
+    # Then it is scheduled, as POST /emails/send with send_at would be, and no longer a draft
+    assert status == 202, accepted
+    assert accepted["status"] == "scheduled"
+    assert datetime.fromisoformat(accepted["send_at"]) == send_at
+    _, listed = call(mail, "drafts-list.json", role="viewer")
+    assert listed["items"] == []
+    assert smtp_sink.messages == []
