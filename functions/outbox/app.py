@@ -1,4 +1,6 @@
-"""Outbox function: OutboxQueue consumer; sends each queued email exactly once.
+"""Outbox function: OutboxQueue consumer; sends each queued email exactly once, and brings the
+mailbox's copy of a changed draft in step (`mailbridge.drafts.provider`: idempotent by itself, it
+reads the draft's current state on every run).
 
 Idempotent on the outbound email id (Powertools idempotency on the DynamoDB table) on top of
 the email's own status machine: two deliveries of one record racing each other send once.
@@ -7,7 +9,7 @@ Transient failures come back after an exponential delay; the last attempt marks 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -19,12 +21,12 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.serialization.dataclass import DataclassSerializer
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import Json
+from pydantic import Field, Json
 
 from mailbridge.config import get_settings
 from mailbridge.errors import ProviderError
 from mailbridge.observability import logger, metrics, tracer
-from mailbridge.outbox.models import OutboxMessage
+from mailbridge.outbox.models import DraftSyncMessage, OutboxMessage
 from mailbridge.outbox.service import SendOutcome, fail, send_queued
 from mailbridge.outbox.wiring import outbox_deps
 
@@ -37,7 +39,7 @@ idempotency = IdempotencyConfig(event_key_jmespath="email_id", expires_after_sec
 
 
 class OutboxRecord(SqsRecordModel):
-    body: Json[OutboxMessage]
+    body: Json[Annotated[OutboxMessage | DraftSyncMessage, Field(discriminator="kind")]]
 
 
 @idempotent_function(  # type: ignore[untyped-decorator]
@@ -50,7 +52,27 @@ def send_once(message: OutboxMessage) -> SendOutcome:
     return send_queued(message, outbox_deps())
 
 
+def sync_draft(record: OutboxRecord, message: DraftSyncMessage) -> None:
+    from mailbridge.drafts.provider import sync_draft as sync
+    from mailbridge.drafts.wiring import draft_store
+
+    attempt = int(record.attributes.ApproximateReceiveCount)
+    try:
+        sync(message, outbox_deps(), draft_store())
+    except ProviderError as exc:
+        if not exc.retryable or attempt >= MAX_ATTEMPTS:
+            logger.warning(
+                "draft copy not kept in step", extra={"code": exc.code, "draft_id": message.draft_id}
+            )
+            return
+        outbox_deps().queue.retry_later(record.receiptHandle, BASE_DELAY_SECONDS * 2 ** (attempt - 1))
+        raise
+
+
 def record_handler(record: OutboxRecord) -> None:
+    if isinstance(record.body, DraftSyncMessage):
+        sync_draft(record, record.body)
+        return
     attempt = int(record.attributes.ApproximateReceiveCount)
     try:
         send_once(message=record.body)

@@ -69,6 +69,12 @@ SCOPES: dict[str, tuple[str, ...]] = {
         G + "send",
     ),
     "users.messages.insert": INSERT,
+    "users.drafts.create": (FULL, G + "addons.current.action.compose", G + "compose", G + "modify"),
+    "users.drafts.update": (FULL, G + "addons.current.action.compose", G + "compose", G + "modify"),
+    "users.drafts.delete": (FULL, G + "addons.current.action.compose", G + "compose", G + "modify"),
+    "users.drafts.get": (*READ_MESSAGE, G + "compose"),
+    "users.drafts.list": (*READ_MESSAGE, G + "compose"),
+    "users.drafts.send": (FULL, G + "addons.current.action.compose", G + "compose", G + "modify"),
     "users.messages.import": INSERT,
     "users.threads.get": READ_MESSAGE,
 }
@@ -145,6 +151,12 @@ class GoogleApi:
                 self.gmail("users.messages.attachments.get", self.attachment),
             ),
             route("GET", gm + "/threads/{id}", self.gmail("users.threads.get", self.thread)),
+            route("GET", gm + "/drafts", self.gmail("users.drafts.list", self.drafts_list)),
+            route("POST", gm + "/drafts", self.gmail("users.drafts.create", self.drafts_create)),
+            route("POST", gm + "/drafts/send", self.gmail("users.drafts.send", self.drafts_send)),
+            route("GET", gm + "/drafts/{id}", self.gmail("users.drafts.get", self.drafts_get)),
+            route("PUT", gm + "/drafts/{id}", self.gmail("users.drafts.update", self.drafts_update)),
+            route("DELETE", gm + "/drafts/{id}", self.gmail("users.drafts.delete", self.drafts_delete)),
             route("GET", "/v1/{resource}/{name}/connections", self.connections),
             route("GET", cal + "/events", self.calendar("events.list", self.events_list)),
             route("POST", cal + "/events", self.calendar("events.insert", self.events_insert)),
@@ -376,6 +388,67 @@ class GoogleApi:
         message = self.double.gmail.send(g.mailbox, raw, _thread_id(meta))
         return Response.json(200, _minimal(message))
 
+    # Drafts [D: users.drafts]: the body is a Draft resource `{"id"?, "message": Message}`, its
+    # message a Message with `raw` (and `threadId`); the answer a Draft `{"id", "message":
+    # {"id", "threadId", "labelIds": ["DRAFT"]}}`, and for drafts.send the sent Message.
+
+    def drafts_create(self, g: GmailCall) -> Response:
+        raw, meta = _draft_message(g.call, required=True)
+        assert raw is not None
+        draft_id, message = self.double.gmail.create_draft(g.mailbox, raw, _thread_id(meta))
+        return Response.json(200, {"id": draft_id, "message": _minimal(message)})
+
+    def drafts_list(self, g: GmailCall) -> Response:
+        """users.drafts.list: `{"drafts": [{"id", "message": {"id", "threadId"}}],
+        "resultSizeEstimate"}`, `maxResults` (default 100, at most 500) a page, `nextPageToken`."""
+        size = _page_size(g.call.one("maxResults"))
+        ids = sorted(g.mailbox.drafts)
+        token = g.call.one("pageToken") or "0"
+        start = int(token) if token.isdigit() else 0
+        page = ids[start : start + size]
+        drafts = [
+            {
+                "id": d,
+                "message": {
+                    k: v
+                    for k, v in _minimal(self.double.gmail.draft(g.mailbox, d)).items()
+                    if k != "labelIds"
+                },
+            }
+            for d in page
+        ]
+        body: dict[str, Any] = {"resultSizeEstimate": len(ids)}
+        if drafts:
+            body["drafts"] = drafts
+        if start + size < len(ids):
+            body["nextPageToken"] = str(start + size)
+        return Response.json(200, body)
+
+    def drafts_get(self, g: GmailCall) -> Response:
+        draft_id = g.call.params["id"]
+        message = self.double.gmail.draft(g.mailbox, draft_id)
+        return Response.json(200, {"id": draft_id, "message": _minimal(message)})
+
+    def drafts_update(self, g: GmailCall) -> Response:
+        raw, meta = _draft_message(g.call, required=True)
+        assert raw is not None
+        draft_id = g.call.params["id"]
+        message = self.double.gmail.update_draft(g.mailbox, draft_id, raw, _thread_id(meta))
+        return Response.json(200, {"id": draft_id, "message": _minimal(message)})
+
+    def drafts_delete(self, g: GmailCall) -> Response:
+        self.double.gmail.delete_draft(g.mailbox, g.call.params["id"])
+        return Response.empty(204)
+
+    def drafts_send(self, g: GmailCall) -> Response:
+        body = g.call.json()
+        draft_id = body.get("id")
+        if not isinstance(draft_id, str) or not draft_id:
+            raise bad_request("Invalid draft id", location="id")
+        raw, _meta = _draft_message(g.call, required=False)
+        message = self.double.gmail.send_draft(g.mailbox, draft_id, raw)
+        return Response.json(200, _minimal(message))
+
     def insert(self, g: GmailCall) -> Response:
         return self._store(g, default_labels=[], date_source="receivedTime", auto_thread=False)
 
@@ -473,6 +546,26 @@ def _minimal(message: StoredMessage) -> dict[str, Any]:
     if message.labels:
         out["labelIds"] = list(message.labels)
     return out
+
+
+def _draft_message(call: Call, *, required: bool) -> tuple[bytes | None, dict[str, Any]]:
+    """The RFC 5322 bytes and Message metadata of a Draft resource's `message` (JSON path)."""
+    body = call.json()
+    message = body.get("message")
+    if not isinstance(message, dict) or "raw" not in message:
+        if required:
+            raise bad_request("Missing draft message")
+        return None, {}
+    encoded = message.get("raw")
+    if not isinstance(encoded, str) or not encoded:
+        raise bad_request("Missing draft message")
+    try:
+        raw = mime.b64url_decode(encoded)
+    except ValueError:
+        raise bad_request(
+            "Invalid value at 'draft.message.raw' (TYPE_BYTES), Base64 decoding failed"
+        ) from None
+    return raw, message
 
 
 def _thread_id(meta: dict[str, Any]) -> str | None:

@@ -270,6 +270,23 @@ class GoogleDouble:
         with self.lock:
             return list(self.gmail.mailbox(address).sent)
 
+    def add_draft(self, address: str, raw: bytes) -> str:
+        """The user saves a draft in Gmail; its draft id."""
+        with self.lock:
+            draft_id, _message = self.gmail.create_draft(self.gmail.mailbox(address), raw, None)
+            return draft_id
+
+    def delete_draft(self, address: str, draft_id: str) -> None:
+        """The user discards a draft in Gmail."""
+        with self.lock:
+            self.gmail.delete_draft(self.gmail.mailbox(address), draft_id)
+
+    def drafts(self, address: str) -> dict[str, bytes]:
+        """Each draft id of the mailbox and the bytes of its current message."""
+        with self.lock:
+            mailbox = self.gmail.mailbox(address)
+            return {draft_id: mailbox.messages[m].raw for draft_id, m in mailbox.drafts.items()}
+
     def history_id(self, address: str) -> int:
         with self.lock:
             return self.gmail.mailbox(address).history_id

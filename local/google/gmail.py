@@ -149,6 +149,7 @@ class Mailbox:
     watch: Watch | None = None
     sent: list[SentMail] = field(default_factory=list)
     next_label: int = 1
+    drafts: dict[str, str] = field(default_factory=dict)  # draft id -> the id of its message
 
     def label_id(self, name_or_id: str) -> str | None:
         if name_or_id in self.labels:
@@ -361,6 +362,48 @@ class Gmail:
         message = self.add_message(mailbox, raw, labels, thread_id=thread_id)
         mailbox.sent.append(SentMail(message_id=message.id, recipients=recipients, raw=raw, at=now))
         return message
+
+    # ------------------------------------------------------------------ drafts [D: users.drafts]
+
+    def create_draft(self, mailbox: Mailbox, raw: bytes, thread_id: str | None) -> tuple[str, StoredMessage]:
+        """drafts.create: the message stored with the DRAFT label under a new, immutable draft id."""
+        message = self.add_message(mailbox, raw, ["DRAFT"], thread_id=thread_id)
+        draft_id = "r" + self.ids.digits(19)
+        mailbox.drafts[draft_id] = message.id
+        return draft_id, message
+
+    def draft(self, mailbox: Mailbox, draft_id: str) -> StoredMessage:
+        message_id = mailbox.drafts.get(draft_id)
+        if message_id is None or message_id not in mailbox.messages:
+            raise not_found()
+        return mailbox.messages[message_id]
+
+    def update_draft(
+        self, mailbox: Mailbox, draft_id: str, raw: bytes, thread_id: str | None
+    ) -> StoredMessage:
+        """drafts.update: "Replaces a draft's content": the draft keeps its id, its message is a
+        new one (the old one deleted) [D/R]."""
+        old = self.draft(mailbox, draft_id)
+        message = self.add_message(mailbox, raw, ["DRAFT"], thread_id=thread_id)
+        self.delete(mailbox, old)
+        mailbox.drafts[draft_id] = message.id
+        return message
+
+    def delete_draft(self, mailbox: Mailbox, draft_id: str) -> None:
+        """drafts.delete: "Immediately and permanently deletes the specified draft" [D]."""
+        message = self.draft(mailbox, draft_id)
+        self.delete(mailbox, message)
+        del mailbox.drafts[draft_id]
+
+    def send_draft(self, mailbox: Mailbox, draft_id: str, raw: bytes | None) -> StoredMessage:
+        """drafts.send: sends the existing draft (its content replaced first when the request
+        carries a message) to the To, Cc and Bcc recipients, as messages.send does; the draft
+        is gone afterwards. A refused send (no recipient) leaves the draft as it was [D/R]."""
+        old = self.draft(mailbox, draft_id)
+        sent = self.send(mailbox, raw if raw is not None else old.raw, old.thread_id)
+        self.delete(mailbox, old)
+        del mailbox.drafts[draft_id]
+        return sent
 
     def start_watch(self, mailbox: Mailbox, topic_name: str, label_ids: list[str], behavior: str) -> datetime:
         """users.watch: (re)places the mailbox's one watch; returns its expiration [D]."""

@@ -36,6 +36,12 @@ COSTS: dict[str, int] = {
     "users.messages.insert": 25,
     "users.messages.import": 25,
     "users.threads.get": 10,
+    "users.drafts.create": 10,
+    "users.drafts.update": 15,
+    "users.drafts.delete": 10,
+    "users.drafts.get": 5,
+    "users.drafts.list": 5,
+    "users.drafts.send": 100,
 }
 USER_UNITS_PER_MINUTE = 15_000
 WINDOW = timedelta(minutes=1)

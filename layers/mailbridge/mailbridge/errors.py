@@ -60,6 +60,18 @@ class Conflict(MailbridgeError):
     code = "conflict"
 
 
+class PreconditionFailed(MailbridgeError):
+    """An `If-Match` precondition named a version that is no longer current (RFC 9110 13.1.1)."""
+
+    code = "precondition_failed"
+
+
+class PreconditionRequired(MailbridgeError):
+    """The route only writes conditionally and the request carried no `If-Match` (RFC 6585 3)."""
+
+    code = "precondition_required"
+
+
 class FeatureDisabled(NotFound):
     """The tenant switched this capability off; the routes behave as if absent."""
 

@@ -457,3 +457,55 @@ def test_batch_modify_and_attachments(google: GoogleDouble, gmail: Gmail) -> Non
     assert "data" not in part["body"]
     assert base64.urlsafe_b64decode(attachment["data"]) == b"%PDF-1.4 test"
     assert attachment["size"] == len(b"%PDF-1.4 test")
+
+
+def test_drafts_keep_their_id_across_updates_and_drafts_send_removes_the_draft(
+    google: GoogleDouble, gmail: Gmail
+) -> None:
+    # Given a draft (users.drafts.create)
+    first = rfc5322(subject="Quote", sender=USER, to="carol@customer.example", body="first\r\n")
+    created = gmail.post("/drafts", {"message": {"raw": b64url(first)}}).json()
+    assert created["message"]["labelIds"] == ["DRAFT"]
+    # When its content is replaced (users.drafts.update)
+    second = rfc5322(subject="Quote", sender=USER, to="carol@customer.example", body="second\r\n")
+    updated = HTTP.put(
+        f"{gmail.base}/drafts/{created['id']}",
+        json={"id": created["id"], "message": {"raw": b64url(second)}},
+        headers=gmail.headers,
+    ).json()
+    # Then the draft keeps its id, its message is a new one and the old one is gone
+    assert updated["id"] == created["id"]
+    assert updated["message"]["id"] != created["message"]["id"]
+    assert gmail.get(f"/messages/{created['message']['id']}").status_code == 404
+    assert google.drafts(USER) == {created["id"]: second}
+    # When it is sent (users.drafts.send)
+    sent = gmail.post("/drafts/send", {"id": created["id"]}).json()
+    # Then it went out with SENT and the draft is gone
+    assert sent["labelIds"] == ["SENT"]
+    assert [s.recipients for s in google.sent(USER)] == [["carol@customer.example"]]
+    assert google.drafts(USER) == {}
+    assert gmail.get(f"/drafts/{created['id']}").status_code == 404
+
+
+def test_draft_errors(google: GoogleDouble, gmail: Gmail) -> None:
+    # Given a draft without a recipient
+    created = gmail.post("/drafts", {"message": {"raw": b64url(b"Subject: x\r\n\r\nbody\r\n")}}).json()
+    # When it is sent, and an unknown draft is updated, deleted or sent
+    no_rcpt = gmail.post("/drafts/send", {"id": created["id"]})
+    unknown = [
+        HTTP.put(
+            f"{gmail.base}/drafts/r123",
+            json={"message": {"raw": b64url(b"Subject: y\r\n\r\n")}},
+            headers=gmail.headers,
+        ),
+        gmail.delete("/drafts/r123"),
+        gmail.post("/drafts/send", {"id": "r123"}),
+    ]
+    # Then the send is 400 and the draft stays; the unknown draft is 404 each time
+    assert no_rcpt.status_code == 400
+    assert list(google.drafts(USER)) == [created["id"]]
+    assert google.sent(USER) == []
+    assert [r.status_code for r in unknown] == [404, 404, 404]
+    # And delete removes a draft for good (204)
+    assert gmail.delete(f"/drafts/{created['id']}").status_code == 204
+    assert google.drafts(USER) == {}

@@ -25,6 +25,7 @@ ROUTER_MODULES = (
     "emails",
     "threads",
     "outbox",
+    "drafts",
     "snooze",
     "followups",
     "nudges",

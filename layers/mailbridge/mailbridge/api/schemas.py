@@ -53,10 +53,12 @@ _DESCRIPTIONS = {
     403: "The token carries no usable tenant, role or subject, or the caller's role does not allow this",
     404: "Not found, not visible to this tenant, or a feature the tenant switched off",
     409: "Conflict with the current state (duplicate, concurrent change)",
+    412: "The `If-Match` version is no longer current: read the resource again and merge",
     413: "The request is larger than API Gateway or Lambda accept. Answered by API Gateway, "
     'before this API runs: `{"message": "Request Entity Too Large"}`',
     415: "The body is not JSON (content-type)",
     422: "Request validation failed: `details` lists each field (`loc`), message and `type`",
+    428: "The route writes only conditionally: send `If-Match` with the version you read",
     429: "Rate limited by a provider; retry after the Retry-After header",
     500: "Unexpected error (nothing about it is echoed)",
     502: "An upstream provider failed",

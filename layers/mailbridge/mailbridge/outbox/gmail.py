@@ -8,6 +8,8 @@
 - Exactly once: an earlier attempt may have reached Gmail and then failed (a timeout, a crash
   before the status moved to `sent`). Before sending, SENT is searched for our Message-ID
   (`rfc822msgid:`, 5 units against the send's 100); a copy found is taken as the send.
+- A sent draft whose copy is a Gmail draft goes out by `users.drafts.send` with the final bytes
+  (the draft's content replaced and sent in one call; Gmail removes the draft), else as above.
 - The returned Gmail message id becomes the email's location (`providers.gmail.locations`), so
   the sync, when it meets the copy in SENT, finds the location and the email already stored.
 
@@ -23,7 +25,7 @@ from typing import Any
 from mailbridge.errors import ProviderAuthError
 from mailbridge.models.account import REAUTH_REQUIRED, Account
 from mailbridge.providers.gmail.client import GmailClient
-from mailbridge.providers.gmail.errors import MessageNotFound
+from mailbridge.providers.gmail.errors import DraftNotFound, MessageNotFound
 from mailbridge.providers.gmail.locations import gmail_message_id
 from mailbridge.providers.gmail.models import Sent
 from mailbridge.store.emails import EmailStore
@@ -69,6 +71,8 @@ def send(
 
     Raises ProviderAuthError(`reauth_required`) when the account waits for a reconnect (no call
     is made) or the grant turns out revoked; ProviderError / ProviderRateLimited as the client."""
+    from mailbridge.drafts.provider import gmail_draft_id
+
     if account.sync.reason == REAUTH_REQUIRED:
         raise ProviderAuthError("the mailbox must be reconnected before it can send", code=REAUTH_REQUIRED)
     client = client_for(account)
@@ -78,5 +82,11 @@ def send(
         if found.messages:
             ref = found.messages[0]
             return Sent.model_validate({"id": ref.id, "threadId": ref.thread_id, "labelIds": ["SENT"]})
+    draft_id = gmail_draft_id(item.get("draft"))
+    if draft_id is not None:
+        try:
+            return client.send_draft(draft_id, raw)
+        except DraftNotFound:
+            pass  # deleted in Gmail since: sent as a new message
     thread_id = reply_thread_id(account, item.get("reply_to_email_id"), emails, client)
     return client.send(raw, thread_id)

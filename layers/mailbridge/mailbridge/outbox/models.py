@@ -64,7 +64,31 @@ class UploadedAttachment(Model):
     content_type: MediaType = "application/octet-stream"
 
 
-class SendRequest(Model):
+class MessageFields(Model):
+    """What a message to send is made of: `POST /emails/send` without `send_at`, and the body of
+    a draft (`POST /drafts`, `PUT /drafts/{id}`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account_id: str = Field(pattern=r"^acc_[0-9a-f]{20}$")
+    to: list[Recipient] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
+    cc: list[Recipient] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
+    bcc: list[Recipient] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
+    subject: Annotated[HeaderText, Field(max_length=900)] = ""
+    text: Annotated[MultiLine, Field(max_length=2_000_000)] | None = None
+    html: Annotated[MultiLine, Field(max_length=4_000_000)] | None = None
+    reply_to_email_id: str | None = Field(default=None, pattern=EMAIL_ID)
+    forward_email_id: str | None = Field(default=None, pattern=EMAIL_ID)
+    forward_as: Literal["attachment", "inline"] = "attachment"
+    attachments: list[InlineAttachment | UploadedAttachment] = Field(default_factory=list, max_length=20)
+    tracking: TrackingOverride | None = Field(
+        default=None,
+        description="Open/click tracking of this message (default: the tenant's `tracking` feature "
+        "flag); HTML messages only, never for a recipient whose contact has `do_not_track`",
+    )
+
+
+class SendRequest(MessageFields):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -80,23 +104,7 @@ class SendRequest(Model):
         },
     )
 
-    account_id: str = Field(pattern=r"^acc_[0-9a-f]{20}$")
-    to: list[Recipient] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
-    cc: list[Recipient] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
-    bcc: list[Recipient] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
-    subject: Annotated[HeaderText, Field(max_length=900)] = ""
-    text: Annotated[MultiLine, Field(max_length=2_000_000)] | None = None
-    html: Annotated[MultiLine, Field(max_length=4_000_000)] | None = None
-    reply_to_email_id: str | None = Field(default=None, pattern=EMAIL_ID)
-    forward_email_id: str | None = Field(default=None, pattern=EMAIL_ID)
-    forward_as: Literal["attachment", "inline"] = "attachment"
-    attachments: list[InlineAttachment | UploadedAttachment] = Field(default_factory=list, max_length=20)
     send_at: datetime | None = Field(default=None, description="Schedule the send (UTC if no offset)")
-    tracking: TrackingOverride | None = Field(
-        default=None,
-        description="Open/click tracking of this message (default: the tenant's `tracking` feature "
-        "flag); HTML messages only, never for a recipient whose contact has `do_not_track`",
-    )
     template_id: str | None = Field(
         default=None,
         pattern=TEMPLATE_ID,
@@ -217,3 +225,13 @@ class OutboxMessage(Model):
     kind: Literal["send"] = "send"
     tenant_id: str
     email_id: str
+
+
+class DraftSyncMessage(Model):
+    """OutboxQueue work: bring the provider's copy of a draft in step with the stored draft
+    (`mailbridge.drafts.provider`); `account_id` names the mailbox even once the draft is gone."""
+
+    kind: Literal["draft"] = "draft"
+    tenant_id: str
+    draft_id: str
+    account_id: str

@@ -235,6 +235,7 @@ def queue_send(
     *,
     automation: dict[str, Any] | None = None,
     auto_generated: bool = False,
+    from_draft: dict[str, Any] | None = None,
 ) -> SendAccepted:
     """Compose, store and queue (or schedule) one outbound email; 202 with its ids.
 
@@ -242,6 +243,8 @@ def queue_send(
     the email and carried by its `email.sent` event, so rules cannot trigger each other forever.
     `auto_generated`: mail mailbridge writes itself (the notification digest) carries
     `Auto-Submitted: auto-generated` (RFC 3834 section 5); never set from a client's request.
+    `from_draft`: the draft being sent (`{draft_id, provider}`, `mailbridge.drafts.service.send_draft`),
+    kept on the email so the mailbox's draft copy is removed once the send succeeded.
 
     Raises NotFound (account, original email or upload), Invalid (`account_cannot_send`,
     `send_at_in_past`, `send_at_too_far`, `invalid_attachment`, `attachment_too_large`,
@@ -276,6 +279,7 @@ def queue_send(
         automation=automation,
         reply_to_email_id=request.reply_to_email_id,
         tracking=request.tracking,
+        from_draft=from_draft,
     )
 
 
@@ -370,6 +374,7 @@ def queue_draft(
     reply_to_email_id: str | None = None,
     tracking: TrackingOverride | None = None,
     template: dict[str, Any] | None = None,
+    from_draft: dict[str, Any] | None = None,
 ) -> SendAccepted:
     """Compose, store and queue (or schedule, at `send_at`) a draft the caller built, sent from
     `account`: what `queue_send` does after reading the request, for mail mailbridge writes
@@ -418,6 +423,8 @@ def queue_draft(
         item["template"] = template  # {template_id, version, variant}: what it was rendered from
     if reply_to_email_id:
         item["reply_to_email_id"] = reply_to_email_id
+    if from_draft:
+        item["draft"] = from_draft
     if tracked is not None and deps.tracking is not None:
         item["tracking"] = {"opens": tracked.opens, "clicks": tracked.clicks}
         deps.tracking.store.put_message(tracked)  # before the email exists: no hit finds it missing
@@ -576,6 +583,10 @@ def send_queued(message: OutboxMessage, deps: OutboxDeps) -> SendOutcome:
         _record_gmail_sent(account, raw, gmail_id, deps)
     else:
         _copy_to_sent(account, raw, email_id, deps)
+    if item.get("draft"):
+        from mailbridge.drafts.provider import remove_sent_draft
+
+        remove_sent_draft(account, dict(item["draft"]), deps)
     sync_deps = SyncDeps(
         accounts=deps.accounts, emails=deps.emails, blobs=deps.blobs, publisher=deps.publisher
     )

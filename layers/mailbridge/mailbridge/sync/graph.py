@@ -205,6 +205,22 @@ def _loc_sk(mailbox: Mailbox, message_id: str) -> str:
     return location_sk(mailbox.account_id, mailbox.folder, mailbox.uidvalidity, message_id)
 
 
+def _pick_up_drafts(client: Any, account: Account, deps: Any) -> None:
+    """Drafts written in Outlook become drafts here (`mailbridge.drafts.pickup`); a failure there
+    (other than a revoked grant) never fails the mail sync."""
+    from mailbridge.drafts.pickup import pick_up_graph_drafts
+    from mailbridge.store.drafts import DraftStore
+
+    try:
+        pick_up_graph_drafts(
+            client, account, DraftStore(deps.sync.emails.table_name), deps.sync.blobs, deps.sync.now
+        )
+    except ProviderAuthError:
+        raise
+    except ProviderError as exc:
+        logger.warning("outlook drafts not picked up", extra={"code": exc.code})
+
+
 def run_graph_sync(
     request: SyncRequest, account: Account, deps: SyncServiceDeps, budget: Budget
 ) -> SyncReport | None:
@@ -222,6 +238,7 @@ def run_graph_sync(
     client = (deps.graph_client or client_for)(account)
     try:
         report = sync_graph_account(client, account, deps.sync, budget)
+        _pick_up_drafts(client, account, deps)
     except ProviderAuthError as exc:
         _failed(account, deps, exc)
         logger.warning("graph sync stopped: credentials rejected", extra={"code": exc.code})

@@ -185,6 +185,34 @@ def run_sync(request: SyncRequest, deps: SyncServiceDeps, budget: Budget) -> Syn
     return run_imap_sync(request, account, deps, budget)
 
 
+def _pick_up_drafts(source: Any, account: Account, deps: SyncServiceDeps) -> None:
+    """Drafts written in the mail client become drafts here (`mailbridge.drafts.pickup`); a
+    failure there never fails the mail sync (the next run tries again)."""
+    from mailbridge.drafts.pickup import pick_up_drafts
+    from mailbridge.store.drafts import DraftStore
+
+    try:
+        pick_up_drafts(
+            source, account, DraftStore(deps.sync.emails.table_name), deps.sync.blobs, deps.sync.now
+        )
+    except ProviderError as exc:
+        logger.warning("client drafts not picked up", extra={"code": exc.code})
+
+
+def _pick_up_gmail_drafts(client: Any, account: Account, deps: SyncServiceDeps) -> None:
+    """Gmail drafts written in Gmail become drafts here (`mailbridge.drafts.pickup`); a failure
+    there never fails the mail sync."""
+    from mailbridge.drafts.pickup import pick_up_gmail_drafts
+    from mailbridge.store.drafts import DraftStore
+
+    try:
+        pick_up_gmail_drafts(
+            client, account, DraftStore(deps.sync.emails.table_name), deps.sync.blobs, deps.sync.now
+        )
+    except ProviderError as exc:
+        logger.warning("gmail drafts not picked up", extra={"code": exc.code})
+
+
 def run_imap_sync(
     request: SyncRequest, account: Account, deps: SyncServiceDeps, budget: Budget
 ) -> SyncReport | None:
@@ -211,6 +239,7 @@ def run_imap_sync(
             )
             with deps.connect(settings) as source:
                 report = sync_account(source, account, deps.sync, budget)
+                _pick_up_drafts(source, account, deps)
             break
         except Invalid as exc:
             # The host now resolves to an address the guard refuses (host_not_allowed), or the
@@ -288,6 +317,7 @@ def run_gmail_sync(
     while True:
         try:
             report = sync_gmail(client, account, deps.sync, budget)
+            _pick_up_gmail_drafts(client, account, deps)
             break
         except ProviderRateLimited as exc:
             wait = exc.retry_after if exc.retry_after is not None else RATE_LIMIT_WAIT_MAX_SECONDS

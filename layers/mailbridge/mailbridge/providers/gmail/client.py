@@ -24,12 +24,14 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 
 from mailbridge.errors import ProviderAuthError, ProviderError, ProviderRateLimited
-from mailbridge.providers.gmail.errors import HistoryExpired, MessageNotFound
+from mailbridge.providers.gmail.errors import DraftNotFound, HistoryExpired, MessageNotFound
 from mailbridge.providers.gmail.models import (
+    DraftRef,
     History,
     HistoryRecord,
     Label,
@@ -323,6 +325,65 @@ class GmailClient:
             body["threadId"] = thread_id
         return Sent.model_validate(self._call("users.messages.send", "POST", "/messages/send", body=body))
 
+    # ------------------------------------------------------------------ drafts [D: users.drafts]
+
+    @staticmethod
+    def _draft(raw: bytes, thread_id: str | None, draft_id: str | None = None) -> dict[str, Any]:
+        message: dict[str, Any] = {"raw": b64url_encode(raw)}
+        if thread_id:
+            message["threadId"] = thread_id
+        body: dict[str, Any] = {"message": message}
+        if draft_id:
+            body["id"] = draft_id
+        return body
+
+    def list_drafts(self) -> list[DraftRef]:
+        """users.drafts.list, every page: each draft's id and its message's id and threadId."""
+        found: list[DraftRef] = []
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"maxResults": 500}
+            if token:
+                params["pageToken"] = token
+            page = self._call("users.drafts.list", "GET", "/drafts", params=params)
+            found += [DraftRef.model_validate(d) for d in page.get("drafts") or ()]
+            token = page.get("nextPageToken")
+            if not token:
+                return found
+
+    def create_draft(self, raw: bytes, thread_id: str | None = None) -> DraftRef:
+        """users.drafts.create: the RFC 5322 bytes stored as a draft (label DRAFT)."""
+        answer = self._call("users.drafts.create", "POST", "/drafts", body=self._draft(raw, thread_id))
+        return DraftRef.model_validate(answer)
+
+    def update_draft(self, draft_id: str, raw: bytes, thread_id: str | None = None) -> DraftRef:
+        """users.drafts.update: replace the draft's content (same draft id, a new message id).
+        A draft deleted meanwhile (in Gmail) is DraftNotFound."""
+        answer = self._call(
+            "users.drafts.update",
+            "PUT",
+            f"/drafts/{quote(draft_id, safe='')}",
+            body=self._draft(raw, thread_id, draft_id),
+            not_found=_draft_gone,
+        )
+        return DraftRef.model_validate(answer)
+
+    def delete_draft(self, draft_id: str) -> None:
+        """users.drafts.delete: permanently, not to the trash. DraftNotFound when already gone."""
+        self._call(
+            "users.drafts.delete", "DELETE", f"/drafts/{quote(draft_id, safe='')}", not_found=_draft_gone
+        )
+
+    def send_draft(self, draft_id: str, raw: bytes | None = None) -> Sent:
+        """users.drafts.send: send the draft (its content replaced by `raw` first, when given) to
+        its To, Cc and Bcc; Gmail removes the draft in the same call. DraftNotFound when gone."""
+        body: dict[str, Any] = {"id": draft_id}
+        if raw is not None:
+            body["message"] = {"raw": b64url_encode(raw)}
+        return Sent.model_validate(
+            self._call("users.drafts.send", "POST", "/drafts/send", body=body, not_found=_draft_gone)
+        )
+
     # ------------------------------------------------------------------ history
 
     def list_history(
@@ -355,6 +416,10 @@ class GmailClient:
                 return History(
                     records=tuple(records), history_id=int(page.get("historyId") or start_history_id)
                 )
+
+
+def _draft_gone() -> ProviderError:
+    return DraftNotFound("the Gmail draft does not exist (deleted or sent in Gmail)")
 
 
 def _message_gone() -> ProviderError:

@@ -112,9 +112,19 @@ class Label(_Gmail):
     type: str = "user"
 
 
+class DraftRef(_Gmail):
+    """users.drafts.create / update: the draft's immutable id and its current message."""
+
+    id: str
+    message: Sent
+
+
 class Sent(_Gmail):
     """users.messages.send: the stored copy's ids and labels (SENT)."""
 
     id: str
     thread_id: str = Field(alias="threadId")
     label_ids: tuple[str, ...] = Field(default=(), alias="labelIds")
+
+
+DraftRef.model_rebuild()

@@ -52,6 +52,10 @@ UNITS: dict[str, int] = {
     "users.messages.import": 25,
     "users.watch": 100,
     "users.stop": 50,
+    "users.drafts.create": 10,
+    "users.drafts.update": 15,
+    "users.drafts.delete": 10,
+    "users.drafts.send": 100,
 }
 
 

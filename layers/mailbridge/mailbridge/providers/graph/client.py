@@ -319,6 +319,19 @@ class GraphClient:
             content=base64.b64encode(raw),
         )
 
+    def create_draft_mime(self, raw: bytes) -> str:
+        """POST /me/messages with the MIME as base64 `text/plain` (message-create, "MIME format"):
+        a draft (`isDraft`) in Drafts; its immutable id."""
+        data = self._json(
+            "POST", "/me/messages", headers={"Content-Type": "text/plain"}, content=base64.b64encode(raw)
+        )
+        return str(data["id"])
+
+    def delete(self, message_id: str) -> None:
+        """DELETE /me/messages/{id} (message-delete: out of the folder, into Recoverable Items).
+        MessageNotFound when already gone."""
+        self._call("DELETE", f"/me/messages/{message_id}", not_found=_message_gone)
+
 
 def _message_gone() -> ProviderError:
     return MessageNotFound("the message is no longer in the mailbox")

@@ -18,7 +18,7 @@ from imapclient.response_parser import parse_fetch_response  # type: ignore[impo
 
 from mailbridge.errors import Invalid, ProviderError, ProviderUnreachable
 from mailbridge.providers.imap.errors import Code, Stage, map_exception
-from mailbridge.providers.imap.folders import find_sent_folder
+from mailbridge.providers.imap.folders import find_sent_folder, find_special_folder
 from mailbridge.providers.imap.models import (
     FetchBatch,
     FetchedMessage,
@@ -27,6 +27,7 @@ from mailbridge.providers.imap.models import (
     FlagChanges,
     Folder,
     FolderStatus,
+    SpecialUse,
 )
 from mailbridge.providers.imap.protocol import MailFolderSource
 from mailbridge.providers.imap.settings import ImapSettings, Security
@@ -310,6 +311,36 @@ class ImapConnection:
 
     def sent_folder(self) -> Folder | None:
         return find_sent_folder(self.list_folders())
+
+    def drafts_folder(self) -> Folder | None:
+        """The Drafts folder: SPECIAL-USE `\\Drafts` (RFC 6154), else a well-known name."""
+        return find_special_folder(self.list_folders(), SpecialUse.DRAFTS)
+
+    def search_header(self, name: str, header: str, value: str) -> list[int]:
+        """UIDs of folder `name` whose `header` contains `value` (`UID SEARCH HEADER`, a
+        case-insensitive substring match: RFC 3501 section 6.4.4)."""
+        self._select(name)
+        with self._folder_guard(name):
+            found = self._client.search(["HEADER", header, value])
+        return sorted(int(uid) for uid in found)
+
+    def delete_uids(self, name: str, uids: Iterable[int]) -> None:
+        """Remove exactly these messages of folder `name`: `UID STORE +FLAGS.SILENT (\\Deleted)`
+        then `UID EXPUNGE` of the same UIDs (RFC 4315 section 2.1), so other mail marked \\Deleted
+        stays. Needs UIDPLUS; without it ProviderError `expunge_unsupported` (not retryable)."""
+        wanted = sorted({int(uid) for uid in uids})
+        if not wanted:
+            return
+        if wanted[0] < 1:
+            raise Invalid("uid must be >= 1", code="invalid_uid")
+        if "UIDPLUS" not in self._caps:
+            refused = ProviderError("the IMAP server has no UIDPLUS", code="expunge_unsupported")
+            refused.retryable = False
+            raise refused
+        self._select(name, readonly=False)
+        with self._folder_guard(name):
+            self._client.add_flags(wanted, [b"\\Deleted"], silent=True)
+            self._client.uid_expunge(wanted)
 
     def folder_status(self, name: str) -> FolderStatus:
         items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]

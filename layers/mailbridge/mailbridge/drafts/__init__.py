@@ -1,0 +1,1 @@
+"""Drafts: stored, versioned messages being written, kept in step with the mailbox's drafts."""
