@@ -209,6 +209,11 @@ class GoogleDouble:
             mailbox = self.gmail.mailbox(address)
             self.gmail.trash(mailbox, self.gmail.find(mailbox, message_id))
 
+    def untrash(self, address: str, message_id: str) -> None:
+        with self.lock:
+            mailbox = self.gmail.mailbox(address)
+            self.gmail.untrash(mailbox, self.gmail.find(mailbox, message_id))
+
     def delete(self, address: str, message_id: str) -> None:
         """Deleted for good (not trashed): history gets `messagesDeleted`."""
         with self.lock:

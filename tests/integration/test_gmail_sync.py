@@ -380,3 +380,70 @@ def test_a_poll_syncs_only_an_account_no_push_synced_in_15_minutes(
     # Then it syncs and brings the mail in
     assert len(gets.ids) == 1
     assert "Late news" in emails(gmail_stack, account_id, ALL_MAIL)
+
+
+def _updated(bus_probe: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [e["detail"]["data"] for e in bus_probe() if e["detail-type"] == "email.updated"]
+
+
+def test_archive_and_trash_in_gmail_are_announced_once_and_an_api_move_not_twice(
+    gmail_stack: GmailStack, bus_probe: Callable[[], list[dict[str, Any]]]
+) -> None:
+    # Given a synced mailbox, its first sync's events read
+    ids = seed(gmail_stack)
+    account_id = gmail_stack.connect()
+    sync(gmail_stack)
+    google = gmail_stack.google
+    bus_probe()
+    stored = emails(gmail_stack, account_id, ALL_MAIL)
+    quote, reply = stored["Renewal quote"], stored["Re: Renewal quote"]
+
+    # When in Gmail the quote is archived (INBOX removed) and the reply trashed, then a push
+    google.relabel(USER, ids["quote"], remove=["INBOX"])
+    google.trash(USER, ids["reply"])
+    sync(gmail_stack, push(account_id))
+    # Then each is announced once, named as PATCH /emails/{id} names the change
+    assert sorted(_updated(bus_probe), key=lambda d: str(d["email_id"])) == sorted(
+        [
+            {
+                "email_id": quote["email_id"],
+                "account_id": account_id,
+                "thread_id": quote["thread_id"],
+                "changes": {"archived": True},
+            },
+            {
+                "email_id": reply["email_id"],
+                "account_id": account_id,
+                "thread_id": reply["thread_id"],
+                "changes": {"trashed": True},
+            },
+        ],
+        key=lambda d: str(d["email_id"]),
+    )
+
+    # When another push names the account with nothing changed since
+    sync(gmail_stack, push(account_id))
+    # Then nothing is announced again
+    assert _updated(bus_probe) == []
+
+    # When the reply is restored from the trash in Gmail (untrash: back in the inbox), then a push
+    google.untrash(USER, ids["reply"])
+    sync(gmail_stack, push(account_id))
+    # Then that is announced too (the trashed state was stored with the first change)
+    assert [(d["email_id"], d["changes"]) for d in _updated(bus_probe)] == [
+        (reply["email_id"], {"trashed": False})
+    ]
+
+    # When the user puts the quote back in the inbox through the API, the write-back reaches
+    # Gmail, and a push brings Gmail's history of that change
+    event = load_event("api/patch-email.json", tenant=TENANT, sub="user-1", body={"archived": False})
+    event["rawPath"] = event["requestContext"]["http"]["path"] = f"/emails/{quote['email_id']}"
+    event["pathParameters"] = {"email_id": quote["email_id"]}
+    response = gmail_stack.invoke("api", event)
+    assert response["statusCode"] == 200, response
+    sync(gmail_stack)
+    assert "INBOX" in google.labels_of(USER, ids["quote"])
+    sync(gmail_stack, push(account_id))
+    # Then only the API's announcement went out, not the mailbox's echo of it
+    assert [d["changes"] for d in _updated(bus_probe)] == [{"archived": False}]
+    assert "Renewal quote" in emails(gmail_stack, account_id, "INBOX")

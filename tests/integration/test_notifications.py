@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,8 @@ import boto3
 import pytest
 
 from mailbridge import accounts, crypto
+from mailbridge.bus import DomainEvent, EventPublisher
+from mailbridge.errors import EventPublishError
 from mailbridge.models.account import Account, PublicServerSettings
 from mailbridge.providers.imap.settings import Security
 from mailbridge.store.accounts import AccountStore
@@ -55,10 +58,12 @@ def emit(
     tenant: str = TENANT,
     key: str | None = None,
     occurred_at: str | None = None,
+    drain: bool = True,
     **data: Any,
 ) -> None:
     """Put the events/eventbridge sample on the bus as its producer would (tenant, data and
-    idempotency key replaced), then let the notifications function drain its queue."""
+    idempotency key replaced), then (unless `drain` is false) let the notifications function
+    drain its queue."""
     event = load_event(f"eventbridge/{sample}.json")
     detail = event["detail"] | {"tenant_id": tenant}
     detail["data"] = detail["data"] | data
@@ -76,7 +81,8 @@ def emit(
             }
         ]
     )
-    deliver(stack)
+    if drain:
+        deliver(stack)
 
 
 def deliver(stack: Stack) -> None:
@@ -397,3 +403,54 @@ def test_a_send_rejected_for_good_notifies_the_mailbox_owner_once(
         accepted["email_id"],
         {"email_id": accepted["email_id"], "code": "smtp_rejected"},
     )
+
+
+def test_a_notification_whose_announcement_failed_is_announced_by_the_retry_once(
+    stack: Stack,
+    invoke_api: Invoke,
+    world: dict[str, str],
+    bus_probe: BusReader,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given PutEvents refusing the first notification.created (after the retries), as
+    # EventPublisher reports it, and accepting from then on
+    real_publish = EventPublisher.publish
+    refused: list[str] = []
+
+    def refuse_once(self: EventPublisher, events: Sequence[DomainEvent]) -> None:
+        if not refused and any(e.detail_type == "notification.created" for e in events):
+            refused.extend(e.idempotency_key for e in events)
+            raise EventPublishError("1 event(s) rejected after 4 attempts", details=["InternalFailure"])
+        real_publish(self, events)
+
+    monkeypatch.setattr(EventPublisher, "publish", refuse_once)
+    consumer = QueueConsumer(stack, "notifications", "NotificationsQueue")
+    # When a nudge about Ada's email is delivered and its record fails at the PutEvents
+    emit(stack, "nudge-created", drain=False, email_id=world["email_id"])
+    [record] = consumer.receive()
+    assert consumer.invoke([record])["batchItemFailures"] == [{"itemIdentifier": record["MessageId"]}]
+    [stored] = listing(invoke_api, ADA)["items"]
+    assert created(bus_probe) == []
+    # And SQS redelivers the record
+    boto3.client("sqs").change_message_visibility(
+        QueueUrl=consumer.queue_url, ReceiptHandle=record["ReceiptHandle"], VisibilityTimeout=0
+    )
+    consumer.drain(expect_success=True)
+    # Then the retry announced the notification the first delivery wrote, once, with its own key
+    [announced] = created(bus_probe)
+    assert announced["idempotency_key"] == f"notification.created:{stored['notification_id']}"
+    assert refused == [announced["idempotency_key"]]
+    created_at = datetime.fromisoformat(announced["data"].pop("created_at"))
+    assert created_at == datetime.fromisoformat(stored["created_at"])
+    assert announced["data"] == {
+        "notification_id": stored["notification_id"],
+        "user_id": ADA,
+        "type": "nudge",
+        "title": stored["title"],
+        "subject_id": world["email_id"],
+    }
+    # When the source event is delivered once more (an ordinary redelivery)
+    emit(stack, "nudge-created", email_id=world["email_id"])
+    # Then nothing more is announced, and Ada still has the one notification
+    assert created(bus_probe) == []
+    assert [n["notification_id"] for n in listing(invoke_api, ADA)["items"]] == [stored["notification_id"]]

@@ -645,9 +645,11 @@ def update_email(
         item = {**item, **correct(ctx, item, patch.category)}
     if not changes and not moves:
         return _load_email(ctx, item, store, blobs)
-    if changes:
+    if changes or moves:
+        # archived/trashed are stored as asked too: the sync compares the server's folder change
+        # with them, so the mailbox's echo of this move is not announced a second time.
         try:
-            store.update_email(ctx.tenant_id, email_id, **changes)
+            store.update_email(ctx.tenant_id, email_id, **changes, **moves)
         except Exception as exc:
             if is_condition_failure(exc):
                 raise NotFound("no such email") from exc

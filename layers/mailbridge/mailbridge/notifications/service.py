@@ -12,13 +12,19 @@ For each user, the preference for the type decides: `off` stores nothing, `email
 it for the digest, `in_app` stores it, lists it, and announces `notification.created`.
 
 Idempotent per source event: the notification id is derived from (tenant, user, type, the
-event's `idempotency_key`) and written only if absent; `notification.created` goes out only for
-a notification this call wrote, with the notification id as its idempotency key. (If the
-PutEvents fails after the write, the record is retried and finds the notification: the
-announcement is then lost, never doubled; the notification itself is listed either way.)
+event's `idempotency_key`) and written only if absent. `notification.created` (idempotency key
+`notification.created:{id}`) goes out exactly once per in-app notification: the notification is
+written with `announced: false` and marked announced only after PutEvents accepted the event. If
+the PutEvents fails, the record is retried; the retry's conditional put fails and returns the
+stored notification (`ReturnValuesOnConditionCheckFailure=ALL_OLD`), which is announced then
+because it is not marked yet. A redelivery after the mark announces nothing. (Two deliveries of
+one event running at the same time can both announce it, with the same idempotency key, on which
+consumers dedupe.)
 
 Requests per event: one GetItem of the email (email types), one GetItem per mailbox account,
-per user one GetItem of the preferences and one conditional PutItem; one PutEvents.
+per user one GetItem of the preferences and one conditional PutItem (a redelivery's failed put
+returns the stored item: no read); one PutEvents when anything is announced, then one UpdateItem
+per in-app notification announced (none for a redelivery of an announced event).
 """
 
 from __future__ import annotations
@@ -217,6 +223,25 @@ def recipients(event: SourceEvent, deps: NotificationDeps) -> tuple[list[str], s
     return _owners_of_accounts(detail.tenant_id, accounts, deps), email_id
 
 
+def _announcement(tenant_id: str, user_id: str, item: Item) -> DomainEvent:
+    """`notification.created` for a stored in-app notification; its idempotency key is the
+    notification's id, so every delivery of it carries the same key."""
+    nid = str(item["notification_id"])
+    return DomainEvent(
+        detail_type=NOTIFICATION_CREATED,
+        tenant_id=tenant_id,
+        idempotency_key=f"{NOTIFICATION_CREATED}:{nid}",
+        data={
+            "notification_id": nid,
+            "user_id": user_id,
+            "type": item["type"],
+            "title": item["title"],
+            "created_at": item["created_at"],
+            "subject_id": item.get("subject_id"),
+        },
+    )
+
+
 def on_event(event: SourceEvent, deps: NotificationDeps) -> list[str]:
     """Make the event's notifications (see the module docstring); returns the ids of those this
     call stored (an empty list for a redelivered event)."""
@@ -229,7 +254,7 @@ def on_event(event: SourceEvent, deps: NotificationDeps) -> list[str]:
     created_at = detail.occurred_at.astimezone(UTC)
     ttl = int((created_at + timedelta(days=RETENTION_DAYS)).timestamp())
     stored: list[str] = []
-    announcements: list[DomainEvent] = []
+    announcements: list[tuple[str, DomainEvent]] = []
     for user_id in users:
         channel = preferences_of(deps.notifications.get_preferences(detail.tenant_id, user_id)).types[kind]
         if channel == "off":
@@ -247,27 +272,18 @@ def on_event(event: SourceEvent, deps: NotificationDeps) -> list[str]:
             "channel": channel,
             "created_at": created_at.isoformat(),
         }
-        if not deps.notifications.create_notification(detail.tenant_id, user_id, values, ttl=ttl):
-            continue
-        stored.append(nid)
-        if channel == "in_app":
-            announcements.append(
-                DomainEvent(
-                    detail_type=NOTIFICATION_CREATED,
-                    tenant_id=detail.tenant_id,
-                    idempotency_key=f"{NOTIFICATION_CREATED}:{nid}",
-                    data={
-                        "notification_id": nid,
-                        "user_id": user_id,
-                        "type": kind,
-                        "title": text,
-                        "created_at": created_at.isoformat(),
-                        "subject_id": subject_id,
-                    },
-                )
-            )
+        written, item = deps.notifications.create_notification(detail.tenant_id, user_id, values, ttl=ttl)
+        if written:
+            stored.append(nid)
+        if item.get("channel") == "in_app" and item.get("announced") is False:
+            # Written now, or by an earlier delivery whose PutEvents failed: announce it (again,
+            # with the same idempotency key, should a concurrent delivery race this one).
+            announcements.append((user_id, _announcement(detail.tenant_id, user_id, item)))
     if announcements:
-        deps.publisher.publish(announcements)
+        deps.publisher.publish([announcement for _, announcement in announcements])
+        for user_id, announcement in announcements:
+            nid = str(announcement.data["notification_id"])
+            deps.notifications.mark_announced(detail.tenant_id, user_id, nid)
     return stored
 
 

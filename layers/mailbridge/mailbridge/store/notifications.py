@@ -9,6 +9,8 @@ ever reach their own):
   `ttl` (epoch seconds, `RETENTION_DAYS` after `created_at`).
   The id is derived from (tenant, user, type, source idempotency key), and the put is conditional
   (`attribute_not_exists`), so one source event makes at most one notification per user.
+  An in-app notification also holds `announced` (false until its `notification.created` went out;
+  absent on items written before it existed, which count as announced).
   Indexes (both sparse, projection ALL):
   gsi1: in_app: gsi1pk = TENANT#{tenant}#USER#{user}, gsi1sk = {created_at}#{id} (newest first);
         email_digest: gsi1pk = TENANT#{tenant}#USER#{user}#DIGEST, same gsi1sk (for the digest).
@@ -53,6 +55,19 @@ PENDING_INDEX_PK = "DIGEST_PENDING"  # on gsi2, next to the unread partitions
 DIGEST_PREFIX = "DIGEST#"
 
 
+def _old_item(exc: Exception) -> Item | None:
+    """The item a failed conditional write returned (`ReturnValuesOnConditionCheckFailure`): the
+    error response carries it in DynamoDB's attribute-value form, which the resource layer leaves
+    as it is for errors."""
+    raw = getattr(exc, "response", {}).get("Item")
+    if not isinstance(raw, dict) or not raw:
+        return None
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    return {name: deserializer.deserialize(value) for name, value in raw.items()}
+
+
 def user_pk(tenant_id: str, user_id: str) -> str:
     return f"{tenant_pk(tenant_id)}#USER#{user_id}"
 
@@ -74,39 +89,64 @@ class NotificationStore(DynamoRepository):
         super().__init__(table_name, table)
 
     # -- notifications
-    def create_notification(self, tenant_id: str, user_id: str, values: Item, *, ttl: int) -> bool:
-        """Store a notification (`values` holds `notification_id`, `channel`, `created_at` ...);
-        False, writing nothing, when that notification exists already (a redelivered event)."""
+    def create_notification(
+        self, tenant_id: str, user_id: str, values: Item, *, ttl: int
+    ) -> tuple[bool, Item]:
+        """Store a notification (`values` holds `notification_id`, `channel`, `created_at` ...) if
+        absent. Returns (True, the item written), or (False, the stored item) when that
+        notification exists already (a redelivered event): the failed conditional put returns it
+        (`ReturnValuesOnConditionCheckFailure=ALL_OLD`, PutItem API reference), so no read follows.
+        An in-app notification is written with `announced: false` (see `mark_announced`)."""
         notification_id = str(values["notification_id"])
         order = f"{values['created_at']}#{notification_id}"
         if values["channel"] == "in_app":
-            index = {
+            index: Item = {
                 "gsi1pk": user_pk(tenant_id, user_id),
                 "gsi1sk": order,
                 "gsi2pk": unread_pk(tenant_id, user_id),
                 "gsi2sk": order,
+                "announced": False,
             }
         else:
             index = {"gsi1pk": digest_pk(tenant_id, user_id), "gsi1sk": order}
+        item: Item = {
+            "pk": user_pk(tenant_id, user_id),
+            "sk": notification_sk(notification_id),
+            "user_id": user_id,
+            **values,
+            **index,
+            "ttl": ttl,
+        }
         try:
             self.table.put_item(
-                Item={
-                    "pk": user_pk(tenant_id, user_id),
-                    "sk": notification_sk(notification_id),
-                    "user_id": user_id,
-                    **values,
-                    **index,
-                    "ttl": ttl,
-                },
+                Item=item,
                 ConditionExpression="attribute_not_exists(sk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except Exception as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
+            if not is_condition_failure(exc):
+                raise
+            stored = _old_item(exc)
+            if stored is None:  # not returned (never seen): read it
+                stored = self.get_notification(tenant_id, user_id, notification_id) or {}
+            return False, stored
         if values["channel"] == "email_digest":
             self._mark_pending(tenant_id, user_id)
-        return True
+        return True, item
+
+    def mark_announced(self, tenant_id: str, user_id: str, notification_id: str) -> None:
+        """Record that `notification.created` went out for an in-app notification (PutEvents
+        accepted it); a notification deleted meanwhile (TTL) is left alone."""
+        try:
+            self.table.update_item(
+                Key={"pk": user_pk(tenant_id, user_id), "sk": notification_sk(notification_id)},
+                UpdateExpression="SET announced = :true",
+                ConditionExpression="attribute_exists(sk)",
+                ExpressionAttributeValues={":true": True},
+            )
+        except Exception as exc:
+            if not is_condition_failure(exc):
+                raise
 
     def get_notification(self, tenant_id: str, user_id: str, notification_id: str) -> Item | None:
         return self.get(user_pk(tenant_id, user_id), notification_sk(notification_id), consistent=True)

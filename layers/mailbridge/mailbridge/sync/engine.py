@@ -294,6 +294,8 @@ def _publish(tenant_id: str, account_id: str, pending: dict[str, dict[str, Any]]
 EMAIL_UPDATED = "email.updated"
 UPDATED_STATE = ("read", "flagged")
 """What a server's flag change may change of an email, as `PATCH /emails/{id}` names it."""
+MOVED_STATE = ("archived", "trashed")
+"""What a server's folder change may change of an email, as `PATCH /emails/{id}` names it."""
 
 
 @dataclass(frozen=True)
@@ -324,13 +326,20 @@ def apply_flag_updates(tenant_id: str, account_id: str, updates: list[FlagUpdate
 
 
 def announce_updates(
-    tenant_id: str, account_id: str, updates: list[tuple[str, tuple[str, ...], str]], deps: SyncDeps
+    tenant_id: str,
+    account_id: str,
+    updates: list[tuple[str, tuple[str, ...], str]],
+    deps: SyncDeps,
+    moves: dict[str, dict[str, bool]] | None = None,
 ) -> set[str]:
     """Announce `email.updated` for each email of `updates` (email id, its flags on the server
     now, the change's name: see `FlagUpdate`) whose read or flagged state differs from its stored
     item, with the detail `PATCH /emails/{id}` announces (`data = {email_id, account_id,
-    thread_id, changes}`, `changes` holding only what changed). Returns the ids of the emails that
-    exist. Call it before writing the new state.
+    thread_id, changes}`, `changes` holding only what changed). `moves` (by email id) holds the
+    `archived`/`trashed` state a folder change on the server gave an email of `updates`; each is
+    announced when it differs from the item's (absent: false; `PATCH /emails/{id}` stores what it
+    asked for, so the server's echo of it is not announced again). Returns the ids of the emails
+    that exist. Call it before writing the new state (the caller writes the moves too).
 
     Comparing with the email item, a change the API made and pushed to the server, seen again
     here, is not announced twice, and an email in two folders is announced once. The caller
@@ -343,8 +352,9 @@ def announce_updates(
     items = deps.emails.batch_get_emails(
         tenant_id,
         [email_id for email_id, _, _ in updates],
-        projection=(*UPDATED_STATE, "thread_id", "deleted"),
+        projection=(*UPDATED_STATE, *MOVED_STATE, "thread_id", "deleted"),
     )
+    moves = moves or {}
     latest = {email_id: (flags, change) for email_id, flags, change in updates}  # the last is the state now
     events = []
     for email_id, (flags, change) in latest.items():
@@ -353,6 +363,7 @@ def announce_updates(
             continue
         state = flag_state(flags)
         changes = {name: state[name] for name in UPDATED_STATE if bool(item.get(name)) != state[name]}
+        changes |= {name: on for name, on in moves.get(email_id, {}).items() if bool(item.get(name)) != on}
         if changes:
             events.append(
                 DomainEvent(

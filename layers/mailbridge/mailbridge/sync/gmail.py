@@ -30,8 +30,11 @@ guides/sync):
     `messageAdded` -> fetched and ingested, `messageDeleted` -> the message's locations in this
     mailbox removed (the email is marked deleted when no mailbox holds it any more),
     `labelAdded`/`labelRemoved` -> applied in history order to the stored labels, then flags and
-    folder locations follow; a read or flagged state that changes is announced as
-    `email.updated` (`mailbridge.sync.engine.announce_updates`) before the labels are stored.
+    folder locations follow; a read or flagged state that changes, and an archive or trash
+    (INBOX / TRASH removed or added: `moved_state`) that differs from the email's stored
+    `archived`/`trashed` (which `PATCH /emails/{id}` sets, so its echo is not announced twice),
+    is announced as `email.updated` (`mailbridge.sync.engine.announce_updates`) before the labels
+    (and the new `archived`/`trashed`) are stored.
     The cursor moves to the answer's historyId once all of it is stored; a run cut short keeps
     the old cursor and the next one reads the history again (stored ids are skipped, label
     changes are set operations).
@@ -63,6 +66,7 @@ ALL_MAIL = locations.FOLDER
 LOCATION_VALIDITY = locations.UIDVALIDITY
 SEEN, FLAGGED, DRAFT_FLAG = "\\Seen", "\\Flagged", "\\Draft"
 UNREAD, STARRED, SENT, DRAFT = "UNREAD", "STARRED", "SENT", "DRAFT"
+INBOX, TRASH = "INBOX", "TRASH"
 SYSTEM_FOLDERS = frozenset({"INBOX", "SENT", "TRASH", "SPAM", "DRAFT"})
 """System labels that are folders, named by their label id (Gmail API "Manage labels" guide)."""
 
@@ -87,6 +91,18 @@ def flags_of(labels: Iterable[str]) -> tuple[str, ...]:
     if DRAFT in present:
         flags.append(DRAFT_FLAG)
     return tuple(flags)
+
+
+def moved_state(before: set[str], after: set[str]) -> dict[str, bool]:
+    """The `archived`/`trashed` change (as `PATCH /emails/{id}` names it) of a label change:
+    TRASH added or removed -> `trashed` (Gmail's trash also takes INBOX away, and untrash puts it
+    back: not an archive); otherwise INBOX removed or added -> `archived` true or false (Gmail
+    Help "Archive or mute Gmail messages": archiving removes the INBOX label); else nothing."""
+    if (TRASH in before) != (TRASH in after):
+        return {"trashed": TRASH in after}
+    if (INBOX in before) != (INBOX in after):
+        return {"archived": INBOX not in after}
+    return {}
 
 
 @dataclass
@@ -239,6 +255,7 @@ class GmailSync:
                 self.report.deleted += 1
         relabel: list[tuple[dict[str, Any], set[str], set[str] | None]] = []
         updates: list[tuple[str, tuple[str, ...], str]] = []
+        moves: dict[str, dict[str, bool]] = {}
         for message_id, anchor in self._anchors([i for i in changes if i not in deleted]).items():
             before = set(anchor.get("labels") or ())
             labels = set(before)
@@ -248,9 +265,11 @@ class GmailSync:
                 relabel.append((anchor, labels, before))
                 change = f"{message_id}#{last_record[message_id]}"
                 updates.append((str(anchor["email_id"]), flags_of(labels), change))
+                if moved := moved_state(before, labels):
+                    moves[str(anchor["email_id"])] = moved
         # Before the new labels are stored: a run cut short after it announces them again.
-        announce_updates(self.tenant, self.account.account_id, updates, self.deps)
-        self.place(relabel)
+        announce_updates(self.tenant, self.account.account_id, updates, self.deps, moves)
+        self.place(relabel, moves)
         self.report.relabeled += len(relabel)
         state.history_id = max(history.history_id, state.history_id)
         state.last_synced_at = self.deps.now()
@@ -291,11 +310,17 @@ class GmailSync:
             self.place([(anchor, set(anchor.get("labels") or ()), None) for anchor in anchors.values()])
             announce_ingested(self.tenant, account.account_id, results, self.deps)
 
-    def place(self, changes: Sequence[tuple[dict[str, Any], set[str], set[str] | None]]) -> None:
+    def place(
+        self,
+        changes: Sequence[tuple[dict[str, Any], set[str], set[str] | None]],
+        moves: dict[str, dict[str, bool]] | None = None,
+    ) -> None:
         """Give each message (anchor, labels, labels before or None when just stored) its labels:
         the anchor and one location per folder label carry them and their flags (BatchWriteItem),
-        the email gains the locations and takes the flags (transactions of 100), then folder
-        locations of labels that are gone are removed."""
+        the email gains the locations and takes the flags and its `moves` (`moved_state`, by
+        email id) (transactions of 100), then folder locations of labels that are gone are
+        removed."""
+        moves = moves or {}
         account_id = self.account.account_id
         items: list[tuple[str, dict[str, Any]]] = []
         writes = EmailWrites(self.tenant)
@@ -312,7 +337,7 @@ class GmailSync:
                 for folder in sorted(folders)
             ]
             items += mine
-            writes.attach(email_id, {sk for sk, _ in mine}, flag_state(flags))
+            writes.attach(email_id, {sk for sk, _ in mine}, flag_state(flags) | moves.get(email_id, {}))
             if before is not None:
                 gone += [
                     (email_id, location_sk(account_id, folder, LOCATION_VALIDITY, uid))
