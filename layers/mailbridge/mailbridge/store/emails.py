@@ -142,7 +142,8 @@ def _status_pk(tenant_id: str, status: str) -> str:
 
 
 def index_keys(tenant_id: str, item: Item) -> dict[str, str]:
-    """The listing index keys (gsi4-7) an email item carries, from its own values."""
+    """The listing index keys (gsi4-6) an email item carries, from its own values (a new email is
+    never snoozed: gsi7 is set by `set_snooze` alone)."""
     keys: dict[str, str] = {}
     if not item.get("read") and not item.get("deleted"):
         keys["gsi4pk"] = unread_source(tenant_id).partition
@@ -151,8 +152,6 @@ def index_keys(tenant_id: str, item: Item) -> dict[str, str]:
         keys["gsi5pk"] = _sender_pk(tenant_id, str(senders[0]["address"]))
     if item.get("send_status"):
         keys["gsi6pk"] = _status_pk(tenant_id, str(item["send_status"]))
-    if item.get("snoozed_until"):
-        keys["gsi7pk"] = snoozed_source(tenant_id).partition
     return keys
 
 
