@@ -24,9 +24,11 @@ from mailbridge.crypto import Envelope
 from mailbridge.errors import Conflict, NotFound
 from mailbridge.models.account import (
     Account,
+    FolderPresence,
     FolderState,
     OAuthGrant,
     PublicServerSettings,
+    ReconcileFindings,
     SyncStage,
     SyncState,
     sortable_utc,
@@ -650,7 +652,7 @@ def test_a_folder_state_is_stored_once_under_its_key_and_read_back_whole(tenant:
     account_id, store, t = tenant.gmail().account_id, tenant.store, tenant.tenant_id
     state = FolderState(
         name="Sent Items/2026",
-        state="missing",
+        state=FolderPresence.MISSING,
         reason="folder_not_found",
         uidvalidity=7,
         last_uid=42,
@@ -661,7 +663,7 @@ def test_a_folder_state_is_stored_once_under_its_key_and_read_back_whole(tenant:
         delta_link="https://graph.microsoft.com/v1.0/me/mailFolders/x/messages/delta?$deltatoken=abc",
         history_id=5,
         pending_history_id=6,
-        reconcile={"at": T0 + timedelta(hours=1), "server_count": 40, "stored_count": 41, "extra": 1},
+        reconcile=ReconcileFindings(at=T0 + timedelta(hours=1), server_count=40, stored_count=41, extra=1),
     )
     # When it is saved
     store.save_folder_state(t, account_id, state)
