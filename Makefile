@@ -12,7 +12,7 @@ TENANT    ?= demo
 ROLE      ?= owner
 PORT      ?= 3000
 
-.PHONY: advance mailbox help run test test-steps test-build test-pytest check lint types cfn pytest build deploy token watch bench services clean mutate backfill-timeline
+.PHONY: advance mailbox help run test test-steps test-build test-pytest check lint types cfn pytest build deploy token watch bench services clean mutate backfill-timeline backfill-snoozed
 
 help:
 	@echo "make run     start the whole system locally on http://127.0.0.1:$(PORT) (moto inside)"
@@ -140,6 +140,10 @@ deploy: build
 # Once after deploying the timeline index over older data (README "Deploying"); resumable.
 backfill-timeline:
 	$(PY) scripts/backfill_timeline.py --links $(LINKS) --calendar $(CALENDAR) --crm $(CRM)
+
+# Once after deploying the snoozed index (emails gsi7) over older data (README "Deploying"); resumable.
+backfill-snoozed:
+	$(PY) scripts/backfill_snoozed.py --emails $(EMAILS)
 
 clean:
 	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache .local .mutate mutants

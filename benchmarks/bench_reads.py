@@ -7,7 +7,8 @@ The template's tables on moto (in-process, as the integration tests run them), 2
 account stored through the real batch ingest (50 of them snoozed), a contact, its company and a
 deal each linked to 55 of them (tests/integration/read_mail.py, the same data and calls
 test_read_requests asserts on).
-Then every read route of point 3 (each filter of GET /emails and GET /threads on its own, a
+Then every read route of point 3 (each filter of GET /emails and GET /threads on its own, the
+snoozed ones included (they read the sparse snoozed index, emails gsi7), a
 thread and its second page, the contact and deal timelines and their aliases, the by-email view)
 is called through the api function's handler. Printed per call: the DynamoDB requests it makes
 (a botocore `before-call.dynamodb.*` hook; the figure that is billed and that does not depend on

@@ -213,7 +213,13 @@ EMAIL_FILTERS: list[dict[str, str]] = [
     {"category": "sales"},
     {"snoozed": "true"},
 ]
-THREAD_FILTERS: list[dict[str, str]] = [{}, {"q": "pricing"}, {"unread": "true"}, {"from": ALICE}]
+THREAD_FILTERS: list[dict[str, str]] = [
+    {},
+    {"q": "pricing"},
+    {"unread": "true"},
+    {"from": ALICE},
+    {"snoozed": "true"},
+]
 TIMELINES = (
     ("crm-get-contact-timeline", "contact_id"),
     ("contact-timeline", "contact_id"),

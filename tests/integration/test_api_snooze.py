@@ -3,22 +3,27 @@ function fed what the one-time schedule would put on its queue at `until`."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
+from boto3.dynamodb.conditions import Key
 
 from mailbridge.snooze.service import schedule_name
 from tests.events import load_event
 from tests.fixtures.aws import BusReader, Stack
 from tests.integration.queue_harness import QueueConsumer
-from tests.integration.test_api_emails import TENANT, Invoke, _drain, api, body, listing, mail
+from tests.integration.test_api_emails import ACC_B, TENANT, Invoke, _drain, api, body, listing, mail, walk
 
 __all__ = ["mail"]  # the seeded mail fixture of test_api_emails
 
 SEEN = "\\Seen"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def in_hours(hours: float) -> str:
@@ -220,4 +225,147 @@ def test_viewers_and_other_tenants_cannot_snooze(invoke_api: Invoke, mail: dict[
     # Then 403 and 404, and nothing is hidden
     assert (viewer["statusCode"], body(viewer)["error"]["code"]) == (403, "role_required")
     assert (foreign["statusCode"], body(foreign)["error"]["code"]) == (404, "not_found")
+    assert listing(invoke_api, snoozed="true") == []
+
+
+def snoozed_index(stack: Stack, tenant: str = TENANT) -> list[str]:
+    """The email ids the snoozed index (emails table gsi7) holds for `tenant`, newest first."""
+    response = stack.table("EmailsTable").query(
+        IndexName="gsi7",
+        KeyConditionExpression=Key("gsi7pk").eq(f"TENANT#{tenant}#SNOOZED"),
+        ScanIndexForward=False,
+    )
+    return [str(item["email_id"]) for item in response["Items"]]
+
+
+def test_the_snoozed_index_holds_exactly_the_emails_a_snooze_hides_now(
+    invoke_api: Invoke, stack: Stack, mail: dict[str, str]
+) -> None:
+    # Given m4 snoozed on its own and the thread of m1, m2, m3 snoozed
+    thread_id = email(invoke_api, mail["m1"])["thread_id"]
+    assert snooze(invoke_api, "email", mail["m4"], {"until": in_hours(2)})["statusCode"] == 200
+    assert snooze(invoke_api, "thread", thread_id, {"until": in_hours(3)})["statusCode"] == 200
+    # Then the index holds those four, newest first, and nothing of another tenant
+    assert snoozed_index(stack) == [mail["m4"], mail["m3"], mail["m2"], mail["m1"]]
+    assert snoozed_index(stack, "globex") == []
+    assert listing(invoke_api, tenant="globex", snoozed="true") == []
+
+    # When m4's wake-up fires and the thread's snooze is cancelled
+    fire(stack, schedule_of(mail["m4"]))
+    assert cancel(invoke_api, "thread", thread_id)["statusCode"] == 200
+    # Then the index holds none of them (the same updates that showed them again took them out)
+    assert snoozed_index(stack) == []
+    assert listing(invoke_api, snoozed="true") == []
+
+
+def test_snoozed_pages_are_full_newest_first_and_their_cursors_walk_every_email_once(
+    invoke_api: Invoke, mail: dict[str, str]
+) -> None:
+    # Given five emails snoozed, one of them (m2) held by two accounts
+    for name in ("m1", "m2", "m4", "m5", "m6"):
+        assert snooze(invoke_api, "email", mail[name], {"until": in_hours(4)})["statusCode"] == 200
+    # When ?snoozed=true is read two at a time, following next_cursor
+    seen, pages = walk(invoke_api, snoozed="true", limit="2")
+    # Then every snoozed email comes once, newest first, in full pages
+    assert seen == [mail[n] for n in ("m6", "m5", "m4", "m2", "m1")]
+    assert pages == 3
+    # And the filters of the listing still apply to the snoozed mail (account B holds m6 and m2)
+    assert listing(invoke_api, snoozed="true", account_id=ACC_B) == [mail["m6"], mail["m2"]]
+    assert listing(invoke_api, snoozed="true", unread="true") == [mail["m5"]]
+
+
+def _backfill_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "backfill_snoozed", ROOT / "scripts" / "backfill_snoozed.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _as_before_the_index(stack: Stack) -> None:
+    """What earlier versions stored: `snoozed_until` on snoozed emails, no snoozed index key."""
+    table = stack.table("EmailsTable")
+    for item in table.scan()["Items"]:
+        if "gsi7pk" in item:
+            table.update_item(Key={"pk": item["pk"], "sk": item["sk"]}, UpdateExpression="REMOVE gsi7pk")
+
+
+def test_the_backfill_indexes_emails_snoozed_before_the_index_resumes_after_a_crash_and_is_idempotent(
+    invoke_api: Invoke,
+    stack: Stack,
+    mail: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+) -> None:
+    # Given m1, m4 and m6 snoozed as they were before the snoozed index (hidden, but not listed)
+    for name in ("m1", "m4", "m6"):
+        assert snooze(invoke_api, "email", mail[name], {"until": in_hours(6)})["statusCode"] == 200
+    _as_before_the_index(stack)
+    assert listing(invoke_api, snoozed="true") == []
+    argv = ["--emails", stack.deployed.tables["EmailsTable"], "--state", str(tmp_path / "position.json")]
+    # When the backfill reads one item a page and crashes after five pages
+    import mailbridge.store.snooze_backfill as backfill
+
+    monkeypatch.setattr(backfill, "PAGE_SIZE", 1)
+    real, calls = backfill.run_page, []
+
+    def crashing(*args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 6:
+            raise RuntimeError("the machine went away")
+        return real(*args)
+
+    monkeypatch.setattr(backfill, "run_page", crashing)
+    with pytest.raises(RuntimeError):
+        _backfill_script().main(argv)
+    assert (tmp_path / "position.json").exists()
+    # And it is run again
+    monkeypatch.setattr(backfill, "run_page", real)
+    assert _backfill_script().main(argv) == 0
+    # Then it carried on from where it stopped and finished: the snoozed listing holds the three
+    assert "resuming after a saved position" in capsys.readouterr().out
+    assert not (tmp_path / "position.json").exists()
+    assert listing(invoke_api, snoozed="true") == [mail["m6"], mail["m4"], mail["m1"]]
+    # And a second run changes nothing
+    assert _backfill_script().main(argv) == 0
+    assert "emails indexed: 0," in capsys.readouterr().out
+    assert listing(invoke_api, snoozed="true") == [mail["m6"], mail["m4"], mail["m1"]]
+
+
+def test_the_backfill_leaves_out_an_email_woken_between_its_read_and_its_write(
+    invoke_api: Invoke, stack: Stack, mail: dict[str, str], capsys: Any
+) -> None:
+    # Given m4 snoozed before the snoozed index
+    assert snooze(invoke_api, "email", mail["m4"], {"until": in_hours(6)})["statusCode"] == 200
+    _as_before_the_index(stack)
+    from mailbridge.store import snooze_backfill
+    from mailbridge.store.emails import EmailStore
+
+    store = EmailStore(stack.deployed.tables["EmailsTable"])
+
+    class CancelledAfterTheScan:
+        """The emails table, with m4's snooze cancelled right after each Scan page is read."""
+
+        def scan(self, **kwargs: Any) -> Any:
+            page = store.table.scan(**kwargs)
+            cancel(invoke_api, "email", mail["m4"])
+            return page
+
+        def update_item(self, **kwargs: Any) -> Any:
+            return store.table.update_item(**kwargs)
+
+    racing = type("Racing", (), {"table": CancelledAfterTheScan()})()
+    counts, start = snooze_backfill.Counts(), None
+    # When the backfill runs over the table
+    while True:
+        start = snooze_backfill.run_page(racing, start, counts)
+        if start is None:
+            break
+    # Then m4, woken meanwhile, is neither indexed nor listed as snoozed
+    assert (counts.indexed, counts.woken_meanwhile) == (0, 1)
+    assert snoozed_index(stack) == []
     assert listing(invoke_api, snoozed="true") == []

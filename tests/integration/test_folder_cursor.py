@@ -47,7 +47,10 @@ def test_the_cursor_never_moves_backwards_within_one_uidvalidity(store: AccountS
             TENANT, ACCOUNT, FolderState(name="INBOX", uidvalidity=7, last_uid=24, messages_stored=3)
         )
     # Then it is refused and nothing of it is stored
-    assert raised.value.code == "cursor_backwards"
+    assert (raised.value.code, raised.value.message) == (
+        "cursor_backwards",
+        "the folder cursor cannot move backwards",
+    )
     assert (saved(store).last_uid, saved(store).messages_stored) == (25, 25)
 
 

@@ -24,9 +24,11 @@ from mailbridge.crypto import Envelope
 from mailbridge.errors import Conflict, NotFound
 from mailbridge.models.account import (
     Account,
+    FolderPresence,
     FolderState,
     OAuthGrant,
     PublicServerSettings,
+    ReconcileFindings,
     SyncStage,
     SyncState,
     sortable_utc,
@@ -372,10 +374,13 @@ def test_one_address_and_one_imap_login_make_one_account_per_tenant(tenant: Tena
     with pytest.raises(Conflict) as address:
         tenant.imap(address="Alice@Example.com", username="other")
     assert (address.value.code, address.value.details) == ("account_exists", {"field": "address"})
+    # (the message is answered too: {"error": {"code", "message", "details"}}, api/errors.py)
+    assert address.value.message == "a mailbox with this address is already connected"
     # When another uses the same login under another address / Then login taken
     with pytest.raises(Conflict) as login:
         tenant.imap(address="bob@example.com", username="alice")
     assert (login.value.code, login.value.details) == ("account_exists", {"field": "login"})
+    assert login.value.message == "this IMAP login (server and user name) is already connected"
     # And the early check answers the same, each on its own
     with pytest.raises(Conflict) as early:
         store.check_unique(t, "ALICE@example.com", "imap.other.example", "nobody")
@@ -435,6 +440,85 @@ def test_deleting_an_account_never_deletes_an_item_another_account_holds(tenant:
     tenant.store.check_unique(tenant.tenant_id, "bob@example.com", "imap.example.com", "alice")
 
 
+def test_an_account_deleted_by_another_request_meanwhile_is_not_found(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an account that another request deletes right after this one has read it
+    account = tenant.imap()
+    store, t = tenant.store, tenant.tenant_id
+    read = store.get_account
+
+    def read_then_lose_it(tenant_id: str, account_id: str) -> Account:
+        found = read(tenant_id, account_id)
+        store.table.delete_item(Key={"pk": f"TENANT#{t}", "sk": account_sk(account_id)})
+        return found
+
+    monkeypatch.setattr(store, "get_account", read_then_lose_it)
+    # When this request deletes it
+    with pytest.raises(NotFound) as raised:
+        store.delete_account(t, account.account_id)
+    # Then the answer is the API's not-found (code and message), and its address stays held:
+    # the transaction wrote nothing
+    assert (raised.value.code, raised.value.message) == ("account_not_found", "no such account")
+    with pytest.raises(Conflict):
+        store.check_unique(t, "alice@example.com", "imap.other.example", "nobody")
+
+
+def test_an_address_taken_over_between_the_read_and_the_delete_is_a_conflict_and_kept(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an account whose address item passes to another account right after the deletion
+    # has read it (the address freed and connected again by another request meanwhile)
+    account = tenant.imap()
+    store, t = tenant.store, tenant.tenant_id
+    pk, sk = f"TENANT#{t}", "UNIQUE#ADDRESS#alice@example.com"
+    read = store.get
+
+    def read_then_lose_it(*args: Any, **kwargs: Any) -> Any:
+        found = read(*args, **kwargs)
+        if args[:2] == (pk, sk):
+            store.table.put_item(Item={"pk": pk, "sk": sk, "account_id": "acc_other"})
+        return found
+
+    monkeypatch.setattr(store, "get", read_then_lose_it)
+    # When the account is deleted
+    with pytest.raises(Conflict) as raised:
+        store.delete_account(t, account.account_id)
+    monkeypatch.undo()
+    # Then the answer is the API's retryable conflict, and nothing was deleted: the account and
+    # the other account's address item are there
+    assert (raised.value.code, raised.value.message) == (
+        "conflict",
+        "a concurrent change got there first; try again",
+    )
+    assert store.get_account(t, account.account_id).account_id == account.account_id
+    assert store.get(pk, sk, consistent=True) == {"pk": pk, "sk": sk, "account_id": "acc_other"}
+
+
+def test_every_read_an_account_deletion_makes_is_strongly_consistent(tenant: Tenant) -> None:
+    # Given an account with a folder state
+    account = tenant.imap()
+    store, t = tenant.store, tenant.tenant_id
+    store.save_folder_state(t, account.account_id, FolderState(name="INBOX", uidvalidity=7, last_uid=3))
+    sent: list[tuple[str, Any]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        sent.append((model.name, params.get("ConsistentRead")))
+
+    events = store.table.meta.client.meta.events
+    events.register("provide-client-params.dynamodb", record)
+    try:
+        # When it is deleted
+        store.delete_account(t, account.account_id)
+    finally:
+        events.unregister("provide-client-params.dynamodb", record)
+    # Then the account, its address and login items (whose holder decides what is deleted) and
+    # its folder states were read strongly consistent (GetItem/Query API reference,
+    # ConsistentRead): an eventually consistent read may miss the latest write
+    reads = [(name, consistent) for name, consistent in sent if name in ("GetItem", "Query")]
+    assert reads == [("GetItem", True)] * 3 + [("Query", True)]
+
+
 def test_deleting_an_account_frees_its_address_and_login_and_forgets_its_folders(tenant: Tenant) -> None:
     # Given an account with a folder state
     account = tenant.imap()
@@ -487,7 +571,10 @@ def test_an_account_update_needs_the_version_read(tenant: Tenant) -> None:
         store.update_account(
             account.model_copy(update={"display_name": "Stale"}), fields=["display_name"], expected_version=1
         )
-    assert raised.value.code == "version_conflict"
+    assert (raised.value.code, raised.value.message) == (
+        "version_conflict",
+        "the account was changed by someone else",
+    )
     assert store.get_account(t, account.account_id).display_name == "Alice L."
     # When new credentials come with a change / Then they are stored and their version raised
     store.update_account(changed, fields=[], expected_version=2, credentials=sealed("new"))
@@ -497,6 +584,50 @@ def test_an_account_update_needs_the_version_read(tenant: Tenant) -> None:
     store.delete_account(t, account.account_id)
     with pytest.raises(NotFound):
         store.update_account(changed, fields=["display_name"], expected_version=3)
+
+
+def test_a_reconnect_writes_its_grant_and_leaves_the_sync_state_as_the_sync_stored_it(tenant: Tenant) -> None:
+    # Given a Gmail account read at version 1, whose sync state the sync function changes afterwards
+    account = tenant.gmail()
+    store, t = tenant.store, tenant.tenant_id
+    store.set_sync_state(t, account.account_id, SyncState(stage=SyncStage.IDLE), provider="gmail")
+    # When a reconnect writes the new grant (with its time) from the account it read
+    grant = OAuthGrant(scopes=["gmail.modify", "contacts.readonly"], subject="sub-1", connected_at=T0)
+    updated = store.update_account(
+        account.model_copy(update={"oauth": grant, "display_name": "Stale"}),
+        fields=["oauth"],
+        expected_version=1,
+        credentials=sealed("reconnected"),
+    )
+    # Then the grant is stored as given, the other fields and the sync state as stored before
+    stored = store.get_account(t, account.account_id)
+    assert stored.oauth == grant
+    assert updated.oauth == grant
+    assert stored.display_name == account.display_name
+    assert stored.sync.stage is SyncStage.IDLE
+
+
+def test_reads_before_connecting_an_account_are_strongly_consistent(tenant: Tenant) -> None:
+    # Given an account
+    account = tenant.imap()
+    store, t = tenant.store, tenant.tenant_id
+    sent: list[tuple[str, Any]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        sent.append((model.name, params.get("ConsistentRead")))
+
+    events = store.table.meta.client.meta.events
+    events.register("provide-client-params.dynamodb", record)
+    try:
+        # When the early uniqueness check runs for a free address and login, and the account is read
+        store.check_unique(t, "carol@example.com", "imap.example.com", "carol")
+        store.get_account(t, account.account_id)
+        store.get_credentials(t, account.account_id)
+    finally:
+        events.unregister("provide-client-params.dynamodb", record)
+    # Then each GetItem asked for a strongly consistent read (an account connected a moment ago
+    # must be seen: GetItem API reference, ConsistentRead)
+    assert sent == [("GetItem", True)] * 4
 
 
 # ------------------------------------------------------------------------------ contacts cursor
@@ -510,3 +641,68 @@ def test_the_contacts_sync_token_is_kept_per_account(tenant: Tenant) -> None:
     assert store.contacts_sync_token(t, account_id) == "tok-1"
     store.save_contacts_sync_token(t, account_id, None)
     assert store.contacts_sync_token(t, account_id) is None
+
+
+# ------------------------------------------------------------------------------ folder states
+
+
+def test_a_folder_state_is_stored_once_under_its_key_and_read_back_whole(tenant: Tenant) -> None:
+    # Given a Graph folder's state with every field set: a time, a presence, the delta link the
+    # folder resumes from (never in an API answer, but stored) and the last reconcile's findings
+    account_id, store, t = tenant.gmail().account_id, tenant.store, tenant.tenant_id
+    state = FolderState(
+        name="Sent Items/2026",
+        state=FolderPresence.MISSING,
+        reason="folder_not_found",
+        uidvalidity=7,
+        last_uid=42,
+        highestmodseq=9,
+        messages_on_server=40,
+        messages_stored=41,
+        last_synced_at=T0,
+        delta_link="https://graph.microsoft.com/v1.0/me/mailFolders/x/messages/delta?$deltatoken=abc",
+        history_id=5,
+        pending_history_id=6,
+        reconcile=ReconcileFindings(at=T0 + timedelta(hours=1), server_count=40, stored_count=41, extra=1),
+    )
+    # When it is saved
+    store.save_folder_state(t, account_id, state)
+    # Then it reads back as saved, delta link included, alone or with the account's folders
+    assert store.folder_state(t, account_id, "Sent Items/2026") == state
+    assert store.folder_state(t, account_id, "Sent Items/2026").delta_link == state.delta_link
+    assert store.folder_states(t, account_id) == [state]
+    # And the item sits under its documented key (the folder name URL-quoted), the name stored
+    # once beside the state, times as ISO text
+    item = store.get(f"TENANT#{t}", f"FOLDER#{account_id}#Sent%20Items%2F2026", consistent=True)
+    assert item is not None
+    assert item["name"] == "Sent Items/2026"
+    assert "name" not in item["state"]
+    assert item["state"]["last_synced_at"] == T0.isoformat().replace("+00:00", "Z")
+
+
+def test_a_folder_never_saved_reads_as_a_fresh_state_of_that_name(tenant: Tenant) -> None:
+    account_id = tenant.imap().account_id
+    assert tenant.store.folder_state(tenant.tenant_id, account_id, "Archive") == FolderState(name="Archive")
+
+
+def test_the_folder_cursor_and_the_contacts_token_are_read_strongly_consistent(tenant: Tenant) -> None:
+    # Given an account whose folder cursor and contacts token were just written
+    account_id, store, t = tenant.gmail().account_id, tenant.store, tenant.tenant_id
+    store.save_folder_state(t, account_id, FolderState(name="INBOX", uidvalidity=1, last_uid=3))
+    store.save_contacts_sync_token(t, account_id, "tok")
+    sent: list[dict[str, Any]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        sent.append(params)
+
+    events = store.table.meta.client.meta.events
+    events.register("provide-client-params.dynamodb.GetItem", record)
+    try:
+        # When the sync reads them back to carry on from them
+        store.folder_state(t, account_id, "INBOX")
+        store.contacts_sync_token(t, account_id)
+    finally:
+        events.unregister("provide-client-params.dynamodb.GetItem", record)
+    # Then each GetItem asks for a strongly consistent read (GetItem API reference, ConsistentRead):
+    # an eventually consistent one may miss the write just made and resume from an older cursor
+    assert [params.get("ConsistentRead") for params in sent] == [True, True]

@@ -260,6 +260,9 @@ def test_status_matches_outbound_mail_in_that_state() -> None:
         (EmailQuery(unread=True, include_deleted=True, account_id="acc_a"), "TENANT#acme#ACC#acc_a"),
         (EmailQuery(unread=False), "TENANT#acme"),
         (EmailQuery(account_id="acc_a", q="x"), "TENANT#acme#ACC#acc_a"),
+        (EmailQuery(snoozed=True, status="sent", unread=True), "TENANT#acme#SNOOZED"),
+        (EmailQuery(snoozed=True, account_id="acc_a", include_deleted=True), "TENANT#acme#SNOOZED"),
+        (EmailQuery(snoozed=True, thread_id="th_" + "b" * 24), "TENANT#acme#THREAD#th_" + "b" * 24),
     ],
 )
 def test_a_listing_reads_the_smallest_index_partition_that_holds_its_emails(
@@ -282,11 +285,11 @@ def test_too_many_search_words_are_refused() -> None:
 
 
 def test_the_listing_indexes_project_what_summaries_and_filters_read() -> None:
-    # Given the template's listing indexes (gsi4-6 project some attributes only)
+    # Given the template's listing indexes (gsi4-7 project some attributes only)
     template = load_template([Path(__file__).resolve().parents[2] / "template.yaml"])
     template.physical_ids["DataKey"] = "00000000-0000-4000-8000-000000000000"  # any id will do
     indexes = {i["IndexName"]: i for i in template.properties("EmailsTable")["GlobalSecondaryIndexes"]}
-    for name in ("gsi4", "gsi5", "gsi6"):
+    for name in ("gsi4", "gsi5", "gsi6", "gsi7"):
         assert set(indexes[name]["Projection"]["NonKeyAttributes"]) == set(SUMMARY_ATTRIBUTES), name
     # When an item is read through one of them
     item = stored(send_status="sent", send_at="2026-01-02T09:00:00+00:00", failure=None)

@@ -50,6 +50,7 @@ from mailbridge.store.emails import (
     account_source,
     email_filter,
     sender_source,
+    snoozed_source,
     status_source,
     tenant_source,
     thread_source,
@@ -334,21 +335,23 @@ def matches(item: Item, query: EmailQuery) -> bool:
 def choose_source(tenant_id: str, query: EmailQuery) -> Source:
     """The index partition that holds the fewest emails a normalized query does not want.
 
-    Thread, send status and sender address each name a small partition; unread mail is a sparse
-    index (without deleted mail, so not with `include_deleted`); an account reads its mailboxes'
-    locations. Everything else reads the tenant's emails newest first, filtered.
+    Thread, send status and sender address each name a small partition; snoozed mail is a sparse
+    index (every email a snooze hides, deleted ones too: a page of `snoozed=true` is one Query
+    however much other mail the tenant has); unread mail is a sparse index (without deleted mail,
+    so not with `include_deleted`); an account reads its mailboxes' locations. Everything else
+    reads the tenant's emails newest first, filtered.
     """
     if query.thread_id:
         return thread_source(tenant_id, query.thread_id)
+    if query.snoozed:
+        return snoozed_source(tenant_id)
     if query.status:
         return status_source(tenant_id, query.status)
     if query.sender and is_address(query.sender):
         return sender_source(tenant_id, query.sender)
     if query.unread and not query.include_deleted:
         return unread_source(tenant_id)
-    if query.account_id:
-        return account_source(tenant_id, query.account_id)
-    return tenant_source(tenant_id)
+    return account_source(tenant_id, query.account_id) if query.account_id else tenant_source(tenant_id)
 
 
 # ---------------------------------------------------------------------------------- listing

@@ -66,6 +66,7 @@ def test_tables_from_template_under_mock_aws() -> None:
         "gsi4",
         "gsi5",
         "gsi6",
+        "gsi7",
     }
     ttl = dynamodb.describe_time_to_live(TableName=tables["AccountsTable"])["TimeToLiveDescription"]
     assert ttl == {"AttributeName": "ttl", "TimeToLiveStatus": "ENABLED"}

@@ -2,8 +2,10 @@
 
 A snooze writes its record (`mailbridge.store.snoozes`), a one-time EventBridge Scheduler `at()`
 schedule that puts a `WakeSnooze` on the RemindersQueue (`mailbridge.schedules`), and
-`snoozed_until` on each email it hides: listings filter on that attribute in the same read
-(`mailbridge.emails`, `?snoozed=true` lists them), so hiding costs no extra request.
+`snoozed_until` on each email it hides, with the key of the sparse snoozed index (gsi7) in the
+same update: default listings filter on that attribute in the same read, and `?snoozed=true` reads
+the index (`mailbridge.emails`), so neither costs an extra request. Cancelling and waking remove
+both in one update (`EmailStore.end_snooze`).
 
 Waking shows the emails again, marks them unread here and on every mailbox (a `PushFlags` removing
 IMAP `\\Seen`, RFC 9051 section 2.3.2; the sync function writes it as Gmail's `UNREAD` label or

@@ -2,7 +2,8 @@
 
 Item types (pk = TENANT#{tenant} for all):
   EMAIL#{email_id}                          the message (gsi1: newest first, gsi2: thread, gsi3: Message-ID,
-                                            gsi4: unread, gsi5: by sender, gsi6: outbound by send status)
+                                            gsi4: unread, gsi5: by sender, gsi6: outbound by send status,
+                                            gsi7: snoozed)
   LOC#{account}#{folder}#{uidvalidity}#{uid} where a mailbox holds it (gsi1: per account, newest first)
   MSGID#{hash}                              Message-ID -> thread id (also for ids only referenced so far)
   SUBJ#{account}#{hash}                     base subject -> thread id, for replies without references
@@ -14,7 +15,7 @@ Item types (pk = TENANT#{tenant} for all):
 Creates are conditional where exactly-once matters (emails, Message-ID keys) and plain puts where
 the key is deterministic (locations, quarantine records), so replaying a batch writes nothing twice.
 
-Listing indexes (newest first; gsi4-6 reuse gsi1sk = "{date}#{email_id}" as their sort key, so a
+Listing indexes (newest first; gsi4-7 reuse gsi1sk = "{date}#{email_id}" as their sort key, so a
 date range is a key condition on every one of them, and project `SUMMARY_ATTRIBUTES` only, so a
 listing never reads bodies):
   gsi1  gsi1pk = TENANT#{t}                      every email (and, as TENANT#{t}#ACC#{account},
@@ -23,8 +24,11 @@ listing never reads bodies):
   gsi4  gsi4pk = TENANT#{t}#UNREAD                sparse: unread emails a mailbox still holds
   gsi5  gsi5pk = TENANT#{t}#FROM#{digest(addr)}   the first From address, lower-cased
   gsi6  gsi6pk = TENANT#{t}#STATUS#{status}       sparse: outbound mail sent through mailbridge
+  gsi7  gsi7pk = TENANT#{t}#SNOOZED               sparse: emails a snooze hides (`snoozed_until` set,
+                                                  deleted ones too: the same set `?snoozed=true` reads)
 The sparse keys follow the item: `create_email` derives them, and every write that changes `read`,
-`deleted` or `send_status` sets or removes them in the same update.
+`deleted`, `send_status` or `snoozed_until` sets or removes them in the same update (data from
+before gsi7: `mailbridge.store.snooze_backfill`).
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ THREAD_MEMBERS_MAX = 2000
 # What ingest reads of what is already stored (locations, emails, Message-ID and subject keys).
 PLAN_ATTRIBUTES = ("email_id", "thread_id", "announced", "direction", "message_id", "date")
 
-# What the listing indexes gsi4-6 project besides their keys (template.yaml lists the same names;
+# What the listing indexes gsi4-7 project besides their keys (template.yaml lists the same names;
 # tests/unit/test_wiring.py checks): everything a summary shows and every listing filter reads.
 SUMMARY_ATTRIBUTES = (
     "email_id",
@@ -125,6 +129,10 @@ def status_source(tenant_id: str, status: str) -> Source:
     return Source("gsi6", _status_pk(tenant_id, status), "gsi6pk")
 
 
+def snoozed_source(tenant_id: str) -> Source:
+    return Source("gsi7", f"{tenant_pk(tenant_id)}#SNOOZED", "gsi7pk")
+
+
 def _sender_pk(tenant_id: str, address: str) -> str:
     return f"{tenant_pk(tenant_id)}#FROM#{digest(address.strip().lower())}"
 
@@ -134,7 +142,8 @@ def _status_pk(tenant_id: str, status: str) -> str:
 
 
 def index_keys(tenant_id: str, item: Item) -> dict[str, str]:
-    """The listing index keys (gsi4-6) an email item carries, from its own values."""
+    """The listing index keys (gsi4-6) an email item carries, from its own values (a new email is
+    never snoozed: gsi7 is set by `set_snooze` alone)."""
     keys: dict[str, str] = {}
     if not item.get("read") and not item.get("deleted"):
         keys["gsi4pk"] = unread_source(tenant_id).partition
@@ -226,9 +235,16 @@ class EmailStore(DynamoRepository):
 
     def set_snooze(self, tenant_id: str, email_id: str, until: str, snoozed_by: str) -> bool:
         """Hide the email from default listings until `until` (ISO UTC), on behalf of the snooze of
-        `snoozed_by` (the email's own id or its thread's); False when the email is gone."""
+        `snoozed_by` (the email's own id or its thread's); False when the email is gone. The email
+        enters the snoozed index (gsi7) in the same update."""
         try:
-            self.update_email(tenant_id, email_id, snoozed_until=until, snoozed_by=snoozed_by)
+            self.update_email(
+                tenant_id,
+                email_id,
+                snoozed_until=until,
+                snoozed_by=snoozed_by,
+                gsi7pk=snoozed_source(tenant_id).partition,
+            )
         except Exception as exc:
             if is_condition_failure(exc):
                 return False
@@ -238,10 +254,11 @@ class EmailStore(DynamoRepository):
     def end_snooze(self, tenant_id: str, email_id: str, until: str, *, unread: bool) -> bool:
         """Show the email again (and, with `unread`, mark it unread: back in the unread index) if
         the snooze at `until` still hides it, or nothing hides it any more (a replayed wake-up
-        repeats the same change); False when another snooze hides it now, or it is gone."""
-        names = {"#until": "snoozed_until", "#by": "snoozed_by"}
+        repeats the same change); False when another snooze hides it now, or it is gone. The email
+        leaves the snoozed index (gsi7) in the same update."""
+        names = {"#until": "snoozed_until", "#by": "snoozed_by", "#snoozed": "gsi7pk"}
         values: dict[str, Any] = {":until": until}
-        expression = "REMOVE #until, #by"
+        expression = "REMOVE #until, #by, #snoozed"
         if unread:
             names |= {"#read": "read", "#unread": "gsi4pk"}
             values |= {":false": False, ":unread": unread_source(tenant_id).partition}
