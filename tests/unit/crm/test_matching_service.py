@@ -34,9 +34,18 @@ from mailbridge.crm.matching import (
     on_contact_event,
     prune,
 )
-from mailbridge.crm.models import CompanyCreate, ContactCreate, ContactPatch, DealCreate, EmailLookup
+from mailbridge.crm.models import (
+    CompanyCreate,
+    Contact,
+    ContactCreate,
+    ContactPatch,
+    DealCreate,
+    EmailLookup,
+)
 from mailbridge.crm.policy import CrmPolicyUpdate
 from mailbridge.crm.settings import update_crm_settings
+from mailbridge.crypto import Envelope
+from mailbridge.models.account import Account
 from mailbridge.models.features import FeatureFlags, FeatureSettings
 from mailbridge.queues import MatchQueue
 from mailbridge.store import pagination
@@ -362,6 +371,67 @@ def test_a_company_created_meanwhile_gets_the_new_contact(w: World) -> None:
     assert w.links("em_1") == {jane.contact_id: "participant", company: "participant"}
 
 
+def test_sent_mail_is_linked_and_indexed_as_sent(w: World) -> None:
+    # Given a known contact
+    w.policy(auto_create="none")
+    kim = w.contact("Kim", f"kim@{CUSTOMER}")
+    # When mail the user sent to her is matched
+    w.email("em_out", sender=ME, to=[f"kim@{CUSTOMER}"], direction="outbound")
+    w.match("em_out")
+    # Then the link and both participants' index rows say the mail was sent, not received
+    assert w.records("em_out")[kim].direction == "outbound"
+    for address in (ME, f"kim@{CUSTOMER}"):
+        [entry] = w.deps.links.address_emails(w.tenant, address, limit=5)
+        assert (entry.email_id, entry.direction) == ("em_out", "outbound")
+
+
+def test_recipients_at_one_new_domain_share_the_one_company_created_for_it(w: World) -> None:
+    # Given the default policy and no company yet
+    w.policy()
+    w.email(
+        "em_1",
+        sender=ME,
+        to=[f"jane@{CUSTOMER}", f"joe@{CUSTOMER}", "kay@globex-corp.com"],
+        direction="outbound",
+    )
+    # When the sent mail is matched
+    outcome = w.match("em_1")
+    # Then one company is created per new domain, and both colleagues are at the same one
+    companies = w.companies()
+    assert set(companies) == {CUSTOMER, "globex-corp.com"}
+    contacts = w.contacts()
+    assert {a: c.company_id for a, c in contacts.items()} == {
+        f"jane@{CUSTOMER}": companies[CUSTOMER].company_id,
+        f"joe@{CUSTOMER}": companies[CUSTOMER].company_id,
+        "kay@globex-corp.com": companies["globex-corp.com"].company_id,
+    }
+    # And the outcome counts each creation once
+    assert outcome == MatchOutcome("matched", linked=5, contacts_created=3, companies_created=2)
+    assert sorted(w.publisher.types()) == ["company.created"] * 2 + ["contact.created"] * 3
+
+
+def test_without_a_stored_policy_the_connected_mailboxes_domains_are_the_own_ones(w: World) -> None:
+    # Given no CRM policy saved, a mailbox connected at the tenant's domain, and a company holding it
+    account = Account(
+        account_id="acc_1",
+        tenant_id=w.tenant,
+        provider="imap",
+        address=ME,
+        created_at=NOW,
+        created_by="seed",
+    )
+    w.deps.accounts.create_account(account, Envelope(encrypted_key="k", nonce="n", ciphertext="c"))
+    us = w.company("Us", OWN)
+    # When the user's mail to a colleague and to a customer is matched
+    w.email("em_1", sender=ME, to=[f"bob@{OWN}", f"jane@{CUSTOMER}"], direction="outbound")
+    outcome = w.match("em_1")
+    # Then the colleague is treated as own: no contact for him, and the own company is not linked
+    assert set(w.contacts()) == {f"jane@{CUSTOMER}"}
+    assert us not in w.links("em_1")
+    assert set(w.companies()) == {OWN, CUSTOMER}
+    assert (outcome.contacts_created, outcome.companies_created) == (1, 1)
+
+
 def test_an_auto_created_contact_takes_a_name_from_earlier_mail(w: World) -> None:
     # Given received mail from "Carol Customer" (nobody created for it), among newer mail without a name
     w.policy()
@@ -448,6 +518,98 @@ def test_a_later_display_name_renames_only_contacts_matching_named_after_their_a
     assert w.deps.crm.get_contact(w.tenant, erin).name == "erin"  # type: ignore[union-attr]
 
 
+def test_contacts_a_display_name_may_not_rename_do_not_stop_the_others(w: World) -> None:
+    # Given a contact a person created, an auto-created one renamed by hand since, and one still
+    # named after its address, in that order on the reply
+    w.policy()
+    w.email("em_1", sender=ME, to=[f"dave@{CUSTOMER}", f"carol@{CUSTOMER}"], direction="outbound")
+    w.match("em_1")
+    dave = w.contacts()[f"dave@{CUSTOMER}"]
+    service.update_contact(w.member, dave.contact_id, ContactPatch(name="David"), w.deps.crm)
+    w.contact("erin", f"erin@{CUSTOMER}")
+    w.email(
+        "em_2",
+        sender=("Erin E", f"erin@{CUSTOMER}"),
+        to=[ME],
+        cc=[("Dave Dee", f"dave@{CUSTOMER}"), ("Carol Customer", f"carol@{CUSTOMER}")],
+    )
+    # When the reply is matched
+    w.match("em_2")
+    # Then the last one still takes its display name, and the other two keep theirs
+    contacts = w.contacts()
+    names = {a: contacts[f"{a}@{CUSTOMER}"].name for a in ("erin", "dave", "carol")}
+    assert names == {"erin": "erin", "dave": "David", "carol": "Carol Customer"}
+
+
+class StaleContactsCrm(CrmStore):
+    """A CRM whose contact reads answer a snapshot taken earlier (a change made meanwhile unseen)."""
+
+    def __init__(self, table_name: str, snapshot: Iterable[Contact]) -> None:
+        super().__init__(table_name)
+        self.snapshot = {c.contact_id: c for c in snapshot}
+
+    def get_contacts(self, tenant_id: str, contact_ids: Sequence[str]) -> list[Contact]:
+        return [self.snapshot[c] for c in contact_ids if c in self.snapshot]
+
+
+def test_a_name_set_by_a_person_meanwhile_wins_and_the_other_contacts_are_still_named(w: World) -> None:
+    # Given two contacts matching created (named after their addresses), read by this match
+    # before a person renamed the first
+    w.policy()
+    w.email("em_1", sender=ME, to=[f"carol@{CUSTOMER}", f"dave@{CUSTOMER}"], direction="outbound")
+    w.match("em_1")
+    before = w.contacts()
+    carol, dave = before[f"carol@{CUSTOMER}"], before[f"dave@{CUSTOMER}"]
+    service.update_contact(w.member, carol.contact_id, ContactPatch(name="Caroline"), w.deps.crm)
+    w.deps.crm = StaleContactsCrm(w.deps.crm.table_name, [carol, dave])
+    # When their reply with display names is matched
+    w.email(
+        "em_2",
+        sender=("Carol Customer", f"carol@{CUSTOMER}"),
+        to=[ME],
+        cc=[("Dave Dee", f"dave@{CUSTOMER}")],
+    )
+    w.match("em_2")
+    # Then the person's name stays, and the second contact takes its display name all the same
+    w.deps.crm = CrmStore(w.deps.crm.table_name)
+    after = w.contacts()
+    assert (after[f"carol@{CUSTOMER}"].name, after[f"dave@{CUSTOMER}"].name) == ("Caroline", "Dave Dee")
+
+
+class StaleLookupCrm(CrmStore):
+    """A CRM whose address lookups answer what they answered before an address changed."""
+
+    def __init__(self, table_name: str, stale: dict[str, EmailLookup]) -> None:
+        super().__init__(table_name)
+        self.stale = stale
+
+    def find_emails(self, tenant_id: str, addresses: Iterable[str]) -> dict[str, EmailLookup]:
+        wanted = list(addresses)
+        return {
+            **super().find_emails(tenant_id, wanted),
+            **{a: self.stale[a] for a in wanted if a in self.stale},
+        }
+
+
+def test_a_contact_whose_address_changed_since_the_lookup_is_not_renamed(w: World) -> None:
+    # Given a contact matching created for an address, moved by a person to another address,
+    # and a lookup that still gives it for the old one
+    w.policy()
+    w.email("em_1", sender=ME, to=[f"kim@{CUSTOMER}"], direction="outbound")
+    w.match("em_1")
+    kim = w.contacts()[f"kim@{CUSTOMER}"]
+    patch = ContactPatch.model_validate({"emails": [{"address": "kim@home-mail.org"}]})
+    service.update_contact(w.member, kim.contact_id, patch, w.deps.crm)
+    stale = EmailLookup(address=f"kim@{CUSTOMER}", contact_id=kim.contact_id, company_id=kim.company_id)
+    w.deps.crm = StaleLookupCrm(w.deps.crm.table_name, {f"kim@{CUSTOMER}": stale})
+    # When mail naming the old address is matched
+    w.email("em_2", sender=("Kim Kay", f"kim@{CUSTOMER}"), to=[ME])
+    outcome = w.match("em_2")
+    # Then matching goes on and the contact keeps its name
+    assert outcome.action == "matched"
+    assert w.deps.crm.get_contact(w.tenant, kim.contact_id).name == "kim"  # type: ignore[union-attr]
+
+
 # ------------------------------------------------------------------------------ re-matching
 
 
@@ -523,6 +685,44 @@ def test_a_step_reads_only_the_rows_its_budget_leaves_across_addresses(tables: d
     # And the continuation links the rest
     assert handle_work(queued, w.deps) == MatchOutcome("backfilled", 1)
     assert w.links("em_y") == {kim: "participant"}
+
+
+def test_a_backfilled_link_keeps_the_mails_date_and_direction_and_takes_the_companys_deal(
+    w: World,
+) -> None:
+    # Given mail the user sent to an address nobody knew, then a contact for it at a company with
+    # an open deal of the company's own
+    w.policy(auto_create="none")
+    w.email(
+        "em_out", sender=ME, to=[f"kim@{CUSTOMER}"], direction="outbound", date="2026-11-03T08:15:00+00:00"
+    )
+    w.match("em_out")
+    company = w.company("Initech", CUSTOMER)
+    kim = w.contact("Kim", f"kim@{CUSTOMER}", company_id=company)
+    deal = w.deal("Company renewal", company_id=company)
+    # When the contact is backfilled
+    backfill(MatchWork(kind="backfill", tenant_id=w.tenant, contact_id=kim), w.deps)
+    # Then the mail is linked to the contact, its company and the company's deal
+    assert w.links("em_out") == {kim: "participant", company: "participant", deal: "deal_rule"}
+    assert w.records("em_out")[deal].via == company
+    # And each link has the mail's date and direction (what the timelines show and sort by)
+    assert {(r.date, r.direction) for r in w.records("em_out").values()} == {
+        ("2026-11-03T08:15:00+00:00", "outbound")
+    }
+
+
+def test_a_backfill_whose_last_page_fills_its_budget_queues_no_further_step(tables: dict[str, str]) -> None:
+    # Given two indexed emails of a contact's only address and a budget of two rows a step
+    w = new_world(tables, budget=2)
+    w.policy(auto_create="none")
+    ids = _indexed(w, 2, f"kim@{CUSTOMER}")
+    kim = w.contact("Kim", f"kim@{CUSTOMER}")
+    # When the backfill reads both and the index says there are no more
+    outcome = backfill(MatchWork(kind="backfill", tenant_id=w.tenant, contact_id=kim), w.deps)
+    # Then it is done: nothing is queued
+    assert outcome == MatchOutcome("backfilled", 2)
+    assert w.queue.sent == []
+    assert [w.links(i) for i in ids] == [{kim: "participant"}] * 2
 
 
 def test_a_blocklisted_address_of_a_contact_is_not_backfilled(w: World) -> None:
@@ -664,6 +864,45 @@ def test_an_address_swap_backfills_the_new_one_and_unlinks_the_old(w: World) -> 
     assert w.links("em_home") == {kim: "participant"}
     assert w.links(ids[0]) == {}
     assert outcome == MatchOutcome("rematched", 1, removed=1)
+
+
+def test_an_added_address_with_more_mail_than_a_step_holds_continues_the_rematch(
+    tables: dict[str, str],
+) -> None:
+    # Given a contact linked to mail of its address, two more emails of another address, and a
+    # budget of two index rows a step
+    w = new_world(tables)
+    kim, ids = _linked_contact(w, 1)
+    home = []
+    for i in range(2):
+        w.email(f"em_h{i}", sender="kim@home-mail.org", to=[ME], date=f"2026-11-18T1{i}:00:00+00:00")
+        w.match(f"em_h{i}")
+        home.append(f"em_h{i}")
+    patch = ContactPatch.model_validate(
+        {"emails": [{"address": f"kim@{CUSTOMER}"}, {"address": "kim@home-mail.org"}]}
+    )
+    after = service.update_contact(w.member, kim, patch, w.deps.crm)
+    w.deps.budget = 2
+    # When the update adding the address is handled (its prune fits in one step, its backfill not)
+    data = {"contact": after.model_dump(mode="json"), "changed": ["emails"]}
+    outcome = on_contact_event("contact.updated", w.tenant, data, w.deps)
+    # Then the outcome says the re-match continues, and the queued step links the rest
+    assert (outcome.action, outcome.removed, outcome.continued) == ("rematched", 0, True)
+    [queued] = w.queue.sent
+    assert queued.kind == "backfill"
+    handle_work(queued, w.deps)
+    assert [w.links(i) for i in [*ids, *home]] == [{kim: "participant"}] * 3
+
+
+def test_a_tenant_without_a_saved_policy_is_backfilled_under_the_defaults(w: World) -> None:
+    # Given mail of an address nobody knew, in a tenant that never saved a CRM policy
+    ids = _indexed(w, 2, f"kim@{CUSTOMER}")
+    kim = w.contact("Kim", f"kim@{CUSTOMER}")
+    # When the contact is backfilled
+    outcome = backfill(MatchWork(kind="backfill", tenant_id=w.tenant, contact_id=kim), w.deps)
+    # Then its mail is linked
+    assert [w.links(i) for i in ids] == [{kim: "participant"}] * 2
+    assert outcome == MatchOutcome("backfilled", 2)
 
 
 def test_an_update_of_an_address_kept_in_another_case_keeps_its_links(w: World) -> None:
