@@ -188,6 +188,37 @@ def _count_hits(facts: EmailFacts, hits: Iterable[Hit], links: int) -> None:
             facts.machine_clicks += 1
 
 
+def _answering(item: Mapping[str, Any], later: list[str], thread: list[Item]) -> set[str]:
+    """Of `later` (inbound emails after `item` in its thread), those that answer `item`: no other
+    outbound email of the thread was sent between them, so a reply counts for the newest sent
+    email before it, once."""
+    sent_at = instant(item.get("date"))
+    sends = [
+        instant(other.get("date"))
+        for other in thread
+        if other.get("direction") == "outbound" and other.get("email_id") != item.get("email_id")
+    ]
+    dates = {str(other["email_id"]): instant(other.get("date")) for other in thread}
+    return {c for c in later if not any(sent_at < at < dates[c] for at in sends)}
+
+
+def _judge(facts: EmailFacts, answer: Mapping[str, Any], message_id: str | None, *, answers_it: bool) -> None:
+    """Count a later inbound email of the thread as the sent email's bounce, reply, or nothing."""
+    bounce = answer.get("bounce")
+    returned = bounce.get("original_message_id") if isinstance(bounce, Mapping) else None
+    if returned:  # a DSN that names the message it returns: that one bounced, whatever came between
+        if returned == message_id and facts.bounced_at is None:
+            facts.bounced_at = instant(answer.get("date"))
+        return
+    if not answers_it:
+        return  # it answers a newer sent email of the thread
+    if is_bounce(answer, message_id):
+        if facts.bounced_at is None:
+            facts.bounced_at = instant(answer.get("date"))
+    elif not is_automatic(answer):
+        facts.replies.append(instant(answer.get("date")))
+
+
 def email_facts(tenant_id: str, items: list[Item], deps: EngagementDeps) -> list[EmailFacts]:
     """The facts of sent emails (`items`: their items with EMAIL_ATTRIBUTES and `email_id`).
 
@@ -195,13 +226,16 @@ def email_facts(tenant_id: str, items: list[Item], deps: EngagementDeps) -> list
     Query of the tracking table per email (its link set and hits together)."""
     threads: dict[str, list[Item]] = {}
     candidates: dict[str, list[str]] = {}
+    answering: dict[str, set[str]] = {}
     for item in items:
         thread_id = str(item.get("thread_id") or "")
         if not thread_id:
             continue
         if thread_id not in threads:
             threads[thread_id] = deps.emails.thread_emails(tenant_id, thread_id)
-        candidates[str(item["email_id"])] = later_inbound(item, threads[thread_id])
+        email_id = str(item["email_id"])
+        candidates[email_id] = later_inbound(item, threads[thread_id])
+        answering[email_id] = _answering(item, candidates[email_id], threads[thread_id])
     wanted = sorted({c for ids in candidates.values() for c in ids})
     answers = (
         deps.emails.batch_get_emails(tenant_id, wanted, projection=CANDIDATE_ATTRIBUTES) if wanted else {}
@@ -212,16 +246,11 @@ def email_facts(tenant_id: str, items: list[Item], deps: EngagementDeps) -> list
         facts = EmailFacts(email_id=email_id, sent_at=instant(item.get("date")))
         if item.get("send_status") in FAILED:
             facts.bounced_at = facts.sent_at
-        message_id = item.get("message_id")
+        message_id = str(item["message_id"]) if item.get("message_id") else None
         for candidate in candidates.get(email_id, []):
             answer = answers.get(candidate)
-            if answer is None:
-                continue
-            if is_bounce(answer, str(message_id) if message_id else None):
-                if facts.bounced_at is None:
-                    facts.bounced_at = instant(answer.get("date"))
-            elif not is_automatic(answer):
-                facts.replies.append(instant(answer.get("date")))
+            if answer is not None:
+                _judge(facts, answer, message_id, answers_it=candidate in answering[email_id])
         facts.tracked, hits = deps.tracking.records(tenant_id, email_id)
         _count_hits(facts, hits, len(facts.tracked.links) if facts.tracked else 0)
         out.append(facts)
