@@ -165,6 +165,13 @@ def test_contact_engagement_counts_human_and_machine_apart_and_no_scanner_click(
     assert engagement["last_human_click_at"] is not None
     assert engagement["last_reply_at"] is None
     assert engagement["truncated"] is False
+    # And her timeline shows the human open and click, newest first, and no machine hit
+    status, timeline = _call(
+        invoke_api, "api/crm-get-contact-timeline.json", path={"contact_id": contact_id}, role="viewer"
+    )
+    assert status == 200, timeline
+    shown = [(i["kind"], i["email_id"], i["url"]) for i in timeline["items"] if i["type"] == "engagement"]
+    assert shown == [("click", email_id, "https://shop.example.com/terms"), ("open", email_id, None)]
 
 
 def test_a_reply_is_counted_once_and_an_out_of_office_not_at_all(stack: Stack, invoke_api: Invoke) -> None:

@@ -68,6 +68,18 @@ class Hit(Model):
     reasons: list[str]
 
 
+class EngagementTimelineItem(Model):
+    """A human open or click of an email linked to the contact, on its timeline at `date` (the
+    hit's time). Replies are on the timeline as the inbound emails they are."""
+
+    type: Literal["engagement"] = "engagement"
+    hit_id: str
+    kind: HitKind
+    email_id: str
+    url: str | None = Field(default=None, description="A click: the link's URL")
+    date: datetime
+
+
 class LinkClicks(Model):
     link: int
     url: str

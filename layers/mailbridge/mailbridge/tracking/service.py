@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from mailbridge.models.mail import Email
     from mailbridge.store.crm import CrmStore
     from mailbridge.store.emails import EmailStore
+    from mailbridge.store.links import LinkStore
     from mailbridge.store.settings import FeatureStore
     from mailbridge.store.tracking import TrackingStore
 
@@ -51,6 +52,7 @@ class TrackingDeps:
     publisher: EventPublisher
     features: FeatureStore | None = None  # send time: the tenant default
     crm: CrmStore | None = None  # send time: contacts' do_not_track
+    links: LinkStore | None = None  # hits: human ones on the linked contacts' timelines
     base_url: str = ""
     hit_retention_days: int = 180
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -179,14 +181,42 @@ def record_hit(kind: HitKind, token: str, evidence: Evidence, deps: TrackingDeps
         classification=verdict.classification,
         reasons=verdict.reasons,
     )
-    deps.store.put_hit(claims.tenant_id, hit, expires=now + timedelta(days=deps.hit_retention_days))
+    expires = now + timedelta(days=deps.hit_retention_days)
+    deps.store.put_hit(claims.tenant_id, hit, expires=expires)
     if verdict.classification == "human":
+        _on_timelines(claims.tenant_id, hit, url, expires, deps)
         _announce(claims.tenant_id, hit, deps)
     logger.info(
         "tracking hit",
         extra={"kind": kind, "classification": verdict.classification, "reasons": verdict.reasons},
     )
     return url
+
+
+def _on_timelines(tenant_id: str, hit: Hit, url: str | None, expires: datetime, deps: TrackingDeps) -> None:
+    """A human hit on the timeline of every contact the email is linked to (one Query of the
+    email's links, one BatchWriteItem), kept as long as the hit itself."""
+    if deps.links is None:
+        return
+    from mailbridge.store.links import timeline_entry_item
+    from mailbridge.tracking.models import EngagementTimelineItem
+
+    contacts = [
+        link.record_id for link in deps.links.email_links(tenant_id, hit.email_id) if link.kind == "contact"
+    ]
+    if not contacts:
+        return
+    entry = EngagementTimelineItem(
+        hit_id=hit.hit_id, kind=hit.kind, email_id=hit.email_id, url=url, date=hit.at
+    ).model_dump_json()
+    at = hit.at.astimezone(UTC).isoformat()
+    deps.links.put_timeline_entries(
+        [
+            timeline_entry_item(tenant_id, "HIT", hit.hit_id, contact_id, at=at, entry=entry)
+            | {"ttl": int(expires.timestamp())}
+            for contact_id in contacts
+        ]
+    )
 
 
 def _announce(tenant_id: str, hit: Hit, deps: TrackingDeps) -> None:
