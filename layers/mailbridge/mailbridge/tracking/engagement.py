@@ -33,7 +33,12 @@ a score above 0.
 Cost: computed from the stored records when asked, with a bounded number of requests (see
 `contact_engagement`), not counters kept at hit time: the score decays with the time of the
 request, which an `ADD` counter cannot, and replies and bounces arrive through sync and ingest,
-not the hit path.
+not the hit path. Requests: one email (`GET /emails/{id}`): 1 thread Query, at most 1
+BatchGetItem of its later inbound emails, 1 tracking Query. A contact or campaign with N sent
+emails (N <= MAX_EMAILS) in T threads with C later inbound emails: 1 GetItem of the record, at most
+MAX_LINK_PAGES link Queries, ceil(N/100) + ceil(C/100) BatchGetItem, T + N Queries (at most about
+210 for 100 emails in 100 threads). What the hit path adds: 2 requests per human hit (the email's
+links, the timeline entries), none per machine hit.
 """
 
 from __future__ import annotations
