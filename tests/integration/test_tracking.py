@@ -266,6 +266,7 @@ def test_public_routes_answer_without_a_jwt_and_store_classified_hits(
     assert status == 200, view
     assert view["engagement"] == {
         "delivered": True,
+        "bounces": 0,
         "human_opens": 1,
         "machine_opens": 1,
         "human_clicks": [
@@ -274,7 +275,7 @@ def test_public_routes_answer_without_a_jwt_and_store_classified_hits(
         ],
         "machine_clicks": 0,
         "replies": 0,
-        "score": 30,
+        "score": 24,
     }
 
 

@@ -40,6 +40,7 @@ from mailbridge.store.links import LinkRecord, LinkStore, to_timeline_row
 from mailbridge.store.pagination import MAX_PAGE_SIZE, Page
 from mailbridge.store.settings import FeatureStore
 from mailbridge.tenancy import Role, TenantContext
+from mailbridge.tracking.models import EngagementTimelineItem
 
 LinkKind = Literal["contact", "company", "deal", "campaign"]
 LinkReason = Literal["participant", "domain", "deal_rule", "manual"]
@@ -48,7 +49,7 @@ PATTERNS = {"contact": CONTACT_ID, "company": COMPANY_ID, "deal": DEAL_ID, "camp
 LAST_EMAILS = 5
 
 Item = dict[str, Any]
-TimelineEntryItem = TimelineEmail | CalendarTimelineItem | ActivityTimelineItem
+TimelineEntryItem = TimelineEmail | CalendarTimelineItem | ActivityTimelineItem | EngagementTimelineItem
 
 RecordId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 

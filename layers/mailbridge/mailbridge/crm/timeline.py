@@ -10,8 +10,10 @@ an activity's entries are written in the same transaction as the event or activi
 one Query of that index, then one BatchGetItem of the page's emails (their current summaries, as
 `GET /emails` shows them); events and activities carry what the timeline shows of them.
 
-Items carry `type`: `email` (the fields of `GET /emails` rows), `event` (`CalendarTimelineItem`)
-or `activity` (`ActivityTimelineItem`: notes, calls, meetings, tasks done).
+Items carry `type`: `email` (the fields of `GET /emails` rows), `event` (`CalendarTimelineItem`),
+`activity` (`ActivityTimelineItem`: notes, calls, meetings, tasks done) or `engagement`
+(`EngagementTimelineItem`: a human open or click of a tracked email, written by
+`mailbridge.tracking.service.record_hit` as a `HIT` entry that expires with the hit).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from mailbridge.crm.models import ActivityTimelineItem
 from mailbridge.emails import to_summary
 from mailbridge.models.mail import EmailSummary
 from mailbridge.store.links import TimelineRow
+from mailbridge.tracking.models import EngagementTimelineItem
 
 
 class TimelineEmail(EmailSummary):
@@ -37,13 +40,14 @@ class TimelineEmail(EmailSummary):
 
 
 TimelineItem = Annotated[
-    TimelineEmail | CalendarTimelineItem | ActivityTimelineItem, Field(discriminator="type")
+    TimelineEmail | CalendarTimelineItem | ActivityTimelineItem | EngagementTimelineItem,
+    Field(discriminator="type"),
 ]
 
 
 def timeline_item(
     row: TimelineRow, emails: Mapping[str, dict[str, Any]]
-) -> TimelineEmail | CalendarTimelineItem | ActivityTimelineItem | None:
+) -> TimelineEmail | CalendarTimelineItem | ActivityTimelineItem | EngagementTimelineItem | None:
     """What the timeline shows for one index row; None for an email gone from its table (`emails`:
     the page's email items by id) or a row of a source this code does not know."""
     if row.source == "EMAIL":
@@ -53,4 +57,6 @@ def timeline_item(
         return CalendarTimelineItem.model_validate_json(row.entry)
     if row.source == "ACTIVITY" and row.entry is not None:
         return ActivityTimelineItem.model_validate_json(row.entry)
+    if row.source == "HIT" and row.entry is not None:
+        return EngagementTimelineItem.model_validate_json(row.entry)
     return None

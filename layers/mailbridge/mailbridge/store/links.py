@@ -14,6 +14,9 @@ Item types:
       a calendar event or a CRM activity on a contact's or deal's timeline, with what the timeline
       shows of it (`entry`, JSON); written by the calendar and CRM stores in the same transaction
       as the event or activity itself (`timeline_entry_item`).
+  pk = TENANT#{tenant}#HIT#{hit_id}, sk = TL#contact#{contact_id}
+      a human open or click of a tracked email on the timeline of each contact the email is linked
+      to, written when the hit is recorded; `ttl` = the hit's own expiry (tracking retention).
 
 gsi2 (the timeline index: a contact's or deal's emails, events and activities in one time order,
 so one Query fills a page): gsi2pk = TENANT#{tenant}#TL#{kind}#{record_id} (kind: contact | deal),
@@ -292,6 +295,13 @@ class LinkStore(DynamoRepository):
             if "LastEvaluatedKey" not in response:
                 return out
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def put_timeline_entries(self, items: Sequence[Item]) -> None:
+        """Entries made by `timeline_entry_item` outside a record's own transaction (tracking's
+        `HIT` entries); deterministic keys make a replay write nothing new."""
+        with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+            for item in items:
+                batch.put_item(Item=item)
 
     def delete_link(self, tenant_id: str, email_id: str, kind: str, record_id: str) -> bool:
         """True when a link was there to delete."""

@@ -45,6 +45,8 @@ class TrackingStore(Protocol):
 
     def hits(self, tenant_id: str, email_id: str) -> Iterator[Hit]: ...
 
+    def records(self, tenant_id: str, email_id: str) -> tuple[TrackedMessage | None, list[Hit]]: ...
+
 
 class DynamoTrackingStore(DynamoRepository):
     def __init__(self, table_name: str, table: Table | None = None) -> None:
@@ -64,15 +66,7 @@ class DynamoTrackingStore(DynamoRepository):
 
     def get_message(self, tenant_id: str, email_id: str) -> TrackedMessage | None:
         item = self.get(message_pk(tenant_id, email_id), MESSAGE_SK)
-        if item is None:
-            return None
-        return TrackedMessage(
-            tenant_id=tenant_id,
-            email_id=email_id,
-            opens=bool(item.get("opens")),
-            clicks=bool(item.get("clicks")),
-            links=[str(link) for link in item.get("links") or ()],
-        )
+        return None if item is None else _message(tenant_id, email_id, item)
 
     def put_hit(self, tenant_id: str, hit: Hit, *, expires: datetime) -> None:
         evidence = hit.evidence.model_dump(exclude_none=True)
@@ -117,6 +111,37 @@ class DynamoTrackingStore(DynamoRepository):
 
     def hits(self, tenant_id: str, email_id: str) -> Iterator[Hit]:
         return self._query(tenant_id, email_id, None)
+
+    def records(self, tenant_id: str, email_id: str) -> tuple[TrackedMessage | None, list[Hit]]:
+        """The email's link set (None: not tracked) and its hits (at most MAX_HITS_READ), oldest
+        first, from one Query of its partition (`HIT#...` sorts before `MESSAGE`; more requests
+        only past 1 MB)."""
+        from boto3.dynamodb.conditions import Key
+
+        kwargs: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(message_pk(tenant_id, email_id))}
+        message: TrackedMessage | None = None
+        hits: list[Hit] = []
+        while True:
+            response = self.table.query(**kwargs)
+            for item in response.get("Items", []):
+                if item["sk"] == MESSAGE_SK:
+                    message = _message(tenant_id, email_id, item)
+                elif str(item["sk"]).startswith("HIT#") and len(hits) < MAX_HITS_READ:
+                    hits.append(_hit(email_id, item))
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return message, hits
+            kwargs["ExclusiveStartKey"] = last
+
+
+def _message(tenant_id: str, email_id: str, item: Item) -> TrackedMessage:
+    return TrackedMessage(
+        tenant_id=tenant_id,
+        email_id=email_id,
+        opens=bool(item.get("opens")),
+        clicks=bool(item.get("clicks")),
+        links=[str(link) for link in item.get("links") or ()],
+    )
 
 
 def _hit(email_id: str, item: Item) -> Hit:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailbridge.crm.models import CONTACT_ID
 from mailbridge.errors import Conflict, Invalid, NotFound
+from mailbridge.replies import is_automatic, later_inbound
 from mailbridge.templates.models import (
     MIN_SAMPLE,
     TEMPLATE_ID,
@@ -271,14 +272,7 @@ def record_send(tenant_id: str, rendered: Rendered, email_id: str, deps: Templat
 # ------------------------------------------------------------------------------------- stats
 def _answers(email: Mapping[str, Any], thread: list[dict[str, Any]]) -> list[str]:
     """The inbound emails later in the sent email's thread: its candidate replies."""
-    sent_at = _instant(email.get("date"))
-    return [
-        str(other["email_id"])
-        for other in thread
-        if other.get("email_id") != email.get("email_id")
-        and other.get("direction") == "inbound"
-        and _instant(other.get("date")) > sent_at
-    ]
+    return later_inbound(email, thread)
 
 
 def _replied(tenant_id: str, candidates: list[str], emails: EmailStore) -> bool:
@@ -287,19 +281,7 @@ def _replied(tenant_id: str, candidates: list[str], emails: EmailStore) -> bool:
     if not candidates:
         return False
     found = emails.batch_get_emails(tenant_id, candidates, projection=("auto_submitted",))
-    for item in found.values():
-        auto = str(item.get("auto_submitted") or "").strip().lower()
-        if not auto or auto == "no":
-            return True
-    return False
-
-
-def _instant(value: Any) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        return datetime.min.replace(tzinfo=UTC)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return any(not is_automatic(item) for item in found.values())
 
 
 def stats(ctx: TenantContext, template_id: str, deps: TemplateDeps) -> TemplateStats:

@@ -68,6 +68,18 @@ class Hit(Model):
     reasons: list[str]
 
 
+class EngagementTimelineItem(Model):
+    """A human open or click of an email linked to the contact, on its timeline at `date` (the
+    hit's time). Replies are on the timeline as the inbound emails they are."""
+
+    type: Literal["engagement"] = "engagement"
+    hit_id: str
+    kind: HitKind
+    email_id: str
+    url: str | None = Field(default=None, description="A click: the link's URL")
+    date: datetime
+
+
 class LinkClicks(Model):
     link: int
     url: str
@@ -75,17 +87,14 @@ class LinkClicks(Model):
 
 
 class Engagement(Model):
-    """`engagement` of `GET /emails/{id}` (outbound, tracked mail).
+    """`engagement` of `GET /emails/{id}` (outbound, tracked mail): what is counted and the score's
+    formula are in `mailbridge.tracking.engagement` (and the README)."""
 
-    score = min(100, 50 * replied + 10 * min(human_opens, 3) + 20 * min(distinct links clicked by a
-    human, 2)): a reply is the ground truth of engagement (issue 17), a human click weighs more
-    than a human open, and machine opens and scanner clicks count nothing.
-    """
-
-    delivered: bool
+    delivered: bool = Field(description="Left and did not bounce")
+    bounces: int = Field(ge=0, le=1, description="1 when the email failed or a DSN reported it undelivered")
     human_opens: int
     machine_opens: int
     human_clicks: list[LinkClicks]
     machine_clicks: int
-    replies: int
+    replies: int = Field(description="Inbound, non-automatic emails later in its thread, bounces aside")
     score: int = Field(ge=0, le=100)

@@ -24,7 +24,6 @@ from mailbridge.tracking.models import (
     Evidence,
     Hit,
     HitKind,
-    LinkClicks,
     Method,
     TrackedMessage,
     TrackingOverride,
@@ -37,6 +36,7 @@ if TYPE_CHECKING:
     from mailbridge.models.mail import Email
     from mailbridge.store.crm import CrmStore
     from mailbridge.store.emails import EmailStore
+    from mailbridge.store.links import LinkStore
     from mailbridge.store.settings import FeatureStore
     from mailbridge.store.tracking import TrackingStore
 
@@ -52,6 +52,7 @@ class TrackingDeps:
     publisher: EventPublisher
     features: FeatureStore | None = None  # send time: the tenant default
     crm: CrmStore | None = None  # send time: contacts' do_not_track
+    links: LinkStore | None = None  # hits: human ones on the linked contacts' timelines
     base_url: str = ""
     hit_retention_days: int = 180
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -180,14 +181,42 @@ def record_hit(kind: HitKind, token: str, evidence: Evidence, deps: TrackingDeps
         classification=verdict.classification,
         reasons=verdict.reasons,
     )
-    deps.store.put_hit(claims.tenant_id, hit, expires=now + timedelta(days=deps.hit_retention_days))
+    expires = now + timedelta(days=deps.hit_retention_days)
+    deps.store.put_hit(claims.tenant_id, hit, expires=expires)
     if verdict.classification == "human":
+        _on_timelines(claims.tenant_id, hit, url, expires, deps)
         _announce(claims.tenant_id, hit, deps)
     logger.info(
         "tracking hit",
         extra={"kind": kind, "classification": verdict.classification, "reasons": verdict.reasons},
     )
     return url
+
+
+def _on_timelines(tenant_id: str, hit: Hit, url: str | None, expires: datetime, deps: TrackingDeps) -> None:
+    """A human hit on the timeline of every contact the email is linked to (one Query of the
+    email's links, one BatchWriteItem), kept as long as the hit itself."""
+    if deps.links is None:
+        return
+    from mailbridge.store.links import timeline_entry_item
+    from mailbridge.tracking.models import EngagementTimelineItem
+
+    contacts = [
+        link.record_id for link in deps.links.email_links(tenant_id, hit.email_id) if link.kind == "contact"
+    ]
+    if not contacts:
+        return
+    entry = EngagementTimelineItem(
+        hit_id=hit.hit_id, kind=hit.kind, email_id=hit.email_id, url=url, date=hit.at
+    ).model_dump_json()
+    at = hit.at.astimezone(UTC).isoformat()
+    deps.links.put_timeline_entries(
+        [
+            timeline_entry_item(tenant_id, "HIT", hit.hit_id, contact_id, at=at, entry=entry)
+            | {"ttl": int(expires.timestamp())}
+            for contact_id in contacts
+        ]
+    )
 
 
 def _announce(tenant_id: str, hit: Hit, deps: TrackingDeps) -> None:
@@ -216,50 +245,29 @@ def _announce(tenant_id: str, hit: Hit, deps: TrackingDeps) -> None:
 
 
 # ------------------------------------------------------------------------------------- engagement
-def score(*, replied: bool, human_opens: int, links_clicked: int) -> int:
-    """The formula documented on `Engagement`."""
-    return min(100, 50 * int(replied) + 10 * min(human_opens, 3) + 20 * min(links_clicked, 2))
-
-
 def engagement(tenant_id: str, email: Email, deps: TrackingDeps) -> Engagement | None:
-    """Engagement of an outbound email that was tracked; None for any other email."""
-    message = deps.store.get_message(tenant_id, email.email_id)
-    if message is None:
+    """Engagement of an outbound email that was tracked; None for any other email
+    (`mailbridge.tracking.engagement`: what counts and the score)."""
+    from mailbridge.tracking.engagement import EngagementDeps, email_facts, has_left, per_link, score
+
+    item = {
+        "email_id": email.email_id,
+        "thread_id": email.thread_id,
+        "message_id": email.message_id,
+        "date": email.date.isoformat(),
+        "direction": email.direction,
+        "send_status": email.status,
+    }
+    (facts,) = email_facts(tenant_id, [item], EngagementDeps(emails=deps.emails, tracking=deps.store))
+    if facts.tracked is None:
         return None
-    human_opens = machine_opens = machine_clicks = 0
-    clicks = [0] * len(message.links)
-    for hit in deps.store.hits(tenant_id, email.email_id):
-        human = hit.classification == "human"
-        if hit.kind == "open":
-            human_opens += human
-            machine_opens += not human
-        elif human and hit.link is not None and hit.link < len(clicks):
-            clicks[hit.link] += 1
-        else:
-            machine_clicks += 1
-    replies = _replies(tenant_id, email, deps)
-    per_link = [LinkClicks(link=i, url=url, human_clicks=clicks[i]) for i, url in enumerate(message.links)]
     return Engagement(
-        delivered=email.status == "sent",
-        human_opens=human_opens,
-        machine_opens=machine_opens,
-        human_clicks=per_link,
-        machine_clicks=machine_clicks,
-        replies=replies,
-        score=score(replied=replies > 0, human_opens=human_opens, links_clicked=sum(1 for c in clicks if c)),
-    )
-
-
-def _replies(tenant_id: str, email: Email, deps: TrackingDeps) -> int:
-    """Inbound emails of the thread that answer this one (In-Reply-To or References name it)."""
-    if not email.message_id:
-        return 0
-    return sum(
-        1
-        for other in deps.emails.thread_emails(tenant_id, email.thread_id)
-        if other.get("direction") == "inbound"
-        and (
-            other.get("in_reply_to") == email.message_id
-            or email.message_id in (other.get("references") or ())
-        )
+        delivered=has_left(item) and facts.delivered,
+        bounces=int(not facts.delivered),
+        human_opens=len(facts.human_opens),
+        machine_opens=facts.machine_opens,
+        human_clicks=per_link(facts),
+        machine_clicks=facts.machine_clicks,
+        replies=len(facts.replies),
+        score=score(facts.events(), deps.now()),
     )

@@ -52,6 +52,7 @@ def tracking_deps(base_url: str = "") -> TrackingDeps:
     from mailbridge.calendar.wiring import signer
     from mailbridge.store.crm import CrmStore
     from mailbridge.store.emails import EmailStore
+    from mailbridge.store.links import LinkStore
     from mailbridge.store.settings import DynamoFeatureStore
     from mailbridge.tracking.service import TrackingDeps
 
@@ -63,6 +64,7 @@ def tracking_deps(base_url: str = "") -> TrackingDeps:
         publisher=EventPublisher(settings.event_bus_name),
         features=DynamoFeatureStore(settings.tables.settings),
         crm=CrmStore(settings.tables.crm),
+        links=LinkStore(settings.tables.links),
         base_url=base_url,
         hit_retention_days=tracking_settings().hit_retention_days,
     )
