@@ -86,7 +86,7 @@ def compose_draft(
 ) -> bytes:
     """The draft as the RFC 5322 message it will be (a reply threaded on its original, a forward
     with it attached). Raises Invalid (`invalid_message`, every code of `compose_message`)."""
-    from mailbridge.outbox.service import _attachment, _original
+    from mailbridge.outbox.service import original_message, outgoing_attachment
 
     ctx = TenantContext(
         tenant_id=tenant_id, role=Role.MEMBER, subject=str(item.get("created_by") or "drafts")
@@ -95,9 +95,9 @@ def compose_draft(
     original: OriginalMessage | None = None
     try:
         if body.reply_to_email_id:
-            mode, original = "reply", _original(ctx, body.reply_to_email_id, deps)
+            mode, original = "reply", original_message(ctx, body.reply_to_email_id, deps)
         elif body.forward_email_id:
-            mode, original = "forward", _original(ctx, body.forward_email_id, deps)
+            mode, original = "forward", original_message(ctx, body.forward_email_id, deps)
     except NotFound:  # the original is gone: the copy is written as new mail
         mode, original = "new", None
     try:
@@ -109,7 +109,7 @@ def compose_draft(
             subject=body.subject,
             text=body.text,
             html=body.html,
-            attachments=[_attachment(ctx, a, deps) for a in body.attachments],
+            attachments=[outgoing_attachment(ctx, a, deps) for a in body.attachments],
             mode=mode,
             forward_as=body.forward_as,
             message_id=message_id(str(item["draft_id"]), int(item["version"]), account),

@@ -147,9 +147,11 @@ def _uploaded(ctx: TenantContext, spec: UploadedAttachment, deps: OutboxDeps) ->
     return OutgoingAttachment(filename=spec.filename, content_type=spec.content_type, data=data)
 
 
-def _attachment(
+def outgoing_attachment(
     ctx: TenantContext, spec: InlineAttachment | UploadedAttachment, deps: OutboxDeps
 ) -> OutgoingAttachment:
+    """The bytes of one attachment of a send or a draft: inline base64 decoded, or an upload read
+    from the bucket. 400 `invalid_attachment` for bad base64; upload errors as `queue_send` documents."""
     if isinstance(spec, InlineAttachment):
         try:
             data = base64.b64decode(spec.content_base64, validate=True)
@@ -167,7 +169,9 @@ def _attachment(
     return _uploaded(ctx, spec, deps)
 
 
-def _original(ctx: TenantContext, email_id: str, deps: OutboxDeps) -> OriginalMessage:
+def original_message(ctx: TenantContext, email_id: str, deps: OutboxDeps) -> OriginalMessage:
+    """The stored email a reply or forward quotes (headers and bodies for RFC 5322 section 3.6.4
+    threading and the quoted text); 404 `email_not_found` when the tenant has no such email."""
     item = deps.emails.get_email(ctx.tenant_id, email_id)
     if item is None:
         raise NotFound("the email to reply to or forward does not exist", code="email_not_found")
@@ -213,7 +217,7 @@ def _draft(ctx: TenantContext, request: SendRequest, account: Account, mode: Mod
             subject=request.subject,
             text=request.text,
             html=request.html,
-            attachments=[_attachment(ctx, a, deps) for a in request.attachments],
+            attachments=[outgoing_attachment(ctx, a, deps) for a in request.attachments],
             mode=mode,
             forward_as=request.forward_as,
             message_id=f"{uuid.uuid4().hex}@{domain}",
@@ -260,9 +264,9 @@ def queue_send(
     mode: Mode = "new"
     original: OriginalMessage | None = None
     if request.reply_to_email_id:
-        mode, original = "reply", _original(ctx, request.reply_to_email_id, deps)
+        mode, original = "reply", original_message(ctx, request.reply_to_email_id, deps)
     elif request.forward_email_id:
-        mode, original = "forward", _original(ctx, request.forward_email_id, deps)
+        mode, original = "forward", original_message(ctx, request.forward_email_id, deps)
 
     if request.template_id is not None:
         return _queue_templated(ctx, request, account, mode, original, send_at, deps, automation=automation)
