@@ -13,8 +13,17 @@ import pytest
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from pydantic import BaseModel
 
-from mailbridge.api.app import MailbridgeResolver, create_app
-from mailbridge.api.context import RouteGuard, current_tenant, require_role
+from mailbridge.api.app import MailbridgeResolver, _configure_openapi, _document_routes, create_app
+from mailbridge.api.context import (
+    PUBLIC_REASON_EXTENSION,
+    ROLE_EXTENSION,
+    PublicRoute,
+    RouteGuard,
+    current_tenant,
+    declared_access,
+    public,
+    require_role,
+)
 from mailbridge.api.routes import ROUTER_MODULES
 from mailbridge.api.schemas import complete_responses
 from mailbridge.config import Settings, TableNames
@@ -149,3 +158,62 @@ def test_a_role_guard_is_shown_by_its_name_and_says_its_role() -> None:
     assert require_role(Role.VIEWER).__name__ == "require_viewer"
     # And the role it needs, by which the boundary tests find every guarded route and its callers
     assert require_role(Role.OWNER).minimum is Role.OWNER
+
+
+# ------------------------------------------------------------------------------ every route declares
+
+
+def _every_route() -> list[Any]:
+    """Every route of the HTTP API: the api function's routers and those other functions serve."""
+    app = create_app(
+        Settings.model_construct(docs_enabled=False, tables=TableNames.model_construct()), load_all=True
+    )
+    app.load_documented_elsewhere()
+    return [r for r in app._static_routes + app._dynamic_routes if r.include_in_schema]
+
+
+def test_every_route_declares_its_minimum_role_or_that_it_is_public() -> None:
+    # Given every route of the HTTP API
+    routes = _every_route()
+    assert len(routes) > 100
+    # When each is asked for its access declaration
+    undeclared = sorted(f"{r.method} {r.path}" for r in routes if declared_access(r.middlewares) is None)
+    # Then none lacks one
+    assert undeclared == []
+    # And exactly the routes without a bearer token are public, each with its reason
+    public_routes = {r.path: declared_access(r.middlewares) for r in routes if not r.security}
+    assert all(isinstance(d, PublicRoute) and d.reason for d in public_routes.values())
+    assert {r.path for r in routes if isinstance(declared_access(r.middlewares), PublicRoute)} == set(
+        public_routes
+    )
+
+
+def test_a_route_that_declares_its_access_twice_is_refused() -> None:
+    with pytest.raises(ValueError, match="declares its access 2 times"):
+        declared_access([require_role(Role.MEMBER), public("twice")])
+
+
+def test_the_document_shows_each_operations_role() -> None:
+    # Given the API document of every route
+    app = create_app(
+        Settings.model_construct(docs_enabled=False, tables=TableNames.model_construct()), load_all=True
+    )
+    app.load_documented_elsewhere()
+    _document_routes(app)
+    _configure_openapi(app)
+    document = json.loads(app.get_openapi_json_schema())
+    operations = {
+        f"{method.upper()} {path}": op
+        for path, item in document["paths"].items()
+        for method, op in item.items()
+    }
+    # Then each operation names its role, and a public one its reason
+    roles = {key: op.get(ROLE_EXTENSION) for key, op in operations.items()}
+    assert {
+        key for key, role in roles.items() if role not in {"owner", "admin", "member", "viewer", "public"}
+    } == set()
+    assert roles["PUT /features"] == "admin"
+    assert roles["POST /crm/contacts"] == "member"
+    assert roles["GET /emails"] == "viewer"
+    assert roles["POST /webhooks/gmail"] == "public"
+    assert operations["POST /webhooks/gmail"][PUBLIC_REASON_EXTENSION]

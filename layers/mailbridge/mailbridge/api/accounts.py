@@ -87,6 +87,7 @@ def create_account(body: Annotated[AccountCreate, Body()]) -> AccountOut:
     tags=["accounts"],
     security=BEARER,
     responses=errors({}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def list_accounts(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
@@ -101,6 +102,7 @@ def list_accounts(
     tags=["accounts"],
     security=BEARER,
     responses=errors({404: ["account_not_found"]}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def get_account(account_id: str) -> AccountOut:
     return accounts.get_account(current_tenant(router), _valid(account_id), deps.account_deps())
@@ -227,6 +229,7 @@ def reconcile_account(account_id: str) -> Response[AccountStatus]:
     tags=["accounts"],
     security=BEARER,
     responses=errors({404: ["account_not_found"]}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def account_status(account_id: str) -> AccountStatus:
     return accounts.account_status(current_tenant(router), _valid(account_id), deps.account_deps())

@@ -126,7 +126,7 @@ def start_backfill() -> BackfillJob:
     summary="A categorize backfill's progress (`status`: running, done, stopped)",
     tags=["ai"],
     security=BEARER,
-    middlewares=[AI],
+    middlewares=[AI, require_role(Role.VIEWER)],
     responses=errors({404: ["job_not_found"]}),
 )
 def get_backfill(job_id: str) -> BackfillJob:
@@ -140,7 +140,7 @@ def get_backfill(job_id: str) -> BackfillJob:
     summary="The tenant's category rules learnt from corrections (sender address or domain -> category)",
     tags=["ai"],
     security=BEARER,
-    middlewares=[AI],
+    middlewares=[AI, require_role(Role.VIEWER)],
     responses=errors({}),
 )
 def list_rules() -> CategoryRuleList:
@@ -220,7 +220,7 @@ def extract_lead(body: Annotated[ExtractLeadRequest, Body()]) -> LeadExtraction:
     ),
     tags=["ai"],
     security=BEARER,
-    middlewares=[AI],
+    middlewares=[AI, require_role(Role.VIEWER)],
     responses=errors({}),
 )
 def get_bedrock() -> BedrockStatus:

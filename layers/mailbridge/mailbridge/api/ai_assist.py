@@ -32,7 +32,7 @@ from mailbridge.tenancy import Role
 
 router = Router()
 
-READ: Guards = [AI]
+READ: Guards = [AI, require_role(Role.VIEWER)]
 WRITE: Guards = [AI, require_role(Role.MEMBER)]
 RATE = {429: ["rate_limited"]}
 

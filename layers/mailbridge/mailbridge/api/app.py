@@ -33,7 +33,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mailbridge import __version__
-from mailbridge.api.context import check_guards
+from mailbridge.api.context import access_extensions, check_guards
 from mailbridge.api.errors import register_error_handlers
 from mailbridge.api.route_map import ROUTE_MODULES
 from mailbridge.api.routes import DOCUMENTED_ELSEWHERE, ROUTER_MODULES
@@ -189,12 +189,18 @@ def _configure_openapi(app: APIGatewayHttpResolver) -> None:
 
 
 def _document_routes(app: MailbridgeResolver) -> None:
-    """Complete every route's responses for the document (mailbridge.api.schemas), once."""
+    """Complete every route's responses for the document (mailbridge.api.schemas) and show its
+    declared access (`x-mailbridge-role`: owner/admin/member/viewer or `public`, with
+    `x-mailbridge-public-reason`), once."""
     from mailbridge.api.schemas import complete_responses
 
     for route in app._static_routes + app._dynamic_routes:
         if route.include_in_schema and not getattr(route, "_mailbridge_documented", False):
             route.responses = complete_responses(route)
+            route.openapi_extensions = {
+                **(route.openapi_extensions or {}),
+                **access_extensions(route.middlewares),
+            }
             route._dependant = None  # rebuilt from the new responses (it lists their models)
             route._mailbridge_documented = True  # type: ignore[attr-defined]
 

@@ -116,7 +116,7 @@ def create_rule(body: Annotated[RuleFields, Body()]) -> Rule:
     summary="The tenant's rules, at their latest version",
     tags=["automations"],
     security=BEARER,
-    middlewares=[AUTOMATIONS],
+    middlewares=[AUTOMATIONS, require_role(Role.VIEWER)],
     responses=errors({}),
 )
 def list_rules(cursor: Cursor = None, limit: Limit = 25) -> RuleList:
@@ -130,7 +130,7 @@ def list_rules(cursor: Cursor = None, limit: Limit = 25) -> RuleList:
     summary="The pre-built rules to start from (POST one's `rule` after filling in its ids)",
     tags=["automations"],
     security=BEARER,
-    middlewares=[AUTOMATIONS],
+    middlewares=[AUTOMATIONS, require_role(Role.VIEWER)],
     responses=errors({}),
 )
 def list_templates() -> TemplateList:
@@ -144,7 +144,7 @@ def list_templates() -> TemplateList:
     summary="Evaluate a JSON-Logic rule against data (the rule builder's preview)",
     tags=["automations"],
     security=BEARER,
-    middlewares=[AUTOMATIONS],
+    middlewares=[AUTOMATIONS, require_role(Role.VIEWER)],
     responses=errors(
         {
             400: [
@@ -169,7 +169,7 @@ def evaluate(body: Annotated[EvaluateRequest, Body()]) -> EvaluateResult:
     summary="One rule at its latest version",
     tags=["automations"],
     security=BEARER,
-    middlewares=[AUTOMATIONS],
+    middlewares=[AUTOMATIONS, require_role(Role.VIEWER)],
     responses=errors({404: ["automation_not_found"]}),
 )
 def get_rule(rule_id: str) -> Rule:
@@ -240,7 +240,7 @@ def disable_rule(rule_id: str) -> Rule:
     summary="Every saved version of a rule, newest first",
     tags=["automations"],
     security=BEARER,
-    middlewares=[AUTOMATIONS],
+    middlewares=[AUTOMATIONS, require_role(Role.VIEWER)],
     responses=errors({404: ["automation_not_found"]}),
 )
 def list_versions(rule_id: str, cursor: Cursor = None, limit: Limit = 25) -> VersionList:
@@ -254,7 +254,7 @@ def list_versions(rule_id: str, cursor: Cursor = None, limit: Limit = 25) -> Ver
     summary="One saved version of a rule",
     tags=["automations"],
     security=BEARER,
-    middlewares=[AUTOMATIONS],
+    middlewares=[AUTOMATIONS, require_role(Role.VIEWER)],
     responses=errors({404: ["automation_not_found", "version_not_found"]}),
 )
 def get_version(rule_id: str, version: int) -> RuleVersion:
@@ -268,7 +268,7 @@ def get_version(rule_id: str, version: int) -> RuleVersion:
     summary="The rule's runs, newest event first, with per-action status",
     tags=["automations"],
     security=BEARER,
-    middlewares=[AUTOMATIONS],
+    middlewares=[AUTOMATIONS, require_role(Role.VIEWER)],
     responses=errors({404: ["automation_not_found"]}),
 )
 def list_runs(rule_id: str, cursor: Cursor = None, limit: Limit = 25) -> RunList:
@@ -282,7 +282,7 @@ def list_runs(rule_id: str, cursor: Cursor = None, limit: Limit = 25) -> RunList
     summary="One run: per-action status, timing, inputs after templating, output or error",
     tags=["automations"],
     security=BEARER,
-    middlewares=[AUTOMATIONS],
+    middlewares=[AUTOMATIONS, require_role(Role.VIEWER)],
     responses=errors({404: ["automation_not_found", "run_not_found"]}),
 )
 def get_run(rule_id: str, run_id: str) -> Run:
@@ -365,7 +365,7 @@ def register_queue(body: Annotated[QueueRegistration, Body()]) -> QueueRegistere
     summary="The hosts the tenant's actions may call (empty: any public https host)",
     tags=["automations"],
     security=BEARER,
-    middlewares=[AUTOMATIONS],
+    middlewares=[AUTOMATIONS, require_role(Role.VIEWER)],
     responses=errors({}),
 )
 def get_outbound_hosts() -> OutboundHosts:

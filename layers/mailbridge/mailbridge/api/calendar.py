@@ -19,7 +19,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
 from mailbridge.api import deps
-from mailbridge.api.context import Guards, current_tenant, require_role
+from mailbridge.api.context import Guards, current_tenant, public, require_role
 from mailbridge.api.schemas import BEARER, errors
 from mailbridge.calendar import itip, service
 from mailbridge.calendar.models import (
@@ -43,7 +43,7 @@ from mailbridge.tenancy import Role
 
 router = Router()
 
-READ: Guards = []
+READ: Guards = [require_role(Role.VIEWER)]
 WRITE: Guards = [require_role(Role.MEMBER)]
 ICS_TYPES = ("text/calendar", "application/ics")
 CALENDAR_RESPONSE: Any = {
@@ -261,6 +261,7 @@ def list_invitations(limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None) ->
             409: ["event_cancelled"],
         }
     ),
+    middlewares=[public("an invitee without an account answers: the signed RSVP token is the proof")],
 )
 def rsvp(token: str, status: Annotated[Reply, Query(description="The answer")]) -> RsvpResult:
     return itip.rsvp(token, status, calendar_deps(), _mail())
@@ -397,6 +398,7 @@ def rotate_feed() -> FeedInfo:
     description="The tenant's events from 90 days ago to 400 days ahead. Feeds count as exports.",
     tags=["calendar"],
     responses={200: CALENDAR_RESPONSE, **errors({404: ["feed_not_found"], **RATE})},
+    middlewares=[public("calendar apps subscribe without a login: the feed token in the URL is the secret")],
 )
 def feed(token: str) -> Response[str]:
     return _calendar_response(service.feed(token, calendar_deps()), "mailbridge.ics")

@@ -73,6 +73,44 @@ def require_role(minimum: Role) -> RoleGuard:
     return RoleGuard(minimum)
 
 
+class PublicRoute(RouteGuard):
+    """The declaration of a route that takes no bearer token (so has no role to check): `reason`
+    says what proves the caller instead (a single-use state, a signed push, an unguessable token)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("public", lambda _app: None)
+        self.reason = reason
+
+
+def public(reason: str) -> PublicRoute:
+    """Route declaration: `@router.get(..., security=[], middlewares=[public("the state is the proof")])`."""
+    return PublicRoute(reason)
+
+
+ROLE_EXTENSION = "x-mailbridge-role"
+"""The OpenAPI operation extension naming the route's minimum role, or `public`."""
+PUBLIC_REASON_EXTENSION = "x-mailbridge-public-reason"
+
+
+def declared_access(middlewares: Sequence[Any] | None) -> RoleGuard | PublicRoute | None:
+    """A route's one access declaration (its role guard, or `public(...)`); None when it has none.
+    ValueError when it declares more than one."""
+    found = [m for m in middlewares or () if isinstance(m, RoleGuard | PublicRoute)]
+    if len(found) > 1:
+        raise ValueError(f"a route declares its access {len(found)} times: {found}")
+    return found[0] if found else None
+
+
+def access_extensions(middlewares: Sequence[Any] | None) -> dict[str, str]:
+    """The OpenAPI operation extensions that show a route's declared access (empty when none)."""
+    declared = declared_access(middlewares)
+    if isinstance(declared, RoleGuard):
+        return {ROLE_EXTENSION: declared.minimum.value}
+    if isinstance(declared, PublicRoute):
+        return {ROLE_EXTENSION: "public", PUBLIC_REASON_EXTENSION: declared.reason}
+    return {}
+
+
 def check_guards(app: Any) -> None:
     """Run the matched route's guards in declaration order (the resolver calls this first)."""
     # Powertools puts the matched route in the context before running its middlewares, and a

@@ -58,9 +58,9 @@ def feature_gate(*names: str) -> RouteGuard:
 
 CRM = feature_gate("crm")
 CAMPAIGNS = feature_gate("crm", "campaigns")
-READ: Guards = [CRM]
+READ: Guards = [CRM, require_role(Role.VIEWER)]
 WRITE: Guards = [CRM, require_role(Role.MEMBER)]
-CAMPAIGN_READ: Guards = [CAMPAIGNS]
+CAMPAIGN_READ: Guards = [CAMPAIGNS, require_role(Role.VIEWER)]
 CAMPAIGN_WRITE: Guards = [CAMPAIGNS, require_role(Role.MEMBER)]
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")]

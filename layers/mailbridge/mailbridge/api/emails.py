@@ -35,6 +35,7 @@ THREAD_ID_PATTERN = emails.THREAD_ID.pattern
     tags=["emails"],
     security=BEARER,
     responses=errors({400: ["folder_needs_account", "invalid_date_range", "too_many_search_words"]}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def list_emails(
     account_id: Annotated[
@@ -112,6 +113,7 @@ def list_emails(
     tags=["emails"],
     security=BEARER,
     responses=errors({404: ["not_found"]}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def get_email(email_id: str) -> Email:
     ctx = current_tenant(router)
@@ -173,6 +175,7 @@ def patch_email(email_id: str, patch: Annotated[EmailPatch, Body()]) -> Email:
     tags=["emails"],
     security=BEARER,
     responses=errors({404: ["not_found", "raw_not_found"]}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def get_email_raw(email_id: str) -> PresignedUrl:
     return emails.raw_url(current_tenant(router), email_id, deps.email_store(), deps.blob_store())
@@ -184,6 +187,7 @@ def get_email_raw(email_id: str) -> PresignedUrl:
     tags=["emails"],
     security=BEARER,
     responses=errors({404: ["not_found", "attachment_not_found"]}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def get_attachment(email_id: str, attachment_id: str) -> PresignedUrl:
     return emails.attachment_url(

@@ -23,6 +23,7 @@ router = Router()
     tags=["settings"],
     security=BEARER,
     responses=errors({}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def get_features() -> FeatureSettings:
     return features.get_features(current_tenant(router), deps.feature_store())

@@ -49,6 +49,7 @@ def put_follow_up(email_id: str, body: Annotated[FollowUpRequest, Body()]) -> Fo
     tags=["follow-ups"],
     security=BEARER,
     responses=errors({400: ["invalid_cursor"]}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def list_follow_ups(
     state: Annotated[ListState, Query(description="due, overdue or done")] = "due",

@@ -7,6 +7,7 @@ from typing import Literal
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from mailbridge import __version__
+from mailbridge.api.context import public
 from mailbridge.config import get_settings
 from mailbridge.models.base import Model
 
@@ -19,6 +20,12 @@ class Health(Model):
     version: str
 
 
-@router.get("/health", summary="Liveness check", tags=["meta"], security=[])
+@router.get(
+    "/health",
+    summary="Liveness check",
+    tags=["meta"],
+    security=[],
+    middlewares=[public("a liveness probe: no tenant data and no downstream calls")],
+)
 def health() -> Health:
     return Health(stage=get_settings().stage, version=__version__)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
-from mailbridge.api.context import current_tenant
+from mailbridge.api.context import current_tenant, require_role
 from mailbridge.api.schemas import BEARER, errors
-from mailbridge.tenancy import TenantContext
+from mailbridge.tenancy import Role, TenantContext
 
 router = Router()
 
@@ -17,6 +17,7 @@ router = Router()
     tags=["meta"],
     security=BEARER,
     responses=errors({}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def me() -> TenantContext:
     return current_tenant(router)

@@ -38,6 +38,7 @@ router = Router()
     tags=["notifications"],
     security=BEARER,
     responses=errors({400: ["invalid_cursor"]}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def list_notifications(
     unread: Annotated[bool, Query(description="Only unread notifications")] = False,
@@ -60,6 +61,7 @@ def list_notifications(
     tags=["notifications"],
     security=BEARER,
     responses=errors({}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def read_all_notifications() -> ReadAllResult:
     from mailbridge.notifications import service
@@ -74,6 +76,7 @@ def read_all_notifications() -> ReadAllResult:
     tags=["notifications"],
     security=BEARER,
     responses=errors({404: ["notification_not_found"]}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def read_notification(notification_id: str) -> Notification:
     from mailbridge.notifications import service
@@ -88,6 +91,7 @@ def read_notification(notification_id: str) -> Notification:
     tags=["notifications"],
     security=BEARER,
     responses=errors({}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def get_notification_preferences() -> NotificationPreferences:
     from mailbridge.notifications import service
@@ -107,6 +111,7 @@ def get_notification_preferences() -> NotificationPreferences:
     tags=["notifications"],
     security=BEARER,
     responses=errors({}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def put_notification_preferences(
     body: Annotated[NotificationPreferencesRequest, Body()],
@@ -124,6 +129,7 @@ def put_notification_preferences(
     tags=["notifications"],
     security=BEARER,
     responses=errors({}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def get_notification_settings() -> NotificationSettings:
     from mailbridge.notifications import service

@@ -22,6 +22,7 @@ router = Router()
     tags=["nudges"],
     security=BEARER,
     responses=errors({}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def get_nudge_settings() -> NudgeSettings:
     from mailbridge.nudges import service
@@ -62,6 +63,7 @@ def put_nudge_settings(body: Annotated[NudgeSettingsRequest, Body()]) -> NudgeSe
     tags=["nudges"],
     security=BEARER,
     responses=errors({400: ["invalid_cursor"]}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def list_nudges(
     kind: Annotated[

@@ -68,6 +68,7 @@ def create_template(body: Annotated[TemplateFields, Body()]) -> Template:
     tags=["templates"],
     security=BEARER,
     responses=errors({}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def list_templates(cursor: Cursor = None, limit: Limit = 25) -> TemplateList:
     from mailbridge.templates import service
@@ -81,6 +82,7 @@ def list_templates(cursor: Cursor = None, limit: Limit = 25) -> TemplateList:
     tags=["templates"],
     security=BEARER,
     responses=errors({404: ["template_not_found"]}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def get_template(template_id: str) -> Template:
     from mailbridge.templates import service
@@ -123,6 +125,7 @@ def delete_template(template_id: str) -> TemplateDeleted:
     tags=["templates"],
     security=BEARER,
     responses=errors({404: ["template_not_found"]}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def list_versions(template_id: str, cursor: Cursor = None, limit: Limit = 25) -> TemplateVersionList:
     from mailbridge.templates import service
@@ -136,6 +139,7 @@ def list_versions(template_id: str, cursor: Cursor = None, limit: Limit = 25) ->
     tags=["templates"],
     security=BEARER,
     responses=errors({404: ["template_not_found", "version_not_found"]}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def get_version(template_id: str, version: int) -> TemplateVersion:
     from mailbridge.templates import service
@@ -161,6 +165,7 @@ def get_version(template_id: str, version: int) -> TemplateVersion:
             422: ["template_render_failed"],
         }
     ),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def preview_template(template_id: str, body: Annotated[PreviewRequest, Body()]) -> Rendered:
     from mailbridge.templates import service
@@ -179,6 +184,7 @@ def preview_template(template_id: str, body: Annotated[PreviewRequest, Body()]) 
     tags=["templates"],
     security=BEARER,
     responses=errors({404: ["template_not_found"]}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def template_stats(template_id: str) -> TemplateStats:
     from mailbridge.templates import service

@@ -11,11 +11,12 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from mailbridge import emails
 from mailbridge.ai.models import Category
 from mailbridge.api import deps
-from mailbridge.api.context import current_tenant
+from mailbridge.api.context import current_tenant, require_role
 from mailbridge.api.schemas import BEARER, errors
 from mailbridge.emails import EmailQuery
 from mailbridge.models.mail import ThreadSummary, ThreadView
 from mailbridge.store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
+from mailbridge.tenancy import Role
 
 router = Router()
 
@@ -36,6 +37,7 @@ ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
     tags=["threads"],
     security=BEARER,
     responses=errors({400: ["folder_needs_account", "invalid_date_range", "too_many_search_words"]}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def list_threads(
     account_id: Annotated[
@@ -111,6 +113,7 @@ def list_threads(
     tags=["threads"],
     security=BEARER,
     responses=errors({404: ["thread_not_found"]}),
+    middlewares=[require_role(Role.VIEWER)],
 )
 def get_thread(
     thread_id: str,

@@ -18,6 +18,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
+from mailbridge.api.context import public
 from mailbridge.api.schemas import errors
 from mailbridge.errors import NotFound
 
@@ -64,6 +65,7 @@ def _is_head() -> bool:
     summary="Open pixel of a tracked email (no bearer token)",
     tags=["tracking"],
     responses=_PIXEL_RESPONSE,
+    middlewares=[public("a recipient's mail client loads it: the signed token in the URL is the proof")],
 )
 def open_pixel(token: str) -> Response[str]:
     _hit("open", token)
@@ -86,6 +88,7 @@ def open_pixel(token: str) -> Response[str]:
     tags=["tracking"],
     status_code=302,
     responses=_CLICK_RESPONSES,
+    middlewares=[public("a recipient follows it: the signed token in the URL is the proof")],
 )
 def click(token: str) -> Response[str]:
     url = _hit("click", token)

@@ -18,7 +18,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from mailbridge.api.context import current_tenant, require_role
+from mailbridge.api.context import current_tenant, public, require_role
 from mailbridge.api.schemas import BEARER, errors
 from mailbridge.config import get_settings
 from mailbridge.errors import Invalid
@@ -107,6 +107,7 @@ def start_authorization(
         },
         302: {"description": "Redirect to the front end with ?outcome=...&code=...&account_id=..."},
     },
+    middlewares=[public("the provider redirects the browser here: the single-use OAuth state is the proof")],
 )
 def finish_authorization(provider: str) -> Response[str]:
     event: Any = router.current_event

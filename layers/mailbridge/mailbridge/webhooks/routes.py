@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
+from mailbridge.api.context import public
 from mailbridge.api.schemas import errors
 from mailbridge.errors import Invalid
 from mailbridge.webhooks import gmail, graph
@@ -41,6 +42,7 @@ router = Router()
             bearer=False,
         ),
     },
+    middlewares=[public("Pub/Sub pushes it: its OIDC token is verified instead")],
 )
 def gmail_push() -> Response[str]:
     event: Any = router.current_event
@@ -77,6 +79,7 @@ def gmail_push() -> Response[str]:
             bearer=False,
         ),
     },
+    middlewares=[public("Microsoft Graph pushes it: each notification's clientState is checked instead")],
 )
 def graph_notification() -> Response[str]:
     event: Any = router.current_event
