@@ -152,6 +152,16 @@ def test_the_document_lists_role_required_under_403_for_a_guarded_route() -> Non
     assert "role_required" not in unguarded.get(403, {}).get("x-error-codes", [])
 
 
+def test_a_viewer_route_does_not_document_role_required() -> None:
+    # Given a route every role may call (viewer is the lowest role)
+    app = mailbridge_app(require_role(Role.VIEWER))
+    routes = {r.path: r for r in app._static_routes + app._dynamic_routes}  # Powertools' routes
+    # When its responses are documented
+    documented = complete_responses(routes["/guard-test"])
+    # Then no 403 role_required is listed: no caller can get it
+    assert "role_required" not in documented.get(403, {}).get("x-error-codes", [])
+
+
 def test_a_role_guard_is_shown_by_its_name_and_says_its_role() -> None:
     # The name Powertools' debug listing and tracebacks show for the route's middlewares
     assert repr(require_role(Role.ADMIN)) == "<guard require_admin>"

@@ -57,13 +57,14 @@ class RouteGuard:
 
 
 class RoleGuard(RouteGuard):
-    """403 `role_required` unless the caller's role is at least `minimum`."""
+    """403 `role_required` unless the caller's role is at least `minimum` (a viewer route never
+    answers it: every role is at least viewer, so its document does not list it)."""
 
     def __init__(self, minimum: Role) -> None:
         super().__init__(
             f"require_{minimum.value}",
             lambda app: current_tenant(app).require(minimum),
-            {403: ["role_required"]},
+            {403: ["role_required"]} if minimum is not Role.VIEWER else {},
         )
         self.minimum = minimum
 
