@@ -383,8 +383,8 @@ class RepliesAnswer(Model):
 
 _REPLIES_SYSTEM = (
     "You suggest three short replies (one to three sentences each) to the last message of an email "
-    "thread, in the tone asked for, using the CRM facts given. Answer with one JSON object and "
-    'nothing else: {"suggestions": ["...", "...", "..."]}.'
+    "thread, in the tone asked for, using the CRM facts given. Answer by calling the tool with "
+    "the three suggestions; keep placeholders such as [EMAIL_1] as they are."
 )
 
 
@@ -582,7 +582,8 @@ class DraftAnswer(Model):
 
 _DRAFT_SYSTEM = (
     "You write one short business email to a contact for the goal given, using the CRM facts "
-    'given. Answer with one JSON object and nothing else: {"subject": "...", "text": "..."}.'
+    "given. Answer by calling the tool with the subject and text; keep placeholders such as "
+    "[EMAIL_1] as they are."
 )
 
 

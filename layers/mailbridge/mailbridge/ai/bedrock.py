@@ -30,9 +30,8 @@ either budget would be passed, no call (`bedrock:skipped:budget_exhausted`), and
 cannot together pass a budget. After the call, the reservation is replaced by the tokens of
 Converse's `usage`. A failed call (`mailbridge.providers.bedrock.BedrockFailure`: throttled after
 the retries, timeout, access denied, invalid request, unavailable, invalid answer) leaves the local
-answer standing with
-reason `bedrock:fallback:<reason>`, counted on the day as `fallbacks.<reason>`: never an error
-for the caller.
+answer standing with reason `bedrock:fallback:<reason>`, counted on the day as
+`fallbacks.<reason>`: never an error for the caller.
 """
 
 from __future__ import annotations
