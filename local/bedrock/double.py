@@ -6,9 +6,14 @@ StopReason) and the "Troubleshooting Amazon Bedrock API error codes" page:
 * Request: `POST /model/{modelId}/converse`, JSON `{"messages": [{"role": "user"|"assistant",
   "content": [{"text": ...}]}], "system": [{"text": ...}], "inferenceConfig": {"maxTokens",
   "temperature", "topP", "stopSequences"}}`; `messages` must start with a user turn and alternate.
+  With `"toolConfig": {"tools": [{"toolSpec": {"name", "description", "inputSchema": {"json"}}}],
+  "toolChoice": {"auto": {}} | {"any": {}} | {"tool": {"name"}}}` (ToolConfiguration,
+  ToolChoice, SpecificToolChoice): `toolChoice.tool` must name one of the tools and is
+  "only supported by Anthropic Claude 3 and Amazon Nova models" (ValidationException otherwise).
 * Answer 200: `{"output": {"message": {"role": "assistant", "content": [{"text": ...}]}},
   "stopReason": "end_turn" | "max_tokens", "usage": {"inputTokens", "outputTokens",
-  "totalTokens"}, "metrics": {"latencyMs"}}`.
+  "totalTokens"}, "metrics": {"latencyMs"}}`; to a request with tools, the content is
+  `[{"toolUse": {"toolUseId", "name", "input": {...}}}]` and `stopReason` is `tool_use`.
 * Errors (restJson1: the type in the `x-amzn-ErrorType` header, `{"message": ...}` body):
   ValidationException 400, AccessDeniedException 403, ResourceNotFoundException 404,
   ModelTimeoutException 408, ThrottlingException 429, InternalServerException 500,
@@ -18,8 +23,10 @@ Not Bedrock, a choice of the double: the "model" is deterministic. Tokens are co
 four characters (rounded up). Without a scripted answer, a prompt that names a task answers by
 keywords: `TASK: categorize` -> `{"category", "confidence"}` by the first keyword family found in
 the email part of the prompt; `TASK: lead` -> `{"title", "company", "phone", "website"}` from
-labelled `Title:` / `Company:` / `Phone:` / `Web:` lines; anything else -> `{}`. Tests script
-answers (`script`, any text, valid JSON or not) and faults (`fail`), and read `requests`.
+labelled `Title:` / `Company:` / `Phone:` / `Web:` lines; anything else -> `{}`. To a request
+with tools, that object is the `input` of a `toolUse` of the tool `toolChoice.tool` names (else
+the first). Tests script answers (`script`: a dict is a tool input, answered as a `toolUse`
+block; a string is a text-only answer, any text) and faults (`fail`), and read `requests`.
 The signature is not verified (any `AWS4-HMAC-SHA256` Authorization header passes; none is 403).
 """
 
@@ -64,6 +71,8 @@ _CATEGORY_WORDS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("sales", re.compile(r"\b(?:pricing|quote|demo|licen[cs]e|purchase|seats)\b", re.I)),
     ("personal", re.compile(r"\b(?:dinner|birthday|weekend|family)\b", re.I)),
 )
+TOOL_CHOICE_MODELS = ("anthropic.claude-3", "amazon.nova")
+"""Model id prefixes that accept `toolChoice: {"tool": ...}` (ToolChoice, Bedrock API reference)."""
 _LEAD_LINES = {"title": "title", "company": "company", "phone": "phone", "web": "website"}
 
 
@@ -95,7 +104,7 @@ class Request:
 class _State:
     requests: list[Request] = field(default_factory=list)
     faults: deque[Fault] = field(default_factory=deque)
-    answers: deque[str] = field(default_factory=deque)
+    answers: deque[str | dict[str, Any]] = field(default_factory=deque)
     denied: set[str] = field(default_factory=set)
 
 
@@ -169,8 +178,9 @@ class BedrockDouble:
         with self.lock:
             self.state.faults.extend(Fault(error, message) for _ in range(times))
 
-    def script(self, *answers: str) -> None:
-        """The next calls' answer texts, in order (any text: tests send invalid JSON this way)."""
+    def script(self, *answers: str | dict[str, Any]) -> None:
+        """The next calls' answers, in order: a dict is a tool input (a `toolUse` block when the
+        request has tools), a string a text-only answer (any text: invalid JSON too)."""
         with self.lock:
             self.state.answers.extend(answers)
 
@@ -235,15 +245,37 @@ class BedrockDouble:
             raise ApiError("AccessDeniedException")
         request = Request(model_id, body)
         max_tokens = self._validate(body)
-        answer = scripted if scripted is not None else default_answer(request.text)
-        stop_reason = "end_turn"
+        tool = self._tool(model_id, body)
+        if scripted is None:
+            scripted = default_answer(request.text)
+            if tool is not None:
+                scripted = json.loads(scripted)
+        content: list[dict[str, Any]]
+        if isinstance(scripted, dict):
+            answer = json.dumps(scripted)
+            stop_reason = "tool_use" if tool is not None else "end_turn"
+            content = [
+                {
+                    "toolUse": {
+                        "toolUseId": f"tooluse_{uuid.uuid4().hex[:22]}",
+                        "name": tool,
+                        "input": scripted,
+                    }
+                }
+            ]
+            if tool is None:
+                content = [{"text": answer}]
+        else:
+            answer, stop_reason = scripted, "end_turn"
+            content = [{"text": answer}]
         if tokens(answer) > max_tokens:
             answer, stop_reason = answer[: max_tokens * 4], "max_tokens"
+            content = [{"text": answer}]
         used_in, used_out = tokens(request.text), tokens(answer)
         return Response.json(
             200,
             {
-                "output": {"message": {"role": "assistant", "content": [{"text": answer}]}},
+                "output": {"message": {"role": "assistant", "content": content}},
                 "stopReason": stop_reason,
                 "usage": {
                     "inputTokens": used_in,
@@ -277,6 +309,48 @@ class BedrockDouble:
             raise ApiError("ValidationException", "maxTokens must be at least 1.")
         return max_tokens
 
+    @staticmethod
+    def _tool(model_id: str, body: dict[str, Any]) -> str | None:
+        """The tool the answer calls (None: the request has no `toolConfig`): the one
+        `toolChoice.tool` names, else the first (ToolConfiguration, ToolChoice)."""
+        config = body.get("toolConfig")
+        if config is None:
+            return None
+        tools = config.get("tools") if isinstance(config, dict) else None
+        if not isinstance(tools, list) or not tools:
+            raise ApiError(
+                "ValidationException", "The toolConfig field must be defined with at least one tool."
+            )
+        names: list[str] = []
+        for tool in tools:
+            spec = tool.get("toolSpec") if isinstance(tool, dict) else None
+            name = spec.get("name") if isinstance(spec, dict) else None
+            schema = (spec.get("inputSchema") or {}).get("json") if isinstance(spec, dict) else None
+            if not isinstance(name, str) or not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", name):
+                raise ApiError("ValidationException", "A tool name must match [a-zA-Z0-9_-]{1,64}.")
+            if not isinstance(schema, dict):
+                raise ApiError("ValidationException", "A tool's inputSchema.json must be a JSON object.")
+            names.append(name)
+        choice = config.get("toolChoice") or {"auto": {}}
+        if (
+            not isinstance(choice, dict)
+            or len(choice) != 1
+            or next(iter(choice)) not in ("auto", "any", "tool")
+        ):
+            raise ApiError("ValidationException", "toolChoice must be one of auto, any or tool.")
+        if "tool" not in choice:
+            return names[0]
+        if not re.sub(r"^(?:us|eu|apac)\.", "", model_id).startswith(TOOL_CHOICE_MODELS):
+            raise ApiError(
+                "ValidationException",
+                "This model doesn't support the toolConfig.toolChoice.tool field. "
+                "Remove toolConfig.toolChoice.tool and try again.",
+            )
+        named = (choice.get("tool") or {}).get("name")
+        if named not in names:
+            raise ApiError("ValidationException", "toolChoice.tool.name must name one of the tools.")
+        return str(named)
+
     def _control_state(self, _call: Call) -> Response:
         with self.lock:
             return Response.json(
@@ -298,8 +372,8 @@ class BedrockDouble:
 
     def _control_answers(self, call: Call) -> Response:
         answers = control_body(call).get("answers")
-        if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
-            raise ControlError(400, "answers must be a list of strings")
+        if not isinstance(answers, list) or not all(isinstance(a, str | dict) for a in answers):
+            raise ControlError(400, "answers must be a list of strings (text) or objects (tool inputs)")
         self.script(*answers)
         return Response.empty()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -187,7 +186,7 @@ def test_bedrock_answers_replies_and_drafts_and_a_bad_answer_falls_back(
     contact_id, _, _ = northwind(crm)
     email_id = Seeder(stack).add(QUESTION)
     # When the model answers three suggestions
-    bedrock.script(json.dumps({"suggestions": ["One.", "Two.", "Three."]}))
+    bedrock.script({"suggestions": ["One.", "Two.", "Three."]})
     answer = ok(assist(invoke_api, "ai-generate-reply", {"email_id": email_id}))
     # Then they are the answer, marked bedrock, and the prompt held no address
     assert (answer["suggestions"], answer["source"], answer["fallback_reason"]) == (
@@ -202,7 +201,7 @@ def test_bedrock_answers_replies_and_drafts_and_a_bad_answer_falls_back(
     again = ok(assist(invoke_api, "ai-generate-reply", {"email_id": email_id}))
     assert (again["suggestions"], again["source"]) == (["One.", "Two.", "Three."], "bedrock")
     assert len(bedrock.requests) == calls
-    # When the model answers something that is not the asked JSON (a formal tone: a new prompt)
+    # When the model answers text instead of calling the tool (a formal tone: a new prompt)
     bedrock.script("Sure! Here are some ideas: be nice.")
     fallback = ok(assist(invoke_api, "ai-generate-reply", {"email_id": email_id, "tone": "formal"}))
     # Then the local templates answer, with the reason
@@ -215,7 +214,7 @@ def test_bedrock_answers_replies_and_drafts_and_a_bad_answer_falls_back(
     assert draft["subject"] == "Following up: Northwind: 50 seats"
 
 
-def test_a_bedrock_draft_is_used_and_its_prompt_holds_no_number_or_address(
+def test_a_bedrock_draft_is_used_with_the_scrubbed_values_restored_and_its_prompt_holds_none(
     invoke_api: Invoke, crm: Client, bedrock: BedrockDouble
 ) -> None:
     # Given Bedrock on, and a company whose name carries a phone number
@@ -231,20 +230,23 @@ def test_a_bedrock_draft_is_used_and_its_prompt_holds_no_number_or_address(
             "company_id": company["company_id"],
         },
     )
-    # When the model answers a draft
-    bedrock.script(json.dumps({"subject": "Catching up", "text": "Hi Kim, how are things?"}))
+    # When the model answers a draft naming the placeholder it was given, and one it was not
+    bedrock.script({"subject": "Catching up", "text": "Hi Kim, how are things at [PHONE_1]? [PHONE_7]"})
     draft = ok(
         assist(invoke_api, "ai-assist-draft-email", {"contact_id": contact["contact_id"], "goal": "check_in"})
     )
-    # Then the draft is the model's, to the contact, and the prompt named the company without its number
+    # Then the draft is the model's, to the contact, with the scrubbed number put back (only it)
     assert (draft["subject"], draft["text"], draft["source"]) == (
         "Catching up",
-        "Hi Kim, how are things?",
+        "Hi Kim, how are things at +44 20 7946 0958? [PHONE_7]",
         "bedrock",
     )
     assert draft["to"] == [{"address": "kim@northwind.example", "name": "Kim Lee"}]
-    prompt = bedrock.requests[-1].text
-    assert "Company: Northwind [number]" in prompt
+    # And the prompt named the company without its number, and asked for the answer through a tool
+    request = bedrock.requests[-1]
+    prompt = request.text
+    assert "Company: Northwind [PHONE_1]" in prompt
+    assert request.body["toolConfig"]["toolChoice"] == {"tool": {"name": "DraftAnswer"}}
     assert "7946" not in prompt
     assert "kim@northwind.example" not in prompt
 

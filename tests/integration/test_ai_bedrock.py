@@ -180,6 +180,39 @@ def test_only_mail_the_local_model_is_unsure_about_goes_to_bedrock(
     assert usage["output_tokens"] == tokens('{"category": "finance", "confidence": 0.9}')
 
 
+def test_the_answer_is_asked_for_through_a_tool_with_the_answer_models_schema(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
+) -> None:
+    # Given Bedrock switched on and an unsure email
+    switch_on(invoke_api)
+    email_id = Seeder(stack).add(UNSURE)
+    # When it is categorized
+    categorize(invoke_api, email_id)
+    # Then the Converse request carries one tool, with the answer's JSON schema, and makes the model call it
+    config = bedrock.requests[0].body["toolConfig"]
+    [tool] = config["tools"]
+    assert tool["toolSpec"]["name"] == "CategoryAnswer"
+    assert tool["toolSpec"]["description"]
+    schema = tool["toolSpec"]["inputSchema"]["json"]
+    assert schema["required"] == ["category", "confidence"]
+    assert "finance" in schema["properties"]["category"]["enum"]
+    assert config["toolChoice"] == {"tool": {"name": "CategoryAnswer"}}
+
+
+def test_a_model_without_tool_choice_falls_back_as_an_invalid_request(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
+) -> None:
+    # Given Bedrock switched on with a model Bedrock serves that does not take toolChoice.tool
+    switch_on(invoke_api, model_id="mistral.mistral-small-2402-v1:0")
+    email_id = Seeder(stack).add(UNSURE)
+    # When an unsure email is categorized
+    result = categorize(invoke_api, email_id)
+    # Then Bedrock's ValidationException leaves the local answer, once (not retried)
+    assert result["category"] == "other"
+    assert result["reasons"][-1] == "bedrock:fallback:invalid_request"
+    assert len(bedrock.requests) == 1
+
+
 def test_the_categorize_consumer_asks_bedrock_too(
     stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
 ) -> None:
@@ -197,9 +230,12 @@ def test_the_categorize_consumer_asks_bedrock_too(
 def test_the_body_sent_is_truncated_and_scrubbed(
     stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
 ) -> None:
-    # Given Bedrock switched on and an unsure email with an address, a phone number and a long body
+    # Given Bedrock switched on and an unsure email with an address, a phone, card and IBAN, a long body
     switch_on(invoke_api)
-    text = "please call me on +44 20 7946 0958 or write to kim.private@home.example. " + "blah " * 3000
+    text = (
+        "please call me on +44 20 7946 0958 or write to kim.private@home.example, card "
+        "4111 1111 1111 1111, account GB82 WEST 1234 5698 7654 32. " + "blah " * 3000
+    )
     email_id = Seeder(stack).add(unsure_email(2, text))
     # When it is categorized
     categorize(invoke_api, email_id)
@@ -208,8 +244,9 @@ def test_the_body_sent_is_truncated_and_scrubbed(
     assert len(sent) < MAX_PROMPT_CHARS + 1000
     assert "kim.private@home.example" not in sent
     assert "7946" not in sent
-    assert "[email]" in sent
-    assert "[number]" in sent
+    assert "4111" not in sent
+    assert "GB82" not in sent
+    assert "me on [PHONE_1] or write to [EMAIL_1], card [CARD_1], account [IBAN_1]." in sent
 
 
 # ---------------------------------------------------------------------------------- fallbacks
@@ -243,14 +280,15 @@ def test_a_bedrock_error_falls_back_to_the_local_answer_and_records_why(
     assert status(invoke_api)["usage"]["fallbacks"] == {reason: 1}
 
 
-def test_an_answer_that_is_not_the_asked_json_falls_back(
+def test_a_text_answer_or_a_tool_input_that_fails_the_schema_falls_back(
     stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
 ) -> None:
-    # Given Bedrock switched on and answering prose, then JSON with a category that does not exist
+    # Given Bedrock switched on and answering text (even JSON text) instead of calling the tool,
+    # then a tool input with a category that does not exist
     switch_on(invoke_api)
     seed = Seeder(stack)
     first, second = seed.add(UNSURE), seed.add(unsure_email(3))
-    bedrock.script("I think this is about money.", '{"category": "invoices", "confidence": 0.8}')
+    bedrock.script('{"category": "finance", "confidence": 0.9}', {"category": "invoices", "confidence": 0.8})
     # When both are categorized
     results = [categorize(invoke_api, first), categorize(invoke_api, second)]
     # Then both keep the local answer, with the reason invalid_answer
@@ -282,8 +320,8 @@ def test_an_answer_cut_off_at_max_tokens_falls_back(
     # Given Bedrock switched on, answering more than the call's maxTokens allow
     switch_on(invoke_api)
     email_id = Seeder(stack).add(UNSURE)
-    # (a whole JSON object first: only the stopReason tells it was cut)
-    bedrock.script('{"category": "finance", "confidence": 0.9} ' + "because it is " * 200)
+    # (a valid input: only the stopReason tells it was cut)
+    bedrock.script({"category": "finance", "confidence": 0.9, "why": "because it is " * 200})
     # When an unsure email is categorized
     result = categorize(invoke_api, email_id)
     # Then the cut-off answer (stopReason max_tokens) is not used
@@ -454,6 +492,39 @@ def test_lead_fields_the_rules_did_not_find_are_filled_by_bedrock(
     for name in ("name", "phone", "company_domain", "company"):
         assert after["lead"][name] == before["lead"][name], name
     assert len(bedrock.requests) == 1
+
+
+def signed(n: int, address: str) -> bytes:
+    return rfc(
+        msgid=f"lead-{n}@analytical-engines.example",
+        sender="Ada Lovelace <ada@analytical-engines.example>",
+        to="sam@shop.test",
+        subject="Numbers",
+        date="Tue, 03 Mar 2026 10:00:00 +0000",
+        text=f"Hello Sam.\r\n\r\nBest regards,\r\nAda Lovelace\r\nMail: {address}\r\n",
+    )
+
+
+def test_placeholders_in_the_answer_are_restored_per_call_also_from_the_cache(
+    stack: Stack, invoke_api: Invoke, bedrock: BedrockDouble
+) -> None:
+    # Given two signatures that differ only in their address (so one scrubbed prompt), and a model
+    # answer naming the placeholder it was given
+    switch_on(invoke_api)
+    seed = Seeder(stack)
+    first, second = seed.add(signed(2, "ada.home@one.example")), seed.add(signed(3, "ada.work@two.example"))
+    bedrock.script({"title": "Numerist at [EMAIL_1]"})
+    # When both leads are extracted
+    leads = [body(invoke_api(api("ai-extract-lead", body={"email_id": i}))) for i in (first, second)]
+    # Then one call was made, its prompt without the address, and each answer names its own address
+    assert [lead["bedrock"] for lead in leads] == ["used", "cached"]
+    assert len(bedrock.requests) == 1
+    assert "ada.home@one.example" not in bedrock.requests[0].text
+    assert "Mail: [EMAIL_1]" in bedrock.requests[0].text
+    assert [lead["lead"]["title"]["value"] for lead in leads] == [
+        "Numerist at ada.home@one.example",
+        "Numerist at ada.work@two.example",
+    ]
 
 
 def test_lead_extraction_falls_back_to_the_rules_on_a_bedrock_error(

@@ -355,11 +355,17 @@ def _other_party(email: Email) -> tuple[str | None, str | None]:
 
 
 def _ask_bedrock(
-    ctx: TenantContext, deps: AssistDeps, system: str, prompt: str, model: type[Any]
+    ctx: TenantContext,
+    deps: AssistDeps,
+    system: str,
+    prompt: str,
+    model: type[Any],
+    placeholders: dict[str, str] | None = None,
 ) -> tuple[Any, str | None]:
+    """Bedrock's answer (its strings with `placeholders` of the prompt's scrub restored)."""
     from mailbridge.ai.bedrock import ask_json
 
-    return ask_json(ctx.tenant_id, deps.bedrock, system, prompt, model)
+    return ask_json(ctx.tenant_id, deps.bedrock, system, prompt, model, placeholders)
 
 
 # ---------------------------------------------------------------------------------- replies
@@ -377,8 +383,8 @@ class RepliesAnswer(Model):
 
 _REPLIES_SYSTEM = (
     "You suggest three short replies (one to three sentences each) to the last message of an email "
-    "thread, in the tone asked for, using the CRM facts given. Answer with one JSON object and "
-    'nothing else: {"suggestions": ["...", "...", "..."]}.'
+    "thread, in the tone asked for, using the CRM facts given. Answer by calling the tool with "
+    "the three suggestions; keep placeholders such as [EMAIL_1] as they are."
 )
 
 
@@ -400,9 +406,11 @@ def _last_message(ctx: TenantContext, email: Email, deps: AssistDeps) -> Email:
 def generate_reply(ctx: TenantContext, request: GenerateReplyRequest, deps: AssistDeps) -> ReplySuggestions:
     """Three replies to the last message of the email's thread (see the module docstring);
     404 `not_found` for an email the tenant does not hold."""
-    from mailbridge.ai.bedrock import scrub
+    from mailbridge.ai.bedrock import Scrubber
     from mailbridge.ai.intent import primary_intent, reply_suggestions
     from mailbridge.emails import get_email
+
+    scrub = Scrubber()
 
     email = _last_message(ctx, get_email(ctx, request.email_id, deps.emails, deps.blobs), deps)
     address, name = _other_party(email)
@@ -421,7 +429,7 @@ def generate_reply(ctx: TenantContext, request: GenerateReplyRequest, deps: Assi
         f"Subject: {scrub((email.subject or '')[:300])}\n"
         f"LAST MESSAGE:\n{scrub(text[:4000])}"
     )
-    answer, reason = _ask_bedrock(ctx, deps, _REPLIES_SYSTEM, prompt, RepliesAnswer)
+    answer, reason = _ask_bedrock(ctx, deps, _REPLIES_SYSTEM, prompt, RepliesAnswer, scrub.placeholders)
     if answer is not None:
         suggestions, source = [s.strip() for s in answer.suggestions[:3]], "bedrock"
     return ReplySuggestions(
@@ -574,7 +582,8 @@ class DraftAnswer(Model):
 
 _DRAFT_SYSTEM = (
     "You write one short business email to a contact for the goal given, using the CRM facts "
-    'given. Answer with one JSON object and nothing else: {"subject": "...", "text": "..."}.'
+    "given. Answer by calling the tool with the subject and text; keep placeholders such as "
+    "[EMAIL_1] as they are."
 )
 
 
@@ -589,9 +598,11 @@ def draft_email(ctx: TenantContext, request: DraftEmailRequest, deps: AssistDeps
     """A subject and plain-text body for `goal` to the contact (templates of
     `mailbridge.ai.intent.draft`, or Bedrock when on). 404 `contact_not_found`; 400
     `contact_has_no_email`."""
-    from mailbridge.ai.bedrock import scrub
+    from mailbridge.ai.bedrock import Scrubber
     from mailbridge.ai.intent import draft
     from mailbridge.crm import service
+
+    scrub = Scrubber()
 
     contact = service.get_contact(ctx, request.contact_id, deps.crm)
     recipient = _recipient(contact)
@@ -603,7 +614,7 @@ def draft_email(ctx: TenantContext, request: DraftEmailRequest, deps: AssistDeps
         f"Company: {scrub(grounding.company or 'unknown')}\nOpen deal: {scrub(grounding.deal or 'none')} "
         f"(stage {scrub(grounding.stage or 'none')}, close date {grounding.close_date or 'none'})"
     )
-    answer, reason = _ask_bedrock(ctx, deps, _DRAFT_SYSTEM, prompt, DraftAnswer)
+    answer, reason = _ask_bedrock(ctx, deps, _DRAFT_SYSTEM, prompt, DraftAnswer, scrub.placeholders)
     source: Source = "local"
     if answer is not None:
         subject, text, source = answer.subject.strip(), answer.text.strip(), "bedrock"

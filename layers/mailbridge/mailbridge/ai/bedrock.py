@@ -15,21 +15,23 @@ Where it is used (`refine_categorization`, `fill_lead`):
 - lead extraction, only when the rules left name, title, company or website empty: the model's
   values fill those fields (`source: model`), never replace what the rules found.
 
-Each call sends at most `MAX_PROMPT_CHARS` of the body, with email addresses replaced by
-`[email]` and long digit runs (phone, card, account numbers) by `[number]`; bodies and answers
-are never logged. An answer already given for the same model, system prompt and prompt within
-`CACHE_SECONDS` is reused (reason `bedrock:cached:<category>`, counted as `cache_hits`; no call,
-no tokens). For `PAUSE_SECONDS` after a call that was throttled, timed out or found Bedrock
-unavailable, no call (`bedrock:skipped:paused`). Before a call its most possible tokens (the
-prompt at `CHARS_PER_TOKEN` characters a token, plus `MAX_ANSWER_TOKENS`) are reserved on the day
-and the month in one conditional transaction (`store.bedrock.BedrockStore.reserve`): when either
-budget would be passed, no call (`bedrock:skipped:budget_exhausted`), and concurrent calls cannot
-together pass a budget. After the call, the reservation is replaced by the tokens of Converse's
-`usage`. A failed call
-(`mailbridge.providers.bedrock.BedrockFailure`: throttled after the retries, timeout, access
-denied, invalid request, unavailable, invalid answer) leaves the local answer standing with
-reason `bedrock:fallback:<reason>`, counted on the day as `fallbacks.<reason>`: never an error
-for the caller.
+Each call sends at most `MAX_PROMPT_CHARS` of the body, scrubbed (`Scrubber`): email addresses,
+IBANs, card numbers (Luhn-valid 13 to 19 digits) and other long digit runs (phone and account
+numbers) replaced by numbered placeholders (`[EMAIL_1]`, `[IBAN_1]`, `[CARD_1]`, `[PHONE_1]`). The
+answer comes through a tool (`mailbridge.providers.bedrock`), and the placeholders the scrub made
+are put back in its strings (`restore`); bodies and answers are never logged. An answer already
+given for the same model, system prompt and (scrubbed) prompt within `CACHE_SECONDS` is reused,
+stored with its placeholders and restored per call (reason `bedrock:cached:<category>`, counted as
+`cache_hits`; no call, no tokens). For `PAUSE_SECONDS` after a call that was throttled, timed out or
+found Bedrock unavailable, no call (`bedrock:skipped:paused`). Before a call its most possible
+tokens (the prompt at `CHARS_PER_TOKEN` characters a token, plus `MAX_ANSWER_TOKENS`) are reserved
+on the day and the month in one conditional transaction (`store.bedrock.BedrockStore.reserve`): when
+either budget would be passed, no call (`bedrock:skipped:budget_exhausted`), and concurrent calls
+cannot together pass a budget. After the call, the reservation is replaced by the tokens of
+Converse's `usage`. A failed call (`mailbridge.providers.bedrock.BedrockFailure`: throttled after
+the retries, timeout, access denied, invalid request, unavailable, invalid answer) leaves the local
+answer standing with reason `bedrock:fallback:<reason>`, counted on the day as
+`fallbacks.<reason>`: never an error for the caller.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
@@ -90,7 +92,10 @@ AnswerT = TypeVar("AnswerT", bound=Model)
 A = TypeVar("A", bound=BaseModel)
 
 _ADDRESS = re.compile(r"[^\s<>()\[\]@,;:\"]+@[^\s<>()\[\]@,;:\"]+")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+"""ISO 13616 IBAN, printed or electronic form: country, two check digits, 11 to 30 more."""
 _DIGITS = re.compile(r"\+?\d[\d ().\-/]{6,}\d")
+_PLACEHOLDER = re.compile(r"\[(?:EMAIL|IBAN|CARD|PHONE)_\d+\]")
 
 
 # ---------------------------------------------------------------------------------- setting
@@ -275,14 +280,80 @@ def put_setting(ctx: TenantContext, update: BedrockSettingUpdate, deps: BedrockD
 # ---------------------------------------------------------------------------------- calling
 
 
-def scrub(text: str) -> str:
-    """`text` with email addresses as `[email]` and runs of 8+ digits (phone, card, account
-    numbers) as `[number]`."""
-    return _DIGITS.sub("[number]", _ADDRESS.sub("[email]", text))
+def _luhn(digits: str) -> bool:
+    """ISO/IEC 7812-1 check digit (payment card numbers)."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char) * (2 if index % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
 
 
-def _truncated(text: str | None) -> str:
-    return scrub((text or "")[:MAX_PROMPT_CHARS])
+class Scrubber:
+    """Personal data out of prompt text, into numbered placeholders (issue 14 point 4).
+
+    `scrubber(text)` returns `text` with email addresses as `[EMAIL_n]`, IBANs as `[IBAN_n]`,
+    card numbers (13 to 19 digits passing the Luhn check) as `[CARD_n]` and other runs of 8+
+    digits (phone, account numbers) as `[PHONE_n]`; one scrubber numbers across every text it is
+    given, and the same value always gets the same placeholder. `placeholders` maps each
+    placeholder made to its original (for `restore`)."""
+
+    def __init__(self) -> None:
+        self.placeholders: dict[str, str] = {}
+        self._made: dict[str, str] = {}
+
+    def _placeholder(self, kind: str, original: str) -> str:
+        made = self._made.get(original)
+        if made is None:
+            count = sum(1 for key in self.placeholders if key.startswith(f"[{kind}_"))
+            made = f"[{kind}_{count + 1}]"
+            self._made[original] = made
+            self.placeholders[made] = original
+        return made
+
+    def _number(self, match: re.Match[str]) -> str:
+        original = match.group(0)
+        digits = re.sub(r"\D", "", original)
+        kind = "CARD" if 13 <= len(digits) <= 19 and _luhn(digits) else "PHONE"
+        return self._placeholder(kind, original)
+
+    def __call__(self, text: str) -> str:
+        text = _ADDRESS.sub(lambda m: self._placeholder("EMAIL", m.group(0)), text)
+        text = _IBAN.sub(lambda m: self._placeholder("IBAN", m.group(0)), text)
+        return _DIGITS.sub(self._number, text)
+
+
+def scrub(text: str) -> tuple[str, dict[str, str]]:
+    """`text` scrubbed by a new `Scrubber`, and its placeholder map (`[EMAIL_1]` -> original)."""
+    scrubber = Scrubber()
+    return scrubber(text), scrubber.placeholders
+
+
+def _restored(value: object, placeholders: Mapping[str, str]) -> object:
+    if isinstance(value, str):
+        return _PLACEHOLDER.sub(lambda m: placeholders.get(m.group(0), m.group(0)), value)
+    if isinstance(value, list):
+        return [_restored(item, placeholders) for item in value]
+    if isinstance(value, dict):
+        return {key: _restored(item, placeholders) for key, item in value.items()}
+    if isinstance(value, BaseModel):
+        return restore(value, placeholders)
+    return value
+
+
+def restore(answer: A, placeholders: Mapping[str, str]) -> A:
+    """`answer` with the placeholders of `placeholders` in its string fields (nested lists,
+    dicts and models too) replaced by their originals; placeholders the scrub did not make stay
+    as they are. The answer was validated before: originals are the user's own text."""
+    if not placeholders:
+        return answer
+    return answer.model_copy(
+        update={name: _restored(getattr(answer, name), placeholders) for name in type(answer).model_fields}
+    )
+
+
+def _truncated(text: str | None, scrubber: Scrubber) -> str:
+    return scrubber((text or "")[:MAX_PROMPT_CHARS])
 
 
 class _Call:
@@ -312,12 +383,18 @@ class _Call:
         return f"skipped:{reason}"
 
     def ask(
-        self, system: str, prompt: str, answer_model: type[A], max_tokens: int = MAX_ANSWER_TOKENS
+        self,
+        system: str,
+        prompt: str,
+        answer_model: type[A],
+        max_tokens: int = MAX_ANSWER_TOKENS,
+        placeholders: Mapping[str, str] | None = None,
     ) -> tuple[A | None, str]:
         """The model's answer and how it came: `used`, `cached`; or None and why not:
         `skipped:paused`, `skipped:budget_exhausted`, `fallback:<reason>`. `max_tokens` bounds
-        the answer (and is part of what the call reserves). Never raises for a Bedrock failure.
-        Call only when `enabled`."""
+        the answer (and is part of what the call reserves). The answer is cached as the model
+        gave it (the key is the scrubbed prompt) and returned with `placeholders` restored.
+        Never raises for a Bedrock failure. Call only when `enabled`."""
         from mailbridge.providers.bedrock import BedrockFailure
         from mailbridge.store.bedrock import BudgetRefused
 
@@ -328,7 +405,7 @@ class _Call:
         cached = self.deps.cache.get_answer(self.tenant_id, key, now) if self.deps.cache else None
         if cached is not None:
             self.deps.store.count_cache_hit(self.tenant_id, self.day)
-            return answer_model.model_validate_json(cached), "cached"
+            return restore(answer_model.model_validate_json(cached), placeholders or {}), "cached"
         if self.deps.clock() < self.deps.paused_until:
             return None, self._skip("paused")
         reserved = math.ceil((len(system) + len(prompt)) / CHARS_PER_TOKEN) + max_tokens
@@ -355,7 +432,7 @@ class _Call:
             self.deps.cache.put_answer(
                 self.tenant_id, key, answer.answer.model_dump_json(), now + CACHE_SECONDS
             )
-        return answer.answer, "used"
+        return restore(answer.answer, placeholders or {}), "used"
 
     def _done(
         self, reserved: int, input_tokens: int, output_tokens: int, fallback: FailureReason | None
@@ -390,8 +467,8 @@ class CategoryAnswer(Model):
 
 _CATEGORIZE_SYSTEM = (
     "You sort one email into exactly one category: sales, support, marketing, newsletter, "
-    "notification, finance, calendar, automated, personal, spam or other. Answer with one JSON "
-    'object and nothing else: {"category": "<category>", "confidence": <number from 0 to 1>}.'
+    "notification, finance, calendar, automated, personal, spam or other. Answer by calling the "
+    "tool with the category and your confidence (a number from 0 to 1)."
 )
 
 
@@ -412,13 +489,14 @@ def refine_categorization(
     if not call.enabled:
         return local
     sender = message.from_[0].address if message.from_ and message.from_[0].address else ""
+    scrubber = Scrubber()
     prompt = (
         "TASK: categorize\n"
-        f"Subject: {scrub((message.subject or '')[:300])}\n"
+        f"Subject: {scrubber((message.subject or '')[:300])}\n"
         f"From domain: {sender.rpartition('@')[2][:200]}\n"
-        f"EMAIL:\n{_truncated(message.text_body)}"
+        f"EMAIL:\n{_truncated(message.text_body, scrubber)}"
     )
-    answer, how = call.ask(_CATEGORIZE_SYSTEM, prompt, CategoryAnswer)
+    answer, how = call.ask(_CATEGORIZE_SYSTEM, prompt, CategoryAnswer, placeholders=scrubber.placeholders)
     if answer is None:
         return _with_reason(local, f"bedrock:{how}")
     category = answer.category
@@ -440,20 +518,26 @@ def _with_reason(local: Categorization, reason: str) -> Categorization:
 
 
 def ask_json(
-    tenant_id: str, deps: BedrockDeps | None, system: str, prompt: str, answer_model: type[AnswerT]
+    tenant_id: str,
+    deps: BedrockDeps | None,
+    system: str,
+    prompt: str,
+    answer_model: type[AnswerT],
+    placeholders: Mapping[str, str] | None = None,
 ) -> tuple[AnswerT | None, str | None]:
     """One budgeted Converse call for the assist routes (the same cache, daily and monthly budget
     reservation and pause as categorization and leads): `(answer, None)` when Bedrock answered
     (or its cached answer), `(None, None)` when the tenant's setting is off (or no deps),
     `(None, "skipped:<reason>")` when the budget or a pause stopped the call,
     `(None, "fallback:<reason>")` when it failed (`BedrockFailure.reason`, `invalid_answer`
-    included). `prompt` is sent as given: scrub it first. Never raises for a Bedrock failure."""
+    included). `prompt` is sent as given: scrub it first (`Scrubber`) and pass the scrubber's
+    `placeholders`, restored in the answer's strings. Never raises for a Bedrock failure."""
     if deps is None:
         return None, None
     call = _Call(tenant_id, deps)
     if not call.enabled:
         return None, None
-    answer, how = call.ask(system, prompt, answer_model, max_tokens=MAX_ASSIST_TOKENS)
+    answer, how = call.ask(system, prompt, answer_model, MAX_ASSIST_TOKENS, placeholders)
     if answer is not None:
         return answer, None
     return None, how
@@ -478,9 +562,9 @@ class LeadAnswer(Model):
 
 
 _LEAD_SYSTEM = (
-    "You read the end of one email and name its sender. Answer with one JSON object and nothing "
-    'else, with only these keys: {"name", "title", "company", "website"}; each a string as written '
-    "in the email, or null when the email does not say."
+    "You read the end of one email and name its sender. Answer by calling the tool with name, "
+    "title, company and website; each a string as written in the email, or null when the email "
+    "does not say."
 )
 
 
@@ -498,8 +582,11 @@ def fill_lead(tenant_id: str, email: Email, lead: Lead, deps: BedrockDeps | None
     if not call.enabled:
         return lead, None
     text = email.signature or email.text_body or ""
-    prompt = f"TASK: lead\nFind: {', '.join(missing)}\nEMAIL:\n{_truncated(text[-MAX_PROMPT_CHARS:])}"
-    answer, how = call.ask(_LEAD_SYSTEM, prompt, LeadAnswer)
+    scrubber = Scrubber()
+    prompt = (
+        f"TASK: lead\nFind: {', '.join(missing)}\nEMAIL:\n{_truncated(text[-MAX_PROMPT_CHARS:], scrubber)}"
+    )
+    answer, how = call.ask(_LEAD_SYSTEM, prompt, LeadAnswer, placeholders=scrubber.placeholders)
     if answer is None:
         return lead, how
     filled: dict[str, LeadField] = {}
@@ -507,6 +594,6 @@ def fill_lead(tenant_id: str, email: Email, lead: Lead, deps: BedrockDeps | None
         value = clean_value(getattr(answer, name) or "")
         if name == "website" and value:
             value = website_of(value) or ""
-        if value and "[email]" not in value and "[number]" not in value:
+        if value and not _PLACEHOLDER.search(value):
             filled[name] = LeadField(value=value, confidence=MODEL_CONFIDENCE, source="model")
     return lead.model_copy(update=filled), how

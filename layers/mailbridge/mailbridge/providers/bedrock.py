@@ -1,11 +1,17 @@
-"""Amazon Bedrock runtime adapter: one Converse call that asks for a JSON object and validates it.
+"""Amazon Bedrock runtime adapter: one Converse call whose structured answer comes through a tool.
 
 `BedrockConverse(client).converse_json(model_id, system, prompt, answer_model, max_tokens=...)`
 sends `POST /model/{modelId}/converse` through boto3's `bedrock-runtime` client
 (`converse(modelId, system=[{"text"}], messages=[{"role": "user", "content": [{"text"}]}],
-inferenceConfig={"maxTokens", "temperature": 0})`) and returns a `ConverseAnswer`: the answer's
-text parsed as JSON and validated by `answer_model` (pydantic), `stopReason`, and the `usage`
-token counts (`inputTokens`, `outputTokens`).
+inferenceConfig={"maxTokens", "temperature": 0}, toolConfig=...)`) with one tool whose input
+schema is `answer_model`'s JSON schema, and the model made to call it:
+`toolConfig={"tools": [{"toolSpec": {"name", "description", "inputSchema": {"json": <schema>}}}],
+"toolChoice": {"tool": {"name"}}}` (Bedrock API reference: Converse, ToolConfiguration, ToolSpecification,
+SpecificToolChoice; the user guide's "Call a tool with the Converse API"). The answer is the
+`input` of the `toolUse` content block naming that tool (`stopReason: tool_use`), validated by
+`answer_model` (pydantic); it comes back as a `ConverseAnswer` with `stopReason` and the `usage`
+token counts (`inputTokens`, `outputTokens`). `toolChoice.tool` is documented for Anthropic
+Claude 3 and Amazon Nova models; other models answer ValidationException (`invalid_request`).
 
 Failures raise `BedrockFailure` with `reason` (machine-readable, never the message text):
 - `throttled`: ThrottlingException (429), after botocore's standard retry mode has retried it with
@@ -16,8 +22,9 @@ Failures raise `BedrockFailure` with `reason` (machine-readable, never the messa
 - `invalid_request`: ValidationException (400, e.g. an unknown model id) or ResourceNotFound;
 - `unavailable`: 5xx after the retries (InternalServerException, ServiceUnavailableException), or
   the endpoint cannot be reached;
-- `invalid_answer`: the text is not one JSON object, fails `answer_model`, or was cut off
-  (`stopReason: max_tokens`). The tokens were used: `usage` is set.
+- `invalid_answer`: no `toolUse` block for the tool (a text-only answer), an `input` that fails
+  `answer_model`, or an answer cut off (`stopReason: max_tokens`). The tokens were used: `usage`
+  is set.
 
 Sources: Bedrock API reference, Converse (request, response, errors); Amazon Bedrock user guide,
 "Troubleshooting Amazon Bedrock API error codes"; botocore's retry modes (standard).
@@ -25,7 +32,6 @@ Sources: Bedrock API reference, Converse (request, response, errors); Amazon Bed
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -108,17 +114,35 @@ def _usage(response: dict[str, Any]) -> Usage:
     return Usage(int(usage.get("inputTokens") or 0), int(usage.get("outputTokens") or 0))
 
 
-def _text(response: dict[str, Any]) -> str:
+def tool_config(answer_model: type[BaseModel]) -> dict[str, Any]:
+    """Converse `toolConfig` with one tool named after `answer_model` (`[a-zA-Z0-9_-]{1,64}`,
+    SpecificToolChoice) whose `inputSchema.json` is the model's JSON schema, and `toolChoice`
+    naming it: the model must answer by calling it."""
+    name = answer_model.__name__[:64]
+    description = (answer_model.__doc__ or name).strip().splitlines()[0]
+    return {
+        "tools": [
+            {
+                "toolSpec": {
+                    "name": name,
+                    "description": description,
+                    "inputSchema": {"json": answer_model.model_json_schema()},
+                }
+            }
+        ],
+        "toolChoice": {"tool": {"name": name}},
+    }
+
+
+def _tool_input(response: dict[str, Any], name: str) -> Any:
+    """The `input` of the answer's `toolUse` block for tool `name` (ContentBlock.toolUse:
+    `{"toolUseId", "name", "input"}`); LookupError when the model answered without it."""
     content = ((response.get("output") or {}).get("message") or {}).get("content") or []
-    return "".join(str(block.get("text", "")) for block in content if isinstance(block, dict))
-
-
-def _json_object(text: str) -> Any:
-    """The JSON object in the answer (models sometimes wrap it in prose or a code fence)."""
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end < start:
-        raise ValueError("no JSON object in the answer")
-    return json.loads(text[start : end + 1])
+    for block in content:
+        use = block.get("toolUse") if isinstance(block, dict) else None
+        if isinstance(use, dict) and use.get("name") == name and "input" in use:
+            return use["input"]
+    raise LookupError("no toolUse block for the tool")
 
 
 class BedrockConverse:
@@ -132,12 +156,14 @@ class BedrockConverse:
     ) -> ConverseAnswer[Answer]:
         from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
+        config = tool_config(answer_model)
         try:
             response = self.client.converse(
                 modelId=model_id,
                 system=[{"text": system}],
                 messages=[{"role": "user", "content": [{"text": prompt}]}],
                 inferenceConfig={"maxTokens": max_tokens, "temperature": 0},
+                toolConfig=config,
             )
         except ClientError as error:
             code = str(error.response.get("Error", {}).get("Code", ""))
@@ -151,7 +177,8 @@ class BedrockConverse:
         if stop_reason == "max_tokens":
             raise BedrockFailure("invalid_answer", usage)
         try:
-            answer = answer_model.model_validate(_json_object(_text(response)))
-        except (ValueError, ValidationError):
+            tool_input = _tool_input(response, config["toolChoice"]["tool"]["name"])
+            answer = answer_model.model_validate(tool_input)
+        except (LookupError, ValidationError):
             raise BedrockFailure("invalid_answer", usage) from None
         return ConverseAnswer(answer=answer, usage=usage, stop_reason=stop_reason)
