@@ -450,8 +450,10 @@ def test_every_assist_route_is_off_with_the_ai_flag_and_counts_towards_the_limit
     # Then every route answers 404 feature_disabled, before any check of the body
     for name, payload in requests:
         assert code(assist(invoke_api, name, payload)) == (404, "feature_disabled"), name
-    # When it is switched on and 10 requests were made this minute
+    # When it is switched on and 10 requests were made this minute (the limiter's clock held
+    # inside one minute, so no run straddles two windows)
     set_ai(invoke_api, True)
+    wiring.ai_limits().now = lambda: datetime(2026, 11, 2, 9, 0, 5, tzinfo=UTC)
     for _ in range(10):
         assert assist(invoke_api, "ai-assist-nba", {"deal_id": "dl_" + "0" * 26})["statusCode"] == 404
     # Then the 11th is 429 with Retry-After
