@@ -129,6 +129,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     elif findings:
         report.outcome = "failed"
         report.longrepr = log_scan.report(findings)
+        # pytest would print the captured output with the failure: that is the value found
+        report.sections = [(t, c) for t, c in report.sections if not t.startswith("Captured ")]
 
 
 @pytest.fixture(scope="session")
