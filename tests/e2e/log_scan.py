@@ -81,11 +81,32 @@ def kinds_in(line: str) -> list[str]:
     return found
 
 
+# The runner's banner (local/__main__.py) prints, on purpose, the local demo owner's bearer token
+# (from the runner's own dev issuer, on the line after its title) and the enrichment double's
+# documented key in a sample command: those two lines, exactly, are not findings.
+_BANNER_TOKEN_TITLE = "Bearer token (tenant demo, role owner):"
+_BANNER_TOKEN = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_BANNER_ENRICHMENT = re.compile(
+    r"  curl -s -X PUT -H \"Authorization: Bearer \$TOKEN\" \"\$API/ai/enrichment\" -d "
+    r"'\{\"enabled\": true, \"base_url\": \"http://127\.0\.0\.1:\d+\", "
+    r"\"api_key\": \"local-enrichment-key\"\}'"
+)
+
+
+def _banner_line(previous: str, line: str) -> bool:
+    return bool(
+        (previous == _BANNER_TOKEN_TITLE and _BANNER_TOKEN.fullmatch(line))
+        or _BANNER_ENRICHMENT.fullmatch(line)
+    )
+
+
 def scan(where: str, text: str) -> list[Finding]:
     """Every finding in `text` (lines numbered from 1), located as `where:line`."""
+    lines = text.splitlines()
     return [
         Finding(f"{where}:{n}", kind)
-        for n, line in enumerate(text.splitlines(), 1)
+        for n, (previous, line) in enumerate(zip(["", *lines], lines, strict=False), 1)
+        if not _banner_line(previous, line)
         for kind in kinds_in(line)
     ]
 

@@ -60,3 +60,20 @@ def test_redacted_values_and_ordinary_lines_are_not_findings(line: str) -> None:
     # Given a line with nothing personal (a redacted address, a masked password, the banner)
     # When it is scanned / Then nothing is found
     assert log_scan.scan("out", line) == []
+
+
+def test_the_banners_demo_token_and_enrichment_sample_are_allowed_and_nothing_else() -> None:
+    # Given the runner's banner (local/__main__.py) and the same values printed elsewhere
+    curl = (
+        '  curl -s -X PUT -H "Authorization: Bearer $TOKEN" "$API/ai/enrichment" -d '
+        '\'{"enabled": true, "base_url": "http://127.0.0.1:34013", "api_key": "local-enrichment-key"}\''
+    )
+    banner = f"Bearer token (tenant demo, role owner):\n{_JWT}\n\n{curl}\n"
+    elsewhere = f"[ApiFunction] token {_JWT}\n[ApiFunction] {curl}\n"
+    # When both are scanned
+    findings = log_scan.scan("make-run.log", banner + elsewhere)
+    # Then only the lines outside the banner are findings
+    assert findings == [
+        log_scan.Finding("make-run.log:5", "bearer_token"),
+        log_scan.Finding("make-run.log:6", "api_key"),
+    ]
