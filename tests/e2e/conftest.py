@@ -28,6 +28,8 @@ import pytest
 from local.clock import ManualClock
 from local.google import GoogleDouble
 from local.runner import Runner
+from tests.e2e import log_scan
+from tests.e2e.make_run import STARTED_LOGS
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE_TEMPLATE = ROOT / "tests" / "e2e" / "probe" / "template.yaml"
@@ -62,6 +64,73 @@ class SharedRunners:
 
 
 _SHARED = pytest.StashKey[SharedRunners]()
+
+# ------------------------------------------------------------------ issue 20 point 4: the log scan
+# Every line a runner and its function sandboxes print is scanned for personal data (log_scan.py)
+# when the last test of a module is torn down (a module's own runner, or a shared one it used, has
+# printed everything of this module by then); a finding fails that teardown with file:line and kind.
+# In-process runners print into pytest's capture (the sandboxes' output is passed to sys.stdout and
+# sys.stderr, the runner's own lines are logging): the captured sections of each phase are scanned.
+# `python -m local` runners (make_run.py) print into their make-run.log: those files are scanned.
+_NEXT_ITEM = pytest.StashKey["pytest.Item | None"]()
+_CAPTURED = pytest.StashKey[list[tuple[str, str]]]()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remember_credentials() -> Iterator[None]:
+    """The passwords the fixtures hand out join the scan (the SMTP sink's, each Dovecot user's)."""
+    from tests.fixtures.smtp import SINK_PASSWORD, SINK_UTF8_PASSWORD
+    from tests.integration.dovecot import DovecotServer, DovecotUser
+
+    for password in (SINK_PASSWORD, SINK_UTF8_PASSWORD):
+        log_scan.remember_secret("password", password)
+    add_user = DovecotServer.add_user
+
+    def add_remembered_user(
+        self: DovecotServer, name: str | None = None, password: str | None = None
+    ) -> DovecotUser:
+        user = add_user(self, name, password)
+        log_scan.remember_secret("password", user.password)
+        return user
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DovecotServer, "add_user", add_remembered_user)
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    item.stash[_NEXT_ITEM] = nextitem
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    outcome: Any = yield
+    report: pytest.TestReport = outcome.get_result()
+    captured = item.config.stash.setdefault(_CAPTURED, [])
+    # a report carries the sections of the earlier phases too: take this phase's own
+    captured += [
+        (f"{item.nodeid} [{title}]", text)
+        for title, text in report.sections
+        if title.endswith(f" {call.when}")
+    ]
+    nextitem = item.stash.get(_NEXT_ITEM, None)
+    if call.when != "teardown" or (nextitem is not None and nextitem.path == item.path):
+        return
+    findings = [f for where, text in captured for f in log_scan.scan(where, text)]
+    for path in STARTED_LOGS:
+        if path.exists():
+            findings += log_scan.scan(str(path), path.read_text(encoding="utf-8", errors="replace"))
+    captured.clear()
+    STARTED_LOGS.clear()
+    if findings and report.failed:  # keep the teardown's own error; the findings go alongside
+        report.sections.append(("log scan", log_scan.report(findings)))
+    elif findings:
+        report.outcome = "failed"
+        report.longrepr = log_scan.report(findings)
+        # pytest would print the captured output with the failure: that is the value found
+        report.sections = [(t, c) for t, c in report.sections if not t.startswith("Captured ")]
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,8 @@ from local.template import REGION
 
 START_SECONDS = 180.0  # `python -m local` starts every function's first sandbox; slow on a busy machine
 STOP_SECONDS = 30.0  # a bound for the tests, not a target: the runner itself gives requests 2 s
+# Every make-run.log started in this process: the log scan reads them at its module's end (conftest.py)
+STARTED_LOGS: list[Path] = []
 _BANNER = re.compile(r"mailbridge is running on (http://\S+) \(AWS APIs: moto at (http://\S+)\)")
 
 # `python -m local` with other template parameters (it starts with AllowPrivateMailHosts=true).
@@ -141,6 +143,7 @@ def start_make_run(
     folder.mkdir(parents=True, exist_ok=True)
     issuer_file = folder / "dev-issuer.json"
     log_path = folder / "make-run.log"
+    STARTED_LOGS.append(log_path)
     env = {**os.environ, "PORT": "0", "LOCAL_ISSUER_FILE": str(issuer_file), "PYTHONUNBUFFERED": "1"}
     # -X faulthandler: when it does not stop in time, SIGABRT prints every thread's stack to the log
     command = [sys.executable, "-X", "faulthandler", "-m", "local"]

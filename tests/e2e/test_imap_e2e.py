@@ -12,6 +12,7 @@ import pytest
 
 from local.runner import Runner
 from tests.e2e.conftest import call, connect_mailbox
+from tests.e2e.log_scan import BODY_CANARY
 from tests.integration.dovecot import DovecotServer, DovecotUser
 from tests.integration.sync_harness import message
 
@@ -24,6 +25,7 @@ def runner(mail_runner: Runner) -> Runner:
 
 
 ROOT = Path(__file__).resolve().parents[2]
+BODY = f"Hello there, {BODY_CANARY}."  # the log scan (conftest.py) fails the module if it is printed
 
 
 def server_flags(server: DovecotServer, user: DovecotUser, uid: int) -> str:
@@ -38,13 +40,14 @@ def test_a_mailbox_connected_through_the_api_syncs_threads_and_writes_flags_back
     token = runner.token(tenant="acme", role="member", sub="alice")
     server, user = dovecot_server, dovecot_user
     # Given a mailbox holding a conversation
-    first_uid = server.append(user, "INBOX", message("Renewal quote", msgid="q1@customer.example"))
+    first_uid = server.append(user, "INBOX", message("Renewal quote", msgid="q1@customer.example", body=BODY))
     server.append(
         user,
         "INBOX",
         message(
             "Re: Renewal quote",
             msgid="q2@customer.example",
+            body=BODY,
             refs=["q1@customer.example"],
             date="Tue, 17 Nov 2026 11:00:00 +0000",
         ),
@@ -78,7 +81,9 @@ def test_a_mailbox_connected_through_the_api_syncs_threads_and_writes_flags_back
     server.append(
         user,
         "INBOX",
-        message("Signed contract", msgid="q3@customer.example", date="Tue, 17 Nov 2026 12:00:00 +0000"),
+        message(
+            "Signed contract", msgid="q3@customer.example", body=BODY, date="Tue, 17 Nov 2026 12:00:00 +0000"
+        ),
     )
     runner.advance(5 * 60)
     runner.drain()
