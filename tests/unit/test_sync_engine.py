@@ -632,9 +632,10 @@ def test_vanished_mail_whose_location_is_already_gone_is_not_counted(w: World) -
     # When the server expunges it (QRESYNC reports it VANISHED)
     w.server.expunge("INBOX", 1)
     report = w.sync()
-    # Then nothing is counted expunged and the folder's count stays
+    # Then nothing is counted expunged, the folder's count stays, and VANISHED settles it: no UID listing
     assert report.folders == [FolderReport("INBOX")]
     assert w.state("INBOX").messages_stored == 2
+    assert w.server.uid_listings == 0
 
 
 def test_two_vanished_messages_are_both_counted(w: World) -> None:
@@ -663,6 +664,20 @@ def test_without_qresync_an_expunge_is_found_by_uid_diff(w: World) -> None:
     assert report.folders == [FolderReport("INBOX", expunged=1)]
     assert w.location("INBOX", 3) is None
     assert w.state("INBOX").messages_stored == 2
+
+
+def test_without_qresync_one_uid_diff_settles_a_count_that_stays_off(w: World) -> None:
+    # Given a server without QRESYNC and two stored messages, the first's location already gone
+    w.server.qresync = False
+    w.server.add("INBOX", *mails("Order", 2))
+    w.sync()
+    w.deps.emails.delete_location(w.tenant, location_sk(ACCOUNT, "INBOX", 7, 1))
+    # When the server expunges it
+    w.server.expunge("INBOX", 1)
+    report = w.sync()
+    # Then the UIDs are listed once, and nothing is counted expunged
+    assert report.folders == [FolderReport("INBOX")]
+    assert w.server.uid_listings == 1
 
 
 def test_mail_arriving_between_status_and_the_fetch_lists_no_uids(w: World) -> None:
