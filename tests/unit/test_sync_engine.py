@@ -465,6 +465,69 @@ def test_flag_changes_of_stored_mail_follow_the_server(w: World) -> None:
     assert w.state("INBOX").highestmodseq == w.server.boxes["INBOX"].modseq
 
 
+def test_a_flag_change_of_the_last_stored_message_is_applied_and_announced_under_its_modseq(
+    w: World,
+) -> None:
+    # Given two stored messages (the cursor is at the second)
+    w.server.add("INBOX", *mails("Order", 2))
+    w.sync()
+    w.publisher.events.clear()
+    # When the server flags the second, the one at the cursor
+    w.server.set_flags_on_server("INBOX", 2, ("\\Flagged",))
+    modseq = w.server.boxes["INBOX"].modseq
+    report = w.sync()
+    # Then it is stored with its flags and modseq, and announced once as email.updated keyed by the change
+    assert report.folders == [FolderReport("INBOX", flag_updates=1)]
+    assert w.email_at("INBOX", 2)["flagged"] is True
+    location = w.location("INBOX", 2) or {}
+    assert (location["flags"], location["modseq"]) == (["\\Flagged"], modseq)
+    email_id = str(location["email_id"])
+    sk = location_sk(ACCOUNT, "INBOX", 7, 2)
+    [event] = w.publisher.events
+    assert event.detail_type == "email.updated"
+    assert event.idempotency_key == f"email.updated:{email_id}:{sk}#{modseq}"
+    assert (event.data["account_id"], event.data["changes"]) == (ACCOUNT, {"flagged": True})
+
+
+def test_flags_the_server_sets_again_unchanged_are_no_update(w: World) -> None:
+    # Given a stored message that is read
+    w.server.add("INBOX", message("Read", msgid="read@customer.example"), flags=("\\Seen",))
+    w.sync()
+    w.publisher.events.clear()
+    # When the server reports the same flags under a new modseq
+    w.server.set_flags_on_server("INBOX", 1, ("\\Seen",))
+    report = w.sync()
+    # Then nothing is updated or announced
+    assert report.folders == [FolderReport("INBOX")]
+    assert w.publisher.events == []
+
+
+def test_flag_changes_answered_out_of_uid_order_are_all_applied(w: World) -> None:
+    # Given a stored message, then a new one, and a server that answers the changes new mail first
+    # (RFC 3501 section 7.4.2 sets no order for FETCH responses)
+    w.server.add("INBOX", message("Old", msgid="old@customer.example"))
+    w.sync()
+    [uid] = w.server.add("INBOX", message("New", msgid="new@customer.example"))
+    w.server.set_flags_on_server("INBOX", 1, ("\\Seen",))
+    w.server.set_flags_on_server("INBOX", uid, ("\\Flagged",))
+    changes = w.server.fetch_flag_changes
+
+    def newest_first(name: str, since_modseq: int) -> FlagChanges | None:
+        found = changes(name, since_modseq)
+        assert found is not None
+        return FlagChanges(
+            found.folder, found.uidvalidity, found.highestmodseq, found.changed[::-1], found.vanished
+        )
+
+    w.server.fetch_flag_changes = newest_first  # type: ignore[method-assign]
+    # When the account syncs
+    report = w.sync()
+    # Then the stored one's change is applied, and the new one stored with its flags
+    assert report.folders == [FolderReport("INBOX", stored=1, flag_updates=1)]
+    assert w.email_at("INBOX", 1)["read"] is True
+    assert w.email_at("INBOX", uid)["flagged"] is True
+
+
 def test_a_flag_change_of_mail_not_stored_yet_comes_with_the_fetch(w: World) -> None:
     # Given a stored message, then a new one whose flags change before the next sync
     w.server.add("INBOX", message("Old", msgid="old@customer.example"))
@@ -542,6 +605,53 @@ def test_vanished_mail_is_expunged(w: World) -> None:
     assert w.state("INBOX").messages_stored == 2
 
 
+def test_vanished_mail_at_the_cursor_is_expunged_and_the_email_left_without_a_location_is_deleted(
+    w: World,
+) -> None:
+    # Given one stored message (the cursor is at it)
+    w.server.add("INBOX", message("Only", msgid="only@customer.example"))
+    w.sync()
+    email_id = str(w.email_at("INBOX", 1)["email_id"])
+    # When the server expunges it (QRESYNC reports it VANISHED)
+    w.server.expunge("INBOX", 1)
+    report = w.sync()
+    # Then its location is gone, the folder counts none, and the email, in no folder now, is deleted
+    assert report.folders == [FolderReport("INBOX", expunged=1)]
+    assert w.location("INBOX", 1) is None
+    assert w.state("INBOX").messages_stored == 0
+    item = w.deps.emails.get_email(w.tenant, email_id) or {}
+    assert item["deleted"] is True
+    assert not item.get("loc_keys")
+
+
+def test_vanished_mail_whose_location_is_already_gone_is_not_counted(w: World) -> None:
+    # Given two stored messages, the first's location already gone
+    w.server.add("INBOX", *mails("Order", 2))
+    w.sync()
+    w.deps.emails.delete_location(w.tenant, location_sk(ACCOUNT, "INBOX", 7, 1))
+    # When the server expunges it (QRESYNC reports it VANISHED)
+    w.server.expunge("INBOX", 1)
+    report = w.sync()
+    # Then nothing is counted expunged, the folder's count stays, and VANISHED settles it: no UID listing
+    assert report.folders == [FolderReport("INBOX")]
+    assert w.state("INBOX").messages_stored == 2
+    assert w.server.uid_listings == 0
+
+
+def test_two_vanished_messages_are_both_counted(w: World) -> None:
+    # Given three stored messages
+    w.server.add("INBOX", *mails("Order", 3))
+    w.sync()
+    # When the server expunges two of them
+    w.server.expunge("INBOX", 1)
+    w.server.expunge("INBOX", 3)
+    report = w.sync()
+    # Then both are expunged and counted
+    assert report.folders == [FolderReport("INBOX", expunged=2)]
+    assert (w.location("INBOX", 1), w.location("INBOX", 3)) == (None, None)
+    assert w.state("INBOX").messages_stored == 1
+
+
 def test_without_qresync_an_expunge_is_found_by_uid_diff(w: World) -> None:
     # Given a server without QRESYNC and three stored messages
     w.server.qresync = False
@@ -554,6 +664,20 @@ def test_without_qresync_an_expunge_is_found_by_uid_diff(w: World) -> None:
     assert report.folders == [FolderReport("INBOX", expunged=1)]
     assert w.location("INBOX", 3) is None
     assert w.state("INBOX").messages_stored == 2
+
+
+def test_without_qresync_one_uid_diff_settles_a_count_that_stays_off(w: World) -> None:
+    # Given a server without QRESYNC and two stored messages, the first's location already gone
+    w.server.qresync = False
+    w.server.add("INBOX", *mails("Order", 2))
+    w.sync()
+    w.deps.emails.delete_location(w.tenant, location_sk(ACCOUNT, "INBOX", 7, 1))
+    # When the server expunges it
+    w.server.expunge("INBOX", 1)
+    report = w.sync()
+    # Then the UIDs are listed once, and nothing is counted expunged
+    assert report.folders == [FolderReport("INBOX")]
+    assert w.server.uid_listings == 1
 
 
 def test_mail_arriving_between_status_and_the_fetch_lists_no_uids(w: World) -> None:
