@@ -1063,6 +1063,15 @@ def test_control_characters_in_every_text_field_of_every_body_route_are_refused(
     body_routes = world.doc.body_routes()
     # Given a valid body per route holding every string field the document lists
     assert set(bases) == set(body_routes), "a body route without a base body: add one to base_bodies"
+
+    def send(route: str, body: Any) -> Callable[[], Answer]:
+        def call() -> Answer:  # headers read when sent: the If-Match of a draft others just changed
+            return world.call(
+                route.split(" ", maxsplit=1)[0], world.concrete(route), body, headers=world.headers(route)
+            )
+
+        return call
+
     grouped: list[tuple[str, list[Path_], str, Callable[[], Any]]] = []  # route, fields, label, base
     alone: list[tuple[str, Path_, str, Any]] = []  # route, field, label, body
     for route, schema in body_routes.items():
@@ -1072,11 +1081,7 @@ def test_control_characters_in_every_text_field_of_every_body_route_are_refused(
         assert uncovered == [], f"{route}: add these fields to its base body"
         # And each valid body is accepted as it is (so a refusal below is the probed fields' doing)
         for make in bases[route]:  # made again: a body may carry state (the version a PUT read)
-            control = within_rate_limit(
-                lambda r=route, m=make: world.call(
-                    r.split(" ")[0], world.concrete(r), m(), headers=world.headers(r)
-                )
-            )
+            control = within_rate_limit(send(route, make()))
             assert 200 <= control.status < 300, (route, control.status, control.body[:300])
         for make, sample in zip(bases[route], samples, strict=True):
             paths = sorted(p for p in strings if has_path(sample, p))
@@ -1094,14 +1099,6 @@ def test_control_characters_in_every_text_field_of_every_body_route_are_refused(
                 ]
                 grouped += [(route, group, label, make) for group in apart(together)]
     checked = sum(len(g[1]) for g in grouped) + len(alone)
-
-    def send(route: str, body: Any) -> Callable[[], Answer]:
-        def call() -> Answer:  # headers read when sent: the If-Match of a draft others just changed
-            return world.call(
-                route.split(" ", maxsplit=1)[0], world.concrete(route), body, headers=world.headers(route)
-            )
-
-        return call
 
     def all_of(route: str, group: list[Path_], label: str, make: Callable[[], Any]) -> Any:
         body = make()
