@@ -616,7 +616,7 @@ def _fill(w: World) -> None:
 
 
 def template_body() -> dict[str, Any]:
-    """A template holding every field, with two A/B variants (variant B overrides every source)."""
+    """A template holding every field, with two A/B variants (B, listed first, overrides every source)."""
     return {
         "name": f"Template {CANARY}",
         "description": f"About {CANARY}",
@@ -624,8 +624,7 @@ def template_body() -> dict[str, Any]:
         "html": "<p>Hi {{ contact.first_name }}, {{ offer }}</p> " + CANARY,
         "text": "Hi {{ contact.first_name }},\n{{ offer }} " + CANARY,
         "variables": [{"name": "offer", "default": f"Offer {CANARY}", "description": f"What {CANARY}"}],
-        "variants": [
-            {"name": "A", "split": 50},
+        "variants": [  # the probes change the first item of a list: B, the one with every field
             {
                 "name": "B",
                 "split": 50,
@@ -633,6 +632,7 @@ def template_body() -> dict[str, Any]:
                 "html": f"<p>B {CANARY}</p>",
                 "text": f"B {CANARY}",
             },
+            {"name": "A", "split": 50},
         ],
         "winner_metric": "reply_rate",
     }
