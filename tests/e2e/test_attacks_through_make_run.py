@@ -954,6 +954,22 @@ def base_bodies(w: World) -> dict[str, list[Callable[[], dict[str, Any]]]]:
             ),
             lambda: action("update_deal", {"deal_id": w.records["deal"], "changes": deal()}),
             lambda: action("schedule_meeting", meeting()),
+            lambda: action(
+                "schedule_meeting",
+                {
+                    "title": f"Offsite {CANARY}",
+                    "start": {"date": "2030-03-04"},
+                    "end": {"date": "2030-03-05"},
+                    "recurrence": {"rrule": ["FREQ=DAILY;COUNT=3"], "rdate": ["2030-03-10"]},
+                    "overrides": [
+                        {
+                            "recurrence_id": "2030-03-06",
+                            "start": {"date": "2030-03-07"},
+                            "end": {"date": "2030-03-08"},
+                        }
+                    ],
+                },
+            ),
         ],
         # Templates: saved (a new version per PUT, at the version read), previewed for Carol
         "POST /templates": [template_body],
