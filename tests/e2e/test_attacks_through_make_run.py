@@ -308,7 +308,20 @@ def names_field(answer: Answer, path: Path_) -> bool:
         loc = iter(detail["loc"])
         if all(any(part == key for part in loc) for key in wanted):
             return True
+        # A discriminated union's tag that names no member is reported at the union itself
+        # (pydantic `union_tag_invalid`, loc ending at `action`): that names the tag, and only it
+        if (
+            path in UNION_TAGS
+            and detail["type"] == "union_tag_invalid"
+            and detail["loc"][-1] == wanted[-2]
+            and is_subsequence(wanted[:-1], detail["loc"])
+        ):
+            return True
     return False
+
+
+# The tags of the discriminated unions in request bodies (`Field(discriminator=...)`)
+UNION_TAGS: set[Path_] = {("action", "type")}  # POST /ai/assist/apply (mailbridge.ai.assist.Action)
 
 
 # Fields the service checks after validation, with the 4xx it answers (not 422 naming the field).
