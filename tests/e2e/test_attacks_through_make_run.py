@@ -636,7 +636,10 @@ def template_body() -> dict[str, Any]:
         "subject": "Hello {{ contact.first_name }} " + CANARY,
         "html": "<p>Hi {{ contact.first_name }}, {{ offer }}</p> " + CANARY,
         "text": "Hi {{ contact.first_name }},\n{{ offer }} " + CANARY,
-        "variables": [{"name": "offer", "default": f"Offer {CANARY}", "description": f"What {CANARY}"}],
+        "variables": [  # every value declared with a default: it renders for any recipient
+            {"name": "offer", "default": f"Offer {CANARY}", "description": f"What {CANARY}"},
+            {"name": "contact.first_name", "default": "there"},
+        ],
         "variants": [  # the probes change the first item of a list: B, the one with every field
             {
                 "name": "B",
