@@ -85,10 +85,12 @@ class MakeRun:
         raw: bytes | None = None,
         content_type: str = "application/json",
         timeout: float = 120.0,
+        headers: Mapping[str, str] | None = None,
     ) -> Answer:
-        """One HTTP request on a fresh connection; `body` is sent as JSON, `raw` as it is."""
+        """One HTTP request on a fresh connection; `body` is sent as JSON, `raw` as it is; `headers`
+        are sent besides (e.g. `If-Match`)."""
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        headers = {"Content-Type": content_type} if data is not None else {}
+        headers = {**(headers or {}), **({"Content-Type": content_type} if data is not None else {})}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)

@@ -246,6 +246,19 @@ def test_preview_that_cannot_render_names_the_variable(api: Api) -> None:
     }
 
 
+def test_preview_for_a_contact_id_that_is_not_one_is_a_422_naming_it(api: Api) -> None:
+    # Given a template
+    template_id = api.create()["template_id"]
+    for contact_id in ("ct_x\r\nBcc: x@evil.example", "a\x00b", "a\u2028b", "ct_" + "0" * 27):
+        # When it is previewed for a contact_id that cannot name a contact
+        answer = api.call(
+            "templates-preview", 422, path={"template_id": template_id}, body={"contact_id": contact_id}
+        )
+        # Then 422 validation_error naming the field (not 404 contact_not_found, as an unknown id is)
+        assert answer["error"]["code"] == "validation_error", contact_id
+        assert [d["loc"][-1] for d in answer["error"]["details"]] == ["contact_id"], contact_id
+
+
 # ------------------------------------------------------------------------------------- sending
 def _stored(stack: Stack, email_id: str) -> tuple[dict[str, Any], email.message.EmailMessage]:
     env = stack.env("ApiFunction")

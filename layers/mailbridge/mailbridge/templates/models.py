@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, JsonValue, model_validator
 
 from mailbridge.automations.templating import MAX_TEMPLATE_CHARS
+from mailbridge.crm.models import CONTACT_ID
 from mailbridge.models.base import Model
 from mailbridge.models.fields import HeaderText, MultiLine, SingleLine
 
@@ -172,7 +173,11 @@ class PreviewRequest(Model):
         },
     )
 
-    contact_id: str | None = Field(default=None, max_length=64)
+    contact_id: str | None = Field(
+        default=None,
+        pattern=CONTACT_ID.pattern,
+        description="A CRM contact (`ct_` and 26 hex digits); another value is 422 naming the field",
+    )
     data: dict[str, JsonValue] | None = None
     version: int | None = Field(default=None, ge=1, le=10**9)
     variant: str | None = Field(default=None, pattern=VARIANT_NAME, description="Default: the first variant")
