@@ -560,5 +560,6 @@ def test_every_crm_route_has_its_sample(invoke_api: Invoke) -> None:
     crm_routes = {r.route_key for r in load_template([TEMPLATE]).routes() if r.path.startswith("/crm/")}
     samples = {json.loads(Path(EVENTS_DIR, "api", f"crm-{n}.json").read_text())["routeKey"] for n in SAMPLES}
     assert crm_routes == samples
-    # 23 + the timelines and /crm/settings of email matching + 8 of tasks and activities
-    assert len(crm_routes) == 35
+    # 23 + the timelines and /crm/settings of email matching + 8 of tasks and activities + the
+    # engagement of a contact and of a campaign
+    assert len(crm_routes) == 37
