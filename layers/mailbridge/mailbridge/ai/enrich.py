@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -68,20 +68,9 @@ FactField = Literal[
     "twitter",
 ]
 Source = Literal["crm", "signature", "domain_contacts", "provider"]
-SOURCES: tuple[Source, ...] = ("crm", "signature", "domain_contacts", "provider")
-FIELDS: tuple[FactField, ...] = (
-    "name",
-    "domain",
-    "website",
-    "phone",
-    "address",
-    "industry",
-    "size",
-    "founded",
-    "linkedin",
-    "facebook",
-    "twitter",
-)
+SOURCES: tuple[Source, ...] = get_args(Source)
+"""In order of precedence on a tie (the Literal's order)."""
+FIELDS: tuple[FactField, ...] = get_args(FactField)
 CACHE_SECONDS = 30 * 24 * 3600
 """How long a provider's match for a domain is reused (company facts change slowly)."""
 MISS_CACHE_SECONDS = 24 * 3600
