@@ -172,6 +172,7 @@ def test_connecting_to_a_server_that_stalls_answers_timeout_within_the_request(
         before = time.monotonic()
         status, answer = call_api(invoke_api, "create-account.json", body=body)
         after = time.monotonic()
+        server.wait_accepted(1)
     finally:
         server.close()
     # Then the answer is 422 timeout from the IMAP login (not the server's eventual refusal,
