@@ -1,0 +1,1 @@
+"""External CRMs (Salesforce, HubSpot) behind one protocol: `protocol.CrmProvider`."""
