@@ -26,6 +26,8 @@ An SSRF guard around httpx (DESIGN.md "Outbound HTTP"; OWASP SSRF prevention che
   (`uniform(0, min(backoff_cap, backoff_base * 2**n))`, AWS Architecture Blog "Exponential
   Backoff And Jitter"), or after `Retry-After` (RFC 9110 section 10.2.3: seconds or an HTTP
   date) when the server sends one; a `Retry-After` beyond `max_retry_after` is not waited for.
+  With `retry_rate_limited=False` a 429 is handed back as it is, for an adapter that reads the
+  provider's own rate-limit headers.
 
 Errors (typed; the message never holds the URL): `insecure_url` (InsecureUrl, 400),
 `invalid_url` (400), `host_not_allowed` (netguard.HostNotAllowed, 400: private address or not
@@ -102,6 +104,9 @@ class HttpPolicy:
     backoff_base: float = 0.5
     backoff_cap: float = 20.0
     max_retry_after: float = 60.0
+    retry_rate_limited: bool = True
+    """False: a 429 is returned to the caller as it is, for adapters that read the provider's own
+    rate-limit headers (HubSpot's `X-HubSpot-RateLimit-*` and `policyName`) to decide the wait."""
     ca_file: str | None = field(default=None, repr=False)
     """Trust this CA bundle instead of certifi's (local doubles, tests)."""
 
@@ -143,7 +148,7 @@ def request(
             sleep(_backoff(policy, attempt, jitter))
             continue
         status = response.status
-        if status != 429 and status < 500:
+        if (status != 429 or not policy.retry_rate_limited) and status < 500:
             return HttpResponse(
                 status=status,
                 headers=response.headers,
