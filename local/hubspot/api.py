@@ -249,6 +249,8 @@ class HubSpotApi:
     def _batch(
         self, status: int, results: list[dict[str, Any]], started: datetime, errors: list[dict[str, Any]]
     ) -> Response:
+        if self.double.shuffle_batch_results:  # HubSpot promises no order for batch results
+            self.double.rng.shuffle(results)
         body: dict[str, Any] = {
             "status": "COMPLETE",
             "results": results,
@@ -298,13 +300,21 @@ class HubSpotApi:
         if len(emails) != len(set(emails)):
             raise validation("Duplicate email addresses in the batch input")
         created = [self.crm.create(kind, values, links, SOURCE) for values, links in prepared]
-        return self._batch(201, [self.crm.json(o, sorted(o.properties)) for o in created], started, [])
+        return self._batch(
+            201,
+            [
+                _traced(self.crm.json(o, sorted(o.properties)), i)
+                for o, i in zip(created, inputs, strict=True)
+            ],
+            started,
+            [],
+        )
 
     def batch_update(self, call: Call, _access: Access) -> Response:
         kind = self._kind(call)
         started = self.double.now()
         body, inputs = self._inputs(call)
-        plans: list[tuple[CrmObject, dict[str, str]]] = []
+        plans: list[tuple[CrmObject, dict[str, str], Any]] = []
         missing: list[str] = []
         for item in inputs:
             if not isinstance(item, dict):
@@ -316,10 +326,12 @@ class HubSpotApi:
                 continue
             values = self.crm._clean(kind, item.get("properties") or {}, creating=False)
             self.crm._unique(kind, values, obj.id)
-            plans.append((obj, values))
-        done = [self.crm.apply(kind, obj, values, SOURCE) for obj, values in plans]
+            plans.append((obj, values, item))
+        done = [(self.crm.apply(kind, obj, values, SOURCE), item) for obj, values, item in plans]
         errors = [self._missing(kind, missing, "update")] if missing else []
-        return self._batch(200, [self.crm.json(o, sorted(o.properties)) for o in done], started, errors)
+        return self._batch(
+            200, [_traced(self.crm.json(o, sorted(o.properties)), i) for o, i in done], started, errors
+        )
 
     def batch_archive(self, call: Call, _access: Access) -> Response:
         kind = self._kind(call)
@@ -501,6 +513,13 @@ class HubSpotApi:
         if len(ids) > limit:
             body["paging"] = {"next": {"after": str(ids[limit])}}
         return Response.json(200, body)
+
+
+def _traced(result: dict[str, Any], item: Any) -> dict[str, Any]:
+    """A batch result with the input's `objectWriteTraceId` echoed [D: batch create/update
+    response schema lists `objectWriteTraceId` on each result]."""
+    trace = item.get("objectWriteTraceId") if isinstance(item, dict) else None
+    return result | {"objectWriteTraceId": str(trace)} if trace is not None else result
 
 
 __all__ = ["TYPES", "HubSpotApi"]

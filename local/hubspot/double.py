@@ -68,6 +68,8 @@ class HubSpotDouble:
             search_per_second=search_per_second,
         )
         self.crm = Crm(self.now, self.next_id)
+        self.shuffle_batch_results = False
+        """True: batch answers list their results in a shuffled order (HubSpot promises none)."""
         self.webhooks = Webhooks(
             self.now, self._app_id, self._secret, self.portal_id, self.lock, self.next_id
         )

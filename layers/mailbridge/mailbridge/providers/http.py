@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import httpcore
@@ -331,7 +332,10 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
     return False
 
 
+@lru_cache(maxsize=8)
 def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    """One context per CA bundle per process: loading certifi's bundle takes ~0.1 s, which
+    was most of each request's time; a configured SSLContext is safe to share across threads."""
     if ca_file is None:
         import certifi
 
