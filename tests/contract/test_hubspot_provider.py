@@ -314,21 +314,20 @@ def test_batch_of_250_with_3_bad_rows_reports_247_and_3_by_key(portal: Portal):
 
 
 def test_batch_updates_match_by_id_and_report_missing_records(portal: Portal):
-    # Given three contacts, and answers in no order
+    # Given twelve contacts, and answers in no order
     portal.hubspot.shuffle_batch_results = True
-    ids = [portal.hubspot.create("contacts", email=f"p{i}@example.com") for i in range(3)]
+    ids = [portal.hubspot.create("contacts", email=f"p{i}@example.com") for i in range(12)]
     provider = portal.provider()
     # When they are updated in one batch with one id that does not exist
     writes = [write(f"k{i}", remote_id, lastname=f"New{i}") for i, remote_id in enumerate(ids)]
     results = list(provider.bulk_save_contacts([*writes, write("gone", "99999", lastname="X")]))
-    # Then each existing contact got its own row's value, and the missing one is a failed result
-    assert [(r.key, r.state) for r in results] == [
-        ("k0", "succeeded"),
-        ("k1", "succeeded"),
-        ("k2", "succeeded"),
-        ("gone", "failed"),
+    # Then each row's result names its own contact, which got that row's value, and the missing
+    # one is a failed result
+    assert [(r.key, r.state, r.remote_id) for r in results] == [
+        *((f"k{i}", "succeeded", remote_id) for i, remote_id in enumerate(ids)),
+        ("gone", "failed", None),
     ]
-    assert results[3].error_code == "OBJECT_NOT_FOUND"
+    assert results[-1].error_code == "OBJECT_NOT_FOUND"
     for i, remote_id in enumerate(ids):
         assert portal.hubspot.object("contacts", remote_id).properties["lastname"] == f"New{i}"
 
