@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from local.hubspot.errors import ApiError, not_found, validation
@@ -47,6 +48,7 @@ def stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+@lru_cache(maxsize=1 << 16)  # search filters and sorts parse every row's date-time on each query
 def parse_instant(value: str) -> datetime | None:
     text = value.strip()
     if re.fullmatch(r"-?\d+", text):
@@ -264,6 +266,9 @@ class Crm:
         self.associations: set[tuple[str, int, str, int, int]] = set()  # (from, id, to, id, typeId)
         self.lists: dict[int, HubList] = {}
         self.listeners: list[ChangeListener] = []
+        # (object type, unique property) -> lower-cased value -> the id last given that value; built
+        # on first use, kept by create/apply, checked against the object on each lookup.
+        self._unique_index: dict[tuple[str, str], dict[str, int]] = {}
 
     # ------------------------------------------------------------------ properties
 
@@ -342,19 +347,38 @@ class Crm:
             value = values.get(name)
             if not prop.unique or not value:
                 continue
-            for other in self.objects[kind.name].values():
-                if (
-                    other.archived_at is None
-                    and other.id != own
-                    and other.properties.get(name, "").lower() == value.lower()
-                ):
-                    if kind.name == "contacts" and name == "email":
-                        raise ApiError(409, f"Contact already exists. Existing ID: {other.id}", "CONFLICT")
-                    raise ApiError(
-                        409,
-                        f"A {kind.singular} with the unique value {value} for {name} already exists.",
-                        "CONFLICT",
-                    )
+            holder = self._unique_values(kind.name, name).get(value.lower())
+            other = self.objects[kind.name].get(holder) if holder is not None else None
+            if (
+                other is not None
+                and other.archived_at is None
+                and other.id != own
+                and other.properties.get(name, "").lower() == value.lower()
+            ):
+                if kind.name == "contacts" and name == "email":
+                    raise ApiError(409, f"Contact already exists. Existing ID: {other.id}", "CONFLICT")
+                raise ApiError(
+                    409,
+                    f"A {kind.singular} with the unique value {value} for {name} already exists.",
+                    "CONFLICT",
+                )
+
+    def _unique_values(self, kind: str, name: str) -> dict[str, int]:
+        index = self._unique_index.get((kind, name))
+        if index is None:
+            index = {
+                o.properties[name].lower(): o.id
+                for o in self.objects[kind].values()
+                if o.archived_at is None and o.properties.get(name)
+            }
+            self._unique_index[(kind, name)] = index
+        return index
+
+    def _remember(self, obj: CrmObject) -> None:
+        for (kind, name), index in self._unique_index.items():
+            value = obj.properties.get(name)
+            if kind == obj.kind and value:
+                index[value.lower()] = obj.id
 
     # ------------------------------------------------------------------ objects
 
@@ -391,6 +415,7 @@ class Crm:
         props |= {kind.created: stamp(now), kind.modified: stamp(now), "hs_object_id": str(object_id)}
         obj = CrmObject(object_id, kind.name, props, now, now)
         self.objects[kind.name][object_id] = obj
+        self._remember(obj)
         for to_kind, to_id, type_id in links:
             self.associate(kind.name, object_id, to_kind, to_id, type_id)
         self._notify(kind.name, object_id, "creation", dict(props), source)
@@ -418,6 +443,7 @@ class Crm:
             now = self.now()
             obj.updated = now
             obj.properties[kind.modified] = stamp(now)
+            self._remember(obj)
             self._notify(kind.name, obj.id, "propertyChange", changed, source)
         return obj
 

@@ -211,3 +211,16 @@ def test_demo_seed_for_make_mailbox(hubspot: HubSpotDouble, api: Api):
         ("dan@supplier.example", "silver"),
     ]
     assert [c.properties["domain"] for c in hubspot.crm.objects["companies"].values()] == ["customer.example"]
+
+
+def test_a_changed_email_is_unique_under_its_new_value_and_free_under_the_old(api: Api):
+    # Given a contact whose email then changes
+    first = api.post(CONTACTS, {"properties": {"email": "old@example.com"}}).json()["id"]
+    assert api.patch(f"{CONTACTS}/{first}", {"properties": {"email": "new@example.com"}}).status_code == 200
+    # When another contact takes the new email, then the old one
+    taken = api.post(CONTACTS, {"properties": {"email": "NEW@example.com"}})
+    freed = api.post(CONTACTS, {"properties": {"email": "old@example.com"}})
+    # Then the new email is taken by the first contact and the old one is free again
+    assert taken.status_code == 409
+    assert taken.json()["message"] == f"Contact already exists. Existing ID: {first}"
+    assert freed.status_code == 201
