@@ -83,6 +83,7 @@ class HubSpotApi:
             route("POST", "/crm/v3/lists/", g(self.create_list, "lists.write")),
             route("GET", "/crm/v3/lists/{listId}", g(self.get_list, "lists.read")),
             route("DELETE", "/crm/v3/lists/{listId}", g(self.delete_list, "lists.write")),
+            route("PUT", "/crm/v3/lists/{listId}/update-list-name", g(self.rename_list, "lists.write")),
             route("PUT", "/crm/v3/lists/{listId}/memberships/add", g(self.add_members, "lists.write")),
             route("PUT", "/crm/v3/lists/{listId}/memberships/remove", g(self.remove_members, "lists.write")),
             route("GET", "/crm/v3/lists/{listId}/memberships", g(self.members, "lists.read")),
@@ -457,6 +458,21 @@ class HubSpotApi:
 
     def get_list(self, call: Call, _access: Access) -> Response:
         return Response.json(200, {"list": self._list(call).json()})
+
+    def rename_list(self, call: Call, _access: Access) -> Response:
+        """`PUT /crm/v3/lists/{listId}/update-list-name?listName=` [D: Lists "Update list name":
+        the name must be unique among the portal's lists; answers `{"updatedList": ...}`]."""
+        hub_list = self._list(call)
+        name = (call.one("listName") or "").strip()
+        if not name:
+            raise validation("listName is required")
+        if any(other.name == name and other.id != hub_list.id for other in self.crm.lists.values()):
+            raise validation(f"A list named {name} already exists.")
+        if name != hub_list.name:
+            hub_list.name = name
+            hub_list.version += 1
+            hub_list.updated = self.double.now()
+        return Response.json(200, {"updatedList": hub_list.json()})
 
     def delete_list(self, call: Call, _access: Access) -> Response:
         del self.crm.lists[self._list(call).id]

@@ -215,6 +215,26 @@ def test_refused_records_are_failed_results_without_their_values(portal: Portal)
     assert len(portal.hubspot.crm.objects["contacts"]) == 1
 
 
+def test_a_value_that_does_not_fit_its_type_fails_without_a_request(portal: Portal):
+    # Given a custom date property, and the field types already read
+    portal.hubspot.add_property("contacts", "renewal", type_="date", field_type="date")
+    provider = portal.provider()
+    provider.contact_fields()
+    before = provider.requests
+    # When a contact with an impossible date and one with a non-boolean flag are saved
+    bad_date = provider.save_contact(write("c1", email="a@example.com", renewal="2030-13-01"))
+    bulk = list(provider.bulk_save_contacts([write("c2", email="b@example.com", renewal="soon")]))
+    # Then both are failed with the type's code, and nothing went to HubSpot
+    assert (bad_date.state, bad_date.error_code, bad_date.error_message) == (
+        "failed",
+        "INVALID_DATE",
+        "INVALID_DATE: renewal",
+    )
+    assert [(r.key, r.error_code) for r in bulk] == [("c2", "INVALID_DATE")]
+    assert provider.requests == before
+    assert portal.hubspot.crm.objects["contacts"] == {}
+
+
 def test_delete_twice(portal: Portal):
     # Given a contact
     provider = portal.provider()
@@ -354,9 +374,14 @@ def test_campaign_list_membership_is_idempotent(portal: Portal):
     assert (twice.added, twice.failed) == ([a, b], [])
     assert (removed.removed, removed.failed) == ([b], [])
     assert portal.hubspot.list_members(list_id) == [a]
-    # And an existing list is recognised by id
+    # And an existing list is recognised by id, and renamed when our campaign was
     again = provider.save_campaign(CampaignWrite(key="camp1", remote_id=list_id, name="Spring launch"))
+    renamed = provider.save_campaign(CampaignWrite(key="camp1", remote_id=list_id, name="Summer launch"))
     assert (again.state, again.created) == ("succeeded", False)
+    assert (renamed.state, renamed.remote_id) == ("succeeded", list_id)
+    assert portal.hubspot.crm.lists[int(list_id)].name == "Summer launch"
+    gone = provider.save_campaign(CampaignWrite(key="camp2", remote_id="98765", name="X"))
+    assert (gone.state, gone.error_code) == ("failed", "OBJECT_NOT_FOUND")
 
 
 def test_an_email_is_logged_once_for_two_calls_with_the_same_message_id(portal: Portal):
@@ -440,3 +465,19 @@ def test_429_waits_the_rate_limit_interval_then_gives_up_with_retry_after(clock:
         # Then it waited its bounded number of times and says when to come back
         assert stuck == [10.0, 10.0, 10.0]
         assert raised.value.retry_after == 10.0
+
+
+def test_the_daily_limit_is_not_waited_for():
+    # Given a private app allowed 2 requests a day, at 21:00 UTC
+    late = ManualClock(datetime(2030, 1, 1, 21, 0, tzinfo=UTC))
+    with HubSpotDouble(clock=late, seed=4, app_type="private", daily_limit=2) as double:
+        portal = start(double, late)
+        contact = double.create("contacts", email="ada@example.com")
+        provider = portal.provider()
+        assert provider.get_contact(contact, FIELDS) is not None  # the properties read and this one
+        # When the day's allowance is used up
+        with pytest.raises(ProviderRateLimited) as raised:
+            provider.get_contact(contact, FIELDS)
+        # Then the adapter does not wait; it says to come back at midnight UTC
+        assert portal.waits == []
+        assert raised.value.retry_after == 3 * 3600

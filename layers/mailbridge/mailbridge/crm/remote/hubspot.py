@@ -466,16 +466,25 @@ class HubSpotProvider:
 
     def save_campaign(self, campaign: CampaignWrite) -> RecordResult:
         """A static contact list (lists v3 `POST /crm/v3/lists` with `objectTypeId` 0-1 and
-        `processingType: MANUAL`); with a `remote_id`, the list is checked to exist
-        (`GET /crm/v3/lists/{id}`; 404 -> failed `OBJECT_NOT_FOUND`). A refused list (400, a
-        name already taken) is a failed result."""
+        `processingType: MANUAL`); with a `remote_id`, the list is read (`GET /crm/v3/lists/{id}`;
+        404 -> failed `OBJECT_NOT_FOUND`) and renamed when its name differs
+        (`PUT /crm/v3/lists/{id}/update-list-name?listName=`). A refused list (400, a name
+        already taken) is a failed result. Our campaign's status and dates have no place on a
+        HubSpot list and are not sent."""
         if campaign.remote_id is not None:
             if not _RECORD_ID.fullmatch(campaign.remote_id):
                 return _failed(campaign.key, "OBJECT_NOT_FOUND", "no list with this id")
-            answer = self._call("GET", f"/crm/v3/lists/{campaign.remote_id}")
+            path = f"/crm/v3/lists/{campaign.remote_id}"
+            answer = self._call("GET", path)
             if answer.status == 404:
                 return _failed(campaign.key, "OBJECT_NOT_FOUND", "no list with this id")
-            self._expect(answer, 200)
+            current = self._expect(answer, 200).body
+            hub_list = current.get("list") if isinstance(current, dict) else None
+            if not isinstance(hub_list, dict) or hub_list.get("name") != campaign.name:
+                renamed = self._call("PUT", f"{path}/update-list-name", query={"listName": campaign.name})
+                if renamed.status in (400, 409):
+                    return _rejected(campaign.key, renamed.body)
+                self._expect(renamed, 200)
             return RecordResult(key=campaign.key, state="succeeded", remote_id=campaign.remote_id)
         body = {"name": campaign.name, "objectTypeId": CONTACT_TYPE_ID, "processingType": "MANUAL"}
         answer = self._call("POST", "/crm/v3/lists", body=body)
