@@ -417,6 +417,38 @@ def test_an_email_is_logged_once_for_two_calls_with_the_same_message_id(portal: 
         first.log_email(activity.model_copy(update={"message_id": "<m2@x>", "remote_contact_ids": ["777"]}))
 
 
+def test_a_writer_that_lost_the_race_returns_the_first_engagement(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+):
+    # Given an email logged by one mailbox, and a second mailbox whose lookup misses it once
+    # (both looked before either created)
+    contact = portal.hubspot.create("contacts", email="ada@example.com")
+    activity = EmailActivity(
+        message_id="<race@mail.example>",
+        sent_at=datetime(2030, 1, 1, 8, 0, tzinfo=UTC),
+        direction="incoming",
+        from_address="ada@example.com",
+        remote_contact_ids=[contact],
+    )
+    logged = portal.provider().log_email(activity)
+    crm, real_get = portal.hubspot.crm, portal.hubspot.crm.get
+    missed: list[str] = []
+
+    def get_missing_once(kind, object_id, id_property=None, archived=False):
+        if id_property == "mailbridge_message_id" and not missed:
+            missed.append(object_id)
+            return real_get(kind, "0", None, archived)  # 404, as before the first create
+        return real_get(kind, object_id, id_property, archived)
+
+    monkeypatch.setattr(crm, "get", get_missing_once)
+    # When the second mailbox logs it
+    again = portal.provider().log_email(activity)
+    # Then HubSpot refused the duplicate (unique Message-ID) and the first engagement is returned
+    assert missed == ["<race@mail.example>"]
+    assert (again.remote_id, again.created) == (logged.remote_id, False)
+    assert len(portal.hubspot.crm.objects["emails"]) == 1
+
+
 # ---------------------------------------------------------------------------- tokens and limits
 
 
