@@ -27,7 +27,9 @@ from tests.integration.local_salesforce.conftest import CALLBACK, connect
 
 
 class CrmHarness(Protocol):
-    provider: CrmProvider
+    @property
+    def provider(self) -> CrmProvider: ...
+
     page_size: int
     """The adapter's page size for `changed_contacts`."""
     email_field: str
@@ -36,8 +38,11 @@ class CrmHarness(Protocol):
     """A custom contact field the harness created, and its picklist values."""
     refreshes: int
     """How often the adapter asked for a new access token."""
-    requests: int
-    """API requests the double has counted (for requests-per-operation figures)."""
+
+    @property
+    def requests(self) -> int:
+        """API requests the double has counted (for requests-per-operation figures)."""
+        ...
 
     def contact(self, email: str, last_name: str, first_name: str | None = None) -> RemoteRecord: ...
 
@@ -61,6 +66,10 @@ class CrmHarness(Protocol):
 
     def revoke(self) -> None: ...
 
+    def refresh_yields_dead_tokens(self) -> None:
+        """From now on a refresh succeeds but hands out a token the CRM refuses."""
+        ...
+
     def spend_request_allowance(self) -> None:
         """The org (portal) has no API requests left for now."""
         ...
@@ -83,6 +92,7 @@ class SalesforceHarness:
     last_name_field: str = "LastName"
     custom_picklist: tuple[str, list[str]] = ("Region__c", ["EMEA", "APAC"])
     refreshes: int = 0
+    dead_tokens: bool = False
 
     @property
     def requests(self) -> int:
@@ -103,7 +113,8 @@ class SalesforceHarness:
         if answer.status_code == 400 and answer.json().get("error") == "invalid_grant":
             raise ProviderAuthError("the refresh token was refused")
         answer.raise_for_status()
-        return SalesforceSession(answer.json()["access_token"], answer.json()["instance_url"])
+        token = "00Ddead!token" if self.dead_tokens else answer.json()["access_token"]
+        return SalesforceSession(token, answer.json()["instance_url"])
 
     def contact(self, email: str, last_name: str, first_name: str | None = None) -> RemoteRecord:
         out: RemoteRecord = {"Email": email, "LastName": last_name}
@@ -137,6 +148,9 @@ class SalesforceHarness:
 
     def revoke(self) -> None:
         self.double.revoke()
+
+    def refresh_yields_dead_tokens(self) -> None:
+        self.dead_tokens = True
 
     def spend_request_allowance(self) -> None:
         used, _daily = self.double.api_usage()

@@ -41,7 +41,8 @@ def test_features_and_contact_fields(crm: CrmHarness, provider: CrmProvider):
     assert fields[crm.email_field].type == "email"
     assert fields[crm.last_name_field].required
     name, options = crm.custom_picklist
-    assert fields[name].custom and fields[name].type == "picklist"
+    assert fields[name].custom
+    assert fields[name].type == "picklist"
     assert fields[name].options == options
     assert {Feature.BULK, Feature.EMAIL_ACTIVITY, Feature.CUSTOM_FIELDS} <= provider.features()
 
@@ -57,9 +58,11 @@ def test_create_then_find_by_email_and_get(crm: CrmHarness, provider: CrmProvide
     found = provider.find_contact_by_email("ada.lovelace@EXAMPLE.com", [crm.last_name_field])
     got = provider.get_contact(created.remote_id, [crm.last_name_field, crm.email_field])
     # Then both find it with its fields
-    assert found is not None and found.remote_id == created.remote_id
+    assert found is not None
+    assert found.remote_id == created.remote_id
     assert found.fields[crm.last_name_field] == "Lovelace"
-    assert got is not None and got.fields[crm.email_field] == "Ada.Lovelace@example.com"
+    assert got is not None
+    assert got.fields[crm.email_field] == "Ada.Lovelace@example.com"
     assert not got.deleted
     assert provider.find_contact_by_email("nobody@example.com", [crm.last_name_field]) is None
 
@@ -73,7 +76,8 @@ def test_find_by_email_treats_quotes_as_data(crm: CrmHarness, provider: CrmProvi
     found = provider.find_contact_by_email(odd, [crm.last_name_field])
     widened = provider.find_contact_by_email("x' OR Email != 'x", [crm.last_name_field])
     # Then the exact one is found, and the attempt matches nothing
-    assert found is not None and found.remote_id == created.remote_id
+    assert found is not None
+    assert found.remote_id == created.remote_id
     assert widened is None
     assert other.state == "succeeded"
 
@@ -91,7 +95,8 @@ def test_update_changes_the_record(crm: CrmHarness, provider: CrmProvider):
     assert (updated.state, updated.created, updated.remote_id) == ("succeeded", False, created.remote_id)
     assert crm.value_of(created.remote_id, crm.last_name_field) == "After"
     found = provider.find_contact_by_email("up@example.com", [crm.last_name_field])
-    assert found is not None and found.remote_id == created.remote_id
+    assert found is not None
+    assert found.remote_id == created.remote_id
 
 
 def test_delete_twice(crm: CrmHarness, provider: CrmProvider):
@@ -147,7 +152,8 @@ def test_equal_timestamps_across_a_page_boundary_are_neither_lost_nor_repeated(
     fields = [crm.last_name_field]
     # When a run reads only the first page and stores its watermark, and the next run resumes from it
     page = provider.changed_contacts(None, fields)
-    assert page.next_page is not None and len(page.contacts) == crm.page_size
+    assert page.next_page is not None
+    assert len(page.contacts) == crm.page_size
     rest, _ = pull_all(provider, page.watermark, fields)
     # Then the second run returns exactly the contacts the first page did not
     first_ids = [c.remote_id for c in page.contacts]
@@ -206,7 +212,8 @@ def test_bulk_update_and_bulk_pull(crm: CrmHarness, provider: CrmProvider):
 def test_campaign_membership_is_idempotent(crm: CrmHarness, provider: CrmProvider):
     # Given a campaign and two contacts
     campaign = provider.save_campaign(CampaignWrite(key="camp-1", name="Spring launch", status="Planned"))
-    assert campaign.state == "succeeded" and campaign.remote_id
+    assert campaign.state == "succeeded"
+    assert campaign.remote_id
     a, b = crm.user_creates(2)
     # When both are added twice, then one is removed twice
     first = provider.set_campaign_members(campaign.remote_id, [a, b], [])
@@ -243,7 +250,8 @@ def test_email_logged_once_per_message_id(crm: CrmHarness, provider: CrmProvider
     assert crm.activities(activity.message_id) == 1
     # And another Message-ID logs a new one
     other = provider.log_email(activity.model_copy(update={"message_id": "<other@mail.example.com>"}))
-    assert other.created and other.remote_id != first.remote_id
+    assert other.created
+    assert other.remote_id != first.remote_id
 
 
 def test_expired_token_is_refreshed_once(crm: CrmHarness, provider: CrmProvider):
@@ -253,7 +261,8 @@ def test_expired_token_is_refreshed_once(crm: CrmHarness, provider: CrmProvider)
     # When the adapter calls the CRM
     got = provider.get_contact(contact, [crm.last_name_field])
     # Then it refreshed the token once and the call succeeded
-    assert got is not None and got.remote_id == contact
+    assert got is not None
+    assert got.remote_id == contact
     assert crm.refreshes == 1
     assert provider.get_contact(contact, [crm.last_name_field]) is not None
     assert crm.refreshes == 1
@@ -270,6 +279,18 @@ def test_revoked_access_needs_reauthorization(crm: CrmHarness, provider: CrmProv
     assert crm.refreshes == 1
 
 
+def test_a_refused_refreshed_token_is_not_refreshed_again(crm: CrmHarness, provider: CrmProvider):
+    # Given an expired token, and a refresh that hands out a token the CRM refuses too
+    crm.expire_sessions()
+    crm.refresh_yields_dead_tokens()
+    # When the adapter calls the CRM
+    with pytest.raises(ProviderAuthError) as raised:
+        provider.find_contact_by_email("a@example.com", [crm.last_name_field])
+    # Then it refreshed once, then gave up asking for the user to reconnect
+    assert raised.value.code == "reauth_required"
+    assert crm.refreshes == 1
+
+
 def test_rate_limit_raises_with_retry_after(crm: CrmHarness, provider: CrmProvider):
     # Given the org has spent its API requests
     crm.spend_request_allowance()
@@ -277,4 +298,5 @@ def test_rate_limit_raises_with_retry_after(crm: CrmHarness, provider: CrmProvid
     with pytest.raises(ProviderRateLimited) as raised:
         provider.find_contact_by_email("a@example.com", [crm.last_name_field])
     # Then the error says when to try again
-    assert raised.value.retry_after is not None and raised.value.retry_after > 0
+    assert raised.value.retry_after is not None
+    assert raised.value.retry_after > 0
