@@ -648,7 +648,9 @@ class SalesforceProvider:
                 yield RecordResult(key=key, state="unprocessed", error_code=failure or "not_in_results")
 
     def _wait(self, path: str, abort_after: float | None = None) -> str:
-        """Poll a job with exponential backoff until it reaches a terminal state."""
+        """Poll a job until it reaches a terminal state, the wait growing by half each time (from
+        `bulk_poll_initial` up to `bulk_poll_max`), so a finished job waits at most half again as
+        long as it ran."""
         delay = self.settings.bulk_poll_initial
         waited = 0.0
         while True:
@@ -662,7 +664,7 @@ class SalesforceProvider:
                 continue
             self._sleep(delay)
             waited += delay
-            delay = min(self.settings.bulk_poll_max, delay * 2)
+            delay = min(self.settings.bulk_poll_max, delay * 1.5)
 
     # ------------------------------------------------------------------ SOQL helpers
 
