@@ -141,3 +141,28 @@ def test_server_errors_are_retried(sf: SalesforceHarness):
     # Then the retry returns it
     assert got is not None
     assert got.fields["LastName"] == "Same0000"
+
+
+def test_an_ingest_job_running_too_long_is_aborted_and_its_rows_reported_unprocessed(sf: SalesforceHarness):
+    # Given an adapter that waits for no job
+    provider = with_settings(sf, bulk_max_wait=0.0)
+    writes = [ContactWrite(key=f"k{i}", fields={"LastName": f"L{i}"}) for i in range(5)]
+    # When contacts are saved in bulk
+    results = list(provider.bulk_save_contacts(writes))
+    # Then the job was aborted, nothing was saved, and each row is reported unprocessed
+    assert [(r.key, r.state, r.error_code) for r in results] == [
+        (f"k{i}", "unprocessed", "job_aborted") for i in range(5)
+    ]
+    assert [job.state for job in sf.double.bulk.ingest.values()] == ["Aborted"]
+    assert sf.double.records("Contact") == []
+
+
+def test_a_failed_ingest_job_reports_every_row(sf: SalesforceHarness):
+    # Given rows naming a field the org does not have (the job fails as a whole)
+    writes = [ContactWrite(key=f"k{i}", fields={"LastName": "L", "Nope__c": "x"}) for i in range(3)]
+    # When they are saved in bulk
+    results = list(sf.provider.bulk_save_contacts(writes))
+    # Then every row has a result saying the job failed
+    assert [(r.key, r.state, r.error_code) for r in results] == [
+        (f"k{i}", "unprocessed", "job_failed") for i in range(3)
+    ]

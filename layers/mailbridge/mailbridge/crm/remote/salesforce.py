@@ -163,7 +163,8 @@ class SalesforceSettings:
     bulk_poll_initial: float = 0.5
     bulk_poll_max: float = 10.0
     bulk_max_wait: float = 1800.0
-    """Give up on (abort) an ingest job still running after this long; its rest is unprocessed."""
+    """Abort a job still running after this long: an ingest job's rest is reported unprocessed, a
+    query job raises `BulkJobFailed`."""
 
 
 def soql_string(value: str) -> str:
@@ -376,7 +377,7 @@ class SalesforceProvider:
             )
         )
         job_id = str(job["id"])
-        state = self._wait(f"/jobs/query/{job_id}")
+        state = self._wait(f"/jobs/query/{job_id}", abort_after=self.settings.bulk_max_wait)
         if state != "JobComplete":
             raise BulkJobFailed("the Salesforce query job did not complete", details={"state": state})
         locator: str | None = None
@@ -622,6 +623,8 @@ class SalesforceProvider:
         failure = None if state == "JobComplete" else f"job_{state.lower()}"
         for kind in ("successfulResults", "failedResults", "unprocessedrecords"):
             response = self._call("GET", f"/jobs/ingest/{job_id}/{kind}", bulk=True)
+            if failure is not None and response.status != 200:
+                continue  # a Failed job may have no results: its rows are reported unprocessed below
             self._expect(response, 200)
             reader = csv.reader(io.StringIO(response.body.decode("utf-8-sig"), newline=""))
             next(reader, None)
