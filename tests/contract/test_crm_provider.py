@@ -67,6 +67,18 @@ def test_create_then_find_by_email_and_get(crm: CrmHarness, provider: CrmProvide
     assert provider.find_contact_by_email("nobody@example.com", [crm.last_name_field]) is None
 
 
+def test_find_by_email_returns_the_oldest_of_several(crm: CrmHarness, provider: CrmProvider):
+    # Given two contacts with one address, made a minute apart
+    older = provider.save_contact(ContactWrite(key="c-6", fields=crm.contact("twice@example.com", "Older")))
+    crm.advance(60)
+    provider.save_contact(ContactWrite(key="c-7", fields=crm.contact("twice@example.com", "Newer")))
+    # When the address is looked up
+    found = provider.find_contact_by_email("twice@example.com", [crm.last_name_field])
+    # Then the older contact is the one returned
+    assert found is not None
+    assert found.remote_id == older.remote_id
+
+
 def test_find_by_email_treats_quotes_as_data(crm: CrmHarness, provider: CrmProvider):
     # Given a contact whose address holds a quote and a backslash
     odd = "o'brien\\x@example.com"
