@@ -175,6 +175,27 @@ def test_equal_timestamps_across_a_page_boundary_are_neither_lost_nor_repeated(
     assert set(first_ids) | set(rest_ids) == set(made)
 
 
+def test_a_change_made_while_pages_are_read_is_not_lost(crm: CrmHarness, provider: CrmProvider):
+    # Given more contacts than a page holds, and a run that has read the first page
+    made = crm.user_creates(crm.page_size + 50)
+    fields = [crm.last_name_field]
+    page = provider.changed_contacts(None, fields)
+    first_ids = {c.remote_id for c in page.contacts}
+    # When, before the run reads on, a contact already delivered changes, then every undelivered one
+    crm.advance(5)
+    early = page.contacts[0].remote_id
+    crm.user_updates(early, "ChangedEarly")
+    crm.advance(5)
+    for remote_id in set(made) - first_ids:
+        crm.user_updates(remote_id, "ChangedLate")
+    while page.next_page is not None:
+        page = provider.changed_contacts(None, fields, page.next_page)
+    # Then the next run, from the watermark the first one ended on, still brings the early change
+    later, _ = pull_all(provider, page.watermark, fields)
+    by_id = {c.remote_id: c.fields[crm.last_name_field] for c in later}
+    assert by_id.get(early) == "ChangedEarly"
+
+
 def test_bulk_save_of_1000_with_3_bad_rows(crm: CrmHarness, provider: CrmProvider):
     # Given 1,000 new contacts, three of them refused by the CRM
     bad = {17, 500, 998}

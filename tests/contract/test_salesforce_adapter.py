@@ -4,6 +4,7 @@ one email Task per contact, and 5xx answers retried."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -70,7 +71,15 @@ def test_forged_watermark_and_page_token_are_refused(sf: SalesforceHarness):
         sf.provider.changed_contacts("2030-01-01T00:00:00.000Z|x' OR Id != '", ["LastName"])
     with pytest.raises(Invalid) as bad_page:
         sf.provider.changed_contacts(
-            None, ["LastName"], '{"url": "https://attacker.example/steal", "watermark": null}'
+            None,
+            ["LastName"],
+            json.dumps(
+                {
+                    "url": "https://attacker.example/steal",
+                    "watermark": None,
+                    "ceiling": "2030-01-01T00:00:00.000Z",
+                }
+            ),
         )
     with pytest.raises(Invalid) as bad_field:
         sf.provider.get_contact("003000000000001AAA", ["LastName FROM User --"])

@@ -39,7 +39,11 @@ read before the next job starts, and query results are read a `maxRecords` page 
 Watermarks (`changed_contacts`, `bulk_changed_contacts`) are `"<SystemModstamp>|<Id>"`: the query
 is `WHERE SystemModstamp > T OR (SystemModstamp = T AND Id > 'I') ORDER BY SystemModstamp, Id`, so
 records sharing a modstamp across a page boundary are neither lost nor repeated: the next run
-starts right after the last (modstamp, Id) pair delivered.
+starts right after the last (modstamp, Id) pair delivered. A run first reads the newest
+SystemModstamp (one `queryAll ... ORDER BY SystemModstamp DESC LIMIT 1`) as its ceiling and
+queries only up to it; a record changed while the pages are read comes back with its new, later
+stamp and does not move the watermark (see `_advance`), so the next run delivers it again instead
+of skipping what changed in between.
 """
 
 from __future__ import annotations
@@ -313,30 +317,26 @@ class SalesforceProvider:
         self, since: str | None, fields: Iterable[str], page: str | None = None
     ) -> ContactPage:
         names = self._select(fields)
+        if since is not None:
+            _parse_watermark(since)
+        options = {"Sforce-Query-Options": f"batchSize={self.settings.page_size}"}
         if page is None:
-            response = self._call(
-                "GET",
-                "/queryAll",
-                params={"q": self._changes_soql(since, names)},
-                headers={"Sforce-Query-Options": f"batchSize={self.settings.page_size}"},
-            )
+            ceiling = self._ceiling()
+            if ceiling is None:
+                return ContactPage(contacts=[], watermark=since)
+            soql = self._changes_soql(since, names, ceiling)
+            response = self._call("GET", "/queryAll", params={"q": soql}, headers=options)
             watermark = since
         else:
-            url, watermark = _parse_page(page)
-            response = self._call(
-                "GET",
-                url,
-                headers={"Sforce-Query-Options": f"batchSize={self.settings.page_size}"},
-                absolute_path=True,
-            )
+            url, watermark, ceiling = _parse_page(page)
+            response = self._call("GET", url, headers=options, absolute_path=True)
         body = self._json(response)
         contacts = [self._contact(r, names) for r in body.get("records", [])]
-        if contacts:
-            watermark = _watermark(contacts[-1])
+        watermark = _advance(watermark, contacts, ceiling)
         next_url = body.get("nextRecordsUrl")
         next_page = None
         if not body.get("done", True) and isinstance(next_url, str):
-            next_page = json.dumps({"url": next_url, "watermark": watermark})
+            next_page = json.dumps({"url": next_url, "watermark": watermark, "ceiling": ceiling})
         return ContactPage(contacts=contacts, next_page=next_page, watermark=watermark)
 
     def bulk_save_contacts(self, contacts: Iterable[ContactWrite]) -> Iterator[RecordResult]:
@@ -362,14 +362,19 @@ class SalesforceProvider:
     def bulk_changed_contacts(self, since: str | None, fields: Iterable[str]) -> Iterator[RemoteContact]:
         names = self._select(fields)
         types = self._types()
+        if since is not None:
+            _parse_watermark(since)
         self._last_watermark = since
+        ceiling = self._ceiling()
+        if ceiling is None:
+            return
         job = self._json(
             self._call(
                 "POST",
                 "/jobs/query",
                 json_body={
                     "operation": "queryAll",
-                    "query": self._changes_soql(since, names),
+                    "query": self._changes_soql(since, names, ceiling),
                     "contentType": "CSV",
                     "columnDelimiter": "COMMA",
                     "lineEnding": "LF",
@@ -381,7 +386,6 @@ class SalesforceProvider:
         if state != "JobComplete":
             raise BulkJobFailed("the Salesforce query job did not complete", details={"state": state})
         locator: str | None = None
-        best: tuple[datetime, str] | None = None
         while True:
             params = {"maxRecords": str(self.settings.bulk_query_page_records)}
             if locator is not None:
@@ -402,10 +406,7 @@ class SalesforceProvider:
                     modified_at=parse_datetime(record["SystemModstamp"]),
                     deleted=record.get("IsDeleted", "").lower() == "true",
                 )
-                key = (contact.modified_at, contact.remote_id)
-                if best is None or key > best:
-                    best = key
-                    self._last_watermark = _watermark(contact)
+                self._last_watermark = _advance(self._last_watermark, [contact], ceiling)
                 yield contact
             locator = response.headers.get("sforce-locator")
             if not locator or locator == "null":
@@ -671,13 +672,20 @@ class SalesforceProvider:
 
     # ------------------------------------------------------------------ SOQL helpers
 
-    def _changes_soql(self, since: str | None, names: list[str]) -> str:
-        where = ""
+    def _changes_soql(self, since: str | None, names: list[str], ceiling: str) -> str:
+        where = f"SystemModstamp <= {ceiling}"
         if since is not None:
             stamp, record_id = _parse_watermark(since)
             after = f"Id > {soql_string(record_id)}"
-            where = f"SystemModstamp > {stamp} OR (SystemModstamp = {stamp} AND {after})"
+            where += f" AND (SystemModstamp > {stamp} OR (SystemModstamp = {stamp} AND {after}))"
         return soql_select(names, "Contact", where, "ORDER BY SystemModstamp, Id")
+
+    def _ceiling(self) -> str | None:
+        """The newest `SystemModstamp` among the org's contacts (deleted ones included) before a
+        changes query runs, or None when there are none. See `_advance`."""
+        soql = soql_select(["Id", "SystemModstamp"], "Contact", "", "ORDER BY SystemModstamp DESC LIMIT 1")
+        records = self._json(self._call("GET", "/queryAll", params={"q": soql})).get("records", [])
+        return format_modstamp(parse_datetime(str(records[0]["SystemModstamp"]))) if records else None
 
     def _query_all_pages(self, soql: str) -> Iterator[dict[str, Any]]:
         body = self._json(self._call("GET", "/query", params={"q": soql}))
@@ -936,17 +944,31 @@ def _parse_watermark(value: str) -> tuple[str, str]:
     return stamp, record_id
 
 
-def _parse_page(page: str) -> tuple[str, str | None]:
+def _advance(watermark: str | None, contacts: list[RemoteContact], ceiling: str) -> str | None:
+    """The watermark after `contacts` (in the order Salesforce delivered them): the last one whose
+    `SystemModstamp` is not after the `ceiling` read before the query. A record changed while the
+    pages are read is delivered with its new, later stamp (out of order); letting it move the
+    watermark would skip records changed between the ceiling and that stamp, so it does not: it is
+    delivered again by the next run instead (at least once, never lost)."""
+    for contact in contacts:
+        if format_modstamp(contact.modified_at) <= ceiling:
+            watermark = _watermark(contact)
+    return watermark
+
+
+def _parse_page(page: str) -> tuple[str, str | None, str]:
     try:
         token = json.loads(page)
-        url, watermark = token["url"], token["watermark"]
+        url, watermark, ceiling = token["url"], token["watermark"], token["ceiling"]
     except (ValueError, TypeError, KeyError):
         raise Invalid("not a Salesforce page token", code="invalid_page") from None
     if not isinstance(url, str) or not NEXT_RECORDS.fullmatch(url):
         raise Invalid("not a Salesforce page token", code="invalid_page")
+    if not isinstance(ceiling, str) or not MODSTAMP.fullmatch(ceiling):
+        raise Invalid("not a Salesforce page token", code="invalid_page")
     if watermark is not None:
         _parse_watermark(str(watermark))
-    return url, watermark
+    return url, watermark, ceiling
 
 
 def _path_value(value: str) -> str:
