@@ -166,14 +166,21 @@ def unsubscribe_headers(deps: SuppressionDeps, tenant: str, campaign_id: str, ad
     The URL is in angle brackets (RFC 2369 section 2) and is plain ASCII without white space
     (base64url token), so compose writes it as it is: never RFC 2047-encoded (not allowed in a
     structured field, RFC 2047 section 5) and one line far below 998 characters (RFC 5322
-    section 2.1.1). `Invalid` `invalid_recipient` when `address` cannot be an address."""
+    section 2.1.1). The values are compose's `WrittenHeader`s (`compose.headers.plain`), which
+    `EmailMessage`'s generator writes verbatim: `msg[name] = value` keeps them so. A plain `str`
+    of the same text assigned to a message with compose's policy is folded by the stdlib into
+    RFC 2047 encoded words, which breaks the URL: write these fields with `headers.plain`.
+    `Invalid` `invalid_recipient` when `address` cannot be an address."""
     normal = _normal(address)
     if normal is None or not campaign_id or len(campaign_id) > MAX_CAMPAIGN_ID:
         raise Invalid("an unsubscribe link needs a campaign id and an address", code="invalid_recipient")
+    from mailbridge.compose.headers import plain
+
     token = unsubscribe_token(deps, tenant, campaign_id, normal)
+    url = f"<{deps.base_url.rstrip('/')}/u/{token}>"
     return {
-        "List-Unsubscribe": f"<{deps.base_url.rstrip('/')}/u/{token}>",
-        "List-Unsubscribe-Post": ONE_CLICK,
+        "List-Unsubscribe": plain("List-Unsubscribe", url),
+        "List-Unsubscribe-Post": plain("List-Unsubscribe-Post", ONE_CLICK),
     }
 
 
