@@ -19,7 +19,12 @@ from mailbridge.compose.build import _POLICY
 from mailbridge.tracking import tokens as tracking_tokens
 from tests.events import load_event
 from tests.fixtures.aws import Stack
+from tests.integration.queue_harness import QueueConsumer
+from tests.integration.sync_harness import SyncHarness
 from tests.integration.test_matching import ME, Matching
+from tests.integration.test_outbox import email_view, mail, send
+
+__all__ = ["mail"]  # the connected mailbox fixture of test_outbox, used here
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 TENANT, OTHER = "acme", "globex"
@@ -436,4 +441,29 @@ def test_an_arf_complaint_suppresses_the_recipient_it_names(m: Matching, stack: 
     assert _reasons(stack) == {
         "frank@customer.example": ("complaint", named),
         "grace@customer.example": ("complaint", returned),
+    }
+
+
+@pytest.mark.dovecot
+def test_recipients_the_smtp_server_refuses_permanently_are_hard_bounces(
+    mail: SyncHarness, stack: Stack, smtp_sink: Any
+) -> None:
+    # Given an SMTP server that refuses two addresses for good and one for now
+    outbox = QueueConsumer(stack, "outbox", "OutboxQueue")
+    smtp_sink.reject_recipient("gone@customer.example", reply="550 5.1.1 No such user")
+    smtp_sink.reject_recipient("dead@customer.example", reply="550 5.1.1 No such user")
+    smtp_sink.reject_recipient("busy@customer.example", reply="452 4.2.2 Mailbox full")
+    # When a message to one refused for good, the busy one and Carol is sent (Carol gets it)
+    _, partial = send(
+        mail, to=[{"address": a} for a in ("gone@customer.example", "busy@customer.example", CAROL)]
+    )
+    outbox.invoke(outbox.receive())
+    # And a message to the other refused address alone fails
+    _, alone = send(mail, to=[{"address": "Dead@Customer.Example"}])
+    outbox.invoke(outbox.receive())
+    assert email_view(mail, alone["email_id"])["status"] == "failed"
+    # Then both permanently refused addresses are hard bounces of their sends; nobody else is listed
+    assert _reasons(stack) == {
+        "gone@customer.example": ("hard_bounce", partial["email_id"]),
+        "dead@customer.example": ("hard_bounce", alone["email_id"]),
     }
