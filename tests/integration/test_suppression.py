@@ -270,6 +270,11 @@ def test_unsubscribe_headers_reach_the_message_bytes_as_one_unencoded_line(stack
     claims = suppression.token_claims(_deps(), token)
     assert (claims.tenant_id, claims.campaign_id, claims.address) == (TENANT, CAMPAIGN, CAROL)
     assert b"carol" not in base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).lower()
+    # And without an absolute base URL no link is made at all (a relative one is useless in mail)
+    with pytest.raises(ValueError, match="PUBLIC_API_URL"):
+        suppression.unsubscribe_headers(
+            SuppressionDeps(store=_deps().store, key=_deps().key), TENANT, CAMPAIGN, CAROL
+        )
 
 
 # ------------------------------------------------------------------------------ routes
