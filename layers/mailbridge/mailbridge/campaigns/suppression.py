@@ -170,12 +170,16 @@ def unsubscribe_headers(deps: SuppressionDeps, tenant: str, campaign_id: str, ad
     `EmailMessage`'s generator writes verbatim: `msg[name] = value` keeps them so. A plain `str`
     of the same text assigned to a message with compose's policy is folded by the stdlib into
     RFC 2047 encoded words, which breaks the URL: write these fields with `headers.plain`.
-    `Invalid` `invalid_recipient` when `address` cannot be an address."""
+    `Invalid` `invalid_recipient` when `address` cannot be an address; ValueError when
+    `deps.base_url` is not an absolute http(s) URL (PUBLIC_API_URL unset in a queue consumer)."""
     normal = _normal(address)
     if normal is None or not campaign_id or len(campaign_id) > MAX_CAMPAIGN_ID:
         raise Invalid("an unsubscribe link needs a campaign id and an address", code="invalid_recipient")
     from mailbridge.compose.headers import plain
 
+    if not deps.base_url.startswith(("https://", "http://")):
+        # A configuration error, not the caller's input: a relative link is useless in mail.
+        raise ValueError("unsubscribe links need an absolute base URL (PUBLIC_API_URL)")
     token = unsubscribe_token(deps, tenant, campaign_id, normal)
     url = f"<{deps.base_url.rstrip('/')}/u/{token}>"
     return {
