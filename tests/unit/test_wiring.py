@@ -74,8 +74,8 @@ def test_resolver_routes_and_template_routes_are_the_same_set(
 
 def test_only_health_docs_and_what_proves_itself_skip_the_authorizer() -> None:
     # The OAuth callback's proof is its single-use state; a push's is its provider's signature; the
-    # calendar feed, RSVP links and tracking pixel/links carry a signed token in the path instead
-    # of a bearer token.
+    # calendar feed, RSVP links, tracking pixel/links and one-click unsubscribe links carry a signed
+    # token in the path instead of a bearer token.
     public = {r.path for r in TEMPLATE.routes() if r.auth is None}
     assert public == {
         "/health",
@@ -88,6 +88,7 @@ def test_only_health_docs_and_what_proves_itself_skip_the_authorizer() -> None:
         "/calendar/rsvp/{token}",
         "/t/o/{token}",
         "/t/c/{token}",
+        "/u/{token}",
     }
 
 

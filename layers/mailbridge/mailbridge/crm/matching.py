@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -52,6 +52,9 @@ from mailbridge.store.links import MANUAL, IndexEntry, LinkRecord, LinkStore
 from mailbridge.store.policy import PolicyStore
 from mailbridge.store.settings import FeatureStore
 from mailbridge.tenancy import Role, TenantContext
+
+if TYPE_CHECKING:
+    from mailbridge.campaigns.suppression import SuppressionDeps
 
 SYSTEM_SUBJECT = "mailbridge:matching"
 Role_ = Literal["from", "to", "cc"]
@@ -267,6 +270,7 @@ class MatchDeps:
     features: FeatureStore
     publisher: EventPublisher | None = None
     queue: MatchQueue | None = None
+    suppressions: SuppressionDeps | None = None  # bounces and complaints go on the suppression list
     budget: int = BACKFILL_BUDGET
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
@@ -315,6 +319,10 @@ def match_email(tenant_id: str, email_id: str, deps: MatchDeps) -> MatchOutcome:
     item = deps.emails.get_email(tenant_id, email_id)
     if item is None:
         return MatchOutcome("email_missing")
+    if deps.suppressions is not None:  # a DSN's hard bounces, an ARF report's complaint
+        from mailbridge.campaigns.suppression import record_reports
+
+        record_reports(deps.suppressions, tenant_id, email_id, item)
     mail = mail_facts(item)
     deps.links.index_participants(tenant_id, index_entries(mail))
     policy = load_policy(tenant_id, deps.policies, deps.accounts)

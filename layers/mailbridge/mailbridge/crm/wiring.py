@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mailbridge.bus import EventPublisher
+from mailbridge.campaigns.wiring import record_deps
 from mailbridge.config import get_settings
 from mailbridge.crm.matching import MatchDeps
 from mailbridge.queues import MatchQueue
@@ -44,6 +45,7 @@ def match_deps() -> MatchDeps:
         features=DynamoFeatureStore(settings.tables.settings),
         publisher=EventPublisher(settings.event_bus_name),
         queue=MatchQueue(match_settings().match_queue_url),
+        suppressions=record_deps(),
     )
 
 

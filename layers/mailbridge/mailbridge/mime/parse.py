@@ -34,11 +34,24 @@ from mailbridge.mime.headers import header_text, header_texts, raw_values
 from mailbridge.mime.html_text import html_to_text
 from mailbridge.mime.identifiers import first_id, in_reply_to, message_ids
 from mailbridge.mime.listinfo import interesting_headers, list_info
-from mailbridge.mime.reports import calendar, delivery_status, original_message_id
+from mailbridge.mime.reports import (
+    calendar,
+    delivery_status,
+    feedback_report,
+    original_message_id,
+    original_recipients,
+)
 from mailbridge.mime.sanitize import sanitize_html
 from mailbridge.mime.structure import Part, TooComplex, parse_structure
 from mailbridge.mime.tnef import unpack_tnef
-from mailbridge.models.email import AttachmentMeta, BounceReport, CalendarPart, EmailAddress, ParsedMessage
+from mailbridge.models.email import (
+    AttachmentMeta,
+    BounceReport,
+    CalendarPart,
+    EmailAddress,
+    FeedbackReport,
+    ParsedMessage,
+)
 
 DEFAULT_MAX_SIZE = 50 * 1024 * 1024
 # Bounds on what one message may expand to; past one, the message is quarantined with the code
@@ -88,6 +101,7 @@ class _Collected:
     extra_text: list[str] = field(default_factory=list)
     calendar: CalendarPart | None = None
     bounce: BounceReport | None = None
+    feedback: FeedbackReport | None = None
     tnef_text: str | None = None
     tnef_html: str | None = None
     parts_seen: int = 0
@@ -115,6 +129,7 @@ class _Walker:
         self.defects = defects
         self.found = _Collected()
         self._report_original: str | None = None
+        self._report_original_to: list[str] = []
 
     def count(self, data: bytes) -> bytes:
         self.found.decoded_bytes += len(data)
@@ -144,6 +159,8 @@ class _Walker:
     def _find_original_id(self, part: Part) -> str | None:
         for child in part.children:
             if child.ctype in (_EMBEDDED_MESSAGE_TYPES | _REPORT_HEADER_TYPES):
+                if child.ctype in _EMBEDDED_MESSAGE_TYPES:
+                    self._report_original_to = original_recipients(child)
                 return original_message_id(child, self.defects)
         return None
 
@@ -157,6 +174,11 @@ class _Walker:
         ):
             self.found.bounce = delivery_status(part, self._report_original, self.defects)
             return
+        if ctype == "message/feedback-report" and self.found.feedback is None:
+            # Kept as an attachment too (categorization reads report types from attachments).
+            self.found.feedback = feedback_report(
+                part, self._report_original, self._report_original_to, self.defects
+            )
         if ctype == "text/calendar" and self.found.calendar is None:
             self.found.calendar = calendar(part, self.text(part), self.defects)
             if not attachment and not name:
@@ -321,6 +343,7 @@ def _normalize(raw: bytes, internal_date: datetime | None, max_size: int) -> Nor
         attachments=[meta for meta, _ in found.attachments],
         calendar=found.calendar,
         bounce=found.bounce,
+        feedback=found.feedback,
         auto_submitted=_lower(header_text(msg, "Auto-Submitted", defects)),
         precedence=_lower(header_text(msg, "Precedence", defects)),
         list_=list_info(msg, defects),

@@ -1,4 +1,5 @@
-"""Machine-readable parts: delivery status notifications (RFC 3464) and calendar invitations."""
+"""Machine-readable parts: delivery status notifications (RFC 3464), abuse reports (RFC 5965) and
+calendar invitations."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
 
+from mailbridge.mime.addresses import parse_addresses
 from mailbridge.mime.bodies import embedded_message, part_bytes, transfer_encoding
 from mailbridge.mime.headers import decode_raw, raw_values
 from mailbridge.mime.identifiers import first_id
 from mailbridge.mime.params import param
 from mailbridge.mime.structure import Part
-from mailbridge.models.email import BounceRecipient, BounceReport, CalendarPart
+from mailbridge.models.email import BounceRecipient, BounceReport, CalendarPart, FeedbackReport
 
 _STATUS_CODE = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _BLOCK_SPLIT = re.compile(r"\r?\n[ \t]*\r?\n")
@@ -69,6 +71,37 @@ def delivery_status(part: Part, original_message_id: str | None, defects: list[s
         recipients=recipients,
         original_message_id=original_message_id,
     )
+
+
+MAX_REPORT_RECIPIENTS = 100
+
+
+def feedback_report(
+    part: Part, original_message_id: str | None, original_to: list[str], defects: list[str]
+) -> FeedbackReport:
+    """A `message/feedback-report` part: its fields are one header block (RFC 5965 section 3.1)."""
+    text = embedded_message(part, defects).decode("utf-8", errors="replace")
+    fields = HeaderParser(policy=compat32).parsestr(text, headersonly=True)
+    recipients = [
+        address.address
+        for value in (fields.get_all("Original-Rcpt-To") or [])[:MAX_REPORT_RECIPIENTS]
+        for address in parse_addresses(decode_raw(str(value)))
+    ]
+    kind = fields.get("Feedback-Type")
+    return FeedbackReport(
+        feedback_type=" ".join(str(kind).split()).lower() or None if kind is not None else None,
+        original_rcpt_to=recipients,
+        original_to=original_to[:MAX_REPORT_RECIPIENTS],
+        original_message_id=original_message_id,
+    )
+
+
+def original_recipients(part: Part) -> list[str]:
+    """The `To` addresses of the returned message of a report (its message/rfc822 part)."""
+    children = part.children
+    if not children:
+        return []
+    return [a.address for value in raw_values(children[0], "To") for a in parse_addresses(decode_raw(value))]
 
 
 def original_message_id(part: Part, defects: list[str]) -> str | None:

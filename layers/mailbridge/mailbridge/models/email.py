@@ -69,6 +69,17 @@ class BounceReport(Model):
     original_message_id: str | None = None
 
 
+class FeedbackReport(Model):
+    """A multipart/report; report-type=feedback-report (RFC 5965, the Abuse Reporting Format)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    feedback_type: str | None = Field(default=None, description="`Feedback-Type`: abuse, fraud, ...")
+    original_rcpt_to: list[str] = Field(default_factory=list, description="`Original-Rcpt-To` fields")
+    original_to: list[str] = Field(default_factory=list, description="`To` of the returned message")
+    original_message_id: str | None = None
+
+
 class ListInfo(Model):
     """RFC 2369 / 2919 / 8058 list headers; the unsubscribe targets are the bracketed URIs in order."""
 
@@ -108,6 +119,7 @@ class ParsedMessage(Model):
     attachments: list[AttachmentMeta] = Field(default_factory=list)
     calendar: CalendarPart | None = None
     bounce: BounceReport | None = None
+    feedback: FeedbackReport | None = None
 
     auto_submitted: str | None = None
     precedence: str | None = None

@@ -59,6 +59,7 @@ from mailbridge.sync.threads import assign_thread
 from mailbridge.tenancy import Role, TenantContext
 
 if TYPE_CHECKING:
+    from mailbridge.campaigns.suppression import SuppressionDeps
     from mailbridge.templates.service import TemplateDeps
     from mailbridge.tracking.models import TrackedMessage, TrackingOverride
     from mailbridge.tracking.service import TrackingDeps
@@ -86,6 +87,7 @@ class OutboxDeps:
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     tracking: TrackingDeps | None = None  # None: never tracked (only the send route sets it)
     templates: TemplateDeps | None = None  # None: `template_id` refused (only the send route sets it)
+    suppressions: SuppressionDeps | None = None  # recipients refused 5xx go on the suppression list
 
 
 # ---------------------------------------------------------------------------------- requests
@@ -573,8 +575,11 @@ def send_queued(message: OutboxMessage, deps: OutboxDeps) -> SendOutcome:
             deps.emails.transition(tenant, email_id, ("sending",), send_status="queued")
             raise
         fail(deps, message, exc)
+        details = exc.details if isinstance(exc.details, dict) else {}
+        _suppress_refused(deps, tenant, email_id, details.get("refused"))  # every RCPT refused
         return SendOutcome("failed", {})
     refused = dict(getattr(result, "refused", {}) or {})
+    _suppress_refused(deps, tenant, email_id, refused)  # some RCPT refused, the rest sent
     deps.emails.transition(
         tenant,
         email_id,
@@ -596,6 +601,15 @@ def send_queued(message: OutboxMessage, deps: OutboxDeps) -> SendOutcome:
     )
     announce(tenant, account.account_id, [email_id], sync_deps)
     return SendOutcome("sent", refused)
+
+
+def _suppress_refused(deps: OutboxDeps, tenant_id: str, email_id: str, refused: Any) -> None:
+    """Recipients the SMTP server refused with 5xx (`{address: reply}`) become hard bounces
+    (`mailbridge.campaigns.suppression.record_refusals`); Gmail and Graph report no recipient."""
+    if deps.suppressions is not None and isinstance(refused, dict) and refused:
+        from mailbridge.campaigns.suppression import record_refusals
+
+        record_refusals(deps.suppressions, tenant_id, email_id, refused)
 
 
 def _send_smtp(account: Account, item: dict[str, Any], raw: bytes, deps: OutboxDeps) -> Any:

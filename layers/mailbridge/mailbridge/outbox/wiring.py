@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from mailbridge.bus import EventPublisher
+from mailbridge.campaigns.wiring import record_deps
 from mailbridge.config import get_settings
 from mailbridge.outbox.service import OutboxDeps
 from mailbridge.queues import OutboxQueue
@@ -25,4 +26,5 @@ def outbox_deps() -> OutboxDeps:
         scheduler=OneTimeScheduler(settings.outbox_queue_arn, settings.scheduler_role_arn),
         publisher=EventPublisher(settings.event_bus_name),
         allow_private_hosts=settings.allow_private_mail_hosts,
+        suppressions=record_deps(),
     )

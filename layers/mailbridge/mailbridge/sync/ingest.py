@@ -156,6 +156,7 @@ def build_email_item(
         "attachments": [a.model_dump() for a in message.attachments],
         "has_attachments": any(not a.inline for a in message.attachments),
         "bounce": message.bounce.model_dump() if message.bounce else None,
+        "feedback": message.feedback.model_dump() if message.feedback else None,
         "auto_submitted": message.auto_submitted,
         "precedence": message.precedence,
         "list": message.list_.model_dump() if message.list_ else None,

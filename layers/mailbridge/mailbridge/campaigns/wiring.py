@@ -1,0 +1,46 @@
+"""Suppression dependencies, built once per cold start (api, match and outbox functions).
+
+The list lives in the CRM table (`CRM_TABLE`, store/suppression.py says why); unsubscribe tokens
+use the link-signing secret of tracking and calendar links (`CALENDAR_SECRET_ARN`,
+calendar/wiring.py `token_key`), under their own derived key.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from mailbridge.config import get_settings
+
+if TYPE_CHECKING:
+    from mailbridge.campaigns.suppression import SuppressionDeps
+    from mailbridge.store.suppression import DynamoSuppressionStore
+
+
+@lru_cache(maxsize=1)
+def suppression_store() -> DynamoSuppressionStore:
+    from mailbridge.store.suppression import DynamoSuppressionStore
+
+    return DynamoSuppressionStore(get_settings().tables.crm)
+
+
+def suppression_deps(base_url: str | None = None) -> SuppressionDeps:
+    """`base_url`: where `/u/{token}` links point; None: `PUBLIC_API_URL` (what a queue consumer
+    has; a request handler passes `tracking.wiring.public_base_url(event)`)."""
+    from mailbridge.calendar.wiring import calendar_settings, token_key
+    from mailbridge.campaigns.suppression import SuppressionDeps
+
+    if base_url is None:
+        base_url = calendar_settings().public_api_url or ""
+    return SuppressionDeps(store=suppression_store(), key=token_key, base_url=base_url)
+
+
+def record_deps() -> SuppressionDeps:
+    """What recording bounces, complaints and refusals needs: the store alone (no secret read)."""
+    from mailbridge.campaigns.suppression import SuppressionDeps
+
+    return SuppressionDeps(store=suppression_store())
+
+
+def reset() -> None:
+    suppression_store.cache_clear()
