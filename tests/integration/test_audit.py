@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from mailbridge.audit import wiring as audit_wiring
 from mailbridge.audit.service import AuditDeps
 from mailbridge.store.base import tenant_pk
 from tests.events import load_event
-from tests.fixtures.aws import Stack
+from tests.fixtures.aws import Stack, load_function
 
 TENANT = "acme"
 ADMIN_SUB = "54c84948-7061-70a8-a0b5-0d7e1c5a6f21"
@@ -258,3 +262,96 @@ def test_get_audit_refuses_a_range_that_ends_before_it_starts(invoke_api: Any, c
     # Then the answer is 400 invalid_time_range
     assert response["statusCode"] == 400
     assert json.loads(response["body"])["error"]["code"] == "invalid_time_range"
+
+
+# ------------------------------------------------------------------------------ the archive
+
+
+def _stream_event(stack: Stack) -> dict[str, Any]:
+    """The AuditTable stream's records so far, as Lambda hands them to the function."""
+    table_name = stack.deployed.tables["AuditTable"]
+    stream_arn = boto3.client("dynamodb").describe_table(TableName=table_name)["Table"]["LatestStreamArn"]
+    # botocore sends stream calls naming an account to {account}.streams-ddb...; moto answers
+    # only the regional endpoint.
+    streams = boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"))
+    records: list[dict[str, Any]] = []
+    for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        for record in streams.get_records(ShardIterator=iterator)["Records"]:
+            records.append({**record, "eventSourceARN": stream_arn})
+    return {"Records": records}
+
+
+def test_the_stream_consumer_archives_json_lines_under_object_lock(
+    invoke_api: Any, stack: Stack, crm_on: None, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+) -> None:
+    # Given two audited requests of tenant acme
+    _create_contact(invoke_api)
+    assert invoke_api(_event("api/crm-create-contact.json", role="viewer"))["statusCode"] == 403
+    entries = sorted(_entries(stack), key=lambda item: item["sk"])
+    # When the archive function gets the table's stream records
+    for name, value in stack.env("AuditArchiveFunction").items():
+        monkeypatch.setenv(name, value)
+    event = _stream_event(stack)
+    inserts = [
+        r
+        for r in event["Records"]
+        if r["eventName"] == "INSERT" and r["dynamodb"]["Keys"]["pk"]["S"] == "TENANT#acme"
+    ]
+    event["Records"] = inserts[-2:]  # the two of this test (the fixture cleared earlier ones)
+    result = load_function("audit").lambda_handler(event, lambda_context)
+    # Then nothing failed, and one JSON Lines object of tenant/day holds both entries, in order,
+    # locked in COMPLIANCE mode for the retention the template sets
+    assert result == {"batchItemFailures": []}
+    s3 = boto3.client("s3")
+    bucket = stack.deployed.buckets["AuditBucket"]
+    day = entries[0]["at"][:10].replace("-", "/")
+    keys = [
+        o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"audit/acme/{day}/").get("Contents", [])
+    ]
+    assert len(keys) == 1
+    assert keys[0].endswith(".jsonl")
+    stored = s3.get_object(Bucket=bucket, Key=keys[0])
+    lines = [json.loads(line) for line in stored["Body"].read().decode().splitlines()]
+    assert [(line["request_id"], line["status"]) for line in lines] == [
+        (entries[0]["request_id"], 201),
+        (entries[1]["request_id"], 403),
+    ]
+    assert "pk" not in lines[0]
+    assert stored["ObjectLockMode"] == "COMPLIANCE"
+    retention_days = int(stack.env("AuditArchiveFunction")["AUDIT_RETENTION_DAYS"])
+    retained = stored["ObjectLockRetainUntilDate"] - datetime.now(UTC)
+    assert timedelta(days=retention_days - 1) < retained <= timedelta(days=retention_days)
+    # And the locked object cannot be deleted
+    version = stored["VersionId"]
+    with pytest.raises(ClientError):
+        s3.delete_object(Bucket=bucket, Key=keys[0], VersionId=version)
+
+
+def test_a_failed_archive_write_reports_the_batch_from_its_first_unwritten_record(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a sink that refuses the second tenant's object
+    from mailbridge.audit.archive import ArchiveDeps, StreamItem, archive
+
+    written: list[str] = []
+
+    class Sink:
+        def put_locked(self, key: str, data: bytes, retain_until: datetime) -> None:
+            if "/globex/" in key:
+                raise RuntimeError("slow down")
+            written.append(key)
+
+    items = [
+        StreamItem("100", {"tenant_id": "acme", "at": "2026-11-30T09:00:00.000Z", "request_id": "a"}),
+        StreamItem("200", {"tenant_id": "globex", "at": "2026-11-30T09:00:01.000Z", "request_id": "b"}),
+        StreamItem("300", {"tenant_id": "acme", "at": "2026-11-30T09:00:02.000Z", "request_id": "c"}),
+    ]
+    deps = ArchiveDeps(sink=Sink(), retention_days=1, now=lambda: datetime.now(UTC))
+    # When the batch is archived
+    failed = archive(items, deps)
+    # Then acme's object was written and Lambda is told to retry from globex's first record
+    assert written == ["audit/acme/2026/11/30/100-300.jsonl"]
+    assert failed == ["200"]
