@@ -25,13 +25,16 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 from mailbridge.observability import logger
+
+if TYPE_CHECKING:
+    from mailbridge.audit.models import AuditEntry
 
 AuditKind = Literal["write", "read"]
 
@@ -143,9 +146,11 @@ def audit_request(app: Any, route: Any, route_arguments: Mapping[str, Any], resp
         metrics.add_metric(name=WRITE_FAILED_METRIC, unit=MetricUnit.Count, value=1)
 
 
-def _entry(app: Any, route: Any, kind: AuditKind, route_arguments: Mapping[str, Any], response: Any) -> Any:
+def _entry(
+    app: Any, route: Any, kind: AuditKind, route_arguments: Mapping[str, Any], response: Any
+) -> AuditEntry | None:
+    from mailbridge.audit import models
     from mailbridge.audit.agents import agent_family
-    from mailbridge.audit.models import AuditEntry
     from mailbridge.tracking.service import network_of
 
     context = app.current_event.raw_event.get("requestContext") or {}
@@ -161,7 +166,7 @@ def _entry(app: Any, route: Any, kind: AuditKind, route_arguments: Mapping[str, 
     if tenant_id is None:
         logger.debug("audited request without a tenant not recorded", extra={"route": route.path})
         return None
-    return AuditEntry(
+    return models.AuditEntry(
         tenant_id=tenant_id,
         actor=actor,
         role=role,
