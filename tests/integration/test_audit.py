@@ -355,3 +355,37 @@ def test_a_failed_archive_write_reports_the_batch_from_its_first_unwritten_recor
     # Then acme's object was written and Lambda is told to retry from globex's first record
     assert written == ["audit/acme/2026/11/30/100-300.jsonl"]
     assert failed == ["200"]
+
+
+# ---------------------------------------------------------------------------- public writes
+
+
+def _rsvp(invoke_api: Any, token: str) -> dict[str, Any]:
+    event = _event("api/calendar-rsvp.json")
+    event["pathParameters"] = {"token": token}
+    event["rawPath"] = event["requestContext"]["http"]["path"] = f"/calendar/rsvp/{token}"
+    return dict(invoke_api(event))
+
+
+def test_a_public_rsvp_is_filed_under_the_tokens_tenant_without_the_token(
+    invoke_api: Any, stack: Stack, crm_on: None
+) -> None:
+    # Given a valid RSVP token of tenant acme for an event that no longer exists, and a forged one
+    from mailbridge.calendar.wiring import signer
+
+    event_id = "ev_0193b1c2d3e4f5a6b7c8d9e0f1"
+    token = signer().rsvp_token(TENANT, event_id, "carol@example.org", datetime.now(UTC) + timedelta(days=1))
+    # When both are used
+    answered = _rsvp(invoke_api, token)
+    forged = _rsvp(invoke_api, "not-a-token")
+    # Then the valid one is in acme's log as a public write with the event's id and its 404;
+    # the token, the address and the forged attempt (which names no tenant) are not
+    assert answered["statusCode"] == 404
+    assert forged["statusCode"] == 403
+    (entry,) = _entries(stack)
+    assert (entry["actor"], entry["kind"], entry["status"]) == ("public", "write", 404)
+    assert "role" not in entry
+    assert entry["resource_ids"] == {"event_id": event_id}
+    stored = json.dumps(entry, default=str)
+    assert token not in stored
+    assert "carol" not in stored
