@@ -4,8 +4,12 @@
 request, and services call it for actions of their own (a read of another user's message body:
 `record(audit_deps(), AuditEntry(...))`). It never raises: the audit write comes after the work is
 done, so a failed write must not turn a done request into an error. It is logged (ids and the
-error type only) and counted as the `AuditWriteFailed` metric, which an alarm watches; the
+error type only) and counted as the `AuditWriteFailed` metric (no alarm on it yet); the
 request's answer stands. One PutItem per call, conditional on the key being new (append-only).
+
+The key is `{at}#{request_id}`: a service entry written during a request the hook also audits
+(GET /emails/{id} is an audited read) gives its own `request_id`, e.g. `f"{request_id}:body-read"`,
+or the two could take the same key within one millisecond.
 """
 
 from __future__ import annotations
