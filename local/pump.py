@@ -1,4 +1,5 @@
-"""Move work along on the runner clock: SQS event source mappings, scheduled rules, Scheduler.
+"""Move work along on the runner clock: SQS and DynamoDB stream event source mappings, scheduled
+rules, Scheduler.
 
 `Pump.tick()` does one pass and returns how much it did; `Pump.drain()` ticks until a pass does
 nothing (nothing visible, nothing due). Messages are received with a long real visibility
@@ -43,6 +44,38 @@ class QueueConsumer:
     report_batch_item_failures: bool = False
     raw_events: bool = False  # hidden queue: invoke with the EventBridge event itself, one by one
     input: str | None = None
+
+
+@dataclass(frozen=True)
+class StreamConsumer:
+    """A DynamoDB stream pumped into a function (a SAM `DynamoDB` event)."""
+
+    function: str
+    stream_arn: str
+    batch_size: int = 100
+    report_batch_item_failures: bool = False
+    starting_position: str = "TRIM_HORIZON"
+
+
+STREAM_RETRY_SECONDS = 30  # runner clock; Lambda retries a failed stream batch at once, then backs off
+
+
+def stream_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
+    """One Lambda DynamoDB stream event record from a GetRecords record: the same fields, with
+    `ApproximateCreationDateTime` as epoch seconds (as Lambda sends it) and the stream's ARN."""
+    change = dict(record.get("dynamodb") or {})
+    created = change.get("ApproximateCreationDateTime")
+    if isinstance(created, datetime):
+        change["ApproximateCreationDateTime"] = created.timestamp()
+    return {
+        "eventID": record.get("eventID", ""),
+        "eventName": record.get("eventName", ""),
+        "eventVersion": record.get("eventVersion", "1.1"),
+        "eventSource": "aws:dynamodb",
+        "awsRegion": REGION,
+        "dynamodb": change,
+        "eventSourceARN": stream_arn,
+    }
 
 
 def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
@@ -121,6 +154,10 @@ class Pump:
     scheduled_rules: list[ScheduledRule]
     queue_url_by_arn: dict[str, str]
     fifo_content_dedup: dict[str, bool] = field(default_factory=dict)  # URL -> ContentBasedDeduplication
+    streams: Any = None  # a dynamodbstreams client, when there are stream consumers
+    stream_consumers: list[StreamConsumer] = field(default_factory=list)
+    # (stream ARN, shard id) -> (the iterator to read from next, runner time it may be read)
+    _shard_positions: dict[tuple[str, str], tuple[str, datetime]] = field(default_factory=dict)
     _in_flight: dict[tuple[str, str], datetime] = field(default_factory=dict)
     _rule_next: dict[str, datetime | None] = field(default_factory=dict)
     _schedules: dict[tuple[str, str], _ScheduleState] = field(default_factory=dict)
@@ -143,6 +180,8 @@ class Pump:
             done += self._fire_scheduler()
             for consumer in self.consumers:
                 done += self._consume(consumer)
+            for stream in self.stream_consumers:
+                done += self._consume_stream(stream)
             return done
 
     def drain(self, timeout: float = 60.0) -> None:
@@ -231,6 +270,68 @@ class Pump:
                 QueueUrl=consumer.queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
             )
+
+    # ---------------------------------------------------------------------------- streams
+
+    def _consume_stream(self, consumer: StreamConsumer) -> int:
+        """One batch per shard: from where the last successful batch ended; a failed batch (or the
+        reported first failed record) is read again once STREAM_RETRY_SECONDS passed on the clock."""
+        description = self.streams.describe_stream(StreamArn=consumer.stream_arn)["StreamDescription"]
+        done = 0
+        now = self.clock.now()
+        for shard in description.get("Shards", []):
+            key = (consumer.stream_arn, shard["ShardId"])
+            position = self._shard_positions.get(key)
+            if position is None:
+                iterator = self.streams.get_shard_iterator(
+                    StreamArn=consumer.stream_arn,
+                    ShardId=shard["ShardId"],
+                    ShardIteratorType=consumer.starting_position,
+                )["ShardIterator"]
+                position = (iterator, now)
+            iterator, ready_at = position
+            if ready_at > now:
+                continue
+            got = self.streams.get_records(ShardIterator=iterator, Limit=consumer.batch_size)
+            records = got.get("Records", [])
+            following = got.get("NextShardIterator") or iterator
+            if not records:
+                self._shard_positions[key] = (following, now)
+                continue
+            event = {"Records": [stream_record(r, consumer.stream_arn) for r in records]}
+            outcome = self.functions.invoke(consumer.function, event)
+            failed = self._stream_failure(consumer, outcome, records)
+            if failed is None:
+                self._shard_positions[key] = (following, now)
+            else:
+                retry = self.streams.get_shard_iterator(
+                    StreamArn=consumer.stream_arn,
+                    ShardId=shard["ShardId"],
+                    ShardIteratorType="AT_SEQUENCE_NUMBER",
+                    SequenceNumber=failed,
+                )["ShardIterator"]
+                self._shard_positions[key] = (retry, now + timedelta(seconds=STREAM_RETRY_SECONDS))
+            done += len(records)
+        return done
+
+    @staticmethod
+    def _stream_failure(consumer: StreamConsumer, outcome: Any, records: list[dict[str, Any]]) -> str | None:
+        """The sequence number to read again from (None: the batch is done)."""
+        first = str(records[0]["dynamodb"]["SequenceNumber"])
+        if not outcome.ok:
+            log.warning("%s failed on a stream batch: %s", consumer.function, outcome.error_type)
+            return first
+        if not (consumer.report_batch_item_failures and isinstance(outcome.result, dict)):
+            return None
+        items = outcome.result.get("batchItemFailures") or []
+        sequences = {str(r["dynamodb"]["SequenceNumber"]) for r in records}
+        named = [str(i.get("itemIdentifier") or "") for i in items if isinstance(i, dict)]
+        if not named:
+            return None
+        if not set(named) <= sequences:
+            log.warning("invalid batchItemFailures %r: the whole batch is retried, as in AWS", items)
+            return first
+        return min(named, key=int)
 
     # -------------------------------------------------------------------------- schedules
 

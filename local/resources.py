@@ -74,9 +74,7 @@ def create_resources(clients: ClientFactory | boto3.session.Session, template: T
     for lid in template.of_type("AWS::SecretsManager::Secret"):
         _create_secret(client("secretsmanager"), template, lid, deployed)
     for lid in template.of_type("AWS::S3::Bucket"):
-        name = template.physical_name(lid)
-        client("s3").create_bucket(Bucket=name)
-        deployed.buckets[lid] = name
+        deployed.buckets[lid] = _create_bucket(client("s3"), template, lid)
     for lid in template.of_type("AWS::DynamoDB::Table"):
         deployed.tables[lid] = create_table(client("dynamodb"), template, lid)
     for lid in _queues_in_dependency_order(template):
@@ -164,6 +162,29 @@ def _create_secret(secretsmanager: Any, template: Template, lid: str, deployed: 
     arn = secretsmanager.create_secret(**args)["ARN"]
     template.physical_ids[lid] = arn
     deployed.secrets[lid] = arn
+
+
+def _create_bucket(s3: Any, template: Template, lid: str) -> str:
+    """A bucket; with Object Lock (enabled at creation, as S3 requires, which turns versioning on,
+    then its default retention) when the Properties ask for it. Other properties (versioning of
+    unlocked buckets included) are not emulated."""
+    props = template.properties(lid)
+    name = template.physical_name(lid)
+    locked = str(props.get("ObjectLockEnabled", False)).lower() == "true"
+    s3.create_bucket(Bucket=name, **({"ObjectLockEnabledForBucket": True} if locked else {}))
+    lock = props.get("ObjectLockConfiguration")
+    if locked and lock:
+        retention = (lock.get("Rule") or {}).get("DefaultRetention") or {}
+        config: dict[str, Any] = {"ObjectLockEnabled": "Enabled"}
+        if retention:
+            config["Rule"] = {
+                "DefaultRetention": {
+                    "Mode": str(retention["Mode"]),
+                    **{unit: int(retention[unit]) for unit in ("Days", "Years") if unit in retention},
+                }
+            }
+        s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration=config)
+    return name
 
 
 def create_table(dynamodb: Any, template: Template, lid: str) -> str:

@@ -27,7 +27,7 @@ from local.auth import AUDIENCE, Issuer
 from local.clock import Clock, RealClock
 from local.functions import DEFAULT_MAX_INSTANCES, ROOT, FunctionPool, LocalFunction
 from local.http import ApiGateway, bind_server
-from local.pump import HIDDEN_RETRY_SECONDS, Pump, QueueConsumer
+from local.pump import HIDDEN_RETRY_SECONDS, Pump, QueueConsumer, StreamConsumer
 from local.resources import Deployed, create_resources
 from local.template import DEFAULT_STACK, REGION, Template, load_template
 from local.websocket import WebSocketGateway
@@ -215,6 +215,8 @@ class Runner:
             scheduled_rules=self.template.scheduled_rules(),
             queue_url_by_arn=self.deployed.queue_url_by_arn,
             fifo_content_dedup=self._content_dedup_queues(),
+            streams=self.boto3_client("dynamodbstreams"),
+            stream_consumers=self._stream_consumers(),
         )
         self._spawn(self._server.serve_forever, "http")
         self._serving = True
@@ -337,6 +339,23 @@ class Runner:
                     visibility_timeout=self.deployed.visibility_timeouts[url],
                     batch_size=mapping.batch_size,
                     report_batch_item_failures=mapping.report_batch_item_failures,
+                )
+            )
+        return consumers
+
+    def _stream_consumers(self) -> list[StreamConsumer]:
+        """DynamoDB stream event sources: each table's stream ARN, as moto labels it."""
+        dynamodb = self.boto3_client("dynamodb")
+        consumers = []
+        for mapping in self.template.stream_mappings():
+            table = dynamodb.describe_table(TableName=self.deployed.tables[mapping.table])["Table"]
+            consumers.append(
+                StreamConsumer(
+                    function=mapping.function,
+                    stream_arn=table["LatestStreamArn"],
+                    batch_size=mapping.batch_size,
+                    report_batch_item_failures=mapping.report_batch_item_failures,
+                    starting_position=mapping.starting_position,
                 )
             )
         return consumers

@@ -117,6 +117,17 @@ class QueueMapping:
 
 
 @dataclass(frozen=True)
+class StreamMapping:
+    """A SAM `DynamoDB` function event: the table's stream pumped into the function."""
+
+    function: str
+    table: str  # logical id of the table whose StreamArn the event names
+    batch_size: int = 100
+    report_batch_item_failures: bool = False
+    starting_position: str = "TRIM_HORIZON"
+
+
+@dataclass(frozen=True)
 class Target:
     arn: str
     input: str | None = None
@@ -584,6 +595,27 @@ class Template:
                     report_batch_item_failures="ReportBatchItemFailures"
                     in (resolved.get("FunctionResponseTypes") or []),
                     enabled=str(resolved.get("Enabled", True)).lower() == "true",
+                )
+            )
+        return out
+
+    def stream_mappings(self) -> list[StreamMapping]:
+        """SAM `DynamoDB` events whose `Stream` is `!GetAtt <Table>.StreamArn` of this template."""
+        out = []
+        for lid, _event, etype, props in self._function_events():
+            if etype != "DynamoDB":
+                continue
+            table = _referenced(props.get("Stream"))
+            if table is None or self.resource_type(table) != "AWS::DynamoDB::Table":
+                raise TemplateError(f"{lid}: its DynamoDB event names no stream of this template")
+            out.append(
+                StreamMapping(
+                    function=lid,
+                    table=table,
+                    batch_size=int(self.resolve(props.get("BatchSize", 100))),
+                    report_batch_item_failures="ReportBatchItemFailures"
+                    in (self.resolve(props.get("FunctionResponseTypes")) or []),
+                    starting_position=str(self.resolve(props.get("StartingPosition", "TRIM_HORIZON"))),
                 )
             )
         return out

@@ -26,6 +26,7 @@ class TableNames(BaseSettings):
     idempotency: str = Field(validation_alias="IDEMPOTENCY_TABLE", min_length=3)
     automations: str = Field(validation_alias="AUTOMATIONS_TABLE", min_length=3)
     notifications: str = Field(validation_alias="NOTIFICATIONS_TABLE", min_length=3)
+    audit: str = Field(validation_alias="AUDIT_TABLE", min_length=3)
 
 
 class GoogleSettings(BaseSettings):
@@ -194,6 +195,20 @@ class RealtimeSettings(BaseSettings):
     @property
     def audiences(self) -> tuple[str, ...]:
         return tuple(a.strip() for a in self.jwt_audience.split(",") if a.strip())
+
+
+class AuditArchiveSettings(BaseSettings):
+    """The audit archive function's own variables (template.yaml AuditArchiveFunction)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    bucket: str = Field(validation_alias="AUDIT_BUCKET", min_length=3)
+    retention_days: int = Field(validation_alias="AUDIT_RETENTION_DAYS", ge=1, le=36500)
+
+
+@lru_cache(maxsize=1)
+def get_audit_archive_settings() -> AuditArchiveSettings:
+    return AuditArchiveSettings()
 
 
 @lru_cache(maxsize=1)

@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
 from mailbridge import accounts
 from mailbridge.api import deps
+from mailbridge.api.auditing import audit_read
 from mailbridge.api.context import current_tenant, require_role
 from mailbridge.api.schemas import BEARER, errors
 from mailbridge.errors import NotFound
@@ -102,7 +103,7 @@ def list_accounts(
     tags=["accounts"],
     security=BEARER,
     responses=errors({404: ["account_not_found"]}),
-    middlewares=[require_role(Role.VIEWER)],
+    middlewares=[require_role(Role.VIEWER), audit_read("the mailbox's connection details")],
 )
 def get_account(account_id: str) -> AccountOut:
     return accounts.get_account(current_tenant(router), _valid(account_id), deps.account_deps())

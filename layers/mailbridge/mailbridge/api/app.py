@@ -6,6 +6,9 @@ request names its route in `routeKey`, and only the router module serving it is 
 included (`route_map.py`, generated from the routers and checked by a test). The docs, and any
 route the map does not know, load everything.
 
+After the answer is built, an audited route's request is written to the audit log
+(`mailbridge.api.auditing`).
+
 Order of checks on every route: the route's guards (`RouteGuard`s in its `middlewares=`: the
 feature switch, then the caller's role) run before Powertools validates the request, so a caller
 without the right learns nothing from validation errors (DESIGN: "Role checks come before body
@@ -33,6 +36,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mailbridge import __version__
+from mailbridge.api.auditing import audit_extensions, audit_request
 from mailbridge.api.context import access_extensions, check_guards
 from mailbridge.api.errors import register_error_handlers
 from mailbridge.api.route_map import ROUTE_MODULES
@@ -167,6 +171,15 @@ class MailbridgeResolver(APIGatewayHttpResolver):
                 self.include_router(importlib.import_module(module).router)
                 self._loaded.add(module)
 
+    def _call_route(self, route: Any, route_arguments: dict[str, str]) -> Any:
+        """Powertools' call (middlewares, handler, exception handlers), then the audit entry of the
+        answer when the route is audited (mailbridge.api.auditing): one PutItem, after the work."""
+        built = super()._call_route(route, route_arguments)
+        # Not for the route Powertools makes up when no route matched (it is none of ours).
+        if any(registered is route for registered in self._static_routes + self._dynamic_routes):
+            audit_request(self, route, route_arguments, built.response)
+        return built
+
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         module = ROUTE_MODULES.get(str(event.get("routeKey", "")))
         if module is None:
@@ -191,7 +204,7 @@ def _configure_openapi(app: APIGatewayHttpResolver) -> None:
 def _document_routes(app: MailbridgeResolver) -> None:
     """Complete every route's responses for the document (mailbridge.api.schemas) and show its
     declared access (`x-mailbridge-role`: owner/admin/member/viewer or `public`, with
-    `x-mailbridge-public-reason`), once."""
+    `x-mailbridge-public-reason`) and audit (`x-mailbridge-audit`: write/read/none), once."""
     from mailbridge.api.schemas import complete_responses
 
     for route in app._static_routes + app._dynamic_routes:
@@ -200,6 +213,7 @@ def _document_routes(app: MailbridgeResolver) -> None:
             route.openapi_extensions = {
                 **(route.openapi_extensions or {}),
                 **access_extensions(route.middlewares),
+                **audit_extensions(route.method, route.middlewares),
             }
             route._dependant = None  # rebuilt from the new responses (it lists their models)
             route._mailbridge_documented = True  # type: ignore[attr-defined]

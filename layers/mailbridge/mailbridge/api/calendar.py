@@ -19,6 +19,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
 from mailbridge.api import deps
+from mailbridge.api.auditing import audit_as, audit_read, audit_write
 from mailbridge.api.context import Guards, current_tenant, public, require_role
 from mailbridge.api.schemas import BEARER, errors
 from mailbridge.calendar import itip, service
@@ -261,10 +262,17 @@ def list_invitations(limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None) ->
             409: ["event_cancelled"],
         }
     ),
-    middlewares=[public("an invitee without an account answers: the signed RSVP token is the proof")],
+    middlewares=[
+        public("an invitee without an account answers: the signed RSVP token is the proof"),
+        audit_write("sets the attendee's answer"),
+    ],
 )
 def rsvp(token: str, status: Annotated[Reply, Query(description="The answer")]) -> RsvpResult:
-    return itip.rsvp(token, status, calendar_deps(), _mail())
+    deps = calendar_deps()
+    # Verified first so the audit entry is filed under the token's tenant (itip.rsvp checks it too).
+    claims = deps.signer.rsvp_claims(token, deps.now())
+    audit_as(router, claims.tenant_id, {"event_id": claims.event_id})
+    return itip.rsvp(token, status, deps, _mail())
 
 
 # ---------------------------------------------------------------------------------- ICS
@@ -354,7 +362,7 @@ def import_calendar() -> ImportResult:
     summary="The tenant's events as an iCalendar file (all of them, or those meeting a range)",
     tags=["calendar"],
     security=BEARER,
-    middlewares=READ,
+    middlewares=[*READ, audit_read("an export download of the calendar")],
     responses={
         200: CALENDAR_RESPONSE,
         **errors({400: ["invalid_range", "range_too_long", "range_too_busy"], **RATE}),
@@ -373,7 +381,7 @@ def export_calendar(
     summary="Your subscription feed URL (for calendar apps; anyone with it can read the calendar)",
     tags=["calendar"],
     security=BEARER,
-    middlewares=READ,
+    middlewares=[*READ, audit_read("the feed URL, a credential to the calendar")],
     responses=errors({}),
 )
 def get_feed() -> FeedInfo:

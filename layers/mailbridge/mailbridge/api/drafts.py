@@ -16,6 +16,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
+from mailbridge.api.auditing import audit_read
 from mailbridge.api.context import current_tenant, require_role
 from mailbridge.api.schemas import BEARER, errors
 from mailbridge.drafts.models import DRAFT_ID, Draft, DraftBody, DraftDeleted, DraftSend, DraftSummary
@@ -104,7 +105,7 @@ def list_drafts(limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None) -> Page
     summary="One draft with its body and `version`",
     tags=["drafts"],
     security=BEARER,
-    middlewares=[require_role(Role.VIEWER)],
+    middlewares=[require_role(Role.VIEWER), audit_read("the draft's body")],
     responses=errors({404: ["draft_not_found"]}),
 )
 def get_draft(draft_id: str) -> Draft:

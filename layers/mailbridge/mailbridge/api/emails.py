@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from mailbridge import emails
 from mailbridge.ai.models import Category
 from mailbridge.api import deps
+from mailbridge.api.auditing import audit_read
 from mailbridge.api.context import current_tenant, require_role
 from mailbridge.api.schemas import BEARER, errors
 from mailbridge.emails import EmailPatch, EmailQuery
@@ -113,7 +114,7 @@ def list_emails(
     tags=["emails"],
     security=BEARER,
     responses=errors({404: ["not_found"]}),
-    middlewares=[require_role(Role.VIEWER)],
+    middlewares=[require_role(Role.VIEWER), audit_read("the message bodies")],
 )
 def get_email(email_id: str) -> Email:
     ctx = current_tenant(router)
@@ -175,7 +176,7 @@ def patch_email(email_id: str, patch: Annotated[EmailPatch, Body()]) -> Email:
     tags=["emails"],
     security=BEARER,
     responses=errors({404: ["not_found", "raw_not_found"]}),
-    middlewares=[require_role(Role.VIEWER)],
+    middlewares=[require_role(Role.VIEWER), audit_read("the original message")],
 )
 def get_email_raw(email_id: str) -> PresignedUrl:
     return emails.raw_url(current_tenant(router), email_id, deps.email_store(), deps.blob_store())
@@ -187,7 +188,7 @@ def get_email_raw(email_id: str) -> PresignedUrl:
     tags=["emails"],
     security=BEARER,
     responses=errors({404: ["not_found", "attachment_not_found"]}),
-    middlewares=[require_role(Role.VIEWER)],
+    middlewares=[require_role(Role.VIEWER), audit_read("an attachment")],
 )
 def get_attachment(email_id: str, attachment_id: str) -> PresignedUrl:
     return emails.attachment_url(

@@ -25,6 +25,7 @@ ROUTE_MODULES: dict[str, str] = {
     "GET /ai/categorize/backfill/{job_id}": "ai",
     "GET /ai/enrichment": "enrich",
     "GET /ai/rules": "ai",
+    "GET /audit": "audit",
     "GET /automations": "automations",
     "GET /automations/outbound-hosts": "automations",
     "GET /automations/templates": "automations",

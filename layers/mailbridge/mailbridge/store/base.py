@@ -181,11 +181,19 @@ class DynamoRepository:
         return response.get("Items", []), next_cursor
 
     def filled_query(
-        self, tenant_id: str, key_condition: Any, filter_expression: Any, *, cursor: str | None, limit: int
+        self,
+        tenant_id: str,
+        key_condition: Any,
+        filter_expression: Any,
+        *,
+        cursor: str | None,
+        limit: int,
+        newest_first: bool = False,
     ) -> tuple[list[Item], str | None]:
         """A page of the table query `key_condition` with `filter_expression` applied by DynamoDB,
         holding `limit` items whenever that many match (within the request budget of
-        `mailbridge.store.fill`), and the cursor right after its last item (None at the end)."""
+        `mailbridge.store.fill`), and the cursor right after its last item (None at the end).
+        `newest_first`: descending sort key."""
 
         def read(page_cursor: str | None, size: int) -> tuple[list[Item], str | None]:
             return self.query_page(
@@ -194,6 +202,7 @@ class DynamoRepository:
                 cursor=page_cursor,
                 limit=size,
                 filter_expression=filter_expression,
+                newest_first=newest_first,
             )
 
         return fill(

@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
+from mailbridge.api.auditing import not_audited
 from mailbridge.api.context import public
 from mailbridge.api.schemas import errors
 from mailbridge.errors import Invalid
@@ -14,6 +15,10 @@ from mailbridge.webhooks import gmail, graph
 from mailbridge.webhooks.wiring import gmail_deps, graph_deps
 
 router = Router()
+
+# Issue 19 point 4: a push is a provider's hint that a mailbox changed (DESIGN: "the stored cursor
+# is the truth"), not a change made by a user; like tracking hits, machine traffic is not audited.
+PUSH_NOT_AUDITED = "a provider's push hint (verified, deduped, queued), not a user's change"
 
 
 @router.post(
@@ -42,7 +47,10 @@ router = Router()
             bearer=False,
         ),
     },
-    middlewares=[public("Pub/Sub pushes it: its OIDC token is verified instead")],
+    middlewares=[
+        public("Pub/Sub pushes it: its OIDC token is verified instead"),
+        not_audited(PUSH_NOT_AUDITED),
+    ],
 )
 def gmail_push() -> Response[str]:
     event: Any = router.current_event
@@ -79,7 +87,10 @@ def gmail_push() -> Response[str]:
             bearer=False,
         ),
     },
-    middlewares=[public("Microsoft Graph pushes it: each notification's clientState is checked instead")],
+    middlewares=[
+        public("Microsoft Graph pushes it: each notification's clientState is checked instead"),
+        not_audited(PUSH_NOT_AUDITED),
+    ],
 )
 def graph_notification() -> Response[str]:
     event: Any = router.current_event
