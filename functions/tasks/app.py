@@ -4,6 +4,9 @@
   due within the next 24 hours, once per task and due time (`mailbridge.crm.tasks.announce_due_soon`).
   The window starts at the function's own clock; a failed run is retried by the schedule's
   RetryPolicy; what it already announced is marked.
+- The daily RetentionSweep's input (`{"kind": "retention_run"}`): a `retention` job per tenant
+  with a retention setting (`mailbridge.privacy.service.start_retention_sweeps`), run in steps
+  like the others.
 - TasksQueue records (`PrivacyStep`): one step of a GDPR erase or export job
   (`mailbridge.privacy.service.run_step`). A failed step is reported as a batch item failure and
   comes back; the job's own step counter makes a repeated or duplicated record harmless, so no
@@ -50,6 +53,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Any:
         return process_partial_response(
             event=event, record_handler=record_handler, processor=processor, context=context
         )
+    if event.get("kind") == "retention_run":
+        from mailbridge.privacy.service import start_retention_sweeps
+        from mailbridge.privacy.wiring import privacy_deps
+
+        started = start_retention_sweeps(privacy_deps())
+        logger.info("retention run", extra={"jobs_started": started})
+        return {"started": started}
     store, publisher = task_deps()
     announced = announce_due_soon(store, publisher)
     metrics.add_metric(name="TasksDueSoonAnnounced", unit=MetricUnit.Count, value=announced)

@@ -16,7 +16,9 @@ import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
+from email.utils import format_datetime
 from typing import Any
 
 import boto3
@@ -33,7 +35,8 @@ from mailbridge.store.links import IndexEntry, LinkRecord, LinkStore
 from mailbridge.store.privacy import TenantTables
 from mailbridge.store.snoozes import SnoozeStore
 from mailbridge.tenancy import Role, TenantContext
-from tests.fixtures.aws import Stack
+from tests.events import load_event
+from tests.fixtures.aws import FakeLambdaContext, Stack, load_function
 from tests.integration.queue_harness import QueueConsumer
 from tests.integration.test_api_emails import ACC_A, OTHER, PDF, TENANT, Invoke, Seeder, api, body, rfc
 
@@ -518,3 +521,75 @@ def test_a_step_saved_but_not_followed_is_picked_up_by_its_redelivery(
     report = body(job(invoke_api, started["job_id"]))
     assert report["state"] == "done"
     assert report["counts"]["targets"] == 3
+
+
+def test_retention_deletes_old_mail_with_its_derived_records_and_keeps_newer_mail(
+    stack: Stack, invoke_api: Invoke
+) -> None:
+    # Given: acme keeps mail 365 days; an email from 2020 (with an attachment) and one from today,
+    # each with a link, a follow-up flag and a tracking hit; globex (no setting) has 2020 mail too
+    seed = Seeder(stack)
+    dated_2020 = "Mon, 06 Jan 2020 10:00:00 +0000"
+    old = seed.add(
+        rfc(
+            msgid="old@example.com",
+            sender=JO,
+            to=ME,
+            subject="Old",
+            date=dated_2020,
+            attachment=("a.pdf", PDF),
+        )
+    )
+    new = seed.add(
+        rfc(msgid="new@example.com", sender=JO, to=ME, subject="New", date=format_datetime(datetime.now(UTC)))
+    )
+    kept = seed.add(
+        rfc(msgid="g@example.com", sender=JO, to="me@globex.test", subject="G", date=dated_2020), tenant=OTHER
+    )
+    links, flags = (
+        LinkStore(stack.deployed.tables["LinksTable"]),
+        FlagStore(stack.deployed.tables["FlagsTable"]),
+    )
+    for email_id in (old, new):
+        at = "2026-01-01T00:00:00+00:00"
+        record = LinkRecord(
+            email_id, "contact", "ct_0193a5b2c4d1e2f3a4b5c6d7e8", "address", None, at, "inbound", at, "s"
+        )
+        links.put_auto_links(TENANT, [record])
+        flags.put_flag(TENANT, email_id, {"email_id": email_id, "due_at": "2026-03-01T09:00:00Z"})
+        _put(stack, "TrackingTable", {"pk": f"TENANT#{TENANT}#EMAIL#{email_id}", "sk": "HIT#2026-01-01#h"})
+    answer = invoke_api(api("put-retention", role="admin", body={"retention_days": 365}))
+    assert answer["statusCode"] == 200, answer
+    assert body(answer)["retention_days"] == 365
+
+    # When: the daily RetentionSweep fires and the tasks queue drains
+    tasks = load_function("tasks")
+    tasks.lambda_handler(load_event("scheduler/retention-run.json"), FakeLambdaContext())
+    run_jobs(stack)
+
+    # Then: nothing of the 2020 email is left in any table or the bucket
+    acme = of_tenant(everything(stack), TENANT)
+    assert [(kind, r) for kind, records in acme.items() for r in records if old in r] == []
+    # ... today's email and its records are all there
+    for kind in ("EmailsTable", "LinksTable", "FlagsTable", "TrackingTable", "bucket"):
+        assert any(new in r for r in acme[kind]), kind
+    # ... globex's old mail too
+    assert any(kept in r for r in of_tenant(everything(stack), OTHER)["EmailsTable"])
+    # ... and the sweep is reported
+    setting = body(invoke_api(api("get-retention", role="admin")))
+    report = body(job(invoke_api, setting["last_job_id"]))
+    assert report["kind"] == "retention"
+    assert report["state"] == "done"
+    assert report["counts"]["targets"] == 1
+    assert report["counts"]["objects.deleted"] >= 1  # its raw MIME at least
+
+
+def test_retention_setting_is_for_owners_and_admins_and_validated(stack: Stack, invoke_api: Invoke) -> None:
+    refused = invoke_api(api("put-retention", role="member", body={"retention_days": 1}))
+    assert refused["statusCode"] == 403
+    for days in (0, -1, "x", 100000):
+        assert (
+            invoke_api(api("put-retention", role="admin", body={"retention_days": days}))["statusCode"] == 422
+        )
+    cleared = invoke_api(api("put-retention", role="admin", body={"retention_days": None}))
+    assert body(cleared)["retention_days"] is None

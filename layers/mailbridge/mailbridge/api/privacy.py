@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from mailbridge.api.context import Guards, current_tenant, require_role
 from mailbridge.api.schemas import BEARER, errors
 from mailbridge.errors import NotFound
-from mailbridge.privacy.models import JOB_ID, PrivacyJob, PrivacySubject
+from mailbridge.privacy.models import JOB_ID, PrivacyJob, PrivacySubject, Retention, RetentionSetting
 from mailbridge.tenancy import Role
 
 router = Router()
@@ -92,3 +92,40 @@ def get_job(job_id: str) -> PrivacyJob:
     if not JOB_ID.fullmatch(job_id):
         raise NotFound("no such privacy job", code="job_not_found")
     return service.get_job(current_tenant(router), job_id, privacy_deps())
+
+
+@router.get(
+    "/settings/retention",
+    summary="The tenant's mail retention: days, and the latest daily sweep's job (owner or admin)",
+    tags=["privacy"],
+    security=BEARER,
+    middlewares=ADMIN,
+    responses=errors({}),
+)
+def get_retention() -> Retention:
+    from mailbridge.privacy import service
+    from mailbridge.privacy.wiring import privacy_deps
+
+    return service.get_retention(current_tenant(router), privacy_deps())
+
+
+@router.put(
+    "/settings/retention",
+    summary="Set the tenant's mail retention in days, or null to keep mail (owner or admin)",
+    description=(
+        "Each day a sweep (a `retention` job, followed by `GET /privacy/jobs/{job_id}` with the "
+        "`last_job_id` shown here) deletes the emails dated more than `retention_days` ago, with "
+        "their raw MIME, attachments and bodies (every version), links, timeline entries, tracking "
+        "hits, flags, snoozes, nudges, AI results and notifications; outbound mail not sent yet and "
+        "drafts stay. Mail in the user's own mailbox at the provider is not touched."
+    ),
+    tags=["privacy"],
+    security=BEARER,
+    middlewares=ADMIN,
+    responses=errors({}),
+)
+def put_retention(body: Annotated[RetentionSetting, Body()]) -> Retention:
+    from mailbridge.privacy import service
+    from mailbridge.privacy.wiring import privacy_deps
+
+    return service.put_retention(current_tenant(router), body, privacy_deps())

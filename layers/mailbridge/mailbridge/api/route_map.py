@@ -77,6 +77,7 @@ ROUTE_MODULES: dict[str, str] = {
     "GET /nudges": "nudges",
     "GET /nudges/settings": "nudges",
     "GET /privacy/jobs/{job_id}": "privacy",
+    "GET /settings/retention": "privacy",
     "GET /t/c/{token}": "tracking",
     "GET /t/o/{token}": "tracking",
     "GET /templates": "templates",
@@ -154,6 +155,7 @@ ROUTE_MODULES: dict[str, str] = {
     "PUT /notifications/preferences": "notifications",
     "PUT /notifications/settings": "notifications",
     "PUT /nudges/settings": "nudges",
+    "PUT /settings/retention": "privacy",
     "PUT /templates/{template_id}": "templates",
     "PUT /threads/{thread_id}/snooze": "snooze",
 }

@@ -16,7 +16,7 @@ from mailbridge.crm.models import ContactRef, normalize_address
 from mailbridge.models.base import Model
 
 JOB_ID = re.compile(r"pj_[0-9a-f]{26}")
-JobKind = Literal["erase", "export"]
+JobKind = Literal["erase", "export", "retention"]
 JobState = Literal["queued", "running", "done"]
 # Synced external CRMs and what this job did there (the Salesforce/HubSpot adapters of issue 18
 # are not wired to privacy requests yet: every provider reports `not_synced`).
@@ -85,6 +85,33 @@ class PrivacyJob(Model):
         default=None, description="Export, when done: a presigned GET of the zip archive (short-lived)"
     )
     download_expires_at: datetime | None = None
+
+
+class RetentionSetting(Model):
+    """`PUT /settings/retention`: how long the tenant's mail is kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retention_days: int | None = Field(
+        ge=1,
+        le=36500,
+        description="Mail (by its Date) older than this many days is deleted with its derived "
+        "records and stored objects by the daily retention sweep; null keeps mail for ever",
+        examples=[730],
+    )
+
+
+class Retention(RetentionSetting):
+    """The tenant's retention setting and its latest sweep (a job of kind `retention`)."""
+
+    updated_at: datetime | None = None
+    last_job_id: str | None = Field(default=None, description="GET /privacy/jobs/{job_id} shows it")
+
+
+class RetentionRun(Model):
+    """The daily RetentionSchedule's input to the tasks function: one sweep job per tenant."""
+
+    kind: Literal["retention_run"]
 
 
 class PrivacyStep(Model):

@@ -17,7 +17,7 @@ deleting only the current version would leave the data in a noncurrent one).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 JOB_PREFIX = "PRIVACYJOB#"
+RETENTION_SK = "RETENTION"
 
 
 def job_sk(job_id: str) -> str:
@@ -82,6 +83,46 @@ class PrivacyJobStore(DynamoRepository):
 
     def delete_job(self, tenant_id: str, job_id: str) -> None:
         self.delete(tenant_pk(tenant_id), job_sk(job_id))
+
+    # The tenant's retention setting: sk = RETENTION (retention_days, updated_at, updated_by,
+    # last_job_id).
+    def get_retention(self, tenant_id: str) -> Item | None:
+        return self.get(tenant_pk(tenant_id), RETENTION_SK, consistent=True)
+
+    def put_retention(self, tenant_id: str, days: int | None, by: str, at: str) -> None:
+        if days is None:
+            self.table.update_item(
+                Key={"pk": tenant_pk(tenant_id), "sk": RETENTION_SK},
+                UpdateExpression="REMOVE retention_days SET updated_at = :at, updated_by = :by",
+                ExpressionAttributeValues={":at": at, ":by": by},
+            )
+            return
+        self.table.update_item(
+            Key={"pk": tenant_pk(tenant_id), "sk": RETENTION_SK},
+            UpdateExpression="SET retention_days = :d, updated_at = :at, updated_by = :by",
+            ExpressionAttributeValues={":d": days, ":at": at, ":by": by},
+        )
+
+    def note_retention_job(self, tenant_id: str, job_id: str) -> None:
+        self.table.update_item(
+            Key={"pk": tenant_pk(tenant_id), "sk": RETENTION_SK},
+            UpdateExpression="SET last_job_id = :j",
+            ExpressionAttributeValues={":j": job_id},
+        )
+
+    def retention_settings(self) -> Iterator[tuple[str, int]]:
+        """(tenant, days) of every tenant with a retention: a Scan of the settings table (a few
+        items per tenant), once a day."""
+        kwargs: dict[str, Any] = {
+            "FilterExpression": Attr("sk").eq(RETENTION_SK) & Attr("retention_days").exists()
+        }
+        while True:
+            page = self.table.scan(**kwargs)
+            for item in page.get("Items", []):
+                yield str(item["pk"]).removeprefix("TENANT#"), int(str(item["retention_days"]))
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def add_targets(self, tenant_id: str, job_id: str, ids: Iterable[str]) -> None:
         with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
