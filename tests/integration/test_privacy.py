@@ -426,11 +426,11 @@ def test_export_holds_every_record_that_mentions_the_address(
     assert report["download_url"]
     key = report["download_url"].split("?")[0].split(".amazonaws.com/")[-1]
     key = key.removeprefix(stack.deployed.buckets["MailBucket"] + "/")
-    archive = zipfile.ZipFile(
-        io.BytesIO(
-            boto3.client("s3").get_object(Bucket=stack.deployed.buckets["MailBucket"], Key=key)["Body"].read()
-        )
-    )
+    stored = boto3.client("s3").get_object(Bucket=stack.deployed.buckets["MailBucket"], Key=key)
+    archive = zipfile.ZipFile(io.BytesIO(stored["Body"].read()))
+    # ... stored encrypted with the stack's KMS key
+    assert stored["ServerSideEncryption"] == "aws:kms"
+    assert stored["SSEKMSKeyId"].endswith(stack.env("ApiFunction")["DATA_KEY_ID"].rsplit("/", 1)[-1])
 
     # Then: each kind's JSON holds exactly the records a scan finds mentioning her
     kinds = {
