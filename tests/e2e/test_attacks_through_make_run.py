@@ -579,6 +579,11 @@ def _fill(w: World) -> None:
         answer = w.call("POST", path, body)
         assert answer.status == 201, (name, answer.body)
         w.records[name] = answer.json()[f"{name.rstrip('2')}_id"]
+    # And a contact that only the erase probe uses (POST /privacy/erase by contact_id erases it)
+    erasable = {"name": f"Zed {CANARY}", "emails": [{"address": "zed-erased@probe.example"}]}
+    answer = w.call("POST", "/crm/contacts", erasable)
+    assert answer.status == 201, answer.body
+    w.records["erasable_contact"] = answer.json()["contact_id"]
     # And the deal linked to both messages of the thread, which matching links to Carol
     for name in ("first", "second"):
         link = {"kind": "deal", "record_id": w.records["deal"]}
@@ -997,6 +1002,17 @@ def base_bodies(w: World) -> dict[str, list[Callable[[], dict[str, Any]]]]:
         "POST /drafts": [without_send_at(send_reply), without_send_at(send_forward)],
         "PUT /drafts/{draft_id}": [without_send_at(send_reply), without_send_at(send_forward)],
         "POST /drafts/{draft_id}/send": [lambda: {"send_at": send_at}],
+        # GDPR (issue 19 point 5): erase an address nobody holds and the contact kept for it; export
+        # Erin and Carol (an export changes nothing); the longest retention (no world mail is that old)
+        "POST /privacy/erase": [
+            lambda: {"email": "nobody-erased@probe.example"},
+            lambda: {"contact_id": w.records["erasable_contact"]},
+        ],
+        "POST /privacy/export": [
+            lambda: {"email": "erin@probe.example"},
+            lambda: {"contact_id": w.records["contact"]},
+        ],
+        "PUT /settings/retention": [lambda: {"retention_days": 36500}],
         "PUT /crm/settings": [
             lambda: {
                 "auto_create": "sent",

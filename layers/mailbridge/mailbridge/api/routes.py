@@ -43,6 +43,7 @@ ROUTER_MODULES = (
     "engagement",
     "suppression",
     "audit",
+    "privacy",
 )
 # Routers other functions serve (template.yaml routes them there): in the API document too, so
 # one document describes every route of the HTTP API; never in the route map.
