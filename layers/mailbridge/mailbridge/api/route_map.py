@@ -71,6 +71,7 @@ ROUTE_MODULES: dict[str, str] = {
     "GET /notifications/settings": "notifications",
     "GET /nudges": "nudges",
     "GET /nudges/settings": "nudges",
+    "GET /settings/rate-limits": "limits",
     "GET /t/c/{token}": "tracking",
     "GET /t/o/{token}": "tracking",
     "GET /templates": "templates",
@@ -143,6 +144,7 @@ ROUTE_MODULES: dict[str, str] = {
     "PUT /notifications/preferences": "notifications",
     "PUT /notifications/settings": "notifications",
     "PUT /nudges/settings": "nudges",
+    "PUT /settings/rate-limits": "limits",
     "PUT /templates/{template_id}": "templates",
     "PUT /threads/{thread_id}/snooze": "snooze",
 }

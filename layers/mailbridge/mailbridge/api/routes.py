@@ -39,6 +39,7 @@ ROUTER_MODULES = (
     "enrich",
     "tracking",
     "templates",
+    "limits",
 )
 # Routers other functions serve (template.yaml routes them there): in the API document too, so
 # one document describes every route of the HTTP API; never in the route map.
