@@ -34,6 +34,15 @@ from tests.events import load_event
 ROUTE_KEY = "POST /guard-test"  # no product route: the resolver serves the test's own route
 
 
+@pytest.fixture(autouse=True)
+def _no_rate_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The resolver also counts each request against its tenant's rate limit, in DynamoDB; unit
+    # tests have none (tests/integration/test_api_rate_limits.py covers the count).
+    from mailbridge.api import app
+
+    monkeypatch.setattr(app, "count_request", lambda _app: None)
+
+
 class Note(BaseModel):
     text: str
 
