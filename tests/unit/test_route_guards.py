@@ -202,6 +202,15 @@ def test_a_route_that_declares_its_access_twice_is_refused() -> None:
         declared_access([require_role(Role.MEMBER), public("twice")])
 
 
+AUTOMATION_CHANGES = [
+    ("POST", ""),
+    ("PUT", "/{rule_id}"),
+    ("DELETE", "/{rule_id}"),
+    ("POST", "/{rule_id}/enable"),
+    ("POST", "/{rule_id}/disable"),
+]
+
+
 def test_the_document_shows_each_operations_role() -> None:
     # Given the API document of every route
     app = create_app(
@@ -221,7 +230,11 @@ def test_the_document_shows_each_operations_role() -> None:
     assert {
         key for key, role in roles.items() if role not in {"owner", "admin", "member", "viewer", "public"}
     } == set()
+    # (owners and admins change configuration and automations; members work with mail and CRM
+    # records; viewers read)
     assert roles["PUT /features"] == "admin"
+    assert roles["PUT /settings/rate-limits"] == "admin"
+    assert {roles[f"{m} /automations{p}"] for m, p in AUTOMATION_CHANGES} == {"admin"}
     assert roles["POST /crm/contacts"] == "member"
     assert roles["GET /emails"] == "viewer"
     assert roles["POST /webhooks/gmail"] == "public"
