@@ -9,7 +9,8 @@ route the map does not know, load everything.
 Order of checks on every route: the route's guards (`RouteGuard`s in its `middlewares=`: the
 feature switch, then the caller's role) run before Powertools validates the request, so a caller
 without the right learns nothing from validation errors (DESIGN: "Role checks come before body
-validation"); then the body is parsed by `parse_json_body` (bounded nesting, standard JSON only)
+validation"); then the request counts against its tenant's rate limit (`api/limits.py`, 429
+`rate_limited`); then the body is parsed by `parse_json_body` (bounded nesting, standard JSON only)
 and validated; then the remaining middlewares and the handler.
 """
 
@@ -35,6 +36,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mailbridge import __version__
 from mailbridge.api.context import access_extensions, check_guards
 from mailbridge.api.errors import register_error_handlers
+from mailbridge.api.limits import DECLARED, count_request
 from mailbridge.api.route_map import ROUTE_MODULES
 from mailbridge.api.routes import DOCUMENTED_ELSEWHERE, ROUTER_MODULES
 from mailbridge.config import Settings
@@ -124,10 +126,12 @@ class _StrictBodyEvent(APIGatewayProxyEventV2):
 
 
 class _GuardsFirst(OpenAPIRequestValidationMiddleware):
-    """Powertools' request validation, preceded by the matched route's guards."""
+    """Powertools' request validation, preceded by the matched route's guards and the count of
+    the request against its tenant's rate limit (`mailbridge.api.limits.count_request`)."""
 
     def handler(self, app: Any, next_middleware: NextMiddleware) -> Response[Any]:
         check_guards(app)
+        count_request(app)
         return super().handler(app, next_middleware)
 
 
@@ -196,6 +200,7 @@ def _document_routes(app: MailbridgeResolver) -> None:
 
     for route in app._static_routes + app._dynamic_routes:
         if route.include_in_schema and not getattr(route, "_mailbridge_documented", False):
+            setattr(route, DECLARED, route.responses)  # the route's own (its rate class reads them)
             route.responses = complete_responses(route)
             route.openapi_extensions = {
                 **(route.openapi_extensions or {}),
