@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from mailbridge import aws, ratelimits
-from mailbridge.api import limits
+from mailbridge.api import deps, limits
 from tests.events import load_event
 from tests.fixtures.aws import Stack
 from tests.integration.test_api_boundary import Invoke
@@ -142,3 +142,55 @@ def test_each_request_updates_one_rate_counter(invoke_api: Invoke, rate_updates:
     assert rate_updates.keys[:2] == [f"RATE#reads#{window}", f"RATE#writes#{window}"]
     assert len(rate_updates.keys) == 3
     assert rate_updates.keys[2].startswith("RATE#event_writes#")
+
+
+class OverrideReads:
+    """A botocore `before-call.dynamodb.*` handler: the GetItem calls on the overrides item."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, **kwargs: Any) -> None:
+        if kwargs["model"].name == "GetItem":
+            sk: str = json.loads(kwargs["params"]["body"])["Key"]["sk"]["S"]
+            self.count += sk == "RATELIMITS"
+
+
+def test_a_tenants_overrides_are_read_once_per_30_seconds_per_container(
+    invoke_api: Invoke, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a container whose clock we hold, and acme's reads lowered to 2 by another container
+    # (written to the settings table directly)
+    moment = [1000.0]
+    store = deps.rate_limit_store()
+    monkeypatch.setattr(store, "_monotonic", lambda: moment[0])
+    reads = OverrideReads()
+    events = aws.dynamodb().meta.client.meta.events
+    events.register("before-call.dynamodb.*", reads)
+    try:
+        # When acme reads five times within 30 seconds
+        assert [me(invoke_api)["statusCode"] for _ in range(2)] == [200, 200]
+        store.table.put_item(Item={"pk": "TENANT#acme", "sk": "RATELIMITS", "limits": {"reads": 2}})
+        moment[0] += 29.0
+        first = [me(invoke_api)["statusCode"] for _ in range(3)]
+        # Then the overrides were read once, and the default still applied (the change not seen)
+        assert reads.count == 1
+        assert first == [200, 200, 200]
+        # When 30 seconds have passed since that read
+        moment[0] += 1.0
+        # Then they are read again and the lowered figure applies (5 reads in the minute > 2)
+        assert me(invoke_api)["statusCode"] == 429
+        assert reads.count == 2
+    finally:
+        events.unregister("before-call.dynamodb.*", reads)
+
+
+def test_a_put_applies_at_once_on_the_container_that_served_it(
+    invoke_api: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given acme read once (its overrides, none, are now held by this container)
+    assert me(invoke_api)["statusCode"] == 200
+    # When an admin lowers reads to 2 on this container
+    put_limits(invoke_api, {"reads": 2})
+    # Then the very next reads use the new figure, without waiting for the cache to expire
+    assert [me(invoke_api)["statusCode"] for _ in range(2)] == [200, 429]

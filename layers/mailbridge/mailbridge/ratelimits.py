@@ -11,14 +11,17 @@ conditional `UpdateItem` per request). Past the limit: 429 `rate_limited` with R
 
 The defaults (uses a minute per tenant):
 - `automation_saves` 20, `event_writes` 20, `ai` 10, `ics` 5: the seeds' figures.
-- `reads` 1200 (20 a second): a busy team of 20 people each opening a page a second (a page is a
-  few reads: list, message, timeline) stays well under it, while a runaway client polling in a
-  loop is stopped within the minute.
-- `writes` 300 (5 a second): a person changes a record every few seconds at most; bulk changes go
-  through imports and automations (queues), not the HTTP API.
+- `reads` 6000 (100 a second): a team of 100 people each opening a page a second (a page is a
+  few reads: list, message, timeline) stays under it, while a runaway client polling in a tight
+  loop is stopped within the minute; a tenant that needs more gets an override.
+- `writes` 3000 (50 a second): a person changes a record every few seconds at most, so this is
+  a team of hundreds; bulk changes go through imports, campaigns and automations (queues), not
+  one HTTP call per record.
 
 An admin changes a tenant's figures with `PUT /settings/rate-limits` (stored in the settings
-table); a class left out keeps its default.
+table); a class left out keeps its default. The api entry keeps a tenant's figures for 30 s per
+container (`store.ratelimit.OVERRIDES_CACHE_SECONDS`): the container that served the PUT applies
+them at once, every other within 30 s.
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ from mailbridge.tenancy import Role, TenantContext
 RouteClass = Literal["reads", "writes", "ai", "event_writes", "ics", "automation_saves"]
 
 DEFAULTS: dict[str, int] = {
-    "reads": 1200,
-    "writes": 300,
+    "reads": 6000,
+    "writes": 3000,
     "ai": 10,
     "event_writes": 20,
     "ics": 5,

@@ -44,7 +44,7 @@ def count_request(app: Any) -> None:
         use_overrides(None, {})
         return
     tenant_id = current_tenant(app).tenant_id
-    use_overrides(tenant_id, deps.rate_limit_store().get_overrides(tenant_id))
+    use_overrides(tenant_id, deps.rate_limit_store().cached_overrides(tenant_id))
     bucket = route_class(route)
     if bucket is not None:
         deps.rate_limiter().take(
@@ -69,7 +69,8 @@ def get_rate_limits() -> ratelimits.RateLimitSettings:
     summary="Replace the tenant's rate-limit overrides (admin or owner)",
     description=(
         "Uses a minute per tenant, by class (1 to 100,000); a class left out returns to its "
-        "default. Applies from the next request."
+        "default. Applies at once on the function instance that served the change and within "
+        "30 seconds on every other."
     ),
     tags=["settings"],
     security=BEARER,

@@ -18,7 +18,8 @@ Outside an API request (queue consumers) the callers' figures apply.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -56,17 +57,48 @@ def effective_limit(tenant_id: str, bucket: str, limit: int) -> int:
     return held[1].get(bucket, limit)
 
 
+OVERRIDES_CACHE_SECONDS = 30.0
+"""How long a container keeps a tenant's overrides before reading them again: one GetItem per
+tenant per container every 30 s instead of one per request. A `PUT /settings/rate-limits` served
+by the same container applies at once; other containers see it within this time."""
+OVERRIDES_CACHE_TENANTS = 1024
+"""Tenants a container keeps overrides for; past it the cache starts again (bounded memory)."""
+
+
 class RateLimitSettingsStore(DynamoRepository):
     """A tenant's rate-limit overrides: one item `sk = RATELIMITS` in the settings table,
-    `limits` = bucket -> uses a minute."""
+    `limits` = bucket -> uses a minute. `cached_overrides` keeps them per container for
+    `OVERRIDES_CACHE_SECONDS` (the api entry reads them on every request)."""
 
-    def __init__(self, table_name: str, table: Table | None = None) -> None:
+    def __init__(
+        self,
+        table_name: str,
+        table: Table | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__(table_name, table)
+        self._monotonic = monotonic
+        self._cache: dict[str, tuple[float, dict[str, int]]] = {}
 
     def get_overrides(self, tenant_id: str) -> dict[str, int]:
         item = self.get(tenant_pk(tenant_id), OVERRIDES_SK)
         limits = (item or {}).get("limits") or {}
         return {str(bucket): int(value) for bucket, value in limits.items()}
+
+    def cached_overrides(self, tenant_id: str) -> dict[str, int]:
+        """`get_overrides`, read at most once per `OVERRIDES_CACHE_SECONDS` per tenant."""
+        now = self._monotonic()
+        held = self._cache.get(tenant_id)
+        if held is not None and now - held[0] < OVERRIDES_CACHE_SECONDS:
+            return held[1]
+        overrides = self.get_overrides(tenant_id)
+        self._remember(tenant_id, overrides, now)
+        return overrides
+
+    def _remember(self, tenant_id: str, overrides: dict[str, int], now: float) -> None:
+        if len(self._cache) >= OVERRIDES_CACHE_TENANTS and tenant_id not in self._cache:
+            self._cache.clear()
+        self._cache[tenant_id] = (now, dict(overrides))
 
     def save_overrides(
         self, tenant_id: str, limits: Mapping[str, int], *, updated_by: str, now: datetime
@@ -80,6 +112,7 @@ class RateLimitSettingsStore(DynamoRepository):
                 "updated_at": now.isoformat(),
             }
         )
+        self._remember(tenant_id, dict(limits), self._monotonic())
 
 
 class RateLimiter(DynamoRepository):
