@@ -308,6 +308,8 @@ def _fill(w: NewWorld) -> None:
         w.server.append(w.user, "INBOX", invitation(me, n))
     features = w.call("PUT", "/features", {"automations": True, "campaigns": True})
     assert features.status == 200, features.body
+    limits = w.call("PUT", "/settings/rate-limits", issue8.PROBE_RATE_LIMITS)
+    assert limits.status == 200, limits.body
     # And a rule on new contacts, saved twice (two versions), before any contact exists
     rule = w.call(
         "POST",
