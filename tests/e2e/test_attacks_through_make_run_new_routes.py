@@ -27,7 +27,7 @@ import pytest
 from local.template import ACCOUNT_ID, REGION
 from mailbridge.store.oauth_states import state_pk
 from tests.e2e import test_attacks_through_make_run as issue8
-from tests.e2e.make_run import Answer, MakeRun, start_make_run
+from tests.e2e.make_run import Answer, start_make_run
 from tests.e2e.test_attacks_through_make_run import (
     CANARY,
     TENANT,
@@ -285,7 +285,7 @@ def world(
     try:
         # The api function's first sandbox may miss the runner's 30 s init limit on a machine
         # running the whole suite (Runtime.InitTimeout, answered 500): the next one starts warm.
-        document = wait_for("the API document", lambda: _document(run), timeout=180)
+        document = wait_for("the API document", lambda: issue8._document(run), timeout=180)
         doc = Document(document, is_new_route)
         user = dovecot_server.add_user(f"{CANARY.lower()}-new", f"{CANARY}-new-password")
         w = NewWorld(run, doc, dovecot_server, smtp_sink, user, run.token(TENANT, "owner"), "", "")
@@ -293,12 +293,6 @@ def world(
         yield w
     finally:
         run.stop()
-
-
-def _document(run: MakeRun) -> dict[str, Any] | None:
-    answer = run.request("GET", "/openapi.json")
-    document: dict[str, Any] = answer.json()
-    return document if answer.status == 200 else None
 
 
 def _fill(w: NewWorld) -> None:

@@ -219,6 +219,16 @@ def _openapi_ready(app: Any, next_middleware: NextMiddleware) -> Response[Any]:
     return next_middleware(app)
 
 
+def openapi_json(app: Any) -> str:
+    """The API document as JSON, built once per container: the routes cannot change while it
+    runs, and building it (every router's models to JSON schema) takes a second of CPU."""
+    document: str | None = getattr(app, "_mailbridge_openapi_json", None)
+    if document is None:
+        document = app.get_openapi_json_schema()
+        app._mailbridge_openapi_json = document
+    return document
+
+
 def _swagger_html(app: APIGatewayHttpResolver) -> str:
     """Powertools' Swagger UI page (its bundled JS and CSS, so it works offline) for our document."""
     from pathlib import Path
@@ -227,7 +237,7 @@ def _swagger_html(app: APIGatewayHttpResolver) -> str:
     from aws_lambda_powertools.event_handler.openapi.swagger_ui.html import generate_swagger_html
 
     assets = Path(swagger_ui.__file__).parent
-    spec = app.get_openapi_json_schema().replace("</", "<\\/")  # keep "</script>" out of the page
+    spec = openapi_json(app).replace("</", "<\\/")  # keep "</script>" out of the page
     return generate_swagger_html(
         spec,
         (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
@@ -250,9 +260,7 @@ def create_app(settings: Settings, *, load_all: bool = False) -> MailbridgeResol
 
         @app.get("/openapi.json", include_in_schema=False, middlewares=[_openapi_ready])
         def openapi_document() -> Response[str]:
-            return Response(
-                status_code=200, content_type="application/json", body=app.get_openapi_json_schema()
-            )
+            return Response(status_code=200, content_type="application/json", body=openapi_json(app))
 
     if load_all:
         app.load_all()
