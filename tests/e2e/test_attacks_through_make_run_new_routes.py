@@ -27,7 +27,7 @@ import pytest
 from local.template import ACCOUNT_ID, REGION
 from mailbridge.store.oauth_states import state_pk
 from tests.e2e import test_attacks_through_make_run as issue8
-from tests.e2e.make_run import Answer, MakeRun, start_make_run
+from tests.e2e.make_run import Answer, start_make_run
 from tests.e2e.test_attacks_through_make_run import (
     CANARY,
     TENANT,
@@ -285,7 +285,7 @@ def world(
     try:
         # The api function's first sandbox may miss the runner's 30 s init limit on a machine
         # running the whole suite (Runtime.InitTimeout, answered 500): the next one starts warm.
-        document = wait_for("the API document", lambda: _document(run), timeout=180)
+        document = wait_for("the API document", lambda: issue8._document(run), timeout=180)
         doc = Document(document, is_new_route)
         user = dovecot_server.add_user(f"{CANARY.lower()}-new", f"{CANARY}-new-password")
         w = NewWorld(run, doc, dovecot_server, smtp_sink, user, run.token(TENANT, "owner"), "", "")
@@ -295,12 +295,6 @@ def world(
         run.stop()
 
 
-def _document(run: MakeRun) -> dict[str, Any] | None:
-    answer = run.request("GET", "/openapi.json")
-    document: dict[str, Any] = answer.json()
-    return document if answer.status == 200 else None
-
-
 def _fill(w: NewWorld) -> None:
     me = f"{CANARY.lower()}-new@example.com"
     # Given three invitations from Dan in the mailbox, and the tenant's automations switched on
@@ -308,6 +302,8 @@ def _fill(w: NewWorld) -> None:
         w.server.append(w.user, "INBOX", invitation(me, n))
     features = w.call("PUT", "/features", {"automations": True, "campaigns": True})
     assert features.status == 200, features.body
+    limits = w.call("PUT", "/settings/rate-limits", issue8.PROBE_RATE_LIMITS)
+    assert limits.status == 200, limits.body
     # And a rule on new contacts, saved twice (two versions), before any contact exists
     rule = w.call(
         "POST",

@@ -33,7 +33,7 @@ class Api:
         status: int,
         *,
         tenant: str = TENANT,
-        role: str = "member",
+        role: str = "admin",
         path: dict[str, str] | None = None,
         body: Any = None,
         query: dict[str, str] | None = None,

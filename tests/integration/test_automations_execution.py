@@ -86,7 +86,7 @@ class Automations:
         self.api("put-features", 200, role="admin", body={"automations": True})
 
     def api(
-        self, name: str, status: int, *, role: str = "member", path: dict[str, str] | None = None, **kw: Any
+        self, name: str, status: int, *, role: str = "admin", path: dict[str, str] | None = None, **kw: Any
     ) -> Any:
         event = load_event(f"api/{name}.json", tenant=TENANT, role=role, **kw)
         if path is not None:
@@ -597,7 +597,7 @@ def test_actions_call_only_the_tenants_allowed_hosts_once_it_sets_any(
     rule = auto.rule([webhook])
     assert auto.api("automations-get-outbound-hosts", 200, role="viewer") == {"allowed_hosts": []}
     # (members may not change it; hosts are checked and stored in lower case)
-    auto.api("automations-put-outbound-hosts", 403, body={"allowed_hosts": [".example.com"]})
+    auto.api("automations-put-outbound-hosts", 403, role="member", body={"allowed_hosts": [".example.com"]})
     for bad in (["http://x.example"], ["a b"], ["x.example\n"], ["-x.example"], ["h.example"] * 101):
         answer = auto.api("automations-put-outbound-hosts", 422, role="admin", body={"allowed_hosts": bad})
         assert answer["error"]["code"] == "validation_error"

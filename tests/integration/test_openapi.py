@@ -161,3 +161,28 @@ def test_a_typed_client_generated_from_the_document_reads_real_answers(
     assert refused["statusCode"] == 422
     error = client.ErrorResponse.model_validate_json(refused["body"])
     assert error.error.code == "validation_error"
+
+
+def test_the_document_is_built_once_per_container(
+    invoke_api: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a container that counts how often the resolver builds its OpenAPI document
+    from mailbridge.api.app import MailbridgeResolver
+
+    builds: list[int] = []
+    build = MailbridgeResolver.get_openapi_json_schema
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> str:
+        builds.append(1)
+        return build(self, *args, **kwargs)
+
+    monkeypatch.setattr(MailbridgeResolver, "get_openapi_json_schema", counting)
+    # When the document and the docs page are asked for three times in all
+    first = invoke_api(load_event("api/get-openapi.json"))
+    again = invoke_api(load_event("api/get-openapi.json"))
+    page = invoke_api({**load_event("api/get-openapi.json"), "rawPath": "/docs", "routeKey": "GET /docs"})
+    # Then each answer is the same document, built at most once (the container may have built it
+    # for an earlier test already)
+    assert first["statusCode"] == again["statusCode"] == page["statusCode"] == 200
+    assert first["body"] == again["body"]
+    assert len(builds) <= 1

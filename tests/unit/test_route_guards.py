@@ -34,6 +34,15 @@ from tests.events import load_event
 ROUTE_KEY = "POST /guard-test"  # no product route: the resolver serves the test's own route
 
 
+@pytest.fixture(autouse=True)
+def _no_rate_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The resolver also counts each request against its tenant's rate limit, in DynamoDB; unit
+    # tests have none (tests/integration/test_api_rate_limits.py covers the count).
+    from mailbridge.api import app
+
+    monkeypatch.setattr(app, "count_request", lambda _app: None)
+
+
 class Note(BaseModel):
     text: str
 
@@ -203,6 +212,15 @@ def test_a_route_that_declares_its_access_twice_is_refused() -> None:
         declared_access([require_role(Role.MEMBER), public("twice")])
 
 
+AUTOMATION_CHANGES = [
+    ("POST", ""),
+    ("PUT", "/{rule_id}"),
+    ("DELETE", "/{rule_id}"),
+    ("POST", "/{rule_id}/enable"),
+    ("POST", "/{rule_id}/disable"),
+]
+
+
 def test_the_document_shows_each_operations_role() -> None:
     # Given the API document of every route
     app = create_app(
@@ -222,7 +240,11 @@ def test_the_document_shows_each_operations_role() -> None:
     assert {
         key for key, role in roles.items() if role not in {"owner", "admin", "member", "viewer", "public"}
     } == set()
+    # (owners and admins change configuration and automations; members work with mail and CRM
+    # records; viewers read)
     assert roles["PUT /features"] == "admin"
+    assert roles["PUT /settings/rate-limits"] == "admin"
+    assert {roles[f"{m} /automations{p}"] for m, p in AUTOMATION_CHANGES} == {"admin"}
     assert roles["POST /crm/contacts"] == "member"
     assert roles["GET /emails"] == "viewer"
     assert roles["POST /webhooks/gmail"] == "public"

@@ -12,7 +12,8 @@ After the answer is built, an audited route's request is written to the audit lo
 Order of checks on every route: the route's guards (`RouteGuard`s in its `middlewares=`: the
 feature switch, then the caller's role) run before Powertools validates the request, so a caller
 without the right learns nothing from validation errors (DESIGN: "Role checks come before body
-validation"); then the body is parsed by `parse_json_body` (bounded nesting, standard JSON only)
+validation"); then the request counts against its tenant's rate limit (`api/limits.py`, 429
+`rate_limited`); then the body is parsed by `parse_json_body` (bounded nesting, standard JSON only)
 and validated; then the remaining middlewares and the handler.
 """
 
@@ -39,6 +40,7 @@ from mailbridge import __version__
 from mailbridge.api.auditing import audit_extensions, audit_request
 from mailbridge.api.context import access_extensions, check_guards
 from mailbridge.api.errors import register_error_handlers
+from mailbridge.api.limits import DECLARED, count_request
 from mailbridge.api.route_map import ROUTE_MODULES
 from mailbridge.api.routes import DOCUMENTED_ELSEWHERE, ROUTER_MODULES
 from mailbridge.config import Settings
@@ -128,10 +130,12 @@ class _StrictBodyEvent(APIGatewayProxyEventV2):
 
 
 class _GuardsFirst(OpenAPIRequestValidationMiddleware):
-    """Powertools' request validation, preceded by the matched route's guards."""
+    """Powertools' request validation, preceded by the matched route's guards and the count of
+    the request against its tenant's rate limit (`mailbridge.api.limits.count_request`)."""
 
     def handler(self, app: Any, next_middleware: NextMiddleware) -> Response[Any]:
         check_guards(app)
+        count_request(app)
         return super().handler(app, next_middleware)
 
 
@@ -209,6 +213,7 @@ def _document_routes(app: MailbridgeResolver) -> None:
 
     for route in app._static_routes + app._dynamic_routes:
         if route.include_in_schema and not getattr(route, "_mailbridge_documented", False):
+            setattr(route, DECLARED, route.responses)  # the route's own (its rate class reads them)
             route.responses = complete_responses(route)
             route.openapi_extensions = {
                 **(route.openapi_extensions or {}),
@@ -228,6 +233,16 @@ def _openapi_ready(app: Any, next_middleware: NextMiddleware) -> Response[Any]:
     return next_middleware(app)
 
 
+def openapi_json(app: Any) -> str:
+    """The API document as JSON, built once per container: the routes cannot change while it
+    runs, and building it (every router's models to JSON schema) takes a second of CPU."""
+    document: str | None = getattr(app, "_mailbridge_openapi_json", None)
+    if document is None:
+        document = app.get_openapi_json_schema()
+        app._mailbridge_openapi_json = document
+    return document
+
+
 def _swagger_html(app: APIGatewayHttpResolver) -> str:
     """Powertools' Swagger UI page (its bundled JS and CSS, so it works offline) for our document."""
     from pathlib import Path
@@ -236,7 +251,7 @@ def _swagger_html(app: APIGatewayHttpResolver) -> str:
     from aws_lambda_powertools.event_handler.openapi.swagger_ui.html import generate_swagger_html
 
     assets = Path(swagger_ui.__file__).parent
-    spec = app.get_openapi_json_schema().replace("</", "<\\/")  # keep "</script>" out of the page
+    spec = openapi_json(app).replace("</", "<\\/")  # keep "</script>" out of the page
     return generate_swagger_html(
         spec,
         (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
@@ -259,9 +274,7 @@ def create_app(settings: Settings, *, load_all: bool = False) -> MailbridgeResol
 
         @app.get("/openapi.json", include_in_schema=False, middlewares=[_openapi_ready])
         def openapi_document() -> Response[str]:
-            return Response(
-                status_code=200, content_type="application/json", body=app.get_openapi_json_schema()
-            )
+            return Response(status_code=200, content_type="application/json", body=openapi_json(app))
 
     if load_all:
         app.load_all()

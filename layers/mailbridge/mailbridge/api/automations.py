@@ -102,7 +102,7 @@ def _deps() -> AutomationDeps:
     tags=["automations"],
     security=BEARER,
     status_code=201,
-    middlewares=[AUTOMATIONS, require_role(Role.MEMBER)],
+    middlewares=[AUTOMATIONS, require_role(Role.ADMIN)],
     responses=errors(_SAVE_ERRORS),
 )
 def create_rule(body: Annotated[RuleFields, Body()]) -> Rule:
@@ -183,7 +183,7 @@ def get_rule(rule_id: str) -> Rule:
     summary="Save a new version of a rule (send the `version` you read)",
     tags=["automations"],
     security=BEARER,
-    middlewares=[AUTOMATIONS, require_role(Role.MEMBER)],
+    middlewares=[AUTOMATIONS, require_role(Role.ADMIN)],
     responses=errors({**_SAVE_ERRORS, 404: ["automation_not_found"], 409: ["version_conflict"]}),
 )
 def put_rule(rule_id: str, body: Annotated[RuleUpdate, Body()]) -> Rule:
@@ -197,7 +197,7 @@ def put_rule(rule_id: str, body: Annotated[RuleUpdate, Body()]) -> Rule:
     summary="Delete a rule and its schedule",
     tags=["automations"],
     security=BEARER,
-    middlewares=[AUTOMATIONS, require_role(Role.MEMBER)],
+    middlewares=[AUTOMATIONS, require_role(Role.ADMIN)],
     responses=errors({404: ["automation_not_found"]}),
 )
 def delete_rule(rule_id: str) -> Deleted:
@@ -212,7 +212,7 @@ def delete_rule(rule_id: str) -> Deleted:
     summary="Switch a rule on (clears a circuit-breaker pause); no new version",
     tags=["automations"],
     security=BEARER,
-    middlewares=[AUTOMATIONS, require_role(Role.MEMBER)],
+    middlewares=[AUTOMATIONS, require_role(Role.ADMIN)],
     responses=errors({404: ["automation_not_found"], 409: ["version_conflict"]}),
 )
 def enable_rule(rule_id: str) -> Rule:
@@ -226,7 +226,7 @@ def enable_rule(rule_id: str) -> Rule:
     summary="Switch a rule off; no new version",
     tags=["automations"],
     security=BEARER,
-    middlewares=[AUTOMATIONS, require_role(Role.MEMBER)],
+    middlewares=[AUTOMATIONS, require_role(Role.ADMIN)],
     responses=errors({404: ["automation_not_found"], 409: ["version_conflict"]}),
 )
 def disable_rule(rule_id: str) -> Rule:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from mailbridge.bus import EventPublisher
 from mailbridge.config import get_settings
+from mailbridge.store.ratelimit import RateLimiter, RateLimitSettingsStore
 from mailbridge.store.settings import DynamoFeatureStore, FeatureStore
 
 if TYPE_CHECKING:
@@ -30,6 +31,19 @@ if TYPE_CHECKING:
 @lru_cache(maxsize=1)
 def feature_store() -> FeatureStore:
     return DynamoFeatureStore(get_settings().tables.settings)
+
+
+@lru_cache(maxsize=1)
+def rate_limit_store() -> RateLimitSettingsStore:
+    """The tenants' rate-limit overrides (settings table)."""
+    return RateLimitSettingsStore(get_settings().tables.settings)
+
+
+@lru_cache(maxsize=1)
+def rate_limiter() -> RateLimiter:
+    """The api entry's counters of the reads/writes classes: in the accounts table, which has TTL
+    on `ttl` and already holds the AI counters."""
+    return RateLimiter(get_settings().tables.accounts)
 
 
 @lru_cache(maxsize=1)

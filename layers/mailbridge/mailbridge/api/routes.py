@@ -44,6 +44,7 @@ ROUTER_MODULES = (
     "suppression",
     "audit",
     "privacy",
+    "limits",
 )
 # Routers other functions serve (template.yaml routes them there): in the API document too, so
 # one document describes every route of the HTTP API; never in the route map.

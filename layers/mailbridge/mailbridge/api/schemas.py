@@ -7,7 +7,8 @@ what follows from the route itself, so no route can forget it:
 - the success status (`status_code=`) with the return annotation's schema;
 - 401 (API Gateway's JWT authorizer, `{"message": "Unauthorized"}`) and 403 `no_tenant` /
   `no_role` / `no_subject` on routes with a bearer token;
-- what its guards answer (403 `role_required`, 404 `feature_disabled`);
+- what its guards answer (403 `role_required`, 404 `feature_disabled`) and 429 `rate_limited`
+  (the tenant's rate limit, `mailbridge.api.limits`) on routes with a bearer token;
 - on routes with a body: 400 `invalid_json` / `json_too_deep`, 413 (API Gateway, `{"message":
   ...}`), 415 `unsupported_media_type`; on paged routes 400 `invalid_cursor`;
 - 422 `validation_error` and 500 `internal` everywhere.
@@ -59,7 +60,8 @@ _DESCRIPTIONS = {
     415: "The body is not JSON (content-type)",
     422: "Request validation failed: `details` lists each field (`loc`), message and `type`",
     428: "The route writes only conditionally: send `If-Match` with the version you read",
-    429: "Rate limited by a provider; retry after the Retry-After header",
+    429: "Rate limited (the tenant's limit for this route class, or a provider's); retry after the "
+    "Retry-After header",
     500: "Unexpected error (nothing about it is echoed)",
     502: "An upstream provider failed",
     503: "Temporarily unavailable; retry",
@@ -114,6 +116,7 @@ def complete_responses(route: Any) -> dict[int, Any]:
     if route.security:
         add(401)
         add(403, *_TOKEN_CODES)
+        add(429, "rate_limited")  # every route with a tenant counts against a rate limit
     for guard in route.middlewares or ():
         if isinstance(guard, RouteGuard):
             for status, guard_codes in guard.answers.items():
