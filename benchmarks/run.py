@@ -2,7 +2,7 @@
 
 Usage: benchmarks/run.py [NAME ...]
 (names: cold_start, mime, sync, graph, reads, backfill, automations, ai, calendar, webhooks, gmail,
-reconcile, tracking, crm; default all)
+reconcile, tracking, crm, crm_hubspot; default all)
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ ORDER = [
     "reconcile",
     "tracking",
     "crm",
+    "crm_hubspot",
 ]
 
 

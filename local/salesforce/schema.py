@@ -81,7 +81,8 @@ class Field:
             "createable": self.createable,
             "updateable": self.updateable,
             "nillable": self.nillable,
-            "defaultedOnCreate": self.default is not None or self.name in AUDIT_FIELDS,
+            # OwnerId defaults to the creating user (store.py sets it), as Salesforce's describe says
+            "defaultedOnCreate": self.default is not None or self.name in (*AUDIT_FIELDS, "OwnerId"),
             "defaultValue": self.default,
             "custom": self.custom,
             "calculated": self.calculated,

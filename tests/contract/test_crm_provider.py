@@ -39,7 +39,7 @@ def test_features_and_contact_fields(crm: CrmHarness, provider: CrmProvider):
     fields = {f.name: f for f in provider.contact_fields()}
     # Then standard and custom fields come with their types, and the custom picklist its values
     assert fields[crm.email_field].type == "email"
-    assert fields[crm.last_name_field].required
+    assert {f.name for f in fields.values() if f.required} == crm.required_fields
     name, options = crm.custom_picklist
     assert fields[name].custom
     assert fields[name].type == "picklist"
@@ -148,9 +148,11 @@ def test_changes_since_a_watermark_include_updates_and_deletions(crm: CrmHarness
     crm.advance(1)
     (c,) = crm.user_creates(1)
     changes, later = pull_all(provider, watermark, fields)
-    # Then exactly those three come back, oldest change first, the deletion marked
-    assert [x.remote_id for x in changes] == [a, b, c]
-    assert [x.deleted for x in changes] == [False, True, False]
+    # Then exactly those three come back once each, the changes oldest first, the deletion marked
+    # (where a deletion falls in the order is the CRM's: see each adapter's own tests)
+    assert sorted(x.remote_id for x in changes) == sorted([a, b, c])
+    assert [x.remote_id for x in changes if not x.deleted] == [a, c]
+    assert [x.remote_id for x in changes if x.deleted] == [b]
     assert changes[0].fields[crm.last_name_field] == "Changed"
     # And nothing is left after the new watermark
     assert pull_all(provider, later, fields)[0] == []
@@ -188,12 +190,15 @@ def test_a_change_made_while_pages_are_read_is_not_lost(crm: CrmHarness, provide
     crm.advance(5)
     for remote_id in set(made) - first_ids:
         crm.user_updates(remote_id, "ChangedLate")
+    rest_of_run: list[RemoteContact] = []
     while page.next_page is not None:
         page = provider.changed_contacts(None, fields, page.next_page)
-    # Then the next run, from the watermark the first one ended on, still brings the early change
+        rest_of_run += page.contacts
+    # Then the rest of this run or the next run, from the watermark this one ended on, brings
+    # the early change (a CRM whose pages are fresh queries delivers it in this run)
     later, _ = pull_all(provider, page.watermark, fields)
-    by_id = {c.remote_id: c.fields[crm.last_name_field] for c in later}
-    assert by_id.get(early) == "ChangedEarly"
+    delivered = [c.fields[crm.last_name_field] for c in rest_of_run + later if c.remote_id == early]
+    assert "ChangedEarly" in delivered
 
 
 def test_bulk_save_of_1000_with_3_bad_rows(crm: CrmHarness, provider: CrmProvider):

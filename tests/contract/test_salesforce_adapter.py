@@ -88,6 +88,25 @@ def test_forged_watermark_and_page_token_are_refused(sf: SalesforceHarness):
     assert sf.requests == before
 
 
+def test_a_deletion_comes_in_its_time_order_among_the_changes(sf: SalesforceHarness):
+    # (Salesforce's queryAll returns deleted rows with live ones, by SystemModstamp; HubSpot lists
+    # deletions last, see test_hubspot_provider.py.)
+    # Given two contacts already pulled
+    a, b = sf.user_creates(2)
+    first = sf.provider.changed_contacts(None, ["LastName"])
+    # When one changes, then the other is deleted, then a third is made
+    sf.advance(10)
+    sf.user_updates(a, "Changed")
+    sf.advance(1)
+    sf.user_deletes(b)
+    sf.advance(1)
+    (c,) = sf.user_creates(1)
+    changes = sf.provider.changed_contacts(first.watermark, ["LastName"])
+    # Then the three come back in the order they happened, the deletion in its place
+    assert [(x.remote_id, x.deleted) for x in changes.contacts] == [(a, False), (b, True), (c, False)]
+    assert changes.next_page is None
+
+
 def test_key_field_makes_creates_upserts(sf: SalesforceHarness):
     # Given an External ID field holding our contact id
     sf.double.add_custom_field("Contact", "Mailbridge_Id__c", "text", external_id=True)

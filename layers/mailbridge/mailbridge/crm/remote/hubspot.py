@@ -296,14 +296,16 @@ class HubSpotProvider:
         Deletions: `GET /crm/v3/objects/contacts?archived=true` pages (HubSpot has no filter on
         `archivedAt`), kept when `archivedAt` is after the watermark's archived part.
 
-        Watermark: `"<live ms>:<archived ms>"` (an ISO 8601 date-time or epoch ms is also taken
-        as `since`, for both parts). Invalid `since` or `page`: `Invalid` (`invalid_watermark`,
+        Watermark: `"<live ms>:<archived ms>"`, and while a T group is being drained by id
+        `"<live ms>:<archived ms>:<T ms>:<last id>"`, so a run stopped inside a group resumes after
+        the last contact it emitted (an ISO 8601 date-time or epoch ms is also taken as `since`,
+        for both parts). Invalid `since` or `page`: `Invalid` (`invalid_watermark`,
         `invalid_page_token`).
         """
         names = _names(fields)
         if page is None:
-            live, archived = _parse_watermark(since)
-            cursor = _Cursor(live=live, since_archived=archived)
+            live, archived, tie_at, tie = _parse_watermark(since)
+            cursor = _Cursor(live=live, since_archived=archived, tie_at=tie_at, tie=tie)
         else:
             cursor = _decode_cursor(page)
         if cursor.phase == "live":
@@ -312,10 +314,13 @@ class HubSpotProvider:
             contacts, cursor = self._archived_page(cursor, names)
         done = cursor.phase == "archived" and cursor.archived_after == "" and cursor.tie is None
         archived_mark = max(cursor.since_archived, cursor.archived_seen) if done else cursor.since_archived
+        watermark = f"{cursor.live}:{archived_mark}"
+        if cursor.tie is not None and cursor.tie_at is not None:
+            watermark += f":{cursor.tie_at}:{cursor.tie}"
         return ContactPage(
             contacts=contacts,
             next_page=None if done else _encode_cursor(cursor),
-            watermark=f"{cursor.live}:{archived_mark}",
+            watermark=watermark,
         )
 
     def _live_page(self, cursor: _Cursor, names: list[str]) -> tuple[list[RemoteContact], _Cursor]:
@@ -502,9 +507,10 @@ class HubSpotProvider:
     ) -> MembershipResult:
         """`PUT /crm/v3/lists/{id}/memberships/add` and `/remove` with record ids, 100 a call.
         Idempotent: a contact already in the list counts as added (HubSpot lists it in neither
-        `recordIdsAdded` nor `recordIdsMissing`), one not in it as removed; ids HubSpot reports
-        missing from `add` (no such contact) are failed `OBJECT_NOT_FOUND`. An unknown list
-        raises `HubSpotError` (`list_not_found`)."""
+        `recordIdsAdded` nor `recordIdsMissing`); `removed` holds only the ids HubSpot reports in
+        `recordIdsRemoved` (one not in the list is no error and not reported removed); ids
+        HubSpot reports missing from `add` (no such contact) are failed `OBJECT_NOT_FOUND`. An
+        unknown list raises `HubSpotError` (`list_not_found`)."""
         if not _RECORD_ID.fullmatch(remote_campaign_id):
             raise HubSpotError("no such HubSpot list", code="list_not_found")
         result = MembershipResult()
@@ -530,7 +536,8 @@ class HubSpotProvider:
                         if i in missing
                     ]
                 else:
-                    result.removed += part
+                    gone = {str(i) for i in _list(body, "recordIdsRemoved")}
+                    result.removed += [i for i in part if i in gone]
         return result
 
     # ------------------------------------------------------------------ email activity
@@ -1033,17 +1040,24 @@ _WRITERS: dict[str, Callable[[RemoteValue], str | None]] = {
 }
 
 
-def _parse_watermark(since: str | None) -> tuple[int, int]:
+def _parse_watermark(since: str | None) -> tuple[int, int, int | None, int | None]:
+    """`(live ms, archived ms, tie ms, last tie id)` from a watermark (see `changed_contacts`)."""
     if since is None or not since.strip():
-        return 0, 0
+        return 0, 0, None, None
     text = since.strip()
-    both = re.fullmatch(r"([0-9]{1,16}):([0-9]{1,16})", text)
-    if both:
-        return int(both.group(1)), int(both.group(2))
+    parts = re.fullmatch(r"([0-9]{1,16}):([0-9]{1,16})(?::([0-9]{1,16}):([0-9]{1,20}))?", text)
+    if parts:
+        tie_at, tie = parts.group(3), parts.group(4)
+        return (
+            int(parts.group(1)),
+            int(parts.group(2)),
+            None if tie_at is None else int(tie_at),
+            None if tie is None else int(tie),
+        )
     moment = _instant(text)
     if moment is None or moment < _EPOCH:
         raise Invalid("not a HubSpot watermark", code="invalid_watermark")
-    return _ms(moment), _ms(moment)
+    return _ms(moment), _ms(moment), None, None
 
 
 def _encode_cursor(cursor: _Cursor) -> str:

@@ -211,9 +211,11 @@ class CrmProvider(Protocol):
     def changed_contacts(
         self, since: str | None, fields: Iterable[str], page: str | None = None
     ) -> ContactPage:
-        """Contacts modified after the `since` watermark (None: all), deletions included, oldest
-        first, a page at a time (Salesforce SOQL `queryAll` + `nextRecordsUrl`; HubSpot search
-        on `lastmodifieddate` with `after` paging, archived contacts listed with `archived=true`)."""
+        """Contacts modified after the `since` watermark (None: all), deletions included, each
+        change once, a page at a time; a watermark from any page resumes without loss or repeat.
+        Live changes come oldest first; where deletions fall is the CRM's (Salesforce SOQL
+        `queryAll` returns them in SystemModstamp order among the rest; HubSpot search on
+        `lastmodifieddate` has no archived contacts, so they follow, from `archived=true`)."""
         ...
 
     def bulk_save_contacts(self, contacts: Iterable[ContactWrite]) -> Iterator[RecordResult]:
