@@ -30,12 +30,15 @@ put in 20-50 ms. So two ratios are printed, and neither is faked:
           what this machine measured, dominated by moto's answers.
   `sync initial ours/mbsync without aws wait`  the same wall clock minus the seconds during which
           at least one AWS request of ours was out (botocore's before-send until the response is
-          read, the union over threads: benchmarks/sync/ours.py), over mbsync's: our process's
-          own work and IMAP, i.e. the ratio if AWS answered instantly. The sync does not fetch or
-          normalize while it waits for AWS (only the S3 puts of a batch overlap each other, with
-          their request building), so next to none of our work is hidden in the seconds taken
-          out; against AWS its request latencies add back (the request counts per operation
-          below, each at AWS's latency).
+          read, the union over threads) and no IMAP fetch of ours ran (benchmarks/sync/ours.py),
+          over mbsync's: our process's own work and IMAP, i.e. the ratio if AWS answered
+          instantly. The sync fetches the next batch in a worker thread while it stores the
+          current one (sync/engine.py), so a fetch often runs while moto answers: those seconds
+          stay in our time, as they would if AWS answered at once. It does not normalize while
+          it waits for AWS (only the S3 puts of a batch overlap each other, with their request
+          building), so next to none of our work is hidden in the seconds taken out; against AWS
+          its request latencies add back (the request counts per operation below, each at AWS's
+          latency).
 Two moto costs that AWS does not have are taken out before measuring, and said so in the header: a
 TransactWriteItems rollback copy of whole tables (tests/fixtures/moto_transactions.py) and
 PutEvents' per-event jsonpath parsing and unconsumed target queues (benchmarks/sync/moto_events.py).

@@ -61,6 +61,8 @@ class OperationClock:
         # (start, end) of every HTTP exchange with AWS (moto here), from any thread
         self.exchanges: list[tuple[float, float]] = []
         self._sent = threading.local()
+        # (start, end) of every IMAP fetch of new mail (`fetch_new`), from any thread
+        self.fetching: list[tuple[float, float]] = []
 
     def attach(self, session: Any) -> None:
         session.register("before-call", self._before)
@@ -80,14 +82,12 @@ class OperationClock:
 
     def waiting_seconds(self) -> float:
         """Seconds during which at least one AWS request was out (botocore's before-send until its
-        response is parsed; the union of the intervals, so concurrent S3 puts count once): the
-        time moto took to answer, which a deployed function spends waiting on AWS instead."""
-        total, reach = 0.0, float("-inf")
-        for start, end in sorted(self.exchanges):
-            if end > reach:
-                total += end - max(start, reach)
-                reach = end
-        return total
+        response is parsed; the union of the intervals, so concurrent S3 puts count once) and no
+        IMAP fetch of ours was running (`fetching`: the sync fetches the next batch in a worker
+        thread while it stores the current one, and that work must not hide in the seconds
+        taken out): the time moto took to answer while we had nothing else to do, which a
+        deployed function spends waiting on AWS instead."""
+        return max(0.0, _union(self.exchanges) - _overlap(_merged(self.exchanges), _merged(self.fetching)))
 
     def _before(self, model: Any, **_: Any) -> None:
         with self._lock:
@@ -112,6 +112,33 @@ class OperationClock:
         for name, (calls, total) in sorted(self.totals.items(), key=lambda kv: -kv[1][1]):
             lines.append(f"{name:<34}{calls:>7}{total:>9.2f}{1000 * total / calls:>9.2f}")
         return "\n".join(lines)
+
+
+def _merged(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The union of `intervals` as disjoint, sorted intervals."""
+    out: list[tuple[float, float]] = []
+    for start, end in sorted(intervals):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _union(intervals: list[tuple[float, float]]) -> float:
+    return sum(end - start for start, end in _merged(intervals))
+
+
+def _overlap(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> float:
+    """Seconds two lists of disjoint sorted intervals share."""
+    total, i, j = 0.0, 0, 0
+    while i < len(a) and j < len(b):
+        total += max(0.0, min(a[i][1], b[j][1]) - max(a[i][0], b[j][0]))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return total
 
 
 def main() -> int:
@@ -190,11 +217,28 @@ def main() -> int:
 
     engine._store_batch = timed_store_batch  # type: ignore[assignment]
 
+    # When each IMAP fetch of new mail ran (any thread): `OperationClock.waiting_seconds` leaves
+    # those seconds in our time, whether or not an AWS request was out meanwhile.
+    from mailbridge.providers.imap.client import ImapConnection
+
+    fetch_new = ImapConnection.fetch_new
+
+    def timed_fetch_new(self: ImapConnection, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return fetch_new(self, *args, **kwargs)
+        finally:
+            with clock._lock:
+                clock.fetching.append((started, time.perf_counter()))
+
+    ImapConnection.fetch_new = timed_fetch_new  # type: ignore[method-assign]
+
     def sync_until_complete() -> tuple[float, int, int, int]:
         """Seconds, stored, quarantined, runs: continuations are run here instead of queued.
         The operation counts start from zero, so they are this phase's requests only."""
         clock.totals.clear()
         clock.exchanges.clear()
+        clock.fetching.clear()
         batches.clear()
         stored = quarantined = runs = 0
         start, cpu = time.perf_counter(), time.process_time()

@@ -6,8 +6,10 @@ IMAP adapter and a real server are tests/integration/test_sync_imap.py's busines
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -21,7 +23,7 @@ from local.resources import create_table
 from local.template import load_template
 from mailbridge import aws
 from mailbridge.bus import DomainEvent, EventPublisher
-from mailbridge.errors import ProviderError
+from mailbridge.errors import EventPublishError, ProviderError, ProviderUnreachable
 from mailbridge.models.account import Account, FolderPresence
 from mailbridge.providers.imap.models import (
     FetchBatch,
@@ -84,6 +86,7 @@ class MemoryServer:
     gone: set[str] = field(default_factory=set)  # listed, then deleted before STATUS
     renumbered: set[str] = field(default_factory=set)  # renumbered between STATUS and FETCH
     fetches: list[tuple[str, int, int]] = field(default_factory=list)
+    on_fetch: Callable[[int], None] | None = None  # called with `after_uid` as each fetch starts
 
     def add(self, folder: str, *raws: bytes, flags: tuple[str, ...] = ()) -> list[int]:
         box = self.boxes[folder]
@@ -131,6 +134,8 @@ class MemoryServer:
 
     def fetch_new(self, name: str, after_uid: int, limit: int, max_bytes: int | None = None) -> FetchBatch:
         self.fetches.append((name, after_uid, limit))
+        if self.on_fetch is not None:
+            self.on_fetch(after_uid)
         box = self.boxes[name]
         uids = sorted(u for u in box.messages if u > after_uid)
         batch = [
@@ -185,8 +190,11 @@ class RecordingPublisher(EventPublisher):
     def __init__(self) -> None:
         super().__init__("unused")
         self.events: list[DomainEvent] = []
+        self.on_publish: Callable[[Sequence[DomainEvent]], None] | None = None  # before they count
 
     def publish(self, events: Sequence[DomainEvent]) -> None:
+        if self.on_publish is not None:
+            self.on_publish(events)
         self.events.extend(events)
 
 
@@ -412,6 +420,121 @@ def test_a_passed_deadline_starts_no_batch(w: World) -> None:
     report = w.sync(deadline=0.0)
     assert w.server.fetches == []
     assert [(f.name, f.stored, f.complete) for f in report.folders] == [("INBOX", 0, False)]
+
+
+# The next batch is fetched in a worker thread while the current one is stored (sync/engine.py,
+# `_fetch_and_store`). A wait below ends as soon as the worker gets there; its timeout only
+# bounds how long a broken engine keeps the test waiting.
+WORKER_WAIT_SECONDS = 10
+
+
+def test_the_next_batch_is_fetched_while_the_current_one_is_stored_never_two_ahead(w: World) -> None:
+    # Given six new messages fetched two a batch; each fetch notes the cursor saved when it
+    # starts, and the first announcement waits for the fetch after UID 2 to have started
+    w.server.add("INBOX", *mails("Order", 6))
+    cursor_at_fetch: dict[int, int] = {}
+    second_fetch = threading.Event()
+
+    def on_fetch(after_uid: int) -> None:
+        cursor_at_fetch[after_uid] = w.state("INBOX").last_uid
+        if after_uid == 2:
+            second_fetch.set()
+
+    seen_before_first_announcement: list[bool] = []
+
+    def on_publish(events: Sequence[DomainEvent]) -> None:
+        if not seen_before_first_announcement:
+            seen_before_first_announcement.append(second_fetch.wait(WORKER_WAIT_SECONDS))
+
+    w.server.on_fetch = on_fetch
+    w.publisher.on_publish = on_publish
+    # When the account syncs
+    report = w.sync(batch_size=2)
+    # Then the second batch was being fetched before the first was announced
+    assert seen_before_first_announcement == [True]
+    # And no fetch ran more than one batch ahead of the saved cursor: the third started only
+    # once the first batch was stored and its cursor saved
+    assert cursor_at_fetch == {0: 0, 2: 0, 4: 2}
+    # And everything is stored and announced once, the cursor after the last message
+    assert report.folders == [FolderReport("INBOX", stored=6)]
+    assert len(w.announced()) == len(set(w.announced())) == 6
+    assert (w.state("INBOX").last_uid, w.state("INBOX").messages_stored) == (6, 6)
+
+
+def test_a_batch_fetched_ahead_is_dropped_when_the_deadline_passes_while_the_one_before_is_stored(
+    w: World,
+) -> None:
+    # Given four new messages fetched two a batch, and a run whose deadline passes while it
+    # stores the first batch (the second is fetched meanwhile)
+    w.server.add("INBOX", *mails("Order", 4))
+    budget = Budget(batch_size=2)
+
+    def deadline_passes(events: Sequence[DomainEvent]) -> None:
+        budget.deadline = 0.0
+
+    w.publisher.on_publish = deadline_passes
+    # When the account syncs
+    report = sync_account(w.server, w.account, w.deps, budget)
+    # Then the batch fetched ahead is neither stored nor announced, and the cursor stays after
+    # the first batch: the run is not complete
+    assert [(f.name, f.stored, f.complete) for f in report.folders] == [("INBOX", 2, False)]
+    assert w.server.fetches == [("INBOX", 0, 2), ("INBOX", 2, 2)]
+    assert w.location("INBOX", 3) is None
+    assert [m for _, m in w.announced()] == ["order-0@customer.example", "order-1@customer.example"]
+    assert (w.state("INBOX").last_uid, w.state("INBOX").messages_stored) == (2, 2)
+    # When the next run has time
+    w.publisher.on_publish = None
+    report = w.sync(batch_size=2)
+    # Then it fetches that batch again and stores the rest, each announced once
+    assert report.folders == [FolderReport("INBOX", stored=2)]
+    assert len(w.announced()) == len(set(w.announced())) == 4
+    assert (w.state("INBOX").last_uid, w.state("INBOX").messages_stored) == (4, 4)
+
+
+def test_a_failed_store_raises_only_after_the_fetch_ahead_ended_and_leaves_the_cursor(w: World) -> None:
+    # Given four new messages fetched two a batch, a bus that refuses the first announcement,
+    # and a fetch ahead that is still running when it does
+    w.server.add("INBOX", *mails("Order", 4))
+    refused = threading.Event()
+    fetch_ahead_ended: list[bool] = []
+
+    def on_fetch(after_uid: int) -> None:
+        if after_uid == 2:
+            refused.wait(WORKER_WAIT_SECONDS)
+            time.sleep(0.2)  # still reading when the store has failed
+            fetch_ahead_ended.append(True)
+
+    def refuse(events: Sequence[DomainEvent]) -> None:
+        refused.set()
+        raise EventPublishError("1 event(s) rejected after 3 attempts")
+
+    w.server.on_fetch = on_fetch
+    w.publisher.on_publish = refuse
+    # When the account syncs
+    with pytest.raises(EventPublishError):
+        w.sync(batch_size=2)
+    # Then the error reached the caller only once the fetch ahead had ended (the caller may log
+    # out of the session it used), and the cursor did not move past the unannounced batch
+    assert fetch_ahead_ended == [True]
+    assert w.announced() == []
+    assert w.state("INBOX").last_uid == 0
+
+
+def test_a_failed_fetch_ahead_raises_once_the_batch_before_it_is_stored(w: World) -> None:
+    # Given four new messages fetched two a batch, and a session that fails in the second fetch
+    w.server.add("INBOX", *mails("Order", 4))
+
+    def fail_second(after_uid: int) -> None:
+        if after_uid == 2:
+            raise ProviderUnreachable("IMAP connection lost", code="connection_lost")
+
+    w.server.on_fetch = fail_second
+    # When the account syncs
+    with pytest.raises(ProviderUnreachable):
+        w.sync(batch_size=2)
+    # Then the first batch is stored, announced and behind the cursor: the next run goes on from it
+    assert [m for _, m in w.announced()] == ["order-0@customer.example", "order-1@customer.example"]
+    assert (w.state("INBOX").last_uid, w.state("INBOX").messages_stored) == (2, 2)
 
 
 def test_a_folder_renumbered_between_status_and_fetch_is_left_for_the_next_run(w: World) -> None:

@@ -11,8 +11,10 @@ server does not have is recorded as `missing` with its reason and the others car
   3. new mail in UID order, in batches bounded by count and by bytes (one huge message is a batch
      of its own), each ingested as a batch (`mailbridge.sync.ingest`); after each batch the new
      emails are announced (PutEvents, 10 a call) and only then the cursor moves (conditional,
-     forward only), so a crash never skips an announcement. A flag change that changes an
-     email's read or flagged state is announced as `email.updated` (`apply_flag_updates`).
+     forward only), so a crash never skips an announcement. The next batch is fetched in a
+     worker thread while the current one is stored, at most one batch ahead
+     (`_fetch_and_store`). A flag change that changes an email's read or flagged state is
+     announced as `email.updated` (`apply_flag_updates`).
 Work stops when the budget is spent (messages, or its deadline: no batch starts after it); the
 caller queues a continuation.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +32,7 @@ from mailbridge.bus import DomainEvent, EventPublisher
 from mailbridge.errors import ProviderError
 from mailbridge.models.account import Account, FolderPresence, FolderState, is_inbox
 from mailbridge.observability import logger
-from mailbridge.providers.imap.models import FetchBatch, FlagChanges
+from mailbridge.providers.imap.models import FetchBatch, FlagChanges, FolderStatus
 from mailbridge.providers.imap.protocol import MailFolderSource
 from mailbridge.store.accounts import AccountStore
 from mailbridge.store.blobs import BlobStore
@@ -192,26 +195,7 @@ def sync_folder(source: MailFolderSource, mailbox: Mailbox, deps: SyncDeps, budg
         count_check = _apply_changes(
             source, mailbox, state, status.highestmodseq, status.messages, deps, report
         )
-    late = 0  # stored messages that arrived after STATUS (UID >= UIDNEXT): not in its count
-
-    while not budget.exhausted():
-        batch = source.fetch_new(name, state.last_uid, budget.allowance(), max_bytes=budget.batch_bytes)
-        if batch.uidvalidity != status.uidvalidity:
-            # Renumbered between STATUS and FETCH: leave it for the next run, which resets cleanly.
-            report.complete = False
-            break
-        _store_batch(batch, mailbox, state, deps, report)
-        late += sum(1 for m in batch.messages if m.uid >= status.uidnext)
-        budget.spent += len(batch.messages)
-        if batch.last_uid is not None:
-            state.last_uid = batch.last_uid
-        state.last_synced_at = deps.now()
-        state.messages_on_server = status.messages
-        deps.accounts.save_folder_state(tenant, account_id, state)
-        if not batch.has_more:
-            break
-    else:
-        report.complete = False
+    late = _fetch_and_store(source, mailbox, state, status, deps, budget, report)
 
     if count_check and report.complete and state.messages_stored - late > status.messages:
         # Everything below UIDNEXT is stored, yet more is stored than the server counted at
@@ -224,6 +208,74 @@ def sync_folder(source: MailFolderSource, mailbox: Mailbox, deps: SyncDeps, budg
     state.last_synced_at = deps.now()
     deps.accounts.save_folder_state(tenant, account_id, state)
     return report
+
+
+def _fetch_and_store(
+    source: MailFolderSource,
+    mailbox: Mailbox,
+    state: FolderState,
+    status: FolderStatus,
+    deps: SyncDeps,
+    budget: Budget,
+    report: FolderReport,
+) -> int:
+    """Fetch and store the folder's new mail, batch after batch, until it is all stored or the
+    budget is spent (`report.complete` False then). Returns how many stored messages arrived
+    after STATUS (UID >= UIDNEXT: not in its count).
+
+    The next batch is fetched while the current one is stored: as soon as batch N is read (its
+    last UID is the next batch's lower bound), one worker thread fetches batch N+1 on the same
+    IMAP session, which nothing else uses meanwhile, while this thread normalizes N, writes it
+    to S3 and DynamoDB, announces it and only then moves the cursor past it. At most one fetch
+    runs ahead, so at most two batches are held. The fetch of N+1 starts only when the budget
+    would let the loop start it after N (`_may_fetch_after`); a fetched batch that finds the
+    budget spent once N is stored (its deadline passed meanwhile) is dropped unread, as the
+    loop would not have fetched it: the cursor still points before it, so the continuation
+    fetches it again. Whatever happens to N, the worker is waited for before this returns or
+    raises, so the session is never used by two threads at once; a fetch that failed raises
+    when its batch is taken, after N is durable and its cursor saved.
+    """
+    tenant, account_id, name = mailbox.tenant_id, mailbox.account_id, mailbox.folder
+    late = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap-fetch") as worker:
+        ahead: Future[FetchBatch] | None = None
+        while True:
+            if budget.exhausted():
+                report.complete = False
+                break
+            if ahead is None:
+                batch = source.fetch_new(
+                    name, state.last_uid, budget.allowance(), max_bytes=budget.batch_bytes
+                )
+            else:
+                batch, ahead = ahead.result(), None
+            if batch.uidvalidity != status.uidvalidity:
+                # Renumbered between STATUS and FETCH: leave it for the next run, which resets cleanly.
+                report.complete = False
+                break
+            if batch.has_more and _may_fetch_after(budget, len(batch.messages)):
+                after = batch.last_uid if batch.last_uid is not None else state.last_uid
+                limit = max(
+                    1, min(budget.batch_size, budget.max_messages - budget.spent - len(batch.messages))
+                )
+                ahead = worker.submit(source.fetch_new, name, after, limit, max_bytes=budget.batch_bytes)
+            _store_batch(batch, mailbox, state, deps, report)
+            late += sum(1 for m in batch.messages if m.uid >= status.uidnext)
+            budget.spent += len(batch.messages)
+            if batch.last_uid is not None:
+                state.last_uid = batch.last_uid
+            state.last_synced_at = deps.now()
+            state.messages_on_server = status.messages
+            deps.accounts.save_folder_state(tenant, account_id, state)
+            if not batch.has_more:
+                break
+    return late
+
+
+def _may_fetch_after(budget: Budget, batch_messages: int) -> bool:
+    """Whether the budget would still let a batch start once `batch_messages` more are spent (the
+    deadline as of now: it is checked again before the fetched batch is stored)."""
+    return budget.spent + batch_messages < budget.max_messages and time.monotonic() < budget.deadline
 
 
 def _store_batch(
