@@ -70,6 +70,7 @@ from mailbridge.store.base import Item
 from mailbridge.store.keys import digest, tenant_pk
 from mailbridge.store.links import address_pk, email_links_pk, timeline_index_pk, timeline_pk
 from mailbridge.store.privacy import JOB_PREFIX, ObjectArea, Page, Partition, PrivacyJobStore, TenantTables
+from mailbridge.store.suppression import PREFIX as SUPPRESS_PREFIX
 from mailbridge.tenancy import TenantContext
 
 # The bucket areas that hold a tenant's mail by email or draft id (store/blobs.py,
@@ -113,6 +114,8 @@ class PrivacyDeps:
     table_names: Mapping[str, str]  # kind -> table name, every kind of TABLE_KINDS
     accounts_table: str
     kms_key_id: str
+    # Keeps an erased address's objection (campaigns.suppression.forget_address): (tenant, address).
+    forget_suppressed: Callable[[str, str], None] | None = None
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     page_size: int = PAGE_SIZE
 
@@ -465,6 +468,8 @@ def _table(kind: str, tenant: str, job: Item, deps: PrivacyDeps, cursor: str | N
         if job["kind"] == "export":
             exported.append(item)
         elif verdict == "delete":
+            if kind == "crm" and str(item.get("sk", "")).startswith(SUPPRESS_PREFIX):
+                _forget_suppressed(tenant, item, deps)
             progress.add(f"{kind}.deleted", int(deps.tables.delete(name, item)))
         else:
             assert scrubbed is not None
@@ -475,6 +480,14 @@ def _table(kind: str, tenant: str, job: Item, deps: PrivacyDeps, cursor: str | N
         _write_part(tenant, job, deps, {"kind": kind, "items": exported})
         progress.add(f"{kind}.exported", len(exported))
     return progress
+
+
+def _forget_suppressed(tenant: str, item: Item, deps: PrivacyDeps) -> None:
+    """A suppression entry is replaced by its keyed hash before it is deleted (GDPR Art. 17(3),
+    Art. 21(3): the objection outlives the erasure); a repeated page records it again, a no-op."""
+    if deps.forget_suppressed is None:
+        raise RuntimeError("an erase that meets a suppression entry needs PrivacyDeps.forget_suppressed")
+    deps.forget_suppressed(tenant, str(item["address"]))
 
 
 # ----------------------------------------------------------------------------- export archive
