@@ -694,3 +694,45 @@ def test_erase_and_retention_query_the_tenant_partitions_only(
     assert report["state"] == "done"
     assert report["counts"]["targets"] == 1
     assert [r for r in of_tenant(everything(stack), TENANT)["EmailsTable"] if old in r] == []
+
+
+def _archive(stack: Stack, report: dict[str, Any]) -> zipfile.ZipFile:
+    key = report["download_url"].split("?")[0].split(".amazonaws.com/")[-1]
+    key = key.removeprefix(stack.deployed.buckets["MailBucket"] + "/")
+    stored = boto3.client("s3").get_object(Bucket=stack.deployed.buckets["MailBucket"], Key=key)
+    return zipfile.ZipFile(io.BytesIO(stored["Body"].read()))
+
+
+def test_an_erased_address_stays_suppressed_with_no_address_stored(
+    stack: Stack, invoke_api: Invoke, world: World
+) -> None:
+    from mailbridge.campaigns import suppression
+    from mailbridge.campaigns.wiring import suppression_deps
+
+    # Given: ann unsubscribed from an acme campaign, jo was listed by hand; globex lists ann too
+    deps = suppression_deps("https://api.example.test")
+    suppression.add(deps, TENANT, ANN, "unsubscribed", "cmp_spring")
+    suppression.add(deps, TENANT, JO, "manual", None)
+    suppression.add(deps, OTHER, JO, "manual", None)
+
+    # When: ann is exported
+    started = start(invoke_api, "export", {"email": ANN})
+    run_jobs(stack)
+    report = body(job(invoke_api, body(started)["job_id"]))
+
+    # Then: the archive holds her suppression entry
+    crm_records = json.loads(_archive(stack, report).read("crm.json"))
+    [entry] = [r for r in crm_records if str(r["sk"]).startswith("SUPPRESS#")]
+    assert (entry["address"], entry["reason"], entry["source"]) == (ANN, "unsubscribed", "cmp_spring")
+
+    # When: ann is erased
+    erase(invoke_api, stack, {"email": ANN})
+
+    # Then: her address is in no table of acme ...
+    acme = of_tenant(everything(stack), TENANT)
+    assert [r for records in acme.values() for r in records if mentions(r, world)] == []
+    # ... yet campaign sending still skips her (in any case), and jo as before
+    asked = [ANN.upper(), JO, "nobody@example.com"]
+    assert suppression.suppressed(deps, TENANT, asked) == {ANN, JO}
+    # ... and globex, which never listed ann, still does not
+    assert suppression.suppressed(deps, OTHER, asked) == {JO}
