@@ -397,11 +397,13 @@ def test_a_crash_in_the_middle_resumes_and_a_second_run_is_harmless(
     before = of_tenant(everything(stack), TENANT)
     again = erase(invoke_api, stack, {"email": ANN})
 
-    # Then: it finds nothing and changes nothing but its own job record
+    # Then: it finds nothing and changes nothing but its own job record (and the audit log's
+    # entry of its request)
     assert {k: v for k, v in again["counts"].items() if v} == {}
     after = of_tenant(everything(stack), TENANT)
-    assert {k: v for k, v in after.items() if k != "SettingsTable"} == {
-        k: v for k, v in before.items() if k != "SettingsTable"
+    own = ("SettingsTable", "AuditTable")
+    assert {k: v for k, v in after.items() if k not in own} == {
+        k: v for k, v in before.items() if k not in own
     }
     assert crashed["job_id"] == job_id
 
@@ -593,3 +595,144 @@ def test_retention_setting_is_for_owners_and_admins_and_validated(stack: Stack, 
         )
     cleared = invoke_api(api("put-retention", role="admin", body={"retention_days": None}))
     assert body(cleared)["retention_days"] is None
+
+
+class DynamoReads:
+    """Every DynamoDB request while it is registered (botocore `before-call`/`after-call`): the
+    operation, its table, the key values it names, and whether its answer held another tenant's item."""
+
+    def __init__(self, other: str) -> None:
+        self.other = f"TENANT#{other}"
+        self.requests: list[tuple[str, str, list[str]]] = []
+        self.foreign_answers: list[str] = []
+
+    def before(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        sent = json.loads(params.get("body") or b"{}")
+        values = [str(v.get("S")) for v in (sent.get("ExpressionAttributeValues") or {}).values()]
+        self.requests.append((model.name, str(sent.get("TableName", "")), values))
+
+    def after(self, model: Any, parsed: dict[str, Any], **_: Any) -> None:
+        if self.other in json.dumps(parsed, default=str):
+            self.foreign_answers.append(model.name)
+
+
+@pytest.fixture
+def reads(stack: Stack) -> Iterator[DynamoReads]:
+    from mailbridge import aws
+
+    counter = DynamoReads(OTHER)
+    client = aws.dynamodb().meta.client
+    client.meta.events.register("before-call.dynamodb", counter.before)
+    client.meta.events.register("after-call.dynamodb", counter.after)
+    yield counter
+    client.meta.events.unregister("before-call.dynamodb", counter.before)
+    client.meta.events.unregister("after-call.dynamodb", counter.after)
+
+
+def _crowd(stack: Stack, tenant: str, n: int) -> None:
+    """`n` items of `tenant` in each tenant-keyed table (its partition and per-email partitions)."""
+    for logical_id, pk in (
+        ("EmailsTable", f"TENANT#{tenant}"),
+        ("FlagsTable", f"TENANT#{tenant}"),
+        ("CrmTable", f"TENANT#{tenant}"),
+        ("CalendarTable", f"TENANT#{tenant}"),
+        ("LinksTable", None),
+        ("TrackingTable", None),
+    ):
+        with stack.table(logical_id).batch_writer() as batch:
+            for i in range(n):
+                email = f"em_crowd{i:05d}"
+                item = {"pk": pk or f"TENANT#{tenant}#EMAIL#{email}", "sk": f"EMAIL#{email}", "to": [ANN]}
+                batch.put_item(Item={**item, "date": "2020-01-06T10:00:00+00:00", "email_id": email})
+
+
+def _no_foreign_reads(stack: Stack, reads: DynamoReads) -> None:
+    notifications = stack.deployed.tables["NotificationsTable"]
+    scanned = {table for op, table, _ in reads.requests if op == "Scan"}
+    assert scanned <= {notifications}, scanned
+    mine = f"TENANT#{TENANT}"
+    queries = [values for op, _, values in reads.requests if op == "Query"]
+    assert queries
+    for values in queries:
+        assert any(v == mine or v.startswith(f"{mine}#") for v in values), values
+    assert reads.foreign_answers == []
+
+
+OLD_DATE = "Mon, 06 Jan 2020 10:00:00 +0000"
+
+
+def test_erase_and_retention_query_the_tenant_partitions_only(
+    stack: Stack, invoke_api: Invoke, world: World, reads: DynamoReads
+) -> None:
+    # Given: globex holds many items (some naming ann, all dated 2020) in every tenant-keyed table
+    _crowd(stack, OTHER, 300)
+    started = start(invoke_api, "erase", {"email": ANN})
+    assert started["statusCode"] == 202, started
+    reads.requests.clear()
+
+    # When: the erase runs
+    run_jobs(stack)
+
+    # Then: no tenant-keyed table was scanned, every Query named acme's partitions and no answer
+    # held a globex item
+    _no_foreign_reads(stack, reads)
+    assert body(job(invoke_api, body(started)["job_id"]))["state"] == "done"
+
+    # Given: acme keeps mail a year and has mail from 2020
+    old = Seeder(stack).add(rfc(msgid="o@example.com", sender=JO, to=ME, subject="Old", date=OLD_DATE))
+    answer = invoke_api(api("put-retention", role="admin", body={"retention_days": 365}))
+    assert answer["statusCode"] == 200, answer
+    load_function("tasks").lambda_handler(load_event("scheduler/retention-run.json"), FakeLambdaContext())
+    reads.requests.clear()
+
+    # When: its retention job runs
+    run_jobs(stack)
+
+    # Then: the same
+    _no_foreign_reads(stack, reads)
+    report = body(job(invoke_api, body(invoke_api(api("get-retention", role="admin")))["last_job_id"]))
+    assert report["state"] == "done"
+    assert report["counts"]["targets"] == 1
+    assert [r for r in of_tenant(everything(stack), TENANT)["EmailsTable"] if old in r] == []
+
+
+def _archive(stack: Stack, report: dict[str, Any]) -> zipfile.ZipFile:
+    key = report["download_url"].split("?")[0].split(".amazonaws.com/")[-1]
+    key = key.removeprefix(stack.deployed.buckets["MailBucket"] + "/")
+    stored = boto3.client("s3").get_object(Bucket=stack.deployed.buckets["MailBucket"], Key=key)
+    return zipfile.ZipFile(io.BytesIO(stored["Body"].read()))
+
+
+def test_an_erased_address_stays_suppressed_with_no_address_stored(
+    stack: Stack, invoke_api: Invoke, world: World
+) -> None:
+    from mailbridge.campaigns import suppression
+    from mailbridge.campaigns.wiring import suppression_deps
+
+    # Given: ann unsubscribed from an acme campaign, jo was listed by hand; globex lists ann too
+    deps = suppression_deps("https://api.example.test")
+    suppression.add(deps, TENANT, ANN, "unsubscribed", "cmp_spring")
+    suppression.add(deps, TENANT, JO, "manual", None)
+    suppression.add(deps, OTHER, JO, "manual", None)
+
+    # When: ann is exported
+    started = start(invoke_api, "export", {"email": ANN})
+    run_jobs(stack)
+    report = body(job(invoke_api, body(started)["job_id"]))
+
+    # Then: the archive holds her suppression entry
+    crm_records = json.loads(_archive(stack, report).read("crm.json"))
+    [entry] = [r for r in crm_records if str(r["sk"]).startswith("SUPPRESS#")]
+    assert (entry["address"], entry["reason"], entry["source"]) == (ANN, "unsubscribed", "cmp_spring")
+
+    # When: ann is erased
+    erase(invoke_api, stack, {"email": ANN})
+
+    # Then: her address is in no table of acme ...
+    acme = of_tenant(everything(stack), TENANT)
+    assert [r for records in acme.values() for r in records if mentions(r, world)] == []
+    # ... yet campaign sending still skips her (in any case), and jo as before
+    asked = [ANN.upper(), JO, "nobody@example.com"]
+    assert suppression.suppressed(deps, TENANT, asked) == {ANN, JO}
+    # ... and globex, which never listed ann, still does not
+    assert suppression.suppressed(deps, OTHER, asked) == {JO}

@@ -18,6 +18,14 @@ Campaign sending asks two things of it: `suppressed` (who to skip) and `unsubscr
 Addresses are normalized as CRM addresses are (`crm.models.normalize_address`: trimmed, lower-
 cased), so the list and the contacts agree on what one address is.
 
+Erasure (GDPR Art. 17): the privacy erase job deletes the address's entry and first records
+`erased_digest` of it (`forget_address`); `suppressed` still finds the address by that digest, so
+an objection to direct marketing keeps being honoured (Art. 17(3)(b) and (e), Art. 21(3)) with no
+address stored. The digest is HMAC-SHA256 (RFC 2104) under a per-tenant key, itself HMAC-SHA256
+of the tenant id under a key derived from the same link-signing secret with its own label: an
+address cannot be found from the stored digests without the secret, nor one tenant's digest
+matched against another's.
+
 Unsubscribe tokens: `base64url(version || nonce || AES-256-GCM(claims))` (RFC 4648 section 5,
 NIST SP 800-38D), claims `{t: tenant, c: campaign id, a: address}`. The key is derived with
 HMAC-SHA256 (RFC 2104) from the link-signing secret tracking and calendar links use
@@ -68,6 +76,8 @@ _NONCE = 12
 _TAG = 16
 _AAD = b"mailbridge.unsubscribe"
 _KEY_LABEL = b"mailbridge/unsubscribe-token/v1"
+_ERASED_LABEL = b"mailbridge/suppression-erased/v1"
+_ERASED_HEX = 32  # 128 bits of the HMAC (RFC 2104 section 5 allows truncation to half its output)
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{40,1024}")
 _SMTP_REPLY = re.compile(r"([2-5])\d\d\b")
 
@@ -152,9 +162,34 @@ def add(
 # ------------------------------------------------------------------------------------- campaign sending
 def suppressed(deps: SuppressionDeps, tenant: str, addresses: Sequence[str]) -> set[str]:
     """The normalized addresses among `addresses` that are on the tenant's list: one BatchGetItem
-    per 100 distinct addresses. Anything that cannot be an address is simply not listed."""
+    per 100 distinct addresses, and (with `deps.key`) one GetItem of the erased addresses'
+    digests. Anything that cannot be an address is simply not listed."""
     normal = [a for a in (_normal(x) for x in addresses) if a is not None]
-    return deps.store.present(tenant, normal) if normal else set()
+    if not normal:
+        return set()
+    found = deps.store.present(tenant, normal)
+    if deps.key is not None:
+        erased = deps.store.erased(tenant)
+        if erased:
+            key = deps.key()
+            found |= {a for a in normal if erased_digest(key, tenant, a) in erased}
+    return found
+
+
+def erased_digest(key: bytes, tenant: str, address: str) -> str:
+    """HMAC-SHA256 of the normalized `address` under the tenant's key (HMAC-SHA256 of the tenant id
+    under the link secret's `_ERASED_LABEL` key), as 32 lower-case hex digits."""
+    base = hmac.new(key, _ERASED_LABEL, hashlib.sha256).digest()
+    tenant_key = hmac.new(base, tenant.encode(), hashlib.sha256).digest()
+    return hmac.new(tenant_key, address.encode(), hashlib.sha256).hexdigest()[:_ERASED_HEX]
+
+
+def forget_address(deps: SuppressionDeps, tenant: str, address: str) -> None:
+    """Record the erased address's digest (idempotent); the caller then deletes its entry.
+    RuntimeError without `deps.key`: an erase must never drop an objection silently."""
+    if deps.key is None:
+        raise RuntimeError("erasing a suppression entry needs the link-signing key (SuppressionDeps.key)")
+    deps.store.add_erased(tenant, erased_digest(deps.key(), tenant, address))
 
 
 def unsubscribe_headers(deps: SuppressionDeps, tenant: str, campaign_id: str, address: str) -> dict[str, str]:

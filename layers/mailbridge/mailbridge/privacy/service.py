@@ -18,7 +18,10 @@ Phases (in order):
                  (raw/ att/ body/ drafts/ + {tenant}/): every version of an object whose key names
                  a target is deleted (erase) or put in the archive (export)
   table:{kind}   every table, one page at a time (privacy.matching.judge): delete, scrub or keep
-                 (erase), or add to the archive (export); the emails table comes last
+                 (erase), or add to the archive (export); the emails table comes last. Each table
+                 is read by Query on the partitions that can hold the subject (`_partitions`):
+                 the tenant's own partition, the partitions keyed by a target or by a participant
+                 address of one, and the contact's GSI partitions; never the other tenants' items
   package        export only: the zip (one JSON file per kind, the raw .eml files, the objects)
                  KMS-encrypted in the bucket under exports/{tenant}/{job_id}/
   finish         the job forgets the subject (its addresses, contact ids and targets); an erase
@@ -32,7 +35,7 @@ out of the records that stay (threads). A sweep was picked over DynamoDB TTL: a 
 be written on the email and on every derived record by each of their writers, rewritten on every
 item when the setting changes, and would reach neither the bucket nor the lists that name an
 email; a TTL delete would then still need a stream consumer for those. The sweep's cost is one
-paged read of the tenant's items a day.
+paged read of the tenant's partitions a day (and the notifications table's Scan, below).
 
 What is not done (documented in the README): mail in the user's own mailbox at the provider is not
 deleted (we erase our copy); the Powertools idempotency records (hashed keys, expiring within
@@ -53,7 +56,7 @@ from typing import Any, Protocol
 
 from mailbridge.crm.models import new_id
 from mailbridge.errors import Conflict, NotFound
-from mailbridge.privacy.matching import Needles, is_target, judge, target_id
+from mailbridge.privacy.matching import PARTICIPANT_FIELDS, Needles, is_target, judge, target_id
 from mailbridge.privacy.models import (
     EXTERNAL_CRMS,
     JobKind,
@@ -64,8 +67,10 @@ from mailbridge.privacy.models import (
     RetentionSetting,
 )
 from mailbridge.store.base import Item
-from mailbridge.store.keys import digest
-from mailbridge.store.privacy import JOB_PREFIX, ObjectArea, PrivacyJobStore, TenantTables
+from mailbridge.store.keys import digest, tenant_pk
+from mailbridge.store.links import address_pk, email_links_pk, timeline_index_pk, timeline_pk
+from mailbridge.store.privacy import JOB_PREFIX, ObjectArea, Page, Partition, PrivacyJobStore, TenantTables
+from mailbridge.store.suppression import PREFIX as SUPPRESS_PREFIX
 from mailbridge.tenancy import TenantContext
 
 # The bucket areas that hold a tenant's mail by email or draft id (store/blobs.py,
@@ -109,6 +114,8 @@ class PrivacyDeps:
     table_names: Mapping[str, str]  # kind -> table name, every kind of TABLE_KINDS
     accounts_table: str
     kms_key_id: str
+    # Keeps an erased address's objection (campaigns.suppression.forget_address): (tenant, address).
+    forget_suppressed: Callable[[str, str], None] | None = None
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     page_size: int = PAGE_SIZE
 
@@ -343,15 +350,37 @@ def _expired(item: Item, cutoff: datetime) -> bool:
     return (date if date.tzinfo else date.replace(tzinfo=UTC)) < cutoff
 
 
+def _participants(item: Item) -> set[str]:
+    """The addresses (lower-cased) in an email's or draft's participant fields: a list of
+    {name, address} maps or of RFC 5322 address strings (sync/ingest.py, drafts/service.py)."""
+    from email.utils import getaddresses
+
+    found: set[str] = set()
+    for name in PARTICIPANT_FIELDS:
+        value = item.get(name)
+        values = value if isinstance(value, list | tuple | set | frozenset) else [value]
+        for one in values:
+            text = one.get("address") if isinstance(one, Mapping) else one
+            if isinstance(text, str):
+                found |= {a.lower() for _, a in getaddresses([text]) if "@" in a}
+    return found
+
+
 def _collect(tenant: str, job: Item, deps: PrivacyDeps, cursor: str | None) -> _Progress:
     needles = _needles(job, deps, tenant, targets=False)
-    page = deps.tables.page(deps.table_names["emails"], tenant, cursor, deps.page_size)
+    # Emails and drafts are in the tenant's one partition of the emails table.
+    page = deps.tables.query_page(
+        deps.table_names["emails"], Partition(tenant_pk(tenant)), cursor, deps.page_size
+    )
     if job["kind"] == "retention":
         cutoff = datetime.fromisoformat(str(job["cutoff"]))
-        found = [target_id(item) for item in page.items if _expired(item, cutoff)]
+        items = [item for item in page.items if _expired(item, cutoff)]
     else:
-        found = [target_id(item) for item in page.items if is_target(item, needles)]
+        items = [item for item in page.items if is_target(item, needles)]
+    found = [target_id(item) for item in items]
     deps.jobs.add_targets(tenant, str(job["job_id"]), found)
+    # Their participants' addresses: the links table's participant index is keyed by them.
+    deps.jobs.add_addresses(tenant, str(job["job_id"]), set().union(*map(_participants, items)))
     progress = _Progress(page.cursor)
     progress.add("targets", len(found))
     return progress
@@ -373,10 +402,61 @@ def _objects(area: str, tenant: str, job: Item, deps: PrivacyDeps, cursor: str |
     return progress
 
 
+# The tables keyed by the tenant alone (pk = TENANT#{tenant}; template.yaml's key comments).
+TENANT_KEYED = frozenset({"flags", "snoozes", "automations", "crm", "accounts", "settings", "emails"})
+
+
+def _partitions(
+    kind: str, tenant: str, job: Item, needles: Needles, deps: PrivacyDeps
+) -> list[Partition] | None:
+    """Where the items of table `kind` that can name the subject are, in a fixed order (the
+    phase's cursor indexes it); None for the notifications table, read by a Scan."""
+    own = Partition(tenant_pk(tenant))
+    contacts = sorted(needles.contact_ids)
+    if kind in TENANT_KEYED:
+        return [own]
+    if kind == "calendar":
+        # The legacy per-record timeline copies: pk = TENANT#{t}#REL#{record_id}.
+        return [own, *(Partition(f"{tenant_pk(tenant)}#REL#{c}") for c in contacts)]
+    targets = sorted(needles.target_ids)
+    if kind == "tracking":
+        return [Partition(email_links_pk(tenant, t)) for t in targets]
+    if kind == "links":
+        addresses = sorted(needles.addresses | deps.jobs.addresses(tenant, str(job["job_id"])))
+        return [
+            *(Partition(email_links_pk(tenant, t)) for t in targets),
+            *(Partition(address_pk(tenant, a)) for a in addresses),
+            # A contact's links from mail that is not a target, and its timeline entries
+            # (events, activities, tracking hits: pk = TENANT#{t}#{source}#{id}).
+            *(Partition(timeline_pk(tenant, "contact", c), "gsi1") for c in contacts),
+            *(Partition(timeline_index_pk(tenant, "contact", c), "gsi2") for c in contacts),
+        ]
+    # notifications: pk = TENANT#{t}#USER#{user}, and no key or index lists a tenant's users
+    # (store/notifications.py), so a Scan filtered on the tenant is the only way to find them.
+    return None
+
+
+def _read(kind: str, tenant: str, job: Item, needles: Needles, deps: PrivacyDeps, cursor: str | None) -> Page:
+    """One page of the phase; its cursor is {"p": partition index, "k": the Query's cursor}."""
+    name = deps.table_names[kind]
+    partitions = _partitions(kind, tenant, job, needles, deps)
+    if partitions is None:
+        return deps.tables.page(name, tenant, cursor, deps.page_size)
+    at: dict[str, Any] = json.loads(cursor) if cursor else {"p": 0, "k": None}
+    index = int(at["p"])
+    if index >= len(partitions):
+        return Page([], None)
+    page = deps.tables.query_page(name, partitions[index], at["k"], deps.page_size)
+    if page.cursor is not None:
+        return Page(page.items, json.dumps({"p": index, "k": page.cursor}))
+    nxt = None if index + 1 >= len(partitions) else json.dumps({"p": index + 1, "k": None})
+    return Page(page.items, nxt)
+
+
 def _table(kind: str, tenant: str, job: Item, deps: PrivacyDeps, cursor: str | None) -> _Progress:
     needles = _needles(job, deps, tenant)
     name = deps.table_names[kind]
-    page = deps.tables.page(name, tenant, cursor, deps.page_size)
+    page = _read(kind, tenant, job, needles, deps, cursor)
     progress = _Progress(page.cursor)
     exported: list[Item] = []
     for item in page.items:
@@ -388,6 +468,8 @@ def _table(kind: str, tenant: str, job: Item, deps: PrivacyDeps, cursor: str | N
         if job["kind"] == "export":
             exported.append(item)
         elif verdict == "delete":
+            if kind == "crm" and str(item.get("sk", "")).startswith(SUPPRESS_PREFIX):
+                _forget_suppressed(tenant, item, deps)
             progress.add(f"{kind}.deleted", int(deps.tables.delete(name, item)))
         else:
             assert scrubbed is not None
@@ -398,6 +480,14 @@ def _table(kind: str, tenant: str, job: Item, deps: PrivacyDeps, cursor: str | N
         _write_part(tenant, job, deps, {"kind": kind, "items": exported})
         progress.add(f"{kind}.exported", len(exported))
     return progress
+
+
+def _forget_suppressed(tenant: str, item: Item, deps: PrivacyDeps) -> None:
+    """A suppression entry is replaced by its keyed hash before it is deleted (GDPR Art. 17(3),
+    Art. 21(3): the objection outlives the erasure); a repeated page records it again, a no-op."""
+    if deps.forget_suppressed is None:
+        raise RuntimeError("an erase that meets a suppression entry needs PrivacyDeps.forget_suppressed")
+    deps.forget_suppressed(tenant, str(item["address"]))
 
 
 # ----------------------------------------------------------------------------- export archive

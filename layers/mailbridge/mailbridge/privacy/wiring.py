@@ -45,6 +45,13 @@ def privacy_deps() -> PrivacyDeps:
 
     settings, own = get_settings(), PrivacySettings()
     tables = settings.tables
+
+    def forget_suppressed(tenant: str, address: str) -> None:
+        from mailbridge.campaigns.suppression import forget_address
+        from mailbridge.campaigns.wiring import suppression_deps
+
+        forget_address(suppression_deps(""), tenant, address)
+
     return PrivacyDeps(
         jobs=PrivacyJobStore(tables.settings),
         tables=TenantTables(),
@@ -66,4 +73,5 @@ def privacy_deps() -> PrivacyDeps:
         },
         accounts_table=tables.accounts,
         kms_key_id=settings.data_key_id,
+        forget_suppressed=forget_suppressed,
     )

@@ -8,8 +8,11 @@ Jobs live in the settings table (template.yaml, beside SettingsTable):
 A job moves one `step` at a time: each write is conditional on the step it read, so a redelivered
 or duplicated queue message can never move a job twice or backwards.
 
-`TenantTables` reads every item of one tenant page by page (a Scan filtered on the partition
-key: every key starts with `TENANT#{tenant}`) and deletes or rewrites single items; `ObjectArea`
+  pk = TENANT#{tenant}, sk = PRIVACYJOB#{job_id}#A#{address}  a participant address of a target
+                                                              (the links table's participant index
+                                                              partitions to read; deleted at the end)
+`TenantTables` reads a tenant's items one partition at a time (a Query on a table partition, or
+on a GSI partition whose items are then read in full), and deletes or rewrites single items; `ObjectArea`
 lists and deletes every version of a tenant's objects in the mail bucket (the bucket is versioned:
 deleting only the current version would leave the data in a noncurrent one).
 """
@@ -41,6 +44,10 @@ def job_sk(job_id: str) -> str:
 
 def _target_prefix(job_id: str) -> str:
     return f"{job_sk(job_id)}#T#"
+
+
+def _address_prefix(job_id: str) -> str:
+    return f"{job_sk(job_id)}#A#"
 
 
 class PrivacyJobStore(DynamoRepository):
@@ -76,7 +83,8 @@ class PrivacyJobStore(DynamoRepository):
         kwargs: dict[str, Any] = {"KeyConditionExpression": condition}
         while True:
             page = self.table.query(**kwargs)
-            jobs.extend(i for i in page.get("Items", []) if "#T#" not in str(i["sk"]))
+            # The job itself, not its target or address items (PRIVACYJOB#{id}#...).
+            jobs.extend(i for i in page.get("Items", []) if "#" not in str(i["sk"])[len(JOB_PREFIX) :])
             if "LastEvaluatedKey" not in page:
                 return jobs
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -129,8 +137,20 @@ class PrivacyJobStore(DynamoRepository):
             for target in ids:
                 batch.put_item(Item={"pk": tenant_pk(tenant_id), "sk": f"{_target_prefix(job_id)}{target}"})
 
+    def add_addresses(self, tenant_id: str, job_id: str, addresses: Iterable[str]) -> None:
+        with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+            for address in addresses:
+                batch.put_item(Item={"pk": tenant_pk(tenant_id), "sk": f"{_address_prefix(job_id)}{address}"})
+
+    def addresses(self, tenant_id: str, job_id: str) -> set[str]:
+        """The participant addresses of the job's targets (`add_addresses`)."""
+        prefix = _address_prefix(job_id)
+        return {sk[len(prefix) :] for sk in self._child_keys(tenant_id, prefix)}
+
     def _target_keys(self, tenant_id: str, job_id: str) -> list[str]:
-        prefix = _target_prefix(job_id)
+        return self._child_keys(tenant_id, _target_prefix(job_id))
+
+    def _child_keys(self, tenant_id: str, prefix: str) -> list[str]:
         condition = Key("pk").eq(tenant_pk(tenant_id)) & Key("sk").begins_with(prefix)
         sks: list[str] = []
         kwargs: dict[str, Any] = {"KeyConditionExpression": condition, "ConsistentRead": True}
@@ -146,8 +166,9 @@ class PrivacyJobStore(DynamoRepository):
         return {sk[len(prefix) :] for sk in self._target_keys(tenant_id, job_id)}
 
     def drop_targets(self, tenant_id: str, job_id: str) -> None:
+        keys = [*self._target_keys(tenant_id, job_id), *self._child_keys(tenant_id, _address_prefix(job_id))]
         with self.table.batch_writer() as batch:
-            for sk in self._target_keys(tenant_id, job_id):
+            for sk in keys:
                 batch.delete_item(Key={"pk": tenant_pk(tenant_id), "sk": sk})
 
     def connected_account(self, accounts_table: str, tenant_id: str, address: str) -> bool:
@@ -162,6 +183,19 @@ class PrivacyJobStore(DynamoRepository):
 class Page:
     items: list[Item]
     cursor: str | None  # None: the last page
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One partition a tenant's items are read from: the table's (`index` None: pk = `value`) or
+    a GSI's (`{index}pk` = `value`; the index holds only some attributes, so its items are then
+    read in full from the table)."""
+
+    value: str
+    index: str | None = None
+
+
+BATCH_GET = 100  # BatchGetItem's limit on keys per request (DynamoDB API reference)
 
 
 class TenantTables:
@@ -181,9 +215,49 @@ class TenantTables:
             self._keys[name] = [str(k["AttributeName"]) for k in self._table(name).key_schema]
         return self._keys[name]
 
+    def query_page(self, name: str, partition: Partition, cursor: str | None, limit: int) -> Page:
+        """Up to `limit` items of one partition (a Query; consistent on the table, and for a GSI
+        the matched items read again, consistently, by their keys: one that is gone is skipped)."""
+        key = "pk" if partition.index is None else f"{partition.index}pk"
+        kwargs: dict[str, Any] = {"KeyConditionExpression": Key(key).eq(partition.value), "Limit": limit}
+        if partition.index is None:
+            kwargs["ConsistentRead"] = True
+        else:
+            kwargs["IndexName"] = partition.index
+        if cursor:
+            kwargs["ExclusiveStartKey"] = json.loads(cursor)
+        table = self._table(name)
+        response = table.query(**kwargs)
+        items = list(response.get("Items", []))
+        if partition.index is not None:
+            items = self._full(name, items)
+        last = response.get("LastEvaluatedKey")
+        return Page(items, json.dumps(last, sort_keys=True) if last else None)
+
+    def _full(self, name: str, projected: list[Item]) -> list[Item]:
+        names = self.key_names(name)
+        keys = list(
+            {
+                json.dumps({k: i[k] for k in names}, sort_keys=True): {k: i[k] for k in names}
+                for i in projected
+            }.values()
+        )
+        client = self._table(name).meta.client
+        found: list[Item] = []
+        for start in range(0, len(keys), BATCH_GET):
+            request: dict[str, Any] = {
+                name: {"Keys": keys[start : start + BATCH_GET], "ConsistentRead": True}
+            }
+            while request:
+                response = client.batch_get_item(RequestItems=request)
+                found.extend(response.get("Responses", {}).get(name, []))
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
     def page(self, name: str, tenant_id: str, cursor: str | None, limit: int) -> Page:
         """Up to `limit` evaluated items of the table, of this tenant only (pk = TENANT#{t} or
-        starting with TENANT#{t}#)."""
+        starting with TENANT#{t}#): a Scan of the whole table, for the one table no key or index
+        lists a tenant's partitions of (notifications, by user: privacy.service)."""
         pk = tenant_pk(tenant_id)
         kwargs: dict[str, Any] = {
             "FilterExpression": Attr("pk").eq(pk) | Attr("pk").begins_with(f"{pk}#"),

@@ -12,6 +12,15 @@ complaints, outbox for refused recipients) already have or only need that table;
 
 An address is on the list at most once: the first entry wins (a second unsubscribe or bounce is a
 no-op, so every writer is idempotent without reading first); `remove` takes it off.
+
+    pk = TENANT#{tenant}, sk = SUPPRESSERASED                 digests: a string set of the keyed
+                                                              hashes of erased addresses
+
+A GDPR erase (privacy/service.py) replaces an address's entry by its keyed hash
+(`campaigns.suppression.erased_digest`) in this one item, so the objection keeps being honoured
+(GDPR Art. 17(3), Art. 21(3)) while no address is kept. One item per tenant, read with one
+GetItem per `suppressed` call: 32-hex digests fill DynamoDB's 400 KB item limit at about ten
+thousand erased addresses of one tenant.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 PREFIX = "SUPPRESS#"
+ERASED_SK = "SUPPRESSERASED"
 BATCH_GET = 100  # BatchGetItem's limit on keys per request (DynamoDB API reference)
 
 Reason = Literal["unsubscribed", "hard_bounce", "complaint", "manual"]
@@ -45,6 +55,10 @@ class SuppressionStore(Protocol):
     def page(self, tenant_id: str, *, cursor: str | None, limit: int) -> tuple[list[Item], str | None]: ...
 
     def remove(self, tenant_id: str, address: str) -> bool: ...
+
+    def add_erased(self, tenant_id: str, digest: str) -> None: ...
+
+    def erased(self, tenant_id: str) -> set[str]: ...
 
 
 class DynamoSuppressionStore(DynamoRepository):
@@ -103,3 +117,16 @@ class DynamoSuppressionStore(DynamoRepository):
                 return False
             raise
         return True
+
+    def add_erased(self, tenant_id: str, digest: str) -> None:
+        """Add the keyed hash of an erased address (a set: adding it twice changes nothing)."""
+        self.table.update_item(
+            Key={"pk": tenant_pk(tenant_id), "sk": ERASED_SK},
+            UpdateExpression="ADD digests :d",
+            ExpressionAttributeValues={":d": {digest}},
+        )
+
+    def erased(self, tenant_id: str) -> set[str]:
+        """The keyed hashes of the tenant's erased addresses (`add_erased`)."""
+        item = self.get(tenant_pk(tenant_id), ERASED_SK, consistent=True)
+        return {str(d) for d in (item or {}).get("digests") or ()}
