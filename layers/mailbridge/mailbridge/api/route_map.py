@@ -76,6 +76,7 @@ ROUTE_MODULES: dict[str, str] = {
     "GET /notifications/settings": "notifications",
     "GET /nudges": "nudges",
     "GET /nudges/settings": "nudges",
+    "GET /settings/privacy": "privacy",
     "GET /t/c/{token}": "tracking",
     "GET /t/o/{token}": "tracking",
     "GET /templates": "templates",
@@ -151,6 +152,7 @@ ROUTE_MODULES: dict[str, str] = {
     "PUT /notifications/preferences": "notifications",
     "PUT /notifications/settings": "notifications",
     "PUT /nudges/settings": "nudges",
+    "PUT /settings/privacy": "privacy",
     "PUT /templates/{template_id}": "templates",
     "PUT /threads/{thread_id}/snooze": "snooze",
 }
