@@ -32,7 +32,7 @@ user's message body calls `audit_body_read`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -169,6 +169,10 @@ def project(item: Mapping[str, Any], level: Visibility) -> Item:
     return dict(item) if kept is None else {k: v for k, v in item.items() if k in kept}
 
 
+ACCESS_ATTRIBUTES = ("accounts", "outbox_account_id")
+"""What an email item needs for `Access.level`."""
+
+
 def accounts_of(item: Mapping[str, Any]) -> list[str]:
     """The mailboxes an email item belongs to: the accounts holding it, and the account an
     outbound email is being sent from."""
@@ -252,8 +256,38 @@ class Access:
         """The item for a write (flags, moves, snooze, links, a reply from its mailbox): `full`."""
         return self.require(item, Visibility.FULL, error)
 
+    def visible_id(self, item: Mapping[str, Any] | None) -> bool:
+        """The email exists for the caller: it is stored and not private to them."""
+        return item is not None and self.level(item) is not Visibility.PRIVATE
+
     def visible_accounts(self, account_ids: Iterable[str]) -> list[str]:
         return [a for a in account_ids if self.account_level(a) is not Visibility.PRIVATE]
+
+
+EmailReader = Callable[[list[str]], Mapping[str, Item]]
+"""Email items (at least `accounts` and `outbox_account_id`) by id; missing ones left out."""
+
+
+def about_visible_mail(
+    access: Access, read: EmailReader
+) -> Callable[[list[Item]], Sequence[Item | None]] | None:
+    """A `keep` check for listings of records about emails (`email_id`: follow-ups, nudges): a
+    record whose email is private to the caller is left out (so its id does not leak). None when
+    nothing can be private to the caller (no mailbox is private to them)."""
+    if all(access.account_level(a) is not Visibility.PRIVATE for a in access.mailboxes):
+        return None
+
+    def keep(records: list[Item]) -> list[Item | None]:
+        emails = read([str(r["email_id"]) for r in records]) if records else {}
+        return [
+            None
+            if (email := emails.get(str(r["email_id"]))) is not None
+            and access.level(email) is Visibility.PRIVATE
+            else r
+            for r in records
+        ]
+
+    return keep
 
 
 def _first_account(item: Mapping[str, Any], access: Access) -> str:

@@ -664,6 +664,19 @@ def get_email(ctx: TenantContext, email_id: str, store: EmailStore, blobs: BlobS
     return _load_email(ctx, item, store, blobs)
 
 
+def read_email(ctx: TenantContext, email_id: str, store: EmailStore, blobs: BlobStore) -> Email:
+    """The whole message, for a use of its text (AI context: summaries, replies, lead extraction):
+    the caller must see it in full (mailbridge.access), else 404 `not_found`; a read of another
+    user's body is audited."""
+    return _load_email(ctx, _email_item(ctx, email_id, store), store, blobs)
+
+
+def fully_visible(ctx: TenantContext, items: Iterable[Item]) -> list[Item]:
+    """The items (email items with `accounts`) the caller sees in full (mailbridge.access)."""
+    access = access_of(ctx)
+    return [item for item in items if access.level(item) is Visibility.FULL]
+
+
 CategoryCorrection = Callable[[TenantContext, Item, Category], dict[str, Any]]
 """Stores a user's category on an email item and learns from it (`mailbridge.ai.service`);
 returns the values it set."""
