@@ -9,12 +9,14 @@ The others check what each level shows, the owner's and the admins' view, writes
 tenant default, a disconnected mailbox, the audit hook, and the pushes and notifications.
 """
 
+# ruff: noqa: F401, F811 - `stub`, `realtime` and `notifier` are test_realtime's fixtures, requested by name
+
 from __future__ import annotations
 
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,13 +24,23 @@ import pytest
 
 from mailbridge.access import Visibility
 from mailbridge.crypto import Envelope
-from mailbridge.models.account import Account
+from mailbridge.models.account import Account, PublicServerSettings
 from mailbridge.observability import logger
+from mailbridge.providers.imap.settings import Security
 from mailbridge.store.accounts import AccountStore
 from tests.events import load_event
 from tests.fixtures.aws import Stack, module_api, module_stack
 from tests.integration.test_api_boundary import Invoke
 from tests.integration.test_api_emails import PDF, Seeder, body, rfc
+from tests.integration.test_notifications import emit
+from tests.integration.test_realtime import (
+    IssuerAndConnections,
+    connect_event,
+    notifier,
+    realtime,
+    stub,
+)
+from tests.integration.test_realtime import _queue_event as queue_event
 
 TENANT = "acme"
 ADA, BEA, ADMIN = "ada-0a0a0a0a", "bea-0b0b0b0b", "admin-0c0c0c0c"
@@ -90,12 +102,19 @@ def code(response: dict[str, Any]) -> tuple[int, str | None]:
     ) else None
 
 
-def _account(stack: Stack, account_id: str, owner: str, visibility: Visibility | None) -> None:
+def _account(
+    stack: Stack, account_id: str, owner: str, visibility: Visibility | None, address: str | None = None
+) -> None:
+    # An IMAP mailbox: disconnecting it says goodbye to no OAuth provider.
+    server = PublicServerSettings(
+        host="mail.acme.example", port=993, security=Security.SSL, username=account_id
+    )
     account = Account(
         account_id=account_id,
         tenant_id=TENANT,
-        provider="gmail",
-        address=f"{owner.split('-', maxsplit=1)[0]}@acme.example",
+        provider="imap",
+        imap=server,
+        address=address or f"{owner.split('-', maxsplit=1)[0]}@acme.example",
         created_at=datetime.now(UTC),
         created_by=owner,
         visibility=visibility,
@@ -590,3 +609,81 @@ def test_only_the_owner_or_an_admin_sets_a_mailboxs_visibility(
     )
     # Then it is set, and the account shows its owner
     assert (changed["visibility"], changed["owner"]) == ("subject", BEA)
+
+
+# ------------------------------------------------------------------------------ disconnected
+
+
+def test_mail_kept_after_a_disconnect_stays_as_private_as_its_mailbox_was(
+    stack: Stack, invoke_api: Invoke, world: dict[str, str]
+) -> None:
+    # Given a private mailbox of B's with one email, disconnected without purging its mail
+    account_id = "acc_bea1bea1bea1bea1bea1"
+    _account(stack, account_id, BEA, Visibility.PRIVATE, "bea.old@acme.example")
+    email_id = Seeder(stack).add(
+        rfc(
+            msgid="kept@secretcorp.example",
+            sender=f"Carol <{CAROL}>",
+            to="bea@acme.example",
+            subject="Zanzibar closing",
+            date="Wed, 04 Feb 2026 09:00:00 +0000",
+            text="Kept quokkasecret.",
+        ),
+        account=account_id,
+    )
+    ok(call(invoke_api, "DELETE", "/accounts/<account_id>", params={"account_id": account_id}, sub=BEA))
+    # When A and B read it
+    as_ada = call(invoke_api, "GET", "/emails/<email_id>", params={"email_id": email_id}, sub=ADA)
+    listed = ok(call(invoke_api, "GET", "/emails", sub=ADA))["items"]
+    as_bea = ok(call(invoke_api, "GET", "/emails/<email_id>", params={"email_id": email_id}, sub=BEA))
+    # Then A still sees nothing of it, and B all of it
+    assert code(as_ada) == (404, "not_found")
+    assert email_id not in json.dumps(listed)
+    assert as_bea["subject"] == "Zanzibar closing"
+
+
+# ------------------------------------------------------------------------------ pushes
+
+
+def test_a_push_about_bs_private_mail_reaches_bs_connections_only(
+    invoke_api: Invoke,
+    world: dict[str, str],
+    stub: IssuerAndConnections,
+    realtime: Callable[[dict[str, Any]], dict[str, Any]],
+    notifier: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    # Given A and B of the tenant each have a WebSocket connection open
+    for sub, connection_id in ((ADA, "c-ada"), (BEA, "c-bea")):
+        token = stub.issuer.token(tenant=TENANT, role="member", sub=sub)
+        assert realtime(connect_event(connection_id, query=token))["statusCode"] == 200
+    # When the notifier gets the email.received and the email.updated of B's private mailbox
+    events = []
+    for sample in ("email-received", "email-updated"):
+        event = load_event(f"eventbridge/{sample}.json")
+        event["detail"]["tenant_id"] = TENANT
+        event["detail"]["data"] |= {
+            "account_id": ACC_BEA,
+            "email_id": world["first"],
+            "thread_id": world["thread"],
+        }
+        events.append(event)
+    assert notifier(queue_event(*events)) == {"batchItemFailures": []}
+    # Then both frames went to B's connection, none to A's
+    assert [connection_id for connection_id, _ in stub.posts] == ["c-bea", "c-bea"]
+
+
+def test_a_notification_about_bs_private_mail_is_bs_alone(
+    stack: Stack, invoke_api: Invoke, world: dict[str, str]
+) -> None:
+    # Given B's mailbox is private
+    # When a nudge and a failed send about B's email are announced
+    emit(stack, "nudge-created", email_id=world["first"])
+    emit(stack, "email-send-failed", email_id=world["reply"])
+    # Then B has both notifications and A none
+    assert sorted(n["type"] for n in notifications(invoke_api, BEA)) == ["nudge", "send_failed"]
+    assert notifications(invoke_api, ADA) == []
+
+
+def notifications(invoke_api: Invoke, sub: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = ok(call(invoke_api, "GET", "/notifications", sub=sub))["items"]
+    return items
