@@ -174,8 +174,9 @@ ACCESS_ATTRIBUTES = ("accounts", "outbox_account_id")
 
 
 def accounts_of(item: Mapping[str, Any]) -> list[str]:
-    """The mailboxes an email item belongs to: the accounts holding it, and the account an
-    outbound email is being sent from."""
+    """The mailboxes an email item belongs to: the accounts holding it (an outbound email is held
+    by the account it is sent from from the start: `build_email_item`), and `outbox_account_id`
+    where the item carries it."""
     found = [str(a) for a in item.get("accounts") or ()]
     outbox = item.get("outbox_account_id")
     if outbox and str(outbox) not in found:

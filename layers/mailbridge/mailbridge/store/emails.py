@@ -87,7 +87,6 @@ SUMMARY_ATTRIBUTES = (
     "search",
     "category",
     "snoozed_until",
-    "outbox_account_id",  # whose mail it is before a mailbox holds it (mailbridge.access)
 )
 
 
