@@ -140,7 +140,7 @@ def invoke_api(stack: Stack) -> Invoke:
 @pytest.fixture(scope="module")
 def world(stack: Stack, invoke_api: Invoke) -> dict[str, str]:
     """A's mailbox with one email of hers; B's private mailbox with a thread of two (the first
-    with a PDF) linked by B to a contact and a deal, and a follow-up B set on it."""
+    with a PDF) linked by B to a contact and a deal, a follow-up B set on it, and a draft."""
     _account(stack, ACC_ADA, ADA, None)
     _account(stack, ACC_BEA, BEA, Visibility.PRIVATE)
     seed = Seeder(stack)
@@ -223,7 +223,22 @@ def world(stack: Stack, invoke_api: Invoke) -> dict[str, str]:
             payload={"due_at": "2027-06-01T09:00:00+00:00", "priority": "high"},
         )
     )
+    draft = ok(
+        call(
+            invoke_api,
+            "POST",
+            "/drafts",
+            sub=BEA,
+            payload={
+                "account_id": ACC_BEA,
+                "to": [{"address": CAROL}],
+                "subject": "Zanzibar counter-offer",
+                "text": "Our quokkasecret counter.",
+            },
+        )
+    )["draft_id"]
     return {
+        "draft": draft,
         "own": own,
         "first": first,
         "reply": reply,
@@ -273,7 +288,7 @@ def policy(invoke_api: Invoke, **settings: str) -> dict[str, Any]:
 def leaks(response: dict[str, Any], world: dict[str, str]) -> list[str]:
     """What of B's mail the answer carries."""
     text = (response.get("body") or "").lower()
-    markers = [*SECRET_WORDS, world["first"], world["reply"], world["thread"], ACC_BEA]
+    markers = [*SECRET_WORDS, world["first"], world["reply"], world["thread"], world["draft"], ACC_BEA]
     return [m for m in markers if m.lower() in text]
 
 
@@ -303,6 +318,7 @@ def test_a_member_reads_nothing_of_another_members_private_mailbox_on_any_get_ro
         "attachment_id": world["attachment"],
         "contact_id": world["contact"],
         "deal_id": world["deal"],
+        "draft_id": world["draft"],
     }
     assert len(get_routes) > 60
     # (the listings also with filters that name B's mail)
@@ -337,6 +353,7 @@ def test_a_member_reads_nothing_of_another_members_private_mailbox_on_any_get_ro
         "/threads/<thread_id> {}": "thread_not_found",
         "/accounts/<account_id> {}": "account_not_found",
         "/accounts/<account_id>/status {}": "account_not_found",
+        "/drafts/<draft_id> {}": "draft_not_found",
     }
     assert {k: code(answers[k]) for k in by_id} == {k: (404, c) for k, c in by_id.items()}
     # And A's own mail is listed as before
