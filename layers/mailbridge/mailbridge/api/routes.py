@@ -21,7 +21,7 @@ ROUTER_MODULES = (
     "health",
     "me",
     "features",
-    "privacy",
+    "visibility",
     "accounts",
     "emails",
     "threads",
