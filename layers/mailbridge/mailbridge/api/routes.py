@@ -31,6 +31,7 @@ ROUTER_MODULES = (
     "nudges",
     "notifications",
     "crm",
+    "crm_integrations",
     "links",
     "tasks",
     "calendar",
