@@ -224,11 +224,12 @@ def test_device_flow_polling_too_early_is_slowed_down_without_asking_salesforce(
     polls_before = crm_stack.salesforce.oauth.devices
     last_poll = next(iter(polls_before.values())).last_poll
 
-    # When the client polls again within the interval
+    # When the client polls again a second later, within the interval
+    crm_stack.clock.advance(1)
     again = poll(crm_stack, integration_id)
 
-    # Then it is told to slow down and Salesforce was not asked
-    assert again["status"] == "slow_down"
+    # Then it is told to slow down at the same interval and Salesforce was not asked
+    assert (again["status"], again["interval"]) == ("slow_down", 5)
     assert next(iter(crm_stack.salesforce.oauth.devices.values())).last_poll == last_poll
 
 
