@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from mailbridge.crm.integrations.models import SyncRecord
+from mailbridge.crm.integrations.models import SyncKind, SyncRecord
 from mailbridge.crm.integrations.wiring import integration_deps
 from mailbridge.store.crm_sync import SyncLogStore
 from tests.integration.crm_integrations_harness import TENANT, CrmStack, crm_stack
@@ -107,7 +107,8 @@ def test_logs_are_listed_newest_first_in_pages_and_status_is_answered(crm_stack:
     # Given a connected integration with three finished runs
     integration_id = connect_by_device(crm_stack)
     runs = []
-    for n, kind in enumerate(("contacts", "campaigns", "activity")):
+    kinds: tuple[SyncKind, ...] = ("contacts", "campaigns", "activity")
+    for n, kind in enumerate(kinds):
         run = logs().start_run(
             TENANT, integration_id, kind, "push", now=crm_stack.clock.now() + timedelta(minutes=n)
         )
