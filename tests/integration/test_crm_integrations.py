@@ -153,6 +153,28 @@ def test_an_expired_state_is_refused(crm_stack: CrmStack) -> None:
     assert crm_stack.integration(started["integration"]["integration_id"])["state"] == "pending"
 
 
+def test_a_provider_unconfigured_since_the_start_fails_the_integration(
+    crm_stack: CrmStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a consent started while Salesforce was set up, whose client secret is gone since
+    from mailbridge.config import get_settings
+    from mailbridge.crm.integrations.wiring import crm_oauth
+
+    started = crm_stack.start("salesforce")
+    params = crm_stack.consent(started["authorization_url"])
+    monkeypatch.setenv("SALESFORCE_CLIENT_SECRET_ARN", "")
+    get_settings.cache_clear()
+    crm_oauth.cache_clear()
+
+    # When the callback arrives
+    outcome = crm_stack.callback(params)
+
+    # Then it is refused with that code and the integration fails with it
+    assert (outcome["outcome"], outcome["code"]) == ("error", "provider_not_configured")
+    integration = crm_stack.integration(started["integration"]["integration_id"])
+    assert (integration["state"], integration["reason"]) == ("failed", "provider_not_configured")
+
+
 def test_a_member_cannot_start_a_connection(crm_stack: CrmStack) -> None:
     # When a member (not an admin) posts a new integration
     response = crm_stack.api("crm-create-integration", role="member", body={"provider": "salesforce"})

@@ -171,7 +171,8 @@ def finish_consent(  # noqa: PLR0911 - one outcome per way the consent can end
 ) -> CallbackOutcome:
     """The callback for a CRM state (already taken and checked for expiry by the oauth flow).
     Outcome codes: `access_denied`, `consent_failed`, `missing_code`, `exchange_failed`,
-    `no_refresh_token`, `identity_unavailable`, `already_connected`, `integration_not_found`."""
+    `no_refresh_token`, `identity_unavailable`, `already_connected`, `integration_not_found`,
+    `provider_not_configured` (the client id or secret was removed since the start)."""
     from mailbridge.oauth.service import CallbackOutcome
 
     integration_id = state.account_id or ""
@@ -190,7 +191,10 @@ def finish_consent(  # noqa: PLR0911 - one outcome per way the consent can end
         return failed("access_denied" if error == "access_denied" else "consent_failed")
     if not code:
         return failed("missing_code")
-    client = _client(integration.provider, deps)
+    try:
+        client = _client(integration.provider, deps)
+    except NotConfigured:
+        return failed(NotConfigured.code)
     try:
         grant = client.exchange_code(
             code=code, code_verifier=state.code_verifier, redirect_uri=state.redirect_uri
