@@ -43,18 +43,14 @@ run: $(VENV)/.stamp
 
 # A local Dovecot with a demo mailbox to connect while `make run` runs; PROVIDER=gmail seeds a
 # Gmail mailbox in the Google double `make run` started (PROVIDER=graph: a Microsoft 365 mailbox in
-# the Microsoft double); PROVIDER=salesforce|hubspot starts that CRM
-# double instead, seeded with demo records (CRM_PORT, default 3100).
+# the Microsoft double); PROVIDER=salesforce|hubspot seeds the CRM double `make run` started with
+# demo records and prints how to connect it (local/crm_seed.py). A standalone CRM double:
+# python -m local.salesforce|local.hubspot --port $(CRM_PORT) --seed-demo.
 PROVIDER  ?= imap
 CRM_PORT  ?= 3100
 mailbox: $(VENV)/.stamp $(if $(filter imap,$(PROVIDER)),services,)
 	@case "$(PROVIDER)" in \
-	  salesforce) $(PY) -m local.salesforce --port $(CRM_PORT) --seed-demo \
-	    --callback-url http://127.0.0.1:$(PORT)/oauth/salesforce/callback \
-	    --outbound-url http://127.0.0.1:$(PORT)/webhooks/salesforce ;; \
-	  hubspot) $(PY) -m local.hubspot --port $(CRM_PORT) --seed-demo \
-	    --redirect-uri http://127.0.0.1:$(PORT)/oauth/hubspot/callback \
-	    --webhook-url http://127.0.0.1:$(PORT)/webhooks/hubspot ;; \
+	  salesforce|hubspot) $(PY) -m local.crm_seed --provider $(PROVIDER) ;; \
 	  *) PORT=$(PORT) PYTHONPATH=layers/mailbridge $(PY) -m local.mailbox --provider $(PROVIDER) ;; \
 	esac
 

@@ -4,7 +4,9 @@ with the Google double (local/google) standing in for Google on 127.0.0.1:$GOOGL
 Microsoft double (local/microsoft, HTTPS with its own CA) for Microsoft on 127.0.0.1:$MICROSOFT_PORT
 and the Bedrock Converse double (local/bedrock) for Amazon Bedrock on 127.0.0.1:$BEDROCK_PORT,
 and the company enrichment double (local/enrichment, People Data Labs' shape) on
-127.0.0.1:$ENRICHMENT_PORT (a tenant points its `PUT /ai/enrichment` setting at it)."""
+127.0.0.1:$ENRICHMENT_PORT (a tenant points its `PUT /ai/enrichment` setting at it), and the
+Salesforce and HubSpot doubles (local/salesforce, local/hubspot) on $SALESFORCE_PORT / $HUBSPOT_PORT
+for the CRM integrations (local/crm_wiring.py)."""
 
 from __future__ import annotations
 
@@ -15,12 +17,15 @@ import sys
 
 from local import interrupt
 from local.bedrock import BedrockDouble
+from local.crm_wiring import write_state as write_crm_state
 from local.enrichment import EnrichmentDouble
 from local.google import GoogleDouble
 from local.google_wiring import write_state
+from local.hubspot import HubSpotDouble
 from local.microsoft import MicrosoftDouble
 from local.microsoft_wiring import write_state as write_microsoft_state
 from local.runner import Runner
+from local.salesforce import SalesforceDouble
 from local.watch import websocket_port_for
 
 # Local development talks to mail servers on loopback (`make mailbox`), possibly without TLS;
@@ -39,6 +44,8 @@ def main() -> None:
     microsoft_port = int(os.environ.get("MICROSOFT_PORT", "0"))
     bedrock_port = int(os.environ.get("BEDROCK_PORT", "0"))
     enrichment_port = int(os.environ.get("ENRICHMENT_PORT", "0"))
+    salesforce_port = int(os.environ.get("SALESFORCE_PORT", "0"))
+    hubspot_port = int(os.environ.get("HUBSPOT_PORT", "0"))
     websocket_port = websocket_port_for(port)
     interrupt.install()
     with (
@@ -46,6 +53,8 @@ def main() -> None:
         MicrosoftDouble(port=microsoft_port) as microsoft,
         BedrockDouble(port=bedrock_port) as bedrock,
         EnrichmentDouble(port=enrichment_port) as enrichment,
+        SalesforceDouble(port=salesforce_port) as salesforce,
+        HubSpotDouble(port=hubspot_port) as hubspot,
         Runner(
             port=port,
             warm=True,
@@ -55,10 +64,13 @@ def main() -> None:
             # The functions' bedrock-runtime client goes to the double (the setting's default is AWS).
             environment={"AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock.base_url},
             websocket_port=websocket_port,
+            salesforce=salesforce,
+            hubspot=hubspot,
         ) as runner,
     ):
         write_state(google, runner.url)
         write_microsoft_state(microsoft, runner.url)
+        write_crm_state(salesforce, hubspot, runner.url)
         token = runner.token(tenant="demo", role="owner")
         print(f"\nmailbridge is running on {runner.url} (AWS APIs: moto at {runner.endpoint_url})")
         print(f"\nBearer token (tenant demo, role owner):\n{token}\n")
@@ -75,6 +87,10 @@ def main() -> None:
         )
         print("  make mailbox PROVIDER=graph   seeds a Microsoft 365 mailbox and prints how to connect it\n")
         print(f"Bedrock Converse double (PUT /ai/bedrock switches a tenant on) at {bedrock.base_url}\n")
+        print(f"Salesforce double (OAuth web and device flows, REST, Bulk API 2.0) at {salesforce.base_url}:")
+        print('  POST $API/crm/integrations/device {"provider": "salesforce"}, then approve its user_code')
+        print(f"  at {salesforce.base_url}/__double__/device/approve and POST .../device/poll")
+        print(f"HubSpot double (OAuth, CRM v3) at {hubspot.base_url}: POST $API/crm/integrations\n")
         setting = json.dumps(
             {"enabled": True, "base_url": enrichment.base_url, "api_key": enrichment.api_key}
         )

@@ -33,10 +33,13 @@ from local.template import DEFAULT_STACK, REGION, Template, load_template
 from local.websocket import WebSocketGateway
 
 if TYPE_CHECKING:
+    from local.crm_wiring import CrmWiring
     from local.google import GoogleDouble
     from local.google_wiring import GoogleWiring
+    from local.hubspot import HubSpotDouble
     from local.microsoft import MicrosoftDouble
     from local.microsoft_wiring import MicrosoftWiring
+    from local.salesforce import SalesforceDouble
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +101,16 @@ class Runner:
         google: GoogleDouble | None = None,
         microsoft: MicrosoftDouble | None = None,
         websocket_port: int = 0,
+        salesforce: SalesforceDouble | None = None,
+        hubspot: HubSpotDouble | None = None,
     ) -> None:
         """`environment`: variables every function sees on top of its template environment.
         `google`: a started Google double the functions talk to instead of Google
         (local.google_wiring: OAuth client, push topic to this runner, settings). `microsoft`:
         the same for the Microsoft double (local.microsoft_wiring). `websocket_port`: where the
-        template's WebSocket API listens (`websocket_url`; 0: a free port)."""
+        template's WebSocket API listens (`websocket_url`; 0: a free port). `salesforce` and
+        `hubspot` (both or neither): started CRM doubles the integrations connect to
+        (local.crm_wiring)."""
         self.templates = [Path(t) for t in templates]
         self.clock: Clock = clock or RealClock()
         self._realtime = isinstance(self.clock, RealClock)
@@ -119,6 +126,9 @@ class Runner:
         self.google_wiring: GoogleWiring | None = None
         self.microsoft = microsoft
         self.microsoft_wiring: MicrosoftWiring | None = None
+        self.salesforce = salesforce
+        self.hubspot = hubspot
+        self.crm_wiring: CrmWiring | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._moto: ThreadedMotoServer | None = None
@@ -160,8 +170,19 @@ class Runner:
             self._parameters = {**self.microsoft_wiring.parameters, **self._parameters}
             self._environment = {**self.microsoft_wiring.environment, **self._environment}
 
+        if self.salesforce is not None and self.hubspot is not None:
+            from local.crm_wiring import wire_crm
+
+            self.crm_wiring = wire_crm(self.salesforce, self.hubspot, self.url)
+            self._parameters = {**self.crm_wiring.parameters, **self._parameters}
+            self._environment = {**self.crm_wiring.environment, **self._environment}
+
         self.template = self._load_template()
         self.deployed: Deployed = create_resources(self.boto3_client, self.template)
+        if self.crm_wiring is not None:
+            from local.crm_wiring import store_client_secrets
+
+            store_client_secrets(self.boto3_client("secretsmanager"), self.deployed.secrets, self.crm_wiring)
         if self.microsoft_wiring is not None and "MicrosoftClientSecret" in self.deployed.secrets:
             from local.microsoft_wiring import store_client_secret as store_microsoft_secret
 

@@ -139,6 +139,34 @@ class OAuthSettings(BaseSettings):
     )
 
 
+class CrmOAuthSettings(BaseSettings):
+    """OAuth clients of the CRM integrations (mailbridge.crm.integrations). Every URL defaults to
+    the real endpoint (tests and `make run` point them at local/salesforce and local/hubspot); an
+    empty client id means the provider is not set up on this deployment (404
+    `provider_not_configured`)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    salesforce_client_id: str = Field(default="", validation_alias="SALESFORCE_CLIENT_ID")
+    salesforce_client_secret_arn: str = Field(default="", validation_alias="SALESFORCE_CLIENT_SECRET_ARN")
+    # Salesforce Help "OAuth Endpoints": /services/oauth2/authorize, /token, /revoke on the login host.
+    salesforce_login_url: str = Field(
+        default="https://login.salesforce.com", validation_alias="SALESFORCE_LOGIN_URL"
+    )
+    salesforce_scopes: str = Field(default="api refresh_token id", validation_alias="SALESFORCE_SCOPES")
+    hubspot_client_id: str = Field(default="", validation_alias="HUBSPOT_CLIENT_ID")
+    hubspot_client_secret_arn: str = Field(default="", validation_alias="HUBSPOT_CLIENT_SECRET_ARN")
+    # HubSpot "OAuth quickstart": the install URL on app.hubspot.com, tokens on api.hubapi.com.
+    hubspot_auth_url: str = Field(
+        default="https://app.hubspot.com/oauth/authorize", validation_alias="HUBSPOT_AUTH_URL"
+    )
+    hubspot_api_url: str = Field(default="https://api.hubapi.com", validation_alias="HUBSPOT_API_URL")
+    hubspot_scopes: str = Field(
+        default="oauth crm.objects.contacts.read crm.objects.contacts.write",
+        validation_alias="HUBSPOT_SCOPES",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
@@ -173,6 +201,7 @@ class Settings(BaseSettings):
     google: GoogleSettings = Field(default_factory=GoogleSettings)
     oauth: OAuthSettings = Field(default_factory=OAuthSettings)
     microsoft: MicrosoftSettings = Field(default_factory=MicrosoftSettings)
+    crm_oauth: CrmOAuthSettings = Field(default_factory=CrmOAuthSettings)
 
 
 class RealtimeSettings(BaseSettings):

@@ -32,6 +32,7 @@ ROUTER_MODULES = (
     "nudges",
     "notifications",
     "crm",
+    "crm_integrations",
     "links",
     "tasks",
     "calendar",

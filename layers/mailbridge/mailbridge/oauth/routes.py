@@ -96,7 +96,12 @@ def start_authorization(
         "`scope_missing`, `no_refresh_token`, `identity_unavailable`, `account_exists`, "
         "`account_not_found`, `account_mismatch`, `provider_unavailable`, "
         "`provider_not_configured`, `internal`) and `account_id`. Without a configured "
-        "front-end URL, 200 with the same fields as JSON. Never another status."
+        "front-end URL, 200 with the same fields as JSON. Never another status. For `salesforce` "
+        "and `hubspot` (CRM integrations started by `POST /crm/integrations`) the outcome is "
+        "`connected` with `integration_id`, or `error` with `integration_id` and `access_denied`, "
+        "`consent_failed`, `missing_code`, `exchange_failed`, `no_refresh_token`, "
+        "`identity_unavailable`, `already_connected` (the org is connected in the tenant already), "
+        "`integration_not_found`, `provider_not_configured`."
     ),
     tags=["oauth"],
     security=[],

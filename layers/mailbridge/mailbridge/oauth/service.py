@@ -88,6 +88,7 @@ class CallbackOutcome(Model):
     outcome: Literal["connected", "reconnected", "error"]
     code: str | None = None
     account_id: str | None = None
+    integration_id: str | None = Field(default=None, description="The CRM integration (salesforce, hubspot)")
 
 
 @dataclass
@@ -203,6 +204,14 @@ def _take_state(provider_name: str, params: CallbackParams, deps: OAuthDeps) -> 
 
 
 def _callback(provider_name: str, params: CallbackParams, deps: OAuthDeps) -> CallbackOutcome:
+    from mailbridge.crm.integrations.wiring import CRM_PROVIDERS
+
+    if provider_name in CRM_PROVIDERS:  # a CRM integration (mailbridge.crm.integrations), not a mailbox
+        from mailbridge.crm.integrations.service import finish_consent
+        from mailbridge.crm.integrations.wiring import integration_deps
+
+        state = _take_state(provider_name, params, deps)
+        return finish_consent(state, params.code, params.error, integration_deps())
     try:
         provider = deps.providers(provider_name)
     except NotFound:

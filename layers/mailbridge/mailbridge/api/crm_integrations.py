@@ -1,0 +1,187 @@
+"""CRM integrations under /crm: connecting Salesforce orgs and HubSpot portals, their orgs, sync
+logs and status (mailbridge.crm.integrations). Admins connect and remove; members read and use the
+device flow (a headless setup: the user approves on another device)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+
+from mailbridge.api.context import Guards, current_tenant, require_role
+from mailbridge.api.schemas import BEARER, errors
+from mailbridge.config import get_settings
+from mailbridge.crm.integrations import service
+from mailbridge.crm.integrations.models import (
+    Deleted,
+    DevicePoll,
+    DeviceStart,
+    Integration,
+    IntegrationCreate,
+    IntegrationStart,
+    Orgs,
+    SyncRun,
+    SyncStatus,
+)
+from mailbridge.crm.integrations.wiring import integration_deps
+from mailbridge.errors import Invalid
+from mailbridge.store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
+from mailbridge.tenancy import Role
+
+router = Router()
+
+ADMIN: Guards = [require_role(Role.ADMIN)]
+MEMBER: Guards = [require_role(Role.MEMBER)]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")]
+Cursor = Annotated[str | None, Query(max_length=4096, description="`next_cursor` of the previous page")]
+NOT_FOUND = {404: ["integration_not_found"]}
+
+
+def _callback_base() -> str:
+    configured = get_settings().oauth.callback_base_url
+    if configured:
+        return configured
+    event: Any = router.current_event
+    domain = event.request_context.domain_name
+    if not domain:
+        raise Invalid("the request names no domain", code="invalid_request")
+    return f"https://{domain}"
+
+
+@router.post(
+    "/crm/integrations",
+    summary="Start connecting a Salesforce org or HubSpot portal: the provider's consent URL",
+    description=(
+        "Creates the integration in state `pending` and answers the consent URL to open; the "
+        "provider sends the browser to `/oauth/{provider}/callback`, which connects it (outcome "
+        "`connected` with `integration_id`, or an error code such as `already_connected`). "
+        "Salesforce: web server flow with PKCE S256; HubSpot: authorization code flow. The state "
+        "is single-use and valid for 10 minutes. 404 `provider_not_configured`."
+    ),
+    tags=["crm-integrations"],
+    security=BEARER,
+    status_code=201,
+    middlewares=ADMIN,
+    responses=errors({404: ["provider_not_configured"]}),
+)
+def create_integration(body: Annotated[IntegrationCreate, Body()]) -> IntegrationStart:
+    return service.start(current_tenant(router), body, integration_deps(), callback_base_url=_callback_base())
+
+
+@router.post(
+    "/crm/integrations/device",
+    summary="Connect Salesforce by the device flow (RFC 8628): a user code to enter elsewhere",
+    description=(
+        "Show `user_code` and `verification_uri` to the user, then poll "
+        "`POST /crm/integrations/{id}/device/poll` every `interval` seconds until it answers "
+        "`connected` or `failed`. 400 `device_flow_unsupported` (HubSpot has none); 404 "
+        "`provider_not_configured`."
+    ),
+    tags=["crm-integrations"],
+    security=BEARER,
+    status_code=201,
+    middlewares=MEMBER,
+    responses=errors({400: ["device_flow_unsupported"], 404: ["provider_not_configured"]}),
+)
+def start_device(body: Annotated[IntegrationCreate, Body()]) -> DeviceStart:
+    return service.start_device(current_tenant(router), body, integration_deps())
+
+
+@router.post(
+    "/crm/integrations/<integration_id>/device/poll",
+    summary="Poll a device authorization: pending, slow_down, connected or failed",
+    description=(
+        "`authorization_pending`: the user has not approved yet; `slow_down`: poll less often "
+        "(`interval` grew); `connected`; `failed` with the integration's `reason` "
+        "(`access_denied`, `expired_token`). 409 `already_connected` when the tenant has this org "
+        "connected already (the integration is failed with that reason)."
+    ),
+    tags=["crm-integrations"],
+    security=BEARER,
+    middlewares=MEMBER,
+    responses=errors(
+        {400: ["device_flow_unsupported"], 404: ["integration_not_found"], 409: ["already_connected"]}
+    ),
+)
+def poll_device(integration_id: str) -> DevicePoll:
+    return service.poll_device(current_tenant(router), integration_id, integration_deps())
+
+
+@router.get(
+    "/crm/integrations",
+    summary="The tenant's CRM integrations, oldest first",
+    tags=["crm-integrations"],
+    security=BEARER,
+    middlewares=MEMBER,
+    responses=errors({}),
+)
+def list_integrations(limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None) -> Page[Integration]:
+    items, next_cursor = service.list_integrations(
+        current_tenant(router), integration_deps(), cursor=cursor, limit=limit
+    )
+    return Page[Integration](items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/crm/integrations/<integration_id>",
+    summary="One CRM integration (state, org, instance; never its tokens)",
+    tags=["crm-integrations"],
+    security=BEARER,
+    middlewares=MEMBER,
+    responses=errors(NOT_FOUND),
+)
+def get_integration(integration_id: str) -> Integration:
+    return service.get(current_tenant(router), integration_id, integration_deps())
+
+
+@router.delete(
+    "/crm/integrations/<integration_id>",
+    summary="Remove a CRM integration: its token revoked at the provider, its secrets and logs deleted",
+    tags=["crm-integrations"],
+    security=BEARER,
+    middlewares=ADMIN,
+    responses=errors(NOT_FOUND),
+)
+def delete_integration(integration_id: str) -> Deleted:
+    service.delete(current_tenant(router), integration_id, integration_deps())
+    return Deleted(integration_id=integration_id)
+
+
+@router.get(
+    "/crm/orgs",
+    summary="The connected Salesforce orgs and HubSpot portals (provider, org id, instance, name, state)",
+    tags=["crm-integrations"],
+    security=BEARER,
+    middlewares=MEMBER,
+    responses=errors({}),
+)
+def list_orgs() -> Orgs:
+    return service.orgs(current_tenant(router), integration_deps())
+
+
+@router.get(
+    "/crm/integrations/<integration_id>/logs",
+    summary="The integration's sync runs, newest first (counts and error codes, never values)",
+    tags=["crm-integrations"],
+    security=BEARER,
+    middlewares=MEMBER,
+    responses=errors(NOT_FOUND),
+)
+def list_logs(integration_id: str, limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None) -> Page[SyncRun]:
+    items, next_cursor = service.logs(
+        current_tenant(router), integration_id, integration_deps(), cursor=cursor, limit=limit
+    )
+    return Page[SyncRun](items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/crm/integrations/<integration_id>/status",
+    summary="The integration's sync status: last run, state, last error, watermarks",
+    tags=["crm-integrations"],
+    security=BEARER,
+    middlewares=MEMBER,
+    responses=errors(NOT_FOUND),
+)
+def get_status(integration_id: str) -> SyncStatus:
+    return service.status(current_tenant(router), integration_id, integration_deps())

@@ -1,0 +1,42 @@
+"""The integrations' dependencies, built once per cold start from the settings."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from mailbridge.bus import EventPublisher
+from mailbridge.config import get_settings
+from mailbridge.crm.integrations.oauth import CrmOAuth, HubSpotOAuth, SalesforceOAuth
+from mailbridge.crm.integrations.service import IntegrationDeps
+from mailbridge.errors import NotFound
+from mailbridge.store.crm_integrations import IntegrationStore
+from mailbridge.store.crm_sync import SyncLogStore
+from mailbridge.store.oauth_states import OAuthStateStore
+
+CRM_PROVIDERS = ("salesforce", "hubspot")
+
+
+@lru_cache(maxsize=2)
+def crm_oauth(name: str) -> CrmOAuth:
+    """The OAuth client of `salesforce` or `hubspot`; NotFound(provider_not_found) for any other name."""
+    from mailbridge.oauth.providers import ClientSecret
+
+    settings = get_settings().crm_oauth
+    if name == "salesforce":
+        return SalesforceOAuth(settings, ClientSecret(settings.salesforce_client_secret_arn))
+    if name == "hubspot":
+        return HubSpotOAuth(settings, ClientSecret(settings.hubspot_client_secret_arn))
+    raise NotFound("no such CRM provider", code="provider_not_found")
+
+
+@lru_cache(maxsize=1)
+def integration_deps() -> IntegrationDeps:
+    settings = get_settings()
+    return IntegrationDeps(
+        settings=settings,
+        store=IntegrationStore(settings.tables.crm),
+        logs=SyncLogStore(settings.tables.crm),
+        states=OAuthStateStore(settings.tables.accounts),
+        publisher=EventPublisher(settings.event_bus_name),
+        oauth=crm_oauth,
+    )
