@@ -12,11 +12,13 @@ class SuppressionDeps:
     """What the suppression list needs (the real one holds its store and signer)."""
 
 
-def suppressed(deps: SuppressionDeps, tenant: str, addresses: Sequence[str]) -> set[str]:
+def suppressed(deps: SuppressionDeps, tenant: str, addresses: Sequence[str]) -> set[str]:  # noqa: ARG001
     """The normalized addresses among `addresses` that are suppressed (placeholder: none)."""
     return set()
 
 
-def unsubscribe_headers(deps: SuppressionDeps, tenant: str, campaign_id: str, address: str) -> dict[str, str]:
+def unsubscribe_headers(  # noqa: ARG001
+    deps: SuppressionDeps, tenant: str, campaign_id: str, address: str
+) -> dict[str, str]:
     """RFC 8058 `List-Unsubscribe` and `List-Unsubscribe-Post` for one recipient (placeholder: none)."""
     return {}
