@@ -17,8 +17,11 @@ def suppressed(deps: SuppressionDeps, tenant: str, addresses: Sequence[str]) -> 
     return set()
 
 
-def unsubscribe_headers(  # noqa: ARG001
-    deps: SuppressionDeps, tenant: str, campaign_id: str, address: str
+def unsubscribe_headers(
+    deps: SuppressionDeps,  # noqa: ARG001
+    tenant: str,  # noqa: ARG001
+    campaign_id: str,  # noqa: ARG001
+    address: str,  # noqa: ARG001
 ) -> dict[str, str]:
     """RFC 8058 `List-Unsubscribe` and `List-Unsubscribe-Post` for one recipient (placeholder: none)."""
     return {}
