@@ -41,6 +41,7 @@ ROUTER_MODULES = (
     "tracking",
     "templates",
     "engagement",
+    "campaigns",
 )
 # Routers other functions serve (template.yaml routes them there): in the API document too, so
 # one document describes every route of the HTTP API; never in the route map.
