@@ -2,7 +2,7 @@
 
 Usage: benchmarks/run.py [NAME ...]
 (names: cold_start, mime, sync, graph, reads, backfill, automations, ai, calendar, webhooks, gmail,
-reconcile, tracking; default all)
+reconcile, tracking, campaigns; default all)
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ ORDER = [
     "gmail",
     "reconcile",
     "tracking",
+    "campaigns",
 ]
 
 

@@ -23,7 +23,7 @@ outbox, exactly once each, throttled per sending account and resumable.
   the same Message-ID, which the outbox recognises as the email it stored (`already_queued`), so
   it is never sent twice; the queue message is put again (the outbox sends an email once).
 - **Throttle**: by the outbox's scheduled send. Each chunk reserves its sends' slots on the
-  sending account (`CAMPAIGNSLOT#{account}`), `3600 / throttle_per_hour` seconds apart from
+  sending account (`CAMPAIGNSLOT#{account}`), `ceil(3600 / throttle_per_hour)` whole seconds apart from
   `max(schedule_at, now + 2 min)`, across every campaign of the account; every email gets
   `send_at` = its slot. Any rolling hour holds at most `throttle_per_hour` slots (EventBridge
   Scheduler fires each at its time, give or take its delivery delay).
@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -74,7 +75,6 @@ if TYPE_CHECKING:
 START_AHEAD = timedelta(minutes=2)
 """The first slot is at least this far ahead: the outbox schedules sends a minute ahead or more."""
 DONE_CURSOR = "done"
-FIRST_CURSOR = json.dumps([0, None])
 
 
 @dataclass
@@ -217,6 +217,7 @@ def start_send(
         )
     assert campaign.template_id is not None
     assert campaign.account_id is not None
+    assert campaign.audience is not None
     template = deps.templates.store.get_template(tenant, campaign.template_id)
     if template is None:
         raise _unknown("template", "unknown_template")
@@ -233,7 +234,7 @@ def start_send(
     run = Run(
         campaign_id=campaign_id,
         state="sending",
-        cursor=FIRST_CURSOR,
+        cursor=json.dumps([0 if campaign.audience.contact_ids else 1, None]),
         prev_cursor=None,
         started_at=deps.now().isoformat(),
         template_version=template.version,
@@ -299,6 +300,12 @@ def _page(
     if following is None and source + 1 < sources:
         following = json.dumps([source + 1, None])
     return ids, contacts, following
+
+
+def slot_interval(throttle_per_hour: int) -> timedelta:
+    """Whole seconds between two sends of an account, so that any hour holds at most
+    `throttle_per_hour` of them (EventBridge Scheduler `at()` takes whole seconds)."""
+    return timedelta(seconds=math.ceil(3600 / throttle_per_hour))
 
 
 def _message_id(tenant_id: str, campaign_id: str, contact_id: str, domain: str) -> str:
@@ -431,9 +438,11 @@ def _queue_all(
     tenant, campaign_id = ctx.tenant_id, campaign.campaign_id
     account = deps.accounts.get_account(tenant, run.account_id)
     domain = account.address.rpartition("@")[2]
-    interval = timedelta(seconds=3600 / run.throttle_per_hour)
+    interval = slot_interval(run.throttle_per_hour)
     now = deps.now()
-    earliest = max(campaign.schedule_at or now, now + START_AHEAD)
+    earliest = max(campaign.schedule_at or now, now + START_AHEAD).replace(microsecond=0) + timedelta(
+        seconds=1
+    )
     first = deps.runs.reserve_slots(tenant, run.account_id, len(sending), interval, earliest)
     outbox = replace(deps.outbox, tracking=deps.tracking_for(run.base_url), templates=deps.templates)
     queued: list[tuple[str, str, str]] = []  # contact id, email id, send_at

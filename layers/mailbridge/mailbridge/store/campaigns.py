@@ -153,11 +153,12 @@ class CampaignRunStore(DynamoRepository):
     def advance(self, tenant_id: str, campaign_id: str, cursor: str, next_cursor: str, *, done: bool) -> bool:
         """Move the cursor from `cursor` to `next_cursor` (and to `done` at the end); False when
         another delivery of the same chunk moved it first."""
-        names = {"#cursor": "cursor", "#state": "state"}
+        names = {"#cursor": "cursor"}
         values: dict[str, Any] = {":cursor": cursor, ":next": next_cursor}
         update = "SET #cursor = :next, prev_cursor = :cursor"
         if done:
             update += ", #state = :done"
+            names["#state"] = "state"
             values[":done"] = "done"
         try:
             self.table.update_item(
