@@ -210,6 +210,31 @@ def test_a_campaign_of_1000_contacts_queues_each_once_spread_by_the_throttle(
     assert campaign["status"] == "done"
 
 
+def test_two_campaigns_from_one_account_share_its_throttle(
+    api: Api, stack: Stack, outbox: QueueConsumer
+) -> None:
+    # Given two campaigns of 3 contacts each from the same account, at 100 sends an hour
+    account_id = _account(stack)
+    campaigns = []
+    for tag in ("first", "second"):
+        _contacts(stack, 3, tag, start=len(campaigns) * 3)
+        campaign_id = _campaign(api, stack, {"tags": [tag]}, throttle=100)
+        api.call(
+            "crm-patch-campaign", 200, path={"campaign_id": campaign_id}, body={"account_id": account_id}
+        )
+        campaigns.append(campaign_id)
+    # When both are sent
+    for campaign_id in campaigns:
+        _send(api, campaign_id)
+    outbox.drain(expect_success=True)
+    # Then the six sends take six slots 36 s apart, none shared
+    times = sorted(
+        datetime.fromisoformat(item["send_at"]) for c in campaigns for item in _campaign_emails(stack, c)
+    )
+    assert len(times) == 6
+    assert [b - a for a, b in itertools.pairwise(times)] == [timedelta(seconds=36)] * 5
+
+
 def test_a_crash_inside_a_chunk_and_its_redelivery_send_no_one_twice(
     api: Api, stack: Stack, outbox: QueueConsumer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
