@@ -217,7 +217,7 @@ def test_two_campaigns_from_one_account_share_its_throttle(
 ) -> None:
     # Given two campaigns of 3 contacts each from the same account, at 100 sends an hour
     account_id = _account(stack)
-    campaigns = []
+    campaigns: list[str] = []
     for tag in ("first", "second"):
         _contacts(stack, 3, tag, start=len(campaigns) * 3)
         campaigns.append(_campaign(api, stack, {"tags": [tag]}, throttle=100, account_id=account_id))
