@@ -1,6 +1,8 @@
 """Outbox function: OutboxQueue consumer; sends each queued email exactly once, and brings the
 mailbox's copy of a changed draft in step (`mailbridge.drafts.provider`: idempotent by itself, it
-reads the draft's current state on every run).
+reads the draft's current state on every run), and queues campaign send runs one chunk per
+message (`mailbridge.campaigns.service.run_chunk`: exactly once per recipient by itself; a failed
+chunk comes back and resumes).
 
 Idempotent on the outbound email id (Powertools idempotency on the DynamoDB table) on top of
 the email's own status machine: two deliveries of one record racing each other send once.
@@ -23,6 +25,7 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field, Json
 
+from mailbridge.campaigns.models import CampaignChunkMessage
 from mailbridge.config import get_settings
 from mailbridge.errors import ProviderError
 from mailbridge.observability import logger, metrics, tracer
@@ -39,7 +42,9 @@ idempotency = IdempotencyConfig(event_key_jmespath="email_id", expires_after_sec
 
 
 class OutboxRecord(SqsRecordModel):
-    body: Json[Annotated[OutboxMessage | DraftSyncMessage, Field(discriminator="kind")]]
+    body: Json[
+        Annotated[OutboxMessage | DraftSyncMessage | CampaignChunkMessage, Field(discriminator="kind")]
+    ]
 
 
 @idempotent_function(  # type: ignore[untyped-decorator]
@@ -69,9 +74,20 @@ def sync_draft(record: OutboxRecord, message: DraftSyncMessage) -> None:
         raise
 
 
+def campaign_chunk(message: CampaignChunkMessage) -> None:
+    from mailbridge.campaigns.service import run_chunk
+    from mailbridge.campaigns.wiring import campaign_deps
+
+    outcome = run_chunk(message, campaign_deps())
+    logger.info("campaign chunk", extra={"campaign_id": message.campaign_id, "outcome": outcome})
+
+
 def record_handler(record: OutboxRecord) -> None:
     if isinstance(record.body, DraftSyncMessage):
         sync_draft(record, record.body)
+        return
+    if isinstance(record.body, CampaignChunkMessage):
+        campaign_chunk(record.body)
         return
     attempt = int(record.attributes.ApproximateReceiveCount)
     try:

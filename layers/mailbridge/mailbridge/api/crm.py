@@ -390,19 +390,31 @@ def put_pipeline(update: Annotated[PipelineUpdate, Body()]) -> Pipeline:
 
 
 # ---------------------------------------------------------------------------------- campaigns
+CAMPAIGN_REFERENCES = ["unknown_template", "unknown_account", "throttle_above_limit"]
+CAMPAIGN_FIELDS = (
+    "`template_id`, `audience`, `account_id`, `schedule_at`, `throttle_per_hour` and `variables` "
+    "say what `POST /crm/campaigns/{campaign_id}/send` sends; they change only while the campaign "
+    "is `draft` or `paused` (409 `campaign_not_editable`). The template and the account must be "
+    "the tenant's (422 `unknown_template`, `unknown_account`); `throttle_per_hour` at most the "
+    "account provider's ceiling (422 `throttle_above_limit`)."
+)
 
 
 @router.post(
     "/crm/campaigns",
     summary="Create a campaign (needs the campaigns feature)",
+    description=CAMPAIGN_FIELDS,
     tags=["crm"],
     security=BEARER,
     status_code=201,
     middlewares=CAMPAIGN_WRITE,
-    responses=errors({}),
+    responses=errors({422: CAMPAIGN_REFERENCES}),
 )
 def create_campaign(body: Annotated[CampaignCreate, Body()]) -> Campaign:
-    return service.create_campaign(current_tenant(router), body, deps.crm_store())
+    from mailbridge.campaigns import service as campaigns
+    from mailbridge.campaigns.wiring import campaign_deps
+
+    return campaigns.create_campaign(current_tenant(router), body, campaign_deps())
 
 
 @router.get(
@@ -432,16 +444,25 @@ def get_campaign(campaign_id: str) -> Campaign:
 @router.patch(
     "/crm/campaigns/<campaign_id>",
     summary="Change a campaign",
-    description=VERSIONED,
+    description=f"{VERSIONED} {CAMPAIGN_FIELDS} Set `status: paused` to stop a send run after its "
+    "current chunk (`POST .../send` resumes it).",
     tags=["crm"],
     security=BEARER,
     middlewares=CAMPAIGN_WRITE,
     responses=errors(
-        {400: ["empty_patch", "invalid_record"], 404: ["campaign_not_found"], 409: ["version_conflict"]}
+        {
+            400: ["empty_patch", "invalid_record"],
+            404: ["campaign_not_found"],
+            409: ["version_conflict", "campaign_not_editable"],
+            422: CAMPAIGN_REFERENCES,
+        }
     ),
 )
 def update_campaign(campaign_id: str, patch: Annotated[CampaignPatch, Body()]) -> Campaign:
-    return service.update_campaign(current_tenant(router), campaign_id, patch, deps.crm_store())
+    from mailbridge.campaigns import service as campaigns
+    from mailbridge.campaigns.wiring import campaign_deps
+
+    return campaigns.update_campaign(current_tenant(router), campaign_id, patch, campaign_deps())
 
 
 @router.delete(

@@ -47,6 +47,7 @@ ROUTER_MODULES = (
     "audit",
     "privacy",
     "limits",
+    "campaigns",
 )
 # Routers other functions serve (template.yaml routes them there): in the API document too, so
 # one document describes every route of the HTTP API; never in the route map.

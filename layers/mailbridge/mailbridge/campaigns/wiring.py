@@ -1,4 +1,5 @@
-"""Suppression dependencies, built once per cold start (api, match and outbox functions).
+"""Campaign sending and suppression dependencies, built once per cold start (api, match and
+outbox functions).
 
 The list lives in the CRM table (`CRM_TABLE`, store/suppression.py says why); unsubscribe tokens
 use the link-signing secret of tracking and calendar links (`CALENDAR_SECRET_ARN`,
@@ -13,8 +14,10 @@ from typing import TYPE_CHECKING
 from mailbridge.config import get_settings
 
 if TYPE_CHECKING:
+    from mailbridge.campaigns.service import CampaignDeps
     from mailbridge.campaigns.suppression import SuppressionDeps
     from mailbridge.store.suppression import DynamoSuppressionStore
+    from mailbridge.tracking.service import TrackingDeps
 
 
 @lru_cache(maxsize=1)
@@ -42,5 +45,36 @@ def record_deps() -> SuppressionDeps:
     return SuppressionDeps(store=suppression_store())
 
 
+def _tracking(base_url: str) -> TrackingDeps | None:
+    """Tracking deps pointing at `base_url` (the API the run was started on)."""
+    from mailbridge.tracking.wiring import tracking_deps
+
+    return tracking_deps(base_url) if base_url else None
+
+
+@lru_cache(maxsize=1)
+def campaign_deps() -> CampaignDeps:
+    from mailbridge.campaigns.service import CampaignDeps
+    from mailbridge.outbox.wiring import outbox_deps
+    from mailbridge.store.accounts import AccountStore
+    from mailbridge.store.campaigns import CampaignRunStore
+    from mailbridge.store.crm import CrmStore
+    from mailbridge.store.links import LinkStore
+    from mailbridge.templates.wiring import template_deps
+
+    tables = get_settings().tables
+    return CampaignDeps(
+        crm=CrmStore(tables.crm, timeline_table=tables.links),
+        runs=CampaignRunStore(tables.crm),
+        accounts=AccountStore(tables.accounts),
+        templates=template_deps(),
+        links=LinkStore(tables.links),
+        outbox=outbox_deps(),
+        suppression=suppression_deps(),
+        tracking_for=_tracking,
+    )
+
+
 def reset() -> None:
     suppression_store.cache_clear()
+    campaign_deps.cache_clear()

@@ -414,6 +414,8 @@ def compose_and_normalize(
         msg["References"] = headers.message_ids("References", references)
     if draft.auto_submitted:
         msg["Auto-Submitted"] = headers.plain("Auto-Submitted", draft.auto_submitted)
+    for name, value in draft.list_headers.items():  # checked by Draft: ASCII URIs, no spaces inside
+        msg[name] = headers.plain(name, value)
     msg["MIME-Version"] = headers.plain("MIME-Version", "1.0")
 
     build = _Build()

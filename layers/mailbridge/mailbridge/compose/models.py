@@ -25,6 +25,31 @@ MAX_REFERENCES = 20
 
 # RFC 5322 msg-id without the brackets: id-left "@" id-right, both printable ASCII, no specials
 # that would end the header or the bracket.
+ListHeaderName = Literal["List-Unsubscribe", "List-Unsubscribe-Post"]
+LIST_HEADER_NAMES: tuple[ListHeaderName, ...] = ("List-Unsubscribe", "List-Unsubscribe-Post")
+_LIST_URI = re.compile(r"<(?:https://|mailto:)[!-;=?-~]{1,800}>")
+ONE_CLICK = "List-Unsubscribe=One-Click"
+
+
+def check_list_headers(values: dict[ListHeaderName, str]) -> dict[ListHeaderName, str]:
+    """`List-Unsubscribe`: one or more `<https://...>` / `<mailto:...>` URIs, comma separated
+    (RFC 2369 section 3.2; printable ASCII without spaces inside the brackets, 900 characters at
+    most). `List-Unsubscribe-Post`: exactly `List-Unsubscribe=One-Click`, and only beside a
+    `List-Unsubscribe` holding an https URI (RFC 8058 section 3.1). ValueError otherwise."""
+    unsubscribe = values.get("List-Unsubscribe")
+    if unsubscribe is not None:
+        uris = [part.strip() for part in unsubscribe.split(",")]
+        if len(unsubscribe) > 900 or not all(_LIST_URI.fullmatch(uri) for uri in uris):
+            raise ValueError("List-Unsubscribe must be <https://...> or <mailto:...> URIs")
+    post = values.get("List-Unsubscribe-Post")
+    if post is not None:
+        if post != ONE_CLICK:
+            raise ValueError(f"List-Unsubscribe-Post must be {ONE_CLICK!r}")
+        if unsubscribe is None or "<https://" not in unsubscribe:
+            raise ValueError("List-Unsubscribe-Post needs an https List-Unsubscribe URI")
+    return values
+
+
 _MSG_ID = re.compile(r"<?([!-;=?-~]{1,200}@[!-;=?-~]{1,200})>?")
 
 Mode = Literal["new", "reply", "forward"]
@@ -102,6 +127,14 @@ class Draft(Model):
     # RFC 3834 section 5: `Auto-Submitted: auto-generated` on mail a process writes, not a person
     # (the notification digest); mail tools and our own nudges expect no reply to it.
     auto_submitted: Literal["auto-generated"] | None = None
+    # RFC 2369 section 3.2 `List-Unsubscribe` and RFC 8058 section 3.1 `List-Unsubscribe-Post`
+    # (campaign mail, `mailbridge.campaigns`): these two names only, values checked below.
+    list_headers: dict[ListHeaderName, str] = Field(default_factory=dict)
+
+    @field_validator("list_headers")
+    @classmethod
+    def _valid_list_headers(cls, values: dict[ListHeaderName, str]) -> dict[ListHeaderName, str]:
+        return check_list_headers(values)
 
     @field_validator("from_")
     @classmethod

@@ -30,6 +30,15 @@ from pydantic import (
 )
 from pydantic import Tag as UnionTag  # `Tag` is a CRM tag below
 
+from mailbridge.campaigns.models import (
+    MAX_THROTTLE,
+    AccountRef,
+    Audience,
+    ScheduleAt,
+    TemplateRef,
+    Variables,
+    check_variables,
+)
 from mailbridge.models.base import Model
 from mailbridge.models.fields import MultiLine, SingleLine
 from mailbridge.models.mail import EmailSummary
@@ -406,10 +415,32 @@ class CampaignStatus(StrEnum):
 
 
 class CampaignFields(Model):
+    """What a campaign sends (`mailbridge.campaigns`): set while `draft` or `paused`; the
+    template and account are checked to exist (422 `unknown_template`, `unknown_account`)."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: Name = Field(examples=["Spring launch"])
     status: CampaignStatus = CampaignStatus.DRAFT
+    template_id: TemplateRef | None = Field(default=None, description="The template (`/templates`) sent")
+    audience: Audience | None = Field(default=None, description="Who it goes to, minus the suppression list")
+    account_id: AccountRef | None = Field(default=None, description="The tenant's mailbox it is sent from")
+    schedule_at: ScheduleAt | None = Field(
+        default=None, description="Send from this RFC 3339 instant on (default: when `send` is called)"
+    )
+    throttle_per_hour: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_THROTTLE,
+        description="At most this many sends per hour from the account (default and ceiling per "
+        "provider: Gmail 83, Microsoft 365 416, IMAP/SMTP 100 by default and 500 at most)",
+    )
+    variables: Variables = Field(
+        default_factory=dict,
+        description="Template variables, read as `{{ name }}` (defaults for the template)",
+    )
+
+    _variables = field_validator("variables")(check_variables)
 
 
 class CampaignCreate(CampaignFields):
@@ -419,6 +450,14 @@ class CampaignCreate(CampaignFields):
 class CampaignPatch(_Patch):
     name: Name | None = None
     status: CampaignStatus | None = None
+    template_id: TemplateRef | None = None
+    audience: Audience | None = None
+    account_id: AccountRef | None = None
+    schedule_at: ScheduleAt | None = None
+    throttle_per_hour: int | None = Field(default=None, ge=1, le=MAX_THROTTLE)
+    variables: Variables | None = None
+
+    _variables = field_validator("variables")(check_variables)
 
 
 class Campaign(CampaignFields, Versioned):

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from mailbridge.bus import DomainEvent, EventPublisher
+from mailbridge.campaigns.models import EDITABLE_STATUSES, SEND_FIELDS
 from mailbridge.crm import pipeline as pipelines
 from mailbridge.crm.models import (
     CAMPAIGN_ID,
@@ -526,6 +527,11 @@ def update_campaign(
     changes = _require_changes(patch.changes())
 
     def apply(current: Campaign) -> Campaign | None:
+        if SEND_FIELDS & changes.keys() and current.status not in EDITABLE_STATUSES:
+            raise Conflict(
+                f"what a campaign sends changes only while it is draft or paused, not {current.status}",
+                code="campaign_not_editable",
+            )
         fields = _merged(current, CampaignFields, changes)
         if fields is None:
             return None

@@ -14,10 +14,10 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import ValidationError
 
@@ -61,6 +61,7 @@ from mailbridge.tenancy import Role, TenantContext
 
 if TYPE_CHECKING:
     from mailbridge.campaigns.suppression import SuppressionDeps
+    from mailbridge.compose.models import ListHeaderName
     from mailbridge.templates.service import TemplateDeps
     from mailbridge.tracking.models import TrackedMessage, TrackingOverride
     from mailbridge.tracking.service import TrackingDeps
@@ -204,8 +205,18 @@ def _schedule_time(send_at: datetime | None, now: datetime) -> datetime | None:
     return when.astimezone(UTC)
 
 
-def _draft(ctx: TenantContext, request: SendRequest, account: Account, mode: Mode, deps: OutboxDeps) -> Draft:
-    """The request (validated at the boundary) and the account as a Draft.
+def _draft(
+    ctx: TenantContext,
+    request: SendRequest,
+    account: Account,
+    mode: Mode,
+    deps: OutboxDeps,
+    *,
+    message_id: str | None = None,
+    list_headers: Mapping[str, str] | None = None,
+) -> Draft:
+    """The request (validated at the boundary) and the account as a Draft; `message_id` (without
+    brackets) instead of a new one, `list_headers` (`Draft.list_headers`) added.
 
     Draft and OutgoingAttachment check again (addresses normalized, stored values such as the
     display name). A rule that fails there is the caller's input, not a server fault: it becomes
@@ -225,7 +236,9 @@ def _draft(ctx: TenantContext, request: SendRequest, account: Account, mode: Mod
             attachments=[outgoing_attachment(ctx, a, deps) for a in request.attachments],
             mode=mode,
             forward_as=request.forward_as,
-            message_id=f"{uuid.uuid4().hex}@{domain}",
+            message_id=message_id or f"{uuid.uuid4().hex}@{domain}",
+            # Names outside Draft's allow-list fail its validation (`invalid_message`).
+            list_headers=cast("dict[ListHeaderName, str]", dict(list_headers or {})),
         )
     except ValidationError as exc:
         details = [
@@ -245,6 +258,8 @@ def queue_send(
     automation: dict[str, Any] | None = None,
     auto_generated: bool = False,
     from_draft: dict[str, Any] | None = None,
+    message_id: str | None = None,
+    list_headers: Mapping[str, str] | None = None,
 ) -> SendAccepted:
     """Compose, store and queue (or schedule) one outbound email; 202 with its ids.
 
@@ -254,6 +269,10 @@ def queue_send(
     `Auto-Submitted: auto-generated` (RFC 3834 section 5); never set from a client's request.
     `from_draft`: the draft being sent (`{draft_id, provider}`, `mailbridge.drafts.service.send_draft`),
     kept on the email so the mailbox's draft copy is removed once the send succeeded.
+    `message_id` and `list_headers` (campaign mail, `mailbridge.campaigns.service`; never from a
+    client's request): a Message-ID chosen by the caller, so a retried send finds the email it
+    stored the first time (Conflict `already_queued` with `details.email_id`), and RFC 2369/8058
+    unsubscribe headers.
 
     Raises NotFound (account, original email or upload), Invalid (`account_cannot_send`,
     `send_at_in_past`, `send_at_too_far`, `invalid_attachment`, `attachment_too_large`,
@@ -277,8 +296,19 @@ def queue_send(
         mode, original = "forward", original_message(ctx, request.forward_email_id, deps)
 
     if request.template_id is not None:
-        return _queue_templated(ctx, request, account, mode, original, send_at, deps, automation=automation)
-    draft = _draft(ctx, request, account, mode, deps)
+        return _queue_templated(
+            ctx,
+            request,
+            account,
+            mode,
+            original,
+            send_at,
+            deps,
+            automation=automation,
+            message_id=message_id,
+            list_headers=list_headers,
+        )
+    draft = _draft(ctx, request, account, mode, deps, message_id=message_id, list_headers=list_headers)
     if auto_generated:
         draft = draft.model_copy(update={"auto_submitted": "auto-generated"})
     return queue_draft(
@@ -305,6 +335,8 @@ def _queue_templated(
     deps: OutboxDeps,
     *,
     automation: dict[str, Any] | None,
+    message_id: str | None = None,
+    list_headers: Mapping[str, str] | None = None,
 ) -> SendAccepted:
     """`template_id`: render the template for every `to` recipient first (a failure queues
     nothing: 422 `template_render_failed`), then queue one email each, with the version and
@@ -341,7 +373,7 @@ def _queue_templated(
         queued = queue_draft(
             ctx,
             account,
-            _draft(ctx, single, account, mode, deps),
+            _draft(ctx, single, account, mode, deps, message_id=message_id, list_headers=list_headers),
             deps,
             original=original,
             send_at=send_at,
@@ -441,7 +473,9 @@ def queue_draft(
         item["tracking"] = {"opens": tracked.opens, "clicks": tracked.clicks}
         deps.tracking.store.put_message(tracked)  # before the email exists: no hit finds it missing
     if not deps.emails.create_email(tenant, item):
-        raise Conflict("this message was already queued", code="already_queued")
+        raise Conflict(
+            "this message was already queued", code="already_queued", details={"email_id": email_id}
+        )
     message = OutboxMessage(tenant_id=tenant, email_id=email_id)
     if send_at:
         deps.scheduler.create(_schedule_name(email_id), send_at, message.model_dump())

@@ -44,6 +44,7 @@ from mailbridge.crm.models import (
     Activity,
     ActivityTimelineItem,
     Campaign,
+    CampaignFields,
     Company,
     Contact,
     Deal,
@@ -286,9 +287,8 @@ def campaign_item(tenant_id: str, campaign: Campaign) -> Item:
 
 
 def to_campaign(item: Item) -> Campaign:
-    return Campaign.model_validate(
-        {"campaign_id": item["campaign_id"], "name": item["name"], "status": item["status"], **_meta(item)}
-    )
+    fields = {name: plain(item[name]) for name in CampaignFields.model_fields if item.get(name) is not None}
+    return Campaign.model_validate({"campaign_id": item["campaign_id"], **fields, **_meta(item)})
 
 
 def task_item(tenant_id: str, task: Task) -> Item:
