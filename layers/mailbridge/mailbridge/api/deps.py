@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from mailbridge.store.emails import EmailStore
     from mailbridge.store.links import LinkStore
     from mailbridge.store.policy import PolicyStore
-    from mailbridge.store.visibility import DynamoPrivacyStore
+    from mailbridge.store.privacy import DynamoPrivacyStore
     from mailbridge.tenancy import TenantContext
 
 
@@ -135,7 +135,7 @@ def policy_store() -> PolicyStore:
 
 @lru_cache(maxsize=1)
 def privacy_store() -> DynamoPrivacyStore:
-    from mailbridge.store.visibility import DynamoPrivacyStore
+    from mailbridge.store.privacy import DynamoPrivacyStore
 
     return DynamoPrivacyStore(get_settings().tables.settings)
 

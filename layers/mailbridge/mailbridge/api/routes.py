@@ -21,7 +21,7 @@ ROUTER_MODULES = (
     "health",
     "me",
     "features",
-    "visibility",
+    "privacy",
     "accounts",
     "emails",
     "threads",
