@@ -1,4 +1,3 @@
-<<<<<<< HEAD
 """GDPR erase and export of one data subject (issue 19 point 5): owners and admins only.
 
 Both start a job that runs in chunks on the tasks queue (mailbridge.privacy.service) and answer
@@ -7,36 +6,19 @@ Both start a job that runs in chunks on the tasks queue (mailbridge.privacy.serv
 
 from __future__ import annotations
 
-=======
-"""The tenant's mailbox privacy policy (mailbridge.access): the default visibility of mailboxes and
-what tenant owners and admins see of other users' mail. Admins and owners read and change it."""
-
-from __future__ import annotations
-
-from datetime import UTC, datetime
->>>>>>> ownership
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
 
-<<<<<<< HEAD
 from mailbridge.api.context import Guards, current_tenant, require_role
 from mailbridge.api.schemas import BEARER, errors
 from mailbridge.errors import NotFound
 from mailbridge.privacy.models import JOB_ID, PrivacyJob, PrivacySubject, Retention, RetentionSetting
-=======
-from mailbridge import access
-from mailbridge.access import PrivacySettings, PrivacyUpdate
-from mailbridge.api import deps
-from mailbridge.api.context import current_tenant, require_role
-from mailbridge.api.schemas import BEARER, errors
->>>>>>> ownership
 from mailbridge.tenancy import Role
 
 router = Router()
 
-<<<<<<< HEAD
 ADMIN: Guards = [require_role(Role.ADMIN)]
 START_ERRORS = errors(
     {404: ["contact_not_found"], 409: ["address_is_connected_mailbox"], 503: ["queue_send_failed"]}
@@ -147,36 +129,3 @@ def put_retention(body: Annotated[RetentionSetting, Body()]) -> Retention:
     from mailbridge.privacy.wiring import privacy_deps
 
     return service.put_retention(current_tenant(router), body, privacy_deps())
-=======
-
-@router.get(
-    "/settings/privacy",
-    summary="The mailbox privacy policy (admin or owner): default visibility and the admins' view",
-    description=(
-        "`default_visibility` is what the rest of the tenant sees of a mailbox whose owner set "
-        "none (`private`, `metadata`, `subject`, `full`; `metadata` until set). `admin_view`: "
-        "`full` lets tenant owners and admins see every mailbox in full, `as_shared` (the default) "
-        "shows them other users' mailboxes as every member sees them."
-    ),
-    tags=["settings"],
-    security=BEARER,
-    responses=errors({}),
-    middlewares=[require_role(Role.ADMIN)],
-)
-def get_privacy() -> PrivacySettings:
-    return access.get_privacy(current_tenant(router), deps.privacy_store())
-
-
-@router.put(
-    "/settings/privacy",
-    summary="Replace the mailbox privacy policy (admin or owner); applies to every read from now on",
-    description="Fields left out take their default. 409 `version_conflict` when `version` is given "
-    "and the policy changed since.",
-    tags=["settings"],
-    security=BEARER,
-    middlewares=[require_role(Role.ADMIN)],
-    responses=errors({409: ["version_conflict"]}),
-)
-def put_privacy(update: Annotated[PrivacyUpdate, Body()]) -> PrivacySettings:
-    return access.update_privacy(current_tenant(router), update, deps.privacy_store(), datetime.now(UTC))
->>>>>>> ownership

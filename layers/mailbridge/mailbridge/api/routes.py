@@ -21,7 +21,6 @@ ROUTER_MODULES = (
     "health",
     "me",
     "features",
-    "privacy",
     "accounts",
     "emails",
     "threads",

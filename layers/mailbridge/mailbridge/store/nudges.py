@@ -16,7 +16,7 @@ Items (pk = TENANT#{tenant}):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -186,13 +186,7 @@ class NudgeStore(DynamoRepository):
         return response.get("Attributes")
 
     def list_nudges(
-        self,
-        tenant_id: str,
-        kind: str | None,
-        *,
-        cursor: str | None,
-        limit: int,
-        keep: Callable[[list[Item]], Sequence[Item | None]] | None = None,
+        self, tenant_id: str, kind: str | None, *, cursor: str | None, limit: int
     ) -> tuple[list[Item], str | None]:
         """The tenant's open nudges (of `kind` when given), in email id order, `limit` a page
         whenever that many match."""
@@ -200,4 +194,4 @@ class NudgeStore(DynamoRepository):
         filters: Any = Attr("state").eq("open")
         if kind is not None:
             filters = filters & Attr("kind").eq(kind)
-        return self.filled_query(tenant_id, key_condition, filters, cursor=cursor, limit=limit, keep=keep)
+        return self.filled_query(tenant_id, key_condition, filters, cursor=cursor, limit=limit)
