@@ -635,6 +635,13 @@ def _fill(w: World) -> None:
     rules = w.call("GET", "/ai/rules").json()["items"]
     assert rules, "two corrections of one sender make a rule"
     w.records["rule"] = rules[0]["rule_id"]
+    # And a Salesforce integration waiting for its device-flow approval, and a suppressed address
+    device = w.call("POST", "/crm/integrations/device", {"provider": "salesforce"})
+    assert device.status < 300, device.body
+    w.records["integration"] = device.json()["integration"]["integration_id"]
+    suppressed = w.call("POST", "/crm/suppressions", {"address": f"gone-{CANARY.lower()}@customer.example"})
+    assert suppressed.status < 300, suppressed.body
+    w.records["suppressed"] = f"gone-{CANARY.lower()}@customer.example"
     # And two templates, the first saved twice (both listings have a second page at limit=1)
     for name in ("template", "template2"):
         created = w.call("POST", "/templates", template_body())
@@ -707,6 +714,8 @@ def concrete(route: str, w: World) -> str:
         "job_id": w.records["job"],
         "rule_id": w.records["rule"],
         "template_id": w.records["template"],
+        "integration_id": w.records["integration"],
+        "address": w.records["suppressed"],
         "version": "1",
         # Sending takes the draft out of the listing: the send probes send a draft of their own
         "draft_id": w.records["draft_to_send" if path.endswith("/send") else "draft"],
@@ -899,6 +908,9 @@ def base_bodies(w: World) -> dict[str, list[Callable[[], dict[str, Any]]]]:
             lambda: {"due_at": send_at, "priority": "high", "note": f"Note {CANARY}"}
         ],
         "PUT /features": [lambda: {"campaigns": True}],
+        "POST /crm/integrations": [lambda: {"provider": "salesforce", "name": f"Org {CANARY}"}],
+        "POST /crm/integrations/device": [lambda: {"provider": "salesforce", "name": f"Org {CANARY}"}],
+        "POST /crm/suppressions": [lambda: {"address": f"{unique('supp')}@customer.example"}],
         "PUT /settings/rate-limits": [lambda: dict(PROBE_RATE_LIMITS)],
         "PUT /nudges/settings": [
             lambda: {

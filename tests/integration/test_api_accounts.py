@@ -66,8 +66,10 @@ def new_account(address: str = "alice@example.com", **imap: Any) -> dict[str, An
 
 
 def account_items(stack: Stack, prefix: str = "ACCOUNT#") -> list[dict[str, Any]]:
+    """The accounts table's items whose sort key starts with `prefix`, without the api entry's
+    rate-limit counters (`RATE#`: every request counts against its tenant)."""
     items: list[dict[str, Any]] = stack.table("AccountsTable").scan()["Items"]
-    return [i for i in items if str(i["sk"]).startswith(prefix)]
+    return [i for i in items if str(i["sk"]).startswith(prefix) and not str(i["sk"]).startswith("RATE#")]
 
 
 def seed_account(

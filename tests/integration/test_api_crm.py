@@ -561,5 +561,6 @@ def test_every_crm_route_has_its_sample(invoke_api: Invoke) -> None:
     samples = {json.loads(Path(EVENTS_DIR, "api", f"crm-{n}.json").read_text())["routeKey"] for n in SAMPLES}
     assert crm_routes == samples
     # 23 + the timelines and /crm/settings of email matching + 8 of tasks and activities + the
-    # engagement of a contact and of a campaign
-    assert len(crm_routes) == 37
+    # engagement of a contact and of a campaign + 9 of the Salesforce/HubSpot integrations and
+    # orgs + 3 of the suppression list + a campaign's send and its status
+    assert len(crm_routes) == 51

@@ -85,4 +85,9 @@ def test_the_outcome_is_appended_to_the_front_end_url() -> None:
 def test_without_a_front_end_url_the_outcome_is_json() -> None:
     response = outcome_response(CallbackOutcome(outcome="connected", account_id="acc_1"), "")
     assert response.status_code == 200
-    assert json.loads(str(response.body)) == {"outcome": "connected", "code": None, "account_id": "acc_1"}
+    assert json.loads(str(response.body)) == {
+        "outcome": "connected",
+        "code": None,
+        "account_id": "acc_1",
+        "integration_id": None,
+    }

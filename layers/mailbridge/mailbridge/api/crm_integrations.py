@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
 from mailbridge.api.context import Guards, current_tenant, require_role
+from mailbridge.api.crm import CRM
 from mailbridge.api.schemas import BEARER, errors
 from mailbridge.config import get_settings
 from mailbridge.crm.integrations import service
@@ -31,8 +32,8 @@ from mailbridge.tenancy import Role
 
 router = Router()
 
-ADMIN: Guards = [require_role(Role.ADMIN)]
-MEMBER: Guards = [require_role(Role.MEMBER)]
+ADMIN: Guards = [CRM, require_role(Role.ADMIN)]
+MEMBER: Guards = [CRM, require_role(Role.MEMBER)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")]
 Cursor = Annotated[str | None, Query(max_length=4096, description="`next_cursor` of the previous page")]
 NOT_FOUND = {404: ["integration_not_found"]}
