@@ -639,8 +639,11 @@ def _fill(w: World) -> None:
     device = w.call("POST", "/crm/integrations/device", {"provider": "salesforce"})
     assert device.status < 300, device.body
     w.records["integration"] = device.json()["integration"]["integration_id"]
-    suppressed = w.call("POST", "/crm/suppressions", {"address": f"gone-{CANARY.lower()}@customer.example"})
-    assert suppressed.status < 300, suppressed.body
+    for gone in ("gone", "gone2"):  # two: the listing's cursor probe needs a second page
+        suppressed = w.call(
+            "POST", "/crm/suppressions", {"address": f"{gone}-{CANARY.lower()}@customer.example"}
+        )
+        assert suppressed.status < 300, suppressed.body
     w.records["suppressed"] = f"gone-{CANARY.lower()}@customer.example"
     # And two templates, the first saved twice (both listings have a second page at limit=1)
     for name in ("template", "template2"):
@@ -731,6 +734,16 @@ def base_bodies(w: World) -> dict[str, list[Callable[[], dict[str, Any]]]]:
 
     def unique(kind: str) -> str:
         return f"{kind}-{CANARY.lower()}-{next(n)}"
+
+    def sends() -> dict[str, Any]:  # what a campaign sends, to whom and how fast
+        return {
+            "template_id": w.records["template"],
+            "audience": {"tags": [f"tag-{CANARY}"], "contact_ids": [w.records["contact"]]},
+            "account_id": w.account_id,
+            "schedule_at": send_at,
+            "throttle_per_hour": 50,
+            "variables": {"offer": f"Offer {CANARY}"},
+        }
 
     def recipient(kind: str) -> dict[str, str]:
         return {"address": f"{kind}-{CANARY.lower()}@customer.example", "name": f"{kind.title()} {CANARY}"}
@@ -942,8 +955,11 @@ def base_bodies(w: World) -> dict[str, list[Callable[[], dict[str, Any]]]]:
         "PUT /crm/pipeline": [
             lambda: {"stages": ["lead", "qualified", "proposal", "negotiation", "won", "lost"]}
         ],
-        "POST /crm/campaigns": [lambda: {"name": f"Campaign {CANARY}", "status": "draft"}],
-        "PATCH /crm/campaigns/{campaign_id}": [lambda: {"name": f"Campaign {CANARY}", "status": "active"}],
+        "POST /crm/campaigns": [lambda: {"name": f"Campaign {CANARY}", "status": "draft", **sends()}],
+        # Paused, so what it sends may change (409 campaign_not_editable while active)
+        "PATCH /crm/campaigns/{campaign_id}": [
+            lambda: {"name": f"Campaign {CANARY}", "status": "paused", **sends()}
+        ],
         # AI (issue 14): Carol's mail; extract-lead applies to her contact and her domain's company
         "POST /ai/categorize-email": [lambda: {"email_id": w.emails["first"]}],
         "POST /ai/extract-lead": [lambda: {"email_id": w.emails["first"], "apply": True}],
@@ -1340,6 +1356,10 @@ UNFILLED_LISTINGS = {
     # world does not make without moving the clock; another user's cursor is refused in-process
     "GET /notifications": (
         "tests/integration/test_notifications.py::test_unread_count_read_and_read_all_touch_only_the_callers_own"
+    ),
+    # sync runs of a CRM integration need a connected org and a sync (the sync service is next)
+    "GET /crm/integrations/{integration_id}/logs": (
+        "tests/integration/test_crm_sync_logs.py::test_a_cursor_of_another_integrations_logs_is_refused"
     ),
 }
 
