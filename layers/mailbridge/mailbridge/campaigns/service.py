@@ -482,7 +482,13 @@ def _queue_one(
     from mailbridge.outbox.service import queue_send
 
     links = replace(deps.suppression, base_url=run.base_url) if run.base_url else deps.suppression
-    headers = suppression.unsubscribe_headers(links, ctx.tenant_id, campaign.campaign_id, address)
+    # RFC 8058 one-click needs an https URI (compose refuses others): a local http runner's
+    # campaign mail goes without List-Unsubscribe
+    headers = (
+        suppression.unsubscribe_headers(links, ctx.tenant_id, campaign.campaign_id, address)
+        if links.base_url.startswith("https://")
+        else {}
+    )
     try:
         request = SendRequest.model_validate(
             {
