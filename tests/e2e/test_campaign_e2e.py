@@ -9,7 +9,7 @@ import email
 import email.policy
 import json
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ TEMPLATE: dict[str, Any] = json.loads(
 )
 CONTACTS = 20
 THROTTLE = 500  # an IMAP account's ceiling: one send every 8 s
+AHEAD = 3600  # the campaign's schedule_at: later than any drain of its chunk, however busy the machine
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +81,7 @@ def test_a_campaign_of_20_contacts_reaches_each_once(
         "account_id": account_id,
         "throttle_per_hour": THROTTLE,
         "variables": {"offer": "20% off"},
+        "schedule_at": (datetime.now(UTC) + timedelta(seconds=AHEAD)).isoformat(),
     }
     assert call(runner, "PATCH", f"/crm/campaigns/{campaign_id}", token, fields)[0] == 200
     # When it is sent, its chunk queued, and the clock passes every throttle slot
@@ -89,7 +91,7 @@ def test_a_campaign_of_20_contacts_reaches_each_once(
     assert smtp_sink.messages[before:] == []  # scheduled: nothing goes before its slot
     # (the slots count from the real time, which the runner's clock may be behind)
     behind = max(0, int((datetime.now(UTC) - runner.clock.now()).total_seconds()))
-    runner.advance(behind + 2 * 60 + CONTACTS * 3600 // THROTTLE + 60)
+    runner.advance(behind + AHEAD + 2 * 60 + CONTACTS * 3600 // THROTTLE + 60)
     runner.drain(timeout=900)  # 20 sends, each filed in Sent, synced, matched: slow on a busy machine
     # Then each contact received exactly one email, and Sent holds one copy of each
     assert (status, started["state"]) == (202, "sending")
