@@ -4,11 +4,12 @@ sealed and refreshed (revoked -> reauth_required + event), one org per tenant, t
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from mailbridge.crm.integrations.models import RemoteLink
 from mailbridge.crm.integrations.service import provider_for
 from mailbridge.crm.integrations.wiring import integration_deps
 from mailbridge.errors import ProviderAuthError
@@ -490,6 +491,11 @@ def test_delete_revokes_the_grant_and_removes_the_tokens_and_the_org(crm_stack: 
     # Given a connected org
     integration_id = connect_by_device(crm_stack)
     refresh = crm_stack.sealed_tokens(integration_id)["refresh_token"]
+    # and a contact linked to one of its records
+    linked = RemoteLink(
+        integration_id=integration_id, contact_id="ct_1", remote_id="003A", synced_at=datetime.now(UTC)
+    )
+    integration_deps().remote_ids.put(TENANT, [linked])
 
     # When an admin deletes the integration
     response = crm_stack.api("crm-delete-integration", integration_id, role="admin")
@@ -501,3 +507,4 @@ def test_delete_revokes_the_grant_and_removes_the_tokens_and_the_org(crm_stack: 
     assert crm_stack.api("crm-get-integration", integration_id, role="member")["statusCode"] == 404
     assert crm_stack.body(crm_stack.api("crm-list-orgs", role="member"))["items"] == []
     assert integration_deps().store.integrations_for_org("salesforce", crm_stack.salesforce.org_id) == []
+    assert integration_deps().remote_ids.by_contacts(TENANT, integration_id, ["ct_1"]) == {}

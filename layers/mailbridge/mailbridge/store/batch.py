@@ -3,7 +3,8 @@
 - `batch_get`: BatchGetItem, at most 100 keys a request (16 MB a response). Keys the service did
   not get to come back as `UnprocessedKeys` and are asked for again.
 - `batch_put`: BatchWriteItem, at most 25 puts a request; `UnprocessedItems` are sent again. For
-  items whose key is deterministic, so that writing one twice changes nothing.
+  items whose key is deterministic, so that writing one twice changes nothing. `batch_delete`: the
+  same for deletes.
 - `transact`: TransactWriteItems, at most 100 actions and 4 MB a request, all or nothing; for the
   writes that need a condition (exactly once) or an update expression. A lost condition raises
   `TransactionLost`, naming which actions failed.
@@ -150,11 +151,21 @@ def batch_get(
 def batch_put(client: Any, table_name: str, items: Sequence[Item], *, backoff: Backoff | None = None) -> None:
     """Put every item, 25 a request; a later item with the same key replaces an earlier one."""
     unique = list({(str(i["pk"]), str(i["sk"])): i for i in items}.values())
+    _batch_write(client, table_name, [{"PutRequest": {"Item": item}} for item in unique], backoff)
+
+
+def batch_delete(
+    client: Any, table_name: str, keys: Sequence[Mapping[str, Any]], *, backoff: Backoff | None = None
+) -> None:
+    """Delete every key, 25 a request (deleting a missing item is no error); duplicates once."""
+    unique = list({(str(k["pk"]), str(k["sk"])): dict(k) for k in keys}.values())
+    _batch_write(client, table_name, [{"DeleteRequest": {"Key": key}} for key in unique], backoff)
+
+
+def _batch_write(client: Any, table_name: str, writes: Sequence[Item], backoff: Backoff | None) -> None:
     wait = backoff or Backoff()
-    for start in range(0, len(unique), BATCH_WRITE_MAX):
-        request: dict[str, Any] = {
-            table_name: [{"PutRequest": {"Item": item}} for item in unique[start : start + BATCH_WRITE_MAX]]
-        }
+    for start in range(0, len(writes), BATCH_WRITE_MAX):
+        request: dict[str, Any] = {table_name: list(writes[start : start + BATCH_WRITE_MAX])}
         attempt = 0
         while request:
             if attempt:

@@ -145,3 +145,20 @@ class SyncStatus(Model):
     last_run_at: datetime | None = None
     last_error: str | None = Field(default=None, description="The last run's first error code")
     watermarks: dict[str, str] = Field(default_factory=dict, description="Per kind, opaque")
+
+
+class RemoteLink(Model):
+    """Which CRM record one of our contacts is, per integration, and where each side stood at the
+    last sync that touched the pair: the two-way sync reads a change on our side as
+    `local_updated_at` newer than the one kept here, and on the provider's as `remote_modified`
+    (Salesforce `SystemModstamp`, HubSpot `lastmodifieddate`) newer than the one kept here; a pair
+    changed on both sides is a conflict for the integration's policy. `fields_hash` is the digest of
+    the mapped values as last synced (sha256 hex), so an edit that changes nothing mapped is no change."""
+
+    integration_id: Annotated[str, Field(min_length=1, max_length=64)]
+    contact_id: Annotated[str, Field(min_length=1, max_length=64)]
+    remote_id: Annotated[str, Field(min_length=1, max_length=64)]
+    remote_modified: str | None = None
+    local_updated_at: str | None = None
+    fields_hash: Annotated[str | None, Field(max_length=64)] = None
+    synced_at: datetime

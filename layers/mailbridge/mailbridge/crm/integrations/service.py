@@ -63,6 +63,7 @@ from mailbridge.oauth.http import GrantRevoked
 from mailbridge.oauth.pkce import new_state, new_verifier, s256_challenge
 from mailbridge.observability import logger
 from mailbridge.store.crm_integrations import IntegrationNotFound, IntegrationStore
+from mailbridge.store.crm_remote_ids import RemoteIdStore
 from mailbridge.store.crm_sync import SyncLogStore
 from mailbridge.store.oauth_states import OAuthState, OAuthStateStore
 from mailbridge.tenancy import Role, TenantContext
@@ -85,6 +86,7 @@ class IntegrationDeps:
     settings: Settings
     store: IntegrationStore
     logs: SyncLogStore
+    remote_ids: RemoteIdStore
     states: OAuthStateStore
     publisher: EventPublisher
     oauth: Callable[[str], CrmOAuth]
@@ -377,7 +379,8 @@ def orgs(ctx: TenantContext, deps: IntegrationDeps) -> Orgs:
 
 def delete(ctx: TenantContext, integration_id: str, deps: IntegrationDeps) -> None:
     """Revoke the refresh token at the provider (best effort: a failure is logged by its code),
-    then delete the integration, its sealed tokens, its org lookup and its sync logs (admin)."""
+    then delete the integration, its sealed tokens, its org lookup, its sync logs and its contact
+    links (admin)."""
     ctx.require(Role.ADMIN)
     integration = get(ctx, integration_id, deps)
     tokens = deps.store.get_tokens(ctx.tenant_id, integration_id)
@@ -390,6 +393,7 @@ def delete(ctx: TenantContext, integration_id: str, deps: IntegrationDeps) -> No
             logger.warning("crm integration: grant not revoked", extra={"code": exc.code})
     deps.store.delete_integration(integration)
     deps.logs.delete_all(ctx.tenant_id, integration_id)
+    deps.remote_ids.delete_all(ctx.tenant_id, integration_id)
 
 
 def logs(

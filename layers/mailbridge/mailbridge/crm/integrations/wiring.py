@@ -10,6 +10,7 @@ from mailbridge.crm.integrations.oauth import CrmOAuth, HubSpotOAuth, Salesforce
 from mailbridge.crm.integrations.service import IntegrationDeps
 from mailbridge.errors import NotFound
 from mailbridge.store.crm_integrations import IntegrationStore
+from mailbridge.store.crm_remote_ids import RemoteIdStore
 from mailbridge.store.crm_sync import SyncLogStore
 from mailbridge.store.oauth_states import OAuthStateStore
 
@@ -36,6 +37,7 @@ def integration_deps() -> IntegrationDeps:
         settings=settings,
         store=IntegrationStore(settings.tables.crm),
         logs=SyncLogStore(settings.tables.crm),
+        remote_ids=RemoteIdStore(settings.tables.crm),
         states=OAuthStateStore(settings.tables.accounts),
         publisher=EventPublisher(settings.event_bus_name),
         oauth=crm_oauth,
