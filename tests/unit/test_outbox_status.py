@@ -34,6 +34,7 @@ from mailbridge.outbox.service import OutboxDeps, SendOutcome, cancel_schedule, 
 from mailbridge.providers.imap.models import Folder, FolderStatus
 from mailbridge.providers.imap.protocol import MailFolderSource
 from mailbridge.providers.imap.settings import Security
+from mailbridge.providers.smtp.errors import Stage, reply_error
 from mailbridge.providers.smtp.models import SendResult
 from mailbridge.queues import OutboxQueue
 from mailbridge.schedules import OneTimeScheduler
@@ -334,26 +335,24 @@ def test_a_removed_account_fails_the_send(world: World) -> None:
 
 
 def test_a_permanent_refusal_fails_with_the_servers_reply(world: World) -> None:
-    world.smtp.error = ProviderError(
-        "SMTP server refused the sender",
-        code="sender_refused",
-        details={"smtp_code": 553, "smtp_reply": "553 5.7.1 not yours"},
+    # the error the SMTP client raises for a 553 to MAIL FROM
+    world.smtp.error = reply_error(
+        553, b"5.7.1 not yours", stage=Stage.MAIL, host="smtp.example.com", port=587
     )
-    world.smtp.error.retryable = False
     email_id = world.queued()
     assert world.send(email_id) == SendOutcome("failed", {})
     item = world.item(email_id)
     assert item["send_status"] == "failed"
     assert item["failure"] == {
-        "code": "sender_refused",
-        "message": "SMTP server refused the sender",
+        "code": "smtp_rejected",
+        "message": "SMTP server smtp.example.com:587: rejected with 553 at mail",
         "smtp_code": Decimal(553),
-        "smtp_reply": "553 5.7.1 not yours",
+        "smtp_reply": "5.7.1 not yours",
     }
     assert world.imap.appended == []
     # And the failure is announced once, with the email id and the code only (for notifications)
     assert [(e.detail_type, e.data) for e in world.publisher.events] == [
-        ("email.send_failed", {"email_id": email_id, "code": "sender_refused"})
+        ("email.send_failed", {"email_id": email_id, "code": "smtp_rejected"})
     ]
 
 

@@ -558,7 +558,8 @@ def fail(deps: OutboxDeps, message: OutboxMessage, exc: Exception) -> None:
         "code": getattr(exc, "code", "send_failed"),
         "message": getattr(exc, "message", "the send failed"),
         "smtp_code": details.get("smtp_code") if isinstance(details, dict) else None,
-        "smtp_reply": details.get("smtp_reply") if isinstance(details, dict) else None,
+        # the SMTP client's errors carry the reply's text as `reply` (providers/smtp/errors.py)
+        "smtp_reply": details.get("reply") if isinstance(details, dict) else None,
     }
     if not deps.emails.transition(
         message.tenant_id, message.email_id, PENDING, send_status="failed", failure=failure
