@@ -3,10 +3,14 @@
 An address lands on the list (`store/suppression.py`, one entry per address, the first wins) by:
 
 - `unsubscribed`: the recipient's one-click unsubscribe, `POST /u/{token}` (RFC 8058);
-- `hard_bounce`: a delivery status notification (RFC 3464) received on a synced mailbox whose
-  per-recipient `Status` is 5.x.x (permanent failure, RFC 3463 section 3.1), or an SMTP reply
-  5xx refusing the recipient when the outbox sent (RFC 5321 section 4.2.1); 4.x.x / 4xx are
-  transient (soft) and suppress nothing;
+- `hard_bounce`: a delivery status notification (RFC 3464) received on a synced mailbox, or an
+  SMTP reply refusing the recipient when the outbox sent (RFC 5321 section 4.2.1), that says the
+  **address** fails for good (`address_failed_for_good`): a 5.x.x status whose subject is the
+  address or the mailbox (RFC 3463 sections 3.2-3.3: 5.1.x but the sender's 5.1.7/5.1.8, and
+  5.2.1 mailbox disabled), or without an enhanced status code a 550/551/553 reply (RFC 5321
+  section 4.2.3). A permanent failure about something else (5.7.x policy, as a DMARC or spam
+  block; 5.2.2 mailbox full; 5.3.x/5.4.x the receiving system; 5.6.x content) says nothing about
+  the address and suppresses nothing, nor do 4.x.x / 4xx (transient);
 - `complaint`: an abuse report in the Abuse Reporting Format (RFC 5965 `multipart/report;
   report-type=feedback-report`): its `Original-Rcpt-To` fields, else the `To` of the returned
   message;
@@ -79,7 +83,12 @@ _KEY_LABEL = b"mailbridge/unsubscribe-token/v1"
 _ERASED_LABEL = b"mailbridge/suppression-erased/v1"
 _ERASED_HEX = 32  # 128 bits of the HMAC (RFC 2104 section 5 allows truncation to half its output)
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{40,1024}")
-_SMTP_REPLY = re.compile(r"([2-5])\d\d\b")
+_SMTP_REPLY = re.compile(r"([2-5]\d\d)(?:[ -]+([245]\.\d{1,3}\.\d{1,3})\b)?")
+_STATUS = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})\b")
+# RFC 3463 section 3.2: X.1.5 "destination address valid", X.1.7/X.1.8 the sender's address
+_NOT_THE_RECIPIENT = frozenset({5, 7, 8})
+# RFC 5321 section 4.2.3: 550 mailbox unavailable, 551 user not local, 553 mailbox name not allowed
+_ADDRESS_REPLIES = frozenset({"550", "551", "553"})
 
 
 @dataclass
@@ -325,12 +334,38 @@ def _multipart_one_click(content_type: str, body: bytes) -> bool:
 
 
 # ------------------------------------------------------------------------------------- bounces, complaints
+def address_failed_for_good(status: str) -> bool:
+    """Whether an enhanced status code (`5.1.1`, RFC 3463; a DSN's `Status`, RFC 3464 section
+    2.3.4) says the recipient's address or mailbox fails permanently: class 5 with subject 1
+    (addressing) but X.1.5/X.1.7/X.1.8, or exactly X.2.1 (mailbox disabled). Anything else,
+    unparseable text included, is False."""
+    found = _STATUS.match(status.strip())
+    if found is None or found.group(1) != "5":
+        return False
+    subject, detail = int(found.group(2)), int(found.group(3))
+    return (subject == 1 and detail not in _NOT_THE_RECIPIENT) or (subject, detail) == (2, 1)
+
+
+def reply_failed_for_good(reply: str) -> bool:
+    """Whether an SMTP reply refusing a recipient (`550 5.1.1 No such user`) says the address
+    fails permanently: by its enhanced status code when it has one (RFC 2034), else by the reply
+    code 550, 551 or 553 (RFC 5321 section 4.2.3)."""
+    found = _SMTP_REPLY.match(reply.strip())
+    if found is None:
+        return False
+    code, enhanced = found.groups()
+    return address_failed_for_good(enhanced) if enhanced else code in _ADDRESS_REPLIES
+
+
 def hard_bounced(bounce: Mapping[str, Any]) -> list[str]:
-    """The recipients a DSN (`BounceReport` as stored) reports permanently failed: Status 5.x.x
-    (RFC 3464 section 2.3.4, RFC 3463 section 3.1); `Final-Recipient`, else `Original-Recipient`."""
+    """The recipients a DSN (`BounceReport` as stored) reports failed for good
+    (`address_failed_for_good` of their `Status`, RFC 3464 section 2.3.4); `Final-Recipient`,
+    else `Original-Recipient`."""
     found: list[str] = []
     for recipient in bounce.get("recipients") or ():
-        if not isinstance(recipient, Mapping) or not str(recipient.get("status") or "").startswith("5."):
+        if not isinstance(recipient, Mapping) or not address_failed_for_good(
+            str(recipient.get("status") or "")
+        ):
             continue
         address = _normal(str(recipient.get("final_recipient") or recipient.get("original_recipient") or ""))
         if address is not None:
@@ -369,13 +404,12 @@ def record_reports(
 def record_refusals(
     deps: SuppressionDeps, tenant_id: str, email_id: str, refused: Mapping[str, Any] | None
 ) -> list[str]:
-    """List the recipients an SMTP server refused with a 5xx reply (`{address: "550 5.1.1 ..."}`,
-    as the outbox keeps them, RFC 5321 section 4.2.1); 4xx refusals are transient. Idempotent."""
+    """List the recipients an SMTP server refused for good (`{address: "550 5.1.1 ..."}`, as the
+    outbox keeps them; `reply_failed_for_good`); 4xx refusals are transient. Idempotent."""
     listed: list[str] = []
     for address, reply in (refused or {}).items():
-        code = _SMTP_REPLY.match(str(reply).strip())
         normal = _normal(str(address))
-        if code is None or code.group(1) != "5" or normal is None:
+        if not reply_failed_for_good(str(reply)) or normal is None:
             continue
         if add(deps, tenant_id, normal, "hard_bounce", email_id)[1]:
             listed.append(normal)
