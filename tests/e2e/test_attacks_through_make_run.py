@@ -1653,6 +1653,100 @@ def test_read_routes_with_values_in_the_path_and_query_answer_without_a_5xx(worl
     assert {f"Renewal {CANARY}", f"Re: Renewal {CANARY}"} <= found
 
 
+CHANGING_BY_THEMSELVES: dict[str, frozenset[str] | None] = {
+    "GET /accounts/{account_id}/status": None,  # the sync's own timestamps move with every poll
+    "GET /emails/{email_id}/raw": None,  # a presigned URL, signed anew each call
+    "GET /emails/{email_id}/attachments/{attachment_id}": None,
+    "GET /ai/categorize/backfill/{job_id}": None,  # the job's progress
+    "GET /drafts/{draft_id}": frozenset({"synced"}),  # set once the mailbox's Drafts has it
+}
+"""Reads whose body changes by itself between two calls: compared without those fields (None: by
+status only)."""
+
+
+def another_tenant_cannot_reach_our_ids(world: World, methods: frozenset[str]) -> list[Any]:
+    """Issue 20 point 3: every probed route of `methods` with ids in its path, called by another
+    tenant's owner with this world's ids (with a valid body, so a missing check cannot hide behind
+    a 422): what is wrong, as (route, status, code). Right is our 404 with a code, or a 400/422 with
+    a code when the body names something of ours first; never a 2xx, never a 409 that says ours
+    exists. Then every GET of ours still answers as before the probe: nothing was changed or deleted."""
+    other = world.run.token(f"other-{CANARY.lower()}", "owner")
+    flags = world.call("GET", "/features").json()["flags"]
+    assert world.call("PUT", "/features", flags, token=other).status == 200  # no flag hides a route
+    assert world.call("PUT", "/settings/rate-limits", PROBE_RATE_LIMITS, token=other).status == 200
+    routes = [
+        route
+        for route, _ in world.doc.operations()
+        if world.doc.probed(route)
+        and route.split(" ", 1)[0] in methods
+        and "{" in route
+        and "{token}" not in route
+        and "{provider}" not in route
+    ]
+    reads = [
+        r for r, _ in world.doc.operations() if world.doc.probed(r) and r.startswith("GET ") and "{" in r
+    ]
+    reads = [r for r in reads if "{token}" not in r and "{provider}" not in r]
+    bodies = world.base_bodies()
+
+    def path(route: str) -> str:
+        """The route with our ids; those no other probe needs are read from our own listings."""
+        if "{attachment_id}" in route:
+            email_id = world.emails["clean"]  # the seed with an attachment
+            attachment = world.call("GET", f"/emails/{email_id}").json()["attachments"][0]["id"]
+            route = route.replace("{email_id}", email_id).replace("{attachment_id}", attachment)
+        if "{link_id}" in route:
+            links = world.call("GET", world.concrete("GET /emails/{email_id}/links")).json()  # a list
+            route = route.replace("{link_id}", links[0]["link_id"])
+        if "{notification_id}" in route:
+            ours = world.call("GET", "/notifications").json()["items"]
+            route = route.replace(
+                "{notification_id}", ours[0]["notification_id"] if ours else "nt_" + "0" * 26
+            )
+        return world.concrete(route)
+
+    def seen(route: str) -> tuple[int, Any]:
+        answer = world.call("GET", path(route))
+        if answer.status != 200 or (
+            route in CHANGING_BY_THEMSELVES and CHANGING_BY_THEMSELVES[route] is None
+        ):
+            return answer.status, None
+        body = answer.json()
+        moving = CHANGING_BY_THEMSELVES.get(route) or frozenset()
+        return answer.status, {k: v for k, v in body.items() if k not in moving} if moving else body
+
+    def probe(route: str) -> Callable[[], Answer]:
+        method, body = route.split(" ", 1)[0], (bodies[route][0]() if route in bodies else None)
+        headers, where = world.headers(route), path(route)
+        return lambda: world.call(method, where, body, token=other, headers=headers)
+
+    before = [seen(r) for r in reads]
+
+    answers = run_all([probe(route) for route in routes])
+    wrong: list[Any] = [
+        (route, a.status, a.code)
+        for route, a in zip(routes, answers, strict=True)
+        if not (a.code and (a.status == 404 or a.status in (400, 422)))
+    ]
+    after = [seen(r) for r in reads]
+    wrong += [
+        ("changed", r, b[0], a[0], sorted(k for k in {**b[1], **a[1]} if b[1].get(k) != a[1].get(k)))
+        if isinstance(a[1], dict) and isinstance(b[1], dict)
+        else ("changed", r, b[0], a[0])
+        for r, b, a in zip(reads, before, after, strict=True)
+        if a != b
+    ]
+    assert routes, "no route probed"
+    return wrong
+
+
+def test_another_tenant_replaying_our_ids_on_every_route_reaches_nothing(world: World) -> None:
+    # When another tenant's owner calls every route with our ids in its path, any method
+    wrong = another_tenant_cannot_reach_our_ids(world, frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"}))
+    # Then each is refused with a code and nothing of ours changed
+    assert wrong == [], "\n".join(map(str, wrong))
+
+
 def test_200_concurrent_requests_through_make_run_see_no_reset_connection(world: World) -> None:
     # Given 50 client threads (a bounded client) firing 200 requests at once on loopback
     def one(i: int) -> Any:

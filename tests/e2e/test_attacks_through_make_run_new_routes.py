@@ -471,6 +471,13 @@ def test_unknown_and_other_tenants_ids_in_the_new_routes_paths_are_a_404(world: 
     assert wrong == [], "\n".join(map(str, wrong))
 
 
+def test_another_tenant_writing_with_our_ids_on_every_new_route_reaches_nothing(world: NewWorld) -> None:
+    # When another tenant's owner sends every write of the new routes with our ids in its path
+    wrong = issue8.another_tenant_cannot_reach_our_ids(world, frozenset({"POST", "PUT", "PATCH", "DELETE"}))
+    # Then each is refused with a code and nothing of ours changed (the reads: the test above)
+    assert wrong == [], "\n".join(map(str, wrong))
+
+
 # ----------------------------------------------------------------------------- ICS import
 
 
