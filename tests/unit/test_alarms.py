@@ -97,6 +97,7 @@ def test_the_custom_metric_alarms_read_what_the_code_emits_per_provider() -> Non
         function, metric, namespace, provider = match.groups()
         assert namespace == NAMESPACE  # the namespace the functions emit to (Globals)
         assert metric in opsmetrics.OPERATIONAL_METRICS
+        assert function == ("MAX" if metric == opsmetrics.SYNC_LAG else "SUM")  # lag is a level, not a count
         assert provider is None or provider in opsmetrics.PROVIDERS
         read.add((metric, provider))
 
