@@ -44,6 +44,18 @@ def test_dimensions_stay_bounded_whatever_the_caller_passes(capsys: pytest.Captu
     assert record["namespace"] == "mailbridge"
 
 
+def test_a_figure_outside_the_functions_still_has_a_namespace(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given no POWERTOOLS_METRICS_NAMESPACE (a script, a shell): Powertools would refuse the metric
+    monkeypatch.delenv("POWERTOOLS_METRICS_NAMESPACE", raising=False)
+
+    # When a figure is emitted, then it goes out in the template's namespace instead of failing
+    opsmetrics.sync_lag("imap", 2.5)
+    [record] = emitted(capsys.readouterr().out, "SyncLag")
+    assert (record["namespace"], record["value"]) == ("mailbridge", 2.5)
+
+
 def test_the_gmail_budget_counts_a_spent_minute(capsys: pytest.CaptureFixture[str]) -> None:
     # Given a budget of 5 units a minute, spent by one messages.get
     budget = QuotaBudget(units_per_minute=5, clock=lambda: 0.0)

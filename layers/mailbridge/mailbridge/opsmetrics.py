@@ -21,6 +21,7 @@ package raises. Never a tenant, account, address or anything a request chose.
 
 from __future__ import annotations
 
+import os
 import re
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -30,6 +31,10 @@ WEBHOOK_REJECTED = "WebhookRejected"
 TOKEN_REFRESH_FAILED = "TokenRefreshFailed"  # noqa: S105  (a metric name)
 PROVIDER_THROTTLED = "ProviderThrottled"
 OPERATIONAL_METRICS = (SYNC_LAG, WEBHOOK_REJECTED, TOKEN_REFRESH_FAILED, PROVIDER_THROTTLED)
+
+DEFAULT_NAMESPACE = "mailbridge"
+"""The template's POWERTOOLS_METRICS_NAMESPACE; used where it is not set (scripts, a shell), so that
+a figure never fails the work it describes (Powertools refuses a metric without a namespace)."""
 
 PROVIDERS = ("gmail", "graph", "imap", "salesforce", "hubspot")
 """The values `provider` takes; anything else is reported as `other`."""
@@ -45,7 +50,14 @@ def _dimensions(provider: str, reason: str | None) -> dict[str, str]:
 
 
 def _emit(name: str, unit: MetricUnit, value: float, provider: str, reason: str | None = None) -> None:
-    with single_metric(name=name, unit=unit, value=value, default_dimensions=_dimensions(provider, reason)):
+    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
+    with single_metric(
+        name=name,
+        unit=unit,
+        value=value,
+        namespace=namespace,
+        default_dimensions=_dimensions(provider, reason),
+    ):
         pass
 
 
