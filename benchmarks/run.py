@@ -2,7 +2,7 @@
 
 Usage: benchmarks/run.py [NAME ...]
 (names: cold_start, mime, sync, graph, reads, backfill, automations, ai, calendar, webhooks, gmail,
-reconcile, tracking, crm, crm_hubspot, campaigns; default all)
+reconcile, tracking, crm, crm_hubspot, campaigns, simulation; default all)
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ ORDER = [
     "crm",
     "crm_hubspot",
     "campaigns",
+    "simulation",
 ]
 
 

@@ -23,6 +23,7 @@ from mailbridge.sync.engine import Budget
 from mailbridge.sync.messages import SyncRequest
 from mailbridge.sync.service import run_sync
 from mailbridge.sync.wiring import service_deps
+from tests.emf import emitted
 from tests.events import load_event
 from tests.integration.gmail_harness import TENANT, USER, GmailStack
 from tests.integration.local_google.conftest import rfc5322
@@ -253,7 +254,7 @@ def test_a_stale_history_id_resyncs_with_no_duplicates(
 
 
 def test_a_revoked_grant_stops_the_sync_and_a_reconnect_resumes_from_the_cursor(
-    gmail_stack: GmailStack, monkeypatch: pytest.MonkeyPatch
+    gmail_stack: GmailStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a synced mailbox whose user then revokes the app's access
     seed(gmail_stack)
@@ -273,6 +274,11 @@ def test_a_revoked_grant_stops_the_sync_and_a_reconnect_resumes_from_the_cursor(
     state = status(gmail_stack, account_id)
     assert (state["stage"], state["reason"]) == ("failed", "reauth_required")
     assert "While away" not in emails(gmail_stack, account_id, ALL_MAIL)
+    # And the refused refresh is counted for the token-refresh alarm, by provider and reason
+    failed = emitted(capsys.readouterr().out, "TokenRefreshFailed")
+    assert [(r["dimensions"]["provider"], r["dimensions"]["reason"]) for r in failed] == [
+        ("gmail", "revoked")
+    ]
     # And further pushes are dropped: the account is not tried again (its failure stays as it was)
     sync(gmail_stack, push(account_id))
     assert without_ages(status(gmail_stack, account_id)) == without_ages(state)
@@ -290,7 +296,9 @@ def test_a_revoked_grant_stops_the_sync_and_a_reconnect_resumes_from_the_cursor(
     assert status(gmail_stack, account_id)["stage"] == "idle"
 
 
-def test_a_quota_storm_slows_the_sync_but_completes_it(gmail_stack: GmailStack) -> None:
+def test_a_quota_storm_slows_the_sync_but_completes_it(
+    gmail_stack: GmailStack, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Given a mailbox of 30 messages and a Gmail that allows 60 units a minute (12 messages.get)
     for i in range(30):
         gmail_stack.google.deliver(USER, rfc5322(f"Note {i}", message_id=f"<n{i}@customer.example>"))
@@ -316,8 +324,12 @@ def test_a_quota_storm_slows_the_sync_but_completes_it(gmail_stack: GmailStack) 
     deps.sleep, deps.gmail_client = sleep, client
     try:
         # When the sync runs
+        # (asked for two minutes before the run starts)
+        asked = deps.sync.now() - timedelta(minutes=2)
         report = run_sync(
-            SyncRequest(tenant_id=TENANT, account_id=account_id), deps, Budget(max_messages=10**6)
+            SyncRequest(tenant_id=TENANT, account_id=account_id, requested_at=asked),
+            deps,
+            Budget(max_messages=10**6),
         )
     finally:
         service_deps.cache_clear()
@@ -329,6 +341,20 @@ def test_a_quota_storm_slows_the_sync_but_completes_it(gmail_stack: GmailStack) 
     assert all(w >= 1 for w in waits)
     assert len(emails(gmail_stack, account_id, ALL_MAIL)) == 30
     assert gmail_stack.google.quota.rejected > 0
+    # And each refusal is counted for the quota alarm, and the run's lag for the sync-lag alarm
+    out = capsys.readouterr().out
+    throttled = emitted(out, "ProviderThrottled")
+    assert len(throttled) >= gmail_stack.google.quota.rejected
+    assert {r["dimensions"]["provider"] for r in throttled} == {"gmail"}
+    assert {r["dimensions"]["reason"] for r in throttled} <= {
+        "http_429",
+        "user_rate_limit_exceeded",
+        "rate_limit_exceeded",
+        "budget",
+    }
+    [lag] = emitted(out, "SyncLag")
+    assert lag["dimensions"] == {"provider": "gmail", "service": lag["dimensions"]["service"]}
+    assert 120 <= lag["value"] < 3600  # from the request two minutes back to the end of the run
 
 
 def test_a_long_rate_limit_puts_the_record_back_on_the_queue(

@@ -16,6 +16,7 @@ from mailbridge.providers.graph.budget import RequestBudget
 from mailbridge.providers.graph.client import GraphClient
 from mailbridge.providers.graph.errors import DeltaReset, MessageNotFound
 from mailbridge.providers.graph.models import DeltaMessage
+from tests.emf import emitted
 from tests.integration.graph_adapter_harness import Tokens, graph_client
 from tests.integration.local_microsoft.conftest import USER, rfc5322
 
@@ -233,7 +234,7 @@ def limited(clock: ManualClock) -> Iterator[MicrosoftDouble]:
         yield double
 
 
-def test_graph_429_raises_rate_limited_with_retry_after_and_blocks_the_account(limited):
+def test_graph_429_raises_rate_limited_with_retry_after_and_blocks_the_account(limited, capsys):
     # Given a mailbox whose window another client nearly spent (our budget does not know)
     limited.add_user(USER)
     graph = graph_client(limited, Tokens(limited))
@@ -251,9 +252,14 @@ def test_graph_429_raises_rate_limited_with_retry_after_and_blocks_the_account(l
     with pytest.raises(ProviderRateLimited):
         graph.folder("inbox")
     assert graph.requests == sent + 1
+    # And Graph's 429 is counted once for the quota alarm (the refusal here is not Graph's)
+    throttled = emitted(capsys.readouterr().out, "ProviderThrottled")
+    assert [(r["dimensions"]["provider"], r["dimensions"]["reason"]) for r in throttled] == [
+        ("graph", "http_429")
+    ]
 
 
-def test_a_throttled_request_inside_a_batch_is_reported_with_its_delay(limited):
+def test_a_throttled_request_inside_a_batch_is_reported_with_its_delay(limited, capsys):
     # Given a window with room for 4 of 6 batched downloads
     limited.add_user(USER)
     ids = seed(limited, 6)
@@ -267,6 +273,10 @@ def test_a_throttled_request_inside_a_batch_is_reported_with_its_delay(limited):
     # Then four came, two are throttled with Retry-After, and the account is blocked until then
     assert len(batch.mime) == 4
     assert len(batch.throttled) == 2
+    throttled = emitted(capsys.readouterr().out, "ProviderThrottled")
+    assert [(r["dimensions"]["provider"], r["dimensions"]["reason"]) for r in throttled] == [
+        ("graph", "batch_429")
+    ]
     assert batch.retry_after is not None
     assert batch.retry_after > 0
     with pytest.raises(ProviderRateLimited):

@@ -12,6 +12,7 @@ import pytest
 
 from local.google.pubsub import FORGERIES, PushRequest
 from mailbridge.models.account import Account
+from tests.emf import emitted
 from tests.events import load_event
 from tests.integration.gmail_harness import TOPIC, USER, GmailStack
 
@@ -84,7 +85,7 @@ def test_a_replayed_message_id_queues_nothing_more(gmail_stack: GmailStack, conn
 
 @pytest.mark.parametrize("forgery", FORGERIES)
 def test_a_forged_push_is_refused_and_queues_nothing(
-    gmail_stack: GmailStack, connected: str, forgery: str
+    gmail_stack: GmailStack, connected: str, forgery: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # When a push arrives whose token is not Pub/Sub's for us
     response = deliver(gmail_stack, push_event(forge(gmail_stack, forgery)))
@@ -101,6 +102,11 @@ def test_a_forged_push_is_refused_and_queues_nothing(
     }[forgery]
     assert code_of(response) == (401, "invalid_token", expected)
     assert gmail_stack.sync_messages() == []
+    # And the WebhookRejected metric the alarm reads counts it by the check that failed
+    rejected = emitted(capsys.readouterr().out, "WebhookRejected")
+    assert [(r["value"], r["dimensions"]["provider"], r["dimensions"]["reason"]) for r in rejected] == [
+        (1, "gmail", expected)
+    ]
 
 
 def test_a_forged_push_does_not_spend_the_genuine_message_id(gmail_stack: GmailStack, connected: str) -> None:

@@ -32,10 +32,10 @@ from functools import lru_cache
 from typing import Protocol, runtime_checkable
 
 from mailbridge import accounts as account_service
-from mailbridge import crypto
+from mailbridge import crypto, opsmetrics
 from mailbridge.bus import DomainEvent, EventPublisher
 from mailbridge.config import Settings, get_settings
-from mailbridge.errors import ProviderAuthError, ProviderError
+from mailbridge.errors import MailbridgeError, ProviderAuthError, ProviderError
 from mailbridge.models.account import REAUTH_REQUIRED, Account
 from mailbridge.oauth.http import GrantRevoked
 from mailbridge.oauth.providers import OAuthProvider, TokenGrant, provider_for_account
@@ -119,11 +119,16 @@ class AccessTokens:
         secrets = account_service.load_secrets(self.store, account)
         refresh_token = secrets.get("refresh_token")
         if not refresh_token:
+            opsmetrics.token_refresh_failed(account.provider, "no_refresh_token")
             raise self._revoked(account, "no refresh token is stored")
         try:
             grant = provider.refresh(refresh_token)
         except GrantRevoked:
+            opsmetrics.token_refresh_failed(account.provider, "revoked")
             raise self._revoked(account, "the provider refused the refresh token") from None
+        except MailbridgeError as exc:  # the token endpoint failed, timed out or rate limited us
+            opsmetrics.token_refresh_failed(account.provider, exc.code)
+            raise
         self.refreshes += 1
         if grant.refresh_token and grant.refresh_token != refresh_token:
             sealed = account_service.seal_secrets(
@@ -146,15 +151,21 @@ class AccessTokens:
         for _attempt in range(CACHE_WRITE_ATTEMPTS):
             envelope, version = self.store.get_versioned_credentials(account.tenant_id, account.account_id)
             if envelope is None:
+                opsmetrics.token_refresh_failed(account.provider, "no_refresh_token")
                 raise self._revoked(account, "no token cache is stored")
             secrets: dict[str, str | None] = json.loads(crypto.decrypt(envelope, context))
             token_cache = secrets.get("token_cache")
             if not token_cache:
+                opsmetrics.token_refresh_failed(account.provider, "no_refresh_token")
                 raise self._revoked(account, "no token cache is stored")
             try:
                 grant, changed = provider.acquire(token_cache, force_refresh=force_refresh)
             except GrantRevoked:
+                opsmetrics.token_refresh_failed(account.provider, "revoked")
                 raise self._revoked(account, "the provider refused the refresh token") from None
+            except MailbridgeError as exc:
+                opsmetrics.token_refresh_failed(account.provider, exc.code)
+                raise
             if changed is not None:
                 self.refreshes += 1
                 sealed = account_service.seal_secrets(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from mailbridge import opsmetrics
 from mailbridge.accounts import Connector, imap_connect, imap_settings, load_secrets
 from mailbridge.errors import (
     Invalid,
@@ -176,13 +177,19 @@ def run_sync(request: SyncRequest, deps: SyncServiceDeps, budget: Budget) -> Syn
         return None
     if request.reason == "push":
         deps.sync.accounts.note_push(account.tenant_id, account.account_id, request.requested_at)
+    report: SyncReport | GmailReport | None
     if account.provider == "graph":
         from mailbridge.sync.graph import run_graph_sync
 
-        return run_graph_sync(request, account, deps, budget)
-    if account.provider == "gmail":
-        return run_gmail_sync(request, account, deps, budget)
-    return run_imap_sync(request, account, deps, budget)
+        report = run_graph_sync(request, account, deps, budget)
+    elif account.provider == "gmail":
+        report = run_gmail_sync(request, account, deps, budget)
+    else:
+        report = run_imap_sync(request, account, deps, budget)
+    if report is not None:
+        # The alarms' sync lag: queue wait + run, per provider (`mailbridge.opsmetrics`).
+        opsmetrics.sync_lag(account.provider, (deps.sync.now() - request.requested_at).total_seconds())
+    return report
 
 
 def _pick_up_drafts(source: Any, account: Account, deps: SyncServiceDeps) -> None:

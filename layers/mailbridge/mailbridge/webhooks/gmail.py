@@ -32,7 +32,8 @@ from datetime import datetime
 
 from pydantic import Field, ValidationError
 
-from mailbridge.errors import Forbidden, Invalid
+from mailbridge import opsmetrics
+from mailbridge.errors import Forbidden, Invalid, MailbridgeError, Unauthorized
 from mailbridge.models.base import Model
 from mailbridge.observability import logger
 from mailbridge.queues import SyncQueue
@@ -107,12 +108,23 @@ def parse(body: str | None) -> PushNotice:
     )
 
 
+def _reject_reason(exc: MailbridgeError) -> str:
+    """The token check that failed (`wrong_audience`, `expired`, ...) or else the error code."""
+    details = exc.details if isinstance(exc.details, dict) else {}
+    reason = details.get("reason")
+    return reason if isinstance(reason, str) else exc.code
+
+
 def receive(authorization: str | None, body: str | None, deps: WebhookDeps) -> PushResult:
     """Verify, parse, dedupe and queue; see the module docstring for the answers."""
-    if deps.verifier is None:
-        raise Forbidden("Gmail push is not configured on this deployment", code="push_not_configured")
-    deps.verifier.verify(authorization)
-    notice = parse(body)
+    try:
+        if deps.verifier is None:
+            raise Forbidden("Gmail push is not configured on this deployment", code="push_not_configured")
+        deps.verifier.verify(authorization)
+        notice = parse(body)
+    except (Unauthorized, Forbidden, Invalid) as exc:
+        opsmetrics.webhook_rejected(PROVIDER, _reject_reason(exc))
+        raise
     expires_at = int(deps.now().timestamp()) + DEDUPE_SECONDS
     if not deps.receipts.claim(PROVIDER, notice.message_id, expires_at):
         logger.info("gmail push seen before")

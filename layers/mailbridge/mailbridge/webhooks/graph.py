@@ -36,6 +36,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mailbridge import opsmetrics
 from mailbridge.errors import Forbidden, Invalid
 from mailbridge.observability import logger
 from mailbridge.queues import SyncQueue
@@ -87,6 +88,7 @@ def client_state_digest(client_state: str) -> str:
 def validation_answer(token: str) -> str:
     """The body of the handshake's answer: the token as API Gateway decoded it; Invalid otherwise."""
     if not token or len(token) > MAX_TOKEN_CHARS or _CONTROL.search(token) or _PERCENT_ENCODED.search(token):
+        opsmetrics.webhook_rejected("graph", "invalid_validation_token")
         raise Invalid("the validationToken is not one Graph sends", code="invalid_validation_token")
     return token
 
@@ -109,7 +111,11 @@ def _authentic(item: _Item, record: SubscriptionRecord | None) -> bool:
 
 def receive(body: str | None, deps: GraphWebhookDeps) -> Received:
     """Check and queue a batch (see the module docstring); raises Invalid / Forbidden."""
-    items = parse(body)
+    try:
+        items = parse(body)
+    except Invalid as exc:
+        opsmetrics.webhook_rejected("graph", exc.code)
+        raise
     known = deps.subscriptions.get_many(item.subscription_id for item in items)
     digest = hashlib.sha256((body or "").encode()).hexdigest()[:40]
     messages: dict[str, SyncMessage] = {}  # dedupe id -> message: one of each per batch
@@ -150,6 +156,8 @@ def receive(body: str | None, deps: GraphWebhookDeps) -> Received:
             f"graph-resync-{account}-{digest}",
             SyncRequest(tenant_id=record.tenant_id, account_id=record.account_id, reason="resync"),
         )
+    if rejected:
+        opsmetrics.webhook_rejected("graph", "forged_notification", rejected)
     if accepted == 0:
         logger.warning("graph notification refused", extra={"rejected": rejected})
         raise Forbidden("no notification in the batch is authentic", code="forged_notification")

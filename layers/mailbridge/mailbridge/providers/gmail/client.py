@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from urllib.parse import quote
 
 import httpx
 
+from mailbridge import opsmetrics
 from mailbridge.errors import ProviderAuthError, ProviderError, ProviderRateLimited
 from mailbridge.providers.gmail.errors import DraftNotFound, HistoryExpired, MessageNotFound
 from mailbridge.providers.gmail.models import (
@@ -55,6 +57,11 @@ from mailbridge.providers.http import parse_retry_after, transport_errors
 MAX_PAGE = 500  # messages.list / history.list maxResults maximum [D]
 MAX_BATCH_MODIFY = 1000  # messages.batchModify ids per call [D discovery: "at most 1000"]
 HISTORY_TYPES = ("messageAdded", "messageDeleted", "labelAdded", "labelRemoved")
+
+
+def _snake(reason: str) -> str:
+    """`userRateLimitExceeded` -> `user_rate_limit_exceeded` (a metric dimension value)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", reason).lower()
 
 
 def b64url_decode(value: str) -> bytes:
@@ -148,6 +155,7 @@ class GmailClient:
         reason = error_reason(parsed if isinstance(parsed, dict) else {})
         details = {"status": status, "reason": reason[:64], "method": method}
         if status == 429 or (status == 403 and reason in RATE_LIMIT_REASONS):
+            opsmetrics.provider_throttled("gmail", "http_429" if status == 429 else _snake(reason))
             delay = self.budget.refused(parse_retry_after(response.headers.get("retry-after")))
             return ProviderRateLimited(
                 "Gmail is rate limiting this mailbox", retry_after=delay, details=details

@@ -28,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from mailbridge import opsmetrics
 from mailbridge.errors import ProviderRateLimited
 
 USER_UNITS_PER_MINUTE = 15_000
@@ -103,6 +104,7 @@ class QuotaBudget:
             self._expire(now)
             used = sum(spent for _, spent in self._spent)
             if used + units > self.units_per_minute:
+                opsmetrics.provider_throttled("gmail", "budget")
                 raise ProviderRateLimited(
                     "the mailbox's Gmail quota for this minute is spent",
                     retry_after=self._wait_for(units, used, now),

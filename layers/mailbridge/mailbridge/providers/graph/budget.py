@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 
+from mailbridge import opsmetrics
 from mailbridge.errors import ProviderRateLimited
 
 REQUESTS_PER_WINDOW = 10_000
@@ -105,6 +106,7 @@ class RequestBudget:
                 )
             self._expire(now)
             if len(self._sent) + requests > self.requests_per_window:
+                opsmetrics.provider_throttled("graph", "budget")
                 raise ProviderRateLimited(
                     "the mailbox's Graph requests for this 10-minute window are spent",
                     retry_after=self._wait_for(requests, now),

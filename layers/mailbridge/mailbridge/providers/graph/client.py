@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from mailbridge import opsmetrics
 from mailbridge.errors import ProviderAuthError, ProviderError, ProviderRateLimited
 from mailbridge.providers.graph.budget import RequestBudget
 from mailbridge.providers.graph.errors import DeltaReset, MessageNotFound
@@ -151,6 +152,7 @@ class GraphClient:
             code = ""
         details = {"status": status, "code": code[:64]}
         if status == 429:
+            opsmetrics.provider_throttled("graph", "http_429")
             delay = self.budget.refused(parse_retry_after(response.headers.get("retry-after")))
             return ProviderRateLimited("Graph is throttling this mailbox", retry_after=delay, details=details)
         if delta and (status == 410 or code.lower() in RESET_CODES):
@@ -259,6 +261,7 @@ class GraphClient:
                             "Graph failed a message download", code="unavailable", details={"status": status}
                         )
         if batch.throttled:
+            opsmetrics.provider_throttled("graph", "batch_429")
             batch.retry_after = self.budget.refused(batch.retry_after)
         return batch
 
