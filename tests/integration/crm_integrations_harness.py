@@ -41,6 +41,8 @@ def reset_crm_caches() -> None:
 
     wiring.crm_oauth.cache_clear()
     wiring.integration_deps.cache_clear()
+    wiring.activity_deps.cache_clear()
+    wiring.activity_queue.cache_clear()
     oauth_wiring.oauth_deps.cache_clear()
     oauth_http.client.cache_clear()
 

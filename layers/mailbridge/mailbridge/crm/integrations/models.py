@@ -43,6 +43,15 @@ class Integration(Model):
     instance_url: str | None = Field(default=None, description="Salesforce instance URL (token answer)")
     remote_user_id: str | None = Field(default=None, description="The CRM user who consented")
     scopes: list[str] = Field(default_factory=list)
+    log_activity: bool = Field(
+        default=True,
+        description="Log email to synced contacts as CRM activities (Salesforce Task, HubSpot email)",
+    )
+    log_body: bool = Field(
+        default=False,
+        description="Put the email's text preview in the logged activity; off: subject, direction, date "
+        "and participants only (`mailbridge.crm.integrations.activity`)",
+    )
     created_at: datetime
     created_by: str = Field(description="JWT `sub` of who started the connection")
     connected_at: datetime | None = None

@@ -62,6 +62,7 @@ from mailbridge.errors import (
 from mailbridge.oauth.http import GrantRevoked
 from mailbridge.oauth.pkce import new_state, new_verifier, s256_challenge
 from mailbridge.observability import logger
+from mailbridge.store.crm_activity import LoggedEmailStore
 from mailbridge.store.crm_integrations import IntegrationNotFound, IntegrationStore
 from mailbridge.store.crm_remote_ids import RemoteIdStore
 from mailbridge.store.crm_sync import SyncLogStore
@@ -90,6 +91,7 @@ class IntegrationDeps:
     states: OAuthStateStore
     publisher: EventPublisher
     oauth: Callable[[str], CrmOAuth]
+    logged: LoggedEmailStore | None = None  # what activity logging logged (removed with the integration)
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     sleep: Callable[[float], None] = time.sleep
 
@@ -379,8 +381,8 @@ def orgs(ctx: TenantContext, deps: IntegrationDeps) -> Orgs:
 
 def delete(ctx: TenantContext, integration_id: str, deps: IntegrationDeps) -> None:
     """Revoke the refresh token at the provider (best effort: a failure is logged by its code),
-    then delete the integration, its sealed tokens, its org lookup, its sync logs and its contact
-    links (admin)."""
+    then delete the integration, its sealed tokens, its org lookup, its sync logs, its contact
+    links and its record of logged emails (admin)."""
     ctx.require(Role.ADMIN)
     integration = get(ctx, integration_id, deps)
     tokens = deps.store.get_tokens(ctx.tenant_id, integration_id)
@@ -394,6 +396,8 @@ def delete(ctx: TenantContext, integration_id: str, deps: IntegrationDeps) -> No
     deps.store.delete_integration(integration)
     deps.logs.delete_all(ctx.tenant_id, integration_id)
     deps.remote_ids.delete_all(ctx.tenant_id, integration_id)
+    if deps.logged is not None:
+        deps.logged.delete_all(ctx.tenant_id, integration_id)
 
 
 def logs(

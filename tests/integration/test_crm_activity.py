@@ -1,0 +1,264 @@
+"""Email activity logging to Salesforce and HubSpot through the real functions on moto, with the
+local doubles as the CRMs: mail stored as the sync stores it, matched by the match function, its
+`email.linked` announcement routed by the template's CrmActivityRule to the CrmActivityQueue and
+handed to functions/crm_activity. Contacts are "synced" by writing their `RemoteLink` directly
+(the two-way contact sync that writes them is another part)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from mailbridge.crm.integrations.models import RemoteLink
+from mailbridge.crm.integrations.wiring import activity_queue, integration_deps
+from mailbridge.store.crm_remote_ids import RemoteIdStore
+from tests.fixtures.aws import Stack, reset_caches
+from tests.integration.crm_integrations_harness import TENANT, CrmStack, crm_stack, reset_crm_caches
+from tests.integration.queue_harness import QueueConsumer
+from tests.integration.test_matching import Matching, raw_mail
+
+__all__ = ["crm_stack"]
+
+Invoke = Callable[[dict[str, Any]], dict[str, Any]]
+CUSTOMER = "ada@initech-industries.com"
+MESSAGE_ID_FIELD = "Mailbridge_Message_Id__c"
+
+
+class Activity:
+    """Matching plus the CRM activity consumer, on one crm_stack."""
+
+    def __init__(self, crm: CrmStack, m: Matching, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name, value in crm.stack.env("CrmActivityFunction").items():
+            monkeypatch.setenv(name, value)
+        activity_queue.cache_clear()
+        self.crm, self.m = crm, m
+        self.consumer = QueueConsumer(crm.stack, "crm_activity", "CrmActivityQueue")
+        self.remote_ids = RemoteIdStore(crm.stack.deployed.tables["CrmTable"])
+        crm.salesforce.add_custom_field("Task", MESSAGE_ID_FIELD, "text", 255)
+
+    def contact(self, address: str = CUSTOMER) -> str:
+        return str(self.m.contact("Ada Lovelace", address)["contact_id"])
+
+    def sync(self, integration_id: str, contact_id: str, remote_id: str) -> None:
+        link = RemoteLink(
+            integration_id=integration_id,
+            contact_id=contact_id,
+            remote_id=remote_id,
+            synced_at=datetime.now(UTC),
+        )
+        self.remote_ids.put(TENANT, [link])
+
+    def salesforce_contact(self) -> str:
+        return self.crm.salesforce.create("Contact", LastName="Lovelace", Email=CUSTOMER)
+
+    def mail(self, msgid: str = "deal-1@initech-industries.com", subject: str = "Renewal") -> str:
+        return self.m.store(raw_mail(subject, sender=CUSTOMER, to="me@acme-corp.io", msgid=msgid))
+
+    def run(self) -> list[dict[str, Any]]:
+        """Match what was announced, then hand the activity queue to its function."""
+        self.m.drain()
+        return self.consumer.drain()
+
+    def tasks(self) -> list[dict[str, Any]]:
+        return self.crm.salesforce.records("Task")
+
+    def runs(self, integration_id: str) -> list[dict[str, Any]]:
+        response = self.crm.api("crm-list-sync-logs", integration_id, role="member")
+        assert response["statusCode"] == 200, response
+        items: list[dict[str, Any]] = self.crm.body(response)["items"]
+        return items
+
+
+@pytest.fixture
+def act(crm_stack: CrmStack, invoke_api: Invoke, monkeypatch: pytest.MonkeyPatch, stack: Stack) -> Activity:
+    # The functions' template environment names no CRM app: keep the doubles' that crm_stack set.
+    crm_env = {k: v for k, v in os.environ.items() if k.startswith(("SALESFORCE_", "HUBSPOT_", "OAUTH_"))}
+    m = Matching(stack, invoke_api, monkeypatch)
+    activity = Activity(crm_stack, m, monkeypatch)
+    for name, value in crm_env.items():
+        monkeypatch.setenv(name, value)
+    reset_caches()
+    reset_crm_caches()
+    deps = integration_deps()
+    deps.now = crm_stack.clock.now
+    deps.sleep = lambda _seconds: None
+    m.policy()
+    return activity
+
+
+def test_an_email_to_a_synced_contact_is_logged_once_as_a_salesforce_task(act: Activity) -> None:
+    # Given a connected org and our contact synced to its Contact
+    integration_id = act.crm.connect()
+    remote_id = act.salesforce_contact()
+    act.sync(integration_id, act.contact(), remote_id)
+
+    # When mail from the contact arrives and is matched
+    act.mail()
+    results = act.run()
+
+    # Then one completed email Task is on the Contact, carrying the Message-ID, without the body
+    assert [r["batchItemFailures"] for r in results] == [[]]
+    tasks = act.tasks()
+    assert len(tasks) == 1
+    task = tasks[0]
+    assert task["WhoId"] == remote_id
+    assert task["Subject"] == "Renewal"
+    assert task["TaskSubtype"] == "Email"
+    assert "deal-1@initech-industries.com" in task[MESSAGE_ID_FIELD]
+    assert "Hello." not in (task.get("Description") or "")
+    # And the sync log shows an activity push run that succeeded
+    runs = act.runs(integration_id)
+    assert [(r["kind"], r["direction"], r["state"], r["succeeded"]) for r in runs] == [
+        ("activity", "push", "succeeded", 1)
+    ]
+
+
+def test_two_mailboxes_and_a_redelivery_log_it_once_and_the_repeat_asks_salesforce_nothing(
+    act: Activity,
+) -> None:
+    # Given a synced contact and mail from them seen by two mailboxes of the tenant (announced
+    # twice) and under a second email id (a list copy with a tagged subject, same Message-ID)
+    integration_id = act.crm.connect()
+    remote_id = act.salesforce_contact()
+    act.sync(integration_id, act.contact(), remote_id)
+    email_id = act.mail()
+    item = act.m.emails.get_email(TENANT, email_id)
+    assert item is not None
+    act.m.announce(TENANT, {**item, "email_id": email_id, "direction": "inbound"})
+    act.mail(subject="[sales] Renewal")
+    used_before, _ = act.crm.salesforce.api_usage()
+    act.run()
+    assert len(act.tasks()) == 1
+    assert act.crm.salesforce.api_usage()[0] - used_before == 2  # one lookup, one create
+
+    # When the queue redelivers the announcement
+    used_before, _ = act.crm.salesforce.api_usage()
+    sqs = act.consumer.sqs
+    event = {
+        "source": "mailbridge",
+        "detail-type": "email.linked",
+        "detail": {"tenant_id": TENANT, "data": {"email_id": email_id, "contact_ids": ["c"]}},
+    }
+    links = act.m.links(email_id)
+    event["detail"]["data"]["contact_ids"] = [r for r in links if r.startswith("ct_")]  # type: ignore[index]
+    sqs.send_message(QueueUrl=act.consumer.queue_url, MessageBody=json.dumps(event))
+    results = act.consumer.drain()
+
+    # Then nothing more is logged, and Salesforce was not asked anything
+    assert [r["batchItemFailures"] for r in results] == [[]]
+    assert len(act.tasks()) == 1
+    assert act.crm.salesforce.api_usage()[0] == used_before
+
+
+def test_an_unsynced_contact_logs_nothing(act: Activity) -> None:
+    # Given a connected org, and a contact of ours that has no Salesforce record
+    integration_id = act.crm.connect()
+    act.contact()
+    used_before, _ = act.crm.salesforce.api_usage()
+
+    # When mail from the contact arrives
+    act.mail()
+    act.run()
+
+    # Then no Task, no run, no request to Salesforce
+    assert act.tasks() == []
+    assert act.runs(integration_id) == []
+    assert act.crm.salesforce.api_usage()[0] == used_before
+
+
+def test_a_rate_limited_org_gets_the_email_again_after_the_pause(
+    act: Activity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a synced contact in an org that spent its daily API requests
+    integration_id = act.crm.connect()
+    act.sync(integration_id, act.contact(), act.salesforce_contact())
+    used, _ = act.crm.salesforce.api_usage()
+    act.crm.salesforce.set_daily_api_requests(used)
+    held: list[tuple[str, int]] = []
+    queue = activity_queue()
+    original = queue.retry_later
+
+    def spy(receipt_handle: str, delay_seconds: int) -> None:
+        held.append((receipt_handle, delay_seconds))
+        original(receipt_handle, delay_seconds)
+
+    monkeypatch.setattr(queue, "retry_later", spy)
+
+    # When mail from the contact arrives
+    act.mail()
+    results = act.run()
+
+    # Then the record is reported failed and held back for Salesforce's hour, nothing logged
+    assert [len(r["batchItemFailures"]) for r in results] == [1]
+    assert [delay for _, delay in held] == [3600]
+    assert act.tasks() == []
+    assert act.consumer.receive() == []
+    assert act.runs(integration_id)[0]["errors"] == [{"code": "provider_rate_limited", "count": 1}]
+
+    # When the hour has passed (the limit reset) and SQS delivers it again
+    act.crm.salesforce.set_daily_api_requests(100_000)
+    act.consumer.sqs.change_message_visibility(
+        QueueUrl=act.consumer.queue_url, ReceiptHandle=held[0][0], VisibilityTimeout=0
+    )
+    results = act.consumer.drain()
+
+    # Then it is logged, once
+    assert [r["batchItemFailures"] for r in results] == [[]]
+    assert len(act.tasks()) == 1
+
+
+def test_a_revoked_grant_drops_the_email_with_reauth_required_and_stops_asking(act: Activity) -> None:
+    # Given a synced contact in an org whose admin revoked the app
+    integration_id = act.crm.connect()
+    act.sync(integration_id, act.contact(), act.salesforce_contact())
+    act.crm.salesforce.oauth.revoke_all()
+
+    # When mail from the contact arrives
+    act.mail()
+    results = act.run()
+
+    # Then the record is done (not retried), the run failed with reauth_required
+    assert [r["batchItemFailures"] for r in results] == [[]]
+    assert act.tasks() == []
+    runs = act.runs(integration_id)
+    assert [r["state"] for r in runs] == ["failed"]
+    assert {e["code"] for e in runs[0]["errors"]} == {"reauth_required"}
+    assert act.crm.integration(integration_id)["state"] == "reauth_required"
+
+    # And later mail makes no run and no request until the org is connected again
+    used_before, _ = act.crm.salesforce.api_usage()
+    act.mail(msgid="deal-2@initech-industries.com")
+    assert [r["batchItemFailures"] for r in act.run()] == [[]]
+    assert len(act.runs(integration_id)) == 1
+    assert act.crm.salesforce.api_usage()[0] == used_before
+
+
+def test_a_manual_link_logs_the_email_to_hubspot_with_the_body_when_allowed(act: Activity) -> None:
+    # Given a HubSpot portal that allows bodies, and a synced contact whose mail came from
+    # an address matching did not know
+    integration_id = act.crm.connect("hubspot")
+    deps = integration_deps()
+    deps.store.set_activity_settings(TENANT, integration_id, log_activity=True, log_body=True)
+    remote_id = act.crm.hubspot.create("contacts", email=CUSTOMER, lastname="Lovelace")
+    contact_id = act.contact("ada.home@example.org")
+    act.sync(integration_id, contact_id, remote_id)
+    email_id = act.mail()
+    act.run()
+    assert act.crm.hubspot.associated("contacts", remote_id, "emails") == []
+
+    # When someone links the email to the contact by hand
+    act.m.api("links-create", 201, path={"email_id": email_id}, body={"kind": "contact", "record_id": contact_id})
+    results = act.consumer.drain()
+
+    # Then one email engagement is associated with the HubSpot contact, with the text
+    assert [r["batchItemFailures"] for r in results] == [[]]
+    emails = act.crm.hubspot.associated("contacts", remote_id, "emails")
+    assert len(emails) == 1
+    engagement = act.crm.hubspot.object("emails", emails[0])
+    assert engagement.properties["hs_email_subject"] == "Renewal"
+    assert "Hello." in engagement.properties["hs_email_text"]
