@@ -67,6 +67,14 @@ class Activity:
     def tasks(self) -> list[dict[str, Any]]:
         return self.crm.salesforce.records("Task")
 
+    def logged_items(self, integration_id: str) -> int:
+        table: Any = self.crm.stack.table("CrmTable")
+        answer = table.query(
+            KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+            ExpressionAttributeValues={":p": f"TENANT#{TENANT}", ":s": f"CRMACT#{integration_id}#"},
+        )
+        return len(answer["Items"])
+
     def runs(self, integration_id: str) -> list[dict[str, Any]]:
         response = self.crm.api("crm-list-sync-logs", integration_id, role="member")
         assert response["statusCode"] == 200, response
@@ -116,6 +124,11 @@ def test_an_email_to_a_synced_contact_is_logged_once_as_a_salesforce_task(act: A
     assert [(r["kind"], r["direction"], r["state"], r["succeeded"]) for r in runs] == [
         ("activity", "push", "succeeded", 1)
     ]
+    # And removing the integration removes its record of logged emails
+    assert act.logged_items(integration_id) == 1
+    removed = act.crm.api("crm-delete-integration", integration_id, role="admin")
+    assert removed["statusCode"] in (200, 204), removed
+    assert act.logged_items(integration_id) == 0
 
 
 def test_two_mailboxes_and_a_redelivery_log_it_once_and_the_repeat_asks_salesforce_nothing(
