@@ -17,7 +17,8 @@ import pytest
 from mailbridge.crm.integrations.models import RemoteLink
 from mailbridge.crm.integrations.wiring import activity_queue, integration_deps
 from mailbridge.store.crm_remote_ids import RemoteIdStore
-from tests.fixtures.aws import Stack, reset_caches
+from tests.events import load_event
+from tests.fixtures.aws import FakeLambdaContext, Stack, reset_caches
 from tests.integration.crm_integrations_harness import TENANT, CrmStack, crm_stack, reset_crm_caches
 from tests.integration.queue_harness import QueueConsumer
 from tests.integration.test_matching import Matching, raw_mail
@@ -275,3 +276,16 @@ def test_a_manual_link_logs_the_email_to_hubspot_with_the_body_when_allowed(act:
     engagement = act.crm.hubspot.object("emails", emails[0])
     assert engagement.properties["hs_email_subject"] == "Renewal"
     assert "Hello." in engagement.properties["hs_email_text"]
+
+
+def test_the_sample_batch_is_done_and_a_malformed_record_alone_fails(act: Activity) -> None:
+    # Given the sample batch (a tenant without integrations) and one record that is not an event
+    event = load_event("sqs/crm-activity-linked.json")
+    broken = {**event["Records"][0], "messageId": "broken", "body": '{"detail-type": "email.linked"}'}
+    event["Records"].append(broken)
+
+    # When the function gets it
+    result = act.consumer.function.lambda_handler(event, FakeLambdaContext())
+
+    # Then only the malformed record is reported back
+    assert result["batchItemFailures"] == [{"itemIdentifier": "broken"}]
