@@ -266,7 +266,8 @@ def test_a_manual_link_logs_the_email_to_hubspot_with_the_body_when_allowed(act:
     assert act.crm.hubspot.associated("contacts", remote_id, "emails") == []
 
     # When someone links the email to the contact by hand
-    act.m.api("links-create", 201, path={"email_id": email_id}, body={"kind": "contact", "record_id": contact_id})
+    link = {"kind": "contact", "record_id": contact_id}
+    act.m.api("links-create", 201, path={"email_id": email_id}, body=link)
     results = act.consumer.drain()
 
     # Then one email engagement is associated with the HubSpot contact, with the text
