@@ -923,6 +923,8 @@ def base_bodies(w: World) -> dict[str, list[Callable[[], dict[str, Any]]]]:
         "PUT /features": [lambda: {"campaigns": True}],
         "POST /crm/integrations": [lambda: {"provider": "salesforce", "name": f"Org {CANARY}"}],
         "POST /crm/integrations/device": [lambda: {"provider": "salesforce", "name": f"Org {CANARY}"}],
+        # No integration is connected here (the device flow waits): 202 with nothing queued
+        "POST /crm/sync/campaigns": [lambda: {"campaign_id": w.records["campaign"]}, dict],
         "POST /crm/suppressions": [lambda: {"address": f"{unique('supp')}@customer.example"}],
         "PUT /settings/rate-limits": [lambda: dict(PROBE_RATE_LIMITS)],
         "PUT /nudges/settings": [

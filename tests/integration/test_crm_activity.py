@@ -16,6 +16,7 @@ import pytest
 
 from mailbridge.crm.integrations.models import RemoteLink
 from mailbridge.crm.integrations.wiring import activity_queue, integration_deps
+from mailbridge.store.campaigns import CampaignRunStore
 from mailbridge.store.crm_remote_ids import RemoteIdStore
 from tests.events import load_event
 from tests.fixtures.aws import FakeLambdaContext, Stack, reset_caches
@@ -290,3 +291,123 @@ def test_the_sample_batch_is_done_and_a_malformed_record_alone_fails(act: Activi
 
     # Then only the malformed record is reported back
     assert result["batchItemFailures"] == [{"itemIdentifier": "broken"}]
+
+
+# ---------------------------------------------------------------------------------- campaigns
+
+
+class Campaigns:
+    """A campaign of ours whose email was queued for some contacts (its send run's recipients)."""
+
+    def __init__(self, act: Activity) -> None:
+        self.act = act
+        act.m.api("put-features", role="admin", body={"campaigns": True})
+        self.campaign_id = str(
+            act.m.api("crm-create-campaign", 201, body={"name": "Spring launch"})["campaign_id"]
+        )
+        self.runs = CampaignRunStore(act.crm.stack.deployed.tables["CrmTable"])
+
+    def recipient(self, contact_id: str) -> None:
+        assert self.runs.claim(TENANT, self.campaign_id, contact_id, f"<{contact_id}@campaign.example>")
+        self.runs.finish(
+            TENANT, self.campaign_id, contact_id, "queued", email_id="em_" + "1" * 26, reason=None
+        )
+
+    def sync(self, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        answer: dict[str, Any] = self.act.m.api("crm-sync-campaigns", 202, role="admin", body=body or {})
+        return answer
+
+
+def synced_contact(
+    act: Activity, integration_id: str, n: int, provider: str = "salesforce"
+) -> tuple[str, str]:
+    address = f"person{n}@initech-industries.com"
+    contact_id = act.contact(address)
+    if provider == "salesforce":
+        remote_id = act.crm.salesforce.create("Contact", LastName=f"Person{n}", Email=address)
+    else:
+        remote_id = act.crm.hubspot.create("contacts", email=address, lastname=f"Person{n}")
+    act.sync(integration_id, contact_id, remote_id)
+    return contact_id, remote_id
+
+
+def test_a_campaign_goes_to_salesforce_with_its_synced_recipients_and_a_second_sync_changes_nothing(
+    act: Activity,
+) -> None:
+    # Given a campaign sent to two synced contacts and one that is not synced
+    integration_id = act.crm.connect()
+    c = Campaigns(act)
+    (a, a_remote), (b, b_remote) = (synced_contact(act, integration_id, n) for n in (1, 2))
+    for contact_id in (a, b, act.contact("unsynced@initech-industries.com")):
+        c.recipient(contact_id)
+
+    # When an admin syncs the tenant's campaigns
+    queued = c.sync()
+    results = act.consumer.drain()
+
+    # Then one Salesforce Campaign has the two synced contacts as its members
+    assert queued == {"queued": 1, "integration_ids": [integration_id], "campaign_ids": [c.campaign_id]}
+    assert [r["batchItemFailures"] for r in results] == [[]]
+    campaigns = act.crm.salesforce.records("Campaign")
+    assert [(x["Name"], x["Status"]) for x in campaigns] == [("Spring launch", "Planned")]
+    members = act.crm.salesforce.records("CampaignMember")
+    assert sorted(m["ContactId"] for m in members) == sorted([a_remote, b_remote])
+    assert {m["CampaignId"] for m in members} == {campaigns[0]["Id"]}
+    assert act.runs(integration_id)[0]["kind"] == "campaigns"
+
+    # When it is synced again, nothing having changed
+    used_before, _ = act.crm.salesforce.api_usage()
+    c.sync({"integration_id": integration_id, "campaign_id": c.campaign_id})
+    act.consumer.drain()
+
+    # Then Salesforce is not asked anything and holds the same campaign and members
+    assert act.crm.salesforce.api_usage()[0] == used_before
+    assert len(act.crm.salesforce.records("Campaign")) == 1
+    assert len(act.crm.salesforce.records("CampaignMember")) == 2
+
+    # When a third synced contact gets the campaign and it is synced once more
+    d, d_remote = synced_contact(act, integration_id, 3)
+    c.recipient(d)
+    c.sync()
+    act.consumer.drain()
+
+    # Then only that member is added: nobody twice
+    members = act.crm.salesforce.records("CampaignMember")
+    assert sorted(m["ContactId"] for m in members) == sorted([a_remote, b_remote, d_remote])
+    assert len(act.crm.salesforce.records("Campaign")) == 1
+
+
+def test_a_campaign_goes_to_hubspot_as_a_static_list_with_its_synced_recipients(act: Activity) -> None:
+    # Given a HubSpot portal and a campaign sent to a synced contact
+    integration_id = act.crm.connect("hubspot")
+    c = Campaigns(act)
+    contact_id, remote_id = synced_contact(act, integration_id, 1, "hubspot")
+    c.recipient(contact_id)
+
+    # When it is synced twice
+    c.sync()
+    act.consumer.drain()
+    c.sync()
+    act.consumer.drain()
+
+    # Then the list holds the contact, once
+    stored = act.crm.stack.table("CrmTable").get_item(
+        Key={"pk": f"TENANT#{TENANT}", "sk": f"CRMCAMP#{integration_id}#{c.campaign_id}"}
+    )["Item"]
+    assert act.crm.hubspot.list_members(str(stored["remote_id"])) == [remote_id]
+    assert [r["kind"] for r in act.runs(integration_id)] == ["campaigns"]
+
+
+def test_a_campaign_sync_names_only_connected_integrations_and_known_campaigns(act: Activity) -> None:
+    # Given a pending (not connected) integration and no such campaign
+    pending = act.crm.start()["integration"]["integration_id"]
+    Campaigns(act)
+
+    # Then syncing to it, or an unknown campaign, is 404; a member may not sync at all
+    answer = act.m.api("crm-sync-campaigns", 404, role="admin", body={"integration_id": pending})
+    assert answer["error"]["code"] == "integration_not_found"
+    answer = act.m.api("crm-sync-campaigns", 404, role="admin", body={"campaign_id": "cp_" + "0" * 26})
+    assert answer["error"]["code"] == "campaign_not_found"
+    assert act.m.api("crm-sync-campaigns", 403, role="member", body={})["error"]["code"] == "role_required"
+    # And with nothing connected nothing is queued
+    assert act.m.api("crm-sync-campaigns", 202, role="admin", body={})["queued"] == 0

@@ -14,7 +14,10 @@ from mailbridge.api.crm import CRM
 from mailbridge.api.schemas import BEARER, errors
 from mailbridge.config import get_settings
 from mailbridge.crm.integrations import service
+from mailbridge.crm.integrations import campaigns
 from mailbridge.crm.integrations.models import (
+    CampaignSyncQueued,
+    CampaignSyncRequest,
     Deleted,
     DevicePoll,
     DeviceStart,
@@ -25,7 +28,7 @@ from mailbridge.crm.integrations.models import (
     SyncRun,
     SyncStatus,
 )
-from mailbridge.crm.integrations.wiring import integration_deps
+from mailbridge.crm.integrations.wiring import activity_queue, campaign_sync_deps, integration_deps
 from mailbridge.errors import Invalid
 from mailbridge.store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from mailbridge.tenancy import Role
@@ -186,3 +189,25 @@ def list_logs(integration_id: str, limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cur
 )
 def get_status(integration_id: str) -> SyncStatus:
     return service.status(current_tenant(router), integration_id, integration_deps())
+
+
+@router.post(
+    "/crm/sync/campaigns",
+    summary="Sync campaigns to the connected CRMs: Salesforce Campaigns and members, HubSpot lists",
+    description=(
+        "Queues one sync per (connected integration, campaign): `integration_id` and `campaign_id` "
+        "narrow it to one, each defaults to all. A sync creates the Salesforce Campaign (status from "
+        "ours) or HubSpot static list, or renames it when our name changed, and sets its members to "
+        "the campaign's recipients that are synced contacts there, adding and removing only what "
+        "changed: a second sync writes nothing. Runs show in `GET /crm/integrations/{id}/logs` "
+        "(`kind` `campaigns`). 404 `integration_not_found` (also when it is not connected), "
+        "`campaign_not_found`."
+    ),
+    tags=["crm-integrations"],
+    security=BEARER,
+    status_code=202,
+    middlewares=ADMIN,
+    responses=errors({404: ["integration_not_found", "campaign_not_found"]}),
+)
+def sync_campaigns(body: Annotated[CampaignSyncRequest, Body()]) -> CampaignSyncQueued:
+    return campaigns.request_sync(current_tenant(router), body, campaign_sync_deps(), activity_queue())

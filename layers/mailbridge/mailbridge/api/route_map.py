@@ -144,6 +144,7 @@ ROUTE_MODULES: dict[str, str] = {
     "POST /crm/integrations/device": "crm_integrations",
     "POST /crm/integrations/{integration_id}/device/poll": "crm_integrations",
     "POST /crm/suppressions": "suppression",
+    "POST /crm/sync/campaigns": "crm_integrations",
     "POST /crm/tasks": "tasks",
     "POST /drafts": "drafts",
     "POST /drafts/{draft_id}/send": "drafts",

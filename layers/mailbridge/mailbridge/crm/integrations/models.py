@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from mailbridge.models.base import Model
 from mailbridge.models.fields import SingleLine
@@ -171,3 +171,34 @@ class RemoteLink(Model):
     local_updated_at: str | None = None
     fields_hash: Annotated[str | None, Field(max_length=64)] = None
     synced_at: datetime
+
+
+class CampaignSyncRequest(Model):
+    """`POST /crm/sync/campaigns`: which campaigns to which integrations (each: all when left out)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    integration_id: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None, description="One connected integration; default every connected one"
+    )
+    campaign_id: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None, description="One campaign; default every campaign of the tenant"
+    )
+
+
+class CampaignSyncQueued(Model):
+    """The campaign syncs queued: one per (integration, campaign) pair."""
+
+    queued: int
+    integration_ids: list[str]
+    campaign_ids: list[str]
+
+
+class CampaignSyncMessage(Model):
+    """One campaign to one integration, on the CrmActivityQueue (`kind` tells it from the
+    `email.linked` events on the same queue)."""
+
+    kind: Literal["campaign_sync"] = "campaign_sync"
+    tenant_id: str
+    integration_id: str
+    campaign_id: str

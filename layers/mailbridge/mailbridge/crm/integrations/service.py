@@ -63,6 +63,7 @@ from mailbridge.oauth.http import GrantRevoked
 from mailbridge.oauth.pkce import new_state, new_verifier, s256_challenge
 from mailbridge.observability import logger
 from mailbridge.store.crm_activity import LoggedEmailStore
+from mailbridge.store.crm_campaigns import RemoteCampaignStore
 from mailbridge.store.crm_integrations import IntegrationNotFound, IntegrationStore
 from mailbridge.store.crm_remote_ids import RemoteIdStore
 from mailbridge.store.crm_sync import SyncLogStore
@@ -92,6 +93,7 @@ class IntegrationDeps:
     publisher: EventPublisher
     oauth: Callable[[str], CrmOAuth]
     logged: LoggedEmailStore | None = None  # what activity logging logged (removed with the integration)
+    remote_campaigns: RemoteCampaignStore | None = None  # our campaigns there (removed with it too)
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     sleep: Callable[[float], None] = time.sleep
 
@@ -382,7 +384,7 @@ def orgs(ctx: TenantContext, deps: IntegrationDeps) -> Orgs:
 def delete(ctx: TenantContext, integration_id: str, deps: IntegrationDeps) -> None:
     """Revoke the refresh token at the provider (best effort: a failure is logged by its code),
     then delete the integration, its sealed tokens, its org lookup, its sync logs, its contact
-    links and its record of logged emails (admin)."""
+    links, its record of logged emails and of our campaigns there (admin)."""
     ctx.require(Role.ADMIN)
     integration = get(ctx, integration_id, deps)
     tokens = deps.store.get_tokens(ctx.tenant_id, integration_id)
@@ -398,6 +400,8 @@ def delete(ctx: TenantContext, integration_id: str, deps: IntegrationDeps) -> No
     deps.remote_ids.delete_all(ctx.tenant_id, integration_id)
     if deps.logged is not None:
         deps.logged.delete_all(ctx.tenant_id, integration_id)
+    if deps.remote_campaigns is not None:
+        deps.remote_campaigns.delete_all(ctx.tenant_id, integration_id)
 
 
 def logs(

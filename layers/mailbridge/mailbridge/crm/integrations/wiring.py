@@ -14,6 +14,7 @@ from mailbridge.crm.integrations.oauth import CrmOAuth, HubSpotOAuth, Salesforce
 from mailbridge.crm.integrations.service import IntegrationDeps
 from mailbridge.errors import NotFound
 from mailbridge.store.crm_activity import LoggedEmailStore
+from mailbridge.store.crm_campaigns import RemoteCampaignStore
 from mailbridge.store.crm_integrations import IntegrationStore
 from mailbridge.store.crm_remote_ids import RemoteIdStore
 from mailbridge.store.crm_sync import SyncLogStore
@@ -21,6 +22,7 @@ from mailbridge.store.oauth_states import OAuthStateStore
 
 if TYPE_CHECKING:
     from mailbridge.crm.integrations.activity import ActivityDeps
+    from mailbridge.crm.integrations.campaigns import CampaignSyncDeps
     from mailbridge.queues import CrmActivityQueue
 
 CRM_PROVIDERS = ("salesforce", "hubspot")
@@ -48,6 +50,7 @@ def integration_deps() -> IntegrationDeps:
         logs=SyncLogStore(settings.tables.crm),
         remote_ids=RemoteIdStore(settings.tables.crm),
         logged=LoggedEmailStore(settings.tables.crm),
+        remote_campaigns=RemoteCampaignStore(settings.tables.crm),
         states=OAuthStateStore(settings.tables.accounts),
         publisher=EventPublisher(settings.event_bus_name),
         oauth=crm_oauth,
@@ -79,4 +82,19 @@ def activity_deps() -> ActivityDeps:
         integrations=integration_deps(),
         emails=EmailStore(settings.tables.emails),
         logged=LoggedEmailStore(settings.tables.crm),
+    )
+
+
+@lru_cache(maxsize=1)
+def campaign_sync_deps() -> CampaignSyncDeps:
+    from mailbridge.crm.integrations.campaigns import CampaignSyncDeps
+    from mailbridge.store.campaigns import CampaignRunStore
+    from mailbridge.store.crm import CrmStore
+
+    settings = get_settings()
+    return CampaignSyncDeps(
+        integrations=integration_deps(),
+        crm=CrmStore(settings.tables.crm),
+        runs=CampaignRunStore(settings.tables.crm),
+        remote=RemoteCampaignStore(settings.tables.crm),
     )
