@@ -360,8 +360,9 @@ def test_a_campaign_goes_to_salesforce_with_its_synced_recipients_and_a_second_s
     c.sync({"integration_id": integration_id, "campaign_id": c.campaign_id})
     act.consumer.drain()
 
-    # Then Salesforce is not asked anything and holds the same campaign and members
+    # Then Salesforce is not asked anything, no run is written, and it holds the same campaign and members
     assert act.crm.salesforce.api_usage()[0] == used_before
+    assert len(act.runs(integration_id)) == 1
     assert len(act.crm.salesforce.records("Campaign")) == 1
     assert len(act.crm.salesforce.records("CampaignMember")) == 2
 
@@ -372,6 +373,8 @@ def test_a_campaign_goes_to_salesforce_with_its_synced_recipients_and_a_second_s
     act.consumer.drain()
 
     # Then only that member is added: nobody twice
+    last = act.runs(integration_id)[0]
+    assert (last["total"], last["succeeded"]) == (1, 1)
     members = act.crm.salesforce.records("CampaignMember")
     assert sorted(m["ContactId"] for m in members) == sorted([a_remote, b_remote, d_remote])
     assert len(act.crm.salesforce.records("Campaign")) == 1

@@ -13,8 +13,7 @@ from mailbridge.api.context import Guards, current_tenant, require_role
 from mailbridge.api.crm import CRM
 from mailbridge.api.schemas import BEARER, errors
 from mailbridge.config import get_settings
-from mailbridge.crm.integrations import service
-from mailbridge.crm.integrations import campaigns
+from mailbridge.crm.integrations import campaigns, service
 from mailbridge.crm.integrations.models import (
     CampaignSyncQueued,
     CampaignSyncRequest,
