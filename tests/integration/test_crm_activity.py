@@ -414,3 +414,23 @@ def test_a_campaign_sync_names_only_connected_integrations_and_known_campaigns(a
     assert act.m.api("crm-sync-campaigns", 403, role="member", body={})["error"]["code"] == "role_required"
     # And with nothing connected nothing is queued
     assert act.m.api("crm-sync-campaigns", 202, role="admin", body={})["queued"] == 0
+
+
+def test_make_run_sets_up_the_task_field_activity_logging_needs() -> None:
+    # Given the doubles as make run starts them
+    from local.crm_wiring import MESSAGE_ID_FIELD as FIELD
+    from local.crm_wiring import wire_crm
+    from local.hubspot import HubSpotDouble
+    from local.salesforce import SalesforceDouble
+
+    with SalesforceDouble(seed=5) as salesforce, HubSpotDouble(seed=5) as hubspot:
+        # When the runner wires them (twice: a restart over the same doubles)
+        wire_crm(salesforce, hubspot, "http://127.0.0.1:3000")
+        wire_crm(salesforce, hubspot, "http://127.0.0.1:3000")
+
+        # Then Task has the Message-ID field, as an External ID
+        task = salesforce.org.sobject("Task")
+        assert task is not None
+        field = task.field(FIELD)
+        assert field is not None
+        assert field.describe()["externalId"] is True
