@@ -925,6 +925,9 @@ def base_bodies(w: World) -> dict[str, list[Callable[[], dict[str, Any]]]]:
         "POST /crm/integrations/device": [lambda: {"provider": "salesforce", "name": f"Org {CANARY}"}],
         # No integration is connected here (the device flow waits): 202 with nothing queued
         "POST /crm/sync/campaigns": [lambda: {"campaign_id": w.records["campaign"]}, dict],
+        "PUT /crm/integrations/{integration_id}/activity": [
+            lambda: {"log_activity": True, "log_body": False}
+        ],
         "POST /crm/suppressions": [lambda: {"address": f"{unique('supp')}@customer.example"}],
         "PUT /settings/rate-limits": [lambda: dict(PROBE_RATE_LIMITS)],
         "PUT /nudges/settings": [

@@ -257,8 +257,15 @@ def test_a_manual_link_logs_the_email_to_hubspot_with_the_body_when_allowed(act:
     # Given a HubSpot portal that allows bodies, and a synced contact whose mail came from
     # an address matching did not know
     integration_id = act.crm.connect("hubspot")
-    deps = integration_deps()
-    deps.store.set_activity_settings(TENANT, integration_id, log_activity=True, log_body=True)
+    assert act.crm.integration(integration_id)["log_body"] is False
+    switched = act.crm.api(
+        "crm-put-activity-logging",
+        integration_id,
+        role="admin",
+        body={"log_activity": True, "log_body": True},
+    )
+    assert switched["statusCode"] == 200, switched
+    assert act.crm.body(switched)["log_body"] is True
     remote_id = act.crm.hubspot.create("contacts", email=CUSTOMER, lastname="Lovelace")
     contact_id = act.contact("ada.home@example.org")
     act.sync(integration_id, contact_id, remote_id)
@@ -434,3 +441,24 @@ def test_make_run_sets_up_the_task_field_activity_logging_needs() -> None:
         field = task.field(FIELD)
         assert field is not None
         assert field.describe()["externalId"] is True
+
+
+def test_activity_logging_switched_off_logs_nothing_and_only_admins_switch_it(act: Activity) -> None:
+    # Given a synced contact in an org whose admin switched activity logging off
+    integration_id = act.crm.connect()
+    act.sync(integration_id, act.contact(), act.salesforce_contact())
+    body = {"log_activity": False}
+    denied = act.crm.api("crm-put-activity-logging", integration_id, role="member", body=body)
+    assert denied["statusCode"] == 403, denied
+    switched = act.crm.api("crm-put-activity-logging", integration_id, role="admin", body=body)
+    assert (switched["statusCode"], act.crm.body(switched)["log_activity"]) == (200, False)
+    used_before, _ = act.crm.salesforce.api_usage()
+
+    # When mail from the contact arrives
+    act.mail()
+    act.run()
+
+    # Then nothing is logged and Salesforce is not asked
+    assert act.tasks() == []
+    assert act.runs(integration_id) == []
+    assert act.crm.salesforce.api_usage()[0] == used_before

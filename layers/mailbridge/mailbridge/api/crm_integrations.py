@@ -15,6 +15,7 @@ from mailbridge.api.schemas import BEARER, errors
 from mailbridge.config import get_settings
 from mailbridge.crm.integrations import campaigns, service
 from mailbridge.crm.integrations.models import (
+    ActivityLogging,
     CampaignSyncQueued,
     CampaignSyncRequest,
     Deleted,
@@ -210,3 +211,22 @@ def get_status(integration_id: str) -> SyncStatus:
 )
 def sync_campaigns(body: Annotated[CampaignSyncRequest, Body()]) -> CampaignSyncQueued:
     return campaigns.request_sync(current_tenant(router), body, campaign_sync_deps(), activity_queue())
+
+
+@router.put(
+    "/crm/integrations/<integration_id>/activity",
+    summary="Switch email activity logging for one CRM integration, and bodies in it",
+    description=(
+        "`log_activity` (on for a new integration): email linked to a contact that is synced to "
+        "this CRM is logged there once per Message-ID (Salesforce Task, HubSpot email engagement) "
+        "with its subject, direction, date and participants. `log_body` (off for a new integration) "
+        "adds the plain-text preview: the CRM has its own users and retention, so the body stays "
+        "out unless an admin decides otherwise. 404 `integration_not_found`."
+    ),
+    tags=["crm-integrations"],
+    security=BEARER,
+    middlewares=ADMIN,
+    responses=errors(NOT_FOUND),
+)
+def put_activity_logging(integration_id: str, body: Annotated[ActivityLogging, Body()]) -> Integration:
+    return service.set_activity_logging(current_tenant(router), integration_id, body, integration_deps())

@@ -165,6 +165,7 @@ ROUTE_MODULES: dict[str, str] = {
     "PUT /automations/outbound-hosts": "automations",
     "PUT /automations/{rule_id}": "automations",
     "PUT /calendar/events/{event_id}": "calendar",
+    "PUT /crm/integrations/{integration_id}/activity": "crm_integrations",
     "PUT /crm/pipeline": "crm",
     "PUT /crm/settings": "links",
     "PUT /drafts/{draft_id}": "drafts",

@@ -202,3 +202,13 @@ class CampaignSyncMessage(Model):
     tenant_id: str
     integration_id: str
     campaign_id: str
+
+
+class ActivityLogging(Model):
+    """`PUT /crm/integrations/{id}/activity`: whether linked email is logged at this CRM, and with
+    its text (`mailbridge.crm.integrations.activity` says why bodies are off by default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    log_activity: bool = Field(description="Log email to synced contacts as activities")
+    log_body: bool = Field(default=False, description="Include the email's plain-text preview")

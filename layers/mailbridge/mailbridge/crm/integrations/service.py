@@ -40,6 +40,7 @@ from mailbridge.config import Settings
 from mailbridge.crm.integrations.models import (
     INTEGRATION_ID,
     INTEGRATION_REAUTH_REQUIRED,
+    ActivityLogging,
     DevicePoll,
     DeviceStart,
     Integration,
@@ -402,6 +403,17 @@ def delete(ctx: TenantContext, integration_id: str, deps: IntegrationDeps) -> No
         deps.logged.delete_all(ctx.tenant_id, integration_id)
     if deps.remote_campaigns is not None:
         deps.remote_campaigns.delete_all(ctx.tenant_id, integration_id)
+
+
+def set_activity_logging(
+    ctx: TenantContext, integration_id: str, body: ActivityLogging, deps: IntegrationDeps
+) -> Integration:
+    """Switch activity logging and bodies for one integration (admin); 404 for another tenant's."""
+    ctx.require(Role.ADMIN)
+    get(ctx, integration_id, deps)
+    return deps.store.set_activity_settings(
+        ctx.tenant_id, integration_id, log_activity=body.log_activity, log_body=body.log_body
+    )
 
 
 def logs(
