@@ -136,8 +136,9 @@ def test_an_email_to_a_synced_contact_is_logged_once_as_a_salesforce_task(act: A
 def test_two_mailboxes_and_a_redelivery_log_it_once_and_the_repeat_asks_salesforce_nothing(
     act: Activity,
 ) -> None:
-    # Given a synced contact and mail from them seen by two mailboxes of the tenant (announced
-    # twice) and under a second email id (a list copy with a tagged subject, same Message-ID)
+    # Given a synced contact and mail from them seen by two mailboxes of the tenant: the same
+    # email id announced by each mailbox's sync, and a copy stored under a second email id (a list
+    # copy with a tagged subject) that carries the same Message-ID
     integration_id = act.crm.connect()
     remote_id = act.salesforce_contact()
     act.sync(integration_id, act.contact(), remote_id)
