@@ -417,8 +417,9 @@ def test_a_campaign_sync_names_only_connected_integrations_and_known_campaigns(a
     # Then syncing to it, or an unknown campaign, is 404; a member may not sync at all
     answer = act.m.api("crm-sync-campaigns", 404, role="admin", body={"integration_id": pending})
     assert answer["error"]["code"] == "integration_not_found"
-    answer = act.m.api("crm-sync-campaigns", 404, role="admin", body={"campaign_id": "cp_" + "0" * 26})
-    assert answer["error"]["code"] == "campaign_not_found"
+    for unknown in ("cp_" + "0" * 26, "not-a-campaign\u0000#", "CAMPAIGN#x"):
+        answer = act.m.api("crm-sync-campaigns", 404, role="admin", body={"campaign_id": unknown})
+        assert answer["error"]["code"] == "campaign_not_found"
     assert act.m.api("crm-sync-campaigns", 403, role="member", body={})["error"]["code"] == "role_required"
     # And with nothing connected nothing is queued
     assert act.m.api("crm-sync-campaigns", 202, role="admin", body={})["queued"] == 0

@@ -42,7 +42,7 @@ from mailbridge.crm.integrations.models import (
     SyncRecord,
 )
 from mailbridge.crm.integrations.service import IntegrationDeps, provider_for
-from mailbridge.crm.models import Campaign, CampaignStatus
+from mailbridge.crm.models import CAMPAIGN_ID, Campaign, CampaignStatus
 from mailbridge.crm.remote.protocol import CampaignWrite, CrmProvider, Feature
 from mailbridge.errors import NotFound, ProviderAuthError
 from mailbridge.queues import CrmActivityQueue
@@ -92,7 +92,8 @@ def request_sync(
             if i.state == "connected"
         ]
     if body.campaign_id is not None:
-        campaign = deps.crm.get_campaign(tenant_id, body.campaign_id)
+        found = CAMPAIGN_ID.fullmatch(body.campaign_id)
+        campaign = deps.crm.get_campaign(tenant_id, body.campaign_id) if found else None
         if campaign is None:
             raise NotFound("no such campaign", code="campaign_not_found")
         campaign_ids = [campaign.campaign_id]
