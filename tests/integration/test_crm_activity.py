@@ -409,20 +409,28 @@ def test_a_campaign_goes_to_hubspot_as_a_static_list_with_its_synced_recipients(
     assert [r["kind"] for r in act.runs(integration_id)] == ["campaigns"]
 
 
-def test_a_campaign_sync_names_only_connected_integrations_and_known_campaigns(act: Activity) -> None:
-    # Given a pending (not connected) integration and no such campaign
+def test_a_campaign_sync_names_known_integrations_and_campaigns_and_skips_unconnected_ones(
+    act: Activity,
+) -> None:
+    # Given a pending (not connected) integration and a campaign
     pending = act.crm.start()["integration"]["integration_id"]
-    Campaigns(act)
+    c = Campaigns(act)
 
-    # Then syncing to it, or an unknown campaign, is 404; a member may not sync at all
-    answer = act.m.api("crm-sync-campaigns", 404, role="admin", body={"integration_id": pending})
+    # Then an unknown integration or campaign is 404; a member may not sync at all
+    answer = act.m.api("crm-sync-campaigns", 404, role="admin", body={"integration_id": "int_" + "0" * 20})
     assert answer["error"]["code"] == "integration_not_found"
     for unknown in ("cp_" + "0" * 26, "not-a-campaign\u0000#", "CAMPAIGN#x"):
         answer = act.m.api("crm-sync-campaigns", 404, role="admin", body={"campaign_id": unknown})
         assert answer["error"]["code"] == "campaign_not_found"
     assert act.m.api("crm-sync-campaigns", 403, role="member", body={})["error"]["code"] == "role_required"
-    # And with nothing connected nothing is queued
+    # And with nothing connected nothing is queued by default
     assert act.m.api("crm-sync-campaigns", 202, role="admin", body={})["queued"] == 0
+    # And a sync to the pending one, named, is queued and skipped when it runs: no run, no list
+    named = act.m.api("crm-sync-campaigns", 202, role="admin", body={"integration_id": pending})
+    assert named == {"queued": 1, "integration_ids": [pending], "campaign_ids": [c.campaign_id]}
+    assert [r["batchItemFailures"] for r in act.consumer.drain()] == [[]]
+    assert act.runs(pending) == []
+    assert act.crm.salesforce.records("Campaign") == []
 
 
 def test_make_run_sets_up_the_task_field_activity_logging_needs() -> None:

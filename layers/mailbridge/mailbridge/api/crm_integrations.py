@@ -200,8 +200,8 @@ def get_status(integration_id: str) -> SyncStatus:
         "ours) or HubSpot static list, or renames it when our name changed, and sets its members to "
         "the campaign's recipients that are synced contacts there, adding and removing only what "
         "changed: a second sync writes nothing. Runs show in `GET /crm/integrations/{id}/logs` "
-        "(`kind` `campaigns`). 404 `integration_not_found` (also when it is not connected), "
-        "`campaign_not_found`."
+        "(`kind` `campaigns`); a named integration that is not connected when its sync runs "
+        "(pending, `reauth_required`) is skipped. 404 `integration_not_found`, `campaign_not_found`."
     ),
     tags=["crm-integrations"],
     security=BEARER,

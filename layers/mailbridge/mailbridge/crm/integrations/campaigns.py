@@ -74,16 +74,15 @@ class CampaignSyncDeps:
 def request_sync(
     ctx: TenantContext, body: CampaignSyncRequest, deps: CampaignSyncDeps, queue: CrmActivityQueue
 ) -> CampaignSyncQueued:
-    """Queue the syncs (admin). 404 `integration_not_found` (or not connected),
-    `campaign_not_found`."""
+    """Queue the syncs (admin): to the named integration, or to every connected one. 404
+    `integration_not_found`, `campaign_not_found`. A sync finds its integration not connected
+    (still pending, or waiting for `reauth_required` to be fixed) is skipped when it runs."""
     ctx.require(Role.ADMIN)
     tenant_id = ctx.tenant_id
     if body.integration_id is not None:
         if not INTEGRATION_ID.fullmatch(body.integration_id):
             raise IntegrationNotFound("no such integration")
         integration = deps.integrations.store.get_integration(tenant_id, body.integration_id)
-        if integration.state != "connected":
-            raise IntegrationNotFound("the integration is not connected")
         integration_ids = [integration.integration_id]
     else:
         integration_ids = [
