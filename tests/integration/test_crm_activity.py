@@ -419,10 +419,13 @@ def test_a_campaign_sync_names_known_integrations_and_campaigns_and_skips_unconn
     # Then an unknown integration or campaign is 404; a member may not sync at all
     answer = act.m.api("crm-sync-campaigns", 404, role="admin", body={"integration_id": "int_" + "0" * 20})
     assert answer["error"]["code"] == "integration_not_found"
-    for unknown in ("cp_" + "0" * 26, "not-a-campaign\u0000#", "CAMPAIGN#x"):
+    for unknown in ("cp_" + "0" * 26, "not-a-campaign#", "CAMPAIGN#x"):
         answer = act.m.api("crm-sync-campaigns", 404, role="admin", body={"campaign_id": unknown})
         assert answer["error"]["code"] == "campaign_not_found"
     assert act.m.api("crm-sync-campaigns", 403, role="member", body={})["error"]["code"] == "role_required"
+    # And control characters in an id are refused by validation, naming the field
+    answer = act.m.api("crm-sync-campaigns", 422, role="admin", body={"campaign_id": "cp_1\r\nX"})
+    assert "campaign_id" in json.dumps(answer["error"])
     # And with nothing connected nothing is queued by default
     assert act.m.api("crm-sync-campaigns", 202, role="admin", body={})["queued"] == 0
     # And a sync to the pending one, named, is queued and skipped when it runs: no run, no list

@@ -178,10 +178,10 @@ class CampaignSyncRequest(Model):
 
     model_config = ConfigDict(extra="forbid")
 
-    integration_id: Annotated[str, Field(max_length=64)] | None = Field(
-        default=None, description="One connected integration; default every connected one"
+    integration_id: Annotated[SingleLine, Field(min_length=1, max_length=64)] | None = Field(
+        default=None, description="One integration; default every connected one"
     )
-    campaign_id: Annotated[str, Field(max_length=64)] | None = Field(
+    campaign_id: Annotated[SingleLine, Field(min_length=1, max_length=64)] | None = Field(
         default=None, description="One campaign; default every campaign of the tenant"
     )
 
