@@ -387,6 +387,15 @@ def test_a_campaign_goes_to_salesforce_with_its_synced_recipients_and_a_second_s
     assert sorted(m["ContactId"] for m in members) == sorted([a_remote, b_remote, d_remote])
     assert len(act.crm.salesforce.records("Campaign")) == 1
 
+    # When a member's contact is no longer synced (its link forgotten) and it is synced again
+    act.remote_ids.forget(TENANT, list(act.remote_ids.by_contacts(TENANT, integration_id, [a]).values()))
+    c.sync()
+    act.consumer.drain()
+
+    # Then that member is removed, the others stay
+    members = act.crm.salesforce.records("CampaignMember")
+    assert sorted(m["ContactId"] for m in members) == sorted([b_remote, d_remote])
+
 
 def test_a_campaign_goes_to_hubspot_as_a_static_list_with_its_synced_recipients(act: Activity) -> None:
     # Given a HubSpot portal and a campaign sent to a synced contact
