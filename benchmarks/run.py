@@ -2,7 +2,7 @@
 
 Usage: benchmarks/run.py [NAME ...]
 (names: cold_start, mime, sync, graph, reads, backfill, automations, ai, calendar, webhooks, gmail,
-reconcile, tracking, crm, crm_hubspot, campaigns, simulation; default all)
+reconcile, tracking, crm, crm_hubspot, crm_activity, campaigns, simulation; default all)
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ ORDER = [
     "tracking",
     "crm",
     "crm_hubspot",
+    "crm_activity",
     "campaigns",
     "simulation",
 ]

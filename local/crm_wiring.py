@@ -12,6 +12,7 @@ the doubles' URLs in `.local/crm-doubles.json` (control API: approve a device co
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,8 @@ from local.salesforce import SalesforceDouble
 from local.salesforce.oauth import ConnectedApp
 
 STATE_FILE = ROOT / ".local" / "crm-doubles.json"
-HUBSPOT_SCOPES = "oauth crm.objects.contacts.read crm.objects.contacts.write"
+MESSAGE_ID_FIELD = "Mailbridge_Message_Id__c"
+HUBSPOT_SCOPES = "oauth crm.objects.contacts.read crm.objects.contacts.write crm.lists.read crm.lists.write"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,10 @@ class CrmWiring:
 
 def wire_crm(salesforce: SalesforceDouble, hubspot: HubSpotDouble, runner_url: str) -> CrmWiring:
     salesforce_app = salesforce.register_app([f"{runner_url}/oauth/salesforce/callback"])
+    # The org admin's one-time setup for activity logging (SalesforceSettings.message_id_field):
+    # the Task field that carries the Message-ID, an External ID so the lookup is indexed.
+    with contextlib.suppress(ValueError):  # the double was set up already
+        salesforce.add_custom_field("Task", MESSAGE_ID_FIELD, "text", 255, external_id=True)
     hubspot_app = hubspot.register_app(
         [f"{runner_url}/oauth/hubspot/callback"], scopes=HUBSPOT_SCOPES.split()
     )

@@ -923,6 +923,14 @@ def base_bodies(w: World) -> dict[str, list[Callable[[], dict[str, Any]]]]:
         "PUT /features": [lambda: {"campaigns": True}],
         "POST /crm/integrations": [lambda: {"provider": "salesforce", "name": f"Org {CANARY}"}],
         "POST /crm/integrations/device": [lambda: {"provider": "salesforce", "name": f"Org {CANARY}"}],
+        # The integration here waits for its device flow: queued, and skipped when it runs
+        "POST /crm/sync/campaigns": [
+            lambda: {"integration_id": w.records["integration"], "campaign_id": w.records["campaign"]},
+            dict,
+        ],
+        "PUT /crm/integrations/{integration_id}/activity": [
+            lambda: {"log_activity": True, "log_body": False}
+        ],
         "POST /crm/suppressions": [lambda: {"address": f"{unique('supp')}@customer.example"}],
         "PUT /settings/rate-limits": [lambda: dict(PROBE_RATE_LIMITS)],
         "PUT /nudges/settings": [

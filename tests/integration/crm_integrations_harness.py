@@ -31,7 +31,7 @@ TENANT = "acme"
 CALLBACK_BASE = "https://api.mailbridge.test"
 RETURN_URL = "https://app.mailbridge.test/connected"
 HTTP = httpx.Client(timeout=10)
-HUBSPOT_SCOPES = "oauth crm.objects.contacts.read crm.objects.contacts.write"
+HUBSPOT_SCOPES = "oauth crm.objects.contacts.read crm.objects.contacts.write crm.lists.read crm.lists.write"
 
 
 def reset_crm_caches() -> None:
@@ -41,6 +41,9 @@ def reset_crm_caches() -> None:
 
     wiring.crm_oauth.cache_clear()
     wiring.integration_deps.cache_clear()
+    wiring.activity_deps.cache_clear()
+    wiring.activity_queue.cache_clear()
+    wiring.campaign_sync_deps.cache_clear()
     oauth_wiring.oauth_deps.cache_clear()
     oauth_http.client.cache_clear()
 

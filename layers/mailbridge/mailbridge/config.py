@@ -162,7 +162,8 @@ class CrmOAuthSettings(BaseSettings):
     )
     hubspot_api_url: str = Field(default="https://api.hubapi.com", validation_alias="HUBSPOT_API_URL")
     hubspot_scopes: str = Field(
-        default="oauth crm.objects.contacts.read crm.objects.contacts.write",
+        # crm.lists.*: our campaigns go to HubSpot as static lists (POST /crm/sync/campaigns)
+        default="oauth crm.objects.contacts.read crm.objects.contacts.write crm.lists.read crm.lists.write",
         validation_alias="HUBSPOT_SCOPES",
     )
 

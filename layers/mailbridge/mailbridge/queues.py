@@ -154,3 +154,7 @@ class RemindersQueue(StandardQueue):
 
 class MatchQueue(StandardQueue):
     """The MatchQueue: matching work, and the continuations of backfills that spent their budget."""
+
+
+class CrmActivityQueue(StandardQueue):
+    """The CrmActivityQueue: `email.linked` announcements (from the bus) for CRM activity logging."""

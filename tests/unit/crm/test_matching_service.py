@@ -277,6 +277,8 @@ def test_a_company_is_linked_by_domain_but_never_by_an_own_domain(w: World) -> N
     assert w.links("em_1") == {customer: "domain"}
     assert w.records("em_1")[customer].via == CUSTOMER
     assert outcome == MatchOutcome("matched", linked=1)
+    # And no contact was linked, so nothing is announced for CRM activity logging
+    assert "email.linked" not in w.publisher.types()
 
 
 def test_sent_mail_creates_a_company_and_contacts_named_from_the_mail(w: World) -> None:
@@ -313,8 +315,16 @@ def test_sent_mail_creates_a_company_and_contacts_named_from_the_mail(w: World) 
         companies[CUSTOMER].company_id: "participant",
     }
     assert outcome == MatchOutcome("matched", linked=4, contacts_created=2, companies_created=1)
-    # And the creations were announced on the bus, as matching's own
-    assert sorted(w.publisher.types()) == ["company.created", "contact.created", "contact.created"]
+    # And the creations were announced on the bus, as matching's own, and then the contacts the
+    # mail is linked to, once (for CRM activity logging), companies left out
+    assert sorted(w.publisher.types()) == [
+        "company.created",
+        "contact.created",
+        "contact.created",
+        "email.linked",
+    ]
+    linked = [e for e in w.publisher.events if e.detail_type == "email.linked"]
+    assert linked[0].data == {"email_id": "em_1", "contact_ids": sorted([jane.contact_id, hank.contact_id])}
     assert {e.tenant_id for e in w.publisher.events} == {w.tenant}
 
 
@@ -407,7 +417,7 @@ def test_recipients_at_one_new_domain_share_the_one_company_created_for_it(w: Wo
     }
     # And the outcome counts each creation once
     assert outcome == MatchOutcome("matched", linked=5, contacts_created=3, companies_created=2)
-    assert sorted(w.publisher.types()) == ["company.created"] * 2 + ["contact.created"] * 3
+    assert sorted(w.publisher.types()) == ["company.created"] * 2 + ["contact.created"] * 3 + ["email.linked"]
 
 
 def test_without_a_stored_policy_the_connected_mailboxes_domains_are_the_own_ones(w: World) -> None:

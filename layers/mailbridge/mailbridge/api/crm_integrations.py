@@ -13,8 +13,11 @@ from mailbridge.api.context import Guards, current_tenant, require_role
 from mailbridge.api.crm import CRM
 from mailbridge.api.schemas import BEARER, errors
 from mailbridge.config import get_settings
-from mailbridge.crm.integrations import service
+from mailbridge.crm.integrations import campaigns, service
 from mailbridge.crm.integrations.models import (
+    ActivityLogging,
+    CampaignSyncQueued,
+    CampaignSyncRequest,
     Deleted,
     DevicePoll,
     DeviceStart,
@@ -25,7 +28,7 @@ from mailbridge.crm.integrations.models import (
     SyncRun,
     SyncStatus,
 )
-from mailbridge.crm.integrations.wiring import integration_deps
+from mailbridge.crm.integrations.wiring import activity_queue, campaign_sync_deps, integration_deps
 from mailbridge.errors import Invalid
 from mailbridge.store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from mailbridge.tenancy import Role
@@ -186,3 +189,44 @@ def list_logs(integration_id: str, limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cur
 )
 def get_status(integration_id: str) -> SyncStatus:
     return service.status(current_tenant(router), integration_id, integration_deps())
+
+
+@router.post(
+    "/crm/sync/campaigns",
+    summary="Sync campaigns to the connected CRMs: Salesforce Campaigns and members, HubSpot lists",
+    description=(
+        "Queues one sync per (connected integration, campaign): `integration_id` and `campaign_id` "
+        "narrow it to one, each defaults to all. A sync creates the Salesforce Campaign (status from "
+        "ours) or HubSpot static list, or renames it when our name changed, and sets its members to "
+        "the campaign's recipients that are synced contacts there, adding and removing only what "
+        "changed: a second sync writes nothing. Runs show in `GET /crm/integrations/{id}/logs` "
+        "(`kind` `campaigns`); a named integration that is not connected when its sync runs "
+        "(pending, `reauth_required`) is skipped. 404 `integration_not_found`, `campaign_not_found`."
+    ),
+    tags=["crm-integrations"],
+    security=BEARER,
+    status_code=202,
+    middlewares=ADMIN,
+    responses=errors({404: ["integration_not_found", "campaign_not_found"]}),
+)
+def sync_campaigns(body: Annotated[CampaignSyncRequest, Body()]) -> CampaignSyncQueued:
+    return campaigns.request_sync(current_tenant(router), body, campaign_sync_deps(), activity_queue())
+
+
+@router.put(
+    "/crm/integrations/<integration_id>/activity",
+    summary="Switch email activity logging for one CRM integration, and bodies in it",
+    description=(
+        "`log_activity` (on for a new integration): email linked to a contact that is synced to "
+        "this CRM is logged there once per Message-ID (Salesforce Task, HubSpot email engagement) "
+        "with its subject, direction, date and participants. `log_body` (off for a new integration) "
+        "adds the plain-text preview: the CRM has its own users and retention, so the body stays "
+        "out unless an admin decides otherwise. 404 `integration_not_found`."
+    ),
+    tags=["crm-integrations"],
+    security=BEARER,
+    middlewares=ADMIN,
+    responses=errors(NOT_FOUND),
+)
+def put_activity_logging(integration_id: str, body: Annotated[ActivityLogging, Body()]) -> Integration:
+    return service.set_activity_logging(current_tenant(router), integration_id, body, integration_deps())

@@ -133,4 +133,10 @@ def policy_store() -> PolicyStore:
 def link_deps() -> LinkDeps:
     from mailbridge.crm.links import LinkDeps
 
-    return LinkDeps(links=link_store(), emails=email_store(), crm=crm_store(), features=feature_store())
+    return LinkDeps(
+        links=link_store(),
+        emails=email_store(),
+        crm=crm_store(),
+        features=feature_store(),
+        publisher=publisher(),
+    )

@@ -16,7 +16,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from mailbridge.bus import EventPublisher
 from mailbridge.calendar.models import CalendarTimelineItem
+from mailbridge.crm.linked import email_linked
 from mailbridge.crm.models import (
     CAMPAIGN_ID,
     COMPANY_ID,
@@ -104,6 +106,7 @@ class LinkDeps:
     emails: EmailStore
     crm: CrmStore
     features: FeatureStore
+    publisher: EventPublisher | None = None
 
 
 def _utcnow() -> datetime:
@@ -157,6 +160,10 @@ def create_link(
         created_by=ctx.subject,
     )
     deps.links.put_manual_link(ctx.tenant_id, record)
+    if body.kind == "contact" and deps.publisher is not None:  # the CRM activity logger's cue
+        announced = email_linked(ctx.tenant_id, email_id, [body.record_id])
+        if announced is not None:
+            deps.publisher.publish([announced])
     return to_link(record)
 
 

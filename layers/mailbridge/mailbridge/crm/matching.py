@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mailbridge.bus import EventPublisher
 from mailbridge.crm import service
+from mailbridge.crm.linked import email_linked
 from mailbridge.crm.models import CompanyCreate, ContactCreate, ContactPatch, EmailLookup
 from mailbridge.crm.policy import (
     Policy,
@@ -351,6 +352,11 @@ def match_email(tenant_id: str, email_id: str, deps: MatchDeps) -> MatchOutcome:
     )
     matches = plan_links(mail, policy, contacts, companies, deals)
     linked = deps.links.put_auto_links(tenant_id, _records(mail, matches, deps.now()))
+    # Every match, not only the pairs written now: a retry after a failed publish announces again
+    # (the activity logger dedupes on the Message-ID). See mailbridge.crm.linked.
+    announced = email_linked(tenant_id, email_id, (m.record_id for m in matches if m.kind == "contact"))
+    if announced is not None and deps.publisher is not None:
+        deps.publisher.publish([announced])
     return MatchOutcome("matched", linked, contacts_created, companies_created)
 
 

@@ -300,6 +300,18 @@ class CampaignRunStore(DynamoRepository):
             if item.get("email_id"):
                 yield str(item["email_id"])
 
+    def queued_contacts(self, tenant_id: str, campaign_id: str) -> Iterator[str]:
+        """The contact id of every recipient the campaign's email was queued for (one Query per
+        1 MB page)."""
+        for item in self.query_all(
+            KeyConditionExpression=Key("pk").eq(tenant_pk(tenant_id))
+            & Key("sk").begins_with(recipient_prefix(campaign_id)),
+            ProjectionExpression="contact_id, #st",
+            ExpressionAttributeNames={"#st": "state"},
+        ):
+            if item.get("state") == "queued":
+                yield str(item["contact_id"])
+
     # ------------------------------------------------------------------ throttle
     def reserve_slots(
         self, tenant_id: str, account_id: str, count: int, interval: timedelta, earliest: datetime

@@ -158,6 +158,25 @@ class IntegrationStore(DynamoRepository):
             return False
         return True
 
+    def set_activity_settings(
+        self, tenant_id: str, integration_id: str, *, log_activity: bool, log_body: bool
+    ) -> Integration:
+        """Switch activity logging and bodies in logged activities (one conditional update);
+        IntegrationNotFound when there is no such integration."""
+        try:
+            answer = self.table.update_item(
+                Key={"pk": tenant_pk(tenant_id), "sk": integration_sk(integration_id)},
+                UpdateExpression="SET integration.log_activity = :a, integration.log_body = :b",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":a": log_activity, ":b": log_body},
+                ReturnValues="ALL_NEW",
+            )
+        except Exception as exc:
+            if is_condition_failure(exc):
+                raise IntegrationNotFound("no such integration") from exc
+            raise
+        return Integration.model_validate(answer["Attributes"]["integration"])
+
     def _token_put(self, integration: Integration, tokens: dict[str, Any]) -> Write:
         return Write(
             {

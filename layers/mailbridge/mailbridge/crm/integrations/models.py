@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from mailbridge.models.base import Model
 from mailbridge.models.fields import SingleLine
@@ -43,6 +43,15 @@ class Integration(Model):
     instance_url: str | None = Field(default=None, description="Salesforce instance URL (token answer)")
     remote_user_id: str | None = Field(default=None, description="The CRM user who consented")
     scopes: list[str] = Field(default_factory=list)
+    log_activity: bool = Field(
+        default=True,
+        description="Log email to synced contacts as CRM activities (Salesforce Task, HubSpot email)",
+    )
+    log_body: bool = Field(
+        default=False,
+        description="Put the email's text preview in the logged activity; off: subject, direction, date "
+        "and participants only (`mailbridge.crm.integrations.activity`)",
+    )
     created_at: datetime
     created_by: str = Field(description="JWT `sub` of who started the connection")
     connected_at: datetime | None = None
@@ -162,3 +171,44 @@ class RemoteLink(Model):
     local_updated_at: str | None = None
     fields_hash: Annotated[str | None, Field(max_length=64)] = None
     synced_at: datetime
+
+
+class CampaignSyncRequest(Model):
+    """`POST /crm/sync/campaigns`: which campaigns to which integrations (each: all when left out)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    integration_id: Annotated[SingleLine, Field(min_length=1, max_length=64)] | None = Field(
+        default=None, description="One integration; default every connected one"
+    )
+    campaign_id: Annotated[SingleLine, Field(min_length=1, max_length=64)] | None = Field(
+        default=None, description="One campaign; default every campaign of the tenant"
+    )
+
+
+class CampaignSyncQueued(Model):
+    """The campaign syncs queued: one per (integration, campaign) pair."""
+
+    queued: int
+    integration_ids: list[str]
+    campaign_ids: list[str]
+
+
+class CampaignSyncMessage(Model):
+    """One campaign to one integration, on the CrmActivityQueue (`kind` tells it from the
+    `email.linked` events on the same queue)."""
+
+    kind: Literal["campaign_sync"] = "campaign_sync"
+    tenant_id: str
+    integration_id: str
+    campaign_id: str
+
+
+class ActivityLogging(Model):
+    """`PUT /crm/integrations/{id}/activity`: whether linked email is logged at this CRM, and with
+    its text (`mailbridge.crm.integrations.activity` says why bodies are off by default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    log_activity: bool = Field(description="Log email to synced contacts as activities")
+    log_body: bool = Field(default=False, description="Include the email's plain-text preview")

@@ -40,6 +40,7 @@ from mailbridge.config import Settings
 from mailbridge.crm.integrations.models import (
     INTEGRATION_ID,
     INTEGRATION_REAUTH_REQUIRED,
+    ActivityLogging,
     DevicePoll,
     DeviceStart,
     Integration,
@@ -62,6 +63,8 @@ from mailbridge.errors import (
 from mailbridge.oauth.http import GrantRevoked
 from mailbridge.oauth.pkce import new_state, new_verifier, s256_challenge
 from mailbridge.observability import logger
+from mailbridge.store.crm_activity import LoggedEmailStore
+from mailbridge.store.crm_campaigns import RemoteCampaignStore
 from mailbridge.store.crm_integrations import IntegrationNotFound, IntegrationStore
 from mailbridge.store.crm_remote_ids import RemoteIdStore
 from mailbridge.store.crm_sync import SyncLogStore
@@ -90,6 +93,8 @@ class IntegrationDeps:
     states: OAuthStateStore
     publisher: EventPublisher
     oauth: Callable[[str], CrmOAuth]
+    logged: LoggedEmailStore | None = None  # what activity logging logged (removed with the integration)
+    remote_campaigns: RemoteCampaignStore | None = None  # our campaigns there (removed with it too)
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     sleep: Callable[[float], None] = time.sleep
 
@@ -379,8 +384,8 @@ def orgs(ctx: TenantContext, deps: IntegrationDeps) -> Orgs:
 
 def delete(ctx: TenantContext, integration_id: str, deps: IntegrationDeps) -> None:
     """Revoke the refresh token at the provider (best effort: a failure is logged by its code),
-    then delete the integration, its sealed tokens, its org lookup, its sync logs and its contact
-    links (admin)."""
+    then delete the integration, its sealed tokens, its org lookup, its sync logs, its contact
+    links, its record of logged emails and of our campaigns there (admin)."""
     ctx.require(Role.ADMIN)
     integration = get(ctx, integration_id, deps)
     tokens = deps.store.get_tokens(ctx.tenant_id, integration_id)
@@ -394,6 +399,21 @@ def delete(ctx: TenantContext, integration_id: str, deps: IntegrationDeps) -> No
     deps.store.delete_integration(integration)
     deps.logs.delete_all(ctx.tenant_id, integration_id)
     deps.remote_ids.delete_all(ctx.tenant_id, integration_id)
+    if deps.logged is not None:
+        deps.logged.delete_all(ctx.tenant_id, integration_id)
+    if deps.remote_campaigns is not None:
+        deps.remote_campaigns.delete_all(ctx.tenant_id, integration_id)
+
+
+def set_activity_logging(
+    ctx: TenantContext, integration_id: str, body: ActivityLogging, deps: IntegrationDeps
+) -> Integration:
+    """Switch activity logging and bodies for one integration (admin); 404 for another tenant's."""
+    ctx.require(Role.ADMIN)
+    get(ctx, integration_id, deps)
+    return deps.store.set_activity_settings(
+        ctx.tenant_id, integration_id, log_activity=body.log_activity, log_body=body.log_body
+    )
 
 
 def logs(
