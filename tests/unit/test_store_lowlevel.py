@@ -128,3 +128,11 @@ def test_a_store_handed_a_table_talks_to_that_tables_endpoint() -> None:
     assert client.meta.region_name == "eu-west-1"
     assert client._get_credentials().access_key == "local-key"
     assert client is store.client  # made once per store
+
+
+def test_a_store_that_made_its_own_table_uses_the_shared_low_level_client(tables: tuple[str, str]) -> None:
+    # Given a store whose resource table was made on first use (not handed in)
+    store = EmailStore(tables[0])
+    assert store.get_email("t1", "none") is None
+    # Then its low-level client is the process's one, the client request hooks are put on
+    assert store.client is aws.dynamodb_client()

@@ -72,6 +72,7 @@ class DynamoRepository:
     def __init__(self, table_name: str, table: Table | None = None) -> None:
         self.table_name = table_name
         self._table = table
+        self._injected = table  # `_table` is also filled lazily: only a table handed in counts
         self._client: DynamoDBClient | None = None
 
     @property
@@ -83,7 +84,8 @@ class DynamoRepository:
     @property
     def client(self) -> DynamoDBClient:
         if self._client is None:
-            self._client = aws.dynamodb_client() if self._table is None else aws.plain_client(self._table)
+            injected = self._injected
+            self._client = aws.dynamodb_client() if injected is None else aws.plain_client(injected)
         return self._client
 
     def get(self, pk: str, sk: str, *, consistent: bool = False) -> Item | None:
