@@ -88,7 +88,8 @@ def test_an_ingest_batch_never_goes_through_the_resource_layer(tables: tuple[str
         "TransactWriteItems",
     ]
     assert [r.email_id for r in again] == [r.email_id for r in first]
-    assert all(r.new_location for r in first) and not any(r.new_location for r in again)
+    assert all(r.new_location for r in first)
+    assert not any(r.new_location for r in again)
 
 
 def test_what_ingest_stores_reads_back_as_the_same_python_values(tables: tuple[str, str]) -> None:
@@ -103,7 +104,8 @@ def test_what_ingest_stores_reads_back_as_the_same_python_values(tables: tuple[s
     item = emails.get_email(mailbox.tenant_id, result.email_id)
     assert item is not None
     assert item["version"] == Decimal(1)
-    assert isinstance(item["loc_keys"], set) and len(item["loc_keys"]) == 1
+    assert isinstance(item["loc_keys"], set)
+    assert len(item["loc_keys"]) == 1
     assert item["accounts"] == {MAILBOX.account_id}
     assert item["from"] == [{"name": "Carol Customer", "address": "carol@customer.example"}]
     assert item["read"] is True
