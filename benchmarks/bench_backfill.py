@@ -334,7 +334,8 @@ def main() -> int:
         from mailbridge import aws
 
         counter = CallCounter()
-        counter.watch(aws.dynamodb().meta.client)
+        for client in aws.dynamodb_clients():
+            counter.watch(client)
         counter.watch(aws.sqs())
         t0 = time.perf_counter()
         seed_emails()

@@ -93,10 +93,11 @@ def main() -> int:
         mail = seed_mail(stack, invoke)
         requests = Requests()
         in_calls = CallClock()
-        events = aws.dynamodb().meta.client.meta.events
-        events.register("before-call.dynamodb.*", requests)
-        events.register("before-call.dynamodb.*", in_calls.start)
-        events.register("after-call.dynamodb.*", in_calls.stop)
+        for client in aws.dynamodb_clients():
+            events = client.meta.events
+            events.register("before-call.dynamodb.*", requests)
+            events.register("before-call.dynamodb.*", in_calls.start)
+            events.register("after-call.dynamodb.*", in_calls.stop)
 
         first = invoke(ReadCall("", "get-thread", {"thread_id": mail.thread_id}, {"limit": "50"}).event())
         calls = read_calls(mail, body(first)["next_cursor"])

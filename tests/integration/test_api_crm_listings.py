@@ -27,10 +27,11 @@ def queries(stack: Any) -> Iterator[list[str]]:
         if not is_rate_limit_request(**kwargs):
             names.append(kwargs["model"].name)
 
-    events = aws.dynamodb().meta.client.meta.events
-    events.register("before-call.dynamodb.*", record)
+    for client in aws.dynamodb_clients():
+        client.meta.events.register("before-call.dynamodb.*", record)
     yield names
-    events.unregister("before-call.dynamodb.*", record)
+    for client in aws.dynamodb_clients():
+        client.meta.events.unregister("before-call.dynamodb.*", record)
 
 
 @pytest.fixture

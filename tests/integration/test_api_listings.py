@@ -58,10 +58,11 @@ class Requests:
 @pytest.fixture
 def requests(stack: Stack) -> Iterator[Requests]:
     counter = Requests()
-    events = aws.dynamodb().meta.client.meta.events
-    events.register("before-call.dynamodb.*", counter)
+    for client in aws.dynamodb_clients():
+        client.meta.events.register("before-call.dynamodb.*", counter)
     yield counter
-    events.unregister("before-call.dynamodb.*", counter)
+    for client in aws.dynamodb_clients():
+        client.meta.events.unregister("before-call.dynamodb.*", counter)
 
 
 def seed_series(

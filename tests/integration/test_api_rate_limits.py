@@ -126,10 +126,11 @@ class RateUpdates:
 @pytest.fixture
 def rate_updates(stack: Stack) -> Iterator[RateUpdates]:
     counter = RateUpdates()
-    events = aws.dynamodb().meta.client.meta.events
-    events.register("before-call.dynamodb.*", counter)
+    for client in aws.dynamodb_clients():
+        client.meta.events.register("before-call.dynamodb.*", counter)
     yield counter
-    events.unregister("before-call.dynamodb.*", counter)
+    for client in aws.dynamodb_clients():
+        client.meta.events.unregister("before-call.dynamodb.*", counter)
 
 
 def test_each_request_updates_one_rate_counter(invoke_api: Invoke, rate_updates: RateUpdates) -> None:

@@ -30,7 +30,7 @@ def store(stack: Stack) -> RemoteIdStore:
 def count_requests(links: RemoteIdStore) -> list[str]:
     """The names of the DynamoDB operations the store's client calls from now on."""
     seen: list[str] = []
-    links.table.meta.client.meta.events.register(
+    links.client.meta.events.register(
         "before-call.dynamodb.*", lambda **kwargs: seen.append(kwargs["model"].name)
     )
     return seen

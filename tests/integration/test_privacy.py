@@ -629,12 +629,13 @@ def reads(stack: Stack) -> Iterator[DynamoReads]:
     from mailbridge import aws
 
     counter = DynamoReads(OTHER)
-    client = aws.dynamodb().meta.client
-    client.meta.events.register("before-call.dynamodb", counter.before)
-    client.meta.events.register("after-call.dynamodb", counter.after)
+    for client in aws.dynamodb_clients():
+        client.meta.events.register("before-call.dynamodb", counter.before)
+        client.meta.events.register("after-call.dynamodb", counter.after)
     yield counter
-    client.meta.events.unregister("before-call.dynamodb", counter.before)
-    client.meta.events.unregister("after-call.dynamodb", counter.after)
+    for client in aws.dynamodb_clients():
+        client.meta.events.unregister("before-call.dynamodb", counter.before)
+        client.meta.events.unregister("after-call.dynamodb", counter.after)
 
 
 def _crowd(stack: Stack, tenant: str, n: int) -> None:

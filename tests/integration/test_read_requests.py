@@ -51,10 +51,11 @@ SNOOZED_REQUESTS = 1
 @pytest.fixture
 def requests(stack: Stack) -> Iterator[Requests]:
     counter = Requests()
-    events = aws.dynamodb().meta.client.meta.events
-    events.register("before-call.dynamodb.*", counter)
+    for client in aws.dynamodb_clients():
+        client.meta.events.register("before-call.dynamodb.*", counter)
     yield counter
-    events.unregister("before-call.dynamodb.*", counter)
+    for client in aws.dynamodb_clients():
+        client.meta.events.unregister("before-call.dynamodb.*", counter)
 
 
 # The tests only read: the stack, the api's cold start and the mail are shared by the module.

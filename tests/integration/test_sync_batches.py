@@ -218,7 +218,7 @@ class LambdaDied(Exception):
 @pytest.fixture
 def requests(stack: Stack) -> Iterator[Requests]:
     counter = Requests()
-    clients = [aws.dynamodb().meta.client, aws.s3(), aws.events()]
+    clients = [*aws.dynamodb_clients(), aws.s3(), aws.events()]
     for client in clients:
         client.meta.events.register("before-call", counter.before)
         client.meta.events.register("after-call", counter.after)
@@ -412,7 +412,7 @@ def test_a_crash_at_any_request_then_a_replay_ends_in_the_same_state(
     # Given what an uninterrupted sync of the mailbox stores, its requests in order, and the
     # stored state before each of them
     checkpoints = Checkpoints(stack.deployed.buckets["MailBucket"], bus_probe)
-    clients = [aws.dynamodb().meta.client, aws.s3(), aws.events()]
+    clients = [*aws.dynamodb_clients(), aws.s3(), aws.events()]
     for client in clients:
         client.meta.events.register("before-call", checkpoints.before)
         client.meta.events.register("after-call", checkpoints.after)
@@ -464,7 +464,7 @@ def test_a_concurrent_writer_of_the_same_email_wins_and_the_batch_attaches_to_it
             fetched = FetchedMessage(uid=9, flags=(), internal_date=WHEN, modseq=None, size=len(raw), raw=raw)
             ingest_module.ingest(other, fetched, deps.emails, deps.blobs)
 
-    client = aws.dynamodb().meta.client
+    client = aws.dynamodb_client()  # the ingest's transactions go through the low-level client
     client.meta.events.register("before-call.dynamodb.TransactWriteItems", meanwhile)
     try:
         # When this mailbox syncs it

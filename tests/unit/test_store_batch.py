@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -15,9 +16,11 @@ from mailbridge.store.batch import (
     Backoff,
     StoreThrottled,
     TransactionLost,
+    batch_delete,
     batch_get,
     batch_put,
     chunks,
+    from_wire,
     transact,
 )
 from mailbridge.store.blobs import PUT_WORKERS, BlobStore, Upload
@@ -28,8 +31,9 @@ def key(n: int) -> dict[str, str]:
 
 
 class FakeDynamo:
-    """Serves BatchGetItem / BatchWriteItem, leaving the first `hold_back` keys or items of each
-    request unprocessed for the first `unprocessed_rounds` requests."""
+    """Serves BatchGetItem / BatchWriteItem in the low-level client's wire format, leaving the
+    first `hold_back` keys or items of each request unprocessed for the first
+    `unprocessed_rounds` requests."""
 
     def __init__(self, unprocessed_rounds: int = 0, hold_back: int = 1) -> None:
         self.unprocessed_rounds = unprocessed_rounds
@@ -42,7 +46,7 @@ class FakeDynamo:
         ((table, spec),) = RequestItems.items()
         keys = spec["Keys"]
         held, served = (keys[: self.hold_back], keys[self.hold_back :]) if self._unprocessed() else ([], keys)
-        response: dict[str, Any] = {"Responses": {table: [dict(k, found=True) for k in served]}}
+        response: dict[str, Any] = {"Responses": {table: [dict(k, found={"BOOL": True}) for k in served]}}
         if held:
             response["UnprocessedKeys"] = {table: {**spec, "Keys": held}}
         return response
@@ -53,7 +57,7 @@ class FakeDynamo:
         held, done = (puts[: self.hold_back], puts[self.hold_back :]) if self._unprocessed() else ([], puts)
         for put in done:
             item = put["PutRequest"]["Item"]
-            self.stored[(item["pk"], item["sk"])] = item
+            self.stored[(item["pk"]["S"], item["sk"]["S"])] = item
         return {"UnprocessedItems": {table: held}} if held else {}
 
     def _unprocessed(self) -> bool:
@@ -146,6 +150,84 @@ def test_a_lost_condition_names_the_actions_that_failed() -> None:
         transact(client, "emails", actions)
     assert lost.value.failed == [1, 3]
     assert all(a["Put"]["TableName"] == "emails" for a in client.sent)
+
+
+def test_items_reach_the_low_level_client_in_wire_format_and_come_back_as_python_values() -> None:
+    # Given an item with every kind of value the store writes
+    client = FakeDynamo()
+    item = {
+        **key(1),
+        "n": 3,
+        "read": False,
+        "gone": None,
+        "loc_keys": {"LOC#a"},
+        "to": [{"address": "a@example.com", "name": None}],
+    }
+    # When it is put, and read back through the same fake table
+    batch_put(client, "emails", [item])
+    stored = client.stored[("TENANT#t", "EMAIL#1")]
+    # Then the client got DynamoDB's attribute values (boto3's TypeSerializer), once per item
+    assert stored == {
+        "pk": {"S": "TENANT#t"},
+        "sk": {"S": "EMAIL#1"},
+        "n": {"N": "3"},
+        "read": {"BOOL": False},
+        "gone": {"NULL": True},
+        "loc_keys": {"SS": ["LOC#a"]},
+        "to": {"L": [{"M": {"address": {"S": "a@example.com"}, "name": {"NULL": True}}}]},
+    }
+    # and wire items read back are Python values again, numbers as Decimal like the resource's
+    assert from_wire(stored) == {**item, "n": Decimal(3)}
+    (found,) = batch_get(client, "emails", [key(1)])
+    assert found == {**key(1), "found": True}
+    assert client.requests[-1]["emails"]["Keys"] == [{"pk": {"S": "TENANT#t"}, "sk": {"S": "EMAIL#1"}}]
+
+
+def test_batch_delete_sends_wire_keys_once_each() -> None:
+    client = FakeDeletes()
+    batch_delete(client, "emails", [key(1), key(2), key(1)])
+    assert client.deleted == [
+        {"pk": {"S": "TENANT#t"}, "sk": {"S": "EMAIL#1"}},
+        {"pk": {"S": "TENANT#t"}, "sk": {"S": "EMAIL#2"}},
+    ]
+
+
+class FakeDeletes:
+    def __init__(self) -> None:
+        self.deleted: list[dict[str, Any]] = []
+
+    def batch_write_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
+        self.deleted.extend(w["DeleteRequest"]["Key"] for w in RequestItems["emails"])
+        return {}
+
+
+def test_a_transaction_sends_items_keys_and_expression_values_in_wire_format() -> None:
+    client = CancellingClient(["None", "None"])
+    actions = [
+        {"Put": {"Item": {**key(1), "n": 1}, "ConditionExpression": "attribute_not_exists(pk)"}},
+        {
+            "Update": {
+                "Key": key(2),
+                "UpdateExpression": "SET thread_id = :t ADD members :m",
+                "ExpressionAttributeNames": {"#d": "date"},
+                "ExpressionAttributeValues": {":t": "T1", ":m": {"E1"}},
+            }
+        },
+    ]
+    with pytest.raises(TransactionLost):  # the fake cancels; only what was sent matters here
+        transact(client, "emails", actions)
+    put, update = client.sent
+    assert put["Put"] == {
+        "TableName": "emails",
+        "Item": {"pk": {"S": "TENANT#t"}, "sk": {"S": "EMAIL#1"}, "n": {"N": "1"}},
+        "ConditionExpression": "attribute_not_exists(pk)",
+    }
+    assert update["Update"]["Key"] == {"pk": {"S": "TENANT#t"}, "sk": {"S": "EMAIL#2"}}
+    assert update["Update"]["ExpressionAttributeValues"] == {":t": {"S": "T1"}, ":m": {"SS": ["E1"]}}
+    assert update["Update"]["ExpressionAttributeNames"] == {"#d": "date"}
+    assert update["Update"]["UpdateExpression"] == "SET thread_id = :t ADD members :m"
+    # the caller's actions are left as they were (no copy was needed to send them)
+    assert actions[0]["Put"]["Item"] == {**key(1), "n": 1}
 
 
 class SlowS3:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from botocore.config import Config
-    from mypy_boto3_dynamodb import DynamoDBServiceResource
+    from mypy_boto3_dynamodb import DynamoDBClient, DynamoDBServiceResource
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_kms import KMSClient
     from mypy_boto3_s3 import S3Client
@@ -48,6 +48,42 @@ def dynamodb() -> DynamoDBServiceResource:
     # our requests are built by the store, never passed through from a client.
     return _session().resource(  # type: ignore[no-any-return]
         "dynamodb", config=_config(parameter_validation=False)
+    )
+
+
+@lru_cache(maxsize=1)
+def dynamodb_client() -> DynamoDBClient:
+    """The low-level DynamoDB client: wire-format attribute values (`{"S": ...}`), none of the
+    resource layer's per-request work (a deep copy of every parameter, then a walk of the request
+    and the response converting each attribute). The hot batched paths (`mailbridge.store.batch`)
+    convert each item once with boto3's `TypeSerializer`/`TypeDeserializer` instead. No client-side
+    parameter validation, as for the resource (see `dynamodb`)."""
+    return _session().client(  # type: ignore[no-any-return]
+        "dynamodb", config=_config(parameter_validation=False)
+    )
+
+
+def dynamodb_clients() -> tuple[Any, DynamoDBClient]:
+    """Every DynamoDB client the process's stores use: the resource's and the low-level one (for
+    hooks that must see every request, such as the request counters of tests and benchmarks)."""
+    return dynamodb().meta.client, dynamodb_client()
+
+
+def plain_client(table: Any) -> DynamoDBClient:
+    """A low-level DynamoDB client talking to where the resource `table` does (endpoint, region,
+    credentials): for stores handed a table built elsewhere (tests against a runner's moto)."""
+    import boto3
+
+    resource_client = table.meta.client
+    credentials = resource_client._get_credentials()  # botocore BaseClient; no public accessor
+    return boto3.session.Session().client(
+        "dynamodb",
+        region_name=resource_client.meta.region_name,
+        endpoint_url=resource_client.meta.endpoint_url,
+        aws_access_key_id=credentials.access_key if credentials else None,
+        aws_secret_access_key=credentials.secret_key if credentials else None,
+        aws_session_token=credentials.token if credentials else None,
+        config=_config(parameter_validation=False),
     )
 
 
@@ -93,6 +129,7 @@ def reset_clients() -> None:
     for cached in (
         _session,
         dynamodb,
+        dynamodb_client,
         events,
         kms,
         s3,

@@ -17,6 +17,7 @@ from mailbridge.store.fill import PAGE_BUDGET, Budget, fill
 from mailbridge.store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_cursor, encode_cursor
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.service_resource import Table
 
 Item = dict[str, Any]
@@ -62,17 +63,30 @@ class Write:
 
 
 class DynamoRepository:
-    """Owns one table. `table` may be injected (tests); otherwise the cached resource is used."""
+    """Owns one table. `table` may be injected (tests); otherwise the cached resource is used.
+
+    `client` is the low-level client the batched paths (`mailbridge.store.batch`) speak through:
+    the cached one, or, with an injected `table`, one for the same endpoint, region and
+    credentials."""
 
     def __init__(self, table_name: str, table: Table | None = None) -> None:
         self.table_name = table_name
         self._table = table
+        self._injected = table  # `_table` is also filled lazily: only a table handed in counts
+        self._client: DynamoDBClient | None = None
 
     @property
     def table(self) -> Table:
         if self._table is None:
             self._table = aws.dynamodb().Table(self.table_name)
         return self._table
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            injected = self._injected
+            self._client = aws.dynamodb_client() if injected is None else aws.plain_client(injected)
+        return self._client
 
     def get(self, pk: str, sk: str, *, consistent: bool = False) -> Item | None:
         response = self.table.get_item(Key={"pk": pk, "sk": sk}, ConsistentRead=consistent)

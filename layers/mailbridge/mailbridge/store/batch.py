@@ -9,6 +9,14 @@
   writes that need a condition (exactly once) or an update expression. A lost condition raises
   `TransactionLost`, naming which actions failed.
 
+Every function here takes the low-level DynamoDB client (`mailbridge.aws.dynamodb_client`, a
+repository's `client`), not a resource's: items go in and come out as Python values, converted once
+per item at this boundary with boto3's own `TypeSerializer` / `TypeDeserializer` (`to_wire`,
+`from_wire`), the same conversion the resource layer makes, without its deep copy of every
+request and its walk of every parameter and response (the largest share of the sync's CPU,
+benchmarks/bench_sync.py with BENCH_SYNC_PROFILE=1). Unprocessed keys and items come back in wire
+format and are sent again as they are.
+
 Unprocessed keys and items are retried with exponential backoff and full jitter (DynamoDB
 developer guide, "Error retries and exponential backoff"; BatchGetItem / BatchWriteItem API
 reference: "we strongly recommend that you use an exponential backoff algorithm"), at most
@@ -25,9 +33,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
 from mailbridge.errors import Conflict, MailbridgeError
 
 Item = dict[str, Any]
+# An item or key in DynamoDB's wire format: {"name": {"S": "value"}, ...}
+WireItem = dict[str, Any]
+
+_SERIALIZER = TypeSerializer()
+_DESERIALIZER = TypeDeserializer()
+# Attributes of a transaction action that hold attribute values (TransactWriteItems API
+# reference: Put.Item, Update/Delete/ConditionCheck.Key, ExpressionAttributeValues of each).
+_VALUE_MAPS = ("Item", "Key", "ExpressionAttributeValues")
 
 BATCH_GET_MAX = 100
 BATCH_WRITE_MAX = 25
@@ -58,6 +76,30 @@ class TransactionLost(Conflict):
         self.failed = failed
 
 
+def to_wire(item: Mapping[str, Any]) -> WireItem:
+    """`item` in DynamoDB's wire format (boto3's `TypeSerializer`: str -> S, int/Decimal -> N,
+    bool -> BOOL, None -> NULL, bytes -> B, sets -> SS/NS/BS, list -> L, dict -> M). Raises
+    `TypeError` for a float or any type DynamoDB has no type for, as the resource layer does."""
+    serialize = _SERIALIZER.serialize
+    return {name: serialize(value) for name, value in item.items()}
+
+
+def from_wire(item: Mapping[str, Any]) -> Item:
+    """A wire-format item as Python values (boto3's `TypeDeserializer`: N -> Decimal, SS -> set,
+    B -> `Binary`, ...), what the resource layer returns."""
+    deserialize = _DESERIALIZER.deserialize
+    return {name: deserialize(value) for name, value in item.items()}
+
+
+def _wire_action(body: Mapping[str, Any], table_name: str) -> dict[str, Any]:
+    """A transaction action's body with its items, keys and expression values in wire format and
+    the table name set (unless the action names one). Expressions must be strings here."""
+    wire: dict[str, Any] = {"TableName": table_name}
+    for name, value in body.items():
+        wire[name] = to_wire(value) if name in _VALUE_MAPS else value
+    return wire
+
+
 @dataclass
 class Backoff:
     """Full-jitter exponential backoff between attempts at unprocessed keys or items."""
@@ -73,8 +115,9 @@ class Backoff:
 
 @dataclass
 class BatchRead:
-    """Keys of one table for a shared BatchGetItem (`read_together`); `items` holds what exists
-    (any order) afterwards. `projection` names the attributes to read (the keys are added)."""
+    """Keys of one table for a shared BatchGetItem (`read_together`) through the low-level
+    `client`; `items` holds what exists (any order, as Python values) afterwards. `projection`
+    names the attributes to read (the keys are added)."""
 
     client: Any
     table_name: str
@@ -117,7 +160,7 @@ def read_together(
     for start in range(0, len(wanted), BATCH_GET_MAX):
         request: dict[str, Any] = {}
         for table, key in wanted[start : start + BATCH_GET_MAX]:
-            request.setdefault(table, {**by_table[table].spec(), "Keys": []})["Keys"].append(key)
+            request.setdefault(table, {**by_table[table].spec(), "Keys": []})["Keys"].append(to_wire(key))
         attempt = 0
         while request:
             if attempt:
@@ -126,7 +169,7 @@ def read_together(
             if on_request is not None:
                 on_request()
             for table, found in response.get("Responses", {}).items():
-                by_table[table].items.extend(found)
+                by_table[table].items.extend(from_wire(item) for item in found)
             request = response.get("UnprocessedKeys") or {}
             attempt += 1
 
@@ -151,7 +194,7 @@ def batch_get(
 def batch_put(client: Any, table_name: str, items: Sequence[Item], *, backoff: Backoff | None = None) -> None:
     """Put every item, 25 a request; a later item with the same key replaces an earlier one."""
     unique = list({(str(i["pk"]), str(i["sk"])): i for i in items}.values())
-    _batch_write(client, table_name, [{"PutRequest": {"Item": item}} for item in unique], backoff)
+    _batch_write(client, table_name, [{"PutRequest": {"Item": to_wire(item)}} for item in unique], backoff)
 
 
 def batch_delete(
@@ -159,7 +202,7 @@ def batch_delete(
 ) -> None:
     """Delete every key, 25 a request (deleting a missing item is no error); duplicates once."""
     unique = list({(str(k["pk"]), str(k["sk"])): dict(k) for k in keys}.values())
-    _batch_write(client, table_name, [{"DeleteRequest": {"Key": key}} for key in unique], backoff)
+    _batch_write(client, table_name, [{"DeleteRequest": {"Key": to_wire(key)}} for key in unique], backoff)
 
 
 def _batch_write(client: Any, table_name: str, writes: Sequence[Item], backoff: Backoff | None) -> None:
@@ -199,14 +242,15 @@ def chunks(actions: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 def transact(client: Any, table_name: str, actions: Sequence[dict[str, Any]]) -> None:
     """One TransactWriteItems of `actions` (`{"Put": {...}}`, `{"Update": {...}}`, ... without the
-    table name; at most 100, no two on the same item). Raises `TransactionLost` when a condition
-    failed or a concurrent transaction on the same items won; nothing was written then."""
+    table name, Python values, string expressions; at most 100, no two on the same item). Raises
+    `TransactionLost` when a condition failed or a concurrent transaction on the same items won;
+    nothing was written then."""
     if not actions:
         return
     items = []
     for action in actions:
         ((kind, body),) = action.items()
-        items.append({kind: {**body, "TableName": table_name}})
+        items.append({kind: _wire_action(body, table_name)})
     try:
         client.transact_write_items(TransactItems=items)
     except Exception as exc:

@@ -874,7 +874,7 @@ class CrmStore(DynamoRepository):
 
     def _read(self, tenant_id: str, sks: Sequence[str]) -> BatchRead:
         keys = [{"pk": tenant_pk(tenant_id), "sk": sk} for sk in sks]
-        return BatchRead(self.table.meta.client, self.table_name, keys, consistent=True)
+        return BatchRead(self.client, self.table_name, keys, consistent=True)
 
     def open_deals_of_contact(self, tenant_id: str, contact_id: str, *, limit: int = 100) -> list[Deal]:
         """Open deals naming the contact, last updated first (one gsi1 query + one batch read)."""

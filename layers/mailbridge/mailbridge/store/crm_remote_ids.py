@@ -64,7 +64,7 @@ class RemoteIdStore(DynamoRepository):
         """Write each link (both items), 25 items a BatchWriteItem request."""
         items = [item for link in links for item in self._items(tenant_id, link)]
         if items:
-            batch_put(self.table.meta.client, self.table_name, items)
+            batch_put(self.client, self.table_name, items)
 
     def relink(self, tenant_id: str, old: Sequence[RemoteLink], new: Sequence[RemoteLink]) -> None:
         """Write `new` and remove the items of `old` that `new` does not rewrite (a contact now
@@ -96,7 +96,7 @@ class RemoteIdStore(DynamoRepository):
         if not sks:
             return []
         pk = tenant_pk(tenant_id)
-        items = batch_get(self.table.meta.client, self.table_name, [{"pk": pk, "sk": sk} for sk in sks])
+        items = batch_get(self.client, self.table_name, [{"pk": pk, "sk": sk} for sk in sks])
         return [_link(item) for item in items]
 
     def forget(self, tenant_id: str, links: Sequence[RemoteLink]) -> None:
@@ -117,4 +117,4 @@ class RemoteIdStore(DynamoRepository):
 
     def _delete_sks(self, tenant_id: str, sks: Sequence[str]) -> None:
         pk = tenant_pk(tenant_id)
-        batch_delete(self.table.meta.client, self.table_name, [{"pk": pk, "sk": sk} for sk in sks])
+        batch_delete(self.client, self.table_name, [{"pk": pk, "sk": sk} for sk in sks])

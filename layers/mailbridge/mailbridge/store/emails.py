@@ -57,7 +57,6 @@ from mailbridge.store.keys import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
-BATCH_GET = 100
 # Members a THREAD item lists (email ids are 29 characters: about 60 KB, far below 400 KB).
 THREAD_MEMBERS_MAX = 2000
 # What ingest reads of what is already stored (locations, emails, Message-ID and subject keys).
@@ -206,7 +205,7 @@ class EmailStore(DynamoRepository):
         keys = [{"pk": tenant_pk(tenant_id), "sk": email_sk(e)} for e in dict.fromkeys(email_ids)]
         names = None if projection is None else ("email_id", *projection)
         items = batch_get(
-            self.table.meta.client,
+            self.client,
             self.table_name,
             keys,
             projection=names,
@@ -217,7 +216,7 @@ class EmailStore(DynamoRepository):
     def summaries_read(self, tenant_id: str, email_ids: Sequence[str]) -> BatchRead:
         """The emails' `SUMMARY_ATTRIBUTES`, for `read_together` with another table's keys."""
         keys = [{"pk": tenant_pk(tenant_id), "sk": email_sk(e)} for e in dict.fromkeys(email_ids)]
-        return BatchRead(self.table.meta.client, self.table_name, keys, ("email_id", *SUMMARY_ATTRIBUTES))
+        return BatchRead(self.client, self.table_name, keys, ("email_id", *SUMMARY_ATTRIBUTES))
 
     def update_email(self, tenant_id: str, email_id: str, **values: Any) -> None:
         """SET `values`; a change of `read` moves the email into or out of the unread index.
@@ -431,17 +430,9 @@ class EmailStore(DynamoRepository):
     def batch_get_sks(
         self, tenant_id: str, loc_keys: Iterable[str], *, consistent: bool = False
     ) -> list[Item]:
+        """The items of the given sort keys that exist (any order), 100 to a BatchGetItem."""
         keys = [{"pk": tenant_pk(tenant_id), "sk": sk} for sk in loc_keys]
-        out: list[Item] = []
-        for start in range(0, len(keys), BATCH_GET):
-            request: dict[str, Any] = {
-                self.table_name: {"Keys": keys[start : start + BATCH_GET], "ConsistentRead": consistent}
-            }
-            while request:
-                response = self.table.meta.client.batch_get_item(RequestItems=request)
-                out.extend(response.get("Responses", {}).get(self.table_name, []))
-                request = response.get("UnprocessedKeys") or {}
-        return out
+        return batch_get(self.client, self.table_name, keys, consistent=consistent)
 
     # ------------------------------------------------------------------ threading lookups
     def threads_for_message_ids(self, tenant_id: str, message_ids: Sequence[str]) -> dict[str, str]:
@@ -599,9 +590,7 @@ class EmailStore(DynamoRepository):
         """Consistent BatchGetItem of the given sort keys (100 a request), `PLAN_ATTRIBUTES`
         only: what ingest needs to know of what is stored. Missing keys are left out."""
         keys = [{"pk": tenant_pk(tenant_id), "sk": sk} for sk in dict.fromkeys(sks)]
-        items = batch_get(
-            self.table.meta.client, self.table_name, keys, consistent=True, projection=PLAN_ATTRIBUTES
-        )
+        items = batch_get(self.client, self.table_name, keys, consistent=True, projection=PLAN_ATTRIBUTES)
         return {str(item["sk"]): item for item in items}
 
     def write(self, writes: EmailWrites) -> None:
@@ -611,7 +600,7 @@ class EmailStore(DynamoRepository):
         done = 0
         for chunk in chunks(writes.actions):
             try:
-                transact(self.table.meta.client, self.table_name, chunk)
+                transact(self.client, self.table_name, chunk)
             except TransactionLost as lost:
                 raise TransactionLost([done + i for i in lost.failed]) from lost
             done += len(chunk)
@@ -620,7 +609,7 @@ class EmailStore(DynamoRepository):
         """Plain puts of (sort key, item), 25 a BatchWriteItem: only for deterministic keys, where
         writing an item again changes nothing (locations, quarantine records)."""
         batch_put(
-            self.table.meta.client,
+            self.client,
             self.table_name,
             [{"pk": tenant_pk(tenant_id), "sk": sk, **item} for sk, item in items],
         )
@@ -648,7 +637,7 @@ class EmailStore(DynamoRepository):
         is spent from `budget`."""
         keys = [{"pk": tenant_pk(tenant_id), "sk": thread_sk(t)} for t in dict.fromkeys(thread_ids)]
         items = batch_get(
-            self.table.meta.client,
+            self.client,
             self.table_name,
             keys,
             on_request=None if budget is None else budget.spend,

@@ -1,0 +1,140 @@
+"""The sync's hot DynamoDB path on the low-level client (`mailbridge.aws.dynamodb_client`), on moto:
+an ingest batch makes no request through boto3's resource layer (its deep copy and per-attribute
+walk were the largest share of the sync's CPU), the items it stores read back as the same Python
+values, and a store handed a table gets a low-level client for that table's endpoint."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from local.resources import create_table
+from local.template import load_template
+from mailbridge import aws
+from mailbridge.providers.imap.models import FetchedMessage
+from mailbridge.store.blobs import BlobStore
+from mailbridge.store.emails import EmailStore
+from mailbridge.sync.ingest import Mailbox, ingest_batch
+from tests.integration.sync_harness import message
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = load_template([ROOT / "template.yaml"])
+WHEN = dt.datetime(2026, 11, 17, 10, tzinfo=dt.UTC)
+MAILBOX = Mailbox("t1", "acc_0123456789abcdef0123", "user@example.com", "INBOX", 7)
+
+
+@pytest.fixture(scope="module")
+def tables() -> Iterator[tuple[str, str]]:
+    """The emails table and the mail bucket, once per module."""
+    with mock_aws():
+        aws.reset_clients()
+        kms = boto3.client("kms", region_name="us-east-1")
+        TEMPLATE.physical_ids["DataKey"] = kms.create_key()["KeyMetadata"]["KeyId"]
+        emails = create_table(boto3.client("dynamodb", region_name="us-east-1"), TEMPLATE, "EmailsTable")
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="mail-bucket")
+        yield emails, "mail-bucket"
+        aws.reset_clients()
+
+
+class Calls:
+    """DynamoDB operations one client makes (botocore's before-call event)."""
+
+    def __init__(self, client: Any) -> None:
+        self.names: list[str] = []
+        self.client = client
+        client.meta.events.register("before-call.dynamodb.*", self.record)
+
+    def record(self, model: Any, **_: Any) -> None:
+        self.names.append(model.name)
+
+    def stop(self) -> None:
+        self.client.meta.events.unregister("before-call.dynamodb.*", self.record)
+
+
+def fetched(uid: int, raw: bytes) -> FetchedMessage:
+    return FetchedMessage(uid=uid, flags=("\\Seen",), internal_date=WHEN, modseq=None, size=len(raw), raw=raw)
+
+
+def test_an_ingest_batch_never_goes_through_the_resource_layer(tables: tuple[str, str]) -> None:
+    emails_table, bucket = tables
+    emails = EmailStore(emails_table)
+    resource_calls = Calls(aws.dynamodb().meta.client)
+    plain_calls = Calls(aws.dynamodb_client())
+    batch = [fetched(uid, message(f"Order {uid}", msgid=f"o{uid}@customer.example")) for uid in (1, 2, 3)]
+    try:
+        # When a batch of three new messages is ingested, and then again (a replay)
+        first = ingest_batch(MAILBOX, batch, emails, BlobStore(bucket))
+        again = ingest_batch(MAILBOX, batch, emails, BlobStore(bucket))
+    finally:
+        resource_calls.stop()
+        plain_calls.stop()
+    # Then every DynamoDB request went through the low-level client: one read round, one
+    # transaction, one batch write of the locations; the replay finds its locations stored and
+    # writes none of them again
+    assert resource_calls.names == []
+    assert plain_calls.names == [
+        "BatchGetItem",
+        "TransactWriteItems",
+        "BatchWriteItem",
+        "BatchGetItem",
+        "TransactWriteItems",
+    ]
+    assert [r.email_id for r in again] == [r.email_id for r in first]
+    assert all(r.new_location for r in first)
+    assert not any(r.new_location for r in again)
+
+
+def test_what_ingest_stores_reads_back_as_the_same_python_values(tables: tuple[str, str]) -> None:
+    emails_table, bucket = tables
+    emails = EmailStore(emails_table)
+    mailbox = replace(MAILBOX, tenant_id="t2")
+    raw = message("Quote", msgid="q5@customer.example")
+    (result,) = ingest_batch(mailbox, [fetched(5, raw)], emails, BlobStore(bucket))
+    assert result.email_id is not None
+    # Read through the resource layer, the reference conversion: sets stay sets, numbers Decimal,
+    # nested address lists lists of maps, booleans booleans
+    item = emails.get_email(mailbox.tenant_id, result.email_id)
+    assert item is not None
+    assert item["version"] == Decimal(1)
+    assert isinstance(item["loc_keys"], set)
+    assert len(item["loc_keys"]) == 1
+    assert item["accounts"] == {MAILBOX.account_id}
+    assert item["from"] == [{"name": "Carol Customer", "address": "carol@customer.example"}]
+    assert item["read"] is True
+    # and the plan read (low-level client, TypeDeserializer) sees the same values
+    planned = emails.plan_read(mailbox.tenant_id, [f"EMAIL#{result.email_id}"])
+    assert planned[f"EMAIL#{result.email_id}"]["thread_id"] == item["thread_id"]
+    assert planned[f"EMAIL#{result.email_id}"]["date"] == item["date"]
+
+
+def test_a_store_handed_a_table_talks_to_that_tables_endpoint() -> None:
+    resource = boto3.resource(
+        "dynamodb",
+        region_name="eu-west-1",
+        endpoint_url="http://localhost:4566",
+        aws_access_key_id="local-key",
+        aws_secret_access_key="local-secret",
+    )
+    store = EmailStore("emails", table=resource.Table("emails"))
+    client: Any = store.client
+    assert client is not resource.meta.client
+    assert client.meta.endpoint_url == "http://localhost:4566"
+    assert client.meta.region_name == "eu-west-1"
+    assert client._get_credentials().access_key == "local-key"
+    assert client is store.client  # made once per store
+
+
+def test_a_store_that_made_its_own_table_uses_the_shared_low_level_client(tables: tuple[str, str]) -> None:
+    # Given a store whose resource table was made on first use (not handed in)
+    store = EmailStore(tables[0])
+    assert store.get_email("t1", "none") is None
+    # Then its low-level client is the process's one, the client request hooks are put on
+    assert store.client is aws.dynamodb_client()
