@@ -50,7 +50,7 @@ class LoggedEmailStore(DynamoRepository):
             return {}
         pk = tenant_pk(tenant_id)
         items = batch_get(
-            self.table.meta.client,
+            self.client,
             self.table_name,
             [{"pk": pk, "sk": sk} for sk in by_sk],
             consistent=True,
@@ -72,7 +72,7 @@ class LoggedEmailStore(DynamoRepository):
             for message_id, remote_id in logged.items()
         ]
         if items:
-            batch_put(self.table.meta.client, self.table_name, items)
+            batch_put(self.client, self.table_name, items)
 
     def delete_all(self, tenant_id: str, integration_id: str) -> None:
         """Every record of an integration (when it is removed)."""
@@ -84,4 +84,4 @@ class LoggedEmailStore(DynamoRepository):
                 ProjectionExpression="sk",
             )
         ]
-        batch_delete(self.table.meta.client, self.table_name, keys)
+        batch_delete(self.client, self.table_name, keys)

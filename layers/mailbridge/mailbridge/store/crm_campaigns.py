@@ -83,4 +83,4 @@ class RemoteCampaignStore(DynamoRepository):
                 ProjectionExpression="sk",
             )
         ]
-        batch_delete(self.table.meta.client, self.table_name, list(keys))
+        batch_delete(self.client, self.table_name, list(keys))
