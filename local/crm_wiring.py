@@ -24,7 +24,7 @@ from local.salesforce import SalesforceDouble
 from local.salesforce.oauth import ConnectedApp
 
 STATE_FILE = ROOT / ".local" / "crm-doubles.json"
-HUBSPOT_SCOPES = "oauth crm.objects.contacts.read crm.objects.contacts.write"
+HUBSPOT_SCOPES = "oauth crm.objects.contacts.read crm.objects.contacts.write crm.schemas.contacts.read"
 
 
 @dataclass(frozen=True)

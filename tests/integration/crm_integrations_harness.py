@@ -31,7 +31,7 @@ TENANT = "acme"
 CALLBACK_BASE = "https://api.mailbridge.test"
 RETURN_URL = "https://app.mailbridge.test/connected"
 HTTP = httpx.Client(timeout=10)
-HUBSPOT_SCOPES = "oauth crm.objects.contacts.read crm.objects.contacts.write"
+HUBSPOT_SCOPES = "oauth crm.objects.contacts.read crm.objects.contacts.write crm.schemas.contacts.read"
 
 
 def reset_crm_caches() -> None:

@@ -162,7 +162,7 @@ class CrmOAuthSettings(BaseSettings):
     )
     hubspot_api_url: str = Field(default="https://api.hubapi.com", validation_alias="HUBSPOT_API_URL")
     hubspot_scopes: str = Field(
-        default="oauth crm.objects.contacts.read crm.objects.contacts.write",
+        default="oauth crm.objects.contacts.read crm.objects.contacts.write crm.schemas.contacts.read",
         validation_alias="HUBSPOT_SCOPES",
     )
 
@@ -190,6 +190,11 @@ class Settings(BaseSettings):
         validation_alias="REMINDERS_QUEUE_URL",
         min_length=1,
         description="Where the daily nudge run puts one scan per tenant (mailbridge.nudges.service.fan_out)",
+    )
+    crm_sync_queue_url: str = Field(
+        default="",
+        validation_alias="CRM_SYNC_QUEUE_URL",
+        description="The CrmSyncQueue (FIFO): CRM contact syncs (mailbridge.crm.sync)",
     )
     allow_private_mail_hosts: bool = Field(default=False, validation_alias="ALLOW_PRIVATE_MAIL_HOSTS")
     cursor_secret_arn: str = Field(
