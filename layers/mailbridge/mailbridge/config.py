@@ -161,6 +161,12 @@ class CrmOAuthSettings(BaseSettings):
         default="https://app.hubspot.com/oauth/authorize", validation_alias="HUBSPOT_AUTH_URL"
     )
     hubspot_api_url: str = Field(default="https://api.hubapi.com", validation_alias="HUBSPOT_API_URL")
+    hubspot_webhook_url: str = Field(
+        default="",
+        validation_alias="HUBSPOT_WEBHOOK_URL",
+        description="The target URL set in the HubSpot app (what its v3 signature covers); empty: "
+        "https:// + the request's host and path",
+    )
     hubspot_scopes: str = Field(
         default="oauth crm.objects.contacts.read crm.objects.contacts.write crm.schemas.contacts.read",
         validation_alias="HUBSPOT_SCOPES",
