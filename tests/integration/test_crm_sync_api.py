@@ -50,7 +50,8 @@ def put_mapping(crm: CrmStack, integration_id: str, body: Any, role: str = "admi
 def queued(crm: CrmStack) -> list[dict[str, Any]]:
     url = crm.stack.env("CrmSyncFunction")["CRM_SYNC_QUEUE_URL"]
     answer = boto3.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])
-    return answer.get("Messages", [])
+    messages: list[dict[str, Any]] = [dict(m) for m in answer.get("Messages", [])]
+    return messages
 
 
 def listed_contacts(crm: CrmStack) -> list[dict[str, Any]]:
