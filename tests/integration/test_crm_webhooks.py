@@ -51,7 +51,7 @@ def queued(crm: CrmStack) -> list[dict[str, Any]]:
     messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
     for m in messages:  # taken off the queue, as the runner does once the function answered
         sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-    return messages
+    return [dict(m) for m in messages]
 
 
 def outbound(crm: CrmStack, body: bytes) -> dict[str, Any]:
@@ -177,3 +177,95 @@ def test_a_signed_contact_event_of_a_connected_portal_queues_a_pull_once(stack: 
     assert [a["statusCode"] for a in answers] == [204, 204], answers
     bodies = [json.loads(m["Body"]) for m in queued(stack)]
     assert [(b["integration_id"], b["remote_ids"]) for b in bodies] == [(integration_id, ["901"])]
+
+
+def run_queued(crm: CrmStack) -> None:
+    """What the runner does: the CrmSyncQueue's messages through the crmsync function."""
+    messages = queued(crm)
+    event = load_event("sqs/crm-sync.json")
+    event["Records"] = [{**event["Records"][0], "body": m["Body"]} for m in messages]
+    assert crm.invoke("crmsync", event) == {"batchItemFailures": []}
+
+
+def test_acceptance_walk_device_flow_two_way_sync_conflict_and_outbound_message(stack: CrmStack) -> None:
+    """Issue 18's acceptance walk, in-process: connect Salesforce by the device flow, sync contacts
+    both ways with a custom field mapped, change one contact on both sides and see the policy win
+    and the conflict logged, and an outbound message update our contact."""
+    stack.salesforce.add_custom_field("Contact", "Region__c", "picklist", picklist=("EMEA", "APAC"))
+    # Given Salesforce connected by the device flow
+    started = stack.body(stack.api("crm-start-device-flow", role="member", body={"provider": "salesforce"}))
+    stack.salesforce.approve_device(started["user_code"])
+    stack.clock.advance(started["interval"])
+    integration_id = started["integration"]["integration_id"]
+    polled = stack.body(stack.api("crm-poll-device-flow", integration_id, role="member"))
+    assert polled["status"] == "connected", polled
+    org_id = polled["integration"]["org_id"]
+    # and a mapping with the custom field, our side winning conflicts (the api function's edits
+    # carry the wall-clock time, not the doubles' manual clock, so `newest_wins` is for the
+    # service tests to check)
+    mapping = {
+        "fields": [
+            {"local": "first_name", "remote": "FirstName"},
+            {"local": "last_name", "remote": "LastName"},
+            {"local": "email", "remote": "Email"},
+            {"local": "title", "remote": "Title"},
+            {"local": "custom.region", "remote": "Region__c"},
+        ],
+        "conflict_policy": "mailbridge_wins",
+    }
+    assert stack.api("crm-put-sync-mapping", integration_id, role="admin", body=mapping)["statusCode"] == 200
+    # When a contact on each side is synced
+    remote_grace = stack.salesforce.create(
+        "Contact", FirstName="Grace", LastName="Hopper", Email="grace@example.com", Region__c="APAC"
+    )
+    created = stack.api(
+        "crm-create-contact", role="member",
+        body={"name": "Ada Lovelace", "emails": [{"address": "ada@example.com"}], "custom": {"region": "EMEA"}},
+    )  # fmt: skip
+    assert created["statusCode"] == 201, created
+    ada_id = stack.body(created)["contact_id"]
+    stack.clock.advance(5)
+    assert stack.api("crm-start-contact-sync", role="member", body={})["statusCode"] == 202
+    run_queued(stack)
+    # Then each side holds both, the custom field mapped
+    ada_remote = next(r for r in stack.salesforce.records("Contact") if r["Email"] == "ada@example.com")
+    assert ada_remote["Region__c"] == "EMEA"
+    contacts = {c["name"]: c for c in list_contacts(stack)}
+    assert contacts["Grace Hopper"]["custom"] == {"region": "APAC"}
+
+    # When Ada changes on both sides
+    stack.clock.advance(120)
+    stack.salesforce.update("Contact", ada_remote["Id"], Title="Countess")
+    stack.clock.advance(10)
+    patch = load_event("api/crm-patch-contact.json", tenant=TENANT, role="member", body={"title": "Analyst"})
+    patch["pathParameters"]["contact_id"] = ada_id
+    patch["rawPath"] = f"/crm/contacts/{ada_id}"
+    patch["requestContext"]["http"]["path"] = patch["rawPath"]
+    assert stack.invoke("api", patch)["statusCode"] == 200
+    stack.clock.advance(5)
+    assert (
+        stack.api("crm-start-contact-sync", role="member", body={"integration_id": integration_id})[
+            "statusCode"
+        ]
+        == 202
+    )
+    run_queued(stack)
+    # Then ours won on both sides and the run logged the conflict
+    assert stack.salesforce.record("Contact", ada_remote["Id"])["Title"] == "Analyst"
+    runs = stack.body(stack.api("crm-list-sync-logs", integration_id, role="member"))["items"]
+    assert runs[0]["conflicts"] == 1
+
+    # When Salesforce changes Grace and sends an outbound message
+    stack.clock.advance(60)
+    stack.salesforce.update("Contact", remote_grace, Region__c="EMEA")
+    assert outbound(stack, message(org_id, "04l5g00000ABCDEAA9", remote_grace))["statusCode"] == 200
+    run_queued(stack)
+    # Then our contact has the change
+    assert {c["name"]: c for c in list_contacts(stack)}["Grace Hopper"]["custom"] == {"region": "EMEA"}
+
+
+def list_contacts(crm: CrmStack) -> list[dict[str, Any]]:
+    event = load_event("api/crm-list-contacts.json", tenant=TENANT, role="member")
+    event["rawQueryString"], event["queryStringParameters"] = "", None
+    items: list[dict[str, Any]] = crm.body(crm.invoke("api", event))["items"]
+    return items
