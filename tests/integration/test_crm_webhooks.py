@@ -218,10 +218,8 @@ def test_acceptance_walk_device_flow_two_way_sync_conflict_and_outbound_message(
     remote_grace = stack.salesforce.create(
         "Contact", FirstName="Grace", LastName="Hopper", Email="grace@example.com", Region__c="APAC"
     )
-    created = stack.api(
-        "crm-create-contact", role="member",
-        body={"name": "Ada Lovelace", "emails": [{"address": "ada@example.com"}], "custom": {"region": "EMEA"}},
-    )  # fmt: skip
+    ada = {"name": "Ada Lovelace", "emails": [{"address": "ada@example.com"}], "custom": {"region": "EMEA"}}
+    created = stack.api("crm-create-contact", role="member", body=ada)
     assert created["statusCode"] == 201, created
     ada_id = stack.body(created)["contact_id"]
     stack.clock.advance(5)
