@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mailbridge.crm.models import Contact
-from mailbridge.crm.remote.protocol import FieldInfo
+from mailbridge.crm.remote.protocol import FieldInfo, RemoteRecord
 from mailbridge.crm.sync import mapping as fm
 from mailbridge.crm.sync.models import FieldMapping
 
@@ -91,7 +91,12 @@ def test_a_value_the_field_cannot_hold_is_refused(custom: dict[str, Any]) -> Non
 
 def test_the_hash_ignores_case_of_email_spaces_and_integral_floats_but_not_a_changed_value() -> None:
     ours = fm.fields_hash(fm.to_remote(contact(score=3), MAPPING), MAPPING)
-    theirs = {"FirstName": " Ada King ", "LastName": "Lovelace", "Email": "ADA@example.com", "Score__c": 3.0}
+    theirs: RemoteRecord = {
+        "FirstName": " Ada King ",
+        "LastName": "Lovelace",
+        "Email": "ADA@example.com",
+        "Score__c": 3.0,
+    }
     assert fm.fields_hash(theirs, MAPPING) == ours
     assert fm.fields_hash({**theirs, "Score__c": 4.0}, MAPPING) != ours
 
