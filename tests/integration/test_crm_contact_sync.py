@@ -368,13 +368,16 @@ def test_a_targeted_pull_applies_just_those_records(sync: Sync) -> None:
     sync.crm.clock.advance(60)
     sync.sf.update("Contact", one, Title="Boss")
     sync.sf.create("Contact", LastName="Two", Email="two@example.com")
+    sync.ours("Three Local", "three@example.com")
 
     sync.run(remote_ids=[one])
 
     contact = sync.by_email("one@example.com")
     assert contact is not None
     assert contact.title == "Boss"
+    # and nothing else moved either way: the next full run takes those
     assert sync.by_email("two@example.com") is None
+    assert sync.remote_by_email("three@example.com") is None
 
 
 @pytest.mark.parametrize(

@@ -211,20 +211,25 @@ def run(message: ContactSync, deps: SyncDeps) -> SyncRun | None:  # noqa: PLR091
         provider = deps.provider(deps.integrations, tenant_id, integration_id)
         settings = _stored(tenant_id, integration, deps)
         session = _Run(tenant_id, integration, current, settings, provider, provider.contact_fields(), deps)
-        status = logs.status(tenant_id, integration_id)
-        marks: dict[str, str] = {}
-        if message.remote_ids:
-            session.pull_ids(message.remote_ids)
-        else:
-            pulled = session.pull(status.watermarks.get(PULL_MARK))
-            if pulled is not None:
-                marks[PULL_MARK] = pulled
-        pushed = session.push(None if message.remote_ids else status.watermarks.get(PUSH_MARK))
-        if pushed is not None and not message.remote_ids:
-            marks[PUSH_MARK] = pushed
+        marks = _both_ways(session, message.remote_ids, logs.status(tenant_id, integration_id).watermarks)
     except ProviderAuthError as exc:
         return logs.finish_run(tenant_id, current, error_code=exc.code, now=deps.now())
     return logs.finish_run(tenant_id, current, watermarks=marks, now=deps.now())
+
+
+def _both_ways(session: _Run, remote_ids: Sequence[str] | None, watermarks: dict[str, str]) -> dict[str, str]:
+    """Pull, then push; the watermarks reached. A targeted run (`remote_ids`) pulls those records
+    and pushes only the conflicts our side won: it reads no index and moves no watermark."""
+    if remote_ids:
+        session.pull_ids(remote_ids)
+        session.push(None, index=False)
+        return {}
+    marks: dict[str, str] = {}
+    pulled = session.pull(watermarks.get(PULL_MARK))
+    if pulled is not None:
+        marks[PULL_MARK] = pulled
+    marks[PUSH_MARK] = session.push(watermarks.get(PUSH_MARK))
+    return marks
 
 
 @dataclass
@@ -481,12 +486,15 @@ class _Run:
 
     # ------------------------------------------------------------------ push
 
-    def push(self, since: str | None) -> str | None:
-        """Our changes since the change key `since` (None: every contact) to the CRM; the new push
-        watermark (None for a targeted run, which reads no index)."""
+    def push(self, since: str | None, *, index: bool = True) -> str:
+        """Our changes since the change key `since` (None: every contact) to the CRM, and the
+        conflicts our side won; the new push watermark. `index=False` (a targeted run): the
+        conflicts only, no read of our contacts."""
         ceiling = change_key(self.started - PUSH_OVERLAP, "")
         source: Iterable[tuple[str | None, Contact | str]]
-        if since is None:
+        if not index:
+            source = ()
+        elif since is None:
             source = ((None, c) for c in self.deps.crm.all_contacts(self.tenant_id))
         else:
             source = self.deps.crm.changed_contacts(self.tenant_id, since)
