@@ -26,7 +26,10 @@ from local.salesforce.oauth import ConnectedApp
 
 STATE_FILE = ROOT / ".local" / "crm-doubles.json"
 MESSAGE_ID_FIELD = "Mailbridge_Message_Id__c"
-HUBSPOT_SCOPES = "oauth crm.objects.contacts.read crm.objects.contacts.write crm.lists.read crm.lists.write"
+HUBSPOT_SCOPES = (
+    "oauth crm.objects.contacts.read crm.objects.contacts.write crm.schemas.contacts.read "
+    "crm.lists.read crm.lists.write"
+)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,10 @@ TENANT = "acme"
 CALLBACK_BASE = "https://api.mailbridge.test"
 RETURN_URL = "https://app.mailbridge.test/connected"
 HTTP = httpx.Client(timeout=10)
-HUBSPOT_SCOPES = "oauth crm.objects.contacts.read crm.objects.contacts.write crm.lists.read crm.lists.write"
+HUBSPOT_SCOPES = (
+    "oauth crm.objects.contacts.read crm.objects.contacts.write crm.schemas.contacts.read "
+    "crm.lists.read crm.lists.write"
+)
 
 
 def reset_crm_caches() -> None:

@@ -563,5 +563,6 @@ def test_every_crm_route_has_its_sample(invoke_api: Invoke) -> None:
     # 23 + the timelines and /crm/settings of email matching + 8 of tasks and activities + the
     # engagement of a contact and of a campaign + 9 of the Salesforce/HubSpot integrations and
     # orgs + 3 of the suppression list + a campaign's send and its status + the campaign sync and
-    # an integration's activity logging switch
-    assert len(crm_routes) == 53
+    # an integration's activity logging switch + 3 of the contact sync (the mapping's GET and PUT,
+    # POST /crm/sync/contacts)
+    assert len(crm_routes) == 56

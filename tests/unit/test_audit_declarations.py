@@ -109,7 +109,12 @@ def test_every_write_is_audited_but_provider_pushes(document: dict[str, Any]) ->
     )
     # Then every POST/PUT/PATCH/DELETE is a write but the providers' pushes (declared not audited),
     # and the only GET write is the public RSVP link; tracking hits are not audited
-    assert not_writes == [("POST", "/webhooks/gmail"), ("POST", "/webhooks/graph")]
+    assert not_writes == [
+        ("POST", "/webhooks/gmail"),
+        ("POST", "/webhooks/graph"),
+        ("POST", "/webhooks/hubspot"),
+        ("POST", "/webhooks/salesforce"),
+    ]
     assert {(m, p) for m, p in writes if m == "GET"} == {("GET", "/calendar/rsvp/{token}")}
     assert {kind for (m, p), kind in declared.items() if p.startswith("/t/")} == {"none"}
 

@@ -84,6 +84,8 @@ def test_only_health_docs_and_what_proves_itself_skip_the_authorizer() -> None:
         "/oauth/{provider}/callback",
         "/webhooks/gmail",
         "/webhooks/graph",
+        "/webhooks/salesforce",
+        "/webhooks/hubspot",
         "/calendar/feed/{token}",
         "/calendar/rsvp/{token}",
         "/t/o/{token}",

@@ -161,9 +161,19 @@ class CrmOAuthSettings(BaseSettings):
         default="https://app.hubspot.com/oauth/authorize", validation_alias="HUBSPOT_AUTH_URL"
     )
     hubspot_api_url: str = Field(default="https://api.hubapi.com", validation_alias="HUBSPOT_API_URL")
+    hubspot_webhook_url: str = Field(
+        default="",
+        validation_alias="HUBSPOT_WEBHOOK_URL",
+        description="The target URL set in the HubSpot app (what its v3 signature covers); empty: "
+        "https:// + the request's host and path",
+    )
     hubspot_scopes: str = Field(
-        # crm.lists.*: our campaigns go to HubSpot as static lists (POST /crm/sync/campaigns)
-        default="oauth crm.objects.contacts.read crm.objects.contacts.write crm.lists.read crm.lists.write",
+        # crm.schemas.contacts.read: the properties API (field mapping); crm.lists.*: our campaigns
+        # go to HubSpot as static lists (POST /crm/sync/campaigns)
+        default=(
+            "oauth crm.objects.contacts.read crm.objects.contacts.write crm.schemas.contacts.read "
+            "crm.lists.read crm.lists.write"
+        ),
         validation_alias="HUBSPOT_SCOPES",
     )
 
@@ -191,6 +201,11 @@ class Settings(BaseSettings):
         validation_alias="REMINDERS_QUEUE_URL",
         min_length=1,
         description="Where the daily nudge run puts one scan per tenant (mailbridge.nudges.service.fan_out)",
+    )
+    crm_sync_queue_url: str = Field(
+        default="",
+        validation_alias="CRM_SYNC_QUEUE_URL",
+        description="The CrmSyncQueue (FIFO): CRM contact syncs (mailbridge.crm.sync)",
     )
     allow_private_mail_hosts: bool = Field(default=False, validation_alias="ALLOW_PRIVATE_MAIL_HOSTS")
     cursor_secret_arn: str = Field(

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
+    from mailbridge.crm.sync.models import ContactSync as CrmSyncMessage
+
 POLL_GROUP = "poll"
 
 
@@ -158,3 +160,26 @@ class MatchQueue(StandardQueue):
 
 class CrmActivityQueue(StandardQueue):
     """The CrmActivityQueue: `email.linked` announcements (from the bus) for CRM activity logging."""
+
+
+class CrmSyncQueue(StandardQueue):
+    """The CrmSyncQueue (FIFO): one message group per CRM integration, so two syncs of one
+    integration never run at once; a run's message is deduplicated on its run id (5 minutes)."""
+
+    def send_syncs(self, messages: Sequence[CrmSyncMessage]) -> None:
+        for start in range(0, len(messages), 10):
+            entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                {
+                    "Id": str(i),
+                    "MessageBody": message.model_dump_json(),
+                    "MessageGroupId": message.integration_id or "fanout",
+                    "MessageDeduplicationId": message.run_id or uuid.uuid4().hex,
+                }
+                for i, message in enumerate(messages[start : start + 10])
+            ]
+            try:
+                response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            except Exception as exc:  # botocore errors: the caller's request or record is retried
+                raise QueueSendError("the work could not be queued") from exc
+            if response.get("Failed"):
+                raise QueueSendError(f"{len(response['Failed'])} message(s) not queued")

@@ -32,6 +32,7 @@ ROUTER_MODULES = (
     "notifications",
     "crm",
     "crm_integrations",
+    "crm_sync",
     "links",
     "tasks",
     "calendar",

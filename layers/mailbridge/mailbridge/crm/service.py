@@ -272,13 +272,17 @@ def update_contact(
 
 
 def delete_contact(
-    ctx: TenantContext, contact_id: str, store: CrmStore, publisher: EventPublisher | None = None
+    ctx: TenantContext,
+    contact_id: str,
+    store: CrmStore,
+    publisher: EventPublisher | None = None,
+    now: Clock = _utcnow,
 ) -> None:
     """The contact and its address lookups go; deals keep naming it (their contact_ids).
     `contact.deleted` lets matching remove the contact's automatic email links."""
     ctx.require(Role.MEMBER)
     contact = get_contact(ctx, contact_id, store)
-    store.delete_contact(ctx.tenant_id, contact)
+    store.delete_contact(ctx.tenant_id, contact, now=now())
     _publish(
         publisher,
         [

@@ -1,7 +1,8 @@
 """CRM table: contacts, companies, deals, campaigns, the deal pipeline, and their lookup items.
 
 Item types (pk = TENANT#{tenant} for all):
-  CONTACT#{contact_id}                   a contact
+  CONTACT#{contact_id}                   a contact (in gsi2 under its last change)
+  CONTACTGONE#{contact_id}               a deleted contact's tombstone, ids only (in gsi2)
   EMAIL#{address}                        lookup: address (lower-cased) -> contact_id, company_id
   COMPANY#{company_id}                   a company
   DOMAIN#{domain}                        lookup: domain (lower-cased) -> company_id
@@ -25,6 +26,9 @@ gsi1 (deals by company / by contact, open first, last updated first; a company's
   gsi1pk = TENANT#{tenant}#TASKS, gsi1sk = {due UTC ISO 8601}#{task_id} | ~#{task_id} (no due date)
 gsi2 (tasks coming due, all tenants, for the hourly due-soon scan; sparse):
   gsi2pk = TASKDUE#{due date, UTC}, gsi2sk = {due UTC ISO 8601}#{tenant}#{task_id}
+gsi2 (contacts by last change, for the CRM sync's push; mailbridge.crm.sync):
+  gsi2pk = TENANT#{tenant}#CONTACTCHANGES, gsi2sk = {updated_at, UTC, fixed width}#{contact_id}
+  on every contact, and on `CONTACTGONE#{contact_id}` (the tombstone of a deleted contact, ids only)
 A record and its lookup/link items change in one TransactWriteItems: the lookups are created with
 `attribute_not_exists(pk) OR <id> = :me`, so two records can never claim one address or domain,
 even when written concurrently; the record itself is conditional on its version.
@@ -192,8 +196,19 @@ def _record_item(tenant_id: str, sk: str, record: Any, exclude: set[str] | None 
     return {"pk": tenant_pk(tenant_id), "sk": sk, **to_dynamo(fields)}
 
 
+def contact_changes_pk(tenant_id: str) -> str:
+    return f"TENANT#{tenant_id}#CONTACTCHANGES"
+
+
+def change_key(at: datetime, contact_id: str) -> str:
+    """gsi2sk of a contact change: fixed-width UTC time (sorts as it reads), then the id."""
+    return f"{at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{contact_id}"
+
+
 def contact_item(tenant_id: str, contact: Contact) -> Item:
     item = _record_item(tenant_id, contact_sk(contact.contact_id), contact)
+    item["gsi2pk"] = contact_changes_pk(tenant_id)
+    item["gsi2sk"] = change_key(contact.updated_at, contact.contact_id)
     # What `q` searches: the name and every address, lower-cased.
     item["search"] = " ".join([contact.name.lower(), *contact.addresses])
     if contact.company_id:
@@ -622,9 +637,23 @@ class CrmStore(DynamoRepository):
         lookups = self._email_lookup_writes(tenant_id, contact, previous)
         self._save(tenant_id, contact_item(tenant_id, contact), "contact", previous.version, lookups)
 
-    def delete_contact(self, tenant_id: str, contact: Contact) -> None:
+    def delete_contact(self, tenant_id: str, contact: Contact, *, now: datetime | None = None) -> None:
+        """The contact and its lookups; a tombstone (`CONTACTGONE#`, ids only) stays in the
+        changed-contacts index so a CRM sync can propagate the deletion."""
         sk = contact_sk(contact.contact_id)
-        writes = [self._record_delete(tenant_id, sk, contact.version, "contact")]
+        at = now or datetime.now(UTC)
+        tombstone = {
+            "pk": tenant_pk(tenant_id),
+            "sk": f"CONTACTGONE#{contact.contact_id}",
+            "contact_id": contact.contact_id,
+            "deleted_at": at.isoformat(),
+            "gsi2pk": contact_changes_pk(tenant_id),
+            "gsi2sk": change_key(at, contact.contact_id),
+        }
+        writes = [
+            self._record_delete(tenant_id, sk, contact.version, "contact"),
+            _put(tombstone, "attribute_not_exists(pk)", lambda: self._lost_race(tenant_id, sk, "contact")),
+        ]
         writes += [
             _delete(
                 {"pk": tenant_pk(tenant_id), "sk": email_sk(address)},
@@ -658,6 +687,29 @@ class CrmStore(DynamoRepository):
         """The contacts that exist, in the order asked."""
         found = self._batch_get(tenant_id, [contact_sk(c) for c in contact_ids])
         return [to_contact(found[contact_sk(c)]) for c in contact_ids if contact_sk(c) in found]
+
+    def changed_contacts(self, tenant_id: str, after: str | None) -> Iterator[tuple[str, Contact | str]]:
+        """Contacts changed (created, updated: the contact; deleted: its id) after the change key
+        `after` (None: from the start of the index), oldest first, as (change key, contact or id):
+        a Query of the sparse gsi2 partition `TENANT#{tenant}#CONTACTCHANGES` (a contact's item
+        sits there under its latest `updated_at`; a deleted one's tombstone under its deletion
+        time). Contacts written before the index existed are only in `all_contacts`."""
+        condition = Key("gsi2pk").eq(contact_changes_pk(tenant_id))
+        if after is not None:
+            condition = condition & Key("gsi2sk").gt(after)
+        for item in self.query_all(IndexName="gsi2", KeyConditionExpression=condition):
+            key = str(item["gsi2sk"])
+            if str(item["sk"]).startswith("CONTACTGONE#"):
+                yield key, str(item["contact_id"])
+            elif str(item["sk"]).startswith("CONTACT#"):
+                yield key, to_contact(item)
+
+    def all_contacts(self, tenant_id: str) -> Iterator[Contact]:
+        """Every contact of the tenant (a Query of its partition's `CONTACT#` items, 1 MB a page)."""
+        for item in self.query_all(
+            KeyConditionExpression=Key("pk").eq(tenant_pk(tenant_id)) & Key("sk").begins_with("CONTACT#")
+        ):
+            yield to_contact(item)
 
     def find_email(self, tenant_id: str, address: str) -> EmailLookup | None:
         """Address (any case) -> contact id and company id: one key read."""

@@ -9,7 +9,9 @@ Item types:
   pk = CRMORG#{provider}#{org_id}, sk = TENANT#{tenant}   lookup for incoming webhooks: the
       integration of this tenant connected to that org (several tenants may connect one org;
       one tenant only once: the lookup is created with `attribute_not_exists(pk)`)
-Connecting writes the integration, the token item and the lookup in one transaction.
+  pk = CRMTENANTS, sk = TENANT#{tenant}                   a tenant that connected a CRM (kept after
+      removal: the scheduled sync finds no connected integration there and moves on)
+Connecting writes the integration, the token item, the lookup and the tenant item in one transaction.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 INT_PREFIX = "CRMINT#"
 TOKEN_PREFIX = "CRMTOKEN#"  # noqa: S105 - a key prefix, not a secret
+TENANTS_PK = "CRMTENANTS"
 
 
 def integration_sk(integration_id: str) -> str:
@@ -226,8 +229,25 @@ class IntegrationStore(DynamoRepository):
                 lambda: Conflict("the integration is no longer pending", code="conflict"),
             ),
             self._token_put(integration, tokens),
+            Write(
+                {
+                    "Put": {
+                        "Item": {
+                            "pk": TENANTS_PK,
+                            "sk": tenant_pk(integration.tenant_id),
+                            "tenant_id": integration.tenant_id,
+                        }
+                    }
+                },
+                lambda: Conflict("the integration changed", code="conflict"),
+            ),
         ]
         self.transact(writes)
+
+    def tenants(self) -> Iterator[str]:
+        """Every tenant that ever connected a CRM (the scheduled sync's fan-out; one Query)."""
+        for item in self.query_all(KeyConditionExpression=Key("pk").eq(TENANTS_PK)):
+            yield str(item["tenant_id"])
 
     def delete_integration(self, integration: Integration) -> None:
         """The integration, its tokens and its org lookup (if this integration holds it)."""

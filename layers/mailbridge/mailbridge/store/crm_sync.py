@@ -9,23 +9,25 @@ Item types (pk = TENANT#{tenant}):
                                                  one record of a run (remote id, our id, direction,
       state, error code); keyed by the record, so a retried `record` call rewrites, never doubles
       the entry (the counts of a retried batch are the caller's to avoid: `record` is per batch)
+  CRMSYNCCFG#{integration_id}                    its sync settings (`settings`: field mapping,
+      conflict policy, deletions, as JSON) and `version`
   CRMSTATUS#{integration_id}                     the integration's last run, state, last error
       and watermarks per kind; a watermark moves only with a run started after the one that
       wrote it (conditional update), so a slow older run cannot move it back.
 
-The sync service (next) calls `start_run`, `record` (per batch) and `finish_run`.
+The sync service (mailbridge.crm.sync.service) calls `start_run`, `record` (per batch) and `finish_run`.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mailbridge.crm.integrations.models import (
     ERROR_CODE,
-    SyncDirection,
+    RunDirection,
     SyncErrorCount,
     SyncKind,
     SyncRecord,
@@ -47,6 +49,10 @@ def run_prefix(integration_id: str) -> str:
 
 def status_sk(integration_id: str) -> str:
     return f"CRMSTATUS#{integration_id}"
+
+
+def settings_sk(integration_id: str) -> str:
+    return f"CRMSYNCCFG#{integration_id}"
 
 
 def new_run_id(at: datetime) -> str:
@@ -85,7 +91,7 @@ class SyncLogStore(DynamoRepository):
         tenant_id: str,
         integration_id: str,
         kind: SyncKind,
-        direction: SyncDirection,
+        direction: RunDirection,
         *,
         now: datetime | None = None,
     ) -> SyncRun:
@@ -195,12 +201,15 @@ class SyncLogStore(DynamoRepository):
         run: SyncRun,
         *,
         watermark: str | None = None,
+        watermarks: Mapping[str, str] | None = None,
         error_code: str | None = None,
         now: datetime | None = None,
     ) -> SyncRun:
         """End the run: `failed` with `error_code` (the run itself failed), else `partial` when a
         record failed, else `succeeded`; the status takes the state, the last error and (if given,
-        and no newer run set one) the run's kind's watermark. Raises RunNotFound."""
+        and no newer run set one) the run's kind's watermark, and each of `watermarks` under its
+        own name (a two-way sync keeps `contacts` for the CRM side and `contacts_push` for ours).
+        Raises RunNotFound."""
         at = now or datetime.now(UTC)
         if error_code is not None:
             self._add(tenant_id, run, {}, {error_code: 1})
@@ -212,11 +221,14 @@ class SyncLogStore(DynamoRepository):
             ExpressionAttributeValues={":state": state, ":at": at.isoformat()},
         )
         last_error = error_code or (current.errors[0].code if current.errors else None)
-        self._status_after(tenant_id, run, state, last_error, watermark)
+        marks = dict(watermarks or {})
+        if watermark is not None:
+            marks[run.kind] = watermark
+        self._status_after(tenant_id, run, state, last_error, marks)
         return self.get_run(tenant_id, run.integration_id, run.run_id)
 
     def _status_after(
-        self, tenant_id: str, run: SyncRun, state: str, last_error: str | None, watermark: str | None
+        self, tenant_id: str, run: SyncRun, state: str, last_error: str | None, watermarks: Mapping[str, str]
     ) -> None:
         key = {"pk": tenant_pk(tenant_id), "sk": status_sk(run.integration_id)}
         try:
@@ -230,19 +242,37 @@ class SyncLogStore(DynamoRepository):
         except Exception as exc:  # a newer run started: its state is the status's
             if not is_condition_failure(exc):
                 raise
-        if watermark is None:
-            return
-        try:
-            self.table.update_item(
-                Key=key,
-                UpdateExpression="SET watermarks.#k = :w, started.#k = :r",
-                ConditionExpression="attribute_not_exists(started.#k) OR started.#k < :r",
-                ExpressionAttributeNames={"#k": run.kind},
-                ExpressionAttributeValues={":w": watermark, ":r": run.run_id},
-            )
-        except Exception as exc:  # a newer run of this kind moved it already
-            if not is_condition_failure(exc):
-                raise
+        for name, watermark in sorted(watermarks.items()):
+            try:
+                self.table.update_item(
+                    Key=key,
+                    UpdateExpression="SET watermarks.#k = :w, started.#k = :r",
+                    ConditionExpression="attribute_not_exists(started.#k) OR started.#k < :r",
+                    ExpressionAttributeNames={"#k": name},
+                    ExpressionAttributeValues={":w": watermark, ":r": run.run_id},
+                )
+            except Exception as exc:  # a newer run of this kind moved it already
+                if not is_condition_failure(exc):
+                    raise
+
+    # ------------------------------------------------------------------ sync settings
+
+    def get_settings(self, tenant_id: str, integration_id: str) -> dict[str, Any] | None:
+        """The integration's saved sync settings (`SyncSettingsBody` as JSON) and `version`."""
+        item = self.get(tenant_pk(tenant_id), settings_sk(integration_id), consistent=True)
+        if item is None:
+            return None
+        return {**item["settings"], "version": int(item["version"])}
+
+    def put_settings(self, tenant_id: str, integration_id: str, settings: dict[str, Any]) -> int:
+        """Replace the sync settings; the new version."""
+        answer = self.table.update_item(
+            Key={"pk": tenant_pk(tenant_id), "sk": settings_sk(integration_id)},
+            UpdateExpression="SET settings = :s ADD version :one",
+            ExpressionAttributeValues={":s": settings, ":one": 1},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(str(answer["Attributes"]["version"]))
 
     # ------------------------------------------------------------------ reads
 
@@ -305,6 +335,7 @@ class SyncLogStore(DynamoRepository):
             )
         ]
         keys.append({"pk": pk, "sk": status_sk(integration_id)})
+        keys.append({"pk": pk, "sk": settings_sk(integration_id)})
         with self.table.batch_writer() as batch:
             for key in keys:
                 batch.delete_item(Key=key)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -9,10 +11,14 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from mailbridge.api.auditing import not_audited
 from mailbridge.api.context import public
+from mailbridge.api.errors import status_for
 from mailbridge.api.schemas import errors
-from mailbridge.errors import Invalid
+from mailbridge.config import get_settings
+from mailbridge.crm.remote.salesforce_outbound import NOTIFICATIONS_RESPONSE, soap_fault
+from mailbridge.crm.sync import webhooks as crm_webhooks
+from mailbridge.errors import Invalid, MailbridgeError
 from mailbridge.webhooks import gmail, graph
-from mailbridge.webhooks.wiring import gmail_deps, graph_deps
+from mailbridge.webhooks.wiring import crm_webhook_deps, gmail_deps, graph_deps
 
 router = Router()
 
@@ -108,3 +114,121 @@ def graph_notification() -> Response[str]:
         raise Invalid("the body is not a Graph notification batch", code="invalid_notification") from None
     graph.receive(body, graph_deps())
     return Response(status_code=202, body="")
+
+
+def _raw_body(event: Any) -> bytes:
+    """The request body's bytes as the sender signed them (API Gateway base64-encodes binary)."""
+    raw = event.raw_event.get("body") or ""
+    if event.raw_event.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(raw, validate=True)
+        except (ValueError, binascii.Error):
+            raise Invalid("the body is not valid base64", code="invalid_body") from None
+    return str(raw).encode()
+
+
+@router.post(
+    "/webhooks/salesforce",
+    summary="Salesforce outbound messages (SOAP): the org checked, deduped, targeted pulls queued",
+    description=(
+        "200 `text/xml` with the `notificationsResponse` Ack Salesforce requires once the contacts "
+        "named are queued for a pull (also for notifications seen before). Refusals are SOAP "
+        "faults with the status: 403 `organization_mismatch` (no integration connected to the org), "
+        "400 `malformed_xml`, `xml_dtd_refused`, `not_outbound_message`, `missing_element`, "
+        "`invalid_salesforce_id`, `no_notifications`, `too_many_notifications`, "
+        "`invalid_field_name`; 413 `outbound_message_too_large`; 503 `queue_send_failed` "
+        "(Salesforce retries for 24 hours)."
+    ),
+    tags=["webhooks"],
+    security=[],
+    responses={
+        200: {
+            "description": "The Ack",
+            "content": {"text/xml": {"schema": {"type": "string"}}},
+        },
+        **errors(
+            {
+                400: [
+                    "malformed_xml",
+                    "xml_dtd_refused",
+                    "not_outbound_message",
+                    "missing_element",
+                    "invalid_salesforce_id",
+                    "no_notifications",
+                    "too_many_notifications",
+                    "invalid_field_name",
+                    "invalid_body",
+                ],
+                403: ["organization_mismatch"],
+                413: ["outbound_message_too_large"],
+                503: ["queue_send_failed"],
+            },
+            bearer=False,
+        ),
+    },
+    middlewares=[
+        public("Salesforce sends it: the message's org must be a connected integration's"),
+        not_audited(PUSH_NOT_AUDITED),
+    ],
+)
+def salesforce_outbound() -> Response[str]:
+    event: Any = router.current_event
+    try:
+        crm_webhooks.salesforce(_raw_body(event), crm_webhook_deps())
+    except MailbridgeError as error:
+        if status_for(error) >= 500:  # a server fault: the JSON error, Salesforce retries
+            raise
+        return Response(
+            status_code=status_for(error),
+            content_type="text/xml; charset=utf-8",
+            body=soap_fault(error).decode(),
+        )
+    return Response(
+        status_code=200, content_type="text/xml; charset=utf-8", body=NOTIFICATIONS_RESPONSE.decode()
+    )
+
+
+@router.post(
+    "/webhooks/hubspot",
+    summary="HubSpot webhooks (v3 signature, 5-minute window): contact changes queued as targeted pulls",
+    description=(
+        "204 once the contact events of connected portals are queued (seen events and other "
+        "portals' are acknowledged). 401 `missing_signature`, `invalid_timestamp`, "
+        "`stale_timestamp`, `invalid_signature`; 400 `invalid_json`, `invalid_webhook_events`, "
+        "`no_events`, `too_many_events`; 413 `webhook_body_too_large`; 503 `queue_send_failed`."
+    ),
+    tags=["webhooks"],
+    security=[],
+    status_code=204,
+    responses={
+        204: {"description": "Acknowledged"},
+        **errors(
+            {
+                400: [
+                    "invalid_json",
+                    "invalid_webhook_events",
+                    "no_events",
+                    "too_many_events",
+                    "invalid_body",
+                ],
+                401: ["missing_signature", "invalid_timestamp", "stale_timestamp", "invalid_signature"],
+                413: ["webhook_body_too_large"],
+                503: ["queue_send_failed"],
+            },
+            bearer=False,
+        ),
+    },
+    middlewares=[
+        public("HubSpot sends it: its v3 signature is verified instead"),
+        not_audited(PUSH_NOT_AUDITED),
+    ],
+)
+def hubspot_webhook() -> Response[str]:
+    event: Any = router.current_event
+    context = event.request_context
+    query = event.raw_event.get("rawQueryString") or ""
+    configured = get_settings().crm_oauth.hubspot_webhook_url
+    path = event.raw_event.get("rawPath") or event.path
+    uri = configured or f"https://{context.domain_name}{path}" + (f"?{query}" if query else "")
+    crm_webhooks.hubspot("POST", uri, _raw_body(event), dict(event.headers or {}), crm_webhook_deps())
+    return Response(status_code=204, body="")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from mailbridge.config import get_settings
 from mailbridge.queues import SyncQueue
@@ -12,6 +13,9 @@ from mailbridge.store.push_receipts import PushReceiptStore
 from mailbridge.webhooks.gmail import WebhookDeps
 from mailbridge.webhooks.graph import GraphWebhookDeps
 from mailbridge.webhooks.verify import PushVerifier
+
+if TYPE_CHECKING:
+    from mailbridge.crm.sync.webhooks import CrmWebhookDeps
 
 
 @lru_cache(maxsize=1)
@@ -44,4 +48,22 @@ def graph_deps() -> GraphWebhookDeps:
     return GraphWebhookDeps(
         subscriptions=GraphSubscriptionStore(settings.tables.accounts),
         queue=SyncQueue(settings.sync_queue_url),
+    )
+
+
+@lru_cache(maxsize=1)
+def crm_webhook_deps() -> CrmWebhookDeps:
+    from mailbridge.crm.sync.webhooks import CrmWebhookDeps
+    from mailbridge.oauth.providers import ClientSecret
+    from mailbridge.queues import CrmSyncQueue
+    from mailbridge.store.crm_integrations import IntegrationStore
+
+    settings = get_settings()
+    secret = ClientSecret(settings.crm_oauth.hubspot_client_secret_arn)
+    return CrmWebhookDeps(
+        integrations=IntegrationStore(settings.tables.crm),
+        receipts=PushReceiptStore(settings.tables.idempotency),
+        send=CrmSyncQueue(settings.crm_sync_queue_url).send_syncs,
+        hubspot_client_secret=secret,
+        now=lambda: datetime.now(UTC),
     )

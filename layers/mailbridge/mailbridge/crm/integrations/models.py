@@ -15,6 +15,8 @@ CrmProviderName = Literal["salesforce", "hubspot"]
 IntegrationState = Literal["pending", "connected", "reauth_required", "failed"]
 SyncKind = Literal["contacts", "campaigns", "activity"]
 SyncDirection = Literal["pull", "push"]
+RunDirection = Literal["pull", "push", "both"]
+"""A run's: a two-way contacts sync is `both` (its records say `pull` or `push` each)."""
 RecordState = Literal["succeeded", "failed", "conflict", "skipped"]
 RunState = Literal["running", "succeeded", "partial", "failed"]
 
@@ -124,7 +126,7 @@ class SyncRun(Model):
     run_id: str
     integration_id: str
     kind: SyncKind
-    direction: SyncDirection
+    direction: RunDirection
     state: RunState
     started_at: datetime
     ended_at: datetime | None = None
@@ -143,6 +145,9 @@ class SyncRecord(Model):
     direction: SyncDirection
     state: RecordState
     error_code: Annotated[str | None, Field(pattern=ERROR_CODE.pattern)] = None
+    winner: Literal["crm", "mailbridge"] | None = Field(
+        default=None, description="A conflict's outcome: whose values were kept (never the values)"
+    )
 
 
 class SyncStatus(Model):

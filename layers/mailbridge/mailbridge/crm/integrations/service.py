@@ -512,9 +512,16 @@ def _reauth(integration: Integration, deps: IntegrationDeps) -> ProviderAuthErro
     return ProviderAuthError("the integration must be connected again", code=REAUTH_REQUIRED)
 
 
-def provider_for(deps: IntegrationDeps, tenant_id: str, integration_id: str) -> CrmProvider:
+def provider_for(
+    deps: IntegrationDeps,
+    tenant_id: str,
+    integration_id: str,
+    *,
+    sleep: Callable[[float], None] | None = None,
+) -> CrmProvider:
     """The `CrmProvider` adapter for one connected integration, its `refresh` callback wired to
-    `access_token(force_refresh=True)`. Raises NotFound(`integration_not_found`),
+    `access_token(force_refresh=True)`; `sleep` waits between bulk polls and retries (default
+    `time.sleep`; tests move a double's clock instead). Raises NotFound(`integration_not_found`),
     ProviderAuthError(`reauth_required`)."""
     from mailbridge.providers.http import HttpPolicy
 
@@ -534,6 +541,7 @@ def provider_for(deps: IntegrationDeps, tenant_id: str, integration_id: str) -> 
             ),
             settings=SalesforceSettings(login_url=deps.settings.crm_oauth.salesforce_login_url),
             policy=policy,
+            sleep=sleep or time.sleep,
         )
     from mailbridge.crm.remote.hubspot import HubSpotProvider, HubSpotSettings
 
@@ -542,4 +550,5 @@ def provider_for(deps: IntegrationDeps, tenant_id: str, integration_id: str) -> 
         lambda: access_token(integration, deps, force_refresh=True),
         HubSpotSettings(api_url=deps.settings.crm_oauth.hubspot_api_url),
         policy=policy,
+        sleep=sleep or time.sleep,
     )

@@ -130,6 +130,19 @@ def same_org(a: str, b: str) -> bool:
     return bool(_SALESFORCE_ID.fullmatch(a) and _SALESFORCE_ID.fullmatch(b)) and a[:15] == b[:15]
 
 
+def organization_of(body: bytes) -> str:
+    """The `OrganizationId` of a `notifications` request, to find the integration it is for
+    before `parse_outbound_message` checks it (same errors, but not `organization_mismatch`)."""
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadTooLarge("the outbound message is too large", code="outbound_message_too_large")
+    root = _parse_xml(body)
+    soap_body = root.find(f"{{{SOAP_NS}}}Body") if root.tag == f"{{{SOAP_NS}}}Envelope" else None
+    notifications = None if soap_body is None else soap_body.find(f"{{{OUTBOUND_NS}}}notifications")
+    if notifications is None:
+        _refuse("the SOAP body holds no outbound notifications element", "not_outbound_message")
+    return _id(_text(notifications, "OrganizationId", required=True))
+
+
 def parse_outbound_message(body: bytes, *, expected_org_id: str) -> OutboundMessage:
     """Parse a `notifications` request and check it comes from `expected_org_id`.
 
