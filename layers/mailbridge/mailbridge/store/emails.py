@@ -40,7 +40,15 @@ from urllib.parse import unquote
 
 from mailbridge.errors import Conflict
 from mailbridge.store.base import DynamoRepository, Item, is_condition_failure
-from mailbridge.store.batch import BatchRead, TransactionLost, batch_get, batch_put, chunks, transact
+from mailbridge.store.batch import (
+    TRANSACT_MAX_ACTIONS,
+    BatchRead,
+    TransactionLost,
+    batch_get,
+    batch_put,
+    chunks,
+    transact,
+)
 from mailbridge.store.conditions import Attr, Key
 from mailbridge.store.fill import Budget
 from mailbridge.store.keys import (
@@ -192,6 +200,50 @@ class EmailStore(DynamoRepository):
                 continue  # the thread lists THREAD_MEMBERS_MAX members: mark it overflowing
             return True
         raise Conflict("the email could not be stored; try again", code="conflict")
+
+    def create_emails(self, tenant_id: str, items: Sequence[Item]) -> set[str]:
+        """New emails of fresh threads, each with its Message-ID registered to its thread
+        (`message_id` on the item) and joined to its thread's members: three actions an email,
+        33 emails to a TransactWriteItems. Returns the ids this call stored. A group that lost a
+        condition (an email or Message-ID that exists: a replay) wrote nothing; its emails are
+        stored one at a time (`remember_message_ids`, `create_email`), which tells the new
+        from the existing."""
+        created: set[str] = set()
+        per = TRANSACT_MAX_ACTIONS // 3
+        for start in range(0, len(items), per):
+            group = items[start : start + per]
+            writes = EmailWrites(tenant_id)
+            for item in group:
+                thread_id = str(item["thread_id"])
+                writes.register_message_id(str(item["message_id"]), thread_id)
+                writes.create_email(item)
+                writes.join_thread(thread_id, [str(item["email_id"])])
+            try:
+                self.write(writes)
+            except TransactionLost:
+                for item in group:
+                    self.remember_message_ids(tenant_id, [str(item["message_id"])], str(item["thread_id"]))
+                    if self.create_email(tenant_id, item):
+                        created.add(str(item["email_id"]))
+                continue
+            created |= {str(item["email_id"]) for item in group}
+        return created
+
+    def put_new_emails(self, tenant_id: str, items: Sequence[Item]) -> None:
+        """Store emails of new threads that no one else can be storing (the caller holds an
+        exclusive claim on each Message-ID, and no earlier attempt ran: a campaign recipient
+        claimed by this delivery), with their Message-ID -> thread pointers and thread items,
+        as plain puts, 25 a BatchWriteItem. Never for an email that may exist: a put replaces it."""
+        pk = tenant_pk(tenant_id)
+        puts: list[Item] = []
+        for item in items:
+            email_id, thread_id = str(item["email_id"]), str(item["thread_id"])
+            puts.append(
+                {"pk": pk, "sk": email_sk(email_id), **item, **index_keys(tenant_id, item), "version": 1}
+            )
+            puts.append({"pk": pk, "sk": message_id_sk(str(item["message_id"])), "thread_id": thread_id})
+            puts.append({"pk": pk, "sk": thread_sk(thread_id), "thread_id": thread_id, "members": {email_id}})
+        batch_put(self.table.meta.client, self.table_name, puts)
 
     def batch_get_emails(
         self,
