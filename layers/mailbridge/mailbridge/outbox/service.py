@@ -506,8 +506,8 @@ def queue_drafts(
     Message-IDs' threads, the raw messages, attachments and large bodies put to S3 in the
     bounded pool of `BlobStore.put_many`, tracking link sets by BatchWriteItem, the emails by
     BatchWriteItem when `first_attempt` says no one else can be storing them
-    (`EmailStore.put_new_emails`), else conditionally in transactions of 33
-    (`EmailStore.create_emails`), one conditional put per distinct subject
+    (`EmailStore.put_new_emails`), else one conditional write each after their idempotent
+    thread writes (`EmailStore.create_emails`), one conditional put per distinct subject
     (`remember_subject`), schedules created `CREATE_WORKERS` at a time and queue messages ten
     to a SendMessageBatch.
 

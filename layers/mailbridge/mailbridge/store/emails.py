@@ -41,7 +41,6 @@ from urllib.parse import unquote
 from mailbridge.errors import Conflict
 from mailbridge.store.base import DynamoRepository, Item, is_condition_failure
 from mailbridge.store.batch import (
-    TRANSACT_MAX_ACTIONS,
     BatchRead,
     TransactionLost,
     batch_get,
@@ -202,32 +201,40 @@ class EmailStore(DynamoRepository):
         raise Conflict("the email could not be stored; try again", code="conflict")
 
     def create_emails(self, tenant_id: str, items: Sequence[Item]) -> set[str]:
-        """New emails of fresh threads, each with its Message-ID registered to its thread
-        (`message_id` on the item) and joined to its thread's members: three actions an email,
-        33 emails to a TransactWriteItems. Returns the ids this call stored. A group that lost a
-        condition (an email or Message-ID that exists: a replay) wrote nothing; its emails are
-        stored one at a time (`remember_message_ids`, `create_email`), which tells the new
-        from the existing."""
+        """New emails of new threads that an earlier attempt may have stored (a campaign recipient
+        claimed by a delivery that stopped): for each, first its Message-ID -> thread pointer
+        (first writer wins) and its thread's member set (a set add, or `overflow` past
+        THREAD_MEMBERS_MAX), both idempotent, then the email with `attribute_not_exists`, which
+        tells the new from the existing. Returns the ids this call stored. Plain requests, not a
+        transaction: the order makes a crash between them harmless (the retry redoes the
+        idempotent writes), and a lost condition costs nothing else."""
         created: set[str] = set()
-        per = TRANSACT_MAX_ACTIONS // 3
-        for start in range(0, len(items), per):
-            group = items[start : start + per]
-            writes = EmailWrites(tenant_id)
-            for item in group:
-                thread_id = str(item["thread_id"])
-                writes.register_message_id(str(item["message_id"]), thread_id)
-                writes.create_email(item)
-                writes.join_thread(thread_id, [str(item["email_id"])])
-            try:
-                self.write(writes)
-            except TransactionLost:
-                for item in group:
-                    self.remember_message_ids(tenant_id, [str(item["message_id"])], str(item["thread_id"]))
-                    if self.create_email(tenant_id, item):
-                        created.add(str(item["email_id"]))
-                continue
-            created |= {str(item["email_id"]) for item in group}
+        for item in items:
+            email_id, thread_id = str(item["email_id"]), str(item["thread_id"])
+            self.remember_message_ids(tenant_id, [str(item["message_id"])], thread_id)
+            self._join_thread(tenant_id, thread_id, email_id)
+            stored = {**item, **index_keys(tenant_id, item), "version": 1}
+            if self.create_location(tenant_id, email_sk(email_id), stored):
+                created.add(email_id)
         return created
+
+    def _join_thread(self, tenant_id: str, thread_id: str, email_id: str) -> None:
+        key = {"pk": tenant_pk(tenant_id), "sk": thread_sk(thread_id)}
+        try:
+            self.table.update_item(
+                Key=key,
+                UpdateExpression="SET thread_id = :t ADD members :m",
+                ConditionExpression="attribute_not_exists(members) OR size(members) < :cap",
+                ExpressionAttributeValues={":t": thread_id, ":m": {email_id}, ":cap": THREAD_MEMBERS_MAX},
+            )
+        except Exception as exc:
+            if not is_condition_failure(exc):
+                raise
+            self.table.update_item(
+                Key=key,
+                UpdateExpression="SET thread_id = :t, overflow = :true",
+                ExpressionAttributeValues={":t": thread_id, ":true": True},
+            )
 
     def put_new_emails(self, tenant_id: str, items: Sequence[Item]) -> None:
         """Store emails of new threads that no one else can be storing (the caller holds an
