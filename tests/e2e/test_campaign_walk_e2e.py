@@ -135,7 +135,7 @@ def test_the_acceptance_walk(run: MakeRun, dovecot_server: DovecotServer, smtp_s
             },
         },
     )
-    call("POST", "/crm/contacts", {"name": "Carol Walk", "emails": [{"address": CAROL}]})
+    carol = call("POST", "/crm/contacts", {"name": "Carol Walk", "emails": [{"address": CAROL}]})
     template = call(
         "POST",
         "/templates",
@@ -204,3 +204,23 @@ def test_the_acceptance_walk(run: MakeRun, dovecot_server: DovecotServer, smtp_s
         (CAROL, "unsubscribed", "cmp_spring")
     ]
     assert suppression.suppressed(deps, TENANT, [CAROL, "dave@customer.example"]) == {CAROL}
+    # When the next campaign goes to her
+    admin = run.token(TENANT, "admin")
+    assert run.request("PUT", "/features", admin, {"campaigns": True}).status == 200
+    campaign = call("POST", "/crm/campaigns", {"name": "Summer"})
+    path = f"/crm/campaigns/{campaign['campaign_id']}"
+    fields = {
+        "template_id": template["template_id"],
+        "audience": {"contact_ids": [carol["contact_id"]]},
+        "account_id": account["account_id"],
+    }
+    call("PATCH", path, fields)
+    call("POST", f"{path}/send")
+    # Then its send-status reports her skipped as suppressed, and she receives nothing more
+    status = wait_for("the campaign's run to finish", lambda: _done(call("GET", f"{path}/send-status")))
+    assert (status["counts"]["queued"], status["counts"]["skipped"]) == (0, {"suppressed": 1})
+    assert [m for m in smtp_sink.messages if CAROL in m.rcpt_tos] == [delivered]
+
+
+def _done(status: Any) -> Any:
+    return status if status["state"] == "done" else None

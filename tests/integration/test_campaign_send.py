@@ -8,7 +8,7 @@ import itertools
 import json
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -243,28 +243,64 @@ def test_two_campaigns_from_one_account_share_its_throttle(
     assert [b - a for a, b in itertools.pairwise(times)] == [timedelta(seconds=36)] * 5
 
 
-def test_a_crash_inside_a_chunk_and_its_redelivery_send_no_one_twice(
-    api: Api, stack: Stack, outbox: QueueConsumer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Given a campaign of 150 contacts (two chunks), and a crash after the 30th email queued
-    from mailbridge.outbox import service as outbox_service
+class LambdaDied(Exception):
+    pass
 
+
+class Requests:
+    """Every AWS request of the clients it is registered on (botocore `before-call`), by
+    operation; with `crash_at` = (operation, n) the n-th such request raises LambdaDied instead
+    (the function dying there, mid-chunk)."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.crash_at: tuple[str, int] | None = None
+
+    def before(self, model: Any, **_: Any) -> None:
+        name = f"{model.service_model.service_name}.{model.name}"
+        self.calls[name] += 1
+        if self.crash_at == (name, self.calls[name]):
+            raise LambdaDied(f"died at {name} #{self.calls[name]}")
+
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+
+@pytest.fixture
+def requests(stack: Stack) -> Iterator[Requests]:
+    from mailbridge import aws
+
+    counter = Requests()
+    clients = [aws.dynamodb().meta.client, aws.s3(), aws.sqs(), aws.scheduler(), aws.events()]
+    for client in clients:
+        client.meta.events.register("before-call", counter.before)
+    yield counter
+    for client in clients:
+        client.meta.events.unregister("before-call", counter.before)
+
+
+@pytest.mark.parametrize(
+    "crash_at",
+    [
+        ("s3.PutObject", 50),  # before any email of the chunk is stored
+        ("scheduler.CreateSchedule", 30),  # every email stored, some scheduled, none marked queued
+        ("dynamodb.BatchWriteItem", 8),  # inside the chunk's writes
+    ],
+)
+def test_a_crash_inside_a_chunk_and_its_redelivery_send_no_one_twice(
+    api: Api, stack: Stack, outbox: QueueConsumer, requests: Requests, crash_at: tuple[str, int]
+) -> None:
+    # Given a campaign of 150 contacts (two chunks), and the function dying mid-way through the first
     _contacts(stack, 150, "launch")
     campaign_id = _campaign(api, stack, {"tags": ["launch"]})
-    real, calls = outbox_service.queue_send, {"n": 0}
-
-    def crashing(*args: Any, **kwargs: Any) -> Any:
-        result = real(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 30:
-            raise RuntimeError("the function died here")
-        return result
-
-    monkeypatch.setattr(outbox_service, "queue_send", crashing)
     _send(api, campaign_id)
+    requests.calls.clear()
+    requests.crash_at = crash_at
     # When the first chunk crashes, then the same message is delivered again, then the rest runs
     first = outbox.receive()
     assert outbox.invoke(first)["batchItemFailures"]
+    assert requests.calls[crash_at[0]] >= crash_at[1]  # it died there (pooled calls: the others ran)
+    requests.crash_at = None
     outbox.invoke(first)
     outbox.drain(expect_success=True)
     # Then each of the 150 contacts got exactly one email and one schedule
@@ -272,9 +308,32 @@ def test_a_crash_inside_a_chunk_and_its_redelivery_send_no_one_twice(
     assert len(emails) == 150
     assert set(_recipients(emails).values()) == {1}
     assert len(_schedules()) == 150
+    assert {item["send_status"] for item in emails} == {"scheduled"}
     # And the counts count each once
     status = _status(api, campaign_id)
     assert (status["state"], status["counts"]["queued"]) == ("done", 150)
+
+
+def test_a_chunk_costs_a_bounded_number_of_requests_per_recipient(
+    api: Api, stack: Stack, outbox: QueueConsumer, requests: Requests
+) -> None:
+    # Given a campaign of 120 contacts (a chunk of 100 and one of 20)
+    _contacts(stack, 120, "launch")
+    campaign_id = _campaign(api, stack, {"tags": ["launch"]})
+    _send(api, campaign_id)
+    requests.calls.clear()
+    # When the outbox function works through both chunks
+    outbox.drain(expect_success=True)
+    # Then what is left per recipient is its raw message, its schedule and its claim (the
+    # conditional write exactly-once rests on); everything else is per chunk
+    calls = requests.calls
+    assert (calls["s3.PutObject"], calls["scheduler.CreateSchedule"]) == (120, 120)
+    per_chunk = requests.total() - calls["s3.PutObject"] - calls["scheduler.CreateSchedule"] - 120
+    assert calls["dynamodb.PutItem"] >= 120
+    assert per_chunk <= 2 * 40, calls
+    assert calls["dynamodb.TransactWriteItems"] <= 2, calls  # the campaign's status, not per email
+    assert requests.total() / 120 < 3.6, calls
+    assert len(_campaign_emails(stack, campaign_id)) == 120
 
 
 def test_a_second_send_is_409_while_sending_and_after_done_and_a_replayed_key_is_202(

@@ -15,13 +15,23 @@ outbox, exactly once each, throttled per sending account and resumable.
 - **Each recipient**: contacts without an address, missing, or suppressed
   (`mailbridge.campaigns.suppression.suppressed`) are recorded as skipped with their reason. The
   others are claimed (a per-(campaign, contact) item created with a condition), then queued
-  exactly as `POST /emails/send` with `template_id` queues (template at the pinned version,
-  campaign `variables`, tracking as the tenant and the contact's `do_not_track` decide, scheduled
-  send), with a deterministic Message-ID and the RFC 8058 headers of `unsubscribe_headers`, and
-  linked to the campaign (links table, so its engagement counts it); then marked queued. A crash
-  between claim and mark leaves the recipient claimed: the redelivered chunk queues it again with
-  the same Message-ID, which the outbox recognises as the email it stored (`already_queued`), so
-  it is never sent twice; the queue message is put again (the outbox sends an email once).
+  exactly as `POST /emails/send` with `template_id` queues them (template at the pinned version,
+  campaign `variables`, tracking as the tenant and the contact's `do_not_track` decide,
+  scheduled send), with a deterministic Message-ID and the RFC 8058 headers of
+  `unsubscribe_headers`, and linked to the campaign (links table, so its engagement counts it);
+  then marked queued. A crash between claim and mark leaves the recipient claimed: the
+  redelivered chunk builds its message again with the same Message-ID, hence the same email
+  id, which `queue_drafts` finds stored: not stored again, its schedule or queue message put
+  again (the outbox sends an email once, by its status), so it is never sent twice.
+- **Batched per chunk**: the chunk's claims, skips and finishes are transactions of up to 100
+  actions (`CampaignRunStore.claim_many`, `skip_many`, `finish_many`: the conditions that make
+  each recipient once), the template is rendered for the contacts already read
+  (`render_for_contacts`: companies by BatchGetItem, deals only if the template reads them),
+  and the outbox's requests are batched by `outbox.service.queue_drafts` (tracking decisions
+  in one lookup, S3 puts in a bounded pool, emails in transactions, link sets, template send
+  records and campaign links by BatchWriteItem, schedules created 8 at a time). What is left
+  per recipient is its S3 object and its schedule: `make bench` prints the requests per
+  recipient (`campaigns` section).
 - **Throttle**: by the outbox's scheduled send. Each chunk reserves its sends' slots on the
   sending account (`CAMPAIGNSLOT#{account}`), `ceil(3600 / throttle_per_hour)` whole seconds apart from
   `max(schedule_at, now + 2 min)`, across every campaign of the account; every email gets
@@ -31,7 +41,6 @@ outbox, exactly once each, throttled per sending account and resumable.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -59,16 +68,18 @@ from mailbridge.crm.models import (
     Contact,
 )
 from mailbridge.errors import Conflict, Invalid, MailbridgeError, NotFound, Unprocessable
+from mailbridge.models.mail import TemplateUse
 from mailbridge.observability import logger
-from mailbridge.store.campaigns import CampaignRunStore, Recipient, Run
+from mailbridge.store.campaigns import CampaignRunStore, Outcome, Recipient, RecipientCounts, Run
 from mailbridge.store.crm import ContactFilter, CrmStore
 from mailbridge.tenancy import Role, TenantContext
 
 if TYPE_CHECKING:
     from mailbridge.models.account import Account
-    from mailbridge.outbox.service import OutboxDeps
+    from mailbridge.outbox.service import OutboxDeps, PreparedSend
     from mailbridge.store.accounts import AccountStore
     from mailbridge.store.links import LinkStore
+    from mailbridge.templates.models import Rendered
     from mailbridge.templates.service import TemplateDeps
     from mailbridge.tracking.service import TrackingDeps
 
@@ -149,17 +160,16 @@ def update_campaign(
 
 
 # ---------------------------------------------------------------------------------- start
-def _status(run: Run, deps: CampaignDeps, tenant_id: str, *, count_sent: bool = True) -> SendStatus:
+def _status(run: Run, deps: CampaignDeps, tenant_id: str, *, count: bool = True) -> SendStatus:
+    counts = deps.runs.counts(tenant_id, run.campaign_id) if count else RecipientCounts()
     sent = failed_sends = 0
-    if count_sent and run.queued:
-        ids = list(deps.runs.recipient_emails(tenant_id, run.campaign_id))
-        for start in range(0, len(ids), 100):
-            found = deps.outbox.emails.batch_get_emails(
-                tenant_id, ids[start : start + 100], projection=("send_status",)
-            )
-            statuses = [str(item.get("send_status")) for item in found.values()]
-            sent += statuses.count("sent")
-            failed_sends += statuses.count("failed")
+    for start in range(0, len(counts.email_ids), 100):
+        found = deps.outbox.emails.batch_get_emails(
+            tenant_id, counts.email_ids[start : start + 100], projection=("send_status",)
+        )
+        statuses = [str(item.get("send_status")) for item in found.values()]
+        sent += statuses.count("sent")
+        failed_sends += statuses.count("failed")
     return SendStatus(
         campaign_id=run.campaign_id,
         state=run.state,  # type: ignore[arg-type]
@@ -167,14 +177,18 @@ def _status(run: Run, deps: CampaignDeps, tenant_id: str, *, count_sent: bool = 
         template_version=run.template_version,
         throttle_per_hour=run.throttle_per_hour,
         counts=SendCounts(
-            queued=run.queued, sent=sent, failed=run.failed + failed_sends, skipped=dict(run.skipped)
+            queued=counts.queued,
+            sent=sent,
+            failed=counts.failed + failed_sends,
+            skipped=counts.skipped,
         ),
     )
 
 
 def send_status(ctx: TenantContext, campaign_id: str, deps: CampaignDeps) -> SendStatus:
-    """`GET /crm/campaigns/{id}/send-status`: the run's state and counts; `sent` and `failed`
-    read the queued emails' status (one Query of the recipients, one BatchGetItem per 100).
+    """`GET /crm/campaigns/{id}/send-status`: the run's state and counts, counted from its
+    recipient items (one Query per 1 MB page); `sent` and `failed` read the queued emails'
+    status (one BatchGetItem per 100).
     404 `campaign_not_found`, or `run_not_found` before the first `send`."""
     crm.get_campaign(ctx, campaign_id, deps.crm)
     run = deps.runs.get_run(ctx.tenant_id, campaign_id)
@@ -242,15 +256,12 @@ def start_send(
         account_id=account.account_id,
         base_url=base_url,
         send_key=idempotency_key,
-        queued=0,
-        failed=0,
-        skipped={},
     )
     if not deps.runs.create_run(tenant, run):
         raise Conflict("the campaign is being sent", code="campaign_sending")
     _set_campaign_status(ctx, campaign, CampaignStatus.ACTIVE, deps)
     deps.outbox.queue.send(CampaignChunkMessage(tenant_id=tenant, campaign_id=campaign_id, cursor=run.cursor))
-    return _status(run, deps, tenant, count_sent=False)
+    return _status(run, deps, tenant, count=False)
 
 
 def _again(
@@ -396,11 +407,10 @@ def _recipients(
     deps: CampaignDeps,
 ) -> list[tuple[Contact, str]]:
     """The chunk's contacts to queue (new or claimed by an attempt that stopped), with their
-    address; the missing, address-less and suppressed ones recorded as skipped."""
+    address; the missing, address-less and suppressed ones recorded as skipped
+    (`CampaignRunStore.skip_many`)."""
     found = {c.contact_id: c for c in contacts}
-    for contact_id in ids:
-        if contact_id not in found and contact_id not in existing:
-            deps.runs.skip(tenant, campaign_id, contact_id, "contact_not_found")
+    skips = [(c, "contact_not_found") for c in ids if c not in found and c not in existing]
     todo: list[tuple[Contact, str]] = []
     for contact in contacts:
         known = existing.get(contact.contact_id)
@@ -408,21 +418,23 @@ def _recipients(
             continue  # queued, skipped or failed already: never again
         address = _primary(contact)
         if address is None:
-            deps.runs.skip(tenant, campaign_id, contact.contact_id, "no_address")
+            skips.append((contact.contact_id, "no_address"))
             continue
         todo.append((contact, address))
     blocked = suppression.suppressed(deps.suppression, tenant, [a for _, a in todo])
     sending: list[tuple[Contact, str]] = []
+    failed: list[Outcome] = []
     for contact, address in todo:
         if address.lower() in blocked:
-            if existing.get(contact.contact_id) is None:
-                deps.runs.skip(tenant, campaign_id, contact.contact_id, "suppressed")
+            known = existing.get(contact.contact_id)
+            if known is None:
+                skips.append((contact.contact_id, "suppressed"))
             else:  # claimed before it was suppressed: finished as failed, never sent
-                deps.runs.finish(
-                    tenant, campaign_id, contact.contact_id, "failed", email_id=None, reason="suppressed"
-                )
+                failed.append(Outcome(contact.contact_id, "failed", known.message_id, reason="suppressed"))
             continue
         sending.append((contact, address))
+    deps.runs.skip_many(tenant, campaign_id, skips)
+    deps.runs.finish_many(tenant, campaign_id, failed)
     return sending
 
 
@@ -434,104 +446,144 @@ def _queue_all(
     existing: Mapping[str, Recipient],
     deps: CampaignDeps,
 ) -> None:
-    """Claim, queue (in throttle slots), link, then mark queued each of `sending`."""
+    """Claim, render, queue in throttle slots (`outbox.queue_drafts`, the chunk's requests
+    batched), link, then mark queued or failed (BatchWriteItem) the chunk's `sending`."""
+    from mailbridge.outbox.service import queue_drafts
+    from mailbridge.templates.service import record_sends
+
     tenant, campaign_id = ctx.tenant_id, campaign.campaign_id
     account = deps.accounts.get_account(tenant, run.account_id)
     domain = account.address.rpartition("@")[2]
+    message_ids = {
+        contact.contact_id: (
+            existing[contact.contact_id].message_id if contact.contact_id in existing else ""
+        )
+        or _message_id(tenant, campaign_id, contact.contact_id, domain)
+        for contact, _ in sending
+    }
+    new = [(c.contact_id, message_ids[c.contact_id]) for c, _ in sending if c.contact_id not in existing]
+    claimed = deps.runs.claim_many(tenant, campaign_id, new)
+    # a contact another delivery of this chunk claimed meanwhile is that delivery's
+    mine = [(c, a) for c, a in sending if c.contact_id in existing or c.contact_id in claimed]
+    if not mine:
+        return
     interval = slot_interval(run.throttle_per_hour)
     now = deps.now()
     earliest = max(campaign.schedule_at or now, now + START_AHEAD).replace(microsecond=0) + timedelta(
         seconds=1
     )
-    first = deps.runs.reserve_slots(tenant, run.account_id, len(sending), interval, earliest)
+    first = deps.runs.reserve_slots(tenant, run.account_id, len(mine), interval, earliest)
     outbox = replace(deps.outbox, tracking=deps.tracking_for(run.base_url), templates=deps.templates)
+    prepared, refused, rendered = _prepare(
+        ctx, campaign, run, account, mine, message_ids, first, interval, deps, fresh=claimed
+    )
+    outcomes = [Outcome(c, "failed", message_ids[c], reason=code) for c, code in refused.items()]
+    results = queue_drafts(ctx, account, [p for _, p in prepared], outbox)
     queued: list[tuple[str, str, str]] = []  # contact id, email id, send_at
-    for index, (contact, address) in enumerate(sending):
-        message_id = existing[contact.contact_id].message_id if contact.contact_id in existing else None
-        message_id = message_id or _message_id(tenant, campaign_id, contact.contact_id, domain)
-        if contact.contact_id not in existing and not deps.runs.claim(
-            tenant, campaign_id, contact.contact_id, message_id
-        ):
-            continue  # another delivery of this chunk claimed it meanwhile
-        send_at = first + interval * index
-        outcome = _queue_one(ctx, campaign, run, address, message_id, send_at, outbox, deps)
-        if isinstance(outcome, MailbridgeError):
-            deps.runs.finish(
-                tenant, campaign_id, contact.contact_id, "failed", email_id=None, reason=outcome.code
-            )
+    sends: list[tuple[Rendered, str]] = []
+    for (contact_id, send), result in zip(prepared, results, strict=True):
+        if isinstance(result, MailbridgeError):
+            outcomes.append(Outcome(contact_id, "failed", message_ids[contact_id], reason=result.code))
             continue
-        queued.append((contact.contact_id, outcome, send_at.isoformat()))
+        assert send.send_at is not None
+        queued.append((contact_id, result.email_id, (result.send_at or send.send_at).isoformat()))
+        sends.append((rendered[contact_id], result.email_id))
+    record_sends(tenant, sends, deps.templates)
     _link(tenant, campaign_id, queued, deps)
-    for contact_id, email_id, _ in queued:
-        deps.runs.finish(tenant, campaign_id, contact_id, "queued", email_id=email_id, reason=None)
+    outcomes += [Outcome(c, "queued", message_ids[c], email_id=e) for c, e, _ in queued]
+    deps.runs.finish_many(tenant, campaign_id, outcomes)
 
 
-def _queue_one(
+def _prepare(
     ctx: TenantContext,
     campaign: Campaign,
     run: Run,
-    address: str,
-    message_id: str,
-    send_at: datetime,
-    outbox: OutboxDeps,
+    account: Account,
+    mine: list[tuple[Contact, str]],
+    message_ids: Mapping[str, str],
+    first: datetime,
+    interval: timedelta,
     deps: CampaignDeps,
-) -> str | MailbridgeError:
-    """Queue the recipient's email as `POST /emails/send` with `template_id` does; its email id,
-    or the outbox's refusal (a render failure, an address compose refuses...) to record."""
+    *,
+    fresh: set[str],
+) -> tuple[list[tuple[str, PreparedSend]], dict[str, str], dict[str, Rendered]]:
+    """Each recipient's message as `POST /emails/send` with `template_id` builds it (template at
+    the pinned version, campaign `variables`, its slot as `send_at`, the deterministic
+    Message-ID, the RFC 8058 headers); a recipient that cannot be built has its error code.
+    `fresh`: the contacts this delivery claimed (their emails cannot exist yet)."""
     from mailbridge.outbox.models import SendRequest
-    from mailbridge.outbox.service import queue_send
+    from mailbridge.outbox.service import PreparedSend, _draft
+    from mailbridge.templates.service import render_for_contacts
 
+    assert campaign.template_id is not None
     links = replace(deps.suppression, base_url=run.base_url) if run.base_url else deps.suppression
-    # RFC 8058 one-click needs an https URI (compose refuses others): a local http runner's
-    # campaign mail goes without List-Unsubscribe
-    headers = (
-        suppression.unsubscribe_headers(links, ctx.tenant_id, campaign.campaign_id, address)
-        if links.base_url.startswith("https://")
-        else {}
+    sender = {"name": account.display_name or "", "email": account.address}
+    renders = render_for_contacts(
+        ctx,
+        campaign.template_id,
+        run.template_version,
+        mine,
+        campaign.variables or {},
+        sender,
+        deps.templates,
     )
-    try:
-        request = SendRequest.model_validate(
-            {
-                "account_id": run.account_id,
-                "to": [{"address": address}],
-                "template_id": campaign.template_id,
-                "template_version": run.template_version,
-                "variables": campaign.variables,
-                "send_at": send_at,
-            }
-        )
-        accepted = queue_send(ctx, request, outbox, message_id=message_id, list_headers=headers)
-    except Conflict as exc:
-        if exc.code != "already_queued" or not isinstance(exc.details, dict):
-            raise
-        email_id = str(exc.details["email_id"])
-        _dispatch_again(ctx.tenant_id, email_id, outbox)
-        return email_id
-    except (Invalid, Unprocessable, NotFound) as exc:
-        return exc
-    except ValueError as exc:  # the request model refused a stored value (an address, say)
-        logger.warning("campaign recipient not queued", extra={"error": type(exc).__name__})
-        return Invalid("the recipient cannot be sent to", code="invalid_recipient")
-    return accepted.email_id
-
-
-def _dispatch_again(tenant_id: str, email_id: str, outbox: OutboxDeps) -> None:
-    """An email stored by an earlier attempt whose queue message or schedule may be missing:
-    put it again (the outbox sends an email once, by its status)."""
-    from mailbridge.outbox.models import OutboxMessage
-    from mailbridge.outbox.service import _schedule_name
-
-    item = outbox.emails.get_email(tenant_id, email_id)
-    if item is None:
-        return
-    message = OutboxMessage(tenant_id=tenant_id, email_id=email_id)
-    if item.get("send_status") == "queued":
-        outbox.queue.send(message)
-    elif item.get("send_status") == "scheduled" and item.get("send_at"):
-        with contextlib.suppress(Conflict):  # the schedule is there
-            outbox.scheduler.create(
-                _schedule_name(email_id), datetime.fromisoformat(str(item["send_at"])), message.model_dump()
+    prepared: list[tuple[str, PreparedSend]] = []
+    errors: dict[str, str] = {}
+    rendered: dict[str, Rendered] = {}
+    for index, ((contact, address), one) in enumerate(zip(mine, renders, strict=True)):
+        if isinstance(one, MailbridgeError):
+            errors[contact.contact_id] = one.code
+            continue
+        try:
+            # RFC 8058 one-click needs an https URI (compose refuses others): a local http
+            # runner's campaign mail goes without List-Unsubscribe
+            headers = (
+                suppression.unsubscribe_headers(links, ctx.tenant_id, campaign.campaign_id, address)
+                if links.base_url.startswith("https://")
+                else {}
             )
+            request = SendRequest.model_validate(
+                {
+                    "account_id": run.account_id,
+                    "to": [{"address": address}],
+                    "subject": one.rendered.subject,
+                    "text": one.rendered.text,
+                    "html": one.rendered.html,
+                    "send_at": first + interval * index,
+                }
+            )
+            draft = _draft(
+                ctx,
+                request,
+                account,
+                "new",
+                deps.outbox,
+                message_id=message_ids[contact.contact_id],
+                list_headers=headers,
+            )
+        except (Invalid, Unprocessable, NotFound) as exc:
+            errors[contact.contact_id] = exc.code
+            continue
+        except ValueError as exc:  # the request model refused a stored value (an address, say)
+            logger.warning("campaign recipient not queued", extra={"error": type(exc).__name__})
+            errors[contact.contact_id] = "invalid_recipient"
+            continue
+        use = TemplateUse(
+            template_id=one.rendered.template_id, version=one.rendered.version, variant=one.rendered.variant
+        )
+        rendered[contact.contact_id] = one.rendered
+        prepared.append(
+            (
+                contact.contact_id,
+                PreparedSend(
+                    draft=draft,
+                    send_at=request.send_at,
+                    template=use.model_dump(),
+                    first_attempt=contact.contact_id in fresh,
+                ),
+            )
+        )
+    return prepared, errors, rendered
 
 
 def _link(tenant_id: str, campaign_id: str, queued: list[tuple[str, str, str]], deps: CampaignDeps) -> None:

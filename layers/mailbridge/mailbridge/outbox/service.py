@@ -14,8 +14,8 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -31,7 +31,7 @@ from mailbridge.compose import (
     OutgoingAttachment,
     compose_and_normalize,
 )
-from mailbridge.errors import Conflict, Invalid, NotFound, ProviderError
+from mailbridge.errors import Conflict, Invalid, MailbridgeError, NotFound, ProviderError
 from mailbridge.models.account import Account
 from mailbridge.models.email import EmailAddress
 from mailbridge.models.mail import SendStatus, TemplateUse
@@ -445,16 +445,7 @@ def queue_draft(
         deps.blobs.put(deps.blobs.attachment_key(tenant, email_id, meta.id), data, meta.content_type)
     item = build_email_item(mailbox, email_id, thread_id, parsed, date, raw_key, deps.blobs, ("\\Seen",))
     status: SendStatus = "scheduled" if send_at else "queued"
-    item |= {
-        "send_status": status,
-        "send_at": send_at.isoformat() if send_at else None,
-        "outbox_account_id": account.account_id,
-        "envelope_from": composed.envelope_from,
-        "envelope_to": composed.recipients,
-        "bcc": [r.model_dump() for r in draft.bcc],
-        "requested_by": ctx.subject,
-        "schedule_name": _schedule_name(email_id) if send_at else None,
-    }
+    item |= _outbound_fields(ctx, account, composed, draft, send_at, email_id)
     if automation:
         item["automation"] = automation
     if template:
@@ -480,6 +471,252 @@ def queue_draft(
     )
 
 
+@dataclass(frozen=True)
+class PreparedSend:
+    """One message of `queue_drafts`: a new message (no reply or forward) with its Message-ID
+    set, its `send_at` (None: send now), the template use kept on the email, and the message's
+    tracking override."""
+
+    draft: Draft
+    send_at: datetime | None
+    template: dict[str, Any] | None = None
+    tracking: TrackingOverride | None = None
+    first_attempt: bool = False
+    """The caller holds an exclusive claim on the Message-ID and no earlier attempt stored
+    anything for it (a campaign recipient this delivery claimed): stored by plain puts."""
+
+
+@dataclass
+class _Built:
+    index: int
+    send: PreparedSend
+    composed: ComposedMessage
+    parsed: Any
+    attachments: list[Any]
+    email_id: str
+    tracked: TrackedMessage | None
+
+
+def queue_drafts(
+    ctx: TenantContext, account: Account, sends: Sequence[PreparedSend], deps: OutboxDeps
+) -> list[SendAccepted | MailbridgeError]:
+    """`queue_draft` for a batch of new messages from one account (a campaign chunk), with the
+    requests batched: one read of the tenant's tracking flag and one batched do-not-track
+    lookup (`decide_many`), one BatchGetItem of the emails that exist already and one of the
+    Message-IDs' threads, the raw messages, attachments and large bodies put to S3 in the
+    bounded pool of `BlobStore.put_many`, tracking link sets by BatchWriteItem, the emails by
+    BatchWriteItem when `first_attempt` says no one else can be storing them
+    (`EmailStore.put_new_emails`), else one conditional write each after their idempotent
+    thread writes (`EmailStore.create_emails`), one conditional put per distinct subject
+    (`remember_subject`), schedules created `CREATE_WORKERS` at a time and queue messages ten
+    to a SendMessageBatch.
+
+    Each message's result is in its position: its SendAccepted, or the error that refused it
+    alone (every code of `compose_message`, `send_at_in_past`...). A message whose email
+    exists already (a replay: the email id follows from the Message-ID, sender and subject) is
+    not stored again; its queue message or schedule is put again (the outbox sends an email
+    once, by its status) and it is answered accepted as stored. The threads are new
+    (`thread_id_for_root` of the Message-ID, unless the Message-ID is known); a message with
+    In-Reply-To or References, or a subject marking a reply or forward, goes through
+    `queue_draft` alone. Raises what a store or queue raises (the caller retries the batch)."""
+    ctx.require(Role.MEMBER)
+    _require_sender(account)
+    results: list[SendAccepted | MailbridgeError | None] = [None] * len(sends)
+    built = _build(ctx, account, sends, deps, results)
+    if built:
+        existing = deps.emails.batch_get_emails(ctx.tenant_id, [b.email_id for b in built], projection=STORED)
+        threads, created = _store(ctx, account, [b for b in built if b.email_id not in existing], deps)
+        _dispatch(ctx.tenant_id, built, existing, threads, created, deps, results)
+    done = [r for r in results if r is not None]
+    assert len(done) == len(results), "every message has its result"
+    return done
+
+
+STORED = ("send_status", "send_at", "thread_id")
+"""What `queue_drafts` reads of an email that exists already."""
+
+
+def _build(
+    ctx: TenantContext,
+    account: Account,
+    sends: Sequence[PreparedSend],
+    deps: OutboxDeps,
+    results: list[SendAccepted | MailbridgeError | None],
+) -> list[_Built]:
+    """Compose (and track) each message; one refused, or queued alone, has its result set."""
+    from mailbridge.mime.subject import is_reply_or_forward
+
+    tenant, now = ctx.tenant_id, deps.now()
+    decisions = (
+        _decide_many(tenant, sends, deps) if deps.tracking is not None else [(False, False)] * len(sends)
+    )
+    built: list[_Built] = []
+    for index, send in enumerate(sends):
+        try:
+            when = _schedule_time(send.send_at, now)
+            at = replace(send, send_at=when)
+            if send.draft.subject and is_reply_or_forward(send.draft.subject):
+                results[index] = _queue_alone(ctx, account, at, deps)
+                continue
+            composed, normalized = compose_and_normalize(send.draft, now=when or now)
+            if (
+                normalized.message.in_reply_to
+                or normalized.message.references
+                or not normalized.message.message_id
+            ):
+                results[index] = _queue_alone(ctx, account, at, deps)
+                continue
+            email_id = email_id_for(tenant, normalized.message, composed.raw)
+            tracked: TrackedMessage | None = None
+            opens, clicks = decisions[index]
+            if deps.tracking is not None and send.draft.html and (opens or clicks):
+                draft, tracked = _tracked(tenant, email_id, send.draft, opens, clicks, deps.tracking)
+                composed, normalized = compose_and_normalize(draft, now=when or now)
+        except (Invalid, NotFound) as exc:
+            results[index] = exc
+            continue
+        parsed = normalized.message
+        built.append(_Built(index, at, composed, parsed, normalized.attachments, email_id, tracked))
+    return built
+
+
+def _store(
+    ctx: TenantContext, account: Account, fresh: list[_Built], deps: OutboxDeps
+) -> tuple[dict[str, str], set[str]]:
+    """Store the new emails (blobs and link sets first: the email names them); returns each
+    one's thread id and the ids this call created."""
+    from mailbridge.mime import base_subject
+    from mailbridge.store.blobs import Upload
+    from mailbridge.sync.threads import thread_id_for_root
+
+    tenant, now = ctx.tenant_id, deps.now()
+    known = deps.emails.threads_for_message_ids(tenant, [b.parsed.message_id for b in fresh])
+    mailbox = Mailbox(tenant, account.account_id, account.address, "", 0, is_sent_folder=True)
+    uploads: list[Upload] = []
+    items: list[dict[str, Any]] = []
+    threads: dict[str, str] = {}  # email id -> thread id
+    subjects: dict[str, tuple[str, str]] = {}  # base subject -> (date, thread id), the newest
+    for b in fresh:
+        own = b.parsed.message_id
+        thread_id = threads[b.email_id] = known.get(own) or thread_id_for_root(tenant, own)
+        date = b.send.send_at or now
+        raw_key = deps.blobs.raw_key(tenant, account.account_id, b.email_id)
+        uploads.append(Upload(raw_key, b.composed.raw, "message/rfc822"))
+        uploads += [
+            Upload(deps.blobs.attachment_key(tenant, b.email_id, meta.id), data, meta.content_type)
+            for meta, data in b.attachments
+        ]
+        item = build_email_item(
+            mailbox, b.email_id, thread_id, b.parsed, date, raw_key, deps.blobs, ("\\Seen",), uploads
+        )
+        item |= _outbound_fields(ctx, account, b.composed, b.send.draft, b.send.send_at, b.email_id)
+        if b.send.template:
+            item["template"] = b.send.template
+        if b.tracked is not None:
+            item["tracking"] = {"opens": b.tracked.opens, "clicks": b.tracked.clicks}
+        items.append(item)
+        subject = base_subject(b.parsed.subject)
+        if subject and (subject not in subjects or subjects[subject][0] < date.isoformat()):
+            subjects[subject] = (date.isoformat(), thread_id)
+    deps.blobs.put_many(uploads)
+    if deps.tracking is not None:
+        deps.tracking.store.put_messages([b.tracked for b in fresh if b.tracked is not None])
+    plain = {b.email_id for b in fresh if b.send.first_attempt and b.parsed.message_id not in known}
+    deps.emails.put_new_emails(tenant, [i for i in items if i["email_id"] in plain])
+    created = plain | deps.emails.create_emails(tenant, [i for i in items if i["email_id"] not in plain])
+    for subject, (date_iso, thread_id) in subjects.items():
+        deps.emails.remember_subject(tenant, account.account_id, subject, thread_id, date_iso)
+    return threads, created
+
+
+def _dispatch(
+    tenant: str,
+    built: list[_Built],
+    existing: dict[str, dict[str, Any]],
+    threads: dict[str, str],
+    created: set[str],
+    deps: OutboxDeps,
+    results: list[SendAccepted | MailbridgeError | None],
+) -> None:
+    """Schedule or queue each email by its status (an email stored before keeps its own
+    `send_at`), and set its result."""
+    stored = dict(existing)
+    missing = [b.email_id for b in built if b.email_id not in created and b.email_id not in stored]
+    if missing:  # lost a condition to a concurrent delivery: read what it stored
+        stored |= deps.emails.batch_get_emails(tenant, missing, projection=STORED)
+    schedules: list[tuple[str, datetime, dict[str, Any]]] = []
+    queued: list[OutboxMessage] = []
+    for b in built:
+        message = OutboxMessage(tenant_id=tenant, email_id=b.email_id)
+        item = {} if b.email_id in created else stored.get(b.email_id, {})
+        status = str(item.get("send_status") or ("scheduled" if b.send.send_at else "queued"))
+        send_at = datetime.fromisoformat(str(item["send_at"])) if item.get("send_at") else b.send.send_at
+        if status == "scheduled" and send_at is not None:
+            schedules.append((_schedule_name(b.email_id), send_at, message.model_dump()))
+        elif status == "queued":
+            queued.append(message)
+        results[b.index] = SendAccepted(
+            email_id=b.email_id,
+            thread_id=threads.get(b.email_id) or str(item.get("thread_id") or ""),
+            status="scheduled" if status == "scheduled" else "queued",
+            send_at=send_at,
+            message_id=b.composed.message_id,
+        )
+    deps.scheduler.create_many(schedules)
+    deps.queue.send_many(queued)
+
+
+def _decide_many(tenant: str, sends: Sequence[PreparedSend], deps: OutboxDeps) -> list[tuple[bool, bool]]:
+    from mailbridge.tracking.service import decide_many
+
+    assert deps.tracking is not None
+    recipients = [[str(r.address) for r in (*s.draft.to, *s.draft.cc, *s.draft.bcc)] for s in sends]
+    return decide_many(
+        tenant, [(s.tracking, r) for s, r in zip(sends, recipients, strict=True)], deps.tracking
+    )
+
+
+def _queue_alone(
+    ctx: TenantContext, account: Account, send: PreparedSend, deps: OutboxDeps
+) -> SendAccepted | MailbridgeError:
+    try:
+        return queue_draft(
+            ctx,
+            account,
+            send.draft,
+            deps,
+            send_at=send.send_at,
+            tracking=send.tracking,
+            template=send.template,
+        )
+    except Conflict as exc:
+        if exc.code != "already_queued":
+            raise
+        return exc
+
+
+def _outbound_fields(
+    ctx: TenantContext,
+    account: Account,
+    composed: ComposedMessage,
+    draft: Draft,
+    send_at: datetime | None,
+    email_id: str,
+) -> dict[str, Any]:
+    """What an outbound email item holds beyond a synced one (`queue_draft`, `queue_drafts`)."""
+    status: SendStatus = "scheduled" if send_at else "queued"
+    return {
+        "send_status": status,
+        "send_at": send_at.isoformat() if send_at else None,
+        "outbox_account_id": account.account_id,
+        "envelope_from": composed.envelope_from,
+        "envelope_to": composed.recipients,
+        "bcc": [r.model_dump() for r in draft.bcc],
+        "requested_by": ctx.subject,
+        "schedule_name": _schedule_name(email_id) if send_at else None,
+    }
+
+
 def _track(
     tenant: str,
     email_id: str,
@@ -494,12 +731,22 @@ def _track(
     and subject, which tracking leaves as they are. The text part is kept as the first
     composition had it (the given text, or the one derived from the untracked HTML).
     """
-    from mailbridge.mime.html_text import html_to_text
-    from mailbridge.tracking.service import decide, track_html
+    from mailbridge.tracking.service import decide
 
     opens, clicks = decide(tenant, override, recipients, deps)
     if not (opens or clicks) or draft.html is None:
         return draft, None
+    return _tracked(tenant, email_id, draft, opens, clicks, deps)
+
+
+def _tracked(
+    tenant: str, email_id: str, draft: Draft, opens: bool, clicks: bool, deps: TrackingDeps
+) -> tuple[Draft, TrackedMessage]:
+    """The draft (with HTML) with its HTML tracked as decided."""
+    from mailbridge.mime.html_text import html_to_text
+    from mailbridge.tracking.service import track_html
+
+    assert draft.html is not None
     html, tracked = track_html(tenant, email_id, draft.html, opens=opens, clicks=clicks, deps=deps)
     text = draft.text if draft.text is not None else html_to_text(draft.html)
     return draft.model_copy(update={"html": html, "text": text}), tracked

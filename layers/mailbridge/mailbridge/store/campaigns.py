@@ -6,7 +6,7 @@ Item types (pk = TENANT#{tenant}):
                                             `prev_cursor`, the pinned `template_version`,
                                             `throttle_per_hour`, `account_id`, `base_url` (tracking
                                             links), `send_key` (the Idempotency-Key that started
-                                            it), counters `n_queued`, `n_failed`, `n_skip_{reason}`
+                                            it)
   CAMPAIGNRCPT#{campaign_id}#{contact_id}   one recipient: `state` claimed | queued | skipped |
                                             failed, `message_id` (deterministic), `email_id`
                                             once queued, `reason` when skipped or failed
@@ -14,20 +14,25 @@ Item types (pk = TENANT#{tenant}):
                                             8601): the throttle's bookkeeping across campaigns
 None of these begins with `CAMPAIGN#`, so campaign listings never meet them.
 
-Exactly once: a recipient item is created with `attribute_not_exists(pk)` before its email is
-queued, and moves claimed -> queued in one transaction with the run's counter, so a counter
-counts each recipient once whatever is retried. The cursor moves only forward (conditional).
+Exactly once: a recipient item is created `claimed` with `attribute_not_exists(pk)` (one
+conditional PutItem each) before its email is queued; only the delivery that claimed it stores
+its email without a condition, and one that finds it claimed by an attempt that stopped stores
+the email conditionally (`outbox.service.queue_drafts`). Finishing (claimed -> queued | failed)
+is a plain BatchWriteItem of deterministic values. The run's counts are counted from the
+recipient items when asked (`counts`), not kept as counters that a retry could count twice.
+The cursor moves only forward (conditional).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mailbridge.errors import Conflict
-from mailbridge.store.base import DynamoRepository, Item, Write, is_condition_failure, tenant_pk
+from mailbridge.store.base import DynamoRepository, Item, is_condition_failure, tenant_pk
+from mailbridge.store.batch import batch_get, batch_put
 from mailbridge.store.conditions import Key
 
 if TYPE_CHECKING:
@@ -65,9 +70,6 @@ class Run:
     account_id: str
     base_url: str
     send_key: str | None
-    queued: int
-    failed: int
-    skipped: dict[str, int]
 
 
 def to_run(item: Item) -> Run:
@@ -82,9 +84,6 @@ def to_run(item: Item) -> Run:
         account_id=str(item["account_id"]),
         base_url=str(item.get("base_url") or ""),
         send_key=str(item["send_key"]) if item.get("send_key") else None,
-        queued=int(item.get("n_queued") or 0),
-        failed=int(item.get("n_failed") or 0),
-        skipped={r: int(item[f"n_skip_{r}"]) for r in SKIP_REASONS if item.get(f"n_skip_{r}")},
     )
 
 
@@ -94,6 +93,25 @@ class Recipient:
     state: str
     message_id: str
     email_id: str | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a claimed recipient finished: `queued` with its email, or `failed` with a reason."""
+
+    contact_id: str
+    state: str
+    message_id: str
+    email_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class RecipientCounts:
+    queued: int = 0
+    failed: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    email_ids: list[str] = field(default_factory=list)
 
 
 class CampaignRunStore(DynamoRepository):
@@ -118,8 +136,6 @@ class CampaignRunStore(DynamoRepository):
             "throttle_per_hour": run.throttle_per_hour,
             "account_id": run.account_id,
             "base_url": run.base_url,
-            "n_queued": 0,
-            "n_failed": 0,
         }
         if run.send_key:
             item["send_key"] = run.send_key
@@ -179,126 +195,103 @@ class CampaignRunStore(DynamoRepository):
         self, tenant_id: str, campaign_id: str, contact_ids: list[str]
     ) -> dict[str, Recipient]:
         """The recipient items that exist among `contact_ids` (consistent BatchGetItem per 100)."""
-        found: dict[str, Recipient] = {}
-        for start in range(0, len(contact_ids), 100):
-            keys = [
-                {"pk": tenant_pk(tenant_id), "sk": recipient_sk(campaign_id, c)}
-                for c in contact_ids[start : start + 100]
-            ]
-            request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
-            while request:
-                response = self.table.meta.client.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self.table_name, []):
-                    found[str(item["contact_id"])] = Recipient(
-                        contact_id=str(item["contact_id"]),
-                        state=str(item["state"]),
-                        message_id=str(item.get("message_id") or ""),
-                        email_id=str(item["email_id"]) if item.get("email_id") else None,
-                    )
-                request = response.get("UnprocessedKeys") or {}
-        return found
-
-    def claim(self, tenant_id: str, campaign_id: str, contact_id: str, message_id: str) -> bool:
-        """Create the recipient as `claimed` before its email is queued; False when it exists."""
-        try:
-            self.table.put_item(
-                Item={
-                    "pk": tenant_pk(tenant_id),
-                    "sk": recipient_sk(campaign_id, contact_id),
-                    "contact_id": contact_id,
-                    "state": "claimed",
-                    "message_id": message_id,
-                },
-                ConditionExpression="attribute_not_exists(pk)",
+        keys = [{"pk": tenant_pk(tenant_id), "sk": recipient_sk(campaign_id, c)} for c in contact_ids]
+        return {
+            str(item["contact_id"]): Recipient(
+                contact_id=str(item["contact_id"]),
+                state=str(item["state"]),
+                message_id=str(item.get("message_id") or ""),
+                email_id=str(item["email_id"]) if item.get("email_id") else None,
             )
+            for item in batch_get(self.table.meta.client, self.table_name, keys, consistent=True)
+        }
+
+    def _create(self, item: Item) -> bool:
+        try:
+            self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
         except Exception as exc:
             if is_condition_failure(exc):
                 return False
             raise
         return True
 
-    def _counter(self, tenant_id: str, campaign_id: str, counter: str) -> Write:
-        return Write(
-            {
-                "Update": {
-                    "Key": {"pk": tenant_pk(tenant_id), "sk": run_sk(campaign_id)},
-                    "UpdateExpression": f"ADD {counter} :one",
-                    "ExpressionAttributeValues": {":one": 1},
+    def claim_many(self, tenant_id: str, campaign_id: str, claims: Sequence[tuple[str, str]]) -> set[str]:
+        """Create each (contact id, message id) as `claimed` before its email is queued: one
+        conditional PutItem each (`attribute_not_exists`), the write exactly-once rests on (a
+        transaction would let one recipient another delivery claimed cancel the others, and
+        costs each of its actions twice). Returns the contact ids this call claimed."""
+        return {
+            contact_id
+            for contact_id, message_id in claims
+            if self._create(
+                {
+                    "pk": tenant_pk(tenant_id),
+                    "sk": recipient_sk(campaign_id, contact_id),
+                    "contact_id": contact_id,
+                    "state": "claimed",
+                    "message_id": message_id,
                 }
-            },
-            lambda: Conflict("the run is gone", code="conflict"),
-        )
-
-    def finish(
-        self,
-        tenant_id: str,
-        campaign_id: str,
-        contact_id: str,
-        state: str,
-        *,
-        email_id: str | None,
-        reason: str | None,
-    ) -> bool:
-        """claimed -> queued | failed, counted on the run in the same transaction; False when the
-        recipient was already finished (another delivery)."""
-        key = {"pk": tenant_pk(tenant_id), "sk": recipient_sk(campaign_id, contact_id)}
-        values: dict[str, Any] = {
-            ":state": state,
-            ":claimed": "claimed",
-            ":email": email_id,
-            ":reason": reason,
+            )
         }
-        update = Write(
-            {
-                "Update": {
-                    "Key": key,
-                    "UpdateExpression": "SET #state = :state, email_id = :email, reason = :reason",
-                    "ConditionExpression": "#state = :claimed",
-                    "ExpressionAttributeNames": {"#state": "state"},
-                    "ExpressionAttributeValues": values,
+
+    def skip_many(self, tenant_id: str, campaign_id: str, skips: Sequence[tuple[str, str]]) -> None:
+        """Record each (contact id, reason) as skipped, unless the recipient exists (one
+        conditional PutItem each: skips are the exception, and a duplicate delivery that
+        queued the contact meanwhile must not be overwritten)."""
+        for contact_id, reason in skips:
+            self._create(
+                {
+                    "pk": tenant_pk(tenant_id),
+                    "sk": recipient_sk(campaign_id, contact_id),
+                    "contact_id": contact_id,
+                    "state": "skipped",
+                    "reason": reason,
                 }
-            },
-            lambda: Conflict("already finished", code="already_finished"),
-        )
-        return self._counted(update, self._counter(tenant_id, campaign_id, f"n_{state}"))
+            )
 
-    def skip(self, tenant_id: str, campaign_id: str, contact_id: str, reason: str) -> bool:
-        """Record the recipient as skipped (`reason`), counted once; False when it exists."""
-        put = Write(
-            {
-                "Put": {
-                    "Item": {
-                        "pk": tenant_pk(tenant_id),
-                        "sk": recipient_sk(campaign_id, contact_id),
-                        "contact_id": contact_id,
-                        "state": "skipped",
-                        "reason": reason,
-                    },
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            },
-            lambda: Conflict("already recorded", code="already_finished"),
-        )
-        return self._counted(put, self._counter(tenant_id, campaign_id, f"n_skip_{reason}"))
+    def finish_many(self, tenant_id: str, campaign_id: str, outcomes: Sequence[Outcome]) -> None:
+        """Claimed recipients -> queued | failed, 25 a BatchWriteItem. Plain puts: only the
+        delivery holding a recipient's claim finishes it, with what its deterministic
+        Message-ID gave (the same email id on every attempt), so writing it again changes
+        nothing; the run's counts are counted from these items (`counts`)."""
+        items: list[Item] = []
+        for outcome in outcomes:
+            item: Item = {
+                "pk": tenant_pk(tenant_id),
+                "sk": recipient_sk(campaign_id, outcome.contact_id),
+                "contact_id": outcome.contact_id,
+                "state": outcome.state,
+                "message_id": outcome.message_id,
+            }
+            if outcome.email_id:
+                item["email_id"] = outcome.email_id
+            if outcome.reason:
+                item["reason"] = outcome.reason
+            items.append(item)
+        batch_put(self.table.meta.client, self.table_name, items)
 
-    def _counted(self, write: Write, counter: Write) -> bool:
-        try:
-            self.transact([write, counter])
-        except Conflict as exc:
-            if exc.code == "already_finished":
-                return False
-            raise
-        return True
-
-    def recipient_emails(self, tenant_id: str, campaign_id: str) -> Iterator[str]:
-        """The email id of every queued recipient (one Query per 1 MB page)."""
+    def counts(self, tenant_id: str, campaign_id: str) -> RecipientCounts:
+        """The run's recipients counted by state (skipped by reason) and the email ids of the
+        queued ones: one Query per 1 MB page of the run's recipient items (small items: about
+        10,000 to a page)."""
+        counts = RecipientCounts()
         for item in self.query_all(
             KeyConditionExpression=Key("pk").eq(tenant_pk(tenant_id))
             & Key("sk").begins_with(recipient_prefix(campaign_id)),
-            ProjectionExpression="email_id",
+            ProjectionExpression="#state, email_id, reason",
+            ExpressionAttributeNames={"#state": "state"},
         ):
-            if item.get("email_id"):
-                yield str(item["email_id"])
+            state = str(item.get("state"))
+            if state == "queued":
+                counts.queued += 1
+                if item.get("email_id"):
+                    counts.email_ids.append(str(item["email_id"]))
+            elif state == "failed":
+                counts.failed += 1
+            elif state == "skipped":
+                reason = str(item.get("reason") or "")
+                counts.skipped[reason] = counts.skipped.get(reason, 0) + 1
+        return counts
 
     def queued_contacts(self, tenant_id: str, campaign_id: str) -> Iterator[str]:
         """The contact id of every recipient the campaign's email was queued for (one Query per

@@ -722,6 +722,11 @@ class CrmStore(DynamoRepository):
         return {str(i["address"]): _lookup(i) for i in found.values()}
 
     # ------------------------------------------------------------------ companies
+    def get_companies(self, tenant_id: str, company_ids: Sequence[str]) -> dict[str, Company]:
+        """The companies that exist among `company_ids`, by id (BatchGetItem, 100 a request)."""
+        found = self._batch_get(tenant_id, [company_sk(c) for c in company_ids])
+        return {c: to_company(found[company_sk(c)]) for c in company_ids if company_sk(c) in found}
+
     def get_company(self, tenant_id: str, company_id: str) -> Company | None:
         item = self._get_item(tenant_id, company_sk(company_id))
         return None if item is None else to_company(item)

@@ -40,7 +40,14 @@ from urllib.parse import unquote
 
 from mailbridge.errors import Conflict
 from mailbridge.store.base import DynamoRepository, Item, is_condition_failure
-from mailbridge.store.batch import BatchRead, TransactionLost, batch_get, batch_put, chunks, transact
+from mailbridge.store.batch import (
+    BatchRead,
+    TransactionLost,
+    batch_get,
+    batch_put,
+    chunks,
+    transact,
+)
 from mailbridge.store.conditions import Attr, Key
 from mailbridge.store.fill import Budget
 from mailbridge.store.keys import (
@@ -191,6 +198,58 @@ class EmailStore(DynamoRepository):
                 continue  # the thread lists THREAD_MEMBERS_MAX members: mark it overflowing
             return True
         raise Conflict("the email could not be stored; try again", code="conflict")
+
+    def create_emails(self, tenant_id: str, items: Sequence[Item]) -> set[str]:
+        """New emails of new threads that an earlier attempt may have stored (a campaign recipient
+        claimed by a delivery that stopped): for each, first its Message-ID -> thread pointer
+        (first writer wins) and its thread's member set (a set add, or `overflow` past
+        THREAD_MEMBERS_MAX), both idempotent, then the email with `attribute_not_exists`, which
+        tells the new from the existing. Returns the ids this call stored. Plain requests, not a
+        transaction: the order makes a crash between them harmless (the retry redoes the
+        idempotent writes), and a lost condition costs nothing else."""
+        created: set[str] = set()
+        for item in items:
+            email_id, thread_id = str(item["email_id"]), str(item["thread_id"])
+            self.remember_message_ids(tenant_id, [str(item["message_id"])], thread_id)
+            self._join_thread(tenant_id, thread_id, email_id)
+            stored = {**item, **index_keys(tenant_id, item), "version": 1}
+            if self.create_location(tenant_id, email_sk(email_id), stored):
+                created.add(email_id)
+        return created
+
+    def _join_thread(self, tenant_id: str, thread_id: str, email_id: str) -> None:
+        key = {"pk": tenant_pk(tenant_id), "sk": thread_sk(thread_id)}
+        try:
+            self.table.update_item(
+                Key=key,
+                UpdateExpression="SET thread_id = :t ADD members :m",
+                ConditionExpression="attribute_not_exists(members) OR size(members) < :cap",
+                ExpressionAttributeValues={":t": thread_id, ":m": {email_id}, ":cap": THREAD_MEMBERS_MAX},
+            )
+        except Exception as exc:
+            if not is_condition_failure(exc):
+                raise
+            self.table.update_item(
+                Key=key,
+                UpdateExpression="SET thread_id = :t, overflow = :true",
+                ExpressionAttributeValues={":t": thread_id, ":true": True},
+            )
+
+    def put_new_emails(self, tenant_id: str, items: Sequence[Item]) -> None:
+        """Store emails of new threads that no one else can be storing (the caller holds an
+        exclusive claim on each Message-ID, and no earlier attempt ran: a campaign recipient
+        claimed by this delivery), with their Message-ID -> thread pointers and thread items,
+        as plain puts, 25 a BatchWriteItem. Never for an email that may exist: a put replaces it."""
+        pk = tenant_pk(tenant_id)
+        puts: list[Item] = []
+        for item in items:
+            email_id, thread_id = str(item["email_id"]), str(item["thread_id"])
+            puts.append(
+                {"pk": pk, "sk": email_sk(email_id), **item, **index_keys(tenant_id, item), "version": 1}
+            )
+            puts.append({"pk": pk, "sk": message_id_sk(str(item["message_id"])), "thread_id": thread_id})
+            puts.append({"pk": pk, "sk": thread_sk(thread_id), "thread_id": thread_id, "members": {email_id}})
+        batch_put(self.table.meta.client, self.table_name, puts)
 
     def batch_get_emails(
         self,

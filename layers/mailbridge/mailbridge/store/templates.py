@@ -17,13 +17,14 @@ Only this module touches these items.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Key
 
 from mailbridge.errors import Conflict, NotFound
 from mailbridge.store.base import DynamoRepository, Item, Write, tenant_pk
+from mailbridge.store.batch import batch_put
 from mailbridge.templates.models import Template, TemplateFields, TemplateVersion
 
 if TYPE_CHECKING:
@@ -50,6 +51,18 @@ def _doc(model: TemplateFields) -> str:
 
 def _meta(model: Template | TemplateVersion) -> Item:
     return model.model_dump(mode="json", exclude=_DOC_FIELDS | {"version"})
+
+
+def _send_item(tenant_id: str, template_id: str, email_id: str, version: int, variant: str | None) -> Item:
+    item: Item = {
+        "pk": tenant_pk(tenant_id),
+        "sk": send_sk(template_id, email_id),
+        "email_id": email_id,
+        "version": version,
+    }
+    if variant is not None:
+        item["variant"] = variant
+    return item
 
 
 class TemplateStore(DynamoRepository):
@@ -154,15 +167,16 @@ class TemplateStore(DynamoRepository):
         self, tenant_id: str, template_id: str, email_id: str, *, version: int, variant: str | None
     ) -> None:
         """Which version and variant an email was rendered from (idempotent: same key, same values)."""
-        item: Item = {
-            "pk": tenant_pk(tenant_id),
-            "sk": send_sk(template_id, email_id),
-            "email_id": email_id,
-            "version": version,
-        }
-        if variant is not None:
-            item["variant"] = variant
-        self.table.put_item(Item=item)
+        self.table.put_item(Item=_send_item(tenant_id, template_id, email_id, version, variant))
+
+    def record_sends(self, tenant_id: str, sends: Sequence[tuple[str, str, int, str | None]]) -> None:
+        """`record_send` for each (template id, email id, version, variant), 25 a BatchWriteItem
+        (deterministic keys: a replay writes the same items again)."""
+        batch_put(
+            self.table.meta.client,
+            self.table_name,
+            [_send_item(tenant_id, t, e, version, variant) for t, e, version, variant in sends],
+        )
 
     def sends(self, tenant_id: str, template_id: str, *, limit: int) -> Iterator[Item]:
         """At most `limit` send records of the template (`email_id`, `version`, `variant`)."""

@@ -11,12 +11,13 @@ Hit records expire `ttl` (epoch seconds) after they were made: the retention is 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mailbridge.store.base import DynamoRepository, Item
+from mailbridge.store.batch import batch_put
 from mailbridge.tracking.models import Evidence, Hit, TrackedMessage
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ def _at(value: datetime) -> str:
 class TrackingStore(Protocol):
     def put_message(self, message: TrackedMessage) -> None: ...
 
+    def put_messages(self, messages: Sequence[TrackedMessage]) -> None: ...
+
     def get_message(self, tenant_id: str, email_id: str) -> TrackedMessage | None: ...
 
     def put_hit(self, tenant_id: str, hit: Hit, *, expires: datetime) -> None: ...
@@ -48,21 +51,28 @@ class TrackingStore(Protocol):
     def records(self, tenant_id: str, email_id: str) -> tuple[TrackedMessage | None, list[Hit]]: ...
 
 
+def _message_item(message: TrackedMessage) -> Item:
+    return {
+        "pk": message_pk(message.tenant_id, message.email_id),
+        "sk": MESSAGE_SK,
+        "opens": message.opens,
+        "clicks": message.clicks,
+        "links": list(message.links),
+    }
+
+
 class DynamoTrackingStore(DynamoRepository):
     def __init__(self, table_name: str, table: Table | None = None) -> None:
         super().__init__(table_name, table)
 
     def put_message(self, message: TrackedMessage) -> None:
         """Idempotent: a retried send request stores the same link set again."""
-        self.table.put_item(
-            Item={
-                "pk": message_pk(message.tenant_id, message.email_id),
-                "sk": MESSAGE_SK,
-                "opens": message.opens,
-                "clicks": message.clicks,
-                "links": list(message.links),
-            }
-        )
+        self.table.put_item(Item=_message_item(message))
+
+    def put_messages(self, messages: Sequence[TrackedMessage]) -> None:
+        """`put_message` for many, 25 a BatchWriteItem: the key is the email's, so a replay
+        writes the same items again."""
+        batch_put(self.table.meta.client, self.table_name, [_message_item(m) for m in messages])
 
     def get_message(self, tenant_id: str, email_id: str) -> TrackedMessage | None:
         item = self.get(message_pk(tenant_id, email_id), MESSAGE_SK)

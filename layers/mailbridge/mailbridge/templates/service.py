@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mailbridge.crm.models import CONTACT_ID
-from mailbridge.errors import Conflict, Invalid, NotFound
+from mailbridge.errors import Conflict, Invalid, NotFound, Unprocessable
 from mailbridge.replies import is_automatic, later_inbound
 from mailbridge.templates.models import (
     MIN_SAMPLE,
@@ -46,6 +46,7 @@ from mailbridge.templates.render import (
 from mailbridge.tenancy import Role, TenantContext
 
 if TYPE_CHECKING:
+    from mailbridge.crm.models import Contact
     from mailbridge.store.crm import CrmStore
     from mailbridge.store.emails import EmailStore
     from mailbridge.store.templates import TemplateStore
@@ -243,8 +244,6 @@ def render_for_send(
     send's `variables`, in its A/B variant. All are rendered before anything is queued, so a
     failure queues nothing (Unprocessable `template_render_failed` with `details.recipient`:
     the recipient's index)."""
-    from mailbridge.errors import Unprocessable
-
     chosen = _at_version(ctx, template_id, version, deps)
     now = deps.now()
     out: list[RenderedSend] = []
@@ -261,6 +260,68 @@ def render_for_send(
             raise Unprocessable(exc.message, code=exc.code, details=details) from None
         out.append(RenderedSend(address=address, rendered=rendered))
     return out
+
+
+def _reads(version: TemplateVersion) -> set[str]:
+    """The top-level names the version's subject and bodies (its variants' too) read."""
+    from mailbridge.automations.templating import references
+
+    sources = [version.subject, version.html, version.text]
+    sources += [s for v in version.variants for s in (v.subject, v.html, v.text)]
+    return {path[0] for source in sources if source for path in references(source) if path}
+
+
+def render_for_contacts(
+    ctx: TenantContext,
+    template_id: str,
+    version: int | None,
+    recipients: Sequence[tuple[Contact, str]],
+    variables: Mapping[str, Any],
+    sender: dict[str, Any],
+    deps: TemplateDeps,
+) -> list[RenderedSend | Unprocessable]:
+    """`render_for_send` for CRM contacts already read, each with its address (a campaign's
+    chunk): every recipient's rendering, or its own failure (Unprocessable
+    `template_render_failed`, `details.recipient` its index), which fails that recipient alone.
+    The template version is read once; the contacts' companies in one BatchGetItem per 100,
+    and only when the template reads `company`; each contact's latest open deal (a gsi1 Query
+    each) only when it reads `deal` (the names read are the sandbox's `references`)."""
+    chosen = _at_version(ctx, template_id, version, deps)
+    reads = _reads(chosen)
+    companies: dict[str, Any] = {}
+    if "company" in reads and deps.crm is not None:
+        wanted = sorted({c.company_id for c, _ in recipients if c.company_id})
+        companies = deps.crm.get_companies(ctx.tenant_id, wanted)
+    now = deps.now()
+    out: list[RenderedSend | Unprocessable] = []
+    for index, (contact, address) in enumerate(recipients):
+        records: dict[str, Any] = {"contact": contact_context(contact)}
+        company = companies.get(contact.company_id) if contact.company_id else None
+        if company is not None:
+            records["company"] = company_context(company)
+        if "deal" in reads and deps.crm is not None:
+            deals = deps.crm.open_deals_of_contact(ctx.tenant_id, contact.contact_id, limit=1)
+            if deals:
+                records["deal"] = deal_context(deals[0])
+        data = context_for(**records, sender=sender, variables=variables)
+        variant = choose_variant(chosen.template_id, address, chosen.variants)
+        try:
+            rendered = render_template(
+                chosen.template_id, chosen.version, chosen, data, now=now, variant=variant
+            )
+        except Unprocessable as exc:
+            details = {**(exc.details or {}), "recipient": index}
+            out.append(Unprocessable(exc.message, code=exc.code, details=details))
+            continue
+        out.append(RenderedSend(address=address, rendered=rendered))
+    return out
+
+
+def record_sends(tenant_id: str, sends: Sequence[tuple[Rendered, str]], deps: TemplateDeps) -> None:
+    """`record_send` for each (rendering, email id), 25 a BatchWriteItem."""
+    deps.store.record_sends(
+        tenant_id, [(r.template_id, email_id, r.version, r.variant) for r, email_id in sends]
+    )
 
 
 def record_send(tenant_id: str, rendered: Rendered, email_id: str, deps: TemplateDeps) -> None:

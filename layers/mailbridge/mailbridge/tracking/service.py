@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -59,23 +59,56 @@ class TrackingDeps:
 
 
 # ------------------------------------------------------------------------------------- send time
+def _default(tenant_id: str, deps: TrackingDeps) -> bool:
+    """The tenant's default: its `tracking` feature flag (off without a feature store)."""
+    if deps.features is None:
+        return False
+    from mailbridge.features import get_features
+    from mailbridge.tenancy import Role, TenantContext
+
+    system = TenantContext(tenant_id=tenant_id, subject="tracking", role=Role.VIEWER)
+    return get_features(system, deps.features).flags.tracking
+
+
+def _decision(default: bool, override: TrackingOverride | None) -> tuple[bool, bool]:
+    opens = default if override is None or override.opens is None else override.opens
+    clicks = default if override is None or override.clicks is None else override.clicks
+    return opens, clicks
+
+
 def decide(
     tenant_id: str, override: TrackingOverride | None, recipients: Iterable[str], deps: TrackingDeps
 ) -> tuple[bool, bool]:
     """(opens, clicks): the tenant default (`tracking` feature flag), then the message's override;
     both off when any recipient's contact has `do_not_track`."""
-    default = False
-    if deps.features is not None:
-        from mailbridge.features import get_features
-        from mailbridge.tenancy import Role, TenantContext
-
-        system = TenantContext(tenant_id=tenant_id, subject="tracking", role=Role.VIEWER)
-        default = get_features(system, deps.features).flags.tracking
-    opens = default if override is None or override.opens is None else override.opens
-    clicks = default if override is None or override.clicks is None else override.clicks
+    opens, clicks = _decision(_default(tenant_id, deps), override)
     if (opens or clicks) and _any_do_not_track(tenant_id, recipients, deps):
         return False, False
     return opens, clicks
+
+
+def decide_many(
+    tenant_id: str,
+    messages: Sequence[tuple[TrackingOverride | None, Sequence[str]]],
+    deps: TrackingDeps,
+) -> list[tuple[bool, bool]]:
+    """`decide` for each (override, recipients) of a batch, with one read of the tenant's
+    flags and one batched lookup of every recipient's contact (`find_emails`, `get_contacts`:
+    a BatchGetItem per 100) instead of one each."""
+    default = _default(tenant_id, deps)
+    decided = [_decision(default, override) for override, _ in messages]
+    tracked = [recipients for (_, recipients), d in zip(messages, decided, strict=True) if any(d)]
+    if not tracked or deps.crm is None:
+        return decided
+    addresses = {r.lower() for recipients in tracked for r in recipients}
+    found = deps.crm.find_emails(tenant_id, addresses)
+    contact_ids = sorted({lookup.contact_id for lookup in found.values()})
+    refusing = {c.contact_id for c in deps.crm.get_contacts(tenant_id, contact_ids) if c.do_not_track}
+    blocked = {address for address, lookup in found.items() if lookup.contact_id in refusing}
+    return [
+        (False, False) if any(d) and any(r.lower() in blocked for r in recipients) else d
+        for (_, recipients), d in zip(messages, decided, strict=True)
+    ]
 
 
 def _any_do_not_track(tenant_id: str, recipients: Iterable[str], deps: TrackingDeps) -> bool:
