@@ -138,3 +138,27 @@ def test_a_store_that_made_its_own_table_uses_the_shared_low_level_client(tables
     assert store.get_email("t1", "none") is None
     # Then its low-level client is the process's one, the client request hooks are put on
     assert store.client is aws.dynamodb_client()
+
+
+def test_no_batch_helper_is_handed_the_resource_layers_client() -> None:
+    """store/batch.py serializes plain values itself (TypeSerializer): a `table.meta.client` (the
+    resource layer's, which serializes too) would store every value wrapped twice. Every call of a
+    batch helper in the store passes the repository's low-level `self.client`."""
+    import ast
+    from pathlib import Path
+
+    import mailbridge.store
+
+    helpers = {"batch_get", "batch_put", "batch_delete", "transact", "BatchRead"}
+    wrong = []
+    for path in Path(mailbridge.store.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in helpers
+                and node.args
+                and ast.unparse(node.args[0]).endswith("meta.client")
+            ):
+                wrong.append(f"{path.name}:{node.lineno} {ast.unparse(node)[:60]}")
+    assert wrong == []

@@ -203,7 +203,7 @@ class CampaignRunStore(DynamoRepository):
                 message_id=str(item.get("message_id") or ""),
                 email_id=str(item["email_id"]) if item.get("email_id") else None,
             )
-            for item in batch_get(self.table.meta.client, self.table_name, keys, consistent=True)
+            for item in batch_get(self.client, self.table_name, keys, consistent=True)
         }
 
     def _create(self, item: Item) -> bool:
@@ -268,7 +268,7 @@ class CampaignRunStore(DynamoRepository):
             if outcome.reason:
                 item["reason"] = outcome.reason
             items.append(item)
-        batch_put(self.table.meta.client, self.table_name, items)
+        batch_put(self.client, self.table_name, items)
 
     def counts(self, tenant_id: str, campaign_id: str) -> RecipientCounts:
         """The run's recipients counted by state (skipped by reason) and the email ids of the

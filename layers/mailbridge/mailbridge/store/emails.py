@@ -249,7 +249,7 @@ class EmailStore(DynamoRepository):
             )
             puts.append({"pk": pk, "sk": message_id_sk(str(item["message_id"])), "thread_id": thread_id})
             puts.append({"pk": pk, "sk": thread_sk(thread_id), "thread_id": thread_id, "members": {email_id}})
-        batch_put(self.table.meta.client, self.table_name, puts)
+        batch_put(self.client, self.table_name, puts)
 
     def batch_get_emails(
         self,

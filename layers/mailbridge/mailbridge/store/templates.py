@@ -173,7 +173,7 @@ class TemplateStore(DynamoRepository):
         """`record_send` for each (template id, email id, version, variant), 25 a BatchWriteItem
         (deterministic keys: a replay writes the same items again)."""
         batch_put(
-            self.table.meta.client,
+            self.client,
             self.table_name,
             [_send_item(tenant_id, t, e, version, variant) for t, e, version, variant in sends],
         )

@@ -72,7 +72,7 @@ class DynamoTrackingStore(DynamoRepository):
     def put_messages(self, messages: Sequence[TrackedMessage]) -> None:
         """`put_message` for many, 25 a BatchWriteItem: the key is the email's, so a replay
         writes the same items again."""
-        batch_put(self.table.meta.client, self.table_name, [_message_item(m) for m in messages])
+        batch_put(self.client, self.table_name, [_message_item(m) for m in messages])
 
     def get_message(self, tenant_id: str, email_id: str) -> TrackedMessage | None:
         item = self.get(message_pk(tenant_id, email_id), MESSAGE_SK)
