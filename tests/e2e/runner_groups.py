@@ -14,7 +14,6 @@ RUNNER_GROUPS: dict[str, tuple[str, ...]] = {
         "tests/e2e/test_assist_e2e.py",
         "tests/e2e/test_automations_e2e.py",
         "tests/e2e/test_calendar_e2e.py",
-        "tests/e2e/test_campaign_1000_e2e.py",
         "tests/e2e/test_campaign_e2e.py",
         "tests/e2e/test_crm_e2e.py",
         "tests/e2e/test_imap_e2e.py",

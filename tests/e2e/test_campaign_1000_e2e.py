@@ -17,11 +17,14 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from local.clock import ManualClock
+from local.functions import ROOT
 from local.runner import Runner
 from mailbridge.campaigns import suppression
 from mailbridge.campaigns.suppression import SuppressionDeps
@@ -47,8 +50,17 @@ CRASH_AFTER = 450  # recipients recorded when the sandbox is killed: in the midd
 
 
 @pytest.fixture(scope="module")
-def runner(mail_runner: Runner) -> Runner:
-    return mail_runner
+def runner() -> Iterator[Runner]:
+    """A runner of its own (as `mail_runner` is made), not the shared one: this module is the
+    longest of the e2e tier, so on a worker of its own it runs beside the mail_runner group
+    instead of after it, and the sandbox it kills is no other module's."""
+    with Runner(
+        templates=[ROOT / "template.yaml"],
+        port=0,
+        clock=ManualClock(datetime.now(UTC).replace(microsecond=0)),
+        parameters={"AllowPrivateMailHosts": "true"},
+    ) as started:
+        yield started
 
 
 def _address(n: int) -> str:

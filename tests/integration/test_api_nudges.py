@@ -402,7 +402,11 @@ def test_mail_of_a_tenant_that_never_set_nudges_costs_one_request(stack: Stack, 
     deps = nudge_deps()
     counter = Requests()
     clients = {
-        id(t.meta.client): t.meta.client for t in (deps.nudges.table, deps.emails.table, deps.crm.table)
+        id(c): c
+        for c in (
+            *(t.meta.client for t in (deps.nudges.table, deps.emails.table, deps.crm.table)),
+            *(s.client for s in (deps.nudges, deps.emails, deps.crm)),  # batched reads: low-level
+        )
     }
     for client in clients.values():
         client.meta.events.register("before-call.dynamodb.*", counter)

@@ -271,7 +271,7 @@ def requests(stack: Stack) -> Iterator[Requests]:
     from mailbridge import aws
 
     counter = Requests()
-    clients = [aws.dynamodb().meta.client, aws.s3(), aws.sqs(), aws.scheduler(), aws.events()]
+    clients = [*aws.dynamodb_clients(), aws.s3(), aws.sqs(), aws.scheduler(), aws.events()]
     for client in clients:
         client.meta.events.register("before-call", counter.before)
     yield counter

@@ -16,7 +16,7 @@ import pytest
 
 from mailbridge.crm.integrations.models import RemoteLink
 from mailbridge.crm.integrations.wiring import activity_queue, integration_deps
-from mailbridge.store.campaigns import CampaignRunStore
+from mailbridge.store.campaigns import CampaignRunStore, Outcome
 from mailbridge.store.crm_remote_ids import RemoteIdStore
 from tests.events import load_event
 from tests.fixtures.aws import FakeLambdaContext, Stack, reset_caches
@@ -316,9 +316,12 @@ class Campaigns:
         self.runs = CampaignRunStore(act.crm.stack.deployed.tables["CrmTable"])
 
     def recipient(self, contact_id: str) -> None:
-        assert self.runs.claim(TENANT, self.campaign_id, contact_id, f"<{contact_id}@campaign.example>")
-        self.runs.finish(
-            TENANT, self.campaign_id, contact_id, "queued", email_id="em_" + "1" * 26, reason=None
+        message_id = f"<{contact_id}@campaign.example>"
+        assert self.runs.claim_many(TENANT, self.campaign_id, [(contact_id, message_id)]) == {contact_id}
+        self.runs.finish_many(
+            TENANT,
+            self.campaign_id,
+            [Outcome(contact_id, "queued", message_id, email_id="em_" + "1" * 26)],
         )
 
     def sync(self, body: dict[str, Any] | None = None) -> dict[str, Any]:
