@@ -140,7 +140,7 @@ def seed(stack: Stack, call: Callable[[str, str, Any], tuple[int, Any]]) -> Seed
     status, _ = call("PUT", "/features", {"campaigns": True, "automations": True, "ai": True})
     assert status == 200, status
     settings = get_settings()
-    account_id = "acc_fuzz0000000000000001"
+    account_id = "acc_f0220000000000000001"
     server: dict[str, Any] = {"port": 993, "security": Security.SSL, "username": "bob@fuzz.test"}
     account = Account(
         account_id=account_id,
