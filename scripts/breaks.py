@@ -15,7 +15,8 @@ Beyond the thirteen, rows whose number ends in a letter are variants (the same b
 elsewhere) and the deployed tier's own breaks (the deployed-mode switch, TLS verification); rows
 F1.. are parsers of outside input whose documented error the property tests
 (tests/unit/test_fuzz_inputs.py) must see escape as something else; rows C1.. are answers the
-schemathesis contract test (tests/integration/test_api_contract.py) must refuse.
+schemathesis contract test (tests/integration/test_api_contract.py) must refuse; rows Q1.. are
+redeliveries that must leave the stack as one delivery left it (test_queue_redelivery.py).
 
 Usage (from the repository root; slow, not part of `make test`):
     .venv/bin/python scripts/breaks.py            # every break, after a baseline run
@@ -349,6 +350,40 @@ BREAKS: tuple[Break, ...] = (
         (
             "tests/integration/test_api_contract.py::test_operation_keeps_its_contract"
             "[GET /crm/contacts/{contact_id}]",
+        ),
+    ),
+    Break(
+        "Q1",
+        "redelivery: a notification already announced is announced again",
+        f"{PKG}/notifications/service.py",
+        (
+            (
+                '        if item.get("channel") == "in_app" and item.get("announced") is False:',
+                '        if item.get("channel") == "in_app":',
+            ),
+        ),
+        (
+            "tests/integration/test_queue_redelivery.py::test_a_record_delivered_three_times_acts_once[notifications]",
+        ),
+    ),
+    Break(
+        "Q2",
+        "redelivery: the match function's idempotency (Powertools idempotent_function) off",
+        "functions/match/app.py",
+        (
+            (
+                "@idempotent_function(  # type: ignore[untyped-decorator]\n"
+                '    data_keyword_argument="task",\n'
+                "    persistence_store=persistence,\n"
+                "    config=idempotency,\n"
+                "    output_serializer=DataclassSerializer(MatchOutcome),\n"
+                ")\n",
+                "",
+            ),
+        ),
+        (
+            "tests/integration/test_queue_redelivery.py::test_a_record_delivered_three_times_acts_once[match-email]",
+            "tests/integration/test_queue_redelivery.py::test_a_record_delivered_three_times_acts_once[match-contact]",
         ),
     ),
 )
