@@ -12,7 +12,7 @@ TENANT    ?= demo
 ROLE      ?= owner
 PORT      ?= 3000
 
-.PHONY: advance mailbox help run test test-steps test-build test-pytest check lint types cfn pytest build deploy token watch bench services clean mutate backfill-timeline backfill-snoozed
+.PHONY: advance mailbox help run test test-steps test-build test-pytest check lint types cfn pytest build deploy token watch bench services clean mutate fuzz backfill-timeline backfill-snoozed
 
 help:
 	@echo "make run     start the whole system locally on http://127.0.0.1:$(PORT) (moto inside)"
@@ -25,6 +25,7 @@ help:
 	@echo "make mailbox PROVIDER=gmail   a Gmail mailbox in the Google double, connected through OAuth"
 	@echo "make mailbox PROVIDER=graph   a Microsoft 365 mailbox in the Microsoft double, connected through msal"
 	@echo "make bench   benchmarks, printed as ratios against named peers"
+	@echo "make fuzz    the long property and contract runs (hypothesis, schemathesis; ~10 min)"
 	@echo "make mutate MODULES=\"crypto.py tenancy.py\"   mutation testing of those modules (slow)"
 	@echo "make build / make deploy ENV=dev|prod"
 
@@ -124,6 +125,15 @@ test-pytest: check $(VENV)/.stamp services
 
 bench: $(VENV)/.stamp
 	$(PY) benchmarks/run.py
+
+# The long runs of the property tests (hypothesis) and of the contract test (schemathesis against
+# /openapi.json): the same tests `make test` runs with the `ci` profile's few examples, here with
+# the `fuzz` profile's many (tests/fuzzing.py). FUZZ_WORKERS=0 runs them in one process.
+FUZZ_TESTS   ?= tests/unit/test_fuzz_inputs.py tests/integration/test_api_contract.py
+FUZZ_WORKERS ?= 2
+fuzz: $(VENV)/.stamp
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS) \
+	  $(if $(filter 0,$(FUZZ_WORKERS)),,-n $(FUZZ_WORKERS) --dist loadfile) $(FUZZ_TESTS)
 
 # Mutation testing (mutmut) of MODULES (paths under layers/mailbridge/mailbridge/) with only the
 # tests scripts/mutate.toml lists for them; slow, so not part of `make test`. JOBS=n to limit CPUs.

@@ -12,7 +12,11 @@ A patch whose text no longer occurs is reported as `stale`: the code moved; upda
 the new code, keeping the behaviour it breaks.
 
 Beyond the thirteen, rows whose number ends in a letter are variants (the same behaviour broken
-elsewhere) and the deployed tier's own breaks (the deployed-mode switch, TLS verification).
+elsewhere) and the deployed tier's own breaks (the deployed-mode switch, TLS verification); rows
+F1.. are parsers of outside input whose documented error the property tests
+(tests/unit/test_fuzz_inputs.py) must see escape as something else; rows C1.. are answers the
+schemathesis contract test (tests/integration/test_api_contract.py) must refuse; rows Q1.. are
+redeliveries that must leave the stack as one delivery left it (test_queue_redelivery.py).
 
 Usage (from the repository root; slow, not part of `make test`):
     .venv/bin/python scripts/breaks.py            # every break, after a baseline run
@@ -250,6 +254,137 @@ BREAKS: tuple[Break, ...] = (
             ),
         ),
         ("tests/integration/test_mime_corpus.py::test_every_message_normalizes_as_the_snapshot_says",),
+    ),
+    Break(
+        "F1",
+        "fuzz: Graph notification body that is not JSON escapes as ValueError",
+        f"{PKG}/webhooks/graph.py",
+        (
+            (
+                "except (ValueError, ValidationError, RecursionError):",
+                "except (ValidationError, RecursionError):",
+            ),
+        ),
+        ("tests/unit/test_fuzz_inputs.py::test_a_graph_notification_batch_is_read_or_invalid_notification",),
+    ),
+    Break(
+        "F2",
+        "fuzz: Gmail push body that is not JSON or base64 escapes",
+        f"{PKG}/webhooks/gmail.py",
+        (
+            (
+                "except (ValueError, ValidationError, RecursionError, binascii.Error):",
+                "except (ValidationError, RecursionError):",
+            ),
+        ),
+        ("tests/unit/test_fuzz_inputs.py::test_a_gmail_push_body_is_read_or_invalid_push",),
+    ),
+    Break(
+        "F3",
+        "fuzz: Salesforce outbound body that is not well-formed XML escapes as ExpatError",
+        f"{PKG}/crm/remote/salesforce_outbound.py",
+        (("    except expat.ExpatError:", "    except KeyError:"),),
+        (
+            "tests/unit/test_fuzz_inputs.py::test_a_salesforce_outbound_message_is_read_or_refused_with_its_code",
+        ),
+    ),
+    Break(
+        "F4",
+        "fuzz: HubSpot event of the wrong shape escapes as ValidationError",
+        f"{PKG}/crm/remote/hubspot_webhooks.py",
+        (("    except ValidationError as error:", "    except KeyError as error:"),),
+        ("tests/unit/test_fuzz_inputs.py::test_hubspot_events_are_read_or_refused_with_their_code",),
+    ),
+    Break(
+        "F5",
+        "fuzz: ICS the parser refuses escapes instead of being read piece by piece",
+        f"{PKG}/calendar/ics.py",
+        (
+            (
+                "    except Exception:  # noqa: BLE001 - third-party parser on untrusted input: "
+                "read it piece by piece\n        skipped = []",
+                "    except KeyError:\n        skipped = []",
+            ),
+        ),
+        ("tests/unit/test_fuzz_inputs.py::test_an_ics_file_is_read_or_refused_as_not_icalendar",),
+    ),
+    Break(
+        "F6",
+        "fuzz: JSON-Logic evaluation error of the engine escapes as its own type",
+        f"{PKG}/automations/conditions.py",
+        (
+            (
+                'code="invalid_data") from exc\n        except datalogic_py.DataLogicError as exc:',
+                'code="invalid_data") from exc\n        except KeyError as exc:',
+            ),
+        ),
+        ("tests/unit/test_fuzz_inputs.py::test_a_json_logic_rule_evaluates_or_raises_a_logic_error",),
+    ),
+    Break(
+        "C1",
+        "contract: GET /me fails inside the function (API Gateway answers 500)",
+        f"{PKG}/api/me.py",
+        (("    return current_tenant(router)", '    raise RuntimeError("broken on purpose")'),),
+        ("tests/integration/test_api_contract.py::test_operation_keeps_its_contract[GET /me]",),
+    ),
+    Break(
+        "C2",
+        "contract: error bodies lose their documented shape (ErrorResponse's `error` object)",
+        f"{PKG}/api/errors.py",
+        (
+            (
+                '    body = {"error": {"code": code, "message": message, "details": details}}',
+                '    body = {"code": code, "message": message, "details": details}',
+            ),
+        ),
+        (
+            "tests/integration/test_api_contract.py::test_operation_keeps_its_contract"
+            "[GET /crm/contacts/{contact_id}]",
+        ),
+    ),
+    Break(
+        "C3",
+        "contract: NotFound answered with a status no operation documents (410)",
+        f"{PKG}/api/errors.py",
+        (("    (NotFound, 404),", "    (NotFound, 410),"),),
+        (
+            "tests/integration/test_api_contract.py::test_operation_keeps_its_contract"
+            "[GET /crm/contacts/{contact_id}]",
+        ),
+    ),
+    Break(
+        "Q1",
+        "redelivery: a notification already announced is announced again",
+        f"{PKG}/notifications/service.py",
+        (
+            (
+                '        if item.get("channel") == "in_app" and item.get("announced") is False:',
+                '        if item.get("channel") == "in_app":',
+            ),
+        ),
+        (
+            "tests/integration/test_queue_redelivery.py::test_a_record_delivered_three_times_acts_once[notifications]",
+        ),
+    ),
+    Break(
+        "Q2",
+        "redelivery: the match function's idempotency (Powertools idempotent_function) off",
+        "functions/match/app.py",
+        (
+            (
+                "@idempotent_function(  # type: ignore[untyped-decorator]\n"
+                '    data_keyword_argument="task",\n'
+                "    persistence_store=persistence,\n"
+                "    config=idempotency,\n"
+                "    output_serializer=DataclassSerializer(MatchOutcome),\n"
+                ")\n",
+                "",
+            ),
+        ),
+        (
+            "tests/integration/test_queue_redelivery.py::test_a_record_delivered_three_times_acts_once[match-email]",
+            "tests/integration/test_queue_redelivery.py::test_a_record_delivered_three_times_acts_once[match-contact]",
+        ),
     ),
 )
 

@@ -121,11 +121,17 @@ def test_only_admins_change_the_setting_and_bad_values_are_refused(
         {"daily_token_budget": -1},
         {"monthly_token_budget": -1},
         {"x": 1},
+        # null has no default to go back to for these (found by the contract test: it was
+        # stored, and answered as null where the document promises a boolean or an integer)
+        {"enabled": None},
+        {"daily_token_budget": None},
+        {"monthly_token_budget": None},
     ):
         response = put_bedrock(invoke_api, **bad)
         # Then each is a 4xx with a code, never a 5xx
         assert 400 <= response["statusCode"] < 500, (bad, response)
         assert body(response)["error"]["code"], bad
+    assert status(invoke_api)["setting"]["enabled"] is False
     # When an admin switches it on with a model, a region and a budget
     response = put_bedrock(
         invoke_api,

@@ -46,7 +46,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from mailbridge.ai.models import Categorization, Category
 from mailbridge.models.base import Model
@@ -119,15 +120,28 @@ class BedrockSetting(Model):
 
 class BedrockSettingUpdate(Model):
     """`PUT /ai/bedrock`: fields left out keep their value; `null` model_id / region go back to
-    the deployment's defaults."""
+    the deployment's defaults. `enabled` and the budgets have no default to go back to: `null`
+    for them is refused (422 `validation_error`), and the document does not offer it."""
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool | None = None
+    enabled: bool | SkipJsonSchema[None] = None
     model_id: Annotated[SingleLine, Field(max_length=160, pattern=f"^{MODEL_ID}$")] | None = None
     region: Annotated[SingleLine, Field(max_length=30, pattern=f"^{REGION}$")] | None = None
-    daily_token_budget: int | None = Field(default=None, ge=0, le=MAX_DAILY_BUDGET)
-    monthly_token_budget: int | None = Field(default=None, ge=0, le=MAX_MONTHLY_BUDGET)
+    daily_token_budget: Annotated[int, Field(ge=0, le=MAX_DAILY_BUDGET)] | SkipJsonSchema[None] = None
+    monthly_token_budget: Annotated[int, Field(ge=0, le=MAX_MONTHLY_BUDGET)] | SkipJsonSchema[None] = None
+
+    @model_validator(mode="after")
+    def _not_null(self) -> BedrockSettingUpdate:
+        # The stored setting is merged with model_copy (no validation): a null sent for a field
+        # that BedrockSetting types as bool or int would be stored, and answered, as null.
+        for name in NOT_NULL:
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+NOT_NULL = ("enabled", "daily_token_budget", "monthly_token_budget")
 
 
 class BedrockUsage(Model):
