@@ -45,6 +45,7 @@ from mailbridge.sync.engine import (
     FolderReport,
     SyncDeps,
     announce,
+    announce_updates,
     sync_account,
 )
 from tests.integration.sync_harness import message
@@ -625,6 +626,64 @@ def test_flags_the_server_sets_again_unchanged_are_no_update(w: World) -> None:
     assert w.publisher.events == []
 
 
+def test_a_flag_change_announces_the_email_its_thread_and_only_the_state_that_changed(w: World) -> None:
+    # Given a stored message that is read
+    w.server.add("INBOX", message("Read", msgid="read@customer.example"), flags=("\\Seen",))
+    w.sync()
+    w.publisher.events.clear()
+    # When the server flags it too (read stays as it was)
+    w.server.set_flags_on_server("INBOX", 1, ("\\Seen", "\\Flagged"))
+    w.sync()
+    # Then email.updated names the email, its account and thread, and only the flagged change
+    item = w.email_at("INBOX", 1)
+    assert item["thread_id"]
+    [event] = w.publisher.events
+    assert event.data == {
+        "email_id": item["email_id"],
+        "account_id": ACCOUNT,
+        "thread_id": item["thread_id"],
+        "changes": {"flagged": True},
+    }
+
+
+def test_flag_changes_of_a_deleted_email_are_not_announced_and_the_next_emails_still_are(w: World) -> None:
+    # Given two stored messages, the first one's email deleted (in the API, say)
+    w.server.add("INBOX", *mails("Order", 2))
+    w.sync()
+    first, second = (str(w.email_at("INBOX", u)["email_id"]) for u in (1, 2))
+    w.deps.emails.update_email(w.tenant, first, deleted=True)
+    w.publisher.events.clear()
+    # When the server marks both read
+    w.server.set_flags_on_server("INBOX", 1, ("\\Seen",))
+    w.server.set_flags_on_server("INBOX", 2, ("\\Seen",))
+    w.sync()
+    # Then only the email that is not deleted is announced as updated
+    assert [(e.detail_type, e.data["email_id"]) for e in w.publisher.events] == [("email.updated", second)]
+
+
+def test_a_folder_move_is_announced_only_for_the_state_it_changes(w: World) -> None:
+    # Given a stored email that is archived already
+    w.server.add("INBOX", message("Moved", msgid="moved@customer.example"))
+    w.sync()
+    item = w.email_at("INBOX", 1)
+    email_id = str(item["email_id"])
+    w.deps.emails.update_email(w.tenant, email_id, archived=True)
+    w.publisher.events.clear()
+    # When a sync finds it archived and trashed on the server, its flags unchanged
+    found = announce_updates(
+        w.tenant,
+        ACCOUNT,
+        [(email_id, (), "move-1")],
+        w.deps,
+        moves={email_id: {"archived": True, "trashed": True}},
+    )
+    # Then the email exists, and only trashed is announced as changed, under the change's key
+    assert found == {email_id}
+    [event] = w.publisher.events
+    assert event.idempotency_key == f"email.updated:{email_id}:move-1"
+    assert event.data["changes"] == {"trashed": True}
+
+
 def test_flag_changes_answered_out_of_uid_order_are_all_applied(w: World) -> None:
     # Given a stored message, then a new one, and a server that answers the changes new mail first
     # (RFC 3501 section 7.4.2 sets no order for FETCH responses)
@@ -947,6 +1006,7 @@ def test_announce_publishes_what_a_crash_left_unannounced(w: World) -> None:
         f"email.received:{ids[0]}",
         f"email.sent:{ids[1]}",
     ]
+    assert [e.data["account_id"] for e in w.publisher.events] == [ACCOUNT, ACCOUNT]
     # And marked announced
     announce(w.tenant, ACCOUNT, ids, w.deps)
     assert len(w.publisher.events) == 2
