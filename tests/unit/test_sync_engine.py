@@ -334,6 +334,64 @@ def test_an_inbox_that_cannot_be_read_fails_the_sync(w: World) -> None:
         w.sync()
 
 
+def test_a_folder_gone_from_the_server_keeps_its_cursor_is_written_once_and_resumes_when_back(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a selected folder with two synced messages
+    w.server.boxes["Projects"] = Box(uidvalidity=4)
+    w.server.add("Projects", *mails("Plan", 2))
+    w.folders = ["Projects"]
+    w.sync()
+    # When the server no longer lists it
+    box = w.server.boxes.pop("Projects")
+    w.sync()
+    # Then it is missing, and its cursor and counts stay (mark_missing's promise)
+    state = w.state("Projects")
+    assert (state.state, state.reason) == (FolderPresence.MISSING, FOLDER_NOT_FOUND)
+    assert (state.uidvalidity, state.last_uid, state.messages_stored) == (4, 2, 2)
+    # When it stays gone, the next sync writes nothing for it
+    saved: list[str] = []
+    save = w.deps.accounts.save_folder_state
+
+    def counting(tenant_id: str, account_id: str, state: Any) -> None:
+        saved.append(state.name)
+        save(tenant_id, account_id, state)
+
+    monkeypatch.setattr(w.deps.accounts, "save_folder_state", counting)
+    w.sync()
+    assert "Projects" not in saved
+    # When the server lists it again but as \Noselect, the reason follows
+    w.server.boxes["Projects"] = Box(uidvalidity=4, attributes=frozenset({"\\Noselect"}))
+    w.sync()
+    assert (w.state("Projects").state, w.state("Projects").reason) == (
+        FolderPresence.MISSING,
+        FOLDER_NOT_SELECTABLE,
+    )
+    # When it is back with the same UIDVALIDITY and a new message, the sync resumes after the cursor
+    w.server.boxes["Projects"] = box
+    w.server.add("Projects", message("Plan 2", msgid="plan-2@customer.example"))
+    w.server.fetches.clear()
+    w.sync()
+    state = w.state("Projects")
+    assert (state.state, state.reason, state.last_uid, state.messages_stored) == (
+        FolderPresence.ACTIVE,
+        None,
+        3,
+        3,
+    )
+    assert ("Projects", 2, 50) in w.server.fetches
+
+
+def test_the_session_deadline_cuts_off_at_its_instant_and_never_without_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(time, "monotonic", lambda: 100.0)
+    assert Budget().cut_off() is False
+    assert Budget(session_deadline=100.5).cut_off() is False
+    assert Budget(session_deadline=100.0).cut_off() is True
+    assert Budget(session_deadline=99.0).cut_off() is True
+
+
 # ------------------------------------------------------------------------------ new mail
 
 
@@ -551,11 +609,16 @@ def test_a_folder_renumbered_between_status_and_fetch_is_left_for_the_next_run(w
 
 
 def test_unparseable_mail_is_quarantined_counted_and_passed(w: World) -> None:
-    w.server.add("INBOX", b"\x00\x01 not a message \xff", message("Fine", msgid="fine@customer.example"))
+    w.server.add(
+        "INBOX",
+        b"\x00\x01 not a message \xff",
+        message("Fine", msgid="fine@customer.example"),
+        b"\x00\x02 nor this one \xfe",
+    )
     report = w.sync()
-    assert report.folders == [FolderReport("INBOX", stored=1, quarantined=1)]
+    assert report.folders == [FolderReport("INBOX", stored=1, quarantined=2)]
     assert w.announced() == [("email.received", "fine@customer.example")]
-    assert (w.state("INBOX").last_uid, w.state("INBOX").messages_stored) == (2, 1)
+    assert (w.state("INBOX").last_uid, w.state("INBOX").messages_stored) == (3, 1)
 
 
 def test_a_message_filed_twice_counts_once_per_location(w: World) -> None:
