@@ -474,6 +474,22 @@ def test_the_budget_stops_the_run_and_the_next_run_carries_on(w: World) -> None:
     assert len(w.announced()) == 6
 
 
+def test_each_folders_first_fetch_asks_for_no_more_than_the_budget_leaves(w: World) -> None:
+    # Given two messages in INBOX and three in a selected folder
+    w.server.add("INBOX", *mails("Order", 2))
+    w.server.boxes["Projects"] = Box(uidvalidity=4)
+    w.server.add("Projects", *mails("Plan", 3))
+    w.folders = ["Projects"]
+    # When a run may take three messages
+    report = w.sync(max_messages=3)
+    # Then INBOX asks for three and the selected folder for the one left
+    assert w.server.fetches == [("INBOX", 0, 3), ("Projects", 0, 1)]
+    assert [(f.name, f.stored, f.complete) for f in report.folders] == [
+        ("INBOX", 2, True),
+        ("Projects", 1, False),
+    ]
+
+
 def test_a_passed_deadline_starts_no_batch(w: World) -> None:
     w.server.add("INBOX", *mails("Order", 2))
     report = w.sync(deadline=0.0)
