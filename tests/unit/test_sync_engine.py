@@ -859,11 +859,11 @@ def test_vanished_mail_is_expunged(w: World) -> None:
     # When the server expunges the second (QRESYNC reports it VANISHED)
     w.server.expunge("INBOX", 2)
     report = w.sync()
-    # Then its location is gone and the folder's count follows
+    # Then its location is gone and the folder's counts follow (no new mail: no batch stored)
     assert report.folders == [FolderReport("INBOX", expunged=1)]
     assert w.location("INBOX", 2) is None
     assert w.location("INBOX", 1) is not None
-    assert w.state("INBOX").messages_stored == 2
+    assert (w.state("INBOX").messages_stored, w.state("INBOX").messages_on_server) == (2, 2)
 
 
 def test_vanished_mail_at_the_cursor_is_expunged_and_the_email_left_without_a_location_is_deleted(
@@ -1019,6 +1019,47 @@ def test_an_expunge_hidden_by_new_mail_is_found_in_the_same_run(w: World) -> Non
     assert w.location("INBOX", 1) is None
     assert w.state("INBOX").messages_stored == 2
     assert w.sync().folders == [FolderReport("INBOX")]
+
+
+def test_a_folder_whose_first_fetch_fails_remembers_the_servers_uidvalidity(w: World) -> None:
+    # Given a new folder with mail, and a session that fails in the first fetch
+    w.server.add("INBOX", *mails("Order", 2))
+
+    def fail(after_uid: int) -> None:
+        raise ProviderUnreachable("IMAP connection lost", code="connection_lost")
+
+    w.server.on_fetch = fail
+    # When the account syncs
+    with pytest.raises(ProviderUnreachable):
+        w.sync()
+    # Then the folder's state already holds the UIDVALIDITY its cursor will count in
+    state = w.state("INBOX")
+    assert (state.uidvalidity, state.last_uid) == (7, 0)
+
+
+def test_a_uidvalidity_change_is_logged_and_remembered_even_when_the_fetch_then_fails(
+    w: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given two stored messages, then the server renumbers the folder and the next fetch fails
+    w.server.add("INBOX", *mails("Order", 2))
+    w.sync()
+    w.server.boxes["INBOX"].uidvalidity = 8
+
+    def fail(after_uid: int) -> None:
+        raise ProviderUnreachable("IMAP connection lost", code="connection_lost")
+
+    w.server.on_fetch = fail
+    caplog.clear()
+    # When the account syncs
+    with pytest.raises(ProviderUnreachable):
+        w.sync()
+    # Then the old locations are gone and the folder restarts in the new UIDVALIDITY
+    assert w.deps.emails.get_location(w.tenant, location_sk(ACCOUNT, "INBOX", 7, 1)) is None
+    state = w.state("INBOX")
+    assert (state.uidvalidity, state.last_uid, state.messages_stored) == (8, 0, 0)
+    # And the change is logged with the new UIDVALIDITY
+    records = [r for r in caplog.records if r.getMessage() == "uidvalidity changed; re-syncing folder"]
+    assert [(r.levelname, getattr(r, "folder_uidvalidity", None)) for r in records] == [("INFO", 8)]
 
 
 def test_a_uidvalidity_change_drops_the_old_locations_and_syncs_again(w: World) -> None:
