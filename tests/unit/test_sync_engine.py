@@ -304,6 +304,23 @@ def test_inbox_sent_and_the_selection_are_synced_once_each_and_missing_ones_repo
     assert (gone.state, gone.reason) == (FolderPresence.MISSING, FOLDER_NOT_FOUND)
     assert (archive.state, archive.reason) == (FolderPresence.MISSING, FOLDER_NOT_SELECTABLE)
     assert w.state("Projects").state is FolderPresence.ACTIVE
+    # And INBOX, selected again under another case, has one state, under its own name
+    stored = w.deps.accounts.folder_states(w.tenant, ACCOUNT)
+    assert sorted(s.name for s in stored) == ["Archive", "Gone", "INBOX", "Projects", "Sent Items"]
+
+
+def test_mail_in_the_sent_folder_is_outbound_even_from_another_address(w: World) -> None:
+    # Given a Sent folder holding a message sent from an alias of the account, not its address
+    w.server.boxes["Sent Items"] = Box(uidvalidity=3, attributes=frozenset({"\\Sent"}))
+    w.server.add(
+        "Sent Items",
+        message("Alias", msgid="alias@example.com", sender="sales@example.com", to="carol@customer.example"),
+    )
+    # When the account syncs
+    w.sync()
+    # Then it is stored and announced as sent mail
+    assert w.announced() == [("email.sent", "alias@example.com")]
+    assert w.email_at("Sent Items", 1)["direction"] == "outbound"
 
 
 def test_a_folder_deleted_after_the_listing_is_reported_missing_and_the_others_carry_on(w: World) -> None:
