@@ -409,6 +409,15 @@ def test_the_session_deadline_cuts_off_at_its_instant_and_never_without_one(
     assert Budget(session_deadline=99.0).cut_off() is True
 
 
+def test_the_budget_is_spent_at_its_message_count_or_its_deadline_instant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(time, "monotonic", lambda: 100.0)
+    assert Budget(max_messages=2, spent=1, deadline=100.5).exhausted() is False
+    assert Budget(max_messages=2, spent=2, deadline=100.5).exhausted() is True
+    assert Budget(max_messages=2, spent=1, deadline=100.0).exhausted() is True
+
+
 # ------------------------------------------------------------------------------ new mail
 
 
