@@ -516,6 +516,23 @@ def test_each_folders_first_fetch_asks_for_no_more_than_the_budget_leaves(w: Wor
     ]
 
 
+def test_every_folder_after_the_budget_is_spent_is_reported_incomplete(w: World) -> None:
+    # Given one message in INBOX and two selected folders with mail
+    w.server.add("INBOX", message("In", msgid="in@customer.example"))
+    for name, uidvalidity in (("Projects", 4), ("Later", 6)):
+        w.server.boxes[name] = Box(uidvalidity=uidvalidity)
+        w.server.add(name, message(name, msgid=f"{name.lower()}@customer.example"))
+    w.folders = ["Projects", "Later"]
+    # When a run may take one message
+    report = w.sync(max_messages=1)
+    # Then INBOX is synced and both folders after it are reported not done
+    assert [(f.name, f.stored, f.complete) for f in report.folders] == [
+        ("INBOX", 1, True),
+        ("Projects", 0, False),
+        ("Later", 0, False),
+    ]
+
+
 def test_a_passed_deadline_starts_no_batch(w: World) -> None:
     w.server.add("INBOX", *mails("Order", 2))
     report = w.sync(deadline=0.0)
