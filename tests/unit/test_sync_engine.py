@@ -45,6 +45,7 @@ from mailbridge.sync.engine import (
     FolderReport,
     SyncDeps,
     announce,
+    announce_updates,
     sync_account,
 )
 from tests.integration.sync_harness import message
@@ -303,6 +304,23 @@ def test_inbox_sent_and_the_selection_are_synced_once_each_and_missing_ones_repo
     assert (gone.state, gone.reason) == (FolderPresence.MISSING, FOLDER_NOT_FOUND)
     assert (archive.state, archive.reason) == (FolderPresence.MISSING, FOLDER_NOT_SELECTABLE)
     assert w.state("Projects").state is FolderPresence.ACTIVE
+    # And INBOX, selected again under another case, has one state, under its own name
+    stored = w.deps.accounts.folder_states(w.tenant, ACCOUNT)
+    assert sorted(s.name for s in stored) == ["Archive", "Gone", "INBOX", "Projects", "Sent Items"]
+
+
+def test_mail_in_the_sent_folder_is_outbound_even_from_another_address(w: World) -> None:
+    # Given a Sent folder holding a message sent from an alias of the account, not its address
+    w.server.boxes["Sent Items"] = Box(uidvalidity=3, attributes=frozenset({"\\Sent"}))
+    w.server.add(
+        "Sent Items",
+        message("Alias", msgid="alias@example.com", sender="sales@example.com", to="carol@customer.example"),
+    )
+    # When the account syncs
+    w.sync()
+    # Then it is stored and announced as sent mail
+    assert w.announced() == [("email.sent", "alias@example.com")]
+    assert w.email_at("Sent Items", 1)["direction"] == "outbound"
 
 
 def test_a_folder_deleted_after_the_listing_is_reported_missing_and_the_others_carry_on(w: World) -> None:
@@ -331,6 +349,73 @@ def test_an_inbox_that_cannot_be_read_fails_the_sync(w: World) -> None:
     w.server.gone.add("INBOX")
     with pytest.raises(ProviderError):
         w.sync()
+
+
+def test_a_folder_gone_from_the_server_keeps_its_cursor_is_written_once_and_resumes_when_back(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a selected folder with two synced messages
+    w.server.boxes["Projects"] = Box(uidvalidity=4)
+    w.server.add("Projects", *mails("Plan", 2))
+    w.folders = ["Projects"]
+    w.sync()
+    # When the server no longer lists it
+    box = w.server.boxes.pop("Projects")
+    w.sync()
+    # Then it is missing, and its cursor and counts stay (mark_missing's promise)
+    state = w.state("Projects")
+    assert (state.state, state.reason) == (FolderPresence.MISSING, FOLDER_NOT_FOUND)
+    assert (state.uidvalidity, state.last_uid, state.messages_stored) == (4, 2, 2)
+    # When it stays gone, the next sync writes nothing for it
+    saved: list[str] = []
+    save = w.deps.accounts.save_folder_state
+
+    def counting(tenant_id: str, account_id: str, state: Any) -> None:
+        saved.append(state.name)
+        save(tenant_id, account_id, state)
+
+    monkeypatch.setattr(w.deps.accounts, "save_folder_state", counting)
+    w.sync()
+    assert "Projects" not in saved
+    # When the server lists it again but as \Noselect, the reason follows
+    w.server.boxes["Projects"] = Box(uidvalidity=4, attributes=frozenset({"\\Noselect"}))
+    w.sync()
+    assert (w.state("Projects").state, w.state("Projects").reason) == (
+        FolderPresence.MISSING,
+        FOLDER_NOT_SELECTABLE,
+    )
+    # When it is back with the same UIDVALIDITY and a new message, the sync resumes after the cursor
+    w.server.boxes["Projects"] = box
+    w.server.add("Projects", message("Plan 2", msgid="plan-2@customer.example"))
+    w.server.fetches.clear()
+    w.sync()
+    state = w.state("Projects")
+    assert (state.state, state.reason, state.last_uid, state.messages_stored) == (
+        FolderPresence.ACTIVE,
+        None,
+        3,
+        3,
+    )
+    assert ("Projects", 2, 50) in w.server.fetches
+
+
+def test_the_session_deadline_cuts_off_at_its_instant_and_never_without_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(time, "monotonic", lambda: 100.0)
+    assert Budget().cut_off() is False
+    assert Budget(session_deadline=100.5).cut_off() is False
+    assert Budget(session_deadline=100.0).cut_off() is True
+    assert Budget(session_deadline=99.0).cut_off() is True
+
+
+def test_the_budget_is_spent_at_its_message_count_or_its_deadline_instant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(time, "monotonic", lambda: 100.0)
+    assert Budget(max_messages=2, spent=1, deadline=100.5).exhausted() is False
+    assert Budget(max_messages=2, spent=2, deadline=100.5).exhausted() is True
+    assert Budget(max_messages=2, spent=1, deadline=100.0).exhausted() is True
 
 
 # ------------------------------------------------------------------------------ new mail
@@ -413,6 +498,39 @@ def test_the_budget_stops_the_run_and_the_next_run_carries_on(w: World) -> None:
         ("Projects", 1, True),
     ]
     assert len(w.announced()) == 6
+
+
+def test_each_folders_first_fetch_asks_for_no_more_than_the_budget_leaves(w: World) -> None:
+    # Given two messages in INBOX and three in a selected folder
+    w.server.add("INBOX", *mails("Order", 2))
+    w.server.boxes["Projects"] = Box(uidvalidity=4)
+    w.server.add("Projects", *mails("Plan", 3))
+    w.folders = ["Projects"]
+    # When a run may take three messages
+    report = w.sync(max_messages=3)
+    # Then INBOX asks for three and the selected folder for the one left
+    assert w.server.fetches == [("INBOX", 0, 3), ("Projects", 0, 1)]
+    assert [(f.name, f.stored, f.complete) for f in report.folders] == [
+        ("INBOX", 2, True),
+        ("Projects", 1, False),
+    ]
+
+
+def test_every_folder_after_the_budget_is_spent_is_reported_incomplete(w: World) -> None:
+    # Given one message in INBOX and two selected folders with mail
+    w.server.add("INBOX", message("In", msgid="in@customer.example"))
+    for name, uidvalidity in (("Projects", 4), ("Later", 6)):
+        w.server.boxes[name] = Box(uidvalidity=uidvalidity)
+        w.server.add(name, message(name, msgid=f"{name.lower()}@customer.example"))
+    w.folders = ["Projects", "Later"]
+    # When a run may take one message
+    report = w.sync(max_messages=1)
+    # Then INBOX is synced and both folders after it are reported not done
+    assert [(f.name, f.stored, f.complete) for f in report.folders] == [
+        ("INBOX", 1, True),
+        ("Projects", 0, False),
+        ("Later", 0, False),
+    ]
 
 
 def test_a_passed_deadline_starts_no_batch(w: World) -> None:
@@ -550,11 +668,16 @@ def test_a_folder_renumbered_between_status_and_fetch_is_left_for_the_next_run(w
 
 
 def test_unparseable_mail_is_quarantined_counted_and_passed(w: World) -> None:
-    w.server.add("INBOX", b"\x00\x01 not a message \xff", message("Fine", msgid="fine@customer.example"))
+    w.server.add(
+        "INBOX",
+        b"\x00\x01 not a message \xff",
+        message("Fine", msgid="fine@customer.example"),
+        b"\x00\x02 nor this one \xfe",
+    )
     report = w.sync()
-    assert report.folders == [FolderReport("INBOX", stored=1, quarantined=1)]
+    assert report.folders == [FolderReport("INBOX", stored=1, quarantined=2)]
     assert w.announced() == [("email.received", "fine@customer.example")]
-    assert (w.state("INBOX").last_uid, w.state("INBOX").messages_stored) == (2, 1)
+    assert (w.state("INBOX").last_uid, w.state("INBOX").messages_stored) == (3, 1)
 
 
 def test_a_message_filed_twice_counts_once_per_location(w: World) -> None:
@@ -623,6 +746,64 @@ def test_flags_the_server_sets_again_unchanged_are_no_update(w: World) -> None:
     # Then nothing is updated or announced
     assert report.folders == [FolderReport("INBOX")]
     assert w.publisher.events == []
+
+
+def test_a_flag_change_announces_the_email_its_thread_and_only_the_state_that_changed(w: World) -> None:
+    # Given a stored message that is read
+    w.server.add("INBOX", message("Read", msgid="read@customer.example"), flags=("\\Seen",))
+    w.sync()
+    w.publisher.events.clear()
+    # When the server flags it too (read stays as it was)
+    w.server.set_flags_on_server("INBOX", 1, ("\\Seen", "\\Flagged"))
+    w.sync()
+    # Then email.updated names the email, its account and thread, and only the flagged change
+    item = w.email_at("INBOX", 1)
+    assert item["thread_id"]
+    [event] = w.publisher.events
+    assert event.data == {
+        "email_id": item["email_id"],
+        "account_id": ACCOUNT,
+        "thread_id": item["thread_id"],
+        "changes": {"flagged": True},
+    }
+
+
+def test_flag_changes_of_a_deleted_email_are_not_announced_and_the_next_emails_still_are(w: World) -> None:
+    # Given two stored messages, the first one's email deleted (in the API, say)
+    w.server.add("INBOX", *mails("Order", 2))
+    w.sync()
+    first, second = (str(w.email_at("INBOX", u)["email_id"]) for u in (1, 2))
+    w.deps.emails.update_email(w.tenant, first, deleted=True)
+    w.publisher.events.clear()
+    # When the server marks both read
+    w.server.set_flags_on_server("INBOX", 1, ("\\Seen",))
+    w.server.set_flags_on_server("INBOX", 2, ("\\Seen",))
+    w.sync()
+    # Then only the email that is not deleted is announced as updated
+    assert [(e.detail_type, e.data["email_id"]) for e in w.publisher.events] == [("email.updated", second)]
+
+
+def test_a_folder_move_is_announced_only_for_the_state_it_changes(w: World) -> None:
+    # Given a stored email that is archived already
+    w.server.add("INBOX", message("Moved", msgid="moved@customer.example"))
+    w.sync()
+    item = w.email_at("INBOX", 1)
+    email_id = str(item["email_id"])
+    w.deps.emails.update_email(w.tenant, email_id, archived=True)
+    w.publisher.events.clear()
+    # When a sync finds it archived and trashed on the server, its flags unchanged
+    found = announce_updates(
+        w.tenant,
+        ACCOUNT,
+        [(email_id, (), "move-1")],
+        w.deps,
+        moves={email_id: {"archived": True, "trashed": True}},
+    )
+    # Then the email exists, and only trashed is announced as changed, under the change's key
+    assert found == {email_id}
+    [event] = w.publisher.events
+    assert event.idempotency_key == f"email.updated:{email_id}:move-1"
+    assert event.data["changes"] == {"trashed": True}
 
 
 def test_flag_changes_answered_out_of_uid_order_are_all_applied(w: World) -> None:
@@ -721,11 +902,11 @@ def test_vanished_mail_is_expunged(w: World) -> None:
     # When the server expunges the second (QRESYNC reports it VANISHED)
     w.server.expunge("INBOX", 2)
     report = w.sync()
-    # Then its location is gone and the folder's count follows
+    # Then its location is gone and the folder's counts follow (no new mail: no batch stored)
     assert report.folders == [FolderReport("INBOX", expunged=1)]
     assert w.location("INBOX", 2) is None
     assert w.location("INBOX", 1) is not None
-    assert w.state("INBOX").messages_stored == 2
+    assert (w.state("INBOX").messages_stored, w.state("INBOX").messages_on_server) == (2, 2)
 
 
 def test_vanished_mail_at_the_cursor_is_expunged_and_the_email_left_without_a_location_is_deleted(
@@ -883,6 +1064,47 @@ def test_an_expunge_hidden_by_new_mail_is_found_in_the_same_run(w: World) -> Non
     assert w.sync().folders == [FolderReport("INBOX")]
 
 
+def test_a_folder_whose_first_fetch_fails_remembers_the_servers_uidvalidity(w: World) -> None:
+    # Given a new folder with mail, and a session that fails in the first fetch
+    w.server.add("INBOX", *mails("Order", 2))
+
+    def fail(after_uid: int) -> None:
+        raise ProviderUnreachable("IMAP connection lost", code="connection_lost")
+
+    w.server.on_fetch = fail
+    # When the account syncs
+    with pytest.raises(ProviderUnreachable):
+        w.sync()
+    # Then the folder's state already holds the UIDVALIDITY its cursor will count in
+    state = w.state("INBOX")
+    assert (state.uidvalidity, state.last_uid) == (7, 0)
+
+
+def test_a_uidvalidity_change_is_logged_and_remembered_even_when_the_fetch_then_fails(
+    w: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given two stored messages, then the server renumbers the folder and the next fetch fails
+    w.server.add("INBOX", *mails("Order", 2))
+    w.sync()
+    w.server.boxes["INBOX"].uidvalidity = 8
+
+    def fail(after_uid: int) -> None:
+        raise ProviderUnreachable("IMAP connection lost", code="connection_lost")
+
+    w.server.on_fetch = fail
+    caplog.clear()
+    # When the account syncs
+    with pytest.raises(ProviderUnreachable):
+        w.sync()
+    # Then the old locations are gone and the folder restarts in the new UIDVALIDITY
+    assert w.deps.emails.get_location(w.tenant, location_sk(ACCOUNT, "INBOX", 7, 1)) is None
+    state = w.state("INBOX")
+    assert (state.uidvalidity, state.last_uid, state.messages_stored) == (8, 0, 0)
+    # And the change is logged with the new UIDVALIDITY
+    records = [r for r in caplog.records if r.getMessage() == "uidvalidity changed; re-syncing folder"]
+    assert [(r.levelname, getattr(r, "folder_uidvalidity", None)) for r in records] == [("INFO", 8)]
+
+
 def test_a_uidvalidity_change_drops_the_old_locations_and_syncs_again(w: World) -> None:
     # Given two stored messages
     w.server.add("INBOX", *mails("Order", 2))
@@ -947,6 +1169,7 @@ def test_announce_publishes_what_a_crash_left_unannounced(w: World) -> None:
         f"email.received:{ids[0]}",
         f"email.sent:{ids[1]}",
     ]
+    assert [e.data["account_id"] for e in w.publisher.events] == [ACCOUNT, ACCOUNT]
     # And marked announced
     announce(w.tenant, ACCOUNT, ids, w.deps)
     assert len(w.publisher.events) == 2
