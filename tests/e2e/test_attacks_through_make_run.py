@@ -1068,6 +1068,8 @@ def base_bodies(w: World) -> dict[str, list[Callable[[], dict[str, Any]]]]:
                 },
             }
         ],
+        # Mailbox privacy (issue 19 point 2): the defaults, so the world's reads are unchanged.
+        "PUT /settings/privacy": [lambda: {"default_visibility": "metadata", "admin_view": "as_shared"}],
     }
 
 
