@@ -7,7 +7,10 @@ pk = TENANT#{tenant}, sk = ACCOUNT#{account_id}           the account (+ encrypt
 pk = TENANT#{tenant}, sk = FOLDER#{account_id}#{folder}   per-folder cursor, counts, presence
 pk = TENANT#{tenant}, sk = OWNER#{account_id}            a disconnected account's owner and
                                                           visibility (its mail may stay: it stays
-                                                          as private as it was; mailbridge.access)
+                                                          as private as it was; mailbridge.access);
+                                                          also written for connected accounts by
+                                                          store.owner_backfill (the account item
+                                                          decides while it exists)
 pk = TENANT#{tenant}, sk = UNIQUE#ADDRESS#{address}       address lower-cased -> account_id
 pk = TENANT#{tenant}, sk = UNIQUE#LOGIN#{digest}          sha256 of (IMAP host lower-cased,
                                                           username) -> account_id
