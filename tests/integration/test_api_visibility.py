@@ -29,6 +29,7 @@ from mailbridge.observability import logger
 from mailbridge.providers.imap.settings import Security
 from mailbridge.store.accounts import AccountStore
 from tests.events import load_event
+from tests.fixtures.accounts import seed_account
 from tests.fixtures.aws import Stack, module_api, module_stack
 from tests.integration.test_api_boundary import Invoke
 from tests.integration.test_api_emails import PDF, Seeder, body, rfc
@@ -106,21 +107,19 @@ def _account(
     stack: Stack, account_id: str, owner: str, visibility: Visibility | None, address: str | None = None
 ) -> None:
     # An IMAP mailbox: disconnecting it says goodbye to no OAuth provider.
-    server = PublicServerSettings(
-        host="mail.acme.example", port=993, security=Security.SSL, username=account_id
-    )
-    account = Account(
+    seed_account(
+        stack.deployed.tables["AccountsTable"],
+        stack.env("ApiFunction")["DATA_KEY_ID"],
+        tenant=TENANT,
+        owner=owner,
         account_id=account_id,
-        tenant_id=TENANT,
-        provider="imap",
-        imap=server,
         address=address or f"{owner.split('-', maxsplit=1)[0]}@acme.example",
-        created_at=datetime.now(UTC),
-        created_by=owner,
+        imap=PublicServerSettings(
+            host="mail.acme.example", port=993, security=Security.SSL, username=account_id
+        ),
+        with_smtp=False,
         visibility=visibility,
     )
-    sealed = Envelope(encrypted_key="x", nonce="x", ciphertext="x")
-    AccountStore(stack.deployed.tables["AccountsTable"]).create_account(account, sealed)
 
 
 @pytest.fixture(scope="module")
