@@ -434,7 +434,7 @@ def test_subject_adds_the_subject_and_body_free_headers(
 
 
 def test_full_shows_everything_and_each_body_read_is_audited_with_ids_only(
-    invoke_api: Invoke, world: dict[str, str], level: Any, caplog: pytest.LogCaptureFixture
+    invoke_api: Invoke, stack: Stack, world: dict[str, str], level: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given B's mailbox shares everything
     level("full")
@@ -460,10 +460,23 @@ def test_full_shows_everything_and_each_body_read_is_audited_with_ids_only(
         (ACC_BEA, world["first"], ADA)
     ] * 2
     assert [a for a in audited if "@" in json.dumps(a) or "quokka" in json.dumps(a).lower()] == []
+    # And each is an entry of the audit log: a read by A of B's email, by ids
+    entries = [e for e in _audit_entries(stack) if e["action"] == "email.body_read_other_user"]
+    assert [(e["actor"], e["kind"], e["resource_ids"]) for e in entries] == [
+        (ADA, "read", {"account_id": ACC_BEA, "email_id": world["first"]})
+    ] * 2
+    assert len({e["sk"] for e in entries}) == 2
+
+
+def _audit_entries(stack: Stack) -> list[dict[str, Any]]:
+    items = stack.table("AuditTable").query(
+        KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"TENANT#{TENANT}"}
+    )["Items"]
+    return list(items)
 
 
 def test_the_owner_sees_her_private_mailbox_in_full_unaudited(
-    invoke_api: Invoke, world: dict[str, str], caplog: pytest.LogCaptureFixture
+    invoke_api: Invoke, stack: Stack, world: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given B's mailbox is private
     caplog.set_level(logging.INFO)
@@ -473,6 +486,9 @@ def test_the_owner_sees_her_private_mailbox_in_full_unaudited(
     assert email["subject"] == "Zanzibar merger terms"
     assert "quokkasecret" in email["text_body"]
     assert [r for r in caplog.records if r.getMessage() == "body_read_other_user"] == []
+    assert [
+        e for e in _audit_entries(stack) if e["action"] == "email.body_read_other_user" and e["actor"] == BEA
+    ] == []
 
 
 def test_admins_see_others_mailboxes_as_the_tenant_policy_says(

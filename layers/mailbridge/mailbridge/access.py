@@ -339,10 +339,17 @@ def access_of(ctx: TenantContext) -> Access:
     return found if isinstance(found, Access) else Access(ctx=ctx)
 
 
+BODY_READ_ACTION = "email.body_read_other_user"
+"""The audit log's action of a read of another user's message body (`audit_body_read`)."""
+
+
 def audit_body_read(ctx: TenantContext, account_id: str, email_id: str) -> None:
     """Called on every read of another user's message body (an email's bodies, its raw message or
-    an attachment, an AI answer made from it). Logs ids only: no address, subject or text. The
-    audit log (issue 19 point 4) appends to its store here."""
+    an attachment, an AI answer made from it). Logs ids only (no address, subject or text) and
+    appends a `read` entry to the audit log (issue 19 point 4, `mailbridge.audit`): actor and
+    role, `email.body_read_other_user`, the account and email ids; its request id is the
+    request's correlation id with `:body-read:{email_id}` (the route's own entry keeps the plain
+    one, `audit.service`). The audit write never raises."""
     logger.info(
         "body_read_other_user",
         extra={
@@ -353,3 +360,22 @@ def audit_body_read(ctx: TenantContext, account_id: str, email_id: str) -> None:
             "email_id": email_id,
         },
     )
+    from datetime import UTC
+
+    from mailbridge.audit.models import AuditEntry
+    from mailbridge.audit.service import record
+    from mailbridge.audit.wiring import audit_deps
+
+    request = logger.get_correlation_id() or "-"
+    entry = AuditEntry(
+        tenant_id=ctx.tenant_id,
+        actor=ctx.subject,
+        role=ctx.role.value,
+        action=BODY_READ_ACTION,
+        kind="read",
+        resource_ids={"account_id": account_id, "email_id": email_id},
+        at=datetime.now(UTC),
+        status=200,
+        request_id=f"{request}:body-read:{email_id}",
+    )
+    record(audit_deps(), entry)
