@@ -784,6 +784,7 @@ def base_bodies(w: World) -> dict[str, list[Callable[[], dict[str, Any]]]]:
         return {
             "display_name": f"Me {CANARY}",
             "folders": [f"Archive {CANARY}"],
+            "visibility": "metadata",  # the caller owns the mailbox (mailbridge.access)
             "imap": {"password": w.user.password},
             "smtp": {
                 "host": w.sink.host,
