@@ -12,7 +12,7 @@ TENANT    ?= demo
 ROLE      ?= owner
 PORT      ?= 3000
 
-.PHONY: advance mailbox help run test test-steps test-build test-pytest check lint types cfn pytest build deploy token watch bench services clean mutate fuzz backfill-timeline backfill-snoozed
+.PHONY: advance mailbox help run test test-steps test-build test-pytest check lint types cfn pytest build deploy token watch bench services clean mutate fuzz backfill-timeline backfill-snoozed backfill-owners
 
 help:
 	@echo "make run     start the whole system locally on http://127.0.0.1:$(PORT) (moto inside)"
@@ -150,6 +150,10 @@ backfill-timeline:
 # Once after deploying the snoozed index (emails gsi7) over older data (README "Deploying"); resumable.
 backfill-snoozed:
 	$(PY) scripts/backfill_snoozed.py --emails $(EMAILS)
+
+# Once after deploying mailbox ownership over older accounts (README "Deploying"); resumable.
+backfill-owners:
+	$(PY) scripts/backfill_owners.py --accounts $(ACCOUNTS)
 
 clean:
 	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache .local .mutate mutants

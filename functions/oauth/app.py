@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from mailbridge.api.auditing import AuditingResolver
 from mailbridge.api.errors import register_error_handlers
 from mailbridge.config import get_settings
 from mailbridge.oauth.routes import router
 from mailbridge.observability import logger, metrics, tracer
 
 get_settings()  # fail the cold start, not the first request, on a bad environment
-app = APIGatewayHttpResolver(enable_validation=True)
+app = AuditingResolver(enable_validation=True)  # the callback's audit entry (mailbridge.oauth.routes)
 register_error_handlers(app)
 app.include_router(router)
 

@@ -788,6 +788,7 @@ def base_bodies(w: World) -> dict[str, list[Callable[[], dict[str, Any]]]]:
         return {
             "display_name": f"Me {CANARY}",
             "folders": [f"Archive {CANARY}"],
+            "visibility": "metadata",  # the caller owns the mailbox (mailbridge.access)
             "imap": {"password": w.user.password},
             "smtp": {
                 "host": w.sink.host,
@@ -1080,6 +1081,8 @@ def base_bodies(w: World) -> dict[str, list[Callable[[], dict[str, Any]]]]:
                 },
             }
         ],
+        # Mailbox privacy (issue 19 point 2): the defaults, so the world's reads are unchanged.
+        "PUT /settings/privacy": [lambda: {"default_visibility": "metadata", "admin_view": "as_shared"}],
     }
 
 

@@ -31,6 +31,8 @@ from tests.fixtures.aws import FakeLambdaContext, Stack, load_function, reset_ca
 
 USER = "ada@example.com"
 TENANT = "acme"
+SUBJECT = "user-1"
+"""The JWT `sub` who connects the mailbox (its owner: API calls on its mail act as this user)."""
 CALLBACK_BASE = "https://api.mailbridge.test"
 REDIRECT = CALLBACK_BASE + "/oauth/gmail/callback"
 RETURN_URL = "https://app.mailbridge.test/connected"
@@ -101,7 +103,7 @@ class GmailStack:
 
     def start(self, role: str = "member", tenant: str = TENANT, **query: str) -> dict[str, Any]:
         """GET /oauth/gmail/start through the oauth function."""
-        event = load_event("api/oauth-start.json", tenant=tenant, role=role, sub="user-1")
+        event = load_event("api/oauth-start.json", tenant=tenant, role=role, sub=SUBJECT)
         if query:
             event["queryStringParameters"] = dict(query)
             event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in query.items())
@@ -165,7 +167,7 @@ class GmailStack:
             address=USER,
             oauth=OAuthGrant(scopes=token["scope"].split()),
             created_at=datetime.now(UTC),
-            created_by="user-1",
+            created_by=SUBJECT,
             sync=SyncState(),
         )
         sealed = account_service.seal_secrets(

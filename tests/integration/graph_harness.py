@@ -37,6 +37,8 @@ from tests.fixtures.aws import FakeLambdaContext, Stack, load_function, reset_ca
 
 USER = "ada@contoso.example"
 TENANT = "acme"
+SUBJECT = "user-1"
+"""The JWT `sub` who connects the mailbox (its owner: API calls on its mail act as this user)."""
 CALLBACK_BASE = "https://api.mailbridge.test"
 REDIRECT = CALLBACK_BASE + "/oauth/graph/callback"
 RETURN_URL = "https://app.mailbridge.test/connected"
@@ -134,7 +136,7 @@ class GraphStack:
 
     def start(self, role: str = "member", **query: str) -> dict[str, Any]:
         """GET /oauth/graph/start through the oauth function."""
-        event = load_event("api/oauth-start.json", tenant=TENANT, role=role, sub="user-1")
+        event = load_event("api/oauth-start.json", tenant=TENANT, role=role, sub=SUBJECT)
         event["pathParameters"] = {"provider": "graph"}
         event["rawPath"] = "/oauth/graph/start"
         event["requestContext"]["http"]["path"] = event["rawPath"]

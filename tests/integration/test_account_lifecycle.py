@@ -16,6 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from mailbridge.sync.wiring import service_deps
+from tests.fixtures.accounts import CALLER
 from tests.fixtures.aws import Stack
 from tests.integration.dovecot import CuttableProxy, DovecotServer, DovecotUser
 from tests.integration.sync_harness import TENANT, SyncHarness, message, without_ages
@@ -78,7 +79,10 @@ def test_delete_removes_the_account_and_its_credentials_and_keeps_the_mail(
     assert (status, answer) == (200, {"account_id": account_id, "purge_queued": False})
     assert harness.api("get-account.json", params={"account_id": account_id})[0] == 404
     assert harness.api("list-accounts.json")[1]["items"] == []
-    assert account_items(stack, account_id) == []
+    # ... but for its ownership record: the mail kept stays its owner's (mailbridge.access)
+    assert [(i["sk"], i["owner"]) for i in account_items(stack, account_id)] == [
+        (f"OWNER#{account_id}", CALLER)
+    ]
     # ... a second delete finds nothing, and the synced mail stays
     assert delete(harness, account_id, purge=False)[0] == 404
     harness.drain()

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from mailbridge import accounts, crypto
+from mailbridge import accounts
 from mailbridge.api import deps
 from mailbridge.config import get_settings
 from mailbridge.errors import Conflict
@@ -25,6 +25,7 @@ from mailbridge.models.account import Account, AccountCreate, PublicServerSettin
 from mailbridge.providers.imap.settings import ImapSettings, Security
 from mailbridge.store.accounts import AccountStore
 from mailbridge.tenancy import Role, TenantContext
+from tests.fixtures import accounts as seeding
 from tests.fixtures.aws import FakeLambdaContext, Stack
 from tests.integration.queue_harness import QueueConsumer
 from tests.integration.stub_servers import Canary, StallingServer
@@ -82,27 +83,18 @@ def seed_account(
     security: Security = Security.SSL,
 ) -> Account:
     """An account as an earlier create left it (its host resolved to a public address then)."""
-    account_id = account_id or "acc_" + uuid.uuid4().hex[:20]
     server: dict[str, Any] = {"port": port, "security": security, "username": address}
-    account = Account(
+    return seeding.seed_account(
+        get_settings().tables.accounts,
+        get_settings().data_key_id,
+        tenant=TENANT,
         account_id=account_id,
-        tenant_id=TENANT,
-        provider="imap",
         address=address,
         imap=PublicServerSettings(host=host, **server),
         smtp=PublicServerSettings(host=smtp_host, **server) if smtp_host else None,
-        created_at=datetime.now(UTC),
-        created_by="seed",
-        sync=SyncState(),
+        with_smtp=False,
+        secrets={"imap_password": "app-password", "smtp_password": "app-password" if smtp_host else None},
     )
-    secrets = {"imap_password": "app-password", "smtp_password": "app-password" if smtp_host else None}
-    envelope = crypto.encrypt(
-        json.dumps(secrets).encode(),
-        accounts.credentials_context(TENANT, account_id),
-        key_id=get_settings().data_key_id,
-    )
-    AccountStore(get_settings().tables.accounts).create_account(account, envelope)
-    return account
 
 
 @pytest.fixture
@@ -230,7 +222,7 @@ def test_an_address_held_by_an_account_on_the_second_page_is_not_connected_twice
                     host="imap.example.com", port=993, security=Security.SSL, username=f"u{i}"
                 ),
                 created_at=datetime.now(UTC),
-                created_by="seed",
+                created_by=seeding.CALLER,
             )
             batch.put_item(
                 Item={

@@ -14,15 +14,12 @@ from typing import Any
 
 import pytest
 
-from mailbridge import accounts, crypto
-from mailbridge.models.account import Account, PublicServerSettings
-from mailbridge.providers.imap.settings import Security
-from mailbridge.store.accounts import AccountStore
 from mailbridge.store.blobs import BlobStore
 from mailbridge.store.emails import EmailStore
 from mailbridge.store.tracking import DynamoTrackingStore
 from mailbridge.tracking.models import Classification, Evidence, Hit
 from tests.events import load_event
+from tests.fixtures.accounts import seed_account
 from tests.fixtures.aws import Stack
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
@@ -67,26 +64,9 @@ def api(invoke_api: Invoke) -> Api:
 
 def _account(stack: Stack, display_name: str = "Alice Example") -> str:
     env = stack.env("ApiFunction")
-    account_id = "acc_" + uuid.uuid4().hex[:20]
-    server = PublicServerSettings(host="smtp.example.com", port=465, security=Security.SSL, username="alice")
-    account = Account(
-        account_id=account_id,
-        tenant_id=TENANT,
-        provider="imap",
-        address="alice@example.com",
-        display_name=display_name,
-        imap=server,
-        smtp=server,
-        created_at=datetime.now(UTC),
-        created_by="seed",
-    )
-    envelope = crypto.encrypt(
-        json.dumps({"imap_password": "pw"}).encode(),
-        accounts.credentials_context(TENANT, account_id),
-        key_id=env["DATA_KEY_ID"],
-    )
-    AccountStore(env["ACCOUNTS_TABLE"]).create_account(account, envelope)
-    return account_id
+    return seed_account(
+        env["ACCOUNTS_TABLE"], env["DATA_KEY_ID"], tenant=TENANT, display_name=display_name
+    ).account_id
 
 
 def _ada(api: Api) -> str:

@@ -15,15 +15,13 @@ from typing import Any, Literal
 import boto3
 import pytest
 
-from mailbridge import accounts, crypto
+from mailbridge.access import Visibility
 from mailbridge.crm.models import Contact
-from mailbridge.models.account import Account, PublicServerSettings
-from mailbridge.providers.imap.settings import Security
-from mailbridge.store.accounts import AccountStore
 from mailbridge.store.crm import CrmStore
 from mailbridge.store.emails import EmailStore
 from mailbridge.store.links import LinkStore
 from tests.events import load_event
+from tests.fixtures.accounts import CALLER, seed_account
 from tests.fixtures.aws import Stack
 from tests.integration.queue_harness import QueueConsumer
 
@@ -43,11 +41,12 @@ class Api:
         *,
         role: str = "member",
         tenant: str = TENANT,
+        sub: str | None = None,
         path: dict[str, str] | None = None,
         body: Any = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
-        event = load_event(f"api/{name}.json", tenant=tenant, role=role, body=body)
+        event = load_event(f"api/{name}.json", tenant=tenant, role=role, sub=sub, body=body)
         event["headers"].pop("idempotency-key", None)
         event["headers"].update(headers or {})
         if path is not None:
@@ -74,28 +73,27 @@ def outbox(stack: Stack) -> QueueConsumer:
     return QueueConsumer(stack, "outbox", "OutboxQueue")
 
 
-def _account(stack: Stack, tenant: str = TENANT, provider: Literal["imap", "gmail"] = "imap") -> str:
+def _account(
+    stack: Stack,
+    tenant: str = TENANT,
+    provider: Literal["imap", "gmail"] = "imap",
+    *,
+    owner: str = CALLER,
+    visibility: Visibility | None = None,
+    address: str = "alice@example.com",
+) -> str:
     env = stack.env("ApiFunction")
-    account_id = "acc_" + uuid.uuid4().hex[:20]
-    server = PublicServerSettings(host="smtp.example.com", port=465, security=Security.SSL, username="alice")
-    account = Account(
-        account_id=account_id,
-        tenant_id=tenant,
+    return seed_account(
+        env["ACCOUNTS_TABLE"],
+        env["DATA_KEY_ID"],
+        tenant=tenant,
         provider=provider,
-        address="alice@example.com",
+        owner=owner,
+        visibility=visibility,
+        address=address,
         display_name="Alice Example",
-        imap=server if provider == "imap" else None,
-        smtp=server if provider == "imap" else None,
-        created_at=datetime.now(UTC),
-        created_by="seed",
-    )
-    envelope = crypto.encrypt(
-        json.dumps({"imap_password": "pw"}).encode(),
-        accounts.credentials_context(tenant, account_id),
-        key_id=env["DATA_KEY_ID"],
-    )
-    AccountStore(env["ACCOUNTS_TABLE"]).create_account(account, envelope)
-    return account_id
+        secrets={"imap_password": "pw"},
+    ).account_id
 
 
 def _contacts(stack: Stack, count: int, tag: str, *, start: int = 0) -> list[str]:
@@ -378,6 +376,52 @@ def test_a_paused_campaign_stops_at_the_next_chunk_and_send_resumes_it(
     emails = _campaign_emails(stack, campaign_id)
     assert len(emails) == 150
     assert set(_recipients(emails).values()) == {1}
+
+
+# ------------------------------------------------------------------------------ whose mailbox
+BEA = "bea-5e6f7a8b"
+
+
+def test_a_campaign_sends_only_from_a_mailbox_its_caller_may_send_from(
+    api: Api, stack: Stack, outbox: QueueConsumer
+) -> None:
+    # Given Bea's private mailbox, one she shares subjects of and one she shares in full, and the
+    # caller's campaign from the caller's private mailbox, sent and paused before its first chunk
+    private = _account(stack, owner=BEA, visibility=Visibility.PRIVATE, address="bea@example.com")
+    subject_only = _account(stack, owner=BEA, visibility=Visibility.SUBJECT, address="bea2@example.com")
+    shared = _account(stack, owner=BEA, visibility=Visibility.FULL, address="bea3@example.com")
+    _contacts(stack, 2, "launch")
+    mine = _campaign(
+        api, stack, {"tags": ["launch"]}, account_id=_account(stack, visibility=Visibility.PRIVATE)
+    )
+    _send(api, mine)
+    api.call("crm-patch-campaign", 200, path={"campaign_id": mine}, body={"status": "paused"})
+    outbox.drain(expect_success=True)
+    bare = api.call("crm-create-campaign", 201, body={"name": "Bare"})["campaign_id"]
+    # When the caller names Bea's mailboxes as a campaign's account
+    refused = {
+        level: api.call("crm-patch-campaign", 422, path={"campaign_id": bare}, body={"account_id": account})[
+            "error"
+        ]["code"]
+        for level, account in (("private", private), ("subject", subject_only))
+    }
+    created = api.call("crm-create-campaign", 422, body={"name": "Hers", "account_id": private})["error"][
+        "code"
+    ]
+    api.call("crm-patch-campaign", 200, path={"campaign_id": bare}, body={"account_id": shared})
+    # And Bea sends (resumes) the caller's campaign from the caller's private mailbox
+    resumed = _send(api, mine, 422, sub=BEA)["error"]["code"]
+    outbox.drain(expect_success=True)
+    # Then each is the 422 of an account the tenant does not have (its id does not leak), sharing
+    # in full lets the caller send from Bea's mailbox, and Bea's send resumed nothing
+    assert refused == {"private": "unknown_account", "subject": "unknown_account"}
+    assert created == "unknown_account"
+    assert resumed == "unknown_account"
+    assert (_status(api, mine)["state"], _status(api, mine)["counts"]["queued"]) == ("paused", 0)
+    # While the caller resumes it
+    _send(api, mine)
+    outbox.drain(expect_success=True)
+    assert _status(api, mine)["counts"]["queued"] == 2
 
 
 # ------------------------------------------------------------------------------ skips

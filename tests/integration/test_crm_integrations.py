@@ -4,6 +4,7 @@ sealed and refreshed (revoked -> reauth_required + event), one org per tenant, t
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from mailbridge.crm.integrations.service import provider_for
 from mailbridge.crm.integrations.wiring import integration_deps
 from mailbridge.errors import ProviderAuthError
 from mailbridge.store.oauth_states import state_pk
+from tests.events import load_event
 from tests.fixtures.aws import BusReader
 from tests.integration.crm_integrations_harness import HTTP, TENANT, CrmStack, crm_stack, query_of
 
@@ -108,6 +110,46 @@ def test_the_double_checks_the_pkce_verifier_kept_with_the_state(crm_stack: CrmS
     }
     integration = crm_stack.integration(started["integration"]["integration_id"])
     assert (integration["state"], integration["reason"]) == ("failed", "exchange_failed")
+
+
+def test_the_callback_is_audited_as_the_admin_who_started_it_without_code_or_tokens(
+    crm_stack: CrmStack,
+) -> None:
+    # Given two Salesforce connections started by the admin: one consented, one whose exchange
+    # Salesforce refuses (its stored verifier no longer matches)
+    good = crm_stack.start("salesforce")
+    good_params = crm_stack.consent(good["authorization_url"])
+    assert crm_stack.callback(good_params)["outcome"] == "connected"
+    crm_stack.api("crm-delete-integration", good["integration"]["integration_id"], role="admin")
+    bad = crm_stack.start("salesforce")
+    bad_params = crm_stack.consent(bad["authorization_url"])
+    accounts = crm_stack.stack.table("AccountsTable")
+    item = accounts.get_item(Key={"pk": state_pk(bad_params["state"]), "sk": "STATE"})["Item"]
+    item["state"]["code_verifier"] = "x" * 64
+    accounts.put_item(Item=item)
+    # When the second comes back
+    assert crm_stack.callback(bad_params)["code"] == "exchange_failed"
+    # Then each callback is an audited write by the admin's sub (the sample events' user), with the
+    # provider, the integration, the outcome and its code
+    entries = [
+        e
+        for e in crm_stack.stack.table("AuditTable").query(
+            KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"TENANT#{TENANT}"}
+        )["Items"]
+        if str(e["action"]).startswith("finish_authorization")
+    ]
+    actor = load_event("api/get-me.json")["requestContext"]["authorizer"]["jwt"]["claims"]["sub"]
+    assert sorted(
+        (e["actor"], e["kind"], e["outcome"], e.get("error_code"), e["resource_ids"]["integration_id"])
+        for e in entries
+    ) == [
+        (actor, "write", "failure", "exchange_failed", bad["integration"]["integration_id"]),
+        (actor, "write", "success", None, good["integration"]["integration_id"]),
+    ]
+    assert {e["resource_ids"]["provider"] for e in entries} == {"salesforce"}
+    # And no entry holds a code, a state or a token
+    text = json.dumps(entries, default=str)
+    assert [v for v in (*good_params.values(), *bad_params.values()) if len(v) > 12 and v in text] == []
 
 
 def test_a_forged_state_is_refused(crm_stack: CrmStack) -> None:

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from tests.events import load_event
-from tests.integration.gmail_harness import TENANT, USER, GmailStack
+from tests.integration.gmail_harness import SUBJECT, TENANT, USER, GmailStack
 from tests.integration.queue_harness import QueueConsumer
 
 CUSTOMER = "carol@customer.example"
@@ -18,7 +18,7 @@ CUSTOMER = "carol@customer.example"
 def call(
     gs: GmailStack, name: str, *, draft_id: str | None = None, body: Any = None, if_match: str | None = None
 ) -> tuple[int, Any]:
-    event = load_event(f"api/{name}", tenant=TENANT, body=body)
+    event = load_event(f"api/{name}", tenant=TENANT, body=body, sub=SUBJECT)
     event["headers"].pop("if-match", None)
     if if_match is not None:
         event["headers"]["if-match"] = if_match

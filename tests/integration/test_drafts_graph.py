@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from tests.events import load_event
-from tests.integration.graph_harness import USER, GraphStack
+from tests.integration.graph_harness import SUBJECT, USER, GraphStack
 from tests.integration.queue_harness import QueueConsumer
 from tests.integration.sync_harness import TENANT
 
@@ -19,7 +19,7 @@ CUSTOMER = "carol@customer.example"
 def call(
     gs: GraphStack, name: str, *, draft_id: str | None = None, body: Any = None, if_match: str | None = None
 ) -> tuple[int, Any]:
-    event = load_event(f"api/{name}", tenant=TENANT, body=body)
+    event = load_event(f"api/{name}", tenant=TENANT, body=body, sub=SUBJECT)
     event["headers"].pop("if-match", None)
     if if_match is not None:
         event["headers"]["if-match"] = if_match
@@ -102,7 +102,7 @@ def test_deleting_a_draft_deletes_the_graph_draft_message(graph_stack: GraphStac
 
 def sync(gs: GraphStack, account_id: str) -> None:
     """Queue a sync of the account and hand the SyncQueue's records to the sync function."""
-    event = load_event("api/sync-account.json", tenant=TENANT)
+    event = load_event("api/sync-account.json", tenant=TENANT, sub=SUBJECT)
     sample = event["pathParameters"]["account_id"]
     event["pathParameters"]["account_id"] = account_id
     event["rawPath"] = event["requestContext"]["http"]["path"] = event["rawPath"].replace(sample, account_id)

@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from mailbridge.access import accounts_of
 from mailbridge.store.emails import EmailStore
 from mailbridge.store.tracking import DynamoTrackingStore
 from mailbridge.tracking.models import Evidence, Hit
@@ -26,6 +27,7 @@ from tests.integration.test_tracking import (
 )
 
 OTHER_TENANT = "globex"
+BEA = "bea-5e6f7a8b"
 
 
 def _call(
@@ -36,8 +38,9 @@ def _call(
     body: Any = None,
     role: str = "member",
     tenant: str = TENANT,
+    sub: str | None = None,
 ) -> tuple[int, Any]:
-    event = load_event(name, tenant=tenant, role=role, body=body)
+    event = load_event(name, tenant=tenant, role=role, body=body, sub=sub)
     for key, value in (path or {}).items():
         old = event["pathParameters"][key]
         event["pathParameters"][key] = value
@@ -75,23 +78,29 @@ def _link(invoke: Invoke, email_id: str, record_id: str) -> None:
     assert status == 201, link
 
 
-def _contact_engagement(invoke: Invoke, contact_id: str, tenant: str = TENANT) -> tuple[int, Any]:
+def _contact_engagement(
+    invoke: Invoke, contact_id: str, tenant: str = TENANT, sub: str | None = None
+) -> tuple[int, Any]:
     return _call(
         invoke,
         "api/crm-get-contact-engagement.json",
         path={"contact_id": contact_id},
         role="viewer",
         tenant=tenant,
+        sub=sub,
     )
 
 
-def _campaign_engagement(invoke: Invoke, campaign_id: str, tenant: str = TENANT) -> tuple[int, Any]:
+def _campaign_engagement(
+    invoke: Invoke, campaign_id: str, tenant: str = TENANT, sub: str | None = None
+) -> tuple[int, Any]:
     return _call(
         invoke,
         "api/crm-get-campaign-engagement.json",
         path={"campaign_id": campaign_id},
         role="viewer",
         tenant=tenant,
+        sub=sub,
     )
 
 
@@ -309,3 +318,43 @@ def test_another_tenants_contact_and_campaign_are_404(stack: Stack, invoke_api: 
     assert _campaign_engagement(invoke_api, campaign_id)[0] == 200
     # And an id of no possible contact is a 404 too, never a 5xx
     assert _contact_engagement(invoke_api, "ct_%00")[0] == 404
+
+
+def test_another_user_counts_only_mail_she_sees_and_clicked_urls_only_of_mail_seen_in_full(
+    stack: Stack, invoke_api: Invoke
+) -> None:
+    # Given a tracked email from the caller's mailbox to Jo, linked to her contact and a campaign,
+    # and Jo's click on its terms link
+    contact_id = _contact(invoke_api, "jo@customer.example")
+    campaign_id = _campaign(invoke_api)
+    sent, _, clicks = _tracked_send(stack, invoke_api, "jo@customer.example")
+    for record_id in (contact_id, campaign_id):
+        _link(invoke_api, sent, record_id)
+    _hit(invoke_api, "c", clicks[1])
+    [account_id] = accounts_of(_stored(stack, sent))
+
+    def seen_by(sub: str | None) -> tuple[int, int, list[str]]:
+        contact = _contact_engagement(invoke_api, contact_id, sub=sub)[1]
+        campaign = _campaign_engagement(invoke_api, campaign_id, sub=sub)[1]
+        return contact["emails_sent"], campaign["emails_sent"], [link["url"] for link in campaign["links"]]
+
+    # When Bea, another member, reads the engagement while the mailbox shows metadata (the
+    # tenant default), and again after its owner made it private
+    shared = seen_by(BEA)
+    status, _ = _call(
+        invoke_api,
+        "api/patch-account-visibility.json",
+        path={"account_id": account_id},
+        body={"visibility": "private"},
+    )
+    assert status == 200
+    private = seen_by(BEA)
+    # Then she counts the email while it is shared, without the URLs (they are its body), and
+    # nothing once it is private; the owner sees it all
+    assert shared == (1, 1, [])
+    assert private == (0, 0, [])
+    assert seen_by(None) == (
+        1,
+        1,
+        ["https://shop.example.com/terms", "https://shop.example.com/quote?id=7&v=2"],
+    )

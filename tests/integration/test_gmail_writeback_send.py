@@ -23,7 +23,7 @@ from mailbridge.store.keys import email_sk, tenant_pk
 from mailbridge.sync.ingest import Mailbox, ingest_batch
 from mailbridge.sync.wiring import service_deps
 from tests.events import load_event
-from tests.integration.gmail_harness import TENANT, USER, GmailStack
+from tests.integration.gmail_harness import SUBJECT, TENANT, USER, GmailStack
 from tests.integration.queue_harness import QueueConsumer
 
 CUSTOMER = "carol@customer.example"
@@ -73,6 +73,7 @@ def email_items(gs: GmailStack) -> list[dict[str, Any]]:
 
 
 def api(gs: GmailStack, name: str, path: str | None = None, **kwargs: Any) -> tuple[int, Any]:
+    kwargs.setdefault("sub", SUBJECT)  # the user who connected the mailbox (gmail_harness)
     event = load_event(f"api/{name}.json", tenant=TENANT, **kwargs)
     if path is not None:
         event["rawPath"] = event["requestContext"]["http"]["path"] = path

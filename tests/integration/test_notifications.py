@@ -5,21 +5,20 @@ drains it, and the api function answers from the notifications table."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import boto3
 import pytest
 
-from mailbridge import accounts, crypto
 from mailbridge.bus import DomainEvent, EventPublisher
 from mailbridge.errors import EventPublishError
-from mailbridge.models.account import Account, PublicServerSettings
+from mailbridge.models.account import PublicServerSettings
 from mailbridge.providers.imap.settings import Security
 from mailbridge.store.accounts import AccountStore
 from tests.events import load_event
+from tests.fixtures.accounts import seed_account
 from tests.fixtures.aws import BusReader, Stack
 from tests.integration.queue_harness import QueueConsumer
 from tests.integration.test_api_emails import TENANT, Invoke, Seeder, body, rfc
@@ -30,25 +29,16 @@ ADA, BOB = "ada-0b1c2d3e", "bob-4f5a6b7c"
 def make_account(stack: Stack, owner: str, tenant: str = TENANT) -> str:
     """A mailbox connected by `owner` (its `created_by`)."""
     env = stack.env("ApiFunction")
-    account_id = "acc_" + uuid.uuid4().hex[:20]
     server = PublicServerSettings(host="mail.example.com", port=993, security=Security.SSL, username=owner)
-    account = Account(
-        account_id=account_id,
-        tenant_id=tenant,
-        provider="imap",
+    return seed_account(
+        env["ACCOUNTS_TABLE"],
+        env["DATA_KEY_ID"],
+        tenant=tenant,
+        owner=owner,
         address=f"{owner}@example.com",
         imap=server,
         smtp=server,
-        created_at=datetime.now(UTC),
-        created_by=owner,
-    )
-    envelope = crypto.encrypt(
-        json.dumps({"imap_password": "pw"}).encode(),
-        accounts.credentials_context(tenant, account_id),
-        key_id=env["DATA_KEY_ID"],
-    )
-    AccountStore(env["ACCOUNTS_TABLE"]).create_account(account, envelope)
-    return account_id
+    ).account_id
 
 
 def emit(

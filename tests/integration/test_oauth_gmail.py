@@ -214,6 +214,51 @@ def test_a_declined_consent_comes_back_as_access_denied(gmail_stack: GmailStack)
     assert outcome == {"outcome": "error", "code": "access_denied"}
 
 
+def _callback_entries(gmail_stack: GmailStack) -> list[dict[str, Any]]:
+    """The audit entries of the tenant's OAuth callbacks (the table's items, as stored)."""
+    items = gmail_stack.stack.table("AuditTable").query(
+        KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"TENANT#{TENANT}"}
+    )["Items"]
+    return [i for i in items if str(i["action"]).startswith("finish_authorization")]
+
+
+def test_each_callback_with_a_state_is_audited_as_its_user_with_the_outcome_and_no_secret(
+    gmail_stack: GmailStack,
+) -> None:
+    # Given a consent given and one declined (the same user), and a forged state
+    granted = gmail_stack.consent(authorization_url(gmail_stack))
+    gmail_stack.google.deny_consent(USER)
+    declined = query_of(HTTP.get(authorization_url(gmail_stack)).headers["location"])
+    # When each comes back to the callback
+    connected = gmail_stack.outcome(gmail_stack.callback(granted))
+    assert gmail_stack.outcome(gmail_stack.callback(declined))["code"] == "access_denied"
+    gmail_stack.callback({"state": "forged-state", "code": "4/abc"})
+    # Then the two with a state are audited as writes by the user who started them, with the
+    # provider, the account, the outcome and its code (the redirect is a 302 either way)
+    entries = sorted(_callback_entries(gmail_stack), key=lambda e: str(e["outcome"]))
+    assert [
+        (e["actor"], e["kind"], e["outcome"], e.get("error_code"), e["status"], e["resource_ids"])
+        for e in entries
+    ] == [
+        ("user-1", "write", "failure", "access_denied", 302, {"provider": "gmail"}),
+        (
+            "user-1",
+            "write",
+            "success",
+            None,
+            302,
+            {"provider": "gmail", "account_id": connected["account_id"]},
+        ),
+    ]
+    # And no entry holds the code, the state or a token
+    secrets = account_service.load_secrets(gmail_stack.accounts, gmail_stack.account(connected["account_id"]))
+    text = json.dumps(entries, default=str)
+    refresh = secrets["refresh_token"]
+    assert refresh
+    for secret in (granted["code"], granted["state"], declined["state"], refresh, "4/abc"):
+        assert secret not in text
+
+
 def test_a_required_scope_left_out_is_refused_and_the_grant_revoked(gmail_stack: GmailStack) -> None:
     # Given a consent that granted gmail.modify but not gmail.send
     url = authorization_url(gmail_stack).replace("gmail.send", "gmail.readonly")

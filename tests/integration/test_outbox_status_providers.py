@@ -7,8 +7,6 @@ A test checks what a send returns, what the double received, what is stored and 
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,8 +17,7 @@ import pytest
 from local.clock import ManualClock
 from local.google import GoogleDouble
 from local.microsoft import MicrosoftDouble
-from mailbridge import accounts, crypto
-from mailbridge.models.account import Account, OAuthGrant
+from mailbridge.models.account import Account
 from mailbridge.outbox.models import SendRequest
 from mailbridge.outbox.service import SendOutcome, queue_send
 from mailbridge.providers.gmail.client import GmailClient
@@ -28,6 +25,7 @@ from mailbridge.providers.gmail.locations import FOLDER, UIDVALIDITY, gmail_mess
 from mailbridge.providers.graph.wiring import mime_for_send_mail
 from mailbridge.providers.imap.models import FetchedMessage
 from mailbridge.sync.ingest import Mailbox, ingest
+from tests.fixtures.accounts import seed_account
 from tests.integration.graph_adapter_harness import Tokens as GraphTokens
 from tests.integration.graph_adapter_harness import graph_client
 from tests.integration.local_google import conftest as google_conftest
@@ -86,23 +84,14 @@ def google() -> Iterator[Google]:
 def oauth_account(world: World, provider: Literal["gmail", "graph"], address: str) -> str:
     """A connected Microsoft 365 or Gmail account of the world's tenant (its sealed grant unused:
     the doubles' clients are given to the outbox)."""
-    account_id = "acc_" + uuid.uuid4().hex[:20]
-    account = Account(
-        account_id=account_id,
-        tenant_id=world.tenant,
+    return seed_account(
+        world.deps.accounts.table_name,
+        world.key_id,
+        tenant=world.tenant,
         provider=provider,
         address=address,
-        oauth=OAuthGrant(scopes=["Mail.Send"]),
         created_at=NOW,
-        created_by="seed",
-    )
-    envelope = crypto.encrypt(
-        json.dumps({"refresh_token": "unused"}).encode(),
-        accounts.credentials_context(world.tenant, account_id),
-        key_id=world.key_id,
-    )
-    world.deps.accounts.create_account(account, envelope)
-    return account_id
+    ).account_id
 
 
 def test_a_graph_account_sends_once_by_send_mail_with_our_message_id(world: World, graph: Graph) -> None:

@@ -18,14 +18,11 @@ from typing import Any
 import pytest
 
 from local.template import load_template
-from mailbridge import accounts, crypto
-from mailbridge.models.account import Account, PublicServerSettings
-from mailbridge.providers.imap.settings import Security
-from mailbridge.store.accounts import AccountStore
 from mailbridge.store.blobs import BlobStore
 from mailbridge.store.emails import EmailStore
 from mailbridge.tracking import wiring as tracking_wiring
 from tests.events import load_event
+from tests.fixtures.accounts import seed_account, smtp_server
 from tests.fixtures.aws import BusReader, Stack
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
@@ -45,28 +42,15 @@ TEXT = "Your quote: https://shop.example.com/quote?id=7&v=2"
 
 def _account(stack: Stack) -> str:
     env = stack.env("ApiFunction")
-    store = AccountStore(env["ACCOUNTS_TABLE"])
     account_id = "acc_" + uuid.uuid4().hex[:20]
-    server = PublicServerSettings(
-        host="smtp.example.com", port=465, security=Security.SSL, username=f"alice{account_id[-6:]}"
-    )
-    account = Account(
+    return seed_account(
+        env["ACCOUNTS_TABLE"],
+        env["DATA_KEY_ID"],
+        tenant=TENANT,
         account_id=account_id,
-        tenant_id=TENANT,
-        provider="imap",
         address=f"alice.{account_id[-6:]}@example.com",
-        imap=server,
-        smtp=server,
-        created_at=datetime.now(UTC),
-        created_by="seed",
-    )
-    envelope = crypto.encrypt(
-        json.dumps({"imap_password": "pw"}).encode(),
-        accounts.credentials_context(TENANT, account_id),
-        key_id=env["DATA_KEY_ID"],
-    )
-    store.create_account(account, envelope)
-    return account_id
+        imap=smtp_server(username=f"alice{account_id[-6:]}"),
+    ).account_id
 
 
 def _api(

@@ -227,6 +227,7 @@ def test_connecting_logs_in_to_both_servers_then_stores_seals_and_queues(world: 
         "folders": ["Projects"],
         "created_at": NOW,
         "created_by": "user-1",
+        "visibility": None,
         "sync": {
             "stage": SyncStage.PENDING,
             "reason": None,

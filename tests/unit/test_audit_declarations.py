@@ -108,14 +108,18 @@ def test_every_write_is_audited_but_provider_pushes(document: dict[str, Any]) ->
         key for key, kind in declared.items() if key[0] not in {"GET", "HEAD"} and kind != "write"
     )
     # Then every POST/PUT/PATCH/DELETE is a write but the providers' pushes (declared not audited),
-    # and the only GET write is the public RSVP link; tracking hits are not audited
+    # and the only GET writes are the public RSVP link and the OAuth callback (it connects a
+    # mailbox or a CRM integration); tracking hits are not audited
     assert not_writes == [
         ("POST", "/webhooks/gmail"),
         ("POST", "/webhooks/graph"),
         ("POST", "/webhooks/hubspot"),
         ("POST", "/webhooks/salesforce"),
     ]
-    assert {(m, p) for m, p in writes if m == "GET"} == {("GET", "/calendar/rsvp/{token}")}
+    assert {(m, p) for m, p in writes if m == "GET"} == {
+        ("GET", "/calendar/rsvp/{token}"),
+        ("GET", "/oauth/{provider}/callback"),
+    }
     assert {kind for (m, p), kind in declared.items() if p.startswith("/t/")} == {"none"}
 
 

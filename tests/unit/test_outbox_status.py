@@ -9,7 +9,6 @@ tests/integration/test_outbox_status_providers.py, on the same World."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +24,10 @@ from moto import mock_aws
 
 from local.resources import create_table
 from local.template import load_template
-from mailbridge import accounts, aws, crypto
+from mailbridge import aws
 from mailbridge.bus import DomainEvent, EventPublisher
 from mailbridge.errors import Conflict, Forbidden, Invalid, NotFound, ProviderError, ProviderUnreachable
-from mailbridge.models.account import Account, PublicServerSettings
+from mailbridge.models.account import PublicServerSettings
 from mailbridge.outbox.models import OutboxMessage, SendRequest
 from mailbridge.outbox.service import OutboxDeps, SendOutcome, cancel_schedule, fail, queue_send, send_queued
 from mailbridge.providers.imap.models import Folder, FolderStatus
@@ -42,6 +41,7 @@ from mailbridge.store.accounts import AccountStore
 from mailbridge.store.blobs import BlobStore
 from mailbridge.store.emails import EmailStore, status_source
 from mailbridge.tenancy import Role, TenantContext
+from tests.fixtures.accounts import seed_account
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template([ROOT / "template.yaml"])
@@ -147,32 +147,23 @@ class World:
         return TenantContext(tenant_id=self.tenant, role=Role.MEMBER, subject="user-1")
 
     def account(self, *, smtp: bool = True, smtp_password: str | None = "smtp-pw") -> str:
+        """A mailbox of the member's (`member.subject` connected it)."""
         account_id = "acc_" + uuid.uuid4().hex[:20]
         username = f"u{account_id[-6:]}"
-        account = Account(
+        server: dict[str, Any] = {"port": 465, "security": Security.SSL, "username": username}
+        return seed_account(
+            self.deps.accounts.table_name,
+            self.key_id,
+            tenant=self.tenant,
+            owner=self.member.subject,
             account_id=account_id,
-            tenant_id=self.tenant,
-            provider="imap",
             address=f"alice.{account_id[-6:]}@example.com",
-            imap=PublicServerSettings(
-                host="imap.example.com", port=465, security=Security.SSL, username=username
-            ),
-            smtp=PublicServerSettings(
-                host="smtp.example.com", port=465, security=Security.SSL, username=username
-            )
-            if smtp
-            else None,
+            imap=PublicServerSettings(host="imap.example.com", **server),
+            smtp=PublicServerSettings(host="smtp.example.com", **server) if smtp else None,
+            with_smtp=False,
+            secrets={"imap_password": "imap-pw", "smtp_password": smtp_password},
             created_at=NOW,
-            created_by="seed",
-        )
-        secrets = {"imap_password": "imap-pw", "smtp_password": smtp_password}
-        envelope = crypto.encrypt(
-            json.dumps(secrets).encode(),
-            accounts.credentials_context(self.tenant, account_id),
-            key_id=self.key_id,
-        )
-        self.deps.accounts.create_account(account, envelope)
-        return account_id
+        ).account_id
 
     def queued(self, account_id: str | None = None, *, send_at: datetime | None = None) -> str:
         request = SendRequest.model_validate(

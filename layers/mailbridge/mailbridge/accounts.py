@@ -18,7 +18,16 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from mailbridge import crypto
-from mailbridge.errors import Conflict, Invalid, MailbridgeError, ProviderAuthError, ProviderUnreachable
+from mailbridge.access import Access, Mailbox, PrivacySettings, PrivacyStore, Visibility
+from mailbridge.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    MailbridgeError,
+    NotFound,
+    ProviderAuthError,
+    ProviderUnreachable,
+)
 from mailbridge.models.account import (
     OAUTH_PROVIDERS,
     REAUTH_REQUIRED,
@@ -82,6 +91,7 @@ class AccountDeps:
     connect: Connector = imap_connect
     check_smtp: SmtpLoginCheck = smtp_check_login
     disconnect: Disconnect | None = None
+    privacy: PrivacyStore | None = None
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     # The API function's timeout is 29 s (template.yaml): logins get at most 20 s of it, and at
     # least 4 s stay for sealing the credentials, the store and the queue.
@@ -204,9 +214,30 @@ def to_out(account: Account) -> AccountOut:
         calendar=calendar_access(account.provider, account.oauth.scopes if account.oauth else None),
         folders=account.folders,
         created_at=account.created_at,
+        owner=account.created_by,
+        visibility=account.visibility,
         sync=account.sync,
         version=account.version,
     )
+
+
+def _policy(ctx: TenantContext, deps: AccountDeps) -> PrivacySettings:
+    stored = deps.privacy.get_privacy(ctx.tenant_id) if deps.privacy is not None else None
+    return stored or PrivacySettings()
+
+
+def visible_account(ctx: TenantContext, account_id: str, deps: AccountDeps) -> Account:
+    """The account, unless it is another user's private mailbox (mailbridge.access): then, as for
+    an account that does not exist, NotFound(account_not_found), so its id does not leak."""
+    account = deps.store.get_account(ctx.tenant_id, account_id)
+    access = Access(
+        ctx=ctx,
+        policy=_policy(ctx, deps),
+        mailboxes={account_id: Mailbox(owner=account.created_by, visibility=account.visibility)},
+    )
+    if access.account_level(account_id) is Visibility.PRIVATE:
+        raise NotFound("no such account", code="account_not_found")
+    return account
 
 
 def _check_server(server: ServerSettings, deps: AccountDeps) -> None:
@@ -349,6 +380,31 @@ def _server_settings(
     return account.imap
 
 
+def _visibility_change(
+    ctx: TenantContext, account: Account, visibility: Visibility | None
+) -> Visibility | None:
+    """Only the mailbox's owner, or a tenant admin or owner, decides what others see of it:
+    Forbidden(not_mailbox_owner) for anyone else (who sees the account: it is not private)."""
+    if account.created_by != ctx.subject and not ctx.role.at_least(Role.ADMIN):
+        raise Forbidden(
+            "only the mailbox's owner or a tenant admin can change what others see of it",
+            code="not_mailbox_owner",
+        )
+    return visibility
+
+
+def _plain_changes(
+    ctx: TenantContext, account: Account, body: AccountPatch, sent_fields: set[str]
+) -> dict[str, object]:
+    """The changes that need no login: the display name and the visibility."""
+    changes: dict[str, object] = {}
+    if "display_name" in sent_fields:
+        changes["display_name"] = body.display_name
+    if "visibility" in sent_fields:
+        changes["visibility"] = _visibility_change(ctx, account, body.visibility)
+    return changes
+
+
 def update_account(
     ctx: TenantContext,
     account_id: str,
@@ -363,19 +419,19 @@ def update_account(
     guard and deadline as `connect_account`), then sealed again under KMS with the account's
     `{tenant_id, account_id}` context. A successful IMAP login clears an `auth_failed` failure:
     the account goes back into the poll rotation and a sync is queued (as after a folder change).
-    Raises NotFound(account_not_found), Conflict(version_conflict), Invalid(smtp_incomplete |
+    `visibility` (mailbridge.access) is the owner's or a tenant admin's to set.
+    Raises NotFound(account_not_found; also for another user's private mailbox),
+    Forbidden(not_mailbox_owner), Conflict(version_conflict), Invalid(smtp_incomplete |
     insecure_not_allowed | host_not_allowed) and the login errors of `connect_account`.
     """
     ctx.require(Role.MEMBER)
-    account = deps.store.get_account(ctx.tenant_id, account_id)
+    account = visible_account(ctx, account_id, deps)
     expected = body.version if body.version is not None else account.version
     if expected != account.version:
         raise Conflict("the account was changed by someone else", code="version_conflict")
     sent_fields = body.model_fields_set - {"version"}
     imap = _server_settings(account, body, sent_fields)
-    changes: dict[str, object] = {}
-    if "display_name" in sent_fields:
-        changes["display_name"] = body.display_name
+    changes = _plain_changes(ctx, account, body, sent_fields)
 
     secrets: dict[str, str | None] | None = None
     if body.imap is not None or "smtp" in sent_fields:
@@ -428,12 +484,20 @@ def update_account(
 def list_accounts(
     ctx: TenantContext, deps: AccountDeps, *, cursor: str | None, limit: int
 ) -> Page[AccountOut]:
-    accounts, next_cursor = deps.store.list_accounts(ctx.tenant_id, cursor=cursor, limit=limit)
+    """The tenant's mailboxes but those private to the caller (other users' `private` ones, unless
+    the caller sees all: mailbridge.access), filtered in the query, pages filled."""
+    access = Access(ctx=ctx, policy=_policy(ctx, deps))
+    if access.sees_all:
+        accounts, next_cursor = deps.store.list_accounts(ctx.tenant_id, cursor=cursor, limit=limit)
+    else:
+        accounts, next_cursor = deps.store.list_shared_accounts(
+            ctx.tenant_id, ctx.subject, access.policy.default_visibility, cursor=cursor, limit=limit
+        )
     return Page[AccountOut](items=[to_out(a) for a in accounts], next_cursor=next_cursor)
 
 
 def get_account(ctx: TenantContext, account_id: str, deps: AccountDeps) -> AccountOut:
-    return to_out(deps.store.get_account(ctx.tenant_id, account_id))
+    return to_out(visible_account(ctx, account_id, deps))
 
 
 def delete_account(ctx: TenantContext, account_id: str, deps: AccountDeps, *, purge: bool) -> None:
@@ -443,10 +507,9 @@ def delete_account(ctx: TenantContext, account_id: str, deps: AccountDeps, *, pu
     revoke the grant), best effort: a provider that is down never keeps an account connected.
     """
     ctx.require(Role.MEMBER)
-    if deps.disconnect is not None:
-        account = deps.store.get_account(ctx.tenant_id, account_id)
-        if account.provider in OAUTH_PROVIDERS:
-            deps.disconnect(account)
+    account = visible_account(ctx, account_id, deps)
+    if deps.disconnect is not None and account.provider in OAUTH_PROVIDERS:
+        deps.disconnect(account)
     deps.store.delete_account(ctx.tenant_id, account_id)
     if purge:
         deps.queue.send(PurgeAccount(tenant_id=ctx.tenant_id, account_id=account_id))
@@ -454,7 +517,7 @@ def delete_account(ctx: TenantContext, account_id: str, deps: AccountDeps, *, pu
 
 def request_sync(ctx: TenantContext, account_id: str, deps: AccountDeps) -> AccountStatus:
     ctx.require(Role.MEMBER)
-    account = deps.store.get_account(ctx.tenant_id, account_id)
+    account = visible_account(ctx, account_id, deps)
     if account.sync.reason == REAUTH_REQUIRED:
         raise Conflict(
             "the provider revoked this mailbox's access: reconnect it through /oauth/{provider}/start "
@@ -546,7 +609,7 @@ def account_status(ctx: TenantContext, account_id: str, deps: AccountDeps) -> Ac
 
     from mailbridge.observability import metrics
 
-    account = deps.store.get_account(ctx.tenant_id, account_id)
+    account = visible_account(ctx, account_id, deps)
     sync = account.sync
     now = deps.now()
     states = deps.store.folder_states(ctx.tenant_id, account_id)
@@ -577,7 +640,7 @@ def request_reconcile(ctx: TenantContext, account_id: str, deps: AccountDeps) ->
     running (then that one stands: the request is idempotent while it runs). The status, and
     whether this request queued it. Conflict(`reauth_required`) when the grant is revoked."""
     ctx.require(Role.MEMBER)
-    account = deps.store.get_account(ctx.tenant_id, account_id)
+    account = visible_account(ctx, account_id, deps)
     if account.sync.reason == REAUTH_REQUIRED:
         raise Conflict(
             "the provider revoked this mailbox's access: reconnect it through /oauth/{provider}/start "

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import ConfigDict, Field
 
+from mailbridge.access import Access, Visibility, access_of, project
 from mailbridge.ai.models import Category
 from mailbridge.ai.reply import split_reply
 from mailbridge.bus import DomainEvent, EventPublisher
@@ -367,9 +368,11 @@ class _Walk:
     budget: Budget
     source: Source = field(init=False)
     on_page: set[str] = field(default_factory=set)
+    access: Access = field(init=False)
 
     def __post_init__(self) -> None:
         self.source = choose_source(self.ctx.tenant_id, self.query)
+        self.access = access_of(self.ctx)
 
     @property
     def by_location(self) -> bool:
@@ -403,7 +406,9 @@ class _Walk:
     def emails(self, items: list[Item]) -> list[Item | None]:
         """The wanted email of each read item (None: not wanted, or shown by an earlier item)."""
         if not self.by_location:
-            return [item if matches(item, self.query) else None for item in items]
+            return [
+                seen(self.access, item, self.query) if matches(item, self.query) else None for item in items
+            ]
         folder = self.query.folder
         rest = self.query.model_copy(update={"account_id": None, "folder": None})
         wanted = [loc for loc in items if not folder or loc.get("folder") == folder]
@@ -416,11 +421,12 @@ class _Walk:
         out: list[Item | None] = []
         for loc in items:
             email = found.get(str(loc["email_id"])) if not folder or loc.get("folder") == folder else None
-            if email is None or str(email["email_id"]) in self.on_page or not matches(email, rest):
+            shown = None if email is None or not matches(email, rest) else seen(self.access, email, rest)
+            if shown is None or str(shown["email_id"]) in self.on_page:
                 out.append(None)
                 continue
-            self.on_page.add(str(email["email_id"]))
-            out.append(email)
+            self.on_page.add(str(shown["email_id"]))
+            out.append(shown)
         return out
 
     def page(
@@ -457,14 +463,37 @@ class _Walk:
         )
 
 
+def seen(access: Access, item: Item, query: EmailQuery) -> Item | None:
+    """The item as the caller sees it (`mailbridge.access.project`), or None when it is private to
+    them. `q` and `category` select only mail the caller sees in full: the stored word list and
+    the AI's category are made from the body, so matching them on mail seen at a lower level
+    would tell what its body says."""
+    level = access.level(item)
+    if level is Visibility.PRIVATE:
+        return None
+    if (query.q or query.category) and level is not Visibility.FULL:
+        return None
+    return project(item, level)
+
+
+def _private_account(ctx: TenantContext, query: EmailQuery) -> bool:
+    """The query names a mailbox the caller may see nothing of: its listing is empty."""
+    return (
+        bool(query.account_id) and access_of(ctx).account_level(str(query.account_id)) is Visibility.PRIVATE
+    )
+
+
 def _shown_again(location: Item, page: list[EmailSummary]) -> bool:
     """A location of an email the page already shows (the same email in another folder)."""
     return any(summary.email_id == location["email_id"] for summary in page)
 
 
 def list_emails(ctx: TenantContext, query: EmailQuery, store: EmailStore) -> Page[EmailSummary]:
-    """Newest first, `limit` per page whenever that many match (see `mailbridge.store.fill`)."""
+    """Newest first, `limit` per page whenever that many match (see `mailbridge.store.fill`), each
+    as the caller may see it (mailbridge.access: mail private to them is not listed)."""
     query = normalize_query(query)
+    if _private_account(ctx, query):
+        return Page[EmailSummary](items=[], next_cursor=None)
     walk = _Walk(ctx, query, store, Budget(PAGE_BUDGET))
 
     def resolve(items: list[Item], _wanted: int) -> list[EmailSummary | None]:
@@ -486,6 +515,8 @@ def list_threads(ctx: TenantContext, query: EmailQuery, store: EmailStore) -> Pa
     Each page may make `PAGE_BUDGET` requests plus two per thread it shows.
     """
     query = normalize_query(query)
+    if _private_account(ctx, query):
+        return Page[ThreadSummary](items=[], next_cursor=None)
     walk = _Walk(ctx, query, store, Budget(PAGE_BUDGET + 2 * query.limit))
     decided: set[str] = set()
 
@@ -514,7 +545,7 @@ def list_threads(ctx: TenantContext, query: EmailQuery, store: EmailStore) -> Pa
                 if thread_id not in group:
                     break  # the next group's
                 decided.add(str(thread_id))
-                summary = thread_summary(email, members.get(str(thread_id), [email]), query)
+                summary = thread_summary(email, members.get(str(thread_id), [email]), query, walk.access)
                 shown += summary is not None
                 out.append(summary)
                 if shown == wanted:
@@ -564,18 +595,24 @@ def _thread_messages_of(
     return out
 
 
-def thread_summary(email: Item, messages: list[Item], query: EmailQuery) -> ThreadSummary | None:
+def thread_summary(
+    email: Item, messages: list[Item], query: EmailQuery, access: Access
+) -> ThreadSummary | None:
     """The thread of `email` when `email` is its newest message the query selects, else None.
 
     Counts and participants cover the thread's emails a mailbox still holds (all of them with
-    `include_deleted`); the date and snippet are those of `email`.
+    `include_deleted`) that the caller may see (`access`; each as they see it: the subject is
+    shown when they see the first email at `subject` or above); the date and snippet are those
+    of `email` (as the caller sees it).
     """
-    selected = [m for m in messages if matches(m, query)]
+    shown = {str(m["email_id"]): seen(access, m, query) for m in messages}
+    selected = [m for m in messages if shown[str(m["email_id"])] is not None and matches(m, query)]
     newest = max(selected, key=lambda m: str(m["gsi1sk"]), default=None)
     if newest is None or newest["email_id"] != email["email_id"]:
         return None
+    visible = [v for m in messages if (v := access.visible(m)) is not None]
     live = sorted(
-        (m for m in messages if query.include_deleted or not m.get("deleted")), key=lambda m: str(m["gsi1sk"])
+        (m for m in visible if query.include_deleted or not m.get("deleted")), key=lambda m: str(m["gsi1sk"])
     )
     return ThreadSummary(
         thread_id=str(email["thread_id"]),
@@ -592,24 +629,52 @@ def thread_summary(email: Item, messages: list[Item], query: EmailQuery) -> Thre
 # ---------------------------------------------------------------------------------- one email
 
 
+def _stored_item(ctx: TenantContext, email_id: str, store: EmailStore) -> Item | None:
+    return store.get_email(ctx.tenant_id, email_id) if EMAIL_ID.fullmatch(email_id) else None
+
+
 def _email_item(ctx: TenantContext, email_id: str, store: EmailStore) -> Item:
-    item = store.get_email(ctx.tenant_id, email_id) if EMAIL_ID.fullmatch(email_id) else None
-    if item is None:
-        raise NotFound("no such email")
-    return item
+    """The email for a write or a read of its body: the caller must see it in full
+    (mailbridge.access); 404 `not_found` otherwise, as for an email that does not exist."""
+    return access_of(ctx).read_body(_stored_item(ctx, email_id, store), NotFound("no such email"))
+
+
+def _writable_item(ctx: TenantContext, email_id: str, store: EmailStore) -> Item:
+    return access_of(ctx).require_write(_stored_item(ctx, email_id, store), NotFound("no such email"))
 
 
 def _load_email(ctx: TenantContext, item: Item, store: EmailStore, blobs: BlobStore) -> Email:
+    """`item` as projected for the caller: without `body_key` (below `full`) no body is read."""
     body_key = item.get("body_key")
     bodies: Mapping[str, Any] = blobs.get_json(str(body_key)) if body_key else item
     loc_keys = _strings(item.get("loc_keys"))
     locations = store.batch_get_sks(ctx.tenant_id, loc_keys) if loc_keys else []
-    return to_email(item, bodies, locations)
+    shown = set(access_of(ctx).visible_accounts({str(loc.get("account_id")) for loc in locations}))
+    return to_email(item, bodies, [loc for loc in locations if str(loc.get("account_id")) in shown])
 
 
 def get_email(ctx: TenantContext, email_id: str, store: EmailStore, blobs: BlobStore) -> Email:
-    """The full message with bodies and mailbox locations; deleted emails too (`deleted: true`)."""
+    """The message with bodies and mailbox locations, as the caller may see it (mailbridge.access:
+    404 `not_found` for mail private to them; below `full`, no bodies, no attachments); deleted
+    emails too (`deleted: true`). A read of another user's body is audited."""
+    access = access_of(ctx)
+    item = access.require(_stored_item(ctx, email_id, store), Visibility.METADATA, NotFound("no such email"))
+    if access.level(item) is Visibility.FULL:
+        item = access.read_body(item, NotFound("no such email"))
+    return _load_email(ctx, item, store, blobs)
+
+
+def read_email(ctx: TenantContext, email_id: str, store: EmailStore, blobs: BlobStore) -> Email:
+    """The whole message, for a use of its text (AI context: summaries, replies, lead extraction):
+    the caller must see it in full (mailbridge.access), else 404 `not_found`; a read of another
+    user's body is audited."""
     return _load_email(ctx, _email_item(ctx, email_id, store), store, blobs)
+
+
+def fully_visible(ctx: TenantContext, items: Iterable[Item]) -> list[Item]:
+    """The items (email items with `accounts`) the caller sees in full (mailbridge.access)."""
+    access = access_of(ctx)
+    return [item for item in items if access.level(item) is Visibility.FULL]
 
 
 CategoryCorrection = Callable[[TenantContext, Item, Category], dict[str, Any]]
@@ -641,7 +706,7 @@ def update_email(
         raise Invalid("send at least one of read, flagged, archived, trashed, category", code="empty_patch")
     if patch.archived and patch.trashed:
         raise Invalid("an email is archived or trashed, not both", code="conflicting_changes")
-    item = _email_item(ctx, email_id, store)
+    item = _writable_item(ctx, email_id, store)
     if patch.category is not None:
         if correct is None:
             raise FeatureDisabled("the ai feature is not available here")
@@ -757,13 +822,40 @@ def get_thread(
     cursor: str | None = None,
     limit: int = DEFAULT_PAGE_SIZE,
 ) -> ThreadView:
-    """A page of the thread's messages, oldest first; the subject is the thread's first message's."""
+    """A page of the thread's messages, oldest first, each as the caller may see it
+    (mailbridge.access: mail private to them is left out, pages filled); the subject is the
+    thread's first visible message's. 404 `thread_not_found` when the caller sees none of it."""
     if not THREAD_ID.fullmatch(thread_id):
         raise NotFound("no such thread", code="thread_not_found")
-    items, next_cursor = store.list_thread(ctx.tenant_id, thread_id, cursor=cursor, limit=limit)
+    access = access_of(ctx)
+    source = thread_source(ctx.tenant_id, thread_id)
+
+    def read(page_cursor: str | None, size: int) -> tuple[list[Item], str | None]:
+        return store.list_thread(ctx.tenant_id, thread_id, cursor=page_cursor, limit=size)
+
+    def resolve(found: list[Item], _wanted: int) -> list[Item | None]:
+        return [access.visible(item) for item in found]
+
+    items, next_cursor = fill(
+        read,
+        resolve,
+        lambda item: store.cursor_after(ctx.tenant_id, source, item),
+        limit=limit,
+        cursor=cursor,
+        budget=Budget(PAGE_BUDGET),
+        max_read=MAX_PAGE_SIZE,
+    )
     first = items[0] if items and cursor is None else None
     if first is None:
-        head, _ = store.list_thread(ctx.tenant_id, thread_id, cursor=None, limit=1)
+        head, _ = fill(
+            read,
+            resolve,
+            lambda item: store.cursor_after(ctx.tenant_id, source, item),
+            limit=1,
+            cursor=None,
+            budget=Budget(PAGE_BUDGET),
+            max_read=MAX_PAGE_SIZE,
+        )
         if not head:
             raise NotFound("no such thread", code="thread_not_found")
         first = head[0]

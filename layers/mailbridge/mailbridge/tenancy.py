@@ -8,11 +8,11 @@ issuers are expected to emit `tenant_id` / `role` directly. Both spellings are a
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, PrivateAttr
 
 from mailbridge.errors import Forbidden
 from mailbridge.models.base import Model
@@ -46,6 +46,22 @@ class TenantContext(Model):
     tenant_id: str
     role: Role
     subject: str
+    # What the caller may see of the tenant's mailboxes (mailbridge.access), read on first use.
+    _access_loader: Callable[[], Any] | None = PrivateAttr(default=None)
+    _access: Any = PrivateAttr(default=None)
+
+    def load_access_with(self, loader: Callable[[], Any]) -> TenantContext:
+        """Attach how this caller's mailbox access is read (the API does, per request); a context
+        without one is a system context (a sync, a rule run), which sees every mailbox."""
+        self._access_loader = loader
+        self._access = None
+        return self
+
+    def cached_access(self) -> Any:
+        """The attached loader's answer, read once per context; None without a loader."""
+        if self._access is None and self._access_loader is not None:
+            self._access = self._access_loader()
+        return self._access
 
     def require(self, minimum: Role) -> None:
         if not self.role.at_least(minimum):

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, field_serializer, model_validator
 
+from mailbridge.access import access_of
 from mailbridge.ai.intent import BULK_CATEGORIES, DraftGoal, Grounding, Intent, Tone
 from mailbridge.calendar.models import EventCreate
 from mailbridge.crm.models import CONTACT_ID, DEAL_ID, EMAIL_ID, DealPatch, TaskCreate
@@ -390,9 +391,9 @@ _REPLIES_SYSTEM = (
 
 def _last_message(ctx: TenantContext, email: Email, deps: AssistDeps) -> Email:
     """The newest message of the email's thread (the email itself when it is the newest)."""
-    from mailbridge.emails import get_email
+    from mailbridge.emails import fully_visible, read_email
 
-    items = deps.emails.thread_emails(ctx.tenant_id, email.thread_id)
+    items = fully_visible(ctx, deps.emails.thread_emails(ctx.tenant_id, email.thread_id))
     newest = max(
         (i for i in items if not i.get("deleted")),
         key=lambda i: (str(i.get("date") or ""), str(i.get("email_id"))),
@@ -400,7 +401,7 @@ def _last_message(ctx: TenantContext, email: Email, deps: AssistDeps) -> Email:
     )
     if newest is None or str(newest["email_id"]) == email.email_id:
         return email
-    return get_email(ctx, str(newest["email_id"]), deps.emails, deps.blobs)
+    return read_email(ctx, str(newest["email_id"]), deps.emails, deps.blobs)
 
 
 def generate_reply(ctx: TenantContext, request: GenerateReplyRequest, deps: AssistDeps) -> ReplySuggestions:
@@ -408,11 +409,11 @@ def generate_reply(ctx: TenantContext, request: GenerateReplyRequest, deps: Assi
     404 `not_found` for an email the tenant does not hold."""
     from mailbridge.ai.bedrock import Scrubber
     from mailbridge.ai.intent import primary_intent, reply_suggestions
-    from mailbridge.emails import get_email
+    from mailbridge.emails import read_email
 
     scrub = Scrubber()
 
-    email = _last_message(ctx, get_email(ctx, request.email_id, deps.emails, deps.blobs), deps)
+    email = _last_message(ctx, read_email(ctx, request.email_id, deps.emails, deps.blobs), deps)
     address, name = _other_party(email)
     crm = _crm_of_address(ctx.tenant_id, address, deps)
     text = email.reply_text or email.text_body or ""
@@ -538,14 +539,19 @@ def summarize(ctx: TenantContext, request: SummarizeRequest, deps: AssistDeps) -
 
 def _summarize_thread(ctx: TenantContext, thread_id: str, deps: AssistDeps, now: datetime) -> Summary:
     from mailbridge.ai.summary import summarize as pick
-    from mailbridge.emails import get_email
+    from mailbridge.emails import fully_visible, read_email
 
-    items = [i for i in deps.emails.thread_emails(ctx.tenant_id, thread_id) if not i.get("deleted")]
+    # Only the mail the caller sees in full is read (mailbridge.access): none is 404.
+    items = [
+        i
+        for i in fully_visible(ctx, deps.emails.thread_emails(ctx.tenant_id, thread_id))
+        if not i.get("deleted")
+    ]
     if not items:
         raise NotFound("no such thread", code="thread_not_found")
     items.sort(key=lambda i: (str(i.get("date") or ""), str(i.get("email_id"))))
     newest = items[-THREAD_READ:]
-    emails = [get_email(ctx, str(i["email_id"]), deps.emails, deps.blobs) for i in newest]
+    emails = [read_email(ctx, str(i["email_id"]), deps.emails, deps.blobs) for i in newest]
     texts = [(e.reply_text or e.text_body or "", e.email_id) for e in emails]
     last = emails[-1]
     address, _ = _other_party(last)
@@ -825,7 +831,9 @@ def _perform(ctx: TenantContext, action: Any, deps: AssistDeps) -> tuple[str, di
             deps.crm,
             deps.publisher,
             idempotency_key=f"assist:{action.action_id}",
-            email_exists=lambda tenant, email_id: deps.emails.get_email(tenant, email_id) is not None,
+            email_exists=lambda tenant, email_id: access_of(ctx).visible_id(
+                deps.emails.get_email(tenant, email_id)
+            ),
         )
         return task.task_id, task.model_dump(mode="json", exclude={"due_soon_for"})
     if action.type == "update_deal":

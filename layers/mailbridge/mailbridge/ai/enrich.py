@@ -322,7 +322,7 @@ def _signature_facts(
     """Facts from the signatures of the newest `limit` emails `address` sent (ones the caller may
     not read are skipped)."""
     from mailbridge.ai.lead import LeadField, extract_lead
-    from mailbridge.emails import get_email
+    from mailbridge.emails import read_email
     from mailbridge.errors import NotFound
 
     weight = DOMAIN_CONTACT_WEIGHT if source == "domain_contacts" else 1.0
@@ -330,7 +330,7 @@ def _signature_facts(
     facts: list[Fact] = []
     for entry in entries[:limit]:
         try:
-            email = get_email(ctx, entry.email_id, deps.emails, deps.blobs)
+            email = read_email(ctx, entry.email_id, deps.emails, deps.blobs)
         except NotFound:
             continue
         lead = extract_lead(email)

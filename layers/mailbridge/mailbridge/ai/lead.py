@@ -344,9 +344,9 @@ def extract_lead_of_email(
     rules did not find filled by Bedrock when the tenant's setting is on
     (`mailbridge.ai.bedrock.fill_lead`); with `apply`, what `apply_lead` does."""
     from mailbridge.ai.bedrock import fill_lead
-    from mailbridge.emails import get_email
+    from mailbridge.emails import read_email
 
-    email = get_email(ctx, email_id, emails, blobs)
+    email = read_email(ctx, email_id, emails, blobs)
     lead, used = fill_lead(ctx.tenant_id, email, extract_lead(email), bedrock)
     applied = apply_lead(ctx, lead, crm, publisher) if apply else None
     return LeadExtraction(email_id=email_id, lead=lead, applied=applied, bedrock=used)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field
 
+from mailbridge.access import access_of
 from mailbridge.ai.models import Categorization, Category
 from mailbridge.bus import DomainEvent, EventPublisher
 from mailbridge.errors import FeatureDisabled, NotFound
@@ -317,6 +318,8 @@ def categorize_now(ctx: TenantContext, email_id: str, deps: CategorizeDeps) -> E
 
     if not EMAIL_ID.fullmatch(email_id):
         raise NotFound("no such email")
+    # Categorizing reads the body: only mail the caller sees in full (mailbridge.access).
+    access_of(ctx).read_body(deps.emails.get_email(ctx.tenant_id, email_id), NotFound("no such email"))
     outcome, stored = categorize_stored(ctx.tenant_id, email_id, f"request:{uuid.uuid4().hex}", deps)
     if outcome.action == "missing":
         raise NotFound("no such email")

@@ -79,9 +79,9 @@ class SuggestDeps:
 
 
 def _load(ctx: TenantContext, email_id: str, deps: SuggestDeps) -> Email:
-    from mailbridge.emails import get_email
+    from mailbridge.emails import read_email
 
-    return get_email(ctx, email_id, deps.emails, deps.blobs)
+    return read_email(ctx, email_id, deps.emails, deps.blobs)
 
 
 def _first_name(email: Email) -> str | None:

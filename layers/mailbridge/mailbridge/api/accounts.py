@@ -84,7 +84,7 @@ def create_account(body: Annotated[AccountCreate, Body()]) -> AccountOut:
 
 @router.get(
     "/accounts",
-    summary="Connected mailboxes of the tenant",
+    summary="Connected mailboxes of the tenant (but other users' private ones)",
     tags=["accounts"],
     security=BEARER,
     responses=errors({}),
@@ -120,7 +120,11 @@ def get_account(account_id: str) -> AccountOut:
         "an `auth_failed` sync failure and queues a sync. 409 `version_conflict` when `version` "
         "is given and the account changed since; 404 `account_not_found`; 400 `oauth_account` "
         "when an IMAP password or SMTP settings are sent for a mailbox connected through OAuth. "
-        "Returns the account with its new `version`."
+        "`visibility` says what the rest of the tenant sees of the mailbox's mail (`private`, "
+        "`metadata`, `subject`, `full`; null: the tenant default of `GET /settings/privacy`): only "
+        "its owner (`owner`, who connected it) or a tenant admin or owner may set it, anyone else "
+        "gets 403 `not_mailbox_owner`. Another user's `private` mailbox is 404 `account_not_found` "
+        "on every account route. Returns the account with its new `version`."
     ),
     tags=["accounts"],
     security=BEARER,
@@ -128,6 +132,7 @@ def get_account(account_id: str) -> AccountOut:
     responses=errors(
         {
             400: ["host_not_allowed", "insecure_not_allowed", "smtp_incomplete", "oauth_account"],
+            403: ["not_mailbox_owner"],
             404: ["account_not_found"],
             409: ["version_conflict", "account_exists"],
             422: ["auth_failed", "unreachable", "tls_failed", "timeout", "connection_lost"],

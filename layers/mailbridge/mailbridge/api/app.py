@@ -37,7 +37,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mailbridge import __version__
-from mailbridge.api.auditing import audit_extensions, audit_request
+from mailbridge.api.auditing import AuditingResolver, audit_extensions
 from mailbridge.api.context import access_extensions, check_guards
 from mailbridge.api.errors import register_error_handlers
 from mailbridge.api.limits import DECLARED, count_request
@@ -139,9 +139,10 @@ class _GuardsFirst(OpenAPIRequestValidationMiddleware):
         return super().handler(app, next_middleware)
 
 
-class MailbridgeResolver(APIGatewayHttpResolver):
+class MailbridgeResolver(AuditingResolver):
     """An HTTP API resolver that includes router modules the first time a request needs them,
-    checks each route's guards before validating the request, and parses bodies strictly."""
+    checks each route's guards before validating the request, parses bodies strictly, and writes
+    the audit entry of each audited route's answer (`AuditingResolver`)."""
 
     def __init__(self) -> None:
         super().__init__(enable_validation=True, json_body_deserializer=parse_json_body)
@@ -174,15 +175,6 @@ class MailbridgeResolver(APIGatewayHttpResolver):
             if module not in self._loaded:
                 self.include_router(importlib.import_module(module).router)
                 self._loaded.add(module)
-
-    def _call_route(self, route: Any, route_arguments: dict[str, str]) -> Any:
-        """Powertools' call (middlewares, handler, exception handlers), then the audit entry of the
-        answer when the route is audited (mailbridge.api.auditing): one PutItem, after the work."""
-        built = super()._call_route(route, route_arguments)
-        # Not for the route Powertools makes up when no route matched (it is none of ours).
-        if any(registered is route for registered in self._static_routes + self._dynamic_routes):
-            audit_request(self, route, route_arguments, built.response)
-        return built
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         module = ROUTE_MODULES.get(str(event.get("routeKey", "")))

@@ -16,7 +16,12 @@ The entry holds ids and codes only: the route's path parameters that are ids (na
 `_id`, `version`, `provider`; values of an id's shape), never a body, query, address or token.
 Public routes (no bearer token) are filed under the tenant the route names with `audit_as`
 once it verified its proof; a public request that never got that far has no tenant and is not
-recorded.
+recorded. A public route whose proof names a user (the OAuth callback: the single-use state holds
+the `sub` who started the flow) gives `audit_as` that actor, and one whose answer does not tell
+the outcome (the callback always redirects) gives the outcome and its error code.
+
+Other functions serving routes of the same API (the oauth function) build their resolver with
+`AuditingResolver`, so the same hook writes their entries.
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
@@ -35,6 +41,8 @@ from mailbridge.observability import logger
 
 if TYPE_CHECKING:
     from mailbridge.audit.models import AuditEntry
+
+Outcome = Literal["success", "failure"]
 
 AuditKind = Literal["write", "read"]
 
@@ -95,10 +103,47 @@ def audit_extensions(method: str, middlewares: Sequence[Any] | None) -> dict[str
     return {AUDIT_EXTENSION: audit_kind(method, middlewares) or "none"}
 
 
-def audit_as(router: BaseRouter, tenant_id: str, resource_ids: Mapping[str, str] | None = None) -> None:
+@dataclass(frozen=True)
+class _Named:
+    """What a public route's proof told `audit_as`."""
+
+    tenant_id: str
+    resource_ids: dict[str, str]
+    actor: str | None = None
+    outcome: Outcome | None = None
+    error_code: str | None = None
+
+
+def audit_as(
+    router: BaseRouter,
+    tenant_id: str,
+    resource_ids: Mapping[str, str] | None = None,
+    *,
+    actor: str | None = None,
+    outcome: Outcome | None = None,
+    error_code: str | None = None,
+) -> None:
     """For a public route, once its proof is verified: file the audit entry under `tenant_id`,
-    with `resource_ids` (ids the proof names) added to the path's."""
-    router.append_context(**{_AUDIT_AS: (tenant_id, dict(resource_ids or {}))})
+    with `resource_ids` (ids the proof names) added to the path's; `actor` the user the proof
+    names (`public` otherwise); `outcome` and `error_code` when the HTTP status does not tell
+    them (a redirect that reports a failure). The error code is kept only when it has an id's
+    shape, like every value of an entry."""
+    code = error_code if error_code is not None and _ID_VALUE.fullmatch(error_code) else None
+    named = _Named(tenant_id, dict(resource_ids or {}), actor, outcome, code)
+    router.append_context(**{_AUDIT_AS: named})
+
+
+class AuditingResolver(APIGatewayHttpResolver):
+    """An HTTP API resolver that writes the audit entry of each audited route's answer
+    (`audit_request`) after Powertools' call (middlewares, handler, exception handlers): one
+    PutItem, after the work. Every function serving routes of the API builds on it."""
+
+    def _call_route(self, route: Any, route_arguments: dict[str, str]) -> Any:
+        built = super()._call_route(route, route_arguments)
+        # Not for the route Powertools makes up when no route matched (it is none of ours).
+        if any(registered is route for registered in self._static_routes + self._dynamic_routes):
+            audit_request(self, route, route_arguments, built.response)
+        return built
 
 
 def resource_ids(parameters: Mapping[str, Any]) -> dict[str, str]:
@@ -158,11 +203,16 @@ def _entry(
     claims = ((context.get("authorizer") or {}).get("jwt") or {}).get("claims")
     ids = resource_ids(route_arguments)
     tenant_id, actor, role = _caller(claims)
-    named = app.context.get(_AUDIT_AS)
+    named: _Named | None = app.context.get(_AUDIT_AS)
+    error_code = _error_code(response)
+    outcome: Outcome | None = None
     if named is not None:
         if tenant_id is None:
-            tenant_id = named[0]
-        ids.update(resource_ids(named[1]))
+            tenant_id = named.tenant_id
+            actor = named.actor or actor
+        ids.update(resource_ids(named.resource_ids))
+        outcome = named.outcome
+        error_code = named.error_code or error_code
     if tenant_id is None:
         logger.debug("audited request without a tenant not recorded", extra={"route": route.path})
         return None
@@ -177,7 +227,8 @@ def _entry(
         network=network_of(http.get("sourceIp")),
         user_agent_family=agent_family(http.get("userAgent")),
         status=int(response.status_code),
-        error_code=_error_code(response),
+        result=outcome,
+        error_code=error_code,
         request_id=str(context.get("requestId") or "-"),
     )
 

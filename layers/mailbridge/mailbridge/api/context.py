@@ -26,9 +26,18 @@ Guards = list[Callable[..., Any]]
 
 
 def current_tenant(router: BaseRouter) -> TenantContext:
-    """The verified caller; raises Forbidden when the token has no usable tenant or role."""
+    """The verified caller; raises Forbidden when the token has no usable tenant or role. Its
+    mailbox access (mailbridge.access: owners, visibilities, the tenant's privacy policy) is read
+    the first time a read path asks for it."""
     event: Any = router.current_event
-    return tenant_from_claims(event.request_context.authorizer.jwt_claim)
+    ctx = tenant_from_claims(event.request_context.authorizer.jwt_claim)
+
+    def load() -> Any:
+        from mailbridge.api import deps
+
+        return deps.access(ctx)
+
+    return ctx.load_access_with(load)
 
 
 class RouteGuard:

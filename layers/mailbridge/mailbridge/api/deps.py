@@ -15,6 +15,7 @@ from mailbridge.store.ratelimit import RateLimiter, RateLimitSettingsStore
 from mailbridge.store.settings import DynamoFeatureStore, FeatureStore
 
 if TYPE_CHECKING:
+    from mailbridge.access import Access
     from mailbridge.accounts import AccountDeps
     from mailbridge.crm.links import LinkDeps
     from mailbridge.models.account import Account
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from mailbridge.store.emails import EmailStore
     from mailbridge.store.links import LinkStore
     from mailbridge.store.policy import PolicyStore
+    from mailbridge.store.visibility import DynamoPrivacyStore
+    from mailbridge.tenancy import TenantContext
 
 
 @lru_cache(maxsize=1)
@@ -97,6 +100,7 @@ def account_deps() -> AccountDeps:
         key_id=settings.data_key_id,
         allow_private_hosts=settings.allow_private_mail_hosts,
         disconnect=_disconnect,
+        privacy=privacy_store(),
     )
 
 
@@ -127,6 +131,20 @@ def policy_store() -> PolicyStore:
     from mailbridge.store.policy import PolicyStore
 
     return PolicyStore(get_settings().tables.settings)
+
+
+@lru_cache(maxsize=1)
+def privacy_store() -> DynamoPrivacyStore:
+    from mailbridge.store.visibility import DynamoPrivacyStore
+
+    return DynamoPrivacyStore(get_settings().tables.settings)
+
+
+def access(ctx: TenantContext) -> Access:
+    """What the caller may see of the tenant's mailboxes (mailbridge.access), read per request."""
+    from mailbridge.access import load_access
+
+    return load_access(ctx, account_store(), privacy_store())
 
 
 @lru_cache(maxsize=1)

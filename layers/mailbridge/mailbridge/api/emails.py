@@ -31,6 +31,9 @@ THREAD_ID_PATTERN = emails.THREAD_ID.pattern
     description=(
         "A page holds `limit` emails whenever that many match. A rare, very selective filter may "
         "end a page early (each page reads a bounded amount): follow `next_cursor` until it is null. "
+        "Each email shows as the caller may see it (mailbridge.access): other users' mailboxes at their "
+        "visibility (`metadata`: no subject or snippet; `subject`: no snippet), their `private` mail "
+        "not at all; `q` and `category` match only mail the caller sees in full. "
         "400 `folder_needs_account`, `invalid_date_range`, `invalid_cursor`, `too_many_search_words`."
     ),
     tags=["emails"],
@@ -111,6 +114,12 @@ def list_emails(
 @router.get(
     "/emails/<email_id>",
     summary="One email with bodies, attachments' metadata and mailbox locations",
+    description=(
+        "As the caller may see it: another user's mailbox at its visibility (`metadata`: participants, "
+        "dates and flags only; `subject`: also the subject and headers; `full`: everything) and 404 "
+        "`not_found` for their `private` mail, as for mail that does not exist. Reading another "
+        "user's body is audited."
+    ),
     tags=["emails"],
     security=BEARER,
     responses=errors({404: ["not_found"]}),
@@ -142,7 +151,9 @@ def get_email(email_id: str) -> Email:
         "A `category` is stored as the user's (`category_source: user`) and never overwritten by a "
         "later categorization; two corrections to one category for a sender address (or for two "
         "addresses of one domain) make a rule (`GET /ai/rules`) that decides that sender's next mail. "
-        "404 `feature_disabled` for `category` while the tenant's ai flag is off."
+        "404 `feature_disabled` for `category` while the tenant's ai flag is off. A change to another "
+        "user's mail needs it in full (mailbox shared `full`, or an admin under `admin_view: full`): "
+        "404 `not_found` otherwise."
     ),
     tags=["emails"],
     security=BEARER,
@@ -173,6 +184,8 @@ def patch_email(email_id: str, patch: Annotated[EmailPatch, Body()]) -> Email:
 @router.get(
     "/emails/<email_id>/raw",
     summary="A short-lived download URL for the original message (message/rfc822)",
+    description="Needs the email in full (its owner, a mailbox shared `full`, or an admin under "
+    "`admin_view: full`): 404 `not_found` otherwise. Another user's mail is an audited read.",
     tags=["emails"],
     security=BEARER,
     responses=errors({404: ["not_found", "raw_not_found"]}),
@@ -185,6 +198,8 @@ def get_email_raw(email_id: str) -> PresignedUrl:
 @router.get(
     "/emails/<email_id>/attachments/<attachment_id>",
     summary="A short-lived download URL for one attachment",
+    description="Needs the email in full (its owner, a mailbox shared `full`, or an admin under "
+    "`admin_view: full`): 404 `not_found` otherwise. Another user's mail is an audited read.",
     tags=["emails"],
     security=BEARER,
     responses=errors({404: ["not_found", "attachment_not_found"]}),

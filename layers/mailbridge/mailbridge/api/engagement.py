@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
+from mailbridge.access import access_of
 from mailbridge.api import deps
 from mailbridge.api.context import current_tenant
 from mailbridge.api.crm import CAMPAIGN_READ, READ
@@ -33,7 +34,8 @@ def _deps() -> EngagementDeps:
     description="Over the newest 100 sent emails linked to the contact: emails sent, delivered, "
     "bounces, human and machine opens, human and machine clicks, replies, the last human open, "
     "click and reply, and the score (0-100, decayed by age; formula in the README). `truncated` "
-    "says older sent emails were left out.",
+    "says older sent emails were left out. Only mail the caller sees counts (mail of a mailbox "
+    "private to the caller does not).",
     tags=["crm"],
     security=BEARER,
     middlewares=READ,
@@ -44,7 +46,7 @@ def contact_engagement(contact_id: str) -> ContactEngagement:
 
     ctx = current_tenant(router)
     service.get_contact(ctx, contact_id, deps.crm_store())
-    return engagement(ctx.tenant_id, contact_id, _deps())
+    return engagement(ctx.tenant_id, contact_id, _deps(), access_of(ctx))
 
 
 @router.get(
@@ -52,7 +54,8 @@ def contact_engagement(contact_id: str) -> ContactEngagement:
     summary="The campaign's engagement: totals, human clicks per link, rates and the score",
     description="Over the newest 100 sent emails linked to the campaign: the totals of the contact "
     "engagement, human clicks per URL and the delivery, bounce, open, click and reply rates "
-    "(0-1). Needs the campaigns feature.",
+    "(0-1). Needs the campaigns feature. Only mail the caller sees counts, and the clicked URLs "
+    "(a message's body) only of mail the caller sees in full.",
     tags=["crm"],
     security=BEARER,
     middlewares=CAMPAIGN_READ,
@@ -63,4 +66,4 @@ def campaign_engagement(campaign_id: str) -> CampaignEngagement:
 
     ctx = current_tenant(router)
     service.get_campaign(ctx, campaign_id, deps.crm_store())
-    return engagement(ctx.tenant_id, campaign_id, _deps())
+    return engagement(ctx.tenant_id, campaign_id, _deps(), access_of(ctx))

@@ -21,6 +21,7 @@ ROUTER_MODULES = (
     "health",
     "me",
     "features",
+    "visibility",
     "accounts",
     "emails",
     "threads",

@@ -37,7 +37,10 @@ IDEMPOTENCY_HEADER = "idempotency-key"
 
 
 def _email_exists(tenant_id: str, email_id: str) -> bool:
-    return deps.email_store().get_email(tenant_id, email_id) is not None
+    """The email exists and is not private to the caller (mailbridge.access)."""
+    from mailbridge.access import access_of
+
+    return access_of(current_tenant(router)).visible_id(deps.email_store().get_email(tenant_id, email_id))
 
 
 # ---------------------------------------------------------------------------------- tasks

@@ -31,7 +31,9 @@ ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
         "newest such email (`last_message_date`, `snippet`, `last_email_id`); `message_count`, "
         "`unread_count` and `participants` cover the whole thread. A page holds `limit` threads "
         "whenever that many match, except when a very selective filter ends it early: follow "
-        "`next_cursor` until it is null. 400 `folder_needs_account`, `invalid_date_range`, "
+        "`next_cursor` until it is null. Other users' mail counts and shows as the caller may see it "
+        "(mailbridge.access; their `private` mail not at all; `q` and `category` match only mail "
+        "seen in full). 400 `folder_needs_account`, `invalid_date_range`, "
         "`invalid_cursor`, `too_many_search_words`."
     ),
     tags=["threads"],
@@ -110,6 +112,8 @@ def list_threads(
 @router.get(
     "/threads/<thread_id>",
     summary="A thread's messages oldest first (paged), its subject and the participants of the page",
+    description="Only the messages the caller may see, each as they see it (mailbridge.access); 404 "
+    "`thread_not_found` when they see none.",
     tags=["threads"],
     security=BEARER,
     responses=errors({404: ["thread_not_found"]}),

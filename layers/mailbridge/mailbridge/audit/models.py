@@ -47,9 +47,16 @@ class AuditEntry(Model):
     status: int = Field(description="The HTTP status answered")
     error_code: str | None = Field(default=None, description="The error `code` answered, if any")
     request_id: str = Field(description="API Gateway's request id")
+    result: Outcome | None = Field(
+        default=None,
+        description="The outcome where the status does not tell it (the OAuth callback redirects "
+        "with `outcome=error`); None: from the status",
+    )
 
     @property
     def outcome(self) -> Outcome:
+        if self.result is not None:
+            return self.result
         return "success" if self.status < 400 else "failure"
 
     def at_iso(self) -> str:

@@ -49,6 +49,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from mailbridge.access import Visibility, access_of
 from mailbridge.campaigns import suppression
 from mailbridge.campaigns.models import (
     CHUNK_SIZE,
@@ -106,23 +107,32 @@ def _unknown(what: str, code: str) -> Unprocessable:
     return Unprocessable(f"the campaign's {what} does not exist in this tenant", code=code)
 
 
-def _account(tenant_id: str, account_id: str, deps: CampaignDeps) -> Account:
+def _account(ctx: TenantContext, account_id: str, deps: CampaignDeps) -> Account:
+    """The campaign's sending mailbox, if the caller may send from it: a campaign sends as that
+    mailbox, which is a write on it, so it needs `full` (`mailbridge.access`, as a single send in
+    `outbox.service.queue_send`). Another user's mailbox the caller may not send from is the same
+    422 `unknown_account` as one that does not exist, so its id does not leak."""
     try:
-        return deps.accounts.get_account(tenant_id, account_id)
+        account = deps.accounts.get_account(ctx.tenant_id, account_id)
     except NotFound:
         raise _unknown("account", "unknown_account") from None
+    if access_of(ctx).account_level(account.account_id) is not Visibility.FULL:
+        raise _unknown("account", "unknown_account")
+    return account
 
 
-def _check(tenant_id: str, fields: Mapping[str, Any], deps: CampaignDeps) -> None:
-    """422 `unknown_template` / `unknown_account` for references the tenant does not have, and
+def _check(ctx: TenantContext, fields: Mapping[str, Any], deps: CampaignDeps) -> None:
+    """422 `unknown_template` / `unknown_account` for references the tenant does not have (or,
+    for the account, a mailbox the caller may not send from: `_account`), and
     `throttle_above_limit` above the account provider's ceiling (`campaigns.models`)."""
+    tenant_id = ctx.tenant_id
     template_id = fields.get("template_id")
     if template_id is not None and deps.templates.store.get_template(tenant_id, template_id) is None:
         raise _unknown("template", "unknown_template")
     account_id = fields.get("account_id")
     throttle = fields.get("throttle_per_hour")
     if account_id is not None:
-        account = _account(tenant_id, account_id, deps)
+        account = _account(ctx, account_id, deps)
         if throttle is not None and throttle > max_per_hour(account.provider):
             raise Unprocessable(
                 f"throttle_per_hour is at most {max_per_hour(account.provider)} for this account",
@@ -134,7 +144,7 @@ def _check(tenant_id: str, fields: Mapping[str, Any], deps: CampaignDeps) -> Non
 def create_campaign(ctx: TenantContext, body: CampaignCreate, deps: CampaignDeps) -> Campaign:
     """`POST /crm/campaigns`: the CRM create after the references are checked (`_check`)."""
     ctx.require(Role.MEMBER)
-    _check(ctx.tenant_id, body.model_dump(), deps)
+    _check(ctx, body.model_dump(), deps)
     return crm.create_campaign(ctx, body, deps.crm)
 
 
@@ -155,7 +165,7 @@ def update_campaign(
         else None,
         "throttle_per_hour": merged.get("throttle_per_hour"),
     }
-    _check(ctx.tenant_id, touched, deps)
+    _check(ctx, touched, deps)
     return crm.update_campaign(ctx, campaign_id, patch, deps.crm)
 
 
@@ -235,7 +245,7 @@ def start_send(
     template = deps.templates.store.get_template(tenant, campaign.template_id)
     if template is None:
         raise _unknown("template", "unknown_template")
-    account = _account(tenant, campaign.account_id, deps)
+    account = _account(ctx, campaign.account_id, deps)
     if account.smtp is None and account.provider not in ("gmail", "graph"):
         raise Invalid("this account has no SMTP settings", code="account_cannot_send")
     throttle = campaign.throttle_per_hour or default_per_hour(account.provider)
@@ -267,13 +277,15 @@ def start_send(
 def _again(
     ctx: TenantContext, campaign: Campaign, run: Run, deps: CampaignDeps, idempotency_key: str | None
 ) -> SendStatus:
-    """`send` on a campaign that has a run: replay, resume, or 409."""
+    """`send` on a campaign that has a run: replay, resume (only by a caller who may send from the
+    run's mailbox: `_account`), or 409."""
     tenant = ctx.tenant_id
     if idempotency_key is not None and idempotency_key == run.send_key:
         return _status(run, deps, tenant)
     if run.state == "done":
         raise Conflict("the campaign was sent already", code="campaign_already_sent")
     if run.state == "paused" or campaign.status == CampaignStatus.PAUSED:
+        _account(ctx, run.account_id, deps)
         _set_campaign_status(ctx, campaign, CampaignStatus.ACTIVE, deps)
         if deps.runs.set_state(tenant, run.campaign_id, "sending", only_from=("paused",)):
             message = CampaignChunkMessage(tenant_id=tenant, campaign_id=run.campaign_id, cursor=run.cursor)

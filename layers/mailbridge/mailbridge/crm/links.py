@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from mailbridge.access import Visibility, access_of
 from mailbridge.bus import EventPublisher
 from mailbridge.calendar.models import CalendarTimelineItem
 from mailbridge.crm.linked import email_linked
@@ -29,7 +30,7 @@ from mailbridge.crm.models import (
     ContactView,
     normalize_address,
 )
-from mailbridge.crm.timeline import TimelineEmail, TimelineItem, timeline_item
+from mailbridge.crm.timeline import TimelineEmail, TimelineItem, hit_email_id, timeline_item
 from mailbridge.emails import EMAIL_ID, to_summary
 from mailbridge.errors import Invalid, NotFound
 from mailbridge.features import require_feature
@@ -113,11 +114,13 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _email(ctx: TenantContext, email_id: str, deps: LinkDeps) -> dict[str, object]:
+def _email(
+    ctx: TenantContext, email_id: str, deps: LinkDeps, minimum: Visibility = Visibility.FULL
+) -> dict[str, object]:
+    """The email, seen by the caller at `minimum` or above (mailbridge.access; a write needs
+    `full`); 404 `email_not_found` otherwise, as for an email that does not exist."""
     item = deps.emails.get_email(ctx.tenant_id, email_id) if EMAIL_ID.fullmatch(email_id) else None
-    if item is None:
-        raise NotFound("no such email", code="email_not_found")
-    return item
+    return access_of(ctx).require(item, minimum, NotFound("no such email", code="email_not_found"))
 
 
 def _check_record_id(ctx: TenantContext, kind: str, record_id: str, deps: LinkDeps) -> None:
@@ -168,7 +171,7 @@ def create_link(
 
 
 def list_links(ctx: TenantContext, email_id: str, deps: LinkDeps) -> list[Link]:
-    _email(ctx, email_id, deps)
+    _email(ctx, email_id, deps, Visibility.METADATA)
     campaigns = _campaigns_on(ctx, deps)
     return [
         to_link(r)
@@ -216,6 +219,7 @@ def timeline(
     """
     _check_record_id(ctx, kind, record_id, deps)
     tenant = ctx.tenant_id
+    access = access_of(ctx)
     checked: list[bool] = []
 
     def read(page_cursor: str | None, size: int) -> tuple[list[Item], str | None]:
@@ -223,7 +227,8 @@ def timeline(
 
     def resolve(items: list[Item], _wanted: int) -> list[TimelineEntryItem | None]:
         rows = [to_timeline_row(item) for item in items]
-        emails = deps.emails.summaries_read(tenant, [r.source_id for r in rows if r.source == "EMAIL"])
+        email_ids = [r.source_id if r.source == "EMAIL" else hit_email_id(r) for r in rows]
+        emails = deps.emails.summaries_read(tenant, [e for e in email_ids if e is not None])
         record = None if checked else deps.crm.record_read(tenant, kind, record_id)
         read_together([emails] if record is None else [record, emails])
         if record is not None:
@@ -231,7 +236,7 @@ def timeline(
                 raise NotFound(f"no such {kind}", code=f"{kind}_not_found")
             checked.append(True)
         found = {str(item["email_id"]): item for item in emails.items}
-        return [timeline_item(row, found) for row in rows]
+        return [timeline_item(row, found, access) for row in rows]
 
     try:
         items: list[TimelineEntryItem]
@@ -254,9 +259,13 @@ def timeline(
     return Page[TimelineItem](items=[*items], next_cursor=next_cursor)
 
 
-def _in_link_order(links: list[LinkRecord], items: list[dict[str, Any]]) -> list[EmailSummary]:
-    """The linked emails in the links' order (an email gone from the table is left out)."""
-    by_id = {str(item["email_id"]): item for item in items}
+def _in_link_order(
+    ctx: TenantContext, links: list[LinkRecord], items: list[dict[str, Any]]
+) -> list[EmailSummary]:
+    """The linked emails in the links' order, as the caller may see them (an email gone from the
+    table, or private to the caller, is left out)."""
+    access = access_of(ctx)
+    by_id = {str(item["email_id"]): shown for item in items if (shown := access.visible(item)) is not None}
     return [to_summary(by_id[link.email_id]) for link in links if link.email_id in by_id]
 
 
@@ -283,5 +292,5 @@ def contact_by_email(ctx: TenantContext, address: str, deps: LinkDeps) -> Contac
         contact=contact,
         company=company,
         open_deals=open_deals,
-        last_emails=_in_link_order(links, emails.items),
+        last_emails=_in_link_order(ctx, links, emails.items),
     )

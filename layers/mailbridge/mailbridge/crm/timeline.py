@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
+from mailbridge.access import Access, Visibility
 from mailbridge.calendar.models import CalendarTimelineItem
 from mailbridge.crm.models import ActivityTimelineItem
 from mailbridge.emails import to_summary
@@ -45,18 +46,34 @@ TimelineItem = Annotated[
 ]
 
 
+def hit_email_id(row: TimelineRow) -> str | None:
+    """The email an engagement row (`HIT`) is about."""
+    if row.source != "HIT" or row.entry is None:
+        return None
+    return EngagementTimelineItem.model_validate_json(row.entry).email_id
+
+
 def timeline_item(
-    row: TimelineRow, emails: Mapping[str, dict[str, Any]]
+    row: TimelineRow, emails: Mapping[str, dict[str, Any]], access: Access
 ) -> TimelineEmail | CalendarTimelineItem | ActivityTimelineItem | EngagementTimelineItem | None:
-    """What the timeline shows for one index row; None for an email gone from its table (`emails`:
-    the page's email items by id) or a row of a source this code does not know."""
+    """What the timeline shows for one index row, as the caller may see it (mailbridge.access);
+    None for an email gone from its table or private to the caller (`emails`: the page's email
+    items by id, those of its engagement rows too) or a row of a source this code does not know.
+    An engagement row shows as its email does: left out when that is private, without the
+    clicked URL (a link of the body) below `full`."""
     if row.source == "EMAIL":
         item = emails.get(row.source_id)
-        return None if item is None else TimelineEmail.model_validate(to_summary(item).model_dump())
+        shown = None if item is None else access.visible(item)
+        return None if shown is None else TimelineEmail.model_validate(to_summary(shown).model_dump())
     if row.source == "EVENT" and row.entry is not None:
         return CalendarTimelineItem.model_validate_json(row.entry)
     if row.source == "ACTIVITY" and row.entry is not None:
         return ActivityTimelineItem.model_validate_json(row.entry)
     if row.source == "HIT" and row.entry is not None:
-        return EngagementTimelineItem.model_validate_json(row.entry)
+        hit = EngagementTimelineItem.model_validate_json(row.entry)
+        email = emails.get(hit.email_id)
+        level = Visibility.PRIVATE if email is None else access.level(email)
+        if level is Visibility.PRIVATE:
+            return None
+        return hit if level is Visibility.FULL else hit.model_copy(update={"url": None})
     return None

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from mailbridge.access import Visibility, access_of
 from mailbridge.drafts.models import Draft, DraftBody, DraftSend, DraftSummary
 from mailbridge.errors import Conflict, Invalid, NotFound, PreconditionFailed, Unprocessable
 from mailbridge.outbox.models import DraftSyncMessage, SendAccepted, SendRequest
@@ -65,8 +66,12 @@ def _stale() -> PreconditionFailed:
 
 
 def _active(ctx: TenantContext, draft_id: str, deps: DraftDeps) -> dict[str, Any]:
+    """The active draft; a draft of a mailbox the caller does not see in full (mailbridge.access:
+    it holds a body) is 404 `draft_not_found`, as one that does not exist."""
     item = deps.drafts.get_draft(ctx.tenant_id, draft_id)
     if item is None or item.get("state") != ACTIVE:
+        raise _not_found()
+    if access_of(ctx).account_level(str(item.get("account_id") or "")) is not Visibility.FULL:
         raise _not_found()
     return item
 
@@ -103,6 +108,8 @@ def create_draft(ctx: TenantContext, body: DraftBody, deps: DraftDeps) -> Draft:
     Raises NotFound `account_not_found`."""
     ctx.require(Role.MEMBER)
     deps.accounts.get_account(ctx.tenant_id, body.account_id)  # NotFound account_not_found
+    if access_of(ctx).account_level(body.account_id) is not Visibility.FULL:
+        raise NotFound("no such account", code="account_not_found")  # another's mailbox: a write
     now = deps.now()
     draft_id = new_draft_id(now)
     document = body.model_dump(mode="json")
@@ -135,16 +142,29 @@ def get_draft(ctx: TenantContext, draft_id: str, deps: DraftDeps) -> Draft:
 
 def list_drafts(ctx: TenantContext, deps: DraftDeps, *, cursor: str | None, limit: int) -> Page[DraftSummary]:
     """Drafts of the tenant, oldest first, `limit` (1..100) a page; `next_cursor` is signed
-    (400 `invalid_cursor` for a changed one)."""
+    (400 `invalid_cursor` for a changed one). As the caller may see each mailbox's mail
+    (mailbridge.access): drafts of mailboxes private to them are left out (pages filled), the
+    subject shown from `subject` up."""
     ctx.require(Role.VIEWER)
-    items, next_cursor = deps.drafts.page(ctx.tenant_id, cursor=cursor, limit=limit)
+    access = access_of(ctx)
+
+    def keep(found: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+        return [
+            i if access.account_level(str(i["account_id"])) is not Visibility.PRIVATE else None for i in found
+        ]
+
+    def subject(item: dict[str, Any]) -> str:
+        shown = access.account_level(str(item["account_id"])).rank >= Visibility.SUBJECT.rank
+        return str(item.get("subject") or "") if shown else ""
+
+    items, next_cursor = deps.drafts.page(ctx.tenant_id, cursor=cursor, limit=limit, keep=keep)
     return Page[DraftSummary](
         items=[
             DraftSummary(
                 draft_id=str(i["draft_id"]),
                 account_id=str(i["account_id"]),
                 version=int(i["version"]),
-                subject=str(i.get("subject") or ""),
+                subject=subject(i),
                 to=[str(a) for a in i.get("to") or ()],
                 updated_at=i["updated_at"],
                 synced=i.get("synced_version") == i["version"],

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from mailbridge.access import ACCESS_ATTRIBUTES, Visibility, about_visible_mail, access_of
 from mailbridge.bus import DomainEvent, EventPublisher
 from mailbridge.emails import EMAIL_ID, FLAGGED
 from mailbridge.errors import NotFound, Unprocessable
@@ -75,7 +76,16 @@ def _email(ctx: TenantContext, email_id: str, deps: FollowUpDeps) -> Item:
     item = deps.emails.get_email(ctx.tenant_id, email_id) if EMAIL_ID.fullmatch(email_id) else None
     if item is None or item.get("deleted"):
         raise NotFound("no such email")
-    return item
+    return access_of(ctx).require_write(item, NotFound("no such email"))  # mailbridge.access
+
+
+def _writable(ctx: TenantContext, email_id: str, deps: FollowUpDeps) -> Item | None:
+    """The email of a follow-up to change, None when it is gone; 404 `follow_up_not_found` when
+    the caller may not write to it (mailbridge.access), as when there is no follow-up."""
+    email = deps.emails.get_email(ctx.tenant_id, email_id) if EMAIL_ID.fullmatch(email_id) else None
+    if email is not None and access_of(ctx).level(email) is not Visibility.FULL:
+        raise NotFound("no follow-up on this email", code="follow_up_not_found")
+    return email
 
 
 def _flag(ctx: TenantContext, email: Item, flagged: bool, deps: FollowUpDeps) -> None:
@@ -129,8 +139,15 @@ def list_follow_ups(
     ctx: TenantContext, state: ListState, deps: FollowUpDeps, *, cursor: str | None, limit: int
 ) -> Page[FollowUp]:
     """`due` (open, due later), `overdue` (open, due now or before) or `done`, in email id order;
-    a page holds `limit` whenever that many match."""
-    items, next_cursor = deps.flags.list_flags(ctx.tenant_id, state, deps.now(), cursor=cursor, limit=limit)
+    a page holds `limit` whenever that many match. Follow-ups on mail private to the caller
+    (mailbridge.access) are left out."""
+    keep = about_visible_mail(
+        access_of(ctx),
+        lambda ids: deps.emails.batch_get_emails(ctx.tenant_id, ids, projection=ACCESS_ATTRIBUTES),
+    )
+    items, next_cursor = deps.flags.list_flags(
+        ctx.tenant_id, state, deps.now(), cursor=cursor, limit=limit, keep=keep
+    )
     return Page[FollowUp](items=[to_follow_up(i) for i in items], next_cursor=next_cursor)
 
 
@@ -138,11 +155,11 @@ def complete(ctx: TenantContext, email_id: str, deps: FollowUpDeps) -> FollowUp:
     """Mark done, delete the reminder's schedule, clear the flag; 404 `follow_up_not_found` when
     there is no open follow-up."""
     ctx.require(Role.MEMBER)
+    email = _writable(ctx, email_id, deps)
     done = deps.flags.complete(ctx.tenant_id, email_id, deps.now()) if EMAIL_ID.fullmatch(email_id) else None
     if done is None:
         raise NotFound("no open follow-up on this email", code="follow_up_not_found")
     deps.scheduler.delete(schedule_name(ctx.tenant_id, email_id))
-    email = deps.emails.get_email(ctx.tenant_id, email_id)
     if email is not None:
         _flag(ctx, email, False, deps)
     return to_follow_up(done)
@@ -151,10 +168,10 @@ def complete(ctx: TenantContext, email_id: str, deps: FollowUpDeps) -> FollowUp:
 def remove(ctx: TenantContext, email_id: str, deps: FollowUpDeps) -> None:
     """Delete the follow-up and its schedule, clear the flag; 404 `follow_up_not_found`."""
     ctx.require(Role.MEMBER)
+    email = _writable(ctx, email_id, deps)
     if not EMAIL_ID.fullmatch(email_id) or not deps.flags.delete_flag(ctx.tenant_id, email_id):
         raise NotFound("no follow-up on this email", code="follow_up_not_found")
     deps.scheduler.delete(schedule_name(ctx.tenant_id, email_id))
-    email = deps.emails.get_email(ctx.tenant_id, email_id)
     if email is not None:
         _flag(ctx, email, False, deps)
 

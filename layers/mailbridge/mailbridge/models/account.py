@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, ConfigDict, EmailStr, Field, SecretStr, field_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
+from mailbridge.access import Visibility
 from mailbridge.models.base import Model
 from mailbridge.models.fields import FolderName, HeaderText, SingleLine
 from mailbridge.models.numbers import DynamoInt
@@ -197,6 +198,13 @@ class AccountPatch(Model):
     folders: FolderSelection | None = None
     imap: ImapChange | None = None
     smtp: SmtpChange | None = None
+    visibility: Visibility | None = Field(
+        default=None,
+        description="What the rest of the tenant sees of this mailbox's mail: `private`, `metadata` "
+        "(participants and dates), `subject` (+ subject and body-free headers) or `full`; null: the "
+        "tenant default (`GET /settings/privacy`). Only the mailbox's owner or a tenant admin or "
+        "owner may set it (403 `not_mailbox_owner`)",
+    )
 
     @model_validator(mode="after")
     def _null_only_where_it_means_something(self) -> AccountPatch:
@@ -270,6 +278,7 @@ class Account(Model):
     folders: list[str] = Field(default_factory=list)
     created_at: datetime
     created_by: str
+    visibility: Visibility | None = None  # None: the tenant default (mailbridge.access)
     sync: SyncState = Field(default_factory=SyncState)
     version: int = 0
 
@@ -293,6 +302,10 @@ class AccountOut(Model):
     )
     folders: list[str]
     created_at: datetime
+    owner: str = Field(description="The `sub` of the user who connected the mailbox (its owner)")
+    visibility: Visibility | None = Field(
+        default=None, description="What the rest of the tenant sees of its mail; null: the tenant default"
+    )
     sync: SyncState
     version: int = Field(description="Pass it back in `PATCH` to change only what you read")
 

@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from mailbridge.access import ACCESS_ATTRIBUTES, about_visible_mail, access_of
 from mailbridge.bus import DomainEvent, EventPublisher
 from mailbridge.emails import EMAIL_ID
 from mailbridge.errors import NotFound
@@ -297,8 +298,13 @@ def to_nudge(item: Item) -> Nudge:
 def list_nudges(
     ctx: TenantContext, kind: NudgeKind | None, deps: NudgeDeps, *, cursor: str | None, limit: int
 ) -> Page[Nudge]:
-    """Open nudges (of `kind` when given), in id order; a page holds `limit` whenever that many match."""
-    items, next_cursor = deps.nudges.list_nudges(ctx.tenant_id, kind, cursor=cursor, limit=limit)
+    """Open nudges (of `kind` when given), in id order; a page holds `limit` whenever that many match.
+    Nudges about mail private to the caller (mailbridge.access) are left out."""
+    keep = about_visible_mail(
+        access_of(ctx),
+        lambda ids: deps.emails.batch_get_emails(ctx.tenant_id, ids, projection=ACCESS_ATTRIBUTES),
+    )
+    items, next_cursor = deps.nudges.list_nudges(ctx.tenant_id, kind, cursor=cursor, limit=limit, keep=keep)
     return Page[Nudge](items=[to_nudge(i) for i in items], next_cursor=next_cursor)
 
 

@@ -6,6 +6,11 @@ reconnected|error&code=...&account_id=...` (or, with no return URL configured, t
 JSON body with 200): whatever the provider or a forger puts in the query, it is never a 4xx/5xx
 page, and the front end learns the outcome from its own URL. The callback URL carries the
 authorization code, so the answer asks browsers not to store it or send it as a Referer.
+
+The callback is an audited write (`mailbridge.api.auditing`): once the state is taken, its entry
+is filed under the state's tenant with the state's user as the actor, the provider and the
+account or integration id, and the outcome with its code (the redirect is a 302 either way);
+never the code, the tokens or the state value.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
+from mailbridge.api.auditing import audit_as, audit_write
 from mailbridge.api.context import current_tenant, public, require_role
 from mailbridge.api.schemas import BEARER, errors
 from mailbridge.config import get_settings
@@ -112,7 +118,10 @@ def start_authorization(
         },
         302: {"description": "Redirect to the front end with ?outcome=...&code=...&account_id=..."},
     },
-    middlewares=[public("the provider redirects the browser here: the single-use OAuth state is the proof")],
+    middlewares=[
+        public("the provider redirects the browser here: the single-use OAuth state is the proof"),
+        audit_write("connects or reconnects a mailbox, or connects a CRM integration"),
+    ],
 )
 def finish_authorization(provider: str) -> Response[str]:
     event: Any = router.current_event
@@ -120,7 +129,21 @@ def finish_authorization(provider: str) -> Response[str]:
     params = CallbackParams(
         state=_first(query.get("state")), code=_first(query.get("code")), error=_first(query.get("error"))
     )
-    outcome = service.callback(provider, params, oauth_deps())
+    outcome, state = service.finish(provider, params, oauth_deps())
+    if state is not None:
+        # Filed under the state's tenant and user (the code, tokens and state value never are);
+        # a callback without a valid state names no one and is not recorded (api.auditing).
+        ids = {"account_id": outcome.account_id or "", "integration_id": outcome.integration_id or ""}
+        if state.account_id and not ids["account_id"] and not ids["integration_id"]:
+            ids["account_id"] = state.account_id
+        audit_as(
+            router,
+            state.tenant_id,
+            {name: value for name, value in ids.items() if value},
+            actor=state.subject,
+            outcome="failure" if outcome.outcome == "error" else "success",
+            error_code=outcome.code,
+        )
     return outcome_response(outcome, get_settings().oauth.return_url)
 
 

@@ -174,8 +174,17 @@ def start(
 
 def callback(provider_name: str, params: CallbackParams, deps: OAuthDeps) -> CallbackOutcome:
     """Finish the flow; never raises (see the module docstring for the outcome codes)."""
+    return finish(provider_name, params, deps)[0]
+
+
+def finish(
+    provider_name: str, params: CallbackParams, deps: OAuthDeps
+) -> tuple[CallbackOutcome, OAuthState | None]:
+    """`callback`, with the state it took (None when none was valid: `invalid_state`), whose
+    tenant and user the audit entry of the callback is filed under. Never raises."""
+    taken: list[OAuthState] = []
     try:
-        outcome = _callback(provider_name, params, deps)
+        outcome = _callback(provider_name, params, deps, taken)
     except _Failed as failed:
         outcome = CallbackOutcome(outcome="error", code=failed.code, account_id=failed.account_id)
     except NotConfigured:
@@ -189,34 +198,39 @@ def callback(provider_name: str, params: CallbackParams, deps: OAuthDeps) -> Cal
         logger.error("oauth callback failed", extra=error_summary(exc))
         outcome = CallbackOutcome(outcome="error", code="internal")
     logger.info("oauth callback", extra={"outcome": outcome.outcome, "code": outcome.code})
-    return outcome
+    return outcome, (taken[0] if taken else None)
 
 
-def _take_state(provider_name: str, params: CallbackParams, deps: OAuthDeps) -> OAuthState:
+def _take_state(
+    provider_name: str, params: CallbackParams, deps: OAuthDeps, taken: list[OAuthState]
+) -> OAuthState:
     if not params.state:
         raise _Failed("invalid_state")
     state = deps.states.take(params.state)
     if state is None or state.provider != provider_name:
         raise _Failed("invalid_state")
+    taken.append(state)  # deleted: from here on the callback acts for the state's user
     if expired(state, deps.now()):
         raise _Failed("state_expired")
     return state
 
 
-def _callback(provider_name: str, params: CallbackParams, deps: OAuthDeps) -> CallbackOutcome:
+def _callback(
+    provider_name: str, params: CallbackParams, deps: OAuthDeps, taken: list[OAuthState]
+) -> CallbackOutcome:
     from mailbridge.crm.integrations.wiring import CRM_PROVIDERS
 
     if provider_name in CRM_PROVIDERS:  # a CRM integration (mailbridge.crm.integrations), not a mailbox
         from mailbridge.crm.integrations.service import finish_consent
         from mailbridge.crm.integrations.wiring import integration_deps
 
-        state = _take_state(provider_name, params, deps)
+        state = _take_state(provider_name, params, deps, taken)
         return finish_consent(state, params.code, params.error, integration_deps())
     try:
         provider = deps.providers(provider_name)
     except NotFound:
         raise _Failed("invalid_state") from None
-    state = _take_state(provider_name, params, deps)
+    state = _take_state(provider_name, params, deps, taken)
     if params.error:
         raise _Failed("access_denied" if params.error in _DECLINED else "consent_failed", state.account_id)
     if not params.code:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import ValidationError
 
+from mailbridge.access import Visibility, access_of
 from mailbridge.accounts import Connector, imap_connect, imap_settings, load_secrets, smtp_settings
 from mailbridge.bus import DomainEvent, EventPublisher
 from mailbridge.compose import (
@@ -174,10 +175,12 @@ def outgoing_attachment(
 
 def original_message(ctx: TenantContext, email_id: str, deps: OutboxDeps) -> OriginalMessage:
     """The stored email a reply or forward quotes (headers and bodies for RFC 5322 section 3.6.4
-    threading and the quoted text); 404 `email_not_found` when the tenant has no such email."""
-    item = deps.emails.get_email(ctx.tenant_id, email_id)
-    if item is None:
-        raise NotFound("the email to reply to or forward does not exist", code="email_not_found")
+    threading and the quoted text); 404 `email_not_found` when the tenant has no such email, or
+    the caller does not see it in full (mailbridge.access: quoting reads its body, audited)."""
+    item = access_of(ctx).read_body(
+        deps.emails.get_email(ctx.tenant_id, email_id),
+        NotFound("the email to reply to or forward does not exist", code="email_not_found"),
+    )
     sender = (item.get("from") or [None])[0]
     bodies: dict[str, Any] = deps.blobs.get_json(str(item["body_key"])) if item.get("body_key") else item
     return OriginalMessage(
@@ -279,6 +282,9 @@ def queue_send(
     """
     ctx.require(Role.MEMBER)
     account = deps.accounts.get_account(ctx.tenant_id, request.account_id)
+    if access_of(ctx).account_level(account.account_id) is not Visibility.FULL:
+        # Sending from another user's mailbox is a write on it (mailbridge.access).
+        raise NotFound("no such account", code="account_not_found")
     _require_sender(account)
     now = deps.now()
     send_at = _schedule_time(request.send_at, now)
@@ -761,7 +767,7 @@ def cancel_schedule(ctx: TenantContext, email_id: str, deps: OutboxDeps) -> None
     so the user sees what did not go out; only the schedule is deleted."""
     ctx.require(Role.MEMBER)
     item = deps.emails.get_email(ctx.tenant_id, email_id)
-    if item is None or not item.get("send_status"):
+    if item is None or not item.get("send_status") or access_of(ctx).level(item) is not Visibility.FULL:
         raise NotFound("no such outbound email", code="not_found")
     if not deps.emails.transition(ctx.tenant_id, email_id, ("scheduled",), send_status="cancelled"):
         raise Conflict(f"the email is {item.get('send_status')}, not scheduled", code="not_scheduled")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from mailbridge.access import Visibility, access_of
 from mailbridge.bus import DomainEvent, EventPublisher
 from mailbridge.emails import EMAIL_ID, SEEN, THREAD_ID
 from mailbridge.errors import NotFound, Unprocessable
@@ -82,13 +83,15 @@ def _wake_time(request: SnoozeRequest, deps: SnoozeDeps, now: datetime) -> datet
 
 def _targets(ctx: TenantContext, target: Target, target_id: str, deps: SnoozeDeps) -> list[Item]:
     """The emails a snooze of `target_id` hides: the email, or the thread's emails a mailbox holds."""
+    access = access_of(ctx)
     if target == "email":
         item = deps.emails.get_email(ctx.tenant_id, target_id) if EMAIL_ID.fullmatch(target_id) else None
         if item is None or item.get("deleted"):
             raise NotFound("no such email")
-        return [item]
+        return [access.require_write(item, NotFound("no such email"))]
     items = deps.emails.thread_emails(ctx.tenant_id, target_id) if THREAD_ID.fullmatch(target_id) else []
-    live = [item for item in items if not item.get("deleted")]
+    # A snooze is a write: only the thread's mail the caller sees in full (mailbridge.access).
+    live = [item for item in items if not item.get("deleted") and access.level(item) is Visibility.FULL]
     if not live:
         raise NotFound("no such thread", code="thread_not_found")
     return live
@@ -152,9 +155,9 @@ def _active(ctx: TenantContext, target: Target, target_id: str, deps: SnoozeDeps
         raise NotFound("nothing is snoozed here", code="not_snoozed")
     owner = target_id
     if target == "email":
-        item = deps.emails.get_email(ctx.tenant_id, target_id)
-        if item is None:
-            raise NotFound("no such email")
+        item = access_of(ctx).require_write(
+            deps.emails.get_email(ctx.tenant_id, target_id), NotFound("no such email")
+        )
         owner = str(item.get("snoozed_by") or target_id)
     record = deps.snoozes.get_snooze(ctx.tenant_id, owner)
     if record is None or record.get("state") != "snoozed":

@@ -5,6 +5,12 @@ pk = TENANT#{tenant}, sk = ACCOUNT#{account_id}           the account (+ encrypt
                                                           credentials write raises by one: the
                                                           optimistic lock of a rotating token cache)
 pk = TENANT#{tenant}, sk = FOLDER#{account_id}#{folder}   per-folder cursor, counts, presence
+pk = TENANT#{tenant}, sk = OWNER#{account_id}            a disconnected account's owner and
+                                                          visibility (its mail may stay: it stays
+                                                          as private as it was; mailbridge.access);
+                                                          also written for connected accounts by
+                                                          store.owner_backfill (the account item
+                                                          decides while it exists)
 pk = TENANT#{tenant}, sk = UNIQUE#ADDRESS#{address}       address lower-cased -> account_id
 pk = TENANT#{tenant}, sk = UNIQUE#LOGIN#{digest}          sha256 of (IMAP host lower-cased,
                                                           username) -> account_id
@@ -30,6 +36,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from mailbridge.access import Mailbox, Visibility
 from mailbridge.crypto import Envelope
 from mailbridge.errors import Conflict, NotFound
 from mailbridge.models.account import (
@@ -42,7 +49,7 @@ from mailbridge.models.account import (
     sortable_utc,
 )
 from mailbridge.store.base import DynamoRepository, Write, is_condition_failure
-from mailbridge.store.conditions import Key
+from mailbridge.store.conditions import Attr, Key
 from mailbridge.store.keys import digest, folder_key, tenant_pk
 
 if TYPE_CHECKING:
@@ -63,6 +70,14 @@ def _account(item: dict[str, Any]) -> Account:
 
 def account_sk(account_id: str) -> str:
     return f"ACCOUNT#{account_id}"
+
+
+def owner_sk(account_id: str) -> str:
+    return f"OWNER#{account_id}"
+
+
+def _mailbox(owner: Any, visibility: Any) -> Mailbox:
+    return Mailbox(owner=str(owner), visibility=Visibility(str(visibility)) if visibility else None)
 
 
 def folder_sk(account_id: str, folder: str) -> str:
@@ -193,6 +208,50 @@ class AccountStore(DynamoRepository):
             limit=limit,
         )
         return [_account(i) for i in items], next_cursor
+
+    def list_shared_accounts(
+        self, tenant_id: str, subject: str, default: Visibility, *, cursor: str | None, limit: int
+    ) -> tuple[list[Account], str | None]:
+        """`list_accounts` without the accounts private to `subject`: theirs, and the others whose
+        visibility (or, without one, the tenant `default`) is not private. Filtered by DynamoDB,
+        pages filled (`filled_query`), the same cursors as `list_accounts`."""
+        mine = Attr("account.created_by").eq(subject)
+        if default is Visibility.PRIVATE:
+            shared = Attr("account.visibility").is_in(
+                [Visibility.METADATA.value, Visibility.SUBJECT.value, Visibility.FULL.value]
+            )
+        else:
+            shared = ~Attr("account.visibility").eq(Visibility.PRIVATE.value)
+        items, next_cursor = self.filled_query(
+            tenant_id,
+            Key("pk").eq(tenant_pk(tenant_id)) & Key("sk").begins_with("ACCOUNT#"),
+            mine | shared,
+            cursor=cursor,
+            limit=limit,
+        )
+        return [_account(i) for i in items], next_cursor
+
+    def mailboxes(self, tenant_id: str) -> dict[str, Mailbox]:
+        """Owner and visibility of every account of the tenant, connected or disconnected (the
+        `OWNER#` items): what `mailbridge.access` decides with. Two Queries of small projections."""
+        pk = tenant_pk(tenant_id)
+        found: dict[str, Mailbox] = {}
+        for item in self.query_all(
+            KeyConditionExpression=Key("pk").eq(pk) & Key("sk").begins_with("OWNER#"),
+            ProjectionExpression="sk, #o, visibility",
+            ExpressionAttributeNames={"#o": "owner"},
+        ):
+            found[str(item["sk"]).removeprefix("OWNER#")] = _mailbox(item["owner"], item.get("visibility"))
+        for item in self.query_all(
+            KeyConditionExpression=Key("pk").eq(pk) & Key("sk").begins_with("ACCOUNT#"),
+            ProjectionExpression="sk, #a.created_by, #a.visibility",
+            ExpressionAttributeNames={"#a": "account"},
+        ):
+            account = item.get("account") or {}
+            found[str(item["sk"]).removeprefix("ACCOUNT#")] = _mailbox(
+                account.get("created_by"), account.get("visibility")
+            )
+        return found
 
     def update_account(
         self,
@@ -421,6 +480,11 @@ class AccountStore(DynamoRepository):
         if account.provider in OAUTH_PROVIDERS:
             lookup = {"pk": push_pk(account.provider, account.address), "sk": push_sk(tenant_id, account_id)}
             writes.append(Write({"Delete": {"Key": lookup}}, gone))
+        # Mail kept after the disconnect keeps its owner and visibility (mailbridge.access).
+        owner = {"pk": pk, "sk": owner_sk(account_id), "owner": account.created_by}
+        if account.visibility is not None:
+            owner["visibility"] = account.visibility.value
+        writes.append(Write({"Put": {"Item": owner}}, gone))
         self.transact(writes)
         self.delete_folder_states(
             tenant_id, account_id, [s.name for s in self.folder_states(tenant_id, account_id)]

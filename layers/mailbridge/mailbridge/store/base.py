@@ -203,11 +203,14 @@ class DynamoRepository:
         cursor: str | None,
         limit: int,
         newest_first: bool = False,
+        keep: Callable[[list[Item]], Sequence[Item | None]] | None = None,
     ) -> tuple[list[Item], str | None]:
         """A page of the table query `key_condition` with `filter_expression` applied by DynamoDB,
         holding `limit` items whenever that many match (within the request budget of
         `mailbridge.store.fill`), and the cursor right after its last item (None at the end).
-        `newest_first`: descending sort key."""
+        `newest_first`: descending sort key. `keep` (optional) is a further check made outside
+        DynamoDB (one request a read): each read item, or None to leave it out; the page is filled
+        past what it leaves out."""
 
         def read(page_cursor: str | None, size: int) -> tuple[list[Item], str | None]:
             return self.query_page(
@@ -221,7 +224,8 @@ class DynamoRepository:
 
         return fill(
             read,
-            lambda items, _wanted: items,  # the FilterExpression already dropped the others
+            # The FilterExpression already dropped the others.
+            (lambda items, _wanted: items) if keep is None else (lambda items, _wanted: keep(items)),
             lambda item: self.cursor_at(
                 tenant_id, {"pk": item["pk"], "sk": item["sk"]}, index=None, key_condition=key_condition
             ),
@@ -229,6 +233,7 @@ class DynamoRepository:
             cursor=cursor,
             budget=Budget(PAGE_BUDGET),
             max_read=MAX_PAGE_SIZE,
+            round_cost=1 if keep is None else 2,
         )
 
     def cursor_at(

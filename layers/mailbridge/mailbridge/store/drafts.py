@@ -14,6 +14,7 @@ holds), provider (where: `{"kind": "imap", "folder", "uidvalidity", "uid"}`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mailbridge.store.base import DynamoRepository, Item, is_condition_failure
@@ -142,13 +143,21 @@ class DraftStore(DynamoRepository):
             raise
         return True
 
-    def page(self, tenant_id: str, *, cursor: str | None, limit: int) -> tuple[list[Item], str | None]:
+    def page(
+        self,
+        tenant_id: str,
+        *,
+        cursor: str | None,
+        limit: int,
+        keep: Callable[[list[Item]], Sequence[Item | None]] | None = None,
+    ) -> tuple[list[Item], str | None]:
         """Active drafts, oldest first (draft ids sort by creation time), and the signed cursor
-        of the next page (400 `invalid_cursor` for any other)."""
+        of the next page (400 `invalid_cursor` for any other); `keep` as `filled_query` takes it."""
         return self.filled_query(
             tenant_id,
             Key("pk").eq(tenant_pk(tenant_id)) & Key("sk").begins_with("DRAFT#"),
             Attr("state").eq(ACTIVE),
             cursor=cursor,
             limit=limit,
+            keep=keep,
         )

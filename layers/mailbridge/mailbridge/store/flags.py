@@ -8,6 +8,7 @@ gsi1sk = {due_at}#{tenant}#{email_id}, removed when the flag is done.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +87,14 @@ class FlagStore(DynamoRepository):
         return True
 
     def list_flags(
-        self, tenant_id: str, state: str, now: datetime, *, cursor: str | None, limit: int
+        self,
+        tenant_id: str,
+        state: str,
+        now: datetime,
+        *,
+        cursor: str | None,
+        limit: int,
+        keep: Callable[[list[Item]], Sequence[Item | None]] | None = None,
     ) -> tuple[list[Item], str | None]:
         """The tenant's flags in `state` (`due`: open, due later; `overdue`: open, due now or
         before; `done`), in email id order, `limit` a page whenever that many match."""
@@ -98,4 +106,4 @@ class FlagStore(DynamoRepository):
             filters = Attr("state").eq("open") & Attr("due_at").lte(now.isoformat())
         else:
             filters = Attr("state").eq("open") & Attr("due_at").gt(now.isoformat())
-        return self.filled_query(tenant_id, key_condition, filters, cursor=cursor, limit=limit)
+        return self.filled_query(tenant_id, key_condition, filters, cursor=cursor, limit=limit, keep=keep)

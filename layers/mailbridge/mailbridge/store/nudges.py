@@ -16,7 +16,7 @@ Items (pk = TENANT#{tenant}):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -186,7 +186,13 @@ class NudgeStore(DynamoRepository):
         return response.get("Attributes")
 
     def list_nudges(
-        self, tenant_id: str, kind: str | None, *, cursor: str | None, limit: int
+        self,
+        tenant_id: str,
+        kind: str | None,
+        *,
+        cursor: str | None,
+        limit: int,
+        keep: Callable[[list[Item]], Sequence[Item | None]] | None = None,
     ) -> tuple[list[Item], str | None]:
         """The tenant's open nudges (of `kind` when given), in email id order, `limit` a page
         whenever that many match."""
@@ -194,4 +200,4 @@ class NudgeStore(DynamoRepository):
         filters: Any = Attr("state").eq("open")
         if kind is not None:
             filters = filters & Attr("kind").eq(kind)
-        return self.filled_query(tenant_id, key_condition, filters, cursor=cursor, limit=limit)
+        return self.filled_query(tenant_id, key_condition, filters, cursor=cursor, limit=limit, keep=keep)

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from mailbridge.access import ACCESS_ATTRIBUTES, Access, Visibility
 from mailbridge.models.base import Model
 from mailbridge.replies import CANDIDATE_ATTRIBUTES, instant, is_automatic, is_bounce, later_inbound
 from mailbridge.tracking.models import Hit, LinkClicks, TrackedMessage
@@ -69,7 +70,16 @@ MAX_LINK_PAGES = 5
 """...found in at most this many pages (100 links each) of its links, newest first."""
 NOT_SENT = frozenset({"queued", "scheduled", "sending", "cancelled"})
 FAILED = frozenset({"failed", "bounced"})
-EMAIL_ATTRIBUTES = ("thread_id", "message_id", "date", "direction", "send_status", "deleted")
+EMAIL_ATTRIBUTES = (
+    "email_id",
+    "thread_id",
+    "message_id",
+    "date",
+    "direction",
+    "send_status",
+    "deleted",
+    *ACCESS_ATTRIBUTES,
+)
 
 Item = dict[str, Any]
 
@@ -294,8 +304,12 @@ def per_link(facts: EmailFacts) -> list[LinkClicks]:
 
 
 # ------------------------------------------------------------------------------------- records
-def sent_emails(tenant_id: str, kind: str, record_id: str, deps: EngagementDeps) -> tuple[list[Item], bool]:
-    """The record's newest sent emails (at most MAX_EMAILS) and whether more were left out.
+def sent_emails(
+    tenant_id: str, kind: str, record_id: str, deps: EngagementDeps, access: Access | None = None
+) -> tuple[list[Item], bool]:
+    """The record's newest sent emails (at most MAX_EMAILS) and whether more were left out;
+    with `access`, only those the caller sees (`mailbridge.access`: mail of a mailbox private
+    to the caller is not counted, so its existence, dates and answers do not show).
 
     Requests: one Query per 100 links (at most MAX_LINK_PAGES), one BatchGetItem per 100 emails."""
     assert deps.links is not None
@@ -312,18 +326,25 @@ def sent_emails(tenant_id: str, kind: str, record_id: str, deps: EngagementDeps)
         batch = ids[read : read + 100]
         read += len(batch)
         items = deps.emails.batch_get_emails(tenant_id, batch, projection=EMAIL_ATTRIBUTES)
-        found.extend(items[e] for e in batch if e in items and has_left(items[e]))
+        found.extend(
+            items[e]
+            for e in batch
+            if e in items and has_left(items[e]) and (access is None or access.visible_id(items[e]))
+        )
     more = cursor is not None or read < len(ids) or len(found) > MAX_EMAILS
     return found[:MAX_EMAILS], more
 
 
-def contact_engagement(tenant_id: str, contact_id: str, deps: EngagementDeps) -> ContactEngagement:
-    """Over the contact's linked sent emails (the caller has checked the contact exists).
+def contact_engagement(
+    tenant_id: str, contact_id: str, deps: EngagementDeps, access: Access | None = None
+) -> ContactEngagement:
+    """Over the contact's linked sent emails the caller sees (`sent_emails`; the caller has
+    checked the contact exists).
 
     Requests, for N sent emails (N <= MAX_EMAILS) in T threads with C later inbound emails:
     the links (<= MAX_LINK_PAGES Queries) + ceil(N/100) BatchGetItem + T Queries + ceil(C/100)
     BatchGetItem + N Queries of the tracking table."""
-    items, more = sent_emails(tenant_id, "contact", contact_id, deps)
+    items, more = sent_emails(tenant_id, "contact", contact_id, deps, access)
     facts = email_facts(tenant_id, items, deps)
     return ContactEngagement(contact_id=contact_id, **totals(facts, deps.now(), truncated=more))
 
@@ -332,13 +353,20 @@ def _rate(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
 
 
-def campaign_engagement(tenant_id: str, campaign_id: str, deps: EngagementDeps) -> CampaignEngagement:
-    """Over the emails linked to the campaign (requests as `contact_engagement`)."""
-    items, more = sent_emails(tenant_id, "campaign", campaign_id, deps)
+def campaign_engagement(
+    tenant_id: str, campaign_id: str, deps: EngagementDeps, access: Access | None = None
+) -> CampaignEngagement:
+    """Over the emails linked to the campaign the caller sees (requests as `contact_engagement`);
+    the clicked URLs come from a message's body, so only emails the caller sees in `full` give
+    their per-link clicks."""
+    items, more = sent_emails(tenant_id, "campaign", campaign_id, deps, access)
     facts = email_facts(tenant_id, items, deps)
     fields = totals(facts, deps.now(), truncated=more)
+    in_full = {
+        str(item.get("email_id")) for item in items if access is None or access.level(item) is Visibility.FULL
+    }
     clicks: dict[str, int] = {}
-    for f in facts:
+    for f in (f for f in facts if f.email_id in in_full):
         for row in per_link(f):
             clicks[row.url] = clicks.get(row.url, 0) + row.human_clicks
     delivered = [f for f in facts if f.delivered]
