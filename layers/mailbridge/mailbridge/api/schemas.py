@@ -137,4 +137,9 @@ def complete_responses(route: Any) -> dict[int, Any]:
         # No `content`: Powertools documents the return annotation's schema here.
         success[route.status_code] = {"description": _SUCCESS.get(route.status_code, "Success")}
     gateway = bool(route.security)
-    return {**success, **{status: _entry(status, codes[status], gateway=gateway) for status in sorted(codes)}}
+    failures = {status: _entry(status, codes[status], gateway=gateway) for status in sorted(codes)}
+    for status, entry in declared.items():  # a route answering its errors in another media type
+        content = entry.get("content") or {} if status >= 400 else {}
+        if content and "application/json" not in content:  # (a SOAP fault in text/xml) keeps it
+            failures[status] = {**failures[status], "content": content}
+    return {**success, **failures}

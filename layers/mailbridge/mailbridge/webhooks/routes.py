@@ -127,6 +127,15 @@ def _raw_body(event: Any) -> bytes:
     return str(raw).encode()
 
 
+def _soap_faults(statuses: dict[int, list[str]], *, bearer: bool) -> dict[int, Any]:
+    """`errors(...)` for a SOAP endpoint: the same statuses and codes, answered as a SOAP 1.1
+    Fault in `text/xml` (the code in `faultstring`), which is what Salesforce reads."""
+    return {
+        status: {**response, "content": {"text/xml": {"schema": {"type": "string"}}}}
+        for status, response in errors(statuses, bearer=bearer).items()
+    }
+
+
 @router.post(
     "/webhooks/salesforce",
     summary="Salesforce outbound messages (SOAP): the org checked, deduped, targeted pulls queued",
@@ -146,7 +155,7 @@ def _raw_body(event: Any) -> bytes:
             "description": "The Ack",
             "content": {"text/xml": {"schema": {"type": "string"}}},
         },
-        **errors(
+        **_soap_faults(
             {
                 400: [
                     "malformed_xml",
