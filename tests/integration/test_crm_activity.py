@@ -14,11 +14,14 @@ from typing import Any
 
 import pytest
 
+from mailbridge.access import Visibility
+from mailbridge.config import get_settings
 from mailbridge.crm.integrations.models import RemoteLink
 from mailbridge.crm.integrations.wiring import activity_queue, integration_deps
 from mailbridge.store.campaigns import CampaignRunStore, Outcome
 from mailbridge.store.crm_remote_ids import RemoteIdStore
 from tests.events import load_event
+from tests.fixtures import accounts as seeding
 from tests.fixtures.aws import FakeLambdaContext, Stack, reset_caches
 from tests.integration.crm_integrations_harness import TENANT, CrmStack, crm_stack, reset_crm_caches
 from tests.integration.queue_harness import QueueConsumer
@@ -185,6 +188,48 @@ def test_an_unsynced_contact_logs_nothing(act: Activity) -> None:
     assert act.tasks() == []
     assert act.runs(integration_id) == []
     assert act.crm.salesforce.api_usage()[0] == used_before
+
+
+@pytest.mark.parametrize(
+    ("visibility", "subject", "body"),
+    [
+        (Visibility.PRIVATE, None, False),  # nothing goes
+        (Visibility.METADATA, None, False),  # no Message-ID to deduplicate by: nothing goes
+        (Visibility.SUBJECT, "Renewal", False),
+        (Visibility.FULL, "Renewal", True),
+    ],
+)
+def test_the_crm_gets_what_the_tenants_members_see_of_the_mailbox(
+    act: Activity, visibility: Visibility, subject: str | None, body: bool
+) -> None:
+    # Given the mail's mailbox is another user's, shared with the tenant at `visibility`, and an
+    # org that takes bodies, with our contact synced
+    seeding.seed_account(
+        get_settings().tables.accounts,
+        get_settings().data_key_id,
+        tenant=TENANT,
+        owner="alice",
+        account_id="acc_1",  # the mailbox Matching.store files mail in
+        visibility=visibility,
+    )
+    integration_id = act.crm.connect()
+    switched = act.crm.api(
+        "crm-put-activity-logging",
+        integration_id,
+        role="admin",
+        body={"log_activity": True, "log_body": True},
+    )
+    assert switched["statusCode"] == 200, switched
+    act.sync(integration_id, act.contact(), act.salesforce_contact())
+
+    # When mail from the contact arrives in that mailbox and is matched
+    act.mail()
+    act.run()
+
+    # Then the Task holds what a member sees: nothing below `subject`, the body only in `full`
+    tasks = act.tasks()
+    assert [t["Subject"] for t in tasks] == ([] if subject is None else [subject])
+    assert any("Hello." in (t.get("Description") or "") for t in tasks) is body
 
 
 def test_a_rate_limited_org_gets_the_email_again_after_the_pause(

@@ -42,8 +42,12 @@ def test_no_function_may_change_or_delete_an_audit_entry() -> None:
     templates = [
         key for policies in grants.values() for policy in policies for key in policy if key != "Statement"
     ]
-    # Then only the api function may write (PutItem) and read (Query), through no policy template
-    assert actions == {"ApiFunction": ["dynamodb:PutItem", "dynamodb:Query"]}
+    # Then only the api function may write (PutItem) and read (Query), and the oauth function
+    # append its callbacks' entries, through no policy template
+    assert actions == {
+        "ApiFunction": ["dynamodb:PutItem", "dynamodb:Query"],
+        "OAuthFunction": ["dynamodb:PutItem"],
+    }
     assert templates == []
 
 

@@ -26,6 +26,12 @@ attachments' text); the subject and participants are what an activity timeline n
 art. 5(1)(c), data minimisation). With `log_body` on, the stored plain-text snippet goes, never
 HTML.
 
+The CRM is read by the whole tenant, so an email goes at what the tenant's members see of it
+(`mailbridge.access`, issue 19 point 2: the highest visibility of the mailboxes holding it, as a
+member who owns none of them sees it): an activity from `subject` up (its Message-ID, which
+deduplicates it, is a `subject`-level header); nothing of mail shared at `metadata` or kept
+`private`; the body only at `full` (and with `log_body` on).
+
 An email is logged once per integration and Message-ID, with the contacts synced when it is
 first logged; a contact linked or synced later does not add it to an already logged activity.
 Mail linked by a backfill (a contact created after the mail arrived) is not announced: old mail
@@ -51,6 +57,7 @@ from typing import Any
 
 from pydantic import Field
 
+from mailbridge.access import ACCESS_ATTRIBUTES, Access, MailboxDirectory, PrivacyStore, load_access
 from mailbridge.crm.integrations.models import Integration, SyncRecord, SyncRun
 from mailbridge.crm.integrations.service import IntegrationDeps, provider_for
 from mailbridge.crm.remote.protocol import CrmProvider, CrmRecordRejected, EmailActivity
@@ -59,10 +66,23 @@ from mailbridge.models.base import Model
 from mailbridge.observability import logger
 from mailbridge.store.crm_activity import LoggedEmailStore, message_digest
 from mailbridge.store.emails import EmailStore
+from mailbridge.tenancy import Role, TenantContext
 
 BASE_DELAY_SECONDS = 60
 MAX_DELAY_SECONDS = 43_200  # SQS's longest visibility timeout
-EMAIL_ATTRIBUTES = ("message_id", "subject", "date", "direction", "from", "to", "cc", "snippet")
+EMAIL_ATTRIBUTES = (
+    "message_id",
+    "subject",
+    "date",
+    "direction",
+    "from",
+    "to",
+    "cc",
+    "snippet",
+    *ACCESS_ATTRIBUTES,
+)
+TENANT_VIEW = "crm-activity"
+"""The subject of the member-who-owns-no-mailbox view the CRM gets (`tenant_view`)."""
 
 
 class LinkedEmail(Model):
@@ -80,6 +100,8 @@ class ActivityDeps:
     integrations: IntegrationDeps
     emails: EmailStore
     logged: LoggedEmailStore
+    mailboxes: MailboxDirectory
+    privacy: PrivacyStore
     provider: Callable[[IntegrationDeps, str, str], CrmProvider] = provider_for
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
@@ -92,6 +114,7 @@ class ActivityOutcome:
     logged: int = 0
     already: int = 0
     dropped: int = 0
+    private: int = 0
 
 
 @dataclass
@@ -149,6 +172,14 @@ def activity_of(group: _Message, remote_ids: list[str], integration: Integration
     )
 
 
+def tenant_view(tenant_id: str, deps: ActivityDeps) -> Access:
+    """What a member who owns none of the tenant's mailboxes sees (the CRM's audience): each
+    mailbox at its visibility or the tenant default. One GetItem and the owners' Queries per
+    tenant of a batch."""
+    member = TenantContext(tenant_id=tenant_id, role=Role.MEMBER, subject=TENANT_VIEW)
+    return load_access(member, deps.mailboxes, deps.privacy)
+
+
 def log_linked(messages: Sequence[LinkedEmail], deps: ActivityDeps) -> ActivityOutcome:
     """Log a batch of `email.linked` announcements (see the module docstring). Raises only for
     our own storage's errors (the whole batch is then retried)."""
@@ -167,7 +198,12 @@ def log_linked(messages: Sequence[LinkedEmail], deps: ActivityDeps) -> ActivityO
         items = deps.emails.batch_get_emails(
             tenant_id, [m.email_id for m in batch], projection=EMAIL_ATTRIBUTES
         )
-        groups = _group(batch, items)
+        view = tenant_view(tenant_id, deps)
+        shared = {
+            email_id: seen for email_id, item in items.items() if (seen := view.visible(item)) is not None
+        }
+        outcome.private += len(items) - len(shared)
+        groups = _group(batch, shared)
         for integration in integrations:
             _log_for(tenant_id, integration, groups, deps, outcome)
     return outcome

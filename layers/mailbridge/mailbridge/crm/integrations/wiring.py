@@ -75,13 +75,17 @@ def activity_queue() -> CrmActivityQueue:
 @lru_cache(maxsize=1)
 def activity_deps() -> ActivityDeps:
     from mailbridge.crm.integrations.activity import ActivityDeps
+    from mailbridge.store.accounts import AccountStore
     from mailbridge.store.emails import EmailStore
+    from mailbridge.store.visibility import DynamoPrivacyStore
 
     settings = get_settings()
     return ActivityDeps(
         integrations=integration_deps(),
         emails=EmailStore(settings.tables.emails),
         logged=LoggedEmailStore(settings.tables.crm),
+        mailboxes=AccountStore(settings.tables.accounts),
+        privacy=DynamoPrivacyStore(settings.tables.settings),
     )
 
 
