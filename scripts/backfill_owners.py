@@ -13,12 +13,14 @@ or `make backfill-owners ACCOUNTS=...`. The table name is the stack's physical i
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "layers" / "mailbridge"))
+sys.path.insert(0, str(ROOT))
+
+from scripts.resumable import run_pages  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,18 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     from mailbridge.store.accounts import AccountStore
 
     store = AccountStore(args.accounts)
-    start = json.loads(args.state.read_text()) if args.state.exists() else None
-    if start:
-        print("resuming after a saved position")
     counts = owner_backfill.Counts()
-    while True:
-        start = owner_backfill.run_page(store, start, counts)
-        if start is None:
-            break
-        partial = args.state.with_suffix(".tmp")
-        partial.write_text(json.dumps(start))
-        partial.replace(args.state)
-    args.state.unlink(missing_ok=True)
+    run_pages(lambda start: owner_backfill.run_page(store, start, counts), args.state)
     print(f"ownership records written: {counts.written}, accounts without an owner: {counts.without_owner}")
     return 0
 

@@ -13,12 +13,14 @@ or `make backfill-snoozed EMAILS=...`. The table name is the stack's physical id
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "layers" / "mailbridge"))
+sys.path.insert(0, str(ROOT))
+
+from scripts.resumable import run_pages  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,18 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     from mailbridge.store.emails import EmailStore
 
     store = EmailStore(args.emails)
-    start = json.loads(args.state.read_text()) if args.state.exists() else None
-    if start:
-        print("resuming after a saved position")
     counts = snooze_backfill.Counts()
-    while True:
-        start = snooze_backfill.run_page(store, start, counts)
-        if start is None:
-            break
-        partial = args.state.with_suffix(".tmp")
-        partial.write_text(json.dumps(start))
-        partial.replace(args.state)
-    args.state.unlink(missing_ok=True)
+    run_pages(lambda start: snooze_backfill.run_page(store, start, counts), args.state)
     print(f"emails indexed: {counts.indexed}, woken meanwhile: {counts.woken_meanwhile}")
     return 0
 
