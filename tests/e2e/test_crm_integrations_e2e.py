@@ -8,16 +8,19 @@ import json
 import subprocess
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
 
-from local.clock import ManualClock
+from local.clock import ManualClock, RealClock
 from local.functions import sandbox_environment
 from local.hubspot import HubSpotDouble
 from local.runner import Runner
 from local.salesforce import SalesforceDouble
-from tests.e2e.conftest import ROOT, SharedRunners, call
+from local.salesforce.outbound import envelope
+from tests.e2e.conftest import ROOT, SharedRunners, call, connect_mailbox
+from tests.integration.dovecot import DovecotServer, DovecotUser
 
 TENANT = "crm-e2e"
 
@@ -27,8 +30,10 @@ class CrmRunner(Runner):
 
     def __init__(self) -> None:
         now = datetime.now(UTC).replace(microsecond=0)
-        self.sf = SalesforceDouble(clock=ManualClock(now), seed=31)
-        self.hs = HubSpotDouble(clock=ManualClock(now), seed=31)
+        # The doubles on the wall clock, as `make run` starts them: the functions wait for bulk
+        # jobs in real seconds, and a job of the double progresses with its clock
+        self.sf = SalesforceDouble(clock=RealClock(), seed=31)
+        self.hs = HubSpotDouble(clock=RealClock(), seed=31)
         super().__init__(
             templates=[ROOT / "template.yaml"],
             port=0,
@@ -116,3 +121,116 @@ def test_connect_salesforce_by_the_device_flow_then_list_the_org_and_read_a_cont
         "LastName": "Lovelace",
         "Email": "ada@example.com",
     }
+
+
+WALK = "crm-walk"
+
+
+def contacts_of(runner: CrmRunner, token: str) -> dict[str, dict[str, Any]]:
+    status, page = call(runner, "GET", "/crm/contacts?limit=100", token)
+    assert status == 200, page
+    return {c["name"]: c for c in page["items"]}
+
+
+def mail_from_ada(to: str) -> bytes:
+    return (
+        "From: Ada Lovelace <ada@example.com>\r\n"
+        f"To: {to}\r\n"
+        "Subject: Renewal terms\r\n"
+        "Date: Mon, 30 Nov 2026 09:00:00 +0000\r\n"
+        "Message-ID: <renewal-1@example.com>\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "\r\n"
+        "Here are the terms.\r\n"
+    ).encode()
+
+
+@pytest.mark.dovecot
+def test_acceptance_walk_two_way_sync_conflict_outbound_message_and_activity_logged_once(
+    crm_runner: CrmRunner, dovecot_server: DovecotServer, dovecot_user: DovecotUser
+) -> None:
+    """Issue 18's acceptance through the runner's HTTP API and the Salesforce double: connect by
+    the device flow, sync contacts both ways with a custom field mapped, change one contact on
+    both sides and see the policy win and the conflict logged, an outbound message update our
+    contact, and an email to a synced contact logged once."""
+    runner = crm_runner
+    member, admin = runner.token(tenant=WALK, role="member"), runner.token(tenant=WALK, role="admin")
+    runner.sf.add_custom_field("Contact", "Region__c", "picklist", picklist=("EMEA", "APAC"))
+    # Given Salesforce connected by the device flow
+    status, started = call(runner, "POST", "/crm/integrations/device", member, {"provider": "salesforce"})
+    assert status == 201, started
+    runner.sf.approve_device(started["user_code"])
+    integration_id = started["integration"]["integration_id"]
+    status, polled = call(runner, "POST", f"/crm/integrations/{integration_id}/device/poll", member)
+    assert (status, polled["status"]) == (200, "connected"), polled
+    # and a mapping with a custom field, our side winning conflicts
+    mapping = {
+        "fields": [
+            {"local": "first_name", "remote": "FirstName"},
+            {"local": "last_name", "remote": "LastName"},
+            {"local": "email", "remote": "Email"},
+            {"local": "title", "remote": "Title"},
+            {"local": "custom.region", "remote": "Region__c"},
+        ],
+        "conflict_policy": "mailbridge_wins",
+    }
+    status, saved = call(runner, "PUT", f"/crm/integrations/{integration_id}/mapping", admin, mapping)
+    assert status == 200, saved
+
+    # When a contact on each side is synced both ways
+    grace = runner.sf.create(
+        "Contact", FirstName="Grace", LastName="Hopper", Email="grace@example.com", Region__c="APAC"
+    )
+    ada = {"name": "Ada Lovelace", "emails": [{"address": "ada@example.com"}], "custom": {"region": "EMEA"}}
+    status, created = call(runner, "POST", "/crm/contacts", member, ada)
+    assert status == 201, created
+    runner.sf.advance(5)
+    assert call(runner, "POST", "/crm/sync/contacts", member, {})[0] == 202
+    runner.drain(timeout=300)
+    # Then each side holds both, the custom field mapped
+    ada_remote = next(r for r in runner.sf.records("Contact") if r["Email"] == "ada@example.com")
+    assert ada_remote["Region__c"] == "EMEA"
+    assert contacts_of(runner, member)["Grace Hopper"]["custom"] == {"region": "APAC"}
+
+    # When Ada is changed on both sides and synced again
+    runner.sf.advance(120)
+    runner.sf.update("Contact", ada_remote["Id"], Title="Countess")
+    status, patched = call(
+        runner, "PATCH", f"/crm/contacts/{created['contact_id']}", member, {"title": "Analyst"}
+    )
+    assert status == 200, patched
+    runner.sf.advance(5)
+    assert call(runner, "POST", "/crm/sync/contacts", member, {"integration_id": integration_id})[0] == 202
+    runner.drain(timeout=300)
+    # Then ours won on both sides and the run logged the conflict
+    assert runner.sf.record("Contact", ada_remote["Id"])["Title"] == "Analyst"
+    assert contacts_of(runner, member)["Ada Lovelace"]["title"] == "Analyst"
+    status, logs = call(runner, "GET", f"/crm/integrations/{integration_id}/logs", member)
+    assert (status, logs["items"][0]["conflicts"]) == (200, 1), logs
+
+    # When Salesforce changes Grace and sends its outbound message to the webhook
+    runner.sf.advance(60)
+    runner.sf.update("Contact", grace, Region__c="EMEA")
+    soap = envelope(
+        polled["integration"]["org_id"], "04k5g000000XYZAAA2", None, runner.sf.base_url, "61.0",
+        [("04l5g00000ABCDEAA9", "Contact", {"Id": grace})],
+    )  # fmt: skip
+    answer = httpx.post(
+        runner.url + "/webhooks/salesforce", content=soap, headers={"Content-Type": "text/xml"}, timeout=60
+    )
+    assert answer.status_code == 200, answer.text
+    assert "<Ack>true</Ack>" in answer.text
+    runner.drain(timeout=300)
+    # Then our contact has the change
+    assert contacts_of(runner, member)["Grace Hopper"]["custom"] == {"region": "EMEA"}
+
+    # When mail from Ada reaches a mailbox of the tenant shared at `subject`, and syncs twice
+    dovecot_server.append(dovecot_user, "INBOX", mail_from_ada(f"{dovecot_user.name}@example.com"))
+    account_id = connect_mailbox(runner, member, dovecot_server, dovecot_user)
+    assert call(runner, "PATCH", f"/accounts/{account_id}", member, {"visibility": "subject"})[0] == 200
+    runner.drain(timeout=300)
+    assert call(runner, "POST", f"/accounts/{account_id}/sync", member)[0] in (200, 202)
+    runner.drain(timeout=300)
+    # Then it is logged once, as a completed email Task on Ada's Contact
+    tasks = [t for t in runner.sf.records("Task") if t["WhoId"] == ada_remote["Id"]]
+    assert [(t["Subject"], t["TaskSubtype"]) for t in tasks] == [("Renewal terms", "Email")]
