@@ -76,6 +76,14 @@ def owner_sk(account_id: str) -> str:
     return f"OWNER#{account_id}"
 
 
+def owner_record(pk: str, account_id: str, owner: str, visibility: str | None) -> dict[str, Any]:
+    """The `OWNER#` item of an account: its owner and visibility (None: the tenant default)."""
+    record: dict[str, Any] = {"pk": pk, "sk": owner_sk(account_id), "owner": owner}
+    if visibility:
+        record["visibility"] = visibility
+    return record
+
+
 def _mailbox(owner: Any, visibility: Any) -> Mailbox:
     return Mailbox(owner=str(owner), visibility=Visibility(str(visibility)) if visibility else None)
 
@@ -481,9 +489,8 @@ class AccountStore(DynamoRepository):
             lookup = {"pk": push_pk(account.provider, account.address), "sk": push_sk(tenant_id, account_id)}
             writes.append(Write({"Delete": {"Key": lookup}}, gone))
         # Mail kept after the disconnect keeps its owner and visibility (mailbridge.access).
-        owner = {"pk": pk, "sk": owner_sk(account_id), "owner": account.created_by}
-        if account.visibility is not None:
-            owner["visibility"] = account.visibility.value
+        visibility = account.visibility.value if account.visibility is not None else None
+        owner = owner_record(pk, account_id, account.created_by, visibility)
         writes.append(Write({"Put": {"Item": owner}}, gone))
         self.transact(writes)
         self.delete_folder_states(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mailbridge.store.base import Item
+from mailbridge.store.batch import batch_put
 from mailbridge.store.conditions import Attr
 
 if TYPE_CHECKING:
@@ -46,17 +47,17 @@ class Counts:
 def owner_item(account_item: Item) -> Item | None:
     """The `OWNER#` item of an account item (`pk`, `sk`, `account.created_by`,
     `account.visibility`), or None when it names no owner."""
-    from mailbridge.store.accounts import owner_sk
+    from mailbridge.store.accounts import owner_record
 
     account = account_item.get("account") or {}
     owner = account.get("created_by")
     if not owner:
         return None
     account_id = str(account_item["sk"]).removeprefix(ACCOUNT_PREFIX)
-    item: Item = {"pk": account_item["pk"], "sk": owner_sk(account_id), "owner": str(owner)}
-    if account.get("visibility"):
-        item["visibility"] = str(account["visibility"])
-    return item
+    visibility = account.get("visibility")
+    return owner_record(
+        str(account_item["pk"]), account_id, str(owner), str(visibility) if visibility else None
+    )
 
 
 def run_page(store: AccountStore, start: Item | None, counts: Counts) -> Item | None:
@@ -79,9 +80,7 @@ def run_page(store: AccountStore, start: Item | None, counts: Counts) -> Item | 
         else:
             records.append(record)
     if records:
-        with store.table.batch_writer() as batch:
-            for record in records:
-                batch.put_item(Item=record)
+        batch_put(store.client, store.table_name, records)
         counts.written += len(records)
     after: Item | None = response.get("LastEvaluatedKey")
     return after
