@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from local.functions import ROOT
+from local.functions import STATE_DIR
 from local.hubspot import HubSpotDouble
 from local.hubspot.oauth import App
 from local.salesforce import SalesforceDouble
 from local.salesforce.oauth import ConnectedApp
 
-STATE_FILE = ROOT / ".local" / "crm-doubles.json"
+STATE_FILE = STATE_DIR / "crm-doubles.json"
 MESSAGE_ID_FIELD = "Mailbridge_Message_Id__c"
 HUBSPOT_SCOPES = (
     "oauth crm.objects.contacts.read crm.objects.contacts.write crm.schemas.contacts.read "

@@ -27,6 +27,10 @@ from local.template import REGION, Function
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYER_DIR = ROOT / "layers" / "mailbridge"
+STATE_DIR = Path(os.environ.get("LOCAL_STATE_DIR") or ROOT / ".local")
+"""Where `make run` leaves the doubles' URLs for the commands run beside it (`make mailbox`,
+`make crm-seed`): `.local/` in the checkout, or `LOCAL_STATE_DIR`, so that two runs started from
+one checkout (the tests' parallel `make run`s) each keep their own."""
 INIT_TIMEOUT_SECONDS = 30.0  # Lambda allows 10 s of init; imports are slower on a busy laptop
 # Sandboxes per function at once; Lambda scales much further, a laptop does not need to.
 DEFAULT_MAX_INSTANCES = int(os.environ.get("LOCAL_MAX_INSTANCES", "4"))

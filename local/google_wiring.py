@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from local.functions import ROOT
+from local.functions import STATE_DIR
 from local.google import GoogleDouble
 from local.google.oauth import OAuthClient
 
 TOPIC = "projects/mailbridge-local/topics/gmail"
 PUSH_ACCOUNT = "mailbridge-push@mailbridge-local.iam.gserviceaccount.com"
-STATE_FILE = ROOT / ".local" / "google-double.json"
+STATE_FILE = STATE_DIR / "google-double.json"
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from local.functions import ROOT
+from local.functions import STATE_DIR
 from local.microsoft import MicrosoftDouble
 from local.microsoft.identity import App
 
-STATE_FILE = ROOT / ".local" / "microsoft-double.json"
+STATE_FILE = STATE_DIR / "microsoft-double.json"
 
 
 @dataclass(frozen=True)

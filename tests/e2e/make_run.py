@@ -2,8 +2,9 @@
 
 The other e2e modules drive a `Runner` inside the test process; these start the command the
 README starts (`make run` is `PORT=$(PORT) .venv/bin/python -m local`), on a free port, with its
-issuer file in a temporary folder (`LOCAL_ISSUER_FILE`, so the `.local/dev-issuer.json` of a
-developer's own `make run` stays theirs), and everything it prints (the runner's own lines and
+issuer file and its state files in a temporary folder (`LOCAL_ISSUER_FILE`, `LOCAL_STATE_DIR`, so
+the `.local/` of a developer's own `make run` stays theirs and two runs do not overwrite each
+other's doubles' URLs), and everything it prints (the runner's own lines and
 every function's log lines) in one file the tests can read.
 """
 
@@ -71,6 +72,8 @@ class MakeRun:
     endpoint_url: str
     issuer: Issuer
     log_path: Path
+    state_dir: Path
+    """This run's `LOCAL_STATE_DIR`: the doubles' URLs it wrote (`crm-doubles.json`, ...)."""
 
     def token(self, tenant: str = "demo", role: str = "owner", sub: str = "local-user", **claims: Any) -> str:
         return self.issuer.token(tenant=tenant, role=role, sub=sub, **claims)
@@ -146,7 +149,14 @@ def start_make_run(
     issuer_file = folder / "dev-issuer.json"
     log_path = folder / "make-run.log"
     STARTED_LOGS.append(log_path)
-    env = {**os.environ, "PORT": "0", "LOCAL_ISSUER_FILE": str(issuer_file), "PYTHONUNBUFFERED": "1"}
+    state_dir = folder / "state"
+    env = {
+        **os.environ,
+        "PORT": "0",
+        "LOCAL_ISSUER_FILE": str(issuer_file),
+        "LOCAL_STATE_DIR": str(state_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
     # -X faulthandler: when it does not stop in time, SIGABRT prints every thread's stack to the log
     command = [sys.executable, "-X", "faulthandler", "-m", "local"]
     if parameters:
@@ -171,7 +181,7 @@ def start_make_run(
     while time.monotonic() < deadline:
         banner = _BANNER.search(log_path.read_text(encoding="utf-8", errors="replace"))
         if banner is not None:
-            return MakeRun(process, banner[1], banner[2], Issuer.load(issuer_file), log_path)
+            return MakeRun(process, banner[1], banner[2], Issuer.load(issuer_file), log_path, state_dir)
         if process.poll() is not None:
             break
         time.sleep(0.25)

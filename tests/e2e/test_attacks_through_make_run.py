@@ -181,14 +181,12 @@ NEW_ROUTES = (
     "/webhooks",
 )
 
-# Routes probed by neither module. The AI routes (issue 14), the assist panel, templates and
+# Routes probed by neither module: none. The AI routes (issue 14), the assist panel, templates and
 # drafts are probed here: this world turns the ai flag on and holds a backfill job, a category
-# rule, two templates (one saved twice) and three drafts (see _fill).
-# The CRM sync routes (issue 18 pt 3) need a connected integration: the probe world's Salesforce
-# integration waits for its device approval (the double's control URL is in a state file both
-# parallel make runs write), so their bodies are attacked in-process instead
-# (tests/integration/test_crm_sync_api.py).
-NOT_YET_PROBED: tuple[str, ...] = ("/crm/sync/contacts", "/crm/integrations/{integration_id}/mapping")
+# rule, two templates (one saved twice) and three drafts (see _fill). The CRM sync routes (issue
+# 18) are probed here too, on the world's Salesforce integration, connected through the device
+# flow at the double whose URLs this run wrote to its own state folder (`LOCAL_STATE_DIR`).
+NOT_YET_PROBED: tuple[str, ...] = ()
 
 PROBE_RATE_LIMITS = dict.fromkeys(
     ("reads", "writes", "ai", "event_writes", "ics", "automation_saves"), 100_000
@@ -639,10 +637,20 @@ def _fill(w: World) -> None:
     rules = w.call("GET", "/ai/rules").json()["items"]
     assert rules, "two corrections of one sender make a rule"
     w.records["rule"] = rules[0]["rule_id"]
-    # And a Salesforce integration waiting for its device-flow approval, and a suppressed address
+    # And a Salesforce integration connected through the device flow (the user approves the code
+    # at the double this run wrote to its state folder), and a suppressed address
     device = w.call("POST", "/crm/integrations/device", {"provider": "salesforce"})
     assert device.status < 300, device.body
     w.records["integration"] = device.json()["integration"]["integration_id"]
+    doubles = json.loads((w.run.state_dir / "crm-doubles.json").read_text(encoding="utf-8"))
+    approved = requests.post(
+        doubles["salesforce"]["login"] + "/__double__/device/approve",
+        json={"user_code": device.json()["user_code"]},
+        timeout=30,
+    )
+    assert approved.status_code == 200, approved.text
+    polled = w.call("POST", f"/crm/integrations/{w.records['integration']}/device/poll")
+    assert (polled.status, polled.json().get("status")) == (200, "connected"), polled.body
     for gone in ("gone", "gone2"):  # two: the listing's cursor probe needs a second page
         suppressed = w.call(
             "POST", "/crm/suppressions", {"address": f"{gone}-{CANARY.lower()}@customer.example"}
@@ -928,7 +936,19 @@ def base_bodies(w: World) -> dict[str, list[Callable[[], dict[str, Any]]]]:
         "PUT /features": [lambda: {"campaigns": True}],
         "POST /crm/integrations": [lambda: {"provider": "salesforce", "name": f"Org {CANARY}"}],
         "POST /crm/integrations/device": [lambda: {"provider": "salesforce", "name": f"Org {CANARY}"}],
-        # The integration here waits for its device flow: queued, and skipped when it runs
+        # The connected Salesforce integration (issue 18): its mapping, a contact sync, a campaign
+        "PUT /crm/integrations/{integration_id}/mapping": [
+            lambda: {
+                "fields": [
+                    {"local": "email", "remote": "Email"},
+                    {"local": "last_name", "remote": "LastName"},
+                    {"local": "first_name", "remote": "FirstName"},
+                ],
+                "conflict_policy": "newest_wins",
+                "deletions": "none",
+            }
+        ],
+        "POST /crm/sync/contacts": [lambda: {"integration_id": w.records["integration"]}, dict],
         "POST /crm/sync/campaigns": [
             lambda: {"integration_id": w.records["integration"], "campaign_id": w.records["campaign"]},
             dict,
@@ -1674,6 +1694,10 @@ CHANGING_BY_THEMSELVES: dict[str, frozenset[str] | None] = {
     "GET /emails/{email_id}/attachments/{attachment_id}": None,
     "GET /ai/categorize/backfill/{job_id}": None,  # the job's progress
     "GET /drafts/{draft_id}": frozenset({"synced"}),  # set once the mailbox's Drafts has it
+    # the contact syncs the probes started run on their own (runs logged, the sync's timestamps)
+    "GET /crm/integrations/{integration_id}/logs": None,
+    "GET /crm/integrations/{integration_id}/status": None,
+    "GET /crm/integrations/{integration_id}": frozenset({"updated_at"}),
 }
 """Reads whose body changes by itself between two calls: compared without those fields (None: by
 status only)."""
