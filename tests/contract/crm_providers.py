@@ -44,6 +44,8 @@ class CrmHarness(Protocol):
     """A custom contact field the harness created, and its picklist values."""
     refreshes: int
     """How often the adapter asked for a new access token."""
+    throttled: tuple[str, str]
+    """The `ProviderThrottled` dimensions (provider, reason) the CRM's request-limit answer counts."""
 
     @property
     def requests(self) -> int:
@@ -89,6 +91,7 @@ class CrmHarness(Protocol):
 
 @dataclass
 class SalesforceHarness:
+    throttled = ("salesforce", "request_limit_exceeded")  # 403 REQUEST_LIMIT_EXCEEDED
     double: SalesforceDouble
     app: ConnectedApp
     refresh_token: str
@@ -198,6 +201,7 @@ def salesforce() -> Iterator[CrmHarness]:
 
 @dataclass
 class HubSpotHarness:
+    throttled = ("hubspot", "http_429")
     double: HubSpotDouble
     app: App
     refresh_token: str

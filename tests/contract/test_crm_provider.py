@@ -20,6 +20,7 @@ from mailbridge.crm.remote.protocol import (
 )
 from mailbridge.errors import ProviderAuthError, ProviderRateLimited
 from tests.contract.crm_providers import CrmHarness
+from tests.emf import emitted
 
 
 def pull_all(
@@ -329,12 +330,18 @@ def test_a_refused_refreshed_token_is_not_refreshed_again(crm: CrmHarness, provi
     assert crm.refreshes == 1
 
 
-def test_rate_limit_raises_with_retry_after(crm: CrmHarness, provider: CrmProvider):
+def test_rate_limit_raises_with_retry_after(
+    crm: CrmHarness, provider: CrmProvider, capsys: pytest.CaptureFixture[str]
+):
     # Given the org has spent its API requests
     crm.spend_request_allowance()
+    capsys.readouterr()
     # When the adapter calls the CRM
     with pytest.raises(ProviderRateLimited) as raised:
         provider.find_contact_by_email("a@example.com", [crm.last_name_field])
     # Then the error says when to try again
     assert raised.value.retry_after is not None
     assert raised.value.retry_after > 0
+    # And the provider quota alarm's ProviderThrottled counts the CRM's refusal
+    throttled = emitted(capsys.readouterr().out, "ProviderThrottled")
+    assert {(r["dimensions"]["provider"], r["dimensions"]["reason"]) for r in throttled} == {crm.throttled}

@@ -15,6 +15,7 @@ from mailbridge.crm.integrations.service import provider_for
 from mailbridge.crm.integrations.wiring import integration_deps
 from mailbridge.errors import ProviderAuthError
 from mailbridge.store.oauth_states import state_pk
+from tests.emf import emitted
 from tests.events import load_event
 from tests.fixtures.aws import BusReader
 from tests.integration.crm_integrations_harness import HTTP, TENANT, CrmStack, crm_stack, query_of
@@ -455,7 +456,7 @@ def test_an_expired_session_is_refreshed_and_stored(crm_stack: CrmStack) -> None
 
 
 def test_a_revoked_refresh_token_marks_reauth_required_and_announces_it(
-    crm_stack: CrmStack, bus_probe: BusReader
+    crm_stack: CrmStack, bus_probe: BusReader, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a connected org whose admin revoked the app (sessions and refresh tokens die)
     integration_id = connect_by_device(crm_stack)
@@ -472,6 +473,11 @@ def test_a_revoked_refresh_token_marks_reauth_required_and_announces_it(
     assert crm_stack.integration(integration_id)["state"] == "reauth_required"
     events = [e for e in bus_probe() if e["detail-type"] == "crm.integration.reauth_required"]
     assert [e["detail"]["data"]["integration_id"] for e in events] == [integration_id]
+    # And the token refresh alarm's TokenRefreshFailed counts it once, as revoked
+    failed = emitted(capsys.readouterr().out, "TokenRefreshFailed")
+    assert [(r["dimensions"]["provider"], r["dimensions"]["reason"]) for r in failed] == [
+        ("salesforce", "revoked")
+    ]
     # And the next request for an adapter is refused without asking Salesforce
     with pytest.raises(ProviderAuthError):
         provider_for(integration_deps(), TENANT, integration_id)

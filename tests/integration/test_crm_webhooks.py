@@ -20,6 +20,7 @@ from mailbridge.crm.remote.hubspot_webhooks import signature_v3
 from mailbridge.crm.remote.salesforce_outbound import NOTIFICATIONS_RESPONSE
 from mailbridge.crm.sync import wiring
 from mailbridge.webhooks import wiring as webhook_wiring
+from tests.emf import emitted
 from tests.events import load_event
 from tests.integration.crm_integrations_harness import TENANT, CrmStack, crm_stack
 from tests.integration.local_hubspot.conftest import DATA
@@ -101,20 +102,36 @@ def test_an_outbound_message_updates_our_contact_once(stack: CrmStack) -> None:
     assert [(c["name"], c["title"]) for c in contacts] == [("Hopper", "Rear Admiral")]
 
 
-def test_an_outbound_message_of_an_org_not_connected_is_a_403_fault(stack: CrmStack) -> None:
+def rejected(capsys: pytest.CaptureFixture[str]) -> list[tuple[str, str]]:
+    """(provider, reason) of each `WebhookRejected` figure (the webhook rejects alarm) printed so far."""
+    return [
+        (r["dimensions"]["provider"], r["dimensions"]["reason"])
+        for r in emitted(capsys.readouterr().out, "WebhookRejected")
+    ]
+
+
+def test_an_outbound_message_of_an_org_not_connected_is_a_403_fault(
+    stack: CrmStack, capsys: pytest.CaptureFixture[str]
+) -> None:
     stack.connect("salesforce")
+    capsys.readouterr()
     answer = outbound(stack, message("00D5g000004ZZZZEA2", "04l5g00000ABCDEAA1", "0035g00000QRSTUAA1"))
     assert answer["statusCode"] == 403, answer
     assert "<faultstring>" in answer["body"]
     assert "00D5g000004ZZZZ" not in answer["body"]
     assert queued(stack) == []
+    assert rejected(capsys) == [("salesforce", "organization_mismatch")]
 
 
-def test_a_message_with_a_dtd_is_refused_before_parsing(stack: CrmStack) -> None:
+def test_a_message_with_a_dtd_is_refused_before_parsing(
+    stack: CrmStack, capsys: pytest.CaptureFixture[str]
+) -> None:
     body = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>'
+    capsys.readouterr()
     answer = outbound(stack, body)
     assert answer["statusCode"] == 400, answer
     assert "xml_dtd_refused" in answer["body"] or "faultstring" in answer["body"]
+    assert [provider for provider, _ in rejected(capsys)] == ["salesforce"]
 
 
 def hubspot_event(crm: CrmStack, body: str, headers: dict[str, str]) -> dict[str, Any]:
@@ -128,7 +145,7 @@ def hubspot_event(crm: CrmStack, body: str, headers: dict[str, str]) -> dict[str
 
 
 def test_the_signature_test_vector_passes_through_the_route(
-    stack: CrmStack, monkeypatch: pytest.MonkeyPatch
+    stack: CrmStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given the vector's URL and secret, and the clock at its timestamp
     VECTORS = vectors()  # noqa: N806
@@ -154,6 +171,7 @@ def test_the_signature_test_vector_passes_through_the_route(
     refused = hubspot_event(stack, VECTORS["request_body"], tampered)
     assert refused["statusCode"] == 401
     assert json.loads(refused["body"])["error"]["code"] == "invalid_signature"
+    assert ("hubspot", "invalid_signature") in rejected(capsys)
     # And the same request six minutes later is stale
     deps.now = lambda: datetime.fromtimestamp(int(VECTORS["timestamp"]) / 1000 + 360, tz=UTC)
     stale = hubspot_event(stack, VECTORS["request_body"], signed)

@@ -101,17 +101,21 @@ def test_the_custom_metric_alarms_read_what_the_code_emits_per_provider() -> Non
         assert provider is None or provider in opsmetrics.PROVIDERS
         read.add((metric, provider))
 
-    # Then sync lag is watched per mail provider, rejects and quota per push/quota provider,
-    # and refresh failures over every provider
+    # Then sync lag is watched per mail provider, rejects and quota per push/quota provider (the
+    # mailboxes' and the CRMs'), and refresh failures over every provider
     assert read == {
         (opsmetrics.SYNC_LAG, "gmail"),
         (opsmetrics.SYNC_LAG, "graph"),
         (opsmetrics.SYNC_LAG, "imap"),
         (opsmetrics.WEBHOOK_REJECTED, "gmail"),
         (opsmetrics.WEBHOOK_REJECTED, "graph"),
+        (opsmetrics.WEBHOOK_REJECTED, "salesforce"),
+        (opsmetrics.WEBHOOK_REJECTED, "hubspot"),
         (opsmetrics.TOKEN_REFRESH_FAILED, None),
         (opsmetrics.PROVIDER_THROTTLED, "gmail"),
         (opsmetrics.PROVIDER_THROTTLED, "graph"),
+        (opsmetrics.PROVIDER_THROTTLED, "salesforce"),
+        (opsmetrics.PROVIDER_THROTTLED, "hubspot"),
     }
 
 

@@ -13,10 +13,13 @@ package raises. Never a tenant, account, address or anything a request chose.
 
 - `SyncLag` (Seconds; provider): the sync service at the end of every run, now minus the
   record's `requested_at` (queue wait + run).
-- `WebhookRejected` (Count; provider, reason): the webhook services, per refused push or forged item.
-- `TokenRefreshFailed` (Count; provider, reason): `oauth.tokens`, when a refresh is refused or fails.
+- `WebhookRejected` (Count; provider, reason): the webhook services, per refused push or forged item
+  (Gmail, Graph, Salesforce outbound messages, HubSpot webhooks).
+- `TokenRefreshFailed` (Count; provider, reason): `oauth.tokens` (mailboxes) and the CRM
+  integrations' refresh (`crm.integrations.service`), when a refresh is refused or fails.
 - `ProviderThrottled` (Count; provider, reason): the Gmail/Graph adapters on a 429 or quota
-  answer, and their per-mailbox budgets when spent.
+  answer, and their per-mailbox budgets when spent; the Salesforce adapter on
+  `REQUEST_LIMIT_EXCEEDED` (`request_limit_exceeded`), the HubSpot adapter on every 429.
 """
 
 from __future__ import annotations

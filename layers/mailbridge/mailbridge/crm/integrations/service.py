@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from mailbridge import crypto
+from mailbridge import crypto, opsmetrics
 from mailbridge.bus import DomainEvent, EventPublisher
 from mailbridge.config import Settings
 from mailbridge.crm.integrations.models import (
@@ -465,11 +465,16 @@ def _refresh(integration: Integration, deps: IntegrationDeps) -> str:
         secrets = _open(item.envelope, tenant_id, integration_id) if item and item.envelope else {}
         refresh_token = secrets.get("refresh_token")
         if not refresh_token:
+            opsmetrics.token_refresh_failed(integration.provider, "no_refresh_token")
             raise _reauth(integration, deps)
         try:
             grant = deps.oauth(integration.provider).refresh(refresh_token)
         except GrantRevoked:
+            opsmetrics.token_refresh_failed(integration.provider, "revoked")
             raise _reauth(integration, deps) from None
+        except ProviderError as exc:
+            opsmetrics.token_refresh_failed(integration.provider, exc.code)
+            raise
     except BaseException:
         deps.store.release_lease(tenant_id, integration_id)
         raise

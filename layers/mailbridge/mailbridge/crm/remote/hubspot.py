@@ -45,6 +45,7 @@ from urllib.parse import quote, urlencode
 
 from pydantic import Field, ValidationError
 
+from mailbridge import opsmetrics
 from mailbridge.crm.remote.protocol import (
     ActivityResult,
     CampaignWrite,
@@ -706,6 +707,7 @@ class HubSpotProvider:
                     details={"category": _category(parsed)},
                 )
             if response.status == 429:
+                opsmetrics.provider_throttled("hubspot", "http_429")
                 wait, retry = self._rate_limit_wait(response, parsed)
                 if (
                     not retry

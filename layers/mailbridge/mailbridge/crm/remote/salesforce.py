@@ -62,6 +62,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
+from mailbridge import opsmetrics
 from mailbridge.crm.remote.protocol import (
     ActivityResult,
     CampaignWrite,
@@ -795,6 +796,7 @@ class SalesforceProvider:
                     ) from None
                 continue
             if response.status == 403 and "REQUEST_LIMIT_EXCEEDED" in _codes(response):
+                opsmetrics.provider_throttled("salesforce", "request_limit_exceeded")
                 raise ProviderRateLimited(
                     "the Salesforce org has used its API request allocation",
                     retry_after=self.settings.request_limit_retry_after,

@@ -22,10 +22,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from mailbridge import opsmetrics
 from mailbridge.crm.remote.hubspot_webhooks import parse_events, verify_v3
 from mailbridge.crm.remote.salesforce_outbound import organization_of, parse_outbound_message
 from mailbridge.crm.sync.models import ContactSync
-from mailbridge.errors import Forbidden
+from mailbridge.errors import Forbidden, Invalid, Unauthorized
 from mailbridge.observability import logger
 from mailbridge.store.crm_integrations import IntegrationStore
 from mailbridge.store.push_receipts import PushReceiptStore
@@ -71,30 +72,41 @@ def _queue(
 
 
 def salesforce(body: bytes, deps: CrmWebhookDeps) -> int:
-    """An outbound message: the number of records queued (0: all seen before)."""
-    org_id = organization_of(body)
-    message = parse_outbound_message(body, expected_org_id=org_id)
-    notes = [
-        (n.id, n.record_id)
-        for n in message.notifications
-        if n.sobject_type == "Contact" and n.record_id is not None
-    ]
-    if not notes:
-        return 0
-    return _queue("salesforce", message.organization_id, notes, deps, strict=True)
+    """An outbound message: the number of records queued (0: all seen before). A refused one
+    (malformed, or an org no integration connected) counts as `WebhookRejected` (mailbridge.opsmetrics)."""
+    try:
+        org_id = organization_of(body)
+        message = parse_outbound_message(body, expected_org_id=org_id)
+        notes = [
+            (n.id, n.record_id)
+            for n in message.notifications
+            if n.sobject_type == "Contact" and n.record_id is not None
+        ]
+        if not notes:
+            return 0
+        return _queue("salesforce", message.organization_id, notes, deps, strict=True)
+    except (Unauthorized, Forbidden, Invalid) as exc:
+        opsmetrics.webhook_rejected("salesforce", exc.code)
+        raise
 
 
 def hubspot(method: str, uri: str, body: bytes, headers: Mapping[str, str], deps: CrmWebhookDeps) -> int:
-    """A webhook request: the number of records queued."""
-    verify_v3(
-        client_secret=deps.hubspot_client_secret(),
-        method=method,
-        uri=uri,
-        body=body,
-        headers=headers,
-        now=deps.now(),
-    )
-    events = [e for e in parse_events(body) if e.subscription_type.startswith("contact.")]
+    """A webhook request: the number of records queued. A refused one (signature, timestamp, body)
+    counts as `WebhookRejected` (mailbridge.opsmetrics)."""
+    try:
+        verify_v3(
+            client_secret=deps.hubspot_client_secret(),
+            method=method,
+            uri=uri,
+            body=body,
+            headers=headers,
+            now=deps.now(),
+        )
+        parsed = parse_events(body)
+    except (Unauthorized, Forbidden, Invalid) as exc:
+        opsmetrics.webhook_rejected("hubspot", exc.code)
+        raise
+    events = [e for e in parsed if e.subscription_type.startswith("contact.")]
     queued = 0
     for portal in sorted({e.portal_id for e in events}):
         notes = [(str(e.event_id), str(e.object_id)) for e in events if e.portal_id == portal]
