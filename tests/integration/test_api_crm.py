@@ -565,4 +565,4 @@ def test_every_crm_route_has_its_sample(invoke_api: Invoke) -> None:
     # orgs + 3 of the suppression list + a campaign's send and its status + the campaign sync and
     # an integration's activity logging switch + 3 of the contact sync (the mapping's GET and PUT,
     # POST /crm/sync/contacts)
-    assert len(crm_routes) == 56
+    assert len(crm_routes) == 57

@@ -405,7 +405,13 @@ def test_another_tenant_may_connect_the_same_org(crm_stack: CrmStack) -> None:
 
 @pytest.mark.parametrize(
     "route",
-    ["crm-get-integration", "crm-delete-integration", "crm-list-sync-logs", "crm-get-sync-status"],
+    [
+        "crm-get-integration",
+        "crm-delete-integration",
+        "crm-list-sync-logs",
+        "crm-get-sync-status",
+        "crm-reconnect-integration",
+    ],
 )
 def test_another_tenants_integration_is_404(crm_stack: CrmStack, route: str) -> None:
     # Given an integration of another tenant
@@ -556,3 +562,82 @@ def test_delete_revokes_the_grant_and_removes_the_tokens_and_the_org(crm_stack: 
     assert crm_stack.body(crm_stack.api("crm-list-orgs", role="member"))["items"] == []
     assert integration_deps().store.integrations_for_org("salesforce", crm_stack.salesforce.org_id) == []
     assert integration_deps().remote_ids.by_contacts(TENANT, integration_id, ["ct_1"]) == {}
+
+
+# ---------------------------------------------------------------------------------- reconnecting
+
+
+def revoked(crm: CrmStack, integration_id: str) -> None:
+    """The org's admin revoked the app; the next request marks the integration reauth_required."""
+    crm.salesforce.oauth.revoke_all()
+    with pytest.raises(ProviderAuthError):
+        provider_for(integration_deps(), TENANT, integration_id).get_contact(
+            "003000000000000AAA", ["LastName"]
+        )
+    assert crm.integration(integration_id)["state"] == "reauth_required"
+
+
+def test_a_reauth_required_integration_is_reconnected_in_place(crm_stack: CrmStack) -> None:
+    # Given a connected org with a contact linked to one of its records, whose admin revoked the app
+    integration_id = crm_stack.connect("salesforce")
+    contact_id = crm_stack.salesforce.create("Contact", LastName="Hopper")
+    linked = RemoteLink(
+        integration_id=integration_id, contact_id="ct_1", remote_id=contact_id, synced_at=datetime.now(UTC)
+    )
+    integration_deps().remote_ids.put(TENANT, [linked])
+    revoked(crm_stack, integration_id)
+
+    # When an admin reconnects it and consents again
+    response = crm_stack.api("crm-reconnect-integration", integration_id, role="admin")
+    assert response["statusCode"] == 200, response
+    started = crm_stack.body(response)
+    assert started["integration"]["state"] == "pending"
+    assert crm_stack.integration(integration_id)["state"] == "pending"
+    outcome = crm_stack.callback(crm_stack.consent(started["authorization_url"]))
+
+    # Then the same integration is connected again: no second one, its link kept, its tokens working
+    assert (outcome["outcome"], outcome["integration_id"]) == ("connected", integration_id)
+    listed = crm_stack.body(crm_stack.api("crm-list-integrations", role="member"))["items"]
+    assert [(i["integration_id"], i["state"]) for i in listed] == [(integration_id, "connected")]
+    assert integration_deps().remote_ids.by_contacts(TENANT, integration_id, ["ct_1"]) == {"ct_1": linked}
+    adapter = provider_for(integration_deps(), TENANT, integration_id)
+    assert adapter.get_contact(contact_id, ["LastName"]) is not None
+    assert integration_deps().store.integrations_for_org("salesforce", crm_stack.salesforce.org_id) == [
+        (TENANT, integration_id)
+    ]
+
+
+def test_a_reconnect_consented_in_another_org_fails_with_org_mismatch(crm_stack: CrmStack) -> None:
+    # Given a reauth_required integration
+    integration_id = crm_stack.connect("salesforce")
+    revoked(crm_stack, integration_id)
+    started = crm_stack.body(crm_stack.api("crm-reconnect-integration", integration_id, role="admin"))
+
+    # When the user consents signed in to another org
+    crm_stack.salesforce.oauth.org_id = "00D5g000009OTHRAAA"
+    outcome = crm_stack.callback(crm_stack.consent(started["authorization_url"]))
+
+    # Then the integration failed with org_mismatch, and the other org's grant was revoked
+    assert (outcome["outcome"], outcome["code"]) == ("error", "org_mismatch")
+    stored = crm_stack.integration(integration_id)
+    assert (stored["state"], stored["reason"]) == ("failed", "org_mismatch")
+    assert [t for t in crm_stack.salesforce.oauth.refresh_tokens.values() if not t.revoked] == []
+
+
+def test_only_a_reauth_required_or_failed_integration_is_reconnected_and_only_by_an_admin(
+    crm_stack: CrmStack,
+) -> None:
+    integration_id = crm_stack.connect("salesforce")
+    # A member may not
+    member = crm_stack.api("crm-reconnect-integration", integration_id, role="member")
+    assert member["statusCode"] == 403, member
+    # A connected one is 409 not_reconnectable, and stays connected
+    connected = crm_stack.api("crm-reconnect-integration", integration_id, role="admin")
+    assert connected["statusCode"] == 409, connected
+    assert crm_stack.body(connected)["error"]["code"] == "not_reconnectable"
+    assert crm_stack.integration(integration_id)["state"] == "connected"
+    # A pending one (a reconnect under way) too
+    revoked(crm_stack, integration_id)
+    assert crm_stack.api("crm-reconnect-integration", integration_id, role="admin")["statusCode"] == 200
+    again = crm_stack.api("crm-reconnect-integration", integration_id, role="admin")
+    assert (again["statusCode"], crm_stack.body(again)["error"]["code"]) == (409, "not_reconnectable")

@@ -112,6 +112,31 @@ def poll_device(integration_id: str) -> DevicePoll:
     return service.poll_device(current_tenant(router), integration_id, integration_deps())
 
 
+@router.post(
+    "/crm/integrations/<integration_id>/reconnect",
+    summary="Connect an integration again in place after reauth_required (or failed): a new consent URL",
+    description=(
+        "For an integration in `reauth_required` (the CRM revoked or expired its refresh token) or "
+        "`failed`: it goes back to `pending` and the answer holds a new consent URL (the web server "
+        "flow, as `POST /crm/integrations`); the callback connects it again with its id, field "
+        "mapping, CRM record links and logs kept. The consent must be given for the same org or "
+        "portal: another one fails the integration with reason `org_mismatch`. 409 "
+        "`not_reconnectable` when it is connected or connecting; 409 `conflict` when its state "
+        "changed meanwhile."
+    ),
+    tags=["crm-integrations"],
+    security=BEARER,
+    middlewares=ADMIN,
+    responses=errors(
+        {404: ["integration_not_found", "provider_not_configured"], 409: ["not_reconnectable", "conflict"]}
+    ),
+)
+def reconnect_integration(integration_id: str) -> IntegrationStart:
+    return service.reconnect(
+        current_tenant(router), integration_id, integration_deps(), callback_base_url=_callback_base()
+    )
+
+
 @router.get(
     "/crm/integrations",
     summary="The tenant's CRM integrations, oldest first",

@@ -145,6 +145,7 @@ ROUTE_MODULES: dict[str, str] = {
     "POST /crm/integrations": "crm_integrations",
     "POST /crm/integrations/device": "crm_integrations",
     "POST /crm/integrations/{integration_id}/device/poll": "crm_integrations",
+    "POST /crm/integrations/{integration_id}/reconnect": "crm_integrations",
     "POST /crm/suppressions": "suppression",
     "POST /crm/sync/campaigns": "crm_integrations",
     "POST /crm/sync/contacts": "crm_sync",

@@ -17,10 +17,12 @@ Tokens (`access_token`): the stored access token until `REFRESH_MARGIN` before i
 forced refresh after a 401); then one caller per integration takes the refresh lease (a
 conditional write), refreshes and stores the new tokens; the others wait for the new version.
 A refresh refused with `invalid_grant` / `BAD_REFRESH_TOKEN` moves the integration to
-`reauth_required` and puts `crm.integration.reauth_required` on the bus once.
+`reauth_required` and puts `crm.integration.reauth_required` on the bus once. `reconnect` takes
+such an integration (or a failed one) through the consent again in place.
 
 Errors: Forbidden(`role_required`), NotFound(`integration_not_found`, `provider_not_found`,
-`provider_not_configured`), Invalid(`device_flow_unsupported`), Conflict(`already_connected`),
+`provider_not_configured`), Invalid(`device_flow_unsupported`), Conflict(`already_connected`,
+`not_reconnectable`, `org_mismatch`),
 ProviderAuthError(`reauth_required`), ProviderError(`refresh_in_progress`, retryable).
 """
 
@@ -151,16 +153,27 @@ def start(
     ctx.require(Role.ADMIN)
     client = _client(body.provider, deps)
     integration = _new(ctx, body, "web", deps)
-    state, verifier = new_state(), new_verifier()
-    redirect_uri = f"{callback_base_url.rstrip('/')}/oauth/{body.provider}/callback"
-    expires_at = deps.now() + STATE_TTL
     deps.store.create_integration(integration)
+    return _consent(ctx, integration, client, deps, callback_base_url)
+
+
+def _consent(
+    ctx: TenantContext,
+    integration: Integration,
+    client: CrmOAuth,
+    deps: IntegrationDeps,
+    callback_base_url: str,
+) -> IntegrationStart:
+    """The single-use OAuth state naming the (pending) integration, and the consent URL."""
+    state, verifier = new_state(), new_verifier()
+    redirect_uri = f"{callback_base_url.rstrip('/')}/oauth/{integration.provider}/callback"
+    expires_at = deps.now() + STATE_TTL
     deps.states.put(
         state,
         OAuthState(
             tenant_id=ctx.tenant_id,
             subject=ctx.subject,
-            provider=body.provider,
+            provider=integration.provider,
             account_id=integration.integration_id,
             code_verifier=verifier,
             redirect_uri=redirect_uri,
@@ -171,6 +184,35 @@ def start(
         state=state, code_challenge=s256_challenge(verifier), redirect_uri=redirect_uri
     )
     return IntegrationStart(integration=integration, authorization_url=url, expires_at=expires_at)
+
+
+RECONNECTABLE: tuple[str, ...] = (REAUTH_REQUIRED, "failed")
+
+
+def reconnect(
+    ctx: TenantContext, integration_id: str, deps: IntegrationDeps, *, callback_base_url: str
+) -> IntegrationStart:
+    """Connect an integration again in place (admin), keeping its id, field mapping, remote-id
+    links, logged activities and sync logs: one in `reauth_required` (the refresh token was
+    revoked or expired) or `failed` goes back to `pending` with a new consent URL (the web server
+    flow, as `start`). The consent must be given for the org the integration had (the callback
+    fails it with `org_mismatch` otherwise, so one integration's records never mix two orgs).
+    NotFound(`integration_not_found`); Conflict(`not_reconnectable`) when it is connected or
+    connecting; Conflict(`conflict`) when it changed state meanwhile."""
+    ctx.require(Role.ADMIN)
+    integration = get(ctx, integration_id, deps)
+    if integration.state not in RECONNECTABLE:
+        raise Conflict(
+            f"the integration is {integration.state}; only one in reauth_required or failed is reconnected",
+            code="not_reconnectable",
+        )
+    client = _client(integration.provider, deps)
+    pending = integration.model_copy(
+        update={"state": "pending", "reason": None, "flow": "web", "updated_at": deps.now()}
+    )
+    if not deps.store.set_state(pending, expected=integration.state):
+        raise Conflict("the integration changed meanwhile; read it again", code="conflict")
+    return _consent(ctx, pending, client, deps, callback_base_url)
 
 
 def finish_consent(  # noqa: PLR0911 - one outcome per way the consent can end
@@ -225,12 +267,16 @@ def _connect(
     integration: Integration, grant: CrmGrant, client: CrmOAuth, deps: IntegrationDeps
 ) -> Integration:
     """Store the grant and the org; Conflict(`no_refresh_token` | `identity_unavailable` |
-    `already_connected` | `conflict`) otherwise (the new grant is then revoked)."""
+    `org_mismatch` (a reconnect to another org) | `already_connected` | `conflict`) otherwise (the
+    new grant is then revoked)."""
     if not grant.refresh_token:
         raise Conflict("the provider issued no refresh token", code="no_refresh_token")
     if not grant.org_id or (integration.provider == "salesforce" and not grant.instance_url):
         _revoke_quietly(client, grant.refresh_token)
         raise Conflict("the token answer names no org", code="identity_unavailable")
+    if integration.org_id is not None and grant.org_id != integration.org_id:  # a reconnect
+        _revoke_quietly(client, grant.refresh_token)
+        raise Conflict("the consent was given for another org than the integration's", code="org_mismatch")
     now = deps.now()
     connected = integration.model_copy(
         update={
