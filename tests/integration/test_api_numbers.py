@@ -13,7 +13,8 @@ from botocore.exceptions import ClientError
 
 from mailbridge.api import deps
 from mailbridge.errors import Conflict
-from mailbridge.store.crm import CrmStore, Write
+from mailbridge.store.base import Write
+from mailbridge.store.crm import CrmStore
 from tests.events import load_event
 from tests.fixtures.aws import Stack
 
@@ -107,7 +108,7 @@ def test_a_write_dynamodb_refuses_is_not_reported_as_a_conflict(stack: Stack) ->
     )
     # When it is written in a transaction
     with pytest.raises(ClientError) as raised:
-        store._transact([write])
+        store.transact([write])
     # Then the store's own error comes out (a 500 at the API), never Conflict, which would tell
     # the client to retry what can never succeed
     assert not isinstance(raised.value, Conflict)
@@ -118,7 +119,7 @@ def test_a_failed_condition_in_a_transaction_is_still_a_conflict(stack: Stack) -
     store = CrmStore(stack.deployed.tables["CrmTable"])
     item = {"pk": "TENANT#acme", "sk": "CONTACT#x"}
     put = {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
-    store._transact([Write(put, lambda: Conflict("x", code="exists"))])
+    store.transact([Write(put, lambda: Conflict("x", code="exists"))])
     with pytest.raises(Conflict) as raised:
-        store._transact([Write(put, lambda: Conflict("exists", code="exists"))])
+        store.transact([Write(put, lambda: Conflict("exists", code="exists"))])
     assert raised.value.code == "exists"

@@ -25,6 +25,23 @@ Guards = list[Callable[..., Any]]
 """A route's `middlewares=` list (Powertools' parameter type), e.g. `[CRM, require_role(...)]`."""
 
 
+def callback_base_url(router: BaseRouter) -> str:
+    """Where a provider sends the user back after consent (`{base}/oauth/{provider}/callback`):
+    `OAUTH_CALLBACK_BASE_URL` when set, else `https://` + the domain API Gateway answered on.
+    Invalid(`invalid_request`) when neither is known."""
+    from mailbridge.config import get_settings
+    from mailbridge.errors import Invalid
+
+    configured = get_settings().oauth.callback_base_url
+    if configured:
+        return configured
+    event: Any = router.current_event
+    domain = event.request_context.domain_name
+    if not domain:
+        raise Invalid("the request names no domain", code="invalid_request")
+    return f"https://{domain}"
+
+
 def current_tenant(router: BaseRouter) -> TenantContext:
     """The verified caller; raises Forbidden when the token has no usable tenant or role. Its
     mailbox access (mailbridge.access: owners, visibilities, the tenant's privacy policy) is read

@@ -4,15 +4,14 @@ device flow (a headless setup: the user approves on another device)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
-from mailbridge.api.context import Guards, current_tenant, require_role
+from mailbridge.api.context import Guards, callback_base_url, current_tenant, require_role
 from mailbridge.api.crm import CRM
 from mailbridge.api.schemas import BEARER, errors
-from mailbridge.config import get_settings
 from mailbridge.crm.integrations import campaigns, service
 from mailbridge.crm.integrations.models import (
     ActivityLogging,
@@ -29,7 +28,6 @@ from mailbridge.crm.integrations.models import (
     SyncStatus,
 )
 from mailbridge.crm.integrations.wiring import activity_queue, campaign_sync_deps, integration_deps
-from mailbridge.errors import Invalid
 from mailbridge.store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from mailbridge.tenancy import Role
 
@@ -40,17 +38,6 @@ MEMBER: Guards = [CRM, require_role(Role.MEMBER)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")]
 Cursor = Annotated[str | None, Query(max_length=4096, description="`next_cursor` of the previous page")]
 NOT_FOUND = {404: ["integration_not_found"]}
-
-
-def _callback_base() -> str:
-    configured = get_settings().oauth.callback_base_url
-    if configured:
-        return configured
-    event: Any = router.current_event
-    domain = event.request_context.domain_name
-    if not domain:
-        raise Invalid("the request names no domain", code="invalid_request")
-    return f"https://{domain}"
 
 
 @router.post(
@@ -70,7 +57,9 @@ def _callback_base() -> str:
     responses=errors({404: ["provider_not_configured"]}),
 )
 def create_integration(body: Annotated[IntegrationCreate, Body()]) -> IntegrationStart:
-    return service.start(current_tenant(router), body, integration_deps(), callback_base_url=_callback_base())
+    return service.start(
+        current_tenant(router), body, integration_deps(), callback_base_url=callback_base_url(router)
+    )
 
 
 @router.post(
@@ -133,7 +122,10 @@ def poll_device(integration_id: str) -> DevicePoll:
 )
 def reconnect_integration(integration_id: str) -> IntegrationStart:
     return service.reconnect(
-        current_tenant(router), integration_id, integration_deps(), callback_base_url=_callback_base()
+        current_tenant(router),
+        integration_id,
+        integration_deps(),
+        callback_base_url=callback_base_url(router),
     )
 
 

@@ -24,7 +24,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from mailbridge.api.auditing import audit_as, audit_write
-from mailbridge.api.context import current_tenant, public, require_role
+from mailbridge.api.context import callback_base_url, current_tenant, public, require_role
 from mailbridge.api.schemas import BEARER, errors
 from mailbridge.config import get_settings
 from mailbridge.errors import Invalid
@@ -38,17 +38,6 @@ router = Router()
 # An address as a login hint: no spaces, no controls, one @ (the provider checks the rest).
 _LOGIN_HINT = re.compile(r"[^\s@\x00-\x1f\x7f]{1,64}@[^\s@\x00-\x1f\x7f]{1,255}")
 _NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-
-
-def _callback_base() -> str:
-    configured = get_settings().oauth.callback_base_url
-    if configured:
-        return configured
-    event: Any = router.current_event
-    domain = event.request_context.domain_name
-    if not domain:
-        raise Invalid("the request names no domain", code="invalid_request")
-    return f"https://{domain}"
 
 
 @router.get(
@@ -86,7 +75,7 @@ def start_authorization(
         ctx,
         provider,
         oauth_deps(),
-        callback_base_url=_callback_base(),
+        callback_base_url=callback_base_url(router),
         account_id=account_id,
         login_hint=login_hint,
     )

@@ -58,7 +58,7 @@ from mailbridge.crm.models import (
     is_open,
 )
 from mailbridge.errors import Conflict, MailbridgeError, NotFound
-from mailbridge.store.base import DynamoRepository, Item, is_condition_failure, tenant_pk
+from mailbridge.store.base import DynamoRepository, Item, Write, is_condition_failure, tenant_pk
 from mailbridge.store.batch import BatchRead
 from mailbridge.store.conditions import Attr, Key
 from mailbridge.store.fill import PAGE_BUDGET, Budget, fill
@@ -422,14 +422,6 @@ def contact_filter(f: ContactFilter) -> Any:
 # ---------------------------------------------------------------------------------- writes
 
 
-@dataclass(frozen=True)
-class Write:
-    """One item of a transaction and the error to raise when its condition fails."""
-
-    op: dict[str, Any]
-    error: Callable[[], MailbridgeError]
-
-
 def _put(item: Item, condition: str, error: Callable[[], MailbridgeError], **values: Any) -> Write:
     op: dict[str, Any] = {"Put": {"Item": item, "ConditionExpression": condition}}
     if values:
@@ -455,24 +447,6 @@ class CrmStore(DynamoRepository):
         self.timeline_table = timeline_table
 
     # ------------------------------------------------------------------ plumbing
-    def _transact(self, writes: Sequence[Write]) -> None:
-        """All or nothing; the first write whose condition failed names the error."""
-        items: list[Any] = []
-        for write in writes:
-            ((action, body),) = write.op.items()
-            items.append({action: {"TableName": self.table_name, **body}})  # or the one it names
-        try:
-            self.table.meta.client.transact_write_items(TransactItems=items)
-        except Exception as exc:
-            if not is_condition_failure(exc):
-                raise
-            reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
-            for write, reason in zip(writes, reasons, strict=False):
-                if reason.get("Code") == "ConditionalCheckFailed":
-                    raise write.error() from exc
-            # What is left is TransactionConflict: another transaction held an item; a retry helps.
-            raise Conflict("a concurrent change got there first; try again", code="conflict") from exc
-
     def _record_writes(
         self, tenant_id: str, sk: str, item: Item, *, expected_version: int | None, kind: str
     ) -> Write:
@@ -626,7 +600,7 @@ class CrmStore(DynamoRepository):
         record = self._record_writes(
             tenant_id, item["sk"], item, expected_version=previous_version, kind=kind
         )
-        self._transact([record, *lookups])
+        self.transact([record, *lookups])
 
     def create_contact(self, tenant_id: str, contact: Contact) -> None:
         lookups = self._email_lookup_writes(tenant_id, contact, None)
@@ -663,7 +637,7 @@ class CrmStore(DynamoRepository):
             )
             for address in contact.addresses
         ]
-        self._transact(writes)
+        self.transact(writes)
 
     def list_contacts(
         self, tenant_id: str, filters: ContactFilter, *, cursor: str | None, limit: int
@@ -767,7 +741,7 @@ class CrmStore(DynamoRepository):
         sk = company_sk(company.company_id)
         writes = [self._record_delete(tenant_id, sk, company.version, "company")]
         empty = company.model_copy(update={"domains": []})
-        self._transact([*writes, *self._domain_writes(tenant_id, empty, company)])
+        self.transact([*writes, *self._domain_writes(tenant_id, empty, company)])
 
     def list_companies(
         self, tenant_id: str, *, q: str | None, cursor: str | None, limit: int
@@ -835,7 +809,7 @@ class CrmStore(DynamoRepository):
     def delete_deal(self, tenant_id: str, deal: Deal) -> None:
         record = self._record_delete(tenant_id, deal_sk(deal.deal_id), deal.version, "deal")
         unlinked = deal.model_copy(update={"contact_ids": []})
-        self._transact([record, *self._link_writes(tenant_id, unlinked, deal)])
+        self.transact([record, *self._link_writes(tenant_id, unlinked, deal)])
 
     def list_deals(
         self, tenant_id: str, filters: DealFilter, *, cursor: str | None, limit: int
@@ -960,7 +934,7 @@ class CrmStore(DynamoRepository):
 
     def delete_campaign(self, tenant_id: str, campaign: Campaign) -> None:
         sk = campaign_sk(campaign.campaign_id)
-        self._transact([self._record_delete(tenant_id, sk, campaign.version, "campaign")])
+        self.transact([self._record_delete(tenant_id, sk, campaign.version, "campaign")])
 
     def list_campaigns(
         self, tenant_id: str, *, cursor: str | None, limit: int
@@ -986,7 +960,7 @@ class CrmStore(DynamoRepository):
         self._save(tenant_id, task_item(tenant_id, task), "task", previous.version, extra)
 
     def delete_task(self, tenant_id: str, task: Task) -> None:
-        self._transact([self._record_delete(tenant_id, task_sk(task.task_id), task.version, "task")])
+        self.transact([self._record_delete(tenant_id, task_sk(task.task_id), task.version, "task")])
 
     def list_tasks(
         self,
@@ -1077,7 +1051,7 @@ class CrmStore(DynamoRepository):
         return writes
 
     def create_activity(self, tenant_id: str, activity: Activity) -> None:
-        self._transact(self._activity_writes(tenant_id, activity))
+        self.transact(self._activity_writes(tenant_id, activity))
 
     def index_activity_timeline(self, tenant_id: str, activity: Activity) -> None:
         """Put the activity's timeline entries again (a backfill: store/timeline_backfill.py);
