@@ -22,9 +22,11 @@ from mailbridge.store.campaigns import CampaignRunStore, Outcome
 from mailbridge.store.crm_remote_ids import RemoteIdStore
 from tests.events import load_event
 from tests.fixtures import accounts as seeding
-from tests.fixtures.aws import FakeLambdaContext, Stack, reset_caches
+from tests.fixtures.aws import BusReader, FakeLambdaContext, Stack, reset_caches
 from tests.integration.crm_integrations_harness import TENANT, CrmStack, crm_stack, reset_crm_caches
 from tests.integration.queue_harness import QueueConsumer
+from tests.integration.redelivery import bus_seen, snapshot, three_deliveries
+from tests.integration.sync_harness import _record
 from tests.integration.test_matching import Matching, raw_mail
 
 __all__ = ["crm_stack"]
@@ -172,6 +174,40 @@ def test_two_mailboxes_and_a_redelivery_log_it_once_and_the_repeat_asks_salesfor
     assert [r["batchItemFailures"] for r in results] == [[]]
     assert len(act.tasks()) == 1
     assert act.crm.salesforce.api_usage()[0] == used_before
+
+
+def test_a_linked_email_delivered_three_times_is_logged_once_and_asks_salesforce_once(
+    act: Activity, bus_probe: BusReader
+) -> None:
+    # Given a synced contact and mail from them, matched: its email.linked record on the queue
+    integration_id = act.crm.connect()
+    remote_id = act.salesforce_contact()
+    act.sync(integration_id, act.contact(), remote_id)
+    act.mail()
+    act.m.drain()
+    messages = act.consumer.receive()
+    assert len(messages) == 1
+    act.consumer.sqs.delete_message(QueueUrl=act.consumer.queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
+    event = {"Records": [_record(messages[0], act.consumer.queue_url)]}
+    bus = bus_seen(bus_probe)
+
+    def observe() -> tuple[dict[str, Any], int, int]:
+        return snapshot(act.crm.stack, bus), len(act.tasks()), act.crm.salesforce.api_usage()[0]
+
+    # When SQS hands the record to the function three times
+    deliveries = three_deliveries(
+        lambda e: act.consumer.function.lambda_handler(e, FakeLambdaContext()), event, observe
+    )
+
+    # Then the first delivery logged one Task (a lookup and a create at Salesforce) ...
+    assert deliveries.results == [{"batchItemFailures": []}] * 3
+    stored_before, tasks_before, used_before = deliveries.before
+    stored_once, tasks_once, used_once = deliveries.once
+    assert (tasks_before, tasks_once, used_once - used_before) == (0, 1, 2)
+    assert stored_once != stored_before
+    assert act.tasks()[0]["WhoId"] == remote_id
+    # ... and the other two stored nothing, logged nothing and asked Salesforce nothing
+    assert deliveries.thrice == deliveries.once
 
 
 def test_an_unsynced_contact_logs_nothing(act: Activity) -> None:

@@ -9,15 +9,15 @@ a fresh stack. The sync and outbox consumers are left out here: their records re
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 
 from tests.events import load_event
 from tests.fixtures.aws import BusReader, FakeLambdaContext, Stack, load_function, reset_caches
+from tests.integration.redelivery import bus_seen as seen_on_bus
+from tests.integration.redelivery import snapshot
 
 # events/sqs sample -> the function folder whose queue carries it. Only samples whose first
 # delivery changes the fresh stack are here (the test checks that it does): the samples of the
@@ -34,40 +34,9 @@ SAMPLES = {
 }
 
 
-def snapshot(stack: Stack, bus: BusReader) -> dict[str, Any]:
-    """Everything a consumer can change, comparable: items per table (without the api entry's
-    rate counters), object keys per bucket, visible+delayed messages per queue, events put."""
-    tables = {}
-    for logical_id in stack.deployed.tables:
-        items = stack.table(logical_id).scan()["Items"]
-        kept = [i for i in items if not str(i.get("sk", "")).startswith("RATE#")]
-        tables[logical_id] = sorted(json.dumps(i, sort_keys=True, default=str) for i in kept)
-    s3 = boto3.client("s3")
-    buckets = {
-        name: sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
-        for name, bucket in stack.deployed.buckets.items()
-    }
-    sqs = boto3.client("sqs")
-    queues = {}
-    for name, url in stack.deployed.queue_urls.items():
-        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-        queues[name] = int(attrs["ApproximateNumberOfMessages"]) + int(
-            attrs.get("ApproximateNumberOfMessagesDelayed", 0)
-        )
-    events = sorted(json.dumps(e["detail"], sort_keys=True) for e in bus())
-    return {"tables": tables, "buckets": buckets, "queues": queues, "events": events}
-
-
 @pytest.fixture
 def bus_seen(bus_probe: BusReader) -> BusReader:
-    """Every event put on the bus since the test began (the probe's reads drain its queue)."""
-    seen: list[dict[str, Any]] = []
-
-    def read() -> list[dict[str, Any]]:
-        seen.extend(bus_probe())
-        return list(seen)
-
-    return read
+    return seen_on_bus(bus_probe)
 
 
 @pytest.fixture
