@@ -4,6 +4,7 @@ setting, matching by email, echoes of our own writes, redelivery, and the reques
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +20,13 @@ from mailbridge.crm.remote.protocol import CrmProvider
 from mailbridge.crm.sync import service
 from mailbridge.crm.sync.models import ContactSync, FieldMapping, SyncSettingsBody, SyncStart
 from mailbridge.crm.sync.service import SyncDeps
+from mailbridge.crm.sync.wiring import sync_deps
 from mailbridge.errors import Unprocessable
 from mailbridge.store.crm import CrmStore
 from mailbridge.tenancy import Role, TenantContext
-from tests.integration.crm_integrations_harness import TENANT, CrmStack, crm_stack
+from tests.fixtures.aws import BusReader, FakeLambdaContext, load_function, reset_caches
+from tests.integration.crm_integrations_harness import TENANT, CrmStack, crm_stack, reset_crm_caches
+from tests.integration.redelivery import bus_seen, sample_record, snapshot, three_deliveries
 
 __all__ = ["crm_stack"]
 
@@ -333,6 +337,52 @@ def test_a_redelivered_run_continues_and_never_doubles(sync: Sync) -> None:
     assert later.total == 0
     emails = sorted(r["Email"] for r in sync.sf.records("Contact"))
     assert emails == ["p0@example.com", "p1@example.com", "p2@example.com"]
+
+
+def test_a_run_record_delivered_three_times_to_the_function_syncs_once(
+    sync: Sync, bus_probe: BusReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given three contacts of ours and a run started by the API: its record for the CrmSyncQueue
+    sync.configure()
+    for n in range(3):
+        sync.ours(f"Person {n}", f"p{n}@example.com")
+    sync.crm.clock.advance(5)
+    started = service.start(ADMIN, SyncStart(integration_id=sync.integration_id), sync.deps)
+    [message] = sync.sent
+    assert message.run_id == started.runs[0].run_id
+    event = sample_record("crm-sync", message)
+    # And the crmsync function after a cold start with its template environment (the doubles'
+    # CRM settings kept), its waits moving the doubles' clock
+    crm_env = {k: v for k, v in os.environ.items() if k.startswith(("SALESFORCE_", "HUBSPOT_", "OAUTH_"))}
+    for name, value in {**sync.crm.stack.env("CrmSyncFunction"), **crm_env}.items():
+        monkeypatch.setenv(name, value)
+    reset_caches()
+    reset_crm_caches()
+    sync_deps.cache_clear()
+    function = load_function("crmsync")
+    deps = sync_deps()
+    deps.provider, deps.now = mover(sync.crm), sync.crm.clock.now
+    deps.integrations.now, deps.integrations.sleep = sync.crm.clock.now, lambda _seconds: None
+    bus = bus_seen(bus_probe)
+
+    def observe() -> tuple[dict[str, Any], list[str], int]:
+        emails = sorted(r["Email"] for r in sync.sf.records("Contact"))
+        return snapshot(sync.crm.stack, bus), emails, sync.sf.api_usage()[0]
+
+    # When SQS hands the record to the function three times
+    deliveries = three_deliveries(lambda e: function.lambda_handler(e, FakeLambdaContext()), event, observe)
+
+    # Then the first delivery pushed the three contacts and ended the run ...
+    assert deliveries.results == [{"batchItemFailures": []}] * 3
+    stored_before, before, _ = deliveries.before
+    stored_once, once, _ = deliveries.once
+    assert (before, once) == ([], ["p0@example.com", "p1@example.com", "p2@example.com"])
+    assert stored_once != stored_before
+    run = sync.deps.integrations.logs.get_run(TENANT, sync.integration_id, started.runs[0].run_id)
+    assert (run.state, run.total) == ("succeeded", 3)
+    # ... and the other two stored nothing, wrote nothing to the CRM and asked it nothing
+    assert deliveries.thrice == deliveries.once
+    sync_deps.cache_clear()
 
 
 def test_a_crash_after_the_crm_write_is_matched_by_email_not_created_twice(sync: Sync) -> None:
