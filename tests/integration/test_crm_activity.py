@@ -206,7 +206,8 @@ def test_a_linked_email_delivered_three_times_is_logged_once_and_asks_salesforce
     assert (tasks_before, tasks_once, used_once - used_before) == (0, 1, 2)
     assert stored_once != stored_before
     assert act.tasks()[0]["WhoId"] == remote_id
-    # ... and the other two stored nothing, logged nothing and asked Salesforce nothing
+    # ... and the other two logged nothing, asked Salesforce nothing and stored nothing
+    assert deliveries.thrice[1:] == (tasks_once, used_once)
     assert deliveries.thrice == deliveries.once
 
 

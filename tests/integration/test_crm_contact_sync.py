@@ -380,7 +380,8 @@ def test_a_run_record_delivered_three_times_to_the_function_syncs_once(
     assert stored_once != stored_before
     run = sync.deps.integrations.logs.get_run(TENANT, sync.integration_id, started.runs[0].run_id)
     assert (run.state, run.total) == ("succeeded", 3)
-    # ... and the other two stored nothing, wrote nothing to the CRM and asked it nothing
+    # ... and the other two wrote nothing to the CRM, asked it nothing and stored nothing
+    assert deliveries.thrice[1:] == deliveries.once[1:]
     assert deliveries.thrice == deliveries.once
     sync_deps.cache_clear()
 
