@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,14 +25,26 @@ from tests.events import load_event
 from tests.fixtures.aws import BusReader, Stack
 
 
-def snapshot(stack: Stack, bus: BusReader) -> dict[str, Any]:
+def snapshot(stack: Stack, bus: BusReader, tables: Sequence[str] | None = None) -> dict[str, Any]:
     """Everything a consumer can change, comparable: items per table (without the api entry's
-    rate counters), object keys per bucket, visible+delayed messages per queue, events put."""
-    tables = {}
-    for logical_id in stack.deployed.tables:
-        items = stack.table(logical_id).scan()["Items"]
+    rate counters), object keys per bucket, visible+delayed messages per queue, events put.
+    `tables`: only these tables (logical ids), for a consumer known to write no others."""
+    dynamodb: Any = boto3.resource("dynamodb")
+    items_of: dict[str, list[str]] = {}
+    for logical_id, name in stack.deployed.tables.items():
+        if tables is not None and logical_id not in tables:
+            continue
+        table = dynamodb.Table(name)
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {}
+        while True:
+            page: dict[str, Any] = table.scan(**kwargs)
+            items.extend(page["Items"])
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
         kept = [i for i in items if not str(i.get("sk", "")).startswith("RATE#")]
-        tables[logical_id] = sorted(json.dumps(i, sort_keys=True, default=str) for i in kept)
+        items_of[logical_id] = sorted(json.dumps(i, sort_keys=True, default=str) for i in kept)
     s3 = boto3.client("s3")
     buckets = {
         name: sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
@@ -41,12 +53,14 @@ def snapshot(stack: Stack, bus: BusReader) -> dict[str, Any]:
     sqs = boto3.client("sqs")
     queues = {}
     for name, url in stack.deployed.queue_urls.items():
-        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        attrs = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"]
+        )["Attributes"]
         queues[name] = int(attrs["ApproximateNumberOfMessages"]) + int(
             attrs.get("ApproximateNumberOfMessagesDelayed", 0)
         )
     events = sorted(json.dumps(e["detail"], sort_keys=True) for e in bus())
-    return {"tables": tables, "buckets": buckets, "queues": queues, "events": events}
+    return {"tables": items_of, "buckets": buckets, "queues": queues, "events": events}
 
 
 def bus_seen(bus_probe: BusReader) -> BusReader:
@@ -95,9 +109,11 @@ def three_deliveries(
     handler: Callable[[dict[str, Any]], dict[str, Any]],
     event: dict[str, Any],
     observe: Callable[[], Any],
+    before: Any = None,
 ) -> Deliveries:
-    """Deliver `event` once, then twice more (a lost acknowledgement, a visibility timeout)."""
-    before = observe()
+    """Deliver `event` once, then twice more (a lost acknowledgement, a visibility timeout).
+    `before`: what `observe` saw last, when nothing changed since (saves a snapshot)."""
+    before = observe() if before is None else before
     results = [handler(redelivered(event, 1))]
     once = observe()
     results += [handler(redelivered(event, n)) for n in (2, 3)]

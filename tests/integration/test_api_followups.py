@@ -12,9 +12,9 @@ import pytest
 from mailbridge.followups.service import schedule_name
 from mailbridge.store.flags import FlagStore
 from tests.fixtures.aws import BusReader, FakeLambdaContext, Stack
-from tests.integration.test_api_emails import TENANT, Invoke, _drain, api, body, mail
 from tests.integration.queue_harness import QueueConsumer
 from tests.integration.redelivery import bus_seen, sample_record, snapshot, three_deliveries
+from tests.integration.test_api_emails import TENANT, Invoke, _drain, api, body, mail
 from tests.integration.test_api_snooze import email, fire, snooze
 from tests.integration.test_api_snooze import schedule_of as snooze_schedule_of
 

@@ -211,7 +211,9 @@ def test_a_record_delivered_three_times_runs_the_rule_once_and_posts_once(
         # And the rule's event on the AutomationsQueue as the template's AutomationsRule put it there
         auto.announce(CONTACT)
         [message] = auto.consumer.receive()
-        auto.consumer.sqs.delete_message(QueueUrl=auto.consumer.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        auto.consumer.sqs.delete_message(
+            QueueUrl=auto.consumer.queue_url, ReceiptHandle=message["ReceiptHandle"]
+        )
         event = {"Records": [_record(message, auto.consumer.queue_url)]}
     else:
         rule = auto.rule([webhook], trigger={"cron": "cron(0 9 ? * MON *)", "timezone": "UTC"}, conditions=[])

@@ -187,7 +187,9 @@ def test_a_linked_email_delivered_three_times_is_logged_once_and_asks_salesforce
     act.m.drain()
     messages = act.consumer.receive()
     assert len(messages) == 1
-    act.consumer.sqs.delete_message(QueueUrl=act.consumer.queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
+    act.consumer.sqs.delete_message(
+        QueueUrl=act.consumer.queue_url, ReceiptHandle=messages[0]["ReceiptHandle"]
+    )
     event = {"Records": [_record(messages[0], act.consumer.queue_url)]}
     bus = bus_seen(bus_probe)
 
