@@ -2,9 +2,32 @@
 one delivery left it: the same items in every table, the same objects in every bucket, the same
 messages on every queue and the same events on the bus.
 
-Each consumer gets its sample record from events/sqs (the records the template's queues carry) on
-a fresh stack. The sync and outbox consumers are left out here: their records reach a mail server
-(their redelivery tests: test_sync_imap.py, test_outbox.py, test_gmail_writeback_send.py).
+Here each consumer gets its sample record from events/sqs (the records the template's queues
+carry) on a fresh stack. The consumers whose records act only on state a fresh stack does not
+hold have the same three-times test (tests/integration/redelivery.py: snapshot after one delivery
+== snapshot after three, outside effects counted at the double or receiver, and the first
+delivery shown to act) in their own module, on the state their tests seed:
+
+  tasks         test_privacy.py: test_every_step_of_a_job_delivered_three_times_runs_once
+                (every step of an erase and of an export)
+  reminders     test_api_followups.py: test_a_due_reminder_delivered_three_times_wakes_or_reminds_once
+                (a due snooze wake-up, a due follow-up);
+                test_api_nudges.py: test_a_tenant_scan_delivered_three_times_nudges_once
+  notifier      test_realtime.py:
+                test_an_event_delivered_three_times_posts_one_frame_to_each_connection
+                (frames posted to the WebSocket connections)
+  automations   test_automations_execution.py:
+                test_a_record_delivered_three_times_runs_the_rule_once_and_posts_once
+                (an event record and a cron firing; webhook POSTs at a local receiver)
+  crm_activity  test_crm_activity.py:
+                test_a_linked_email_delivered_three_times_is_logged_once_and_asks_salesforce_once
+                (Tasks and requests at the Salesforce double)
+  crmsync       test_crm_contact_sync.py:
+                test_a_run_record_delivered_three_times_to_the_function_syncs_once
+                (contacts and requests at the Salesforce double)
+
+The sync and outbox consumers reach a mail server (their redelivery tests: test_sync_imap.py,
+test_outbox.py, test_gmail_writeback_send.py).
 """
 
 from __future__ import annotations
@@ -21,8 +44,9 @@ from tests.integration.redelivery import snapshot
 
 # events/sqs sample -> the function folder whose queue carries it. Only samples whose first
 # delivery changes the fresh stack are here (the test checks that it does): the samples of the
-# automations, notifier, reminders and tasks queues refer to rules, connections, schedules and
-# privacy requests a fresh stack does not hold, so their deliveries change nothing at all.
+# automations, notifier, reminders, tasks, crm-activity and crm-sync queues refer to rules,
+# connections, schedules, privacy requests and CRM integrations a fresh stack does not hold, so
+# their deliveries change nothing at all (their seeded tests: the module docstring).
 SAMPLES = {
     "calendar-email-received": "calendar",
     "categorize-backfill": "categorize",
