@@ -481,7 +481,7 @@ BREAKS: tuple[Break, ...] = (
             ),
         ),
         (
-            "tests/integration/test_crm_contact_sync.py::test_a_run_record_delivered_three_times_to_the_function_syncs_once",
+            "tests/integration/test_crm_contact_sync.py::test_a_record_delivered_three_times_to_the_function_syncs_once[run]",
         ),
     ),
     Break(
@@ -496,6 +496,21 @@ BREAKS: tuple[Break, ...] = (
             ),
         ),
         ("tests/integration/test_api_nudges.py::test_a_tenant_scan_delivered_three_times_nudges_once",),
+    ),
+    Break(
+        "Q11",
+        "redelivery: a CRM sync message without a run (fan-out, targeted pull) handled on every delivery",
+        "functions/crmsync/app.py",
+        (
+            (
+                '    handle_once(sqs={"message_id": record.messageId}, message=record.body)',
+                "    handle(record.body)",
+            ),
+        ),
+        (
+            "tests/integration/test_crm_contact_sync.py::test_a_record_delivered_three_times_to_the_function_syncs_once[targeted]",
+            "tests/integration/test_crm_contact_sync.py::test_a_record_delivered_three_times_to_the_function_syncs_once[fan_out]",
+        ),
     ),
 )
 

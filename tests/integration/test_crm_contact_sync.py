@@ -339,17 +339,25 @@ def test_a_redelivered_run_continues_and_never_doubles(sync: Sync) -> None:
     assert emails == ["p0@example.com", "p1@example.com", "p2@example.com"]
 
 
-def test_a_run_record_delivered_three_times_to_the_function_syncs_once(
-    sync: Sync, bus_probe: BusReader, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("kind", ["run", "targeted", "fan_out"])
+def test_a_record_delivered_three_times_to_the_function_syncs_once(
+    sync: Sync, bus_probe: BusReader, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    # Given three contacts of ours and a run started by the API: its record for the CrmSyncQueue
+    # Given three contacts of ours and one of the CRM's, and a record for the CrmSyncQueue: a
+    # run the API started, a targeted pull of the CRM's contact (what a webhook queues), or the
+    # schedule's fan-out to every connected integration
     sync.configure()
     for n in range(3):
         sync.ours(f"Person {n}", f"p{n}@example.com")
+    remote_id = sync.sf.create("Contact", LastName="Crm", Email="crm@example.com")
     sync.crm.clock.advance(5)
-    started = service.start(ADMIN, SyncStart(integration_id=sync.integration_id), sync.deps)
-    [message] = sync.sent
-    assert message.run_id == started.runs[0].run_id
+    if kind == "run":
+        service.start(ADMIN, SyncStart(integration_id=sync.integration_id), sync.deps)
+        [message] = sync.sent
+    elif kind == "targeted":
+        message = ContactSync(tenant_id=TENANT, integration_id=sync.integration_id, remote_ids=[remote_id])
+    else:
+        message = ContactSync()
     event = sample_record("crm-sync", message)
     # And the crmsync function after a cold start with its template environment (the doubles'
     # CRM settings kept), its waits moving the doubles' clock
@@ -372,14 +380,23 @@ def test_a_run_record_delivered_three_times_to_the_function_syncs_once(
     # When SQS hands the record to the function three times
     deliveries = three_deliveries(lambda e: function.lambda_handler(e, FakeLambdaContext()), event, observe)
 
-    # Then the first delivery pushed the three contacts and ended the run ...
+    # Then the first delivery acted: pushed our three contacts and ended the run, pulled the
+    # CRM's contact, or queued one run of the integration ...
     assert deliveries.results == [{"batchItemFailures": []}] * 3
-    stored_before, before, _ = deliveries.before
-    stored_once, once, _ = deliveries.once
-    assert (before, once) == ([], ["p0@example.com", "p1@example.com", "p2@example.com"])
+    (stored_before, before, used_before), (stored_once, once, used_once) = deliveries.before, deliveries.once
     assert stored_once != stored_before
-    run = sync.deps.integrations.logs.get_run(TENANT, sync.integration_id, started.runs[0].run_id)
-    assert (run.state, run.total) == ("succeeded", 3)
+    runs, _ = sync.deps.integrations.logs.runs(TENANT, sync.integration_id, limit=10)
+    if kind == "run":
+        assert once == ["crm@example.com", "p0@example.com", "p1@example.com", "p2@example.com"]
+        assert [(r.state, r.total) for r in runs] == [("succeeded", 4)]
+    elif kind == "targeted":
+        assert (once, used_once > used_before) == (before, True)
+        assert sync.by_email("crm@example.com") is not None
+        assert [(r.state, r.total) for r in runs] == [("succeeded", 1)]
+    else:
+        assert (once, used_once) == (before, used_before)
+        assert [r.state for r in runs] == ["running"]
+        assert stored_once["queues"]["CrmSyncQueue"] == stored_before["queues"]["CrmSyncQueue"] + 1
     # ... and the other two wrote nothing to the CRM, asked it nothing and stored nothing
     assert deliveries.thrice[1:] == deliveries.once[1:]
     assert deliveries.thrice == deliveries.once

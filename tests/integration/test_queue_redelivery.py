@@ -23,8 +23,9 @@ delivery shown to act) in their own module, on the state their tests seed:
                 test_a_linked_email_delivered_three_times_is_logged_once_and_asks_salesforce_once
                 (Tasks and requests at the Salesforce double)
   crmsync       test_crm_contact_sync.py:
-                test_a_run_record_delivered_three_times_to_the_function_syncs_once
-                (contacts and requests at the Salesforce double)
+                test_a_record_delivered_three_times_to_the_function_syncs_once
+                (a started run, a targeted pull, the schedule's fan-out; contacts and requests
+                at the Salesforce double)
 
 The sync and outbox consumers reach a mail server (their redelivery tests: test_sync_imap.py,
 test_outbox.py, test_gmail_writeback_send.py).
