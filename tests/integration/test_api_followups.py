@@ -3,6 +3,7 @@ reminders function fed what the one-time schedule puts on its queue at `due_at`.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from mailbridge.followups.service import schedule_name
 from mailbridge.store.flags import FlagStore
+from tests.events import load_event
 from tests.fixtures.aws import BusReader, FakeLambdaContext, Stack
 from tests.integration.queue_harness import QueueConsumer
 from tests.integration.redelivery import bus_seen, sample_record, snapshot, three_deliveries
@@ -172,21 +174,29 @@ def test_viewers_and_other_tenants_cannot_set_follow_ups(invoke_api: Invoke, mai
     assert ids(listed(invoke_api, state="due")) == []
 
 
-@pytest.mark.parametrize("kind", ["snooze", "follow_up"])
+@pytest.mark.parametrize("kind", ["snooze", "follow_up", "reply"])
 def test_a_due_reminder_delivered_three_times_wakes_or_reminds_once(
     invoke_api: Invoke, stack: Stack, mail: dict[str, str], bus_probe: BusReader, kind: str
 ) -> None:
     # Given m2 snoozed for two hours, or flagged for a follow-up in three: the record its one-time
-    # schedule puts on the RemindersQueue when it is due
+    # schedule puts on the RemindersQueue when it is due; or m2 snoozed until a reply, and the
+    # email.received of a new email in its thread that the RemindersRule delivers
     if kind == "snooze":
         response = snooze(invoke_api, "email", mail["m2"], {"until": in_hours(2)})
-        schedule, index, announced = snooze_schedule_of(mail["m2"]), 0, "email.unsnoozed"
-    else:
+        body_of, index, announced = snooze_schedule_of(mail["m2"])["Target"]["Input"], 0, "email.unsnoozed"
+    elif kind == "follow_up":
         response = put(invoke_api, mail["m2"], {"due_at": in_hours(3)})
-        schedule, index, announced = schedule_of(mail["m2"]), 1, "follow_up.due"
+        body_of, index, announced = schedule_of(mail["m2"])["Target"]["Input"], 1, "follow_up.due"
+    else:
+        response = snooze(invoke_api, "email", mail["m2"], {"until": in_hours(48), "wake_on_reply": True})
+        received = json.loads(load_event("sqs/reminders.json")["Records"][2]["body"])
+        received["detail"] |= {"tenant_id": TENANT}
+        thread_id = email(invoke_api, mail["m2"])["thread_id"]
+        received["detail"]["data"] |= {"thread_id": thread_id, "email_id": "em_0123456789abcdef0123456789"}
+        body_of, index, announced = received, 2, "email.unsnoozed"
     assert response["statusCode"] == 200, response
     _drain(stack.deployed.queue_urls["SyncQueue"])
-    event = sample_record("reminders", schedule["Target"]["Input"], index)
+    event = sample_record("reminders", body_of, index)
     reminders = QueueConsumer(stack, "reminders", "RemindersQueue").function
     bus = bus_seen(bus_probe)
 
@@ -202,7 +212,7 @@ def test_a_due_reminder_delivered_three_times_wakes_or_reminds_once(
     (stored_before, announced_before), (stored_once, announced_once) = deliveries.before, deliveries.once
     assert (announced_before, announced_once) == (0, 1)
     assert stored_once != stored_before
-    if kind == "snooze":
+    if kind != "follow_up":
         assert stored_once["queues"]["SyncQueue"] == 2
         assert email(invoke_api, mail["m2"])["snoozed_until"] is None
     # ... and the other two announced nothing, pushed nothing and stored nothing

@@ -11,7 +11,7 @@ delivery shown to act) in their own module, on the state their tests seed:
   tasks         test_privacy.py: test_every_step_of_a_job_delivered_three_times_runs_once
                 (every step of an erase and of an export)
   reminders     test_api_followups.py: test_a_due_reminder_delivered_three_times_wakes_or_reminds_once
-                (a due snooze wake-up, a due follow-up);
+                (a due snooze wake-up, a due follow-up, a reply waking a snooze);
                 test_api_nudges.py: test_a_tenant_scan_delivered_three_times_nudges_once
   notifier      test_realtime.py:
                 test_an_event_delivered_three_times_posts_one_frame_to_each_connection
