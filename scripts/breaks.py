@@ -532,6 +532,20 @@ BREAKS: tuple[Break, ...] = (
             "tests/integration/test_api_followups.py::test_a_due_reminder_delivered_three_times_wakes_or_reminds_once[reply]",
         ),
     ),
+    Break(
+        "Q13",
+        "redelivery: a campaign sync pushes without comparing with what it stored last time",
+        f"{PKG}/crm/integrations/campaigns.py",
+        (
+            (
+                "    if stored is not None and stored.fields_hash == digest and stored.members == wanted:",
+                "    if False:",
+            ),
+        ),
+        (
+            "tests/integration/test_crm_activity.py::test_a_campaign_sync_delivered_three_times_writes_the_campaign_once",
+        ),
+    ),
 )
 
 _FAILED = re.compile(r"^(FAILED|ERROR) (\S+)")

@@ -484,6 +484,40 @@ def test_a_campaign_goes_to_salesforce_with_its_synced_recipients_and_a_second_s
     assert sorted(m["ContactId"] for m in members) == sorted([b_remote, d_remote])
 
 
+def test_a_campaign_sync_delivered_three_times_writes_the_campaign_once(
+    act: Activity, bus_probe: BusReader
+) -> None:
+    # Given a campaign sent to two synced contacts, and its campaign_sync record on the queue
+    integration_id = act.crm.connect()
+    c = Campaigns(act)
+    for contact_id, _ in (synced_contact(act, integration_id, n) for n in (1, 2)):
+        c.recipient(contact_id)
+    c.sync()
+    [message] = act.consumer.receive()
+    act.consumer.sqs.delete_message(QueueUrl=act.consumer.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    event = {"Records": [_record(message, act.consumer.queue_url)]}
+    bus = bus_seen(bus_probe)
+    sf = act.crm.salesforce
+
+    def observe() -> tuple[dict[str, Any], int, int, int]:
+        written = len(sf.records("Campaign")), len(sf.records("CampaignMember"))
+        return snapshot(act.crm.stack, bus), *written, sf.api_usage()[0]
+
+    # When SQS hands the record to the function three times
+    deliveries = three_deliveries(
+        lambda e: act.consumer.function.lambda_handler(e, FakeLambdaContext()), event, observe
+    )
+
+    # Then the first delivery wrote the Campaign and its two members ...
+    assert deliveries.results == [{"batchItemFailures": []}] * 3
+    assert deliveries.before[1:3] == (0, 0)
+    assert deliveries.once[1:3] == (1, 2)
+    assert deliveries.once[0] != deliveries.before[0]
+    # ... and the other two wrote nothing, asked Salesforce nothing and stored nothing
+    assert deliveries.thrice[1:] == deliveries.once[1:]
+    assert deliveries.thrice == deliveries.once
+
+
 def test_a_campaign_goes_to_hubspot_as_a_static_list_with_its_synced_recipients(act: Activity) -> None:
     # Given a HubSpot portal and a campaign sent to a synced contact
     integration_id = act.crm.connect("hubspot")

@@ -20,8 +20,9 @@ delivery shown to act) in their own module, on the state their tests seed:
                 test_a_record_delivered_three_times_runs_the_rule_once_and_posts_once
                 (an event record and a cron firing; webhook POSTs at a local receiver)
   crm_activity  test_crm_activity.py:
-                test_a_linked_email_delivered_three_times_is_logged_once_and_asks_salesforce_once
-                (Tasks and requests at the Salesforce double)
+                test_a_linked_email_delivered_three_times_is_logged_once_and_asks_salesforce_once,
+                test_a_campaign_sync_delivered_three_times_writes_the_campaign_once
+                (Tasks, Campaigns, members and requests at the Salesforce double)
   crmsync       test_crm_contact_sync.py:
                 test_a_record_delivered_three_times_to_the_function_syncs_once
                 (a started run, a targeted pull, the schedule's fan-out; contacts and requests
