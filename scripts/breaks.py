@@ -16,7 +16,8 @@ elsewhere) and the deployed tier's own breaks (the deployed-mode switch, TLS ver
 F1.. are parsers of outside input whose documented error the property tests
 (tests/unit/test_fuzz_inputs.py) must see escape as something else; rows C1.. are answers the
 schemathesis contract test (tests/integration/test_api_contract.py) must refuse; rows Q1.. are
-redeliveries that must leave the stack as one delivery left it (test_queue_redelivery.py).
+redeliveries that must leave the stack as one delivery left it and send nothing twice
+(test_queue_redelivery.py, and the seeded three-times tests its docstring lists).
 
 Usage (from the repository root; slow, not part of `make test`):
     .venv/bin/python scripts/breaks.py            # every break, after a baseline run
@@ -384,6 +385,165 @@ BREAKS: tuple[Break, ...] = (
         (
             "tests/integration/test_queue_redelivery.py::test_a_record_delivered_three_times_acts_once[match-email]",
             "tests/integration/test_queue_redelivery.py::test_a_record_delivered_three_times_acts_once[match-contact]",
+        ),
+    ),
+    Break(
+        "Q3",
+        "redelivery: a privacy step the job is one ahead of re-sends the next step though it went out",
+        f"{PKG}/privacy/service.py",
+        (
+            (
+                '    if step == message.step + 1 and int(job.get("sent_step", -1)) != step:',
+                "    if step == message.step + 1:",
+            ),
+        ),
+        (
+            "tests/integration/test_privacy.py::test_every_step_of_a_job_delivered_three_times_runs_once[erase]",
+            "tests/integration/test_privacy.py::test_every_step_of_a_job_delivered_three_times_runs_once[export]",
+        ),
+    ),
+    Break(
+        "Q4",
+        "redelivery: a snooze wake-up runs whatever the snooze record's state",
+        f"{PKG}/snooze/service.py",
+        (
+            (
+                '    if record is None or record.get("state") != "snoozed" or str(record["until"]) != until:',
+                '    if record is None or str(record["until"]) != until:',
+            ),
+        ),
+        (
+            "tests/integration/test_api_followups.py::test_a_due_reminder_delivered_three_times_wakes_or_reminds_once[snooze]",
+        ),
+    ),
+    Break(
+        "Q5",
+        "redelivery: a follow-up reminder ignores the flag's reminded_at",
+        f"{PKG}/followups/service.py",
+        (('        or flag.get("reminded_at")\n', "        or False\n"),),
+        (
+            "tests/integration/test_api_followups.py::test_a_due_reminder_delivered_three_times_wakes_or_reminds_once[follow_up]",
+        ),
+    ),
+    Break(
+        "Q6",
+        "redelivery: the notifier's fan-out unguarded (no idempotency record)",
+        "functions/notifier/app.py",
+        (
+            (
+                "    delivery = notify(record.body, notify_deps(), guard)",
+                "    delivery = notify(record.body, notify_deps())",
+            ),
+        ),
+        (
+            "tests/integration/test_realtime.py::test_an_event_delivered_three_times_posts_one_frame_to_each_connection[email.received]",
+            "tests/integration/test_realtime.py::test_an_event_delivered_three_times_posts_one_frame_to_each_connection[notification.created]",
+        ),
+    ),
+    Break(
+        "Q7",
+        "redelivery: an automation run that finished is run again",
+        f"{PKG}/automations/execution.py",
+        (
+            (
+                '    if existing is not None and existing.status != "running":',
+                '    if False and existing is not None and existing.status != "running":',
+            ),
+        ),
+        (
+            "tests/integration/test_automations_execution.py::test_a_record_delivered_three_times_runs_the_rule_once_and_posts_once[event]",
+            "tests/integration/test_automations_execution.py::test_a_record_delivered_three_times_runs_the_rule_once_and_posts_once[cron]",
+        ),
+    ),
+    Break(
+        "Q8",
+        "redelivery: CRM activity ignores its record of logged Message-IDs",
+        f"{PKG}/crm/integrations/activity.py",
+        (
+            (
+                "    done = deps.logged.logged(tenant_id, integration_id, pending)\n",
+                "    done = deps.logged.logged(tenant_id, integration_id, pending) and set()\n",
+            ),
+        ),
+        (
+            "tests/integration/test_crm_activity.py::test_a_linked_email_delivered_three_times_is_logged_once_and_asks_salesforce_once",
+        ),
+    ),
+    Break(
+        "Q9",
+        "redelivery: a CRM contact sync run that ended is run again",
+        f"{PKG}/crm/sync/service.py",
+        (
+            (
+                '        if current.state != "running":\n'
+                "            return current  # a redelivery after the run ended\n",
+                "",
+            ),
+        ),
+        (
+            "tests/integration/test_crm_contact_sync.py::test_a_record_delivered_three_times_to_the_function_syncs_once[run]",
+        ),
+    ),
+    Break(
+        "Q10",
+        "redelivery: a tenant's nudge scan leaves the threads it announced in the waiting index",
+        f"{PKG}/nudges/service.py",
+        (
+            (
+                "    for thread_id, email_id in announced:\n"
+                "        deps.nudges.stop_waiting(tenant_id, thread_id, email_id)\n",
+                "    for thread_id, email_id in announced:\n        pass\n",
+            ),
+        ),
+        ("tests/integration/test_api_nudges.py::test_a_tenant_scan_delivered_three_times_nudges_once",),
+    ),
+    Break(
+        "Q11",
+        "redelivery: a CRM sync message without a run (fan-out, targeted pull) handled on every delivery",
+        "functions/crmsync/app.py",
+        (
+            (
+                '    handle_once(sqs={"message_id": record.messageId}, message=record.body)',
+                "    handle(record.body)",
+            ),
+        ),
+        (
+            "tests/integration/test_crm_contact_sync.py::test_a_record_delivered_three_times_to_the_function_syncs_once[targeted]",
+            "tests/integration/test_crm_contact_sync.py::test_a_record_delivered_three_times_to_the_function_syncs_once[fan_out]",
+        ),
+    ),
+    Break(
+        "Q12",
+        "redelivery: a reply's wake-up unguarded (both state checks off, the reply lookup kept)",
+        f"{PKG}/snooze/service.py",
+        (
+            (
+                '    if record is None or record.get("state") != "snoozed" or str(record["until"]) != until:',
+                '    if record is None or str(record["until"]) != until:',
+            ),
+            (
+                '        if record is None or record.get("state") != "snoozed"'
+                ' or not record.get("wake_on_reply"):',
+                '        if record is None or not record.get("wake_on_reply"):',
+            ),
+            ('    deps.snoozes.delete_reply_lookup(tenant_id, str(record["thread_id"]), target_id)\n', ""),
+        ),
+        (
+            "tests/integration/test_api_followups.py::test_a_due_reminder_delivered_three_times_wakes_or_reminds_once[reply]",
+        ),
+    ),
+    Break(
+        "Q13",
+        "redelivery: a campaign sync pushes without comparing with what it stored last time",
+        f"{PKG}/crm/integrations/campaigns.py",
+        (
+            (
+                "    if stored is not None and stored.fields_hash == digest and stored.members == wanted:",
+                "    if False:",
+            ),
+        ),
+        (
+            "tests/integration/test_crm_activity.py::test_a_campaign_sync_delivered_three_times_writes_the_campaign_once",
         ),
     ),
 )

@@ -3,6 +3,7 @@ reminders function fed what the one-time schedule puts on its queue at `due_at`.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,9 +12,13 @@ import pytest
 
 from mailbridge.followups.service import schedule_name
 from mailbridge.store.flags import FlagStore
-from tests.fixtures.aws import BusReader, Stack
+from tests.events import load_event
+from tests.fixtures.aws import BusReader, FakeLambdaContext, Stack
+from tests.integration.queue_harness import QueueConsumer
+from tests.integration.redelivery import bus_seen, sample_record, snapshot, three_deliveries
 from tests.integration.test_api_emails import TENANT, Invoke, _drain, api, body, mail
-from tests.integration.test_api_snooze import email, fire
+from tests.integration.test_api_snooze import email, fire, snooze
+from tests.integration.test_api_snooze import schedule_of as snooze_schedule_of
 
 __all__ = ["mail"]  # the seeded mail fixture of test_api_emails
 
@@ -167,3 +172,49 @@ def test_viewers_and_other_tenants_cannot_set_follow_ups(invoke_api: Invoke, mai
     assert (viewer["statusCode"], body(viewer)["error"]["code"]) == (403, "role_required")
     assert (foreign["statusCode"], body(foreign)["error"]["code"]) == (404, "not_found")
     assert ids(listed(invoke_api, state="due")) == []
+
+
+@pytest.mark.parametrize("kind", ["snooze", "follow_up", "reply"])
+def test_a_due_reminder_delivered_three_times_wakes_or_reminds_once(
+    invoke_api: Invoke, stack: Stack, mail: dict[str, str], bus_probe: BusReader, kind: str
+) -> None:
+    # Given m2 snoozed for two hours, or flagged for a follow-up in three: the record its one-time
+    # schedule puts on the RemindersQueue when it is due; or m2 snoozed until a reply, and the
+    # email.received of a new email in its thread that the RemindersRule delivers
+    if kind == "snooze":
+        response = snooze(invoke_api, "email", mail["m2"], {"until": in_hours(2)})
+        body_of, index, announced = snooze_schedule_of(mail["m2"])["Target"]["Input"], 0, "email.unsnoozed"
+    elif kind == "follow_up":
+        response = put(invoke_api, mail["m2"], {"due_at": in_hours(3)})
+        body_of, index, announced = schedule_of(mail["m2"])["Target"]["Input"], 1, "follow_up.due"
+    else:
+        response = snooze(invoke_api, "email", mail["m2"], {"until": in_hours(48), "wake_on_reply": True})
+        received = json.loads(load_event("sqs/reminders.json")["Records"][2]["body"])
+        received["detail"] |= {"tenant_id": TENANT}
+        thread_id = email(invoke_api, mail["m2"])["thread_id"]
+        received["detail"]["data"] |= {"thread_id": thread_id, "email_id": "em_0123456789abcdef0123456789"}
+        body_of, index, announced = received, 2, "email.unsnoozed"
+    assert response["statusCode"] == 200, response
+    _drain(stack.deployed.queue_urls["SyncQueue"])
+    event = sample_record("reminders", body_of, index)
+    reminders = QueueConsumer(stack, "reminders", "RemindersQueue").function
+    bus = bus_seen(bus_probe)
+
+    def observe() -> tuple[dict[str, Any], int]:
+        return snapshot(stack, bus), sum(e["detail-type"] == announced for e in bus())
+
+    # When SQS hands the record to the reminders function three times
+    deliveries = three_deliveries(lambda e: reminders.lambda_handler(e, FakeLambdaContext()), event, observe)
+
+    # Then the first delivery announced it once (a wake-up also showed the email again, unread,
+    # with \Seen removed on both mailboxes) ...
+    assert deliveries.results == [{"batchItemFailures": []}] * 3
+    (stored_before, announced_before), (stored_once, announced_once) = deliveries.before, deliveries.once
+    assert (announced_before, announced_once) == (0, 1)
+    assert stored_once != stored_before
+    if kind != "follow_up":
+        assert stored_once["queues"]["SyncQueue"] == 2
+        assert email(invoke_api, mail["m2"])["snoozed_until"] is None
+    # ... and the other two announced nothing, pushed nothing and stored nothing
+    assert deliveries.thrice[1] == announced_once
+    assert deliveries.thrice == deliveries.once

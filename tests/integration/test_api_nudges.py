@@ -22,9 +22,10 @@ from mailbridge.store.base import Item
 from mailbridge.store.emails import EmailStore
 from mailbridge.store.nudges import NudgeStore
 from tests.events import load_event
-from tests.fixtures.aws import BusReader, Stack
+from tests.fixtures.aws import BusReader, FakeLambdaContext, Stack
 from tests.integration.queue_harness import QueueConsumer
 from tests.integration.read_mail import Requests
+from tests.integration.redelivery import bus_seen, sample_record, snapshot, three_deliveries
 from tests.integration.test_api_emails import ACC_A, OTHER, TENANT, Invoke, Seeder, api, body, rfc
 
 ME = f"Bob <me@{ACC_A}.test>"  # the mailbox's own address: what Bob sends is outbound
@@ -189,6 +190,33 @@ def test_sent_mail_without_a_reply_is_nudged_after_three_business_days_once(
     # Then there is still one nudge and no second event
     assert [n["id"] for n in nudges(invoke_api)] == [sent["email_id"]]
     assert created_events(bus_probe) == []
+
+
+def test_a_tenant_scan_delivered_three_times_nudges_once(
+    invoke_api: Invoke, stack: Stack, sent: dict[str, str], bus_probe: BusReader
+) -> None:
+    # Given Bob's proposal with no reply, and Friday's scan of acme (the record the daily run's
+    # fan-out queues for a tenant with nudges on)
+    scan_record = {"kind": "nudge_scan", "tenant_id": TENANT, "scheduled_time": "2026-03-06T06:00:00Z"}
+    event = sample_record("reminders", scan_record, 3)
+    reminders = QueueConsumer(stack, "reminders", "RemindersQueue").function
+    bus = bus_seen(bus_probe)
+
+    def observe() -> tuple[dict[str, Any], int]:
+        return snapshot(stack, bus), len(created_events(bus))
+
+    # When SQS hands it to the reminders function three times
+    deliveries = three_deliveries(lambda e: reminders.lambda_handler(e, FakeLambdaContext()), event, observe)
+
+    # Then the first delivery created the nudge and announced it ...
+    assert deliveries.results == [{"batchItemFailures": []}] * 3
+    (stored_before, created_before), (stored_once, created_once) = deliveries.before, deliveries.once
+    assert (created_before, created_once) == (0, 1)
+    assert stored_once != stored_before
+    assert [n["id"] for n in nudges(invoke_api)] == [sent["email_id"]]
+    # ... and the other two created nothing, announced nothing and stored nothing
+    assert deliveries.thrice[1] == created_once
+    assert deliveries.thrice == deliveries.once
 
 
 def test_a_reply_in_the_thread_clears_the_nudge_at_once(

@@ -20,8 +20,10 @@ from mailbridge.errors import Invalid, ProviderError
 from mailbridge.store.automations import AutomationStore, run_sk
 from mailbridge.store.settings import DynamoFeatureStore
 from tests.events import load_event
-from tests.fixtures.aws import BusReader, Stack, reset_caches
+from tests.fixtures.aws import BusReader, FakeLambdaContext, Stack, reset_caches
 from tests.integration.queue_harness import QueueConsumer
+from tests.integration.redelivery import bus_seen, sample_record, snapshot, three_deliveries
+from tests.integration.sync_harness import _record
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 TENANT = "acme"
@@ -194,6 +196,50 @@ def test_a_webhook_is_delivered_signed_and_once_when_the_event_comes_twice(
         )
         == run
     )
+
+
+@pytest.mark.parametrize("trigger", ["event", "cron"])
+def test_a_record_delivered_three_times_runs_the_rule_once_and_posts_once(
+    auto: Automations, receiver: Receiver, stack: Stack, bus_probe: BusReader, trigger: str
+) -> None:
+    # Given an enabled rule whose webhook action reaches a local receiver: on contact.created, or
+    # on its cron schedule
+    auto.store.put_secret(TENANT, "crm-hook", SECRET)
+    webhook = {"type": "webhook.publish", "url": receiver.url, "secret_ref": "crm-hook"}
+    if trigger == "event":
+        rule = auto.rule([webhook])
+        # And the rule's event on the AutomationsQueue as the template's AutomationsRule put it there
+        auto.announce(CONTACT)
+        [message] = auto.consumer.receive()
+        auto.consumer.sqs.delete_message(
+            QueueUrl=auto.consumer.queue_url, ReceiptHandle=message["ReceiptHandle"]
+        )
+        event = {"Records": [_record(message, auto.consumer.queue_url)]}
+    else:
+        rule = auto.rule([webhook], trigger={"cron": "cron(0 9 ? * MON *)", "timezone": "UTC"}, conditions=[])
+        # And the firing its schedule puts on the AutomationsQueue
+        firing = {"kind": "cron", "tenant_id": TENANT, "rule_id": rule["rule_id"]}
+        event = sample_record("automations-cron", firing)
+    bus = bus_seen(bus_probe)
+
+    def observe() -> tuple[dict[str, Any], int]:
+        return snapshot(stack, bus), len(receiver.requests)
+
+    # When SQS hands the record to the function three times
+    deliveries = three_deliveries(
+        lambda e: auto.consumer.function.lambda_handler(e, FakeLambdaContext()), event, observe
+    )
+
+    # Then the first delivery ran the rule and posted once ...
+    assert deliveries.results == [{"batchItemFailures": []}] * 3
+    (stored_before, posted_before), (stored_once, posted_once) = deliveries.before, deliveries.once
+    assert (posted_before, posted_once) == (0, 1)
+    assert stored_once != stored_before
+    (run,) = auto.runs(rule["rule_id"])
+    assert (run["status"], run["steps"][0]["status"]) == ("succeeded", "succeeded")
+    # ... and the other two posted nothing, stored nothing and put nothing on the bus
+    assert deliveries.thrice[1] == posted_once
+    assert deliveries.thrice == deliveries.once
 
 
 def test_an_action_already_performed_is_not_repeated_when_its_run_record_was_lost(

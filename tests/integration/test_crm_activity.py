@@ -22,9 +22,11 @@ from mailbridge.store.campaigns import CampaignRunStore, Outcome
 from mailbridge.store.crm_remote_ids import RemoteIdStore
 from tests.events import load_event
 from tests.fixtures import accounts as seeding
-from tests.fixtures.aws import FakeLambdaContext, Stack, reset_caches
+from tests.fixtures.aws import BusReader, FakeLambdaContext, Stack, reset_caches
 from tests.integration.crm_integrations_harness import TENANT, CrmStack, crm_stack, reset_crm_caches
 from tests.integration.queue_harness import QueueConsumer
+from tests.integration.redelivery import bus_seen, snapshot, three_deliveries
+from tests.integration.sync_harness import _record
 from tests.integration.test_matching import Matching, raw_mail
 
 __all__ = ["crm_stack"]
@@ -172,6 +174,43 @@ def test_two_mailboxes_and_a_redelivery_log_it_once_and_the_repeat_asks_salesfor
     assert [r["batchItemFailures"] for r in results] == [[]]
     assert len(act.tasks()) == 1
     assert act.crm.salesforce.api_usage()[0] == used_before
+
+
+def test_a_linked_email_delivered_three_times_is_logged_once_and_asks_salesforce_once(
+    act: Activity, bus_probe: BusReader
+) -> None:
+    # Given a synced contact and mail from them, matched: its email.linked record on the queue
+    integration_id = act.crm.connect()
+    remote_id = act.salesforce_contact()
+    act.sync(integration_id, act.contact(), remote_id)
+    act.mail()
+    act.m.drain()
+    messages = act.consumer.receive()
+    assert len(messages) == 1
+    act.consumer.sqs.delete_message(
+        QueueUrl=act.consumer.queue_url, ReceiptHandle=messages[0]["ReceiptHandle"]
+    )
+    event = {"Records": [_record(messages[0], act.consumer.queue_url)]}
+    bus = bus_seen(bus_probe)
+
+    def observe() -> tuple[dict[str, Any], int, int]:
+        return snapshot(act.crm.stack, bus), len(act.tasks()), act.crm.salesforce.api_usage()[0]
+
+    # When SQS hands the record to the function three times
+    deliveries = three_deliveries(
+        lambda e: act.consumer.function.lambda_handler(e, FakeLambdaContext()), event, observe
+    )
+
+    # Then the first delivery logged one Task (a lookup and a create at Salesforce) ...
+    assert deliveries.results == [{"batchItemFailures": []}] * 3
+    stored_before, tasks_before, used_before = deliveries.before
+    stored_once, tasks_once, used_once = deliveries.once
+    assert (tasks_before, tasks_once, used_once - used_before) == (0, 1, 2)
+    assert stored_once != stored_before
+    assert act.tasks()[0]["WhoId"] == remote_id
+    # ... and the other two logged nothing, asked Salesforce nothing and stored nothing
+    assert deliveries.thrice[1:] == (tasks_once, used_once)
+    assert deliveries.thrice == deliveries.once
 
 
 def test_an_unsynced_contact_logs_nothing(act: Activity) -> None:
@@ -443,6 +482,40 @@ def test_a_campaign_goes_to_salesforce_with_its_synced_recipients_and_a_second_s
     # Then that member is removed, the others stay
     members = act.crm.salesforce.records("CampaignMember")
     assert sorted(m["ContactId"] for m in members) == sorted([b_remote, d_remote])
+
+
+def test_a_campaign_sync_delivered_three_times_writes_the_campaign_once(
+    act: Activity, bus_probe: BusReader
+) -> None:
+    # Given a campaign sent to two synced contacts, and its campaign_sync record on the queue
+    integration_id = act.crm.connect()
+    c = Campaigns(act)
+    for contact_id, _ in (synced_contact(act, integration_id, n) for n in (1, 2)):
+        c.recipient(contact_id)
+    c.sync()
+    [message] = act.consumer.receive()
+    act.consumer.sqs.delete_message(QueueUrl=act.consumer.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    event = {"Records": [_record(message, act.consumer.queue_url)]}
+    bus = bus_seen(bus_probe)
+    sf = act.crm.salesforce
+
+    def observe() -> tuple[dict[str, Any], int, int, int]:
+        written = len(sf.records("Campaign")), len(sf.records("CampaignMember"))
+        return snapshot(act.crm.stack, bus), *written, sf.api_usage()[0]
+
+    # When SQS hands the record to the function three times
+    deliveries = three_deliveries(
+        lambda e: act.consumer.function.lambda_handler(e, FakeLambdaContext()), event, observe
+    )
+
+    # Then the first delivery wrote the Campaign and its two members ...
+    assert deliveries.results == [{"batchItemFailures": []}] * 3
+    assert deliveries.before[1:3] == (0, 0)
+    assert deliveries.once[1:3] == (1, 2)
+    assert deliveries.once[0] != deliveries.before[0]
+    # ... and the other two wrote nothing, asked Salesforce nothing and stored nothing
+    assert deliveries.thrice[1:] == deliveries.once[1:]
+    assert deliveries.thrice == deliveries.once
 
 
 def test_a_campaign_goes_to_hubspot_as_a_static_list_with_its_synced_recipients(act: Activity) -> None:

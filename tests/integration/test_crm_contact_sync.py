@@ -4,6 +4,7 @@ setting, matching by email, echoes of our own writes, redelivery, and the reques
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +20,13 @@ from mailbridge.crm.remote.protocol import CrmProvider
 from mailbridge.crm.sync import service
 from mailbridge.crm.sync.models import ContactSync, FieldMapping, SyncSettingsBody, SyncStart
 from mailbridge.crm.sync.service import SyncDeps
+from mailbridge.crm.sync.wiring import sync_deps
 from mailbridge.errors import Unprocessable
 from mailbridge.store.crm import CrmStore
 from mailbridge.tenancy import Role, TenantContext
-from tests.integration.crm_integrations_harness import TENANT, CrmStack, crm_stack
+from tests.fixtures.aws import BusReader, FakeLambdaContext, load_function, reset_caches
+from tests.integration.crm_integrations_harness import TENANT, CrmStack, crm_stack, reset_crm_caches
+from tests.integration.redelivery import bus_seen, sample_record, snapshot, three_deliveries
 
 __all__ = ["crm_stack"]
 
@@ -333,6 +337,70 @@ def test_a_redelivered_run_continues_and_never_doubles(sync: Sync) -> None:
     assert later.total == 0
     emails = sorted(r["Email"] for r in sync.sf.records("Contact"))
     assert emails == ["p0@example.com", "p1@example.com", "p2@example.com"]
+
+
+@pytest.mark.parametrize("kind", ["run", "targeted", "fan_out"])
+def test_a_record_delivered_three_times_to_the_function_syncs_once(
+    sync: Sync, bus_probe: BusReader, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # Given three contacts of ours and one of the CRM's, and a record for the CrmSyncQueue: a
+    # run the API started, a targeted pull of the CRM's contact (what a webhook queues), or the
+    # schedule's fan-out to every connected integration
+    sync.configure()
+    for n in range(3):
+        sync.ours(f"Person {n}", f"p{n}@example.com")
+    remote_id = sync.sf.create("Contact", LastName="Crm", Email="crm@example.com")
+    sync.crm.clock.advance(5)
+    if kind == "run":
+        service.start(ADMIN, SyncStart(integration_id=sync.integration_id), sync.deps)
+        [message] = sync.sent
+    elif kind == "targeted":
+        message = ContactSync(tenant_id=TENANT, integration_id=sync.integration_id, remote_ids=[remote_id])
+    else:
+        message = ContactSync()
+    event = sample_record("crm-sync", message)
+    # And the crmsync function after a cold start with its template environment (the doubles'
+    # CRM settings kept), its waits moving the doubles' clock
+    crm_env = {k: v for k, v in os.environ.items() if k.startswith(("SALESFORCE_", "HUBSPOT_", "OAUTH_"))}
+    for name, value in {**sync.crm.stack.env("CrmSyncFunction"), **crm_env}.items():
+        monkeypatch.setenv(name, value)
+    reset_caches()
+    reset_crm_caches()
+    sync_deps.cache_clear()
+    function = load_function("crmsync")
+    deps = sync_deps()
+    deps.provider, deps.now = mover(sync.crm), sync.crm.clock.now
+    deps.integrations.now, deps.integrations.sleep = sync.crm.clock.now, lambda _seconds: None
+    bus = bus_seen(bus_probe)
+
+    def observe() -> tuple[dict[str, Any], list[str], int]:
+        emails = sorted(r["Email"] for r in sync.sf.records("Contact"))
+        return snapshot(sync.crm.stack, bus), emails, sync.sf.api_usage()[0]
+
+    # When SQS hands the record to the function three times
+    deliveries = three_deliveries(lambda e: function.lambda_handler(e, FakeLambdaContext()), event, observe)
+
+    # Then the first delivery acted: pushed our three contacts and ended the run, pulled the
+    # CRM's contact, or queued one run of the integration ...
+    assert deliveries.results == [{"batchItemFailures": []}] * 3
+    (stored_before, before, used_before), (stored_once, once, used_once) = deliveries.before, deliveries.once
+    assert stored_once != stored_before
+    runs, _ = sync.deps.integrations.logs.runs(TENANT, sync.integration_id, limit=10)
+    if kind == "run":
+        assert once == ["crm@example.com", "p0@example.com", "p1@example.com", "p2@example.com"]
+        assert [(r.state, r.total) for r in runs] == [("succeeded", 4)]
+    elif kind == "targeted":
+        assert (once, used_once > used_before) == (before, True)
+        assert sync.by_email("crm@example.com") is not None
+        assert [(r.state, r.total) for r in runs] == [("succeeded", 1)]
+    else:
+        assert (once, used_once) == (before, used_before)
+        assert [r.state for r in runs] == ["running"]
+        assert stored_once["queues"]["CrmSyncQueue"] == stored_before["queues"]["CrmSyncQueue"] + 1
+    # ... and the other two wrote nothing to the CRM, asked it nothing and stored nothing
+    assert deliveries.thrice[1:] == deliveries.once[1:]
+    assert deliveries.thrice == deliveries.once
+    sync_deps.cache_clear()
 
 
 def test_a_crash_after_the_crm_write_is_matched_by_email_not_created_twice(sync: Sync) -> None:

@@ -36,8 +36,10 @@ from mailbridge.store.privacy import TenantTables
 from mailbridge.store.snoozes import SnoozeStore
 from mailbridge.tenancy import Role, TenantContext
 from tests.events import load_event
-from tests.fixtures.aws import FakeLambdaContext, Stack, load_function
+from tests.fixtures.aws import BusReader, FakeLambdaContext, Stack, load_function
 from tests.integration.queue_harness import QueueConsumer
+from tests.integration.redelivery import bus_seen, snapshot, three_deliveries
+from tests.integration.sync_harness import _record
 from tests.integration.test_api_emails import ACC_A, OTHER, PDF, TENANT, Invoke, Seeder, api, body, rfc
 
 ANN = "ann@example.com"
@@ -511,16 +513,29 @@ def test_roles_tenants_and_bad_input(stack: Stack, invoke_api: Invoke, world: Wo
     assert body(job(invoke_api, started["job_id"]))["state"] == "queued"
 
 
+class LostSend:
+    """The tasks queue failing to take a message (the function dies between the save and the send)."""
+
+    def send(self, message: PrivacyStep) -> None:
+        raise ConnectionError("the queue did not answer")
+
+
 def test_a_step_saved_but_not_followed_is_picked_up_by_its_redelivery(
     stack: Stack, invoke_api: Invoke, world: World
 ) -> None:
-    # Given: a job whose first step ran and saved, and whose next message was then lost
+    # Given: a job whose first step ran and saved, and whose next message then failed to go out
     started = body(start(invoke_api, "erase", {"email": ANN}))
     consumer = QueueConsumer(stack, "tasks", "TasksQueue")
     [first] = consumer.receive()
-    consumer.invoke([first])
-    [lost] = consumer.receive()
-    consumer.sqs.delete_message(QueueUrl=consumer.queue_url, ReceiptHandle=lost["ReceiptHandle"])
+    deps = privacy_deps()
+    real, deps.queue = deps.queue, LostSend()
+    try:
+        failed = consumer.invoke([first])
+    finally:
+        deps.queue = real
+    assert failed["batchItemFailures"] == [{"itemIdentifier": first["MessageId"]}]
+    assert consumer.receive() == []
+    assert body(job(invoke_api, started["job_id"]))["phase"] != "collect"
 
     # When: the first step's record comes back (SQS redelivers what was not acknowledged)
     ran = run_step(PrivacyStep.model_validate_json(first["Body"]), privacy_deps())
@@ -531,6 +546,49 @@ def test_a_step_saved_but_not_followed_is_picked_up_by_its_redelivery(
     report = body(job(invoke_api, started["job_id"]))
     assert report["state"] == "done"
     assert report["counts"]["targets"] == 3
+
+
+@pytest.mark.parametrize("kind", ["erase", "export"])
+def test_every_step_of_a_job_delivered_three_times_runs_once(
+    stack: Stack, invoke_api: Invoke, world: World, bus_probe: BusReader, kind: str
+) -> None:
+    # Given: an erase or export of ann in progress, its step records coming off the TasksQueue
+    started = body(start(invoke_api, kind, {"email": ANN}))
+    consumer = QueueConsumer(stack, "tasks", "TasksQueue")
+    bus = bus_seen(bus_probe)
+    # (an export reads the tables and writes only its job's records in the settings table: the
+    # others are left out of its snapshots, which keeps the test at half the time)
+    tables = None if kind == "erase" else ["SettingsTable"]
+    steps, seen = 0, snapshot(stack, bus, tables)
+    while messages := consumer.receive():
+        [message] = messages
+        consumer.sqs.delete_message(QueueUrl=consumer.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        # When: SQS hands each step's record to the tasks function three times
+        deliveries = three_deliveries(
+            lambda e: consumer.function.lambda_handler(e, FakeLambdaContext()),
+            {"Records": [_record(message, consumer.queue_url)]},
+            lambda: snapshot(stack, bus, tables),
+            before=seen,
+        )
+        seen = deliveries.thrice
+        # Then: the first delivery ran the step (its job record moved, the next step is queued)
+        # and the other two changed nothing and queued nothing
+        assert deliveries.results == [{"batchItemFailures": []}] * 3
+        assert deliveries.once != deliveries.before
+        assert deliveries.thrice["queues"] == deliveries.once["queues"], f"step {steps}"
+        assert deliveries.thrice == deliveries.once, f"step {steps}"
+        steps += 1
+        assert steps < 100, "the job did not end"
+
+    # And: the job ran each step once, to the end, and found ann's three records once
+    report = body(job(invoke_api, started["job_id"]))
+    assert (report["state"], report["counts"]["targets"]) == ("done", 3)
+    assert steps > 3
+    if kind == "erase":
+        acme = of_tenant(everything(stack), TENANT)
+        assert [r for records in acme.values() for r in records if mentions(r, world)] == []
+    else:
+        assert report["download_url"]
 
 
 def test_retention_deletes_old_mail_with_its_derived_records_and_keeps_newer_mail(

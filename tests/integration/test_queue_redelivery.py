@@ -2,27 +2,53 @@
 one delivery left it: the same items in every table, the same objects in every bucket, the same
 messages on every queue and the same events on the bus.
 
-Each consumer gets its sample record from events/sqs (the records the template's queues carry) on
-a fresh stack. The sync and outbox consumers are left out here: their records reach a mail server
-(their redelivery tests: test_sync_imap.py, test_outbox.py, test_gmail_writeback_send.py).
+Here each consumer gets its sample record from events/sqs (the records the template's queues
+carry) on a fresh stack. The consumers whose records act only on state a fresh stack does not
+hold have the same three-times test (tests/integration/redelivery.py: snapshot after one delivery
+== snapshot after three, outside effects counted at the double or receiver, and the first
+delivery shown to act) in their own module, on the state their tests seed:
+
+  tasks         test_privacy.py: test_every_step_of_a_job_delivered_three_times_runs_once
+                (every step of an erase and of an export)
+  reminders     test_api_followups.py: test_a_due_reminder_delivered_three_times_wakes_or_reminds_once
+                (a due snooze wake-up, a due follow-up, a reply waking a snooze);
+                test_api_nudges.py: test_a_tenant_scan_delivered_three_times_nudges_once
+  notifier      test_realtime.py:
+                test_an_event_delivered_three_times_posts_one_frame_to_each_connection
+                (frames posted to the WebSocket connections)
+  automations   test_automations_execution.py:
+                test_a_record_delivered_three_times_runs_the_rule_once_and_posts_once
+                (an event record and a cron firing; webhook POSTs at a local receiver)
+  crm_activity  test_crm_activity.py:
+                test_a_linked_email_delivered_three_times_is_logged_once_and_asks_salesforce_once,
+                test_a_campaign_sync_delivered_three_times_writes_the_campaign_once
+                (Tasks, Campaigns, members and requests at the Salesforce double)
+  crmsync       test_crm_contact_sync.py:
+                test_a_record_delivered_three_times_to_the_function_syncs_once
+                (a started run, a targeted pull, the schedule's fan-out; contacts and requests
+                at the Salesforce double)
+
+The sync and outbox consumers reach a mail server (their redelivery tests: test_sync_imap.py,
+test_outbox.py, test_gmail_writeback_send.py).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 
 from tests.events import load_event
 from tests.fixtures.aws import BusReader, FakeLambdaContext, Stack, load_function, reset_caches
+from tests.integration.redelivery import bus_seen as seen_on_bus
+from tests.integration.redelivery import snapshot
 
 # events/sqs sample -> the function folder whose queue carries it. Only samples whose first
 # delivery changes the fresh stack are here (the test checks that it does): the samples of the
-# automations, notifier, reminders and tasks queues refer to rules, connections, schedules and
-# privacy requests a fresh stack does not hold, so their deliveries change nothing at all.
+# automations, notifier, reminders, tasks, crm-activity and crm-sync queues refer to rules,
+# connections, schedules, privacy requests and CRM integrations a fresh stack does not hold, so
+# their deliveries change nothing at all (their seeded tests: the module docstring).
 SAMPLES = {
     "calendar-email-received": "calendar",
     "categorize-backfill": "categorize",
@@ -34,40 +60,9 @@ SAMPLES = {
 }
 
 
-def snapshot(stack: Stack, bus: BusReader) -> dict[str, Any]:
-    """Everything a consumer can change, comparable: items per table (without the api entry's
-    rate counters), object keys per bucket, visible+delayed messages per queue, events put."""
-    tables = {}
-    for logical_id in stack.deployed.tables:
-        items = stack.table(logical_id).scan()["Items"]
-        kept = [i for i in items if not str(i.get("sk", "")).startswith("RATE#")]
-        tables[logical_id] = sorted(json.dumps(i, sort_keys=True, default=str) for i in kept)
-    s3 = boto3.client("s3")
-    buckets = {
-        name: sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
-        for name, bucket in stack.deployed.buckets.items()
-    }
-    sqs = boto3.client("sqs")
-    queues = {}
-    for name, url in stack.deployed.queue_urls.items():
-        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-        queues[name] = int(attrs["ApproximateNumberOfMessages"]) + int(
-            attrs.get("ApproximateNumberOfMessagesDelayed", 0)
-        )
-    events = sorted(json.dumps(e["detail"], sort_keys=True) for e in bus())
-    return {"tables": tables, "buckets": buckets, "queues": queues, "events": events}
-
-
 @pytest.fixture
 def bus_seen(bus_probe: BusReader) -> BusReader:
-    """Every event put on the bus since the test began (the probe's reads drain its queue)."""
-    seen: list[dict[str, Any]] = []
-
-    def read() -> list[dict[str, Any]]:
-        seen.extend(bus_probe())
-        return list(seen)
-
-    return read
+    return seen_on_bus(bus_probe)
 
 
 @pytest.fixture

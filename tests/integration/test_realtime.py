@@ -27,7 +27,8 @@ from mailbridge.models.account import Account
 from mailbridge.realtime import wiring
 from mailbridge.store.accounts import AccountStore
 from tests.events import load_event
-from tests.fixtures.aws import FakeLambdaContext, Stack, load_function
+from tests.fixtures.aws import BusReader, FakeLambdaContext, Stack, load_function
+from tests.integration.redelivery import bus_seen, snapshot, three_deliveries
 
 AUDIENCE = "mailbridge-web"
 STAGE_CONNECTIONS = re.compile(r"/dev/@connections/([^/]+)")
@@ -369,3 +370,71 @@ def test_marking_an_email_read_announces_email_updated_for_its_mailbox(
         "thread_id": json.loads(response["body"])["thread_id"],
         "changes": {"read": True},
     }
+
+
+# ------------------------------------------------------------------------------ redelivery
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["email.received", "notification.created"])
+def test_an_event_delivered_three_times_posts_one_frame_to_each_connection(
+    stack: Stack,
+    stub: IssuerAndConnections,
+    realtime: Callable[[dict[str, Any]], dict[str, Any]],
+    notifier: Callable[[dict[str, Any]], dict[str, Any]],
+    bus_probe: BusReader,
+    index: int,
+) -> None:
+    # Given a record of the NotifierQueue (the sample's email.received of a mailbox, or its
+    # notification.created for user-1) and its user connected twice in acme, one of the two
+    # connections gone without a $disconnect
+    event = {"Records": [load_event("sqs/notifier.json")["Records"][index]]}
+    data = json.loads(event["Records"][0]["body"])["detail"]["data"]
+    user = data.get("user_id") or "alice"
+    if "account_id" in data:
+        _account("acme", data["account_id"], user)
+    for connection_id in ("c-live", "c-gone"):
+        token = stub.issuer.token(tenant="acme", role="member", sub=user)
+        assert realtime(connect_event(connection_id, query=token))["statusCode"] == 200
+    stub.gone.add("c-gone")
+    bus = bus_seen(bus_probe)
+
+    def observe() -> tuple[dict[str, Any], list[str]]:
+        return snapshot(stack, bus), sorted(connection_id for connection_id, _ in stub.posts)
+
+    # When SQS hands the record to the notifier three times
+    deliveries = three_deliveries(notifier, event, observe)
+
+    # Then the first delivery posted one frame to each connection and forgot the gone one ...
+    assert deliveries.results == [{"batchItemFailures": []}] * 3
+    (stored_before, posted_before), (stored_once, posted_once) = deliveries.before, deliveries.once
+    assert (posted_before, posted_once) == ([], ["c-gone", "c-live"])
+    assert stored(stack) == [("acme", user, "c-live")]
+    assert stored_once != stored_before
+    # ... and the other two posted nothing more and stored nothing
+    assert deliveries.thrice[1] == posted_once
+    assert deliveries.thrice == deliveries.once
+
+
+def test_one_email_announced_for_two_users_mailboxes_reaches_both_once(
+    stack: Stack,
+    stub: IssuerAndConnections,
+    realtime: Callable[[dict[str, Any]], dict[str, Any]],
+    notifier: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    # Given alice's and bob's mailboxes in acme, each of them connected
+    for user in ("alice", "bob"):
+        _account("acme", f"acc_{user}", user)
+        token = stub.issuer.token(tenant="acme", role="member", sub=user)
+        realtime(connect_event(f"c-{user}", query=token))
+    # When one email is announced for each mailbox (one idempotency key: the email's), twice
+    events = []
+    for user in ("alice", "bob"):
+        received = load_event("eventbridge/email-received.json")
+        received["detail"]["tenant_id"] = "acme"
+        received["detail"]["data"]["account_id"] = f"acc_{user}"
+        events.append(received)
+    assert events[0]["detail"]["idempotency_key"] == events[1]["detail"]["idempotency_key"]
+    notifier(_queue_event(*events))
+    notifier(_queue_event(*events))
+    # Then each owner got its one frame: the dedupe is per user, not per key alone
+    assert sorted(connection_id for connection_id, _ in stub.posts) == ["c-alice", "c-bob"]

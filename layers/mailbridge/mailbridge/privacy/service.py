@@ -8,8 +8,13 @@ every page, on the condition that the step is still the one it read. So:
   redelivery) and the page is done again; deleting what is already gone and scrubbing what no
   longer names the subject are no-ops, so a repeated page changes nothing twice;
 - a crash after the save but before the next message was sent is seen on the redelivery
-  (the job is one step ahead of the message): the next message is sent again;
-- a duplicate message finds the job past its step and does nothing.
+  (the job is one step ahead of the message and its `sent_step` is behind): the next message
+  is sent then;
+- a duplicate message finds the job past its step and does nothing; in particular a redelivery
+  of a step that ran and whose next message went out (`sent_step` = the job's step, recorded
+  after each send) sends nothing: re-sending there put a second copy of the next step on the
+  queue per redelivery, and each copy, one step behind when it arrived, sent another, down to
+  the end of the job.
 
 Phases (in order):
   collect        the emails table: the emails and drafts that name an address of the subject as a
@@ -284,11 +289,8 @@ def run_step(message: PrivacyStep, deps: PrivacyDeps) -> bool:
     if job is None or job["state"] == "done":
         return False
     step = int(job["step"])
-    if step == message.step + 1:
-        # Saved, then lost before the next message went out: send it again.
-        deps.queue.send(message.model_copy(update={"step": step}))
-        return False
     if step != message.step:
+        _send_unsent(message, job, deps)
         return False
     phases: list[str] = list(job["phases"])
     phase = phases[int(job["phase"])]
@@ -315,8 +317,22 @@ def run_step(message: PrivacyStep, deps: PrivacyDeps) -> bool:
     except Conflict:
         return False
     if updated["state"] != "done":
-        deps.queue.send(message.model_copy(update={"step": step + 1}))
+        _send_next(message, step + 1, deps)
     return True
+
+
+def _send_unsent(message: PrivacyStep, job: Item, deps: PrivacyDeps) -> None:
+    """For a message the job is past: when the job is one step ahead of it and that step's
+    message never went out (saved, then the function died before the send), send it now."""
+    step = int(job["step"])
+    if step == message.step + 1 and int(job.get("sent_step", -1)) != step:
+        _send_next(message, step, deps)
+
+
+def _send_next(message: PrivacyStep, step: int, deps: PrivacyDeps) -> None:
+    """Queue step `step` of the job and record on the job that it went out (`sent_step`)."""
+    deps.queue.send(message.model_copy(update={"step": step}))
+    deps.jobs.mark_sent(message.tenant_id, message.job_id, step)
 
 
 def _needles(job: Item, deps: PrivacyDeps, tenant: str, *, targets: bool = True) -> Needles:

@@ -26,6 +26,7 @@ class EventDetail(Model):
     tenant_id: str = Field(min_length=1)
     id: str = ""
     occurred_at: str = ""
+    idempotency_key: str = ""
     data: dict[str, Any] = Field(default_factory=dict)
 
 

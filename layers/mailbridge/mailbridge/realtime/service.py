@@ -10,8 +10,10 @@ else the owner (`created_by`) of the mailbox `data.account_id` (`email.received`
 own `tenant_id` only.
 
 Frames are hints that something changed, not the record: a client re-reads through the HTTP API.
-A redelivered event may send a frame twice; a failed post other than Gone is logged and skipped
-(the next change sends a fresh hint), so one bad connection never holds back the others.
+A failed post other than Gone is logged and skipped (the next change sends a fresh hint), so one
+bad connection never holds back the others. The fan-out runs once per `delivery_key` when the
+caller passes a `guard` (the notifier: a Powertools idempotency record), so a redelivered event
+posts nothing again (at-least-once delivery; DESIGN: consumers dedupe on `idempotency_key`).
 """
 
 from __future__ import annotations
@@ -105,11 +107,35 @@ def frame(event: BusEvent) -> bytes:
     ).encode()
 
 
-def notify(event: BusEvent, deps: NotifyDeps) -> Delivery:
-    """Post the event to its user's connections in its tenant; delete those that are gone."""
+Guard = Callable[[str, Callable[[], Delivery]], Delivery]
+"""`guard(key, fan_out)`: runs `fan_out` the first time `key` is seen and answers its Delivery;
+for a key seen before it posts nothing and answers an empty Delivery."""
+
+
+def delivery_key(event: BusEvent, user_id: str) -> str | None:
+    """What makes one fan-out: tenant, user, detail-type and the event's `idempotency_key` (its
+    `id` without one); None for an event with neither. The user is part of it: the same email
+    received by two users' mailboxes is one `email.received:{email_id}` key announced twice, one
+    for each owner."""
+    business_key = event.detail.idempotency_key or event.detail.id
+    if not business_key:
+        return None
+    return "\n".join((event.detail.tenant_id, user_id, event.detail_type, business_key))
+
+
+def notify(event: BusEvent, deps: NotifyDeps, guard: Guard | None = None) -> Delivery:
+    """Post the event to its user's connections in its tenant, once per `delivery_key` with a
+    `guard`; delete the connections that are gone."""
     user_id = recipient(event, deps.owners)
     if user_id is None:
         return Delivery()
+    key = delivery_key(event, user_id)
+    if guard is None or key is None:
+        return _fan_out(event, user_id, deps)
+    return guard(key, lambda: _fan_out(event, user_id, deps))
+
+
+def _fan_out(event: BusEvent, user_id: str, deps: NotifyDeps) -> Delivery:
     tenant_id = event.detail.tenant_id
     data = frame(event)
     delivery = Delivery()

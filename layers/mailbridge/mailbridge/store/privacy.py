@@ -76,6 +76,21 @@ class PrivacyJobStore(DynamoRepository):
                 raise Conflict("the job moved on", code="job_moved") from exc
             raise
 
+    def mark_sent(self, tenant_id: str, job_id: str, step: int) -> None:
+        """Record that the message of step `step` went out (`sent_step`), while the job is still
+        at that step; a job that moved on already (or is gone) is left as it is."""
+        try:
+            self.table.update_item(
+                Key={"pk": tenant_pk(tenant_id), "sk": job_sk(job_id)},
+                UpdateExpression="SET sent_step = :step",
+                ConditionExpression="#s = :step",
+                ExpressionAttributeNames={"#s": "step"},
+                ExpressionAttributeValues={":step": step},
+            )
+        except Exception as exc:
+            if not is_condition_failure(exc):
+                raise
+
     def jobs_of(self, tenant_id: str) -> list[Item]:
         """Every privacy job of the tenant (not their target items)."""
         condition = Key("pk").eq(tenant_pk(tenant_id)) & Key("sk").begins_with(JOB_PREFIX)
