@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from mailbridge.mime import normalize
+from mailbridge.mime.headers import _q
 from mailbridge.models.email import EmailAddress
 
 
@@ -99,3 +103,27 @@ def test_the_model_serializes_to_json_with_the_public_field_names(eml):
     assert dumped["from"][0]["address"] == "news@lists.example.com"
     assert dumped["list"]["list_id"] == "dev-list.lists.example.com"
     assert dumped["date"] == "2026-04-13T07:00:00Z"
+
+
+def _q_reference(text: str) -> bytes:
+    """RFC 2047 section 4.2 read literally: "_" is a space, "=" and two hex digits an octet,
+    anything else (a lone "=", "==", "=" at the end) is itself."""
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        pair = text[i + 1 : i + 3]
+        if text[i] == "=" and len(pair) == 2 and all(c in "0123456789abcdefABCDEF" for c in pair):
+            out.append(int(pair, 16))
+            i += 3
+            continue
+        out += b" " if text[i] == "_" else text[i].encode("ascii", "surrogateescape")
+        i += 1
+    return bytes(out)
+
+
+@settings(max_examples=500, database=None)
+@given(st.text(alphabet="=_aF09gx. \t\udce9", max_size=16))
+def test_q_encoded_text_is_read_as_rfc_2047_says(text):
+    # Given the text of a "Q" encoded word, with stray "=" and 8-bit octets among the escapes
+    # When it is decoded, Then "_" is a space, "=XX" an octet, and every other character itself
+    assert _q(text) == _q_reference(text)

@@ -31,6 +31,10 @@ HEADER_LINES = [
     b":no name",
     b"Content-Transfer-Encoding: base64",
     b"Content-Disposition: attachment; filename=a.txt",
+    b"X-Empty:",
+    b"X-Spaces: \t a  ",
+    b"X-8bit: \xe9t\xe9",
+    b" ",
 ]
 BODY_LINES = [b"text", b"", b"--", b"--b", b"--b--", b"--b1", b"- b", b"From x", b"Key: value", b"\xe9t\xe9"]
 LEAF_TYPES = [b"text/plain", b"text/html", b"application/pdf", b"message/delivery-status", None]

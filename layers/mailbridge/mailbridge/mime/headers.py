@@ -30,13 +30,15 @@ _FOLD = re.compile(r"\r\n|\r|\n")
 
 def raw_values(part: object, name: str) -> list[str]:
     """Every `name` header of a part, raw (folding kept, 8-bit bytes as surrogate escapes)."""
-    try:
-        values: list[str] = part.header_values(name)  # type: ignore[attr-defined]
-    except AttributeError:  # a stdlib Message (RFC 3464 blocks read from a decoded body)
-        lname = name.lower()
-        headers: list[tuple[str, str]] = getattr(part, "_headers", [])
-        return [str(v) for k, v in headers if k.lower() == lname]
-    return values
+    # structure.Part's index by lower-cased name (Part.header_values, without the method call:
+    # this runs dozens of times per message).
+    index: dict[str, list[str]] | None = getattr(part, "_index", None)
+    if index is not None:
+        return index.get(name.lower(), [])
+    # A stdlib Message (RFC 3464 blocks read from a decoded body).
+    lname = name.lower()
+    headers: list[tuple[str, str]] = getattr(part, "_headers", [])
+    return [str(v) for k, v in headers if k.lower() == lname]
 
 
 def header_names(part: object) -> set[str]:
@@ -72,8 +74,16 @@ def _b(text: str) -> bytes:
 
 
 def _q(text: str) -> bytes:
-    """RFC 2047 section 4.2 ("Q"): "_" is a space, "=XX" an octet."""
-    data = text.encode("ascii", "surrogateescape").replace(b"_", b" ")
+    """RFC 2047 section 4.2 ("Q"): "_" is a space, "=XX" an octet; any other "=" stays."""
+    data = text.encode("ascii", "surrogateescape")
+    if b"=" not in data:
+        return data.replace(b"_", b" ")
+    if not (b"==" in data or data.endswith(b"=") or b"\r" in data or b"\n" in data):
+        # binascii's quoted-printable decoder in header mode does exactly the above in C except
+        # for soft line breaks ("=" at a line end or the end) and "==" (read as one "="), which
+        # are excluded here.
+        return binascii.a2b_qp(data, header=True)
+    data = data.replace(b"_", b" ")
     return _Q_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), data)
 
 

@@ -277,7 +277,10 @@ def _parse(raw: bytes, defects: list[str]) -> Part:
 
 
 def _addresses(msg: Part, name: str) -> list[EmailAddress]:
-    if sum(len(value) for value in raw_values(msg, name)) > MAX_ADDRESS_CHARS:
+    values = raw_values(msg, name)
+    if not values:
+        return []
+    if sum(map(len, values)) > MAX_ADDRESS_CHARS:
         raise _too_large(f"the {name} field")
     return addresses(msg, name)
 
@@ -289,9 +292,11 @@ def _lower(value: str | None) -> str | None:
 def _defect_names(msg: Part, extra: list[str]) -> list[str]:
     """The structure's defects (stdlib names), part by part, then ours; each name once."""
     names: list[str] = []
-    for part in msg.walk():
-        if isinstance(part, Part):
-            names.extend(part.defect_names)
+    pending: list[Part] = [msg]
+    while pending:  # depth first, parents before children (Message.walk's order)
+        part = pending.pop()
+        names.extend(part.defect_names)
+        pending.extend(reversed(part.children))
     names.extend(extra)
     return list(dict.fromkeys(names))
 

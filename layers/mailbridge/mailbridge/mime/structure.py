@@ -60,7 +60,15 @@ class Part(Message):
     body: bytes
 
     def __init__(self, default_type: str) -> None:
-        super().__init__(policy=compat32)
+        # Message.__init__(policy=compat32) (Python 3.11), written out: a message can have
+        # thousands of parts, and this runs once for each.
+        self.policy = compat32
+        self._headers: list[tuple[str, str]] = []
+        self._unixfrom = None
+        self._payload: list[Part] | None = None  # a multipart's parts (Message.attach)
+        self._charset = None
+        self.preamble = self.epilogue = None
+        self.defects = []
         self._default_type = default_type
         self.ctype = default_type
         self.body = b""
@@ -89,8 +97,8 @@ class Part(Message):
 
     @property
     def children(self) -> list[Part]:
-        payload = self.get_payload() if self.is_multipart() else None
-        return [child for child in payload if isinstance(child, Part)] if payload else []
+        payload = self._payload  # a list for a multipart (Message.get_payload, is_multipart)
+        return [child for child in payload if isinstance(child, Part)] if isinstance(payload, list) else []
 
 
 # What may follow "--" boundary on a delimiter line (email.feedparser's boundaryre): "--" on the
@@ -203,11 +211,11 @@ class _Input:
                 at = data.find(needle, at + 1, best)
         return best
 
-    def header_lines(self) -> tuple[list[bytes], bool] | None:
-        """The header lines at the current position and whether a non-header, non-EOF line ends
-        them (email.feedparser's MissingHeaderBodySeparatorDefect); the blank line after them is
-        consumed. None when the line-by-line path is needed (pushed-back lines, blank lines that
-        end the part, a possible delimiter among the lines)."""
+    def header_block(self) -> tuple[bytes, bool] | None:
+        """The header lines at the current position, as one bytes object, and whether a
+        non-header, non-EOF line ends them (email.feedparser's MissingHeaderBodySeparatorDefect);
+        the blank line after them is consumed. None when the line-by-line path is needed
+        (pushed-back lines, blank lines that end the part, a possible delimiter among the lines)."""
         if self.pushed or self._blank_is_eof:
             return None
         data = self.data
@@ -217,18 +225,17 @@ class _Input:
         block = data[start:end]
         if self._needles and (block.startswith(b"--") or b"\n--" in block or b"\r--" in block):
             return None
-        lines = block.splitlines(keepends=True)
         self._last_start = -1
         if end >= len(data):
             self.pos = end
-            return lines, False
+            return block, False
         if data[end] in b"\r\n":
             self.pos = end + (2 if data.startswith(b"\r\n", end) else 1)
-            return lines, False
+            return block, False
         self.pos = end
         following = _EOL.search(data, end)
         line = data[end : following.end() if following else len(data)]
-        return lines, not (self._needles and self._is_eof(line))
+        return block, not (self._needles and self._is_eof(line))
 
     def read_to_eof(self) -> bytes:
         """Everything up to the next EOF line (not included), as one bytes object."""
@@ -264,8 +271,11 @@ class _Parser:
             "message/rfc822" if parent is not None and parent.ctype == "multipart/digest" else "text/plain"
         )
         part = Part(default)
-        if parent is not None:
-            parent.attach(part)
+        if parent is not None:  # Message.attach
+            if parent._payload is None:
+                parent._payload = [part]
+            else:
+                parent._payload.append(part)
         self.last = part
         return part
 
@@ -277,12 +287,15 @@ class _Parser:
 
     def _headers(self, part: Part) -> None:
         inp = self.input
-        fast = inp.header_lines()
+        fast = inp.header_block()
         if fast is not None:
-            lines, missing_separator = fast
+            block, missing_separator = fast
             if missing_separator:
                 _defect(part, "MissingHeaderBodySeparatorDefect")
-            self._set_headers(part, lines)
+            if _plain_fields(block):
+                _set_fields(part, block)
+            else:
+                self._set_headers(part, block.splitlines(keepends=True))
             part.ctype = _content_type(part)
             return
         lines = []
@@ -404,7 +417,7 @@ class _Parser:
     def _part(self, parent: Part, depth: int, needle: bytes) -> None:
         """One body part after a delimiter line (repeated delimiter lines make no empty parts)."""
         inp = self.input
-        while True:
+        while inp.pushed or inp.data.startswith(needle, inp.pos):
             line = inp.readline()
             if line is None or delimiter_match(line, needle) is None:
                 inp.unreadline(line)
@@ -424,12 +437,46 @@ class _Parser:
         self.last = parent
 
 
+# A header block of plain fields only: no line starts with "From " (an mbox envelope line),
+# ":" (a field without a name) or, first of all, a blank (a continuation without a field). Such
+# a block is read with one pattern (_set_fields) instead of line by line (_Parser._set_headers),
+# with the same result.
+def _plain_fields(block: bytes) -> bool:
+    return not (
+        block.startswith((b" ", b"\t", b":", b"From "))
+        or b"\n:" in block
+        or b"\r:" in block
+        or b"\nFrom " in block
+        or b"\rFrom " in block
+    )
+
+
+# One field of such a block: the name, and the value after the colon with its folding kept and
+# without the line end that closes the field (email.policy.Compat32.header_source_parse).
+_FIELD = re.compile(r"([^:\r\n]*):([^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*)")
+
+
+def _set_fields(part: Part, block: bytes) -> None:
+    """The fields of a block _plain_fields accepts, added to `part` (Part.add_header_raw)."""
+    headers = part._headers
+    index = part._index
+    for name, raw in _FIELD.findall(block.decode("ascii", "surrogateescape")):
+        value = raw.lstrip(" \t")
+        headers.append((name, value))
+        key = name.lower()
+        values = index.get(key)
+        if values is None:
+            index[key] = [value]
+        else:
+            values.append(value)
+
+
 def _content_type(part: Part) -> str:
     """RFC 2045 section 5.2 (and Message.get_content_type): the first Content-Type, unfolded and
     lower-cased; text/plain when it is not type/subtype; the default type when there is none."""
-    values = raw_values(part, "Content-Type")
+    values = part._index.get("content-type")
     if not values:
-        return part.get_default_type()
+        return part._default_type
     ctype = unfold(values[0]).split(";", 1)[0].strip().lower()
     return ctype if ctype.count("/") == 1 else "text/plain"
 
