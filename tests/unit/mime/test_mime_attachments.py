@@ -99,3 +99,16 @@ def test_a_base64_encoded_delivery_status_is_read_from_its_decoded_text():
     assert [(r.final_recipient, r.action, r.status) for r in bounce.recipients] == [
         ("gone@example.org", "failed", "5.1.1")
     ]
+
+
+def test_quoted_pairs_in_a_quoted_file_name_stand_for_the_character_after_the_backslash():
+    # Given a file name in a quoted string with quoted pairs (RFC 5322 3.2.4, RFC 2045 5.1)
+    raw = (
+        b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+        b'--b\r\nContent-Type: application/pdf; name="plain.pdf"\r\n'
+        b'Content-Disposition: attachment; filename="the \\"final\\" \\v2.pdf"\r\n\r\nPDF\r\n--b--\r\n'
+    )
+
+    # Then the name holds the characters themselves
+    assert [a.filename for a in normalize(raw).message.attachments] == ['the "final" v2.pdf']

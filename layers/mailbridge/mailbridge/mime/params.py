@@ -46,11 +46,10 @@ def _split(value: str) -> list[str]:
 
 def _unquote(value: str) -> str:
     value = value.strip()
-    if len(value) > 1 and value.startswith('"') and value.endswith('"'):
-        return _QUOTED_PAIR.sub(r"\1", value[1:-1])
-    if value.startswith('"'):
-        return _QUOTED_PAIR.sub(r"\1", value[1:])
-    return value
+    if not value.startswith('"'):
+        return value
+    inner = value[1:-1] if len(value) > 1 and value.endswith('"') else value[1:]
+    return _QUOTED_PAIR.sub(r"\1", inner) if "\\" in inner else inner
 
 
 def _octets(text: str) -> bytes:

@@ -97,8 +97,10 @@ class Part(Message):
 
     @property
     def children(self) -> list[Part]:
-        payload = self._payload  # a list for a multipart (Message.get_payload, is_multipart)
-        return [child for child in payload if isinstance(child, Part)] if isinstance(payload, list) else []
+        """The parts of a multipart, the message of a `message/*` part (only the parser attaches
+        parts, and only Part objects); the part's own list, not a copy: read it, do not change it."""
+        payload = self._payload
+        return payload if payload is not None else []
 
 
 # What may follow "--" boundary on a delimiter line (email.feedparser's boundaryre): "--" on the
