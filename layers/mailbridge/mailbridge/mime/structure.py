@@ -35,6 +35,13 @@ _HEADER_LINE = re.compile(rb"From |[\x21-\x39\x3b-\x7e]*:|[\t ]")
 _BLANK_LINE = re.compile(rb"[\r\n]")
 # A run of header and continuation lines (_HEADER_LINE at each line start), read in one step.
 _HEADER_BLOCK = re.compile(rb"(?:(?:From |[\x21-\x39\x3b-\x7e]*:|[\t ])[^\r\n]*(?:\r\n|\r|\n|\Z))*")
+# A run of plain fields: a name, a colon and continuation lines. Where it stops, the header block
+# ends unless _HEADER_LINE matches there: an mbox "From " line, a line that starts with ":" (a
+# field without a name) or, at the start, a continuation line without a field; only a block with
+# one of those needs the line-by-line reading of the feed parser (_Parser._set_headers).
+_PLAIN_BLOCK = re.compile(
+    rb"(?:[\x21-\x39\x3b-\x7e]+:[^\r\n]*(?:\r\n|\r|\n|\Z)(?:[\t ][^\r\n]*(?:\r\n|\r|\n|\Z))*)*"
+)
 
 
 class TooComplex(Exception):
@@ -213,31 +220,36 @@ class _Input:
                 at = data.find(needle, at + 1, best)
         return best
 
-    def header_block(self) -> tuple[bytes, bool] | None:
-        """The header lines at the current position, as one bytes object, and whether a
-        non-header, non-EOF line ends them (email.feedparser's MissingHeaderBodySeparatorDefect);
-        the blank line after them is consumed. None when the line-by-line path is needed
-        (pushed-back lines, blank lines that end the part, a possible delimiter among the lines)."""
+    def header_block(self) -> tuple[bytes, bool, bool] | None:
+        """The header lines at the current position, as one bytes object, whether a non-header,
+        non-EOF line ends them (email.feedparser's MissingHeaderBodySeparatorDefect) and whether
+        they are plain fields only (_PLAIN_BLOCK); the blank line after them is consumed. None
+        when the line-by-line path is needed (pushed-back lines, blank lines that end the part, a
+        possible delimiter among the lines)."""
         if self.pushed or self._blank_is_eof:
             return None
         data = self.data
         start = self.pos
-        found = _HEADER_BLOCK.match(data, start)
+        found = _PLAIN_BLOCK.match(data, start)
         end = found.end() if found else start
+        plain = not _HEADER_LINE.match(data, end)
+        if not plain:
+            found = _HEADER_BLOCK.match(data, start)
+            end = found.end() if found else start
         block = data[start:end]
         if self._needles and (block.startswith(b"--") or b"\n--" in block or b"\r--" in block):
             return None
         self._last_start = -1
         if end >= len(data):
             self.pos = end
-            return block, False
+            return block, False, plain
         if data[end] in b"\r\n":
             self.pos = end + (2 if data.startswith(b"\r\n", end) else 1)
-            return block, False
+            return block, False, plain
         self.pos = end
         following = _EOL.search(data, end)
         line = data[end : following.end() if following else len(data)]
-        return block, not (self._needles and self._is_eof(line))
+        return block, not (self._needles and self._is_eof(line)), plain
 
     def read_to_eof(self) -> bytes:
         """Everything up to the next EOF line (not included), as one bytes object."""
@@ -291,10 +303,10 @@ class _Parser:
         inp = self.input
         fast = inp.header_block()
         if fast is not None:
-            block, missing_separator = fast
+            block, missing_separator, plain = fast
             if missing_separator:
                 _defect(part, "MissingHeaderBodySeparatorDefect")
-            if _plain_fields(block):
+            if plain:
                 _set_fields(part, block)
             else:
                 self._set_headers(part, block.splitlines(keepends=True))
@@ -439,27 +451,14 @@ class _Parser:
         self.last = parent
 
 
-# A header block of plain fields only: no line starts with "From " (an mbox envelope line),
-# ":" (a field without a name) or, first of all, a blank (a continuation without a field). Such
-# a block is read with one pattern (_set_fields) instead of line by line (_Parser._set_headers),
-# with the same result.
-def _plain_fields(block: bytes) -> bool:
-    return not (
-        block.startswith((b" ", b"\t", b":", b"From "))
-        or b"\n:" in block
-        or b"\r:" in block
-        or b"\nFrom " in block
-        or b"\rFrom " in block
-    )
-
-
 # One field of such a block: the name, and the value after the colon with its folding kept and
 # without the line end that closes the field (email.policy.Compat32.header_source_parse).
 _FIELD = re.compile(r"([^:\r\n]*):([^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*)")
 
 
 def _set_fields(part: Part, block: bytes) -> None:
-    """The fields of a block _plain_fields accepts, added to `part` (Part.add_header_raw)."""
+    """The fields of a block of plain fields (_PLAIN_BLOCK), added to `part` (Part.add_header_raw):
+    read with one pattern instead of line by line (_Parser._set_headers), with the same result."""
     headers = part._headers
     index = part._index
     for name, raw in _FIELD.findall(block.decode("ascii", "surrogateescape")):
