@@ -23,8 +23,9 @@ from mailbridge.mime.text import decode_bytes, unsurrogate
 
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 # One parameter: quoted strings (a `;` inside does not end it; unterminated runs to the end) and
-# anything else but `;`.
-_PIECE = re.compile(r'(?:"(?:[^"\\]|\\.)*(?:"|\Z)|[^;"])*', re.DOTALL)
+# anything else but `;`. Runs are taken whole and never given back (possessive): the same match
+# as one character at a time, with a fraction of the engine's steps and no backtracking.
+_PIECE = re.compile(r'(?:"(?:[^"\\]++|\\.)*+(?:"|\Z)|[^;"]++)*+', re.DOTALL)
 # More sections than this in one parameter is no file name a sender wrote: left out.
 MAX_SECTIONS = 100
 

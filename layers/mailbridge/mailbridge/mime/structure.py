@@ -40,7 +40,7 @@ _HEADER_BLOCK = re.compile(rb"(?:(?:From |[\x21-\x39\x3b-\x7e]*:|[\t ])[^\r\n]*(
 # field without a name) or, at the start, a continuation line without a field; only a block with
 # one of those needs the line-by-line reading of the feed parser (_Parser._set_headers).
 _PLAIN_BLOCK = re.compile(
-    rb"(?:[\x21-\x39\x3b-\x7e]+:[^\r\n]*(?:\r\n|\r|\n|\Z)(?:[\t ][^\r\n]*(?:\r\n|\r|\n|\Z))*)*"
+    rb"(?:[\x21-\x39\x3b-\x7e]++:[^\r\n]*+(?:\r\n|\r|\n|\Z)(?:[\t ][^\r\n]*+(?:\r\n|\r|\n|\Z))*+)*+"
 )
 
 
@@ -453,7 +453,8 @@ class _Parser:
 
 # One field of such a block: the name, and the value after the colon with its folding kept and
 # without the line end that closes the field (email.policy.Compat32.header_source_parse).
-_FIELD = re.compile(r"([^:\r\n]*):([^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*)")
+# (Possessive runs: nothing the pattern gives back could make it match.)
+_FIELD = re.compile(r"([^:\r\n]*+):([^\r\n]*+(?:(?:\r\n|\r|\n)[ \t][^\r\n]*+)*+)")
 
 
 def _set_fields(part: Part, block: bytes) -> None:
