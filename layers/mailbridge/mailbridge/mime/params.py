@@ -113,7 +113,13 @@ def parameters(value: str, defects: list[str], *, raw_8bit: bool = False) -> dic
 
 def param(part: object, header: str, name: str, defects: list[str], *, raw_8bit: bool = False) -> str | None:
     """Parameter `name` of the first `header` header of a part, or None."""
-    cache: dict[tuple[str, bool], dict[str, str]] | None = getattr(part, "param_cache", None)
+    # structure.Part keeps what it has read (param_cache, None until then); a stdlib Message
+    # (no such attribute) is read every time.
+    cache: dict[tuple[str, bool], dict[str, str]] | None = None
+    if hasattr(part, "param_cache"):
+        cache = part.param_cache
+        if cache is None:
+            cache = part.param_cache = {}
     key = (header.lower(), raw_8bit)
     parsed = cache.get(key) if cache is not None else None
     if parsed is None:

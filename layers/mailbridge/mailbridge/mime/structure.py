@@ -64,26 +64,38 @@ class Part(Message):
     """
 
     ctype: str
-    body: bytes
+    # What Message.__init__(policy=compat32) sets (Python 3.11) and what most parts keep, as class
+    # attributes: a message can have thousands of parts, and each instance then holds only what
+    # is its own (fewer objects to make, and for the cyclic collector to look at, per part).
+    policy = compat32
+    _unixfrom = None
+    _payload: list[Part] | None = None  # a multipart's parts (Message.attach)
+    _charset = None
+    preamble = None
+    epilogue = None
+    body: bytes = b""
+    _source = b""
+    _span = (0, 0)
+    _defect_list: list[str] | None = None
+    # Parameters already read, by (header, raw_8bit) (params.param); made on first use.
+    param_cache: dict[tuple[str, bool], dict[str, str]] | None = None
 
     def __init__(self, default_type: str) -> None:
-        # Message.__init__(policy=compat32) (Python 3.11), written out: a message can have
-        # thousands of parts, and this runs once for each.
-        self.policy = compat32
         self._headers: list[tuple[str, str]] = []
-        self._unixfrom = None
-        self._payload: list[Part] | None = None  # a multipart's parts (Message.attach)
-        self._charset = None
-        self.preamble = self.epilogue = None
         self.defects = []
         self._default_type = default_type
         self.ctype = default_type
-        self.body = b""
-        self._source = b""
-        self._span = (0, 0)
-        self.defect_names: list[str] = []
         self._index: dict[str, list[str]] = {}
-        self.param_cache: dict[tuple[str, bool], dict[str, str]] = {}
+
+    @property
+    def defect_names(self) -> list[str]:
+        return self._defect_list if self._defect_list is not None else []
+
+    def add_defect(self, name: str) -> None:
+        if self._defect_list is None:
+            self._defect_list = [name]
+        else:
+            self._defect_list.append(name)
 
     def add_header_raw(self, name: str, value: str) -> None:
         """Message.set_raw, indexed by lower-cased name as it goes."""
@@ -500,7 +512,7 @@ def _strip_eol(body: bytes) -> bytes:
 
 
 def _defect(part: Part, name: str) -> None:
-    part.defect_names.append(name)
+    part.add_defect(name)
 
 
 def parse_structure(data: bytes) -> Part:
