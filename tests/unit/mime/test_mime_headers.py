@@ -121,7 +121,7 @@ def _q_reference(text: str) -> bytes:
     return bytes(out)
 
 
-@settings(max_examples=500, database=None)
+@settings(max_examples=500, database=None, deadline=None)  # no wall-clock limit in a unit test
 @given(st.text(alphabet="=_aF09gx. \t\udce9", max_size=16))
 def test_q_encoded_text_is_read_as_rfc_2047_says(text):
     # Given the text of a "Q" encoded word, with stray "=" and 8-bit octets among the escapes
@@ -145,7 +145,7 @@ def _unfold_reference(value: str) -> str:
     return "".join(out)
 
 
-@settings(max_examples=500, database=None)
+@settings(max_examples=500, database=None, deadline=None)  # no wall-clock limit in a unit test
 @given(st.lists(st.sampled_from(["\r", "\n", "\r\n", " ", "\t", "a"]), max_size=12).map("".join))
 def test_unfolding_removes_the_line_ends_before_wsp_and_reads_the_others_as_spaces(value):
     # Given a raw header value with folding, bare CRs and LFs anywhere

@@ -184,7 +184,7 @@ def _reference_repair(raw: bytes) -> tuple[bytes, list[str]]:
     return fixed + raw[len(head) :], defects
 
 
-@settings(max_examples=500, database=None)
+@settings(max_examples=500, database=None, deadline=None)  # no wall-clock limit in a unit test
 @given(
     st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"A", b"Subject", b" ", b"\t", b":", b"x"]), max_size=24)
 )
