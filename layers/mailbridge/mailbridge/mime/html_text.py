@@ -241,12 +241,11 @@ def _text(text: str, out: _Text) -> None:
     if "<?" not in text:
         out.data(_unescape(text))
         return
-    pieces = _PI.split(text)
-    joined = "".join(pieces)
+    joined = _PI.sub("", text)  # "".join(_PI.split(text)), without the list of pieces
     if _REFERENCE.search(joined) is None:
         out.data(joined)
         return
-    for piece in pieces:
+    for piece in _PI.split(text):
         if piece:
             out.data(unescape(piece))
 
