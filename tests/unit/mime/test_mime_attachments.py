@@ -99,3 +99,36 @@ def test_a_base64_encoded_delivery_status_is_read_from_its_decoded_text():
     assert [(r.final_recipient, r.action, r.status) for r in bounce.recipients] == [
         ("gone@example.org", "failed", "5.1.1")
     ]
+
+
+def test_quoted_pairs_in_a_quoted_file_name_stand_for_the_character_after_the_backslash():
+    # Given a file name in a quoted string with quoted pairs (RFC 5322 3.2.4, RFC 2045 5.1)
+    raw = (
+        b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+        b'--b\r\nContent-Type: application/pdf; name="plain.pdf"\r\n'
+        b'Content-Disposition: attachment; filename="the \\"final\\" \\v2.pdf"\r\n\r\nPDF\r\n--b--\r\n'
+    )
+
+    # Then the name holds the characters themselves
+    assert [a.filename for a in normalize(raw).message.attachments] == ['the "final" v2.pdf']
+
+
+def test_a_semicolon_inside_a_quoted_file_name_does_not_end_the_parameter():
+    # Given file names with ";" inside quotes (RFC 2045 5.1: a quoted-string may hold tspecials),
+    # one of them with its closing quote missing (it then runs to the end of the header)
+    def attachment(disposition: bytes) -> bytes:
+        return (
+            b"--b\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Disposition: " + disposition + b"\r\n\r\nDATA\r\n"
+        )
+
+    raw = (
+        b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        + attachment(b'attachment; filename="report; final.pdf"; size=4')
+        + attachment(b'attachment; filename="draft; v2.pdf')
+        + b"--b--\r\n"
+    )
+
+    # Then each name is the whole quoted string
+    assert [a.filename for a in normalize(raw).message.attachments] == ["report; final.pdf", "draft; v2.pdf"]

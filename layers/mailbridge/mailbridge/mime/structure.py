@@ -35,6 +35,13 @@ _HEADER_LINE = re.compile(rb"From |[\x21-\x39\x3b-\x7e]*:|[\t ]")
 _BLANK_LINE = re.compile(rb"[\r\n]")
 # A run of header and continuation lines (_HEADER_LINE at each line start), read in one step.
 _HEADER_BLOCK = re.compile(rb"(?:(?:From |[\x21-\x39\x3b-\x7e]*:|[\t ])[^\r\n]*(?:\r\n|\r|\n|\Z))*")
+# A run of plain fields: a name, a colon and continuation lines. Where it stops, the header block
+# ends unless _HEADER_LINE matches there: an mbox "From " line, a line that starts with ":" (a
+# field without a name) or, at the start, a continuation line without a field; only a block with
+# one of those needs the line-by-line reading of the feed parser (_Parser._set_headers).
+_PLAIN_BLOCK = re.compile(
+    rb"(?:[\x21-\x39\x3b-\x7e]++:[^\r\n]*+(?:\r\n|\r|\n|\Z)(?:[\t ][^\r\n]*+(?:\r\n|\r|\n|\Z))*+)*+"
+)
 
 
 class TooComplex(Exception):
@@ -57,18 +64,38 @@ class Part(Message):
     """
 
     ctype: str
-    body: bytes
+    # What Message.__init__(policy=compat32) sets (Python 3.11) and what most parts keep, as class
+    # attributes: a message can have thousands of parts, and each instance then holds only what
+    # is its own (fewer objects to make, and for the cyclic collector to look at, per part).
+    policy = compat32
+    _unixfrom = None
+    _payload: list[Part] | None = None  # a multipart's parts (Message.attach)
+    _charset = None
+    preamble = None
+    epilogue = None
+    body: bytes = b""
+    _source = b""
+    _span = (0, 0)
+    _defect_list: list[str] | None = None
+    # Parameters already read, by (header, raw_8bit) (params.param); made on first use.
+    param_cache: dict[tuple[str, bool], dict[str, str]] | None = None
 
     def __init__(self, default_type: str) -> None:
-        super().__init__(policy=compat32)
+        self._headers: list[tuple[str, str]] = []
+        self.defects = []
         self._default_type = default_type
         self.ctype = default_type
-        self.body = b""
-        self._source = b""
-        self._span = (0, 0)
-        self.defect_names: list[str] = []
         self._index: dict[str, list[str]] = {}
-        self.param_cache: dict[tuple[str, bool], dict[str, str]] = {}
+
+    @property
+    def defect_names(self) -> list[str]:
+        return self._defect_list if self._defect_list is not None else []
+
+    def add_defect(self, name: str) -> None:
+        if self._defect_list is None:
+            self._defect_list = [name]
+        else:
+            self._defect_list.append(name)
 
     def add_header_raw(self, name: str, value: str) -> None:
         """Message.set_raw, indexed by lower-cased name as it goes."""
@@ -89,8 +116,10 @@ class Part(Message):
 
     @property
     def children(self) -> list[Part]:
-        payload = self.get_payload() if self.is_multipart() else None
-        return [child for child in payload if isinstance(child, Part)] if payload else []
+        """The parts of a multipart, the message of a `message/*` part (only the parser attaches
+        parts, and only Part objects); the part's own list, not a copy: read it, do not change it."""
+        payload = self._payload
+        return payload if payload is not None else []
 
 
 # What may follow "--" boundary on a delimiter line (email.feedparser's boundaryre): "--" on the
@@ -203,32 +232,36 @@ class _Input:
                 at = data.find(needle, at + 1, best)
         return best
 
-    def header_lines(self) -> tuple[list[bytes], bool] | None:
-        """The header lines at the current position and whether a non-header, non-EOF line ends
-        them (email.feedparser's MissingHeaderBodySeparatorDefect); the blank line after them is
-        consumed. None when the line-by-line path is needed (pushed-back lines, blank lines that
-        end the part, a possible delimiter among the lines)."""
+    def header_block(self) -> tuple[bytes, bool, bool] | None:
+        """The header lines at the current position, as one bytes object, whether a non-header,
+        non-EOF line ends them (email.feedparser's MissingHeaderBodySeparatorDefect) and whether
+        they are plain fields only (_PLAIN_BLOCK); the blank line after them is consumed. None
+        when the line-by-line path is needed (pushed-back lines, blank lines that end the part, a
+        possible delimiter among the lines)."""
         if self.pushed or self._blank_is_eof:
             return None
         data = self.data
         start = self.pos
-        found = _HEADER_BLOCK.match(data, start)
+        found = _PLAIN_BLOCK.match(data, start)
         end = found.end() if found else start
+        plain = not _HEADER_LINE.match(data, end)
+        if not plain:
+            found = _HEADER_BLOCK.match(data, start)
+            end = found.end() if found else start
         block = data[start:end]
         if self._needles and (block.startswith(b"--") or b"\n--" in block or b"\r--" in block):
             return None
-        lines = block.splitlines(keepends=True)
         self._last_start = -1
         if end >= len(data):
             self.pos = end
-            return lines, False
+            return block, False, plain
         if data[end] in b"\r\n":
             self.pos = end + (2 if data.startswith(b"\r\n", end) else 1)
-            return lines, False
+            return block, False, plain
         self.pos = end
         following = _EOL.search(data, end)
         line = data[end : following.end() if following else len(data)]
-        return lines, not (self._needles and self._is_eof(line))
+        return block, not (self._needles and self._is_eof(line)), plain
 
     def read_to_eof(self) -> bytes:
         """Everything up to the next EOF line (not included), as one bytes object."""
@@ -264,8 +297,11 @@ class _Parser:
             "message/rfc822" if parent is not None and parent.ctype == "multipart/digest" else "text/plain"
         )
         part = Part(default)
-        if parent is not None:
-            parent.attach(part)
+        if parent is not None:  # Message.attach
+            if parent._payload is None:
+                parent._payload = [part]
+            else:
+                parent._payload.append(part)
         self.last = part
         return part
 
@@ -277,12 +313,15 @@ class _Parser:
 
     def _headers(self, part: Part) -> None:
         inp = self.input
-        fast = inp.header_lines()
+        fast = inp.header_block()
         if fast is not None:
-            lines, missing_separator = fast
+            block, missing_separator, plain = fast
             if missing_separator:
                 _defect(part, "MissingHeaderBodySeparatorDefect")
-            self._set_headers(part, lines)
+            if plain:
+                _set_fields(part, block)
+            else:
+                self._set_headers(part, block.splitlines(keepends=True))
             part.ctype = _content_type(part)
             return
         lines = []
@@ -404,7 +443,7 @@ class _Parser:
     def _part(self, parent: Part, depth: int, needle: bytes) -> None:
         """One body part after a delimiter line (repeated delimiter lines make no empty parts)."""
         inp = self.input
-        while True:
+        while inp.pushed or inp.data.startswith(needle, inp.pos):
             line = inp.readline()
             if line is None or delimiter_match(line, needle) is None:
                 inp.unreadline(line)
@@ -424,12 +463,34 @@ class _Parser:
         self.last = parent
 
 
+# One field of such a block: the name, and the value after the colon with its folding kept and
+# without the line end that closes the field (email.policy.Compat32.header_source_parse).
+# (Possessive runs: nothing the pattern gives back could make it match.)
+_FIELD = re.compile(r"([^:\r\n]*+):([^\r\n]*+(?:(?:\r\n|\r|\n)[ \t][^\r\n]*+)*+)")
+
+
+def _set_fields(part: Part, block: bytes) -> None:
+    """The fields of a block of plain fields (_PLAIN_BLOCK), added to `part` (Part.add_header_raw):
+    read with one pattern instead of line by line (_Parser._set_headers), with the same result."""
+    headers = part._headers
+    index = part._index
+    for name, raw in _FIELD.findall(block.decode("ascii", "surrogateescape")):
+        value = raw.lstrip(" \t")
+        headers.append((name, value))
+        key = name.lower()
+        values = index.get(key)
+        if values is None:
+            index[key] = [value]
+        else:
+            values.append(value)
+
+
 def _content_type(part: Part) -> str:
     """RFC 2045 section 5.2 (and Message.get_content_type): the first Content-Type, unfolded and
     lower-cased; text/plain when it is not type/subtype; the default type when there is none."""
-    values = raw_values(part, "Content-Type")
+    values = part._index.get("content-type")
     if not values:
-        return part.get_default_type()
+        return part._default_type
     ctype = unfold(values[0]).split(";", 1)[0].strip().lower()
     return ctype if ctype.count("/") == 1 else "text/plain"
 
@@ -451,7 +512,7 @@ def _strip_eol(body: bytes) -> bytes:
 
 
 def _defect(part: Part, name: str) -> None:
-    part.defect_names.append(name)
+    part.add_defect(name)
 
 
 def parse_structure(data: bytes) -> Part:
