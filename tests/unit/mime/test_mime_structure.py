@@ -91,6 +91,13 @@ def messages(draw: st.DrawFn) -> bytes:
     if not mixed:
         return eol.join(pieces)
     ends = draw(st.lists(st.sampled_from(EOLS), min_size=len(pieces), max_size=len(pieces)))
+    # A bare CR before an empty line ended by LF would read as one CRLF: the empty line (the end
+    # of a header block) would vanish and a Content-Type meant to end its block could be folded
+    # by the next entity's continuation line, which the parsers unfold differently on purpose
+    # (see `entities`). Such a CR is written as CRLF, so every empty line stays one.
+    for i in range(len(pieces) - 1):
+        if ends[i] == b"\r" and pieces[i + 1] == b"" and ends[i + 1].startswith(b"\n"):
+            ends[i] = b"\r\n"
     return b"".join(piece + end for piece, end in zip(pieces, ends, strict=True))
 
 
