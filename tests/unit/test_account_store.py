@@ -288,7 +288,8 @@ def test_make_pollable_on_a_deleted_account_writes_no_item(tenant: Tenant) -> No
     # botocore error that the API would answer with a 500
     with pytest.raises(NotFound) as raised:
         tenant.store.make_pollable(tenant.tenant_id, account_id, "imap")
-    assert raised.value.code == "account_not_found"
+    # The code and the message are what the API answers ({"error": {"code", "message"}})
+    assert (raised.value.code, raised.value.message) == ("account_not_found", "no such account")
     # Then no item was written back: not the account's key, nor anything in the poll
     assert tenant.store.get(f"TENANT#{tenant.tenant_id}", account_sk(account_id), consistent=True) is None
     assert tenant.polled() == set()
@@ -348,6 +349,19 @@ def test_replacing_credentials_raises_their_version(tenant: Tenant) -> None:
     assert store.get_versioned_credentials(t, account_id) == (sealed("r2"), 2)
     # And the account's own version is untouched
     assert store.get_account(t, account_id).version == 1
+
+
+def test_an_account_without_stored_credentials_reads_as_none_at_version_0(tenant: Tenant) -> None:
+    # Given an account item that holds no sealed credentials (the token cache reads this as "no
+    # token cache is stored": the account needs a new grant, oauth/tokens.py)
+    account_id = tenant.gmail().account_id
+    tenant.store.table.update_item(
+        Key={"pk": f"TENANT#{tenant.tenant_id}", "sk": account_sk(account_id)},
+        UpdateExpression="REMOVE credentials",
+    )
+    # Then both readers answer None (not a validation error), and the version is 0
+    assert tenant.store.get_versioned_credentials(tenant.tenant_id, account_id) == (None, 0)
+    assert tenant.store.get_credentials(tenant.tenant_id, account_id) is None
 
 
 def test_credentials_of_a_gone_account_are_not_found(tenant: Tenant) -> None:
