@@ -723,6 +723,19 @@ def test_the_folder_cursor_and_the_contacts_token_are_read_strongly_consistent(t
     assert [params.get("ConsistentRead") for params in sent] == [True, True]
 
 
+# ------------------------------------------------------------------------------ the table
+
+
+def test_a_table_handed_in_is_the_one_read_and_written(tenant: Tenant, store: AccountStore) -> None:
+    # Given an account, and a store handed the accounts table's handle under a name no table has
+    account_id = tenant.imap().account_id
+    handed = AccountStore("no-such-table", store.table)
+    # Then it reads and writes through that handle (not a table of that name)
+    assert handed.get_account(tenant.tenant_id, account_id).account_id == account_id
+    handed.save_contacts_sync_token(tenant.tenant_id, account_id, "tok")
+    assert store.contacts_sync_token(tenant.tenant_id, account_id) == "tok"
+
+
 # ------------------------------------------------------------------------------ ownership
 
 
