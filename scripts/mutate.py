@@ -10,8 +10,8 @@ scripts/mutate.toml; one missing there is an error (add it with the tests that e
 Why a work directory: mutmut 3 names a mutant after the file's path relative to where it runs
 (`layers/mailbridge/mailbridge/crypto.py` -> `layers.mailbridge.mailbridge.crypto`), while the
 code under test imports it as `mailbridge.crypto`; mutmut would find no test for any mutant. So
-mutmut runs in `.mutate/`, where `mailbridge`, `tests`, `local`, `functions`, `events` and
-`template.yaml` are links into the checkout and a generated pyproject.toml holds the mutmut
+mutmut runs in `.mutate/`, where `mailbridge`, `tests`, `local`, `functions`, `events`, `scripts`
+and `template.yaml` are links into the checkout and a generated pyproject.toml holds the mutmut
 settings and this project's pytest settings with `pythonpath = ["."]` (mutmut copies everything
 into `.mutate/mutants/` and runs pytest there, so the mutated copy is the one imported). Each run
 starts from a fresh `mutants/`: a result never comes from an older version of the code or tests.
@@ -47,10 +47,12 @@ LINKED = {
     "local": ROOT / "local",
     "functions": ROOT / "functions",
     "events": ROOT / "events",
+    "scripts": ROOT / "scripts",
     "template.yaml": ROOT / "template.yaml",
 }
-# Beyond tests/ and pyproject.toml (which mutmut always copies): what the tests read from the root.
-ALSO_COPY = ["local", "functions", "events", "template.yaml"]
+# Beyond tests/ and pyproject.toml (which mutmut always copies): what the tests read from the root
+# (scripts/: the backfill tests load the scripts they test, tests/integration/test_owner_backfill.py).
+ALSO_COPY = ["local", "functions", "events", "scripts", "template.yaml"]
 NOT_KILLED = ("survived", "no tests", "suspicious", "not checked", "segfault")
 
 

@@ -342,3 +342,86 @@ def test_asking_for_a_sync_puts_an_account_failed_on_its_credentials_back_into_t
     assert [json.loads(m["Body"])["reason"] for m in take()] == ["manual"]
     # Then the next poll queues it again
     assert [(q["account_id"], q["reason"]) for q in poll()] == [(account.account_id, "poll")]
+
+
+# ------------------------------------------------------------------------------ listing cursors
+
+OTHER_TENANT = "globex"
+
+
+def admins_see_all(invoke_api: Invoke, tenant: str) -> None:
+    """The tenant's privacy policy set to `admin_view: full`: its admins' GET /accounts is the
+    whole listing (`AccountStore.list_accounts`; members and the default `as_shared` go through
+    `list_shared_accounts`)."""
+    status, current = call_api(invoke_api, "get-privacy-settings.json", role="admin", tenant=tenant)
+    assert status == 200, current
+    settings = {"admin_view": "full", "version": current["version"]}
+    status, answer = call_api(
+        invoke_api, "put-privacy-settings.json", role="admin", tenant=tenant, body=settings
+    )
+    assert status == 200, answer
+
+
+def seed_listed(tenant: str, count: int) -> list[str]:
+    """`count` IMAP accounts of `tenant` owned by the sample events' caller; their ids in the
+    listing's order (the sort key)."""
+    ids = [f"acc_{tenant[:4]}{i:016x}" for i in range(count)]
+    for account_id in ids:
+        seeding.seed_account(
+            get_settings().tables.accounts,
+            get_settings().data_key_id,
+            tenant=tenant,
+            account_id=account_id,
+            address=f"{account_id}@example.com",
+        )
+    return ids
+
+
+def listed(
+    invoke_api: Invoke, *, role: str, tenant: str = TENANT, cursor: str | None = None
+) -> tuple[int, Any]:
+    query = {"limit": "1", **({"cursor": cursor} if cursor is not None else {})}
+    return call_api(invoke_api, "list-accounts.json", role=role, tenant=tenant, query=query)
+
+
+def test_an_account_listing_cursor_of_one_tenant_is_refused_for_another(
+    stack: Stack, invoke_api: Invoke
+) -> None:
+    # Given two tenants with accounts, each listed in full to its admins (the whole listing)
+    seed_listed(TENANT, 2)
+    seed_listed(OTHER_TENANT, 2)
+    for tenant in (TENANT, OTHER_TENANT):
+        admins_see_all(invoke_api, tenant)
+    status, first = listed(invoke_api, role="admin")
+    assert status == 200, first
+    assert first["next_cursor"]
+    # When acme's cursor is presented by globex's admin
+    status, answer = listed(invoke_api, role="admin", tenant=OTHER_TENANT, cursor=first["next_cursor"])
+    # Then it is 400 invalid_cursor: no page of either tenant
+    assert (status, answer["error"]["code"]) == (400, "invalid_cursor")
+    # (and the cursor still serves its own tenant)
+    status, second = listed(invoke_api, role="admin", cursor=first["next_cursor"])
+    assert status == 200, second
+    assert len(second["items"]) == 1
+
+
+def test_an_account_listing_cursor_is_the_tenants_whichever_view_issued_it(
+    stack: Stack, invoke_api: Invoke
+) -> None:
+    # Given three accounts of acme, listed in full to its admins and as shared to its members
+    # (`list_shared_accounts` gives "the same cursors as list_accounts": both are the tenant's
+    # listing of ACCOUNT# items, signed for the tenant)
+    ids = seed_listed(TENANT, 3)
+    admins_see_all(invoke_api, TENANT)
+    # When a page of one view is continued in the other, both ways
+    status, by_member = listed(invoke_api, role="member")
+    assert status == 200, by_member
+    status, by_admin = listed(invoke_api, role="admin", cursor=by_member["next_cursor"])
+    assert status == 200, by_admin
+    status, by_member_again = listed(invoke_api, role="member", cursor=by_admin["next_cursor"])
+    assert status == 200, by_member_again
+    # Then the pages chain: every account once, in order, and the listing ends
+    pages = (by_member, by_admin, by_member_again)
+    assert [a["account_id"] for page in pages for a in page["items"]] == ids
+    status, last = listed(invoke_api, role="admin", cursor=by_member_again["next_cursor"])
+    assert (status, last["items"], last["next_cursor"]) == (200, [], None)

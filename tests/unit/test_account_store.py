@@ -20,6 +20,7 @@ from moto import mock_aws
 from local.resources import create_table
 from local.template import load_template
 from mailbridge import aws
+from mailbridge.access import Mailbox, Visibility
 from mailbridge.crypto import Envelope
 from mailbridge.errors import Conflict, NotFound
 from mailbridge.models.account import (
@@ -34,7 +35,7 @@ from mailbridge.models.account import (
     sortable_utc,
 )
 from mailbridge.providers.imap.settings import Security
-from mailbridge.store.accounts import AccountStore, account_sk
+from mailbridge.store.accounts import AccountStore, account_sk, owner_record
 from mailbridge.store.keys import digest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -287,7 +288,8 @@ def test_make_pollable_on_a_deleted_account_writes_no_item(tenant: Tenant) -> No
     # botocore error that the API would answer with a 500
     with pytest.raises(NotFound) as raised:
         tenant.store.make_pollable(tenant.tenant_id, account_id, "imap")
-    assert raised.value.code == "account_not_found"
+    # The code and the message are what the API answers ({"error": {"code", "message"}})
+    assert (raised.value.code, raised.value.message) == ("account_not_found", "no such account")
     # Then no item was written back: not the account's key, nor anything in the poll
     assert tenant.store.get(f"TENANT#{tenant.tenant_id}", account_sk(account_id), consistent=True) is None
     assert tenant.polled() == set()
@@ -347,6 +349,19 @@ def test_replacing_credentials_raises_their_version(tenant: Tenant) -> None:
     assert store.get_versioned_credentials(t, account_id) == (sealed("r2"), 2)
     # And the account's own version is untouched
     assert store.get_account(t, account_id).version == 1
+
+
+def test_an_account_without_stored_credentials_reads_as_none_at_version_0(tenant: Tenant) -> None:
+    # Given an account item that holds no sealed credentials (the token cache reads this as "no
+    # token cache is stored": the account needs a new grant, oauth/tokens.py)
+    account_id = tenant.gmail().account_id
+    tenant.store.table.update_item(
+        Key={"pk": f"TENANT#{tenant.tenant_id}", "sk": account_sk(account_id)},
+        UpdateExpression="REMOVE credentials",
+    )
+    # Then both readers answer None (not a validation error), and the version is 0
+    assert tenant.store.get_versioned_credentials(tenant.tenant_id, account_id) == (None, 0)
+    assert tenant.store.get_credentials(tenant.tenant_id, account_id) is None
 
 
 def test_credentials_of_a_gone_account_are_not_found(tenant: Tenant) -> None:
@@ -706,3 +721,131 @@ def test_the_folder_cursor_and_the_contacts_token_are_read_strongly_consistent(t
     # Then each GetItem asks for a strongly consistent read (GetItem API reference, ConsistentRead):
     # an eventually consistent one may miss the write just made and resume from an older cursor
     assert [params.get("ConsistentRead") for params in sent] == [True, True]
+
+
+# ------------------------------------------------------------------------------ the table
+
+
+def test_a_table_handed_in_is_the_one_read_and_written(tenant: Tenant, store: AccountStore) -> None:
+    # Given an account, and a store handed the accounts table's handle under a name no table has
+    account_id = tenant.imap().account_id
+    handed = AccountStore("no-such-table", store.table)
+    # Then it reads and writes through that handle (not a table of that name)
+    assert handed.get_account(tenant.tenant_id, account_id).account_id == account_id
+    handed.save_contacts_sync_token(tenant.tenant_id, account_id, "tok")
+    assert store.contacts_sync_token(tenant.tenant_id, account_id) == "tok"
+
+
+# ------------------------------------------------------------------------------ ownership
+
+
+def owned(tenant: Tenant, owner: str, visibility: Visibility | None) -> str:
+    """A new account of the tenant connected by `owner` with `visibility` (None: the tenant
+    default); its id."""
+    account = Account(
+        account_id="acc_" + uuid.uuid4().hex[:20],
+        tenant_id=tenant.tenant_id,
+        provider="imap",
+        address=f"{owner}.{uuid.uuid4().hex[:8]}@example.com",
+        imap=PublicServerSettings(
+            host="imap.example.com", port=993, security=Security.SSL, username=uuid.uuid4().hex
+        ),
+        created_at=T0,
+        created_by=owner,
+        visibility=visibility,
+    )
+    tenant.store.create_account(account, sealed("first"))
+    return account.account_id
+
+
+def test_mailboxes_give_each_accounts_owner_and_visibility_connected_or_disconnected(
+    tenant: Tenant, store: AccountStore
+) -> None:
+    # Given a private mailbox, one on the tenant default, and a disconnected one (its OWNER# item)
+    private = owned(tenant, "ada", Visibility.PRIVATE)
+    default = owned(tenant, "bea", None)
+    gone = owned(tenant, "cy", Visibility.SUBJECT)
+    store.delete_account(tenant.tenant_id, gone)
+    # and another tenant's mailbox
+    other = Tenant(store, "t" + uuid.uuid4().hex[:12])
+    owned(other, "ada", Visibility.FULL)
+    # When the tenant's mailboxes are read
+    found = store.mailboxes(tenant.tenant_id)
+    # Then each account is there once with its owner and visibility, and only this tenant's
+    assert found == {
+        private: Mailbox(owner="ada", visibility=Visibility.PRIVATE),
+        default: Mailbox(owner="bea", visibility=None),
+        gone: Mailbox(owner="cy", visibility=Visibility.SUBJECT),
+    }
+
+
+def test_a_connected_accounts_own_item_decides_over_its_owner_record(
+    tenant: Tenant, store: AccountStore
+) -> None:
+    # Given a connected account made private, whose OWNER# item (the ownership backfill's) says full
+    account_id = owned(tenant, "ada", Visibility.PRIVATE)
+    store.table.put_item(Item=owner_record(f"TENANT#{tenant.tenant_id}", account_id, "bea", "full"))
+    # Then the account item decides while it exists
+    assert store.mailboxes(tenant.tenant_id) == {
+        account_id: Mailbox(owner="ada", visibility=Visibility.PRIVATE)
+    }
+
+
+def test_a_disconnect_keeps_the_owner_and_only_a_visibility_that_was_set(
+    tenant: Tenant, store: AccountStore
+) -> None:
+    # Given two accounts, one on the tenant default and one private, both disconnected
+    default, private = owned(tenant, "ada", None), owned(tenant, "bea", Visibility.PRIVATE)
+    for account_id in (default, private):
+        store.delete_account(tenant.tenant_id, account_id)
+    # Then each leaves an OWNER# item under its documented key, holding the owner, and the
+    # visibility only where one was set (none: the tenant default decides, as before)
+    pk = f"TENANT#{tenant.tenant_id}"
+    assert store.get(pk, f"OWNER#{default}", consistent=True) == {
+        "pk": pk,
+        "sk": f"OWNER#{default}",
+        "owner": "ada",
+    }
+    assert store.get(pk, f"OWNER#{private}", consistent=True) == {
+        "pk": pk,
+        "sk": f"OWNER#{private}",
+        "owner": "bea",
+        "visibility": "private",
+    }
+
+
+EVERY_KIND = (
+    "ada private",
+    "ada default",
+    "bea private",
+    "bea metadata",
+    "bea subject",
+    "bea full",
+    "bea default",
+)
+
+
+@pytest.mark.parametrize(
+    ("default", "hidden"),
+    [
+        # a sharing tenant default: only the others' private mailboxes are left out
+        (Visibility.METADATA, {"bea private"}),
+        (Visibility.FULL, {"bea private"}),
+        # a private tenant default: the others' mailboxes without a visibility are private too
+        (Visibility.PRIVATE, {"bea private", "bea default"}),
+    ],
+)
+def test_the_shared_listing_leaves_out_only_the_mailboxes_private_to_the_caller(
+    store: AccountStore, default: Visibility, hidden: set[str]
+) -> None:
+    # Given Ada's and Bea's mailboxes of every visibility
+    tenant = Tenant(store, "t" + uuid.uuid4().hex[:12])
+    names: dict[str, str] = {}
+    for kind in EVERY_KIND:
+        owner, visibility = kind.split()
+        names[owned(tenant, owner, None if visibility == "default" else Visibility(visibility))] = kind
+    # When Ada lists them under the tenant default
+    accounts, cursor = store.list_shared_accounts(tenant.tenant_id, "ada", default, cursor=None, limit=100)
+    # Then she gets hers and the others' shared ones, in the listing's order, on one page
+    assert [names[a.account_id] for a in accounts] == [n for _, n in sorted(names.items()) if n not in hidden]
+    assert cursor is None
