@@ -63,6 +63,7 @@ MESSAGES = int(os.environ.get("BENCH_MESSAGES", "5"))
 PUSHES = int(os.environ.get("BENCH_PUSHES", "1"))
 LATENCY_MS = float(os.environ.get("BENCH_PROVIDER_LATENCY_MS", "60"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "16"))
+PROFILE = os.environ.get("BENCH_SIM_PROFILE") == "1"
 SYNC_MEMORY_GB = 1.0  # template.yaml SyncFunction MemorySize 1024
 AWS_LATENCY_S = 0.010  # a DynamoDB/SQS/S3 request's in-region round trip, for the billed duration
 REDIRECT = "http://127.0.0.1:3000/oauth/gmail/callback"
@@ -122,6 +123,9 @@ class Meter:
         self.operations: Counter[str] = Counter()
         self.keys: Counter[tuple[str, str]] = Counter()
         self.usage = Usage()
+        self.op_cpu: Counter[str] = Counter()  # service.operation -> CPU seconds inside the request
+        self.target_cpu: Counter[str] = Counter()  # "Operation Table[/index]" -> the same (profile)
+        self.target_calls: Counter[str] = Counter()
         self.aws_seconds = threading.local()
         self.aws_cpu = threading.local()
         self._lock = threading.Lock()
@@ -129,7 +133,7 @@ class Meter:
 
     def attach(self, events: Any) -> None:
         events.register("before-parameter-build", self._before)
-        events.register("before-send", self._send)
+        events.register_first("before-send", self._send)  # before moto's stubber: its answer is timed
         events.register("after-call", self._after)
 
     def waited(self) -> float:
@@ -156,6 +160,9 @@ class Meter:
         """Forget the setup's requests: what follows is the simulation's."""
         self.operations.clear()
         self.keys.clear()
+        self.op_cpu.clear()
+        self.target_cpu.clear()
+        self.target_calls.clear()
         self.usage = Usage()
 
     def _write(self, table: str, item: dict[str, Any], *, transactional: bool = False) -> None:
@@ -173,6 +180,12 @@ class Meter:
 
     def _before(self, model: Any, params: dict[str, Any], **_: Any) -> None:
         service, op = model.service_model.service_name, model.name
+        if PROFILE and service == "dynamodb" and params.get("TableName"):
+            table = self.labels.get(params["TableName"], params["TableName"])
+            index = params.get("IndexName")
+            self._calls.target = f" {table}" + (f"/{index}" if index else "")
+        else:
+            self._calls.target = ""
         with self._lock:
             self.operations[f"{service}.{op}"] += 1
             handler = getattr(self, f"_{service}", None)
@@ -251,9 +264,15 @@ class Meter:
     def _after(self, model: Any, parsed: dict[str, Any], **_: Any) -> None:
         sent = getattr(self._calls, "sent", None)
         if sent is not None:
+            cpu = time.thread_time() - self._calls.cpu
             self.aws_seconds.total = self.waited() + time.perf_counter() - sent
-            self.aws_cpu.total = self.moto_cpu() + time.thread_time() - self._calls.cpu
+            self.aws_cpu.total = self.moto_cpu() + cpu
             self._calls.sent = None
+            with self._lock:
+                self.op_cpu[f"{model.service_model.service_name}.{model.name}"] += cpu
+                if getattr(self._calls, "target", ""):
+                    self.target_cpu[f"{model.name}{self._calls.target}"] += cpu
+                    self.target_calls[f"{model.name}{self._calls.target}"] += 1
         if model.service_model.service_name != "dynamodb":
             return
         with self._lock:
@@ -323,11 +342,13 @@ def main() -> int:
     from mailbridge.store.accounts import AccountStore
     from mailbridge.sync.messages import SyncRequest
     from mailbridge.sync.wiring import service_deps
-    from tests.fixtures import moto_transactions
+    from tests.fixtures import moto_queries, moto_transactions
     from tests.fixtures.aws import load_function, reset_caches
 
     moto_transactions.install()
     moto_events.install()
+    if os.environ.get("BENCH_SIM_MOTO_QUERIES", "1") == "1":  # 0: moto's own Query, to measure it
+        moto_queries.install()
 
     provider_calls = [0]
 
@@ -416,13 +437,44 @@ def main() -> int:
         opsmetrics._emit = captured  # type: ignore[assignment]  # counted here, not printed as EMF
         invocations: list[float] = []  # per invocation: CPU seconds of our code (moto's taken out)
         failures = Counter[str]()
+        retried = [0]  # failed records that came back after their visibility timeout
         template_record = json.loads((ROOT / "events" / "sqs" / "sync-request.json").read_text())["Records"][
             0
         ]
 
+        idle_sandboxes: list[Any] = []  # warm sandboxes: each a module of its own, as Lambda's are
+        sandboxes_started = [0]
+        held: dict[str, str] = {}  # message id -> receipt handle of a record that failed (comes back)
+
+        def started_sandbox(app: Any) -> Any:
+            """`app` (a fresh import of the function's module) with its failed records counted."""
+            original = app.record_handler
+
+            def record_handler(record: Any) -> None:
+                try:
+                    original(record)
+                except Exception as exc:  # counted by type and printed; the processor reports it
+                    with lock:
+                        failures[type(exc).__name__] += 1
+                    raise
+
+            app.record_handler = record_handler
+            sandboxes_started[0] += 1
+            return app
+
+        def sandbox() -> Any:
+            """A warm sandbox, or a cold start: the function's module imported again, with its own
+            batch processor (Powertools' processor keeps the batch it works on: one per sandbox)."""
+            with lock:
+                if idle_sandboxes:
+                    return idle_sandboxes.pop()
+                return started_sandbox(load_function("sync"))
+
+        idle_sandboxes.append(started_sandbox(sync_app))
+
         def invoke(m: Any) -> None:
-            """One invocation of the sync function with one record (BatchSize 1), then the delete
-            the event source mapping makes for a record that succeeded."""
+            """One invocation of the sync function with one record (BatchSize 1), in a sandbox of
+            its own, then the delete the event source mapping makes for a record that succeeded."""
             record = dict(template_record)
             record.update(
                 messageId=m["MessageId"],
@@ -431,17 +483,21 @@ def main() -> int:
                 attributes={**template_record["attributes"], **m.get("Attributes", {})},
             )
             meter.reset_wait()
+            app = sandbox()
             started = time.thread_time()
             try:
-                answer = sync_app.lambda_handler({"Records": [record]}, _Context())
+                answer = app.lambda_handler({"Records": [record]}, _Context())
                 ok = not answer.get("batchItemFailures")
             except Exception as exc:  # noqa: BLE001 - counted and printed; the record comes back
                 ok = False
                 with lock:
-                    failures[type(exc).__name__] += 1
+                    failures[f"invocation {type(exc).__name__}"] += 1
             own = time.thread_time() - started - meter.moto_cpu()  # our CPU, moto's taken out
             with lock:
                 invocations.append(max(own, 0.0))
+                idle_sandboxes.append(app)
+                if not ok:
+                    held[m["MessageId"]] = m["ReceiptHandle"]
             if ok:
                 sqs.delete_message_batch(
                     QueueUrl=queue_url, Entries=[{"Id": "0", "ReceiptHandle": m["ReceiptHandle"]}]
@@ -478,7 +534,24 @@ def main() -> int:
                         continue
                     if not in_flight and left() == 0:
                         return
+                    if not in_flight and held:
+                        come_back()
+                        continue
                     time.sleep(0.05)
+
+        def come_back() -> None:
+            """A failed record is visible again once its VisibilityTimeout (SyncQueue: 1,800 s) or
+            the provider's retry-after has passed. With nothing else left to run, the simulation
+            moves to that moment, as the runner's clock does: the records are made visible now
+            (not a request of ours: AWS needs none to bring them back)."""
+            with lock:
+                receipts = list(held.values())
+                held.clear()
+            retried[0] += len(receipts)
+            for receipt in receipts:
+                control.change_message_visibility(
+                    QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=0
+                )
 
         def queue(reason: Literal["connected", "push"]) -> None:
             requests = [
@@ -541,7 +614,10 @@ def main() -> int:
         print(f"simulation sync lag p50 seconds: {lags[len(lags) // 2]:.1f}")
         print(f"simulation sync lag max seconds: {lags[-1]:.1f}")
     print(f"simulation provider throttling: {dict(throttled) or 0}")
-    print(f"simulation sync invocations: {len(invocations)} (failed records: {dict(failures) or 0})")
+    print(
+        f"simulation sync invocations: {len(invocations)} in {sandboxes_started[0]} sandboxes "
+        f"(failed records: {dict(failures) or 0}; came back after their visibility timeout: {retried[0]})"
+    )
     runs = max(len(invocations), 1)
     print(
         f"simulation lambda seconds per invocation: {billed_seconds / runs:.3f} (our CPU "
@@ -551,6 +627,15 @@ def main() -> int:
     print("simulation request mix (requests per stored email):")
     for op, calls in sorted(meter.operations.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"  {op:<36}{calls:>9}{calls / max(emails, 1):>9.3f}")
+    if PROFILE:
+        print("simulation moto CPU per operation (requests, seconds, ms each):")
+        for op, seconds in meter.op_cpu.most_common():
+            calls = max(meter.operations[op], 1)
+            print(f"  {op:<36}{calls:>9}{seconds:>10.1f}{seconds * 1000 / calls:>10.2f}")
+        print("simulation moto CPU per DynamoDB operation and table (requests, seconds, ms each):")
+        for target, seconds in meter.target_cpu.most_common():
+            calls = max(meter.target_calls[target], 1)
+            print(f"  {target:<48}{calls:>9}{seconds:>10.1f}{seconds * 1000 / calls:>10.2f}")
     print(f"simulation aws requests per stored email: {sum(meter.operations.values()) / max(emails, 1):.2f}")
     print("simulation hottest keys (resource, partition key: share of all counted touches):")
     for (resource, key), count in meter.keys.most_common(8):
