@@ -123,8 +123,14 @@ test-build: check $(SAM_VENV)/.stamp $(VENV)/.stamp
 test-pytest: check $(VENV)/.stamp services
 	$(PYTEST_RUN)
 
+# `make bench simulation sync`: only those benchmarks (benchmarks/run.py names); `make bench`: all.
+BENCH_NAMES := $(if $(filter bench,$(firstword $(MAKECMDGOALS))),$(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS)))
 bench: $(VENV)/.stamp
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH_NAMES)
+ifneq ($(BENCH_NAMES),)
+$(BENCH_NAMES):
+	@:
+endif
 
 # The long runs of the property tests (hypothesis) and of the contract test (schemathesis against
 # /openapi.json): the same tests `make test` runs with the `ci` profile's few examples, here with

@@ -57,7 +57,7 @@ from urllib.parse import parse_qs, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "layers" / "mailbridge"), str(ROOT)]
-ACCOUNTS = int(os.environ.get("BENCH_ACCOUNTS", "200"))
+ACCOUNTS = int(os.environ.get("BENCH_ACCOUNTS", "1000"))
 TENANTS = max(1, int(os.environ.get("BENCH_TENANTS", "50")))
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "5"))
 PUSHES = int(os.environ.get("BENCH_PUSHES", "1"))
@@ -342,13 +342,14 @@ def main() -> int:
     from mailbridge.store.accounts import AccountStore
     from mailbridge.sync.messages import SyncRequest
     from mailbridge.sync.wiring import service_deps
-    from tests.fixtures import moto_queries, moto_transactions
+    from tests.fixtures import moto_queries, moto_sends, moto_transactions
     from tests.fixtures.aws import load_function, reset_caches
 
     moto_transactions.install()
     moto_events.install()
-    if os.environ.get("BENCH_SIM_MOTO_QUERIES", "1") == "1":  # 0: moto's own Query, to measure it
+    if os.environ.get("BENCH_SIM_MOTO_AS_IS") != "1":  # 1: moto's own Query and send, to measure them
         moto_queries.install()
+        moto_sends.install()
 
     provider_calls = [0]
 
