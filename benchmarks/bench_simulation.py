@@ -3,16 +3,50 @@ on moto, with the Google double's latency raised to a real provider's, every AWS
 by (table or queue, partition key); prints the hottest partition key's share, the request mix and
 the AWS cost per 10,000 emails synced.
 
-In-process handlers on moto, not the local runner: the runner holds one moto server and pumps
-queues one record at a time, and 1,000 accounts through it take far longer than a benchmark may.
-`BENCH_ACCOUNTS` defaults to 200 so `make bench` stays within minutes; the issue's 1,000 is
-`BENCH_ACCOUNTS=1000`, which grows faster than linearly on moto (its in-memory tables and FIFO
-bookkeeping slow down as they fill: 100 accounts took 1.5 minutes on the shared 2-core machine,
-1,000 had not finished after 33): per-email figures hardly move with the count (docs/scale.md).
 What runs is what Lambda would run: `functions/sync/app.py`'s handler on SyncQueue records, fed
 by a pump that does what the SQS event source mapping does (ReceiveMessage up to 10, one record
 per invocation as the template's BatchSize 1, DeleteMessageBatch of the successes), with
-`BENCH_WORKERS` pumps side by side standing for Lambda's concurrency.
+`BENCH_WORKERS` invocations side by side standing for Lambda's concurrency, each in a sandbox of
+its own (the function's module imported once per sandbox, reused warm: Powertools' batch
+processor keeps the batch it works on, so sandboxes never share one). A record that fails is
+not deleted and comes back after its VisibilityTimeout (SyncQueue: 1,800 s); when nothing else is
+left the pump moves to that moment, as the runner's clock does, and prints how many came back.
+
+In-process handlers on moto, not the local runner (`local/`, `make run`), measured:
+  - the runner pumps one batch at a time for the whole stack (`Pump.tick` walks every consumer
+    under one lock and waits for each `FunctionPool.invoke`), and every email's bus events go
+    to categorize, match, automations and the rest, one event per invocation; its functions run
+    in subprocesses, whose AWS requests a botocore hook here cannot count (a meter would have to
+    sit in the moto server), and the Google double has no latency setting.
+  - benchmarks/sim_runner_probe.py: 10 Gmail accounts of 5 messages connected through the
+    runner's OAuth routes, then `runner.drain()` (their first syncs and all that their events
+    trigger; the Google double without latency; the shared 2-core machine at load 7-9): 51.5 s
+    and 34.4 s in two runs, 3.4 to 5.2 s per account. 1,000 accounts' first syncs alone would
+    take 57 minutes or more, before the pushes; in-process, 1,000 accounts' first syncs took
+    273 s (0.27 s an account, with 60 ms a Gmail call) and their pushes 170 s.
+  Going through the runner needs a concurrent pump (Lambda's concurrency per event source,
+  batch sizes from template.yaml, which it already reads) and a request meter in its moto server:
+  a change to the runner and its e2e tests that is not made here.
+
+moto costs that AWS does not have, taken out (each module's header has its measurement; none
+changes an answer: tests/integration/test_moto_*.py compare with moto's own):
+  - tests/fixtures/moto_queries.py: a Query on a table lists and sorts the whole table in moto.
+    Query on the emails table: 31.9 ms of moto CPU each at 100 accounts, 3.1 ms patched.
+  - tests/fixtures/moto_sends.py: a send counts every message of the queue three times, several
+    times per message. SendMessageBatch to SyncQueue: 46 ms at 100 accounts, 139 at 300, 454 at
+    1,000; 5.4 ms at 100 patched.
+  - tests/fixtures/moto_transactions.py (TransactWriteItems' whole-table rollback copies) and
+    benchmarks/sync/moto_events.py (PutEvents' jsonpath parsers, unconsumed rule queues), as in
+    bench_sync.
+  Before these (and the two pump fixes above), 100 accounts took 1.5 minutes, a 300-account run
+  sat idle in its pump after 18 minutes with a record invisible for its 1,800 s, and 1,000 had
+  not finished after 33 minutes. With the Query patch, 300 accounts took 3.2 minutes and 1,000
+  16.2; with both patches 1,000 took 11.9 minutes (setup 160 s; load ~10 on the shared 2-core
+  machine). What is left grows with the data as moto does:
+  a Query still reads its whole partition (moto compares each item's sort key; DynamoDB seeks
+  the range): 3.4 ms at 100 accounts, 18.7 ms at 1,000 (20 accounts a tenant).
+  `BENCH_SIM_PROFILE=1` prints moto's CPU per operation and per DynamoDB table;
+  `BENCH_SIM_MOTO_AS_IS=1` leaves moto's Query and send unpatched, to measure them.
 
 Phases, per account (`BENCH_ACCOUNTS`, spread over `BENCH_TENANTS` tenants, default 50):
   initial  the account's `connected` sync of a mailbox of `BENCH_MESSAGES` messages
@@ -30,14 +64,16 @@ first key segment); events by bus. Cost: benchmarks/simcost.py prices: DynamoDB 
 from item sizes (written) and returned sizes (read), SQS FIFO requests, S3 PUT/GET, PutEvents
 entries, KMS requests, Lambda invocations, and Lambda GB-seconds at the sync function's 1,024 MB
 for a billed duration estimated per invocation as our own CPU seconds (the thread's CPU time with
-moto's, in-process, taken out: this machine's load and moto's slowness stay out of it) + every
+moto's, in-process, taken out: timed from before moto's botocore stubber answers, so this
+machine's load and moto's slowness stay out of it) + every
 provider call's injected latency (an upper bound: a batch's fetches overlap) + 10 ms per AWS
 request (an in-region round trip).
 Not counted: the bus rules' targets (categorize, match, automations consume the events), CloudWatch
 logs and metrics, storage per month. No thresholds: it prints.
 
-    .venv/bin/python benchmarks/bench_simulation.py   (BENCH_ACCOUNTS=n BENCH_TENANTS=n
-        BENCH_MESSAGES=n BENCH_PUSHES=n BENCH_PROVIDER_LATENCY_MS=ms BENCH_WORKERS=n)
+    .venv/bin/python benchmarks/bench_simulation.py   (BENCH_ACCOUNTS=n, default 1000; BENCH_TENANTS=n
+        BENCH_MESSAGES=n BENCH_PUSHES=n BENCH_PROVIDER_LATENCY_MS=ms BENCH_WORKERS=n
+        BENCH_SIM_PROFILE=1 BENCH_SIM_MOTO_AS_IS=1)   or   make bench simulation
 """
 
 from __future__ import annotations

@@ -66,11 +66,11 @@ def test_a_send_does_not_count_the_queue(sqs: Any, monkeypatch: pytest.MonkeyPat
 
     moto_sends.install(partial(monkeypatch.setattr, raising=False))
     passes: list[str] = []
-    listing = Queue.messages
+    listing: Any = Queue.messages
 
     def messages(queue: Any) -> Any:
         passes.append(queue.name)
-        return listing.fget(queue)  # type: ignore[misc]
+        return listing.fget(queue)
 
     monkeypatch.setattr(Queue, "messages", property(messages))
     url = sqs.create_queue(QueueName="depth.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
