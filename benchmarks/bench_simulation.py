@@ -29,7 +29,7 @@ In-process handlers on moto, not the local runner (`local/`, `make run`), measur
   a change to the runner and its e2e tests that is not made here.
 
 moto costs that AWS does not have, taken out (each module's header has its measurement; none
-changes an answer: tests/integration/test_moto_*.py compare with moto's own):
+changes an answer: tests/unit/test_moto_*.py compare with moto's own):
   - tests/fixtures/moto_queries.py: a Query on a table lists and sorts the whole table in moto.
     Query on the emails table: 31.9 ms of moto CPU each at 100 accounts, 3.1 ms patched.
   - tests/fixtures/moto_sends.py: a send counts every message of the queue three times, several
