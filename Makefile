@@ -24,7 +24,7 @@ help:
 	@echo "make mailbox a local Dovecot with a demo mailbox to connect to the running API"
 	@echo "make mailbox PROVIDER=gmail   a Gmail mailbox in the Google double, connected through OAuth"
 	@echo "make mailbox PROVIDER=graph   a Microsoft 365 mailbox in the Microsoft double, connected through msal"
-	@echo "make bench   benchmarks, printed as ratios against named peers"
+	@echo "make bench   benchmarks, printed as ratios against named peers (make bench simulation: only those named)"
 	@echo "make fuzz    the long property and contract runs (hypothesis, schemathesis; ~10 min)"
 	@echo "make mutate MODULES=\"crypto.py tenancy.py\"   mutation testing of those modules (slow)"
 	@echo "make build / make deploy ENV=dev|prod"
@@ -123,8 +123,14 @@ test-build: check $(SAM_VENV)/.stamp $(VENV)/.stamp
 test-pytest: check $(VENV)/.stamp services
 	$(PYTEST_RUN)
 
+# `make bench simulation sync`: only those benchmarks (benchmarks/run.py names); `make bench`: all.
+BENCH_NAMES := $(if $(filter bench,$(firstword $(MAKECMDGOALS))),$(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS)))
 bench: $(VENV)/.stamp
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH_NAMES)
+ifneq ($(BENCH_NAMES),)
+$(BENCH_NAMES):
+	@:
+endif
 
 # The long runs of the property tests (hypothesis) and of the contract test (schemathesis against
 # /openapi.json): the same tests `make test` runs with the `ci` profile's few examples, here with

@@ -3,16 +3,50 @@ on moto, with the Google double's latency raised to a real provider's, every AWS
 by (table or queue, partition key); prints the hottest partition key's share, the request mix and
 the AWS cost per 10,000 emails synced.
 
-In-process handlers on moto, not the local runner: the runner holds one moto server and pumps
-queues one record at a time, and 1,000 accounts through it take far longer than a benchmark may.
-`BENCH_ACCOUNTS` defaults to 200 so `make bench` stays within minutes; the issue's 1,000 is
-`BENCH_ACCOUNTS=1000`, which grows faster than linearly on moto (its in-memory tables and FIFO
-bookkeeping slow down as they fill: 100 accounts took 1.5 minutes on the shared 2-core machine,
-1,000 had not finished after 33): per-email figures hardly move with the count (docs/scale.md).
 What runs is what Lambda would run: `functions/sync/app.py`'s handler on SyncQueue records, fed
 by a pump that does what the SQS event source mapping does (ReceiveMessage up to 10, one record
 per invocation as the template's BatchSize 1, DeleteMessageBatch of the successes), with
-`BENCH_WORKERS` pumps side by side standing for Lambda's concurrency.
+`BENCH_WORKERS` invocations side by side standing for Lambda's concurrency, each in a sandbox of
+its own (the function's module imported once per sandbox, reused warm: Powertools' batch
+processor keeps the batch it works on, so sandboxes never share one). A record that fails is
+not deleted and comes back after its VisibilityTimeout (SyncQueue: 1,800 s); when nothing else is
+left the pump moves to that moment, as the runner's clock does, and prints how many came back.
+
+In-process handlers on moto, not the local runner (`local/`, `make run`), measured:
+  - the runner pumps one batch at a time for the whole stack (`Pump.tick` walks every consumer
+    under one lock and waits for each `FunctionPool.invoke`), and every email's bus events go
+    to categorize, match, automations and the rest, one event per invocation; its functions run
+    in subprocesses, whose AWS requests a botocore hook here cannot count (a meter would have to
+    sit in the moto server), and the Google double has no latency setting.
+  - benchmarks/sim_runner_probe.py: 10 Gmail accounts of 5 messages connected through the
+    runner's OAuth routes, then `runner.drain()` (their first syncs and all that their events
+    trigger; the Google double without latency; the shared 2-core machine at load 7-9): 51.5 s
+    and 34.4 s in two runs, 3.4 to 5.2 s per account. 1,000 accounts' first syncs alone would
+    take 57 minutes or more, before the pushes; in-process, 1,000 accounts' first syncs took
+    273 s (0.27 s an account, with 60 ms a Gmail call) and their pushes 170 s.
+  Going through the runner needs a concurrent pump (Lambda's concurrency per event source,
+  batch sizes from template.yaml, which it already reads) and a request meter in its moto server:
+  a change to the runner and its e2e tests that is not made here.
+
+moto costs that AWS does not have, taken out (each module's header has its measurement; none
+changes an answer: tests/unit/test_moto_*.py compare with moto's own):
+  - tests/fixtures/moto_queries.py: a Query on a table lists and sorts the whole table in moto.
+    Query on the emails table: 31.9 ms of moto CPU each at 100 accounts, 3.1 ms patched.
+  - tests/fixtures/moto_sends.py: a send counts every message of the queue three times, several
+    times per message. SendMessageBatch to SyncQueue: 46 ms at 100 accounts, 139 at 300, 454 at
+    1,000; 5.4 ms at 100 patched.
+  - tests/fixtures/moto_transactions.py (TransactWriteItems' whole-table rollback copies) and
+    benchmarks/sync/moto_events.py (PutEvents' jsonpath parsers, unconsumed rule queues), as in
+    bench_sync.
+  Before these (and the two pump fixes above), 100 accounts took 1.5 minutes, a 300-account run
+  sat idle in its pump after 18 minutes with a record invisible for its 1,800 s, and 1,000 had
+  not finished after 33 minutes. With the Query patch, 300 accounts took 3.2 minutes and 1,000
+  16.2; with both patches 1,000 took 11.9 minutes (setup 160 s; load ~10 on the shared 2-core
+  machine). What is left grows with the data as moto does:
+  a Query still reads its whole partition (moto compares each item's sort key; DynamoDB seeks
+  the range): 3.4 ms at 100 accounts, 18.7 ms at 1,000 (20 accounts a tenant).
+  `BENCH_SIM_PROFILE=1` prints moto's CPU per operation and per DynamoDB table;
+  `BENCH_SIM_MOTO_AS_IS=1` leaves moto's Query and send unpatched, to measure them.
 
 Phases, per account (`BENCH_ACCOUNTS`, spread over `BENCH_TENANTS` tenants, default 50):
   initial  the account's `connected` sync of a mailbox of `BENCH_MESSAGES` messages
@@ -30,14 +64,16 @@ first key segment); events by bus. Cost: benchmarks/simcost.py prices: DynamoDB 
 from item sizes (written) and returned sizes (read), SQS FIFO requests, S3 PUT/GET, PutEvents
 entries, KMS requests, Lambda invocations, and Lambda GB-seconds at the sync function's 1,024 MB
 for a billed duration estimated per invocation as our own CPU seconds (the thread's CPU time with
-moto's, in-process, taken out: this machine's load and moto's slowness stay out of it) + every
+moto's, in-process, taken out: timed from before moto's botocore stubber answers, so this
+machine's load and moto's slowness stay out of it) + every
 provider call's injected latency (an upper bound: a batch's fetches overlap) + 10 ms per AWS
 request (an in-region round trip).
 Not counted: the bus rules' targets (categorize, match, automations consume the events), CloudWatch
 logs and metrics, storage per month. No thresholds: it prints.
 
-    .venv/bin/python benchmarks/bench_simulation.py   (BENCH_ACCOUNTS=n BENCH_TENANTS=n
-        BENCH_MESSAGES=n BENCH_PUSHES=n BENCH_PROVIDER_LATENCY_MS=ms BENCH_WORKERS=n)
+    .venv/bin/python benchmarks/bench_simulation.py   (BENCH_ACCOUNTS=n, default 1000; BENCH_TENANTS=n
+        BENCH_MESSAGES=n BENCH_PUSHES=n BENCH_PROVIDER_LATENCY_MS=ms BENCH_WORKERS=n
+        BENCH_SIM_PROFILE=1 BENCH_SIM_MOTO_AS_IS=1)   or   make bench simulation
 """
 
 from __future__ import annotations
@@ -57,12 +93,13 @@ from urllib.parse import parse_qs, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "layers" / "mailbridge"), str(ROOT)]
-ACCOUNTS = int(os.environ.get("BENCH_ACCOUNTS", "200"))
+ACCOUNTS = int(os.environ.get("BENCH_ACCOUNTS", "1000"))
 TENANTS = max(1, int(os.environ.get("BENCH_TENANTS", "50")))
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "5"))
 PUSHES = int(os.environ.get("BENCH_PUSHES", "1"))
 LATENCY_MS = float(os.environ.get("BENCH_PROVIDER_LATENCY_MS", "60"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "16"))
+PROFILE = os.environ.get("BENCH_SIM_PROFILE") == "1"
 SYNC_MEMORY_GB = 1.0  # template.yaml SyncFunction MemorySize 1024
 AWS_LATENCY_S = 0.010  # a DynamoDB/SQS/S3 request's in-region round trip, for the billed duration
 REDIRECT = "http://127.0.0.1:3000/oauth/gmail/callback"
@@ -122,6 +159,9 @@ class Meter:
         self.operations: Counter[str] = Counter()
         self.keys: Counter[tuple[str, str]] = Counter()
         self.usage = Usage()
+        self.op_cpu: Counter[str] = Counter()  # service.operation -> CPU seconds inside the request
+        self.target_cpu: Counter[str] = Counter()  # "Operation Table[/index]" -> the same (profile)
+        self.target_calls: Counter[str] = Counter()
         self.aws_seconds = threading.local()
         self.aws_cpu = threading.local()
         self._lock = threading.Lock()
@@ -129,7 +169,7 @@ class Meter:
 
     def attach(self, events: Any) -> None:
         events.register("before-parameter-build", self._before)
-        events.register("before-send", self._send)
+        events.register_first("before-send", self._send)  # before moto's stubber: its answer is timed
         events.register("after-call", self._after)
 
     def waited(self) -> float:
@@ -156,6 +196,9 @@ class Meter:
         """Forget the setup's requests: what follows is the simulation's."""
         self.operations.clear()
         self.keys.clear()
+        self.op_cpu.clear()
+        self.target_cpu.clear()
+        self.target_calls.clear()
         self.usage = Usage()
 
     def _write(self, table: str, item: dict[str, Any], *, transactional: bool = False) -> None:
@@ -173,6 +216,12 @@ class Meter:
 
     def _before(self, model: Any, params: dict[str, Any], **_: Any) -> None:
         service, op = model.service_model.service_name, model.name
+        if PROFILE and service == "dynamodb" and params.get("TableName"):
+            table = self.labels.get(params["TableName"], params["TableName"])
+            index = params.get("IndexName")
+            self._calls.target = f" {table}" + (f"/{index}" if index else "")
+        else:
+            self._calls.target = ""
         with self._lock:
             self.operations[f"{service}.{op}"] += 1
             handler = getattr(self, f"_{service}", None)
@@ -251,9 +300,15 @@ class Meter:
     def _after(self, model: Any, parsed: dict[str, Any], **_: Any) -> None:
         sent = getattr(self._calls, "sent", None)
         if sent is not None:
+            cpu = time.thread_time() - self._calls.cpu
             self.aws_seconds.total = self.waited() + time.perf_counter() - sent
-            self.aws_cpu.total = self.moto_cpu() + time.thread_time() - self._calls.cpu
+            self.aws_cpu.total = self.moto_cpu() + cpu
             self._calls.sent = None
+            with self._lock:
+                self.op_cpu[f"{model.service_model.service_name}.{model.name}"] += cpu
+                if getattr(self._calls, "target", ""):
+                    self.target_cpu[f"{model.name}{self._calls.target}"] += cpu
+                    self.target_calls[f"{model.name}{self._calls.target}"] += 1
         if model.service_model.service_name != "dynamodb":
             return
         with self._lock:
@@ -323,11 +378,14 @@ def main() -> int:
     from mailbridge.store.accounts import AccountStore
     from mailbridge.sync.messages import SyncRequest
     from mailbridge.sync.wiring import service_deps
-    from tests.fixtures import moto_transactions
+    from tests.fixtures import moto_queries, moto_sends, moto_transactions
     from tests.fixtures.aws import load_function, reset_caches
 
     moto_transactions.install()
     moto_events.install()
+    if os.environ.get("BENCH_SIM_MOTO_AS_IS") != "1":  # 1: moto's own Query and send, to measure them
+        moto_queries.install()
+        moto_sends.install()
 
     provider_calls = [0]
 
@@ -416,13 +474,44 @@ def main() -> int:
         opsmetrics._emit = captured  # type: ignore[assignment]  # counted here, not printed as EMF
         invocations: list[float] = []  # per invocation: CPU seconds of our code (moto's taken out)
         failures = Counter[str]()
+        retried = [0]  # failed records that came back after their visibility timeout
         template_record = json.loads((ROOT / "events" / "sqs" / "sync-request.json").read_text())["Records"][
             0
         ]
 
+        idle_sandboxes: list[Any] = []  # warm sandboxes: each a module of its own, as Lambda's are
+        sandboxes_started = [0]
+        held: dict[str, str] = {}  # message id -> receipt handle of a record that failed (comes back)
+
+        def started_sandbox(app: Any) -> Any:
+            """`app` (a fresh import of the function's module) with its failed records counted."""
+            original = app.record_handler
+
+            def record_handler(record: Any) -> None:
+                try:
+                    original(record)
+                except Exception as exc:  # counted by type and printed; the processor reports it
+                    with lock:
+                        failures[type(exc).__name__] += 1
+                    raise
+
+            app.record_handler = record_handler
+            sandboxes_started[0] += 1
+            return app
+
+        def sandbox() -> Any:
+            """A warm sandbox, or a cold start: the function's module imported again, with its own
+            batch processor (Powertools' processor keeps the batch it works on: one per sandbox)."""
+            with lock:
+                if idle_sandboxes:
+                    return idle_sandboxes.pop()
+                return started_sandbox(load_function("sync"))
+
+        idle_sandboxes.append(started_sandbox(sync_app))
+
         def invoke(m: Any) -> None:
-            """One invocation of the sync function with one record (BatchSize 1), then the delete
-            the event source mapping makes for a record that succeeded."""
+            """One invocation of the sync function with one record (BatchSize 1), in a sandbox of
+            its own, then the delete the event source mapping makes for a record that succeeded."""
             record = dict(template_record)
             record.update(
                 messageId=m["MessageId"],
@@ -431,17 +520,21 @@ def main() -> int:
                 attributes={**template_record["attributes"], **m.get("Attributes", {})},
             )
             meter.reset_wait()
+            app = sandbox()
             started = time.thread_time()
             try:
-                answer = sync_app.lambda_handler({"Records": [record]}, _Context())
+                answer = app.lambda_handler({"Records": [record]}, _Context())
                 ok = not answer.get("batchItemFailures")
             except Exception as exc:  # noqa: BLE001 - counted and printed; the record comes back
                 ok = False
                 with lock:
-                    failures[type(exc).__name__] += 1
+                    failures[f"invocation {type(exc).__name__}"] += 1
             own = time.thread_time() - started - meter.moto_cpu()  # our CPU, moto's taken out
             with lock:
                 invocations.append(max(own, 0.0))
+                idle_sandboxes.append(app)
+                if not ok:
+                    held[m["MessageId"]] = m["ReceiptHandle"]
             if ok:
                 sqs.delete_message_batch(
                     QueueUrl=queue_url, Entries=[{"Id": "0", "ReceiptHandle": m["ReceiptHandle"]}]
@@ -478,7 +571,24 @@ def main() -> int:
                         continue
                     if not in_flight and left() == 0:
                         return
+                    if not in_flight and held:
+                        come_back()
+                        continue
                     time.sleep(0.05)
+
+        def come_back() -> None:
+            """A failed record is visible again once its VisibilityTimeout (SyncQueue: 1,800 s) or
+            the provider's retry-after has passed. With nothing else left to run, the simulation
+            moves to that moment, as the runner's clock does: the records are made visible now
+            (not a request of ours: AWS needs none to bring them back)."""
+            with lock:
+                receipts = list(held.values())
+                held.clear()
+            retried[0] += len(receipts)
+            for receipt in receipts:
+                control.change_message_visibility(
+                    QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=0
+                )
 
         def queue(reason: Literal["connected", "push"]) -> None:
             requests = [
@@ -541,7 +651,10 @@ def main() -> int:
         print(f"simulation sync lag p50 seconds: {lags[len(lags) // 2]:.1f}")
         print(f"simulation sync lag max seconds: {lags[-1]:.1f}")
     print(f"simulation provider throttling: {dict(throttled) or 0}")
-    print(f"simulation sync invocations: {len(invocations)} (failed records: {dict(failures) or 0})")
+    print(
+        f"simulation sync invocations: {len(invocations)} in {sandboxes_started[0]} sandboxes "
+        f"(failed records: {dict(failures) or 0}; came back after their visibility timeout: {retried[0]})"
+    )
     runs = max(len(invocations), 1)
     print(
         f"simulation lambda seconds per invocation: {billed_seconds / runs:.3f} (our CPU "
@@ -551,6 +664,15 @@ def main() -> int:
     print("simulation request mix (requests per stored email):")
     for op, calls in sorted(meter.operations.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"  {op:<36}{calls:>9}{calls / max(emails, 1):>9.3f}")
+    if PROFILE:
+        print("simulation moto CPU per operation (requests, seconds, ms each):")
+        for op, seconds in meter.op_cpu.most_common():
+            calls = max(meter.operations[op], 1)
+            print(f"  {op:<36}{calls:>9}{seconds:>10.1f}{seconds * 1000 / calls:>10.2f}")
+        print("simulation moto CPU per DynamoDB operation and table (requests, seconds, ms each):")
+        for target, seconds in meter.target_cpu.most_common():
+            calls = max(meter.target_calls[target], 1)
+            print(f"  {target:<48}{calls:>9}{seconds:>10.1f}{seconds * 1000 / calls:>10.2f}")
     print(f"simulation aws requests per stored email: {sum(meter.operations.values()) / max(emails, 1):.2f}")
     print("simulation hottest keys (resource, partition key: share of all counted touches):")
     for (resource, key), count in meter.keys.most_common(8):
