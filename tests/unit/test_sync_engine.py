@@ -24,6 +24,7 @@ from local.template import load_template
 from mailbridge import aws
 from mailbridge.bus import DomainEvent, EventPublisher
 from mailbridge.errors import EventPublishError, ProviderError, ProviderUnreachable
+from mailbridge.mime import normalize
 from mailbridge.models.account import Account, FolderPresence
 from mailbridge.providers.imap.models import (
     FetchBatch,
@@ -587,7 +588,7 @@ def test_the_next_batch_is_normalized_while_the_current_one_is_stored_and_only_o
     # normalizes, and a first announcement that waits until a message of the second batch was
     # normalized
     w.server.add("INBOX", *mails("Order", 4))
-    real_normalize = ingest_module.normalize
+    real_normalize = normalize
     normalized: list[bytes] = []
     second_batch_normalized = threading.Event()
 
@@ -623,7 +624,7 @@ def test_a_batch_fetched_ahead_after_the_deadline_is_not_normalized(
     # batch is fetched ahead
     w.server.add("INBOX", *mails("Order", 4))
     budget = Budget(batch_size=2)
-    real_normalize = ingest_module.normalize
+    real_normalize = normalize
     normalized: list[bytes] = []
 
     def noting_normalize(raw: bytes, *args: Any, **kwargs: Any) -> Any:
