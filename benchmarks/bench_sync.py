@@ -21,11 +21,12 @@ process, as it always runs). Peak memory is each child's max RSS from wait4(). N
 Where moto runs, and what each ratio means. moto is a ThreadedMotoServer in this (the parent)
 process and our sync is benchmarks/sync/ours.py in a child, so moto's CPU never holds our GIL;
 mbsync runs after our initial sync, so the two are not timed against each other's CPU. moto still
-answers far slower than AWS: its per-request CPU (TransactWriteItems of 100 actions about 200 ms,
-PutEvents of 10 events about 80 ms, PutObject about 4 ms; `BENCH_SYNC_PROFILE=1` prints them) is
-Python under moto's own GIL, one request at a time, and werkzeug's server closes every connection
-after one answer (no keep-alive), while DynamoDB answers a batch write in about 10 ms and S3 a
-put in 20-50 ms. So two ratios are printed, and neither is faked:
+answers far slower than AWS: its per-request CPU (TransactWriteItems of 100 actions about 80 ms,
+PutEvents of 10 events about 20 ms, PutObject about 2 ms, with the three costs below taken out;
+`BENCH_SYNC_PROFILE=1` prints them) is Python under moto's own GIL, one request at a time, and
+werkzeug's server closes every connection after one answer (no keep-alive), while DynamoDB
+answers a batch write in about 10 ms and S3 a put in 20-50 ms. So two ratios are printed, and
+neither is faked:
   `sync initial ours/mbsync`  wall clock of our initial sync on moto over wall clock of mbsync:
           what this machine measured, dominated by moto's answers.
   `sync initial ours/mbsync without aws wait`  the same wall clock minus the seconds during which
