@@ -21,27 +21,31 @@ process, as it always runs). Peak memory is each child's max RSS from wait4(). N
 Where moto runs, and what each ratio means. moto is a ThreadedMotoServer in this (the parent)
 process and our sync is benchmarks/sync/ours.py in a child, so moto's CPU never holds our GIL;
 mbsync runs after our initial sync, so the two are not timed against each other's CPU. moto still
-answers far slower than AWS: its per-request CPU (TransactWriteItems of 100 actions about 200 ms,
-PutEvents of 10 events about 80 ms, PutObject about 4 ms; `BENCH_SYNC_PROFILE=1` prints them) is
-Python under moto's own GIL, one request at a time, and werkzeug's server closes every connection
-after one answer (no keep-alive), while DynamoDB answers a batch write in about 10 ms and S3 a
-put in 20-50 ms. So two ratios are printed, and neither is faked:
+answers far slower than AWS: its per-request CPU (TransactWriteItems of 100 actions about 80 ms,
+PutEvents of 10 events about 20 ms, PutObject about 2 ms, with the three costs below taken out;
+`BENCH_SYNC_PROFILE=1` prints them) is Python under moto's own GIL, one request at a time, and
+werkzeug's server closes every connection after one answer (no keep-alive), while DynamoDB
+answers a batch write in about 10 ms and S3 a put in 20-50 ms. So two ratios are printed, and
+neither is faked:
   `sync initial ours/mbsync`  wall clock of our initial sync on moto over wall clock of mbsync:
           what this machine measured, dominated by moto's answers.
   `sync initial ours/mbsync without aws wait`  the same wall clock minus the seconds during which
           at least one AWS request of ours was out (botocore's before-send until the response is
-          read, the union over threads) and no IMAP fetch of ours ran (benchmarks/sync/ours.py),
-          over mbsync's: our process's own work and IMAP, i.e. the ratio if AWS answered
-          instantly. The sync fetches the next batch in a worker thread while it stores the
-          current one (sync/engine.py), so a fetch often runs while moto answers: those seconds
-          stay in our time, as they would if AWS answered at once. It does not normalize while
-          it waits for AWS (only the S3 puts of a batch overlap each other, with their request
-          building), so next to none of our work is hidden in the seconds taken out; against AWS
-          its request latencies add back (the request counts per operation below, each at AWS's
-          latency).
-Two moto costs that AWS does not have are taken out before measuring, and said so in the header: a
-TransactWriteItems rollback copy of whole tables (tests/fixtures/moto_transactions.py) and
-PutEvents' per-event jsonpath parsing and unconsumed target queues (benchmarks/sync/moto_events.py).
+          read, the union over threads) and no IMAP fetch or normalizing of ours ran
+          (benchmarks/sync/ours.py), over mbsync's: our process's own work and IMAP, i.e. the
+          ratio if AWS answered instantly. The sync fetches and normalizes the next batch in a
+          worker thread while it stores the current one (sync/engine.py), so that work often
+          runs while moto answers: those seconds stay in our time, as they would if AWS
+          answered at once. What else overlaps a wait is the storing thread's own request
+          building and the S3 puts' (a pool) and PutEvents' (5 at a time) building, next to none
+          of our work; against AWS the request latencies add back (the request counts per
+          operation below, each at AWS's latency).
+Three moto costs that AWS does not have are taken out before measuring, and said so in the
+header: a TransactWriteItems rollback copy of whole tables (tests/fixtures/moto_transactions.py),
+PutEvents' per-event jsonpath parsing and unconsumed target queues (benchmarks/sync/moto_events.py),
+and an item's size summed over every attribute before it each time moto stores one more
+attribute, quadratic in the attributes (benchmarks/sync/moto_items.py: 44% of moto's
+transaction CPU for corpus mail, measured there).
 The machine's load moves both ratios (mbsync's seconds as much as ours): the CPU seconds of our
 process are printed too, and are the steadier figure between runs.
 `BENCH_SYNC_PROFILE=1` adds moto's server CPU per operation and our process's cProfile.
@@ -400,11 +404,12 @@ def moto_server() -> Iterator[str]:
 
     from moto.server import ThreadedMotoServer
 
-    from benchmarks.sync import moto_events
+    from benchmarks.sync import moto_events, moto_items
     from tests.fixtures import moto_transactions
 
     moto_transactions.install()  # TransactWriteItems at AWS's cost (see that module)
     moto_events.install()  # PutEvents without a jsonpath parser built per event (see that module)
+    moto_items.install()  # an item's size checked once, not once per attribute (see that module)
     if os.environ.get("BENCH_SYNC_PROFILE") == "1":
         SERVER_CLOCK.append(ServerClock())
         SERVER_CLOCK[0].install()
@@ -413,7 +418,7 @@ def moto_server() -> Iterator[str]:
     server.start()
     try:
         host, port = server.get_host_and_port()
-        with moto_events.rule_queues_consumed():
+        with moto_events.rule_queues_consumed(interval=0.05):
             yield f"http://{host}:{port}"
     finally:
         server.stop()
@@ -482,7 +487,11 @@ def main() -> int:
         )
         print(
             "moto: PutEvents parses each rule target's input paths once, and the rules' queues are "
-            "emptied every second as their consumers would (benchmarks/sync/moto_events.py)"
+            "emptied every 50 ms as their consumers would (benchmarks/sync/moto_events.py)"
+        )
+        print(
+            "moto: an item's 400 KB size is checked once when moto builds it, not once per attribute "
+            "(benchmarks/sync/moto_items.py)"
         )
         if mbsync:
             print(f"peer: {mb_text} ({mbsync})")

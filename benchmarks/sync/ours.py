@@ -61,7 +61,9 @@ class OperationClock:
         # (start, end) of every HTTP exchange with AWS (moto here), from any thread
         self.exchanges: list[tuple[float, float]] = []
         self._sent = threading.local()
-        # (start, end) of every IMAP fetch of new mail (`fetch_new`), from any thread
+        # (start, end) of every IMAP fetch of new mail (`fetch_new`) and of every batch normalized
+        # ahead (`engine.prepare_batch`), from any thread: our work that may run while a request
+        # of the storing thread is out
         self.fetching: list[tuple[float, float]] = []
 
     def attach(self, session: Any) -> None:
@@ -83,10 +85,10 @@ class OperationClock:
     def waiting_seconds(self) -> float:
         """Seconds during which at least one AWS request was out (botocore's before-send until its
         response is parsed; the union of the intervals, so concurrent S3 puts count once) and no
-        IMAP fetch of ours was running (`fetching`: the sync fetches the next batch in a worker
-        thread while it stores the current one, and that work must not hide in the seconds
-        taken out): the time moto took to answer while we had nothing else to do, which a
-        deployed function spends waiting on AWS instead."""
+        IMAP fetch or normalizing of ours was running (`fetching`: the sync fetches and
+        normalizes the next batch in a worker thread while it stores the current one, and that
+        work must not hide in the seconds taken out): the time moto took to answer while we had
+        nothing else to do, which a deployed function spends waiting on AWS instead."""
         return max(0.0, _union(self.exchanges) - _overlap(_merged(self.exchanges), _merged(self.fetching)))
 
     def _before(self, model: Any, **_: Any) -> None:
@@ -232,6 +234,19 @@ def main() -> int:
                 clock.fetching.append((started, time.perf_counter()))
 
     ImapConnection.fetch_new = timed_fetch_new  # type: ignore[method-assign]
+
+    # The same for each batch the worker normalizes ahead (engine._fetch_ahead's prepare_batch).
+    prepare_batch = getattr(engine, "prepare_batch")  # noqa: B009 - imported there, patched there
+
+    def timed_prepare_batch(*args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return prepare_batch(*args)
+        finally:
+            with clock._lock:
+                clock.fetching.append((started, time.perf_counter()))
+
+    setattr(engine, "prepare_batch", timed_prepare_batch)  # noqa: B010 - as above
 
     def sync_until_complete() -> tuple[float, int, int, int]:
         """Seconds, stored, quarantined, runs: continuations are run here instead of queued.

@@ -347,6 +347,35 @@ def test_a_batch_is_read_and_written_in_batches(
     assert len(bus_probe()) == 36
 
 
+def test_a_batch_is_announced_in_putevents_calls_that_run_at_the_same_time(
+    stack: Stack, deps: SyncDeps, bus_probe: BusReader
+) -> None:
+    # Given 25 new messages (three PutEvents calls) and a bus client whose PutEvents calls wait,
+    # each up to 10 s, for the other two to be out at the same time
+    source = MemorySource([message(f"Order {n}", msgid=f"meet-{n}@customer.example") for n in range(25)])
+    met = threading.Barrier(3, timeout=10)
+    meetings: list[bool] = []
+
+    def meet(**_: Any) -> None:
+        try:
+            met.wait()
+            meetings.append(True)
+        except threading.BrokenBarrierError:
+            meetings.append(False)
+            met.reset()
+
+    client = aws.events()
+    client.meta.events.register("before-call.events.PutEvents", meet)
+    try:
+        # When they are synced in one batch
+        sync(source, "meet", deps, batch_size=25)
+    finally:
+        client.meta.events.unregister("before-call.events.PutEvents", meet)
+    # Then the three calls were out together, and every email was announced once
+    assert meetings == [True, True, True]
+    assert len([e for e in bus_probe() if e["detail"]["tenant_id"] == "meet"]) == 25
+
+
 def crash_mailbox() -> MemorySource:
     """Seven messages in two fetch batches of four: a reply by References, the same message twice,
     a large body, an attachment stored at sync time, input that cannot be parsed."""

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -86,3 +89,68 @@ def test_an_event_too_large_for_the_bus_is_refused_before_sending() -> None:
     with pytest.raises(Invalid):
         publisher.publish(_events(1, blob="x" * 300_000))
     assert client.calls == []
+
+
+class GatheringEventBridge(FlakyEventBridge):
+    """Holds each call until `together` calls are in flight at once (or `timeout` passes), and
+    notes the most that were."""
+
+    def __init__(self, together: int, timeout: float = 10.0) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(together, timeout=timeout)
+        self.lock = threading.Lock()
+        self.in_flight = self.most_in_flight = 0
+
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                self.barrier.wait()
+            with self.lock:
+                return super().put_events(Entries)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def test_a_publisher_with_workers_sends_its_calls_that_many_at_a_time() -> None:
+    # Given a publisher with three workers and 30 events (three calls)
+    client = GatheringEventBridge(together=3)
+    publisher = EventPublisher("bus", client=client, sleep=lambda _: None, workers=3)  # type: ignore[arg-type]
+    # When they are published
+    publisher.publish(_events(30))
+    # Then the three calls were out at the same time, ten entries each, every event sent once
+    assert client.most_in_flight == 3
+    assert sorted(len(c) for c in client.calls) == [10, 10, 10]
+    assert sorted(json.loads(e["Detail"])["data"]["n"] for c in client.calls for e in c) == list(range(30))
+
+
+def test_without_workers_the_calls_go_one_after_another() -> None:
+    client = GatheringEventBridge(together=2, timeout=0.01)
+    publisher = EventPublisher("bus", client=client, sleep=lambda _: None)  # type: ignore[arg-type]
+    publisher.publish(_events(30))
+    assert client.most_in_flight == 1
+    assert [len(c) for c in client.calls] == [10, 10, 10]
+
+
+class SlowUnlessFlakyEventBridge(FlakyEventBridge):
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+        if not any(json.loads(e["Detail"])["data"].get("flaky") for e in Entries):
+            time.sleep(0.2)
+        return super().put_events(Entries)
+
+
+def test_a_call_that_keeps_failing_raises_once_the_other_calls_have_finished() -> None:
+    # Given four workers, 40 events and a bus that keeps rejecting those of the first call at
+    # once and takes its time over the others
+    client = SlowUnlessFlakyEventBridge(fail_times=99)
+    publisher = EventPublisher("bus", client=client, max_attempts=2, sleep=lambda _: None, workers=4)  # type: ignore[arg-type]
+    events = _events(10, flaky=True) + _events(30)
+    # When they are published, it raises
+    with pytest.raises(EventPublishError):
+        publisher.publish(events)
+    # And the other three calls were sent in full before it did
+    sent = {json.loads(e["Detail"])["id"] for c in client.calls for e in c}
+    assert {e.id for e in events[10:]} <= sent

@@ -22,7 +22,8 @@ from mailbridge import aws
 from mailbridge.providers.imap.models import FetchedMessage
 from mailbridge.store.blobs import BlobStore
 from mailbridge.store.emails import EmailStore
-from mailbridge.sync.ingest import Mailbox, ingest_batch
+from mailbridge.store.keys import location_sk
+from mailbridge.sync.ingest import Mailbox, ingest_batch, prepare_batch
 from tests.integration.sync_harness import message
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,3 +163,28 @@ def test_no_batch_helper_is_handed_the_resource_layers_client() -> None:
             ):
                 wrong.append(f"{path.name}:{node.lineno} {ast.unparse(node)[:60]}")
     assert wrong == []
+
+
+def test_a_batch_prepared_for_another_mailbox_or_other_messages_is_normalized_again(
+    tables: tuple[str, str],
+) -> None:
+    emails_table, bucket = tables
+    emails = EmailStore(emails_table)
+    here = replace(MAILBOX, tenant_id="t3", uidvalidity=8)
+    batch = [fetched(uid, message(f"Order {uid}", msgid=f"p{uid}@customer.example")) for uid in (1, 2)]
+    other = [fetched(2, message("Other 2", msgid="x2@customer.example"))]
+    # Given the batch normalized for a mailbox of another UIDVALIDITY, and other messages
+    # normalized for this mailbox
+    for_elsewhere = prepare_batch(replace(here, uidvalidity=7), batch[:1])
+    for_others = prepare_batch(here, other)
+    # When the batch is ingested with either
+    first = ingest_batch(here, batch[:1], emails, BlobStore(bucket), prepared=for_elsewhere)
+    second = ingest_batch(here, batch[1:], emails, BlobStore(bucket), prepared=for_others)
+    # Then each message is stored at its location in this mailbox, as what it is
+    stored = emails.plan_read(here.tenant_id, [location_sk(here.account_id, "INBOX", 8, u) for u in (1, 2)])
+    assert [stored[location_sk(here.account_id, "INBOX", 8, u)]["email_id"] for u in (1, 2)] == [
+        first[0].email_id,
+        second[0].email_id,
+    ]
+    assert emails.get_email(here.tenant_id, str(second[0].email_id))["subject"] == "Order 2"  # type: ignore[index]
+    assert emails.plan_read(here.tenant_id, [location_sk(here.account_id, "INBOX", 7, 1)]) == {}

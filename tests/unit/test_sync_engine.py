@@ -24,6 +24,7 @@ from local.template import load_template
 from mailbridge import aws
 from mailbridge.bus import DomainEvent, EventPublisher
 from mailbridge.errors import EventPublishError, ProviderError, ProviderUnreachable
+from mailbridge.mime import normalize
 from mailbridge.models.account import Account, FolderPresence
 from mailbridge.providers.imap.models import (
     FetchBatch,
@@ -38,6 +39,7 @@ from mailbridge.store.accounts import AccountStore
 from mailbridge.store.blobs import BlobStore
 from mailbridge.store.emails import EmailStore
 from mailbridge.store.keys import location_sk
+from mailbridge.sync import ingest as ingest_module
 from mailbridge.sync.engine import (
     FOLDER_NOT_FOUND,
     FOLDER_NOT_SELECTABLE,
@@ -577,6 +579,70 @@ def test_the_next_batch_is_fetched_while_the_current_one_is_stored_never_two_ahe
     assert report.folders == [FolderReport("INBOX", stored=6)]
     assert len(w.announced()) == len(set(w.announced())) == 6
     assert (w.state("INBOX").last_uid, w.state("INBOX").messages_stored) == (6, 6)
+
+
+def test_the_next_batch_is_normalized_while_the_current_one_is_stored_and_only_once(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given four new messages fetched two a batch, a normalizer that notes each message it
+    # normalizes, and a first announcement that waits until a message of the second batch was
+    # normalized
+    w.server.add("INBOX", *mails("Order", 4))
+    real_normalize = normalize
+    normalized: list[bytes] = []
+    second_batch_normalized = threading.Event()
+
+    def noting_normalize(raw: bytes, *args: Any, **kwargs: Any) -> Any:
+        normalized.append(raw)
+        if b"order-2@customer.example" in raw:
+            second_batch_normalized.set()
+        return real_normalize(raw, *args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "normalize", noting_normalize)
+    seen_before_first_announcement: list[bool] = []
+
+    def on_publish(events: Sequence[DomainEvent]) -> None:
+        if not seen_before_first_announcement:
+            seen_before_first_announcement.append(second_batch_normalized.wait(WORKER_WAIT_SECONDS))
+
+    w.publisher.on_publish = on_publish
+    # When the account syncs
+    report = w.sync(batch_size=2)
+    # Then the second batch was normalized before the first was announced (while it was stored)
+    assert seen_before_first_announcement == [True]
+    # And each message was normalized once: the batch normalized ahead is stored as it was
+    assert len(normalized) == 4
+    assert report.folders == [FolderReport("INBOX", stored=4)]
+    assert len(w.announced()) == len(set(w.announced())) == 4
+    assert (w.state("INBOX").last_uid, w.state("INBOX").messages_stored) == (4, 4)
+
+
+def test_a_batch_fetched_ahead_after_the_deadline_is_not_normalized(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given four new messages fetched two a batch, and a deadline that passes as the second
+    # batch is fetched ahead
+    w.server.add("INBOX", *mails("Order", 4))
+    budget = Budget(batch_size=2)
+    real_normalize = normalize
+    normalized: list[bytes] = []
+
+    def noting_normalize(raw: bytes, *args: Any, **kwargs: Any) -> Any:
+        normalized.append(raw)
+        return real_normalize(raw, *args, **kwargs)
+
+    def deadline_passes(after_uid: int) -> None:
+        if after_uid == 2:
+            budget.deadline = 0.0
+
+    monkeypatch.setattr(ingest_module, "normalize", noting_normalize)
+    w.server.on_fetch = deadline_passes
+    # When the account syncs
+    report = sync_account(w.server, w.account, w.deps, budget)
+    # Then only the first batch was normalized (and stored): the second is left for the next run
+    assert [(f.name, f.stored, f.complete) for f in report.folders] == [("INBOX", 2, False)]
+    assert len(normalized) == 2
+    assert w.state("INBOX").last_uid == 2
 
 
 def test_a_batch_fetched_ahead_is_dropped_when_the_deadline_passes_while_the_one_before_is_stored(

@@ -11,8 +11,8 @@ server does not have is recorded as `missing` with its reason and the others car
   3. new mail in UID order, in batches bounded by count and by bytes (one huge message is a batch
      of its own), each ingested as a batch (`mailbridge.sync.ingest`); after each batch the new
      emails are announced (PutEvents, 10 a call) and only then the cursor moves (conditional,
-     forward only), so a crash never skips an announcement. The next batch is fetched in a
-     worker thread while the current one is stored, at most one batch ahead
+     forward only), so a crash never skips an announcement. The next batch is fetched and
+     normalized in a worker thread while the current one is stored, at most one batch ahead
      (`_fetch_and_store`). A flag change that changes an email's read or flagged state is
      announced as `email.updated` (`apply_flag_updates`).
 Work stops when the budget is spent (messages, or its deadline: no batch starts after it); the
@@ -38,7 +38,7 @@ from mailbridge.store.accounts import AccountStore
 from mailbridge.store.blobs import BlobStore
 from mailbridge.store.emails import EmailStore
 from mailbridge.store.keys import location_sk
-from mailbridge.sync.ingest import Ingested, Mailbox, flag_state, ingest_batch
+from mailbridge.sync.ingest import Ingested, Mailbox, PreparedBatch, flag_state, ingest_batch, prepare_batch
 
 INBOX = "INBOX"
 
@@ -225,30 +225,34 @@ def _fetch_and_store(
 
     The next batch is fetched while the current one is stored: as soon as batch N is read (its
     last UID is the next batch's lower bound), one worker thread fetches batch N+1 on the same
-    IMAP session, which nothing else uses meanwhile, while this thread normalizes N, writes it
-    to S3 and DynamoDB, announces it and only then moves the cursor past it. At most one fetch
-    runs ahead, so at most two batches are held. The fetch of N+1 starts only when the budget
-    would let the loop start it after N (`_may_fetch_after`); a fetched batch that finds the
-    budget spent once N is stored (its deadline passed meanwhile) is dropped unread, as the
-    loop would not have fetched it: the cursor still points before it, so the continuation
-    fetches it again. Whatever happens to N, the worker is waited for before this returns or
-    raises, so the session is never used by two threads at once; a fetch that failed raises
-    when its batch is taken, after N is durable and its cursor saved.
+    IMAP session, which nothing else uses meanwhile, and normalizes it (`prepare_batch`: CPU
+    only, nothing read or written, so it does not depend on N being stored), while this thread
+    writes N to S3 and DynamoDB, announces it and only then moves the cursor past it: the
+    normalizing runs while this thread waits for AWS's answers. A batch fetched after the
+    deadline, or under another UIDVALIDITY, is not normalized there: either is left for a later
+    run. At most one fetch runs ahead, so at most two batches are held. The fetch of N+1 starts
+    only when the budget would let the loop start it after N (`_may_fetch_after`); a fetched
+    batch that finds the budget spent once N is stored (its deadline passed meanwhile) is
+    dropped unread, as the loop would not have fetched it: the cursor still points before it,
+    so the continuation fetches it again. Whatever happens to N, the worker is waited for
+    before this returns or raises, so the session is never used by two threads at once; a
+    fetch that failed raises when its batch is taken, after N is durable and its cursor saved.
     """
     tenant, account_id, name = mailbox.tenant_id, mailbox.account_id, mailbox.folder
     late = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap-fetch") as worker:
-        ahead: Future[FetchBatch] | None = None
+        ahead: Future[tuple[FetchBatch, PreparedBatch | None]] | None = None
         while True:
             if budget.exhausted():
                 report.complete = False
                 break
+            prepared: PreparedBatch | None = None
             if ahead is None:
                 batch = source.fetch_new(
                     name, state.last_uid, budget.allowance(), max_bytes=budget.batch_bytes
                 )
             else:
-                batch, ahead = ahead.result(), None
+                (batch, prepared), ahead = ahead.result(), None
             if batch.uidvalidity != status.uidvalidity:
                 # Renumbered between STATUS and FETCH: leave it for the next run, which resets cleanly.
                 report.complete = False
@@ -258,8 +262,8 @@ def _fetch_and_store(
                 limit = max(
                     1, min(budget.batch_size, budget.max_messages - budget.spent - len(batch.messages))
                 )
-                ahead = worker.submit(source.fetch_new, name, after, limit, max_bytes=budget.batch_bytes)
-            _store_batch(batch, mailbox, state, deps, report)
+                ahead = worker.submit(_fetch_ahead, source, mailbox, after, limit, budget)
+            _store_batch(batch, mailbox, state, deps, report, prepared)
             late += sum(1 for m in batch.messages if m.uid >= status.uidnext)
             budget.spent += len(batch.messages)
             if batch.last_uid is not None:
@@ -272,6 +276,18 @@ def _fetch_and_store(
     return late
 
 
+def _fetch_ahead(
+    source: MailFolderSource, mailbox: Mailbox, after: int, limit: int, budget: Budget
+) -> tuple[FetchBatch, PreparedBatch | None]:
+    """The worker's part of `_fetch_and_store`: the batch after UID `after`, normalized unless it
+    came after the deadline (it is dropped then) or under another UIDVALIDITY (left for the next
+    run)."""
+    batch = source.fetch_new(mailbox.folder, after, limit, max_bytes=budget.batch_bytes)
+    if batch.uidvalidity != mailbox.uidvalidity or time.monotonic() >= budget.deadline:
+        return batch, None
+    return batch, prepare_batch(mailbox, batch.messages)
+
+
 def _may_fetch_after(budget: Budget, batch_messages: int) -> bool:
     """Whether the budget would still let a batch start once `batch_messages` more are spent (the
     deadline as of now: it is checked again before the fetched batch is stored)."""
@@ -279,9 +295,14 @@ def _may_fetch_after(budget: Budget, batch_messages: int) -> bool:
 
 
 def _store_batch(
-    batch: FetchBatch, mailbox: Mailbox, state: FolderState, deps: SyncDeps, report: FolderReport
+    batch: FetchBatch,
+    mailbox: Mailbox,
+    state: FolderState,
+    deps: SyncDeps,
+    report: FolderReport,
+    prepared: PreparedBatch | None = None,
 ) -> None:
-    results = ingest_batch(mailbox, batch.messages, deps.emails, deps.blobs)
+    results = ingest_batch(mailbox, batch.messages, deps.emails, deps.blobs, prepared=prepared)
     for result in results:
         if result.quarantined:
             report.quarantined += 1

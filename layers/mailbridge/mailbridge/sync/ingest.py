@@ -213,13 +213,52 @@ def ingest_batch(
     blobs: BlobStore,
     *,
     sleep: Callable[[float], None] = time.sleep,
+    prepared: PreparedBatch | None = None,
 ) -> list[Ingested]:
     """Store a fetch batch (see the module docstring); one result per message, in order.
+
+    `prepared`: the batch already normalized by `prepare_batch` (the sync does that for the next
+    batch while it stores the current one); one made for another mailbox or other messages is
+    ignored and the batch normalized here.
 
     Raises `Conflict` when concurrent writers kept winning PLAN_ATTEMPTS times (the queue retries
     the record), and whatever S3 or DynamoDB raise: nothing is lost, the next attempt resumes.
     """
-    prepared = [_prepare(mailbox, fetched) for fetched in batch]
+    if prepared is None or not prepared.matches(mailbox, batch):
+        prepared = prepare_batch(mailbox, batch)
+    return _ingest_prepared(mailbox, prepared.messages, emails, blobs, sleep)
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A fetch batch normalized for `ingest_batch`, one entry per message in fetch order: the
+    normalized message (or the `MimeError` that quarantines it), its email id and location key.
+    Nothing of it depends on what is stored, so it may be made before the batch before it is."""
+
+    mailbox: Mailbox
+    messages: tuple[_Prepared, ...]
+
+    def matches(self, mailbox: Mailbox, batch: Sequence[FetchedMessage]) -> bool:
+        """Whether this is `batch` (the same fetched objects, in order) normalized for `mailbox`."""
+        return (
+            self.mailbox == mailbox
+            and len(self.messages) == len(batch)
+            and all(p.fetched is f for p, f in zip(self.messages, batch, strict=True))
+        )
+
+
+def prepare_batch(mailbox: Mailbox, batch: Sequence[FetchedMessage]) -> PreparedBatch:
+    """Normalize every message of `batch` (`mailbridge.mime.normalize`, CPU only: no request)."""
+    return PreparedBatch(mailbox, tuple(_prepare(mailbox, fetched) for fetched in batch))
+
+
+def _ingest_prepared(
+    mailbox: Mailbox,
+    prepared: Sequence[_Prepared],
+    emails: EmailStore,
+    blobs: BlobStore,
+    sleep: Callable[[float], None],
+) -> list[Ingested]:
     full_threads: set[str] = set()
     for attempt in range(PLAN_ATTEMPTS):
         stored = emails.plan_read(mailbox.tenant_id, _plan_keys(mailbox, prepared))
