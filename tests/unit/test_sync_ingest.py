@@ -1,0 +1,831 @@
+"""Batched ingest (`mailbridge.sync.ingest.ingest_batch`) against moto: what one fetch batch leaves
+in the emails table and the mail bucket, and what it says must be announced. The fast tier for
+`make mutate MODULES=sync/ingest.py` (issue 10's guarantees: a replayed prefix ends in the same
+state, nothing announced twice, exactly-once emails and locations, quarantine with a reason,
+threads, attachments); the engine around it is tests/unit/test_sync_engine.py's business, the
+request counts and crash hooks of a whole sync tests/integration/test_sync_batches.py's.
+
+Two emails tables and two buckets are made once per module from the template: `ref` holds what an
+uninterrupted run stores, `run` what a crashed or replayed one does, for the same tenant, so the
+two states can be compared item for item (ids derive from the tenant).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from boto3.dynamodb.conditions import Key
+from moto import mock_aws
+
+from local.resources import create_table
+from local.template import load_template
+from mailbridge import aws
+from mailbridge.errors import Conflict
+from mailbridge.mime import normalize
+from mailbridge.providers.imap.models import FetchedMessage
+from mailbridge.search import search_text
+from mailbridge.store import emails as email_store
+from mailbridge.store.blobs import BlobStore, Upload
+from mailbridge.store.emails import EmailStore, EmailWrites
+from mailbridge.store.keys import (
+    digest,
+    location_sk,
+    message_id_sk,
+    quarantine_sk,
+    subject_sk,
+    thread_sk,
+)
+from mailbridge.sync import ingest as ingest_module
+from mailbridge.sync.ingest import Ingested, Mailbox, email_id_for, flag_state, ingest, ingest_batch
+from mailbridge.sync.threads import thread_id_for_root
+from tests.fixtures import moto_transactions
+from tests.integration.sync_harness import message
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = load_template([ROOT / "template.yaml"])
+ACCOUNT, OTHER_ACCOUNT = "acc_0123456789abcdef0123", "acc_fedcba9876543210fedc"
+ADDRESS = "user@example.com"
+WHEN = dt.datetime(2026, 11, 17, 10, tzinfo=dt.UTC)
+UIDVALIDITY = 7
+GARBAGE = b"\x00\x01 not a message \xff"
+
+
+@dataclass
+class Side:
+    emails: EmailStore
+    blobs: BlobStore
+
+
+@pytest.fixture(scope="module")
+def sides() -> Iterator[tuple[Side, Side]]:
+    with mock_aws(), pytest.MonkeyPatch.context() as patch:
+        moto_transactions.install(partial(patch.setattr, raising=False))
+        aws.reset_clients()
+        TEMPLATE.physical_ids["DataKey"] = boto3.client("kms", region_name="us-east-1").create_key()[
+            "KeyMetadata"
+        ]["KeyId"]
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        s3 = boto3.client("s3", region_name="us-east-1")
+        made = []
+        for name in ("ref", "run"):
+            TEMPLATE.physical_ids["EmailsTable"] = f"emails-{name}"
+            table = create_table(client, TEMPLATE, "EmailsTable")
+            s3.create_bucket(Bucket=f"mail-{name}")
+            made.append(Side(EmailStore(table), BlobStore(f"mail-{name}")))
+        yield made[0], made[1]
+        aws.reset_clients()
+
+
+@pytest.fixture
+def ref(sides: tuple[Side, Side]) -> Side:
+    return sides[0]
+
+
+@pytest.fixture
+def run(sides: tuple[Side, Side]) -> Side:
+    return sides[1]
+
+
+@pytest.fixture
+def tenant() -> str:
+    return "t" + uuid.uuid4().hex[:12]
+
+
+def inbox(tenant: str, folder: str = "INBOX", account: str = ACCOUNT, *, sent: bool = False) -> Mailbox:
+    return Mailbox(tenant, account, ADDRESS, folder, UIDVALIDITY, sent)
+
+
+def fetched(uid: int, raw: bytes, flags: tuple[str, ...] = (), **ids: Any) -> FetchedMessage:
+    return FetchedMessage(uid, flags, WHEN, 100 + uid, len(raw), raw, **ids)
+
+
+def with_attachment(subject: str, msgid: str, payload: bytes, *, filename: str = "quote.pdf") -> bytes:
+    data = base64.b64encode(payload).decode()
+    return (
+        "From: Carol Customer <carol@customer.example>\r\n"
+        f"To: {ADDRESS}\r\n"
+        f"Subject: {subject}\r\n"
+        f"Message-ID: <{msgid}>\r\n"
+        "Date: Tue, 17 Nov 2026 10:00:00 +0000\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+        "--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe quote is attached.\r\n"
+        f'--b1\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename="{filename}"\r\n'
+        f"Content-Transfer-Encoding: base64\r\n\r\n{data}\r\n--b1--\r\n"
+    ).encode()
+
+
+def alternative(subject: str, msgid: str, text: str, html: str) -> bytes:
+    return (
+        "From: Carol Customer <carol@customer.example>\r\n"
+        f"To: {ADDRESS}\r\n"
+        f"Subject: {subject}\r\n"
+        f"Message-ID: <{msgid}>\r\n"
+        "Date: Tue, 17 Nov 2026 10:00:00 +0000\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/alternative; boundary="a1"\r\n\r\n'
+        f"--a1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n"
+        f"--a1\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n--a1--\r\n"
+    ).encode()
+
+
+def conversation() -> list[FetchedMessage]:
+    """A batch with every kind of message: a thread by references and one by subject, an
+    attachment, the same message filed twice with other flags, mail that cannot be parsed, mail
+    without a Message-ID."""
+    return [
+        fetched(1, with_attachment("Plan", "plan@customer.example", b"%PDF quote"), ("\\Seen",)),
+        fetched(2, message("Re: Plan", msgid="re-plan@example.com", refs=["plan@customer.example"])),
+        fetched(3, GARBAGE),
+        fetched(
+            4,
+            message("RE: plan", msgid="late@customer.example", date="Wed, 18 Nov 2026 10:00:00 +0000"),
+            ("\\Answered",),
+        ),
+        fetched(5, with_attachment("Plan", "plan@customer.example", b"%PDF quote"), ("\\Flagged",)),
+        fetched(6, message("Other", msgid="other@customer.example")),
+        fetched(7, b"From: carol@customer.example\r\nSubject: No id\r\n\r\nNo Message-ID here.\r\n"),
+    ]
+
+
+# ------------------------------------------------------------------------------ reading the state
+
+
+def state(side: Side, tenant: str) -> dict[str, Any]:
+    """Every item of the tenant (less the wall-clock `created_at`) and every object it owns."""
+    table = boto3.resource("dynamodb", region_name="us-east-1").Table(side.emails.table_name)
+    items: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(f"TENANT#{tenant}")}
+    while True:
+        page = table.query(**kwargs)
+        for item in page["Items"]:
+            items[str(item["sk"])] = {k: v for k, v in item.items() if k != "created_at"}
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    s3 = boto3.client("s3", region_name="us-east-1")
+    objects: dict[str, tuple[bytes, str]] = {}
+    for prefix in ("raw", "att", "body", "quarantine"):
+        listed = s3.list_objects_v2(Bucket=side.blobs.bucket, Prefix=f"{prefix}/{tenant}/")
+        for entry in listed.get("Contents", []):
+            got = s3.get_object(Bucket=side.blobs.bucket, Key=entry["Key"])
+            objects[entry["Key"]] = (got["Body"].read(), got["ContentType"])
+    return {"items": items, "objects": objects}
+
+
+def email(side: Side, tenant: str, email_id: str | None) -> dict[str, Any]:
+    assert email_id is not None
+    item = side.emails.get_email(tenant, email_id)
+    assert item is not None
+    return item
+
+
+def location(side: Side, tenant: str, uid: int | str, folder: str = "INBOX") -> dict[str, Any] | None:
+    return side.emails.get_location(tenant, location_sk(ACCOUNT, folder, UIDVALIDITY, uid))
+
+
+def raw_item(side: Side, tenant: str, sk: str) -> dict[str, Any] | None:
+    table = boto3.resource("dynamodb", region_name="us-east-1").Table(side.emails.table_name)
+    return table.get_item(Key={"pk": f"TENANT#{tenant}", "sk": sk}, ConsistentRead=True).get("Item")
+
+
+def announced_ids(results: Sequence[Ingested]) -> list[str | None]:
+    return [r.email_id for r in results if r.needs_announcement]
+
+
+class Crash(Exception):
+    """The invocation died right after a stage was written."""
+
+
+class CrashingEmails(EmailStore):
+    def __init__(self, table_name: str, after: str) -> None:
+        super().__init__(table_name)
+        self.after = after
+
+    def write(self, writes: EmailWrites) -> None:
+        super().write(writes)
+        if self.after == "write":
+            raise Crash
+
+    def put_items(self, tenant_id: str, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        super().put_items(tenant_id, items)
+        if self.after == "put_items":
+            raise Crash
+
+
+class CrashingBlobs(BlobStore):
+    def put_many(self, uploads: Sequence[Upload]) -> None:
+        super().put_many(uploads)
+        raise Crash
+
+
+# ------------------------------------------------------------------------------ one batch
+
+
+def test_a_batch_stores_each_message_its_location_and_what_to_announce(run: Side, tenant: str) -> None:
+    # Given a batch of a new message and a reply to it
+    batch = [
+        fetched(1, message("Plan", msgid="plan@customer.example", body="Budget for Q1."), ("\\Seen",)),
+        fetched(2, message("Re: Plan", msgid="re@customer.example", refs=["plan@customer.example"])),
+    ]
+    # When it is ingested
+    results = ingest_batch(inbox(tenant), batch, run.emails, run.blobs)
+    # Then each message is a new email at a new location, to be announced with what was stored
+    first, second = (email(run, tenant, r.email_id) for r in results)
+    thread = thread_id_for_root(tenant, "plan@customer.example")
+    assert [(r.new_location, r.needs_announcement, r.quarantined, r.reason) for r in results] == [
+        (True, True, False, None),
+        (True, True, False, None),
+    ]
+    assert results[0].announcement == {
+        "thread_id": thread,
+        "message_id": "plan@customer.example",
+        "direction": "inbound",
+        "date": "2026-11-17T10:00:00+00:00",
+    }
+    assert (first["thread_id"], second["thread_id"]) == (thread, thread)
+    # And the email holds the parsed message, its flags, where it is and its raw bytes
+    parsed = normalize(batch[0].raw, internal_date=WHEN).message
+    email_id = str(first["email_id"])
+    assert email_id == email_id_for(tenant, parsed, batch[0].raw)
+    raw_key = f"raw/{tenant}/{ACCOUNT}/{email_id}.eml"
+    expected = {
+        "email_id": email_id,
+        "thread_id": thread,
+        "message_id": "plan@customer.example",
+        "in_reply_to": None,
+        "references": [],
+        "date": "2026-11-17T10:00:00+00:00",
+        "date_source": parsed.date_source,
+        "subject": "Plan",
+        "from": [{"name": "Carol Customer", "address": "carol@customer.example"}],
+        "sender": None,
+        "reply_to": [],
+        "to": [a.model_dump() for a in parsed.to],
+        "cc": [],
+        "bcc": [],
+        "snippet": parsed.snippet,
+        "size": parsed.size,
+        "attachments": [],
+        "has_attachments": False,
+        "attachments_stored": True,
+        "bounce": None,
+        "feedback": None,
+        "auto_submitted": parsed.auto_submitted,
+        "precedence": parsed.precedence,
+        "list": None,
+        "headers_of_interest": parsed.headers_of_interest,
+        "defects": parsed.defects,
+        "direction": "inbound",
+        "deleted": False,
+        "announced": False,
+        "raw_key": raw_key,
+        "search": search_text(
+            ["Plan", "Carol Customer carol@customer.example", parsed.snippet, parsed.text_body]
+        ),
+        "text_body": parsed.text_body,
+        "html_body": parsed.html_body,
+        "calendar": None,
+        "read": True,
+        "flagged": False,
+        "answered": False,
+        "loc_keys": {location_sk(ACCOUNT, "INBOX", UIDVALIDITY, 1)},
+        "accounts": {ACCOUNT},
+        "folders": {f"{ACCOUNT}:INBOX"},
+        "gsi1pk": f"TENANT#{tenant}",
+        "gsi1sk": f"2026-11-17T10:00:00+00:00#{email_id}",
+        "gsi2pk": f"TENANT#{tenant}#THREAD#{thread}",
+        "gsi2sk": f"2026-11-17T10:00:00+00:00#{email_id}",
+        "gsi3pk": f"TENANT#{tenant}#MSGID#{digest('plan@customer.example')}",
+    }
+    assert {k: first.get(k) for k in expected} == expected
+    assert "body_key" not in first
+    assert "budget" in str(first["search"]).split()
+    assert second["in_reply_to"] == "plan@customer.example"
+    assert second["references"] == ["plan@customer.example"]
+    s3 = boto3.client("s3", region_name="us-east-1")
+    got = s3.get_object(Bucket=run.blobs.bucket, Key=raw_key)
+    assert (got["Body"].read(), got["ContentType"]) == (batch[0].raw, "message/rfc822")
+    # And the location names the email, the mailbox, the UID, its sorted flags and modseq
+    assert {k: v for k, v in (location(run, tenant, 1) or {}).items() if k not in {"pk", "sk"}} == {
+        "email_id": email_id,
+        "account_id": ACCOUNT,
+        "folder": "INBOX",
+        "uidvalidity": UIDVALIDITY,
+        "uid": 1,
+        "flags": ["\\Seen"],
+        "modseq": 101,
+        "gsi1pk": f"TENANT#{tenant}#ACC#{ACCOUNT}",
+        "gsi1sk": f"2026-11-17T10:00:00+00:00#{email_id}",
+    }
+    # And both Message-IDs and the base subject point at the thread, which lists both emails
+    for msgid in ("plan@customer.example", "re@customer.example"):
+        assert (raw_item(run, tenant, message_id_sk(msgid)) or {}).get("thread_id") == thread
+    subject = raw_item(run, tenant, subject_sk(ACCOUNT, "Plan")) or {}
+    assert (subject.get("thread_id"), subject.get("date")) == (thread, "2026-11-17T10:00:00+00:00")
+    members = raw_item(run, tenant, thread_sk(thread)) or {}
+    assert members.get("members") == {first["email_id"], second["email_id"]}
+
+
+def test_ingest_of_one_is_a_batch_of_one(run: Side, tenant: str) -> None:
+    result = ingest(
+        inbox(tenant), fetched(1, message("One", msgid="one@customer.example")), run.emails, run.blobs
+    )
+    assert (result.new_location, result.needs_announcement) == (True, True)
+    assert email(run, tenant, result.email_id)["subject"] == "One"
+
+
+def test_the_same_message_twice_in_a_batch_is_one_email_with_both_locations_and_the_later_flags(
+    run: Side, tenant: str
+) -> None:
+    raw = message("Twice", msgid="twice@customer.example")
+    results = ingest_batch(
+        inbox(tenant), [fetched(1, raw, ("\\Seen",)), fetched(2, raw, ("\\Flagged",))], run.emails, run.blobs
+    )
+    assert results[0].email_id == results[1].email_id
+    assert [(r.new_location, r.needs_announcement) for r in results] == [(True, True), (True, True)]
+    assert results[0].announcement == results[1].announcement
+    stored = email(run, tenant, results[0].email_id)
+    assert stored["loc_keys"] == {location_sk(ACCOUNT, "INBOX", UIDVALIDITY, u) for u in (1, 2)}
+    assert (stored["read"], stored["flagged"]) == (False, True)
+    assert (location(run, tenant, 2) or {}).get("email_id") == results[0].email_id
+
+
+def test_the_same_location_twice_in_a_batch_is_stored_once(run: Side, tenant: str) -> None:
+    raw = message("Dup", msgid="dup@customer.example")
+    results = ingest_batch(inbox(tenant), [fetched(1, raw), fetched(1, raw)], run.emails, run.blobs)
+    assert results[1] == Ingested(None, new_location=False, needs_announcement=False)
+    assert email(run, tenant, results[0].email_id)["loc_keys"] == {
+        location_sk(ACCOUNT, "INBOX", UIDVALIDITY, 1)
+    }
+
+
+# ------------------------------------------------------------------------------ replays
+
+
+def test_replaying_any_prefix_of_a_batch_ends_in_the_state_of_one_run(ref: Side, run: Side) -> None:
+    batch = conversation()
+    for cut in range(1, len(batch) + 1):
+        tenant = f"prefix{cut}-{uuid.uuid4().hex[:8]}"
+        ingest_batch(inbox(tenant), batch, ref.emails, ref.blobs)
+        ingest_batch(inbox(tenant), batch[:cut], run.emails, run.blobs)
+        again = ingest_batch(inbox(tenant), batch, run.emails, run.blobs)
+        assert state(run, tenant) == state(ref, tenant), f"prefix of {cut}"
+        # Nothing is stored yet announced, so every email is still to be announced, once a message
+        assert {r.email_id for r in again if r.needs_announcement} == {
+            r.email_id for r in again if r.email_id is not None and not r.quarantined
+        }
+
+
+@pytest.mark.parametrize("after", ["blobs", "write", "put_items"])
+def test_a_crash_after_any_stage_then_a_replay_ends_in_the_state_of_one_run(
+    ref: Side, run: Side, after: str
+) -> None:
+    batch = conversation()
+    tenant = f"crash-{after}-{uuid.uuid4().hex[:8]}"
+    expected = ingest_batch(inbox(tenant), batch, ref.emails, ref.blobs)
+    emails = CrashingEmails(run.emails.table_name, after)
+    blobs = CrashingBlobs(run.blobs.bucket) if after == "blobs" else run.blobs
+    with pytest.raises(Crash):
+        ingest_batch(inbox(tenant), batch, emails, blobs)
+    replayed = ingest_batch(inbox(tenant), batch, run.emails, run.blobs)
+    assert state(run, tenant) == state(ref, tenant)
+    # And the replay still announces every email, with what the uninterrupted run would have
+    assert [(r.email_id, r.announcement) for r in replayed if r.needs_announcement] == [
+        (r.email_id, r.announcement) for r in expected if r.needs_announcement
+    ]
+
+
+def test_an_announced_email_is_not_announced_again_by_a_replay_or_another_folder(
+    run: Side, tenant: str
+) -> None:
+    raw = message("Once", msgid="once@customer.example")
+    first = ingest_batch(inbox(tenant), [fetched(1, raw)], run.emails, run.blobs)
+    # A replay before the announcement still asks for it, with the same announcement
+    again = ingest_batch(inbox(tenant), [fetched(1, raw)], run.emails, run.blobs)
+    assert [(r.new_location, r.needs_announcement, r.announcement) for r in again] == [
+        (False, True, first[0].announcement)
+    ]
+    run.emails.mark_announced(tenant, [str(first[0].email_id)])
+    # Once announced: neither a replay nor the same message filed in another folder asks again
+    replay = ingest_batch(inbox(tenant), [fetched(1, raw)], run.emails, run.blobs)
+    archived = ingest_batch(inbox(tenant, "Archive"), [fetched(9, raw, ("\\Seen",))], run.emails, run.blobs)
+    assert [
+        (r.email_id, r.new_location, r.needs_announcement, r.announcement) for r in replay + archived
+    ] == [
+        (first[0].email_id, False, False, None),
+        (first[0].email_id, True, False, None),
+    ]
+    # And the email gains the second location and the newest flags, without being created again
+    stored = email(run, tenant, first[0].email_id)
+    assert stored["loc_keys"] == {
+        location_sk(ACCOUNT, "INBOX", UIDVALIDITY, 1),
+        location_sk(ACCOUNT, "Archive", UIDVALIDITY, 9),
+    }
+    assert stored["folders"] == {f"{ACCOUNT}:INBOX", f"{ACCOUNT}:Archive"}
+    assert (stored["read"], stored["version"], stored["announced"]) == (True, 1, True)
+    assert stored.get("gsi4pk") is None
+
+
+def test_the_same_message_in_another_mailbox_of_the_tenant_is_attached_and_announced_until_it_is(
+    run: Side, tenant: str
+) -> None:
+    raw = message("Shared", msgid="shared@customer.example")
+    first = ingest_batch(inbox(tenant), [fetched(1, raw)], run.emails, run.blobs)
+    other = ingest_batch(inbox(tenant, account=OTHER_ACCOUNT), [fetched(4, raw)], run.emails, run.blobs)
+    assert [(r.email_id, r.new_location, r.needs_announcement, r.announcement) for r in other] == [
+        (first[0].email_id, True, True, first[0].announcement)
+    ]
+    stored = email(run, tenant, first[0].email_id)
+    assert stored["accounts"] == {ACCOUNT, OTHER_ACCOUNT}
+    assert (stored["read"], stored["version"]) == (False, 1)
+    assert stored.get("gsi4pk") is not None
+
+
+def test_a_location_stored_under_another_email_id_is_finished_from_that_email(run: Side, tenant: str) -> None:
+    # Given a location an earlier version stored under an email id normalizing no longer gives
+    raw = message("Moved", msgid="moved@customer.example")
+    first = ingest_batch(inbox(tenant), [fetched(1, raw)], run.emails, run.blobs)
+    old_id = str(first[0].email_id)
+    older = message("Older", msgid="older@customer.example")
+    loc = location_sk(ACCOUNT, "INBOX", UIDVALIDITY, 2)
+    run.emails.put_items(tenant, [(loc, {"email_id": old_id, "uid": 2})])
+    # When that location is replayed with other content
+    replay = ingest_batch(inbox(tenant), [fetched(2, older)], run.emails, run.blobs)
+    # Then the stored email is attached to and announced as it is, nothing new is created
+    assert [(r.email_id, r.new_location, r.needs_announcement, r.announcement) for r in replay] == [
+        (old_id, False, True, first[0].announcement)
+    ]
+    assert loc in email(run, tenant, old_id)["loc_keys"]
+    older_id = email_id_for(tenant, normalize(older, internal_date=WHEN).message, older)
+    assert run.emails.get_email(tenant, older_id) is None
+    # And a location whose email is gone is left as it is, with nothing to announce
+    gone = location_sk(ACCOUNT, "INBOX", UIDVALIDITY, 3)
+    run.emails.put_items(tenant, [(gone, {"email_id": "em_gone", "uid": 3})])
+    assert ingest_batch(inbox(tenant), [fetched(3, older)], run.emails, run.blobs) == [
+        Ingested("em_gone", new_location=False, needs_announcement=False)
+    ]
+
+
+def test_a_replayed_location_of_an_email_created_earlier_in_the_batch_joins_it(
+    run: Side, tenant: str
+) -> None:
+    # Given a location stored under the id of an email the same batch creates first
+    raw = message("Join", msgid="join@customer.example")
+    email_id = email_id_for(tenant, normalize(raw, internal_date=WHEN).message, raw)
+    loc = location_sk(ACCOUNT, "INBOX", UIDVALIDITY, 2)
+    run.emails.put_items(tenant, [(loc, {"email_id": email_id, "uid": 2})])
+    # When the batch holds the message at a new UID and then at the stored one
+    results = ingest_batch(inbox(tenant), [fetched(1, raw), fetched(2, raw)], run.emails, run.blobs)
+    # Then the email is created once with both locations, and announced for the first only
+    assert [(r.email_id, r.new_location, r.needs_announcement) for r in results] == [
+        (email_id, True, True),
+        (email_id, False, False),
+    ]
+    assert email(run, tenant, email_id)["loc_keys"] == {location_sk(ACCOUNT, "INBOX", UIDVALIDITY, 1), loc}
+
+
+# ------------------------------------------------------------------------------ concurrent writers
+
+
+class StaleReads(EmailStore):
+    """A plan read that misses what another writer stores meanwhile, `stale` times."""
+
+    def __init__(self, table_name: str, stale: int) -> None:
+        super().__init__(table_name)
+        self.stale = stale
+
+    def plan_read(self, tenant_id: str, sks: Any) -> dict[str, Any]:
+        found = super().plan_read(tenant_id, sks)
+        if self.stale > 0:
+            self.stale -= 1
+            return {sk: v for sk, v in found.items() if not sk.startswith(("EMAIL#", "MSGID#", "SUBJ#"))}
+        return found
+
+
+def test_an_email_created_by_a_concurrent_writer_is_attached_to_not_created_again(
+    run: Side, tenant: str
+) -> None:
+    # Given an email another mailbox stored after this batch's plan read
+    raw = message("Race", msgid="race@customer.example")
+    first = ingest_batch(inbox(tenant), [fetched(1, raw, ("\\Seen",))], run.emails, run.blobs)
+    # When this batch's conditional create loses to it
+    sleeps: list[float] = []
+    results = ingest_batch(
+        inbox(tenant, account=OTHER_ACCOUNT),
+        [fetched(5, raw)],
+        StaleReads(run.emails.table_name, stale=1),
+        run.blobs,
+        sleep=sleeps.append,
+    )
+    # Then the batch is planned again after a pause and attaches to the winner
+    assert sleeps == [0.05]
+    assert [(r.email_id, r.new_location) for r in results] == [(first[0].email_id, True)]
+    stored = email(run, tenant, first[0].email_id)
+    assert stored["version"] == 1
+    assert stored["accounts"] == {ACCOUNT, OTHER_ACCOUNT}
+    assert stored["read"] is False
+
+
+def test_writers_that_keep_winning_leave_the_batch_to_the_queue_after_its_attempts(
+    run: Side, tenant: str
+) -> None:
+    raw = message("Race", msgid="race@customer.example")
+    ingest_batch(inbox(tenant), [fetched(1, raw)], run.emails, run.blobs)
+    sleeps: list[float] = []
+    with pytest.raises(Conflict) as raised:
+        ingest_batch(
+            inbox(tenant, account=OTHER_ACCOUNT),
+            [fetched(5, raw)],
+            StaleReads(run.emails.table_name, stale=100),
+            run.blobs,
+            sleep=sleeps.append,
+        )
+    assert raised.value.code == "conflict"
+    assert sleeps == [0.05, 0.1, 0.2, 0.4]
+    assert run.emails.get_location(tenant, location_sk(OTHER_ACCOUNT, "INBOX", UIDVALIDITY, 5)) is None
+
+
+def test_a_thread_at_its_member_limit_is_marked_overflowing_and_still_gets_the_email(
+    run: Side, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(email_store, "THREAD_MEMBERS_MAX", 2)
+    root = "root@customer.example"
+    replies = [message(f"Re: Root {n}", msgid=f"r{n}@customer.example", refs=[root]) for n in range(3)]
+    ingest_batch(
+        inbox(tenant),
+        [fetched(1, message("Root", msgid=root)), fetched(2, replies[0])],
+        run.emails,
+        run.blobs,
+    )
+    sleeps: list[float] = []
+    results = ingest_batch(
+        inbox(tenant), [fetched(3, replies[1])], run.emails, run.blobs, sleep=sleeps.append
+    )
+    thread = thread_id_for_root(tenant, root)
+    assert sleeps == []
+    assert email(run, tenant, results[0].email_id)["thread_id"] == thread
+    members = raw_item(run, tenant, thread_sk(thread)) or {}
+    assert (len(members["members"]), members.get("overflow")) == (2, True)
+
+
+# ------------------------------------------------------------------------------ quarantine
+
+
+def test_mail_that_cannot_be_parsed_is_quarantined_with_its_reason_and_bytes(run: Side, tenant: str) -> None:
+    results = ingest_batch(
+        inbox(tenant, "Old Mail"),
+        [fetched(3, GARBAGE), fetched(4, message("Fine", msgid="fine@customer.example"))],
+        run.emails,
+        run.blobs,
+    )
+    bad = results[0]
+    assert (bad.email_id, bad.new_location, bad.needs_announcement, bad.quarantined) == (
+        None,
+        False,
+        False,
+        True,
+    )
+    assert bad.reason
+    assert results[1].quarantined is False
+    name = f"{digest('Old Mail', 12)}-{UIDVALIDITY}-3"
+    key = f"quarantine/{tenant}/{ACCOUNT}/{name}.eml"
+    record = raw_item(run, tenant, quarantine_sk(ACCOUNT, "Old Mail", UIDVALIDITY, 3)) or {}
+    assert {k: v for k, v in record.items() if k not in {"pk", "sk", "created_at", "detail"}} == {
+        "reason": bad.reason,
+        "raw_key": key,
+        "size": len(GARBAGE),
+        "folder": "Old Mail",
+        "uid": 3,
+    }
+    assert record["detail"]
+    got = boto3.client("s3", region_name="us-east-1").get_object(Bucket=run.blobs.bucket, Key=key)
+    assert (got["Body"].read(), got["ContentType"]) == (GARBAGE, "message/rfc822")
+    assert location(run, tenant, 3, "Old Mail") is None
+
+
+def test_a_graph_message_is_located_and_quarantined_by_its_own_id(run: Side, tenant: str) -> None:
+    good = fetched(
+        0,
+        message("Graph", msgid="graph@customer.example"),
+        location_id="AAMkAGI=",
+        provider_thread_id="conv-1",
+    )
+    bad = fetched(0, GARBAGE, location_id="AAMkBAD=")
+    results = ingest_batch(inbox(tenant), [good, bad], run.emails, run.blobs)
+    loc = location(run, tenant, "AAMkAGI=") or {}
+    assert (loc.get("email_id"), loc.get("provider_id"), loc.get("uid")) == (
+        results[0].email_id,
+        "AAMkAGI=",
+        0,
+    )
+    stored = email(run, tenant, results[0].email_id)
+    assert stored["thread_id"] == "th_" + digest(f"{tenant}\nconv\n{ACCOUNT}\nconv-1", 24)
+    assert (raw_item(run, tenant, message_id_sk("graph@customer.example")) or {}).get("thread_id") == stored[
+        "thread_id"
+    ]
+    record = raw_item(run, tenant, quarantine_sk(ACCOUNT, "INBOX", UIDVALIDITY, "AAMkBAD=")) or {}
+    name = f"{digest('INBOX', 12)}-{UIDVALIDITY}-{digest('AAMkBAD=', 24)}"
+    assert record.get("raw_key") == f"quarantine/{tenant}/{ACCOUNT}/{name}.eml"
+
+
+def test_a_gmail_location_keeps_the_providers_ids_and_sorted_labels(run: Side, tenant: str) -> None:
+    msg = fetched(
+        12,
+        message("Gmail", msgid="gmail@customer.example"),
+        provider_id="18c2f",
+        provider_thread_id="18c2e",
+        labels=("UNREAD", "INBOX"),
+    )
+    results = ingest_batch(inbox(tenant), [msg], run.emails, run.blobs)
+    loc = location(run, tenant, 12) or {}
+    assert {k: loc.get(k) for k in ("email_id", "provider_id", "provider_thread_id", "labels", "uid")} == {
+        "email_id": results[0].email_id,
+        "provider_id": "18c2f",
+        "provider_thread_id": "18c2e",
+        "labels": ["INBOX", "UNREAD"],
+        "uid": 12,
+    }
+
+
+# ------------------------------------------------------------------------------ threads
+
+
+def test_threads_follow_references_then_the_subject_of_replies_and_the_newest_holds_the_subject(
+    run: Side, tenant: str
+) -> None:
+    # Given two conversations under one subject, the older one seen last in the batch
+    batch = [
+        fetched(1, message("Offer", msgid="new@customer.example", date="Fri, 20 Nov 2026 10:00:00 +0000")),
+        fetched(2, message("Offer", msgid="old@customer.example", date="Mon, 16 Nov 2026 10:00:00 +0000")),
+    ]
+    ingest_batch(inbox(tenant), batch, run.emails, run.blobs)
+    newer, older = (thread_id_for_root(tenant, f"{n}@customer.example") for n in ("new", "old"))
+    assert newer != older
+    subject = raw_item(run, tenant, subject_sk(ACCOUNT, "Offer")) or {}
+    assert (subject.get("thread_id"), subject.get("date")) == (newer, "2026-11-20T10:00:00+00:00")
+    # When a reply without references arrives in a later batch, with a reply to the older by reference
+    later = [
+        fetched(3, message("Re: Offer", msgid="reply@example.com", date="Sat, 21 Nov 2026 10:00:00 +0000")),
+        fetched(4, message("Re: Offer", msgid="ref@example.com", refs=["old@customer.example"])),
+    ]
+    results = ingest_batch(inbox(tenant), later, run.emails, run.blobs)
+    # Then the first joins the newest conversation of its subject, the second its reference's
+    assert [email(run, tenant, r.email_id)["thread_id"] for r in results] == [newer, older]
+    subject = raw_item(run, tenant, subject_sk(ACCOUNT, "Offer")) or {}
+    assert (subject.get("thread_id"), subject.get("date")) == (newer, "2026-11-21T10:00:00+00:00")
+
+
+def test_a_reply_seen_before_its_parent_in_one_batch_shares_its_thread(run: Side, tenant: str) -> None:
+    batch = [
+        fetched(1, message("Re: Hi", msgid="child@example.com", refs=["parent@customer.example"])),
+        fetched(2, message("Hi", msgid="parent@customer.example")),
+    ]
+    results = ingest_batch(inbox(tenant), batch, run.emails, run.blobs)
+    threads = {email(run, tenant, r.email_id)["thread_id"] for r in results}
+    assert threads == {thread_id_for_root(tenant, "parent@customer.example")}
+
+
+def test_a_reply_in_the_same_batch_joins_the_thread_of_its_subject(run: Side, tenant: str) -> None:
+    batch = [
+        fetched(1, message("Quote", msgid="quote@customer.example")),
+        fetched(
+            2, message("Re: Quote", msgid="re-quote@example.com", date="Wed, 18 Nov 2026 10:00:00 +0000")
+        ),
+    ]
+    results = ingest_batch(inbox(tenant), batch, run.emails, run.blobs)
+    assert {email(run, tenant, r.email_id)["thread_id"] for r in results} == {
+        thread_id_for_root(tenant, "quote@customer.example")
+    }
+    subject = raw_item(run, tenant, subject_sk(ACCOUNT, "Quote")) or {}
+    assert subject.get("date") == "2026-11-18T10:00:00+00:00"
+
+
+# ------------------------------------------------------------------------------ attachments, bodies
+
+
+def test_a_small_message_keeps_its_attachments_inside_the_raw_message(run: Side, tenant: str) -> None:
+    raw = with_attachment("Quote", "quote@customer.example", b"%PDF small")
+    results = ingest_batch(inbox(tenant), [fetched(1, raw)], run.emails, run.blobs)
+    stored = email(run, tenant, results[0].email_id)
+    assert (stored["has_attachments"], stored["attachments_stored"]) == (True, False)
+    assert [(a["filename"], a["content_type"], a["size"]) for a in stored["attachments"]] == [
+        ("quote.pdf", "application/pdf", len(b"%PDF small"))
+    ]
+    objects = state(run, tenant)["objects"]
+    assert [k for k in objects if k.startswith("att/")] == []
+
+
+@pytest.mark.parametrize("over", [True, False])
+def test_a_message_over_the_lazy_limit_has_its_attachments_stored_now(
+    run: Side, tenant: str, monkeypatch: pytest.MonkeyPatch, over: bool
+) -> None:
+    raw = with_attachment("Big", "big@customer.example", b"%PDF big")
+    monkeypatch.setattr(ingest_module, "LAZY_ATTACHMENTS_MAX_BYTES", len(raw) - 1 if over else len(raw))
+    results = ingest_batch(inbox(tenant), [fetched(1, raw)], run.emails, run.blobs)
+    stored = email(run, tenant, results[0].email_id)
+    assert stored["attachments_stored"] is over
+    objects = state(run, tenant)["objects"]
+    meta = stored["attachments"][0]
+    key = f"att/{tenant}/{stored['email_id']}/{meta['id']}"
+    assert (objects.get(key) == (b"%PDF big", "application/pdf")) is over
+    assert len([k for k in objects if k.startswith("att/")]) == (1 if over else 0)
+
+
+@pytest.mark.parametrize("over", [True, False])
+def test_bodies_over_the_inline_limit_live_in_the_bucket(
+    run: Side, tenant: str, monkeypatch: pytest.MonkeyPatch, over: bool
+) -> None:
+    raw = alternative("Long", "long@customer.example", "Plain words.", "<p>Rich words.</p>")
+    parsed = normalize(raw, internal_date=WHEN).message
+    size = len(parsed.text_body or "") + len(parsed.html_body or "")
+    monkeypatch.setattr(ingest_module, "INLINE_BODY_LIMIT", size - 1 if over else size)
+    results = ingest_batch(inbox(tenant), [fetched(1, raw)], run.emails, run.blobs)
+    stored = email(run, tenant, results[0].email_id)
+    key = f"body/{tenant}/{stored['email_id']}.json"
+    if over:
+        assert stored["body_key"] == key
+        assert {"text_body", "html_body"}.isdisjoint(stored)
+        body, content_type = state(run, tenant)["objects"][key]
+        assert json.loads(body) == {
+            "text_body": parsed.text_body,
+            "html_body": parsed.html_body,
+            "calendar": None,
+        }
+        assert content_type == "application/json"
+    else:
+        assert "body_key" not in stored
+        assert (stored["text_body"], stored["html_body"]) == (parsed.text_body, parsed.html_body)
+
+
+# ------------------------------------------------------------------------------ direction, ids, flags
+
+
+def test_mail_is_outbound_in_the_sent_folder_or_from_the_accounts_address_in_any_case(
+    run: Side, tenant: str
+) -> None:
+    from_us = message(
+        "Ours", msgid="ours@example.com", sender="User@Example.COM", to="carol@customer.example"
+    )
+    sent = message(
+        "Alias", msgid="alias@example.com", sender="sales@example.com", to="carol@customer.example"
+    )
+    theirs = message("Theirs", msgid="theirs@customer.example")
+    results = ingest_batch(inbox(tenant), [fetched(1, from_us), fetched(2, theirs)], run.emails, run.blobs)
+    results += ingest_batch(inbox(tenant, "Sent", sent=True), [fetched(1, sent)], run.emails, run.blobs)
+    assert [email(run, tenant, r.email_id)["direction"] for r in results] == [
+        "outbound",
+        "inbound",
+        "outbound",
+    ]
+    assert [(r.announcement or {}).get("direction") for r in results] == ["outbound", "inbound", "outbound"]
+
+
+def test_a_message_without_a_date_is_dated_by_its_internal_date(run: Side, tenant: str) -> None:
+    raw = (
+        b"From: carol@customer.example\r\nMessage-ID: <nodate@customer.example>\r\n"
+        b"Subject: Undated\r\n\r\nHi.\r\n"
+    )
+    results = ingest_batch(inbox(tenant), [fetched(1, raw)], run.emails, run.blobs)
+    stored = email(run, tenant, results[0].email_id)
+    assert (stored["date"], stored["date_source"]) == (WHEN.isoformat(), "internal")
+
+
+def test_email_ids_are_one_per_message_and_tenant() -> None:
+    raw = message("Id", msgid="id@customer.example", sender="Carol@Customer.example")
+    parsed = normalize(raw, internal_date=WHEN).message
+    same_sender = message("Id", msgid="id@customer.example", sender="carol@customer.example")
+    other = message("Id", msgid="id@customer.example", sender="dave@customer.example")
+    resubjected = message("Id 2", msgid="id@customer.example", sender="carol@customer.example")
+    ids = [
+        email_id_for("t1", normalize(r, internal_date=WHEN).message, r)
+        for r in (same_sender, other, resubjected)
+    ]
+    assert email_id_for("t1", parsed, raw) == ids[0]
+    assert len(set(ids)) == 3
+    assert email_id_for("t2", parsed, raw) != ids[0]
+    assert ids[0].startswith("em_")
+    assert len(ids[0]) == 3 + 26
+    no_id = [
+        b"From: a@b.example\r\nSubject: x\r\n\r\none\r\n",
+        b"From: a@b.example\r\nSubject: x\r\n\r\ntwo\r\n",
+    ]
+    anonymous = [email_id_for("t1", normalize(r, internal_date=WHEN).message, r) for r in no_id]
+    assert anonymous[0] != anonymous[1]
+    assert anonymous[0] == email_id_for("t1", normalize(no_id[0], internal_date=WHEN).message, no_id[0])
+
+
+def test_flag_state_reads_imap_system_flags_in_any_case() -> None:
+    assert flag_state(["\\SEEN", "\\flagged"]) == {"read": True, "flagged": True, "answered": False}
+    assert flag_state(("\\Answered", "$Junk")) == {"read": False, "flagged": False, "answered": True}
+    assert flag_state([]) == {"read": False, "flagged": False, "answered": False}
