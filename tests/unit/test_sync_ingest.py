@@ -829,3 +829,81 @@ def test_flag_state_reads_imap_system_flags_in_any_case() -> None:
     assert flag_state(["\\SEEN", "\\flagged"]) == {"read": True, "flagged": True, "answered": False}
     assert flag_state(("\\Answered", "$Junk")) == {"read": False, "flagged": False, "answered": True}
     assert flag_state([]) == {"read": False, "flagged": False, "answered": False}
+
+
+ICS = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//customer//cal//EN\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\n"
+    "UID:evt-1@customer.example\r\nDTSTAMP:20261117T100000Z\r\nDTSTART:20261120T100000Z\r\n"
+    "DTEND:20261120T110000Z\r\nSUMMARY:Review\r\nORGANIZER:mailto:carol@customer.example\r\n"
+    "END:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+
+
+def invitation() -> bytes:
+    return (
+        "From: Carol Customer <carol@customer.example>\r\n"
+        f"To: {ADDRESS}\r\n"
+        "Subject: Invite\r\n"
+        "Message-ID: <invite@customer.example>\r\n"
+        "Date: Tue, 17 Nov 2026 10:00:00 +0000\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/alternative; boundary="a1"\r\n\r\n'
+        "--a1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nJoin us.\r\n"
+        f"--a1\r\nContent-Type: text/calendar; method=REQUEST; charset=utf-8\r\n\r\n{ICS}--a1--\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize("over", [True, False])
+def test_an_invitations_calendar_counts_toward_the_inline_limit_and_is_stored_with_the_bodies(
+    run: Side, tenant: str, monkeypatch: pytest.MonkeyPatch, over: bool
+) -> None:
+    raw = invitation()
+    parsed = normalize(raw, internal_date=WHEN).message
+    assert parsed.calendar is not None
+    size = len(parsed.text_body or "") + len(parsed.calendar.ics)
+    monkeypatch.setattr(ingest_module, "INLINE_BODY_LIMIT", size - 1 if over else size)
+    results = ingest_batch(inbox(tenant), [fetched(1, raw)], run.emails, run.blobs)
+    stored = email(run, tenant, results[0].email_id)
+    bodies = {"text_body": parsed.text_body, "html_body": None, "calendar": parsed.calendar.model_dump()}
+    if over:
+        body, _ = state(run, tenant)["objects"][str(stored["body_key"])]
+        assert body == json.dumps(bodies, separators=(",", ":")).encode()
+        assert "calendar" not in stored
+    else:
+        assert "body_key" not in stored
+        assert stored["calendar"]["ics"] == parsed.calendar.ics
+
+
+def test_an_email_item_built_for_the_outbox_writes_its_long_body_at_once(
+    run: Side, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The outbox builds its sent copy without an upload list: a long body is written then and there
+    monkeypatch.setattr(ingest_module, "INLINE_BODY_LIMIT", 1)
+    raw = alternative("Sent", "sent@example.com", "Plain words.", "<p>Rich words.</p>")
+    parsed = normalize(raw, internal_date=WHEN).message
+    built = ingest_module.build_email_item(
+        inbox(tenant, "Sent", sent=True), "em_x", "th_x", parsed, WHEN, "raw/k", run.blobs, ("\\Seen",)
+    )
+    key = f"body/{tenant}/em_x.json"
+    assert built["body_key"] == key
+    assert (built["direction"], built["read"]) == ("outbound", True)
+    body, content_type = state(run, tenant)["objects"][key]
+    assert json.loads(body) == {
+        "text_body": parsed.text_body,
+        "html_body": parsed.html_body,
+        "calendar": None,
+    }
+    assert content_type == "application/json"
+
+
+def test_the_stored_records_say_when_they_were_made_and_mail_without_a_message_id_has_no_id_index(
+    run: Side, tenant: str
+) -> None:
+    nameless = b"From: carol@customer.example\r\nSubject: Bare\r\n\r\nNo name, no id.\r\n"
+    results = ingest_batch(inbox(tenant), [fetched(1, nameless), fetched(2, GARBAGE)], run.emails, run.blobs)
+    stored = email(run, tenant, results[0].email_id)
+    assert "gsi3pk" not in stored
+    assert stored["search"] == " bare carol customer example no name id"
+    record = raw_item(run, tenant, quarantine_sk(ACCOUNT, "INBOX", UIDVALIDITY, 2)) or {}
+    for made in (stored["created_at"], record["created_at"]):
+        assert dt.datetime.fromisoformat(str(made)).utcoffset() == dt.timedelta(0)
