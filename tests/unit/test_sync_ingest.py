@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -551,7 +552,10 @@ def test_writers_that_keep_winning_leave_the_batch_to_the_queue_after_its_attemp
             run.blobs,
             sleep=sleeps.append,
         )
-    assert raised.value.code == "conflict"
+    assert (raised.value.code, raised.value.message) == (
+        "conflict",
+        "concurrent writers kept winning; the batch is retried later",
+    )
     assert sleeps == [0.05, 0.1, 0.2, 0.4]
     assert run.emails.get_location(tenant, location_sk(OTHER_ACCOUNT, "INBOX", UIDVALIDITY, 5)) is None
 
@@ -791,14 +795,56 @@ def test_mail_is_outbound_in_the_sent_folder_or_from_the_accounts_address_in_any
     assert [(r.announcement or {}).get("direction") for r in results] == ["outbound", "inbound", "outbound"]
 
 
-def test_a_message_without_a_date_is_dated_by_its_internal_date(run: Side, tenant: str) -> None:
+def test_a_message_without_a_date_is_dated_by_its_internal_date_in_utc(run: Side, tenant: str) -> None:
     raw = (
         b"From: carol@customer.example\r\nMessage-ID: <nodate@customer.example>\r\n"
         b"Subject: Undated\r\n\r\nHi.\r\n"
     )
-    results = ingest_batch(inbox(tenant), [fetched(1, raw)], run.emails, run.blobs)
+    tokyo = WHEN.astimezone(dt.timezone(dt.timedelta(hours=9)))
+    message_at = FetchedMessage(1, (), tokyo, 5, len(raw), raw)
+    results = ingest_batch(inbox(tenant), [message_at], run.emails, run.blobs)
     stored = email(run, tenant, results[0].email_id)
     assert (stored["date"], stored["date_source"]) == (WHEN.isoformat(), "internal")
+    # The subject's date is compared as a string with later ones: it is kept in UTC too
+    subject = raw_item(run, tenant, subject_sk(ACCOUNT, "Undated")) or {}
+    assert subject.get("date") == WHEN.isoformat()
+
+
+@pytest.fixture
+def tokyo_machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone is not UTC."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("tokyo_machine")
+def test_dates_are_stored_in_utc_whatever_the_machines_zone(run: Side, tenant: str) -> None:
+    raw = message("Zone", msgid="zone@customer.example", date="Tue, 17 Nov 2026 19:00:00 +0900")
+    results = ingest_batch(inbox(tenant), [fetched(1, raw)], run.emails, run.blobs)
+    stored = email(run, tenant, results[0].email_id)
+    at = "2026-11-17T10:00:00+00:00"
+    assert (stored["date"], stored["gsi1sk"], stored["gsi2sk"]) == (
+        at,
+        f"{at}#{stored['email_id']}",
+        f"{at}#{stored['email_id']}",
+    )
+    assert (location(run, tenant, 1) or {}).get("gsi1sk") == f"{at}#{stored['email_id']}"
+    assert (results[0].announcement or {}).get("date") == at
+
+
+def test_of_two_conversations_dated_alike_the_later_in_the_batch_holds_the_subject(
+    run: Side, tenant: str
+) -> None:
+    batch = [
+        fetched(1, message("Same", msgid="first@customer.example")),
+        fetched(2, message("Same", msgid="second@customer.example")),
+    ]
+    ingest_batch(inbox(tenant), batch, run.emails, run.blobs)
+    subject = raw_item(run, tenant, subject_sk(ACCOUNT, "Same")) or {}
+    assert subject.get("thread_id") == thread_id_for_root(tenant, "second@customer.example")
 
 
 def test_email_ids_are_one_per_message_and_tenant() -> None:
