@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -494,6 +495,51 @@ def test_a_replayed_location_of_an_email_created_earlier_in_the_batch_joins_it(
         (email_id, False, False),
     ]
     assert email(run, tenant, email_id)["loc_keys"] == {location_sk(ACCOUNT, "INBOX", UIDVALIDITY, 1), loc}
+
+
+class Requests:
+    """The AWS requests made through the cached clients, by operation."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    def before(self, model: Any, **_: Any) -> None:
+        self.calls[model.name] += 1
+
+
+@pytest.fixture
+def requests(sides: tuple[Side, Side]) -> Iterator[Requests]:
+    counter = Requests()
+    clients = [*aws.dynamodb_clients(), aws.s3()]
+    for client in clients:
+        client.meta.events.register("before-call", counter.before)
+    yield counter
+    for client in clients:
+        client.meta.events.unregister("before-call", counter.before)
+
+
+def test_a_replayed_batch_is_read_in_one_request_and_no_email_one_by_one(
+    run: Side, tenant: str, requests: Requests
+) -> None:
+    # Given a stored batch, one message in it twice
+    raws = [message(f"Order {n}", msgid=f"order-{n}@customer.example") for n in range(3)]
+    batch = [fetched(n + 1, raw) for n, raw in enumerate(raws)] + [fetched(4, raws[0])]
+    ingest_batch(inbox(tenant), batch, run.emails, run.blobs)
+    # When it is replayed
+    requests.calls.clear()
+    ingest_batch(inbox(tenant), batch, run.emails, run.blobs)
+    # Then what is stored is read in one BatchGetItem, and no email on its own
+    assert (requests.calls["BatchGetItem"], requests.calls["GetItem"]) == (1, 0)
+    # And two locations stored under an email id normalizing no longer gives read that email once
+    old_id = email_id_for(tenant, normalize(raws[0], internal_date=WHEN).message, raws[0])
+    other = message("Other", msgid="other@customer.example")
+    moved = [location_sk(ACCOUNT, "INBOX", UIDVALIDITY, uid) for uid in (8, 9)]
+    run.emails.put_items(tenant, [(sk, {"email_id": old_id, "uid": 8}) for sk in moved])
+    requests.calls.clear()
+    results = ingest_batch(inbox(tenant), [fetched(8, other), fetched(9, other)], run.emails, run.blobs)
+    assert [r.email_id for r in results] == [old_id, old_id]
+    assert requests.calls["GetItem"] == 1
+    assert set(moved) <= email(run, tenant, old_id)["loc_keys"]
 
 
 # ------------------------------------------------------------------------------ concurrent writers
