@@ -502,20 +502,30 @@ class Requests:
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        self.written: list[str] = []  # the sort keys each TransactWriteItems action writes
 
     def before(self, model: Any, **_: Any) -> None:
         self.calls[model.name] += 1
+
+    def transaction(self, params: dict[str, Any], **_: Any) -> None:
+        for action in params.get("TransactItems", []):
+            (op,) = action.values()
+            sk = (op["Item"] if "Item" in op else op["Key"])["sk"]
+            self.written.append(str(sk["S"] if isinstance(sk, dict) else sk))
 
 
 @pytest.fixture
 def requests(sides: tuple[Side, Side]) -> Iterator[Requests]:
     counter = Requests()
     clients = [*aws.dynamodb_clients(), aws.s3()]
+    transactions = "before-parameter-build.dynamodb.TransactWriteItems"
     for client in clients:
         client.meta.events.register("before-call", counter.before)
+        client.meta.events.register(transactions, counter.transaction)
     yield counter
     for client in clients:
         client.meta.events.unregister("before-call", counter.before)
+        client.meta.events.unregister(transactions, counter.transaction)
 
 
 def test_a_replayed_batch_is_read_in_one_request_and_no_email_one_by_one(
@@ -540,6 +550,26 @@ def test_a_replayed_batch_is_read_in_one_request_and_no_email_one_by_one(
     assert [r.email_id for r in results] == [old_id, old_id]
     assert requests.calls["GetItem"] == 1
     assert set(moved) <= email(run, tenant, old_id)["loc_keys"]
+
+
+def test_a_subject_already_held_by_the_thread_at_that_date_is_not_written_again(
+    run: Side, tenant: str, requests: Requests
+) -> None:
+    # Given a stored message
+    ingest_batch(
+        inbox(tenant), [fetched(1, message("Offer", msgid="offer@customer.example"))], run.emails, run.blobs
+    )
+    # When a reply by reference, dated as it, is ingested
+    requests.written.clear()
+    reply = message("Re: Offer", msgid="re-offer@example.com", refs=["offer@customer.example"])
+    results = ingest_batch(inbox(tenant), [fetched(2, reply)], run.emails, run.blobs)
+    # Then its Message-ID, its thread membership and the email are written, not the subject again
+    thread = thread_id_for_root(tenant, "offer@customer.example")
+    assert sorted(requests.written) == sorted(
+        [message_id_sk("re-offer@example.com"), thread_sk(thread), f"EMAIL#{results[0].email_id}"]
+    )
+    subject = raw_item(run, tenant, subject_sk(ACCOUNT, "Offer")) or {}
+    assert (subject.get("thread_id"), subject.get("date")) == (thread, WHEN.isoformat())
 
 
 # ------------------------------------------------------------------------------ concurrent writers
