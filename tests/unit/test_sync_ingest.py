@@ -776,6 +776,22 @@ def test_a_reply_seen_before_its_parent_in_one_batch_shares_its_thread(run: Side
     assert threads == {thread_id_for_root(tenant, "parent@customer.example")}
 
 
+def test_a_message_an_earlier_one_of_the_batch_referenced_joins_that_ones_thread(
+    run: Side, tenant: str
+) -> None:
+    # Given a reply naming its root and its parent, and then the parent itself, with another subject
+    root, parent = "root@customer.example", "parent@customer.example"
+    batch = [
+        fetched(1, message("Re: Plan", msgid="child@example.com", refs=[root, parent])),
+        fetched(2, message("Plan v2", msgid=parent)),
+    ]
+    results = ingest_batch(inbox(tenant), batch, run.emails, run.blobs)
+    # Then the parent joins the thread the reply registered it to (the root's), not one of its own
+    assert [email(run, tenant, r.email_id)["thread_id"] for r in results] == [
+        thread_id_for_root(tenant, root)
+    ] * 2
+
+
 def test_a_reply_in_the_same_batch_joins_the_thread_of_its_subject(run: Side, tenant: str) -> None:
     batch = [
         fetched(1, message("Quote", msgid="quote@customer.example")),
