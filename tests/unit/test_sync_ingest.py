@@ -18,7 +18,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -37,6 +37,7 @@ from mailbridge.mime import normalize
 from mailbridge.providers.imap.models import FetchedMessage
 from mailbridge.search import search_text
 from mailbridge.store import emails as email_store
+from mailbridge.store.batch import TransactionLost
 from mailbridge.store.blobs import BlobStore, Upload
 from mailbridge.store.emails import EmailStore, EmailWrites
 from mailbridge.store.keys import (
@@ -657,6 +658,64 @@ def test_a_thread_at_its_member_limit_is_marked_overflowing_and_still_gets_the_e
     assert email(run, tenant, results[0].email_id)["thread_id"] == thread
     members = raw_item(run, tenant, thread_sk(thread)) or {}
     assert (len(members["members"]), members.get("overflow")) == (2, True)
+
+
+class FillsAfterFirstLoss(EmailStore):
+    """A store whose first lost transaction is followed by another writer's `fill`."""
+
+    def __init__(self, table_name: str, fill: Callable[[], None]) -> None:
+        super().__init__(table_name)
+        self.fill = fill
+        self.losses = 0
+
+    def write(self, writes: EmailWrites) -> None:
+        try:
+            super().write(writes)
+        except TransactionLost:
+            self.losses += 1
+            if self.losses == 1:
+                self.fill()
+            raise
+
+
+def test_threads_found_full_one_after_the_other_are_all_marked_overflowing(
+    run: Side, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a thread at its member limit and one a member short of it
+    monkeypatch.setattr(email_store, "THREAD_MEMBERS_MAX", 2)
+    full = [
+        message("A", msgid="a@customer.example"),
+        message("Re: A", msgid="a1@x.example", refs=["a@customer.example"]),
+    ]
+    ingest_batch(
+        inbox(tenant),
+        [fetched(1, full[0]), fetched(2, full[1]), fetched(3, message("B", msgid="b@customer.example"))],
+        run.emails,
+        run.blobs,
+    )
+
+    def another_writer_fills_b() -> None:
+        reply = message("Re: B", msgid="b1@x.example", refs=["b@customer.example"])
+        ingest_batch(inbox(tenant, account=OTHER_ACCOUNT), [fetched(1, reply)], run.emails, run.blobs)
+
+    # When a batch replies to both, and the second fills up while the first is found full
+    batch = [
+        fetched(4, message("Re: A", msgid="a2@x.example", refs=["a@customer.example"])),
+        fetched(5, message("Re: B", msgid="b2@x.example", refs=["b@customer.example"])),
+    ]
+    sleeps: list[float] = []
+    store = FillsAfterFirstLoss(run.emails.table_name, another_writer_fills_b)
+    results = ingest_batch(inbox(tenant), batch, store, run.blobs, sleep=sleeps.append)
+    # Then both threads are marked overflowing and both emails are stored in them
+    roots = ["a@customer.example", "b@customer.example"]
+    assert [email(run, tenant, r.email_id)["thread_id"] for r in results] == [
+        thread_id_for_root(tenant, r) for r in roots
+    ]
+    for root in roots:
+        assert (raw_item(run, tenant, thread_sk(thread_id_for_root(tenant, root))) or {}).get(
+            "overflow"
+        ) is True
+    assert (store.losses, sleeps) == (2, [])
 
 
 # ------------------------------------------------------------------------------ quarantine
