@@ -753,6 +753,16 @@ def test_mail_that_cannot_be_parsed_is_quarantined_with_its_reason_and_bytes(run
     assert location(run, tenant, 3, "Old Mail") is None
 
 
+def test_each_message_that_cannot_be_parsed_in_a_batch_is_quarantined(run: Side, tenant: str) -> None:
+    other = b"\x00\x02 nor this one \xfe"
+    results = ingest_batch(inbox(tenant), [fetched(3, GARBAGE), fetched(4, other)], run.emails, run.blobs)
+    assert [(r.quarantined, r.reason is not None) for r in results] == [(True, True), (True, True)]
+    for uid, raw in ((3, GARBAGE), (4, other)):
+        assert (raw_item(run, tenant, quarantine_sk(ACCOUNT, "INBOX", UIDVALIDITY, uid)) or {}).get(
+            "size"
+        ) == len(raw)
+
+
 def test_a_graph_message_is_located_and_quarantined_by_its_own_id(run: Side, tenant: str) -> None:
     good = fetched(
         0,
