@@ -364,13 +364,24 @@ def test_the_same_message_twice_in_a_batch_is_one_email_with_both_locations_and_
     assert (location(run, tenant, 2) or {}).get("email_id") == results[0].email_id
 
 
-def test_the_same_location_twice_in_a_batch_is_stored_once(run: Side, tenant: str) -> None:
+def test_the_same_location_twice_in_a_batch_is_stored_quarantined_or_replayed_once(
+    run: Side, tenant: str
+) -> None:
     raw = message("Dup", msgid="dup@customer.example")
+    once = Ingested(None, new_location=False, needs_announcement=False)
     results = ingest_batch(inbox(tenant), [fetched(1, raw), fetched(1, raw)], run.emails, run.blobs)
-    assert results[1] == Ingested(None, new_location=False, needs_announcement=False)
+    assert results[1] == once
     assert email(run, tenant, results[0].email_id)["loc_keys"] == {
         location_sk(ACCOUNT, "INBOX", UIDVALIDITY, 1)
     }
+    replayed = ingest_batch(inbox(tenant), [fetched(1, raw), fetched(1, raw)], run.emails, run.blobs)
+    assert replayed == [
+        Ingested(results[0].email_id, False, True, announcement=results[0].announcement),
+        once,
+    ]
+    garbage = ingest_batch(inbox(tenant), [fetched(2, GARBAGE), fetched(2, GARBAGE)], run.emails, run.blobs)
+    assert [r.quarantined for r in garbage] == [True, False]
+    assert garbage[1] == once
 
 
 # ------------------------------------------------------------------------------ replays
