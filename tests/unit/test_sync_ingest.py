@@ -872,6 +872,17 @@ def test_a_message_an_earlier_one_of_the_batch_referenced_joins_that_ones_thread
     ] * 2
 
 
+def test_messages_without_any_message_id_each_start_their_own_thread(run: Side, tenant: str) -> None:
+    bare = [
+        b"From: a@customer.example\r\nSubject: One\r\n\r\nOne.\r\n",
+        b"From: a@customer.example\r\nSubject: Two\r\n\r\nTwo.\r\n",
+    ]
+    results = ingest_batch(inbox(tenant), [fetched(1, bare[0]), fetched(2, bare[1])], run.emails, run.blobs)
+    assert [email(run, tenant, r.email_id)["thread_id"] for r in results] == [
+        thread_id_for_root(tenant, str(r.email_id)) for r in results
+    ]
+
+
 def test_a_reply_in_the_same_batch_joins_the_thread_of_its_subject(run: Side, tenant: str) -> None:
     batch = [
         fetched(1, message("Quote", msgid="quote@customer.example")),
