@@ -312,6 +312,7 @@ def test_a_batch_stores_each_message_its_location_and_what_to_announce(run: Side
         "gsi3pk": f"TENANT#{tenant}#MSGID#{digest('plan@customer.example')}",
     }
     assert {k: first.get(k) for k in expected} == expected
+    assert set(expected) <= set(first)
     assert "body_key" not in first
     assert "budget" in str(first["search"]).split()
     assert second["in_reply_to"] == "plan@customer.example"
@@ -1136,3 +1137,35 @@ def test_the_stored_records_say_when_they_were_made_and_mail_without_a_message_i
     record = raw_item(run, tenant, quarantine_sk(ACCOUNT, "INBOX", UIDVALIDITY, 2)) or {}
     for made in (stored["created_at"], record["created_at"]):
         assert dt.datetime.fromisoformat(str(made)).utcoffset() == dt.timedelta(0)
+
+
+def test_a_list_message_keeps_its_sender_list_and_automation_headers(run: Side, tenant: str) -> None:
+    raw = (
+        b"From: Carol <carol@customer.example>\r\nSender: Assistant <assistant@customer.example>\r\n"
+        b"List-Id: News <news.customer.example>\r\nAuto-Submitted: auto-generated\r\nPrecedence: bulk\r\n"
+        b"Message-ID: <list@customer.example>\r\nSubject: News\r\n\r\nHi.\r\n"
+    )
+    results = ingest_batch(inbox(tenant), [fetched(1, raw)], run.emails, run.blobs)
+    stored = email(run, tenant, results[0].email_id)
+    assert stored["sender"] == {"name": "Assistant", "address": "assistant@customer.example"}
+    assert stored["list"]["list_id"] == "news.customer.example"
+    assert (stored["auto_submitted"], stored["precedence"]) == ("auto-generated", "bulk")
+
+
+def test_a_message_without_a_sender_is_stored_under_its_message_id(run: Side, tenant: str) -> None:
+    raw = (
+        b"To: user@example.com\r\nMessage-ID: <nofrom@customer.example>\r\nSubject: No sender\r\n\r\nHi.\r\n"
+    )
+    results = ingest_batch(inbox(tenant), [fetched(1, raw)], run.emails, run.blobs)
+    assert email(run, tenant, results[0].email_id)["from"] == []
+
+
+def test_an_email_item_of_a_message_parsed_without_any_date_says_its_date_is_the_internal_one(
+    run: Side, tenant: str
+) -> None:
+    # The outbox parses its own mail without an internal date; the date it passes is then the source
+    parsed = normalize(b"From: a@customer.example\r\nSubject: x\r\n\r\nx\r\n").message
+    built = ingest_module.build_email_item(
+        inbox(tenant), "em_y", "th_y", parsed, WHEN, "raw/y", run.blobs, ()
+    )
+    assert (built["date"], built["date_source"]) == (WHEN.isoformat(), "internal")
