@@ -1169,3 +1169,19 @@ def test_an_email_item_of_a_message_parsed_without_any_date_says_its_date_is_the
         inbox(tenant), "em_y", "th_y", parsed, WHEN, "raw/y", run.blobs, ()
     )
     assert (built["date"], built["date_source"]) == (WHEN.isoformat(), "internal")
+
+
+def test_email_ids_are_the_same_in_every_release() -> None:
+    # Emails are keyed by these ids, and a replay after a deploy must find the emails an earlier
+    # release stored: the ids of these three messages are pinned (sender in another case and no
+    # subject; no sender; no Message-ID).
+    carol = b"From: Carol <Carol@Customer.example>\r\nMessage-ID: <pinned@customer.example>\r\n"
+    nobody = b"To: user@example.com\r\nMessage-ID: <pinned-nofrom@customer.example>\r\nSubject: Pinned\r\n"
+    anonymous = b"From: a@customer.example\r\nSubject: Pinned\r\n\r\nNo Message-ID.\r\n"
+    pinned = {
+        carol + b"\r\nNo subject.\r\n": "em_fea729eacf340fddafef1d5ee1",
+        nobody + b"\r\n": "em_65e6f5d538904f3005c43a36e1",
+        anonymous: "em_7415ff9a77b834ea6e75b956d3",
+    }
+    for raw, email_id in pinned.items():
+        assert email_id_for("tpinned", normalize(raw, internal_date=WHEN).message, raw) == email_id
