@@ -1185,3 +1185,39 @@ def test_email_ids_are_the_same_in_every_release() -> None:
     }
     for raw, email_id in pinned.items():
         assert email_id_for("tpinned", normalize(raw, internal_date=WHEN).message, raw) == email_id
+
+
+BOUNCE = (
+    b"From: Mail Delivery System <MAILER-DAEMON@mx.example.com>\r\nTo: user@example.com\r\n"
+    b"Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <bounce-1@mx.example.com>\r\n"
+    b"Date: Tue, 17 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/report; report-type=delivery-status; boundary="r1"\r\n\r\n'
+    b"--r1\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+    b"--r1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.com\r\n\r\n"
+    b"Final-Recipient: rfc822; gone@customer.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+    b"--r1\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <orig@example.com>\r\n\r\n--r1--\r\n"
+)
+ABUSE_REPORT = (
+    b"From: abuse@isp.example\r\nTo: user@example.com\r\nSubject: Abuse report\r\n"
+    b"Message-ID: <arf-1@isp.example>\r\nDate: Tue, 17 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/report; report-type=feedback-report; boundary="f1"\r\n\r\n'
+    b"--f1\r\nContent-Type: text/plain\r\n\r\nThis is an abuse report.\r\n"
+    b"--f1\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nVersion: 1\r\n\r\n"
+    b"--f1\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <orig2@example.com>\r\n\r\n--f1--\r\n"
+)
+
+
+def test_a_bounce_and_an_abuse_report_keep_what_they_report(run: Side, tenant: str) -> None:
+    # RFC 3464 delivery status and RFC 5965 feedback report, summarized on the email
+    results = ingest_batch(
+        inbox(tenant), [fetched(1, BOUNCE), fetched(2, ABUSE_REPORT)], run.emails, run.blobs
+    )
+    bounce, report = (email(run, tenant, r.email_id) for r in results)
+    assert bounce["bounce"]["original_message_id"] == "orig@example.com"
+    assert [(r["final_recipient"], r["status"]) for r in bounce["bounce"]["recipients"]] == [
+        ("gone@customer.example", "5.1.1")
+    ]
+    assert (report["feedback"]["feedback_type"], report["feedback"]["original_message_id"]) == (
+        "abuse",
+        "orig2@example.com",
+    )
