@@ -730,6 +730,31 @@ def test_threads_found_full_one_after_the_other_are_all_marked_overflowing(
     assert (store.losses, sleeps) == (2, [])
 
 
+def test_a_lost_create_in_a_full_thread_pauses_and_plans_again_like_any_lost_condition(
+    run: Side, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a full thread, and a reply to it another mailbox stored after this batch's plan read
+    monkeypatch.setattr(email_store, "THREAD_MEMBERS_MAX", 2)
+    root = "full-root@customer.example"
+    thread = [message("Full", msgid=root), message("Re: Full", msgid="full-1@x.example", refs=[root])]
+    ingest_batch(inbox(tenant), [fetched(1, thread[0]), fetched(2, thread[1])], run.emails, run.blobs)
+    reply = message("Re: Full", msgid="full-2@x.example", refs=[root])
+    first = ingest_batch(inbox(tenant), [fetched(3, reply)], run.emails, run.blobs)
+    # When this batch's create of it loses, and so does its thread's member limit, in one transaction
+    sleeps: list[float] = []
+    results = ingest_batch(
+        inbox(tenant, account=OTHER_ACCOUNT),
+        [fetched(7, reply)],
+        StaleReads(run.emails.table_name, stale=1),
+        run.blobs,
+        sleep=sleeps.append,
+    )
+    # Then it pauses and plans again from a fresh read (not as if only the thread were full), and attaches
+    assert sleeps == [0.05]
+    assert [(r.email_id, r.new_location) for r in results] == [(first[0].email_id, True)]
+    assert email(run, tenant, first[0].email_id)["accounts"] == {ACCOUNT, OTHER_ACCOUNT}
+
+
 # ------------------------------------------------------------------------------ quarantine
 
 
