@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
+from types import SimpleNamespace, TracebackType
 from typing import Any, Self
 
 import boto3
@@ -39,6 +39,7 @@ from mailbridge.store.accounts import AccountStore
 from mailbridge.store.blobs import BlobStore
 from mailbridge.store.emails import EmailStore
 from mailbridge.store.keys import location_sk
+from mailbridge.sync import engine
 from mailbridge.sync import ingest as ingest_module
 from mailbridge.sync.engine import (
     FOLDER_NOT_FOUND,
@@ -90,6 +91,8 @@ class MemoryServer:
     renumbered: set[str] = field(default_factory=set)  # renumbered between STATUS and FETCH
     fetches: list[tuple[str, int, int]] = field(default_factory=list)
     on_fetch: Callable[[int], None] | None = None  # called with `after_uid` as each fetch starts
+    # Found by a fetch's UID SEARCH, then expunged before its FETCH (the batch lacks them).
+    vanish_at_fetch: set[int] = field(default_factory=set)
 
     def add(self, folder: str, *raws: bytes, flags: tuple[str, ...] = ()) -> list[int]:
         box = self.boxes[folder]
@@ -136,17 +139,30 @@ class MemoryServer:
         return self.folder_status(name)
 
     def fetch_new(self, name: str, after_uid: int, limit: int, max_bytes: int | None = None) -> FetchBatch:
+        """As the IMAP client's: at most `limit` UIDs after `after_uid`; with `max_bytes`, only the
+        longest prefix whose sizes fit in it (at least one message)."""
         self.fetches.append((name, after_uid, limit))
         if self.on_fetch is not None:
             self.on_fetch(after_uid)
         box = self.boxes[name]
         uids = sorted(u for u in box.messages if u > after_uid)
+        chosen = uids[:limit]
+        if max_bytes is not None:
+            total = 0
+            for count, uid in enumerate(chosen):
+                total += len(box.messages[uid])
+                if count and total > max_bytes:
+                    chosen = chosen[:count]
+                    break
+        for uid in self.vanish_at_fetch & set(chosen):
+            self.expunge(name, uid)
         batch = [
             FetchedMessage(u, box.flags[u], WHEN, box.modseqs[u], len(box.messages[u]), box.messages[u])
-            for u in uids[:limit]
+            for u in chosen
+            if u in box.messages
         ]
         uidvalidity = box.uidvalidity + 1 if name in self.renumbered else box.uidvalidity
-        return FetchBatch(name, uidvalidity, tuple(batch), len(uids) > limit)
+        return FetchBatch(name, uidvalidity, tuple(batch), len(uids) > len(chosen))
 
     def fetch_flag_changes(self, name: str, since_modseq: int) -> FlagChanges | None:
         box = self.boxes[name]
@@ -719,6 +735,70 @@ def test_a_failed_fetch_ahead_raises_once_the_batch_before_it_is_stored(w: World
     # Then the first batch is stored, announced and behind the cursor: the next run goes on from it
     assert [m for _, m in w.announced()] == ["order-0@customer.example", "order-1@customer.example"]
     assert (w.state("INBOX").last_uid, w.state("INBOX").messages_stored) == (2, 2)
+    # And the state saved with that batch's cursor says when it synced and what the server counted
+    assert (w.state("INBOX").last_synced_at, w.state("INBOX").messages_on_server) == (NOW, 4)
+
+
+def test_batches_are_bounded_by_bytes_in_the_first_fetch_and_in_each_fetch_ahead(w: World) -> None:
+    # Given three new messages, and batches of up to five messages but fewer bytes than two hold
+    raws = mails("Order", 3)
+    w.server.add("INBOX", *raws)
+    # When the account syncs
+    report = w.sync(batch_size=5, batch_bytes=len(raws[0]) + 1)
+    # Then each message is a batch of its own, the first and the ones fetched ahead alike
+    assert w.server.fetches == [("INBOX", 0, 5), ("INBOX", 1, 5), ("INBOX", 2, 5)]
+    assert report.folders == [FolderReport("INBOX", stored=3)]
+    assert (w.state("INBOX").last_uid, w.state("INBOX").messages_stored) == (3, 3)
+
+
+def test_a_fetch_ahead_asks_for_no_more_than_the_budget_leaves_after_an_earlier_folder(w: World) -> None:
+    # Given two messages in INBOX and five in a selected folder
+    w.server.add("INBOX", *mails("Order", 2))
+    w.server.boxes["Projects"] = Box(uidvalidity=4)
+    w.server.add("Projects", *mails("Plan", 5))
+    w.folders = ["Projects"]
+    # When a run may take five messages, two a batch
+    report = w.sync(max_messages=5, batch_size=2)
+    # Then the selected folder's fetch ahead asks for the one message the budget leaves
+    assert w.server.fetches == [("INBOX", 0, 2), ("Projects", 0, 2), ("Projects", 2, 1)]
+    assert [(f.name, f.stored, f.complete) for f in report.folders] == [
+        ("INBOX", 2, True),
+        ("Projects", 3, False),
+    ]
+    assert w.state("Projects").last_uid == 3
+
+
+def test_a_batch_whose_mail_was_expunged_before_its_fetch_is_followed_from_the_cursor(w: World) -> None:
+    # Given four new messages, the first two expunged between the fetch's UID SEARCH and its FETCH
+    w.server.add("INBOX", *mails("Order", 4))
+    w.server.vanish_at_fetch = {1, 2}
+    # When the account syncs two a batch
+    report = w.sync(batch_size=2)
+    # Then the empty batch moves nothing, the next is fetched from the cursor and stored
+    assert w.server.fetches == [("INBOX", 0, 2), ("INBOX", 0, 2)]
+    assert report.folders == [FolderReport("INBOX", stored=2)]
+    assert [m for _, m in w.announced()] == ["order-2@customer.example", "order-3@customer.example"]
+    assert (w.state("INBOX").last_uid, w.state("INBOX").messages_stored) == (4, 2)
+
+
+def test_no_batch_is_fetched_ahead_at_the_deadlines_instant(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given four new messages, and a clock that reaches the run's deadline during the first fetch
+    w.server.add("INBOX", *mails("Order", 4))
+    clock = [0.0]
+
+    def reach_deadline(after_uid: int) -> None:
+        clock[0] = 100.0
+
+    w.server.on_fetch = reach_deadline
+    monkeypatch.setattr(engine, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    # When the account syncs two a batch with its deadline at that instant
+    report = w.sync(batch_size=2, deadline=100.0)
+    # Then the first batch is stored and nothing more is fetched: no batch may start then
+    assert w.server.fetches == [("INBOX", 0, 2)]
+    assert [(f.name, f.stored, f.complete) for f in report.folders] == [("INBOX", 2, False)]
+    assert w.state("INBOX").last_uid == 2
 
 
 def test_a_folder_renumbered_between_status_and_fetch_is_left_for_the_next_run(w: World) -> None:
@@ -1128,6 +1208,49 @@ def test_an_expunge_hidden_by_new_mail_is_found_in_the_same_run(w: World) -> Non
     assert w.location("INBOX", 1) is None
     assert w.state("INBOX").messages_stored == 2
     assert w.sync().folders == [FolderReport("INBOX")]
+
+
+def mail_after_status(w: World, *raws: bytes) -> None:
+    """`raws` arrive in the folder after its next STATUS, before its fetch."""
+    status = w.server.folder_status
+
+    def status_then_mail(name: str) -> FolderStatus:
+        seen = status(name)
+        w.server.add(name, *raws)
+        return seen
+
+    w.server.folder_status = status_then_mail  # type: ignore[method-assign]
+
+
+def test_mail_arriving_after_status_in_two_batches_lists_no_uids(w: World) -> None:
+    # Given a server without CONDSTORE/QRESYNC and two stored messages
+    w.server.condstore = w.server.qresync = False
+    w.server.add("INBOX", *mails("Order", 2))
+    w.sync()
+    # When two messages arrive after the next run's STATUS and are fetched one a batch
+    mail_after_status(w, *mails("Late", 2))
+    report = w.sync(batch_size=1)
+    # Then both are stored, and neither is taken for an expunge the UIDs must settle
+    assert report.folders == [FolderReport("INBOX", stored=2)]
+    assert w.server.uid_listings == 0
+    assert w.state("INBOX").messages_stored == 4
+
+
+def test_an_expunge_hidden_by_new_mail_is_found_when_more_mail_arrives_after_status(w: World) -> None:
+    # Given a server without CONDSTORE/QRESYNC and two stored messages
+    w.server.condstore = w.server.qresync = False
+    w.server.add("INBOX", *mails("Order", 2))
+    w.sync()
+    # When one is expunged and one arrives before the next run's STATUS (the count is unchanged),
+    # and another arrives after it
+    w.server.expunge("INBOX", 1)
+    w.server.add("INBOX", message("New", msgid="new@customer.example"))
+    mail_after_status(w, message("Late", msgid="late@customer.example"))
+    report = w.sync()
+    # Then the run stores both and finds the expunge
+    assert report.folders == [FolderReport("INBOX", stored=2, expunged=1)]
+    assert w.location("INBOX", 1) is None
+    assert w.state("INBOX").messages_stored == 3
 
 
 def test_a_folder_whose_first_fetch_fails_remembers_the_servers_uidvalidity(w: World) -> None:
