@@ -781,6 +781,34 @@ def test_a_batch_whose_mail_was_expunged_before_its_fetch_is_followed_from_the_c
     assert (w.state("INBOX").last_uid, w.state("INBOX").messages_stored) == (4, 2)
 
 
+def test_a_batch_fetched_ahead_that_arrives_at_the_deadlines_instant_is_not_normalized(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given four new messages fetched two a batch, and a clock that reaches the run's deadline
+    # exactly while the second batch is fetched ahead
+    w.server.add("INBOX", *mails("Order", 4))
+    clock = [0.0]
+    normalized: list[bytes] = []
+    real_normalize = normalize
+
+    def noting_normalize(raw: bytes, *args: Any, **kwargs: Any) -> Any:
+        normalized.append(raw)
+        return real_normalize(raw, *args, **kwargs)
+
+    def reach_deadline(after_uid: int) -> None:
+        if after_uid == 2:
+            clock[0] = 100.0
+
+    monkeypatch.setattr(ingest_module, "normalize", noting_normalize)
+    monkeypatch.setattr(engine, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    w.server.on_fetch = reach_deadline
+    # When the account syncs two a batch with its deadline at that instant
+    report = w.sync(batch_size=2, deadline=100.0)
+    # Then the batch that came at the deadline is not normalized (nor stored): at the instant is past it
+    assert len(normalized) == 2
+    assert [(f.name, f.stored, f.complete) for f in report.folders] == [("INBOX", 2, False)]
+
+
 def test_no_batch_is_fetched_ahead_at_the_deadlines_instant(
     w: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
