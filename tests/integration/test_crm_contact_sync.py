@@ -21,7 +21,7 @@ from mailbridge.crm.sync import service
 from mailbridge.crm.sync.models import ContactSync, FieldMapping, SyncSettingsBody, SyncStart
 from mailbridge.crm.sync.service import SyncDeps
 from mailbridge.crm.sync.wiring import sync_deps
-from mailbridge.errors import Unprocessable
+from mailbridge.errors import ProviderRateLimited, Unprocessable
 from mailbridge.store.crm import CrmStore
 from mailbridge.tenancy import Role, TenantContext
 from tests.fixtures.aws import BusReader, FakeLambdaContext, load_function, reset_caches
@@ -312,6 +312,22 @@ def test_deletions_propagate_both_ways_only_when_set(sync: Sync, deletions: str)
         assert sync.link_of(grace.contact_id) is None
     else:
         assert sync.link_of(grace.contact_id) != grace_remote
+
+
+def test_a_scheduled_run_stopped_by_the_rate_limit_ends_failed_not_running(sync: Sync) -> None:
+    # Given an org whose daily API requests are spent, and a run this message starts (no run_id:
+    # the schedule's fan-out or a webhook's pull)
+    sync.configure()
+    sync.ours("Ada Lovelace", "ada@example.com")
+    sync.crm.clock.advance(5)
+    used, _daily = sync.sf.api_usage()
+    sync.sf.set_daily_api_requests(used)
+    # When it runs, the rate limit goes back to the queue for the redelivery
+    with pytest.raises(ProviderRateLimited):
+        sync.run()
+    # Then the run it started is logged as failed with the limit's code, not left running
+    runs, _ = sync.deps.integrations.logs.runs(TENANT, sync.integration_id, limit=10)
+    assert [(r.state, [e.code for e in r.errors]) for r in runs] == [("failed", ["provider_rate_limited"])]
 
 
 def test_a_redelivered_run_continues_and_never_doubles(sync: Sync) -> None:

@@ -71,7 +71,7 @@ from mailbridge.crm.sync.models import (
     SyncStart,
     SyncStarted,
 )
-from mailbridge.errors import Conflict, NotFound, ProviderAuthError
+from mailbridge.errors import Conflict, NotFound, ProviderAuthError, ProviderError
 from mailbridge.observability import logger
 from mailbridge.store.crm import CrmStore, change_key
 from mailbridge.store.crm_integrations import IntegrationNotFound
@@ -214,6 +214,13 @@ def run(message: ContactSync, deps: SyncDeps) -> SyncRun | None:  # noqa: PLR091
         marks = _both_ways(session, message.remote_ids, logs.status(tenant_id, integration_id).watermarks)
     except ProviderAuthError as exc:
         return logs.finish_run(tenant_id, current, error_code=exc.code, now=deps.now())
+    except ProviderError as exc:
+        # Retryable: the queue redelivers the message. A run the API started (`run_id`) is
+        # continued by the redelivery; one this message started (schedule, webhook) is not (the
+        # redelivery starts its own), so it ends here as failed instead of staying `running`.
+        if message.run_id is None:
+            logs.finish_run(tenant_id, current, error_code=exc.code, now=deps.now())
+        raise
     return logs.finish_run(tenant_id, current, watermarks=marks, now=deps.now())
 
 
