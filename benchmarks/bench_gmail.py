@@ -22,14 +22,13 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "layers" / "mailbridge"), str(ROOT)]
 MESSAGES = int(os.environ.get("BENCH_GMAIL_MESSAGES", "5000"))
 PUSHES = int(os.environ.get("BENCH_GMAIL_PUSHES", "50"))
 USER = "ada@example.com"
-REDIRECT = "http://127.0.0.1:3000/oauth/gmail/callback"
+from benchmarks.google_oauth import REDIRECT  # noqa: E402
 
 for name, value in {
     "AWS_ACCESS_KEY_ID": "bench",
@@ -57,36 +56,12 @@ def message(i: int) -> bytes:
 
 
 def access_token(google: object) -> str:
-    """An access token of the double for USER (authorization code with a plain PKCE verifier)."""
-    import httpx
-
+    """An access token of the double for USER."""
+    from benchmarks.google_oauth import access_token as token_of
     from local.google import GoogleDouble
 
     assert isinstance(google, GoogleDouble)
-    client = google.register_client([REDIRECT])
-    params = {
-        "client_id": client.client_id,
-        "redirect_uri": REDIRECT,
-        "response_type": "code",
-        "scope": "https://www.googleapis.com/auth/gmail.modify",
-        "access_type": "offline",
-        "code_challenge": "v" * 43,
-        "code_challenge_method": "plain",
-    }
-    answer = httpx.get(google.authorize_url, params=params)
-    code = parse_qs(urlsplit(answer.headers["location"]).query)["code"][-1]
-    token = httpx.post(
-        google.token_url,
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "code_verifier": "v" * 43,
-            "redirect_uri": REDIRECT,
-            "client_id": client.client_id,
-            "client_secret": client.client_secret,
-        },
-    ).json()
-    return str(token["access_token"])
+    return token_of(google, google.register_client([REDIRECT]))
 
 
 def main() -> int:

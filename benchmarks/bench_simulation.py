@@ -89,7 +89,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qs, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "layers" / "mailbridge"), str(ROOT)]
@@ -102,7 +101,6 @@ WORKERS = int(os.environ.get("BENCH_WORKERS", "16"))
 PROFILE = os.environ.get("BENCH_SIM_PROFILE") == "1"
 SYNC_MEMORY_GB = 1.0  # template.yaml SyncFunction MemorySize 1024
 AWS_LATENCY_S = 0.010  # a DynamoDB/SQS/S3 request's in-region round trip, for the billed duration
-REDIRECT = "http://127.0.0.1:3000/oauth/gmail/callback"
 
 for name, value in {
     "AWS_ACCESS_KEY_ID": "bench",
@@ -115,6 +113,7 @@ for name, value in {
 }.items():
     os.environ.setdefault(name, value)
 
+from benchmarks.google_oauth import REDIRECT  # noqa: E402
 from benchmarks.simcost import (  # noqa: E402
     PRICES_AS_OF,
     Usage,
@@ -322,33 +321,10 @@ class Meter:
 
 
 def access_token(google: Any, address: str, client: Any) -> str:
-    """An access token of the double for `address` (authorization code, plain PKCE verifier)."""
-    import httpx
+    """An access token of the double for `address`."""
+    from benchmarks.google_oauth import access_token as token_of
 
-    params = {
-        "client_id": client.client_id,
-        "redirect_uri": REDIRECT,
-        "response_type": "code",
-        "scope": "https://www.googleapis.com/auth/gmail.modify",
-        "access_type": "offline",
-        "code_challenge": "v" * 43,
-        "code_challenge_method": "plain",
-        "login_hint": address,
-    }
-    answer = httpx.get(google.authorize_url, params=params)
-    code = parse_qs(urlsplit(answer.headers["location"]).query)["code"][-1]
-    token = httpx.post(
-        google.token_url,
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "code_verifier": "v" * 43,
-            "redirect_uri": REDIRECT,
-            "client_id": client.client_id,
-            "client_secret": client.client_secret,
-        },
-    ).json()
-    return str(token["access_token"])
+    return token_of(google, client, login_hint=address)
 
 
 class _Context:
