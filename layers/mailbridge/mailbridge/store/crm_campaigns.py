@@ -29,7 +29,6 @@ other generations (the one before, and any a failed write left).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -146,28 +145,24 @@ class RemoteCampaignStore(DynamoRepository):
 
     def _drop_chunks(self, tenant_id: str, integration_id: str, campaign_id: str, keep: str | None) -> None:
         """Delete the chunks of every generation but `keep` (None: all of them)."""
-        pk = tenant_pk(tenant_id)
         chunk_prefix = _chunk_prefix(integration_id, campaign_id)
-        kept = f"{chunk_prefix}{keep}#" if keep else None
+        self._delete_under(tenant_id, chunk_prefix, keep=f"{chunk_prefix}{keep}#" if keep else None)
+
+    def _delete_under(self, tenant_id: str, sk_prefix: str, *, keep: str | None = None) -> None:
+        """Delete every item of the tenant whose sort key begins with `sk_prefix`, but those that
+        begin with `keep`: a Query of the keys, then BatchWriteItem 25 at a time."""
+        pk = tenant_pk(tenant_id)
         stale = [
             {"pk": pk, "sk": str(item["sk"])}
             for item in self.query_all(
-                KeyConditionExpression=Key("pk").eq(pk) & Key("sk").begins_with(chunk_prefix),
+                KeyConditionExpression=Key("pk").eq(pk) & Key("sk").begins_with(sk_prefix),
                 ProjectionExpression="sk",
             )
-            if kept is None or not str(item["sk"]).startswith(kept)
+            if keep is None or not str(item["sk"]).startswith(keep)
         ]
         if stale:
             batch_delete(self.client, self.table_name, stale)
 
     def delete_all(self, tenant_id: str, integration_id: str) -> None:
         """Every campaign record of an integration, chunks included (when it is removed)."""
-        pk = tenant_pk(tenant_id)
-        keys: Iterable[dict[str, str]] = [
-            {"pk": pk, "sk": item["sk"]}
-            for item in self.query_all(
-                KeyConditionExpression=Key("pk").eq(pk) & Key("sk").begins_with(prefix(integration_id)),
-                ProjectionExpression="sk",
-            )
-        ]
-        batch_delete(self.client, self.table_name, list(keys))
+        self._delete_under(tenant_id, prefix(integration_id))
