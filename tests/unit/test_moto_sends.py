@@ -88,3 +88,41 @@ def test_a_send_does_not_count_the_queue(sqs: Any, monkeypatch: pytest.MonkeyPat
     assert counts["Attributes"]["ApproximateNumberOfMessages"] == "10"
     assert passes
     assert set(passes) == {"depth.fifo"}
+
+
+def test_a_rule_delivering_to_a_fifo_queue_does_not_count_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """EventBridge's delivery reads `ContentBasedDeduplication` (moto's get_queue_attributes) before
+    it sends to a FIFO target: with the patch it lists no messages, and still delivers."""
+    from moto.sqs.models import Queue
+
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        events = boto3.client("events", region_name="us-east-1")
+        url = sqs.create_queue(
+            QueueName="rule.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"}
+        )["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name="r", EventPattern='{"source": ["mailbridge"]}')
+        events.put_targets(
+            Rule="r", Targets=[{"Id": "q", "Arn": arn, "SqsParameters": {"MessageGroupId": "g"}}]
+        )
+        moto_sends.install(partial(monkeypatch.setattr, raising=False))
+        passes: list[str] = []
+        listing: Any = Queue.messages
+
+        def messages(queue: Any) -> Any:
+            passes.append(queue.name)
+            return listing.fget(queue)
+
+        monkeypatch.setattr(Queue, "messages", property(messages))
+        # When two events match the rule
+        events.put_events(
+            Entries=[
+                {"Source": "mailbridge", "DetailType": "email.received", "Detail": f'{{"n": {n}}}'}
+                for n in range(2)
+            ]
+        )
+        # Then the deliveries listed no messages, and both arrived
+        assert passes == []
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        assert sorted(m["Body"].count('"n"') for m in received) == [1, 1]
