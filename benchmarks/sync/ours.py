@@ -10,7 +10,10 @@ incremental run, so the parent can append a message in between.
 
 `BENCH_SYNC_PROFILE=1` prints a cProfile top list of the initial sync to stderr (and with
 `BENCH_SYNC_PROFILE_OUT=path` dumps the whole profile there, for pstats or snakeviz);
-`BENCH_SYNC_TRACEMALLOC=1` adds the tracemalloc peak (slows the run down noticeably).
+`BENCH_SYNC_TRACEMALLOC=1` adds the tracemalloc peak (slows the run down noticeably);
+`BENCH_SYNC_YAPPI_OUT=path` saves a CPU profile of every thread of the initial sync there in
+pstats format (cProfile sees only the main thread, not the fetch worker or the S3 pool; yappi is
+not a dependency: `pip install yappi` first).
 """
 
 from __future__ import annotations
@@ -290,9 +293,18 @@ def main() -> int:
     traced = os.environ.get("BENCH_SYNC_TRACEMALLOC") == "1"
     if traced:
         tracemalloc.start(6)
+    yappi_out = os.environ.get("BENCH_SYNC_YAPPI_OUT")
+    if yappi_out:
+        import yappi  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+        yappi.set_clock_type("cpu")
+        yappi.start()
     if profile is not None:
         profile.enable()
     seconds, stored, quarantined, runs = sync_until_complete()
+    if yappi_out:
+        yappi.stop()
+        yappi.get_func_stats().save(yappi_out, type="pstat")
     aws_waiting = clock.waiting_seconds()
     if profile is not None:
         profile.disable()
