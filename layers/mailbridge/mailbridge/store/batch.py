@@ -11,10 +11,10 @@
 
 Every function here takes the low-level DynamoDB client (`mailbridge.aws.dynamodb_client`, a
 repository's `client`), not a resource's: items go in and come out as Python values, converted once
-per item at this boundary with boto3's own `TypeSerializer` / `TypeDeserializer` (`to_wire`,
-`from_wire`), the same conversion the resource layer makes, without its deep copy of every
-request and its walk of every parameter and response (the largest share of the sync's CPU,
-benchmarks/bench_sync.py with BENCH_SYNC_PROFILE=1). Unprocessed keys and items come back in wire
+per item at this boundary (`to_wire`: the types items are made of by exact type, the rest with
+boto3's `TypeSerializer`; `from_wire`: boto3's `TypeDeserializer`), the same conversion the
+resource layer makes, without its deep copy of every request and its walk of every parameter and
+response (the largest share of the sync's CPU, benchmarks/bench_sync.py with BENCH_SYNC_PROFILE=1). Unprocessed keys and items come back in wire
 format and are sent again as they are.
 
 Unprocessed keys and items are retried with exponential backoff and full jitter (DynamoDB
@@ -86,8 +86,8 @@ def to_wire(item: Mapping[str, Any]) -> WireItem:
     `None`, `list`, `dict`, a non-empty `set` of `str`) are converted by a lookup on the value's
     exact type; anything else (Decimal, bytes, Binary, tuples, other sets and mappings, subclasses)
     goes to `TypeSerializer`. `TypeSerializer` asks up to ten `isinstance` questions of every value
-    in a fixed order: for the sync's email items that was the largest share of building a
-    request (benchmarks/bench_sync.py, BENCH_SYNC_YAPPI_OUT)."""
+    in a fixed order: for the sync's email items that was 16% of the sync's CPU
+    (benchmarks/bench_sync.py, BENCH_SYNC_YAPPI_OUT)."""
     return {name: _serialize(value) for name, value in item.items()}
 
 
