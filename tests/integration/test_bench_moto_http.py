@@ -5,6 +5,7 @@ moto's modules once per host, not once per request."""
 from __future__ import annotations
 
 import http.client
+import uuid
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -52,13 +53,15 @@ def test_one_connection_carries_every_request_and_every_body_whole(
     monkeypatch.setattr(urllib3.connection.HTTPConnection, "_new_conn", counted)
     s3 = boto3.client("s3", endpoint_url=f"http://{host}:{port}", **CREDENTIALS)
     dynamodb = boto3.client("dynamodb", endpoint_url=f"http://{host}:{port}", **CREDENTIALS)
-    s3.create_bucket(Bucket="moto-http-probe")
+    bucket = f"moto-http-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    tables = dynamodb.list_tables()["TableNames"]  # moto's backends are the process's: others' tables
     # When bodies of every size go up and come back, with other services' requests between
     for n in range(40):
         body = bytes(range(256)) * n + b"\r\n\r\nGET / HTTP/1.1\r\n"  # a request line inside a body
-        s3.put_object(Bucket="moto-http-probe", Key=f"k{n}", Body=body)
-        assert s3.get_object(Bucket="moto-http-probe", Key=f"k{n}")["Body"].read() == body
-        assert dynamodb.list_tables()["TableNames"] == []
+        s3.put_object(Bucket=bucket, Key=f"k{n}", Body=body)
+        assert s3.get_object(Bucket=bucket, Key=f"k{n}")["Body"].read() == body
+        assert dynamodb.list_tables()["TableNames"] == tables
     # Then each client opened one connection for all its requests
     assert len(opened) == 2
 
