@@ -14,8 +14,9 @@ repository's `client`), not a resource's: items go in and come out as Python val
 per item at this boundary (`to_wire`: the types items are made of by exact type, the rest with
 boto3's `TypeSerializer`; `from_wire`: boto3's `TypeDeserializer`), the same conversion the
 resource layer makes, without its deep copy of every request and its walk of every parameter and
-response (the largest share of the sync's CPU, benchmarks/bench_sync.py with BENCH_SYNC_PROFILE=1). Unprocessed keys and items come back in wire
-format and are sent again as they are.
+response (the largest share of the sync's CPU, benchmarks/bench_sync.py with
+BENCH_SYNC_PROFILE=1). Unprocessed keys and items come back in wire format and are sent again as
+they are.
 
 Unprocessed keys and items are retried with exponential backoff and full jitter (DynamoDB
 developer guide, "Error retries and exponential backoff"; BatchGetItem / BatchWriteItem API
