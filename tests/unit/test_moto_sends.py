@@ -61,7 +61,8 @@ def test_sends_answer_as_moto_does_without_the_patch(sqs: Any, monkeypatch: pyte
     assert _scenario(sqs) == expected
 
 
-def test_a_send_does_not_count_the_queue(sqs: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def listings_with_the_patch(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Install the patch; the names of the queues whose messages are listed from then on."""
     from moto.sqs.models import Queue
 
     moto_sends.install(partial(monkeypatch.setattr, raising=False))
@@ -73,6 +74,11 @@ def test_a_send_does_not_count_the_queue(sqs: Any, monkeypatch: pytest.MonkeyPat
         return listing.fget(queue)
 
     monkeypatch.setattr(Queue, "messages", property(messages))
+    return passes
+
+
+def test_a_send_does_not_count_the_queue(sqs: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    passes = listings_with_the_patch(monkeypatch)
     url = sqs.create_queue(QueueName="depth.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
     # When ten records are sent
     sqs.send_message_batch(
@@ -93,8 +99,6 @@ def test_a_send_does_not_count_the_queue(sqs: Any, monkeypatch: pytest.MonkeyPat
 def test_a_rule_delivering_to_a_fifo_queue_does_not_count_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """EventBridge's delivery reads `ContentBasedDeduplication` (moto's get_queue_attributes) before
     it sends to a FIFO target: with the patch it lists no messages, and still delivers."""
-    from moto.sqs.models import Queue
-
     with mock_aws():
         sqs = boto3.client("sqs", region_name="us-east-1")
         events = boto3.client("events", region_name="us-east-1")
@@ -106,15 +110,7 @@ def test_a_rule_delivering_to_a_fifo_queue_does_not_count_it(monkeypatch: pytest
         events.put_targets(
             Rule="r", Targets=[{"Id": "q", "Arn": arn, "SqsParameters": {"MessageGroupId": "g"}}]
         )
-        moto_sends.install(partial(monkeypatch.setattr, raising=False))
-        passes: list[str] = []
-        listing: Any = Queue.messages
-
-        def messages(queue: Any) -> Any:
-            passes.append(queue.name)
-            return listing.fget(queue)
-
-        monkeypatch.setattr(Queue, "messages", property(messages))
+        passes = listings_with_the_patch(monkeypatch)
         # When two events match the rule
         events.put_events(
             Entries=[
