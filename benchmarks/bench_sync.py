@@ -21,8 +21,8 @@ process, as it always runs). Peak memory is each child's max RSS from wait4(). N
 Where moto runs, and what each ratio means. moto is a ThreadedMotoServer in this (the parent)
 process and our sync is benchmarks/sync/ours.py in a child, so moto's CPU never holds our GIL;
 mbsync runs after our initial sync, so the two are not timed against each other's CPU. moto still
-answers far slower than AWS: its per-request CPU (TransactWriteItems of 100 actions about 80 ms,
-PutEvents of 10 events about 20 ms, PutObject about 2 ms, with the three costs below taken out;
+answers far slower than AWS: its per-request CPU (TransactWriteItems of 100 actions about 70 ms,
+PutEvents of 10 events about 11 ms, PutObject about 1 ms, with the six costs below taken out;
 `BENCH_SYNC_PROFILE=1` prints them) is Python under moto's own GIL, one request at a time, while
 DynamoDB answers a batch write in about 10 ms and S3 a put in 20-50 ms. So two ratios are printed, and
 neither is faked:
@@ -533,8 +533,9 @@ def main() -> int:
             mb_dir = work / "mbsync"
             mb_runs: list[tuple[float, Path, Run]] = []
             if mbsync:
-                # mbsync's few seconds move with the machine far more than ours (1.1 to 3.5 s between
-                # quiet runs here): the median of PEER_RUNS initial syncs, each into an empty Maildir.
+                # mbsync's fraction of a second moves with the machine far more than ours (0.25 s
+                # idle, 1 to 3.5 s with other work beside it): the median of PEER_RUNS initial syncs,
+                # each into an empty Maildir.
                 for attempt in range(PEER_RUNS):
                     run_dir = work / f"mbsync-{attempt}"
                     run_dir.mkdir()
