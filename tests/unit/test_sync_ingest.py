@@ -603,6 +603,22 @@ class StaleReads(EmailStore):
         return found
 
 
+def ingest_after_stale_reads(
+    run: Side, tenant: str, item: FetchedMessage, stale: int
+) -> tuple[list[Ingested], list[float]]:
+    """`item` ingested by OTHER_ACCOUNT's mailbox whose first `stale` plan reads miss what another
+    writer stored: the results and the pauses taken between attempts."""
+    sleeps: list[float] = []
+    results = ingest_batch(
+        inbox(tenant, account=OTHER_ACCOUNT),
+        [item],
+        StaleReads(run.emails.table_name, stale=stale),
+        run.blobs,
+        sleep=sleeps.append,
+    )
+    return results, sleeps
+
+
 def test_an_email_created_by_a_concurrent_writer_is_attached_to_not_created_again(
     run: Side, tenant: str
 ) -> None:
@@ -610,14 +626,7 @@ def test_an_email_created_by_a_concurrent_writer_is_attached_to_not_created_agai
     raw = message("Race", msgid="race@customer.example")
     first = ingest_batch(inbox(tenant), [fetched(1, raw, ("\\Seen",))], run.emails, run.blobs)
     # When this batch's conditional create loses to it
-    sleeps: list[float] = []
-    results = ingest_batch(
-        inbox(tenant, account=OTHER_ACCOUNT),
-        [fetched(5, raw)],
-        StaleReads(run.emails.table_name, stale=1),
-        run.blobs,
-        sleep=sleeps.append,
-    )
+    results, sleeps = ingest_after_stale_reads(run, tenant, fetched(5, raw), stale=1)
     # Then the batch is planned again after a pause and attaches to the winner
     assert sleeps == [0.05]
     assert [(r.email_id, r.new_location) for r in results] == [(first[0].email_id, True)]
@@ -741,14 +750,7 @@ def test_a_lost_create_in_a_full_thread_pauses_and_plans_again_like_any_lost_con
     reply = message("Re: Full", msgid="full-2@x.example", refs=[root])
     first = ingest_batch(inbox(tenant), [fetched(3, reply)], run.emails, run.blobs)
     # When this batch's create of it loses, and so does its thread's member limit, in one transaction
-    sleeps: list[float] = []
-    results = ingest_batch(
-        inbox(tenant, account=OTHER_ACCOUNT),
-        [fetched(7, reply)],
-        StaleReads(run.emails.table_name, stale=1),
-        run.blobs,
-        sleep=sleeps.append,
-    )
+    results, sleeps = ingest_after_stale_reads(run, tenant, fetched(7, reply), stale=1)
     # Then it pauses and plans again from a fresh read (not as if only the thread were full), and attaches
     assert sleeps == [0.05]
     assert [(r.email_id, r.new_location) for r in results] == [(first[0].email_id, True)]
